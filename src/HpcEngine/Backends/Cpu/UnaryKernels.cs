@@ -1,0 +1,146 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+
+namespace HpcEngine.Backends.Cpu;
+
+/// <summary>Unary floating-point kinds. Alpha carries the parameter of the parameterised ones (leaky slope, power,
+/// clamp bounds through <see cref="UnaryKernels.Clamp{T}"/>).</summary>
+internal enum UnaryOp
+{
+    Neg,
+    Abs,
+    Exp,
+    Log,
+    Log1p,
+    Sqrt,
+    Rsqrt,
+    Tanh,
+    Sigmoid,
+    Relu,
+    LeakyRelu,
+    Gelu,
+    GeluTanh,
+    Silu,
+    PowScalar,
+    Sign,
+    Reciprocal,
+}
+
+/// <summary>Forward and backward of the unary ops over contiguous memory, split across threads. The forward uses
+/// TensorPrimitives (SIMD) where it has the function; the backward fuses g * f'(x) into one pass.</summary>
+internal static unsafe class UnaryKernels
+{
+    private const double SqrtTwoOverPi = 0.7978845608028654, GeluC = 0.044715, InvSqrt2 = 0.7071067811865476, InvSqrt2Pi = 0.3989422804014327;
+
+    public static void Forward<T>(UnaryOp op, Tensor x, Tensor y, double alpha) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        T* px = x.Ptr<T>(), py = y.Ptr<T>();
+        int n = x.NumEl;
+        CpuThreads.For(n, n * 4L, (s, e) =>
+        {
+            var xs = new ReadOnlySpan<T>(px + s, e - s);
+            var ys = new Span<T>(py + s, e - s);
+            T a = T.CreateChecked(alpha);
+            switch (op)
+            {
+                case UnaryOp.Neg: TensorPrimitives.Negate(xs, ys); break;
+                case UnaryOp.Abs: TensorPrimitives.Abs(xs, ys); break;
+                case UnaryOp.Exp: TensorPrimitives.Exp(xs, ys); break;
+                case UnaryOp.Log: TensorPrimitives.Log(xs, ys); break;
+                case UnaryOp.Sqrt: TensorPrimitives.Sqrt(xs, ys); break;
+                case UnaryOp.Tanh: TensorPrimitives.Tanh(xs, ys); break;
+                case UnaryOp.Sigmoid: TensorPrimitives.Sigmoid(xs, ys); break;
+                case UnaryOp.Relu: TensorPrimitives.Max(xs, T.Zero, ys); break;
+                case UnaryOp.Reciprocal: TensorPrimitives.Reciprocal(xs, ys); break;
+                default:
+                    for (int i = 0; i < xs.Length; i++) ys[i] = Scalar(op, xs[i], a);
+                    break;
+            }
+        });
+    }
+
+    private static T Scalar<T>(UnaryOp op, T x, T alpha) where T : IFloatingPointIeee754<T> => op switch
+    {
+        UnaryOp.Log1p => T.LogP1(x),
+        UnaryOp.Rsqrt => T.One / T.Sqrt(x),
+        UnaryOp.LeakyRelu => x > T.Zero ? x : x * alpha,
+        UnaryOp.Gelu => T.CreateTruncating(0.5) * x * (T.One + T.CreateTruncating(SpecialFunctions.Erf(double.CreateTruncating(x) * InvSqrt2))),
+        UnaryOp.GeluTanh => T.CreateTruncating(0.5) * x * (T.One + T.Tanh(T.CreateTruncating(SqrtTwoOverPi) * (x + T.CreateTruncating(GeluC) * x * x * x))),
+        UnaryOp.Silu => x / (T.One + T.Exp(-x)),
+        UnaryOp.PowScalar => T.Pow(x, alpha),
+        UnaryOp.Sign => T.IsNaN(x) ? x : T.CreateTruncating(T.Sign(x)),
+        _ => throw new ArgumentOutOfRangeException(nameof(op), $"internal: no scalar form for {op}"),
+    };
+
+    /// <summary>dx = g * f'(x), using the saved output y where the derivative is cheaper from it.</summary>
+    public static void Backward<T>(UnaryOp op, Tensor x, Tensor y, Tensor g, Tensor dx, double alpha) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        T* px = x.Ptr<T>(), py = y.Ptr<T>(), pg = g.Ptr<T>(), pd = dx.Ptr<T>();
+        int n = x.NumEl;
+        T a = T.CreateTruncating(alpha), half = T.CreateTruncating(0.5), two = T.CreateTruncating(2);
+        CpuThreads.For(n, n * 8L, (s, e) =>
+        {
+            for (int i = s; i < e; i++)
+            {
+                T xi = px[i], yi = py[i], gi = pg[i];
+                pd[i] = op switch
+                {
+                    UnaryOp.Neg => -gi,
+                    UnaryOp.Abs => gi * T.CreateTruncating(T.Sign(xi)),
+                    UnaryOp.Exp => gi * yi,
+                    UnaryOp.Log => gi / xi,
+                    UnaryOp.Log1p => gi / (T.One + xi),
+                    UnaryOp.Sqrt => gi / (two * yi),
+                    UnaryOp.Rsqrt => -half * gi * yi * yi * yi,
+                    UnaryOp.Tanh => gi * (T.One - yi * yi),
+                    UnaryOp.Sigmoid => gi * yi * (T.One - yi),
+                    UnaryOp.Relu => xi > T.Zero ? gi : T.Zero,
+                    UnaryOp.LeakyRelu => xi > T.Zero ? gi : gi * a,
+                    UnaryOp.Gelu => gi * GeluGrad(xi),
+                    UnaryOp.GeluTanh => gi * GeluTanhGrad(xi),
+                    UnaryOp.Silu => gi * SiluGrad(xi),
+                    UnaryOp.PowScalar => gi * a * T.Pow(xi, a - T.One),
+                    UnaryOp.Sign => T.Zero,
+                    UnaryOp.Reciprocal => -gi * yi * yi,
+                    _ => throw new ArgumentOutOfRangeException(nameof(op)),
+                };
+            }
+        });
+    }
+
+    private static T GeluGrad<T>(T x) where T : IFloatingPointIeee754<T>
+    {
+        double xd = double.CreateTruncating(x);
+        double cdf = 0.5 * (1 + SpecialFunctions.Erf(xd * InvSqrt2));
+        return T.CreateTruncating(cdf + xd * InvSqrt2Pi * Math.Exp(-0.5 * xd * xd));
+    }
+
+    private static T GeluTanhGrad<T>(T x) where T : IFloatingPointIeee754<T>
+    {
+        double xd = double.CreateTruncating(x);
+        double inner = SqrtTwoOverPi * (xd + GeluC * xd * xd * xd);
+        double t = Math.Tanh(inner);
+        return T.CreateTruncating(0.5 * (1 + t) + 0.5 * xd * (1 - t * t) * SqrtTwoOverPi * (1 + 3 * GeluC * xd * xd));
+    }
+
+    private static T SiluGrad<T>(T x) where T : IFloatingPointIeee754<T>
+    {
+        T s = T.One / (T.One + T.Exp(-x));
+        return s * (T.One + x * (T.One - s));
+    }
+
+    /// <summary>y = min(max(x, lo), hi) over contiguous memory.</summary>
+    public static void Clamp<T>(Tensor x, Tensor y, double lo, double hi) where T : unmanaged, INumber<T>
+    {
+        T* px = x.Ptr<T>(), py = y.Ptr<T>();
+        T l = T.CreateSaturating(lo), h = T.CreateSaturating(hi);
+        int n = x.NumEl;
+        CpuThreads.For(n, n, (s, e) =>
+        {
+            var ys = new Span<T>(py + s, e - s);
+            if (!double.IsNegativeInfinity(lo)) TensorPrimitives.Max(new ReadOnlySpan<T>(px + s, e - s), l, ys);
+            else new ReadOnlySpan<T>(px + s, e - s).CopyTo(ys);
+            if (!double.IsPositiveInfinity(hi)) TensorPrimitives.Min(ys, h, ys);
+        });
+    }
+}

@@ -1,0 +1,214 @@
+using HpcEngine.Autograd;
+using HpcEngine.Backends.Cpu;
+
+namespace HpcEngine;
+
+public static partial class F
+{
+    /// <summary>2-D convolution (cross-correlation, as PyTorch): input [N, C, H, W], weight [O, C/groups, KH, KW],
+    /// bias [O]. Lowered per image and group to im2col + one GEMM; backward folds the column gradient back (col2im).</summary>
+    public static unsafe Tensor Conv2d(Tensor input, Tensor weight, Tensor? bias = null, int stride = 1, int padding = 0, int dilation = 1, int groups = 1) =>
+        Conv2d(input, weight, bias, (stride, stride), (padding, padding), (dilation, dilation), groups);
+
+    /// <summary>2-D convolution with per-axis stride, padding and dilation.</summary>
+    public static unsafe Tensor Conv2d(Tensor input, Tensor weight, Tensor? bias, (int H, int W) stride, (int H, int W) padding, (int H, int W) dilation, int groups = 1)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(weight);
+        if (input.Rank != 4 || weight.Rank != 4)
+            throw ShapeMismatchException.For("conv2d", "input must be [N, C, H, W] and weight [O, C/groups, KH, KW]", input, weight);
+        if (input.DType != weight.DType) throw new DTypeMismatchException($"conv2d: input is {input.DType.TorchName()} but weight is {weight.DType.TorchName()}");
+        if (groups < 1) throw new ArgumentOutOfRangeException(nameof(groups), $"conv2d: groups must be positive, got {groups}");
+        if (stride.H < 1 || stride.W < 1 || dilation.H < 1 || dilation.W < 1 || padding.H < 0 || padding.W < 0)
+            throw new ArgumentOutOfRangeException(nameof(stride), $"conv2d: stride and dilation must be positive and padding non-negative (stride {stride}, padding {padding}, dilation {dilation})");
+        int n = input.Shape[0], c = input.Shape[1], h = input.Shape[2], w = input.Shape[3];
+        int o = weight.Shape[0], cg = weight.Shape[1], kh = weight.Shape[2], kw = weight.Shape[3];
+        if (c % groups != 0 || o % groups != 0 || cg != c / groups)
+            throw ShapeMismatchException.For("conv2d", $"channels must split evenly into {groups} groups: weight dim 1 must be C/groups", input, weight);
+        if (bias != null && (bias.Rank != 1 || bias.Shape[0] != o))
+            throw ShapeMismatchException.For("conv2d", $"bias must be [{o}]", weight, bias);
+        var geo = new Conv2dGeometry(cg, h, w, kh, kw, stride.H, stride.W, padding.H, padding.W, dilation.H, dilation.W);
+        int oh = geo.OH, ow = geo.OW;
+        if (oh <= 0 || ow <= 0)
+            throw ShapeMismatchException.For("conv2d", $"the kernel (with dilation and padding) is larger than the input: output would be {oh}x{ow}", input, weight);
+        var compute = input.DType.ComputeType();
+        using var xc = Ops.ToDType(input, compute, false).ContiguousOwned();
+        using var wc = Ops.ToDType(weight, compute, false).ContiguousOwned();
+        int og = o / groups, ck = cg * kh * kw, l = oh * ow;
+        var y = Tensor.Empty([n, o, oh, ow], compute);
+        using (var cols = Tensor.Empty([ck, l], compute))
+        {
+            for (int b = 0; b < n; b++)
+                for (int gi = 0; gi < groups; gi++)
+                {
+                    Im2Col(xc, b, gi, cg, geo, cols);
+                    using var wg = wc.View([og, ck], [ck, 1], gi * og * ck);
+                    using var yg = y.View([og, l], [l, 1], (b * o + gi * og) * l);
+                    Ops.Gemm2D(wg, cols, yg, accumulate: false);
+                }
+        }
+        if (bias != null)
+        {
+            using var b4 = Ops.Reshape(bias, 1, o, 1, 1);
+            using var bc = Ops.ToDType(b4, compute, false);
+            Ops.AddInto(y, bc); // broadcasts [1, O, 1, 1] over the output
+        }
+        if (compute != input.DType) y = y.Replace(Ops.ToDType(y, input.DType, false));
+        var inputs = bias != null ? new[] { input, weight, bias } : new[] { input, weight };
+        if (!Recorder.Needs(inputs)) return y;
+        bool gx = input.NeedsGrad, gw = weight.NeedsGrad, gb = bias?.NeedsGrad ?? false;
+        return Recorder.Record(y, "conv2d", inputs, [xc, wc], (g, s) =>
+        {
+            using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
+            var dx = gx ? Tensor.Zeros([n, c, h, w], compute) : null;
+            var dw = gw ? Tensor.Zeros([o, cg, kh, kw], compute) : null;
+            using var cols = Tensor.Empty([ck, l], compute);
+            using var dcols = Tensor.Empty([ck, l], compute);
+            for (int b = 0; b < n; b++)
+                for (int gi = 0; gi < groups; gi++)
+                {
+                    using var gy = gc.View([og, l], [l, 1], (b * o + gi * og) * l);
+                    if (dw != null)
+                    {
+                        Im2Col(s[0], b, gi, cg, geo, cols);
+                        using var dwg = dw.View([og, ck], [ck, 1], gi * og * ck);
+                        using var colsT = cols.View([l, ck], [1, l], 0);
+                        Ops.Gemm2D(gy, colsT, dwg, accumulate: true);
+                    }
+                    if (dx != null)
+                    {
+                        using var wgT = s[1].View([ck, og], [1, ck], s[1].Offset + gi * og * ck);
+                        Ops.Gemm2D(wgT, gy, dcols, accumulate: false);
+                        Col2Im(dcols, dx, b, gi, cg, geo);
+                    }
+                }
+            Tensor? db = gb ? Ops.Sum(gc, [0, 2, 3]) : null;
+            var r = new List<Tensor?> { dx, dw };
+            if (bias != null) r.Add(db);
+            return [.. r];
+        });
+    }
+
+    private static unsafe void Im2Col(Tensor x, int b, int gi, int cg, Conv2dGeometry geo, Tensor cols)
+    {
+        long off = ((long)b * x.Shape[1] + gi * cg) * geo.H * geo.W;
+        if (x.DType == DType.Float32) ConvKernels.Im2Col(x.Ptr<float>() + off, geo, cols.Ptr<float>());
+        else ConvKernels.Im2Col(x.Ptr<double>() + off, geo, cols.Ptr<double>());
+    }
+
+    private static unsafe void Col2Im(Tensor cols, Tensor dx, int b, int gi, int cg, Conv2dGeometry geo)
+    {
+        long off = ((long)b * dx.Shape[1] + gi * cg) * geo.H * geo.W;
+        if (dx.DType == DType.Float32) ConvKernels.Col2Im(cols.Ptr<float>(), geo, dx.Ptr<float>() + off);
+        else ConvKernels.Col2Im(cols.Ptr<double>(), geo, dx.Ptr<double>() + off);
+    }
+
+    /// <summary>2-D max pooling over [N, C, H, W]; the stride defaults to the kernel size.</summary>
+    public static unsafe Tensor MaxPool2d(Tensor x, int kernelSize, int? stride = null, int padding = 0, int dilation = 1)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        var (planes, geo, compute, xc) = PoolSetup("max_pool2d", x, kernelSize, stride ?? kernelSize, padding, dilation);
+        using var _ = xc;
+        if (padding * 2 > kernelSize) throw new ArgumentException($"max_pool2d: padding ({padding}) must be at most half the kernel size ({kernelSize})", nameof(padding));
+        var y = Tensor.Empty([x.Shape[0], x.Shape[1], geo.OH, geo.OW], compute);
+        var arg = Tensor.Empty(y.Shape, DType.Int64);
+        if (compute == DType.Float32) PoolKernels.MaxForward(xc.Ptr<float>(), y.Ptr<float>(), arg.Ptr<long>(), planes, geo);
+        else PoolKernels.MaxForward(xc.Ptr<double>(), y.Ptr<double>(), arg.Ptr<long>(), planes, geo);
+        if (compute != x.DType) y = y.Replace(Ops.ToDType(y, x.DType, false));
+        if (!Recorder.Needs(x)) { arg.Dispose(); return y; }
+        var inShape = x.ShapeArray;
+        Recorder.Record(y, "max_pool2d", [x], [arg], (g, s) =>
+        {
+            using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
+            var dx = Tensor.Zeros(inShape, compute);
+            if (compute == DType.Float32) PoolKernels.MaxBackward(gc.Ptr<float>(), s[0].Ptr<long>(), dx.Ptr<float>(), planes, geo);
+            else PoolKernels.MaxBackward(gc.Ptr<double>(), s[0].Ptr<long>(), dx.Ptr<double>(), planes, geo);
+            return [dx];
+        });
+        arg.Dispose();
+        return y;
+    }
+
+    /// <summary>2-D average pooling over [N, C, H, W]; the stride defaults to the kernel size.</summary>
+    public static unsafe Tensor AvgPool2d(Tensor x, int kernelSize, int? stride = null, int padding = 0, bool countIncludePad = true)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        var (planes, geo, compute, xc) = PoolSetup("avg_pool2d", x, kernelSize, stride ?? kernelSize, padding, 1);
+        using var _ = xc;
+        if (padding * 2 > kernelSize) throw new ArgumentException($"avg_pool2d: padding ({padding}) must be at most half the kernel size ({kernelSize})", nameof(padding));
+        var y = Tensor.Empty([x.Shape[0], x.Shape[1], geo.OH, geo.OW], compute);
+        if (compute == DType.Float32) PoolKernels.Avg(xc.Ptr<float>(), y.Ptr<float>(), planes, geo, countIncludePad, backward: false);
+        else PoolKernels.Avg(xc.Ptr<double>(), y.Ptr<double>(), planes, geo, countIncludePad, backward: false);
+        if (compute != x.DType) y = y.Replace(Ops.ToDType(y, x.DType, false));
+        if (!Recorder.Needs(x)) return y;
+        var inShape = x.ShapeArray;
+        return Recorder.Record(y, "avg_pool2d", [x], g =>
+        {
+            using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
+            var dx = Tensor.Zeros(inShape, compute);
+            if (compute == DType.Float32) PoolKernels.Avg(dx.Ptr<float>(), gc.Ptr<float>(), planes, geo, countIncludePad, backward: true);
+            else PoolKernels.Avg(dx.Ptr<double>(), gc.Ptr<double>(), planes, geo, countIncludePad, backward: true);
+            return [dx];
+        });
+    }
+
+    private static (int Planes, Conv2dGeometry Geo, DType Compute, Tensor Xc) PoolSetup(string op, Tensor x, int k, int stride, int padding, int dilation)
+    {
+        if (x.Rank != 4) throw new ShapeMismatchException($"{op}: input must be [N, C, H, W], got {Shapes.Format(x.Shape)}");
+        if (!x.DType.IsFloating()) throw Ops.Unsupported(op, x.DType, "a floating dtype");
+        if (k < 1 || stride < 1 || dilation < 1 || padding < 0)
+            throw new ArgumentOutOfRangeException(nameof(k), $"{op}: kernel, stride and dilation must be positive and padding non-negative");
+        var geo = new Conv2dGeometry(x.Shape[1], x.Shape[2], x.Shape[3], k, k, stride, stride, padding, padding, dilation, dilation);
+        if (geo.OH <= 0 || geo.OW <= 0)
+            throw new ShapeMismatchException($"{op}: kernel {k} is larger than the padded input {Shapes.Format(x.Shape)}");
+        var compute = x.DType.ComputeType();
+        return (x.Shape[0] * x.Shape[1], geo, compute, Ops.ToDType(x, compute, false).ContiguousOwned());
+    }
+
+    /// <summary>Rows of <paramref name="weight"/> [V, D] picked by integer <paramref name="indices"/>: shape indices.shape + [D].</summary>
+    public static Tensor Embedding(Tensor indices, Tensor weight)
+    {
+        ArgumentNullException.ThrowIfNull(indices);
+        ArgumentNullException.ThrowIfNull(weight);
+        if (weight.Rank != 2) throw new ShapeMismatchException($"embedding: the weight must be [num_embeddings, dim], got {Shapes.Format(weight.Shape)}");
+        using var flat = Ops.Reshape(indices, -1);
+        using var rows = Ops.IndexSelect(weight, 0, flat);
+        return Ops.Reshape(rows, [.. indices.ShapeArray, weight.Shape[1]]);
+    }
+
+    /// <summary>softmax(q·kᵀ/√d + mask)·v over [..., L, d] inputs; <paramref name="isCausal"/> hides future positions.
+    /// <paramref name="attnMask"/> is added to the scores (bool masks: false = hidden).</summary>
+    public static Tensor ScaledDotProductAttention(Tensor q, Tensor k, Tensor v, Tensor? attnMask = null, bool isCausal = false, double? scale = null)
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(k);
+        ArgumentNullException.ThrowIfNull(v);
+        if (q.Rank < 2 || q.Shape[^1] != k.Shape[^1] || k.Shape[^2] != v.Shape[^2])
+            throw ShapeMismatchException.For("scaled_dot_product_attention", "q [..., L, E], k [..., S, E], v [..., S, Ev] are expected", q, k, v);
+        double sc = scale ?? 1.0 / Math.Sqrt(q.Shape[^1]);
+        using var kt = Ops.Transpose(k, -2, -1);
+        using var raw = Ops.MatMul(q, kt);
+        var scores = Ops.MulScalar(raw, sc);
+        int lq = q.Shape[^2], lk = k.Shape[^2];
+        if (isCausal)
+        {
+            using var rowsIdx = Tensor.Arange(lq);
+            using var colsIdx = Tensor.Arange(lk);
+            using var r2 = Ops.Unsqueeze(rowsIdx, 1);
+            using var future = Ops.Gt(colsIdx, r2);
+            scores = scores.Replace(Ops.MaskedFill(scores, future, double.NegativeInfinity));
+        }
+        if (attnMask != null)
+        {
+            if (attnMask.DType == DType.Bool)
+            {
+                using var hidden = Ops.LogicalNot(attnMask);
+                scores = scores.Replace(Ops.MaskedFill(scores, hidden, double.NegativeInfinity));
+            }
+            else scores = scores.Replace(Ops.Add(scores, attnMask));
+        }
+        using (scores)
+        using (var attn = Softmax(scores, -1))
+            return Ops.MatMul(attn, v);
+    }
+}

@@ -1,0 +1,85 @@
+using HpcEngine.Autograd;
+using HpcEngine.Backends.Cpu;
+
+namespace HpcEngine;
+
+public static partial class Ops
+{
+    public static Tensor Eq(Tensor a, Tensor b) => Compare(CompareOp.Eq, "eq", a, b);
+    public static Tensor Ne(Tensor a, Tensor b) => Compare(CompareOp.Ne, "ne", a, b);
+    public static Tensor Lt(Tensor a, Tensor b) => Compare(CompareOp.Lt, "lt", a, b);
+    public static Tensor Le(Tensor a, Tensor b) => Compare(CompareOp.Le, "le", a, b);
+    public static Tensor Gt(Tensor a, Tensor b) => Compare(CompareOp.Gt, "gt", a, b);
+    public static Tensor Ge(Tensor a, Tensor b) => Compare(CompareOp.Ge, "ge", a, b);
+    public static Tensor LogicalAnd(Tensor a, Tensor b) => Compare(CompareOp.And, "logical_and", a, b);
+    public static Tensor LogicalOr(Tensor a, Tensor b) => Compare(CompareOp.Or, "logical_or", a, b);
+    public static Tensor LogicalXor(Tensor a, Tensor b) => Compare(CompareOp.Xor, "logical_xor", a, b);
+
+    public static Tensor EqScalar(Tensor a, double s) { using var t = Tensor.Scalar(s, DType.Float64); return Eq(a, t); }
+    public static Tensor GtScalar(Tensor a, double s) { using var t = Tensor.Scalar(s, DType.Float64); return Gt(a, t); }
+    public static Tensor GeScalar(Tensor a, double s) { using var t = Tensor.Scalar(s, DType.Float64); return Ge(a, t); }
+    public static Tensor LtScalar(Tensor a, double s) { using var t = Tensor.Scalar(s, DType.Float64); return Lt(a, t); }
+    public static Tensor LeScalar(Tensor a, double s) { using var t = Tensor.Scalar(s, DType.Float64); return Le(a, t); }
+
+    /// <summary>Logical not: true where x is zero.</summary>
+    public static Tensor LogicalNot(Tensor x) { using var z = Tensor.Scalar(0, DType.Float64); return Eq(x, z); }
+
+    private static Tensor Compare(CompareOp op, string name, Tensor a, Tensor b)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        SameDevice(name, a, b);
+        var shape = Shapes.Broadcast(name, a.Shape, b.Shape);
+        // Compare in the wider of the two types; int64 vs float64 compare in float64 like NumPy.
+        var compute = DTypes.Promote(a.DType, b.DType).ComputeType();
+        if (compute is DType.Bool or DType.UInt8) compute = DType.Int32;
+        using var ac = ToDType(a, compute, false);
+        using var bc = ToDType(b, compute, false);
+        var r = Tensor.Empty(shape, DType.Bool);
+        switch (compute)
+        {
+            case DType.Float32: CompareKernels.Run<float>(op, ac, bc, r); break;
+            case DType.Float64: CompareKernels.Run<double>(op, ac, bc, r); break;
+            case DType.Int32: CompareKernels.Run<int>(op, ac, bc, r); break;
+            case DType.Int64: CompareKernels.Run<long>(op, ac, bc, r); break;
+            default: throw Unsupported(name, compute);
+        }
+        return r;
+    }
+
+    /// <summary>Elementwise choice: <paramref name="a"/> where <paramref name="condition"/> is true, else
+    /// <paramref name="b"/>; all three broadcast.</summary>
+    public static Tensor Where(Tensor condition, Tensor a, Tensor b)
+    {
+        ArgumentNullException.ThrowIfNull(condition);
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        SameDevice("where", a, b);
+        if (condition.DType is not (DType.Bool or DType.UInt8))
+            throw new DTypeMismatchException($"where: the condition must be bool, got {condition.DType.TorchName()}");
+        var shape = Shapes.Broadcast("where", condition.Shape, Shapes.Broadcast("where", a.Shape, b.Shape));
+        var dtype = DTypes.Promote(a.DType, b.DType);
+        using var ac = ToDType(a, dtype, false);
+        using var bc = ToDType(b, dtype, false);
+        var r = Tensor.Empty(shape, dtype);
+        CompareKernels.Where(condition, ac, bc, r);
+        if (!Recorder.Needs(a, b)) return r;
+        int[] sa = a.ShapeArray, sb = b.ShapeArray;
+        bool ga = a.NeedsGrad, gb = b.NeedsGrad;
+        return Recorder.Record(r, "where", [a, b], [condition], (g, s) =>
+        {
+            using var zero = Tensor.Zeros([], g.DType);
+            Tensor? da = ga ? SumToOwned(Where(s[0], g, zero), sa) : null;
+            Tensor? db = gb ? SumToOwned(Where(s[0], zero, g), sb) : null;
+            return [da, db];
+        });
+    }
+
+    /// <summary>x with <paramref name="value"/> where <paramref name="mask"/> is true.</summary>
+    public static Tensor MaskedFill(Tensor x, Tensor mask, double value)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        using var v = Tensor.Scalar(value, x.DType);
+        return Where(mask, v, x);
+    }
+}

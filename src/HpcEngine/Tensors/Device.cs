@@ -1,0 +1,33 @@
+namespace HpcEngine;
+
+/// <summary>Kinds of device a tensor can live on.</summary>
+public enum DeviceType
+{
+    Cpu,
+    Cuda,
+}
+
+/// <summary>Where a tensor's storage lives: <c>cpu</c> or <c>cuda:N</c>.</summary>
+public readonly record struct Device(DeviceType Type, int Index = 0)
+{
+    /// <summary>The host CPU.</summary>
+    public static Device Cpu { get; } = new(DeviceType.Cpu);
+
+    /// <summary>CUDA device <paramref name="index"/>; usable once a CUDA backend is registered.</summary>
+    public static Device Cuda(int index = 0) => new(DeviceType.Cuda, index);
+
+    /// <summary>Parses <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c>.</summary>
+    public static Device Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        if (text.Equals("cpu", StringComparison.OrdinalIgnoreCase)) return Cpu;
+        if (text.Equals("cuda", StringComparison.OrdinalIgnoreCase)) return Cuda();
+        if (text.StartsWith("cuda:", StringComparison.OrdinalIgnoreCase) &&
+            int.TryParse(text.AsSpan(5), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int i))
+            return Cuda(i);
+        throw new FormatException($"'{text}' is not a device: use cpu, cuda or cuda:N");
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => Type == DeviceType.Cpu ? "cpu" : $"cuda:{Index}";
+}

@@ -1,0 +1,125 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace HpcEngine;
+
+/// <summary>A reference-counted block of CPU memory that tensors view. Buffers are pinned (pinned object heap), so
+/// kernels take raw pointers without <c>fixed</c>, and go back to <see cref="StoragePool"/> when the last
+/// tensor viewing them is disposed. A storage that is never released is simply collected by the GC.</summary>
+internal sealed unsafe class Storage
+{
+    private byte[]? _buffer;
+    private int _refs = 1;
+
+    /// <summary>Bumped by every in-place write, so autograd can tell that a saved tensor changed.</summary>
+    public int Version;
+
+    public long ByteLength { get; }
+
+    private Storage(byte[] buffer, long byteLength)
+    {
+        _buffer = buffer;
+        ByteLength = byteLength;
+    }
+
+    public static Storage Allocate(long bytes, bool zeroed)
+    {
+        var buf = StoragePool.Rent(bytes);
+        if (zeroed) Array.Clear(buf, 0, (int)bytes);
+        return new Storage(buf, bytes);
+    }
+
+    public byte* Pointer
+    {
+        get
+        {
+            var b = _buffer ?? throw new ObjectDisposedException(nameof(Storage), "the tensor's storage was released (the tensor was disposed)");
+            return (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(b));
+        }
+    }
+
+    public bool IsAlive => _buffer != null;
+
+    public int RefCount => Volatile.Read(ref _refs);
+
+    public void AddRef()
+    {
+        if (Interlocked.Increment(ref _refs) <= 1)
+            throw new ObjectDisposedException(nameof(Storage), "cannot share a storage that was already released");
+    }
+
+    public void Release()
+    {
+        int r = Interlocked.Decrement(ref _refs);
+        if (r == 0)
+        {
+            var b = Interlocked.Exchange(ref _buffer, null);
+            if (b != null) StoragePool.Return(b, ByteLength);
+        }
+    }
+}
+
+/// <summary>Process-wide cache of storage buffers by exact byte size, so a steady training loop (same shapes every
+/// step) reuses memory instead of allocating. Bounded in count per size and in total bytes; like
+/// <c>ArrayPool.Shared</c> it is the one documented piece of shared state besides the defaults.</summary>
+public static class StoragePool
+{
+    private const int MaxPerSize = 32;
+    private static readonly Dictionary<long, Stack<byte[]>> Free = new();
+    private static readonly Lock Gate = new();
+    private static long _cachedBytes;
+    private static long _rented;
+    private static long _allocated;
+
+    /// <summary>Upper bound on bytes kept cached (default 2 GiB).</summary>
+    public static long MaxCachedBytes { get; set; } = 2L << 30;
+
+    /// <summary>Buffers handed out since start.</summary>
+    public static long Rented => Interlocked.Read(ref _rented);
+
+    /// <summary>Buffers that had to be newly allocated (a cache miss) since start.</summary>
+    public static long Allocated => Interlocked.Read(ref _allocated);
+
+    /// <summary>Bytes currently cached and free.</summary>
+    public static long CachedBytes { get { lock (Gate) return _cachedBytes; } }
+
+    internal static byte[] Rent(long bytes)
+    {
+        if (bytes > Array.MaxLength)
+            throw new OutOfMemoryException($"a single CPU storage of {bytes} bytes exceeds the engine's limit of {Array.MaxLength} bytes");
+        Interlocked.Increment(ref _rented);
+        lock (Gate)
+        {
+            if (Free.TryGetValue(bytes, out var s) && s.Count > 0)
+            {
+                _cachedBytes -= bytes;
+                return s.Pop();
+            }
+        }
+        Interlocked.Increment(ref _allocated);
+        // Zero-length storages still get a real (1-byte) array so Pointer is valid.
+        return GC.AllocateUninitializedArray<byte>((int)Math.Max(bytes, 1), pinned: true);
+    }
+
+    internal static void Return(byte[] buffer, long bytes)
+    {
+        lock (Gate)
+        {
+            if (_cachedBytes + bytes > MaxCachedBytes) return;
+            if (!Free.TryGetValue(bytes, out var s)) Free[bytes] = s = new Stack<byte[]>();
+            if (s.Count >= MaxPerSize) return;
+            s.Push(buffer);
+            _cachedBytes += bytes;
+        }
+    }
+
+    /// <summary>Drops every cached buffer (for tests and memory-constrained hosts).</summary>
+    public static void Clear()
+    {
+        lock (Gate)
+        {
+            Free.Clear();
+            _cachedBytes = 0;
+        }
+    }
+}

@@ -1,0 +1,169 @@
+using HpcEngine.Backends.Cpu;
+
+namespace HpcEngine;
+
+/// <summary>The ops as methods and operators, PyTorch-style: <c>x.MatMul(w).Add(b).Relu()</c>, <c>a * b + 1</c>.</summary>
+public sealed partial class Tensor
+{
+    public Tensor Add(Tensor other) => Ops.Add(this, other);
+    public Tensor Sub(Tensor other) => Ops.Sub(this, other);
+    public Tensor Mul(Tensor other) => Ops.Mul(this, other);
+    public Tensor Div(Tensor other) => Ops.Div(this, other);
+    public Tensor Pow(double exponent) => Ops.Pow(this, exponent);
+    public Tensor Neg() => Ops.Neg(this);
+    public Tensor Abs() => Ops.Abs(this);
+    public Tensor Exp() => Ops.Exp(this);
+    public Tensor Log() => Ops.Log(this);
+    public Tensor Log1p() => Ops.Log1p(this);
+    public Tensor Sqrt() => Ops.Sqrt(this);
+    public Tensor Rsqrt() => Ops.Rsqrt(this);
+    public Tensor Tanh() => Ops.Tanh(this);
+    public Tensor Sigmoid() => Ops.Sigmoid(this);
+    public Tensor Relu() => Ops.Relu(this);
+    public Tensor Clamp(double? min = null, double? max = null) => Ops.Clamp(this, min, max);
+    public Tensor MatMul(Tensor other) => Ops.MatMul(this, other);
+
+    public Tensor Sum(int[]? dims = null, bool keepDim = false) => Ops.Sum(this, dims, keepDim);
+    public Tensor Sum(int dim, bool keepDim = false) => Ops.Sum(this, [dim], keepDim);
+    public Tensor Mean(int[]? dims = null, bool keepDim = false) => Ops.Mean(this, dims, keepDim);
+    public Tensor Mean(int dim, bool keepDim = false) => Ops.Mean(this, [dim], keepDim);
+    public Tensor Var(int[]? dims = null, bool keepDim = false, double correction = 1) => Ops.Var(this, dims, keepDim, correction);
+    public Tensor Std(int[]? dims = null, bool keepDim = false, double correction = 1) => Ops.Std(this, dims, keepDim, correction);
+    public Tensor Max() => Ops.Max(this);
+    public Tensor Min() => Ops.Min(this);
+    public (Tensor Values, Tensor Indices) Max(int dim, bool keepDim = false) => Ops.Max(this, dim, keepDim);
+    public (Tensor Values, Tensor Indices) Min(int dim, bool keepDim = false) => Ops.Min(this, dim, keepDim);
+    public Tensor ArgMax(int dim, bool keepDim = false) => Ops.ArgMax(this, dim, keepDim);
+    public Tensor Norm(double p = 2) => Ops.Norm(this, p);
+
+    public Tensor Reshape(params int[] shape) => Ops.Reshape(this, shape);
+    public Tensor View(params int[] shape) => Ops.View(this, shape);
+    public Tensor Permute(params int[] dims) => Ops.Permute(this, dims);
+    public Tensor Transpose(int dim0, int dim1) => Ops.Transpose(this, dim0, dim1);
+
+    /// <summary>The transpose of a 2-D tensor (a view).</summary>
+    public Tensor T()
+    {
+        if (Rank != 2) throw new ShapeMismatchException($"T(): expected a 2-D tensor, got shape {Shapes.Format(Shape)}; use Transpose(dim0, dim1)");
+        return Ops.Transpose(this, 0, 1);
+    }
+
+    public Tensor Narrow(int dim, int start, int length) => Ops.Narrow(this, dim, start, length);
+    public Tensor Select(int dim, int index) => Ops.Select(this, dim, index);
+    public Tensor Expand(params int[] shape) => Ops.Expand(this, shape);
+    public Tensor Squeeze(int? dim = null) => Ops.Squeeze(this, dim);
+    public Tensor Unsqueeze(int dim) => Ops.Unsqueeze(this, dim);
+    public Tensor Flatten(int startDim = 0, int endDim = -1) => Ops.Flatten(this, startDim, endDim);
+
+    /// <summary>A contiguous tensor with these values: a new handle to the same memory when already contiguous.</summary>
+    public Tensor Contiguous() => Ops.Contiguous(this);
+
+    /// <summary>A copy with its own memory.</summary>
+    public Tensor Clone() => Ops.Clone(this);
+
+    /// <summary>Converts to another dtype (always a new handle).</summary>
+    public Tensor To(DType dtype) => Ops.To(this, dtype);
+
+    /// <summary>Moves to a device. Only the CPU is built into the core; other devices come from a registered backend.</summary>
+    public Tensor To(Device device)
+    {
+        if (device == Device) return Ops.Identity(this);
+        throw new DeviceMismatchException($"no backend is registered for {device}; reference the CUDA backend package and register it first");
+    }
+
+    // ---- in place (not recorded: for buffers, parameters under no-grad, and gradient accumulation) ----
+
+    private void CheckInPlace(string op)
+    {
+        CheckAlive();
+        if (Autograd.GradMode.IsEnabled && (RequiresGrad || GradFn != null))
+            throw new InvalidOperationException($"{op}: an in-place change of a tensor that takes part in autograd; do it under GradMode.NoGrad() or on a detached copy");
+    }
+
+    /// <summary>this += other (broadcast), in place.</summary>
+    public Tensor AddInPlace(Tensor other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        CheckInPlace("add_");
+        using var o = Ops.ToDType(other, DType, false);
+        Ops.AddInto(this, o);
+        return this;
+    }
+
+    /// <summary>this += alpha * other, in place.</summary>
+    public Tensor AddInPlace(Tensor other, double alpha)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        CheckInPlace("add_");
+        using var scaled = Ops.MulScalar(other, alpha);
+        using var o = Ops.ToDType(scaled, DType, false);
+        Ops.AddInto(this, o);
+        return this;
+    }
+
+    /// <summary>this *= s, in place.</summary>
+    public Tensor MulInPlace(double s)
+    {
+        CheckInPlace("mul_");
+        using var r = Ops.MulScalar(this, s);
+        Ops.CopyInto(this, r);
+        return this;
+    }
+
+    /// <summary>Copies <paramref name="src"/> into this tensor, in place.</summary>
+    public Tensor CopyFrom(Tensor src)
+    {
+        CheckInPlace("copy_");
+        Ops.CopyInto(this, src);
+        return this;
+    }
+
+    /// <summary>Sets every element to <paramref name="value"/>, in place.</summary>
+    public Tensor Fill(double value)
+    {
+        CheckInPlace("fill_");
+        using var v = Scalar(value, DType);
+        Ops.CopyInto(this, v);
+        return this;
+    }
+
+    /// <summary>Sets every element to zero, in place.</summary>
+    public Tensor Zero() => Fill(0);
+
+    public static Tensor operator +(Tensor a, Tensor b) => Ops.Add(a, b);
+    public static Tensor operator -(Tensor a, Tensor b) => Ops.Sub(a, b);
+    public static Tensor operator *(Tensor a, Tensor b) => Ops.Mul(a, b);
+    public static Tensor operator /(Tensor a, Tensor b) => Ops.Div(a, b);
+    public static Tensor operator -(Tensor a) => Ops.Neg(a);
+    public static Tensor operator +(Tensor a, double s) => Ops.AddScalar(a, s);
+    public static Tensor operator +(double s, Tensor a) => Ops.AddScalar(a, s);
+    public static Tensor operator -(Tensor a, double s) => Ops.AddScalar(a, -s);
+    public static Tensor operator -(double s, Tensor a) => Ops.RSubScalar(s, a);
+    public static Tensor operator *(Tensor a, double s) => Ops.MulScalar(a, s);
+    public static Tensor operator *(double s, Tensor a) => Ops.MulScalar(a, s);
+    public static Tensor operator /(Tensor a, double s) => Ops.DivScalar(a, s);
+}
+
+/// <summary>Prints tensors like PyTorch: values (abbreviated when large), shape and dtype.</summary>
+internal static class TensorFormat
+{
+    public static unsafe string Format(Tensor t)
+    {
+        if (t.IsDisposed) return "tensor(<disposed>)";
+        var sb = new System.Text.StringBuilder("tensor(");
+        int n = Math.Min(t.NumEl, 8);
+        using var flat = Ops.Contiguous(t);
+        byte* p = flat.BytePtr;
+        sb.Append('[');
+        for (int i = 0; i < n; i++)
+        {
+            if (i > 0) sb.Append(", ");
+            sb.Append(CastKernels.Read(p, t.DType, i).ToString("G6", System.Globalization.CultureInfo.InvariantCulture));
+        }
+        if (t.NumEl > n) sb.Append(", ...");
+        sb.Append("], shape=").Append(Shapes.Format(t.Shape)).Append(", dtype=").Append(t.DType.TorchName());
+        if (t.GradFn != null) sb.Append(", grad_fn=").Append(t.GradFn);
+        else if (t.RequiresGrad) sb.Append(", requires_grad=True");
+        return sb.Append(')').ToString();
+    }
+}

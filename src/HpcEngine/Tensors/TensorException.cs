@@ -1,0 +1,37 @@
+namespace HpcEngine;
+
+/// <summary>Base of the engine's typed errors about tensor arguments.</summary>
+public class TensorException : Exception
+{
+    public TensorException() { }
+    public TensorException(string message) : base(message) { }
+    public TensorException(string message, Exception inner) : base(message, inner) { }
+}
+
+/// <summary>Shapes that break an op's rule (broadcasting, inner dimensions, rank ...). The message names the op,
+/// the shapes and the rule.</summary>
+public sealed class ShapeMismatchException : TensorException
+{
+    public ShapeMismatchException() { }
+    public ShapeMismatchException(string message) : base(message) { }
+    public ShapeMismatchException(string message, Exception inner) : base(message, inner) { }
+
+    internal static ShapeMismatchException For(string op, string rule, params Tensor[] tensors) =>
+        new($"{op}: {rule} (got {string.Join(", ", tensors.Select(t => Shapes.Format(t.Shape)))})");
+}
+
+/// <summary>A dtype an op does not accept, or two dtypes that must agree and do not.</summary>
+public sealed class DTypeMismatchException : TensorException
+{
+    public DTypeMismatchException() { }
+    public DTypeMismatchException(string message) : base(message) { }
+    public DTypeMismatchException(string message, Exception inner) : base(message, inner) { }
+}
+
+/// <summary>Tensors on different devices given to one op, or an op the tensor's device cannot run.</summary>
+public sealed class DeviceMismatchException : TensorException
+{
+    public DeviceMismatchException() { }
+    public DeviceMismatchException(string message) : base(message) { }
+    public DeviceMismatchException(string message, Exception inner) : base(message, inner) { }
+}

@@ -1,0 +1,156 @@
+using HpcEngine.Autograd;
+
+namespace HpcEngine.Tests.Autograd;
+
+/// <summary>Float64 central-difference checks (eps 1e-6, atol 1e-5, rtol 1e-3) of every differentiable op,
+/// over broadcast shapes, odd sizes and non-contiguous (permuted) inputs.</summary>
+[TestFixture]
+public class GradCheckTests
+{
+    /// <summary>An input spec: shape, whether it is a strided (permuted) view, and a value transform.</summary>
+    public sealed record Input(int[] Shape, bool Strided = false, bool Positive = false, bool NoGrad = false);
+
+    public sealed record Case(string Name, Func<Tensor[], Tensor> Fn, params Input[] Inputs)
+    {
+        public override string ToString() => Name;
+    }
+
+    private static Input S(params int[] shape) => new(shape);
+    private static Input T(params int[] shape) => new(shape, Strided: true);
+    private static Input P(params int[] shape) => new(shape, Positive: true);
+
+    private static Tensor Idx(long[] v, params int[] shape) => Tensor.FromArray(v, shape);
+
+    public static IEnumerable<Case> Cases()
+    {
+        yield return new("add broadcast", x => x[0] + x[1], S(3, 1, 4), S(5, 1));
+        yield return new("add strided", x => x[0] + x[1], T(3, 4), T(3, 4));
+        yield return new("sub", x => x[0] - x[1], S(2, 3), S(3));
+        yield return new("mul broadcast", x => x[0] * x[1], S(4, 1), T(1, 5));
+        yield return new("div", x => x[0] / x[1], S(3, 2), P(2));
+        yield return new("scalar ops", x => (2.0 - x[0]) * 3.0 / 4.0 + 1.0, S(5));
+        yield return new("maximum", x => HpcEngine.Ops.Maximum(x[0], x[1]), S(7), S(7));
+        yield return new("minimum", x => HpcEngine.Ops.Minimum(x[0], x[1]), S(2, 3), S(3));
+        yield return new("pow tensor", x => HpcEngine.Ops.Pow(x[0], x[1]), P(5), S(5));
+        yield return new("pow scalar", x => x[0].Pow(2.5), P(2, 3));
+        yield return new("neg", x => -x[0], S(3));
+        yield return new("abs", x => x[0].Abs(), S(7));
+        yield return new("exp", x => x[0].Exp(), T(3, 5));
+        yield return new("log", x => x[0].Log(), P(6));
+        yield return new("log1p", x => x[0].Log1p(), P(6));
+        yield return new("sqrt", x => x[0].Sqrt(), P(6));
+        yield return new("rsqrt", x => x[0].Rsqrt(), P(6));
+        yield return new("tanh", x => x[0].Tanh(), S(9));
+        yield return new("sigmoid", x => x[0].Sigmoid(), S(9));
+        yield return new("relu", x => F.Relu(x[0]), S(11));
+        yield return new("leaky_relu", x => F.LeakyRelu(x[0], 0.2), S(11));
+        yield return new("gelu", x => F.Gelu(x[0]), S(11));
+        yield return new("gelu tanh", x => F.Gelu(x[0], "tanh"), S(11));
+        yield return new("silu", x => F.Silu(x[0]), S(11));
+        yield return new("clamp", x => x[0].Clamp(-0.3, 0.4), S(13));
+        yield return new("reciprocal", x => HpcEngine.Ops.Reciprocal(x[0]), P(5));
+        yield return new("sum dims", x => x[0].Sum([0, 2], keepDim: false), T(3, 4, 5));
+        yield return new("sum all", x => x[0].Sum(), S(0 + 3, 1));
+        yield return new("mean", x => x[0].Mean([1], keepDim: true), S(2, 5, 3));
+        yield return new("var", x => x[0].Var([0]), S(6, 2));
+        yield return new("std", x => x[0].Std([1], correction: 0), S(3, 4));
+        yield return new("logsumexp", x => HpcEngine.Ops.LogSumExp(x[0], [1]), T(3, 7));
+        yield return new("norm2", x => x[0].Norm(), S(5));
+        yield return new("norm1", x => HpcEngine.Ops.Norm(x[0], 1, [1]), S(2, 5));
+        yield return new("max dim", x => x[0].Max(1).Values, S(3, 6));
+        yield return new("min dim", x => x[0].Min(0, keepDim: true).Values, S(4, 3));
+        yield return new("amax", x => x[0].Max(), S(3, 4));
+        yield return new("matmul 2d", x => x[0].MatMul(x[1]), S(3, 5), S(5, 2));
+        yield return new("matmul strided", x => x[0].MatMul(x[1]), T(4, 3), T(3, 5));
+        yield return new("matmul batched broadcast", x => x[0].MatMul(x[1]), S(2, 1, 3, 4), S(3, 4, 2));
+        yield return new("matmul vector", x => x[0].MatMul(x[1]), S(5), S(5, 3));
+        yield return new("dot", x => x[0].MatMul(x[1]), S(7), S(7));
+        yield return new("linear", x => HpcEngine.Ops.Linear(x[0], x[1], x[2]), S(2, 3, 5), S(4, 5), S(4));
+        yield return new("softmax", x => F.Softmax(x[0], 1), S(3, 5, 2));
+        yield return new("softmax strided", x => F.Softmax(x[0], -1), T(4, 6));
+        yield return new("log_softmax", x => F.LogSoftmax(x[0], 0), S(5, 3));
+        yield return new("layer_norm", x => F.LayerNorm(x[0], [5], x[1], x[2]), S(3, 5), S(5), S(5));
+        yield return new("layer_norm 2d shape", x => F.LayerNorm(x[0], [2, 3]), T(4, 2, 3));
+        yield return new("batch_norm", x => F.BatchNorm(x[0], null, null, x[1], x[2]), S(4, 3, 2, 2), S(3), S(3));
+        yield return new("batch_norm 1d", x => F.BatchNorm(x[0], null, null, x[1], null), S(5, 3), S(3));
+        yield return new("cross_entropy", x => F.CrossEntropy(x[0], Idx([1, 0, -100, 3], 4)), S(4, 5));
+        yield return new("cross_entropy smoothing", x => F.CrossEntropy(x[0], Idx([1, 0, 2, 3], 4), labelSmoothing: 0.2), S(4, 5));
+        yield return new("cross_entropy spatial", x => F.CrossEntropy(x[0], Idx([0, 1, 2, 1, 0, 2], 2, 3)), S(2, 3, 3));
+        yield return new("nll_loss sum", x => F.NllLoss(x[0], Idx([2, 0, 1], 3), reduction: Reduction.Sum), S(3, 4));
+        yield return new("mse_loss", x => F.MseLoss(x[0], x[1]), S(3, 4), S(3, 4));
+        yield return new("conv2d", x => F.Conv2d(x[0], x[1], x[2], stride: 2, padding: 1), S(2, 3, 5, 6), S(4, 3, 3, 3), S(4));
+        yield return new("conv2d groups dilation", x => F.Conv2d(x[0], x[1], null, stride: 1, padding: 2, dilation: 2, groups: 2), S(1, 4, 5, 5), S(2, 2, 3, 2));
+        yield return new("max_pool2d", x => F.MaxPool2d(x[0], 2), S(2, 2, 4, 5));
+        yield return new("max_pool2d padded", x => F.MaxPool2d(x[0], 3, 2, 1), S(1, 2, 5, 5));
+        yield return new("avg_pool2d", x => F.AvgPool2d(x[0], 3, 2, 1), S(1, 2, 6, 5));
+        yield return new("embedding", x => F.Embedding(Idx([0, 2, 2, 4], 2, 2), x[0]), S(5, 3));
+        yield return new("attention causal", x => F.ScaledDotProductAttention(x[0], x[1], x[2], isCausal: true), S(2, 4, 3), S(2, 4, 3), S(2, 4, 2));
+        yield return new("gather", x => HpcEngine.Ops.Gather(x[0], 1, Idx([0, 2, 2, 1, 0, 0], 2, 3)), S(2, 4));
+        yield return new("index_select", x => HpcEngine.Ops.IndexSelect(x[0], 0, Idx([2, 0, 2], 3)), T(3, 4));
+        yield return new("scatter_add", x => HpcEngine.Ops.ScatterAdd(x[0], 1, Idx([0, 1, 0, 2, 2, 2], 2, 3), x[1]), S(2, 3), S(2, 3));
+        yield return new("cat", x => HpcEngine.Ops.Cat([x[0], x[1]], 0), S(2, 3), T(1, 3));
+        yield return new("stack", x => HpcEngine.Ops.Stack([x[0], x[1]], -1), S(2, 3), S(2, 3));
+        yield return new("split", x => HpcEngine.Ops.Split(x[0], [1, 3], 1)[1] * 2.0, S(2, 4));
+        yield return new("chunk", x => HpcEngine.Ops.Chunk(x[0], 2, 0)[1], S(5, 2));
+        yield return new("narrow", x => x[0].Narrow(1, 1, 2), S(3, 4));
+        yield return new("slice step", x => HpcEngine.Ops.Slice(x[0], 0, 1, 6, 2), S(7, 2));
+        yield return new("select", x => x[0].Select(1, 2), S(3, 4));
+        yield return new("expand", x => x[0].Expand(3, 4, 2), S(4, 1));
+        yield return new("squeeze unsqueeze", x => x[0].Squeeze().Unsqueeze(0), S(3, 1, 2));
+        yield return new("permute", x => x[0].Permute(2, 0, 1), S(2, 3, 4));
+        yield return new("transpose then reshape", x => x[0].Transpose(0, 1).Reshape(-1), S(3, 4));
+        yield return new("flatten", x => x[0].Flatten(1), T(2, 3, 2));
+        yield return new("where", x => HpcEngine.Ops.Where(Tensor.FromArray([true, false, true]), x[0], x[1]), S(2, 3), S(3));
+        yield return new("masked_fill", x => HpcEngine.Ops.MaskedFill(x[0], Tensor.FromArray([false, true, false, true]), 0.5), S(3, 4));
+        yield return new("dropout", x => F.Dropout(x[0], 0.4, training: true, generator: new Generator(7)), S(4, 5));
+        yield return new("clone contiguous", x => x[0].Contiguous().Clone(), T(3, 4));
+    }
+
+    [TestCaseSource(nameof(Cases))]
+    public void Gradient_matches_central_differences(Case c)
+    {
+        var gen = new Generator(42);
+        var inputs = c.Inputs.Select(spec => MakeInput(spec, gen)).ToArray();
+        var result = GradCheck.Check(c.Fn, inputs);
+        Assert.That(result.Passed, Is.True, result.Report);
+        foreach (var x in inputs) { x.ZeroGrad(); x.Dispose(); }
+    }
+
+    private static Tensor MakeInput(Input spec, Generator gen)
+    {
+        Tensor leaf;
+        if (spec.Strided)
+        {
+            // Allocate the reversed shape and view it permuted: a non-contiguous leaf.
+            var rev = spec.Shape.Reverse().ToArray();
+            using var storage = Tensor.Randn(rev, DType.Float64, gen);
+            leaf = storage.Permute(Enumerable.Range(0, rev.Length).Reverse().ToArray()).Detach();
+            if (spec.Shape.Count(d => d > 1) >= 2) Assert.That(leaf.IsContiguous, Is.False, "strided input spec must give a non-contiguous leaf");
+        }
+        else if (spec.Positive) leaf = Tensor.Rand(spec.Shape, DType.Float64, gen, 0.5, 1.5);
+        else leaf = Tensor.Randn(spec.Shape, DType.Float64, gen);
+        leaf.RequiresGrad = !spec.NoGrad;
+        return leaf;
+    }
+
+    [Test]
+    public void Gradcheck_detects_a_wrong_gradient()
+    {
+        // A deliberately wrong rule (forward x^2, gradient of x^3) must fail the check: the checker can fail.
+        using var x = Tensor.Randn([4], DType.Float64, new Generator(1)).RequiresGrad_();
+        var result = GradCheck.Check(xs => WrongSquare(xs[0]), [x]);
+        Assert.That(result.Passed, Is.False);
+        Assert.That(result.Report, Does.Contain("analytic"));
+    }
+
+    private static Tensor WrongSquare(Tensor x)
+    {
+        using var sq = x * x;
+        using var cube = x.Pow(3);
+        using var detachedSq = sq.Detach();
+        using var detachedCube = cube.Detach();
+        // value = x^2, gradient = 3x^2 (from the cube term)
+        using var diff = detachedSq - detachedCube;
+        return cube + diff;
+    }
+}

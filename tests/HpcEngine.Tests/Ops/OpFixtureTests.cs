@@ -1,0 +1,136 @@
+using HpcEngine.IO;
+
+namespace HpcEngine.Tests.Ops;
+
+/// <summary>Every op's values and input gradients against PyTorch (tests/fixtures/make_fixtures.py).</summary>
+[TestFixture]
+public class OpFixtureTests
+{
+    private static SafetensorsFile _file = null!;
+
+    [OneTimeSetUp]
+    public void Open() => _file = Safetensors.Open(Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", "ops.safetensors"));
+
+    [OneTimeTearDown]
+    public void Close() => _file.Dispose();
+
+    private static Tensor Aux(string name) => _file.Read(name);
+
+    /// <summary>The engine's side of each fixture case: same op, same arguments as the Python script.</summary>
+    private static readonly Dictionary<string, Func<Tensor[], Tensor>> Cases = new()
+    {
+        ["add"] = x => x[0] + x[1],
+        ["sub"] = x => x[0] - x[1],
+        ["mul"] = x => x[0] * x[1],
+        ["div"] = x => x[0] / x[1],
+        ["maximum"] = x => HpcEngine.Ops.Maximum(x[0], x[1]),
+        ["pow_tensor"] = x => HpcEngine.Ops.Pow(x[0], x[1]),
+        ["pow_scalar"] = x => x[0].Pow(3),
+        ["neg"] = x => -x[0],
+        ["abs"] = x => x[0].Abs(),
+        ["exp"] = x => x[0].Exp(),
+        ["log"] = x => x[0].Log(),
+        ["log1p"] = x => x[0].Log1p(),
+        ["sqrt"] = x => x[0].Sqrt(),
+        ["rsqrt"] = x => x[0].Rsqrt(),
+        ["tanh"] = x => x[0].Tanh(),
+        ["sigmoid"] = x => x[0].Sigmoid(),
+        ["relu"] = x => F.Relu(x[0]),
+        ["leaky_relu"] = x => F.LeakyRelu(x[0], 0.1),
+        ["gelu"] = x => F.Gelu(x[0]),
+        ["gelu_tanh"] = x => F.Gelu(x[0], "tanh"),
+        ["silu"] = x => F.Silu(x[0]),
+        ["clamp"] = x => x[0].Clamp(-0.5, 0.7),
+        ["sum_dims"] = x => x[0].Sum([0, 2], keepDim: true),
+        ["sum_all"] = x => x[0].Sum(),
+        ["mean_dim"] = x => x[0].Mean(1),
+        ["var_dim"] = x => x[0].Var([-1]),
+        ["std_all"] = x => x[0].Std(),
+        ["logsumexp"] = x => HpcEngine.Ops.LogSumExp(x[0], [1]),
+        ["norm"] = x => x[0].Norm(),
+        ["max_dim"] = x => x[0].Max(1).Values,
+        ["amax"] = x => x[0].Max(),
+        ["matmul_2d"] = x => x[0].MatMul(x[1]),
+        ["matmul_batched"] = x => x[0].MatMul(x[1]),
+        ["matmul_vec"] = x => x[0].MatMul(x[1]),
+        ["linear"] = x => HpcEngine.Ops.Linear(x[0], x[1], x[2]),
+        ["softmax"] = x => F.Softmax(x[0], 1),
+        ["log_softmax"] = x => F.LogSoftmax(x[0], -1),
+        ["layer_norm"] = x => F.LayerNorm(x[0], [6], x[1], x[2]),
+        ["batch_norm"] = x => F.BatchNorm(x[0], null, null, x[1], x[2], training: true),
+        ["cross_entropy"] = x => F.CrossEntropy(x[0], Aux("cross_entropy.target")),
+        ["cross_entropy_smooth"] = x => F.CrossEntropy(x[0], Aux("cross_entropy_smooth.target"), labelSmoothing: 0.1),
+        ["nll_loss"] = x => F.NllLoss(F.LogSoftmax(x[0], 1), Aux("nll_loss.target")),
+        ["mse_loss"] = x => F.MseLoss(x[0], x[1]),
+        ["conv2d"] = x => F.Conv2d(x[0], x[1], x[2], stride: 2, padding: 1, groups: 2),
+        ["conv2d_dilated"] = x => F.Conv2d(x[0], x[1], null, stride: 1, padding: 2, dilation: 2),
+        ["max_pool2d"] = x => F.MaxPool2d(x[0], 3, 2, 1),
+        ["avg_pool2d"] = x => F.AvgPool2d(x[0], 2),
+        ["avg_pool2d_pad"] = x => F.AvgPool2d(x[0], 3, 2, 1),
+        ["embedding"] = x => F.Embedding(Aux("embedding.index"), x[0]),
+        ["sdpa_causal"] = x => F.ScaledDotProductAttention(x[0], x[1], x[2], isCausal: true),
+        ["gather"] = x => HpcEngine.Ops.Gather(x[0], 1, Aux("gather.index")),
+        ["index_select"] = x => HpcEngine.Ops.IndexSelect(x[0], 1, Aux("index_select.index")),
+        ["cat"] = x => HpcEngine.Ops.Cat([x[0], x[1]], 1),
+        ["stack"] = x => HpcEngine.Ops.Stack([x[0], x[1]], 1),
+        ["permute_reshape"] = x => x[0].Permute(2, 0, 1).Reshape(4, -1),
+        ["where"] = x => HpcEngine.Ops.Where(Aux("where.cond"), x[0], x[1]),
+        ["slice_step"] = x => HpcEngine.Ops.Slice(x[0], 1, 1, 7, 2),
+        ["f32_matmul"] = x => x[0].MatMul(x[1]),
+        ["f32_matmul_t"] = x => x[0].MatMul(x[1].T()),
+        ["f32_softmax"] = x => F.Softmax(x[0], -1),
+        ["f32_layer_norm"] = x => F.LayerNorm(x[0], [517], x[1], x[2]),
+        ["f32_conv2d"] = x => F.Conv2d(x[0], x[1], x[2], padding: 1),
+        ["f32_cross_entropy"] = x => F.CrossEntropy(x[0], Aux("f32_cross_entropy.target")),
+    };
+
+    public static IEnumerable<string> CaseNames => Cases.Keys;
+
+    [Test]
+    public void Every_fixture_case_has_an_engine_case()
+    {
+        var inFile = _file.Names.Where(n => n.EndsWith(".out", StringComparison.Ordinal)).Select(n => n[..^4]).Order().ToArray();
+        Assert.That(inFile, Is.EquivalentTo(Cases.Keys));
+    }
+
+    [TestCaseSource(nameof(CaseNames))]
+    public void Matches_pytorch(string name)
+    {
+        using var scope = new TensorScope();
+        var inputs = new List<Tensor>();
+        for (int i = 0; _file.Contains($"{name}.in{i}"); i++)
+        {
+            var t = _file.Read($"{name}.in{i}");
+            if (t.DType.IsFloating()) t.RequiresGrad = true;
+            inputs.Add(t);
+        }
+        var expected = _file.Read($"{name}.out");
+        var output = Cases[name]([.. inputs]);
+        bool f32 = output.DType == DType.Float32;
+        double tol = f32 ? 2e-5 : 1e-10;
+        AssertClose(output, expected, tol, $"{name} output");
+
+        if (!_file.Contains($"{name}.w")) return;
+        var w = _file.Read($"{name}.w");
+        (output * w).Sum().Backward();
+        for (int i = 0; i < inputs.Count; i++)
+        {
+            if (!_file.Contains($"{name}.grad{i}")) continue;
+            Assert.That(inputs[i].Grad, Is.Not.Null, $"{name}: input {i} got no gradient");
+            AssertClose(inputs[i].Grad!, _file.Read($"{name}.grad{i}"), f32 ? 1e-4 : 1e-9, $"{name} grad{i}");
+        }
+    }
+
+    internal static void AssertClose(Tensor actual, Tensor expected, double tol, string what)
+    {
+        Assert.That(actual.ShapeArray, Is.EqualTo(expected.ShapeArray), $"{what}: shape");
+        var a = actual.ToArray<double>();
+        var e = expected.ToArray<double>();
+        double scale = e.Length == 0 ? 1 : Math.Max(1, e.Max(Math.Abs));
+        for (int i = 0; i < a.Length; i++)
+        {
+            if (double.IsNaN(e[i])) { Assert.That(a[i], Is.NaN, $"{what}[{i}]"); continue; }
+            Assert.That(a[i], Is.EqualTo(e[i]).Within(tol * scale), $"{what}[{i}]");
+        }
+    }
+}
