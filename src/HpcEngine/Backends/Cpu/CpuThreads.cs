@@ -11,7 +11,7 @@ public static class CpuThreads
     public static int Count
     {
         get => _count;
-        set => _count = Math.Max(1, value);
+        set => _count = Math.Clamp(value, 1, ForkJoinPool.Shared.Width);
     }
 
     /// <summary>Elements of work below which kernels stay single-threaded.</summary>
@@ -20,7 +20,7 @@ public static class CpuThreads
     static CpuThreads()
     {
         var env = Environment.GetEnvironmentVariable("HPCENGINE_NUM_THREADS");
-        if (int.TryParse(env, out int n) && n > 0) _count = n;
+        if (int.TryParse(env, out int n) && n > 0) _count = Math.Min(n, Environment.ProcessorCount);
     }
 
     /// <summary>Runs body(start, end) over [0, count) in up to <see cref="Count"/> contiguous ranges when
@@ -34,7 +34,7 @@ public static class CpuThreads
             if (count > 0) body(0, count);
             return;
         }
-        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        ForkJoinPool.Shared.Run(threads, t =>
         {
             int start = (int)((long)count * t / threads);
             int end = (int)((long)count * (t + 1) / threads);

@@ -17,11 +17,11 @@ namespace HpcEngine.Backends.Cpu;
 /// The micro-kernel keeps a 6×16 tile of C in 12 AVX registers: per k it loads two 8-float vectors of B,
 /// broadcasts six values of A and issues 12 FMAs (napkin math: 2 FMA ports × 8 lanes × 2 flops = 32 flop/cycle per
 /// core, so ~190 GFLOP/s on two 3 GHz cores at peak). Packing reads A and B through arbitrary row/column strides, so
-/// transposed operands (x·Wᵀ, Aᵀ·g) need no copy. Work is split across threads by columns (or by rows when N is
-/// small), each thread packing its own buffers.</summary>
+/// transposed operands (x·Wᵀ, Aᵀ·g) need no copy. Threads pack each B panel together, then split the rows of C
+/// (each packing its own A blocks) or, when there are few rows, the panel's column slivers; nothing is packed twice.</summary>
 internal static unsafe class Sgemm
 {
-    private const int MR = 6, NR = 16, KC = 256, MC = 120, NC = 3072;
+    private const int MR = 6, NR = 16, KC = 256, MC = 120, NC = 4096;
 
     [ThreadStatic] private static float* _packA;
     [ThreadStatic] private static float* _packB;
@@ -41,70 +41,84 @@ internal static unsafe class Sgemm
             return;
         }
         long flops = 2L * m * n * k;
-        int threads = flops < 2_000_000 ? 1 : CpuThreads.Count;
-        bool splitN = n >= m || n >= NR * threads * 4;
-        int units = splitN ? (n + NR - 1) / NR : (m + MR - 1) / MR;
-        threads = Math.Min(threads, units);
-        if (threads <= 1)
-        {
-            Block(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, accumulate);
-            return;
-        }
-        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
-        {
-            int u0 = (int)((long)units * t / threads), u1 = (int)((long)units * (t + 1) / threads);
-            if (splitN)
-            {
-                int j0 = u0 * NR, j1 = Math.Min(n, u1 * NR);
-                if (j1 > j0) Block(m, j1 - j0, k, a, rsA, csA, b + (long)j0 * csB, rsB, csB, c + j0, ldc, accumulate);
-            }
-            else
-            {
-                int i0 = u0 * MR, i1 = Math.Min(m, u1 * MR);
-                if (i1 > i0) Block(i1 - i0, n, k, a + (long)i0 * rsA, rsA, csA, b, rsB, csB, c + (long)i0 * ldc, ldc, accumulate);
-            }
-        });
-    }
-
-    private static void Block(int m, int n, int k, float* a, int rsA, int csA, float* b, int rsB, int csB, float* c, int ldc, bool accumulate)
-    {
-        if (_packA == null)
-        {
-            _packA = (float*)NativeMemory.AlignedAlloc((nuint)(MC * KC * sizeof(float)), 64);
-            _packB = (float*)NativeMemory.AlignedAlloc((nuint)(KC * NC * sizeof(float)), 64);
-        }
-        float* pa = _packA, pb = _packB;
-        float* tile = stackalloc float[MR * NR];
+        int threads = flops < 1_000_000 ? 1 : CpuThreads.Count;
+        // Rows when there are enough row slivers to share; otherwise split the column slivers of each panel.
+        bool splitRows = m >= threads * MR * 4;
+        float* pb = Buffer(ref _packB, KC * NC);
         for (int jc = 0; jc < n; jc += NC)
         {
             int nc = Math.Min(NC, n - jc);
+            int slivers = (nc + NR - 1) / NR;
             for (int pc = 0; pc < k; pc += KC)
             {
                 int kc = Math.Min(KC, k - pc);
                 bool first = pc == 0 && !accumulate;
-                PackB(kc, nc, b + (long)pc * rsB + (long)jc * csB, rsB, csB, pb);
-                for (int ic = 0; ic < m; ic += MC)
+                float* bPanel = b + (long)pc * rsB + (long)jc * csB;
+                float* aPanel = a + (long)pc * csA;
+                float* cPanel = c + jc;
+                // The B panel is packed once, cooperatively, then shared by every thread.
+                Parallel(threads, (t, parts) =>
                 {
-                    int mc = Math.Min(MC, m - ic);
-                    PackA(mc, kc, a + (long)ic * rsA + (long)pc * csA, rsA, csA, pa);
-                    for (int jr = 0; jr < nc; jr += NR)
+                    int s0 = slivers * t / parts * NR, s1 = Math.Min(nc, slivers * (t + 1) / parts * NR);
+                    if (s1 > s0) PackB(kc, s1 - s0, bPanel + (long)s0 * csB, rsB, csB, pb + (long)s0 * kc);
+                });
+                Parallel(threads, (t, parts) =>
+                {
+                    if (splitRows)
                     {
-                        int nr = Math.Min(NR, nc - jr);
-                        for (int ir = 0; ir < mc; ir += MR)
-                        {
-                            int mr = Math.Min(MR, mc - ir);
-                            float* cij = c + (long)(ic + ir) * ldc + jc + jr;
-                            if (mr == MR && nr == NR)
-                                Kernel(kc, pa + ir * kc, pb + jr * kc, cij, ldc, first);
-                            else
-                            {
-                                // Edge tile: compute the full padded tile into scratch, copy out the valid part.
-                                Kernel(kc, pa + ir * kc, pb + jr * kc, tile, NR, true);
-                                for (int i = 0; i < mr; i++)
-                                    for (int j = 0; j < nr; j++)
-                                        cij[(long)i * ldc + j] = first ? tile[i * NR + j] : cij[(long)i * ldc + j] + tile[i * NR + j];
-                            }
-                        }
+                        int units = (m + MR - 1) / MR;
+                        int r0 = units * t / parts * MR, r1 = Math.Min(m, units * (t + 1) / parts * MR);
+                        if (r1 > r0) Compute(r1 - r0, nc, 0, kc, aPanel + (long)r0 * rsA, rsA, csA, pb, cPanel + (long)r0 * ldc, ldc, first);
+                    }
+                    else
+                    {
+                        int j0 = slivers * t / parts * NR, j1 = Math.Min(nc, slivers * (t + 1) / parts * NR);
+                        if (j1 > j0) Compute(m, j1 - j0, j0, kc, aPanel, rsA, csA, pb, cPanel + j0, ldc, first);
+                    }
+                });
+            }
+        }
+    }
+
+    private static void Parallel(int threads, Action<int, int> body)
+    {
+        if (threads <= 1) body(0, 1);
+        else ForkJoinPool.Shared.Run(threads, t => body(t, threads));
+    }
+
+    private static float* Buffer(ref float* slot, int floats)
+    {
+        if (slot == null) slot = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
+        return slot;
+    }
+
+    /// <summary>C[0..m, 0..n) (+)= A[0..m, 0..kc) · packed B slivers starting at column <paramref name="j0"/> of the
+    /// panel. A is packed here, MC rows at a time, into this thread's buffer.</summary>
+    private static void Compute(int m, int n, int j0, int kc, float* a, int rsA, int csA, float* pb, float* c, int ldc, bool first)
+    {
+        float* pa = Buffer(ref _packA, MC * KC);
+        float* tile = stackalloc float[MR * NR];
+        for (int ic = 0; ic < m; ic += MC)
+        {
+            int mc = Math.Min(MC, m - ic);
+            PackA(mc, kc, a + (long)ic * rsA, rsA, csA, pa);
+            for (int jr = 0; jr < n; jr += NR)
+            {
+                int nr = Math.Min(NR, n - jr);
+                float* bs = pb + (long)(j0 + jr) * kc;
+                for (int ir = 0; ir < mc; ir += MR)
+                {
+                    int mr = Math.Min(MR, mc - ir);
+                    float* cij = c + (long)(ic + ir) * ldc + jr;
+                    if (mr == MR && nr == NR)
+                        Kernel(kc, pa + ir * kc, bs, cij, ldc, first);
+                    else
+                    {
+                        // Edge tile: compute the full padded tile into scratch, copy out the valid part.
+                        Kernel(kc, pa + ir * kc, bs, tile, NR, true);
+                        for (int i = 0; i < mr; i++)
+                            for (int j = 0; j < nr; j++)
+                                cij[(long)i * ldc + j] = first ? tile[i * NR + j] : cij[(long)i * ldc + j] + tile[i * NR + j];
                     }
                 }
             }
@@ -172,6 +186,9 @@ internal static unsafe class Sgemm
     [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Kernel(int kc, float* a, float* b, float* c, int ldc, bool overwrite)
     {
+        // Fetch the C tile now so its cache misses overlap the k-loop instead of stalling the store at the end.
+        Sse.Prefetch0(c); Sse.Prefetch0(c + ldc); Sse.Prefetch0(c + 2 * ldc);
+        Sse.Prefetch0(c + 3 * ldc); Sse.Prefetch0(c + 4 * ldc); Sse.Prefetch0(c + 5 * ldc);
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         for (int kk = 0; kk < kc; kk++)

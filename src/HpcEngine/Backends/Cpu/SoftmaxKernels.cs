@@ -103,7 +103,7 @@ internal static unsafe class LayerNormKernels
         var partB = new T[threads][];
         T dn = T.CreateTruncating(d);
         int chunk = (rows + threads - 1) / threads;
-        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        ForkJoinPool.Shared.Run(threads, t =>
         {
             int s = t * chunk, en = Math.Min(rows, s + chunk);
             var pw = partW[t] = new T[d];
