@@ -19,7 +19,25 @@ internal static unsafe class SoftmaxKernels
                 var ys = new Span<T>(y + (long)r * n, n);
                 if (n == 0) continue;
                 T m = TensorPrimitives.Max(xs);
+                if (T.IsNaN(m)) { ys.Fill(T.NaN); continue; }
                 if (T.IsNegativeInfinity(m)) m = T.Zero; // an all -inf row gives NaN like PyTorch, not a crash
+                if (typeof(T) == typeof(float))
+                {
+                    // One fused pass: exp(x − max) and its sum, single precision (see FastExp).
+                    float* xr = (float*)(x + (long)r * n), yr = (float*)(y + (long)r * n);
+                    float fm = float.CreateTruncating(m);
+                    if (!log)
+                    {
+                        float sum = FastExp.ExpShiftedSum(xr, yr, n, fm);
+                        TensorPrimitives.Multiply(new ReadOnlySpan<float>(yr, n), 1f / sum, new Span<float>(yr, n));
+                    }
+                    else
+                    {
+                        float sum = FastExp.ExpShiftedSum(xr, null, n, fm);
+                        TensorPrimitives.Subtract(new ReadOnlySpan<float>(xr, n), fm + MathF.Log(sum), new Span<float>(yr, n));
+                    }
+                    continue;
+                }
                 TensorPrimitives.Subtract(xs, m, ys);
                 if (!log)
                 {
