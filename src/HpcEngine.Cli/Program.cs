@@ -17,16 +17,17 @@ public static class Program
         });
         try
         {
-            return parser.ParseArguments<InfoOptions, BenchOptions, TrainDemoOptions>(args).MapResult(
-                (InfoOptions o) => InfoCommand.Run(o),
+            return parser.ParseArguments<TrainOptions, PredictOptions, BenchOptions, InfoOptions>(args).MapResult(
+                (TrainOptions o) => TrainCommand.Run(o),
+                (PredictOptions o) => PredictCommand.Run(o),
                 (BenchOptions o) => BenchCommand.Run(o),
-                (TrainDemoOptions o) => TrainDemoCommand.Run(o),
+                (InfoOptions o) => InfoCommand.Run(o),
                 _ => 2);
         }
         catch (Exception e) when (Environment.GetEnvironmentVariable("HPCENGINE_DEBUG") != "1")
         {
             Console.Error.WriteLine($"hpcengine: error: {e.Message}");
-            return e is ArgumentException or FormatException or TensorException ? 2 : 1;
+            return e is ArgumentException or FormatException or TensorException or IOException or KeyNotFoundException ? 2 : 1;
         }
     }
 }

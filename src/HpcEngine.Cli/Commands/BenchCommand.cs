@@ -6,10 +6,10 @@ using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine.Cli.Commands;
 
-[Verb("bench", HelpText = "Time a workload through the public API: gemm, softmax, layernorm or add.")]
+[Verb("bench", HelpText = "Time a workload through the public API: gemm, softmax, layernorm, add, or step (one training step).")]
 public sealed class BenchOptions
 {
-    [Value(0, MetaName = "workload", Required = true, HelpText = "gemm | softmax | layernorm | add")]
+    [Value(0, MetaName = "workload", Required = true, HelpText = "gemm | softmax | layernorm | add | step")]
     public string Workload { get; set; } = "";
 
     [Option("size", Default = 1024, HelpText = "gemm: N of an NxNxN product; others: rows and columns of an NxN float32 matrix.")]
@@ -20,6 +20,15 @@ public sealed class BenchOptions
 
     [Option("threads", HelpText = "Kernel threads (default: all cores).")]
     public int? Threads { get; set; }
+
+    [Option("model", Default = "mlp", HelpText = "step: mlp | mlp-wide | cnn")]
+    public string Model { get; set; } = "mlp";
+
+    [Option("batch-size", Default = 128, HelpText = "step: samples per step.")]
+    public int BatchSize { get; set; }
+
+    [Option("optimizer", Default = "sgd", HelpText = "step: sgd (momentum 0.9) | adam | adamw")]
+    public string Optimizer { get; set; } = "sgd";
 
     [Option("json", HelpText = "Write the result as JSON to this file.")]
     public string? Json { get; set; }
@@ -34,6 +43,7 @@ internal static class BenchCommand
         if (o.Size <= 0) throw new ArgumentException($"--size must be positive, got {o.Size}");
         if (o.Iters <= 0) throw new ArgumentException($"--iters must be positive, got {o.Iters}");
         if (o.Threads is { } t) CpuThreads.Count = t;
+        if (o.Workload == "step") return StepBench.Run(o);
         int n = o.Size;
         using var noGrad = GradMode.NoGrad();
         var gen = new Generator(1);
@@ -47,18 +57,9 @@ internal static class BenchCommand
             "softmax" => () => F.Softmax(a, -1),
             "layernorm" => () => F.LayerNorm(a, [n], w, bias),
             "add" => () => a + b,
-            _ => throw new ArgumentException($"unknown workload '{o.Workload}': use gemm, softmax, layernorm or add"),
+            _ => throw new ArgumentException($"unknown workload '{o.Workload}': use gemm, softmax, layernorm, add or step"),
         };
-        var warm = Stopwatch.StartNew();
-        while (warm.Elapsed.TotalSeconds < 0.5) op().Dispose();
-        var times = new double[o.Iters];
-        for (int i = 0; i < o.Iters; i++)
-        {
-            var sw = Stopwatch.StartNew();
-            op().Dispose();
-            times[i] = sw.Elapsed.TotalMilliseconds;
-        }
-        Array.Sort(times);
+        var times = Time(() => op().Dispose(), o.Iters);
         double ms = times[times.Length / 2];
         var result = new Dictionary<string, object>
         {
@@ -83,7 +84,63 @@ internal static class BenchCommand
             result["gb_per_s"] = Math.Round(gbps, 3);
             Console.WriteLine($"{o.Workload} {n}x{n} float32: {ms:F3} ms (median of {o.Iters}), {gbps:F2} GB/s, {CpuThreads.Count} threads");
         }
-        if (o.Json != null) File.WriteAllText(o.Json, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
+        WriteJson(o.Json, result);
+        return 0;
+    }
+
+    /// <summary>Warms up for half a second, then times <paramref name="iters"/> calls; returns sorted milliseconds.</summary>
+    internal static double[] Time(Action op, int iters)
+    {
+        var warm = Stopwatch.StartNew();
+        while (warm.Elapsed.TotalSeconds < 0.5) op();
+        var times = new double[iters];
+        for (int i = 0; i < iters; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            op();
+            times[i] = sw.Elapsed.TotalMilliseconds;
+        }
+        Array.Sort(times);
+        return times;
+    }
+
+    internal static void WriteJson(string? path, object result)
+    {
+        if (path != null) File.WriteAllText(path, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
+    }
+}
+
+/// <summary>One full training step — forward, cross-entropy, backward, optimizer update, zero grad — on a fixed
+/// synthetic batch, inside a TensorScope as a training loop runs it.</summary>
+internal static class StepBench
+{
+    public static int Run(BenchOptions o)
+    {
+        if (o.BatchSize <= 0) throw new ArgumentException($"--batch-size must be positive, got {o.BatchSize}");
+        var config = HpcEngine.Training.TrainConfig.For(o.Model) with { Optimizer = o.Optimizer, Lr = o.Optimizer == "sgd" ? 0.01 : 1e-3 };
+        config.Validate();
+        var gen = new Generator(1);
+        using var model = HpcEngine.NN.Models.Create(o.Model, gen);
+        using var opt = HpcEngine.Training.Trainer.MakeOptimizer(config, model.Parameters());
+        using var x = Tensor.Randn([o.BatchSize, 1, 28, 28], DType.Float32, gen);
+        using var y = Tensor.Randint(0, 10, [o.BatchSize], generator: gen);
+        void Step()
+        {
+            using var scope = new TensorScope();
+            var loss = F.CrossEntropy(model.Forward(x), y);
+            loss.Backward();
+            opt.Step();
+            opt.ZeroGrad();
+        }
+        var times = BenchCommand.Time(Step, o.Iters);
+        double ms = times[times.Length / 2];
+        Console.WriteLine($"train step {o.Model} batch {o.BatchSize} {o.Optimizer}: {ms:F3} ms (median of {o.Iters}, min {times[0]:F3}), {o.BatchSize / ms * 1000:F0} samples/s, {CpuThreads.Count} threads");
+        BenchCommand.WriteJson(o.Json, new Dictionary<string, object>
+        {
+            ["model"] = o.Model, ["batch_size"] = o.BatchSize, ["optimizer"] = o.Optimizer, ["threads"] = CpuThreads.Count,
+            ["iters"] = o.Iters, ["ms_per_step"] = Math.Round(ms, 4), ["ms_min"] = Math.Round(times[0], 4),
+            ["samples_per_s"] = Math.Round(o.BatchSize / ms * 1000, 1),
+        });
         return 0;
     }
 }

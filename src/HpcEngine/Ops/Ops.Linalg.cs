@@ -98,7 +98,9 @@ public static partial class Ops
         });
     }
 
-    /// <summary>y = x·Wᵀ + b, the affine map of nn.Linear: x [..., in], W [out, in], b [out].</summary>
+    /// <summary>y = x·Wᵀ + b, the affine map of nn.Linear: x [..., in], W [out, in], b [out]. One fused op: its
+    /// backward writes dW = gᵀ·x straight into a contiguous [out, in] gradient (through a transposed view the
+    /// gradient would arrive transposed and need a copy), dx = g·W, db = Σ g over the leading dims.</summary>
     public static Tensor Linear(Tensor x, Tensor weight, Tensor? bias = null)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -106,11 +108,49 @@ public static partial class Ops
         if (weight.Rank != 2) throw ShapeMismatchException.For("linear", "the weight must be 2-D [out_features, in_features]", x, weight);
         if (x.Rank == 0 || x.Shape[^1] != weight.Shape[1])
             throw ShapeMismatchException.For("linear", $"the input's last dim must equal in_features ({weight.Shape[1]})", x, weight);
-        using var wt = Transpose(weight, 0, 1);
-        if (bias == null) return MatMul(x, wt);
-        if (bias.Rank != 1 || bias.Shape[0] != weight.Shape[0])
+        if (bias != null && (bias.Rank != 1 || bias.Shape[0] != weight.Shape[0]))
             throw ShapeMismatchException.For("linear", $"the bias must be 1-D of length out_features ({weight.Shape[0]})", weight, bias);
-        using var y = MatMul(x, wt);
-        return Add(y, bias);
+        if (x.DType != weight.DType || (bias != null && bias.DType != weight.DType))
+            throw new DTypeMismatchException($"linear: input, weight and bias must share a dtype (got {x.DType.TorchName()}, {weight.DType.TorchName()}{(bias != null ? ", " + bias.DType.TorchName() : "")})");
+        if (x.DType.ComputeType() != x.DType)
+        {
+            // Reduced precision: the composite form computes in float32 and rounds back.
+            using var wt = Transpose(weight, 0, 1);
+            using var y0 = MatMul(x, wt);
+            return bias == null ? Identity(y0) : Add(y0, bias);
+        }
+        int outF = weight.Shape[0], inF = weight.Shape[1];
+        using var x2 = ReshapeNoGrad(x, [-1, inF]);
+        int rows = x2.Shape[0];
+        var y = Tensor.Empty([rows, outF], x.DType);
+        using (var wT = weight.View([inF, outF], [weight.Strides[1], weight.Strides[0]], weight.Offset))
+            Gemm2D(x2, wT, y, accumulate: false);
+        if (bias != null) AddInto(y, bias);
+        var outShape = x.ShapeArray;
+        outShape[^1] = outF;
+        var r = y.Replace(ReshapeNoGrad(y, outShape));
+        var inputs = bias != null ? new[] { x, weight, bias } : new[] { x, weight };
+        if (!Recorder.Needs(inputs)) return r;
+        bool gx = x.NeedsGrad, gw = weight.NeedsGrad, gb = bias?.NeedsGrad ?? false;
+        var xShape = x.ShapeArray;
+        return Recorder.Record(r, "linear", inputs, [x2, weight], (g, s) =>
+        {
+            using var g2 = ReshapeNoGrad(g, [-1, outF]).ContiguousOwned();
+            Tensor? dx = null, dw = null, db = null;
+            if (gx)
+            {
+                var dx2 = Tensor.Empty([rows, inF], g.DType);
+                Gemm2D(g2, s[1], dx2, accumulate: false);
+                dx = dx2.Replace(ReshapeNoGrad(dx2, xShape));
+            }
+            if (gw)
+            {
+                dw = Tensor.Empty([outF, inF], g.DType);
+                using var gT = g2.View([outF, rows], [1, outF], g2.Offset);
+                Gemm2D(gT, s[0], dw, accumulate: false);
+            }
+            if (gb) db = Sum(g2, [0]);
+            return bias != null ? [dx, dw, db] : [dx, dw];
+        });
     }
 }

@@ -382,14 +382,16 @@ public static partial class Ops
         });
     }
 
-    /// <summary>dst += src in place (src broadcasts to dst's shape; any strides).</summary>
-    internal static void AddInto(Tensor dst, Tensor src)
+    /// <summary>dst += src in place (src, of dst's dtype, broadcasts to dst's shape; any strides). Not recorded.</summary>
+    public static void AddInto(Tensor dst, Tensor src)
     {
         switch (dst.DType)
         {
             case DType.Float32: BinaryKernels.Run<float>(BinaryOp.Add, dst, src, dst); break;
             case DType.Float64: BinaryKernels.Run<double>(BinaryOp.Add, dst, src, dst); break;
-            default: throw Unsupported("add_", dst.DType);
+            case DType.Int64: BinaryKernels.Run<long>(BinaryOp.Add, dst, src, dst); break;
+            case DType.Int32: BinaryKernels.Run<int>(BinaryOp.Add, dst, src, dst); break;
+            default: throw Unsupported("add_", dst.DType, "float32, float64, int32 or int64");
         }
         dst.BumpVersion();
     }

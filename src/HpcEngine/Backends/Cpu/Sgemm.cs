@@ -21,6 +21,7 @@ namespace HpcEngine.Backends.Cpu;
 /// (each packing its own A blocks) or, when there are few rows, the panel's column slivers; nothing is packed twice.</summary>
 internal static unsafe class Sgemm
 {
+    private const long SmallGemmFlops = 400_000_000;
     private const int MR = 6, NR = 16, KC = 256, MC = 120, NC = 4096;
 
     [ThreadStatic] private static float* _packA;
@@ -42,6 +43,23 @@ internal static unsafe class Sgemm
         }
         long flops = 2L * m * n * k;
         int threads = flops < 1_000_000 ? 1 : CpuThreads.Count;
+        if (threads > 1 && flops < SmallGemmFlops && n >= threads * NR)
+        {
+            // Small product: one fork-join region; each thread takes a range of column slivers and packs its own
+            // panels (re-packing A costs less here than two synchronisations per k-block).
+            int units = (n + NR - 1) / NR;
+            ForkJoinPool.Shared.Run(threads, t =>
+            {
+                int j0 = units * t / threads * NR, j1 = Math.Min(n, units * (t + 1) / threads * NR);
+                if (j1 > j0) Serial(m, j1 - j0, k, a, rsA, csA, b + (long)j0 * csB, rsB, csB, c + j0, ldc, accumulate);
+            });
+            return;
+        }
+        if (threads <= 1)
+        {
+            Serial(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, accumulate);
+            return;
+        }
         // Rows when there are enough row slivers to share; otherwise split the column slivers of each panel.
         bool splitRows = m >= threads * MR * 4;
         float* pb = Buffer(ref _packB, KC * NC);
@@ -76,6 +94,22 @@ internal static unsafe class Sgemm
                         if (j1 > j0) Compute(m, j1 - j0, j0, kc, aPanel, rsA, csA, pb, cPanel + j0, ldc, first);
                     }
                 });
+            }
+        }
+    }
+
+    /// <summary>On the calling thread alone: pack and compute panel by panel with this thread's buffers.</summary>
+    private static void Serial(int m, int n, int k, float* a, int rsA, int csA, float* b, int rsB, int csB, float* c, int ldc, bool accumulate)
+    {
+        float* pb = Buffer(ref _packB, KC * NC);
+        for (int jc = 0; jc < n; jc += NC)
+        {
+            int nc = Math.Min(NC, n - jc);
+            for (int pc = 0; pc < k; pc += KC)
+            {
+                int kc = Math.Min(KC, k - pc);
+                PackB(kc, nc, b + (long)pc * rsB + (long)jc * csB, rsB, csB, pb);
+                Compute(m, nc, 0, kc, a + (long)pc * csA, rsA, csA, pb, c + jc, ldc, pc == 0 && !accumulate);
             }
         }
     }
@@ -142,6 +176,16 @@ internal static unsafe class Sgemm
                 }
                 continue;
             }
+            if (rows == MR && rsA == 1)
+            {
+                // Column-major A (a transposed operand): the sliver's six values for each k are adjacent.
+                for (int kk = 0; kk < kc; kk++, d += MR)
+                {
+                    float* col = a + s + (long)kk * csA;
+                    d[0] = col[0]; d[1] = col[1]; d[2] = col[2]; d[3] = col[3]; d[4] = col[4]; d[5] = col[5];
+                }
+                continue;
+            }
             for (int kk = 0; kk < kc; kk++, d += MR)
                 for (int r = 0; r < MR; r++)
                     d[r] = r < rows ? a[(long)(s + r) * rsA + (long)kk * csA] : 0f;
@@ -168,18 +212,46 @@ internal static unsafe class Sgemm
             }
             if (cols == NR && rsB == 1)
             {
-                // Column-major source (a transposed operand): walk each column contiguously.
-                for (int j = 0; j < NR; j++)
-                {
-                    float* col = src + (long)j * csB;
-                    for (int kk = 0; kk < kc; kk++) d[kk * NR + j] = col[kk];
-                }
+                // Column-major source (a transposed operand such as Wᵀ): each column is a contiguous run of k.
+                // Transpose 8×8 blocks in registers: 8 columns × 8 k-values in, 8 k-rows × 8 columns out.
+                int kk = 0;
+                for (; kk + 8 <= kc; kk += 8)
+                    for (int j0 = 0; j0 < NR; j0 += 8)
+                        Transpose8x8(src + (long)j0 * csB + kk, csB, d + kk * NR + j0, NR);
+                for (; kk < kc; kk++)
+                    for (int j = 0; j < NR; j++) d[kk * NR + j] = src[(long)j * csB + kk];
                 continue;
             }
             for (int kk = 0; kk < kc; kk++, d += NR)
                 for (int j = 0; j < NR; j++)
                     d[j] = j < cols ? src[(long)kk * rsB + (long)j * csB] : 0f;
         }
+    }
+
+    /// <summary>dst[r * ldd + c] = src[c * lds + r] for an 8×8 block (rows of src are the columns of dst).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float* src, int lds, float* dst, int ldd)
+    {
+        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + lds);
+        var r2 = Avx.LoadVector256(src + 2 * lds); var r3 = Avx.LoadVector256(src + 3 * lds);
+        var r4 = Avx.LoadVector256(src + 4 * lds); var r5 = Avx.LoadVector256(src + 5 * lds);
+        var r6 = Avx.LoadVector256(src + 6 * lds); var r7 = Avx.LoadVector256(src + 7 * lds);
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(dst + ldd, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + 2 * ldd, Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(dst + 3 * ldd, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + 4 * ldd, Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(dst + 5 * ldd, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + 6 * ldd, Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(dst + 7 * ldd, Avx.Permute2x128(u3, u7, 0x31));
     }
 
     /// <summary>The 6×16 micro-kernel: C tile (=|+=) packed A sliver × packed B sliver over kc.</summary>

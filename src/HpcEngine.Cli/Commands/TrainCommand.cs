@@ -1,0 +1,109 @@
+using System.Globalization;
+using CommandLine;
+using HpcEngine.Backends.Cpu;
+using HpcEngine.Datasets;
+using HpcEngine.Training;
+
+namespace HpcEngine.Cli.Commands;
+
+[Verb("train", HelpText = "Train mlp, mlp-wide or cnn on Fashion-MNIST; evaluates every epoch, checkpoints, resumes.")]
+public sealed class TrainOptions
+{
+    [Option("model", Default = "mlp", HelpText = "mlp | mlp-wide | cnn")]
+    public string Model { get; set; } = "mlp";
+
+    [Option("epochs", HelpText = "Epochs (default 15).")]
+    public int? Epochs { get; set; }
+
+    [Option("batch-size", HelpText = "Samples per step (default 128).")]
+    public int? BatchSize { get; set; }
+
+    [Option("optimizer", HelpText = "sgd | adam | adamw (default: sgd for mlp, adam otherwise).")]
+    public string? Optimizer { get; set; }
+
+    [Option("lr", HelpText = "Peak learning rate of the cosine schedule (default: 0.05 for sgd, 1e-3 for adam).")]
+    public double? Lr { get; set; }
+
+    [Option("momentum", HelpText = "SGD momentum (default 0.9).")]
+    public double? Momentum { get; set; }
+
+    [Option("weight-decay", HelpText = "Weight decay (default 0; adamw 0.01).")]
+    public double? WeightDecay { get; set; }
+
+    [Option("warmup-steps", Default = 0, HelpText = "Linear warm-up steps before the cosine decay.")]
+    public int WarmupSteps { get; set; }
+
+    [Option("clip-norm", Default = 0.0, HelpText = "Clip the global gradient norm (0: off).")]
+    public double ClipNorm { get; set; }
+
+    [Option("grad-accumulation", Default = 1, HelpText = "Micro-batches per optimizer step.")]
+    public int GradAccumulation { get; set; }
+
+    [Option("augment", Default = false, HelpText = "Random crop (padding 2) and horizontal flip.")]
+    public bool Augment { get; set; }
+
+    [Option("seed", Default = 0UL, HelpText = "Seed of initialisation, shuffling and augmentation.")]
+    public ulong Seed { get; set; }
+
+    [Option("data", HelpText = "Fashion-MNIST directory (else HPCENGINE_DATA, Debian's package, then the embedded subset).")]
+    public string? Data { get; set; }
+
+    [Option("checkpoint-dir", HelpText = "Write a checkpoint here after every epoch.")]
+    public string? CheckpointDir { get; set; }
+
+    [Option("resume", Default = false, HelpText = "Continue from the checkpoint in --checkpoint-dir.")]
+    public bool Resume { get; set; }
+
+    [Option("max-steps", Default = 0L, HelpText = "Stop after this many optimizer steps in total, checkpointing there (0: no limit).")]
+    public long MaxSteps { get; set; }
+
+    [Option("threads", HelpText = "CPU kernel threads (default: all cores). Results are bitwise reproducible for a fixed count.")]
+    public int? Threads { get; set; }
+
+    [Option("json", HelpText = "Write the summary as JSON to this file.")]
+    public string? Json { get; set; }
+}
+
+internal static class TrainCommand
+{
+    public static int Run(TrainOptions o)
+    {
+        var d = TrainConfig.For(o.Model);
+        string optimizer = o.Optimizer ?? d.Optimizer;
+        var config = d with
+        {
+            Epochs = o.Epochs ?? d.Epochs,
+            BatchSize = o.BatchSize ?? d.BatchSize,
+            Optimizer = optimizer,
+            Lr = o.Lr ?? (optimizer == "sgd" ? 0.05 : 1e-3),
+            Momentum = o.Momentum ?? d.Momentum,
+            WeightDecay = o.WeightDecay ?? d.WeightDecay,
+            WarmupSteps = o.WarmupSteps,
+            ClipNorm = o.ClipNorm,
+            GradAccumulation = o.GradAccumulation,
+            Augment = o.Augment,
+            Seed = o.Seed,
+            CheckpointDir = o.CheckpointDir,
+            Resume = o.Resume,
+            MaxSteps = o.MaxSteps,
+        };
+        config.Validate();
+        if (o.Threads is { } t) CpuThreads.Count = t;
+        var (train, test, source) = DataSources.LoadFashionMnist(o.Data);
+        using (train)
+        using (test)
+        {
+            Console.WriteLine($"data: {source}: {train.Count} training, {test.Count} test images");
+            Console.WriteLine($"model {config.Model}, optimizer {config.Optimizer} lr {config.Lr.ToString(CultureInfo.InvariantCulture)} (cosine), batch {config.BatchSize}, {config.Epochs} epochs, seed {config.Seed}, {CpuThreads.Count} threads");
+            var r = Trainer.Run(config, train, test, source, Console.WriteLine);
+            Console.WriteLine();
+            Console.WriteLine("| epoch | train loss | test accuracy | seconds | samples/s |");
+            Console.WriteLine("|---|---|---|---|---|");
+            foreach (var e in r.Epochs)
+                Console.WriteLine($"| {e.Epoch} | {e.TrainLoss:F4} | {e.TestAccuracy:F4} | {e.Seconds:F1} | {e.SamplesPerSecond:F0} |");
+            Console.WriteLine($"final test accuracy {r.FinalTestAccuracy:F4}, best {r.BestTestAccuracy:F4}, {r.Steps} steps in {r.TrainSeconds:F1}s ({r.SamplesPerSecond:F0} samples/s){(r.CheckpointPath != null ? $"; checkpoint {r.CheckpointPath}" : "")}");
+            if (o.Json != null) File.WriteAllText(o.Json, r.ToJson());
+        }
+        return 0;
+    }
+}

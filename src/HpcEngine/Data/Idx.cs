@@ -1,0 +1,178 @@
+using System.Buffers.Binary;
+using System.IO.Compression;
+
+namespace HpcEngine.Data;
+
+/// <summary>Which rule an IDX file broke.</summary>
+public enum IdxCheck
+{
+    Missing,
+    Unreadable,
+    CorruptGzip,
+    HeaderTruncated,
+    BadMagic,
+    UnknownTypeCode,
+    BadRank,
+    ZeroDimension,
+    TooLarge,
+    Truncated,
+    TrailingData,
+    Mismatch,
+}
+
+/// <summary>A data file that cannot be used, naming the file and the check it failed. Nothing partial is returned.</summary>
+public sealed class DataFormatException : IOException
+{
+    public DataFormatException() { }
+    public DataFormatException(string message) : base(message) { }
+    public DataFormatException(string message, Exception inner) : base(message, inner) { }
+
+    public DataFormatException(string file, IdxCheck check, string detail, Exception? inner = null)
+        : base($"{file}: {detail} ({check})", inner)
+    {
+        File = file;
+        Check = check;
+    }
+
+    public string? File { get; }
+    public IdxCheck Check { get; }
+}
+
+/// <summary>The contents of an IDX file: big-endian dims and the raw payload (element type by its code).</summary>
+public sealed record IdxData(int[] Dims, byte TypeCode, byte[] Payload);
+
+/// <summary>Reads the IDX format of MNIST and Fashion-MNIST (raw or gzip): magic 0x00 0x00, a type code, the rank,
+/// then rank big-endian u32 dims and the payload. Every field is validated; the payload must have exactly
+/// Π dims × element size bytes (checked for overflow before anything is allocated, so a hostile header cannot
+/// make it allocate gigabytes).</summary>
+public static class Idx
+{
+    /// <summary>Largest payload accepted (bytes).</summary>
+    public const long MaxPayload = 1L << 30;
+
+    private static int ElementSize(byte code) => code switch
+    {
+        0x08 or 0x09 => 1,
+        0x0B => 2,
+        0x0C or 0x0D => 4,
+        0x0E => 8,
+        _ => 0,
+    };
+
+    /// <summary>Reads and validates a file (gzip is detected by its magic bytes).</summary>
+    public static IdxData Read(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (!System.IO.File.Exists(path)) throw new DataFormatException(path, IdxCheck.Missing, "file not found");
+        try
+        {
+            using var fs = System.IO.File.OpenRead(path);
+            return Read(fs, path);
+        }
+        catch (IOException e) when (e is not DataFormatException)
+        {
+            throw new DataFormatException(path, IdxCheck.Unreadable, $"cannot read the file: {e.Message}", e);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new DataFormatException(path, IdxCheck.Unreadable, $"cannot read the file: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Reads and validates IDX data from a stream; <paramref name="name"/> names it in errors.</summary>
+    public static IdxData Read(Stream stream, string name)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        var head = new byte[2];
+        int got = stream.ReadAtLeast(head, 2, throwOnEndOfStream: false);
+        Stream body = new PrefixStream(head.AsMemory(0, got), stream);
+        if (got == 2 && head[0] == 0x1f && head[1] == 0x8b) body = new GZipStream(body, CompressionMode.Decompress);
+        try
+        {
+            return ReadRaw(body, name);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new DataFormatException(name, IdxCheck.CorruptGzip, $"the gzip stream is corrupt: {e.Message}", e);
+        }
+    }
+
+    private static IdxData ReadRaw(Stream s, string name)
+    {
+        var magic = new byte[4];
+        if (s.ReadAtLeast(magic, 4, throwOnEndOfStream: false) < 4)
+            throw new DataFormatException(name, IdxCheck.HeaderTruncated, "the file ends inside the 4-byte IDX magic");
+        if (magic[0] != 0 || magic[1] != 0)
+            throw new DataFormatException(name, IdxCheck.BadMagic, $"the magic starts {magic[0]:x2} {magic[1]:x2}, not 00 00: not an IDX file");
+        int size = ElementSize(magic[2]);
+        if (size == 0) throw new DataFormatException(name, IdxCheck.UnknownTypeCode, $"type code 0x{magic[2]:x2} is not an IDX type (08, 09, 0B, 0C, 0D, 0E)");
+        int rank = magic[3];
+        if (rank is < 1 or > 8) throw new DataFormatException(name, IdxCheck.BadRank, $"rank {rank} is outside 1..8");
+        var dimBytes = new byte[4 * rank];
+        if (s.ReadAtLeast(dimBytes, dimBytes.Length, throwOnEndOfStream: false) < dimBytes.Length)
+            throw new DataFormatException(name, IdxCheck.HeaderTruncated, $"the file ends inside the {rank} dimensions");
+        var dims = new int[rank];
+        long bytes = size;
+        for (int i = 0; i < rank; i++)
+        {
+            uint d = BinaryPrimitives.ReadUInt32BigEndian(dimBytes.AsSpan(4 * i));
+            if (d == 0) throw new DataFormatException(name, IdxCheck.ZeroDimension, $"dimension {i} is zero");
+            if (d > int.MaxValue || bytes > MaxPayload / d)
+                throw new DataFormatException(name, IdxCheck.TooLarge, $"the dimensions {string.Join(" x ", dimBytes.Chunk(4).Select(c => BinaryPrimitives.ReadUInt32BigEndian(c)))} describe more than {MaxPayload} bytes");
+            dims[i] = (int)d;
+            bytes *= d;
+        }
+        var payload = new byte[bytes];
+        int read = s.ReadAtLeast(payload, payload.Length, throwOnEndOfStream: false);
+        if (read < payload.Length)
+            throw new DataFormatException(name, IdxCheck.Truncated, $"the payload has {read} of the {payload.Length} bytes the header describes");
+        if (s.ReadByte() != -1)
+            throw new DataFormatException(name, IdxCheck.TrailingData, $"there are bytes after the {payload.Length}-byte payload the header describes");
+        return new IdxData(dims, magic[2], payload);
+    }
+
+    /// <summary>Writes raw (uncompressed) IDX; used by tests and tools.</summary>
+    public static void Write(Stream s, byte typeCode, int[] dims, ReadOnlySpan<byte> payload)
+    {
+        ArgumentNullException.ThrowIfNull(s);
+        ArgumentNullException.ThrowIfNull(dims);
+        s.Write([0, 0, typeCode, (byte)dims.Length]);
+        Span<byte> b = stackalloc byte[4];
+        foreach (int d in dims)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(b, (uint)d);
+            s.Write(b);
+        }
+        s.Write(payload);
+    }
+
+    /// <summary>Puts already-read bytes back in front of a stream.</summary>
+    private sealed class PrefixStream(ReadOnlyMemory<byte> prefix, Stream inner) : Stream
+    {
+        private ReadOnlyMemory<byte> _prefix = prefix;
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            if (_prefix.Length > 0)
+            {
+                int n = Math.Min(buffer.Length, _prefix.Length);
+                _prefix.Span[..n].CopyTo(buffer);
+                _prefix = _prefix[n..];
+                return n;
+            }
+            return inner.Read(buffer);
+        }
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+}

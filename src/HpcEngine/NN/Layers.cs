@@ -1,0 +1,201 @@
+namespace HpcEngine.NN;
+
+/// <summary>y = x·Wᵀ + b. Weight [out, in] and bias [out], initialised like PyTorch.</summary>
+public sealed class Linear : Module
+{
+    public Tensor Weight { get; }
+    public Tensor? Bias { get; }
+    public int InFeatures { get; }
+    public int OutFeatures { get; }
+
+    public Linear(int inFeatures, int outFeatures, bool bias = true, Generator? generator = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(inFeatures);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(outFeatures);
+        var g = generator ?? Generator.Default;
+        InFeatures = inFeatures;
+        OutFeatures = outFeatures;
+        Weight = RegisterParameter("weight", Init.UniformFanIn([outFeatures, inFeatures], inFeatures, g));
+        if (bias) Bias = RegisterParameter("bias", Init.UniformFanIn([outFeatures], inFeatures, g));
+    }
+
+    public override Tensor Forward(Tensor input) => Ops.Linear(input, Weight, Bias);
+
+    protected override string ExtraRepr() => $"in_features={InFeatures}, out_features={OutFeatures}, bias={Bias != null}";
+}
+
+/// <summary>2-D convolution over [N, C, H, W].</summary>
+public sealed class Conv2d : Module
+{
+    public Tensor Weight { get; }
+    public Tensor? Bias { get; }
+    private readonly int _stride, _padding, _dilation, _groups;
+
+    public Conv2d(int inChannels, int outChannels, int kernelSize, int stride = 1, int padding = 0, int dilation = 1, int groups = 1, bool bias = true, Generator? generator = null)
+    {
+        if (inChannels % groups != 0 || outChannels % groups != 0)
+            throw new ArgumentException($"conv2d: in ({inChannels}) and out ({outChannels}) channels must be divisible by groups ({groups})");
+        var g = generator ?? Generator.Default;
+        int fanIn = inChannels / groups * kernelSize * kernelSize;
+        Weight = RegisterParameter("weight", Init.UniformFanIn([outChannels, inChannels / groups, kernelSize, kernelSize], fanIn, g));
+        if (bias) Bias = RegisterParameter("bias", Init.UniformFanIn([outChannels], fanIn, g));
+        (_stride, _padding, _dilation, _groups) = (stride, padding, dilation, groups);
+    }
+
+    public override Tensor Forward(Tensor input) => F.Conv2d(input, Weight, Bias, _stride, _padding, _dilation, _groups);
+
+    protected override string ExtraRepr() => $"{Weight.Shape[1] * _groups}, {Weight.Shape[0]}, kernel_size={Weight.Shape[2]}, stride={_stride}, padding={_padding}";
+}
+
+/// <summary>Batch normalisation over the channel dim of [N, C] (1d) or [N, C, H, W] (2d), with running statistics
+/// and PyTorch's buffers (running_mean, running_var, num_batches_tracked).</summary>
+public class BatchNorm : Module
+{
+    public Tensor Weight { get; }
+    public Tensor Bias { get; }
+    public Tensor RunningMean { get; }
+    public Tensor RunningVar { get; }
+    public Tensor NumBatchesTracked { get; }
+    public double Momentum { get; }
+    public double Eps { get; }
+    private readonly int _rank;
+
+    protected BatchNorm(int numFeatures, int rank, double eps, double momentum)
+    {
+        _rank = rank;
+        Eps = eps;
+        Momentum = momentum;
+        Weight = RegisterParameter("weight", Tensor.Ones([numFeatures]));
+        Bias = RegisterParameter("bias", Tensor.Zeros([numFeatures]));
+        RunningMean = RegisterBuffer("running_mean", Tensor.Zeros([numFeatures]));
+        RunningVar = RegisterBuffer("running_var", Tensor.Ones([numFeatures]));
+        NumBatchesTracked = RegisterBuffer("num_batches_tracked", Tensor.Zeros([], DType.Int64));
+    }
+
+    public override Tensor Forward(Tensor input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (input.Rank != _rank && !(_rank == 2 && input.Rank == 3))
+            throw new ShapeMismatchException($"{GetType().Name}: expected a {_rank}-D input, got {Shapes.Format(input.Shape)}");
+        if (Training)
+            using (Autograd.GradMode.NoGrad())
+            using (var one = Tensor.Scalar(1, DType.Int64))
+                Ops.AddInto(NumBatchesTracked, one);
+        return F.BatchNorm(input, RunningMean, RunningVar, Weight, Bias, Training, Momentum, Eps);
+    }
+
+    protected override string ExtraRepr() => $"{Weight.Shape[0]}, eps={Eps}, momentum={Momentum}";
+}
+
+/// <summary>Batch norm over [N, C] or [N, C, L].</summary>
+public sealed class BatchNorm1d(int numFeatures, double eps = 1e-5, double momentum = 0.1) : BatchNorm(numFeatures, 2, eps, momentum);
+
+/// <summary>Batch norm over [N, C, H, W].</summary>
+public sealed class BatchNorm2d(int numFeatures, double eps = 1e-5, double momentum = 0.1) : BatchNorm(numFeatures, 4, eps, momentum);
+
+/// <summary>Layer normalisation over the trailing <c>normalizedShape</c> dims, with affine weight and bias.</summary>
+public sealed class LayerNorm : Module
+{
+    public Tensor Weight { get; }
+    public Tensor Bias { get; }
+    private readonly int[] _shape;
+    private readonly double _eps;
+
+    public LayerNorm(int[] normalizedShape, double eps = 1e-5)
+    {
+        _shape = (int[])normalizedShape.Clone();
+        _eps = eps;
+        Weight = RegisterParameter("weight", Tensor.Ones(_shape));
+        Bias = RegisterParameter("bias", Tensor.Zeros(_shape));
+    }
+
+    public LayerNorm(int dim, double eps = 1e-5) : this([dim], eps) { }
+
+    public override Tensor Forward(Tensor input) => F.LayerNorm(input, _shape, Weight, Bias, _eps);
+
+    protected override string ExtraRepr() => $"{Shapes.Format(_shape)}, eps={_eps}";
+}
+
+/// <summary>Dropout with probability p in training mode; the identity in eval. Masks come from its generator.</summary>
+public sealed class Dropout(double p = 0.5, Generator? generator = null) : Module
+{
+    public override Tensor Forward(Tensor input) => F.Dropout(input, p, Training, generator);
+
+    protected override string ExtraRepr() => $"p={p}";
+}
+
+/// <summary>A lookup table [num, dim] of embeddings, initialised N(0, 1) like PyTorch.</summary>
+public sealed class Embedding : Module
+{
+    public Tensor Weight { get; }
+
+    public Embedding(int numEmbeddings, int dim, Generator? generator = null)
+    {
+        Weight = RegisterParameter("weight", Init.Normal([numEmbeddings, dim], 1.0, generator ?? Generator.Default));
+    }
+
+    public override Tensor Forward(Tensor input) => F.Embedding(input, Weight);
+
+    protected override string ExtraRepr() => $"{Weight.Shape[0]}, {Weight.Shape[1]}";
+}
+
+/// <summary>Flattens dims startDim..endDim (default: all but the batch dim).</summary>
+public sealed class Flatten(int startDim = 1, int endDim = -1) : Module
+{
+    public override Tensor Forward(Tensor input) => Ops.Flatten(input, startDim, endDim);
+}
+
+/// <summary>2-D max pooling.</summary>
+public sealed class MaxPool2d(int kernelSize, int? stride = null, int padding = 0) : Module
+{
+    public override Tensor Forward(Tensor input) => F.MaxPool2d(input, kernelSize, stride, padding);
+
+    protected override string ExtraRepr() => $"kernel_size={kernelSize}, stride={stride ?? kernelSize}, padding={padding}";
+}
+
+/// <summary>2-D average pooling.</summary>
+public sealed class AvgPool2d(int kernelSize, int? stride = null, int padding = 0) : Module
+{
+    public override Tensor Forward(Tensor input) => F.AvgPool2d(input, kernelSize, stride, padding);
+
+    protected override string ExtraRepr() => $"kernel_size={kernelSize}, stride={stride ?? kernelSize}, padding={padding}";
+}
+
+public sealed class ReLU : Module { public override Tensor Forward(Tensor input) => F.Relu(input); }
+public sealed class GELU(string approximate = "none") : Module { public override Tensor Forward(Tensor input) => F.Gelu(input, approximate); }
+public sealed class Tanh : Module { public override Tensor Forward(Tensor input) => F.Tanh(input); }
+public sealed class Sigmoid : Module { public override Tensor Forward(Tensor input) => F.Sigmoid(input); }
+public sealed class SiLU : Module { public override Tensor Forward(Tensor input) => F.Silu(input); }
+public sealed class LeakyReLU(double negativeSlope = 0.01) : Module { public override Tensor Forward(Tensor input) => F.LeakyRelu(input, negativeSlope); }
+
+/// <summary>Runs children in order; they are named "0", "1", ... as in PyTorch.</summary>
+public sealed class Sequential : Module
+{
+    private readonly List<Module> _layers = new();
+
+    public Sequential(params Module[] layers)
+    {
+        ArgumentNullException.ThrowIfNull(layers);
+        foreach (var l in layers) Add(l);
+    }
+
+    /// <summary>Appends a layer.</summary>
+    public Sequential Add(Module layer)
+    {
+        RegisterModule(_layers.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), layer);
+        _layers.Add(layer);
+        return this;
+    }
+
+    /// <summary>The layers, in order.</summary>
+    public IReadOnlyList<Module> Layers => _layers;
+
+    /// <summary>Runs each layer on the previous one's output; intermediate handles are released as it goes (the graph
+    /// keeps what backward needs).</summary>
+    public override Tensor Forward(Tensor input)
+    {
+        var x = Ops.Identity(input);
+        foreach (var l in _layers) x = x.Replace(l.Forward(x));
+        return x;
+    }
+}

@@ -1,0 +1,163 @@
+namespace HpcEngine.NN;
+
+/// <summary>The models the benchmarks use, by name. Each is built deterministically from a generator.</summary>
+public static class Models
+{
+    /// <summary>The names <see cref="Create"/> accepts.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["mlp", "mlp-wide", "cnn", "gpt-mini"];
+
+    /// <summary>Builds a model: <c>mlp</c> (784-256-128-100-10, the MLP row of Fashion-MNIST's benchmark table),
+    /// <c>mlp-wide</c> (784-1024-1024-10), <c>cnn</c> (2 × conv-bn-relu-pool, then 2 linear), <c>gpt-mini</c>
+    /// (see <see cref="GptMini"/>).</summary>
+    public static Module Create(string name, Generator? generator = null)
+    {
+        var g = generator ?? Generator.Default;
+        return name switch
+        {
+            "mlp" => new Sequential(new Flatten(), new Linear(784, 256, generator: g), new ReLU(), new Linear(256, 128, generator: g), new ReLU(),
+                new Linear(128, 100, generator: g), new ReLU(), new Linear(100, 10, generator: g)),
+            "mlp-wide" => new Sequential(new Flatten(), new Linear(784, 1024, generator: g), new ReLU(), new Linear(1024, 1024, generator: g), new ReLU(),
+                new Linear(1024, 10, generator: g)),
+            "cnn" => new Sequential(
+                new Conv2d(1, 32, 3, padding: 1, generator: g), new BatchNorm2d(32), new ReLU(), new MaxPool2d(2),
+                new Conv2d(32, 64, 3, padding: 1, generator: g), new BatchNorm2d(64), new ReLU(), new MaxPool2d(2),
+                new Flatten(), new Linear(64 * 7 * 7, 128, generator: g), new ReLU(), new Linear(128, 10, generator: g)),
+            "gpt-mini" => new GptMini(GptMiniConfig.Default, g),
+            _ => throw new ArgumentException($"unknown model '{name}': use one of {string.Join(", ", Names)}", nameof(name)),
+        };
+    }
+
+    /// <summary>The input one sample of the model takes: [1, 28, 28] images for the vision models, token ids for gpt-mini.</summary>
+    public static int[] SampleShape(string name) => name == "gpt-mini" ? [GptMiniConfig.Default.Context] : [1, 28, 28];
+}
+
+/// <summary>Size of a <see cref="GptMini"/>.</summary>
+public sealed record GptMiniConfig(int Vocab, int Context, int Dim, int Heads, int Layers)
+{
+    /// <summary>Byte-level vocabulary, 64 tokens of context, width 128, 4 heads, 2 blocks (~0.5 M parameters).</summary>
+    public static GptMiniConfig Default { get; } = new(256, 64, 128, 4, 2);
+}
+
+/// <summary>A small decoder-only transformer (GPT-2 layout, pre-norm): token + position embedding, blocks of
+/// causal self-attention and a GELU MLP each behind a layer norm and a residual, a final layer norm and a linear head.
+/// Input: int64 token ids [B, T]; output: logits [B, T, vocab]. Names follow nanoGPT/GPT-2
+/// (wte, wpe, h.0.attn.c_attn ...).</summary>
+public sealed class GptMini : Module
+{
+    public GptMiniConfig Config { get; }
+    private readonly Embedding _wte, _wpe;
+    private readonly Block[] _blocks;
+    private readonly LayerNorm _lnF;
+    private readonly Linear _head;
+
+    public GptMini(GptMiniConfig config, Generator? generator = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (config.Dim % config.Heads != 0) throw new ArgumentException($"gpt-mini: dim {config.Dim} must be divisible by heads {config.Heads}");
+        var g = generator ?? Generator.Default;
+        Config = config;
+        _wte = RegisterModule("wte", new Embedding(config.Vocab, config.Dim, g));
+        _wpe = RegisterModule("wpe", new Embedding(config.Context, config.Dim, g));
+        var h = RegisterModule("h", new Sequential());
+        _blocks = new Block[config.Layers];
+        for (int i = 0; i < config.Layers; i++) h.Add(_blocks[i] = new Block(config, g));
+        _lnF = RegisterModule("ln_f", new LayerNorm(config.Dim));
+        _head = RegisterModule("lm_head", new Linear(config.Dim, config.Vocab, bias: false, generator: g));
+    }
+
+    public override Tensor Forward(Tensor input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (input.Rank != 2 || input.Shape[1] > Config.Context)
+            throw new ShapeMismatchException($"gpt-mini: expected token ids [batch, time ≤ {Config.Context}], got {Shapes.Format(input.Shape)}");
+        using var pos = Tensor.Arange(input.Shape[1]);
+        using var tok = _wte.Forward(input);
+        using var pe = _wpe.Forward(pos);
+        var x = Ops.Add(tok, pe);
+        foreach (var b in _blocks) x = x.Replace(b.Forward(x));
+        using var n = _lnF.Forward(x);
+        x.Dispose();
+        return _head.Forward(n);
+    }
+
+    private sealed class Block : Module
+    {
+        private readonly LayerNorm _ln1, _ln2;
+        private readonly Attention _attn;
+        private readonly Mlp _mlp;
+
+        public Block(GptMiniConfig c, Generator g)
+        {
+            _ln1 = RegisterModule("ln_1", new LayerNorm(c.Dim));
+            _attn = RegisterModule("attn", new Attention(c, g));
+            _ln2 = RegisterModule("ln_2", new LayerNorm(c.Dim));
+            _mlp = RegisterModule("mlp", new Mlp(c, g));
+        }
+
+        public override Tensor Forward(Tensor input)
+        {
+            using var n1 = _ln1.Forward(input);
+            using var a = _attn.Forward(n1);
+            using var x = Ops.Add(input, a);
+            using var n2 = _ln2.Forward(x);
+            using var m = _mlp.Forward(n2);
+            return Ops.Add(x, m);
+        }
+    }
+
+    private sealed class Attention : Module
+    {
+        private readonly Linear _qkv, _proj;
+        private readonly int _heads;
+
+        public Attention(GptMiniConfig c, Generator g)
+        {
+            _heads = c.Heads;
+            _qkv = RegisterModule("c_attn", new Linear(c.Dim, 3 * c.Dim, generator: g));
+            _proj = RegisterModule("c_proj", new Linear(c.Dim, c.Dim, generator: g));
+        }
+
+        public override Tensor Forward(Tensor input)
+        {
+            int b = input.Shape[0], t = input.Shape[1], d = input.Shape[2], hd = d / _heads;
+            using var qkv = _qkv.Forward(input);
+            var parts = Ops.Split(qkv, d, 2);
+            try
+            {
+                // [B, T, D] -> [B, H, T, hd]
+                using var q4 = parts[0].Reshape(b, t, _heads, hd);
+                using var k4 = parts[1].Reshape(b, t, _heads, hd);
+                using var v4 = parts[2].Reshape(b, t, _heads, hd);
+                using var q = q4.Transpose(1, 2);
+                using var k = k4.Transpose(1, 2);
+                using var v = v4.Transpose(1, 2);
+                using var y = F.ScaledDotProductAttention(q, k, v, isCausal: true);
+                using var yt = y.Transpose(1, 2);
+                using var merged = yt.Reshape(b, t, d);
+                return _proj.Forward(merged);
+            }
+            finally
+            {
+                foreach (var p in parts) p.Dispose();
+            }
+        }
+    }
+
+    private sealed class Mlp : Module
+    {
+        private readonly Linear _fc, _proj;
+
+        public Mlp(GptMiniConfig c, Generator g)
+        {
+            _fc = RegisterModule("c_fc", new Linear(c.Dim, 4 * c.Dim, generator: g));
+            _proj = RegisterModule("c_proj", new Linear(4 * c.Dim, c.Dim, generator: g));
+        }
+
+        public override Tensor Forward(Tensor input)
+        {
+            using var h = _fc.Forward(input);
+            using var a = F.Gelu(h, "tanh");
+            return _proj.Forward(a);
+        }
+    }
+}

@@ -1,0 +1,133 @@
+using System.Globalization;
+using System.Text.Json;
+using HpcEngine.IO;
+using HpcEngine.NN;
+using HpcEngine.Optim;
+
+namespace HpcEngine.Training;
+
+/// <summary>Where a run stands: enough, with the model and optimizer state, to resume it exactly.</summary>
+public sealed record TrainingState(int Epoch, int BatchInEpoch, long Step, ulong RngSeed, ulong RngOffset, string ConfigJson);
+
+/// <summary>A checkpoint directory. Each save writes <c>model-STEP.safetensors</c> (the model's state dict under
+/// PyTorch names: loadable by PyTorch's safetensors) and <c>trainer-STEP.safetensors</c> (optimizer state tensors,
+/// with the optimizer scalars, RNG state, position and run config in its metadata), each atomically, and only then
+/// atomically replaces <c>checkpoint.json</c>, which names the pair. A crash at any point leaves checkpoint.json
+/// naming the previous complete pair. Older pairs are deleted after the switch (the last two are kept).</summary>
+public static class Checkpoint
+{
+    public const string PointerFile = "checkpoint.json";
+    private const string Format = "hpcengine-checkpoint-1";
+
+    /// <summary>True when <paramref name="dir"/> holds a checkpoint.</summary>
+    public static bool Exists(string dir) => File.Exists(Path.Combine(dir, PointerFile));
+
+    /// <summary>Saves model, optimizer and state; returns the path of the model file.</summary>
+    public static string Save(string dir, Module model, Optimizer optimizer, TrainingState state)
+    {
+        ArgumentNullException.ThrowIfNull(dir);
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(optimizer);
+        ArgumentNullException.ThrowIfNull(state);
+        Directory.CreateDirectory(dir);
+        string tag = state.Step.ToString("D9", CultureInfo.InvariantCulture);
+        string modelFile = $"model-{tag}.safetensors", trainerFile = $"trainer-{tag}.safetensors";
+        Safetensors.Save(Path.Combine(dir, modelFile), model.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value),
+            new Dictionary<string, string> { ["format"] = "pt" });
+        var (tensors, scalars) = optimizer.StateDict();
+        try
+        {
+            var meta = scalars.ToDictionary(kv => "optim." + kv.Key, kv => kv.Value);
+            meta["format"] = Format;
+            meta["epoch"] = state.Epoch.ToString(CultureInfo.InvariantCulture);
+            meta["batch_in_epoch"] = state.BatchInEpoch.ToString(CultureInfo.InvariantCulture);
+            meta["step"] = state.Step.ToString(CultureInfo.InvariantCulture);
+            meta["rng.seed"] = state.RngSeed.ToString(CultureInfo.InvariantCulture);
+            meta["rng.offset"] = state.RngOffset.ToString(CultureInfo.InvariantCulture);
+            meta["config"] = state.ConfigJson;
+            Safetensors.Save(Path.Combine(dir, trainerFile), tensors.ToDictionary(kv => "optim." + kv.Key, kv => kv.Value), meta);
+        }
+        finally
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+        }
+        var pointer = JsonSerializer.Serialize(new Dictionary<string, object> { ["format"] = Format, ["step"] = state.Step, ["epoch"] = state.Epoch, ["model"] = modelFile, ["trainer"] = trainerFile });
+        WriteAtomically(Path.Combine(dir, PointerFile), pointer);
+        Prune(dir, keep: 2);
+        return Path.Combine(dir, modelFile);
+    }
+
+    /// <summary>Loads the checkpoint into <paramref name="model"/> and <paramref name="optimizer"/>; null when the
+    /// directory holds none. A damaged checkpoint is an error naming the file and what is wrong.</summary>
+    public static TrainingState? Load(string dir, Module model, Optimizer optimizer)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(optimizer);
+        var (modelPath, trainerPath) = Locate(dir);
+        if (modelPath == null) return null;
+        using (var f = Safetensors.Open(modelPath))
+        {
+            var state = f.Names.ToDictionary(n => n, n => f.Read(n).DetachFromScope(), StringComparer.Ordinal);
+            try { model.LoadStateDict(state); }
+            finally { foreach (var t in state.Values) t.Dispose(); }
+        }
+        using var tf = Safetensors.Open(trainerPath!);
+        var meta = tf.Metadata;
+        if (!meta.TryGetValue("format", out var fmt) || fmt != Format)
+            throw new InvalidDataException($"{trainerPath}: not an HpcEngine trainer checkpoint (format '{fmt}')");
+        var tensors = tf.Names.ToDictionary(n => n["optim.".Length..], n => tf.Read(n).DetachFromScope(), StringComparer.Ordinal);
+        try
+        {
+            optimizer.LoadStateDict(tensors, meta.Where(kv => kv.Key.StartsWith("optim.", StringComparison.Ordinal)).ToDictionary(kv => kv.Key["optim.".Length..], kv => kv.Value));
+        }
+        finally { foreach (var t in tensors.Values) t.Dispose(); }
+        return new TrainingState(
+            int.Parse(meta["epoch"], CultureInfo.InvariantCulture), int.Parse(meta["batch_in_epoch"], CultureInfo.InvariantCulture),
+            long.Parse(meta["step"], CultureInfo.InvariantCulture), ulong.Parse(meta["rng.seed"], CultureInfo.InvariantCulture),
+            ulong.Parse(meta["rng.offset"], CultureInfo.InvariantCulture), meta["config"]);
+    }
+
+    /// <summary>The model and trainer files checkpoint.json names (nulls when there is no checkpoint).</summary>
+    public static (string? Model, string? Trainer) Locate(string dir)
+    {
+        ArgumentNullException.ThrowIfNull(dir);
+        string pointer = Path.Combine(dir, PointerFile);
+        if (!File.Exists(pointer)) return (null, null);
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(pointer));
+            string m = Path.Combine(dir, doc.RootElement.GetProperty("model").GetString()!);
+            string t = Path.Combine(dir, doc.RootElement.GetProperty("trainer").GetString()!);
+            if (!File.Exists(m) || !File.Exists(t)) throw new InvalidDataException($"{pointer} names {m} and {t}, but one of them is missing");
+            return (m, t);
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            throw new InvalidDataException($"{pointer} is damaged: {e.Message}", e);
+        }
+    }
+
+    private static void WriteAtomically(string path, string text)
+    {
+        string tmp = path + $".{Environment.ProcessId}.tmp";
+        using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            var bytes = System.Text.Encoding.UTF8.GetBytes(text);
+            fs.Write(bytes);
+            fs.Flush(flushToDisk: true);
+        }
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    private static void Prune(string dir, int keep)
+    {
+        var (current, _) = Locate(dir);
+        var steps = Directory.GetFiles(dir, "model-*.safetensors").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
+        foreach (var old in steps.Take(Math.Max(0, steps.Count - keep)))
+        {
+            if (Path.Combine(dir, old!) == current) continue;
+            File.Delete(Path.Combine(dir, old!));
+            File.Delete(Path.Combine(dir, "trainer-" + old!["model-".Length..]));
+        }
+    }
+}

@@ -1,0 +1,230 @@
+using System.Diagnostics;
+using System.Text.Json;
+using HpcEngine.Autograd;
+using HpcEngine.Data;
+using HpcEngine.NN;
+using HpcEngine.Optim;
+
+namespace HpcEngine.Training;
+
+/// <summary>A training run's settings. <see cref="For"/> gives each model's defaults.</summary>
+public sealed record TrainConfig
+{
+    public string Model { get; init; } = "mlp";
+    public int Epochs { get; init; } = 15;
+    public int BatchSize { get; init; } = 128;
+    public string Optimizer { get; init; } = "sgd";
+    public double Lr { get; init; } = 0.05;
+    public double Momentum { get; init; } = 0.9;
+    public double WeightDecay { get; init; }
+    public ulong Seed { get; init; }
+    /// <summary>Linear warm-up steps before the cosine decay.</summary>
+    public int WarmupSteps { get; init; }
+    /// <summary>Clip the global gradient norm to this (0: off).</summary>
+    public double ClipNorm { get; init; }
+    /// <summary>Random crop (padding 2) and horizontal flip.</summary>
+    public bool Augment { get; init; }
+    /// <summary>Micro-batches whose gradients are summed before each optimizer step.</summary>
+    public int GradAccumulation { get; init; } = 1;
+    public string? CheckpointDir { get; init; }
+    public bool Resume { get; init; }
+    /// <summary>Stop after this many optimizer steps in total (0: run all epochs); a checkpoint is written there.</summary>
+    public long MaxSteps { get; init; }
+
+    /// <summary>Defaults per model: mlp SGD+momentum 0.05, cosine; mlp-wide and cnn Adam 1e-3, cosine.</summary>
+    public static TrainConfig For(string model) => model switch
+    {
+        "mlp" => new TrainConfig { Model = model, Optimizer = "sgd", Lr = 0.05, Momentum = 0.9, Epochs = 15, BatchSize = 128 },
+        "mlp-wide" => new TrainConfig { Model = model, Optimizer = "adam", Lr = 1e-3, Epochs = 15, BatchSize = 128 },
+        "cnn" => new TrainConfig { Model = model, Optimizer = "adam", Lr = 1e-3, Epochs = 15, BatchSize = 128 },
+        _ => throw new ArgumentException($"unknown model '{model}' for image training: use mlp, mlp-wide or cnn"),
+    };
+
+    /// <summary>Checks the settings, naming the first bad one.</summary>
+    public void Validate()
+    {
+        if (Model is not ("mlp" or "mlp-wide" or "cnn")) throw new ArgumentException($"--model must be mlp, mlp-wide or cnn, got '{Model}'");
+        if (Epochs <= 0) throw new ArgumentException($"--epochs must be positive, got {Epochs}");
+        if (BatchSize <= 0) throw new ArgumentException($"--batch-size must be positive, got {BatchSize}");
+        if (!(Lr > 0)) throw new ArgumentException($"--lr must be positive, got {Lr}");
+        if (Optimizer is not ("sgd" or "adam" or "adamw")) throw new ArgumentException($"--optimizer must be sgd, adam or adamw, got '{Optimizer}'");
+        if (GradAccumulation < 1) throw new ArgumentException($"--grad-accumulation must be at least 1, got {GradAccumulation}");
+        if (Resume && CheckpointDir == null) throw new ArgumentException("--resume needs --checkpoint-dir");
+    }
+}
+
+/// <summary>Per-epoch figures of a run.</summary>
+public sealed record EpochResult(int Epoch, double TrainLoss, double TestAccuracy, double Seconds, double SamplesPerSecond);
+
+/// <summary>What a run produced.</summary>
+public sealed record TrainResult(TrainConfig Config, string DataSource, IReadOnlyList<EpochResult> Epochs, IReadOnlyList<double> StepLosses,
+    double FinalTestAccuracy, double BestTestAccuracy, double TrainSeconds, double SamplesPerSecond, long Steps, string? CheckpointPath)
+{
+    /// <summary>The summary as the JSON `hpcengine train --json` writes.</summary>
+    public string ToJson() => JsonSerializer.Serialize(new Dictionary<string, object?>
+    {
+        ["model"] = Config.Model,
+        ["epochs"] = Config.Epochs,
+        ["batch_size"] = Config.BatchSize,
+        ["optimizer"] = Config.Optimizer,
+        ["lr"] = Config.Lr,
+        ["seed"] = Config.Seed,
+        ["final_test_accuracy"] = FinalTestAccuracy,
+        ["best_test_accuracy"] = BestTestAccuracy,
+        ["train_time_s"] = TrainSeconds,
+        ["samples_per_s"] = SamplesPerSecond,
+        ["steps"] = Steps,
+        ["data_source"] = DataSource,
+        ["checkpoint"] = CheckpointPath,
+        ["per_epoch"] = Epochs.Select(e => new Dictionary<string, object> { ["epoch"] = e.Epoch, ["train_loss"] = e.TrainLoss, ["test_accuracy"] = e.TestAccuracy, ["seconds"] = e.Seconds, ["samples_per_s"] = e.SamplesPerSecond }).ToArray(),
+    }, new JsonSerializerOptions { WriteIndented = true });
+}
+
+/// <summary>Single-process supervised training on an image dataset: the loop the CLI, the example program and (later)
+/// the data-parallel strategies share. Deterministic for a fixed seed and kernel thread count (the CPU kernels
+/// partition work statically), which is what exact resume relies on.</summary>
+public static class Trainer
+{
+    /// <summary>Builds the optimizer a config names over <paramref name="parameters"/>.</summary>
+    public static Optimizer MakeOptimizer(TrainConfig c, IEnumerable<Tensor> parameters)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        return c.Optimizer switch
+        {
+            "sgd" => new Sgd(parameters, c.Lr, c.Momentum, weightDecay: c.WeightDecay),
+            "adam" => new Adam(parameters, c.Lr, weightDecay: c.WeightDecay),
+            "adamw" => new AdamW(parameters, c.Lr, weightDecay: c.WeightDecay == 0 ? 0.01 : c.WeightDecay),
+            _ => throw new ArgumentException($"unknown optimizer '{c.Optimizer}'"),
+        };
+    }
+
+    /// <summary>Trains per <paramref name="config"/>; <paramref name="log"/> receives progress lines.</summary>
+    public static TrainResult Run(TrainConfig config, ImageDataset train, ImageDataset test, string dataSource, Action<string>? log = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        log ??= _ => { };
+        var gen = new Generator(config.Seed);
+        using var model = Models.Create(config.Model, gen);
+        using var opt = MakeOptimizer(config, model.Parameters());
+        var loader = new DataLoader(train, new DataLoaderOptions
+        {
+            BatchSize = config.BatchSize,
+            Seed = config.Seed,
+            RandomCropPadding = config.Augment ? 2 : 0,
+            HorizontalFlip = config.Augment,
+        });
+        int perEpoch = loader.BatchesPerEpoch;
+        long stepsPerEpoch = (perEpoch + config.GradAccumulation - 1) / config.GradAccumulation;
+        var schedule = new CosineWithWarmup(config.Lr, stepsPerEpoch * config.Epochs, config.WarmupSteps);
+        int startEpoch = 0, skip = 0;
+        long step = 0;
+        string configJson = JsonSerializer.Serialize(config);
+        if (config.Resume && config.CheckpointDir != null && Checkpoint.Exists(config.CheckpointDir))
+        {
+            var st = Checkpoint.Load(config.CheckpointDir, model, opt)!;
+            (startEpoch, skip, step) = (st.Epoch, st.BatchInEpoch, st.Step);
+            gen.ManualSeed(st.RngSeed);
+            gen.Offset = st.RngOffset;
+            log($"resumed from {config.CheckpointDir} at epoch {startEpoch + 1}, batch {skip}, step {step}");
+        }
+
+        var epochs = new List<EpochResult>();
+        var losses = new List<double>();
+        var total = Stopwatch.StartNew();
+        long samples = 0;
+        double best = 0, last = 0;
+        string? ckpt = null;
+        bool stopped = false;
+        var lastLog = Stopwatch.StartNew();
+        for (int epoch = startEpoch; epoch < config.Epochs && !stopped; epoch++)
+        {
+            model.Train();
+            var timer = Stopwatch.StartNew();
+            double lossSum = 0;
+            int lossCount = 0, micro = 0, epochSamples = 0;
+            foreach (var batch in loader.Epoch(epoch, epoch == startEpoch ? skip : 0))
+            {
+                using (batch)
+                using (var scope = new TensorScope())
+                {
+                    using var logits = model.Forward(batch.Images);
+                    using var loss = F.CrossEntropy(logits, batch.Labels);
+                    double l = loss.Item();
+                    if (config.GradAccumulation > 1)
+                    {
+                        using var scaled = Ops.MulScalar(loss, 1.0 / config.GradAccumulation);
+                        scaled.Backward();
+                    }
+                    else loss.Backward();
+                    lossSum += l;
+                    lossCount++;
+                    epochSamples += batch.Size;
+                    if (++micro < config.GradAccumulation && batch.Index < perEpoch - 1) continue;
+                    micro = 0;
+                    if (config.ClipNorm > 0) GradClip.ClipGradNorm(model.Parameters(), config.ClipNorm);
+                    schedule.Apply(opt, step);
+                    opt.Step();
+                    opt.ZeroGrad();
+                    step++;
+                    losses.Add(l);
+                }
+                if (lastLog.Elapsed.TotalSeconds >= 2)
+                {
+                    lastLog.Restart();
+                    double rate = epochSamples / timer.Elapsed.TotalSeconds;
+                    double remaining = (double)(config.Epochs - epoch) * loader.SamplesPerEpoch - epochSamples;
+                    log($"epoch {epoch + 1}/{config.Epochs}  batch {batch.Index + 1}/{perEpoch}  loss {lossSum / lossCount:F4}  {rate:F0} samples/s  ETA {TimeSpan.FromSeconds(remaining / Math.Max(rate, 1)):hh\\:mm\\:ss}");
+                }
+                if (config.MaxSteps > 0 && step >= config.MaxSteps)
+                {
+                    stopped = true;
+                    if (config.CheckpointDir != null)
+                        ckpt = Checkpoint.Save(config.CheckpointDir, model, opt, new TrainingState(
+                            batch.Index + 1 < perEpoch ? epoch : epoch + 1, batch.Index + 1 < perEpoch ? batch.Index + 1 : 0, step, gen.Seed, gen.Offset, configJson));
+                    break;
+                }
+            }
+            samples += epochSamples;
+            if (stopped) break;
+            double secs = timer.Elapsed.TotalSeconds;
+            var (acc, _) = Evaluate(model, test);
+            last = acc;
+            best = Math.Max(best, acc);
+            epochs.Add(new EpochResult(epoch + 1, lossSum / Math.Max(lossCount, 1), acc, secs, epochSamples / secs));
+            log($"epoch {epoch + 1}/{config.Epochs}  loss {lossSum / Math.Max(lossCount, 1):F4}  test accuracy {acc:F4}  {epochSamples / secs:F0} samples/s  {secs:F1}s");
+            if (config.CheckpointDir != null)
+                ckpt = Checkpoint.Save(config.CheckpointDir, model, opt, new TrainingState(epoch + 1, 0, step, gen.Seed, gen.Offset, configJson));
+        }
+        double trainSecs = total.Elapsed.TotalSeconds;
+        return new TrainResult(config, dataSource, epochs, losses, last, best, trainSecs, samples / Math.Max(trainSecs, 1e-9), step, ckpt);
+    }
+
+    /// <summary>Accuracy (overall and per class) of <paramref name="model"/> in eval mode; the model's mode is restored.</summary>
+    public static (double Accuracy, double[] PerClass) Evaluate(Module model, ImageDataset data, int batchSize = 1000)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(data);
+        bool wasTraining = model.Training;
+        model.Eval();
+        var correct = new long[data.Classes];
+        var seen = new long[data.Classes];
+        var loader = new DataLoader(data, new DataLoaderOptions { BatchSize = batchSize, Shuffle = false, Prefetch = 0 });
+        using (GradMode.NoGrad())
+            foreach (var batch in loader.Epoch(0))
+                using (batch)
+                using (var scope = new TensorScope())
+                {
+                    var pred = model.Forward(batch.Images).ArgMax(1).ToArray<long>();
+                    var y = batch.Labels.ToArray<long>();
+                    for (int i = 0; i < y.Length; i++)
+                    {
+                        seen[y[i]]++;
+                        if (pred[i] == y[i]) correct[y[i]]++;
+                    }
+                }
+        model.Train(wasTraining);
+        long total = seen.Sum();
+        return (total == 0 ? 0 : (double)correct.Sum() / total, correct.Zip(seen, (c, s) => s == 0 ? 0 : (double)c / s).ToArray());
+    }
+}
