@@ -6,7 +6,8 @@ namespace HpcEngine;
 public static partial class F
 {
     /// <summary>2-D convolution (cross-correlation, as PyTorch): input [N, C, H, W], weight [O, C/groups, KH, KW],
-    /// bias [O]. Lowered per image and group to im2col + one GEMM; backward folds the column gradient back (col2im).</summary>
+    /// bias [O]. Lowered per group to im2col over the whole batch + one GEMM; backward is one GEMM for the weight
+    /// gradient and one plus a fold (col2im) for the input gradient.</summary>
     public static unsafe Tensor Conv2d(Tensor input, Tensor weight, Tensor? bias = null, int stride = 1, int padding = 0, int dilation = 1, int groups = 1) =>
         Conv2d(input, weight, bias, (stride, stride), (padding, padding), (dilation, dilation), groups);
 
@@ -34,19 +35,26 @@ public static partial class F
         var compute = input.DType.ComputeType();
         using var xc = Ops.ToDType(input, compute, false).ContiguousOwned();
         using var wc = Ops.ToDType(weight, compute, false).ContiguousOwned();
-        int og = o / groups, ck = cg * kh * kw, l = oh * ow;
-        var y = Tensor.Empty([n, o, oh, ow], compute);
-        using (var cols = Tensor.Empty([ck, l], compute))
+        int og = o / groups, ck = cg * kh * kw, l = oh * ow, nl = n * l;
+        // The whole batch is unfolded into one [C/g·KH·KW, N·OH·OW] matrix per group, so each group is one large
+        // GEMM (per-image GEMMs were small and slow: conv1 of the Fashion-MNIST cnn has K = 9).
+        var yg = Tensor.Empty([groups, og, nl], compute);
+        using (var cols = Tensor.Empty([ck, nl], compute))
         {
-            for (int b = 0; b < n; b++)
-                for (int gi = 0; gi < groups; gi++)
-                {
-                    Im2Col(xc, b, gi, cg, geo, cols);
-                    using var wg = wc.View([og, ck], [ck, 1], gi * og * ck);
-                    using var yg = y.View([og, l], [l, 1], (b * o + gi * og) * l);
-                    Ops.Gemm2D(wg, cols, yg, accumulate: false);
-                }
+            for (int gi = 0; gi < groups; gi++)
+            {
+                Im2ColBatch(xc, gi, cg, geo, cols);
+                using var wg = wc.View([og, ck], [ck, 1], gi * og * ck);
+                using var yv = yg.View([og, nl], [nl, 1], gi * og * nl);
+                Ops.Gemm2D(wg, cols, yv, accumulate: false);
+            }
         }
+        // [G, O/G, N, L] -> [N, G, O/G, L] = [N, O, OH, OW]
+        Tensor y;
+        using (yg)
+        using (var perm = yg.View([n, groups, og, l], [l, og * nl, nl, 1], 0))
+            y = perm.Clone();
+        y = ReshapeOwned(y, [n, o, oh, ow]);
         if (bias != null)
         {
             using var b4 = Ops.Reshape(bias, 1, o, 1, 1);
@@ -60,28 +68,29 @@ public static partial class F
         return Recorder.Record(y, "conv2d", inputs, [xc, wc], (g, s) =>
         {
             using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
+            // g [N, O, L] -> [G, O/G, N·L] so each group's output gradient is one matrix.
+            using var gPerm = gc.View([groups, og, n, l], [og * l, l, o * l, 1], gc.Offset);
+            using var gt = gPerm.Clone();
             var dx = gx ? Tensor.Zeros([n, c, h, w], compute) : null;
-            var dw = gw ? Tensor.Zeros([o, cg, kh, kw], compute) : null;
-            using var cols = Tensor.Empty([ck, l], compute);
-            using var dcols = Tensor.Empty([ck, l], compute);
-            for (int b = 0; b < n; b++)
-                for (int gi = 0; gi < groups; gi++)
+            var dw = gw ? Tensor.Empty([o, cg, kh, kw], compute) : null;
+            using var cols = Tensor.Empty([ck, nl], compute);
+            for (int gi = 0; gi < groups; gi++)
+            {
+                using var gy = gt.View([og, nl], [nl, 1], gi * og * nl);
+                if (dw != null)
                 {
-                    using var gy = gc.View([og, l], [l, 1], (b * o + gi * og) * l);
-                    if (dw != null)
-                    {
-                        Im2Col(s[0], b, gi, cg, geo, cols);
-                        using var dwg = dw.View([og, ck], [ck, 1], gi * og * ck);
-                        using var colsT = cols.View([l, ck], [1, l], 0);
-                        Ops.Gemm2D(gy, colsT, dwg, accumulate: true);
-                    }
-                    if (dx != null)
-                    {
-                        using var wgT = s[1].View([ck, og], [1, ck], s[1].Offset + gi * og * ck);
-                        Ops.Gemm2D(wgT, gy, dcols, accumulate: false);
-                        Col2Im(dcols, dx, b, gi, cg, geo);
-                    }
+                    Im2ColBatch(s[0], gi, cg, geo, cols);
+                    using var dwg = dw.View([og, ck], [ck, 1], gi * og * ck);
+                    using var colsT = cols.View([nl, ck], [1, nl], 0);
+                    Ops.Gemm2D(gy, colsT, dwg, accumulate: false);
                 }
+                if (dx != null)
+                {
+                    using var wgT = s[1].View([ck, og], [1, ck], s[1].Offset + gi * og * ck);
+                    Ops.Gemm2D(wgT, gy, cols, accumulate: false);
+                    Col2ImBatch(cols, dx, gi, cg, geo);
+                }
+            }
             Tensor? db = gb ? Ops.Sum(gc, [0, 2, 3]) : null;
             var r = new List<Tensor?> { dx, dw };
             if (bias != null) r.Add(db);
@@ -89,18 +98,36 @@ public static partial class F
         });
     }
 
-    private static unsafe void Im2Col(Tensor x, int b, int gi, int cg, Conv2dGeometry geo, Tensor cols)
+    private static Tensor ReshapeOwned(Tensor t, int[] shape) => t.Replace(Ops.Reshape(t, shape));
+
+    /// <summary>Unfolds group <paramref name="gi"/> of every image into cols [C/g·KH·KW, N·L] (image b in columns b·L..).</summary>
+    private static unsafe void Im2ColBatch(Tensor x, int gi, int cg, Conv2dGeometry geo, Tensor cols)
     {
-        long off = ((long)b * x.Shape[1] + gi * cg) * geo.H * geo.W;
-        if (x.DType == DType.Float32) ConvKernels.Im2Col(x.Ptr<float>() + off, geo, cols.Ptr<float>());
-        else ConvKernels.Im2Col(x.Ptr<double>() + off, geo, cols.Ptr<double>());
+        int n = x.Shape[0], l = geo.OH * geo.OW, nl = n * l, rows = cg * geo.KH * geo.KW;
+        CpuThreads.For(n, (long)n * rows * l, (b0, b1) =>
+        {
+            for (int b = b0; b < b1; b++)
+            {
+                long off = ((long)b * x.Shape[1] + gi * cg) * geo.H * geo.W;
+                if (x.DType == DType.Float32) ConvKernels.Im2Col(x.Ptr<float>() + off, geo, cols.Ptr<float>() + (long)b * l, nl);
+                else ConvKernels.Im2Col(x.Ptr<double>() + off, geo, cols.Ptr<double>() + (long)b * l, nl);
+            }
+        });
     }
 
-    private static unsafe void Col2Im(Tensor cols, Tensor dx, int b, int gi, int cg, Conv2dGeometry geo)
+    /// <summary>Folds cols [C/g·KH·KW, N·L] back into group <paramref name="gi"/> of dx, summing overlaps.</summary>
+    private static unsafe void Col2ImBatch(Tensor cols, Tensor dx, int gi, int cg, Conv2dGeometry geo)
     {
-        long off = ((long)b * dx.Shape[1] + gi * cg) * geo.H * geo.W;
-        if (dx.DType == DType.Float32) ConvKernels.Col2Im(cols.Ptr<float>(), geo, dx.Ptr<float>() + off);
-        else ConvKernels.Col2Im(cols.Ptr<double>(), geo, dx.Ptr<double>() + off);
+        int n = dx.Shape[0], l = geo.OH * geo.OW, nl = n * l, rows = cg * geo.KH * geo.KW;
+        CpuThreads.For(n, (long)n * rows * l, (b0, b1) =>
+        {
+            for (int b = b0; b < b1; b++)
+            {
+                long off = ((long)b * dx.Shape[1] + gi * cg) * geo.H * geo.W;
+                if (dx.DType == DType.Float32) ConvKernels.Col2Im(cols.Ptr<float>() + (long)b * l, geo, dx.Ptr<float>() + off, nl);
+                else ConvKernels.Col2Im(cols.Ptr<double>() + (long)b * l, geo, dx.Ptr<double>() + off, nl);
+            }
+        });
     }
 
     /// <summary>2-D max pooling over [N, C, H, W]; the stride defaults to the kernel size.</summary>

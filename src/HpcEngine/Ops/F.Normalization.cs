@@ -67,7 +67,8 @@ public static partial class F
 
     /// <summary>Batch normalisation over dim 1 (channels) of [N, C] or [N, C, ...]. In training it normalises with the
     /// batch statistics (biased variance) and, when running buffers are given, updates them in place with
-    /// <paramref name="momentum"/> (unbiased variance, as PyTorch); in eval it uses the running statistics.</summary>
+    /// <paramref name="momentum"/> (unbiased variance, as PyTorch); in eval it uses the running statistics.
+    /// One fused kernel forward and backward (see BatchNormKernels).</summary>
     public static Tensor BatchNorm(Tensor x, Tensor? runningMean, Tensor? runningVar, Tensor? weight = null, Tensor? bias = null,
         bool training = true, double momentum = 0.1, double eps = 1e-5)
     {
@@ -77,52 +78,88 @@ public static partial class F
         foreach (var p in new[] { runningMean, runningVar, weight, bias })
             if (p != null && (p.Rank != 1 || p.Shape[0] != c))
                 throw new ShapeMismatchException($"batch_norm: per-channel tensors must have shape [{c}], got {Shapes.Format(p.Shape)}");
-        var dims = Enumerable.Range(0, x.Rank).Where(i => i != 1).ToArray();
-        var bshape = Enumerable.Range(0, x.Rank).Select(i => i == 1 ? c : 1).ToArray();
-        Tensor normalized;
-        if (training)
+        int n = x.Shape[0], l = c == 0 ? 0 : x.NumEl / Math.Max(n * c, 1);
+        if (training && (long)n * l <= 1)
+            throw new ShapeMismatchException($"batch_norm: training needs more than one value per channel (input shape {Shapes.Format(x.Shape)})");
+        if (!training && (runningMean == null || runningVar == null))
+            throw new ArgumentException("batch_norm: eval mode needs running_mean and running_var");
+        var compute = x.DType.ComputeType();
+        using var xc = Ops.ToDType(x, compute, false).ContiguousOwned();
+        using var wc = weight != null ? Ops.ToDType(weight, compute, false).ContiguousOwned() : null;
+        using var bc = bias != null ? Ops.ToDType(bias, compute, false).ContiguousOwned() : null;
+        var y = Tensor.Empty(x.Shape, compute);
+        var mean = Tensor.Empty([c], compute);
+        var rstd = Tensor.Empty([c], compute);
+        if (!training)
         {
-            int n = x.NumEl / Math.Max(c, 1);
-            if (n <= 1) throw new ShapeMismatchException($"batch_norm: training needs more than one value per channel (input shape {Shapes.Format(x.Shape)})");
-            using var mean = Ops.Mean(x, dims, keepDim: true);
-            using var centered = Ops.Sub(x, mean);
-            using var sq = Ops.Mul(centered, centered);
-            using var var = Ops.Mean(sq, dims, keepDim: true);
-            using var ve = Ops.AddScalar(var, eps);
+            // Fixed statistics: rstd = 1/sqrt(running_var + eps).
+            using var rm = Ops.ToDType(runningMean!, compute, false);
+            using var rv = Ops.ToDType(runningVar!, compute, false);
+            using var ve = Ops.AddScalar(rv, eps);
             using var rs = Ops.Rsqrt(ve);
-            normalized = Ops.Mul(centered, rs);
-            if (runningMean != null && runningVar != null)
-                using (GradMode.NoGrad())
-                {
-                    using var m1 = Ops.Reshape(mean, c);
-                    using var v1 = Ops.Reshape(var, c);
-                    using var unbiased = Ops.MulScalar(v1, (double)n / (n - 1));
-                    Lerp(runningMean, m1, momentum);
-                    Lerp(runningVar, unbiased, momentum);
-                }
+            Ops.CopyInto(mean, rm);
+            Ops.CopyInto(rstd, rs);
         }
+        BatchNormDispatch(xc, y, n, c, l, wc, bc, mean, rstd, training, eps);
+        if (training && runningMean != null && runningVar != null)
+            using (GradMode.NoGrad())
+            {
+                // running_var takes the unbiased variance: 1/rstd² − eps, times m/(m − 1).
+                double m = (double)n * l;
+                using var r2 = Ops.Mul(rstd, rstd);
+                using var inv = Ops.Reciprocal(r2);
+                using var biased = Ops.AddScalar(inv, -eps);
+                using var unbiased = Ops.MulScalar(biased, m / (m - 1));
+                Lerp(runningMean, mean, momentum);
+                Lerp(runningVar, unbiased, momentum);
+            }
+        if (compute != x.DType) y = y.Replace(Ops.ToDType(y, x.DType, false));
+        var inputs = new List<Tensor> { x };
+        if (weight != null) inputs.Add(weight);
+        if (bias != null) inputs.Add(bias);
+        if (!Recorder.Needs([.. inputs]))
+        {
+            mean.Dispose();
+            rstd.Dispose();
+            return y;
+        }
+        bool gx = x.NeedsGrad, gw = weight?.NeedsGrad ?? false, gb = bias?.NeedsGrad ?? false;
+        var save = new List<Tensor> { xc, mean, rstd };
+        if (wc != null) save.Add(wc);
+        bool hasW = weight != null, hasB = bias != null;
+        Recorder.Record(y, "batch_norm", [.. inputs], [.. save], (g, s) =>
+        {
+            using var gcn = Ops.ToDType(g, compute, false).ContiguousOwned();
+            var dx = gx ? Tensor.Empty(s[0].Shape, compute) : null;
+            var dw = gw ? Tensor.Empty([c], compute) : null;
+            var db = gb ? Tensor.Empty([c], compute) : null;
+            BatchNormBackwardDispatch(s[0], gcn, dx, dw, db, n, c, l, hasW ? s[3] : null, s[1], s[2], training);
+            var r = new List<Tensor?> { dx };
+            if (hasW) r.Add(dw);
+            if (hasB) r.Add(db);
+            return [.. r];
+        });
+        mean.Dispose();
+        rstd.Dispose();
+        return y;
+    }
+
+    private static unsafe void BatchNormDispatch(Tensor x, Tensor y, int n, int c, int l, Tensor? w, Tensor? b, Tensor mean, Tensor rstd, bool training, double eps)
+    {
+        if (x.DType == DType.Float32)
+            BatchNormKernels.Forward(x.Ptr<float>(), y.Ptr<float>(), n, c, l, w != null ? w.Ptr<float>() : null, b != null ? b.Ptr<float>() : null, mean.Ptr<float>(), rstd.Ptr<float>(), training, eps);
         else
-        {
-            if (runningMean == null || runningVar == null)
-                throw new ArgumentException("batch_norm: eval mode needs running_mean and running_var");
-            using var m = Ops.Reshape(runningMean, bshape);
-            using var v = Ops.Reshape(runningVar, bshape);
-            using var ve = Ops.AddScalar(v, eps);
-            using var rs = Ops.Rsqrt(ve);
-            using var centered = Ops.Sub(x, m);
-            normalized = Ops.Mul(centered, rs);
-        }
-        if (weight != null)
-        {
-            using var w = Ops.Reshape(weight, bshape);
-            normalized = normalized.Replace(Ops.Mul(normalized, w));
-        }
-        if (bias != null)
-        {
-            using var b = Ops.Reshape(bias, bshape);
-            normalized = normalized.Replace(Ops.Add(normalized, b));
-        }
-        return normalized;
+            BatchNormKernels.Forward(x.Ptr<double>(), y.Ptr<double>(), n, c, l, w != null ? w.Ptr<double>() : null, b != null ? b.Ptr<double>() : null, mean.Ptr<double>(), rstd.Ptr<double>(), training, eps);
+    }
+
+    private static unsafe void BatchNormBackwardDispatch(Tensor x, Tensor g, Tensor? dx, Tensor? dw, Tensor? db, int n, int c, int l, Tensor? w, Tensor mean, Tensor rstd, bool training)
+    {
+        if (x.DType == DType.Float32)
+            BatchNormKernels.Backward(x.Ptr<float>(), g.Ptr<float>(), dx != null ? dx.Ptr<float>() : null, dw != null ? dw.Ptr<float>() : null, db != null ? db.Ptr<float>() : null,
+                n, c, l, w != null ? w.Ptr<float>() : null, mean.Ptr<float>(), rstd.Ptr<float>(), training);
+        else
+            BatchNormKernels.Backward(x.Ptr<double>(), g.Ptr<double>(), dx != null ? dx.Ptr<double>() : null, dw != null ? dw.Ptr<double>() : null, db != null ? db.Ptr<double>() : null,
+                n, c, l, w != null ? w.Ptr<double>() : null, mean.Ptr<double>(), rstd.Ptr<double>(), training);
     }
 
     /// <summary>buffer ← (1 − momentum)·buffer + momentum·value, in place.</summary>

@@ -13,9 +13,10 @@ internal readonly record struct Conv2dGeometry(int C, int H, int W, int KH, int 
 /// (W[O, C·KH·KW] · cols), and fold the gradient of that matrix back (summing overlapping windows).</summary>
 internal static unsafe class ConvKernels
 {
-    public static void Im2Col<T>(T* img, Conv2dGeometry g, T* cols) where T : unmanaged, INumber<T>
+    /// <summary>Writes image <paramref name="img"/>'s unfolded windows into cols, whose rows are <paramref name="ld"/> apart.</summary>
+    public static void Im2Col<T>(T* img, Conv2dGeometry g, T* cols, int ld) where T : unmanaged, INumber<T>
     {
-        int oh = g.OH, ow = g.OW, l = oh * ow;
+        int oh = g.OH, ow = g.OW, l = ld;
         for (int c = 0; c < g.C; c++)
             for (int ki = 0; ki < g.KH; ki++)
                 for (int kj = 0; kj < g.KW; kj++)
@@ -28,9 +29,13 @@ internal static unsafe class ConvKernels
                         if ((uint)iy >= (uint)g.H) { new Span<T>(dst, ow).Clear(); continue; }
                         T* src = img + ((long)c * g.H + iy) * g.W;
                         int ix0 = -g.PW + kj * g.DW;
-                        if (g.SW == 1 && ix0 >= 0 && ix0 + ow <= g.W)
+                        if (g.SW == 1)
                         {
-                            new ReadOnlySpan<T>(src + ix0, ow).CopyTo(new Span<T>(dst, ow));
+                            // Unit stride: zeros where the window hangs over the padding, one copy for the rest.
+                            int x0 = Math.Clamp(-ix0, 0, ow), x1 = Math.Clamp(g.W - ix0, x0, ow);
+                            new Span<T>(dst, x0).Clear();
+                            new ReadOnlySpan<T>(src + ix0 + x0, x1 - x0).CopyTo(new Span<T>(dst + x0, x1 - x0));
+                            new Span<T>(dst + x1, ow - x1).Clear();
                             continue;
                         }
                         for (int x = 0; x < ow; x++)
@@ -42,9 +47,10 @@ internal static unsafe class ConvKernels
                 }
     }
 
-    public static void Col2Im<T>(T* cols, Conv2dGeometry g, T* img) where T : unmanaged, INumber<T>
+    /// <summary>Adds the columns (rows <paramref name="ld"/> apart) back into image <paramref name="img"/>.</summary>
+    public static void Col2Im<T>(T* cols, Conv2dGeometry g, T* img, int ld) where T : unmanaged, INumber<T>
     {
-        int oh = g.OH, ow = g.OW, l = oh * ow;
+        int oh = g.OH, ow = g.OW, l = ld;
         for (int c = 0; c < g.C; c++)
             for (int ki = 0; ki < g.KH; ki++)
                 for (int kj = 0; kj < g.KW; kj++)
@@ -72,6 +78,34 @@ internal static unsafe class PoolKernels
     public static void MaxForward<T>(T* x, T* y, long* argmax, int planes, Conv2dGeometry g) where T : unmanaged, IFloatingPointIeee754<T>
     {
         int oh = g.OH, ow = g.OW;
+        if (g is { KH: 2, KW: 2, SH: 2, SW: 2, PH: 0, PW: 0, DH: 1, DW: 1 })
+        {
+            // The common 2×2/2 window: four loads per output, no bounds checks (the window never leaves the image).
+            CpuThreads.For(planes, (long)planes * oh * ow * 4, (s, e) =>
+            {
+                for (int p = s; p < e; p++)
+                {
+                    T* xp = x + (long)p * g.H * g.W;
+                    for (int oy = 0; oy < oh; oy++)
+                    {
+                        long o = ((long)p * oh + oy) * ow;
+                        int r0 = 2 * oy * g.W, r1 = r0 + g.W;
+                        for (int ox = 0; ox < ow; ox++)
+                        {
+                            int i0 = r0 + 2 * ox, i1 = i0 + 1, i2 = r1 + 2 * ox, i3 = i2 + 1;
+                            int bi = i0;
+                            T best = xp[i0];
+                            if (xp[i1] > best || T.IsNaN(xp[i1])) { best = xp[i1]; bi = i1; }
+                            if (xp[i2] > best || T.IsNaN(xp[i2])) { best = xp[i2]; bi = i2; }
+                            if (xp[i3] > best || T.IsNaN(xp[i3])) { best = xp[i3]; bi = i3; }
+                            y[o + ox] = best;
+                            argmax[o + ox] = bi;
+                        }
+                    }
+                }
+            });
+            return;
+        }
         CpuThreads.For(planes, (long)planes * oh * ow * g.KH * g.KW, (s, e) =>
         {
             for (int p = s; p < e; p++)

@@ -80,6 +80,22 @@ internal static unsafe class UnaryKernels
         T a = T.CreateTruncating(alpha), half = T.CreateTruncating(0.5), two = T.CreateTruncating(2);
         CpuThreads.For(n, n * 8L, (s, e) =>
         {
+            // The hot rules get their own loops (the JIT cannot hoist a per-element switch out of the loop).
+            switch (op)
+            {
+                case UnaryOp.Relu:
+                    ReluBackward(px + s, pg + s, pd + s, e - s);
+                    return;
+                case UnaryOp.Tanh:
+                    for (int i = s; i < e; i++) pd[i] = pg[i] * (T.One - py[i] * py[i]);
+                    return;
+                case UnaryOp.Sigmoid:
+                    for (int i = s; i < e; i++) pd[i] = pg[i] * py[i] * (T.One - py[i]);
+                    return;
+                case UnaryOp.Exp:
+                    TensorPrimitives.Multiply(new ReadOnlySpan<T>(pg + s, e - s), new ReadOnlySpan<T>(py + s, e - s), new Span<T>(pd + s, e - s));
+                    return;
+            }
             for (int i = s; i < e; i++)
             {
                 T xi = px[i], yi = py[i], gi = pg[i];
@@ -106,6 +122,23 @@ internal static unsafe class UnaryKernels
                 };
             }
         });
+    }
+
+    /// <summary>d = x &gt; 0 ? g : 0, eight floats at a time (a compare mask ANDed with g).</summary>
+    private static void ReluBackward<T>(T* x, T* g, T* d, int n) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        if (typeof(T) == typeof(float) && System.Runtime.Intrinsics.X86.Avx.IsSupported)
+        {
+            float* xf = (float*)x, gf = (float*)g, df = (float*)d;
+            var zero = System.Runtime.Intrinsics.Vector256<float>.Zero;
+            for (; i <= n - 8; i += 8)
+            {
+                var mask = System.Runtime.Intrinsics.X86.Avx.CompareGreaterThan(System.Runtime.Intrinsics.X86.Avx.LoadVector256(xf + i), zero);
+                System.Runtime.Intrinsics.X86.Avx.Store(df + i, System.Runtime.Intrinsics.X86.Avx.And(mask, System.Runtime.Intrinsics.X86.Avx.LoadVector256(gf + i)));
+            }
+        }
+        for (; i < n; i++) d[i] = x[i] > T.Zero ? g[i] : T.Zero;
     }
 
     private static T GeluGrad<T>(T x) where T : IFloatingPointIeee754<T>
