@@ -122,10 +122,19 @@ public static class Idx
             dims[i] = (int)d;
             bytes *= d;
         }
-        var payload = new byte[bytes];
-        int read = s.ReadAtLeast(payload, payload.Length, throwOnEndOfStream: false);
-        if (read < payload.Length)
-            throw new DataFormatException(name, IdxCheck.Truncated, $"the payload has {read} of the {payload.Length} bytes the header describes");
+        // Grow the buffer as bytes arrive rather than trusting the header's size up front: a short file that claims a
+        // large payload fails as truncated without first allocating what it claims.
+        using var buffer = new MemoryStream((int)Math.Min(bytes, 1 << 20));
+        var chunk = new byte[1 << 16];
+        while (buffer.Length < bytes)
+        {
+            int got = s.Read(chunk, 0, (int)Math.Min(chunk.Length, bytes - buffer.Length));
+            if (got == 0) break;
+            buffer.Write(chunk, 0, got);
+        }
+        if (buffer.Length < bytes)
+            throw new DataFormatException(name, IdxCheck.Truncated, $"the payload has {buffer.Length} of the {bytes} bytes the header describes");
+        var payload = buffer.Length == buffer.Capacity ? buffer.GetBuffer() : buffer.ToArray();
         if (s.ReadByte() != -1)
             throw new DataFormatException(name, IdxCheck.TrailingData, $"there are bytes after the {payload.Length}-byte payload the header describes");
         return new IdxData(dims, magic[2], payload);

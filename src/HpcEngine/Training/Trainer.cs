@@ -76,6 +76,7 @@ public sealed record TrainResult(TrainConfig Config, string DataSource, IReadOnl
         ["steps"] = Steps,
         ["data_source"] = DataSource,
         ["checkpoint"] = CheckpointPath,
+        ["step_losses"] = StepLosses,
         ["per_epoch"] = Epochs.Select(e => new Dictionary<string, object> { ["epoch"] = e.Epoch, ["train_loss"] = e.TrainLoss, ["test_accuracy"] = e.TestAccuracy, ["seconds"] = e.Seconds, ["samples_per_s"] = e.SamplesPerSecond }).ToArray(),
     }, new JsonSerializerOptions { WriteIndented = true });
 }

@@ -1,0 +1,61 @@
+using System.Diagnostics;
+using System.IO.Compression;
+using HpcEngine.Data;
+
+namespace HpcEngine.Tests;
+
+/// <summary>Helpers shared by tests: temporary directories, a tiny Fashion-MNIST-shaped dataset, and running the CLI
+/// as a child process with a wall-clock bound.</summary>
+internal static class TestSupport
+{
+    public static string TempDir(string prefix) => Directory.CreateTempSubdirectory(prefix).FullName;
+
+    /// <summary>Writes the four Fashion-MNIST files (gzip IDX) with random 28×28 images whose class is learnable:
+    /// class k brightens row band k.</summary>
+    public static void WriteTinyFashionMnist(string dir, int train, int test, int seed = 0)
+    {
+        var rng = new Random(seed);
+        void Split(string images, string labels, int n)
+        {
+            var px = new byte[n * 784];
+            var lb = new byte[n];
+            for (int i = 0; i < n; i++)
+            {
+                lb[i] = (byte)rng.Next(10);
+                for (int p = 0; p < 784; p++) px[i * 784 + p] = (byte)(rng.Next(60) + (p / 28 / 3 == lb[i] ? 150 : 0));
+            }
+            WriteGz(Path.Combine(dir, images), 0x08, [n, 28, 28], px);
+            WriteGz(Path.Combine(dir, labels), 0x08, [n], lb);
+        }
+        Split(FashionMnist.Files[0], FashionMnist.Files[1], train);
+        Split(FashionMnist.Files[2], FashionMnist.Files[3], test);
+    }
+
+    public static void WriteGz(string path, byte type, int[] dims, byte[] payload)
+    {
+        using var fs = File.Create(path);
+        using var gz = new GZipStream(fs, CompressionLevel.Fastest);
+        Idx.Write(gz, type, dims, payload);
+    }
+
+    /// <summary>Runs `hpcengine ARGS` (the CLI built beside the tests) and returns exit code and output.</summary>
+    public static (int Exit, string Stdout, string Stderr) RunCli(IEnumerable<string> args, int timeoutSeconds = 240, Dictionary<string, string>? env = null)
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, "hpcengine.dll");
+        string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
+        var psi = new ProcessStartInfo(dotnet) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(dll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["HPCENGINE_SPIN_US"] = "0";
+        if (env != null) foreach (var (k, v) in env) psi.Environment[k] = v;
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeoutSeconds * 1000))
+        {
+            p.Kill(entireProcessTree: true);
+            Assert.Fail($"hpcengine {string.Join(' ', args)} did not finish within {timeoutSeconds}s");
+        }
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+}
