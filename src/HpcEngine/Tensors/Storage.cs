@@ -40,6 +40,9 @@ internal sealed unsafe class Storage
 
     public bool IsAlive => _buffer != null;
 
+    /// <summary>The backing array (pinned), for APIs that take Memory&lt;byte&gt; such as sockets.</summary>
+    public byte[] Bytes => _buffer ?? throw new ObjectDisposedException(nameof(Storage), "the tensor's storage was released (the tensor was disposed)");
+
     public int RefCount => Volatile.Read(ref _refs);
 
     public void AddRef()

@@ -130,6 +130,14 @@ public sealed unsafe partial class Tensor : IDisposable
         return new Span<T>(Ptr<T>(), NumEl);
     }
 
+    /// <summary>The bytes of a contiguous tensor as Memory (for sockets and other async I/O).</summary>
+    internal Memory<byte> AsByteMemory()
+    {
+        if (!IsContiguous) throw new InvalidOperationException("internal: AsByteMemory on a non-contiguous tensor");
+        int es = DType.SizeOf();
+        return new Memory<byte>(Storage.Bytes, Offset * es, NumEl * es);
+    }
+
     internal int StorageVersion => Storage.Version;
 
     internal void BumpVersion() => Storage.Version++;

@@ -1,0 +1,155 @@
+namespace HpcEngine.Distributed;
+
+/// <summary>How values from the ranks combine.</summary>
+public enum ReduceOp
+{
+    Sum,
+    Avg,
+    Max,
+    Min,
+    Product,
+}
+
+/// <summary>Which allreduce algorithm runs: chosen by message size, or forced.</summary>
+public enum AllReduceAlgorithm
+{
+    /// <summary>Direct exchange below <see cref="Tcp.TcpOptions.SmallMessageBytes"/>, pipelined ring above.</summary>
+    Auto,
+    /// <summary>Chunked ring: reduce-scatter then allgather; bandwidth-optimal (each rank sends 2(n−1)/n of the data).</summary>
+    Ring,
+    /// <summary>Every rank sends its whole buffer to every other and reduces locally in rank order: one round, latency-optimal.</summary>
+    Direct,
+}
+
+/// <summary>Options every collective takes.</summary>
+public record CollectiveOptions
+{
+    /// <summary>How long the op may take before it fails with a <see cref="CollectiveException"/> (null: the group's default).</summary>
+    public TimeSpan? Timeout { get; init; }
+}
+
+public sealed record AllReduceOptions : CollectiveOptions
+{
+    public ReduceOp Op { get; init; } = ReduceOp.Sum;
+    public AllReduceAlgorithm Algorithm { get; init; } = AllReduceAlgorithm.Auto;
+}
+
+public sealed record BroadcastOptions : CollectiveOptions
+{
+    public int Root { get; init; }
+}
+
+public sealed record ReduceOptions : CollectiveOptions
+{
+    public int Root { get; init; }
+    public ReduceOp Op { get; init; } = ReduceOp.Sum;
+}
+
+public sealed record ReduceScatterOptions : CollectiveOptions
+{
+    public ReduceOp Op { get; init; } = ReduceOp.Sum;
+}
+
+/// <summary>A collective or point-to-point op that failed: a dead or frozen peer, a timeout, a desync. Names the op,
+/// its sequence number, the local rank and (when known) the peer.</summary>
+public sealed class CollectiveException : Exception
+{
+    public CollectiveException() { }
+    public CollectiveException(string message) : base(message) { }
+    public CollectiveException(string message, Exception inner) : base(message, inner) { }
+
+    public CollectiveException(string op, long sequence, int rank, int? peer, string what, Exception? inner = null)
+        : base($"{op} #{sequence} on rank {rank} failed{(peer.HasValue ? $" (peer rank {peer})" : "")}: {what}", inner)
+    {
+        Op = op;
+        Sequence = sequence;
+        Rank = rank;
+        Peer = peer;
+    }
+
+    public string? Op { get; }
+    public long Sequence { get; }
+    public int Rank { get; }
+    public int? Peer { get; }
+
+    /// <summary>The last collectives of the failing rank (flight recorder), when attached.</summary>
+    public string? FlightRecord { get; init; }
+}
+
+/// <summary>A handle on an asynchronous op. <see cref="Wait"/> blocks and rethrows the op's failure.</summary>
+public sealed class Work
+{
+    private readonly Task _task;
+
+    internal Work(Task task) => _task = task;
+
+    /// <summary>Completed work (for ops that finished synchronously).</summary>
+    public static Work Done { get; } = new(Task.CompletedTask);
+
+    public bool IsCompleted => _task.IsCompleted;
+
+    /// <summary>The failure, once the op has failed.</summary>
+    public Exception? Exception => _task.Exception?.InnerException ?? _task.Exception;
+
+    /// <summary>The underlying task, for async callers.</summary>
+    public Task Task => _task;
+
+    /// <summary>Blocks until the op ends; rethrows its exception. A <paramref name="timeout"/> shorter than the op's
+    /// own only bounds this wait: it throws TimeoutException and the op goes on.</summary>
+    public void Wait(TimeSpan? timeout = null)
+    {
+        try
+        {
+            if (timeout.HasValue)
+            {
+                if (!_task.Wait(timeout.Value)) throw new TimeoutException($"the op did not complete within {timeout.Value.TotalSeconds:F1}s");
+            }
+            else _task.Wait();
+        }
+        catch (AggregateException e) when (e.InnerException != null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerException).Throw();
+        }
+    }
+}
+
+/// <summary>A set of processes that run collectives together. Every rank calls the same collectives in the same
+/// order; tensors given to an op must stay alive and untouched until its <see cref="Work"/> completes.</summary>
+public interface IProcessGroup : IDisposable
+{
+    int Rank { get; }
+    int Size { get; }
+    /// <summary>"tcp", "nccl" ...</summary>
+    string Backend { get; }
+
+    /// <summary>Reduces <paramref name="tensor"/> across ranks, in place on every rank.</summary>
+    Work AllReduce(Tensor tensor, AllReduceOptions? options = null);
+
+    /// <summary>Copies the root's tensor into every rank's tensor.</summary>
+    Work Broadcast(Tensor tensor, BroadcastOptions? options = null);
+
+    /// <summary>Reduces into the root's tensor (other ranks' tensors are left unspecified).</summary>
+    Work Reduce(Tensor tensor, ReduceOptions? options = null);
+
+    /// <summary>output [Size, ...input.shape] receives every rank's input in rank order.</summary>
+    Work AllGather(Tensor output, Tensor input, CollectiveOptions? options = null);
+
+    /// <summary>input [Size, ...output.shape]: output receives the reduction of every rank's slice [Rank].</summary>
+    Work ReduceScatter(Tensor output, Tensor input, ReduceScatterOptions? options = null);
+
+    /// <summary>input and output [Size, ...]: rank r's input slice [j] becomes rank j's output slice [r].</summary>
+    Work AllToAll(Tensor output, Tensor input, CollectiveOptions? options = null);
+
+    /// <summary>Sends a tensor to <paramref name="dst"/>; matched by the receiver's tag.</summary>
+    Work Send(Tensor tensor, int dst, int tag = 0, CollectiveOptions? options = null);
+
+    /// <summary>Receives into a tensor from <paramref name="src"/> (same shape and dtype as sent).</summary>
+    Work Recv(Tensor tensor, int src, int tag = 0, CollectiveOptions? options = null);
+
+    /// <summary>Returns when every rank has reached it.</summary>
+    Work Barrier(CollectiveOptions? options = null);
+
+    /// <summary>A sub-group of the given global ranks (every rank of this group must call it, members or not;
+    /// non-members get null).</summary>
+    IProcessGroup? NewGroup(IReadOnlyList<int> ranks);
+}

@@ -1,0 +1,34 @@
+namespace HpcEngine.Distributed;
+
+/// <summary>A small key-value store that ranks rendezvous through (addresses, unique ids, counters, barriers).
+/// Every call takes a timeout; a timed-out call throws <see cref="TimeoutException"/> and leaves the store usable.</summary>
+public interface IStore : IDisposable
+{
+    void Set(string key, byte[] value, TimeSpan? timeout = null);
+
+    /// <summary>The value, waiting until some rank sets the key.</summary>
+    byte[] Get(string key, TimeSpan? timeout = null);
+
+    /// <summary>Adds to a 64-bit counter (created at 0) and returns the new value.</summary>
+    long Add(string key, long amount, TimeSpan? timeout = null);
+
+    /// <summary>Sets <paramref name="desired"/> if the current value equals <paramref name="expected"/> (an empty
+    /// expected value means "absent"); returns the value now stored.</summary>
+    byte[] CompareSet(string key, byte[] expected, byte[] desired, TimeSpan? timeout = null);
+
+    /// <summary>Removes a key; returns whether it existed.</summary>
+    bool Delete(string key, TimeSpan? timeout = null);
+
+    /// <summary>Waits until every key exists.</summary>
+    void Wait(IEnumerable<string> keys, TimeSpan? timeout = null);
+}
+
+/// <summary>Limits and authentication of a <see cref="TcpStore"/>.</summary>
+public sealed record StoreOptions
+{
+    public int MaxKeyBytes { get; init; } = 8 * 1024;
+    public int MaxValueBytes { get; init; } = 8 * 1024 * 1024;
+    public TimeSpan DefaultTimeout { get; init; } = TimeSpan.FromMinutes(5);
+    /// <summary>Shared secret (HPCENGINE_TOKEN): clients must answer an HMAC-SHA256 challenge before any request.</summary>
+    public string? Token { get; init; }
+}

@@ -1,0 +1,267 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using System.Threading.Channels;
+
+namespace HpcEngine.Distributed.Tcp;
+
+/// <summary>The peer closed its end after saying goodbye: it left, it did not crash.</summary>
+internal sealed class PeerLeftException(string message) : IOException(message);
+
+/// <summary>A received message: a pooled buffer the consumer returns with Dispose.</summary>
+internal sealed class Incoming(byte[] buffer, int length) : IDisposable
+{
+    public ReadOnlySpan<byte> Span => buffer.AsSpan(0, length);
+    public int Length => length;
+    public void Dispose() => ArrayPool<byte>.Shared.Return(buffer);
+}
+
+/// <summary>The connection to one peer. Frames are <c>[u32 magic][u32 reserved][i64 tag][i64 length][payload]</c>.
+/// A receive loop reads the socket through a PipeReader and copies each payload, as it arrives, into a pooled
+/// buffer delivered to the channel of its tag (so several ops can be in flight, each reading its own frames in
+/// order). A send loop drains a bounded queue into a PipeWriter: the bounded queue and FlushAsync are the
+/// backpressure. A length above the cap, a bad magic, EOF or a socket error fails the link: every pending and later
+/// receive on it throws, naming the peer.</summary>
+internal sealed class PeerLink : IAsyncDisposable
+{
+    private const uint Magic = 0x48504346; // "HPCF"
+    private const int HeaderBytes = 24;
+    /// <summary>Tag of the frame a rank sends before closing cleanly, so its EOF is a goodbye and not a death.</summary>
+    private const long GoodbyeTag = long.MinValue;
+
+    private readonly Socket _socket;
+    private readonly PipeReader _reader;
+    private readonly PipeWriter _writer;
+    private readonly Channel<(long Tag, ReadOnlyMemory<byte> Payload, TaskCompletionSource Done)> _out =
+        Channel.CreateBounded<(long, ReadOnlyMemory<byte>, TaskCompletionSource)>(new BoundedChannelOptions(64) { SingleReader = true });
+    private readonly ConcurrentDictionary<long, Channel<Incoming>> _inbox = new();
+    private readonly CancellationTokenSource _stop = new();
+    private readonly long _maxFrame;
+    private readonly NetworkEmulation? _emu;
+    private readonly Action<PeerLink, Exception> _onFailure;
+    private readonly Task _recvLoop, _sendLoop;
+    private Exception? _failure;
+    private long _busyUntilTicks;
+    private volatile bool _peerSaidGoodbye;
+
+    public int Peer { get; }
+    public long BytesSent;
+    public long BytesReceived;
+
+    public PeerLink(int peer, Socket socket, long maxFrame, NetworkEmulation? emulation, Action<PeerLink, Exception> onFailure)
+    {
+        Peer = peer;
+        _socket = socket;
+        var stream = new NetworkStream(socket, ownsSocket: false);
+        _reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 1 << 16, minimumReadSize: 1 << 14));
+        _writer = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 1 << 16));
+        _maxFrame = maxFrame;
+        _emu = emulation;
+        _onFailure = onFailure;
+        _recvLoop = Task.Run(ReceiveLoop);
+        _sendLoop = Task.Run(SendLoop);
+    }
+
+    public Exception? Failure => Volatile.Read(ref _failure);
+
+    /// <summary>Queues a frame; the task completes once the payload has been copied out (the caller may reuse it).</summary>
+    public async Task SendAsync(long tag, ReadOnlyMemory<byte> payload, CancellationToken ct)
+    {
+        ThrowIfFailed();
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await _out.Writer.WriteAsync((tag, payload, done), ct).ConfigureAwait(false);
+        using (ct.Register(() => done.TrySetCanceled(ct)))
+            await done.Task.ConfigureAwait(false);
+    }
+
+    /// <summary>The next frame of <paramref name="tag"/> from this peer.</summary>
+    public async Task<Incoming> ReceiveAsync(long tag, CancellationToken ct)
+    {
+        // Frames that arrived before the link went down stay readable; only a wait for more fails.
+        if (!_inbox.TryGetValue(tag, out var ch))
+        {
+            ThrowIfFailed();
+            ch = _inbox.GetOrAdd(tag, _ => Channel.CreateUnbounded<Incoming>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true }));
+            if (Volatile.Read(ref _failure) is { } f) ch.Writer.TryComplete(f);
+        }
+        try
+        {
+            return await ch.Reader.ReadAsync(ct).ConfigureAwait(false);
+        }
+        catch (ChannelClosedException)
+        {
+            throw Failed();
+        }
+    }
+
+    /// <summary>Forgets a finished op's channel.</summary>
+    public void Release(long tag)
+    {
+        if (_inbox.TryRemove(tag, out var ch))
+            while (ch.Reader.TryRead(out var m)) m.Dispose();
+    }
+
+    private void ThrowIfFailed()
+    {
+        if (Volatile.Read(ref _failure) != null) throw Failed();
+    }
+
+    private IOException Failed() => new($"the link to rank {Peer} is down: {_failure?.Message}", _failure);
+
+    private async Task ReceiveLoop()
+    {
+        byte[]? payload = null;
+        var h = new byte[HeaderBytes];
+        long tag = 0;
+        int length = 0, filled = 0;
+        bool inPayload = false;
+        try
+        {
+            while (true)
+            {
+                var result = await _reader.ReadAsync(_stop.Token).ConfigureAwait(false);
+                var buf = result.Buffer;
+                while (true)
+                {
+                    if (!inPayload)
+                    {
+                        if (buf.Length < HeaderBytes) break;
+                        buf.Slice(0, HeaderBytes).CopyTo(h);
+                        buf = buf.Slice(HeaderBytes);
+                        if (BinaryPrimitives.ReadUInt32LittleEndian(h) != Magic)
+                            throw new InvalidDataException($"malformed frame from rank {Peer} (bad magic)");
+                        tag = BinaryPrimitives.ReadInt64LittleEndian(h.AsSpan(8));
+                        long len = BinaryPrimitives.ReadInt64LittleEndian(h.AsSpan(16));
+                        if (len < 0 || len > _maxFrame)
+                            throw new InvalidDataException($"frame of {len} bytes from rank {Peer} exceeds the {_maxFrame}-byte limit");
+                        length = (int)len;
+                        payload = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
+                        filled = 0;
+                        inPayload = true;
+                    }
+                    int take = (int)Math.Min(buf.Length, length - filled);
+                    buf.Slice(0, take).CopyTo(payload.AsSpan(filled));
+                    buf = buf.Slice(take);
+                    filled += take;
+                    if (filled < length) break;
+                    inPayload = false;
+                    Interlocked.Add(ref BytesReceived, length + HeaderBytes);
+                    if (tag == GoodbyeTag)
+                    {
+                        ArrayPool<byte>.Shared.Return(payload!);
+                        _peerSaidGoodbye = true;
+                        payload = null;
+                        continue;
+                    }
+                    await DeliverAsync(tag, new Incoming(payload!, length)).ConfigureAwait(false);
+                    payload = null;
+                }
+                _reader.AdvanceTo(buf.Start, buf.End);
+                if (result.IsCompleted)
+                    throw _peerSaidGoodbye ? new PeerLeftException($"rank {Peer} left the group") : new EndOfStreamException($"rank {Peer} closed the connection");
+            }
+        }
+        catch (Exception e)
+        {
+            if (payload != null) ArrayPool<byte>.Shared.Return(payload);
+            Fail(e is OperationCanceledException ? new IOException("the link was closed") : e);
+        }
+    }
+
+    private async ValueTask DeliverAsync(long tag, Incoming m)
+    {
+        if (_emu is { Latency.Ticks: > 0 })
+            await Task.Delay(_emu.Latency, _stop.Token).ConfigureAwait(false);
+        var ch = _inbox.GetOrAdd(tag, _ => Channel.CreateUnbounded<Incoming>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true }));
+        if (!ch.Writer.TryWrite(m)) m.Dispose();
+    }
+
+    private async Task SendLoop()
+    {
+        try
+        {
+            await foreach (var (tag, payload, done) in _out.Reader.ReadAllAsync(_stop.Token).ConfigureAwait(false))
+            {
+                if (done.Task.IsCanceled) continue;
+                if (_emu != null && !double.IsPositiveInfinity(_emu.BytesPerSecond)) await Throttle(payload.Length + HeaderBytes).ConfigureAwait(false);
+                var h = _writer.GetSpan(HeaderBytes);
+                BinaryPrimitives.WriteUInt32LittleEndian(h, Magic);
+                BinaryPrimitives.WriteUInt32LittleEndian(h[4..], 0);
+                BinaryPrimitives.WriteInt64LittleEndian(h[8..], tag);
+                BinaryPrimitives.WriteInt64LittleEndian(h[16..], payload.Length);
+                _writer.Advance(HeaderBytes);
+                _writer.Write(payload.Span);
+                Interlocked.Add(ref BytesSent, payload.Length + HeaderBytes);
+                // A goodbye completes only once it (and everything before it) is on the socket.
+                if (tag != GoodbyeTag) done.TrySetResult();
+                // Coalesce: flush only when nothing else is queued.
+                if (tag == GoodbyeTag || !_out.Reader.TryPeek(out _))
+                {
+                    var f = await _writer.FlushAsync(_stop.Token).ConfigureAwait(false);
+                    if (f.IsCompleted) throw new EndOfStreamException($"rank {Peer} stopped reading");
+                }
+                if (tag == GoodbyeTag) done.TrySetResult();
+            }
+        }
+        catch (Exception e)
+        {
+            Fail(e is OperationCanceledException ? new IOException("the link was closed") : e);
+        }
+    }
+
+    /// <summary>Token-bucket pacing: a frame may start once the previous ones have "left" at the emulated rate.</summary>
+    private async Task Throttle(int bytes)
+    {
+        long now = DateTime.UtcNow.Ticks;
+        long start = Math.Max(now, _busyUntilTicks);
+        _busyUntilTicks = start + (long)(bytes / _emu!.BytesPerSecond * TimeSpan.TicksPerSecond);
+        if (start > now) await Task.Delay(TimeSpan.FromTicks(start - now), _stop.Token).ConfigureAwait(false);
+    }
+
+    private void Fail(Exception e)
+    {
+        if (Interlocked.CompareExchange(ref _failure, e, null) != null) return;
+        foreach (var ch in _inbox.Values) ch.Writer.TryComplete(e);
+        _out.Writer.TryComplete(e);
+        while (_out.Reader.TryRead(out var o)) o.Done.TrySetException(Failed());
+        // A peer that left cleanly fails only what still waits on it; anything else takes the group down.
+        if (e is not PeerLeftException && !_closing) _onFailure(this, e);
+    }
+
+    private volatile bool _closing;
+
+    /// <summary>Says goodbye (so the peer does not take our EOF for a crash), then closes.</summary>
+    public async Task CloseGracefullyAsync()
+    {
+        _closing = true;
+        try
+        {
+            if (Failure == null)
+                await SendAsync(GoodbyeTag, ReadOnlyMemory<byte>.Empty, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or TimeoutException or InvalidOperationException or ObjectDisposedException or ChannelClosedException)
+        {
+            // the peer is already gone; nothing to say goodbye to
+        }
+        await DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Closes the link (abortively: the peer sees a reset or EOF at once).</summary>
+    public void Abort(Exception reason)
+    {
+        try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        Fail(reason);
+        _stop.Cancel();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _closing = true;
+        Abort(new IOException("the process group was closed"));
+        try { await Task.WhenAll(_recvLoop, _sendLoop).WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false); } catch (Exception) { }
+        _socket.Dispose();
+        _stop.Dispose();
+    }
+}

@@ -1,0 +1,184 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace HpcEngine.Distributed.Tcp;
+
+/// <summary>The links of one process to every other rank: a full mesh built through the store. Each rank listens on an
+/// ephemeral port, publishes host:port under <c>{prefix}/addr/{rank}</c>, connects to every lower rank and accepts
+/// every higher one. A link's first bytes are a hello (magic, rank, world size) and, with a token, an HMAC answer to
+/// the acceptor's nonce; a wrong hello or answer drops that socket before it carries any data. Any link failure
+/// aborts the whole mesh, so a rank that dies or fails takes its peers' pending ops down at once instead of leaving
+/// them to wait out their timeouts.</summary>
+internal sealed class TcpMesh : IDisposable
+{
+    private const uint HelloMagic = 0x48504348; // "HPCH"
+    private readonly PeerLink?[] _links;
+    private Exception? _failure;
+    private int _nextGroupId;
+
+    public int Rank { get; }
+    public int Size { get; }
+    public TcpOptions Options { get; }
+    public Exception? Failure => Volatile.Read(ref _failure);
+
+    /// <summary>Called (once) when the mesh fails, with the cause.</summary>
+    public event Action<Exception>? Failed;
+
+    private TcpMesh(int rank, int size, TcpOptions options)
+    {
+        Rank = rank;
+        Size = size;
+        Options = options;
+        _links = new PeerLink?[size];
+    }
+
+    public PeerLink Link(int peer) => _links[peer] ?? throw new InvalidOperationException($"internal: no link to rank {peer}");
+
+    public int NextGroupId() => Interlocked.Increment(ref _nextGroupId);
+
+    public long BytesSent => _links.Sum(l => l == null ? 0 : Interlocked.Read(ref l.BytesSent));
+
+    public static TcpMesh Connect(IStore store, int rank, int size, TcpOptions options, string prefix)
+    {
+        var mesh = new TcpMesh(rank, size, options);
+        if (size == 1) return mesh;
+        var addr = IPAddress.TryParse(options.Host, out var ip) ? ip : Dns.GetHostAddresses(options.Host).First(a => a.AddressFamily == AddressFamily.InterNetwork);
+        var listener = new TcpListener(addr, 0);
+        listener.Start(size);
+        var deadline = DateTime.UtcNow + options.ConnectTimeout;
+        try
+        {
+            int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+            store.Set($"{prefix}/addr/{rank}", Encoding.UTF8.GetBytes($"{options.Host}:{port}"));
+            store.Add($"{prefix}/joined", 1);
+            var sockets = new Socket?[size];
+            for (int peer = 0; peer < rank; peer++)
+            {
+                byte[] a;
+                try { a = store.Get($"{prefix}/addr/{peer}", Remaining(deadline)); }
+                catch (TimeoutException) { throw Rendezvous(store, prefix, size, options.ConnectTimeout); }
+                var parts = Encoding.UTF8.GetString(a).Split(':');
+                var s = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                s.Connect(parts[0], int.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture));
+                SendHello(s, rank, size, options.Token);
+                sockets[peer] = s;
+            }
+            int expected = size - 1 - rank;
+            while (expected > 0)
+            {
+                var acceptTask = listener.AcceptSocketAsync();
+                if (!acceptTask.Wait(Remaining(deadline))) throw Rendezvous(store, prefix, size, options.ConnectTimeout);
+                var s = acceptTask.Result;
+                s.NoDelay = true;
+                int peer = ReadHello(s, size, options.Token);
+                if (peer <= rank || peer >= size || sockets[peer] != null)
+                {
+                    s.Dispose(); // a stranger, a replay or a bad token: drop it and keep waiting
+                    continue;
+                }
+                sockets[peer] = s;
+                expected--;
+            }
+            for (int p = 0; p < size; p++)
+                if (sockets[p] != null) mesh._links[p] = new PeerLink(p, sockets[p]!, options.MaxFrameBytes, options.Emulation, mesh.OnLinkFailed);
+            return mesh;
+        }
+        catch
+        {
+            mesh.Dispose();
+            throw;
+        }
+        finally
+        {
+            listener.Stop();
+        }
+    }
+
+    private static TimeSpan Remaining(DateTime deadline)
+    {
+        var r = deadline - DateTime.UtcNow;
+        return r > TimeSpan.Zero ? r : TimeSpan.FromMilliseconds(1);
+    }
+
+    private static TimeoutException Rendezvous(IStore store, string prefix, int size, TimeSpan t)
+    {
+        long joined;
+        try { joined = store.Add($"{prefix}/joined", 0, TimeSpan.FromSeconds(5)); } catch (Exception) { joined = -1; }
+        return new TimeoutException($"rendezvous timed out after {t.TotalSeconds:F0}s: {(joined >= 0 ? joined.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?")}/{size} ranks joined");
+    }
+
+    private static void SendHello(Socket s, int rank, int size, string? token)
+    {
+        var hello = new byte[12];
+        BinaryPrimitives.WriteUInt32LittleEndian(hello, HelloMagic);
+        BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(4), rank);
+        BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(8), size);
+        s.Send(hello);
+        if (token == null) return;
+        var nonce = new byte[32];
+        ReceiveExactly(s, nonce);
+        s.Send(HMACSHA256.HashData(Encoding.UTF8.GetBytes(token), nonce.Concat(hello).ToArray()));
+    }
+
+    private static int ReadHello(Socket s, int size, string? token)
+    {
+        s.ReceiveTimeout = 10_000;
+        var hello = new byte[12];
+        if (!ReceiveExactly(s, hello) || BinaryPrimitives.ReadUInt32LittleEndian(hello) != HelloMagic || BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(8)) != size)
+            return -1;
+        if (token != null)
+        {
+            var nonce = RandomNumberGenerator.GetBytes(32);
+            s.Send(nonce);
+            var answer = new byte[32];
+            if (!ReceiveExactly(s, answer) || !CryptographicOperations.FixedTimeEquals(answer, HMACSHA256.HashData(Encoding.UTF8.GetBytes(token), nonce.Concat(hello).ToArray())))
+                return -1;
+        }
+        s.ReceiveTimeout = 0;
+        return BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(4));
+    }
+
+    private static bool ReceiveExactly(Socket s, byte[] buf)
+    {
+        int got = 0;
+        try
+        {
+            while (got < buf.Length)
+            {
+                int n = s.Receive(buf, got, buf.Length - got, SocketFlags.None);
+                if (n == 0) return false;
+                got += n;
+            }
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
+    private void OnLinkFailed(PeerLink link, Exception e)
+    {
+        var reason = new IOException($"link to rank {link.Peer} failed: {e.Message}", e);
+        Abort(reason);
+    }
+
+    /// <summary>Fails every link (closing the sockets, so peers notice at once).</summary>
+    public void Abort(Exception reason)
+    {
+        if (Interlocked.CompareExchange(ref _failure, reason, null) != null) return;
+        foreach (var l in _links) l?.Abort(reason);
+        Failed?.Invoke(reason);
+    }
+
+    /// <summary>Closes every link cleanly (goodbye, then close), so peers still finishing their last op go on.</summary>
+    public void Dispose()
+    {
+        var closing = _links.Where(l => l != null).Select(l => l!.CloseGracefullyAsync()).ToArray();
+        Task.WaitAll(closing, TimeSpan.FromSeconds(5));
+        Interlocked.CompareExchange(ref _failure, new ObjectDisposedException("process group", "the process group was disposed"), null);
+    }
+}

@@ -1,0 +1,88 @@
+using System.Globalization;
+
+namespace HpcEngine.Distributed.Tcp;
+
+/// <summary>Settings of the TCP backend.</summary>
+public sealed record TcpOptions
+{
+    /// <summary>Address to bind and advertise (loopback for local runs).</summary>
+    public string Host { get; init; } = "127.0.0.1";
+    /// <summary>Default timeout of every collective (10 minutes, like c10d).</summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(10);
+    /// <summary>Allreduce switches from the direct exchange to the ring above this many bytes.</summary>
+    public long SmallMessageBytes { get; init; } = 64 * 1024;
+    /// <summary>Ring chunk: the unit that pipelines send, receive and reduce.</summary>
+    public int ChunkBytes { get; init; } = 1 << 20;
+    /// <summary>Largest frame accepted from a peer (a bigger length prefix closes the link).</summary>
+    public long MaxFrameBytes { get; init; } = 256L << 20;
+    /// <summary>Shared secret for the HMAC challenge on every link (HPCENGINE_TOKEN).</summary>
+    public string? Token { get; init; }
+    /// <summary>Compare (op, dtype, count, sequence) across ranks before each collective (HPCENGINE_DISTRIBUTED_DEBUG=1).</summary>
+    public bool CheckDesync { get; init; }
+    /// <summary>Emulated network (bandwidth cap and added latency per link), or null.</summary>
+    public NetworkEmulation? Emulation { get; init; }
+    /// <summary>How long to wait for every rank to connect.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(120);
+
+    /// <summary>Options from the environment: HPCENGINE_TOKEN, HPCENGINE_DISTRIBUTED_DEBUG, HPCENGINE_NET_EMULATE,
+    /// HPCENGINE_TIMEOUT_S, HPCENGINE_ALLREDUCE_SMALL_BYTES.</summary>
+    public static TcpOptions FromEnvironment(string host)
+    {
+        var o = new TcpOptions { Host = host };
+        var token = Environment.GetEnvironmentVariable("HPCENGINE_TOKEN");
+        if (!string.IsNullOrEmpty(token)) o = o with { Token = token };
+        if (Environment.GetEnvironmentVariable("HPCENGINE_DISTRIBUTED_DEBUG") == "1") o = o with { CheckDesync = true };
+        var emu = Environment.GetEnvironmentVariable("HPCENGINE_NET_EMULATE");
+        if (!string.IsNullOrEmpty(emu)) o = o with { Emulation = NetworkEmulation.Parse(emu) };
+        if (double.TryParse(Environment.GetEnvironmentVariable("HPCENGINE_TIMEOUT_S"), NumberStyles.Float, CultureInfo.InvariantCulture, out double s) && s > 0)
+            o = o with { Timeout = TimeSpan.FromSeconds(s) };
+        if (long.TryParse(Environment.GetEnvironmentVariable("HPCENGINE_ALLREDUCE_SMALL_BYTES"), out long small) && small >= 0)
+            o = o with { SmallMessageBytes = small };
+        return o;
+    }
+}
+
+/// <summary>A constrained network on one machine: every link sends at most <see cref="BytesPerSecond"/> and every
+/// frame arrives <see cref="Latency"/> late. Parsed from "bandwidth=1gbit,latency=2ms".</summary>
+public sealed record NetworkEmulation(double BytesPerSecond, TimeSpan Latency)
+{
+    /// <summary>Parses "bandwidth=100mbit,latency=2ms" (units: bit, kbit, mbit, gbit or B, KB, MB, GB per second;
+    /// us, ms, s). Either part may be omitted.</summary>
+    public static NetworkEmulation Parse(string spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        double bw = double.PositiveInfinity;
+        var lat = TimeSpan.Zero;
+        foreach (var part in spec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var kv = part.Split('=', 2);
+            if (kv.Length != 2) throw new FormatException($"network emulation '{spec}': '{part}' is not key=value");
+            switch (kv[0].ToLowerInvariant())
+            {
+                case "bandwidth": bw = ParseRate(kv[1]); break;
+                case "latency": lat = ParseTime(kv[1]); break;
+                default: throw new FormatException($"network emulation '{spec}': unknown key '{kv[0]}' (bandwidth, latency)");
+            }
+        }
+        return new NetworkEmulation(bw, lat);
+    }
+
+    private static double ParseRate(string v)
+    {
+        var units = new (string Suffix, double Bytes)[] { ("gbit", 1e9 / 8), ("mbit", 1e6 / 8), ("kbit", 1e3 / 8), ("bit", 1.0 / 8), ("gb", 1e9), ("mb", 1e6), ("kb", 1e3), ("b", 1) };
+        var s = v.Trim().ToLowerInvariant();
+        foreach (var (suffix, bytes) in units)
+            if (s.EndsWith(suffix, StringComparison.Ordinal) && double.TryParse(s[..^suffix.Length], NumberStyles.Float, CultureInfo.InvariantCulture, out double n) && n > 0)
+                return n * bytes;
+        throw new FormatException($"bandwidth '{v}' is not a rate like 1gbit, 100mbit or 50MB");
+    }
+
+    private static TimeSpan ParseTime(string v)
+    {
+        var s = v.Trim().ToLowerInvariant();
+        foreach (var (suffix, ms) in new[] { ("us", 1e-3), ("ms", 1.0), ("s", 1000.0) })
+            if (s.EndsWith(suffix, StringComparison.Ordinal) && double.TryParse(s[..^suffix.Length], NumberStyles.Float, CultureInfo.InvariantCulture, out double n) && n >= 0)
+                return TimeSpan.FromMilliseconds(n * ms);
+        throw new FormatException($"latency '{v}' is not a time like 2ms or 500us");
+    }
+}

@@ -1,0 +1,213 @@
+using System.Buffers;
+
+namespace HpcEngine.Distributed.Tcp;
+
+public sealed partial class TcpProcessGroup
+{
+    private int Mod(int x) => ((x % Size) + Size) % Size;
+
+    /// <summary>[start, length) in bytes of segment i when <paramref name="count"/> elements split into Size parts.</summary>
+    private (int Start, int Length) Segment(int count, int elemSize, int i)
+    {
+        int baseLen = count / Size, extra = count % Size;
+        int start = i * baseLen + Math.Min(i, extra);
+        int len = baseLen + (i < extra ? 1 : 0);
+        return (start * elemSize, len * elemSize);
+    }
+
+    /// <summary>Chunks of a byte range, each a whole number of elements and at most ChunkBytes.</summary>
+    private IEnumerable<(int Start, int Length)> Chunks(int start, int length, int elemSize)
+    {
+        int chunk = Math.Max(elemSize, _mesh.Options.ChunkBytes / elemSize * elemSize);
+        if (length == 0) yield return (start, 0);
+        for (int o = 0; o < length; o += chunk) yield return (start + o, Math.Min(chunk, length - o));
+    }
+
+    private async Task<Incoming> Receive(Op op, int from)
+    {
+        op.WaitingOn = _members[from];
+        var m = await Link(from).ReceiveAsync(op.Tag, op.Token).ConfigureAwait(false);
+        op.WaitingOn = null;
+        return m;
+    }
+
+    private void CheckLength(Op op, Incoming m, int expected, int from, string op2)
+    {
+        if (m.Length == expected) return;
+        m.Dispose();
+        throw new CollectiveException(op2, op.Tag & 0xFF_FFFF_FFFF, _mesh.Rank, _members[from],
+            $"rank {_members[from]} sent a {m.Length}-byte chunk where {expected} bytes were expected: the ranks disagree on the tensor size (run with HPCENGINE_DISTRIBUTED_DEBUG=1 to compare ops)");
+    }
+
+    /// <summary>Ring allreduce as one pipeline of 2(n−1) steps. Reduce-scatter: at step t a rank receives segment
+    /// (rank−t−1) from the left, adds it into its own copy and forwards it to the right, so after n−1 steps it holds
+    /// the full sum of segment (rank+1). Allgather: the finished segments travel on around the ring, overwriting.
+    /// Each segment moves in chunks, and a chunk is forwarded as soon as it is reduced, so sending, receiving and
+    /// reducing overlap. Every segment is summed in the same order on its way round, so all ranks end bitwise equal.</summary>
+    private async Task RingAllReduce(Op op, Memory<byte> data, DType dtype, ReduceOp rop)
+    {
+        int n = Size, es = dtype.SizeOf(), count = data.Length / es;
+        int left = Mod(Rank - 1), right = Mod(Rank + 1);
+        var sends = new List<Task>();
+        var (s0, l0) = Segment(count, es, Rank);
+        foreach (var (cs, cl) in Chunks(s0, l0, es)) sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
+        for (int t = 0; t < 2 * n - 2; t++)
+        {
+            bool scatter = t < n - 1;
+            if (t == n - 1)
+            {
+                // The allgather overwrites segments sent during the reduce-scatter: those sends must be out first.
+                await Task.WhenAll(sends).ConfigureAwait(false);
+                sends.Clear();
+            }
+            int seg = scatter ? Mod(Rank - t - 1) : Mod(Rank - (t - (n - 1)));
+            var (ss, sl) = Segment(count, es, seg);
+            foreach (var (cs, cl) in Chunks(ss, sl, es))
+            {
+                using (var m = await Receive(op, left).ConfigureAwait(false))
+                {
+                    CheckLength(op, m, cl, left, "allreduce");
+                    if (scatter) WireReduce.Apply(rop, dtype, data.Span.Slice(cs, cl), m.Span);
+                    else m.Span.CopyTo(data.Span.Slice(cs, cl));
+                }
+                if (t < 2 * n - 3) sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
+            }
+        }
+        await Task.WhenAll(sends).ConfigureAwait(false);
+    }
+
+    /// <summary>Latency-optimal allreduce for small messages: one round in which every rank sends its buffer to every
+    /// other; each rank then folds all n buffers in rank order (so every rank computes the same bits).</summary>
+    private async Task DirectAllReduce(Op op, Memory<byte> data, DType dtype, ReduceOp rop)
+    {
+        int n = Size, len = data.Length;
+        var sends = new List<Task>(n);
+        for (int r = 0; r < n; r++) if (r != Rank) sends.Add(Link(r).SendAsync(op.Tag, data, op.Token));
+        var parts = new Incoming?[n];
+        try
+        {
+            for (int r = 0; r < n; r++)
+            {
+                if (r == Rank) continue;
+                parts[r] = await Receive(op, r).ConfigureAwait(false);
+                CheckLength(op, parts[r]!, len, r, "allreduce");
+            }
+            await Task.WhenAll(sends).ConfigureAwait(false);
+            var acc = ArrayPool<byte>.Shared.Rent(Math.Max(len, 1));
+            try
+            {
+                var a = acc.AsSpan(0, len);
+                (Rank == 0 ? data.Span : parts[0]!.Span).CopyTo(a);
+                for (int r = 1; r < n; r++) WireReduce.Apply(rop, dtype, a, r == Rank ? data.Span : parts[r]!.Span);
+                a.CopyTo(data.Span);
+            }
+            finally { ArrayPool<byte>.Shared.Return(acc); }
+        }
+        finally
+        {
+            foreach (var p in parts) p?.Dispose();
+        }
+    }
+
+    /// <summary>Pipelined chain broadcast: ranks in ring order from the root; each forwards every chunk onward as soon
+    /// as it arrives, so the root's bandwidth, not n times it, bounds the time.</summary>
+    private async Task ChainBroadcast(Op op, Memory<byte> data, int root)
+    {
+        int pos = Mod(Rank - root);
+        int prev = Mod(Rank - 1), next = Mod(Rank + 1);
+        bool last = pos == Size - 1;
+        var sends = new List<Task>();
+        foreach (var (cs, cl) in Chunks(0, data.Length, 1))
+        {
+            if (pos != 0)
+            {
+                using var m = await Receive(op, prev).ConfigureAwait(false);
+                CheckLength(op, m, cl, prev, "broadcast");
+                m.Span.CopyTo(data.Span.Slice(cs, cl));
+            }
+            if (!last) sends.Add(Link(next).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
+        }
+        await Task.WhenAll(sends).ConfigureAwait(false);
+    }
+
+    /// <summary>Ring allgather: own block into place, then n−1 steps passing blocks to the right, chunk by chunk.</summary>
+    private async Task RingAllGather(Op op, Memory<byte> output, Memory<byte> input)
+    {
+        int n = Size, block = input.Length;
+        input.Span.CopyTo(output.Span.Slice(Rank * block, block));
+        if (n == 1) return;
+        int left = Mod(Rank - 1), right = Mod(Rank + 1);
+        var sends = new List<Task>();
+        foreach (var (cs, cl) in Chunks(Rank * block, block, 1)) sends.Add(Link(right).SendAsync(op.Tag, output.Slice(cs, cl), op.Token));
+        for (int t = 0; t < n - 1; t++)
+        {
+            int seg = Mod(Rank - t - 1);
+            foreach (var (cs, cl) in Chunks(seg * block, block, 1))
+            {
+                using (var m = await Receive(op, left).ConfigureAwait(false))
+                {
+                    CheckLength(op, m, cl, left, "allgather");
+                    m.Span.CopyTo(output.Span.Slice(cs, cl));
+                }
+                if (t < n - 2) sends.Add(Link(right).SendAsync(op.Tag, output.Slice(cs, cl), op.Token));
+            }
+        }
+        await Task.WhenAll(sends).ConfigureAwait(false);
+    }
+
+    /// <summary>Ring reduce-scatter on a working copy of the input: at step t send block (rank−t−1), receive and add
+    /// block (rank−t−2); after n−1 steps this rank's block (rank) holds the full reduction.</summary>
+    private async Task RingReduceScatter(Op op, Memory<byte> output, Memory<byte> input, DType dtype, ReduceOp rop)
+    {
+        int n = Size, block = output.Length, es = dtype.SizeOf();
+        if (n == 1)
+        {
+            input.Span.CopyTo(output.Span);
+            if (rop == ReduceOp.Avg) WireReduce.Average(dtype, output.Span, n);
+            return;
+        }
+        var work = ArrayPool<byte>.Shared.Rent(input.Length);
+        try
+        {
+            var w = work.AsMemory(0, input.Length);
+            input.Span.CopyTo(w.Span);
+            int left = Mod(Rank - 1), right = Mod(Rank + 1);
+            var sends = new List<Task>();
+            foreach (var (cs, cl) in Chunks(Mod(Rank - 1) * block, block, es)) sends.Add(Link(right).SendAsync(op.Tag, w.Slice(cs, cl), op.Token));
+            for (int t = 0; t < n - 1; t++)
+            {
+                int seg = Mod(Rank - t - 2);
+                foreach (var (cs, cl) in Chunks(seg * block, block, es))
+                {
+                    using (var m = await Receive(op, left).ConfigureAwait(false))
+                    {
+                        CheckLength(op, m, cl, left, "reduce_scatter");
+                        WireReduce.Apply(rop, dtype, w.Span.Slice(cs, cl), m.Span);
+                    }
+                    if (t < n - 2) sends.Add(Link(right).SendAsync(op.Tag, w.Slice(cs, cl), op.Token));
+                }
+            }
+            await Task.WhenAll(sends).ConfigureAwait(false);
+            w.Span.Slice(Rank * block, block).CopyTo(output.Span);
+            if (rop == ReduceOp.Avg) WireReduce.Average(dtype, output.Span, n);
+        }
+        finally { ArrayPool<byte>.Shared.Return(work); }
+    }
+
+    /// <summary>All-to-all: block j goes straight to rank j; blocks arrive into place by sender.</summary>
+    private async Task DirectAllToAll(Op op, Memory<byte> output, Memory<byte> input)
+    {
+        int n = Size, block = input.Length / n;
+        input.Span.Slice(Rank * block, block).CopyTo(output.Span.Slice(Rank * block, block));
+        var sends = new List<Task>();
+        for (int r = 0; r < n; r++) if (r != Rank) sends.Add(Link(r).SendAsync(op.Tag, input.Slice(r * block, block), op.Token));
+        for (int r = 0; r < n; r++)
+        {
+            if (r == Rank) continue;
+            using var m = await Receive(op, r).ConfigureAwait(false);
+            CheckLength(op, m, block, r, "alltoall");
+            m.Span.CopyTo(output.Span.Slice(r * block, block));
+        }
+        await Task.WhenAll(sends).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,297 @@
+using System.Buffers;
+using System.Buffers.Binary;
+
+namespace HpcEngine.Distributed.Tcp;
+
+/// <summary>Collectives over TCP: the engine's own backend. Each op gets a tag from the group's sequence number, runs
+/// asynchronously against the peer links, and fails with a <see cref="CollectiveException"/> on timeout or when a
+/// peer dies — after which the whole group is aborted (its sockets closed), so the other ranks fail fast too.
+/// Algorithms are in TcpProcessGroup.Algorithms.cs.</summary>
+public sealed partial class TcpProcessGroup : IProcessGroup
+{
+    private readonly TcpMesh _mesh;
+    private readonly bool _ownsMesh;
+    private readonly int[] _members;
+    private readonly long _groupId;
+    private readonly FlightRecorder _flight = new();
+    private long _seq;
+    private IStore? _ownedStore;
+
+    public int Rank { get; }
+    public int Size => _members.Length;
+    public string Backend => "tcp";
+    public TcpOptions Options => _mesh.Options;
+
+    /// <summary>Bytes this process has put on the wire (all links, frames included).</summary>
+    public long BytesSent => _mesh.BytesSent;
+
+    /// <summary>The flight recorder's report of the last collectives.</summary>
+    public string FlightRecord => _flight.ToString();
+
+    private TcpProcessGroup(TcpMesh mesh, bool ownsMesh, int[] members, long groupId)
+    {
+        _mesh = mesh;
+        _ownsMesh = ownsMesh;
+        _members = members;
+        _groupId = groupId;
+        Rank = Array.IndexOf(members, mesh.Rank);
+    }
+
+    /// <summary>Joins the group of <paramref name="size"/> ranks that rendezvous through <paramref name="store"/>.</summary>
+    public static TcpProcessGroup Connect(IStore store, int rank, int size, TcpOptions? options = null, string prefix = "pg")
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        if (size < 1 || rank < 0 || rank >= size) throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is not in a world of size {size}");
+        var mesh = TcpMesh.Connect(store, rank, size, options ?? new TcpOptions(), prefix);
+        return new TcpProcessGroup(mesh, true, Enumerable.Range(0, size).ToArray(), 0);
+    }
+
+    public IProcessGroup? NewGroup(IReadOnlyList<int> ranks)
+    {
+        ArgumentNullException.ThrowIfNull(ranks);
+        if (ranks.Count == 0 || ranks.Distinct().Count() != ranks.Count || ranks.Any(r => r < 0 || r >= Size))
+            throw new ArgumentException($"new_group: ranks [{string.Join(", ", ranks)}] must be distinct ranks of this group (0..{Size - 1})");
+        long id = _mesh.NextGroupId(); // every rank calls NewGroup in the same order, so ids agree
+        var global = ranks.Select(r => _members[r]).ToArray();
+        return Array.IndexOf(global, _mesh.Rank) < 0 ? null : new TcpProcessGroup(_mesh, false, global, id);
+    }
+
+    private PeerLink Link(int groupRank) => _mesh.Link(_members[groupRank]);
+
+    /// <summary>State of one running op: its tag, cancellation, and the peer it waits on (for error messages).</summary>
+    private sealed class Op(long tag, CancellationToken ct)
+    {
+        public long Tag { get; } = tag;
+        public CancellationToken Token { get; } = ct;
+        public int? WaitingOn;
+    }
+
+    /// <summary>Runs <paramref name="body"/> as collective <paramref name="name"/>: sequence number, timeout, desync check,
+    /// flight recorder, and the conversion of any failure into a CollectiveException that also aborts the group.</summary>
+    private Work Run(string name, long bytes, TimeSpan? timeout, Func<Op, Task> body, string? signature = null, bool p2p = false, long p2pTag = 0)
+    {
+        long seq = p2p ? 0 : Interlocked.Increment(ref _seq);
+        long tag = p2p ? (1L << 62) | (_groupId << 40) | p2pTag : (_groupId << 40) | (seq & 0xFF_FFFF_FFFF);
+        var entry = _flight.Start(name, seq, bytes);
+        if (_mesh.Failure is { } dead)
+        {
+            FlightRecorder.End(entry, "failed");
+            return new Work(Task.FromException(Wrap(name, seq, null, dead)));
+        }
+        var limit = timeout ?? _mesh.Options.Timeout;
+        var task = Task.Run(async () =>
+        {
+            using var cts = new CancellationTokenSource(limit);
+            var op = new Op(tag, cts.Token);
+            try
+            {
+                if (_mesh.Options.CheckDesync && signature != null && Size > 1) await CheckDesync(op, name, seq, signature).ConfigureAwait(false);
+                await body(op).ConfigureAwait(false);
+                FlightRecorder.End(entry, "completed");
+            }
+            catch (Exception e)
+            {
+                FlightRecorder.End(entry, e is OperationCanceledException ? "timed out" : "failed");
+                var ce = e is CollectiveException c ? c : e is OperationCanceledException
+                    ? Wrap(name, seq, op.WaitingOn, new TimeoutException($"timed out after {limit.TotalSeconds:F1}s{(op.WaitingOn.HasValue ? $" waiting for rank {op.WaitingOn}" : "")}"))
+                    : Wrap(name, seq, op.WaitingOn ?? PeerOf(e), e);
+                _mesh.Abort(ce);
+                throw ce;
+            }
+            finally
+            {
+                if (!p2p && Size > 1)
+                    for (int r = 0; r < Size; r++)
+                        if (r != Rank) Link(r).Release(tag);
+            }
+        });
+        return new Work(task);
+    }
+
+    private static int? PeerOf(Exception e) => e switch
+    {
+        IOException io when io.Message.StartsWith("the link to rank ", StringComparison.Ordinal) =>
+            int.TryParse(io.Message["the link to rank ".Length..].Split(' ')[0], out int p) ? p : null,
+        _ => null,
+    };
+
+    /// <summary>A CollectiveException for this rank; <paramref name="peer"/> is a global rank.</summary>
+    private CollectiveException Wrap(string op, long seq, int? peer, Exception e) =>
+        new(op, seq, _mesh.Rank, peer, e.Message, e) { FlightRecord = _flight.ToString() };
+
+    /// <summary>Opt-in: every rank sends its (op, dtype, count, sequence) to every other; any difference names both sides.</summary>
+    private async Task CheckDesync(Op op, string name, long seq, string signature)
+    {
+        var mine = System.Text.Encoding.UTF8.GetBytes($"{name} #{seq} {signature}");
+        long tag = op.Tag | (1L << 61);
+        var sends = new List<Task>();
+        for (int r = 0; r < Size; r++) if (r != Rank) sends.Add(Link(r).SendAsync(tag, mine, op.Token));
+        for (int r = 0; r < Size; r++)
+        {
+            if (r == Rank) continue;
+            op.WaitingOn = r;
+            using var m = await Link(r).ReceiveAsync(tag, op.Token).ConfigureAwait(false);
+            var theirs = System.Text.Encoding.UTF8.GetString(m.Span);
+            if (!m.Span.SequenceEqual(mine))
+                throw new CollectiveException(name, seq, _mesh.Rank, _members[r], $"desync: this rank runs '{System.Text.Encoding.UTF8.GetString(mine)}' but rank {_members[r]} runs '{theirs}'");
+            Link(r).Release(tag);
+        }
+        await Task.WhenAll(sends).ConfigureAwait(false);
+    }
+
+    private static void CheckTensor(string op, Tensor t)
+    {
+        ArgumentNullException.ThrowIfNull(t, op);
+        t.CheckAlive();
+        if (!t.IsContiguous) throw new ArgumentException($"{op}: the tensor must be contiguous (call Contiguous() first)");
+        if (t.Device != Device.Cpu) throw new DeviceMismatchException($"{op}: the tcp backend takes CPU tensors; use the nccl backend for {t.Device}");
+    }
+
+    private static bool Reduced(DType t) => t is DType.BFloat16 or DType.Float16;
+
+    // ---- the API ----
+
+    public Work AllReduce(Tensor tensor, AllReduceOptions? options = null)
+    {
+        CheckTensor("allreduce", tensor);
+        var o = options ?? new AllReduceOptions();
+        if (tensor.DType == DType.Bool) throw new NotSupportedException("tcp does not support allreduce over bool tensors");
+        long bytes = (long)tensor.NumEl * tensor.DType.SizeOf();
+        return Run("allreduce", bytes, o.Timeout, async op =>
+        {
+            if (Reduced(tensor.DType))
+            {
+                // bf16/fp16: accumulate in fp32 end to end, round once at the end.
+                using var wide = Ops.ToDType(tensor, DType.Float32, false);
+                await AllReduceBytes(op, wide.AsByteMemory(), DType.Float32, o).ConfigureAwait(false);
+                Ops.CopyInto(tensor, wide);
+            }
+            else await AllReduceBytes(op, tensor.AsByteMemory(), tensor.DType, o).ConfigureAwait(false);
+        }, $"{tensor.DType.TorchName()} x{tensor.NumEl} {o.Op}");
+    }
+
+    private async Task AllReduceBytes(Op op, Memory<byte> data, DType dtype, AllReduceOptions o)
+    {
+        if (Size > 1)
+        {
+            bool direct = o.Algorithm == AllReduceAlgorithm.Direct || (o.Algorithm == AllReduceAlgorithm.Auto && data.Length <= _mesh.Options.SmallMessageBytes);
+            if (direct) await DirectAllReduce(op, data, dtype, o.Op).ConfigureAwait(false);
+            else await RingAllReduce(op, data, dtype, o.Op).ConfigureAwait(false);
+        }
+        if (o.Op == ReduceOp.Avg) WireReduce.Average(dtype, data.Span, Size);
+    }
+
+    public Work Broadcast(Tensor tensor, BroadcastOptions? options = null)
+    {
+        CheckTensor("broadcast", tensor);
+        var o = options ?? new BroadcastOptions();
+        CheckRoot("broadcast", o.Root);
+        return Run("broadcast", (long)tensor.NumEl * tensor.DType.SizeOf(), o.Timeout,
+            op => Size > 1 ? ChainBroadcast(op, tensor.AsByteMemory(), o.Root) : Task.CompletedTask, $"{tensor.DType.TorchName()} x{tensor.NumEl} root {o.Root}");
+    }
+
+    /// <summary>Reduce to the root. Implemented as an allreduce (every rank gets the result; the contract promises it
+    /// only at the root), which costs the allgather half of the traffic more than a reduce needs.</summary>
+    public Work Reduce(Tensor tensor, ReduceOptions? options = null)
+    {
+        var o = options ?? new ReduceOptions();
+        CheckRoot("reduce", o.Root);
+        return AllReduce(tensor, new AllReduceOptions { Op = o.Op, Timeout = o.Timeout });
+    }
+
+    public Work AllGather(Tensor output, Tensor input, CollectiveOptions? options = null)
+    {
+        CheckTensor("allgather", output);
+        CheckTensor("allgather", input);
+        if (output.DType != input.DType || output.NumEl != input.NumEl * Size)
+            throw new ShapeMismatchException($"allgather: output must hold {Size} × the input ({input.NumEl} {input.DType.TorchName()} elements); got {output.NumEl} {output.DType.TorchName()}");
+        return Run("allgather", (long)output.NumEl * output.DType.SizeOf(), options?.Timeout,
+            op => RingAllGather(op, output.AsByteMemory(), input.AsByteMemory()), $"{input.DType.TorchName()} x{input.NumEl}");
+    }
+
+    public Work ReduceScatter(Tensor output, Tensor input, ReduceScatterOptions? options = null)
+    {
+        CheckTensor("reduce_scatter", output);
+        CheckTensor("reduce_scatter", input);
+        var o = options ?? new ReduceScatterOptions();
+        if (output.DType != input.DType || input.NumEl != output.NumEl * Size)
+            throw new ShapeMismatchException($"reduce_scatter: input must hold {Size} × the output ({output.NumEl} elements); got {input.NumEl}");
+        return Run("reduce_scatter", (long)input.NumEl * input.DType.SizeOf(), o.Timeout, async op =>
+        {
+            if (Reduced(input.DType))
+            {
+                using var wi = Ops.ToDType(input, DType.Float32, false);
+                using var wo = Tensor.Empty(output.Shape, DType.Float32);
+                await RingReduceScatter(op, wo.AsByteMemory(), wi.AsByteMemory(), DType.Float32, o.Op).ConfigureAwait(false);
+                Ops.CopyInto(output, wo);
+            }
+            else await RingReduceScatter(op, output.AsByteMemory(), input.AsByteMemory(), input.DType, o.Op).ConfigureAwait(false);
+        }, $"{input.DType.TorchName()} x{input.NumEl} {o.Op}");
+    }
+
+    public Work AllToAll(Tensor output, Tensor input, CollectiveOptions? options = null)
+    {
+        CheckTensor("alltoall", output);
+        CheckTensor("alltoall", input);
+        if (output.DType != input.DType || output.NumEl != input.NumEl || input.NumEl % Size != 0)
+            throw new ShapeMismatchException($"alltoall: input and output must have the same size, a multiple of the group size {Size} (got {input.NumEl} and {output.NumEl})");
+        return Run("alltoall", (long)input.NumEl * input.DType.SizeOf(), options?.Timeout,
+            op => DirectAllToAll(op, output.AsByteMemory(), input.AsByteMemory()), $"{input.DType.TorchName()} x{input.NumEl}");
+    }
+
+    public Work Send(Tensor tensor, int dst, int tag = 0, CollectiveOptions? options = null)
+    {
+        CheckTensor("send", tensor);
+        CheckPeer("send", dst);
+        return Run("send", (long)tensor.NumEl * tensor.DType.SizeOf(), options?.Timeout, async op =>
+        {
+            op.WaitingOn = _members[dst];
+            await Link(dst).SendAsync(op.Tag, tensor.AsByteMemory(), op.Token).ConfigureAwait(false);
+        }, p2p: true, p2pTag: ((long)(uint)Rank << 20) ^ (uint)tag);
+    }
+
+    public Work Recv(Tensor tensor, int src, int tag = 0, CollectiveOptions? options = null)
+    {
+        CheckTensor("recv", tensor);
+        CheckPeer("recv", src);
+        return Run("recv", (long)tensor.NumEl * tensor.DType.SizeOf(), options?.Timeout, async op =>
+        {
+            op.WaitingOn = _members[src];
+            using var m = await Link(src).ReceiveAsync(op.Tag, op.Token).ConfigureAwait(false);
+            var dst = tensor.AsByteMemory();
+            if (m.Length != dst.Length)
+                throw new CollectiveException("recv", 0, _mesh.Rank, _members[src], $"rank {_members[src]} sent {m.Length} bytes for a {dst.Length}-byte tensor (tag {tag})");
+            m.Span.CopyTo(dst.Span);
+        }, p2p: true, p2pTag: ((long)(uint)src << 20) ^ (uint)tag);
+    }
+
+    public Work Barrier(CollectiveOptions? options = null)
+    {
+        var one = Tensor.Ones([1], DType.Int32).DetachFromScope();
+        var w = AllReduce(one, new AllReduceOptions { Timeout = options?.Timeout, Algorithm = AllReduceAlgorithm.Direct });
+        return new Work(w.Task.ContinueWith(t => { one.Dispose(); t.GetAwaiter().GetResult(); }, TaskScheduler.Default));
+    }
+
+    private void CheckRoot(string op, int root)
+    {
+        if (root < 0 || root >= Size) throw new ArgumentOutOfRangeException(nameof(root), $"{op}: root {root} is not a rank of this group (0..{Size - 1})");
+    }
+
+    private void CheckPeer(string op, int peer)
+    {
+        if (peer < 0 || peer >= Size || peer == Rank) throw new ArgumentOutOfRangeException(nameof(peer), $"{op}: peer {peer} must be another rank of this group (0..{Size - 1}, not {Rank})");
+    }
+
+    /// <summary>Makes the group dispose the store it rendezvoused through (rank 0's store serves the others).</summary>
+    internal TcpProcessGroup OwnStore(IStore store)
+    {
+        _ownedStore = store;
+        return this;
+    }
+
+    public void Dispose()
+    {
+        if (_ownsMesh) _mesh.Dispose();
+        _ownedStore?.Dispose();
+    }
+}

@@ -1,0 +1,95 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+
+namespace HpcEngine.Distributed.Tcp;
+
+/// <summary>dst ← dst ⊕ src over raw little-endian element bytes, with SIMD (TensorPrimitives). bf16/fp16 never get
+/// here: the group widens them to float32 first so sums accumulate in fp32.</summary>
+internal static class WireReduce
+{
+    public static void Apply(ReduceOp op, DType dtype, Span<byte> dst, ReadOnlySpan<byte> src)
+    {
+        switch (dtype)
+        {
+            case DType.Float32: Apply<float>(op, MemoryMarshal.Cast<byte, float>(dst), MemoryMarshal.Cast<byte, float>(src)); break;
+            case DType.Float64: Apply<double>(op, MemoryMarshal.Cast<byte, double>(dst), MemoryMarshal.Cast<byte, double>(src)); break;
+            case DType.Int32: Apply<int>(op, MemoryMarshal.Cast<byte, int>(dst), MemoryMarshal.Cast<byte, int>(src)); break;
+            case DType.Int64: Apply<long>(op, MemoryMarshal.Cast<byte, long>(dst), MemoryMarshal.Cast<byte, long>(src)); break;
+            case DType.UInt8: Apply<byte>(op, dst, src); break;
+            default: throw new NotSupportedException($"tcp: reductions over {dtype.TorchName()} are not supported");
+        }
+    }
+
+    private static void Apply<T>(ReduceOp op, Span<T> d, ReadOnlySpan<T> s) where T : unmanaged, INumber<T>
+    {
+        switch (op)
+        {
+            case ReduceOp.Sum:
+            case ReduceOp.Avg: TensorPrimitives.Add(d, s, d); break;
+            case ReduceOp.Max: TensorPrimitives.Max(d, s, d); break;
+            case ReduceOp.Min: TensorPrimitives.Min(d, s, d); break;
+            case ReduceOp.Product: TensorPrimitives.Multiply(d, s, d); break;
+            default: throw new ArgumentOutOfRangeException(nameof(op));
+        }
+    }
+
+    /// <summary>Divides by the world size for <see cref="ReduceOp.Avg"/> (integers divide and truncate).</summary>
+    public static void Average(DType dtype, Span<byte> data, int n)
+    {
+        switch (dtype)
+        {
+            case DType.Float32: TensorPrimitives.Multiply(MemoryMarshal.Cast<byte, float>(data), 1f / n, MemoryMarshal.Cast<byte, float>(data)); break;
+            case DType.Float64: TensorPrimitives.Multiply(MemoryMarshal.Cast<byte, double>(data), 1.0 / n, MemoryMarshal.Cast<byte, double>(data)); break;
+            case DType.Int32: foreach (ref var v in MemoryMarshal.Cast<byte, int>(data)) v /= n; break;
+            case DType.Int64: foreach (ref var v in MemoryMarshal.Cast<byte, long>(data)) v /= n; break;
+            default: throw new NotSupportedException($"tcp: average over {dtype.TorchName()} is not supported");
+        }
+    }
+}
+
+/// <summary>The last collectives of a group, kept for error reports (like c10d's flight recorder).</summary>
+internal sealed class FlightRecorder(int capacity = 256)
+{
+    internal sealed class Entry
+    {
+        public long Sequence;
+        public string Op = "";
+        public long Bytes;
+        public DateTime Start;
+        public double Ms;
+        public string State = "running";
+    }
+
+    private readonly Entry[] _ring = new Entry[capacity];
+    private long _count;
+    private readonly Lock _lock = new();
+
+    public Entry Start(string op, long seq, long bytes)
+    {
+        var e = new Entry { Op = op, Sequence = seq, Bytes = bytes, Start = DateTime.UtcNow };
+        lock (_lock) _ring[_count++ % _ring.Length] = e;
+        return e;
+    }
+
+    public static void End(Entry e, string state)
+    {
+        e.Ms = (DateTime.UtcNow - e.Start).TotalMilliseconds;
+        e.State = state;
+    }
+
+    public override string ToString()
+    {
+        lock (_lock)
+        {
+            var sb = new System.Text.StringBuilder("flight recorder (oldest first): seq op bytes start duration state\n");
+            long first = Math.Max(0, _count - _ring.Length);
+            for (long i = first; i < _count; i++)
+            {
+                var e = _ring[i % _ring.Length];
+                sb.Append($"  #{e.Sequence} {e.Op} {e.Bytes} B {e.Start:HH:mm:ss.fff} {e.Ms:F2} ms {e.State}\n");
+            }
+            return sb.ToString();
+        }
+    }
+}
