@@ -211,13 +211,14 @@ internal sealed class PeerLink : IAsyncDisposable
         }
     }
 
-    /// <summary>Token-bucket pacing: a frame may start once the previous ones have "left" at the emulated rate.</summary>
+    /// <summary>Pacing at the emulated rate: a frame leaves when its own transmission would have finished on a link
+    /// of that bandwidth (after the frames before it).</summary>
     private async Task Throttle(int bytes)
     {
         long now = DateTime.UtcNow.Ticks;
         long start = Math.Max(now, _busyUntilTicks);
         _busyUntilTicks = start + (long)(bytes / _emu!.BytesPerSecond * TimeSpan.TicksPerSecond);
-        if (start > now) await Task.Delay(TimeSpan.FromTicks(start - now), _stop.Token).ConfigureAwait(false);
+        if (_busyUntilTicks > now) await Task.Delay(TimeSpan.FromTicks(_busyUntilTicks - now), _stop.Token).ConfigureAwait(false);
     }
 
     private void Fail(Exception e)

@@ -282,6 +282,9 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         if (peer < 0 || peer >= Size || peer == Rank) throw new ArgumentOutOfRangeException(nameof(peer), $"{op}: peer {peer} must be another rank of this group (0..{Size - 1}, not {Rank})");
     }
 
+    /// <summary>Test hook: drop every socket without a goodbye, as a killed process would.</summary>
+    internal void SimulateCrash() => _mesh.Abort(new IOException("simulated crash"));
+
     /// <summary>Makes the group dispose the store it rendezvoused through (rank 0's store serves the others).</summary>
     internal TcpProcessGroup OwnStore(IStore store)
     {
