@@ -14,11 +14,13 @@ public static class Program
             s.HelpWriter = Console.Error;
             s.CaseInsensitiveEnumValues = true;
             s.AutoVersion = true;
+            s.EnableDashDash = true;
         });
         try
         {
-            return parser.ParseArguments<TrainOptions, PredictOptions, BenchOptions, InfoOptions>(args).MapResult(
+            return parser.ParseArguments<TrainOptions, PredictOptions, BenchOptions, LaunchOptions, InfoOptions>(args).MapResult(
                 (TrainOptions o) => TrainCommand.Run(o),
+                (LaunchOptions o) => LaunchCommand.Run(o),
                 (PredictOptions o) => PredictCommand.Run(o),
                 (BenchOptions o) => BenchCommand.Run(o),
                 (InfoOptions o) => InfoCommand.Run(o),
@@ -27,7 +29,7 @@ public static class Program
         catch (Exception e) when (Environment.GetEnvironmentVariable("HPCENGINE_DEBUG") != "1")
         {
             Console.Error.WriteLine($"hpcengine: error: {e.Message}");
-            return e is ArgumentException or FormatException or TensorException or IOException or KeyNotFoundException ? 2 : 1;
+            return e is ArgumentException or FormatException or TensorException or IOException or KeyNotFoundException or InvalidOperationException ? 2 : 1;
         }
     }
 }

@@ -38,6 +38,54 @@ internal static class TestSupport
         Idx.Write(gz, type, dims, payload);
     }
 
+    /// <summary>A started `hpcengine ARGS` process with its output collected in the background.</summary>
+    public sealed class CliProcess : IDisposable
+    {
+        public Process Process { get; }
+        private readonly System.Text.StringBuilder _out = new(), _err = new();
+
+        public CliProcess(IEnumerable<string> args, Dictionary<string, string>? env = null)
+        {
+            Process = new Process { StartInfo = Psi(args, env), EnableRaisingEvents = true };
+            Process.OutputDataReceived += (_, e) => { if (e.Data != null) lock (_out) _out.AppendLine(e.Data); };
+            Process.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (_err) _err.AppendLine(e.Data); };
+            Process.Start();
+            Process.BeginOutputReadLine();
+            Process.BeginErrorReadLine();
+        }
+
+        public string Stdout { get { lock (_out) return _out.ToString(); } }
+        public string Stderr { get { lock (_err) return _err.ToString(); } }
+
+        public void Dispose()
+        {
+            try { if (!Process.HasExited) Process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+            Process.Dispose();
+        }
+    }
+
+    public static ProcessStartInfo Psi(IEnumerable<string> args, Dictionary<string, string>? env)
+    {
+        string dll = Path.Combine(AppContext.BaseDirectory, "hpcengine.dll");
+        string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
+        var psi = new ProcessStartInfo(dotnet) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(dll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["HPCENGINE_SPIN_US"] = "0";
+        psi.Environment["HPCENGINE_NUM_THREADS"] = "1";
+        if (env != null) foreach (var (k, v) in env) psi.Environment[k] = v;
+        return psi;
+    }
+
+    public static int FreePort()
+    {
+        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        int p = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return p;
+    }
+
     /// <summary>Runs `hpcengine ARGS` (the CLI built beside the tests) and returns exit code and output.</summary>
     public static (int Exit, string Stdout, string Stderr) RunCli(IEnumerable<string> args, int timeoutSeconds = 240, Dictionary<string, string>? env = null)
     {

@@ -6,10 +6,10 @@ using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine.Cli.Commands;
 
-[Verb("bench", HelpText = "Time a workload through the public API: gemm, softmax, layernorm, add, or step (one training step).")]
+[Verb("bench", HelpText = "Time a workload: gemm, softmax, layernorm, add, step (one training step), or collectives (under hpcengine launch).")]
 public sealed class BenchOptions
 {
-    [Value(0, MetaName = "workload", Required = true, HelpText = "gemm | softmax | layernorm | add | step")]
+    [Value(0, MetaName = "workload", Required = true, HelpText = "gemm | softmax | layernorm | add | step | collectives")]
     public string Workload { get; set; } = "";
 
     [Option("size", Default = 1024, HelpText = "gemm: N of an NxNxN product; others: rows and columns of an NxN float32 matrix.")]
@@ -30,6 +30,24 @@ public sealed class BenchOptions
     [Option("optimizer", Default = "sgd", HelpText = "step: sgd (momentum 0.9) | adam | adamw")]
     public string Optimizer { get; set; } = "sgd";
 
+    [Option("op", Default = "allreduce", HelpText = "collectives: allreduce | broadcast | allgather | reducescatter")]
+    public string Op { get; set; } = "allreduce";
+
+    [Option("min-bytes", Default = 1024L, HelpText = "collectives: smallest message.")]
+    public long MinBytes { get; set; }
+
+    [Option("max-bytes", Default = 64L << 20, HelpText = "collectives: largest message.")]
+    public long MaxBytes { get; set; }
+
+    [Option("factor", Default = 2, HelpText = "collectives: size multiplier between steps.")]
+    public int Factor { get; set; }
+
+    [Option("warmup", Default = 3, HelpText = "collectives: untimed iterations per size.")]
+    public int Warmup { get; set; }
+
+    [Option("check", Default = false, HelpText = "collectives: verify results against the closed form (#wrong).")]
+    public bool Check { get; set; }
+
     [Option("json", HelpText = "Write the result as JSON to this file.")]
     public string? Json { get; set; }
 }
@@ -44,6 +62,7 @@ internal static class BenchCommand
         if (o.Iters <= 0) throw new ArgumentException($"--iters must be positive, got {o.Iters}");
         if (o.Threads is { } t) CpuThreads.Count = t;
         if (o.Workload == "step") return StepBench.Run(o);
+        if (o.Workload == "collectives") return CollectivesBench.Run(o);
         int n = o.Size;
         using var noGrad = GradMode.NoGrad();
         var gen = new Generator(1);

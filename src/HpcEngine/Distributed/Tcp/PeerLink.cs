@@ -30,12 +30,15 @@ internal sealed class PeerLink : IAsyncDisposable
     private const int HeaderBytes = 24;
     /// <summary>Tag of the frame a rank sends before closing cleanly, so its EOF is a goodbye and not a death.</summary>
     private const long GoodbyeTag = long.MinValue;
+    /// <summary>Tag of the frame a failing rank sends before closing: its payload is the reason, so peers learn the
+    /// root cause ("rank 3 aborted: link to rank 1 failed ...") rather than just another closed socket.</summary>
+    private const long AbortTag = long.MinValue + 1;
 
     private readonly Socket _socket;
     private readonly PipeReader _reader;
     private readonly PipeWriter _writer;
     private readonly Channel<(long Tag, ReadOnlyMemory<byte> Payload, TaskCompletionSource Done)> _out =
-        Channel.CreateBounded<(long, ReadOnlyMemory<byte>, TaskCompletionSource)>(new BoundedChannelOptions(64) { SingleReader = true });
+        Channel.CreateBounded<(long, ReadOnlyMemory<byte>, TaskCompletionSource)>(new BoundedChannelOptions(64) { SingleReader = true, AllowSynchronousContinuations = true });
     private readonly ConcurrentDictionary<long, Channel<Incoming>> _inbox = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly long _maxFrame;
@@ -45,6 +48,7 @@ internal sealed class PeerLink : IAsyncDisposable
     private Exception? _failure;
     private long _busyUntilTicks;
     private volatile bool _peerSaidGoodbye;
+    private volatile string? _peerAbortReason;
 
     public int Peer { get; }
     public long BytesSent;
@@ -83,7 +87,7 @@ internal sealed class PeerLink : IAsyncDisposable
         if (!_inbox.TryGetValue(tag, out var ch))
         {
             ThrowIfFailed();
-            ch = _inbox.GetOrAdd(tag, _ => Channel.CreateUnbounded<Incoming>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true }));
+            ch = _inbox.GetOrAdd(tag, _ => Channel.CreateUnbounded<Incoming>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true, AllowSynchronousContinuations = true }));
             if (Volatile.Read(ref _failure) is { } f) ch.Writer.TryComplete(f);
         }
         try
@@ -148,6 +152,13 @@ internal sealed class PeerLink : IAsyncDisposable
                     if (filled < length) break;
                     inPayload = false;
                     Interlocked.Add(ref BytesReceived, length + HeaderBytes);
+                    if (tag == AbortTag)
+                    {
+                        _peerAbortReason = System.Text.Encoding.UTF8.GetString(payload!, 0, length);
+                        ArrayPool<byte>.Shared.Return(payload!);
+                        payload = null;
+                        continue;
+                    }
                     if (tag == GoodbyeTag)
                     {
                         ArrayPool<byte>.Shared.Return(payload!);
@@ -160,7 +171,9 @@ internal sealed class PeerLink : IAsyncDisposable
                 }
                 _reader.AdvanceTo(buf.Start, buf.End);
                 if (result.IsCompleted)
-                    throw _peerSaidGoodbye ? new PeerLeftException($"rank {Peer} left the group") : new EndOfStreamException($"rank {Peer} closed the connection");
+                    throw _peerSaidGoodbye ? new PeerLeftException($"rank {Peer} left the group")
+                        : _peerAbortReason != null ? new IOException($"rank {Peer} aborted: {_peerAbortReason}")
+                        : new EndOfStreamException($"rank {Peer} closed the connection");
             }
         }
         catch (Exception e)
@@ -174,7 +187,7 @@ internal sealed class PeerLink : IAsyncDisposable
     {
         if (_emu is { Latency.Ticks: > 0 })
             await Task.Delay(_emu.Latency, _stop.Token).ConfigureAwait(false);
-        var ch = _inbox.GetOrAdd(tag, _ => Channel.CreateUnbounded<Incoming>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true }));
+        var ch = _inbox.GetOrAdd(tag, _ => Channel.CreateUnbounded<Incoming>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true, AllowSynchronousContinuations = true }));
         if (!ch.Writer.TryWrite(m)) m.Dispose();
     }
 
@@ -194,15 +207,16 @@ internal sealed class PeerLink : IAsyncDisposable
                 _writer.Advance(HeaderBytes);
                 _writer.Write(payload.Span);
                 Interlocked.Add(ref BytesSent, payload.Length + HeaderBytes);
-                // A goodbye completes only once it (and everything before it) is on the socket.
-                if (tag != GoodbyeTag) done.TrySetResult();
+                // A goodbye or abort completes only once it (and everything before it) is on the socket.
+                bool final = tag is GoodbyeTag or AbortTag;
+                if (!final) done.TrySetResult();
                 // Coalesce: flush only when nothing else is queued.
-                if (tag == GoodbyeTag || !_out.Reader.TryPeek(out _))
+                if (final || !_out.Reader.TryPeek(out _))
                 {
                     var f = await _writer.FlushAsync(_stop.Token).ConfigureAwait(false);
                     if (f.IsCompleted) throw new EndOfStreamException($"rank {Peer} stopped reading");
                 }
-                if (tag == GoodbyeTag) done.TrySetResult();
+                if (final) done.TrySetResult();
             }
         }
         catch (Exception e)
@@ -249,9 +263,17 @@ internal sealed class PeerLink : IAsyncDisposable
         await DisposeAsync().ConfigureAwait(false);
     }
 
-    /// <summary>Closes the link (abortively: the peer sees a reset or EOF at once).</summary>
+    /// <summary>Closes the link (abortively: the peer sees a reset or EOF at once), first trying briefly to tell the
+    /// peer why.</summary>
     public void Abort(Exception reason)
     {
+        if (Failure == null && !_closing)
+        {
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var why = System.Text.Encoding.UTF8.GetBytes(reason.Message.Length > 2000 ? reason.Message[..2000] : reason.Message);
+            // Best effort: whether it goes out or not, the abort goes on.
+            if (_out.Writer.TryWrite((AbortTag, why, done))) Task.WhenAny(done.Task, Task.Delay(300)).Wait();
+        }
         try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
         Fail(reason);
         _stop.Cancel();
