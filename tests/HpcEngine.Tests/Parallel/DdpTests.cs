@@ -1,0 +1,127 @@
+using HpcEngine.Autograd;
+using HpcEngine.NN;
+using HpcEngine.Optim;
+using HpcEngine.Parallel;
+using HpcEngine.Tests.Distributed;
+
+namespace HpcEngine.Tests.Parallel;
+
+[TestFixture]
+public class DdpTests
+{
+    private static Sequential Model(ulong seed) => new(new Linear(20, 16, generator: new Generator(seed)), new ReLU(), new Linear(16, 5, generator: new Generator(seed + 100)));
+
+    private static (Tensor X, Tensor Y) Batch(int step, int n = 16)
+    {
+        var x = Tensor.Randn([n, 20], DType.Float32, new Generator(1000 + (ulong)step)).DetachFromScope();
+        var y = Tensor.Randint(0, 5, [n], generator: new Generator(2000 + (ulong)step)).DetachFromScope();
+        return (x, y);
+    }
+
+    /// <summary>Single-process reference: SGD with momentum on the whole global batch.</summary>
+    private static float[][] Reference(int steps)
+    {
+        using var m = Model(1);
+        using var opt = new Sgd(m.Parameters(), 0.1, momentum: 0.9);
+        for (int s = 0; s < steps; s++)
+        {
+            var (x, y) = Batch(s);
+            using (x) using (y) using (new TensorScope())
+                F.CrossEntropy(m.Forward(x), y).Backward();
+            opt.Step();
+            opt.ZeroGrad();
+        }
+        return m.Parameters().Select(p => p.ToArray<float>()).ToArray();
+    }
+
+    [TestCase(2)]
+    [TestCase(4)]
+    public void Ddp_equals_single_process_training_on_the_global_batch(int n)
+    {
+        var want = Reference(4);
+        var got = new float[n][][];
+        Ranks.Run(n, pg =>
+        {
+            // Different seeds per rank: the initial broadcast must make them rank 0's model.
+            using var m = Model(pg.Rank == 0 ? 1UL : 77UL + (ulong)pg.Rank);
+            using var ddp = new DistributedDataParallel(m, pg, bucketBytes: 256);
+            using var opt = new Sgd(m.Parameters(), 0.1, momentum: 0.9);
+            int per = 16 / n;
+            for (int s = 0; s < 4; s++)
+            {
+                var (x, y) = Batch(s);
+                using (x) using (y) using (new TensorScope())
+                {
+                    var xs = x.Narrow(0, pg.Rank * per, per);
+                    var ys = y.Narrow(0, pg.Rank * per, per);
+                    F.CrossEntropy(ddp.Forward(xs), ys).Backward();
+                }
+                ddp.Synchronize();
+                opt.Step();
+                opt.ZeroGrad();
+            }
+            got[pg.Rank] = m.Parameters().Select(p => p.ToArray<float>()).ToArray();
+        });
+        for (int r = 0; r < n; r++)
+            for (int k = 0; k < want.Length; k++)
+                Assert.That(got[r][k], Is.EqualTo(want[k]).Within(2e-5), $"rank {r} parameter {k}");
+    }
+
+    [Test]
+    public void The_first_bucket_is_launched_before_backward_ends()
+    {
+        IReadOnlyList<string>? events = null;
+        Ranks.Run(2, pg =>
+        {
+            using var m = new Sequential(new Linear(32, 32, generator: new Generator(1)), new ReLU(), new Linear(32, 32, generator: new Generator(2)),
+                new ReLU(), new Linear(32, 4, generator: new Generator(3)));
+            using var ddp = new DistributedDataParallel(m, pg, bucketBytes: 1024);
+            var (x, y) = Batch(0, 8);
+            using var x32 = Tensor.Randn([8, 32], DType.Float32, new Generator(5));
+            using (x) using (y) using (new TensorScope())
+                F.CrossEntropy(ddp.Forward(x32), Tensor.Randint(0, 4, [8], generator: new Generator(6))).Backward();
+            if (pg.Rank == 0) events = ddp.Events.ToArray();
+            ddp.Synchronize();
+            Assert.That(ddp.BucketBytes.Count, Is.GreaterThanOrEqualTo(2), "several buckets, so one can go out while backward continues");
+        });
+        // Event order, not durations: a bucket went out while later gradients were still being computed.
+        int firstLaunch = events!.ToList().FindIndex(e => e.StartsWith("launch:", StringComparison.Ordinal));
+        int lastGrad = events!.ToList().FindLastIndex(e => e.StartsWith("grad:", StringComparison.Ordinal));
+        Assert.That(firstLaunch, Is.GreaterThanOrEqualTo(0), string.Join(", ", events!));
+        Assert.That(firstLaunch, Is.LessThan(lastGrad), string.Join(", ", events!));
+        Assert.That(events!.First(e => e.StartsWith("grad:", StringComparison.Ordinal)), Does.StartWith("grad:4."), "the last layer's gradients are ready first");
+    }
+
+    [Test]
+    public void No_sync_accumulates_locally_and_the_next_backward_averages_the_total()
+    {
+        // Reference: one process, two micro-batches per rank-share accumulated → gradient of the summed losses.
+        using var refModel = Model(1);
+        for (int s = 0; s < 2; s++)
+        {
+            var (x, y) = Batch(s);
+            using (x) using (y) using (new TensorScope())
+                F.CrossEntropy(refModel.Forward(x), y).Backward();
+        }
+        var want = refModel.Parameters().Select(p => p.Grad!.ToArray<float>()).ToArray();
+        var got = new float[2][][];
+        Ranks.Run(2, pg =>
+        {
+            using var m = Model(1);
+            using var ddp = new DistributedDataParallel(m, pg, bucketBytes: 256);
+            for (int s = 0; s < 2; s++)
+            {
+                var (x, y) = Batch(s);
+                using var _ = s == 0 ? ddp.NoSync() : null;
+                using (x) using (y) using (new TensorScope())
+                    F.CrossEntropy(ddp.Forward(x.Narrow(0, pg.Rank * 8, 8)), y.Narrow(0, pg.Rank * 8, 8)).Backward();
+            }
+            Assert.That(ddp.BytesReduced, Is.EqualTo(m.ParameterCount() * 4), "one synchronised backward, each gradient reduced once");
+            ddp.Synchronize();
+            got[pg.Rank] = m.Parameters().Select(p => p.Grad!.ToArray<float>()).ToArray();
+        });
+        // Averaging the per-rank means over 2 ranks gives the mean over the global batch of each step, summed over steps.
+        for (int k = 0; k < want.Length; k++) Assert.That(got[0][k], Is.EqualTo(want[k]).Within(1e-5));
+        for (int k = 0; k < want.Length; k++) Assert.That(got[1][k], Is.EqualTo(got[0][k]));
+    }
+}
