@@ -48,7 +48,7 @@ def ours(cmd, n, sizes):
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         for b in sizes:
             subprocess.run(cmd.split() + ["launch", "--nproc-per-node", str(n), "--", "hpcengine", "bench", "collectives", "--op", "allreduce",
-                                          "--min-bytes", str(b), "--max-bytes", str(b), "--iters", "5" if b >= 16 << 20 else "20", "--warmup", "2", "--json", f.name],
+                                          "--min-bytes", str(b), "--max-bytes", str(b), "--iters", "5" if b >= 16 << 20 else "200", "--warmup", "2" if b >= 16 << 20 else "200", "--json", f.name],
                            check=True, capture_output=True, text=True, timeout=600)
             r = json.load(open(f.name))["results"][0]
             res[b] = r["time_us"]
@@ -56,8 +56,14 @@ def ours(cmd, n, sizes):
 
 
 def gloo(n, sizes, port):
-    out = subprocess.run([sys.executable, "-c", GLOO, str(n), str(port)] + [str(s) for s in sizes], capture_output=True, text=True, timeout=900)
-    return parse_pairs(out.stdout)
+    # torch.multiprocessing.spawn re-imports the main module, so the peer runs from a file, not `python -c`.
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(GLOO)
+    try:
+        out = subprocess.run([sys.executable, f.name, str(n), str(port)] + [str(s) for s in sizes], capture_output=True, text=True, timeout=900)
+        return parse_pairs(out.stdout)
+    finally:
+        os.unlink(f.name)
 
 
 def mpi(n, sizes):
@@ -89,9 +95,10 @@ def main():
             print(f"n={n} {b} B: ours {o.get(b)} us, gloo {g.get(b)} us, openmpi {m.get(b)} us", flush=True)
     print("\n| ranks | bytes | ours ms | gloo ms | OpenMPI ms | ours busbw GB/s | gloo busbw | OpenMPI busbw | ours/gloo (speed) | ours/OpenMPI (speed) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    ms = lambda us: f"{us / 1e3:.3f}" if us else "n/a"
+    sp = lambda x, y: f"{y / x:.2f}x" if x and y else "n/a"
     for r in rows:
-        sp = lambda x, y: f"{y / x:.2f}x" if x and y else "n/a"
-        print(f"| {r['ranks']} | {r['bytes']} | {r['ours_us'] / 1e3:.3f} | {r['gloo_us'] / 1e3:.3f} | {r['mpi_us'] / 1e3 if r['mpi_us'] else float('nan'):.3f} | "
+        print(f"| {r['ranks']} | {r['bytes']} | {ms(r['ours_us'])} | {ms(r['gloo_us'])} | {ms(r['mpi_us'])} | "
               f"{r['ours_busbw']:.3f} | {r['gloo_busbw']:.3f} | {r['mpi_busbw']:.3f} | {sp(r['ours_us'], r['gloo_us'])} | {sp(r['ours_us'], r['mpi_us'])} |")
     if a.json:
         json.dump(rows, open(a.json, "w"), indent=2)

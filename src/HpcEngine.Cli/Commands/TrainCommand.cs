@@ -60,8 +60,11 @@ public sealed class TrainOptions
     [Option("threads", HelpText = "CPU kernel threads (default: all cores). Results are bitwise reproducible for a fixed count.")]
     public int? Threads { get; set; }
 
-    [Option("json", HelpText = "Write the summary as JSON to this file.")]
+    [Option("json", HelpText = "Write the summary as JSON to this file (rank 0).")]
     public string? Json { get; set; }
+
+    [Option("distributed", HelpText = "Data-parallel over the ranks of the launcher's environment (default: on when WORLD_SIZE and the others are set).")]
+    public bool? Distributed { get; set; }
 }
 
 internal static class TrainCommand
@@ -89,20 +92,24 @@ internal static class TrainCommand
         };
         config.Validate();
         if (o.Threads is { } t) CpuThreads.Count = t;
+        bool distributed = o.Distributed ?? (Environment.GetEnvironmentVariable("WORLD_SIZE") != null || Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE") != null);
+        using var group = distributed ? HpcEngine.Distributed.ProcessGroups.InitFromEnvironment() : null;
+        bool lead = group == null || group.Rank == 0;
+        void Say(string line) { if (lead) Console.WriteLine(line); }
         var (train, test, source) = DataSources.LoadFashionMnist(o.Data);
         using (train)
         using (test)
         {
-            Console.WriteLine($"data: {source}: {train.Count} training, {test.Count} test images");
-            Console.WriteLine($"model {config.Model}, optimizer {config.Optimizer} lr {config.Lr.ToString(CultureInfo.InvariantCulture)} (cosine), batch {config.BatchSize}, {config.Epochs} epochs, seed {config.Seed}, {CpuThreads.Count} threads");
-            var r = Trainer.Run(config, train, test, source, Console.WriteLine);
-            Console.WriteLine();
-            Console.WriteLine("| epoch | train loss | test accuracy | seconds | samples/s |");
-            Console.WriteLine("|---|---|---|---|---|");
+            Say($"data: {source}: {train.Count} training, {test.Count} test images");
+            Say($"model {config.Model}, optimizer {config.Optimizer} lr {config.Lr.ToString(CultureInfo.InvariantCulture)} (cosine), batch {config.BatchSize}{(group != null ? $" per rank × {group.Size} ranks (data parallel over tcp)" : "")}, {config.Epochs} epochs, seed {config.Seed}, {CpuThreads.Count} threads");
+            var r = Trainer.Run(config, train, test, source, Console.WriteLine, group);
+            Say("");
+            Say("| epoch | train loss | test accuracy | seconds | samples/s |");
+            Say("|---|---|---|---|---|");
             foreach (var e in r.Epochs)
-                Console.WriteLine($"| {e.Epoch} | {e.TrainLoss:F4} | {e.TestAccuracy:F4} | {e.Seconds:F1} | {e.SamplesPerSecond:F0} |");
-            Console.WriteLine($"final test accuracy {r.FinalTestAccuracy:F4}, best {r.BestTestAccuracy:F4}, {r.Steps} steps in {r.TrainSeconds:F1}s ({r.SamplesPerSecond:F0} samples/s){(r.CheckpointPath != null ? $"; checkpoint {r.CheckpointPath}" : "")}");
-            if (o.Json != null) File.WriteAllText(o.Json, r.ToJson());
+                Say($"| {e.Epoch} | {e.TrainLoss:F4} | {e.TestAccuracy:F4} | {e.Seconds:F1} | {e.SamplesPerSecond:F0} |");
+            Say($"final test accuracy {r.FinalTestAccuracy:F4}, best {r.BestTestAccuracy:F4}, {r.Steps} steps in {r.TrainSeconds:F1}s ({r.SamplesPerSecond:F0} samples/s){(r.CheckpointPath != null ? $"; checkpoint {r.CheckpointPath}" : "")}");
+            if (o.Json != null && lead) File.WriteAllText(o.Json, r.ToJson());
         }
         return 0;
     }

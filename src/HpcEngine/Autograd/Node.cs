@@ -82,7 +82,11 @@ internal sealed class AccumulateGrad : Node
             {
                 // Own a private contiguous copy: the incoming gradient may be a broadcast view or shared.
                 var g = grad.Contiguous();
-                if (ReferenceEquals(g, grad) || g.Storage.RefCount > 1) g = grad.Clone();
+                if (g.Storage.RefCount > 1)
+                {
+                    g.Dispose();
+                    g = grad.Clone();
+                }
                 leaf.Grad = g.DetachFromScope();
             }
             else

@@ -74,6 +74,10 @@ public static class StoragePool
     private static long _rented;
     private static long _allocated;
 
+    /// <summary>Debug aid (HPCENGINE_POISON_POOL=1): fill every rented buffer with 0xFF bytes (NaN as floats), so a
+    /// kernel that reads memory it never wrote shows up as NaN instead of silently reading stale values.</summary>
+    public static bool Poison { get; set; } = Environment.GetEnvironmentVariable("HPCENGINE_POISON_POOL") == "1";
+
     /// <summary>Upper bound on bytes kept cached (default 2 GiB).</summary>
     public static long MaxCachedBytes { get; set; } = 2L << 30;
 
@@ -96,12 +100,16 @@ public static class StoragePool
             if (Free.TryGetValue(bytes, out var s) && s.Count > 0)
             {
                 _cachedBytes -= bytes;
-                return s.Pop();
+                var reused = s.Pop();
+                if (Poison) reused.AsSpan().Fill(0xFF);
+                return reused;
             }
         }
         Interlocked.Increment(ref _allocated);
         // Zero-length storages still get a real (1-byte) array so Pointer is valid.
-        return GC.AllocateUninitializedArray<byte>((int)Math.Max(bytes, 1), pinned: true);
+        var fresh = GC.AllocateUninitializedArray<byte>((int)Math.Max(bytes, 1), pinned: true);
+        if (Poison) fresh.AsSpan().Fill(0xFF);
+        return fresh;
     }
 
     internal static void Return(byte[] buffer, long bytes)

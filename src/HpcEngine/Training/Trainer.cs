@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using HpcEngine.Autograd;
 using HpcEngine.Data;
+using HpcEngine.Distributed;
 using HpcEngine.NN;
 using HpcEngine.Optim;
 
@@ -99,14 +100,19 @@ public static class Trainer
         };
     }
 
-    /// <summary>Trains per <paramref name="config"/>; <paramref name="log"/> receives progress lines.</summary>
-    public static TrainResult Run(TrainConfig config, ImageDataset train, ImageDataset test, string dataSource, Action<string>? log = null)
+    /// <summary>Trains per <paramref name="config"/>; <paramref name="log"/> receives progress lines. With a
+    /// <paramref name="group"/>, training is data-parallel (DistributedDataParallel): each rank takes its shard of
+    /// every epoch with <c>BatchSize</c> samples per step (the global batch is BatchSize × ranks); rank 0 logs,
+    /// evaluates and checkpoints.</summary>
+    public static TrainResult Run(TrainConfig config, ImageDataset train, ImageDataset test, string dataSource, Action<string>? log = null, IProcessGroup? group = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
-        log ??= _ => { };
+        bool lead = group == null || group.Rank == 0;
+        log = lead ? log ?? (_ => { }) : _ => { };
         var gen = new Generator(config.Seed);
         using var model = Models.Create(config.Model, gen);
+        using var ddp = group != null && group.Size > 1 ? new Parallel.DistributedDataParallel(model, group) : null;
         using var opt = MakeOptimizer(config, model.Parameters());
         var loader = new DataLoader(train, new DataLoaderOptions
         {
@@ -114,6 +120,8 @@ public static class Trainer
             Seed = config.Seed,
             RandomCropPadding = config.Augment ? 2 : 0,
             HorizontalFlip = config.Augment,
+            Rank = group?.Rank ?? 0,
+            WorldSize = group?.Size ?? 1,
         });
         int perEpoch = loader.BatchesPerEpoch;
         long stepsPerEpoch = (perEpoch + config.GradAccumulation - 1) / config.GradAccumulation;
@@ -152,17 +160,23 @@ public static class Trainer
                     using var logits = model.Forward(batch.Images);
                     using var loss = F.CrossEntropy(logits, batch.Labels);
                     double l = loss.Item();
-                    if (config.GradAccumulation > 1)
+                    bool stepNow = ++micro >= config.GradAccumulation || batch.Index == perEpoch - 1;
+                    // Accumulation micro-batches do not communicate; the stepping one averages the total.
+                    using (!stepNow ? ddp?.NoSync() : null)
                     {
-                        using var scaled = Ops.MulScalar(loss, 1.0 / config.GradAccumulation);
-                        scaled.Backward();
+                        if (config.GradAccumulation > 1)
+                        {
+                            using var scaled = Ops.MulScalar(loss, 1.0 / config.GradAccumulation);
+                            scaled.Backward();
+                        }
+                        else loss.Backward();
                     }
-                    else loss.Backward();
                     lossSum += l;
                     lossCount++;
                     epochSamples += batch.Size;
-                    if (++micro < config.GradAccumulation && batch.Index < perEpoch - 1) continue;
+                    if (!stepNow) continue;
                     micro = 0;
+                    ddp?.Synchronize();
                     if (config.ClipNorm > 0) GradClip.ClipGradNorm(model.Parameters(), config.ClipNorm);
                     schedule.Apply(opt, step);
                     opt.Step();
@@ -180,7 +194,7 @@ public static class Trainer
                 if (config.MaxSteps > 0 && step >= config.MaxSteps)
                 {
                     stopped = true;
-                    if (config.CheckpointDir != null)
+                    if (config.CheckpointDir != null && lead)
                         ckpt = Checkpoint.Save(config.CheckpointDir, model, opt, new TrainingState(
                             batch.Index + 1 < perEpoch ? epoch : epoch + 1, batch.Index + 1 < perEpoch ? batch.Index + 1 : 0, step, gen.Seed, gen.Offset, configJson));
                     break;
@@ -189,16 +203,18 @@ public static class Trainer
             samples += epochSamples;
             if (stopped) break;
             double secs = timer.Elapsed.TotalSeconds;
+            // Every rank evaluates (the replicas are identical): cheaper than making the others wait for rank 0.
             var (acc, _) = Evaluate(model, test);
+            int world = group?.Size ?? 1;
             last = acc;
             best = Math.Max(best, acc);
-            epochs.Add(new EpochResult(epoch + 1, lossSum / Math.Max(lossCount, 1), acc, secs, epochSamples / secs));
-            log($"epoch {epoch + 1}/{config.Epochs}  loss {lossSum / Math.Max(lossCount, 1):F4}  test accuracy {acc:F4}  {epochSamples / secs:F0} samples/s  {secs:F1}s");
-            if (config.CheckpointDir != null)
+            epochs.Add(new EpochResult(epoch + 1, lossSum / Math.Max(lossCount, 1), acc, secs, epochSamples * world / secs));
+            log($"epoch {epoch + 1}/{config.Epochs}  loss {lossSum / Math.Max(lossCount, 1):F4}  test accuracy {acc:F4}  {epochSamples * world / secs:F0} samples/s{(world > 1 ? $" ({world} ranks)" : "")}  {secs:F1}s");
+            if (config.CheckpointDir != null && lead)
                 ckpt = Checkpoint.Save(config.CheckpointDir, model, opt, new TrainingState(epoch + 1, 0, step, gen.Seed, gen.Offset, configJson));
         }
         double trainSecs = total.Elapsed.TotalSeconds;
-        return new TrainResult(config, dataSource, epochs, losses, last, best, trainSecs, samples / Math.Max(trainSecs, 1e-9), step, ckpt);
+        return new TrainResult(config, dataSource, epochs, losses, last, best, trainSecs, samples * (group?.Size ?? 1) / Math.Max(trainSecs, 1e-9), step, ckpt);
     }
 
     /// <summary>Accuracy (overall and per class) of <paramref name="model"/> in eval mode; the model's mode is restored.</summary>

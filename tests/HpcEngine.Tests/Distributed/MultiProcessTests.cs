@@ -146,6 +146,26 @@ public class MultiProcessTests
     }
 
     [Test]
+    public void Data_parallel_training_through_the_launcher_learns()
+    {
+        string dir = TestSupport.TempDir("hpc-ddp-");
+        try
+        {
+            TestSupport.WriteTinyFashionMnist(dir, 512, 128);
+            string json = Path.Combine(dir, "r.json");
+            var r = TestSupport.RunCli(["launch", "--nproc-per-node", "2", "--", "hpcengine", "train", "--model", "mlp", "--epochs", "2",
+                "--batch-size", "32", "--data", dir, "--json", json], timeoutSeconds: 180);
+            Assert.That(r.Exit, Is.Zero, r.Stdout + r.Stderr);
+            Assert.That(r.Stdout, Does.Contain("× 2 ranks (data parallel over tcp)"));
+            Assert.That(r.Stdout, Does.Not.Contain("[1] epoch"), "only rank 0 logs");
+            using var j = JsonDocument.Parse(File.ReadAllText(json));
+            Assert.That(j.RootElement.GetProperty("final_test_accuracy").GetDouble(), Is.GreaterThan(0.5));
+            Assert.That(j.RootElement.GetProperty("steps").GetInt64(), Is.EqualTo(2 * 8), "each rank takes 256 of the 512 samples per epoch: 8 steps of 32");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Test]
     public void Runs_under_mpirun()
     {
         if (!File.Exists("/usr/bin/mpirun")) Assert.Ignore("OpenMPI (openmpi-bin) is not installed; .ci/run installs it");

@@ -10,12 +10,18 @@ namespace HpcEngine.Distributed.Tcp;
 /// <summary>The peer closed its end after saying goodbye: it left, it did not crash.</summary>
 internal sealed class PeerLeftException(string message) : IOException(message);
 
-/// <summary>A received message: a pooled buffer the consumer returns with Dispose.</summary>
+/// <summary>A received message: a pooled buffer the consumer returns with Dispose. Dispose is idempotent: returning
+/// the same array to the pool twice would hand it to two later receivers at once.</summary>
 internal sealed class Incoming(byte[] buffer, int length) : IDisposable
 {
+    private int _returned;
     public ReadOnlySpan<byte> Span => buffer.AsSpan(0, length);
     public int Length => length;
-    public void Dispose() => ArrayPool<byte>.Shared.Return(buffer);
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _returned, 1) == 0) ArrayPool<byte>.Shared.Return(buffer);
+    }
 }
 
 /// <summary>The connection to one peer. Frames are <c>[u32 magic][u32 reserved][i64 tag][i64 length][payload]</c>.
@@ -28,6 +34,8 @@ internal sealed class PeerLink : IAsyncDisposable
 {
     private const uint Magic = 0x48504346; // "HPCF"
     private const int HeaderBytes = 24;
+    /// <summary>Payloads at least this large bypass the pipes' buffers (copied once less on each side).</summary>
+    private const int DirectBytes = 64 * 1024;
     /// <summary>Tag of the frame a rank sends before closing cleanly, so its EOF is a goodbye and not a death.</summary>
     private const long GoodbyeTag = long.MinValue;
     /// <summary>Tag of the frame a failing rank sends before closing: its payload is the reason, so peers learn the
@@ -35,10 +43,11 @@ internal sealed class PeerLink : IAsyncDisposable
     private const long AbortTag = long.MinValue + 1;
 
     private readonly Socket _socket;
+    private readonly NetworkStream _stream;
     private readonly PipeReader _reader;
     private readonly PipeWriter _writer;
     private readonly Channel<(long Tag, ReadOnlyMemory<byte> Payload, TaskCompletionSource Done)> _out =
-        Channel.CreateBounded<(long, ReadOnlyMemory<byte>, TaskCompletionSource)>(new BoundedChannelOptions(64) { SingleReader = true, AllowSynchronousContinuations = true });
+        Channel.CreateBounded<(long, ReadOnlyMemory<byte>, TaskCompletionSource)>(new BoundedChannelOptions(64) { SingleReader = true });
     private readonly ConcurrentDictionary<long, Channel<Incoming>> _inbox = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly long _maxFrame;
@@ -58,9 +67,12 @@ internal sealed class PeerLink : IAsyncDisposable
     {
         Peer = peer;
         _socket = socket;
+        socket.SendBufferSize = 4 << 20;
+        socket.ReceiveBufferSize = 4 << 20;
         var stream = new NetworkStream(socket, ownsSocket: false);
-        _reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 1 << 16, minimumReadSize: 1 << 14));
-        _writer = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 1 << 16));
+        _stream = stream;
+        _reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 1 << 16, minimumReadSize: 1 << 14, leaveOpen: true));
+        _writer = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 1 << 16, leaveOpen: true));
         _maxFrame = maxFrame;
         _emu = emulation;
         _onFailure = onFailure;
@@ -87,7 +99,7 @@ internal sealed class PeerLink : IAsyncDisposable
         if (!_inbox.TryGetValue(tag, out var ch))
         {
             ThrowIfFailed();
-            ch = _inbox.GetOrAdd(tag, _ => Channel.CreateUnbounded<Incoming>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true, AllowSynchronousContinuations = true }));
+            ch = _inbox.GetOrAdd(tag, _ => Channel.CreateUnbounded<Incoming>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true }));
             if (Volatile.Read(ref _failure) is { } f) ch.Writer.TryComplete(f);
         }
         try
@@ -149,6 +161,19 @@ internal sealed class PeerLink : IAsyncDisposable
                     buf.Slice(0, take).CopyTo(payload.AsSpan(filled));
                     buf = buf.Slice(take);
                     filled += take;
+                    if (filled < length && length - filled >= DirectBytes && buf.Length == 0)
+                    {
+                        // Large payload: the pipe's buffer is drained, so read the rest straight from the socket into
+                        // the payload buffer (one copy fewer than going through the pipe's segments).
+                        _reader.AdvanceTo(buf.Start, buf.End);
+                        await _stream.ReadExactlyAsync(payload.AsMemory(filled, length - filled), _stop.Token).ConfigureAwait(false);
+                        filled = length;
+                        inPayload = false;
+                        Interlocked.Add(ref BytesReceived, length + HeaderBytes);
+                        await DeliverAsync(tag, new Incoming(payload!, length)).ConfigureAwait(false);
+                        payload = null;
+                        goto nextRead;
+                    }
                     if (filled < length) break;
                     inPayload = false;
                     Interlocked.Add(ref BytesReceived, length + HeaderBytes);
@@ -171,9 +196,11 @@ internal sealed class PeerLink : IAsyncDisposable
                 }
                 _reader.AdvanceTo(buf.Start, buf.End);
                 if (result.IsCompleted)
-                    throw _peerSaidGoodbye ? new PeerLeftException($"rank {Peer} left the group")
-                        : _peerAbortReason != null ? new IOException($"rank {Peer} aborted: {_peerAbortReason}")
+                    throw _peerAbortReason != null ? new IOException($"rank {Peer} aborted: {_peerAbortReason}")
+                        : _peerSaidGoodbye ? new PeerLeftException($"rank {Peer} left the group")
                         : new EndOfStreamException($"rank {Peer} closed the connection");
+                continue;
+            nextRead:;
             }
         }
         catch (Exception e)
@@ -187,16 +214,18 @@ internal sealed class PeerLink : IAsyncDisposable
     {
         if (_emu is { Latency.Ticks: > 0 })
             await Task.Delay(_emu.Latency, _stop.Token).ConfigureAwait(false);
-        var ch = _inbox.GetOrAdd(tag, _ => Channel.CreateUnbounded<Incoming>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true, AllowSynchronousContinuations = true }));
+        var ch = _inbox.GetOrAdd(tag, _ => Channel.CreateUnbounded<Incoming>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true }));
         if (!ch.Writer.TryWrite(m)) m.Dispose();
     }
 
     private async Task SendLoop()
     {
+        TaskCompletionSource? inFlight = null;
         try
         {
             await foreach (var (tag, payload, done) in _out.Reader.ReadAllAsync(_stop.Token).ConfigureAwait(false))
             {
+                inFlight = done;
                 if (done.Task.IsCanceled) continue;
                 if (_emu != null && !double.IsPositiveInfinity(_emu.BytesPerSecond)) await Throttle(payload.Length + HeaderBytes).ConfigureAwait(false);
                 var h = _writer.GetSpan(HeaderBytes);
@@ -205,6 +234,16 @@ internal sealed class PeerLink : IAsyncDisposable
                 BinaryPrimitives.WriteInt64LittleEndian(h[8..], tag);
                 BinaryPrimitives.WriteInt64LittleEndian(h[16..], payload.Length);
                 _writer.Advance(HeaderBytes);
+                if (payload.Length >= DirectBytes)
+                {
+                    // Large payload: flush the header (and anything before it), then hand the payload to the socket
+                    // directly instead of copying it through the pipe's buffers.
+                    await _writer.FlushAsync(_stop.Token).ConfigureAwait(false);
+                    await _stream.WriteAsync(payload, _stop.Token).ConfigureAwait(false);
+                    Interlocked.Add(ref BytesSent, payload.Length + HeaderBytes);
+                    done.TrySetResult();
+                    continue;
+                }
                 _writer.Write(payload.Span);
                 Interlocked.Add(ref BytesSent, payload.Length + HeaderBytes);
                 // A goodbye or abort completes only once it (and everything before it) is on the socket.
@@ -222,6 +261,9 @@ internal sealed class PeerLink : IAsyncDisposable
         catch (Exception e)
         {
             Fail(e is OperationCanceledException ? new IOException("the link was closed") : e);
+            // The frame being written when the link broke is not in the queue any more: fail it here, or its sender
+            // would wait for its op's timeout.
+            inFlight?.TrySetException(Failed());
         }
     }
 

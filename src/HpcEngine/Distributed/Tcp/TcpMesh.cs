@@ -174,10 +174,12 @@ internal sealed class TcpMesh : IDisposable
         Failed?.Invoke(reason);
     }
 
-    /// <summary>Closes every link cleanly (goodbye, then close), so peers still finishing their last op go on.</summary>
+    /// <summary>Closes every link cleanly (goodbye, then close), so peers still finishing their last op go on. A mesh
+    /// that has failed does not say goodbye: its peers must see an abort, not a clean exit.</summary>
     public void Dispose()
     {
-        var closing = _links.Where(l => l != null).Select(l => l!.CloseGracefullyAsync()).ToArray();
+        if (Failure is { } failed) Abort(failed);
+        var closing = _links.Where(l => l != null).Select(l => Failure != null ? l!.DisposeAsync().AsTask() : l!.CloseGracefullyAsync()).ToArray();
         Task.WaitAll(closing, TimeSpan.FromSeconds(5));
         Interlocked.CompareExchange(ref _failure, new ObjectDisposedException("process group", "the process group was disposed"), null);
     }

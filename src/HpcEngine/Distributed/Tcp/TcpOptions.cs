@@ -25,7 +25,7 @@ public sealed record TcpOptions
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(120);
 
     /// <summary>Options from the environment: HPCENGINE_TOKEN, HPCENGINE_DISTRIBUTED_DEBUG, HPCENGINE_NET_EMULATE,
-    /// HPCENGINE_TIMEOUT_S, HPCENGINE_ALLREDUCE_SMALL_BYTES.</summary>
+    /// HPCENGINE_TIMEOUT_S, HPCENGINE_ALLREDUCE_SMALL_BYTES, HPCENGINE_CHUNK_BYTES.</summary>
     public static TcpOptions FromEnvironment(string host)
     {
         var o = new TcpOptions { Host = host };
@@ -38,6 +38,8 @@ public sealed record TcpOptions
             o = o with { Timeout = TimeSpan.FromSeconds(s) };
         if (long.TryParse(Environment.GetEnvironmentVariable("HPCENGINE_ALLREDUCE_SMALL_BYTES"), out long small) && small >= 0)
             o = o with { SmallMessageBytes = small };
+        if (int.TryParse(Environment.GetEnvironmentVariable("HPCENGINE_CHUNK_BYTES"), out int chunk) && chunk >= 4096)
+            o = o with { ChunkBytes = chunk };
         return o;
     }
 }

@@ -31,10 +31,10 @@ public sealed partial class TcpProcessGroup
         return m;
     }
 
+    /// <summary>Throws when a peer's chunk has the wrong size (the caller disposes the message).</summary>
     private void CheckLength(Op op, Incoming m, int expected, int from, string op2)
     {
         if (m.Length == expected) return;
-        m.Dispose();
         throw new CollectiveException(op2, op.Tag & 0xFF_FFFF_FFFF, _mesh.Rank, _members[from],
             $"rank {_members[from]} sent a {m.Length}-byte chunk where {expected} bytes were expected: the ranks disagree on the tensor size (run with HPCENGINE_DISTRIBUTED_DEBUG=1 to compare ops)");
     }
