@@ -89,13 +89,8 @@ internal static class TestSupport
     /// <summary>Runs `hpcengine ARGS` (the CLI built beside the tests) and returns exit code and output.</summary>
     public static (int Exit, string Stdout, string Stderr) RunCli(IEnumerable<string> args, int timeoutSeconds = 240, Dictionary<string, string>? env = null)
     {
-        string dll = Path.Combine(AppContext.BaseDirectory, "hpcengine.dll");
-        string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
-        var psi = new ProcessStartInfo(dotnet) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(dll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["HPCENGINE_SPIN_US"] = "0";
-        if (env != null) foreach (var (k, v) in env) psi.Environment[k] = v;
+        var psi = Psi(args, env);
+        psi.Environment.Remove("HPCENGINE_NUM_THREADS"); // the CLI under test picks its own thread count
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();

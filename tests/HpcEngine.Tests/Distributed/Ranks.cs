@@ -9,25 +9,7 @@ internal static class Ranks
 {
     public static void Run(int n, Action<TcpProcessGroup> body, TcpOptions? options = null, int timeoutSeconds = 60)
     {
-        var opts = options ?? new TcpOptions { Timeout = TimeSpan.FromSeconds(30), ConnectTimeout = TimeSpan.FromSeconds(20) };
-        using var server = TcpStore.Create("127.0.0.1", 0, isServer: true, new StoreOptions { Token = opts.Token });
-        int port = server.ServerPort!.Value;
-        var errors = new Exception?[n];
-        var threads = Enumerable.Range(0, n).Select(r => new Thread(() =>
-        {
-            try
-            {
-                using var store = r == 0 ? null : TcpStore.Create("127.0.0.1", port, false, new StoreOptions { Token = opts.Token });
-                using var pg = TcpProcessGroup.Connect(r == 0 ? server : store!, r, n, opts, prefix: "t");
-                body(pg);
-            }
-            catch (Exception e) { errors[r] = e; }
-        }) { IsBackground = true, Name = $"rank {r}" }).ToArray();
-        foreach (var t in threads) t.Start();
-        var deadline = DateTime.UtcNow.AddSeconds(timeoutSeconds);
-        foreach (var t in threads)
-            if (!t.Join(deadline - DateTime.UtcNow > TimeSpan.Zero ? deadline - DateTime.UtcNow : TimeSpan.Zero))
-                Assert.Fail($"ranks did not finish within {timeoutSeconds}s ({t.Name} still running)");
+        var errors = RunExpectingFailures(n, body, options ?? new TcpOptions { Timeout = TimeSpan.FromSeconds(30), ConnectTimeout = TimeSpan.FromSeconds(20) }, timeoutSeconds);
         for (int r = 0; r < n; r++)
             if (errors[r] != null) Assert.Fail($"rank {r} failed: {errors[r]}");
     }
@@ -35,22 +17,24 @@ internal static class Ranks
     /// <summary>Like <see cref="Run"/> but returns each rank's exception (null when it finished) instead of failing.</summary>
     public static Exception?[] RunExpectingFailures(int n, Action<TcpProcessGroup> body, TcpOptions options, int timeoutSeconds = 60)
     {
-        using var server = TcpStore.Create("127.0.0.1", 0, isServer: true);
+        using var server = TcpStore.Create("127.0.0.1", 0, isServer: true, new StoreOptions { Token = options.Token });
         int port = server.ServerPort!.Value;
         var errors = new Exception?[n];
         var threads = Enumerable.Range(0, n).Select(r => new Thread(() =>
         {
             try
             {
-                using var store = r == 0 ? null : TcpStore.Create("127.0.0.1", port, false);
-                using var pg = TcpProcessGroup.Connect(r == 0 ? server : store!, r, n, options, prefix: "f");
+                using var store = r == 0 ? null : TcpStore.Create("127.0.0.1", port, false, new StoreOptions { Token = options.Token });
+                using var pg = TcpProcessGroup.Connect(r == 0 ? server : store!, r, n, options, prefix: "t");
                 body(pg);
             }
             catch (Exception e) { errors[r] = e; }
         }) { IsBackground = true }).ToArray();
         foreach (var t in threads) t.Start();
+        var deadline = DateTime.UtcNow.AddSeconds(timeoutSeconds);
         foreach (var t in threads)
-            if (!t.Join(TimeSpan.FromSeconds(timeoutSeconds))) Assert.Fail($"ranks did not finish within {timeoutSeconds}s");
+            if (!t.Join(deadline - DateTime.UtcNow > TimeSpan.Zero ? deadline - DateTime.UtcNow : TimeSpan.Zero))
+                Assert.Fail($"ranks did not finish within {timeoutSeconds}s");
         return errors;
     }
 }
