@@ -1,0 +1,152 @@
+using HpcEngine.NN;
+using HpcEngine.Optim;
+using HpcEngine.Parallel;
+using HpcEngine.Tests.Distributed;
+
+namespace HpcEngine.Tests.Parallel;
+
+[TestFixture]
+public class StrategyTests
+{
+    private static Sequential Model(ulong seed) => new(new Linear(13, 9, generator: new Generator(seed)), new ReLU(), new Linear(9, 4, generator: new Generator(seed + 50)));
+
+    private static (Tensor X, Tensor Y) Batch(int step)
+    {
+        var x = Tensor.Randn([12, 13], DType.Float32, new Generator(300 + (ulong)step)).DetachFromScope();
+        var y = Tensor.Randint(0, 4, [12], generator: new Generator(400 + (ulong)step)).DetachFromScope();
+        return (x, y);
+    }
+
+    private static float[][] SingleProcess(Func<IEnumerable<Tensor>, Optimizer> make, int steps)
+    {
+        using var m = Model(1);
+        using var opt = make(m.Parameters());
+        for (int s = 0; s < steps; s++)
+        {
+            var (x, y) = Batch(s);
+            using (x) using (y) using (new TensorScope()) F.CrossEntropy(m.Forward(x), y).Backward();
+            opt.Step();
+            opt.ZeroGrad();
+        }
+        return m.Parameters().Select(p => p.ToArray<float>()).ToArray();
+    }
+
+    /// <summary>Runs a strategy on n in-process ranks, each on its equal share of every global batch.</summary>
+    private static float[][][] Distributed(int n, string spec, Func<IEnumerable<Tensor>, Optimizer> make, int steps, Action<int, ITrainingStrategy, float[][]>? afterStep = null)
+    {
+        var result = new float[n][][];
+        Ranks.Run(n, pg =>
+        {
+            using var m = Model(pg.Rank == 0 ? 1UL : 90UL + (ulong)pg.Rank);
+            using var strategy = TrainingStrategies.Create(spec, m, pg, make);
+            int per = 12 / n;
+            for (int s = 0; s < steps; s++)
+            {
+                var (x, y) = Batch(s);
+                using (x) using (y) using (new TensorScope())
+                    F.CrossEntropy(m.Forward(x.Narrow(0, pg.Rank * per, per)), y.Narrow(0, pg.Rank * per, per)).Backward();
+                strategy.Step();
+                afterStep?.Invoke(s, strategy, m.Parameters().Select(p => p.ToArray<float>()).ToArray());
+            }
+            result[pg.Rank] = m.Parameters().Select(p => p.ToArray<float>()).ToArray();
+        });
+        return result;
+    }
+
+    private static void AssertEqual(float[][][] got, float[][] want, double tol)
+    {
+        for (int r = 0; r < got.Length; r++)
+            for (int k = 0; k < want.Length; k++)
+                Assert.That(got[r][k], Is.EqualTo(want[k]).Within(tol), $"rank {r} parameter {k}");
+    }
+
+    [TestCase(2)]
+    [TestCase(3)]
+    public void Zero1_equals_synchronous_training(int n)
+    {
+        Func<IEnumerable<Tensor>, Optimizer> sgd = ps => new Sgd(ps, 0.1, momentum: 0.9);
+        AssertEqual(Distributed(n, "zero1", sgd, 4), SingleProcess(sgd, 4), 2e-5);
+        Func<IEnumerable<Tensor>, Optimizer> adam = ps => new Adam(ps, 1e-2);
+        AssertEqual(Distributed(n, "zero1", adam, 3), SingleProcess(adam, 3), 2e-5);
+    }
+
+    [Test]
+    public void Sync_equals_single_process_training()
+    {
+        Func<IEnumerable<Tensor>, Optimizer> sgd = ps => new Sgd(ps, 0.1, momentum: 0.9);
+        AssertEqual(Distributed(3, "sync", sgd, 3), SingleProcess(sgd, 3), 2e-5);
+    }
+
+    [Test]
+    public void Local_sgd_with_period_one_equals_synchronous_sgd()
+    {
+        Func<IEnumerable<Tensor>, Optimizer> sgd = ps => new Sgd(ps, 0.1);
+        AssertEqual(Distributed(2, "localsgd:1", sgd, 4), SingleProcess(sgd, 4), 2e-5);
+    }
+
+    [Test]
+    public void Diloco_with_period_one_unit_outer_lr_and_no_momentum_equals_synchronous_sgd()
+    {
+        Func<IEnumerable<Tensor>, Optimizer> sgd = ps => new Sgd(ps, 0.1);
+        var result = new float[2][][];
+        Ranks.Run(2, pg =>
+        {
+            using var m = Model(pg.Rank == 0 ? 1UL : 7UL);
+            using var d = new DiLoCoStrategy(m, pg, sgd(m.Parameters()), period: 1, outerLr: 1.0, outerMomentum: 0);
+            for (int s = 0; s < 4; s++)
+            {
+                var (x, y) = Batch(s);
+                using (x) using (y) using (new TensorScope())
+                    F.CrossEntropy(m.Forward(x.Narrow(0, pg.Rank * 6, 6)), y.Narrow(0, pg.Rank * 6, 6)).Backward();
+                d.Step();
+            }
+            result[pg.Rank] = m.Parameters().Select(p => p.ToArray<float>()).ToArray();
+        });
+        AssertEqual(result, SingleProcess(sgd, 4), 2e-5);
+    }
+
+    [TestCase("localsgd:3")]
+    [TestCase("diloco:3")]
+    public void Periodic_strategies_communicate_every_h_steps_and_agree_right_after(string spec)
+    {
+        var bytes = new long[6];
+        var snapshots = new float[2][][][];
+        Distributed(2, spec, ps => new AdamW(ps, 1e-2), 6, (step, strategy, _) => bytes[step] = strategy.BytesCommunicated);
+        // Per-rank parameters after every step.
+        Ranks.Run(2, pg =>
+        {
+            using var m = Model(pg.Rank == 0 ? 1UL : 5UL);
+            using var s = TrainingStrategies.Create(spec, m, pg, ps => new AdamW(ps, 1e-2));
+            snapshots[pg.Rank] = new float[6][][];
+            for (int step = 0; step < 6; step++)
+            {
+                var (x, y) = Batch(step);
+                using (x) using (y) using (new TensorScope())
+                    F.CrossEntropy(m.Forward(x.Narrow(0, pg.Rank * 6, 6)), y.Narrow(0, pg.Rank * 6, 6)).Backward();
+                s.Step();
+                snapshots[pg.Rank][step] = [m.Parameters().SelectMany(p => p.ToArray<float>()).ToArray()];
+            }
+        });
+        Assert.That(bytes[0], Is.Zero, "nothing is sent before the first period ends");
+        Assert.That(bytes[1], Is.Zero);
+        Assert.That(bytes[2], Is.GreaterThan(0), "the third step exchanges");
+        Assert.That(bytes[5], Is.EqualTo(2 * bytes[2]), "and so does the sixth, the same amount");
+        Assert.That(snapshots[0][0][0], Is.Not.EqualTo(snapshots[1][0][0]), "replicas drift between exchanges");
+        Assert.That(snapshots[0][2][0], Is.EqualTo(snapshots[1][2][0]), "and agree right after one");
+    }
+
+    [Test]
+    public void Strategy_names_are_parsed_with_clear_errors()
+    {
+        Ranks.Run(1, pg =>
+        {
+            using var m = Model(1);
+            Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("localsgd", m, pg, ps => new Sgd(ps, 0.1)));
+            Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("diloco:0", m, pg, ps => new Sgd(ps, 0.1)));
+            var ex = Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("ssp:2", m, pg, ps => new Sgd(ps, 0.1)));
+            Assert.That(ex!.Message, Does.Contain("ssp:2"));
+            using var s = TrainingStrategies.Create("diloco:4", m, pg, ps => new AdamW(ps));
+            Assert.That(s.Name, Is.EqualTo("diloco:4"));
+        });
+    }
+}
