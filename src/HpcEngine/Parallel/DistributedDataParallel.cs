@@ -30,6 +30,7 @@ public sealed class DistributedDataParallel : IDisposable
     }
 
     private readonly IProcessGroup _pg;
+    private readonly Compression.GradientCodec? _codec;
     private readonly Bucket[] _buckets;
     private readonly Dictionary<Tensor, (Bucket Bucket, int Slot)> _slot = new(ReferenceEqualityComparer.Instance);
     private readonly List<IDisposable> _hooks = new();
@@ -41,15 +42,26 @@ public sealed class DistributedDataParallel : IDisposable
     /// <summary>Bucket sizes in bytes, in launch order.</summary>
     public IReadOnlyList<long> BucketBytes => _buckets.Select(b => (long)b.Buffer.NumEl * 4).ToArray();
 
-    /// <summary>Bytes handed to allreduce so far (the gradient payload; the wire carries 2(n−1)/n of it per rank).</summary>
+    /// <summary>Gradient payload bytes this rank contributed so far: the bucket bytes for the allreduce path, the
+    /// encoded message bytes with a codec (a ring allgather then sends n−1 such messages per rank).</summary>
     public long BytesReduced { get; private set; }
+
+    /// <summary>The codec compressing the buckets, if any.</summary>
+    public Compression.GradientCodec? Codec => _codec;
 
     /// <summary>What happened during the last backward, in order: "grad:NAME" when a gradient became final,
     /// "launch:K" when bucket K's allreduce started. Tests use it to check that communication overlaps backward.</summary>
     public IReadOnlyList<string> Events => _events;
 
-    public DistributedDataParallel(Module module, IProcessGroup processGroup, long bucketBytes = 25L << 20)
+    /// <param name="module">The model replica on this rank.</param>
+    /// <param name="processGroup">The ranks that train together.</param>
+    /// <param name="bucketBytes">Target bucket size in bytes (PyTorch's default is 25 MB).</param>
+    /// <param name="codec">Optional gradient compression: each bucket is encoded (with the codec's error feedback),
+    /// the messages are exchanged by allgather — never summed as if dense — and every rank decodes and averages all
+    /// of them, so replicas stay identical.</param>
+    public DistributedDataParallel(Module module, IProcessGroup processGroup, long bucketBytes = 25L << 20, Compression.GradientCodec? codec = null)
     {
+        _codec = codec;
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(processGroup);
         if (bucketBytes <= 0) throw new ArgumentOutOfRangeException(nameof(bucketBytes), "bucket size must be positive");
@@ -133,9 +145,38 @@ public sealed class DistributedDataParallel : IDisposable
 
     private void Launch(Bucket b)
     {
-        _events.Add("launch:" + Array.IndexOf(_buckets, b));
-        BytesReduced += (long)b.Buffer.NumEl * 4;
-        b.Work = _pg.AllReduce(b.Buffer, new AllReduceOptions { Op = ReduceOp.Avg });
+        int index = Array.IndexOf(_buckets, b);
+        _events.Add("launch:" + index);
+        if (_codec == null)
+        {
+            BytesReduced += (long)b.Buffer.NumEl * 4;
+            b.Work = _pg.AllReduce(b.Buffer, new AllReduceOptions { Op = ReduceOp.Avg });
+            return;
+        }
+        // Encode now (the residual belongs to this step), exchange and decode asynchronously.
+        var message = _codec.Encode(b.Buffer.AsReadOnlySpan<float>(), index);
+        BytesReduced += message.WireBytes;
+        b.Work = new Work(Task.Run(() => ExchangeCompressed(b, message)));
+    }
+
+    private void ExchangeCompressed(Bucket b, Compression.EncodedGradient message)
+    {
+        int n = _pg.Size, len = message.WireBytes;
+        using var mine = Tensor.FromBytes(message.Bytes, DType.UInt8, len);
+        using var all = Tensor.Zeros([n * len], DType.UInt8);
+        _pg.AllGather(all, mine).Wait();
+        var bytes = all.ToBytes();
+        var sum = new float[b.Buffer.NumEl];
+        var part = new float[b.Buffer.NumEl];
+        // Decode in rank order so every rank computes the same bits.
+        for (int r = 0; r < n; r++)
+        {
+            _codec!.Decode(new Compression.EncodedGradient(bytes.AsSpan(r * len, len).ToArray(), message.Count), part);
+            for (int i = 0; i < sum.Length; i++) sum[i] += part[i];
+        }
+        for (int i = 0; i < sum.Length; i++) sum[i] /= n;
+        using var avg = Tensor.FromArray(sum);
+        Ops.CopyInto(b.Buffer, avg);
     }
 
     /// <summary>Waits for the outstanding allreduces and writes the averaged gradients into every parameter's

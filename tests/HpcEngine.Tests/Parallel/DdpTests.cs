@@ -125,3 +125,53 @@ public class DdpTests
         for (int k = 0; k < want.Length; k++) Assert.That(got[1][k], Is.EqualTo(got[0][k]));
     }
 }
+
+[TestFixture]
+public class CompressedDdpTests
+{
+    private static float[] Train(int n, string? codec, int steps, Action<long>? bytes = null)
+    {
+        var result = new float[n][];
+        Ranks.Run(n, pg =>
+        {
+            using var m = new Sequential(new Linear(20, 16, generator: new Generator(1)), new ReLU(), new Linear(16, 5, generator: new Generator(101)));
+            using var ddp = new DistributedDataParallel(m, pg, bucketBytes: 256, codec: codec == null ? null : HpcEngine.Compression.GradientCodec.Create(codec, seed: 2));
+            using var opt = new Sgd(m.Parameters(), 0.1);
+            for (int s = 0; s < steps; s++)
+            {
+                using var x = Tensor.Randn([8, 20], DType.Float32, new Generator(50 + (ulong)s));
+                using var y = Tensor.Randint(0, 5, [8], generator: new Generator(60 + (ulong)s));
+                using (new TensorScope())
+                    F.CrossEntropy(ddp.Forward(x.Narrow(0, pg.Rank * (8 / n), 8 / n)), y.Narrow(0, pg.Rank * (8 / n), 8 / n)).Backward();
+                ddp.Synchronize();
+                opt.Step();
+                opt.ZeroGrad();
+            }
+            if (pg.Rank == 0) bytes?.Invoke(ddp.BytesReduced);
+            result[pg.Rank] = m.Parameters().SelectMany(p => p.ToArray<float>()).ToArray();
+        });
+        for (int r = 1; r < n; r++) Assert.That(result[r], Is.EqualTo(result[0]), $"rank {r} replica differs");
+        return result[0];
+    }
+
+    [Test]
+    public void Uncompressed_codec_matches_plain_ddp_and_fp16_stays_close()
+    {
+        var plain = Train(2, null, 3);
+        var none = Train(2, "none", 3);
+        for (int i = 0; i < plain.Length; i++) Assert.That(none[i], Is.EqualTo(plain[i]).Within(1e-6));
+        var half = Train(2, "fp16", 3);
+        for (int i = 0; i < plain.Length; i++) Assert.That(half[i], Is.EqualTo(plain[i]).Within(2e-3));
+    }
+
+    [Test]
+    public void Top_k_sends_what_its_format_says_and_keeps_replicas_identical()
+    {
+        long plainBytes = 0, topkBytes = 0;
+        Train(2, null, 2, b => plainBytes = b);
+        Train(2, "topk:0.1", 2, b => topkBytes = b);
+        // 420 parameters in 3 buckets; top-k sends 4 + 8·ceil(0.1·bucket) bytes per bucket per step.
+        Assert.That(plainBytes, Is.EqualTo(2 * 4 * 421));
+        Assert.That(topkBytes, Is.LessThan(plainBytes / 4));
+    }
+}
