@@ -63,6 +63,12 @@ public sealed class TrainOptions
     [Option("json", HelpText = "Write the summary as JSON to this file (rank 0).")]
     public string? Json { get; set; }
 
+    [Option("strategy", Default = "sync", HelpText = "With several ranks: sync | zero1 | localsgd:H | diloco:H")]
+    public string Strategy { get; set; } = "sync";
+
+    [Option("compress", HelpText = "With several ranks and --strategy sync: none | fp16 | bf16 | topk:F | randomk:F | int8 | sign")]
+    public string? Compress { get; set; }
+
     [Option("distributed", HelpText = "Data-parallel over the ranks of the launcher's environment (default: on when WORLD_SIZE and the others are set).")]
     public bool? Distributed { get; set; }
 }
@@ -89,6 +95,8 @@ internal static class TrainCommand
             CheckpointDir = o.CheckpointDir,
             Resume = o.Resume,
             MaxSteps = o.MaxSteps,
+            Strategy = o.Strategy,
+            Compress = o.Compress,
         };
         config.Validate();
         if (o.Threads is { } t) CpuThreads.Count = t;
@@ -101,7 +109,7 @@ internal static class TrainCommand
         using (test)
         {
             Say($"data: {source}: {train.Count} training, {test.Count} test images");
-            Say($"model {config.Model}, optimizer {config.Optimizer} lr {config.Lr.ToString(CultureInfo.InvariantCulture)} (cosine), batch {config.BatchSize}{(group != null ? $" per rank × {group.Size} ranks (data parallel over tcp)" : "")}, {config.Epochs} epochs, seed {config.Seed}, {CpuThreads.Count} threads");
+            Say($"model {config.Model}, optimizer {config.Optimizer} lr {config.Lr.ToString(CultureInfo.InvariantCulture)} (cosine), batch {config.BatchSize}{(group != null ? $" per rank × {group.Size} ranks (data parallel over tcp, strategy {config.Strategy}{(config.Compress != null ? ", compression " + config.Compress : "")})" : "")}, {config.Epochs} epochs, seed {config.Seed}, {CpuThreads.Count} threads");
             var r = Trainer.Run(config, train, test, source, Console.WriteLine, group);
             Say("");
             Say("| epoch | train loss | test accuracy | seconds | samples/s |");

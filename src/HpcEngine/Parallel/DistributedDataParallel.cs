@@ -153,25 +153,39 @@ public sealed class DistributedDataParallel : IDisposable
             b.Work = _pg.AllReduce(b.Buffer, new AllReduceOptions { Op = ReduceOp.Avg });
             return;
         }
-        // Encode now (the residual belongs to this step), exchange and decode asynchronously.
+        // Encode now (the residual belongs to this step) and start the allgather here, on the hook's thread: every rank
+        // must issue its collectives in the same order. Only the decode runs later, as a continuation.
         var message = _codec.Encode(b.Buffer.AsReadOnlySpan<float>(), index);
         BytesReduced += message.WireBytes;
-        b.Work = new Work(Task.Run(() => ExchangeCompressed(b, message)));
+        int len = message.WireBytes;
+        var mine = Tensor.FromBytes(message.Bytes, DType.UInt8, len).DetachFromScope();
+        var all = Tensor.Zeros([_pg.Size * len], DType.UInt8).DetachFromScope();
+        var gather = _pg.AllGather(all, mine);
+        b.Work = new Work(gather.Task.ContinueWith(t =>
+        {
+            try
+            {
+                t.GetAwaiter().GetResult();
+                DecodeAverage(b, all, message.Count, len);
+            }
+            finally
+            {
+                mine.Dispose();
+                all.Dispose();
+            }
+        }, TaskScheduler.Default));
     }
 
-    private void ExchangeCompressed(Bucket b, Compression.EncodedGradient message)
+    private void DecodeAverage(Bucket b, Tensor all, int count, int len)
     {
-        int n = _pg.Size, len = message.WireBytes;
-        using var mine = Tensor.FromBytes(message.Bytes, DType.UInt8, len);
-        using var all = Tensor.Zeros([n * len], DType.UInt8);
-        _pg.AllGather(all, mine).Wait();
+        int n = _pg.Size;
         var bytes = all.ToBytes();
         var sum = new float[b.Buffer.NumEl];
         var part = new float[b.Buffer.NumEl];
         // Decode in rank order so every rank computes the same bits.
         for (int r = 0; r < n; r++)
         {
-            _codec!.Decode(new Compression.EncodedGradient(bytes.AsSpan(r * len, len).ToArray(), message.Count), part);
+            _codec!.Decode(new Compression.EncodedGradient(bytes.AsSpan(r * len, len).ToArray(), count), part);
             for (int i = 0; i < sum.Length; i++) sum[i] += part[i];
         }
         for (int i = 0; i < sum.Length; i++) sum[i] /= n;

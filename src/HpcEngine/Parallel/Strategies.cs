@@ -22,21 +22,31 @@ public interface ITrainingStrategy : IDisposable
 
     /// <summary>Seconds spent waiting for communication so far.</summary>
     double CommunicationSeconds { get; }
+
+    /// <summary>The optimizer the strategy steps (learning-rate schedules set its rate).</summary>
+    Optimizer Optimizer { get; }
 }
 
 /// <summary>Builds strategies from their names: sync, zero1, localsgd:H, diloco:H.</summary>
 public static class TrainingStrategies
 {
-    public static ITrainingStrategy Create(string spec, Module model, IProcessGroup group, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer)
+    /// <param name="spec">sync, zero1, localsgd:H or diloco:H.</param>
+    /// <param name="model">This rank's replica.</param>
+    /// <param name="group">The ranks that train together.</param>
+    /// <param name="makeOptimizer">Builds the optimizer over the parameters it is given (zero1 passes its shard).</param>
+    /// <param name="codec">Gradient compression for the sync strategy (others reject one).</param>
+    public static ITrainingStrategy Create(string spec, Module model, IProcessGroup group, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer, Compression.GradientCodec? codec = null)
     {
         ArgumentNullException.ThrowIfNull(spec);
         ArgumentNullException.ThrowIfNull(makeOptimizer);
         var parts = spec.Split(':', 2);
         int H() => parts.Length == 2 && int.TryParse(parts[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int h) && h > 0
             ? h : throw new ArgumentException($"strategy '{spec}' needs a positive period, e.g. {parts[0]}:8");
+        if (codec != null && parts[0] != "sync")
+            throw new ArgumentException($"compression ({codec.Name}) composes with the sync strategy only in this version, not with '{spec}'");
         return parts[0] switch
         {
-            "sync" => new SyncStrategy(model, group, makeOptimizer(model.Parameters())),
+            "sync" => new SyncStrategy(model, group, makeOptimizer(model.Parameters()), codec),
             "zero1" => new Zero1Strategy(model, group, makeOptimizer),
             "localsgd" => new LocalSgdStrategy(model, group, makeOptimizer(model.Parameters()), H()),
             "diloco" => new DiLoCoStrategy(model, group, makeOptimizer(model.Parameters()), H()),
@@ -63,10 +73,13 @@ public static class TrainingStrategies
     }
 }
 
-/// <summary>Synchronous data parallelism: DDP gradient averaging (overlapped with backward), then the optimizer.</summary>
-public sealed class SyncStrategy(Module model, IProcessGroup group, Optimizer optimizer) : ITrainingStrategy
+/// <summary>Synchronous data parallelism: DDP gradient averaging (overlapped with backward, optionally compressed),
+/// then the optimizer.</summary>
+public sealed class SyncStrategy(Module model, IProcessGroup group, Optimizer optimizer, Compression.GradientCodec? codec = null) : ITrainingStrategy
 {
-    private readonly DistributedDataParallel _ddp = new(model, group);
+    private readonly DistributedDataParallel _ddp = new(model, group, codec: codec);
+
+    public Optimizer Optimizer => optimizer;
 
     public string Name => "sync";
     public long BytesCommunicated => _ddp.BytesReduced;
@@ -103,6 +116,7 @@ public sealed class Zero1Strategy : ITrainingStrategy
     private readonly Optimizer _optimizer;
 
     public string Name => "zero1";
+    public Optimizer Optimizer => _optimizer;
     public long BytesCommunicated { get; private set; }
     public double CommunicationSeconds { get; private set; }
 
@@ -184,6 +198,7 @@ public sealed class LocalSgdStrategy : ITrainingStrategy
     private long _steps;
 
     public string Name => $"localsgd:{_period}";
+    public Optimizer Optimizer => _optimizer;
     public long BytesCommunicated { get; private set; }
     public double CommunicationSeconds { get; private set; }
 
@@ -223,6 +238,7 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
     private long _steps;
 
     public string Name => $"diloco:{_period}";
+    public Optimizer Optimizer => _inner;
     public long BytesCommunicated { get; private set; }
     public double CommunicationSeconds { get; private set; }
 

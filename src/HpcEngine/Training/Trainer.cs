@@ -31,6 +31,10 @@ public sealed record TrainConfig
     public bool Resume { get; init; }
     /// <summary>Stop after this many optimizer steps in total (0: run all epochs); a checkpoint is written there.</summary>
     public long MaxSteps { get; init; }
+    /// <summary>With several ranks: sync, zero1, localsgd:H or diloco:H.</summary>
+    public string Strategy { get; init; } = "sync";
+    /// <summary>With several ranks and the sync strategy: a gradient codec (none, fp16, bf16, topk:F, randomk:F, int8, sign).</summary>
+    public string? Compress { get; init; }
 
     /// <summary>Defaults per model: mlp SGD+momentum 0.05, cosine; mlp-wide and cnn Adam 1e-3, cosine.</summary>
     public static TrainConfig For(string model) => model switch
@@ -51,6 +55,7 @@ public sealed record TrainConfig
         if (Optimizer is not ("sgd" or "adam" or "adamw")) throw new ArgumentException($"--optimizer must be sgd, adam or adamw, got '{Optimizer}'");
         if (GradAccumulation < 1) throw new ArgumentException($"--grad-accumulation must be at least 1, got {GradAccumulation}");
         if (Resume && CheckpointDir == null) throw new ArgumentException("--resume needs --checkpoint-dir");
+        if (Compress != null && Strategy != "sync") throw new ArgumentException($"--compress composes with --strategy sync only (got {Strategy})");
     }
 }
 
@@ -112,8 +117,13 @@ public static class Trainer
         log = lead ? log ?? (_ => { }) : _ => { };
         var gen = new Generator(config.Seed);
         using var model = Models.Create(config.Model, gen);
-        using var ddp = group != null && group.Size > 1 ? new Parallel.DistributedDataParallel(model, group) : null;
-        using var opt = MakeOptimizer(config, model.Parameters());
+        using var strategy = group != null && group.Size > 1
+            ? Parallel.TrainingStrategies.Create(config.Strategy, model, group, ps => MakeOptimizer(config, ps),
+                config.Compress != null ? Compression.GradientCodec.Create(config.Compress, config.Seed) : null)
+            : null;
+        var ddp = (strategy as Parallel.SyncStrategy)?.Ddp;
+        using var ownOpt = strategy == null ? MakeOptimizer(config, model.Parameters()) : null;
+        var opt = strategy?.Optimizer ?? ownOpt!;
         var loader = new DataLoader(train, new DataLoaderOptions
         {
             BatchSize = config.BatchSize,
@@ -176,11 +186,14 @@ public static class Trainer
                     epochSamples += batch.Size;
                     if (!stepNow) continue;
                     micro = 0;
-                    ddp?.Synchronize();
-                    if (config.ClipNorm > 0) GradClip.ClipGradNorm(model.Parameters(), config.ClipNorm);
+                    if (config.ClipNorm > 0 && strategy == null) GradClip.ClipGradNorm(model.Parameters(), config.ClipNorm);
                     schedule.Apply(opt, step);
-                    opt.Step();
-                    opt.ZeroGrad();
+                    if (strategy != null) strategy.Step();
+                    else
+                    {
+                        opt.Step();
+                        opt.ZeroGrad();
+                    }
                     step++;
                     losses.Add(l);
                 }

@@ -145,8 +145,10 @@ public class MultiProcessTests
         }
     }
 
-    [Test]
-    public void Data_parallel_training_through_the_launcher_learns()
+    [TestCase("--strategy", "sync")]
+    [TestCase("--strategy", "zero1")]
+    [TestCase("--compress", "fp16")]
+    public void Data_parallel_training_through_the_launcher_learns(string option, string value)
     {
         string dir = TestSupport.TempDir("hpc-ddp-");
         try
@@ -154,9 +156,9 @@ public class MultiProcessTests
             TestSupport.WriteTinyFashionMnist(dir, 512, 128);
             string json = Path.Combine(dir, "r.json");
             var r = TestSupport.RunCli(["launch", "--nproc-per-node", "2", "--", "hpcengine", "train", "--model", "mlp", "--epochs", "2",
-                "--batch-size", "32", "--data", dir, "--json", json], timeoutSeconds: 180);
+                "--batch-size", "32", "--data", dir, "--json", json, option, value], timeoutSeconds: 180);
             Assert.That(r.Exit, Is.Zero, r.Stdout + r.Stderr);
-            Assert.That(r.Stdout, Does.Contain("× 2 ranks (data parallel over tcp)"));
+            Assert.That(r.Stdout, Does.Contain("× 2 ranks (data parallel over tcp").And.Contain(value));
             Assert.That(r.Stdout, Does.Not.Contain("[1] epoch"), "only rank 0 logs");
             using var j = JsonDocument.Parse(File.ReadAllText(json));
             Assert.That(j.RootElement.GetProperty("final_test_accuracy").GetDouble(), Is.GreaterThan(0.5));
