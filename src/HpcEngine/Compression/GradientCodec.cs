@@ -174,14 +174,41 @@ public sealed class TopKCodec(double fraction) : SparseCodec(fraction)
 
     protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values)
     {
-        int k = K(values.Length);
-        var mags = new float[values.Length];
-        for (int i = 0; i < mags.Length; i++) mags[i] = -Math.Abs(values[i]);
-        var order = Enumerable.Range(0, values.Length).ToArray();
-        Array.Sort(mags, order); // stable enough: ties keep no particular order, any k of equal magnitude are equally good
-        var idx = order[..k];
+        int n = values.Length, k = K(n);
+        if (k == 0) return Pack(values, []);
+        // The k-th largest magnitude by quickselect (average O(n), not a full sort), then every index above it and
+        // as many at it as k still needs, in index order (deterministic for ties).
+        var mags = new float[n];
+        for (int i = 0; i < n; i++) mags[i] = Math.Abs(values[i]);
+        float threshold = Select(mags, n - k);
+        var idx = new int[k];
+        int c = 0;
+        for (int i = 0; i < n && c < k; i++) if (Math.Abs(values[i]) > threshold) idx[c++] = i;
+        for (int i = 0; i < n && c < k; i++) if (Math.Abs(values[i]) == threshold) idx[c++] = i;
         Array.Sort(idx);
         return Pack(values, idx);
+    }
+
+    /// <summary>The element that would sit at <paramref name="rank"/> if <paramref name="a"/> were sorted ascending
+    /// (Hoare's quickselect with a middle pivot; reorders <paramref name="a"/>).</summary>
+    private static float Select(float[] a, int rank)
+    {
+        int lo = 0, hi = a.Length - 1;
+        while (lo < hi)
+        {
+            float pivot = a[lo + (hi - lo) / 2];
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (a[i] < pivot) i++;
+                while (a[j] > pivot) j--;
+                if (i <= j) { (a[i], a[j]) = (a[j], a[i]); i++; j--; }
+            }
+            if (rank <= j) hi = j;
+            else if (rank >= i) lo = i;
+            else return a[rank];
+        }
+        return a[rank];
     }
 }
 

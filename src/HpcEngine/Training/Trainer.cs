@@ -148,6 +148,9 @@ public static class Trainer
             log($"resumed from {config.CheckpointDir} at epoch {startEpoch + 1}, batch {skip}, step {step}");
         }
 
+        // Straggler injection (HPCENGINE_STRAGGLER="rank:factor"): that rank sleeps (factor − 1) × its compute time after
+        // each step's forward and backward, as a slower machine would take, so strategies can be compared with one.
+        double slow = StragglerFactor(group?.Rank ?? 0);
         var epochs = new List<EpochResult>();
         var losses = new List<double>();
         var total = Stopwatch.StartNew();
@@ -167,6 +170,7 @@ public static class Trainer
                 using (batch)
                 using (var scope = new TensorScope())
                 {
+                    long computeStart = Stopwatch.GetTimestamp();
                     using var logits = model.Forward(batch.Images);
                     using var loss = F.CrossEntropy(logits, batch.Labels);
                     double l = loss.Item();
@@ -181,6 +185,7 @@ public static class Trainer
                         }
                         else loss.Backward();
                     }
+                    if (slow > 1) Thread.Sleep(TimeSpan.FromTicks((long)(Stopwatch.GetElapsedTime(computeStart).Ticks * (slow - 1))));
                     lossSum += l;
                     lossCount++;
                     epochSamples += batch.Size;
@@ -228,6 +233,19 @@ public static class Trainer
         }
         double trainSecs = total.Elapsed.TotalSeconds;
         return new TrainResult(config, dataSource, epochs, losses, last, best, trainSecs, samples * (group?.Size ?? 1) / Math.Max(trainSecs, 1e-9), step, ckpt);
+    }
+
+    /// <summary>The slow-down factor HPCENGINE_STRAGGLER ("rank:factor", e.g. "1:1.5") sets for <paramref name="rank"/>
+    /// (1 when unset or for other ranks).</summary>
+    public static double StragglerFactor(int rank, string? spec = null)
+    {
+        spec ??= Environment.GetEnvironmentVariable("HPCENGINE_STRAGGLER");
+        if (string.IsNullOrEmpty(spec)) return 1;
+        var p = spec.Split(':');
+        if (p.Length != 2 || !int.TryParse(p[0], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int r)
+            || !double.TryParse(p[1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double f) || f < 1)
+            throw new ArgumentException($"HPCENGINE_STRAGGLER='{spec}' must be RANK:FACTOR with FACTOR >= 1, e.g. 1:1.5");
+        return r == rank ? f : 1;
     }
 
     /// <summary>Accuracy (overall and per class) of <paramref name="model"/> in eval mode; the model's mode is restored.</summary>

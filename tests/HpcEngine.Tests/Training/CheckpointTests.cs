@@ -129,3 +129,17 @@ public class CheckpointTests
         }
     }
 }
+
+[TestFixture]
+public class StragglerTests
+{
+    [Test]
+    public void Straggler_spec_slows_only_the_named_rank()
+    {
+        Assert.That(Trainer.StragglerFactor(1, "1:1.5"), Is.EqualTo(1.5));
+        Assert.That(Trainer.StragglerFactor(0, "1:1.5"), Is.EqualTo(1));
+        Assert.That(Trainer.StragglerFactor(0, ""), Is.EqualTo(1));
+        Assert.Throws<ArgumentException>(() => Trainer.StragglerFactor(0, "fast"));
+        Assert.Throws<ArgumentException>(() => Trainer.StragglerFactor(0, "1:0.5"));
+    }
+}
