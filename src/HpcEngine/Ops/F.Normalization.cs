@@ -31,10 +31,8 @@ public static partial class F
         else
             LayerNormKernels.Forward(xc.Ptr<double>(), wc != null ? wc.Ptr<double>() : null, bc != null ? bc.Ptr<double>() : null, y.Ptr<double>(), mean.Ptr<double>(), rstd.Ptr<double>(), rows, d, eps);
         if (compute != x.DType) y = y.Replace(Ops.ToDType(y, x.DType, false));
-        var inputs = new List<Tensor> { x };
-        if (weight != null) inputs.Add(weight);
-        if (bias != null) inputs.Add(bias);
-        if (!Recorder.Needs([.. inputs]))
+        var inputs = AffineInputs(x, weight, bias);
+        if (!Recorder.Needs(inputs))
         {
             mean.Dispose();
             rstd.Dispose();
@@ -43,7 +41,7 @@ public static partial class F
         var save = new List<Tensor> { xc, mean, rstd };
         if (wc != null) save.Add(wc);
         bool hasW = weight != null, hasB = bias != null;
-        Recorder.Record(y, "layer_norm", [.. inputs], [.. save], (g, s) =>
+        Recorder.Record(y, "layer_norm", inputs, [.. save], (g, s) =>
         {
             using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
             var dx = Tensor.Empty(s[0].Shape, compute);
@@ -114,10 +112,8 @@ public static partial class F
                 Lerp(runningVar, unbiased, momentum);
             }
         if (compute != x.DType) y = y.Replace(Ops.ToDType(y, x.DType, false));
-        var inputs = new List<Tensor> { x };
-        if (weight != null) inputs.Add(weight);
-        if (bias != null) inputs.Add(bias);
-        if (!Recorder.Needs([.. inputs]))
+        var inputs = AffineInputs(x, weight, bias);
+        if (!Recorder.Needs(inputs))
         {
             mean.Dispose();
             rstd.Dispose();
@@ -127,7 +123,7 @@ public static partial class F
         var save = new List<Tensor> { xc, mean, rstd };
         if (wc != null) save.Add(wc);
         bool hasW = weight != null, hasB = bias != null;
-        Recorder.Record(y, "batch_norm", [.. inputs], [.. save], (g, s) =>
+        Recorder.Record(y, "batch_norm", inputs, [.. save], (g, s) =>
         {
             using var gcn = Ops.ToDType(g, compute, false).ContiguousOwned();
             var dx = gx ? Tensor.Empty(s[0].Shape, compute) : null;
@@ -160,6 +156,15 @@ public static partial class F
         else
             BatchNormKernels.Backward(x.Ptr<double>(), g.Ptr<double>(), dx != null ? dx.Ptr<double>() : null, dw != null ? dw.Ptr<double>() : null, db != null ? db.Ptr<double>() : null,
                 n, c, l, w != null ? w.Ptr<double>() : null, mean.Ptr<double>(), rstd.Ptr<double>(), training);
+    }
+
+    /// <summary>The inputs of a norm with optional affine parameters, in the order its backward returns gradients.</summary>
+    private static Tensor[] AffineInputs(Tensor x, Tensor? weight, Tensor? bias)
+    {
+        var inputs = new List<Tensor> { x };
+        if (weight != null) inputs.Add(weight);
+        if (bias != null) inputs.Add(bias);
+        return [.. inputs];
     }
 
     /// <summary>buffer ← (1 − momentum)·buffer + momentum·value, in place.</summary>
