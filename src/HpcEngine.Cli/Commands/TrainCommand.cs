@@ -63,11 +63,17 @@ public sealed class TrainOptions
     [Option("json", HelpText = "Write the summary as JSON to this file (rank 0).")]
     public string? Json { get; set; }
 
-    [Option("strategy", Default = "sync", HelpText = "With several ranks: sync | zero1 | localsgd:H | diloco:H")]
+    [Option("strategy", Default = "sync", HelpText = "With several ranks: sync | zero1 | ssp:K | ssp:inf | localsgd:H | diloco:H")]
     public string Strategy { get; set; } = "sync";
 
-    [Option("compress", HelpText = "With several ranks and --strategy sync: none | fp16 | bf16 | topk:F | randomk:F | int8 | sign")]
+    [Option("compress", HelpText = "With several ranks and sync, localsgd or diloco: none | fp16 | bf16 | topk:F | randomk:F | int8 | sign | powersgd:R")]
     public string? Compress { get; set; }
+
+    [Option("eval-every", Default = 0, HelpText = "Also evaluate every N optimizer steps (points of the accuracy-against-time curve).")]
+    public int EvalEvery { get; set; }
+
+    [Option("trace-dir", HelpText = "Write each rank's Chrome trace (trace-rankR.json) here.")]
+    public string? TraceDir { get; set; }
 
     [Option("distributed", HelpText = "Data-parallel over the ranks of the launcher's environment (default: on when WORLD_SIZE and the others are set).")]
     public bool? Distributed { get; set; }
@@ -97,6 +103,8 @@ internal static class TrainCommand
             MaxSteps = o.MaxSteps,
             Strategy = o.Strategy,
             Compress = o.Compress,
+            EvalEverySteps = o.EvalEvery,
+            TraceDir = o.TraceDir,
         };
         config.Validate();
         if (o.Threads is { } t) CpuThreads.Count = t;

@@ -152,4 +152,8 @@ public interface IProcessGroup : IDisposable
     /// <summary>A sub-group of the given global ranks (every rank of this group must call it, members or not;
     /// non-members get null).</summary>
     IProcessGroup? NewGroup(IReadOnlyList<int> ranks);
+
+    /// <summary>Bytes this rank has put on the wire so far, frame headers included (0 where the backend cannot
+    /// count them).</summary>
+    long BytesSent => 0;
 }

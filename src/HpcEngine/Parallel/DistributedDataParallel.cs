@@ -56,9 +56,9 @@ public sealed class DistributedDataParallel : IDisposable
     /// <param name="module">The model replica on this rank.</param>
     /// <param name="processGroup">The ranks that train together.</param>
     /// <param name="bucketBytes">Target bucket size in bytes (PyTorch's default is 25 MB).</param>
-    /// <param name="codec">Optional gradient compression: each bucket is encoded (with the codec's error feedback),
-    /// the messages are exchanged by allgather — never summed as if dense — and every rank decodes and averages all
-    /// of them, so replicas stay identical.</param>
+    /// <param name="codec">Optional gradient compression: each complete bucket is averaged by the codec's exchange
+    /// (message codecs allgather their messages — never summed as if dense — and every rank decodes all of them;
+    /// PowerSGD runs its two allreduce rounds), with the codec's error feedback, so replicas stay identical.</param>
     public DistributedDataParallel(Module module, IProcessGroup processGroup, long bucketBytes = 25L << 20, Compression.GradientCodec? codec = null)
     {
         _codec = codec;
@@ -153,44 +153,10 @@ public sealed class DistributedDataParallel : IDisposable
             b.Work = _pg.AllReduce(b.Buffer, new AllReduceOptions { Op = ReduceOp.Avg });
             return;
         }
-        // Encode now (the residual belongs to this step) and start the allgather here, on the hook's thread: every rank
-        // must issue its collectives in the same order. Only the decode runs later, as a continuation.
-        var message = _codec.Encode(b.Buffer.AsReadOnlySpan<float>(), index);
-        BytesReduced += message.WireBytes;
-        int len = message.WireBytes;
-        var mine = Tensor.FromBytes(message.Bytes, DType.UInt8, len).DetachFromScope();
-        var all = Tensor.Zeros([_pg.Size * len], DType.UInt8).DetachFromScope();
-        var gather = _pg.AllGather(all, mine);
-        b.Work = new Work(gather.Task.ContinueWith(t =>
-        {
-            try
-            {
-                t.GetAwaiter().GetResult();
-                DecodeAverage(b, all, message.Count, len);
-            }
-            finally
-            {
-                mine.Dispose();
-                all.Dispose();
-            }
-        }, TaskScheduler.Default));
-    }
-
-    private void DecodeAverage(Bucket b, Tensor all, int count, int len)
-    {
-        int n = _pg.Size;
-        var bytes = all.ToBytes();
-        var sum = new float[b.Buffer.NumEl];
-        var part = new float[b.Buffer.NumEl];
-        // Decode in rank order so every rank computes the same bits.
-        for (int r = 0; r < n; r++)
-        {
-            _codec!.Decode(new Compression.EncodedGradient(bytes.AsSpan(r * len, len).ToArray(), count), part);
-            for (int i = 0; i < sum.Length; i++) sum[i] += part[i];
-        }
-        for (int i = 0; i < sum.Length; i++) sum[i] /= n;
-        using var avg = Tensor.FromArray(sum);
-        Ops.CopyInto(b.Buffer, avg);
+        // The codec issues its collectives here, on the hook's thread: every rank must issue them in the same order.
+        var exchange = _codec.Exchange(b.Buffer, b.Params.Select(p => p.ShapeArray).ToArray(), _pg, index);
+        BytesReduced += exchange.EncodedBytes;
+        b.Work = exchange.Work;
     }
 
     /// <summary>Waits for the outstanding allreduces and writes the averaged gradients into every parameter's

@@ -25,16 +25,37 @@ public interface ITrainingStrategy : IDisposable
 
     /// <summary>The optimizer the strategy steps (learning-rate schedules set its rate).</summary>
     Optimizer Optimizer { get; }
+
+    /// <summary>Seconds this worker was held back by others beyond the transfer itself (the staleness bound of a
+    /// parameter server); synchronous strategies count all waiting as communication.</summary>
+    double WaitSeconds => 0;
+
+    /// <summary>Staleness of the updates applied so far (all zero for synchronous strategies).</summary>
+    StalenessStats Staleness => default;
+
+    /// <summary>L2 norm of what compression has computed but not yet sent (error-feedback residuals).</summary>
+    double ResidualNorm => 0;
+
+    /// <summary>Seconds spent compressing and decompressing so far.</summary>
+    double CompressSeconds => 0;
+
+    /// <summary>Ends training: brings every replica to the final parameters (a parameter server gathers its shards).
+    /// Every rank calls it at the same point.</summary>
+    void Finish() { }
 }
 
-/// <summary>Builds strategies from their names: sync, zero1, localsgd:H, diloco:H.</summary>
+/// <summary>Builds strategies from their names: sync, zero1, ssp:K, ssp:inf, localsgd:H, diloco:H.</summary>
 public static class TrainingStrategies
 {
-    /// <param name="spec">sync, zero1, localsgd:H or diloco:H.</param>
+    /// <summary>The strategies <see cref="Create"/> knows, with their parameter.</summary>
+    public const string Known = "sync, zero1, ssp:K (K >= 0 or inf), localsgd:H or diloco:H";
+
+    /// <param name="spec">sync, zero1, ssp:K, ssp:inf, localsgd:H or diloco:H.</param>
     /// <param name="model">This rank's replica.</param>
     /// <param name="group">The ranks that train together.</param>
-    /// <param name="makeOptimizer">Builds the optimizer over the parameters it is given (zero1 passes its shard).</param>
-    /// <param name="codec">Gradient compression for the sync strategy (others reject one).</param>
+    /// <param name="makeOptimizer">Builds the optimizer over the parameters it is given (zero1 and ssp pass a shard).</param>
+    /// <param name="codec">Gradient compression: sync compresses the gradient buckets, localsgd and diloco the
+    /// pseudo-gradients they average; zero1 and ssp reject one.</param>
     public static ITrainingStrategy Create(string spec, Module model, IProcessGroup group, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer, Compression.GradientCodec? codec = null)
     {
         ArgumentNullException.ThrowIfNull(spec);
@@ -42,15 +63,21 @@ public static class TrainingStrategies
         var parts = spec.Split(':', 2);
         int H() => parts.Length == 2 && int.TryParse(parts[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int h) && h > 0
             ? h : throw new ArgumentException($"strategy '{spec}' needs a positive period, e.g. {parts[0]}:8");
-        if (codec != null && parts[0] != "sync")
-            throw new ArgumentException($"compression ({codec.Name}) composes with the sync strategy only in this version, not with '{spec}'");
+        int? Bound() => parts.Length == 2 && parts[1] == "inf" ? null
+            : parts.Length == 2 && int.TryParse(parts[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int k) && k >= 0
+                ? k : throw new ArgumentException($"strategy '{spec}' needs a staleness bound: ssp:0, ssp:2 ... or ssp:inf");
+        if (codec != null && parts[0] is "zero1" or "ssp")
+            throw new ArgumentException($"compression ({codec.Name}) composes with sync, localsgd and diloco, not with '{spec}'");
         return parts[0] switch
         {
             "sync" => new SyncStrategy(model, group, makeOptimizer(model.Parameters()), codec),
             "zero1" => new Zero1Strategy(model, group, makeOptimizer),
-            "localsgd" => new LocalSgdStrategy(model, group, makeOptimizer(model.Parameters()), H()),
-            "diloco" => new DiLoCoStrategy(model, group, makeOptimizer(model.Parameters()), H()),
-            _ => throw new ArgumentException($"unknown strategy '{spec}': use sync, zero1, localsgd:H or diloco:H"),
+            "ssp" => new ParameterServerStrategy(model, group, makeOptimizer, Bound()),
+            // Local SGD is the outer step of DiLoCo with learning rate 1 and no momentum: θ ← θ_start − avg(θ_start − θ_local)
+            // = avg(θ_local); going through the pseudo-gradient lets a codec compress what is averaged.
+            "localsgd" => new DiLoCoStrategy(model, group, makeOptimizer(model.Parameters()), H(), outerLr: 1, outerMomentum: 0, codec, name: $"localsgd:{H()}"),
+            "diloco" => new DiLoCoStrategy(model, group, makeOptimizer(model.Parameters()), H(), codec: codec),
+            _ => throw new ArgumentException($"unknown strategy '{spec}': use {Known}"),
         };
     }
 
@@ -60,16 +87,6 @@ public static class TrainingStrategies
         using var noGrad = GradMode.NoGrad();
         var works = model.StateDict().Select(kv => kv.Value).Where(t => t.DType.IsFloating()).Select(t => group.Broadcast(t)).ToArray();
         foreach (var w in works) w.Wait();
-    }
-
-    /// <summary>Averages every parameter across ranks in place; returns the payload bytes.</summary>
-    internal static long AverageParameters(IEnumerable<Tensor> parameters, IProcessGroup group)
-    {
-        var ps = parameters.ToArray();
-        var works = ps.Select(p => group.AllReduce(p, new AllReduceOptions { Op = ReduceOp.Avg })).ToArray();
-        foreach (var w in works) w.Wait();
-        foreach (var p in ps) p.BumpVersion();
-        return ps.Sum(p => (long)p.NumEl * p.DType.SizeOf());
     }
 }
 
@@ -84,6 +101,8 @@ public sealed class SyncStrategy(Module model, IProcessGroup group, Optimizer op
     public string Name => "sync";
     public long BytesCommunicated => _ddp.BytesReduced;
     public double CommunicationSeconds { get; private set; }
+    public double ResidualNorm => _ddp.Codec?.TotalResidualNorm() ?? 0;
+    public double CompressSeconds => _ddp.Codec?.CompressSeconds ?? 0;
 
     /// <summary>The wrapped DDP (for NoSync accumulation steps).</summary>
     public DistributedDataParallel Ddp => _ddp;
@@ -187,71 +206,46 @@ public sealed class Zero1Strategy : ITrainingStrategy
     }
 }
 
-/// <summary>Local SGD (Stich 2019; Lin et al. 2020): every rank steps its own optimizer on its own gradients, and every
-/// H steps the parameters are averaged across ranks — H times less communication than synchronous training.</summary>
-public sealed class LocalSgdStrategy : ITrainingStrategy
-{
-    private readonly Module _model;
-    private readonly IProcessGroup _group;
-    private readonly Optimizer _optimizer;
-    private readonly int _period;
-    private long _steps;
-
-    public string Name => $"localsgd:{_period}";
-    public Optimizer Optimizer => _optimizer;
-    public long BytesCommunicated { get; private set; }
-    public double CommunicationSeconds { get; private set; }
-
-    public LocalSgdStrategy(Module model, IProcessGroup group, Optimizer optimizer, int period)
-    {
-        ArgumentNullException.ThrowIfNull(model);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(period);
-        (_model, _group, _optimizer, _period) = (model, group, optimizer, period);
-        TrainingStrategies.BroadcastFromRankZero(model, group);
-    }
-
-    public void Step()
-    {
-        _optimizer.Step();
-        _optimizer.ZeroGrad();
-        if (++_steps % _period != 0) return;
-        var sw = System.Diagnostics.Stopwatch.StartNew();
-        BytesCommunicated += TrainingStrategies.AverageParameters(_model.Parameters(), _group);
-        CommunicationSeconds += sw.Elapsed.TotalSeconds;
-    }
-
-    public void Dispose() => _optimizer.Dispose();
-}
-
 /// <summary>DiLoCo (Douillard et al. 2023): H inner steps of the local optimizer (AdamW in the paper), then an outer
-/// step: the pseudo-gradient Δ = θ_start − θ_local is averaged across ranks and applied to θ_start by an outer SGD
-/// with Nesterov momentum (lr 0.7, momentum 0.9 by default), and every rank continues from the result.
-/// With H = 1, outer lr 1, no momentum and an SGD inner optimizer it is exactly synchronous SGD.</summary>
+/// step: the pseudo-gradient Δ = θ_start − θ_local is averaged across ranks (through a codec when one is given, with
+/// its error feedback) and applied to θ_start by an outer SGD with Nesterov momentum (lr 0.7, momentum 0.9 by
+/// default), and every rank continues from the result. With outer lr 1 and no momentum it is Local SGD (Stich 2019);
+/// with H = 1 as well and an SGD inner optimizer it is exactly synchronous SGD.</summary>
 public sealed class DiLoCoStrategy : ITrainingStrategy
 {
-    private readonly Module _model;
     private readonly IProcessGroup _group;
     private readonly Optimizer _inner;
     private readonly int _period;
     private readonly double _outerLr, _outerMomentum;
+    private readonly Compression.GradientCodec? _codec;
     private readonly Tensor[] _params, _start, _velocity;
+    private readonly Tensor _flat;
+    private readonly int[][] _shapes;
     private long _steps;
 
-    public string Name => $"diloco:{_period}";
+    public string Name { get; }
     public Optimizer Optimizer => _inner;
     public long BytesCommunicated { get; private set; }
     public double CommunicationSeconds { get; private set; }
+    public double ResidualNorm => _codec?.TotalResidualNorm() ?? 0;
+    public double CompressSeconds => _codec?.CompressSeconds ?? 0;
 
-    public DiLoCoStrategy(Module model, IProcessGroup group, Optimizer inner, int period, double outerLr = 0.7, double outerMomentum = 0.9)
+    public DiLoCoStrategy(Module model, IProcessGroup group, Optimizer inner, int period, double outerLr = 0.7, double outerMomentum = 0.9,
+        Compression.GradientCodec? codec = null, string? name = null)
     {
         ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(group);
+        ArgumentNullException.ThrowIfNull(inner);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(period);
-        (_model, _group, _inner, _period, _outerLr, _outerMomentum) = (model, group, inner, period, outerLr, outerMomentum);
+        (_group, _inner, _period, _outerLr, _outerMomentum, _codec) = (group, inner, period, outerLr, outerMomentum, codec);
+        Name = name ?? $"diloco:{period.ToString(CultureInfo.InvariantCulture)}";
         TrainingStrategies.BroadcastFromRankZero(model, group);
         _params = model.Parameters().ToArray();
         using var noGrad = GradMode.NoGrad();
         _start = _params.Select(p => p.Clone().DetachFromScope()).ToArray();
         _velocity = _params.Select(p => Tensor.ZerosLike(p).DetachFromScope()).ToArray();
+        _flat = Tensor.Zeros([_params.Sum(p => p.NumEl)]).DetachFromScope();
+        _shapes = _params.Select(p => p.ShapeArray).ToArray();
     }
 
     public void Step()
@@ -261,24 +255,46 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
         if (++_steps % _period != 0) return;
         using var noGrad = GradMode.NoGrad();
         using var scope = new TensorScope();
-        // Δ = θ_start − θ_local, averaged over ranks.
-        var deltas = _params.Select((p, i) => Ops.Sub(_start[i], p)).ToArray();
-        var sw = System.Diagnostics.Stopwatch.StartNew();
-        BytesCommunicated += TrainingStrategies.AverageParameters(deltas, _group);
-        CommunicationSeconds += sw.Elapsed.TotalSeconds;
+        // Δ = θ_start − θ_local, laid end to end and averaged over ranks.
+        int at = 0;
         for (int i = 0; i < _params.Length; i++)
         {
-            // Outer Nesterov SGD on Δ (torch.optim.SGD semantics): v ← μv + Δ; step = Δ + μv (Nesterov) or v.
+            using var delta = Ops.Sub(_start[i], _params[i]);
+            using var flat = delta.Reshape(-1);
+            using var dst = _flat.Narrow(0, at, _params[i].NumEl);
+            Ops.CopyInto(dst, flat);
+            at += _params[i].NumEl;
+        }
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        if (_codec == null)
+        {
+            _group.AllReduce(_flat, new AllReduceOptions { Op = ReduceOp.Avg }).Wait();
+            BytesCommunicated += (long)_flat.NumEl * 4;
+        }
+        else
+        {
+            var exchange = _codec.Exchange(_flat, _shapes, _group, key: 0);
+            exchange.Work.Wait();
+            BytesCommunicated += exchange.EncodedBytes;
+        }
+        CommunicationSeconds += sw.Elapsed.TotalSeconds;
+        at = 0;
+        for (int i = 0; i < _params.Length; i++)
+        {
+            using var slice = _flat.Narrow(0, at, _params[i].NumEl);
+            using var delta = slice.Reshape(_params[i].ShapeArray);
+            at += _params[i].NumEl;
+            // Outer SGD on Δ (torch.optim.SGD semantics): v ← μv + Δ; step = Δ + μv (Nesterov) or v.
             Tensor update;
             if (_outerMomentum != 0)
             {
                 using (var mv = Ops.MulScalar(_velocity[i], _outerMomentum))
-                using (var v = Ops.Add(mv, deltas[i]))
+                using (var v = Ops.Add(mv, delta))
                     Ops.CopyInto(_velocity[i], v);
                 using var mv2 = Ops.MulScalar(_velocity[i], _outerMomentum);
-                update = Ops.Add(deltas[i], mv2);
+                update = Ops.Add(delta, mv2);
             }
-            else update = deltas[i];
+            else update = delta;
             using var scaled = Ops.MulScalar(update, _outerLr);
             using var next = Ops.Sub(_start[i], scaled);
             Ops.CopyInto(_start[i], next);
@@ -289,6 +305,7 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
     public void Dispose()
     {
         _inner.Dispose();
+        _flat.Dispose();
         foreach (var t in _start.Concat(_velocity)) t.Dispose();
     }
 }

@@ -33,8 +33,14 @@ public sealed record TrainConfig
     public long MaxSteps { get; init; }
     /// <summary>With several ranks: sync, zero1, localsgd:H or diloco:H.</summary>
     public string Strategy { get; init; } = "sync";
-    /// <summary>With several ranks and the sync strategy: a gradient codec (none, fp16, bf16, topk:F, randomk:F, int8, sign).</summary>
+    /// <summary>With several ranks: a gradient codec (none, fp16, bf16, topk:F, randomk:F, int8, sign, powersgd:R) for
+    /// sync, localsgd or diloco.</summary>
     public string? Compress { get; init; }
+    /// <summary>Also evaluate every this many optimizer steps (0: at the end of each epoch only); the points make the
+    /// accuracy-against-time curve.</summary>
+    public int EvalEverySteps { get; init; }
+    /// <summary>Write this rank's Chrome trace (trace-rank{R}.json) into this directory.</summary>
+    public string? TraceDir { get; init; }
 
     /// <summary>Defaults per model: mlp SGD+momentum 0.05, cosine; mlp-wide and cnn Adam 1e-3, cosine.</summary>
     public static TrainConfig For(string model) => model switch
@@ -55,7 +61,9 @@ public sealed record TrainConfig
         if (Optimizer is not ("sgd" or "adam" or "adamw")) throw new ArgumentException($"--optimizer must be sgd, adam or adamw, got '{Optimizer}'");
         if (GradAccumulation < 1) throw new ArgumentException($"--grad-accumulation must be at least 1, got {GradAccumulation}");
         if (Resume && CheckpointDir == null) throw new ArgumentException("--resume needs --checkpoint-dir");
-        if (Compress != null && Strategy != "sync") throw new ArgumentException($"--compress composes with --strategy sync only (got {Strategy})");
+        if (Compress != null && (Strategy == "zero1" || Strategy.StartsWith("ssp", StringComparison.Ordinal)))
+            throw new ArgumentException($"--compress composes with --strategy sync, localsgd or diloco (got {Strategy})");
+        if (EvalEverySteps < 0) throw new ArgumentException($"--eval-every must be 0 or more, got {EvalEverySteps}");
     }
 }
 
@@ -63,8 +71,11 @@ public sealed record TrainConfig
 public sealed record EpochResult(int Epoch, double TrainLoss, double TestAccuracy, double Seconds, double SamplesPerSecond);
 
 /// <summary>What a run produced.</summary>
+/// <remarks><c>Curve</c>: (training wall seconds, test accuracy) at every evaluation, evaluation time left out.
+/// <c>Metrics</c>: where the time and bytes went, combined over ranks.</remarks>
 public sealed record TrainResult(TrainConfig Config, string DataSource, IReadOnlyList<EpochResult> Epochs, IReadOnlyList<double> StepLosses,
-    double FinalTestAccuracy, double BestTestAccuracy, double TrainSeconds, double SamplesPerSecond, long Steps, string? CheckpointPath)
+    double FinalTestAccuracy, double BestTestAccuracy, double TrainSeconds, double SamplesPerSecond, long Steps, string? CheckpointPath,
+    IReadOnlyList<(double WallSeconds, double Accuracy)> Curve, RunMetrics Metrics)
 {
     /// <summary>The summary as the JSON `hpcengine train --json` writes.</summary>
     public string ToJson() => JsonSerializer.Serialize(new Dictionary<string, object?>
@@ -82,6 +93,19 @@ public sealed record TrainResult(TrainConfig Config, string DataSource, IReadOnl
         ["steps"] = Steps,
         ["data_source"] = DataSource,
         ["checkpoint"] = CheckpointPath,
+        ["strategy"] = Metrics.Strategy,
+        ["codec"] = Metrics.Codec,
+        ["workers"] = Metrics.Workers,
+        ["compute_s"] = Metrics.ComputeSeconds,
+        ["communication_s"] = Metrics.CommunicationSeconds,
+        ["wait_s"] = Metrics.WaitSeconds,
+        ["compress_s"] = Metrics.CompressSeconds,
+        ["bytes_per_worker_per_step"] = Metrics.BytesPerWorkerPerStep,
+        ["wire_bytes"] = Metrics.WireBytes,
+        ["staleness_mean"] = Metrics.StalenessMean,
+        ["staleness_max"] = Metrics.StalenessMax,
+        ["residual_norm"] = Metrics.ResidualNorm,
+        ["curve"] = Curve.Select(c => new[] { c.WallSeconds, c.Accuracy }).ToArray(),
         ["step_losses"] = StepLosses,
         ["per_epoch"] = Epochs.Select(e => new Dictionary<string, object> { ["epoch"] = e.Epoch, ["train_loss"] = e.TrainLoss, ["test_accuracy"] = e.TestAccuracy, ["seconds"] = e.Seconds, ["samples_per_s"] = e.SamplesPerSecond }).ToArray(),
     }, new JsonSerializerOptions { WriteIndented = true });
@@ -151,19 +175,32 @@ public static class Trainer
         // Straggler injection (HPCENGINE_STRAGGLER="rank:factor"): that rank sleeps (factor − 1) × its compute time after
         // each step's forward and backward, as a slower machine would take, so strategies can be compared with one.
         double slow = StragglerFactor(group?.Rank ?? 0);
+        var trace = config.TraceDir != null ? new Diagnostics.TraceRecorder(group?.Rank ?? 0) : null;
         var epochs = new List<EpochResult>();
         var losses = new List<double>();
+        var curve = new List<(double, double)>();
         var total = Stopwatch.StartNew();
-        long samples = 0;
-        double best = 0, last = 0;
+        long samples = 0, bytesAtStart = group?.BytesSent ?? 0, workerSteps = 0;
+        double best = 0, last = 0, evalSeconds = 0, computeSeconds = 0;
         string? ckpt = null;
         bool stopped = false;
         var lastLog = Stopwatch.StartNew();
+        // Only rank 0 evaluates: the other ranks' time is spent training. The curve's wall time leaves evaluation out.
+        double EvaluatePoint()
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            double acc = Evaluate(model, test).Accuracy;
+            double secs = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            trace?.Add("evaluate", "evaluate", t0, secs);
+            curve.Add((total.Elapsed.TotalSeconds - evalSeconds - secs, acc));
+            evalSeconds += secs;
+            return acc;
+        }
         for (int epoch = startEpoch; epoch < config.Epochs && !stopped; epoch++)
         {
             model.Train();
             var timer = Stopwatch.StartNew();
-            double lossSum = 0;
+            double lossSum = 0, epochEval = evalSeconds;
             int lossCount = 0, micro = 0, epochSamples = 0;
             foreach (var batch in loader.Epoch(epoch, epoch == startEpoch ? skip : 0))
             {
@@ -185,7 +222,15 @@ public static class Trainer
                         }
                         else loss.Backward();
                     }
-                    if (slow > 1) Thread.Sleep(TimeSpan.FromTicks((long)(Stopwatch.GetElapsedTime(computeStart).Ticks * (slow - 1))));
+                    double computed = Stopwatch.GetElapsedTime(computeStart).TotalSeconds;
+                    trace?.Add("forward+backward", "compute", computeStart, computed);
+                    if (slow > 1)
+                    {
+                        long sleepStart = Stopwatch.GetTimestamp();
+                        Thread.Sleep(TimeSpan.FromSeconds(computed * (slow - 1)));
+                        trace?.Add("straggler delay", "compute", sleepStart, Stopwatch.GetElapsedTime(sleepStart).TotalSeconds);
+                    }
+                    computeSeconds += Stopwatch.GetElapsedTime(computeStart).TotalSeconds;
                     lossSum += l;
                     lossCount++;
                     epochSamples += batch.Size;
@@ -193,14 +238,16 @@ public static class Trainer
                     micro = 0;
                     if (config.ClipNorm > 0 && strategy == null) GradClip.ClipGradNorm(model.Parameters(), config.ClipNorm);
                     schedule.Apply(opt, step);
-                    if (strategy != null) strategy.Step();
+                    if (strategy != null) StepTraced(strategy, trace);
                     else
                     {
                         opt.Step();
                         opt.ZeroGrad();
                     }
                     step++;
+                    workerSteps++;
                     losses.Add(l);
+                    if (config.EvalEverySteps > 0 && step % config.EvalEverySteps == 0 && lead) EvaluatePoint();
                 }
                 if (lastLog.Elapsed.TotalSeconds >= 2)
                 {
@@ -220,19 +267,63 @@ public static class Trainer
             }
             samples += epochSamples;
             if (stopped) break;
-            double secs = timer.Elapsed.TotalSeconds;
-            // Every rank evaluates (the replicas are identical): cheaper than making the others wait for rank 0.
-            var (acc, _) = Evaluate(model, test);
             int world = group?.Size ?? 1;
+            double acc = lead ? EvaluatePoint() : double.NaN;
+            double secs = timer.Elapsed.TotalSeconds - (evalSeconds - epochEval);
             last = acc;
             best = Math.Max(best, acc);
             epochs.Add(new EpochResult(epoch + 1, lossSum / Math.Max(lossCount, 1), acc, secs, epochSamples * world / secs));
-            log($"epoch {epoch + 1}/{config.Epochs}  loss {lossSum / Math.Max(lossCount, 1):F4}  test accuracy {acc:F4}  {epochSamples * world / secs:F0} samples/s{(world > 1 ? $" ({world} ranks)" : "")}  {secs:F1}s");
+            log($"epoch {epoch + 1}/{config.Epochs}  loss {lossSum / Math.Max(lossCount, 1):F4}  test accuracy {acc:F4}  {epochSamples * world / secs:F0} samples/s{(world > 1 ? $" ({world} ranks, {strategy?.Name})" : "")}  {secs:F1}s");
             if (config.CheckpointDir != null && lead)
                 ckpt = Checkpoint.Save(config.CheckpointDir, model, opt, new TrainingState(epoch + 1, 0, step, gen.Seed, gen.Offset, configJson));
         }
-        double trainSecs = total.Elapsed.TotalSeconds;
-        return new TrainResult(config, dataSource, epochs, losses, last, best, trainSecs, samples * (group?.Size ?? 1) / Math.Max(trainSecs, 1e-9), step, ckpt);
+        double trainSecs = total.Elapsed.TotalSeconds - evalSeconds;
+        RunMetrics metrics = RunMetrics.Single(computeSeconds);
+        if (strategy != null && group != null)
+        {
+            // A parameter server's replicas hold what they last pulled: gather the final shards and evaluate those.
+            strategy.Finish();
+            if (strategy is Parallel.ParameterServerStrategy && lead && !stopped)
+            {
+                last = EvaluatePoint();
+                best = Math.Max(best, last);
+            }
+            metrics = RunMetrics.Gather(group, strategy, config.Compress ?? "none", computeSeconds, group.BytesSent - bytesAtStart, workerSteps);
+        }
+        if (trace != null)
+        {
+            Directory.CreateDirectory(config.TraceDir!);
+            trace.Write(Path.Combine(config.TraceDir!, $"trace-rank{trace.Rank}.json"));
+        }
+        return new TrainResult(config, dataSource, epochs, losses, last, best, trainSecs, samples * (group?.Size ?? 1) / Math.Max(trainSecs, 1e-9), step, ckpt, curve, metrics);
+    }
+
+    /// <summary>Runs a strategy's step and records it in the trace, split by what the strategy reports: compression,
+    /// communication, waiting on others, and the rest (the optimizer). The split is laid end to end inside the step's
+    /// span — the parts' durations are measured, their order within the step is nominal.</summary>
+    private static void StepTraced(Parallel.ITrainingStrategy strategy, Diagnostics.TraceRecorder? trace)
+    {
+        if (trace == null) { strategy.Step(); return; }
+        double comm = strategy.CommunicationSeconds, wait = strategy.WaitSeconds, compress = strategy.CompressSeconds;
+        long start = Stopwatch.GetTimestamp();
+        strategy.Step();
+        double total = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        var parts = new (string Name, string Category, double Seconds)[]
+        {
+            ("compress", "compression", strategy.CompressSeconds - compress),
+            ("communicate", "communication", strategy.CommunicationSeconds - comm),
+            ("wait for others", "wait", strategy.WaitSeconds - wait),
+        };
+        long at = start;
+        double rest = total;
+        foreach (var (name, cat, secs) in parts)
+        {
+            double s = Math.Clamp(secs, 0, rest);
+            trace.Add(name, cat, at, s);
+            at += (long)(s * Stopwatch.Frequency);
+            rest -= s;
+        }
+        trace.Add("optimizer", "compute", at, rest);
     }
 
     /// <summary>The slow-down factor HPCENGINE_STRAGGLER ("rank:factor", e.g. "1:1.5") sets for <paramref name="rank"/>

@@ -174,4 +174,15 @@ public class CompressedDdpTests
         Assert.That(plainBytes, Is.EqualTo(2 * 4 * 421));
         Assert.That(topkBytes, Is.LessThan(plainBytes / 4));
     }
+
+    [Test]
+    public void PowerSgd_keeps_replicas_identical_and_sends_factors_only()
+    {
+        long plainBytes = 0, lowRankBytes = 0;
+        Train(2, null, 3, b => plainBytes = b);
+        Train(2, "powersgd:1", 3, b => lowRankBytes = b);
+        // Buckets of 256 bytes: [5×16 weight (80) + 5 bias], [16 bias, 16×20 weight], [...]: the factors of the matrices
+        // (r·(rows + cols)) and the vectors as they are.
+        Assert.That(lowRankBytes, Is.LessThan(plainBytes / 2));
+    }
 }

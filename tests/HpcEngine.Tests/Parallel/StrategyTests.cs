@@ -143,10 +143,103 @@ public class StrategyTests
             using var m = Model(1);
             Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("localsgd", m, pg, ps => new Sgd(ps, 0.1)));
             Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("diloco:0", m, pg, ps => new Sgd(ps, 0.1)));
-            var ex = Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("ssp:2", m, pg, ps => new Sgd(ps, 0.1)));
-            Assert.That(ex!.Message, Does.Contain("ssp:2"));
+            var ex = Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("ssp:soon", m, pg, ps => new Sgd(ps, 0.1)));
+            Assert.That(ex!.Message, Does.Contain("ssp:soon"));
+            Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("ssp", m, pg, ps => new Sgd(ps, 0.1)));
+            Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("ps:2", m, pg, ps => new Sgd(ps, 0.1)));
+            var codec = HpcEngine.Compression.GradientCodec.Create("topk:0.1");
+            Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("zero1", m, pg, ps => new Sgd(ps, 0.1), codec));
             using var s = TrainingStrategies.Create("diloco:4", m, pg, ps => new AdamW(ps));
             Assert.That(s.Name, Is.EqualTo("diloco:4"));
         });
+    }
+
+    [TestCase(2)]
+    [TestCase(3)]
+    public void Ssp_with_bound_zero_equals_synchronous_training(int n)
+    {
+        Func<IEnumerable<Tensor>, Optimizer> sgd = ps => new Sgd(ps, 0.1, momentum: 0.9);
+        AssertEqual(Distributed(n, "ssp:0", sgd, 4), SingleProcess(sgd, 4), 2e-5);
+        Func<IEnumerable<Tensor>, Optimizer> adam = ps => new Adam(ps, 1e-2);
+        AssertEqual(Distributed(n, "ssp:0", adam, 3), SingleProcess(adam, 3), 2e-5);
+    }
+
+    /// <summary>Three workers, rank 1 a straggler (it sleeps every step): what each server allowed and applied.</summary>
+    private static (long[] MaxLead, StalenessStats[] Staleness, float[][] Final) RunWithStraggler(string spec, int steps)
+    {
+        var lead = new long[3];
+        var stale = new StalenessStats[3];
+        var final = new float[3][];
+        Ranks.Run(3, pg =>
+        {
+            using var m = Model(1);
+            var s = (ParameterServerStrategy)TrainingStrategies.Create(spec, m, pg, ps => new Sgd(ps, 0.05, momentum: 0.9));
+            for (int step = 0; step < steps; step++)
+            {
+                var (x, y) = Batch(step);
+                using (x) using (y) using (new TensorScope())
+                    F.CrossEntropy(m.Forward(x.Narrow(0, pg.Rank * 4, 4)), y.Narrow(0, pg.Rank * 4, 4)).Backward();
+                if (pg.Rank == 1) Thread.Sleep(10);
+                s.Step();
+            }
+            s.Finish();
+            lead[pg.Rank] = s.ObservedMaxLead;
+            stale[pg.Rank] = s.Staleness;
+            final[pg.Rank] = m.Parameters().SelectMany(p => p.ToArray<float>()).ToArray();
+            s.Dispose();
+        });
+        return (lead, stale, final);
+    }
+
+    [TestCase("ssp:0", 0)]
+    [TestCase("ssp:2", 2)]
+    public void Ssp_never_lets_a_worker_run_more_than_k_steps_ahead_and_applies_every_gradient(string spec, int k)
+    {
+        var (lead, stale, final) = RunWithStraggler(spec, 10);
+        for (int r = 0; r < 3; r++)
+        {
+            Assert.That(lead[r], Is.LessThanOrEqualTo(k), $"server {r} let a worker lead the slowest by more than {k}");
+            Assert.That(stale[r].Updates, Is.EqualTo(3 * 10), $"server {r} applied every pushed gradient exactly once");
+            Assert.That(final[r], Is.EqualTo(final[0]), "after Finish every replica holds the final parameters");
+        }
+        if (k == 0) Assert.That(stale.Max(s => s.Max), Is.Zero, "bulk-synchronous: every gradient applied to the parameters it was computed on");
+    }
+
+    [Test]
+    public void Ssp_inf_runs_to_the_end_without_losing_a_gradient()
+    {
+        var (_, stale, final) = RunWithStraggler("ssp:inf", 10);
+        for (int r = 0; r < 3; r++)
+        {
+            Assert.That(stale[r].Updates, Is.EqualTo(3 * 10));
+            Assert.That(final[r], Is.EqualTo(final[0]));
+        }
+        Assert.That(final[0].All(float.IsFinite), Is.True);
+    }
+
+    [TestCase("diloco:1")]
+    [TestCase("localsgd:2")]
+    public void Periodic_strategies_compress_their_pseudo_gradients_and_keep_replicas_identical(string spec)
+    {
+        var bytes = new long[2];
+        var result = new float[2][];
+        Ranks.Run(2, pg =>
+        {
+            using var m = Model(pg.Rank == 0 ? 1UL : 5UL);
+            using var s = TrainingStrategies.Create(spec, m, pg, ps => new Sgd(ps, 0.1), HpcEngine.Compression.GradientCodec.Create("topk:0.1"));
+            for (int step = 0; step < 4; step++)
+            {
+                var (x, y) = Batch(step);
+                using (x) using (y) using (new TensorScope())
+                    F.CrossEntropy(m.Forward(x.Narrow(0, pg.Rank * 6, 6)), y.Narrow(0, pg.Rank * 6, 6)).Backward();
+                s.Step();
+            }
+            bytes[pg.Rank] = s.BytesCommunicated;
+            Assert.That(s.ResidualNorm, Is.GreaterThan(0), "top-k keeps what it did not send");
+            result[pg.Rank] = m.Parameters().SelectMany(p => p.ToArray<float>()).ToArray();
+        });
+        int exchanges = spec == "diloco:1" ? 4 : 2, paramCount = 13 * 9 + 9 + 9 * 4 + 4;
+        Assert.That(bytes[0], Is.EqualTo(exchanges * (4 + 8 * (int)Math.Ceiling(0.1 * paramCount))), "4 + 8k bytes per exchange");
+        Assert.That(result[1], Is.EqualTo(result[0]));
     }
 }

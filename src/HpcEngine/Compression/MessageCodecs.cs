@@ -1,0 +1,205 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using HpcEngine.Distributed;
+
+namespace HpcEngine.Compression;
+
+/// <summary>float32 as is: 4 bytes per element.</summary>
+public sealed class NoneCodec : MessageCodec
+{
+    public override string Name => "none";
+
+    /// <summary>A plain averaging allreduce (no message to gather: float32 sums as is).</summary>
+    public override CodecExchange Exchange(Tensor flat, IReadOnlyList<int[]> shapes, IProcessGroup group, int key)
+    {
+        ArgumentNullException.ThrowIfNull(flat);
+        ArgumentNullException.ThrowIfNull(group);
+        return new CodecExchange(group.AllReduce(flat, new AllReduceOptions { Op = ReduceOp.Avg }), (long)flat.NumEl * 4);
+    }
+
+    protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values) => new(MemoryMarshal.AsBytes(values).ToArray(), values.Length);
+
+    public override void Decode(EncodedGradient message, Span<float> output) =>
+        MemoryMarshal.Cast<byte, float>(message.Bytes.AsSpan()).CopyTo(output);
+}
+
+/// <summary>fp16 or bf16 (round to nearest even): 2 bytes per element. Allgathered and summed in fp32 after decoding,
+/// so the sum of several ranks cannot overflow fp16.</summary>
+public sealed class HalfCodec(bool bf16) : MessageCodec
+{
+    public override string Name => bf16 ? "bf16" : "fp16";
+
+    protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values)
+    {
+        var b = new byte[values.Length * 2];
+        for (int i = 0; i < values.Length; i++)
+            BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(2 * i), bf16 ? BFloat16Bits.FromSingle(values[i]) : BitConverter.HalfToUInt16Bits((Half)values[i]));
+        return new EncodedGradient(b, values.Length);
+    }
+
+    public override void Decode(EncodedGradient message, Span<float> output)
+    {
+        for (int i = 0; i < message.Count; i++)
+        {
+            ushort u = BinaryPrimitives.ReadUInt16LittleEndian(message.Bytes.AsSpan(2 * i));
+            output[i] = bf16 ? BFloat16Bits.ToSingle(u) : (float)BitConverter.UInt16BitsToHalf(u);
+        }
+    }
+}
+
+/// <summary>Sparse message: k (int32 index, float32 value) pairs after a 4-byte count — 4 + 8k bytes.</summary>
+public abstract class SparseCodec(double fraction) : MessageCodec
+{
+    public double Fraction { get; } = fraction;
+    public override bool ErrorFeedback => true;
+
+    protected int K(int n) => n == 0 ? 0 : Math.Max(1, (int)Math.Ceiling(Fraction * n));
+
+    protected static EncodedGradient Pack(ReadOnlySpan<float> values, int[] indices)
+    {
+        var b = new byte[4 + 8 * indices.Length];
+        BinaryPrimitives.WriteInt32LittleEndian(b, indices.Length);
+        for (int j = 0; j < indices.Length; j++)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(4 + 8 * j), indices[j]);
+            BinaryPrimitives.WriteSingleLittleEndian(b.AsSpan(8 + 8 * j), values[indices[j]]);
+        }
+        return new EncodedGradient(b, values.Length);
+    }
+
+    public override void Decode(EncodedGradient message, Span<float> output)
+    {
+        output[..message.Count].Clear();
+        int k = BinaryPrimitives.ReadInt32LittleEndian(message.Bytes);
+        for (int j = 0; j < k; j++)
+        {
+            int i = BinaryPrimitives.ReadInt32LittleEndian(message.Bytes.AsSpan(4 + 8 * j));
+            if ((uint)i >= (uint)message.Count) throw new InvalidDataException($"{Name}: index {i} outside a gradient of {message.Count} elements");
+            output[i] = BinaryPrimitives.ReadSingleLittleEndian(message.Bytes.AsSpan(8 + 8 * j));
+        }
+    }
+}
+
+/// <summary>Top-k sparsification (Aji and Heafield 2017; Lin et al. 2018) with error feedback: the k = ⌈fraction·n⌉
+/// entries of largest magnitude are sent, the rest kept as residual.</summary>
+public sealed class TopKCodec(double fraction) : SparseCodec(fraction)
+{
+    public override string Name => $"topk:{Fraction.ToString(CultureInfo.InvariantCulture)}";
+
+    protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values)
+    {
+        int n = values.Length, k = K(n);
+        if (k == 0) return Pack(values, []);
+        // The k-th largest magnitude by quickselect (average O(n), not a full sort), then every index above it and
+        // as many at it as k still needs, in index order (deterministic for ties).
+        var mags = new float[n];
+        for (int i = 0; i < n; i++) mags[i] = Math.Abs(values[i]);
+        float threshold = Select(mags, n - k);
+        var idx = new int[k];
+        int c = 0;
+        for (int i = 0; i < n && c < k; i++) if (Math.Abs(values[i]) > threshold) idx[c++] = i;
+        for (int i = 0; i < n && c < k; i++) if (Math.Abs(values[i]) == threshold) idx[c++] = i;
+        Array.Sort(idx);
+        return Pack(values, idx);
+    }
+
+    /// <summary>The element that would sit at <paramref name="rank"/> if <paramref name="a"/> were sorted ascending
+    /// (Hoare's quickselect with a middle pivot; reorders <paramref name="a"/>).</summary>
+    private static float Select(float[] a, int rank)
+    {
+        int lo = 0, hi = a.Length - 1;
+        while (lo < hi)
+        {
+            float pivot = a[lo + (hi - lo) / 2];
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (a[i] < pivot) i++;
+                while (a[j] > pivot) j--;
+                if (i <= j) { (a[i], a[j]) = (a[j], a[i]); i++; j--; }
+            }
+            if (rank <= j) hi = j;
+            else if (rank >= i) lo = i;
+            else return a[rank];
+        }
+        return a[rank];
+    }
+}
+
+/// <summary>Random-k sparsification with error feedback: k indices drawn without replacement from a seeded stream
+/// (all ranks draw the same indices for the same step, so the messages could even be summed).</summary>
+public sealed class RandomKCodec(double fraction, ulong seed) : SparseCodec(fraction)
+{
+    private long _calls;
+    public override string Name => $"randomk:{Fraction.ToString(CultureInfo.InvariantCulture)}";
+
+    protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values)
+    {
+        int k = K(values.Length);
+        var perm = Data.Sampler.Permutation(values.Length, shuffle: true, seed, (int)(_calls++ % int.MaxValue));
+        var idx = perm[..k];
+        Array.Sort(idx);
+        return Pack(values, idx);
+    }
+}
+
+/// <summary>8-bit stochastic quantisation (QSGD, Alistarh et al. 2017, s = 127 levels): q_i = round_stochastic(v_i /
+/// max|v| · 127), unbiased (E[decode] = v); a float32 scale then one signed byte per element — 4 + n bytes.</summary>
+public sealed class Int8Codec(ulong seed) : MessageCodec
+{
+    private ulong _counter;
+    public override string Name => "int8";
+
+    protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values)
+    {
+        var b = new byte[4 + values.Length];
+        float scale = 0;
+        foreach (var v in values) scale = Math.Max(scale, Math.Abs(v));
+        BinaryPrimitives.WriteSingleLittleEndian(b, scale);
+        ulong block = _counter;
+        _counter += (ulong)(values.Length + 3) / 4;
+        for (int i = 0; i < values.Length; i++)
+        {
+            if (scale == 0) { b[4 + i] = 0; continue; }
+            double x = values[i] / scale * 127;
+            double lo = Math.Floor(x);
+            double u = Philox.ToUniformDouble(Philox.At(seed, block + (ulong)(i >> 2), i & 3));
+            int q = (int)(u < x - lo ? lo + 1 : lo);
+            b[4 + i] = unchecked((byte)(sbyte)Math.Clamp(q, -127, 127));
+        }
+        return new EncodedGradient(b, values.Length);
+    }
+
+    public override void Decode(EncodedGradient message, Span<float> output)
+    {
+        float scale = BinaryPrimitives.ReadSingleLittleEndian(message.Bytes);
+        for (int i = 0; i < message.Count; i++) output[i] = (sbyte)message.Bytes[4 + i] * scale / 127f;
+    }
+}
+
+/// <summary>Scaled sign (1-bit SGD, Seide et al. 2014; signSGD with error feedback, Karimireddy et al. 2019): one bit per
+/// element and the mean magnitude as the scale — 4 + ⌈n/8⌉ bytes, 32x less than float32.</summary>
+public sealed class SignCodec : MessageCodec
+{
+    public override string Name => "sign";
+    public override bool ErrorFeedback => true;
+
+    protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values)
+    {
+        var b = new byte[4 + (values.Length + 7) / 8];
+        double sum = 0;
+        foreach (var v in values) sum += Math.Abs(v);
+        BinaryPrimitives.WriteSingleLittleEndian(b, values.Length == 0 ? 0 : (float)(sum / values.Length));
+        for (int i = 0; i < values.Length; i++)
+            if (values[i] >= 0) b[4 + i / 8] |= (byte)(1 << (i % 8));
+        return new EncodedGradient(b, values.Length);
+    }
+
+    public override void Decode(EncodedGradient message, Span<float> output)
+    {
+        float scale = BinaryPrimitives.ReadSingleLittleEndian(message.Bytes);
+        for (int i = 0; i < message.Count; i++)
+            output[i] = (message.Bytes[4 + i / 8] & (1 << (i % 8))) != 0 ? scale : -scale;
+    }
+}

@@ -1,0 +1,361 @@
+using System.Diagnostics;
+using System.Globalization;
+using HpcEngine.Autograd;
+using HpcEngine.Distributed;
+using HpcEngine.NN;
+using HpcEngine.Optim;
+
+namespace HpcEngine.Parallel;
+
+/// <summary>Staleness of the gradients a parameter server applied: how many optimizer steps the parameters took between
+/// the moment a worker read them and the step that applied its gradient (0 in synchronous training).</summary>
+public readonly record struct StalenessStats(long Updates, double Mean, long Max)
+{
+    /// <summary>Combines the figures of several servers.</summary>
+    public static StalenessStats Merge(IEnumerable<StalenessStats> parts)
+    {
+        long n = 0, max = 0;
+        double sum = 0;
+        foreach (var p in parts) { n += p.Updates; sum += p.Mean * p.Updates; max = Math.Max(max, p.Max); }
+        return new StalenessStats(n, n == 0 ? 0 : sum / n, max);
+    }
+}
+
+/// <summary>An asynchronous parameter server with bounded staleness — stale-synchronous parallel (Ho et al. 2013) —
+/// co-located with the workers: the flattened parameters are cut into one shard per rank, and every rank serves its
+/// shard (master weights and the optimizer state of that shard) while it trains.
+/// <para>Each worker step pushes the gradient slice of every shard to that shard's server and pulls the shard back.
+/// Pushes are added to the server's pending sum, and once n gradients are pending (from whichever workers) their
+/// average is applied as one optimizer step — n-softsync (Zhang et al. 2016): every gradient is applied exactly once,
+/// with the weight it has in synchronous training. The bound k holds at the pull: a worker that has pushed c gradients is served only
+/// once the slowest worker has pushed at least c − k, so no worker runs more than k steps ahead of the slowest.
+/// k = 0 is bulk-synchronous (the result equals synchronous data parallelism); <c>ssp:inf</c> never waits.</para>
+/// <para>Messages are point-to-point sends over the process group's links (so network emulation and byte counters
+/// apply); the rank's own shard is served in process.</para></summary>
+public sealed class ParameterServerStrategy : ITrainingStrategy
+{
+    private const int TagRequest = 0x5501, TagRequestData = 0x5502, TagReply = 0x5503, TagReplyData = 0x5504;
+
+    private readonly Module _model;
+    private readonly IProcessGroup _group;
+    private readonly Tensor[] _params;
+    private readonly int _shardSize, _total;
+    private readonly ShardServer _server;
+    private readonly Thread[] _serving;
+    private readonly long[] _versionRead;
+    private readonly float[] _flat;
+    private readonly List<Exception> _serverErrors = new();
+    private long _clock;
+    private bool _finished;
+
+    /// <summary>The bound k (null: unbounded, fully asynchronous).</summary>
+    public int? Bound { get; }
+    public string Name => Bound is int k ? $"ssp:{k.ToString(CultureInfo.InvariantCulture)}" : "ssp:inf";
+    /// <summary>The optimizer of the shard this rank serves (schedules set its rate).</summary>
+    public Optimizer Optimizer => _server.Optimizer;
+    public long BytesCommunicated { get; private set; }
+    public double CommunicationSeconds { get; private set; }
+    /// <summary>Seconds this worker's pulls were held back by the staleness bound (reported by the servers).</summary>
+    public double WaitSeconds { get; private set; }
+    /// <summary>Staleness of the updates this rank's server applied.</summary>
+    public StalenessStats Staleness => _server.Staleness;
+    /// <summary>The largest lead (pushes of the puller − pushes of the slowest worker) this rank's server allowed.</summary>
+    public long ObservedMaxLead => _server.MaxLead;
+
+    public ParameterServerStrategy(Module model, IProcessGroup group, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer, int? bound)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(group);
+        ArgumentNullException.ThrowIfNull(makeOptimizer);
+        if (bound < 0) throw new ArgumentOutOfRangeException(nameof(bound), "the staleness bound must be 0 or more");
+        (_model, _group, Bound) = (model, group, bound);
+        TrainingStrategies.BroadcastFromRankZero(model, group);
+        _params = model.Parameters().ToArray();
+        _total = _params.Sum(p => p.NumEl);
+        _shardSize = (_total + group.Size - 1) / group.Size;
+        _flat = new float[_total];
+        _versionRead = new long[group.Size];
+        Flatten(useGrads: false);
+        var (start, length) = Shard(group.Rank);
+        _server = new ShardServer(_flat.AsSpan(start, length), group.Size, bound, makeOptimizer);
+        _serving = Enumerable.Range(0, group.Size).Where(w => w != group.Rank).Select(w => new Thread(() => Serve(w))
+        {
+            IsBackground = true,
+            Name = $"ps-shard{group.Rank}-worker{w}",
+        }).ToArray();
+        foreach (var t in _serving) t.Start();
+    }
+
+    private (int Start, int Length) Shard(int s)
+    {
+        int start = Math.Min(s * _shardSize, _total);
+        return (start, Math.Min(_shardSize, _total - start));
+    }
+
+    private void Flatten(bool useGrads)
+    {
+        int at = 0;
+        foreach (var p in _params)
+        {
+            var src = useGrads ? p.Grad : p;
+            if (src == null) Array.Clear(_flat, at, p.NumEl);
+            else
+            {
+                using var c = src.Contiguous();
+                c.AsReadOnlySpan<float>().CopyTo(_flat.AsSpan(at));
+            }
+            at += p.NumEl;
+        }
+    }
+
+    public void Step()
+    {
+        if (_finished) throw new InvalidOperationException("the parameter server has finished: no more steps");
+        using var noGrad = GradMode.NoGrad();
+        Flatten(useGrads: true);
+        long clock = _clock++;
+        var sw = Stopwatch.StartNew();
+        // Push to every server first (the own shard in process), then pull: a worker never waits on a pull before all
+        // its pushes are out, so the bound cannot deadlock.
+        var (myStart, myLen) = Shard(_group.Rank);
+        _server.Push(_group.Rank, clock, _versionRead[_group.Rank], _flat.AsSpan(myStart, myLen));
+        var sends = new List<(Work, Tensor)>();
+        for (int s = 0; s < _group.Size; s++)
+        {
+            if (s == _group.Rank) continue;
+            var (start, len) = Shard(s);
+            var header = Tensor.FromArray(new long[] { clock, _versionRead[s] }).DetachFromScope();
+            var data = Tensor.FromArray(_flat.AsSpan(start, len).ToArray()).DetachFromScope();
+            sends.Add((_group.Send(header, s, TagRequest), header));
+            sends.Add((_group.Send(data, s, TagRequestData), data));
+            BytesCommunicated += 16 + 4L * len;
+        }
+        double waited = _server.Pull(clock + 1, out _versionRead[_group.Rank], _flat.AsSpan(myStart, myLen));
+        for (int s = 0; s < _group.Size; s++)
+        {
+            if (s == _group.Rank) continue;
+            var (start, len) = Shard(s);
+            using var header = Tensor.Zeros([2], DType.Int64);
+            using var data = Tensor.Zeros([len]);
+            _group.Recv(header, s, TagReply).Wait();
+            _group.Recv(data, s, TagReplyData).Wait();
+            var h = header.ToArray<long>();
+            _versionRead[s] = h[0];
+            waited = Math.Max(waited, h[1] / 1e6);
+            data.AsReadOnlySpan<float>().CopyTo(_flat.AsSpan(start, len));
+            BytesCommunicated += 16 + 4L * len;
+        }
+        foreach (var (w, t) in sends) { w.Wait(); t.Dispose(); }
+        double elapsed = sw.Elapsed.TotalSeconds;
+        WaitSeconds += waited;
+        CommunicationSeconds += Math.Max(0, elapsed - waited);
+        ThrowIfServerFailed();
+        CopyIntoModel();
+    }
+
+    /// <summary>Serves worker <paramref name="w"/>'s requests for this rank's shard until it says it is done.</summary>
+    private void Serve(int w)
+    {
+        try
+        {
+            var (_, len) = Shard(_group.Rank);
+            using var header = Tensor.Zeros([2], DType.Int64).DetachFromScope();
+            using var grad = Tensor.Zeros([len]).DetachFromScope();
+            var reply = new float[len];
+            while (true)
+            {
+                _group.Recv(header, w, TagRequest).Wait();
+                var h = header.ToArray<long>();
+                if (h[0] < 0) { _server.Leave(w); return; }
+                _group.Recv(grad, w, TagRequestData).Wait();
+                _server.Push(w, h[0], h[1], grad.AsReadOnlySpan<float>());
+                double waited = _server.Pull(h[0] + 1, out long version, reply);
+                using var replyHeader = Tensor.FromArray(new long[] { version, (long)(waited * 1e6) });
+                using var replyData = Tensor.FromArray(reply);
+                var a = _group.Send(replyHeader, w, TagReply);
+                var b = _group.Send(replyData, w, TagReplyData);
+                a.Wait();
+                b.Wait();
+            }
+        }
+        catch (Exception e)
+        {
+            lock (_serverErrors) _serverErrors.Add(e);
+            _server.Leave(w);
+        }
+    }
+
+    private void ThrowIfServerFailed()
+    {
+        lock (_serverErrors)
+            if (_serverErrors.Count > 0)
+                throw new CollectiveException($"parameter server shard {_group.Rank} failed: {_serverErrors[0].Message}", _serverErrors[0]);
+    }
+
+    /// <summary>Tells every server this worker is done and waits until every other worker is done with this rank's
+    /// shard (the servers keep serving the slower workers). Called by <see cref="Dispose"/> if not before.</summary>
+    public void Finish()
+    {
+        if (_finished) return;
+        _finished = true;
+        _server.Leave(_group.Rank);
+        var sends = new List<(Work, Tensor)>();
+        for (int s = 0; s < _group.Size; s++)
+            if (s != _group.Rank)
+            {
+                var done = Tensor.FromArray(new long[] { -1, 0 }).DetachFromScope();
+                sends.Add((_group.Send(done, s, TagRequest), done));
+            }
+        foreach (var (w, t) in sends) { w.Wait(); t.Dispose(); }
+        foreach (var t in _serving) t.Join();
+        ThrowIfServerFailed();
+        // Every server now holds its final shard (pending gradients applied): gather them so every replica ends with
+        // the final parameters, not the last ones it pulled.
+        using var noGrad = GradMode.NoGrad();
+        var mine = new float[_shardSize];
+        _server.Snapshot().CopyTo(mine, 0);
+        using var shard = Tensor.FromArray(mine);
+        using var all = Tensor.Zeros([_shardSize * _group.Size]);
+        _group.AllGather(all, shard).Wait();
+        all.AsReadOnlySpan<float>()[.._total].CopyTo(_flat);
+        CopyIntoModel();
+    }
+
+    private void CopyIntoModel()
+    {
+        int at = 0;
+        foreach (var p in _params)
+        {
+            using var src = Tensor.FromArray(_flat.AsSpan(at, p.NumEl).ToArray(), p.ShapeArray);
+            Ops.CopyInto(p, src);
+            p.ZeroGrad();
+            at += p.NumEl;
+        }
+    }
+
+    public void Dispose()
+    {
+        try { Finish(); }
+        finally { _server.Dispose(); }
+    }
+
+    /// <summary>One shard's master weights, optimizer and clocks. Every member takes its lock.</summary>
+    private sealed class ShardServer : IDisposable
+    {
+        private readonly object _lock = new();
+        private readonly Tensor _weights;
+        private readonly float[] _pending;
+        private readonly List<long> _pendingReads = new();
+        private readonly long[] _clocks;
+        private readonly bool[] _left;
+        private readonly int? _bound;
+        private long _version, _stalenessSum, _stalenessMax, _updates, _maxLead;
+
+        public Optimizer Optimizer { get; }
+
+        public ShardServer(ReadOnlySpan<float> initial, int workers, int? bound, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer)
+        {
+            _weights = Tensor.FromArray(initial.ToArray()).DetachFromScope().RequiresGrad_();
+            _pending = new float[initial.Length];
+            _clocks = new long[workers];
+            _left = new bool[workers];
+            _bound = bound;
+            Optimizer = makeOptimizer([_weights]);
+        }
+
+        public StalenessStats Staleness
+        {
+            get { lock (_lock) return new StalenessStats(_updates, _updates == 0 ? 0 : (double)_stalenessSum / _updates, _stalenessMax); }
+        }
+
+        public long MaxLead { get { lock (_lock) return _maxLead; } }
+
+        /// <summary>Adds <paramref name="worker"/>'s gradient of its step <paramref name="clock"/>, computed on the shard
+        /// as it was after <paramref name="versionRead"/> optimizer steps. Once as many gradients are pending as there
+        /// are workers, their average is applied as one optimizer step (n-softsync, Zhang et al. 2016): in lock-step
+        /// that is exactly synchronous training; when workers drift apart, the faster ones fill the steps.</summary>
+        public void Push(int worker, long clock, long versionRead, ReadOnlySpan<float> gradient)
+        {
+            lock (_lock)
+            {
+                for (int i = 0; i < _pending.Length; i++) _pending[i] += gradient[i];
+                _pendingReads.Add(versionRead);
+                _clocks[worker] = Math.Max(_clocks[worker], clock + 1);
+                if (_pendingReads.Count >= _clocks.Length) Apply();
+                Monitor.PulseAll(_lock);
+            }
+        }
+
+        /// <summary>Waits until the slowest worker still training has pushed at least <paramref name="clock"/> − k
+        /// gradients, then copies the shard out. Returns the seconds it waited.</summary>
+        public double Pull(long clock, out long version, Span<float> into)
+        {
+            long start = Stopwatch.GetTimestamp();
+            lock (_lock)
+            {
+                while (_bound is int k && clock - MinClock() > k) Monitor.Wait(_lock);
+                _maxLead = Math.Max(_maxLead, clock - Math.Min(MinClock(), clock));
+                version = _version;
+                _weights.AsReadOnlySpan<float>().CopyTo(into);
+            }
+            return Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+
+        /// <summary>The fewest pushes among workers still training (one that left no longer holds others back).</summary>
+        private long MinClock()
+        {
+            long min = long.MaxValue;
+            for (int w = 0; w < _clocks.Length; w++) if (!_left[w]) min = Math.Min(min, _clocks[w]);
+            return min;
+        }
+
+        /// <summary>One optimizer step on the average of the pending gradients; records each one's staleness.</summary>
+        private void Apply()
+        {
+            if (_pendingReads.Count == 0) return;
+            foreach (long read in _pendingReads)
+            {
+                long s = _version - read;
+                _stalenessSum += s;
+                _stalenessMax = Math.Max(_stalenessMax, s);
+                _updates++;
+            }
+            using (GradMode.NoGrad())
+            {
+                float inv = 1f / _pendingReads.Count;
+                for (int i = 0; i < _pending.Length; i++) _pending[i] *= inv;
+                using var g = Tensor.FromArray(_pending);
+                if (_weights.Grad == null) _weights.Grad = g.Clone().DetachFromScope();
+                else Ops.CopyInto(_weights.Grad, g);
+                Optimizer.Step();
+            }
+            _version++;
+            _pendingReads.Clear();
+            Array.Clear(_pending);
+        }
+
+        /// <summary>A worker has finished; when none is left, what is still pending is applied (nothing is dropped).</summary>
+        public void Leave(int worker)
+        {
+            lock (_lock)
+            {
+                _left[worker] = true;
+                if (_left.All(l => l)) Apply();
+                Monitor.PulseAll(_lock);
+            }
+        }
+
+        /// <summary>A copy of the shard.</summary>
+        public float[] Snapshot()
+        {
+            lock (_lock) return _weights.ToArray<float>();
+        }
+
+        public void Dispose()
+        {
+            Optimizer.Dispose();
+            _weights.ZeroGrad();
+            _weights.Dispose();
+        }
+    }
+}
