@@ -6,10 +6,10 @@ using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine.Cli.Commands;
 
-[Verb("bench", HelpText = "Time a workload: gemm, softmax, layernorm, add, step (one training step), or collectives (under hpcengine launch).")]
+[Verb("bench", HelpText = "Time a workload: gemm, softmax, layernorm, add, step (one training step), collectives (under hpcengine launch), or strategies (the sync/async strategy matrix).")]
 public sealed class BenchOptions
 {
-    [Value(0, MetaName = "workload", Required = true, HelpText = "gemm | softmax | layernorm | add | step | collectives")]
+    [Value(0, MetaName = "workload", Required = true, HelpText = "gemm | softmax | layernorm | add | step | collectives | strategies")]
     public string Workload { get; set; } = "";
 
     [Option("size", Default = 1024, HelpText = "gemm: N of an NxNxN product; others: rows and columns of an NxN float32 matrix.")]
@@ -50,6 +50,45 @@ public sealed class BenchOptions
 
     [Option("json", HelpText = "Write the result as JSON to this file.")]
     public string? Json { get; set; }
+
+    [Option("workers", Default = "4", HelpText = "strategies: worker processes per run; several counts as 2,4.")]
+    public string Workers { get; set; } = "4";
+
+    [Option("strategies", Default = "sync,zero1,ssp:2,ssp:inf,localsgd:8,diloco:32", HelpText = "strategies: the strategies to compare.")]
+    public string Strategies { get; set; } = "";
+
+    [Option("compress", Default = "none", HelpText = "strategies: codecs to combine with each strategy (none, fp16, topk:0.01, powersgd:2 ...).")]
+    public string Compress { get; set; } = "none";
+
+    [Option("epochs", Default = 3, HelpText = "strategies: epochs per run.")]
+    public int Epochs { get; set; }
+
+    [Option("data", HelpText = "strategies: Fashion-MNIST directory (else HPCENGINE_DATA, Debian's package, then the embedded subset).")]
+    public string? Data { get; set; }
+
+    [Option("target-accuracy", Default = 0.85, HelpText = "strategies: test accuracy that defines time to target.")]
+    public double TargetAccuracy { get; set; }
+
+    [Option("bandwidth", HelpText = "strategies: emulated link bandwidth, e.g. 1gbit or 100mbit (default: loopback as is).")]
+    public string? Bandwidth { get; set; }
+
+    [Option("latency", HelpText = "strategies: emulated one-way latency per message, e.g. 2ms.")]
+    public string? Latency { get; set; }
+
+    [Option("straggler", HelpText = "strategies: RANK:FACTOR, e.g. 1:1.5 makes rank 1 1.5x slower.")]
+    public string? Straggler { get; set; }
+
+    [Option("price-per-hour", Default = 3.06, HelpText = "strategies: price of one worker machine per hour, for the cost estimate.")]
+    public double PricePerHour { get; set; }
+
+    [Option("eval-every", Default = 40, HelpText = "strategies: evaluate every N steps (curve resolution).")]
+    public int EvalEvery { get; set; }
+
+    [Option("seed", Default = 0UL, HelpText = "strategies: seed of every run.")]
+    public ulong Seed { get; set; }
+
+    [Option("out", HelpText = "strategies: output directory (results.json, results.csv, plots, report.md, per-run logs and traces).")]
+    public string? Out { get; set; }
 }
 
 /// <summary>Micro-benchmarks of single ops through the public API. Timing: warm up for half a second (the first
@@ -63,6 +102,7 @@ internal static class BenchCommand
         if (o.Threads is { } t) CpuThreads.Count = t;
         if (o.Workload == "step") return StepBench.Run(o);
         if (o.Workload == "collectives") return CollectivesBench.Run(o);
+        if (o.Workload == "strategies") return StrategyBench.Run(o);
         int n = o.Size;
         using var noGrad = GradMode.NoGrad();
         var gen = new Generator(1);
@@ -76,7 +116,7 @@ internal static class BenchCommand
             "softmax" => () => F.Softmax(a, -1),
             "layernorm" => () => F.LayerNorm(a, [n], w, bias),
             "add" => () => a + b,
-            _ => throw new ArgumentException($"unknown workload '{o.Workload}': use gemm, softmax, layernorm, add or step"),
+            _ => throw new ArgumentException($"unknown workload '{o.Workload}': use gemm, softmax, layernorm, add, step, collectives or strategies"),
         };
         var times = Time(() => op().Dispose(), o.Iters);
         double ms = times[times.Length / 2];

@@ -125,6 +125,11 @@ internal static class TrainCommand
             foreach (var e in r.Epochs)
                 Say($"| {e.Epoch} | {e.TrainLoss:F4} | {e.TestAccuracy:F4} | {e.Seconds:F1} | {e.SamplesPerSecond:F0} |");
             Say($"final test accuracy {r.FinalTestAccuracy:F4}, best {r.BestTestAccuracy:F4}, {r.Steps} steps in {r.TrainSeconds:F1}s ({r.SamplesPerSecond:F0} samples/s){(r.CheckpointPath != null ? $"; checkpoint {r.CheckpointPath}" : "")}");
+            if (group != null)
+            {
+                var m = r.Metrics;
+                Say($"per worker: compute {m.ComputeSeconds:F1}s, communication {m.CommunicationSeconds:F1}s, waiting {m.WaitSeconds:F1}s, compression {m.CompressSeconds:F1}s; {m.BytesPerWorkerPerStep / 1e3:F1} KB on the wire per worker-step; staleness mean {m.StalenessMean:F2}, max {m.StalenessMax}");
+            }
             if (o.Json != null && lead) File.WriteAllText(o.Json, r.ToJson());
         }
         return 0;

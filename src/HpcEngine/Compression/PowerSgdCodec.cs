@@ -157,41 +157,28 @@ public sealed class PowerSgdCodec : GradientCodec
         return System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
     }
 
-    /// <summary>out[rows×r] = a[rows×cols] · b[cols×r].</summary>
-    private static void MatMul(ReadOnlySpan<float> a, int rows, int cols, ReadOnlySpan<float> b, int r, Span<float> output)
-    {
-        for (int i = 0; i < rows; i++)
-            for (int k = 0; k < r; k++)
-            {
-                double s = 0;
-                for (int j = 0; j < cols; j++) s += a[i * cols + j] * b[j * r + k];
-                output[i * r + k] = (float)s;
-            }
-    }
+    /// <summary>out[rows×r] = a[rows×cols] · b[cols×r] (the engine's SGEMM).</summary>
+    private static void MatMul(ReadOnlySpan<float> a, int rows, int cols, ReadOnlySpan<float> b, int r, Span<float> output) =>
+        Gemm(a, rows, cols, transposeA: false, b, cols, r, transposeB: false, output);
 
     /// <summary>out[cols×r] = aᵀ · p, for a[rows×cols] and p[rows×r].</summary>
-    private static void MatMulTransposed(ReadOnlySpan<float> a, int rows, int cols, ReadOnlySpan<float> p, int r, Span<float> output)
-    {
-        var acc = new double[cols * r];
-        for (int i = 0; i < rows; i++)
-            for (int j = 0; j < cols; j++)
-            {
-                double v = a[i * cols + j];
-                for (int k = 0; k < r; k++) acc[j * r + k] += v * p[i * r + k];
-            }
-        for (int i = 0; i < acc.Length; i++) output[i] = (float)acc[i];
-    }
+    private static void MatMulTransposed(ReadOnlySpan<float> a, int rows, int cols, ReadOnlySpan<float> p, int r, Span<float> output) =>
+        Gemm(a, rows, cols, transposeA: true, p, rows, r, transposeB: false, output);
 
     /// <summary>out[rows×cols] = p[rows×r] · q[cols×r]ᵀ.</summary>
-    private static void OuterProduct(ReadOnlySpan<float> p, ReadOnlySpan<float> q, int rows, int cols, int r, Span<float> output)
+    private static void OuterProduct(ReadOnlySpan<float> p, ReadOnlySpan<float> q, int rows, int cols, int r, Span<float> output) =>
+        Gemm(p, rows, r, transposeA: false, q, cols, r, transposeB: true, output);
+
+    private static void Gemm(ReadOnlySpan<float> a, int ar, int ac, bool transposeA, ReadOnlySpan<float> b, int br, int bc, bool transposeB, Span<float> output)
     {
-        for (int i = 0; i < rows; i++)
-            for (int j = 0; j < cols; j++)
-            {
-                double s = 0;
-                for (int k = 0; k < r; k++) s += p[i * r + k] * q[j * r + k];
-                output[i * cols + j] = (float)s;
-            }
+        using var noGrad = Autograd.GradMode.NoGrad();
+        using var ta = Tensor.FromArray(a.ToArray(), ar, ac);
+        using var tb = Tensor.FromArray(b.ToArray(), br, bc);
+        using var opA = transposeA ? ta.Transpose(0, 1) : null;
+        using var opB = transposeB ? tb.Transpose(0, 1) : null;
+        using var c = (opA ?? ta).MatMul(opB ?? tb);
+        using var contiguous = c.Contiguous();
+        contiguous.AsReadOnlySpan<float>().CopyTo(output);
     }
 
     /// <summary>Gram–Schmidt on the r columns of p[rows×r]; a column that vanishes stays (near) zero rather than

@@ -185,14 +185,18 @@ public static class Trainer
         string? ckpt = null;
         bool stopped = false;
         var lastLog = Stopwatch.StartNew();
-        // Only rank 0 evaluates: the other ranks' time is spent training. The curve's wall time leaves evaluation out.
+        // Only rank 0 evaluates; the curve's wall time leaves evaluation out. Under strategies that keep the ranks in
+        // step, the others wait for it at a barrier whose time is left out of their clocks too (otherwise it would show
+        // up as their communication time). Parameter-server workers do not wait: they run on while rank 0 evaluates.
+        bool barrierAtEval = group != null && group.Size > 1 && strategy is not Parallel.ParameterServerStrategy;
         double EvaluatePoint()
         {
             long t0 = Stopwatch.GetTimestamp();
-            double acc = Evaluate(model, test).Accuracy;
+            double acc = lead ? Evaluate(model, test).Accuracy : double.NaN;
+            if (barrierAtEval) group!.Barrier().Wait();
             double secs = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-            trace?.Add("evaluate", "evaluate", t0, secs);
-            curve.Add((total.Elapsed.TotalSeconds - evalSeconds - secs, acc));
+            trace?.Add(lead ? "evaluate" : "wait for evaluation", "evaluate", t0, secs);
+            if (lead) curve.Add((total.Elapsed.TotalSeconds - evalSeconds - secs, acc));
             evalSeconds += secs;
             return acc;
         }
@@ -247,7 +251,7 @@ public static class Trainer
                     step++;
                     workerSteps++;
                     losses.Add(l);
-                    if (config.EvalEverySteps > 0 && step % config.EvalEverySteps == 0 && lead) EvaluatePoint();
+                    if (config.EvalEverySteps > 0 && step % config.EvalEverySteps == 0 && (lead || barrierAtEval)) EvaluatePoint();
                 }
                 if (lastLog.Elapsed.TotalSeconds >= 2)
                 {
@@ -268,7 +272,7 @@ public static class Trainer
             samples += epochSamples;
             if (stopped) break;
             int world = group?.Size ?? 1;
-            double acc = lead ? EvaluatePoint() : double.NaN;
+            double acc = lead || barrierAtEval ? EvaluatePoint() : double.NaN;
             double secs = timer.Elapsed.TotalSeconds - (evalSeconds - epochEval);
             last = acc;
             best = Math.Max(best, acc);

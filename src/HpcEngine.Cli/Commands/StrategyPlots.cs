@@ -1,0 +1,69 @@
+using ScottPlot;
+
+namespace HpcEngine.Cli.Commands;
+
+/// <summary>The strategy matrix's plots (ScottPlot), each as PNG and SVG: test accuracy against training time per run;
+/// final accuracy against bytes per worker-step; throughput against workers when several worker counts ran.</summary>
+internal static class StrategyPlots
+{
+    private const int Width = 1000, Height = 620;
+
+    /// <summary>Draws what the runs allow; returns the PNG file names (relative to <paramref name="dir"/>).</summary>
+    public static IReadOnlyList<string> Draw(string dir, IReadOnlyList<StrategyRunResult> runs, StrategyBenchConfig config)
+    {
+        var files = new List<string>();
+        if (runs.Count == 0) return files;
+
+        var time = new Plot();
+        foreach (var r in runs.Where(r => r.Curve.Count > 0))
+        {
+            var s = time.Add.Scatter(r.Curve.Select(p => p[0]).ToArray(), r.Curve.Select(p => p[1]).ToArray());
+            s.LegendText = r.Label;
+        }
+        var target = time.Add.HorizontalLine(config.TargetAccuracy);
+        target.LinePattern = LinePattern.Dashed;
+        target.LegendText = $"target {config.TargetAccuracy:F2}";
+        time.Title($"Test accuracy against training time ({config.Model})");
+        time.XLabel("training wall time (s)");
+        time.YLabel("test accuracy");
+        time.ShowLegend(Alignment.LowerRight);
+        files.Add(Save(time, dir, "accuracy_vs_time"));
+
+        var bytes = new Plot();
+        foreach (var r in runs.Where(r => r.BytesPerWorkerPerStep > 0))
+        {
+            var s = bytes.Add.Scatter(new[] { Math.Log10(r.BytesPerWorkerPerStep / 1e3) }, new[] { r.FinalTestAccuracy });
+            s.LegendText = r.Label;
+            s.MarkerSize = 12;
+        }
+        bytes.Title("Final test accuracy against bytes on the wire");
+        bytes.XLabel("log10(KB per worker per step)");
+        bytes.YLabel("final test accuracy");
+        bytes.ShowLegend(Alignment.LowerRight);
+        files.Add(Save(bytes, dir, "accuracy_vs_bytes"));
+
+        if (config.Workers.Length > 1)
+        {
+            var scale = new Plot();
+            foreach (var g in runs.GroupBy(r => $"{r.Strategy} + {r.Codec}"))
+            {
+                var pts = g.OrderBy(r => r.Workers).ToArray();
+                var s = scale.Add.Scatter(pts.Select(r => (double)r.Workers).ToArray(), pts.Select(r => r.SamplesPerSecond).ToArray());
+                s.LegendText = g.Key;
+            }
+            scale.Title("Throughput against workers");
+            scale.XLabel("workers");
+            scale.YLabel("samples / s");
+            scale.ShowLegend(Alignment.UpperLeft);
+            files.Add(Save(scale, dir, "throughput_vs_workers"));
+        }
+        return files;
+    }
+
+    private static string Save(Plot plot, string dir, string name)
+    {
+        plot.SavePng(Path.Combine(dir, name + ".png"), Width, Height);
+        plot.SaveSvg(Path.Combine(dir, name + ".svg"), Width, Height);
+        return name + ".png";
+    }
+}

@@ -1,0 +1,185 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace HpcEngine.Cli.Commands;
+
+/// <summary>The settings of a strategy matrix, as results.json's "config" records them.</summary>
+internal sealed record StrategyBenchConfig(string Model, int[] Workers, int Epochs, int BatchSize, string[] Strategies, string[] Codecs,
+    double TargetAccuracy, string? Bandwidth, string? Latency, string? Straggler, double PricePerHour, string? Data, ulong Seed, int EvalEvery,
+    DateTime Started, int Cores, string Os);
+
+/// <summary>One run's figures, as results.json's "runs" entries record them.</summary>
+internal sealed record StrategyRunResult
+{
+    public required string Strategy { get; init; }
+    public required string Codec { get; init; }
+    public required int Workers { get; init; }
+    public string Status { get; init; } = "ok";
+    public string? Error { get; init; }
+    public double FinalTestAccuracy { get; init; }
+    public double? TimeToTargetSeconds { get; init; }
+    public double TrainSeconds { get; init; }
+    public double SamplesPerSecond { get; init; }
+    public double BytesPerWorkerPerStep { get; init; }
+    public double ComputeSeconds { get; init; }
+    public double CommunicationSeconds { get; init; }
+    public double WaitSeconds { get; init; }
+    public double CompressSeconds { get; init; }
+    public double StalenessMean { get; init; }
+    public double StalenessMax { get; init; }
+    public double ResidualNorm { get; init; }
+    public double EstimatedCost { get; init; }
+    public double? CostToTarget { get; init; }
+    public double ProcessWallSeconds { get; init; }
+    public string? Trace { get; init; }
+    public IReadOnlyList<double[]> Curve { get; init; } = [];
+
+    public string Label => $"{Strategy} + {Codec}" + (Workers > 0 ? $" ({Workers}w)" : "");
+
+    public static StrategyRunResult Failed(StrategyRunPlan p, string error) =>
+        new() { Strategy = p.Strategy, Codec = p.Codec, Workers = p.Workers, Status = "failed", Error = error };
+
+    /// <summary>Reads rank 0's `train --json` summary. Time to target is the first evaluation at or above the target,
+    /// on the training clock (evaluation excluded); cost is workers × machine price × time.</summary>
+    public static StrategyRunResult From(StrategyRunPlan p, JsonElement j, double target, double pricePerHour, double processWall, string trace)
+    {
+        double D(string name) => j.GetProperty(name).GetDouble();
+        var curve = j.GetProperty("curve").EnumerateArray().Select(pt => pt.EnumerateArray().Select(v => v.GetDouble()).ToArray()).ToArray();
+        double? ttt = curve.FirstOrDefault(pt => pt[1] >= target)?[0];
+        double perSecond = pricePerHour * p.Workers / 3600;
+        return new StrategyRunResult
+        {
+            Strategy = p.Strategy, Codec = p.Codec, Workers = p.Workers,
+            FinalTestAccuracy = D("final_test_accuracy"), TimeToTargetSeconds = ttt, TrainSeconds = D("train_time_s"),
+            SamplesPerSecond = D("samples_per_s"), BytesPerWorkerPerStep = D("bytes_per_worker_per_step"),
+            ComputeSeconds = D("compute_s"), CommunicationSeconds = D("communication_s"), WaitSeconds = D("wait_s"), CompressSeconds = D("compress_s"),
+            StalenessMean = D("staleness_mean"), StalenessMax = D("staleness_max"), ResidualNorm = D("residual_norm"),
+            EstimatedCost = perSecond * D("train_time_s"), CostToTarget = ttt * perSecond, ProcessWallSeconds = processWall, Trace = trace, Curve = curve,
+        };
+    }
+
+    public Dictionary<string, object?> ToJson() => new()
+    {
+        ["strategy"] = Strategy, ["codec"] = Codec, ["workers"] = Workers, ["status"] = Status, ["error"] = Error,
+        ["final_test_accuracy"] = FinalTestAccuracy, ["time_to_target_s"] = TimeToTargetSeconds, ["train_time_s"] = TrainSeconds,
+        ["samples_per_s"] = SamplesPerSecond, ["bytes_per_worker_per_step"] = BytesPerWorkerPerStep,
+        ["compute_s"] = ComputeSeconds, ["communication_s"] = CommunicationSeconds, ["wait_s"] = WaitSeconds, ["compress_s"] = CompressSeconds,
+        ["staleness_mean"] = StalenessMean, ["staleness_max"] = StalenessMax, ["residual_norm"] = ResidualNorm,
+        ["estimated_cost"] = EstimatedCost, ["cost_to_target"] = CostToTarget, ["process_wall_s"] = ProcessWallSeconds, ["trace"] = Trace,
+        ["curve"] = Curve,
+    };
+}
+
+/// <summary>Writes a strategy matrix's results: results.json (schema in docs/BENCHMARKS.md), results.csv (one flat
+/// row per run), the plots (PNG and SVG) and report.md (table, plots, conclusions drawn from the numbers).</summary>
+internal static class StrategyReport
+{
+    public static readonly string[] CsvColumns =
+    [
+        "strategy", "codec", "workers", "status", "final_test_accuracy", "time_to_target_s", "train_time_s", "samples_per_s",
+        "bytes_per_worker_per_step", "compute_s", "communication_s", "wait_s", "compress_s", "staleness_mean", "staleness_max",
+        "residual_norm", "estimated_cost", "cost_to_target",
+    ];
+
+    public static void Write(string dir, StrategyBenchConfig config, IReadOnlyList<StrategyRunResult> runs, IReadOnlyList<(StrategyRunPlan Plan, string Why)> skipped)
+    {
+        var json = new Dictionary<string, object?>
+        {
+            ["config"] = new Dictionary<string, object?>
+            {
+                ["model"] = config.Model, ["workers"] = config.Workers, ["epochs"] = config.Epochs, ["batch_size_per_worker"] = config.BatchSize,
+                ["strategies"] = config.Strategies, ["codecs"] = config.Codecs, ["target_accuracy"] = config.TargetAccuracy,
+                ["bandwidth"] = config.Bandwidth, ["latency"] = config.Latency, ["straggler"] = config.Straggler,
+                ["price_per_hour"] = config.PricePerHour, ["data"] = config.Data, ["seed"] = config.Seed, ["eval_every_steps"] = config.EvalEvery,
+                ["started_utc"] = config.Started.ToString("o", CultureInfo.InvariantCulture), ["cores"] = config.Cores, ["os"] = config.Os,
+            },
+            ["runs"] = runs.Select(r => r.ToJson()).ToArray(),
+            ["skipped"] = skipped.Select(s => new Dictionary<string, object> { ["strategy"] = s.Plan.Strategy, ["codec"] = s.Plan.Codec, ["workers"] = s.Plan.Workers, ["reason"] = s.Why }).ToArray(),
+        };
+        File.WriteAllText(Path.Combine(dir, "results.json"), JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
+        var csv = new StringBuilder(string.Join(",", CsvColumns)).Append('\n');
+        foreach (var r in runs)
+        {
+            var row = r.ToJson();
+            csv.Append(string.Join(",", CsvColumns.Select(c => Format(row[c])))).Append('\n');
+        }
+        File.WriteAllText(Path.Combine(dir, "results.csv"), csv.ToString());
+        var plots = StrategyPlots.Draw(dir, runs.Where(r => r.Status == "ok").ToList(), config);
+        File.WriteAllText(Path.Combine(dir, "report.md"), Markdown(config, runs, skipped, plots));
+    }
+
+    private static string Format(object? v) => v switch
+    {
+        null => "",
+        double d => d.ToString("G6", CultureInfo.InvariantCulture),
+        IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
+        string s when s.Contains(',', StringComparison.Ordinal) || s.Contains('"', StringComparison.Ordinal) => "\"" + s.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"",
+        _ => v.ToString() ?? "",
+    };
+
+    private static string Markdown(StrategyBenchConfig c, IReadOnlyList<StrategyRunResult> runs, IReadOnlyList<(StrategyRunPlan Plan, string Why)> skipped, IReadOnlyList<string> plots)
+    {
+        var md = new StringBuilder();
+        md.Append(CultureInfo.InvariantCulture, $"# Strategy benchmark: {c.Model}, {c.Epochs} epochs\n\n");
+        md.Append(CultureInfo.InvariantCulture, $"Workers {string.Join(", ", c.Workers)} (batch {c.BatchSize} per worker), network {(c.Bandwidth ?? "loopback")}{(c.Latency != null ? $" / {c.Latency} latency" : "")}, straggler {c.Straggler ?? "none"}, target accuracy {c.TargetAccuracy:F2}, price {c.PricePerHour:F2} per worker-hour, seed {c.Seed}; {c.Cores} cores, started {c.Started:u}.\n\n");
+        md.Append("| strategy | codec | workers | final acc | time to target (s) | train time (s) | samples/s | KB/worker/step | compute s | comm s | wait s | staleness mean/max | cost | cost to target |\n");
+        md.Append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        foreach (var r in runs)
+        {
+            if (r.Status != "ok")
+            {
+                md.Append(CultureInfo.InvariantCulture, $"| {r.Strategy} | {r.Codec} | {r.Workers} | failed: {r.Error?.Replace("|", "/", StringComparison.Ordinal)} |||||||||||\n");
+                continue;
+            }
+            md.Append(CultureInfo.InvariantCulture, $"| {r.Strategy} | {r.Codec} | {r.Workers} | {r.FinalTestAccuracy:F4} | {(r.TimeToTargetSeconds is double t ? t.ToString("F1", CultureInfo.InvariantCulture) : "not reached")} | {r.TrainSeconds:F1} | {r.SamplesPerSecond:F0} | {r.BytesPerWorkerPerStep / 1e3:F1} | {r.ComputeSeconds:F1} | {r.CommunicationSeconds:F1} | {r.WaitSeconds:F1} | {r.StalenessMean:F2} / {r.StalenessMax:F0} | {r.EstimatedCost:F4} | {(r.CostToTarget is double ct ? ct.ToString("F4", CultureInfo.InvariantCulture) : "–")} |\n");
+        }
+        if (skipped.Count > 0)
+        {
+            md.Append("\nSkipped: ");
+            md.Append(string.Join("; ", skipped.Select(s => $"{s.Plan.Strategy} + {s.Plan.Codec} ({s.Why})")));
+            md.Append('\n');
+        }
+        md.Append('\n');
+        foreach (var p in plots) md.Append(CultureInfo.InvariantCulture, $"![{Path.GetFileNameWithoutExtension(p)}]({p})\n\n");
+        md.Append("## Conclusions (computed from the table)\n\n");
+        foreach (var line in Conclusions(c, runs.Where(r => r.Status == "ok").ToList())) md.Append("- ").Append(line).Append('\n');
+        md.Append("\nTimes are per worker, averaged over workers, on the training clock (evaluation excluded). Bytes are what the TCP transport put on the wire (frame headers included). Each run's Chrome trace is under runs/ (open in chrome://tracing or ui.perfetto.dev).\n");
+        return md.ToString();
+    }
+
+    /// <summary>Statements that follow from the numbers: fastest and cheapest to the target, best accuracy, and what
+    /// each codec saved in bytes against its uncompressed counterpart and what it cost in accuracy.</summary>
+    internal static IEnumerable<string> Conclusions(StrategyBenchConfig c, IReadOnlyList<StrategyRunResult> ok)
+    {
+        if (ok.Count == 0) { yield return "no run finished."; yield break; }
+        var reached = ok.Where(r => r.TimeToTargetSeconds != null).ToList();
+        if (reached.Count == 0) yield return $"no run reached {c.TargetAccuracy:F2} test accuracy within {c.Epochs} epochs.";
+        else
+        {
+            var fastest = reached.MinBy(r => r.TimeToTargetSeconds)!;
+            var cheapest = reached.MinBy(r => r.CostToTarget)!;
+            yield return $"fastest to {c.TargetAccuracy:F2}: **{fastest.Label}** in {fastest.TimeToTargetSeconds:F1} s ({reached.Count} of {ok.Count} runs reached it).";
+            yield return $"cheapest to {c.TargetAccuracy:F2}: **{cheapest.Label}** at {cheapest.CostToTarget:F4} ({c.PricePerHour:F2} per worker-hour).";
+            var sync = reached.FirstOrDefault(r => r.Strategy == "sync" && r.Codec == "none" && r.Workers == fastest.Workers);
+            if (sync != null && sync != fastest)
+                yield return $"against sync + none ({sync.TimeToTargetSeconds:F1} s), {fastest.Label} is {sync.TimeToTargetSeconds / fastest.TimeToTargetSeconds:F2}x faster to the target.";
+        }
+        var best = ok.MaxBy(r => r.FinalTestAccuracy)!;
+        yield return $"best final accuracy: **{best.Label}** {best.FinalTestAccuracy:F4}; highest throughput: **{ok.MaxBy(r => r.SamplesPerSecond)!.Label}** {ok.Max(r => r.SamplesPerSecond):F0} samples/s.";
+        foreach (var r in ok.Where(r => r.Codec != "none"))
+        {
+            var baseRun = ok.FirstOrDefault(b => b.Strategy == r.Strategy && b.Workers == r.Workers && b.Codec == "none");
+            if (baseRun == null || r.BytesPerWorkerPerStep <= 0) continue;
+            double ratio = baseRun.BytesPerWorkerPerStep / r.BytesPerWorkerPerStep;
+            double points = (baseRun.FinalTestAccuracy - r.FinalTestAccuracy) * 100;
+            double savedKb = (baseRun.BytesPerWorkerPerStep - r.BytesPerWorkerPerStep) / 1e3;
+            yield return points > 0.01
+                ? $"{r.Label}: {ratio:F1}x fewer bytes per step than {baseRun.Codec} ({savedKb:F1} KB saved per worker-step) for {points:F2} accuracy points lost — {savedKb / points:F1} KB per worker-step saved per point."
+                : $"{r.Label}: {ratio:F1}x fewer bytes per step than {baseRun.Codec} ({savedKb:F1} KB saved per worker-step) at no accuracy cost ({-points:F2} points).";
+        }
+        var stale = ok.Where(r => r.StalenessMax > 0).ToList();
+        if (stale.Count > 0)
+            yield return "staleness observed: " + string.Join(", ", stale.Select(r => $"{r.Label} mean {r.StalenessMean:F2}, max {r.StalenessMax:F0}")) + ".";
+    }
+}
