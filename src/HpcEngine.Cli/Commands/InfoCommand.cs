@@ -19,7 +19,14 @@ internal static class InfoCommand
         Console.WriteLine($"cpu: {Environment.ProcessorCount} logical cores; kernel threads {CpuThreads.Count} (HPCENGINE_NUM_THREADS)");
         Console.WriteLine($"simd: AVX2 {Avx2.IsSupported}, FMA {Fma.IsSupported}, AVX-512F {Avx512F.IsSupported}, Vector512 accelerated {Vector512.IsHardwareAccelerated}");
         Console.WriteLine($"sgemm micro-kernel: {(Fma.IsSupported && Avx.IsSupported ? "AVX2/FMA 6x16" : "portable fallback (no FMA)")}");
-        Console.WriteLine("devices: cpu (no CUDA backend in this build; see the CUDA issue)");
+        Console.WriteLine("devices: cpu");
+        var cuda = HpcEngine.Cuda.CudaDevices.Probe();
+        foreach (var line in cuda.ToString().Split('\n')) Console.WriteLine("cuda: " + line);
+        if (cuda.Libraries["nvrtc"] != null)
+        {
+            var (major, minor) = HpcEngine.Cuda.Kernels.NvrtcCompiler.Version;
+            Console.WriteLine($"cuda: NVRTC {major}.{minor} can compile the engine's {HpcEngine.Cuda.Kernels.KernelSources.Kernels.Count} kernel files");
+        }
         return 0;
     }
 }

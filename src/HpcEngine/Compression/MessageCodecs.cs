@@ -24,11 +24,33 @@ public sealed class NoneCodec : MessageCodec
         MemoryMarshal.Cast<byte, float>(message.Bytes.AsSpan()).CopyTo(output);
 }
 
-/// <summary>fp16 or bf16 (round to nearest even): 2 bytes per element. Allgathered and summed in fp32 after decoding,
-/// so the sum of several ranks cannot overflow fp16.</summary>
+/// <summary>fp16 or bf16 (round to nearest even): 2 bytes per element. Dense, so it is summed on the wire: a ring
+/// allreduce over the 16-bit values (each hop adds in fp32 and rounds back, as NCCL does) moves half the bytes of the
+/// fp32 allreduce — an allgather of the messages would move as many as fp32. fp16 saturates beyond ±65504: gradients
+/// are far below that; use bf16 (fp32's range) when they might not be.</summary>
 public sealed class HalfCodec(bool bf16) : MessageCodec
 {
     public override string Name => bf16 ? "bf16" : "fp16";
+
+    public override CodecExchange Exchange(Tensor flat, IReadOnlyList<int[]> shapes, IProcessGroup group, int key)
+    {
+        ArgumentNullException.ThrowIfNull(flat);
+        ArgumentNullException.ThrowIfNull(group);
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        var narrow = Ops.ToDType(flat, bf16 ? DType.BFloat16 : DType.Float16, forceCopy: true).DetachFromScope();
+        CompressSeconds += System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        var reduce = group.AllReduce(narrow, new AllReduceOptions { Op = ReduceOp.Avg, NarrowWire = true });
+        var done = reduce.Task.ContinueWith(t =>
+        {
+            try
+            {
+                t.GetAwaiter().GetResult();
+                Ops.CopyInto(flat, narrow);
+            }
+            finally { narrow.Dispose(); }
+        }, TaskScheduler.Default);
+        return new CodecExchange(new Work(done), 2L * flat.NumEl);
+    }
 
     protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values)
     {

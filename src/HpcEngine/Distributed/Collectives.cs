@@ -32,6 +32,10 @@ public sealed record AllReduceOptions : CollectiveOptions
 {
     public ReduceOp Op { get; init; } = ReduceOp.Sum;
     public AllReduceAlgorithm Algorithm { get; init; } = AllReduceAlgorithm.Auto;
+    /// <summary>bf16/fp16 only. False (default): widened to fp32 for the whole reduction and rounded once at the end —
+    /// exact sums, fp32 bytes on the wire. True: sent as 16-bit values, each hop adding in fp32 and rounding back
+    /// (as NCCL does) — half the bytes, one rounding per hop. Compression codecs use it.</summary>
+    public bool NarrowWire { get; init; }
 }
 
 public sealed record BroadcastOptions : CollectiveOptions

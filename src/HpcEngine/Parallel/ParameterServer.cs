@@ -61,6 +61,8 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
     public StalenessStats Staleness => _server.Staleness;
     /// <summary>The largest lead (pushes of the puller − pushes of the slowest worker) this rank's server allowed.</summary>
     public long ObservedMaxLead => _server.MaxLead;
+    /// <summary>A checkpoint cannot capture pushes in flight between ranks.</summary>
+    public bool CanCheckpoint => false;
 
     public ParameterServerStrategy(Module model, IProcessGroup group, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer, int? bound)
     {

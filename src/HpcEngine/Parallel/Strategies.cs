@@ -42,6 +42,30 @@ public interface ITrainingStrategy : IDisposable
     /// <summary>Ends training: brings every replica to the final parameters (a parameter server gathers its shards).
     /// Every rank calls it at the same point.</summary>
     void Finish() { }
+
+    /// <summary>This rank's own state beyond the model and rank 0's optimizer (codec residuals and factors, outer
+    /// optimizer state, a shard's optimizer), which a checkpoint saves per rank.</summary>
+    (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Scalars) StateDict() => (new(), new());
+
+    /// <summary>Restores <see cref="StateDict"/> output.</summary>
+    void LoadStateDict(IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string> scalars) { }
+
+    /// <summary>False where a checkpoint cannot capture the state (a parameter server's in-flight clocks).</summary>
+    bool CanCheckpoint => true;
+}
+
+/// <summary>Helpers for strategies' state dicts.</summary>
+internal static class StrategyState
+{
+    /// <summary>The entries of <paramref name="state"/> under <paramref name="prefix"/>, with the prefix removed.</summary>
+    public static Dictionary<string, Tensor> Under(IReadOnlyDictionary<string, Tensor> state, string prefix) =>
+        state.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal)).ToDictionary(kv => kv.Key[prefix.Length..], kv => kv.Value);
+
+    public static void AddCodec(Dictionary<string, Tensor> into, Compression.GradientCodec? codec)
+    {
+        if (codec == null) return;
+        foreach (var (k, v) in codec.StateDict()) into["codec." + k] = v;
+    }
 }
 
 /// <summary>Builds strategies from their names: sync, zero1, ssp:K, ssp:inf, localsgd:H, diloco:H.</summary>
@@ -107,6 +131,16 @@ public sealed class SyncStrategy(Module model, IProcessGroup group, Optimizer op
     /// <summary>The wrapped DDP (for NoSync accumulation steps).</summary>
     public DistributedDataParallel Ddp => _ddp;
 
+    public (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Scalars) StateDict()
+    {
+        var t = new Dictionary<string, Tensor>();
+        StrategyState.AddCodec(t, _ddp.Codec);
+        return (t, new());
+    }
+
+    public void LoadStateDict(IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string> scalars) =>
+        _ddp.Codec?.LoadStateDict(StrategyState.Under(tensors, "codec."));
+
     public void Step()
     {
         CommunicationSeconds += _ddp.Synchronize();
@@ -170,6 +204,20 @@ public sealed class Zero1Strategy : ITrainingStrategy
             else dst.FillRaw0();
             at += p.NumEl;
         }
+    }
+
+    /// <summary>This rank's shard of the optimizer state (rank 0's trainer file holds only shard 0).</summary>
+    public (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Scalars) StateDict() => _optimizer.StateDict();
+
+    /// <summary>Restores this rank's shard of the optimizer state, and re-reads the shard's master weights from the
+    /// model (which the checkpoint has just loaded).</summary>
+    public void LoadStateDict(IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string> scalars)
+    {
+        _optimizer.LoadStateDict(tensors, scalars);
+        using var noGrad = GradMode.NoGrad();
+        Flatten(useGrads: false, _flatParams);
+        using var mine = _flatParams.Narrow(0, _group.Rank * _shard, _shard);
+        Ops.CopyInto(_shardParam, mine);
     }
 
     public void Step()
@@ -246,6 +294,44 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
         _velocity = _params.Select(p => Tensor.ZerosLike(p).DetachFromScope()).ToArray();
         _flat = Tensor.Zeros([_params.Sum(p => p.NumEl)]).DetachFromScope();
         _shapes = _params.Select(p => p.ShapeArray).ToArray();
+    }
+
+    /// <summary>This rank's parameters (replicas differ between averagings), θ_start, the outer velocity, the inner
+    /// optimizer's state, the inner step count and the codec's state.</summary>
+    public (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Scalars) StateDict()
+    {
+        var t = new Dictionary<string, Tensor>();
+        for (int i = 0; i < _params.Length; i++)
+        {
+            t[$"param.{i}"] = _params[i].Detach().Clone().DetachFromScope();
+            t[$"start.{i}"] = _start[i].Clone().DetachFromScope();
+            t[$"velocity.{i}"] = _velocity[i].Clone().DetachFromScope();
+        }
+        StrategyState.AddCodec(t, _codec);
+        // The inner optimizer's state differs per rank too (its moments come from this rank's gradients).
+        var (innerTensors, innerScalars) = _inner.StateDict();
+        foreach (var (k, v) in innerTensors) t["inner." + k] = v;
+        var scalars = innerScalars.ToDictionary(kv => "inner." + kv.Key, kv => kv.Value);
+        scalars["steps"] = _steps.ToString(CultureInfo.InvariantCulture);
+        return (t, scalars);
+    }
+
+    public void LoadStateDict(IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string> scalars)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(scalars);
+        using var noGrad = GradMode.NoGrad();
+        Tensor Get(string k) => tensors.TryGetValue(k, out var v) ? v : throw new InvalidDataException($"{Name} state: '{k}' is missing");
+        for (int i = 0; i < _params.Length; i++)
+        {
+            Ops.CopyInto(_params[i], Get($"param.{i}"));
+            Ops.CopyInto(_start[i], Get($"start.{i}"));
+            Ops.CopyInto(_velocity[i], Get($"velocity.{i}"));
+        }
+        _steps = scalars.TryGetValue("steps", out var st) ? long.Parse(st, CultureInfo.InvariantCulture) : throw new InvalidDataException($"{Name} state: 'steps' is missing");
+        _codec?.LoadStateDict(StrategyState.Under(tensors, "codec."));
+        _inner.LoadStateDict(StrategyState.Under(tensors, "inner."),
+            scalars.Where(kv => kv.Key.StartsWith("inner.", StringComparison.Ordinal)).ToDictionary(kv => kv.Key["inner.".Length..], kv => kv.Value));
     }
 
     public void Step()

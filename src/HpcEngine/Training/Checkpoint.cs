@@ -87,6 +87,36 @@ public static class Checkpoint
             ulong.Parse(meta["rng.offset"], CultureInfo.InvariantCulture), meta["config"]);
     }
 
+    /// <summary>Writes one rank's own strategy state (<c>rank{R}-STEP.safetensors</c>, atomically). Every rank writes
+    /// its file before rank 0 switches checkpoint.json to the step (the trainer puts a barrier between).</summary>
+    public static void SaveRankState(string dir, int rank, long step, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string> scalars)
+    {
+        ArgumentNullException.ThrowIfNull(scalars);
+        Directory.CreateDirectory(dir);
+        var meta = scalars.ToDictionary(kv => "state." + kv.Key, kv => kv.Value);
+        meta["format"] = Format;
+        meta["rank"] = rank.ToString(CultureInfo.InvariantCulture);
+        Safetensors.Save(Path.Combine(dir, RankFile(rank, step)), tensors, meta);
+    }
+
+    /// <summary>Reads what <see cref="SaveRankState"/> wrote for <paramref name="rank"/> at the checkpoint's step; a
+    /// missing file is an error saying why it may be missing.</summary>
+    public static (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Scalars) LoadRankState(string dir, int rank, long step)
+    {
+        string path = Path.Combine(dir, RankFile(rank, step));
+        if (!File.Exists(path))
+            throw new InvalidDataException($"{path} is missing: this checkpoint was written by a run with fewer ranks or another strategy; resume with the same --strategy, --compress and number of workers");
+        using var f = Safetensors.Open(path);
+        if (!f.Metadata.TryGetValue("rank", out var r) || r != rank.ToString(CultureInfo.InvariantCulture))
+            throw new InvalidDataException($"{path}: not rank {rank}'s state");
+        var tensors = f.Names.ToDictionary(n => n, n => f.Read(n).DetachFromScope(), StringComparer.Ordinal);
+        var scalars = f.Metadata.Where(kv => kv.Key.StartsWith("state.", StringComparison.Ordinal)).ToDictionary(kv => kv.Key["state.".Length..], kv => kv.Value);
+        return (tensors, scalars);
+    }
+
+    private static string RankFile(int rank, long step) =>
+        $"rank{rank.ToString(CultureInfo.InvariantCulture)}-{step.ToString("D9", CultureInfo.InvariantCulture)}.safetensors";
+
     /// <summary>The model and trainer files checkpoint.json names (nulls when there is no checkpoint).</summary>
     public static (string? Model, string? Trainer) Locate(string dir)
     {
@@ -128,6 +158,7 @@ public static class Checkpoint
             if (Path.Combine(dir, old!) == current) continue;
             File.Delete(Path.Combine(dir, old!));
             File.Delete(Path.Combine(dir, "trainer-" + old!["model-".Length..]));
+            foreach (var rankFile in Directory.GetFiles(dir, "rank*-" + old!["model-".Length..])) File.Delete(rankFile);
         }
     }
 }

@@ -63,6 +63,8 @@ public sealed record TrainConfig
         if (Resume && CheckpointDir == null) throw new ArgumentException("--resume needs --checkpoint-dir");
         if (Compress != null && (Strategy == "zero1" || Strategy.StartsWith("ssp", StringComparison.Ordinal)))
             throw new ArgumentException($"--compress composes with --strategy sync, localsgd or diloco (got {Strategy})");
+        if (CheckpointDir != null && Strategy.StartsWith("ssp", StringComparison.Ordinal))
+            throw new ArgumentException($"--checkpoint-dir is not supported with --strategy {Strategy}: a parameter server's pushes in flight between ranks cannot be captured; use sync, zero1, localsgd or diloco");
         if (EvalEverySteps < 0) throw new ArgumentException($"--eval-every must be 0 or more, got {EvalEverySteps}");
     }
 }
@@ -167,6 +169,12 @@ public static class Trainer
         {
             var st = Checkpoint.Load(config.CheckpointDir, model, opt)!;
             (startEpoch, skip, step) = (st.Epoch, st.BatchInEpoch, st.Step);
+            if (strategy != null && HasRankState(strategy))
+            {
+                var (tensors, scalars) = Checkpoint.LoadRankState(config.CheckpointDir, group!.Rank, step);
+                try { strategy.LoadStateDict(tensors, scalars); }
+                finally { foreach (var t in tensors.Values) t.Dispose(); }
+            }
             gen.ManualSeed(st.RngSeed);
             gen.Offset = st.RngOffset;
             log($"resumed from {config.CheckpointDir} at epoch {startEpoch + 1}, batch {skip}, step {step}");
@@ -199,6 +207,21 @@ public static class Trainer
             if (lead) curve.Add((total.Elapsed.TotalSeconds - evalSeconds - secs, acc));
             evalSeconds += secs;
             return acc;
+        }
+        // Every rank writes its own strategy state (codec residuals, outer optimizer, shard optimizer), then rank 0
+        // writes the model and its optimizer and switches checkpoint.json — after a barrier, so the pointer never
+        // names a step whose per-rank files are not all on disk.
+        void SaveCheckpoint(int nextEpoch, int batchInEpoch)
+        {
+            if (config.CheckpointDir == null) return;
+            if (strategy != null && HasRankState(strategy))
+            {
+                var (tensors, scalars) = strategy.StateDict();
+                try { Checkpoint.SaveRankState(config.CheckpointDir, group!.Rank, step, tensors, scalars); }
+                finally { foreach (var t in tensors.Values) t.Dispose(); }
+                group.Barrier().Wait();
+            }
+            if (lead) ckpt = Checkpoint.Save(config.CheckpointDir, model, opt, new TrainingState(nextEpoch, batchInEpoch, step, gen.Seed, gen.Offset, configJson));
         }
         for (int epoch = startEpoch; epoch < config.Epochs && !stopped; epoch++)
         {
@@ -263,9 +286,7 @@ public static class Trainer
                 if (config.MaxSteps > 0 && step >= config.MaxSteps)
                 {
                     stopped = true;
-                    if (config.CheckpointDir != null && lead)
-                        ckpt = Checkpoint.Save(config.CheckpointDir, model, opt, new TrainingState(
-                            batch.Index + 1 < perEpoch ? epoch : epoch + 1, batch.Index + 1 < perEpoch ? batch.Index + 1 : 0, step, gen.Seed, gen.Offset, configJson));
+                    SaveCheckpoint(batch.Index + 1 < perEpoch ? epoch : epoch + 1, batch.Index + 1 < perEpoch ? batch.Index + 1 : 0);
                     break;
                 }
             }
@@ -278,8 +299,7 @@ public static class Trainer
             best = Math.Max(best, acc);
             epochs.Add(new EpochResult(epoch + 1, lossSum / Math.Max(lossCount, 1), acc, secs, epochSamples * world / secs));
             log($"epoch {epoch + 1}/{config.Epochs}  loss {lossSum / Math.Max(lossCount, 1):F4}  test accuracy {acc:F4}  {epochSamples * world / secs:F0} samples/s{(world > 1 ? $" ({world} ranks, {strategy?.Name})" : "")}  {secs:F1}s");
-            if (config.CheckpointDir != null && lead)
-                ckpt = Checkpoint.Save(config.CheckpointDir, model, opt, new TrainingState(epoch + 1, 0, step, gen.Seed, gen.Offset, configJson));
+            SaveCheckpoint(epoch + 1, 0);
         }
         double trainSecs = total.Elapsed.TotalSeconds - evalSeconds;
         RunMetrics metrics = RunMetrics.Single(computeSeconds);
@@ -329,6 +349,10 @@ public static class Trainer
         }
         trace.Add("optimizer", "compute", at, rest);
     }
+
+    /// <summary>Whether a strategy keeps per-rank state beyond the model: all but sync without a codec.</summary>
+    private static bool HasRankState(Parallel.ITrainingStrategy strategy) =>
+        strategy is not Parallel.SyncStrategy sync || sync.Ddp.Codec != null;
 
     /// <summary>The slow-down factor HPCENGINE_STRAGGLER ("rank:factor", e.g. "1:1.5") sets for <paramref name="rank"/>
     /// (1 when unset or for other ranks).</summary>

@@ -115,6 +115,44 @@ public class CheckpointTests
         Assert.That(File.ReadAllBytes(mb!), Is.EqualTo(File.ReadAllBytes(ma!)), "final weights are bitwise identical");
     }
 
+    [TestCase("zero1", null)]
+    [TestCase("diloco:3", "topk:0.1")]
+    [TestCase("sync", "powersgd:1")]
+    public void Distributed_runs_resume_exactly_with_every_ranks_own_state(string strategy, string? codec)
+    {
+        // 2 workers × 2 epochs of 4 steps, straight against 5 steps + checkpoint + new processes that resume: the
+        // per-rank files carry what differs between ranks (shard optimizer, DiLoCo's outer state, codec residuals and Q).
+        string data = Path.Combine(_dir, "data"), straight = Path.Combine(_dir, "straight"), split = Path.Combine(_dir, "split");
+        Directory.CreateDirectory(data);
+        TestSupport.WriteTinyFashionMnist(data, 512, 64);
+        string[] train = ["hpcengine", "train", "--model", "mlp", "--epochs", "2", "--batch-size", "64", "--data", data, "--seed", "5", "--strategy", strategy,
+            .. codec != null ? new[] { "--compress", codec } : []];
+        string[] launch = ["launch", "--nproc-per-node", "2", "--"];
+        var a = TestSupport.RunCli([.. launch, .. train, "--checkpoint-dir", straight, "--json", Path.Combine(_dir, "a.json")]);
+        Assert.That(a.Exit, Is.Zero, a.Stdout + a.Stderr);
+        var b1 = TestSupport.RunCli([.. launch, .. train, "--checkpoint-dir", split, "--max-steps", "5"]);
+        Assert.That(b1.Exit, Is.Zero, b1.Stdout + b1.Stderr);
+        Assert.That(Directory.GetFiles(split, "rank*-000000005.safetensors"), Has.Length.EqualTo(2), "one state file per rank");
+        var b2 = TestSupport.RunCli([.. launch, .. train, "--checkpoint-dir", split, "--resume", "--json", Path.Combine(_dir, "b.json")]);
+        Assert.That(b2.Exit, Is.Zero, b2.Stdout + b2.Stderr);
+
+        double[] Losses(string f) => JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, f))).RootElement.GetProperty("step_losses").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        var full = Losses("a.json");
+        Assert.That(full, Has.Length.EqualTo(8));
+        Assert.That(Losses("b.json"), Is.EqualTo(full[5..]), "the resumed steps see exactly the losses of the straight run");
+        var (ma, _) = Checkpoint.Locate(straight);
+        var (mb, _) = Checkpoint.Locate(split);
+        Assert.That(File.ReadAllBytes(mb!), Is.EqualTo(File.ReadAllBytes(ma!)), "final weights are bitwise identical");
+    }
+
+    [Test]
+    public void A_parameter_server_run_refuses_a_checkpoint_directory_up_front()
+    {
+        var r = TestSupport.RunCli(["train", "--strategy", "ssp:2", "--checkpoint-dir", Path.Combine(_dir, "c")]);
+        Assert.That(r.Exit, Is.EqualTo(2));
+        Assert.That(r.Stderr, Does.Contain("--checkpoint-dir is not supported with --strategy ssp:2"));
+    }
+
     [Test]
     public void A_short_run_on_the_embedded_data_clears_a_clear_accuracy_bar()
     {

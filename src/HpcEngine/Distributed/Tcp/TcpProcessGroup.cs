@@ -161,7 +161,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         long bytes = (long)tensor.NumEl * tensor.DType.SizeOf();
         return Run("allreduce", bytes, o.Timeout, async op =>
         {
-            if (Reduced(tensor.DType))
+            if (Reduced(tensor.DType) && !o.NarrowWire)
             {
                 // bf16/fp16: accumulate in fp32 end to end, round once at the end.
                 using var wide = Ops.ToDType(tensor, DType.Float32, false);

@@ -4,8 +4,9 @@ using System.Runtime.InteropServices;
 
 namespace HpcEngine.Distributed.Tcp;
 
-/// <summary>dst ← dst ⊕ src over raw little-endian element bytes, with SIMD (TensorPrimitives). bf16/fp16 never get
-/// here: the group widens them to float32 first so sums accumulate in fp32.</summary>
+/// <summary>dst ← dst ⊕ src over raw little-endian element bytes, with SIMD (TensorPrimitives). bf16/fp16 arrive here
+/// only with <see cref="AllReduceOptions.NarrowWire"/> (otherwise the group widens them to float32 first): each element
+/// is widened, combined in fp32 and rounded back to nearest even.</summary>
 internal static class WireReduce
 {
     public static void Apply(ReduceOp op, DType dtype, Span<byte> dst, ReadOnlySpan<byte> src)
@@ -17,6 +18,7 @@ internal static class WireReduce
             case DType.Int32: Apply<int>(op, MemoryMarshal.Cast<byte, int>(dst), MemoryMarshal.Cast<byte, int>(src)); break;
             case DType.Int64: Apply<long>(op, MemoryMarshal.Cast<byte, long>(dst), MemoryMarshal.Cast<byte, long>(src)); break;
             case DType.UInt8: Apply<byte>(op, dst, src); break;
+            case DType.Float16 or DType.BFloat16: ApplyNarrow(op, dtype == DType.BFloat16, MemoryMarshal.Cast<byte, ushort>(dst), MemoryMarshal.Cast<byte, ushort>(src)); break;
             default: throw new NotSupportedException($"tcp: reductions over {dtype.TorchName()} are not supported");
         }
     }
@@ -34,6 +36,27 @@ internal static class WireReduce
         }
     }
 
+    private static float Widen(ushort v, bool bf16) => bf16 ? BFloat16Bits.ToSingle(v) : (float)BitConverter.UInt16BitsToHalf(v);
+
+    private static ushort Narrow(float v, bool bf16) => bf16 ? BFloat16Bits.FromSingle(v) : BitConverter.HalfToUInt16Bits((Half)v);
+
+    private static void ApplyNarrow(ReduceOp op, bool bf16, Span<ushort> d, ReadOnlySpan<ushort> s)
+    {
+        for (int i = 0; i < d.Length; i++)
+        {
+            float a = Widen(d[i], bf16), b = Widen(s[i], bf16);
+            float r = op switch
+            {
+                ReduceOp.Sum or ReduceOp.Avg => a + b,
+                ReduceOp.Max => MathF.Max(a, b),
+                ReduceOp.Min => MathF.Min(a, b),
+                ReduceOp.Product => a * b,
+                _ => throw new ArgumentOutOfRangeException(nameof(op)),
+            };
+            d[i] = Narrow(r, bf16);
+        }
+    }
+
     /// <summary>Divides by the world size for <see cref="ReduceOp.Avg"/> (integers divide and truncate).</summary>
     public static void Average(DType dtype, Span<byte> data, int n)
     {
@@ -43,6 +66,9 @@ internal static class WireReduce
             case DType.Float64: TensorPrimitives.Multiply(MemoryMarshal.Cast<byte, double>(data), 1.0 / n, MemoryMarshal.Cast<byte, double>(data)); break;
             case DType.Int32: foreach (ref var v in MemoryMarshal.Cast<byte, int>(data)) v /= n; break;
             case DType.Int64: foreach (ref var v in MemoryMarshal.Cast<byte, long>(data)) v /= n; break;
+            case DType.Float16 or DType.BFloat16:
+                foreach (ref var v in MemoryMarshal.Cast<byte, ushort>(data)) v = Narrow(Widen(v, dtype == DType.BFloat16) / n, dtype == DType.BFloat16);
+                break;
             default: throw new NotSupportedException($"tcp: average over {dtype.TorchName()} is not supported");
         }
     }

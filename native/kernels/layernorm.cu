@@ -1,0 +1,63 @@
+// Layer norm over the last dimension: forward saves mean and rstd per row; backward computes dx per row and the
+// weight/bias gradients per column (one thread per column over all rows: coalesced, no atomics, deterministic).
+//   y = (x - mean) * rstd * w + b
+//   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * w
+#include "hpc/common.cuh"
+
+using namespace hpc;
+
+extern "C" __global__ void layernorm_f32(const float* x, const float* w, const float* b, float* y, float* mean_out,
+                                         float* rstd_out, i64 rows, i64 cols, float eps) {
+  __shared__ float scratch[32];
+  for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* in = x + r * cols;
+    float s = 0.0f;
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += in[c];
+    float mean = block_sum(s, scratch) / (float)cols;
+    float v = 0.0f;
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) { float d = in[c] - mean; v += d * d; }
+    float rstd = rsqrtf(block_sum(v, scratch) / (float)cols + eps);
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+      float n = (in[c] - mean) * rstd;
+      y[r * cols + c] = w ? fmaf(n, w[c], b ? b[c] : 0.0f) : n;
+    }
+    if (threadIdx.x == 0) { mean_out[r] = mean; rstd_out[r] = rstd; }
+  }
+}
+
+extern "C" __global__ void layernorm_backward_f32(const float* x, const float* w, const float* dy, const float* mean,
+                                                  const float* rstd, float* dx, i64 rows, i64 cols) {
+  __shared__ float scratch[32];
+  for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* in = x + r * cols;
+    const float* g = dy + r * cols;
+    float m = mean[r], rs = rstd[r];
+    float sg = 0.0f, sgx = 0.0f;
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+      float gw = w ? g[c] * w[c] : g[c];
+      sg += gw;
+      sgx += gw * (in[c] - m) * rs;
+    }
+    sg = block_sum(sg, scratch) / (float)cols;
+    sgx = block_sum(sgx, scratch) / (float)cols;
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+      float gw = w ? g[c] * w[c] : g[c];
+      float xhat = (in[c] - m) * rs;
+      dx[r * cols + c] = rs * (gw - sg - xhat * sgx);
+    }
+  }
+}
+
+extern "C" __global__ void layernorm_param_backward_f32(const float* x, const float* dy, const float* mean, const float* rstd,
+                                                        float* dw, float* db, i64 rows, i64 cols) {
+  for (i64 c = global_index(); c < cols; c += grid_stride()) {
+    float sw = 0.0f, sb = 0.0f;
+    for (i64 r = 0; r < rows; r++) {
+      float g = dy[r * cols + c];
+      sw += g * (x[r * cols + c] - mean[r]) * rstd[r];
+      sb += g;
+    }
+    if (dw) dw[c] = sw;
+    if (db) db[c] = sb;
+  }
+}

@@ -1,0 +1,45 @@
+// Fused optimizer steps: one pass over parameter, gradient and state per step instead of one kernel per term.
+// Semantics are torch.optim's, as the CPU optimizers (tests compare both against PyTorch trajectories).
+#include "hpc/common.cuh"
+
+using namespace hpc;
+
+// Adam / AdamW. decoupled = 1: AdamW (p -= lr * wd * p first); 0: Adam (g += wd * p).
+// bias1 = 1 - beta1^t, bias2 = 1 - beta2^t, computed on the host for step t.
+extern "C" __global__ void adam_f32(float* p, const float* g, float* m, float* v, i64 n, float lr, float beta1, float beta2,
+                                    float eps, float weight_decay, int decoupled, float bias1, float bias2) {
+  float step = lr / bias1, inv_sqrt_bias2 = rsqrtf(bias2);
+  for (i64 i = global_index(); i < n; i += grid_stride()) {
+    float w = p[i], gi = g[i];
+    if (weight_decay != 0.0f) {
+      if (decoupled) w -= lr * weight_decay * w;
+      else gi += weight_decay * w;
+    }
+    float mi = fmaf(beta1, m[i], (1.0f - beta1) * gi);
+    float vi = fmaf(beta2, v[i], (1.0f - beta2) * gi * gi);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = w - step * mi / (sqrtf(vi) * inv_sqrt_bias2 + eps);
+  }
+}
+
+// SGD with momentum (torch semantics: buf = mu * buf + (1 - dampening) * g; first step buf = g), Nesterov and
+// weight decay. first = 1 on the first step.
+extern "C" __global__ void sgd_f32(float* p, const float* g, float* buf, i64 n, float lr, float momentum, float dampening,
+                                   float weight_decay, int nesterov, int first) {
+  for (i64 i = global_index(); i < n; i += grid_stride()) {
+    float gi = g[i];
+    if (weight_decay != 0.0f) gi += weight_decay * p[i];
+    if (momentum != 0.0f) {
+      float b = first ? gi : fmaf(momentum, buf[i], (1.0f - dampening) * gi);
+      buf[i] = b;
+      gi = nesterov ? fmaf(momentum, b, gi) : b;
+    }
+    p[i] -= lr * gi;
+  }
+}
+
+// g *= scale (gradient clipping after the norm is known; averaging after a sum allreduce).
+extern "C" __global__ void scale_f32(float* x, float scale, i64 n) {
+  for (i64 i = global_index(); i < n; i += grid_stride()) x[i] *= scale;
+}

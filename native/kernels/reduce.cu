@@ -1,0 +1,85 @@
+// Reductions: per row of a [rows, cols] matrix (one block per row, warp shuffles then a block reduction), per
+// column (one thread per column, coalesced across the row), and over everything (block partials, then one block).
+#include "hpc/common.cuh"
+
+using namespace hpc;
+
+// out[r] = scale * sum_c x[r, c]   (mean with scale = 1/cols). blockDim.x threads per row.
+extern "C" __global__ void sum_rows_f32(const float* x, float* out, i64 rows, i64 cols, float scale) {
+  __shared__ float scratch[32];
+  for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* row = x + r * cols;
+    float s = 0.0f;
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += row[c];
+    s = block_sum(s, scratch);
+    if (threadIdx.x == 0) out[r] = s * scale;
+  }
+}
+
+extern "C" __global__ void max_rows_f32(const float* x, float* out, i64 rows, i64 cols) {
+  __shared__ float scratch[32];
+  for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* row = x + r * cols;
+    float m = -__int_as_float(0x7f800000);
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, row[c]);
+    m = block_max(m, scratch);
+    if (threadIdx.x == 0) out[r] = m;
+  }
+}
+
+// out[c] = scale * sum_r x[r, c]: the bias gradient of a linear layer. Threads of a warp read neighbouring columns.
+extern "C" __global__ void sum_cols_f32(const float* x, float* out, i64 rows, i64 cols, float scale) {
+  for (i64 c = global_index(); c < cols; c += grid_stride()) {
+    float s = 0.0f;
+    for (i64 r = 0; r < rows; r++) s += x[r * cols + c];
+    out[c] = s * scale;
+  }
+}
+
+// First pass of a full sum: each block writes its partial; a second launch with one block sums the partials.
+extern "C" __global__ void sum_partial_f32(const float* x, float* partial, i64 n) {
+  __shared__ float scratch[32];
+  float s = 0.0f;
+  for (i64 i = global_index(); i < n; i += grid_stride()) s += x[i];
+  s = block_sum(s, scratch);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+// Sum of squares (for gradient-norm clipping and codec residual norms), same two-pass scheme.
+extern "C" __global__ void sumsq_partial_f32(const float* x, float* partial, i64 n) {
+  __shared__ float scratch[32];
+  float s = 0.0f;
+  for (i64 i = global_index(); i < n; i += grid_stride()) s += x[i] * x[i];
+  s = block_sum(s, scratch);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+// argmax per row (ties: the first index, as the CPU backend).
+extern "C" __global__ void argmax_rows_f32(const float* x, i64* out, i64 rows, i64 cols) {
+  __shared__ float best_v[1024];
+  __shared__ i64 best_i[1024];
+  for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+    float v = -__int_as_float(0x7f800000);
+    i64 idx = 0;
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+      float y = x[r * cols + c];
+      if (y > v) { v = y; idx = c; }
+    }
+    best_v[threadIdx.x] = v;
+    best_i[threadIdx.x] = idx;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+      if (threadIdx.x < s) {
+        float o = best_v[threadIdx.x + s];
+        i64 oi = best_i[threadIdx.x + s];
+        if (o > best_v[threadIdx.x] || (o == best_v[threadIdx.x] && oi < best_i[threadIdx.x])) {
+          best_v[threadIdx.x] = o;
+          best_i[threadIdx.x] = oi;
+        }
+      }
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) out[r] = best_i[0];
+    __syncthreads();
+  }
+}

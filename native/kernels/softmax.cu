@@ -1,0 +1,96 @@
+// Softmax and log-softmax over the last dimension of a [rows, cols] matrix, their backward, and the fused
+// cross-entropy forward+backward. One block per row: a max pass, a sum-of-exponentials pass and a write pass, all
+// reading the row from global memory (L2 keeps a 16 KB row hot between passes).
+#include "hpc/common.cuh"
+
+using namespace hpc;
+
+__device__ __forceinline__ void row_stats(const float* row, i64 cols, float* scratch, float& mx, float& sum) {
+  float m = -__int_as_float(0x7f800000);
+  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, row[c]);
+  mx = block_max(m, scratch);
+  float s = 0.0f;
+  for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += expf(row[c] - mx);
+  sum = block_sum(s, scratch);
+}
+
+extern "C" __global__ void softmax_f32(const float* x, float* y, i64 rows, i64 cols) {
+  __shared__ float scratch[32];
+  for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* in = x + r * cols;
+    float* out = y + r * cols;
+    float mx, sum;
+    row_stats(in, cols, scratch, mx, sum);
+    float inv = 1.0f / sum;
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) out[c] = expf(in[c] - mx) * inv;
+  }
+}
+
+extern "C" __global__ void log_softmax_f32(const float* x, float* y, i64 rows, i64 cols) {
+  __shared__ float scratch[32];
+  for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* in = x + r * cols;
+    float* out = y + r * cols;
+    float mx, sum;
+    row_stats(in, cols, scratch, mx, sum);
+    float lse = mx + logf(sum);
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) out[c] = in[c] - lse;
+  }
+}
+
+// dx = y * (dy - sum(dy * y)) from the forward output y.
+extern "C" __global__ void softmax_backward_f32(const float* y, const float* dy, float* dx, i64 rows, i64 cols) {
+  __shared__ float scratch[32];
+  for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* yr = y + r * cols;
+    const float* g = dy + r * cols;
+    float s = 0.0f;
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += g[c] * yr[c];
+    s = block_sum(s, scratch);
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) dx[r * cols + c] = yr[c] * (g[c] - s);
+  }
+}
+
+// dx = dy - exp(y) * sum(dy) from the forward output y = log_softmax(x).
+extern "C" __global__ void log_softmax_backward_f32(const float* y, const float* dy, float* dx, i64 rows, i64 cols) {
+  __shared__ float scratch[32];
+  for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* yr = y + r * cols;
+    const float* g = dy + r * cols;
+    float s = 0.0f;
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += g[c];
+    s = block_sum(s, scratch);
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) dx[r * cols + c] = g[c] - expf(yr[c]) * s;
+  }
+}
+
+// Fused cross-entropy with label smoothing and an ignore index, mean over the rows that count:
+//   loss_r = lse - (1 - eps) * x[t] - eps / C * sum_c x[c]
+//   dlogits[r, c] = (softmax[c] - (1 - eps) * [c == t] - eps / C) / counted
+// Writes per-row losses (0 for ignored rows) and the gradient in one pass over the logits; the host sums the losses
+// (sum_partial_f32) and divides by `counted`, which it knows from the targets.
+extern "C" __global__ void cross_entropy_f32(const float* logits, const i64* targets, float* row_loss, float* dlogits,
+                                             i64 rows, i64 cols, i64 ignore_index, float smoothing, float counted) {
+  __shared__ float scratch[32];
+  for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* in = logits + r * cols;
+    float* g = dlogits + r * cols;
+    i64 t = targets[r];
+    if (t == ignore_index) {
+      for (i64 c = threadIdx.x; c < cols; c += blockDim.x) g[c] = 0.0f;
+      if (threadIdx.x == 0) row_loss[r] = 0.0f;
+      continue;
+    }
+    float mx, sum;
+    row_stats(in, cols, scratch, mx, sum);
+    float lse = mx + logf(sum), inv = 1.0f / sum, uniform = smoothing / (float)cols;
+    float sx = 0.0f;
+    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
+      float v = in[c];
+      sx += v;
+      g[c] = (expf(v - mx) * inv - (c == t ? 1.0f - smoothing : 0.0f) - uniform) / counted;
+    }
+    sx = block_sum(sx, scratch);
+    if (threadIdx.x == 0) row_loss[r] = lse - (1.0f - smoothing) * in[t] - uniform * sx;
+  }
+}

@@ -1,0 +1,165 @@
+using System.Runtime.InteropServices;
+using HpcEngine.Cuda.Interop;
+using HpcEngine.Cuda.Kernels;
+
+namespace HpcEngine.Cuda;
+
+/// <summary>Device memory from cuMemAlloc, returned on dispose (never by a finalizer on another thread).</summary>
+public sealed class DeviceBuffer : IDisposable
+{
+    private readonly CudaContext _owner;
+    internal DeviceBuffer(CudaContext owner, ulong pointer, long bytes) => (_owner, Pointer, Bytes) = (owner, pointer, bytes);
+
+    public ulong Pointer { get; private set; }
+    public long Bytes { get; }
+
+    public void Dispose()
+    {
+        if (Pointer == 0) return;
+        _owner.MakeCurrent();
+        Driver.Check(Driver.cuMemFree(Pointer));
+        Pointer = 0;
+    }
+}
+
+/// <summary>A loaded kernel module and its functions by name.</summary>
+public sealed class KernelModule : IDisposable
+{
+    private readonly CudaContext _owner;
+    private IntPtr _module;
+    private readonly Dictionary<string, IntPtr> _functions = new(StringComparer.Ordinal);
+
+    internal KernelModule(CudaContext owner, IntPtr module) => (_owner, _module) = (owner, module);
+
+    /// <summary>The entry point <paramref name="name"/> (an extern "C" __global__ function).</summary>
+    public IntPtr Function(string name)
+    {
+        if (_functions.TryGetValue(name, out var f)) return f;
+        _owner.MakeCurrent();
+        Driver.Check(Driver.cuModuleGetFunction(out f, _module, name));
+        return _functions[name] = f;
+    }
+
+    public void Dispose()
+    {
+        if (_module == IntPtr.Zero) return;
+        _owner.MakeCurrent();
+        Driver.Check(Driver.cuModuleUnload(_module));
+        _module = IntPtr.Zero;
+    }
+}
+
+/// <summary>Device N's primary context and one stream: memory, copies, kernel modules compiled by NVRTC for the
+/// device's architecture, checked launches. The first slice of the CUDA backend (docs/ARCHITECTURE.md): enough to run
+/// and check the kernels; the device tensor type and the caching allocator build on it.</summary>
+public sealed unsafe class CudaContext : IDisposable
+{
+    private IntPtr _context, _stream;
+    private readonly int _device;
+
+    public CudaDeviceInfo Device { get; }
+
+    private CudaContext(CudaDeviceInfo device, int handle, IntPtr context, IntPtr stream) =>
+        (Device, _device, _context, _stream) = (device, handle, context, stream);
+
+    /// <summary>Opens cuda:<paramref name="index"/>; throws <see cref="CudaException"/> or
+    /// <see cref="CudaLibraryNotFoundException"/> saying what is missing.</summary>
+    public static CudaContext Open(int index = 0)
+    {
+        var report = CudaDevices.Probe();
+        if (!report.HasDevice) throw new CudaException($"cuda:{index} is not available: {report.Problem}");
+        if (index < 0 || index >= report.Devices.Count) throw new ArgumentOutOfRangeException(nameof(index), $"cuda:{index} does not exist: this machine has {report.Devices.Count} device(s)");
+        Driver.Check(Driver.cuDeviceGet(out int dev, index));
+        Driver.Check(Driver.cuDevicePrimaryCtxRetain(out var ctx, dev));
+        Driver.Check(Driver.cuCtxSetCurrent(ctx));
+        Driver.Check(Driver.cuStreamCreate(out var stream, 1 /* non-blocking */));
+        return new CudaContext(report.Devices[index], dev, ctx, stream);
+    }
+
+    /// <summary>The driver's current context is per thread: every entry point sets it.</summary>
+    internal void MakeCurrent()
+    {
+        ObjectDisposedException.ThrowIf(_context == IntPtr.Zero, this);
+        Driver.Check(Driver.cuCtxSetCurrent(_context));
+    }
+
+    public DeviceBuffer Allocate(long bytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(bytes);
+        MakeCurrent();
+        Driver.Check(Driver.cuMemAlloc(out ulong p, (nuint)Math.Max(bytes, 1)));
+        return new DeviceBuffer(this, p, bytes);
+    }
+
+    public DeviceBuffer Upload<T>(ReadOnlySpan<T> data) where T : unmanaged
+    {
+        var buffer = Allocate((long)data.Length * sizeof(T));
+        MakeCurrent();
+        fixed (T* p = data) Driver.Check(Driver.cuMemcpyHtoDAsync(buffer.Pointer, p, (nuint)buffer.Bytes, _stream));
+        Synchronize(); // the host span may go away as soon as we return
+        return buffer;
+    }
+
+    public T[] Download<T>(DeviceBuffer buffer, int count) where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        if ((long)count * sizeof(T) > buffer.Bytes) throw new ArgumentOutOfRangeException(nameof(count), $"{count} elements do not fit a {buffer.Bytes}-byte buffer");
+        var result = new T[count];
+        MakeCurrent();
+        fixed (T* p = result) Driver.Check(Driver.cuMemcpyDtoHAsync(p, buffer.Pointer, (nuint)((long)count * sizeof(T)), _stream));
+        Synchronize();
+        return result;
+    }
+
+    /// <summary>Compiles (through the disk cache) and loads one of the engine's kernel files for this device.</summary>
+    public KernelModule LoadKernels(string file)
+    {
+        var compiled = NvrtcCompiler.CompileCached(file, Device.Architecture);
+        MakeCurrent();
+        IntPtr module;
+        fixed (byte* image = compiled.Image) Driver.Check(Driver.cuModuleLoadData(out module, image));
+        return new KernelModule(this, module);
+    }
+
+    /// <summary>Launches <paramref name="function"/> on this context's stream with arguments passed by value (device
+    /// pointers as ulong, scalars, or blittable structs laid out as the kernel's), and checks the launch.</summary>
+    public void Launch(IntPtr function, uint grid, uint block, uint sharedBytes, params object[] args)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        MakeCurrent();
+        var blocks = new IntPtr[args.Length];
+        var pointers = stackalloc void*[Math.Max(1, args.Length)];
+        try
+        {
+            for (int i = 0; i < args.Length; i++)
+            {
+                int size = Marshal.SizeOf(args[i].GetType());
+                blocks[i] = Marshal.AllocHGlobal(size);
+                Marshal.StructureToPtr(args[i], blocks[i], fDeleteOld: false);
+                pointers[i] = (void*)blocks[i];
+            }
+            Driver.Check(Driver.cuLaunchKernel(function, grid, 1, 1, block, 1, 1, sharedBytes, _stream, pointers, null));
+        }
+        finally
+        {
+            foreach (var b in blocks) if (b != IntPtr.Zero) Marshal.FreeHGlobal(b);
+        }
+    }
+
+    /// <summary>Waits for everything queued on the stream; an asynchronous kernel fault surfaces here.</summary>
+    public void Synchronize()
+    {
+        MakeCurrent();
+        Driver.Check(Driver.cuStreamSynchronize(_stream));
+    }
+
+    public void Dispose()
+    {
+        if (_context == IntPtr.Zero) return;
+        Driver.cuCtxSetCurrent(_context);
+        Driver.cuStreamSynchronize(_stream);
+        Driver.cuStreamDestroy(_stream);
+        Driver.cuDevicePrimaryCtxRelease(_device);
+        _context = _stream = IntPtr.Zero;
+    }
+}

@@ -1,0 +1,101 @@
+using System.Text.Json;
+
+namespace HpcEngine.Tests.Cli;
+
+/// <summary>`hpcengine bench strategies` end to end on a tiny dataset: what it writes, and that it matches the
+/// documented schema (docs/BENCHMARKS.md).</summary>
+[TestFixture]
+public class StrategyBenchTests
+{
+    private static readonly string[] RunNumbers =
+    [
+        "final_test_accuracy", "train_time_s", "samples_per_s", "bytes_per_worker_per_step", "compute_s", "communication_s",
+        "wait_s", "compress_s", "staleness_mean", "staleness_max", "residual_norm", "estimated_cost", "process_wall_s",
+    ];
+
+    [Test]
+    public void A_small_matrix_writes_results_json_csv_plots_report_and_traces()
+    {
+        string data = TestSupport.TempDir("hpc-sb-data-"), outDir = TestSupport.TempDir("hpc-sb-out-");
+        try
+        {
+            TestSupport.WriteTinyFashionMnist(data, 512, 128);
+            var r = TestSupport.RunCli(["bench", "strategies", "--workers", "2", "--model", "mlp", "--data", data, "--epochs", "2",
+                "--batch-size", "32", "--strategies", "sync,ssp:1", "--compress", "none,topk:0.1", "--target-accuracy", "0.05",
+                "--eval-every", "4", "--latency", "1ms", "--straggler", "1:1.2", "--out", outDir], timeoutSeconds: 300);
+            Assert.That(r.Exit, Is.Zero, r.Stdout + r.Stderr);
+            Assert.That(r.Stdout, Does.Contain("[1/3").And.Contain("[3/3").And.Contain("ETA"), "progress per run and overall");
+
+            using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")));
+            var root = doc.RootElement;
+            var config = root.GetProperty("config");
+            Assert.That(config.GetProperty("model").GetString(), Is.EqualTo("mlp"));
+            Assert.That(config.GetProperty("workers").EnumerateArray().Select(w => w.GetInt32()), Is.EqualTo(new[] { 2 }));
+            Assert.That(config.GetProperty("straggler").GetString(), Is.EqualTo("1:1.2"));
+            var runs = root.GetProperty("runs").EnumerateArray().ToArray();
+            Assert.That(runs.Select(x => $"{x.GetProperty("strategy").GetString()}+{x.GetProperty("codec").GetString()}"),
+                Is.EqualTo(new[] { "sync+none", "sync+topk:0.1", "ssp:1+none" }));
+            foreach (var run in runs)
+            {
+                Assert.That(run.GetProperty("status").GetString(), Is.EqualTo("ok"));
+                Assert.That(run.GetProperty("workers").GetInt32(), Is.EqualTo(2));
+                foreach (var k in RunNumbers) Assert.That(run.GetProperty(k).ValueKind, Is.EqualTo(JsonValueKind.Number), k);
+                var ttt = run.GetProperty("time_to_target_s");
+                Assert.That(ttt.ValueKind, Is.EqualTo(JsonValueKind.Number), "a 0.05 target is reached at the first evaluation");
+                var curve = run.GetProperty("curve").EnumerateArray().ToArray();
+                Assert.That(curve, Has.Length.GreaterThanOrEqualTo(2));
+                Assert.That(curve.All(p => p.GetArrayLength() == 2 && p[1].GetDouble() is >= 0 and <= 1), Is.True);
+                Assert.That(curve.Select(p => p[0].GetDouble()), Is.Ordered, "wall time grows along the curve");
+                Assert.That(run.GetProperty("bytes_per_worker_per_step").GetDouble(), Is.GreaterThan(0));
+                string trace = Path.Combine(outDir, run.GetProperty("trace").GetString()!);
+                using var t = JsonDocument.Parse(File.ReadAllText(trace));
+                var events = t.RootElement.GetProperty("traceEvents").EnumerateArray().Where(e => e.GetProperty("ph").GetString() == "X").ToArray();
+                Assert.That(events.Select(e => e.GetProperty("pid").GetInt32()).Distinct().Order(), Is.EqualTo(new[] { 0, 1 }), "both ranks merged");
+                Assert.That(events.Select(e => e.GetProperty("cat").GetString()), Does.Contain("compute").And.Contain("communication"));
+            }
+            var ssp = runs[2];
+            Assert.That(ssp.GetProperty("staleness_max").GetDouble(), Is.GreaterThanOrEqualTo(0));
+            // Top-k sends (4 + 8k)-byte messages instead of the dense gradient.
+            Assert.That(runs[1].GetProperty("bytes_per_worker_per_step").GetDouble(), Is.LessThan(runs[0].GetProperty("bytes_per_worker_per_step").GetDouble() / 2));
+            var skipped = root.GetProperty("skipped").EnumerateArray().ToArray();
+            Assert.That(skipped.Select(s => s.GetProperty("strategy").GetString() + "+" + s.GetProperty("codec").GetString()), Is.EqualTo(new[] { "ssp:1+topk:0.1" }));
+
+            var csv = File.ReadAllLines(Path.Combine(outDir, "results.csv"));
+            Assert.That(csv, Has.Length.EqualTo(4));
+            Assert.That(csv[0], Does.StartWith("strategy,codec,workers,status,final_test_accuracy,time_to_target_s"));
+            foreach (var plot in new[] { "accuracy_vs_time", "accuracy_vs_bytes" })
+            {
+                var png = File.ReadAllBytes(Path.Combine(outDir, plot + ".png"));
+                Assert.That(png.Take(4), Is.EqualTo(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }), plot);
+                Assert.That(File.ReadAllText(Path.Combine(outDir, plot + ".svg")), Does.Contain("<svg"));
+            }
+            string report = File.ReadAllText(Path.Combine(outDir, "report.md"));
+            Assert.That(report, Does.Contain("| strategy | codec |").And.Contain("accuracy_vs_time.png").And.Contain("fastest to 0.05"));
+        }
+        finally
+        {
+            Directory.Delete(data, true);
+            Directory.Delete(outDir, true);
+        }
+    }
+
+    [Test]
+    public void Bad_matrix_settings_fail_before_any_run_with_one_line()
+    {
+        foreach (var (args, mentions) in new (string[], string)[]
+        {
+            (["--strategies", "sync,hogwild", "--out", "x"], "hogwild"),
+            (["--compress", "zip", "--out", "x"], "zip"),
+            (["--workers", "1", "--out", "x"], "--workers"),
+            (["--bandwidth", "fast", "--out", "x"], "fast"),
+            (["--straggler", "1:0.5", "--out", "x"], "1:0.5"),
+            (["--strategies", "sync"], "--out"),
+        })
+        {
+            var r = TestSupport.RunCli(["bench", "strategies", .. args]);
+            Assert.That(r.Exit, Is.EqualTo(2), string.Join(' ', args) + ": " + r.Stderr);
+            Assert.That(r.Stderr.Trim().Split('\n'), Has.Length.EqualTo(1), r.Stderr);
+            Assert.That(r.Stderr, Does.Contain(mentions));
+        }
+    }
+}
