@@ -44,13 +44,17 @@ internal sealed record StrategyRunResult
     /// on the training clock (evaluation excluded); cost is workers × machine price × time.</summary>
     public static StrategyRunResult From(StrategyRunPlan p, JsonElement j, double target, double pricePerHour, double processWall, string trace)
     {
-        double D(string name) => j.GetProperty(name).GetDouble();
-        var curve = j.GetProperty("curve").EnumerateArray().Select(pt => pt.EnumerateArray().Select(v => v.GetDouble()).ToArray()).ToArray();
+        double D(string name) => j.GetProperty(name) is { ValueKind: JsonValueKind.Number } v ? v.GetDouble() : double.NaN;
+        bool diverged = j.TryGetProperty("diverged", out var dv) && dv.ValueKind == JsonValueKind.True;
+        var curve = j.GetProperty("curve").EnumerateArray()
+            .Select(pt => pt.EnumerateArray().Select(v => v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN).ToArray())
+            .Where(pt => pt.All(double.IsFinite)).ToArray();
         double? ttt = curve.FirstOrDefault(pt => pt[1] >= target)?[0];
         double perSecond = pricePerHour * p.Workers / 3600;
         return new StrategyRunResult
         {
-            Strategy = p.Strategy, Codec = p.Codec, Workers = p.Workers,
+            Strategy = p.Strategy, Codec = p.Codec, Workers = p.Workers, Status = diverged ? "diverged" : "ok",
+            Error = diverged ? "the training loss became NaN or infinite" : null,
             FinalTestAccuracy = D("final_test_accuracy"), TimeToTargetSeconds = ttt, TrainSeconds = D("train_time_s"),
             SamplesPerSecond = D("samples_per_s"), BytesPerWorkerPerStep = D("bytes_per_worker_per_step"),
             ComputeSeconds = D("compute_s"), CommunicationSeconds = D("communication_s"), WaitSeconds = D("wait_s"), CompressSeconds = D("compress_s"),
@@ -97,7 +101,7 @@ internal static class StrategyReport
             ["runs"] = runs.Select(r => r.ToJson()).ToArray(),
             ["skipped"] = skipped.Select(s => new Dictionary<string, object> { ["strategy"] = s.Plan.Strategy, ["codec"] = s.Plan.Codec, ["workers"] = s.Plan.Workers, ["reason"] = s.Why }).ToArray(),
         };
-        File.WriteAllText(Path.Combine(dir, "results.json"), JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(Path.Combine(dir, "results.json"), JsonSerializer.Serialize(json, Training.JsonNumbers.Options));
         var csv = new StringBuilder(string.Join(",", CsvColumns)).Append('\n');
         foreach (var r in runs)
         {
@@ -105,7 +109,7 @@ internal static class StrategyReport
             csv.Append(string.Join(",", CsvColumns.Select(c => Format(row[c])))).Append('\n');
         }
         File.WriteAllText(Path.Combine(dir, "results.csv"), csv.ToString());
-        var plots = StrategyPlots.Draw(dir, runs.Where(r => r.Status == "ok").ToList(), config);
+        var plots = StrategyPlots.Draw(dir, runs.Where(r => r.Status != "failed").ToList(), config);
         File.WriteAllText(Path.Combine(dir, "report.md"), Markdown(config, runs, skipped, plots));
     }
 
@@ -127,23 +131,23 @@ internal static class StrategyReport
         md.Append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         foreach (var r in runs)
         {
-            if (r.Status != "ok")
+            if (r.Status == "failed")
             {
                 md.Append(CultureInfo.InvariantCulture, $"| {r.Strategy} | {r.Codec} | {r.Workers} | failed: {r.Error?.Replace("|", "/", StringComparison.Ordinal)} |||||||||||\n");
                 continue;
             }
-            md.Append(CultureInfo.InvariantCulture, $"| {r.Strategy} | {r.Codec} | {r.Workers} | {r.FinalTestAccuracy:F4} | {(r.TimeToTargetSeconds is double t ? t.ToString("F1", CultureInfo.InvariantCulture) : "not reached")} | {r.TrainSeconds:F1} | {r.SamplesPerSecond:F0} | {r.BytesPerWorkerPerStep / 1e3:F1} | {r.ComputeSeconds:F1} | {r.CommunicationSeconds:F1} | {r.WaitSeconds:F1} | {r.StalenessMean:F2} / {r.StalenessMax:F0} | {r.EstimatedCost:F4} | {(r.CostToTarget is double ct ? ct.ToString("F4", CultureInfo.InvariantCulture) : "–")} |\n");
+            md.Append(CultureInfo.InvariantCulture, $"| {r.Strategy} | {r.Codec} | {r.Workers} | {r.FinalTestAccuracy:F4}{(r.Status == "diverged" ? " (diverged)" : "")} | {(r.TimeToTargetSeconds is double t ? t.ToString("F1", CultureInfo.InvariantCulture) : "not reached")} | {r.TrainSeconds:F1} | {r.SamplesPerSecond:F0} | {r.BytesPerWorkerPerStep / 1e3:F1} | {r.ComputeSeconds:F1} | {r.CommunicationSeconds:F1} | {r.WaitSeconds:F1} | {r.StalenessMean:F2} / {r.StalenessMax:F0} | {r.EstimatedCost:F4} | {(r.CostToTarget is double ct ? ct.ToString("F4", CultureInfo.InvariantCulture) : "–")} |\n");
         }
         if (skipped.Count > 0)
         {
             md.Append("\nSkipped: ");
-            md.Append(string.Join("; ", skipped.Select(s => $"{s.Plan.Strategy} + {s.Plan.Codec} ({s.Why})")));
+            md.Append(string.Join("; ", skipped.GroupBy(s => s.Why).Select(g => $"{string.Join(", ", g.Select(s => $"{s.Plan.Strategy} + {s.Plan.Codec}"))} ({g.Key})")));
             md.Append('\n');
         }
         md.Append('\n');
         foreach (var p in plots) md.Append(CultureInfo.InvariantCulture, $"![{Path.GetFileNameWithoutExtension(p)}]({p})\n\n");
         md.Append("## Conclusions (computed from the table)\n\n");
-        foreach (var line in Conclusions(c, runs.Where(r => r.Status == "ok").ToList())) md.Append("- ").Append(line).Append('\n');
+        foreach (var line in Conclusions(c, runs.Where(r => r.Status != "failed").ToList())) md.Append("- ").Append(line).Append('\n');
         md.Append("\nTimes are per worker, averaged over workers, on the training clock (evaluation excluded). Bytes are what the TCP transport put on the wire (frame headers included). Each run's Chrome trace is under runs/ (open in chrome://tracing or ui.perfetto.dev).\n");
         return md.ToString();
     }
@@ -152,7 +156,11 @@ internal static class StrategyReport
     /// each codec saved in bytes against its uncompressed counterpart and what it cost in accuracy.</summary>
     internal static IEnumerable<string> Conclusions(StrategyBenchConfig c, IReadOnlyList<StrategyRunResult> ok)
     {
-        if (ok.Count == 0) { yield return "no run finished."; yield break; }
+        var diverged = ok.Where(r => r.Status == "diverged").ToList();
+        if (diverged.Count > 0)
+            yield return "diverged (loss became NaN or infinite): " + string.Join(", ", diverged.Select(r => r.Label)) + "; left out of the comparisons below.";
+        ok = ok.Where(r => r.Status == "ok").ToList();
+        if (ok.Count == 0) { yield return "no run finished healthy."; yield break; }
         var reached = ok.Where(r => r.TimeToTargetSeconds != null).ToList();
         if (reached.Count == 0) yield return $"no run reached {c.TargetAccuracy:F2} test accuracy within {c.Epochs} epochs.";
         else

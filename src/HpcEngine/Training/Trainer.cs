@@ -109,8 +109,12 @@ public sealed record TrainResult(TrainConfig Config, string DataSource, IReadOnl
         ["residual_norm"] = Metrics.ResidualNorm,
         ["curve"] = Curve.Select(c => new[] { c.WallSeconds, c.Accuracy }).ToArray(),
         ["step_losses"] = StepLosses,
+        ["diverged"] = Diverged,
         ["per_epoch"] = Epochs.Select(e => new Dictionary<string, object> { ["epoch"] = e.Epoch, ["train_loss"] = e.TrainLoss, ["test_accuracy"] = e.TestAccuracy, ["seconds"] = e.Seconds, ["samples_per_s"] = e.SamplesPerSecond }).ToArray(),
-    }, new JsonSerializerOptions { WriteIndented = true });
+    }, JsonNumbers.Options);
+
+    /// <summary>True when a training loss became NaN or infinite (the JSON then carries nulls where numbers were not finite).</summary>
+    public bool Diverged => StepLosses.Any(l => !double.IsFinite(l));
 }
 
 /// <summary>Single-process supervised training on an image dataset: the loop the CLI, the example program and (later)

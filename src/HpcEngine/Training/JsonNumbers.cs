@@ -1,0 +1,26 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace HpcEngine.Training;
+
+/// <summary>JSON output for results: a diverged run's NaN or infinite numbers are written as null (JSON has no NaN),
+/// so the file stays valid for every reader and the run is still recorded.</summary>
+public static class JsonNumbers
+{
+    private sealed class FiniteOrNull : JsonConverter<double>
+    {
+        public override double Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+            reader.TokenType == JsonTokenType.Null ? double.NaN : reader.GetDouble();
+
+        public override void Write(Utf8JsonWriter writer, double value, JsonSerializerOptions options)
+        {
+            if (double.IsFinite(value)) writer.WriteNumberValue(value);
+            else writer.WriteNullValue();
+        }
+
+        public override bool HandleNull => true;
+    }
+
+    /// <summary>Indented output with non-finite numbers as null.</summary>
+    public static JsonSerializerOptions Options { get; } = new() { WriteIndented = true, Converters = { new FiniteOrNull() } };
+}
