@@ -87,6 +87,9 @@ public sealed class BenchOptions
     [Option("seed", Default = 0UL, HelpText = "strategies: seed of every run.")]
     public ulong Seed { get; set; }
 
+    [Option("render", Default = false, HelpText = "strategies: only redraw results.csv, the plots and report.md from DIR/results.json.")]
+    public bool Render { get; set; }
+
     [Option("out", HelpText = "strategies: output directory (results.json, results.csv, plots, report.md, per-run logs and traces).")]
     public string? Out { get; set; }
 }

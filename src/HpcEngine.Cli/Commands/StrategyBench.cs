@@ -19,6 +19,7 @@ internal static class StrategyBench
 {
     public static int Run(BenchOptions o)
     {
+        if (o.Render) return Render(o.Out ?? throw new ArgumentException("bench strategies --render needs --out DIR"));
         var workers = ParseList(o.Workers, "--workers").Select(w => int.TryParse(w, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n >= 2
             ? n : throw new ArgumentException($"--workers: '{w}' is not a worker count of 2 or more")).Distinct().ToArray();
         var strategies = ParseList(o.Strategies, "--strategies");
@@ -71,6 +72,18 @@ internal static class StrategyBench
         Console.WriteLine($"done in {overall.Elapsed.TotalMinutes:F1} min: {Path.Combine(outDir, "report.md")}");
         // A diverged run is a measured outcome, not a failure of the benchmark.
         return results.All(r => r.Status != "failed") ? 0 : 1;
+    }
+
+    /// <summary>Redraws everything but the runs from DIR/results.json (after changing how plots or the report look, or
+    /// after editing the file by hand).</summary>
+    private static int Render(string outDir)
+    {
+        string path = Path.Combine(outDir, "results.json");
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path} does not exist: run the matrix first", path);
+        var (config, runs, skipped) = StrategyReport.Read(path);
+        StrategyReport.Write(outDir, config, runs, skipped);
+        Console.WriteLine($"rendered {runs.Count} runs from {path}: {Path.Combine(outDir, "report.md")}");
+        return 0;
     }
 
     private static string[] ParseList(string value, string option)

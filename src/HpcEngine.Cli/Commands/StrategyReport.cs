@@ -86,6 +86,45 @@ internal static class StrategyReport
         "residual_norm", "estimated_cost", "cost_to_target",
     ];
 
+    /// <summary>Reads a results.json back (the inverse of <see cref="Write"/>'s JSON); a file that does not follow the
+    /// schema is an error naming the field.</summary>
+    public static (StrategyBenchConfig Config, List<StrategyRunResult> Runs, List<(StrategyRunPlan Plan, string Why)> Skipped) Read(string path)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(path));
+        var root = doc.RootElement;
+        try
+        {
+            var c = root.GetProperty("config");
+            string? Str(JsonElement e, string k) => e.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+            double Num(JsonElement e, string k) => e.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN;
+            double? NumOrNull(JsonElement e, string k) => e.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
+            var config = new StrategyBenchConfig(Str(c, "model")!, c.GetProperty("workers").EnumerateArray().Select(w => w.GetInt32()).ToArray(),
+                c.GetProperty("epochs").GetInt32(), c.GetProperty("batch_size_per_worker").GetInt32(),
+                c.GetProperty("strategies").EnumerateArray().Select(x => x.GetString()!).ToArray(), c.GetProperty("codecs").EnumerateArray().Select(x => x.GetString()!).ToArray(),
+                Num(c, "target_accuracy"), Str(c, "bandwidth"), Str(c, "latency"), Str(c, "straggler"), Num(c, "price_per_hour"), Str(c, "data"),
+                c.GetProperty("seed").GetUInt64(), c.GetProperty("eval_every_steps").GetInt32(),
+                DateTime.Parse(Str(c, "started_utc")!, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind), c.GetProperty("cores").GetInt32(), Str(c, "os") ?? "");
+            var runs = root.GetProperty("runs").EnumerateArray().Select(r => new StrategyRunResult
+            {
+                Strategy = Str(r, "strategy")!, Codec = Str(r, "codec")!, Workers = r.GetProperty("workers").GetInt32(), Status = Str(r, "status") ?? "ok", Error = Str(r, "error"),
+                FinalTestAccuracy = Num(r, "final_test_accuracy"), TimeToTargetSeconds = NumOrNull(r, "time_to_target_s"), TrainSeconds = Num(r, "train_time_s"),
+                SamplesPerSecond = Num(r, "samples_per_s"), BytesPerWorkerPerStep = Num(r, "bytes_per_worker_per_step"), ComputeSeconds = Num(r, "compute_s"),
+                CommunicationSeconds = Num(r, "communication_s"), WaitSeconds = Num(r, "wait_s"), CompressSeconds = Num(r, "compress_s"),
+                StalenessMean = Num(r, "staleness_mean"), StalenessMax = Num(r, "staleness_max"), ResidualNorm = Num(r, "residual_norm"),
+                EstimatedCost = Num(r, "estimated_cost"), CostToTarget = NumOrNull(r, "cost_to_target"), ProcessWallSeconds = Num(r, "process_wall_s"), Trace = Str(r, "trace"),
+                Curve = r.GetProperty("curve").EnumerateArray().Select(p => p.EnumerateArray().Select(v => v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN).ToArray()).Where(p => p.All(double.IsFinite)).ToArray(),
+            }).ToList();
+            var skipped = root.TryGetProperty("skipped", out var sk)
+                ? sk.EnumerateArray().Select(x => (new StrategyRunPlan(Str(x, "strategy")!, Str(x, "codec")!, x.GetProperty("workers").GetInt32()), Str(x, "reason") ?? "")).ToList()
+                : [];
+            return (config, runs, skipped);
+        }
+        catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"{path} does not follow the results.json schema (docs/BENCHMARKS.md): {e.Message}", e);
+        }
+    }
+
     public static void Write(string dir, StrategyBenchConfig config, IReadOnlyList<StrategyRunResult> runs, IReadOnlyList<(StrategyRunPlan Plan, string Why)> skipped)
     {
         var json = new Dictionary<string, object?>
