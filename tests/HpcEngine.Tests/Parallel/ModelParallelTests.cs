@@ -1,0 +1,166 @@
+using HpcEngine.NN;
+using HpcEngine.Parallel;
+using HpcEngine.Parallel.ModelParallel;
+using HpcEngine.Tests.Distributed;
+
+namespace HpcEngine.Tests.Parallel;
+
+/// <summary>Tensor and pipeline parallelism against single-process training of the same model and batch.</summary>
+[TestFixture]
+public class ModelParallelTests
+{
+    private const ulong InitSeed = 7;
+
+    private static (Tensor X, Tensor Y) Batch(int size, ulong seed)
+    {
+        var x = Tensor.Randn([size, 1, 28, 28], DType.Float32, new Generator(seed)).DetachFromScope();
+        var y = Tensor.Randint(0, 10, [size], generator: new Generator(seed + 1)).DetachFromScope();
+        return (x, y);
+    }
+
+    /// <summary>One process: loss, then the gradients by the model's parameter names.</summary>
+    private static (double Loss, Dictionary<string, float[]> Grads) SingleProcess(Tensor x, Tensor y)
+    {
+        using var model = Models.Create("mlp-wide", new Generator(InitSeed));
+        using var scope = new TensorScope();
+        var loss = F.CrossEntropy(model.Forward(x), y);
+        loss.Backward();
+        return (loss.Item(), model.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.Grad!.ToArray<float>()));
+    }
+
+    private static void AssertGradsClose(Dictionary<string, float[]> got, Dictionary<string, float[]> want, string who)
+    {
+        Assert.That(got.Keys, Is.EquivalentTo(want.Keys), who);
+        foreach (var (k, w) in want)
+        {
+            double scale = w.Max(v => Math.Abs(v)) + 1e-12;
+            for (int i = 0; i < w.Length; i++)
+                Assert.That(got[k][i], Is.EqualTo(w[i]).Within(2e-5 * scale + 1e-7), $"{who}: {k}[{i}]");
+        }
+    }
+
+    [TestCase(2)]
+    [TestCase(4)]
+    public void Tensor_parallel_mlp_wide_gives_the_single_process_loss_and_gradients(int n)
+    {
+        var (x, y) = Batch(8, 11);
+        using (x) using (y)
+        {
+            var (wantLoss, wantGrads) = SingleProcess(x, y);
+            var losses = new double[n];
+            var grads = new Dictionary<string, float[]>[n];
+            Ranks.Run(n, tp =>
+            {
+                using var model = TensorParallel.MlpWide(tp, new Generator(InitSeed));
+                using var scope = new TensorScope();
+                var loss = F.CrossEntropy(model.Forward(x), y);
+                loss.Backward();
+                losses[tp.Rank] = loss.Item();
+                grads[tp.Rank] = TensorParallel.FullGradients(model).ToDictionary(kv => kv.Key, kv => { using (kv.Value) return kv.Value.ToArray<float>(); });
+                Assert.That(((ColumnParallelLinear)model.Layers[1]).Weight.ShapeArray, Is.EqualTo(new[] { 1024 / n, 784 }), "each rank holds 1/n of the rows");
+            });
+            for (int r = 0; r < n; r++)
+            {
+                Assert.That(losses[r], Is.EqualTo(wantLoss).Within(1e-5), $"rank {r} loss");
+                AssertGradsClose(grads[r], wantGrads, $"tp{n} rank {r}");
+            }
+        }
+    }
+
+    [Test]
+    public void A_full_state_dict_loads_into_shards_and_gathers_back_unchanged()
+    {
+        using var reference = Models.Create("mlp-wide", new Generator(99));
+        var full = reference.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value);
+        var back = new Dictionary<string, float[]>[2];
+        Ranks.Run(2, tp =>
+        {
+            using var model = TensorParallel.MlpWide(tp, new Generator(1));
+            TensorParallel.LoadFullStateDict(model, full);
+            back[tp.Rank] = TensorParallel.FullStateDict(model).ToDictionary(kv => kv.Key, kv => { using (kv.Value) return kv.Value.ToArray<float>(); });
+            Assert.Throws<KeyNotFoundException>(() => TensorParallel.LoadFullStateDict(model, new Dictionary<string, Tensor>()));
+        });
+        foreach (var (k, t) in full) Assert.That(back[1][k], Is.EqualTo(t.ToArray<float>()), k);
+    }
+
+    [TestCase(2, PipelineSchedule.GPipe)]
+    [TestCase(2, PipelineSchedule.OneFOneB)]
+    [TestCase(4, PipelineSchedule.GPipe)]
+    [TestCase(4, PipelineSchedule.OneFOneB)]
+    public void Pipeline_stages_give_the_single_process_loss_and_gradients(int stages, PipelineSchedule schedule)
+    {
+        const int microBatches = 4;
+        var (x, y) = Batch(8, 21);
+        using (x) using (y)
+        {
+            var (wantLoss, wantGrads) = SingleProcess(x, y);
+            using var names = Models.Create("mlp-wide", new Generator(InitSeed));
+            var order = names.NamedParameters().Select(p => p.Name).ToArray();
+            var losses = new double[stages];
+            var grads = new List<float[]>[stages];
+            var stats = new PipelineStepStats[stages];
+            Ranks.Run(stages, pp =>
+            {
+                using var stage = new PipelineStage((Sequential)Models.Create("mlp-wide", new Generator(InitSeed)), pp);
+                using var scope = new TensorScope();
+                stats[pp.Rank] = stage.Step(stage.IsFirst ? x : null, stage.IsLast ? y : null, microBatches, schedule);
+                losses[pp.Rank] = stats[pp.Rank].Loss;
+                grads[pp.Rank] = stage.Parameters().Select(p => p.Grad!.ToArray<float>()).ToList();
+            });
+            Assert.That(losses[stages - 1], Is.EqualTo(wantLoss).Within(1e-5));
+            var got = grads.SelectMany(g => g).Select((g, i) => (order[i], g)).ToDictionary(p => p.Item1, p => p.g);
+            AssertGradsClose(got, wantGrads, $"pp{stages} {schedule}");
+            for (int s = 0; s < stages; s++)
+            {
+                int bound = schedule == PipelineSchedule.GPipe ? microBatches : Math.Min(stages - s, microBatches);
+                Assert.That(stats[s].MaxInFlight, Is.EqualTo(bound), $"stage {s}: micro-batches of activations alive at once");
+                Assert.That(stats[s].BubbleFraction, Is.InRange(0.0, 1.0));
+            }
+            Assert.That(stats[0].BytesSent, Is.GreaterThan(0));
+        }
+    }
+
+    [Test]
+    public void A_bad_partition_or_micro_batch_count_is_refused()
+    {
+        Ranks.Run(2, pp =>
+        {
+            Assert.Throws<ArgumentException>(() => new PipelineStage((Sequential)Models.Create("mlp-wide"), pp, [6, 0]));
+            using var stage = new PipelineStage((Sequential)Models.Create("mlp-wide"), pp, [2, 4]);
+            Assert.That(stage.Module.Layers, Has.Count.EqualTo(pp.Rank == 0 ? 2 : 4));
+            using var x = Tensor.Zeros([6, 1, 28, 28]);
+            using var y = Tensor.Zeros([6], DType.Int64);
+            if (pp.Rank == 0) Assert.Throws<ArgumentException>(() => stage.Step(x, null, 4, PipelineSchedule.GPipe));
+            else Assert.Throws<ArgumentException>(() => stage.Step(null, y, 4, PipelineSchedule.GPipe));
+        });
+        Assert.That(PipelineStepStats.TheoreticalBubble(4, 8), Is.EqualTo(3.0 / 11).Within(1e-12));
+    }
+
+    [Test]
+    public void Data_parallel_times_tensor_parallel_equals_single_process_on_the_global_batch()
+    {
+        var (x, y) = Batch(8, 31);
+        using (x) using (y)
+        {
+            var (wantLoss, wantGrads) = SingleProcess(x, y);
+            var grads = new Dictionary<string, float[]>[4];
+            Ranks.Run(4, world =>
+            {
+                using var mesh = DeviceMesh.Create(world, dataParallel: 2, pipelineParallel: 1, tensorParallel: 2);
+                Assert.That(mesh.Data.Size * mesh.Tensor.Size, Is.EqualTo(4));
+                using var model = TensorParallel.MlpWide(mesh.Tensor, new Generator(InitSeed));
+                using var ddp = new DistributedDataParallel(model, mesh.Data);
+                int d = mesh.Coordinates.Data;
+                using (var scope = new TensorScope())
+                {
+                    using var xs = x.Narrow(0, d * 4, 4);
+                    using var ys = y.Narrow(0, d * 4, 4);
+                    F.CrossEntropy(ddp.Forward(xs), ys).Backward();
+                }
+                ddp.Synchronize();
+                grads[world.Rank] = TensorParallel.FullGradients(model).ToDictionary(kv => kv.Key, kv => { using (kv.Value) return kv.Value.ToArray<float>(); });
+            }, timeoutSeconds: 120);
+            for (int r = 0; r < 4; r++) AssertGradsClose(grads[r], wantGrads, $"dp2×tp2 rank {r}");
+        }
+    }
+}
