@@ -6,10 +6,10 @@ using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine.Cli.Commands;
 
-[Verb("bench", HelpText = "Time a workload: gemm, softmax, layernorm, add, step (one training step), collectives (under hpcengine launch), or strategies (the sync/async strategy matrix).")]
+[Verb("bench", HelpText = "Time a workload: gemm, softmax, layernorm, add, step (one training step), collectives (under hpcengine launch), strategies (the sync/async strategy matrix), or parallel (tp/pp/dp steps).")]
 public sealed class BenchOptions
 {
-    [Value(0, MetaName = "workload", Required = true, HelpText = "gemm | softmax | layernorm | add | step | collectives | strategies")]
+    [Value(0, MetaName = "workload", Required = true, HelpText = "gemm | softmax | layernorm | add | step | collectives | strategies | parallel")]
     public string Workload { get; set; } = "";
 
     [Option("size", Default = 1024, HelpText = "gemm: N of an NxNxN product; others: rows and columns of an NxN float32 matrix.")]
@@ -21,8 +21,8 @@ public sealed class BenchOptions
     [Option("threads", HelpText = "Kernel threads (default: all cores).")]
     public int? Threads { get; set; }
 
-    [Option("model", Default = "mlp", HelpText = "step: mlp | mlp-wide | cnn")]
-    public string Model { get; set; } = "mlp";
+    [Option("model", HelpText = "step and strategies: mlp (default) | mlp-wide | cnn; parallel: mlp-wide (default)")]
+    public string? Model { get; set; }
 
     [Option("batch-size", Default = 128, HelpText = "step: samples per step.")]
     public int BatchSize { get; set; }
@@ -87,6 +87,18 @@ public sealed class BenchOptions
     [Option("seed", Default = 0UL, HelpText = "strategies: seed of every run.")]
     public ulong Seed { get; set; }
 
+    [Option("mode", Default = "tp", HelpText = "parallel: tp (tensor parallel) | pp (pipeline) | dp (data parallel).")]
+    public string Mode { get; set; } = "tp";
+
+    [Option("ranks", HelpText = "parallel: ranks; without a launcher the command starts itself under one with this many.")]
+    public int? Ranks { get; set; }
+
+    [Option("schedule", Default = "1f1b", HelpText = "parallel --mode pp: gpipe | 1f1b.")]
+    public string Schedule { get; set; } = "1f1b";
+
+    [Option("micro-batches", Default = 8, HelpText = "parallel --mode pp: micro-batches per step.")]
+    public int MicroBatches { get; set; }
+
     [Option("render", Default = false, HelpText = "strategies: only redraw results.csv, the plots and report.md from DIR/results.json.")]
     public bool Render { get; set; }
 
@@ -103,9 +115,11 @@ internal static class BenchCommand
         if (o.Size <= 0) throw new ArgumentException($"--size must be positive, got {o.Size}");
         if (o.Iters <= 0) throw new ArgumentException($"--iters must be positive, got {o.Iters}");
         if (o.Threads is { } t) CpuThreads.Count = t;
+        o.Model ??= o.Workload == "parallel" ? "mlp-wide" : "mlp";
         if (o.Workload == "step") return StepBench.Run(o);
         if (o.Workload == "collectives") return CollectivesBench.Run(o);
         if (o.Workload == "strategies") return StrategyBench.Run(o);
+        if (o.Workload == "parallel") return ParallelBench.Run(o);
         int n = o.Size;
         using var noGrad = GradMode.NoGrad();
         var gen = new Generator(1);
@@ -119,7 +133,7 @@ internal static class BenchCommand
             "softmax" => () => F.Softmax(a, -1),
             "layernorm" => () => F.LayerNorm(a, [n], w, bias),
             "add" => () => a + b,
-            _ => throw new ArgumentException($"unknown workload '{o.Workload}': use gemm, softmax, layernorm, add, step, collectives or strategies"),
+            _ => throw new ArgumentException($"unknown workload '{o.Workload}': use gemm, softmax, layernorm, add, step, collectives, strategies or parallel"),
         };
         var times = Time(() => op().Dispose(), o.Iters);
         double ms = times[times.Length / 2];
@@ -179,10 +193,10 @@ internal static class StepBench
     public static int Run(BenchOptions o)
     {
         if (o.BatchSize <= 0) throw new ArgumentException($"--batch-size must be positive, got {o.BatchSize}");
-        var config = HpcEngine.Training.TrainConfig.For(o.Model) with { Optimizer = o.Optimizer, Lr = o.Optimizer == "sgd" ? 0.01 : 1e-3 };
+        var config = HpcEngine.Training.TrainConfig.For(o.Model!) with { Optimizer = o.Optimizer, Lr = o.Optimizer == "sgd" ? 0.01 : 1e-3 };
         config.Validate();
         var gen = new Generator(1);
-        using var model = HpcEngine.NN.Models.Create(o.Model, gen);
+        using var model = HpcEngine.NN.Models.Create(o.Model!, gen);
         using var opt = HpcEngine.Training.Trainer.MakeOptimizer(config, model.Parameters());
         using var x = Tensor.Randn([o.BatchSize, 1, 28, 28], DType.Float32, gen);
         using var y = Tensor.Randint(0, 10, [o.BatchSize], generator: gen);
@@ -199,7 +213,7 @@ internal static class StepBench
         Console.WriteLine($"train step {o.Model} batch {o.BatchSize} {o.Optimizer}: {ms:F3} ms (median of {o.Iters}, min {times[0]:F3}), {o.BatchSize / ms * 1000:F0} samples/s, {CpuThreads.Count} threads");
         BenchCommand.WriteJson(o.Json, new Dictionary<string, object>
         {
-            ["model"] = o.Model, ["batch_size"] = o.BatchSize, ["optimizer"] = o.Optimizer, ["threads"] = CpuThreads.Count,
+            ["model"] = o.Model!, ["batch_size"] = o.BatchSize, ["optimizer"] = o.Optimizer, ["threads"] = CpuThreads.Count,
             ["iters"] = o.Iters, ["ms_per_step"] = Math.Round(ms, 4), ["ms_min"] = Math.Round(times[0], 4),
             ["samples_per_s"] = Math.Round(o.BatchSize / ms * 1000, 1),
         });

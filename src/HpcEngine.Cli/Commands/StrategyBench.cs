@@ -48,7 +48,7 @@ internal static class StrategyBench
                         skipped.Add((plan, "zero1 and ssp exchange parameter shards, not a dense average a codec could compress"));
                     else plans.Add(plan);
                 }
-        var config = new StrategyBenchConfig(o.Model, workers, o.Epochs, o.BatchSize, strategies, codecs, o.TargetAccuracy, o.Bandwidth, o.Latency,
+        var config = new StrategyBenchConfig(o.Model!, workers, o.Epochs, o.BatchSize, strategies, codecs, o.TargetAccuracy, o.Bandwidth, o.Latency,
             o.Straggler, o.PricePerHour, o.Data, o.Seed, o.EvalEvery, DateTime.UtcNow, Environment.ProcessorCount, Environment.OSVersion.ToString());
         Console.WriteLine($"bench strategies: {plans.Count} runs ({skipped.Count} combinations skipped), model {o.Model}, {o.Epochs} epochs, workers {string.Join(",", workers)}, network {emulation ?? "loopback"}, straggler {o.Straggler ?? "none"} -> {outDir}");
         foreach (var g in skipped.GroupBy(s => s.Why)) Console.WriteLine($"  skip {string.Join(", ", g.Select(s => $"{s.Plan.Strategy} + {s.Plan.Codec}"))}: {g.Key}");
@@ -114,7 +114,7 @@ internal static class StrategyBench
         Directory.CreateDirectory(dir);
         string json = Path.Combine(dir, "result.json");
         var cmd = new List<string> { "hpcengine", "launch", "--nproc-per-node", plan.Workers.ToString(CultureInfo.InvariantCulture), "--",
-            "hpcengine", "train", "--model", o.Model, "--epochs", o.Epochs.ToString(CultureInfo.InvariantCulture),
+            "hpcengine", "train", "--model", o.Model!, "--epochs", o.Epochs.ToString(CultureInfo.InvariantCulture),
             "--batch-size", o.BatchSize.ToString(CultureInfo.InvariantCulture), "--strategy", plan.Strategy,
             "--seed", o.Seed.ToString(CultureInfo.InvariantCulture), "--eval-every", o.EvalEvery.ToString(CultureInfo.InvariantCulture),
             "--json", json, "--trace-dir", dir };

@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using HpcEngine.Distributed;
+using HpcEngine.NN;
+using HpcEngine.Optim;
+using HpcEngine.Parallel;
+using HpcEngine.Parallel.ModelParallel;
+
+namespace HpcEngine.Cli.Commands;
+
+/// <summary><c>hpcengine bench parallel</c>: training steps of <c>mlp-wide</c> (SGD, global batch --batch-size) under
+/// tensor, pipeline or data parallelism over all ranks of the launcher's world; reports samples/s, per-rank busy and
+/// idle time, the pipeline bubble (measured and theoretical) and the bytes exchanged per step. Rank 0 prints and writes
+/// the JSON. Without a launcher, <c>--ranks N</c> starts the same command under one.</summary>
+internal static class ParallelBench
+{
+    public static int Run(BenchOptions o)
+    {
+        if (o.Mode is not ("tp" or "pp" or "dp")) throw new ArgumentException($"--mode must be tp, pp or dp, got '{o.Mode}'");
+        if (o.Model != "mlp-wide") throw new ArgumentException($"bench parallel supports --model mlp-wide in this version (gpt-mini's tensor-parallel attention is not built yet), got '{o.Model}'");
+        var schedule = o.Schedule switch
+        {
+            "gpipe" => PipelineSchedule.GPipe,
+            "1f1b" => PipelineSchedule.OneFOneB,
+            _ => throw new ArgumentException($"--schedule must be gpipe or 1f1b, got '{o.Schedule}'"),
+        };
+        if (Environment.GetEnvironmentVariable("WORLD_SIZE") == null)
+        {
+            if (o.Ranks is not int n || n < 1) throw new ArgumentException("bench parallel runs under hpcengine launch, or give --ranks N to start it under one");
+            var args = Environment.GetCommandLineArgs().Skip(1).ToList();
+            if (args.Count > 0 && args[0].EndsWith(".dll", StringComparison.OrdinalIgnoreCase)) args.RemoveAt(0);
+            return LaunchCommand.Run(new LaunchOptions { NprocPerNode = n, Nnodes = 1, NodeRank = 0, MasterAddr = "127.0.0.1", MasterPort = 0, MaxRestarts = 0, Command = ["hpcengine", .. args] });
+        }
+        using var world = ProcessGroups.InitFromEnvironment();
+        if (o.Ranks is int want && want != world.Size) throw new ArgumentException($"--ranks {want} but the launcher started {world.Size}");
+        int batch = o.BatchSize, ranks = world.Size;
+        if (o.Mode == "dp" && batch % ranks != 0) throw new ArgumentException($"--batch-size {batch} does not split over {ranks} data-parallel ranks");
+        if (o.Mode == "pp" && batch % o.MicroBatches != 0) throw new ArgumentException($"--batch-size {batch} does not split into {o.MicroBatches} micro-batches");
+
+        var gen = new Generator(1);
+        using var x = Tensor.Randn([batch, 1, 28, 28], DType.Float32, new Generator(5));
+        using var y = Tensor.Randint(0, 10, [batch], generator: new Generator(6));
+        Module? model = null;
+        PipelineStage? stage = null;
+        DistributedDataParallel? ddp = null;
+        switch (o.Mode)
+        {
+            case "tp": model = TensorParallel.MlpWide(world, gen); break;
+            case "dp": model = Models.Create("mlp-wide", gen); ddp = new DistributedDataParallel(model, world); break;
+            default: stage = new PipelineStage((Sequential)Models.Create("mlp-wide", gen), world); break;
+        }
+        using var sgd = new Sgd(stage?.Parameters() ?? model!.Parameters(), 0.01, 0.9);
+        double busy = 0, bubble = 0;
+        (double Busy, double Total) Step()
+        {
+            using var scope = new TensorScope();
+            var sw = Stopwatch.StartNew();
+            double stepBusy;
+            if (stage != null)
+            {
+                var st = stage.Step(stage.IsFirst ? x : null, stage.IsLast ? y : null, o.MicroBatches, schedule);
+                stepBusy = st.BusySeconds;
+            }
+            else
+            {
+                int per = o.Mode == "dp" ? batch / ranks : batch;
+                using var xs = x.Narrow(0, o.Mode == "dp" ? world.Rank * per : 0, per);
+                using var ys = y.Narrow(0, o.Mode == "dp" ? world.Rank * per : 0, per);
+                F.CrossEntropy(model!.Forward(xs), ys).Backward();
+                stepBusy = sw.Elapsed.TotalSeconds; // tp: includes its in-layer allreduces (they cannot overlap here)
+                ddp?.Synchronize();
+            }
+            sgd.Step();
+            sgd.ZeroGrad();
+            return (stepBusy, sw.Elapsed.TotalSeconds);
+        }
+        for (int i = 0; i < 3; i++) Step();
+        world.Barrier().Wait();
+        long bytes0 = world.BytesSent;
+        var times = new List<double>();
+        for (int i = 0; i < o.Iters; i++)
+        {
+            var (b, t) = Step();
+            busy += b;
+            bubble += t <= 0 ? 0 : 1 - b / t;
+            times.Add(t);
+        }
+        world.Barrier().Wait();
+        double[] mine = [busy, times.Sum(), (world.BytesSent - bytes0) / (double)o.Iters, bubble / o.Iters];
+        using var local = Tensor.FromArray(mine);
+        using var all = Tensor.Zeros([ranks * mine.Length], DType.Float64);
+        world.AllGather(all, local).Wait();
+        var v = all.ToArray<double>();
+        stage?.Dispose();
+        ddp?.Dispose();
+        model?.Dispose();
+        if (world.Rank != 0) return 0;
+
+        double stepSeconds = Enumerable.Range(0, ranks).Max(r => v[r * 4 + 1]) / o.Iters;
+        var perRank = Enumerable.Range(0, ranks).Select(r => new Dictionary<string, object>
+        {
+            ["rank"] = r, ["busy_s"] = v[r * 4], ["idle_s"] = Math.Max(0, v[r * 4 + 1] - v[r * 4]), ["bytes_per_step"] = v[r * 4 + 2],
+        }).ToArray();
+        var result = new Dictionary<string, object?>
+        {
+            ["mode"] = o.Mode, ["ranks"] = ranks, ["model"] = o.Model, ["batch_size"] = batch, ["iters"] = o.Iters,
+            ["schedule"] = o.Mode == "pp" ? o.Schedule : null, ["micro_batches"] = o.Mode == "pp" ? o.MicroBatches : null,
+            ["step_ms"] = stepSeconds * 1e3, ["samples_per_s"] = batch / stepSeconds,
+            ["bubble_fraction"] = o.Mode == "pp" ? Enumerable.Range(0, ranks).Average(r => v[r * 4 + 3]) : null,
+            ["bubble_theoretical"] = o.Mode == "pp" ? PipelineStepStats.TheoreticalBubble(ranks, o.MicroBatches) : null,
+            ["bytes_per_step"] = Enumerable.Range(0, ranks).Sum(r => v[r * 4 + 2]),
+            ["per_rank"] = perRank,
+        };
+        Console.WriteLine($"{o.Mode} over {ranks} ranks, mlp-wide, batch {batch}{(o.Mode == "pp" ? $", {o.Schedule}, {o.MicroBatches} micro-batches" : "")}: " +
+            $"{stepSeconds * 1e3:F1} ms/step, {batch / stepSeconds:F0} samples/s, {(double)result["bytes_per_step"]! / 1e6:F2} MB exchanged per step");
+        if (o.Mode == "pp") Console.WriteLine($"bubble: measured {(double)result["bubble_fraction"]!:F3}, theoretical (p-1)/(m+p-1) = {(double)result["bubble_theoretical"]!:F3}");
+        Console.WriteLine("| rank | busy s | idle s | MB sent/step |");
+        Console.WriteLine("|---|---|---|---|");
+        foreach (var r in perRank) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {r["rank"]} | {(double)r["busy_s"]:F3} | {(double)r["idle_s"]:F3} | {(double)r["bytes_per_step"] / 1e6:F2} |"));
+        if (o.Json != null) File.WriteAllText(o.Json, JsonSerializer.Serialize(result, Training.JsonNumbers.Options));
+        return 0;
+    }
+}
