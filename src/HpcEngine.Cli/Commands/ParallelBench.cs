@@ -9,7 +9,7 @@ using HpcEngine.Parallel.ModelParallel;
 
 namespace HpcEngine.Cli.Commands;
 
-/// <summary><c>hpcengine bench parallel</c>: training steps of <c>mlp-wide</c> (SGD, global batch --batch-size) under
+/// <summary><c>hpcengine bench parallel</c>: training steps of <c>mlp-wide</c> or <c>gpt-mini</c> (SGD, global batch --batch-size) under
 /// tensor, pipeline or data parallelism over all ranks of the launcher's world; reports samples/s, per-rank busy and
 /// idle time, the pipeline bubble (measured and theoretical) and the bytes exchanged per step. Rank 0 prints and writes
 /// the JSON. Without a launcher, <c>--ranks N</c> starts the same command under one.</summary>
@@ -18,7 +18,8 @@ internal static class ParallelBench
     public static int Run(BenchOptions o)
     {
         if (o.Mode is not ("tp" or "pp" or "dp")) throw new ArgumentException($"--mode must be tp, pp or dp, got '{o.Mode}'");
-        if (o.Model != "mlp-wide") throw new ArgumentException($"bench parallel supports --model mlp-wide in this version (gpt-mini's tensor-parallel attention is not built yet), got '{o.Model}'");
+        if (o.Model is not ("mlp-wide" or "gpt-mini")) throw new ArgumentException($"bench parallel takes --model mlp-wide or gpt-mini, got '{o.Model}'");
+        if (o.Model == "gpt-mini" && o.Mode == "pp") throw new ArgumentException("--mode pp splits a Sequential model by layers: use --model mlp-wide (gpt-mini is not a Sequential)");
         var schedule = o.Schedule switch
         {
             "gpipe" => PipelineSchedule.GPipe,
@@ -39,16 +40,27 @@ internal static class ParallelBench
         if (o.Mode == "pp" && batch % o.MicroBatches != 0) throw new ArgumentException($"--batch-size {batch} does not split into {o.MicroBatches} micro-batches");
 
         var gen = new Generator(1);
-        using var x = Tensor.Randn([batch, 1, 28, 28], DType.Float32, new Generator(5));
-        using var y = Tensor.Randint(0, 10, [batch], generator: new Generator(6));
+        bool gpt = o.Model == "gpt-mini";
+        var cfg = GptMiniConfig.Default;
+        using var x = gpt ? Tensor.Randint(0, cfg.Vocab, [batch, cfg.Context], generator: new Generator(5)) : Tensor.Randn([batch, 1, 28, 28], DType.Float32, new Generator(5));
+        using var y = Tensor.Randint(0, gpt ? cfg.Vocab : 10, gpt ? [batch * cfg.Context] : [batch], generator: new Generator(6));
         Module? model = null;
         PipelineStage? stage = null;
         DistributedDataParallel? ddp = null;
         switch (o.Mode)
         {
-            case "tp": model = TensorParallel.MlpWide(world, gen); break;
-            case "dp": model = Models.Create("mlp-wide", gen); ddp = new DistributedDataParallel(model, world); break;
+            case "tp": model = gpt ? new ParallelGptMini(cfg, world, gen) : TensorParallel.MlpWide(world, gen); break;
+            case "dp": model = Models.Create(o.Model, gen); ddp = new DistributedDataParallel(model, world); break;
             default: stage = new PipelineStage((Sequential)Models.Create("mlp-wide", gen), world); break;
+        }
+        // The loss of a slice of the batch: cross-entropy, vocabulary-parallel for the tensor-parallel gpt-mini.
+        Tensor Loss(Tensor xs, int first, int count)
+        {
+            using var logits = model!.Forward(xs);
+            if (!gpt) { using var ys = y.Narrow(0, first, count); return F.CrossEntropy(logits, ys); }
+            using var yt = y.Narrow(0, first * cfg.Context, count * cfg.Context);
+            using var flat = logits.Reshape(count * cfg.Context, logits.ShapeArray[2]);
+            return o.Mode == "tp" ? VocabParallelCrossEntropy.Compute(flat, yt, world) : F.CrossEntropy(flat, yt);
         }
         using var sgd = new Sgd(stage?.Parameters() ?? model!.Parameters(), 0.01, 0.9);
         double busy = 0, bubble = 0;
@@ -64,10 +76,10 @@ internal static class ParallelBench
             }
             else
             {
-                int per = o.Mode == "dp" ? batch / ranks : batch;
-                using var xs = x.Narrow(0, o.Mode == "dp" ? world.Rank * per : 0, per);
-                using var ys = y.Narrow(0, o.Mode == "dp" ? world.Rank * per : 0, per);
-                F.CrossEntropy(model!.Forward(xs), ys).Backward();
+                int per = o.Mode == "dp" ? batch / ranks : batch, first = o.Mode == "dp" ? world.Rank * per : 0;
+                using var xs = x.Narrow(0, first, per);
+                using var loss = Loss(xs, first, per);
+                loss.Backward();
                 stepBusy = sw.Elapsed.TotalSeconds; // tp: includes its in-layer allreduces (they cannot overlap here)
                 ddp?.Synchronize();
             }
@@ -112,7 +124,7 @@ internal static class ParallelBench
             ["bytes_per_step"] = Enumerable.Range(0, ranks).Sum(r => v[r * 4 + 2]),
             ["per_rank"] = perRank,
         };
-        Console.WriteLine($"{o.Mode} over {ranks} ranks, mlp-wide, batch {batch}{(o.Mode == "pp" ? $", {o.Schedule}, {o.MicroBatches} micro-batches" : "")}: " +
+        Console.WriteLine($"{o.Mode} over {ranks} ranks, {o.Model}, batch {batch}{(o.Mode == "pp" ? $", {o.Schedule}, {o.MicroBatches} micro-batches" : "")}: " +
             $"{stepSeconds * 1e3:F1} ms/step, {batch / stepSeconds:F0} samples/s, {(double)result["bytes_per_step"]! / 1e6:F2} MB exchanged per step");
         if (o.Mode == "pp") Console.WriteLine($"bubble: measured {(double)result["bubble_fraction"]!:F3}, theoretical (p-1)/(m+p-1) = {(double)result["bubble_theoretical"]!:F3}");
         Console.WriteLine("| rank | busy s | idle s | MB sent/step |");

@@ -37,7 +37,8 @@ public class ParallelBenchTests
         {
             (["--mode", "zz", "--ranks", "2"], "--mode"),
             (["--mode", "pp", "--schedule", "zigzag", "--ranks", "2"], "--schedule"),
-            (["--mode", "tp", "--model", "gpt-mini", "--ranks", "2"], "gpt-mini"),
+            (["--mode", "pp", "--model", "gpt-mini", "--ranks", "2"], "gpt-mini"),
+            (["--mode", "tp", "--model", "cnn", "--ranks", "2"], "cnn"),
             (["--mode", "tp"], "--ranks"),
         })
         {

@@ -51,6 +51,21 @@ public static class TensorParallel
     /// group calls it), under the single-process model's names — what one safetensors file of the model holds.</summary>
     public static Dictionary<string, Tensor> FullStateDict(Module model) => Full(model, grads: false);
 
+    /// <summary>Writes the full model as one safetensors file under the single-process names (rank 0 of
+    /// <paramref name="group"/> writes; every rank must call it, since reassembling is a collective). The file loads into
+    /// the single-process model, or into any other tensor-parallel layout with <see cref="LoadFullStateDict"/>.</summary>
+    public static void SaveFull(Module model, IProcessGroup group, string path)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        ArgumentNullException.ThrowIfNull(path);
+        var full = FullStateDict(model);
+        try
+        {
+            if (group.Rank == 0) IO.Safetensors.Save(path, full, new Dictionary<string, string> { ["format"] = "pt" });
+        }
+        finally { foreach (var t in full.Values) t.Dispose(); }
+    }
+
     /// <summary>The full gradients, reassembled like <see cref="FullStateDict"/> (zeros where a parameter has none).</summary>
     public static Dictionary<string, Tensor> FullGradients(Module model) => Full(model, grads: true);
 
