@@ -65,6 +65,45 @@ public sealed class GptMini : Module
         _head = RegisterModule("lm_head", new Linear(config.Dim, config.Vocab, bias: false, generator: g));
     }
 
+    /// <summary>The same network as a <see cref="Sequential"/> — [token + position embedding, block 0, …, final layer
+    /// norm, head] — for splitting into pipeline stages. Built in the same order from <paramref name="generator"/>, so
+    /// its parameters equal, in order, those of <c>new GptMini(config, generator)</c>.</summary>
+    public static Sequential CreateSequential(GptMiniConfig config, Generator? generator = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (config.Dim % config.Heads != 0) throw new ArgumentException($"gpt-mini: dim {config.Dim} must be divisible by heads {config.Heads}");
+        var g = generator ?? Generator.Default;
+        var seq = new Sequential(new Embeddings(config, g));
+        for (int i = 0; i < config.Layers; i++) seq.Add(new Block(config, g));
+        seq.Add(new LayerNorm(config.Dim));
+        seq.Add(new Linear(config.Dim, config.Vocab, bias: false, generator: g));
+        return seq;
+    }
+
+    /// <summary>Token ids [B, T] → token + position embeddings [B, T, D] (the first layer of <see cref="CreateSequential"/>).</summary>
+    private sealed class Embeddings : Module
+    {
+        private readonly Embedding _wte, _wpe;
+        private readonly int _context;
+
+        public Embeddings(GptMiniConfig c, Generator g)
+        {
+            _context = c.Context;
+            _wte = RegisterModule("wte", new Embedding(c.Vocab, c.Dim, g));
+            _wpe = RegisterModule("wpe", new Embedding(c.Context, c.Dim, g));
+        }
+
+        public override Tensor Forward(Tensor input)
+        {
+            if (input.Rank != 2 || input.Shape[1] > _context)
+                throw new ShapeMismatchException($"gpt-mini: expected token ids [batch, time ≤ {_context}], got {Shapes.Format(input.Shape)}");
+            using var pos = Tensor.Arange(input.Shape[1]);
+            using var tok = _wte.Forward(input);
+            using var pe = _wpe.Forward(pos);
+            return Ops.Add(tok, pe);
+        }
+    }
+
     public override Tensor Forward(Tensor input)
     {
         ArgumentNullException.ThrowIfNull(input);

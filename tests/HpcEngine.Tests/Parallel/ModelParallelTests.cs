@@ -258,4 +258,84 @@ public class ModelParallelTests
                     Assert.That(shardedLogits[r][pos * 16 + j], Is.EqualTo(full[pos * 32 + r * 16 + j]).Within(1e-4));
         Directory.Delete(Path.GetDirectoryName(path)!, true);
     }
+
+    [TestCase(2, PipelineSchedule.GPipe)]
+    [TestCase(4, PipelineSchedule.OneFOneB)]
+    public void Pipelined_gpt_mini_gives_the_single_process_loss_and_gradients(int stages, PipelineSchedule schedule)
+    {
+        var cfg = new GptMiniConfig(Vocab: 32, Context: 8, Dim: 16, Heads: 2, Layers: 3);
+        using var ids = Tensor.Randint(0, 32, [4, 8], generator: new Generator(51));
+        using var targets = Tensor.Randint(0, 32, [4, 8], generator: new Generator(52));
+        Tensor Loss(Tensor logits, Tensor t)
+        {
+            using var flat = logits.Reshape(-1, 32);
+            using var ft = t.Reshape(-1);
+            return F.CrossEntropy(flat, ft);
+        }
+        double wantLoss;
+        List<float[]> want;
+        using (var single = new GptMini(cfg, new Generator(9)))
+        using (var scope = new TensorScope())
+        {
+            var loss = Loss(single.Forward(ids), targets);
+            loss.Backward();
+            wantLoss = loss.Item();
+            want = single.Parameters().Select(p => p.Grad!.ToArray<float>()).ToList();
+        }
+        var losses = new double[stages];
+        var grads = new List<float[]>[stages];
+        Ranks.Run(stages, pp =>
+        {
+            // 6 layers: embeddings, 3 blocks, final norm, head.
+            using var stage = new PipelineStage(GptMini.CreateSequential(cfg, new Generator(9)), pp);
+            using var scope = new TensorScope();
+            losses[pp.Rank] = stage.Step(stage.IsFirst ? ids : null, stage.IsLast ? targets : null, 2, schedule, Loss).Loss;
+            grads[pp.Rank] = stage.Parameters().Select(p => p.Grad!.ToArray<float>()).ToList();
+        });
+        Assert.That(losses[stages - 1], Is.EqualTo(wantLoss).Within(1e-5));
+        var got = grads.SelectMany(g => g).ToList();
+        Assert.That(got, Has.Count.EqualTo(want.Count));
+        for (int k = 0; k < want.Count; k++)
+        {
+            double scale = want[k].Max(v => Math.Abs(v)) + 1e-12;
+            Assert.That(got[k], Is.EqualTo(want[k]).Within(2e-5 * scale + 1e-7), $"parameter {k}");
+        }
+    }
+
+    [Test]
+    public void Data_parallel_times_pipeline_parallel_equals_single_process_on_the_global_batch()
+    {
+        var (x, y) = Batch(8, 61);
+        using (x) using (y)
+        {
+            var (_, wantGrads) = SingleProcess(x, y);
+            using var names = Models.Create("mlp-wide", new Generator(InitSeed));
+            var order = names.NamedParameters().Select(p => p.Name).ToArray();
+            var grads = new List<float[]>[4];
+            var coords = new (int Data, int Pipeline, int Tensor)[4];
+            Ranks.Run(4, world =>
+            {
+                using var mesh = DeviceMesh.Create(world, dataParallel: 2, pipelineParallel: 2, tensorParallel: 1);
+                coords[world.Rank] = mesh.Coordinates;
+                using var stage = new PipelineStage((Sequential)Models.Create("mlp-wide", new Generator(InitSeed)), mesh.Pipeline);
+                int d = mesh.Coordinates.Data;
+                using (var scope = new TensorScope())
+                {
+                    using var xs = x.Narrow(0, d * 4, 4);
+                    using var ys = y.Narrow(0, d * 4, 4);
+                    stage.Step(stage.IsFirst ? xs : null, stage.IsLast ? ys : null, 2, PipelineSchedule.OneFOneB);
+                }
+                // Average each stage's gradients over its data-parallel replicas.
+                foreach (var p in stage.Parameters())
+                    mesh.Data.AllReduce(p.Grad!, new HpcEngine.Distributed.AllReduceOptions { Op = HpcEngine.Distributed.ReduceOp.Avg }).Wait();
+                grads[world.Rank] = stage.Parameters().Select(p => p.Grad!.ToArray<float>()).ToList();
+            }, timeoutSeconds: 120);
+            for (int d = 0; d < 2; d++)
+            {
+                var stagesOfReplica = Enumerable.Range(0, 4).Where(r => coords[r].Data == d).OrderBy(r => coords[r].Pipeline);
+                var got = stagesOfReplica.SelectMany(r => grads[r]).Select((g, i) => (order[i], g)).ToDictionary(p => p.Item1, p => p.g);
+                AssertGradsClose(got, wantGrads, $"dp2×pp2 replica {d}");
+            }
+        }
+    }
 }

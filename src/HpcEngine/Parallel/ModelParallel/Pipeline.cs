@@ -65,11 +65,16 @@ public sealed class PipelineStage : IDisposable
 
     public IEnumerable<Tensor> Parameters() => Module.Parameters();
 
-    /// <summary>Runs forward and backward of one batch split into <paramref name="microBatches"/> equal micro-batches.
-    /// The first stage needs <paramref name="input"/>, the last <paramref name="labels"/>; others pass null. Every stage
+    /// <summary>Runs forward and backward of one batch split into <paramref name="microBatches"/> equal micro-batches
+    /// (along the first dimension of input and labels). The first stage needs <paramref name="input"/>, the last
+    /// <paramref name="labels"/>; others pass null. Every stage
     /// calls it with the same micro-batch count and schedule. Returns the loss (last stage; NaN elsewhere) and timings.</summary>
-    public PipelineStepStats Step(Tensor? input, Tensor? labels, int microBatches, PipelineSchedule schedule)
+    /// <remarks>The last stage's <paramref name="loss"/> of one micro-batch from (output, labels) defaults to
+    /// <see cref="F.CrossEntropy"/>; it must be a mean over the micro-batch, so that the mean over equal micro-batches
+    /// is the batch mean.</remarks>
+    public PipelineStepStats Step(Tensor? input, Tensor? labels, int microBatches, PipelineSchedule schedule, Func<Tensor, Tensor, Tensor>? loss = null)
     {
+        loss ??= (output, target) => F.CrossEntropy(output, target);
         if (IsFirst) ArgumentNullException.ThrowIfNull(input);
         if (IsLast) ArgumentNullException.ThrowIfNull(labels);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(microBatches);
@@ -78,7 +83,7 @@ public sealed class PipelineStage : IDisposable
         int mb = batch / microBatches;
         long bytes0 = _group.BytesSent;
         var total = Stopwatch.StartNew();
-        double busy = 0, loss = 0;
+        double busy = 0, lossSum = 0;
         int inFlight = 0, maxInFlight = 0;
         var stash = new (Tensor? In, Tensor Out)?[microBatches];
 
@@ -94,8 +99,8 @@ public sealed class PipelineStage : IDisposable
             if (IsLast)
             {
                 using var labelsMb = labels!.Narrow(0, i * mb, mb);
-                using var ce = F.CrossEntropy(y, labelsMb);
-                loss += ce.Item() / microBatches;
+                using var ce = loss(y, labelsMb);
+                lossSum += ce.Item() / microBatches;
                 outT = Ops.MulScalar(ce, 1.0 / microBatches);
                 y.Dispose();
             }
@@ -140,7 +145,7 @@ public sealed class PipelineStage : IDisposable
             }
             for (int i = microBatches - warmup; i < microBatches; i++) Backward(i);
         }
-        return new PipelineStepStats(IsLast ? loss : double.NaN, busy, total.Elapsed.TotalSeconds, maxInFlight, _group.BytesSent - bytes0);
+        return new PipelineStepStats(IsLast ? lossSum : double.NaN, busy, total.Elapsed.TotalSeconds, maxInFlight, _group.BytesSent - bytes0);
     }
 
     /// <summary>Sends the shape (the receiver cannot know it: batch and layer sizes vary), then the values.</summary>
