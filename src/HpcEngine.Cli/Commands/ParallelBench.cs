@@ -63,7 +63,7 @@ internal static class ParallelBench
             return o.Mode == "tp" ? VocabParallelCrossEntropy.Compute(flat, yt, world) : F.CrossEntropy(flat, yt);
         }
         using var sgd = new Sgd(stage?.Parameters() ?? model!.Parameters(), 0.01, 0.9);
-        double busy = 0, bubble = 0;
+        double busy = 0, bubble = 0, peak = 0;
         (double Busy, double Total) Step()
         {
             using var scope = new TensorScope();
@@ -73,6 +73,7 @@ internal static class ParallelBench
             {
                 var st = stage.Step(stage.IsFirst ? x : null, stage.IsLast ? y : null, o.MicroBatches, schedule);
                 stepBusy = st.BusySeconds;
+                peak = Math.Max(peak, st.PeakActivationBytes);
             }
             else
             {
@@ -99,7 +100,7 @@ internal static class ParallelBench
             times.Add(t);
         }
         world.Barrier().Wait();
-        double[] mine = [busy, times.Sum(), (world.BytesSent - bytes0) / (double)o.Iters, bubble / o.Iters];
+        double[] mine = [busy, times.Sum(), (world.BytesSent - bytes0) / (double)o.Iters, bubble / o.Iters, peak];
         using var local = Tensor.FromArray(mine);
         using var all = Tensor.Zeros([ranks * mine.Length], DType.Float64);
         world.AllGather(all, local).Wait();
@@ -109,27 +110,29 @@ internal static class ParallelBench
         model?.Dispose();
         if (world.Rank != 0) return 0;
 
-        double stepSeconds = Enumerable.Range(0, ranks).Max(r => v[r * 4 + 1]) / o.Iters;
+        const int K = 5;
+        double stepSeconds = Enumerable.Range(0, ranks).Max(r => v[r * K + 1]) / o.Iters;
         var perRank = Enumerable.Range(0, ranks).Select(r => new Dictionary<string, object>
         {
-            ["rank"] = r, ["busy_s"] = v[r * 4], ["idle_s"] = Math.Max(0, v[r * 4 + 1] - v[r * 4]), ["bytes_per_step"] = v[r * 4 + 2],
+            ["rank"] = r, ["busy_s"] = v[r * K], ["idle_s"] = Math.Max(0, v[r * K + 1] - v[r * K]), ["bytes_per_step"] = v[r * K + 2],
+            ["peak_activation_bytes"] = v[r * K + 4],
         }).ToArray();
         var result = new Dictionary<string, object?>
         {
             ["mode"] = o.Mode, ["ranks"] = ranks, ["model"] = o.Model, ["batch_size"] = batch, ["iters"] = o.Iters,
             ["schedule"] = o.Mode == "pp" ? o.Schedule : null, ["micro_batches"] = o.Mode == "pp" ? o.MicroBatches : null,
             ["step_ms"] = stepSeconds * 1e3, ["samples_per_s"] = batch / stepSeconds,
-            ["bubble_fraction"] = o.Mode == "pp" ? Enumerable.Range(0, ranks).Average(r => v[r * 4 + 3]) : null,
+            ["bubble_fraction"] = o.Mode == "pp" ? Enumerable.Range(0, ranks).Average(r => v[r * K + 3]) : null,
             ["bubble_theoretical"] = o.Mode == "pp" ? PipelineStepStats.TheoreticalBubble(ranks, o.MicroBatches) : null,
-            ["bytes_per_step"] = Enumerable.Range(0, ranks).Sum(r => v[r * 4 + 2]),
+            ["bytes_per_step"] = Enumerable.Range(0, ranks).Sum(r => v[r * K + 2]),
             ["per_rank"] = perRank,
         };
         Console.WriteLine($"{o.Mode} over {ranks} ranks, {o.Model}, batch {batch}{(o.Mode == "pp" ? $", {o.Schedule}, {o.MicroBatches} micro-batches" : "")}: " +
             $"{stepSeconds * 1e3:F1} ms/step, {batch / stepSeconds:F0} samples/s, {(double)result["bytes_per_step"]! / 1e6:F2} MB exchanged per step");
         if (o.Mode == "pp") Console.WriteLine($"bubble: measured {(double)result["bubble_fraction"]!:F3}, theoretical (p-1)/(m+p-1) = {(double)result["bubble_theoretical"]!:F3}");
-        Console.WriteLine("| rank | busy s | idle s | MB sent/step |");
-        Console.WriteLine("|---|---|---|---|");
-        foreach (var r in perRank) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {r["rank"]} | {(double)r["busy_s"]:F3} | {(double)r["idle_s"]:F3} | {(double)r["bytes_per_step"] / 1e6:F2} |"));
+        Console.WriteLine("| rank | busy s | idle s | MB sent/step | peak activation MB (pp) |");
+        Console.WriteLine("|---|---|---|---|---|");
+        foreach (var r in perRank) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {r["rank"]} | {(double)r["busy_s"]:F3} | {(double)r["idle_s"]:F3} | {(double)r["bytes_per_step"] / 1e6:F2} | {(double)r["peak_activation_bytes"] / 1e6:F2} |"));
         if (o.Json != null) File.WriteAllText(o.Json, JsonSerializer.Serialize(result, Training.JsonNumbers.Options));
         return 0;
     }

@@ -73,6 +73,7 @@ public static class StoragePool
     private static long _cachedBytes;
     private static long _rented;
     private static long _allocated;
+    private static long _liveBytes, _peakLiveBytes;
 
     /// <summary>Debug aid (HPCENGINE_POISON_POOL=1): fill every rented buffer with 0xFF bytes (NaN as floats), so a
     /// kernel that reads memory it never wrote shows up as NaN instead of silently reading stale values.</summary>
@@ -87,6 +88,22 @@ public static class StoragePool
     /// <summary>Buffers that had to be newly allocated (a cache miss) since start.</summary>
     public static long Allocated => Interlocked.Read(ref _allocated);
 
+    /// <summary>Bytes of tensor storage alive now (rented and not yet returned): the engine's live-tensor accounting.</summary>
+    public static long LiveBytes => Interlocked.Read(ref _liveBytes);
+
+    /// <summary>The most <see cref="LiveBytes"/> seen since the last <see cref="ResetPeak"/>.</summary>
+    public static long PeakLiveBytes => Interlocked.Read(ref _peakLiveBytes);
+
+    /// <summary>Starts a new peak measurement at the current live bytes.</summary>
+    public static void ResetPeak() => Interlocked.Exchange(ref _peakLiveBytes, LiveBytes);
+
+    private static void AddLive(long bytes)
+    {
+        long now = Interlocked.Add(ref _liveBytes, bytes);
+        long peak;
+        while (now > (peak = Interlocked.Read(ref _peakLiveBytes)) && Interlocked.CompareExchange(ref _peakLiveBytes, now, peak) != peak) { }
+    }
+
     /// <summary>Bytes currently cached and free.</summary>
     public static long CachedBytes { get { lock (Gate) return _cachedBytes; } }
 
@@ -95,6 +112,7 @@ public static class StoragePool
         if (bytes > Array.MaxLength)
             throw new OutOfMemoryException($"a single CPU storage of {bytes} bytes exceeds the engine's limit of {Array.MaxLength} bytes");
         Interlocked.Increment(ref _rented);
+        AddLive(bytes);
         lock (Gate)
         {
             if (Free.TryGetValue(bytes, out var s) && s.Count > 0)
@@ -114,6 +132,7 @@ public static class StoragePool
 
     internal static void Return(byte[] buffer, long bytes)
     {
+        Interlocked.Add(ref _liveBytes, -bytes);
         lock (Gate)
         {
             if (_cachedBytes + bytes > MaxCachedBytes) return;

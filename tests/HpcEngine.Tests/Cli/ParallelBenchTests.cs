@@ -31,6 +31,28 @@ public class ParallelBenchTests
     }
 
     [Test]
+    public void One_f_one_b_holds_less_activation_memory_than_gpipe_on_every_stage()
+    {
+        // Each stage is its own process, so the engine's live-storage accounting (StoragePool.LiveBytes) is per stage.
+        string dir = TestSupport.TempDir("hpc-peak-");
+        var peaks = new Dictionary<string, double[]>();
+        foreach (var schedule in new[] { "gpipe", "1f1b" })
+        {
+            string json = Path.Combine(dir, schedule + ".json");
+            var r = TestSupport.RunCli(["bench", "parallel", "--mode", "pp", "--ranks", "2", "--schedule", schedule, "--micro-batches", "8",
+                "--batch-size", "1024", "--iters", "1", "--json", json], timeoutSeconds: 180);
+            Assert.That(r.Exit, Is.Zero, r.Stdout + r.Stderr);
+            using var doc = JsonDocument.Parse(File.ReadAllText(json));
+            peaks[schedule] = doc.RootElement.GetProperty("per_rank").EnumerateArray().Select(e => e.GetProperty("peak_activation_bytes").GetDouble()).ToArray();
+        }
+        for (int stage = 0; stage < 2; stage++)
+            Assert.That(peaks["1f1b"][stage], Is.LessThan(peaks["gpipe"][stage]), $"stage {stage}: 1F1B keeps at most p − s micro-batches alive, GPipe all 8");
+        // The last stage holds 1 micro-batch under 1F1B against 8 under GPipe.
+        Assert.That(peaks["1f1b"][1], Is.LessThan(peaks["gpipe"][1] * 0.7));
+        Directory.Delete(dir, true);
+    }
+
+    [Test]
     public void Bad_parallel_settings_are_one_line_errors()
     {
         foreach (var (args, mentions) in new (string[], string)[]

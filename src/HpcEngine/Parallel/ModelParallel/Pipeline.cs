@@ -17,7 +17,9 @@ public enum PipelineSchedule
 }
 
 /// <summary>What one pipelined step measured on this stage.</summary>
-public sealed record PipelineStepStats(double Loss, double BusySeconds, double TotalSeconds, int MaxInFlight, long BytesSent)
+/// <remarks><c>PeakActivationBytes</c>: the most tensor storage alive during the step above what was alive when it
+/// began (StoragePool.LiveBytes: process-wide, so per stage when each stage is a process).</remarks>
+public sealed record PipelineStepStats(double Loss, double BusySeconds, double TotalSeconds, int MaxInFlight, long BytesSent, long PeakActivationBytes)
 {
     /// <summary>The share of the step this stage sat idle: 1 − busy / total.</summary>
     public double BubbleFraction => TotalSeconds <= 0 ? 0 : Math.Max(0, 1 - BusySeconds / TotalSeconds);
@@ -81,7 +83,8 @@ public sealed class PipelineStage : IDisposable
         int batch = IsFirst ? input!.ShapeArray[0] : IsLast ? labels!.ShapeArray[0] : -1;
         if (batch >= 0 && batch % microBatches != 0) throw new ArgumentException($"pipeline: a batch of {batch} does not split into {microBatches} equal micro-batches");
         int mb = batch / microBatches;
-        long bytes0 = _group.BytesSent;
+        long bytes0 = _group.BytesSent, live0 = StoragePool.LiveBytes;
+        StoragePool.ResetPeak();
         var total = Stopwatch.StartNew();
         double busy = 0, lossSum = 0;
         int inFlight = 0, maxInFlight = 0;
@@ -145,7 +148,7 @@ public sealed class PipelineStage : IDisposable
             }
             for (int i = microBatches - warmup; i < microBatches; i++) Backward(i);
         }
-        return new PipelineStepStats(IsLast ? lossSum : double.NaN, busy, total.Elapsed.TotalSeconds, maxInFlight, _group.BytesSent - bytes0);
+        return new PipelineStepStats(IsLast ? lossSum : double.NaN, busy, total.Elapsed.TotalSeconds, maxInFlight, _group.BytesSent - bytes0, StoragePool.PeakLiveBytes - live0);
     }
 
     /// <summary>Sends the shape (the receiver cannot know it: batch and layer sizes vary), then the values.</summary>
