@@ -86,6 +86,13 @@ internal static class StrategyBench
         return 0;
     }
 
+    /// <summary>S of ssp:K:S: server processes started beside the --workers training ones.</summary>
+    internal static int DedicatedServers(string strategy)
+    {
+        var p = strategy.Split(':');
+        return p.Length == 3 && p[0] == "ssp" ? int.Parse(p[2], CultureInfo.InvariantCulture) : 0;
+    }
+
     private static string[] ParseList(string value, string option)
     {
         var items = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -98,7 +105,9 @@ internal static class StrategyBench
         bool ok = p[0] switch
         {
             "sync" or "zero1" => p.Length == 1,
-            "ssp" => p.Length == 2 && (p[1] == "inf" || int.TryParse(p[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int k) && k >= 0),
+            "ssp" => p.Length == 2 && p[1].Split(':') is var a && a.Length is 1 or 2
+                && (a[0] == "inf" || int.TryParse(a[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out int k) && k >= 0)
+                && (a.Length == 1 || int.TryParse(a[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int sv) && sv >= 1),
             "localsgd" or "diloco" => p.Length == 2 && int.TryParse(p[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int h) && h > 0,
             _ => false,
         };
@@ -113,7 +122,7 @@ internal static class StrategyBench
         if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         Directory.CreateDirectory(dir);
         string json = Path.Combine(dir, "result.json");
-        var cmd = new List<string> { "hpcengine", "launch", "--nproc-per-node", plan.Workers.ToString(CultureInfo.InvariantCulture), "--",
+        var cmd = new List<string> { "hpcengine", "launch", "--nproc-per-node", (plan.Workers + DedicatedServers(plan.Strategy)).ToString(CultureInfo.InvariantCulture), "--",
             "hpcengine", "train", "--model", o.Model!, "--epochs", o.Epochs.ToString(CultureInfo.InvariantCulture),
             "--batch-size", o.BatchSize.ToString(CultureInfo.InvariantCulture), "--strategy", plan.Strategy,
             "--seed", o.Seed.ToString(CultureInfo.InvariantCulture), "--eval-every", o.EvalEvery.ToString(CultureInfo.InvariantCulture),

@@ -63,7 +63,7 @@ public sealed class TrainOptions
     [Option("json", HelpText = "Write the summary as JSON to this file (rank 0).")]
     public string? Json { get; set; }
 
-    [Option("strategy", Default = "sync", HelpText = "With several ranks: sync | zero1 | ssp:K | ssp:inf | localsgd:H | diloco:H")]
+    [Option("strategy", Default = "sync", HelpText = "With several ranks: sync | zero1 | ssp:K | ssp:inf | ssp:K:S (the last S ranks are dedicated servers) | localsgd:H | diloco:H")]
     public string Strategy { get; set; } = "sync";
 
     [Option("compress", HelpText = "With several ranks and sync, localsgd or diloco: none | fp16 | bf16 | topk:F | randomk:F | int8 | sign | powersgd:R")]

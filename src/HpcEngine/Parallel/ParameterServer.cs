@@ -21,26 +21,31 @@ public readonly record struct StalenessStats(long Updates, double Mean, long Max
     }
 }
 
-/// <summary>An asynchronous parameter server with bounded staleness — stale-synchronous parallel (Ho et al. 2013) —
-/// co-located with the workers: the flattened parameters are cut into one shard per rank, and every rank serves its
-/// shard (master weights and the optimizer state of that shard) while it trains.
+/// <summary>An asynchronous parameter server with bounded staleness — stale-synchronous parallel (Ho et al. 2013).
+/// The flattened parameters are cut into shards, each held by a server role (master weights and that shard's
+/// optimizer state). Servers are either co-located with the workers (every rank serves one shard while it trains; the
+/// default) or dedicated ranks (the last S ranks only serve; the first W = n − S train).
 /// <para>Each worker step pushes the gradient slice of every shard to that shard's server and pulls the shard back.
-/// Pushes are added to the server's pending sum, and once n gradients are pending (from whichever workers) their
+/// Pushes are added to the server's pending sum, and once W gradients are pending (from whichever workers) their
 /// average is applied as one optimizer step — n-softsync (Zhang et al. 2016): every gradient is applied exactly once,
-/// with the weight it has in synchronous training. The bound k holds at the pull: a worker that has pushed c gradients is served only
-/// once the slowest worker has pushed at least c − k, so no worker runs more than k steps ahead of the slowest.
-/// k = 0 is bulk-synchronous (the result equals synchronous data parallelism); <c>ssp:inf</c> never waits.</para>
+/// with the weight it has in synchronous training; the learning rate is the one the pushing worker's schedule set.
+/// The bound k holds at the pull: a worker that has pushed c gradients is served only once the slowest worker has
+/// pushed at least c − k, so no worker runs more than k steps ahead of the slowest. k = 0 is bulk-synchronous (the
+/// result equals synchronous data parallelism); <c>ssp:inf</c> never waits.</para>
 /// <para>Messages are point-to-point sends over the process group's links (so network emulation and byte counters
-/// apply); the rank's own shard is served in process.</para></summary>
+/// apply); a co-located rank's own shard is served in process.</para></summary>
 public sealed class ParameterServerStrategy : ITrainingStrategy
 {
     private const int TagRequest = 0x5501, TagRequestData = 0x5502, TagReply = 0x5503, TagReplyData = 0x5504;
+    private const int HeaderLongs = 3; // clock (−1: done), version read, learning rate (double bits)
 
     private readonly Module _model;
     private readonly IProcessGroup _group;
     private readonly Tensor[] _params;
-    private readonly int _shardSize, _total;
-    private readonly ShardServer _server;
+    private readonly int _shardSize, _total, _shards, _dedicated, _myShard;
+    private readonly ShardServer? _server;
+    private readonly Optimizer? _lrHolder;
+    private readonly Tensor? _lrDummy;
     private readonly Thread[] _serving;
     private readonly long[] _versionRead;
     private readonly float[] _flat;
@@ -50,43 +55,71 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
 
     /// <summary>The bound k (null: unbounded, fully asynchronous).</summary>
     public int? Bound { get; }
-    public string Name => Bound is int k ? $"ssp:{k.ToString(CultureInfo.InvariantCulture)}" : "ssp:inf";
-    /// <summary>The optimizer of the shard this rank serves (schedules set its rate).</summary>
-    public Optimizer Optimizer => _server.Optimizer;
+    public string Name => (Bound is int k ? $"ssp:{k.ToString(CultureInfo.InvariantCulture)}" : "ssp:inf") + (_dedicated > 0 ? $":{_dedicated.ToString(CultureInfo.InvariantCulture)}" : "");
+    /// <summary>Ranks that train: all of them with co-located servers, the first n − S with S dedicated ones.</summary>
+    public int Workers { get; }
+    /// <summary>Whether this rank trains (a dedicated server rank does not: it calls <see cref="ServeUntilDone"/>).</summary>
+    public bool IsWorker => _group.Rank < Workers;
+    /// <summary>Whether this rank serves a shard.</summary>
+    public bool IsServer => _myShard >= 0;
+    /// <summary>The optimizer of the shard this rank serves; on a pure worker, a holder of the learning rate its
+    /// schedule sets, which travels with its pushes.</summary>
+    public Optimizer Optimizer => _server?.Optimizer ?? _lrHolder!;
     public long BytesCommunicated { get; private set; }
     public double CommunicationSeconds { get; private set; }
     /// <summary>Seconds this worker's pulls were held back by the staleness bound (reported by the servers).</summary>
     public double WaitSeconds { get; private set; }
-    /// <summary>Staleness of the updates this rank's server applied.</summary>
-    public StalenessStats Staleness => _server.Staleness;
+    /// <summary>Staleness of the updates this rank's server applied (zeros on a pure worker).</summary>
+    public StalenessStats Staleness => _server?.Staleness ?? default;
     /// <summary>The largest lead (pushes of the puller − pushes of the slowest worker) this rank's server allowed.</summary>
-    public long ObservedMaxLead => _server.MaxLead;
+    public long ObservedMaxLead => _server?.MaxLead ?? 0;
     /// <summary>A checkpoint cannot capture pushes in flight between ranks.</summary>
     public bool CanCheckpoint => false;
 
-    public ParameterServerStrategy(Module model, IProcessGroup group, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer, int? bound)
+    /// <param name="model">This rank's replica (built on every rank, dedicated servers included).</param>
+    /// <param name="group">All ranks: workers, then dedicated servers.</param>
+    /// <param name="makeOptimizer">Builds a shard's optimizer.</param>
+    /// <param name="bound">The staleness bound k; null for none.</param>
+    /// <param name="dedicatedServers">0: every rank serves a shard while it trains; S &gt; 0: the last S ranks only serve.</param>
+    public ParameterServerStrategy(Module model, IProcessGroup group, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer, int? bound, int dedicatedServers = 0)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(group);
         ArgumentNullException.ThrowIfNull(makeOptimizer);
         if (bound < 0) throw new ArgumentOutOfRangeException(nameof(bound), "the staleness bound must be 0 or more");
-        (_model, _group, Bound) = (model, group, bound);
+        if (dedicatedServers < 0 || dedicatedServers >= group.Size)
+            throw new ArgumentOutOfRangeException(nameof(dedicatedServers), $"dedicated servers must leave at least one of the {group.Size} ranks to train, got {dedicatedServers}");
+        (_model, _group, Bound, _dedicated) = (model, group, bound, dedicatedServers);
+        Workers = group.Size - dedicatedServers;
+        _shards = dedicatedServers == 0 ? group.Size : dedicatedServers;
+        _myShard = dedicatedServers == 0 ? group.Rank : group.Rank >= Workers ? group.Rank - Workers : -1;
         TrainingStrategies.BroadcastFromRankZero(model, group);
         _params = model.Parameters().ToArray();
         _total = _params.Sum(p => p.NumEl);
-        _shardSize = (_total + group.Size - 1) / group.Size;
+        _shardSize = (_total + _shards - 1) / _shards;
         _flat = new float[_total];
-        _versionRead = new long[group.Size];
+        _versionRead = new long[_shards];
         Flatten(useGrads: false);
-        var (start, length) = Shard(group.Rank);
-        _server = new ShardServer(_flat.AsSpan(start, length), group.Size, bound, makeOptimizer);
-        _serving = Enumerable.Range(0, group.Size).Where(w => w != group.Rank).Select(w => new Thread(() => Serve(w))
+        if (IsServer)
+        {
+            var (start, length) = Shard(_myShard);
+            _server = new ShardServer(_flat.AsSpan(start, length), Workers, bound, makeOptimizer);
+        }
+        else
+        {
+            _lrDummy = Tensor.Zeros([1]).DetachFromScope().RequiresGrad_();
+            _lrHolder = makeOptimizer([_lrDummy]);
+        }
+        _serving = !IsServer ? [] : Enumerable.Range(0, Workers).Where(w => w != group.Rank).Select(w => new Thread(() => Serve(w))
         {
             IsBackground = true,
-            Name = $"ps-shard{group.Rank}-worker{w}",
+            Name = $"ps-shard{_myShard}-worker{w}",
         }).ToArray();
         foreach (var t in _serving) t.Start();
     }
+
+    /// <summary>The rank that serves shard <paramref name="s"/>.</summary>
+    private int Owner(int s) => _dedicated == 0 ? s : Workers + s;
 
     private (int Start, int Length) Shard(int s)
     {
@@ -113,34 +146,44 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
     public void Step()
     {
         if (_finished) throw new InvalidOperationException("the parameter server has finished: no more steps");
+        if (!IsWorker) throw new InvalidOperationException($"rank {_group.Rank} is a dedicated parameter server: it serves (ServeUntilDone), it does not train");
         using var noGrad = GradMode.NoGrad();
         Flatten(useGrads: true);
         long clock = _clock++;
+        long lrBits = BitConverter.DoubleToInt64Bits(Optimizer.Lr);
         var sw = Stopwatch.StartNew();
         // Push to every server first (the own shard in process), then pull: a worker never waits on a pull before all
         // its pushes are out, so the bound cannot deadlock.
-        var (myStart, myLen) = Shard(_group.Rank);
-        _server.Push(_group.Rank, clock, _versionRead[_group.Rank], _flat.AsSpan(myStart, myLen));
-        var sends = new List<(Work, Tensor)>();
-        for (int s = 0; s < _group.Size; s++)
+        if (IsServer)
         {
-            if (s == _group.Rank) continue;
-            var (start, len) = Shard(s);
-            var header = Tensor.FromArray(new long[] { clock, _versionRead[s] }).DetachFromScope();
-            var data = Tensor.FromArray(_flat.AsSpan(start, len).ToArray()).DetachFromScope();
-            sends.Add((_group.Send(header, s, TagRequest), header));
-            sends.Add((_group.Send(data, s, TagRequestData), data));
-            BytesCommunicated += 16 + 4L * len;
+            var (myStart, myLen) = Shard(_myShard);
+            _server!.Push(_group.Rank, clock, _versionRead[_myShard], Optimizer.Lr, _flat.AsSpan(myStart, myLen));
         }
-        double waited = _server.Pull(clock + 1, out _versionRead[_group.Rank], _flat.AsSpan(myStart, myLen));
-        for (int s = 0; s < _group.Size; s++)
+        var sends = new List<(Work, Tensor)>();
+        for (int s = 0; s < _shards; s++)
         {
-            if (s == _group.Rank) continue;
+            if (s == _myShard) continue;
+            var (start, len) = Shard(s);
+            var header = Tensor.FromArray(new long[] { clock, _versionRead[s], lrBits }).DetachFromScope();
+            var data = Tensor.FromArray(_flat.AsSpan(start, len).ToArray()).DetachFromScope();
+            sends.Add((_group.Send(header, Owner(s), TagRequest), header));
+            sends.Add((_group.Send(data, Owner(s), TagRequestData), data));
+            BytesCommunicated += 8 * HeaderLongs + 4L * len;
+        }
+        double waited = 0;
+        if (IsServer)
+        {
+            var (myStart, myLen) = Shard(_myShard);
+            waited = _server!.Pull(clock + 1, out _versionRead[_myShard], _flat.AsSpan(myStart, myLen));
+        }
+        for (int s = 0; s < _shards; s++)
+        {
+            if (s == _myShard) continue;
             var (start, len) = Shard(s);
             using var header = Tensor.Zeros([2], DType.Int64);
             using var data = Tensor.Zeros([len]);
-            _group.Recv(header, s, TagReply).Wait();
-            _group.Recv(data, s, TagReplyData).Wait();
+            _group.Recv(header, Owner(s), TagReply).Wait();
+            _group.Recv(data, Owner(s), TagReplyData).Wait();
             var h = header.ToArray<long>();
             _versionRead[s] = h[0];
             waited = Math.Max(waited, h[1] / 1e6);
@@ -160,17 +203,17 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
     {
         try
         {
-            var (_, len) = Shard(_group.Rank);
-            using var header = Tensor.Zeros([2], DType.Int64).DetachFromScope();
+            var (_, len) = Shard(_myShard);
+            using var header = Tensor.Zeros([HeaderLongs], DType.Int64).DetachFromScope();
             using var grad = Tensor.Zeros([len]).DetachFromScope();
             var reply = new float[len];
             while (true)
             {
                 _group.Recv(header, w, TagRequest).Wait();
                 var h = header.ToArray<long>();
-                if (h[0] < 0) { _server.Leave(w); return; }
+                if (h[0] < 0) { _server!.Leave(w); return; }
                 _group.Recv(grad, w, TagRequestData).Wait();
-                _server.Push(w, h[0], h[1], grad.AsReadOnlySpan<float>());
+                _server!.Push(w, h[0], h[1], BitConverter.Int64BitsToDouble(h[2]), grad.AsReadOnlySpan<float>());
                 double waited = _server.Pull(h[0] + 1, out long version, reply);
                 using var replyHeader = Tensor.FromArray(new long[] { version, (long)(waited * 1e6) });
                 using var replyData = Tensor.FromArray(reply);
@@ -183,7 +226,7 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
         catch (Exception e)
         {
             lock (_serverErrors) _serverErrors.Add(e);
-            _server.Leave(w);
+            _server!.Leave(w);
         }
     }
 
@@ -191,35 +234,51 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
     {
         lock (_serverErrors)
             if (_serverErrors.Count > 0)
-                throw new CollectiveException($"parameter server shard {_group.Rank} failed: {_serverErrors[0].Message}", _serverErrors[0]);
+                throw new CollectiveException($"parameter server shard {_myShard} (rank {_group.Rank}) failed: {_serverErrors[0].Message}", _serverErrors[0]);
     }
 
-    /// <summary>Tells every server this worker is done and waits until every other worker is done with this rank's
-    /// shard (the servers keep serving the slower workers). Called by <see cref="Dispose"/> if not before.</summary>
+    /// <summary>A dedicated server's whole job: serve until every worker is done, then <see cref="Finish"/>.</summary>
+    public void ServeUntilDone()
+    {
+        if (IsWorker) throw new InvalidOperationException($"rank {_group.Rank} is a worker: it trains and calls Step");
+        Finish();
+    }
+
+    /// <summary>Tells every server this worker is done and waits until every worker is done with this rank's shard
+    /// (the servers keep serving the slower workers); then gathers the final shards into every replica. Every rank
+    /// calls it (it ends with a collective); <see cref="Dispose"/> calls it if not before.</summary>
     public void Finish()
     {
         if (_finished) return;
         _finished = true;
-        _server.Leave(_group.Rank);
-        var sends = new List<(Work, Tensor)>();
-        for (int s = 0; s < _group.Size; s++)
-            if (s != _group.Rank)
-            {
-                var done = Tensor.FromArray(new long[] { -1, 0 }).DetachFromScope();
-                sends.Add((_group.Send(done, s, TagRequest), done));
-            }
-        foreach (var (w, t) in sends) { w.Wait(); t.Dispose(); }
+        if (IsWorker)
+        {
+            if (IsServer) _server!.Leave(_group.Rank);
+            var sends = new List<(Work, Tensor)>();
+            for (int s = 0; s < _shards; s++)
+                if (s != _myShard)
+                {
+                    var done = Tensor.FromArray(new long[] { -1, 0, 0 }).DetachFromScope();
+                    sends.Add((_group.Send(done, Owner(s), TagRequest), done));
+                }
+            foreach (var (w, t) in sends) { w.Wait(); t.Dispose(); }
+        }
         foreach (var t in _serving) t.Join();
         ThrowIfServerFailed();
         // Every server now holds its final shard (pending gradients applied): gather them so every replica ends with
-        // the final parameters, not the last ones it pulled.
+        // the final parameters, not the last ones it pulled. Pure workers contribute zeros.
         using var noGrad = GradMode.NoGrad();
         var mine = new float[_shardSize];
-        _server.Snapshot().CopyTo(mine, 0);
+        _server?.Snapshot().CopyTo(mine, 0);
         using var shard = Tensor.FromArray(mine);
         using var all = Tensor.Zeros([_shardSize * _group.Size]);
         _group.AllGather(all, shard).Wait();
-        all.AsReadOnlySpan<float>()[.._total].CopyTo(_flat);
+        var gathered = all.AsReadOnlySpan<float>();
+        for (int s = 0; s < _shards; s++)
+        {
+            var (start, len) = Shard(s);
+            gathered.Slice(Owner(s) * _shardSize, len).CopyTo(_flat.AsSpan(start, len));
+        }
         CopyIntoModel();
     }
 
@@ -238,7 +297,12 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
     public void Dispose()
     {
         try { Finish(); }
-        finally { _server.Dispose(); }
+        finally
+        {
+            _server?.Dispose();
+            _lrHolder?.Dispose();
+            _lrDummy?.Dispose();
+        }
     }
 
     /// <summary>One shard's master weights, optimizer and clocks. Every member takes its lock.</summary>
@@ -252,6 +316,7 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
         private readonly bool[] _left;
         private readonly int? _bound;
         private long _version, _stalenessSum, _stalenessMax, _updates, _maxLead;
+        private double _pendingLr = double.NaN;
 
         public Optimizer Optimizer { get; }
 
@@ -276,10 +341,11 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
         /// as it was after <paramref name="versionRead"/> optimizer steps. Once as many gradients are pending as there
         /// are workers, their average is applied as one optimizer step (n-softsync, Zhang et al. 2016): in lock-step
         /// that is exactly synchronous training; when workers drift apart, the faster ones fill the steps.</summary>
-        public void Push(int worker, long clock, long versionRead, ReadOnlySpan<float> gradient)
+        public void Push(int worker, long clock, long versionRead, double lr, ReadOnlySpan<float> gradient)
         {
             lock (_lock)
             {
+                _pendingLr = lr;
                 for (int i = 0; i < _pending.Length; i++) _pending[i] += gradient[i];
                 _pendingReads.Add(versionRead);
                 _clocks[worker] = Math.Max(_clocks[worker], clock + 1);
@@ -329,6 +395,7 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
                 using var g = Tensor.FromArray(_pending);
                 if (_weights.Grad == null) _weights.Grad = g.Clone().DetachFromScope();
                 else Ops.CopyInto(_weights.Grad, g);
+                if (double.IsFinite(_pendingLr) && _pendingLr > 0) Optimizer.Lr = _pendingLr;
                 Optimizer.Step();
             }
             _version++;

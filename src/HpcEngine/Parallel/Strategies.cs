@@ -72,9 +72,9 @@ internal static class StrategyState
 public static class TrainingStrategies
 {
     /// <summary>The strategies <see cref="Create"/> knows, with their parameter.</summary>
-    public const string Known = "sync, zero1, ssp:K (K >= 0 or inf), localsgd:H or diloco:H";
+    public const string Known = "sync, zero1, ssp:K or ssp:K:S (K >= 0 or inf; S dedicated server ranks), localsgd:H or diloco:H";
 
-    /// <param name="spec">sync, zero1, ssp:K, ssp:inf, localsgd:H or diloco:H.</param>
+    /// <param name="spec">sync, zero1, ssp:K, ssp:inf, ssp:K:S (the last S ranks are dedicated servers), localsgd:H or diloco:H.</param>
     /// <param name="model">This rank's replica.</param>
     /// <param name="group">The ranks that train together.</param>
     /// <param name="makeOptimizer">Builds the optimizer over the parameters it is given (zero1 and ssp pass a shard).</param>
@@ -87,16 +87,21 @@ public static class TrainingStrategies
         var parts = spec.Split(':', 2);
         int H() => parts.Length == 2 && int.TryParse(parts[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int h) && h > 0
             ? h : throw new ArgumentException($"strategy '{spec}' needs a positive period, e.g. {parts[0]}:8");
-        int? Bound() => parts.Length == 2 && parts[1] == "inf" ? null
-            : parts.Length == 2 && int.TryParse(parts[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int k) && k >= 0
-                ? k : throw new ArgumentException($"strategy '{spec}' needs a staleness bound: ssp:0, ssp:2 ... or ssp:inf");
+        // ssp:K or ssp:K:S (S dedicated server ranks at the end of the group).
+        var ssp = parts.Length == 2 ? parts[1].Split(':') : [];
+        int? Bound() => ssp.Length is 1 or 2 && ssp[0] == "inf" ? null
+            : ssp.Length is 1 or 2 && int.TryParse(ssp[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out int k) && k >= 0
+                ? k : throw new ArgumentException($"strategy '{spec}' needs a staleness bound: ssp:0, ssp:2 ... or ssp:inf (then optionally :S dedicated server ranks)");
+        int Servers() => ssp.Length < 2 ? 0
+            : int.TryParse(ssp[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int sv) && sv >= 1 && sv < group.Size
+                ? sv : throw new ArgumentException($"strategy '{spec}': the dedicated server count must be between 1 and {group.Size - 1} (the group has {group.Size} ranks)");
         if (codec != null && parts[0] is "zero1" or "ssp")
             throw new ArgumentException($"compression ({codec.Name}) composes with sync, localsgd and diloco, not with '{spec}'");
         return parts[0] switch
         {
             "sync" => new SyncStrategy(model, group, makeOptimizer(model.Parameters()), codec),
             "zero1" => new Zero1Strategy(model, group, makeOptimizer),
-            "ssp" => new ParameterServerStrategy(model, group, makeOptimizer, Bound()),
+            "ssp" => new ParameterServerStrategy(model, group, makeOptimizer, Bound(), Servers()),
             // Local SGD is the outer step of DiLoCo with learning rate 1 and no momentum: θ ← θ_start − avg(θ_start − θ_local)
             // = avg(θ_local); going through the pseudo-gradient lets a codec compress what is averaged.
             "localsgd" => new DiLoCoStrategy(model, group, makeOptimizer(model.Parameters()), H(), outerLr: 1, outerMomentum: 0, codec, name: $"localsgd:{H()}"),

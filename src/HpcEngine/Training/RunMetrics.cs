@@ -33,11 +33,13 @@ public sealed record RunMetrics(
         using var all = Tensor.Zeros([n * k], DType.Float64);
         group.AllGather(all, local).Wait();
         var v = all.ToArray<double>();
-        double Mean(int i) => Enumerable.Range(0, n).Average(r => v[r * k + i]);
+        // Times are averaged over the ranks that trained (a dedicated parameter server takes no steps).
+        var trained = Enumerable.Range(0, n).Where(r => v[r * k + 5] > 0).DefaultIfEmpty(0).ToArray();
+        double Mean(int i) => trained.Average(r => v[r * k + i]);
         double Sum(int i) => Enumerable.Range(0, n).Sum(r => v[r * k + i]);
         var staleness = StalenessStats.Merge(Enumerable.Range(0, n).Select(r => new StalenessStats((long)v[r * k + 6], v[r * k + 7], (long)v[r * k + 8])));
         double workerSteps = Sum(5);
-        return new RunMetrics(strategy.Name, codec, n, Mean(0), Mean(1), Mean(2), Mean(3),
+        return new RunMetrics(strategy.Name, codec, trained.Length, Mean(0), Mean(1), Mean(2), Mean(3),
             workerSteps == 0 ? 0 : Sum(4) / workerSteps, (long)Sum(4), staleness.Mean, staleness.Max, Mean(9));
     }
 }

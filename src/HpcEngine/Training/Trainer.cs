@@ -152,6 +152,10 @@ public static class Trainer
                 config.Compress != null ? Compression.GradientCodec.Create(config.Compress, config.Seed) : null)
             : null;
         var ddp = (strategy as Parallel.SyncStrategy)?.Ddp;
+        // A parameter server with dedicated server ranks: those ranks serve instead of training, and the data is split
+        // over the workers only.
+        var ps = strategy as Parallel.ParameterServerStrategy;
+        int workers = ps?.Workers ?? group?.Size ?? 1, workerRank = group?.Rank ?? 0;
         using var ownOpt = strategy == null ? MakeOptimizer(config, model.Parameters()) : null;
         var opt = strategy?.Optimizer ?? ownOpt!;
         var loader = new DataLoader(train, new DataLoaderOptions
@@ -160,8 +164,8 @@ public static class Trainer
             Seed = config.Seed,
             RandomCropPadding = config.Augment ? 2 : 0,
             HorizontalFlip = config.Augment,
-            Rank = group?.Rank ?? 0,
-            WorldSize = group?.Size ?? 1,
+            Rank = workerRank < workers ? workerRank : 0,
+            WorldSize = workers,
         });
         int perEpoch = loader.BatchesPerEpoch;
         long stepsPerEpoch = (perEpoch + config.GradAccumulation - 1) / config.GradAccumulation;
@@ -226,6 +230,12 @@ public static class Trainer
                 group.Barrier().Wait();
             }
             if (lead) ckpt = Checkpoint.Save(config.CheckpointDir, model, opt, new TrainingState(nextEpoch, batchInEpoch, step, gen.Seed, gen.Offset, configJson));
+        }
+        if (ps is { IsWorker: false })
+        {
+            log($"rank {group!.Rank}: dedicated parameter server for {ps.Workers} workers");
+            stopped = true;
+            ps.ServeUntilDone();
         }
         for (int epoch = startEpoch; epoch < config.Epochs && !stopped; epoch++)
         {
@@ -296,7 +306,7 @@ public static class Trainer
             }
             samples += epochSamples;
             if (stopped) break;
-            int world = group?.Size ?? 1;
+            int world = workers;
             double acc = lead || barrierAtEval ? EvaluatePoint() : double.NaN;
             double secs = timer.Elapsed.TotalSeconds - (evalSeconds - epochEval);
             last = acc;
@@ -311,7 +321,7 @@ public static class Trainer
         {
             // A parameter server's replicas hold what they last pulled: gather the final shards and evaluate those.
             strategy.Finish();
-            if (strategy is Parallel.ParameterServerStrategy && lead && !stopped)
+            if (ps != null && lead && ps.IsWorker && !(config.MaxSteps > 0 && step >= config.MaxSteps))
             {
                 last = EvaluatePoint();
                 best = Math.Max(best, last);
@@ -323,7 +333,7 @@ public static class Trainer
             Directory.CreateDirectory(config.TraceDir!);
             trace.Write(Path.Combine(config.TraceDir!, $"trace-rank{trace.Rank}.json"));
         }
-        return new TrainResult(config, dataSource, epochs, losses, last, best, trainSecs, samples * (group?.Size ?? 1) / Math.Max(trainSecs, 1e-9), step, ckpt, curve, metrics);
+        return new TrainResult(config, dataSource, epochs, losses, last, best, trainSecs, samples * workers / Math.Max(trainSecs, 1e-9), step, ckpt, curve, metrics);
     }
 
     /// <summary>Runs a strategy's step and records it in the trace, split by what the strategy reports: compression,

@@ -242,4 +242,42 @@ public class StrategyTests
         Assert.That(bytes[0], Is.EqualTo(exchanges * (4 + 8 * (int)Math.Ceiling(0.1 * paramCount))), "4 + 8k bytes per exchange");
         Assert.That(result[1], Is.EqualTo(result[0]));
     }
+
+    [TestCase("ssp:0:1", 3)]
+    [TestCase("ssp:0:2", 4)]
+    public void Ssp_with_dedicated_server_ranks_and_bound_zero_equals_synchronous_training(string spec, int ranks)
+    {
+        Func<IEnumerable<Tensor>, Optimizer> sgd = ps => new Sgd(ps, 0.1, momentum: 0.9);
+        int servers = int.Parse(spec.Split(':')[2], System.Globalization.CultureInfo.InvariantCulture), workers = ranks - servers;
+        var result = new float[ranks][][];
+        var roles = new bool[ranks];
+        var stale = new StalenessStats[ranks];
+        Ranks.Run(ranks, pg =>
+        {
+            using var m = Model(pg.Rank == 0 ? 1UL : 90UL + (ulong)pg.Rank);
+            var s = (ParameterServerStrategy)TrainingStrategies.Create(spec, m, pg, sgd);
+            roles[pg.Rank] = s.IsWorker;
+            Assert.That(s.Workers, Is.EqualTo(workers));
+            if (!s.IsWorker) s.ServeUntilDone();
+            else
+            {
+                int per = 12 / workers;
+                for (int step = 0; step < 4; step++)
+                {
+                    var (x, y) = Batch(step);
+                    using (x) using (y) using (new TensorScope())
+                        F.CrossEntropy(m.Forward(x.Narrow(0, pg.Rank * per, per)), y.Narrow(0, pg.Rank * per, per)).Backward();
+                    s.Step();
+                }
+                s.Finish();
+            }
+            stale[pg.Rank] = s.Staleness;
+            result[pg.Rank] = m.Parameters().Select(p => p.ToArray<float>()).ToArray();
+            s.Dispose();
+        });
+        Assert.That(roles.Count(r => r), Is.EqualTo(workers), "the first ranks train, the last serve");
+        Assert.That(roles.Take(workers).All(r => r), Is.True);
+        AssertEqual(result, SingleProcess(sgd, 4), 2e-5);
+        for (int r = workers; r < ranks; r++) Assert.That(stale[r].Updates, Is.EqualTo(workers * 4), $"server {r} applied every gradient once");
+    }
 }
