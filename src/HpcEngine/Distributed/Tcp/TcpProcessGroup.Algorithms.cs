@@ -76,6 +76,84 @@ public sealed partial class TcpProcessGroup
         await Task.WhenAll(sends).ConfigureAwait(false);
     }
 
+    /// <summary>Reduce for large messages: the reduce-scatter half of the ring allreduce (after n−1 steps this rank holds
+    /// the full reduction of segment rank+1), then each rank sends that segment to the root, which writes it in place.</summary>
+    private async Task RingReduce(Op op, Memory<byte> data, DType dtype, ReduceOp rop, int root)
+    {
+        int n = Size, es = dtype.SizeOf(), count = data.Length / es;
+        int left = Mod(Rank - 1), right = Mod(Rank + 1);
+        var sends = new List<Task>();
+        var (s0, l0) = Segment(count, es, Rank);
+        foreach (var (cs, cl) in Chunks(s0, l0, es)) sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
+        for (int t = 0; t < n - 1; t++)
+        {
+            var (ss, sl) = Segment(count, es, Mod(Rank - t - 1));
+            foreach (var (cs, cl) in Chunks(ss, sl, es))
+            {
+                using (var m = await Receive(op, left).ConfigureAwait(false))
+                {
+                    CheckLength(op, m, cl, left, "reduce");
+                    WireReduce.Apply(rop, dtype, data.Span.Slice(cs, cl), m.Span);
+                }
+                if (t < n - 2) sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
+            }
+        }
+        await Task.WhenAll(sends).ConfigureAwait(false);
+        if (Rank != root)
+        {
+            var (fs, fl) = Segment(count, es, Mod(Rank + 1));
+            foreach (var (cs, cl) in Chunks(fs, fl, es)) await Link(root).SendAsync(op.Tag, data.Slice(cs, cl), op.Token).ConfigureAwait(false);
+            return;
+        }
+        // The root consumed every ring message from its left neighbour above, so what arrives now (FIFO per link and
+        // tag) is the gathered segments.
+        for (int r = 0; r < n; r++)
+        {
+            if (r == root) continue;
+            var (fs, fl) = Segment(count, es, Mod(r + 1));
+            foreach (var (cs, cl) in Chunks(fs, fl, es))
+            {
+                using var m = await Receive(op, r).ConfigureAwait(false);
+                CheckLength(op, m, cl, r, "reduce");
+                m.Span.CopyTo(data.Span.Slice(cs, cl));
+            }
+        }
+    }
+
+    /// <summary>Reduce for small messages: every rank sends its buffer to the root, which folds all n in rank order.</summary>
+    private async Task DirectReduce(Op op, Memory<byte> data, DType dtype, ReduceOp rop, int root)
+    {
+        int n = Size, len = data.Length;
+        if (Rank != root)
+        {
+            await Link(root).SendAsync(op.Tag, data, op.Token).ConfigureAwait(false);
+            return;
+        }
+        var parts = new Incoming?[n];
+        try
+        {
+            for (int r = 0; r < n; r++)
+            {
+                if (r == root) continue;
+                parts[r] = await Receive(op, r).ConfigureAwait(false);
+                CheckLength(op, parts[r]!, len, r, "reduce");
+            }
+            var acc = ArrayPool<byte>.Shared.Rent(Math.Max(len, 1));
+            try
+            {
+                var a = acc.AsSpan(0, len);
+                (root == 0 ? data.Span : parts[0]!.Span).CopyTo(a);
+                for (int r = 1; r < n; r++) WireReduce.Apply(rop, dtype, a, r == root ? data.Span : parts[r]!.Span);
+                a.CopyTo(data.Span);
+            }
+            finally { ArrayPool<byte>.Shared.Return(acc); }
+        }
+        finally
+        {
+            foreach (var p in parts) p?.Dispose();
+        }
+    }
+
     /// <summary>Latency-optimal allreduce for small messages: one round in which every rank sends its buffer to every
     /// other; each rank then folds all n buffers in rank order (so every rank computes the same bits).</summary>
     private async Task DirectAllReduce(Op op, Memory<byte> data, DType dtype, ReduceOp rop)

@@ -192,13 +192,35 @@ public sealed partial class TcpProcessGroup : IProcessGroup
             op => Size > 1 ? ChainBroadcast(op, tensor.AsByteMemory(), o.Root) : Task.CompletedTask, $"{tensor.DType.TorchName()} x{tensor.NumEl} root {o.Root}");
     }
 
-    /// <summary>Reduce to the root. Implemented as an allreduce (every rank gets the result; the contract promises it
-    /// only at the root), which costs the allgather half of the traffic more than a reduce needs.</summary>
+    /// <summary>Reduce to the root: a ring reduce-scatter, then every rank sends its reduced segment to the root (large
+    /// messages), or every rank sends its buffer to the root, which folds them in rank order (small ones). Non-root
+    /// ranks send about half of what an allreduce would; their tensors are left holding partial sums.</summary>
     public Work Reduce(Tensor tensor, ReduceOptions? options = null)
     {
+        CheckTensor("reduce", tensor);
         var o = options ?? new ReduceOptions();
         CheckRoot("reduce", o.Root);
-        return AllReduce(tensor, new AllReduceOptions { Op = o.Op, Timeout = o.Timeout });
+        if (tensor.DType == DType.Bool) throw new NotSupportedException("tcp does not support reduce over bool tensors");
+        return Run("reduce", (long)tensor.NumEl * tensor.DType.SizeOf(), o.Timeout, async op =>
+        {
+            if (Reduced(tensor.DType))
+            {
+                using var wide = Ops.ToDType(tensor, DType.Float32, false);
+                await ReduceBytes(op, wide.AsByteMemory(), DType.Float32, o).ConfigureAwait(false);
+                if (Rank == o.Root) Ops.CopyInto(tensor, wide);
+            }
+            else await ReduceBytes(op, tensor.AsByteMemory(), tensor.DType, o).ConfigureAwait(false);
+        }, $"{tensor.DType.TorchName()} x{tensor.NumEl} {o.Op} root {o.Root}");
+    }
+
+    private async Task ReduceBytes(Op op, Memory<byte> data, DType dtype, ReduceOptions o)
+    {
+        if (Size > 1)
+        {
+            if (data.Length <= _mesh.Options.SmallMessageBytes) await DirectReduce(op, data, dtype, o.Op, o.Root).ConfigureAwait(false);
+            else await RingReduce(op, data, dtype, o.Op, o.Root).ConfigureAwait(false);
+        }
+        if (o.Op == ReduceOp.Avg && Rank == o.Root) WireReduce.Average(dtype, data.Span, Size);
     }
 
     public Work AllGather(Tensor output, Tensor input, CollectiveOptions? options = null)
