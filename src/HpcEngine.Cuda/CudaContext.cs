@@ -59,8 +59,17 @@ public sealed unsafe class CudaContext : IDisposable
 
     public CudaDeviceInfo Device { get; }
 
-    private CudaContext(CudaDeviceInfo device, int handle, IntPtr context, IntPtr stream) =>
+    /// <summary>The context's caching allocator (what device tensors allocate from).</summary>
+    public Memory.CachingAllocator Memory { get; }
+
+    /// <summary>The context's stream (as the allocator's stream key).</summary>
+    public IntPtr Stream => _stream;
+
+    private CudaContext(CudaDeviceInfo device, int handle, IntPtr context, IntPtr stream)
+    {
         (Device, _device, _context, _stream) = (device, handle, context, stream);
+        Memory = new Memory.CachingAllocator(new Memory.DriverMemory(this));
+    }
 
     /// <summary>Opens cuda:<paramref name="index"/>; throws <see cref="CudaException"/> or
     /// <see cref="CudaLibraryNotFoundException"/> saying what is missing.</summary>
@@ -158,6 +167,7 @@ public sealed unsafe class CudaContext : IDisposable
         if (_context == IntPtr.Zero) return;
         Driver.cuCtxSetCurrent(_context);
         Driver.cuStreamSynchronize(_stream);
+        Memory.Dispose();
         Driver.cuStreamDestroy(_stream);
         Driver.cuDevicePrimaryCtxRelease(_device);
         _context = _stream = IntPtr.Zero;

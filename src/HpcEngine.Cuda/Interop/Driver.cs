@@ -9,7 +9,7 @@ namespace HpcEngine.Cuda.Interop;
 internal static unsafe partial class Driver
 {
     private const string Lib = "cuda";
-    public const int Success = 0, ErrorNoDevice = 100;
+    public const int Success = 0, ErrorNoDevice = 100, ErrorNotReady = 600;
 
     // Device attributes (CUdevice_attribute).
     public const int AttrMultiprocessorCount = 16, AttrComputeCapabilityMajor = 75, AttrComputeCapabilityMinor = 76;
@@ -41,6 +41,7 @@ internal static unsafe partial class Driver
     [LibraryImport(Lib, EntryPoint = "cuEventDestroy_v2")] public static partial int cuEventDestroy(IntPtr evt);
     [LibraryImport(Lib)] public static partial int cuEventRecord(IntPtr evt, IntPtr stream);
     [LibraryImport(Lib)] public static partial int cuEventSynchronize(IntPtr evt);
+    [LibraryImport(Lib)] public static partial int cuEventQuery(IntPtr evt);
     [LibraryImport(Lib)] public static partial int cuEventElapsedTime(out float milliseconds, IntPtr start, IntPtr end);
 
     [LibraryImport(Lib)] public static partial int cuModuleLoadData(out IntPtr module, void* image);

@@ -165,4 +165,20 @@ public class CudaKernelParityTests
         adamw.Step();
         AssertClose(_cuda.Download<float>(dp, n), param.ToArray<float>(), 1e-5, 1e-7);
     }
+
+    [Test]
+    public void The_caching_allocator_makes_no_device_allocation_in_a_steady_loop()
+    {
+        long[] pattern = [4 * 784 * 512, 4 * 1024 * 512, 4 * 1024 * 1024, 4 * 10 * 512];
+        long first = 0;
+        for (int step = 0; step < 100; step++)
+        {
+            var blocks = pattern.Select(b => _cuda.Memory.Allocate(b, _cuda.Stream)).ToList();
+            foreach (var b in blocks) _cuda.Memory.Free(b);
+            if (step == 0) first = _cuda.Memory.Stats.DeviceAllocations;
+        }
+        Assert.That(_cuda.Memory.Stats.DeviceAllocations, Is.EqualTo(first));
+        _cuda.Memory.EmptyCache();
+        Assert.That(_cuda.Memory.Stats.ReservedBytes, Is.Zero);
+    }
 }

@@ -1,0 +1,37 @@
+using HpcEngine.Cuda.Interop;
+
+namespace HpcEngine.Cuda.Memory;
+
+/// <summary>Device memory and events from the CUDA driver, for the <see cref="CachingAllocator"/> of a context.</summary>
+internal sealed class DriverMemory(CudaContext context) : IDeviceMemory
+{
+    public ulong Allocate(long bytes)
+    {
+        context.MakeCurrent();
+        Driver.Check(Driver.cuMemAlloc(out ulong p, (nuint)bytes));
+        return p;
+    }
+
+    public void Free(ulong pointer)
+    {
+        context.MakeCurrent();
+        Driver.Check(Driver.cuMemFree(pointer));
+    }
+
+    public Func<bool> RecordEvent(IntPtr stream)
+    {
+        context.MakeCurrent();
+        Driver.Check(Driver.cuEventCreate(out var evt, 2 /* disable timing */));
+        Driver.Check(Driver.cuEventRecord(evt, stream));
+        bool done = false;
+        return () =>
+        {
+            if (done) return true;
+            int status = Driver.cuEventQuery(evt);
+            if (status == Driver.ErrorNotReady) return false;
+            Driver.Check(status);
+            Driver.cuEventDestroy(evt);
+            return done = true;
+        };
+    }
+}
