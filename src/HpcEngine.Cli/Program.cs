@@ -29,7 +29,7 @@ public static class Program
         catch (Exception e) when (Environment.GetEnvironmentVariable("HPCENGINE_DEBUG") != "1")
         {
             Console.Error.WriteLine($"hpcengine: error: {e.Message}");
-            return e is ArgumentException or FormatException or TensorException or IOException or KeyNotFoundException or InvalidOperationException ? 2 : 1;
+            return e is ArgumentException or FormatException or TensorException or IOException or InvalidDataException or System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException ? 2 : 1;
         }
     }
 }

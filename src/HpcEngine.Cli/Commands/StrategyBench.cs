@@ -35,6 +35,10 @@ internal static class StrategyBench
         if (emulation != null) NetworkEmulation.Parse(emulation);
         if (o.Straggler != null) Training.Trainer.StragglerFactor(0, o.Straggler);
         string outDir = o.Out ?? throw new ArgumentException("bench strategies needs --out DIR");
+        // Fail on unusable data now, not once per run of the matrix.
+        var (checkTrain, checkTest, source) = Datasets.DataSources.LoadFashionMnist(o.Data);
+        checkTrain.Dispose();
+        checkTest.Dispose();
         Directory.CreateDirectory(outDir);
 
         var plans = new List<StrategyRunPlan>();
@@ -50,7 +54,7 @@ internal static class StrategyBench
                 }
         var config = new StrategyBenchConfig(o.Model!, workers, o.Epochs, o.BatchSize, strategies, codecs, o.TargetAccuracy, o.Bandwidth, o.Latency,
             o.Straggler, o.PricePerHour, o.Data, o.Seed, o.EvalEvery, DateTime.UtcNow, Environment.ProcessorCount, Environment.OSVersion.ToString());
-        Console.WriteLine($"bench strategies: {plans.Count} runs ({skipped.Count} combinations skipped), model {o.Model}, {o.Epochs} epochs, workers {string.Join(",", workers)}, network {emulation ?? "loopback"}, straggler {o.Straggler ?? "none"} -> {outDir}");
+        Console.WriteLine($"bench strategies: {plans.Count} runs ({skipped.Count} combinations skipped), data {source}, model {o.Model}, {o.Epochs} epochs, workers {string.Join(",", workers)}, network {emulation ?? "loopback"}, straggler {o.Straggler ?? "none"} -> {outDir}");
         foreach (var g in skipped.GroupBy(s => s.Why)) Console.WriteLine($"  skip {string.Join(", ", g.Select(s => $"{s.Plan.Strategy} + {s.Plan.Codec}"))}: {g.Key}");
 
         var results = new List<StrategyRunResult>();

@@ -56,6 +56,10 @@ internal static class StrategyPlots
                 var s = scale.Add.Scatter(pts.Select(r => (double)r.Workers).ToArray(), pts.Select(r => r.SamplesPerSecond).ToArray());
                 s.LegendText = g.Key;
             }
+            // Worker counts are integers: tick exactly those.
+            var ticks = new ScottPlot.TickGenerators.NumericManual();
+            foreach (int w in config.Workers.Order()) ticks.AddMajor(w, w.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            scale.Axes.Bottom.TickGenerator = ticks;
             scale.Title("Throughput against workers");
             scale.XLabel("workers");
             scale.YLabel("samples / s");

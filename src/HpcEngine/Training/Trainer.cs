@@ -295,7 +295,11 @@ public static class Trainer
                     lastLog.Restart();
                     double rate = epochSamples / timer.Elapsed.TotalSeconds;
                     double remaining = (double)(config.Epochs - epoch) * loader.SamplesPerEpoch - epochSamples;
-                    log($"epoch {epoch + 1}/{config.Epochs}  batch {batch.Index + 1}/{perEpoch}  loss {lossSum / lossCount:F4}  {rate:F0} samples/s  ETA {TimeSpan.FromSeconds(remaining / Math.Max(rate, 1)):hh\\:mm\\:ss}");
+                    // Under a strategy, also what communication costs so far: bytes handed to collectives per step and
+                    // the error-feedback residual still waiting to be sent.
+                    string comm = strategy == null || workerSteps == 0 ? ""
+                        : $"  {strategy.BytesCommunicated / (double)workerSteps / 1e3:F1} KB/step sent{(strategy.ResidualNorm > 0 ? $", residual {strategy.ResidualNorm:G3}" : "")}";
+                    log($"epoch {epoch + 1}/{config.Epochs}  batch {batch.Index + 1}/{perEpoch}  loss {lossSum / lossCount:F4}  {rate:F0} samples/s{comm}  ETA {TimeSpan.FromSeconds(remaining / Math.Max(rate, 1)):hh\\:mm\\:ss}");
                 }
                 if (config.MaxSteps > 0 && step >= config.MaxSteps)
                 {

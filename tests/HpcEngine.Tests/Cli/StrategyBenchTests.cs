@@ -90,12 +90,21 @@ public class StrategyBenchTests
             (["--bandwidth", "fast", "--out", "x"], "fast"),
             (["--straggler", "1:0.5", "--out", "x"], "1:0.5"),
             (["--strategies", "sync"], "--out"),
+            (["--data", "/nonexistent/fashion", "--out", "x"], "/nonexistent/fashion"),
+            (["--render", "--out", "/nonexistent/results-dir"], "results.json"),
         })
         {
             var r = TestSupport.RunCli(["bench", "strategies", .. args]);
             Assert.That(r.Exit, Is.EqualTo(2), string.Join(' ', args) + ": " + r.Stderr);
             Assert.That(r.Stderr.Trim().Split('\n'), Has.Length.EqualTo(1), r.Stderr);
             Assert.That(r.Stderr, Does.Contain(mentions));
+            Assert.That(r.Stdout, Does.Not.Contain("[1/"), "nothing ran");
         }
+        string dir = TestSupport.TempDir("hpc-render-");
+        File.WriteAllText(Path.Combine(dir, "results.json"), "{\"runs\": []}");
+        var bad = TestSupport.RunCli(["bench", "strategies", "--render", "--out", dir]);
+        Assert.That(bad.Exit, Is.EqualTo(2), bad.Stderr);
+        Assert.That(bad.Stderr, Does.Contain("does not follow the results.json schema"));
+        Directory.Delete(dir, true);
     }
 }
