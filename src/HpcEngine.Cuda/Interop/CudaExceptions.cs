@@ -70,3 +70,20 @@ public sealed class CublasException : Exception
     public int Code { get; }
     public string? Call { get; }
 }
+
+/// <summary>An NCCL call failed, or a communicator reported an asynchronous error.</summary>
+public sealed class NcclException : Exception
+{
+    public NcclException() { }
+    public NcclException(string message) : base(message) { }
+    public NcclException(string message, Exception inner) : base(message, inner) { }
+
+    public NcclException(int code, string description, string call)
+        : base($"{call} failed: {description} ({code})")
+    {
+        (Code, Call) = (code, call);
+    }
+
+    public int Code { get; }
+    public string? Call { get; }
+}

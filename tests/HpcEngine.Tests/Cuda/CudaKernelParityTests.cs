@@ -181,4 +181,22 @@ public class CudaKernelParityTests
         _cuda.Memory.EmptyCache();
         Assert.That(_cuda.Memory.Stats.ReservedBytes, Is.Zero);
     }
+
+    [Test]
+    public void Nccl_with_one_rank_runs_allreduce_and_allgather_on_device_buffers()
+    {
+        if (HpcEngine.Cuda.Interop.CudaLibraries.Find("nccl") == null) Assert.Ignore("libnccl.so.2 is not installed on this host");
+        using var store = HpcEngine.Distributed.TcpStore.Create("127.0.0.1", 0, isServer: true, new HpcEngine.Distributed.StoreOptions());
+        using var comm = NcclCommunicator.Create(_cuda, store, rank: 0, size: 1);
+        Assert.That(NcclCommunicator.Version, Is.GreaterThan(20000));
+        var x = new float[] { 1, 2, 3, 4.5f };
+        using var dx = _cuda.Upload<float>(x);
+        comm.AllReduce(dx, x.Length, DType.Float32);
+        using var gathered = _cuda.Allocate(4L * x.Length);
+        comm.AllGather(gathered, dx, x.Length, DType.Float32);
+        comm.Wait(TimeSpan.FromSeconds(30));
+        Assert.That(_cuda.Download<float>(dx, x.Length), Is.EqualTo(x), "a sum over one rank is the input");
+        Assert.That(_cuda.Download<float>(gathered, x.Length), Is.EqualTo(x));
+        Assert.Throws<ArgumentOutOfRangeException>(() => comm.AllReduce(dx, 1000, DType.Float32));
+    }
 }

@@ -129,4 +129,16 @@ public class CudaLibraryTests
             Assert.That(missing!.Message, Does.Contain("libcuda.so.1").And.Contain("HPCENGINE_CUDA_PATH"));
         }
     }
+
+    [Test]
+    public void Without_nccl_asking_for_it_names_the_library_and_what_was_tried()
+    {
+        if (CudaLibraries.Find("nccl") != null)
+        {
+            Assert.That(NcclCommunicator.Version, Is.GreaterThan(20000));
+            return;
+        }
+        var ex = Assert.Throws<CudaLibraryNotFoundException>(() => _ = NcclCommunicator.Version);
+        Assert.That(ex!.Message, Does.Contain("libnccl.so.2").And.Contain("'nccl'"));
+    }
 }

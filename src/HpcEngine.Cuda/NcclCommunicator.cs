@@ -1,0 +1,152 @@
+using System.Runtime.InteropServices;
+using HpcEngine.Cuda.Interop;
+using HpcEngine.Distributed;
+
+namespace HpcEngine.Cuda;
+
+/// <summary>An NCCL communicator over the ranks of a store rendezvous, running collectives on device buffers on a
+/// context's stream. Rank 0 creates the unique id and publishes it through the store (the same TcpStore the TCP
+/// backend uses). <see cref="Wait"/> synchronises the stream with a timeout: past it, or on an asynchronous NCCL error,
+/// the communicator is aborted and a <see cref="CollectiveException"/> is raised, as the TCP backend does.
+/// The first piece of the NCCL process group (issue #4); device tensors will route through it.</summary>
+public sealed unsafe class NcclCommunicator : IDisposable
+{
+    private IntPtr _comm;
+    private readonly CudaContext _context;
+
+    public int Rank { get; }
+    public int Size { get; }
+
+    private NcclCommunicator(CudaContext context, IntPtr comm, int rank, int size) => (_context, _comm, Rank, Size) = (context, comm, rank, size);
+
+    /// <summary>NCCL's version (e.g. 22800 for 2.28.0).</summary>
+    public static int Version
+    {
+        get
+        {
+            CudaLibraries.Require("nccl");
+            Nccl.Check(Nccl.ncclGetVersion(out int v));
+            return v;
+        }
+    }
+
+    /// <summary>Joins the communicator of <paramref name="size"/> ranks; every rank calls it with the same
+    /// <paramref name="key"/>.</summary>
+    public static NcclCommunicator Create(CudaContext context, IStore store, int rank, int size, string key = "nccl/unique-id")
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(store);
+        CudaLibraries.Require("nccl");
+        Nccl.UniqueId id;
+        if (rank == 0)
+        {
+            Nccl.Check(Nccl.ncclGetUniqueId(out id));
+            var bytes = new byte[128];
+            new ReadOnlySpan<byte>(id.Internal, 128).CopyTo(bytes);
+            store.Set(key, bytes);
+        }
+        else
+        {
+            var bytes = store.Get(key);
+            if (bytes.Length != 128) throw new CollectiveException($"nccl: the unique id under '{key}' has {bytes.Length} bytes, not 128");
+            id = default;
+            bytes.CopyTo(new Span<byte>(id.Internal, 128));
+        }
+        context.MakeCurrent();
+        Nccl.Check(Nccl.ncclCommInitRank(out var comm, size, id, rank));
+        return new NcclCommunicator(context, comm, rank, size);
+    }
+
+    private static int DataType(DType dtype) => dtype switch
+    {
+        DType.Float32 => Nccl.Float32, DType.Float64 => Nccl.Float64, DType.Float16 => Nccl.Float16, DType.BFloat16 => Nccl.BFloat16,
+        DType.Int32 => Nccl.Int32, DType.Int64 => Nccl.Int64, DType.UInt8 => Nccl.UInt8,
+        _ => throw new NotSupportedException($"nccl does not reduce {dtype.TorchName()} tensors"),
+    };
+
+    private static int Op(ReduceOp op) => op switch
+    {
+        ReduceOp.Sum => Nccl.Sum, ReduceOp.Avg => Nccl.Avg, ReduceOp.Max => Nccl.Max, ReduceOp.Min => Nccl.Min, ReduceOp.Product => Nccl.Prod,
+        _ => throw new ArgumentOutOfRangeException(nameof(op)),
+    };
+
+    /// <summary>In-place allreduce of <paramref name="count"/> elements, enqueued on the context's stream.</summary>
+    public void AllReduce(DeviceBuffer buffer, long count, DType dtype, ReduceOp op = ReduceOp.Sum)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        CheckFits(buffer, count, dtype);
+        _context.MakeCurrent();
+        Nccl.Check(Nccl.ncclAllReduce(buffer.Pointer, buffer.Pointer, (nuint)count, DataType(dtype), Op(op), _comm, _context.Stream));
+    }
+
+    public void Broadcast(DeviceBuffer buffer, long count, DType dtype, int root)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        CheckFits(buffer, count, dtype);
+        _context.MakeCurrent();
+        Nccl.Check(Nccl.ncclBroadcast(buffer.Pointer, buffer.Pointer, (nuint)count, DataType(dtype), root, _comm, _context.Stream));
+    }
+
+    /// <summary><paramref name="output"/> (Size × count) receives every rank's <paramref name="input"/> in rank order.</summary>
+    public void AllGather(DeviceBuffer output, DeviceBuffer input, long count, DType dtype)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(input);
+        CheckFits(input, count, dtype);
+        CheckFits(output, count * Size, dtype);
+        _context.MakeCurrent();
+        Nccl.Check(Nccl.ncclAllGather(input.Pointer, output.Pointer, (nuint)count, DataType(dtype), _comm, _context.Stream));
+    }
+
+    private static void CheckFits(DeviceBuffer b, long count, DType dtype)
+    {
+        if (count < 0 || count * dtype.SizeOf() > b.Bytes)
+            throw new ArgumentOutOfRangeException(nameof(count), $"{count} {dtype.TorchName()} elements do not fit a {b.Bytes}-byte buffer");
+    }
+
+    /// <summary>Waits for the queued collectives; a timeout or an asynchronous NCCL error aborts the communicator and
+    /// raises a <see cref="CollectiveException"/> naming the rank.</summary>
+    public void Wait(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        _context.MakeCurrent();
+        Driver.Check(Driver.cuEventCreate(out var evt, 2));
+        try
+        {
+            Driver.Check(Driver.cuEventRecord(evt, _context.Stream));
+            while (true)
+            {
+                int status = Driver.cuEventQuery(evt);
+                if (status == Driver.Success) return;
+                if (status != Driver.ErrorNotReady) Driver.Check(status);
+                Nccl.Check(Nccl.ncclCommGetAsyncError(_comm, out int async));
+                if (async != Nccl.Success && async != Nccl.InProgress)
+                {
+                    Abort();
+                    throw new CollectiveException($"nccl rank {Rank}: asynchronous error {Nccl.ErrorString(async)} ({async}); the communicator was aborted");
+                }
+                if (DateTime.UtcNow > deadline)
+                {
+                    Abort();
+                    throw new CollectiveException($"nccl rank {Rank}: collectives did not complete within {timeout.TotalSeconds:F1}s; the communicator was aborted");
+                }
+                Thread.Sleep(1);
+            }
+        }
+        finally { Driver.cuEventDestroy(evt); }
+    }
+
+    private void Abort()
+    {
+        if (_comm == IntPtr.Zero) return;
+        Nccl.ncclCommAbort(_comm);
+        _comm = IntPtr.Zero;
+    }
+
+    public void Dispose()
+    {
+        if (_comm == IntPtr.Zero) return;
+        Nccl.ncclCommDestroy(_comm);
+        _comm = IntPtr.Zero;
+    }
+}
