@@ -155,6 +155,38 @@ public sealed unsafe class CudaContext : IDisposable
         }
     }
 
+    /// <summary>Median milliseconds of <paramref name="iterations"/> runs of <paramref name="enqueue"/>, timed with
+    /// events on the stream (after <paramref name="warmup"/> untimed runs).</summary>
+    public double TimeMilliseconds(Action enqueue, int iterations, int warmup = 3)
+    {
+        ArgumentNullException.ThrowIfNull(enqueue);
+        for (int i = 0; i < warmup; i++) enqueue();
+        Synchronize();
+        var times = new double[iterations];
+        MakeCurrent();
+        Driver.Check(Driver.cuEventCreate(out var start, 0));
+        Driver.Check(Driver.cuEventCreate(out var end, 0));
+        try
+        {
+            for (int i = 0; i < iterations; i++)
+            {
+                Driver.Check(Driver.cuEventRecord(start, _stream));
+                enqueue();
+                Driver.Check(Driver.cuEventRecord(end, _stream));
+                Driver.Check(Driver.cuEventSynchronize(end));
+                Driver.Check(Driver.cuEventElapsedTime(out float ms, start, end));
+                times[i] = ms;
+            }
+        }
+        finally
+        {
+            Driver.cuEventDestroy(start);
+            Driver.cuEventDestroy(end);
+        }
+        Array.Sort(times);
+        return times[iterations / 2];
+    }
+
     /// <summary>Waits for everything queued on the stream; an asynchronous kernel fault surfaces here.</summary>
     public void Synchronize()
     {

@@ -9,7 +9,7 @@ namespace HpcEngine.Cli.Commands;
 [Verb("bench", HelpText = "Time a workload: gemm, softmax, layernorm, add, step (one training step), collectives (under hpcengine launch), strategies (the sync/async strategy matrix), or parallel (tp/pp/dp steps).")]
 public sealed class BenchOptions
 {
-    [Value(0, MetaName = "workload", Required = true, HelpText = "gemm | softmax | layernorm | add | step | collectives | strategies | parallel")]
+    [Value(0, MetaName = "workload", Required = true, HelpText = "gemm | softmax | layernorm | add | step | collectives | strategies | parallel | gpu")]
     public string Workload { get; set; } = "";
 
     [Option("size", Default = 1024, HelpText = "gemm: N of an NxNxN product; others: rows and columns of an NxN float32 matrix.")]
@@ -99,6 +99,9 @@ public sealed class BenchOptions
     [Option("micro-batches", Default = 8, HelpText = "parallel --mode pp: micro-batches per step.")]
     public int MicroBatches { get; set; }
 
+    [Option("peer", HelpText = "gpu: bench/peers/torch_gpu.py's JSON from the same machine, to print ours / theirs.")]
+    public string? Peer { get; set; }
+
     [Option("render", Default = false, HelpText = "strategies: only redraw results.csv, the plots and report.md from DIR/results.json.")]
     public bool Render { get; set; }
 
@@ -120,6 +123,7 @@ internal static class BenchCommand
         if (o.Workload == "collectives") return CollectivesBench.Run(o);
         if (o.Workload == "strategies") return StrategyBench.Run(o);
         if (o.Workload == "parallel") return ParallelBench.Run(o);
+        if (o.Workload == "gpu") return GpuBench.Run(o);
         int n = o.Size;
         using var noGrad = GradMode.NoGrad();
         var gen = new Generator(1);
@@ -133,7 +137,7 @@ internal static class BenchCommand
             "softmax" => () => F.Softmax(a, -1),
             "layernorm" => () => F.LayerNorm(a, [n], w, bias),
             "add" => () => a + b,
-            _ => throw new ArgumentException($"unknown workload '{o.Workload}': use gemm, softmax, layernorm, add, step, collectives, strategies or parallel"),
+            _ => throw new ArgumentException($"unknown workload '{o.Workload}': use gemm, softmax, layernorm, add, step, collectives, strategies, parallel or gpu"),
         };
         var times = Time(() => op().Dispose(), o.Iters);
         double ms = times[times.Length / 2];

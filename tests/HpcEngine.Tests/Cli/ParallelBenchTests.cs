@@ -70,3 +70,17 @@ public class ParallelBenchTests
         }
     }
 }
+
+[TestFixture]
+public class GpuBenchTests
+{
+    [Test]
+    public void Bench_gpu_without_a_device_says_why_in_one_line()
+    {
+        if (HpcEngine.Cuda.CudaDevices.Probe().HasDevice) Assert.Ignore("a CUDA device is present: the GPU bench is run by the device check, not here");
+        var r = TestSupport.RunCli(["bench", "gpu"]);
+        Assert.That(r.Exit, Is.EqualTo(2));
+        Assert.That(r.Stderr.Trim().Split('\n'), Has.Length.EqualTo(1));
+        Assert.That(r.Stderr, Does.Contain("needs a CUDA device").And.Contain("libcuda.so.1"));
+    }
+}

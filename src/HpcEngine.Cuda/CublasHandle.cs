@@ -1,0 +1,50 @@
+using HpcEngine.Cuda.Interop;
+
+namespace HpcEngine.Cuda;
+
+/// <summary>The precision of a cuBLAS GEMM: fp32 (IEEE), TF32 tensor cores on fp32 data, or bf16 inputs with fp32
+/// accumulation.</summary>
+public enum GemmPrecision { Fp32, Tf32, Bf16 }
+
+/// <summary>A cuBLAS handle bound to a context's stream: row-major GEMMs on device buffers.</summary>
+public sealed unsafe class CublasHandle : IDisposable
+{
+    private readonly CudaContext _context;
+    private IntPtr _handle;
+
+    public CublasHandle(CudaContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        CudaLibraries.Require("cublas");
+        _context = context;
+        context.MakeCurrent();
+        Cublas.Check(Cublas.cublasCreate(out _handle));
+        Cublas.Check(Cublas.cublasSetStream(_handle, context.Stream));
+    }
+
+    /// <summary>C[m×n] = A[m×k] · B[k×n], all row-major and contiguous (fp32 C; A and B fp32, or bf16 for
+    /// <see cref="GemmPrecision.Bf16"/>). cuBLAS is column-major, so this computes Cᵀ = Bᵀ·Aᵀ, which needs no copies.</summary>
+    public void Gemm(DeviceBuffer a, DeviceBuffer b, DeviceBuffer c, int m, int n, int k, GemmPrecision precision)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        ArgumentNullException.ThrowIfNull(c);
+        int inBytes = precision == GemmPrecision.Bf16 ? 2 : 4;
+        if ((long)m * k * inBytes > a.Bytes || (long)k * n * inBytes > b.Bytes || (long)m * n * 4 > c.Bytes)
+            throw new ArgumentException($"gemm {m}×{k} · {k}×{n}: a buffer is too small for the operands");
+        _context.MakeCurrent();
+        Cublas.Check(Cublas.cublasSetMathMode(_handle, precision == GemmPrecision.Tf32 ? Cublas.TF32TensorOpMath : Cublas.DefaultMath));
+        float alpha = 1, beta = 0;
+        int inType = precision == GemmPrecision.Bf16 ? Cublas.R16BF : Cublas.R32F;
+        int compute = precision == GemmPrecision.Tf32 ? Cublas.Compute32FFastTF32 : Cublas.Compute32F;
+        Cublas.Check(Cublas.cublasGemmEx(_handle, Cublas.OpN, Cublas.OpN, n, m, k, &alpha, b.Pointer, inType, n, a.Pointer, inType, k,
+            &beta, c.Pointer, Cublas.R32F, n, compute, Cublas.GemmDefault));
+    }
+
+    public void Dispose()
+    {
+        if (_handle == IntPtr.Zero) return;
+        Cublas.cublasDestroy(_handle);
+        _handle = IntPtr.Zero;
+    }
+}
