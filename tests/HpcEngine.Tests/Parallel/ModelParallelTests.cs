@@ -338,4 +338,35 @@ public class ModelParallelTests
             }
         }
     }
+
+    [Test]
+    public void Pipeline_stages_made_of_tensor_parallel_layers_equal_single_process_training()
+    {
+        // pp2 × tp2: stage 0 = [flatten, column-parallel 784→1024, relu], stage 1 = [row-parallel 1024→1024, relu, head].
+        // The split activation between the stages travels shard to shard (tp rank t of stage 0 to tp rank t of stage 1).
+        var (x, y) = Batch(8, 71);
+        using (x) using (y)
+        {
+            var (wantLoss, wantGrads) = SingleProcess(x, y);
+            using var names = Models.Create("mlp-wide", new Generator(InitSeed));
+            var order = names.NamedParameters().Select(p => p.Name).ToArray();
+            var full = new List<float[]>[4];
+            var coords = new (int Data, int Pipeline, int Tensor)[4];
+            var losses = new double[4];
+            Ranks.Run(4, world =>
+            {
+                using var mesh = DeviceMesh.Create(world, dataParallel: 1, pipelineParallel: 2, tensorParallel: 2);
+                coords[world.Rank] = mesh.Coordinates;
+                using var stage = new PipelineStage(TensorParallel.MlpWide(mesh.Tensor, new Generator(InitSeed)), mesh.Pipeline, [3, 3]);
+                using (var scope = new TensorScope())
+                    losses[world.Rank] = stage.Step(stage.IsFirst ? x : null, stage.IsLast ? y : null, 4, PipelineSchedule.OneFOneB).Loss;
+                full[world.Rank] = TensorParallel.FullGradients(stage.Module).Values.Select(t => { using (t) return t.ToArray<float>(); }).ToList();
+            }, timeoutSeconds: 120);
+            int last = Enumerable.Range(0, 4).First(r => coords[r] == (0, 1, 0));
+            Assert.That(losses[last], Is.EqualTo(wantLoss).Within(1e-5));
+            int first = Enumerable.Range(0, 4).First(r => coords[r] == (0, 0, 0));
+            var got = full[first].Concat(full[last]).Select((g, i) => (order[i], g)).ToDictionary(p => p.Item1, p => p.g);
+            AssertGradsClose(got, wantGrads, "pp2×tp2");
+        }
+    }
 }
