@@ -158,27 +158,34 @@ public sealed class GptMini : Module
 
         public override Tensor Forward(Tensor input)
         {
-            int b = input.Shape[0], t = input.Shape[1], d = input.Shape[2], hd = d / _heads;
             using var qkv = _qkv.Forward(input);
-            var parts = Ops.Split(qkv, d, 2);
-            try
-            {
-                // [B, T, D] -> [B, H, T, hd]
-                using var q4 = parts[0].Reshape(b, t, _heads, hd);
-                using var k4 = parts[1].Reshape(b, t, _heads, hd);
-                using var v4 = parts[2].Reshape(b, t, _heads, hd);
-                using var q = q4.Transpose(1, 2);
-                using var k = k4.Transpose(1, 2);
-                using var v = v4.Transpose(1, 2);
-                using var y = F.ScaledDotProductAttention(q, k, v, isCausal: true);
-                using var yt = y.Transpose(1, 2);
-                using var merged = yt.Reshape(b, t, d);
-                return _proj.Forward(merged);
-            }
-            finally
-            {
-                foreach (var p in parts) p.Dispose();
-            }
+            using var merged = CausalHeads(qkv, _heads, input.Shape[2] / _heads);
+            return _proj.Forward(merged);
+        }
+    }
+
+    /// <summary>Causal self-attention over fused projections: qkv [B, T, 3·H·hd] (q | k | v) → [B, T, H·hd], each of the
+    /// H heads attending to earlier positions only. Shared with the tensor-parallel model, whose ranks hold H/n heads.</summary>
+    internal static Tensor CausalHeads(Tensor qkv, int heads, int headDim)
+    {
+        int b = qkv.Shape[0], t = qkv.Shape[1], width = heads * headDim;
+        var parts = Ops.Split(qkv, width, 2);
+        try
+        {
+            // [B, T, H·hd] -> [B, H, T, hd]
+            using var q4 = parts[0].Reshape(b, t, heads, headDim);
+            using var k4 = parts[1].Reshape(b, t, heads, headDim);
+            using var v4 = parts[2].Reshape(b, t, heads, headDim);
+            using var q = q4.Transpose(1, 2);
+            using var k = k4.Transpose(1, 2);
+            using var v = v4.Transpose(1, 2);
+            using var y = F.ScaledDotProductAttention(q, k, v, isCausal: true);
+            using var yt = y.Transpose(1, 2);
+            return yt.Reshape(b, t, width);
+        }
+        finally
+        {
+            foreach (var p in parts) p.Dispose();
         }
     }
 

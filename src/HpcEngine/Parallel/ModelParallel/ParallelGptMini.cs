@@ -154,26 +154,9 @@ public sealed class ParallelGptMini : Module
 
         public override Tensor Forward(Tensor input)
         {
-            int b = input.Shape[0], t = input.Shape[1], local = _localHeads * _headDim;
             using var qkv = _qkv.Forward(input);
-            var parts = Ops.Split(qkv, local, 2);
-            try
-            {
-                using var q4 = parts[0].Reshape(b, t, _localHeads, _headDim);
-                using var k4 = parts[1].Reshape(b, t, _localHeads, _headDim);
-                using var v4 = parts[2].Reshape(b, t, _localHeads, _headDim);
-                using var q = q4.Transpose(1, 2);
-                using var k = k4.Transpose(1, 2);
-                using var v = v4.Transpose(1, 2);
-                using var y = F.ScaledDotProductAttention(q, k, v, isCausal: true);
-                using var yt = y.Transpose(1, 2);
-                using var merged = yt.Reshape(b, t, local);
-                return _proj.Forward(merged);
-            }
-            finally
-            {
-                foreach (var p in parts) p.Dispose();
-            }
+            using var merged = GptMini.CausalHeads(qkv, _localHeads, _headDim);
+            return _proj.Forward(merged);
         }
     }
 
