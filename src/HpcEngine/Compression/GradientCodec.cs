@@ -77,7 +77,7 @@ public abstract class GradientCodec
     /// <summary>Loads a subclass's state entry; false when the key is not one of its own.</summary>
     protected virtual bool LoadExtraEntry(string key, Tensor value) => false;
 
-    /// <summary>Builds a codec by name: none, fp16, bf16, topk:F, randomk:F, int8, sign, powersgd:R.</summary>
+    /// <summary>Builds a codec by name: none, fp16, bf16, topk:F, randomk:F, int8, sign, powersgd:R, dgc:F.</summary>
     /// <param name="spec">The codec's name and parameter.</param>
     /// <param name="seed">Seeds random-k's index draws, int8's stochastic rounding and PowerSGD's initial factors; give
     /// every rank the same seed.</param>
@@ -99,7 +99,8 @@ public abstract class GradientCodec
             "int8" or "qsgd" => new Int8Codec(seed),
             "sign" => new SignCodec(),
             "powersgd" => new PowerSgdCodec(Rank(), seed),
-            _ => throw new ArgumentException($"unknown codec '{spec}': use none, fp16, bf16, topk:F, randomk:F, int8, sign or powersgd:R"),
+            "dgc" => new DgcCodec(Fraction()),
+            _ => throw new ArgumentException($"unknown codec '{spec}': use none, fp16, bf16, topk:F, randomk:F, int8, sign, powersgd:R or dgc:F"),
         };
     }
 }

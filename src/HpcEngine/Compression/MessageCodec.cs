@@ -17,7 +17,7 @@ public abstract class MessageCodec : GradientCodec
     /// <summary>Encodes <paramref name="gradient"/> for bucket <paramref name="key"/>. With error feedback the residual
     /// of the previous step is added first and what is not sent becomes the new residual, so nothing is lost, only
     /// delayed: decode(encode(g)) + residual_new = g + residual_old, exactly.</summary>
-    public EncodedGradient Encode(ReadOnlySpan<float> gradient, int key = 0)
+    public virtual EncodedGradient Encode(ReadOnlySpan<float> gradient, int key = 0)
     {
         if (!ErrorFeedback) return EncodeCore(gradient);
         var r = Residual(key, gradient.Length);

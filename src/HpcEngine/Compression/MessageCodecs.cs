@@ -109,7 +109,10 @@ public sealed class TopKCodec(double fraction) : SparseCodec(fraction)
 {
     public override string Name => $"topk:{Fraction.ToString(CultureInfo.InvariantCulture)}";
 
-    protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values)
+    protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values) => EncodeTopK(values);
+
+    /// <summary>The top-k message of <paramref name="values"/> (no error feedback: the caller keeps its own state).</summary>
+    internal EncodedGradient EncodeTopK(ReadOnlySpan<float> values)
     {
         int n = values.Length, k = K(n);
         if (k == 0) return Pack(values, []);

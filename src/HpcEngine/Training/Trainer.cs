@@ -66,6 +66,8 @@ public sealed record TrainConfig
         if (CheckpointDir != null && Strategy.StartsWith("ssp", StringComparison.Ordinal))
             throw new ArgumentException($"--checkpoint-dir is not supported with --strategy {Strategy}: a parameter server's pushes in flight between ranks cannot be captured; use sync, zero1, localsgd or diloco");
         if (EvalEverySteps < 0) throw new ArgumentException($"--eval-every must be 0 or more, got {EvalEverySteps}");
+        if (Compress != null && Compress.StartsWith("dgc", StringComparison.Ordinal) && Optimizer != "sgd")
+            throw new ArgumentException($"--compress {Compress} moves SGD's momentum into the codec (momentum correction): use --optimizer sgd, not {Optimizer}");
     }
 }
 
@@ -147,9 +149,12 @@ public static class Trainer
         log = lead ? log ?? (_ => { }) : _ => { };
         var gen = new Generator(config.Seed);
         using var model = Models.Create(config.Model, gen);
+        // DGC applies the momentum itself (momentum correction): the optimizer then runs without it.
+        var codec = config.Compress == null ? null : Compression.GradientCodec.Create(config.Compress, config.Seed);
+        if (codec is Compression.DgcCodec dgc) codec = new Compression.DgcCodec(dgc.Fraction, config.Momentum);
+        var optimizerConfig = codec is Compression.DgcCodec ? config with { Momentum = 0 } : config;
         using var strategy = group != null && group.Size > 1
-            ? Parallel.TrainingStrategies.Create(config.Strategy, model, group, ps => MakeOptimizer(config, ps),
-                config.Compress != null ? Compression.GradientCodec.Create(config.Compress, config.Seed) : null)
+            ? Parallel.TrainingStrategies.Create(config.Strategy, model, group, ps => MakeOptimizer(optimizerConfig, ps), codec)
             : null;
         var ddp = (strategy as Parallel.SyncStrategy)?.Ddp;
         // A parameter server with dedicated server ranks: those ranks serve instead of training, and the data is split

@@ -22,6 +22,7 @@ public class CliTests
         AssertOneLineError(TestSupport.RunCli(["train", "--epochs", "0"]), "--epochs");
         AssertOneLineError(TestSupport.RunCli(["bench", "gemm", "--size", "-3"]), "--size");
         AssertOneLineError(TestSupport.RunCli(["train", "--data", "/nonexistent/dir"]), "/nonexistent/dir");
+        AssertOneLineError(TestSupport.RunCli(["train", "--model", "cnn", "--compress", "dgc:0.01"]), "--optimizer sgd");
     }
 
     [Test]

@@ -95,3 +95,30 @@ public class PowerSgdTests
         });
     }
 }
+
+[TestFixture]
+public class DgcCodecTests
+{
+    [Test]
+    public void Dgc_accumulates_velocity_locally_and_clears_what_it_sent()
+    {
+        var c = new DgcCodec(0.25, momentum: 0.5); // k = 1 of 4
+        var g1 = new float[] { 1, -4, 2, 0.5f };
+        var msg = c.Encode(g1, key: 3);
+        var sent = new float[4];
+        c.Decode(msg, sent);
+        Assert.That(sent, Is.EqualTo(new float[] { 0, -4, 0, 0 }), "the largest |v| = |u| = |g| on the first step");
+        var state = c.StateDict();
+        Assert.That(state["residual.3"].ToArray<float>(), Is.EqualTo(new float[] { 1, 0, 2, 0.5f }), "v keeps the rest, cleared where sent");
+        Assert.That(state["velocity.3"].ToArray<float>(), Is.EqualTo(new float[] { 1, 0, 2, 0.5f }), "momentum-factor masking clears u too");
+        var g2 = new float[] { 1, 1, 1, 1 };
+        c.Decode(c.Encode(g2, key: 3), sent);
+        // u = 0.5·[1, 0, 2, 0.5] + 1 = [1.5, 1, 2, 1.25]; v = [1, 0, 2, 0.5] + u = [2.5, 1, 4, 1.75] → sends index 2.
+        Assert.That(sent, Is.EqualTo(new float[] { 0, 0, 4, 0 }));
+        var restored = new DgcCodec(0.25, momentum: 0.5);
+        restored.LoadStateDict(c.StateDict());
+        Assert.That(restored.StateDict()["velocity.3"].ToArray<float>(), Is.EqualTo(new float[] { 1.5f, 1, 0, 1.25f }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DgcCodec(0.1, momentum: 1));
+        Assert.That(GradientCodec.Create("dgc:0.01"), Is.TypeOf<DgcCodec>());
+    }
+}
