@@ -66,8 +66,8 @@ public sealed record TrainConfig
         if (CheckpointDir != null && Strategy.StartsWith("ssp", StringComparison.Ordinal))
             throw new ArgumentException($"--checkpoint-dir is not supported with --strategy {Strategy}: a parameter server's pushes in flight between ranks cannot be captured; use sync, zero1, localsgd or diloco");
         if (EvalEverySteps < 0) throw new ArgumentException($"--eval-every must be 0 or more, got {EvalEverySteps}");
-        if (Compress != null && Compress.StartsWith("dgc", StringComparison.Ordinal) && Optimizer != "sgd")
-            throw new ArgumentException($"--compress {Compress} moves SGD's momentum into the codec (momentum correction): use --optimizer sgd, not {Optimizer}");
+        if (Compress != null && Compress.StartsWith("dgc", StringComparison.Ordinal) && (Optimizer != "sgd" || Strategy != "sync"))
+            throw new ArgumentException($"--compress {Compress} moves SGD's momentum into the codec (momentum correction): use --optimizer sgd and --strategy sync (got {Optimizer}, {Strategy})");
     }
 }
 
