@@ -41,7 +41,7 @@ internal sealed record StrategyRunResult
         new() { Strategy = p.Strategy, Codec = p.Codec, Workers = p.Workers, Status = "failed", Error = error };
 
     /// <summary>Reads rank 0's `train --json` summary. Time to target is the first evaluation at or above the target,
-    /// on the training clock (evaluation excluded); cost is workers × machine price × time.</summary>
+    /// on the training clock (evaluation excluded); cost is machines (workers + dedicated servers) × price × time.</summary>
     public static StrategyRunResult From(StrategyRunPlan p, JsonElement j, double target, double pricePerHour, double processWall, string trace)
     {
         double D(string name) => j.GetProperty(name) is { ValueKind: JsonValueKind.Number } v ? v.GetDouble() : double.NaN;
@@ -50,7 +50,8 @@ internal sealed record StrategyRunResult
             .Select(pt => pt.EnumerateArray().Select(v => v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN).ToArray())
             .Where(pt => pt.All(double.IsFinite)).ToArray();
         double? ttt = curve.FirstOrDefault(pt => pt[1] >= target)?[0];
-        double perSecond = pricePerHour * p.Workers / 3600;
+        // Every process is a machine to pay for: dedicated parameter servers included.
+        double perSecond = pricePerHour * (p.Workers + StrategyBench.DedicatedServers(p.Strategy)) / 3600;
         return new StrategyRunResult
         {
             Strategy = p.Strategy, Codec = p.Codec, Workers = p.Workers, Status = diverged ? "diverged" : "ok",
