@@ -93,30 +93,43 @@ public sealed class GptMini : Module
             _wpe = RegisterModule("wpe", new Embedding(c.Context, c.Dim, g));
         }
 
-        public override Tensor Forward(Tensor input)
-        {
-            if (input.Rank != 2 || input.Shape[1] > _context)
-                throw new ShapeMismatchException($"gpt-mini: expected token ids [batch, time ≤ {_context}], got {Shapes.Format(input.Shape)}");
-            using var pos = Tensor.Arange(input.Shape[1]);
-            using var tok = _wte.Forward(input);
-            using var pe = _wpe.Forward(pos);
-            return Ops.Add(tok, pe);
-        }
+        public override Tensor Forward(Tensor input) => Embed(input, _context, _wte, _wpe);
     }
 
-    public override Tensor Forward(Tensor input)
+    public override Tensor Forward(Tensor input) => Decode(input, Config.Context, _wte, _wpe, _blocks, _lnF, _head);
+
+    /// <summary>Token ids [B, T] (checked against the context) → token + position embeddings [B, T, D].</summary>
+    internal static Tensor Embed(Tensor input, int context, Module wte, Module wpe)
     {
         ArgumentNullException.ThrowIfNull(input);
-        if (input.Rank != 2 || input.Shape[1] > Config.Context)
-            throw new ShapeMismatchException($"gpt-mini: expected token ids [batch, time ≤ {Config.Context}], got {Shapes.Format(input.Shape)}");
+        if (input.Rank != 2 || input.Shape[1] > context)
+            throw new ShapeMismatchException($"gpt-mini: expected token ids [batch, time ≤ {context}], got {Shapes.Format(input.Shape)}");
         using var pos = Tensor.Arange(input.Shape[1]);
-        using var tok = _wte.Forward(input);
-        using var pe = _wpe.Forward(pos);
-        var x = Ops.Add(tok, pe);
-        foreach (var b in _blocks) x = x.Replace(b.Forward(x));
-        using var n = _lnF.Forward(x);
+        using var tok = wte.Forward(input);
+        using var pe = wpe.Forward(pos);
+        return Ops.Add(tok, pe);
+    }
+
+    /// <summary>The whole network: embeddings, blocks, final norm, head. Shared with the tensor-parallel model, whose
+    /// modules are the parallel ones.</summary>
+    internal static Tensor Decode(Tensor input, int context, Module wte, Module wpe, IEnumerable<Module> blocks, Module lnF, Module head)
+    {
+        var x = Embed(input, context, wte, wpe);
+        foreach (var b in blocks) x = x.Replace(b.Forward(x));
+        using var n = lnF.Forward(x);
         x.Dispose();
-        return _head.Forward(n);
+        return head.Forward(n);
+    }
+
+    /// <summary>One pre-norm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(·)).</summary>
+    internal static Tensor ResidualBlock(Tensor input, Module ln1, Module attn, Module ln2, Module mlp)
+    {
+        using var n1 = ln1.Forward(input);
+        using var a = attn.Forward(n1);
+        using var x = Ops.Add(input, a);
+        using var n2 = ln2.Forward(x);
+        using var m = mlp.Forward(n2);
+        return Ops.Add(x, m);
     }
 
     private sealed class Block : Module
@@ -133,15 +146,7 @@ public sealed class GptMini : Module
             _mlp = RegisterModule("mlp", new Mlp(c, g));
         }
 
-        public override Tensor Forward(Tensor input)
-        {
-            using var n1 = _ln1.Forward(input);
-            using var a = _attn.Forward(n1);
-            using var x = Ops.Add(input, a);
-            using var n2 = _ln2.Forward(x);
-            using var m = _mlp.Forward(n2);
-            return Ops.Add(x, m);
-        }
+        public override Tensor Forward(Tensor input) => ResidualBlock(input, _ln1, _attn, _ln2, _mlp);
     }
 
     private sealed class Attention : Module

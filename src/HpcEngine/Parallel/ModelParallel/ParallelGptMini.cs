@@ -98,20 +98,7 @@ public sealed class ParallelGptMini : Module
     }
 
     /// <summary>Token ids [B, T] → this rank's logits [B, T, V/n].</summary>
-    public override Tensor Forward(Tensor input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        if (input.Rank != 2 || input.Shape[1] > _config.Context)
-            throw new ShapeMismatchException($"gpt-mini: expected token ids [batch, time ≤ {_config.Context}], got {Shapes.Format(input.Shape)}");
-        using var pos = Tensor.Arange(input.Shape[1]);
-        using var tok = _wte.Forward(input);
-        using var pe = _wpe.Forward(pos);
-        var x = Ops.Add(tok, pe);
-        foreach (var b in _blocks) x = x.Replace(b.Forward(x));
-        using var n = _lnF.Forward(x);
-        x.Dispose();
-        return _head.Forward(n);
-    }
+    public override Tensor Forward(Tensor input) => GptMini.Decode(input, _config.Context, _wte, _wpe, _blocks, _lnF, _head);
 
     private sealed class Block : Module
     {
@@ -127,15 +114,7 @@ public sealed class ParallelGptMini : Module
             _mlp = RegisterModule("mlp", new Mlp(c, group, g));
         }
 
-        public override Tensor Forward(Tensor input)
-        {
-            using var n1 = _ln1.Forward(input);
-            using var a = _attn.Forward(n1);
-            using var x = Ops.Add(input, a);
-            using var n2 = _ln2.Forward(x);
-            using var m = _mlp.Forward(n2);
-            return Ops.Add(x, m);
-        }
+        public override Tensor Forward(Tensor input) => GptMini.ResidualBlock(input, _ln1, _attn, _ln2, _mlp);
     }
 
     private sealed class Attention : Module
