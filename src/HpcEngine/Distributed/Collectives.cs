@@ -13,12 +13,15 @@ public enum ReduceOp
 /// <summary>Which allreduce algorithm runs: chosen by message size, or forced.</summary>
 public enum AllReduceAlgorithm
 {
-    /// <summary>Direct exchange below <see cref="Tcp.TcpOptions.SmallMessageBytes"/>, pipelined ring above.</summary>
+    /// <summary>Recursive doubling up to <see cref="Tcp.TcpOptions.SmallMessageBytes"/>, pipelined ring above.</summary>
     Auto,
     /// <summary>Chunked ring: reduce-scatter then allgather; bandwidth-optimal (each rank sends 2(n−1)/n of the data).</summary>
     Ring,
     /// <summary>Every rank sends its whole buffer to every other and reduces locally in rank order: one round, latency-optimal.</summary>
     Direct,
+    /// <summary>log2(n) rounds of pairwise exchange (ranks beyond a power of two fold in first and get the result
+    /// last): each rank sends log2(n) messages instead of n − 1, the fewest for a latency-bound op.</summary>
+    RecursiveDoubling,
 }
 
 /// <summary>Options every collective takes.</summary>
@@ -84,8 +87,18 @@ public sealed class CollectiveException : Exception
 public sealed class Work
 {
     private readonly Task _task;
+    private readonly Func<DateTime, bool>? _progress;
 
     internal Work(Task task) => _task = task;
+
+    /// <summary>Work whose waiter may drive the op itself: <paramref name="progress"/> runs on the thread that calls
+    /// <see cref="Wait"/> and makes progress until the op completes or the deadline passes (true: completed). A
+    /// latency-bound op then finishes on the waiting thread, without waking another thread to hand it over.</summary>
+    internal Work(Task task, Func<DateTime, bool> progress)
+    {
+        _task = task;
+        _progress = progress;
+    }
 
     /// <summary>Completed work (for ops that finished synchronously).</summary>
     public static Work Done { get; } = new(Task.CompletedTask);
@@ -104,9 +117,13 @@ public sealed class Work
     {
         try
         {
+            var deadline = timeout.HasValue ? DateTime.UtcNow + timeout.Value : DateTime.MaxValue;
+            if (_progress != null && !_task.IsCompleted) _progress(deadline);
             if (timeout.HasValue)
             {
-                if (!_task.Wait(timeout.Value)) throw new TimeoutException($"the op did not complete within {timeout.Value.TotalSeconds:F1}s");
+                var left = deadline - DateTime.UtcNow;
+                if (!_task.Wait(left > TimeSpan.Zero ? left : TimeSpan.Zero))
+                    throw new TimeoutException($"the op did not complete within {timeout.Value.TotalSeconds:F1}s");
             }
             else _task.Wait();
         }

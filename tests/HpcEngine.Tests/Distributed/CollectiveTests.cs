@@ -62,7 +62,12 @@ public class CollectiveTests
     [TestCase(AllReduceAlgorithm.Ring, 3)]
     [TestCase(AllReduceAlgorithm.Ring, 5)]
     [TestCase(AllReduceAlgorithm.Direct, 4)]
-    public void Both_algorithms_give_bitwise_equal_results_on_every_rank(AllReduceAlgorithm algorithm, int n)
+    [TestCase(AllReduceAlgorithm.RecursiveDoubling, 2)]
+    [TestCase(AllReduceAlgorithm.RecursiveDoubling, 3)]
+    [TestCase(AllReduceAlgorithm.RecursiveDoubling, 4)]
+    [TestCase(AllReduceAlgorithm.RecursiveDoubling, 6)]
+    [TestCase(AllReduceAlgorithm.RecursiveDoubling, 7)]
+    public void Every_algorithm_gives_bitwise_equal_results_on_every_rank(AllReduceAlgorithm algorithm, int n)
     {
         var results = new float[n][];
         Ranks.Run(n, pg =>

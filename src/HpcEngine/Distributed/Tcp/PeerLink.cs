@@ -1,122 +1,181 @@
-using System.Buffers;
-using System.Buffers.Binary;
-using System.Collections.Concurrent;
-using System.IO.Pipelines;
+using System.Diagnostics;
 using System.Net.Sockets;
-using System.Threading.Channels;
 
 namespace HpcEngine.Distributed.Tcp;
 
-/// <summary>The peer closed its end after saying goodbye: it left, it did not crash.</summary>
-internal sealed class PeerLeftException(string message) : IOException(message);
-
-/// <summary>A received message: a pooled buffer the consumer returns with Dispose. Dispose is idempotent: returning
-/// the same array to the pool twice would hand it to two later receivers at once.</summary>
-internal sealed class Incoming(byte[] buffer, int length) : IDisposable
-{
-    private int _returned;
-    public ReadOnlySpan<byte> Span => buffer.AsSpan(0, length);
-    public int Length => length;
-
-    public void Dispose()
-    {
-        if (Interlocked.Exchange(ref _returned, 1) == 0) ArrayPool<byte>.Shared.Return(buffer);
-    }
-}
-
-/// <summary>The connection to one peer. Frames are <c>[u32 magic][u32 reserved][i64 tag][i64 length][payload]</c>.
-/// A receive loop reads the socket through a PipeReader and copies each payload, as it arrives, into a pooled
-/// buffer delivered to the channel of its tag (so several ops can be in flight, each reading its own frames in
-/// order). A send loop drains a bounded queue into a PipeWriter: the bounded queue and FlushAsync are the
-/// backpressure. A length above the cap, a bad magic, EOF or a socket error fails the link: every pending and later
-/// receive on it throws, naming the peer.</summary>
+/// <summary>The connection to one peer: one or several sockets (<see cref="TcpOptions.SocketsPerLink"/>), each a
+/// <see cref="LinkSocket"/>. Every frame gets the link's next sequence number and goes out on socket
+/// <c>seq mod k</c>, so consecutive chunks of a large op travel in parallel; the receiving side puts frames back in
+/// sequence order before delivering them, so the link behaves as one ordered stream whatever the socket count.
+/// Delivered frames go to the inbox of their tag (one per op, so several ops can be in flight), where the op waiting
+/// for them continues at once on the reader thread. A length above the cap, a bad magic, EOF or a socket error fails
+/// the link: every pending and later receive on it throws, naming the peer.</summary>
 internal sealed class PeerLink : IAsyncDisposable
 {
-    private const uint Magic = 0x48504346; // "HPCF"
-    private const int HeaderBytes = 24;
-    /// <summary>Payloads at least this large bypass the pipes' buffers (copied once less on each side).</summary>
-    private const int DirectBytes = 64 * 1024;
-    /// <summary>Tag of the frame a rank sends before closing cleanly, so its EOF is a goodbye and not a death.</summary>
-    private const long GoodbyeTag = long.MinValue;
-    /// <summary>Tag of the frame a failing rank sends before closing: its payload is the reason, so peers learn the
-    /// root cause ("rank 3 aborted: link to rank 1 failed ...") rather than just another closed socket.</summary>
-    private const long AbortTag = long.MinValue + 1;
+    /// <summary>Frames up to this size are written by the sending thread when their socket is idle.</summary>
+    private const int DirectSendBytes = 64 * 1024;
 
-    private readonly Socket _socket;
-    private readonly NetworkStream _stream;
-    private readonly PipeReader _reader;
-    private readonly PipeWriter _writer;
-    private readonly Channel<(long Tag, ReadOnlyMemory<byte> Payload, TaskCompletionSource Done)> _out =
-        Channel.CreateBounded<(long, ReadOnlyMemory<byte>, TaskCompletionSource)>(new BoundedChannelOptions(64) { SingleReader = true });
-    private readonly ConcurrentDictionary<long, Channel<Incoming>> _inbox = new();
-    private readonly CancellationTokenSource _stop = new();
-    private readonly long _maxFrame;
+    private readonly LinkSocket[] _sockets;
     private readonly NetworkEmulation? _emu;
     private readonly Action<PeerLink, Exception> _onFailure;
-    private readonly Task _recvLoop, _sendLoop;
-    private Exception? _failure;
+
+    private readonly Lock _sendOrder = new();
+    private uint _nextSendSeq;
+    private readonly Lock _throttleGate = new();
     private long _busyUntilTicks;
-    private volatile bool _peerSaidGoodbye;
-    private volatile string? _peerAbortReason;
+
+    private readonly Lock _recvGate = new();
+    private uint _nextRecvSeq;
+    private readonly Dictionary<uint, (long Tag, Incoming Msg)> _early = new();
+    private readonly Dictionary<long, TagInbox> _inbox = new();
+    private Exception? _failure;
+    private volatile bool _closing;
+
+    /// <summary>Messages of one tag that arrived before anyone asked, and the receives waiting for the next ones.</summary>
+    private sealed class TagInbox
+    {
+        public readonly Queue<Incoming> Ready = new();
+        public readonly Queue<TaskCompletionSource<Incoming>> Waiters = new();
+    }
 
     public int Peer { get; }
-    public long BytesSent;
-    public long BytesReceived;
 
-    public PeerLink(int peer, Socket socket, long maxFrame, NetworkEmulation? emulation, Action<PeerLink, Exception> onFailure)
+    public PeerLink(int peer, IReadOnlyList<Socket> sockets, TcpOptions options, Action<PeerLink, Exception> onFailure)
     {
         Peer = peer;
-        _socket = socket;
-        socket.SendBufferSize = 4 << 20;
-        socket.ReceiveBufferSize = 4 << 20;
-        var stream = new NetworkStream(socket, ownsSocket: false);
-        _stream = stream;
-        _reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 1 << 16, minimumReadSize: 1 << 14, leaveOpen: true));
-        _writer = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 1 << 16, leaveOpen: true));
-        _maxFrame = maxFrame;
-        _emu = emulation;
+        _emu = options.Emulation;
         _onFailure = onFailure;
-        _recvLoop = Task.Run(ReceiveLoop);
-        _sendLoop = Task.Run(SendLoop);
+        _sockets = new LinkSocket[sockets.Count];
+        for (int i = 0; i < sockets.Count; i++) _sockets[i] = new LinkSocket(this, i, sockets[i], options.MaxFrameBytes, options.Timeout);
+        foreach (var s in _sockets) s.Start();
     }
 
     public Exception? Failure => Volatile.Read(ref _failure);
 
-    /// <summary>Queues a frame; the task completes once the payload has been copied out (the caller may reuse it).</summary>
-    public async Task SendAsync(long tag, ReadOnlyMemory<byte> payload, CancellationToken ct)
+    public bool Closing => _closing;
+
+    public long BytesSent => _sockets.Sum(s => s.BytesSent);
+
+    public long BytesReceived => _sockets.Sum(s => s.BytesReceived);
+
+    /// <summary>Sends a frame; the task completes once the payload has been written out (the caller may reuse it).
+    /// A small frame on an idle socket is written before this returns.</summary>
+    public Task SendAsync(long tag, ReadOnlyMemory<byte> payload, CancellationToken ct)
     {
         ThrowIfFailed();
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        await _out.Writer.WriteAsync((tag, payload, done), ct).ConfigureAwait(false);
-        using (ct.Register(() => done.TrySetCanceled(ct)))
-            await done.Task.ConfigureAwait(false);
+        bool direct = payload.Length <= DirectSendBytes && !LinkSocket.OnLinkThread && _emu == null;
+        LinkSocket socket;
+        uint seq;
+        TaskCompletionSource? done = null;
+        lock (_sendOrder)
+        {
+            seq = _nextSendSeq++;
+            socket = _sockets[seq % (uint)_sockets.Length];
+            if (!direct || !socket.TryClaim())
+            {
+                direct = false;
+                done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                socket.Enqueue(new OutFrame(tag, seq, payload, done));
+            }
+        }
+        if (direct)
+        {
+            socket.SendClaimed(tag, seq, payload.Span);
+            return Task.CompletedTask;
+        }
+        return ct.CanBeCanceled ? done!.Task.WaitAsync(ct) : done!.Task;
     }
 
     /// <summary>The next frame of <paramref name="tag"/> from this peer.</summary>
-    public async Task<Incoming> ReceiveAsync(long tag, CancellationToken ct)
+    public Task<Incoming> ReceiveAsync(long tag, CancellationToken ct)
     {
-        // Frames that arrived before the link went down stay readable; only a wait for more fails.
-        if (!_inbox.TryGetValue(tag, out var ch))
+        TaskCompletionSource<Incoming> waiter;
+        lock (_recvGate)
         {
+            // Frames that arrived before the link went down stay readable; only a wait for more fails.
+            if (_inbox.TryGetValue(tag, out var box) && box.Ready.TryDequeue(out var ready)) return Task.FromResult(ready);
             ThrowIfFailed();
-            ch = _inbox.GetOrAdd(tag, _ => Channel.CreateUnbounded<Incoming>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true }));
-            if (Volatile.Read(ref _failure) is { } f) ch.Writer.TryComplete(f);
+            if (box == null) _inbox[tag] = box = new TagInbox();
+            // No RunContinuationsAsynchronously: the reader thread that delivers the frame runs the op's next step
+            // itself, which saves a thread-pool hop per message.
+            waiter = new TaskCompletionSource<Incoming>();
+            box.Waiters.Enqueue(waiter);
         }
-        try
-        {
-            return await ch.Reader.ReadAsync(ct).ConfigureAwait(false);
-        }
-        catch (ChannelClosedException)
-        {
-            throw Failed();
-        }
+        return ct.CanBeCanceled ? WithCancellation(waiter, ct) : waiter.Task;
     }
 
-    /// <summary>Forgets a finished op's channel.</summary>
+    private static async Task<Incoming> WithCancellation(TaskCompletionSource<Incoming> waiter, CancellationToken ct)
+    {
+        // The cancellation completes the waiter from the thread pool, never inline on the timer's thread.
+        using (ct.UnsafeRegister(static (s, token) => ThreadPool.UnsafeQueueUserWorkItem(w => w.TrySetCanceled(token), (TaskCompletionSource<Incoming>)s!, false), waiter))
+            return await waiter.Task.ConfigureAwait(false);
+    }
+
+    /// <summary>Lets the calling thread read and deliver frames itself while <paramref name="keepWaiting"/> holds (see
+    /// <see cref="LinkSocket.Help"/>); with several sockets the reader threads do it (frames may come on any).</summary>
+    public void Help(Func<bool> keepWaiting, DateTime deadline)
+    {
+        if (_sockets.Length == 1 && Failure == null) _sockets[0].Help(keepWaiting, deadline);
+    }
+
+    /// <summary>Forgets a finished op's inbox.</summary>
     public void Release(long tag)
     {
-        if (_inbox.TryRemove(tag, out var ch))
-            while (ch.Reader.TryRead(out var m)) m.Dispose();
+        TagInbox? box;
+        lock (_recvGate)
+            if (!_inbox.Remove(tag, out box)) return;
+        while (box.Ready.TryDequeue(out var m)) m.Dispose();
+    }
+
+    /// <summary>Called by a socket's reader with each frame, in that socket's order; delivers in link order.</summary>
+    internal void OnFrame(uint seq, long tag, Incoming m)
+    {
+        if (_emu is { Latency.Ticks: > 0 }) Thread.Sleep(_emu.Latency);
+        List<(TaskCompletionSource<Incoming> Waiter, Incoming Msg)>? handoffs = null;
+        lock (_recvGate)
+        {
+            if (seq != _nextRecvSeq)
+            {
+                _early[seq] = (tag, m); // a later frame that came in on another socket first
+                return;
+            }
+            DeliverLocked(tag, m, ref handoffs);
+            _nextRecvSeq++;
+            while (_early.Remove(_nextRecvSeq, out var next))
+            {
+                DeliverLocked(next.Tag, next.Msg, ref handoffs);
+                _nextRecvSeq++;
+            }
+        }
+        if (handoffs == null) return;
+        foreach (var (w, msg) in handoffs)
+            if (!w.TrySetResult(msg)) msg.Dispose(); // its op timed out meanwhile (and is taking the group down)
+    }
+
+    private void DeliverLocked(long tag, Incoming m, ref List<(TaskCompletionSource<Incoming>, Incoming)>? handoffs)
+    {
+        if (!_inbox.TryGetValue(tag, out var box)) _inbox[tag] = box = new TagInbox();
+        while (box.Waiters.TryDequeue(out var w))
+        {
+            if (w.Task.IsCompleted) continue; // cancelled
+            (handoffs ??= []).Add((w, m));
+            return;
+        }
+        box.Ready.Enqueue(m);
+    }
+
+    /// <summary>How long the writer must wait before sending <paramref name="bytes"/> at the emulated rate: a batch leaves
+    /// when its own transmission would have finished on a link of that bandwidth (after the frames before it).</summary>
+    internal TimeSpan Throttle(long bytes)
+    {
+        if (_emu == null || double.IsPositiveInfinity(_emu.BytesPerSecond)) return TimeSpan.Zero;
+        lock (_throttleGate)
+        {
+            long now = Stopwatch.GetTimestamp();
+            long start = Math.Max(now, _busyUntilTicks);
+            _busyUntilTicks = start + (long)(bytes / _emu.BytesPerSecond * Stopwatch.Frequency);
+            return _busyUntilTicks > now ? Stopwatch.GetElapsedTime(now, _busyUntilTicks) : TimeSpan.Zero;
+        }
     }
 
     private void ThrowIfFailed()
@@ -124,183 +183,46 @@ internal sealed class PeerLink : IAsyncDisposable
         if (Volatile.Read(ref _failure) != null) throw Failed();
     }
 
-    private IOException Failed() => new($"the link to rank {Peer} is down: {_failure?.Message}", _failure);
+    internal IOException Failed() => new($"the link to rank {Peer} is down: {_failure?.Message ?? "it was closed"}", _failure);
 
-    private async Task ReceiveLoop()
-    {
-        byte[]? payload = null;
-        var h = new byte[HeaderBytes];
-        long tag = 0;
-        int length = 0, filled = 0;
-        bool inPayload = false;
-        try
-        {
-            while (true)
-            {
-                var result = await _reader.ReadAsync(_stop.Token).ConfigureAwait(false);
-                var buf = result.Buffer;
-                while (true)
-                {
-                    if (!inPayload)
-                    {
-                        if (buf.Length < HeaderBytes) break;
-                        buf.Slice(0, HeaderBytes).CopyTo(h);
-                        buf = buf.Slice(HeaderBytes);
-                        if (BinaryPrimitives.ReadUInt32LittleEndian(h) != Magic)
-                            throw new InvalidDataException($"malformed frame from rank {Peer} (bad magic)");
-                        tag = BinaryPrimitives.ReadInt64LittleEndian(h.AsSpan(8));
-                        long len = BinaryPrimitives.ReadInt64LittleEndian(h.AsSpan(16));
-                        if (len < 0 || len > _maxFrame)
-                            throw new InvalidDataException($"frame of {len} bytes from rank {Peer} exceeds the {_maxFrame}-byte limit");
-                        length = (int)len;
-                        payload = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
-                        filled = 0;
-                        inPayload = true;
-                    }
-                    int take = (int)Math.Min(buf.Length, length - filled);
-                    buf.Slice(0, take).CopyTo(payload.AsSpan(filled));
-                    buf = buf.Slice(take);
-                    filled += take;
-                    if (filled < length && length - filled >= DirectBytes && buf.Length == 0)
-                    {
-                        // Large payload: the pipe's buffer is drained, so read the rest straight from the socket into
-                        // the payload buffer (one copy fewer than going through the pipe's segments).
-                        _reader.AdvanceTo(buf.Start, buf.End);
-                        await _stream.ReadExactlyAsync(payload.AsMemory(filled, length - filled), _stop.Token).ConfigureAwait(false);
-                        filled = length;
-                        inPayload = false;
-                        Interlocked.Add(ref BytesReceived, length + HeaderBytes);
-                        await DeliverAsync(tag, new Incoming(payload!, length)).ConfigureAwait(false);
-                        payload = null;
-                        goto nextRead;
-                    }
-                    if (filled < length) break;
-                    inPayload = false;
-                    Interlocked.Add(ref BytesReceived, length + HeaderBytes);
-                    if (tag == AbortTag)
-                    {
-                        _peerAbortReason = System.Text.Encoding.UTF8.GetString(payload!, 0, length);
-                        ArrayPool<byte>.Shared.Return(payload!);
-                        payload = null;
-                        continue;
-                    }
-                    if (tag == GoodbyeTag)
-                    {
-                        ArrayPool<byte>.Shared.Return(payload!);
-                        _peerSaidGoodbye = true;
-                        payload = null;
-                        continue;
-                    }
-                    await DeliverAsync(tag, new Incoming(payload!, length)).ConfigureAwait(false);
-                    payload = null;
-                }
-                _reader.AdvanceTo(buf.Start, buf.End);
-                if (result.IsCompleted)
-                    throw _peerAbortReason != null ? new IOException($"rank {Peer} aborted: {_peerAbortReason}")
-                        : _peerSaidGoodbye ? new PeerLeftException($"rank {Peer} left the group")
-                        : new EndOfStreamException($"rank {Peer} closed the connection");
-                continue;
-            nextRead:;
-            }
-        }
-        catch (Exception e)
-        {
-            if (payload != null) ArrayPool<byte>.Shared.Return(payload);
-            Fail(e is OperationCanceledException ? new IOException("the link was closed") : e);
-        }
-    }
-
-    private async ValueTask DeliverAsync(long tag, Incoming m)
-    {
-        if (_emu is { Latency.Ticks: > 0 })
-            await Task.Delay(_emu.Latency, _stop.Token).ConfigureAwait(false);
-        var ch = _inbox.GetOrAdd(tag, _ => Channel.CreateUnbounded<Incoming>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true }));
-        if (!ch.Writer.TryWrite(m)) m.Dispose();
-    }
-
-    private async Task SendLoop()
-    {
-        TaskCompletionSource? inFlight = null;
-        try
-        {
-            await foreach (var (tag, payload, done) in _out.Reader.ReadAllAsync(_stop.Token).ConfigureAwait(false))
-            {
-                inFlight = done;
-                if (done.Task.IsCanceled) continue;
-                if (_emu != null && !double.IsPositiveInfinity(_emu.BytesPerSecond)) await Throttle(payload.Length + HeaderBytes).ConfigureAwait(false);
-                var h = _writer.GetSpan(HeaderBytes);
-                BinaryPrimitives.WriteUInt32LittleEndian(h, Magic);
-                BinaryPrimitives.WriteUInt32LittleEndian(h[4..], 0);
-                BinaryPrimitives.WriteInt64LittleEndian(h[8..], tag);
-                BinaryPrimitives.WriteInt64LittleEndian(h[16..], payload.Length);
-                _writer.Advance(HeaderBytes);
-                if (payload.Length >= DirectBytes)
-                {
-                    // Large payload: flush the header (and anything before it), then hand the payload to the socket
-                    // directly instead of copying it through the pipe's buffers.
-                    await _writer.FlushAsync(_stop.Token).ConfigureAwait(false);
-                    await _stream.WriteAsync(payload, _stop.Token).ConfigureAwait(false);
-                    Interlocked.Add(ref BytesSent, payload.Length + HeaderBytes);
-                    done.TrySetResult();
-                    continue;
-                }
-                _writer.Write(payload.Span);
-                Interlocked.Add(ref BytesSent, payload.Length + HeaderBytes);
-                // A goodbye or abort completes only once it (and everything before it) is on the socket.
-                bool final = tag is GoodbyeTag or AbortTag;
-                if (!final) done.TrySetResult();
-                // Coalesce: flush only when nothing else is queued.
-                if (final || !_out.Reader.TryPeek(out _))
-                {
-                    var f = await _writer.FlushAsync(_stop.Token).ConfigureAwait(false);
-                    if (f.IsCompleted) throw new EndOfStreamException($"rank {Peer} stopped reading");
-                }
-                if (final) done.TrySetResult();
-            }
-        }
-        catch (Exception e)
-        {
-            Fail(e is OperationCanceledException ? new IOException("the link was closed") : e);
-            // The frame being written when the link broke is not in the queue any more: fail it here, or its sender
-            // would wait for its op's timeout.
-            inFlight?.TrySetException(Failed());
-        }
-    }
-
-    /// <summary>Pacing at the emulated rate: a frame leaves when its own transmission would have finished on a link
-    /// of that bandwidth (after the frames before it).</summary>
-    private async Task Throttle(int bytes)
-    {
-        long now = DateTime.UtcNow.Ticks;
-        long start = Math.Max(now, _busyUntilTicks);
-        _busyUntilTicks = start + (long)(bytes / _emu!.BytesPerSecond * TimeSpan.TicksPerSecond);
-        if (_busyUntilTicks > now) await Task.Delay(TimeSpan.FromTicks(_busyUntilTicks - now), _stop.Token).ConfigureAwait(false);
-    }
+    /// <summary>A socket's reader or writer stopped with <paramref name="e"/>.</summary>
+    internal void OnSocketFailed(Exception e) => Fail(e);
 
     private void Fail(Exception e)
     {
-        if (Interlocked.CompareExchange(ref _failure, e, null) != null) return;
-        foreach (var ch in _inbox.Values) ch.Writer.TryComplete(e);
-        _out.Writer.TryComplete(e);
-        while (_out.Reader.TryRead(out var o)) o.Done.TrySetException(Failed());
+        List<TaskCompletionSource<Incoming>> waiters = [];
+        lock (_recvGate)
+        {
+            if (_failure != null) return;
+            _failure = e;
+            foreach (var box in _inbox.Values)
+                while (box.Waiters.TryDequeue(out var w)) waiters.Add(w);
+        }
+        foreach (var s in _sockets) s.Shutdown();
+        var failed = Failed();
+        foreach (var w in waiters) ThreadPool.UnsafeQueueUserWorkItem(x => x.TrySetException(failed), w, false);
         // A peer that left cleanly fails only what still waits on it; anything else takes the group down.
         if (e is not PeerLeftException && !_closing) _onFailure(this, e);
     }
 
-    private volatile bool _closing;
-
-    /// <summary>Says goodbye (so the peer does not take our EOF for a crash), then closes.</summary>
+    /// <summary>Says goodbye on every socket (so the peer does not take our EOF for a crash), then closes.</summary>
     public async Task CloseGracefullyAsync()
     {
         _closing = true;
-        try
+        if (Failure == null)
         {
-            if (Failure == null)
-                await SendAsync(GoodbyeTag, ReadOnlyMemory<byte>.Empty, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or TimeoutException or InvalidOperationException or ObjectDisposedException or ChannelClosedException)
-        {
-            // the peer is already gone; nothing to say goodbye to
+            var byes = new List<Task>();
+            foreach (var s in _sockets)
+            {
+                var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                s.Enqueue(new OutFrame(LinkSocket.GoodbyeTag, 0, ReadOnlyMemory<byte>.Empty, done));
+                byes.Add(done.Task);
+            }
+            try { await Task.WhenAll(byes).WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false); }
+            catch (Exception e) when (e is IOException or TimeoutException)
+            {
+                // the peer is already gone; nothing to say goodbye to
+            }
         }
         await DisposeAsync().ConfigureAwait(false);
     }
@@ -313,20 +235,17 @@ internal sealed class PeerLink : IAsyncDisposable
         {
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var why = System.Text.Encoding.UTF8.GetBytes(reason.Message.Length > 2000 ? reason.Message[..2000] : reason.Message);
+            _sockets[0].Enqueue(new OutFrame(LinkSocket.AbortTag, 0, why, done));
             // Best effort: whether it goes out or not, the abort goes on.
-            if (_out.Writer.TryWrite((AbortTag, why, done))) Task.WhenAny(done.Task, Task.Delay(300)).Wait();
+            Task.WhenAny(done.Task, Task.Delay(300)).Wait();
         }
-        try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
         Fail(reason);
-        _stop.Cancel();
     }
 
     public async ValueTask DisposeAsync()
     {
         _closing = true;
         Abort(new IOException("the process group was closed"));
-        try { await Task.WhenAll(_recvLoop, _sendLoop).WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false); } catch (Exception) { }
-        _socket.Dispose();
-        _stop.Dispose();
+        await Task.Run(() => { foreach (var s in _sockets) s.Close(TimeSpan.FromSeconds(2)); }).ConfigureAwait(false);
     }
 }

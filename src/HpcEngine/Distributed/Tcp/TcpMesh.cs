@@ -8,7 +8,8 @@ namespace HpcEngine.Distributed.Tcp;
 
 /// <summary>The links of one process to every other rank: a full mesh built through the store. Each rank listens on an
 /// ephemeral port, publishes host:port under <c>{prefix}/addr/{rank}</c>, connects to every lower rank and accepts
-/// every higher one. A link's first bytes are a hello (magic, rank, world size) and, with a token, an HMAC answer to
+/// every higher one, with <see cref="TcpOptions.SocketsPerLink"/> sockets per peer. A socket's first bytes are a hello
+/// (magic, rank, world size, socket index, sockets per link) and, with a token, an HMAC answer to
 /// the acceptor's nonce; a wrong hello or answer drops that socket before it carries any data. Any link failure
 /// aborts the whole mesh, so a rank that dies or fails takes its peers' pending ops down at once instead of leaving
 /// them to wait out their timeouts.</summary>
@@ -39,7 +40,7 @@ internal sealed class TcpMesh : IDisposable
 
     public int NextGroupId() => Interlocked.Increment(ref _nextGroupId);
 
-    public long BytesSent => _links.Sum(l => l == null ? 0 : Interlocked.Read(ref l.BytesSent));
+    public long BytesSent => _links.Sum(l => l?.BytesSent ?? 0);
 
     public static TcpMesh Connect(IStore store, int rank, int size, TcpOptions options, string prefix)
     {
@@ -54,36 +55,41 @@ internal sealed class TcpMesh : IDisposable
             int port = ((IPEndPoint)listener.LocalEndpoint).Port;
             store.Set($"{prefix}/addr/{rank}", Encoding.UTF8.GetBytes($"{options.Host}:{port}"));
             store.Add($"{prefix}/joined", 1);
-            var sockets = new Socket?[size];
+            int k = options.SocketsPerLink;
+            var sockets = new Socket?[size][];
             for (int peer = 0; peer < rank; peer++)
             {
                 byte[] a;
                 try { a = store.Get($"{prefix}/addr/{peer}", Remaining(deadline)); }
                 catch (TimeoutException) { throw Rendezvous(store, prefix, size, options.ConnectTimeout); }
                 var parts = Encoding.UTF8.GetString(a).Split(':');
-                var s = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-                s.Connect(parts[0], int.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture));
-                SendHello(s, rank, size, options.Token);
-                sockets[peer] = s;
+                sockets[peer] = new Socket?[k];
+                for (int i = 0; i < k; i++)
+                {
+                    var s = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                    s.Connect(parts[0], int.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture));
+                    SendHello(s, rank, size, i, k, options.Token);
+                    sockets[peer][i] = s;
+                }
             }
-            int expected = size - 1 - rank;
+            int expected = (size - 1 - rank) * k;
             while (expected > 0)
             {
                 var acceptTask = listener.AcceptSocketAsync();
                 if (!acceptTask.Wait(Remaining(deadline))) throw Rendezvous(store, prefix, size, options.ConnectTimeout);
                 var s = acceptTask.Result;
                 s.NoDelay = true;
-                int peer = ReadHello(s, size, options.Token);
-                if (peer <= rank || peer >= size || sockets[peer] != null)
+                var (peer, index) = ReadHello(s, size, k, options.Token);
+                if (peer <= rank || peer >= size || (sockets[peer] ??= new Socket?[k])[index] != null)
                 {
                     s.Dispose(); // a stranger, a replay or a bad token: drop it and keep waiting
                     continue;
                 }
-                sockets[peer] = s;
+                sockets[peer][index] = s;
                 expected--;
             }
             for (int p = 0; p < size; p++)
-                if (sockets[p] != null) mesh._links[p] = new PeerLink(p, sockets[p]!, options.MaxFrameBytes, options.Emulation, mesh.OnLinkFailed);
+                if (sockets[p] != null) mesh._links[p] = new PeerLink(p, sockets[p].Select(x => x!).ToArray(), options, mesh.OnLinkFailed);
             return mesh;
         }
         catch
@@ -110,12 +116,14 @@ internal sealed class TcpMesh : IDisposable
         return new TimeoutException($"rendezvous timed out after {t.TotalSeconds:F0}s: {(joined >= 0 ? joined.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?")}/{size} ranks joined");
     }
 
-    private static void SendHello(Socket s, int rank, int size, string? token)
+    private static void SendHello(Socket s, int rank, int size, int index, int socketsPerLink, string? token)
     {
-        var hello = new byte[12];
+        var hello = new byte[20];
         BinaryPrimitives.WriteUInt32LittleEndian(hello, HelloMagic);
         BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(4), rank);
         BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(8), size);
+        BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(12), index);
+        BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(16), socketsPerLink);
         s.Send(hello);
         if (token == null) return;
         var nonce = new byte[32];
@@ -123,22 +131,27 @@ internal sealed class TcpMesh : IDisposable
         s.Send(HMACSHA256.HashData(Encoding.UTF8.GetBytes(token), nonce.Concat(hello).ToArray()));
     }
 
-    private static int ReadHello(Socket s, int size, string? token)
+    /// <summary>The (rank, socket index) of a verified hello, or rank −1 for anything else.</summary>
+    private static (int Rank, int Index) ReadHello(Socket s, int size, int socketsPerLink, string? token)
     {
         s.ReceiveTimeout = 10_000;
-        var hello = new byte[12];
+        var hello = new byte[20];
         if (!ReceiveExactly(s, hello) || BinaryPrimitives.ReadUInt32LittleEndian(hello) != HelloMagic || BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(8)) != size)
-            return -1;
+            return (-1, 0);
         if (token != null)
         {
             var nonce = RandomNumberGenerator.GetBytes(32);
             s.Send(nonce);
             var answer = new byte[32];
             if (!ReceiveExactly(s, answer) || !CryptographicOperations.FixedTimeEquals(answer, HMACSHA256.HashData(Encoding.UTF8.GetBytes(token), nonce.Concat(hello).ToArray())))
-                return -1;
+                return (-1, 0);
         }
         s.ReceiveTimeout = 0;
-        return BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(4));
+        int rank = BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(4)), index = BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(12));
+        int theirs = BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(16));
+        if (theirs != socketsPerLink)
+            throw new InvalidOperationException($"rank {rank} connects with {theirs} socket(s) per link but this rank uses {socketsPerLink}: set HPCENGINE_SOCKETS_PER_LINK (TcpOptions.SocketsPerLink) the same on every rank");
+        return index < 0 || index >= socketsPerLink ? (-1, 0) : (rank, index);
     }
 
     private static bool ReceiveExactly(Socket s, byte[] buf)

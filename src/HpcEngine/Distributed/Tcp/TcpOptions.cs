@@ -13,6 +13,16 @@ public sealed record TcpOptions
     public long SmallMessageBytes { get; init; } = 64 * 1024;
     /// <summary>Ring chunk: the unit that pipelines send, receive and reduce.</summary>
     public int ChunkBytes { get; init; } = 1 << 20;
+    /// <summary>Sockets per peer link: consecutive frames go out on them in turn (and are put back in order on arrival),
+    /// so one link can use several TCP flows — cloud networks often cap a single flow below the NIC's rate.</summary>
+    public int SocketsPerLink
+    {
+        get => _socketsPerLink;
+        init => _socketsPerLink = value is >= 1 and <= 64 ? value : throw new ArgumentOutOfRangeException(nameof(SocketsPerLink), $"sockets per link must be 1..64 (got {value})");
+    }
+
+    private readonly int _socketsPerLink = 1;
+
     /// <summary>Largest frame accepted from a peer (a bigger length prefix closes the link).</summary>
     public long MaxFrameBytes { get; init; } = 256L << 20;
     /// <summary>Shared secret for the HMAC challenge on every link (HPCENGINE_TOKEN).</summary>
@@ -25,7 +35,7 @@ public sealed record TcpOptions
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(120);
 
     /// <summary>Options from the environment: HPCENGINE_TOKEN, HPCENGINE_DISTRIBUTED_DEBUG, HPCENGINE_NET_EMULATE,
-    /// HPCENGINE_TIMEOUT_S, HPCENGINE_ALLREDUCE_SMALL_BYTES, HPCENGINE_CHUNK_BYTES.</summary>
+    /// HPCENGINE_TIMEOUT_S, HPCENGINE_ALLREDUCE_SMALL_BYTES, HPCENGINE_CHUNK_BYTES, HPCENGINE_SOCKETS_PER_LINK.</summary>
     public static TcpOptions FromEnvironment(string host)
     {
         var o = new TcpOptions { Host = host };
@@ -40,6 +50,9 @@ public sealed record TcpOptions
             o = o with { SmallMessageBytes = small };
         if (int.TryParse(Environment.GetEnvironmentVariable("HPCENGINE_CHUNK_BYTES"), out int chunk) && chunk >= 4096)
             o = o with { ChunkBytes = chunk };
+        var spl = Environment.GetEnvironmentVariable("HPCENGINE_SOCKETS_PER_LINK");
+        if (!string.IsNullOrEmpty(spl))
+            o = o with { SocketsPerLink = int.TryParse(spl, out int k) ? k : throw new FormatException($"HPCENGINE_SOCKETS_PER_LINK='{spl}' is not a number (1..64)") };
         return o;
     }
 }

@@ -26,7 +26,10 @@ public sealed partial class TcpProcessGroup
     private async Task<Incoming> Receive(Op op, int from)
     {
         op.WaitingOn = _members[from];
-        var m = await Link(from).ReceiveAsync(op.Tag, op.Token).ConfigureAwait(false);
+        var link = Link(from);
+        op.WaitingLink = link;
+        var m = await link.ReceiveAsync(op.Tag, op.Token).ConfigureAwait(false);
+        op.WaitingLink = null;
         op.WaitingOn = null;
         return m;
     }
@@ -184,6 +187,52 @@ public sealed partial class TcpProcessGroup
         finally
         {
             foreach (var p in parts) p?.Dispose();
+        }
+    }
+
+    /// <summary>Recursive doubling: with p the largest power of two ≤ n and rem = n − p, the first 2·rem ranks pair up
+    /// and each even one hands its buffer to the odd one; the p remaining ranks then exchange with the partner whose
+    /// virtual rank differs in bit k at round k, each adding what it gets; finally the odd ranks send the result
+    /// back to their even partners. Every combine adds exactly two partial sums, so partners compute the same bits
+    /// (addition commutes) and all ranks end bitwise equal.</summary>
+    private async Task RecursiveDoublingAllReduce(Op op, Memory<byte> data, DType dtype, ReduceOp rop)
+    {
+        int n = Size, p = 1;
+        while (p * 2 <= n) p *= 2;
+        int rem = n - p, len = data.Length;
+        bool folded = Rank < 2 * rem && Rank % 2 == 0; // hands its data over, gets the result at the end
+        if (Rank < 2 * rem)
+        {
+            if (folded) await Link(Rank + 1).SendAsync(op.Tag, data, op.Token).ConfigureAwait(false);
+            else
+            {
+                using var m = await Receive(op, Rank - 1).ConfigureAwait(false);
+                CheckLength(op, m, len, Rank - 1, "allreduce");
+                WireReduce.Apply(rop, dtype, data.Span, m.Span);
+            }
+        }
+        if (!folded)
+        {
+            int vr = Rank < 2 * rem ? Rank / 2 : Rank - rem;
+            for (int mask = 1; mask < p; mask <<= 1)
+            {
+                int pv = vr ^ mask, peer = pv < rem ? 2 * pv + 1 : pv + rem;
+                var send = Link(peer).SendAsync(op.Tag, data, op.Token);
+                using var m = await Receive(op, peer).ConfigureAwait(false);
+                await send.ConfigureAwait(false); // data is sent before it is overwritten
+                CheckLength(op, m, len, peer, "allreduce");
+                WireReduce.Apply(rop, dtype, data.Span, m.Span);
+            }
+        }
+        if (Rank < 2 * rem)
+        {
+            if (!folded) await Link(Rank - 1).SendAsync(op.Tag, data, op.Token).ConfigureAwait(false);
+            else
+            {
+                using var m = await Receive(op, Rank + 1).ConfigureAwait(false);
+                CheckLength(op, m, len, Rank + 1, "allreduce");
+                m.Span.CopyTo(data.Span);
+            }
         }
     }
 

@@ -64,6 +64,8 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         public long Tag { get; } = tag;
         public CancellationToken Token { get; } = ct;
         public int? WaitingOn;
+        /// <summary>The link this op waits to receive from, if any: a thread in Work.Wait may read it on the op's behalf.</summary>
+        public volatile PeerLink? WaitingLink;
     }
 
     /// <summary>Runs <paramref name="body"/> as collective <paramref name="name"/>: sequence number, timeout, desync check,
@@ -79,17 +81,22 @@ public sealed partial class TcpProcessGroup : IProcessGroup
             return new Work(Task.FromException(Wrap(name, seq, null, dead)));
         }
         var limit = timeout ?? _mesh.Options.Timeout;
+        // The Work completes through its own source with asynchronous continuations: the op's steps run on the link
+        // reader threads that deliver its frames, and user code awaiting the Work must never run there.
+        var work = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        // A timeout beyond what a timer can hold means none.
+        var cts = limit >= TimeSpan.FromMilliseconds(int.MaxValue) ? new CancellationTokenSource() : new CancellationTokenSource(limit);
+        var op = new Op(tag, cts.Token);
         // The body starts on the caller's thread (no thread-pool hop before the first send): small ops are
         // latency-bound, and every hop costs tens of microseconds on a busy machine.
-        var task = ((Func<Task>)(async () =>
+        _ = ((Func<Task>)(async () =>
         {
-            using var cts = new CancellationTokenSource(limit);
-            var op = new Op(tag, cts.Token);
             try
             {
                 if (_mesh.Options.CheckDesync && signature != null && Size > 1) await CheckDesync(op, name, seq, signature).ConfigureAwait(false);
                 await body(op).ConfigureAwait(false);
                 FlightRecorder.End(entry, "completed");
+                work.TrySetResult();
             }
             catch (Exception e)
             {
@@ -98,16 +105,35 @@ public sealed partial class TcpProcessGroup : IProcessGroup
                     ? Wrap(name, seq, op.WaitingOn, new TimeoutException($"timed out after {limit.TotalSeconds:F1}s{(op.WaitingOn.HasValue ? $" waiting for rank {op.WaitingOn}" : "")}"))
                     : Wrap(name, seq, op.WaitingOn ?? PeerOf(e), e);
                 _mesh.Abort(ce);
-                throw ce;
+                work.TrySetException(ce);
             }
             finally
             {
+                cts.Dispose();
                 if (!p2p && Size > 1)
                     for (int r = 0; r < Size; r++)
                         if (r != Rank) Link(r).Release(tag);
             }
         }))();
-        return new Work(task);
+        // Latency-bound ops let their waiter read for them; large ones leave it to the link threads, which overlap
+        // receiving, reducing and sending.
+        return bytes <= _mesh.Options.SmallMessageBytes && Size > 1
+            ? new Work(work.Task, deadline => Help(op, work.Task, deadline))
+            : new Work(work.Task);
+    }
+
+    /// <summary>Runs on a thread blocked in Work.Wait: reads the links the op waits on, so the op's steps run here.
+    /// Returns when the op completes, the deadline passes, or the link's reader thread is already on it.</summary>
+    private static bool Help(Op op, Task task, DateTime deadline)
+    {
+        while (!task.IsCompleted && DateTime.UtcNow < deadline)
+        {
+            var link = op.WaitingLink;
+            if (link == null) return false; // waiting on a send: nothing to read for it
+            link.Help(() => !task.IsCompleted && op.WaitingLink == link, deadline);
+            if (!task.IsCompleted && op.WaitingLink == link) return false; // the reader thread had the role
+        }
+        return task.IsCompleted;
     }
 
     private static int? PeerOf(Exception e) => e switch
@@ -176,9 +202,14 @@ public sealed partial class TcpProcessGroup : IProcessGroup
     {
         if (Size > 1)
         {
-            bool direct = o.Algorithm == AllReduceAlgorithm.Direct || (o.Algorithm == AllReduceAlgorithm.Auto && data.Length <= _mesh.Options.SmallMessageBytes);
-            if (direct) await DirectAllReduce(op, data, dtype, o.Op).ConfigureAwait(false);
-            else await RingAllReduce(op, data, dtype, o.Op).ConfigureAwait(false);
+            var algorithm = o.Algorithm != AllReduceAlgorithm.Auto ? o.Algorithm
+                : data.Length <= _mesh.Options.SmallMessageBytes ? AllReduceAlgorithm.RecursiveDoubling : AllReduceAlgorithm.Ring;
+            await (algorithm switch
+            {
+                AllReduceAlgorithm.Direct => DirectAllReduce(op, data, dtype, o.Op),
+                AllReduceAlgorithm.RecursiveDoubling => RecursiveDoublingAllReduce(op, data, dtype, o.Op),
+                _ => RingAllReduce(op, data, dtype, o.Op),
+            }).ConfigureAwait(false);
         }
         if (o.Op == ReduceOp.Avg) WireReduce.Average(dtype, data.Span, Size);
     }
@@ -280,8 +311,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         CheckPeer("recv", src);
         return Run("recv", (long)tensor.NumEl * tensor.DType.SizeOf(), options?.Timeout, async op =>
         {
-            op.WaitingOn = _members[src];
-            using var m = await Link(src).ReceiveAsync(op.Tag, op.Token).ConfigureAwait(false);
+            using var m = await Receive(op, src).ConfigureAwait(false);
             var dst = tensor.AsByteMemory();
             if (m.Length != dst.Length)
                 throw new CollectiveException("recv", 0, _mesh.Rank, _members[src], $"rank {_members[src]} sent {m.Length} bytes for a {dst.Length}-byte tensor (tag {tag})");
@@ -292,7 +322,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
     public Work Barrier(CollectiveOptions? options = null)
     {
         var one = Tensor.Ones([1], DType.Int32).DetachFromScope();
-        var w = AllReduce(one, new AllReduceOptions { Timeout = options?.Timeout, Algorithm = AllReduceAlgorithm.Direct });
+        var w = AllReduce(one, new AllReduceOptions { Timeout = options?.Timeout, Algorithm = AllReduceAlgorithm.RecursiveDoubling });
         return new Work(w.Task.ContinueWith(t => { one.Dispose(); t.GetAwaiter().GetResult(); }, TaskScheduler.Default));
     }
 
