@@ -309,6 +309,22 @@ internal sealed class LinkSocket
         if (len < 0 || len > _maxFrame)
             throw new InvalidDataException($"frame of {len} bytes from rank {_link.Peer} exceeds the {_maxFrame}-byte limit");
         int length = (int)len;
+        if (tag != AbortTag && tag != GoodbyeTag && _link.TryTakeDestination(seq, tag, length, out var waiter, out var into))
+        {
+            // The receiver posted where this payload goes: read it straight there.
+            try
+            {
+                if (!_frames.ReadExactly(into.Span)) throw EndOfStream();
+            }
+            catch (Exception e)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(w => w.TrySetException(e), waiter!, false);
+                throw;
+            }
+            Interlocked.Add(ref _bytesReceived, HeaderBytes + length);
+            _link.OnFramePlaced(seq, waiter!, length);
+            return;
+        }
         var payload = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
         try
         {

@@ -35,7 +35,8 @@ internal sealed class PeerLink : IAsyncDisposable
     private sealed class TagInbox
     {
         public readonly Queue<Incoming> Ready = new();
-        public readonly Queue<TaskCompletionSource<Incoming>> Waiters = new();
+        /// <summary>Receives waiting, in order, each with the destination its payload may be read into (or empty).</summary>
+        public readonly Queue<(TaskCompletionSource<Incoming> Waiter, Memory<byte> Into)> Waiters = new();
     }
 
     public int Peer { get; }
@@ -86,8 +87,10 @@ internal sealed class PeerLink : IAsyncDisposable
         return ct.CanBeCanceled ? done!.Task.WaitAsync(ct) : done!.Task;
     }
 
-    /// <summary>The next frame of <paramref name="tag"/> from this peer.</summary>
-    public Task<Incoming> ReceiveAsync(long tag, CancellationToken ct)
+    /// <summary>The next frame of <paramref name="tag"/> from this peer. With <paramref name="into"/>, a frame of exactly
+    /// that length that has not arrived yet is read straight into it (the result is then <see cref="Incoming.InPlace"/>):
+    /// one copy fewer. Receives may be posted ahead; they match frames in order.</summary>
+    public Task<Incoming> ReceiveAsync(long tag, CancellationToken ct, Memory<byte> into = default)
     {
         TaskCompletionSource<Incoming> waiter;
         lock (_recvGate)
@@ -99,7 +102,7 @@ internal sealed class PeerLink : IAsyncDisposable
             // No RunContinuationsAsynchronously: the reader thread that delivers the frame runs the op's next step
             // itself, which saves a thread-pool hop per message.
             waiter = new TaskCompletionSource<Incoming>();
-            box.Waiters.Enqueue(waiter);
+            box.Waiters.Enqueue((waiter, into));
         }
         return ct.CanBeCanceled ? WithCancellation(waiter, ct) : waiter.Task;
     }
@@ -157,11 +160,47 @@ internal sealed class PeerLink : IAsyncDisposable
         if (!_inbox.TryGetValue(tag, out var box)) _inbox[tag] = box = new TagInbox();
         while (box.Waiters.TryDequeue(out var w))
         {
-            if (w.Task.IsCompleted) continue; // cancelled
-            (handoffs ??= []).Add((w, m));
+            if (w.Waiter.Task.IsCompleted) continue; // cancelled
+            (handoffs ??= []).Add((w.Waiter, m));
             return;
         }
         box.Ready.Enqueue(m);
+    }
+
+    /// <summary>Called by a reader with a frame's header: when the frame is the next in link order and the first
+    /// receive waiting for its tag posted a destination of its length, takes that receive (the reader then reads the
+    /// payload straight into <paramref name="into"/> and calls <see cref="OnFramePlaced"/>).</summary>
+    internal bool TryTakeDestination(uint seq, long tag, int length, out TaskCompletionSource<Incoming>? waiter, out Memory<byte> into)
+    {
+        waiter = null;
+        into = default;
+        lock (_recvGate)
+        {
+            if (seq != _nextRecvSeq || !_inbox.TryGetValue(tag, out var box) || box.Ready.Count > 0) return false;
+            while (box.Waiters.TryPeek(out var w) && w.Waiter.Task.IsCompleted) box.Waiters.Dequeue(); // cancelled
+            if (!box.Waiters.TryPeek(out var head) || head.Into.Length != length || length == 0) return false;
+            box.Waiters.Dequeue();
+            (waiter, into) = head;
+            return true;
+        }
+    }
+
+    /// <summary>The payload of frame <paramref name="seq"/> is in its posted destination: completes that receive and
+    /// delivers any later frames that were waiting for this one.</summary>
+    internal void OnFramePlaced(uint seq, TaskCompletionSource<Incoming> waiter, int length)
+    {
+        List<(TaskCompletionSource<Incoming> Waiter, Incoming Msg)>? handoffs = [(waiter, Incoming.Placed(length))];
+        lock (_recvGate)
+        {
+            _nextRecvSeq = seq + 1;
+            while (_early.Remove(_nextRecvSeq, out var next))
+            {
+                DeliverLocked(next.Tag, next.Msg, ref handoffs);
+                _nextRecvSeq++;
+            }
+        }
+        foreach (var (w, msg) in handoffs!)
+            if (!w.TrySetResult(msg)) msg.Dispose();
     }
 
     /// <summary>How long the writer must wait before sending <paramref name="bytes"/> at the emulated rate: a batch leaves
@@ -186,7 +225,15 @@ internal sealed class PeerLink : IAsyncDisposable
     internal IOException Failed() => new($"the link to rank {Peer} is down: {_failure?.Message ?? "it was closed"}", _failure);
 
     /// <summary>A socket's reader or writer stopped with <paramref name="e"/>.</summary>
-    internal void OnSocketFailed(Exception e) => Fail(e);
+    internal void OnSocketFailed(Exception e)
+    {
+        // A peer that leaves says goodbye on every socket; frames still on the way on the others must be delivered
+        // before the link counts as closed.
+        if (e is PeerLeftException && Interlocked.Increment(ref _socketsLeft) < _sockets.Length) return;
+        Fail(e);
+    }
+
+    private int _socketsLeft;
 
     private void Fail(Exception e)
     {
@@ -196,7 +243,7 @@ internal sealed class PeerLink : IAsyncDisposable
             if (_failure != null) return;
             _failure = e;
             foreach (var box in _inbox.Values)
-                while (box.Waiters.TryDequeue(out var w)) waiters.Add(w);
+                while (box.Waiters.TryDequeue(out var w)) waiters.Add(w.Waiter);
         }
         foreach (var s in _sockets) s.Shutdown();
         var failed = Failed();

@@ -23,12 +23,34 @@ public sealed partial class TcpProcessGroup
         for (int o = 0; o < length; o += chunk) yield return (start + o, Math.Min(chunk, length - o));
     }
 
-    private async Task<Incoming> Receive(Op op, int from)
+    /// <summary>The op's next frame from <paramref name="from"/>; with <paramref name="into"/> it may be read straight
+    /// there (see <see cref="Incoming.CopyTo"/>).</summary>
+    private async Task<Incoming> Receive(Op op, int from, Memory<byte> into = default)
     {
         op.WaitingOn = _members[from];
         var link = Link(from);
         op.WaitingLink = link;
-        var m = await link.ReceiveAsync(op.Tag, op.Token).ConfigureAwait(false);
+        var m = await link.ReceiveAsync(op.Tag, op.Token, into).ConfigureAwait(false);
+        op.WaitingLink = null;
+        op.WaitingOn = null;
+        return m;
+    }
+
+    /// <summary>Posts receives for every chunk in <paramref name="ranges"/> from <paramref name="from"/> at once, each
+    /// into its place in <paramref name="data"/>, so chunks that arrive while earlier ones are processed are read
+    /// straight into place.</summary>
+    private List<Task<Incoming>> PostReceives(Op op, int from, Memory<byte> data, IEnumerable<(int Start, int Length)> ranges)
+    {
+        var link = Link(from);
+        return ranges.Select(r => link.ReceiveAsync(op.Tag, op.Token, data.Slice(r.Start, r.Length))).ToList();
+    }
+
+    /// <summary>Awaits a posted receive, naming the peer in the op's state meanwhile.</summary>
+    private async Task<Incoming> Await(Op op, int from, Task<Incoming> posted)
+    {
+        op.WaitingOn = _members[from];
+        op.WaitingLink = Link(from);
+        var m = await posted.ConfigureAwait(false);
         op.WaitingLink = null;
         op.WaitingOn = null;
         return m;
@@ -54,27 +76,38 @@ public sealed partial class TcpProcessGroup
         var sends = new List<Task>();
         var (s0, l0) = Segment(count, es, Rank);
         foreach (var (cs, cl) in Chunks(s0, l0, es)) sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
-        for (int t = 0; t < 2 * n - 2; t++)
+        for (int t = 0; t < n - 1; t++)
         {
-            bool scatter = t < n - 1;
-            if (t == n - 1)
-            {
-                // The allgather overwrites segments sent during the reduce-scatter: those sends must be out first.
-                await Task.WhenAll(sends).ConfigureAwait(false);
-                sends.Clear();
-            }
-            int seg = scatter ? Mod(Rank - t - 1) : Mod(Rank - (t - (n - 1)));
-            var (ss, sl) = Segment(count, es, seg);
+            var (ss, sl) = Segment(count, es, Mod(Rank - t - 1));
             foreach (var (cs, cl) in Chunks(ss, sl, es))
             {
                 using (var m = await Receive(op, left).ConfigureAwait(false))
                 {
                     CheckLength(op, m, cl, left, "allreduce");
-                    if (scatter) WireReduce.Apply(rop, dtype, data.Span.Slice(cs, cl), m.Span);
-                    else m.Span.CopyTo(data.Span.Slice(cs, cl));
+                    WireReduce.Apply(rop, dtype, data.Span.Slice(cs, cl), m.Span);
                 }
-                if (t < 2 * n - 3) sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
+                sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
             }
+        }
+        // The allgather overwrites segments sent during the reduce-scatter: those sends must be out first. Then every
+        // chunk still to come is posted at once, so it lands straight in place.
+        await Task.WhenAll(sends).ConfigureAwait(false);
+        sends.Clear();
+        var gather = Enumerable.Range(0, n - 1).SelectMany(t =>
+        {
+            var (ss, sl) = Segment(count, es, Mod(Rank - t));
+            return Chunks(ss, sl, es).Select(c => (Step: t, c.Start, c.Length));
+        }).ToList();
+        var posted = PostReceives(op, left, data, gather.Select(g => (g.Start, g.Length)));
+        for (int i = 0; i < gather.Count; i++)
+        {
+            var (step, cs, cl) = gather[i];
+            using (var m = await Await(op, left, posted[i]).ConfigureAwait(false))
+            {
+                CheckLength(op, m, cl, left, "allreduce");
+                m.CopyTo(data.Span.Slice(cs, cl));
+            }
+            if (step < n - 2) sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
         }
         await Task.WhenAll(sends).ConfigureAwait(false);
     }
@@ -116,9 +149,9 @@ public sealed partial class TcpProcessGroup
             var (fs, fl) = Segment(count, es, Mod(r + 1));
             foreach (var (cs, cl) in Chunks(fs, fl, es))
             {
-                using var m = await Receive(op, r).ConfigureAwait(false);
+                using var m = await Receive(op, r, data.Slice(cs, cl)).ConfigureAwait(false);
                 CheckLength(op, m, cl, r, "reduce");
-                m.Span.CopyTo(data.Span.Slice(cs, cl));
+                m.CopyTo(data.Span.Slice(cs, cl));
             }
         }
     }
@@ -229,9 +262,9 @@ public sealed partial class TcpProcessGroup
             if (!folded) await Link(Rank - 1).SendAsync(op.Tag, data, op.Token).ConfigureAwait(false);
             else
             {
-                using var m = await Receive(op, Rank + 1).ConfigureAwait(false);
+                using var m = await Receive(op, Rank + 1, data).ConfigureAwait(false);
                 CheckLength(op, m, len, Rank + 1, "allreduce");
-                m.Span.CopyTo(data.Span);
+                m.CopyTo(data.Span);
             }
         }
     }
@@ -244,13 +277,16 @@ public sealed partial class TcpProcessGroup
         int prev = Mod(Rank - 1), next = Mod(Rank + 1);
         bool last = pos == Size - 1;
         var sends = new List<Task>();
-        foreach (var (cs, cl) in Chunks(0, data.Length, 1))
+        var chunks = Chunks(0, data.Length, 1).ToList();
+        var posted = pos != 0 ? PostReceives(op, prev, data, chunks) : null;
+        for (int i = 0; i < chunks.Count; i++)
         {
-            if (pos != 0)
+            var (cs, cl) = chunks[i];
+            if (posted != null)
             {
-                using var m = await Receive(op, prev).ConfigureAwait(false);
+                using var m = await Await(op, prev, posted[i]).ConfigureAwait(false);
                 CheckLength(op, m, cl, prev, "broadcast");
-                m.Span.CopyTo(data.Span.Slice(cs, cl));
+                m.CopyTo(data.Span.Slice(cs, cl));
             }
             if (!last) sends.Add(Link(next).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
         }
@@ -266,18 +302,18 @@ public sealed partial class TcpProcessGroup
         int left = Mod(Rank - 1), right = Mod(Rank + 1);
         var sends = new List<Task>();
         foreach (var (cs, cl) in Chunks(Rank * block, block, 1)) sends.Add(Link(right).SendAsync(op.Tag, output.Slice(cs, cl), op.Token));
-        for (int t = 0; t < n - 1; t++)
+        var gather = Enumerable.Range(0, n - 1)
+            .SelectMany(t => Chunks(Mod(Rank - t - 1) * block, block, 1).Select(c => (Step: t, c.Start, c.Length))).ToList();
+        var posted = PostReceives(op, left, output, gather.Select(g => (g.Start, g.Length)));
+        for (int i = 0; i < gather.Count; i++)
         {
-            int seg = Mod(Rank - t - 1);
-            foreach (var (cs, cl) in Chunks(seg * block, block, 1))
+            var (step, cs, cl) = gather[i];
+            using (var m = await Await(op, left, posted[i]).ConfigureAwait(false))
             {
-                using (var m = await Receive(op, left).ConfigureAwait(false))
-                {
-                    CheckLength(op, m, cl, left, "allgather");
-                    m.Span.CopyTo(output.Span.Slice(cs, cl));
-                }
-                if (t < n - 2) sends.Add(Link(right).SendAsync(op.Tag, output.Slice(cs, cl), op.Token));
+                CheckLength(op, m, cl, left, "allgather");
+                m.CopyTo(output.Span.Slice(cs, cl));
             }
+            if (step < n - 2) sends.Add(Link(right).SendAsync(op.Tag, output.Slice(cs, cl), op.Token));
         }
         await Task.WhenAll(sends).ConfigureAwait(false);
     }
@@ -331,9 +367,9 @@ public sealed partial class TcpProcessGroup
         for (int r = 0; r < n; r++)
         {
             if (r == Rank) continue;
-            using var m = await Receive(op, r).ConfigureAwait(false);
+            using var m = await Receive(op, r, output.Slice(r * block, block)).ConfigureAwait(false);
             CheckLength(op, m, block, r, "alltoall");
-            m.Span.CopyTo(output.Span.Slice(r * block, block));
+            m.CopyTo(output.Span.Slice(r * block, block));
         }
         await Task.WhenAll(sends).ConfigureAwait(false);
     }

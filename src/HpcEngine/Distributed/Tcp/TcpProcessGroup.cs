@@ -311,11 +311,11 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         CheckPeer("recv", src);
         return Run("recv", (long)tensor.NumEl * tensor.DType.SizeOf(), options?.Timeout, async op =>
         {
-            using var m = await Receive(op, src).ConfigureAwait(false);
             var dst = tensor.AsByteMemory();
+            using var m = await Receive(op, src, dst).ConfigureAwait(false);
             if (m.Length != dst.Length)
                 throw new CollectiveException("recv", 0, _mesh.Rank, _members[src], $"rank {_members[src]} sent {m.Length} bytes for a {dst.Length}-byte tensor (tag {tag})");
-            m.Span.CopyTo(dst.Span);
+            m.CopyTo(dst.Span);
         }, p2p: true, p2pTag: ((long)(uint)src << 20) ^ (uint)tag);
     }
 
