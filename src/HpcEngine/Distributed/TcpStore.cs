@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.Buffers.Binary;
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
@@ -210,27 +212,33 @@ public sealed class TcpStore : IStore
             }
         }
 
+        /// <summary>One connection, Kestrel-style: a PipeReader buffers what arrives, whole requests are parsed from it
+        /// (lengths checked against the limits before anything is buffered for them), and responses go out through a
+        /// PipeWriter.</summary>
         private async Task Serve(Socket socket)
         {
             using var stream = new NetworkStream(socket, ownsSocket: true);
+            var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
+            var writer = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
             try
             {
-                if (!await Handshake(stream)) return;
-                var head = new byte[5];
+                if (!await Handshake(reader, writer)) return;
                 while (!_stop.IsCancellationRequested)
                 {
-                    if (await stream.ReadAtLeastAsync(head, 5, false, _stop.Token) < 5) return;
-                    byte cmd = head[0];
-                    var key = await ReadField(stream, BinaryPrimitives.ReadUInt32LittleEndian(head.AsSpan(1)), _options.MaxKeyBytes);
-                    var val = await ReadField(stream, await ReadU32(stream), _options.MaxValueBytes);
-                    var val2 = await ReadField(stream, await ReadU32(stream), _options.MaxValueBytes);
-                    var tb = new byte[8];
-                    await stream.ReadExactlyAsync(tb, _stop.Token);
-                    long timeoutMs = BinaryPrimitives.ReadInt64LittleEndian(tb);
-                    if (key == null || val == null || val2 == null || timeoutMs < 0) return; // malformed: drop this connection
-                    var resp = await Handle(cmd, Encoding.UTF8.GetString(key), val, val2, TimeSpan.FromMilliseconds(Math.Min(timeoutMs, int.MaxValue)));
+                    var result = await reader.ReadAsync(_stop.Token);
+                    var buffer = result.Buffer;
+                    var parse = StoreRequest.TryParse(buffer, _options, out var request, out var consumed);
+                    if (parse == StoreRequest.Parse.Malformed) return; // drop this connection
+                    if (parse == StoreRequest.Parse.Incomplete)
+                    {
+                        if (result.IsCompleted) return; // truncated: the client went away mid-request
+                        reader.AdvanceTo(buffer.Start, buffer.End);
+                        continue;
+                    }
+                    reader.AdvanceTo(consumed);
+                    var resp = await Handle(request.Cmd, request.Key, request.Value, request.Value2, request.Timeout);
                     if (resp == null) return;
-                    await stream.WriteAsync(resp, _stop.Token);
+                    await writer.WriteAsync(resp, _stop.Token);
                 }
             }
             catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException or EndOfStreamException)
@@ -239,43 +247,30 @@ public sealed class TcpStore : IStore
             }
             finally
             {
+                await reader.CompleteAsync();
+                await writer.CompleteAsync();
                 lock (_lock) _clients.Remove(socket);
             }
         }
 
-        private async Task<bool> Handshake(NetworkStream s)
+        private async Task<bool> Handshake(PipeReader reader, PipeWriter writer)
         {
             if (_options.Token == null)
             {
-                await s.WriteAsync(new byte[] { 0 }, _stop.Token);
+                await writer.WriteAsync(new byte[] { 0 }, _stop.Token);
                 return true;
             }
             var nonce = RandomNumberGenerator.GetBytes(32);
-            await s.WriteAsync(new byte[] { 1 }.Concat(nonce).ToArray(), _stop.Token);
-            var answer = new byte[32];
+            await writer.WriteAsync(new byte[] { 1 }.Concat(nonce).ToArray(), _stop.Token);
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
             cts.CancelAfter(TimeSpan.FromSeconds(10));
-            if (await s.ReadAtLeastAsync(answer, 32, false, cts.Token) < 32) return false;
+            var result = await reader.ReadAtLeastAsync(32, cts.Token);
+            if (result.Buffer.Length < 32) return false;
+            var answer = result.Buffer.Slice(0, 32).ToArray();
+            reader.AdvanceTo(result.Buffer.GetPosition(32));
             bool ok = CryptographicOperations.FixedTimeEquals(answer, HMACSHA256.HashData(Encoding.UTF8.GetBytes(_options.Token), nonce));
-            await s.WriteAsync(new byte[] { (byte)(ok ? 1 : 0) }, _stop.Token);
+            await writer.WriteAsync(new byte[] { (byte)(ok ? 1 : 0) }, _stop.Token);
             return ok;
-        }
-
-        private async Task<uint> ReadU32(Stream s)
-        {
-            var b = new byte[4];
-            await s.ReadExactlyAsync(b, _stop.Token);
-            return BinaryPrimitives.ReadUInt32LittleEndian(b);
-        }
-
-        /// <summary>Reads a length-prefixed field, or returns null (without reading or allocating) when the length
-        /// breaks the limit, so an oversized or hostile prefix costs nothing.</summary>
-        private async Task<byte[]?> ReadField(Stream s, uint len, int max)
-        {
-            if (len > max) return null;
-            var b = new byte[len];
-            await s.ReadExactlyAsync(b, _stop.Token);
-            return b;
         }
 
         private async Task<byte[]?> Handle(byte cmd, string key, byte[] val, byte[] val2, TimeSpan timeout)
@@ -354,5 +349,44 @@ public sealed class TcpStore : IStore
             _listener.Stop();
             lock (_lock) foreach (var c in _clients) c.Dispose();
         }
+    }
+}
+
+/// <summary>One store request parsed from the connection's buffer: <c>[u8 cmd][u32 keyLen][key][u32 valLen][val]
+/// [u32 val2Len][val2][i64 timeoutMs]</c>.</summary>
+internal readonly record struct StoreRequest(byte Cmd, string Key, byte[] Value, byte[] Value2, TimeSpan Timeout)
+{
+    public enum Parse { Complete, Incomplete, Malformed }
+
+    /// <summary>Parses one whole request from the front of <paramref name="buffer"/>. A length over the limit (or a
+    /// negative timeout) is Malformed as soon as its prefix is seen, before any of its bytes are waited for.</summary>
+    public static Parse TryParse(ReadOnlySequence<byte> buffer, StoreOptions limits, out StoreRequest request, out SequencePosition consumed)
+    {
+        request = default;
+        consumed = buffer.Start;
+        var r = new SequenceReader<byte>(buffer);
+        if (!r.TryRead(out byte cmd)) return Parse.Incomplete;
+        var key = ReadField(ref r, limits.MaxKeyBytes, out var p1);
+        if (p1 != Parse.Complete) return p1;
+        var val = ReadField(ref r, limits.MaxValueBytes, out var p2);
+        if (p2 != Parse.Complete) return p2;
+        var val2 = ReadField(ref r, limits.MaxValueBytes, out var p3);
+        if (p3 != Parse.Complete) return p3;
+        if (!r.TryReadLittleEndian(out long timeoutMs)) return Parse.Incomplete;
+        if (timeoutMs < 0) return Parse.Malformed;
+        request = new StoreRequest(cmd, Encoding.UTF8.GetString(key!), val!, val2!, TimeSpan.FromMilliseconds(Math.Min(timeoutMs, int.MaxValue)));
+        consumed = r.Position;
+        return Parse.Complete;
+    }
+
+    private static byte[]? ReadField(ref SequenceReader<byte> r, int max, out Parse parse)
+    {
+        if (!r.TryReadLittleEndian(out int len)) { parse = Parse.Incomplete; return null; }
+        if ((uint)len > (uint)max) { parse = Parse.Malformed; return null; }
+        if (r.Remaining < len) { parse = Parse.Incomplete; return null; }
+        var field = r.UnreadSequence.Slice(0, len).ToArray();
+        r.Advance(len);
+        parse = Parse.Complete;
+        return field;
     }
 }
