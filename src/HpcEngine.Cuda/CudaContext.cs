@@ -120,6 +120,28 @@ public sealed unsafe class CudaContext : IDisposable
         return result;
     }
 
+    /// <summary>Copies host bytes into <paramref name="dst"/> at <paramref name="offset"/> and waits for the copy.</summary>
+    public void CopyFromHost(DeviceBuffer dst, long offset, ReadOnlySpan<byte> src)
+    {
+        ArgumentNullException.ThrowIfNull(dst);
+        if (offset < 0 || offset + src.Length > dst.Bytes) throw new ArgumentOutOfRangeException(nameof(offset), $"{src.Length} bytes at {offset} do not fit a {dst.Bytes}-byte buffer");
+        if (src.Length == 0) return;
+        MakeCurrent();
+        fixed (byte* p = src) Driver.Check(Driver.cuMemcpyHtoDAsync(dst.Pointer + (ulong)offset, p, (nuint)src.Length, _stream));
+        Synchronize();
+    }
+
+    /// <summary>Copies bytes of <paramref name="src"/> at <paramref name="offset"/> to the host and waits for the copy.</summary>
+    public void CopyToHost(Span<byte> dst, DeviceBuffer src, long offset)
+    {
+        ArgumentNullException.ThrowIfNull(src);
+        if (offset < 0 || offset + dst.Length > src.Bytes) throw new ArgumentOutOfRangeException(nameof(offset), $"{dst.Length} bytes at {offset} are outside a {src.Bytes}-byte buffer");
+        if (dst.Length == 0) return;
+        MakeCurrent();
+        fixed (byte* p = dst) Driver.Check(Driver.cuMemcpyDtoHAsync(p, src.Pointer + (ulong)offset, (nuint)dst.Length, _stream));
+        Synchronize();
+    }
+
     /// <summary>Compiles (through the disk cache) and loads one of the engine's kernel files for this device.</summary>
     public KernelModule LoadKernels(string file)
     {

@@ -98,6 +98,57 @@ public sealed unsafe class NcclCommunicator : IDisposable
         Nccl.Check(Nccl.ncclAllGather(input.Pointer, output.Pointer, (nuint)count, DataType(dtype), _comm, _context.Stream));
     }
 
+    /// <summary>Reduces every rank's <paramref name="buffer"/> into the root's (in place).</summary>
+    public void Reduce(DeviceBuffer buffer, long count, DType dtype, ReduceOp op, int root)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        CheckFits(buffer, count, dtype);
+        _context.MakeCurrent();
+        Nccl.Check(Nccl.ncclReduce(buffer.Pointer, buffer.Pointer, (nuint)count, DataType(dtype), Op(op), root, _comm, _context.Stream));
+    }
+
+    /// <summary><paramref name="output"/> (count) receives the reduction of every rank's slice [Rank] of
+    /// <paramref name="input"/> (Size × count).</summary>
+    public void ReduceScatter(DeviceBuffer output, DeviceBuffer input, long count, DType dtype, ReduceOp op)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(input);
+        CheckFits(output, count, dtype);
+        CheckFits(input, count * Size, dtype);
+        _context.MakeCurrent();
+        Nccl.Check(Nccl.ncclReduceScatter(input.Pointer, output.Pointer, (nuint)count, DataType(dtype), Op(op), _comm, _context.Stream));
+    }
+
+    /// <summary>Point-to-point send of <paramref name="bytes"/> bytes at <paramref name="offset"/> (matched by order per
+    /// peer: NCCL has no tags).</summary>
+    public void Send(DeviceBuffer buffer, long offset, long bytes, int peer)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        CheckRange(buffer, offset, bytes);
+        _context.MakeCurrent();
+        Nccl.Check(Nccl.ncclSend(buffer.Pointer + (ulong)offset, (nuint)bytes, Nccl.UInt8, peer, _comm, _context.Stream));
+    }
+
+    public void Recv(DeviceBuffer buffer, long offset, long bytes, int peer)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        CheckRange(buffer, offset, bytes);
+        _context.MakeCurrent();
+        Nccl.Check(Nccl.ncclRecv(buffer.Pointer + (ulong)offset, (nuint)bytes, Nccl.UInt8, peer, _comm, _context.Stream));
+    }
+
+    /// <summary>Fuses the sends and receives issued until <see cref="GroupEnd"/> into one launch (so a rank can send and
+    /// receive at once without deadlock, as all-to-all needs).</summary>
+    public static void GroupStart() => Nccl.Check(Nccl.ncclGroupStart());
+
+    public static void GroupEnd() => Nccl.Check(Nccl.ncclGroupEnd());
+
+    private static void CheckRange(DeviceBuffer b, long offset, long bytes)
+    {
+        if (offset < 0 || bytes < 0 || offset + bytes > b.Bytes)
+            throw new ArgumentOutOfRangeException(nameof(bytes), $"bytes [{offset}, {offset + bytes}) are outside a {b.Bytes}-byte buffer");
+    }
+
     private static void CheckFits(DeviceBuffer b, long count, DType dtype)
     {
         if (count < 0 || count * dtype.SizeOf() > b.Bytes)

@@ -1,0 +1,307 @@
+using System.Collections.Concurrent;
+using HpcEngine.Cuda.Interop;
+using HpcEngine.Distributed;
+
+namespace HpcEngine.Cuda;
+
+/// <summary>The NCCL backend behind <see cref="IProcessGroup"/>, so DDP, the strategies and the compression codecs run
+/// over NCCL unchanged. Ops run in issue order on one worker thread per group (NCCL requires the same order on every
+/// rank): the tensor is staged into device memory, the collective runs on the context's stream, and the result comes
+/// back. A watchdog (<see cref="NcclCommunicator.Wait"/>) polls for asynchronous NCCL errors and the op's timeout;
+/// either aborts the communicator and fails the op — and every later one — with a <see cref="CollectiveException"/>
+/// naming the op, its sequence number and the rank, as the TCP backend does.
+/// <para>NOTE: the engine's tensors live on the CPU today, so every op pays a host-device round trip; device tensors
+/// (issue #6) will hand their buffers to NCCL directly. Device data can already go through
+/// <see cref="Communicator"/>.</para></summary>
+public sealed class NcclProcessGroup : IProcessGroup
+{
+    private readonly CudaContext _context;
+    private readonly IStore _store;
+    private readonly string _prefix;
+    private readonly TimeSpan _timeout;
+    private readonly BlockingCollection<Action> _queue = new();
+    private readonly Thread _worker;
+    private long _seq;
+    private int _nextGroup;
+    private volatile CollectiveException? _failure;
+
+    /// <summary>The communicator, for collectives on device buffers (enqueued on the context's stream).</summary>
+    public NcclCommunicator Communicator { get; }
+
+    public int Rank => Communicator.Rank;
+    public int Size => Communicator.Size;
+    public string Backend => "nccl";
+
+    private NcclProcessGroup(CudaContext context, NcclCommunicator comm, IStore store, string prefix, TimeSpan timeout)
+    {
+        _context = context;
+        Communicator = comm;
+        _store = store;
+        _prefix = prefix;
+        _timeout = timeout;
+        _worker = new Thread(Work) { IsBackground = true, Name = $"nccl-rank{comm.Rank}" };
+        _worker.Start();
+    }
+
+    /// <summary>Joins the group of <paramref name="size"/> ranks: rank 0 publishes NCCL's unique id through
+    /// <paramref name="store"/>. <paramref name="timeout"/> is every op's default (10 minutes, like c10d).</summary>
+    public static NcclProcessGroup Connect(CudaContext context, IStore store, int rank, int size, TimeSpan? timeout = null, string prefix = "nccl")
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(store);
+        if (size < 1 || rank < 0 || rank >= size) throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is not in a world of size {size}");
+        var comm = NcclCommunicator.Create(context, store, rank, size, $"{prefix}/unique-id");
+        return new NcclProcessGroup(context, comm, store, prefix, timeout ?? TimeSpan.FromMinutes(10));
+    }
+
+    public IProcessGroup? NewGroup(IReadOnlyList<int> ranks)
+    {
+        ArgumentNullException.ThrowIfNull(ranks);
+        if (ranks.Count == 0 || ranks.Distinct().Count() != ranks.Count || ranks.Any(r => r < 0 || r >= Size))
+            throw new ArgumentException($"new_group: ranks [{string.Join(", ", ranks)}] must be distinct ranks of this group (0..{Size - 1})");
+        int id = Interlocked.Increment(ref _nextGroup); // every rank calls NewGroup in the same order, so ids agree
+        int me = ranks.ToList().IndexOf(Rank);
+        if (me < 0) return null;
+        var prefix = $"{_prefix}/group{id}";
+        var comm = NcclCommunicator.Create(_context, _store, me, ranks.Count, $"{prefix}/unique-id");
+        return new NcclProcessGroup(_context, comm, _store, prefix, _timeout);
+    }
+
+    private void Work()
+    {
+        foreach (var op in _queue.GetConsumingEnumerable()) op();
+    }
+
+    /// <summary>Queues <paramref name="body"/> as op <paramref name="name"/>; it runs after every op issued before it.</summary>
+    private Work Run(string name, TimeSpan? timeout, Action<TimeSpan> body)
+    {
+        long seq = Interlocked.Increment(ref _seq);
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var limit = timeout ?? _timeout;
+        void Execute()
+        {
+            if (_failure is { } dead)
+            {
+                done.TrySetException(new CollectiveException(name, seq, Rank, null, $"the nccl communicator was aborted earlier: {dead.Message}", dead));
+                return;
+            }
+            try
+            {
+                body(limit);
+                done.TrySetResult();
+            }
+            catch (Exception e)
+            {
+                var ce = new CollectiveException(name, seq, Rank, null, e.Message, e);
+                if (e is CollectiveException or NcclException) _failure ??= ce; // the communicator is gone for later ops too
+                done.TrySetException(ce);
+            }
+        }
+        try { _queue.Add(Execute); }
+        catch (InvalidOperationException) { throw new ObjectDisposedException(nameof(NcclProcessGroup), "the nccl process group was disposed"); }
+        return new Work(done.Task);
+    }
+
+    private static void CheckTensor(string op, Tensor t)
+    {
+        ArgumentNullException.ThrowIfNull(t, op);
+        t.CheckAlive();
+        if (!t.IsContiguous) throw new ArgumentException($"{op}: the tensor must be contiguous (call Contiguous() first)");
+        if (t.DType == DType.Bool) throw new NotSupportedException($"nccl does not support {op} over bool tensors");
+    }
+
+    private static bool Narrow(DType t) => t is DType.BFloat16 or DType.Float16;
+
+    /// <summary>NCCL averages floating types only; integers are summed and divided (truncating), as the TCP backend does.</summary>
+    private static ReduceOp NcclOp(ReduceOp op, DType dtype) => op == ReduceOp.Avg && !dtype.IsFloating() ? ReduceOp.Sum : op;
+
+    private static void Finish(Tensor t, ReduceOp requested, ReduceOp ran, int size)
+    {
+        if (requested == ReduceOp.Avg && ran == ReduceOp.Sum)
+            using (var q = Ops.DivScalar(t, size)) Ops.CopyInto(t, q);
+    }
+
+    /// <summary>Stages <paramref name="t"/> (bytes as they are) into a fresh device buffer.</summary>
+    private DeviceBuffer Stage(Tensor t, long extraBytes = 0)
+    {
+        var bytes = t.AsByteMemory();
+        var buffer = _context.Allocate(bytes.Length + extraBytes);
+        _context.CopyFromHost(buffer, 0, bytes.Span);
+        return buffer;
+    }
+
+    private void Collect(DeviceBuffer from, Tensor into, long offset = 0) => _context.CopyToHost(into.AsByteMemory().Span, from, offset);
+
+    public Work AllReduce(Tensor tensor, AllReduceOptions? options = null)
+    {
+        CheckTensor("allreduce", tensor);
+        var o = options ?? new AllReduceOptions();
+        return Run("allreduce", o.Timeout, limit =>
+        {
+            // bf16/fp16 accumulate in fp32 unless the caller asks for 16-bit values on the wire.
+            using var wide = Narrow(tensor.DType) && !o.NarrowWire ? Ops.ToDType(tensor, DType.Float32, false) : null;
+            var t = wide ?? tensor;
+            var op = NcclOp(o.Op, t.DType);
+            using var buffer = Stage(t);
+            Communicator.AllReduce(buffer, t.NumEl, t.DType, op);
+            Communicator.Wait(limit);
+            Collect(buffer, t);
+            Finish(t, o.Op, op, Size);
+            if (wide != null) Ops.CopyInto(tensor, wide);
+        });
+    }
+
+    public Work Broadcast(Tensor tensor, BroadcastOptions? options = null)
+    {
+        CheckTensor("broadcast", tensor);
+        var o = options ?? new BroadcastOptions();
+        CheckRank("broadcast", o.Root);
+        return Run("broadcast", o.Timeout, limit =>
+        {
+            using var buffer = Stage(tensor);
+            Communicator.Broadcast(buffer, tensor.NumEl, tensor.DType, o.Root);
+            Communicator.Wait(limit);
+            Collect(buffer, tensor);
+        });
+    }
+
+    public Work Reduce(Tensor tensor, ReduceOptions? options = null)
+    {
+        CheckTensor("reduce", tensor);
+        var o = options ?? new ReduceOptions();
+        CheckRank("reduce", o.Root);
+        return Run("reduce", o.Timeout, limit =>
+        {
+            using var wide = Narrow(tensor.DType) ? Ops.ToDType(tensor, DType.Float32, false) : null;
+            var t = wide ?? tensor;
+            var op = NcclOp(o.Op, t.DType);
+            using var buffer = Stage(t);
+            Communicator.Reduce(buffer, t.NumEl, t.DType, op, o.Root);
+            Communicator.Wait(limit);
+            if (Rank != o.Root) return;
+            Collect(buffer, t);
+            Finish(t, o.Op, op, Size);
+            if (wide != null) Ops.CopyInto(tensor, wide);
+        });
+    }
+
+    public Work AllGather(Tensor output, Tensor input, CollectiveOptions? options = null)
+    {
+        CheckTensor("allgather", output);
+        CheckTensor("allgather", input);
+        if (output.DType != input.DType || output.NumEl != input.NumEl * Size)
+            throw new ShapeMismatchException($"allgather: output must hold {Size} × the input ({input.NumEl} {input.DType.TorchName()} elements); got {output.NumEl} {output.DType.TorchName()}");
+        return Run("allgather", options?.Timeout, limit =>
+        {
+            using var send = Stage(input);
+            using var recv = _context.Allocate((long)output.NumEl * output.DType.SizeOf());
+            Communicator.AllGather(recv, send, input.NumEl, input.DType);
+            Communicator.Wait(limit);
+            Collect(recv, output);
+        });
+    }
+
+    public Work ReduceScatter(Tensor output, Tensor input, ReduceScatterOptions? options = null)
+    {
+        CheckTensor("reduce_scatter", output);
+        CheckTensor("reduce_scatter", input);
+        var o = options ?? new ReduceScatterOptions();
+        if (output.DType != input.DType || input.NumEl != output.NumEl * Size)
+            throw new ShapeMismatchException($"reduce_scatter: input must hold {Size} × the output ({output.NumEl} elements); got {input.NumEl}");
+        return Run("reduce_scatter", o.Timeout, limit =>
+        {
+            using var wi = Narrow(input.DType) ? Ops.ToDType(input, DType.Float32, false) : null;
+            using var wo = Narrow(input.DType) ? Tensor.Empty(output.Shape, DType.Float32) : null;
+            Tensor i = wi ?? input, t = wo ?? output;
+            var op = NcclOp(o.Op, t.DType);
+            using var send = Stage(i);
+            using var recv = _context.Allocate((long)t.NumEl * t.DType.SizeOf());
+            Communicator.ReduceScatter(recv, send, t.NumEl, t.DType, op);
+            Communicator.Wait(limit);
+            Collect(recv, t);
+            Finish(t, o.Op, op, Size);
+            if (wo != null) Ops.CopyInto(output, wo);
+        });
+    }
+
+    public Work AllToAll(Tensor output, Tensor input, CollectiveOptions? options = null)
+    {
+        CheckTensor("alltoall", output);
+        CheckTensor("alltoall", input);
+        if (output.DType != input.DType || output.NumEl != input.NumEl || input.NumEl % Size != 0)
+            throw new ShapeMismatchException($"alltoall: input and output must have the same size, a multiple of the group size {Size} (got {input.NumEl} and {output.NumEl})");
+        return Run("alltoall", options?.Timeout, limit =>
+        {
+            long block = (long)input.NumEl / Size * input.DType.SizeOf();
+            using var send = Stage(input);
+            using var recv = _context.Allocate(block * Size);
+            NcclCommunicator.GroupStart();
+            try
+            {
+                for (int r = 0; r < Size; r++)
+                {
+                    Communicator.Send(send, r * block, block, r);
+                    Communicator.Recv(recv, r * block, block, r);
+                }
+            }
+            finally { NcclCommunicator.GroupEnd(); }
+            Communicator.Wait(limit);
+            Collect(recv, output);
+        });
+    }
+
+    public Work Send(Tensor tensor, int dst, int tag = 0, CollectiveOptions? options = null)
+    {
+        CheckTensor("send", tensor);
+        CheckPeer("send", dst, tag);
+        return Run("send", options?.Timeout, limit =>
+        {
+            using var buffer = Stage(tensor);
+            Communicator.Send(buffer, 0, buffer.Bytes, dst);
+            Communicator.Wait(limit);
+        });
+    }
+
+    public Work Recv(Tensor tensor, int src, int tag = 0, CollectiveOptions? options = null)
+    {
+        CheckTensor("recv", tensor);
+        CheckPeer("recv", src, tag);
+        return Run("recv", options?.Timeout, limit =>
+        {
+            using var buffer = _context.Allocate((long)tensor.NumEl * tensor.DType.SizeOf());
+            Communicator.Recv(buffer, 0, buffer.Bytes, src);
+            Communicator.Wait(limit);
+            Collect(buffer, tensor);
+        });
+    }
+
+    public Work Barrier(CollectiveOptions? options = null)
+    {
+        return Run("barrier", options?.Timeout, limit =>
+        {
+            using var one = _context.Allocate(4);
+            _context.CopyFromHost(one, 0, BitConverter.GetBytes(1));
+            Communicator.AllReduce(one, 1, DType.Int32);
+            Communicator.Wait(limit);
+        });
+    }
+
+    private void CheckRank(string op, int root)
+    {
+        if (root < 0 || root >= Size) throw new ArgumentOutOfRangeException(nameof(root), $"{op}: root {root} is not a rank of this group (0..{Size - 1})");
+    }
+
+    private void CheckPeer(string op, int peer, int tag)
+    {
+        if (peer < 0 || peer >= Size || peer == Rank) throw new ArgumentOutOfRangeException(nameof(peer), $"{op}: peer {peer} must be another rank of this group (0..{Size - 1}, not {Rank})");
+        if (tag != 0) throw new NotSupportedException($"nccl does not support tagged {op} (tag {tag}): NCCL matches sends and receives by order per peer; use tag 0, or the tcp backend for tags");
+    }
+
+    public void Dispose()
+    {
+        _queue.CompleteAdding();
+        if (Thread.CurrentThread != _worker) _worker.Join(TimeSpan.FromSeconds(30));
+        Communicator.Dispose();
+        _queue.Dispose();
+    }
+}
