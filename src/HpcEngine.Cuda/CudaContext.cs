@@ -142,12 +142,21 @@ public sealed unsafe class CudaContext : IDisposable
         Synchronize();
     }
 
-    /// <summary>Compiles (through the disk cache) and loads one of the engine's kernel files for this device.</summary>
+    /// <summary>Loads one of the engine's kernel files for this device: the ahead-of-time fatbin when an up-to-date one
+    /// is found and holds code for this device (<see cref="KernelImages"/>), else NVRTC's build (through the disk cache).</summary>
     public KernelModule LoadKernels(string file)
     {
-        var compiled = NvrtcCompiler.CompileCached(file, Device.Architecture);
         MakeCurrent();
         IntPtr module;
+        if (KernelImages.FindFatbin(file, out _) is { } fatbin)
+        {
+            var image = File.ReadAllBytes(fatbin);
+            int status;
+            fixed (byte* p = image) status = Driver.cuModuleLoadData(out module, p);
+            if (status == Driver.Success) return new KernelModule(this, module);
+            // No code for this architecture in it (or a driver too old for its PTX): NVRTC builds for this device.
+        }
+        var compiled = NvrtcCompiler.CompileCached(file, Device.Architecture);
         fixed (byte* image = compiled.Image) Driver.Check(Driver.cuModuleLoadData(out module, image));
         return new KernelModule(this, module);
     }

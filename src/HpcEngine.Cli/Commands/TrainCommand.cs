@@ -66,7 +66,7 @@ public sealed class TrainOptions
     [Option("strategy", Default = "sync", HelpText = "With several ranks: sync | zero1 | ssp:K | ssp:inf | ssp:K:S (the last S ranks are dedicated servers) | localsgd:H | diloco:H")]
     public string Strategy { get; set; } = "sync";
 
-    [Option("compress", HelpText = "With several ranks and sync, localsgd or diloco: none | fp16 | bf16 | topk:F | randomk:F | int8 | sign | powersgd:R | dgc:F (sgd only: the momentum moves into the codec)")]
+    [Option("compress", HelpText = "With several ranks and sync, localsgd or diloco: none | fp16 | bf16 | topk:F[:W] (W warm-up steps) | randomk:F | int8 | sign | powersgd:R | dgc:F (sgd only: the momentum moves into the codec)")]
     public string? Compress { get; set; }
 
     [Option("eval-every", Default = 0, HelpText = "Also evaluate every N optimizer steps (points of the accuracy-against-time curve).")]

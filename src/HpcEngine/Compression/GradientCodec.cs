@@ -77,7 +77,7 @@ public abstract class GradientCodec
     /// <summary>Loads a subclass's state entry; false when the key is not one of its own.</summary>
     protected virtual bool LoadExtraEntry(string key, Tensor value) => false;
 
-    /// <summary>Builds a codec by name: none, fp16, bf16, topk:F, randomk:F, int8, sign, powersgd:R, dgc:F.</summary>
+    /// <summary>Builds a codec by name: none, fp16, bf16, topk:F (or topk:F:W with W warm-up steps), randomk:F, int8, sign, powersgd:R, dgc:F.</summary>
     /// <param name="spec">The codec's name and parameter.</param>
     /// <param name="seed">Seeds random-k's index draws, int8's stochastic rounding and PowerSGD's initial factors; give
     /// every rank the same seed.</param>
@@ -89,12 +89,25 @@ public abstract class GradientCodec
             ? f : throw new ArgumentException($"codec '{spec}' needs a fraction in (0, 1], e.g. {p[0]}:0.01");
         int Rank() => p.Length == 2 && int.TryParse(p[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int r) && r > 0
             ? r : throw new ArgumentException($"codec '{spec}' needs a positive rank, e.g. powersgd:2");
+        // topk:F or topk:F:W (W warm-up steps).
+        TopKCodec TopK()
+        {
+            var q = spec.Split(':');
+            if (q.Length == 3)
+            {
+                if (!int.TryParse(q[2], NumberStyles.Integer, CultureInfo.InvariantCulture, out int w) || w < 0)
+                    throw new ArgumentException($"codec '{spec}': the warm-up must be a number of steps, e.g. topk:0.01:200");
+                p = [q[0], q[1]];
+                return new TopKCodec(Fraction(), w);
+            }
+            return new TopKCodec(Fraction());
+        }
         return p[0] switch
         {
             "none" => new NoneCodec(),
             "fp16" => new HalfCodec(bf16: false),
             "bf16" => new HalfCodec(bf16: true),
-            "topk" => new TopKCodec(Fraction()),
+            "topk" => TopK(),
             "randomk" => new RandomKCodec(Fraction(), seed),
             "int8" or "qsgd" => new Int8Codec(seed),
             "sign" => new SignCodec(),

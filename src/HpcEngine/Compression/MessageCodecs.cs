@@ -76,7 +76,10 @@ public abstract class SparseCodec(double fraction) : MessageCodec
     public double Fraction { get; } = fraction;
     public override bool ErrorFeedback => true;
 
-    protected int K(int n) => n == 0 ? 0 : Math.Max(1, (int)Math.Ceiling(Fraction * n));
+    /// <summary>The share sent by the encode in progress (a warm-up may raise it above <see cref="Fraction"/>).</summary>
+    protected virtual double CurrentFraction => Fraction;
+
+    protected int K(int n) => n == 0 ? 0 : Math.Max(1, (int)Math.Ceiling(CurrentFraction * n));
 
     protected static EncodedGradient Pack(ReadOnlySpan<float> values, int[] indices)
     {
@@ -104,10 +107,62 @@ public abstract class SparseCodec(double fraction) : MessageCodec
 }
 
 /// <summary>Top-k sparsification (Aji and Heafield 2017; Lin et al. 2018) with error feedback: the k = ⌈fraction·n⌉
-/// entries of largest magnitude are sent, the rest kept as residual.</summary>
-public sealed class TopKCodec(double fraction) : SparseCodec(fraction)
+/// entries of largest magnitude are sent, the rest kept as residual. With a warm-up of W steps (DGC's sparsity
+/// warm-up, Lin et al. 2018), a bucket's share starts at 25 % and falls geometrically to the fraction over its first W
+/// encodes, so the early, fast-changing gradients are not starved; every rank counts the same steps, so message
+/// sizes agree.</summary>
+public sealed class TopKCodec : SparseCodec
 {
-    public override string Name => $"topk:{Fraction.ToString(CultureInfo.InvariantCulture)}";
+    private const double WarmupStart = 0.25;
+    private readonly Dictionary<int, int> _steps = new();
+    private double _current;
+
+    public TopKCodec(double fraction, int warmupSteps = 0) : base(fraction)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(warmupSteps);
+        WarmupSteps = warmupSteps;
+        _current = fraction;
+    }
+
+    /// <summary>Encodes over which the share falls from 25 % to <see cref="SparseCodec.Fraction"/> (0: none).</summary>
+    public int WarmupSteps { get; }
+
+    public override string Name => $"topk:{Fraction.ToString(CultureInfo.InvariantCulture)}{(WarmupSteps > 0 ? $":{WarmupSteps}" : "")}";
+
+    protected override double CurrentFraction => _current;
+
+    /// <summary>The share sent at a bucket's <paramref name="step"/>-th encode (from 0).</summary>
+    public double FractionAt(int step)
+    {
+        if (step >= WarmupSteps || Fraction >= WarmupStart) return Fraction;
+        double t = (double)step / WarmupSteps;
+        return Math.Exp((1 - t) * Math.Log(WarmupStart) + t * Math.Log(Fraction));
+    }
+
+    public override EncodedGradient Encode(ReadOnlySpan<float> gradient, int key = 0)
+    {
+        int step = _steps.GetValueOrDefault(key);
+        _current = FractionAt(step);
+        _steps[key] = step + 1;
+        return base.Encode(gradient, key);
+    }
+
+    public override Dictionary<string, Tensor> StateDict()
+    {
+        var state = base.StateDict();
+        foreach (var (key, step) in _steps)
+            state[$"steps.{key.ToString(CultureInfo.InvariantCulture)}"] = Tensor.FromArray([(long)step]).DetachFromScope();
+        return state;
+    }
+
+    protected override void ClearExtraState() => _steps.Clear();
+
+    protected override bool LoadExtraEntry(string key, Tensor value)
+    {
+        if (!key.StartsWith("steps.", StringComparison.Ordinal) || !int.TryParse(key["steps.".Length..], CultureInfo.InvariantCulture, out int k)) return false;
+        _steps[k] = (int)value.ToArray<long>()[0];
+        return true;
+    }
 
     protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values) => EncodeTopK(values);
 

@@ -54,7 +54,30 @@ public class CodecTests
         foreach (int i in kept) Assert.That(back[i], Is.EqualTo(g[i]));
     }
 
+    [Test]
+    public void Top_k_warm_up_starts_at_a_quarter_and_reaches_the_fraction_after_its_steps()
+    {
+        var c = (TopKCodec)Codec("topk:0.01:4");
+        Assert.That(c.Name, Is.EqualTo("topk:0.01:4"));
+        // 25 % → 1 % geometrically over 4 steps: 25, 11.18, 5, 2.236, then 1 % for good.
+        double[] share = [0.25, 0.25 * Math.Pow(0.04, 0.25), 0.05, 0.25 * Math.Pow(0.04, 0.75), 0.01, 0.01];
+        var g = Gradient(1000);
+        for (int step = 0; step < share.Length; step++)
+        {
+            Assert.That(c.FractionAt(step), Is.EqualTo(share[step]).Within(1e-12), $"step {step}");
+            var msg = c.Encode(g, key: 1);
+            Assert.That(msg.WireBytes, Is.EqualTo(4 + 8 * (int)Math.Ceiling(c.FractionAt(step) * 1000)), $"step {step}");
+        }
+        Assert.That(c.Encode(g, key: 2).WireBytes, Is.EqualTo(4 + 8 * 250), "every bucket warms up on its own count");
+        // The step counts are state: a restored codec goes on where the saved one was.
+        var restored = (TopKCodec)Codec("topk:0.01:4");
+        restored.LoadStateDict(c.StateDict());
+        Assert.That(restored.Encode(g, key: 2).WireBytes, Is.EqualTo(4 + 8 * 112));
+        Assert.Throws<ArgumentException>(() => Codec("topk:0.01:x"));
+    }
+
     [TestCase("topk:0.05")]
+    [TestCase("topk:0.05:3")]
     [TestCase("randomk:0.05")]
     [TestCase("sign")]
     public void Error_feedback_conserves_what_was_not_sent(string name)
