@@ -41,8 +41,9 @@ public static partial class F
         var compute = x.DType.ComputeType();
         using var xc = Ops.ToDType(x, compute, false).ContiguousOwned();
         int n = x.Shape[^1], rows = n == 0 ? 0 : x.NumEl / n;
-        var y = Tensor.Empty(x.Shape, compute);
-        if (compute == DType.Float32) SoftmaxKernels.Forward(xc.Ptr<float>(), y.Ptr<float>(), rows, n, log);
+        var y = Tensor.Empty(x.Shape, compute, x.Device);
+        if (!x.IsCpu) Backends.DeviceBackends.For(x.Device).Softmax(xc, y, rows, n, log);
+        else if (compute == DType.Float32) SoftmaxKernels.Forward(xc.Ptr<float>(), y.Ptr<float>(), rows, n, log);
         else SoftmaxKernels.Forward(xc.Ptr<double>(), y.Ptr<double>(), rows, n, log);
         if (compute != x.DType) y = y.Replace(Ops.ToDType(y, x.DType, false));
         if (!Recorder.Needs(x)) return y;
@@ -50,8 +51,9 @@ public static partial class F
         {
             using var yc = Ops.ToDType(s[0], compute, false).ContiguousOwned();
             using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
-            var dx = Tensor.Empty(yc.Shape, compute);
-            if (compute == DType.Float32) SoftmaxKernels.Backward(yc.Ptr<float>(), gc.Ptr<float>(), dx.Ptr<float>(), rows, n, log);
+            var dx = Tensor.Empty(yc.Shape, compute, yc.Device);
+            if (!yc.IsCpu) Backends.DeviceBackends.For(yc.Device).SoftmaxBackward(yc, gc, dx, rows, n, log);
+            else if (compute == DType.Float32) SoftmaxKernels.Backward(yc.Ptr<float>(), gc.Ptr<float>(), dx.Ptr<float>(), rows, n, log);
             else SoftmaxKernels.Backward(yc.Ptr<double>(), gc.Ptr<double>(), dx.Ptr<double>(), rows, n, log);
             if (compute == g.DType) return [dx];
             using (dx) return [Ops.ToDType(dx, g.DType, false)];

@@ -24,6 +24,12 @@ public static partial class Ops
     {
         x.CheckAlive();
         if (x.DType == dtype) return forceCopy ? x.Clone() : x.Alias();
+        if (!x.IsCpu)
+        {
+            var d = Tensor.Empty(x.Shape, dtype, x.Device);
+            CopyStrided(x, d); // the backend converts while it copies
+            return d;
+        }
         using var c = x.Contiguous();
         var r = Tensor.Empty(x.Shape, dtype);
         CastKernels.Convert(c, r);
@@ -45,8 +51,12 @@ public static partial class Ops
 
     /// <summary>A 0-d tensor for a scalar operand of <paramref name="a"/>: a's dtype when it can hold the value
     /// (floats, or integers with an integral value), else float32, following PyTorch's scalar promotion.</summary>
-    internal static Tensor ScalarFor(Tensor a, double s) =>
-        Tensor.Scalar(s, a.DType.IsFloating() || Math.Floor(s) == s ? a.DType : DType.Float32);
+    internal static Tensor ScalarFor(Tensor a, double s)
+    {
+        var t = Tensor.Scalar(s, a.DType.IsFloating() || Math.Floor(s) == s ? a.DType : DType.Float32);
+        if (a.IsCpu) return t;
+        using (t) return MoveNoGrad(t, a.Device);
+    }
 
     /// <summary>A new handle to the same values, passing gradients straight through.</summary>
     public static Tensor Identity(Tensor x)
@@ -65,8 +75,8 @@ public static partial class Ops
         if (x.IsContiguous) r = x.Alias();
         else
         {
-            r = Tensor.Empty(x.Shape, x.DType);
-            CastKernels.CopyStrided(x, r);
+            r = Tensor.Empty(x.Shape, x.DType, x.Device);
+            CopyStrided(x, r);
         }
         if (Recorder.Needs(x)) Recorder.Record(r, "contiguous", [x], g => [g]);
         return r;
@@ -77,8 +87,8 @@ public static partial class Ops
     {
         ArgumentNullException.ThrowIfNull(x);
         x.CheckAlive();
-        var r = Tensor.Empty(x.Shape, x.DType);
-        CastKernels.CopyStrided(x, r);
+        var r = Tensor.Empty(x.Shape, x.DType, x.Device);
+        CopyStrided(x, r);
         if (Recorder.Needs(x)) Recorder.Record(r, "clone", [x], g => [g]);
         return r;
     }
@@ -95,7 +105,9 @@ public static partial class Ops
             throw new ShapeMismatchException($"copy_: source shape {Shapes.Format(src.Shape)} does not broadcast to destination shape {Shapes.Format(dst.Shape)}");
         using var conv = ToDType(src, dst.DType, false);
         using var expanded = conv.View(dst.ShapeArray, Shapes.BroadcastStrides(conv.Shape, conv.Strides, dst.Shape), conv.Offset);
-        CastKernels.CopyStrided(expanded, dst);
+        if (!dst.IsCpu && !dst.IsContiguous)
+            throw new DeviceMismatchException($"copy_: copying into a non-contiguous view on {dst.Device} is not implemented yet");
+        CopyStrided(expanded, dst);
         dst.BumpVersion();
     }
 }

@@ -1,4 +1,5 @@
 using HpcEngine.Autograd;
+using HpcEngine.Backends;
 using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine;
@@ -26,6 +27,7 @@ public static partial class Ops
     internal static Tensor BinaryNoGrad(BinaryOp op, string name, Tensor a, Tensor b)
     {
         SameDevice(name, a, b);
+        if (!a.IsCpu) return DeviceBinary(op, name, a, b);
         var dtype = DTypes.Promote(a.DType, b.DType);
         var compute = dtype.ComputeType();
         if (compute is DType.Bool or DType.UInt8) compute = DType.Int32;
@@ -204,8 +206,9 @@ public static partial class Ops
         }
         using var xc0 = ToDType(x, compute, false);
         using var xc = xc0.Contiguous();
-        var r = Tensor.Empty(x.Shape, compute);
-        if (compute == DType.Float32) UnaryKernels.Forward<float>(op, xc, r, alpha);
+        var r = Tensor.Empty(x.Shape, compute, x.Device);
+        if (!x.IsCpu) DeviceBackends.For(x.Device).Unary(op, xc, r, alpha);
+        else if (compute == DType.Float32) UnaryKernels.Forward<float>(op, xc, r, alpha);
         else UnaryKernels.Forward<double>(op, xc, r, alpha);
         if (compute != dtype)
         {
@@ -221,8 +224,9 @@ public static partial class Ops
         using var xc = ToDType(x, compute, false).ContiguousOwned();
         using var yc = ToDType(y, compute, false).ContiguousOwned();
         using var gc = ToDType(g, compute, false).ContiguousOwned();
-        var dx = Tensor.Empty(x.Shape, compute);
-        if (compute == DType.Float32) UnaryKernels.Backward<float>(op, xc, yc, gc, dx, alpha);
+        var dx = Tensor.Empty(x.Shape, compute, x.Device);
+        if (!x.IsCpu) DeviceBackends.For(x.Device).UnaryBackward(op, xc, yc, gc, dx, alpha);
+        else if (compute == DType.Float32) UnaryKernels.Backward<float>(op, xc, yc, gc, dx, alpha);
         else UnaryKernels.Backward<double>(op, xc, yc, gc, dx, alpha);
         if (compute == x.DType) return dx;
         using (dx) return ToDType(dx, x.DType, false);

@@ -9,6 +9,11 @@ public static partial class Ops
     internal static unsafe void Gemm2D(Tensor a, Tensor b, Tensor c, bool accumulate)
     {
         int m = a.Shape[0], k = a.Shape[1], n = b.Shape[1];
+        if (!c.IsCpu)
+        {
+            Backends.DeviceBackends.For(c.Device).Gemm(a, b, c, accumulate);
+            return;
+        }
         switch (c.DType)
         {
             case DType.Float32:
@@ -62,7 +67,7 @@ public static partial class Ops
         using var ac = ToDType(a, compute, false);
         using var bc = ToDType(b, compute, false);
         var outShape = batch.Append(m).Append(n).ToArray();
-        var r3 = Tensor.Empty(outShape, compute);
+        var r3 = Tensor.Empty(outShape, compute, a.Device);
         var aBatch = Shapes.BroadcastStrides(a.Shape[..^2], a.Strides[..^2], batch);
         var bBatch = Shapes.BroadcastStrides(b.Shape[..^2], b.Strides[..^2], batch);
         int nb = Shapes.NumEl(batch);
@@ -122,7 +127,9 @@ public static partial class Ops
         int outF = weight.Shape[0], inF = weight.Shape[1];
         using var x2 = ReshapeNoGrad(x, [-1, inF]);
         int rows = x2.Shape[0];
-        var y = Tensor.Empty([rows, outF], x.DType);
+        SameDevice("linear", x, weight);
+        if (bias != null) SameDevice("linear", x, bias);
+        var y = Tensor.Empty([rows, outF], x.DType, x.Device);
         using (var wT = weight.View([inF, outF], [weight.Strides[1], weight.Strides[0]], weight.Offset))
             Gemm2D(x2, wT, y, accumulate: false);
         if (bias != null) AddInto(y, bias);
@@ -139,13 +146,13 @@ public static partial class Ops
             Tensor? dx = null, dw = null, db = null;
             if (gx)
             {
-                var dx2 = Tensor.Empty([rows, inF], g.DType);
+                var dx2 = Tensor.Empty([rows, inF], g.DType, g.Device);
                 Gemm2D(g2, s[1], dx2, accumulate: false);
                 dx = dx2.Replace(ReshapeNoGrad(dx2, xShape));
             }
             if (gw)
             {
-                dw = Tensor.Empty([outF, inF], g.DType);
+                dw = Tensor.Empty([outF, inF], g.DType, g.Device);
                 using var gT = g2.View([outF, rows], [1, outF], g2.Offset);
                 Gemm2D(gT, s[0], dw, accumulate: false);
             }

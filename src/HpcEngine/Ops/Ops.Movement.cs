@@ -385,6 +385,12 @@ public static partial class Ops
     /// <summary>dst += src in place (src, of dst's dtype, broadcasts to dst's shape; any strides). Not recorded.</summary>
     public static void AddInto(Tensor dst, Tensor src)
     {
+        if (!dst.IsCpu)
+        {
+            DeviceAddInto(dst, src);
+            dst.BumpVersion();
+            return;
+        }
         switch (dst.DType)
         {
             case DType.Float32: BinaryKernels.Run<float>(BinaryOp.Add, dst, src, dst); break;

@@ -37,6 +37,12 @@ public static partial class Ops
         bool wantIdx = op is ReduceOp.Max or ReduceOp.Min or ReduceOp.ArgMax or ReduceOp.ArgMin;
         if (wantIdx && inner == 0)
             throw new ShapeMismatchException($"{name}: cannot reduce over an empty dimension (shape {Shapes.Format(x.Shape)}, dims {Shapes.Format(dims)})");
+        if (!x.IsCpu)
+        {
+            if (op is not (ReduceOp.Sum or ReduceOp.Mean))
+                throw new DeviceMismatchException($"{name} on {x.Device} is not implemented yet (sum and mean are); move the tensor with .To(Device.Cpu)");
+            return (DeviceSum(x, dims, keepDim, op == ReduceOp.Mean ? 1.0 / Math.Max(inner, 1) : 1.0), null);
+        }
 
         if (!x.DType.IsFloating())
         {

@@ -5,6 +5,9 @@ public enum DeviceType
 {
     Cpu,
     Cuda,
+    /// <summary>A device served by a backend the host application registers (an extension point; the engine's own
+    /// tests register one backed by host memory to check the device dispatch without a GPU).</summary>
+    External,
 }
 
 /// <summary>Where a tensor's storage lives: <c>cpu</c> or <c>cuda:N</c>.</summary>
@@ -15,6 +18,9 @@ public readonly record struct Device(DeviceType Type, int Index = 0)
 
     /// <summary>CUDA device <paramref name="index"/>; usable once a CUDA backend is registered.</summary>
     public static Device Cuda(int index = 0) => new(DeviceType.Cuda, index);
+
+    /// <summary>External device <paramref name="index"/> (see <see cref="DeviceType.External"/>).</summary>
+    public static Device External(int index = 0) => new(DeviceType.External, index);
 
     /// <summary>Parses <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c>.</summary>
     public static Device Parse(string text)
@@ -29,5 +35,10 @@ public readonly record struct Device(DeviceType Type, int Index = 0)
     }
 
     /// <inheritdoc/>
-    public override string ToString() => Type == DeviceType.Cpu ? "cpu" : $"cuda:{Index}";
+    public override string ToString() => Type switch
+    {
+        DeviceType.Cpu => "cpu",
+        DeviceType.Cuda => $"cuda:{Index}",
+        _ => $"external:{Index}",
+    };
 }

@@ -9,7 +9,12 @@ namespace HpcEngine;
 internal sealed unsafe class Storage
 {
     private byte[]? _buffer;
+    private readonly bool _pooled = true;
+    private Backends.IDeviceMemory? _deviceMemory;
     private int _refs = 1;
+
+    /// <summary>Where the bytes live: the CPU (a pooled array) or a device (memory from its backend).</summary>
+    public Device Device { get; }
 
     /// <summary>Bumped by every in-place write, so autograd can tell that a saved tensor changed.</summary>
     public int Version;
@@ -20,7 +25,41 @@ internal sealed unsafe class Storage
     {
         _buffer = buffer;
         ByteLength = byteLength;
+        Device = Device.Cpu;
     }
+
+    private Storage(Backends.IDeviceMemory memory, long byteLength, Device device)
+    {
+        _deviceMemory = memory;
+        ByteLength = byteLength;
+        Device = device;
+    }
+
+    /// <summary>CPU storage over a caller's pinned array (not pooled: the array is never returned to the pool). For
+    /// backends that keep device memory in host arrays, such as the test backend.</summary>
+    public static Storage Wrap(byte[] pinnedBuffer) => new(pinnedBuffer, pinnedBuffer.LongLength, pooled: false);
+
+    private Storage(byte[] buffer, long byteLength, bool pooled) : this(buffer, byteLength) => _pooled = pooled;
+
+    /// <summary>Storage on <paramref name="device"/>: CPU memory from the pool, or memory from the device's backend.</summary>
+    public static Storage Allocate(Device device, long bytes, bool zeroed)
+    {
+        if (device.Type == DeviceType.Cpu) return Allocate(bytes, zeroed);
+        var backend = Backends.DeviceBackends.For(device);
+        var storage = new Storage(backend.Allocate(device, bytes), bytes, device);
+        return storage;
+    }
+
+    /// <summary>The device memory behind a device storage.</summary>
+    public Backends.IDeviceMemory DeviceMemory =>
+        _deviceMemory ?? (Device.Type == DeviceType.Cpu
+            ? throw new InvalidOperationException("internal: a CPU storage has no device memory")
+            : throw new ObjectDisposedException(nameof(Storage), "the tensor's storage was released (the tensor was disposed)"));
+
+    private DeviceMismatchException OnDevice() =>
+        new($"a CPU kernel was handed a tensor on {Device}: this op has no {Device.Type.ToString().ToLowerInvariant()} implementation yet " +
+            "(on devices so far: elementwise and unary ops, casts and copies, matmul, sum/mean, softmax/log-softmax and their backward); " +
+            "move the tensor with .To(Device.Cpu) for this op");
 
     public static Storage Allocate(long bytes, bool zeroed)
     {
@@ -33,15 +72,16 @@ internal sealed unsafe class Storage
     {
         get
         {
+            if (Device.Type != DeviceType.Cpu) throw OnDevice();
             var b = _buffer ?? throw new ObjectDisposedException(nameof(Storage), "the tensor's storage was released (the tensor was disposed)");
             return (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(b));
         }
     }
 
-    public bool IsAlive => _buffer != null;
+    public bool IsAlive => _buffer != null || _deviceMemory != null;
 
     /// <summary>The backing array (pinned), for APIs that take Memory&lt;byte&gt; such as sockets.</summary>
-    public byte[] Bytes => _buffer ?? throw new ObjectDisposedException(nameof(Storage), "the tensor's storage was released (the tensor was disposed)");
+    public byte[] Bytes => Device.Type != DeviceType.Cpu ? throw OnDevice() : _buffer ?? throw new ObjectDisposedException(nameof(Storage), "the tensor's storage was released (the tensor was disposed)");
 
     public int RefCount => Volatile.Read(ref _refs);
 
@@ -57,7 +97,8 @@ internal sealed unsafe class Storage
         if (r == 0)
         {
             var b = Interlocked.Exchange(ref _buffer, null);
-            if (b != null) StoragePool.Return(b, ByteLength);
+            if (b != null && _pooled) StoragePool.Return(b, ByteLength);
+            Interlocked.Exchange(ref _deviceMemory, null)?.Dispose();
         }
     }
 }

@@ -65,10 +65,15 @@ public sealed unsafe partial class Tensor
     }
 
     /// <summary>Zeros shaped and typed like <paramref name="like"/>.</summary>
-    public static Tensor ZerosLike(Tensor like) => Zeros(like._shape, like.DType);
+    public static Tensor ZerosLike(Tensor like) => Empty(like._shape, like.DType, like.Device, zeroed: true);
 
     /// <summary>Ones shaped and typed like <paramref name="like"/>.</summary>
-    public static Tensor OnesLike(Tensor like) => Ones(like._shape, like.DType);
+    public static Tensor OnesLike(Tensor like)
+    {
+        var t = Empty(like._shape, like.DType, like.Device);
+        t.FillRaw(1);
+        return t;
+    }
 
     /// <summary>Values start, start+step, ... below end (1-D).</summary>
     public static Tensor Arange(double start, double end, double step = 1, DType dtype = DType.Int64)
@@ -191,6 +196,11 @@ public sealed unsafe partial class Tensor
     /// <summary>Copies the elements out, in row-major order, converted to <typeparamref name="T"/>'s dtype.</summary>
     public T[] ToArray<T>() where T : unmanaged
     {
+        if (!IsCpu)
+        {
+            using var host = Ops.MoveNoGrad(this, Device.Cpu);
+            return host.ToArray<T>();
+        }
         var want = typeof(T) == typeof(float) ? DType.Float32 : typeof(T) == typeof(double) ? DType.Float64 :
             typeof(T) == typeof(int) ? DType.Int32 : typeof(T) == typeof(long) ? DType.Int64 :
             typeof(T) == typeof(byte) ? (DType == DType.Bool ? DType.Bool : DType.UInt8) :
@@ -203,6 +213,11 @@ public sealed unsafe partial class Tensor
     /// <summary>The raw element bytes in row-major order.</summary>
     public byte[] ToBytes()
     {
+        if (!IsCpu)
+        {
+            using var host = Ops.MoveNoGrad(this, Device.Cpu);
+            return host.ToBytes();
+        }
         using var c = Contiguous();
         return new ReadOnlySpan<byte>(c.BytePtr, checked(c.NumEl * DType.SizeOf())).ToArray();
     }
@@ -211,6 +226,11 @@ public sealed unsafe partial class Tensor
     public double Item()
     {
         if (NumEl != 1) throw new ShapeMismatchException($"item: only a one-element tensor has a value; this one has shape {Shapes.Format(_shape)}");
+        if (!IsCpu)
+        {
+            using var host = Ops.MoveNoGrad(this, Device.Cpu);
+            return host.Item();
+        }
         return CastKernels.Read(BytePtr, DType, 0);
     }
 
@@ -222,6 +242,11 @@ public sealed unsafe partial class Tensor
         {
             ArgumentNullException.ThrowIfNull(index);
             if (index.Length != Rank) throw new ArgumentException($"index of rank {index.Length} for a tensor of rank {Rank}", nameof(index));
+            if (!IsCpu)
+            {
+                using var host = Ops.MoveNoGrad(this, Device.Cpu);
+                return host[index];
+            }
             long off = 0;
             for (int i = 0; i < Rank; i++)
             {
@@ -235,6 +260,11 @@ public sealed unsafe partial class Tensor
     /// <summary>Writes <paramref name="value"/> into every element (any layout), without recording the graph.</summary>
     internal void FillRaw(double value)
     {
+        if (!IsCpu)
+        {
+            Backends.DeviceBackends.For(Device).Fill(this, value);
+            return;
+        }
         if (!IsContiguous) throw new InvalidOperationException("internal: FillRaw on a non-contiguous tensor");
         int n = NumEl;
         switch (DType)

@@ -64,12 +64,9 @@ public sealed partial class Tensor
     /// <summary>Converts to another dtype (always a new handle).</summary>
     public Tensor To(DType dtype) => Ops.To(this, dtype);
 
-    /// <summary>Moves to a device. Only the CPU is built into the core; other devices come from a registered backend.</summary>
-    public Tensor To(Device device)
-    {
-        if (device == Device) return Ops.Identity(this);
-        throw new DeviceMismatchException($"no backend is registered for {device}; reference the CUDA backend package and register it first");
-    }
+    /// <summary>Moves to a device (differentiable: gradients flow back to this tensor's device). Only the CPU is built
+    /// into the core; other devices come from a registered backend (<c>CudaBackend.Register()</c> in HpcEngine.Cuda).</summary>
+    public Tensor To(Device device) => device == Device ? Ops.Identity(this) : Ops.ToDevice(this, device);
 
     // ---- in place (not recorded: for buffers, parameters under no-grad, and gradient accumulation) ----
 
@@ -152,7 +149,7 @@ internal static class TensorFormat
         if (t.IsDisposed) return "tensor(<disposed>)";
         var sb = new System.Text.StringBuilder("tensor(");
         int n = Math.Min(t.NumEl, 8);
-        using var flat = Ops.Contiguous(t);
+        using var flat = t.IsCpu ? Ops.ContiguousNoGrad(t) : Ops.MoveNoGrad(t, Device.Cpu);
         byte* p = flat.BytePtr;
         sb.Append('[');
         for (int i = 0; i < n; i++)
@@ -162,6 +159,7 @@ internal static class TensorFormat
         }
         if (t.NumEl > n) sb.Append(", ...");
         sb.Append("], shape=").Append(Shapes.Format(t.Shape)).Append(", dtype=").Append(t.DType.TorchName());
+        if (!t.IsCpu) sb.Append(", device=").Append(t.Device);
         if (t.GradFn != null) sb.Append(", grad_fn=").Append(t.GradFn);
         else if (t.RequiresGrad) sb.Append(", requires_grad=True");
         return sb.Append(')').ToString();

@@ -23,7 +23,10 @@ public sealed unsafe partial class Tensor : IDisposable
     public DType DType { get; }
 
     /// <summary>Device holding the storage.</summary>
-    public Device Device => Device.Cpu;
+    public Device Device => _storage?.Device ?? Device.Cpu;
+
+    /// <summary>True when the storage is CPU memory (kernels may take its pointer).</summary>
+    internal bool IsCpu => Device.Type == DeviceType.Cpu;
 
     /// <summary>Dimensions.</summary>
     public ReadOnlySpan<int> Shape => _shape;
@@ -89,6 +92,17 @@ public sealed unsafe partial class Tensor : IDisposable
         var s = shape.ToArray();
         int n = Shapes.NumEl(s);
         return new Tensor(Storage.Allocate((long)n * dtype.SizeOf(), zeroed), dtype, s, Shapes.ContiguousStrides(s), 0);
+    }
+
+    /// <summary>A new uninitialised contiguous tensor on <paramref name="device"/>.</summary>
+    internal static Tensor Empty(ReadOnlySpan<int> shape, DType dtype, Device device, bool zeroed = false)
+    {
+        if (device.Type == DeviceType.Cpu) return Empty(shape, dtype, zeroed);
+        var s = shape.ToArray();
+        int n = Shapes.NumEl(s);
+        var t = new Tensor(Storage.Allocate(device, (long)n * dtype.SizeOf(), zeroed), dtype, s, Shapes.ContiguousStrides(s), 0);
+        if (zeroed) Backends.DeviceBackends.For(device).Fill(t, 0);
+        return t;
     }
 
     /// <summary>A new view of the same storage (shares memory; counts as one more holder).</summary>

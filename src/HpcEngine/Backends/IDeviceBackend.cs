@@ -1,0 +1,84 @@
+using HpcEngine.Backends.Cpu;
+
+namespace HpcEngine.Backends;
+
+/// <summary>Memory a device backend handed out: opaque to the core, which only keeps it alive (through
+/// <see cref="Storage"/>'s reference count) and disposes it when the last tensor viewing it goes.</summary>
+internal interface IDeviceMemory : IDisposable
+{
+    long Bytes { get; }
+}
+
+/// <summary>The primitive set a device implements so that tensors can live on it: memory, copies, and the kernels the
+/// ops dispatch to. Every tensor argument is a view on this backend's device (memory, element offset, shape,
+/// strides); results are allocated by the caller, contiguous. A backend lacking a primitive for a dtype throws
+/// <see cref="DTypeMismatchException"/> naming the op; ops without a device path at all fail where a CPU kernel would
+/// touch device memory, with a <see cref="DeviceMismatchException"/>.
+/// <para>The ops routed so far: elementwise binary (broadcast) and unary ops with their backward, contiguous copies
+/// and dtype casts, fills, matmul, sum/mean over dims, softmax and log-softmax with backward — enough for the
+/// forward and backward of an MLP. The CUDA backend (HpcEngine.Cuda) implements this interface with the engine's
+/// kernels and cuBLAS.</para></summary>
+internal interface IDeviceBackend
+{
+    DeviceType Type { get; }
+
+    IDeviceMemory Allocate(Device device, long bytes);
+
+    void CopyFromHost(IDeviceMemory dst, long dstOffsetBytes, ReadOnlySpan<byte> src);
+
+    void CopyToHost(Span<byte> dst, IDeviceMemory src, long srcOffsetBytes);
+
+    /// <summary>Every element of contiguous <paramref name="r"/> := value.</summary>
+    void Fill(Tensor r, double value);
+
+    /// <summary>dst (contiguous) := src (any strides, same shape), converting the dtype when they differ.</summary>
+    void Copy(Tensor src, Tensor dst);
+
+    /// <summary>r := a op b, where a and b are already expanded to r's shape (broadcast dims have stride 0).</summary>
+    void Binary(BinaryOp op, Tensor a, Tensor b, Tensor r);
+
+    /// <summary>r := op(x), elementwise (x contiguous).</summary>
+    void Unary(UnaryOp op, Tensor x, Tensor r, double alpha);
+
+    /// <summary>dx := g · op'(x) (using y = op(x) where the derivative is cheaper from it), all contiguous.</summary>
+    void UnaryBackward(UnaryOp op, Tensor x, Tensor y, Tensor g, Tensor dx, double alpha);
+
+    /// <summary>c (+)= a·b for 2-D views (a, b any strides; c contiguous rows).</summary>
+    void Gemm(Tensor a, Tensor b, Tensor c, bool accumulate);
+
+    /// <summary>r[o, i] := scale · Σ_k x[o, k, i] for contiguous x viewed as [outer, reduced, inner].</summary>
+    void Sum(Tensor x, int outer, int reduced, int inner, Tensor r, double scale);
+
+    /// <summary>(log-)softmax over the last dim of contiguous x viewed as [rows, n].</summary>
+    void Softmax(Tensor x, Tensor y, int rows, int n, bool log);
+
+    void SoftmaxBackward(Tensor y, Tensor g, Tensor dx, int rows, int n, bool log);
+}
+
+/// <summary>The registry of device backends: the one piece of process-wide state besides the documented defaults and
+/// the storage pool. The CUDA package registers itself (<c>CudaBackend.Register()</c>); the core knows only the CPU.</summary>
+internal static class DeviceBackends
+{
+    private static readonly Dictionary<DeviceType, IDeviceBackend> Registered = new();
+    private static readonly Lock Gate = new();
+
+    public static void Register(IDeviceBackend backend)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        lock (Gate) Registered[backend.Type] = backend;
+    }
+
+    public static void Unregister(DeviceType type)
+    {
+        lock (Gate) Registered.Remove(type);
+    }
+
+    public static IDeviceBackend For(Device device)
+    {
+        lock (Gate)
+            if (Registered.TryGetValue(device.Type, out var b)) return b;
+        throw new DeviceMismatchException(device.Type == DeviceType.Cuda
+            ? $"no backend is registered for {device}: reference HpcEngine.Cuda and call CudaBackend.Register() first"
+            : $"no backend is registered for {device}");
+    }
+}

@@ -1,0 +1,103 @@
+using HpcEngine.Autograd;
+using HpcEngine.Backends;
+using HpcEngine.Backends.Cpu;
+
+namespace HpcEngine;
+
+/// <summary>Moving tensors between devices, and the device side of the ops that have one: each op checks where its
+/// input lives and hands device tensors to the device's <see cref="IDeviceBackend"/> (the CPU kernels never see
+/// device memory; a CPU kernel reached with a device tensor throws a <see cref="DeviceMismatchException"/>).</summary>
+public static partial class Ops
+{
+    /// <summary>A copy of <paramref name="x"/> on <paramref name="device"/> (a new handle when it is already there).
+    /// Not recorded.</summary>
+    internal static unsafe Tensor MoveNoGrad(Tensor x, Device device)
+    {
+        x.CheckAlive();
+        if (x.Device == device) return x.Alias();
+        if (!x.IsCpu && device.Type != DeviceType.Cpu)
+        {
+            using var host = MoveNoGrad(x, Device.Cpu);
+            return MoveNoGrad(host, device);
+        }
+        int bytes = checked(x.NumEl * x.DType.SizeOf());
+        if (x.IsCpu)
+        {
+            using var c = x.Contiguous();
+            var r = Tensor.Empty(x.Shape, x.DType, device);
+            DeviceBackends.For(device).CopyFromHost(r.Storage.DeviceMemory, 0, new ReadOnlySpan<byte>(c.BytePtr, bytes));
+            return r;
+        }
+        using var dc = ContiguousNoGrad(x);
+        var h = Tensor.Empty(x.Shape, x.DType);
+        DeviceBackends.For(x.Device).CopyToHost(new Span<byte>(h.BytePtr, bytes), dc.Storage.DeviceMemory, (long)dc.Offset * x.DType.SizeOf());
+        return h;
+    }
+
+    /// <summary>Moves <paramref name="x"/> to <paramref name="device"/>; gradients flow back to x's device.</summary>
+    public static Tensor ToDevice(Tensor x, Device device)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        var r = MoveNoGrad(x, device);
+        if (!Recorder.Needs(x)) return r;
+        var from = x.Device;
+        return Recorder.Record(r, "to", [x], g => [MoveNoGrad(g, from)]);
+    }
+
+    /// <summary>A contiguous handle (the same memory when already contiguous), not recorded.</summary>
+    internal static Tensor ContiguousNoGrad(Tensor x)
+    {
+        if (x.IsContiguous) return x.Alias();
+        var r = Tensor.Empty(x.Shape, x.DType, x.Device);
+        CopyStrided(x, r);
+        return r;
+    }
+
+    /// <summary>dst (contiguous) := src (same shape, any strides), on whichever device they share.</summary>
+    internal static void CopyStrided(Tensor src, Tensor dst)
+    {
+        if (dst.IsCpu) CastKernels.CopyStrided(src, dst);
+        else DeviceBackends.For(dst.Device).Copy(src, dst);
+    }
+
+    /// <summary>a op b with broadcasting on a device: the inputs are converted to the promoted dtype there and expanded
+    /// to the result's shape by stride-0 views (no copies).</summary>
+    private static Tensor DeviceBinary(BinaryOp op, string name, Tensor a, Tensor b)
+    {
+        var dtype = DTypes.Promote(a.DType, b.DType);
+        var shape = Shapes.Broadcast(name, a.Shape, b.Shape);
+        using var ac = ToDType(a, dtype, false);
+        using var bc = ToDType(b, dtype, false);
+        using var ae = ac.View(shape, Shapes.BroadcastStrides(ac.Shape, ac.Strides, shape), ac.Offset);
+        using var be = bc.View(shape, Shapes.BroadcastStrides(bc.Shape, bc.Strides, shape), bc.Offset);
+        var r = Tensor.Empty(shape, dtype, a.Device);
+        DeviceBackends.For(a.Device).Binary(op, ae, be, r);
+        return r;
+    }
+
+    /// <summary>dst += src in place on a device (dst contiguous).</summary>
+    private static void DeviceAddInto(Tensor dst, Tensor src)
+    {
+        SameDevice("add_", dst, src);
+        if (!dst.IsContiguous)
+            throw new DeviceMismatchException($"add_: in-place accumulation into a non-contiguous view on {dst.Device} is not implemented yet");
+        using var sc = ToDType(src, dst.DType, false);
+        using var se = sc.View(dst.ShapeArray, Shapes.BroadcastStrides(sc.Shape, sc.Strides, dst.Shape), sc.Offset);
+        DeviceBackends.For(dst.Device).Binary(BinaryOp.Add, dst, se, dst);
+    }
+
+    /// <summary>Sum (scaled by <paramref name="scale"/>: 1 for sum, 1/n for mean) over <paramref name="dims"/> on a
+    /// device: the kept dims are moved first and the reduced ones last, then each row is summed.</summary>
+    private static Tensor DeviceSum(Tensor x, int[] dims, bool keepDim, double scale)
+    {
+        var outShape = ReducedShape(x.Shape, dims, keepDim);
+        var kept = Enumerable.Range(0, x.Rank).Where(i => Array.IndexOf(dims, i) < 0).ToArray();
+        int outer = 1, reduced = 1;
+        foreach (int k in kept) outer *= x.Shape[k];
+        foreach (int d in dims) reduced *= x.Shape[d];
+        using var arranged = Arrange(x, kept, dims);
+        var r = Tensor.Empty(outShape, x.DType, x.Device);
+        DeviceBackends.For(x.Device).Sum(arranged, outer, reduced, 1, r, scale);
+        return r;
+    }
+}

@@ -1,0 +1,190 @@
+using HpcEngine.Backends;
+
+namespace HpcEngine.Tests.Backends;
+
+using Ops = HpcEngine.Ops;
+
+/// <summary>Tensors on a device other than the CPU, through the test backend (<see cref="HostDeviceBackend"/>): moves,
+/// the ops that route to the device (results stay there, values equal the CPU's), autograd across them, clear errors
+/// for what has no device path yet, and memory given back on dispose.</summary>
+[TestFixture]
+[NonParallelizable] // the backend registry is process-wide
+public class DeviceDispatchTests
+{
+    private HostDeviceBackend _backend = null!;
+    private static readonly Device Dev = Device.External(0);
+
+    [SetUp]
+    public void Register()
+    {
+        _backend = new HostDeviceBackend();
+        DeviceBackends.Register(_backend);
+    }
+
+    [TearDown]
+    public void Unregister() => DeviceBackends.Unregister(DeviceType.External);
+
+    private static Tensor Randn(int[] shape, ulong seed) => Tensor.Randn(shape, DType.Float32, new Generator(seed));
+
+    [Test]
+    public void To_moves_values_both_ways_and_reports_the_device()
+    {
+        using var x = Randn([3, 5], 1);
+        using var d = x.To(Dev);
+        Assert.That(d.Device, Is.EqualTo(Dev));
+        Assert.That(d.ShapeArray, Is.EqualTo(new[] { 3, 5 }));
+        Assert.That(d.ToArray<float>(), Is.EqualTo(x.ToArray<float>()));
+        // A transposed (non-contiguous) device view comes back in its own row-major order.
+        using var t = d.Transpose(0, 1);
+        using var back = t.To(Device.Cpu);
+        using var want = x.Transpose(0, 1);
+        Assert.That(back.Device, Is.EqualTo(Device.Cpu));
+        Assert.That(back.ToArray<float>(), Is.EqualTo(want.ToArray<float>()));
+        Assert.That(d.ToString(), Does.Contain("device=external:0"));
+        using var one = Tensor.Scalar(2.5).To(Dev);
+        Assert.That(one.Item(), Is.EqualTo(2.5));
+        Assert.That(Device.External(0).ToString(), Is.EqualTo("external:0"));
+    }
+
+    [Test]
+    public void Elementwise_ops_with_broadcast_and_strides_run_on_the_device_and_match_the_cpu()
+    {
+        using var a = Randn([4, 1, 6], 2);
+        using var b = Randn([5, 6], 3);
+        using var da = a.To(Dev);
+        using var db = b.To(Dev);
+        using var bt = db.Transpose(0, 1); // strided input
+        using var bt2 = bt.Transpose(0, 1);
+        foreach (var (name, f) in new (string, Func<Tensor, Tensor, Tensor>)[] { ("add", Ops.Add), ("sub", Ops.Sub), ("mul", Ops.Mul), ("div", Ops.Div), ("maximum", Ops.Maximum) })
+        {
+            using var got = f(da, bt2);
+            using var want = f(a, b);
+            Assert.That(got.Device, Is.EqualTo(Dev), name);
+            Assert.That(got.ToArray<float>(), Is.EqualTo(want.ToArray<float>()), name);
+        }
+        using var s = Ops.MulScalar(da, 3);
+        using var sw = Ops.MulScalar(a, 3);
+        Assert.That(s.ToArray<float>(), Is.EqualTo(sw.ToArray<float>()));
+        using var r = F.Tanh(da);
+        using var rw = F.Tanh(a);
+        Assert.That(r.ToArray<float>(), Is.EqualTo(rw.ToArray<float>()));
+        Assert.That(_backend.Calls["binary"], Is.GreaterThanOrEqualTo(6));
+        Assert.That(_backend.Calls["unary"], Is.GreaterThanOrEqualTo(1));
+    }
+
+    [Test]
+    public void An_mlp_trains_its_gradients_on_the_device_equal_to_the_cpu()
+    {
+        // y = log_softmax(relu(x·W1ᵀ + b1)·W2ᵀ + b2); loss = −mean(y · onehot): every op of forward and backward has a
+        // device path (linear, relu, log-softmax, mul, mean, sum-to for the bias, transposes).
+        using var x = Randn([8, 5], 4);
+        using var w1 = Randn([7, 5], 5);
+        using var b1 = Randn([7], 6);
+        using var w2 = Randn([3, 7], 7);
+        using var b2 = Randn([3], 8);
+        var onehot = new float[8 * 3];
+        for (int i = 0; i < 8; i++) onehot[i * 3 + i % 3] = 1;
+        using var target = Tensor.FromArray(onehot, 8, 3);
+
+        float Loss(Device device, out float[][] grads)
+        {
+            var ps = new[] { w1, b1, w2, b2 }.Select(p =>
+            {
+                var q = p.To(device).Detach();
+                q.RequiresGrad = true;
+                return q;
+            }).ToArray();
+            using var xd = x.To(device);
+            using var td = target.To(device);
+            using var h = Ops.Linear(xd, ps[0], ps[1]);
+            using var a = F.Relu(h);
+            using var o = Ops.Linear(a, ps[2], ps[3]);
+            using var y = F.LogSoftmax(o, 1);
+            using var yt = Ops.Mul(y, td);
+            using var m = Ops.Mean(yt);
+            using var loss = Ops.Neg(m);
+            loss.Backward();
+            Assert.That(loss.Device, Is.EqualTo(device));
+            foreach (var p in ps) Assert.That(p.Grad!.Device, Is.EqualTo(device), "gradients stay where their parameter is");
+            grads = ps.Select(p => p.Grad!.ToArray<float>()).ToArray();
+            float l = (float)loss.Item();
+            foreach (var p in ps) { p.Grad!.Dispose(); p.Dispose(); }
+            return l;
+        }
+
+        float cpu = Loss(Device.Cpu, out var gCpu);
+        float dev = Loss(Dev, out var gDev);
+        Assert.That(dev, Is.EqualTo(cpu).Within(1e-6));
+        for (int i = 0; i < gCpu.Length; i++)
+            for (int j = 0; j < gCpu[i].Length; j++)
+                Assert.That(gDev[i][j], Is.EqualTo(gCpu[i][j]).Within(1e-6), $"parameter {i} element {j}");
+        Assert.That(_backend.Calls.Keys, Is.SupersetOf(new[] { "gemm", "unary_backward", "softmax", "softmax_backward", "sum" }));
+    }
+
+    [Test]
+    public void Gradients_flow_back_across_a_move()
+    {
+        using var x = Randn([4], 9);
+        x.RequiresGrad = true;
+        using var d = x.To(Dev);
+        using var sq = Ops.Mul(d, d);
+        using var s = Ops.Sum(sq);
+        s.Backward();
+        Assert.That(x.Grad!.Device, Is.EqualTo(Device.Cpu));
+        Assert.That(x.Grad.ToArray<float>(), Is.EqualTo(x.ToArray<float>().Select(v => 2 * v).ToArray()).Within(1e-6));
+    }
+
+    [Test]
+    public void Casts_sums_and_softmax_over_any_dim_stay_on_the_device()
+    {
+        using var x = Randn([3, 4, 5], 10);
+        using var d = x.To(Dev);
+        using var dd = d.To(DType.Float64);
+        Assert.That(dd.Device, Is.EqualTo(Dev));
+        Assert.That(dd.ToArray<double>(), Is.EqualTo(x.ToArray<float>().Select(v => (double)v).ToArray()));
+        using var s = Ops.Sum(d, [0, 2], keepDim: true);
+        using var sw = Ops.Sum(x, [0, 2], keepDim: true);
+        Assert.That(s.ShapeArray, Is.EqualTo(sw.ShapeArray));
+        Assert.That(s.ToArray<float>(), Is.EqualTo(sw.ToArray<float>()).Within(1e-5));
+        using var sm = F.Softmax(d, 1);
+        using var smw = F.Softmax(x, 1);
+        Assert.That(sm.Device, Is.EqualTo(Dev));
+        Assert.That(sm.ToArray<float>(), Is.EqualTo(smw.ToArray<float>()).Within(1e-7));
+        using var z = Tensor.ZerosLike(d);
+        using var o = Tensor.OnesLike(d);
+        Assert.That(z.Device, Is.EqualTo(Dev));
+        Assert.That(o.ToArray<float>(), Is.All.EqualTo(1f));
+    }
+
+    [Test]
+    public void Ops_without_a_device_path_and_mixed_devices_are_clear_errors()
+    {
+        using var x = Randn([2, 3], 11);
+        using var d = x.To(Dev);
+        var e = Assert.Throws<DeviceMismatchException>(() => Ops.Max(d, 1));
+        Assert.That(e!.Message, Does.Contain("external:0").And.Contain("Device.Cpu"));
+        var e2 = Assert.Throws<DeviceMismatchException>(() => Ops.Add(d, x));
+        Assert.That(e2!.Message, Does.Contain("different devices"));
+        // A CPU kernel handed device memory fails instead of reading it.
+        var e3 = Assert.Throws<DeviceMismatchException>(() => _ = d.AsReadOnlySpan<float>().Length);
+        Assert.That(e3!.Message, Does.Contain("no external implementation yet"));
+        DeviceBackends.Unregister(DeviceType.External);
+        var e4 = Assert.Throws<DeviceMismatchException>(() => x.To(Device.Cuda(0)));
+        Assert.That(e4!.Message, Does.Contain("CudaBackend.Register()"));
+    }
+
+    [Test]
+    public void Device_memory_is_given_back_when_the_last_view_is_disposed()
+    {
+        long before = _backend.LiveBlocks;
+        using (var scope = new TensorScope())
+        {
+            using var x = Randn([64, 64], 12);
+            var d = x.To(Dev);
+            var v = d.Transpose(0, 1);
+            var y = Ops.Add(d, v);
+            Assert.That(_backend.LiveBlocks, Is.GreaterThan(before));
+        }
+        Assert.That(_backend.LiveBlocks, Is.EqualTo(before));
+    }
+}

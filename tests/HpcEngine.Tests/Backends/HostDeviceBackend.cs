@@ -1,0 +1,151 @@
+using HpcEngine.Backends;
+using HpcEngine.Backends.Cpu;
+
+namespace HpcEngine.Tests.Backends;
+
+/// <summary>A device backend whose "device memory" is host arrays the CPU kernels never see directly: it serves
+/// <see cref="DeviceType.External"/> so the device dispatch — which ops route to the backend, where results are
+/// allocated, how autograd and moves behave — is checked on a machine without a GPU. The CUDA backend implements the
+/// same interface with kernels; only their arithmetic is left to the GPU parity tests.</summary>
+internal sealed unsafe class HostDeviceBackend : IDeviceBackend
+{
+    private long _liveBlocks;
+
+    /// <summary>Primitive calls by name, so tests can tell that an op ran on the device.</summary>
+    public Dictionary<string, int> Calls { get; } = new();
+
+    public DeviceType Type => DeviceType.External;
+
+    /// <summary>Device allocations not yet released.</summary>
+    public long LiveBlocks => Interlocked.Read(ref _liveBlocks);
+
+    private sealed class Block : IDeviceMemory
+    {
+        private readonly HostDeviceBackend _owner;
+        public Block(HostDeviceBackend owner, long bytes)
+        {
+            _owner = owner;
+            Bytes = bytes;
+            Data = GC.AllocateArray<byte>((int)Math.Max(bytes, 1), pinned: true);
+            Interlocked.Increment(ref owner._liveBlocks);
+        }
+
+        public byte[] Data { get; }
+        public long Bytes { get; }
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0) Interlocked.Decrement(ref _owner._liveBlocks);
+        }
+    }
+
+    private void Count(string name)
+    {
+        lock (Calls) Calls[name] = Calls.GetValueOrDefault(name) + 1;
+    }
+
+    /// <summary>A CPU view of a device tensor's bytes (same shape, strides and offset).</summary>
+    private static Tensor Host(Tensor t) =>
+        new(Storage.Wrap(((Block)t.Storage.DeviceMemory).Data), t.DType, t.ShapeArray, t.Strides.ToArray(), t.Offset);
+
+    public IDeviceMemory Allocate(Device device, long bytes) => new Block(this, bytes);
+
+    public void CopyFromHost(IDeviceMemory dst, long dstOffsetBytes, ReadOnlySpan<byte> src) => src.CopyTo(((Block)dst).Data.AsSpan((int)dstOffsetBytes));
+
+    public void CopyToHost(Span<byte> dst, IDeviceMemory src, long srcOffsetBytes) => ((Block)src).Data.AsSpan((int)srcOffsetBytes, dst.Length).CopyTo(dst);
+
+    public void Fill(Tensor r, double value)
+    {
+        Count("fill");
+        using var h = Host(r);
+        h.FillRaw(value);
+    }
+
+    public void Copy(Tensor src, Tensor dst)
+    {
+        Count("copy");
+        using var hs = Host(src);
+        using var hd = Host(dst);
+        using var converted = HpcEngine.Ops.ToDType(hs, dst.DType, false);
+        CastKernels.CopyStrided(converted, hd);
+    }
+
+    public void Binary(BinaryOp op, Tensor a, Tensor b, Tensor r)
+    {
+        Count("binary");
+        using var ha = Host(a);
+        using var hb = Host(b);
+        using var hr = Host(r);
+        switch (r.DType)
+        {
+            case DType.Float32: BinaryKernels.Run<float>(op, ha, hb, hr); break;
+            case DType.Float64: BinaryKernels.Run<double>(op, ha, hb, hr); break;
+            default: throw new DTypeMismatchException($"binary on the test device: {r.DType.TorchName()} is not supported");
+        }
+    }
+
+    public void Unary(UnaryOp op, Tensor x, Tensor r, double alpha)
+    {
+        Count("unary");
+        using var hx = Host(x);
+        using var hr = Host(r);
+        if (r.DType == DType.Float32) UnaryKernels.Forward<float>(op, hx, hr, alpha);
+        else UnaryKernels.Forward<double>(op, hx, hr, alpha);
+    }
+
+    public void UnaryBackward(UnaryOp op, Tensor x, Tensor y, Tensor g, Tensor dx, double alpha)
+    {
+        Count("unary_backward");
+        using var hx = Host(x);
+        using var hy = Host(y);
+        using var hg = Host(g);
+        using var hd = Host(dx);
+        if (dx.DType == DType.Float32) UnaryKernels.Backward<float>(op, hx, hy, hg, hd, alpha);
+        else UnaryKernels.Backward<double>(op, hx, hy, hg, hd, alpha);
+    }
+
+    public void Gemm(Tensor a, Tensor b, Tensor c, bool accumulate)
+    {
+        Count("gemm");
+        using var ha = Host(a);
+        using var hb = Host(b);
+        using var hc = Host(c);
+        HpcEngine.Ops.Gemm2D(ha, hb, hc, accumulate);
+    }
+
+    public void Sum(Tensor x, int outer, int reduced, int inner, Tensor r, double scale)
+    {
+        Count("sum");
+        using var hx = Host(x);
+        using var hr = Host(r);
+        var v = hx.ToArray<double>();
+        var o = new double[outer * inner];
+        for (int a = 0; a < outer; a++)
+            for (int k = 0; k < reduced; k++)
+                for (int i = 0; i < inner; i++)
+                    o[a * inner + i] += v[((long)a * reduced + k) * inner + i];
+        using var result = Tensor.FromArray(o.Select(s => s * scale).ToArray());
+        using var typed = HpcEngine.Ops.ToDType(result, r.DType, false);
+        CastKernels.CopyStrided(typed.View(hr.ShapeArray, hr.Strides.ToArray(), typed.Offset), hr);
+    }
+
+    public void Softmax(Tensor x, Tensor y, int rows, int n, bool log)
+    {
+        Count("softmax");
+        using var hx = Host(x);
+        using var hy = Host(y);
+        if (y.DType == DType.Float32) SoftmaxKernels.Forward(hx.Ptr<float>(), hy.Ptr<float>(), rows, n, log);
+        else SoftmaxKernels.Forward(hx.Ptr<double>(), hy.Ptr<double>(), rows, n, log);
+    }
+
+    public void SoftmaxBackward(Tensor y, Tensor g, Tensor dx, int rows, int n, bool log)
+    {
+        Count("softmax_backward");
+        using var hy = Host(y);
+        using var hg = Host(g);
+        using var hd = Host(dx);
+        if (dx.DType == DType.Float32) SoftmaxKernels.Backward(hy.Ptr<float>(), hg.Ptr<float>(), hd.Ptr<float>(), rows, n, log);
+        else SoftmaxKernels.Backward(hy.Ptr<double>(), hg.Ptr<double>(), hd.Ptr<double>(), rows, n, log);
+    }
+}
