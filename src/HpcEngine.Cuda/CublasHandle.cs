@@ -41,6 +41,17 @@ public sealed unsafe class CublasHandle : IDisposable
             &beta, c.Pointer, Cublas.R32F, n, compute, Cublas.GemmDefault));
     }
 
+    /// <summary>Column-major cuBLAS GEMM on raw device pointers, fp32 in and out: C = op(A)·op(B) + beta·C with
+    /// C m×n (ldc). The device backend maps row-major strided views onto it.</summary>
+    internal void GemmF32(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc, bool tf32)
+    {
+        _context.MakeCurrent();
+        Cublas.Check(Cublas.cublasSetMathMode(_handle, tf32 ? Cublas.TF32TensorOpMath : Cublas.DefaultMath));
+        float alpha = 1;
+        Cublas.Check(Cublas.cublasGemmEx(_handle, transA ? Cublas.OpT : Cublas.OpN, transB ? Cublas.OpT : Cublas.OpN, m, n, k, &alpha,
+            a, Cublas.R32F, lda, b, Cublas.R32F, ldb, &beta, c, Cublas.R32F, ldc, tf32 ? Cublas.Compute32FFastTF32 : Cublas.Compute32F, Cublas.GemmDefault));
+    }
+
     public void Dispose()
     {
         if (_handle == IntPtr.Zero) return;

@@ -1,0 +1,304 @@
+using System.Runtime.InteropServices;
+using HpcEngine.Backends;
+using HpcEngine.Backends.Cpu;
+using HpcEngine.Cuda.Interop;
+
+namespace HpcEngine.Cuda;
+
+/// <summary>Makes <c>cuda:N</c> tensors available: after <see cref="Register"/>, <c>x.To(Device.Cuda())</c> moves a
+/// tensor to the GPU and the ops with a device path (elementwise and unary ops, casts, matmul/linear through cuBLAS,
+/// sum/mean, softmax/log-softmax and their backward) run there with the engine's kernels, enqueued on the device's
+/// stream; data synchronises only when it leaves the device. Memory comes from the context's caching allocator.</summary>
+public static class CudaBackend
+{
+    private static CudaContext? _context;
+
+    /// <summary>Opens cuda:<paramref name="device"/> (once) and registers it as the engine's CUDA device. Throws
+    /// <see cref="CudaException"/> or <see cref="CudaLibraryNotFoundException"/> saying what is missing.</summary>
+    public static CudaContext Register(int device = 0)
+    {
+        lock (typeof(CudaBackend))
+        {
+            if (_context == null)
+            {
+                _context = CudaContext.Open(device);
+                DeviceBackends.Register(new CudaDeviceBackend(_context));
+            }
+            return _context;
+        }
+    }
+
+    /// <summary>fp32 matmuls on TF32 tensor cores (about 10 bits of mantissa in the products; off by default).</summary>
+    public static bool AllowTf32 { get; set; }
+}
+
+/// <summary>The <see cref="IDeviceBackend"/> of one CUDA device: every primitive is a kernel launch (or a cuBLAS call)
+/// on the context's stream. float32 throughout, plus casts to and from bf16/fp16; other dtypes are refused by name.</summary>
+internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBackend
+{
+    private const uint Block = 256;
+    private readonly Dictionary<string, KernelModule> _modules = new();
+    private CublasHandle? _cublas;
+
+    public DeviceType Type => DeviceType.Cuda;
+
+    /// <summary>Memory from the caching allocator, returned to it (not to the driver) on dispose.</summary>
+    private sealed class CudaMemory(Memory.CachingAllocator allocator, Memory.DeviceBlock block, long bytes) : HpcEngine.Backends.IDeviceMemory
+    {
+        private int _freed;
+        public ulong Pointer => block.Pointer;
+        public long Bytes => bytes;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _freed, 1) == 0) allocator.Free(block);
+        }
+    }
+
+    /// <summary>Shape and strides of up to 8 dims, laid out as native/kernels/elementwise.cu's struct Broadcast.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Broadcast
+    {
+        public int Ndim;
+        public fixed long Shape[8];
+        public fixed long AStride[8];
+        public fixed long BStride[8];
+    }
+
+    private static Broadcast Layout(string op, Tensor r, Tensor a, Tensor? b = null)
+    {
+        if (r.Rank > 8) throw new ShapeMismatchException($"{op} on cuda: at most 8 dimensions (got {r.Rank})");
+        var s = new Broadcast { Ndim = Math.Max(r.Rank, 1) };
+        if (r.Rank == 0) { s.Shape[0] = 1; return s; }
+        for (int d = 0; d < r.Rank; d++)
+        {
+            s.Shape[d] = r.Shape[d];
+            s.AStride[d] = a.Strides[d];
+            s.BStride[d] = b?.Strides[d] ?? 0;
+        }
+        return s;
+    }
+
+    private IntPtr Kernel(string file, string name)
+    {
+        lock (_modules)
+        {
+            if (!_modules.TryGetValue(file, out var m)) _modules[file] = m = context.LoadKernels(file);
+            return m.Function(name);
+        }
+    }
+
+    private static uint Grid(long n) => (uint)Math.Clamp((n + Block - 1) / Block, 1, 65535);
+
+    private static uint Rows(long rows) => (uint)Math.Clamp(rows, 1, 65535);
+
+    private static ulong Ptr(Tensor t) => ((CudaMemory)t.Storage.DeviceMemory).Pointer + (ulong)((long)t.Offset * t.DType.SizeOf());
+
+    private static void Float32(string op, params Tensor[] ts)
+    {
+        foreach (var t in ts)
+            if (t.DType != DType.Float32) throw new DTypeMismatchException($"{op} on cuda: only float32 has kernels so far (got {t.DType.TorchName()}); convert with .To(DType.Float32)");
+    }
+
+    private static DeviceMismatchException NoKernel(string what) =>
+        new($"{what} has no cuda kernel yet; move the tensor with .To(Device.Cpu) for this op");
+
+    public HpcEngine.Backends.IDeviceMemory Allocate(Device device, long bytes)
+    {
+        if (device.Index != context.Device.Index)
+            throw new DeviceMismatchException($"cuda:{device.Index} is not open: the CUDA backend was registered for cuda:{context.Device.Index}");
+        var block = context.Memory.Allocate(Math.Max(bytes, 1), context.Stream);
+        return new CudaMemory(context.Memory, block, bytes);
+    }
+
+    public void CopyFromHost(HpcEngine.Backends.IDeviceMemory dst, long dstOffsetBytes, ReadOnlySpan<byte> src)
+    {
+        if (src.Length == 0) return;
+        context.MakeCurrent();
+        fixed (byte* p = src) Driver.Check(Driver.cuMemcpyHtoDAsync(((CudaMemory)dst).Pointer + (ulong)dstOffsetBytes, p, (nuint)src.Length, context.Stream));
+        context.Synchronize(); // the host span may go away as soon as we return
+    }
+
+    public void CopyToHost(Span<byte> dst, HpcEngine.Backends.IDeviceMemory src, long srcOffsetBytes)
+    {
+        if (dst.Length == 0) return;
+        context.MakeCurrent();
+        fixed (byte* p = dst) Driver.Check(Driver.cuMemcpyDtoHAsync(p, ((CudaMemory)src).Pointer + (ulong)srcOffsetBytes, (nuint)dst.Length, context.Stream));
+        context.Synchronize();
+    }
+
+    public void Fill(Tensor r, double value)
+    {
+        Float32("fill", r);
+        if (r.NumEl == 0) return;
+        context.Launch(Kernel("elementwise.cu", "fill_f32"), Grid(r.NumEl), Block, 0, Ptr(r), (float)value, (long)r.NumEl);
+    }
+
+    public void Copy(Tensor src, Tensor dst)
+    {
+        if (dst.NumEl == 0) return;
+        if (src.DType == dst.DType)
+        {
+            if (src.IsContiguous)
+            {
+                context.MakeCurrent();
+                Driver.Check(Driver.cuMemcpyDtoDAsync(Ptr(dst), Ptr(src), (nuint)((long)dst.NumEl * dst.DType.SizeOf()), context.Stream));
+                return;
+            }
+            Float32("strided copy", src);
+            context.Launch(Kernel("elementwise.cu", "strided_copy_f32"), Grid(dst.NumEl), Block, 0, Ptr(src), Ptr(dst), (long)dst.NumEl, Layout("copy", dst, src));
+            return;
+        }
+        // A cast: through a contiguous float32 copy where the kernels need one.
+        string? kernel = (src.DType, dst.DType) switch
+        {
+            (DType.Float32, DType.BFloat16) => "f32_to_bf16",
+            (DType.BFloat16, DType.Float32) => "bf16_to_f32",
+            (DType.Float32, DType.Float16) => "f32_to_f16",
+            (DType.Float16, DType.Float32) => "f16_to_f32",
+            _ => null,
+        };
+        if (kernel == null) throw NoKernel($"the cast {src.DType.TorchName()} → {dst.DType.TorchName()}");
+        using var s = src.IsContiguous ? src.Alias() : Ops.ContiguousNoGrad(src);
+        context.Launch(Kernel("cast.cu", kernel), Grid(dst.NumEl), Block, 0, Ptr(s), Ptr(dst), (long)dst.NumEl);
+    }
+
+    public void Binary(BinaryOp op, Tensor a, Tensor b, Tensor r)
+    {
+        Float32(op.ToString().ToLowerInvariant(), a, b, r);
+        if (r.NumEl == 0) return;
+        string name = op switch
+        {
+            BinaryOp.Add => "add", BinaryOp.Sub => "sub", BinaryOp.Mul => "mul", BinaryOp.Div => "div",
+            BinaryOp.Maximum => "maximum", BinaryOp.Minimum => "minimum",
+            _ => throw NoKernel(op.ToString().ToLowerInvariant()),
+        };
+        bool dense = a.IsContiguous && b.IsContiguous && a.NumEl == r.NumEl && b.NumEl == r.NumEl && NoZeroStrides(a) && NoZeroStrides(b);
+        if (dense)
+        {
+            context.Launch(Kernel("elementwise.cu", name + "_f32"), Grid(r.NumEl), Block, 0, Ptr(a), Ptr(b), Ptr(r), (long)r.NumEl);
+            return;
+        }
+        if (op is BinaryOp.Add or BinaryOp.Sub or BinaryOp.Mul or BinaryOp.Div)
+        {
+            context.Launch(Kernel("elementwise.cu", name + "_broadcast_f32"), Grid(r.NumEl), Block, 0, Ptr(a), Ptr(b), Ptr(r), (long)r.NumEl, Layout(name, r, a, b));
+            return;
+        }
+        // max/min have no broadcast kernel: materialise the operands, then the dense one.
+        using var ac = Materialise(a);
+        using var bc = Materialise(b);
+        context.Launch(Kernel("elementwise.cu", name + "_f32"), Grid(r.NumEl), Block, 0, Ptr(ac), Ptr(bc), Ptr(r), (long)r.NumEl);
+    }
+
+    private static bool NoZeroStrides(Tensor t)
+    {
+        for (int d = 0; d < t.Rank; d++) if (t.Strides[d] == 0 && t.Shape[d] > 1) return false;
+        return true;
+    }
+
+    private Tensor Materialise(Tensor t)
+    {
+        var c = Tensor.Empty(t.Shape, t.DType, t.Device);
+        context.Launch(Kernel("elementwise.cu", "strided_copy_f32"), Grid(c.NumEl), Block, 0, Ptr(t), Ptr(c), (long)c.NumEl, Layout("copy", c, t));
+        return c;
+    }
+
+    public void Unary(UnaryOp op, Tensor x, Tensor r, double alpha)
+    {
+        Float32(op.ToString().ToLowerInvariant(), x, r);
+        if (r.NumEl == 0) return;
+        long n = r.NumEl;
+        switch (op)
+        {
+            case UnaryOp.Neg:
+                context.Launch(Kernel("elementwise.cu", "affine_f32"), Grid(n), Block, 0, Ptr(x), Ptr(r), -1f, 0f, n);
+                return;
+            case UnaryOp.PowScalar:
+                context.Launch(Kernel("elementwise.cu", "pow_scalar_f32"), Grid(n), Block, 0, Ptr(x), Ptr(r), (float)alpha, n);
+                return;
+        }
+        string name = op switch
+        {
+            UnaryOp.Relu => "relu", UnaryOp.Sigmoid => "sigmoid", UnaryOp.Tanh => "tanh", UnaryOp.Exp => "exp", UnaryOp.Log => "log",
+            UnaryOp.Sqrt => "sqrt", UnaryOp.Abs => "abs", UnaryOp.Silu => "silu", UnaryOp.GeluTanh => "gelu",
+            _ => throw NoKernel(op.ToString().ToLowerInvariant()),
+        };
+        context.Launch(Kernel("elementwise.cu", name + "_f32"), Grid(n), Block, 0, Ptr(x), Ptr(r), n);
+    }
+
+    public void UnaryBackward(UnaryOp op, Tensor x, Tensor y, Tensor g, Tensor dx, double alpha)
+    {
+        Float32(op.ToString().ToLowerInvariant() + " backward", x, y, g, dx);
+        if (dx.NumEl == 0) return;
+        long n = dx.NumEl;
+        (string Name, Tensor From) k = op switch
+        {
+            UnaryOp.Relu => ("relu_backward_f32", x), UnaryOp.GeluTanh => ("gelu_backward_f32", x), UnaryOp.Silu => ("silu_backward_f32", x),
+            UnaryOp.Sigmoid => ("sigmoid_backward_f32", y), UnaryOp.Tanh => ("tanh_backward_f32", y),
+            UnaryOp.Neg => ("affine_f32", g),
+            _ => throw NoKernel(op.ToString().ToLowerInvariant() + " backward"),
+        };
+        if (op == UnaryOp.Neg) context.Launch(Kernel("elementwise.cu", k.Name), Grid(n), Block, 0, Ptr(g), Ptr(dx), -1f, 0f, n);
+        else context.Launch(Kernel("elementwise.cu", k.Name), Grid(n), Block, 0, Ptr(k.From), Ptr(g), Ptr(dx), n);
+    }
+
+    /// <summary>A 2-D view as cuBLAS sees it: (transposed?, leading dimension), or null when it needs a copy.</summary>
+    private static (bool Trans, int Ld)? AsColumnMajorOperand(Tensor t)
+    {
+        int rows = t.Shape[0], cols = t.Shape[1];
+        long s0 = t.Strides[0], s1 = t.Strides[1];
+        // Row-major (stride[1] = 1): column-major it is the transpose, read with op N.
+        if ((cols == 1 || s1 == 1) && (rows == 1 || s0 >= Math.Max(cols, 1))) return (false, rows == 1 ? Math.Max(cols, 1) : (int)s0);
+        // Column-major (a transposed view, stride[0] = 1): read with op T.
+        if ((rows == 1 || s0 == 1) && (cols == 1 || s1 >= Math.Max(rows, 1))) return (true, cols == 1 ? Math.Max(rows, 1) : (int)s1);
+        return null;
+    }
+
+    public void Gemm(Tensor a, Tensor b, Tensor c, bool accumulate)
+    {
+        Float32("matmul", a, b, c);
+        int m = a.Shape[0], k = a.Shape[1], n = b.Shape[1];
+        if (m == 0 || n == 0) return;
+        if (k == 0)
+        {
+            if (!accumulate) Fill(c, 0);
+            return;
+        }
+        if (c.Strides[1] != 1 && n > 1) throw new InvalidOperationException("internal: gemm on cuda writes row-major output");
+        using var ac = AsColumnMajorOperand(a) == null ? Materialise(a) : a.Alias();
+        using var bc = AsColumnMajorOperand(b) == null ? Materialise(b) : b.Alias();
+        var (ta, lda) = AsColumnMajorOperand(ac)!.Value;
+        var (tb, ldb) = AsColumnMajorOperand(bc)!.Value;
+        int ldc = m == 1 ? Math.Max(n, 1) : c.Strides[0];
+        // Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ: B first, then A, no copies.
+        _cublas ??= new CublasHandle(context);
+        _cublas.GemmF32(tb, ta, n, m, k, Ptr(bc), ldb, Ptr(ac), lda, accumulate ? 1f : 0f, Ptr(c), ldc, CudaBackend.AllowTf32);
+    }
+
+    public void Sum(Tensor x, int outer, int reduced, int inner, Tensor r, double scale)
+    {
+        Float32("sum", x, r);
+        if (inner != 1) throw new InvalidOperationException("internal: the cuda sum reduces the last dim");
+        if (outer == 0) return;
+        if (reduced == 0)
+        {
+            Fill(r, 0);
+            return;
+        }
+        context.Launch(Kernel("reduce.cu", "sum_rows_f32"), Rows(outer), Block, 0, Ptr(x), Ptr(r), (long)outer, (long)reduced, (float)scale);
+    }
+
+    public void Softmax(Tensor x, Tensor y, int rows, int n, bool log)
+    {
+        Float32(log ? "log_softmax" : "softmax", x, y);
+        if (rows == 0 || n == 0) return;
+        context.Launch(Kernel("softmax.cu", log ? "log_softmax_f32" : "softmax_f32"), Rows(rows), Block, 0, Ptr(x), Ptr(y), (long)rows, (long)n);
+    }
+
+    public void SoftmaxBackward(Tensor y, Tensor g, Tensor dx, int rows, int n, bool log)
+    {
+        Float32(log ? "log_softmax backward" : "softmax backward", y, g, dx);
+        if (rows == 0 || n == 0) return;
+        context.Launch(Kernel("softmax.cu", log ? "log_softmax_backward_f32" : "softmax_backward_f32"), Rows(rows), Block, 0, Ptr(y), Ptr(g), Ptr(dx), (long)rows, (long)n);
+    }
+}
