@@ -301,4 +301,30 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         if (rows == 0 || n == 0) return;
         context.Launch(Kernel("softmax.cu", log ? "log_softmax_backward_f32" : "softmax_backward_f32"), Rows(rows), Block, 0, Ptr(y), Ptr(g), Ptr(dx), (long)rows, (long)n);
     }
+
+    public void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor dlogits, long ignoreIndex, double smoothing, double counted)
+    {
+        Float32("cross_entropy", logits, rowLoss, dlogits);
+        if (targets.DType != DType.Int64) throw new DTypeMismatchException("cross_entropy on cuda: targets must be int64");
+        int rows = logits.Shape[0], cols = logits.Shape[1];
+        if (rows == 0) return;
+        context.Launch(Kernel("softmax.cu", "cross_entropy_f32"), Rows(rows), Block, 0, Ptr(logits), Ptr(targets), Ptr(rowLoss), Ptr(dlogits),
+            (long)rows, (long)cols, ignoreIndex, (float)smoothing, (float)counted);
+    }
+
+    public void SgdStep(Tensor p, Tensor g, Tensor? buffer, double lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first)
+    {
+        Float32("sgd", p, g);
+        if (p.NumEl == 0) return;
+        context.Launch(Kernel("optim.cu", "sgd_f32"), Grid(p.NumEl), Block, 0, Ptr(p), Ptr(g), buffer != null ? Ptr(buffer) : 0UL, (long)p.NumEl,
+            (float)lr, (float)momentum, (float)dampening, (float)weightDecay, nesterov ? 1 : 0, first ? 1 : 0);
+    }
+
+    public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, double lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled, double bias1, double bias2)
+    {
+        Float32("adam", p, g, m, v);
+        if (p.NumEl == 0) return;
+        context.Launch(Kernel("optim.cu", "adam_f32"), Grid(p.NumEl), Block, 0, Ptr(p), Ptr(g), Ptr(m), Ptr(v), (long)p.NumEl,
+            (float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay, decoupled ? 1 : 0, (float)bias1, (float)bias2);
+    }
 }

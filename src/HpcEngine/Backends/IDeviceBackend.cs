@@ -53,6 +53,16 @@ internal interface IDeviceBackend
     void Softmax(Tensor x, Tensor y, int rows, int n, bool log);
 
     void SoftmaxBackward(Tensor y, Tensor g, Tensor dx, int rows, int n, bool log);
+
+    /// <summary>Fused cross-entropy of logits [rows, cols] (contiguous) at int64 targets [rows]: rowLoss[r] and
+    /// dlogits = (softmax − smoothed one-hot) / counted; rows whose target is ignoreIndex get 0 loss and 0 gradient.</summary>
+    void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor dlogits, long ignoreIndex, double smoothing, double counted);
+
+    /// <summary>One SGD step in place (PyTorch's order; <paramref name="buffer"/> null without momentum).</summary>
+    void SgdStep(Tensor p, Tensor g, Tensor? buffer, double lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first);
+
+    /// <summary>One Adam/AdamW step in place; bias1/bias2 are 1 − β^t.</summary>
+    void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, double lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled, double bias1, double bias2);
 }
 
 /// <summary>The registry of device backends: the one piece of process-wide state besides the documented defaults and

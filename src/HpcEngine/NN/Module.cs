@@ -136,6 +136,16 @@ public abstract class Module : IDisposable
     /// <summary>Number of parameter elements.</summary>
     public long ParameterCount() => Parameters().Sum(p => (long)p.NumEl);
 
+    /// <summary>Moves every parameter and buffer to <paramref name="device"/> in place (the same tensor objects, so
+    /// optimizers built on them keep working; build optimizers after the move, as their state lives where the
+    /// parameters are). Gradients are dropped.</summary>
+    public Module To(Device device)
+    {
+        foreach (var (_, p) in NamedParameters()) p.MoveStorageTo(device);
+        foreach (var (_, b) in NamedBuffers()) b.MoveStorageTo(device);
+        return this;
+    }
+
     /// <summary>A one-line-per-module description, like PyTorch's repr.</summary>
     public override string ToString() => Describe("");
 

@@ -19,6 +19,7 @@ public static partial class F
         ArgumentNullException.ThrowIfNull(target);
         if (labelSmoothing is < 0 or > 1)
             throw new ArgumentOutOfRangeException(nameof(labelSmoothing), $"cross_entropy: label_smoothing must be in [0, 1], got {labelSmoothing}");
+        if (!logits.IsCpu) return Ops.DeviceCrossEntropy(logits, target, ignoreIndex, labelSmoothing, reduction);
         using var logp = LogSoftmax(logits, logits.Rank == 1 ? 0 : 1);
         if (labelSmoothing == 0) return NllLoss(logp, target, ignoreIndex, reduction);
         int c = logits.Rank == 1 ? logits.Shape[0] : logits.Shape[1];

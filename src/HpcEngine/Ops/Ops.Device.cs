@@ -100,4 +100,45 @@ public static partial class Ops
         DeviceBackends.For(x.Device).Sum(arranged, outer, reduced, 1, r, scale);
         return r;
     }
+
+    /// <summary>Cross-entropy of logits [N, C] on a device: one fused kernel gives each row's loss and the logits'
+    /// gradient. The targets are read back once to check their range and count the rows that are not ignored (the
+    /// CPU path makes the same check).</summary>
+    internal static Tensor DeviceCrossEntropy(Tensor logits, Tensor target, int ignoreIndex, double smoothing, Reduction reduction)
+    {
+        SameDevice("cross_entropy", logits, target);
+        if (logits.Rank != 2)
+            throw new DeviceMismatchException($"cross_entropy on {logits.Device} takes logits [N, C] (got {Shapes.Format(logits.Shape)}); reshape, or move to the CPU");
+        int n = logits.Shape[0], c = logits.Shape[1];
+        if (target.Rank != 1 || target.Shape[0] != n)
+            throw ShapeMismatchException.For("cross_entropy", $"the target must be [N] = [{n}] class indices", logits, target);
+        var t = target.ToArray<long>();
+        int counted = 0;
+        foreach (long v in t)
+        {
+            if (v == ignoreIndex) continue;
+            if (v < 0 || v >= c) throw new IndexOutOfRangeException($"cross_entropy: target class {v} is out of range for {c} classes (valid 0..{c - 1}, or ignore_index {ignoreIndex})");
+            counted++;
+        }
+        var backend = DeviceBackends.For(logits.Device);
+        using var t64 = target.DType == DType.Int64 ? target.Contiguous() : MoveNoGrad(Tensor.FromArray(t), logits.Device);
+        using var lc = ContiguousNoGrad(logits);
+        var rowLoss = Tensor.Empty([n], logits.DType, logits.Device);
+        using var dlogits = Tensor.Empty([n, c], logits.DType, logits.Device);
+        backend.CrossEntropy(lc, t64, rowLoss, dlogits, ignoreIndex, smoothing, reduction == Reduction.Mean ? Math.Max(counted, 1) : 1);
+        Tensor loss = reduction switch
+        {
+            Reduction.Mean => DeviceSum(rowLoss, [0], false, 1.0 / Math.Max(counted, 1)),
+            Reduction.Sum => DeviceSum(rowLoss, [0], false, 1.0),
+            _ => rowLoss.Alias(),
+        };
+        rowLoss.Dispose();
+        if (!Recorder.Needs(logits)) return loss;
+        return Recorder.Record(loss, "cross_entropy", [logits], [dlogits], (g, s) =>
+        {
+            if (reduction != Reduction.None) return [Mul(s[0], g)];
+            using var g2 = Unsqueeze(g, 1);
+            return [Mul(s[0], g2)];
+        });
+    }
 }

@@ -60,7 +60,7 @@ public abstract class Optimizer : IDisposable
     {
         if (!_state.TryGetValue((index, name), out var t))
         {
-            t = (init?.Invoke() ?? Tensor.Zeros(Parameters[index].ShapeArray)).DetachFromScope();
+            t = (init?.Invoke() ?? Tensor.ZerosLike(Parameters[index])).DetachFromScope(); // on the parameter's device
             _state[(index, name)] = t;
         }
         return t;

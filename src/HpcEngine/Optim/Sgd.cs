@@ -24,6 +24,13 @@ public sealed class Sgd : Optimizer
 
     protected override unsafe void Update(int index, Tensor parameter, Tensor grad)
     {
+        if (!parameter.IsCpu)
+        {
+            bool isFirst = !HasState(index, "momentum_buffer");
+            var buffer = Momentum != 0 ? State(index, "momentum_buffer") : null;
+            Backends.DeviceBackends.For(parameter.Device).SgdStep(parameter, grad, buffer, Lr, Momentum, Dampening, WeightDecay, Nesterov, isFirst);
+            return;
+        }
         float* p = parameter.Ptr<float>(), g = grad.Ptr<float>();
         int n = parameter.NumEl;
         float lr = (float)Lr, wd = (float)WeightDecay, mu = (float)Momentum, damp = (float)(1 - Dampening);
@@ -87,6 +94,12 @@ public class Adam(IEnumerable<Tensor> parameters, double lr = 1e-3, double beta1
         var stepT = State(index, "step", () => Tensor.Zeros([], DType.Float32));
         double step = stepT.Item() + 1;
         stepT.FillRaw(step);
+        if (!parameter.IsCpu)
+        {
+            Backends.DeviceBackends.For(parameter.Device).AdamStep(parameter, grad, State(index, "exp_avg"), State(index, "exp_avg_sq"), Lr, Beta1, Beta2, Eps,
+                WeightDecay, decoupledWeightDecay, 1 - Math.Pow(Beta1, step), 1 - Math.Pow(Beta2, step));
+            return;
+        }
         float* p = parameter.Ptr<float>(), g = grad.Ptr<float>();
         float* m = State(index, "exp_avg").Ptr<float>(), v = State(index, "exp_avg_sq").Ptr<float>();
         int n = parameter.NumEl;

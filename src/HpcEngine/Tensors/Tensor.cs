@@ -17,7 +17,7 @@ public sealed unsafe partial class Tensor : IDisposable
     private bool _requiresGrad;
 
     /// <summary>Offset of element [0, 0, ...] in the storage, in elements.</summary>
-    internal int Offset { get; }
+    internal int Offset { get; private set; }
 
     /// <summary>Element type.</summary>
     public DType DType { get; }
@@ -153,6 +153,24 @@ public sealed unsafe partial class Tensor : IDisposable
     }
 
     internal int StorageVersion => Storage.Version;
+
+    /// <summary>Moves this very tensor (same object, as a module's parameter must stay) to <paramref name="device"/>:
+    /// its values are copied there, it becomes contiguous, and it lets go of its old storage. Its gradient is dropped
+    /// (it would be on the old device).</summary>
+    internal void MoveStorageTo(Device device)
+    {
+        CheckAlive();
+        if (Device == device) return;
+        using var moved = Ops.MoveNoGrad(this, device);
+        var fresh = moved.Storage;
+        fresh.AddRef();
+        var old = Interlocked.Exchange(ref _storage, fresh)!;
+        old.Release();
+        Offset = 0;
+        Shapes.ContiguousStrides(_shape).CopyTo(_strides, 0);
+        Grad?.Dispose();
+        Grad = null;
+    }
 
     internal void BumpVersion() => Storage.Version++;
 

@@ -121,6 +121,44 @@ public class DeviceDispatchTests
         Assert.That(_backend.Calls.Keys, Is.SupersetOf(new[] { "gemm", "unary_backward", "softmax", "softmax_backward", "sum" }));
     }
 
+    [TestCase("sgd")]
+    [TestCase("adam")]
+    public void The_mlp_model_trains_on_the_device_to_the_cpus_parameters(string optimizer)
+    {
+        // Module.To moves the parameters in place; cross-entropy and the optimizer step run on the device.
+        HpcEngine.Optim.Optimizer Make(HpcEngine.NN.Module m) => optimizer == "sgd"
+            ? new HpcEngine.Optim.Sgd(m.Parameters(), lr: 0.05, momentum: 0.9, weightDecay: 1e-4)
+            : new HpcEngine.Optim.Adam(m.Parameters(), lr: 1e-3, weightDecay: 1e-4, decoupledWeightDecay: true);
+        float[][] Train(Device device, out float lastLoss)
+        {
+            using var model = HpcEngine.NN.Models.Create("mlp", new Generator(3));
+            model.To(device);
+            Assert.That(model.Parameters().All(p => p.Device == device));
+            var opt = Make(model);
+            lastLoss = 0;
+            for (int step = 0; step < 3; step++)
+            {
+                using var scope = new TensorScope();
+                using var x = Randn([16, 1, 28, 28], (ulong)(20 + step)).To(device);
+                using var y = Tensor.FromArray(Enumerable.Range(0, 16).Select(i => (long)((i * 7 + step) % 10)).ToArray()).To(device);
+                opt.ZeroGrad();
+                var logits = model.Call(x);
+                var loss = F.CrossEntropy(logits, y);
+                loss.Backward();
+                opt.Step();
+                lastLoss = (float)loss.Item();
+            }
+            return model.Parameters().Select(p => p.ToArray<float>()).ToArray();
+        }
+        var cpu = Train(Device.Cpu, out float lc);
+        var dev = Train(Dev, out float ld);
+        Assert.That(ld, Is.EqualTo(lc).Within(1e-5));
+        for (int i = 0; i < cpu.Length; i++)
+            for (int j = 0; j < cpu[i].Length; j += 13)
+                Assert.That(dev[i][j], Is.EqualTo(cpu[i][j]).Within(1e-5), $"parameter {i} element {j}");
+        Assert.That(_backend.Calls.Keys, Does.Contain("cross_entropy").And.Contain(optimizer));
+    }
+
     [Test]
     public void Gradients_flow_back_across_a_move()
     {

@@ -148,4 +148,78 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
         if (dx.DType == DType.Float32) SoftmaxKernels.Backward(hy.Ptr<float>(), hg.Ptr<float>(), hd.Ptr<float>(), rows, n, log);
         else SoftmaxKernels.Backward(hy.Ptr<double>(), hg.Ptr<double>(), hd.Ptr<double>(), rows, n, log);
     }
+
+    public void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor dlogits, long ignoreIndex, double smoothing, double counted)
+    {
+        Count("cross_entropy");
+        using var hl = Host(logits);
+        using var ht = Host(targets);
+        using var hr = Host(rowLoss);
+        using var hd = Host(dlogits);
+        int rows = logits.Shape[0], cols = logits.Shape[1];
+        var x = hl.ToArray<double>();
+        var t = ht.ToArray<long>();
+        var loss = new float[rows];
+        var grad = new float[rows * cols];
+        for (int r = 0; r < rows; r++)
+        {
+            if (t[r] == ignoreIndex) continue;
+            double mx = double.NegativeInfinity, sum = 0, sx = 0;
+            for (int c = 0; c < cols; c++) mx = Math.Max(mx, x[r * cols + c]);
+            for (int c = 0; c < cols; c++) { sum += Math.Exp(x[r * cols + c] - mx); sx += x[r * cols + c]; }
+            double lse = mx + Math.Log(sum);
+            for (int c = 0; c < cols; c++)
+                grad[r * cols + c] = (float)((Math.Exp(x[r * cols + c] - mx) / sum - (c == t[r] ? 1 - smoothing : 0) - smoothing / cols) / counted);
+            loss[r] = (float)(lse - (1 - smoothing) * x[r * cols + t[r]] - smoothing / cols * sx);
+        }
+        loss.AsSpan().CopyTo(hr.Span<float>());
+        grad.AsSpan().CopyTo(hd.Span<float>());
+    }
+
+    public void SgdStep(Tensor p, Tensor g, Tensor? buffer, double lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first)
+    {
+        Count("sgd");
+        using var hp = Host(p);
+        using var hg = Host(g);
+        using var hb = buffer != null ? Host(buffer) : null;
+        var pv = hp.Span<float>();
+        var gv = hg.Span<float>();
+        var bv = hb != null ? hb.Span<float>() : default;
+        for (int i = 0; i < pv.Length; i++)
+        {
+            float gi = gv[i] + (float)weightDecay * pv[i];
+            if (momentum != 0)
+            {
+                float b = first ? gi : (float)momentum * bv[i] + (float)(1 - dampening) * gi;
+                bv[i] = b;
+                gi = nesterov ? gi + (float)momentum * b : b;
+            }
+            pv[i] -= (float)lr * gi;
+        }
+    }
+
+    public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, double lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled, double bias1, double bias2)
+    {
+        Count("adam");
+        using var hp = Host(p);
+        using var hg = Host(g);
+        using var hm = Host(m);
+        using var hv = Host(v);
+        var pv = hp.Span<float>();
+        var gv = hg.Span<float>();
+        var mv = hm.Span<float>();
+        var vv = hv.Span<float>();
+        for (int i = 0; i < pv.Length; i++)
+        {
+            float w = pv[i], gi = gv[i];
+            if (weightDecay != 0)
+            {
+                if (decoupled) w -= (float)(lr * weightDecay) * w;
+                else gi += (float)weightDecay * w;
+            }
+            mv[i] = (float)beta1 * mv[i] + (float)(1 - beta1) * gi;
+            vv[i] = (float)beta2 * vv[i] + (float)(1 - beta2) * gi * gi;
+            pv[i] = w - (float)(lr / bias1) * mv[i] / (MathF.Sqrt(vv[i]) / (float)Math.Sqrt(bias2) + (float)eps);
+        }
+    }
 }

@@ -139,6 +139,39 @@ public class CudaBackendTests
                 Assert.That(gpu[i][j], Is.EqualTo(cpu[i][j]).Within(1e-3 * Math.Max(1, Math.Abs(cpu[i][j]))), $"parameter {i} element {j}");
     }
 
+    [TestCase("sgd")]
+    [TestCase("adam")]
+    public void The_mlp_model_trains_on_the_gpu_to_the_cpus_parameters(string optimizer)
+    {
+        float[][] Train(Device device, out float lastLoss)
+        {
+            using var model = HpcEngine.NN.Models.Create("mlp", new Generator(3));
+            model.To(device);
+            HpcEngine.Optim.Optimizer opt = optimizer == "sgd"
+                ? new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.05, momentum: 0.9)
+                : new HpcEngine.Optim.Adam(model.Parameters(), lr: 1e-3);
+            lastLoss = 0;
+            for (int step = 0; step < 5; step++)
+            {
+                using var scope = new TensorScope();
+                using var x = Randn([64, 1, 28, 28], (ulong)(20 + step)).To(device);
+                using var y = Tensor.FromArray(Enumerable.Range(0, 64).Select(i => (long)((i * 7 + step) % 10)).ToArray()).To(device);
+                opt.ZeroGrad();
+                var loss = F.CrossEntropy(model.Call(x), y);
+                loss.Backward();
+                opt.Step();
+                lastLoss = (float)loss.Item();
+            }
+            return model.Parameters().Select(p => p.ToArray<float>()).ToArray();
+        }
+        var cpu = Train(Device.Cpu, out float lc);
+        var gpu = Train(Gpu, out float lg);
+        Assert.That(lg, Is.EqualTo(lc).Within(1e-3 * Math.Abs(lc)));
+        for (int i = 0; i < cpu.Length; i++)
+            for (int j = 0; j < cpu[i].Length; j += 13)
+                Assert.That(gpu[i][j], Is.EqualTo(cpu[i][j]).Within(1e-3 * Math.Max(1, Math.Abs(cpu[i][j]))), $"parameter {i} element {j}");
+    }
+
     [Test]
     public void What_has_no_kernel_says_so()
     {
