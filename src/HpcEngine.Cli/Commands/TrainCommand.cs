@@ -75,6 +75,9 @@ public sealed class TrainOptions
     [Option("trace-dir", HelpText = "Write each rank's Chrome trace (trace-rankR.json) here.")]
     public string? TraceDir { get; set; }
 
+    [Option("device", Default = "cpu", HelpText = "cpu (default), cuda or cuda:N: train on that device (single process; mlp and mlp-wide for now).")]
+    public string Device { get; set; } = "cpu";
+
     [Option("distributed", HelpText = "Data-parallel over the ranks of the launcher's environment (default: on when WORLD_SIZE and the others are set).")]
     public bool? Distributed { get; set; }
 }
@@ -105,8 +108,11 @@ internal static class TrainCommand
             Compress = o.Compress,
             EvalEverySteps = o.EvalEvery,
             TraceDir = o.TraceDir,
+            Device = o.Device,
         };
         config.Validate();
+        var device = HpcEngine.Device.Parse(o.Device);
+        if (device.Type == DeviceType.Cuda) HpcEngine.Cuda.CudaBackend.Register(device.Index);
         if (o.Threads is { } t) CpuThreads.Count = t;
         bool distributed = o.Distributed ?? (Environment.GetEnvironmentVariable("WORLD_SIZE") != null || Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE") != null);
         using var group = distributed ? HpcEngine.Distributed.ProcessGroups.InitFromEnvironment() : null;
@@ -117,7 +123,7 @@ internal static class TrainCommand
         using (test)
         {
             Say($"data: {source}: {train.Count} training, {test.Count} test images");
-            Say($"model {config.Model}, optimizer {config.Optimizer} lr {config.Lr.ToString(CultureInfo.InvariantCulture)} (cosine), batch {config.BatchSize}{(group != null ? $" per rank × {group.Size} ranks (data parallel over tcp, strategy {config.Strategy}{(config.Compress != null ? ", compression " + config.Compress : "")})" : "")}, {config.Epochs} epochs, seed {config.Seed}, {CpuThreads.Count} threads");
+            Say($"model {config.Model}, optimizer {config.Optimizer} lr {config.Lr.ToString(CultureInfo.InvariantCulture)} (cosine), batch {config.BatchSize}{(group != null ? $" per rank × {group.Size} ranks (data parallel over tcp, strategy {config.Strategy}{(config.Compress != null ? ", compression " + config.Compress : "")})" : "")}, {config.Epochs} epochs, seed {config.Seed}, {(device.Type == DeviceType.Cpu ? $"{CpuThreads.Count} threads" : $"on {device}")}");
             var r = Trainer.Run(config, train, test, source, Console.WriteLine, group);
             Say("");
             Say("| epoch | train loss | test accuracy | seconds | samples/s |");

@@ -22,7 +22,7 @@ public readonly record struct Device(DeviceType Type, int Index = 0)
     /// <summary>External device <paramref name="index"/> (see <see cref="DeviceType.External"/>).</summary>
     public static Device External(int index = 0) => new(DeviceType.External, index);
 
-    /// <summary>Parses <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c>.</summary>
+    /// <summary>Parses <c>cpu</c>, <c>cuda</c>, <c>cuda:N</c> or <c>external:N</c>.</summary>
     public static Device Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
@@ -31,6 +31,9 @@ public readonly record struct Device(DeviceType Type, int Index = 0)
         if (text.StartsWith("cuda:", StringComparison.OrdinalIgnoreCase) &&
             int.TryParse(text.AsSpan(5), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int i))
             return Cuda(i);
+        if (text.StartsWith("external:", StringComparison.OrdinalIgnoreCase) &&
+            int.TryParse(text.AsSpan(9), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int e))
+            return External(e);
         throw new FormatException($"'{text}' is not a device: use cpu, cuda or cuda:N");
     }
 

@@ -41,6 +41,9 @@ public sealed record TrainConfig
     public int EvalEverySteps { get; init; }
     /// <summary>Write this rank's Chrome trace (trace-rank{R}.json) into this directory.</summary>
     public string? TraceDir { get; init; }
+    /// <summary>Where the model trains: "cpu" (default), or a device whose backend is registered ("cuda", "cuda:1":
+    /// the CLI registers the CUDA backend). Single-process training of mlp and mlp-wide for now.</summary>
+    public string Device { get; init; } = "cpu";
 
     /// <summary>Defaults per model: mlp SGD+momentum 0.05, cosine; mlp-wide and cnn Adam 1e-3, cosine.</summary>
     public static TrainConfig For(string model) => model switch
@@ -66,6 +69,14 @@ public sealed record TrainConfig
         if (CheckpointDir != null && Strategy.StartsWith("ssp", StringComparison.Ordinal))
             throw new ArgumentException($"--checkpoint-dir is not supported with --strategy {Strategy}: a parameter server's pushes in flight between ranks cannot be captured; use sync, zero1, localsgd or diloco");
         if (EvalEverySteps < 0) throw new ArgumentException($"--eval-every must be 0 or more, got {EvalEverySteps}");
+        var device = HpcEngine.Device.Parse(Device);
+        if (device.Type != DeviceType.Cpu)
+        {
+            // What has a device path today (docs/ARCHITECTURE.md, device backends): say so rather than fail mid-run.
+            if (Model == "cnn") throw new ArgumentException($"--device {Device}: the cnn model needs convolution, batch norm and pooling, which have no device path yet; use mlp or mlp-wide, or --device cpu");
+            if (Augment || ClipNorm > 0 || CheckpointDir != null || Compress != null)
+                throw new ArgumentException($"--device {Device} trains without --augment, --clip-norm, --checkpoint-dir and --compress for now");
+        }
         if (Compress != null && Compress.StartsWith("dgc", StringComparison.Ordinal) && (Optimizer != "sgd" || Strategy != "sync"))
             throw new ArgumentException($"--compress {Compress} moves SGD's momentum into the codec (momentum correction): use --optimizer sgd and --strategy sync (got {Optimizer}, {Strategy})");
     }
@@ -149,6 +160,13 @@ public static class Trainer
         log = lead ? log ?? (_ => { }) : _ => { };
         var gen = new Generator(config.Seed);
         using var model = Models.Create(config.Model, gen);
+        var device = Device.Parse(config.Device);
+        if (device.Type != DeviceType.Cpu)
+        {
+            if (group != null && group.Size > 1)
+                throw new ArgumentException($"--device {config.Device}: data-parallel training runs on the CPU for now (the collectives take CPU tensors); train on one device with one process");
+            model.To(device); // before the optimizer, whose state is created where the parameters are
+        }
         // DGC applies the momentum itself (momentum correction): the optimizer then runs without it.
         var codec = config.Compress == null ? null : Compression.GradientCodec.Create(config.Compress, config.Seed);
         if (codec is Compression.DgcCodec dgc) codec = new Compression.DgcCodec(dgc.Fraction, config.Momentum);
@@ -254,8 +272,10 @@ public static class Trainer
                 using (var scope = new TensorScope())
                 {
                     long computeStart = Stopwatch.GetTimestamp();
-                    using var logits = model.Forward(batch.Images);
-                    using var loss = F.CrossEntropy(logits, batch.Labels);
+                    using var images = batch.Images.To(device);
+                    using var labels = batch.Labels.To(device);
+                    using var logits = model.Forward(images);
+                    using var loss = F.CrossEntropy(logits, labels);
                     double l = loss.Item();
                     bool stepNow = ++micro >= config.GradAccumulation || batch.Index == perEpoch - 1;
                     // Accumulation micro-batches do not communicate; the stepping one averages the total.
@@ -405,7 +425,10 @@ public static class Trainer
                 using (batch)
                 using (var scope = new TensorScope())
                 {
-                    var pred = model.Forward(batch.Images).ArgMax(1).ToArray<long>();
+                    var device = model.Parameters().FirstOrDefault()?.Device ?? Device.Cpu;
+                    using var images = batch.Images.To(device);
+                    using var logits = model.Forward(images).To(Device.Cpu); // argmax on the host: a small copy
+                    var pred = logits.ArgMax(1).ToArray<long>();
                     var y = batch.Labels.ToArray<long>();
                     for (int i = 0; i < y.Length; i++)
                     {

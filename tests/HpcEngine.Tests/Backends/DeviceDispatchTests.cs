@@ -160,6 +160,24 @@ public class DeviceDispatchTests
     }
 
     [Test]
+    public void The_trainer_runs_on_a_device_with_the_cpus_losses_and_accuracy()
+    {
+        var (train, test) = HpcEngine.Datasets.DataSources.LoadEmbedded();
+        using (train)
+        using (test)
+        {
+            var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 12, EvalEverySteps = 12, Seed = 2 };
+            var cpu = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
+            var dev = HpcEngine.Training.Trainer.Run(config with { Device = "external:0" }, train, test, "embedded");
+            Assert.That(dev.StepLosses, Has.Count.EqualTo(12));
+            for (int i = 0; i < 12; i++) Assert.That(dev.StepLosses[i], Is.EqualTo(cpu.StepLosses[i]).Within(1e-4), $"step {i}");
+            Assert.That(dev.Curve.Single().Accuracy, Is.EqualTo(cpu.Curve.Single().Accuracy).Within(0.002));
+            Assert.That(_backend.Calls["sgd"], Is.GreaterThan(0));
+        }
+        Assert.Throws<ArgumentException>(() => (HpcEngine.Training.TrainConfig.For("cnn") with { Device = "cuda" }).Validate());
+    }
+
+    [Test]
     public void Gradients_flow_back_across_a_move()
     {
         using var x = Randn([4], 9);
