@@ -92,7 +92,7 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
 
     private static uint Rows(long rows) => (uint)Math.Clamp(rows, 1, 65535);
 
-    private static ulong Ptr(Tensor t) => ((CudaMemory)t.Storage.DeviceMemory).Pointer + (ulong)((long)t.Offset * t.DType.SizeOf());
+    internal static ulong Ptr(Tensor t) => ((CudaMemory)t.Storage.DeviceMemory).Pointer + (ulong)((long)t.Offset * t.DType.SizeOf());
 
     private static void Float32(string op, params Tensor[] ts)
     {

@@ -8,7 +8,11 @@ namespace HpcEngine.Cuda;
 public sealed class DeviceBuffer : IDisposable
 {
     private readonly CudaContext _owner;
-    internal DeviceBuffer(CudaContext owner, ulong pointer, long bytes) => (_owner, Pointer, Bytes) = (owner, pointer, bytes);
+    private readonly bool _owns;
+    internal DeviceBuffer(CudaContext owner, ulong pointer, long bytes, bool owns = true) => (_owner, Pointer, Bytes, _owns) = (owner, pointer, bytes, owns);
+
+    /// <summary>A view of device memory someone else owns (a cuda tensor's): disposing it frees nothing.</summary>
+    internal static DeviceBuffer View(CudaContext owner, ulong pointer, long bytes) => new(owner, pointer, bytes, owns: false);
 
     public ulong Pointer { get; private set; }
     public long Bytes { get; }
@@ -16,6 +20,11 @@ public sealed class DeviceBuffer : IDisposable
     public void Dispose()
     {
         if (Pointer == 0) return;
+        if (!_owns)
+        {
+            Pointer = 0;
+            return;
+        }
         _owner.MakeCurrent();
         Driver.Check(Driver.cuMemFree(Pointer));
         Pointer = 0;

@@ -10,9 +10,8 @@ namespace HpcEngine.Cuda;
 /// back. A watchdog (<see cref="NcclCommunicator.Wait"/>) polls for asynchronous NCCL errors and the op's timeout;
 /// either aborts the communicator and fails the op — and every later one — with a <see cref="CollectiveException"/>
 /// naming the op, its sequence number and the rank, as the TCP backend does.
-/// <para>NOTE: the engine's tensors live on the CPU today, so every op pays a host-device round trip; device tensors
-/// (issue #6) will hand their buffers to NCCL directly. Device data can already go through
-/// <see cref="Communicator"/>.</para></summary>
+/// <para>cuda tensors (on this group's device) go to NCCL in place, on the context's stream; CPU tensors are staged
+/// through device memory (a host-device round trip per op), so CPU-side code can run over NCCL unchanged.</para></summary>
 public sealed class NcclProcessGroup : IProcessGroup
 {
     private readonly CudaContext _context;
@@ -102,15 +101,20 @@ public sealed class NcclProcessGroup : IProcessGroup
         return new Work(done.Task);
     }
 
-    private static void CheckTensor(string op, Tensor t)
+    private void CheckTensor(string op, Tensor t)
     {
         ArgumentNullException.ThrowIfNull(t, op);
         t.CheckAlive();
         if (!t.IsContiguous) throw new ArgumentException($"{op}: the tensor must be contiguous (call Contiguous() first)");
         if (t.DType == DType.Bool) throw new NotSupportedException($"nccl does not support {op} over bool tensors");
+        if (t.Device.Type == DeviceType.Cuda && t.Device.Index != _context.Device.Index)
+            throw new DeviceMismatchException($"{op}: the tensor is on {t.Device} but this nccl group runs on cuda:{_context.Device.Index}");
+        if (t.Device.Type is not (DeviceType.Cpu or DeviceType.Cuda))
+            throw new DeviceMismatchException($"{op}: nccl takes cuda or CPU tensors, not {t.Device}");
     }
 
-    private static bool Narrow(DType t) => t is DType.BFloat16 or DType.Float16;
+    /// <summary>bf16/fp16 CPU tensors are summed in fp32 (staged wide); cuda ones are reduced by NCCL in their dtype.</summary>
+    private static bool Narrow(Tensor t) => t.IsCpu && t.DType is DType.BFloat16 or DType.Float16;
 
     /// <summary>NCCL averages floating types only; integers are summed and divided (truncating), as the TCP backend does.</summary>
     private static ReduceOp NcclOp(ReduceOp op, DType dtype) => op == ReduceOp.Avg && !dtype.IsFloating() ? ReduceOp.Sum : op;
@@ -121,16 +125,25 @@ public sealed class NcclProcessGroup : IProcessGroup
             using (var q = Ops.DivScalar(t, size)) Ops.CopyInto(t, q);
     }
 
-    /// <summary>Stages <paramref name="t"/> (bytes as they are) into a fresh device buffer.</summary>
-    private DeviceBuffer Stage(Tensor t, long extraBytes = 0)
+    /// <summary>The device memory of an input: a cuda tensor's own, or a staged copy of a CPU tensor's bytes.</summary>
+    private DeviceBuffer Stage(Tensor t)
     {
+        if (!t.IsCpu) return DeviceBuffer.View(_context, CudaDeviceBackend.Ptr(t), (long)t.NumEl * t.DType.SizeOf());
         var bytes = t.AsByteMemory();
-        var buffer = _context.Allocate(bytes.Length + extraBytes);
+        var buffer = _context.Allocate(bytes.Length);
         _context.CopyFromHost(buffer, 0, bytes.Span);
         return buffer;
     }
 
-    private void Collect(DeviceBuffer from, Tensor into, long offset = 0) => _context.CopyToHost(into.AsByteMemory().Span, from, offset);
+    /// <summary>The device memory an output is written to: a cuda tensor's own, or a fresh buffer for a CPU one.</summary>
+    private DeviceBuffer Output(Tensor t) =>
+        !t.IsCpu ? DeviceBuffer.View(_context, CudaDeviceBackend.Ptr(t), (long)t.NumEl * t.DType.SizeOf()) : _context.Allocate((long)t.NumEl * t.DType.SizeOf());
+
+    /// <summary>Brings a result home to a CPU tensor (a cuda tensor already holds it).</summary>
+    private void Collect(DeviceBuffer from, Tensor into)
+    {
+        if (into.IsCpu) _context.CopyToHost(into.AsByteMemory().Span, from, 0);
+    }
 
     public Work AllReduce(Tensor tensor, AllReduceOptions? options = null)
     {
@@ -139,7 +152,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         return Run("allreduce", o.Timeout, limit =>
         {
             // bf16/fp16 accumulate in fp32 unless the caller asks for 16-bit values on the wire.
-            using var wide = Narrow(tensor.DType) && !o.NarrowWire ? Ops.ToDType(tensor, DType.Float32, false) : null;
+            using var wide = Narrow(tensor) && !o.NarrowWire ? Ops.ToDType(tensor, DType.Float32, false) : null;
             var t = wide ?? tensor;
             var op = NcclOp(o.Op, t.DType);
             using var buffer = Stage(t);
@@ -172,7 +185,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         CheckRank("reduce", o.Root);
         return Run("reduce", o.Timeout, limit =>
         {
-            using var wide = Narrow(tensor.DType) ? Ops.ToDType(tensor, DType.Float32, false) : null;
+            using var wide = Narrow(tensor) ? Ops.ToDType(tensor, DType.Float32, false) : null;
             var t = wide ?? tensor;
             var op = NcclOp(o.Op, t.DType);
             using var buffer = Stage(t);
@@ -194,7 +207,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         return Run("allgather", options?.Timeout, limit =>
         {
             using var send = Stage(input);
-            using var recv = _context.Allocate((long)output.NumEl * output.DType.SizeOf());
+            using var recv = Output(output);
             Communicator.AllGather(recv, send, input.NumEl, input.DType);
             Communicator.Wait(limit);
             Collect(recv, output);
@@ -210,12 +223,12 @@ public sealed class NcclProcessGroup : IProcessGroup
             throw new ShapeMismatchException($"reduce_scatter: input must hold {Size} × the output ({output.NumEl} elements); got {input.NumEl}");
         return Run("reduce_scatter", o.Timeout, limit =>
         {
-            using var wi = Narrow(input.DType) ? Ops.ToDType(input, DType.Float32, false) : null;
-            using var wo = Narrow(input.DType) ? Tensor.Empty(output.Shape, DType.Float32) : null;
+            using var wi = Narrow(input) ? Ops.ToDType(input, DType.Float32, false) : null;
+            using var wo = Narrow(input) ? Tensor.Empty(output.Shape, DType.Float32) : null;
             Tensor i = wi ?? input, t = wo ?? output;
             var op = NcclOp(o.Op, t.DType);
             using var send = Stage(i);
-            using var recv = _context.Allocate((long)t.NumEl * t.DType.SizeOf());
+            using var recv = Output(t);
             Communicator.ReduceScatter(recv, send, t.NumEl, t.DType, op);
             Communicator.Wait(limit);
             Collect(recv, t);
@@ -234,7 +247,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         {
             long block = (long)input.NumEl / Size * input.DType.SizeOf();
             using var send = Stage(input);
-            using var recv = _context.Allocate(block * Size);
+            using var recv = Output(output);
             NcclCommunicator.GroupStart();
             try
             {
@@ -268,7 +281,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         CheckPeer("recv", src, tag);
         return Run("recv", options?.Timeout, limit =>
         {
-            using var buffer = _context.Allocate((long)tensor.NumEl * tensor.DType.SizeOf());
+            using var buffer = Output(tensor);
             Communicator.Recv(buffer, 0, buffer.Bytes, src);
             Communicator.Wait(limit);
             Collect(buffer, tensor);

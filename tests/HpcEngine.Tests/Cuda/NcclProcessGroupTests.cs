@@ -20,16 +20,13 @@ public class NcclProcessGroupTests
         var report = CudaDevices.Probe();
         if (!report.HasDevice) Assert.Ignore($"no CUDA device: {report.Problem}");
         if (CudaLibraries.Find("nccl") == null) Assert.Ignore("libnccl.so.2 is not installed on this host");
-        _cuda = CudaContext.Open(0);
+        // The CUDA backend's own context, so cuda tensors and NCCL share its stream.
+        _cuda = CudaBackend.Register(0);
         _store = TcpStore.Create("127.0.0.1", 0, isServer: true);
     }
 
     [OneTimeTearDown]
-    public void Close()
-    {
-        _store?.Dispose();
-        _cuda?.Dispose();
-    }
+    public void Close() => _store?.Dispose(); // the backend's context lives on for the process
 
     private static int _prefix;
 
@@ -76,6 +73,19 @@ public class NcclProcessGroupTests
         pg.Barrier().Wait();
         using var empty = Tensor.Zeros([0]);
         pg.AllReduce(empty).Wait();
+    }
+
+    [Test]
+    public void Cuda_tensors_are_reduced_in_place_on_the_device()
+    {
+        using var pg = Group();
+        using var x = Tensor.Arange(0, 1000, 1, DType.Float32).To(Device.Cuda(0));
+        pg.AllReduce(x, new AllReduceOptions { Op = ReduceOp.Avg }).Wait();
+        Assert.That(x.Device, Is.EqualTo(Device.Cuda(0)));
+        Assert.That(x.ToArray<float>()[999], Is.EqualTo(999f));
+        using var all = Tensor.Zeros([1000]).To(Device.Cuda(0));
+        pg.AllGather(all, x).Wait();
+        Assert.That(all.ToArray<float>()[123], Is.EqualTo(123f));
     }
 
     [Test]
