@@ -11,7 +11,8 @@ namespace HpcEngine.Tests.Cuda;
 [Category("Cuda")]
 public class NcclProcessGroupTests
 {
-    private CudaContext _cuda = null!;
+    /// <summary>The CUDA backend's own context (registered once per process), so cuda tensors and NCCL share its stream.</summary>
+    private static CudaContext Ctx => CudaBackend.Register(0);
     private TcpStore _store = null!;
 
     [OneTimeSetUp]
@@ -20,8 +21,7 @@ public class NcclProcessGroupTests
         var report = CudaDevices.Probe();
         if (!report.HasDevice) Assert.Ignore($"no CUDA device: {report.Problem}");
         if (CudaLibraries.Find("nccl") == null) Assert.Ignore("libnccl.so.2 is not installed on this host");
-        // The CUDA backend's own context, so cuda tensors and NCCL share its stream.
-        _cuda = CudaBackend.Register(0);
+        _ = Ctx;
         _store = TcpStore.Create("127.0.0.1", 0, isServer: true);
     }
 
@@ -30,7 +30,7 @@ public class NcclProcessGroupTests
 
     private static int _prefix;
 
-    private NcclProcessGroup Group() => NcclProcessGroup.Connect(_cuda, _store, 0, 1, TimeSpan.FromSeconds(60), $"t{Interlocked.Increment(ref _prefix)}");
+    private NcclProcessGroup Group() => NcclProcessGroup.Connect(Ctx, _store, 0, 1, TimeSpan.FromSeconds(60), $"t{Interlocked.Increment(ref _prefix)}");
 
     [TestCase(DType.Float32)]
     [TestCase(DType.Float64)]
