@@ -129,8 +129,23 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
 
     public void Fill(Tensor r, double value)
     {
-        Float32("fill", r);
         if (r.NumEl == 0) return;
+        if (value == 0 && r.IsContiguous)
+        {
+            // Zero bits are zero in every dtype.
+            context.MakeCurrent();
+            Driver.Check(Driver.cuMemsetD8Async(Ptr(r), 0, (nuint)((long)r.NumEl * r.DType.SizeOf()), context.Stream));
+            return;
+        }
+        if (!r.IsContiguous) throw NoKernel("a fill of a non-contiguous view");
+        if (r.DType != DType.Float32)
+        {
+            // Other dtypes (counters, masks): the values are written on the host and copied over.
+            using var host = Tensor.Full(r.ShapeArray, value, r.DType);
+            using var hc = host.Contiguous();
+            CopyFromHost(r.Storage.DeviceMemory, (long)r.Offset * r.DType.SizeOf(), new ReadOnlySpan<byte>(hc.BytePtr, r.NumEl * r.DType.SizeOf()));
+            return;
+        }
         context.Launch(Kernel("elementwise.cu", "fill_f32"), Grid(r.NumEl), Block, 0, Ptr(r), (float)value, (long)r.NumEl);
     }
 
@@ -231,6 +246,28 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         Float32(op.ToString().ToLowerInvariant() + " backward", x, y, g, dx);
         if (dx.NumEl == 0) return;
         long n = dx.NumEl;
+        // Derivatives with no kernel of their own, composed from the elementwise ones.
+        switch (op)
+        {
+            case UnaryOp.Exp: // dx = g·y
+                context.Launch(Kernel("elementwise.cu", "mul_f32"), Grid(n), Block, 0, Ptr(g), Ptr(y), Ptr(dx), n);
+                return;
+            case UnaryOp.Log: // dx = g / x
+                context.Launch(Kernel("elementwise.cu", "div_f32"), Grid(n), Block, 0, Ptr(g), Ptr(x), Ptr(dx), n);
+                return;
+            case UnaryOp.Sqrt: // dx = 0.5·g / y
+                context.Launch(Kernel("elementwise.cu", "div_f32"), Grid(n), Block, 0, Ptr(g), Ptr(y), Ptr(dx), n);
+                context.Launch(Kernel("elementwise.cu", "affine_f32"), Grid(n), Block, 0, Ptr(dx), Ptr(dx), 0.5f, 0f, n);
+                return;
+            case UnaryOp.PowScalar: // dx = g·p·x^(p−1)
+            {
+                using var t = Tensor.Empty(x.Shape, DType.Float32, x.Device);
+                context.Launch(Kernel("elementwise.cu", "pow_scalar_f32"), Grid(n), Block, 0, Ptr(x), Ptr(t), (float)(alpha - 1), n);
+                context.Launch(Kernel("elementwise.cu", "mul_f32"), Grid(n), Block, 0, Ptr(g), Ptr(t), Ptr(dx), n);
+                context.Launch(Kernel("elementwise.cu", "affine_f32"), Grid(n), Block, 0, Ptr(dx), Ptr(dx), (float)alpha, 0f, n);
+                return;
+            }
+        }
         (string Name, Tensor From) k = op switch
         {
             UnaryOp.Relu => ("relu_backward_f32", x), UnaryOp.GeluTanh => ("gelu_backward_f32", x), UnaryOp.Silu => ("silu_backward_f32", x),
@@ -326,5 +363,61 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         if (p.NumEl == 0) return;
         context.Launch(Kernel("optim.cu", "adam_f32"), Grid(p.NumEl), Block, 0, Ptr(p), Ptr(g), Ptr(m), Ptr(v), (long)p.NumEl,
             (float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay, decoupled ? 1 : 0, (float)bias1, (float)bias2);
+    }
+
+    /// <summary>native/kernels/conv.cu's struct ConvShape.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct ConvShape
+    {
+        public int C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW;
+    }
+
+    /// <summary>native/kernels/pool.cu's struct PoolShape (no dilation).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct PoolShape
+    {
+        public int Planes, H, W, KH, KW, SH, SW, PH, PW, OH, OW;
+    }
+
+    private static ConvShape Shape(Conv2dGeometry g) => new()
+    {
+        C = g.C, H = g.H, W = g.W, KH = g.KH, KW = g.KW, SH = g.SH, SW = g.SW, PH = g.PH, PW = g.PW, DH = g.DH, DW = g.DW, OH = g.OH, OW = g.OW,
+    };
+
+    public void Im2Col(Tensor x, Conv2dGeometry geo, Tensor cols)
+    {
+        Float32("conv2d", x, cols);
+        if (cols.NumEl == 0) return;
+        context.Launch(Kernel("conv.cu", "im2col_f32"), Grid(cols.NumEl), Block, 0, Ptr(x), Ptr(cols), Shape(geo));
+    }
+
+    public void Col2Im(Tensor cols, Conv2dGeometry geo, Tensor dx)
+    {
+        Float32("conv2d backward", cols, dx);
+        if (dx.NumEl == 0) return;
+        context.Launch(Kernel("conv.cu", "col2im_f32"), Grid(dx.NumEl), Block, 0, Ptr(cols), Ptr(dx), Shape(geo));
+    }
+
+    private static PoolShape Pool(int planes, Conv2dGeometry g)
+    {
+        if (g.DH != 1 || g.DW != 1) throw new DeviceMismatchException("max_pool2d with dilation has no cuda kernel yet");
+        return new PoolShape { Planes = planes, H = g.H, W = g.W, KH = g.KH, KW = g.KW, SH = g.SH, SW = g.SW, PH = g.PH, PW = g.PW, OH = g.OH, OW = g.OW };
+    }
+
+    public Tensor MaxPool(Tensor x, Tensor y, int planes, Conv2dGeometry geo)
+    {
+        Float32("max_pool2d", x, y);
+        var shape = Pool(planes, geo);
+        var indices = Tensor.Empty(y.Shape, DType.Int32, y.Device); // the kernel's argmax is an int per output
+        if (y.NumEl > 0)
+            context.Launch(Kernel("pool.cu", "maxpool2d_f32"), Grid(y.NumEl), Block, 0, Ptr(x), Ptr(y), Ptr(indices), shape);
+        return indices;
+    }
+
+    public void MaxPoolBackward(Tensor gy, Tensor indices, Tensor dx, int planes, Conv2dGeometry geo)
+    {
+        Float32("max_pool2d backward", gy, dx);
+        if (gy.NumEl == 0) return;
+        context.Launch(Kernel("pool.cu", "maxpool2d_backward_f32"), Grid(gy.NumEl), Block, 0, Ptr(gy), Ptr(indices), Ptr(dx), Pool(planes, geo));
     }
 }

@@ -75,7 +75,7 @@ public sealed class TrainOptions
     [Option("trace-dir", HelpText = "Write each rank's Chrome trace (trace-rankR.json) here.")]
     public string? TraceDir { get; set; }
 
-    [Option("device", Default = "cpu", HelpText = "cpu (default), cuda or cuda:N: train on that device (single process; mlp and mlp-wide for now).")]
+    [Option("device", Default = "cpu", HelpText = "cpu (default), cuda or cuda:N: train on that device (one process for now).")]
     public string Device { get; set; } = "cpu";
 
     [Option("distributed", HelpText = "Data-parallel over the ranks of the launcher's environment (default: on when WORLD_SIZE and the others are set).")]

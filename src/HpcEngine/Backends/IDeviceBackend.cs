@@ -58,6 +58,19 @@ internal interface IDeviceBackend
     /// dlogits = (softmax − smoothed one-hot) / counted; rows whose target is ignoreIndex get 0 loss and 0 gradient.</summary>
     void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor dlogits, long ignoreIndex, double smoothing, double counted);
 
+    /// <summary>Unfolds one image's channels x [C, H, W] (contiguous) into cols [C·KH·KW, OH·OW] (contiguous).</summary>
+    void Im2Col(Tensor x, Conv2dGeometry geo, Tensor cols);
+
+    /// <summary>dx [C, H, W] := the fold of cols [C·KH·KW, OH·OW] (overlapping windows summed; overwrites dx).</summary>
+    void Col2Im(Tensor cols, Conv2dGeometry geo, Tensor dx);
+
+    /// <summary>Max pooling of planes × [H, W] (contiguous) into y; returns the argmax indices (in a dtype of the
+    /// backend's choosing, read back only by <see cref="MaxPoolBackward"/>).</summary>
+    Tensor MaxPool(Tensor x, Tensor y, int planes, Conv2dGeometry geo);
+
+    /// <summary>dx (zeroed by the caller) += gy routed through the argmax indices.</summary>
+    void MaxPoolBackward(Tensor gy, Tensor indices, Tensor dx, int planes, Conv2dGeometry geo);
+
     /// <summary>One SGD step in place (PyTorch's order; <paramref name="buffer"/> null without momentum).</summary>
     void SgdStep(Tensor p, Tensor g, Tensor? buffer, double lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first);
 

@@ -79,8 +79,11 @@ public class BatchNorm : Module
             throw new ShapeMismatchException($"{GetType().Name}: expected a {_rank}-D input, got {Shapes.Format(input.Shape)}");
         if (Training)
             using (Autograd.GradMode.NoGrad())
-            using (var one = Tensor.Scalar(1, DType.Int64))
-                Ops.AddInto(NumBatchesTracked, one);
+            {
+                // A counter of one int64: on a device, a round trip costs less than an integer kernel would.
+                if (!NumBatchesTracked.IsCpu) NumBatchesTracked.FillRaw(NumBatchesTracked.Item() + 1);
+                else using (var one = Tensor.Scalar(1, DType.Int64)) Ops.AddInto(NumBatchesTracked, one);
+            }
         return F.BatchNorm(input, RunningMean, RunningVar, Weight, Bias, Training, Momentum, Eps);
     }
 

@@ -81,6 +81,7 @@ public static partial class F
             throw new ShapeMismatchException($"batch_norm: training needs more than one value per channel (input shape {Shapes.Format(x.Shape)})");
         if (!training && (runningMean == null || runningVar == null))
             throw new ArgumentException("batch_norm: eval mode needs running_mean and running_var");
+        if (!x.IsCpu) return DeviceBatchNorm(x, runningMean, runningVar, weight, bias, training, momentum, eps);
         var compute = x.DType.ComputeType();
         using var xc = Ops.ToDType(x, compute, false).ContiguousOwned();
         using var wc = weight != null ? Ops.ToDType(weight, compute, false).ContiguousOwned() : null;
@@ -156,6 +157,52 @@ public static partial class F
         else
             BatchNormKernels.Backward(x.Ptr<double>(), g.Ptr<double>(), dx != null ? dx.Ptr<double>() : null, dw != null ? dw.Ptr<double>() : null, db != null ? db.Ptr<double>() : null,
                 n, c, l, w != null ? w.Ptr<double>() : null, mean.Ptr<double>(), rstd.Ptr<double>(), training);
+    }
+
+    /// <summary>Batch norm on a device, composed from ops that have device paths (mean over the non-channel dims,
+    /// centring, 1/√(var + eps), the affine map), so autograd derives its backward; the CPU uses one fused kernel.</summary>
+    private static Tensor DeviceBatchNorm(Tensor x, Tensor? runningMean, Tensor? runningVar, Tensor? weight, Tensor? bias, bool training, double momentum, double eps)
+    {
+        int c = x.Shape[1];
+        var dims = Enumerable.Range(0, x.Rank).Where(d => d != 1).ToArray();
+        var perChannel = Enumerable.Repeat(1, x.Rank).ToArray();
+        perChannel[1] = c;
+        Tensor mean, var;
+        if (training)
+        {
+            mean = Ops.Mean(x, dims, keepDim: true);
+            using var centred0 = Ops.Sub(x, mean);
+            using var sq = Ops.Mul(centred0, centred0);
+            var = Ops.Mean(sq, dims, keepDim: true);
+        }
+        else
+        {
+            mean = Ops.Reshape(runningMean!, perChannel);
+            var = Ops.Reshape(runningVar!, perChannel);
+        }
+        using (mean)
+        using (var)
+        {
+            using var centred = Ops.Sub(x, mean);
+            using var ve = Ops.AddScalar(var, eps);
+            using var sd = Ops.Sqrt(ve);
+            var y = Ops.Div(centred, sd);
+            if (weight != null)
+                using (var w = Ops.Reshape(weight, perChannel)) y = y.Replace(Ops.Mul(y, w));
+            if (bias != null)
+                using (var b = Ops.Reshape(bias, perChannel)) y = y.Replace(Ops.Add(y, b));
+            if (training && runningMean != null && runningVar != null)
+                using (GradMode.NoGrad())
+                {
+                    double m = (double)x.NumEl / c;
+                    using var mFlat = Ops.Reshape(mean, [c]);
+                    using var vFlat = Ops.Reshape(var, [c]);
+                    using var unbiased = Ops.MulScalar(vFlat, m / (m - 1));
+                    Lerp(runningMean, mFlat, momentum);
+                    Lerp(runningVar, unbiased, momentum);
+                }
+            return y;
+        }
     }
 
     /// <summary>The inputs of a norm with optional affine parameters, in the order its backward returns gradients.</summary>

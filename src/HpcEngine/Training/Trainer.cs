@@ -42,7 +42,7 @@ public sealed record TrainConfig
     /// <summary>Write this rank's Chrome trace (trace-rank{R}.json) into this directory.</summary>
     public string? TraceDir { get; init; }
     /// <summary>Where the model trains: "cpu" (default), or a device whose backend is registered ("cuda", "cuda:1":
-    /// the CLI registers the CUDA backend). Single-process training of mlp and mlp-wide for now.</summary>
+    /// the CLI registers the CUDA backend). Single-process training for now.</summary>
     public string Device { get; init; } = "cpu";
 
     /// <summary>Defaults per model: mlp SGD+momentum 0.05, cosine; mlp-wide and cnn Adam 1e-3, cosine.</summary>
@@ -73,7 +73,6 @@ public sealed record TrainConfig
         if (device.Type != DeviceType.Cpu)
         {
             // What has a device path today (docs/ARCHITECTURE.md, device backends): say so rather than fail mid-run.
-            if (Model == "cnn") throw new ArgumentException($"--device {Device}: the cnn model needs convolution, batch norm and pooling, which have no device path yet; use mlp or mlp-wide, or --device cpu");
             if (Augment || ClipNorm > 0 || CheckpointDir != null || Compress != null)
                 throw new ArgumentException($"--device {Device} trains without --augment, --clip-norm, --checkpoint-dir and --compress for now");
         }

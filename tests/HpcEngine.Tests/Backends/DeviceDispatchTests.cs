@@ -1,3 +1,4 @@
+using HpcEngine.Autograd;
 using HpcEngine.Backends;
 
 namespace HpcEngine.Tests.Backends;
@@ -174,7 +175,49 @@ public class DeviceDispatchTests
             Assert.That(dev.Curve.Single().Accuracy, Is.EqualTo(cpu.Curve.Single().Accuracy).Within(0.002));
             Assert.That(_backend.Calls["sgd"], Is.GreaterThan(0));
         }
-        Assert.Throws<ArgumentException>(() => (HpcEngine.Training.TrainConfig.For("cnn") with { Device = "cuda" }).Validate());
+        Assert.Throws<ArgumentException>(() => (HpcEngine.Training.TrainConfig.For("cnn") with { Device = "cuda", Augment = true }).Validate());
+    }
+
+    [Test]
+    public void The_cnn_model_with_conv_batch_norm_and_pooling_trains_on_the_device_to_the_cpus_parameters()
+    {
+        float[][] Train(Device device, out float lastLoss, out float[] runningMean)
+        {
+            using var model = HpcEngine.NN.Models.Create("cnn", new Generator(4));
+            model.To(device);
+            // SGD, not Adam: Adam's m/√v turns rounding-level gradient differences near zero into lr-sized steps.
+            var opt = new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.05, momentum: 0.9);
+            lastLoss = 0;
+            for (int step = 0; step < 2; step++)
+            {
+                using var scope = new TensorScope();
+                using var x = Randn([6, 1, 28, 28], (ulong)(30 + step)).To(device);
+                using var y = Tensor.FromArray(Enumerable.Range(0, 6).Select(i => (long)((i * 3 + step) % 10)).ToArray()).To(device);
+                opt.ZeroGrad();
+                var loss = F.CrossEntropy(model.Call(x), y);
+                loss.Backward();
+                opt.Step();
+                lastLoss = (float)loss.Item();
+            }
+            runningMean = model.NamedBuffers().First(b => b.Name.EndsWith("running_mean", StringComparison.Ordinal)).Buffer.ToArray<float>();
+            // Eval mode: batch norm from the running statistics.
+            model.Eval();
+            using (GradMode.NoGrad())
+            {
+                using var x = Randn([2, 1, 28, 28], 40).To(device);
+                using var o = model.Call(x);
+                Assert.That(o.Device, Is.EqualTo(device), "eval forward (batch norm from running statistics) stays on the device");
+            }
+            return model.Parameters().Select(p => p.ToArray<float>()).ToArray();
+        }
+        var cpu = Train(Device.Cpu, out float lc, out var rmCpu);
+        var dev = Train(Dev, out float ld, out var rmDev);
+        Assert.That(ld, Is.EqualTo(lc).Within(1e-4));
+        Assert.That(rmDev, Is.EqualTo(rmCpu).Within(1e-5), "running statistics");
+        for (int i = 0; i < cpu.Length; i++)
+            for (int j = 0; j < cpu[i].Length; j += 7)
+                Assert.That(dev[i][j], Is.EqualTo(cpu[i][j]).Within(2e-4), $"parameter {i} element {j}");
+        Assert.That(_backend.Calls.Keys, Is.SupersetOf(new[] { "im2col", "col2im", "maxpool", "maxpool_backward" }));
     }
 
     [Test]

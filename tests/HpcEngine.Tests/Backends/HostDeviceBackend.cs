@@ -222,4 +222,45 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
             pv[i] = w - (float)(lr / bias1) * mv[i] / (MathF.Sqrt(vv[i]) / (float)Math.Sqrt(bias2) + (float)eps);
         }
     }
+
+    public void Im2Col(Tensor x, Conv2dGeometry geo, Tensor cols)
+    {
+        Count("im2col");
+        using var hx = Host(x);
+        using var hc = Host(cols);
+        if (x.DType == DType.Float32) ConvKernels.Im2Col(hx.Ptr<float>(), geo, hc.Ptr<float>(), geo.OH * geo.OW);
+        else ConvKernels.Im2Col(hx.Ptr<double>(), geo, hc.Ptr<double>(), geo.OH * geo.OW);
+    }
+
+    public void Col2Im(Tensor cols, Conv2dGeometry geo, Tensor dx)
+    {
+        Count("col2im");
+        using var hc = Host(cols);
+        using var hd = Host(dx);
+        hd.FillRaw(0);
+        if (dx.DType == DType.Float32) ConvKernels.Col2Im(hc.Ptr<float>(), geo, hd.Ptr<float>(), geo.OH * geo.OW);
+        else ConvKernels.Col2Im(hc.Ptr<double>(), geo, hd.Ptr<double>(), geo.OH * geo.OW);
+    }
+
+    public Tensor MaxPool(Tensor x, Tensor y, int planes, Conv2dGeometry geo)
+    {
+        Count("maxpool");
+        var indices = Tensor.Empty(y.Shape, DType.Int64, y.Device);
+        using var hx = Host(x);
+        using var hy = Host(y);
+        using var hi = Host(indices);
+        if (y.DType == DType.Float32) PoolKernels.MaxForward(hx.Ptr<float>(), hy.Ptr<float>(), hi.Ptr<long>(), planes, geo);
+        else PoolKernels.MaxForward(hx.Ptr<double>(), hy.Ptr<double>(), hi.Ptr<long>(), planes, geo);
+        return indices;
+    }
+
+    public void MaxPoolBackward(Tensor gy, Tensor indices, Tensor dx, int planes, Conv2dGeometry geo)
+    {
+        Count("maxpool_backward");
+        using var hg = Host(gy);
+        using var hi = Host(indices);
+        using var hd = Host(dx);
+        if (dx.DType == DType.Float32) PoolKernels.MaxBackward(hg.Ptr<float>(), hi.Ptr<long>(), hd.Ptr<float>(), planes, geo);
+        else PoolKernels.MaxBackward(hg.Ptr<double>(), hi.Ptr<long>(), hd.Ptr<double>(), planes, geo);
+    }
 }

@@ -139,13 +139,14 @@ public class CudaBackendTests
                 Assert.That(gpu[i][j], Is.EqualTo(cpu[i][j]).Within(1e-3 * Math.Max(1, Math.Abs(cpu[i][j]))), $"parameter {i} element {j}");
     }
 
-    [TestCase("sgd")]
-    [TestCase("adam")]
-    public void The_mlp_model_trains_on_the_gpu_to_the_cpus_parameters(string optimizer)
+    [TestCase("mlp", "sgd")]
+    [TestCase("mlp", "adam")]
+    [TestCase("cnn", "sgd")]
+    public void A_model_trains_on_the_gpu_to_the_cpus_parameters(string name, string optimizer)
     {
         float[][] Train(Device device, out float lastLoss)
         {
-            using var model = HpcEngine.NN.Models.Create("mlp", new Generator(3));
+            using var model = HpcEngine.NN.Models.Create(name, new Generator(3));
             model.To(device);
             HpcEngine.Optim.Optimizer opt = optimizer == "sgd"
                 ? new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.05, momentum: 0.9)
