@@ -15,8 +15,8 @@ internal interface IDeviceMemory : IDisposable
 /// <see cref="DTypeMismatchException"/> naming the op; ops without a device path at all fail where a CPU kernel would
 /// touch device memory, with a <see cref="DeviceMismatchException"/>.
 /// <para>The ops routed so far: elementwise binary (broadcast) and unary ops with their backward, contiguous copies
-/// and dtype casts, fills, matmul, sum/mean over dims, softmax and log-softmax with backward — enough for the
-/// forward and backward of an MLP. The CUDA backend (HpcEngine.Cuda) implements this interface with the engine's
+/// and dtype casts, fills, matmul/linear, sum/mean over dims, softmax and log-softmax, cross-entropy, conv2d, max
+/// pooling, batch norm (composed), SGD and Adam — the mlp and cnn models train. The CUDA backend (HpcEngine.Cuda) implements this interface with the engine's
 /// kernels and cuBLAS.</para></summary>
 internal interface IDeviceBackend
 {

@@ -58,7 +58,8 @@ internal sealed unsafe class Storage
 
     private DeviceMismatchException OnDevice() =>
         new($"a CPU kernel was handed a tensor on {Device}: this op has no {Device.Type.ToString().ToLowerInvariant()} implementation yet " +
-            "(on devices so far: elementwise and unary ops, casts and copies, matmul, sum/mean, softmax/log-softmax and their backward); " +
+            "(on devices so far: elementwise and unary ops, casts and copies, matmul/linear, sum/mean, softmax, cross-entropy, conv2d, " +
+            "max pooling, batch norm, SGD and Adam); " +
             "move the tensor with .To(Device.Cpu) for this op");
 
     public static Storage Allocate(long bytes, bool zeroed)
