@@ -23,6 +23,7 @@ public sealed class NcclProcessGroup : IProcessGroup
     private long _seq;
     private int _nextGroup;
     private volatile CollectiveException? _failure;
+    private IStore? _ownedStore;
 
     /// <summary>The communicator, for collectives on device buffers (enqueued on the context's stream).</summary>
     public NcclCommunicator Communicator { get; }
@@ -51,6 +52,27 @@ public sealed class NcclProcessGroup : IProcessGroup
         if (size < 1 || rank < 0 || rank >= size) throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is not in a world of size {size}");
         var comm = NcclCommunicator.Create(context, store, rank, size, $"{prefix}/unique-id");
         return new NcclProcessGroup(context, comm, store, prefix, timeout ?? TimeSpan.FromMinutes(10));
+    }
+
+    /// <summary>Joins the job the environment describes (torchrun, OpenMPI, Slurm or PMI variables; see
+    /// <see cref="DistributedEnvironment.Resolve"/>): rank 0 serves the store at MASTER_ADDR:MASTER_PORT, through which
+    /// NCCL's unique id travels. The group owns that store.</summary>
+    public static NcclProcessGroup InitFromEnvironment(CudaContext context, TimeSpan? timeout = null)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var env = DistributedEnvironment.Resolve();
+        var store = TcpStore.Create(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, new StoreOptions { Token = Environment.GetEnvironmentVariable("HPCENGINE_TOKEN") });
+        try
+        {
+            var pg = Connect(context, store, env.Rank, env.WorldSize, timeout);
+            pg._ownedStore = store;
+            return pg;
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
     }
 
     public IProcessGroup? NewGroup(IReadOnlyList<int> ranks)
@@ -316,5 +338,6 @@ public sealed class NcclProcessGroup : IProcessGroup
         if (Thread.CurrentThread != _worker) _worker.Join(TimeSpan.FromSeconds(30));
         Communicator.Dispose();
         _queue.Dispose();
+        _ownedStore?.Dispose();
     }
 }

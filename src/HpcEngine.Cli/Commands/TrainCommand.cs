@@ -78,6 +78,9 @@ public sealed class TrainOptions
     [Option("device", Default = "cpu", HelpText = "cpu (default), cuda or cuda:N: train on that device (one process for now).")]
     public string Device { get; set; } = "cpu";
 
+    [Option("backend", Default = "tcp", HelpText = "Collectives for data-parallel runs: tcp (CPU tensors) or nccl (with --device cuda: each rank on cuda:LOCAL_RANK unless --device names one).")]
+    public string Backend { get; set; } = "tcp";
+
     [Option("distributed", HelpText = "Data-parallel over the ranks of the launcher's environment (default: on when WORLD_SIZE and the others are set).")]
     public bool? Distributed { get; set; }
 }
@@ -112,10 +115,21 @@ internal static class TrainCommand
         };
         config.Validate();
         var device = HpcEngine.Device.Parse(o.Device);
-        if (device.Type == DeviceType.Cuda) HpcEngine.Cuda.CudaBackend.Register(device.Index);
-        if (o.Threads is { } t) CpuThreads.Count = t;
+        if (o.Backend is not ("tcp" or "nccl")) throw new ArgumentException($"--backend must be tcp or nccl, got '{o.Backend}'");
+        if (o.Backend == "nccl" && device.Type != DeviceType.Cuda) throw new ArgumentException("--backend nccl needs --device cuda (NCCL reduces GPU memory)");
         bool distributed = o.Distributed ?? (Environment.GetEnvironmentVariable("WORLD_SIZE") != null || Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE") != null);
-        using var group = distributed ? HpcEngine.Distributed.ProcessGroups.InitFromEnvironment() : null;
+        HpcEngine.Cuda.CudaContext? cuda = null;
+        if (device.Type == DeviceType.Cuda)
+        {
+            // Under a launcher, "cuda" means this rank's own GPU (cuda:LOCAL_RANK), as torchrun users expect.
+            if (distributed && o.Device == "cuda") device = HpcEngine.Device.Cuda(HpcEngine.Distributed.DistributedEnvironment.Resolve().LocalRank);
+            cuda = HpcEngine.Cuda.CudaBackend.Register(device.Index);
+            config = config with { Device = device.ToString() };
+        }
+        if (o.Threads is { } t) CpuThreads.Count = t;
+        using HpcEngine.Distributed.IProcessGroup? group = !distributed ? null
+            : o.Backend == "nccl" ? HpcEngine.Cuda.NcclProcessGroup.InitFromEnvironment(cuda!)
+            : HpcEngine.Distributed.ProcessGroups.InitFromEnvironment();
         bool lead = group == null || group.Rank == 0;
         void Say(string line) { if (lead) Console.WriteLine(line); }
         var (train, test, source) = DataSources.LoadFashionMnist(o.Data);
@@ -123,7 +137,7 @@ internal static class TrainCommand
         using (test)
         {
             Say($"data: {source}: {train.Count} training, {test.Count} test images");
-            Say($"model {config.Model}, optimizer {config.Optimizer} lr {config.Lr.ToString(CultureInfo.InvariantCulture)} (cosine), batch {config.BatchSize}{(group != null ? $" per rank × {group.Size} ranks (data parallel over tcp, strategy {config.Strategy}{(config.Compress != null ? ", compression " + config.Compress : "")})" : "")}, {config.Epochs} epochs, seed {config.Seed}, {(device.Type == DeviceType.Cpu ? $"{CpuThreads.Count} threads" : $"on {device}")}");
+            Say($"model {config.Model}, optimizer {config.Optimizer} lr {config.Lr.ToString(CultureInfo.InvariantCulture)} (cosine), batch {config.BatchSize}{(group != null ? $" per rank × {group.Size} ranks (data parallel over {group.Backend}, strategy {config.Strategy}{(config.Compress != null ? ", compression " + config.Compress : "")})" : "")}, {config.Epochs} epochs, seed {config.Seed}, {(device.Type == DeviceType.Cpu ? $"{CpuThreads.Count} threads" : $"on {device}")}");
             var r = Trainer.Run(config, train, test, source, Console.WriteLine, group);
             Say("");
             Say("| epoch | train loss | test accuracy | seconds | samples/s |");

@@ -77,6 +77,13 @@ public sealed class DistributedDataParallel : IDisposable
         var named = module.NamedParameters().ToList();
         if (named.Any(p => p.Parameter.DType != DType.Float32))
             throw new DTypeMismatchException("DistributedDataParallel expects float32 parameters (master weights)");
+        // Buckets live where the parameters are: on a GPU they are reduced in place by a group that takes device
+        // tensors (nccl). The compression codecs work on host memory.
+        var device = named.Count > 0 ? named[0].Parameter.Device : Device.Cpu;
+        if (named.Any(p => p.Parameter.Device != device))
+            throw new DeviceMismatchException("DistributedDataParallel: the parameters are on several devices; move the module with module.To(device)");
+        if (device.Type != DeviceType.Cpu && codec != null)
+            throw new DeviceMismatchException($"DistributedDataParallel: gradient compression runs on CPU parameters (these are on {device})");
         var buckets = new List<Bucket>();
         var current = new List<Tensor>();
         long size = 0;
@@ -86,7 +93,7 @@ public sealed class DistributedDataParallel : IDisposable
             var offsets = new int[current.Count];
             int total = 0;
             for (int i = 0; i < current.Count; i++) { offsets[i] = total; total += current[i].NumEl; }
-            buckets.Add(new Bucket { Params = [.. current], Offsets = offsets, Buffer = Tensor.Zeros([total]).DetachFromScope() });
+            buckets.Add(new Bucket { Params = [.. current], Offsets = offsets, Buffer = Tensor.Empty([total], DType.Float32, device, zeroed: true).DetachFromScope() });
             current.Clear();
             size = 0;
         }
@@ -204,7 +211,13 @@ internal static class FillExtensions
     /// <summary>Zeroes a (possibly non-contiguous) view in place without recording.</summary>
     public static void FillRaw0(this Tensor t)
     {
+        if (t.IsContiguous)
+        {
+            t.FillRaw(0);
+            return;
+        }
         using var z = Tensor.Zeros([], t.DType);
-        Ops.CopyInto(t, z);
+        using var zd = z.To(t.Device);
+        Ops.CopyInto(t, zd);
     }
 }

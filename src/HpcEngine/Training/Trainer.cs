@@ -73,8 +73,8 @@ public sealed record TrainConfig
         if (device.Type != DeviceType.Cpu)
         {
             // What has a device path today (docs/ARCHITECTURE.md, device backends): say so rather than fail mid-run.
-            if (Augment || ClipNorm > 0 || CheckpointDir != null || Compress != null)
-                throw new ArgumentException($"--device {Device} trains without --augment, --clip-norm, --checkpoint-dir and --compress for now");
+            if (Augment || ClipNorm > 0 || CheckpointDir != null || Compress != null || Strategy != "sync")
+                throw new ArgumentException($"--device {Device} trains with --strategy sync and without --augment, --clip-norm, --checkpoint-dir and --compress for now");
         }
         if (Compress != null && Compress.StartsWith("dgc", StringComparison.Ordinal) && (Optimizer != "sgd" || Strategy != "sync"))
             throw new ArgumentException($"--compress {Compress} moves SGD's momentum into the codec (momentum correction): use --optimizer sgd and --strategy sync (got {Optimizer}, {Strategy})");
@@ -162,9 +162,9 @@ public static class Trainer
         var device = Device.Parse(config.Device);
         if (device.Type != DeviceType.Cpu)
         {
-            if (group != null && group.Size > 1)
-                throw new ArgumentException($"--device {config.Device}: data-parallel training runs on the CPU for now (the collectives take CPU tensors); train on one device with one process");
-            model.To(device); // before the optimizer, whose state is created where the parameters are
+            if (group != null && group.Size > 1 && config.Strategy != "sync")
+                throw new ArgumentException($"--device {config.Device}: only --strategy sync runs on devices for now (got {config.Strategy})");
+            model.To(device); // before the optimizer, whose state is created where the parameters are, and before DDP
         }
         // DGC applies the momentum itself (momentum correction): the optimizer then runs without it.
         var codec = config.Compress == null ? null : Compression.GradientCodec.Create(config.Compress, config.Seed);

@@ -221,6 +221,34 @@ public class DeviceDispatchTests
     }
 
     [Test]
+    public void Data_parallel_training_on_the_device_matches_the_cpus()
+    {
+        // Two ranks over loopback TCP, the device tensors staged through the host (as NCCL would take them in place):
+        // DDP's buckets live on the device, and the losses match two CPU ranks'.
+        var (train, test) = HpcEngine.Datasets.DataSources.LoadEmbedded();
+        using (train)
+        using (test)
+        {
+            var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 6, Seed = 5 };
+            IReadOnlyList<double> Run(string device)
+            {
+                IReadOnlyList<double>? losses = null;
+                HpcEngine.Tests.Distributed.Ranks.Run(2, pg =>
+                {
+                    using var staged = new DeviceStagingGroup(pg);
+                    var r = HpcEngine.Training.Trainer.Run(config with { Device = device }, train, test, "embedded", null, staged);
+                    if (pg.Rank == 0) losses = r.StepLosses;
+                });
+                return losses!;
+            }
+            var cpu = Run("cpu");
+            var dev = Run("external:0");
+            Assert.That(dev, Has.Count.EqualTo(6));
+            for (int i = 0; i < 6; i++) Assert.That(dev[i], Is.EqualTo(cpu[i]).Within(1e-4), $"step {i}");
+        }
+    }
+
+    [Test]
     public void Gradients_flow_back_across_a_move()
     {
         using var x = Randn([4], 9);
