@@ -6,7 +6,7 @@ namespace HpcEngine.Cli.Commands;
 
 /// <summary><c>hpcengine bench gpu</c>: the CUDA issue's kernel workloads on cuda:0 — cuBLAS GEMM fp32 / TF32 / bf16 at
 /// 4096³ and 8192³ (TFLOP/s), and the engine's softmax, layer norm and add kernels on a 16384×4096 fp32 matrix (GB/s,
-/// bytes read + written once) — timed with CUDA events (median). With <c>--peer FILE</c> (bench/peers/torch_gpu.py's
+/// bytes read + written once) — timed with CUDA events (median), and one mlp-wide Adam training step on cuda tensors. With <c>--peer FILE</c> (bench/peers/torch_gpu.py's
 /// JSON from the same call) it prints ours / theirs. Without a GPU it says why and exits 2.</summary>
 internal static class GpuBench
 {
@@ -52,6 +52,7 @@ internal static class GpuBench
             ms = cuda.TimeMilliseconds(() => cuda.Launch(add, grid, 256, 0, x.Pointer, y.Pointer, z.Pointer, (long)R * C), iters);
             rows.Add(("add 16384x4096", ms / 1e3, 3.0 * bytes / (ms / 1e3) / 1e9, "GB/s"));
         }
+        rows.Add(TrainingStep(iters));
         Dictionary<string, double>? peer = null;
         if (o.Peer != null)
         {
@@ -75,5 +76,33 @@ internal static class GpuBench
                 ["rows"] = rows.Select(r => new Dictionary<string, object> { ["workload"] = r.Workload, ["seconds"] = r.Seconds, ["figure"] = r.Figure, ["unit"] = r.Unit }).ToArray(),
             }, Training.JsonNumbers.Options));
         return 0;
+    }
+
+    /// <summary>One mlp-wide training step (784-1024-1024-10, batch 512, Adam) on cuda tensors through the device
+    /// backend, as torch_gpu.py times PyTorch eager: wall time over the steps, synchronised at the end.</summary>
+    private static (string, double, double, string) TrainingStep(int iters)
+    {
+        CudaBackend.Register(0);
+        var gpu = Device.Cuda(0);
+        using var model = NN.Models.Create("mlp-wide", new Generator(0));
+        model.To(gpu);
+        var opt = new Optim.Adam(model.Parameters(), 1e-3);
+        using var x = Tensor.Randn([512, 1, 28, 28], DType.Float32, new Generator(1)).To(gpu);
+        using var y = Tensor.Randint(0, 10, [512], DType.Int64, new Generator(2)).To(gpu);
+        void Step()
+        {
+            using var scope = new TensorScope();
+            opt.ZeroGrad();
+            var loss = F.CrossEntropy(model.Call(x), y);
+            loss.Backward();
+            opt.Step();
+        }
+        for (int i = 0; i < 5; i++) Step();
+        using (var sync = Tensor.Zeros([1]).To(gpu)) sync.Item();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < iters; i++) Step();
+        using (var sync = Tensor.Zeros([1]).To(gpu)) sync.Item(); // a copy to the host waits for the stream
+        double s = sw.Elapsed.TotalSeconds / iters;
+        return ("mlp-wide step b512 adam", s, s * 1e3, "ms");
     }
 }
