@@ -129,6 +129,21 @@ extern "C" __global__ void tanh_backward_f32(const float* y, const float* dy, fl
   for (i64 i = global_index(); i < n; i += grid_stride()) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
 }
 
+// Copy between any two layouts of one shape: x read through a_stride, out written through b_stride (a gradient
+// written into a strided view, e.g. the backward of a slice).
+extern "C" __global__ void strided_copy_any_f32(const float* x, float* out, i64 n, Broadcast s) {
+  for (i64 i = global_index(); i < n; i += grid_stride()) {
+    i64 rest = i, xo = 0, oo = 0;
+    for (int d = s.ndim - 1; d >= 0; d--) {
+      i64 idx = rest % s.shape[d];
+      rest /= s.shape[d];
+      xo += idx * s.a_stride[d];
+      oo += idx * s.b_stride[d];
+    }
+    out[oo] = x[xo];
+  }
+}
+
 // Strided copy into a contiguous output (makes a non-contiguous view contiguous; also the copy of .To(device)).
 extern "C" __global__ void strided_copy_f32(const float* x, float* out, i64 n, Broadcast s) {
   for (i64 i = global_index(); i < n; i += grid_stride()) {

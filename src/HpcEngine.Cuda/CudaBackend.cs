@@ -152,6 +152,14 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
     public void Copy(Tensor src, Tensor dst)
     {
         if (dst.NumEl == 0) return;
+        if (!dst.IsContiguous)
+        {
+            // Into a strided view: same dtype only (the casts write contiguous outputs).
+            if (src.DType != dst.DType) throw NoKernel($"a cast into a non-contiguous view ({src.DType.TorchName()} → {dst.DType.TorchName()})");
+            Float32("strided copy", src);
+            context.Launch(Kernel("elementwise.cu", "strided_copy_any_f32"), Grid(dst.NumEl), Block, 0, Ptr(src), Ptr(dst), (long)dst.NumEl, Layout("copy", dst, src, dst));
+            return;
+        }
         if (src.DType == dst.DType)
         {
             if (src.IsContiguous)
@@ -419,5 +427,21 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         Float32("max_pool2d backward", gy, dx);
         if (gy.NumEl == 0) return;
         context.Launch(Kernel("pool.cu", "maxpool2d_backward_f32"), Grid(gy.NumEl), Block, 0, Ptr(gy), Ptr(indices), Ptr(dx), Pool(planes, geo));
+    }
+
+    public void Embedding(Tensor weight, Tensor ids, Tensor output)
+    {
+        Float32("embedding", weight, output);
+        int count = output.Shape[0], dim = output.Shape[1];
+        if (count == 0 || dim == 0) return;
+        context.Launch(Kernel("embedding.cu", "embedding_f32"), Rows(count), Block, 0, Ptr(weight), Ptr(ids), Ptr(output), (long)count, (long)dim, (long)weight.Shape[0]);
+    }
+
+    public void EmbeddingBackward(Tensor dout, Tensor ids, Tensor dweight)
+    {
+        Float32("embedding backward", dout, dweight);
+        int count = dout.Shape[0], dim = dout.Shape[1];
+        if (count == 0 || dim == 0) return;
+        context.Launch(Kernel("embedding.cu", "embedding_backward_f32"), Rows(count), Block, 0, Ptr(dout), Ptr(ids), Ptr(dweight), (long)count, (long)dim, (long)dweight.Shape[0]);
     }
 }

@@ -31,7 +31,7 @@ internal interface IDeviceBackend
     /// <summary>Every element of contiguous <paramref name="r"/> := value.</summary>
     void Fill(Tensor r, double value);
 
-    /// <summary>dst (contiguous) := src (any strides, same shape), converting the dtype when they differ.</summary>
+    /// <summary>dst := src (same shape, any strides on both sides), converting the dtype when they differ.</summary>
     void Copy(Tensor src, Tensor dst);
 
     /// <summary>r := a op b, where a and b are already expanded to r's shape (broadcast dims have stride 0).</summary>
@@ -70,6 +70,12 @@ internal interface IDeviceBackend
 
     /// <summary>dx (zeroed by the caller) += gy routed through the argmax indices.</summary>
     void MaxPoolBackward(Tensor gy, Tensor indices, Tensor dx, int planes, Conv2dGeometry geo);
+
+    /// <summary>out[i, :] := weight[ids[i], :] for int64 ids [n] (checked in range by the caller).</summary>
+    void Embedding(Tensor weight, Tensor ids, Tensor output);
+
+    /// <summary>dweight (zeroed by the caller) [ids[i], :] += dout[i, :].</summary>
+    void EmbeddingBackward(Tensor dout, Tensor ids, Tensor dweight);
 
     /// <summary>One SGD step in place (PyTorch's order; <paramref name="buffer"/> null without momentum).</summary>
     void SgdStep(Tensor p, Tensor g, Tensor? buffer, double lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first);

@@ -191,6 +191,34 @@ public static partial class F
         });
     }
 
+    /// <summary>Embedding lookup on a device: the ids (moved there as int64 if they are not) are checked in range on
+    /// the host first — a device kernel would read out of bounds — then one gather kernel; the backward scatters
+    /// the gradient rows into a zeroed table gradient.</summary>
+    private static Tensor DeviceEmbedding(Tensor indices, Tensor weight)
+    {
+        if (indices.DType is not (DType.Int64 or DType.Int32))
+            throw new DTypeMismatchException($"embedding: indices must be int64 or int32, got {indices.DType.TorchName()}");
+        var ids = indices.ToArray<long>();
+        int vocab = weight.Shape[0], dim = weight.Shape[1];
+        foreach (long i in ids)
+            if (i < 0 || i >= vocab) throw new IndexOutOfRangeException($"embedding: index {i} is out of range for {vocab} embeddings");
+        using var idsHost = Tensor.FromArray(ids);
+        using var idsDev = Ops.MoveNoGrad(idsHost, weight.Device);
+        using var wc = weight.Contiguous();
+        var backend = Backends.DeviceBackends.For(weight.Device);
+        var rows = Tensor.Empty([ids.Length, dim], weight.DType, weight.Device);
+        backend.Embedding(wc, idsDev, rows);
+        var r = rows.Replace(Ops.Reshape(rows, [.. indices.ShapeArray, dim]));
+        if (!Recorder.Needs(weight)) return r;
+        return Recorder.Record(r, "embedding", [weight], [idsDev], (g, s) =>
+        {
+            using var gc = Ops.Reshape(g, [-1, dim]).ContiguousOwned();
+            var dw = Tensor.Empty([vocab, dim], g.DType, g.Device, zeroed: true);
+            backend.EmbeddingBackward(gc, s[0], dw);
+            return [dw];
+        });
+    }
+
     /// <summary>2-D max pooling over [N, C, H, W]; the stride defaults to the kernel size.</summary>
     public static unsafe Tensor MaxPool2d(Tensor x, int kernelSize, int? stride = null, int padding = 0, int dilation = 1)
     {
@@ -281,6 +309,7 @@ public static partial class F
         ArgumentNullException.ThrowIfNull(indices);
         ArgumentNullException.ThrowIfNull(weight);
         if (weight.Rank != 2) throw new ShapeMismatchException($"embedding: the weight must be [num_embeddings, dim], got {Shapes.Format(weight.Shape)}");
+        if (!weight.IsCpu) return DeviceEmbedding(indices, weight);
         using var flat = Ops.Reshape(indices, -1);
         using var rows = Ops.IndexSelect(weight, 0, flat);
         return Ops.Reshape(rows, [.. indices.ShapeArray, weight.Shape[1]]);
@@ -300,7 +329,18 @@ public static partial class F
         using var raw = Ops.MatMul(q, kt);
         var scores = Ops.MulScalar(raw, sc);
         int lq = q.Shape[^2], lk = k.Shape[^2];
-        if (isCausal)
+        if (isCausal && !q.IsCpu)
+        {
+            // On a device: add a 0 / −∞ mask built on the host (the comparison and masked fill have no device path).
+            var m = new float[lq * lk];
+            for (int i = 0; i < lq; i++)
+                for (int j = i + 1; j < lk; j++) m[i * lk + j] = float.NegativeInfinity;
+            using var mh = Tensor.FromArray(m, lq, lk);
+            using var md = Ops.MoveNoGrad(mh, q.Device);
+            using var mt = Ops.ToDType(md, scores.DType, false);
+            scores = scores.Replace(Ops.Add(scores, mt));
+        }
+        else if (isCausal)
         {
             using var rowsIdx = Tensor.Arange(lq);
             using var colsIdx = Tensor.Arange(lk);

@@ -18,6 +18,7 @@ public static partial class F
         foreach (var p in new[] { weight, bias })
             if (p != null && !p.Shape.SequenceEqual(normalizedShape))
                 throw new ShapeMismatchException($"layer_norm: weight and bias must have shape {Shapes.Format(normalizedShape)}, got {Shapes.Format(p.Shape)}");
+        if (!x.IsCpu) return DeviceLayerNorm(x, normalizedShape, weight, bias, eps);
         var compute = x.DType.ComputeType();
         int d = Shapes.NumEl(normalizedShape), rows = d == 0 ? 0 : x.NumEl / d;
         using var xc = Ops.ToDType(x, compute, false).ContiguousOwned();
@@ -157,6 +158,23 @@ public static partial class F
         else
             BatchNormKernels.Backward(x.Ptr<double>(), g.Ptr<double>(), dx != null ? dx.Ptr<double>() : null, dw != null ? dw.Ptr<double>() : null, db != null ? db.Ptr<double>() : null,
                 n, c, l, w != null ? w.Ptr<double>() : null, mean.Ptr<double>(), rstd.Ptr<double>(), training);
+    }
+
+    /// <summary>Layer norm on a device, composed from ops with device paths (mean and biased variance over the
+    /// trailing dims, 1/√(var + eps), the affine map); autograd derives the backward.</summary>
+    private static Tensor DeviceLayerNorm(Tensor x, int[] normalizedShape, Tensor? weight, Tensor? bias, double eps)
+    {
+        var dims = Enumerable.Range(x.Rank - normalizedShape.Length, normalizedShape.Length).ToArray();
+        using var mean = Ops.Mean(x, dims, keepDim: true);
+        using var centred = Ops.Sub(x, mean);
+        using var sq = Ops.Mul(centred, centred);
+        using var var = Ops.Mean(sq, dims, keepDim: true);
+        using var ve = Ops.AddScalar(var, eps);
+        using var sd = Ops.Sqrt(ve);
+        var y = Ops.Div(centred, sd);
+        if (weight != null) y = y.Replace(Ops.Mul(y, weight));
+        if (bias != null) y = y.Replace(Ops.Add(y, bias));
+        return y;
     }
 
     /// <summary>Batch norm on a device, composed from ops that have device paths (mean over the non-channel dims,

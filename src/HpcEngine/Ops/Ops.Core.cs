@@ -105,8 +105,6 @@ public static partial class Ops
             throw new ShapeMismatchException($"copy_: source shape {Shapes.Format(src.Shape)} does not broadcast to destination shape {Shapes.Format(dst.Shape)}");
         using var conv = ToDType(src, dst.DType, false);
         using var expanded = conv.View(dst.ShapeArray, Shapes.BroadcastStrides(conv.Shape, conv.Strides, dst.Shape), conv.Offset);
-        if (!dst.IsCpu && !dst.IsContiguous)
-            throw new DeviceMismatchException($"copy_: copying into a non-contiguous view on {dst.Device} is not implemented yet");
         CopyStrided(expanded, dst);
         dst.BumpVersion();
     }

@@ -53,7 +53,7 @@ public static partial class Ops
         return r;
     }
 
-    /// <summary>dst (contiguous) := src (same shape, any strides), on whichever device they share.</summary>
+    /// <summary>dst := src (same shape, any strides), on whichever device they share.</summary>
     internal static void CopyStrided(Tensor src, Tensor dst)
     {
         if (dst.IsCpu) CastKernels.CopyStrided(src, dst);

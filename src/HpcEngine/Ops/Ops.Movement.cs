@@ -172,7 +172,7 @@ public static partial class Ops
         var inShape = x.ShapeArray;
         return Recorder.Record(r, "slice", [x], g =>
         {
-            var z = Tensor.Zeros(inShape, g.DType);
+            var z = Tensor.Empty(inShape, g.DType, g.Device, zeroed: true);
             using var region = Slice(z, d, start, end, step);
             CopyInto(region, g);
             return [z];

@@ -249,6 +249,40 @@ public class DeviceDispatchTests
     }
 
     [Test]
+    public void Gpt_mini_trains_on_the_device_to_the_cpus_parameters()
+    {
+        // Embeddings, layer norms, causal attention (batched matmuls, the additive mask, softmax), GELU, the head.
+        float[][] Train(Device device, out float lastLoss)
+        {
+            using var model = HpcEngine.NN.Models.Create("gpt-mini", new Generator(6));
+            model.To(device);
+            var opt = new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.1, momentum: 0.9);
+            lastLoss = 0;
+            for (int step = 0; step < 2; step++)
+            {
+                using var scope = new TensorScope();
+                var ids = Enumerable.Range(0, 2 * 12).Select(i => (long)((i * 7 + step) % 50)).ToArray();
+                using var x = Tensor.FromArray(ids, 2, 12).To(device);
+                using var y = Tensor.FromArray(ids.Select(v => (v + 1) % 50).ToArray()).To(device);
+                opt.ZeroGrad();
+                var logits = model.Call(x);
+                var loss = F.CrossEntropy(Ops.Reshape(logits, -1, logits.Shape[^1]), y);
+                loss.Backward();
+                opt.Step();
+                lastLoss = (float)loss.Item();
+            }
+            return model.Parameters().Select(p => p.ToArray<float>()).ToArray();
+        }
+        var cpu = Train(Device.Cpu, out float lc);
+        var dev = Train(Dev, out float ld);
+        Assert.That(ld, Is.EqualTo(lc).Within(1e-4));
+        for (int i = 0; i < cpu.Length; i++)
+            for (int j = 0; j < cpu[i].Length; j += 11)
+                Assert.That(dev[i][j], Is.EqualTo(cpu[i][j]).Within(1e-4), $"parameter {i} element {j}");
+        Assert.That(_backend.Calls.Keys, Is.SupersetOf(new[] { "embedding", "embedding_backward", "softmax_backward" }));
+    }
+
+    [Test]
     public void Gradients_flow_back_across_a_move()
     {
         using var x = Randn([4], 9);

@@ -263,4 +263,31 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
         if (dx.DType == DType.Float32) PoolKernels.MaxBackward(hg.Ptr<float>(), hi.Ptr<long>(), hd.Ptr<float>(), planes, geo);
         else PoolKernels.MaxBackward(hg.Ptr<double>(), hi.Ptr<long>(), hd.Ptr<double>(), planes, geo);
     }
+
+    public void Embedding(Tensor weight, Tensor ids, Tensor output)
+    {
+        Count("embedding");
+        using var hw = Host(weight);
+        using var hi = Host(ids);
+        using var ho = Host(output);
+        var w = hw.Span<float>();
+        var o = ho.Span<float>();
+        var id = hi.Span<long>();
+        int dim = output.Shape[1];
+        for (int i = 0; i < id.Length; i++) w.Slice((int)id[i] * dim, dim).CopyTo(o.Slice(i * dim, dim));
+    }
+
+    public void EmbeddingBackward(Tensor dout, Tensor ids, Tensor dweight)
+    {
+        Count("embedding_backward");
+        using var hg = Host(dout);
+        using var hi = Host(ids);
+        using var hd = Host(dweight);
+        var g = hg.Span<float>();
+        var d = hd.Span<float>();
+        var id = hi.Span<long>();
+        int dim = dout.Shape[1];
+        for (int i = 0; i < id.Length; i++)
+            for (int k = 0; k < dim; k++) d[(int)id[i] * dim + k] += g[i * dim + k];
+    }
 }
