@@ -52,6 +52,16 @@ public sealed unsafe class CublasHandle : IDisposable
             a, Cublas.R32F, lda, b, Cublas.R32F, ldb, &beta, c, Cublas.R32F, ldc, tf32 ? Cublas.Compute32FFastTF32 : Cublas.Compute32F, Cublas.GemmDefault));
     }
 
+    /// <summary>As <see cref="GemmF32"/> with bf16 operands (fp32 accumulation and output) on the tensor cores.</summary>
+    internal void GemmBf16(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc)
+    {
+        _context.MakeCurrent();
+        Cublas.Check(Cublas.cublasSetMathMode(_handle, Cublas.DefaultMath));
+        float alpha = 1;
+        Cublas.Check(Cublas.cublasGemmEx(_handle, transA ? Cublas.OpT : Cublas.OpN, transB ? Cublas.OpT : Cublas.OpN, m, n, k, &alpha,
+            a, Cublas.R16BF, lda, b, Cublas.R16BF, ldb, &beta, c, Cublas.R32F, ldc, Cublas.Compute32F, Cublas.GemmDefault));
+    }
+
     public void Dispose()
     {
         if (_handle == IntPtr.Zero) return;

@@ -299,7 +299,7 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         return null;
     }
 
-    public void Gemm(Tensor a, Tensor b, Tensor c, bool accumulate)
+    public void Gemm(Tensor a, Tensor b, Tensor c, bool accumulate, bool bf16Inputs = false)
     {
         Float32("matmul", a, b, c);
         int m = a.Shape[0], k = a.Shape[1], n = b.Shape[1];
@@ -315,9 +315,25 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         var (ta, lda) = AsColumnMajorOperand(ac)!.Value;
         var (tb, ldb) = AsColumnMajorOperand(bc)!.Value;
         int ldc = m == 1 ? Math.Max(n, 1) : c.Strides[0];
-        // Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ: B first, then A, no copies.
         _cublas ??= new CublasHandle(context);
+        if (bf16Inputs)
+        {
+            // Autocast: contiguous bf16 copies of the operands (row-major, op N), then the tensor-core GEMM.
+            using var a16 = ToBf16(ac);
+            using var b16 = ToBf16(bc);
+            _cublas.GemmBf16(false, false, n, m, k, Ptr(b16), Math.Max(n, 1), Ptr(a16), Math.Max(k, 1), accumulate ? 1f : 0f, Ptr(c), ldc);
+            return;
+        }
+        // Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ: B first, then A, no copies.
         _cublas.GemmF32(tb, ta, n, m, k, Ptr(bc), ldb, Ptr(ac), lda, accumulate ? 1f : 0f, Ptr(c), ldc, CudaBackend.AllowTf32);
+    }
+
+    /// <summary>A contiguous bf16 copy of a float32 view (round to nearest even, as the CPU).</summary>
+    private Tensor ToBf16(Tensor t)
+    {
+        var r = Tensor.Empty(t.Shape, DType.BFloat16, t.Device);
+        Copy(t, r);
+        return r;
     }
 
     public void Sum(Tensor x, int outer, int reduced, int inner, Tensor r, double scale)

@@ -78,6 +78,9 @@ public sealed class TrainOptions
     [Option("device", Default = "cpu", HelpText = "cpu (default), cuda or cuda:N: train on that device (one process for now).")]
     public string Device { get; set; } = "cpu";
 
+    [Option("amp", Default = "none", HelpText = "Mixed precision: none or bf16 (matrix products on bf16 operands, fp32 accumulation and master weights).")]
+    public string Amp { get; set; } = "none";
+
     [Option("backend", Default = "tcp", HelpText = "Collectives for data-parallel runs: tcp (CPU tensors) or nccl (with --device cuda: each rank on cuda:LOCAL_RANK unless --device names one).")]
     public string Backend { get; set; } = "tcp";
 
@@ -112,6 +115,7 @@ internal static class TrainCommand
             EvalEverySteps = o.EvalEvery,
             TraceDir = o.TraceDir,
             Device = o.Device,
+            Amp = o.Amp,
         };
         config.Validate();
         var device = HpcEngine.Device.Parse(o.Device);

@@ -43,8 +43,9 @@ internal interface IDeviceBackend
     /// <summary>dx := g · op'(x) (using y = op(x) where the derivative is cheaper from it), all contiguous.</summary>
     void UnaryBackward(UnaryOp op, Tensor x, Tensor y, Tensor g, Tensor dx, double alpha);
 
-    /// <summary>c (+)= a·b for 2-D views (a, b any strides; c contiguous rows).</summary>
-    void Gemm(Tensor a, Tensor b, Tensor c, bool accumulate);
+    /// <summary>c (+)= a·b for 2-D views (a, b any strides; c contiguous rows). With <paramref name="bf16Inputs"/>
+    /// (autocast) the operands are rounded to bfloat16 and the products accumulate in float32.</summary>
+    void Gemm(Tensor a, Tensor b, Tensor c, bool accumulate, bool bf16Inputs = false);
 
     /// <summary>r[o, i] := scale · Σ_k x[o, k, i] for contiguous x viewed as [outer, reduced, inner].</summary>
     void Sum(Tensor x, int outer, int reduced, int inner, Tensor r, double scale);

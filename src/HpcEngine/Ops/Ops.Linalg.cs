@@ -9,9 +9,18 @@ public static partial class Ops
     internal static unsafe void Gemm2D(Tensor a, Tensor b, Tensor c, bool accumulate)
     {
         int m = a.Shape[0], k = a.Shape[1], n = b.Shape[1];
+        bool bf16 = Autocast.IsBf16 && c.DType == DType.Float32;
         if (!c.IsCpu)
         {
-            Backends.DeviceBackends.For(c.Device).Gemm(a, b, c, accumulate);
+            Backends.DeviceBackends.For(c.Device).Gemm(a, b, c, accumulate, bf16);
+            return;
+        }
+        if (bf16)
+        {
+            // Autocast on the CPU: the operands rounded as a GPU would send them to its bf16 tensor cores.
+            using var a16 = RoundToBf16(a);
+            using var b16 = RoundToBf16(b);
+            Sgemm.Run(m, n, k, a16.Ptr<float>(), a16.Strides[0], a16.Strides[1], b16.Ptr<float>(), b16.Strides[0], b16.Strides[1], c.Ptr<float>(), c.Strides[0], accumulate);
             return;
         }
         switch (c.DType)
@@ -25,6 +34,13 @@ public static partial class Ops
             default:
                 throw Unsupported("matmul", c.DType);
         }
+    }
+
+    /// <summary>A float32 copy of <paramref name="x"/> whose values are rounded to bfloat16 (nearest, ties to even).</summary>
+    internal static Tensor RoundToBf16(Tensor x)
+    {
+        using var b = ToDType(x, DType.BFloat16, false);
+        return ToDType(b, DType.Float32, false);
     }
 
     /// <summary>Matrix product with PyTorch's rules: 1-D operands are promoted (and the added dim removed), leading

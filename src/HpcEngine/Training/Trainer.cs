@@ -44,6 +44,9 @@ public sealed record TrainConfig
     /// <summary>Where the model trains: "cpu" (default), or a device whose backend is registered ("cuda", "cuda:1":
     /// the CLI registers the CUDA backend). Single-process training for now.</summary>
     public string Device { get; init; } = "cpu";
+    /// <summary>Mixed precision: "none" (default) or "bf16" (matrix products on bf16 operands with fp32 accumulation,
+    /// fp32 master weights; see <see cref="Autograd.Autocast"/>).</summary>
+    public string Amp { get; init; } = "none";
 
     /// <summary>Defaults per model: mlp SGD+momentum 0.05, cosine; mlp-wide and cnn Adam 1e-3, cosine.</summary>
     public static TrainConfig For(string model) => model switch
@@ -69,6 +72,7 @@ public sealed record TrainConfig
         if (CheckpointDir != null && Strategy.StartsWith("ssp", StringComparison.Ordinal))
             throw new ArgumentException($"--checkpoint-dir is not supported with --strategy {Strategy}: a parameter server's pushes in flight between ranks cannot be captured; use sync, zero1, localsgd or diloco");
         if (EvalEverySteps < 0) throw new ArgumentException($"--eval-every must be 0 or more, got {EvalEverySteps}");
+        if (Amp is not ("none" or "bf16")) throw new ArgumentException($"--amp must be none or bf16, got '{Amp}'");
         var device = HpcEngine.Device.Parse(Device);
         if (device.Type != DeviceType.Cpu)
         {
@@ -273,6 +277,7 @@ public static class Trainer
                     long computeStart = Stopwatch.GetTimestamp();
                     using var images = batch.Images.To(device);
                     using var labels = batch.Labels.To(device);
+                    using var amp = config.Amp == "bf16" ? Autograd.Autocast.Bf16() : null; // forward and backward
                     using var logits = model.Forward(images);
                     using var loss = F.CrossEntropy(logits, labels);
                     double l = loss.Item();

@@ -105,13 +105,15 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
         else UnaryKernels.Backward<double>(op, hx, hy, hg, hd, alpha);
     }
 
-    public void Gemm(Tensor a, Tensor b, Tensor c, bool accumulate)
+    public void Gemm(Tensor a, Tensor b, Tensor c, bool accumulate, bool bf16Inputs = false)
     {
-        Count("gemm");
+        Count(bf16Inputs ? "gemm_bf16" : "gemm");
         using var ha = Host(a);
         using var hb = Host(b);
         using var hc = Host(c);
-        HpcEngine.Ops.Gemm2D(ha, hb, hc, accumulate);
+        // The CPU GEMM applies the same rounding while the scope is on (this runs on the caller's thread).
+        using (bf16Inputs ? HpcEngine.Autograd.Autocast.Bf16() : HpcEngine.Autograd.Autocast.Off())
+            HpcEngine.Ops.Gemm2D(ha, hb, hc, accumulate);
     }
 
     public void Sum(Tensor x, int outer, int reduced, int inner, Tensor r, double scale)

@@ -174,6 +174,21 @@ public class CudaBackendTests
     }
 
     [Test]
+    public void Bf16_autocast_products_on_tensor_cores_match_the_cpus_rounding()
+    {
+        using var x = Randn([64, 300], 14);
+        using var w = Randn([50, 300], 15);
+        using var dx = x.To(Gpu);
+        using var dw = w.To(Gpu);
+        using (HpcEngine.Autograd.Autocast.Bf16())
+        {
+            using var got = Ops.Linear(dx, dw);
+            using var want = Ops.Linear(x, w);
+            Close(got, want, 1e-4, "bf16 operands, fp32 accumulation");
+        }
+    }
+
+    [Test]
     public void What_has_no_kernel_says_so()
     {
         using var d = Randn([4, 4], 13).To(Gpu);
