@@ -28,6 +28,9 @@ internal sealed class TcpMesh : IDisposable
     /// <summary>Called (once) when the mesh fails, with the cause.</summary>
     public event Action<Exception>? Failed;
 
+    /// <summary>The timeouts of the ops running on this mesh.</summary>
+    public OpDeadlines Deadlines { get; } = new();
+
     private TcpMesh(int rank, int size, TcpOptions options)
     {
         Rank = rank;
@@ -194,6 +197,7 @@ internal sealed class TcpMesh : IDisposable
         if (Failure is { } failed) Abort(failed);
         var closing = _links.Where(l => l != null).Select(l => Failure != null ? l!.DisposeAsync().AsTask() : l!.CloseGracefullyAsync()).ToArray();
         Task.WaitAll(closing, TimeSpan.FromSeconds(5));
+        Deadlines.Dispose();
         Interlocked.CompareExchange(ref _failure, new ObjectDisposedException("process group", "the process group was disposed"), null);
     }
 }

@@ -84,8 +84,8 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         // The Work completes through its own source with asynchronous continuations: the op's steps run on the link
         // reader threads that deliver its frames, and user code awaiting the Work must never run there.
         var work = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        // A timeout beyond what a timer can hold means none.
-        var cts = limit >= TimeSpan.FromMilliseconds(int.MaxValue) ? new CancellationTokenSource() : new CancellationTokenSource(limit);
+        var cts = new CancellationTokenSource();
+        _mesh.Deadlines.Track(cts, limit);
         var op = new Op(tag, cts.Token);
         // The body starts on the caller's thread (no thread-pool hop before the first send): small ops are
         // latency-bound, and every hop costs tens of microseconds on a busy machine.
@@ -109,6 +109,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
             }
             finally
             {
+                _mesh.Deadlines.Release(cts);
                 cts.Dispose();
                 if (!p2p && Size > 1)
                     for (int r = 0; r < Size; r++)
