@@ -62,8 +62,11 @@ internal sealed class LinkSocket
     private readonly object _park = new();
     private static readonly TimeSpan HelperLinger = TimeSpan.FromMilliseconds(2);
 
-    public LinkSocket(PeerLink link, int index, Socket socket, long maxFrame, TimeSpan sendTimeout)
+    private readonly long _spinTicks;
+
+    public LinkSocket(PeerLink link, int index, Socket socket, long maxFrame, TimeSpan sendTimeout, TimeSpan spin)
     {
+        _spinTicks = (long)(spin.TotalSeconds * Stopwatch.Frequency);
         _link = link;
         _socket = socket;
         _maxFrame = maxFrame;
@@ -271,15 +274,27 @@ internal sealed class LinkSocket
         }
         try
         {
+            // First poll without sleeping, yielding the core between polls (as MPI's progress loop does): a reply
+            // due within microseconds then costs no wake-up. Only where each rank has a core of its own (the spin
+            // budget is 0 when ranks outnumber cores: there a spinning rank would hold up the one it waits for).
+            long spinUntil = Stopwatch.GetTimestamp() + _spinTicks;
             while (keepWaiting())
             {
                 if (!_frames.HasBuffered)
                 {
-                    long slice = (long)Math.Min((deadline - DateTime.UtcNow).TotalMicroseconds, 20_000);
-                    if (slice <= 0) break;
-                    if (!_socket.Poll((int)slice, SelectMode.SelectRead)) continue;
+                    if (Stopwatch.GetTimestamp() < spinUntil)
+                    {
+                        if (!_socket.Poll(0, SelectMode.SelectRead)) { Thread.Yield(); continue; }
+                    }
+                    else
+                    {
+                        long slice = (long)Math.Min((deadline - DateTime.UtcNow).TotalMicroseconds, 20_000);
+                        if (slice <= 0) break;
+                        if (!_socket.Poll((int)slice, SelectMode.SelectRead)) continue;
+                    }
                 }
                 ReadOneFrame();
+                spinUntil = Stopwatch.GetTimestamp() + _spinTicks;
             }
             // Leave no whole frame in the stage: the reader thread only wakes for bytes still in the socket.
             while (_frames.HasBuffered) ReadOneFrame();

@@ -47,7 +47,7 @@ internal sealed class PeerLink : IAsyncDisposable
         _emu = options.Emulation;
         _onFailure = onFailure;
         _sockets = new LinkSocket[sockets.Count];
-        for (int i = 0; i < sockets.Count; i++) _sockets[i] = new LinkSocket(this, i, sockets[i], options.MaxFrameBytes, options.Timeout);
+        for (int i = 0; i < sockets.Count; i++) _sockets[i] = new LinkSocket(this, i, sockets[i], options.MaxFrameBytes, options.Timeout, options.WaiterSpin);
         foreach (var s in _sockets) s.Start();
     }
 
