@@ -408,18 +408,19 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         C = g.C, H = g.H, W = g.W, KH = g.KH, KW = g.KW, SH = g.SH, SW = g.SW, PH = g.PH, PW = g.PW, DH = g.DH, DW = g.DW, OH = g.OH, OW = g.OW,
     };
 
-    public void Im2Col(Tensor x, Conv2dGeometry geo, Tensor cols)
+    public void Im2Col(Tensor x, int group, int cg, Conv2dGeometry geo, Tensor cols)
     {
         Float32("conv2d", x, cols);
         if (cols.NumEl == 0) return;
-        context.Launch(Kernel("conv.cu", "im2col_f32"), Grid(cols.NumEl), Block, 0, Ptr(x), Ptr(cols), Shape(geo));
+        context.Launch(Kernel("conv.cu", "im2col_batch_f32"), Grid(cols.NumEl), Block, 0, Ptr(x), Ptr(cols), Shape(geo), (long)x.Shape[0], x.Shape[1], group * cg);
     }
 
-    public void Col2Im(Tensor cols, Conv2dGeometry geo, Tensor dx)
+    public void Col2Im(Tensor cols, int group, int cg, Conv2dGeometry geo, Tensor dx)
     {
         Float32("conv2d backward", cols, dx);
-        if (dx.NumEl == 0) return;
-        context.Launch(Kernel("conv.cu", "col2im_f32"), Grid(dx.NumEl), Block, 0, Ptr(cols), Ptr(dx), Shape(geo));
+        long n = (long)dx.Shape[0] * cg * geo.H * geo.W;
+        if (n == 0) return;
+        context.Launch(Kernel("conv.cu", "col2im_batch_f32"), Grid(n), Block, 0, Ptr(cols), Ptr(dx), Shape(geo), (long)dx.Shape[0], dx.Shape[1], group * cg);
     }
 
     private static PoolShape Pool(int planes, Conv2dGeometry g)

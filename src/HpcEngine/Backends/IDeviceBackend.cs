@@ -59,11 +59,12 @@ internal interface IDeviceBackend
     /// dlogits = (softmax − smoothed one-hot) / counted; rows whose target is ignoreIndex get 0 loss and 0 gradient.</summary>
     void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor dlogits, long ignoreIndex, double smoothing, double counted);
 
-    /// <summary>Unfolds one image's channels x [C, H, W] (contiguous) into cols [C·KH·KW, OH·OW] (contiguous).</summary>
-    void Im2Col(Tensor x, Conv2dGeometry geo, Tensor cols);
+    /// <summary>Unfolds channels [group·cg, (group+1)·cg) of every image of x [N, C, H, W] (contiguous) into
+    /// cols [cg·KH·KW, N·OH·OW], image b in columns b·L.. (the CPU backend's layout: one GEMM per group).</summary>
+    void Im2Col(Tensor x, int group, int cg, Conv2dGeometry geo, Tensor cols);
 
-    /// <summary>dx [C, H, W] := the fold of cols [C·KH·KW, OH·OW] (overlapping windows summed; overwrites dx).</summary>
-    void Col2Im(Tensor cols, Conv2dGeometry geo, Tensor dx);
+    /// <summary>Folds cols back into those channels of dx [N, C, H, W] (zeroed by the caller), summing overlaps.</summary>
+    void Col2Im(Tensor cols, int group, int cg, Conv2dGeometry geo, Tensor dx);
 
     /// <summary>Max pooling of planes × [H, W] (contiguous) into y; returns the argmax indices (in a dtype of the
     /// backend's choosing, read back only by <see cref="MaxPoolBackward"/>).</summary>

@@ -41,18 +41,16 @@ public static partial class F
         // The whole batch is unfolded into one [C/g·KH·KW, N·OH·OW] matrix per group, so each group is one large
         // GEMM (per-image GEMMs were small and slow: conv1 of the Fashion-MNIST cnn has K = 9).
         var yg = Tensor.Empty([groups, og, nl], compute, device);
-        if (!xc.IsCpu) DeviceConvForward(xc, wc, yg, groups, cg, geo);
-        else
-            using (var cols = Tensor.Empty([ck, nl], compute))
+        using (var cols = Tensor.Empty([ck, nl], compute, device))
+        {
+            for (int gi = 0; gi < groups; gi++)
             {
-                for (int gi = 0; gi < groups; gi++)
-                {
-                    Im2ColBatch(xc, gi, cg, geo, cols);
-                    using var wg = wc.View([og, ck], [ck, 1], gi * og * ck);
-                    using var yv = yg.View([og, nl], [nl, 1], gi * og * nl);
-                    Ops.Gemm2D(wg, cols, yv, accumulate: false);
-                }
+                Im2ColBatch(xc, gi, cg, geo, cols);
+                using var wg = wc.View([og, ck], [ck, 1], gi * og * ck);
+                using var yv = yg.View([og, nl], [nl, 1], gi * og * nl);
+                Ops.Gemm2D(wg, cols, yv, accumulate: false);
             }
+        }
         // [G, O/G, N, L] -> [N, G, O/G, L] = [N, O, OH, OW]
         Tensor y;
         using (yg)
@@ -77,15 +75,7 @@ public static partial class F
             using var gt = gPerm.Clone();
             var dx = gx ? Tensor.Empty([n, c, h, w], compute, device, zeroed: true) : null;
             var dw = gw ? Tensor.Empty([o, cg, kh, kw], compute, device) : null;
-            if (!gt.IsCpu)
-            {
-                DeviceConvBackward(s[0], s[1], gt, dx, dw, groups, cg, geo);
-                Tensor? ddb = gb ? Ops.Sum(gc, [0, 2, 3]) : null;
-                var dr = new List<Tensor?> { dx, dw };
-                if (bias != null) dr.Add(ddb);
-                return [.. dr];
-            }
-            using var cols = Tensor.Empty([ck, nl], compute);
+            using var cols = Tensor.Empty([ck, nl], compute, device);
             for (int gi = 0; gi < groups; gi++)
             {
                 using var gy = gt.View([og, nl], [nl, 1], gi * og * nl);
@@ -112,58 +102,14 @@ public static partial class F
 
     private static Tensor ReshapeOwned(Tensor t, int[] shape) => t.Replace(Ops.Reshape(t, shape));
 
-    /// <summary>Convolution on a device: per image and group, unfold into a [C/g·KH·KW, OH·OW] matrix and one GEMM
-    /// writes that image's columns of yg [G, O/G, N·L] (the CPU unfolds the whole batch at once instead).</summary>
-    private static void DeviceConvForward(Tensor x, Tensor w, Tensor yg, int groups, int cg, Conv2dGeometry geo)
-    {
-        var backend = Backends.DeviceBackends.For(x.Device);
-        int n = x.Shape[0], c = x.Shape[1], og = w.Shape[0] / groups, ck = cg * geo.KH * geo.KW, l = geo.OH * geo.OW, nl = n * l;
-        using var cols = Tensor.Empty([ck, l], x.DType, x.Device);
-        for (int gi = 0; gi < groups; gi++)
-        {
-            using var wg = w.View([og, ck], [ck, 1], w.Offset + gi * og * ck);
-            for (int b = 0; b < n; b++)
-            {
-                using var img = x.View([cg, geo.H, geo.W], [geo.H * geo.W, geo.W, 1], x.Offset + (b * c + gi * cg) * geo.H * geo.W);
-                backend.Im2Col(img, geo, cols);
-                using var yv = yg.View([og, l], [nl, 1], gi * og * nl + b * l);
-                backend.Gemm(wg, cols, yv, accumulate: false);
-            }
-        }
-    }
-
-    /// <summary>The convolution's backward on a device, per image and group: dW accumulates gy_b·cols_bᵀ, and each
-    /// image's input gradient is Wᵀ·gy_b folded back (col2im).</summary>
-    private static void DeviceConvBackward(Tensor x, Tensor w, Tensor gt, Tensor? dx, Tensor? dw, int groups, int cg, Conv2dGeometry geo)
-    {
-        var backend = Backends.DeviceBackends.For(x.Device);
-        int n = x.Shape[0], c = x.Shape[1], og = w.Shape[0] / groups, ck = cg * geo.KH * geo.KW, l = geo.OH * geo.OW, nl = n * l;
-        using var cols = Tensor.Empty([ck, l], x.DType, x.Device);
-        for (int gi = 0; gi < groups; gi++)
-            for (int b = 0; b < n; b++)
-            {
-                using var gy = gt.View([og, l], [nl, 1], gi * og * nl + b * l);
-                if (dw != null)
-                {
-                    using var img = x.View([cg, geo.H, geo.W], [geo.H * geo.W, geo.W, 1], x.Offset + (b * c + gi * cg) * geo.H * geo.W);
-                    backend.Im2Col(img, geo, cols);
-                    using var dwg = dw.View([og, ck], [ck, 1], gi * og * ck);
-                    using var colsT = cols.View([l, ck], [1, l], 0);
-                    backend.Gemm(gy, colsT, dwg, accumulate: b > 0);
-                }
-                if (dx != null)
-                {
-                    using var wgT = w.View([ck, og], [1, ck], w.Offset + gi * og * ck);
-                    backend.Gemm(wgT, gy, cols, accumulate: false);
-                    using var dimg = dx.View([cg, geo.H, geo.W], [geo.H * geo.W, geo.W, 1], (b * c + gi * cg) * geo.H * geo.W);
-                    backend.Col2Im(cols, geo, dimg);
-                }
-            }
-    }
-
     /// <summary>Unfolds group <paramref name="gi"/> of every image into cols [C/g·KH·KW, N·L] (image b in columns b·L..).</summary>
     private static unsafe void Im2ColBatch(Tensor x, int gi, int cg, Conv2dGeometry geo, Tensor cols)
     {
+        if (!x.IsCpu)
+        {
+            Backends.DeviceBackends.For(x.Device).Im2Col(x, gi, cg, geo, cols);
+            return;
+        }
         int n = x.Shape[0], l = geo.OH * geo.OW, nl = n * l, rows = cg * geo.KH * geo.KW;
         CpuThreads.For(n, (long)n * rows * l, (b0, b1) =>
         {
@@ -179,6 +125,11 @@ public static partial class F
     /// <summary>Folds cols [C/g·KH·KW, N·L] back into group <paramref name="gi"/> of dx, summing overlaps.</summary>
     private static unsafe void Col2ImBatch(Tensor cols, Tensor dx, int gi, int cg, Conv2dGeometry geo)
     {
+        if (!dx.IsCpu)
+        {
+            Backends.DeviceBackends.For(dx.Device).Col2Im(cols, gi, cg, geo, dx);
+            return;
+        }
         int n = dx.Shape[0], l = geo.OH * geo.OW, nl = n * l, rows = cg * geo.KH * geo.KW;
         CpuThreads.For(n, (long)n * rows * l, (b0, b1) =>
         {

@@ -225,23 +225,32 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
         }
     }
 
-    public void Im2Col(Tensor x, Conv2dGeometry geo, Tensor cols)
+    public void Im2Col(Tensor x, int group, int cg, Conv2dGeometry geo, Tensor cols)
     {
         Count("im2col");
         using var hx = Host(x);
         using var hc = Host(cols);
-        if (x.DType == DType.Float32) ConvKernels.Im2Col(hx.Ptr<float>(), geo, hc.Ptr<float>(), geo.OH * geo.OW);
-        else ConvKernels.Im2Col(hx.Ptr<double>(), geo, hc.Ptr<double>(), geo.OH * geo.OW);
+        int n = x.Shape[0], l = geo.OH * geo.OW, nl = n * l;
+        for (int b = 0; b < n; b++)
+        {
+            long off = ((long)b * x.Shape[1] + group * cg) * geo.H * geo.W;
+            if (x.DType == DType.Float32) ConvKernels.Im2Col(hx.Ptr<float>() + off, geo, hc.Ptr<float>() + (long)b * l, nl);
+            else ConvKernels.Im2Col(hx.Ptr<double>() + off, geo, hc.Ptr<double>() + (long)b * l, nl);
+        }
     }
 
-    public void Col2Im(Tensor cols, Conv2dGeometry geo, Tensor dx)
+    public void Col2Im(Tensor cols, int group, int cg, Conv2dGeometry geo, Tensor dx)
     {
         Count("col2im");
         using var hc = Host(cols);
         using var hd = Host(dx);
-        hd.FillRaw(0);
-        if (dx.DType == DType.Float32) ConvKernels.Col2Im(hc.Ptr<float>(), geo, hd.Ptr<float>(), geo.OH * geo.OW);
-        else ConvKernels.Col2Im(hc.Ptr<double>(), geo, hd.Ptr<double>(), geo.OH * geo.OW);
+        int n = dx.Shape[0], l = geo.OH * geo.OW, nl = n * l;
+        for (int b = 0; b < n; b++)
+        {
+            long off = ((long)b * dx.Shape[1] + group * cg) * geo.H * geo.W;
+            if (dx.DType == DType.Float32) ConvKernels.Col2Im(hc.Ptr<float>() + (long)b * l, geo, hd.Ptr<float>() + off, nl);
+            else ConvKernels.Col2Im(hc.Ptr<double>() + (long)b * l, geo, hd.Ptr<double>() + off, nl);
+        }
     }
 
     public Tensor MaxPool(Tensor x, Tensor y, int planes, Conv2dGeometry geo)
