@@ -1,5 +1,4 @@
 // Convolution as im2col + GEMM (cuBLAS) and its backward through col2im. NCHW, float32.
-// cols has shape [C * KH * KW, OH * OW] per image: column j holds the receptive field of output pixel j.
 #include "hpc/common.cuh"
 
 using namespace hpc;
@@ -13,43 +12,8 @@ struct ConvShape {
   int oh, ow;        // output size
 };
 
-extern "C" __global__ void im2col_f32(const float* x, float* cols, ConvShape s) {
-  i64 n = (i64)s.c * s.kh * s.kw * s.oh * s.ow;
-  for (i64 i = global_index(); i < n; i += grid_stride()) {
-    i64 pix = i % ((i64)s.oh * s.ow), row = i / ((i64)s.oh * s.ow);
-    int ox = (int)(pix % s.ow), oy = (int)(pix / s.ow);
-    int kx = (int)(row % s.kw), ky = (int)((row / s.kw) % s.kh), ch = (int)(row / ((i64)s.kw * s.kh));
-    int iy = oy * s.sh - s.ph + ky * s.dh, ix = ox * s.sw - s.pw + kx * s.dw;
-    cols[i] = (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) ? x[((i64)ch * s.h + iy) * s.w + ix] : 0.0f;
-  }
-}
-
-// dx[ch, y, x] = sum of the cols entries that read it. One thread per input element gathers (no atomics).
-extern "C" __global__ void col2im_f32(const float* cols, float* dx, ConvShape s) {
-  i64 n = (i64)s.c * s.h * s.w;
-  for (i64 i = global_index(); i < n; i += grid_stride()) {
-    int ix = (int)(i % s.w), iy = (int)((i / s.w) % s.h), ch = (int)(i / ((i64)s.w * s.h));
-    float acc = 0.0f;
-    for (int ky = 0; ky < s.kh; ky++) {
-      int ty = iy + s.ph - ky * s.dh;
-      if (ty < 0 || ty % s.sh != 0) continue;
-      int oy = ty / s.sh;
-      if (oy >= s.oh) continue;
-      for (int kx = 0; kx < s.kw; kx++) {
-        int tx = ix + s.pw - kx * s.dw;
-        if (tx < 0 || tx % s.sw != 0) continue;
-        int ox = tx / s.sw;
-        if (ox >= s.ow) continue;
-        i64 row = ((i64)ch * s.kh + ky) * s.kw + kx;
-        acc += cols[row * s.oh * s.ow + (i64)oy * s.ow + ox];
-      }
-    }
-    dx[i] = acc;
-  }
-}
-
-// Batched forms, in the CPU backend's layout: cols [C/g·KH·KW, N·OH·OW], column b·L + pixel holding image b's
-// receptive field, so one GEMM per group covers the whole batch. x and dx are [N, ctotal, H, W]; the group's channels
+// cols [C/g·KH·KW, N·OH·OW] in the CPU backend's layout: column b·L + pixel holds image b's receptive field for that
+// output pixel, so one GEMM per group covers the whole batch. x and dx are [N, ctotal, H, W]; the group's channels
 // start at c0.
 extern "C" __global__ void im2col_batch_f32(const float* x, float* cols, ConvShape s, i64 n, int ctotal, int c0) {
   i64 l = (i64)s.oh * s.ow, nl = n * l;

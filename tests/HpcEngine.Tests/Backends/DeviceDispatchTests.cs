@@ -122,6 +122,44 @@ public class DeviceDispatchTests
         Assert.That(_backend.Calls.Keys, Is.SupersetOf(new[] { "gemm", "unary_backward", "softmax", "softmax_backward", "sum" }));
     }
 
+    /// <summary>One training run of a model on <paramref name="device"/> (moved with Module.To): a few steps of
+    /// forward, cross-entropy over the last dim, backward and the optimizer; returns the last loss and the parameters.</summary>
+    private static (float Loss, float[][] Parameters) TrainSteps(string name, ulong seed, Device device, Func<HpcEngine.NN.Module, HpcEngine.Optim.Optimizer> optimizer,
+        Func<int, (Tensor X, Tensor Y)> batch, int steps, Action<HpcEngine.NN.Module>? after = null)
+    {
+        using var model = HpcEngine.NN.Models.Create(name, new Generator(seed));
+        model.To(device);
+        Assert.That(model.Parameters().All(p => p.Device == device));
+        var opt = optimizer(model);
+        float loss = 0;
+        for (int step = 0; step < steps; step++)
+        {
+            using var scope = new TensorScope();
+            var (xh, yh) = batch(step);
+            using var x = xh.To(device);
+            using var y = yh.To(device);
+            opt.ZeroGrad();
+            var logits = model.Call(x);
+            var l = F.CrossEntropy(Ops.Reshape(logits, -1, logits.Shape[^1]), y);
+            l.Backward();
+            opt.Step();
+            loss = (float)l.Item();
+        }
+        after?.Invoke(model);
+        return (loss, model.Parameters().Select(p => p.ToArray<float>()).ToArray());
+    }
+
+    private static void AssertSameTraining((float Loss, float[][] Parameters) cpu, (float Loss, float[][] Parameters) dev, double lossTol, double paramTol, int stride)
+    {
+        Assert.That(dev.Loss, Is.EqualTo(cpu.Loss).Within(lossTol));
+        for (int i = 0; i < cpu.Parameters.Length; i++)
+            for (int j = 0; j < cpu.Parameters[i].Length; j += stride)
+                Assert.That(dev.Parameters[i][j], Is.EqualTo(cpu.Parameters[i][j]).Within(paramTol), $"parameter {i} element {j}");
+    }
+
+    private static (Tensor, Tensor) Images(int n, ulong seed, int step) =>
+        (Randn([n, 1, 28, 28], seed + (ulong)step), Tensor.FromArray(Enumerable.Range(0, n).Select(i => (long)((i * 7 + step) % 10)).ToArray()));
+
     [TestCase("sgd")]
     [TestCase("adam")]
     public void The_mlp_model_trains_on_the_device_to_the_cpus_parameters(string optimizer)
@@ -130,33 +168,9 @@ public class DeviceDispatchTests
         HpcEngine.Optim.Optimizer Make(HpcEngine.NN.Module m) => optimizer == "sgd"
             ? new HpcEngine.Optim.Sgd(m.Parameters(), lr: 0.05, momentum: 0.9, weightDecay: 1e-4)
             : new HpcEngine.Optim.Adam(m.Parameters(), lr: 1e-3, weightDecay: 1e-4, decoupledWeightDecay: true);
-        float[][] Train(Device device, out float lastLoss)
-        {
-            using var model = HpcEngine.NN.Models.Create("mlp", new Generator(3));
-            model.To(device);
-            Assert.That(model.Parameters().All(p => p.Device == device));
-            var opt = Make(model);
-            lastLoss = 0;
-            for (int step = 0; step < 3; step++)
-            {
-                using var scope = new TensorScope();
-                using var x = Randn([16, 1, 28, 28], (ulong)(20 + step)).To(device);
-                using var y = Tensor.FromArray(Enumerable.Range(0, 16).Select(i => (long)((i * 7 + step) % 10)).ToArray()).To(device);
-                opt.ZeroGrad();
-                var logits = model.Call(x);
-                var loss = F.CrossEntropy(logits, y);
-                loss.Backward();
-                opt.Step();
-                lastLoss = (float)loss.Item();
-            }
-            return model.Parameters().Select(p => p.ToArray<float>()).ToArray();
-        }
-        var cpu = Train(Device.Cpu, out float lc);
-        var dev = Train(Dev, out float ld);
-        Assert.That(ld, Is.EqualTo(lc).Within(1e-5));
-        for (int i = 0; i < cpu.Length; i++)
-            for (int j = 0; j < cpu[i].Length; j += 13)
-                Assert.That(dev[i][j], Is.EqualTo(cpu[i][j]).Within(1e-5), $"parameter {i} element {j}");
+        var cpu = TrainSteps("mlp", 3, Device.Cpu, Make, s => Images(16, 20, s), 3);
+        var dev = TrainSteps("mlp", 3, Dev, Make, s => Images(16, 20, s), 3);
+        AssertSameTraining(cpu, dev, 1e-5, 1e-5, 13);
         Assert.That(_backend.Calls.Keys, Does.Contain("cross_entropy").And.Contain(optimizer));
     }
 
@@ -181,25 +195,11 @@ public class DeviceDispatchTests
     [Test]
     public void The_cnn_model_with_conv_batch_norm_and_pooling_trains_on_the_device_to_the_cpus_parameters()
     {
-        float[][] Train(Device device, out float lastLoss, out float[] runningMean)
+        // SGD, not Adam: Adam's m/√v turns rounding-level gradient differences near zero into lr-sized steps.
+        static HpcEngine.Optim.Optimizer Sgd(HpcEngine.NN.Module m) => new HpcEngine.Optim.Sgd(m.Parameters(), lr: 0.05, momentum: 0.9);
+        float[] RunningMean(HpcEngine.NN.Module model, Device device, List<float[]> into)
         {
-            using var model = HpcEngine.NN.Models.Create("cnn", new Generator(4));
-            model.To(device);
-            // SGD, not Adam: Adam's m/√v turns rounding-level gradient differences near zero into lr-sized steps.
-            var opt = new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.05, momentum: 0.9);
-            lastLoss = 0;
-            for (int step = 0; step < 2; step++)
-            {
-                using var scope = new TensorScope();
-                using var x = Randn([6, 1, 28, 28], (ulong)(30 + step)).To(device);
-                using var y = Tensor.FromArray(Enumerable.Range(0, 6).Select(i => (long)((i * 3 + step) % 10)).ToArray()).To(device);
-                opt.ZeroGrad();
-                var loss = F.CrossEntropy(model.Call(x), y);
-                loss.Backward();
-                opt.Step();
-                lastLoss = (float)loss.Item();
-            }
-            runningMean = model.NamedBuffers().First(b => b.Name.EndsWith("running_mean", StringComparison.Ordinal)).Buffer.ToArray<float>();
+            into.Add(model.NamedBuffers().First(b => b.Name.EndsWith("running_mean", StringComparison.Ordinal)).Buffer.ToArray<float>());
             // Eval mode: batch norm from the running statistics.
             model.Eval();
             using (GradMode.NoGrad())
@@ -208,15 +208,13 @@ public class DeviceDispatchTests
                 using var o = model.Call(x);
                 Assert.That(o.Device, Is.EqualTo(device), "eval forward (batch norm from running statistics) stays on the device");
             }
-            return model.Parameters().Select(p => p.ToArray<float>()).ToArray();
+            return into[^1];
         }
-        var cpu = Train(Device.Cpu, out float lc, out var rmCpu);
-        var dev = Train(Dev, out float ld, out var rmDev);
-        Assert.That(ld, Is.EqualTo(lc).Within(1e-4));
-        Assert.That(rmDev, Is.EqualTo(rmCpu).Within(1e-5), "running statistics");
-        for (int i = 0; i < cpu.Length; i++)
-            for (int j = 0; j < cpu[i].Length; j += 7)
-                Assert.That(dev[i][j], Is.EqualTo(cpu[i][j]).Within(2e-4), $"parameter {i} element {j}");
+        var stats = new List<float[]>();
+        var cpu = TrainSteps("cnn", 4, Device.Cpu, Sgd, s => Images(6, 30, s), 2, m => RunningMean(m, Device.Cpu, stats));
+        var dev = TrainSteps("cnn", 4, Dev, Sgd, s => Images(6, 30, s), 2, m => RunningMean(m, Dev, stats));
+        AssertSameTraining(cpu, dev, 1e-4, 2e-4, 7);
+        Assert.That(stats[1], Is.EqualTo(stats[0]).Within(1e-5), "running statistics");
         Assert.That(_backend.Calls.Keys, Is.SupersetOf(new[] { "im2col", "col2im", "maxpool", "maxpool_backward" }));
     }
 
@@ -252,33 +250,15 @@ public class DeviceDispatchTests
     public void Gpt_mini_trains_on_the_device_to_the_cpus_parameters()
     {
         // Embeddings, layer norms, causal attention (batched matmuls, the additive mask, softmax), GELU, the head.
-        float[][] Train(Device device, out float lastLoss)
+        static HpcEngine.Optim.Optimizer Sgd(HpcEngine.NN.Module m) => new HpcEngine.Optim.Sgd(m.Parameters(), lr: 0.1, momentum: 0.9);
+        static (Tensor, Tensor) Tokens(int step)
         {
-            using var model = HpcEngine.NN.Models.Create("gpt-mini", new Generator(6));
-            model.To(device);
-            var opt = new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.1, momentum: 0.9);
-            lastLoss = 0;
-            for (int step = 0; step < 2; step++)
-            {
-                using var scope = new TensorScope();
-                var ids = Enumerable.Range(0, 2 * 12).Select(i => (long)((i * 7 + step) % 50)).ToArray();
-                using var x = Tensor.FromArray(ids, 2, 12).To(device);
-                using var y = Tensor.FromArray(ids.Select(v => (v + 1) % 50).ToArray()).To(device);
-                opt.ZeroGrad();
-                var logits = model.Call(x);
-                var loss = F.CrossEntropy(Ops.Reshape(logits, -1, logits.Shape[^1]), y);
-                loss.Backward();
-                opt.Step();
-                lastLoss = (float)loss.Item();
-            }
-            return model.Parameters().Select(p => p.ToArray<float>()).ToArray();
+            var ids = Enumerable.Range(0, 2 * 12).Select(i => (long)((i * 7 + step) % 50)).ToArray();
+            return (Tensor.FromArray(ids, 2, 12), Tensor.FromArray(ids.Select(v => (v + 1) % 50).ToArray()));
         }
-        var cpu = Train(Device.Cpu, out float lc);
-        var dev = Train(Dev, out float ld);
-        Assert.That(ld, Is.EqualTo(lc).Within(1e-4));
-        for (int i = 0; i < cpu.Length; i++)
-            for (int j = 0; j < cpu[i].Length; j += 11)
-                Assert.That(dev[i][j], Is.EqualTo(cpu[i][j]).Within(1e-4), $"parameter {i} element {j}");
+        var cpu = TrainSteps("gpt-mini", 6, Device.Cpu, Sgd, Tokens, 2);
+        var dev = TrainSteps("gpt-mini", 6, Dev, Sgd, Tokens, 2);
+        AssertSameTraining(cpu, dev, 1e-4, 1e-4, 11);
         Assert.That(_backend.Calls.Keys, Is.SupersetOf(new[] { "embedding", "embedding_backward", "softmax_backward" }));
     }
 
