@@ -49,16 +49,24 @@ struct Broadcast {
   i64 b_stride[8];
 };
 
+// Where flat (row-major) index i of s.shape sits in the two layouts a_stride and b_stride.
+__device__ __forceinline__ void strided_offsets(i64 i, const Broadcast& s, i64& ao, i64& bo) {
+  i64 rest = i;
+  ao = 0;
+  bo = 0;
+  for (int d = s.ndim - 1; d >= 0; d--) {
+    i64 idx = rest % s.shape[d];
+    rest /= s.shape[d];
+    ao += idx * s.a_stride[d];
+    bo += idx * s.b_stride[d];
+  }
+}
+
 template <typename Op>
 __device__ void binary_broadcast(const float* a, const float* b, float* out, i64 n, Broadcast s) {
   for (i64 i = global_index(); i < n; i += grid_stride()) {
-    i64 rest = i, ao = 0, bo = 0;
-    for (int d = s.ndim - 1; d >= 0; d--) {
-      i64 idx = rest % s.shape[d];
-      rest /= s.shape[d];
-      ao += idx * s.a_stride[d];
-      bo += idx * s.b_stride[d];
-    }
+    i64 ao, bo;
+    strided_offsets(i, s, ao, bo);
     out[i] = Op::f(a[ao], b[bo]);
   }
 }
@@ -133,13 +141,8 @@ extern "C" __global__ void tanh_backward_f32(const float* y, const float* dy, fl
 // written into a strided view, e.g. the backward of a slice).
 extern "C" __global__ void strided_copy_any_f32(const float* x, float* out, i64 n, Broadcast s) {
   for (i64 i = global_index(); i < n; i += grid_stride()) {
-    i64 rest = i, xo = 0, oo = 0;
-    for (int d = s.ndim - 1; d >= 0; d--) {
-      i64 idx = rest % s.shape[d];
-      rest /= s.shape[d];
-      xo += idx * s.a_stride[d];
-      oo += idx * s.b_stride[d];
-    }
+    i64 xo, oo;
+    strided_offsets(i, s, xo, oo);
     out[oo] = x[xo];
   }
 }
@@ -147,11 +150,8 @@ extern "C" __global__ void strided_copy_any_f32(const float* x, float* out, i64 
 // Strided copy into a contiguous output (makes a non-contiguous view contiguous; also the copy of .To(device)).
 extern "C" __global__ void strided_copy_f32(const float* x, float* out, i64 n, Broadcast s) {
   for (i64 i = global_index(); i < n; i += grid_stride()) {
-    i64 rest = i, off = 0;
-    for (int d = s.ndim - 1; d >= 0; d--) {
-      off += (rest % s.shape[d]) * s.a_stride[d];
-      rest /= s.shape[d];
-    }
+    i64 off, unused;
+    strided_offsets(i, s, off, unused);
     out[i] = x[off];
   }
 }

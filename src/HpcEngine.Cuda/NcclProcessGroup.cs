@@ -224,8 +224,7 @@ public sealed class NcclProcessGroup : IProcessGroup
     {
         CheckTensor("allgather", output);
         CheckTensor("allgather", input);
-        if (output.DType != input.DType || output.NumEl != input.NumEl * Size)
-            throw new ShapeMismatchException($"allgather: output must hold {Size} × the input ({input.NumEl} {input.DType.TorchName()} elements); got {output.NumEl} {output.DType.TorchName()}");
+        CollectiveShapes.AllGather(Size, output, input);
         return Run("allgather", options?.Timeout, limit =>
         {
             using var send = Stage(input);
@@ -241,8 +240,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         CheckTensor("reduce_scatter", output);
         CheckTensor("reduce_scatter", input);
         var o = options ?? new ReduceScatterOptions();
-        if (output.DType != input.DType || input.NumEl != output.NumEl * Size)
-            throw new ShapeMismatchException($"reduce_scatter: input must hold {Size} × the output ({output.NumEl} elements); got {input.NumEl}");
+        CollectiveShapes.ReduceScatter(Size, output, input);
         return Run("reduce_scatter", o.Timeout, limit =>
         {
             using var wi = Narrow(input) ? Ops.ToDType(input, DType.Float32, false) : null;
@@ -263,8 +261,7 @@ public sealed class NcclProcessGroup : IProcessGroup
     {
         CheckTensor("alltoall", output);
         CheckTensor("alltoall", input);
-        if (output.DType != input.DType || output.NumEl != input.NumEl || input.NumEl % Size != 0)
-            throw new ShapeMismatchException($"alltoall: input and output must have the same size, a multiple of the group size {Size} (got {input.NumEl} and {output.NumEl})");
+        CollectiveShapes.AllToAll(Size, output, input);
         return Run("alltoall", options?.Timeout, limit =>
         {
             long block = (long)input.NumEl / Size * input.DType.SizeOf();

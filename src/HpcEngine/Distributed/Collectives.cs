@@ -178,3 +178,25 @@ public interface IProcessGroup : IDisposable
     /// count them).</summary>
     long BytesSent => 0;
 }
+
+/// <summary>The shape rules of the collectives with two tensors, shared by every backend so their errors read the same.</summary>
+internal static class CollectiveShapes
+{
+    public static void AllGather(int size, Tensor output, Tensor input)
+    {
+        if (output.DType != input.DType || output.NumEl != input.NumEl * size)
+            throw new ShapeMismatchException($"allgather: output must hold {size} × the input ({input.NumEl} {input.DType.TorchName()} elements); got {output.NumEl} {output.DType.TorchName()}");
+    }
+
+    public static void ReduceScatter(int size, Tensor output, Tensor input)
+    {
+        if (output.DType != input.DType || input.NumEl != output.NumEl * size)
+            throw new ShapeMismatchException($"reduce_scatter: input must hold {size} × the output ({output.NumEl} elements); got {input.NumEl}");
+    }
+
+    public static void AllToAll(int size, Tensor output, Tensor input)
+    {
+        if (output.DType != input.DType || output.NumEl != input.NumEl || input.NumEl % size != 0)
+            throw new ShapeMismatchException($"alltoall: input and output must have the same size, a multiple of the group size {size} (got {input.NumEl} and {output.NumEl})");
+    }
+}

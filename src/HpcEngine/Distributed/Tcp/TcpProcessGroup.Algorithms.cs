@@ -174,20 +174,27 @@ public sealed partial class TcpProcessGroup
                 parts[r] = await Receive(op, r).ConfigureAwait(false);
                 CheckLength(op, parts[r]!, len, r, "reduce");
             }
-            var acc = ArrayPool<byte>.Shared.Rent(Math.Max(len, 1));
-            try
-            {
-                var a = acc.AsSpan(0, len);
-                (root == 0 ? data.Span : parts[0]!.Span).CopyTo(a);
-                for (int r = 1; r < n; r++) WireReduce.Apply(rop, dtype, a, r == root ? data.Span : parts[r]!.Span);
-                a.CopyTo(data.Span);
-            }
-            finally { ArrayPool<byte>.Shared.Return(acc); }
+            FoldInRankOrder(data.Span, parts, root, dtype, rop);
         }
         finally
         {
             foreach (var p in parts) p?.Dispose();
         }
+    }
+
+    /// <summary>data := parts[0] ⊕ parts[1] ⊕ … in rank order, with this rank's own buffer (data) standing at
+    /// <paramref name="self"/>: the same order, so the same bits, on every rank that folds.</summary>
+    private static void FoldInRankOrder(Span<byte> data, Incoming?[] parts, int self, DType dtype, ReduceOp rop)
+    {
+        var acc = ArrayPool<byte>.Shared.Rent(Math.Max(data.Length, 1));
+        try
+        {
+            var a = acc.AsSpan(0, data.Length);
+            (self == 0 ? data : parts[0]!.Span).CopyTo(a);
+            for (int r = 1; r < parts.Length; r++) WireReduce.Apply(rop, dtype, a, r == self ? data : parts[r]!.Span);
+            a.CopyTo(data);
+        }
+        finally { ArrayPool<byte>.Shared.Return(acc); }
     }
 
     /// <summary>Latency-optimal allreduce for small messages: one round in which every rank sends its buffer to every
@@ -207,15 +214,7 @@ public sealed partial class TcpProcessGroup
                 CheckLength(op, parts[r]!, len, r, "allreduce");
             }
             await Task.WhenAll(sends).ConfigureAwait(false);
-            var acc = ArrayPool<byte>.Shared.Rent(Math.Max(len, 1));
-            try
-            {
-                var a = acc.AsSpan(0, len);
-                (Rank == 0 ? data.Span : parts[0]!.Span).CopyTo(a);
-                for (int r = 1; r < n; r++) WireReduce.Apply(rop, dtype, a, r == Rank ? data.Span : parts[r]!.Span);
-                a.CopyTo(data.Span);
-            }
-            finally { ArrayPool<byte>.Shared.Return(acc); }
+            FoldInRankOrder(data.Span, parts, Rank, dtype, rop);
         }
         finally
         {

@@ -259,8 +259,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
     {
         CheckTensor("allgather", output);
         CheckTensor("allgather", input);
-        if (output.DType != input.DType || output.NumEl != input.NumEl * Size)
-            throw new ShapeMismatchException($"allgather: output must hold {Size} × the input ({input.NumEl} {input.DType.TorchName()} elements); got {output.NumEl} {output.DType.TorchName()}");
+        CollectiveShapes.AllGather(Size, output, input);
         return Run("allgather", (long)output.NumEl * output.DType.SizeOf(), options?.Timeout,
             op => RingAllGather(op, output.AsByteMemory(), input.AsByteMemory()), $"{input.DType.TorchName()} x{input.NumEl}");
     }
@@ -270,8 +269,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         CheckTensor("reduce_scatter", output);
         CheckTensor("reduce_scatter", input);
         var o = options ?? new ReduceScatterOptions();
-        if (output.DType != input.DType || input.NumEl != output.NumEl * Size)
-            throw new ShapeMismatchException($"reduce_scatter: input must hold {Size} × the output ({output.NumEl} elements); got {input.NumEl}");
+        CollectiveShapes.ReduceScatter(Size, output, input);
         return Run("reduce_scatter", (long)input.NumEl * input.DType.SizeOf(), o.Timeout, async op =>
         {
             if (Reduced(input.DType))
@@ -289,8 +287,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
     {
         CheckTensor("alltoall", output);
         CheckTensor("alltoall", input);
-        if (output.DType != input.DType || output.NumEl != input.NumEl || input.NumEl % Size != 0)
-            throw new ShapeMismatchException($"alltoall: input and output must have the same size, a multiple of the group size {Size} (got {input.NumEl} and {output.NumEl})");
+        CollectiveShapes.AllToAll(Size, output, input);
         return Run("alltoall", (long)input.NumEl * input.DType.SizeOf(), options?.Timeout,
             op => DirectAllToAll(op, output.AsByteMemory(), input.AsByteMemory()), $"{input.DType.TorchName()} x{input.NumEl}");
     }
