@@ -98,16 +98,24 @@ public sealed partial class TcpProcessGroup
             var (ss, sl) = Segment(count, es, Mod(Rank - t));
             return Chunks(ss, sl, es).Select(c => (Step: t, c.Start, c.Length));
         }).ToList();
+        await PassAround(op, data, gather, sends, "allreduce").ConfigureAwait(false);
+    }
+
+    /// <summary>The allgather pattern of the rings: every chunk of <paramref name="gather"/> (in arrival order) comes
+    /// from the left straight into place and, unless it has made its last step, goes on to the right.</summary>
+    private async Task PassAround(Op op, Memory<byte> data, List<(int Step, int Start, int Length)> gather, List<Task> sends, string name)
+    {
+        int left = Mod(Rank - 1), right = Mod(Rank + 1);
         var posted = PostReceives(op, left, data, gather.Select(g => (g.Start, g.Length)));
         for (int i = 0; i < gather.Count; i++)
         {
             var (step, cs, cl) = gather[i];
             using (var m = await Await(op, left, posted[i]).ConfigureAwait(false))
             {
-                CheckLength(op, m, cl, left, "allreduce");
+                CheckLength(op, m, cl, left, name);
                 m.CopyTo(data.Span.Slice(cs, cl));
             }
-            if (step < n - 2) sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
+            if (step < Size - 2) sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
         }
         await Task.WhenAll(sends).ConfigureAwait(false);
     }
@@ -298,23 +306,12 @@ public sealed partial class TcpProcessGroup
         int n = Size, block = input.Length;
         input.Span.CopyTo(output.Span.Slice(Rank * block, block));
         if (n == 1) return;
-        int left = Mod(Rank - 1), right = Mod(Rank + 1);
+        int right = Mod(Rank + 1);
         var sends = new List<Task>();
         foreach (var (cs, cl) in Chunks(Rank * block, block, 1)) sends.Add(Link(right).SendAsync(op.Tag, output.Slice(cs, cl), op.Token));
         var gather = Enumerable.Range(0, n - 1)
             .SelectMany(t => Chunks(Mod(Rank - t - 1) * block, block, 1).Select(c => (Step: t, c.Start, c.Length))).ToList();
-        var posted = PostReceives(op, left, output, gather.Select(g => (g.Start, g.Length)));
-        for (int i = 0; i < gather.Count; i++)
-        {
-            var (step, cs, cl) = gather[i];
-            using (var m = await Await(op, left, posted[i]).ConfigureAwait(false))
-            {
-                CheckLength(op, m, cl, left, "allgather");
-                m.CopyTo(output.Span.Slice(cs, cl));
-            }
-            if (step < n - 2) sends.Add(Link(right).SendAsync(op.Tag, output.Slice(cs, cl), op.Token));
-        }
-        await Task.WhenAll(sends).ConfigureAwait(false);
+        await PassAround(op, output, gather, sends, "allgather").ConfigureAwait(false);
     }
 
     /// <summary>Ring reduce-scatter on a working copy of the input: at step t send block (rank−t−1), receive and add
