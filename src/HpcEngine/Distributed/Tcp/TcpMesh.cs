@@ -82,7 +82,14 @@ internal sealed class TcpMesh : IDisposable
                 if (!acceptTask.Wait(Remaining(deadline))) throw Rendezvous(store, prefix, size, options.ConnectTimeout);
                 var s = acceptTask.Result;
                 s.NoDelay = true;
-                var (peer, index) = ReadHello(s, size, k, options.Token);
+                (int peer, int index) hello;
+                try { hello = ReadHello(s, size, k, options.Token); }
+                catch
+                {
+                    s.Dispose();
+                    throw;
+                }
+                var (peer, index) = hello;
                 if (peer <= rank || peer >= size || (sockets[peer] ??= new Socket?[k])[index] != null)
                 {
                     s.Dispose(); // a stranger, a replay or a bad token: drop it and keep waiting
