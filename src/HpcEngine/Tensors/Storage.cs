@@ -3,9 +3,11 @@ using System.Runtime.InteropServices;
 
 namespace HpcEngine;
 
-/// <summary>A reference-counted block of CPU memory that tensors view. Buffers are pinned (pinned object heap), so
-/// kernels take raw pointers without <c>fixed</c>, and go back to <see cref="StoragePool"/> when the last
-/// tensor viewing them is disposed. A storage that is never released is simply collected by the GC.</summary>
+/// <summary>A reference-counted block of memory that tensors view: CPU memory, or device memory from a registered
+/// backend. CPU buffers are pinned (pinned object heap), so kernels take raw pointers without <c>fixed</c>, and go back
+/// to <see cref="StoragePool"/> when the last tensor viewing them is disposed (a CPU storage never released is simply
+/// collected by the GC). Device memory goes back to its backend on the last release; its pointer is never handed to
+/// a CPU kernel (<see cref="Pointer"/> throws instead).</summary>
 internal sealed unsafe class Storage
 {
     private byte[]? _buffer;
