@@ -72,6 +72,27 @@ public sealed partial class TcpProcessGroup
     private async Task RingAllReduce(Op op, Memory<byte> data, DType dtype, ReduceOp rop)
     {
         int n = Size, es = dtype.SizeOf(), count = data.Length / es;
+        // The last reduced segment goes straight on: it is the allgather's first step.
+        var sends = await ReduceAround(op, data, dtype, rop, "allreduce", forwardLast: true).ConfigureAwait(false);
+        // The allgather overwrites segments sent during the reduce-scatter: those sends must be out first. Then every
+        // chunk still to come is posted at once, so it lands straight in place.
+        await Task.WhenAll(sends).ConfigureAwait(false);
+        sends.Clear();
+        var gather = Enumerable.Range(0, n - 1).SelectMany(t =>
+        {
+            var (ss, sl) = Segment(count, es, Mod(Rank - t));
+            return Chunks(ss, sl, es).Select(c => (Step: t, c.Start, c.Length));
+        }).ToList();
+        await PassAround(op, data, gather, sends, "allreduce").ConfigureAwait(false);
+    }
+
+    /// <summary>The reduce-scatter half of the rings: at step t a rank receives segment (rank−t−1) from the left, adds
+    /// it into its own copy and forwards it to the right, so after n−1 steps it holds the full reduction of segment
+    /// (rank+1). That last segment is forwarded too only when <paramref name="forwardLast"/>. Returns the sends in
+    /// flight.</summary>
+    private async Task<List<Task>> ReduceAround(Op op, Memory<byte> data, DType dtype, ReduceOp rop, string name, bool forwardLast)
+    {
+        int n = Size, es = dtype.SizeOf(), count = data.Length / es;
         int left = Mod(Rank - 1), right = Mod(Rank + 1);
         var sends = new List<Task>();
         var (s0, l0) = Segment(count, es, Rank);
@@ -83,22 +104,13 @@ public sealed partial class TcpProcessGroup
             {
                 using (var m = await Receive(op, left).ConfigureAwait(false))
                 {
-                    CheckLength(op, m, cl, left, "allreduce");
+                    CheckLength(op, m, cl, left, name);
                     WireReduce.Apply(rop, dtype, data.Span.Slice(cs, cl), m.Span);
                 }
-                sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
+                if (forwardLast || t < n - 2) sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
             }
         }
-        // The allgather overwrites segments sent during the reduce-scatter: those sends must be out first. Then every
-        // chunk still to come is posted at once, so it lands straight in place.
-        await Task.WhenAll(sends).ConfigureAwait(false);
-        sends.Clear();
-        var gather = Enumerable.Range(0, n - 1).SelectMany(t =>
-        {
-            var (ss, sl) = Segment(count, es, Mod(Rank - t));
-            return Chunks(ss, sl, es).Select(c => (Step: t, c.Start, c.Length));
-        }).ToList();
-        await PassAround(op, data, gather, sends, "allreduce").ConfigureAwait(false);
+        return sends;
     }
 
     /// <summary>The allgather pattern of the rings: every chunk of <paramref name="gather"/> (in arrival order) comes
@@ -125,23 +137,7 @@ public sealed partial class TcpProcessGroup
     private async Task RingReduce(Op op, Memory<byte> data, DType dtype, ReduceOp rop, int root)
     {
         int n = Size, es = dtype.SizeOf(), count = data.Length / es;
-        int left = Mod(Rank - 1), right = Mod(Rank + 1);
-        var sends = new List<Task>();
-        var (s0, l0) = Segment(count, es, Rank);
-        foreach (var (cs, cl) in Chunks(s0, l0, es)) sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
-        for (int t = 0; t < n - 1; t++)
-        {
-            var (ss, sl) = Segment(count, es, Mod(Rank - t - 1));
-            foreach (var (cs, cl) in Chunks(ss, sl, es))
-            {
-                using (var m = await Receive(op, left).ConfigureAwait(false))
-                {
-                    CheckLength(op, m, cl, left, "reduce");
-                    WireReduce.Apply(rop, dtype, data.Span.Slice(cs, cl), m.Span);
-                }
-                if (t < n - 2) sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
-            }
-        }
+        var sends = await ReduceAround(op, data, dtype, rop, "reduce", forwardLast: false).ConfigureAwait(false);
         await Task.WhenAll(sends).ConfigureAwait(false);
         if (Rank != root)
         {
