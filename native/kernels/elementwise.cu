@@ -3,6 +3,7 @@
 // Napkin math (H100, 16384×4096 fp32 add): 3 × 268 MB moved; at ~3 TB/s that is ~0.27 ms — the kernel is pure
 // bandwidth, so the only things that matter are 16-byte accesses and enough bytes in flight (a few waves of blocks).
 #include "hpc/common.cuh"
+#include "hpc/strided.cuh"
 
 using namespace hpc;
 
@@ -39,28 +40,6 @@ HPC_BINARY(mul, Mul)
 HPC_BINARY(div, Div)
 HPC_BINARY(maximum, Max)
 HPC_BINARY(minimum, Min)
-
-// Broadcast: the output is contiguous with shape `shape`; a and b are read through their own strides (0 on a
-// broadcast dimension), as the CPU backend's StridedLoop does. Up to 8 dimensions, passed by value.
-struct Broadcast {
-  int ndim;
-  i64 shape[8];
-  i64 a_stride[8];
-  i64 b_stride[8];
-};
-
-// Where flat (row-major) index i of s.shape sits in the two layouts a_stride and b_stride.
-__device__ __forceinline__ void strided_offsets(i64 i, const Broadcast& s, i64& ao, i64& bo) {
-  i64 rest = i;
-  ao = 0;
-  bo = 0;
-  for (int d = s.ndim - 1; d >= 0; d--) {
-    i64 idx = rest % s.shape[d];
-    rest /= s.shape[d];
-    ao += idx * s.a_stride[d];
-    bo += idx * s.b_stride[d];
-  }
-}
 
 template <typename Op>
 __device__ void binary_broadcast(const float* a, const float* b, float* out, i64 n, Broadcast s) {
@@ -138,8 +117,9 @@ extern "C" __global__ void tanh_backward_f32(const float* y, const float* dy, fl
 }
 
 // Copy between any two layouts of one shape: x read through a_stride, out written through b_stride (a gradient
-// written into a strided view, e.g. the backward of a slice).
-extern "C" __global__ void strided_copy_any_f32(const float* x, float* out, i64 n, Broadcast s) {
+// written into a strided view, e.g. the backward of a slice). By element size, so every dtype moves bit for bit.
+template <typename T>
+__device__ void strided_copy_any(const T* x, T* out, i64 n, const Broadcast& s) {
   for (i64 i = global_index(); i < n; i += grid_stride()) {
     i64 xo, oo;
     strided_offsets(i, s, xo, oo);
@@ -148,10 +128,19 @@ extern "C" __global__ void strided_copy_any_f32(const float* x, float* out, i64 
 }
 
 // Strided copy into a contiguous output (makes a non-contiguous view contiguous; also the copy of .To(device)).
-extern "C" __global__ void strided_copy_f32(const float* x, float* out, i64 n, Broadcast s) {
+template <typename T>
+__device__ void strided_copy(const T* x, T* out, i64 n, const Broadcast& s) {
   for (i64 i = global_index(); i < n; i += grid_stride()) {
     i64 off, unused;
     strided_offsets(i, s, off, unused);
     out[i] = x[off];
   }
 }
+
+#define HPC_STRIDED_COPY(bits, T)                                                                                  \
+  extern "C" __global__ void strided_copy_any_b##bits(const T* x, T* out, i64 n, Broadcast s) { strided_copy_any<T>(x, out, n, s); } \
+  extern "C" __global__ void strided_copy_b##bits(const T* x, T* out, i64 n, Broadcast s) { strided_copy<T>(x, out, n, s); }
+HPC_STRIDED_COPY(8, unsigned char)
+HPC_STRIDED_COPY(16, unsigned short)
+HPC_STRIDED_COPY(32, u32)
+HPC_STRIDED_COPY(64, u64)

@@ -19,7 +19,7 @@ extern "C" __global__ void layernorm_f32(const float* x, const float* w, const f
     float rstd = rsqrtf(block_sum(v, scratch) / (float)cols + eps);
     for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
       float n = (in[c] - mean) * rstd;
-      y[r * cols + c] = w ? fmaf(n, w[c], b ? b[c] : 0.0f) : n;
+      y[r * cols + c] = w ? (b ? fmaf(n, w[c], b[c]) : n * w[c]) : (b ? n + b[c] : n);
     }
     if (threadIdx.x == 0) { mean_out[r] = mean; rstd_out[r] = rstd; }
   }
@@ -48,16 +48,22 @@ extern "C" __global__ void layernorm_backward_f32(const float* x, const float* w
   }
 }
 
-extern "C" __global__ void layernorm_param_backward_f32(const float* x, const float* dy, const float* mean, const float* rstd,
-                                                        float* dw, float* db, i64 rows, i64 cols) {
-  for (i64 c = global_index(); c < cols; c += grid_stride()) {
+// Weight and bias gradients, first pass: partial column sums over chunks of rows, written to pw/pb [chunks, cols]
+// (a thread per (chunk, column): coalesced reads, enough threads to fill the GPU even when cols is small); the
+// host then sums the chunks with sum_cols_f32. Deterministic, no atomics.
+extern "C" __global__ void layernorm_param_partial_f32(const float* x, const float* dy, const float* mean, const float* rstd,
+                                                       float* pw, float* pb, i64 rows, i64 cols, i64 chunk) {
+  i64 chunks = (rows + chunk - 1) / chunk;
+  for (i64 t = global_index(); t < chunks * cols; t += grid_stride()) {
+    i64 k = t / cols, c = t % cols;
+    i64 r0 = k * chunk, r1 = min(rows, r0 + chunk);
     float sw = 0.0f, sb = 0.0f;
-    for (i64 r = 0; r < rows; r++) {
+    for (i64 r = r0; r < r1; r++) {
       float g = dy[r * cols + c];
       sw += g * (x[r * cols + c] - mean[r]) * rstd[r];
       sb += g;
     }
-    if (dw) dw[c] = sw;
-    if (db) db[c] = sb;
+    pw[t] = sw;
+    pb[t] = sb;
   }
 }

@@ -4,19 +4,12 @@
 
 using namespace hpc;
 
-// mask[i] = uniform(i) < keep; y = x * mask / keep. `start` is the generator's offset reserved for this draw.
-extern "C" __global__ void dropout_f32(const float* x, float* y, unsigned char* mask, i64 n, u64 seed, u64 start, float keep) {
-  float scale = keep > 0.0f ? 1.0f / keep : 0.0f;
-  for (i64 i = global_index(); i < n; i += grid_stride()) {
-    bool k = uniform01(philox_at(seed, start + (u64)(i >> 2), (int)(i & 3))) < keep;
-    mask[i] = k ? 1 : 0;
-    y[i] = k ? x[i] * scale : 0.0f;
-  }
-}
-
-extern "C" __global__ void dropout_backward_f32(const float* dy, const unsigned char* mask, float* dx, i64 n, float keep) {
-  float scale = keep > 0.0f ? 1.0f / keep : 0.0f;
-  for (i64 i = global_index(); i < n; i += grid_stride()) dx[i] = mask[i] ? dy[i] * scale : 0.0f;
+// r[i] = value where uniform(i) < p, else 0: Tensor.Bernoulli's draw (and dropout's scaled keep mask, with
+// value = 1/(1-p)). `threshold` = ceil(p * 2^24) compares the 24-bit uniform exactly as the CPU compares it against
+// the double p (a float p would round and flip the elements that land between them).
+extern "C" __global__ void bernoulli_f32(float* r, i64 n, u64 seed, u64 start, u32 threshold, float value) {
+  for (i64 i = global_index(); i < n; i += grid_stride())
+    r[i] = (philox_at(seed, start + (u64)(i >> 2), (int)(i & 3)) >> 8) < threshold ? value : 0.0f;
 }
 
 extern "C" __global__ void uniform_f32(float* y, i64 n, u64 seed, u64 start, float low, float high) {

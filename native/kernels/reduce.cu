@@ -54,16 +54,24 @@ extern "C" __global__ void sumsq_partial_f32(const float* x, float* partial, i64
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
-// argmax per row (ties: the first index, as the CPU backend).
-extern "C" __global__ void argmax_rows_f32(const float* x, i64* out, i64 rows, i64 cols) {
-  __shared__ float best_v[1024];
-  __shared__ i64 best_i[1024];
+// Max or min per row with the index of its first occurrence (the CPU backend's ties rule; a NaN wins, as there).
+// One block per row: each thread scans a strided slice, then a shared-memory tree keeps (value, index) pairs.
+__device__ __forceinline__ bool extreme_better(float v, i64 i, float best, i64 best_i, int is_max) {
+  if (v != v) return best == best || i < best_i;  // NaN beats numbers; the first NaN wins
+  if (best != best) return false;
+  if (v == best) return i < best_i;
+  return is_max ? v > best : v < best;
+}
+
+extern "C" __global__ void extreme_rows_f32(const float* x, float* values, i64* indices, i64 rows, i64 cols, int is_max) {
+  __shared__ float best_v[256];
+  __shared__ i64 best_i[256];
   for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
-    float v = -__int_as_float(0x7f800000);
-    i64 idx = 0;
+    float v = 0.0f;
+    i64 idx = -1;
     for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
       float y = x[r * cols + c];
-      if (y > v) { v = y; idx = c; }
+      if (idx < 0 || extreme_better(y, c, v, idx, is_max)) { v = y; idx = c; }
     }
     best_v[threadIdx.x] = v;
     best_i[threadIdx.x] = idx;
@@ -72,14 +80,17 @@ extern "C" __global__ void argmax_rows_f32(const float* x, i64* out, i64 rows, i
       if (threadIdx.x < s) {
         float o = best_v[threadIdx.x + s];
         i64 oi = best_i[threadIdx.x + s];
-        if (o > best_v[threadIdx.x] || (o == best_v[threadIdx.x] && oi < best_i[threadIdx.x])) {
+        if (oi >= 0 && (best_i[threadIdx.x] < 0 || extreme_better(o, oi, best_v[threadIdx.x], best_i[threadIdx.x], is_max))) {
           best_v[threadIdx.x] = o;
           best_i[threadIdx.x] = oi;
         }
       }
       __syncthreads();
     }
-    if (threadIdx.x == 0) out[r] = best_i[0];
+    if (threadIdx.x == 0) {
+      if (values) values[r] = best_v[0];
+      if (indices) indices[r] = best_i[0];
+    }
     __syncthreads();
   }
 }

@@ -65,6 +65,26 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         public fixed long BStride[8];
     }
 
+    /// <summary>native/include/hpc/strided.cuh's struct Broadcast3 (where: condition, a, b).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Broadcast3
+    {
+        public int Ndim;
+        public fixed long Shape[8];
+        public fixed long Stride[24];
+    }
+
+    /// <summary>native/kernels/index.cu's struct IndexShape.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct IndexShape
+    {
+        public int Ndim, Dim;
+        public fixed long Shape[8];
+        public fixed long XStride[8];
+        public fixed long IStride[8];
+        public fixed long OStride[8];
+    }
+
     private static Broadcast Layout(string op, Tensor r, Tensor a, Tensor? b = null)
     {
         if (r.Rank > 8) throw new ShapeMismatchException($"{op} on cuda: at most 8 dimensions (got {r.Rank})");
@@ -156,8 +176,7 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         {
             // Into a strided view: same dtype only (the casts write contiguous outputs).
             if (src.DType != dst.DType) throw NoKernel($"a cast into a non-contiguous view ({src.DType.TorchName()} → {dst.DType.TorchName()})");
-            Float32("strided copy", src);
-            context.Launch(Kernel("elementwise.cu", "strided_copy_any_f32"), Grid(dst.NumEl), Block, 0, Ptr(src), Ptr(dst), (long)dst.NumEl, Layout("copy", dst, src, dst));
+            context.Launch(Kernel("elementwise.cu", "strided_copy_any" + Bits(src)), Grid(dst.NumEl), Block, 0, Ptr(src), Ptr(dst), (long)dst.NumEl, Layout("copy", dst, src, dst));
             return;
         }
         if (src.DType == dst.DType)
@@ -168,8 +187,7 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
                 Driver.Check(Driver.cuMemcpyDtoDAsync(Ptr(dst), Ptr(src), (nuint)((long)dst.NumEl * dst.DType.SizeOf()), context.Stream));
                 return;
             }
-            Float32("strided copy", src);
-            context.Launch(Kernel("elementwise.cu", "strided_copy_f32"), Grid(dst.NumEl), Block, 0, Ptr(src), Ptr(dst), (long)dst.NumEl, Layout("copy", dst, src));
+            context.Launch(Kernel("elementwise.cu", "strided_copy" + Bits(src)), Grid(dst.NumEl), Block, 0, Ptr(src), Ptr(dst), (long)dst.NumEl, Layout("copy", dst, src));
             return;
         }
         // A cast: through a contiguous float32 copy where the kernels need one.
@@ -179,6 +197,16 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
             (DType.BFloat16, DType.Float32) => "bf16_to_f32",
             (DType.Float32, DType.Float16) => "f32_to_f16",
             (DType.Float16, DType.Float32) => "f16_to_f32",
+            (DType.Float32, DType.Int64) => "f32_to_i64",
+            (DType.Float32, DType.Int32) => "f32_to_i32",
+            (DType.Float32, DType.Bool) => "f32_to_bool",
+            (DType.Int64, DType.Float32) => "i64_to_f32",
+            (DType.Int32, DType.Float32) => "i32_to_f32",
+            (DType.Bool or DType.UInt8, DType.Float32) => "u8_to_f32",
+            (DType.Int32, DType.Int64) => "i32_to_i64",
+            (DType.Int64, DType.Int32) => "i64_to_i32",
+            (DType.Bool or DType.UInt8, DType.Int64) => "u8_to_i64",
+            (DType.Int64, DType.Bool) => "i64_to_bool",
             _ => null,
         };
         if (kernel == null) throw NoKernel($"the cast {src.DType.TorchName()} → {dst.DType.TorchName()}");
@@ -213,6 +241,9 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         context.Launch(Kernel("elementwise.cu", name + "_f32"), Grid(r.NumEl), Block, 0, Ptr(ac), Ptr(bc), Ptr(r), (long)r.NumEl);
     }
 
+    /// <summary>The strided-copy kernel suffix for t's element size ("_b32" ...): copies move bits, any dtype.</summary>
+    private static string Bits(Tensor t) => "_b" + t.DType.SizeOf() * 8;
+
     private static bool NoZeroStrides(Tensor t)
     {
         for (int d = 0; d < t.Rank; d++) if (t.Strides[d] == 0 && t.Shape[d] > 1) return false;
@@ -222,7 +253,7 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
     private Tensor Materialise(Tensor t)
     {
         var c = Tensor.Empty(t.Shape, t.DType, t.Device);
-        context.Launch(Kernel("elementwise.cu", "strided_copy_f32"), Grid(c.NumEl), Block, 0, Ptr(t), Ptr(c), (long)c.NumEl, Layout("copy", c, t));
+        context.Launch(Kernel("elementwise.cu", "strided_copy" + Bits(t)), Grid(c.NumEl), Block, 0, Ptr(t), Ptr(c), (long)c.NumEl, Layout("copy", c, t));
         return c;
     }
 
@@ -460,5 +491,128 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         int count = dout.Shape[0], dim = dout.Shape[1];
         if (count == 0 || dim == 0) return;
         context.Launch(Kernel("embedding.cu", "embedding_backward_f32"), Rows(count), Block, 0, Ptr(dout), Ptr(ids), Ptr(dweight), (long)count, (long)dim, (long)dweight.Shape[0]);
+    }
+
+    public void Extreme(Tensor x, int rows, int n, Tensor? values, Tensor? indices, bool max)
+    {
+        Float32(max ? "max" : "min", x);
+        if (values != null) Float32(max ? "max" : "min", values);
+        if (rows == 0) return;
+        context.Launch(Kernel("reduce.cu", "extreme_rows_f32"), Rows(rows), Block, 0, Ptr(x), values != null ? Ptr(values) : 0UL,
+            indices != null ? Ptr(indices) : 0UL, (long)rows, (long)n, max ? 1 : 0);
+    }
+
+    public void Compare(CompareOp op, Tensor a, Tensor b, Tensor r)
+    {
+        string suffix = a.DType switch
+        {
+            DType.Float32 => "f32", DType.Int64 => "i64", DType.Int32 => "i32",
+            _ => throw new DTypeMismatchException($"comparisons on cuda: float32, int64 or int32 (got {a.DType.TorchName()})"),
+        };
+        if (r.NumEl == 0) return;
+        context.Launch(Kernel("compare.cu", "compare_" + suffix), Grid(r.NumEl), Block, 0, Ptr(a), Ptr(b), Ptr(r), (long)r.NumEl, (int)op, Layout("compare", r, a, b));
+    }
+
+    public void Where(Tensor condition, Tensor a, Tensor b, Tensor r)
+    {
+        int size = r.DType.SizeOf();
+        if (size is not (4 or 8)) throw new DTypeMismatchException($"where on cuda: 4- or 8-byte dtypes (got {r.DType.TorchName()})");
+        if (r.NumEl == 0) return;
+        if (r.Rank > 8) throw new ShapeMismatchException($"where on cuda: at most 8 dimensions (got {r.Rank})");
+        var s = new Broadcast3 { Ndim = Math.Max(r.Rank, 1) };
+        s.Shape[0] = 1;
+        Tensor[] operands = [condition, a, b];
+        for (int d = 0; d < r.Rank; d++)
+        {
+            s.Shape[d] = r.Shape[d];
+            for (int k = 0; k < 3; k++) s.Stride[k * 8 + d] = operands[k].Strides[d];
+        }
+        context.Launch(Kernel("compare.cu", size == 4 ? "where_32" : "where_64"), Grid(r.NumEl), Block, 0, Ptr(condition), Ptr(a), Ptr(b), Ptr(r), (long)r.NumEl, s);
+    }
+
+    /// <summary>The gather/scatter layout: <paramref name="index"/>'s shape, the strided tensor's, the index's and the
+    /// other operand's strides.</summary>
+    private static IndexShape IndexLayout(string op, int dim, Tensor strided, Tensor index, Tensor other)
+    {
+        if (index.Rank > 8) throw new ShapeMismatchException($"{op} on cuda: at most 8 dimensions (got {index.Rank})");
+        if (index.DType != DType.Int64) throw new DTypeMismatchException($"{op} on cuda: the index must be int64");
+        var s = new IndexShape { Ndim = Math.Max(index.Rank, 1), Dim = dim };
+        s.Shape[0] = 1;
+        for (int d = 0; d < index.Rank; d++)
+        {
+            s.Shape[d] = index.Shape[d];
+            s.XStride[d] = strided.Strides[d];
+            s.IStride[d] = index.Strides[d];
+            s.OStride[d] = other.Strides[d];
+        }
+        return s;
+    }
+
+    public void Gather(Tensor x, int dim, Tensor index, Tensor r)
+    {
+        if (x.DType.SizeOf() != 4) throw new DTypeMismatchException($"gather on cuda: 4-byte dtypes (got {x.DType.TorchName()})");
+        if (r.NumEl == 0) return;
+        context.Launch(Kernel("index.cu", "gather_32"), Grid(r.NumEl), Block, 0, Ptr(x), Ptr(index), Ptr(r), (long)r.NumEl, IndexLayout("gather", dim, x, index, r));
+    }
+
+    public void ScatterAdd(Tensor r, int dim, Tensor index, Tensor src)
+    {
+        Float32("scatter_add", r, src);
+        if (index.NumEl == 0) return;
+        context.Launch(Kernel("index.cu", "scatter_add_f32"), Grid(index.NumEl), Block, 0, Ptr(r), Ptr(index), Ptr(src), (long)index.NumEl, IndexLayout("scatter_add", dim, r, index, src));
+    }
+
+    public void Bernoulli(Tensor r, ulong seed, ulong start, double p, double value)
+    {
+        Float32("bernoulli", r);
+        if (r.NumEl == 0) return;
+        // uniform = k / 2^24 < p  ⇔  k < ceil(p · 2^24): exact, as the CPU's double comparison.
+        uint threshold = (uint)Math.Ceiling(p * 16777216.0);
+        context.Launch(Kernel("random.cu", "bernoulli_f32"), Grid(r.NumEl), Block, 0, Ptr(r), (long)r.NumEl, seed, start, threshold, (float)value);
+    }
+
+    public void LayerNorm(Tensor x, Tensor? weight, Tensor? bias, Tensor y, Tensor mean, Tensor rstd, int rows, int n, double eps)
+    {
+        Float32("layer_norm", x, y, mean, rstd);
+        if (rows == 0) return;
+        context.Launch(Kernel("layernorm.cu", "layernorm_f32"), Rows(rows), Block, 0, Ptr(x), weight != null ? Ptr(weight) : 0UL, bias != null ? Ptr(bias) : 0UL,
+            Ptr(y), Ptr(mean), Ptr(rstd), (long)rows, (long)n, (float)eps);
+    }
+
+    public void LayerNormBackward(Tensor x, Tensor? weight, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor? dweight, Tensor? dbias, int rows, int n)
+    {
+        Float32("layer_norm backward", x, dy, dx);
+        if (rows == 0 || n == 0)
+        {
+            if (dweight != null) Fill(dweight, 0);
+            if (dbias != null) Fill(dbias, 0);
+            return;
+        }
+        context.Launch(Kernel("layernorm.cu", "layernorm_backward_f32"), Rows(rows), Block, 0, Ptr(x), weight != null ? Ptr(weight) : 0UL, Ptr(dy),
+            Ptr(mean), Ptr(rstd), Ptr(dx), (long)rows, (long)n);
+        if (dweight == null && dbias == null) return;
+        // Chunks of 64 rows: enough (chunk, column) threads to fill the GPU, and a short second pass.
+        const int chunk = 64;
+        int chunks = (rows + chunk - 1) / chunk;
+        using var pw = Tensor.Empty([chunks, n], DType.Float32, x.Device);
+        using var pb = Tensor.Empty([chunks, n], DType.Float32, x.Device);
+        context.Launch(Kernel("layernorm.cu", "layernorm_param_partial_f32"), Grid((long)chunks * n), Block, 0, Ptr(x), Ptr(dy), Ptr(mean), Ptr(rstd),
+            Ptr(pw), Ptr(pb), (long)rows, (long)n, (long)chunk);
+        if (dweight != null) context.Launch(Kernel("reduce.cu", "sum_cols_f32"), Grid(n), Block, 0, Ptr(pw), Ptr(dweight), (long)chunks, (long)n, 1f);
+        if (dbias != null) context.Launch(Kernel("reduce.cu", "sum_cols_f32"), Grid(n), Block, 0, Ptr(pb), Ptr(dbias), (long)chunks, (long)n, 1f);
+    }
+
+    public void AvgPool(Tensor x, Tensor y, int planes, Conv2dGeometry geo, bool countIncludePad)
+    {
+        Float32("avg_pool2d", x, y);
+        if (y.NumEl == 0) return;
+        context.Launch(Kernel("pool.cu", "avgpool2d_f32"), Grid(y.NumEl), Block, 0, Ptr(x), Ptr(y), Pool(planes, geo), countIncludePad ? 1 : 0);
+    }
+
+    public void AvgPoolBackward(Tensor gy, Tensor dx, int planes, Conv2dGeometry geo, bool countIncludePad)
+    {
+        Float32("avg_pool2d backward", gy, dx);
+        if (gy.NumEl == 0) return;
+        context.Launch(Kernel("pool.cu", "avgpool2d_backward_f32"), Grid(gy.NumEl), Block, 0, Ptr(gy), Ptr(dx), Pool(planes, geo), countIncludePad ? 1 : 0);
     }
 }

@@ -14,10 +14,11 @@ internal interface IDeviceMemory : IDisposable
 /// strides); results are allocated by the caller, contiguous. A backend lacking a primitive for a dtype throws
 /// <see cref="DTypeMismatchException"/> naming the op; ops without a device path at all fail where a CPU kernel would
 /// touch device memory, with a <see cref="DeviceMismatchException"/>.
-/// <para>The ops routed so far: elementwise binary (broadcast) and unary ops with their backward, contiguous copies
-/// and dtype casts, fills, matmul/linear, sum/mean over dims, softmax and log-softmax, cross-entropy, conv2d, max
-/// pooling, batch norm (composed), SGD and Adam — the mlp and cnn models train. The CUDA backend (HpcEngine.Cuda) implements this interface with the engine's
-/// kernels and cuBLAS.</para></summary>
+/// <para>The ops routed: elementwise binary (broadcast) and unary ops with their backward, copies and dtype casts,
+/// fills, matmul/linear, sum/mean/max/min/argmax/argmin over dims, softmax and log-softmax, cross-entropy, conv2d,
+/// max and average pooling, layer norm (fused), batch norm (composed), embedding, comparisons and where, gather,
+/// scatter-add and index-select, Bernoulli draws and dropout (the CPU's Philox masks), SGD and Adam. The CUDA
+/// backend (HpcEngine.Cuda) implements this interface with the engine's kernels and cuBLAS.</para></summary>
 internal interface IDeviceBackend
 {
     DeviceType Type { get; }
@@ -78,6 +79,39 @@ internal interface IDeviceBackend
 
     /// <summary>dweight (zeroed by the caller) [ids[i], :] += dout[i, :].</summary>
     void EmbeddingBackward(Tensor dout, Tensor ids, Tensor dweight);
+
+    /// <summary>values[r] and/or int64 indices[r] := the max (or min) of row r of contiguous x [rows, n] and the index
+    /// of its first occurrence (a NaN wins, as on the CPU).</summary>
+    void Extreme(Tensor x, int rows, int n, Tensor? values, Tensor? indices, bool max);
+
+    /// <summary>Bool r := a op b, where a and b (one dtype) are already expanded to r's shape.</summary>
+    void Compare(CompareOp op, Tensor a, Tensor b, Tensor r);
+
+    /// <summary>r := condition ? a : b, all three expanded to r's shape (condition bool, a and b of r's dtype).</summary>
+    void Where(Tensor condition, Tensor a, Tensor b, Tensor r);
+
+    /// <summary>Contiguous r (the index's shape) := x picked along <paramref name="dim"/> at int64 index (any strides;
+    /// every entry checked in range by the caller).</summary>
+    void Gather(Tensor x, int dim, Tensor index, Tensor r);
+
+    /// <summary>Contiguous r along <paramref name="dim"/> at int64 index += src (duplicates accumulate).</summary>
+    void ScatterAdd(Tensor r, int dim, Tensor index, Tensor src);
+
+    /// <summary>Contiguous r := value where the Philox draw (seed, start) is below p, else 0: the CPU's Bernoulli
+    /// numbers element for element.</summary>
+    void Bernoulli(Tensor r, ulong seed, ulong start, double p, double value);
+
+    /// <summary>Layer norm of contiguous x [rows, n] over n: y, and per row mean and 1/std (w and b optional).</summary>
+    void LayerNorm(Tensor x, Tensor? weight, Tensor? bias, Tensor y, Tensor mean, Tensor rstd, int rows, int n, double eps);
+
+    /// <summary>dx, and dweight/dbias when given, from the saved mean and 1/std.</summary>
+    void LayerNormBackward(Tensor x, Tensor? weight, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor? dweight, Tensor? dbias, int rows, int n);
+
+    /// <summary>Average pooling of planes × [H, W] (contiguous) into y (the CPU's divisor rules).</summary>
+    void AvgPool(Tensor x, Tensor y, int planes, Conv2dGeometry geo, bool countIncludePad);
+
+    /// <summary>dx (zeroed by the caller) += gy spread over each window.</summary>
+    void AvgPoolBackward(Tensor gy, Tensor dx, int planes, Conv2dGeometry geo, bool countIncludePad);
 
     /// <summary>One SGD step in place (PyTorch's order; <paramref name="buffer"/> null without momentum).</summary>
     void SgdStep(Tensor p, Tensor g, Tensor? buffer, double lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first);

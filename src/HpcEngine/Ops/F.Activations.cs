@@ -68,6 +68,12 @@ public static partial class F
         if (p is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(p), $"dropout: p must be in [0, 1], got {p}");
         if (!training || p == 0) return Ops.Identity(x);
         if (p == 1) return Ops.MulScalar(x, 0);
+        if (!x.IsCpu)
+        {
+            // One kernel draws the scaled keep mask (the CPU's numbers: keep · (1/(1−p)) rounded once, as below).
+            using var scaled = Tensor.DeviceBernoulli(x.ShapeArray, 1 - p, (float)(1.0 / (1 - p)), x.DType, generator, x.Device);
+            return Ops.Mul(x, scaled);
+        }
         using var keep = Tensor.Bernoulli(x.ShapeArray, 1 - p, x.DType, generator);
         using var mask = Ops.MulScalar(keep, 1.0 / (1 - p));
         return Ops.Mul(x, mask);

@@ -225,6 +225,7 @@ public static partial class F
         var (planes, geo, compute, xc) = PoolSetup("avg_pool2d", x, kernelSize, stride ?? kernelSize, padding, 1);
         using var _ = xc;
         if (padding * 2 > kernelSize) throw new ArgumentException($"avg_pool2d: padding ({padding}) must be at most half the kernel size ({kernelSize})", nameof(padding));
+        if (!x.IsCpu) return DeviceAvgPool(x, xc, planes, geo, countIncludePad);
         var y = Tensor.Empty([x.Shape[0], x.Shape[1], geo.OH, geo.OW], compute);
         if (compute == DType.Float32) PoolKernels.Avg(xc.Ptr<float>(), y.Ptr<float>(), planes, geo, countIncludePad, backward: false);
         else PoolKernels.Avg(xc.Ptr<double>(), y.Ptr<double>(), planes, geo, countIncludePad, backward: false);
@@ -237,6 +238,22 @@ public static partial class F
             var dx = Tensor.Zeros(inShape, compute);
             if (compute == DType.Float32) PoolKernels.Avg(dx.Ptr<float>(), gc.Ptr<float>(), planes, geo, countIncludePad, backward: true);
             else PoolKernels.Avg(dx.Ptr<double>(), gc.Ptr<double>(), planes, geo, countIncludePad, backward: true);
+            return [dx];
+        });
+    }
+
+    private static Tensor DeviceAvgPool(Tensor x, Tensor xc, int planes, Conv2dGeometry geo, bool countIncludePad)
+    {
+        var backend = Backends.DeviceBackends.For(x.Device);
+        var y = Tensor.Empty([x.Shape[0], x.Shape[1], geo.OH, geo.OW], xc.DType, x.Device);
+        backend.AvgPool(xc, y, planes, geo, countIncludePad);
+        if (!Recorder.Needs(x)) return y;
+        var inShape = x.ShapeArray;
+        return Recorder.Record(y, "avg_pool2d", [x], g =>
+        {
+            using var gc = Ops.ContiguousNoGrad(g);
+            var dx = Tensor.Empty(inShape, gc.DType, gc.Device, zeroed: true);
+            backend.AvgPoolBackward(gc, dx, planes, geo, countIncludePad);
             return [dx];
         });
     }

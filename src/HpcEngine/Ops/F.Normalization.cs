@@ -160,20 +160,47 @@ public static partial class F
                 n, c, l, w != null ? w.Ptr<double>() : null, mean.Ptr<double>(), rstd.Ptr<double>(), training);
     }
 
-    /// <summary>Layer norm on a device, composed from ops with device paths (mean and biased variance over the
-    /// trailing dims, 1/√(var + eps), the affine map); autograd derives the backward.</summary>
+    /// <summary>Layer norm on a device: the fused kernel saves each row's mean and 1/std; the backward is one kernel
+    /// for dx and a two-pass column sum for the weight and bias gradients (deterministic, no atomics).</summary>
     private static Tensor DeviceLayerNorm(Tensor x, int[] normalizedShape, Tensor? weight, Tensor? bias, double eps)
     {
-        var dims = Enumerable.Range(x.Rank - normalizedShape.Length, normalizedShape.Length).ToArray();
-        using var mean = Ops.Mean(x, dims, keepDim: true);
-        using var centred = Ops.Sub(x, mean);
-        using var sq = Ops.Mul(centred, centred);
-        using var var = Ops.Mean(sq, dims, keepDim: true);
-        using var ve = Ops.AddScalar(var, eps);
-        using var sd = Ops.Sqrt(ve);
-        var y = Ops.Div(centred, sd);
-        if (weight != null) y = y.Replace(Ops.Mul(y, weight));
-        if (bias != null) y = y.Replace(Ops.Add(y, bias));
+        foreach (var p in new[] { weight, bias })
+            if (p != null) Ops.SameDevice("layer_norm", x, p);
+        int d = Shapes.NumEl(normalizedShape), rows = d == 0 ? 0 : x.NumEl / d;
+        var backend = Backends.DeviceBackends.For(x.Device);
+        var xc = Ops.ContiguousNoGrad(x);
+        using var wc = weight != null ? Ops.ContiguousNoGrad(weight) : null;
+        using var bc = bias != null ? Ops.ContiguousNoGrad(bias) : null;
+        var y = Tensor.Empty(x.ShapeArray, x.DType, x.Device);
+        var mean = Tensor.Empty([rows], x.DType, x.Device);
+        var rstd = Tensor.Empty([rows], x.DType, x.Device);
+        backend.LayerNorm(xc, wc, bc, y, mean, rstd, rows, d, eps);
+        var inputs = AffineInputs(x, weight, bias);
+        if (!Recorder.Needs(inputs))
+        {
+            xc.Dispose();
+            mean.Dispose();
+            rstd.Dispose();
+            return y;
+        }
+        var save = new List<Tensor> { xc, mean, rstd };
+        if (wc != null) save.Add(wc);
+        bool hasW = weight != null, hasB = bias != null;
+        Recorder.Record(y, "layer_norm", inputs, [.. save], (g, s) =>
+        {
+            using var gc = Ops.ContiguousNoGrad(g);
+            var dx = Tensor.Empty(s[0].ShapeArray, g.DType, g.Device);
+            var dw = hasW ? Tensor.Empty(normalizedShape, g.DType, g.Device) : null;
+            var db = hasB ? Tensor.Empty(normalizedShape, g.DType, g.Device) : null;
+            backend.LayerNormBackward(s[0], hasW ? s[3] : null, s[1], s[2], gc, dx, dw, db, rows, d);
+            var result = new List<Tensor?> { dx };
+            if (hasW) result.Add(dw);
+            if (hasB) result.Add(db);
+            return [.. result];
+        });
+        xc.Dispose();
+        mean.Dispose();
+        rstd.Dispose();
         return y;
     }
 

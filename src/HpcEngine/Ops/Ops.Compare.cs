@@ -28,6 +28,7 @@ public static partial class Ops
     {
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
+        if (DeviceOf(name, a, b) is { } device) return DeviceCompare(op, name, a, b, device);
         SameDevice(name, a, b);
         var shape = Shapes.Broadcast(name, a.Shape, b.Shape);
         // Compare in the wider of the two types; int64 vs float64 compare in float64 like NumPy.
@@ -54,15 +55,21 @@ public static partial class Ops
         ArgumentNullException.ThrowIfNull(condition);
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
-        SameDevice("where", a, b);
         if (condition.DType is not (DType.Bool or DType.UInt8))
             throw new DTypeMismatchException($"where: the condition must be bool, got {condition.DType.TorchName()}");
         var shape = Shapes.Broadcast("where", condition.Shape, Shapes.Broadcast("where", a.Shape, b.Shape));
-        var dtype = DTypes.Promote(a.DType, b.DType);
-        using var ac = ToDType(a, dtype, false);
-        using var bc = ToDType(b, dtype, false);
-        var r = Tensor.Empty(shape, dtype);
-        CompareKernels.Where(condition, ac, bc, r);
+        var device = DeviceOf("where", condition, a, b);
+        Tensor r;
+        if (device != null) r = DeviceWhere(condition, a, b, device.Value, shape, DeviceOperandType(a, b));
+        else
+        {
+            SameDevice("where", a, b);
+            var dtype = DTypes.Promote(a.DType, b.DType);
+            using var ac = ToDType(a, dtype, false);
+            using var bc = ToDType(b, dtype, false);
+            r = Tensor.Empty(shape, dtype);
+            CompareKernels.Where(condition, ac, bc, r);
+        }
         if (!Recorder.Needs(a, b)) return r;
         int[] sa = a.ShapeArray, sb = b.ShapeArray;
         bool ga = a.NeedsGrad, gb = b.NeedsGrad;

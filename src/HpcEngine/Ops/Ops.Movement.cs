@@ -354,6 +354,7 @@ public static partial class Ops
         ArgumentNullException.ThrowIfNull(index);
         int d = Shapes.NormalizeDim("index_select", dim, x.Rank);
         if (index.Rank > 1) throw new ShapeMismatchException($"index_select: the index must be 0-D or 1-D, got shape {Shapes.Format(index.Shape)}");
+        if (!x.IsCpu) return DeviceIndexSelect(x, d, index);
         using var idx = IndexAsInt64("index_select", index);
         var ids = idx.ToArray<long>();
         var shape = x.ShapeArray;
@@ -412,6 +413,11 @@ public static partial class Ops
         for (int i = 0; i < x.Rank; i++)
             if (i != d && index.Shape[i] > x.Shape[i])
                 throw ShapeMismatchException.For("gather", $"index size must not exceed the input's in dimension {i}", x, index);
+        if (!x.IsCpu)
+        {
+            if (index.DType is not (DType.Int64 or DType.Int32)) throw new DTypeMismatchException($"gather: indices must be int64 or int32, got {index.DType.TorchName()}");
+            return DeviceGather(x, d, index);
+        }
         using var idx = IndexAsInt64("gather", index);
         var r = Tensor.Empty(index.Shape, x.DType);
         IndexKernels.Gather(x, d, idx, r);
@@ -426,6 +432,11 @@ public static partial class Ops
 
     internal static Tensor ScatterAddNoGrad(Tensor x, int dim, Tensor index, Tensor src)
     {
+        if (!x.IsCpu)
+        {
+            if (index.DType is not (DType.Int64 or DType.Int32)) throw new DTypeMismatchException($"scatter_add: indices must be int64 or int32, got {index.DType.TorchName()}");
+            return DeviceScatterAdd(x, dim, index, src);
+        }
         using var idx = IndexAsInt64("scatter_add", index);
         var r = x.Clone();
         using var sc = ToDType(src, x.DType, false);

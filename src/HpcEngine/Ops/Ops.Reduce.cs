@@ -39,8 +39,9 @@ public static partial class Ops
             throw new ShapeMismatchException($"{name}: cannot reduce over an empty dimension (shape {Shapes.Format(x.Shape)}, dims {Shapes.Format(dims)})");
         if (!x.IsCpu)
         {
+            if (op is ReduceOp.Max or ReduceOp.Min or ReduceOp.ArgMax or ReduceOp.ArgMin) return DeviceExtreme(op, x, dims, keepDim);
             if (op is not (ReduceOp.Sum or ReduceOp.Mean))
-                throw new DeviceMismatchException($"{name} on {x.Device} is not implemented yet (sum and mean are); move the tensor with .To(Device.Cpu)");
+                throw new DeviceMismatchException($"{name} on {x.Device} is not implemented yet (sum, mean, max, min, argmax and argmin are); move the tensor with .To(Device.Cpu)");
             return (DeviceSum(x, dims, keepDim, op == ReduceOp.Mean ? 1.0 / Math.Max(inner, 1) : 1.0), null);
         }
 
@@ -266,7 +267,7 @@ public static partial class Ops
             {
                 using var gi = Unreduce(g, shape, [d], keepDim);
                 using var ii = Unreduce(s[0], shape, [d], keepDim);
-                using var z = Tensor.Zeros(shape, g.DType);
+                using var z = Tensor.Empty(shape, g.DType, g.Device, zeroed: true);
                 return [ScatterAddNoGrad(z, d, ii, gi)];
             });
         }

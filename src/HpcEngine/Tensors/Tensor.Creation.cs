@@ -176,10 +176,12 @@ public sealed unsafe partial class Tensor
         return t;
     }
 
-    /// <summary>Samples 1 with probability <paramref name="p"/> (0 otherwise).</summary>
-    public static Tensor Bernoulli(int[] shape, double p, DType dtype = DType.Float32, Generator? generator = null)
+    /// <summary>Samples 1 with probability <paramref name="p"/> (0 otherwise); on <paramref name="device"/> when given
+    /// (float32 there), with the same numbers as the CPU for the same generator state.</summary>
+    public static Tensor Bernoulli(int[] shape, double p, DType dtype = DType.Float32, Generator? generator = null, Device? device = null)
     {
         if (p is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(p), $"bernoulli: p must be in [0, 1], got {p}");
+        if (device is { } d && d.Type != DeviceType.Cpu) return DeviceBernoulli(shape, p, 1, dtype, generator, d);
         var g = generator ?? Generator.Default;
         var t = Empty(shape, dtype);
         int n = t.NumEl;
@@ -190,6 +192,18 @@ public sealed unsafe partial class Tensor
             for (int i = a; i < b; i++)
                 CastKernels.Write(ptr, dtype, i, Philox.ToUniform(Philox.At(seed, start + (ulong)(i >> 2), i & 3)) < p ? 1 : 0);
         });
+        return t;
+    }
+
+    /// <summary>value with probability p, else 0, drawn on the device from the generator's next numbers (dropout's
+    /// scaled keep mask uses value = 1/(1−p)).</summary>
+    internal static Tensor DeviceBernoulli(int[] shape, double p, double value, DType dtype, Generator? generator, Device device)
+    {
+        if (dtype != DType.Float32) throw new DTypeMismatchException($"bernoulli on {device}: float32 only (got {dtype.TorchName()})");
+        var g = generator ?? Generator.Default;
+        var t = Empty(shape, dtype, device);
+        ulong seed = g.Seed, start = g.Reserve(t.NumEl);
+        Backends.DeviceBackends.For(device).Bernoulli(t, seed, start, p, value);
         return t;
     }
 

@@ -302,7 +302,7 @@ public class DeviceDispatchTests
     {
         using var x = Randn([2, 3], 11);
         using var d = x.To(Dev);
-        var e = Assert.Throws<DeviceMismatchException>(() => Ops.Max(d, 1));
+        var e = Assert.Throws<DeviceMismatchException>(() => Ops.Var(d, [1]));
         Assert.That(e!.Message, Does.Contain("external:0").And.Contain("Device.Cpu"));
         var e2 = Assert.Throws<DeviceMismatchException>(() => Ops.Add(d, x));
         Assert.That(e2!.Message, Does.Contain("different devices"));

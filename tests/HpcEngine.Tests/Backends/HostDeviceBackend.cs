@@ -301,4 +301,108 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
         for (int i = 0; i < id.Length; i++)
             for (int k = 0; k < dim; k++) d[(int)id[i] * dim + k] += g[i * dim + k];
     }
+
+    public void Extreme(Tensor x, int rows, int n, Tensor? values, Tensor? indices, bool max)
+    {
+        Count("extreme");
+        using var hx = Host(x);
+        using var hv = values != null ? Host(values) : Tensor.Empty([rows], DType.Float32);
+        using var hi = indices != null ? Host(indices) : Tensor.Empty([rows], DType.Int64);
+        ReduceKernels.Rows(max ? ReduceOp.Max : ReduceOp.Min, hx.Ptr<float>(), rows, n, hv.Ptr<float>(), hi.Ptr<long>(), 1);
+    }
+
+    public void Compare(CompareOp op, Tensor a, Tensor b, Tensor r)
+    {
+        Count("compare");
+        using var ha = Host(a);
+        using var hb = Host(b);
+        using var hr = Host(r);
+        switch (a.DType)
+        {
+            case DType.Float32: CompareKernels.Run<float>(op, ha, hb, hr); break;
+            case DType.Int64: CompareKernels.Run<long>(op, ha, hb, hr); break;
+            case DType.Int32: CompareKernels.Run<int>(op, ha, hb, hr); break;
+            default: throw new DTypeMismatchException($"compare on the test device: {a.DType.TorchName()} is not supported");
+        }
+    }
+
+    public void Where(Tensor condition, Tensor a, Tensor b, Tensor r)
+    {
+        Count("where");
+        using var hc = Host(condition);
+        using var ha = Host(a);
+        using var hb = Host(b);
+        using var hr = Host(r);
+        CompareKernels.Where(hc, ha, hb, hr);
+    }
+
+    public void Gather(Tensor x, int dim, Tensor index, Tensor r)
+    {
+        Count("gather");
+        using var hx = Host(x);
+        using var hi = Host(index);
+        using var hr = Host(r);
+        IndexKernels.Gather(hx, dim, hi, hr);
+    }
+
+    public void ScatterAdd(Tensor r, int dim, Tensor index, Tensor src)
+    {
+        Count("scatter_add");
+        using var hr = Host(r);
+        using var hi = Host(index);
+        using var hs = Host(src);
+        IndexKernels.ScatterAdd<float>(hr, dim, hi, hs);
+    }
+
+    public void Bernoulli(Tensor r, ulong seed, ulong start, double p, double value)
+    {
+        Count("bernoulli");
+        using var hr = Host(r);
+        var span = hr.Span<float>();
+        for (int i = 0; i < span.Length; i++)
+            span[i] = Philox.ToUniform(Philox.At(seed, start + (ulong)(i >> 2), i & 3)) < p ? (float)value : 0f;
+    }
+
+    public void LayerNorm(Tensor x, Tensor? weight, Tensor? bias, Tensor y, Tensor mean, Tensor rstd, int rows, int n, double eps)
+    {
+        Count("layer_norm");
+        using var hx = Host(x);
+        using var hw = weight != null ? Host(weight) : null;
+        using var hb = bias != null ? Host(bias) : null;
+        using var hy = Host(y);
+        using var hm = Host(mean);
+        using var hs = Host(rstd);
+        LayerNormKernels.Forward(hx.Ptr<float>(), hw != null ? hw.Ptr<float>() : null, hb != null ? hb.Ptr<float>() : null, hy.Ptr<float>(), hm.Ptr<float>(), hs.Ptr<float>(), rows, n, eps);
+    }
+
+    public void LayerNormBackward(Tensor x, Tensor? weight, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor? dweight, Tensor? dbias, int rows, int n)
+    {
+        Count("layer_norm_backward");
+        using var hx = Host(x);
+        using var hw = weight != null ? Host(weight) : null;
+        using var hm = Host(mean);
+        using var hs = Host(rstd);
+        using var hg = Host(dy);
+        using var hd = Host(dx);
+        using var hdw = dweight != null ? Host(dweight) : null;
+        using var hdb = dbias != null ? Host(dbias) : null;
+        LayerNormKernels.Backward(hx.Ptr<float>(), hw != null ? hw.Ptr<float>() : null, hm.Ptr<float>(), hs.Ptr<float>(), hg.Ptr<float>(), hd.Ptr<float>(),
+            hdw != null ? hdw.Ptr<float>() : null, hdb != null ? hdb.Ptr<float>() : null, rows, n);
+    }
+
+    public void AvgPool(Tensor x, Tensor y, int planes, Conv2dGeometry geo, bool countIncludePad)
+    {
+        Count("avgpool");
+        using var hx = Host(x);
+        using var hy = Host(y);
+        PoolKernels.Avg(hx.Ptr<float>(), hy.Ptr<float>(), planes, geo, countIncludePad, backward: false);
+    }
+
+    public void AvgPoolBackward(Tensor gy, Tensor dx, int planes, Conv2dGeometry geo, bool countIncludePad)
+    {
+        Count("avgpool_backward");
+        using var hg = Host(gy);
+        using var hd = Host(dx);
+        PoolKernels.Avg(hd.Ptr<float>(), hg.Ptr<float>(), planes, geo, countIncludePad, backward: true);
+    }
 }

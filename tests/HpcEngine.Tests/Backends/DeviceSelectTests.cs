@@ -1,0 +1,170 @@
+using HpcEngine.Backends;
+
+namespace HpcEngine.Tests.Backends;
+
+using Ops = HpcEngine.Ops;
+
+/// <summary>The device paths of comparisons, where, max/min/argmax, gather/scatter/index-select, Bernoulli and dropout,
+/// layer norm and average pooling, through the test backend: each runs on the device (the backend saw the call),
+/// keeps its result there, and gives the CPU's values and gradients.</summary>
+[TestFixture]
+[NonParallelizable] // the backend registry is process-wide
+public class DeviceSelectTests
+{
+    private HostDeviceBackend _backend = null!;
+    private static readonly Device Dev = Device.External(0);
+
+    [SetUp]
+    public void Register()
+    {
+        _backend = new HostDeviceBackend();
+        DeviceBackends.Register(_backend);
+    }
+
+    [TearDown]
+    public void Unregister() => DeviceBackends.Unregister(DeviceType.External);
+
+    private static Tensor Randn(int[] shape, ulong seed) => Tensor.Randn(shape, DType.Float32, new Generator(seed));
+
+    /// <summary>Runs <paramref name="f"/> on CPU inputs and on device copies; asserts the result stays on the device
+    /// and equals the CPU's, and (for float inputs) that the gradients of sum(result · weights) agree.</summary>
+    private void Same(string primitive, Func<Tensor[], Tensor> f, params Tensor[] inputs)
+    {
+        var cpu = inputs.Select(t => t.DType == DType.Float32 ? t.Detach().RequiresGrad_() : t.Alias()).ToArray();
+        var dev = inputs.Select(t =>
+        {
+            var d = t.To(Dev);
+            return t.DType == DType.Float32 ? d.RequiresGrad_() : d;
+        }).ToArray();
+        using var want = f(cpu);
+        using var got = f(dev);
+        Assert.That(got.Device, Is.EqualTo(Dev), primitive);
+        Assert.That(got.DType, Is.EqualTo(want.DType), primitive);
+        Assert.That(got.ShapeArray, Is.EqualTo(want.ShapeArray), primitive);
+        Assert.That(got.ToArray<double>(), Is.EqualTo(want.ToArray<double>()).Within(1e-5), primitive);
+        Assert.That(_backend.Calls.Keys, Does.Contain(primitive));
+        if (want.NeedsGrad)
+        {
+            using var w = Tensor.Rand(want.ShapeArray, DType.Float32, new Generator(99));
+            using var wd = w.To(Dev);
+            using (var lc = Ops.Sum(Ops.Mul(want, w))) lc.Backward();
+            using (var ld = Ops.Sum(Ops.Mul(got, wd))) ld.Backward();
+            for (int i = 0; i < inputs.Length; i++)
+            {
+                if (cpu[i].Grad == null) continue;
+                Assert.That(dev[i].Grad, Is.Not.Null, $"{primitive}: input {i} got no gradient on the device");
+                Assert.That(dev[i].Grad!.Device, Is.EqualTo(Dev));
+                Assert.That(dev[i].Grad!.ToArray<float>(), Is.EqualTo(cpu[i].Grad!.ToArray<float>()).Within(1e-5), $"{primitive}: gradient of input {i}");
+            }
+        }
+        foreach (var t in cpu.Concat(dev)) t.Dispose();
+    }
+
+    [Test]
+    public void Comparisons_broadcast_and_take_cpu_scalars()
+    {
+        using var a = Tensor.FromArray([1f, 2, 3, float.NaN, 5, 6], 2, 3);
+        using var b = Tensor.FromArray([2f, 2, 2], 1, 3);
+        foreach (var f in new Func<Tensor, Tensor, Tensor>[] { Ops.Eq, Ops.Ne, Ops.Lt, Ops.Le, Ops.Gt, Ops.Ge, Ops.LogicalAnd, Ops.LogicalOr, Ops.LogicalXor })
+            Same("compare", t => f(t[0], t[1]), a, b);
+        Same("compare", t => Ops.GtScalar(t[0], 2.5), a);
+        using var ids = Tensor.FromArray([3L, 1, 4, 1, 5]);
+        using var target = Tensor.FromArray([3L, 0, 4, 0, 0]);
+        Same("compare", t => Ops.Eq(t[0], t[1]), ids, target);
+        using var mask = Ops.GtScalar(a, 2);
+        Same("compare", t => Ops.LogicalNot(t[0]), mask);
+    }
+
+    [Test]
+    public void Where_and_masked_fill_with_their_gradients()
+    {
+        using var x = Randn([3, 4], 1);
+        using var y = Randn([4], 2);
+        using var cond = Ops.GtScalar(x, 0);
+        Same("where", t => Ops.Where(t[2], t[0], t[1]), x, y, cond);
+        Same("where", t => Ops.MaskedFill(t[0], t[1], -1e9), x, cond);
+    }
+
+    [Test]
+    public void Max_min_and_arg_reductions_over_any_dim_with_gradients()
+    {
+        using var x = Tensor.FromArray([3f, 1, 3, -2, 7, 7, 0, 5, 1, 2, 2, 9], 2, 2, 3); // ties: the first index wins
+        Same("extreme", t => Ops.Max(t[0], 2).Values, x);
+        Same("extreme", t => Ops.Max(t[0], 2, keepDim: true).Indices, x);
+        Same("extreme", t => Ops.Min(t[0], 0).Values, x);
+        Same("extreme", t => Ops.Min(t[0], 1).Indices, x);
+        Same("extreme", t => Ops.ArgMax(t[0], 1), x);
+        Same("extreme", t => Ops.ArgMin(t[0], -1), x);
+        Same("extreme", t => Ops.Max(t[0]), x); // the whole tensor: the gradient splits over the two 9s? one 9 here
+        using var ties = Tensor.FromArray([1f, 4, 4, 2]);
+        Same("extreme", t => Ops.Max(t[0]), ties);
+    }
+
+    [Test]
+    public void Gather_scatter_add_and_index_select_with_gradients_and_range_errors()
+    {
+        using var x = Randn([3, 5], 3);
+        using var index = Tensor.FromArray([4L, 0, 0, 2, 1, 1], 3, 2);
+        Same("gather", t => Ops.Gather(t[0], 1, t[1]), x, index);
+        using var rows = Tensor.FromArray([2L, 0, 2, 1]);
+        Same("gather", t => Ops.IndexSelect(t[0], 0, t[1]), x, rows);
+        Same("gather", t => Ops.IndexSelect(t[0], 1, t[1]), x, rows);
+        using var src = Randn([3, 2], 4);
+        Same("scatter_add", t => Ops.ScatterAdd(t[0], 1, t[1], t[2]), x, index, src);
+        using var dx = x.To(Dev);
+        using var bad = Tensor.FromArray([0L, 5], 1, 2);
+        var e = Assert.Throws<IndexOutOfRangeException>(() => Ops.Gather(dx, 1, bad));
+        Assert.That(e!.Message, Does.Contain("gather").And.Contain("index 5").And.Contain("size 5"));
+        using var neg = Tensor.FromArray([-1L]);
+        Assert.Throws<IndexOutOfRangeException>(() => Ops.IndexSelect(dx, 0, neg));
+    }
+
+    [Test]
+    public void Bernoulli_and_dropout_draw_the_cpus_numbers_for_the_same_generator_state()
+    {
+        foreach (double p in new[] { 0.1, 0.5, 0.9 }) // 0.9 is not a float: the threshold must compare as the CPU does
+        {
+            using var cpu = Tensor.Bernoulli([1001], p, DType.Float32, new Generator(7));
+            using var dev = Tensor.Bernoulli([1001], p, DType.Float32, new Generator(7), Dev);
+            Assert.That(dev.Device, Is.EqualTo(Dev));
+            Assert.That(dev.ToArray<float>(), Is.EqualTo(cpu.ToArray<float>()), $"p = {p}");
+        }
+        using var x = Randn([4, 33], 5);
+        var g1 = new Generator(11);
+        var g2 = new Generator(11);
+        Same("bernoulli", t => F.Dropout(t[0], 0.3, generator: t[0].IsCpu ? g1 : g2), x);
+        Assert.That(g2.Offset, Is.EqualTo(g1.Offset), "both draws reserve the same stretch of the stream");
+    }
+
+    [Test]
+    public void Layer_norm_is_one_fused_kernel_each_way_with_and_without_affine_parameters()
+    {
+        using var x = Randn([3, 2, 7], 6);
+        using var w = Randn([2, 7], 7);
+        using var b = Randn([2, 7], 8);
+        Same("layer_norm", t => F.LayerNorm(t[0], [2, 7], t[1], t[2]), x, w, b);
+        Same("layer_norm", t => F.LayerNorm(t[0], [7], null, t[1]), x, Randn([7], 9));
+        Same("layer_norm", t => F.LayerNorm(t[0], [7]), x);
+        Assert.That(_backend.Calls.Keys, Does.Contain("layer_norm_backward"));
+    }
+
+    [Test]
+    public void Average_pooling_with_padding_rules_and_its_gradient()
+    {
+        using var x = Randn([2, 3, 7, 6], 10);
+        Same("avgpool", t => F.AvgPool2d(t[0], 3, 2, 1), x);
+        Same("avgpool", t => F.AvgPool2d(t[0], 3, 2, 1, countIncludePad: false), x);
+        Same("avgpool", t => F.AvgPool2d(t[0], 2), x);
+        Assert.That(_backend.Calls.Keys, Does.Contain("avgpool_backward"));
+    }
+
+    [Test]
+    public void Integer_and_bool_casts_stay_on_the_device()
+    {
+        using var x = Tensor.FromArray([-2.7f, 0, 0.5f, 3.9f]);
+        Same("copy", t => t[0].To(DType.Int64), x);
+        Same("copy", t => t[0].To(DType.Bool), x);
+        using var ids = Tensor.FromArray([3L, -1, 0]);
+        Same("copy", t => t[0].To(DType.Float32), ids);
+    }
+}
