@@ -5,30 +5,24 @@ namespace HpcEngine.Tests.Backends;
 using Ops = HpcEngine.Ops;
 
 /// <summary>The device paths of comparisons, where, max/min/argmax, gather/scatter/index-select, Bernoulli and dropout,
-/// layer norm and average pooling, through the test backend: each runs on the device (the backend saw the call),
-/// keeps its result there, and gives the CPU's values and gradients.</summary>
-[TestFixture]
-[NonParallelizable] // the backend registry is process-wide
-public class DeviceSelectTests
+/// layer norm and average pooling, and integer casts: each runs on the device, keeps its result there, and gives the
+/// CPU's values and gradients. Run on the test backend here (which also says the op reached it) and on cuda:0 by
+/// <see cref="HpcEngine.Tests.Cuda.CudaSelectParityTests"/> where a GPU is found.</summary>
+public abstract class DeviceSelectTests
 {
-    private HostDeviceBackend _backend = null!;
-    private static readonly Device Dev = Device.External(0);
+    protected abstract Device Dev { get; }
 
-    [SetUp]
-    public void Register()
-    {
-        _backend = new HostDeviceBackend();
-        DeviceBackends.Register(_backend);
-    }
+    /// <summary>Tolerance of values and gradients (the GPU sums in another order).</summary>
+    protected abstract double Tolerance { get; }
 
-    [TearDown]
-    public void Unregister() => DeviceBackends.Unregister(DeviceType.External);
+    /// <summary>Whether the backend saw a call of <paramref name="primitive"/> (true where it cannot tell).</summary>
+    protected abstract bool Saw(string primitive);
 
     private static Tensor Randn(int[] shape, ulong seed) => Tensor.Randn(shape, DType.Float32, new Generator(seed));
 
     /// <summary>Runs <paramref name="f"/> on CPU inputs and on device copies; asserts the result stays on the device
     /// and equals the CPU's, and (for float inputs) that the gradients of sum(result · weights) agree.</summary>
-    private void Same(string primitive, Func<Tensor[], Tensor> f, params Tensor[] inputs)
+    protected void Same(string primitive, Func<Tensor[], Tensor> f, params Tensor[] inputs)
     {
         var cpu = inputs.Select(t => t.DType == DType.Float32 ? t.Detach().RequiresGrad_() : t.Alias()).ToArray();
         var dev = inputs.Select(t =>
@@ -41,8 +35,8 @@ public class DeviceSelectTests
         Assert.That(got.Device, Is.EqualTo(Dev), primitive);
         Assert.That(got.DType, Is.EqualTo(want.DType), primitive);
         Assert.That(got.ShapeArray, Is.EqualTo(want.ShapeArray), primitive);
-        Assert.That(got.ToArray<double>(), Is.EqualTo(want.ToArray<double>()).Within(1e-5), primitive);
-        Assert.That(_backend.Calls.Keys, Does.Contain(primitive));
+        Assert.That(got.ToArray<double>(), Is.EqualTo(want.ToArray<double>()).Within(Tolerance), primitive);
+        Assert.That(Saw(primitive), primitive);
         if (want.NeedsGrad)
         {
             using var w = Tensor.Rand(want.ShapeArray, DType.Float32, new Generator(99));
@@ -54,7 +48,7 @@ public class DeviceSelectTests
                 if (cpu[i].Grad == null) continue;
                 Assert.That(dev[i].Grad, Is.Not.Null, $"{primitive}: input {i} got no gradient on the device");
                 Assert.That(dev[i].Grad!.Device, Is.EqualTo(Dev));
-                Assert.That(dev[i].Grad!.ToArray<float>(), Is.EqualTo(cpu[i].Grad!.ToArray<float>()).Within(1e-5), $"{primitive}: gradient of input {i}");
+                Assert.That(dev[i].Grad!.ToArray<float>(), Is.EqualTo(cpu[i].Grad!.ToArray<float>()).Within(Tolerance), $"{primitive}: gradient of input {i}");
             }
         }
         foreach (var t in cpu.Concat(dev)) t.Dispose();
@@ -145,7 +139,7 @@ public class DeviceSelectTests
         Same("layer_norm", t => F.LayerNorm(t[0], [2, 7], t[1], t[2]), x, w, b);
         Same("layer_norm", t => F.LayerNorm(t[0], [7], null, t[1]), x, Randn([7], 9));
         Same("layer_norm", t => F.LayerNorm(t[0], [7]), x);
-        Assert.That(_backend.Calls.Keys, Does.Contain("layer_norm_backward"));
+        Assert.That(Saw("layer_norm_backward"));
     }
 
     [Test]
@@ -155,7 +149,7 @@ public class DeviceSelectTests
         Same("avgpool", t => F.AvgPool2d(t[0], 3, 2, 1), x);
         Same("avgpool", t => F.AvgPool2d(t[0], 3, 2, 1, countIncludePad: false), x);
         Same("avgpool", t => F.AvgPool2d(t[0], 2), x);
-        Assert.That(_backend.Calls.Keys, Does.Contain("avgpool_backward"));
+        Assert.That(Saw("avgpool_backward"));
     }
 
     [Test]
@@ -167,4 +161,28 @@ public class DeviceSelectTests
         using var ids = Tensor.FromArray([3L, -1, 0]);
         Same("copy", t => t[0].To(DType.Float32), ids);
     }
+}
+
+/// <summary><see cref="DeviceSelectTests"/> on the test backend (external:0).</summary>
+[TestFixture]
+[NonParallelizable] // the backend registry is process-wide
+public class HostDeviceSelectTests : DeviceSelectTests
+{
+    private HostDeviceBackend _backend = null!;
+
+    protected override Device Dev => Device.External(0);
+
+    protected override double Tolerance => 1e-5;
+
+    protected override bool Saw(string primitive) => _backend.Calls.ContainsKey(primitive);
+
+    [SetUp]
+    public void Register()
+    {
+        _backend = new HostDeviceBackend();
+        DeviceBackends.Register(_backend);
+    }
+
+    [TearDown]
+    public void Unregister() => DeviceBackends.Unregister(DeviceType.External);
 }

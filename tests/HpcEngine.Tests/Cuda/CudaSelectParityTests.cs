@@ -1,0 +1,27 @@
+using HpcEngine.Cuda;
+using HpcEngine.Tests.Backends;
+
+namespace HpcEngine.Tests.Cuda;
+
+/// <summary><see cref="DeviceSelectTests"/> on cuda:0: comparisons, where, max/argmax, gather/scatter/index-select,
+/// Bernoulli/dropout masks bit for bit, layer norm, average pooling and casts against the CPU. Skipped, with the
+/// reason, where no device is found.</summary>
+[TestFixture]
+[Category("Cuda")]
+[NonParallelizable]
+public class CudaSelectParityTests : DeviceSelectTests
+{
+    protected override Device Dev => Device.Cuda(0);
+
+    protected override double Tolerance => 1e-4;
+
+    protected override bool Saw(string primitive) => true;
+
+    [OneTimeSetUp]
+    public void Open()
+    {
+        var report = CudaDevices.Probe();
+        if (!report.HasDevice) Assert.Ignore($"no CUDA device: {report.Problem}");
+        CudaBackend.Register(0);
+    }
+}
