@@ -67,18 +67,29 @@ extern "C" __global__ void log_softmax_backward_f32(const float* y, const float*
 // Fused cross-entropy with label smoothing and an ignore index, mean over the rows that count:
 //   loss_r = lse - (1 - eps) * x[t] - eps / C * sum_c x[c]
 //   dlogits[r, c] = (softmax[c] - (1 - eps) * [c == t] - eps / C) / counted
-// Writes per-row losses (0 for ignored rows) and the gradient in one pass over the logits; the host sums the losses
-// (sum_partial_f32) and divides by `counted`, which it knows from the targets.
-extern "C" __global__ void cross_entropy_f32(const float* logits, const i64* targets, float* row_loss, float* dlogits,
-                                             i64 rows, i64 cols, i64 ignore_index, float smoothing, float counted) {
+// Writes per-row losses (0 for ignored rows) and the gradient in one pass over the logits; `counted` (device memory,
+// from count_targets_f32; null: 1) stays on the device, so nothing is read back and the step can be graph-captured.
+// A target outside [0, C) (the host checks them eagerly; not under capture) gives a NaN loss rather than a wild read.
+extern "C" __global__ void count_targets_f32(const i64* targets, i64 rows, i64 ignore_index, float* counted) {
   __shared__ float scratch[32];
+  float c = 0.0f;
+  for (i64 r = threadIdx.x; r < rows; r += blockDim.x) c += targets[r] != ignore_index ? 1.0f : 0.0f;
+  c = block_sum(c, scratch);
+  if (threadIdx.x == 0) *counted = fmaxf(c, 1.0f);
+}
+
+extern "C" __global__ void cross_entropy_f32(const float* logits, const i64* targets, float* row_loss, float* dlogits,
+                                             i64 rows, i64 cols, i64 ignore_index, float smoothing, const float* counted_ptr) {
+  __shared__ float scratch[32];
+  float counted = counted_ptr ? *counted_ptr : 1.0f;
   for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* in = logits + r * cols;
     float* g = dlogits + r * cols;
     i64 t = targets[r];
-    if (t == ignore_index) {
-      for (i64 c = threadIdx.x; c < cols; c += blockDim.x) g[c] = 0.0f;
-      if (threadIdx.x == 0) row_loss[r] = 0.0f;
+    if (t == ignore_index || t < 0 || t >= cols) {
+      float fill = t == ignore_index ? 0.0f : __int_as_float(0x7fc00000);
+      for (i64 c = threadIdx.x; c < cols; c += blockDim.x) g[c] = fill;
+      if (threadIdx.x == 0) row_loss[r] = fill;
       continue;
     }
     float mx, sum;

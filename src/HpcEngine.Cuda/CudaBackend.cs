@@ -42,6 +42,16 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
 
     public DeviceType Type => DeviceType.Cuda;
 
+    public bool Capturing => context.Capturing;
+
+    /// <summary>Refuses a host transfer while the stream is being captured: the copy would not run now (only on replay,
+    /// from a host buffer long gone) and the synchronisation would invalidate the capture.</summary>
+    private void NotWhileCapturing(string what)
+    {
+        if (context.Capturing)
+            throw new InvalidOperationException($"{what} during a CUDA graph capture: reading or writing device memory from the host (.Item(), ToArray(), .To(Device.Cpu), moving a CPU tensor in, a host-side check) cannot be captured; keep the inputs on the GPU in tensors allocated before the capture and copy into them before each Replay()");
+    }
+
     /// <summary>Memory from the caching allocator, returned to it (not to the driver) on dispose.</summary>
     private sealed class CudaMemory(Memory.CachingAllocator allocator, Memory.DeviceBlock block, long bytes) : HpcEngine.Backends.IDeviceMemory
     {
@@ -134,6 +144,7 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
     public void CopyFromHost(HpcEngine.Backends.IDeviceMemory dst, long dstOffsetBytes, ReadOnlySpan<byte> src)
     {
         if (src.Length == 0) return;
+        NotWhileCapturing("a host-to-device copy");
         context.MakeCurrent();
         fixed (byte* p = src) Driver.Check(Driver.cuMemcpyHtoDAsync(((CudaMemory)dst).Pointer + (ulong)dstOffsetBytes, p, (nuint)src.Length, context.Stream));
         context.Synchronize(); // the host span may go away as soon as we return
@@ -142,6 +153,7 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
     public void CopyToHost(Span<byte> dst, HpcEngine.Backends.IDeviceMemory src, long srcOffsetBytes)
     {
         if (dst.Length == 0) return;
+        NotWhileCapturing("a device-to-host copy");
         context.MakeCurrent();
         fixed (byte* p = dst) Driver.Check(Driver.cuMemcpyDtoHAsync(p, ((CudaMemory)src).Pointer + (ulong)srcOffsetBytes, (nuint)dst.Length, context.Stream));
         context.Synchronize();
@@ -394,14 +406,15 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         context.Launch(Kernel("softmax.cu", log ? "log_softmax_backward_f32" : "softmax_backward_f32"), Rows(rows), Block, 0, Ptr(y), Ptr(g), Ptr(dx), (long)rows, (long)n);
     }
 
-    public void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor dlogits, long ignoreIndex, double smoothing, double counted)
+    public void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor dlogits, long ignoreIndex, double smoothing, Tensor? counted)
     {
         Float32("cross_entropy", logits, rowLoss, dlogits);
         if (targets.DType != DType.Int64) throw new DTypeMismatchException("cross_entropy on cuda: targets must be int64");
         int rows = logits.Shape[0], cols = logits.Shape[1];
+        if (counted != null) context.Launch(Kernel("softmax.cu", "count_targets_f32"), 1, Block, 0, Ptr(targets), (long)rows, ignoreIndex, Ptr(counted));
         if (rows == 0) return;
         context.Launch(Kernel("softmax.cu", "cross_entropy_f32"), Rows(rows), Block, 0, Ptr(logits), Ptr(targets), Ptr(rowLoss), Ptr(dlogits),
-            (long)rows, (long)cols, ignoreIndex, (float)smoothing, (float)counted);
+            (long)rows, (long)cols, ignoreIndex, (float)smoothing, counted != null ? Ptr(counted) : 0UL);
     }
 
     public void SgdStep(Tensor p, Tensor g, Tensor? buffer, double lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first)
@@ -415,6 +428,8 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
     public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, double lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled, double bias1, double bias2)
     {
         Float32("adam", p, g, m, v);
+        if (context.Capturing)
+            throw new NotSupportedException("Adam's bias correction (1 − β^t) is a host scalar that changes every step: a captured step would replay step t's forever. Capture SGD steps, or run Adam eagerly");
         if (p.NumEl == 0) return;
         context.Launch(Kernel("optim.cu", "adam_f32"), Grid(p.NumEl), Block, 0, Ptr(p), Ptr(g), Ptr(m), Ptr(v), (long)p.NumEl,
             (float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay, decoupled ? 1 : 0, (float)bias1, (float)bias2);

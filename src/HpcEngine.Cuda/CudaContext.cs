@@ -227,9 +227,43 @@ public sealed unsafe class CudaContext : IDisposable
         return times[iterations / 2];
     }
 
+    /// <summary>True between <see cref="BeginCapture"/> and <see cref="EndCapture"/>: work on the stream is recorded,
+    /// not run.</summary>
+    public bool Capturing { get; private set; }
+
+    /// <summary>Starts recording the stream's work into a graph (see <see cref="CudaGraph"/>), allocating from
+    /// <paramref name="pool"/>. Thread-local mode: other threads may keep using the driver meanwhile.</summary>
+    internal void BeginCapture(Memory.MemoryPool pool)
+    {
+        MakeCurrent();
+        if (Capturing) throw new InvalidOperationException("this context is already capturing a graph");
+        Memory.BeginPool(pool);
+        int status = Driver.cuStreamBeginCapture(_stream, 1 /* CU_STREAM_CAPTURE_MODE_THREAD_LOCAL */);
+        if (status != Driver.Success)
+        {
+            Memory.EndPool();
+            Driver.Check(status);
+        }
+        Capturing = true;
+    }
+
+    /// <summary>Stops recording; returns the graph (to instantiate and destroy), or throws when the capture was
+    /// invalidated (an illegal call during it) — the graph is then destroyed here.</summary>
+    internal IntPtr EndCapture()
+    {
+        MakeCurrent();
+        Capturing = false;
+        Memory.EndPool();
+        int status = Driver.cuStreamEndCapture(_stream, out var graph);
+        if (status != Driver.Success && graph != IntPtr.Zero) Driver.cuGraphDestroy(graph);
+        Driver.Check(status);
+        return graph;
+    }
+
     /// <summary>Waits for everything queued on the stream; an asynchronous kernel fault surfaces here.</summary>
     public void Synchronize()
     {
+        if (Capturing) throw new InvalidOperationException("synchronising the stream during a CUDA graph capture is not allowed (nothing has run yet)");
         MakeCurrent();
         Driver.Check(Driver.cuStreamSynchronize(_stream));
     }

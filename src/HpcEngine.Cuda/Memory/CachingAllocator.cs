@@ -28,6 +28,21 @@ public sealed class DeviceBlock
     public IntPtr Stream { get; }
     internal HashSet<IntPtr> UsedOn { get; } = new();
     internal bool Free { get; set; }
+    /// <summary>The private pool the block belongs to (a CUDA graph's), or null for the shared cache.</summary>
+    internal MemoryPool? Pool { get; set; }
+}
+
+/// <summary>A private set of cached blocks, as a captured CUDA graph needs: every block allocated while the pool is
+/// active (<see cref="CachingAllocator.BeginPool"/>) belongs to it, returns to it when freed, and is handed out again
+/// only to allocations made while the same pool is active — so memory a graph's kernels write on replay is never
+/// given to anything else. <see cref="CachingAllocator.ReleasePool"/> gives the blocks back to the shared cache.</summary>
+public sealed class MemoryPool
+{
+    internal Dictionary<long, Stack<DeviceBlock>> Free { get; } = new();
+    internal bool Released { get; set; }
+
+    /// <summary>Blocks of this pool, in use or cached.</summary>
+    public int Blocks { get; internal set; }
 }
 
 /// <summary>Memory statistics of a <see cref="CachingAllocator"/>.</summary>
@@ -53,6 +68,7 @@ public sealed class CachingAllocator : IDisposable
     private readonly Dictionary<(IntPtr Stream, long Size), Stack<DeviceBlock>> _free = new();
     private readonly List<(DeviceBlock Block, List<Func<bool>> Events)> _pending = new();
     private readonly HashSet<DeviceBlock> _all = new();
+    private MemoryPool? _activePool;
     private long _allocated, _reserved, _peak, _deviceAllocs, _deviceFrees, _hits;
 
     public CachingAllocator(IDeviceMemory device) => _device = device ?? throw new ArgumentNullException(nameof(device));
@@ -70,6 +86,44 @@ public sealed class CachingAllocator : IDisposable
         get { lock (_lock) return new AllocatorStats(_allocated, _reserved, _peak, _deviceAllocs, _deviceFrees, _hits); }
     }
 
+    /// <summary>Routes every allocation to <paramref name="pool"/> until <see cref="EndPool"/> (one pool at a time: a
+    /// graph capture). While a pool is active nothing is returned to the device (cuMemFree would break a capture).</summary>
+    public void BeginPool(MemoryPool pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        lock (_lock)
+        {
+            if (_activePool != null) throw new InvalidOperationException("a memory pool is already active (one graph capture at a time)");
+            if (pool.Released) throw new InvalidOperationException("the memory pool was released");
+            _activePool = pool;
+        }
+    }
+
+    public void EndPool()
+    {
+        lock (_lock) _activePool = null;
+    }
+
+    /// <summary>Hands the pool's cached blocks to the shared cache; its blocks still in use go there when freed.</summary>
+    public void ReleasePool(MemoryPool pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        lock (_lock)
+        {
+            if (pool.Released) return;
+            if (_activePool == pool) _activePool = null;
+            pool.Released = true;
+            foreach (var stack in pool.Free.Values)
+                while (stack.Count > 0)
+                {
+                    var b = stack.Pop();
+                    b.Pool = null;
+                    Cache(b);
+                }
+            pool.Free.Clear();
+        }
+    }
+
     /// <summary>A block of at least <paramref name="bytes"/> for work on <paramref name="stream"/>.</summary>
     public DeviceBlock Allocate(long bytes, IntPtr stream)
     {
@@ -77,6 +131,7 @@ public sealed class CachingAllocator : IDisposable
         lock (_lock)
         {
             CollectCompleted();
+            if (_activePool is { } pool) return AllocateInPool(pool, bytes, size, stream);
             if (_free.TryGetValue((stream, size), out var stack) && stack.Count > 0)
             {
                 var reused = stack.Pop();
@@ -104,6 +159,28 @@ public sealed class CachingAllocator : IDisposable
         }
     }
 
+    private DeviceBlock AllocateInPool(MemoryPool pool, long bytes, long size, IntPtr stream)
+    {
+        if (pool.Free.TryGetValue(size, out var stack) && stack.Count > 0)
+        {
+            var reused = stack.Pop();
+            reused.Free = false;
+            reused.Requested = bytes;
+            _hits++;
+            Account(size);
+            return reused;
+        }
+        // No retry after releasing the cache: that would call cuMemFree in the middle of a capture.
+        ulong p = _device.Allocate(size);
+        _deviceAllocs++;
+        _reserved += size;
+        var block = new DeviceBlock(p, size, bytes, stream) { Pool = pool };
+        pool.Blocks++;
+        _all.Add(block);
+        Account(size);
+        return block;
+    }
+
     private void Account(long size)
     {
         _allocated += size;
@@ -127,6 +204,14 @@ public sealed class CachingAllocator : IDisposable
             if (block.Free || !_all.Contains(block)) throw new InvalidOperationException($"block 0x{block.Pointer:x} is not allocated from this allocator (double free?)");
             block.Free = true;
             _allocated -= block.Size;
+            if (block.Pool is { Released: false } pool)
+            {
+                // A graph's block: back to its pool only (replays write into it; stream order holds on one stream).
+                if (!pool.Free.TryGetValue(block.Size, out var stack)) pool.Free[block.Size] = stack = new Stack<DeviceBlock>();
+                stack.Push(block);
+                return;
+            }
+            block.Pool = null;
             if (block.UsedOn.Count == 0) Cache(block);
             else _pending.Add((block, block.UsedOn.Select(_device.RecordEvent).ToList()));
         }
@@ -168,6 +253,7 @@ public sealed class CachingAllocator : IDisposable
     {
         lock (_lock)
         {
+            if (_activePool != null) throw new InvalidOperationException("the cache cannot be emptied during a graph capture");
             CollectCompleted();
             ReleaseCached();
         }

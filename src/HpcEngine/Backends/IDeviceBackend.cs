@@ -57,8 +57,14 @@ internal interface IDeviceBackend
     void SoftmaxBackward(Tensor y, Tensor g, Tensor dx, int rows, int n, bool log);
 
     /// <summary>Fused cross-entropy of logits [rows, cols] (contiguous) at int64 targets [rows]: rowLoss[r] and
-    /// dlogits = (softmax − smoothed one-hot) / counted; rows whose target is ignoreIndex get 0 loss and 0 gradient.</summary>
-    void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor dlogits, long ignoreIndex, double smoothing, double counted);
+    /// dlogits = (softmax − smoothed one-hot) / counted; rows whose target is ignoreIndex get 0 loss and 0 gradient.
+    /// With <paramref name="counted"/> (0-dim float32, for the mean) the backend first writes max(1, rows not ignored)
+    /// into it, on the device (nothing read back), and divides by it; without, by 1.</summary>
+    void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor dlogits, long ignoreIndex, double smoothing, Tensor? counted);
+
+    /// <summary>True while work on this backend's stream is being recorded into a graph (not run): nothing may be
+    /// read back to the host, so ops skip their host-side checks.</summary>
+    bool Capturing { get; }
 
     /// <summary>Unfolds channels [group·cg, (group+1)·cg) of every image of x [N, C, H, W] (contiguous) into
     /// cols [cg·KH·KW, N·OH·OW], image b in columns b·L.. (the CPU backend's layout: one GEMM per group).</summary>

@@ -143,21 +143,23 @@ public static partial class F
     }
 
     /// <summary>Embedding lookup on a device: the ids (moved there as int64 if they are not) are checked in range on
-    /// the host first — a device kernel would read out of bounds — then one gather kernel; the backward scatters
-    /// the gradient rows into a zeroed table gradient.</summary>
+    /// the host first — eagerly; under graph capture nothing is read back and the kernel skips an out-of-range id
+    /// (its row stays unwritten) rather than read out of bounds — then one gather kernel; the backward scatters the
+    /// gradient rows into a zeroed table gradient.</summary>
     private static Tensor DeviceEmbedding(Tensor indices, Tensor weight)
     {
         if (indices.DType is not (DType.Int64 or DType.Int32))
             throw new DTypeMismatchException($"embedding: indices must be int64 or int32, got {indices.DType.TorchName()}");
-        var ids = indices.ToArray<long>();
         int vocab = weight.Shape[0], dim = weight.Shape[1];
-        foreach (long i in ids)
-            if (i < 0 || i >= vocab) throw new IndexOutOfRangeException($"embedding: index {i} is out of range for {vocab} embeddings");
-        using var idsHost = Tensor.FromArray(ids);
-        using var idsDev = Ops.MoveNoGrad(idsHost, weight.Device);
-        using var wc = weight.Contiguous();
         var backend = Backends.DeviceBackends.For(weight.Device);
-        var rows = Tensor.Empty([ids.Length, dim], weight.DType, weight.Device);
+        if (!backend.Capturing)
+            foreach (long i in indices.ToArray<long>())
+                if (i < 0 || i >= vocab) throw new IndexOutOfRangeException($"embedding: index {i} is out of range for {vocab} embeddings");
+        using var flat = Ops.Reshape(indices, [-1]);
+        using var flat64 = Ops.ToDType(flat, DType.Int64, false);
+        using var idsDev = flat64.Device == weight.Device ? Ops.ContiguousNoGrad(flat64) : Ops.MoveNoGrad(flat64, weight.Device);
+        using var wc = weight.Contiguous();
+        var rows = Tensor.Empty([flat.NumEl, dim], weight.DType, weight.Device);
         backend.Embedding(wc, idsDev, rows);
         var r = rows.Replace(Ops.Reshape(rows, [.. indices.ShapeArray, dim]));
         if (!Recorder.Needs(weight)) return r;

@@ -102,8 +102,9 @@ public static partial class Ops
     }
 
     /// <summary>Cross-entropy of logits [N, C] on a device: one fused kernel gives each row's loss and the logits'
-    /// gradient. The targets are read back once to check their range and count the rows that are not ignored (the
-    /// CPU path makes the same check).</summary>
+    /// gradient; the rows that count (not ignore_index) are counted on the device, so nothing is read back and the
+    /// step can be captured in a graph. Eagerly the targets are also read back once to check their range (the CPU
+    /// path's check); under capture an out-of-range target gives a NaN loss instead.</summary>
     internal static Tensor DeviceCrossEntropy(Tensor logits, Tensor target, int ignoreIndex, double smoothing, Reduction reduction)
     {
         SameDevice("cross_entropy", logits, target);
@@ -112,26 +113,24 @@ public static partial class Ops
         int n = logits.Shape[0], c = logits.Shape[1];
         if (target.Rank != 1 || target.Shape[0] != n)
             throw ShapeMismatchException.For("cross_entropy", $"the target must be [N] = [{n}] class indices", logits, target);
-        var t = target.ToArray<long>();
-        int counted = 0;
-        foreach (long v in t)
-        {
-            if (v == ignoreIndex) continue;
-            if (v < 0 || v >= c) throw new IndexOutOfRangeException($"cross_entropy: target class {v} is out of range for {c} classes (valid 0..{c - 1}, or ignore_index {ignoreIndex})");
-            counted++;
-        }
         var backend = DeviceBackends.For(logits.Device);
-        using var t64 = target.DType == DType.Int64 ? target.Contiguous() : MoveNoGrad(Tensor.FromArray(t), logits.Device);
+        if (!backend.Capturing)
+            foreach (long v in target.ToArray<long>())
+                if (v != ignoreIndex && (v < 0 || v >= c))
+                    throw new IndexOutOfRangeException($"cross_entropy: target class {v} is out of range for {c} classes (valid 0..{c - 1}, or ignore_index {ignoreIndex})");
+        using var t64 = target.DType == DType.Int64 ? ContiguousNoGrad(target) : ToDType(target, DType.Int64, false);
         using var lc = ContiguousNoGrad(logits);
         var rowLoss = Tensor.Empty([n], logits.DType, logits.Device);
         using var dlogits = Tensor.Empty([n, c], logits.DType, logits.Device);
-        backend.CrossEntropy(lc, t64, rowLoss, dlogits, ignoreIndex, smoothing, reduction == Reduction.Mean ? Math.Max(counted, 1) : 1);
-        Tensor loss = reduction switch
+        using var counted = reduction == Reduction.Mean ? Tensor.Empty([], logits.DType, logits.Device) : null;
+        backend.CrossEntropy(lc, t64, rowLoss, dlogits, ignoreIndex, smoothing, counted);
+        Tensor loss;
+        if (reduction == Reduction.None) loss = rowLoss.Alias();
+        else
         {
-            Reduction.Mean => DeviceSum(rowLoss, [0], false, 1.0 / Math.Max(counted, 1)),
-            Reduction.Sum => DeviceSum(rowLoss, [0], false, 1.0),
-            _ => rowLoss.Alias(),
-        };
+            loss = DeviceSum(rowLoss, [0], false, 1.0);
+            if (counted != null) loss = loss.Replace(DeviceBinary(BinaryOp.Div, "cross_entropy", loss, counted));
+        }
         rowLoss.Dispose();
         if (!Recorder.Needs(logits)) return loss;
         return Recorder.Record(loss, "cross_entropy", [logits], [dlogits], (g, s) =>

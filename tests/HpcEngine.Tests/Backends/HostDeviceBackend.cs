@@ -151,9 +151,19 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
         else SoftmaxKernels.Backward(hy.Ptr<double>(), hg.Ptr<double>(), hd.Ptr<double>(), rows, n, log);
     }
 
-    public void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor dlogits, long ignoreIndex, double smoothing, double counted)
+    public bool Capturing => false;
+
+    public void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor dlogits, long ignoreIndex, double smoothing, Tensor? countedTensor)
     {
         Count("cross_entropy");
+        double counted = 1;
+        if (countedTensor != null)
+        {
+            using var tc = Host(targets);
+            counted = Math.Max(1, tc.ToArray<long>().Count(v => v != ignoreIndex));
+            using var hc = Host(countedTensor);
+            hc.Span<float>()[0] = (float)counted;
+        }
         using var hl = Host(logits);
         using var ht = Host(targets);
         using var hr = Host(rowLoss);

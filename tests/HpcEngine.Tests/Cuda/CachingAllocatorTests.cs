@@ -115,4 +115,46 @@ public class CachingAllocatorTests
         Assert.That(device.Live, Is.Zero, "dispose returns everything");
         GC.KeepAlive(other);
     }
+
+    [Test]
+    public void A_graphs_private_pool_keeps_its_blocks_from_everyone_else_until_released()
+    {
+        var device = new FakeDevice(capacity: 64 << 20);
+        using var alloc = new CachingAllocator(device);
+        var shared = alloc.Allocate(4096, StreamA);
+        alloc.Free(shared); // in the shared cache
+        var pool = new MemoryPool();
+        alloc.BeginPool(pool);
+        var t1 = alloc.Allocate(4096, StreamA);
+        Assert.That(t1.Pointer, Is.Not.EqualTo(shared.Pointer), "a capture does not take shared blocks (their owners may run between replays)");
+        alloc.Free(t1);
+        var t2 = alloc.Allocate(4096, StreamA);
+        Assert.That(t2.Pointer, Is.EqualTo(t1.Pointer), "within the capture, a freed pool block is reused (one stream: the graph keeps the order)");
+        var output = alloc.Allocate(8192, StreamA); // e.g. the loss, kept by the caller after the capture
+        alloc.Free(t2);
+        Assert.Throws<InvalidOperationException>(() => alloc.BeginPool(new MemoryPool()), "one capture at a time");
+        Assert.Throws<InvalidOperationException>(() => alloc.EmptyCache(), "no cuMemFree during a capture");
+        alloc.EndPool();
+        Assert.That(pool.Blocks, Is.EqualTo(2));
+
+        var after = alloc.Allocate(4096, StreamA);
+        Assert.That(after.Pointer, Is.EqualTo(shared.Pointer), "after the capture, allocations use the shared cache");
+        var more = alloc.Allocate(4096, StreamA);
+        Assert.That(more.Pointer, Is.Not.EqualTo(t1.Pointer), "the graph's temporaries stay reserved for its replays");
+        alloc.Free(output);
+        alloc.BeginPool(pool); // a second capture into the same pool reuses its blocks
+        var again = alloc.Allocate(8192, StreamA);
+        Assert.That(again.Pointer, Is.EqualTo(output.Pointer));
+        alloc.Free(again);
+        alloc.EndPool();
+
+        alloc.ReleasePool(pool);
+        var x = alloc.Allocate(4096, StreamA);
+        Assert.That(x.Pointer, Is.EqualTo(t1.Pointer), "a released pool's blocks join the shared cache");
+        Assert.Throws<InvalidOperationException>(() => alloc.BeginPool(pool));
+        foreach (var b in new[] { after, more, x }) alloc.Free(b);
+        long reserved = alloc.Stats.ReservedBytes;
+        alloc.EmptyCache();
+        Assert.That(device.Live, Is.Zero, $"everything ({reserved} bytes) is returned once free");
+    }
 }

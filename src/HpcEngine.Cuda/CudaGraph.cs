@@ -1,0 +1,104 @@
+using HpcEngine.Cuda.Interop;
+using HpcEngine.Cuda.Memory;
+
+namespace HpcEngine.Cuda;
+
+/// <summary>A recorded sequence of the engine's GPU work — typically a whole training step (forward, backward,
+/// optimizer) — replayed with one launch: the per-kernel launch cost on the host (the bottleneck of small models) is
+/// paid once at capture.
+/// <para>How it works, and the rules it implies (PyTorch's torch.cuda.graphs follows the same ones):</para>
+/// <list type="bullet">
+/// <item><see cref="Capture"/> first runs the step eagerly <c>warmup</c> times (lazy state such as gradients and
+/// momentum buffers is created, kernels are loaded), then runs it once more while the stream records instead of
+/// executing. Host code in the step runs only at capture: scalars it passes to kernels are frozen.</item>
+/// <item>Tensors the step allocates come from a private memory pool that only this graph uses, so their addresses
+/// stay valid for every replay. Tensors it keeps (the loss, say) hold the new values after each replay.</item>
+/// <item>Inputs are static: allocate them on the GPU before the capture and copy each batch into them (an in-place
+/// device copy) before <see cref="Replay"/>. Nothing may cross to or from the host inside the step (no .Item(), no
+/// .To(Device.Cpu)): that is refused with an InvalidOperationException and the capture is abandoned cleanly.</item>
+/// <item>Dropout draws from the generator's offset at capture: replays repeat the same masks. Adam's bias correction
+/// changes each step and is refused under capture; SGD (with momentum) captures.</item>
+/// </list></summary>
+public sealed class CudaGraph : IDisposable
+{
+    private readonly CudaContext _context;
+    private readonly MemoryPool _pool;
+    private IntPtr _exec;
+
+    private CudaGraph(CudaContext context, IntPtr exec, MemoryPool pool) => (_context, _exec, _pool) = (context, exec, pool);
+
+    /// <summary>Blocks of device memory reserved for this graph's tensors.</summary>
+    public int PoolBlocks => _pool.Blocks;
+
+    /// <summary>Runs <paramref name="step"/> eagerly <paramref name="warmup"/> times, then records it (see the class
+    /// remarks). Throws what the step threw, or <see cref="CudaException"/> when the driver invalidated the capture;
+    /// either way no graph is left behind and the context is usable.</summary>
+    public static CudaGraph Capture(CudaContext context, Action step, int warmup = 1)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(step);
+        ArgumentOutOfRangeException.ThrowIfNegative(warmup);
+        for (int i = 0; i < warmup; i++) step();
+        context.Synchronize();
+        var pool = new MemoryPool();
+        context.BeginCapture(pool);
+        IntPtr graph;
+        try
+        {
+            step();
+        }
+        catch
+        {
+            try { Destroy(context.EndCapture()); }
+            catch (CudaException) { /* the capture was invalidated by the failure itself */ }
+            context.Memory.ReleasePool(pool);
+            throw;
+        }
+        try
+        {
+            graph = context.EndCapture();
+        }
+        catch
+        {
+            context.Memory.ReleasePool(pool);
+            throw;
+        }
+        try
+        {
+            Driver.Check(Driver.cuGraphInstantiate(out var exec, graph, 0));
+            return new CudaGraph(context, exec, pool);
+        }
+        catch
+        {
+            context.Memory.ReleasePool(pool);
+            throw;
+        }
+        finally
+        {
+            Destroy(graph); // the executable keeps its own copy
+        }
+    }
+
+    private static void Destroy(IntPtr graph)
+    {
+        if (graph != IntPtr.Zero) Driver.cuGraphDestroy(graph);
+    }
+
+    /// <summary>Enqueues the recorded work on the context's stream (asynchronous, like any op).</summary>
+    public void Replay()
+    {
+        ObjectDisposedException.ThrowIf(_exec == IntPtr.Zero, this);
+        _context.MakeCurrent();
+        Driver.Check(Driver.cuGraphLaunch(_exec, _context.Stream));
+    }
+
+    /// <summary>Waits for replays in flight, frees the executable and hands the pool's memory back to the cache.</summary>
+    public void Dispose()
+    {
+        if (_exec == IntPtr.Zero) return;
+        _context.Synchronize();
+        Driver.cuGraphExecDestroy(_exec);
+        _exec = IntPtr.Zero;
+        _context.Memory.ReleasePool(_pool);
+    }
+}

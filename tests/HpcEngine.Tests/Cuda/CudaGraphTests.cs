@@ -1,0 +1,121 @@
+using HpcEngine.Cuda;
+
+namespace HpcEngine.Tests.Cuda;
+
+using Ops = HpcEngine.Ops;
+
+/// <summary>CUDA graphs: a captured training step replays to the eager step's losses and parameters, the allocator
+/// makes no device allocation across replays, and a step that reads back to the host is refused with the context
+/// left usable. Skipped, with the reason, where no device is found.</summary>
+[TestFixture]
+[Category("Cuda")]
+[NonParallelizable]
+public class CudaGraphTests
+{
+    private static readonly Device Gpu = Device.Cuda(0);
+    private static CudaContext Cuda => CudaBackend.Register(0); // opened once per process
+
+    [OneTimeSetUp]
+    public void Open()
+    {
+        var report = CudaDevices.Probe();
+        if (!report.HasDevice) Assert.Ignore($"no CUDA device: {report.Problem}");
+        CudaBackend.Register(0);
+    }
+
+    private static (Tensor X, Tensor Y) Batch(int step) =>
+        (Tensor.Randn([64, 1, 28, 28], DType.Float32, new Generator((ulong)(40 + step))),
+         Tensor.FromArray(Enumerable.Range(0, 64).Select(i => (long)((i * 7 + step) % 10)).ToArray()));
+
+    /// <summary>One SGD step of <paramref name="name"/> on static GPU inputs, the loss copied into <paramref name="lossOut"/>.</summary>
+    private static Action Step(HpcEngine.NN.Module model, HpcEngine.Optim.Optimizer opt, Tensor x, Tensor y, Tensor lossOut) => () =>
+    {
+        using var scope = new TensorScope();
+        opt.ZeroGrad();
+        var loss = F.CrossEntropy(model.Call(x), y);
+        loss.Backward();
+        opt.Step();
+        lossOut.CopyFrom(loss);
+    };
+
+    [TestCase("mlp")]
+    [TestCase("cnn")]
+    public void A_replayed_training_step_gives_the_eager_steps_losses_and_parameters(string name)
+    {
+        const int steps = 6;
+        (float[] Losses, float[][] Parameters) Run(bool graph)
+        {
+            using var model = HpcEngine.NN.Models.Create(name, new Generator(3));
+            model.To(Gpu);
+            using var opt = new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.05, momentum: 0.9);
+            using var x = Tensor.Empty([64, 1, 28, 28], DType.Float32, Gpu);
+            using var y = Tensor.Empty([64], DType.Int64, Gpu);
+            using var lossOut = Tensor.Empty([], DType.Float32, Gpu);
+            var step = Step(model, opt, x, y, lossOut);
+            var losses = new float[steps];
+            CudaGraph? g = null;
+            for (int s = 0; s < steps; s++)
+            {
+                var (bx, by) = Batch(s);
+                using (bx) using (by) using (var gx = bx.To(Gpu)) using (var gy = by.To(Gpu)) { x.CopyFrom(gx); y.CopyFrom(gy); }
+                if (!graph || s == 0) step(); // s = 0 is also the graph's warm-up
+                else g!.Replay();
+                if (graph && s == 0) g = CudaGraph.Capture(Cuda, step, warmup: 0);
+                losses[s] = (float)lossOut.Item();
+            }
+            g?.Dispose();
+            return (losses, model.Parameters().Select(p => p.ToArray<float>()).ToArray());
+        }
+        var eager = Run(graph: false);
+        var replayed = Run(graph: true);
+        Assert.That(replayed.Losses, Is.EqualTo(eager.Losses).Within(1e-5));
+        for (int i = 0; i < eager.Parameters.Length; i++)
+            Assert.That(replayed.Parameters[i], Is.EqualTo(eager.Parameters[i]).Within(1e-5), $"parameter {i}");
+    }
+
+    [Test]
+    public void Replays_allocate_no_device_memory_and_dispose_returns_the_pool()
+    {
+        using var model = HpcEngine.NN.Models.Create("mlp", new Generator(4));
+        model.To(Gpu);
+        using var opt = new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.01);
+        using var x = Tensor.Randn([64, 1, 28, 28], DType.Float32, new Generator(5)).To(Gpu);
+        using var y = Tensor.FromArray(Enumerable.Range(0, 64).Select(i => (long)(i % 10)).ToArray()).To(Gpu);
+        using var lossOut = Tensor.Empty([], DType.Float32, Gpu);
+        var graph = CudaGraph.Capture(Cuda, Step(model, opt, x, y, lossOut), warmup: 2);
+        Assert.That(graph.PoolBlocks, Is.GreaterThan(0));
+        long before = Cuda.Memory.Stats.DeviceAllocations;
+        for (int i = 0; i < 100; i++) graph.Replay();
+        float last = (float)lossOut.Item();
+        Assert.That(Cuda.Memory.Stats.DeviceAllocations, Is.EqualTo(before), "a replay allocates nothing");
+        Assert.That(float.IsFinite(last) && last < 2.4f, $"100 replayed SGD steps on one batch lower the loss (got {last})");
+        graph.Dispose();
+        Assert.Throws<ObjectDisposedException>(graph.Replay);
+        Assert.DoesNotThrow(graph.Dispose, "dispose is idempotent");
+    }
+
+    [Test]
+    public void A_step_that_reads_back_to_the_host_is_refused_and_the_context_stays_usable()
+    {
+        using var a = Tensor.Randn([1000], DType.Float32, new Generator(6)).To(Gpu);
+        var e = Assert.Throws<InvalidOperationException>(() => CudaGraph.Capture(Cuda, () =>
+        {
+            using var s = Ops.Sum(a);
+            _ = s.Item();
+        }, warmup: 0));
+        Assert.That(e!.Message, Does.Contain("graph capture").And.Contain("Replay"));
+        Assert.That(Cuda.Capturing, Is.False);
+        using var s2 = Ops.Sum(a);
+        using var want = Ops.Sum(a.To(Device.Cpu));
+        Assert.That(s2.Item(), Is.EqualTo(want.Item()).Within(1e-3), "eager work runs after the abandoned capture");
+        // Adam's host-side bias correction cannot be frozen into a graph.
+        using var p = Tensor.Randn([10], DType.Float32, new Generator(7)).To(Gpu).RequiresGrad_();
+        using var adam = new HpcEngine.Optim.Adam([p], lr: 1e-3);
+        Assert.Throws<NotSupportedException>(() => CudaGraph.Capture(Cuda, () =>
+        {
+            using var l = Ops.Sum(Ops.Mul(p, p));
+            l.Backward();
+            adam.Step();
+        }));
+    }
+}
