@@ -11,8 +11,10 @@ struct Add { __device__ static float f(float a, float b) { return a + b; } };
 struct Sub { __device__ static float f(float a, float b) { return a - b; } };
 struct Mul { __device__ static float f(float a, float b) { return a * b; } };
 struct Div { __device__ static float f(float a, float b) { return a / b; } };
-struct Max { __device__ static float f(float a, float b) { return fmaxf(a, b); } };
-struct Min { __device__ static float f(float a, float b) { return fminf(a, b); } };
+// NaN propagates (as torch.maximum and the CPU backend), unlike fmaxf/fminf, which return the other operand.
+struct Max { __device__ static float f(float a, float b) { return (a > b || a != a) ? a : b; } };
+struct Min { __device__ static float f(float a, float b) { return (a < b || a != a) ? a : b; } };
+struct Pow { __device__ static float f(float a, float b) { return powf(a, b); } };
 
 template <typename Op>
 __device__ void binary_contiguous(const float* a, const float* b, float* out, i64 n) {
@@ -40,6 +42,7 @@ HPC_BINARY(mul, Mul)
 HPC_BINARY(div, Div)
 HPC_BINARY(maximum, Max)
 HPC_BINARY(minimum, Min)
+HPC_BINARY(pow, Pow)
 
 template <typename Op>
 __device__ void binary_broadcast(const float* a, const float* b, float* out, i64 n, Broadcast s) {
@@ -57,6 +60,9 @@ __device__ void binary_broadcast(const float* a, const float* b, float* out, i64
 HPC_BROADCAST(add, Add)
 HPC_BROADCAST(sub, Sub)
 HPC_BROADCAST(mul, Mul)
+HPC_BROADCAST(maximum, Max)
+HPC_BROADCAST(minimum, Min)
+HPC_BROADCAST(pow, Pow)
 HPC_BROADCAST(div, Div)
 
 // out = alpha * x + beta (covers add-scalar, mul-scalar, neg, affine rescaling).
@@ -88,7 +94,7 @@ __device__ __forceinline__ float gelu_tanh_grad(float x) {
   extern "C" __global__ void name##_f32(const float* x, float* out, i64 n) {           \
     for (i64 i = global_index(); i < n; i += grid_stride()) { float v = x[i]; out[i] = (expr); } \
   }
-HPC_UNARY(relu, fmaxf(v, 0.0f))
+HPC_UNARY(relu, v > 0.0f || v != v ? v : 0.0f)
 HPC_UNARY(gelu, gelu_tanh(v))
 HPC_UNARY(sigmoid, 1.0f / (1.0f + expf(-v)))
 HPC_UNARY(tanh, tanhf(v))
@@ -97,6 +103,25 @@ HPC_UNARY(log, logf(v))
 HPC_UNARY(sqrt, sqrtf(v))
 HPC_UNARY(abs, fabsf(v))
 HPC_UNARY(silu, v / (1.0f + expf(-v)))
+HPC_UNARY(log1p, log1pf(v))
+HPC_UNARY(rsqrt, 1.0f / sqrtf(v))
+HPC_UNARY(gelu_erf, 0.5f * v * (1.0f + erff(v * 0.7071067811865476f)))
+HPC_UNARY(sign, v > 0.0f ? 1.0f : v < 0.0f ? -1.0f : v)
+HPC_UNARY(reciprocal, 1.0f / v)
+
+// clamp into [lo, hi]; NaN stays NaN (the comparisons are false), as the CPU's TensorPrimitives.Max/Min.
+extern "C" __global__ void clamp_f32(const float* x, float* out, i64 n, float lo, float hi) {
+  for (i64 i = global_index(); i < n; i += grid_stride()) { float v = x[i]; out[i] = v < lo ? lo : v > hi ? hi : v; }
+}
+
+// With a parameter: leaky ReLU's negative slope.
+extern "C" __global__ void leaky_relu_f32(const float* x, float* out, i64 n, float a) {
+  for (i64 i = global_index(); i < n; i += grid_stride()) { float v = x[i]; out[i] = v > 0.0f ? v : v * a; }
+}
+
+extern "C" __global__ void leaky_relu_backward_f32(const float* x, const float* dy, float* dx, i64 n, float a) {
+  for (i64 i = global_index(); i < n; i += grid_stride()) dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * a;
+}
 
 // Backward from the forward input x.
 #define HPC_UNARY_BACKWARD(name, expr)                                                                        \
@@ -105,6 +130,9 @@ HPC_UNARY(silu, v / (1.0f + expf(-v)))
   }
 HPC_UNARY_BACKWARD(relu, v > 0.0f ? 1.0f : 0.0f)
 HPC_UNARY_BACKWARD(gelu, gelu_tanh_grad(v))
+HPC_UNARY_BACKWARD(abs, v > 0.0f ? 1.0f : v < 0.0f ? -1.0f : 0.0f)
+HPC_UNARY_BACKWARD(log1p, 1.0f / (1.0f + v))
+HPC_UNARY_BACKWARD(gelu_erf, 0.5f * (1.0f + erff(v * 0.7071067811865476f)) + v * 0.3989422804014327f * expf(-0.5f * v * v))
 HPC_UNARY_BACKWARD(silu, (1.0f / (1.0f + expf(-v))) * (1.0f + v * (1.0f - 1.0f / (1.0f + expf(-v)))))
 
 // Backward from the forward output y (cheaper where f' is a function of f).
@@ -114,6 +142,15 @@ extern "C" __global__ void sigmoid_backward_f32(const float* y, const float* dy,
 
 extern "C" __global__ void tanh_backward_f32(const float* y, const float* dy, float* dx, i64 n) {
   for (i64 i = global_index(); i < n; i += grid_stride()) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+// d rsqrt = -y³/2, d (1/x) = -y²
+extern "C" __global__ void rsqrt_backward_f32(const float* y, const float* dy, float* dx, i64 n) {
+  for (i64 i = global_index(); i < n; i += grid_stride()) dx[i] = -0.5f * dy[i] * y[i] * y[i] * y[i];
+}
+
+extern "C" __global__ void reciprocal_backward_f32(const float* y, const float* dy, float* dx, i64 n) {
+  for (i64 i = global_index(); i < n; i += grid_stride()) dx[i] = -dy[i] * y[i] * y[i];
 }
 
 // Copy between any two layouts of one shape: x read through a_stride, out written through b_stride (a gradient

@@ -233,7 +233,7 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         string name = op switch
         {
             BinaryOp.Add => "add", BinaryOp.Sub => "sub", BinaryOp.Mul => "mul", BinaryOp.Div => "div",
-            BinaryOp.Maximum => "maximum", BinaryOp.Minimum => "minimum",
+            BinaryOp.Maximum => "maximum", BinaryOp.Minimum => "minimum", BinaryOp.Pow => "pow",
             _ => throw NoKernel(op.ToString().ToLowerInvariant()),
         };
         bool dense = a.IsContiguous && b.IsContiguous && a.NumEl == r.NumEl && b.NumEl == r.NumEl && NoZeroStrides(a) && NoZeroStrides(b);
@@ -242,15 +242,7 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
             context.Launch(Kernel("elementwise.cu", name + "_f32"), Grid(r.NumEl), Block, 0, Ptr(a), Ptr(b), Ptr(r), (long)r.NumEl);
             return;
         }
-        if (op is BinaryOp.Add or BinaryOp.Sub or BinaryOp.Mul or BinaryOp.Div)
-        {
-            context.Launch(Kernel("elementwise.cu", name + "_broadcast_f32"), Grid(r.NumEl), Block, 0, Ptr(a), Ptr(b), Ptr(r), (long)r.NumEl, Layout(name, r, a, b));
-            return;
-        }
-        // max/min have no broadcast kernel: materialise the operands, then the dense one.
-        using var ac = Materialise(a);
-        using var bc = Materialise(b);
-        context.Launch(Kernel("elementwise.cu", name + "_f32"), Grid(r.NumEl), Block, 0, Ptr(ac), Ptr(bc), Ptr(r), (long)r.NumEl);
+        context.Launch(Kernel("elementwise.cu", name + "_broadcast_f32"), Grid(r.NumEl), Block, 0, Ptr(a), Ptr(b), Ptr(r), (long)r.NumEl, Layout(name, r, a, b));
     }
 
     /// <summary>The strided-copy kernel suffix for t's element size ("_b32" ...): copies move bits, any dtype.</summary>
@@ -282,14 +274,26 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
             case UnaryOp.PowScalar:
                 context.Launch(Kernel("elementwise.cu", "pow_scalar_f32"), Grid(n), Block, 0, Ptr(x), Ptr(r), (float)alpha, n);
                 return;
+            case UnaryOp.LeakyRelu:
+                context.Launch(Kernel("elementwise.cu", "leaky_relu_f32"), Grid(n), Block, 0, Ptr(x), Ptr(r), n, (float)alpha);
+                return;
         }
         string name = op switch
         {
             UnaryOp.Relu => "relu", UnaryOp.Sigmoid => "sigmoid", UnaryOp.Tanh => "tanh", UnaryOp.Exp => "exp", UnaryOp.Log => "log",
-            UnaryOp.Sqrt => "sqrt", UnaryOp.Abs => "abs", UnaryOp.Silu => "silu", UnaryOp.GeluTanh => "gelu",
+            UnaryOp.Sqrt => "sqrt", UnaryOp.Abs => "abs", UnaryOp.Silu => "silu", UnaryOp.GeluTanh => "gelu", UnaryOp.Gelu => "gelu_erf",
+            UnaryOp.Log1p => "log1p", UnaryOp.Rsqrt => "rsqrt", UnaryOp.Sign => "sign", UnaryOp.Reciprocal => "reciprocal",
             _ => throw NoKernel(op.ToString().ToLowerInvariant()),
         };
         context.Launch(Kernel("elementwise.cu", name + "_f32"), Grid(n), Block, 0, Ptr(x), Ptr(r), n);
+    }
+
+    public void Clamp(Tensor x, Tensor r, double lo, double hi)
+    {
+        Float32("clamp", x, r);
+        if (r.NumEl == 0) return;
+        // ±inf bounds pass as ±inf floats: the comparisons are then never true.
+        context.Launch(Kernel("elementwise.cu", "clamp_f32"), Grid(r.NumEl), Block, 0, Ptr(x), Ptr(r), (long)r.NumEl, (float)lo, (float)hi);
     }
 
     public void UnaryBackward(UnaryOp op, Tensor x, Tensor y, Tensor g, Tensor dx, double alpha)
@@ -319,9 +323,20 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
                 return;
             }
         }
+        switch (op)
+        {
+            case UnaryOp.LeakyRelu:
+                context.Launch(Kernel("elementwise.cu", "leaky_relu_backward_f32"), Grid(n), Block, 0, Ptr(x), Ptr(g), Ptr(dx), n, (float)alpha);
+                return;
+            case UnaryOp.Sign: // zero almost everywhere
+                Fill(dx, 0);
+                return;
+        }
         (string Name, Tensor From) k = op switch
         {
             UnaryOp.Relu => ("relu_backward_f32", x), UnaryOp.GeluTanh => ("gelu_backward_f32", x), UnaryOp.Silu => ("silu_backward_f32", x),
+            UnaryOp.Gelu => ("gelu_erf_backward_f32", x), UnaryOp.Abs => ("abs_backward_f32", x), UnaryOp.Log1p => ("log1p_backward_f32", x),
+            UnaryOp.Rsqrt => ("rsqrt_backward_f32", y), UnaryOp.Reciprocal => ("reciprocal_backward_f32", y),
             UnaryOp.Sigmoid => ("sigmoid_backward_f32", y), UnaryOp.Tanh => ("tanh_backward_f32", y),
             UnaryOp.Neg => ("affine_f32", g),
             _ => throw NoKernel(op.ToString().ToLowerInvariant() + " backward"),

@@ -41,6 +41,9 @@ internal interface IDeviceBackend
     /// <summary>r := op(x), elementwise (x contiguous).</summary>
     void Unary(UnaryOp op, Tensor x, Tensor r, double alpha);
 
+    /// <summary>r := x clamped into [lo, hi] (either may be infinite; NaN stays NaN), contiguous.</summary>
+    void Clamp(Tensor x, Tensor r, double lo, double hi);
+
     /// <summary>dx := g · op'(x) (using y = op(x) where the derivative is cheaper from it), all contiguous.</summary>
     void UnaryBackward(UnaryOp op, Tensor x, Tensor y, Tensor g, Tensor dx, double alpha);
 

@@ -99,6 +99,14 @@ public static partial class Ops
     {
         ArgumentNullException.ThrowIfNull(dst);
         ArgumentNullException.ThrowIfNull(src);
+        if (src.Device != dst.Device)
+        {
+            // copy_ across devices (a checkpoint loaded into GPU parameters, a scalar into a device tensor): the data
+            // moves first, converted to dst's dtype on the side where the conversion has a kernel (the CPU).
+            using var moved = src.IsCpu ? OnDevice(src, dst.Device, dst.DType) : MoveNoGrad(src, dst.Device);
+            CopyInto(dst, moved);
+            return;
+        }
         SameDevice("copy_", dst, src);
         var bshape = Shapes.Broadcast("copy_", dst.Shape, src.Shape);
         if (!bshape.AsSpan().SequenceEqual(dst.Shape))

@@ -44,6 +44,26 @@ public static partial class Ops
         return Recorder.Record(r, "to", [x], g => [MoveNoGrad(g, from)]);
     }
 
+    /// <summary>dst := src for contiguous tensors of one shape and dtype on two devices (one of them the CPU, or the
+    /// same device): one transfer, no temporaries. Synchronous, like every host transfer. Not recorded.</summary>
+    internal static unsafe void CopyAcross(Tensor src, Tensor dst)
+    {
+        if (!src.IsContiguous || !dst.IsContiguous || src.DType != dst.DType || !src.Shape.SequenceEqual(dst.Shape))
+            throw new InvalidOperationException("internal: CopyAcross takes contiguous tensors of one shape and dtype");
+        if (src.Device == dst.Device)
+        {
+            CopyStrided(src, dst);
+            return;
+        }
+        int bytes = checked(src.NumEl * src.DType.SizeOf());
+        if (src.IsCpu)
+            DeviceBackends.For(dst.Device).CopyFromHost(dst.Storage.DeviceMemory, (long)dst.Offset * dst.DType.SizeOf(), new ReadOnlySpan<byte>(src.BytePtr, bytes));
+        else if (dst.IsCpu)
+            DeviceBackends.For(src.Device).CopyToHost(new Span<byte>(dst.BytePtr, bytes), src.Storage.DeviceMemory, (long)src.Offset * src.DType.SizeOf());
+        else throw new DeviceMismatchException($"copy between {src.Device} and {dst.Device} goes through the host: move to the CPU first");
+        dst.BumpVersion();
+    }
+
     /// <summary>A contiguous handle (the same memory when already contiguous), not recorded.</summary>
     internal static Tensor ContiguousNoGrad(Tensor x)
     {
@@ -60,18 +80,19 @@ public static partial class Ops
         else DeviceBackends.For(dst.Device).Copy(src, dst);
     }
 
-    /// <summary>a op b with broadcasting on a device: the inputs are converted to the promoted dtype there and expanded
-    /// to the result's shape by stride-0 views (no copies).</summary>
-    private static Tensor DeviceBinary(BinaryOp op, string name, Tensor a, Tensor b)
+    /// <summary>a op b with broadcasting on a device: the inputs are converted to the promoted dtype there (a 0-dim
+    /// CPU operand takes the other's dtype and moves) and expanded to the result's shape by stride-0 views.</summary>
+    private static Tensor DeviceBinary(BinaryOp op, string name, Tensor a, Tensor b, Device? on = null)
     {
-        var dtype = DTypes.Promote(a.DType, b.DType);
+        var device = on ?? a.Device;
+        var dtype = DeviceOperandType(a, b);
         var shape = Shapes.Broadcast(name, a.Shape, b.Shape);
-        using var ac = ToDType(a, dtype, false);
-        using var bc = ToDType(b, dtype, false);
+        using var ac = OnDevice(a, device, dtype);
+        using var bc = OnDevice(b, device, dtype);
         using var ae = ac.View(shape, Shapes.BroadcastStrides(ac.Shape, ac.Strides, shape), ac.Offset);
         using var be = bc.View(shape, Shapes.BroadcastStrides(bc.Shape, bc.Strides, shape), bc.Offset);
-        var r = Tensor.Empty(shape, dtype, a.Device);
-        DeviceBackends.For(a.Device).Binary(op, ae, be, r);
+        var r = Tensor.Empty(shape, dtype, device);
+        DeviceBackends.For(device).Binary(op, ae, be, r);
         return r;
     }
 

@@ -89,6 +89,67 @@ public static partial class Ops
         return (values, indices);
     }
 
+    /// <summary>Variance, log-sum-exp and the norms on a device, composed from reductions and elementwise ops that
+    /// have device paths (the CPU has one fused loop for each). Not recorded: the callers record their own backward.</summary>
+    private static Tensor DeviceComposedReduce(ReduceOp op, Tensor x, int[] dims, bool keepDim, int count, double correction)
+    {
+        using var noGrad = GradMode.NoGrad();
+        switch (op)
+        {
+            case ReduceOp.Norm2:
+            {
+                using var sq = Mul(x, x);
+                using var s = Sum(sq, dims, keepDim);
+                return Sqrt(s);
+            }
+            case ReduceOp.Norm1:
+            {
+                using var a = Abs(x);
+                return Sum(a, dims, keepDim);
+            }
+            case ReduceOp.NormInf:
+            {
+                using var a = Abs(x);
+                var (v, i) = DeviceExtreme(ReduceOp.Max, a, dims, keepDim);
+                i?.Dispose();
+                return v;
+            }
+            case ReduceOp.Var:
+            {
+                using var mean = Mean(x, dims, keepDim: true);
+                using var c = Sub(x, mean);
+                using var sq = Mul(c, c);
+                using var s = Sum(sq, dims, keepDim);
+                return MulScalar(s, 1.0 / Math.Max(count - correction, 0));
+            }
+            case ReduceOp.LogSumExp:
+            {
+                // m + log Σ exp(x − m), and m itself where it is infinite (all −inf, or a +inf), as the CPU.
+                var (m, i) = DeviceExtreme(ReduceOp.Max, x, dims, keepDim: true);
+                i?.Dispose();
+                using (m)
+                {
+                    using var am = Abs(m);
+                    using var inf = Tensor.Scalar(double.PositiveInfinity);
+                    using var finite = Lt(am, inf);
+                    using var zero = Tensor.Scalar(0);
+                    using var shift = Where(finite, m, zero);
+                    using var d = Sub(x, shift);
+                    using var e = Exp(d);
+                    using var s = Sum(e, dims, keepDim);
+                    using var l = Log(s);
+                    using var shiftOut = keepDim ? shift.Alias() : ReshapeNoGrad(shift, ReducedShape(x.Shape, dims, false));
+                    using var r = Add(l, shiftOut);
+                    using var mOut = keepDim ? m.Alias() : ReshapeNoGrad(m, ReducedShape(x.Shape, dims, false));
+                    using var finiteOut = keepDim ? finite.Alias() : ReshapeNoGrad(finite, ReducedShape(x.Shape, dims, false));
+                    return Where(finiteOut, r, mOut);
+                }
+            }
+            default:
+                throw new DeviceMismatchException($"{op} on {x.Device} is not implemented yet; move the tensor with .To(Device.Cpu)");
+        }
+    }
+
     /// <summary>The indices as int64 on <paramref name="device"/>, after checking every one is in [0, limit) on the host.</summary>
     private static Tensor DeviceIndices(string op, Tensor index, Device device, int dim, int limit)
     {

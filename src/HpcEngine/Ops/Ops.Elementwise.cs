@@ -26,8 +26,8 @@ public static partial class Ops
     /// <summary>Applies a binary op with broadcasting and dtype promotion, without recording.</summary>
     internal static Tensor BinaryNoGrad(BinaryOp op, string name, Tensor a, Tensor b)
     {
+        if (DeviceOf(name, a, b) is { } device) return DeviceBinary(op, name, a, b, device);
         SameDevice(name, a, b);
-        if (!a.IsCpu) return DeviceBinary(op, name, a, b);
         var dtype = DTypes.Promote(a.DType, b.DType);
         var compute = dtype.ComputeType();
         if (compute is DType.Bool or DType.UInt8) compute = DType.Int32;
@@ -240,8 +240,9 @@ public static partial class Ops
         if (lo > hi) throw new ArgumentException($"clamp: min ({lo}) is greater than max ({hi})", nameof(min));
         var compute = x.DType.ComputeType();
         using var xc = ToDType(x, compute, false).ContiguousOwned();
-        var r = Tensor.Empty(x.Shape, compute);
-        switch (compute)
+        var r = Tensor.Empty(x.Shape, compute, x.Device);
+        if (!x.IsCpu) DeviceBackends.For(x.Device).Clamp(xc, r, lo, hi);
+        else switch (compute)
         {
             case DType.Float32: UnaryKernels.Clamp<float>(xc, r, lo, hi); break;
             case DType.Float64: UnaryKernels.Clamp<double>(xc, r, lo, hi); break;

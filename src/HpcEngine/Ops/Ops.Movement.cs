@@ -261,7 +261,7 @@ public static partial class Ops
         }
         var shape = first.ShapeArray;
         shape[d] = total;
-        var r = Tensor.Empty(shape, dtype);
+        var r = Tensor.Empty(shape, dtype, first.Device);
         int at = 0;
         var sizes = new int[xs.Count];
         for (int k = 0; k < xs.Count; k++)

@@ -40,8 +40,7 @@ public static partial class Ops
         if (!x.IsCpu)
         {
             if (op is ReduceOp.Max or ReduceOp.Min or ReduceOp.ArgMax or ReduceOp.ArgMin) return DeviceExtreme(op, x, dims, keepDim);
-            if (op is not (ReduceOp.Sum or ReduceOp.Mean))
-                throw new DeviceMismatchException($"{name} on {x.Device} is not implemented yet (sum, mean, max, min, argmax and argmin are); move the tensor with .To(Device.Cpu)");
+            if (op is not (ReduceOp.Sum or ReduceOp.Mean)) return (DeviceComposedReduce(op, x, dims, keepDim, inner, correction), null);
             return (DeviceSum(x, dims, keepDim, op == ReduceOp.Mean ? 1.0 / Math.Max(inner, 1) : 1.0), null);
         }
 

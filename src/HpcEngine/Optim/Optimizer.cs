@@ -102,7 +102,8 @@ public abstract class Optimizer : IDisposable
             var parts = name.Split('.', 3);
             if (parts.Length != 3 || parts[0] != "state" || !int.TryParse(parts[1], CultureInfo.InvariantCulture, out int i) || i < 0 || i >= Parameters.Count)
                 throw new InvalidOperationException($"optimizer state: unexpected entry '{name}'");
-            _state[(i, parts[2])] = t.Clone().DetachFromScope();
+            // State lives where its parameter does (a CPU checkpoint loaded into a GPU model).
+            _state[(i, parts[2])] = (t.Device == Parameters[i].Device ? t.Clone() : Ops.MoveNoGrad(t, Parameters[i].Device)).DetachFromScope();
         }
         Lr = double.Parse(scalars["lr"], CultureInfo.InvariantCulture);
         Steps = long.Parse(scalars["steps"], CultureInfo.InvariantCulture);

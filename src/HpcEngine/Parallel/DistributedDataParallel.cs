@@ -27,6 +27,8 @@ public sealed class DistributedDataParallel : IDisposable
         public required Tensor Buffer;
         public int Ready;
         public Work? Work;
+        /// <summary>A host copy of a device bucket, which the codecs (host code) compress and average.</summary>
+        public Tensor? Staging;
     }
 
     private readonly IProcessGroup _pg;
@@ -78,12 +80,10 @@ public sealed class DistributedDataParallel : IDisposable
         if (named.Any(p => p.Parameter.DType != DType.Float32))
             throw new DTypeMismatchException("DistributedDataParallel expects float32 parameters (master weights)");
         // Buckets live where the parameters are: on a GPU they are reduced in place by a group that takes device
-        // tensors (nccl). The compression codecs work on host memory.
+        // tensors (nccl). The compression codecs are host code: a device bucket is staged through a host copy for them.
         var device = named.Count > 0 ? named[0].Parameter.Device : Device.Cpu;
         if (named.Any(p => p.Parameter.Device != device))
             throw new DeviceMismatchException("DistributedDataParallel: the parameters are on several devices; move the module with module.To(device)");
-        if (device.Type != DeviceType.Cpu && codec != null)
-            throw new DeviceMismatchException($"DistributedDataParallel: gradient compression runs on CPU parameters (these are on {device})");
         var buckets = new List<Bucket>();
         var current = new List<Tensor>();
         long size = 0;
@@ -161,7 +161,14 @@ public sealed class DistributedDataParallel : IDisposable
             return;
         }
         // The codec issues its collectives here, on the hook's thread: every rank must issue them in the same order.
-        var exchange = _codec.Exchange(b.Buffer, b.Params.Select(p => p.ShapeArray).ToArray(), _pg, index);
+        var flat = b.Buffer;
+        if (!b.Buffer.IsCpu)
+        {
+            b.Staging ??= Tensor.Empty(b.Buffer.ShapeArray, DType.Float32).DetachFromScope();
+            Ops.CopyAcross(b.Buffer, b.Staging);
+            flat = b.Staging;
+        }
+        var exchange = _codec.Exchange(flat, b.Params.Select(p => p.ShapeArray).ToArray(), _pg, index);
         BytesReduced += exchange.EncodedBytes;
         b.Work = exchange.Work;
     }
@@ -185,6 +192,7 @@ public sealed class DistributedDataParallel : IDisposable
         foreach (var b in _buckets)
         {
             b.Work!.Wait();
+            if (b.Staging != null && _codec != null) Ops.CopyAcross(b.Staging, b.Buffer);
             for (int i = 0; i < b.Params.Length; i++)
             {
                 var p = b.Params[i];
@@ -202,7 +210,11 @@ public sealed class DistributedDataParallel : IDisposable
     public void Dispose()
     {
         foreach (var h in _hooks) h.Dispose();
-        foreach (var b in _buckets) b.Buffer.Dispose();
+        foreach (var b in _buckets)
+        {
+            b.Buffer.Dispose();
+            b.Staging?.Dispose();
+        }
     }
 }
 

@@ -119,6 +119,12 @@ public sealed partial class Tensor
     public Tensor Fill(double value)
     {
         CheckInPlace("fill_");
+        if (!IsCpu && IsContiguous)
+        {
+            FillRaw(value); // one fill kernel on the device, nothing from the host (capturable)
+            BumpVersion();
+            return this;
+        }
         using var v = Scalar(value, DType);
         Ops.CopyInto(this, v);
         return this;

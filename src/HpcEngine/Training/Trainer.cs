@@ -77,8 +77,8 @@ public sealed record TrainConfig
         if (device.Type != DeviceType.Cpu)
         {
             // What has a device path today (docs/ARCHITECTURE.md, device backends): say so rather than fail mid-run.
-            if (Augment || ClipNorm > 0 || CheckpointDir != null || Compress != null || Strategy != "sync")
-                throw new ArgumentException($"--device {Device} trains with --strategy sync and without --augment, --clip-norm, --checkpoint-dir and --compress for now");
+            if (Strategy != "sync")
+                throw new ArgumentException($"--device {Device} trains with --strategy sync for now (got {Strategy})");
         }
         if (Compress != null && Compress.StartsWith("dgc", StringComparison.Ordinal) && (Optimizer != "sgd" || Strategy != "sync"))
             throw new ArgumentException($"--compress {Compress} moves SGD's momentum into the codec (momentum correction): use --optimizer sgd and --strategy sync (got {Optimizer}, {Strategy})");

@@ -189,7 +189,34 @@ public class DeviceDispatchTests
             Assert.That(dev.Curve.Single().Accuracy, Is.EqualTo(cpu.Curve.Single().Accuracy).Within(0.002));
             Assert.That(_backend.Calls["sgd"], Is.GreaterThan(0));
         }
-        Assert.Throws<ArgumentException>(() => (HpcEngine.Training.TrainConfig.For("cnn") with { Device = "cuda", Augment = true }).Validate());
+        Assert.Throws<ArgumentException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { Device = "cuda", Strategy = "ssp:2" }).Validate());
+    }
+
+    [Test]
+    public void On_a_device_the_trainer_augments_clips_and_resumes_from_a_checkpoint_like_the_cpu()
+    {
+        var (train, test) = HpcEngine.Datasets.DataSources.LoadEmbedded();
+        var dir = Path.Combine(Path.GetTempPath(), "hpcengine-device-ckpt-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            using (train)
+            using (test)
+            {
+                var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 8, Seed = 3, Augment = true, ClipNorm = 0.5 };
+                var cpu = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
+                var dev = HpcEngine.Training.Trainer.Run(config with { Device = "external:0" }, train, test, "embedded");
+                for (int i = 0; i < 8; i++) Assert.That(dev.StepLosses[i], Is.EqualTo(cpu.StepLosses[i]).Within(1e-4), $"step {i}");
+                // Stop after 4 steps with a checkpoint of the device parameters, resume to 8: the same last 4 losses.
+                HpcEngine.Training.Trainer.Run(config with { Device = "external:0", MaxSteps = 4, CheckpointDir = dir }, train, test, "embedded");
+                var resumed = HpcEngine.Training.Trainer.Run(config with { Device = "external:0", CheckpointDir = dir, Resume = true }, train, test, "embedded");
+                Assert.That(resumed.StepLosses, Has.Count.EqualTo(4));
+                for (int i = 0; i < 4; i++) Assert.That(resumed.StepLosses[i], Is.EqualTo(cpu.StepLosses[4 + i]).Within(1e-4), $"resumed step {i}");
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Test]
@@ -218,16 +245,19 @@ public class DeviceDispatchTests
         Assert.That(_backend.Calls.Keys, Is.SupersetOf(new[] { "im2col", "col2im", "maxpool", "maxpool_backward" }));
     }
 
-    [Test]
-    public void Data_parallel_training_on_the_device_matches_the_cpus()
+    [TestCase(null)]
+    [TestCase("topk:0.05")]
+    [TestCase("int8")]
+    public void Data_parallel_training_on_the_device_matches_the_cpus(string? codec)
     {
         // Two ranks over loopback TCP, the device tensors staged through the host (as NCCL would take them in place):
-        // DDP's buckets live on the device, and the losses match two CPU ranks'.
+        // DDP's buckets live on the device, and the losses match two CPU ranks'. With a codec, each device bucket is
+        // compressed from a host copy: the same messages, so the same training.
         var (train, test) = HpcEngine.Datasets.DataSources.LoadEmbedded();
         using (train)
         using (test)
         {
-            var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 6, Seed = 5 };
+            var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 6, Seed = 5, Compress = codec };
             IReadOnlyList<double> Run(string device)
             {
                 IReadOnlyList<double>? losses = null;
@@ -302,7 +332,8 @@ public class DeviceDispatchTests
     {
         using var x = Randn([2, 3], 11);
         using var d = x.To(Dev);
-        var e = Assert.Throws<DeviceMismatchException>(() => Ops.Var(d, [1]));
+        using var ids = Tensor.FromArray([0L, 2]).To(Dev);
+        var e = Assert.Throws<DeviceMismatchException>(() => Ops.OneHot(ids, 3));
         Assert.That(e!.Message, Does.Contain("external:0").And.Contain("Device.Cpu"));
         var e2 = Assert.Throws<DeviceMismatchException>(() => Ops.Add(d, x));
         Assert.That(e2!.Message, Does.Contain("different devices"));

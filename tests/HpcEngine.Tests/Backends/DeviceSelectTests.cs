@@ -153,6 +153,66 @@ public abstract class DeviceSelectTests
     }
 
     [Test]
+    public void Variance_norms_and_logsumexp_are_composed_on_the_device_with_gradients()
+    {
+        using var x = Randn([3, 4, 5], 12);
+        Same("sum", t => Ops.Var(t[0], [1]), x);
+        Same("sum", t => Ops.Std(t[0], [0, 2], keepDim: true), x);
+        Same("sum", t => Ops.Norm(t[0]), x);
+        Same("sum", t => Ops.Norm(t[0], 1, [2]), x);
+        Same("extreme", t => Ops.Norm(t[0], double.PositiveInfinity, [0]), x);
+        Same("extreme", t => Ops.LogSumExp(t[0], [2]), x);
+        Same("extreme", t => Ops.LogSumExp(t[0], [0, 1], keepDim: true), x);
+        using var inf = Tensor.FromArray([float.NegativeInfinity, float.NegativeInfinity, 1, float.PositiveInfinity], 2, 2);
+        Same("extreme", t => Ops.LogSumExp(t[0], [1]), inf);
+    }
+
+    [Test]
+    public void Copies_across_devices_and_in_place_fills()
+    {
+        using var x = Randn([2, 3], 13);
+        using var d = Tensor.Zeros([2, 3]).To(Dev);
+        d.CopyFrom(x);
+        Assert.That(d.Device, Is.EqualTo(Dev));
+        Assert.That(d.ToArray<float>(), Is.EqualTo(x.ToArray<float>()));
+        using var back = Tensor.Zeros([2, 3], DType.Float64);
+        back.CopyFrom(d);
+        Assert.That(back.ToArray<double>(), Is.EqualTo(x.ToArray<float>().Select(v => (double)v).ToArray()));
+        d.Fill(2.5);
+        Assert.That(d.ToArray<float>(), Is.All.EqualTo(2.5f));
+        using var col = d.Narrow(1, 1, 1);
+        col.Fill(-1); // a strided view
+        Assert.That(d.ToArray<float>(), Is.EqualTo(new[] { 2.5f, -1, 2.5f, 2.5f, -1, 2.5f }));
+    }
+
+    [Test]
+    public void Every_unary_op_clamp_and_pow_max_min_with_broadcast_and_cpu_scalars()
+    {
+        using var x = Randn([3, 7], 14);
+        using var ax = Ops.Abs(x);
+        using var pos = Ops.AddScalar(ax, 0.1);
+        foreach (var (name, f) in new (string, Func<Tensor, Tensor>)[]
+        {
+            ("neg", Ops.Neg), ("abs", Ops.Abs), ("exp", Ops.Exp), ("tanh", Ops.Tanh), ("sigmoid", Ops.Sigmoid), ("relu", Ops.Relu),
+            ("leaky_relu", t => Ops.LeakyRelu(t, 0.1)), ("gelu", t => Ops.Gelu(t)), ("gelu_tanh", t => Ops.Gelu(t, "tanh")),
+            ("silu", Ops.Silu), ("pow3", t => Ops.Pow(t, 3)), ("sign", Ops.Sign),
+        })
+            Same("unary", t => f(t[0]), x);
+        foreach (var (name, f) in new (string, Func<Tensor, Tensor>)[]
+            { ("log", Ops.Log), ("log1p", Ops.Log1p), ("sqrt", Ops.Sqrt), ("rsqrt", Ops.Rsqrt), ("reciprocal", Ops.Reciprocal) })
+            Same("unary", t => f(t[0]), pos);
+        Same("clamp", t => Ops.Clamp(t[0], -0.5, 0.5), x);
+        Same("clamp", t => Ops.Clamp(t[0], max: 0.2), x);
+        using var y = Randn([7], 15);
+        Same("binary", t => Ops.Pow(t[0], t[1]), pos, y);
+        Same("binary", t => Ops.Maximum(t[0], t[1]), x, y);
+        Same("binary", t => Ops.Minimum(t[1], t[0]), x, y);
+        using var two = Tensor.Scalar(2.0); // a 0-dim CPU operand moves to the device
+        Same("binary", t => Ops.Mul(t[0], two), x);
+        Same("copy", t => Ops.Cat([t[0], t[1]], 1), x, Randn([3, 2], 16));
+    }
+
+    [Test]
     public void Integer_and_bool_casts_stay_on_the_device()
     {
         using var x = Tensor.FromArray([-2.7f, 0, 0.5f, 3.9f]);

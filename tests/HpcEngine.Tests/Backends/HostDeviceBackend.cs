@@ -94,6 +94,14 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
         else UnaryKernels.Forward<double>(op, hx, hr, alpha);
     }
 
+    public void Clamp(Tensor x, Tensor r, double lo, double hi)
+    {
+        Count("clamp");
+        using var hx = Host(x);
+        using var hr = Host(r);
+        UnaryKernels.Clamp<float>(hx, hr, lo, hi);
+    }
+
     public void UnaryBackward(UnaryOp op, Tensor x, Tensor y, Tensor g, Tensor dx, double alpha)
     {
         Count("unary_backward");
