@@ -19,6 +19,14 @@ extern "C" __global__ void f16_to_f32(const unsigned short* x, float* y, i64 n) 
   for (i64 i = global_index(); i < n; i += grid_stride()) y[i] = half_bits_to_float(x[i]);
 }
 
+extern "C" __global__ void f32_to_f64(const float* x, double* y, i64 n) {
+  for (i64 i = global_index(); i < n; i += grid_stride()) y[i] = (double)x[i];
+}
+
+extern "C" __global__ void f64_to_f32(const double* x, float* y, i64 n) {
+  for (i64 i = global_index(); i < n; i += grid_stride()) y[i] = (float)x[i];
+}
+
 // Integer and bool conversions (bool is one byte, 0 or 1). To an integer: truncation toward zero with NaN → 0 and
 // saturation, as the CPU backend's CastKernels; to bool: non-zero → 1.
 __device__ __forceinline__ i64 f32_to_int64_sat(float v) {

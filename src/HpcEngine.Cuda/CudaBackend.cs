@@ -22,7 +22,7 @@ public static class CudaBackend
             if (_context == null)
             {
                 _context = CudaContext.Open(device);
-                DeviceBackends.Register(new CudaDeviceBackend(_context));
+                DeviceBackends.Register(new CudaDeviceBackend(_context, DeviceType.Cuda));
             }
             return _context;
         }
@@ -34,13 +34,11 @@ public static class CudaBackend
 
 /// <summary>The <see cref="IDeviceBackend"/> of one CUDA device: every primitive is a kernel launch (or a cuBLAS call)
 /// on the context's stream. float32 throughout, plus casts to and from bf16/fp16; other dtypes are refused by name.</summary>
-internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBackend
+internal sealed unsafe class CudaDeviceBackend(ICudaStream context, DeviceType type) : IDeviceBackend
 {
     private const uint Block = 256;
-    private readonly Dictionary<string, KernelModule> _modules = new();
-    private CublasHandle? _cublas;
 
-    public DeviceType Type => DeviceType.Cuda;
+    public DeviceType Type => type;
 
     public bool Capturing => context.Capturing;
 
@@ -109,14 +107,7 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         return s;
     }
 
-    private IntPtr Kernel(string file, string name)
-    {
-        lock (_modules)
-        {
-            if (!_modules.TryGetValue(file, out var m)) _modules[file] = m = context.LoadKernels(file);
-            return m.Function(name);
-        }
-    }
+    private IntPtr Kernel(string file, string name) => context.Function(file, name);
 
     private static uint Grid(long n) => (uint)Math.Clamp((n + Block - 1) / Block, 1, 65535);
 
@@ -135,8 +126,8 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
 
     public HpcEngine.Backends.IDeviceMemory Allocate(Device device, long bytes)
     {
-        if (device.Index != context.Device.Index)
-            throw new DeviceMismatchException($"cuda:{device.Index} is not open: the CUDA backend was registered for cuda:{context.Device.Index}");
+        if (device.Index != context.DeviceIndex)
+            throw new DeviceMismatchException($"cuda:{device.Index} is not open: the CUDA backend was registered for cuda:{context.DeviceIndex}");
         var block = context.Memory.Allocate(Math.Max(bytes, 1), context.Stream);
         return new CudaMemory(context.Memory, block, bytes);
     }
@@ -145,18 +136,14 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
     {
         if (src.Length == 0) return;
         NotWhileCapturing("a host-to-device copy");
-        context.MakeCurrent();
-        fixed (byte* p = src) Driver.Check(Driver.cuMemcpyHtoDAsync(((CudaMemory)dst).Pointer + (ulong)dstOffsetBytes, p, (nuint)src.Length, context.Stream));
-        context.Synchronize(); // the host span may go away as soon as we return
+        context.CopyHostToDevice(((CudaMemory)dst).Pointer + (ulong)dstOffsetBytes, src);
     }
 
     public void CopyToHost(Span<byte> dst, HpcEngine.Backends.IDeviceMemory src, long srcOffsetBytes)
     {
         if (dst.Length == 0) return;
         NotWhileCapturing("a device-to-host copy");
-        context.MakeCurrent();
-        fixed (byte* p = dst) Driver.Check(Driver.cuMemcpyDtoHAsync(p, ((CudaMemory)src).Pointer + (ulong)srcOffsetBytes, (nuint)dst.Length, context.Stream));
-        context.Synchronize();
+        context.CopyDeviceToHost(dst, ((CudaMemory)src).Pointer + (ulong)srcOffsetBytes);
     }
 
     public void Fill(Tensor r, double value)
@@ -165,8 +152,7 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         if (value == 0 && r.IsContiguous)
         {
             // Zero bits are zero in every dtype.
-            context.MakeCurrent();
-            Driver.Check(Driver.cuMemsetD8Async(Ptr(r), 0, (nuint)((long)r.NumEl * r.DType.SizeOf()), context.Stream));
+            context.Memset(Ptr(r), (long)r.NumEl * r.DType.SizeOf());
             return;
         }
         if (!r.IsContiguous) throw NoKernel("a fill of a non-contiguous view");
@@ -195,36 +181,49 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         {
             if (src.IsContiguous)
             {
-                context.MakeCurrent();
-                Driver.Check(Driver.cuMemcpyDtoDAsync(Ptr(dst), Ptr(src), (nuint)((long)dst.NumEl * dst.DType.SizeOf()), context.Stream));
+                context.CopyDeviceToDevice(Ptr(dst), Ptr(src), (long)dst.NumEl * dst.DType.SizeOf());
                 return;
             }
             context.Launch(Kernel("elementwise.cu", "strided_copy" + Bits(src)), Grid(dst.NumEl), Block, 0, Ptr(src), Ptr(dst), (long)dst.NumEl, Layout("copy", dst, src));
             return;
         }
-        // A cast: through a contiguous float32 copy where the kernels need one.
-        string? kernel = (src.DType, dst.DType) switch
-        {
-            (DType.Float32, DType.BFloat16) => "f32_to_bf16",
-            (DType.BFloat16, DType.Float32) => "bf16_to_f32",
-            (DType.Float32, DType.Float16) => "f32_to_f16",
-            (DType.Float16, DType.Float32) => "f16_to_f32",
-            (DType.Float32, DType.Int64) => "f32_to_i64",
-            (DType.Float32, DType.Int32) => "f32_to_i32",
-            (DType.Float32, DType.Bool) => "f32_to_bool",
-            (DType.Int64, DType.Float32) => "i64_to_f32",
-            (DType.Int32, DType.Float32) => "i32_to_f32",
-            (DType.Bool or DType.UInt8, DType.Float32) => "u8_to_f32",
-            (DType.Int32, DType.Int64) => "i32_to_i64",
-            (DType.Int64, DType.Int32) => "i64_to_i32",
-            (DType.Bool or DType.UInt8, DType.Int64) => "u8_to_i64",
-            (DType.Int64, DType.Bool) => "i64_to_bool",
-            _ => null,
-        };
-        if (kernel == null) throw NoKernel($"the cast {src.DType.TorchName()} → {dst.DType.TorchName()}");
+        // A cast: one kernel where there is one, else through float32 (exact for every value bf16, fp16, bool, uint8
+        // and int32 hold; int64 beyond 2^24 rounds as float32 would).
+        string? kernel = CastKernel(src.DType, dst.DType);
         using var s = src.IsContiguous ? src.Alias() : Ops.ContiguousNoGrad(src);
+        if (kernel == null)
+        {
+            if (CastKernel(src.DType, DType.Float32) == null || CastKernel(DType.Float32, dst.DType) == null)
+                throw NoKernel($"the cast {src.DType.TorchName()} → {dst.DType.TorchName()}");
+            using var mid = Tensor.Empty(dst.ShapeArray, DType.Float32, dst.Device);
+            Copy(s, mid);
+            Copy(mid, dst);
+            return;
+        }
         context.Launch(Kernel("cast.cu", kernel), Grid(dst.NumEl), Block, 0, Ptr(s), Ptr(dst), (long)dst.NumEl);
     }
+
+    /// <summary>The cast.cu kernel converting <paramref name="from"/> to <paramref name="to"/>, or null.</summary>
+    private static string? CastKernel(DType from, DType to) => (from, to) switch
+    {
+        (DType.Float32, DType.BFloat16) => "f32_to_bf16",
+        (DType.BFloat16, DType.Float32) => "bf16_to_f32",
+        (DType.Float32, DType.Float16) => "f32_to_f16",
+        (DType.Float16, DType.Float32) => "f16_to_f32",
+        (DType.Float32, DType.Float64) => "f32_to_f64",
+        (DType.Float64, DType.Float32) => "f64_to_f32",
+        (DType.Float32, DType.Int64) => "f32_to_i64",
+        (DType.Float32, DType.Int32) => "f32_to_i32",
+        (DType.Float32, DType.Bool) => "f32_to_bool",
+        (DType.Int64, DType.Float32) => "i64_to_f32",
+        (DType.Int32, DType.Float32) => "i32_to_f32",
+        (DType.Bool or DType.UInt8, DType.Float32) => "u8_to_f32",
+        (DType.Int32, DType.Int64) => "i32_to_i64",
+        (DType.Int64, DType.Int32) => "i64_to_i32",
+        (DType.Bool or DType.UInt8, DType.Int64) => "u8_to_i64",
+        (DType.Int64, DType.Bool) => "i64_to_bool",
+        _ => null,
+    };
 
     public void Binary(BinaryOp op, Tensor a, Tensor b, Tensor r)
     {
@@ -373,17 +372,16 @@ internal sealed unsafe class CudaDeviceBackend(CudaContext context) : IDeviceBac
         var (ta, lda) = AsColumnMajorOperand(ac)!.Value;
         var (tb, ldb) = AsColumnMajorOperand(bc)!.Value;
         int ldc = m == 1 ? Math.Max(n, 1) : c.Strides[0];
-        _cublas ??= new CublasHandle(context);
         if (bf16Inputs)
         {
             // Autocast: contiguous bf16 copies of the operands (row-major, op N), then the tensor-core GEMM.
             using var a16 = ToBf16(ac);
             using var b16 = ToBf16(bc);
-            _cublas.GemmBf16(false, false, n, m, k, Ptr(b16), Math.Max(n, 1), Ptr(a16), Math.Max(k, 1), accumulate ? 1f : 0f, Ptr(c), ldc);
+            context.GemmBf16(false, false, n, m, k, Ptr(b16), Math.Max(n, 1), Ptr(a16), Math.Max(k, 1), accumulate ? 1f : 0f, Ptr(c), ldc);
             return;
         }
         // Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ: B first, then A, no copies.
-        _cublas.GemmF32(tb, ta, n, m, k, Ptr(bc), ldb, Ptr(ac), lda, accumulate ? 1f : 0f, Ptr(c), ldc, CudaBackend.AllowTf32);
+        context.GemmF32(tb, ta, n, m, k, Ptr(bc), ldb, Ptr(ac), lda, accumulate ? 1f : 0f, Ptr(c), ldc, CudaBackend.AllowTf32);
     }
 
     /// <summary>A contiguous bf16 copy of a float32 view (round to nearest even, as the CPU).</summary>

@@ -61,10 +61,12 @@ public sealed class KernelModule : IDisposable
 /// <summary>Device N's primary context and one stream: memory, copies, kernel modules compiled by NVRTC for the
 /// device's architecture, checked launches. The first slice of the CUDA backend (docs/ARCHITECTURE.md): enough to run
 /// and check the kernels; the device tensor type and the caching allocator build on it.</summary>
-public sealed unsafe class CudaContext : IDisposable
+public sealed unsafe class CudaContext : IDisposable, ICudaStream
 {
     private IntPtr _context, _stream;
     private readonly int _device;
+    private readonly Dictionary<string, KernelModule> _modules = new();
+    private CublasHandle? _cublas;
 
     public CudaDeviceInfo Device { get; }
 
@@ -260,6 +262,54 @@ public sealed unsafe class CudaContext : IDisposable
         return graph;
     }
 
+    int ICudaStream.DeviceIndex => Device.Index;
+
+    /// <summary>The engine's kernel <paramref name="name"/> from <paramref name="file"/>, its module loaded once.</summary>
+    internal IntPtr Function(string file, string name)
+    {
+        lock (_modules)
+        {
+            if (!_modules.TryGetValue(file, out var m)) _modules[file] = m = LoadKernels(file);
+            return m.Function(name);
+        }
+    }
+
+    IntPtr ICudaStream.Function(string file, string name) => Function(file, name);
+
+    void ICudaStream.CopyHostToDevice(ulong dst, ReadOnlySpan<byte> src)
+    {
+        MakeCurrent();
+        fixed (byte* p = src) Driver.Check(Driver.cuMemcpyHtoDAsync(dst, p, (nuint)src.Length, _stream));
+        Synchronize(); // the host span may go away as soon as we return
+    }
+
+    void ICudaStream.CopyDeviceToHost(Span<byte> dst, ulong src)
+    {
+        MakeCurrent();
+        fixed (byte* p = dst) Driver.Check(Driver.cuMemcpyDtoHAsync(p, src, (nuint)dst.Length, _stream));
+        Synchronize();
+    }
+
+    void ICudaStream.CopyDeviceToDevice(ulong dst, ulong src, long bytes)
+    {
+        MakeCurrent();
+        Driver.Check(Driver.cuMemcpyDtoDAsync(dst, src, (nuint)bytes, _stream));
+    }
+
+    void ICudaStream.Memset(ulong dst, long bytes)
+    {
+        MakeCurrent();
+        Driver.Check(Driver.cuMemsetD8Async(dst, 0, (nuint)bytes, _stream));
+    }
+
+    private CublasHandle Cublas => _cublas ??= new CublasHandle(this);
+
+    void ICudaStream.GemmF32(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc, bool tf32) =>
+        Cublas.GemmF32(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc, tf32);
+
+    void ICudaStream.GemmBf16(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc) =>
+        Cublas.GemmBf16(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc);
+
     /// <summary>Waits for everything queued on the stream; an asynchronous kernel fault surfaces here.</summary>
     public void Synchronize()
     {
@@ -273,6 +323,9 @@ public sealed unsafe class CudaContext : IDisposable
         if (_context == IntPtr.Zero) return;
         Driver.cuCtxSetCurrent(_context);
         Driver.cuStreamSynchronize(_stream);
+        _cublas?.Dispose();
+        foreach (var m in _modules.Values) m.Dispose();
+        _modules.Clear();
         Memory.Dispose();
         Driver.cuStreamDestroy(_stream);
         Driver.cuDevicePrimaryCtxRelease(_device);

@@ -1,0 +1,40 @@
+namespace HpcEngine.Cuda;
+
+/// <summary>What the device backend needs from a GPU: its memory, host transfers, kernel launches and GEMMs, all in
+/// order on one stream. <see cref="CudaContext"/> is the real one; the launch-signature tests substitute a recorder
+/// (nothing runs), so every kernel the backend launches is checked against its compiled parameter list without a GPU.</summary>
+internal interface ICudaStream
+{
+    int DeviceIndex { get; }
+
+    Memory.CachingAllocator Memory { get; }
+
+    /// <summary>The stream handle (the allocator's stream key).</summary>
+    IntPtr Stream { get; }
+
+    /// <summary>True while the stream records a graph instead of running.</summary>
+    bool Capturing { get; }
+
+    /// <summary>The entry point <paramref name="name"/> of kernel file <paramref name="file"/> (loaded once).</summary>
+    IntPtr Function(string file, string name);
+
+    /// <summary>Enqueues a kernel with arguments passed by value (device pointers as ulong, scalars, blittable
+    /// structs laid out as the kernel's).</summary>
+    void Launch(IntPtr function, uint grid, uint block, uint sharedBytes, params object[] args);
+
+    /// <summary>Copies host bytes to device address <paramref name="dst"/> and waits (the span may go away after).</summary>
+    void CopyHostToDevice(ulong dst, ReadOnlySpan<byte> src);
+
+    /// <summary>Copies device bytes at <paramref name="src"/> into host memory and waits.</summary>
+    void CopyDeviceToHost(Span<byte> dst, ulong src);
+
+    void CopyDeviceToDevice(ulong dst, ulong src, long bytes);
+
+    void Memset(ulong dst, long bytes);
+
+    /// <summary>Column-major C = op(A)·op(B) + beta·C, fp32 (TF32 tensor cores when <paramref name="tf32"/>).</summary>
+    void GemmF32(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc, bool tf32);
+
+    /// <summary>As <see cref="GemmF32"/> with bf16 operands, fp32 accumulation and output.</summary>
+    void GemmBf16(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc);
+}
