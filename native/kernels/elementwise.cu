@@ -74,9 +74,17 @@ extern "C" __global__ void pow_scalar_f32(const float* x, float* out, float p, i
   for (i64 i = global_index(); i < n; i += grid_stride()) out[i] = powf(x[i], p);
 }
 
-extern "C" __global__ void fill_f32(float* out, float value, i64 n) {
-  for (i64 i = global_index(); i < n; i += grid_stride()) out[i] = value;
-}
+// Fill with one element's bit pattern (the host encodes the value in the tensor's dtype), for every element size:
+// a scalar operand or a constant never needs a host-to-device copy, so it can be captured in a graph.
+#define HPC_FILL(bits, T)                                                                              \
+  extern "C" __global__ void fill_b##bits(T* out, u64 pattern, i64 n) {                               \
+    T v = (T)pattern;                                                                                 \
+    for (i64 i = global_index(); i < n; i += grid_stride()) out[i] = v;                              \
+  }
+HPC_FILL(8, unsigned char)
+HPC_FILL(16, unsigned short)
+HPC_FILL(32, u32)
+HPC_FILL(64, u64)
 
 // --- unary activations and their backward (dx = dy * f'(x), from the saved input or output) ---------------------
 __device__ __forceinline__ float gelu_tanh(float x) {

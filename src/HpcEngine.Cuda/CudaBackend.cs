@@ -151,20 +151,14 @@ internal sealed unsafe class CudaDeviceBackend(ICudaStream context, DeviceType t
         if (r.NumEl == 0) return;
         if (value == 0 && r.IsContiguous)
         {
-            // Zero bits are zero in every dtype.
-            context.Memset(Ptr(r), (long)r.NumEl * r.DType.SizeOf());
+            context.Memset(Ptr(r), (long)r.NumEl * r.DType.SizeOf()); // zero bits are zero in every dtype
             return;
         }
         if (!r.IsContiguous) throw NoKernel("a fill of a non-contiguous view");
-        if (r.DType != DType.Float32)
-        {
-            // Other dtypes (counters, masks): the values are written on the host and copied over.
-            using var host = Tensor.Full(r.ShapeArray, value, r.DType);
-            using var hc = host.Contiguous();
-            CopyFromHost(r.Storage.DeviceMemory, (long)r.Offset * r.DType.SizeOf(), new ReadOnlySpan<byte>(hc.BytePtr, r.NumEl * r.DType.SizeOf()));
-            return;
-        }
-        context.Launch(Kernel("elementwise.cu", "fill_f32"), Grid(r.NumEl), Block, 0, Ptr(r), (float)value, (long)r.NumEl);
+        // The value's bits in r's dtype (the CPU's conversion rules), passed by value to the kernel.
+        ulong pattern = 0;
+        CastKernels.Write((byte*)&pattern, r.DType, 0, value);
+        context.Launch(Kernel("elementwise.cu", "fill" + Bits(r)), Grid(r.NumEl), Block, 0, Ptr(r), pattern, (long)r.NumEl);
     }
 
     public void Copy(Tensor src, Tensor dst)

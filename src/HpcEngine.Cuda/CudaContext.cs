@@ -173,29 +173,51 @@ public sealed unsafe class CudaContext : IDisposable, ICudaStream
     }
 
     /// <summary>Launches <paramref name="function"/> on this context's stream with arguments passed by value (device
-    /// pointers as ulong, scalars, or blittable structs laid out as the kernel's), and checks the launch.</summary>
+    /// pointers as ulong, scalars, or blittable structs laid out as the kernel's), and checks the launch. The argument
+    /// values are packed into one stack buffer (no native allocation per launch: launches are the hot path of small
+    /// models).</summary>
     public void Launch(IntPtr function, uint grid, uint block, uint sharedBytes, params object[] args)
     {
         ArgumentNullException.ThrowIfNull(args);
         MakeCurrent();
-        var blocks = new IntPtr[args.Length];
-        var pointers = stackalloc void*[Math.Max(1, args.Length)];
-        try
+        int n = args.Length;
+        Span<int> offsets = stackalloc int[Math.Max(1, n)];
+        int total = 0;
+        for (int i = 0; i < n; i++)
         {
-            for (int i = 0; i < args.Length; i++)
+            int size = ArgumentSize(args[i]);
+            total = (total + 7) & ~7; // every slot 8-aligned: enough for any kernel parameter we pass
+            offsets[i] = total;
+            total += size;
+        }
+        byte* buffer = stackalloc byte[Math.Max(8, total + 8)];
+        byte* aligned = (byte*)(((nuint)buffer + 7) & ~(nuint)7);
+        var pointers = stackalloc void*[Math.Max(1, n)];
+        for (int i = 0; i < n; i++)
+        {
+            byte* at = aligned + offsets[i];
+            switch (args[i])
             {
-                int size = Marshal.SizeOf(args[i].GetType());
-                blocks[i] = Marshal.AllocHGlobal(size);
-                Marshal.StructureToPtr(args[i], blocks[i], fDeleteOld: false);
-                pointers[i] = (void*)blocks[i];
+                case ulong v: *(ulong*)at = v; break;
+                case long v: *(long*)at = v; break;
+                case int v: *(int*)at = v; break;
+                case uint v: *(uint*)at = v; break;
+                case float v: *(float*)at = v; break;
+                case double v: *(double*)at = v; break;
+                default: Marshal.StructureToPtr(args[i], (IntPtr)at, fDeleteOld: false); break;
             }
-            Driver.Check(Driver.cuLaunchKernel(function, grid, 1, 1, block, 1, 1, sharedBytes, _stream, pointers, null));
+            pointers[i] = at;
         }
-        finally
-        {
-            foreach (var b in blocks) if (b != IntPtr.Zero) Marshal.FreeHGlobal(b);
-        }
+        Driver.Check(Driver.cuLaunchKernel(function, grid, 1, 1, block, 1, 1, sharedBytes, _stream, pointers, null));
     }
+
+    private static int ArgumentSize(object arg) => arg switch
+    {
+        ulong or long or double => 8,
+        int or uint or float => 4,
+        null => throw new ArgumentNullException(nameof(arg), "a kernel argument is null"),
+        _ => Marshal.SizeOf(arg.GetType()),
+    };
 
     /// <summary>Median milliseconds of <paramref name="iterations"/> runs of <paramref name="enqueue"/>, timed with
     /// events on the stream (after <paramref name="warmup"/> untimed runs).</summary>

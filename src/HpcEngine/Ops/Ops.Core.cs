@@ -53,9 +53,12 @@ public static partial class Ops
     /// (floats, or integers with an integral value), else float32, following PyTorch's scalar promotion.</summary>
     internal static Tensor ScalarFor(Tensor a, double s)
     {
-        var t = Tensor.Scalar(s, a.DType.IsFloating() || Math.Floor(s) == s ? a.DType : DType.Float32);
-        if (a.IsCpu) return t;
-        using (t) return MoveNoGrad(t, a.Device);
+        var dtype = a.DType.IsFloating() || Math.Floor(s) == s ? a.DType : DType.Float32;
+        if (a.IsCpu) return Tensor.Scalar(s, dtype);
+        // Filled on the device by a kernel: no host-to-device copy (and no synchronisation), so capturable.
+        var d = Tensor.Empty([], dtype, a.Device);
+        d.FillRaw(s);
+        return d;
     }
 
     /// <summary>A new handle to the same values, passing gradients straight through.</summary>

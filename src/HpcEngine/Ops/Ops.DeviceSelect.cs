@@ -42,6 +42,13 @@ public static partial class Ops
     private static Tensor OnDevice(Tensor t, Device device, DType dtype)
     {
         if (t.Device == device) return ToDType(t, dtype, false);
+        if (t.IsCpu && t.Rank == 0)
+        {
+            // A CPU scalar: its value is read here and a kernel fills it in on the device (no transfer, capturable).
+            var d = Tensor.Empty([], dtype, device);
+            d.FillRaw(t.Item());
+            return d;
+        }
         using var c = ToDType(t, dtype, false);
         return MoveNoGrad(c, device);
     }

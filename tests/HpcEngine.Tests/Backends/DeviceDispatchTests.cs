@@ -293,6 +293,30 @@ public class DeviceDispatchTests
     }
 
     [Test]
+    public void Scalar_operands_and_fills_need_no_host_transfer()
+    {
+        // A host-to-device copy synchronises the stream and cannot be captured in a CUDA graph: scalars are filled in
+        // on the device by a kernel instead.
+        using var x = Randn([3, 4], 14);
+        using var d = x.To(Dev);
+        _backend.Calls.Remove("host_to_device");
+        using var two = Tensor.Scalar(2);
+        using (var scope = new TensorScope())
+        {
+            Ops.AddScalar(d, 1);
+            Ops.MulScalar(d, 0.5);
+            Ops.Mul(d, two);
+            Ops.GtScalar(d, 0);
+            Ops.MaskedFill(d, Ops.GtScalar(d, 0), -1);
+            Ops.Clamp(d, 0, 1);
+            d.Fill(3);
+            Tensor.Empty([5], DType.Int64, Dev).Fill(7);
+        }
+        Assert.That(_backend.Calls.ContainsKey("host_to_device"), Is.False, "a scalar crossed from the host");
+        Assert.That(d.ToArray<float>(), Is.All.EqualTo(3f));
+    }
+
+    [Test]
     public void Gradients_flow_back_across_a_move()
     {
         using var x = Randn([4], 9);

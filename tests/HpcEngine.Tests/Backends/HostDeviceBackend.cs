@@ -51,7 +51,11 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
 
     public IDeviceMemory Allocate(Device device, long bytes) => new Block(this, bytes);
 
-    public void CopyFromHost(IDeviceMemory dst, long dstOffsetBytes, ReadOnlySpan<byte> src) => src.CopyTo(((Block)dst).Data.AsSpan((int)dstOffsetBytes));
+    public void CopyFromHost(IDeviceMemory dst, long dstOffsetBytes, ReadOnlySpan<byte> src)
+    {
+        Count("host_to_device");
+        src.CopyTo(((Block)dst).Data.AsSpan((int)dstOffsetBytes));
+    }
 
     public void CopyToHost(Span<byte> dst, IDeviceMemory src, long srcOffsetBytes) => ((Block)src).Data.AsSpan((int)srcOffsetBytes, dst.Length).CopyTo(dst);
 

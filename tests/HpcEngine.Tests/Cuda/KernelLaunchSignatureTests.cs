@@ -134,6 +134,7 @@ public partial class KernelLaunchSignatureTests
             foreach (var dt in new[] { DType.Int64, DType.BFloat16, DType.Bool })
             {
                 var whole = On(Tensor.Zeros([4, 4], dt));
+                whole.Fill(1);
                 Ops.Narrow(whole, 1, 1, 2).CopyFrom(On(Tensor.Ones([4, 2], dt))); // a strided destination
             }
         }
