@@ -4,10 +4,20 @@
 
 using namespace hpc;
 
-// Adam / AdamW. decoupled = 1: AdamW (p -= lr * wd * p first); 0: Adam (g += wd * p).
-// bias1 = 1 - beta1^t, bias2 = 1 - beta2^t, computed on the host for step t.
+// Advances a parameter's Adam step count t (a float on the device) and writes bias = [1 - beta1^t, 1 - beta2^t],
+// computed in double and rounded once, as the CPU optimizer does: the step reads nothing back (graph-capturable).
+extern "C" __global__ void adam_advance_f32(float* step, float* bias, double beta1, double beta2) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  double t = (double)*step + 1.0;
+  *step = (float)t;
+  bias[0] = (float)(1.0 - pow(beta1, t));
+  bias[1] = (float)(1.0 - pow(beta2, t));
+}
+
+// Adam / AdamW. decoupled = 1: AdamW (p -= lr * wd * p first); 0: Adam (g += wd * p). bias from adam_advance_f32.
 extern "C" __global__ void adam_f32(float* p, const float* g, float* m, float* v, i64 n, float lr, float beta1, float beta2,
-                                    float eps, float weight_decay, int decoupled, float bias1, float bias2) {
+                                    float eps, float weight_decay, int decoupled, const float* bias) {
+  float bias1 = bias[0], bias2 = bias[1];
   float step = lr / bias1, inv_sqrt_bias2 = rsqrtf(bias2);
   for (i64 i = global_index(); i < n; i += grid_stride()) {
     float w = p[i], gi = g[i];

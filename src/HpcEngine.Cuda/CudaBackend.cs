@@ -432,14 +432,15 @@ internal sealed unsafe class CudaDeviceBackend(ICudaStream context, DeviceType t
             (float)lr, (float)momentum, (float)dampening, (float)weightDecay, nesterov ? 1 : 0, first ? 1 : 0);
     }
 
-    public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, double lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled, double bias1, double bias2)
+    public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, Tensor step, double lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled)
     {
-        Float32("adam", p, g, m, v);
-        if (context.Capturing)
-            throw new NotSupportedException("Adam's bias correction (1 − β^t) is a host scalar that changes every step: a captured step would replay step t's forever. Capture SGD steps, or run Adam eagerly");
+        Float32("adam", p, g, m, v, step);
+        // t += 1 and [1 − β1^t, 1 − β2^t] on the device (one thread, double precision), then the fused update reads them.
+        using var bias = Tensor.Empty([2], DType.Float32, p.Device);
+        context.Launch(Kernel("optim.cu", "adam_advance_f32"), 1, 32, 0, Ptr(step), Ptr(bias), beta1, beta2);
         if (p.NumEl == 0) return;
         context.Launch(Kernel("optim.cu", "adam_f32"), Grid(p.NumEl), Block, 0, Ptr(p), Ptr(g), Ptr(m), Ptr(v), (long)p.NumEl,
-            (float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay, decoupled ? 1 : 0, (float)bias1, (float)bias2);
+            (float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay, decoupled ? 1 : 0, Ptr(bias));
     }
 
     /// <summary>native/kernels/conv.cu's struct ConvShape.</summary>

@@ -16,8 +16,9 @@ namespace HpcEngine.Cuda;
 /// <item>Inputs are static: allocate them on the GPU before the capture and copy each batch into them (an in-place
 /// device copy) before <see cref="Replay"/>. Nothing may cross to or from the host inside the step (no .Item(), no
 /// .To(Device.Cpu)): that is refused with an InvalidOperationException and the capture is abandoned cleanly.</item>
-/// <item>Dropout draws from the generator's offset at capture: replays repeat the same masks. Adam's bias correction
-/// changes each step and is refused under capture; SGD (with momentum) captures.</item>
+/// <item>Dropout draws from the generator's offset at capture: replays repeat the same masks. The learning rate is a
+/// kernel argument, frozen at capture (a schedule needs a new capture). SGD with momentum and Adam/AdamW capture (Adam
+/// advances its step count and bias corrections on the device).</item>
 /// </list></summary>
 public sealed class CudaGraph : IDisposable
 {

@@ -91,15 +91,17 @@ public class Adam(IEnumerable<Tensor> parameters, double lr = 1e-3, double beta1
 
     protected override unsafe void Update(int index, Tensor parameter, Tensor grad)
     {
-        var stepT = State(index, "step", () => Tensor.Zeros([], DType.Float32));
-        double step = stepT.Item() + 1;
-        stepT.FillRaw(step);
+        // The step count lives with the parameter: on a device it is advanced there, with the bias corrections, so
+        // a step reads nothing back and can be captured in a CUDA graph.
+        var stepT = State(index, "step", () => Tensor.Empty([], DType.Float32, parameter.Device, zeroed: true));
         if (!parameter.IsCpu)
         {
-            Backends.DeviceBackends.For(parameter.Device).AdamStep(parameter, grad, State(index, "exp_avg"), State(index, "exp_avg_sq"), Lr, Beta1, Beta2, Eps,
-                WeightDecay, decoupledWeightDecay, 1 - Math.Pow(Beta1, step), 1 - Math.Pow(Beta2, step));
+            Backends.DeviceBackends.For(parameter.Device).AdamStep(parameter, grad, State(index, "exp_avg"), State(index, "exp_avg_sq"), stepT, Lr, Beta1, Beta2, Eps,
+                WeightDecay, decoupledWeightDecay);
             return;
         }
+        double step = stepT.Item() + 1;
+        stepT.FillRaw(step);
         float* p = parameter.Ptr<float>(), g = grad.Ptr<float>();
         float* m = State(index, "exp_avg").Ptr<float>(), v = State(index, "exp_avg_sq").Ptr<float>();
         int n = parameter.NumEl;

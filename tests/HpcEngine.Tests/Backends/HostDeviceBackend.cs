@@ -222,9 +222,13 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
         }
     }
 
-    public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, double lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled, double bias1, double bias2)
+    public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, Tensor step, double lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled)
     {
         Count("adam");
+        using var hs = Host(step);
+        double t = hs.Span<float>()[0] + 1;
+        hs.Span<float>()[0] = (float)t;
+        double bias1 = 1 - Math.Pow(beta1, t), bias2 = 1 - Math.Pow(beta2, t);
         using var hp = Host(p);
         using var hg = Host(g);
         using var hm = Host(m);

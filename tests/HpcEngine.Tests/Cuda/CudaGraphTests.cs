@@ -38,16 +38,20 @@ public class CudaGraphTests
         lossOut.CopyFrom(loss);
     };
 
-    [TestCase("mlp")]
-    [TestCase("cnn")]
-    public void A_replayed_training_step_gives_the_eager_steps_losses_and_parameters(string name)
+    [TestCase("mlp", "sgd")]
+    [TestCase("mlp", "adam")]
+    [TestCase("cnn", "sgd")]
+    public void A_replayed_training_step_gives_the_eager_steps_losses_and_parameters(string name, string optimizer)
     {
         const int steps = 6;
         (float[] Losses, float[][] Parameters) Run(bool graph)
         {
             using var model = HpcEngine.NN.Models.Create(name, new Generator(3));
             model.To(Gpu);
-            using var opt = new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.05, momentum: 0.9);
+            // Adam advances its step count and bias corrections on the device, so replays see t = 2, 3, ...
+            using HpcEngine.Optim.Optimizer opt = optimizer == "sgd"
+                ? new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.05, momentum: 0.9)
+                : new HpcEngine.Optim.Adam(model.Parameters(), lr: 1e-3);
             using var x = Tensor.Empty([64, 1, 28, 28], DType.Float32, Gpu);
             using var y = Tensor.Empty([64], DType.Int64, Gpu);
             using var lossOut = Tensor.Empty([], DType.Float32, Gpu);
@@ -108,14 +112,5 @@ public class CudaGraphTests
         using var s2 = Ops.Sum(a);
         using var want = Ops.Sum(a.To(Device.Cpu));
         Assert.That(s2.Item(), Is.EqualTo(want.Item()).Within(1e-3), "eager work runs after the abandoned capture");
-        // Adam's host-side bias correction cannot be frozen into a graph.
-        using var p = Tensor.Randn([10], DType.Float32, new Generator(7)).To(Gpu).RequiresGrad_();
-        using var adam = new HpcEngine.Optim.Adam([p], lr: 1e-3);
-        Assert.Throws<NotSupportedException>(() => CudaGraph.Capture(Cuda, () =>
-        {
-            using var l = Ops.Sum(Ops.Mul(p, p));
-            l.Backward();
-            adam.Step();
-        }));
     }
 }
