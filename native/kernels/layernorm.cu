@@ -3,14 +3,51 @@
 //   y = (x - mean) * rstd * w + b
 //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * w
 #include "hpc/common.cuh"
+#include "hpc/rowcache.cuh"
 
 using namespace hpc;
+
+// y = n·w + b with w and b optional (the CPU's affine rules).
+__device__ __forceinline__ float affine(float n, const float* w, const float* b, i64 c) {
+  return w ? (b ? fmaf(n, w[c], b[c]) : n * w[c]) : (b ? n + b[c] : n);
+}
+
+// The register-cached forward of one row (hpc/rowcache.cuh): one read of the row, one write.
+__device__ __forceinline__ void layernorm_cached(const float* in, const float* w, const float* b, float* out, float* mean_out,
+                                                 float* rstd_out, i64 cols, float eps, float* scratch) {
+  RowCache v;
+  v.load(in, cols);
+  float mean = block_sum(v.sum(cols), scratch) / (float)cols;
+  float q = 0.0f;
+#pragma unroll
+  for (int k = 0; k < RowCache::kVec; k++) {
+    if (!v.in_row(k, cols)) continue;
+    float4 a = v.x[k];
+    float dx = a.x - mean, dy = a.y - mean, dz = a.z - mean, dw = a.w - mean;
+    q += dx * dx + dy * dy + dz * dz + dw * dw;
+  }
+  float rstd = rsqrtf(block_sum(q, scratch) / (float)cols + eps);
+#pragma unroll
+  for (int k = 0; k < RowCache::kVec; k++) {
+    if (!v.in_row(k, cols)) continue;
+    i64 c = v.column(k);
+    float4 a = v.x[k];
+    store4(out + c, make_float4(affine((a.x - mean) * rstd, w, b, c), affine((a.y - mean) * rstd, w, b, c + 1),
+                                affine((a.z - mean) * rstd, w, b, c + 2), affine((a.w - mean) * rstd, w, b, c + 3)));
+  }
+  if (threadIdx.x == 0) { *mean_out = mean; *rstd_out = rstd; }
+}
 
 extern "C" __global__ void layernorm_f32(const float* x, const float* w, const float* b, float* y, float* mean_out,
                                          float* rstd_out, i64 rows, i64 cols, float eps) {
   __shared__ float scratch[32];
+  bool cached = RowCache::fits(x, y, cols);
   for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* in = x + r * cols;
+    if (cached) {
+      layernorm_cached(in, w, b, y + r * cols, mean_out + r, rstd_out + r, cols, eps, scratch);
+      continue;
+    }
     float s = 0.0f;
     for (i64 c = threadIdx.x; c < cols; c += blockDim.x) s += in[c];
     float mean = block_sum(s, scratch) / (float)cols;
@@ -19,7 +56,7 @@ extern "C" __global__ void layernorm_f32(const float* x, const float* w, const f
     float rstd = rsqrtf(block_sum(v, scratch) / (float)cols + eps);
     for (i64 c = threadIdx.x; c < cols; c += blockDim.x) {
       float n = (in[c] - mean) * rstd;
-      y[r * cols + c] = w ? (b ? fmaf(n, w[c], b[c]) : n * w[c]) : (b ? n + b[c] : n);
+      y[r * cols + c] = affine(n, w, b, c);
     }
     if (threadIdx.x == 0) { mean_out[r] = mean; rstd_out[r] = rstd; }
   }

@@ -212,6 +212,22 @@ public abstract class DeviceSelectTests
         Same("copy", t => Ops.Cat([t[0], t[1]], 1), x, Randn([3, 2], 16));
     }
 
+    /// <summary>Row widths that take the GPU's register-cached row path (cols % 4 == 0, up to 4096) and the ones
+    /// that do not (odd, or wider).</summary>
+    [TestCase(8)]
+    [TestCase(4096)]
+    [TestCase(4100)]
+    [TestCase(37)]
+    public void Softmax_log_softmax_and_layer_norm_rows_of_every_width(int cols)
+    {
+        using var x = Randn([3, cols], 17);
+        using var w = Randn([cols], 18);
+        Same("softmax", t => F.Softmax(t[0], 1), x);
+        Same("softmax", t => F.LogSoftmax(t[0], 1), x);
+        Same("layer_norm", t => F.LayerNorm(t[0], [cols], t[1], t[1]), x, w);
+        Same("layer_norm", t => F.LayerNorm(t[0], [cols], t[1]), x, w);
+    }
+
     [Test]
     public void Integer_and_bool_casts_stay_on_the_device()
     {
