@@ -62,6 +62,20 @@ public sealed unsafe class CublasHandle : IDisposable
             a, Cublas.R16BF, lda, b, Cublas.R16BF, ldb, &beta, c, Cublas.R32F, ldc, Cublas.Compute32F, Cublas.GemmDefault));
     }
 
+    /// <summary>cublasGemmStridedBatchedEx: C_i = op(A_i)·op(B_i), column-major, fp32 out; bf16 or fp32 (TF32)
+    /// operands.</summary>
+    internal void GemmStridedBatched(bool transA, bool transB, int m, int n, int k, ulong a, int lda, long strideA, ulong b, int ldb, long strideB,
+        ulong c, int ldc, long strideC, int batch, bool bf16, bool tf32)
+    {
+        _context.MakeCurrent();
+        Cublas.Check(Cublas.cublasSetMathMode(_handle, tf32 && !bf16 ? Cublas.TF32TensorOpMath : Cublas.DefaultMath));
+        float alpha = 1, beta = 0;
+        int inType = bf16 ? Cublas.R16BF : Cublas.R32F;
+        int compute = tf32 && !bf16 ? Cublas.Compute32FFastTF32 : Cublas.Compute32F;
+        Cublas.Check(Cublas.cublasGemmStridedBatchedEx(_handle, transA ? Cublas.OpT : Cublas.OpN, transB ? Cublas.OpT : Cublas.OpN, m, n, k, &alpha,
+            a, inType, lda, strideA, b, inType, ldb, strideB, &beta, c, Cublas.R32F, ldc, strideC, batch, compute, Cublas.GemmDefault));
+    }
+
     public void Dispose()
     {
         if (_handle == IntPtr.Zero) return;

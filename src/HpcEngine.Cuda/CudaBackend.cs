@@ -378,6 +378,45 @@ internal sealed unsafe class CudaDeviceBackend(ICudaStream context, DeviceType t
         context.GemmF32(tb, ta, n, m, k, Ptr(bc), ldb, Ptr(ac), lda, accumulate ? 1f : 0f, Ptr(c), ldc, CudaBackend.AllowTf32);
     }
 
+    public void GemmBatched(Tensor a, Tensor b, Tensor c, bool bf16Inputs = false)
+    {
+        Float32("matmul", a, b, c);
+        int batch = a.Shape[0], m = a.Shape[1], k = a.Shape[2], n = b.Shape[2];
+        if (batch == 0 || m == 0 || n == 0) return;
+        if (k == 0)
+        {
+            Fill(c, 0);
+            return;
+        }
+        // Each operand as cuBLAS reads it: its matrices row- or column-major with one batch stride; else (or for bf16)
+        // a contiguous copy. Row-major C_i = A_i·B_i is column-major C_iᵀ = B_iᵀ·A_iᵀ: B first, as in Gemm.
+        using var ac = bf16Inputs ? Converted(a, DType.BFloat16) : BatchOperand(a);
+        using var bc = bf16Inputs ? Converted(b, DType.BFloat16) : BatchOperand(b);
+        using var a0 = Slice0(ac);
+        using var b0 = Slice0(bc);
+        var (ta, lda) = AsColumnMajorOperand(a0)!.Value;
+        var (tb, ldb) = AsColumnMajorOperand(b0)!.Value;
+        context.GemmStridedBatched(tb, ta, n, m, k, Ptr(bc), ldb, bc.Strides[0], Ptr(ac), lda, ac.Strides[0], Ptr(c), n, (long)m * n, batch,
+            bf16Inputs, CudaBackend.AllowTf32);
+    }
+
+    /// <summary>The first matrix of a [batch, rows, cols] view (a view, not a copy; disposal is the caller's).</summary>
+    private static Tensor Slice0(Tensor t) => t.View([t.Shape[1], t.Shape[2]], [t.Strides[1], t.Strides[2]], t.Offset);
+
+    private Tensor BatchOperand(Tensor t)
+    {
+        using var first = Slice0(t);
+        return AsColumnMajorOperand(first) != null ? t.Alias() : Converted(t, t.DType);
+    }
+
+    /// <summary>A contiguous copy of <paramref name="t"/> in <paramref name="dtype"/>.</summary>
+    private Tensor Converted(Tensor t, DType dtype)
+    {
+        var r = Tensor.Empty(t.ShapeArray, dtype, t.Device);
+        Copy(t, r);
+        return r;
+    }
+
     /// <summary>A contiguous bf16 copy of a float32 view (round to nearest even, as the CPU).</summary>
     private Tensor ToBf16(Tensor t)
     {

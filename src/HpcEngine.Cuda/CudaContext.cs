@@ -329,6 +329,10 @@ public sealed unsafe class CudaContext : IDisposable, ICudaStream
     void ICudaStream.GemmF32(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc, bool tf32) =>
         Cublas.GemmF32(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc, tf32);
 
+    void ICudaStream.GemmStridedBatched(bool transA, bool transB, int m, int n, int k, ulong a, int lda, long strideA, ulong b, int ldb, long strideB,
+        ulong c, int ldc, long strideC, int batch, bool bf16, bool tf32) =>
+        Cublas.GemmStridedBatched(transA, transB, m, n, k, a, lda, strideA, b, ldb, strideB, c, ldc, strideC, batch, bf16, tf32);
+
     void ICudaStream.GemmBf16(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc) =>
         Cublas.GemmBf16(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc);
 

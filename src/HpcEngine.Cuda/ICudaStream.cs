@@ -35,6 +35,11 @@ internal interface ICudaStream
     /// <summary>Column-major C = op(A)·op(B) + beta·C, fp32 (TF32 tensor cores when <paramref name="tf32"/>).</summary>
     void GemmF32(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc, bool tf32);
 
+    /// <summary><paramref name="batch"/> column-major GEMMs, operand i at a + i·strideA (elements) and so on; bf16
+    /// operands when <paramref name="bf16"/>, else fp32 (TF32 when <paramref name="tf32"/>); fp32 C.</summary>
+    void GemmStridedBatched(bool transA, bool transB, int m, int n, int k, ulong a, int lda, long strideA, ulong b, int ldb, long strideB,
+        ulong c, int ldc, long strideC, int batch, bool bf16, bool tf32);
+
     /// <summary>As <see cref="GemmF32"/> with bf16 operands, fp32 accumulation and output.</summary>
     void GemmBf16(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc);
 }

@@ -47,6 +47,10 @@ internal interface IDeviceBackend
     /// <summary>dx := g · op'(x) (using y = op(x) where the derivative is cheaper from it), all contiguous.</summary>
     void UnaryBackward(UnaryOp op, Tensor x, Tensor y, Tensor g, Tensor dx, double alpha);
 
+    /// <summary>c[i] := a[i]·b[i] for i &lt; batch: a [batch, m, k] and b [batch, k, n] views whose batch stride may be
+    /// 0 (broadcast), c [batch, m, n] contiguous. One strided-batched GEMM instead of a launch per matrix.</summary>
+    void GemmBatched(Tensor a, Tensor b, Tensor c, bool bf16Inputs = false);
+
     /// <summary>c (+)= a·b for 2-D views (a, b any strides; c contiguous rows). With <paramref name="bf16Inputs"/>
     /// (autocast) the operands are rounded to bfloat16 and the products accumulate in float32.</summary>
     void Gemm(Tensor a, Tensor b, Tensor c, bool accumulate, bool bf16Inputs = false);

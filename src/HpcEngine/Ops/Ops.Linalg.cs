@@ -88,6 +88,15 @@ public static partial class Ops
         var bBatch = Shapes.BroadcastStrides(b.Shape[..^2], b.Strides[..^2], batch);
         int nb = Shapes.NumEl(batch);
         var idx = new int[batch.Length];
+        if (!a.IsCpu && nb > 1)
+        {
+            // One strided-batched GEMM on a device instead of a launch per matrix.
+            using var a3 = BatchOf(ac, batch, aBatch, m, k);
+            using var b3 = BatchOf(bc, batch, bBatch, k, n);
+            using var c3 = r3.View([nb, m, n], [m * n, n, 1], r3.Offset);
+            Backends.DeviceBackends.For(a.Device).GemmBatched(a3, b3, c3, Autocast.IsBf16 && r3.DType == DType.Float32);
+            nb = 0; // done
+        }
         for (int bi = 0; bi < nb; bi++)
         {
             int oa = ac.Offset, ob = bc.Offset;
@@ -117,6 +126,27 @@ public static partial class Ops
             }
             return [da, db];
         });
+    }
+
+    /// <summary>t's matrices over the broadcast batch dims as one [nb, rows, cols] view with a single batch stride
+    /// (0 when broadcast over all of them) — or, when the batch dims do not flatten to one stride (a permuted
+    /// attention head, a partial broadcast), a contiguous copy.</summary>
+    private static Tensor BatchOf(Tensor t, int[] batch, int[] batchStrides, int rows, int cols)
+    {
+        int nb = Shapes.NumEl(batch);
+        var dims = Enumerable.Range(0, batch.Length).Where(d => batch[d] > 1).ToArray();
+        bool uniform = dims.All(d => batchStrides[d] == 0)
+            || dims.Zip(dims.Skip(1)).All(p => batchStrides[p.First] == batchStrides[p.Second] * batch[p.Second]);
+        if (uniform)
+        {
+            int stride = dims.Length == 0 ? 0 : batchStrides[dims[^1]];
+            return t.View([nb, rows, cols], [stride, t.Strides[^2], t.Strides[^1]], t.Offset);
+        }
+        var shape = batch.Append(rows).Append(cols).ToArray();
+        var strides = batchStrides.Append(t.Strides[^2]).Append(t.Strides[^1]).ToArray();
+        using var expanded = t.View(shape, strides, t.Offset);
+        using var copy = ContiguousNoGrad(expanded);
+        return copy.View([nb, rows, cols], [rows * cols, cols, 1], copy.Offset);
     }
 
     /// <summary>y = x·Wᵀ + b, the affine map of nn.Linear: x [..., in], W [out, in], b [out]. One fused op: its

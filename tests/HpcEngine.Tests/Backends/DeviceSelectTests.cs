@@ -229,6 +229,26 @@ public abstract class DeviceSelectTests
     }
 
     [Test]
+    public void Batched_matmul_is_one_strided_batched_gemm_with_broadcast_and_permuted_operands()
+    {
+        using var a = Randn([2, 3, 4, 5], 19);
+        using var b = Randn([2, 3, 5, 6], 20);
+        using var w = Randn([5, 6], 21);
+        using var heads = Randn([2, 4, 3, 5], 22); // [B, T, H, D]: heads permuted to [B, H, T, D] do not flatten to one stride
+        Same("gemm_batched", t => Ops.MatMul(t[0], t[1]), a, b);
+        Same("gemm_batched", t => Ops.MatMul(t[0], t[1]), a, w);
+        Same("gemm_batched", t => Ops.MatMul(t[1], Ops.Transpose(t[0], -1, -2)), w, b);
+        Same("gemm_batched", t =>
+        {
+            using var q = Ops.Permute(t[0], 0, 2, 1, 3);
+            using var kt = Ops.Transpose(q, -1, -2);
+            return Ops.MatMul(q, kt);
+        }, heads);
+        using var one = Randn([1, 3, 4, 5], 23);
+        Same("gemm_batched", t => Ops.MatMul(t[0], t[1]), one, b); // broadcast over the leading dim only
+    }
+
+    [Test]
     public void Integer_and_bool_casts_stay_on_the_device()
     {
         using var x = Tensor.FromArray([-2.7f, 0, 0.5f, 3.9f]);

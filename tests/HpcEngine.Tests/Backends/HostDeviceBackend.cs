@@ -128,6 +128,23 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
             HpcEngine.Ops.Gemm2D(ha, hb, hc, accumulate);
     }
 
+    public void GemmBatched(Tensor a, Tensor b, Tensor c, bool bf16Inputs = false)
+    {
+        Count("gemm_batched");
+        using var ha = Host(a);
+        using var hb = Host(b);
+        using var hc = Host(c);
+        int m = a.Shape[1], k = a.Shape[2], n = b.Shape[2];
+        using (bf16Inputs ? HpcEngine.Autograd.Autocast.Bf16() : HpcEngine.Autograd.Autocast.Off())
+            for (int i = 0; i < a.Shape[0]; i++)
+            {
+                using var a2 = ha.View([m, k], [a.Strides[1], a.Strides[2]], ha.Offset + i * a.Strides[0]);
+                using var b2 = hb.View([k, n], [b.Strides[1], b.Strides[2]], hb.Offset + i * b.Strides[0]);
+                using var c2 = hc.View([m, n], [c.Strides[1], c.Strides[2]], hc.Offset + i * c.Strides[0]);
+                HpcEngine.Ops.Gemm2D(a2, b2, c2, accumulate: false);
+            }
+    }
+
     public void Sum(Tensor x, int outer, int reduced, int inner, Tensor r, double scale)
     {
         Count("sum");

@@ -69,6 +69,9 @@ internal sealed class RecordingCudaStream : ICudaStream
 
     public void GemmF32(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc, bool tf32) => Gemms++;
 
+    public void GemmStridedBatched(bool transA, bool transB, int m, int n, int k, ulong a, int lda, long strideA, ulong b, int ldb, long strideB,
+        ulong c, int ldc, long strideC, int batch, bool bf16, bool tf32) => Gemms++;
+
     public void GemmBf16(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc) => Gemms++;
 
     /// <summary>The PTX parameter kind an argument of this type must meet: "f32", "f64", "32", "64", or "b8[N]".</summary>
