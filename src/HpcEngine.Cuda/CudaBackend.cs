@@ -664,6 +664,31 @@ internal sealed unsafe class CudaDeviceBackend(ICudaStream context, DeviceType t
         if (dbias != null) context.Launch(Kernel("reduce.cu", "sum_cols_f32"), Grid(n), Block, 0, Ptr(pb), Ptr(dbias), (long)chunks, (long)n, 1f);
     }
 
+    public void BatchNorm(Tensor x, Tensor y, int n, int c, int l, Tensor? weight, Tensor? bias, Tensor mean, Tensor rstd, bool batchStats, double eps)
+    {
+        Float32("batch_norm", x, y, mean, rstd);
+        if (x.NumEl == 0) return;
+        if (batchStats)
+            context.Launch(Kernel("batchnorm.cu", "batchnorm_stats_f32"), Rows(c), 512, 0, Ptr(x), Ptr(mean), Ptr(rstd), (long)n, (long)c, (long)l, (float)eps);
+        context.Launch(Kernel("batchnorm.cu", "batchnorm_apply_f32"), Grid(x.NumEl), Block, 0, Ptr(x), Ptr(y), weight != null ? Ptr(weight) : 0UL,
+            bias != null ? Ptr(bias) : 0UL, Ptr(mean), Ptr(rstd), (long)x.NumEl, (long)c, (long)l);
+    }
+
+    public void BatchNormBackward(Tensor x, Tensor g, Tensor? dx, Tensor? dweight, Tensor? dbias, int n, int c, int l, Tensor? weight, Tensor mean, Tensor rstd, bool batchStats)
+    {
+        Float32("batch_norm backward", x, g, mean, rstd);
+        // sums = [Σg per channel, Σg·x̂ per channel]: db and dw as they are, and what dx needs.
+        using var sums = Tensor.Empty([2 * c], DType.Float32, x.Device);
+        if (x.NumEl == 0) Fill(sums, 0);
+        else context.Launch(Kernel("batchnorm.cu", "batchnorm_backward_reduce_f32"), Rows(c), 512, 0, Ptr(x), Ptr(g), Ptr(mean), Ptr(rstd), Ptr(sums),
+            (long)n, (long)c, (long)l);
+        if (dbias != null && c > 0) context.CopyDeviceToDevice(Ptr(dbias), Ptr(sums), 4L * c);
+        if (dweight != null && c > 0) context.CopyDeviceToDevice(Ptr(dweight), Ptr(sums) + 4UL * (ulong)c, 4L * c);
+        if (dx == null || x.NumEl == 0) return;
+        context.Launch(Kernel("batchnorm.cu", "batchnorm_backward_apply_f32"), Grid(x.NumEl), Block, 0, Ptr(x), Ptr(g), Ptr(dx), weight != null ? Ptr(weight) : 0UL,
+            Ptr(mean), Ptr(rstd), Ptr(sums), (long)x.NumEl, (long)c, (long)l, (float)((double)n * l), batchStats ? 1 : 0);
+    }
+
     public void AvgPool(Tensor x, Tensor y, int planes, Conv2dGeometry geo, bool countIncludePad)
     {
         Float32("avg_pool2d", x, y);

@@ -120,6 +120,13 @@ internal interface IDeviceBackend
     /// <summary>dx, and dweight/dbias when given, from the saved mean and 1/std.</summary>
     void LayerNormBackward(Tensor x, Tensor? weight, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor? dweight, Tensor? dbias, int rows, int n);
 
+    /// <summary>Batch norm of contiguous x viewed as [n, c, l]: with <paramref name="batchStats"/> mean and rstd :=
+    /// each channel's batch mean and 1/√(biased var + eps), else they are read; y := (x − mean)·rstd·w + b.</summary>
+    void BatchNorm(Tensor x, Tensor y, int n, int c, int l, Tensor? weight, Tensor? bias, Tensor mean, Tensor rstd, bool batchStats, double eps);
+
+    /// <summary>The batch norm backward: dx, dweight and dbias where given (see the CPU's BatchNormKernels).</summary>
+    void BatchNormBackward(Tensor x, Tensor g, Tensor? dx, Tensor? dweight, Tensor? dbias, int n, int c, int l, Tensor? weight, Tensor mean, Tensor rstd, bool batchStats);
+
     /// <summary>Average pooling of planes × [H, W] (contiguous) into y (the CPU's divisor rules).</summary>
     void AvgPool(Tensor x, Tensor y, int planes, Conv2dGeometry geo, bool countIncludePad);
 

@@ -82,14 +82,16 @@ public static partial class F
             throw new ShapeMismatchException($"batch_norm: training needs more than one value per channel (input shape {Shapes.Format(x.Shape)})");
         if (!training && (runningMean == null || runningVar == null))
             throw new ArgumentException("batch_norm: eval mode needs running_mean and running_var");
-        if (!x.IsCpu) return DeviceBatchNorm(x, runningMean, runningVar, weight, bias, training, momentum, eps);
+        foreach (var p in new[] { runningMean, runningVar, weight, bias })
+            if (p != null) Ops.SameDevice("batch_norm", x, p);
         var compute = x.DType.ComputeType();
+        var device = x.Device;
         using var xc = Ops.ToDType(x, compute, false).ContiguousOwned();
         using var wc = weight != null ? Ops.ToDType(weight, compute, false).ContiguousOwned() : null;
         using var bc = bias != null ? Ops.ToDType(bias, compute, false).ContiguousOwned() : null;
-        var y = Tensor.Empty(x.Shape, compute);
-        var mean = Tensor.Empty([c], compute);
-        var rstd = Tensor.Empty([c], compute);
+        var y = Tensor.Empty(x.ShapeArray, compute, device);
+        var mean = Tensor.Empty([c], compute, device);
+        var rstd = Tensor.Empty([c], compute, device);
         if (!training)
         {
             // Fixed statistics: rstd = 1/sqrt(running_var + eps).
@@ -128,9 +130,9 @@ public static partial class F
         Recorder.Record(y, "batch_norm", inputs, [.. save], (g, s) =>
         {
             using var gcn = Ops.ToDType(g, compute, false).ContiguousOwned();
-            var dx = gx ? Tensor.Empty(s[0].Shape, compute) : null;
-            var dw = gw ? Tensor.Empty([c], compute) : null;
-            var db = gb ? Tensor.Empty([c], compute) : null;
+            var dx = gx ? Tensor.Empty(s[0].ShapeArray, compute, device) : null;
+            var dw = gw ? Tensor.Empty([c], compute, device) : null;
+            var db = gb ? Tensor.Empty([c], compute, device) : null;
             BatchNormBackwardDispatch(s[0], gcn, dx, dw, db, n, c, l, hasW ? s[3] : null, s[1], s[2], training);
             var r = new List<Tensor?> { dx };
             if (hasW) r.Add(dw);
@@ -144,7 +146,8 @@ public static partial class F
 
     private static unsafe void BatchNormDispatch(Tensor x, Tensor y, int n, int c, int l, Tensor? w, Tensor? b, Tensor mean, Tensor rstd, bool training, double eps)
     {
-        if (x.DType == DType.Float32)
+        if (!x.IsCpu) Backends.DeviceBackends.For(x.Device).BatchNorm(x, y, n, c, l, w, b, mean, rstd, training, eps);
+        else if (x.DType == DType.Float32)
             BatchNormKernels.Forward(x.Ptr<float>(), y.Ptr<float>(), n, c, l, w != null ? w.Ptr<float>() : null, b != null ? b.Ptr<float>() : null, mean.Ptr<float>(), rstd.Ptr<float>(), training, eps);
         else
             BatchNormKernels.Forward(x.Ptr<double>(), y.Ptr<double>(), n, c, l, w != null ? w.Ptr<double>() : null, b != null ? b.Ptr<double>() : null, mean.Ptr<double>(), rstd.Ptr<double>(), training, eps);
@@ -152,7 +155,8 @@ public static partial class F
 
     private static unsafe void BatchNormBackwardDispatch(Tensor x, Tensor g, Tensor? dx, Tensor? dw, Tensor? db, int n, int c, int l, Tensor? w, Tensor mean, Tensor rstd, bool training)
     {
-        if (x.DType == DType.Float32)
+        if (!x.IsCpu) Backends.DeviceBackends.For(x.Device).BatchNormBackward(x, g, dx, dw, db, n, c, l, w, mean, rstd, training);
+        else if (x.DType == DType.Float32)
             BatchNormKernels.Backward(x.Ptr<float>(), g.Ptr<float>(), dx != null ? dx.Ptr<float>() : null, dw != null ? dw.Ptr<float>() : null, db != null ? db.Ptr<float>() : null,
                 n, c, l, w != null ? w.Ptr<float>() : null, mean.Ptr<float>(), rstd.Ptr<float>(), training);
         else
@@ -202,52 +206,6 @@ public static partial class F
         mean.Dispose();
         rstd.Dispose();
         return y;
-    }
-
-    /// <summary>Batch norm on a device, composed from ops that have device paths (mean over the non-channel dims,
-    /// centring, 1/√(var + eps), the affine map), so autograd derives its backward; the CPU uses one fused kernel.</summary>
-    private static Tensor DeviceBatchNorm(Tensor x, Tensor? runningMean, Tensor? runningVar, Tensor? weight, Tensor? bias, bool training, double momentum, double eps)
-    {
-        int c = x.Shape[1];
-        var dims = Enumerable.Range(0, x.Rank).Where(d => d != 1).ToArray();
-        var perChannel = Enumerable.Repeat(1, x.Rank).ToArray();
-        perChannel[1] = c;
-        Tensor mean, var;
-        if (training)
-        {
-            mean = Ops.Mean(x, dims, keepDim: true);
-            using var centred0 = Ops.Sub(x, mean);
-            using var sq = Ops.Mul(centred0, centred0);
-            var = Ops.Mean(sq, dims, keepDim: true);
-        }
-        else
-        {
-            mean = Ops.Reshape(runningMean!, perChannel);
-            var = Ops.Reshape(runningVar!, perChannel);
-        }
-        using (mean)
-        using (var)
-        {
-            using var centred = Ops.Sub(x, mean);
-            using var ve = Ops.AddScalar(var, eps);
-            using var sd = Ops.Sqrt(ve);
-            var y = Ops.Div(centred, sd);
-            if (weight != null)
-                using (var w = Ops.Reshape(weight, perChannel)) y = y.Replace(Ops.Mul(y, w));
-            if (bias != null)
-                using (var b = Ops.Reshape(bias, perChannel)) y = y.Replace(Ops.Add(y, b));
-            if (training && runningMean != null && runningVar != null)
-                using (GradMode.NoGrad())
-                {
-                    double m = (double)x.NumEl / c;
-                    using var mFlat = Ops.Reshape(mean, [c]);
-                    using var vFlat = Ops.Reshape(var, [c]);
-                    using var unbiased = Ops.MulScalar(vFlat, m / (m - 1));
-                    Lerp(runningMean, mFlat, momentum);
-                    Lerp(runningVar, unbiased, momentum);
-                }
-            return y;
-        }
     }
 
     /// <summary>The inputs of a norm with optional affine parameters, in the order its backward returns gradients.</summary>

@@ -248,6 +248,28 @@ public abstract class DeviceSelectTests
         Same("gemm_batched", t => Ops.MatMul(t[0], t[1]), one, b); // broadcast over the leading dim only
     }
 
+    [TestCase(true)]
+    [TestCase(false)]
+    public void Batch_norm_is_fused_each_way_and_updates_the_running_statistics(bool training)
+    {
+        foreach (var shape in new[] { new[] { 4, 3, 5, 7 }, new[] { 6, 3 } })
+        {
+            using var x = Randn(shape, 24);
+            using var w = Randn([3], 25);
+            using var b = Randn([3], 26);
+            using var rmCpu = Randn([3], 27);
+            using var rvCpu = Ops.AddScalar(Ops.Abs(rmCpu), 0.5);
+            using var rmDev = rmCpu.To(Dev);
+            using var rvDev = rvCpu.To(Dev);
+            Same("batch_norm", t => t[0].IsCpu
+                ? F.BatchNorm(t[0], rmCpu, rvCpu, t[1], t[2], training)
+                : F.BatchNorm(t[0], rmDev, rvDev, t[1], t[2], training), x, w, b);
+            Assert.That(rmDev.ToArray<float>(), Is.EqualTo(rmCpu.ToArray<float>()).Within(Tolerance), "running mean");
+            Assert.That(rvDev.ToArray<float>(), Is.EqualTo(rvCpu.ToArray<float>()).Within(Tolerance), "running var");
+        }
+        Assert.That(Saw("batch_norm_backward"));
+    }
+
     [Test]
     public void Integer_and_bool_casts_stay_on_the_device()
     {

@@ -433,6 +433,34 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
             hdw != null ? hdw.Ptr<float>() : null, hdb != null ? hdb.Ptr<float>() : null, rows, n);
     }
 
+    public void BatchNorm(Tensor x, Tensor y, int n, int c, int l, Tensor? weight, Tensor? bias, Tensor mean, Tensor rstd, bool batchStats, double eps)
+    {
+        Count("batch_norm");
+        using var hx = Host(x);
+        using var hy = Host(y);
+        using var hw = weight != null ? Host(weight) : null;
+        using var hb = bias != null ? Host(bias) : null;
+        using var hm = Host(mean);
+        using var hr = Host(rstd);
+        BatchNormKernels.Forward(hx.Ptr<float>(), hy.Ptr<float>(), n, c, l, hw != null ? hw.Ptr<float>() : null, hb != null ? hb.Ptr<float>() : null,
+            hm.Ptr<float>(), hr.Ptr<float>(), batchStats, eps);
+    }
+
+    public void BatchNormBackward(Tensor x, Tensor g, Tensor? dx, Tensor? dweight, Tensor? dbias, int n, int c, int l, Tensor? weight, Tensor mean, Tensor rstd, bool batchStats)
+    {
+        Count("batch_norm_backward");
+        using var hx = Host(x);
+        using var hg = Host(g);
+        using var hd = dx != null ? Host(dx) : null;
+        using var hdw = dweight != null ? Host(dweight) : null;
+        using var hdb = dbias != null ? Host(dbias) : null;
+        using var hw = weight != null ? Host(weight) : null;
+        using var hm = Host(mean);
+        using var hr = Host(rstd);
+        BatchNormKernels.Backward(hx.Ptr<float>(), hg.Ptr<float>(), hd != null ? hd.Ptr<float>() : null, hdw != null ? hdw.Ptr<float>() : null,
+            hdb != null ? hdb.Ptr<float>() : null, n, c, l, hw != null ? hw.Ptr<float>() : null, hm.Ptr<float>(), hr.Ptr<float>(), batchStats);
+    }
+
     public void AvgPool(Tensor x, Tensor y, int planes, Conv2dGeometry geo, bool countIncludePad)
     {
         Count("avgpool");
