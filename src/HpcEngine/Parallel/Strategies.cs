@@ -297,7 +297,8 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
         using var noGrad = GradMode.NoGrad();
         _start = _params.Select(p => p.Clone().DetachFromScope()).ToArray();
         _velocity = _params.Select(p => Tensor.ZerosLike(p).DetachFromScope()).ToArray();
-        _flat = Tensor.Zeros([_params.Sum(p => p.NumEl)]).DetachFromScope();
+        // Δ is averaged where the parameters live (a device group takes device tensors; codecs get a host copy).
+        _flat = Tensor.Empty([_params.Sum(p => p.NumEl)], DType.Float32, _params.Length > 0 ? _params[0].Device : Device.Cpu, zeroed: true).DetachFromScope();
         _shapes = _params.Select(p => p.ShapeArray).ToArray();
     }
 
@@ -364,8 +365,12 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
         }
         else
         {
-            var exchange = _codec.Exchange(_flat, _shapes, _group, key: 0);
+            // The codecs are host code: a device Δ is compressed from a host copy and the average copied back.
+            using var host = _flat.IsCpu ? _flat.Alias() : Tensor.Empty(_flat.ShapeArray, DType.Float32);
+            if (!_flat.IsCpu) Ops.CopyAcross(_flat, host);
+            var exchange = _codec.Exchange(host, _shapes, _group, key: 0);
             exchange.Work.Wait();
+            if (!_flat.IsCpu) Ops.CopyAcross(host, _flat);
             BytesCommunicated += exchange.EncodedBytes;
         }
         CommunicationSeconds += sw.Elapsed.TotalSeconds;

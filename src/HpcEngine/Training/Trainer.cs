@@ -42,7 +42,7 @@ public sealed record TrainConfig
     /// <summary>Write this rank's Chrome trace (trace-rank{R}.json) into this directory.</summary>
     public string? TraceDir { get; init; }
     /// <summary>Where the model trains: "cpu" (default), or a device whose backend is registered ("cuda", "cuda:1":
-    /// the CLI registers the CUDA backend). Single-process training for now.</summary>
+    /// the CLI registers the CUDA backend); with several ranks each trains on its device (every strategy but ssp).</summary>
     public string Device { get; init; } = "cpu";
     /// <summary>Mixed precision: "none" (default) or "bf16" (matrix products on bf16 operands with fp32 accumulation,
     /// fp32 master weights; see <see cref="Autograd.Autocast"/>).</summary>
@@ -77,8 +77,8 @@ public sealed record TrainConfig
         if (device.Type != DeviceType.Cpu)
         {
             // What has a device path today (docs/ARCHITECTURE.md, device backends): say so rather than fail mid-run.
-            if (Strategy != "sync")
-                throw new ArgumentException($"--device {Device} trains with --strategy sync for now (got {Strategy})");
+            if (Strategy.StartsWith("ssp", StringComparison.Ordinal))
+                throw new ArgumentException($"--device {Device}: the parameter-server strategy (--strategy {Strategy}) runs on CPU parameters only; use sync, zero1, localsgd or diloco");
         }
         if (Compress != null && Compress.StartsWith("dgc", StringComparison.Ordinal) && (Optimizer != "sgd" || Strategy != "sync"))
             throw new ArgumentException($"--compress {Compress} moves SGD's momentum into the codec (momentum correction): use --optimizer sgd and --strategy sync (got {Optimizer}, {Strategy})");
@@ -166,8 +166,6 @@ public static class Trainer
         var device = Device.Parse(config.Device);
         if (device.Type != DeviceType.Cpu)
         {
-            if (group != null && group.Size > 1 && config.Strategy != "sync")
-                throw new ArgumentException($"--device {config.Device}: only --strategy sync runs on devices for now (got {config.Strategy})");
             model.To(device); // before the optimizer, whose state is created where the parameters are, and before DDP
         }
         // DGC applies the momentum itself (momentum correction): the optimizer then runs without it.

@@ -245,10 +245,13 @@ public class DeviceDispatchTests
         Assert.That(_backend.Calls.Keys, Is.SupersetOf(new[] { "im2col", "col2im", "maxpool", "maxpool_backward" }));
     }
 
-    [TestCase(null)]
-    [TestCase("topk:0.05")]
-    [TestCase("int8")]
-    public void Data_parallel_training_on_the_device_matches_the_cpus(string? codec)
+    [TestCase(null, "sync")]
+    [TestCase("topk:0.05", "sync")]
+    [TestCase("int8", "sync")]
+    [TestCase(null, "zero1")]
+    [TestCase(null, "localsgd:2")]
+    [TestCase("fp16", "diloco:2")]
+    public void Data_parallel_training_on_the_device_matches_the_cpus(string? codec, string strategy)
     {
         // Two ranks over loopback TCP, the device tensors staged through the host (as NCCL would take them in place):
         // DDP's buckets live on the device, and the losses match two CPU ranks'. With a codec, each device bucket is
@@ -257,7 +260,7 @@ public class DeviceDispatchTests
         using (train)
         using (test)
         {
-            var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 6, Seed = 5, Compress = codec };
+            var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 6, Seed = 5, Compress = codec, Strategy = strategy };
             IReadOnlyList<double> Run(string device)
             {
                 IReadOnlyList<double>? losses = null;
