@@ -191,9 +191,48 @@ public class CudaBackendTests
     [Test]
     public void What_has_no_kernel_says_so()
     {
-        using var d = Randn([4, 4], 13).To(Gpu);
-        Assert.Throws<DeviceMismatchException>(() => Ops.Max(d, 1));
+        using var ids = Tensor.FromArray([0L, 2]).To(Gpu);
+        Assert.Throws<DeviceMismatchException>(() => Ops.OneHot(ids, 3));
         using var i = Tensor.Ones([4], DType.Int64).To(Gpu);
         Assert.Throws<DTypeMismatchException>(() => Ops.Add(i, i));
+    }
+
+    [Test]
+    public void A_steady_training_loop_allocates_no_device_memory_after_its_first_steps()
+    {
+        var cuda = CudaBackend.Register(0);
+        using var model = HpcEngine.NN.Models.Create("cnn", new Generator(5));
+        model.To(Gpu);
+        using var opt = new HpcEngine.Optim.Adam(model.Parameters(), lr: 1e-3);
+        using var x = Randn([32, 1, 28, 28], 16).To(Gpu);
+        using var y = Tensor.FromArray(Enumerable.Range(0, 32).Select(i => (long)(i % 10)).ToArray()).To(Gpu);
+        long after = 0;
+        for (int step = 0; step < 100; step++)
+        {
+            using var scope = new TensorScope();
+            opt.ZeroGrad();
+            var loss = F.CrossEntropy(model.Call(x), y);
+            loss.Backward();
+            opt.Step();
+            if (step == 2) after = cuda.Memory.Stats.DeviceAllocations;
+        }
+        cuda.Synchronize();
+        Assert.That(cuda.Memory.Stats.DeviceAllocations, Is.EqualTo(after), "steps 3..100 are served from the cache");
+    }
+
+    [TestCase("mlp")]
+    [TestCase("cnn")]
+    public void The_trainer_on_the_gpu_reaches_the_cpus_accuracy(string model)
+    {
+        var (train, test) = HpcEngine.Datasets.DataSources.LoadEmbedded();
+        using (train)
+        using (test)
+        {
+            var config = HpcEngine.Training.TrainConfig.For(model) with { Epochs = 1, MaxSteps = 30, EvalEverySteps = 30, Seed = 4 };
+            var cpu = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
+            var gpu = HpcEngine.Training.Trainer.Run(config with { Device = "cuda" }, train, test, "embedded");
+            Assert.That(gpu.Curve.Last().Accuracy, Is.EqualTo(cpu.Curve.Last().Accuracy).Within(0.01));
+            Assert.That(gpu.Curve.Last().Accuracy, Is.GreaterThan(0.3), "it learned (chance is 0.1)");
+        }
     }
 }
