@@ -476,6 +476,16 @@ public static partial class Ops
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numClasses);
         using var idx = IndexAsInt64("one_hot", indices);
         using var col = Unsqueeze(idx, -1);
+        if (!idx.IsCpu)
+        {
+            // On a device: indices checked on the host, then one comparison against 0..numClasses−1 and a cast.
+            using var checkedIdx = DeviceIndices("one_hot", idx, idx.Device, 0, numClasses);
+            using var checkedCol = Unsqueeze(checkedIdx, -1);
+            using var classesHost = Tensor.Arange(0, numClasses, 1, DType.Int64);
+            using var classes = MoveNoGrad(classesHost, idx.Device);
+            using var hit = Eq(checkedCol, classes);
+            return ToDType(hit, DType.Int64, true);
+        }
         var shape = indices.ShapeArray.Append(numClasses).ToArray();
         using var z = Tensor.Zeros(shape, DType.Int64);
         using var ones = Tensor.Ones(col.ShapeArray, DType.Int64);

@@ -355,18 +355,15 @@ public class DeviceDispatchTests
     }
 
     [Test]
-    public void Ops_without_a_device_path_and_mixed_devices_are_clear_errors()
+    public void Mixed_devices_device_memory_in_a_cpu_kernel_and_a_missing_backend_are_clear_errors()
     {
         using var x = Randn([2, 3], 11);
         using var d = x.To(Dev);
-        using var ids = Tensor.FromArray([0L, 2]).To(Dev);
-        var e = Assert.Throws<DeviceMismatchException>(() => Ops.OneHot(ids, 3));
-        Assert.That(e!.Message, Does.Contain("external:0").And.Contain("Device.Cpu"));
         var e2 = Assert.Throws<DeviceMismatchException>(() => Ops.Add(d, x));
         Assert.That(e2!.Message, Does.Contain("different devices"));
         // A CPU kernel handed device memory fails instead of reading it.
         var e3 = Assert.Throws<DeviceMismatchException>(() => _ = d.AsReadOnlySpan<float>().Length);
-        Assert.That(e3!.Message, Does.Contain("no external implementation yet"));
+        Assert.That(e3!.Message, Does.Contain("no external implementation yet").And.Contain("external:0").And.Contain("Device.Cpu"));
         DeviceBackends.Unregister(DeviceType.External);
         var e4 = Assert.Throws<DeviceMismatchException>(() => x.To(Device.Cuda(0)));
         Assert.That(e4!.Message, Does.Contain("CudaBackend.Register()"));

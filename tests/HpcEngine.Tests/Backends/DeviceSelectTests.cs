@@ -278,6 +278,8 @@ public abstract class DeviceSelectTests
         Same("copy", t => t[0].To(DType.Bool), x);
         using var ids = Tensor.FromArray([3L, -1, 0]);
         Same("copy", t => t[0].To(DType.Float32), ids);
+        using var labels = Tensor.FromArray([2L, 0, 1, 2], 2, 2);
+        Same("compare", t => Ops.OneHot(t[0], 4), labels);
     }
 }
 

@@ -103,7 +103,12 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
         Count("clamp");
         using var hx = Host(x);
         using var hr = Host(r);
-        UnaryKernels.Clamp<float>(hx, hr, lo, hi);
+        switch (x.DType)
+        {
+            case DType.Float32: UnaryKernels.Clamp<float>(hx, hr, lo, hi); break;
+            case DType.Int64: UnaryKernels.Clamp<long>(hx, hr, lo, hi); break;
+            default: throw new DTypeMismatchException($"clamp on the test device: {x.DType.TorchName()} is not supported");
+        }
     }
 
     public void UnaryBackward(UnaryOp op, Tensor x, Tensor y, Tensor g, Tensor dx, double alpha)
