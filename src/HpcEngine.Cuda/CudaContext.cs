@@ -329,6 +329,35 @@ public sealed unsafe class CudaContext : IDisposable, ICudaStream
     void ICudaStream.GemmF32(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc, bool tf32) =>
         Cublas.GemmF32(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc, tf32);
 
+    void ICudaStream.BeginCapture(Memory.MemoryPool pool) => BeginCapture(pool);
+
+    IntPtr ICudaStream.EndCapture() => EndCapture();
+
+    IntPtr ICudaStream.InstantiateGraph(IntPtr graph)
+    {
+        MakeCurrent();
+        Driver.Check(Driver.cuGraphInstantiate(out var exec, graph, 0));
+        return exec;
+    }
+
+    void ICudaStream.DestroyGraph(IntPtr graph)
+    {
+        MakeCurrent();
+        Driver.cuGraphDestroy(graph);
+    }
+
+    void ICudaStream.LaunchGraph(IntPtr exec)
+    {
+        MakeCurrent();
+        Driver.Check(Driver.cuGraphLaunch(exec, _stream));
+    }
+
+    void ICudaStream.DestroyGraphExec(IntPtr exec)
+    {
+        MakeCurrent();
+        Driver.cuGraphExecDestroy(exec);
+    }
+
     void ICudaStream.GemmStridedBatched(bool transA, bool transB, int m, int n, int k, ulong a, int lda, long strideA, ulong b, int ldb, long strideB,
         ulong c, int ldc, long strideC, int batch, bool bf16, bool tf32) =>
         Cublas.GemmStridedBatched(transA, transB, m, n, k, a, lda, strideA, b, ldb, strideB, c, ldc, strideC, batch, bf16, tf32);

@@ -22,11 +22,11 @@ namespace HpcEngine.Cuda;
 /// </list></summary>
 public sealed class CudaGraph : IDisposable
 {
-    private readonly CudaContext _context;
+    private readonly ICudaStream _stream;
     private readonly MemoryPool _pool;
     private IntPtr _exec;
 
-    private CudaGraph(CudaContext context, IntPtr exec, MemoryPool pool) => (_context, _exec, _pool) = (context, exec, pool);
+    private CudaGraph(ICudaStream stream, IntPtr exec, MemoryPool pool) => (_stream, _exec, _pool) = (stream, exec, pool);
 
     /// <summary>Blocks of device memory reserved for this graph's tensors.</summary>
     public int PoolBlocks => _pool.Blocks;
@@ -37,12 +37,17 @@ public sealed class CudaGraph : IDisposable
     public static CudaGraph Capture(CudaContext context, Action step, int warmup = 1)
     {
         ArgumentNullException.ThrowIfNull(context);
+        return Capture((ICudaStream)context, step, warmup);
+    }
+
+    internal static CudaGraph Capture(ICudaStream stream, Action step, int warmup)
+    {
         ArgumentNullException.ThrowIfNull(step);
         ArgumentOutOfRangeException.ThrowIfNegative(warmup);
         for (int i = 0; i < warmup; i++) step();
-        context.Synchronize();
+        stream.Synchronize();
         var pool = new MemoryPool();
-        context.BeginCapture(pool);
+        stream.BeginCapture(pool);
         IntPtr graph;
         try
         {
@@ -50,56 +55,49 @@ public sealed class CudaGraph : IDisposable
         }
         catch
         {
-            try { Destroy(context.EndCapture()); }
+            try { stream.DestroyGraph(stream.EndCapture()); }
             catch (CudaException) { /* the capture was invalidated by the failure itself */ }
-            context.Memory.ReleasePool(pool);
+            stream.Memory.ReleasePool(pool);
             throw;
         }
         try
         {
-            graph = context.EndCapture();
+            graph = stream.EndCapture();
         }
         catch
         {
-            context.Memory.ReleasePool(pool);
+            stream.Memory.ReleasePool(pool);
             throw;
         }
         try
         {
-            Driver.Check(Driver.cuGraphInstantiate(out var exec, graph, 0));
-            return new CudaGraph(context, exec, pool);
+            return new CudaGraph(stream, stream.InstantiateGraph(graph), pool);
         }
         catch
         {
-            context.Memory.ReleasePool(pool);
+            stream.Memory.ReleasePool(pool);
             throw;
         }
         finally
         {
-            Destroy(graph); // the executable keeps its own copy
+            stream.DestroyGraph(graph); // the executable keeps its own copy
         }
-    }
-
-    private static void Destroy(IntPtr graph)
-    {
-        if (graph != IntPtr.Zero) Driver.cuGraphDestroy(graph);
     }
 
     /// <summary>Enqueues the recorded work on the context's stream (asynchronous, like any op).</summary>
     public void Replay()
     {
         ObjectDisposedException.ThrowIf(_exec == IntPtr.Zero, this);
-        _context.MakeCurrent();
-        Driver.Check(Driver.cuGraphLaunch(_exec, _context.Stream));
+        _stream.LaunchGraph(_exec);
     }
 
     /// <summary>Waits for replays in flight, frees the executable and hands the pool's memory back to the cache.</summary>
     public void Dispose()
     {
         if (_exec == IntPtr.Zero) return;
-        _context.Synchronize();
-        Driver.cuGraphExecDestroy(_exec);
+        _stream.Synchronize();
+        _stream.DestroyGraphExec(_exec);
         _exec = IntPtr.Zero;
-        _context.Memory.ReleasePool(_pool);
+        _stream.Memory.ReleasePool(_pool);
     }
 }

@@ -42,4 +42,23 @@ internal interface ICudaStream
 
     /// <summary>As <see cref="GemmF32"/> with bf16 operands, fp32 accumulation and output.</summary>
     void GemmBf16(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc);
+
+    /// <summary>Waits for the stream (refused during a capture).</summary>
+    void Synchronize();
+
+    /// <summary>Starts recording the stream's work into a graph, allocating from <paramref name="pool"/>.</summary>
+    void BeginCapture(Memory.MemoryPool pool);
+
+    /// <summary>Stops recording: the graph, or a throw when the capture was invalidated.</summary>
+    IntPtr EndCapture();
+
+    /// <summary>An executable graph from a captured one.</summary>
+    IntPtr InstantiateGraph(IntPtr graph);
+
+    void DestroyGraph(IntPtr graph);
+
+    /// <summary>Enqueues an executable graph on the stream.</summary>
+    void LaunchGraph(IntPtr exec);
+
+    void DestroyGraphExec(IntPtr exec);
 }
