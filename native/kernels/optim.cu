@@ -15,9 +15,11 @@ extern "C" __global__ void adam_advance_f32(float* step, float* bias, double bet
 }
 
 // Adam / AdamW. decoupled = 1: AdamW (p -= lr * wd * p first); 0: Adam (g += wd * p). bias from adam_advance_f32.
-extern "C" __global__ void adam_f32(float* p, const float* g, float* m, float* v, i64 n, float lr, float beta1, float beta2,
+// The learning rate is read from device memory (the optimizer writes it when it is set), so a CUDA-graph replay
+// follows a schedule.
+extern "C" __global__ void adam_f32(float* p, const float* g, float* m, float* v, i64 n, const float* lr_ptr, float beta1, float beta2,
                                     float eps, float weight_decay, int decoupled, const float* bias) {
-  float bias1 = bias[0], bias2 = bias[1];
+  float lr = *lr_ptr, bias1 = bias[0], bias2 = bias[1];
   float step = lr / bias1, inv_sqrt_bias2 = rsqrtf(bias2);
   for (i64 i = global_index(); i < n; i += grid_stride()) {
     float w = p[i], gi = g[i];
@@ -35,8 +37,9 @@ extern "C" __global__ void adam_f32(float* p, const float* g, float* m, float* v
 
 // SGD with momentum (torch semantics: buf = mu * buf + (1 - dampening) * g; first step buf = g), Nesterov and
 // weight decay. first = 1 on the first step.
-extern "C" __global__ void sgd_f32(float* p, const float* g, float* buf, i64 n, float lr, float momentum, float dampening,
+extern "C" __global__ void sgd_f32(float* p, const float* g, float* buf, i64 n, const float* lr_ptr, float momentum, float dampening,
                                    float weight_decay, int nesterov, int first) {
+  float lr = *lr_ptr;
   for (i64 i = global_index(); i < n; i += grid_stride()) {
     float gi = g[i];
     if (weight_decay != 0.0f) gi += weight_decay * p[i];

@@ -463,23 +463,23 @@ internal sealed unsafe class CudaDeviceBackend(ICudaStream context, DeviceType t
             (long)rows, (long)cols, ignoreIndex, (float)smoothing, counted != null ? Ptr(counted) : 0UL);
     }
 
-    public void SgdStep(Tensor p, Tensor g, Tensor? buffer, double lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first)
+    public void SgdStep(Tensor p, Tensor g, Tensor? buffer, Tensor lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first)
     {
-        Float32("sgd", p, g);
+        Float32("sgd", p, g, lr);
         if (p.NumEl == 0) return;
         context.Launch(Kernel("optim.cu", "sgd_f32"), Grid(p.NumEl), Block, 0, Ptr(p), Ptr(g), buffer != null ? Ptr(buffer) : 0UL, (long)p.NumEl,
-            (float)lr, (float)momentum, (float)dampening, (float)weightDecay, nesterov ? 1 : 0, first ? 1 : 0);
+            Ptr(lr), (float)momentum, (float)dampening, (float)weightDecay, nesterov ? 1 : 0, first ? 1 : 0);
     }
 
-    public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, Tensor step, double lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled)
+    public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, Tensor step, Tensor lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled)
     {
-        Float32("adam", p, g, m, v, step);
+        Float32("adam", p, g, m, v, step, lr);
         // t += 1 and [1 − β1^t, 1 − β2^t] on the device (one thread, double precision), then the fused update reads them.
         using var bias = Tensor.Empty([2], DType.Float32, p.Device);
         context.Launch(Kernel("optim.cu", "adam_advance_f32"), 1, 32, 0, Ptr(step), Ptr(bias), beta1, beta2);
         if (p.NumEl == 0) return;
         context.Launch(Kernel("optim.cu", "adam_f32"), Grid(p.NumEl), Block, 0, Ptr(p), Ptr(g), Ptr(m), Ptr(v), (long)p.NumEl,
-            (float)lr, (float)beta1, (float)beta2, (float)eps, (float)weightDecay, decoupled ? 1 : 0, Ptr(bias));
+            Ptr(lr), (float)beta1, (float)beta2, (float)eps, (float)weightDecay, decoupled ? 1 : 0, Ptr(bias));
     }
 
     /// <summary>native/kernels/conv.cu's struct ConvShape.</summary>

@@ -16,9 +16,11 @@ namespace HpcEngine.Cuda;
 /// <item>Inputs are static: allocate them on the GPU before the capture and copy each batch into them (an in-place
 /// device copy) before <see cref="Replay"/>. Nothing may cross to or from the host inside the step (no .Item(), no
 /// .To(Device.Cpu)): that is refused with an InvalidOperationException and the capture is abandoned cleanly.</item>
-/// <item>Dropout draws from the generator's offset at capture: replays repeat the same masks. The learning rate is a
-/// kernel argument, frozen at capture (a schedule needs a new capture). SGD with momentum and Adam/AdamW capture (Adam
-/// advances its step count and bias corrections on the device).</item>
+/// <item>Dropout draws from the generator's offset at capture: replays repeat the same masks. The optimizers read the
+/// learning rate from device memory that <c>Optimizer.Lr</c>'s setter writes, so setting it between replays (a
+/// schedule) takes effect; SGD with momentum and Adam/AdamW capture (Adam advances its step count and bias
+/// corrections on the device). Lazy state (momentum buffers, Adam's moments) must exist before the capture: warm up
+/// at least once unless the step already ran.</item>
 /// </list></summary>
 public sealed class CudaGraph : IDisposable
 {

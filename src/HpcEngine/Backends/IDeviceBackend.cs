@@ -133,12 +133,13 @@ internal interface IDeviceBackend
     /// <summary>dx (zeroed by the caller) += gy spread over each window.</summary>
     void AvgPoolBackward(Tensor gy, Tensor dx, int planes, Conv2dGeometry geo, bool countIncludePad);
 
-    /// <summary>One SGD step in place (PyTorch's order; <paramref name="buffer"/> null without momentum).</summary>
-    void SgdStep(Tensor p, Tensor g, Tensor? buffer, double lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first);
+    /// <summary>One SGD step in place (PyTorch's order; <paramref name="buffer"/> null without momentum). The learning
+    /// rate is a 0-dim float32 tensor on the device (the optimizer's), read by the kernel.</summary>
+    void SgdStep(Tensor p, Tensor g, Tensor? buffer, Tensor lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first);
 
     /// <summary>One Adam/AdamW step in place: the 0-dim float32 <paramref name="step"/> (on the device) is advanced
     /// to t and the bias corrections 1 − β^t computed there (in double, as the CPU), so nothing is read back.</summary>
-    void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, Tensor step, double lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled);
+    void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, Tensor step, Tensor lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled);
 }
 
 /// <summary>The registry of device backends: the one piece of process-wide state besides the documented defaults and

@@ -12,8 +12,20 @@ public abstract class Optimizer : IDisposable
     /// <summary>The parameters, in the order given (state is keyed by this index).</summary>
     public IReadOnlyList<Tensor> Parameters { get; }
 
-    /// <summary>Current learning rate (schedules set it each step).</summary>
-    public double Lr { get; set; }
+    private double _lr;
+    private readonly Dictionary<Device, Tensor> _deviceLr = new();
+
+    /// <summary>Current learning rate (schedules set it each step). Parameters on a device read it from a 0-dim
+    /// tensor there, written when it is set: a captured CUDA-graph step replays with the rate set last.</summary>
+    public double Lr
+    {
+        get => _lr;
+        set
+        {
+            _lr = value;
+            foreach (var t in _deviceLr.Values) t.FillRaw(value);
+        }
+    }
 
     /// <summary>Number of Step() calls made.</summary>
     public long Steps { get; private set; }
@@ -29,6 +41,20 @@ public abstract class Optimizer : IDisposable
             if (p.DType != DType.Float32) throw new DTypeMismatchException($"optimizer: parameters must be float32 (master weights), got {p.DType.TorchName()} for {p.Name}");
         }
         Lr = lr;
+        // The device copies of the rate exist before any step, so a capture never records their creation.
+        foreach (var device in Parameters.Select(p => p.Device).Where(d => d.Type != DeviceType.Cpu).Distinct()) DeviceLr(device);
+    }
+
+    /// <summary>The learning rate as a 0-dim float32 tensor on <paramref name="device"/>, for the device kernels.</summary>
+    protected Tensor DeviceLr(Device device)
+    {
+        if (!_deviceLr.TryGetValue(device, out var t))
+        {
+            t = Tensor.Empty([], DType.Float32, device).DetachFromScope();
+            t.FillRaw(_lr);
+            _deviceLr[device] = t;
+        }
+        return t;
     }
 
     /// <summary>Applies one update from the parameters' gradients; parameters without a gradient are skipped.</summary>
@@ -112,8 +138,9 @@ public abstract class Optimizer : IDisposable
     /// <summary>Releases the state tensors (not the parameters).</summary>
     public void Dispose()
     {
-        foreach (var t in _state.Values) t.Dispose();
+        foreach (var t in _state.Values.Concat(_deviceLr.Values)) t.Dispose();
         _state.Clear();
+        _deviceLr.Clear();
         GC.SuppressFinalize(this);
     }
 }

@@ -28,7 +28,7 @@ public sealed class Sgd : Optimizer
         {
             bool isFirst = !HasState(index, "momentum_buffer");
             var buffer = Momentum != 0 ? State(index, "momentum_buffer") : null;
-            Backends.DeviceBackends.For(parameter.Device).SgdStep(parameter, grad, buffer, Lr, Momentum, Dampening, WeightDecay, Nesterov, isFirst);
+            Backends.DeviceBackends.For(parameter.Device).SgdStep(parameter, grad, buffer, DeviceLr(parameter.Device), Momentum, Dampening, WeightDecay, Nesterov, isFirst);
             return;
         }
         float* p = parameter.Ptr<float>(), g = grad.Ptr<float>();
@@ -96,7 +96,7 @@ public class Adam(IEnumerable<Tensor> parameters, double lr = 1e-3, double beta1
         var stepT = State(index, "step", () => Tensor.Empty([], DType.Float32, parameter.Device, zeroed: true));
         if (!parameter.IsCpu)
         {
-            Backends.DeviceBackends.For(parameter.Device).AdamStep(parameter, grad, State(index, "exp_avg"), State(index, "exp_avg_sq"), stepT, Lr, Beta1, Beta2, Eps,
+            Backends.DeviceBackends.For(parameter.Device).AdamStep(parameter, grad, State(index, "exp_avg"), State(index, "exp_avg_sq"), stepT, DeviceLr(parameter.Device), Beta1, Beta2, Eps,
                 WeightDecay, decoupledWeightDecay);
             return;
         }

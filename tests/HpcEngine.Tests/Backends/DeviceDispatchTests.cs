@@ -319,6 +319,37 @@ public class DeviceDispatchTests
         Assert.That(d.ToArray<float>(), Is.All.EqualTo(3f));
     }
 
+    [TestCase("sgd")]
+    [TestCase("adamw")]
+    public void A_changing_learning_rate_reaches_the_device_optimizer(string optimizer)
+    {
+        // The device kernels read the rate from device memory that the Lr setter writes (graph replays follow
+        // schedules); eagerly, every step must see the rate set just before it.
+        float[][] Train(Device device)
+        {
+            using var model = HpcEngine.NN.Models.Create("mlp", new Generator(6));
+            model.To(device);
+            using HpcEngine.Optim.Optimizer opt = optimizer == "sgd"
+                ? new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.1, momentum: 0.9)
+                : new HpcEngine.Optim.Adam(model.Parameters(), lr: 1e-3, weightDecay: 0.1, decoupledWeightDecay: true);
+            foreach (double lr in new[] { 0.1, 0.01, 0.3, 0.0 })
+            {
+                using var scope = new TensorScope();
+                var (x, y) = Images(8, 30, (int)(lr * 100));
+                opt.Lr = optimizer == "sgd" ? lr : lr / 100;
+                opt.ZeroGrad();
+                var loss = F.CrossEntropy(model.Call(x.To(device)), y.To(device));
+                loss.Backward();
+                opt.Step();
+            }
+            return model.Parameters().Select(p => p.ToArray<float>()).ToArray();
+        }
+        var cpu = Train(Device.Cpu);
+        var dev = Train(Dev);
+        for (int i = 0; i < cpu.Length; i++)
+            Assert.That(dev[i], Is.EqualTo(cpu[i]).Within(1e-5), $"parameter {i}");
+    }
+
     [Test]
     public void Gradients_flow_back_across_a_move()
     {

@@ -222,9 +222,10 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
         grad.AsSpan().CopyTo(hd.Span<float>());
     }
 
-    public void SgdStep(Tensor p, Tensor g, Tensor? buffer, double lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first)
+    public void SgdStep(Tensor p, Tensor g, Tensor? buffer, Tensor lrTensor, double momentum, double dampening, double weightDecay, bool nesterov, bool first)
     {
         Count("sgd");
+        double lr = ReadScalar(lrTensor);
         using var hp = Host(p);
         using var hg = Host(g);
         using var hb = buffer != null ? Host(buffer) : null;
@@ -244,9 +245,16 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
         }
     }
 
-    public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, Tensor step, double lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled)
+    private static double ReadScalar(Tensor t)
+    {
+        using var h = Host(t);
+        return h.Span<float>()[0];
+    }
+
+    public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, Tensor step, Tensor lrTensor, double beta1, double beta2, double eps, double weightDecay, bool decoupled)
     {
         Count("adam");
+        double lr = ReadScalar(lrTensor);
         using var hs = Host(step);
         double t = hs.Span<float>()[0] + 1;
         hs.Span<float>()[0] = (float)t;

@@ -157,8 +157,9 @@ public class CudaKernelParityTests
         using var step = _cuda.Upload<float>(new float[1]);
         using var bias = _cuda.Allocate(8);
         _cuda.Launch(module.Function("adam_advance_f32"), 1, 32, 0, step.Pointer, bias.Pointer, 0.9, 0.999);
+        using var lr = _cuda.Upload<float>([1e-3f]);
         _cuda.Launch(module.Function("adam_f32"), Grid(n), 256, 0, dp.Pointer, dg.Pointer, m.Pointer, v.Pointer, (long)n,
-            1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, bias.Pointer);
+            lr.Pointer, 0.9f, 0.999f, 1e-8f, 0.01f, 1, bias.Pointer);
         Assert.That(_cuda.Download<float>(step, 1)[0], Is.EqualTo(1f));
         Assert.That(_cuda.Download<float>(bias, 2), Is.EqualTo(new[] { (float)(1 - 0.9), (float)(1 - 0.999) }));
         using var param = Tensor.FromArray((float[])p.Clone()).RequiresGrad_();

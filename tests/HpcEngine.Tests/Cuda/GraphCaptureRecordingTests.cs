@@ -94,6 +94,27 @@ public class GraphCaptureRecordingTests
     }
 
     [Test]
+    public void A_learning_rate_set_between_replays_is_written_where_the_graphs_kernels_read_it()
+    {
+        using var s = Make("sgd");
+        s.Step();
+        using var graph = CudaGraph.Capture(_stream, s.Step, warmup: 0);
+        var sgd = _stream.Graphs.Values.Single().Where(c => c.Name == "sgd_f32").ToList();
+        Assert.That(sgd, Is.Not.Empty);
+        var lrPointer = (ulong)sgd[0].Args[4];
+        Assert.That(sgd.Select(c => (ulong)c.Args[4]), Is.All.EqualTo(lrPointer), "one device learning rate for every parameter");
+        Assert.That(_stream.Graphs.Values.Single().Where(c => c.Name.StartsWith("fill", StringComparison.Ordinal)).Select(c => (ulong)c.Args[0]),
+            Has.None.EqualTo(lrPointer), "the graph never overwrites the rate");
+        int before = _stream.Launches.Count;
+        s.Optimizer.Lr = 0.5; // a schedule's step, outside the graph
+        var fill = _stream.Launches.Skip(before).Single();
+        Assert.That(fill.Name, Is.EqualTo("fill_b32"));
+        Assert.That((ulong)fill.Args[0], Is.EqualTo(lrPointer));
+        Assert.That((ulong)fill.Args[1], Is.EqualTo((ulong)BitConverter.SingleToUInt32Bits(0.5f)));
+        graph.Replay();
+    }
+
+    [Test]
     public void Memory_the_graph_writes_is_not_handed_out_until_the_graph_is_disposed()
     {
         using var s = Make("sgd");
