@@ -42,6 +42,8 @@ internal sealed unsafe class CudaDeviceBackend(ICudaStream context, DeviceType t
 
     public bool Capturing => context.Capturing;
 
+    public IDeviceGraph CaptureGraph(Action step, int warmup) => CudaGraph.Capture(context, step, warmup);
+
     /// <summary>Refuses a host transfer while the stream is being captured: the copy would not run now (only on replay,
     /// from a host buffer long gone) and the synchronisation would invalidate the capture.</summary>
     private void NotWhileCapturing(string what)

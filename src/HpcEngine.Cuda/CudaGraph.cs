@@ -22,7 +22,7 @@ namespace HpcEngine.Cuda;
 /// corrections on the device). Lazy state (momentum buffers, Adam's moments) must exist before the capture: warm up
 /// at least once unless the step already ran.</item>
 /// </list></summary>
-public sealed class CudaGraph : IDisposable
+public sealed class CudaGraph : IDisposable, HpcEngine.Backends.IDeviceGraph
 {
     private readonly ICudaStream _stream;
     private readonly MemoryPool _pool;

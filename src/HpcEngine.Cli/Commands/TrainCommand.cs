@@ -81,6 +81,9 @@ public sealed class TrainOptions
     [Option("amp", Default = "none", HelpText = "Mixed precision: none or bf16 (matrix products on bf16 operands, fp32 accumulation and master weights).")]
     public string Amp { get; set; } = "none";
 
+    [Option("cuda-graph", HelpText = "With --device cuda in one process: capture the training step in a CUDA graph and replay it (one launch per step).")]
+    public bool CudaGraph { get; set; }
+
     [Option("backend", Default = "tcp", HelpText = "Collectives for data-parallel runs: tcp (CPU tensors) or nccl (with --device cuda: each rank on cuda:LOCAL_RANK unless --device names one).")]
     public string Backend { get; set; } = "tcp";
 
@@ -116,6 +119,7 @@ internal static class TrainCommand
             TraceDir = o.TraceDir,
             Device = o.Device,
             Amp = o.Amp,
+            CudaGraph = o.CudaGraph,
         };
         config.Validate();
         var device = HpcEngine.Device.Parse(o.Device);

@@ -9,6 +9,12 @@ internal interface IDeviceMemory : IDisposable
     long Bytes { get; }
 }
 
+/// <summary>A recorded sequence of device work replayed with one launch (a CUDA graph).</summary>
+internal interface IDeviceGraph : IDisposable
+{
+    void Replay();
+}
+
 /// <summary>The primitive set a device implements so that tensors can live on it: memory, copies, and the kernels the
 /// ops dispatch to. Every tensor argument is a view on this backend's device (memory, element offset, shape,
 /// strides); results are allocated by the caller, contiguous. A backend lacking a primitive for a dtype throws
@@ -72,6 +78,10 @@ internal interface IDeviceBackend
     /// <summary>True while work on this backend's stream is being recorded into a graph (not run): nothing may be
     /// read back to the host, so ops skip their host-side checks.</summary>
     bool Capturing { get; }
+
+    /// <summary>Runs <paramref name="step"/> <paramref name="warmup"/> times, then records it into a graph that
+    /// replays it with one launch (see HpcEngine.Cuda's CudaGraph for the rules a step must follow).</summary>
+    IDeviceGraph CaptureGraph(Action step, int warmup);
 
     /// <summary>Unfolds channels [group·cg, (group+1)·cg) of every image of x [N, C, H, W] (contiguous) into
     /// cols [cg·KH·KW, N·OH·OW], image b in columns b·L.. (the CPU backend's layout: one GEMM per group).</summary>

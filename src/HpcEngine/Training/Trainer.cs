@@ -47,6 +47,9 @@ public sealed record TrainConfig
     /// <summary>Mixed precision: "none" (default) or "bf16" (matrix products on bf16 operands with fp32 accumulation,
     /// fp32 master weights; see <see cref="Autograd.Autocast"/>).</summary>
     public string Amp { get; init; } = "none";
+    /// <summary>On a GPU, one process: capture the training step (forward, backward, optimizer) in a CUDA graph after
+    /// the first batch and replay it for every full batch — one launch per step instead of one per kernel.</summary>
+    public bool CudaGraph { get; init; }
 
     /// <summary>Defaults per model: mlp SGD+momentum 0.05, cosine; mlp-wide and cnn Adam 1e-3, cosine.</summary>
     public static TrainConfig For(string model) => model switch
@@ -72,11 +75,14 @@ public sealed record TrainConfig
         if (CheckpointDir != null && Strategy.StartsWith("ssp", StringComparison.Ordinal))
             throw new ArgumentException($"--checkpoint-dir is not supported with --strategy {Strategy}: a parameter server's pushes in flight between ranks cannot be captured; use sync, zero1, localsgd or diloco");
         if (EvalEverySteps < 0) throw new ArgumentException($"--eval-every must be 0 or more, got {EvalEverySteps}");
+        if (CudaGraph && HpcEngine.Device.Parse(Device).Type == DeviceType.Cpu) throw new ArgumentException("--cuda-graph needs --device cuda");
         if (Amp is not ("none" or "bf16")) throw new ArgumentException($"--amp must be none or bf16, got '{Amp}'");
         var device = HpcEngine.Device.Parse(Device);
         if (device.Type != DeviceType.Cpu)
         {
             // What has a device path today (docs/ARCHITECTURE.md, device backends): say so rather than fail mid-run.
+            if (CudaGraph && (GradAccumulation > 1 || ClipNorm > 0))
+                throw new ArgumentException("--cuda-graph replays one whole step: it does not combine with --grad-accumulation or --clip-norm (the norm is read on the host)");
             if (Strategy.StartsWith("ssp", StringComparison.Ordinal))
                 throw new ArgumentException($"--device {Device}: the parameter-server strategy (--strategy {Strategy}) runs on CPU parameters only; use sync, zero1, localsgd or diloco");
         }
@@ -261,6 +267,35 @@ public static class Trainer
             stopped = true;
             ps.ServeUntilDone();
         }
+        // CUDA-graph mode: static input buffers on the device, the step captured on the first full batch.
+        if (config.CudaGraph && (strategy != null || slow > 1))
+            throw new ArgumentException("--cuda-graph trains one process (no --strategy across ranks, no straggler emulation)");
+        using var g = new GraphedTraining();
+        void GraphStep()
+        {
+            using var scope = new TensorScope();
+            using var amp = config.Amp == "bf16" ? Autograd.Autocast.Bf16() : null;
+            opt.ZeroGrad();
+            var loss = F.CrossEntropy(model.Forward(g.Images!), g.Labels!);
+            loss.Backward();
+            opt.Step();
+            g.Loss!.CopyFrom(loss);
+        }
+        double GraphedStep(Data.Batch batch)
+        {
+            g.Images ??= Tensor.Empty(batch.Images.ShapeArray, batch.Images.DType, device).DetachFromScope();
+            g.Labels ??= Tensor.Empty(batch.Labels.ShapeArray, batch.Labels.DType, device).DetachFromScope();
+            g.Loss ??= Tensor.Empty([], DType.Float32, device).DetachFromScope();
+            g.Images.CopyFrom(batch.Images);
+            g.Labels.CopyFrom(batch.Labels);
+            schedule.Apply(opt, step); // the device learning rate, read by the replayed kernels
+            if (g.Graph == null) g.Graph = Backends.DeviceBackends.For(device).CaptureGraph(GraphStep, warmup: 1); // the warm-up is this batch's step
+            else g.Graph.Replay();
+            // As after an eager step: the handles go (the graph keeps writing its own gradient memory), so an eager
+            // step on a short batch starts from no gradient instead of accumulating onto the replay's.
+            opt.ZeroGrad();
+            return g.Loss.Item();
+        }
         for (int epoch = startEpoch; epoch < config.Epochs && !stopped; epoch++)
         {
             model.Train();
@@ -273,22 +308,34 @@ public static class Trainer
                 using (var scope = new TensorScope())
                 {
                     long computeStart = Stopwatch.GetTimestamp();
-                    using var images = batch.Images.To(device);
-                    using var labels = batch.Labels.To(device);
-                    using var amp = config.Amp == "bf16" ? Autograd.Autocast.Bf16() : null; // forward and backward
-                    using var logits = model.Forward(images);
-                    using var loss = F.CrossEntropy(logits, labels);
-                    double l = loss.Item();
-                    bool stepNow = ++micro >= config.GradAccumulation || batch.Index == perEpoch - 1;
-                    // Accumulation micro-batches do not communicate; the stepping one averages the total.
-                    using (!stepNow ? ddp?.NoSync() : null)
+                    bool graphed = config.CudaGraph && batch.Size == config.BatchSize; // a short last batch runs eagerly
+                    double l;
+                    bool stepNow;
+                    if (graphed)
                     {
-                        if (config.GradAccumulation > 1)
+                        l = GraphedStep(batch);
+                        stepNow = true;
+                    }
+                    else
+                    {
+                        using var images = batch.Images.To(device);
+                        using var labels = batch.Labels.To(device);
+                        using var amp = config.Amp == "bf16" ? Autograd.Autocast.Bf16() : null; // forward and backward
+                        using var logits = model.Forward(images);
+                        using var loss = F.CrossEntropy(logits, labels);
+                        stepNow = ++micro >= config.GradAccumulation || batch.Index == perEpoch - 1;
+                        // Accumulation micro-batches do not communicate; the stepping one averages the total.
+                        using (!stepNow ? ddp?.NoSync() : null)
                         {
-                            using var scaled = Ops.MulScalar(loss, 1.0 / config.GradAccumulation);
-                            scaled.Backward();
+                            if (config.GradAccumulation > 1)
+                            {
+                                using var scaled = Ops.MulScalar(loss, 1.0 / config.GradAccumulation);
+                                scaled.Backward();
+                            }
+                            else loss.Backward();
                         }
-                        else loss.Backward();
+                        // Read after the backward is queued: on a GPU the host does not wait between forward and backward.
+                        l = loss.Item();
                     }
                     double computed = Stopwatch.GetElapsedTime(computeStart).TotalSeconds;
                     trace?.Add("forward+backward", "compute", computeStart, computed);
@@ -304,13 +351,16 @@ public static class Trainer
                     epochSamples += batch.Size;
                     if (!stepNow) continue;
                     micro = 0;
-                    if (config.ClipNorm > 0 && strategy == null) GradClip.ClipGradNorm(model.Parameters(), config.ClipNorm);
-                    schedule.Apply(opt, step);
-                    if (strategy != null) StepTraced(strategy, trace);
-                    else
+                    if (!graphed)
                     {
-                        opt.Step();
-                        opt.ZeroGrad();
+                        if (config.ClipNorm > 0 && strategy == null) GradClip.ClipGradNorm(model.Parameters(), config.ClipNorm);
+                        schedule.Apply(opt, step);
+                        if (strategy != null) StepTraced(strategy, trace);
+                        else
+                        {
+                            opt.Step();
+                            opt.ZeroGrad();
+                        }
                     }
                     step++;
                     workerSteps++;
@@ -441,5 +491,20 @@ public static class Trainer
         model.Train(wasTraining);
         long total = seen.Sum();
         return (total == 0 ? 0 : (double)correct.Sum() / total, correct.Zip(seen, (c, s) => s == 0 ? 0 : (double)c / s).ToArray());
+    }
+}
+
+/// <summary>What <c>--cuda-graph</c> keeps across steps: the captured step and its static inputs and loss.</summary>
+internal sealed class GraphedTraining : IDisposable
+{
+    public Backends.IDeviceGraph? Graph;
+    public Tensor? Images, Labels, Loss;
+
+    public void Dispose()
+    {
+        Graph?.Dispose();
+        Images?.Dispose();
+        Labels?.Dispose();
+        Loss?.Dispose();
     }
 }

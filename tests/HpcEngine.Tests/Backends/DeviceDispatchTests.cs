@@ -192,6 +192,30 @@ public class DeviceDispatchTests
         Assert.Throws<ArgumentException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { Device = "cuda", Strategy = "ssp:2" }).Validate());
     }
 
+    [TestCase("sgd")]
+    [TestCase("adam")]
+    public void Training_with_a_captured_step_gives_the_eager_losses(string optimizer)
+    {
+        // --cuda-graph: static device inputs, the step captured on the first full batch and replayed after it (the
+        // test device replays by running the step again, which is what a faithful replay computes); the short last
+        // batch of each epoch runs eagerly, so eager and replayed steps interleave on one optimizer state.
+        var (train, test) = HpcEngine.Datasets.DataSources.LoadEmbedded();
+        using (train)
+        using (test)
+        {
+            int batch = train.Count / 3 + 7; // three batches per epoch, the last one short
+            var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 2, BatchSize = batch, Seed = 8, Optimizer = optimizer, Lr = optimizer == "sgd" ? 0.05 : 1e-3 };
+            var cpu = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
+            var graphed = HpcEngine.Training.Trainer.Run(config with { Device = "external:0", CudaGraph = true }, train, test, "embedded");
+            Assert.That(graphed.StepLosses, Has.Count.EqualTo(6));
+            for (int i = 0; i < 6; i++) Assert.That(graphed.StepLosses[i], Is.EqualTo(cpu.StepLosses[i]).Within(1e-4), $"step {i}");
+            Assert.That(_backend.Calls["capture_graph"], Is.EqualTo(1), "captured once, replayed after");
+            Assert.That(graphed.FinalTestAccuracy, Is.EqualTo(cpu.FinalTestAccuracy).Within(0.002));
+        }
+        Assert.Throws<ArgumentException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { CudaGraph = true }).Validate());
+        Assert.Throws<ArgumentException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { Device = "cuda", CudaGraph = true, ClipNorm = 1 }).Validate());
+    }
+
     [Test]
     public void On_a_device_the_trainer_augments_clips_and_resumes_from_a_checkpoint_like_the_cpu()
     {

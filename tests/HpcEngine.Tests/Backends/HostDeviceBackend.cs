@@ -187,6 +187,22 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
 
     public bool Capturing => false;
 
+    /// <summary>Graphs on the test device: the warm-up runs, the capture records the step without running it (as a
+    /// GPU's does), and each replay runs it again — what a faithful graph replay computes for a static step.</summary>
+    private sealed class RerunGraph(Action step) : IDeviceGraph
+    {
+        public void Replay() => step();
+
+        public void Dispose() { }
+    }
+
+    public IDeviceGraph CaptureGraph(Action step, int warmup)
+    {
+        Count("capture_graph");
+        for (int i = 0; i < warmup; i++) step();
+        return new RerunGraph(step);
+    }
+
     public void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor dlogits, long ignoreIndex, double smoothing, Tensor? countedTensor)
     {
         Count("cross_entropy");

@@ -77,6 +77,22 @@ public class CudaGraphTests
             Assert.That(replayed.Parameters[i], Is.EqualTo(eager.Parameters[i]).Within(1e-5), $"parameter {i}");
     }
 
+    [TestCase("mlp")]
+    [TestCase("cnn")]
+    public void The_trainer_with_cuda_graph_gives_the_eager_losses(string model)
+    {
+        var (train, test) = HpcEngine.Datasets.DataSources.LoadEmbedded();
+        using (train)
+        using (test)
+        {
+            var config = HpcEngine.Training.TrainConfig.For(model) with { Epochs = 1, MaxSteps = 20, EvalEverySteps = 20, Seed = 9, Device = "cuda" };
+            var eager = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
+            var graphed = HpcEngine.Training.Trainer.Run(config with { CudaGraph = true }, train, test, "embedded");
+            Assert.That(graphed.StepLosses, Is.EqualTo(eager.StepLosses).Within(1e-4));
+            Assert.That(graphed.Curve.Last().Accuracy, Is.EqualTo(eager.Curve.Last().Accuracy).Within(0.005));
+        }
+    }
+
     [Test]
     public void Replays_allocate_no_device_memory_and_dispose_returns_the_pool()
     {
