@@ -54,11 +54,7 @@ public static partial class Ops
     internal static Tensor ScalarFor(Tensor a, double s)
     {
         var dtype = a.DType.IsFloating() || Math.Floor(s) == s ? a.DType : DType.Float32;
-        if (a.IsCpu) return Tensor.Scalar(s, dtype);
-        // Filled on the device by a kernel: no host-to-device copy (and no synchronisation), so capturable.
-        var d = Tensor.Empty([], dtype, a.Device);
-        d.FillRaw(s);
-        return d;
+        return a.IsCpu ? Tensor.Scalar(s, dtype) : DeviceScalar(s, dtype, a.Device);
     }
 
     /// <summary>A new handle to the same values, passing gradients straight through.</summary>

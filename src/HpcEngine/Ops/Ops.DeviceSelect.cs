@@ -42,15 +42,18 @@ public static partial class Ops
     private static Tensor OnDevice(Tensor t, Device device, DType dtype)
     {
         if (t.Device == device) return ToDType(t, dtype, false);
-        if (t.IsCpu && t.Rank == 0)
-        {
-            // A CPU scalar: its value is read here and a kernel fills it in on the device (no transfer, capturable).
-            var d = Tensor.Empty([], dtype, device);
-            d.FillRaw(t.Item());
-            return d;
-        }
+        if (t.IsCpu && t.Rank == 0) return DeviceScalar(t.Item(), dtype, device);
         using var c = ToDType(t, dtype, false);
         return MoveNoGrad(c, device);
+    }
+
+    /// <summary>A 0-dim tensor on a device holding <paramref name="value"/>, written there by a fill kernel that takes
+    /// the value as an argument: no host-to-device copy and no synchronisation, so it can be captured in a graph.</summary>
+    internal static Tensor DeviceScalar(double value, DType dtype, Device device)
+    {
+        var d = Tensor.Empty([], dtype, device);
+        d.FillRaw(value);
+        return d;
     }
 
     private static Tensor DeviceCompare(CompareOp op, string name, Tensor a, Tensor b, Device device)

@@ -50,8 +50,7 @@ public abstract class Optimizer : IDisposable
     {
         if (!_deviceLr.TryGetValue(device, out var t))
         {
-            t = Tensor.Empty([], DType.Float32, device).DetachFromScope();
-            t.FillRaw(_lr);
+            t = Ops.DeviceScalar(_lr, DType.Float32, device).DetachFromScope();
             _deviceLr[device] = t;
         }
         return t;
