@@ -12,6 +12,14 @@ extern "C" __global__ void bernoulli_f32(float* r, i64 n, u64 seed, u64 start, u
     r[i] = (philox_at(seed, start + (u64)(i >> 2), (int)(i & 3)) >> 8) < threshold ? value : 0.0f;
 }
 
+// The same draw inside a CUDA graph: the counter is start + *offset, and each replay writes *offset so the replay
+// takes the numbers an eager step would take (src/HpcEngine.Cuda/CudaGraph.cs).
+extern "C" __global__ void bernoulli_graph_f32(float* r, i64 n, u64 seed, const u64* offset, u64 start, u32 threshold, float value) {
+  u64 first = start + *offset;
+  for (i64 i = global_index(); i < n; i += grid_stride())
+    r[i] = (philox_at(seed, first + (u64)(i >> 2), (int)(i & 3)) >> 8) < threshold ? value : 0.0f;
+}
+
 extern "C" __global__ void uniform_f32(float* y, i64 n, u64 seed, u64 start, float low, float high) {
   for (i64 i = global_index(); i < n; i += grid_stride())
     y[i] = low + (high - low) * uniform01(philox_at(seed, start + (u64)(i >> 2), (int)(i & 3)));

@@ -253,22 +253,26 @@ public sealed unsafe class CudaContext : IDisposable, ICudaStream
 
     /// <summary>True between <see cref="BeginCapture"/> and <see cref="EndCapture"/>: work on the stream is recorded,
     /// not run.</summary>
-    public bool Capturing { get; private set; }
+    public bool Capturing => _capture != null;
+
+    private GraphCapture? _capture;
+
+    GraphCapture? ICudaStream.Capture => _capture;
 
     /// <summary>Starts recording the stream's work into a graph (see <see cref="CudaGraph"/>), allocating from
     /// <paramref name="pool"/>. Thread-local mode: other threads may keep using the driver meanwhile.</summary>
-    internal void BeginCapture(Memory.MemoryPool pool)
+    internal void BeginCapture(GraphCapture capture)
     {
         MakeCurrent();
         if (Capturing) throw new InvalidOperationException("this context is already capturing a graph");
-        Memory.BeginPool(pool);
+        Memory.BeginPool(capture.Pool);
         int status = Driver.cuStreamBeginCapture(_stream, 1 /* CU_STREAM_CAPTURE_MODE_THREAD_LOCAL */);
         if (status != Driver.Success)
         {
             Memory.EndPool();
             Driver.Check(status);
         }
-        Capturing = true;
+        _capture = capture;
     }
 
     /// <summary>Stops recording; returns the graph (to instantiate and destroy), or throws when the capture was
@@ -276,7 +280,7 @@ public sealed unsafe class CudaContext : IDisposable, ICudaStream
     internal IntPtr EndCapture()
     {
         MakeCurrent();
-        Capturing = false;
+        _capture = null;
         Memory.EndPool();
         int status = Driver.cuStreamEndCapture(_stream, out var graph);
         if (status != Driver.Success && graph != IntPtr.Zero) Driver.cuGraphDestroy(graph);
@@ -329,7 +333,7 @@ public sealed unsafe class CudaContext : IDisposable, ICudaStream
     void ICudaStream.GemmF32(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc, bool tf32) =>
         Cublas.GemmF32(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc, tf32);
 
-    void ICudaStream.BeginCapture(Memory.MemoryPool pool) => BeginCapture(pool);
+    void ICudaStream.BeginCapture(GraphCapture capture) => BeginCapture(capture);
 
     IntPtr ICudaStream.EndCapture() => EndCapture();
 

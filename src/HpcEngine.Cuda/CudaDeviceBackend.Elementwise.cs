@@ -155,12 +155,19 @@ internal sealed unsafe partial class CudaDeviceBackend
         context.Launch(Kernel("compare.cu", size == 4 ? "where_32" : "where_64"), Grid(r.NumEl), Block, 0, Ptr(condition), Ptr(a), Ptr(b), Ptr(r), (long)r.NumEl, s);
     }
 
-    public void Bernoulli(Tensor r, ulong seed, ulong start, double p, double value)
+    public void Bernoulli(Tensor r, Generator generator, ulong seed, ulong start, double p, double value)
     {
         Float32("bernoulli", r);
         if (r.NumEl == 0) return;
         // uniform = k / 2^24 < p  ⇔  k < ceil(p · 2^24): exact, as the CPU's double comparison.
         uint threshold = (uint)Math.Ceiling(p * 16777216.0);
+        if (context.Capture is { } capture)
+        {
+            // In a graph the counter is start + a replay offset in device memory, which each replay sets.
+            var offset = capture.OffsetFor(generator, start, r.Device);
+            context.Launch(Kernel("random.cu", "bernoulli_graph_f32"), Grid(r.NumEl), Block, 0, Ptr(r), (long)r.NumEl, seed, Ptr(offset), start, threshold, (float)value);
+            return;
+        }
         context.Launch(Kernel("random.cu", "bernoulli_f32"), Grid(r.NumEl), Block, 0, Ptr(r), (long)r.NumEl, seed, start, threshold, (float)value);
     }
 }

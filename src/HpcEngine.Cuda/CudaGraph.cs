@@ -16,7 +16,8 @@ namespace HpcEngine.Cuda;
 /// <item>Inputs are static: allocate them on the GPU before the capture and copy each batch into them (an in-place
 /// device copy) before <see cref="Replay"/>. Nothing may cross to or from the host inside the step (no .Item(), no
 /// .To(Device.Cpu)): that is refused with an InvalidOperationException and the capture is abandoned cleanly.</item>
-/// <item>Dropout draws from the generator's offset at capture: replays repeat the same masks. The optimizers read the
+/// <item>Dropout and other draws take fresh numbers on every replay — the very numbers an eager step would take (each
+/// generator drawn from is advanced per replay; its seed is the one at capture). The optimizers read the
 /// learning rate from device memory that <c>Optimizer.Lr</c>'s setter writes, so setting it between replays (a
 /// schedule) takes effect; SGD with momentum and Adam/AdamW capture (Adam advances its step count and bias
 /// corrections on the device). Lazy state (momentum buffers, Adam's moments) must exist before the capture: warm up
@@ -25,13 +26,14 @@ namespace HpcEngine.Cuda;
 public sealed class CudaGraph : IDisposable, HpcEngine.Backends.IDeviceGraph
 {
     private readonly ICudaStream _stream;
-    private readonly MemoryPool _pool;
+    private readonly GraphCapture _capture;
     private IntPtr _exec;
+    private long _replays;
 
-    private CudaGraph(ICudaStream stream, IntPtr exec, MemoryPool pool) => (_stream, _exec, _pool) = (stream, exec, pool);
+    private CudaGraph(ICudaStream stream, IntPtr exec, GraphCapture capture) => (_stream, _exec, _capture) = (stream, exec, capture);
 
     /// <summary>Blocks of device memory reserved for this graph's tensors.</summary>
-    public int PoolBlocks => _pool.Blocks;
+    public int PoolBlocks => _capture.Pool.Blocks;
 
     /// <summary>Runs <paramref name="step"/> eagerly <paramref name="warmup"/> times, then records it (see the class
     /// remarks). Throws what the step threw, or <see cref="CudaException"/> when the driver invalidated the capture;
@@ -48,8 +50,9 @@ public sealed class CudaGraph : IDisposable, HpcEngine.Backends.IDeviceGraph
         ArgumentOutOfRangeException.ThrowIfNegative(warmup);
         for (int i = 0; i < warmup; i++) step();
         stream.Synchronize();
-        var pool = new MemoryPool();
-        stream.BeginCapture(pool);
+        var capture = new GraphCapture(new MemoryPool());
+        var pool = capture.Pool;
+        stream.BeginCapture(capture);
         IntPtr graph;
         try
         {
@@ -59,7 +62,7 @@ public sealed class CudaGraph : IDisposable, HpcEngine.Backends.IDeviceGraph
         {
             try { stream.DestroyGraph(stream.EndCapture()); }
             catch (CudaException) { /* the capture was invalidated by the failure itself */ }
-            stream.Memory.ReleasePool(pool);
+            Release(stream, capture);
             throw;
         }
         try
@@ -68,16 +71,17 @@ public sealed class CudaGraph : IDisposable, HpcEngine.Backends.IDeviceGraph
         }
         catch
         {
-            stream.Memory.ReleasePool(pool);
+            Release(stream, capture);
             throw;
         }
+        capture.Seal();
         try
         {
-            return new CudaGraph(stream, stream.InstantiateGraph(graph), pool);
+            return new CudaGraph(stream, stream.InstantiateGraph(graph), capture);
         }
         catch
         {
-            stream.Memory.ReleasePool(pool);
+            Release(stream, capture);
             throw;
         }
         finally
@@ -86,10 +90,27 @@ public sealed class CudaGraph : IDisposable, HpcEngine.Backends.IDeviceGraph
         }
     }
 
-    /// <summary>Enqueues the recorded work on the context's stream (asynchronous, like any op).</summary>
+    private static void Release(ICudaStream stream, GraphCapture capture)
+    {
+        foreach (var r in capture.Random.Values) r.Base.Dispose();
+        stream.Memory.ReleasePool(capture.Pool);
+    }
+
+    /// <summary>Enqueues the recorded work on the context's stream (asynchronous, like any op). Random draws in the
+    /// step (dropout) take the numbers an eager step would take now: replay k reads its generators' counters shifted
+    /// by (k − 1) spans, and from the second replay on each generator is advanced by its span, as an eager step
+    /// advances it.</summary>
     public void Replay()
     {
         ObjectDisposedException.ThrowIf(_exec == IntPtr.Zero, this);
+        _replays++;
+        foreach (var (generator, r) in _capture.Random)
+        {
+            if (_replays > 1) generator.Offset += r.Span;
+            // The capture already reserved the first replay's numbers; later ones continue from the generator.
+            ulong shift = generator.Offset - r.Span - r.First;
+            r.Base.FillRaw(shift);
+        }
         _stream.LaunchGraph(_exec);
     }
 
@@ -100,6 +121,6 @@ public sealed class CudaGraph : IDisposable, HpcEngine.Backends.IDeviceGraph
         _stream.Synchronize();
         _stream.DestroyGraphExec(_exec);
         _exec = IntPtr.Zero;
-        _stream.Memory.ReleasePool(_pool);
+        Release(_stream, _capture);
     }
 }

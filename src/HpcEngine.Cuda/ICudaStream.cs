@@ -12,8 +12,10 @@ internal interface ICudaStream
     /// <summary>The stream handle (the allocator's stream key).</summary>
     IntPtr Stream { get; }
 
-    /// <summary>True while the stream records a graph instead of running.</summary>
-    bool Capturing { get; }
+    /// <summary>The capture in progress (the stream records a graph instead of running), or null.</summary>
+    GraphCapture? Capture { get; }
+
+    bool Capturing => Capture != null;
 
     /// <summary>The entry point <paramref name="name"/> of kernel file <paramref name="file"/> (loaded once).</summary>
     IntPtr Function(string file, string name);
@@ -46,8 +48,8 @@ internal interface ICudaStream
     /// <summary>Waits for the stream (refused during a capture).</summary>
     void Synchronize();
 
-    /// <summary>Starts recording the stream's work into a graph, allocating from <paramref name="pool"/>.</summary>
-    void BeginCapture(Memory.MemoryPool pool);
+    /// <summary>Starts recording the stream's work into a graph, allocating from the capture's pool.</summary>
+    void BeginCapture(GraphCapture capture);
 
     /// <summary>Stops recording: the graph, or a throw when the capture was invalidated.</summary>
     IntPtr EndCapture();

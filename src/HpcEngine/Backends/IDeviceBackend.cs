@@ -121,8 +121,9 @@ internal interface IDeviceBackend
     void ScatterAdd(Tensor r, int dim, Tensor index, Tensor src);
 
     /// <summary>Contiguous r := value where the Philox draw (seed, start) is below p, else 0: the CPU's Bernoulli
-    /// numbers element for element.</summary>
-    void Bernoulli(Tensor r, ulong seed, ulong start, double p, double value);
+    /// numbers element for element. <paramref name="start"/> was reserved from <paramref name="generator"/>, which a
+    /// graph capture needs to replay the draw with fresh numbers.</summary>
+    void Bernoulli(Tensor r, Generator generator, ulong seed, ulong start, double p, double value);
 
     /// <summary>Layer norm of contiguous x [rows, n] over n: y, and per row mean and 1/std (w and b optional).</summary>
     void LayerNorm(Tensor x, Tensor? weight, Tensor? bias, Tensor y, Tensor mean, Tensor rstd, int rows, int n, double eps);

@@ -203,7 +203,7 @@ public sealed unsafe partial class Tensor
         var g = generator ?? Generator.Default;
         var t = Empty(shape, dtype, device);
         ulong seed = g.Seed, start = g.Reserve(t.NumEl);
-        Backends.DeviceBackends.For(device).Bernoulli(t, seed, start, p, value);
+        Backends.DeviceBackends.For(device).Bernoulli(t, g, seed, start, p, value);
         return t;
     }
 

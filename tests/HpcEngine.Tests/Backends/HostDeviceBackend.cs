@@ -426,7 +426,7 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
         IndexKernels.ScatterAdd<float>(hr, dim, hi, hs);
     }
 
-    public void Bernoulli(Tensor r, ulong seed, ulong start, double p, double value)
+    public void Bernoulli(Tensor r, Generator generator, ulong seed, ulong start, double p, double value)
     {
         Count("bernoulli");
         using var hr = Host(r);

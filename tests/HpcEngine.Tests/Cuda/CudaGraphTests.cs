@@ -94,6 +94,36 @@ public class CudaGraphTests
     }
 
     [Test]
+    public void Replayed_dropout_draws_the_masks_of_the_eager_steps()
+    {
+        float[] Run(bool graph)
+        {
+            var gen = new Generator(11);
+            using var x = Tensor.Randn([64, 33], DType.Float32, new Generator(12)).To(Gpu);
+            using var w = Tensor.Randn([33], DType.Float32, new Generator(13)).To(Gpu).RequiresGrad_();
+            using var opt = new HpcEngine.Optim.Sgd([w], lr: 0.1);
+            void Step()
+            {
+                using var scope = new TensorScope();
+                opt.ZeroGrad();
+                var loss = Ops.Sum(Ops.Mul(F.Dropout(x, 0.4, generator: gen), w));
+                loss.Backward();
+                opt.Step();
+            }
+            Step();
+            if (!graph)
+                for (int i = 0; i < 4; i++) Step();
+            else
+            {
+                using var g = CudaGraph.Capture(Cuda, Step, warmup: 0);
+                for (int i = 0; i < 4; i++) g.Replay();
+            }
+            return w.ToArray<float>();
+        }
+        Assert.That(Run(graph: true), Is.EqualTo(Run(graph: false)).Within(1e-6));
+    }
+
+    [Test]
     public void Replays_allocate_no_device_memory_and_dispose_returns_the_pool()
     {
         using var model = HpcEngine.NN.Models.Create("mlp", new Generator(4));

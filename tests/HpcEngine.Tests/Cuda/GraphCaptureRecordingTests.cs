@@ -115,6 +115,40 @@ public class GraphCaptureRecordingTests
     }
 
     [Test]
+    public void Each_replay_draws_the_random_numbers_an_eager_step_would_draw_next()
+    {
+        var gen = new Generator(5);
+        using var x = Tensor.Randn([10, 10], DType.Float32, new Generator(6)).To(Dev);
+        void Step()
+        {
+            using var scope = new TensorScope();
+            F.Dropout(x, 0.5, generator: gen);
+            F.Dropout(x, 0.2, generator: gen);
+        }
+        Step(); // eager: reserves 2 × 25 counters
+        ulong atCapture = gen.Offset;
+        using var graph = CudaGraph.Capture(_stream, Step, warmup: 0);
+        ulong span = gen.Offset - atCapture;
+        Assert.That(span, Is.EqualTo(50UL));
+        var draws = _stream.Graphs.Values.Single().Where(c => c.Name == "bernoulli_graph_f32").ToList();
+        Assert.That(draws, Has.Count.EqualTo(2));
+        var offsetPointer = (ulong)draws[0].Args[3];
+        Assert.That((ulong)draws[1].Args[3], Is.EqualTo(offsetPointer), "one replay offset per generator");
+        Assert.That(draws.Select(d => (ulong)d.Args[4]), Is.EqualTo(new[] { atCapture, atCapture + 25 }), "the captured starts");
+        for (int k = 1; k <= 3; k++)
+        {
+            int before = _stream.Launches.Count;
+            graph.Replay();
+            var set = _stream.Launches.Skip(before).First();
+            Assert.That((ulong)set.Args[0], Is.EqualTo(offsetPointer));
+            // Replay k draws at the capture's start + (k − 1) spans (a zero is written by memset).
+            if (k == 1) Assert.That(set.Name, Is.EqualTo("memset"));
+            else Assert.That((set.Name, (ulong)set.Args[1]), Is.EqualTo(("fill_b64", (ulong)(k - 1) * span)), $"replay {k}");
+            Assert.That(gen.Offset, Is.EqualTo(atCapture + (ulong)k * span), "the generator advanced as by k eager steps");
+        }
+    }
+
+    [Test]
     public void Memory_the_graph_writes_is_not_handed_out_until_the_graph_is_disposed()
     {
         using var s = Make("sgd");

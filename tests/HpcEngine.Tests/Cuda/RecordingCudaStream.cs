@@ -42,7 +42,7 @@ internal sealed class RecordingCudaStream : ICudaStream
     /// <summary>The calls of each executable graph.</summary>
     public IReadOnlyDictionary<IntPtr, List<Call>> Graphs => _graphs;
 
-    public int Gemms => Launches.Count(c => c.File == "");
+    public int Gemms => Launches.Count(c => c.Name == "gemm");
 
     public int Replays { get; private set; }
 
@@ -53,6 +53,8 @@ internal sealed class RecordingCudaStream : ICudaStream
     public IntPtr Stream => 1;
 
     public bool Capturing => _capture != null;
+
+    public GraphCapture? Capture { get; private set; }
 
     private List<Call> Sink => _capture ?? Launches;
 
@@ -109,17 +111,19 @@ internal sealed class RecordingCudaStream : ICudaStream
         if (Capturing) throw new InvalidOperationException("recording stream: synchronize during a capture");
     }
 
-    public void BeginCapture(MemoryPool pool)
+    public void BeginCapture(GraphCapture capture)
     {
         if (Capturing) throw new InvalidOperationException("already capturing");
-        Memory.BeginPool(pool);
+        Memory.BeginPool(capture.Pool);
         _capture = new List<Call>();
+        Capture = capture;
     }
 
     public IntPtr EndCapture()
     {
         var calls = _capture ?? throw new InvalidOperationException("not capturing");
         _capture = null;
+        Capture = null;
         Memory.EndPool();
         IntPtr g = _nextGraph++;
         _graphs[g] = calls;
