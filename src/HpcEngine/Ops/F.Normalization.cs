@@ -170,6 +170,15 @@ public static partial class F
     {
         foreach (var p in new[] { weight, bias })
             if (p != null) Ops.SameDevice("layer_norm", x, p);
+        if (x.DType is DType.BFloat16 or DType.Float16)
+        {
+            // 16-bit inputs normalise in fp32 and round back, as on the CPU; the casts carry the gradients.
+            using var xw = Ops.To(x, DType.Float32);
+            using var ww = weight != null ? Ops.To(weight, DType.Float32) : null;
+            using var bw = bias != null ? Ops.To(bias, DType.Float32) : null;
+            using var y32 = DeviceLayerNorm(xw, normalizedShape, ww, bw, eps);
+            return Ops.To(y32, x.DType);
+        }
         int d = Shapes.NumEl(normalizedShape), rows = d == 0 ? 0 : x.NumEl / d;
         var backend = Backends.DeviceBackends.For(x.Device);
         var xc = Ops.ContiguousNoGrad(x);

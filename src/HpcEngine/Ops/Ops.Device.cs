@@ -80,12 +80,24 @@ public static partial class Ops
         else DeviceBackends.For(dst.Device).Copy(src, dst);
     }
 
-    /// <summary>a op b with broadcasting on a device: the inputs are converted to the promoted dtype there (a 0-dim
-    /// CPU operand takes the other's dtype and moves) and expanded to the result's shape by stride-0 views.</summary>
+    /// <summary>a op b with broadcasting on a device: the inputs are converted to the promoted dtype's compute type
+    /// there (bf16/fp16 compute in fp32 and are rounded back, as on the CPU; a 0-dim CPU operand takes the other's
+    /// dtype and moves) and expanded to the result's shape by stride-0 views.</summary>
     private static Tensor DeviceBinary(BinaryOp op, string name, Tensor a, Tensor b, Device? on = null)
     {
         var device = on ?? a.Device;
         var dtype = DeviceOperandType(a, b);
+        var compute = dtype.ComputeType();
+        if (compute != dtype)
+        {
+            using var wide = DeviceBinaryIn(op, name, a, b, device, compute);
+            return ToDType(wide, dtype, false);
+        }
+        return DeviceBinaryIn(op, name, a, b, device, dtype);
+    }
+
+    private static Tensor DeviceBinaryIn(BinaryOp op, string name, Tensor a, Tensor b, Device device, DType dtype)
+    {
         var shape = Shapes.Broadcast(name, a.Shape, b.Shape);
         using var ac = OnDevice(a, device, dtype);
         using var bc = OnDevice(b, device, dtype);
@@ -129,6 +141,13 @@ public static partial class Ops
     internal static Tensor DeviceCrossEntropy(Tensor logits, Tensor target, int ignoreIndex, double smoothing, Reduction reduction)
     {
         SameDevice("cross_entropy", logits, target);
+        if (logits.DType is DType.BFloat16 or DType.Float16)
+        {
+            // 16-bit logits: the loss in fp32 (the fused kernel), rounded back; the casts carry the gradient.
+            using var wide = To(logits, DType.Float32);
+            using var loss32 = DeviceCrossEntropy(wide, target, ignoreIndex, smoothing, reduction);
+            return To(loss32, logits.DType);
+        }
         if (logits.Rank != 2)
             throw new DeviceMismatchException($"cross_entropy on {logits.Device} takes logits [N, C] (got {Shapes.Format(logits.Shape)}); reshape, or move to the CPU");
         int n = logits.Shape[0], c = logits.Shape[1];

@@ -37,6 +37,13 @@ public static partial class Ops
         bool wantIdx = op is ReduceOp.Max or ReduceOp.Min or ReduceOp.ArgMax or ReduceOp.ArgMin;
         if (wantIdx && inner == 0)
             throw new ShapeMismatchException($"{name}: cannot reduce over an empty dimension (shape {Shapes.Format(x.Shape)}, dims {Shapes.Format(dims)})");
+        if (!x.IsCpu && x.DType is DType.BFloat16 or DType.Float16)
+        {
+            // As on the CPU: reduce in fp32, round the values back (indices stay int64).
+            using var wide = ToDType(x, DType.Float32, false);
+            var (v32, i) = ReduceNoGrad(op, name, wide, dims, keepDim, correction);
+            using (v32) return (op is ReduceOp.ArgMax or ReduceOp.ArgMin ? v32.Alias() : ToDType(v32, x.DType, false), i);
+        }
         if (!x.IsCpu)
         {
             if (op is ReduceOp.Max or ReduceOp.Min or ReduceOp.ArgMax or ReduceOp.ArgMin) return DeviceExtreme(op, x, dims, keepDim);

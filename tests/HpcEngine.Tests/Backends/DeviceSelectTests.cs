@@ -22,7 +22,10 @@ public abstract class DeviceSelectTests
 
     /// <summary>Runs <paramref name="f"/> on CPU inputs and on device copies; asserts the result stays on the device
     /// and equals the CPU's, and (for float inputs) that the gradients of sum(result · weights) agree.</summary>
-    protected void Same(string primitive, Func<Tensor[], Tensor> f, params Tensor[] inputs)
+    protected void Same(string primitive, Func<Tensor[], Tensor> f, params Tensor[] inputs) => SameWithin(Tolerance, primitive, f, inputs);
+
+    /// <summary><see cref="Same"/> with a tolerance of its own (bf16 results round to 8 bits of mantissa).</summary>
+    protected void SameWithin(double tolerance, string primitive, Func<Tensor[], Tensor> f, params Tensor[] inputs)
     {
         var cpu = inputs.Select(t => t.DType == DType.Float32 ? t.Detach().RequiresGrad_() : t.Alias()).ToArray();
         var dev = inputs.Select(t =>
@@ -35,7 +38,7 @@ public abstract class DeviceSelectTests
         Assert.That(got.Device, Is.EqualTo(Dev), primitive);
         Assert.That(got.DType, Is.EqualTo(want.DType), primitive);
         Assert.That(got.ShapeArray, Is.EqualTo(want.ShapeArray), primitive);
-        Assert.That(got.ToArray<double>(), Is.EqualTo(want.ToArray<double>()).Within(Tolerance), primitive);
+        Assert.That(got.ToArray<double>(), Is.EqualTo(want.ToArray<double>()).Within(tolerance), primitive);
         Assert.That(Saw(primitive), primitive);
         if (want.NeedsGrad)
         {
@@ -48,7 +51,7 @@ public abstract class DeviceSelectTests
                 if (cpu[i].Grad == null) continue;
                 Assert.That(dev[i].Grad, Is.Not.Null, $"{primitive}: input {i} got no gradient on the device");
                 Assert.That(dev[i].Grad!.Device, Is.EqualTo(Dev));
-                Assert.That(dev[i].Grad!.ToArray<float>(), Is.EqualTo(cpu[i].Grad!.ToArray<float>()).Within(Tolerance), $"{primitive}: gradient of input {i}");
+                Assert.That(dev[i].Grad!.ToArray<float>(), Is.EqualTo(cpu[i].Grad!.ToArray<float>()).Within(tolerance), $"{primitive}: gradient of input {i}");
             }
         }
         foreach (var t in cpu.Concat(dev)) t.Dispose();
@@ -268,6 +271,26 @@ public abstract class DeviceSelectTests
             Assert.That(rvDev.ToArray<float>(), Is.EqualTo(rvCpu.ToArray<float>()).Within(Tolerance), "running var");
         }
         Assert.That(Saw("batch_norm_backward"));
+    }
+
+    [Test]
+    public void Bf16_tensors_compute_in_fp32_and_round_back_as_on_the_cpu()
+    {
+        using var x32 = Randn([4, 6], 28);
+        using var y32 = Randn([6], 29);
+        using var x = x32.To(DType.BFloat16);
+        using var y = y32.To(DType.BFloat16);
+        foreach (var (primitive, f) in new (string, Func<Tensor[], Tensor>)[]
+        {
+            ("binary", t => Ops.Add(t[0], t[1])), ("binary", t => Ops.Mul(t[0], t[1])), ("binary", t => Ops.MulScalar(t[0], 3)),
+            ("unary", t => F.Gelu(t[0])), ("sum", t => Ops.Sum(t[0], [1])), ("sum", t => Ops.Mean(t[0])),
+            ("extreme", t => Ops.Max(t[0], 0).Values), ("extreme", t => Ops.ArgMax(t[0], 1)),
+            ("softmax", t => F.Softmax(t[0], 1)), ("layer_norm", t => F.LayerNorm(t[0], [6])),
+            ("gemm", t => Ops.MatMul(t[0], Ops.Transpose(t[0], 0, 1))),
+        })
+            SameWithin(0.05, primitive, f, x, y); // one bf16 step at the magnitudes here is ≤ 0.03
+        using var labels = Tensor.FromArray([0L, 5, 2, 3]);
+        SameWithin(0.05, "cross_entropy", t => F.CrossEntropy(t[0], t[1]), x, labels);
     }
 
     [Test]
