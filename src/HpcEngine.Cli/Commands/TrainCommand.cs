@@ -84,7 +84,7 @@ public sealed class TrainOptions
     [Option("cuda-graph", HelpText = "With --device cuda in one process: capture the training step in a CUDA graph and replay it (one launch per step).")]
     public bool CudaGraph { get; set; }
 
-    [Option("backend", Default = "tcp", HelpText = "Collectives for data-parallel runs: tcp (CPU tensors) or nccl (with --device cuda: each rank on cuda:LOCAL_RANK unless --device names one).")]
+    [Option("backend", Default = "tcp", HelpText = "Collectives for data-parallel runs: tcp (GPU tensors are staged through host memory) or nccl (with --device cuda: each rank on cuda:LOCAL_RANK unless --device names one).")]
     public string Backend { get; set; } = "tcp";
 
     [Option("distributed", HelpText = "Data-parallel over the ranks of the launcher's environment (default: on when WORLD_SIZE and the others are set).")]
@@ -137,7 +137,10 @@ internal static class TrainCommand
         if (o.Threads is { } t) CpuThreads.Count = t;
         using HpcEngine.Distributed.IProcessGroup? group = !distributed ? null
             : o.Backend == "nccl" ? HpcEngine.Cuda.NcclProcessGroup.InitFromEnvironment(cuda!)
-            : HpcEngine.Distributed.ProcessGroups.InitFromEnvironment();
+            : device.Type != DeviceType.Cpu
+                // GPU tensors over TCP: staged through host memory (NCCL, where available, reduces them in place).
+                ? new HpcEngine.Distributed.HostStagedProcessGroup(HpcEngine.Distributed.ProcessGroups.InitFromEnvironment())
+                : HpcEngine.Distributed.ProcessGroups.InitFromEnvironment();
         bool lead = group == null || group.Rank == 0;
         void Say(string line) { if (lead) Console.WriteLine(line); }
         var (train, test, source) = DataSources.LoadFashionMnist(o.Data);

@@ -217,6 +217,48 @@ public class DeviceDispatchTests
     }
 
     [Test]
+    public void Every_collective_takes_device_tensors_over_tcp_through_host_staging()
+    {
+        HpcEngine.Tests.Distributed.Ranks.Run(2, tcp =>
+        {
+            var pg = new HpcEngine.Distributed.HostStagedProcessGroup(tcp); // not disposed: tcp belongs to Ranks.Run
+            int r = pg.Rank;
+            float[] Host(Tensor t) => t.ToArray<float>();
+            using var a = Tensor.FromArray([1f + r, 2 + r, 3 + r, 4 + r]).To(Dev);
+            pg.AllReduce(a).Wait();
+            Assert.That(Host(a), Is.EqualTo(new[] { 3f, 5, 7, 9 }));
+            Assert.That(a.Device, Is.EqualTo(Dev));
+            using var b = Tensor.FromArray([10f * (r + 1)]).To(Dev);
+            pg.Broadcast(b, new HpcEngine.Distributed.BroadcastOptions { Root = 1 }).Wait();
+            Assert.That(Host(b), Is.EqualTo(new[] { 20f }));
+            using var c = Tensor.FromArray([1f + r]).To(Dev);
+            pg.Reduce(c, new HpcEngine.Distributed.ReduceOptions { Root = 0 }).Wait();
+            if (r == 0) Assert.That(Host(c), Is.EqualTo(new[] { 3f }));
+            using var mine = Tensor.FromArray([r * 1f, r + 0.5f]).To(Dev);
+            using var all = Tensor.Zeros([4]).To(Dev);
+            pg.AllGather(all, mine).Wait();
+            Assert.That(Host(all), Is.EqualTo(new[] { 0f, 0.5f, 1, 1.5f }));
+            using var whole = Tensor.FromArray([1f, 2, 3, 4]).To(Dev);
+            using var part = Tensor.Zeros([2]).To(Dev);
+            pg.ReduceScatter(part, whole).Wait();
+            Assert.That(Host(part), Is.EqualTo(r == 0 ? new[] { 2f, 4 } : new[] { 6f, 8 }));
+            using var send = Tensor.FromArray([r * 10f, r * 10f + 1]).To(Dev);
+            using var got = Tensor.Zeros([2]).To(Dev);
+            pg.AllToAll(got, send).Wait();
+            Assert.That(Host(got), Is.EqualTo(r == 0 ? new[] { 0f, 10 } : new[] { 1f, 11 }));
+            using var msg = Tensor.FromArray([42f, 43]).To(Dev);
+            using var into = Tensor.Zeros([2]).To(Dev);
+            if (r == 0) pg.Send(msg, 1).Wait();
+            else
+            {
+                pg.Recv(into, 0).Wait();
+                Assert.That(Host(into), Is.EqualTo(new[] { 42f, 43 }));
+            }
+            pg.Barrier().Wait();
+        });
+    }
+
+    [Test]
     public void On_a_device_the_trainer_augments_clips_and_resumes_from_a_checkpoint_like_the_cpu()
     {
         var (train, test) = HpcEngine.Datasets.DataSources.LoadEmbedded();
@@ -290,7 +332,7 @@ public class DeviceDispatchTests
                 IReadOnlyList<double>? losses = null;
                 HpcEngine.Tests.Distributed.Ranks.Run(2, pg =>
                 {
-                    using var staged = new DeviceStagingGroup(pg);
+                    var staged = new HpcEngine.Distributed.HostStagedProcessGroup(pg); // not disposed: pg belongs to Ranks.Run
                     var r = HpcEngine.Training.Trainer.Run(config with { Device = device }, train, test, "embedded", null, staged);
                     if (pg.Rank == 0) losses = r.StepLosses;
                 });
