@@ -32,6 +32,10 @@ public abstract class GradientCodec
     /// <summary>Whether the codec keeps what it did not send and adds it to the next step's input.</summary>
     public virtual bool ErrorFeedback => false;
 
+    /// <summary>Whether <see cref="Exchange"/> takes a device tensor as it is (its work is tensor ops and collectives);
+    /// otherwise the caller hands it a host copy.</summary>
+    public virtual bool TakesDeviceTensors => false;
+
     /// <summary>Starts averaging <paramref name="flat"/> (float32, contiguous) across <paramref name="group"/>; when the
     /// returned work completes, <paramref name="flat"/> holds the (decoded) average on every rank, bit-identical across
     /// ranks. <paramref name="shapes"/> are the shapes of the tensors laid end to end in <paramref name="flat"/> (only

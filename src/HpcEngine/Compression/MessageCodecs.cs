@@ -10,6 +10,8 @@ public sealed class NoneCodec : MessageCodec
 {
     public override string Name => "none";
 
+    public override bool TakesDeviceTensors => true;
+
     /// <summary>A plain averaging allreduce (no message to gather: float32 sums as is).</summary>
     public override CodecExchange Exchange(Tensor flat, IReadOnlyList<int[]> shapes, IProcessGroup group, int key)
     {
@@ -31,6 +33,9 @@ public sealed class NoneCodec : MessageCodec
 public sealed class HalfCodec(bool bf16) : MessageCodec
 {
     public override string Name => bf16 ? "bf16" : "fp16";
+
+    /// <summary>The cast, the 16-bit allreduce and the cast back all run where the tensor is.</summary>
+    public override bool TakesDeviceTensors => true;
 
     public override CodecExchange Exchange(Tensor flat, IReadOnlyList<int[]> shapes, IProcessGroup group, int key)
     {

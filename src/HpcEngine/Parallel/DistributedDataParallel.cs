@@ -162,7 +162,7 @@ public sealed class DistributedDataParallel : IDisposable
         }
         // The codec issues its collectives here, on the hook's thread: every rank must issue them in the same order.
         var flat = b.Buffer;
-        if (!b.Buffer.IsCpu)
+        if (!b.Buffer.IsCpu && !_codec.TakesDeviceTensors)
         {
             b.Staging ??= Tensor.Empty(b.Buffer.ShapeArray, DType.Float32).DetachFromScope();
             Ops.CopyAcross(b.Buffer, b.Staging);

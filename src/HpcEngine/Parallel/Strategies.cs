@@ -366,11 +366,12 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
         else
         {
             // The codecs are host code: a device Δ is compressed from a host copy and the average copied back.
-            using var host = _flat.IsCpu ? _flat.Alias() : Tensor.Empty(_flat.ShapeArray, DType.Float32);
-            if (!_flat.IsCpu) Ops.CopyAcross(_flat, host);
+            bool stage = !_flat.IsCpu && !_codec.TakesDeviceTensors;
+            using var host = stage ? Tensor.Empty(_flat.ShapeArray, DType.Float32) : _flat.Alias();
+            if (stage) Ops.CopyAcross(_flat, host);
             var exchange = _codec.Exchange(host, _shapes, _group, key: 0);
             exchange.Work.Wait();
-            if (!_flat.IsCpu) Ops.CopyAcross(host, _flat);
+            if (stage) Ops.CopyAcross(host, _flat);
             BytesCommunicated += exchange.EncodedBytes;
         }
         CommunicationSeconds += sw.Elapsed.TotalSeconds;

@@ -314,6 +314,7 @@ public class DeviceDispatchTests
     [TestCase(null, "sync")]
     [TestCase("topk:0.05", "sync")]
     [TestCase("int8", "sync")]
+    [TestCase("bf16", "sync")]
     [TestCase(null, "zero1")]
     [TestCase(null, "localsgd:2")]
     [TestCase("fp16", "diloco:2")]
