@@ -71,6 +71,9 @@ public abstract class Optimizer : IDisposable
         }
     }
 
+    /// <summary>Sets the step count after CUDA-graph replays, whose host code (which counts) ran only at capture.</summary>
+    internal void SetStepCount(long steps) => Steps = steps;
+
     /// <summary>Updates parameter <paramref name="index"/> in place.</summary>
     protected abstract void Update(int index, Tensor parameter, Tensor grad);
 

@@ -291,6 +291,8 @@ public static class Trainer
             schedule.Apply(opt, step); // the device learning rate, read by the replayed kernels
             if (g.Graph == null) g.Graph = Backends.DeviceBackends.For(device).CaptureGraph(GraphStep, warmup: 1); // the warm-up is this batch's step
             else g.Graph.Replay();
+            // A replay runs no host code, so the optimizer's step count is set from the trainer's (one step per batch).
+            opt.SetStepCount(step + 1);
             // As after an eager step: the handles go (the graph keeps writing its own gradient memory), so an eager
             // step on a short batch starts from no gradient instead of accumulating onto the replay's.
             opt.ZeroGrad();
