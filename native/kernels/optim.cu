@@ -51,8 +51,3 @@ extern "C" __global__ void sgd_f32(float* p, const float* g, float* buf, i64 n, 
     p[i] -= lr * gi;
   }
 }
-
-// g *= scale (gradient clipping after the norm is known; averaging after a sum allreduce).
-extern "C" __global__ void scale_f32(float* x, float scale, i64 n) {
-  for (i64 i = global_index(); i < n; i += grid_stride()) x[i] *= scale;
-}

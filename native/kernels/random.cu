@@ -19,8 +19,3 @@ extern "C" __global__ void bernoulli_graph_f32(float* r, i64 n, u64 seed, const 
   for (i64 i = global_index(); i < n; i += grid_stride())
     r[i] = (philox_at(seed, first + (u64)(i >> 2), (int)(i & 3)) >> 8) < threshold ? value : 0.0f;
 }
-
-extern "C" __global__ void uniform_f32(float* y, i64 n, u64 seed, u64 start, float low, float high) {
-  for (i64 i = global_index(); i < n; i += grid_stride())
-    y[i] = low + (high - low) * uniform01(philox_at(seed, start + (u64)(i >> 2), (int)(i & 3)));
-}

@@ -1,5 +1,5 @@
-// Reductions: per row of a [rows, cols] matrix (one block per row, warp shuffles then a block reduction), per
-// column (one thread per column, coalesced across the row), and over everything (block partials, then one block).
+// Reductions: per row of a [rows, cols] matrix (one block per row, warp shuffles then a block reduction: sums, and
+// max/min with their index) and per column (one thread per column, coalesced across the row).
 #include "hpc/common.cuh"
 
 using namespace hpc;
@@ -16,17 +16,6 @@ extern "C" __global__ void sum_rows_f32(const float* x, float* out, i64 rows, i6
   }
 }
 
-extern "C" __global__ void max_rows_f32(const float* x, float* out, i64 rows, i64 cols) {
-  __shared__ float scratch[32];
-  for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
-    const float* row = x + r * cols;
-    float m = -__int_as_float(0x7f800000);
-    for (i64 c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, row[c]);
-    m = block_max(m, scratch);
-    if (threadIdx.x == 0) out[r] = m;
-  }
-}
-
 // out[c] = scale * sum_r x[r, c]: the bias gradient of a linear layer. Threads of a warp read neighbouring columns.
 extern "C" __global__ void sum_cols_f32(const float* x, float* out, i64 rows, i64 cols, float scale) {
   for (i64 c = global_index(); c < cols; c += grid_stride()) {
@@ -34,24 +23,6 @@ extern "C" __global__ void sum_cols_f32(const float* x, float* out, i64 rows, i6
     for (i64 r = 0; r < rows; r++) s += x[r * cols + c];
     out[c] = s * scale;
   }
-}
-
-// First pass of a full sum: each block writes its partial; a second launch with one block sums the partials.
-extern "C" __global__ void sum_partial_f32(const float* x, float* partial, i64 n) {
-  __shared__ float scratch[32];
-  float s = 0.0f;
-  for (i64 i = global_index(); i < n; i += grid_stride()) s += x[i];
-  s = block_sum(s, scratch);
-  if (threadIdx.x == 0) partial[blockIdx.x] = s;
-}
-
-// Sum of squares (for gradient-norm clipping and codec residual norms), same two-pass scheme.
-extern "C" __global__ void sumsq_partial_f32(const float* x, float* partial, i64 n) {
-  __shared__ float scratch[32];
-  float s = 0.0f;
-  for (i64 i = global_index(); i < n; i += grid_stride()) s += x[i] * x[i];
-  s = block_sum(s, scratch);
-  if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
 // Max or min per row with the index of its first occurrence (the CPU backend's ties rule; a NaN wins, as there).
