@@ -1,58 +1,25 @@
-// The device halves of the gradient codecs (src/HpcEngine/Compression): error-feedback accumulation, top-k by
-// threshold, int8 stochastic quantisation with the Philox stream, and sign packing. Formats match the CPU codecs'
-// messages byte for byte, so a GPU rank and a CPU rank can exchange them.
+// The device halves of the dense message codecs (src/HpcEngine/Compression): encode a gradient into the CPU codec's
+// message bytes and add a decoded message into a sum, so a GPU rank sends and reads the very bytes a CPU rank does.
+//   sign: [scale: float32 LE][bit i%8 of byte i/8 set when v[i] >= 0]   decode: ±scale
+//   int8: [scale: float32 LE][q_i: int8], q = stochastic round(v/scale·127) with the Philox stream, in the CPU's
+//         arithmetic (the quotient in float, the rounding test in double)   decode: q·scale/127
+// Messages sit at any byte offset inside an allgather buffer, so the header is read and written byte by byte.
 #include "hpc/common.cuh"
 
 using namespace hpc;
 
-// v = g + residual (error feedback's input), written into v.
-extern "C" __global__ void add_residual_f32(const float* g, const float* residual, float* v, i64 n) {
-  for (i64 i = global_index(); i < n; i += grid_stride()) v[i] = g[i] + residual[i];
+__device__ __forceinline__ void write_header(unsigned char* msg, float scale) {
+  u32 b = __float_as_uint(scale);
+  msg[0] = (unsigned char)b; msg[1] = (unsigned char)(b >> 8); msg[2] = (unsigned char)(b >> 16); msg[3] = (unsigned char)(b >> 24);
 }
 
-// Counts elements with |v| > threshold: the host bisects the threshold until the count brackets k (top-k without a
-// full sort, as threshold-based sparsification does); then select_above_f32 writes them.
-extern "C" __global__ void count_above_f32(const float* v, i64 n, float threshold, unsigned int* count) {
-  __shared__ float scratch[32];
-  float c = 0.0f;
-  for (i64 i = global_index(); i < n; i += grid_stride()) c += fabsf(v[i]) > threshold ? 1.0f : 0.0f;
-  c = block_sum(c, scratch);
-  if (threadIdx.x == 0) atomicAdd(count, (unsigned int)c);
+__device__ __forceinline__ float read_header(const unsigned char* msg) {
+  return __uint_as_float((u32)msg[0] | ((u32)msg[1] << 8) | ((u32)msg[2] << 16) | ((u32)msg[3] << 24));
 }
 
-// Appends (index, value) of every |v| > threshold into the pair arrays (order unspecified: the host sorts by index,
-// as the CPU codec's message is in index order) and moves them out of the residual: residual = v, except zero there.
-extern "C" __global__ void select_above_f32(const float* v, i64 n, float threshold, int* indices, float* values, unsigned int* cursor,
-                                            unsigned int capacity, float* residual) {
-  for (i64 i = global_index(); i < n; i += grid_stride()) {
-    float x = v[i];
-    if (fabsf(x) > threshold) {
-      unsigned int at = atomicAdd(cursor, 1u);
-      if (at < capacity) { indices[at] = (int)i; values[at] = x; residual[i] = 0.0f; }
-      else residual[i] = x;
-    } else {
-      residual[i] = x;
-    }
-  }
-}
-
-// QSGD with 127 levels: q = stochastic_round(v / scale * 127), scale = max|v| (from max-abs reduction on the host).
-extern "C" __global__ void quantize_int8_f32(const float* v, signed char* q, i64 n, float scale, u64 seed, u64 start) {
-  for (i64 i = global_index(); i < n; i += grid_stride()) {
-    if (scale == 0.0f) { q[i] = 0; continue; }
-    float x = v[i] / scale * 127.0f, lo = floorf(x);
-    float u = (float)philox_at(seed, start + (u64)(i >> 2), (int)(i & 3)) * (1.0f / 4294967296.0f);
-    int r = (int)(u < x - lo ? lo + 1.0f : lo);
-    q[i] = (signed char)max(-127, min(127, r));
-  }
-}
-
-extern "C" __global__ void dequantize_int8_f32(const signed char* q, float* v, i64 n, float scale) {
-  for (i64 i = global_index(); i < n; i += grid_stride()) v[i] = (float)q[i] * scale / 127.0f;
-}
-
-// One bit per element, little-endian within a byte (bit i % 8 of byte i / 8 set when v >= 0): one thread per byte.
-extern "C" __global__ void sign_pack_f32(const float* v, unsigned char* bits, i64 n) {
+// One thread per message byte; the scale (mean |v|, computed by the caller) goes first.
+extern "C" __global__ void sign_encode_f32(const float* v, const float* scale, unsigned char* msg, i64 n) {
+  if (global_index() == 0) write_header(msg, *scale);
   i64 bytes = (n + 7) / 8;
   for (i64 b = global_index(); b < bytes; b += grid_stride()) {
     unsigned char byte = 0;
@@ -60,10 +27,31 @@ extern "C" __global__ void sign_pack_f32(const float* v, unsigned char* bits, i6
       i64 i = b * 8 + j;
       if (i < n && v[i] >= 0.0f) byte |= (unsigned char)(1u << j);
     }
-    bits[b] = byte;
+    msg[4 + b] = byte;
   }
 }
 
-extern "C" __global__ void sign_unpack_f32(const unsigned char* bits, float* v, i64 n, float scale) {
-  for (i64 i = global_index(); i < n; i += grid_stride()) v[i] = (bits[i >> 3] >> (i & 7)) & 1 ? scale : -scale;
+extern "C" __global__ void sign_decode_add_f32(const unsigned char* msg, float* sum, i64 n) {
+  float scale = read_header(msg);
+  for (i64 i = global_index(); i < n; i += grid_stride()) sum[i] += (msg[4 + (i >> 3)] >> (i & 7)) & 1 ? scale : -scale;
+}
+
+// scale = max |v| (the caller's reduction); `start` is the codec's Philox counter for this encode.
+extern "C" __global__ void int8_encode_f32(const float* v, const float* scale_ptr, unsigned char* msg, i64 n, u64 seed, u64 start) {
+  float scale = *scale_ptr;
+  if (global_index() == 0) write_header(msg, scale);
+  for (i64 i = global_index(); i < n; i += grid_stride()) {
+    if (scale == 0.0f) { msg[4 + i] = 0; continue; }
+    double x = (double)(v[i] / scale * 127.0f);
+    double lo = floor(x);
+    double u = (double)philox_at(seed, start + (u64)(i >> 2), (int)(i & 3)) * (1.0 / 4294967296.0);
+    int q = (int)(u < x - lo ? lo + 1.0 : lo);
+    q = max(-127, min(127, q));
+    msg[4 + i] = (unsigned char)(signed char)q;
+  }
+}
+
+extern "C" __global__ void int8_decode_add_f32(const unsigned char* msg, float* sum, i64 n) {
+  float scale = read_header(msg);
+  for (i64 i = global_index(); i < n; i += grid_stride()) sum[i] += (float)(signed char)msg[4 + i] * scale / 127.0f;
 }

@@ -9,6 +9,15 @@ internal interface IDeviceMemory : IDisposable
     long Bytes { get; }
 }
 
+/// <summary>The dense message formats whose encode and decode run on a device (native/kernels/compress.cu).</summary>
+internal enum MessageFormat
+{
+    /// <summary>[scale float32][one sign bit per element].</summary>
+    Sign,
+    /// <summary>[scale float32][one int8 per element, stochastically rounded].</summary>
+    Int8,
+}
+
 /// <summary>A recorded sequence of device work replayed with one launch (a CUDA graph).</summary>
 internal interface IDeviceGraph : IDisposable
 {
@@ -143,6 +152,14 @@ internal interface IDeviceBackend
 
     /// <summary>dx (zeroed by the caller) += gy spread over each window.</summary>
     void AvgPoolBackward(Tensor gy, Tensor dx, int planes, Conv2dGeometry geo, bool countIncludePad);
+
+    /// <summary>msg (uint8) := the CPU codec's message of contiguous float32 <paramref name="v"/>, with the 0-dim
+    /// <paramref name="scale"/> in its header (int8 rounds with the Philox stream at <paramref name="seed"/>,
+    /// <paramref name="start"/>).</summary>
+    void EncodeMessage(MessageFormat format, Tensor v, Tensor scale, Tensor msg, ulong seed, ulong start);
+
+    /// <summary>sum (float32) += the values message <paramref name="msg"/> stands for.</summary>
+    void DecodeAddMessage(MessageFormat format, Tensor msg, Tensor sum);
 
     /// <summary>One SGD step in place (PyTorch's order; <paramref name="buffer"/> null without momentum). The learning
     /// rate is a 0-dim float32 tensor on the device (the optimizer's), read by the kernel.</summary>

@@ -22,6 +22,7 @@ public sealed record CodecExchange(Work Work, long EncodedBytes);
 public abstract class GradientCodec
 {
     private readonly Dictionary<int, float[]> _residuals = new();
+    private readonly Dictionary<int, Tensor> _deviceResiduals = new();
 
     /// <summary>"none", "fp16", "topk:0.01", "powersgd:2" ...</summary>
     public abstract string Name { get; }
@@ -49,22 +50,40 @@ public abstract class GradientCodec
         return r;
     }
 
+    /// <summary>The residual of a bucket whose gradients live on <paramref name="device"/>, kept there (a residual
+    /// restored from a checkpoint moves there on first use).</summary>
+    protected Tensor DeviceResidual(int key, int n, Device device)
+    {
+        if (_deviceResiduals.TryGetValue(key, out var t) && t.NumEl == n && t.Device == device) return t;
+        t?.Dispose();
+        if (_residuals.Remove(key, out var host) && host.Length == n)
+            using (var h = Tensor.FromArray(host)) t = Ops.MoveNoGrad(h, device).DetachFromScope();
+        else t = Tensor.Empty([n], DType.Float32, device, zeroed: true).DetachFromScope();
+        return _deviceResiduals[key] = t;
+    }
+
+    /// <summary>Every residual as host values (device ones copied back).</summary>
+    private IEnumerable<(int Key, float[] Values)> Residuals() =>
+        _residuals.Select(kv => (kv.Key, kv.Value)).Concat(_deviceResiduals.Select(kv => (kv.Key, kv.Value.ToArray<float>())));
+
     /// <summary>L2 norm of the residual of a bucket (0 without error feedback).</summary>
     public double ResidualNorm(int key) =>
-        _residuals.TryGetValue(key, out var r) ? Math.Sqrt(r.Sum(v => (double)v * v)) : 0;
+        Residuals().Where(r => r.Key == key).Select(r => Math.Sqrt(r.Values.Sum(v => (double)v * v))).FirstOrDefault();
 
     /// <summary>L2 norm over every bucket's residual: what has been computed but not yet sent.</summary>
-    public double TotalResidualNorm() => Math.Sqrt(_residuals.Values.Sum(r => r.Sum(v => (double)v * v)));
+    public double TotalResidualNorm() => Math.Sqrt(Residuals().Sum(r => r.Values.Sum(v => (double)v * v)));
 
     /// <summary>The codec's state as tensors ("residual.{key}", and whatever a subclass adds), for checkpoints.</summary>
     public virtual Dictionary<string, Tensor> StateDict() =>
-        _residuals.ToDictionary(kv => $"residual.{kv.Key.ToString(CultureInfo.InvariantCulture)}", kv => Tensor.FromArray((float[])kv.Value.Clone()).DetachFromScope());
+        Residuals().ToDictionary(r => $"residual.{r.Key.ToString(CultureInfo.InvariantCulture)}", r => Tensor.FromArray((float[])r.Values.Clone()).DetachFromScope());
 
     /// <summary>Restores <see cref="StateDict"/> output.</summary>
     public void LoadStateDict(IReadOnlyDictionary<string, Tensor> state)
     {
         ArgumentNullException.ThrowIfNull(state);
         _residuals.Clear();
+        foreach (var t in _deviceResiduals.Values) t.Dispose();
+        _deviceResiduals.Clear();
         ClearExtraState();
         foreach (var (k, t) in state)
         {

@@ -236,14 +236,30 @@ public sealed class Int8Codec(ulong seed) : MessageCodec
     private ulong _counter;
     public override string Name => "int8";
 
+    /// <summary>On a device: scale = max |v|, and the encode draws from the same Philox counters as the host's.</summary>
+    private protected override DeviceHalves? OnDevice => new(Backends.MessageFormat.Int8, n => n,
+        v => v.NumEl == 0 ? Tensor.Empty([], DType.Float32, v.Device, zeroed: true) : MaxAbs(v), n => (seed, Reserve(n)));
+
+    private static Tensor MaxAbs(Tensor v)
+    {
+        using var a = Ops.Abs(v);
+        return Ops.Max(a);
+    }
+
+    private ulong Reserve(int n)
+    {
+        ulong block = _counter;
+        _counter += (ulong)(n + 3) / 4;
+        return block;
+    }
+
     protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values)
     {
         var b = new byte[4 + values.Length];
         float scale = 0;
         foreach (var v in values) scale = Math.Max(scale, Math.Abs(v));
         BinaryPrimitives.WriteSingleLittleEndian(b, scale);
-        ulong block = _counter;
-        _counter += (ulong)(values.Length + 3) / 4;
+        ulong block = Reserve(values.Length);
         for (int i = 0; i < values.Length; i++)
         {
             if (scale == 0) { b[4 + i] = 0; continue; }
@@ -269,6 +285,17 @@ public sealed class SignCodec : MessageCodec
 {
     public override string Name => "sign";
     public override bool ErrorFeedback => true;
+
+    /// <summary>On a device: scale = mean |v| (summed in float32 there, in float64 on the host: the scales can differ
+    /// in the last bit, the format not).</summary>
+    private protected override DeviceHalves? OnDevice => new(Backends.MessageFormat.Sign, n => (n + 7) / 8,
+        v => v.NumEl == 0 ? Tensor.Empty([], DType.Float32, v.Device, zeroed: true) : MeanAbs(v), _ => (0, 0));
+
+    private static Tensor MeanAbs(Tensor v)
+    {
+        using var a = Ops.Abs(v);
+        return Ops.Mean(a);
+    }
 
     protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values)
     {

@@ -216,6 +216,36 @@ public class DeviceDispatchTests
         Assert.Throws<ArgumentException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { Device = "cuda", CudaGraph = true, ClipNorm = 1 }).Validate());
     }
 
+    [TestCase("int8")]
+    [TestCase("sign")]
+    public void Message_codecs_encode_and_decode_device_gradients_into_the_host_codecs_results(string name)
+    {
+        // The same messages as the host encode (int8 bit for bit; sign's mean |v| is summed in float32 on the device,
+        // float64 on the host), averaged in rank order, with the error-feedback residual kept on the device.
+        HpcEngine.Tests.Distributed.Ranks.Run(2, tcp =>
+        {
+            var pg = new HpcEngine.Distributed.HostStagedProcessGroup(tcp); // not disposed: tcp belongs to Ranks.Run
+            var onHost = HpcEngine.Compression.GradientCodec.Create(name, seed: 3);
+            var onDevice = HpcEngine.Compression.GradientCodec.Create(name, seed: 3);
+            Assert.That(onDevice.TakesDeviceTensors);
+            for (int step = 0; step < 3; step++)
+            {
+                using var g = Randn([1001], (ulong)(40 + 10 * step + pg.Rank));
+                using var host = g.Clone();
+                using var dev = g.To(Dev);
+                onHost.Exchange(host, [[1001]], pg, key: 0).Work.Wait();
+                var exchange = onDevice.Exchange(dev, [[1001]], pg, key: 0);
+                exchange.Work.Wait();
+                Assert.That(dev.Device, Is.EqualTo(Dev));
+                Assert.That(exchange.EncodedBytes, Is.EqualTo(name == "int8" ? 4 + 1001 : 4 + 126), "the format's bytes");
+                if (name == "int8") Assert.That(dev.ToArray<float>(), Is.EqualTo(host.ToArray<float>()), $"step {step}");
+                else Assert.That(dev.ToArray<float>(), Is.EqualTo(host.ToArray<float>()).Within(1e-5), $"step {step}");
+                Assert.That(onDevice.TotalResidualNorm(), Is.EqualTo(onHost.TotalResidualNorm()).Within(1e-4));
+            }
+            Assert.That(_backend.Calls.Keys, Does.Contain("encode_message").And.Contain("decode_message"));
+        });
+    }
+
     [Test]
     public void Every_collective_takes_device_tensors_over_tcp_through_host_staging()
     {
@@ -315,6 +345,7 @@ public class DeviceDispatchTests
     [TestCase("topk:0.05", "sync")]
     [TestCase("int8", "sync")]
     [TestCase("bf16", "sync")]
+    [TestCase("sign", "sync")]
     [TestCase(null, "zero1")]
     [TestCase(null, "localsgd:2")]
     [TestCase("fp16", "diloco:2")]

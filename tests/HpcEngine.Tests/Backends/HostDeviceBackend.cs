@@ -505,4 +505,43 @@ internal sealed unsafe class HostDeviceBackend : IDeviceBackend
         using var hd = Host(dx);
         PoolKernels.Avg(hd.Ptr<float>(), hg.Ptr<float>(), planes, geo, countIncludePad, backward: true);
     }
+
+    public void EncodeMessage(MessageFormat format, Tensor v, Tensor scale, Tensor msg, ulong seed, ulong start)
+    {
+        Count("encode_message");
+        using var hv = Host(v);
+        using var hs = Host(scale);
+        using var hm = Host(msg);
+        var values = hv.Span<float>();
+        float s = hs.Span<float>()[0];
+        var bytes = hm.Span<byte>();
+        System.Buffers.Binary.BinaryPrimitives.WriteSingleLittleEndian(bytes, s);
+        for (int i = 0; i < values.Length; i++)
+        {
+            if (format == MessageFormat.Sign)
+            {
+                if (i % 8 == 0) bytes[4 + i / 8] = 0;
+                if (values[i] >= 0) bytes[4 + i / 8] |= (byte)(1 << (i % 8));
+                continue;
+            }
+            if (s == 0) { bytes[4 + i] = 0; continue; }
+            double x = values[i] / s * 127;
+            double lo = Math.Floor(x);
+            double u = Philox.ToUniformDouble(Philox.At(seed, start + (ulong)(i >> 2), i & 3));
+            int q = (int)(u < x - lo ? lo + 1 : lo);
+            bytes[4 + i] = unchecked((byte)(sbyte)Math.Clamp(q, -127, 127));
+        }
+    }
+
+    public void DecodeAddMessage(MessageFormat format, Tensor msg, Tensor sum)
+    {
+        Count("decode_message");
+        using var hm = Host(msg);
+        using var hs = Host(sum);
+        var bytes = hm.Span<byte>();
+        var total = hs.Span<float>();
+        float s = System.Buffers.Binary.BinaryPrimitives.ReadSingleLittleEndian(bytes);
+        for (int i = 0; i < total.Length; i++)
+            total[i] += format == MessageFormat.Sign ? ((bytes[4 + i / 8] & (1 << (i % 8))) != 0 ? s : -s) : (sbyte)bytes[4 + i] * s / 127f;
+    }
 }

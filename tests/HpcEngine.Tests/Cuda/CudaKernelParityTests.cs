@@ -127,7 +127,7 @@ public class CudaKernelParityTests
     }
 
     [Test]
-    public void Bf16_cast_and_sign_packing_match_the_cpu_formats()
+    public void Bf16_cast_and_the_sign_and_int8_messages_are_the_cpu_codecs_bytes()
     {
         const int n = 1001;
         using var cast = _cuda.LoadKernels("cast.cu");
@@ -137,10 +137,17 @@ public class CudaKernelParityTests
         using var bf = _cuda.Allocate(2L * n);
         _cuda.Launch(cast.Function("f32_to_bf16"), Grid(n), 256, 0, dx.Pointer, bf.Pointer, (long)n);
         Assert.That(_cuda.Download<ushort>(bf, n), Is.EqualTo(x.Select(BFloat16Bits.FromSingle).ToArray()));
-        using var bits = _cuda.Allocate((n + 7) / 8);
-        _cuda.Launch(compress.Function("sign_pack_f32"), Grid((n + 7) / 8), 256, 0, dx.Pointer, bits.Pointer, (long)n);
-        var cpu = ((MessageCodec)GradientCodec.Create("sign")).Encode(x);
-        Assert.That(_cuda.Download<byte>(bits, (n + 7) / 8), Is.EqualTo(cpu.Bytes.Skip(4).ToArray()));
+        // The scales as the host codecs compute them, so the messages must agree byte for byte.
+        var sign = ((MessageCodec)GradientCodec.Create("sign")).Encode(x);
+        using var signScale = _cuda.Upload<float>([BitConverter.ToSingle(sign.Bytes, 0)]);
+        using var signMsg = _cuda.Allocate(sign.Bytes.Length);
+        _cuda.Launch(compress.Function("sign_encode_f32"), Grid((n + 7) / 8), 256, 0, dx.Pointer, signScale.Pointer, signMsg.Pointer, (long)n);
+        Assert.That(_cuda.Download<byte>(signMsg, sign.Bytes.Length), Is.EqualTo(sign.Bytes));
+        var int8 = ((MessageCodec)GradientCodec.Create("int8", seed: 5)).Encode(x);
+        using var int8Scale = _cuda.Upload<float>([x.Max(MathF.Abs)]);
+        using var int8Msg = _cuda.Allocate(int8.Bytes.Length);
+        _cuda.Launch(compress.Function("int8_encode_f32"), Grid(n), 256, 0, dx.Pointer, int8Scale.Pointer, int8Msg.Pointer, (long)n, 5UL, 0UL);
+        Assert.That(_cuda.Download<byte>(int8Msg, int8.Bytes.Length), Is.EqualTo(int8.Bytes));
     }
 
     [Test]

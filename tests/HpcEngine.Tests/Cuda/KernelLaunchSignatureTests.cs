@@ -128,6 +128,16 @@ public partial class KernelLaunchSignatureTests
             Ops.Transpose(On(Tensor.FromArray(new long[6], 2, 3)).To(DType.BFloat16), 0, 1).Contiguous();
             using (HpcEngine.Autograd.Autocast.Bf16()) Ops.MatMul(a, Ops.Transpose(a, 0, 1));
             Ops.Narrow(On(Tensor.Zeros([4, 4])), 1, 1, 2).Fill(3);
+            var codecBackend = DeviceBackends.For(Dev);
+            var values = On(Tensor.Randn([37], DType.Float32, gen));
+            var scale = Ops.Mean(Ops.Abs(values));
+            var message = Tensor.Empty([4 + 37], DType.UInt8, Dev);
+            var decoded = Tensor.Empty([37], DType.Float32, Dev, zeroed: true);
+            foreach (var format in new[] { MessageFormat.Sign, MessageFormat.Int8 })
+            {
+                codecBackend.EncodeMessage(format, values, scale, message, 1, 0);
+                codecBackend.DecodeAddMessage(format, message, decoded);
+            }
             a.To(DType.Float64).To(DType.Float32);
             var ls = a.Detach().RequiresGrad_();
             Ops.Sum(F.LogSoftmax(ls, 1)).Backward();
