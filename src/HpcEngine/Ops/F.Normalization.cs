@@ -18,16 +18,19 @@ public static partial class F
         foreach (var p in new[] { weight, bias })
             if (p != null && !p.Shape.SequenceEqual(normalizedShape))
                 throw new ShapeMismatchException($"layer_norm: weight and bias must have shape {Shapes.Format(normalizedShape)}, got {Shapes.Format(p.Shape)}");
-        if (!x.IsCpu) return DeviceLayerNorm(x, normalizedShape, weight, bias, eps);
+        foreach (var p in new[] { weight, bias })
+            if (p != null) Ops.SameDevice("layer_norm", x, p);
         var compute = x.DType.ComputeType();
+        var device = x.Device;
         int d = Shapes.NumEl(normalizedShape), rows = d == 0 ? 0 : x.NumEl / d;
         using var xc = Ops.ToDType(x, compute, false).ContiguousOwned();
         using var wc = weight != null ? Ops.ToDType(weight, compute, false).ContiguousOwned() : null;
         using var bc = bias != null ? Ops.ToDType(bias, compute, false).ContiguousOwned() : null;
-        var y = Tensor.Empty(x.Shape, compute);
-        var mean = Tensor.Empty([rows], compute);
-        var rstd = Tensor.Empty([rows], compute);
-        if (compute == DType.Float32)
+        var y = Tensor.Empty(x.ShapeArray, compute, device);
+        var mean = Tensor.Empty([rows], compute, device);
+        var rstd = Tensor.Empty([rows], compute, device);
+        if (!x.IsCpu) Backends.DeviceBackends.For(device).LayerNorm(xc, wc, bc, y, mean, rstd, rows, d, eps);
+        else if (compute == DType.Float32)
             LayerNormKernels.Forward(xc.Ptr<float>(), wc != null ? wc.Ptr<float>() : null, bc != null ? bc.Ptr<float>() : null, y.Ptr<float>(), mean.Ptr<float>(), rstd.Ptr<float>(), rows, d, eps);
         else
             LayerNormKernels.Forward(xc.Ptr<double>(), wc != null ? wc.Ptr<double>() : null, bc != null ? bc.Ptr<double>() : null, y.Ptr<double>(), mean.Ptr<double>(), rstd.Ptr<double>(), rows, d, eps);
@@ -45,10 +48,11 @@ public static partial class F
         Recorder.Record(y, "layer_norm", inputs, [.. save], (g, s) =>
         {
             using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
-            var dx = Tensor.Empty(s[0].Shape, compute);
-            var dw = hasW ? Tensor.Empty(normalizedShape, compute) : null;
-            var db = hasB ? Tensor.Empty(normalizedShape, compute) : null;
-            if (compute == DType.Float32)
+            var dx = Tensor.Empty(s[0].ShapeArray, compute, device);
+            var dw = hasW ? Tensor.Empty(normalizedShape, compute, device) : null;
+            var db = hasB ? Tensor.Empty(normalizedShape, compute, device) : null;
+            if (!s[0].IsCpu) Backends.DeviceBackends.For(device).LayerNormBackward(s[0], hasW ? s[3] : null, s[1], s[2], gc, dx, dw, db, rows, d);
+            else if (compute == DType.Float32)
                 LayerNormKernels.Backward(s[0].Ptr<float>(), hasW ? s[3].Ptr<float>() : null, s[1].Ptr<float>(), s[2].Ptr<float>(), gc.Ptr<float>(), dx.Ptr<float>(),
                     dw != null ? dw.Ptr<float>() : null, db != null ? db.Ptr<float>() : null, rows, d);
             else
@@ -162,59 +166,6 @@ public static partial class F
         else
             BatchNormKernels.Backward(x.Ptr<double>(), g.Ptr<double>(), dx != null ? dx.Ptr<double>() : null, dw != null ? dw.Ptr<double>() : null, db != null ? db.Ptr<double>() : null,
                 n, c, l, w != null ? w.Ptr<double>() : null, mean.Ptr<double>(), rstd.Ptr<double>(), training);
-    }
-
-    /// <summary>Layer norm on a device: the fused kernel saves each row's mean and 1/std; the backward is one kernel
-    /// for dx and a two-pass column sum for the weight and bias gradients (deterministic, no atomics).</summary>
-    private static Tensor DeviceLayerNorm(Tensor x, int[] normalizedShape, Tensor? weight, Tensor? bias, double eps)
-    {
-        foreach (var p in new[] { weight, bias })
-            if (p != null) Ops.SameDevice("layer_norm", x, p);
-        if (x.DType is DType.BFloat16 or DType.Float16)
-        {
-            // 16-bit inputs normalise in fp32 and round back, as on the CPU; the casts carry the gradients.
-            using var xw = Ops.To(x, DType.Float32);
-            using var ww = weight != null ? Ops.To(weight, DType.Float32) : null;
-            using var bw = bias != null ? Ops.To(bias, DType.Float32) : null;
-            using var y32 = DeviceLayerNorm(xw, normalizedShape, ww, bw, eps);
-            return Ops.To(y32, x.DType);
-        }
-        int d = Shapes.NumEl(normalizedShape), rows = d == 0 ? 0 : x.NumEl / d;
-        var backend = Backends.DeviceBackends.For(x.Device);
-        var xc = Ops.ContiguousNoGrad(x);
-        using var wc = weight != null ? Ops.ContiguousNoGrad(weight) : null;
-        using var bc = bias != null ? Ops.ContiguousNoGrad(bias) : null;
-        var y = Tensor.Empty(x.ShapeArray, x.DType, x.Device);
-        var mean = Tensor.Empty([rows], x.DType, x.Device);
-        var rstd = Tensor.Empty([rows], x.DType, x.Device);
-        backend.LayerNorm(xc, wc, bc, y, mean, rstd, rows, d, eps);
-        var inputs = AffineInputs(x, weight, bias);
-        if (!Recorder.Needs(inputs))
-        {
-            xc.Dispose();
-            mean.Dispose();
-            rstd.Dispose();
-            return y;
-        }
-        var save = new List<Tensor> { xc, mean, rstd };
-        if (wc != null) save.Add(wc);
-        bool hasW = weight != null, hasB = bias != null;
-        Recorder.Record(y, "layer_norm", inputs, [.. save], (g, s) =>
-        {
-            using var gc = Ops.ContiguousNoGrad(g);
-            var dx = Tensor.Empty(s[0].ShapeArray, g.DType, g.Device);
-            var dw = hasW ? Tensor.Empty(normalizedShape, g.DType, g.Device) : null;
-            var db = hasB ? Tensor.Empty(normalizedShape, g.DType, g.Device) : null;
-            backend.LayerNormBackward(s[0], hasW ? s[3] : null, s[1], s[2], gc, dx, dw, db, rows, d);
-            var result = new List<Tensor?> { dx };
-            if (hasW) result.Add(dw);
-            if (hasB) result.Add(db);
-            return [.. result];
-        });
-        xc.Dispose();
-        mean.Dispose();
-        rstd.Dispose();
-        return y;
     }
 
     /// <summary>The inputs of a norm with optional affine parameters, in the order its backward returns gradients.</summary>

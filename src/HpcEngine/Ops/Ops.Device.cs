@@ -123,11 +123,7 @@ public static partial class Ops
     /// device: the kept dims are moved first and the reduced ones last, then each row is summed.</summary>
     private static Tensor DeviceSum(Tensor x, int[] dims, bool keepDim, double scale)
     {
-        var outShape = ReducedShape(x.Shape, dims, keepDim);
-        var kept = Enumerable.Range(0, x.Rank).Where(i => Array.IndexOf(dims, i) < 0).ToArray();
-        int outer = 1, reduced = 1;
-        foreach (int k in kept) outer *= x.Shape[k];
-        foreach (int d in dims) reduced *= x.Shape[d];
+        var (outShape, kept, outer, reduced) = ReduceLayout(x, dims, keepDim);
         using var arranged = Arrange(x, kept, dims);
         var r = Tensor.Empty(outShape, x.DType, x.Device);
         DeviceBackends.For(x.Device).Sum(arranged, outer, reduced, 1, r, scale);

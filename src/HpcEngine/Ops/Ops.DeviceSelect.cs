@@ -87,11 +87,7 @@ public static partial class Ops
     /// dims are moved last, then one block per row.</summary>
     private static (Tensor Values, Tensor? Indices) DeviceExtreme(ReduceOp op, Tensor x, int[] dims, bool keepDim)
     {
-        var outShape = ReducedShape(x.Shape, dims, keepDim);
-        var kept = Enumerable.Range(0, x.Rank).Where(i => Array.IndexOf(dims, i) < 0).ToArray();
-        int outer = 1, inner = 1;
-        foreach (int k in kept) outer *= x.Shape[k];
-        foreach (int d in dims) inner *= x.Shape[d];
+        var (outShape, kept, outer, inner) = ReduceLayout(x, dims, keepDim);
         using var arranged = Arrange(x, kept, dims);
         var values = Tensor.Empty(outShape, x.DType, x.Device);
         var indices = Tensor.Empty(outShape, DType.Int64, x.Device);

@@ -25,15 +25,22 @@ public static partial class Ops
         return r.ToArray();
     }
 
-    /// <summary>Computes a reduction without recording: returns the values (and int64 indices for max/min).</summary>
-    private static unsafe (Tensor Values, Tensor? Indices) ReduceNoGrad(ReduceOp op, string name, Tensor x, int[] dims, bool keepDim, double correction = 1)
+    /// <summary>How a reduction over <paramref name="dims"/> lays x out: the result's shape, the kept dims, and x as
+    /// [outer, inner] rows once the kept dims come first.</summary>
+    private static (int[] OutShape, int[] Kept, int Outer, int Inner) ReduceLayout(Tensor x, int[] dims, bool keepDim)
     {
-        x.CheckAlive();
-        var outShape = ReducedShape(x.Shape, dims, keepDim);
         var kept = Enumerable.Range(0, x.Rank).Where(i => Array.IndexOf(dims, i) < 0).ToArray();
         int outer = 1, inner = 1;
         foreach (int k in kept) outer *= x.Shape[k];
         foreach (int d in dims) inner *= x.Shape[d];
+        return (ReducedShape(x.Shape, dims, keepDim), kept, outer, inner);
+    }
+
+    /// <summary>Computes a reduction without recording: returns the values (and int64 indices for max/min).</summary>
+    private static unsafe (Tensor Values, Tensor? Indices) ReduceNoGrad(ReduceOp op, string name, Tensor x, int[] dims, bool keepDim, double correction = 1)
+    {
+        x.CheckAlive();
+        var (outShape, kept, outer, inner) = ReduceLayout(x, dims, keepDim);
         bool wantIdx = op is ReduceOp.Max or ReduceOp.Min or ReduceOp.ArgMax or ReduceOp.ArgMin;
         if (wantIdx && inner == 0)
             throw new ShapeMismatchException($"{name}: cannot reduce over an empty dimension (shape {Shapes.Format(x.Shape)}, dims {Shapes.Format(dims)})");
