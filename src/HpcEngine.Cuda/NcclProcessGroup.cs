@@ -61,7 +61,7 @@ public sealed class NcclProcessGroup : IProcessGroup
     {
         ArgumentNullException.ThrowIfNull(context);
         var env = DistributedEnvironment.Resolve();
-        var store = TcpStore.Create(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, new StoreOptions { Token = Environment.GetEnvironmentVariable("HPCENGINE_TOKEN") });
+        var store = TcpStore.Create(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, new StoreOptions { Token = Environment.GetEnvironmentVariable("HPCENGINE_TOKEN"), JobId = Environment.GetEnvironmentVariable("HPCENGINE_JOB_ID") });
         try
         {
             var pg = Connect(context, store, env.Rank, env.WorldSize, timeout);

@@ -94,7 +94,7 @@ public static class ProcessGroups
     public static TcpProcessGroup Init(int rank, int worldSize, string masterAddr, int masterPort, TcpOptions? options = null)
     {
         options ??= TcpOptions.FromEnvironment(masterAddr);
-        var store = TcpStore.Create(masterAddr, masterPort, isServer: rank == 0, new StoreOptions { Token = options.Token }, options.ConnectTimeout);
+        var store = TcpStore.Create(masterAddr, masterPort, isServer: rank == 0, new StoreOptions { Token = options.Token, JobId = options.JobId }, options.ConnectTimeout);
         try
         {
             return TcpProcessGroup.Connect(store, rank, worldSize, options).OwnStore(store);

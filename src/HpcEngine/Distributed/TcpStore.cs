@@ -16,17 +16,19 @@ namespace HpcEngine.Distributed;
 /// any state is read or changed.</summary>
 public sealed class TcpStore : IStore
 {
-    private const byte CmdSet = 1, CmdGet = 2, CmdAdd = 3, CmdCas = 4, CmdDelete = 5;
-    private const byte StatusOk = 0, StatusTimeout = 1;
+    private const byte CmdSet = 1, CmdGet = 2, CmdAdd = 3, CmdCas = 4, CmdDelete = 5, CmdJoin = 6;
+    private const byte StatusOk = 0, StatusTimeout = 1, StatusRefused = 2;
 
     private readonly Socket _socket;
     private readonly NetworkStream _stream;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly StoreOptions _options;
     private readonly TcpStoreServer? _server;
+    private readonly string _endpoint;
 
-    private TcpStore(Socket socket, StoreOptions options, TcpStoreServer? server)
+    private TcpStore(Socket socket, StoreOptions options, TcpStoreServer? server, string endpoint)
     {
+        _endpoint = endpoint;
         _socket = socket;
         _stream = new NetworkStream(socket, ownsSocket: true);
         _options = options;
@@ -44,7 +46,15 @@ public sealed class TcpStore : IStore
         TcpStoreServer? server = null;
         if (isServer)
         {
-            server = new TcpStoreServer(host, port, options);
+            try { server = new TcpStoreServer(host, port, options); }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+            {
+                throw new InvalidOperationException($"the store port {host}:{port} is in use (another job's store, or another program): choose another --master-port", e);
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressNotAvailable)
+            {
+                throw new InvalidOperationException($"the store cannot listen on {host}:{port}: {host} is not an address of this host; MASTER_ADDR must be node 0's address (run the store's node with --node-rank 0)", e);
+            }
             port = server.Port;
         }
         var deadline = DateTime.UtcNow + (connectTimeout ?? TimeSpan.FromSeconds(60));
@@ -55,8 +65,17 @@ public sealed class TcpStore : IStore
             try
             {
                 s.Connect(host, port);
-                var store = new TcpStore(s, options, server);
-                store.Authenticate();
+                var store = new TcpStore(s, options, server, $"{host}:{port}");
+                try
+                {
+                    store.Authenticate();
+                    store.Join();
+                }
+                catch
+                {
+                    store._stream.Dispose();
+                    throw;
+                }
                 return store;
             }
             catch (SocketException e)
@@ -80,16 +99,24 @@ public sealed class TcpStore : IStore
     {
         var flag = new byte[1];
         _stream.ReadExactly(flag);
-        if (flag[0] == 0) return;
+        if (flag[0] == 0)
+        {
+            if (_options.Token != null)
+                throw new UnauthorizedAccessException($"the store at {_endpoint} does not authenticate, but this rank has a token (HPCENGINE_TOKEN): it is not this job's store (another job, or a stranger, on that port); refusing it");
+            return;
+        }
         var nonce = new byte[32];
         _stream.ReadExactly(nonce);
         if (_options.Token == null)
-            throw new UnauthorizedAccessException("the store requires a token (set HPCENGINE_TOKEN to the shared secret)");
+            throw new UnauthorizedAccessException($"the store at {_endpoint} requires a token (set HPCENGINE_TOKEN to the job's shared secret; hpcengine launch hands its workers one)");
         _stream.Write(HMACSHA256.HashData(Encoding.UTF8.GetBytes(_options.Token), nonce));
         var verdict = new byte[1];
         if (_stream.ReadAtLeast(verdict, 1, throwOnEndOfStream: false) < 1 || verdict[0] != 1)
-            throw new UnauthorizedAccessException("the store refused the token");
+            throw new UnauthorizedAccessException($"the store at {_endpoint} refused this rank's token: it serves another job, or the token differs");
     }
+
+    /// <summary>Says which job this client belongs to; a server of another job refuses (see <see cref="StoreOptions.JobId"/>).</summary>
+    private void Join() => Call(CmdJoin, _options.JobId ?? "", [], [], TimeSpan.FromSeconds(30), _ => 0);
 
     public void Set(string key, byte[] value, TimeSpan? timeout = null) => Call(CmdSet, key, value, [], timeout, _ => 0);
 
@@ -154,6 +181,7 @@ public sealed class TcpStore : IStore
             _stream.Write(req);
             var status = ReadExactly(_stream, 1)[0];
             if (status == StatusTimeout) throw new TimeoutException($"store {CmdName(cmd)} '{key}' timed out after {t.TotalSeconds:F1}s");
+            if (status == StatusRefused) throw new InvalidOperationException($"the store at {_endpoint} refused {CmdName(cmd)} '{key}': {Encoding.UTF8.GetString(ReadBytes(_stream))}");
             if (status != StatusOk) throw new IOException($"store {CmdName(cmd)} '{key}': bad response status {status}");
             return read(_stream);
         }
@@ -167,7 +195,7 @@ public sealed class TcpStore : IStore
         }
     }
 
-    private static string CmdName(byte c) => c switch { CmdSet => "set", CmdGet => "get", CmdAdd => "add", CmdCas => "compare_set", CmdDelete => "delete", _ => "?" };
+    private static string CmdName(byte c) => c switch { CmdSet => "set", CmdGet => "get", CmdAdd => "add", CmdCas => "compare_set", CmdDelete => "delete", CmdJoin => "join", _ => "?" };
 
     public void Dispose()
     {
@@ -186,6 +214,7 @@ public sealed class TcpStore : IStore
         private readonly Lock _lock = new();
         private readonly CancellationTokenSource _stop = new();
         private readonly List<Socket> _clients = new();
+        private long _bytesHeld;
 
         public int Port { get; }
 
@@ -223,6 +252,7 @@ public sealed class TcpStore : IStore
             try
             {
                 if (!await Handshake(reader, writer)) return;
+                bool joined = false;
                 while (!_stop.IsCancellationRequested)
                 {
                     var result = await reader.ReadAsync(_stop.Token);
@@ -236,6 +266,18 @@ public sealed class TcpStore : IStore
                         continue;
                     }
                     reader.AdvanceTo(consumed);
+                    // The first request must say the job: a client of another job is answered once and dropped,
+                    // before it can read or change anything.
+                    if (!joined)
+                    {
+                        if (request.Cmd != CmdJoin) return;
+                        string theirs = request.Key;
+                        bool same = _options.JobId == null || theirs.Length == 0 || theirs == _options.JobId;
+                        await writer.WriteAsync(same ? [StatusOk] : Refusal($"this store serves job '{_options.JobId}' on port {Port}; the client is in job '{theirs}'. Two jobs cannot share a store port: give the second job another --master-port"), _stop.Token);
+                        if (!same) return;
+                        joined = true;
+                        continue;
+                    }
                     var resp = await Handle(request.Cmd, request.Key, request.Value, request.Value2, request.Timeout);
                     if (resp == null) return;
                     await writer.WriteAsync(resp, _stop.Token);
@@ -278,7 +320,12 @@ public sealed class TcpStore : IStore
             switch (cmd)
             {
                 case CmdSet:
-                    lock (_lock) { _data[key] = val; Wake(key); }
+                    lock (_lock)
+                    {
+                        if (OverCap(key, val.Length) is { } refusal) return refusal;
+                        _data[key] = val;
+                        Wake(key);
+                    }
                     return [StatusOk];
                 case CmdGet:
                 {
@@ -300,6 +347,7 @@ public sealed class TcpStore : IStore
                     long now;
                     lock (_lock)
                     {
+                        if (OverCap(key, 8) is { } refusal) return refusal;
                         long cur = _data.TryGetValue(key, out var v) && v.Length == 8 ? BinaryPrimitives.ReadInt64LittleEndian(v) : 0;
                         now = cur + BinaryPrimitives.ReadInt64LittleEndian(val);
                         var nb = new byte[8];
@@ -317,6 +365,7 @@ public sealed class TcpStore : IStore
                         bool exists = _data.TryGetValue(key, out var cur);
                         if ((!exists && val.Length == 0) || (exists && cur!.AsSpan().SequenceEqual(val)))
                         {
+                            if (OverCap(key, val2.Length) is { } refusal) return refusal;
                             _data[key] = val2;
                             Wake(key);
                             return Bytes(val2);
@@ -324,10 +373,35 @@ public sealed class TcpStore : IStore
                         return Bytes(cur ?? []);
                     }
                 case CmdDelete:
-                    lock (_lock) return [StatusOk, (byte)(_data.Remove(key) ? 1 : 0)];
+                    lock (_lock)
+                    {
+                        bool had = _data.Remove(key, out var gone);
+                        if (had) _bytesHeld -= Encoding.UTF8.GetByteCount(key) + gone!.Length;
+                        return [StatusOk, (byte)(had ? 1 : 0)];
+                    }
                 default:
                     return null;
             }
+        }
+
+        /// <summary>Under the lock: accounts a write of <paramref name="valueBytes"/> to <paramref name="key"/>, or returns
+        /// the refusal when it would take the store past <see cref="StoreOptions.MaxTotalBytes"/>.</summary>
+        private byte[]? OverCap(string key, int valueBytes)
+        {
+            long keyBytes = Encoding.UTF8.GetByteCount(key);
+            long now = _data.TryGetValue(key, out var old) ? keyBytes + old.Length : 0;
+            long after = _bytesHeld - now + keyBytes + valueBytes;
+            if (after > _options.MaxTotalBytes)
+                return Refusal($"the store holds {_bytesHeld} bytes and this write of {keyBytes + valueBytes} would pass its {_options.MaxTotalBytes}-byte cap (StoreOptions.MaxTotalBytes)");
+            _bytesHeld = after;
+            return null;
+        }
+
+        private static byte[] Refusal(string message)
+        {
+            var r = Bytes(Encoding.UTF8.GetBytes(message));
+            r[0] = StatusRefused;
+            return r;
         }
 
         private static byte[] Bytes(byte[] v)

@@ -29,10 +29,11 @@ internal sealed class TcpMesh : IDisposable
     public event Action<Exception>? Failed;
 
     /// <summary>The timeouts of the ops running on this mesh.</summary>
-    public OpDeadlines Deadlines { get; } = new();
+    public OpDeadlines Deadlines { get; }
 
     private TcpMesh(int rank, int size, TcpOptions options)
     {
+        Deadlines = new OpDeadlines(options.StallWarning, options.Warn);
         Rank = rank;
         Size = size;
         Options = options;
@@ -62,25 +63,39 @@ internal sealed class TcpMesh : IDisposable
             var sockets = new Socket?[size][];
             for (int peer = 0; peer < rank; peer++)
             {
-                byte[] a;
-                try { a = store.Get($"{prefix}/addr/{peer}", Remaining(deadline)); }
-                catch (TimeoutException) { throw Rendezvous(store, prefix, size, options.ConnectTimeout); }
+                byte[] a = WaitForAddress(store, prefix, peer, size, deadline, options);
                 var parts = Encoding.UTF8.GetString(a).Split(':');
                 sockets[peer] = new Socket?[k];
                 for (int i = 0; i < k; i++)
                 {
                     var s = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-                    s.Connect(parts[0], int.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture));
+                    try { s.Connect(parts[0], int.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture)); }
+                    catch (SocketException e)
+                    {
+                        s.Dispose();
+                        throw new IOException($"rendezvous: rank {peer} advertised {parts[0]}:{parts[1]} but this rank (on {options.Host}) cannot connect to it ({e.SocketErrorCode}): set HPCENGINE_LOCAL_ADDR (launch --local-addr) on that node to an address the others reach", e);
+                    }
                     SendHello(s, rank, size, i, k, options.Token);
                     sockets[peer][i] = s;
                 }
             }
             int expected = (size - 1 - rank) * k;
+            Task<Socket>? acceptTask = null;
             while (expected > 0)
             {
-                var acceptTask = listener.AcceptSocketAsync();
-                if (!acceptTask.Wait(Remaining(deadline))) throw Rendezvous(store, prefix, size, options.ConnectTimeout);
+                acceptTask ??= listener.AcceptSocketAsync();
+                // Wait in slices, saying who has not connected yet, so a rank that never comes is named long before
+                // the rendezvous timeout.
+                var slice = Min(Remaining(deadline), options.StallWarning);
+                if (!acceptTask.Wait(slice))
+                {
+                    if (DateTime.UtcNow >= deadline) throw Rendezvous(store, prefix, size, options.ConnectTimeout);
+                    var missing = Enumerable.Range(rank + 1, size - rank - 1).Where(p => sockets[p] == null || sockets[p].Any(x => x == null)).ToList();
+                    options.Warn($"rank {rank}: rendezvous waiting for rank(s) {Ranks(missing)} to connect ({(deadline - DateTime.UtcNow).TotalSeconds:F0}s left)");
+                    continue;
+                }
                 var s = acceptTask.Result;
+                acceptTask = null;
                 s.NoDelay = true;
                 (int peer, int index) hello;
                 try { hello = ReadHello(s, size, k, options.Token); }
@@ -113,6 +128,37 @@ internal sealed class TcpMesh : IDisposable
         }
     }
 
+    /// <summary>Rank <paramref name="peer"/>'s advertised address, waiting for it in slices and saying which ranks
+    /// have not joined the store yet after each.</summary>
+    private static byte[] WaitForAddress(IStore store, string prefix, int peer, int size, DateTime deadline, TcpOptions options)
+    {
+        while (true)
+        {
+            try { return store.Get($"{prefix}/addr/{peer}", Min(Remaining(deadline), options.StallWarning)); }
+            catch (TimeoutException)
+            {
+                if (DateTime.UtcNow >= deadline) throw Rendezvous(store, prefix, size, options.ConnectTimeout);
+                options.Warn($"rendezvous waiting for rank(s) {Ranks(Missing(store, prefix, size))} to join ({(deadline - DateTime.UtcNow).TotalSeconds:F0}s left)");
+            }
+        }
+    }
+
+    /// <summary>The ranks whose address is not in the store yet (at most the first 64 asked).</summary>
+    private static List<int> Missing(IStore store, string prefix, int size)
+    {
+        var missing = new List<int>();
+        for (int r = 0; r < size && r < 64; r++)
+        {
+            try { store.Get($"{prefix}/addr/{r}", TimeSpan.FromMilliseconds(1)); }
+            catch (TimeoutException) { missing.Add(r); }
+        }
+        return missing;
+    }
+
+    private static string Ranks(List<int> ranks) => ranks.Count == 0 ? "?" : string.Join(", ", ranks.Take(16)) + (ranks.Count > 16 ? $" and {ranks.Count - 16} more" : "");
+
+    private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
+
     private static TimeSpan Remaining(DateTime deadline)
     {
         var r = deadline - DateTime.UtcNow;
@@ -122,8 +168,14 @@ internal sealed class TcpMesh : IDisposable
     private static TimeoutException Rendezvous(IStore store, string prefix, int size, TimeSpan t)
     {
         long joined;
-        try { joined = store.Add($"{prefix}/joined", 0, TimeSpan.FromSeconds(5)); } catch (Exception) { joined = -1; }
-        return new TimeoutException($"rendezvous timed out after {t.TotalSeconds:F0}s: {(joined >= 0 ? joined.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?")}/{size} ranks joined");
+        string missing;
+        try
+        {
+            joined = store.Add($"{prefix}/joined", 0, TimeSpan.FromSeconds(5));
+            missing = $"; missing: rank(s) {Ranks(Missing(store, prefix, size))}";
+        }
+        catch (Exception) { (joined, missing) = (-1, ""); }
+        return new TimeoutException($"rendezvous timed out after {t.TotalSeconds:F0}s: {(joined >= 0 ? joined.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?")}/{size} ranks joined{missing}");
     }
 
     private static void SendHello(Socket s, int rank, int size, int index, int socketsPerLink, string? token)

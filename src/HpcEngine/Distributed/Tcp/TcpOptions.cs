@@ -5,7 +5,9 @@ namespace HpcEngine.Distributed.Tcp;
 /// <summary>Settings of the TCP backend.</summary>
 public sealed record TcpOptions
 {
-    /// <summary>Address to bind and advertise (loopback for local runs).</summary>
+    /// <summary>This rank's own address: its peer listener binds here and is advertised to the other ranks through
+    /// the store. <see cref="FromEnvironment"/> sets it with <see cref="LocalAddress.Choose"/> (HPCENGINE_LOCAL_ADDR, else
+    /// the address this host routes to MASTER_ADDR from); loopback by default for runs built by hand.</summary>
     public string Host { get; init; } = "127.0.0.1";
     /// <summary>Default timeout of every collective (10 minutes, like c10d).</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(10);
@@ -40,21 +42,33 @@ public sealed record TcpOptions
     public long MaxFrameBytes { get; init; } = 256L << 20;
     /// <summary>Shared secret for the HMAC challenge on every link (HPCENGINE_TOKEN).</summary>
     public string? Token { get; init; }
+    /// <summary>The job's id (HPCENGINE_JOB_ID; <c>launch --rdzv-id</c>): the store refuses ranks of another job.</summary>
+    public string? JobId { get; init; }
     /// <summary>Compare (op, dtype, count, sequence) across ranks before each collective (HPCENGINE_DISTRIBUTED_DEBUG=1).</summary>
     public bool CheckDesync { get; init; }
     /// <summary>Emulated network (bandwidth cap and added latency per link), or null.</summary>
     public NetworkEmulation? Emulation { get; init; }
     /// <summary>How long to wait for every rank to connect.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(120);
+    /// <summary>After this long without progress, a waiting rendezvous or op says what and whom it waits on (and
+    /// repeats at this interval until it completes or times out). HPCENGINE_STALL_WARN_S; default 30 s.</summary>
+    public TimeSpan StallWarning { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>Where those warnings go (default: standard error, prefixed "[hpcengine] ").</summary>
+    public Action<string> Warn { get; init; } = DefaultWarn;
 
-    /// <summary>Options from the environment: HPCENGINE_TOKEN, HPCENGINE_DISTRIBUTED_DEBUG, HPCENGINE_NET_EMULATE,
+    private static void DefaultWarn(string message) => Console.Error.WriteLine("[hpcengine] " + message);
+
+    /// <summary>Options from the environment: the local address (<see cref="LocalAddress.Choose"/> for a store at
+    /// <paramref name="masterAddr"/>), HPCENGINE_TOKEN, HPCENGINE_JOB_ID, HPCENGINE_STALL_WARN_S, HPCENGINE_DISTRIBUTED_DEBUG, HPCENGINE_NET_EMULATE,
     /// HPCENGINE_TIMEOUT_S, HPCENGINE_ALLREDUCE_SMALL_BYTES, HPCENGINE_CHUNK_BYTES, HPCENGINE_SOCKETS_PER_LINK (and
     /// HPCENGINE_LINK_SPIN_US, read by <see cref="WaiterSpin"/>'s default).</summary>
-    public static TcpOptions FromEnvironment(string host)
+    public static TcpOptions FromEnvironment(string masterAddr)
     {
-        var o = new TcpOptions { Host = host };
+        var o = new TcpOptions { Host = LocalAddress.Choose(masterAddr, Environment.GetEnvironmentVariable("HPCENGINE_LOCAL_ADDR")) };
         var token = Environment.GetEnvironmentVariable("HPCENGINE_TOKEN");
         if (!string.IsNullOrEmpty(token)) o = o with { Token = token };
+        var job = Environment.GetEnvironmentVariable("HPCENGINE_JOB_ID");
+        if (!string.IsNullOrEmpty(job)) o = o with { JobId = job };
         if (Environment.GetEnvironmentVariable("HPCENGINE_DISTRIBUTED_DEBUG") == "1") o = o with { CheckDesync = true };
         var emu = Environment.GetEnvironmentVariable("HPCENGINE_NET_EMULATE");
         if (!string.IsNullOrEmpty(emu)) o = o with { Emulation = NetworkEmulation.Parse(emu) };
@@ -64,6 +78,8 @@ public sealed record TcpOptions
             o = o with { SmallMessageBytes = small };
         if (int.TryParse(Environment.GetEnvironmentVariable("HPCENGINE_CHUNK_BYTES"), out int chunk) && chunk >= 4096)
             o = o with { ChunkBytes = chunk };
+        if (double.TryParse(Environment.GetEnvironmentVariable("HPCENGINE_STALL_WARN_S"), NumberStyles.Float, CultureInfo.InvariantCulture, out double warn) && warn > 0)
+            o = o with { StallWarning = TimeSpan.FromSeconds(warn) };
         var spl = Environment.GetEnvironmentVariable("HPCENGINE_SOCKETS_PER_LINK");
         if (!string.IsNullOrEmpty(spl))
             o = o with { SocketsPerLink = int.TryParse(spl, out int k) ? k : throw new FormatException($"HPCENGINE_SOCKETS_PER_LINK='{spl}' is not a number (1..64)") };

@@ -85,8 +85,8 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         // reader threads that deliver its frames, and user code awaiting the Work must never run there.
         var work = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var cts = new CancellationTokenSource();
-        _mesh.Deadlines.Track(cts, limit);
         var op = new Op(tag, cts.Token);
+        _mesh.Deadlines.Track(cts, limit, () => $"rank {_mesh.Rank}: {name} #{seq}" + (op.WaitingOn is { } w ? $" waits on rank {w}" : ""));
         // The body starts on the caller's thread (no thread-pool hop before the first send): small ops are
         // latency-bound, and every hop costs tens of microseconds on a busy machine.
         _ = ((Func<Task>)(async () =>
@@ -158,7 +158,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         for (int r = 0; r < Size; r++)
         {
             if (r == Rank) continue;
-            op.WaitingOn = r;
+            op.WaitingOn = _members[r];
             using var m = await Link(r).ReceiveAsync(tag, op.Token).ConfigureAwait(false);
             var theirs = System.Text.Encoding.UTF8.GetString(m.Span);
             if (!m.Span.SequenceEqual(mine))
