@@ -44,9 +44,19 @@ internal static class TestSupport
         public Process Process { get; }
         private readonly System.Text.StringBuilder _out = new(), _err = new();
 
-        public CliProcess(IEnumerable<string> args, Dictionary<string, string>? env = null)
+        /// <param name="wrapper">A command the CLI runs under (e.g. <c>ip netns exec NS</c>), or null.</param>
+        public CliProcess(IEnumerable<string> args, Dictionary<string, string>? env = null, IReadOnlyList<string>? wrapper = null)
         {
-            Process = new Process { StartInfo = Psi(args, env), EnableRaisingEvents = true };
+            var psi = Psi(args, env);
+            if (wrapper != null)
+            {
+                var inner = new List<string> { psi.FileName };
+                inner.AddRange(psi.ArgumentList);
+                psi.FileName = wrapper[0];
+                psi.ArgumentList.Clear();
+                foreach (var a in wrapper.Skip(1).Concat(inner)) psi.ArgumentList.Add(a);
+            }
+            Process = new Process { StartInfo = psi, EnableRaisingEvents = true };
             Process.OutputDataReceived += (_, e) => { if (e.Data != null) lock (_out) _out.AppendLine(e.Data); };
             Process.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (_err) _err.AppendLine(e.Data); };
             Process.Start();

@@ -31,7 +31,7 @@ internal static class ParallelBench
             if (o.Ranks is not int n || n < 1) throw new ArgumentException("bench parallel runs under hpcengine launch, or give --ranks N to start it under one");
             var args = Environment.GetCommandLineArgs().Skip(1).ToList();
             if (args.Count > 0 && args[0].EndsWith(".dll", StringComparison.OrdinalIgnoreCase)) args.RemoveAt(0);
-            return LaunchCommand.Run(new LaunchOptions { NprocPerNode = n, Nnodes = 1, NodeRank = 0, MasterAddr = "127.0.0.1", MasterPort = 0, MaxRestarts = 0, Command = ["hpcengine", .. args] });
+            return new HpcEngine.Distributed.Launch.Launcher(new HpcEngine.Distributed.Launch.LaunchSpec { Command = ["hpcengine", .. args], ProcsPerNode = n }, LaunchCommand.StartInfo).Run();
         }
         using var world = ProcessGroups.InitFromEnvironment();
         if (o.Ranks is int want && want != world.Size) throw new ArgumentException($"--ranks {want} but the launcher started {world.Size}");

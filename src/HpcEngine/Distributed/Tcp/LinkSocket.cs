@@ -31,6 +31,10 @@ internal sealed class LinkSocket
     /// <summary>Tag of the frame a failing rank sends before closing: its payload is the reason, so peers learn the
     /// root cause ("rank 3 aborted: link to rank 1 failed ...") rather than just another closed socket.</summary>
     public const long AbortTag = long.MinValue + 1;
+    /// <summary>Tag of the empty frame an idle link sends every <see cref="TcpOptions.HeartbeatInterval"/>, so a peer
+    /// that is partitioned away or frozen (SIGSTOP: its kernel still ACKs, so TCP alone sees nothing) shows as
+    /// silence. Not counted in the byte totals: those are the training's own traffic.</summary>
+    public const long HeartbeatTag = long.MinValue + 2;
     private const int StageBytes = 64 * 1024;
     /// <summary>Payload remainders at least this large are read straight into their buffer, not through the stage.</summary>
     private const int DirectReadBytes = 16 * 1024;
@@ -52,6 +56,7 @@ internal sealed class LinkSocket
     private bool _peerSaidGoodbye;
     private string? _peerAbortReason;
     private long _bytesSent, _bytesReceived;
+    private long _lastReceived = Stopwatch.GetTimestamp(), _lastSent = Stopwatch.GetTimestamp();
     /// <summary>Held by whichever thread reads the socket: the reader thread or a helping waiter.</summary>
     private readonly object _readRole = new();
     private readonly FrameReader _frames;
@@ -82,6 +87,9 @@ internal sealed class LinkSocket
 
     public long BytesSent => Interlocked.Read(ref _bytesSent);
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);
+    /// <summary>When a frame (of any kind) last arrived / last went out (Stopwatch ticks).</summary>
+    public long LastReceived => Volatile.Read(ref _lastReceived);
+    public long LastSent => Volatile.Read(ref _lastSent);
 
     public void Start()
     {
@@ -112,6 +120,7 @@ internal sealed class LinkSocket
             int total = HeaderBytes + payload.Length, sent = 0;
             while (sent < total) sent += _socket.Send(buf, sent, total - sent, SocketFlags.None);
             Interlocked.Add(ref _bytesSent, total);
+            Volatile.Write(ref _lastSent, Stopwatch.GetTimestamp());
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
@@ -169,7 +178,7 @@ internal sealed class LinkSocket
                     _writing = true;
                     while (_queue.Count > 0 && batch.Count < MaxBatch) batch.Add(_queue.Dequeue());
                 }
-                long bytes = 0;
+                long bytes = 0, heartbeats = 0;
                 for (int i = 0; i < batch.Count; i++)
                 {
                     var f = batch[i];
@@ -178,11 +187,13 @@ internal sealed class LinkSocket
                     segments.Add(h);
                     if (f.Payload.Length > 0) segments.Add(AsSegment(f.Payload));
                     bytes += HeaderBytes + f.Payload.Length;
+                    if (f.Tag == HeartbeatTag) heartbeats += HeaderBytes;
                 }
                 var pause = _link.Throttle(bytes);
                 if (pause > TimeSpan.Zero) Thread.Sleep(pause);
                 SendAll(segments);
-                Interlocked.Add(ref _bytesSent, bytes);
+                Interlocked.Add(ref _bytesSent, bytes - heartbeats);
+                Volatile.Write(ref _lastSent, Stopwatch.GetTimestamp());
                 lock (_gate) _writing = false;
                 foreach (var f in batch) f.Done?.TrySetResult();
                 batch.Clear();
@@ -323,6 +334,12 @@ internal sealed class LinkSocket
         long len = BinaryPrimitives.ReadInt64LittleEndian(h.AsSpan(16));
         if (len < 0 || len > _maxFrame)
             throw new InvalidDataException($"frame of {len} bytes from rank {_link.Peer} exceeds the {_maxFrame}-byte limit");
+        Volatile.Write(ref _lastReceived, Stopwatch.GetTimestamp());
+        if (tag == HeartbeatTag)
+        {
+            if (len != 0) throw new InvalidDataException($"malformed heartbeat from rank {_link.Peer} ({len} payload bytes)");
+            return;
+        }
         int length = (int)len;
         if (tag != AbortTag && tag != GoodbyeTag && _link.TryTakeDestination(seq, tag, length, out var waiter, out var into))
         {

@@ -59,6 +59,17 @@ internal sealed class PeerLink : IAsyncDisposable
 
     public long BytesReceived => _sockets.Sum(s => s.BytesReceived);
 
+    /// <summary>How long since anything (data or a heartbeat) arrived from the peer.</summary>
+    public TimeSpan SinceHeard => Stopwatch.GetElapsedTime(_sockets.Max(s => s.LastReceived));
+
+    /// <summary>Sends a heartbeat when nothing has gone to the peer for <paramref name="idle"/> (cheap: one queued
+    /// empty frame, only on an idle link).</summary>
+    public void Heartbeat(TimeSpan idle)
+    {
+        if (Failure != null || _closing || Stopwatch.GetElapsedTime(_sockets.Max(s => s.LastSent)) < idle) return;
+        _sockets[0].Enqueue(new OutFrame(LinkSocket.HeartbeatTag, 0, ReadOnlyMemory<byte>.Empty, null));
+    }
+
     /// <summary>Sends a frame; the task completes once the payload has been written out (the caller may reuse it).
     /// A small frame on an idle socket is written before this returns.</summary>
     public Task SendAsync(long tag, ReadOnlyMemory<byte> payload, CancellationToken ct)

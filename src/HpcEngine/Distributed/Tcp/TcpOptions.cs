@@ -53,6 +53,9 @@ public sealed record TcpOptions
     /// <summary>After this long without progress, a waiting rendezvous or op says what and whom it waits on (and
     /// repeats at this interval until it completes or times out). HPCENGINE_STALL_WARN_S; default 30 s.</summary>
     public TimeSpan StallWarning { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>An idle link sends a heartbeat this often (HPCENGINE_HEARTBEAT_S; default 1 s); a peer silent for three
+    /// intervals is named as unreachable or frozen in stall warnings and timeout errors.</summary>
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
     /// <summary>Where those warnings go (default: standard error, prefixed "[hpcengine] ").</summary>
     public Action<string> Warn { get; init; } = DefaultWarn;
 
@@ -80,6 +83,8 @@ public sealed record TcpOptions
             o = o with { ChunkBytes = chunk };
         if (double.TryParse(Environment.GetEnvironmentVariable("HPCENGINE_STALL_WARN_S"), NumberStyles.Float, CultureInfo.InvariantCulture, out double warn) && warn > 0)
             o = o with { StallWarning = TimeSpan.FromSeconds(warn) };
+        if (double.TryParse(Environment.GetEnvironmentVariable("HPCENGINE_HEARTBEAT_S"), NumberStyles.Float, CultureInfo.InvariantCulture, out double beat) && beat > 0)
+            o = o with { HeartbeatInterval = TimeSpan.FromSeconds(beat) };
         var spl = Environment.GetEnvironmentVariable("HPCENGINE_SOCKETS_PER_LINK");
         if (!string.IsNullOrEmpty(spl))
             o = o with { SocketsPerLink = int.TryParse(spl, out int k) ? k : throw new FormatException($"HPCENGINE_SOCKETS_PER_LINK='{spl}' is not a number (1..64)") };

@@ -86,7 +86,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         var work = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var cts = new CancellationTokenSource();
         var op = new Op(tag, cts.Token);
-        _mesh.Deadlines.Track(cts, limit, () => $"rank {_mesh.Rank}: {name} #{seq}" + (op.WaitingOn is { } w ? $" waits on rank {w}" : ""));
+        _mesh.Deadlines.Track(cts, limit, () => $"rank {_mesh.Rank}: {name} #{seq}" + (op.WaitingOn is { } w ? $" waits on rank {w}" : "") + _mesh.Silence());
         // The body starts on the caller's thread (no thread-pool hop before the first send): small ops are
         // latency-bound, and every hop costs tens of microseconds on a busy machine.
         _ = ((Func<Task>)(async () =>
@@ -102,7 +102,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
             {
                 FlightRecorder.End(entry, e is OperationCanceledException ? "timed out" : "failed");
                 var ce = e is CollectiveException c ? c : e is OperationCanceledException
-                    ? Wrap(name, seq, op.WaitingOn, new TimeoutException($"timed out after {limit.TotalSeconds:F1}s{(op.WaitingOn.HasValue ? $" waiting for rank {op.WaitingOn}" : "")}"))
+                    ? Wrap(name, seq, op.WaitingOn, new TimeoutException($"timed out after {limit.TotalSeconds:F1}s{(op.WaitingOn.HasValue ? $" waiting for rank {op.WaitingOn}" : "")}{_mesh.Silence()}"))
                     : Wrap(name, seq, op.WaitingOn ?? PeerOf(e), e);
                 _mesh.Abort(ce);
                 work.TrySetException(ce);

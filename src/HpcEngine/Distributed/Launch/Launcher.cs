@@ -1,0 +1,258 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+
+namespace HpcEngine.Distributed.Launch;
+
+/// <summary>A small torchrun: starts this node's workers with the rendezvous variables set, prefixes their output
+/// with the rank, and supervises them.
+/// <list type="bullet">
+/// <item>A worker that fails: the others get <see cref="LaunchSpec.GracePeriod"/> to report (they see the dead peer
+/// within a second or two and exit with their own error), then SIGTERM, then SIGKILL; the launcher then prints the
+/// failing rank's last lines (its error and flight record) and exits with its code — or restarts every worker, up
+/// to <see cref="LaunchSpec.MaxRestarts"/> times.</item>
+/// <item>SIGTERM, SIGINT, SIGHUP to the launcher are forwarded to every worker, which get the grace period before
+/// SIGKILL; the launcher exits with 128 + the signal.</item>
+/// <item>A SIGKILLed launcher leaves no orphans: hpcengine workers set PR_SET_PDEATHSIG themselves
+/// (<see cref="ProcessControl.DieWithLauncher"/>, from <see cref="ProcessControl.LauncherPidVariable"/>), other
+/// programs are started through util-linux's <c>setpriv --pdeathsig KILL</c> where it exists. The kernel sends the
+/// signal when the thread that forked the worker exits, so workers are started from the thread that calls
+/// <see cref="Run"/> and stays in it until they are gone.</item>
+/// </list>
+/// Workers get HPCENGINE_NUM_THREADS = cores / workers and HPCENGINE_SPIN_US = 0 unless set, so processes sharing
+/// cores do not oversubscribe them.</summary>
+public sealed class Launcher
+{
+    private const int TailLines = 40;
+    private readonly LaunchSpec _spec;
+    private readonly Func<IReadOnlyList<string>, ProcessStartInfo> _startInfo;
+    private readonly TextWriter _out, _err;
+    private volatile int _signal;
+
+    /// <param name="spec">What to start.</param>
+    /// <param name="startInfo">Turns the command into a start info (the CLI maps "hpcengine" to itself); default:
+    /// the command's first word is the program.</param>
+    /// <param name="stdout">Where the workers' prefixed standard output goes (default: Console.Out).</param>
+    /// <param name="stderr">Where their standard error and the launcher's own lines go (default: Console.Error).</param>
+    public Launcher(LaunchSpec spec, Func<IReadOnlyList<string>, ProcessStartInfo>? startInfo = null, TextWriter? stdout = null, TextWriter? stderr = null)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        spec.Validate();
+        _spec = spec;
+        _startInfo = startInfo ?? DefaultStartInfo;
+        _out = stdout ?? Console.Out;
+        _err = stderr ?? Console.Error;
+    }
+
+    /// <summary>Runs the workers to the end; returns 0, the failing worker's exit code, or 128 + a forwarded signal.</summary>
+    public int Run()
+    {
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal);
+        string? token = _spec.Token;
+        if (token == null && _spec.Nodes == 1) token = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
+        if (token == null) Say("warning: no HPCENGINE_TOKEN: the store and links of this multi-node job are not authenticated; set the same secret on every node");
+        string? job = _spec.JobId ?? (_spec.Nodes == 1 ? "job-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(4)).ToLowerInvariant() : null);
+        for (int attempt = 0; ; attempt++)
+        {
+            int port = _spec.MasterPort != 0 ? _spec.MasterPort : LaunchSpec.FreePort(_spec.MasterAddr);
+            var (code, failedRank) = RunOnce(port, token, job);
+            if (code == 0) return 0;
+            if (_signal != 0)
+            {
+                Say($"interrupted by signal {_signal}; workers stopped");
+                return 128 + _signal;
+            }
+            if (attempt < _spec.MaxRestarts)
+            {
+                Say($"rank {failedRank} failed with exit code {code}; restarting all workers ({attempt + 1}/{_spec.MaxRestarts})");
+                continue;
+            }
+            Say($"rank {failedRank} failed with exit code {code}; the other workers were stopped");
+            return code;
+        }
+    }
+
+    private void OnSignal(PosixSignalContext context)
+    {
+        context.Cancel = true; // the launcher stops its workers first, then exits
+        _signal = context.Signal switch { PosixSignal.SIGTERM => ProcessControl.SigTerm, PosixSignal.SIGINT => ProcessControl.SigInt, PosixSignal.SIGHUP => ProcessControl.SigHup, _ => ProcessControl.SigTerm };
+    }
+
+    private void Say(string line)
+    {
+        lock (_err) _err.WriteLine("[launcher] " + line);
+    }
+
+    private sealed class Worker(int rank, Process process)
+    {
+        public int Rank { get; } = rank;
+        public Process Process { get; } = process;
+        public Queue<string> Tail { get; } = new();
+    }
+
+    private (int Code, int Rank) RunOnce(int port, string? token, string? job)
+    {
+        int n = _spec.ProcsPerNode;
+        var workers = new List<Worker>();
+        int threads = Math.Max(1, Environment.ProcessorCount / n);
+        try
+        {
+            for (int local = 0; local < n; local++)
+                workers.Add(Start(_spec.NodeRank * n + local, local, port, token, job, threads));
+            return Supervise(workers);
+        }
+        finally
+        {
+            StopAll(workers, 0);
+            foreach (var w in workers) w.Process.Dispose();
+        }
+    }
+
+    private Worker Start(int rank, int local, int port, string? token, string? job, int threads)
+    {
+        var psi = _startInfo(_spec.Command);
+        psi.UseShellExecute = false;
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardError = true;
+        string Str(int v) => v.ToString(CultureInfo.InvariantCulture);
+        var env = psi.Environment;
+        foreach (var (k, v) in _spec.Environment) env[k] = v;
+        env["RANK"] = Str(rank);
+        env["WORLD_SIZE"] = Str(_spec.WorldSize);
+        env["LOCAL_RANK"] = Str(local);
+        env["LOCAL_WORLD_SIZE"] = Str(_spec.ProcsPerNode);
+        env["GROUP_RANK"] = Str(_spec.NodeRank);
+        env["MASTER_ADDR"] = _spec.MasterAddr;
+        env["MASTER_PORT"] = Str(port);
+        env[ProcessControl.LauncherPidVariable] = Str(Environment.ProcessId);
+        if (token != null) env["HPCENGINE_TOKEN"] = token;
+        if (job != null) env["HPCENGINE_JOB_ID"] = job;
+        if (_spec.LocalAddr != null) env["HPCENGINE_LOCAL_ADDR"] = _spec.LocalAddr;
+        if (_spec.Timeout is { } t) env["HPCENGINE_TIMEOUT_S"] = t.TotalSeconds.ToString(CultureInfo.InvariantCulture);
+        if (!env.ContainsKey("HPCENGINE_NUM_THREADS") || env["HPCENGINE_NUM_THREADS"] == null) env["HPCENGINE_NUM_THREADS"] = Str(threads);
+        if ((!env.ContainsKey("HPCENGINE_SPIN_US") || env["HPCENGINE_SPIN_US"] == null) && _spec.ProcsPerNode > 1) env["HPCENGINE_SPIN_US"] = "0";
+        var p = new Process { StartInfo = psi, EnableRaisingEvents = true };
+        var w = new Worker(rank, p);
+        string prefix = $"[{rank}] ";
+        p.OutputDataReceived += (_, e) => { if (e.Data != null) lock (_out) _out.WriteLine(prefix + e.Data); };
+        p.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data == null) return;
+            lock (_err) _err.WriteLine(prefix + e.Data);
+            lock (w.Tail)
+            {
+                w.Tail.Enqueue(e.Data);
+                if (w.Tail.Count > TailLines) w.Tail.Dequeue();
+            }
+        };
+        p.Start();
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        Say($"rank {rank} started (pid {p.Id})");
+        return w;
+    }
+
+    private (int Code, int Rank) Supervise(List<Worker> workers)
+    {
+        var running = new List<Worker>(workers);
+        while (running.Count > 0)
+        {
+            if (_signal != 0)
+            {
+                Say($"signal {_signal}: forwarding it to the workers (grace {_spec.GracePeriod.TotalSeconds:F0}s, then SIGKILL)");
+                StopAll(workers, _signal);
+                return (128 + _signal, -1);
+            }
+            foreach (var w in running.ToArray())
+            {
+                if (!w.Process.HasExited) continue;
+                w.Process.WaitForExit(); // drain the output
+                running.Remove(w);
+                int code = w.Process.ExitCode;
+                if (code == 0) continue;
+                Say($"rank {w.Rank} exited with code {code}; the others get {_spec.GracePeriod.TotalSeconds:F0}s to finish before they are stopped");
+                WaitForExit(running, _spec.GracePeriod);
+                StopAll(workers, ProcessControl.SigTerm);
+                Report(w, code, workers);
+                return (code, w.Rank);
+            }
+            Thread.Sleep(20);
+        }
+        return (0, -1);
+    }
+
+    /// <summary>The failing rank's last lines (its error, the flight recorder's entries) and how every rank ended.</summary>
+    private void Report(Worker failed, int code, List<Worker> workers)
+    {
+        string[] tail;
+        lock (failed.Tail) tail = failed.Tail.ToArray();
+        var sb = new System.Text.StringBuilder();
+        sb.AppendLine($"[launcher] rank {failed.Rank} failed first (exit code {code}); its last {tail.Length} line(s) of standard error:");
+        foreach (var l in tail) sb.AppendLine($"[launcher]   | {l}");
+        sb.Append("[launcher] exit codes: ").AppendJoin(", ", workers.Select(w => $"rank {w.Rank} {(w.Process.HasExited ? w.Process.ExitCode.ToString(CultureInfo.InvariantCulture) : "running")}"));
+        lock (_err) _err.WriteLine(sb.ToString());
+    }
+
+    private static void WaitForExit(List<Worker> workers, TimeSpan limit)
+    {
+        var deadline = DateTime.UtcNow + limit;
+        foreach (var w in workers)
+        {
+            var left = deadline - DateTime.UtcNow;
+            if (left <= TimeSpan.Zero || !w.Process.WaitForExit(left)) return;
+        }
+    }
+
+    /// <summary>Sends <paramref name="signal"/> (0: none) to the workers still running, waits the grace period, then
+    /// SIGKILLs what is left and waits for it.</summary>
+    private void StopAll(List<Worker> workers, int signal)
+    {
+        var alive = workers.Where(w => !HasExited(w)).ToList();
+        if (alive.Count == 0) return;
+        if (signal != 0)
+        {
+            foreach (var w in alive) ProcessControl.Signal(w.Process.Id, signal);
+            WaitForExit(alive, _spec.GracePeriod);
+        }
+        foreach (var w in alive.Where(w => !HasExited(w)))
+        {
+            Say($"rank {w.Rank} (pid {w.Process.Id}) still running: SIGKILL");
+            try { w.Process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+        }
+        foreach (var w in alive) w.Process.WaitForExit(5000);
+    }
+
+    private static bool HasExited(Worker w)
+    {
+        try { return w.Process.HasExited; }
+        catch (InvalidOperationException) { return true; }
+    }
+
+    /// <summary>The command as is; programs other than the engine's own run under <c>setpriv --pdeathsig KILL</c>
+    /// where util-linux has it, so they die with the launcher too.</summary>
+    public static ProcessStartInfo DefaultStartInfo(IReadOnlyList<string> command)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        var psi = new ProcessStartInfo();
+        int first = 0;
+        if (OperatingSystem.IsLinux() && SetPriv is { } setpriv)
+        {
+            psi.FileName = setpriv;
+            psi.ArgumentList.Add("--pdeathsig");
+            psi.ArgumentList.Add("KILL");
+            psi.ArgumentList.Add("--");
+        }
+        else
+        {
+            psi.FileName = command[0];
+            first = 1;
+        }
+        foreach (var a in command.Skip(first)) psi.ArgumentList.Add(a);
+        return psi;
+    }
+
+    private static readonly string? SetPriv = new[] { "/usr/bin/setpriv", "/bin/setpriv" }.FirstOrDefault(File.Exists);
+}

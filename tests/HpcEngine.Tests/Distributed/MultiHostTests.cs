@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+
+namespace HpcEngine.Tests.Distributed;
+
+/// <summary>Jobs across real network hosts (namespaces of <see cref="NetworkHosts"/>, one launcher per host, as on a
+/// cluster): training gives the one-host result, collectives give their closed forms, a partition fails every rank
+/// naming the unreachable peer.</summary>
+[TestFixture, Category("MultiHost"), NonParallelizable]
+public class MultiHostTests
+{
+    private const int StorePort = 29400; // inside the namespaces: no other listener can hold it
+
+    private static string S(int v) => v.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Starts one launcher per host (node i on host i) running `hpcengine ARGS`.</summary>
+    private static List<TestSupport.CliProcess> LaunchOnHosts(NetworkHosts hosts, int perHost, Func<int, string[]> args, params string[] launchFlags) =>
+        Enumerable.Range(0, hosts.Count).Select(i => hosts.Start(i, [
+            "launch", "--nnodes", S(hosts.Count), "--node-rank", S(i), "--nproc-per-node", S(perHost),
+            "--master-addr", NetworkHosts.Address(0), "--master-port", S(StorePort), .. launchFlags, "--", "hpcengine", .. args(i)])).ToList();
+
+    private static void WaitAll(List<TestSupport.CliProcess> nodes, int seconds)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(seconds);
+        foreach (var (n, i) in nodes.Select((n, i) => (n, i)))
+        {
+            var left = deadline - DateTime.UtcNow;
+            if (!n.Process.WaitForExit(left > TimeSpan.Zero ? left : TimeSpan.Zero))
+                Assert.Fail($"node {i} did not finish within {seconds}s:\n{string.Join("\n---\n", nodes.Select(x => x.Stdout + x.Stderr))}");
+            n.Process.WaitForExit(); // drain
+        }
+    }
+
+    private static string[] TrainArgs(string data, string json) =>
+        ["train", "--model", "mlp", "--epochs", "1", "--batch-size", "32", "--data", data, "--json", json, "--threads", "1", "--seed", "3"];
+
+    [TestCase(1)]
+    [TestCase(2)]
+    public void Two_hosts_train_to_the_result_of_one_host_with_as_many_workers(int perHost)
+    {
+        using var hosts = NetworkHosts.Create(2);
+        string dir = TestSupport.TempDir("hpc-mh-");
+        try
+        {
+            TestSupport.WriteTinyFashionMnist(dir, 512, 128);
+            string jsonHosts = Path.Combine(dir, "hosts.json"), jsonOne = Path.Combine(dir, "one.json");
+            var nodes = LaunchOnHosts(hosts, perHost, i => TrainArgs(dir, i == 0 ? jsonHosts : Path.Combine(dir, $"unused{i}.json")));
+            WaitAll(nodes, 240);
+            for (int i = 0; i < nodes.Count; i++) Assert.That(nodes[i].Process.ExitCode, Is.Zero, $"node {i}: {nodes[i].Stdout}{nodes[i].Stderr}");
+            Assert.That(nodes[0].Stdout, Does.Contain($"× {2 * perHost} ranks"));
+
+            var one = TestSupport.RunCli(["launch", "--nproc-per-node", S(2 * perHost), "--", "hpcengine", .. TrainArgs(dir, jsonOne)], timeoutSeconds: 240);
+            Assert.That(one.Exit, Is.Zero, one.Stdout + one.Stderr);
+            using var a = JsonDocument.Parse(File.ReadAllText(jsonHosts));
+            using var b = JsonDocument.Parse(File.ReadAllText(jsonOne));
+            var la = a.RootElement.GetProperty("step_losses").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+            var lb = b.RootElement.GetProperty("step_losses").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+            Assert.That(la, Has.Length.EqualTo(512 / (32 * 2 * perHost)));
+            Assert.That(la, Is.EqualTo(lb), "the same ranks on two hosts compute bitwise the same steps as on one");
+            Assert.That(a.RootElement.GetProperty("final_test_accuracy").GetDouble(), Is.EqualTo(b.RootElement.GetProperty("final_test_accuracy").GetDouble()));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [TestCase("allreduce")]
+    [TestCase("allgather")]
+    [TestCase("reducescatter")]
+    [TestCase("broadcast")]
+    public void Collectives_across_hosts_give_their_closed_forms(string op)
+    {
+        using var hosts = NetworkHosts.Create(2);
+        string json = Path.Combine(Path.GetTempPath(), $"hpc-mh-{Guid.NewGuid():N}.json");
+        try
+        {
+            // 2 hosts × 2 ranks: every algorithm mixes same-host and cross-host links.
+            var nodes = LaunchOnHosts(hosts, 2, _ => ["bench", "collectives", "--op", op, "--min-bytes", "1024", "--max-bytes", "1048576",
+                "--factor", "32", "--iters", "2", "--warmup", "1", "--check", "--json", json]);
+            WaitAll(nodes, 180);
+            for (int i = 0; i < nodes.Count; i++) Assert.That(nodes[i].Process.ExitCode, Is.Zero, $"node {i}: {nodes[i].Stdout}{nodes[i].Stderr}");
+            using var j = JsonDocument.Parse(File.ReadAllText(json));
+            Assert.That(j.RootElement.GetProperty("world_size").GetInt32(), Is.EqualTo(4));
+            var results = j.RootElement.GetProperty("results").EnumerateArray().ToArray();
+            Assert.That(results, Has.Length.EqualTo(3));
+            foreach (var r in results) Assert.That(r.GetProperty("wrong").GetInt64(), Is.Zero, r.ToString());
+        }
+        finally { File.Delete(json); }
+    }
+
+    [Test]
+    public void A_partitioned_host_fails_every_rank_within_the_timeout_naming_it()
+    {
+        using var hosts = NetworkHosts.Create(3);
+        var nodes = LaunchOnHosts(hosts, 1, _ => ["bench", "collectives", "--op", "allreduce", "--min-bytes", "4194304", "--max-bytes", "4194304",
+            "--iters", "100000", "--warmup", "0"], "--timeout", "4", "--grace-period", "2");
+        var deadline = DateTime.UtcNow.AddSeconds(90);
+        while (!nodes[0].Stdout.Contains("[0] # allreduce", StringComparison.Ordinal))
+        {
+            if (DateTime.UtcNow > deadline || nodes.Any(n => n.Process.HasExited)) Assert.Fail($"the job did not start: {string.Join("\n---\n", nodes.Select(n => n.Stderr))}");
+            Thread.Sleep(50);
+        }
+        Thread.Sleep(1000);
+        var cut = Stopwatch.StartNew();
+        hosts.SetLink(2, up: false);
+        WaitAll(nodes, 60);
+        Assert.That(cut.Elapsed.TotalSeconds, Is.LessThan(30), "every rank failed at its timeout, not later");
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.That(nodes[i].Process.ExitCode, Is.Not.Zero, $"node {i}");
+            Assert.That(nodes[i].Stderr, Does.Contain("allreduce #"), $"node {i}: {nodes[i].Stderr}");
+        }
+        foreach (int i in new[] { 0, 1 })
+            Assert.That(nodes[i].Stderr, Does.Contain("rank 2"), $"node {i} names the unreachable rank: {nodes[i].Stderr}");
+    }
+}
