@@ -33,7 +33,8 @@ internal static class StrategyBench
         string? emulation = o.Bandwidth == null && o.Latency == null ? null
             : string.Join(",", new[] { o.Bandwidth != null ? $"bandwidth={o.Bandwidth}" : null, o.Latency != null ? $"latency={o.Latency}" : null }.Where(x => x != null));
         if (emulation != null) NetworkEmulation.Parse(emulation);
-        if (o.Straggler != null) Training.Trainer.StragglerFactor(0, o.Straggler);
+        // The straggler must be a rank of every run of the matrix (a straggler that does not exist would not be applied).
+        if (o.Straggler != null) Training.Trainer.StragglerFactor(0, workers.Min(), o.Straggler);
         string outDir = o.Out ?? throw new ArgumentException("bench strategies needs --out DIR");
         // Fail on unusable data now, not once per run of the matrix.
         var (checkTrain, checkTest, source) = Datasets.DataSources.LoadFashionMnist(o.Data);
@@ -130,7 +131,7 @@ internal static class StrategyBench
             "hpcengine", "train", "--model", o.Model!, "--epochs", o.Epochs.ToString(CultureInfo.InvariantCulture),
             "--batch-size", o.BatchSize.ToString(CultureInfo.InvariantCulture), "--strategy", plan.Strategy,
             "--seed", o.Seed.ToString(CultureInfo.InvariantCulture), "--eval-every", o.EvalEvery.ToString(CultureInfo.InvariantCulture),
-            "--json", json, "--trace-dir", dir };
+            "--json", json, "--trace-dir", dir, "--allow-divergence" }; // divergence is an outcome the matrix records
         if (plan.Codec != "none") cmd.AddRange(["--compress", plan.Codec]);
         if (o.Data != null) cmd.AddRange(["--data", Path.GetFullPath(o.Data)]);
         var psi = LaunchCommand.StartInfo(cmd);

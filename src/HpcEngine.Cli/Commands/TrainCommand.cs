@@ -51,8 +51,26 @@ public sealed class TrainOptions
     [Option("checkpoint-dir", HelpText = "Write a checkpoint here after every epoch.")]
     public string? CheckpointDir { get; set; }
 
-    [Option("resume", Default = false, HelpText = "Continue from the checkpoint in --checkpoint-dir.")]
+    [Option("resume", Default = false, HelpText = "Continue from the checkpoint in --checkpoint-dir (an error when there is none).")]
     public bool Resume { get; set; }
+
+    [Option("resume-if-exists", HelpText = "Continue from the checkpoint in --checkpoint-dir if there is one, else start fresh (restart loops).")]
+    public bool ResumeIfExists { get; set; }
+
+    [Option("resume-from", HelpText = "Continue from the checkpoint in this directory (saving to --checkpoint-dir, if given).")]
+    public string? ResumeFrom { get; set; }
+
+    [Option("allow-resume-change", HelpText = "Changes a resume accepts, comma-separated: epochs (the schedule is stretched), world-size (sync without a codec: data position and schedule rescaled). Any other change is refused.")]
+    public string? AllowResumeChange { get; set; }
+
+    [Option("save-every", Default = 0, HelpText = "Also checkpoint every N optimizer steps (0: each epoch only).")]
+    public int SaveEvery { get; set; }
+
+    [Option("allow-divergence", HelpText = "Record a NaN/Inf loss and go on (default: stop at the first one with an error).")]
+    public bool AllowDivergence { get; set; }
+
+    [Option("timeout", HelpText = "Collective timeout in seconds (default 600, or HPCENGINE_TIMEOUT_S): a frozen peer fails the run after this long.")]
+    public double? Timeout { get; set; }
 
     [Option("max-steps", Default = 0L, HelpText = "Stop after this many optimizer steps in total, checkpointing there (0: no limit).")]
     public long MaxSteps { get; set; }
@@ -87,8 +105,50 @@ public sealed class TrainOptions
     [Option("backend", Default = "tcp", HelpText = "Collectives for data-parallel runs: tcp (GPU tensors are staged through host memory) or nccl (with --device cuda: each rank on cuda:LOCAL_RANK unless --device names one).")]
     public string Backend { get; set; } = "tcp";
 
-    [Option("distributed", HelpText = "Data-parallel over the ranks of the launcher's environment (default: on when WORLD_SIZE and the others are set).")]
-    public bool? Distributed { get; set; }
+    [Option("distributed", HelpText = "Data-parallel over the ranks of the environment (default: on under hpcengine launch/torchrun, mpirun, srun with several tasks, or PMI).")]
+    public bool Distributed { get; set; }
+
+    [Option("no-distributed", HelpText = "One process, even where a launcher's environment is set.")]
+    public bool NoDistributed { get; set; }
+}
+
+/// <summary>Output locations checked before a run starts: a typo in --json must not cost the run.</summary>
+internal static class OutputPaths
+{
+    public static void CheckFile(string flag, string? path)
+    {
+        if (path == null) return;
+        if (Directory.Exists(path)) throw new ArgumentException($"{flag} {path} is a directory; give a file name");
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        if (!Directory.Exists(dir)) throw new ArgumentException($"{flag} {path}: the directory {dir} does not exist");
+        Probe(flag, path, dir);
+    }
+
+    public static void CheckDirectory(string flag, string? path)
+    {
+        if (path == null) return;
+        if (File.Exists(path)) throw new ArgumentException($"{flag} {path} is a file; give a directory");
+        try { Directory.CreateDirectory(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ArgumentException($"{flag} {path} cannot be created: {e.Message}", e);
+        }
+        Probe(flag, path, path);
+    }
+
+    private static void Probe(string flag, string path, string dir)
+    {
+        string probe = Path.Combine(dir, $".hpcengine-probe-{Environment.ProcessId}-{Guid.NewGuid():N}.tmp");
+        try
+        {
+            File.WriteAllBytes(probe, []);
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ArgumentException($"{flag} {path}: cannot write in {dir}: {e.Message}", e);
+        }
+    }
 }
 
 internal static class TrainCommand
@@ -112,6 +172,11 @@ internal static class TrainCommand
             Seed = o.Seed,
             CheckpointDir = o.CheckpointDir,
             Resume = o.Resume,
+            ResumeIfExists = o.ResumeIfExists,
+            ResumeFrom = o.ResumeFrom,
+            AllowResumeChanges = o.AllowResumeChange?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],
+            SaveEverySteps = o.SaveEvery,
+            AllowDivergence = o.AllowDivergence,
             MaxSteps = o.MaxSteps,
             Strategy = o.Strategy,
             Compress = o.Compress,
@@ -122,10 +187,17 @@ internal static class TrainCommand
             CudaGraph = o.CudaGraph,
         };
         config.Validate();
+        if (o.Threads is { } th && th < 1) throw new ArgumentException($"--threads must be at least 1, got {th}");
+        if (o.Timeout is { } to && !(to > 0 && double.IsFinite(to))) throw new ArgumentException($"--timeout must be positive seconds, got {to}");
+        if (o.Distributed && o.NoDistributed) throw new ArgumentException("--distributed and --no-distributed contradict each other");
+        // Found out now, not after an hour of training.
+        OutputPaths.CheckFile("--json", o.Json);
+        OutputPaths.CheckDirectory("--trace-dir", o.TraceDir);
+        OutputPaths.CheckDirectory("--checkpoint-dir", o.CheckpointDir);
         var device = HpcEngine.Device.Parse(o.Device);
         if (o.Backend is not ("tcp" or "nccl")) throw new ArgumentException($"--backend must be tcp or nccl, got '{o.Backend}'");
         if (o.Backend == "nccl" && device.Type != DeviceType.Cuda) throw new ArgumentException("--backend nccl needs --device cuda (NCCL reduces GPU memory)");
-        bool distributed = o.Distributed ?? (Environment.GetEnvironmentVariable("WORLD_SIZE") != null || Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE") != null);
+        bool distributed = o.Distributed || (!o.NoDistributed && HpcEngine.Distributed.DistributedEnvironment.IsPresent());
         HpcEngine.Cuda.CudaContext? cuda = null;
         if (device.Type == DeviceType.Cuda)
         {
@@ -135,12 +207,14 @@ internal static class TrainCommand
             config = config with { Device = device.ToString() };
         }
         if (o.Threads is { } t) CpuThreads.Count = t;
+        var tcp = HpcEngine.Distributed.Tcp.TcpOptions.FromEnvironment(distributed ? HpcEngine.Distributed.DistributedEnvironment.Resolve().MasterAddr : "127.0.0.1");
+        if (o.Timeout is { } seconds) tcp = tcp with { Timeout = TimeSpan.FromSeconds(seconds) };
         using HpcEngine.Distributed.IProcessGroup? group = !distributed ? null
-            : o.Backend == "nccl" ? HpcEngine.Cuda.NcclProcessGroup.InitFromEnvironment(cuda!)
+            : o.Backend == "nccl" ? HpcEngine.Cuda.NcclProcessGroup.InitFromEnvironment(cuda!, o.Timeout is { } s ? TimeSpan.FromSeconds(s) : null)
             : device.Type != DeviceType.Cpu
                 // GPU tensors over TCP: staged through host memory (NCCL, where available, reduces them in place).
-                ? new HpcEngine.Distributed.HostStagedProcessGroup(HpcEngine.Distributed.ProcessGroups.InitFromEnvironment())
-                : HpcEngine.Distributed.ProcessGroups.InitFromEnvironment();
+                ? new HpcEngine.Distributed.HostStagedProcessGroup(HpcEngine.Distributed.ProcessGroups.InitFromEnvironment(tcp))
+                : HpcEngine.Distributed.ProcessGroups.InitFromEnvironment(tcp);
         bool lead = group == null || group.Rank == 0;
         void Say(string line) { if (lead) Console.WriteLine(line); }
         var (train, test, source) = DataSources.LoadFashionMnist(o.Data);
@@ -149,7 +223,18 @@ internal static class TrainCommand
         {
             Say($"data: {source}: {train.Count} training, {test.Count} test images");
             Say($"model {config.Model}, optimizer {config.Optimizer} lr {config.Lr.ToString(CultureInfo.InvariantCulture)} (cosine), batch {config.BatchSize}{(group != null ? $" per rank × {group.Size} ranks (data parallel over {group.Backend}, strategy {config.Strategy}{(config.Compress != null ? ", compression " + config.Compress : "")})" : "")}, {config.Epochs} epochs, seed {config.Seed}, {(device.Type == DeviceType.Cpu ? $"{CpuThreads.Count} threads" : $"on {device}")}");
-            var r = Trainer.Run(config, train, test, source, Console.WriteLine, group);
+            TrainResult r;
+            try { r = Trainer.Run(config, train, test, source, Console.WriteLine, group); }
+            catch (Exception e) when (o.Json != null && lead)
+            {
+                // A failed run still says so in its results, with the error, for whatever collects them.
+                File.WriteAllText(o.Json, System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
+                {
+                    ["status"] = e is TrainingDivergedException ? "diverged" : "failed", ["error"] = e.Message, ["error_type"] = e.GetType().Name,
+                    ["model"] = config.Model, ["strategy"] = config.Strategy, ["workers"] = group?.Size ?? 1, ["data_source"] = source,
+                }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+                throw;
+            }
             Say("");
             Say("| epoch | train loss | test accuracy | seconds | samples/s |");
             Say("|---|---|---|---|---|");

@@ -6,13 +6,32 @@ namespace HpcEngine.Distributed;
 /// <summary>Where this process stands in a job: rank, world size, local rank, and where rank 0's store listens.</summary>
 public sealed record DistributedEnvironment(int Rank, int WorldSize, int LocalRank, int LocalWorldSize, string MasterAddr, int MasterPort, string Source)
 {
-    /// <summary>The store port used when the launcher (OpenMPI, Slurm, PMI) provides none.</summary>
+    /// <summary>The store port used when the launcher (OpenMPI, PMI) provides none.</summary>
     public const int DefaultPort = 29500;
+
+    /// <summary>The job id the store checks (see <see cref="StoreOptions.JobId"/>): the scheduler's, where it has one
+    /// (Slurm: "slurm-JOB.STEP"); null otherwise (the launcher passes its own through HPCENGINE_JOB_ID).</summary>
+    public string? JobId { get; init; }
+
+    /// <summary>Whether this process is one rank of a job of several, as launched by hpcengine launch / torchrun
+    /// (WORLD_SIZE), mpirun (OMPI_COMM_WORLD_SIZE), srun with more than one task (inside a job step: an sbatch script
+    /// itself carries SLURM_NTASKS and SLURM_PROCID too, but is one process), or a PMI launcher (PMI_SIZE &gt; 1).</summary>
+    public static bool IsPresent(Func<string, string?>? getenv = null)
+    {
+        getenv ??= Environment.GetEnvironmentVariable;
+        bool Set(string k) => !string.IsNullOrEmpty(getenv(k));
+        bool Many(string k) => int.TryParse(getenv(k), NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n > 1;
+        return Set("WORLD_SIZE") || Set("OMPI_COMM_WORLD_SIZE")
+            || (Set("SLURM_STEP_ID") && Set("SLURM_PROCID") && (Many("SLURM_STEP_NUM_TASKS") || (!Set("SLURM_STEP_NUM_TASKS") && Many("SLURM_NTASKS"))))
+            || Many("PMI_SIZE");
+    }
 
     /// <summary>Resolves the environment in this order: torchrun / Kubernetes PyTorchJob (RANK, WORLD_SIZE,
     /// LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), OpenMPI (OMPI_COMM_WORLD_RANK / SIZE / LOCAL_RANK),
-    /// Slurm (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID; master = the first host of SLURM_JOB_NODELIST unless
-    /// MASTER_ADDR is set), PMI (PMI_RANK, PMI_SIZE). A partly set environment is an error that lists what is missing.</summary>
+    /// Slurm inside an srun step (SLURM_PROCID, SLURM_STEP_NUM_TASKS or SLURM_NTASKS, SLURM_LOCALID; master = the first
+    /// host of SLURM_STEP_NODELIST or SLURM_JOB_NODELIST unless MASTER_ADDR is set; port = MASTER_PORT, else one derived
+    /// from the job and step ids so two steps on a node do not collide), PMI (PMI_RANK, PMI_SIZE). A partly set
+    /// environment is an error that lists what is missing.</summary>
     public static DistributedEnvironment Resolve(Func<string, string?>? getenv = null)
     {
         getenv ??= Environment.GetEnvironmentVariable;
@@ -39,12 +58,20 @@ public sealed record DistributedEnvironment(int Rank, int WorldSize, int LocalRa
         }
         if (Get("SLURM_PROCID") != null || Get("SLURM_NTASKS") != null)
         {
-            var missing = new[] { "SLURM_PROCID", "SLURM_NTASKS" }.Where(k => Get(k) == null).ToList();
-            if (Get("MASTER_ADDR") == null && Get("SLURM_JOB_NODELIST") == null) missing.Add("SLURM_JOB_NODELIST (or MASTER_ADDR)");
+            if (Get("SLURM_STEP_ID") == null && Get("SLURM_STEPID") == null)
+                throw new InvalidOperationException("Slurm batch script without a job step: SLURM_NTASKS describes the allocation, not this process; start the ranks with srun (srun hpcengine train ...)");
+            string tasks = Get("SLURM_STEP_NUM_TASKS") != null ? "SLURM_STEP_NUM_TASKS" : "SLURM_NTASKS";
+            var missing = new[] { "SLURM_PROCID", tasks }.Where(k => Get(k) == null).ToList();
+            string? nodes = Get("SLURM_STEP_NODELIST") ?? Get("SLURM_JOB_NODELIST");
+            if (Get("MASTER_ADDR") == null && nodes == null) missing.Add("SLURM_JOB_NODELIST (or MASTER_ADDR)");
             if (missing.Count > 0) throw new InvalidOperationException($"incomplete Slurm environment: {string.Join(", ", missing)} not set");
-            string master = Get("MASTER_ADDR") ?? FirstHost(Get("SLURM_JOB_NODELIST")!);
-            return Check(new(Int("SLURM_PROCID"), Int("SLURM_NTASKS"), Get("SLURM_LOCALID") != null ? Int("SLURM_LOCALID") : 0,
-                Get("SLURM_NTASKS_PER_NODE") is { } t && int.TryParse(t.Split('(')[0], out int per) ? per : Int("SLURM_NTASKS"), master, port, "slurm"));
+            string master = Get("MASTER_ADDR") ?? FirstHost(nodes!);
+            long job = Get("SLURM_JOB_ID") != null ? Int("SLURM_JOB_ID") : 0, stepId = Get("SLURM_STEP_ID") != null ? Int("SLURM_STEP_ID") : 0;
+            int slurmPort = Get("MASTER_PORT") != null ? port : 20000 + (int)((job * 31 + stepId) % 20000);
+            string? perNode = Get("SLURM_STEP_TASKS_PER_NODE") ?? Get("SLURM_TASKS_PER_NODE") ?? Get("SLURM_NTASKS_PER_NODE");
+            return Check(new(Int("SLURM_PROCID"), Int(tasks), Get("SLURM_LOCALID") != null ? Int("SLURM_LOCALID") : 0,
+                perNode != null && int.TryParse(perNode.Split('(', ',')[0], out int per) ? per : Int(tasks), master, slurmPort, "slurm")
+                { JobId = Get("SLURM_JOB_ID") != null ? $"slurm-{job}.{stepId}" : null });
         }
         if (Get("PMI_RANK") != null || Get("PMI_SIZE") != null)
         {
@@ -87,7 +114,9 @@ public static class ProcessGroups
     public static TcpProcessGroup InitFromEnvironment(TcpOptions? options = null)
     {
         var env = DistributedEnvironment.Resolve();
-        return Init(env.Rank, env.WorldSize, env.MasterAddr, env.MasterPort, options ?? TcpOptions.FromEnvironment(env.MasterAddr));
+        options ??= TcpOptions.FromEnvironment(env.MasterAddr);
+        if (options.JobId == null && env.JobId != null) options = options with { JobId = env.JobId };
+        return Init(env.Rank, env.WorldSize, env.MasterAddr, env.MasterPort, options);
     }
 
     /// <summary>Joins a TCP group from explicit arguments.</summary>

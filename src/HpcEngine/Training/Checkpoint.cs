@@ -6,8 +6,10 @@ using HpcEngine.Optim;
 
 namespace HpcEngine.Training;
 
-/// <summary>Where a run stands: enough, with the model and optimizer state, to resume it exactly.</summary>
-public sealed record TrainingState(int Epoch, int BatchInEpoch, long Step, ulong RngSeed, ulong RngOffset, string ConfigJson);
+/// <summary>Where a run stands: enough, with the model and optimizer state, to resume it exactly.
+/// <paramref name="Fingerprint"/>: the run's <see cref="RunFingerprint"/> as JSON (null in checkpoints written before
+/// fingerprints existed).</summary>
+public sealed record TrainingState(int Epoch, int BatchInEpoch, long Step, ulong RngSeed, ulong RngOffset, string ConfigJson, string? Fingerprint = null);
 
 /// <summary>A checkpoint directory. Each save writes <c>model-STEP.safetensors</c> (the model's state dict under
 /// PyTorch names: loadable by PyTorch's safetensors) and <c>trainer-STEP.safetensors</c> (optimizer state tensors,
@@ -30,10 +32,12 @@ public static class Checkpoint
         ArgumentNullException.ThrowIfNull(optimizer);
         ArgumentNullException.ThrowIfNull(state);
         Directory.CreateDirectory(dir);
+        RemoveLeftovers(dir);
         string tag = state.Step.ToString("D9", CultureInfo.InvariantCulture);
         string modelFile = $"model-{tag}.safetensors", trainerFile = $"trainer-{tag}.safetensors";
+        // The input normalisation travels with the weights: whoever runs them elsewhere needs it.
         Safetensors.Save(Path.Combine(dir, modelFile), model.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value),
-            new Dictionary<string, string> { ["format"] = "pt" });
+            new Dictionary<string, string> { ["format"] = "pt", [InputMeanKey] = Num(Data.FashionMnist.Mean), [InputStdKey] = Num(Data.FashionMnist.Std) });
         var (tensors, scalars) = optimizer.StateDict();
         try
         {
@@ -45,16 +49,54 @@ public static class Checkpoint
             meta["rng.seed"] = state.RngSeed.ToString(CultureInfo.InvariantCulture);
             meta["rng.offset"] = state.RngOffset.ToString(CultureInfo.InvariantCulture);
             meta["config"] = state.ConfigJson;
+            if (state.Fingerprint != null) meta["fingerprint"] = state.Fingerprint;
             Safetensors.Save(Path.Combine(dir, trainerFile), tensors.ToDictionary(kv => "optim." + kv.Key, kv => kv.Value), meta);
         }
         finally
         {
             foreach (var t in tensors.Values) t.Dispose();
         }
-        var pointer = JsonSerializer.Serialize(new Dictionary<string, object> { ["format"] = Format, ["step"] = state.Step, ["epoch"] = state.Epoch, ["model"] = modelFile, ["trainer"] = trainerFile });
+        var pointer = JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["format"] = Format, ["step"] = state.Step, ["epoch"] = state.Epoch, ["model"] = modelFile, ["trainer"] = trainerFile,
+            ["input_normalization"] = new Dictionary<string, double> { ["mean"] = Data.FashionMnist.Mean, ["std"] = Data.FashionMnist.Std },
+        });
         WriteAtomically(Path.Combine(dir, PointerFile), pointer);
         Prune(dir, keep: 2);
         return Path.Combine(dir, modelFile);
+    }
+
+    /// <summary>Metadata keys of the model file: the per-pixel mean and standard deviation the model's inputs were
+    /// normalised with (x/255 − mean) / std.</summary>
+    public const string InputMeanKey = "hpcengine.input_mean", InputStdKey = "hpcengine.input_std";
+
+    private static string Num(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+
+    /// <summary>Where the checkpoint in <paramref name="dir"/> stands, read from its metadata alone (nothing is loaded
+    /// into a model): what a resume checks before it touches the model. Null when there is no checkpoint.</summary>
+    public static TrainingState? ReadState(string dir)
+    {
+        var (_, trainerPath) = Locate(dir);
+        if (trainerPath == null) return null;
+        using var tf = Safetensors.Open(trainerPath);
+        return StateOf(trainerPath, tf.Metadata);
+    }
+
+    private static TrainingState StateOf(string path, IReadOnlyDictionary<string, string> meta)
+    {
+        if (!meta.TryGetValue("format", out var fmt) || fmt != Format)
+            throw new InvalidDataException($"{path}: not an HpcEngine trainer checkpoint (format '{fmt}')");
+        try
+        {
+            return new TrainingState(
+                int.Parse(meta["epoch"], CultureInfo.InvariantCulture), int.Parse(meta["batch_in_epoch"], CultureInfo.InvariantCulture),
+                long.Parse(meta["step"], CultureInfo.InvariantCulture), ulong.Parse(meta["rng.seed"], CultureInfo.InvariantCulture),
+                ulong.Parse(meta["rng.offset"], CultureInfo.InvariantCulture), meta["config"], meta.GetValueOrDefault("fingerprint"));
+        }
+        catch (Exception e) when (e is KeyNotFoundException or FormatException or OverflowException)
+        {
+            throw new InvalidDataException($"{path}: damaged trainer metadata ({e.Message})", e);
+        }
     }
 
     /// <summary>Loads the checkpoint into <paramref name="model"/> and <paramref name="optimizer"/>; null when the
@@ -73,18 +115,14 @@ public static class Checkpoint
         }
         using var tf = Safetensors.Open(trainerPath!);
         var meta = tf.Metadata;
-        if (!meta.TryGetValue("format", out var fmt) || fmt != Format)
-            throw new InvalidDataException($"{trainerPath}: not an HpcEngine trainer checkpoint (format '{fmt}')");
+        var st = StateOf(trainerPath!, meta);
         var tensors = tf.Names.ToDictionary(n => n["optim.".Length..], n => tf.Read(n).DetachFromScope(), StringComparer.Ordinal);
         try
         {
             optimizer.LoadStateDict(tensors, meta.Where(kv => kv.Key.StartsWith("optim.", StringComparison.Ordinal)).ToDictionary(kv => kv.Key["optim.".Length..], kv => kv.Value));
         }
         finally { foreach (var t in tensors.Values) t.Dispose(); }
-        return new TrainingState(
-            int.Parse(meta["epoch"], CultureInfo.InvariantCulture), int.Parse(meta["batch_in_epoch"], CultureInfo.InvariantCulture),
-            long.Parse(meta["step"], CultureInfo.InvariantCulture), ulong.Parse(meta["rng.seed"], CultureInfo.InvariantCulture),
-            ulong.Parse(meta["rng.offset"], CultureInfo.InvariantCulture), meta["config"]);
+        return st;
     }
 
     /// <summary>Writes one rank's own strategy state (<c>rank{R}-STEP.safetensors</c>, atomically). Every rank writes
@@ -126,8 +164,8 @@ public static class Checkpoint
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(pointer));
-            string m = Path.Combine(dir, doc.RootElement.GetProperty("model").GetString()!);
-            string t = Path.Combine(dir, doc.RootElement.GetProperty("trainer").GetString()!);
+            string m = Path.Combine(dir, InDirectory(pointer, doc.RootElement.GetProperty("model").GetString()));
+            string t = Path.Combine(dir, InDirectory(pointer, doc.RootElement.GetProperty("trainer").GetString()));
             if (!File.Exists(m) || !File.Exists(t)) throw new InvalidDataException($"{pointer} names {m} and {t}, but one of them is missing");
             return (m, t);
         }
@@ -135,6 +173,23 @@ public static class Checkpoint
         {
             throw new InvalidDataException($"{pointer} is damaged: {e.Message}", e);
         }
+    }
+
+    /// <summary>A file name checkpoint.json may name: a plain name inside the checkpoint's directory, never a path
+    /// that leads out of it (a hostile or hand-edited pointer must not make a resume read arbitrary files).</summary>
+    private static string InDirectory(string pointer, string? name)
+    {
+        if (string.IsNullOrEmpty(name) || name != Path.GetFileName(name) || name is "." or ".." || name.Contains('\\', StringComparison.Ordinal) || Path.IsPathRooted(name))
+            throw new InvalidDataException($"{pointer} names '{name}', which is not a file of the checkpoint directory");
+        return name;
+    }
+
+    /// <summary>Deletes the temporary files an interrupted save left behind (the atomic writes' <c>*.tmp</c>). Safe
+    /// at the start of a save: the trainer puts a barrier between the ranks' own writes and rank 0's save.</summary>
+    private static void RemoveLeftovers(string dir)
+    {
+        foreach (var tmp in Directory.EnumerateFiles(dir, "*.tmp"))
+            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
     private static void WriteAtomically(string path, string text)

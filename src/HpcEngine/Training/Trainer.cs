@@ -28,7 +28,20 @@ public sealed record TrainConfig
     /// <summary>Micro-batches whose gradients are summed before each optimizer step.</summary>
     public int GradAccumulation { get; init; } = 1;
     public string? CheckpointDir { get; init; }
+    /// <summary>Continue from the checkpoint in <see cref="CheckpointDir"/> (an error when there is none).</summary>
     public bool Resume { get; init; }
+    /// <summary>Continue from the checkpoint in <see cref="CheckpointDir"/> when there is one, else start fresh (for
+    /// restart loops).</summary>
+    public bool ResumeIfExists { get; init; }
+    /// <summary>Continue from the checkpoint in this directory (saving, if <see cref="CheckpointDir"/> is set, there).</summary>
+    public string? ResumeFrom { get; init; }
+    /// <summary>Changes of the run's fingerprint a resume accepts (<see cref="ResumeChange"/>); any other is refused.</summary>
+    public IReadOnlyList<string> AllowResumeChanges { get; init; } = [];
+    /// <summary>Also checkpoint every this many optimizer steps (0: at the end of each epoch only).</summary>
+    public int SaveEverySteps { get; init; }
+    /// <summary>Record a NaN/Inf loss and go on (benchmarks that count divergence as an outcome); by default a run
+    /// stops at its first non-finite loss with a <see cref="TrainingDivergedException"/>.</summary>
+    public bool AllowDivergence { get; init; }
     /// <summary>Stop after this many optimizer steps in total (0: run all epochs); a checkpoint is written there.</summary>
     public long MaxSteps { get; init; }
     /// <summary>With several ranks: sync, zero1, localsgd:H or diloco:H.</summary>
@@ -66,7 +79,18 @@ public sealed record TrainConfig
         if (Model is not ("mlp" or "mlp-wide" or "cnn")) throw new ArgumentException($"--model must be mlp, mlp-wide or cnn, got '{Model}'");
         if (Epochs <= 0) throw new ArgumentException($"--epochs must be positive, got {Epochs}");
         if (BatchSize <= 0) throw new ArgumentException($"--batch-size must be positive, got {BatchSize}");
-        if (!(Lr > 0)) throw new ArgumentException($"--lr must be positive, got {Lr}");
+        if (!(Lr > 0) || !double.IsFinite(Lr)) throw new ArgumentException($"--lr must be a positive finite number, got {Lr}");
+        if (!(Momentum >= 0 && Momentum < 1)) throw new ArgumentException($"--momentum must be in [0, 1), got {Momentum}");
+        if (!(WeightDecay >= 0) || !double.IsFinite(WeightDecay)) throw new ArgumentException($"--weight-decay must be 0 or more, got {WeightDecay}");
+        if (WarmupSteps < 0) throw new ArgumentException($"--warmup-steps must be 0 or more, got {WarmupSteps}");
+        if (!(ClipNorm >= 0) || !double.IsFinite(ClipNorm)) throw new ArgumentException($"--clip-norm must be 0 (off) or a positive number, got {ClipNorm}");
+        if (MaxSteps < 0) throw new ArgumentException($"--max-steps must be 0 (no limit) or more, got {MaxSteps}");
+        if (SaveEverySteps < 0) throw new ArgumentException($"--save-every must be 0 (each epoch) or more, got {SaveEverySteps}");
+        if (SaveEverySteps > 0 && CheckpointDir == null) throw new ArgumentException("--save-every needs --checkpoint-dir");
+        if (ResumeIfExists && CheckpointDir == null) throw new ArgumentException("--resume-if-exists needs --checkpoint-dir");
+        if (ResumeFrom != null && (Resume || ResumeIfExists)) throw new ArgumentException("--resume-from names the checkpoint to continue from: it does not combine with --resume or --resume-if-exists");
+        foreach (var change in AllowResumeChanges)
+            if (!ResumeChange.All.Contains(change)) throw new ArgumentException($"--allow-resume-change: '{change}' is not a change a resume can accept (accepted: {string.Join(", ", ResumeChange.All)})");
         if (Optimizer is not ("sgd" or "adam" or "adamw")) throw new ArgumentException($"--optimizer must be sgd, adam or adamw, got '{Optimizer}'");
         if (GradAccumulation < 1) throw new ArgumentException($"--grad-accumulation must be at least 1, got {GradAccumulation}");
         if (Resume && CheckpointDir == null) throw new ArgumentException("--resume needs --checkpoint-dir");
@@ -104,6 +128,7 @@ public sealed record TrainResult(TrainConfig Config, string DataSource, IReadOnl
     /// <summary>The summary as the JSON `hpcengine train --json` writes.</summary>
     public string ToJson() => JsonSerializer.Serialize(new Dictionary<string, object?>
     {
+        ["status"] = Diverged ? "diverged" : "completed",
         ["model"] = Config.Model,
         ["epochs"] = Config.Epochs,
         ["batch_size"] = Config.BatchSize,
@@ -137,6 +162,13 @@ public sealed record TrainResult(TrainConfig Config, string DataSource, IReadOnl
 
     /// <summary>True when a training loss became NaN or infinite (the JSON then carries nulls where numbers were not finite).</summary>
     public bool Diverged => StepLosses.Any(l => !double.IsFinite(l));
+}
+
+/// <summary>A training loss became NaN or infinite: the run stopped there (see <see cref="TrainConfig.AllowDivergence"/>).</summary>
+public sealed class TrainingDivergedException(long step, int epoch, int batch, double loss)
+    : Exception($"training diverged: the loss is {loss} at step {step} (epoch {epoch}, batch {batch}); lower --lr, add --clip-norm or --warmup-steps, or pass --allow-divergence to record it and go on")
+{
+    public long Step { get; } = step;
 }
 
 /// <summary>Single-process supervised training on an image dataset: the loop the CLI, the example program and (later)
@@ -181,6 +213,8 @@ public static class Trainer
         using var strategy = group != null && group.Size > 1
             ? Parallel.TrainingStrategies.Create(config.Strategy, model, group, ps => MakeOptimizer(optimizerConfig, ps), codec)
             : null;
+        if (strategy == null && (config.Strategy != "sync" || config.Compress != null))
+            throw new ArgumentException($"--strategy {config.Strategy}{(config.Compress != null ? $" and --compress {config.Compress}" : "")} need several ranks (run under hpcengine launch, mpirun or srun): in one process they would have no effect");
         var ddp = (strategy as Parallel.SyncStrategy)?.Ddp;
         // A parameter server with dedicated server ranks: those ranks serve instead of training, and the data is split
         // over the workers only.
@@ -200,34 +234,36 @@ public static class Trainer
         int perEpoch = loader.BatchesPerEpoch;
         long stepsPerEpoch = (perEpoch + config.GradAccumulation - 1) / config.GradAccumulation;
         var schedule = new CosineWithWarmup(config.Lr, stepsPerEpoch * config.Epochs, config.WarmupSteps);
-        int startEpoch = 0, skip = 0;
-        long step = 0;
         string configJson = JsonSerializer.Serialize(config);
-        if (config.Resume && config.CheckpointDir != null && Checkpoint.Exists(config.CheckpointDir))
+        // The fingerprint hashes the training set: computed only where checkpoints are written or read.
+        var fingerprint = new Lazy<RunFingerprint>(() => RunFingerprint.Of(config, workers, train));
+        var start = ResumePoint.Plan(config, () => fingerprint.Value, strategy == null || (strategy is Parallel.SyncStrategy && !HasRankState(strategy)), perEpoch, stepsPerEpoch, log);
+        var (startEpoch, skip, step) = (start.Epoch, start.Skip, start.Step);
+        if (start.State is { } saved)
         {
-            var st = Checkpoint.Load(config.CheckpointDir, model, opt)!;
-            (startEpoch, skip, step) = (st.Epoch, st.BatchInEpoch, st.Step);
+            Checkpoint.Load(start.Directory!, model, opt);
             if (strategy != null && HasRankState(strategy))
             {
-                var (tensors, scalars) = Checkpoint.LoadRankState(config.CheckpointDir, group!.Rank, step);
+                var (tensors, scalars) = Checkpoint.LoadRankState(start.Directory!, group!.Rank, saved.Step);
                 try { strategy.LoadStateDict(tensors, scalars); }
                 finally { foreach (var t in tensors.Values) t.Dispose(); }
             }
-            gen.ManualSeed(st.RngSeed);
-            gen.Offset = st.RngOffset;
-            log($"resumed from {config.CheckpointDir} at epoch {startEpoch + 1}, batch {skip}, step {step}");
+            gen.ManualSeed(saved.RngSeed);
+            gen.Offset = saved.RngOffset;
+            log($"resumed from {start.Directory} at epoch {startEpoch + 1}, batch {skip}, step {step}");
         }
 
         // Straggler injection (HPCENGINE_STRAGGLER="rank:factor"): that rank sleeps (factor − 1) × its compute time after
         // each step's forward and backward, as a slower machine would take, so strategies can be compared with one.
-        double slow = StragglerFactor(group?.Rank ?? 0);
-        var trace = config.TraceDir != null ? new Diagnostics.TraceRecorder(group?.Rank ?? 0) : null;
+        double slow = StragglerFactor(group?.Rank ?? 0, group?.Size ?? 1);
+        Diagnostics.TraceRecorder? trace = config.TraceDir != null ? new Diagnostics.TraceRecorder(group?.Rank ?? 0) : null;
         var epochs = new List<EpochResult>();
         var losses = new List<double>();
         var curve = new List<(double, double)>();
         var total = Stopwatch.StartNew();
         long samples = 0, bytesAtStart = group?.BytesSent ?? 0, workerSteps = 0;
-        double best = 0, last = 0, evalSeconds = 0, computeSeconds = 0;
+        double best = double.NaN, last = double.NaN, evalSeconds = 0, computeSeconds = 0;
+        long evaluatedAt = -1, savedAt = -1;
         string? ckpt = null;
         bool stopped = false;
         var lastLog = Stopwatch.StartNew();
@@ -244,6 +280,8 @@ public static class Trainer
             trace?.Add(lead ? "evaluate" : "wait for evaluation", "evaluate", t0, secs);
             if (lead) curve.Add((total.Elapsed.TotalSeconds - evalSeconds - secs, acc));
             evalSeconds += secs;
+            evaluatedAt = step;
+            if (lead) best = double.IsNaN(best) ? acc : Math.Max(best, acc);
             return acc;
         }
         // Every rank writes its own strategy state (codec residuals, outer optimizer, shard optimizer), then rank 0
@@ -251,7 +289,8 @@ public static class Trainer
         // names a step whose per-rank files are not all on disk.
         void SaveCheckpoint(int nextEpoch, int batchInEpoch)
         {
-            if (config.CheckpointDir == null) return;
+            if (config.CheckpointDir == null || savedAt == step) return;
+            savedAt = step;
             if (strategy != null && HasRankState(strategy))
             {
                 var (tensors, scalars) = strategy.StateDict();
@@ -259,7 +298,7 @@ public static class Trainer
                 finally { foreach (var t in tensors.Values) t.Dispose(); }
                 group.Barrier().Wait();
             }
-            if (lead) ckpt = Checkpoint.Save(config.CheckpointDir, model, opt, new TrainingState(nextEpoch, batchInEpoch, step, gen.Seed, gen.Offset, configJson));
+            if (lead) ckpt = Checkpoint.Save(config.CheckpointDir, model, opt, new TrainingState(nextEpoch, batchInEpoch, step, gen.Seed, gen.Offset, configJson, fingerprint.Value.ToJson()));
         }
         if (ps is { IsWorker: false })
         {
@@ -298,124 +337,139 @@ public static class Trainer
             opt.ZeroGrad();
             return g.Loss.Item();
         }
-        for (int epoch = startEpoch; epoch < config.Epochs && !stopped; epoch++)
+        void WriteTrace()
         {
-            model.Train();
-            var timer = Stopwatch.StartNew();
-            double lossSum = 0, epochEval = evalSeconds;
-            int lossCount = 0, micro = 0, epochSamples = 0;
-            foreach (var batch in loader.Epoch(epoch, epoch == startEpoch ? skip : 0))
-            {
-                using (batch)
-                using (var scope = new TensorScope())
-                {
-                    long computeStart = Stopwatch.GetTimestamp();
-                    bool graphed = config.CudaGraph && batch.Size == config.BatchSize; // a short last batch runs eagerly
-                    double l;
-                    bool stepNow;
-                    if (graphed)
-                    {
-                        l = GraphedStep(batch);
-                        stepNow = true;
-                    }
-                    else
-                    {
-                        using var images = batch.Images.To(device);
-                        using var labels = batch.Labels.To(device);
-                        using var amp = config.Amp == "bf16" ? Autograd.Autocast.Bf16() : null; // forward and backward
-                        using var logits = model.Forward(images);
-                        using var loss = F.CrossEntropy(logits, labels);
-                        stepNow = ++micro >= config.GradAccumulation || batch.Index == perEpoch - 1;
-                        // Accumulation micro-batches do not communicate; the stepping one averages the total.
-                        using (!stepNow ? ddp?.NoSync() : null)
-                        {
-                            if (config.GradAccumulation > 1)
-                            {
-                                using var scaled = Ops.MulScalar(loss, 1.0 / config.GradAccumulation);
-                                scaled.Backward();
-                            }
-                            else loss.Backward();
-                        }
-                        // Read after the backward is queued: on a GPU the host does not wait between forward and backward.
-                        l = loss.Item();
-                    }
-                    double computed = Stopwatch.GetElapsedTime(computeStart).TotalSeconds;
-                    trace?.Add("forward+backward", "compute", computeStart, computed);
-                    if (slow > 1)
-                    {
-                        long sleepStart = Stopwatch.GetTimestamp();
-                        Thread.Sleep(TimeSpan.FromSeconds(computed * (slow - 1)));
-                        trace?.Add("straggler delay", "compute", sleepStart, Stopwatch.GetElapsedTime(sleepStart).TotalSeconds);
-                    }
-                    computeSeconds += Stopwatch.GetElapsedTime(computeStart).TotalSeconds;
-                    lossSum += l;
-                    lossCount++;
-                    epochSamples += batch.Size;
-                    if (!stepNow) continue;
-                    micro = 0;
-                    if (!graphed)
-                    {
-                        if (config.ClipNorm > 0 && strategy == null) GradClip.ClipGradNorm(model.Parameters(), config.ClipNorm);
-                        schedule.Apply(opt, step);
-                        if (strategy != null) StepTraced(strategy, trace);
-                        else
-                        {
-                            opt.Step();
-                            opt.ZeroGrad();
-                        }
-                    }
-                    step++;
-                    workerSteps++;
-                    losses.Add(l);
-                    if (config.EvalEverySteps > 0 && step % config.EvalEverySteps == 0 && (lead || barrierAtEval)) EvaluatePoint();
-                }
-                if (lastLog.Elapsed.TotalSeconds >= 2)
-                {
-                    lastLog.Restart();
-                    double rate = epochSamples / timer.Elapsed.TotalSeconds;
-                    double remaining = (double)(config.Epochs - epoch) * loader.SamplesPerEpoch - epochSamples;
-                    // Under a strategy, also what communication costs so far: bytes handed to collectives per step and
-                    // the error-feedback residual still waiting to be sent.
-                    string comm = strategy == null || workerSteps == 0 ? ""
-                        : $"  {strategy.BytesCommunicated / (double)workerSteps / 1e3:F1} KB/step sent{(strategy.ResidualNorm > 0 ? $", residual {strategy.ResidualNorm:G3}" : "")}";
-                    log($"epoch {epoch + 1}/{config.Epochs}  batch {batch.Index + 1}/{perEpoch}  loss {lossSum / lossCount:F4}  {rate:F0} samples/s{comm}  ETA {TimeSpan.FromSeconds(remaining / Math.Max(rate, 1)):hh\\:mm\\:ss}");
-                }
-                if (config.MaxSteps > 0 && step >= config.MaxSteps)
-                {
-                    stopped = true;
-                    SaveCheckpoint(batch.Index + 1 < perEpoch ? epoch : epoch + 1, batch.Index + 1 < perEpoch ? batch.Index + 1 : 0);
-                    break;
-                }
-            }
-            samples += epochSamples;
-            if (stopped) break;
-            int world = workers;
-            double acc = lead || barrierAtEval ? EvaluatePoint() : double.NaN;
-            double secs = timer.Elapsed.TotalSeconds - (evalSeconds - epochEval);
-            last = acc;
-            best = Math.Max(best, acc);
-            epochs.Add(new EpochResult(epoch + 1, lossSum / Math.Max(lossCount, 1), acc, secs, epochSamples * world / secs));
-            log($"epoch {epoch + 1}/{config.Epochs}  loss {lossSum / Math.Max(lossCount, 1):F4}  test accuracy {acc:F4}  {epochSamples * world / secs:F0} samples/s{(world > 1 ? $" ({world} ranks, {strategy?.Name})" : "")}  {secs:F1}s");
-            SaveCheckpoint(epoch + 1, 0);
-        }
-        double trainSecs = total.Elapsed.TotalSeconds - evalSeconds;
-        RunMetrics metrics = RunMetrics.Single(computeSeconds);
-        if (strategy != null && group != null)
-        {
-            // A parameter server's replicas hold what they last pulled: gather the final shards and evaluate those.
-            strategy.Finish();
-            if (ps != null && lead && ps.IsWorker && !(config.MaxSteps > 0 && step >= config.MaxSteps))
-            {
-                last = EvaluatePoint();
-                best = Math.Max(best, last);
-            }
-            metrics = RunMetrics.Gather(group, strategy, config.Compress ?? "none", computeSeconds, group.BytesSent - bytesAtStart, workerSteps);
-        }
-        if (trace != null)
-        {
+            if (trace == null) return;
             Directory.CreateDirectory(config.TraceDir!);
             trace.Write(Path.Combine(config.TraceDir!, $"trace-rank{trace.Rank}.json"));
+            trace = null;
         }
+        // A failed run still leaves its traces: they show where the time went up to the failure.
+        double trainSecs;
+        RunMetrics metrics;
+        try
+        {
+            for (int epoch = startEpoch; epoch < config.Epochs && !stopped; epoch++)
+            {
+                model.Train();
+                var timer = Stopwatch.StartNew();
+                double lossSum = 0, epochEval = evalSeconds;
+                int lossCount = 0, micro = 0, epochSamples = 0;
+                foreach (var batch in loader.Epoch(epoch, epoch == startEpoch ? skip : 0))
+                {
+                    using (batch)
+                    using (var scope = new TensorScope())
+                    {
+                        long computeStart = Stopwatch.GetTimestamp();
+                        bool graphed = config.CudaGraph && batch.Size == config.BatchSize; // a short last batch runs eagerly
+                        double l;
+                        bool stepNow;
+                        if (graphed)
+                        {
+                            l = GraphedStep(batch);
+                            stepNow = true;
+                        }
+                        else
+                        {
+                            using var images = batch.Images.To(device);
+                            using var labels = batch.Labels.To(device);
+                            using var amp = config.Amp == "bf16" ? Autograd.Autocast.Bf16() : null; // forward and backward
+                            using var logits = model.Forward(images);
+                            using var loss = F.CrossEntropy(logits, labels);
+                            stepNow = ++micro >= config.GradAccumulation || batch.Index == perEpoch - 1;
+                            // Accumulation micro-batches do not communicate; the stepping one averages the total.
+                            using (!stepNow ? ddp?.NoSync() : null)
+                            {
+                                if (config.GradAccumulation > 1)
+                                {
+                                    using var scaled = Ops.MulScalar(loss, 1.0 / config.GradAccumulation);
+                                    scaled.Backward();
+                                }
+                                else loss.Backward();
+                            }
+                            // Read after the backward is queued: on a GPU the host does not wait between forward and backward.
+                            l = loss.Item();
+                        }
+                        if (!double.IsFinite(l) && !config.AllowDivergence) throw new TrainingDivergedException(step + 1, epoch + 1, batch.Index + 1, l);
+                        double computed = Stopwatch.GetElapsedTime(computeStart).TotalSeconds;
+                        trace?.Add("forward+backward", "compute", computeStart, computed);
+                        if (slow > 1)
+                        {
+                            long sleepStart = Stopwatch.GetTimestamp();
+                            Thread.Sleep(TimeSpan.FromSeconds(computed * (slow - 1)));
+                            trace?.Add("straggler delay", "compute", sleepStart, Stopwatch.GetElapsedTime(sleepStart).TotalSeconds);
+                        }
+                        computeSeconds += Stopwatch.GetElapsedTime(computeStart).TotalSeconds;
+                        lossSum += l;
+                        lossCount++;
+                        epochSamples += batch.Size;
+                        if (!stepNow) continue;
+                        micro = 0;
+                        if (!graphed)
+                        {
+                            if (config.ClipNorm > 0 && strategy == null) GradClip.ClipGradNorm(model.Parameters(), config.ClipNorm);
+                            schedule.Apply(opt, step);
+                            if (strategy != null) StepTraced(strategy, trace);
+                            else
+                            {
+                                opt.Step();
+                                opt.ZeroGrad();
+                            }
+                        }
+                        step++;
+                        workerSteps++;
+                        losses.Add(l);
+                        if (config.EvalEverySteps > 0 && step % config.EvalEverySteps == 0 && (lead || barrierAtEval)) EvaluatePoint();
+                        if (config.SaveEverySteps > 0 && step % config.SaveEverySteps == 0)
+                            SaveCheckpoint(batch.Index + 1 < perEpoch ? epoch : epoch + 1, batch.Index + 1 < perEpoch ? batch.Index + 1 : 0);
+                    }
+                    if (lastLog.Elapsed.TotalSeconds >= 2)
+                    {
+                        lastLog.Restart();
+                        double rate = epochSamples / timer.Elapsed.TotalSeconds;
+                        double remaining = (double)(config.Epochs - epoch) * loader.SamplesPerEpoch - epochSamples;
+                        // Under a strategy, also what communication costs so far: bytes handed to collectives per step and
+                        // the error-feedback residual still waiting to be sent.
+                        string comm = strategy == null || workerSteps == 0 ? ""
+                            : $"  {strategy.BytesCommunicated / (double)workerSteps / 1e3:F1} KB/step sent{(strategy.ResidualNorm > 0 ? $", residual {strategy.ResidualNorm:G3}" : "")}";
+                        log($"epoch {epoch + 1}/{config.Epochs}  batch {batch.Index + 1}/{perEpoch}  loss {lossSum / lossCount:F4}  {rate:F0} samples/s{comm}  ETA {TimeSpan.FromSeconds(remaining / Math.Max(rate, 1)):hh\\:mm\\:ss}");
+                    }
+                    if (config.MaxSteps > 0 && step >= config.MaxSteps)
+                    {
+                        stopped = true;
+                        SaveCheckpoint(batch.Index + 1 < perEpoch ? epoch : epoch + 1, batch.Index + 1 < perEpoch ? batch.Index + 1 : 0);
+                        break;
+                    }
+                }
+                samples += epochSamples;
+                if (stopped) break;
+                int world = workers;
+                double acc = lead || barrierAtEval ? EvaluatePoint() : double.NaN;
+                double secs = timer.Elapsed.TotalSeconds - (evalSeconds - epochEval);
+                last = acc;
+                epochs.Add(new EpochResult(epoch + 1, lossSum / Math.Max(lossCount, 1), acc, secs, epochSamples * world / secs));
+                log($"epoch {epoch + 1}/{config.Epochs}  loss {lossSum / Math.Max(lossCount, 1):F4}  test accuracy {acc:F4}  {epochSamples * world / secs:F0} samples/s{(world > 1 ? $" ({world} ranks, {strategy?.Name})" : "")}  {secs:F1}s");
+                SaveCheckpoint(epoch + 1, 0);
+            }
+            trainSecs = total.Elapsed.TotalSeconds - evalSeconds;
+            metrics = RunMetrics.Single(computeSeconds);
+            if (strategy != null && group != null)
+            {
+                // A parameter server's replicas hold what they last pulled: gather the final shards and evaluate those.
+                strategy.Finish();
+                if (ps != null && lead && ps.IsWorker) last = EvaluatePoint();
+                metrics = RunMetrics.Gather(group, strategy, config.Compress ?? "none", computeSeconds, group.BytesSent - bytesAtStart, workerSteps);
+            }
+            // A run that stopped between evaluations (--max-steps), or resumed an already finished one, evaluates where it
+            // stands (after the strategy's final exchange): the reported accuracy is always measured, never a placeholder.
+            if (evaluatedAt != step && ps == null && (lead || barrierAtEval)) last = EvaluatePoint();
+        }
+        catch
+        {
+            WriteTrace();
+            throw;
+        }
+        WriteTrace();
         return new TrainResult(config, dataSource, epochs, losses, last, best, trainSecs, samples * workers / Math.Max(trainSecs, 1e-9), step, ckpt, curve, metrics);
     }
 
@@ -453,14 +507,19 @@ public static class Trainer
 
     /// <summary>The slow-down factor HPCENGINE_STRAGGLER ("rank:factor", e.g. "1:1.5") sets for <paramref name="rank"/>
     /// (1 when unset or for other ranks).</summary>
-    public static double StragglerFactor(int rank, string? spec = null)
+    public static double StragglerFactor(int rank, string? spec = null) => StragglerFactor(rank, int.MaxValue, spec);
+
+    /// <summary>As <see cref="StragglerFactor(int, string?)"/>, and an error when the spec names a rank that a world of
+    /// <paramref name="worldSize"/> does not have (a straggler that would silently not be applied).</summary>
+    public static double StragglerFactor(int rank, int worldSize, string? spec = null)
     {
         spec ??= Environment.GetEnvironmentVariable("HPCENGINE_STRAGGLER");
         if (string.IsNullOrEmpty(spec)) return 1;
         var p = spec.Split(':');
-        if (p.Length != 2 || !int.TryParse(p[0], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int r)
-            || !double.TryParse(p[1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double f) || f < 1)
+        if (p.Length != 2 || !int.TryParse(p[0], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int r) || r < 0
+            || !double.TryParse(p[1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double f) || !(f >= 1) || !double.IsFinite(f))
             throw new ArgumentException($"HPCENGINE_STRAGGLER='{spec}' must be RANK:FACTOR with FACTOR >= 1, e.g. 1:1.5");
+        if (r >= worldSize) throw new ArgumentException($"HPCENGINE_STRAGGLER='{spec}' names rank {r}, but the job has {worldSize} rank(s) (0..{worldSize - 1})");
         return r == rank ? f : 1;
     }
 

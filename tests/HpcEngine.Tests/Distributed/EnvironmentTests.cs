@@ -31,15 +31,36 @@ public class EnvironmentTests
     {
         var mpi = Resolve(("OMPI_COMM_WORLD_RANK", "2"), ("OMPI_COMM_WORLD_SIZE", "4"), ("OMPI_COMM_WORLD_LOCAL_RANK", "2"));
         Assert.That((mpi.Rank, mpi.WorldSize, mpi.LocalRank, mpi.MasterPort, mpi.Source), Is.EqualTo((2, 4, 2, DistributedEnvironment.DefaultPort, "openmpi")));
-        var slurm = Resolve(("SLURM_PROCID", "5"), ("SLURM_NTASKS", "16"), ("SLURM_LOCALID", "1"), ("SLURM_JOB_NODELIST", "gpu[07-09,12],cpu3"));
+        var slurm = Resolve(("SLURM_PROCID", "5"), ("SLURM_NTASKS", "16"), ("SLURM_LOCALID", "1"), ("SLURM_JOB_NODELIST", "gpu[07-09,12],cpu3"), ("SLURM_STEP_ID", "0"));
         Assert.That((slurm.Rank, slurm.WorldSize, slurm.LocalRank, slurm.MasterAddr), Is.EqualTo((5, 16, 1, "gpu07")));
-        var slurmMaster = Resolve(("SLURM_PROCID", "0"), ("SLURM_NTASKS", "2"), ("SLURM_JOB_NODELIST", "a1"), ("MASTER_ADDR", "head"));
+        var slurmMaster = Resolve(("SLURM_PROCID", "0"), ("SLURM_NTASKS", "2"), ("SLURM_JOB_NODELIST", "a1"), ("MASTER_ADDR", "head"), ("SLURM_STEP_ID", "0"));
         Assert.That(slurmMaster.MasterAddr, Is.EqualTo("head"));
+        // A step of 2 tasks inside an allocation of 4 (srun -n 2 in an sbatch -n 4 script): the step is the job.
+        var step = Resolve(("SLURM_PROCID", "1"), ("SLURM_NTASKS", "2"), ("SLURM_STEP_NUM_TASKS", "2"), ("SLURM_STEP_ID", "3"), ("SLURM_JOB_ID", "41"),
+            ("SLURM_STEP_NODELIST", "n[2-3]"), ("SLURM_JOB_NODELIST", "n[1-4]"), ("SLURM_STEP_TASKS_PER_NODE", "1(x2)"));
+        Assert.That((step.WorldSize, step.LocalWorldSize, step.MasterAddr, step.JobId), Is.EqualTo((2, 1, "n2", "slurm-41.3")));
+        Assert.That(step.MasterPort, Is.EqualTo(20000 + (41 * 31 + 3) % 20000), "a port of its own per job step");
+        var batch = Assert.Throws<InvalidOperationException>(() => Resolve(("SLURM_PROCID", "0"), ("SLURM_NTASKS", "4"), ("SLURM_JOB_NODELIST", "n1")));
+        Assert.That(batch!.Message, Does.Contain("srun"));
         var pmi = Resolve(("PMI_RANK", "1"), ("PMI_SIZE", "3"));
         Assert.That((pmi.Rank, pmi.WorldSize, pmi.Source), Is.EqualTo((1, 3, "pmi")));
         Assert.Throws<InvalidOperationException>(() => Resolve(("SLURM_PROCID", "0")));
         Assert.Throws<InvalidOperationException>(() => Resolve(("PMI_RANK", "4"), ("PMI_SIZE", "4")));
         Assert.Throws<InvalidOperationException>(() => Resolve());
+    }
+
+    [TestCase(true, "WORLD_SIZE=2")]
+    [TestCase(true, "OMPI_COMM_WORLD_SIZE=2")]
+    [TestCase(true, "SLURM_STEP_ID=0", "SLURM_PROCID=0", "SLURM_NTASKS=2", "SLURM_STEP_NUM_TASKS=2")]
+    [TestCase(false, "SLURM_STEP_ID=0", "SLURM_PROCID=0", "SLURM_NTASKS=1", "SLURM_STEP_NUM_TASKS=1")]
+    [TestCase(false, "SLURM_PROCID=0", "SLURM_NTASKS=4")] // an sbatch script: one process in an allocation of 4
+    [TestCase(true, "PMI_RANK=0", "PMI_SIZE=3")]
+    [TestCase(false, "PMI_RANK=0", "PMI_SIZE=1")]
+    [TestCase(false)]
+    public void A_job_of_several_ranks_is_detected_under_every_launcher(bool expected, params string[] vars)
+    {
+        var env = vars.Select(v => v.Split('=')).ToDictionary(p => p[0], p => p[1]);
+        Assert.That(DistributedEnvironment.IsPresent(k => env.GetValueOrDefault(k)), Is.EqualTo(expected));
     }
 
     [TestCase("node1", "node1")]

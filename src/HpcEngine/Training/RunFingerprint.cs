@@ -1,0 +1,101 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using HpcEngine.Data;
+
+namespace HpcEngine.Training;
+
+/// <summary>What a checkpoint must be resumed with: the settings that change what the next step computes. A resume
+/// whose fingerprint differs is refused with the differences named, except for the changes
+/// <see cref="ResumeChange"/> lets the user accept explicitly.</summary>
+public sealed record RunFingerprint
+{
+    public string Model { get; init; } = "";
+    public int WorldSize { get; init; } = 1;
+    public string Strategy { get; init; } = "sync";
+    public string Codec { get; init; } = "none";
+    public int BatchSize { get; init; }
+    public int GradAccumulation { get; init; } = 1;
+    public string Optimizer { get; init; } = "";
+    public double Lr { get; init; }
+    public double Momentum { get; init; }
+    public double WeightDecay { get; init; }
+    public int WarmupSteps { get; init; }
+    public double ClipNorm { get; init; }
+    public int Epochs { get; init; }
+    public bool Augment { get; init; }
+    public ulong Seed { get; init; }
+    public string Amp { get; init; } = "none";
+    /// <summary>The training data: sample count and a SHA-256 of its images and labels (first 16 hex digits).</summary>
+    public string Data { get; init; } = "";
+
+    /// <summary>The fingerprint of a run of <paramref name="config"/> over <paramref name="workers"/> ranks on <paramref name="train"/>.</summary>
+    public static RunFingerprint Of(TrainConfig config, int workers, ImageDataset train)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(train);
+        return new RunFingerprint
+        {
+            Model = config.Model, WorldSize = workers, Strategy = config.Strategy, Codec = config.Compress ?? "none",
+            BatchSize = config.BatchSize, GradAccumulation = config.GradAccumulation, Optimizer = config.Optimizer, Lr = config.Lr,
+            Momentum = config.Momentum, WeightDecay = config.WeightDecay, WarmupSteps = config.WarmupSteps, ClipNorm = config.ClipNorm,
+            Epochs = config.Epochs, Augment = config.Augment, Seed = config.Seed, Amp = config.Amp, Data = DataIdentity(train),
+        };
+    }
+
+    /// <summary>"N samples, sha256 XXXXXXXXXXXXXXXX" over the images' and labels' bytes.</summary>
+    public static string DataIdentity(ImageDataset data)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        using (var images = data.Images.Contiguous()) sha.AppendData(images.AsByteMemory().Span);
+        using (var labels = data.Labels.Contiguous()) sha.AppendData(labels.AsByteMemory().Span);
+        return $"{data.Count.ToString(CultureInfo.InvariantCulture)} samples, sha256 {Convert.ToHexString(sha.GetHashAndReset())[..16].ToLowerInvariant()}";
+    }
+
+    public string ToJson() => JsonSerializer.Serialize(this);
+
+    public static RunFingerprint FromJson(string json) => JsonSerializer.Deserialize<RunFingerprint>(json) ?? throw new InvalidDataException("empty run fingerprint");
+
+    /// <summary>Each field that differs, as (flag name, saved, now).</summary>
+    public IReadOnlyList<(string Field, string Saved, string Now)> Differences(RunFingerprint now)
+    {
+        ArgumentNullException.ThrowIfNull(now);
+        var diffs = new List<(string, string, string)>();
+        void Check<T>(string field, T saved, T current)
+        {
+            if (!EqualityComparer<T>.Default.Equals(saved, current))
+                diffs.Add((field, Convert.ToString(saved, CultureInfo.InvariantCulture) ?? "", Convert.ToString(current, CultureInfo.InvariantCulture) ?? ""));
+        }
+        Check("model", Model, now.Model);
+        Check("world-size", WorldSize, now.WorldSize);
+        Check("strategy", Strategy, now.Strategy);
+        Check("compress", Codec, now.Codec);
+        Check("batch-size", BatchSize, now.BatchSize);
+        Check("grad-accumulation", GradAccumulation, now.GradAccumulation);
+        Check("optimizer", Optimizer, now.Optimizer);
+        Check("lr", Lr, now.Lr);
+        Check("momentum", Momentum, now.Momentum);
+        Check("weight-decay", WeightDecay, now.WeightDecay);
+        Check("warmup-steps", WarmupSteps, now.WarmupSteps);
+        Check("clip-norm", ClipNorm, now.ClipNorm);
+        Check("epochs", Epochs, now.Epochs);
+        Check("augment", Augment, now.Augment);
+        Check("seed", Seed, now.Seed);
+        Check("amp", Amp, now.Amp);
+        Check("data", Data, now.Data);
+        return diffs;
+    }
+}
+
+/// <summary>The changes a resume may accept when the user names them (<c>--allow-resume-change epochs,world-size</c>).</summary>
+public static class ResumeChange
+{
+    /// <summary>More (or fewer) epochs: the cosine schedule is stretched over the new total.</summary>
+    public const string Epochs = "epochs";
+    /// <summary>Another number of ranks (sync data parallelism without a codec: no per-rank state): the data position
+    /// and the schedule's step are rescaled to the samples already seen.</summary>
+    public const string WorldSize = "world-size";
+
+    public static readonly string[] All = [Epochs, WorldSize];
+}
