@@ -32,7 +32,7 @@ public static class Checkpoint
         ArgumentNullException.ThrowIfNull(optimizer);
         ArgumentNullException.ThrowIfNull(state);
         Directory.CreateDirectory(dir);
-        RemoveLeftovers(dir);
+        RemoveLeftovers(dir, ".model-*.tmp", ".trainer-*.tmp", PointerFile + ".*.tmp");
         string tag = state.Step.ToString("D9", CultureInfo.InvariantCulture);
         string modelFile = $"model-{tag}.safetensors", trainerFile = $"trainer-{tag}.safetensors";
         // The input normalisation travels with the weights: whoever runs them elsewhere needs it.
@@ -131,6 +131,7 @@ public static class Checkpoint
     {
         ArgumentNullException.ThrowIfNull(scalars);
         Directory.CreateDirectory(dir);
+        RemoveLeftovers(dir, $".rank{rank.ToString(CultureInfo.InvariantCulture)}-*.tmp");
         var meta = scalars.ToDictionary(kv => "state." + kv.Key, kv => kv.Value);
         meta["format"] = Format;
         meta["rank"] = rank.ToString(CultureInfo.InvariantCulture);
@@ -184,11 +185,12 @@ public static class Checkpoint
         return name;
     }
 
-    /// <summary>Deletes the temporary files an interrupted save left behind (the atomic writes' <c>*.tmp</c>). Safe
-    /// at the start of a save: the trainer puts a barrier between the ranks' own writes and rank 0's save.</summary>
-    private static void RemoveLeftovers(string dir)
+    /// <summary>Deletes the temporary files an interrupted save left behind (the atomic writes' <c>*.tmp</c>). Each
+    /// writer cleans only its own kind — rank 0 the model, trainer and pointer files, rank R its rank files — so a
+    /// rank that runs ahead (local SGD between exchanges) can never lose a file another rank is writing.</summary>
+    private static void RemoveLeftovers(string dir, params string[] patterns)
     {
-        foreach (var tmp in Directory.EnumerateFiles(dir, "*.tmp"))
+        foreach (var tmp in patterns.SelectMany(p => Directory.EnumerateFiles(dir, p)))
             try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
