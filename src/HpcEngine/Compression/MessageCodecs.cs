@@ -60,19 +60,12 @@ public sealed class HalfCodec(bool bf16) : MessageCodec
     protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values)
     {
         var b = new byte[values.Length * 2];
-        for (int i = 0; i < values.Length; i++)
-            BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(2 * i), bf16 ? BFloat16Bits.FromSingle(values[i]) : BitConverter.HalfToUInt16Bits((Half)values[i]));
+        BFloat16Bits.Narrow(values, MemoryMarshal.Cast<byte, ushort>(b.AsSpan()), bf16); // little-endian, like every wire format here
         return new EncodedGradient(b, values.Length);
     }
 
-    public override void Decode(EncodedGradient message, Span<float> output)
-    {
-        for (int i = 0; i < message.Count; i++)
-        {
-            ushort u = BinaryPrimitives.ReadUInt16LittleEndian(message.Bytes.AsSpan(2 * i));
-            output[i] = bf16 ? BFloat16Bits.ToSingle(u) : (float)BitConverter.UInt16BitsToHalf(u);
-        }
-    }
+    public override void Decode(EncodedGradient message, Span<float> output) =>
+        BFloat16Bits.Widen(MemoryMarshal.Cast<byte, ushort>(message.Bytes.AsSpan(0, 2 * message.Count)), output, bf16);
 }
 
 /// <summary>Sparse message: k (int32 index, float32 value) pairs after a 4-byte count — 4 + 8k bytes.</summary>

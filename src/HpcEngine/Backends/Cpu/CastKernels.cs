@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Numerics.Tensors;
 
 namespace HpcEngine.Backends.Cpu;
@@ -38,18 +39,18 @@ internal static unsafe class CastKernels
         DType from = src.DType, to = dst.DType;
         if (from == DType.Float32 && to == DType.Float64) { TensorPrimitives.ConvertChecked<float, double>(src.Span<float>(), dst.Span<double>()); return; }
         if (from == DType.Float64 && to == DType.Float32) { TensorPrimitives.ConvertTruncating<double, float>(src.Span<double>(), dst.Span<float>()); return; }
-        if (from == DType.Float32 && to == DType.Float16) { TensorPrimitives.ConvertToHalf(src.Span<float>(), dst.Span<Half>()); return; }
-        if (from == DType.Float16 && to == DType.Float32) { TensorPrimitives.ConvertToSingle(src.Span<Half>(), dst.Span<float>()); return; }
+        if (from == DType.Float32 && to == DType.Float16) { HalfBits.FromSingle(src.Span<float>(), MemoryMarshal.Cast<Half, ushort>(dst.Span<Half>())); return; }
+        if (from == DType.Float16 && to == DType.Float32) { HalfBits.ToSingle(MemoryMarshal.Cast<Half, ushort>(src.Span<Half>()), dst.Span<float>()); return; }
         if (from == DType.Float32 && to == DType.BFloat16)
         {
             float* s = src.Ptr<float>(); ushort* d = dst.Ptr<ushort>();
-            CpuThreads.For(n, n, (a, b) => { for (int i = a; i < b; i++) d[i] = BFloat16Bits.FromSingle(s[i]); });
+            CpuThreads.For(n, n, (a, b) => BFloat16Bits.FromSingle(new ReadOnlySpan<float>(s + a, b - a), new Span<ushort>(d + a, b - a)));
             return;
         }
         if (from == DType.BFloat16 && to == DType.Float32)
         {
             ushort* s = src.Ptr<ushort>(); float* d = dst.Ptr<float>();
-            CpuThreads.For(n, n, (a, b) => { for (int i = a; i < b; i++) d[i] = BFloat16Bits.ToSingle(s[i]); });
+            CpuThreads.For(n, n, (a, b) => BFloat16Bits.ToSingle(new ReadOnlySpan<ushort>(s + a, b - a), new Span<float>(d + a, b - a)));
             return;
         }
         byte* ps = src.BytePtr, pd = dst.BytePtr;

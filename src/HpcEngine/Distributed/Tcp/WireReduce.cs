@@ -36,24 +36,22 @@ internal static class WireReduce
         }
     }
 
-    private static float Widen(ushort v, bool bf16) => bf16 ? BFloat16Bits.ToSingle(v) : (float)BitConverter.UInt16BitsToHalf(v);
-
-    private static ushort Narrow(float v, bool bf16) => bf16 ? BFloat16Bits.FromSingle(v) : BitConverter.HalfToUInt16Bits((Half)v);
+    /// <summary>Elements widened at a time: two fp32 chunks of this size stay in L1.</summary>
+    private const int NarrowChunk = 2048;
 
     private static void ApplyNarrow(ReduceOp op, bool bf16, Span<ushort> d, ReadOnlySpan<ushort> s)
     {
-        for (int i = 0; i < d.Length; i++)
+        // NOTE: widening chunk by chunk through SIMD conversions; an element-wise (Half) cast made a 1M-element fp16
+        // allreduce 6x slower than fp32's (32.7 ms against 5.3 ms on 2 ranks), for half the bytes.
+        Span<float> a = stackalloc float[NarrowChunk], b = stackalloc float[NarrowChunk];
+        for (int i = 0; i < d.Length; i += NarrowChunk)
         {
-            float a = Widen(d[i], bf16), b = Widen(s[i], bf16);
-            float r = op switch
-            {
-                ReduceOp.Sum or ReduceOp.Avg => a + b,
-                ReduceOp.Max => MathF.Max(a, b),
-                ReduceOp.Min => MathF.Min(a, b),
-                ReduceOp.Product => a * b,
-                _ => throw new ArgumentOutOfRangeException(nameof(op)),
-            };
-            d[i] = Narrow(r, bf16);
+            int n = Math.Min(NarrowChunk, d.Length - i);
+            var dc = d.Slice(i, n);
+            BFloat16Bits.Widen(dc, a, bf16);
+            BFloat16Bits.Widen(s.Slice(i, n), b, bf16);
+            Apply<float>(op, a[..n], b[..n]);
+            BFloat16Bits.Narrow(a[..n], dc, bf16);
         }
     }
 
@@ -67,8 +65,19 @@ internal static class WireReduce
             case DType.Int32: foreach (ref var v in MemoryMarshal.Cast<byte, int>(data)) v /= n; break;
             case DType.Int64: foreach (ref var v in MemoryMarshal.Cast<byte, long>(data)) v /= n; break;
             case DType.Float16 or DType.BFloat16:
-                foreach (ref var v in MemoryMarshal.Cast<byte, ushort>(data)) v = Narrow(Widen(v, dtype == DType.BFloat16) / n, dtype == DType.BFloat16);
+            {
+                var v = MemoryMarshal.Cast<byte, ushort>(data);
+                bool bf16 = dtype == DType.BFloat16;
+                Span<float> a = stackalloc float[NarrowChunk];
+                for (int i = 0; i < v.Length; i += NarrowChunk)
+                {
+                    int m = Math.Min(NarrowChunk, v.Length - i);
+                    BFloat16Bits.Widen(v.Slice(i, m), a, bf16);
+                    TensorPrimitives.Divide(a[..m], n, a[..m]); // a division, as the element-wise path did: the same bits
+                    BFloat16Bits.Narrow(a[..m], v.Slice(i, m), bf16);
+                }
                 break;
+            }
             default: throw new NotSupportedException($"tcp: average over {dtype.TorchName()} is not supported");
         }
     }
