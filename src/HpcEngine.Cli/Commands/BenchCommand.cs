@@ -30,7 +30,7 @@ public sealed class BenchOptions
     [Option("optimizer", Default = "sgd", HelpText = "step: sgd (momentum 0.9) | adam | adamw")]
     public string Optimizer { get; set; } = "sgd";
 
-    [Option("op", Default = "allreduce", HelpText = "collectives: allreduce | broadcast | allgather | reducescatter")]
+    [Option("op", Default = "allreduce", HelpText = "collectives: allreduce | broadcast | reduce | allgather | reducescatter | alltoall | sendrecv")]
     public string Op { get; set; } = "allreduce";
 
     [Option("min-bytes", Default = 1024L, HelpText = "collectives: smallest message.")]

@@ -67,6 +67,9 @@ public class MultiHostTests
     [TestCase("allgather")]
     [TestCase("reducescatter")]
     [TestCase("broadcast")]
+    [TestCase("reduce")]
+    [TestCase("alltoall")]
+    [TestCase("sendrecv")]
     public void Collectives_across_hosts_give_their_closed_forms(string op)
     {
         using var hosts = NetworkHosts.Create(2);
