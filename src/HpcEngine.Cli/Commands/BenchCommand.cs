@@ -81,6 +81,9 @@ public sealed class BenchOptions
     [Option("price-per-hour", Default = 3.06, HelpText = "strategies: price of one worker machine per hour, for the cost estimate.")]
     public double PricePerHour { get; set; }
 
+    [Option("currency", Default = "USD", HelpText = "strategies: the currency of --price-per-hour (named beside every cost).")]
+    public string Currency { get; set; } = "USD";
+
     [Option("eval-every", Default = 40, HelpText = "strategies: evaluate every N steps (curve resolution).")]
     public int EvalEvery { get; set; }
 

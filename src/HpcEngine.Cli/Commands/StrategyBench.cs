@@ -29,7 +29,8 @@ internal static class StrategyBench
         foreach (var s in strategies) CheckStrategy(s);
         if (o.Epochs <= 0) throw new ArgumentException($"--epochs must be positive, got {o.Epochs}");
         if (o.TargetAccuracy is <= 0 or > 1) throw new ArgumentException($"--target-accuracy must be in (0, 1], got {o.TargetAccuracy}");
-        if (o.PricePerHour < 0) throw new ArgumentException($"--price-per-hour must not be negative, got {o.PricePerHour}");
+        if (!(o.PricePerHour >= 0) || !double.IsFinite(o.PricePerHour)) throw new ArgumentException($"--price-per-hour must be 0 or more, got {o.PricePerHour}");
+        if (string.IsNullOrWhiteSpace(o.Currency) || o.Currency.Length > 8) throw new ArgumentException($"--currency must be a short code such as USD or EUR, got '{o.Currency}'");
         string? emulation = o.Bandwidth == null && o.Latency == null ? null
             : string.Join(",", new[] { o.Bandwidth != null ? $"bandwidth={o.Bandwidth}" : null, o.Latency != null ? $"latency={o.Latency}" : null }.Where(x => x != null));
         if (emulation != null) NetworkEmulation.Parse(emulation);
@@ -54,7 +55,7 @@ internal static class StrategyBench
                     else plans.Add(plan);
                 }
         var config = new StrategyBenchConfig(o.Model!, workers, o.Epochs, o.BatchSize, strategies, codecs, o.TargetAccuracy, o.Bandwidth, o.Latency,
-            o.Straggler, o.PricePerHour, o.Data, o.Seed, o.EvalEvery, DateTime.UtcNow, Environment.ProcessorCount, Environment.OSVersion.ToString());
+            o.Straggler, o.PricePerHour, o.Data, o.Seed, o.EvalEvery, DateTime.UtcNow, Environment.ProcessorCount, Environment.OSVersion.ToString(), o.Currency);
         Console.WriteLine($"bench strategies: {plans.Count} runs ({skipped.Count} combinations skipped), data {source}, model {o.Model}, {o.Epochs} epochs, workers {string.Join(",", workers)}, network {emulation ?? "loopback"}, straggler {o.Straggler ?? "none"} -> {outDir}");
         foreach (var g in skipped.GroupBy(s => s.Why)) Console.WriteLine($"  skip {string.Join(", ", g.Select(s => $"{s.Plan.Strategy} + {s.Plan.Codec}"))}: {g.Key}");
 

@@ -7,7 +7,7 @@ namespace HpcEngine.Cli.Commands;
 /// <summary>The settings of a strategy matrix, as results.json's "config" records them.</summary>
 internal sealed record StrategyBenchConfig(string Model, int[] Workers, int Epochs, int BatchSize, string[] Strategies, string[] Codecs,
     double TargetAccuracy, string? Bandwidth, string? Latency, string? Straggler, double PricePerHour, string? Data, ulong Seed, int EvalEvery,
-    DateTime Started, int Cores, string Os);
+    DateTime Started, int Cores, string Os, string Currency = "USD");
 
 /// <summary>One run's figures, as results.json's "runs" entries record them.</summary>
 internal sealed record StrategyRunResult
@@ -104,7 +104,7 @@ internal static class StrategyReport
                 c.GetProperty("strategies").EnumerateArray().Select(x => x.GetString()!).ToArray(), c.GetProperty("codecs").EnumerateArray().Select(x => x.GetString()!).ToArray(),
                 Num(c, "target_accuracy"), Str(c, "bandwidth"), Str(c, "latency"), Str(c, "straggler"), Num(c, "price_per_hour"), Str(c, "data"),
                 c.GetProperty("seed").GetUInt64(), c.GetProperty("eval_every_steps").GetInt32(),
-                DateTime.Parse(Str(c, "started_utc")!, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind), c.GetProperty("cores").GetInt32(), Str(c, "os") ?? "");
+                DateTime.Parse(Str(c, "started_utc")!, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind), c.GetProperty("cores").GetInt32(), Str(c, "os") ?? "", Str(c, "currency") ?? "USD");
             var runs = root.GetProperty("runs").EnumerateArray().Select(r => new StrategyRunResult
             {
                 Strategy = Str(r, "strategy")!, Codec = Str(r, "codec")!, Workers = r.GetProperty("workers").GetInt32(), Status = Str(r, "status") ?? "ok", Error = Str(r, "error"),
@@ -135,7 +135,7 @@ internal static class StrategyReport
                 ["model"] = config.Model, ["workers"] = config.Workers, ["epochs"] = config.Epochs, ["batch_size_per_worker"] = config.BatchSize,
                 ["strategies"] = config.Strategies, ["codecs"] = config.Codecs, ["target_accuracy"] = config.TargetAccuracy,
                 ["bandwidth"] = config.Bandwidth, ["latency"] = config.Latency, ["straggler"] = config.Straggler,
-                ["price_per_hour"] = config.PricePerHour, ["data"] = config.Data, ["seed"] = config.Seed, ["eval_every_steps"] = config.EvalEvery,
+                ["price_per_hour"] = config.PricePerHour, ["currency"] = config.Currency, ["data"] = config.Data, ["seed"] = config.Seed, ["eval_every_steps"] = config.EvalEvery,
                 ["started_utc"] = config.Started.ToString("o", CultureInfo.InvariantCulture), ["cores"] = config.Cores, ["os"] = config.Os,
             },
             ["runs"] = runs.Select(r => r.ToJson()).ToArray(),
@@ -166,8 +166,8 @@ internal static class StrategyReport
     {
         var md = new StringBuilder();
         md.Append(CultureInfo.InvariantCulture, $"# Strategy benchmark: {c.Model}, {c.Epochs} epochs\n\n");
-        md.Append(CultureInfo.InvariantCulture, $"Workers {string.Join(", ", c.Workers)} (batch {c.BatchSize} per worker), network {(c.Bandwidth ?? "loopback")}{(c.Latency != null ? $" / {c.Latency} latency" : "")}, straggler {c.Straggler ?? "none"}, target accuracy {c.TargetAccuracy:F2}, price {c.PricePerHour:F2} per worker-hour, seed {c.Seed}; {c.Cores} cores, started {c.Started:u}.\n\n");
-        md.Append("| strategy | codec | workers | final acc | time to target (s) | train time (s) | samples/s | KB/worker/step | compute s | comm s | wait s | staleness mean/max | cost | cost to target |\n");
+        md.Append(CultureInfo.InvariantCulture, $"Workers {string.Join(", ", c.Workers)} (batch {c.BatchSize} per worker), network {(c.Bandwidth ?? "loopback")}{(c.Latency != null ? $" / {c.Latency} latency" : "")}, straggler {c.Straggler ?? "none"}, target accuracy {c.TargetAccuracy:F2}, price {c.PricePerHour:F2} {c.Currency} per worker-hour, seed {c.Seed}; {c.Cores} cores, started {c.Started:u}.\n\n");
+        md.Append(CultureInfo.InvariantCulture, $"| strategy | codec | workers | final acc | time to target (s) | train time (s) | samples/s | KB/worker/step | compute s | comm s | wait s | staleness mean/max | cost ({c.Currency}) | cost to target ({c.Currency}) |\n");
         md.Append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         foreach (var r in runs)
         {
@@ -208,7 +208,7 @@ internal static class StrategyReport
             var fastest = reached.MinBy(r => r.TimeToTargetSeconds)!;
             var cheapest = reached.MinBy(r => r.CostToTarget)!;
             yield return $"fastest to {c.TargetAccuracy:F2}: **{fastest.Label}** in {fastest.TimeToTargetSeconds:F1} s ({reached.Count} of {ok.Count} runs reached it).";
-            yield return $"cheapest to {c.TargetAccuracy:F2}: **{cheapest.Label}** at {cheapest.CostToTarget:F4} ({c.PricePerHour:F2} per worker-hour).";
+            yield return $"cheapest to {c.TargetAccuracy:F2}: **{cheapest.Label}** at {cheapest.CostToTarget:F4} {c.Currency} ({c.PricePerHour:F2} {c.Currency} per worker-hour).";
             var sync = reached.FirstOrDefault(r => r.Strategy == "sync" && r.Codec == "none" && r.Workers == fastest.Workers);
             if (sync != null && sync != fastest)
                 yield return $"against sync + none ({sync.TimeToTargetSeconds:F1} s), {fastest.Label} is {sync.TimeToTargetSeconds / fastest.TimeToTargetSeconds:F2}x faster to the target.";
@@ -222,9 +222,11 @@ internal static class StrategyReport
             double ratio = baseRun.BytesPerWorkerPerStep / r.BytesPerWorkerPerStep;
             double points = (baseRun.FinalTestAccuracy - r.FinalTestAccuracy) * 100;
             double savedKb = (baseRun.BytesPerWorkerPerStep - r.BytesPerWorkerPerStep) / 1e3;
+            // Bytes saved are only half the story: what the codec did to the clock, and how much of it was compressing.
+            string time = $"; train time {r.TrainSeconds:F1} s against {baseRun.TrainSeconds:F1} s ({r.TrainSeconds / baseRun.TrainSeconds:F2}x{(r.TrainSeconds > baseRun.TrainSeconds ? ", slower" : "")}), of which compressing {r.CompressSeconds:F2} s per worker";
             yield return points > 0.01
-                ? $"{r.Label}: {ratio:F1}x fewer bytes per step than {baseRun.Codec} ({savedKb:F1} KB saved per worker-step) for {points:F2} accuracy points lost — {savedKb / points:F1} KB per worker-step saved per point."
-                : $"{r.Label}: {ratio:F1}x fewer bytes per step than {baseRun.Codec} ({savedKb:F1} KB saved per worker-step) at no accuracy cost ({-points:F2} points).";
+                ? $"{r.Label}: {ratio:F1}x fewer bytes per step than {baseRun.Codec} ({savedKb:F1} KB saved per worker-step) for {points:F2} accuracy points lost — {savedKb / points:F1} KB per worker-step saved per point{time}."
+                : $"{r.Label}: {ratio:F1}x fewer bytes per step than {baseRun.Codec} ({savedKb:F1} KB saved per worker-step) at no accuracy cost ({-points:F2} points){time}.";
         }
         var stale = ok.Where(r => r.StalenessMax > 0).ToList();
         if (stale.Count > 0)

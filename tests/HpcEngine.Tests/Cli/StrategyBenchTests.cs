@@ -22,7 +22,7 @@ public class StrategyBenchTests
             TestSupport.WriteTinyFashionMnist(data, 512, 128);
             var r = TestSupport.RunCli(["bench", "strategies", "--workers", "2", "--model", "mlp", "--data", data, "--epochs", "2",
                 "--batch-size", "32", "--strategies", "sync,ssp:1", "--compress", "none,topk:0.1", "--target-accuracy", "0.05",
-                "--eval-every", "4", "--latency", "1ms", "--straggler", "1:1.2", "--out", outDir], timeoutSeconds: 300);
+                "--eval-every", "4", "--latency", "1ms", "--straggler", "1:1.2", "--currency", "EUR", "--out", outDir], timeoutSeconds: 300);
             Assert.That(r.Exit, Is.Zero, r.Stdout + r.Stderr);
             Assert.That(r.Stdout, Does.Contain("[1/3").And.Contain("[3/3").And.Contain("ETA"), "progress per run and overall");
 
@@ -71,6 +71,10 @@ public class StrategyBenchTests
             }
             string report = File.ReadAllText(Path.Combine(outDir, "report.md"));
             Assert.That(report, Does.Contain("| strategy | codec |").And.Contain("accuracy_vs_time.png").And.Contain("fastest to 0.05"));
+            Assert.That(report, Does.Contain("3.06 EUR per worker-hour").And.Contain("| cost (EUR) |"), "a cost has a currency");
+            Assert.That(config.GetProperty("currency").GetString(), Is.EqualTo("EUR"));
+            Assert.That(report, Does.Match(@"sync \+ topk:0\.1 \(2w\): [0-9.]+x fewer bytes per step .*; train time [0-9.]+ s against [0-9.]+ s \([0-9.]+x.*\), of which compressing [0-9.]+ s per worker"),
+                "a codec's time cost stands beside its byte savings");
         }
         finally
         {
