@@ -17,6 +17,25 @@ public static class Program
         // A worker of `hpcengine launch` dies with its launcher, even a SIGKILLed one.
         HpcEngine.Distributed.Launch.ProcessControl.DieWithLauncher();
         args = CliArguments.Normalise(args);
+        // `bench WORKLOAD`: the workload's own help, and no option it would ignore.
+        if (args.Length >= 2 && args[0] == "bench" && BenchWorkloads.Options.ContainsKey(args[1]))
+        {
+            if (args.TakeWhile(a => a != "--").Contains("--help"))
+            {
+                Console.Out.Write(BenchWorkloads.Help(args[1]));
+                return 0;
+            }
+            if (BenchWorkloads.Misplaced(args[1], args.Skip(2)) is { } misplaced)
+            {
+                Console.Error.WriteLine("hpcengine: error: " + misplaced);
+                return 2;
+            }
+        }
+        else if (args.Length >= 1 && args[0] == "bench" && (args.Length == 1 || args[1] == "--help"))
+        {
+            Console.Out.Write(BenchWorkloads.Overview());
+            return args.Length == 1 ? 2 : 0;
+        }
         var parser = new Parser(s =>
         {
             s.HelpWriter = null; // help and errors are written below: help to stdout, errors as one line

@@ -216,6 +216,22 @@ public class RunLifecycleTests
     }
 
     [Test]
+    public void Each_bench_workload_has_its_own_help_and_refuses_options_it_would_ignore()
+    {
+        var help = TestSupport.RunCli(["bench", "collectives", "--help"]);
+        Assert.That(help.Exit, Is.Zero);
+        Assert.That(help.Stdout, Does.Contain("--op").And.Contain("--min-bytes").And.Not.Contain("--price-per-hour").And.Not.Contain("--mode"));
+        var strategies = TestSupport.RunCli(["bench", "strategies", "--help"]);
+        Assert.That(strategies.Stdout, Does.Contain("--price-per-hour").And.Contain("--currency").And.Not.Contain("--min-bytes"));
+        var wrong = TestSupport.RunCli(["bench", "gemm", "--op", "allreduce"]);
+        Assert.That(wrong.Exit, Is.EqualTo(2));
+        Assert.That(wrong.Stderr.Trim(), Does.StartWith("hpcengine: error: --op does not apply to bench gemm"));
+        var overview = TestSupport.RunCli(["bench", "--help"]);
+        Assert.That(overview.Exit, Is.Zero);
+        Assert.That(overview.Stdout, Does.Contain("collectives:").And.Contain("strategies:"));
+    }
+
+    [Test]
     public void A_failed_data_parallel_run_still_writes_its_json_and_traces()
     {
         string big = TestSupport.TempDir("hpc-life-big-");
