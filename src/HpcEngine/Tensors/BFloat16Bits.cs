@@ -1,5 +1,5 @@
 using System.Numerics;
-using System.Runtime.InteropServices;
+using System.Runtime.CompilerServices;
 
 namespace HpcEngine;
 
@@ -21,52 +21,27 @@ public static class BFloat16Bits
     public static float ToSingle(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
 
     /// <summary><see cref="FromSingle(float)"/> over a span, with SIMD: the same bits, element for element.</summary>
-    public static void FromSingle(ReadOnlySpan<float> source, Span<ushort> destination)
-    {
-        if (destination.Length < source.Length) throw new ArgumentException("destination is shorter than the source", nameof(destination));
-        var u = MemoryMarshal.Cast<float, uint>(source);
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            int w = Vector<uint>.Count;
-            var one = Vector<uint>.One;
-            var round = new Vector<uint>(0x7FFFu);
-            var quiet = new Vector<uint>(0x40u);
-            var infinity = new Vector<uint>(0x7F800000u);
-            var magnitude = new Vector<uint>(0x7FFFFFFFu);
-            for (; i + 2 * w <= u.Length; i += 2 * w)
-            {
-                var lo = Round(new Vector<uint>(u.Slice(i, w)));
-                var hi = Round(new Vector<uint>(u.Slice(i + w, w)));
-                Vector.Narrow(lo, hi).CopyTo(destination.Slice(i, 2 * w));
-            }
-            Vector<uint> Round(Vector<uint> x)
-            {
-                var nearest = (x + round + ((x >> 16) & one)) >> 16;
-                var nan = Vector.GreaterThan(x & magnitude, infinity);
-                return Vector.ConditionalSelect(nan, (x >> 16) | quiet, nearest);
-            }
-        }
-        for (; i < u.Length; i++) destination[i] = FromSingle(source[i]);
-    }
+    public static void FromSingle(ReadOnlySpan<float> source, Span<ushort> destination) => SixteenBitSpans.Narrow<Format>(source, destination);
 
     /// <summary><see cref="ToSingle(ushort)"/> over a span, with SIMD.</summary>
-    public static void ToSingle(ReadOnlySpan<ushort> source, Span<float> destination)
+    public static void ToSingle(ReadOnlySpan<ushort> source, Span<float> destination) => SixteenBitSpans.Widen<Format>(source, destination);
+
+    private readonly struct Format : ISixteenBitFormat
     {
-        if (destination.Length < source.Length) throw new ArgumentException("destination is shorter than the source", nameof(destination));
-        var d = MemoryMarshal.Cast<float, uint>(destination);
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] // large for the inliner; the driver loop must not call it
+        public static Vector<uint> Narrow(Vector<uint> x)
         {
-            int w = Vector<ushort>.Count;
-            for (; i + w <= source.Length; i += w)
-            {
-                Vector.Widen(new Vector<ushort>(source.Slice(i, w)), out var lo, out var hi);
-                (lo << 16).CopyTo(d.Slice(i, w / 2));
-                (hi << 16).CopyTo(d.Slice(i + w / 2, w / 2));
-            }
+            var nearest = (x + new Vector<uint>(0x7FFFu) + ((x >> 16) & Vector<uint>.One)) >> 16;
+            var nan = Vector.GreaterThan(x & new Vector<uint>(0x7FFFFFFFu), new Vector<uint>(0x7F800000u));
+            return Vector.ConditionalSelect(nan, (x >> 16) | new Vector<uint>(0x40u), nearest);
         }
-        for (; i < source.Length; i++) destination[i] = ToSingle(source[i]);
+
+        public static ushort Narrow(float value) => FromSingle(value);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector<uint> Widen(Vector<uint> bits) => bits << 16;
+
+        public static float Widen(ushort bits) => ToSingle(bits);
     }
 
     /// <summary>Widens 16-bit floats (bf16, or IEEE fp16 when <paramref name="bf16"/> is false) to float32.</summary>

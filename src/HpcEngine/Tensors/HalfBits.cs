@@ -1,6 +1,5 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 
 namespace HpcEngine;
 
@@ -12,72 +11,51 @@ namespace HpcEngine;
 public static class HalfBits
 {
     /// <summary>Rounds float32 to fp16 bits, to nearest even.</summary>
-    public static void FromSingle(ReadOnlySpan<float> source, Span<ushort> destination)
-    {
-        if (destination.Length < source.Length) throw new ArgumentException("destination is shorter than the source", nameof(destination));
-        var u = MemoryMarshal.Cast<float, uint>(source);
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            int w = Vector<uint>.Count;
-            for (; i + 2 * w <= u.Length; i += 2 * w)
-                Vector.Narrow(Round(new Vector<uint>(u.Slice(i, w))), Round(new Vector<uint>(u.Slice(i + w, w)))).CopyTo(destination.Slice(i, 2 * w));
-        }
-        for (; i < source.Length; i++) destination[i] = BitConverter.HalfToUInt16Bits((Half)source[i]);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector<uint> Round(Vector<uint> bits)
-    {
-        var sign = bits & new Vector<uint>(0x80000000u);
-        var f = bits ^ sign;
-        // Too large for fp16 (→ infinity) or infinity/NaN (→ infinity / quiet NaN).
-        var big = Vector.GreaterThanOrEqual(f, new Vector<uint>(0x47800000u));
-        var nan = Vector.GreaterThan(f, new Vector<uint>(0x7F800000u));
-        var overflow = Vector.ConditionalSelect(nan, new Vector<uint>(0x7E00u), new Vector<uint>(0x7C00u));
-        // Subnormal results: adding 0.5 (2^-1: exponent 126) lets the FPU's own round-to-nearest-even shift the
-        // mantissa into place.
-        var magic = new Vector<uint>(126u << 23);
-        var tiny = Vector.LessThan(f, new Vector<uint>(0x38800000u));
-        var sub = Vector.AsVectorUInt32(Vector.AsVectorSingle(f) + Vector.AsVectorSingle(magic)) - magic;
-        // Normal results: rebias the exponent and round the 13 dropped bits to nearest even.
-        var odd = (f >> 13) & Vector<uint>.One;
-        var normal = (f + new Vector<uint>(unchecked((uint)((15 - 127) << 23) + 0xFFFu)) + odd) >> 13;
-        var r = Vector.ConditionalSelect(big, overflow, Vector.ConditionalSelect(tiny, sub, normal));
-        return r | (sign >> 16);
-    }
+    public static void FromSingle(ReadOnlySpan<float> source, Span<ushort> destination) => SixteenBitSpans.Narrow<Format>(source, destination);
 
     /// <summary>Widens fp16 bits to float32 (exact).</summary>
-    public static void ToSingle(ReadOnlySpan<ushort> source, Span<float> destination)
-    {
-        if (destination.Length < source.Length) throw new ArgumentException("destination is shorter than the source", nameof(destination));
-        var d = MemoryMarshal.Cast<float, uint>(destination);
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            int w = Vector<ushort>.Count;
-            for (; i + w <= source.Length; i += w)
-            {
-                Vector.Widen(new Vector<ushort>(source.Slice(i, w)), out var lo, out var hi);
-                Widen(lo).CopyTo(d.Slice(i, w / 2));
-                Widen(hi).CopyTo(d.Slice(i + w / 2, w / 2));
-            }
-        }
-        for (; i < source.Length; i++) destination[i] = (float)BitConverter.UInt16BitsToHalf(source[i]);
-    }
+    public static void ToSingle(ReadOnlySpan<ushort> source, Span<float> destination) => SixteenBitSpans.Widen<Format>(source, destination);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector<uint> Widen(Vector<uint> h)
+    private readonly struct Format : ISixteenBitFormat
     {
-        var shiftedExp = new Vector<uint>(0x7C00u << 13);
-        var o = (h & new Vector<uint>(0x7FFFu)) << 13;
-        var exp = o & shiftedExp;
-        o += new Vector<uint>((127u - 15u) << 23);
-        var infNan = Vector.Equals(exp, shiftedExp);
-        var zeroSub = Vector.Equals(exp, Vector<uint>.Zero);
-        var magic = new Vector<uint>(113u << 23);
-        var adjusted = Vector.AsVectorUInt32(Vector.AsVectorSingle(o + new Vector<uint>(1u << 23)) - Vector.AsVectorSingle(magic));
-        o = Vector.ConditionalSelect(infNan, o + new Vector<uint>((128u - 16u) << 23), Vector.ConditionalSelect(zeroSub, adjusted, o));
-        return o | ((h & new Vector<uint>(0x8000u)) << 16);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)] // large for the inliner; the driver loop must not call it
+        public static Vector<uint> Narrow(Vector<uint> bits)
+        {
+            var sign = bits & new Vector<uint>(0x80000000u);
+            var f = bits ^ sign;
+            // Too large for fp16 (→ infinity) or infinity/NaN (→ infinity / quiet NaN).
+            var big = Vector.GreaterThanOrEqual(f, new Vector<uint>(0x47800000u));
+            var nan = Vector.GreaterThan(f, new Vector<uint>(0x7F800000u));
+            var overflow = Vector.ConditionalSelect(nan, new Vector<uint>(0x7E00u), new Vector<uint>(0x7C00u));
+            // Subnormal results: adding 0.5 (2^-1: exponent 126) lets the FPU's own round-to-nearest-even shift the
+            // mantissa into place.
+            var magic = new Vector<uint>(126u << 23);
+            var tiny = Vector.LessThan(f, new Vector<uint>(0x38800000u));
+            var sub = Vector.AsVectorUInt32(Vector.AsVectorSingle(f) + Vector.AsVectorSingle(magic)) - magic;
+            // Normal results: rebias the exponent and round the 13 dropped bits to nearest even.
+            var odd = (f >> 13) & Vector<uint>.One;
+            var normal = (f + new Vector<uint>(unchecked((uint)((15 - 127) << 23) + 0xFFFu)) + odd) >> 13;
+            var r = Vector.ConditionalSelect(big, overflow, Vector.ConditionalSelect(tiny, sub, normal));
+            return r | (sign >> 16);
+        }
+
+        public static ushort Narrow(float value) => BitConverter.HalfToUInt16Bits((Half)value);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector<uint> Widen(Vector<uint> h)
+        {
+            var shiftedExp = new Vector<uint>(0x7C00u << 13);
+            var o = (h & new Vector<uint>(0x7FFFu)) << 13;
+            var exp = o & shiftedExp;
+            o += new Vector<uint>((127u - 15u) << 23);
+            var infNan = Vector.Equals(exp, shiftedExp);
+            var zeroSub = Vector.Equals(exp, Vector<uint>.Zero);
+            var magic = new Vector<uint>(113u << 23);
+            var adjusted = Vector.AsVectorUInt32(Vector.AsVectorSingle(o + new Vector<uint>(1u << 23)) - Vector.AsVectorSingle(magic));
+            o = Vector.ConditionalSelect(infNan, o + new Vector<uint>((128u - 16u) << 23), Vector.ConditionalSelect(zeroSub, adjusted, o));
+            return o | ((h & new Vector<uint>(0x8000u)) << 16);
+        }
+
+        public static float Widen(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
     }
 }
