@@ -185,6 +185,7 @@ internal static class TrainCommand
             Device = o.Device,
             Amp = o.Amp,
             CudaGraph = o.CudaGraph,
+            Straggler = Environment.GetEnvironmentVariable("HPCENGINE_STRAGGLER") is { Length: > 0 } straggler ? straggler : null,
         };
         config.Validate();
         if (o.Threads is { } th && th < 1) throw new ArgumentException($"--threads must be at least 1, got {th}");

@@ -55,6 +55,9 @@ public sealed record TrainConfig
     /// <summary>On a GPU, one process: capture the training step (forward, backward, optimizer) in a CUDA graph after
     /// the first batch and replay it for every full batch — one launch per step instead of one per kernel.</summary>
     public bool CudaGraph { get; init; }
+    /// <summary>Emulated straggler, "RANK:FACTOR": that rank's compute takes FACTOR times as long (the CLI reads it from
+    /// HPCENGINE_STRAGGLER; null: none). A rank the job does not have is an error.</summary>
+    public string? Straggler { get; init; }
 
     /// <summary>Defaults per model: mlp SGD+momentum 0.05, cosine; mlp-wide and cnn Adam 1e-3, cosine.</summary>
     public static TrainConfig For(string model) => model switch

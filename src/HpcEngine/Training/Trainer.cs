@@ -90,9 +90,9 @@ public static class Trainer
             log($"resumed from {start.Directory} at epoch {startEpoch + 1}, batch {skip}, step {step}");
         }
 
-        // Straggler injection (HPCENGINE_STRAGGLER="rank:factor"): that rank sleeps (factor − 1) × its compute time after
-        // each step's forward and backward, as a slower machine would take, so strategies can be compared with one.
-        double slow = StragglerFactor(group?.Rank ?? 0, group?.Size ?? 1);
+        // Straggler injection (TrainConfig.Straggler, "rank:factor"): that rank sleeps (factor − 1) × its compute time
+        // after each step's forward and backward, as a slower machine would take, so strategies can be compared with one.
+        double slow = StragglerFactor(group?.Rank ?? 0, group?.Size ?? 1, config.Straggler);
         Diagnostics.TraceRecorder? trace = config.TraceDir != null ? new Diagnostics.TraceRecorder(group?.Rank ?? 0) : null;
         var epochs = new List<EpochResult>();
         var losses = new List<double>();
@@ -342,21 +342,20 @@ public static class Trainer
     private static bool HasRankState(Parallel.ITrainingStrategy strategy) =>
         strategy is not Parallel.SyncStrategy sync || sync.Ddp.Codec != null;
 
-    /// <summary>The slow-down factor HPCENGINE_STRAGGLER ("rank:factor", e.g. "1:1.5") sets for <paramref name="rank"/>
-    /// (1 when unset or for other ranks).</summary>
-    public static double StragglerFactor(int rank, string? spec = null) => StragglerFactor(rank, int.MaxValue, spec);
+    /// <summary>The slow-down factor a straggler spec ("rank:factor", e.g. "1:1.5") sets for <paramref name="rank"/>
+    /// (1 when the spec is null or empty, or for other ranks).</summary>
+    public static double StragglerFactor(int rank, string? spec) => StragglerFactor(rank, int.MaxValue, spec);
 
     /// <summary>As <see cref="StragglerFactor(int, string?)"/>, and an error when the spec names a rank that a world of
     /// <paramref name="worldSize"/> does not have (a straggler that would silently not be applied).</summary>
-    public static double StragglerFactor(int rank, int worldSize, string? spec = null)
+    public static double StragglerFactor(int rank, int worldSize, string? spec)
     {
-        spec ??= Environment.GetEnvironmentVariable("HPCENGINE_STRAGGLER");
         if (string.IsNullOrEmpty(spec)) return 1;
         var p = spec.Split(':');
         if (p.Length != 2 || !int.TryParse(p[0], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int r) || r < 0
             || !double.TryParse(p[1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double f) || !(f >= 1) || !double.IsFinite(f))
-            throw new ArgumentException($"HPCENGINE_STRAGGLER='{spec}' must be RANK:FACTOR with FACTOR >= 1, e.g. 1:1.5");
-        if (r >= worldSize) throw new ArgumentException($"HPCENGINE_STRAGGLER='{spec}' names rank {r}, but the job has {worldSize} rank(s) (0..{worldSize - 1})");
+            throw new ArgumentException($"straggler '{spec}' (HPCENGINE_STRAGGLER, bench --straggler) must be RANK:FACTOR with FACTOR >= 1, e.g. 1:1.5");
+        if (r >= worldSize) throw new ArgumentException($"straggler '{spec}' (HPCENGINE_STRAGGLER, bench --straggler) names rank {r}, but the job has {worldSize} rank(s) (0..{worldSize - 1})");
         return r == rank ? f : 1;
     }
 
