@@ -124,7 +124,7 @@ public class MultiProcessTests
     [Test]
     public void Sigstop_of_a_rank_fails_the_others_at_their_timeout()
     {
-        var ranks = StartRanks(3, LongAllReduce, new() { ["HPCENGINE_TIMEOUT_S"] = "3" });
+        var ranks = StartRanks(3, LongAllReduce, new() { ["HPCENGINE_TIMEOUT_S"] = "5", ["HPCENGINE_STALL_WARN_S"] = "1" });
         try
         {
             WaitUntilRunning(ranks);
@@ -135,6 +135,9 @@ public class MultiProcessTests
                 Assert.That(ranks[r].Process.WaitForExit(20_000), Is.True, $"rank {r} did not fail");
                 Assert.That(ranks[r].Process.ExitCode, Is.Not.Zero);
                 Assert.That(ranks[r].Stderr, Does.Contain("allreduce #"), ranks[r].Stderr);
+                // Warned while waiting, and the frozen peer is named by its silence (its kernel still ACKs: TCP sees nothing).
+                Assert.That(ranks[r].Stderr, Does.Contain("has made no progress for"), ranks[r].Stderr);
+                Assert.That(ranks[r].Stderr, Does.Contain("no word (not even a heartbeat) from rank 2"), ranks[r].Stderr);
             }
             Assert.That(stopped.Elapsed.TotalSeconds, Is.GreaterThan(1), "they waited for the frozen peer");
         }
