@@ -390,18 +390,3 @@ public static class Trainer
         return (total == 0 ? 0 : (double)correct.Sum() / total, correct.Zip(seen, (c, s) => s == 0 ? 0 : (double)c / s).ToArray());
     }
 }
-
-/// <summary>What <c>--cuda-graph</c> keeps across steps: the captured step and its static inputs and loss.</summary>
-internal sealed class GraphedTraining : IDisposable
-{
-    public Backends.IDeviceGraph? Graph;
-    public Tensor? Images, Labels, Loss;
-
-    public void Dispose()
-    {
-        Graph?.Dispose();
-        Images?.Dispose();
-        Labels?.Dispose();
-        Loss?.Dispose();
-    }
-}

@@ -1,28 +1,18 @@
-using System.Runtime.InteropServices;
+using HpcEngine.Interop;
 
 namespace HpcEngine.Distributed.Launch;
 
 /// <summary>The few POSIX calls the launcher needs that .NET does not expose: sending a signal other than SIGKILL,
 /// and tying a worker's life to its launcher.</summary>
-public static partial class ProcessControl
+public static class ProcessControl
 {
     public const int SigHup = 1, SigInt = 2, SigKill = 9, SigTerm = 15;
-    private const int PrSetPdeathsig = 1;
 
     /// <summary>The variable the launcher sets to its pid, so an hpcengine worker can tie its life to it.</summary>
     public const string LauncherPidVariable = "HPCENGINE_LAUNCHER_PID";
 
-    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static partial int Kill(int pid, int signal);
-
-    [LibraryImport("libc", EntryPoint = "prctl", SetLastError = true)]
-    private static partial int Prctl(int option, nint arg2, nint arg3, nint arg4, nint arg5);
-
-    [LibraryImport("libc", EntryPoint = "getppid")]
-    private static partial int GetParentPid();
-
     /// <summary>Sends <paramref name="signal"/> to <paramref name="pid"/>; false when the process is gone.</summary>
-    public static bool Signal(int pid, int signal) => OperatingSystem.IsLinux() || OperatingSystem.IsMacOS() ? Kill(pid, signal) == 0 : false;
+    public static bool Signal(int pid, int signal) => OperatingSystem.IsLinux() || OperatingSystem.IsMacOS() ? Posix.Kill(pid, signal) == 0 : false;
 
     /// <summary>In a worker the launcher started (<see cref="LauncherPidVariable"/> set): asks the kernel to SIGKILL
     /// this process when the launcher dies (PR_SET_PDEATHSIG), so even a SIGKILLed launcher leaves no orphan behind,
@@ -32,8 +22,8 @@ public static partial class ProcessControl
     {
         getenv ??= Environment.GetEnvironmentVariable;
         if (!OperatingSystem.IsLinux() || !int.TryParse(getenv(LauncherPidVariable), out int launcher)) return;
-        Prctl(PrSetPdeathsig, SigKill, 0, 0, 0);
-        if (GetParentPid() != launcher)
+        Posix.Prctl(Posix.PrSetPdeathsig, SigKill, 0, 0, 0);
+        if (Posix.GetParentPid() != launcher)
         {
             Console.Error.WriteLine($"[hpcengine] the launcher (pid {launcher}) is gone; exiting");
             Environment.Exit(137);

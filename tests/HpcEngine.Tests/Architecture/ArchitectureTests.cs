@@ -1,0 +1,65 @@
+using System.Reflection;
+using System.Text.RegularExpressions;
+
+namespace HpcEngine.Tests.Architecture;
+
+/// <summary>Rules of docs/ARCHITECTURE.md that a change can break without any behaviour test noticing. Each names
+/// the files that break it.</summary>
+[TestFixture]
+public class ArchitectureTests
+{
+    private static string Root()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "HpcEngine.sln"))) return d.FullName;
+        Assert.Ignore("the sources are not beside the test binaries (HpcEngine.sln not found above them)");
+        return "";
+    }
+
+    private static IEnumerable<string> Sources(string under) =>
+        Directory.EnumerateFiles(Path.Combine(Root(), under), "*.cs", SearchOption.AllDirectories)
+            .Where(f => !f.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal)
+                     && !f.Contains($"{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}", StringComparison.Ordinal));
+
+    private static string Rel(string f) => Path.GetRelativePath(Root(), f);
+
+    [Test]
+    public void The_core_references_neither_cuda_nor_the_cli()
+    {
+        var refs = typeof(Tensor).Assembly.GetReferencedAssemblies().Select(a => a.Name).ToList();
+        Assert.That(refs, Has.None.StartsWith("HpcEngine.Cuda").And.None.EqualTo("hpcengine").And.None.StartsWith("HpcEngine.Datasets"), string.Join(", ", refs));
+    }
+
+    [Test]
+    public void Native_imports_live_only_in_interop_folders()
+    {
+        var offenders = Sources("src").Where(f => !f.Contains($"{Path.DirectorySeparatorChar}Interop{Path.DirectorySeparatorChar}", StringComparison.Ordinal))
+            .Where(f => Regex.IsMatch(File.ReadAllText(f), @"\[(DllImport|LibraryImport)\(")).Select(Rel).ToList();
+        Assert.That(offenders, Is.Empty);
+    }
+
+    [TestCase("src/HpcEngine/Training")]
+    [TestCase("src/HpcEngine/Ops")]
+    [TestCase("src/HpcEngine/NN")]
+    [TestCase("src/HpcEngine/Optim")]
+    [TestCase("src/HpcEngine/Autograd")]
+    [TestCase("src/HpcEngine/Parallel")]
+    [TestCase("src/HpcEngine/Compression")]
+    [TestCase("src/HpcEngine/Data")]
+    public void Engine_code_reads_no_environment_variable(string folder)
+    {
+        // Environment variables are read where defaults are built (options classes, launchers, loaders), and listed in
+        // docs/ENVIRONMENT.md; the loop, the ops and the strategies take typed settings.
+        var offenders = Sources(folder).Where(f => File.ReadAllText(f).Contains("GetEnvironmentVariable(", StringComparison.Ordinal)).Select(Rel).ToList();
+        Assert.That(offenders, Is.Empty);
+    }
+
+    [Test]
+    public void Every_hpcengine_variable_read_is_documented()
+    {
+        string doc = File.ReadAllText(Path.Combine(Root(), "docs", "ENVIRONMENT.md"));
+        var read = Sources("src").SelectMany(f => Regex.Matches(File.ReadAllText(f), "\"(HPCENGINE_[A-Z0-9_]+)\"").Select(m => m.Groups[1].Value)).Distinct().Order().ToList();
+        Assert.That(read, Is.Not.Empty);
+        Assert.That(read.Where(v => !doc.Contains(v, StringComparison.Ordinal)), Is.Empty, "undocumented in docs/ENVIRONMENT.md");
+    }
+}
