@@ -25,7 +25,9 @@ internal sealed class TcpStoreServer : IDisposable
     public TcpStoreServer(string host, int port, StoreOptions options)
     {
         _options = options;
-        var addr = IPAddress.TryParse(host, out var ip) ? ip : Dns.GetHostAddresses(host).First(a => a.AddressFamily == AddressFamily.InterNetwork);
+        // An address binds that address. A name binds every interface: clients connect by the name, which on their
+        // hosts resolves to an address of this one — while here it may resolve to loopback (127.0.1.1 on Debian).
+        var addr = IPAddress.TryParse(host, out var ip) ? ip : host == "localhost" ? IPAddress.Loopback : IPAddress.Any;
         _listener = new TcpListener(addr, port);
         _listener.Start(512);
         Port = ((IPEndPoint)_listener.LocalEndpoint).Port;

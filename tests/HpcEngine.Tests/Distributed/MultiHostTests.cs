@@ -65,6 +65,28 @@ public class MultiHostTests
         finally { Directory.Delete(dir, true); }
     }
 
+    [Test]
+    public void A_master_named_by_a_host_name_that_is_loopback_on_node_0_still_works()
+    {
+        // Debian and Ubuntu map a host's own name to 127.0.1.1: on node 0 "node0" is loopback, on node 1 it is
+        // node 0's address. A store bound to 127.0.1.1, or a rank advertising 127.0.0.1, would be unreachable.
+        using var hosts = NetworkHosts.Create(2);
+        hosts.SetHosts(0, "127.0.0.1 localhost\n127.0.1.1 node0\n");
+        hosts.SetHosts(1, $"127.0.0.1 localhost\n127.0.1.1 node1\n{NetworkHosts.Address(0)} node0\n");
+        string json = Path.Combine(Path.GetTempPath(), $"hpc-mh-{Guid.NewGuid():N}.json");
+        try
+        {
+            var nodes = Enumerable.Range(0, 2).Select(i => hosts.Start(i, ["launch", "--nnodes", "2", "--node-rank", S(i), "--nproc-per-node", "1",
+                "--rdzv-endpoint", $"node0:{S(StorePort)}", "--", "hpcengine", "bench", "collectives", "--op", "allreduce",
+                "--min-bytes", "1024", "--max-bytes", "65536", "--factor", "8", "--iters", "2", "--warmup", "1", "--check", "--json", json])).ToList();
+            WaitAll(nodes, 120);
+            for (int i = 0; i < nodes.Count; i++) Assert.That(nodes[i].Process.ExitCode, Is.Zero, $"node {i}: {nodes[i].Stdout}{nodes[i].Stderr}");
+            using var j = JsonDocument.Parse(File.ReadAllText(json));
+            Assert.That(j.RootElement.GetProperty("results").EnumerateArray().All(r => r.GetProperty("wrong").GetInt64() == 0), Is.True);
+        }
+        finally { File.Delete(json); }
+    }
+
     [TestCase("allreduce")]
     [TestCase("allgather")]
     [TestCase("reducescatter")]

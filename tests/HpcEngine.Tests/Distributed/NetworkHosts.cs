@@ -91,6 +91,15 @@ internal sealed class NetworkHosts : IDisposable
         return p;
     }
 
+    /// <summary>Gives host <paramref name="i"/> its own /etc/hosts (<c>ip netns exec</c> bind-mounts
+    /// /etc/netns/NS/hosts over /etc/hosts for the processes it starts): how a cluster's names resolve on each node.</summary>
+    public void SetHosts(int i, string content)
+    {
+        string dir = Path.Combine("/etc/netns", Namespace(i));
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "hosts"), content);
+    }
+
     /// <summary>Takes host <paramref name="i"/>'s link down (or up again): a partition — no FIN, no RST, just silence.</summary>
     public void SetLink(int i, bool up) => Ip($"-n {Namespace(i)} link set eth0 {(up ? "up" : "down")}");
 
@@ -102,7 +111,12 @@ internal sealed class NetworkHosts : IDisposable
         if (_disposed) return;
         _disposed = true;
         lock (_processes) foreach (var p in _processes) p.Dispose();
-        for (int i = 0; i < Count; i++) TryIp($"netns del {Namespace(i)}");
+        for (int i = 0; i < Count; i++)
+        {
+            TryIp($"netns del {Namespace(i)}");
+            try { if (Directory.Exists(Path.Combine("/etc/netns", Namespace(i)))) Directory.Delete(Path.Combine("/etc/netns", Namespace(i)), true); }
+            catch (IOException) { }
+        }
         TryIp($"netns del {Hub}"); // takes the bridge and the hub ends of the veth pairs with it
     }
 
