@@ -43,7 +43,7 @@ public sealed record RunFingerprint
         };
     }
 
-    /// <summary>"N samples, sha256 XXXXXXXXXXXXXXXX" over the images' and labels' bytes.</summary>
+    /// <summary>"N samples, sha256 " and the first 16 hex digits of the SHA-256 over the images' and labels' bytes.</summary>
     public static string DataIdentity(ImageDataset data)
     {
         ArgumentNullException.ThrowIfNull(data);

@@ -239,11 +239,12 @@ internal sealed class TcpMesh : IDisposable
     }
 
     /// <summary>The peers not heard from (no data, no heartbeat) for three heartbeat intervals, as "; no word from
-    /// rank 2 for 4.1s, ..." for error messages; empty when every peer speaks.</summary>
+    /// rank 2 for 4.1s, ..." for error messages; empty when every peer speaks. Links that have already failed count
+    /// too: a send to a partitioned peer times out at about the moment the op does, and the silence is still the news.</summary>
     public string Silence()
     {
         var limit = 3 * Options.HeartbeatInterval;
-        var silent = _links.Where(l => l != null && l.Failure == null && l.SinceHeard > limit).Select(l => $"rank {l!.Peer} for {l.SinceHeard.TotalSeconds:F1}s").ToList();
+        var silent = _links.Where(l => l != null && l.SinceHeard > limit).Select(l => $"rank {l!.Peer} for {l.SinceHeard.TotalSeconds:F1}s").ToList();
         return silent.Count == 0 ? "" : $"; no word (not even a heartbeat) from {string.Join(", ", silent)}: unreachable (a network partition) or frozen";
     }
 
