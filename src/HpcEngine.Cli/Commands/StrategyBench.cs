@@ -50,7 +50,7 @@ internal static class StrategyBench
                 foreach (var c in codecs)
                 {
                     var plan = new StrategyRunPlan(s, c, w);
-                    if (c != "none" && (s == "zero1" || s.StartsWith("ssp", StringComparison.Ordinal)))
+                    if (c != "none" && !Parallel.StrategySpec.Parse(s).AcceptsCodec)
                         skipped.Add((plan, "zero1 and ssp exchange parameter shards, not a dense average a codec could compress"));
                     else plans.Add(plan);
                 }
@@ -93,11 +93,7 @@ internal static class StrategyBench
     }
 
     /// <summary>S of ssp:K:S: server processes started beside the --workers training ones.</summary>
-    internal static int DedicatedServers(string strategy)
-    {
-        var p = strategy.Split(':');
-        return p.Length == 3 && p[0] == "ssp" ? int.Parse(p[2], CultureInfo.InvariantCulture) : 0;
-    }
+    internal static int DedicatedServers(string strategy) => Parallel.StrategySpec.Parse(strategy).DedicatedServers;
 
     private static string[] ParseList(string value, string option)
     {
@@ -107,17 +103,8 @@ internal static class StrategyBench
 
     private static void CheckStrategy(string s)
     {
-        var p = s.Split(':', 2);
-        bool ok = p[0] switch
-        {
-            "sync" or "zero1" => p.Length == 1,
-            "ssp" => p.Length == 2 && p[1].Split(':') is var a && a.Length is 1 or 2
-                && (a[0] == "inf" || int.TryParse(a[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out int k) && k >= 0)
-                && (a.Length == 1 || int.TryParse(a[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int sv) && sv >= 1),
-            "localsgd" or "diloco" => p.Length == 2 && int.TryParse(p[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int h) && h > 0,
-            _ => false,
-        };
-        if (!ok) throw new ArgumentException($"--strategies: '{s}' is not one of {Parallel.TrainingStrategies.Known}");
+        try { Parallel.StrategySpec.Parse(s); }
+        catch (ArgumentException e) { throw new ArgumentException($"--strategies: {e.Message}", e); }
     }
 
     /// <summary>Runs one combination through the launcher; its output goes to the run's log.txt, progress lines of rank 0

@@ -71,8 +71,8 @@ internal static class StrategyState
 /// <summary>Builds strategies from their names: sync, zero1, ssp:K, ssp:inf, localsgd:H, diloco:H.</summary>
 public static class TrainingStrategies
 {
-    /// <summary>The strategies <see cref="Create"/> knows, with their parameter.</summary>
-    public const string Known = "sync, zero1, ssp:K or ssp:K:S (K >= 0 or inf; S dedicated server ranks), localsgd:H or diloco:H";
+    /// <summary>The strategies this factory builds, with their parameters.</summary>
+    public const string Known = StrategySpec.Grammar;
 
     /// <param name="spec">sync, zero1, ssp:K, ssp:inf, ssp:K:S (the last S ranks are dedicated servers), localsgd:H or diloco:H.</param>
     /// <param name="model">This rank's replica.</param>
@@ -80,33 +80,28 @@ public static class TrainingStrategies
     /// <param name="makeOptimizer">Builds the optimizer over the parameters it is given (zero1 and ssp pass a shard).</param>
     /// <param name="codec">Gradient compression: sync compresses the gradient buckets, localsgd and diloco the
     /// pseudo-gradients they average; zero1 and ssp reject one.</param>
-    public static ITrainingStrategy Create(string spec, Module model, IProcessGroup group, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer, Compression.GradientCodec? codec = null)
+    public static ITrainingStrategy Create(string spec, Module model, IProcessGroup group, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer, Compression.GradientCodec? codec = null) =>
+        Create(StrategySpec.Parse(spec), model, group, makeOptimizer, codec);
+
+    /// <summary>Builds the strategy <paramref name="spec"/> describes (see the string overload).</summary>
+    public static ITrainingStrategy Create(StrategySpec spec, Module model, IProcessGroup group, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer, Compression.GradientCodec? codec = null)
     {
         ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(group);
         ArgumentNullException.ThrowIfNull(makeOptimizer);
-        var parts = spec.Split(':', 2);
-        int H() => parts.Length == 2 && int.TryParse(parts[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int h) && h > 0
-            ? h : throw new ArgumentException($"strategy '{spec}' needs a positive period, e.g. {parts[0]}:8");
-        // ssp:K or ssp:K:S (S dedicated server ranks at the end of the group).
-        var ssp = parts.Length == 2 ? parts[1].Split(':') : [];
-        int? Bound() => ssp.Length is 1 or 2 && ssp[0] == "inf" ? null
-            : ssp.Length is 1 or 2 && int.TryParse(ssp[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out int k) && k >= 0
-                ? k : throw new ArgumentException($"strategy '{spec}' needs a staleness bound: ssp:0, ssp:2 ... or ssp:inf (then optionally :S dedicated server ranks)");
-        int Servers() => ssp.Length < 2 ? 0
-            : int.TryParse(ssp[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int sv) && sv >= 1 && sv < group.Size
-                ? sv : throw new ArgumentException($"strategy '{spec}': the dedicated server count must be between 1 and {group.Size - 1} (the group has {group.Size} ranks)");
-        if (codec != null && parts[0] is "zero1" or "ssp")
+        if (codec != null && !spec.AcceptsCodec)
             throw new ArgumentException($"compression ({codec.Name}) composes with sync, localsgd and diloco, not with '{spec}'");
-        return parts[0] switch
+        if (spec.DedicatedServers >= group.Size)
+            throw new ArgumentException($"strategy '{spec}': the dedicated server count must be between 1 and {group.Size - 1} (the group has {group.Size} ranks)");
+        return spec.Kind switch
         {
-            "sync" => new SyncStrategy(model, group, makeOptimizer(model.Parameters()), codec),
-            "zero1" => new Zero1Strategy(model, group, makeOptimizer),
-            "ssp" => new ParameterServerStrategy(model, group, makeOptimizer, Bound(), Servers()),
+            StrategyKind.Sync => new SyncStrategy(model, group, makeOptimizer(model.Parameters()), codec),
+            StrategyKind.Zero1 => new Zero1Strategy(model, group, makeOptimizer),
+            StrategyKind.ParameterServer => new ParameterServerStrategy(model, group, makeOptimizer, spec.StalenessBound, spec.DedicatedServers),
             // Local SGD is the outer step of DiLoCo with learning rate 1 and no momentum: θ ← θ_start − avg(θ_start − θ_local)
             // = avg(θ_local); going through the pseudo-gradient lets a codec compress what is averaged.
-            "localsgd" => new DiLoCoStrategy(model, group, makeOptimizer(model.Parameters()), H(), outerLr: 1, outerMomentum: 0, codec, name: $"localsgd:{H()}"),
-            "diloco" => new DiLoCoStrategy(model, group, makeOptimizer(model.Parameters()), H(), codec: codec),
-            _ => throw new ArgumentException($"unknown strategy '{spec}': use {Known}"),
+            StrategyKind.LocalSgd => new DiLoCoStrategy(model, group, makeOptimizer(model.Parameters()), spec.Period, outerLr: 1, outerMomentum: 0, codec, name: spec.ToString()),
+            _ => new DiLoCoStrategy(model, group, makeOptimizer(model.Parameters()), spec.Period, codec: codec),
         };
     }
 

@@ -36,8 +36,19 @@ public sealed record TrainConfig
     public bool AllowDivergence { get; init; }
     /// <summary>Stop after this many optimizer steps in total (0: run all epochs); a checkpoint is written there.</summary>
     public long MaxSteps { get; init; }
-    /// <summary>With several ranks: sync, zero1, localsgd:H or diloco:H.</summary>
+    /// <summary>With several ranks: sync, zero1, ssp:K[:S], localsgd:H or diloco:H (see <see cref="Parallel.StrategySpec"/>).</summary>
     public string Strategy { get; init; } = "sync";
+
+    /// <summary><see cref="Strategy"/> parsed (an error names the text and the grammar).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public Parallel.StrategySpec StrategySpec
+    {
+        get
+        {
+            try { return Parallel.StrategySpec.Parse(Strategy); }
+            catch (ArgumentException e) { throw new ArgumentException($"--strategy: {e.Message}", e); }
+        }
+    }
     /// <summary>With several ranks: a gradient codec (none, fp16, bf16, topk:F, randomk:F, int8, sign, powersgd:R) for
     /// sync, localsgd or diloco.</summary>
     public string? Compress { get; init; }
@@ -89,9 +100,10 @@ public sealed record TrainConfig
         if (Optimizer is not ("sgd" or "adam" or "adamw")) throw new ArgumentException($"--optimizer must be sgd, adam or adamw, got '{Optimizer}'");
         if (GradAccumulation < 1) throw new ArgumentException($"--grad-accumulation must be at least 1, got {GradAccumulation}");
         if (Resume && CheckpointDir == null) throw new ArgumentException("--resume needs --checkpoint-dir");
-        if (Compress != null && (Strategy == "zero1" || Strategy.StartsWith("ssp", StringComparison.Ordinal)))
+        var strategy = StrategySpec;
+        if (Compress != null && !strategy.AcceptsCodec)
             throw new ArgumentException($"--compress composes with --strategy sync, localsgd or diloco (got {Strategy})");
-        if (CheckpointDir != null && Strategy.StartsWith("ssp", StringComparison.Ordinal))
+        if (CheckpointDir != null && !strategy.CanCheckpoint)
             throw new ArgumentException($"--checkpoint-dir is not supported with --strategy {Strategy}: a parameter server's pushes in flight between ranks cannot be captured; use sync, zero1, localsgd or diloco");
         if (EvalEverySteps < 0) throw new ArgumentException($"--eval-every must be 0 or more, got {EvalEverySteps}");
         if (CudaGraph && HpcEngine.Device.Parse(Device).Type == DeviceType.Cpu) throw new ArgumentException("--cuda-graph needs --device cuda");
@@ -102,10 +114,10 @@ public sealed record TrainConfig
             // What has a device path today (docs/ARCHITECTURE.md, device backends): say so rather than fail mid-run.
             if (CudaGraph && (GradAccumulation > 1 || ClipNorm > 0))
                 throw new ArgumentException("--cuda-graph replays one whole step: it does not combine with --grad-accumulation or --clip-norm (the norm is read on the host)");
-            if (Strategy.StartsWith("ssp", StringComparison.Ordinal))
+            if (!strategy.RunsOnDevices)
                 throw new ArgumentException($"--device {Device}: the parameter-server strategy (--strategy {Strategy}) runs on CPU parameters only; use sync, zero1, localsgd or diloco");
         }
-        if (Compress != null && Compress.StartsWith("dgc", StringComparison.Ordinal) && (Optimizer != "sgd" || Strategy != "sync"))
+        if (Compress != null && Compress.StartsWith("dgc", StringComparison.Ordinal) && (Optimizer != "sgd" || strategy.Kind != Parallel.StrategyKind.Sync))
             throw new ArgumentException($"--compress {Compress} moves SGD's momentum into the codec (momentum correction): use --optimizer sgd and --strategy sync (got {Optimizer}, {Strategy})");
     }
 }
