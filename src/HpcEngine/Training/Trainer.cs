@@ -26,16 +26,24 @@ public static class Trainer
         };
     }
 
-    /// <summary>Trains per <paramref name="config"/>; <paramref name="log"/> receives progress lines. With a
-    /// <paramref name="group"/>, training is data-parallel (DistributedDataParallel): each rank takes its shard of
-    /// every epoch with <c>BatchSize</c> samples per step (the global batch is BatchSize × ranks); rank 0 logs,
-    /// evaluates and checkpoints.</summary>
-    public static TrainResult Run(TrainConfig config, ImageDataset train, ImageDataset test, string dataSource, Action<string>? log = null, IProcessGroup? group = null)
+    /// <summary>Trains per <paramref name="config"/>; <paramref name="log"/> receives the progress lines (a
+    /// <see cref="LineObserver"/>), <paramref name="observers"/> the run's events. With a <paramref name="group"/>,
+    /// training is data-parallel (DistributedDataParallel): each rank takes its shard of every epoch with
+    /// <c>BatchSize</c> samples per step (the global batch is BatchSize × ranks); rank 0 logs, evaluates and
+    /// checkpoints, and only rank 0's observers hear of progress, evaluations and epochs (every rank's hear of steps).</summary>
+    public static TrainResult Run(TrainConfig config, ImageDataset train, ImageDataset test, string dataSource, Action<string>? log = null, IProcessGroup? group = null,
+        IEnumerable<ITrainingObserver>? observers = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
         bool lead = group == null || group.Rank == 0;
-        log = lead ? log ?? (_ => { }) : _ => { };
+        var watchers = (observers ?? []).ToList();
+        if (log != null && lead) watchers.Insert(0, new LineObserver(log));
+        void Tell(Action<ITrainingObserver> e)
+        {
+            if (lead) foreach (var w in watchers) e(w);
+        }
+        void Message(string m) => Tell(w => w.OnMessage(m));
         var gen = new Generator(config.Seed);
         using var model = Models.Create(config.Model, gen);
         var device = Device.Parse(config.Device);
@@ -74,7 +82,7 @@ public static class Trainer
         string configJson = JsonSerializer.Serialize(config);
         // The fingerprint hashes the training set: computed only where checkpoints are written or read.
         var fingerprint = new Lazy<RunFingerprint>(() => RunFingerprint.Of(config, workers, train));
-        var start = ResumePoint.Plan(config, () => fingerprint.Value, strategy == null || (strategy is Parallel.SyncStrategy && !HasRankState(strategy)), perEpoch, stepsPerEpoch, log);
+        var start = ResumePoint.Plan(config, () => fingerprint.Value, strategy == null || (strategy is Parallel.SyncStrategy && !HasRankState(strategy)), perEpoch, stepsPerEpoch, Message);
         var (startEpoch, skip, step) = (start.Epoch, start.Skip, start.Step);
         if (start.State is { } saved)
         {
@@ -87,7 +95,7 @@ public static class Trainer
             }
             gen.ManualSeed(saved.RngSeed);
             gen.Offset = saved.RngOffset;
-            log($"resumed from {start.Directory} at epoch {startEpoch + 1}, batch {skip}, step {step}");
+            Message($"resumed from {start.Directory} at epoch {startEpoch + 1}, batch {skip}, step {step}");
         }
 
         // Straggler injection (TrainConfig.Straggler, "rank:factor"): that rank sleeps (factor − 1) × its compute time
@@ -118,6 +126,7 @@ public static class Trainer
             if (lead) curve.Add((total.Elapsed.TotalSeconds - evalSeconds - secs, acc));
             evalSeconds += secs;
             evaluatedAt = step;
+            if (lead) Tell(w => w.OnEvaluation(new EvaluationEvent(step, curve[^1].Item1, acc)));
             if (lead) best = double.IsNaN(best) ? acc : Math.Max(best, acc);
             return acc;
         }
@@ -139,7 +148,7 @@ public static class Trainer
         }
         if (ps is { IsWorker: false })
         {
-            log($"rank {group!.Rank}: dedicated parameter server for {ps.Workers} workers");
+            foreach (var w in watchers) w.OnMessage($"rank {group!.Rank}: dedicated parameter server for {ps.Workers} workers"); // a server rank is never rank 0
             stopped = true;
             ps.ServeUntilDone();
         }
@@ -256,6 +265,7 @@ public static class Trainer
                         step++;
                         workerSteps++;
                         losses.Add(l);
+                        foreach (var w in watchers) w.OnStep(new StepEvent(step, epoch + 1, batch.Index + 1, l));
                         if (config.EvalEverySteps > 0 && step % config.EvalEverySteps == 0 && (lead || barrierAtEval)) EvaluatePoint();
                         if (config.SaveEverySteps > 0 && step % config.SaveEverySteps == 0)
                             SaveCheckpoint(batch.Index + 1 < perEpoch ? epoch : epoch + 1, batch.Index + 1 < perEpoch ? batch.Index + 1 : 0);
@@ -267,9 +277,10 @@ public static class Trainer
                         double remaining = (double)(config.Epochs - epoch) * loader.SamplesPerEpoch - epochSamples;
                         // Under a strategy, also what communication costs so far: bytes handed to collectives per step and
                         // the error-feedback residual still waiting to be sent.
-                        string comm = strategy == null || workerSteps == 0 ? ""
-                            : $"  {strategy.BytesCommunicated / (double)workerSteps / 1e3:F1} KB/step sent{(strategy.ResidualNorm > 0 ? $", residual {strategy.ResidualNorm:G3}" : "")}";
-                        log($"epoch {epoch + 1}/{config.Epochs}  batch {batch.Index + 1}/{perEpoch}  loss {lossSum / lossCount:F4}  {rate:F0} samples/s{comm}  ETA {TimeSpan.FromSeconds(remaining / Math.Max(rate, 1)):hh\\:mm\\:ss}");
+                        double? kb = strategy == null || workerSteps == 0 ? null : strategy.BytesCommunicated / (double)workerSteps / 1e3;
+                        var progress = new ProgressEvent(epoch + 1, config.Epochs, batch.Index + 1, perEpoch, lossSum / lossCount, rate, kb,
+                            strategy?.ResidualNorm ?? 0, TimeSpan.FromSeconds(remaining / Math.Max(rate, 1)));
+                        Tell(w => w.OnProgress(progress));
                     }
                     if (config.MaxSteps > 0 && step >= config.MaxSteps)
                     {
@@ -284,8 +295,9 @@ public static class Trainer
                 double acc = lead || barrierAtEval ? EvaluatePoint() : double.NaN;
                 double secs = timer.Elapsed.TotalSeconds - (evalSeconds - epochEval);
                 last = acc;
-                epochs.Add(new EpochResult(epoch + 1, lossSum / Math.Max(lossCount, 1), acc, secs, epochSamples * world / secs));
-                log($"epoch {epoch + 1}/{config.Epochs}  loss {lossSum / Math.Max(lossCount, 1):F4}  test accuracy {acc:F4}  {epochSamples * world / secs:F0} samples/s{(world > 1 ? $" ({world} ranks, {strategy?.Name})" : "")}  {secs:F1}s");
+                var epochResult = new EpochResult(epoch + 1, lossSum / Math.Max(lossCount, 1), acc, secs, epochSamples * world / secs);
+                epochs.Add(epochResult);
+                Tell(w => w.OnEpoch(new EpochEvent(epochResult, config.Epochs, world, strategy?.Name)));
                 SaveCheckpoint(epoch + 1, 0);
             }
             trainSecs = total.Elapsed.TotalSeconds - evalSeconds;

@@ -20,6 +20,16 @@ public class LauncherLifecycleTests
         }
     }
 
+    private static void WaitForLines(TestSupport.CliProcess launcher, params string[] lines)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (!lines.All(l => launcher.Stdout.Contains(l, StringComparison.Ordinal)))
+        {
+            if (DateTime.UtcNow > deadline || launcher.Process.HasExited) Assert.Fail("workers did not get ready: " + launcher.Stdout + launcher.Stderr);
+            Thread.Sleep(20);
+        }
+    }
+
     private static bool Alive(int pid) => File.Exists($"/proc/{pid}/stat") && !File.ReadAllText($"/proc/{pid}/stat").Contains(") Z ", StringComparison.Ordinal);
 
     private static void AssertGone(IEnumerable<int> pids, int seconds)
@@ -43,9 +53,9 @@ public class LauncherLifecycleTests
     public void A_signal_to_the_launcher_is_forwarded_and_every_worker_stops(string signal, int exitCode)
     {
         using var launcher = new TestSupport.CliProcess(["launch", "--nproc-per-node", "2", "--grace-period", "5", "--", "sh", "-c",
-            $"trap 'echo rank $RANK got {signal}; exit 0' {signal}; while true; do sleep 0.1; done"]);
+            $"trap 'echo rank $RANK got {signal}; exit 0' {signal}; echo trap set; while true; do sleep 0.1; done"]);
         var pids = WorkerPids(launcher, 2);
-        Thread.Sleep(500); // the traps are set
+        WaitForLines(launcher, "[0] trap set", "[1] trap set");
         Process.Start("kill", $"-{signal} {launcher.Process.Id}")!.WaitForExit();
         Assert.That(launcher.Process.WaitForExit(20_000), Is.True, "the launcher did not exit");
         launcher.Process.WaitForExit();
@@ -61,9 +71,9 @@ public class LauncherLifecycleTests
     [Test]
     public void A_worker_that_ignores_the_signal_is_killed_after_the_grace_period()
     {
-        using var launcher = new TestSupport.CliProcess(["launch", "--nproc-per-node", "1", "--grace-period", "1", "--", "sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]);
+        using var launcher = new TestSupport.CliProcess(["launch", "--nproc-per-node", "1", "--grace-period", "1", "--", "sh", "-c", "trap '' TERM; echo trap set; while true; do sleep 0.1; done"]);
         var pids = WorkerPids(launcher, 1);
-        Thread.Sleep(300);
+        WaitForLines(launcher, "[0] trap set");
         Process.Start("kill", $"-TERM {launcher.Process.Id}")!.WaitForExit();
         Assert.That(launcher.Process.WaitForExit(20_000), Is.True);
         try

@@ -203,6 +203,7 @@ public sealed class Launcher
         {
             var left = deadline - DateTime.UtcNow;
             if (left <= TimeSpan.Zero || !w.Process.WaitForExit(left)) return;
+            w.Process.WaitForExit(); // drain its output
         }
     }
 
@@ -222,7 +223,10 @@ public sealed class Launcher
             Say($"rank {w.Rank} (pid {w.Process.Id}) still running: SIGKILL");
             try { w.Process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
         }
-        foreach (var w in alive) w.Process.WaitForExit(5000);
+        // The timed wait returns at exit; the untimed one then drains the redirected output (a worker's last lines,
+        // its error among them, must not be lost).
+        foreach (var w in alive)
+            if (w.Process.WaitForExit(5000)) w.Process.WaitForExit();
     }
 
     private static bool HasExited(Worker w)
