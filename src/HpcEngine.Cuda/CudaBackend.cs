@@ -1,3 +1,4 @@
+using HpcEngine.Distributed;
 using System.Runtime.InteropServices;
 using HpcEngine.Backends;
 using HpcEngine.Backends.Cpu;
@@ -23,6 +24,8 @@ public static class CudaBackend
             {
                 _context = CudaContext.Open(device);
                 DeviceBackends.Register(new CudaDeviceBackend(_context, DeviceType.Cuda));
+                var context = _context;
+                ProcessGroups.RegisterBackend("nccl", (_, tcp) => NcclProcessGroup.InitFromEnvironment(context, tcp.Timeout));
             }
             return _context;
         }

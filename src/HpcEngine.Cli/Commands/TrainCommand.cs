@@ -199,23 +199,18 @@ internal static class TrainCommand
         if (o.Backend is not ("tcp" or "nccl")) throw new ArgumentException($"--backend must be tcp or nccl, got '{o.Backend}'");
         if (o.Backend == "nccl" && device.Type != DeviceType.Cuda) throw new ArgumentException("--backend nccl needs --device cuda (NCCL reduces GPU memory)");
         bool distributed = o.Distributed || (!o.NoDistributed && HpcEngine.Distributed.DistributedEnvironment.IsPresent());
-        HpcEngine.Cuda.CudaContext? cuda = null;
         if (device.Type == DeviceType.Cuda)
         {
             // Under a launcher, "cuda" means this rank's own GPU (cuda:LOCAL_RANK), as torchrun users expect.
             if (distributed && o.Device == "cuda") device = HpcEngine.Device.Cuda(HpcEngine.Distributed.DistributedEnvironment.Resolve().LocalRank);
-            cuda = HpcEngine.Cuda.CudaBackend.Register(device.Index);
+            HpcEngine.Cuda.CudaBackend.Register(device.Index); // also makes the nccl collective backend available
             config = config with { Device = device.ToString() };
         }
         if (o.Threads is { } t) CpuThreads.Count = t;
         var tcp = HpcEngine.Distributed.Tcp.TcpOptions.FromEnvironment(distributed ? HpcEngine.Distributed.DistributedEnvironment.Resolve().MasterAddr : "127.0.0.1");
         if (o.Timeout is { } seconds) tcp = tcp with { Timeout = TimeSpan.FromSeconds(seconds) };
-        using HpcEngine.Distributed.IProcessGroup? group = !distributed ? null
-            : o.Backend == "nccl" ? HpcEngine.Cuda.NcclProcessGroup.InitFromEnvironment(cuda!, o.Timeout is { } s ? TimeSpan.FromSeconds(s) : null)
-            : device.Type != DeviceType.Cpu
-                // GPU tensors over TCP: staged through host memory (NCCL, where available, reduces them in place).
-                ? new HpcEngine.Distributed.HostStagedProcessGroup(HpcEngine.Distributed.ProcessGroups.InitFromEnvironment(tcp))
-                : HpcEngine.Distributed.ProcessGroups.InitFromEnvironment(tcp);
+        // GPU tensors over TCP are staged through host memory; NCCL (registered with the CUDA backend) reduces them in place.
+        using HpcEngine.Distributed.IProcessGroup? group = distributed ? HpcEngine.Distributed.ProcessGroups.Create(o.Backend, device, tcp) : null;
         bool lead = group == null || group.Rank == 0;
         void Say(string line) { if (lead) Console.WriteLine(line); }
         var (train, test, source) = DataSources.LoadFashionMnist(o.Data);

@@ -108,6 +108,33 @@ public sealed record DistributedEnvironment(int Rank, int WorldSize, int LocalRa
 /// <summary>Creating process groups.</summary>
 public static class ProcessGroups
 {
+    private static readonly Dictionary<string, Func<Device, TcpOptions, IProcessGroup>> Backends = new(StringComparer.Ordinal);
+
+    /// <summary>Makes a collective backend available to <see cref="Create"/> by name; HpcEngine.Cuda's
+    /// <c>CudaBackend.Register</c> registers "nccl". The factory gets the device the tensors live on and the TCP
+    /// options (for the timeout and the store's token and job id).</summary>
+    public static void RegisterBackend(string name, Func<Device, TcpOptions, IProcessGroup> create)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentNullException.ThrowIfNull(create);
+        lock (Backends) Backends[name] = create;
+    }
+
+    /// <summary>Joins the job of the environment with the named backend: "tcp" (CPU tensors directly, device tensors
+    /// staged through host memory by <see cref="HostStagedProcessGroup"/>) or a registered one ("nccl": GPU tensors in
+    /// place). <paramref name="tcp"/> defaults to <see cref="TcpOptions.FromEnvironment"/>.</summary>
+    public static IProcessGroup Create(string backend, Device device, TcpOptions? tcp = null)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        tcp ??= TcpOptions.FromEnvironment(DistributedEnvironment.Resolve().MasterAddr);
+        if (backend == "tcp")
+            return device.Type == DeviceType.Cpu ? InitFromEnvironment(tcp) : new HostStagedProcessGroup(InitFromEnvironment(tcp));
+        Func<Device, TcpOptions, IProcessGroup>? create;
+        lock (Backends) Backends.TryGetValue(backend, out create);
+        return create != null ? create(device, tcp)
+            : throw new ArgumentException($"unknown collective backend '{backend}': tcp{(Backends.Count > 0 ? ", " + string.Join(", ", Backends.Keys) : "")} (nccl registers itself with CudaBackend.Register)");
+    }
+
     /// <summary>Joins the job the environment describes (see <see cref="DistributedEnvironment.Resolve"/>) over TCP:
     /// rank 0 serves the store at MASTER_ADDR:MASTER_PORT, everyone rendezvous through it. Options come from
     /// <see cref="TcpOptions.FromEnvironment"/> unless given.</summary>

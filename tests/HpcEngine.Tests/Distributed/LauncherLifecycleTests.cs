@@ -117,6 +117,20 @@ public class LauncherLifecycleTests
     }
 
     [Test]
+    public void A_stopped_workers_children_are_stopped_too()
+    {
+        // Rank 0 is a shell whose child would outlive it (a shell does not pass SIGTERM on); rank 1 fails.
+        var r = TestSupport.RunCli(["launch", "--nproc-per-node", "2", "--grace-period", "1", "--", "sh", "-c",
+            "if [ \"$RANK\" = 1 ]; then sleep 2; exit 3; fi; sleep 300 & echo child $!; wait"], timeoutSeconds: 60);
+        Assert.That(r.Exit, Is.EqualTo(3), r.Stderr);
+        var child = Regex.Match(r.Stdout, @"\[0\] child (\d+)");
+        Assert.That(child.Success, Is.True, r.Stdout);
+        int pid = int.Parse(child.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        try { AssertGone([pid], 5); }
+        finally { KillPids([pid]); }
+    }
+
+    [Test]
     public void Workers_get_a_random_token_and_job_id_unless_given()
     {
         var r = TestSupport.RunCli(["launch", "--nproc-per-node", "2", "--rdzv-id", "my-job", "--", "sh", "-c", "echo \"job=$HPCENGINE_JOB_ID token=${#HPCENGINE_TOKEN}\""], timeoutSeconds: 60);

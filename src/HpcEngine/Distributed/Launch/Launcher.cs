@@ -91,6 +91,8 @@ public sealed class Launcher
         public int Rank { get; } = rank;
         public Process Process { get; } = process;
         public Queue<string> Tail { get; } = new();
+        /// <summary>Set when the worker's stdout and stderr reach end of stream.</summary>
+        public CountdownEvent OutputClosed { get; } = new(2);
     }
 
     private (int Code, int Rank) RunOnce(int port, string? token, string? job)
@@ -107,7 +109,11 @@ public sealed class Launcher
         finally
         {
             StopAll(workers, 0);
-            foreach (var w in workers) w.Process.Dispose();
+            foreach (var w in workers)
+            {
+                w.Process.Dispose();
+                w.OutputClosed.Dispose();
+            }
         }
     }
 
@@ -137,10 +143,18 @@ public sealed class Launcher
         var p = new Process { StartInfo = psi, EnableRaisingEvents = true };
         var w = new Worker(rank, p);
         string prefix = $"[{rank}] ";
-        p.OutputDataReceived += (_, e) => { if (e.Data != null) lock (_out) _out.WriteLine(prefix + e.Data); };
+        p.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data == null) w.OutputClosed.Signal();
+            else lock (_out) _out.WriteLine(prefix + e.Data);
+        };
         p.ErrorDataReceived += (_, e) =>
         {
-            if (e.Data == null) return;
+            if (e.Data == null)
+            {
+                w.OutputClosed.Signal();
+                return;
+            }
             lock (_err) _err.WriteLine(prefix + e.Data);
             lock (w.Tail)
             {
@@ -169,7 +183,7 @@ public sealed class Launcher
             foreach (var w in running.ToArray())
             {
                 if (!w.Process.HasExited) continue;
-                w.Process.WaitForExit(); // drain the output
+                Drain(w);
                 running.Remove(w);
                 int code = w.Process.ExitCode;
                 if (code == 0) continue;
@@ -203,16 +217,18 @@ public sealed class Launcher
         {
             var left = deadline - DateTime.UtcNow;
             if (left <= TimeSpan.Zero || !w.Process.WaitForExit(left)) return;
-            w.Process.WaitForExit(); // drain its output
+            Drain(w);
         }
     }
 
     /// <summary>Sends <paramref name="signal"/> (0: none) to the workers still running, waits the grace period, then
-    /// SIGKILLs what is left and waits for it.</summary>
+    /// SIGKILLs what is left of them and of their descendants as they were when the stop began (a shell's children
+    /// outlive it), and waits for their output to end.</summary>
     private void StopAll(List<Worker> workers, int signal)
     {
         var alive = workers.Where(w => !HasExited(w)).ToList();
         if (alive.Count == 0) return;
+        var descendants = alive.SelectMany(w => ProcessTree.Descendants(w.Process.Id)).ToList();
         if (signal != 0)
         {
             foreach (var w in alive) ProcessControl.Signal(w.Process.Id, signal);
@@ -223,11 +239,14 @@ public sealed class Launcher
             Say($"rank {w.Rank} (pid {w.Process.Id}) still running: SIGKILL");
             try { w.Process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
         }
-        // The timed wait returns at exit; the untimed one then drains the redirected output (a worker's last lines,
-        // its error among them, must not be lost).
+        ProcessTree.KillSurvivors(descendants);
         foreach (var w in alive)
-            if (w.Process.WaitForExit(5000)) w.Process.WaitForExit();
+            if (w.Process.WaitForExit(5000)) Drain(w);
     }
+
+    /// <summary>Waits (boundedly) for an exited worker's output to end, so its last lines — its error among them —
+    /// are printed before the launcher reports.</summary>
+    private static void Drain(Worker w) => w.OutputClosed.Wait(TimeSpan.FromSeconds(5));
 
     private static bool HasExited(Worker w)
     {
