@@ -114,12 +114,12 @@ internal static class StrategyBench
         string dir = Path.Combine(outDir, "runs", plan.Id);
         if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         Directory.CreateDirectory(dir);
-        string json = Path.Combine(dir, "result.json");
+        string json = Path.Combine(dir, "result.json"), events = Path.Combine(dir, "events.jsonl");
         var cmd = new List<string> { "hpcengine", "launch", "--nproc-per-node", (plan.Workers + DedicatedServers(plan.Strategy)).ToString(CultureInfo.InvariantCulture), "--",
             "hpcengine", "train", "--model", o.Model!, "--epochs", o.Epochs.ToString(CultureInfo.InvariantCulture),
             "--batch-size", o.BatchSize.ToString(CultureInfo.InvariantCulture), "--strategy", plan.Strategy,
             "--seed", o.Seed.ToString(CultureInfo.InvariantCulture), "--eval-every", o.EvalEvery.ToString(CultureInfo.InvariantCulture),
-            "--json", json, "--trace-dir", dir, "--allow-divergence" }; // divergence is an outcome the matrix records
+            "--json", json, "--trace-dir", dir, "--events", events, "--allow-divergence" }; // divergence is an outcome the matrix records
         if (plan.Codec != "none") cmd.AddRange(["--compress", plan.Codec]);
         if (o.Data != null) cmd.AddRange(["--data", Path.GetFullPath(o.Data)]);
         var psi = LaunchCommand.StartInfo(cmd);
@@ -138,15 +138,21 @@ internal static class StrategyBench
                 log.WriteLine(line);
                 tail.Enqueue(line);
                 if (tail.Count > 8) tail.Dequeue();
-                // Rank 0's per-epoch lines always, its within-epoch lines every few seconds.
-                bool epochDone = line.StartsWith("[0] epoch ", StringComparison.Ordinal) && line.Contains("test accuracy", StringComparison.Ordinal);
-                if (epochDone || (line.StartsWith("[0] epoch ", StringComparison.Ordinal) && lastProgress.Elapsed.TotalSeconds >= 10))
-                {
-                    lastProgress.Restart();
-                    progress(line[4..]);
-                }
             }
         }
+        // The run's progress comes from its event file (rank 0's JSON lines), not from its console output: every
+        // epoch, and within an epoch every 10 s.
+        var lines = new Training.LineObserver(progress);
+        void OnEvent(object? e)
+        {
+            if (e is Training.EpochEvent epoch) lines.OnEpoch(epoch);
+            else if (e is Training.ProgressEvent p && lastProgress.Elapsed.TotalSeconds >= 10)
+            {
+                lastProgress.Restart();
+                lines.OnProgress(p);
+            }
+        }
+        using var follow = new EventFollower(events, OnEvent);
         using (var p = new Process { StartInfo = psi })
         {
             p.OutputDataReceived += (_, e) => OnLine(e.Data);
@@ -155,6 +161,7 @@ internal static class StrategyBench
             p.BeginOutputReadLine();
             p.BeginErrorReadLine();
             p.WaitForExit();
+            follow.Finish();
             if (p.ExitCode != 0 || !File.Exists(json))
                 return StrategyRunResult.Failed(plan, $"exit code {p.ExitCode}: {string.Join(" | ", tail)}");
         }

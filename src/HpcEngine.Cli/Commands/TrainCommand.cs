@@ -69,6 +69,9 @@ public sealed class TrainOptions
     [Option("allow-divergence", HelpText = "Record a NaN/Inf loss and go on (default: stop at the first one with an error).")]
     public bool AllowDivergence { get; set; }
 
+    [Option("events", HelpText = "Write the run's events (progress, evaluations, epochs, messages, steps) as JSON lines to this file, flushed as they happen (rank 0).")]
+    public string? Events { get; set; }
+
     [Option("timeout", HelpText = "Collective timeout in seconds (default 600, or HPCENGINE_TIMEOUT_S): a frozen peer fails the run after this long.")]
     public double? Timeout { get; set; }
 
@@ -193,6 +196,7 @@ internal static class TrainCommand
         if (o.Distributed && o.NoDistributed) throw new ArgumentException("--distributed and --no-distributed contradict each other");
         // Found out now, not after an hour of training.
         OutputPaths.CheckFile("--json", o.Json);
+        OutputPaths.CheckFile("--events", o.Events);
         OutputPaths.CheckDirectory("--trace-dir", o.TraceDir);
         OutputPaths.CheckDirectory("--checkpoint-dir", o.CheckpointDir);
         var device = HpcEngine.Device.Parse(o.Device);
@@ -220,7 +224,8 @@ internal static class TrainCommand
             Say($"data: {source}: {train.Count} training, {test.Count} test images");
             Say($"model {config.Model}, optimizer {config.Optimizer} lr {config.Lr.ToString(CultureInfo.InvariantCulture)} (cosine), batch {config.BatchSize}{(group != null ? $" per rank × {group.Size} ranks (data parallel over {group.Backend}, strategy {config.Strategy}{(config.Compress != null ? ", compression " + config.Compress : "")})" : "")}, {config.Epochs} epochs, seed {config.Seed}, {(device.Type == DeviceType.Cpu ? $"{CpuThreads.Count} threads" : $"on {device}")}");
             TrainResult r;
-            try { r = Trainer.Run(config, train, test, source, Console.WriteLine, group); }
+            using var events = o.Events != null && lead ? new JsonLinesObserver(new StreamWriter(o.Events), steps: true) : null;
+            try { r = Trainer.Run(config, train, test, source, Console.WriteLine, group, events != null ? [events] : null); }
             catch (Exception e) when (o.Json != null && lead)
             {
                 // A failed run still says so in its results, with the error, for whatever collects them.

@@ -216,6 +216,23 @@ public class RunLifecycleTests
     }
 
     [Test]
+    public void Events_are_written_as_json_lines_another_process_can_follow()
+    {
+        string events = Path.Combine(_dir, "events.jsonl"), json = Path.Combine(_dir, "r.json");
+        var r = TestSupport.RunCli(Train("--epochs", "2", "--events", events, "--json", json, "--eval-every", "5"));
+        Assert.That(r.Exit, Is.Zero, r.Stderr);
+        var parsed = File.ReadAllLines(events).Select(HpcEngine.Training.JsonLinesObserver.Read).ToList();
+        Assert.That(parsed, Has.None.Null, "every line is an event");
+        var result = Json(json);
+        Assert.That(parsed.OfType<HpcEngine.Training.StepEvent>().Select(s => s.Loss),
+            Is.EqualTo(result.GetProperty("step_losses").EnumerateArray().Select(x => x.GetDouble())), "a step event per optimizer step");
+        var epochs = parsed.OfType<HpcEngine.Training.EpochEvent>().ToList();
+        Assert.That(epochs.Select(e => e.Result.Epoch), Is.EqualTo(new[] { 1, 2 }));
+        Assert.That(epochs[^1].Result.TestAccuracy, Is.EqualTo(result.GetProperty("final_test_accuracy").GetDouble()));
+        Assert.That(parsed.OfType<HpcEngine.Training.EvaluationEvent>().Count(), Is.EqualTo(result.GetProperty("curve").GetArrayLength()));
+    }
+
+    [Test]
     public void Each_bench_workload_has_its_own_help_and_refuses_options_it_would_ignore()
     {
         var help = TestSupport.RunCli(["bench", "collectives", "--help"]);
