@@ -14,6 +14,7 @@ internal sealed class NetworkHosts : IDisposable
     private readonly string _prefix;
     private readonly List<TestSupport.CliProcess> _processes = new();
     private bool _disposed;
+    private bool _createdEtcNetns;
 
     public int Count { get; }
 
@@ -95,6 +96,7 @@ internal sealed class NetworkHosts : IDisposable
     /// /etc/netns/NS/hosts over /etc/hosts for the processes it starts): how a cluster's names resolve on each node.</summary>
     public void SetHosts(int i, string content)
     {
+        _createdEtcNetns |= !Directory.Exists("/etc/netns");
         string dir = Path.Combine("/etc/netns", Namespace(i));
         Directory.CreateDirectory(dir);
         File.WriteAllText(Path.Combine(dir, "hosts"), content);
@@ -118,6 +120,8 @@ internal sealed class NetworkHosts : IDisposable
             catch (IOException) { }
         }
         TryIp($"netns del {Hub}"); // takes the bridge and the hub ends of the veth pairs with it
+        try { if (_createdEtcNetns && !Directory.EnumerateFileSystemEntries("/etc/netns").Any()) Directory.Delete("/etc/netns"); }
+        catch (IOException) { }
     }
 
     private void TryIp(string args)
