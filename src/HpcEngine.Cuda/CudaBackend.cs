@@ -1,15 +1,14 @@
 using HpcEngine.Distributed;
 using System.Runtime.InteropServices;
 using HpcEngine.Backends;
-using HpcEngine.Backends.Cpu;
 using HpcEngine.Cuda.Interop;
 
 namespace HpcEngine.Cuda;
 
 /// <summary>Makes <c>cuda:N</c> tensors available: after <see cref="Register"/>, <c>x.To(Device.Cuda())</c> moves a
-/// tensor to the GPU and the ops with a device path (elementwise and unary ops, casts, matmul/linear through cuBLAS,
-/// sum/mean, softmax/log-softmax and their backward) run there with the engine's kernels, enqueued on the device's
-/// stream; data synchronises only when it leaves the device. Memory comes from the context's caching allocator.</summary>
+/// tensor to the GPU and every op on it runs there (the primitives of <see cref="IBackend"/> as the engine's kernels
+/// and cuBLAS, enqueued on the device's stream; the composites above them); data synchronises only when it leaves
+/// the device. Memory comes from the context's caching allocator.</summary>
 public static class CudaBackend
 {
     private static CudaContext? _context;
@@ -23,7 +22,7 @@ public static class CudaBackend
             if (_context == null)
             {
                 _context = CudaContext.Open(device);
-                DeviceBackends.Register(new CudaDeviceBackend(_context, DeviceType.Cuda));
+                DeviceBackends.Register(DeviceType.Cuda, new CudaDeviceBackend(_context));
                 var context = _context;
                 ProcessGroups.RegisterBackend("nccl", (_, tcp) => NcclProcessGroup.InitFromEnvironment(context, tcp.Timeout));
             }
@@ -35,15 +34,13 @@ public static class CudaBackend
     public static bool AllowTf32 { get; set; }
 }
 
-/// <summary>The <see cref="IDeviceBackend"/> of one CUDA device: every primitive is a kernel launch (or a cuBLAS call)
+/// <summary>The <see cref="IBackend"/> of one CUDA device: every primitive is a kernel launch (or a cuBLAS call)
 /// on the context's stream. Arithmetic kernels are float32; casts cover every dtype, and copies, fills, gather and
 /// where move any element size; other dtypes are refused by name. The op families live in the partial files beside
 /// this one (Elementwise, Linalg, Rows, Nn).</summary>
-internal sealed unsafe partial class CudaDeviceBackend(ICudaStream context, DeviceType type) : IDeviceBackend
+internal sealed unsafe partial class CudaDeviceBackend(ICudaStream context) : IBackend
 {
     private const uint Block = 256;
-
-    public DeviceType Type => type;
 
     public bool Capturing => context.Capturing;
 
@@ -58,7 +55,7 @@ internal sealed unsafe partial class CudaDeviceBackend(ICudaStream context, Devi
     }
 
     /// <summary>Memory from the caching allocator, returned to it (not to the driver) on dispose.</summary>
-    private sealed class CudaMemory(Memory.CachingAllocator allocator, Memory.DeviceBlock block, long bytes) : HpcEngine.Backends.IDeviceMemory
+    private sealed class CudaMemory(Memory.CachingAllocator allocator, Memory.DeviceBlock block, long bytes) : IBackendMemory
     {
         private int _freed;
         public ulong Pointer => block.Pointer;
@@ -119,7 +116,7 @@ internal sealed unsafe partial class CudaDeviceBackend(ICudaStream context, Devi
 
     private static DeviceMismatchException NoKernel(string what) =>
         new($"{what} has no cuda kernel yet; move the tensor with .To(Device.Cpu) for this op");
-    public HpcEngine.Backends.IDeviceMemory Allocate(Device device, long bytes)
+    public IBackendMemory Allocate(Device device, long bytes)
     {
         if (device.Index != context.DeviceIndex)
             throw new DeviceMismatchException($"cuda:{device.Index} is not open: the CUDA backend was registered for cuda:{context.DeviceIndex}");
@@ -127,14 +124,14 @@ internal sealed unsafe partial class CudaDeviceBackend(ICudaStream context, Devi
         return new CudaMemory(context.Memory, block, bytes);
     }
 
-    public void CopyFromHost(HpcEngine.Backends.IDeviceMemory dst, long dstOffsetBytes, ReadOnlySpan<byte> src)
+    public void CopyFromHost(IBackendMemory dst, long dstOffsetBytes, ReadOnlySpan<byte> src)
     {
         if (src.Length == 0) return;
         NotWhileCapturing("a host-to-device copy");
         context.CopyHostToDevice(((CudaMemory)dst).Pointer + (ulong)dstOffsetBytes, src);
     }
 
-    public void CopyToHost(Span<byte> dst, HpcEngine.Backends.IDeviceMemory src, long srcOffsetBytes)
+    public void CopyToHost(Span<byte> dst, IBackendMemory src, long srcOffsetBytes)
     {
         if (dst.Length == 0) return;
         NotWhileCapturing("a device-to-host copy");
@@ -152,7 +149,7 @@ internal sealed unsafe partial class CudaDeviceBackend(ICudaStream context, Devi
         if (!r.IsContiguous) throw NoKernel("a fill of a non-contiguous view");
         // The value's bits in r's dtype (the CPU's conversion rules), passed by value to the kernel.
         ulong pattern = 0;
-        CastKernels.Write((byte*)&pattern, r.DType, 0, value);
+        HpcEngine.Backends.Cpu.CastKernels.Write((byte*)&pattern, r.DType, 0, value);
         context.Launch(Kernel("elementwise.cu", "fill" + Bits(r)), Grid(r.NumEl), Block, 0, Ptr(r), pattern, (long)r.NumEl);
     }
 

@@ -1,6 +1,5 @@
 using System.Runtime.InteropServices;
 using HpcEngine.Backends;
-using HpcEngine.Backends.Cpu;
 using HpcEngine.Cuda.Interop;
 
 namespace HpcEngine.Cuda;

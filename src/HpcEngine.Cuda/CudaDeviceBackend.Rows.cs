@@ -1,6 +1,5 @@
 using System.Runtime.InteropServices;
 using HpcEngine.Backends;
-using HpcEngine.Backends.Cpu;
 using HpcEngine.Cuda.Interop;
 
 namespace HpcEngine.Cuda;
@@ -11,14 +10,17 @@ internal sealed unsafe partial class CudaDeviceBackend
     public void Sum(Tensor x, int outer, int reduced, int inner, Tensor r, double scale)
     {
         Float32("sum", x, r);
-        if (inner != 1) throw new InvalidOperationException("internal: the cuda sum reduces the last dim");
-        if (outer == 0) return;
+        if (outer == 0 || inner == 0) return;
         if (reduced == 0)
         {
             Fill(r, 0);
             return;
         }
-        context.Launch(Kernel("reduce.cu", "sum_rows_f32"), Rows(outer), Block, 0, Ptr(x), Ptr(r), (long)outer, (long)reduced, (float)scale);
+        if (inner == 1)
+            context.Launch(Kernel("reduce.cu", "sum_rows_f32"), Rows(outer), Block, 0, Ptr(x), Ptr(r), (long)outer, (long)reduced, (float)scale);
+        else if (outer == 1) // the leading dims reduced (a bias gradient): column sums, no transpose
+            context.Launch(Kernel("reduce.cu", "sum_cols_f32"), Grid(inner), Block, 0, Ptr(x), Ptr(r), (long)reduced, (long)inner, (float)scale);
+        else throw new InvalidOperationException("internal: the cuda sum reduces the last dim, or the leading ones");
     }
 
     public void Softmax(Tensor x, Tensor y, int rows, int n, bool log)

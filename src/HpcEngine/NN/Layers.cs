@@ -80,9 +80,9 @@ public class BatchNorm : Module
         if (Training)
             using (Autograd.GradMode.NoGrad())
             {
-                // A counter of one int64: on a device, a round trip costs less than an integer kernel would.
-                if (!NumBatchesTracked.IsCpu) NumBatchesTracked.FillRaw(NumBatchesTracked.Item() + 1);
-                else using (var one = Tensor.Scalar(1, DType.Int64)) Ops.AddInto(NumBatchesTracked, one);
+                // A counter of one int64: read and rewritten (on a device a round trip costs less than an integer
+                // kernel would).
+                NumBatchesTracked.FillRaw(NumBatchesTracked.Item() + 1);
             }
         return F.BatchNorm(input, RunningMean, RunningVar, Weight, Bias, Training, Momentum, Eps);
     }

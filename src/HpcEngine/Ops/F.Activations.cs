@@ -1,5 +1,4 @@
 using HpcEngine.Autograd;
-using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine;
 
@@ -19,7 +18,7 @@ public static partial class F
     /// <summary>Log-softmax along <paramref name="dim"/> (stable: x − max − log Σ exp(x − max)).</summary>
     public static Tensor LogSoftmax(Tensor x, int dim) => SoftmaxImpl(x, dim, log: true);
 
-    private static unsafe Tensor SoftmaxImpl(Tensor x, int dim, bool log)
+    private static Tensor SoftmaxImpl(Tensor x, int dim, bool log)
     {
         ArgumentNullException.ThrowIfNull(x);
         string name = log ? "log_softmax" : "softmax";
@@ -42,9 +41,7 @@ public static partial class F
         using var xc = Ops.ToDType(x, compute, false).ContiguousOwned();
         int n = x.Shape[^1], rows = n == 0 ? 0 : x.NumEl / n;
         var y = Tensor.Empty(x.Shape, compute, x.Device);
-        if (!x.IsCpu) Backends.DeviceBackends.For(x.Device).Softmax(xc, y, rows, n, log);
-        else if (compute == DType.Float32) SoftmaxKernels.Forward(xc.Ptr<float>(), y.Ptr<float>(), rows, n, log);
-        else SoftmaxKernels.Forward(xc.Ptr<double>(), y.Ptr<double>(), rows, n, log);
+        xc.Backend.Softmax(xc, y, rows, n, log);
         if (compute != x.DType) y = y.Replace(Ops.ToDType(y, x.DType, false));
         if (!Recorder.Needs(x)) return y;
         return Recorder.Record(y, name, [x], [y], (g, s) =>
@@ -52,9 +49,7 @@ public static partial class F
             using var yc = Ops.ToDType(s[0], compute, false).ContiguousOwned();
             using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
             var dx = Tensor.Empty(yc.Shape, compute, yc.Device);
-            if (!yc.IsCpu) Backends.DeviceBackends.For(yc.Device).SoftmaxBackward(yc, gc, dx, rows, n, log);
-            else if (compute == DType.Float32) SoftmaxKernels.Backward(yc.Ptr<float>(), gc.Ptr<float>(), dx.Ptr<float>(), rows, n, log);
-            else SoftmaxKernels.Backward(yc.Ptr<double>(), gc.Ptr<double>(), dx.Ptr<double>(), rows, n, log);
+            yc.Backend.SoftmaxBackward(yc, gc, dx, rows, n, log);
             if (compute == g.DType) return [dx];
             using (dx) return [Ops.ToDType(dx, g.DType, false)];
         });
@@ -68,14 +63,8 @@ public static partial class F
         if (p is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(p), $"dropout: p must be in [0, 1], got {p}");
         if (!training || p == 0) return Ops.Identity(x);
         if (p == 1) return Ops.MulScalar(x, 0);
-        if (!x.IsCpu)
-        {
-            // One kernel draws the scaled keep mask (the CPU's numbers: keep · (1/(1−p)) rounded once, as below).
-            using var scaled = Tensor.DeviceBernoulli(x.ShapeArray, 1 - p, (float)(1.0 / (1 - p)), x.DType, generator, x.Device);
-            return Ops.Mul(x, scaled);
-        }
-        using var keep = Tensor.Bernoulli(x.ShapeArray, 1 - p, x.DType, generator);
-        using var mask = Ops.MulScalar(keep, 1.0 / (1 - p));
-        return Ops.Mul(x, mask);
+        // One kernel draws the scaled keep mask: keep · (1/(1−p)) rounded once, from the generator's Philox stream.
+        using var scaled = Tensor.BernoulliOn(x.ShapeArray, 1 - p, (float)(1.0 / (1 - p)), x.DType, generator, x.Device);
+        return Ops.Mul(x, scaled);
     }
 }

@@ -1,5 +1,5 @@
 using HpcEngine.Autograd;
-using HpcEngine.Backends.Cpu;
+using HpcEngine.Backends;
 
 namespace HpcEngine;
 
@@ -8,11 +8,11 @@ public static partial class F
     /// <summary>2-D convolution (cross-correlation, as PyTorch): input [N, C, H, W], weight [O, C/groups, KH, KW],
     /// bias [O]. Lowered per group to im2col over the whole batch + one GEMM; backward is one GEMM for the weight
     /// gradient and one plus a fold (col2im) for the input gradient.</summary>
-    public static unsafe Tensor Conv2d(Tensor input, Tensor weight, Tensor? bias = null, int stride = 1, int padding = 0, int dilation = 1, int groups = 1) =>
+    public static Tensor Conv2d(Tensor input, Tensor weight, Tensor? bias = null, int stride = 1, int padding = 0, int dilation = 1, int groups = 1) =>
         Conv2d(input, weight, bias, (stride, stride), (padding, padding), (dilation, dilation), groups);
 
     /// <summary>2-D convolution with per-axis stride, padding and dilation.</summary>
-    public static unsafe Tensor Conv2d(Tensor input, Tensor weight, Tensor? bias, (int H, int W) stride, (int H, int W) padding, (int H, int W) dilation, int groups = 1)
+    public static Tensor Conv2d(Tensor input, Tensor weight, Tensor? bias, (int H, int W) stride, (int H, int W) padding, (int H, int W) dilation, int groups = 1)
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(weight);
@@ -103,55 +103,21 @@ public static partial class F
     private static Tensor ReshapeOwned(Tensor t, int[] shape) => t.Replace(Ops.Reshape(t, shape));
 
     /// <summary>Unfolds group <paramref name="gi"/> of every image into cols [C/g·KH·KW, N·L] (image b in columns b·L..).</summary>
-    private static unsafe void Im2ColBatch(Tensor x, int gi, int cg, Conv2dGeometry geo, Tensor cols)
-    {
-        if (!x.IsCpu)
-        {
-            Backends.DeviceBackends.For(x.Device).Im2Col(x, gi, cg, geo, cols);
-            return;
-        }
-        int n = x.Shape[0], l = geo.OH * geo.OW, nl = n * l, rows = cg * geo.KH * geo.KW;
-        CpuThreads.For(n, (long)n * rows * l, (b0, b1) =>
-        {
-            for (int b = b0; b < b1; b++)
-            {
-                long off = ((long)b * x.Shape[1] + gi * cg) * geo.H * geo.W;
-                if (x.DType == DType.Float32) ConvKernels.Im2Col(x.Ptr<float>() + off, geo, cols.Ptr<float>() + (long)b * l, nl);
-                else ConvKernels.Im2Col(x.Ptr<double>() + off, geo, cols.Ptr<double>() + (long)b * l, nl);
-            }
-        });
-    }
+    private static void Im2ColBatch(Tensor x, int gi, int cg, Conv2dGeometry geo, Tensor cols) => x.Backend.Im2Col(x, gi, cg, geo, cols);
 
     /// <summary>Folds cols [C/g·KH·KW, N·L] back into group <paramref name="gi"/> of dx, summing overlaps.</summary>
-    private static unsafe void Col2ImBatch(Tensor cols, Tensor dx, int gi, int cg, Conv2dGeometry geo)
-    {
-        if (!dx.IsCpu)
-        {
-            Backends.DeviceBackends.For(dx.Device).Col2Im(cols, gi, cg, geo, dx);
-            return;
-        }
-        int n = dx.Shape[0], l = geo.OH * geo.OW, nl = n * l, rows = cg * geo.KH * geo.KW;
-        CpuThreads.For(n, (long)n * rows * l, (b0, b1) =>
-        {
-            for (int b = b0; b < b1; b++)
-            {
-                long off = ((long)b * dx.Shape[1] + gi * cg) * geo.H * geo.W;
-                if (dx.DType == DType.Float32) ConvKernels.Col2Im(cols.Ptr<float>() + (long)b * l, geo, dx.Ptr<float>() + off, nl);
-                else ConvKernels.Col2Im(cols.Ptr<double>() + (long)b * l, geo, dx.Ptr<double>() + off, nl);
-            }
-        });
-    }
+    private static void Col2ImBatch(Tensor cols, Tensor dx, int gi, int cg, Conv2dGeometry geo) => dx.Backend.Col2Im(cols, gi, cg, geo, dx);
 
-    /// <summary>Embedding lookup on a device: the ids (moved there as int64 if they are not) are checked in range on
-    /// the host first — eagerly; under graph capture nothing is read back and the kernel skips an out-of-range id
+    /// <summary>Embedding lookup: the ids (moved to the weight's device as int64 if they are not) are checked in range
+    /// on the host first — eagerly; under graph capture nothing is read back and the kernel skips an out-of-range id
     /// (its row stays unwritten) rather than read out of bounds — then one gather kernel; the backward scatters the
     /// gradient rows into a zeroed table gradient.</summary>
-    private static Tensor DeviceEmbedding(Tensor indices, Tensor weight)
+    private static Tensor EmbeddingLookup(Tensor indices, Tensor weight)
     {
         if (indices.DType is not (DType.Int64 or DType.Int32))
             throw new DTypeMismatchException($"embedding: indices must be int64 or int32, got {indices.DType.TorchName()}");
         int vocab = weight.Shape[0], dim = weight.Shape[1];
-        var backend = Backends.DeviceBackends.For(weight.Device);
+        var backend = weight.Backend;
         if (!backend.Capturing)
             foreach (long i in indices.ToArray<long>())
                 if (i < 0 || i >= vocab) throw new IndexOutOfRangeException($"embedding: index {i} is out of range for {vocab} embeddings");
@@ -173,36 +139,15 @@ public static partial class F
     }
 
     /// <summary>2-D max pooling over [N, C, H, W]; the stride defaults to the kernel size.</summary>
-    public static unsafe Tensor MaxPool2d(Tensor x, int kernelSize, int? stride = null, int padding = 0, int dilation = 1)
+    public static Tensor MaxPool2d(Tensor x, int kernelSize, int? stride = null, int padding = 0, int dilation = 1)
     {
         ArgumentNullException.ThrowIfNull(x);
         var (planes, geo, compute, xc) = PoolSetup("max_pool2d", x, kernelSize, stride ?? kernelSize, padding, dilation);
         using var _ = xc;
         if (padding * 2 > kernelSize) throw new ArgumentException($"max_pool2d: padding ({padding}) must be at most half the kernel size ({kernelSize})", nameof(padding));
         var y = Tensor.Empty([x.Shape[0], x.Shape[1], geo.OH, geo.OW], compute, x.Device);
-        if (!x.IsCpu) return DeviceMaxPool(x, xc, y, planes, geo);
-        var arg = Tensor.Empty(y.Shape, DType.Int64);
-        if (compute == DType.Float32) PoolKernels.MaxForward(xc.Ptr<float>(), y.Ptr<float>(), arg.Ptr<long>(), planes, geo);
-        else PoolKernels.MaxForward(xc.Ptr<double>(), y.Ptr<double>(), arg.Ptr<long>(), planes, geo);
+        var indices = x.Backend.MaxPool(xc, y, planes, geo);
         if (compute != x.DType) y = y.Replace(Ops.ToDType(y, x.DType, false));
-        if (!Recorder.Needs(x)) { arg.Dispose(); return y; }
-        var inShape = x.ShapeArray;
-        Recorder.Record(y, "max_pool2d", [x], [arg], (g, s) =>
-        {
-            using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
-            var dx = Tensor.Zeros(inShape, compute);
-            if (compute == DType.Float32) PoolKernels.MaxBackward(gc.Ptr<float>(), s[0].Ptr<long>(), dx.Ptr<float>(), planes, geo);
-            else PoolKernels.MaxBackward(gc.Ptr<double>(), s[0].Ptr<long>(), dx.Ptr<double>(), planes, geo);
-            return [dx];
-        });
-        arg.Dispose();
-        return y;
-    }
-
-    private static Tensor DeviceMaxPool(Tensor x, Tensor xc, Tensor y, int planes, Conv2dGeometry geo)
-    {
-        var backend = Backends.DeviceBackends.For(x.Device);
-        var indices = backend.MaxPool(xc, y, planes, geo);
         if (!Recorder.Needs(x))
         {
             indices.Dispose();
@@ -211,9 +156,9 @@ public static partial class F
         var inShape = x.ShapeArray;
         Recorder.Record(y, "max_pool2d", [x], [indices], (g, s) =>
         {
-            using var gc = g.Contiguous();
-            var dx = Tensor.Empty(inShape, gc.DType, gc.Device, zeroed: true);
-            backend.MaxPoolBackward(gc, s[0], dx, planes, geo);
+            using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
+            var dx = Tensor.Empty(inShape, compute, gc.Device, zeroed: true);
+            gc.Backend.MaxPoolBackward(gc, s[0], dx, planes, geo);
             return [dx];
         });
         indices.Dispose();
@@ -221,41 +166,22 @@ public static partial class F
     }
 
     /// <summary>2-D average pooling over [N, C, H, W]; the stride defaults to the kernel size.</summary>
-    public static unsafe Tensor AvgPool2d(Tensor x, int kernelSize, int? stride = null, int padding = 0, bool countIncludePad = true)
+    public static Tensor AvgPool2d(Tensor x, int kernelSize, int? stride = null, int padding = 0, bool countIncludePad = true)
     {
         ArgumentNullException.ThrowIfNull(x);
         var (planes, geo, compute, xc) = PoolSetup("avg_pool2d", x, kernelSize, stride ?? kernelSize, padding, 1);
         using var _ = xc;
         if (padding * 2 > kernelSize) throw new ArgumentException($"avg_pool2d: padding ({padding}) must be at most half the kernel size ({kernelSize})", nameof(padding));
-        if (!x.IsCpu) return DeviceAvgPool(x, xc, planes, geo, countIncludePad);
-        var y = Tensor.Empty([x.Shape[0], x.Shape[1], geo.OH, geo.OW], compute);
-        if (compute == DType.Float32) PoolKernels.Avg(xc.Ptr<float>(), y.Ptr<float>(), planes, geo, countIncludePad, backward: false);
-        else PoolKernels.Avg(xc.Ptr<double>(), y.Ptr<double>(), planes, geo, countIncludePad, backward: false);
+        var y = Tensor.Empty([x.Shape[0], x.Shape[1], geo.OH, geo.OW], compute, x.Device);
+        x.Backend.AvgPool(xc, y, planes, geo, countIncludePad);
         if (compute != x.DType) y = y.Replace(Ops.ToDType(y, x.DType, false));
         if (!Recorder.Needs(x)) return y;
         var inShape = x.ShapeArray;
         return Recorder.Record(y, "avg_pool2d", [x], g =>
         {
             using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
-            var dx = Tensor.Zeros(inShape, compute);
-            if (compute == DType.Float32) PoolKernels.Avg(dx.Ptr<float>(), gc.Ptr<float>(), planes, geo, countIncludePad, backward: true);
-            else PoolKernels.Avg(dx.Ptr<double>(), gc.Ptr<double>(), planes, geo, countIncludePad, backward: true);
-            return [dx];
-        });
-    }
-
-    private static Tensor DeviceAvgPool(Tensor x, Tensor xc, int planes, Conv2dGeometry geo, bool countIncludePad)
-    {
-        var backend = Backends.DeviceBackends.For(x.Device);
-        var y = Tensor.Empty([x.Shape[0], x.Shape[1], geo.OH, geo.OW], xc.DType, x.Device);
-        backend.AvgPool(xc, y, planes, geo, countIncludePad);
-        if (!Recorder.Needs(x)) return y;
-        var inShape = x.ShapeArray;
-        return Recorder.Record(y, "avg_pool2d", [x], g =>
-        {
-            using var gc = Ops.ContiguousNoGrad(g);
-            var dx = Tensor.Empty(inShape, gc.DType, gc.Device, zeroed: true);
-            backend.AvgPoolBackward(gc, dx, planes, geo, countIncludePad);
+            var dx = Tensor.Empty(inShape, compute, gc.Device, zeroed: true);
+            gc.Backend.AvgPoolBackward(gc, dx, planes, geo, countIncludePad);
             return [dx];
         });
     }
@@ -279,10 +205,7 @@ public static partial class F
         ArgumentNullException.ThrowIfNull(indices);
         ArgumentNullException.ThrowIfNull(weight);
         if (weight.Rank != 2) throw new ShapeMismatchException($"embedding: the weight must be [num_embeddings, dim], got {Shapes.Format(weight.Shape)}");
-        if (!weight.IsCpu) return DeviceEmbedding(indices, weight);
-        using var flat = Ops.Reshape(indices, -1);
-        using var rows = Ops.IndexSelect(weight, 0, flat);
-        return Ops.Reshape(rows, [.. indices.ShapeArray, weight.Shape[1]]);
+        return EmbeddingLookup(indices, weight);
     }
 
     /// <summary>softmax(q·kᵀ/√d + mask)·v over [..., L, d] inputs; <paramref name="isCausal"/> hides future positions.
@@ -299,21 +222,13 @@ public static partial class F
         using var raw = Ops.MatMul(q, kt);
         var scores = Ops.MulScalar(raw, sc);
         int lq = q.Shape[^2], lk = k.Shape[^2];
-        if (isCausal && !q.IsCpu)
+        if (isCausal)
         {
-            // On a device: add a 0 / −∞ mask built on the host (the comparison and masked fill have no device path).
-            var m = new float[lq * lk];
-            for (int i = 0; i < lq; i++)
-                for (int j = i + 1; j < lk; j++) m[i * lk + j] = float.NegativeInfinity;
-            using var mh = Tensor.FromArray(m, lq, lk);
-            using var md = Ops.MoveNoGrad(mh, q.Device);
-            using var mt = Ops.ToDType(md, scores.DType, false);
-            scores = scores.Replace(Ops.Add(scores, mt));
-        }
-        else if (isCausal)
-        {
-            using var rowsIdx = Tensor.Arange(lq);
-            using var colsIdx = Tensor.Arange(lk);
+            // Position j is hidden from query i when j > i.
+            using var rowsHost = Tensor.Arange(lq);
+            using var colsHost = Tensor.Arange(lk);
+            using var rowsIdx = Ops.MoveNoGrad(rowsHost, q.Device);
+            using var colsIdx = Ops.MoveNoGrad(colsHost, q.Device);
             using var r2 = Ops.Unsqueeze(rowsIdx, 1);
             using var future = Ops.Gt(colsIdx, r2);
             scores = scores.Replace(Ops.MaskedFill(scores, future, double.NegativeInfinity));

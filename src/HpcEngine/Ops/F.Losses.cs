@@ -1,3 +1,5 @@
+using HpcEngine.Autograd;
+
 namespace HpcEngine;
 
 /// <summary>How a loss over many elements is reduced.</summary>
@@ -10,7 +12,7 @@ public enum Reduction
 
 public static partial class F
 {
-    /// <summary>Cross-entropy between logits [N, C] (or [N, C, d1, ...]) and class indices [N] (or [N, d1, ...]).
+    /// <summary>Cross-entropy between logits [N, C] (or [C], or [N, C, d1, ...]) and class indices [N] (or [N, d1, ...]).
     /// Targets equal to <paramref name="ignoreIndex"/> contribute nothing and are left out of the mean. With
     /// <paramref name="labelSmoothing"/> ε the target distribution is (1−ε)·one-hot + ε/C, as PyTorch defines it.</summary>
     public static Tensor CrossEntropy(Tensor logits, Tensor target, int ignoreIndex = -100, double labelSmoothing = 0, Reduction reduction = Reduction.Mean)
@@ -19,7 +21,8 @@ public static partial class F
         ArgumentNullException.ThrowIfNull(target);
         if (labelSmoothing is < 0 or > 1)
             throw new ArgumentOutOfRangeException(nameof(labelSmoothing), $"cross_entropy: label_smoothing must be in [0, 1], got {labelSmoothing}");
-        if (!logits.IsCpu) return Ops.DeviceCrossEntropy(logits, target, ignoreIndex, labelSmoothing, reduction);
+        if (logits.Rank == 2) return FusedCrossEntropy(logits, target, ignoreIndex, labelSmoothing, reduction);
+        // Other ranks (a single row, or per-position classes [N, C, d1, ...]) compose log-softmax and the NLL.
         using var logp = LogSoftmax(logits, logits.Rank == 1 ? 0 : 1);
         if (labelSmoothing == 0) return NllLoss(logp, target, ignoreIndex, reduction);
         int c = logits.Rank == 1 ? logits.Shape[0] : logits.Shape[1];
@@ -33,6 +36,53 @@ public static partial class F
         using var b = Ops.MulScalar(smooth, labelSmoothing);
         using var per = Ops.Add(a, b);
         return Reduce(per, valid, reduction);
+    }
+
+    /// <summary>Cross-entropy of logits [N, C]: one fused primitive gives each row's loss and the logits' gradient;
+    /// the rows that count (not ignore_index) are counted on the device, so nothing is read back and the step can be
+    /// captured in a graph. Eagerly the targets are also read back once to check their range; under capture an
+    /// out-of-range target gives a NaN loss instead.</summary>
+    private static Tensor FusedCrossEntropy(Tensor logits, Tensor target, int ignoreIndex, double smoothing, Reduction reduction)
+    {
+        Ops.SameDevice("cross_entropy", logits, target);
+        if (logits.DType is DType.BFloat16 or DType.Float16)
+        {
+            // 16-bit logits: the loss in fp32 (the fused kernel), rounded back; the casts carry the gradient.
+            using var wide = Ops.To(logits, DType.Float32);
+            using var loss32 = FusedCrossEntropy(wide, target, ignoreIndex, smoothing, reduction);
+            return Ops.To(loss32, logits.DType);
+        }
+        int n = logits.Shape[0], c = logits.Shape[1];
+        if (target.Rank != 1 || target.Shape[0] != n)
+            throw ShapeMismatchException.For("cross_entropy", $"the target must be [N] = [{n}] class indices", logits, target);
+        if (target.DType is not (DType.Int64 or DType.Int32))
+            throw new DTypeMismatchException($"cross_entropy: targets must be class indices (int64 or int32), got {target.DType.TorchName()}");
+        var backend = logits.Backend;
+        if (!backend.Capturing)
+            foreach (long v in target.ToArray<long>())
+                if (v != ignoreIndex && (v < 0 || v >= c))
+                    throw new IndexOutOfRangeException($"cross_entropy: target class {v} is out of range for {c} classes (valid 0..{c - 1}, or ignore_index {ignoreIndex})");
+        using var t64 = target.DType == DType.Int64 ? Ops.ContiguousNoGrad(target) : Ops.ToDType(target, DType.Int64, false);
+        using var lc = Ops.ContiguousNoGrad(logits);
+        var rowLoss = Tensor.Empty([n], logits.DType, logits.Device);
+        using var dlogits = Tensor.Empty([n, c], logits.DType, logits.Device);
+        using var counted = reduction == Reduction.Mean ? Tensor.Empty([], logits.DType, logits.Device) : null;
+        backend.CrossEntropy(lc, t64, rowLoss, dlogits, ignoreIndex, smoothing, counted);
+        Tensor loss;
+        if (reduction == Reduction.None) loss = rowLoss.Alias();
+        else
+        {
+            loss = Ops.Sum(rowLoss, [0]);
+            if (counted != null) loss = loss.Replace(Ops.Div(loss, counted));
+        }
+        rowLoss.Dispose();
+        if (!Recorder.Needs(logits)) return loss;
+        return Recorder.Record(loss, "cross_entropy", [logits], [dlogits], (g, s) =>
+        {
+            if (reduction != Reduction.None) return [Ops.Mul(s[0], g)];
+            using var g2 = Ops.Unsqueeze(g, 1);
+            return [Ops.Mul(s[0], g2)];
+        });
     }
 
     /// <summary>Negative log-likelihood of log-probabilities [N, C, ...] at class indices [N, ...].</summary>

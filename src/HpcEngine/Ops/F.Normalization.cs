@@ -1,5 +1,4 @@
 using HpcEngine.Autograd;
-using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine;
 
@@ -7,7 +6,7 @@ public static partial class F
 {
     /// <summary>Layer normalisation over the trailing dims given by <paramref name="normalizedShape"/>, with optional
     /// elementwise affine weight and bias of that shape. One fused kernel forward and backward.</summary>
-    public static unsafe Tensor LayerNorm(Tensor x, int[] normalizedShape, Tensor? weight = null, Tensor? bias = null, double eps = 1e-5)
+    public static Tensor LayerNorm(Tensor x, int[] normalizedShape, Tensor? weight = null, Tensor? bias = null, double eps = 1e-5)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(normalizedShape);
@@ -29,11 +28,7 @@ public static partial class F
         var y = Tensor.Empty(x.ShapeArray, compute, device);
         var mean = Tensor.Empty([rows], compute, device);
         var rstd = Tensor.Empty([rows], compute, device);
-        if (!x.IsCpu) Backends.DeviceBackends.For(device).LayerNorm(xc, wc, bc, y, mean, rstd, rows, d, eps);
-        else if (compute == DType.Float32)
-            LayerNormKernels.Forward(xc.Ptr<float>(), wc != null ? wc.Ptr<float>() : null, bc != null ? bc.Ptr<float>() : null, y.Ptr<float>(), mean.Ptr<float>(), rstd.Ptr<float>(), rows, d, eps);
-        else
-            LayerNormKernels.Forward(xc.Ptr<double>(), wc != null ? wc.Ptr<double>() : null, bc != null ? bc.Ptr<double>() : null, y.Ptr<double>(), mean.Ptr<double>(), rstd.Ptr<double>(), rows, d, eps);
+        xc.Backend.LayerNorm(xc, wc, bc, y, mean, rstd, rows, d, eps);
         if (compute != x.DType) y = y.Replace(Ops.ToDType(y, x.DType, false));
         var inputs = AffineInputs(x, weight, bias);
         if (!Recorder.Needs(inputs))
@@ -51,13 +46,7 @@ public static partial class F
             var dx = Tensor.Empty(s[0].ShapeArray, compute, device);
             var dw = hasW ? Tensor.Empty(normalizedShape, compute, device) : null;
             var db = hasB ? Tensor.Empty(normalizedShape, compute, device) : null;
-            if (!s[0].IsCpu) Backends.DeviceBackends.For(device).LayerNormBackward(s[0], hasW ? s[3] : null, s[1], s[2], gc, dx, dw, db, rows, d);
-            else if (compute == DType.Float32)
-                LayerNormKernels.Backward(s[0].Ptr<float>(), hasW ? s[3].Ptr<float>() : null, s[1].Ptr<float>(), s[2].Ptr<float>(), gc.Ptr<float>(), dx.Ptr<float>(),
-                    dw != null ? dw.Ptr<float>() : null, db != null ? db.Ptr<float>() : null, rows, d);
-            else
-                LayerNormKernels.Backward(s[0].Ptr<double>(), hasW ? s[3].Ptr<double>() : null, s[1].Ptr<double>(), s[2].Ptr<double>(), gc.Ptr<double>(), dx.Ptr<double>(),
-                    dw != null ? dw.Ptr<double>() : null, db != null ? db.Ptr<double>() : null, rows, d);
+            s[0].Backend.LayerNormBackward(s[0], hasW ? s[3] : null, s[1], s[2], gc, dx, dw, db, rows, d);
             var result = new List<Tensor?> { dx };
             if (hasW) result.Add(dw);
             if (hasB) result.Add(db);
@@ -148,25 +137,11 @@ public static partial class F
         return y;
     }
 
-    private static unsafe void BatchNormDispatch(Tensor x, Tensor y, int n, int c, int l, Tensor? w, Tensor? b, Tensor mean, Tensor rstd, bool training, double eps)
-    {
-        if (!x.IsCpu) Backends.DeviceBackends.For(x.Device).BatchNorm(x, y, n, c, l, w, b, mean, rstd, training, eps);
-        else if (x.DType == DType.Float32)
-            BatchNormKernels.Forward(x.Ptr<float>(), y.Ptr<float>(), n, c, l, w != null ? w.Ptr<float>() : null, b != null ? b.Ptr<float>() : null, mean.Ptr<float>(), rstd.Ptr<float>(), training, eps);
-        else
-            BatchNormKernels.Forward(x.Ptr<double>(), y.Ptr<double>(), n, c, l, w != null ? w.Ptr<double>() : null, b != null ? b.Ptr<double>() : null, mean.Ptr<double>(), rstd.Ptr<double>(), training, eps);
-    }
+    private static void BatchNormDispatch(Tensor x, Tensor y, int n, int c, int l, Tensor? w, Tensor? b, Tensor mean, Tensor rstd, bool training, double eps) =>
+        x.Backend.BatchNorm(x, y, n, c, l, w, b, mean, rstd, training, eps);
 
-    private static unsafe void BatchNormBackwardDispatch(Tensor x, Tensor g, Tensor? dx, Tensor? dw, Tensor? db, int n, int c, int l, Tensor? w, Tensor mean, Tensor rstd, bool training)
-    {
-        if (!x.IsCpu) Backends.DeviceBackends.For(x.Device).BatchNormBackward(x, g, dx, dw, db, n, c, l, w, mean, rstd, training);
-        else if (x.DType == DType.Float32)
-            BatchNormKernels.Backward(x.Ptr<float>(), g.Ptr<float>(), dx != null ? dx.Ptr<float>() : null, dw != null ? dw.Ptr<float>() : null, db != null ? db.Ptr<float>() : null,
-                n, c, l, w != null ? w.Ptr<float>() : null, mean.Ptr<float>(), rstd.Ptr<float>(), training);
-        else
-            BatchNormKernels.Backward(x.Ptr<double>(), g.Ptr<double>(), dx != null ? dx.Ptr<double>() : null, dw != null ? dw.Ptr<double>() : null, db != null ? db.Ptr<double>() : null,
-                n, c, l, w != null ? w.Ptr<double>() : null, mean.Ptr<double>(), rstd.Ptr<double>(), training);
-    }
+    private static void BatchNormBackwardDispatch(Tensor x, Tensor g, Tensor? dx, Tensor? dw, Tensor? db, int n, int c, int l, Tensor? w, Tensor mean, Tensor rstd, bool training) =>
+        x.Backend.BatchNormBackward(x, g, dx, dw, db, n, c, l, w, mean, rstd, training);
 
     /// <summary>The inputs of a norm with optional affine parameters, in the order its backward returns gradients.</summary>
     private static Tensor[] AffineInputs(Tensor x, Tensor? weight, Tensor? bias)

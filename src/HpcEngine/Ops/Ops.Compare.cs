@@ -1,5 +1,5 @@
 using HpcEngine.Autograd;
-using HpcEngine.Backends.Cpu;
+using HpcEngine.Backends;
 
 namespace HpcEngine;
 
@@ -28,23 +28,17 @@ public static partial class Ops
     {
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
-        if (DeviceOf(name, a, b) is { } device) return DeviceCompare(op, name, a, b, device);
-        SameDevice(name, a, b);
+        var device = DeviceOf(name, a, b);
         var shape = Shapes.Broadcast(name, a.Shape, b.Shape);
         // Compare in the wider of the two types; int64 vs float64 compare in float64 like NumPy.
-        var compute = DTypes.Promote(a.DType, b.DType).ComputeType();
+        var compute = OperandType(a, b, device).ComputeType();
         if (compute is DType.Bool or DType.UInt8) compute = DType.Int32;
-        using var ac = ToDType(a, compute, false);
-        using var bc = ToDType(b, compute, false);
-        var r = Tensor.Empty(shape, DType.Bool);
-        switch (compute)
-        {
-            case DType.Float32: CompareKernels.Run<float>(op, ac, bc, r); break;
-            case DType.Float64: CompareKernels.Run<double>(op, ac, bc, r); break;
-            case DType.Int32: CompareKernels.Run<int>(op, ac, bc, r); break;
-            case DType.Int64: CompareKernels.Run<long>(op, ac, bc, r); break;
-            default: throw Unsupported(name, compute);
-        }
+        using var ac = OnDevice(a, device, compute);
+        using var bc = OnDevice(b, device, compute);
+        using var ae = Expanded(ac, shape);
+        using var be = Expanded(bc, shape);
+        var r = Tensor.Empty(shape, DType.Bool, device);
+        r.Backend.Compare(op, ae, be, r);
         return r;
     }
 
@@ -59,17 +53,15 @@ public static partial class Ops
             throw new DTypeMismatchException($"where: the condition must be bool, got {condition.DType.TorchName()}");
         var shape = Shapes.Broadcast("where", condition.Shape, Shapes.Broadcast("where", a.Shape, b.Shape));
         var device = DeviceOf("where", condition, a, b);
-        Tensor r;
-        if (device != null) r = DeviceWhere(condition, a, b, device.Value, shape, DeviceOperandType(a, b));
-        else
-        {
-            SameDevice("where", a, b);
-            var dtype = DTypes.Promote(a.DType, b.DType);
-            using var ac = ToDType(a, dtype, false);
-            using var bc = ToDType(b, dtype, false);
-            r = Tensor.Empty(shape, dtype);
-            CompareKernels.Where(condition, ac, bc, r);
-        }
+        var dtype = OperandType(a, b, device);
+        using var cc = OnDevice(condition, device, condition.DType);
+        using var ac = OnDevice(a, device, dtype);
+        using var bc = OnDevice(b, device, dtype);
+        using var ce = Expanded(cc, shape);
+        using var ae = Expanded(ac, shape);
+        using var be = Expanded(bc, shape);
+        var r = Tensor.Empty(shape, dtype, device);
+        r.Backend.Where(ce, ae, be, r);
         if (!Recorder.Needs(a, b)) return r;
         int[] sa = a.ShapeArray, sb = b.ShapeArray;
         bool ga = a.NeedsGrad, gb = b.NeedsGrad;

@@ -1,9 +1,9 @@
 using HpcEngine.Autograd;
-using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine;
 
-/// <summary>The engine's ops: each computes with the CPU kernels and, when an input needs a gradient, records its
+/// <summary>The engine's ops: each checks its operands, computes through their device's backend (the primitives of
+/// <see cref="Backends.IBackend"/>, or a composite of other ops) and, when an input needs a gradient, records its
 /// backward rule. Users reach them as tensor methods (<c>x.MatMul(w)</c>), operators, and <see cref="F"/>.</summary>
 public static partial class Ops
 {
@@ -24,15 +24,8 @@ public static partial class Ops
     {
         x.CheckAlive();
         if (x.DType == dtype) return forceCopy ? x.Clone() : x.Alias();
-        if (!x.IsCpu)
-        {
-            var d = Tensor.Empty(x.Shape, dtype, x.Device);
-            CopyStrided(x, d); // the backend converts while it copies
-            return d;
-        }
-        using var c = x.Contiguous();
-        var r = Tensor.Empty(x.Shape, dtype);
-        CastKernels.Convert(c, r);
+        var r = Tensor.Empty(x.Shape, dtype, x.Device);
+        CopyStrided(x, r); // the backend converts while it copies
         return r;
     }
 
@@ -54,7 +47,7 @@ public static partial class Ops
     internal static Tensor ScalarFor(Tensor a, double s)
     {
         var dtype = a.DType.IsFloating() || Math.Floor(s) == s ? a.DType : DType.Float32;
-        return a.IsCpu ? Tensor.Scalar(s, dtype) : DeviceScalar(s, dtype, a.Device);
+        return ScalarOn(s, dtype, a.Device);
     }
 
     /// <summary>A new handle to the same values, passing gradients straight through.</summary>
@@ -101,8 +94,8 @@ public static partial class Ops
         if (src.Device != dst.Device)
         {
             // copy_ across devices (a checkpoint loaded into GPU parameters, a scalar into a device tensor): the data
-            // moves first, converted to dst's dtype on the side where the conversion has a kernel (the CPU).
-            using var moved = src.IsCpu ? OnDevice(src, dst.Device, dst.DType) : MoveNoGrad(src, dst.Device);
+            // is converted to dst's dtype where it is, then moves.
+            using var moved = OnDevice(src, dst.Device, dst.DType);
             CopyInto(dst, moved);
             return;
         }

@@ -1,6 +1,5 @@
 using HpcEngine.Autograd;
 using HpcEngine.Backends;
-using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine;
 
@@ -26,24 +25,18 @@ public static partial class Ops
     /// <summary>Applies a binary op with broadcasting and dtype promotion, without recording.</summary>
     internal static Tensor BinaryNoGrad(BinaryOp op, string name, Tensor a, Tensor b)
     {
-        if (DeviceOf(name, a, b) is { } device) return DeviceBinary(op, name, a, b, device);
-        SameDevice(name, a, b);
-        var dtype = DTypes.Promote(a.DType, b.DType);
+        var device = DeviceOf(name, a, b);
+        var dtype = OperandType(a, b, device);
         var compute = dtype.ComputeType();
         if (compute is DType.Bool or DType.UInt8) compute = DType.Int32;
         if (op == BinaryOp.Pow && !compute.IsFloating()) compute = DType.Float64;
         var shape = Shapes.Broadcast(name, a.Shape, b.Shape);
-        using var ac = ToDType(a, compute, false);
-        using var bc = ToDType(b, compute, false);
-        var r = Tensor.Empty(shape, compute);
-        switch (compute)
-        {
-            case DType.Float32: BinaryKernels.Run<float>(op, ac, bc, r); break;
-            case DType.Float64: BinaryKernels.Run<double>(op, ac, bc, r); break;
-            case DType.Int32: BinaryKernels.Run<int>(op, ac, bc, r); break;
-            case DType.Int64: BinaryKernels.Run<long>(op, ac, bc, r); break;
-            default: throw Unsupported(name, compute);
-        }
+        using var ac = OnDevice(a, device, compute);
+        using var bc = OnDevice(b, device, compute);
+        using var ae = Expanded(ac, shape);
+        using var be = Expanded(bc, shape);
+        var r = Tensor.Empty(shape, compute, device);
+        r.Backend.Binary(op, ae, be, r);
         if (compute == dtype) return r;
         using (r) return ToDType(r, dtype, false);
     }
@@ -207,9 +200,7 @@ public static partial class Ops
         using var xc0 = ToDType(x, compute, false);
         using var xc = xc0.Contiguous();
         var r = Tensor.Empty(x.Shape, compute, x.Device);
-        if (!x.IsCpu) DeviceBackends.For(x.Device).Unary(op, xc, r, alpha);
-        else if (compute == DType.Float32) UnaryKernels.Forward<float>(op, xc, r, alpha);
-        else UnaryKernels.Forward<double>(op, xc, r, alpha);
+        x.Backend.Unary(op, xc, r, alpha);
         if (compute != dtype)
         {
             r = r.Replace(ToDType(r, dtype, false));
@@ -225,9 +216,7 @@ public static partial class Ops
         using var yc = ToDType(y, compute, false).ContiguousOwned();
         using var gc = ToDType(g, compute, false).ContiguousOwned();
         var dx = Tensor.Empty(x.Shape, compute, x.Device);
-        if (!x.IsCpu) DeviceBackends.For(x.Device).UnaryBackward(op, xc, yc, gc, dx, alpha);
-        else if (compute == DType.Float32) UnaryKernels.Backward<float>(op, xc, yc, gc, dx, alpha);
-        else UnaryKernels.Backward<double>(op, xc, yc, gc, dx, alpha);
+        x.Backend.UnaryBackward(op, xc, yc, gc, dx, alpha);
         if (compute == x.DType) return dx;
         using (dx) return ToDType(dx, x.DType, false);
     }
@@ -241,15 +230,7 @@ public static partial class Ops
         var compute = x.DType.ComputeType();
         using var xc = ToDType(x, compute, false).ContiguousOwned();
         var r = Tensor.Empty(x.Shape, compute, x.Device);
-        if (!x.IsCpu) DeviceBackends.For(x.Device).Clamp(xc, r, lo, hi);
-        else switch (compute)
-        {
-            case DType.Float32: UnaryKernels.Clamp<float>(xc, r, lo, hi); break;
-            case DType.Float64: UnaryKernels.Clamp<double>(xc, r, lo, hi); break;
-            case DType.Int32: UnaryKernels.Clamp<int>(xc, r, lo, hi); break;
-            case DType.Int64: UnaryKernels.Clamp<long>(xc, r, lo, hi); break;
-            default: throw Unsupported("clamp", x.DType, "float or int32/int64");
-        }
+        x.Backend.Clamp(xc, r, lo, hi);
         if (compute != x.DType) r = r.Replace(ToDType(r, x.DType, false));
         if (!Recorder.Needs(x)) return r;
         return Recorder.Record(r, "clamp", [x], [x], (g, s) =>

@@ -1,5 +1,5 @@
 using HpcEngine.Autograd;
-using HpcEngine.Backends.Cpu;
+using HpcEngine.Backends;
 
 namespace HpcEngine;
 
@@ -13,38 +13,45 @@ public static partial class Ops
         return ToDType(index, DType.Int64, false);
     }
 
-    /// <summary>Picks entries of one dim by a 1-D index tensor.</summary>
+    /// <summary>The indices as int64 on <paramref name="device"/>, after checking every one is in [0, limit) on the
+    /// host, before any kernel reads through them.</summary>
+    private static Tensor CheckedIndices(string op, Tensor index, Device device, int dim, int limit)
+    {
+        if (index.DType is not (DType.Int64 or DType.Int32))
+            throw new DTypeMismatchException($"{op}: indices must be int64 or int32, got {index.DType.TorchName()}");
+        var ids = index.ToArray<long>();
+        for (int i = 0; i < ids.Length; i++)
+            if (ids[i] < 0 || ids[i] >= limit)
+                throw new IndexOutOfRangeException($"{op}: index {ids[i]} (element {i} of the index) is out of range for dimension {dim} of size {limit}");
+        if (index.Device == device && index.DType == DType.Int64) return index.Alias();
+        if (index.Device == device) return ToDType(index, DType.Int64, false);
+        using var host = Tensor.FromArray(ids, index.ShapeArray);
+        return MoveNoGrad(host, device);
+    }
+
+    /// <summary>Picks entries of one dim by a 1-D index tensor: a gather through the index expanded (stride 0) over
+    /// the other dims; the backward scatters the gradient back.</summary>
     public static Tensor IndexSelect(Tensor x, int dim, Tensor index)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(index);
         int d = Shapes.NormalizeDim("index_select", dim, x.Rank);
         if (index.Rank > 1) throw new ShapeMismatchException($"index_select: the index must be 0-D or 1-D, got shape {Shapes.Format(index.Shape)}");
-        if (!x.IsCpu) return DeviceIndexSelect(x, d, index);
-        using var idx = IndexAsInt64("index_select", index);
-        var ids = idx.ToArray<long>();
+        using var idx = CheckedIndices("index_select", index, x.Device, d, x.Shape[d]);
         var shape = x.ShapeArray;
-        shape[d] = ids.Length;
-        var r = Tensor.Empty(shape, x.DType);
-        for (int i = 0; i < ids.Length; i++)
-        {
-            if (ids[i] < 0 || ids[i] >= x.Shape[d])
-                throw new IndexOutOfRangeException($"index_select: index {ids[i]} at position {i} is out of range for dimension {d} of size {x.Shape[d]}");
-            using var src = x.View(NarrowShape(x, d, 1), x.Strides.ToArray(), x.Offset + (int)ids[i] * x.Strides[d]);
-            using var dst = r.View(NarrowShape(r, d, 1), r.Strides.ToArray(), r.Offset + i * r.Strides[d]);
-            CastKernels.CopyStrided(src, dst);
-        }
+        shape[d] = idx.NumEl;
+        var strides = new int[shape.Length];
+        strides[d] = idx.Rank == 0 ? 0 : idx.Strides[0];
+        using var spread = idx.View(shape, strides, idx.Offset);
+        var r = Tensor.Empty(shape, x.DType, x.Device);
+        x.Backend.Gather(x, d, spread, r);
         if (!Recorder.Needs(x)) return r;
         var inShape = x.ShapeArray;
-        return Recorder.Record(r, "index_select", [x], g =>
+        return Recorder.Record(r, "index_select", [x], [spread], (g, s) =>
         {
-            var z = Tensor.Zeros(inShape, g.DType);
-            for (int i = 0; i < ids.Length; i++)
-            {
-                using var dst = z.View(NarrowShape(z, d, 1), z.Strides.ToArray(), z.Offset + (int)ids[i] * z.Strides[d]);
-                using var src = g.View(NarrowShape(g, d, 1), g.Strides.ToArray(), g.Offset + i * g.Strides[d]);
-                AddInto(dst, src);
-            }
+            using var gc = ContiguousNoGrad(g);
+            var z = Tensor.Empty(inShape, g.DType, g.Device, zeroed: true);
+            z.Backend.ScatterAdd(z, d, s[0], gc);
             return [z];
         });
     }
@@ -52,19 +59,18 @@ public static partial class Ops
     /// <summary>dst += src in place (src, of dst's dtype, broadcasts to dst's shape; any strides). Not recorded.</summary>
     public static void AddInto(Tensor dst, Tensor src)
     {
-        if (!dst.IsCpu)
+        ArgumentNullException.ThrowIfNull(dst);
+        ArgumentNullException.ThrowIfNull(src);
+        SameDevice("add_", dst, src);
+        using var sc = ToDType(src, dst.DType, false);
+        using var se = Expanded(sc, dst.ShapeArray);
+        if (dst.IsContiguous) dst.Backend.Binary(BinaryOp.Add, dst, se, dst);
+        else
         {
-            DeviceAddInto(dst, src);
-            dst.BumpVersion();
-            return;
-        }
-        switch (dst.DType)
-        {
-            case DType.Float32: BinaryKernels.Run<float>(BinaryOp.Add, dst, src, dst); break;
-            case DType.Float64: BinaryKernels.Run<double>(BinaryOp.Add, dst, src, dst); break;
-            case DType.Int64: BinaryKernels.Run<long>(BinaryOp.Add, dst, src, dst); break;
-            case DType.Int32: BinaryKernels.Run<int>(BinaryOp.Add, dst, src, dst); break;
-            default: throw Unsupported("add_", dst.DType, "float32, float64, int32 or int64");
+            // The primitive writes contiguous results: add into a temporary, then copy it into dst's layout.
+            using var sum = Tensor.Empty(dst.Shape, dst.DType, dst.Device);
+            dst.Backend.Binary(BinaryOp.Add, dst, se, sum);
+            CopyStrided(sum, dst);
         }
         dst.BumpVersion();
     }
@@ -79,41 +85,29 @@ public static partial class Ops
         for (int i = 0; i < x.Rank; i++)
             if (i != d && index.Shape[i] > x.Shape[i])
                 throw ShapeMismatchException.For("gather", $"index size must not exceed the input's in dimension {i}", x, index);
-        if (!x.IsCpu)
-        {
-            if (index.DType is not (DType.Int64 or DType.Int32)) throw new DTypeMismatchException($"gather: indices must be int64 or int32, got {index.DType.TorchName()}");
-            return DeviceGather(x, d, index);
-        }
-        using var idx = IndexAsInt64("gather", index);
-        var r = Tensor.Empty(index.Shape, x.DType);
-        IndexKernels.Gather(x, d, idx, r);
+        using var idx = CheckedIndices("gather", index, x.Device, d, x.Shape[d]);
+        var r = Tensor.Empty(index.ShapeArray, x.DType, x.Device);
+        x.Backend.Gather(x, d, idx, r);
         if (!Recorder.Needs(x)) return r;
         var inShape = x.ShapeArray;
         return Recorder.Record(r, "gather", [x], [idx], (g, s) =>
         {
-            using var z = Tensor.Zeros(inShape, g.DType);
-            return [ScatterAddNoGrad(z, d, s[0], g)];
+            using var gc = ContiguousNoGrad(g);
+            var z = Tensor.Empty(inShape, g.DType, g.Device, zeroed: true);
+            z.Backend.ScatterAdd(z, d, s[0], gc);
+            return [z];
         });
     }
 
+    /// <summary>A copy of x with src added at index along dim, on x's device.</summary>
     internal static Tensor ScatterAddNoGrad(Tensor x, int dim, Tensor index, Tensor src)
     {
-        if (!x.IsCpu)
-        {
-            if (index.DType is not (DType.Int64 or DType.Int32)) throw new DTypeMismatchException($"scatter_add: indices must be int64 or int32, got {index.DType.TorchName()}");
-            return DeviceScatterAdd(x, dim, index, src);
-        }
-        using var idx = IndexAsInt64("scatter_add", index);
-        var r = x.Clone();
+        SameDevice("scatter_add", x, src);
+        using var idx = CheckedIndices("scatter_add", index, x.Device, dim, x.Shape[dim]);
+        var r = Tensor.Empty(x.ShapeArray, x.DType, x.Device);
+        CopyStrided(x, r);
         using var sc = ToDType(src, x.DType, false);
-        switch (x.DType)
-        {
-            case DType.Float32: IndexKernels.ScatterAdd<float>(r, dim, idx, sc); break;
-            case DType.Float64: IndexKernels.ScatterAdd<double>(r, dim, idx, sc); break;
-            case DType.Int64: IndexKernels.ScatterAdd<long>(r, dim, idx, sc); break;
-            case DType.Int32: IndexKernels.ScatterAdd<int>(r, dim, idx, sc); break;
-            default: throw Unsupported("scatter_add", x.DType, "float32, float64, int32 or int64");
-        }
+        r.Backend.ScatterAdd(r, dim, idx, sc);
         return r;
     }
 
@@ -135,26 +129,17 @@ public static partial class Ops
         return Recorder.Record(r, "scatter_add", [x, src], [index], (g, s) => [gx ? g : null, gs ? Gather(g, d, s[0]) : null]);
     }
 
-    /// <summary>One-hot encoding of int indices: shape [..., numClasses], dtype int64.</summary>
+    /// <summary>One-hot encoding of int indices: shape [..., numClasses], dtype int64. The indices are checked on the
+    /// host, then compared against 0..numClasses−1 on their device.</summary>
     public static Tensor OneHot(Tensor indices, int numClasses)
     {
         ArgumentNullException.ThrowIfNull(indices);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numClasses);
-        using var idx = IndexAsInt64("one_hot", indices);
+        using var idx = CheckedIndices("one_hot", indices, indices.Device, 0, numClasses);
         using var col = Unsqueeze(idx, -1);
-        if (!idx.IsCpu)
-        {
-            // On a device: indices checked on the host, then one comparison against 0..numClasses−1 and a cast.
-            using var checkedIdx = DeviceIndices("one_hot", idx, idx.Device, 0, numClasses);
-            using var checkedCol = Unsqueeze(checkedIdx, -1);
-            using var classesHost = Tensor.Arange(0, numClasses, 1, DType.Int64);
-            using var classes = MoveNoGrad(classesHost, idx.Device);
-            using var hit = Eq(checkedCol, classes);
-            return ToDType(hit, DType.Int64, true);
-        }
-        var shape = indices.ShapeArray.Append(numClasses).ToArray();
-        using var z = Tensor.Zeros(shape, DType.Int64);
-        using var ones = Tensor.Ones(col.ShapeArray, DType.Int64);
-        return ScatterAddNoGrad(z, shape.Length - 1, col, ones);
+        using var classesHost = Tensor.Arange(0, numClasses, 1, DType.Int64);
+        using var classes = MoveNoGrad(classesHost, idx.Device);
+        using var hit = Eq(col, classes);
+        return ToDType(hit, DType.Int64, true);
     }
 }

@@ -1,5 +1,4 @@
 using HpcEngine.Autograd;
-using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine;
 

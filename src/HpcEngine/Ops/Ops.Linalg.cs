@@ -1,40 +1,12 @@
 using HpcEngine.Autograd;
-using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine;
 
 public static partial class Ops
 {
     /// <summary>C (+)= A·B for 2-D views of any strides (no copies: the GEMM packs through strides).</summary>
-    internal static unsafe void Gemm2D(Tensor a, Tensor b, Tensor c, bool accumulate)
-    {
-        int m = a.Shape[0], k = a.Shape[1], n = b.Shape[1];
-        bool bf16 = Autocast.IsBf16 && c.DType == DType.Float32;
-        if (!c.IsCpu)
-        {
-            Backends.DeviceBackends.For(c.Device).Gemm(a, b, c, accumulate, bf16);
-            return;
-        }
-        if (bf16)
-        {
-            // Autocast on the CPU: the operands rounded as a GPU would send them to its bf16 tensor cores.
-            using var a16 = RoundToBf16(a);
-            using var b16 = RoundToBf16(b);
-            Sgemm.Run(m, n, k, a16.Ptr<float>(), a16.Strides[0], a16.Strides[1], b16.Ptr<float>(), b16.Strides[0], b16.Strides[1], c.Ptr<float>(), c.Strides[0], accumulate);
-            return;
-        }
-        switch (c.DType)
-        {
-            case DType.Float32:
-                Sgemm.Run(m, n, k, a.Ptr<float>(), a.Strides[0], a.Strides[1], b.Ptr<float>(), b.Strides[0], b.Strides[1], c.Ptr<float>(), c.Strides[0], accumulate);
-                break;
-            case DType.Float64:
-                Dgemm.Run(m, n, k, a.Ptr<double>(), a.Strides[0], a.Strides[1], b.Ptr<double>(), b.Strides[0], b.Strides[1], c.Ptr<double>(), c.Strides[0], accumulate);
-                break;
-            default:
-                throw Unsupported("matmul", c.DType);
-        }
-    }
+    internal static void Gemm2D(Tensor a, Tensor b, Tensor c, bool accumulate) =>
+        c.Backend.Gemm(a, b, c, accumulate, bf16Inputs: Autocast.IsBf16 && c.DType == DType.Float32);
 
     /// <summary>A float32 copy of <paramref name="x"/> whose values are rounded to bfloat16 (nearest, ties to even).</summary>
     internal static Tensor RoundToBf16(Tensor x)
@@ -87,25 +59,20 @@ public static partial class Ops
         var aBatch = Shapes.BroadcastStrides(a.Shape[..^2], a.Strides[..^2], batch);
         var bBatch = Shapes.BroadcastStrides(b.Shape[..^2], b.Strides[..^2], batch);
         int nb = Shapes.NumEl(batch);
-        var idx = new int[batch.Length];
-        if (!a.IsCpu && nb > 1)
+        if (nb == 1)
         {
-            // One strided-batched GEMM on a device instead of a launch per matrix.
+            using var a2 = ac.View([m, k], [ac.Strides[^2], ac.Strides[^1]], ac.Offset);
+            using var b2 = bc.View([k, n], [bc.Strides[^2], bc.Strides[^1]], bc.Offset);
+            using var c2 = r3.View([m, n], [n, 1], r3.Offset);
+            Gemm2D(a2, b2, c2, accumulate: false);
+        }
+        else if (nb > 1)
+        {
+            // One strided-batched GEMM (on a GPU one launch instead of one per matrix).
             using var a3 = BatchOf(ac, batch, aBatch, m, k);
             using var b3 = BatchOf(bc, batch, bBatch, k, n);
             using var c3 = r3.View([nb, m, n], [m * n, n, 1], r3.Offset);
-            Backends.DeviceBackends.For(a.Device).GemmBatched(a3, b3, c3, Autocast.IsBf16 && r3.DType == DType.Float32);
-            nb = 0; // done
-        }
-        for (int bi = 0; bi < nb; bi++)
-        {
-            int oa = ac.Offset, ob = bc.Offset;
-            for (int d = 0; d < batch.Length; d++) { oa += idx[d] * aBatch[d]; ob += idx[d] * bBatch[d]; }
-            using var a2 = ac.View([m, k], [ac.Strides[^2], ac.Strides[^1]], oa);
-            using var b2 = bc.View([k, n], [bc.Strides[^2], bc.Strides[^1]], ob);
-            using var c2 = r3.View([m, n], [n, 1], bi * m * n);
-            Gemm2D(a2, b2, c2, accumulate: false);
-            for (int d = batch.Length - 1; d >= 0; d--) { if (++idx[d] < batch[d]) break; idx[d] = 0; }
+            r3.Backend.GemmBatched(a3, b3, c3, Autocast.IsBf16 && r3.DType == DType.Float32);
         }
         if (compute != a.DType) r3 = r3.Replace(ToDType(r3, a.DType, false));
         if (!Recorder.Needs(a, b)) return r3;

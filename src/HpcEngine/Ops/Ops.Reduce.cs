@@ -1,7 +1,22 @@
 using HpcEngine.Autograd;
-using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine;
+
+/// <summary>The reductions an op can ask for: sums and extremes are backend primitives, the rest composites.</summary>
+internal enum ReduceKind
+{
+    Sum,
+    Mean,
+    Max,
+    Min,
+    ArgMax,
+    ArgMin,
+    Var,
+    LogSumExp,
+    Norm1,
+    Norm2,
+    NormInf,
+}
 
 public static partial class Ops
 {
@@ -36,64 +51,142 @@ public static partial class Ops
         return (ReducedShape(x.Shape, dims, keepDim), kept, outer, inner);
     }
 
-    /// <summary>Computes a reduction without recording: returns the values (and int64 indices for max/min).</summary>
-    private static unsafe (Tensor Values, Tensor? Indices) ReduceNoGrad(ReduceOp op, string name, Tensor x, int[] dims, bool keepDim, double correction = 1)
+    /// <summary>Computes a reduction without recording: returns the values (and int64 indices for max/min). Sums and
+    /// extremes are the backends' primitives; variance, log-sum-exp and the norms are composed from them.</summary>
+    private static (Tensor Values, Tensor? Indices) ReduceNoGrad(ReduceKind op, string name, Tensor x, int[] dims, bool keepDim, double correction = 1)
     {
         x.CheckAlive();
-        var (outShape, kept, outer, inner) = ReduceLayout(x, dims, keepDim);
-        bool wantIdx = op is ReduceOp.Max or ReduceOp.Min or ReduceOp.ArgMax or ReduceOp.ArgMin;
-        if (wantIdx && inner == 0)
+        var (_, _, _, inner) = ReduceLayout(x, dims, keepDim);
+        bool extreme = op is ReduceKind.Max or ReduceKind.Min or ReduceKind.ArgMax or ReduceKind.ArgMin;
+        if (extreme && inner == 0)
             throw new ShapeMismatchException($"{name}: cannot reduce over an empty dimension (shape {Shapes.Format(x.Shape)}, dims {Shapes.Format(dims)})");
-        if (!x.IsCpu && x.DType is DType.BFloat16 or DType.Float16)
-        {
-            // As on the CPU: reduce in fp32, round the values back (indices stay int64).
-            using var wide = ToDType(x, DType.Float32, false);
-            var (v32, i) = ReduceNoGrad(op, name, wide, dims, keepDim, correction);
-            using (v32) return (op is ReduceOp.ArgMax or ReduceOp.ArgMin ? v32.Alias() : ToDType(v32, x.DType, false), i);
-        }
-        if (!x.IsCpu)
-        {
-            if (op is ReduceOp.Max or ReduceOp.Min or ReduceOp.ArgMax or ReduceOp.ArgMin) return DeviceExtreme(op, x, dims, keepDim);
-            if (op is not (ReduceOp.Sum or ReduceOp.Mean)) return (DeviceComposedReduce(op, x, dims, keepDim, inner, correction), null);
-            return (DeviceSum(x, dims, keepDim, op == ReduceOp.Mean ? 1.0 / Math.Max(inner, 1) : 1.0), null);
-        }
-
         if (!x.DType.IsFloating())
         {
-            if (op == ReduceOp.Sum)
+            // Integer sums are exact in int64; everything else goes through float64 (max/min convert back).
+            if (op == ReduceKind.Sum)
             {
                 using var xl = ToDType(x, DType.Int64, false);
-                using var arranged = Arrange(xl, kept, dims);
-                var ri = Tensor.Empty(outShape, DType.Int64);
-                ReduceKernels.SumRowsInt64(arranged.Ptr<long>(), outer, inner, ri.Ptr<long>());
-                return (ri, null);
+                return (SumOver(xl, dims, keepDim, 1), null);
             }
             using var xf = ToDType(x, DType.Float64, false);
             var (v, idx) = ReduceNoGrad(op, name, xf, dims, keepDim, correction);
-            if (op is ReduceOp.Max or ReduceOp.Min) { using (v) return (ToDType(v, x.DType, false), idx); }
+            if (op is ReduceKind.Max or ReduceKind.Min) { using (v) return (ToDType(v, x.DType, false), idx); }
             return (v, idx);
         }
-
         var compute = x.DType.ComputeType();
-        using var xc = ToDType(x, compute, false);
-        var values = Tensor.Empty(outShape, compute);
-        Tensor? indices = wantIdx ? Tensor.Empty(outShape, DType.Int64) : null;
-        long* pidx = indices != null ? indices.Ptr<long>() : null;
-        // Leading-dims sum of a contiguous tensor: add rows instead of transposing.
-        bool leading = op == ReduceOp.Sum && xc.IsContiguous && dims.SequenceEqual(Enumerable.Range(0, dims.Length)) && dims.Length < x.Rank;
-        if (leading)
+        if (compute != x.DType)
         {
-            if (compute == DType.Float32) ReduceKernels.SumColumns(xc.Ptr<float>(), inner, outer, values.Ptr<float>());
-            else ReduceKernels.SumColumns(xc.Ptr<double>(), inner, outer, values.Ptr<double>());
+            // 16-bit floats reduce in float32 and the values are rounded back (indices stay int64).
+            using var wide = ToDType(x, compute, false);
+            var (v32, i) = ReduceNoGrad(op, name, wide, dims, keepDim, correction);
+            using (v32) return (op is ReduceKind.ArgMax or ReduceKind.ArgMin ? v32.Alias() : ToDType(v32, x.DType, false), i);
         }
+        return op switch
+        {
+            ReduceKind.Sum => (SumOver(x, dims, keepDim, 1), null),
+            ReduceKind.Mean => (SumOver(x, dims, keepDim, inner == 0 ? double.NaN : 1.0 / inner), null), // the mean of nothing is NaN
+            _ when extreme => ExtremeOver(op is ReduceKind.Max or ReduceKind.ArgMax, x, dims, keepDim),
+            _ => (ComposedReduce(op, x, dims, keepDim, inner, correction), null),
+        };
+    }
+
+    /// <summary>scale · Σ over <paramref name="dims"/>. When the reduced dims are the leading ones of a contiguous
+    /// tensor (the bias gradient) whole rows are added without a transpose; otherwise the kept dims are moved first
+    /// and each row is summed.</summary>
+    private static Tensor SumOver(Tensor x, int[] dims, bool keepDim, double scale)
+    {
+        var (outShape, kept, outer, reduced) = ReduceLayout(x, dims, keepDim);
+        var r = Tensor.Empty(outShape, x.DType, x.Device);
+        bool leading = x.IsContiguous && dims.Length < x.Rank && dims.SequenceEqual(Enumerable.Range(0, dims.Length));
+        if (leading) x.Backend.Sum(x, 1, reduced, outer, r, scale);
         else
         {
-            using var arranged = Arrange(xc, kept, dims);
-            if (compute == DType.Float32) ReduceKernels.Rows(op, arranged.Ptr<float>(), outer, inner, values.Ptr<float>(), pidx, correction);
-            else ReduceKernels.Rows(op, arranged.Ptr<double>(), outer, inner, values.Ptr<double>(), pidx, correction);
+            using var arranged = Arrange(x, kept, dims);
+            x.Backend.Sum(arranged, outer, reduced, 1, r, scale);
         }
-        if (compute != x.DType) values = values.Replace(ToDType(values, x.DType, false));
+        return r;
+    }
+
+    /// <summary>Max/min (with int64 indices) over <paramref name="dims"/>: the reduced dims are moved last, then each
+    /// row gives its extreme and the index of its first occurrence.</summary>
+    private static (Tensor Values, Tensor? Indices) ExtremeOver(bool max, Tensor x, int[] dims, bool keepDim)
+    {
+        var (outShape, kept, outer, inner) = ReduceLayout(x, dims, keepDim);
+        using var arranged = Arrange(x, kept, dims);
+        var values = Tensor.Empty(outShape, x.DType, x.Device);
+        var indices = Tensor.Empty(outShape, DType.Int64, x.Device);
+        x.Backend.Extreme(arranged, outer, inner, values, indices, max);
         return (values, indices);
+    }
+
+    /// <summary>Variance, log-sum-exp and the norms, composed from sums, extremes and elementwise ops (so every
+    /// backend has them). Not recorded: the callers record their own backward.</summary>
+    private static Tensor ComposedReduce(ReduceKind op, Tensor x, int[] dims, bool keepDim, int count, double correction)
+    {
+        using var noGrad = GradMode.NoGrad();
+        switch (op)
+        {
+            case ReduceKind.Norm2:
+            {
+                using var sq = Mul(x, x);
+                using var s = Sum(sq, dims, keepDim);
+                return Sqrt(s);
+            }
+            case ReduceKind.Norm1:
+            {
+                using var a = Abs(x);
+                return Sum(a, dims, keepDim);
+            }
+            case ReduceKind.NormInf:
+            {
+                if (count == 0) return Tensor.Empty(ReducedShape(x.Shape, dims, keepDim), x.DType, x.Device, zeroed: true);
+                using var a = Abs(x);
+                var (v, i) = ExtremeOver(true, a, dims, keepDim);
+                i?.Dispose();
+                return v;
+            }
+            case ReduceKind.Var:
+            {
+                using var mean = Mean(x, dims, keepDim: true);
+                using var c = Sub(x, mean);
+                using var sq = Mul(c, c);
+                using var s = Sum(sq, dims, keepDim);
+                return MulScalar(s, 1.0 / Math.Max(count - correction, 0));
+            }
+            case ReduceKind.LogSumExp:
+            {
+                if (count == 0) return ScalarsOn(ReducedShape(x.Shape, dims, keepDim), double.NegativeInfinity, x.DType, x.Device);
+                // m + log Σ exp(x − m), and m itself where it is infinite (all −inf, or a +inf).
+                var (m, i) = ExtremeOver(true, x, dims, keepDim: true);
+                i?.Dispose();
+                using (m)
+                {
+                    using var am = Abs(m);
+                    using var inf = Tensor.Scalar(double.PositiveInfinity);
+                    using var finite = Lt(am, inf);
+                    using var zero = Tensor.Scalar(0);
+                    using var shift = Where(finite, m, zero);
+                    using var d = Sub(x, shift);
+                    using var e = Exp(d);
+                    using var s = Sum(e, dims, keepDim);
+                    using var l = Log(s);
+                    using var shiftOut = keepDim ? shift.Alias() : ReshapeNoGrad(shift, ReducedShape(x.Shape, dims, false));
+                    using var r = Add(l, shiftOut);
+                    using var mOut = keepDim ? m.Alias() : ReshapeNoGrad(m, ReducedShape(x.Shape, dims, false));
+                    using var finiteOut = keepDim ? finite.Alias() : ReshapeNoGrad(finite, ReducedShape(x.Shape, dims, false));
+                    return Where(finiteOut, r, mOut);
+                }
+            }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(op), op, "not a composed reduction");
+        }
+    }
+
+    private static Tensor ScalarsOn(int[] shape, double value, DType dtype, Device device)
+    {
+        var t = Tensor.Empty(shape, dtype, device);
+        t.FillRaw(value);
+        return t;
     }
 
     /// <summary>A contiguous view or copy of x with the kept dims first and the reduced dims last.</summary>
@@ -116,7 +209,7 @@ public static partial class Ops
     {
         ArgumentNullException.ThrowIfNull(x);
         var d = ReduceDims("sum", dims, x.Rank);
-        var (r, _) = ReduceNoGrad(ReduceOp.Sum, "sum", x, d, keepDim);
+        var (r, _) = ReduceNoGrad(ReduceKind.Sum, "sum", x, d, keepDim);
         if (!Recorder.Needs(x)) return r;
         var shape = x.ShapeArray;
         return Recorder.Record(r, "sum", [x], g =>
@@ -132,7 +225,7 @@ public static partial class Ops
         ArgumentNullException.ThrowIfNull(x);
         if (!x.DType.IsFloating()) throw Unsupported("mean", x.DType, "a floating dtype");
         var d = ReduceDims("mean", dims, x.Rank);
-        var (r, _) = ReduceNoGrad(ReduceOp.Mean, "mean", x, d, keepDim);
+        var (r, _) = ReduceNoGrad(ReduceKind.Mean, "mean", x, d, keepDim);
         if (!Recorder.Needs(x)) return r;
         var shape = x.ShapeArray;
         int n = d.Aggregate(1, (acc, i) => acc * shape[i]);
@@ -150,7 +243,7 @@ public static partial class Ops
         ArgumentNullException.ThrowIfNull(x);
         if (!x.DType.IsFloating()) throw Unsupported("var", x.DType, "a floating dtype");
         var d = ReduceDims("var", dims, x.Rank);
-        var (r, _) = ReduceNoGrad(ReduceOp.Var, "var", x, d, keepDim, correction);
+        var (r, _) = ReduceNoGrad(ReduceKind.Var, "var", x, d, keepDim, correction);
         if (!Recorder.Needs(x)) return r;
         var shape = x.ShapeArray;
         int n = d.Aggregate(1, (acc, i) => acc * shape[i]);
@@ -178,7 +271,7 @@ public static partial class Ops
         ArgumentNullException.ThrowIfNull(x);
         if (!x.DType.IsFloating()) throw Unsupported("logsumexp", x.DType, "a floating dtype");
         var d = ReduceDims("logsumexp", dims, x.Rank);
-        var (r, _) = ReduceNoGrad(ReduceOp.LogSumExp, "logsumexp", x, d, keepDim);
+        var (r, _) = ReduceNoGrad(ReduceKind.LogSumExp, "logsumexp", x, d, keepDim);
         if (!Recorder.Needs(x)) return r;
         var shape = x.ShapeArray;
         return Recorder.Record(r, "logsumexp", [x], [x, r], (g, s) =>
@@ -198,9 +291,9 @@ public static partial class Ops
         if (!x.DType.IsFloating()) throw Unsupported("norm", x.DType, "a floating dtype");
         var op = p switch
         {
-            1 => ReduceOp.Norm1,
-            2 => ReduceOp.Norm2,
-            double.PositiveInfinity => ReduceOp.NormInf,
+            1 => ReduceKind.Norm1,
+            2 => ReduceKind.Norm2,
+            double.PositiveInfinity => ReduceKind.NormInf,
             _ => throw new ArgumentException($"norm: p must be 1, 2 or infinity, got {p}", nameof(p)),
         };
         var d = ReduceDims("norm", dims, x.Rank);
@@ -213,12 +306,12 @@ public static partial class Ops
             using var nr = Unreduce(s[1], shape, d, keepDim);
             switch (op)
             {
-                case ReduceOp.Norm1:
+                case ReduceKind.Norm1:
                 {
                     using var sg = Sign(s[0]);
                     return [Mul(sg, u)];
                 }
-                case ReduceOp.Norm2:
+                case ReduceKind.Norm2:
                 {
                     using var q = Div(s[0], nr);
                     return [Mul(q, u)];
@@ -239,22 +332,22 @@ public static partial class Ops
     }
 
     /// <summary>Maximum over one dim with the int64 index of the first maximum.</summary>
-    public static (Tensor Values, Tensor Indices) Max(Tensor x, int dim, bool keepDim = false) => MaxMin(ReduceOp.Max, "max", x, dim, keepDim);
+    public static (Tensor Values, Tensor Indices) Max(Tensor x, int dim, bool keepDim = false) => MaxMin(ReduceKind.Max, "max", x, dim, keepDim);
 
     /// <summary>Minimum over one dim with the int64 index of the first minimum.</summary>
-    public static (Tensor Values, Tensor Indices) Min(Tensor x, int dim, bool keepDim = false) => MaxMin(ReduceOp.Min, "min", x, dim, keepDim);
+    public static (Tensor Values, Tensor Indices) Min(Tensor x, int dim, bool keepDim = false) => MaxMin(ReduceKind.Min, "min", x, dim, keepDim);
 
     /// <summary>Largest element (gradient split evenly over ties, as PyTorch's amax).</summary>
-    public static Tensor Max(Tensor x) => Extreme(ReduceOp.Max, "max", x);
+    public static Tensor Max(Tensor x) => Extreme(ReduceKind.Max, "max", x);
 
     /// <summary>Smallest element.</summary>
-    public static Tensor Min(Tensor x) => Extreme(ReduceOp.Min, "min", x);
+    public static Tensor Min(Tensor x) => Extreme(ReduceKind.Min, "min", x);
 
     /// <summary>Index of the largest value along <paramref name="dim"/> (int64).</summary>
     public static Tensor ArgMax(Tensor x, int dim, bool keepDim = false)
     {
         ArgumentNullException.ThrowIfNull(x);
-        var (v, i) = ReduceNoGrad(ReduceOp.ArgMax, "argmax", x, [Shapes.NormalizeDim("argmax", dim, x.Rank)], keepDim);
+        var (v, i) = ReduceNoGrad(ReduceKind.ArgMax, "argmax", x, [Shapes.NormalizeDim("argmax", dim, x.Rank)], keepDim);
         v.Dispose();
         return i!;
     }
@@ -263,12 +356,12 @@ public static partial class Ops
     public static Tensor ArgMin(Tensor x, int dim, bool keepDim = false)
     {
         ArgumentNullException.ThrowIfNull(x);
-        var (v, i) = ReduceNoGrad(ReduceOp.ArgMin, "argmin", x, [Shapes.NormalizeDim("argmin", dim, x.Rank)], keepDim);
+        var (v, i) = ReduceNoGrad(ReduceKind.ArgMin, "argmin", x, [Shapes.NormalizeDim("argmin", dim, x.Rank)], keepDim);
         v.Dispose();
         return i!;
     }
 
-    private static (Tensor, Tensor) MaxMin(ReduceOp op, string name, Tensor x, int dim, bool keepDim)
+    private static (Tensor, Tensor) MaxMin(ReduceKind op, string name, Tensor x, int dim, bool keepDim)
     {
         ArgumentNullException.ThrowIfNull(x);
         int d = Shapes.NormalizeDim(name, dim, x.Rank);
@@ -287,7 +380,7 @@ public static partial class Ops
         return (v, idx!);
     }
 
-    private static Tensor Extreme(ReduceOp op, string name, Tensor x)
+    private static Tensor Extreme(ReduceKind op, string name, Tensor x)
     {
         ArgumentNullException.ThrowIfNull(x);
         if (x.NumEl == 0) throw new ShapeMismatchException($"{name}: the tensor is empty (shape {Shapes.Format(x.Shape)}); there is no {name}imum");

@@ -15,8 +15,8 @@ public abstract class Optimizer : IDisposable
     private double _lr;
     private readonly Dictionary<Device, Tensor> _deviceLr = new();
 
-    /// <summary>Current learning rate (schedules set it each step). Parameters on a device read it from a 0-dim
-    /// tensor there, written when it is set: a captured CUDA-graph step replays with the rate set last.</summary>
+    /// <summary>Current learning rate (schedules set it each step). The backends' steps read it from a 0-dim
+    /// tensor on the parameters' device, written when it is set: a captured CUDA-graph step replays with the rate set last.</summary>
     public double Lr
     {
         get => _lr;
@@ -42,15 +42,15 @@ public abstract class Optimizer : IDisposable
         }
         Lr = lr;
         // The device copies of the rate exist before any step, so a capture never records their creation.
-        foreach (var device in Parameters.Select(p => p.Device).Where(d => d.Type != DeviceType.Cpu).Distinct()) DeviceLr(device);
+        foreach (var device in Parameters.Select(p => p.Device).Distinct()) LrOn(device);
     }
 
-    /// <summary>The learning rate as a 0-dim float32 tensor on <paramref name="device"/>, for the device kernels.</summary>
-    protected Tensor DeviceLr(Device device)
+    /// <summary>The learning rate as a 0-dim float32 tensor on <paramref name="device"/>, for the backend's step.</summary>
+    protected Tensor LrOn(Device device)
     {
         if (!_deviceLr.TryGetValue(device, out var t))
         {
-            t = Ops.DeviceScalar(_lr, DType.Float32, device).DetachFromScope();
+            t = Ops.ScalarOn(_lr, DType.Float32, device).DetachFromScope();
             _deviceLr[device] = t;
         }
         return t;

@@ -12,7 +12,7 @@ internal sealed unsafe class Storage
 {
     private byte[]? _buffer;
     private readonly bool _pooled = true;
-    private Backends.IDeviceMemory? _deviceMemory;
+    private Backends.IBackendMemory? _deviceMemory;
     private int _refs = 1;
 
     /// <summary>Where the bytes live: the CPU (a pooled array) or a device (memory from its backend).</summary>
@@ -30,7 +30,7 @@ internal sealed unsafe class Storage
         Device = Device.Cpu;
     }
 
-    private Storage(Backends.IDeviceMemory memory, long byteLength, Device device)
+    private Storage(Backends.IBackendMemory memory, long byteLength, Device device)
     {
         _deviceMemory = memory;
         ByteLength = byteLength;
@@ -53,16 +53,14 @@ internal sealed unsafe class Storage
     }
 
     /// <summary>The device memory behind a device storage.</summary>
-    public Backends.IDeviceMemory DeviceMemory =>
+    public Backends.IBackendMemory DeviceMemory =>
         _deviceMemory ?? (Device.Type == DeviceType.Cpu
             ? throw new InvalidOperationException("internal: a CPU storage has no device memory")
             : throw new ObjectDisposedException(nameof(Storage), "the tensor's storage was released (the tensor was disposed)"));
 
     private DeviceMismatchException OnDevice() =>
-        new($"a CPU kernel was handed a tensor on {Device}: this op has no {Device.Type.ToString().ToLowerInvariant()} implementation yet " +
-            "(on devices so far: elementwise and unary ops, casts and copies, matmul/linear, sum/mean, softmax, cross-entropy, conv2d, " +
-            "max pooling, batch norm, SGD and Adam); " +
-            "move the tensor with .To(Device.Cpu) for this op");
+        new($"the memory of a tensor on {Device} is not host memory: move the tensor with .To(Device.Cpu) before reading or " +
+            "writing it on the host (spans, pointers, the CPU's kernels)");
 
     public static Storage Allocate(long bytes, bool zeroed)
     {

@@ -181,29 +181,17 @@ public sealed unsafe partial class Tensor
     public static Tensor Bernoulli(int[] shape, double p, DType dtype = DType.Float32, Generator? generator = null, Device? device = null)
     {
         if (p is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(p), $"bernoulli: p must be in [0, 1], got {p}");
-        if (device is { } d && d.Type != DeviceType.Cpu) return DeviceBernoulli(shape, p, 1, dtype, generator, d);
-        var g = generator ?? Generator.Default;
-        var t = Empty(shape, dtype);
-        int n = t.NumEl;
-        ulong seed = g.Seed, start = g.Reserve(n);
-        byte* ptr = t.BytePtr;
-        CpuThreads.For(n, n * 8L, (a, b) =>
-        {
-            for (int i = a; i < b; i++)
-                CastKernels.Write(ptr, dtype, i, Philox.ToUniform(Philox.At(seed, start + (ulong)(i >> 2), i & 3)) < p ? 1 : 0);
-        });
-        return t;
+        return BernoulliOn(shape, p, 1, dtype, generator, device ?? Device.Cpu);
     }
 
     /// <summary>value with probability p, else 0, drawn on the device from the generator's next numbers (dropout's
-    /// scaled keep mask uses value = 1/(1−p)).</summary>
-    internal static Tensor DeviceBernoulli(int[] shape, double p, double value, DType dtype, Generator? generator, Device device)
+    /// scaled keep mask uses value = 1/(1−p)): element i takes Philox number i of the reserved block on every device.</summary>
+    internal static Tensor BernoulliOn(int[] shape, double p, double value, DType dtype, Generator? generator, Device device)
     {
-        if (dtype != DType.Float32) throw new DTypeMismatchException($"bernoulli on {device}: float32 only (got {dtype.TorchName()})");
         var g = generator ?? Generator.Default;
         var t = Empty(shape, dtype, device);
         ulong seed = g.Seed, start = g.Reserve(t.NumEl);
-        Backends.DeviceBackends.For(device).Bernoulli(t, g, seed, start, p, value);
+        t.Backend.Bernoulli(t, g, seed, start, p, value);
         return t;
     }
 
@@ -274,26 +262,8 @@ public sealed unsafe partial class Tensor
     /// <summary>Writes <paramref name="value"/> into every element (any layout), without recording the graph.</summary>
     internal void FillRaw(double value)
     {
-        if (!IsCpu)
-        {
-            Backends.DeviceBackends.For(Device).Fill(this, value);
-            return;
-        }
         if (!IsContiguous) throw new InvalidOperationException("internal: FillRaw on a non-contiguous tensor");
-        int n = NumEl;
-        switch (DType)
-        {
-            case DType.Float32: Span<float>().Fill((float)value); break;
-            case DType.Float64: Span<double>().Fill(value); break;
-            case DType.Int32: Span<int>().Fill((int)value); break;
-            case DType.Int64: Span<long>().Fill((long)value); break;
-            case DType.BFloat16: Span<ushort>().Fill(BFloat16Bits.FromSingle((float)value)); break;
-            case DType.Float16: Span<Half>().Fill((Half)value); break;
-            default:
-                byte* p = BytePtr;
-                for (int i = 0; i < n; i++) CastKernels.Write(p, DType, i, value);
-                break;
-        }
+        Backend.Fill(this, value);
     }
 
     /// <summary>Reinterprets contiguous memory as a span, for interop (the tensor must stay alive).</summary>

@@ -28,6 +28,9 @@ public sealed unsafe partial class Tensor : IDisposable
     /// <summary>True when the storage is CPU memory (kernels may take its pointer).</summary>
     internal bool IsCpu => Device.Type == DeviceType.Cpu;
 
+    /// <summary>The backend of the device this tensor lives on: where every op on it computes.</summary>
+    internal Backends.IBackend Backend => Backends.DeviceBackends.For(Device);
+
     /// <summary>Dimensions.</summary>
     public ReadOnlySpan<int> Shape => _shape;
 

@@ -54,6 +54,25 @@ public class ArchitectureTests
         Assert.That(offenders, Is.Empty);
     }
 
+    [TestCase("src/HpcEngine/Ops")]
+    [TestCase("src/HpcEngine/NN")]
+    [TestCase("src/HpcEngine/Optim")]
+    public void Ops_dispatch_through_the_tensors_backend_only(string folder)
+    {
+        // One op is written once for every device: it calls x.Backend, never a CPU kernel or a device test of its
+        // own. The host side of transfers (Ops.Transfer.cs) is the one place the CPU is told apart.
+        var offenders = Sources(folder)
+            .Where(f => !f.EndsWith("Ops.Transfer.cs", StringComparison.Ordinal))
+            .Where(f =>
+            {
+                var text = File.ReadAllText(f);
+                return text.Contains(".IsCpu", StringComparison.Ordinal) || text.Contains("Kernels.", StringComparison.Ordinal)
+                    || text.Contains("Backends.Cpu", StringComparison.Ordinal) || text.Contains("DeviceBackends.For(", StringComparison.Ordinal);
+            })
+            .Select(Rel).ToList();
+        Assert.That(offenders, Is.Empty);
+    }
+
     [Test]
     public void Every_hpcengine_variable_read_is_documented()
     {

@@ -42,7 +42,7 @@ public class AutocastTests
     public void Gradients_reach_fp32_master_weights_and_match_on_a_device()
     {
         var backend = new HostDeviceBackend();
-        DeviceBackends.Register(backend);
+        DeviceBackends.Register(DeviceType.External, backend);
         try
         {
             float[] Grad(Device device)

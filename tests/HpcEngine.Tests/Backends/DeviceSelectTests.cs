@@ -323,7 +323,7 @@ public class HostDeviceSelectTests : DeviceSelectTests
     public void Register()
     {
         _backend = new HostDeviceBackend();
-        DeviceBackends.Register(_backend);
+        DeviceBackends.Register(DeviceType.External, _backend);
     }
 
     [TearDown]

@@ -20,7 +20,7 @@ public class GraphCaptureRecordingTests
     public void Register()
     {
         _stream = new RecordingCudaStream();
-        DeviceBackends.Register(new CudaDeviceBackend(_stream, DeviceType.External));
+        DeviceBackends.Register(DeviceType.External, new CudaDeviceBackend(_stream));
     }
 
     [TearDown]

@@ -27,7 +27,7 @@ public partial class KernelLaunchSignatureTests
         if (HpcEngine.Cuda.Interop.CudaLibraries.Find("nvrtc") == null)
             Assert.Ignore("NVRTC is not installed; .ci/run installs Debian's libnvrtc11.2");
         _stream = new RecordingCudaStream();
-        DeviceBackends.Register(new CudaDeviceBackend(_stream, DeviceType.External));
+        DeviceBackends.Register(DeviceType.External, new CudaDeviceBackend(_stream));
     }
 
     [TearDown]

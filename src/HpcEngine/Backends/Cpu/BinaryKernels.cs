@@ -3,18 +3,6 @@ using System.Numerics.Tensors;
 
 namespace HpcEngine.Backends.Cpu;
 
-/// <summary>Binary arithmetic kinds.</summary>
-internal enum BinaryOp
-{
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Maximum,
-    Minimum,
-    Pow,
-}
-
 /// <summary>Broadcast binary arithmetic. Each row of the strided loop picks the widest path its strides allow:
 /// span-span, span-scalar or scalar-span through TensorPrimitives (SIMD), else a scalar loop.</summary>
 internal static unsafe class BinaryKernels

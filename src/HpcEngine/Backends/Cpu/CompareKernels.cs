@@ -2,19 +2,6 @@ using System.Numerics;
 
 namespace HpcEngine.Backends.Cpu;
 
-internal enum CompareOp
-{
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    And,
-    Or,
-    Xor,
-}
-
 /// <summary>Broadcast comparisons and logical ops; the result is a bool tensor (one byte per element).</summary>
 internal static unsafe class CompareKernels
 {

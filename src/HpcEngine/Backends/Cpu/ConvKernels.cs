@@ -2,13 +2,6 @@ using System.Numerics;
 
 namespace HpcEngine.Backends.Cpu;
 
-/// <summary>Geometry of a 2-D convolution or pooling window.</summary>
-internal readonly record struct Conv2dGeometry(int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW)
-{
-    public int OH => (H + 2 * PH - DH * (KH - 1) - 1) / SH + 1;
-    public int OW => (W + 2 * PW - DW * (KW - 1) - 1) / SW + 1;
-}
-
 /// <summary>im2col / col2im: unfold a [C, H, W] image into a [C·KH·KW, OH·OW] matrix so convolution is one GEMM
 /// (W[O, C·KH·KW] · cols), and fold the gradient of that matrix back (summing overlapping windows).</summary>
 internal static unsafe class ConvKernels

@@ -3,29 +3,6 @@ using System.Numerics.Tensors;
 
 namespace HpcEngine.Backends.Cpu;
 
-/// <summary>Unary floating-point kinds. Alpha carries the parameter of the parameterised ones (leaky slope, power,
-/// clamp bounds through <see cref="UnaryKernels.Clamp{T}"/>).</summary>
-internal enum UnaryOp
-{
-    Neg,
-    Abs,
-    Exp,
-    Log,
-    Log1p,
-    Sqrt,
-    Rsqrt,
-    Tanh,
-    Sigmoid,
-    Relu,
-    LeakyRelu,
-    Gelu,
-    GeluTanh,
-    Silu,
-    PowScalar,
-    Sign,
-    Reciprocal,
-}
-
 /// <summary>Forward and backward of the unary ops over contiguous memory, split across threads. The forward uses
 /// TensorPrimitives (SIMD) where it has the function; the backward fuses g * f'(x) into one pass.</summary>
 internal static unsafe class UnaryKernels

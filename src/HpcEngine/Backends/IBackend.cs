@@ -2,47 +2,24 @@ using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine.Backends;
 
-/// <summary>Memory a device backend handed out: opaque to the core, which only keeps it alive (through
-/// <see cref="Storage"/>'s reference count) and disposes it when the last tensor viewing it goes.</summary>
-internal interface IDeviceMemory : IDisposable
-{
-    long Bytes { get; }
-}
-
-/// <summary>The dense message formats whose encode and decode run on a device (native/kernels/compress.cu).</summary>
-internal enum MessageFormat
-{
-    /// <summary>[scale float32][one sign bit per element].</summary>
-    Sign,
-    /// <summary>[scale float32][one int8 per element, stochastically rounded].</summary>
-    Int8,
-}
-
-/// <summary>A recorded sequence of device work replayed with one launch (a CUDA graph).</summary>
-internal interface IDeviceGraph : IDisposable
-{
-    void Replay();
-}
-
-/// <summary>The primitive set a device implements so that tensors can live on it: memory, copies, and the kernels the
-/// ops dispatch to. Every tensor argument is a view on this backend's device (memory, element offset, shape,
+/// <summary>The primitive set every device implements, the CPU included (<see cref="CpuBackend"/>): memory, copies,
+/// and the kernels the ops dispatch to. An op checks shapes and dtypes, converts its inputs to the dtype the
+/// primitive computes in, allocates the results and calls the tensor's backend; composites (var, the norms, one-hot,
+/// attention's mask, the losses beyond the fused cross-entropy) are written once above these primitives and so run
+/// on every device. Every tensor argument is a view on this backend's device (memory, element offset, shape,
 /// strides); results are allocated by the caller, contiguous. A backend lacking a primitive for a dtype throws
-/// <see cref="DTypeMismatchException"/> naming the op; ops without a device path at all fail where a CPU kernel would
-/// touch device memory, with a <see cref="DeviceMismatchException"/>.
-/// <para>The ops routed: elementwise binary (broadcast) and unary ops with their backward, copies and dtype casts,
-/// fills, matmul/linear, sum/mean/max/min/argmax/argmin over dims, softmax and log-softmax, cross-entropy, conv2d,
-/// max and average pooling, layer norm (fused), batch norm (composed), embedding, comparisons and where, gather,
-/// scatter-add and index-select, Bernoulli draws and dropout (the CPU's Philox masks), SGD and Adam. The CUDA
-/// backend (HpcEngine.Cuda) implements this interface with the engine's kernels and cuBLAS.</para></summary>
-internal interface IDeviceBackend
+/// <see cref="DTypeMismatchException"/> naming the op.
+/// <para>To add a device, implement this interface and register it for a <see cref="DeviceType"/> with
+/// <see cref="DeviceBackends.Register"/> (HpcEngine.Cuda's <c>CudaBackend</c> is the worked example; the tests'
+/// HostDeviceBackend serves <see cref="DeviceType.External"/> over the CPU kernels). To add an op, add its primitive
+/// here and implement it in each backend.</para></summary>
+public interface IBackend
 {
-    DeviceType Type { get; }
+    IBackendMemory Allocate(Device device, long bytes);
 
-    IDeviceMemory Allocate(Device device, long bytes);
+    void CopyFromHost(IBackendMemory dst, long dstOffsetBytes, ReadOnlySpan<byte> src);
 
-    void CopyFromHost(IDeviceMemory dst, long dstOffsetBytes, ReadOnlySpan<byte> src);
-
-    void CopyToHost(Span<byte> dst, IDeviceMemory src, long srcOffsetBytes);
+    void CopyToHost(Span<byte> dst, IBackendMemory src, long srcOffsetBytes);
 
     /// <summary>Every element of contiguous <paramref name="r"/> := value.</summary>
     void Fill(Tensor r, double value);
@@ -170,30 +147,3 @@ internal interface IDeviceBackend
     void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, Tensor step, Tensor lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled);
 }
 
-/// <summary>The registry of device backends: the one piece of process-wide state besides the documented defaults and
-/// the storage pool. The CUDA package registers itself (<c>CudaBackend.Register()</c>); the core knows only the CPU.</summary>
-internal static class DeviceBackends
-{
-    private static readonly Dictionary<DeviceType, IDeviceBackend> Registered = new();
-    private static readonly Lock Gate = new();
-
-    public static void Register(IDeviceBackend backend)
-    {
-        ArgumentNullException.ThrowIfNull(backend);
-        lock (Gate) Registered[backend.Type] = backend;
-    }
-
-    public static void Unregister(DeviceType type)
-    {
-        lock (Gate) Registered.Remove(type);
-    }
-
-    public static IDeviceBackend For(Device device)
-    {
-        lock (Gate)
-            if (Registered.TryGetValue(device.Type, out var b)) return b;
-        throw new DeviceMismatchException(device.Type == DeviceType.Cuda
-            ? $"no backend is registered for {device}: reference HpcEngine.Cuda and call CudaBackend.Register() first"
-            : $"no backend is registered for {device}");
-    }
-}
