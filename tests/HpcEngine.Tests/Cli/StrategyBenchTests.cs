@@ -54,8 +54,9 @@ public class StrategyBenchTests
                 Assert.That(events.Select(e => e.GetProperty("cat").GetString()), Does.Contain("compute").And.Contain("communication"));
             }
             var ssp = runs[2];
-            // ssp:1 lets a worker run at most one step ahead of the slowest: its gradients are at most 1 step stale.
-            Assert.That(ssp.GetProperty("staleness_max").GetDouble(), Is.InRange(0, 1));
+            // ssp:1 lets a worker run at most k = 1 step ahead of the slowest, and either worker may be the one ahead: a
+            // gradient lands at most k + 1 optimizer steps after the parameters it was computed from were read.
+            Assert.That(ssp.GetProperty("staleness_max").GetDouble(), Is.InRange(0, 2));
             // Top-k sends (4 + 8k)-byte messages instead of the dense gradient.
             Assert.That(runs[1].GetProperty("bytes_per_worker_per_step").GetDouble(), Is.LessThan(runs[0].GetProperty("bytes_per_worker_per_step").GetDouble() / 2));
             var skipped = root.GetProperty("skipped").EnumerateArray().ToArray();
