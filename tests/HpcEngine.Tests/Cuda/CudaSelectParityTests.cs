@@ -1,3 +1,4 @@
+using HpcEngine.Backends;
 using HpcEngine.Cuda;
 using HpcEngine.Tests.Backends;
 
@@ -15,7 +16,10 @@ public class CudaSelectParityTests : DeviceSelectTests
 
     protected override double Tolerance => 1e-4;
 
-    protected override bool Saw(string primitive) => true;
+    private IBackend? _cuda;
+    private CountingBackend? _counting;
+
+    protected override bool Saw(string primitive) => _counting!.Calls.ContainsKey(primitive);
 
     [OneTimeSetUp]
     public void Open()
@@ -23,5 +27,19 @@ public class CudaSelectParityTests : DeviceSelectTests
         var report = CudaDevices.Probe();
         if (!report.HasDevice) Assert.Ignore($"no CUDA device: {report.Problem}");
         CudaBackend.Register(0);
+        _cuda = DeviceBackends.For(Device.Cuda(0));
+    }
+
+    [SetUp]
+    public void Count()
+    {
+        _counting = new CountingBackend(_cuda!);
+        DeviceBackends.Register(DeviceType.Cuda, _counting);
+    }
+
+    [TearDown]
+    public void Restore()
+    {
+        if (_cuda != null) DeviceBackends.Register(DeviceType.Cuda, _cuda);
     }
 }
