@@ -5,8 +5,8 @@ namespace HpcEngine.Backends.Cpu;
 /// <summary>The CPU as a backend like any device: the primitives over the engine's SIMD, multi-threaded kernels.
 /// Each primitive picks the kernel for the operands' dtype (float32 and float64 everywhere, the integer dtypes where
 /// the op is defined for them) and decides how to spread the work over threads (<see cref="CpuThreads"/>).
-/// <para>CPU tensors take their storage from the pool; <see cref="Allocate"/> hands out pinned host blocks for
-/// wrappers that present host memory as another device (the tests' HostDeviceBackend).</para></summary>
+/// <para>CPU tensors take their storage from the pool (<c>Storage.Allocate</c>), not from <see cref="Allocate"/>; the
+/// interface's memory calls are served with pinned host blocks for code that allocates through the interface.</para></summary>
 internal sealed unsafe partial class CpuBackend : IBackend
 {
     public static readonly CpuBackend Instance = new();
