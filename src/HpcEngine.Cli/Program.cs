@@ -54,9 +54,9 @@ public static class Program
                 (InfoOptions o) => InfoCommand.Run(o),
                 errors => ParseFailed(parsed, errors.ToList(), args));
         }
-        catch (Exception e) when (Environment.GetEnvironmentVariable("HPCENGINE_DEBUG") != "1")
+        catch (Exception e) when (!CliEnvironment.Debug)
         {
-            Console.Error.WriteLine($"hpcengine: error: {e.Message}");
+            Console.Error.WriteLine($"hpcengine: error: {TrainFlags.Explain(e)}");
             if (FlightRecordOf(e) is { } record)
             {
                 Console.Error.WriteLine("hpcengine: the last collectives (flight recorder):");

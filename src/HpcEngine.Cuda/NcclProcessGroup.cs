@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using HpcEngine.Cuda.Interop;
 using HpcEngine.Distributed;
+using HpcEngine.Distributed.Tcp;
 
 namespace HpcEngine.Cuda;
 
@@ -57,11 +58,14 @@ public sealed class NcclProcessGroup : IProcessGroup
     /// <summary>Joins the job the environment describes (torchrun, OpenMPI, Slurm or PMI variables; see
     /// <see cref="DistributedEnvironment.Resolve"/>): rank 0 serves the store at MASTER_ADDR:MASTER_PORT, through which
     /// NCCL's unique id travels. The group owns that store.</summary>
+    /// <summary>The store settings (job token and id) of the transport's environment options.</summary>
+    private static StoreOptions StoreSettings(TcpOptions tcp) => new() { Token = tcp.Token, JobId = tcp.JobId };
+
     public static NcclProcessGroup InitFromEnvironment(CudaContext context, TimeSpan? timeout = null)
     {
         ArgumentNullException.ThrowIfNull(context);
         var env = DistributedEnvironment.Resolve();
-        var store = TcpStore.Create(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, new StoreOptions { Token = Environment.GetEnvironmentVariable("HPCENGINE_TOKEN"), JobId = Environment.GetEnvironmentVariable("HPCENGINE_JOB_ID") });
+        var store = TcpStore.Create(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, StoreSettings(TcpOptions.FromEnvironment(env.MasterAddr)));
         try
         {
             var pg = Connect(context, store, env.Rank, env.WorldSize, timeout);

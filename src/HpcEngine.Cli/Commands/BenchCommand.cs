@@ -200,7 +200,7 @@ internal static class StepBench
     public static int Run(BenchOptions o)
     {
         if (o.BatchSize <= 0) throw new ArgumentException($"--batch-size must be positive, got {o.BatchSize}");
-        var config = HpcEngine.Training.TrainConfig.For(o.Model!) with { Optimizer = o.Optimizer, Lr = o.Optimizer == "sgd" ? 0.01 : 1e-3 };
+        var config = HpcEngine.Training.TrainConfig.For(o.Model!) with { Optimizer = HpcEngine.Training.TrainConfig.ParseOptimizer(o.Optimizer), Lr = o.Optimizer == "sgd" ? 0.01 : 1e-3 };
         config.Validate();
         var gen = new Generator(1);
         using var model = HpcEngine.NN.Models.Create(o.Model!, gen);

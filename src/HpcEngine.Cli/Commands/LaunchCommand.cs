@@ -86,7 +86,7 @@ internal static class LaunchCommand
             MasterPort = port,
             LocalAddr = o.LocalAddr,
             JobId = o.RdzvId,
-            Token = Environment.GetEnvironmentVariable("HPCENGINE_TOKEN") is { Length: > 0 } token ? token : null,
+            Token = CliEnvironment.Token,
             MaxRestarts = o.MaxRestarts,
             GracePeriod = TimeSpan.FromSeconds(o.GracePeriod),
             Timeout = o.Timeout is { } s ? TimeSpan.FromSeconds(s) : null,

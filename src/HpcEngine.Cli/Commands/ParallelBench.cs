@@ -26,7 +26,7 @@ internal static class ParallelBench
             "1f1b" => PipelineSchedule.OneFOneB,
             _ => throw new ArgumentException($"--schedule must be gpipe or 1f1b, got '{o.Schedule}'"),
         };
-        if (Environment.GetEnvironmentVariable("WORLD_SIZE") == null)
+        if (!CliEnvironment.UnderLauncher)
         {
             if (o.Ranks is not int n || n < 1) throw new ArgumentException("bench parallel runs under hpcengine launch, or give --ranks N to start it under one");
             var args = Environment.GetCommandLineArgs().Skip(1).ToList();

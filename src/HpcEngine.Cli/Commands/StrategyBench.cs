@@ -35,7 +35,7 @@ internal static class StrategyBench
             : string.Join(",", new[] { o.Bandwidth != null ? $"bandwidth={o.Bandwidth}" : null, o.Latency != null ? $"latency={o.Latency}" : null }.Where(x => x != null));
         if (emulation != null) NetworkEmulation.Parse(emulation);
         // The straggler must be a rank of every run of the matrix (a straggler that does not exist would not be applied).
-        if (o.Straggler != null) Training.Trainer.StragglerFactor(0, workers.Min(), o.Straggler);
+        if (o.Straggler != null) TrainFlags.Parse("--straggler", o.Straggler, s => Training.StragglerObserver.FactorFor(0, workers.Min(), s));
         string outDir = o.Out ?? throw new ArgumentException("bench strategies needs --out DIR");
         // Fail on unusable data now, not once per run of the matrix.
         var (checkTrain, checkTest, source) = Datasets.DataSources.LoadFashionMnist(o.Data);

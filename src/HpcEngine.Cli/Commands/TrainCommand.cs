@@ -159,13 +159,13 @@ internal static class TrainCommand
     public static int Run(TrainOptions o)
     {
         var d = TrainConfig.For(o.Model);
-        string optimizer = o.Optimizer ?? d.Optimizer;
+        var optimizer = o.Optimizer != null ? TrainConfig.ParseOptimizer(o.Optimizer) : d.Optimizer;
         var config = d with
         {
             Epochs = o.Epochs ?? d.Epochs,
             BatchSize = o.BatchSize ?? d.BatchSize,
             Optimizer = optimizer,
-            Lr = o.Lr ?? (optimizer == "sgd" ? 0.05 : 1e-3),
+            Lr = o.Lr ?? (optimizer == OptimizerKind.Sgd ? 0.05 : 1e-3),
             Momentum = o.Momentum ?? d.Momentum,
             WeightDecay = o.WeightDecay ?? d.WeightDecay,
             WarmupSteps = o.WarmupSteps,
@@ -181,14 +181,14 @@ internal static class TrainCommand
             SaveEverySteps = o.SaveEvery,
             AllowDivergence = o.AllowDivergence,
             MaxSteps = o.MaxSteps,
-            Strategy = o.Strategy,
-            Compress = o.Compress,
+            Strategy = TrainFlags.Parse("--strategy", o.Strategy, Parallel.StrategySpec.Parse),
+            Compress = o.Compress == null ? null : TrainFlags.Parse("--compress", o.Compress, Compression.CodecSpec.Parse),
             EvalEverySteps = o.EvalEvery,
             TraceDir = o.TraceDir,
-            Device = o.Device,
-            Amp = o.Amp,
+            Device = TrainFlags.Parse("--device", o.Device, HpcEngine.Device.Parse),
+            Amp = TrainConfig.ParseAmp(o.Amp),
             CudaGraph = o.CudaGraph,
-            Straggler = Environment.GetEnvironmentVariable("HPCENGINE_STRAGGLER") is { Length: > 0 } straggler ? straggler : null,
+            Straggler = CliEnvironment.Straggler,
         };
         config.Validate();
         if (o.Threads is { } th && th < 1) throw new ArgumentException($"--threads must be at least 1, got {th}");
@@ -199,7 +199,7 @@ internal static class TrainCommand
         OutputPaths.CheckFile("--events", o.Events);
         OutputPaths.CheckDirectory("--trace-dir", o.TraceDir);
         OutputPaths.CheckDirectory("--checkpoint-dir", o.CheckpointDir);
-        var device = HpcEngine.Device.Parse(o.Device);
+        var device = config.Device;
         if (o.Backend is not ("tcp" or "nccl")) throw new ArgumentException($"--backend must be tcp or nccl, got '{o.Backend}'");
         if (o.Backend == "nccl" && device.Type != DeviceType.Cuda) throw new ArgumentException("--backend nccl needs --device cuda (NCCL reduces GPU memory)");
         bool distributed = o.Distributed || (!o.NoDistributed && HpcEngine.Distributed.DistributedEnvironment.IsPresent());
@@ -208,7 +208,7 @@ internal static class TrainCommand
             // Under a launcher, "cuda" means this rank's own GPU (cuda:LOCAL_RANK), as torchrun users expect.
             if (distributed && o.Device == "cuda") device = HpcEngine.Device.Cuda(HpcEngine.Distributed.DistributedEnvironment.Resolve().LocalRank);
             HpcEngine.Cuda.CudaBackend.Register(device.Index); // also makes the nccl collective backend available
-            config = config with { Device = device.ToString() };
+            config = config with { Device = device };
         }
         if (o.Threads is { } t) CpuThreads.Count = t;
         var tcp = HpcEngine.Distributed.Tcp.TcpOptions.FromEnvironment(distributed ? HpcEngine.Distributed.DistributedEnvironment.Resolve().MasterAddr : "127.0.0.1");
@@ -231,8 +231,8 @@ internal static class TrainCommand
                 // A failed run still says so in its results, with the error, for whatever collects them.
                 File.WriteAllText(o.Json, System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
                 {
-                    ["status"] = e is TrainingDivergedException ? "diverged" : "failed", ["error"] = e.Message, ["error_type"] = e.GetType().Name,
-                    ["model"] = config.Model, ["strategy"] = config.Strategy, ["workers"] = group?.Size ?? 1, ["data_source"] = source,
+                    ["status"] = e is TrainingDivergedException ? "diverged" : "failed", ["error"] = TrainFlags.Explain(e), ["error_type"] = e.GetType().Name,
+                    ["model"] = config.Model, ["strategy"] = config.Strategy.ToString(), ["workers"] = group?.Size ?? 1, ["data_source"] = source,
                 }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
                 throw;
             }

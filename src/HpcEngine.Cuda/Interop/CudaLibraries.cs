@@ -31,11 +31,12 @@ public static class CudaLibraries
     private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path) =>
         Names.ContainsKey(name) ? Load(name).Handle : IntPtr.Zero;
 
-    /// <summary>The file names tried for a library, in order.</summary>
-    public static IReadOnlyList<string> Candidates(string library)
+    /// <summary>The file names tried for a library, in order: first in <paramref name="overrideDir"/> (default
+    /// <see cref="CudaOptions.LibraryDir"/>, HPCENGINE_CUDA_PATH), then by name.</summary>
+    public static IReadOnlyList<string> Candidates(string library, string? overrideDir = null)
     {
         if (!Names.TryGetValue(library, out var names)) throw new ArgumentException($"unknown CUDA library key '{library}'", nameof(library));
-        var dir = Environment.GetEnvironmentVariable("HPCENGINE_CUDA_PATH");
+        var dir = overrideDir ?? CudaOptions.Process.LibraryDir;
         return string.IsNullOrEmpty(dir) ? names : [.. names.Select(n => Path.Combine(dir, n)), .. names];
     }
 

@@ -16,7 +16,7 @@ public static class KernelImages
         get
         {
             var dirs = new List<string>();
-            if (Environment.GetEnvironmentVariable("HPCENGINE_KERNEL_DIR") is { Length: > 0 } d) dirs.Add(d);
+            if (CudaOptions.Process.KernelDir is { } d) dirs.Add(d);
             dirs.Add(Path.Combine(AppContext.BaseDirectory, "kernels"));
             return dirs;
         }

@@ -94,9 +94,10 @@ public static class NvrtcCompiler
         return Encoding.UTF8.GetString(buffer, 0, buffer.Length - 1);
     }
 
-    /// <summary>Compiles one of the engine's kernel files, through the disk cache (HPCENGINE_KERNEL_CACHE, default
+    /// <summary>Compiles one of the engine's kernel files, through the disk cache (<paramref name="cacheDir"/>, else
+    /// <see cref="CudaOptions.KernelCache"/>: HPCENGINE_KERNEL_CACHE, default
     /// ~/.cache/hpcengine/kernels; a cache that cannot be written is skipped, not fatal).</summary>
-    public static CompiledKernel CompileCached(string file, string architecture)
+    public static CompiledKernel CompileCached(string file, string architecture, string? cacheDir = null)
     {
         string source = KernelSources.Kernel(file);
         var headers = KernelSources.Headers;
@@ -104,8 +105,7 @@ public static class NvrtcCompiler
         var key = new StringBuilder().Append(file).Append('\0').Append(architecture).Append('\0').Append(major).Append('.').Append(minor).Append('\0').Append(source);
         foreach (var (n, h) in headers.OrderBy(kv => kv.Key, StringComparer.Ordinal)) key.Append('\0').Append(n).Append('\0').Append(h);
         string hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key.ToString())))[..24].ToLowerInvariant();
-        string dir = Environment.GetEnvironmentVariable("HPCENGINE_KERNEL_CACHE")
-            ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "hpcengine", "kernels");
+        string dir = cacheDir ?? CudaOptions.Process.KernelCache;
         bool cubin = architecture.StartsWith("sm_", StringComparison.Ordinal);
         string path = Path.Combine(dir, $"{Path.GetFileNameWithoutExtension(file)}-{architecture}-{hash}.{(cubin ? "cubin" : "ptx")}");
         if (File.Exists(path)) return new CompiledKernel(file, architecture, File.ReadAllBytes(path), cubin, "");

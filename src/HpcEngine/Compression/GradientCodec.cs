@@ -107,36 +107,6 @@ public abstract class GradientCodec
     public static GradientCodec Create(string spec, ulong seed = 0)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        var p = spec.Split(':', 2);
-        double Fraction() => p.Length == 2 && double.TryParse(p[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double f) && f > 0 && f <= 1
-            ? f : throw new ArgumentException($"codec '{spec}' needs a fraction in (0, 1], e.g. {p[0]}:0.01");
-        int Rank() => p.Length == 2 && int.TryParse(p[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out int r) && r > 0
-            ? r : throw new ArgumentException($"codec '{spec}' needs a positive rank, e.g. powersgd:2");
-        // topk:F or topk:F:W (W warm-up steps).
-        TopKCodec TopK()
-        {
-            var q = spec.Split(':');
-            if (q.Length == 3)
-            {
-                if (!int.TryParse(q[2], NumberStyles.Integer, CultureInfo.InvariantCulture, out int w) || w < 0)
-                    throw new ArgumentException($"codec '{spec}': the warm-up must be a number of steps, e.g. topk:0.01:200");
-                p = [q[0], q[1]];
-                return new TopKCodec(Fraction(), w);
-            }
-            return new TopKCodec(Fraction());
-        }
-        return p[0] switch
-        {
-            "none" => new NoneCodec(),
-            "fp16" => new HalfCodec(bf16: false),
-            "bf16" => new HalfCodec(bf16: true),
-            "topk" => TopK(),
-            "randomk" => new RandomKCodec(Fraction(), seed),
-            "int8" or "qsgd" => new Int8Codec(seed),
-            "sign" => new SignCodec(),
-            "powersgd" => new PowerSgdCodec(Rank(), seed),
-            "dgc" => new DgcCodec(Fraction()),
-            _ => throw new ArgumentException($"unknown codec '{spec}': use none, fp16, bf16, topk:F, randomk:F, int8, sign, powersgd:R or dgc:F"),
-        };
+        return CodecSpec.Parse(spec).Create(seed);
     }
 }

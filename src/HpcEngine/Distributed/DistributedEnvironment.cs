@@ -13,12 +13,16 @@ public sealed record DistributedEnvironment(int Rank, int WorldSize, int LocalRa
     /// (Slurm: "slurm-JOB.STEP"); null otherwise (the launcher passes its own through HPCENGINE_JOB_ID).</summary>
     public string? JobId { get; init; }
 
+    /// <summary>This process's environment variable <paramref name="name"/>: the launcher contract is read here (and
+    /// by the launcher's process control) and nowhere else.</summary>
+    internal static string? ProcessVariable(string name) => Environment.GetEnvironmentVariable(name);
+
     /// <summary>Whether this process is one rank of a job of several, as launched by hpcengine launch / torchrun
     /// (WORLD_SIZE), mpirun (OMPI_COMM_WORLD_SIZE), srun with more than one task (inside a job step: an sbatch script
     /// itself carries SLURM_NTASKS and SLURM_PROCID too, but is one process), or a PMI launcher (PMI_SIZE &gt; 1).</summary>
     public static bool IsPresent(Func<string, string?>? getenv = null)
     {
-        getenv ??= Environment.GetEnvironmentVariable;
+        getenv ??= ProcessVariable;
         bool Set(string k) => !string.IsNullOrEmpty(getenv(k));
         bool Many(string k) => int.TryParse(getenv(k), NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n > 1;
         return Set("WORLD_SIZE") || Set("OMPI_COMM_WORLD_SIZE")
@@ -34,7 +38,7 @@ public sealed record DistributedEnvironment(int Rank, int WorldSize, int LocalRa
     /// environment is an error that lists what is missing.</summary>
     public static DistributedEnvironment Resolve(Func<string, string?>? getenv = null)
     {
-        getenv ??= Environment.GetEnvironmentVariable;
+        getenv ??= ProcessVariable;
         string? Get(string k) => string.IsNullOrEmpty(getenv(k)) ? null : getenv(k);
         int Int(string k) => int.TryParse(Get(k), NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v >= 0
             ? v : throw new FormatException($"{k}='{Get(k)}' is not a non-negative integer");

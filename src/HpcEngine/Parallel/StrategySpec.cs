@@ -1,4 +1,7 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
+using System.Text.Json.Serialization;
+using HpcEngine.IO;
 
 namespace HpcEngine.Parallel;
 
@@ -19,8 +22,12 @@ public enum StrategyKind
 
 /// <summary>A strategy as users write it — <c>sync</c>, <c>zero1</c>, <c>ssp:K</c>, <c>ssp:inf</c>, <c>ssp:K:S</c>,
 /// <c>localsgd:H</c>, <c>diloco:H</c> — parsed in this one place, with the rules that follow from the kind.</summary>
-public sealed record StrategySpec(StrategyKind Kind, int? StalenessBound = null, int DedicatedServers = 0, int Period = 0)
+[JsonConverter(typeof(ParsableJsonConverter<StrategySpec>))]
+public sealed record StrategySpec(StrategyKind Kind, int? StalenessBound = null, int DedicatedServers = 0, int Period = 0) : IParsable<StrategySpec>
 {
+    /// <summary>Synchronous data parallelism (the default).</summary>
+    public static StrategySpec Sync { get; } = new(StrategyKind.Sync);
+
     /// <summary>The grammar, for error messages.</summary>
     public const string Grammar = "sync, zero1, ssp:K or ssp:K:S (K >= 0 or inf; S dedicated server ranks), localsgd:H or diloco:H";
 
@@ -69,4 +76,14 @@ public sealed record StrategySpec(StrategyKind Kind, int? StalenessBound = null,
         StrategyKind.DiLoCo => $"diloco:{Period.ToString(CultureInfo.InvariantCulture)}",
         _ => $"ssp:{(StalenessBound is int b ? b.ToString(CultureInfo.InvariantCulture) : "inf")}{(DedicatedServers > 0 ? ":" + DedicatedServers.ToString(CultureInfo.InvariantCulture) : "")}",
     };
+
+    static StrategySpec IParsable<StrategySpec>.Parse(string s, IFormatProvider? provider) => Parse(s);
+
+    static bool IParsable<StrategySpec>.TryParse([NotNullWhen(true)] string? s, IFormatProvider? provider, [MaybeNullWhen(false)] out StrategySpec result)
+    {
+        result = null;
+        if (s == null) return false;
+        try { result = Parse(s); return true; }
+        catch (ArgumentException) { return false; }
+    }
 }

@@ -11,7 +11,8 @@ public enum DeviceType
 }
 
 /// <summary>Where a tensor's storage lives: <c>cpu</c> or <c>cuda:N</c>.</summary>
-public readonly record struct Device(DeviceType Type, int Index = 0)
+[System.Text.Json.Serialization.JsonConverter(typeof(IO.ParsableJsonConverter<Device>))]
+public readonly record struct Device(DeviceType Type, int Index = 0) : IParsable<Device>
 {
     /// <summary>The host CPU.</summary>
     public static Device Cpu { get; } = new(DeviceType.Cpu);
@@ -44,4 +45,14 @@ public readonly record struct Device(DeviceType Type, int Index = 0)
         DeviceType.Cuda => $"cuda:{Index}",
         _ => $"external:{Index}",
     };
+
+    static Device IParsable<Device>.Parse(string s, IFormatProvider? provider) => Parse(s);
+
+    static bool IParsable<Device>.TryParse(string? s, IFormatProvider? provider, out Device result)
+    {
+        result = Cpu;
+        if (s == null) return false;
+        try { result = Parse(s); return true; }
+        catch (FormatException) { return false; }
+    }
 }

@@ -119,7 +119,7 @@ public static class StoragePool
 
     /// <summary>Debug aid (HPCENGINE_POISON_POOL=1): fill every rented buffer with 0xFF bytes (NaN as floats), so a
     /// kernel that reads memory it never wrote shows up as NaN instead of silently reading stale values.</summary>
-    public static bool Poison { get; set; } = Environment.GetEnvironmentVariable("HPCENGINE_POISON_POOL") == "1";
+    public static bool Poison { get; set; } = EngineOptions.Process.PoisonPool;
 
     /// <summary>Upper bound on bytes kept cached (default 2 GiB).</summary>
     public static long MaxCachedBytes { get; set; } = 2L << 30;

@@ -144,7 +144,7 @@ public static class Checkpoint
     {
         string path = Path.Combine(dir, RankFile(rank, step));
         if (!File.Exists(path))
-            throw new InvalidDataException($"{path} is missing: this checkpoint was written by a run with fewer ranks or another strategy; resume with the same --strategy, --compress and number of workers");
+            throw new InvalidDataException($"{path} is missing: this checkpoint was written by a run with fewer ranks or another strategy; resume with the same strategy, codec and number of workers");
         using var f = Safetensors.Open(path);
         if (!f.Metadata.TryGetValue("rank", out var r) || r != rank.ToString(CultureInfo.InvariantCulture))
             throw new InvalidDataException($"{path}: not rank {rank}'s state");

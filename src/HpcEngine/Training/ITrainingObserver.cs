@@ -17,6 +17,19 @@ public sealed record EvaluationEvent(long Step, double WallSeconds, double Accur
 /// <summary>An epoch's figures (rank 0), with the run's epoch count, the number of ranks and the strategy's name.</summary>
 public sealed record EpochEvent(EpochResult Result, int Epochs, int Ranks, string? Strategy);
 
+/// <summary>A micro-batch's forward and backward (every rank): when it began (a <see cref="System.Diagnostics.Stopwatch"/>
+/// timestamp) and how long it took.</summary>
+public sealed record ComputeEvent(long Step, long StartTimestamp, double Seconds);
+
+/// <summary>A strategy's step (every rank, under a strategy): when it began, how long it took, and how much of that was
+/// compression, communication and waiting on other ranks (the rest is the optimizer).</summary>
+public sealed record StrategyStepEvent(long Step, long StartTimestamp, double Seconds, double CompressSeconds, double CommunicationSeconds,
+    double WaitSeconds);
+
+/// <summary>A timed section of the loop that is neither compute nor a strategy step (every rank): evaluation, or waiting
+/// for rank 0's evaluation.</summary>
+public sealed record SpanEvent(string Name, string Category, long StartTimestamp, double Seconds);
+
 /// <summary>What a training run tells whoever watches it: progress output, live metrics, a dashboard. Every method
 /// has an empty default, so an observer implements what it needs. Observers run on the training thread: keep them
 /// cheap (queue the work elsewhere for anything slow).</summary>
@@ -36,6 +49,21 @@ public interface ITrainingObserver
 
     /// <summary>After each epoch, on rank 0 (the rate counts every rank's samples).</summary>
     void OnEpoch(EpochEvent epoch) { }
+
+    /// <summary>After each micro-batch's forward and backward, on every rank. An observer may take time here on
+    /// purpose — <see cref="StragglerObserver"/> emulates a slower machine so — and that time counts as the rank's
+    /// compute.</summary>
+    void OnComputed(ComputeEvent compute) { }
+
+    /// <summary>After each strategy step, on every rank that trains under a strategy.</summary>
+    void OnStrategyStep(StrategyStepEvent step) { }
+
+    /// <summary>After each other timed section (evaluation), on every rank.</summary>
+    void OnSpan(SpanEvent span) { }
+
+    /// <summary>When the run ends, on every rank: <paramref name="error"/> is null when it completed, else what ended
+    /// it (observers that write files — <see cref="TraceObserver"/> — write them either way).</summary>
+    void OnFinished(Exception? error) { }
 }
 
 /// <summary>The console lines `hpcengine train` prints (and the strategy benchmark reads): progress with rate and

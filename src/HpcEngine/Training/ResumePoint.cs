@@ -24,7 +24,8 @@ internal sealed record ResumePoint(int Epoch, int Skip, long Step, TrainingState
                 log($"no checkpoint in {dir} yet: starting fresh");
                 return Fresh;
             }
-            throw new ArgumentException($"{(config.ResumeFrom != null ? "--resume-from" : "--resume")}: nothing to resume in {dir} (no {Checkpoint.PointerFile}); start without it, or use --resume-if-exists in restart loops");
+            throw new TrainConfigException(config.ResumeFrom != null ? nameof(config.ResumeFrom) : nameof(config.Resume),
+                $"{(config.ResumeFrom != null ? "{ResumeFrom}" : "{Resume}")}: nothing to resume in {dir} (no {Checkpoint.PointerFile}); start without it, or use {{ResumeIfExists}} in restart loops");
         }
         if (st.Fingerprint == null)
         {
@@ -38,8 +39,8 @@ internal sealed record ResumePoint(int Epoch, int Skip, long Step, TrainingState
         if (refused.Count > 0)
         {
             var acceptable = refused.Where(d => ResumeChange.All.Contains(d.Field)).Select(d => d.Field).ToList();
-            throw new ArgumentException($"--resume: the checkpoint in {dir} was written by a different run: {string.Join("; ", refused.Select(d => $"{d.Field} was {d.Saved}, now {d.Now}"))}. "
-                + "Resume with the checkpoint's settings" + (acceptable.Count > 0 ? $", or accept the change with --allow-resume-change {string.Join(",", acceptable)}" : "") + ", or start a new run in another --checkpoint-dir");
+            throw new TrainConfigException(nameof(config.Resume), $"{{Resume}}: the checkpoint in {dir} was written by a different run: {string.Join("; ", refused.Select(d => $"{d.Field} was {d.Saved}, now {d.Now}"))}. "
+                + "Resume with the checkpoint's settings" + (acceptable.Count > 0 ? $", or accept the change with {{AllowResumeChanges}} {string.Join(",", acceptable)}" : "") + ", or start a new run in another {CheckpointDir}");
         }
         int epoch = st.Epoch, skip = st.BatchInEpoch;
         long step = st.Step;
@@ -50,7 +51,7 @@ internal sealed record ResumePoint(int Epoch, int Skip, long Step, TrainingState
             if (field == ResumeChange.WorldSize)
             {
                 if (!canResize)
-                    throw new ArgumentException($"--allow-resume-change world-size: strategy {config.Strategy}{(config.Compress != null ? $" with --compress {config.Compress}" : "")} keeps per-rank state (shards, residuals, outer optimizers) for {was} ranks; resume it on {was} ranks");
+                    throw new TrainConfigException(nameof(config.AllowResumeChanges), $"{{AllowResumeChanges}} world-size: {{Strategy}} {config.Strategy}{(config.Compress != null ? $" with {{Compress}} {config.Compress}" : "")} keeps per-rank state (shards, residuals, outer optimizers) for {was} ranks; resume it on {was} ranks");
                 // The samples this epoch has consumed so far are the head of the epoch's permutation at any world
                 // size: start the new ranks at the batch that covers as many (at most one global batch is seen again).
                 long seen = (long)st.BatchInEpoch * saved.BatchSize * saved.WorldSize;

@@ -29,6 +29,9 @@ public sealed record RunFingerprint
     /// <summary>The training data: sample count and a SHA-256 of its images and labels (first 16 hex digits).</summary>
     public string Data { get; init; } = "";
 
+    /// <summary>An option's name as configs spell it ("sgd", "adamw", "bf16"): its JSON name.</summary>
+    internal static string Name<T>(T value) where T : struct, Enum => System.Text.Json.JsonSerializer.Serialize(value).Trim('"');
+
     /// <summary>The fingerprint of a run of <paramref name="config"/> over <paramref name="workers"/> ranks on <paramref name="train"/>.</summary>
     public static RunFingerprint Of(TrainConfig config, int workers, ImageDataset train)
     {
@@ -36,10 +39,10 @@ public sealed record RunFingerprint
         ArgumentNullException.ThrowIfNull(train);
         return new RunFingerprint
         {
-            Model = config.Model, WorldSize = workers, Strategy = config.Strategy, Codec = config.Compress ?? "none",
-            BatchSize = config.BatchSize, GradAccumulation = config.GradAccumulation, Optimizer = config.Optimizer, Lr = config.Lr,
+            Model = config.Model, WorldSize = workers, Strategy = config.Strategy.ToString(), Codec = config.CodecName,
+            BatchSize = config.BatchSize, GradAccumulation = config.GradAccumulation, Optimizer = Name(config.Optimizer), Lr = config.Lr,
             Momentum = config.Momentum, WeightDecay = config.WeightDecay, WarmupSteps = config.WarmupSteps, ClipNorm = config.ClipNorm,
-            Epochs = config.Epochs, Augment = config.Augment, Seed = config.Seed, Amp = config.Amp, Data = DataIdentity(train),
+            Epochs = config.Epochs, Augment = config.Augment, Seed = config.Seed, Amp = Name(config.Amp), Data = DataIdentity(train),
         };
     }
 

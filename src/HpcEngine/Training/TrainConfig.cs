@@ -1,15 +1,55 @@
+using System.Text.Json.Serialization;
+using HpcEngine.Compression;
+using HpcEngine.Parallel;
+
 namespace HpcEngine.Training;
 
-/// <summary>A training run's settings. <see cref="For"/> gives each model's defaults.</summary>
+/// <summary>The optimizers a run can use.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<OptimizerKind>))]
+public enum OptimizerKind
+{
+    /// <summary>SGD with (heavy-ball) momentum and L2 weight decay.</summary>
+    [JsonStringEnumMemberName("sgd")] Sgd,
+    /// <summary>Adam with L2 weight decay.</summary>
+    [JsonStringEnumMemberName("adam")] Adam,
+    /// <summary>Adam with decoupled weight decay (0.01 unless set).</summary>
+    [JsonStringEnumMemberName("adamw")] AdamW,
+}
+
+/// <summary>Mixed precision for the matrix products.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<MixedPrecision>))]
+public enum MixedPrecision
+{
+    /// <summary>float32 throughout.</summary>
+    [JsonStringEnumMemberName("none")] None,
+    /// <summary>bf16 operands with fp32 accumulation and fp32 master weights (<see cref="Autograd.Autocast"/>).</summary>
+    [JsonStringEnumMemberName("bf16")] Bf16,
+}
+
+/// <summary>A training run's settings, typed: each spec is parsed where it is set (<see cref="StrategySpec.Parse"/>,
+/// <see cref="CodecSpec.Parse"/>, <see cref="HpcEngine.Device.Parse"/>), and <see cref="Validate"/> checks how they
+/// combine, naming the properties (<see cref="TrainConfigException"/>). <see cref="For"/> gives each model's
+/// defaults. Serialized (checkpoints, results), the specs are written as the text users type.</summary>
 public sealed record TrainConfig
 {
+    /// <summary>The models <see cref="Model"/> names.</summary>
+    public static IReadOnlyList<string> Models { get; } = ["mlp", "mlp-wide", "cnn"];
+
+    /// <summary>The model: mlp, mlp-wide or cnn.</summary>
     public string Model { get; init; } = "mlp";
+    /// <summary>Passes over the training set.</summary>
     public int Epochs { get; init; } = 15;
+    /// <summary>Samples per step and rank.</summary>
     public int BatchSize { get; init; } = 128;
-    public string Optimizer { get; init; } = "sgd";
+    /// <summary>The optimizer (with several ranks, the strategy's inner optimizer).</summary>
+    public OptimizerKind Optimizer { get; init; } = OptimizerKind.Sgd;
+    /// <summary>Peak learning rate of the cosine schedule.</summary>
     public double Lr { get; init; } = 0.05;
+    /// <summary>SGD's momentum.</summary>
     public double Momentum { get; init; } = 0.9;
+    /// <summary>Weight decay (L2 for SGD and Adam, decoupled for AdamW).</summary>
     public double WeightDecay { get; init; }
+    /// <summary>The seed of initialization, shuffling, augmentation and dropout.</summary>
     public ulong Seed { get; init; }
     /// <summary>Linear warm-up steps before the cosine decay.</summary>
     public int WarmupSteps { get; init; }
@@ -19,6 +59,7 @@ public sealed record TrainConfig
     public bool Augment { get; init; }
     /// <summary>Micro-batches whose gradients are summed before each optimizer step.</summary>
     public int GradAccumulation { get; init; } = 1;
+    /// <summary>Where checkpoints are written (null: none).</summary>
     public string? CheckpointDir { get; init; }
     /// <summary>Continue from the checkpoint in <see cref="CheckpointDir"/> (an error when there is none).</summary>
     public bool Resume { get; init; }
@@ -36,88 +77,98 @@ public sealed record TrainConfig
     public bool AllowDivergence { get; init; }
     /// <summary>Stop after this many optimizer steps in total (0: run all epochs); a checkpoint is written there.</summary>
     public long MaxSteps { get; init; }
-    /// <summary>With several ranks: sync, zero1, ssp:K[:S], localsgd:H or diloco:H (see <see cref="Parallel.StrategySpec"/>).</summary>
-    public string Strategy { get; init; } = "sync";
-
-    /// <summary><see cref="Strategy"/> parsed (an error names the text and the grammar).</summary>
-    [System.Text.Json.Serialization.JsonIgnore]
-    public Parallel.StrategySpec StrategySpec
-    {
-        get
-        {
-            try { return Parallel.StrategySpec.Parse(Strategy); }
-            catch (ArgumentException e) { throw new ArgumentException($"--strategy: {e.Message}", e); }
-        }
-    }
-    /// <summary>With several ranks: a gradient codec (none, fp16, bf16, topk:F, randomk:F, int8, sign, powersgd:R) for
-    /// sync, localsgd or diloco.</summary>
-    public string? Compress { get; init; }
+    /// <summary>With several ranks: sync, zero1, ssp:K[:S], localsgd:H or diloco:H.</summary>
+    public StrategySpec Strategy { get; init; } = StrategySpec.Sync;
+    /// <summary>With several ranks: a gradient codec for sync, localsgd or diloco (null: none).</summary>
+    public CodecSpec? Compress { get; init; }
     /// <summary>Also evaluate every this many optimizer steps (0: at the end of each epoch only); the points make the
     /// accuracy-against-time curve.</summary>
     public int EvalEverySteps { get; init; }
-    /// <summary>Write this rank's Chrome trace (trace-rank{R}.json) into this directory.</summary>
+    /// <summary>Write each rank's Chrome trace (trace-rank{R}.json) into this directory (<see cref="TraceObserver"/>).</summary>
     public string? TraceDir { get; init; }
-    /// <summary>Where the model trains: "cpu" (default), or a device whose backend is registered ("cuda", "cuda:1":
-    /// the CLI registers the CUDA backend); with several ranks each trains on its device (every strategy but ssp).</summary>
-    public string Device { get; init; } = "cpu";
-    /// <summary>Mixed precision: "none" (default) or "bf16" (matrix products on bf16 operands with fp32 accumulation,
-    /// fp32 master weights; see <see cref="Autograd.Autocast"/>).</summary>
-    public string Amp { get; init; } = "none";
+    /// <summary>Where the model trains: the CPU (default), or a device whose backend is registered; with several
+    /// ranks each trains on its device (every strategy but ssp).</summary>
+    public Device Device { get; init; } = Device.Cpu;
+    /// <summary>Mixed precision of the matrix products.</summary>
+    public MixedPrecision Amp { get; init; } = MixedPrecision.None;
     /// <summary>On a GPU, one process: capture the training step (forward, backward, optimizer) in a CUDA graph after
     /// the first batch and replay it for every full batch — one launch per step instead of one per kernel.</summary>
     public bool CudaGraph { get; init; }
-    /// <summary>Emulated straggler, "RANK:FACTOR": that rank's compute takes FACTOR times as long (the CLI reads it from
-    /// HPCENGINE_STRAGGLER; null: none). A rank the job does not have is an error.</summary>
+    /// <summary>An emulated straggler, "RANK:FACTOR": that rank's compute takes FACTOR times as long
+    /// (<see cref="StragglerObserver"/>; null: none). A rank the job does not have is an error.</summary>
     public string? Straggler { get; init; }
+
+    /// <summary>The codec's name as results report it ("none" without one).</summary>
+    [JsonIgnore]
+    public string CodecName => Compress?.ToString() ?? "none";
+
+    /// <summary>Parses an optimizer's name: sgd, adam or adamw.</summary>
+    public static OptimizerKind ParseOptimizer(string text) => text switch
+    {
+        "sgd" => OptimizerKind.Sgd,
+        "adam" => OptimizerKind.Adam,
+        "adamw" => OptimizerKind.AdamW,
+        _ => throw new TrainConfigException(nameof(Optimizer), $"{{Optimizer}} must be sgd, adam or adamw, got '{text}'"),
+    };
+
+    /// <summary>Parses a mixed-precision mode: none or bf16.</summary>
+    public static MixedPrecision ParseAmp(string text) => text switch
+    {
+        "none" => MixedPrecision.None,
+        "bf16" => MixedPrecision.Bf16,
+        _ => throw new TrainConfigException(nameof(Amp), $"{{Amp}} must be none or bf16, got '{text}'"),
+    };
 
     /// <summary>Defaults per model: mlp SGD+momentum 0.05, cosine; mlp-wide and cnn Adam 1e-3, cosine.</summary>
     public static TrainConfig For(string model) => model switch
     {
-        "mlp" => new TrainConfig { Model = model, Optimizer = "sgd", Lr = 0.05, Momentum = 0.9, Epochs = 15, BatchSize = 128 },
-        "mlp-wide" => new TrainConfig { Model = model, Optimizer = "adam", Lr = 1e-3, Epochs = 15, BatchSize = 128 },
-        "cnn" => new TrainConfig { Model = model, Optimizer = "adam", Lr = 1e-3, Epochs = 15, BatchSize = 128 },
-        _ => throw new ArgumentException($"unknown model '{model}' for image training: use mlp, mlp-wide or cnn"),
+        "mlp" => new TrainConfig { Model = model, Optimizer = OptimizerKind.Sgd, Lr = 0.05, Momentum = 0.9, Epochs = 15, BatchSize = 128 },
+        "mlp-wide" or "cnn" => new TrainConfig { Model = model, Optimizer = OptimizerKind.Adam, Lr = 1e-3, Epochs = 15, BatchSize = 128 },
+        _ => throw new TrainConfigException(nameof(Model), $"unknown {{Model}} '{model}' for image training: use mlp, mlp-wide or cnn"),
     };
 
-    /// <summary>Checks the settings, naming the first bad one.</summary>
+    /// <summary>Checks the settings and how they combine, naming the first bad one.</summary>
+    /// <exception cref="TrainConfigException">A setting is out of range or does not combine with another.</exception>
     public void Validate()
     {
-        if (Model is not ("mlp" or "mlp-wide" or "cnn")) throw new ArgumentException($"--model must be mlp, mlp-wide or cnn, got '{Model}'");
-        if (Epochs <= 0) throw new ArgumentException($"--epochs must be positive, got {Epochs}");
-        if (BatchSize <= 0) throw new ArgumentException($"--batch-size must be positive, got {BatchSize}");
-        if (!(Lr > 0) || !double.IsFinite(Lr)) throw new ArgumentException($"--lr must be a positive finite number, got {Lr}");
-        if (!(Momentum >= 0 && Momentum < 1)) throw new ArgumentException($"--momentum must be in [0, 1), got {Momentum}");
-        if (!(WeightDecay >= 0) || !double.IsFinite(WeightDecay)) throw new ArgumentException($"--weight-decay must be 0 or more, got {WeightDecay}");
-        if (WarmupSteps < 0) throw new ArgumentException($"--warmup-steps must be 0 or more, got {WarmupSteps}");
-        if (!(ClipNorm >= 0) || !double.IsFinite(ClipNorm)) throw new ArgumentException($"--clip-norm must be 0 (off) or a positive number, got {ClipNorm}");
-        if (MaxSteps < 0) throw new ArgumentException($"--max-steps must be 0 (no limit) or more, got {MaxSteps}");
-        if (SaveEverySteps < 0) throw new ArgumentException($"--save-every must be 0 (each epoch) or more, got {SaveEverySteps}");
-        if (SaveEverySteps > 0 && CheckpointDir == null) throw new ArgumentException("--save-every needs --checkpoint-dir");
-        if (ResumeIfExists && CheckpointDir == null) throw new ArgumentException("--resume-if-exists needs --checkpoint-dir");
-        if (ResumeFrom != null && (Resume || ResumeIfExists)) throw new ArgumentException("--resume-from names the checkpoint to continue from: it does not combine with --resume or --resume-if-exists");
-        foreach (var change in AllowResumeChanges)
-            if (!ResumeChange.All.Contains(change)) throw new ArgumentException($"--allow-resume-change: '{change}' is not a change a resume can accept (accepted: {string.Join(", ", ResumeChange.All)})");
-        if (Optimizer is not ("sgd" or "adam" or "adamw")) throw new ArgumentException($"--optimizer must be sgd, adam or adamw, got '{Optimizer}'");
-        if (GradAccumulation < 1) throw new ArgumentException($"--grad-accumulation must be at least 1, got {GradAccumulation}");
-        if (Resume && CheckpointDir == null) throw new ArgumentException("--resume needs --checkpoint-dir");
-        var strategy = StrategySpec;
-        if (Compress != null && !strategy.AcceptsCodec)
-            throw new ArgumentException($"--compress composes with --strategy sync, localsgd or diloco (got {Strategy})");
-        if (CheckpointDir != null && !strategy.CanCheckpoint)
-            throw new ArgumentException($"--checkpoint-dir is not supported with --strategy {Strategy}: a parameter server's pushes in flight between ranks cannot be captured; use sync, zero1, localsgd or diloco");
-        if (EvalEverySteps < 0) throw new ArgumentException($"--eval-every must be 0 or more, got {EvalEverySteps}");
-        if (CudaGraph && HpcEngine.Device.Parse(Device).Type == DeviceType.Cpu) throw new ArgumentException("--cuda-graph needs --device cuda");
-        if (Amp is not ("none" or "bf16")) throw new ArgumentException($"--amp must be none or bf16, got '{Amp}'");
-        var device = HpcEngine.Device.Parse(Device);
-        if (device.Type != DeviceType.Cpu)
+        static void Require(bool ok, string property, string problem)
         {
-            // What has a device path today (docs/ARCHITECTURE.md, device backends): say so rather than fail mid-run.
-            if (CudaGraph && (GradAccumulation > 1 || ClipNorm > 0))
-                throw new ArgumentException("--cuda-graph replays one whole step: it does not combine with --grad-accumulation or --clip-norm (the norm is read on the host)");
-            if (!strategy.RunsOnDevices)
-                throw new ArgumentException($"--device {Device}: the parameter-server strategy (--strategy {Strategy}) runs on CPU parameters only; use sync, zero1, localsgd or diloco");
+            if (!ok) throw new TrainConfigException(property, problem);
         }
-        if (Compress != null && Compress.StartsWith("dgc", StringComparison.Ordinal) && (Optimizer != "sgd" || strategy.Kind != Parallel.StrategyKind.Sync))
-            throw new ArgumentException($"--compress {Compress} moves SGD's momentum into the codec (momentum correction): use --optimizer sgd and --strategy sync (got {Optimizer}, {Strategy})");
+        Require(Models.Contains(Model), nameof(Model), $"{{Model}} must be mlp, mlp-wide or cnn, got '{Model}'");
+        Require(Epochs > 0, nameof(Epochs), $"{{Epochs}} must be positive, got {Epochs}");
+        Require(BatchSize > 0, nameof(BatchSize), $"{{BatchSize}} must be positive, got {BatchSize}");
+        Require(Lr > 0 && double.IsFinite(Lr), nameof(Lr), $"{{Lr}} must be a positive finite number, got {Lr}");
+        Require(Momentum >= 0 && Momentum < 1, nameof(Momentum), $"{{Momentum}} must be in [0, 1), got {Momentum}");
+        Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), nameof(WeightDecay), $"{{WeightDecay}} must be 0 or more, got {WeightDecay}");
+        Require(WarmupSteps >= 0, nameof(WarmupSteps), $"{{WarmupSteps}} must be 0 or more, got {WarmupSteps}");
+        Require(ClipNorm >= 0 && double.IsFinite(ClipNorm), nameof(ClipNorm), $"{{ClipNorm}} must be 0 (off) or a positive number, got {ClipNorm}");
+        Require(MaxSteps >= 0, nameof(MaxSteps), $"{{MaxSteps}} must be 0 (no limit) or more, got {MaxSteps}");
+        Require(SaveEverySteps >= 0, nameof(SaveEverySteps), $"{{SaveEverySteps}} must be 0 (each epoch) or more, got {SaveEverySteps}");
+        Require(SaveEverySteps == 0 || CheckpointDir != null, nameof(SaveEverySteps), "{SaveEverySteps} needs {CheckpointDir}");
+        Require(!ResumeIfExists || CheckpointDir != null, nameof(ResumeIfExists), "{ResumeIfExists} needs {CheckpointDir}");
+        Require(!Resume || CheckpointDir != null, nameof(Resume), "{Resume} needs {CheckpointDir}");
+        Require(ResumeFrom == null || !(Resume || ResumeIfExists), nameof(ResumeFrom),
+            "{ResumeFrom} names the checkpoint to continue from: it does not combine with {Resume} or {ResumeIfExists}");
+        foreach (var change in AllowResumeChanges)
+            Require(ResumeChange.All.Contains(change), nameof(AllowResumeChanges),
+                $"{{AllowResumeChanges}}: '{change}' is not a change a resume can accept (accepted: {string.Join(", ", ResumeChange.All)})");
+        Require(Enum.IsDefined(Optimizer), nameof(Optimizer), $"{{Optimizer}} must be sgd, adam or adamw, got {Optimizer}");
+        Require(Enum.IsDefined(Amp), nameof(Amp), $"{{Amp}} must be none or bf16, got {Amp}");
+        Require(GradAccumulation >= 1, nameof(GradAccumulation), $"{{GradAccumulation}} must be at least 1, got {GradAccumulation}");
+        Require(EvalEverySteps >= 0, nameof(EvalEverySteps), $"{{EvalEverySteps}} must be 0 or more, got {EvalEverySteps}");
+        ArgumentNullException.ThrowIfNull(Strategy);
+        Require(Compress == null || Strategy.AcceptsCodec, nameof(Compress), $"{{Compress}} composes with {{Strategy}} sync, localsgd or diloco (got {Strategy})");
+        Require(CheckpointDir == null || Strategy.CanCheckpoint, nameof(CheckpointDir),
+            $"{{CheckpointDir}} is not supported with {{Strategy}} {Strategy}: a parameter server's pushes in flight between ranks cannot be captured; use sync, zero1, localsgd or diloco");
+        Require(!CudaGraph || Device.Type != DeviceType.Cpu, nameof(CudaGraph), "{CudaGraph} needs {Device} cuda");
+        // What has a device path today (docs/ARCHITECTURE.md, device backends): say so rather than fail mid-run.
+        Require(!CudaGraph || (GradAccumulation == 1 && ClipNorm == 0), nameof(CudaGraph),
+            "{CudaGraph} replays one whole step: it does not combine with {GradAccumulation} or {ClipNorm} (the norm is read on the host)");
+        Require(Device.Type == DeviceType.Cpu || Strategy.RunsOnDevices, nameof(Device),
+            $"{{Device}} {Device}: the parameter-server strategy ({{Strategy}} {Strategy}) runs on CPU parameters only; use sync, zero1, localsgd or diloco");
+        Require(Compress is not { OwnsMomentum: true } || (Optimizer == OptimizerKind.Sgd && Strategy.Kind == StrategyKind.Sync), nameof(Compress),
+            $"{{Compress}} {Compress} moves SGD's momentum into the codec (momentum correction): use {{Optimizer}} sgd and {{Strategy}} sync (got {Optimizer.ToString().ToLowerInvariant()}, {Strategy})");
+        if (Straggler != null) StragglerObserver.FactorFor(0, int.MaxValue, Straggler);
     }
 }

@@ -19,7 +19,7 @@ public sealed record TrainResult(TrainConfig Config, string DataSource, IReadOnl
         ["model"] = Config.Model,
         ["epochs"] = Config.Epochs,
         ["batch_size"] = Config.BatchSize,
-        ["optimizer"] = Config.Optimizer,
+        ["optimizer"] = RunFingerprint.Name(Config.Optimizer),
         ["lr"] = Config.Lr,
         ["seed"] = Config.Seed,
         ["final_test_accuracy"] = FinalTestAccuracy,

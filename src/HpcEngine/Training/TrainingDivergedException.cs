@@ -1,8 +1,15 @@
 namespace HpcEngine.Training;
 
 /// <summary>A training loss became NaN or infinite: the run stopped there (see <see cref="TrainConfig.AllowDivergence"/>).</summary>
-public sealed class TrainingDivergedException(long step, int epoch, int batch, double loss)
-    : Exception($"training diverged: the loss is {loss} at step {step} (epoch {epoch}, batch {batch}); lower --lr, add --clip-norm or --warmup-steps, or pass --allow-divergence to record it and go on")
+public sealed class TrainingDivergedException(long step, int epoch, int batch, double loss) : Exception, ISettingsError
 {
+    private readonly string _template =
+        $"training diverged: the loss is {loss} at step {step} (epoch {epoch}, batch {batch}); lower {{Lr}}, add {{ClipNorm}} or {{WarmupSteps}}, or set {{AllowDivergence}} to record it and go on";
+
+    /// <summary>The optimizer step whose loss was not finite (1-based).</summary>
     public long Step { get; } = step;
+
+    public override string Message => Describe(p => p);
+
+    public string Describe(Func<string, string> settingName) => TrainConfigException.Fill(_template, settingName);
 }

@@ -78,11 +78,12 @@ public class AutocastTests
         {
             var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 40, Seed = 7 };
             var fp32 = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
-            var bf16 = HpcEngine.Training.Trainer.Run(config with { Amp = "bf16" }, train, test, "embedded");
+            var bf16 = HpcEngine.Training.Trainer.Run(config with { Amp = HpcEngine.Training.MixedPrecision.Bf16 }, train, test, "embedded");
             Assert.That(bf16.StepLosses[^1], Is.EqualTo(fp32.StepLosses[^1]).Within(0.05));
             Assert.That(bf16.StepLosses[^1], Is.LessThan(bf16.StepLosses[0]), "it learns");
             Assert.That(bf16.StepLosses.Zip(fp32.StepLosses).Any(p => p.First != p.Second), Is.True, "bf16 products do change the numbers");
         }
-        Assert.Throws<ArgumentException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { Amp = "fp8" }).Validate());
+        Assert.Throws<HpcEngine.Training.TrainConfigException>(() => HpcEngine.Training.TrainConfig.ParseAmp("fp8"));
+        Assert.Throws<HpcEngine.Training.TrainConfigException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { Amp = (HpcEngine.Training.MixedPrecision)7 }).Validate());
     }
 }

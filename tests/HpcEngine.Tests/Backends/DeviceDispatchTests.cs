@@ -183,13 +183,13 @@ public class DeviceDispatchTests
         {
             var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 12, EvalEverySteps = 12, Seed = 2 };
             var cpu = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
-            var dev = HpcEngine.Training.Trainer.Run(config with { Device = "external:0" }, train, test, "embedded");
+            var dev = HpcEngine.Training.Trainer.Run(config with { Device = HpcEngine.Device.External(0) }, train, test, "embedded");
             Assert.That(dev.StepLosses, Has.Count.EqualTo(12));
             for (int i = 0; i < 12; i++) Assert.That(dev.StepLosses[i], Is.EqualTo(cpu.StepLosses[i]).Within(1e-4), $"step {i}");
             Assert.That(dev.Curve.Single().Accuracy, Is.EqualTo(cpu.Curve.Single().Accuracy).Within(0.002));
             Assert.That(_backend.Calls["sgd"], Is.GreaterThan(0));
         }
-        Assert.Throws<ArgumentException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { Device = "cuda", Strategy = "ssp:2" }).Validate());
+        Assert.Throws<HpcEngine.Training.TrainConfigException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { Device = HpcEngine.Device.Cuda(), Strategy = HpcEngine.Parallel.StrategySpec.Parse("ssp:2") }).Validate());
     }
 
     [TestCase("sgd")]
@@ -204,16 +204,16 @@ public class DeviceDispatchTests
         using (test)
         {
             int batch = train.Count / 3 + 7; // three batches per epoch, the last one short
-            var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 2, BatchSize = batch, Seed = 8, Optimizer = optimizer, Lr = optimizer == "sgd" ? 0.05 : 1e-3 };
+            var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 2, BatchSize = batch, Seed = 8, Optimizer = HpcEngine.Training.TrainConfig.ParseOptimizer(optimizer), Lr = optimizer == "sgd" ? 0.05 : 1e-3 };
             var cpu = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
-            var graphed = HpcEngine.Training.Trainer.Run(config with { Device = "external:0", CudaGraph = true }, train, test, "embedded");
+            var graphed = HpcEngine.Training.Trainer.Run(config with { Device = HpcEngine.Device.External(0), CudaGraph = true }, train, test, "embedded");
             Assert.That(graphed.StepLosses, Has.Count.EqualTo(6));
             for (int i = 0; i < 6; i++) Assert.That(graphed.StepLosses[i], Is.EqualTo(cpu.StepLosses[i]).Within(1e-4), $"step {i}");
             Assert.That(_backend.Calls["capture_graph"], Is.EqualTo(1), "captured once, replayed after");
             Assert.That(graphed.FinalTestAccuracy, Is.EqualTo(cpu.FinalTestAccuracy).Within(0.002));
         }
-        Assert.Throws<ArgumentException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { CudaGraph = true }).Validate());
-        Assert.Throws<ArgumentException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { Device = "cuda", CudaGraph = true, ClipNorm = 1 }).Validate());
+        Assert.Throws<HpcEngine.Training.TrainConfigException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { CudaGraph = true }).Validate());
+        Assert.Throws<HpcEngine.Training.TrainConfigException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { Device = HpcEngine.Device.Cuda(), CudaGraph = true, ClipNorm = 1 }).Validate());
     }
 
     [TestCase("int8")]
@@ -300,11 +300,11 @@ public class DeviceDispatchTests
             {
                 var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 8, Seed = 3, Augment = true, ClipNorm = 0.5 };
                 var cpu = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
-                var dev = HpcEngine.Training.Trainer.Run(config with { Device = "external:0" }, train, test, "embedded");
+                var dev = HpcEngine.Training.Trainer.Run(config with { Device = HpcEngine.Device.External(0) }, train, test, "embedded");
                 for (int i = 0; i < 8; i++) Assert.That(dev.StepLosses[i], Is.EqualTo(cpu.StepLosses[i]).Within(1e-4), $"step {i}");
                 // Stop after 4 steps with a checkpoint of the device parameters, resume to 8: the same last 4 losses.
-                HpcEngine.Training.Trainer.Run(config with { Device = "external:0", MaxSteps = 4, CheckpointDir = dir }, train, test, "embedded");
-                var resumed = HpcEngine.Training.Trainer.Run(config with { Device = "external:0", CheckpointDir = dir, Resume = true }, train, test, "embedded");
+                HpcEngine.Training.Trainer.Run(config with { Device = HpcEngine.Device.External(0), MaxSteps = 4, CheckpointDir = dir }, train, test, "embedded");
+                var resumed = HpcEngine.Training.Trainer.Run(config with { Device = HpcEngine.Device.External(0), CheckpointDir = dir, Resume = true }, train, test, "embedded");
                 Assert.That(resumed.StepLosses, Has.Count.EqualTo(4));
                 for (int i = 0; i < 4; i++) Assert.That(resumed.StepLosses[i], Is.EqualTo(cpu.StepLosses[4 + i]).Within(1e-4), $"resumed step {i}");
             }
@@ -358,14 +358,14 @@ public class DeviceDispatchTests
         using (train)
         using (test)
         {
-            var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 6, Seed = 5, Compress = codec, Strategy = strategy };
+            var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 6, Seed = 5, Compress = codec == null ? null : HpcEngine.Compression.CodecSpec.Parse(codec), Strategy = HpcEngine.Parallel.StrategySpec.Parse(strategy) };
             IReadOnlyList<double> Run(string device)
             {
                 IReadOnlyList<double>? losses = null;
                 HpcEngine.Tests.Distributed.Ranks.Run(2, pg =>
                 {
                     var staged = new HpcEngine.Distributed.HostStagedProcessGroup(pg); // not disposed: pg belongs to Ranks.Run
-                    var r = HpcEngine.Training.Trainer.Run(config with { Device = device }, train, test, "embedded", null, staged);
+                    var r = HpcEngine.Training.Trainer.Run(config with { Device = HpcEngine.Device.Parse(device) }, train, test, "embedded", null, staged);
                     if (pg.Rank == 0) losses = r.StepLosses;
                 });
                 return losses!;

@@ -23,6 +23,11 @@ public class CliTests
         AssertOneLineError(TestSupport.RunCli(["bench", "gemm", "--size", "-3"]), "--size");
         AssertOneLineError(TestSupport.RunCli(["train", "--data", "/nonexistent/dir"]), "/nonexistent/dir");
         AssertOneLineError(TestSupport.RunCli(["train", "--model", "cnn", "--compress", "dgc:0.01"]), "--optimizer sgd");
+        // The library names TrainConfig properties; the CLI says them as the flags the user typed.
+        AssertOneLineError(TestSupport.RunCli(["train", "--save-every", "5"]), "--save-every needs --checkpoint-dir");
+        AssertOneLineError(TestSupport.RunCli(["train", "--cuda-graph"]), "--cuda-graph needs --device cuda");
+        AssertOneLineError(TestSupport.RunCli(["train", "--device", "tpu"]), "--device: 'tpu' is not a device");
+        AssertOneLineError(TestSupport.RunCli(["train", "--compress", "topk:2"]), "--compress: codec 'topk:2' needs a fraction");
     }
 
     [Test]

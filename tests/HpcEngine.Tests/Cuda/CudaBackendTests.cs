@@ -230,7 +230,7 @@ public class CudaBackendTests
         {
             var config = HpcEngine.Training.TrainConfig.For(model) with { Epochs = 1, MaxSteps = 30, EvalEverySteps = 30, Seed = 4 };
             var cpu = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
-            var gpu = HpcEngine.Training.Trainer.Run(config with { Device = "cuda" }, train, test, "embedded");
+            var gpu = HpcEngine.Training.Trainer.Run(config with { Device = HpcEngine.Device.Cuda() }, train, test, "embedded");
             Assert.That(gpu.Curve.Last().Accuracy, Is.EqualTo(cpu.Curve.Last().Accuracy).Within(0.01));
             Assert.That(gpu.Curve.Last().Accuracy, Is.GreaterThan(0.3), "it learned (chance is 0.1)");
         }

@@ -85,7 +85,7 @@ public class CudaGraphTests
         using (train)
         using (test)
         {
-            var config = HpcEngine.Training.TrainConfig.For(model) with { Epochs = 1, MaxSteps = 20, EvalEverySteps = 20, Seed = 9, Device = "cuda" };
+            var config = HpcEngine.Training.TrainConfig.For(model) with { Epochs = 1, MaxSteps = 20, EvalEverySteps = 20, Seed = 9, Device = HpcEngine.Device.Cuda() };
             var eager = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
             var graphed = HpcEngine.Training.Trainer.Run(config with { CudaGraph = true }, train, test, "embedded");
             Assert.That(graphed.StepLosses, Is.EqualTo(eager.StepLosses).Within(1e-4));

@@ -71,21 +71,20 @@ public partial class NvrtcCompileTests
     {
         RequireNvrtc();
         string dir = TestSupport.TempDir("hpc-kcache-");
-        string? old = Environment.GetEnvironmentVariable("HPCENGINE_KERNEL_CACHE");
         try
         {
-            Environment.SetEnvironmentVariable("HPCENGINE_KERNEL_CACHE", dir);
-            var first = NvrtcCompiler.CompileCached("cast.cu", "compute_80");
+            Assert.That(HpcEngine.Cuda.CudaOptions.FromEnvironment(v => v == "HPCENGINE_KERNEL_CACHE" ? dir : null).KernelCache, Is.EqualTo(dir),
+                "HPCENGINE_KERNEL_CACHE names the cache");
+            var first = NvrtcCompiler.CompileCached("cast.cu", "compute_80", dir);
             var files = Directory.GetFiles(dir);
             Assert.That(files, Has.Length.EqualTo(1));
             Assert.That(Path.GetFileName(files[0]), Does.StartWith("cast-compute_80-").And.EndWith(".ptx"));
-            var second = NvrtcCompiler.CompileCached("cast.cu", "compute_80");
+            var second = NvrtcCompiler.CompileCached("cast.cu", "compute_80", dir);
             Assert.That(second.Image, Is.EqualTo(first.Image));
             Assert.That(second.Log, Is.Empty, "served from the cache");
         }
         finally
         {
-            Environment.SetEnvironmentVariable("HPCENGINE_KERNEL_CACHE", old);
             Directory.Delete(dir, true);
         }
     }
@@ -99,13 +98,8 @@ public class CudaLibraryTests
     {
         Assert.That(CudaLibraries.Candidates("cublas").Take(3), Is.EqualTo(new[] { "libcublas.so.13", "libcublas.so.12", "libcublas.so.11" }));
         Assert.That(CudaLibraries.Candidates("nvrtc"), Does.Contain("libnvrtc.so.11.2"));
-        string? old = Environment.GetEnvironmentVariable("HPCENGINE_CUDA_PATH");
-        try
-        {
-            Environment.SetEnvironmentVariable("HPCENGINE_CUDA_PATH", "/opt/cuda-x/lib64");
-            Assert.That(CudaLibraries.Candidates("cuda")[0], Is.EqualTo("/opt/cuda-x/lib64/libcuda.so.1"));
-        }
-        finally { Environment.SetEnvironmentVariable("HPCENGINE_CUDA_PATH", old); }
+        var dir = HpcEngine.Cuda.CudaOptions.FromEnvironment(v => v == "HPCENGINE_CUDA_PATH" ? "/opt/cuda-x/lib64" : null).LibraryDir;
+        Assert.That(CudaLibraries.Candidates("cuda", dir)[0], Is.EqualTo("/opt/cuda-x/lib64/libcuda.so.1"));
         Assert.Throws<ArgumentException>(() => CudaLibraries.Candidates("cudnn"));
     }
 

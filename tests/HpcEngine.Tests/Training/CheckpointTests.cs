@@ -177,7 +177,7 @@ public class StragglerTests
         Assert.That(Trainer.StragglerFactor(1, "1:1.5"), Is.EqualTo(1.5));
         Assert.That(Trainer.StragglerFactor(0, "1:1.5"), Is.EqualTo(1));
         Assert.That(Trainer.StragglerFactor(0, ""), Is.EqualTo(1));
-        Assert.Throws<ArgumentException>(() => Trainer.StragglerFactor(0, "fast"));
-        Assert.Throws<ArgumentException>(() => Trainer.StragglerFactor(0, "1:0.5"));
+        Assert.Throws<TrainConfigException>(() => Trainer.StragglerFactor(0, "fast"));
+        Assert.Throws<TrainConfigException>(() => Trainer.StragglerFactor(0, "1:0.5"));
     }
 }

@@ -35,4 +35,41 @@ public class ObserverTests
                 "the console lines still come through the line observer");
         }
     }
+
+    [Test]
+    public void Tracing_and_a_straggler_attach_as_observers()
+    {
+        var (train, test) = HpcEngine.Datasets.DataSources.LoadEmbedded();
+        var dir = Path.Combine(Path.GetTempPath(), "hpc-trace-" + Guid.NewGuid().ToString("N"));
+        using (train)
+        using (test)
+        {
+            try
+            {
+                var r = Trainer.Run(TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 6, Seed = 2, TraceDir = dir, Straggler = "0:2" }, train, test, "embedded");
+                using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "trace-rank0.json")));
+                var events = doc.RootElement.GetProperty("traceEvents").EnumerateArray().Where(e => e.GetProperty("ph").GetString() == "X")
+                    .Select(e => (Name: e.GetProperty("name").GetString(), Us: e.GetProperty("dur").GetDouble())).ToList();
+                double compute = events.Where(e => e.Name == "forward+backward").Sum(e => e.Us);
+                double delay = events.Where(e => e.Name == "straggler delay").Sum(e => e.Us);
+                Assert.That(events.Count(e => e.Name == "forward+backward"), Is.EqualTo(r.Steps), "one compute span per step");
+                Assert.That(events.Count(e => e.Name == "evaluate"), Is.EqualTo(1), "the closing evaluation");
+                // A sleep lasts at least as long as asked, and what a step's sleep could not cover is carried to the next:
+                // factor 2 adds the compute time once more, less at most a millisecond still owed.
+                Assert.That(delay, Is.GreaterThanOrEqualTo(compute - 1000), "the straggler doubles the compute time");
+            }
+            finally
+            {
+                if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+            }
+        }
+    }
+
+    [Test]
+    public void A_straggler_spec_for_a_rank_the_job_lacks_is_refused()
+    {
+        var ex = Assert.Throws<TrainConfigException>(() => StragglerObserver.FactorFor(0, 2, "2:1.5"));
+        Assert.That(ex!.Message, Does.Contain("names rank 2").And.Contain("0..1"));
+        Assert.Throws<ArgumentOutOfRangeException>(() => _ = new StragglerObserver(0.5));
+    }
 }

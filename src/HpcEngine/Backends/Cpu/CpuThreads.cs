@@ -19,8 +19,7 @@ public static class CpuThreads
 
     static CpuThreads()
     {
-        var env = Environment.GetEnvironmentVariable("HPCENGINE_NUM_THREADS");
-        if (int.TryParse(env, out int n) && n > 0) _count = Math.Min(n, Environment.ProcessorCount);
+        if (EngineOptions.Process.Threads is int n) _count = Math.Min(n, Environment.ProcessorCount);
     }
 
     /// <summary>Runs body(start, end) over [0, count) in up to <see cref="Count"/> contiguous ranges when

@@ -27,8 +27,7 @@ internal sealed class ForkJoinPool
 
     private ForkJoinPool(int width)
     {
-        var us = Environment.GetEnvironmentVariable("HPCENGINE_SPIN_US");
-        _spinTicks = (long)((long.TryParse(us, out long v) && v >= 0 ? v : 250) * System.Diagnostics.Stopwatch.Frequency / 1_000_000.0);
+        _spinTicks = (long)(EngineOptions.Process.WorkerSpin.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
         _go = new ManualResetEventSlim[width - 1];
         _threads = new Thread[width - 1];
         for (int i = 0; i < _threads.Length; i++)

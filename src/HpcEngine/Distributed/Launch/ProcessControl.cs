@@ -20,7 +20,7 @@ public static class ProcessControl
     /// elsewhere and outside a launcher.</summary>
     public static void DieWithLauncher(Func<string, string?>? getenv = null)
     {
-        getenv ??= Environment.GetEnvironmentVariable;
+        getenv ??= DistributedEnvironment.ProcessVariable;
         if (!OperatingSystem.IsLinux() || !int.TryParse(getenv(LauncherPidVariable), out int launcher)) return;
         Posix.Prctl(Posix.PrSetPdeathsig, SigKill, 0, 0, 0);
         if (Posix.GetParentPid() != launcher)

@@ -1,0 +1,21 @@
+namespace HpcEngine.Cli;
+
+/// <summary>The variables the CLI itself reads (docs/ENVIRONMENT.md); the engine's own are read by
+/// <see cref="EngineOptions"/>, <see cref="Distributed.Tcp.TcpOptions"/> and the launcher contract.</summary>
+internal static class CliEnvironment
+{
+    private static string? Get(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } v ? v : null;
+
+    /// <summary>HPCENGINE_DEBUG=1: let exceptions surface with their stack traces instead of one error line.</summary>
+    public static bool Debug => Get("HPCENGINE_DEBUG") == "1";
+
+    /// <summary>HPCENGINE_STRAGGLER: the emulated straggler ("RANK:FACTOR") for <c>train</c>; the strategy benchmark
+    /// passes its <c>--straggler</c> to its runs this way.</summary>
+    public static string? Straggler => Get("HPCENGINE_STRAGGLER");
+
+    /// <summary>HPCENGINE_TOKEN: the job's shared secret, handed by <c>launch</c> to the rendezvous store and workers.</summary>
+    public static string? Token => Get("HPCENGINE_TOKEN");
+
+    /// <summary>Whether this process runs under a launcher (WORLD_SIZE set).</summary>
+    public static bool UnderLauncher => Get("WORLD_SIZE") != null;
+}
