@@ -1,3 +1,4 @@
+using HpcEngine.Benchmarks;
 using ScottPlot;
 
 namespace HpcEngine.Cli.Commands;
@@ -9,7 +10,7 @@ internal static class StrategyPlots
     private const int Width = 1000, Height = 620;
 
     /// <summary>Draws what the runs allow; returns the PNG file names (relative to <paramref name="dir"/>).</summary>
-    public static IReadOnlyList<string> Draw(string dir, IReadOnlyList<StrategyRunResult> runs, StrategyBenchConfig config)
+    public static IReadOnlyList<string> Draw(string dir, IReadOnlyList<StrategyRunResult> runs, StrategyStudyConfig config)
     {
         var files = new List<string>();
         if (runs.Count == 0) return files;

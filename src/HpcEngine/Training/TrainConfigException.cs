@@ -11,16 +11,17 @@ public interface ISettingsError
     string Describe(Func<string, string> settingName);
 }
 
-/// <summary>A <see cref="TrainConfig"/> setting is invalid, or does not combine with another:
-/// <see cref="ArgumentException.ParamName"/> is the property; the text says what is wrong and what to do.</summary>
-public sealed partial class TrainConfigException : ArgumentException, ISettingsError
+/// <summary>A setting of an options record is invalid, or does not combine with another:
+/// <see cref="ArgumentException.ParamName"/> is the property; the text says what is wrong and what to do, naming
+/// settings by property unless <see cref="Describe"/> is asked for another wording.</summary>
+public partial class SettingsException : ArgumentException, ISettingsError
 {
     private readonly string _template;
 
     /// <param name="property">The setting at fault.</param>
     /// <param name="template">What is wrong, with settings written <c>{PropertyName}</c> (e.g. "{SaveEverySteps} needs
     /// {CheckpointDir}").</param>
-    public TrainConfigException(string property, string template) : base(Fill(template, p => p), property) => _template = template;
+    public SettingsException(string property, string template) : base(Fill(template, p => p), property) => _template = template;
 
     /// <summary>The text, settings named by property (no "(Parameter …)" suffix: the text names them).</summary>
     public override string Message => Fill(_template, p => p);
@@ -34,3 +35,7 @@ public sealed partial class TrainConfigException : ArgumentException, ISettingsE
     [GeneratedRegex(@"\{([A-Z][A-Za-z0-9]*)\}")]
     private static partial Regex Setting();
 }
+
+/// <summary>A <see cref="TrainConfig"/> setting is invalid, or does not combine with another (see
+/// <see cref="SettingsException"/>).</summary>
+public sealed class TrainConfigException(string property, string template) : SettingsException(property, template);

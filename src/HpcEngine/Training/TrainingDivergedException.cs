@@ -11,5 +11,5 @@ public sealed class TrainingDivergedException(long step, int epoch, int batch, d
 
     public override string Message => Describe(p => p);
 
-    public string Describe(Func<string, string> settingName) => TrainConfigException.Fill(_template, settingName);
+    public string Describe(Func<string, string> settingName) => SettingsException.Fill(_template, settingName);
 }

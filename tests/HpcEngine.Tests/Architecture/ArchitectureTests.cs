@@ -89,6 +89,16 @@ public class ArchitectureTests
     }
 
     [Test]
+    public void No_source_file_is_over_400_lines()
+    {
+        // A file names one concept; past 400 lines it holds several (split it: a file per concept, or partial
+        // classes by side, as LinkSocket's read and write halves).
+        var offenders = Sources("src").Select(f => (File: Rel(f), Lines: File.ReadLines(f).Count())).Where(x => x.Lines > 400)
+            .Select(x => $"{x.File} ({x.Lines} lines)").ToList();
+        Assert.That(offenders, Is.Empty);
+    }
+
+    [Test]
     public void Every_hpcengine_variable_read_is_documented()
     {
         string doc = File.ReadAllText(Path.Combine(Root(), "docs", "ENVIRONMENT.md"));

@@ -2,85 +2,14 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 
-namespace HpcEngine.Cli.Commands;
-
-/// <summary>The settings of a strategy matrix, as results.json's "config" records them.</summary>
-internal sealed record StrategyBenchConfig(string Model, int[] Workers, int Epochs, int BatchSize, string[] Strategies, string[] Codecs,
-    double TargetAccuracy, string? Bandwidth, string? Latency, string? Straggler, double PricePerHour, string? Data, ulong Seed, int EvalEvery,
-    DateTime Started, int Cores, string Os, string Currency = "USD");
-
-/// <summary>One run's figures, as results.json's "runs" entries record them.</summary>
-internal sealed record StrategyRunResult
-{
-    public required string Strategy { get; init; }
-    public required string Codec { get; init; }
-    public required int Workers { get; init; }
-    public string Status { get; init; } = "ok";
-    public string? Error { get; init; }
-    public double FinalTestAccuracy { get; init; }
-    public double? TimeToTargetSeconds { get; init; }
-    public double TrainSeconds { get; init; }
-    public double SamplesPerSecond { get; init; }
-    public double BytesPerWorkerPerStep { get; init; }
-    public double ComputeSeconds { get; init; }
-    public double CommunicationSeconds { get; init; }
-    public double WaitSeconds { get; init; }
-    public double CompressSeconds { get; init; }
-    public double StalenessMean { get; init; }
-    public double StalenessMax { get; init; }
-    public double ResidualNorm { get; init; }
-    public double EstimatedCost { get; init; }
-    public double? CostToTarget { get; init; }
-    public double ProcessWallSeconds { get; init; }
-    public string? Trace { get; init; }
-    public IReadOnlyList<double[]> Curve { get; init; } = [];
-
-    public string Label => $"{Strategy} + {Codec}" + (Workers > 0 ? $" ({Workers}w)" : "");
-
-    public static StrategyRunResult Failed(StrategyRunPlan p, string error) =>
-        new() { Strategy = p.Strategy, Codec = p.Codec, Workers = p.Workers, Status = "failed", Error = error };
-
-    /// <summary>Reads rank 0's `train --json` summary. Time to target is the first evaluation at or above the target,
-    /// on the training clock (evaluation excluded); cost is machines (workers + dedicated servers) × price × time.</summary>
-    public static StrategyRunResult From(StrategyRunPlan p, JsonElement j, double target, double pricePerHour, double processWall, string trace)
-    {
-        double D(string name) => j.GetProperty(name) is { ValueKind: JsonValueKind.Number } v ? v.GetDouble() : double.NaN;
-        bool diverged = j.TryGetProperty("diverged", out var dv) && dv.ValueKind == JsonValueKind.True;
-        var curve = j.GetProperty("curve").EnumerateArray()
-            .Select(pt => pt.EnumerateArray().Select(v => v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN).ToArray())
-            .Where(pt => pt.All(double.IsFinite)).ToArray();
-        double? ttt = curve.FirstOrDefault(pt => pt[1] >= target)?[0];
-        // Every process is a machine to pay for: dedicated parameter servers included.
-        double perSecond = pricePerHour * (p.Workers + StrategyBench.DedicatedServers(p.Strategy)) / 3600;
-        return new StrategyRunResult
-        {
-            Strategy = p.Strategy, Codec = p.Codec, Workers = p.Workers, Status = diverged ? "diverged" : "ok",
-            Error = diverged ? "the training loss became NaN or infinite" : null,
-            FinalTestAccuracy = D("final_test_accuracy"), TimeToTargetSeconds = ttt, TrainSeconds = D("train_time_s"),
-            SamplesPerSecond = D("samples_per_s"), BytesPerWorkerPerStep = D("bytes_per_worker_per_step"),
-            ComputeSeconds = D("compute_s"), CommunicationSeconds = D("communication_s"), WaitSeconds = D("wait_s"), CompressSeconds = D("compress_s"),
-            StalenessMean = D("staleness_mean"), StalenessMax = D("staleness_max"), ResidualNorm = D("residual_norm"),
-            EstimatedCost = perSecond * D("train_time_s"), CostToTarget = ttt * perSecond, ProcessWallSeconds = processWall, Trace = trace, Curve = curve,
-        };
-    }
-
-    public Dictionary<string, object?> ToJson() => new()
-    {
-        ["strategy"] = Strategy, ["codec"] = Codec, ["workers"] = Workers, ["status"] = Status, ["error"] = Error,
-        ["final_test_accuracy"] = FinalTestAccuracy, ["time_to_target_s"] = TimeToTargetSeconds, ["train_time_s"] = TrainSeconds,
-        ["samples_per_s"] = SamplesPerSecond, ["bytes_per_worker_per_step"] = BytesPerWorkerPerStep,
-        ["compute_s"] = ComputeSeconds, ["communication_s"] = CommunicationSeconds, ["wait_s"] = WaitSeconds, ["compress_s"] = CompressSeconds,
-        ["staleness_mean"] = StalenessMean, ["staleness_max"] = StalenessMax, ["residual_norm"] = ResidualNorm,
-        ["estimated_cost"] = EstimatedCost, ["cost_to_target"] = CostToTarget, ["process_wall_s"] = ProcessWallSeconds, ["trace"] = Trace,
-        ["curve"] = Curve,
-    };
-}
+namespace HpcEngine.Benchmarks;
 
 /// <summary>Writes a strategy matrix's results: results.json (schema in docs/BENCHMARKS.md), results.csv (one flat
 /// row per run), the plots (PNG and SVG) and report.md (table, plots, conclusions drawn from the numbers).</summary>
-internal static class StrategyReport
+public static class StrategyReport
 {
-    public static readonly string[] CsvColumns =
+    /// <summary>results.csv's columns, in order.</summary>
+    public static IReadOnlyList<string> CsvColumns { get; } =
     [
         "strategy", "codec", "workers", "status", "final_test_accuracy", "time_to_target_s", "train_time_s", "samples_per_s",
         "bytes_per_worker_per_step", "compute_s", "communication_s", "wait_s", "compress_s", "staleness_mean", "staleness_max",
@@ -89,7 +18,7 @@ internal static class StrategyReport
 
     /// <summary>Reads a results.json back (the inverse of <see cref="Write"/>'s JSON); a file that does not follow the
     /// schema is an error naming the field.</summary>
-    public static (StrategyBenchConfig Config, List<StrategyRunResult> Runs, List<(StrategyRunPlan Plan, string Why)> Skipped) Read(string path)
+    public static (StrategyStudyConfig Config, List<StrategyRunResult> Runs, List<(StrategyRunPlan Plan, string Why)> Skipped) Read(string path)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(path));
         var root = doc.RootElement;
@@ -99,7 +28,7 @@ internal static class StrategyReport
             string? Str(JsonElement e, string k) => e.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
             double Num(JsonElement e, string k) => e.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN;
             double? NumOrNull(JsonElement e, string k) => e.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
-            var config = new StrategyBenchConfig(Str(c, "model")!, c.GetProperty("workers").EnumerateArray().Select(w => w.GetInt32()).ToArray(),
+            var config = new StrategyStudyConfig(Str(c, "model")!, c.GetProperty("workers").EnumerateArray().Select(w => w.GetInt32()).ToArray(),
                 c.GetProperty("epochs").GetInt32(), c.GetProperty("batch_size_per_worker").GetInt32(),
                 c.GetProperty("strategies").EnumerateArray().Select(x => x.GetString()!).ToArray(), c.GetProperty("codecs").EnumerateArray().Select(x => x.GetString()!).ToArray(),
                 Num(c, "target_accuracy"), Str(c, "bandwidth"), Str(c, "latency"), Str(c, "straggler"), Num(c, "price_per_hour"), Str(c, "data"),
@@ -126,7 +55,10 @@ internal static class StrategyReport
         }
     }
 
-    public static void Write(string dir, StrategyBenchConfig config, IReadOnlyList<StrategyRunResult> runs, IReadOnlyList<(StrategyRunPlan Plan, string Why)> skipped)
+    /// <summary>Writes results.json, results.csv and report.md into <paramref name="dir"/>; <paramref name="plots"/>
+    /// (the CLI's draws PNG and SVG charts) returns the image files the report shows, relative to it.</summary>
+    public static void Write(string dir, StrategyStudyConfig config, IReadOnlyList<StrategyRunResult> runs, IReadOnlyList<(StrategyRunPlan Plan, string Why)> skipped,
+        Func<string, IReadOnlyList<StrategyRunResult>, StrategyStudyConfig, IReadOnlyList<string>>? plots = null)
     {
         var json = new Dictionary<string, object?>
         {
@@ -149,8 +81,8 @@ internal static class StrategyReport
             csv.Append(string.Join(",", CsvColumns.Select(c => Format(row[c])))).Append('\n');
         }
         File.WriteAllText(Path.Combine(dir, "results.csv"), csv.ToString());
-        var plots = StrategyPlots.Draw(dir, runs.Where(r => r.Status != "failed").ToList(), config);
-        File.WriteAllText(Path.Combine(dir, "report.md"), Markdown(config, runs, skipped, plots));
+        var images = plots?.Invoke(dir, runs.Where(r => r.Status != "failed").ToList(), config) ?? [];
+        File.WriteAllText(Path.Combine(dir, "report.md"), Markdown(config, runs, skipped, images));
     }
 
     private static string Format(object? v) => v switch
@@ -162,7 +94,7 @@ internal static class StrategyReport
         _ => v.ToString() ?? "",
     };
 
-    private static string Markdown(StrategyBenchConfig c, IReadOnlyList<StrategyRunResult> runs, IReadOnlyList<(StrategyRunPlan Plan, string Why)> skipped, IReadOnlyList<string> plots)
+    private static string Markdown(StrategyStudyConfig c, IReadOnlyList<StrategyRunResult> runs, IReadOnlyList<(StrategyRunPlan Plan, string Why)> skipped, IReadOnlyList<string> plots)
     {
         var md = new StringBuilder();
         md.Append(CultureInfo.InvariantCulture, $"# Strategy benchmark: {c.Model}, {c.Epochs} epochs\n\n");
@@ -194,7 +126,7 @@ internal static class StrategyReport
 
     /// <summary>Statements that follow from the numbers: fastest and cheapest to the target, best accuracy, and what
     /// each codec saved in bytes against its uncompressed counterpart and what it cost in accuracy.</summary>
-    internal static IEnumerable<string> Conclusions(StrategyBenchConfig c, IReadOnlyList<StrategyRunResult> ok)
+    public static IEnumerable<string> Conclusions(StrategyStudyConfig c, IReadOnlyList<StrategyRunResult> ok)
     {
         var diverged = ok.Where(r => r.Status == "diverged").ToList();
         if (diverged.Count > 0)
