@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json;
 using HpcEngine.Benchmarks;
 
 namespace HpcEngine.Cli.Commands;
@@ -71,8 +70,7 @@ internal sealed class ProcessStrategyRunner : IStrategyRunner
             Diagnostics.TraceRecorder.Merge(traces, Path.Combine(dir, "trace.json"));
             foreach (var t in traces) File.Delete(t);
         }
-        using var doc = JsonDocument.Parse(File.ReadAllText(json));
-        return StrategyRunResult.From(plan, doc.RootElement, o.TargetAccuracy, o.PricePerHour, wall.Elapsed.TotalSeconds,
+        return StrategyRunResult.From(plan, Training.TrainSummary.Read(json), o.TargetAccuracy, o.PricePerHour, wall.Elapsed.TotalSeconds,
             Path.Combine("runs", plan.Id, "trace.json"));
     }
 }

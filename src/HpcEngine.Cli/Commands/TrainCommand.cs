@@ -229,11 +229,7 @@ internal static class TrainCommand
             catch (Exception e) when (o.Json != null && lead)
             {
                 // A failed run still says so in its results, with the error, for whatever collects them.
-                File.WriteAllText(o.Json, System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
-                {
-                    ["status"] = e is TrainingDivergedException ? "diverged" : "failed", ["error"] = TrainFlags.Explain(e), ["error_type"] = e.GetType().Name,
-                    ["model"] = config.Model, ["strategy"] = config.Strategy.ToString(), ["workers"] = group?.Size ?? 1, ["data_source"] = source,
-                }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+                File.WriteAllText(o.Json, TrainSummary.Failed(config, e, TrainFlags.Explain(e), group?.Size ?? 1, source).ToJson());
                 throw;
             }
             Say("");

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using HpcEngine.Compression;
 using HpcEngine.Data;
 using HpcEngine.Distributed;
@@ -51,10 +50,9 @@ public sealed class InProcessStrategyRunner(ImageDataset train, ImageDataset tes
             if (!t.Join(Max(deadline - DateTime.UtcNow, TimeSpan.Zero)))
                 return StrategyRunResult.Failed(plan, $"the run did not finish within {Timeout}");
         if (errors.FirstOrDefault(e => e != null) is { } error) return StrategyRunResult.Failed(plan, error.Message);
-        var summary = lead!.ToJson();
-        File.WriteAllText(Path.Combine(runDir, "result.json"), summary);
-        using var doc = JsonDocument.Parse(summary);
-        return StrategyRunResult.From(plan, doc.RootElement, config.TargetAccuracy, config.PricePerHour, wall.Elapsed.TotalSeconds,
+        var summary = lead!.ToSummary();
+        File.WriteAllText(Path.Combine(runDir, "result.json"), summary.ToJson());
+        return StrategyRunResult.From(plan, summary, config.TargetAccuracy, config.PricePerHour, wall.Elapsed.TotalSeconds,
             Path.Combine("runs", plan.Id, "trace-rank0.json"));
     }
 

@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace HpcEngine.Benchmarks;
 
 /// <summary>One run's figures, as results.json's "runs" entries record them.</summary>
@@ -33,27 +31,27 @@ public sealed record StrategyRunResult
     public static StrategyRunResult Failed(StrategyRunPlan p, string error) =>
         new() { Strategy = p.Strategy, Codec = p.Codec, Workers = p.Workers, Status = "failed", Error = error };
 
-    /// <summary>Reads rank 0's run summary (<see cref="Training.TrainResult.ToJson"/>: what <c>train --json</c> writes). Time to target is the first evaluation at or above the target,
-    /// on the training clock (evaluation excluded); cost is machines (workers + dedicated servers) × price × time.</summary>
-    public static StrategyRunResult From(StrategyRunPlan p, JsonElement j, double target, double pricePerHour, double processWall, string trace)
+    /// <summary>A run's figures from rank 0's summary (<see cref="Training.TrainSummary"/>: what <c>train --json</c>
+    /// writes). Time to target is the first evaluation at or above the target, on the training clock (evaluation
+    /// excluded); cost is machines (workers + dedicated servers) × price × time.</summary>
+    public static StrategyRunResult From(StrategyRunPlan p, Training.TrainSummary s, double target, double pricePerHour, double processWall, string trace)
     {
-        double D(string name) => j.GetProperty(name) is { ValueKind: JsonValueKind.Number } v ? v.GetDouble() : double.NaN;
-        bool diverged = j.TryGetProperty("diverged", out var dv) && dv.ValueKind == JsonValueKind.True;
-        var curve = j.GetProperty("curve").EnumerateArray()
-            .Select(pt => pt.EnumerateArray().Select(v => v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN).ToArray())
-            .Where(pt => pt.All(double.IsFinite)).ToArray();
+        ArgumentNullException.ThrowIfNull(p);
+        ArgumentNullException.ThrowIfNull(s);
+        if (s.Status == "failed") return Failed(p, s.Error ?? "the run failed");
+        var curve = s.Curve.Where(pt => pt.Length == 2 && pt.All(double.IsFinite)).ToArray();
         double? ttt = curve.FirstOrDefault(pt => pt[1] >= target)?[0];
         // Every process is a machine to pay for: dedicated parameter servers included.
         double perSecond = pricePerHour * (p.Workers + StrategyStudy.DedicatedServers(p.Strategy)) / 3600;
         return new StrategyRunResult
         {
-            Strategy = p.Strategy, Codec = p.Codec, Workers = p.Workers, Status = diverged ? "diverged" : "ok",
-            Error = diverged ? "the training loss became NaN or infinite" : null,
-            FinalTestAccuracy = D("final_test_accuracy"), TimeToTargetSeconds = ttt, TrainSeconds = D("train_time_s"),
-            SamplesPerSecond = D("samples_per_s"), BytesPerWorkerPerStep = D("bytes_per_worker_per_step"),
-            ComputeSeconds = D("compute_s"), CommunicationSeconds = D("communication_s"), WaitSeconds = D("wait_s"), CompressSeconds = D("compress_s"),
-            StalenessMean = D("staleness_mean"), StalenessMax = D("staleness_max"), ResidualNorm = D("residual_norm"),
-            EstimatedCost = perSecond * D("train_time_s"), CostToTarget = ttt * perSecond, ProcessWallSeconds = processWall, Trace = trace, Curve = curve,
+            Strategy = p.Strategy, Codec = p.Codec, Workers = p.Workers, Status = s.Diverged ? "diverged" : "ok",
+            Error = s.Diverged ? "the training loss became NaN or infinite" : null,
+            FinalTestAccuracy = s.FinalTestAccuracy, TimeToTargetSeconds = ttt, TrainSeconds = s.TrainSeconds,
+            SamplesPerSecond = s.SamplesPerSecond, BytesPerWorkerPerStep = s.BytesPerWorkerPerStep,
+            ComputeSeconds = s.ComputeSeconds, CommunicationSeconds = s.CommunicationSeconds, WaitSeconds = s.WaitSeconds, CompressSeconds = s.CompressSeconds,
+            StalenessMean = s.StalenessMean, StalenessMax = s.StalenessMax, ResidualNorm = s.ResidualNorm,
+            EstimatedCost = perSecond * s.TrainSeconds, CostToTarget = ttt * perSecond, ProcessWallSeconds = processWall, Trace = trace, Curve = curve,
         };
     }
 

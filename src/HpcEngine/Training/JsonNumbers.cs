@@ -7,20 +7,22 @@ namespace HpcEngine.Training;
 /// so the file stays valid for every reader and the run is still recorded.</summary>
 public static class JsonNumbers
 {
-    private sealed class FiniteOrNull : JsonConverter<double>
+    /// <summary>Indented output with non-finite numbers as null.</summary>
+    public static JsonSerializerOptions Options { get; } = new() { WriteIndented = true, Converters = { new FiniteOrNullConverter() } };
+}
+
+/// <summary>A double as a JSON number when finite, else null (read back as NaN).</summary>
+internal sealed class FiniteOrNullConverter : JsonConverter<double>
+{
+    public override double Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        reader.TokenType == JsonTokenType.Null ? double.NaN : reader.GetDouble();
+
+    public override void Write(Utf8JsonWriter writer, double value, JsonSerializerOptions options)
     {
-        public override double Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-            reader.TokenType == JsonTokenType.Null ? double.NaN : reader.GetDouble();
-
-        public override void Write(Utf8JsonWriter writer, double value, JsonSerializerOptions options)
-        {
-            if (double.IsFinite(value)) writer.WriteNumberValue(value);
-            else writer.WriteNullValue();
-        }
-
-        public override bool HandleNull => true;
+        ArgumentNullException.ThrowIfNull(writer);
+        if (double.IsFinite(value)) writer.WriteNumberValue(value);
+        else writer.WriteNullValue();
     }
 
-    /// <summary>Indented output with non-finite numbers as null.</summary>
-    public static JsonSerializerOptions Options { get; } = new() { WriteIndented = true, Converters = { new FiniteOrNull() } };
+    public override bool HandleNull => true;
 }

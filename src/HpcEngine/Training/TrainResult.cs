@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace HpcEngine.Training;
 
 /// <summary>Per-epoch figures of a run.</summary>
@@ -12,40 +10,23 @@ public sealed record TrainResult(TrainConfig Config, string DataSource, IReadOnl
     double FinalTestAccuracy, double BestTestAccuracy, double TrainSeconds, double SamplesPerSecond, long Steps, string? CheckpointPath,
     IReadOnlyList<(double WallSeconds, double Accuracy)> Curve, RunMetrics Metrics)
 {
-    /// <summary>The summary as the JSON `hpcengine train --json` writes.</summary>
-    public string ToJson() => JsonSerializer.Serialize(new Dictionary<string, object?>
+    /// <summary>The results in the one results schema (<see cref="TrainSummary"/>).</summary>
+    public TrainSummary ToSummary() => new()
     {
-        ["status"] = Diverged ? "diverged" : "completed",
-        ["model"] = Config.Model,
-        ["epochs"] = Config.Epochs,
-        ["batch_size"] = Config.BatchSize,
-        ["optimizer"] = RunFingerprint.Name(Config.Optimizer),
-        ["lr"] = Config.Lr,
-        ["seed"] = Config.Seed,
-        ["final_test_accuracy"] = FinalTestAccuracy,
-        ["best_test_accuracy"] = BestTestAccuracy,
-        ["train_time_s"] = TrainSeconds,
-        ["samples_per_s"] = SamplesPerSecond,
-        ["steps"] = Steps,
-        ["data_source"] = DataSource,
-        ["checkpoint"] = CheckpointPath,
-        ["strategy"] = Metrics.Strategy,
-        ["codec"] = Metrics.Codec,
-        ["workers"] = Metrics.Workers,
-        ["compute_s"] = Metrics.ComputeSeconds,
-        ["communication_s"] = Metrics.CommunicationSeconds,
-        ["wait_s"] = Metrics.WaitSeconds,
-        ["compress_s"] = Metrics.CompressSeconds,
-        ["bytes_per_worker_per_step"] = Metrics.BytesPerWorkerPerStep,
-        ["wire_bytes"] = Metrics.WireBytes,
-        ["staleness_mean"] = Metrics.StalenessMean,
-        ["staleness_max"] = Metrics.StalenessMax,
-        ["residual_norm"] = Metrics.ResidualNorm,
-        ["curve"] = Curve.Select(c => new[] { c.WallSeconds, c.Accuracy }).ToArray(),
-        ["step_losses"] = StepLosses,
-        ["diverged"] = Diverged,
-        ["per_epoch"] = Epochs.Select(e => new Dictionary<string, object> { ["epoch"] = e.Epoch, ["train_loss"] = e.TrainLoss, ["test_accuracy"] = e.TestAccuracy, ["seconds"] = e.Seconds, ["samples_per_s"] = e.SamplesPerSecond }).ToArray(),
-    }, JsonNumbers.Options);
+        Status = Diverged ? "diverged" : "completed",
+        Model = Config.Model, Epochs = Config.Epochs, BatchSize = Config.BatchSize, Optimizer = RunFingerprint.Name(Config.Optimizer), Lr = Config.Lr,
+        Seed = Config.Seed, FinalTestAccuracy = FinalTestAccuracy, BestTestAccuracy = BestTestAccuracy, TrainSeconds = TrainSeconds,
+        SamplesPerSecond = SamplesPerSecond, Steps = Steps, DataSource = DataSource, Checkpoint = CheckpointPath,
+        Strategy = Metrics.Strategy, Codec = Metrics.Codec, Workers = Metrics.Workers, ComputeSeconds = Metrics.ComputeSeconds,
+        CommunicationSeconds = Metrics.CommunicationSeconds, WaitSeconds = Metrics.WaitSeconds, CompressSeconds = Metrics.CompressSeconds,
+        BytesPerWorkerPerStep = Metrics.BytesPerWorkerPerStep, WireBytes = Metrics.WireBytes, StalenessMean = Metrics.StalenessMean,
+        StalenessMax = Metrics.StalenessMax, ResidualNorm = Metrics.ResidualNorm,
+        Curve = Curve.Select(c => new[] { c.WallSeconds, c.Accuracy }).ToArray(), StepLosses = StepLosses, Diverged = Diverged,
+        PerEpoch = Epochs.Select(e => new EpochSummary(e.Epoch, e.TrainLoss, e.TestAccuracy, e.Seconds, e.SamplesPerSecond)).ToArray(),
+    };
+
+    /// <summary>The summary as the JSON `hpcengine train --json` writes (<see cref="TrainSummary"/>).</summary>
+    public string ToJson() => ToSummary().ToJson();
 
     /// <summary>True when a training loss became NaN or infinite (the JSON then carries nulls where numbers were not finite).</summary>
     public bool Diverged => StepLosses.Any(l => !double.IsFinite(l));
