@@ -106,7 +106,7 @@ internal sealed unsafe partial class CudaDeviceBackend(ICudaStream context) : IB
 
     private static uint Rows(long rows) => (uint)Math.Clamp(rows, 1, 65535);
 
-    internal static ulong Ptr(Tensor t) => ((CudaMemory)t.Storage.DeviceMemory).Pointer + (ulong)((long)t.Offset * t.DType.SizeOf());
+    internal static ulong Ptr(Tensor t) => ((CudaMemory)BackendTensors.DeviceMemory(t)).Pointer + (ulong)((long)BackendTensors.Offset(t) * t.DType.SizeOf());
 
     private static void Float32(string op, params Tensor[] ts)
     {
@@ -149,7 +149,7 @@ internal sealed unsafe partial class CudaDeviceBackend(ICudaStream context) : IB
         if (!r.IsContiguous) throw NoKernel("a fill of a non-contiguous view");
         // The value's bits in r's dtype (the CPU's conversion rules), passed by value to the kernel.
         ulong pattern = 0;
-        HpcEngine.Backends.Cpu.CastKernels.Write((byte*)&pattern, r.DType, 0, value);
+        BackendTensors.WriteScalar((byte*)&pattern, r.DType, value);
         context.Launch(Kernel("elementwise.cu", "fill" + Bits(r)), Grid(r.NumEl), Block, 0, Ptr(r), pattern, (long)r.NumEl);
     }
 
@@ -176,12 +176,12 @@ internal sealed unsafe partial class CudaDeviceBackend(ICudaStream context) : IB
         // A cast: one kernel where there is one, else through float32 (exact for every value bf16, fp16, bool, uint8
         // and int32 hold; int64 beyond 2^24 rounds as float32 would).
         string? kernel = CastKernel(src.DType, dst.DType);
-        using var s = src.IsContiguous ? src.Alias() : Ops.ContiguousNoGrad(src);
+        using var s = src.IsContiguous ? BackendTensors.Alias(src) : BackendTensors.Contiguous(src);
         if (kernel == null)
         {
             if (CastKernel(src.DType, DType.Float32) == null || CastKernel(DType.Float32, dst.DType) == null)
                 throw NoKernel($"the cast {src.DType.TorchName()} → {dst.DType.TorchName()}");
-            using var mid = Tensor.Empty(dst.ShapeArray, DType.Float32, dst.Device);
+            using var mid = BackendTensors.Empty(dst.ShapeArray, DType.Float32, dst.Device);
             Copy(s, mid);
             Copy(mid, dst);
             return;

@@ -37,7 +37,7 @@ internal sealed unsafe partial class CudaDeviceBackend
 
     private Tensor Materialise(Tensor t)
     {
-        var c = Tensor.Empty(t.Shape, t.DType, t.Device);
+        var c = BackendTensors.Empty(t.Shape, t.DType, t.Device);
         context.Launch(Kernel("elementwise.cu", "strided_copy" + Bits(t)), Grid(c.NumEl), Block, 0, Ptr(t), Ptr(c), (long)c.NumEl, Layout("copy", c, t));
         return c;
     }
@@ -97,7 +97,7 @@ internal sealed unsafe partial class CudaDeviceBackend
                 return;
             case UnaryOp.PowScalar: // dx = g·p·x^(p−1)
             {
-                using var t = Tensor.Empty(x.Shape, DType.Float32, x.Device);
+                using var t = BackendTensors.Empty(x.Shape, DType.Float32, x.Device);
                 context.Launch(Kernel("elementwise.cu", "pow_scalar_f32"), Grid(n), Block, 0, Ptr(x), Ptr(t), (float)(alpha - 1), n);
                 context.Launch(Kernel("elementwise.cu", "mul_f32"), Grid(n), Block, 0, Ptr(g), Ptr(t), Ptr(dx), n);
                 context.Launch(Kernel("elementwise.cu", "affine_f32"), Grid(n), Block, 0, Ptr(dx), Ptr(dx), (float)alpha, 0f, n);

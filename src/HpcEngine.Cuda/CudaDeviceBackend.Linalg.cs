@@ -30,8 +30,8 @@ internal sealed unsafe partial class CudaDeviceBackend
             return;
         }
         if (c.Strides[1] != 1 && n > 1) throw new InvalidOperationException("internal: gemm on cuda writes row-major output");
-        using var ac = AsColumnMajorOperand(a) == null ? Materialise(a) : a.Alias();
-        using var bc = AsColumnMajorOperand(b) == null ? Materialise(b) : b.Alias();
+        using var ac = AsColumnMajorOperand(a) == null ? Materialise(a) : BackendTensors.Alias(a);
+        using var bc = AsColumnMajorOperand(b) == null ? Materialise(b) : BackendTensors.Alias(b);
         var (ta, lda) = AsColumnMajorOperand(ac)!.Value;
         var (tb, ldb) = AsColumnMajorOperand(bc)!.Value;
         int ldc = m == 1 ? Math.Max(n, 1) : c.Strides[0];
@@ -70,18 +70,18 @@ internal sealed unsafe partial class CudaDeviceBackend
     }
 
     /// <summary>The first matrix of a [batch, rows, cols] view (a view, not a copy; disposal is the caller's).</summary>
-    private static Tensor Slice0(Tensor t) => t.View([t.Shape[1], t.Shape[2]], [t.Strides[1], t.Strides[2]], t.Offset);
+    private static Tensor Slice0(Tensor t) => BackendTensors.View(t, [t.Shape[1], t.Shape[2]], [t.Strides[1], t.Strides[2]], BackendTensors.Offset(t));
 
     private Tensor BatchOperand(Tensor t)
     {
         using var first = Slice0(t);
-        return AsColumnMajorOperand(first) != null ? t.Alias() : Converted(t, t.DType);
+        return AsColumnMajorOperand(first) != null ? BackendTensors.Alias(t) : Converted(t, t.DType);
     }
 
     /// <summary>A contiguous copy of <paramref name="t"/> in <paramref name="dtype"/>.</summary>
     private Tensor Converted(Tensor t, DType dtype)
     {
-        var r = Tensor.Empty(t.ShapeArray, dtype, t.Device);
+        var r = BackendTensors.Empty(t.ShapeArray, dtype, t.Device);
         Copy(t, r);
         return r;
     }
@@ -89,7 +89,7 @@ internal sealed unsafe partial class CudaDeviceBackend
     /// <summary>A contiguous bf16 copy of a float32 view (round to nearest even, as the CPU).</summary>
     private Tensor ToBf16(Tensor t)
     {
-        var r = Tensor.Empty(t.Shape, DType.BFloat16, t.Device);
+        var r = BackendTensors.Empty(t.Shape, DType.BFloat16, t.Device);
         Copy(t, r);
         return r;
     }

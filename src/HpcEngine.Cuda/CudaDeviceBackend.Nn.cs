@@ -30,7 +30,7 @@ internal sealed unsafe partial class CudaDeviceBackend
     {
         Float32("adam", p, g, m, v, step, lr);
         // t += 1 and [1 − β1^t, 1 − β2^t] on the device (one thread, double precision), then the fused update reads them.
-        using var bias = Tensor.Empty([2], DType.Float32, p.Device);
+        using var bias = BackendTensors.Empty([2], DType.Float32, p.Device);
         context.Launch(Kernel("optim.cu", "adam_advance_f32"), 1, 32, 0, Ptr(step), Ptr(bias), beta1, beta2);
         if (p.NumEl == 0) return;
         context.Launch(Kernel("optim.cu", "adam_f32"), Grid(p.NumEl), Block, 0, Ptr(p), Ptr(g), Ptr(m), Ptr(v), (long)p.NumEl,
@@ -81,7 +81,7 @@ internal sealed unsafe partial class CudaDeviceBackend
     {
         Float32("max_pool2d", x, y);
         var shape = Pool(planes, geo);
-        var indices = Tensor.Empty(y.Shape, DType.Int32, y.Device); // the kernel's argmax is an int per output
+        var indices = BackendTensors.Empty(y.Shape, DType.Int32, y.Device); // the kernel's argmax is an int per output
         if (y.NumEl > 0)
             context.Launch(Kernel("pool.cu", "maxpool2d_f32"), Grid(y.NumEl), Block, 0, Ptr(x), Ptr(y), Ptr(indices), shape);
         return indices;

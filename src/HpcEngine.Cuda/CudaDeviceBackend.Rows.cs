@@ -80,8 +80,8 @@ internal sealed unsafe partial class CudaDeviceBackend
         // Chunks of 64 rows: enough (chunk, column) threads to fill the GPU, and a short second pass.
         const int chunk = 64;
         int chunks = (rows + chunk - 1) / chunk;
-        using var pw = Tensor.Empty([chunks, n], DType.Float32, x.Device);
-        using var pb = Tensor.Empty([chunks, n], DType.Float32, x.Device);
+        using var pw = BackendTensors.Empty([chunks, n], DType.Float32, x.Device);
+        using var pb = BackendTensors.Empty([chunks, n], DType.Float32, x.Device);
         context.Launch(Kernel("layernorm.cu", "layernorm_param_partial_f32"), Grid((long)chunks * n), Block, 0, Ptr(x), Ptr(dy), Ptr(mean), Ptr(rstd),
             Ptr(pw), Ptr(pb), (long)rows, (long)n, (long)chunk);
         if (dweight != null) context.Launch(Kernel("reduce.cu", "sum_cols_f32"), Grid(n), Block, 0, Ptr(pw), Ptr(dweight), (long)chunks, (long)n, 1f);
@@ -102,7 +102,7 @@ internal sealed unsafe partial class CudaDeviceBackend
     {
         Float32("batch_norm backward", x, g, mean, rstd);
         // sums = [Σg per channel, Σg·x̂ per channel]: db and dw as they are, and what dx needs.
-        using var sums = Tensor.Empty([2 * c], DType.Float32, x.Device);
+        using var sums = BackendTensors.Empty([2 * c], DType.Float32, x.Device);
         if (x.NumEl == 0) Fill(sums, 0);
         else context.Launch(Kernel("batchnorm.cu", "batchnorm_backward_reduce_f32"), Rows(c), 512, 0, Ptr(x), Ptr(g), Ptr(mean), Ptr(rstd), Ptr(sums),
             (long)n, (long)c, (long)l);

@@ -1,3 +1,4 @@
+using HpcEngine.Backends;
 using HpcEngine.Cuda.Interop;
 using HpcEngine.Cuda.Memory;
 
@@ -109,7 +110,7 @@ public sealed class CudaGraph : IDisposable, HpcEngine.Backends.IDeviceGraph
             if (_replays > 1) generator.Offset += r.Span;
             // The capture already reserved the first replay's numbers; later ones continue from the generator.
             ulong shift = generator.Offset - r.Span - r.First;
-            r.Base.FillRaw(shift);
+            r.Base.Fill(shift);
         }
         _stream.LaunchGraph(_exec);
     }

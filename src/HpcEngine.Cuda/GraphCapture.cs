@@ -1,3 +1,4 @@
+using HpcEngine.Backends;
 using HpcEngine.Cuda.Memory;
 
 namespace HpcEngine.Cuda;
@@ -25,7 +26,7 @@ internal sealed class GraphCapture(MemoryPool pool)
     public Tensor OffsetFor(Generator generator, ulong start, Device device)
     {
         if (!Random.TryGetValue(generator, out var r))
-            Random[generator] = r = new RandomStream { Base = Tensor.Empty([], DType.Int64, device).DetachFromScope(), First = start };
+            Random[generator] = r = new RandomStream { Base = BackendTensors.Empty([], DType.Int64, device).DetachFromScope(), First = start };
         return r.Base;
     }
 

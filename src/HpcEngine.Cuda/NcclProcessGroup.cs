@@ -1,3 +1,4 @@
+using HpcEngine.Backends;
 using System.Collections.Concurrent;
 using HpcEngine.Cuda.Interop;
 using HpcEngine.Distributed;
@@ -124,13 +125,13 @@ public sealed class NcclProcessGroup : IProcessGroup
         }
         try { _queue.Add(Execute); }
         catch (InvalidOperationException) { throw new ObjectDisposedException(nameof(NcclProcessGroup), "the nccl process group was disposed"); }
-        return new Work(done.Task);
+        return HpcEngine.Distributed.Work.FromTask(done.Task);
     }
 
     private void CheckTensor(string op, Tensor t)
     {
         ArgumentNullException.ThrowIfNull(t, op);
-        t.CheckAlive();
+        BackendTensors.ThrowIfDisposed(t);
         if (!t.IsContiguous) throw new ArgumentException($"{op}: the tensor must be contiguous (call Contiguous() first)");
         if (t.DType == DType.Bool) throw new NotSupportedException($"nccl does not support {op} over bool tensors");
         if (t.Device.Type == DeviceType.Cuda && t.Device.Index != _context.Device.Index)
@@ -140,7 +141,7 @@ public sealed class NcclProcessGroup : IProcessGroup
     }
 
     /// <summary>bf16/fp16 CPU tensors are summed in fp32 (staged wide); cuda ones are reduced by NCCL in their dtype.</summary>
-    private static bool Narrow(Tensor t) => t.IsCpu && t.DType is DType.BFloat16 or DType.Float16;
+    private static bool Narrow(Tensor t) => t.Device.Type == DeviceType.Cpu && t.DType is DType.BFloat16 or DType.Float16;
 
     /// <summary>NCCL averages floating types only; integers are summed and divided (truncating), as the TCP backend does.</summary>
     private static ReduceOp NcclOp(ReduceOp op, DType dtype) => op == ReduceOp.Avg && !dtype.IsFloating() ? ReduceOp.Sum : op;
@@ -154,8 +155,8 @@ public sealed class NcclProcessGroup : IProcessGroup
     /// <summary>The device memory of an input: a cuda tensor's own, or a staged copy of a CPU tensor's bytes.</summary>
     private DeviceBuffer Stage(Tensor t)
     {
-        if (!t.IsCpu) return DeviceBuffer.View(_context, CudaDeviceBackend.Ptr(t), (long)t.NumEl * t.DType.SizeOf());
-        var bytes = t.AsByteMemory();
+        if (t.Device.Type != DeviceType.Cpu) return DeviceBuffer.View(_context, CudaDeviceBackend.Ptr(t), (long)t.NumEl * t.DType.SizeOf());
+        var bytes = BackendTensors.HostBytes(t);
         var buffer = _context.Allocate(bytes.Length);
         _context.CopyFromHost(buffer, 0, bytes.Span);
         return buffer;
@@ -163,12 +164,12 @@ public sealed class NcclProcessGroup : IProcessGroup
 
     /// <summary>The device memory an output is written to: a cuda tensor's own, or a fresh buffer for a CPU one.</summary>
     private DeviceBuffer Output(Tensor t) =>
-        !t.IsCpu ? DeviceBuffer.View(_context, CudaDeviceBackend.Ptr(t), (long)t.NumEl * t.DType.SizeOf()) : _context.Allocate((long)t.NumEl * t.DType.SizeOf());
+        t.Device.Type != DeviceType.Cpu ? DeviceBuffer.View(_context, CudaDeviceBackend.Ptr(t), (long)t.NumEl * t.DType.SizeOf()) : _context.Allocate((long)t.NumEl * t.DType.SizeOf());
 
     /// <summary>Brings a result home to a CPU tensor (a cuda tensor already holds it).</summary>
     private void Collect(DeviceBuffer from, Tensor into)
     {
-        if (into.IsCpu) _context.CopyToHost(into.AsByteMemory().Span, from, 0);
+        if (into.Device.Type == DeviceType.Cpu) _context.CopyToHost(BackendTensors.HostBytes(into).Span, from, 0);
     }
 
     public Work AllReduce(Tensor tensor, AllReduceOptions? options = null)
@@ -178,7 +179,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         return Run("allreduce", o.Timeout, limit =>
         {
             // bf16/fp16 accumulate in fp32 unless the caller asks for 16-bit values on the wire.
-            using var wide = Narrow(tensor) && !o.NarrowWire ? Ops.ToDType(tensor, DType.Float32, false) : null;
+            using var wide = Narrow(tensor) && !o.NarrowWire ? BackendTensors.Cast(tensor, DType.Float32) : null;
             var t = wide ?? tensor;
             var op = NcclOp(o.Op, t.DType);
             using var buffer = Stage(t);
@@ -211,7 +212,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         CheckRank("reduce", o.Root);
         return Run("reduce", o.Timeout, limit =>
         {
-            using var wide = Narrow(tensor) ? Ops.ToDType(tensor, DType.Float32, false) : null;
+            using var wide = Narrow(tensor) ? BackendTensors.Cast(tensor, DType.Float32) : null;
             var t = wide ?? tensor;
             var op = NcclOp(o.Op, t.DType);
             using var buffer = Stage(t);
@@ -247,8 +248,8 @@ public sealed class NcclProcessGroup : IProcessGroup
         CollectiveShapes.ReduceScatter(Size, output, input);
         return Run("reduce_scatter", o.Timeout, limit =>
         {
-            using var wi = Narrow(input) ? Ops.ToDType(input, DType.Float32, false) : null;
-            using var wo = Narrow(input) ? Tensor.Empty(output.Shape, DType.Float32) : null;
+            using var wi = Narrow(input) ? BackendTensors.Cast(input, DType.Float32) : null;
+            using var wo = Narrow(input) ? BackendTensors.Empty(output.Shape, DType.Float32, Device.Cpu) : null;
             Tensor i = wi ?? input, t = wo ?? output;
             var op = NcclOp(o.Op, t.DType);
             using var send = Stage(i);

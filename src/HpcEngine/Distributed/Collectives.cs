@@ -91,6 +91,15 @@ public sealed class Work
 
     internal Work(Task task) => _task = task;
 
+    /// <summary>Work that completes with <paramref name="task"/> (its failure rethrown by <see cref="Wait"/>): how a
+    /// process group written outside the core — HpcEngine.Cuda's NCCL group, an application's own — hands out its
+    /// ops.</summary>
+    public static Work FromTask(Task task)
+    {
+        ArgumentNullException.ThrowIfNull(task);
+        return new Work(task);
+    }
+
     /// <summary>Work whose waiter may drive the op itself: <paramref name="progress"/> runs on the thread that calls
     /// <see cref="Wait"/> and makes progress until the op completes or the deadline passes (true: completed). A
     /// latency-bound op then finishes on the waiting thread, without waking another thread to hand it over.</summary>
@@ -179,8 +188,9 @@ public interface IProcessGroup : IDisposable
     long BytesSent => 0;
 }
 
-/// <summary>The shape rules of the collectives with two tensors, shared by every backend so their errors read the same.</summary>
-internal static class CollectiveShapes
+/// <summary>The shape rules of the collectives with two tensors, shared by every process group (the core's and those
+/// written outside it) so their errors read the same.</summary>
+public static class CollectiveShapes
 {
     public static void AllGather(int size, Tensor output, Tensor input)
     {

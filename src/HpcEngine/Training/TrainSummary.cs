@@ -74,14 +74,14 @@ public sealed record TrainSummary
     {
         ArgumentNullException.ThrowIfNull(json);
         return JsonSerializer.Deserialize(json, TrainSummaryJson.Default.TrainSummary)
-            ?? throw new InvalidDataException("a run summary is null: expected the train --json object");
+            ?? throw new InvalidDataException("a run summary is null: expected a TrainSummary object");
     }
 
     /// <summary>Reads a summary file (<c>train --json</c>).</summary>
     public static TrainSummary Read(string path)
     {
         try { return Parse(File.ReadAllText(path)); }
-        catch (JsonException e) { throw new InvalidDataException($"{path} is not a run summary (train --json): {e.Message}", e); }
+        catch (JsonException e) { throw new InvalidDataException($"{path} is not a run summary (TrainSummary JSON): {e.Message}", e); }
     }
 }
 

@@ -31,6 +31,15 @@ public class ArchitectureTests
     }
 
     [Test]
+    public void The_cuda_backend_builds_against_the_public_api_only()
+    {
+        // HpcEngine.Cuda is written as any application's backend would be: IBackend, DeviceBackends, BackendTensors,
+        // Work.FromTask, CollectiveShapes. Only the tests and the benchmarks see the core's internals.
+        var friends = typeof(Tensor).Assembly.GetCustomAttributes<System.Runtime.CompilerServices.InternalsVisibleToAttribute>().Select(a => a.AssemblyName).ToList();
+        Assert.That(friends, Is.EquivalentTo(new[] { "HpcEngine.Tests", "HpcEngine.Bench" }));
+    }
+
+    [Test]
     public void Native_imports_live_only_in_interop_folders()
     {
         var offenders = Sources("src").Where(f => !f.Contains($"{Path.DirectorySeparatorChar}Interop{Path.DirectorySeparatorChar}", StringComparison.Ordinal))
