@@ -18,6 +18,7 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
     private readonly int _period;
     private readonly double _outerLr, _outerMomentum;
     private readonly Compression.GradientCodec? _codec;
+    private Compression.HostStaging? _staging;
     private readonly Tensor[] _params, _start, _velocity;
     private readonly Tensor _flat;
     private readonly int[][] _shapes;
@@ -112,13 +113,11 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
         }
         else
         {
-            // The codecs are host code: a device Δ is compressed from a host copy and the average copied back.
-            bool stage = !_flat.IsCpu && !_codec.TakesDeviceTensors;
-            using var host = stage ? Tensor.Empty(_flat.ShapeArray, DType.Float32) : _flat.Alias();
-            if (stage) Ops.CopyAcross(_flat, host);
-            var exchange = _codec.Exchange(host, _shapes, _group, key: 0);
+            // A codec that compresses host memory gets a host copy of a device Δ; the average is copied back.
+            _staging ??= new Compression.HostStaging(_codec);
+            var exchange = _codec.Exchange(_staging.ForCodec(_flat), _shapes, _group, key: 0);
             exchange.Work.Wait();
-            if (stage) Ops.CopyAcross(host, _flat);
+            _staging.CopyBack(_flat);
             BytesCommunicated += exchange.EncodedBytes;
         }
         CommunicationSeconds += sw.Elapsed.TotalSeconds;
@@ -149,6 +148,7 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
     public void Dispose()
     {
         _inner.Dispose();
+        _staging?.Dispose();
         _flat.Dispose();
         foreach (var t in _start.Concat(_velocity)) t.Dispose();
     }

@@ -28,7 +28,7 @@ public sealed class DistributedDataParallel : IDisposable
         public int Ready;
         public Work? Work;
         /// <summary>A host copy of a device bucket, which the codecs (host code) compress and average.</summary>
-        public Tensor? Staging;
+        public Compression.HostStaging? Staging;
     }
 
     private readonly IProcessGroup _pg;
@@ -161,13 +161,8 @@ public sealed class DistributedDataParallel : IDisposable
             return;
         }
         // The codec issues its collectives here, on the hook's thread: every rank must issue them in the same order.
-        var flat = b.Buffer;
-        if (!b.Buffer.IsCpu && !_codec.TakesDeviceTensors)
-        {
-            b.Staging ??= Tensor.Empty(b.Buffer.ShapeArray, DType.Float32).DetachFromScope();
-            Ops.CopyAcross(b.Buffer, b.Staging);
-            flat = b.Staging;
-        }
+        b.Staging ??= new Compression.HostStaging(_codec);
+        var flat = b.Staging.ForCodec(b.Buffer);
         var exchange = _codec.Exchange(flat, b.Params.Select(p => p.ShapeArray).ToArray(), _pg, index);
         BytesReduced += exchange.EncodedBytes;
         b.Work = exchange.Work;
@@ -192,7 +187,7 @@ public sealed class DistributedDataParallel : IDisposable
         foreach (var b in _buckets)
         {
             b.Work!.Wait();
-            if (b.Staging != null && _codec != null) Ops.CopyAcross(b.Staging, b.Buffer);
+            if (_codec != null) b.Staging?.CopyBack(b.Buffer);
             for (int i = 0; i < b.Params.Length; i++)
             {
                 var p = b.Params[i];
