@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using HpcEngine.Cuda.Interop;
 
 namespace HpcEngine.Cuda;
@@ -76,6 +77,7 @@ public sealed unsafe class CublasHandle : IDisposable
             a, inType, lda, strideA, b, inType, ldb, strideB, &beta, c, Cublas.R32F, ldc, strideC, batch, compute, Cublas.GemmDefault));
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         if (_handle == IntPtr.Zero) return;

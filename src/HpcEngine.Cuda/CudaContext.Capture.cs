@@ -16,7 +16,7 @@ public sealed unsafe partial class CudaContext
     GraphCapture? ICudaStream.Capture => _capture;
 
     /// <summary>Starts recording the stream's work into a graph (see <see cref="CudaGraph"/>), allocating from
-    /// <paramref name="pool"/>. Thread-local mode: other threads may keep using the driver meanwhile.</summary>
+    /// the capture's private pool. Thread-local mode: other threads may keep using the driver meanwhile.</summary>
     internal void BeginCapture(GraphCapture capture)
     {
         MakeCurrent();

@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Runtime.InteropServices;
 using HpcEngine.Cuda.Interop;
 using HpcEngine.Cuda.Kernels;
@@ -107,6 +108,7 @@ public sealed unsafe partial class CudaContext : IDisposable, ICudaStream
         Driver.Check(Driver.cuStreamSynchronize(_stream));
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         if (_context == IntPtr.Zero) return;

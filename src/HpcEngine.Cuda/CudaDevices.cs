@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Text;
 using HpcEngine.Cuda.Interop;
 
@@ -15,6 +16,7 @@ public sealed record CudaReport(int? DriverVersion, IReadOnlyList<CudaDeviceInfo
 {
     public bool HasDevice => Devices.Count > 0;
 
+    /// <inheritdoc/>
     public override string ToString()
     {
         var sb = new StringBuilder();

@@ -9,7 +9,7 @@ namespace HpcEngine.Cuda;
 /// paid once at capture.
 /// <para>How it works, and the rules it implies (PyTorch's torch.cuda.graphs follows the same ones):</para>
 /// <list type="bullet">
-/// <item><see cref="Capture"/> first runs the step eagerly <c>warmup</c> times (lazy state such as gradients and
+/// <item><see cref="Capture(CudaContext, Action, int)"/> first runs the step eagerly <c>warmup</c> times (lazy state such as gradients and
 /// momentum buffers is created, kernels are loaded), then runs it once more while the stream records instead of
 /// executing. Host code in the step runs only at capture: scalars it passes to kernels are frozen.</item>
 /// <item>Tensors the step allocates come from a private memory pool that only this graph uses, so their addresses

@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Runtime.InteropServices;
 using HpcEngine.Cuda.Interop;
 using HpcEngine.Cuda.Kernels;
@@ -17,6 +18,7 @@ public sealed class DeviceBuffer : IDisposable
     public ulong Pointer { get; private set; }
     public long Bytes { get; }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         if (Pointer == 0) return;

@@ -22,6 +22,7 @@ public sealed class KernelModule : IDisposable
         return _functions[name] = f;
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         if (_module == IntPtr.Zero) return;

@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Runtime.InteropServices;
 using HpcEngine.Cuda.Interop;
 using HpcEngine.Distributed;
@@ -194,6 +195,7 @@ public sealed unsafe class NcclCommunicator : IDisposable
         _comm = IntPtr.Zero;
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         if (_comm == IntPtr.Zero) return;

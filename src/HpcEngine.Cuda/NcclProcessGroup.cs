@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using HpcEngine.Backends;
 using System.Collections.Concurrent;
 using HpcEngine.Cuda.Interop;
@@ -30,8 +31,11 @@ public sealed class NcclProcessGroup : IProcessGroup
     /// <summary>The communicator, for collectives on device buffers (enqueued on the context's stream).</summary>
     public NcclCommunicator Communicator { get; }
 
+    /// <inheritdoc/>
     public int Rank => Communicator.Rank;
+    /// <inheritdoc/>
     public int Size => Communicator.Size;
+    /// <inheritdoc/>
     public string Backend => "nccl";
 
     private NcclProcessGroup(CudaContext context, NcclCommunicator comm, IStore store, string prefix, TimeSpan timeout)
@@ -80,6 +84,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         }
     }
 
+    /// <inheritdoc/>
     public IProcessGroup? NewGroup(IReadOnlyList<int> ranks)
     {
         ArgumentNullException.ThrowIfNull(ranks);
@@ -172,6 +177,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         if (into.Device.Type == DeviceType.Cpu) _context.CopyToHost(BackendTensors.HostBytes(into).Span, from, 0);
     }
 
+    /// <inheritdoc/>
     public Work AllReduce(Tensor tensor, AllReduceOptions? options = null)
     {
         CheckTensor("allreduce", tensor);
@@ -191,6 +197,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         });
     }
 
+    /// <inheritdoc/>
     public Work Broadcast(Tensor tensor, BroadcastOptions? options = null)
     {
         CheckTensor("broadcast", tensor);
@@ -205,6 +212,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         });
     }
 
+    /// <inheritdoc/>
     public Work Reduce(Tensor tensor, ReduceOptions? options = null)
     {
         CheckTensor("reduce", tensor);
@@ -225,6 +233,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         });
     }
 
+    /// <inheritdoc/>
     public Work AllGather(Tensor output, Tensor input, CollectiveOptions? options = null)
     {
         CheckTensor("allgather", output);
@@ -240,6 +249,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         });
     }
 
+    /// <inheritdoc/>
     public Work ReduceScatter(Tensor output, Tensor input, ReduceScatterOptions? options = null)
     {
         CheckTensor("reduce_scatter", output);
@@ -262,6 +272,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         });
     }
 
+    /// <inheritdoc/>
     public Work AllToAll(Tensor output, Tensor input, CollectiveOptions? options = null)
     {
         CheckTensor("alltoall", output);
@@ -287,6 +298,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         });
     }
 
+    /// <inheritdoc/>
     public Work Send(Tensor tensor, int dst, int tag = 0, CollectiveOptions? options = null)
     {
         CheckTensor("send", tensor);
@@ -299,6 +311,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         });
     }
 
+    /// <inheritdoc/>
     public Work Recv(Tensor tensor, int src, int tag = 0, CollectiveOptions? options = null)
     {
         CheckTensor("recv", tensor);
@@ -312,6 +325,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         });
     }
 
+    /// <inheritdoc/>
     public Work Barrier(CollectiveOptions? options = null)
     {
         return Run("barrier", options?.Timeout, limit =>
@@ -334,6 +348,7 @@ public sealed class NcclProcessGroup : IProcessGroup
         if (tag != 0) throw new NotSupportedException($"nccl does not support tagged {op} (tag {tag}): NCCL matches sends and receives by order per peer; use tag 0, or the tcp backend for tags");
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         _queue.CompleteAdding();

@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine.Backends;

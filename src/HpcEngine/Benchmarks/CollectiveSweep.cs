@@ -5,7 +5,23 @@ using HpcEngine.Training;
 namespace HpcEngine.Benchmarks;
 
 /// <summary>The collectives a sweep measures.</summary>
-public enum CollectiveOp { AllReduce, Broadcast, Reduce, AllGather, ReduceScatter, AllToAll, SendRecv }
+public enum CollectiveOp
+{
+    /// <summary>Sum over ranks, result on every rank.</summary>
+    AllReduce,
+    /// <summary>Rank 0's tensor to every rank.</summary>
+    Broadcast,
+    /// <summary>Sum over ranks, result on rank 0.</summary>
+    Reduce,
+    /// <summary>Every rank's block, concatenated on every rank.</summary>
+    AllGather,
+    /// <summary>Sum over ranks, each rank keeping its block.</summary>
+    ReduceScatter,
+    /// <summary>Block s of rank r to rank s.</summary>
+    AllToAll,
+    /// <summary>nccl-tests' ring exchange: to the next rank, from the previous.</summary>
+    SendRecv,
+}
 
 /// <summary>What a collective sweep measures: sizes from <see cref="MinBytes"/> to <see cref="MaxBytes"/> by
 /// <see cref="Factor"/>, <see cref="Iters"/> timed operations after <see cref="Warmup"/>; with <see cref="Check"/>

@@ -16,6 +16,7 @@ public sealed class InProcessStrategyRunner(ImageDataset train, ImageDataset tes
     /// <summary>How long a run may take before it is recorded as failed.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromHours(1);
 
+    /// <inheritdoc/>
     public StrategyRunResult Run(StrategyRunPlan plan, StrategyStudyConfig config, string runDir, Action<string> progress)
     {
         ArgumentNullException.ThrowIfNull(plan);

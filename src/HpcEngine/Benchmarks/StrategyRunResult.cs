@@ -3,31 +3,55 @@ namespace HpcEngine.Benchmarks;
 /// <summary>One run's figures, as results.json's "runs" entries record them.</summary>
 public sealed record StrategyRunResult
 {
+    /// <summary>The data-parallel strategy ("single" in one process).</summary>
     public required string Strategy { get; init; }
+    /// <summary>The gradient codec ("none" uncompressed).</summary>
     public required string Codec { get; init; }
+    /// <summary>Ranks that trained.</summary>
     public required int Workers { get; init; }
+    /// <summary>ok, diverged or failed.</summary>
     public string Status { get; init; } = "ok";
+    /// <summary>Why the run failed or was flagged (null when it completed).</summary>
     public string? Error { get; init; }
+    /// <summary>Test accuracy at the end (NaN when not measured).</summary>
     public double FinalTestAccuracy { get; init; }
+    /// <summary>Training seconds to the first evaluation at or above the target (null: not reached).</summary>
     public double? TimeToTargetSeconds { get; init; }
+    /// <summary>Training wall seconds, evaluation left out.</summary>
     public double TrainSeconds { get; init; }
+    /// <summary>Training samples per second over all workers.</summary>
     public double SamplesPerSecond { get; init; }
+    /// <summary>Bytes the transport put on the wire per worker and step (frame headers included).</summary>
     public double BytesPerWorkerPerStep { get; init; }
+    /// <summary>Forward and backward seconds per worker (mean).</summary>
     public double ComputeSeconds { get; init; }
+    /// <summary>Seconds per worker spent in collectives (mean).</summary>
     public double CommunicationSeconds { get; init; }
+    /// <summary>Seconds per worker held back by other ranks (mean).</summary>
     public double WaitSeconds { get; init; }
+    /// <summary>Seconds per worker spent compressing and decompressing (mean).</summary>
     public double CompressSeconds { get; init; }
+    /// <summary>Mean staleness of applied gradients, in optimizer steps.</summary>
     public double StalenessMean { get; init; }
+    /// <summary>Largest staleness of an applied gradient.</summary>
     public double StalenessMax { get; init; }
+    /// <summary>Error-feedback residual norm still unsent (mean per worker).</summary>
     public double ResidualNorm { get; init; }
+    /// <summary>Machines × price × training time.</summary>
     public double EstimatedCost { get; init; }
+    /// <summary>Machines × price × time to target (null: not reached).</summary>
     public double? CostToTarget { get; init; }
+    /// <summary>Wall seconds of the whole run, start-up and evaluation included.</summary>
     public double ProcessWallSeconds { get; init; }
+    /// <summary>The run's merged Chrome trace, relative to the study's directory.</summary>
     public string? Trace { get; init; }
+    /// <summary>(training seconds, test accuracy) at every evaluation.</summary>
     public IReadOnlyList<double[]> Curve { get; init; } = [];
 
+    /// <summary>"strategy + codec (Ww)", for tables and plots.</summary>
     public string Label => $"{Strategy} + {Codec}" + (Workers > 0 ? $" ({Workers}w)" : "");
 
+    /// <summary>A run that failed with <paramref name="error"/>: no figures.</summary>
     public static StrategyRunResult Failed(StrategyRunPlan p, string error) =>
         new() { Strategy = p.Strategy, Codec = p.Codec, Workers = p.Workers, Status = "failed", Error = error };
 
@@ -55,6 +79,7 @@ public sealed record StrategyRunResult
         };
     }
 
+    /// <summary>The run as results.json's "runs" entry writes it (docs/BENCHMARKS.md).</summary>
     public Dictionary<string, object?> ToJson() => new()
     {
         ["strategy"] = Strategy, ["codec"] = Codec, ["workers"] = Workers, ["status"] = Status, ["error"] = Error,

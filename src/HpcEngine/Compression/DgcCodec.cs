@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Globalization;
 
 namespace HpcEngine.Compression;
@@ -23,8 +24,10 @@ public sealed class DgcCodec : SparseCodec
     }
 
     public double Momentum { get; }
+    /// <inheritdoc/>
     public override string Name => $"dgc:{Fraction.ToString(CultureInfo.InvariantCulture)}";
 
+    /// <inheritdoc/>
     public override EncodedGradient Encode(ReadOnlySpan<float> gradient, int key = 0)
     {
         int n = gradient.Length;
@@ -48,8 +51,10 @@ public sealed class DgcCodec : SparseCodec
         return msg;
     }
 
+    /// <inheritdoc/>
     protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values) => _select.EncodeTopK(values);
 
+    /// <inheritdoc/>
     public override Dictionary<string, Tensor> StateDict()
     {
         var d = base.StateDict();
@@ -57,8 +62,10 @@ public sealed class DgcCodec : SparseCodec
         return d;
     }
 
+    /// <inheritdoc/>
     protected override void ClearExtraState() => _velocity.Clear();
 
+    /// <inheritdoc/>
     protected override bool LoadExtraEntry(string key, Tensor value)
     {
         if (!key.StartsWith("velocity.", StringComparison.Ordinal) || !int.TryParse(key["velocity.".Length..], CultureInfo.InvariantCulture, out int bucket)) return false;

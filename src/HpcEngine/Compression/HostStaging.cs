@@ -32,6 +32,7 @@ public sealed class HostStaging(GradientCodec codec) : IDisposable
         if (_staged) Ops.CopyAcross(_host!, flat);
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         _host?.Dispose();

@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using HpcEngine.Distributed;
 
 namespace HpcEngine.Compression;
@@ -44,8 +45,10 @@ public abstract class MessageCodec : GradientCodec
     /// of n values (the same counters the host encode would use).</summary>
     private protected sealed record DeviceHalves(Backends.MessageFormat Format, Func<int, int> BodyBytes, Func<Tensor, Tensor> Scale, Func<int, (ulong Seed, ulong Start)> Stream);
 
+    /// <inheritdoc/>
     public override bool TakesDeviceTensors => OnDevice != null;
 
+    /// <inheritdoc/>
     public override CodecExchange Exchange(Tensor flat, IReadOnlyList<int[]> shapes, IProcessGroup group, int key)
     {
         ArgumentNullException.ThrowIfNull(flat);

@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -8,8 +9,10 @@ namespace HpcEngine.Compression;
 /// <summary>float32 as is: 4 bytes per element.</summary>
 public sealed class NoneCodec : MessageCodec
 {
+    /// <inheritdoc/>
     public override string Name => "none";
 
+    /// <inheritdoc/>
     public override bool TakesDeviceTensors => true;
 
     /// <summary>A plain averaging allreduce (no message to gather: float32 sums as is).</summary>
@@ -20,8 +23,10 @@ public sealed class NoneCodec : MessageCodec
         return new CodecExchange(group.AllReduce(flat, new AllReduceOptions { Op = ReduceOp.Avg }), (long)flat.NumEl * 4);
     }
 
+    /// <inheritdoc/>
     protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values) => new(MemoryMarshal.AsBytes(values).ToArray(), values.Length);
 
+    /// <inheritdoc/>
     public override void Decode(EncodedGradient message, Span<float> output) =>
         MemoryMarshal.Cast<byte, float>(message.Bytes.AsSpan()).CopyTo(output);
 }
@@ -32,11 +37,13 @@ public sealed class NoneCodec : MessageCodec
 /// are far below that; use bf16 (fp32's range) when they might not be.</summary>
 public sealed class HalfCodec(bool bf16) : MessageCodec
 {
+    /// <inheritdoc/>
     public override string Name => bf16 ? "bf16" : "fp16";
 
     /// <summary>The cast, the 16-bit allreduce and the cast back all run where the tensor is.</summary>
     public override bool TakesDeviceTensors => true;
 
+    /// <inheritdoc/>
     public override CodecExchange Exchange(Tensor flat, IReadOnlyList<int[]> shapes, IProcessGroup group, int key)
     {
         ArgumentNullException.ThrowIfNull(flat);
@@ -57,6 +64,7 @@ public sealed class HalfCodec(bool bf16) : MessageCodec
         return new CodecExchange(new Work(done), 2L * flat.NumEl);
     }
 
+    /// <inheritdoc/>
     protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values)
     {
         var b = new byte[values.Length * 2];
@@ -64,6 +72,7 @@ public sealed class HalfCodec(bool bf16) : MessageCodec
         return new EncodedGradient(b, values.Length);
     }
 
+    /// <inheritdoc/>
     public override void Decode(EncodedGradient message, Span<float> output) =>
         BFloat16Bits.Widen(MemoryMarshal.Cast<byte, ushort>(message.Bytes.AsSpan(0, 2 * message.Count)), output, bf16);
 }
@@ -72,6 +81,7 @@ public sealed class HalfCodec(bool bf16) : MessageCodec
 public abstract class SparseCodec(double fraction) : MessageCodec
 {
     public double Fraction { get; } = fraction;
+    /// <inheritdoc/>
     public override bool ErrorFeedback => true;
 
     /// <summary>The share sent by the encode in progress (a warm-up may raise it above <see cref="Fraction"/>).</summary>
@@ -91,6 +101,7 @@ public abstract class SparseCodec(double fraction) : MessageCodec
         return new EncodedGradient(b, values.Length);
     }
 
+    /// <inheritdoc/>
     public override void Decode(EncodedGradient message, Span<float> output)
     {
         output[..message.Count].Clear();
@@ -125,8 +136,10 @@ public sealed class TopKCodec : SparseCodec
     /// <summary>Encodes over which the share falls from 25 % to <see cref="SparseCodec.Fraction"/> (0: none).</summary>
     public int WarmupSteps { get; }
 
+    /// <inheritdoc/>
     public override string Name => $"topk:{Fraction.ToString(CultureInfo.InvariantCulture)}{(WarmupSteps > 0 ? $":{WarmupSteps}" : "")}";
 
+    /// <inheritdoc/>
     protected override double CurrentFraction => _current;
 
     /// <summary>The share sent at a bucket's <paramref name="step"/>-th encode (from 0).</summary>
@@ -137,6 +150,7 @@ public sealed class TopKCodec : SparseCodec
         return Math.Exp((1 - t) * Math.Log(WarmupStart) + t * Math.Log(Fraction));
     }
 
+    /// <inheritdoc/>
     public override EncodedGradient Encode(ReadOnlySpan<float> gradient, int key = 0)
     {
         int step = _steps.GetValueOrDefault(key);
@@ -145,6 +159,7 @@ public sealed class TopKCodec : SparseCodec
         return base.Encode(gradient, key);
     }
 
+    /// <inheritdoc/>
     public override Dictionary<string, Tensor> StateDict()
     {
         var state = base.StateDict();
@@ -153,8 +168,10 @@ public sealed class TopKCodec : SparseCodec
         return state;
     }
 
+    /// <inheritdoc/>
     protected override void ClearExtraState() => _steps.Clear();
 
+    /// <inheritdoc/>
     protected override bool LoadExtraEntry(string key, Tensor value)
     {
         if (!key.StartsWith("steps.", StringComparison.Ordinal) || !int.TryParse(key["steps.".Length..], CultureInfo.InvariantCulture, out int k)) return false;
@@ -162,6 +179,7 @@ public sealed class TopKCodec : SparseCodec
         return true;
     }
 
+    /// <inheritdoc/>
     protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values) => EncodeTopK(values);
 
     /// <summary>The top-k message of <paramref name="values"/> (no error feedback: the caller keeps its own state).</summary>
@@ -210,8 +228,10 @@ public sealed class TopKCodec : SparseCodec
 public sealed class RandomKCodec(double fraction, ulong seed) : SparseCodec(fraction)
 {
     private long _calls;
+    /// <inheritdoc/>
     public override string Name => $"randomk:{Fraction.ToString(CultureInfo.InvariantCulture)}";
 
+    /// <inheritdoc/>
     protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values)
     {
         int k = K(values.Length);
@@ -227,6 +247,7 @@ public sealed class RandomKCodec(double fraction, ulong seed) : SparseCodec(frac
 public sealed class Int8Codec(ulong seed) : MessageCodec
 {
     private ulong _counter;
+    /// <inheritdoc/>
     public override string Name => "int8";
 
     /// <summary>On a device: scale = max |v|, and the encode draws from the same Philox counters as the host's.</summary>
@@ -246,6 +267,7 @@ public sealed class Int8Codec(ulong seed) : MessageCodec
         return block;
     }
 
+    /// <inheritdoc/>
     protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values)
     {
         var b = new byte[4 + values.Length];
@@ -265,6 +287,7 @@ public sealed class Int8Codec(ulong seed) : MessageCodec
         return new EncodedGradient(b, values.Length);
     }
 
+    /// <inheritdoc/>
     public override void Decode(EncodedGradient message, Span<float> output)
     {
         float scale = BinaryPrimitives.ReadSingleLittleEndian(message.Bytes);
@@ -276,7 +299,9 @@ public sealed class Int8Codec(ulong seed) : MessageCodec
 /// element and the mean magnitude as the scale — 4 + ⌈n/8⌉ bytes, 32x less than float32.</summary>
 public sealed class SignCodec : MessageCodec
 {
+    /// <inheritdoc/>
     public override string Name => "sign";
+    /// <inheritdoc/>
     public override bool ErrorFeedback => true;
 
     /// <summary>On a device: scale = mean |v| (summed in float32 there, in float64 on the host: the scales can differ
@@ -290,6 +315,7 @@ public sealed class SignCodec : MessageCodec
         return Ops.Mean(a);
     }
 
+    /// <inheritdoc/>
     protected override EncodedGradient EncodeCore(ReadOnlySpan<float> values)
     {
         var b = new byte[4 + (values.Length + 7) / 8];
@@ -301,6 +327,7 @@ public sealed class SignCodec : MessageCodec
         return new EncodedGradient(b, values.Length);
     }
 
+    /// <inheritdoc/>
     public override void Decode(EncodedGradient message, Span<float> output)
     {
         float scale = BinaryPrimitives.ReadSingleLittleEndian(message.Bytes);

@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Globalization;
 using HpcEngine.Distributed;
 
@@ -31,7 +32,9 @@ public sealed class PowerSgdCodec : GradientCodec
     /// <summary>The rank r of the approximation.</summary>
     public int Rank { get; }
 
+    /// <inheritdoc/>
     public override string Name => $"powersgd:{Rank.ToString(CultureInfo.InvariantCulture)}";
+    /// <inheritdoc/>
     public override bool ErrorFeedback => true;
 
     /// <summary>One matrix of a bucket: where it starts in the flat vector and its shape as a matrix.</summary>
@@ -56,6 +59,7 @@ public sealed class PowerSgdCodec : GradientCodec
         return blocks;
     }
 
+    /// <inheritdoc/>
     public override CodecExchange Exchange(Tensor flat, IReadOnlyList<int[]> shapes, IProcessGroup group, int key)
     {
         ArgumentNullException.ThrowIfNull(flat);
@@ -200,6 +204,7 @@ public sealed class PowerSgdCodec : GradientCodec
         }
     }
 
+    /// <inheritdoc/>
     public override Dictionary<string, Tensor> StateDict()
     {
         var d = base.StateDict();
@@ -207,8 +212,10 @@ public sealed class PowerSgdCodec : GradientCodec
         return d;
     }
 
+    /// <inheritdoc/>
     protected override void ClearExtraState() => _q.Clear();
 
+    /// <inheritdoc/>
     protected override bool LoadExtraEntry(string key, Tensor value)
     {
         if (!key.StartsWith("q.", StringComparison.Ordinal) || !int.TryParse(key[2..], CultureInfo.InvariantCulture, out int bucket)) return false;

@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Collections.Concurrent;
 
 namespace HpcEngine.Data;
@@ -32,6 +33,7 @@ public sealed class Batch(Tensor images, Tensor labels, int index) : IDisposable
     public int Index { get; } = index;
     public int Size => Labels.NumEl;
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         Images.Dispose();

@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 namespace HpcEngine.Data;
 
 /// <summary>An image-classification dataset held in memory: uint8 images [N, H, W], int64 labels [N].</summary>
@@ -19,6 +20,7 @@ public sealed class ImageDataset : IDisposable
         Classes = classes;
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         Images.Dispose();

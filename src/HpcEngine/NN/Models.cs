@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 namespace HpcEngine.NN;
 
 /// <summary>The models the benchmarks use, by name. Each is built deterministically from a generator.</summary>
@@ -96,6 +97,7 @@ public sealed class GptMini : Module
         public override Tensor Forward(Tensor input) => Embed(input, _context, _wte, _wpe);
     }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input) => Decode(input, Config.Context, _wte, _wpe, _blocks, _lnF, _head);
 
     /// <summary>Token ids [B, T] (checked against the context) → token + position embeddings [B, T, D].</summary>

@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Globalization;
 
 namespace HpcEngine.Optim;
@@ -14,6 +15,7 @@ public class Adam(IEnumerable<Tensor> parameters, double lr = 1e-3, double beta1
     public double Eps { get; } = eps;
     public double WeightDecay { get; } = weightDecay;
 
+    /// <inheritdoc/>
     protected override void Update(int index, Tensor parameter, Tensor grad)
     {
         // The step count lives with the parameter and is advanced by the backend, with the bias corrections, so a
@@ -23,6 +25,7 @@ public class Adam(IEnumerable<Tensor> parameters, double lr = 1e-3, double beta1
             Beta1, Beta2, Eps, WeightDecay, decoupledWeightDecay);
     }
 
+    /// <inheritdoc/>
     protected override IEnumerable<KeyValuePair<string, string>> HyperParameters() =>
     [
         new("beta1", Beta1.ToString("R", CultureInfo.InvariantCulture)),

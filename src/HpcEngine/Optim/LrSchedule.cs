@@ -19,6 +19,7 @@ public abstract class LrSchedule
 /// <summary>lr · γ^⌊step / stepSize⌋ (PyTorch's StepLR, counted in steps).</summary>
 public sealed class StepLr(double baseLr, long stepSize, double gamma = 0.1) : LrSchedule
 {
+    /// <inheritdoc/>
     public override double At(long step) => baseLr * Math.Pow(gamma, step / Math.Max(stepSize, 1));
 }
 
@@ -26,6 +27,7 @@ public sealed class StepLr(double baseLr, long stepSize, double gamma = 0.1) : L
 /// <c>totalSteps</c> (constant after).</summary>
 public sealed class CosineWithWarmup(double baseLr, long totalSteps, long warmupSteps = 0, double minLr = 0) : LrSchedule
 {
+    /// <inheritdoc/>
     public override double At(long step)
     {
         if (warmupSteps > 0 && step < warmupSteps) return baseLr * (step + 1) / warmupSteps;

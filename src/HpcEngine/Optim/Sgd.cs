@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Globalization;
 
 namespace HpcEngine.Optim;
@@ -20,6 +21,7 @@ public sealed class Sgd : Optimizer
         (Momentum, Dampening, WeightDecay, Nesterov) = (momentum, dampening, weightDecay, nesterov);
     }
 
+    /// <inheritdoc/>
     protected override void Update(int index, Tensor parameter, Tensor grad)
     {
         bool first = !HasState(index, "momentum_buffer");
@@ -27,6 +29,7 @@ public sealed class Sgd : Optimizer
         parameter.Backend.SgdStep(parameter, grad, buffer, LrOn(parameter.Device), Momentum, Dampening, WeightDecay, Nesterov, first);
     }
 
+    /// <inheritdoc/>
     protected override IEnumerable<KeyValuePair<string, string>> HyperParameters() =>
     [
         new("momentum", Momentum.ToString("R", CultureInfo.InvariantCulture)),

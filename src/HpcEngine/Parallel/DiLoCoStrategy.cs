@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Globalization;
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
@@ -24,11 +25,17 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
     private readonly int[][] _shapes;
     private long _steps;
 
+    /// <inheritdoc/>
     public string Name { get; }
+    /// <inheritdoc/>
     public Optimizer Optimizer => _inner;
+    /// <inheritdoc/>
     public long BytesCommunicated { get; private set; }
+    /// <inheritdoc/>
     public double CommunicationSeconds { get; private set; }
+    /// <inheritdoc/>
     public double ResidualNorm => _codec?.TotalResidualNorm() ?? 0;
+    /// <inheritdoc/>
     public double CompressSeconds => _codec?.CompressSeconds ?? 0;
 
     public DiLoCoStrategy(Module model, IProcessGroup group, Optimizer inner, int period, double outerLr = 0.7, double outerMomentum = 0.9,
@@ -70,6 +77,7 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
         return (t, scalars);
     }
 
+    /// <inheritdoc/>
     public void LoadStateDict(IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string> scalars)
     {
         ArgumentNullException.ThrowIfNull(tensors);
@@ -88,6 +96,7 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
             scalars.Where(kv => kv.Key.StartsWith("inner.", StringComparison.Ordinal)).ToDictionary(kv => kv.Key["inner.".Length..], kv => kv.Value));
     }
 
+    /// <inheritdoc/>
     public void Step()
     {
         _inner.Step();
@@ -145,6 +154,7 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
         }
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         _inner.Dispose();

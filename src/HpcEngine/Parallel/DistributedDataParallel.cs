@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
 using HpcEngine.NN;
@@ -202,6 +203,7 @@ public sealed class DistributedDataParallel : IDisposable
         return sw.Elapsed.TotalSeconds;
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         foreach (var h in _hooks) h.Dispose();

@@ -41,6 +41,7 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
 
     /// <summary>The bound k (null: unbounded, fully asynchronous).</summary>
     public int? Bound { get; }
+    /// <inheritdoc/>
     public string Name => (Bound is int k ? $"ssp:{k.ToString(CultureInfo.InvariantCulture)}" : "ssp:inf") + (_dedicated > 0 ? $":{_dedicated.ToString(CultureInfo.InvariantCulture)}" : "");
     /// <summary>Ranks that train: all of them with co-located servers, the first n − S with S dedicated ones.</summary>
     public int Workers { get; }
@@ -51,7 +52,9 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
     /// <summary>The optimizer of the shard this rank serves; on a pure worker, a holder of the learning rate its
     /// schedule sets, which travels with its pushes.</summary>
     public Optimizer Optimizer => _server?.Optimizer ?? _lrHolder!;
+    /// <inheritdoc/>
     public long BytesCommunicated { get; private set; }
+    /// <inheritdoc/>
     public double CommunicationSeconds { get; private set; }
     /// <summary>Seconds this worker's pulls were held back by the staleness bound (reported by the servers).</summary>
     public double WaitSeconds { get; private set; }
@@ -129,6 +132,7 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
         }
     }
 
+    /// <inheritdoc/>
     public void Step()
     {
         if (_finished) throw new InvalidOperationException("the parameter server has finished: no more steps");
@@ -280,6 +284,7 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
         }
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         try { Finish(); }

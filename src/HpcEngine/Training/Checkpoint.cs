@@ -18,6 +18,7 @@ public sealed record TrainingState(int Epoch, int BatchInEpoch, long Step, ulong
 /// naming the previous complete pair. Older pairs are deleted after the switch (the last two are kept).</summary>
 public static class Checkpoint
 {
+    /// <summary>The file that names a directory's current checkpoint pair (replaced atomically).</summary>
     public const string PointerFile = "checkpoint.json";
     private const string Format = "hpcengine-checkpoint-1";
 

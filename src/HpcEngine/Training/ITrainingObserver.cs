@@ -70,14 +70,17 @@ public interface ITrainingObserver
 /// ETA, one line per epoch, and the messages.</summary>
 public sealed class LineObserver(Action<string> write) : ITrainingObserver
 {
+    /// <inheritdoc/>
     public void OnMessage(string message) => write(message);
 
+    /// <inheritdoc/>
     public void OnProgress(ProgressEvent p)
     {
         string comm = p.KilobytesPerStep is double kb ? $"  {kb:F1} KB/step sent{(p.ResidualNorm > 0 ? $", residual {p.ResidualNorm:G3}" : "")}" : "";
         write($"epoch {p.Epoch}/{p.Epochs}  batch {p.Batch}/{p.Batches}  loss {p.MeanLoss:F4}  {p.SamplesPerSecond:F0} samples/s{comm}  ETA {p.Eta:hh\\:mm\\:ss}");
     }
 
+    /// <inheritdoc/>
     public void OnEpoch(EpochEvent e) =>
         write($"epoch {e.Result.Epoch}/{e.Epochs}  loss {e.Result.TrainLoss:F4}  test accuracy {e.Result.TestAccuracy:F4}  {e.Result.SamplesPerSecond:F0} samples/s{(e.Ranks > 1 ? $" ({e.Ranks} ranks, {e.Strategy})" : "")}  {e.Result.Seconds:F1}s");
 }

@@ -20,17 +20,22 @@ public sealed class JsonLinesObserver(TextWriter writer, bool steps = false) : I
         }
     }
 
+    /// <inheritdoc/>
     public void OnMessage(string message) => Write("message", message);
 
+    /// <inheritdoc/>
     public void OnStep(StepEvent step)
     {
         if (steps) Write("step", step);
     }
 
+    /// <inheritdoc/>
     public void OnProgress(ProgressEvent progress) => Write("progress", progress);
 
+    /// <inheritdoc/>
     public void OnEvaluation(EvaluationEvent evaluation) => Write("evaluation", evaluation);
 
+    /// <inheritdoc/>
     public void OnEpoch(EpochEvent epoch) => Write("epoch", epoch);
 
     /// <summary>The event a line holds: a <see cref="ProgressEvent"/>, <see cref="EvaluationEvent"/>,
@@ -58,5 +63,6 @@ public sealed class JsonLinesObserver(TextWriter writer, bool steps = false) : I
         }
     }
 
+    /// <inheritdoc/>
     public void Dispose() => writer.Dispose();
 }

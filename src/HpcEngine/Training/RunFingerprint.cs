@@ -10,21 +10,37 @@ namespace HpcEngine.Training;
 /// <see cref="ResumeChange"/> lets the user accept explicitly.</summary>
 public sealed record RunFingerprint
 {
+    /// <summary>The model trained.</summary>
     public string Model { get; init; } = "";
+    /// <summary>Ranks that trained.</summary>
     public int WorldSize { get; init; } = 1;
+    /// <summary>The data-parallel strategy ("single" in one process).</summary>
     public string Strategy { get; init; } = "sync";
+    /// <summary>The gradient codec ("none" uncompressed).</summary>
     public string Codec { get; init; } = "none";
+    /// <summary>Samples per step and rank.</summary>
     public int BatchSize { get; init; }
+    /// <summary>Micro-batches per optimizer step.</summary>
     public int GradAccumulation { get; init; } = 1;
+    /// <summary>The optimizer's name (sgd, adam, adamw).</summary>
     public string Optimizer { get; init; } = "";
+    /// <summary>Peak learning rate.</summary>
     public double Lr { get; init; }
+    /// <summary>SGD's momentum.</summary>
     public double Momentum { get; init; }
+    /// <summary>Weight decay.</summary>
     public double WeightDecay { get; init; }
+    /// <summary>Warm-up steps of the schedule.</summary>
     public int WarmupSteps { get; init; }
+    /// <summary>Gradient-norm clip (0: off).</summary>
     public double ClipNorm { get; init; }
+    /// <summary>Epochs the run was set for.</summary>
     public int Epochs { get; init; }
+    /// <summary>Whether crops and flips were on.</summary>
     public bool Augment { get; init; }
+    /// <summary>The run's seed.</summary>
     public ulong Seed { get; init; }
+    /// <summary>Mixed precision (none, bf16).</summary>
     public string Amp { get; init; } = "none";
     /// <summary>The training data: sample count and a SHA-256 of its images and labels (first 16 hex digits).</summary>
     public string Data { get; init; } = "";
@@ -56,8 +72,10 @@ public sealed record RunFingerprint
         return $"{data.Count.ToString(CultureInfo.InvariantCulture)} samples, sha256 {Convert.ToHexString(sha.GetHashAndReset())[..16].ToLowerInvariant()}";
     }
 
+    /// <summary>The fingerprint as the trainer file's metadata stores it.</summary>
     public string ToJson() => JsonSerializer.Serialize(this);
 
+    /// <summary>Reads a fingerprint back from <see cref="ToJson"/>'s text.</summary>
     public static RunFingerprint FromJson(string json) => JsonSerializer.Deserialize<RunFingerprint>(json) ?? throw new InvalidDataException("empty run fingerprint");
 
     /// <summary>Each field that differs, as (flag name, saved, now).</summary>
@@ -100,5 +118,6 @@ public static class ResumeChange
     /// and the schedule's step are rescaled to the samples already seen.</summary>
     public const string WorldSize = "world-size";
 
+    /// <summary>Every change a resume can accept.</summary>
     public static readonly string[] All = [Epochs, WorldSize];
 }

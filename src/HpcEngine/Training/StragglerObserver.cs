@@ -17,6 +17,7 @@ public sealed class StragglerObserver(double factor, TraceObserver? trace = null
     // total stays (factor − 1) × the total compute.
     private double _owedSeconds;
 
+    /// <inheritdoc/>
     public void OnComputed(ComputeEvent compute)
     {
         _owedSeconds += compute.Seconds * (Factor - 1);

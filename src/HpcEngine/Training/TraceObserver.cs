@@ -18,8 +18,10 @@ public sealed class TraceObserver(int rank, string directory) : ITrainingObserve
     public void Add(string name, string category, long startTimestamp, double seconds) =>
         _recorder?.Add(name, category, startTimestamp, seconds);
 
+    /// <inheritdoc/>
     public void OnComputed(ComputeEvent compute) => Add("forward+backward", "compute", compute.StartTimestamp, compute.Seconds);
 
+    /// <inheritdoc/>
     public void OnSpan(SpanEvent span) => Add(span.Name, span.Category, span.StartTimestamp, span.Seconds);
 
     /// <summary>The step's parts are laid end to end inside its span: their durations are measured, their order within
@@ -44,6 +46,7 @@ public sealed class TraceObserver(int rank, string directory) : ITrainingObserve
         Add("optimizer", "compute", at, rest);
     }
 
+    /// <inheritdoc/>
     public void OnFinished(Exception? error)
     {
         if (_recorder == null) return;

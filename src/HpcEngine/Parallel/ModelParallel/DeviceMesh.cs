@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using HpcEngine.Distributed;
 
 namespace HpcEngine.Parallel.ModelParallel;
@@ -51,6 +52,7 @@ public sealed class DeviceMesh : IDisposable
         return new DeviceMesh(dp, pp, tp, (myD, myP, myT), data!, pipeline!, tensor!);
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         Data.Dispose();

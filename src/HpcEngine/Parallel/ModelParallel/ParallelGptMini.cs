@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
 using HpcEngine.NN;
@@ -25,12 +26,14 @@ public sealed class QkvParallelLinear : Module, ITensorParallelModule
         Bias = RegisterParameter("bias", Shard("bias", full.Bias!));
     }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input)
     {
         using var x = TensorParallelRegion.Copy(input, _group);
         return Ops.Linear(x, Weight, Bias);
     }
 
+    /// <inheritdoc/>
     public Tensor Shard(string name, Tensor full)
     {
         ArgumentNullException.ThrowIfNull(full);
@@ -41,6 +44,7 @@ public sealed class QkvParallelLinear : Module, ITensorParallelModule
         finally { foreach (var p in parts) p.Dispose(); }
     }
 
+    /// <inheritdoc/>
     public Tensor Unshard(string name, Tensor shard)
     {
         ArgumentNullException.ThrowIfNull(shard);

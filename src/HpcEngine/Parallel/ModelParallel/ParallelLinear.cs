@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using HpcEngine.Distributed;
 using HpcEngine.NN;
 
@@ -39,6 +40,7 @@ public sealed class ColumnParallelLinear : Module, ITensorParallelModule
         if (bias) Bias = RegisterParameter("bias", Shard("bias", full.Bias!));
     }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input)
     {
         using var x = TensorParallelRegion.Copy(input, _group);
@@ -47,6 +49,7 @@ public sealed class ColumnParallelLinear : Module, ITensorParallelModule
         using (y) return TensorParallelRegion.Gather(y, _group);
     }
 
+    /// <inheritdoc/>
     public Tensor Shard(string name, Tensor full)
     {
         ArgumentNullException.ThrowIfNull(full);
@@ -54,6 +57,7 @@ public sealed class ColumnParallelLinear : Module, ITensorParallelModule
         using (Autograd.GradMode.NoGrad()) return rows.Clone().DetachFromScope();
     }
 
+    /// <inheritdoc/>
     public Tensor Unshard(string name, Tensor shard)
     {
         ArgumentNullException.ThrowIfNull(shard);
@@ -64,6 +68,7 @@ public sealed class ColumnParallelLinear : Module, ITensorParallelModule
         using (all) return all.Reshape([_group.Size * shard.ShapeArray[0], .. shard.ShapeArray[1..]]).Clone().DetachFromScope();
     }
 
+    /// <inheritdoc/>
     protected override string ExtraRepr() => $"in_features={InFeatures}, out_features={OutFeatures}/{_group.Size}, gather={_gather}";
 }
 
@@ -90,6 +95,7 @@ public sealed class RowParallelLinear : Module, ITensorParallelModule
         if (bias) Bias = RegisterParameter("bias", Shard("bias", full.Bias!));
     }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input)
     {
         using var partial = Ops.Linear(input, Weight, null);
@@ -98,6 +104,7 @@ public sealed class RowParallelLinear : Module, ITensorParallelModule
         using (y) return Ops.Add(y, Bias);
     }
 
+    /// <inheritdoc/>
     public Tensor Shard(string name, Tensor full)
     {
         ArgumentNullException.ThrowIfNull(full);
@@ -107,6 +114,7 @@ public sealed class RowParallelLinear : Module, ITensorParallelModule
         return cols.Clone().DetachFromScope();
     }
 
+    /// <inheritdoc/>
     public Tensor Unshard(string name, Tensor shard)
     {
         ArgumentNullException.ThrowIfNull(shard);
@@ -121,5 +129,6 @@ public sealed class RowParallelLinear : Module, ITensorParallelModule
         return contiguous.Reshape(shard.ShapeArray[0], _group.Size * shard.ShapeArray[1]).Clone().DetachFromScope();
     }
 
+    /// <inheritdoc/>
     protected override string ExtraRepr() => $"in_features={InFeatures}/{_group.Size}, out_features={OutFeatures}";
 }

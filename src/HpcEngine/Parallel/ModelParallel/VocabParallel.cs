@@ -1,3 +1,4 @@
+#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
 using HpcEngine.NN;
@@ -25,6 +26,7 @@ public sealed class VocabParallelEmbedding : Module, ITensorParallelModule
         Weight = RegisterParameter("weight", Shard("weight", full.Weight));
     }
 
+    /// <inheritdoc/>
     public override Tensor Forward(Tensor input)
     {
         ArgumentNullException.ThrowIfNull(input);
@@ -46,6 +48,7 @@ public sealed class VocabParallelEmbedding : Module, ITensorParallelModule
         return TensorParallelRegion.Reduce(masked, _group);
     }
 
+    /// <inheritdoc/>
     public Tensor Shard(string name, Tensor full)
     {
         ArgumentNullException.ThrowIfNull(full);
@@ -54,6 +57,7 @@ public sealed class VocabParallelEmbedding : Module, ITensorParallelModule
         return rows.Clone().DetachFromScope();
     }
 
+    /// <inheritdoc/>
     public Tensor Unshard(string name, Tensor shard)
     {
         ArgumentNullException.ThrowIfNull(shard);
