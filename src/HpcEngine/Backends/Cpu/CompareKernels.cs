@@ -1,41 +1,27 @@
 using System.Numerics;
+using static HpcEngine.Backends.Cpu.CompareOperators;
 
 namespace HpcEngine.Backends.Cpu;
 
-/// <summary>Broadcast comparisons and logical ops; the result is a bool tensor (one byte per element).</summary>
+/// <summary>Broadcast comparisons and logical ops; the result is a bool tensor (one byte per element). The rules
+/// are operator structs (<see cref="CompareOperators"/>) run by the shared <see cref="BinaryDriver"/>.</summary>
 internal static unsafe class CompareKernels
 {
     public static void Run<T>(CompareOp op, Tensor a, Tensor b, Tensor dst) where T : unmanaged, INumber<T>
     {
-        var shape = dst.Shape;
-        var loop = new StridedLoop(shape, dst.Strides.ToArray(),
-            Shapes.BroadcastStrides(a.Shape, a.Strides, shape), Shapes.BroadcastStrides(b.Shape, b.Strides, shape));
-        T* pa = a.Ptr<T>(), pb = b.Ptr<T>();
-        byte* pd = dst.Ptr<byte>();
-        int sd = loop.Stride0, sa = loop.Stride1, sb = loop.Stride2;
-        loop.Run((od, oa, ob, n) =>
+        switch (op)
         {
-            T* x = pa + oa, y = pb + ob;
-            byte* d = pd + od;
-            for (int i = 0; i < n; i++)
-            {
-                T u = x[(long)i * sa], v = y[(long)i * sb];
-                bool r = op switch
-                {
-                    CompareOp.Eq => u == v,
-                    CompareOp.Ne => u != v,
-                    CompareOp.Lt => u < v,
-                    CompareOp.Le => u <= v,
-                    CompareOp.Gt => u > v,
-                    CompareOp.Ge => u >= v,
-                    CompareOp.And => u != T.Zero && v != T.Zero,
-                    CompareOp.Or => u != T.Zero || v != T.Zero,
-                    CompareOp.Xor => (u != T.Zero) ^ (v != T.Zero),
-                    _ => false,
-                };
-                d[(long)i * sd] = r ? (byte)1 : (byte)0;
-            }
-        });
+            case CompareOp.Eq: BinaryDriver.Run<T, byte, Eq<T>>(a, b, dst); break;
+            case CompareOp.Ne: BinaryDriver.Run<T, byte, Ne<T>>(a, b, dst); break;
+            case CompareOp.Lt: BinaryDriver.Run<T, byte, Lt<T>>(a, b, dst); break;
+            case CompareOp.Le: BinaryDriver.Run<T, byte, Le<T>>(a, b, dst); break;
+            case CompareOp.Gt: BinaryDriver.Run<T, byte, Gt<T>>(a, b, dst); break;
+            case CompareOp.Ge: BinaryDriver.Run<T, byte, Ge<T>>(a, b, dst); break;
+            case CompareOp.And: BinaryDriver.Run<T, byte, And<T>>(a, b, dst); break;
+            case CompareOp.Or: BinaryDriver.Run<T, byte, Or<T>>(a, b, dst); break;
+            case CompareOp.Xor: BinaryDriver.Run<T, byte, Xor<T>>(a, b, dst); break;
+            default: throw new ArgumentOutOfRangeException(nameof(op), op, "not a comparison op");
+        }
     }
 
     /// <summary>dst = cond ? a : b with broadcasting over all three (a, b, dst same dtype, element size es).</summary>
