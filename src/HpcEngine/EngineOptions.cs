@@ -6,7 +6,7 @@ namespace HpcEngine;
 /// variable). This is the core's one reader of its <c>HPCENGINE_*</c> variables; the transport's are
 /// <see cref="Distributed.Tcp.TcpOptions.FromEnvironment"/>, the launcher contract's
 /// <see cref="Distributed.DistributedEnvironment"/>. An embedding tool that wants none of them sets the
-/// corresponding properties (<see cref="Backends.Cpu.CpuThreads.Count"/>, <see cref="StoragePool.Poison"/>) instead.</summary>
+/// corresponding properties (<see cref="KernelThreads.Count"/>) instead.</summary>
 public sealed record EngineOptions
 {
     /// <summary>HPCENGINE_NUM_THREADS: threads for CPU kernels (null: every core).</summary>

@@ -120,7 +120,7 @@ internal static class BenchCommand
     {
         if (o.Size <= 0) throw new ArgumentException($"--size must be positive, got {o.Size}");
         if (o.Iters <= 0) throw new ArgumentException($"--iters must be positive, got {o.Iters}");
-        if (o.Threads is { } t) CpuThreads.Count = t;
+        if (o.Threads is { } t) KernelThreads.Count = t;
         o.Model ??= o.Workload == "parallel" ? "mlp-wide" : "mlp";
         if (o.Workload == "step") return StepBench.Run(o);
         if (o.Workload == "collectives") return CollectivesBench.Run(o);
@@ -148,7 +148,7 @@ internal static class BenchCommand
         {
             ["workload"] = o.Workload,
             ["size"] = n,
-            ["threads"] = CpuThreads.Count,
+            ["threads"] = KernelThreads.Count,
             ["iters"] = o.Iters,
             ["ms"] = Math.Round(ms, 4),
             ["ms_min"] = Math.Round(times[0], 4),
@@ -157,7 +157,7 @@ internal static class BenchCommand
         {
             double gflops = 2.0 * n * n * n / (ms * 1e6);
             result["gflops"] = Math.Round(gflops, 2);
-            Console.WriteLine($"sgemm {n}x{n}x{n}: {ms:F3} ms (median of {o.Iters}), {gflops:F1} GFLOP/s, {CpuThreads.Count} threads");
+            Console.WriteLine($"sgemm {n}x{n}x{n}: {ms:F3} ms (median of {o.Iters}), {gflops:F1} GFLOP/s, {KernelThreads.Count} threads");
         }
         else
         {
@@ -165,7 +165,7 @@ internal static class BenchCommand
             double bytes = (o.Workload == "add" ? 3.0 : 2.0) * n * n * sizeof(float);
             double gbps = bytes / (ms * 1e6);
             result["gb_per_s"] = Math.Round(gbps, 3);
-            Console.WriteLine($"{o.Workload} {n}x{n} float32: {ms:F3} ms (median of {o.Iters}), {gbps:F2} GB/s, {CpuThreads.Count} threads");
+            Console.WriteLine($"{o.Workload} {n}x{n} float32: {ms:F3} ms (median of {o.Iters}), {gbps:F2} GB/s, {KernelThreads.Count} threads");
         }
         WriteJson(o.Json, result);
         return 0;
@@ -217,10 +217,10 @@ internal static class StepBench
         }
         var times = BenchCommand.Time(Step, o.Iters);
         double ms = times[times.Length / 2];
-        Console.WriteLine($"train step {o.Model} batch {o.BatchSize} {o.Optimizer}: {ms:F3} ms (median of {o.Iters}, min {times[0]:F3}), {o.BatchSize / ms * 1000:F0} samples/s, {CpuThreads.Count} threads");
+        Console.WriteLine($"train step {o.Model} batch {o.BatchSize} {o.Optimizer}: {ms:F3} ms (median of {o.Iters}, min {times[0]:F3}), {o.BatchSize / ms * 1000:F0} samples/s, {KernelThreads.Count} threads");
         BenchCommand.WriteJson(o.Json, new Dictionary<string, object>
         {
-            ["model"] = o.Model!, ["batch_size"] = o.BatchSize, ["optimizer"] = o.Optimizer, ["threads"] = CpuThreads.Count,
+            ["model"] = o.Model!, ["batch_size"] = o.BatchSize, ["optimizer"] = o.Optimizer, ["threads"] = KernelThreads.Count,
             ["iters"] = o.Iters, ["ms_per_step"] = Math.Round(ms, 4), ["ms_min"] = Math.Round(times[0], 4),
             ["samples_per_s"] = Math.Round(o.BatchSize / ms * 1000, 1),
         });

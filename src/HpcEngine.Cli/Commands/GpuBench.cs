@@ -72,11 +72,11 @@ internal static class GpuBench
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {name} | {fig:F1} | {unit} | {secs:E3} | {(theirs is double th ? th.ToString("E3", CultureInfo.InvariantCulture) : "–")} | {(theirs is double r ? $"{r / secs:F2}x" : "–")} |"));
         }
         if (o.Json != null)
-            File.WriteAllText(o.Json, JsonSerializer.Serialize(new Dictionary<string, object>
+            File.WriteAllText(o.Json, Training.ResultJson.Serialize(new Dictionary<string, object>
             {
                 ["device"] = cuda.Device.Name,
                 ["rows"] = rows.Select(r => new Dictionary<string, object> { ["workload"] = r.Workload, ["seconds"] = r.Seconds, ["figure"] = r.Figure, ["unit"] = r.Unit }).ToArray(),
-            }, Training.JsonNumbers.Options));
+            }));
         return 0;
     }
 

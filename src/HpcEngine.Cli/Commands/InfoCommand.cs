@@ -16,7 +16,7 @@ internal static class InfoCommand
     public static int Run(InfoOptions _)
     {
         Console.WriteLine($"HpcEngine {typeof(Tensor).Assembly.GetName().Version} on .NET {Environment.Version} ({RuntimeInformation.OSDescription}, {RuntimeInformation.ProcessArchitecture})");
-        Console.WriteLine($"cpu: {Environment.ProcessorCount} logical cores; kernel threads {CpuThreads.Count} (HPCENGINE_NUM_THREADS)");
+        Console.WriteLine($"cpu: {Environment.ProcessorCount} logical cores; kernel threads {KernelThreads.Count} (HPCENGINE_NUM_THREADS)");
         Console.WriteLine($"simd: AVX2 {Avx2.IsSupported}, FMA {Fma.IsSupported}, AVX-512F {Avx512F.IsSupported}, Vector512 accelerated {Vector512.IsHardwareAccelerated}");
         Console.WriteLine($"sgemm micro-kernel: {(Fma.IsSupported && Avx.IsSupported ? "AVX2/FMA 6x16" : "portable fallback (no FMA)")}");
         Console.WriteLine("devices: cpu");

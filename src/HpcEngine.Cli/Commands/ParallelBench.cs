@@ -56,7 +56,7 @@ internal static class ParallelBench
         Console.WriteLine("| rank | busy s | idle s | MB sent/step | peak activation MB (pp) |");
         Console.WriteLine("|---|---|---|---|---|");
         foreach (var p in r.PerRank) Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {p.Rank} | {p.BusySeconds:F3} | {p.IdleSeconds:F3} | {p.BytesPerStep / 1e6:F2} | {p.PeakActivationBytes / 1e6:F2} |"));
-        if (o.Json != null) File.WriteAllText(o.Json, JsonSerializer.Serialize(result, Training.JsonNumbers.Options));
+        if (o.Json != null) File.WriteAllText(o.Json, Training.ResultJson.Serialize(result));
         return 0;
     }
 }

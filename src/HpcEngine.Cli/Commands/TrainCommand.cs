@@ -210,7 +210,7 @@ internal static class TrainCommand
             HpcEngine.Cuda.CudaBackend.Register(device.Index); // also makes the nccl collective backend available
             config = config with { Device = device };
         }
-        if (o.Threads is { } t) CpuThreads.Count = t;
+        if (o.Threads is { } t) KernelThreads.Count = t;
         var tcp = HpcEngine.Distributed.Tcp.TcpOptions.FromEnvironment(distributed ? HpcEngine.Distributed.DistributedEnvironment.Resolve().MasterAddr : "127.0.0.1");
         if (o.Timeout is { } seconds) tcp = tcp with { Timeout = TimeSpan.FromSeconds(seconds) };
         // GPU tensors over TCP are staged through host memory; NCCL (registered with the CUDA backend) reduces them in place.
@@ -222,7 +222,7 @@ internal static class TrainCommand
         using (test)
         {
             Say($"data: {source}: {train.Count} training, {test.Count} test images");
-            Say($"model {config.Model}, optimizer {config.Optimizer} lr {config.Lr.ToString(CultureInfo.InvariantCulture)} (cosine), batch {config.BatchSize}{(group != null ? $" per rank × {group.Size} ranks (data parallel over {group.Backend}, strategy {config.Strategy}{(config.Compress != null ? ", compression " + config.Compress : "")})" : "")}, {config.Epochs} epochs, seed {config.Seed}, {(device.Type == DeviceType.Cpu ? $"{CpuThreads.Count} threads" : $"on {device}")}");
+            Say($"model {config.Model}, optimizer {config.Optimizer} lr {config.Lr.ToString(CultureInfo.InvariantCulture)} (cosine), batch {config.BatchSize}{(group != null ? $" per rank × {group.Size} ranks (data parallel over {group.Backend}, strategy {config.Strategy}{(config.Compress != null ? ", compression " + config.Compress : "")})" : "")}, {config.Epochs} epochs, seed {config.Seed}, {(device.Type == DeviceType.Cpu ? $"{KernelThreads.Count} threads" : $"on {device}")}");
             TrainResult r;
             using var events = o.Events != null && lead ? new JsonLinesObserver(new StreamWriter(o.Events), steps: true) : null;
             try { r = Trainer.Run(config, train, test, source, Console.WriteLine, group, events != null ? [events] : null); }

@@ -5,7 +5,7 @@ namespace HpcEngine;
 
 /// <summary>bfloat16 as raw bits: the top half of an IEEE float32. Rounding is to nearest even, NaN stays NaN;
 /// the CUDA kernels use the same rule so both backends store identical bits.</summary>
-public static class BFloat16Bits
+internal static class BFloat16Bits
 {
     /// <summary>Rounds a float32 to bf16 bits (round to nearest, ties to even).</summary>
     public static ushort FromSingle(float value)

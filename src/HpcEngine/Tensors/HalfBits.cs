@@ -8,7 +8,7 @@ namespace HpcEngine;
 /// ConvertToHalf: measured at about 5 ns an element here, it made a 1M-element fp16 allreduce 6x slower than the fp32
 /// one it was meant to halve. The bit tricks are F. Giesen's branch-free conversions ("half_to_float" and
 /// "float_to_half_fast3_rtne"), with the branches turned into selects.</summary>
-public static class HalfBits
+internal static class HalfBits
 {
     /// <summary>Rounds float32 to fp16 bits, to nearest even.</summary>
     public static void FromSingle(ReadOnlySpan<float> source, Span<ushort> destination) => SixteenBitSpans.Narrow<Format>(source, destination);

@@ -2,7 +2,7 @@
 namespace HpcEngine;
 
 /// <summary>Shape arithmetic shared by every op: element counts, strides, broadcasting, dimension checks.</summary>
-public static class Shapes
+internal static class Shapes
 {
     /// <summary>Formats a shape the way PyTorch prints it: [2, 3].</summary>
     public static string Format(ReadOnlySpan<int> shape) => "[" + string.Join(", ", shape.ToArray()) + "]";

@@ -107,7 +107,7 @@ internal sealed unsafe class Storage
 /// <summary>Process-wide cache of storage buffers by exact byte size, so a steady training loop (same shapes every
 /// step) reuses memory instead of allocating. Bounded in count per size and in total bytes; like
 /// <c>ArrayPool.Shared</c> it is the one documented piece of shared state besides the defaults.</summary>
-public static class StoragePool
+internal static class StoragePool
 {
     private const int MaxPerSize = 32;
     private static readonly Dictionary<long, Stack<byte[]>> Free = new();

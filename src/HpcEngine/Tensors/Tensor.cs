@@ -222,7 +222,7 @@ public sealed unsafe partial class Tensor : IDisposable
 
 /// <summary>Counts tensors alive in the process (created and not yet disposed): used by tests that check a steady
 /// loop releases what it creates, and by pipeline schedules that bound activation memory.</summary>
-public static class LiveTensors
+internal static class LiveTensors
 {
     private static long _live;
 

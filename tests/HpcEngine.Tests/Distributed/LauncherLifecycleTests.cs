@@ -42,6 +42,9 @@ public class LauncherLifecycleTests
         }
     }
 
+    private static string SignalDispositions(int pid) =>
+        string.Join(", ", File.ReadAllLines($"/proc/{pid}/status").Where(l => l.StartsWith("Sig", StringComparison.Ordinal)));
+
     private static void KillPids(IEnumerable<int> pids)
     {
         foreach (int p in pids) try { Process.GetProcessById(p).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
@@ -52,16 +55,21 @@ public class LauncherLifecycleTests
     [TestCase("HUP", 129)]
     public void A_signal_to_the_launcher_is_forwarded_and_every_worker_stops(string signal, int exitCode)
     {
+        // A process started with SIGINT ignored keeps it ignored (.NET, like Python and the shells, honours the
+        // "background job" convention), and a suite run from a script's background job has it so: start the launcher
+        // with default dispositions, as a terminal would.
         using var launcher = new TestSupport.CliProcess(["launch", "--nproc-per-node", "2", "--grace-period", "5", "--", "sh", "-c",
-            $"trap 'echo rank $RANK got {signal}; exit 0' {signal}; echo trap set; while true; do sleep 0.1; done"]);
+            $"trap 'echo rank $RANK got {signal}; exit 0' {signal}; echo trap set; while true; do sleep 0.1; done"],
+            wrapper: ["env", "--default-signal=INT,QUIT"]);
         var pids = WorkerPids(launcher, 2);
         WaitForLines(launcher, "[0] trap set", "[1] trap set");
+        string dispositions = SignalDispositions(launcher.Process.Id);
         Process.Start("kill", $"-{signal} {launcher.Process.Id}")!.WaitForExit();
         // A bound on a hang, not a timing: 5 s grace plus draining, with room for a loaded 2-core CI machine.
         bool exited = launcher.Process.WaitForExit(45_000);
         try
         {
-            Assert.That(exited, Is.True, "the launcher did not exit; its output so far:\n" + launcher.Stdout + launcher.Stderr);
+            Assert.That(exited, Is.True, "the launcher did not exit; its signal masks: " + dispositions + "; its output so far:\n" + launcher.Stdout + launcher.Stderr);
             launcher.Process.WaitForExit();
             Assert.That(launcher.Process.ExitCode, Is.EqualTo(exitCode));
             Assert.That(launcher.Stdout, Does.Contain($"[0] rank 0 got {signal}").And.Contain($"[1] rank 1 got {signal}"), "the workers saw the signal and could clean up");

@@ -3,7 +3,7 @@ namespace HpcEngine.Backends.Cpu;
 /// <summary>How many threads CPU kernels split large work over (default: all cores), and the helper that splits it.
 /// Work below <see cref="MinParallelWork"/> elements runs on the calling thread: on small tensors a thread hop costs
 /// more than it saves.</summary>
-public static class CpuThreads
+internal static class CpuThreads
 {
     private static int _count = Environment.ProcessorCount;
 

@@ -1,7 +1,7 @@
 namespace HpcEngine.Backends.Cpu;
 
 /// <summary>Functions .NET's Math lacks.</summary>
-public static class SpecialFunctions
+internal static class SpecialFunctions
 {
     /// <summary>The error function to double precision. For |x| &lt; 6 it sums the series
     /// erf(x) = 2/sqrt(pi) * exp(-x^2) * sum_n 2^n x^(2n+1) / (1*3*...*(2n+1)), whose terms are all positive (no
