@@ -11,6 +11,7 @@ public enum GemmPrecision { Fp32, Tf32, Bf16 }
 public sealed unsafe class CublasHandle : IDisposable
 {
     private readonly CudaContext _context;
+    private readonly CublasLibraryHandle _owned;
     private IntPtr _handle;
 
     public CublasHandle(CudaContext context)
@@ -19,7 +20,8 @@ public sealed unsafe class CublasHandle : IDisposable
         CudaLibraries.Require("cublas");
         _context = context;
         context.MakeCurrent();
-        Cublas.Check(Cublas.cublasCreate(out _handle));
+        _owned = CublasLibraryHandle.Create(context.ContextHandle);
+        _handle = _owned.DangerousGetHandle();
         Cublas.Check(Cublas.cublasSetStream(_handle, context.Stream));
     }
 
@@ -81,7 +83,7 @@ public sealed unsafe class CublasHandle : IDisposable
     public void Dispose()
     {
         if (_handle == IntPtr.Zero) return;
-        Cublas.cublasDestroy(_handle);
         _handle = IntPtr.Zero;
+        _owned.Dispose();
     }
 }

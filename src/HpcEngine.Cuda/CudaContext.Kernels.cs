@@ -18,12 +18,12 @@ public sealed unsafe partial class CudaContext
             var image = File.ReadAllBytes(fatbin);
             int status;
             fixed (byte* p = image) status = Driver.cuModuleLoadData(out module, p);
-            if (status == Driver.Success) return new KernelModule(this, module);
+            if (status == Driver.Success) return new KernelModule(this, ContextBoundHandle.Own<KernelModuleHandle>(ContextHandle, module));
             // No code for this architecture in it (or a driver too old for its PTX): NVRTC builds for this device.
         }
         var compiled = NvrtcCompiler.CompileCached(file, Device.Architecture);
         fixed (byte* image = compiled.Image) Driver.Check(Driver.cuModuleLoadData(out module, image));
-        return new KernelModule(this, module);
+        return new KernelModule(this, ContextBoundHandle.Own<KernelModuleHandle>(ContextHandle, module));
     }
 
     /// <summary>Launches <paramref name="function"/> on this context's stream with arguments passed by value (device
@@ -82,24 +82,17 @@ public sealed unsafe partial class CudaContext
         Synchronize();
         var times = new double[iterations];
         MakeCurrent();
-        Driver.Check(Driver.cuEventCreate(out var start, 0));
-        Driver.Check(Driver.cuEventCreate(out var end, 0));
-        try
+        using var startEvent = EventHandle.Create(ContextHandle, 0);
+        using var endEvent = EventHandle.Create(ContextHandle, 0);
+        IntPtr start = startEvent.DangerousGetHandle(), end = endEvent.DangerousGetHandle();
+        for (int i = 0; i < iterations; i++)
         {
-            for (int i = 0; i < iterations; i++)
-            {
-                Driver.Check(Driver.cuEventRecord(start, _stream));
-                enqueue();
-                Driver.Check(Driver.cuEventRecord(end, _stream));
-                Driver.Check(Driver.cuEventSynchronize(end));
-                Driver.Check(Driver.cuEventElapsedTime(out float ms, start, end));
-                times[i] = ms;
-            }
-        }
-        finally
-        {
-            Driver.cuEventDestroy(start);
-            Driver.cuEventDestroy(end);
+            Driver.Check(Driver.cuEventRecord(start, _stream));
+            enqueue();
+            Driver.Check(Driver.cuEventRecord(end, _stream));
+            Driver.Check(Driver.cuEventSynchronize(end));
+            Driver.Check(Driver.cuEventElapsedTime(out float ms, start, end));
+            times[i] = ms;
         }
         Array.Sort(times);
         return times[iterations / 2];

@@ -10,8 +10,11 @@ namespace HpcEngine.Cuda;
 /// and check the kernels; the device tensor type and the caching allocator build on it.</summary>
 public sealed unsafe partial class CudaContext : IDisposable, ICudaStream
 {
+    // The owning handles (released once, in order: the stream before the context it keeps retained) and their raw
+    // values, which the driver calls take while this context is not disposed.
+    private readonly PrimaryContextHandle _contextHandle;
+    private readonly StreamHandle _streamHandle;
     private IntPtr _context, _stream;
-    private readonly int _device;
     private readonly Dictionary<string, KernelModule> _modules = new();
     private CublasHandle? _cublas;
 
@@ -23,9 +26,10 @@ public sealed unsafe partial class CudaContext : IDisposable, ICudaStream
     /// <summary>The context's stream (as the allocator's stream key).</summary>
     public IntPtr Stream => _stream;
 
-    private CudaContext(CudaDeviceInfo device, int handle, IntPtr context, IntPtr stream)
+    private CudaContext(CudaDeviceInfo device, PrimaryContextHandle context, StreamHandle stream)
     {
-        (Device, _device, _context, _stream) = (device, handle, context, stream);
+        (Device, _contextHandle, _streamHandle) = (device, context, stream);
+        (_context, _stream) = (context.DangerousGetHandle(), stream.DangerousGetHandle());
         Memory = new Memory.CachingAllocator(new Memory.DriverMemory(this));
     }
 
@@ -37,10 +41,28 @@ public sealed unsafe partial class CudaContext : IDisposable, ICudaStream
         if (!report.HasDevice) throw new CudaException($"cuda:{index} is not available: {report.Problem}");
         if (index < 0 || index >= report.Devices.Count) throw new ArgumentOutOfRangeException(nameof(index), $"cuda:{index} does not exist: this machine has {report.Devices.Count} device(s)");
         Driver.Check(Driver.cuDeviceGet(out int dev, index));
-        Driver.Check(Driver.cuDevicePrimaryCtxRetain(out var ctx, dev));
-        Driver.Check(Driver.cuCtxSetCurrent(ctx));
-        Driver.Check(Driver.cuStreamCreate(out var stream, 1 /* non-blocking */));
-        return new CudaContext(report.Devices[index], dev, ctx, stream);
+        var ctx = PrimaryContextHandle.Retain(dev);
+        try
+        {
+            Driver.Check(Driver.cuCtxSetCurrent(ctx.DangerousGetHandle()));
+            var stream = StreamHandle.Create(ctx, 1 /* non-blocking */);
+            return new CudaContext(report.Devices[index], ctx, stream);
+        }
+        catch
+        {
+            ctx.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The context handle that resources made in this context keep retained.</summary>
+    internal PrimaryContextHandle ContextHandle
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_context == IntPtr.Zero, this);
+            return _contextHandle;
+        }
     }
 
     /// <summary>The driver's current context is per thread: every entry point sets it.</summary>
@@ -120,8 +142,8 @@ public sealed unsafe partial class CudaContext : IDisposable, ICudaStream
         foreach (var m in _modules.Values) m.Dispose();
         _modules.Clear();
         Memory.Dispose();
-        Driver.cuStreamDestroy(_stream);
-        Driver.cuDevicePrimaryCtxRelease(_device);
+        _streamHandle.Dispose();
+        _contextHandle.Dispose(); // released when the last resource made in it is
         _context = _stream = IntPtr.Zero;
     }
 }

@@ -12,13 +12,15 @@ namespace HpcEngine.Cuda;
 /// The first piece of the NCCL process group (issue #4); device tensors will route through it.</summary>
 public sealed unsafe class NcclCommunicator : IDisposable
 {
+    private readonly NcclCommHandle _owned;
     private IntPtr _comm;
     private readonly CudaContext _context;
 
     public int Rank { get; }
     public int Size { get; }
 
-    private NcclCommunicator(CudaContext context, IntPtr comm, int rank, int size) => (_context, _comm, Rank, Size) = (context, comm, rank, size);
+    private NcclCommunicator(CudaContext context, NcclCommHandle comm, int rank, int size) =>
+        (_context, _owned, _comm, Rank, Size) = (context, comm, comm.DangerousGetHandle(), rank, size);
 
     /// <summary>NCCL's version (e.g. 22800 for 2.28.0).</summary>
     public static int Version
@@ -55,7 +57,7 @@ public sealed unsafe class NcclCommunicator : IDisposable
         }
         context.MakeCurrent();
         Nccl.Check(Nccl.ncclCommInitRank(out var comm, size, id, rank));
-        return new NcclCommunicator(context, comm, rank, size);
+        return new NcclCommunicator(context, ContextBoundHandle.Own<NcclCommHandle>(context.ContextHandle, comm), rank, size);
     }
 
     private static int DataType(DType dtype) => dtype switch
@@ -162,44 +164,42 @@ public sealed unsafe class NcclCommunicator : IDisposable
     {
         var deadline = DateTime.UtcNow + timeout;
         _context.MakeCurrent();
-        Driver.Check(Driver.cuEventCreate(out var evt, 2));
-        try
+        using var evtHandle = EventHandle.Create(_context.ContextHandle, 2 /* disable timing */);
+        IntPtr evt = evtHandle.DangerousGetHandle();
+        Driver.Check(Driver.cuEventRecord(evt, _context.Stream));
+        while (true)
         {
-            Driver.Check(Driver.cuEventRecord(evt, _context.Stream));
-            while (true)
+            int status = Driver.cuEventQuery(evt);
+            if (status == Driver.Success) return;
+            if (status != Driver.ErrorNotReady) Driver.Check(status);
+            Nccl.Check(Nccl.ncclCommGetAsyncError(_comm, out int async));
+            if (async != Nccl.Success && async != Nccl.InProgress)
             {
-                int status = Driver.cuEventQuery(evt);
-                if (status == Driver.Success) return;
-                if (status != Driver.ErrorNotReady) Driver.Check(status);
-                Nccl.Check(Nccl.ncclCommGetAsyncError(_comm, out int async));
-                if (async != Nccl.Success && async != Nccl.InProgress)
-                {
-                    Abort();
-                    throw new CollectiveException($"nccl rank {Rank}: asynchronous error {Nccl.ErrorString(async)} ({async}); the communicator was aborted");
-                }
-                if (DateTime.UtcNow > deadline)
-                {
-                    Abort();
-                    throw new CollectiveException($"nccl rank {Rank}: collectives did not complete within {timeout.TotalSeconds:F1}s; the communicator was aborted");
-                }
-                Thread.Sleep(1);
+                Abort();
+                throw new CollectiveException($"nccl rank {Rank}: asynchronous error {Nccl.ErrorString(async)} ({async}); the communicator was aborted");
             }
+            if (DateTime.UtcNow > deadline)
+            {
+                Abort();
+                throw new CollectiveException($"nccl rank {Rank}: collectives did not complete within {timeout.TotalSeconds:F1}s; the communicator was aborted");
+            }
+            Thread.Sleep(1);
         }
-        finally { Driver.cuEventDestroy(evt); }
     }
 
     private void Abort()
     {
         if (_comm == IntPtr.Zero) return;
-        Nccl.ncclCommAbort(_comm);
+        _owned.Abort();
         _comm = IntPtr.Zero;
+        _owned.Dispose();
     }
 
     /// <inheritdoc/>
     public void Dispose()
     {
         if (_comm == IntPtr.Zero) return;
-        Nccl.ncclCommDestroy(_comm);
         _comm = IntPtr.Zero;
+        _owned.Dispose();
     }
 }

@@ -21,16 +21,17 @@ internal sealed class DriverMemory(CudaContext context) : IDeviceMemory
     public Func<bool> RecordEvent(IntPtr stream)
     {
         context.MakeCurrent();
-        Driver.Check(Driver.cuEventCreate(out var evt, 2 /* disable timing */));
-        Driver.Check(Driver.cuEventRecord(evt, stream));
+        // A poll that is dropped before it saw the event complete leaves the event to the handle's finalizer.
+        var evt = EventHandle.Create(context.ContextHandle, 2 /* disable timing */);
+        Driver.Check(Driver.cuEventRecord(evt.DangerousGetHandle(), stream));
         bool done = false;
         return () =>
         {
             if (done) return true;
-            int status = Driver.cuEventQuery(evt);
+            int status = Driver.cuEventQuery(evt.DangerousGetHandle());
             if (status == Driver.ErrorNotReady) return false;
             Driver.Check(status);
-            Driver.cuEventDestroy(evt);
+            evt.Dispose();
             return done = true;
         };
     }
