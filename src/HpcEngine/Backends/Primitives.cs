@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 namespace HpcEngine.Backends;
 
 // The device-neutral vocabulary of the primitives every backend implements (see IBackend).
@@ -6,12 +5,19 @@ namespace HpcEngine.Backends;
 /// <summary>Binary arithmetic kinds.</summary>
 public enum BinaryOp
 {
+    /// <summary>x + y.</summary>
     Add,
+    /// <summary>x − y.</summary>
     Sub,
+    /// <summary>x · y.</summary>
     Mul,
+    /// <summary>x / y (integers truncate).</summary>
     Div,
+    /// <summary>The larger; NaN if either is NaN.</summary>
     Maximum,
+    /// <summary>The smaller; NaN if either is NaN.</summary>
     Minimum,
+    /// <summary>xʸ.</summary>
     Pow,
 }
 
@@ -19,43 +25,71 @@ public enum BinaryOp
 /// power).</summary>
 public enum UnaryOp
 {
+    /// <summary>−x.</summary>
     Neg,
+    /// <summary>|x|.</summary>
     Abs,
+    /// <summary>eˣ.</summary>
     Exp,
+    /// <summary>ln x.</summary>
     Log,
+    /// <summary>ln(1 + x).</summary>
     Log1p,
+    /// <summary>√x.</summary>
     Sqrt,
+    /// <summary>1/√x.</summary>
     Rsqrt,
+    /// <summary>tanh x.</summary>
     Tanh,
+    /// <summary>1/(1 + e⁻ˣ).</summary>
     Sigmoid,
+    /// <summary>max(x, 0).</summary>
     Relu,
+    /// <summary>x, or alpha · x below 0.</summary>
     LeakyRelu,
+    /// <summary>x · Φ(x) (the exact, erf form).</summary>
     Gelu,
+    /// <summary>GELU's tanh approximation.</summary>
     GeluTanh,
+    /// <summary>x · sigmoid(x).</summary>
     Silu,
+    /// <summary>x to the power alpha.</summary>
     PowScalar,
+    /// <summary>−1, 0 or 1.</summary>
     Sign,
+    /// <summary>1/x.</summary>
     Reciprocal,
 }
 
 /// <summary>Comparisons and logical ops; their results are bool.</summary>
 public enum CompareOp
 {
+    /// <summary>x == y.</summary>
     Eq,
+    /// <summary>x != y.</summary>
     Ne,
+    /// <summary>x &lt; y.</summary>
     Lt,
+    /// <summary>x ≤ y.</summary>
     Le,
+    /// <summary>x &gt; y.</summary>
     Gt,
+    /// <summary>x ≥ y.</summary>
     Ge,
+    /// <summary>Both nonzero.</summary>
     And,
+    /// <summary>Either nonzero.</summary>
     Or,
+    /// <summary>Exactly one nonzero.</summary>
     Xor,
 }
 
 /// <summary>Geometry of a 2-D convolution or pooling window.</summary>
 public readonly record struct Conv2dGeometry(int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW)
 {
+    /// <summary>Output height: (H + 2·PH − DH·(KH − 1) − 1) / SH + 1.</summary>
     public int OH => (H + 2 * PH - DH * (KH - 1) - 1) / SH + 1;
+    /// <summary>Output width: (W + 2·PW − DW·(KW − 1) − 1) / SW + 1.</summary>
     public int OW => (W + 2 * PW - DW * (KW - 1) - 1) / SW + 1;
 }
 
@@ -71,6 +105,7 @@ public enum MessageFormat
 /// <summary>A recorded sequence of device work replayed with one launch (a CUDA graph).</summary>
 public interface IDeviceGraph : IDisposable
 {
+    /// <summary>Runs the recorded work once more (one launch), on the tensors it was recorded with.</summary>
     void Replay();
 }
 
@@ -78,5 +113,6 @@ public interface IDeviceGraph : IDisposable
 /// of the storage its tensors view) and disposes it when the last tensor viewing it goes.</summary>
 public interface IBackendMemory : IDisposable
 {
+    /// <summary>Size of the block in bytes.</summary>
     long Bytes { get; }
 }

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using HpcEngine.Autograd;
 using HpcEngine.Backends;
 
@@ -6,20 +5,34 @@ namespace HpcEngine;
 
 public static partial class Ops
 {
+    /// <summary>a == b elementwise, broadcasting: a bool tensor.</summary>
     public static Tensor Eq(Tensor a, Tensor b) => Compare(CompareOp.Eq, "eq", a, b);
+    /// <summary>a != b elementwise, broadcasting: a bool tensor.</summary>
     public static Tensor Ne(Tensor a, Tensor b) => Compare(CompareOp.Ne, "ne", a, b);
+    /// <summary>a &lt; b elementwise, broadcasting: a bool tensor.</summary>
     public static Tensor Lt(Tensor a, Tensor b) => Compare(CompareOp.Lt, "lt", a, b);
+    /// <summary>a ≤ b elementwise, broadcasting: a bool tensor.</summary>
     public static Tensor Le(Tensor a, Tensor b) => Compare(CompareOp.Le, "le", a, b);
+    /// <summary>a &gt; b elementwise, broadcasting: a bool tensor.</summary>
     public static Tensor Gt(Tensor a, Tensor b) => Compare(CompareOp.Gt, "gt", a, b);
+    /// <summary>a ≥ b elementwise, broadcasting: a bool tensor.</summary>
     public static Tensor Ge(Tensor a, Tensor b) => Compare(CompareOp.Ge, "ge", a, b);
+    /// <summary>Both nonzero, elementwise with broadcasting: a bool tensor.</summary>
     public static Tensor LogicalAnd(Tensor a, Tensor b) => Compare(CompareOp.And, "logical_and", a, b);
+    /// <summary>Either nonzero, elementwise with broadcasting: a bool tensor.</summary>
     public static Tensor LogicalOr(Tensor a, Tensor b) => Compare(CompareOp.Or, "logical_or", a, b);
+    /// <summary>Exactly one nonzero, elementwise with broadcasting: a bool tensor.</summary>
     public static Tensor LogicalXor(Tensor a, Tensor b) => Compare(CompareOp.Xor, "logical_xor", a, b);
 
+    /// <summary>a == s elementwise: a bool tensor.</summary>
     public static Tensor EqScalar(Tensor a, double s) { using var t = Tensor.Scalar(s, DType.Float64); return Eq(a, t); }
+    /// <summary>a &gt; s elementwise: a bool tensor.</summary>
     public static Tensor GtScalar(Tensor a, double s) { using var t = Tensor.Scalar(s, DType.Float64); return Gt(a, t); }
+    /// <summary>a ≥ s elementwise: a bool tensor.</summary>
     public static Tensor GeScalar(Tensor a, double s) { using var t = Tensor.Scalar(s, DType.Float64); return Ge(a, t); }
+    /// <summary>a &lt; s elementwise: a bool tensor.</summary>
     public static Tensor LtScalar(Tensor a, double s) { using var t = Tensor.Scalar(s, DType.Float64); return Lt(a, t); }
+    /// <summary>a ≤ s elementwise: a bool tensor.</summary>
     public static Tensor LeScalar(Tensor a, double s) { using var t = Tensor.Scalar(s, DType.Float64); return Le(a, t); }
 
     /// <summary>Logical not: true where x is zero.</summary>

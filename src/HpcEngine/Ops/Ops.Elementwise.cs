@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using HpcEngine.Autograd;
 using HpcEngine.Backends;
 
@@ -6,12 +5,16 @@ namespace HpcEngine;
 
 public static partial class Ops
 {
+    /// <summary>Elementwise a + b, broadcasting (NumPy rules); the result dtype is the promoted one.</summary>
     public static Tensor Add(Tensor a, Tensor b) => Binary(BinaryOp.Add, "add", a, b);
 
+    /// <summary>Elementwise a − b, broadcasting.</summary>
     public static Tensor Sub(Tensor a, Tensor b) => Binary(BinaryOp.Sub, "sub", a, b);
 
+    /// <summary>Elementwise a · b, broadcasting.</summary>
     public static Tensor Mul(Tensor a, Tensor b) => Binary(BinaryOp.Mul, "mul", a, b);
 
+    /// <summary>Elementwise a / b, broadcasting (integer tensors divide with truncation).</summary>
     public static Tensor Div(Tensor a, Tensor b) => Binary(BinaryOp.Div, "div", a, b);
 
     /// <summary>Elementwise maximum (NaN propagates).</summary>
@@ -133,24 +136,28 @@ public static partial class Ops
         return r;
     }
 
+    /// <summary>a + s for every element.</summary>
     public static Tensor AddScalar(Tensor a, double s)
     {
         using var t = ScalarFor(a, s);
         return Add(a, t);
     }
 
+    /// <summary>a · s for every element.</summary>
     public static Tensor MulScalar(Tensor a, double s)
     {
         using var t = ScalarFor(a, s);
         return Mul(a, t);
     }
 
+    /// <summary>a / s for every element.</summary>
     public static Tensor DivScalar(Tensor a, double s)
     {
         using var t = ScalarFor(a, s);
         return Div(a, t);
     }
 
+    /// <summary>s − a for every element.</summary>
     public static Tensor RSubScalar(double s, Tensor a)
     {
         using var t = ScalarFor(a, s);
@@ -159,19 +166,33 @@ public static partial class Ops
 
     // ---- unary ----
 
+    /// <summary>−x elementwise.</summary>
     public static Tensor Neg(Tensor x) => Unary(UnaryOp.Neg, "neg", x);
+    /// <summary>|x| elementwise (gradient 0 at 0, as PyTorch).</summary>
     public static Tensor Abs(Tensor x) => Unary(UnaryOp.Abs, "abs", x);
+    /// <summary>eˣ elementwise.</summary>
     public static Tensor Exp(Tensor x) => Unary(UnaryOp.Exp, "exp", x);
+    /// <summary>Natural logarithm elementwise (NaN below 0, −∞ at 0).</summary>
     public static Tensor Log(Tensor x) => Unary(UnaryOp.Log, "log", x);
+    /// <summary>ln(1 + x) elementwise, accurate for small x.</summary>
     public static Tensor Log1p(Tensor x) => Unary(UnaryOp.Log1p, "log1p", x);
+    /// <summary>√x elementwise.</summary>
     public static Tensor Sqrt(Tensor x) => Unary(UnaryOp.Sqrt, "sqrt", x);
+    /// <summary>1/√x elementwise.</summary>
     public static Tensor Rsqrt(Tensor x) => Unary(UnaryOp.Rsqrt, "rsqrt", x);
+    /// <summary>Hyperbolic tangent elementwise.</summary>
     public static Tensor Tanh(Tensor x) => Unary(UnaryOp.Tanh, "tanh", x);
+    /// <summary>Logistic sigmoid 1/(1 + e⁻ˣ) elementwise.</summary>
     public static Tensor Sigmoid(Tensor x) => Unary(UnaryOp.Sigmoid, "sigmoid", x);
+    /// <summary>max(x, 0) elementwise.</summary>
     public static Tensor Relu(Tensor x) => Unary(UnaryOp.Relu, "relu", x);
+    /// <summary>x · sigmoid(x) (swish) elementwise.</summary>
     public static Tensor Silu(Tensor x) => Unary(UnaryOp.Silu, "silu", x);
+    /// <summary>−1, 0 or 1 by the sign of each element (gradient 0).</summary>
     public static Tensor Sign(Tensor x) => Unary(UnaryOp.Sign, "sign", x);
+    /// <summary>1/x elementwise.</summary>
     public static Tensor Reciprocal(Tensor x) => Unary(UnaryOp.Reciprocal, "reciprocal", x);
+    /// <summary>x for x ≥ 0, else negativeSlope · x.</summary>
     public static Tensor LeakyRelu(Tensor x, double negativeSlope = 0.01) => Unary(UnaryOp.LeakyRelu, "leaky_relu", x, negativeSlope);
 
     /// <summary>GELU; <paramref name="approximate"/> "none" is the exact erf form, "tanh" the tanh approximation.</summary>
