@@ -1,13 +1,17 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 namespace HpcEngine.Distributed;
 
 /// <summary>How values from the ranks combine.</summary>
 public enum ReduceOp
 {
+    /// <summary>The sum.</summary>
     Sum,
+    /// <summary>The sum divided by the group size.</summary>
     Avg,
+    /// <summary>The largest value.</summary>
     Max,
+    /// <summary>The smallest value.</summary>
     Min,
+    /// <summary>The product.</summary>
     Product,
 }
 
@@ -32,9 +36,12 @@ public record CollectiveOptions
     public TimeSpan? Timeout { get; init; }
 }
 
+/// <summary>Options of an allreduce.</summary>
 public sealed record AllReduceOptions : CollectiveOptions
 {
+    /// <summary>How the ranks' values combine (default: sum).</summary>
     public ReduceOp Op { get; init; } = ReduceOp.Sum;
+    /// <summary>The algorithm (default: chosen by message size).</summary>
     public AllReduceAlgorithm Algorithm { get; init; } = AllReduceAlgorithm.Auto;
     /// <summary>bf16/fp16 only. False (default): widened to fp32 for the whole reduction and rounded once at the end —
     /// exact sums, fp32 bytes on the wire. True: sent as 16-bit values, each hop adding in fp32 and rounding back
@@ -42,19 +49,26 @@ public sealed record AllReduceOptions : CollectiveOptions
     public bool NarrowWire { get; init; }
 }
 
+/// <summary>Options of a broadcast.</summary>
 public sealed record BroadcastOptions : CollectiveOptions
 {
+    /// <summary>The rank whose tensor every rank receives.</summary>
     public int Root { get; init; }
 }
 
+/// <summary>Options of a reduce.</summary>
 public sealed record ReduceOptions : CollectiveOptions
 {
+    /// <summary>The rank that receives the result.</summary>
     public int Root { get; init; }
+    /// <summary>How the ranks' values combine (default: sum).</summary>
     public ReduceOp Op { get; init; } = ReduceOp.Sum;
 }
 
+/// <summary>Options of a reduce-scatter.</summary>
 public sealed record ReduceScatterOptions : CollectiveOptions
 {
+    /// <summary>How the ranks' values combine (default: sum).</summary>
     public ReduceOp Op { get; init; } = ReduceOp.Sum;
 }
 
@@ -69,6 +83,8 @@ public sealed class CollectiveException : Exception
     /// <summary>An exception saying <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
     public CollectiveException(string message, Exception inner) : base(message, inner) { }
 
+    /// <summary>Op <paramref name="op"/> (its <paramref name="sequence"/> number in the group) failed on
+    /// <paramref name="rank"/>, with <paramref name="peer"/> when one is to blame; <paramref name="what"/> says how.</summary>
     public CollectiveException(string op, long sequence, int rank, int? peer, string what, Exception? inner = null)
         : base($"{op} #{sequence} on rank {rank} failed{(peer.HasValue ? $" (peer rank {peer})" : "")}: {what}", inner)
     {
@@ -78,9 +94,13 @@ public sealed class CollectiveException : Exception
         Peer = peer;
     }
 
+    /// <summary>The op's name ("allreduce", "send" ...), or null for a failure outside an op.</summary>
     public string? Op { get; }
+    /// <summary>The op's sequence number in its group (every rank numbers its ops alike).</summary>
     public long Sequence { get; }
+    /// <summary>The rank that raised the error.</summary>
     public int Rank { get; }
+    /// <summary>The peer that is dead, frozen or out of step, when known.</summary>
     public int? Peer { get; }
 
     /// <summary>The last collectives of the failing rank (flight recorder), when attached.</summary>
@@ -116,6 +136,7 @@ public sealed class Work
     /// <summary>Completed work (for ops that finished synchronously).</summary>
     public static Work Done { get; } = new(Task.CompletedTask);
 
+    /// <summary>True once the op has finished, successfully or not.</summary>
     public bool IsCompleted => _task.IsCompleted;
 
     /// <summary>The failure, once the op has failed.</summary>
@@ -151,7 +172,9 @@ public sealed class Work
 /// order; tensors given to an op must stay alive and untouched until its <see cref="Work"/> completes.</summary>
 public interface IProcessGroup : IDisposable
 {
+    /// <summary>This process's rank, 0 to <see cref="Size"/> − 1.</summary>
     int Rank { get; }
+    /// <summary>The number of ranks in the group.</summary>
     int Size { get; }
     /// <summary>"tcp", "nccl" ...</summary>
     string Backend { get; }
@@ -196,18 +219,22 @@ public interface IProcessGroup : IDisposable
 /// written outside it) so their errors read the same.</summary>
 public static class CollectiveShapes
 {
+    /// <summary>Throws <see cref="ShapeMismatchException"/> unless output holds size × input, of the same dtype.</summary>
     public static void AllGather(int size, Tensor output, Tensor input)
     {
         if (output.DType != input.DType || output.NumEl != input.NumEl * size)
             throw new ShapeMismatchException($"allgather: output must hold {size} × the input ({input.NumEl} {input.DType.TorchName()} elements); got {output.NumEl} {output.DType.TorchName()}");
     }
 
+    /// <summary>Throws <see cref="ShapeMismatchException"/> unless input holds size × output, of the same dtype.</summary>
     public static void ReduceScatter(int size, Tensor output, Tensor input)
     {
         if (output.DType != input.DType || input.NumEl != output.NumEl * size)
             throw new ShapeMismatchException($"reduce_scatter: input must hold {size} × the output ({output.NumEl} elements); got {input.NumEl}");
     }
 
+    /// <summary>Throws <see cref="ShapeMismatchException"/> unless input and output have one size, a multiple of the
+    /// group size, and one dtype.</summary>
     public static void AllToAll(int size, Tensor output, Tensor input)
     {
         if (output.DType != input.DType || output.NumEl != input.NumEl || input.NumEl % size != 0)

@@ -1,14 +1,19 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 namespace HpcEngine.NN;
 
 /// <summary>y = x·Wᵀ + b. Weight [out, in] and bias [out], initialised like PyTorch.</summary>
 public sealed class Linear : Module
 {
+    /// <summary>The weight [out, in] (parameter "weight").</summary>
     public Tensor Weight { get; }
+    /// <summary>The bias [out] (parameter "bias"), or null when built without one.</summary>
     public Tensor? Bias { get; }
+    /// <summary>Size of each input row.</summary>
     public int InFeatures { get; }
+    /// <summary>Size of each output row.</summary>
     public int OutFeatures { get; }
 
+    /// <summary>A layer from <paramref name="inFeatures"/> to <paramref name="outFeatures"/>, weight and bias drawn
+    /// from U(−1/√in, 1/√in) with <paramref name="generator"/> (default: the process's default generator).</summary>
     public Linear(int inFeatures, int outFeatures, bool bias = true, Generator? generator = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(inFeatures);
@@ -30,10 +35,14 @@ public sealed class Linear : Module
 /// <summary>2-D convolution over [N, C, H, W].</summary>
 public sealed class Conv2d : Module
 {
+    /// <summary>The filters [out, in / groups, k, k].</summary>
     public Tensor Weight { get; }
+    /// <summary>The bias [out], or null.</summary>
     public Tensor? Bias { get; }
     private readonly int _stride, _padding, _dilation, _groups;
 
+    /// <summary>A square-kernel convolution, initialised like PyTorch (U(−1/√fan_in, 1/√fan_in)); the channel counts
+    /// must be divisible by <paramref name="groups"/>.</summary>
     public Conv2d(int inChannels, int outChannels, int kernelSize, int stride = 1, int padding = 0, int dilation = 1, int groups = 1, bool bias = true, Generator? generator = null)
     {
         if (inChannels % groups != 0 || outChannels % groups != 0)
@@ -56,15 +65,23 @@ public sealed class Conv2d : Module
 /// and PyTorch's buffers (running_mean, running_var, num_batches_tracked).</summary>
 public class BatchNorm : Module
 {
+    /// <summary>The per-channel scale γ (ones at first).</summary>
     public Tensor Weight { get; }
+    /// <summary>The per-channel shift β (zeros at first).</summary>
     public Tensor Bias { get; }
+    /// <summary>The running mean used in eval mode (buffer "running_mean").</summary>
     public Tensor RunningMean { get; }
+    /// <summary>The running (unbiased) variance used in eval mode (buffer "running_var").</summary>
     public Tensor RunningVar { get; }
+    /// <summary>How many training batches updated the running statistics (buffer "num_batches_tracked").</summary>
     public Tensor NumBatchesTracked { get; }
+    /// <summary>The running statistics' update weight: new = (1 − momentum)·old + momentum·batch.</summary>
     public double Momentum { get; }
+    /// <summary>Added to the variance before the square root.</summary>
     public double Eps { get; }
     private readonly int _rank;
 
+    /// <summary>Batch norm over <paramref name="numFeatures"/> channels of rank-<paramref name="rank"/> input.</summary>
     protected BatchNorm(int numFeatures, int rank, double eps, double momentum)
     {
         _rank = rank;
@@ -106,11 +123,14 @@ public sealed class BatchNorm2d(int numFeatures, double eps = 1e-5, double momen
 /// <summary>Layer normalisation over the trailing <c>normalizedShape</c> dims, with affine weight and bias.</summary>
 public sealed class LayerNorm : Module
 {
+    /// <summary>The elementwise scale (ones at first), shaped as the normalised dims.</summary>
     public Tensor Weight { get; }
+    /// <summary>The elementwise shift (zeros at first).</summary>
     public Tensor Bias { get; }
     private readonly int[] _shape;
     private readonly double _eps;
 
+    /// <summary>Normalises over the trailing dims shaped <paramref name="normalizedShape"/>.</summary>
     public LayerNorm(int[] normalizedShape, double eps = 1e-5)
     {
         _shape = (int[])normalizedShape.Clone();
@@ -119,6 +139,7 @@ public sealed class LayerNorm : Module
         Bias = RegisterParameter("bias", Tensor.Zeros(_shape));
     }
 
+    /// <summary>Normalises over the last dim, of size <paramref name="dim"/>.</summary>
     public LayerNorm(int dim, double eps = 1e-5) : this([dim], eps) { }
 
     /// <inheritdoc/>
@@ -141,8 +162,10 @@ public sealed class Dropout(double p = 0.5, Generator? generator = null) : Modul
 /// <summary>A lookup table [num, dim] of embeddings, initialised N(0, 1) like PyTorch.</summary>
 public sealed class Embedding : Module
 {
+    /// <summary>The table [num, dim].</summary>
     public Tensor Weight { get; }
 
+    /// <summary>A table of <paramref name="numEmbeddings"/> rows of size <paramref name="dim"/>.</summary>
     public Embedding(int numEmbeddings, int dim, Generator? generator = null)
     {
         Weight = RegisterParameter("weight", Init.Normal([numEmbeddings, dim], 1.0, generator ?? Generator.Default));
@@ -182,24 +205,54 @@ public sealed class AvgPool2d(int kernelSize, int? stride = null, int padding = 
     protected override string ExtraRepr() => $"kernel_size={kernelSize}, stride={stride ?? kernelSize}, padding={padding}";
 }
 
-/// <inheritdoc/>
-public sealed class ReLU : Module { public override Tensor Forward(Tensor input) => F.Relu(input); }
-/// <inheritdoc/>
-public sealed class GELU(string approximate = "none") : Module { public override Tensor Forward(Tensor input) => F.Gelu(input, approximate); }
-/// <inheritdoc/>
-public sealed class Tanh : Module { public override Tensor Forward(Tensor input) => F.Tanh(input); }
-/// <inheritdoc/>
-public sealed class Sigmoid : Module { public override Tensor Forward(Tensor input) => F.Sigmoid(input); }
-/// <inheritdoc/>
-public sealed class SiLU : Module { public override Tensor Forward(Tensor input) => F.Silu(input); }
-/// <inheritdoc/>
-public sealed class LeakyReLU(double negativeSlope = 0.01) : Module { public override Tensor Forward(Tensor input) => F.LeakyRelu(input, negativeSlope); }
+/// <summary>max(x, 0).</summary>
+public sealed class ReLU : Module
+{
+    /// <inheritdoc/>
+    public override Tensor Forward(Tensor input) => F.Relu(input);
+}
+
+/// <summary>x·Φ(x); <c>approximate: "tanh"</c> for the tanh form.</summary>
+public sealed class GELU(string approximate = "none") : Module
+{
+    /// <inheritdoc/>
+    public override Tensor Forward(Tensor input) => F.Gelu(input, approximate);
+}
+
+/// <summary>tanh(x).</summary>
+public sealed class Tanh : Module
+{
+    /// <inheritdoc/>
+    public override Tensor Forward(Tensor input) => F.Tanh(input);
+}
+
+/// <summary>1/(1 + e⁻ˣ).</summary>
+public sealed class Sigmoid : Module
+{
+    /// <inheritdoc/>
+    public override Tensor Forward(Tensor input) => F.Sigmoid(input);
+}
+
+/// <summary>x·sigmoid(x).</summary>
+public sealed class SiLU : Module
+{
+    /// <inheritdoc/>
+    public override Tensor Forward(Tensor input) => F.Silu(input);
+}
+
+/// <summary>x, or negativeSlope·x below 0.</summary>
+public sealed class LeakyReLU(double negativeSlope = 0.01) : Module
+{
+    /// <inheritdoc/>
+    public override Tensor Forward(Tensor input) => F.LeakyRelu(input, negativeSlope);
+}
 
 /// <summary>Runs children in order; they are named "0", "1", ... as in PyTorch.</summary>
 public sealed class Sequential : Module
 {
     private readonly List<Module> _layers = new();
 
+    /// <summary>The layers to run, in order.</summary>
     public Sequential(params Module[] layers)
     {
         ArgumentNullException.ThrowIfNull(layers);
