@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Collections.Concurrent;
 
 namespace HpcEngine.Data;
@@ -6,12 +5,17 @@ namespace HpcEngine.Data;
 /// <summary>How a <see cref="DataLoader"/> batches and transforms samples.</summary>
 public sealed record DataLoaderOptions
 {
+    /// <summary>Samples per batch.</summary>
     public int BatchSize { get; init; } = 128;
+    /// <summary>A new order every epoch (from <see cref="Seed"/> and the epoch number).</summary>
     public bool Shuffle { get; init; } = true;
+    /// <summary>The shuffle's seed: the same seed gives the same batches on every run.</summary>
     public ulong Seed { get; init; }
+    /// <summary>Drop the last batch when it is smaller than <see cref="BatchSize"/>.</summary>
     public bool DropLast { get; init; }
     /// <summary>Scale x/255 then (x − mean) / std.</summary>
     public double Mean { get; init; } = FashionMnist.Mean;
+    /// <summary>See <see cref="Mean"/>.</summary>
     public double Std { get; init; } = FashionMnist.Std;
     /// <summary>Random crop after zero-padding each side by this many pixels (0: off).</summary>
     public int RandomCropPadding { get; init; }
@@ -21,16 +25,20 @@ public sealed record DataLoaderOptions
     public int Prefetch { get; init; } = 2;
     /// <summary>This process's shard of each epoch (see <see cref="Sampler.Shard"/>).</summary>
     public int Rank { get; init; }
+    /// <summary>How many shards each epoch is split into (the number of data-parallel ranks).</summary>
     public int WorldSize { get; init; } = 1;
 }
 
 /// <summary>One batch: float32 images [B, 1, H, W] and int64 labels [B]. The consumer disposes it.</summary>
 public sealed class Batch(Tensor images, Tensor labels, int index) : IDisposable
 {
+    /// <summary>The images, normalised, [B, 1, H, W].</summary>
     public Tensor Images { get; } = images;
+    /// <summary>The class labels [B].</summary>
     public Tensor Labels { get; } = labels;
     /// <summary>Position of the batch in its epoch.</summary>
     public int Index { get; } = index;
+    /// <summary>Samples in the batch.</summary>
     public int Size => Labels.NumEl;
 
     /// <inheritdoc/>

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 using System.Buffers.Binary;
 using System.IO.Compression;
 
@@ -7,17 +6,29 @@ namespace HpcEngine.Data;
 /// <summary>Which rule an IDX file broke.</summary>
 public enum IdxCheck
 {
+    /// <summary>The file does not exist.</summary>
     Missing,
+    /// <summary>The file could not be read (permissions, I/O error).</summary>
     Unreadable,
+    /// <summary>The gzip stream is damaged.</summary>
     CorruptGzip,
+    /// <summary>The file ends inside the header.</summary>
     HeaderTruncated,
+    /// <summary>The first two bytes are not zero (not an IDX file).</summary>
     BadMagic,
+    /// <summary>The element type code is not one IDX defines.</summary>
     UnknownTypeCode,
+    /// <summary>The number of dims is 0 or larger than the reader accepts.</summary>
     BadRank,
+    /// <summary>A dim is zero.</summary>
     ZeroDimension,
+    /// <summary>The declared payload is larger than the reader accepts.</summary>
     TooLarge,
+    /// <summary>The file ends before the payload its dims declare.</summary>
     Truncated,
+    /// <summary>Bytes follow the payload.</summary>
     TrailingData,
+    /// <summary>The images and labels files disagree (count or shape).</summary>
     Mismatch,
 }
 
@@ -31,6 +42,7 @@ public sealed class DataFormatException : IOException
     /// <summary>An exception saying <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
     public DataFormatException(string message, Exception inner) : base(message, inner) { }
 
+    /// <summary><paramref name="file"/> failed <paramref name="check"/>; <paramref name="detail"/> says how.</summary>
     public DataFormatException(string file, IdxCheck check, string detail, Exception? inner = null)
         : base($"{file}: {detail} ({check})", inner)
     {
@@ -38,7 +50,9 @@ public sealed class DataFormatException : IOException
         Check = check;
     }
 
+    /// <summary>The file that failed.</summary>
     public string? File { get; }
+    /// <summary>The rule it broke.</summary>
     public IdxCheck Check { get; }
 }
 

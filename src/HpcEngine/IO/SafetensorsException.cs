@@ -1,24 +1,39 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 namespace HpcEngine.IO;
 
 /// <summary>Which safetensors rule a file broke.</summary>
 public enum SafetensorsCheck
 {
+    /// <summary>The file is shorter than its 8-byte header length.</summary>
     HeaderTooSmall,
+    /// <summary>The declared header exceeds the 100 MB limit.</summary>
     HeaderTooLarge,
+    /// <summary>The header length points past the end of the file.</summary>
     InvalidHeaderLength,
+    /// <summary>The header is not UTF-8.</summary>
     InvalidUtf8,
+    /// <summary>The header does not start with '{'.</summary>
     InvalidHeaderStart,
+    /// <summary>The header is not valid JSON.</summary>
     InvalidJson,
+    /// <summary>A tensor name appears twice.</summary>
     DuplicateKey,
+    /// <summary>A tensor entry lacks dtype, shape or data_offsets, or has the wrong types.</summary>
     InvalidEntry,
+    /// <summary>A dtype the reader does not know.</summary>
     UnknownDType,
+    /// <summary>A negative or non-integer dim.</summary>
     InvalidShape,
+    /// <summary>A shape whose byte size overflows.</summary>
     Overflow,
+    /// <summary>A tensor's offsets do not span its shape × element size.</summary>
     SizeMismatch,
+    /// <summary>Offsets out of order, overlapping or leaving gaps.</summary>
     InvalidOffsets,
+    /// <summary>The data section is shorter or longer than the offsets say.</summary>
     IncompleteBuffer,
+    /// <summary>__metadata__ is not a string-to-string map.</summary>
     InvalidMetadata,
+    /// <summary>A tensor the caller asked for is not in the file.</summary>
     MissingTensor,
 }
 

@@ -1,17 +1,24 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
 namespace HpcEngine;
 
 /// <summary>Element types a tensor can hold. Reduced-precision floats (bf16, fp16) are storage formats:
 /// ops compute on them in float32 and round back.</summary>
 public enum DType
 {
+    /// <summary>32-bit IEEE float (torch.float32).</summary>
     Float32,
+    /// <summary>64-bit IEEE float (torch.float64).</summary>
     Float64,
+    /// <summary>bfloat16: float32's exponent, 8 mantissa bits (torch.bfloat16).</summary>
     BFloat16,
+    /// <summary>IEEE half (torch.float16).</summary>
     Float16,
+    /// <summary>32-bit signed integer.</summary>
     Int32,
+    /// <summary>64-bit signed integer (labels, indices).</summary>
     Int64,
+    /// <summary>8-bit unsigned integer (raw image bytes).</summary>
     UInt8,
+    /// <summary>One byte per element, 0 or 1 (comparison results).</summary>
     Bool,
 }
 
