@@ -33,6 +33,9 @@ public sealed class BenchOptions
     [Option("op", Default = "allreduce", HelpText = "collectives: allreduce | broadcast | reduce | allgather | reducescatter | alltoall | sendrecv")]
     public string Op { get; set; } = "allreduce";
 
+    [Option("transport", HelpText = "collectives: auto (shared memory inside a host, TCP between hosts) | tcp | shm; default HPCENGINE_TRANSPORT, else auto.")]
+    public string? Transport { get; set; }
+
     [Option("min-bytes", Default = 1024L, HelpText = "collectives: smallest message.")]
     public long MinBytes { get; set; }
 

@@ -15,7 +15,7 @@ internal static class BenchWorkloads
     {
         ["gemm"] = Kernel, ["softmax"] = Kernel, ["layernorm"] = Kernel, ["add"] = Kernel,
         ["step"] = ["model", "batch-size", "optimizer", "iters", "threads", "json"],
-        ["collectives"] = ["op", "min-bytes", "max-bytes", "factor", "warmup", "iters", "check", "threads", "json"],
+        ["collectives"] = ["op", "transport", "min-bytes", "max-bytes", "factor", "warmup", "iters", "check", "threads", "json"],
         ["strategies"] = ["workers", "model", "strategies", "compress", "epochs", "batch-size", "data", "target-accuracy", "bandwidth", "latency",
             "straggler", "price-per-hour", "currency", "eval-every", "seed", "render", "out"],
         ["parallel"] = ["mode", "ranks", "model", "batch-size", "schedule", "micro-batches", "iters", "threads", "json"],
@@ -26,7 +26,7 @@ internal static class BenchWorkloads
     [
         "gemm|softmax|layernorm|add: one CPU kernel on an NxN float32 problem",
         "step: one full training step of a model",
-        "collectives: the nccl-tests sweep over the TCP backend (under hpcengine launch or mpirun)",
+        "collectives: the nccl-tests sweep over the engine's backend, shared memory or TCP per link (under hpcengine launch or mpirun)",
         "strategies: the sync/async strategy x codec x workers matrix",
         "parallel: tensor-, pipeline- or data-parallel steps",
         "gpu: cuBLAS GEMM and the engine's kernels on cuda:0",

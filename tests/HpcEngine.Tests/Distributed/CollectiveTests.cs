@@ -3,13 +3,15 @@ using HpcEngine.Distributed.Tcp;
 
 namespace HpcEngine.Tests.Distributed;
 
-/// <summary>Every collective over loopback TCP with rank-dependent inputs and closed-form results: rank r holds
-/// x_r[i] = (r + 1)·(i mod 5 + 1), so the sum is n(n+1)/2·(i mod 5 + 1), the max n·(i mod 5 + 1), and so on.</summary>
-[TestFixture]
-public class CollectiveTests
+/// <summary>Every collective over loopback TCP and over shared memory with rank-dependent inputs and closed-form
+/// results: rank r holds x_r[i] = (r + 1)·(i mod 5 + 1), so the sum is n(n+1)/2·(i mod 5 + 1), the max
+/// n·(i mod 5 + 1), and so on.</summary>
+[TestFixture(LinkTransport.Tcp)]
+[TestFixture(LinkTransport.Shm)]
+public class CollectiveTests(LinkTransport transport)
 {
-    // Small chunks, so even modest sizes take the chunked, pipelined path.
-    private static readonly TcpOptions Opts = new() { Timeout = TimeSpan.FromSeconds(30), ChunkBytes = 4096, SmallMessageBytes = 256 };
+    // Small chunks, so even modest sizes take the chunked, pipelined path; small rings, so shared memory wraps often.
+    private readonly TcpOptions Opts = new() { Timeout = TimeSpan.FromSeconds(30), ChunkBytes = 4096, SmallMessageBytes = 256, Transport = transport, ShmRingBytes = 64 * 1024 };
 
     private static Tensor Input(int rank, int count, DType dtype)
     {

@@ -4,15 +4,16 @@ using HpcEngine.Distributed.Tcp;
 
 namespace HpcEngine.Tests.Distributed;
 
-[TestFixture]
-public class FailureTests
+[TestFixture(LinkTransport.Tcp)]
+[TestFixture(LinkTransport.Shm)]
+public class FailureTests(LinkTransport transport)
 {
     [Test]
     public void A_peer_that_dies_mid_allreduce_fails_every_survivor_fast_naming_it()
     {
         // A capped link rate makes the 16 MB allreduce take about a second, so the crash at 30 ms is mid-op
         // however fast the machine.
-        var opts = new TcpOptions { Timeout = TimeSpan.FromSeconds(60), ChunkBytes = 1 << 14, Emulation = new NetworkEmulation(25e6, TimeSpan.Zero) };
+        var opts = new TcpOptions { Transport = transport, Timeout = TimeSpan.FromSeconds(60), ChunkBytes = 1 << 14, Emulation = new NetworkEmulation(25e6, TimeSpan.Zero) };
         var elapsed = new double[4];
         var errors = Ranks.RunExpectingFailures(4, pg =>
         {
@@ -46,7 +47,7 @@ public class FailureTests
     [Test]
     public void A_frozen_peer_fails_the_others_at_their_timeout()
     {
-        var opts = new TcpOptions { Timeout = TimeSpan.FromSeconds(2) };
+        var opts = new TcpOptions { Transport = transport, Timeout = TimeSpan.FromSeconds(2) };
         var errors = Ranks.RunExpectingFailures(3, pg =>
         {
             using var x = Tensor.Ones([1000]);
@@ -65,7 +66,7 @@ public class FailureTests
     [Test]
     public void Every_op_after_a_failure_fails_at_once()
     {
-        var opts = new TcpOptions { Timeout = TimeSpan.FromSeconds(30) };
+        var opts = new TcpOptions { Transport = transport, Timeout = TimeSpan.FromSeconds(30) };
         var errors = Ranks.RunExpectingFailures(2, pg =>
         {
             using var x = Tensor.Ones([10]);
@@ -81,7 +82,7 @@ public class FailureTests
     [Test]
     public void Desync_check_names_both_sides()
     {
-        var opts = new TcpOptions { Timeout = TimeSpan.FromSeconds(10), CheckDesync = true };
+        var opts = new TcpOptions { Transport = transport, Timeout = TimeSpan.FromSeconds(10), CheckDesync = true };
         var errors = Ranks.RunExpectingFailures(2, pg =>
         {
             using var x = Tensor.Ones([pg.Rank == 0 ? 10 : 11]);
@@ -95,7 +96,7 @@ public class FailureTests
     [Test]
     public void Size_mismatch_without_the_desync_check_is_still_an_error_not_a_hang()
     {
-        var opts = new TcpOptions { Timeout = TimeSpan.FromSeconds(10) };
+        var opts = new TcpOptions { Transport = transport, Timeout = TimeSpan.FromSeconds(10) };
         var errors = Ranks.RunExpectingFailures(2, pg =>
         {
             using var x = Tensor.Ones([pg.Rank == 0 ? 100 : 101]);
@@ -109,7 +110,7 @@ public class FailureTests
     public void Missing_ranks_time_out_with_how_many_joined()
     {
         using var server = TcpStore.Create("127.0.0.1", 0, isServer: true);
-        var opts = new TcpOptions { ConnectTimeout = TimeSpan.FromSeconds(2) };
+        var opts = new TcpOptions { Transport = transport, ConnectTimeout = TimeSpan.FromSeconds(2) };
         Exception? e0 = null, e1 = null;
         var t0 = new Thread(() => { try { TcpProcessGroup.Connect(server, 0, 3, opts, "m").Dispose(); } catch (Exception e) { e0 = e; } });
         var t1 = new Thread(() =>

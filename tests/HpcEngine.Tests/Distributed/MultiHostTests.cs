@@ -107,11 +107,30 @@ public class MultiHostTests
             for (int i = 0; i < nodes.Count; i++) Assert.That(nodes[i].Process.ExitCode, Is.Zero, $"node {i}: {nodes[i].Stdout}{nodes[i].Stderr}");
             using var j = JsonDocument.Parse(File.ReadAllText(json));
             Assert.That(j.RootElement.GetProperty("world_size").GetInt32(), Is.EqualTo(4));
+            // A mixed group: rank 0's host-mate over shared memory, the other host's ranks over TCP.
+            Assert.That(j.RootElement.GetProperty("transport").GetString(), Is.EqualTo("mixed"));
+            Assert.That(j.RootElement.GetProperty("links").EnumerateArray().Select(l => l.GetString()), Is.EqualTo(new[] { "self", "shm", "tcp", "tcp" }));
             var results = j.RootElement.GetProperty("results").EnumerateArray().ToArray();
             Assert.That(results, Has.Length.EqualTo(3));
             foreach (var r in results) Assert.That(r.GetProperty("wrong").GetInt64(), Is.Zero, r.ToString());
         }
         finally { File.Delete(json); }
+    }
+
+    [Test]
+    public void Shared_memory_demanded_across_hosts_is_a_clear_error()
+    {
+        using var hosts = NetworkHosts.Create(2);
+        var env = new Dictionary<string, string> { ["HPCENGINE_TRANSPORT"] = "shm" };
+        var nodes = Enumerable.Range(0, 2).Select(i => hosts.Start(i, [
+            "launch", "--nnodes", "2", "--node-rank", S(i), "--nproc-per-node", "1", "--master-addr", NetworkHosts.Address(0),
+            "--master-port", S(StorePort), "--", "hpcengine", "bench", "collectives", "--min-bytes", "1024", "--max-bytes", "1024"], env)).ToList();
+        WaitAll(nodes, 120);
+        for (int i = 0; i < 2; i++)
+        {
+            Assert.That(nodes[i].Process.ExitCode, Is.Not.Zero, $"node {i}");
+            Assert.That(nodes[i].Stderr, Does.Contain("shared memory works only inside one host"), $"node {i}: {nodes[i].Stderr}");
+        }
     }
 
     [Test]

@@ -78,7 +78,7 @@ public class MultiProcessTests
     private static void WaitUntilRunning(List<TestSupport.CliProcess> ranks)
     {
         var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (!ranks[0].Stdout.Contains("# allreduce", StringComparison.Ordinal))
+        while (!ranks[0].Stdout.Contains("# allreduce over", StringComparison.Ordinal))
         {
             if (DateTime.UtcNow > deadline || ranks.Any(r => r.Process.HasExited)) Assert.Fail($"ranks did not start: {string.Join(" | ", ranks.Select(r => r.Stderr))}");
             Thread.Sleep(50);
@@ -86,13 +86,15 @@ public class MultiProcessTests
         Thread.Sleep(1500); // inside the timed allreduce loop
     }
 
-    [Test]
-    public void Sigkill_of_a_rank_fails_the_survivors_within_seconds_naming_it()
+    [TestCase("tcp")]
+    [TestCase("shm")]
+    public void Sigkill_of_a_rank_fails_the_survivors_within_seconds_naming_it(string transport)
     {
-        var ranks = StartRanks(3, LongAllReduce);
+        var ranks = StartRanks(3, LongAllReduce, new() { ["HPCENGINE_TRANSPORT"] = transport });
         try
         {
             WaitUntilRunning(ranks);
+            Assert.That(ranks[0].Stdout, Does.Contain($"over {transport} "), "the links use the transport asked for");
             var killed = Stopwatch.StartNew();
             Process.Start("kill", $"-9 {ranks[1].Process.Id}")!.WaitForExit();
             foreach (int r in new[] { 0, 2 })
@@ -121,13 +123,15 @@ public class MultiProcessTests
         Assert.That(launcher.Stderr, Does.Contain("failed with exit code"));
     }
 
-    [Test]
-    public void Sigstop_of_a_rank_fails_the_others_at_their_timeout()
+    [TestCase("tcp")]
+    [TestCase("shm")]
+    public void Sigstop_of_a_rank_fails_the_others_at_their_timeout(string transport)
     {
-        var ranks = StartRanks(3, LongAllReduce, new() { ["HPCENGINE_TIMEOUT_S"] = "5", ["HPCENGINE_STALL_WARN_S"] = "1" });
+        var ranks = StartRanks(3, LongAllReduce, new() { ["HPCENGINE_TIMEOUT_S"] = "5", ["HPCENGINE_STALL_WARN_S"] = "1", ["HPCENGINE_TRANSPORT"] = transport });
         try
         {
             WaitUntilRunning(ranks);
+            Assert.That(ranks[0].Stdout, Does.Contain($"over {transport} "), "the links use the transport asked for");
             var stopped = Stopwatch.StartNew();
             Process.Start("kill", $"-STOP {ranks[2].Process.Id}")!.WaitForExit();
             foreach (int r in new[] { 0, 1 })

@@ -1,10 +1,8 @@
-using System.Net.Sockets;
-
 namespace HpcEngine.Distributed.Tcp;
 
-/// <summary>Buffered exact reads from a blocking socket: small frames come through a staging buffer (one
+/// <summary>Buffered exact reads from a blocking link stream: small frames come through a staging buffer (one
 /// <c>recv</c> often brings several), large payload remainders go straight into their destination.</summary>
-internal sealed class FrameReader(Socket socket, int stageBytes, int directBytes)
+internal sealed class FrameReader(ILinkStream socket, int stageBytes, int directBytes)
 {
     private readonly byte[] _stage = new byte[stageBytes];
     private int _pos, _end;

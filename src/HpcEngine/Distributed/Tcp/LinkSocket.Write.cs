@@ -26,6 +26,25 @@ internal sealed partial class LinkSocket
         }
     }
 
+    /// <summary>Whether <see cref="TryWriteNow"/> can ever succeed (a shared-memory stream).</summary>
+    public bool WritesWithoutBlocking => _stream.Transport == "shm";
+
+    /// <summary>Writes a frame of any size on the calling thread (a link thread too) when nothing is queued before it
+    /// and the stream takes it without blocking — a shared-memory ring with room; false otherwise (queue it then).
+    /// The thread hand-over to the writer is what a same-host message would otherwise cost most.</summary>
+    public bool TryWriteNow(long tag, uint seq, ReadOnlySpan<byte> payload)
+    {
+        Span<byte> header = stackalloc byte[HeaderBytes];
+        WriteHeader(header, tag, seq, payload.Length);
+        lock (_gate)
+        {
+            if (_stopped || _writing || _queue.Count > 0 || !_stream.TrySendNow(header, payload)) return false;
+        }
+        Interlocked.Add(ref _bytesSent, HeaderBytes + payload.Length);
+        Volatile.Write(ref _lastSent, Stopwatch.GetTimestamp());
+        return true;
+    }
+
     /// <summary>Writes one small frame on the calling thread, after a successful <see cref="TryClaim"/>.</summary>
     public void SendClaimed(long tag, uint seq, ReadOnlySpan<byte> payload)
     {
@@ -34,12 +53,12 @@ internal sealed partial class LinkSocket
         {
             WriteHeader(buf, tag, seq, payload.Length);
             payload.CopyTo(buf.AsSpan(HeaderBytes));
-            int total = HeaderBytes + payload.Length, sent = 0;
-            while (sent < total) sent += _socket.Send(buf, sent, total - sent, SocketFlags.None);
+            int total = HeaderBytes + payload.Length;
+            _stream.Send(buf.AsSpan(0, total));
             Interlocked.Add(ref _bytesSent, total);
             Volatile.Write(ref _lastSent, Stopwatch.GetTimestamp());
         }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        catch (Exception e) when (e is SocketException or IOException or ObjectDisposedException)
         {
             _link.OnSocketFailed(e);
             throw _link.Failed();
@@ -108,7 +127,7 @@ internal sealed partial class LinkSocket
                 }
                 var pause = _link.Throttle(bytes);
                 if (pause > TimeSpan.Zero) Thread.Sleep(pause);
-                SendAll(segments);
+                _stream.Send(segments);
                 Interlocked.Add(ref _bytesSent, bytes - heartbeats);
                 Volatile.Write(ref _lastSent, Stopwatch.GetTimestamp());
                 lock (_gate) _writing = false;
@@ -133,23 +152,4 @@ internal sealed partial class LinkSocket
 
     private static ArraySegment<byte> AsSegment(ReadOnlyMemory<byte> m) =>
         MemoryMarshal.TryGetArray(m, out var seg) ? seg : new ArraySegment<byte>(m.ToArray());
-
-    /// <summary>One gathered write; loops over partial sends (a blocking sendmsg may return early on a signal).</summary>
-    private void SendAll(List<ArraySegment<byte>> segments)
-    {
-        long total = 0;
-        foreach (var s in segments) total += s.Count;
-        long sent = _socket.Send(segments);
-        while (sent < total)
-        {
-            // Drop what went out and send the rest.
-            long skip = sent;
-            int i = 0;
-            while (skip >= segments[i].Count) { skip -= segments[i].Count; i++; }
-            segments.RemoveRange(0, i);
-            segments[0] = segments[0].Slice((int)skip);
-            total -= sent;
-            sent = _socket.Send(segments);
-        }
-    }
 }

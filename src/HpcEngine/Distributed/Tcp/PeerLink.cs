@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Net.Sockets;
 
 namespace HpcEngine.Distributed.Tcp;
 
@@ -41,13 +40,17 @@ internal sealed class PeerLink : IAsyncDisposable
 
     public int Peer { get; }
 
-    public PeerLink(int peer, IReadOnlyList<Socket> sockets, TcpOptions options, Action<PeerLink, Exception> onFailure)
+    /// <summary>"tcp" or "shm" (a same-host peer over shared memory).</summary>
+    public string Transport { get; }
+
+    public PeerLink(int peer, IReadOnlyList<ILinkStream> streams, TcpOptions options, Action<PeerLink, Exception> onFailure)
     {
         Peer = peer;
         _emu = options.Emulation;
         _onFailure = onFailure;
-        _sockets = new LinkSocket[sockets.Count];
-        for (int i = 0; i < sockets.Count; i++) _sockets[i] = new LinkSocket(this, i, sockets[i], options.MaxFrameBytes, options.Timeout, options.WaiterSpin);
+        Transport = streams[0].Transport;
+        _sockets = new LinkSocket[streams.Count];
+        for (int i = 0; i < streams.Count; i++) _sockets[i] = new LinkSocket(this, i, streams[i], options.MaxFrameBytes, Transport == "shm" ? options.ShmSpin : options.WaiterSpin);
         foreach (var s in _sockets) s.Start();
     }
 
@@ -83,6 +86,8 @@ internal sealed class PeerLink : IAsyncDisposable
         {
             seq = _nextSendSeq++;
             socket = _sockets[seq % (uint)_sockets.Length];
+            // Shared memory: written right here whenever the ring has room, from any thread (it never blocks).
+            if (socket.WritesWithoutBlocking && _emu == null && socket.TryWriteNow(tag, seq, payload.Span)) return Task.CompletedTask;
             if (!direct || !socket.TryClaim())
             {
                 direct = false;

@@ -47,6 +47,9 @@ internal sealed class TcpMesh : IDisposable
 
     public long BytesSent => _links.Sum(l => l?.BytesSent ?? 0);
 
+    /// <summary>"shm" or "tcp": how the link to <paramref name="peer"/> carries its bytes (null for this rank itself).</summary>
+    public string? TransportTo(int peer) => _links[peer]?.Transport;
+
     public static TcpMesh Connect(IStore store, int rank, int size, TcpOptions options, string prefix)
     {
         var mesh = new TcpMesh(rank, size, options);
@@ -58,6 +61,7 @@ internal sealed class TcpMesh : IDisposable
         try
         {
             int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+            Shm.ShmUpgrade.Publish(store, prefix, rank, options); // before the address: whoever sees one sees both
             store.Set($"{prefix}/addr/{rank}", Encoding.UTF8.GetBytes($"{options.Host}:{port}"));
             store.Add($"{prefix}/joined", 1);
             int k = options.SocketsPerLink;
@@ -114,8 +118,9 @@ internal sealed class TcpMesh : IDisposable
                 sockets[peer][index] = s;
                 expected--;
             }
+            var streams = Shm.ShmUpgrade.Negotiate(store, prefix, rank, size, sockets, options, deadline);
             for (int p = 0; p < size; p++)
-                if (sockets[p] != null) mesh._links[p] = new PeerLink(p, sockets[p].Select(x => x!).ToArray(), options, mesh.OnLinkFailed);
+                if (streams[p] is { } s) mesh._links[p] = new PeerLink(p, s, options, mesh.OnLinkFailed);
             var beat = options.HeartbeatInterval;
             mesh._heartbeat = new Timer(_ => { foreach (var l in mesh._links) l?.Heartbeat(beat); }, null, beat, beat);
             return mesh;

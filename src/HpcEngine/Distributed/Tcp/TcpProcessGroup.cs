@@ -29,6 +29,10 @@ public sealed partial class TcpProcessGroup : IProcessGroup
     /// <summary>Bytes this process has put on the wire (all links, frames included).</summary>
     public long BytesSent => _mesh.BytesSent;
 
+    /// <summary>How this rank's link to group rank <paramref name="rank"/> carries its bytes: "shm" (a peer on this
+    /// host, over shared memory), "tcp", or "self".</summary>
+    public string TransportTo(int rank) => rank == Rank ? "self" : _mesh.TransportTo(_members[rank]) ?? "tcp";
+
     /// <summary>The flight recorder's report of the last collectives.</summary>
     public string FlightRecord => _flight.ToString();
 
@@ -39,7 +43,11 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         _members = members;
         _groupId = groupId;
         Rank = Array.IndexOf(members, mesh.Rank);
+        _sharedMemoryOnly = members.All(m => m == mesh.Rank || mesh.TransportTo(m) == "shm");
     }
+
+    /// <summary>Every peer of this group is on this host, over shared memory.</summary>
+    private readonly bool _sharedMemoryOnly;
 
     /// <summary>Joins the group of <paramref name="size"/> ranks that rendezvous through <paramref name="store"/>.</summary>
     public static TcpProcessGroup Connect(IStore store, int rank, int size, TcpOptions? options = null, string prefix = "pg")
@@ -122,8 +130,10 @@ public sealed partial class TcpProcessGroup : IProcessGroup
             }
         }))();
         // Latency-bound ops let their waiter read for them; large ones leave it to the link threads, which overlap
-        // receiving, reducing and sending.
-        return bytes <= _mesh.Options.SmallMessageBytes && Size > 1
+        // receiving, reducing and sending over TCP. Over shared memory a read is a memory copy, not a wait on the
+        // kernel, and the waiter reading for itself saves two thread hand-overs per op at every size (measured on 2
+        // cores, 2 ranks, 256 KB: 33 µs against 406 µs through the link threads).
+        return (bytes <= _mesh.Options.SmallMessageBytes || _sharedMemoryOnly) && Size > 1
             ? new Work(work.Task, deadline => Help(op, work.Task, deadline))
             : new Work(work.Task);
     }
