@@ -29,13 +29,13 @@ internal static class CollectivesBench
         }
         var points = CollectiveSweep.Run(pg, options, p =>
         {
-            if (lead) Console.WriteLine($"{p.Bytes,12} {p.Count,12} {p.TimeMicroseconds,12:F1} {p.AlgBandwidthGBps,12:F3} {p.BusBandwidthGBps,12:F3} {p.Wrong,8} {Algorithm(op, p.Bytes, pg.Options.SmallMessageBytes),-10}");
+            if (lead) Console.WriteLine($"{p.Bytes,12} {p.Count,12} {p.TimeMicroseconds,12:F1} {p.AlgBandwidthGBps,12:F3} {p.BusBandwidthGBps,12:F3} {p.Wrong,8} {Algorithm(pg, op, p.Bytes),-10}");
         });
         if (lead)
         {
             var results = points.Select(p => new Dictionary<string, object>
             {
-                ["bytes"] = p.Bytes, ["algorithm"] = Algorithm(op, p.Bytes, pg.Options.SmallMessageBytes), ["time_us"] = Math.Round(p.TimeMicroseconds, 2), ["algbw_gbps"] = p.AlgBandwidthGBps, ["busbw_gbps"] = p.BusBandwidthGBps, ["wrong"] = p.Wrong,
+                ["bytes"] = p.Bytes, ["algorithm"] = Algorithm(pg, op, p.Bytes), ["time_us"] = Math.Round(p.TimeMicroseconds, 2), ["algbw_gbps"] = p.AlgBandwidthGBps, ["busbw_gbps"] = p.BusBandwidthGBps, ["wrong"] = p.Wrong,
             }).ToList();
             BenchCommand.WriteJson(o.Json, new Dictionary<string, object> { ["op"] = o.Op, ["world_size"] = pg.Size, ["backend"] = "tcp", ["transport"] = transport,
                 ["links"] = Enumerable.Range(0, pg.Size).Select(pg.TransportTo).ToList(), ["results"] = results });
@@ -44,12 +44,19 @@ internal static class CollectivesBench
     }
 
     /// <summary>The algorithm the backend picks for <paramref name="op"/> at this size (docs/ARCHITECTURE.md, collective
-    /// layer): recursive doubling for small allreduces, the pipelined ring above; a one-round send to the root for
-    /// small reduces; chain broadcast; ring allgather and reduce-scatter; direct all-to-all and send/recv.</summary>
-    private static string Algorithm(CollectiveOp op, long bytes, long small) => op switch
+    /// layer): the allreduce's own choice (recursive doubling for small messages, the pipelined ring above, hierarchical
+    /// across hosts); a one-round send to the root for small reduces; chain broadcast; ring allgather and
+    /// reduce-scatter; direct all-to-all and send/recv.</summary>
+    private static string Algorithm(TcpProcessGroup pg, CollectiveOp op, long bytes) => op switch
     {
-        CollectiveOp.AllReduce => bytes <= small ? "rdoubling" : "ring",
-        CollectiveOp.Reduce => bytes <= small ? "direct" : "ring+gather",
+        CollectiveOp.AllReduce => pg.ChosenAlgorithm(bytes) switch
+        {
+            AllReduceAlgorithm.RecursiveDoubling => "rdoubling",
+            AllReduceAlgorithm.Hierarchical => "hierarchical",
+            AllReduceAlgorithm.Direct => "direct",
+            _ => "ring",
+        },
+        CollectiveOp.Reduce => bytes <= pg.Options.SmallMessageBytes ? "direct" : "ring+gather",
         CollectiveOp.Broadcast => "chain",
         CollectiveOp.AllGather or CollectiveOp.ReduceScatter => "ring",
         _ => "direct",

@@ -27,6 +27,12 @@ public enum AllReduceAlgorithm
     /// <summary>log2(n) rounds of pairwise exchange (ranks beyond a power of two fold in first and get the result
     /// last): each rank sends log2(n) messages instead of n − 1, the fewest for a latency-bound op.</summary>
     RecursiveDoubling,
+    /// <summary>Across hosts (NCCL's and Horovod's scheme): a reduce-scatter among the ranks of each host (shared
+    /// memory), an allreduce of each 1/L share among the ranks with the same local index on the other hosts (the
+    /// network, crossed once per share instead of by every step of a flat ring), then an allgather inside each host.
+    /// Needs the same number of ranks L on every host; <see cref="Auto"/> picks it above
+    /// <see cref="Tcp.TcpOptions.SmallMessageBytes"/> when the group spans several hosts.</summary>
+    Hierarchical,
 }
 
 /// <summary>Options every collective takes.</summary>

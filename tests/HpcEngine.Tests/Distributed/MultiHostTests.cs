@@ -113,6 +113,9 @@ public class MultiHostTests
             var results = j.RootElement.GetProperty("results").EnumerateArray().ToArray();
             Assert.That(results, Has.Length.EqualTo(3));
             foreach (var r in results) Assert.That(r.GetProperty("wrong").GetInt64(), Is.Zero, r.ToString());
+            // Above the small-message size an allreduce over 2 hosts × 2 ranks goes hierarchical by itself.
+            if (op == "allreduce")
+                Assert.That(results.Select(r => r.GetProperty("algorithm").GetString()), Is.EqualTo(new[] { "rdoubling", "rdoubling", "hierarchical" }));
         }
         finally { File.Delete(json); }
     }

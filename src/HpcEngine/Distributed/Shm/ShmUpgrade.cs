@@ -18,15 +18,33 @@ internal static class ShmUpgrade
 
     /// <summary>What this rank publishes before it advertises its address.</summary>
     public static void Publish(IStore store, string prefix, int rank, TcpOptions options) =>
-        store.Set($"{prefix}/host/{rank}", Encoding.UTF8.GetBytes($"{options.Transport.ToString().ToLowerInvariant()}|{HostIdentity.Current}"));
+        store.Set($"{prefix}/host/{rank}", Encoding.UTF8.GetBytes($"{options.Transport.ToString().ToLowerInvariant()}|{options.HostIdentity}"));
+
+    /// <summary>Every rank's published transport setting and host identity (this rank's own as it published it). Read
+    /// once the mesh is connected: every peer published before it advertised the address this rank reached.</summary>
+    public static (LinkTransport Mode, string Host)[] ReadPeers(IStore store, string prefix, int rank, int size, TcpOptions options)
+    {
+        var peers = new (LinkTransport, string)[size];
+        for (int p = 0; p < size; p++)
+        {
+            if (p == rank)
+            {
+                peers[p] = (options.Transport, options.HostIdentity);
+                continue;
+            }
+            var parts = Encoding.UTF8.GetString(store.Get($"{prefix}/host/{p}", TimeSpan.FromSeconds(30))).Split('|', 2);
+            peers[p] = (TcpOptions.ParseTransport(parts[0]), parts.Length > 1 ? parts[1] : "?");
+        }
+        return peers;
+    }
 
     /// <summary>The streams of every link: one shared-memory stream for upgraded same-host peers (their other sockets
     /// closed; the first kept as the peer's death notice), the sockets as TCP streams for the rest.</summary>
-    public static ILinkStream[]?[] Negotiate(IStore store, string prefix, int rank, int size, Socket?[]?[] sockets, TcpOptions options, DateTime deadline)
+    public static ILinkStream[]?[] Negotiate(int rank, int size, Socket?[]?[] sockets, (LinkTransport Mode, string Host)[] peers, TcpOptions options, DateTime deadline)
     {
         var shm = new bool[size];
         for (int p = 0; p < size; p++)
-            if (sockets[p] != null) shm[p] = Wanted(store, prefix, rank, p, options);
+            if (sockets[p] != null) shm[p] = Wanted(rank, p, peers[p], options);
         var segments = new ShmSegment?[size];
         try
         {
@@ -101,12 +119,10 @@ internal static class ShmUpgrade
     }
 
     /// <summary>Whether this rank and <paramref name="peer"/> should share memory, from both published settings.</summary>
-    private static bool Wanted(IStore store, string prefix, int rank, int peer, TcpOptions options)
+    private static bool Wanted(int rank, int peer, (LinkTransport Mode, string Host) their, TcpOptions options)
     {
-        var parts = Encoding.UTF8.GetString(store.Get($"{prefix}/host/{peer}", TimeSpan.FromSeconds(30))).Split('|', 2);
-        var theirs = TcpOptions.ParseTransport(parts[0]);
-        string theirHost = parts.Length > 1 ? parts[1] : "?";
-        bool sameHost = theirHost == HostIdentity.Current;
+        var (theirs, theirHost) = their;
+        bool sameHost = theirHost == options.HostIdentity;
         if (options.Transport == LinkTransport.Shm && !sameHost)
             throw new InvalidOperationException($"HPCENGINE_TRANSPORT=shm, but rank {peer} is on another host ({theirHost}; this rank: {HostIdentity.Current}): shared memory works only inside one host; use auto (shared memory inside a host, TCP between hosts)");
         if (options.Transport == LinkTransport.Shm && theirs == LinkTransport.Tcp)

@@ -39,6 +39,7 @@ internal sealed class TcpMesh : IDisposable
         Size = size;
         Options = options;
         _links = new PeerLink?[size];
+        _hosts = [options.HostIdentity];
     }
 
     public PeerLink Link(int peer) => _links[peer] ?? throw new InvalidOperationException($"internal: no link to rank {peer}");
@@ -49,6 +50,12 @@ internal sealed class TcpMesh : IDisposable
 
     /// <summary>"shm" or "tcp": how the link to <paramref name="peer"/> carries its bytes (null for this rank itself).</summary>
     public string? TransportTo(int peer) => _links[peer]?.Transport;
+
+    /// <summary>The host identity rank <paramref name="rank"/> published (<see cref="Shm.HostIdentity"/>): the job's
+    /// topology, which hierarchical collectives follow.</summary>
+    public string HostOf(int rank) => _hosts[rank];
+
+    private string[] _hosts;
 
     public static TcpMesh Connect(IStore store, int rank, int size, TcpOptions options, string prefix)
     {
@@ -118,7 +125,9 @@ internal sealed class TcpMesh : IDisposable
                 sockets[peer][index] = s;
                 expected--;
             }
-            var streams = Shm.ShmUpgrade.Negotiate(store, prefix, rank, size, sockets, options, deadline);
+            var peers = Shm.ShmUpgrade.ReadPeers(store, prefix, rank, size, options);
+            mesh._hosts = peers.Select(p => p.Host).ToArray();
+            var streams = Shm.ShmUpgrade.Negotiate(rank, size, sockets, peers, options, deadline);
             for (int p = 0; p < size; p++)
                 if (streams[p] is { } s) mesh._links[p] = new PeerLink(p, s, options, mesh.OnLinkFailed);
             var beat = options.HeartbeatInterval;

@@ -34,10 +34,18 @@ public sealed record TcpOptions
     }
 
     private readonly long _shmRingBytes = 16L << 20;
+
+    /// <summary>The identity this rank publishes as its host (<see cref="Shm.HostIdentity"/>). Tests give ranks of one
+    /// process different identities to stand for several hosts.</summary>
+    internal string HostIdentity { get; init; } = Shm.HostIdentity.Current;
     /// <summary>Default timeout of every collective (10 minutes, like c10d).</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(10);
     /// <summary>Allreduce switches from the direct exchange to the ring above this many bytes.</summary>
     public long SmallMessageBytes { get; init; } = 64 * 1024;
+    /// <summary>Whether <see cref="AllReduceAlgorithm.Auto"/> may pick <see cref="AllReduceAlgorithm.Hierarchical"/>
+    /// above <see cref="SmallMessageBytes"/> when the group spans several hosts with the same number of ranks on each
+    /// (HPCENGINE_HIERARCHICAL=1|0, default 1). An op that names the algorithm gets it either way.</summary>
+    public bool Hierarchical { get; init; } = true;
     /// <summary>Ring chunk: the unit that pipelines send, receive and reduce.</summary>
     public int ChunkBytes { get; init; } = 1 << 20;
     /// <summary>Sockets per peer link: consecutive frames go out on them in turn (and are put back in order on arrival),
@@ -95,7 +103,7 @@ public sealed record TcpOptions
 
     /// <summary>Options from the environment: the local address (<see cref="LocalAddress.Choose"/> for a store at
     /// <paramref name="masterAddr"/>), HPCENGINE_TOKEN, HPCENGINE_JOB_ID, HPCENGINE_STALL_WARN_S, HPCENGINE_DISTRIBUTED_DEBUG, HPCENGINE_NET_EMULATE,
-    /// HPCENGINE_TIMEOUT_S, HPCENGINE_ALLREDUCE_SMALL_BYTES, HPCENGINE_CHUNK_BYTES, HPCENGINE_SOCKETS_PER_LINK, HPCENGINE_TRANSPORT, HPCENGINE_SHM_RING_BYTES (and
+    /// HPCENGINE_TIMEOUT_S, HPCENGINE_ALLREDUCE_SMALL_BYTES, HPCENGINE_CHUNK_BYTES, HPCENGINE_SOCKETS_PER_LINK, HPCENGINE_TRANSPORT, HPCENGINE_SHM_RING_BYTES, HPCENGINE_HIERARCHICAL (and
     /// HPCENGINE_LINK_SPIN_US and HPCENGINE_SHM_SPIN_US, read by <see cref="WaiterSpin"/>'s and <see cref="ShmSpin"/>'s defaults).</summary>
     public static TcpOptions FromEnvironment(string masterAddr)
     {
@@ -117,6 +125,10 @@ public sealed record TcpOptions
             o = o with { StallWarning = TimeSpan.FromSeconds(warn) };
         if (double.TryParse(Environment.GetEnvironmentVariable("HPCENGINE_HEARTBEAT_S"), NumberStyles.Float, CultureInfo.InvariantCulture, out double beat) && beat > 0)
             o = o with { HeartbeatInterval = TimeSpan.FromSeconds(beat) };
+        var hier = Environment.GetEnvironmentVariable("HPCENGINE_HIERARCHICAL");
+        if (!string.IsNullOrEmpty(hier))
+            o = o with { Hierarchical = hier.Trim() switch { "1" or "on" or "true" => true, "0" or "off" or "false" => false,
+                _ => throw new FormatException($"HPCENGINE_HIERARCHICAL='{hier}' is not 1 (hierarchical allreduce across hosts when it fits) or 0 (flat algorithms only)") } };
         var transport = Environment.GetEnvironmentVariable("HPCENGINE_TRANSPORT");
         if (!string.IsNullOrEmpty(transport)) o = o with { Transport = ParseTransport(transport) };
         var ring = Environment.GetEnvironmentVariable("HPCENGINE_SHM_RING_BYTES");

@@ -29,6 +29,9 @@ public sealed partial class TcpProcessGroup : IProcessGroup
     /// <summary>Bytes this process has put on the wire (all links, frames included).</summary>
     public long BytesSent => _mesh.BytesSent;
 
+    /// <summary>Bytes this process has sent to group rank <paramref name="rank"/> (frames included; 0 for itself).</summary>
+    public long BytesSentTo(int rank) => rank == Rank ? 0 : Link(rank).BytesSent;
+
     /// <summary>How this rank's link to group rank <paramref name="rank"/> carries its bytes: "shm" (a peer on this
     /// host, over shared memory), "tcp", or "self".</summary>
     public string TransportTo(int rank) => rank == Rank ? "self" : _mesh.TransportTo(_members[rank]) ?? "tcp";
@@ -202,33 +205,51 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         var o = options ?? new AllReduceOptions();
         if (tensor.DType == DType.Bool) throw new NotSupportedException("tcp does not support allreduce over bool tensors");
         long bytes = (long)tensor.NumEl * tensor.DType.SizeOf();
+        bool widen = Reduced(tensor.DType) && !o.NarrowWire;
+        // Chosen here, on the caller's thread, in call order: a first hierarchical op creates sub-groups, and every
+        // rank must create them at the same point of its op sequence.
+        var algorithm = Algorithm(o.Algorithm, widen ? 2 * bytes : bytes);
+        if (algorithm == AllReduceAlgorithm.Hierarchical) SubGroups();
         return Run("allreduce", bytes, o.Timeout, async op =>
         {
-            if (Reduced(tensor.DType) && !o.NarrowWire)
+            if (widen)
             {
                 // bf16/fp16: accumulate in fp32 end to end, round once at the end.
                 using var wide = Ops.ToDType(tensor, DType.Float32, false);
-                await AllReduceBytes(op, wide.AsByteMemory(), DType.Float32, o).ConfigureAwait(false);
+                await AllReduceBytes(op, wide.AsByteMemory(), DType.Float32, o.Op, algorithm).ConfigureAwait(false);
                 Ops.CopyInto(tensor, wide);
             }
-            else await AllReduceBytes(op, tensor.AsByteMemory(), tensor.DType, o).ConfigureAwait(false);
+            else await AllReduceBytes(op, tensor.AsByteMemory(), tensor.DType, o.Op, algorithm).ConfigureAwait(false);
         }, $"{tensor.DType.TorchName()} x{tensor.NumEl} {o.Op}");
     }
 
-    private async Task AllReduceBytes(Op op, Memory<byte> data, DType dtype, AllReduceOptions o)
+    /// <summary>The algorithm an allreduce of <paramref name="bytes"/> (as reduced: fp32 for widened 16-bit data) runs.</summary>
+    private AllReduceAlgorithm Algorithm(AllReduceAlgorithm asked, long bytes)
+    {
+        if (asked == AllReduceAlgorithm.Hierarchical && Size > 1 && HostGroups(out string? why) == null)
+            throw new ArgumentException($"allreduce: AllReduceAlgorithm.Hierarchical was asked for, but {why}");
+        if (asked != AllReduceAlgorithm.Auto) return asked;
+        if (bytes <= _mesh.Options.SmallMessageBytes) return AllReduceAlgorithm.RecursiveDoubling;
+        return Size > 1 && _mesh.Options.Hierarchical && HostGroups(out _) != null ? AllReduceAlgorithm.Hierarchical : AllReduceAlgorithm.Ring;
+    }
+
+    /// <summary>The algorithm <see cref="AllReduce"/> picks for <paramref name="bytes"/> with
+    /// <see cref="AllReduceAlgorithm.Auto"/> (what `bench collectives` reports per size).</summary>
+    public AllReduceAlgorithm ChosenAlgorithm(long bytes) => Size > 1 ? Algorithm(AllReduceAlgorithm.Auto, bytes) : AllReduceAlgorithm.Auto;
+
+    private async Task AllReduceBytes(Op op, Memory<byte> data, DType dtype, ReduceOp rop, AllReduceAlgorithm algorithm)
     {
         if (Size > 1)
         {
-            var algorithm = o.Algorithm != AllReduceAlgorithm.Auto ? o.Algorithm
-                : data.Length <= _mesh.Options.SmallMessageBytes ? AllReduceAlgorithm.RecursiveDoubling : AllReduceAlgorithm.Ring;
             await (algorithm switch
             {
-                AllReduceAlgorithm.Direct => DirectAllReduce(op, data, dtype, o.Op),
-                AllReduceAlgorithm.RecursiveDoubling => RecursiveDoublingAllReduce(op, data, dtype, o.Op),
-                _ => RingAllReduce(op, data, dtype, o.Op),
+                AllReduceAlgorithm.Direct => DirectAllReduce(op, data, dtype, rop),
+                AllReduceAlgorithm.RecursiveDoubling => RecursiveDoublingAllReduce(op, data, dtype, rop),
+                AllReduceAlgorithm.Hierarchical => HierarchicalAllReduce(op, data, dtype, rop),
+                _ => RingAllReduce(op, data, dtype, rop),
             }).ConfigureAwait(false);
         }
-        if (o.Op == ReduceOp.Avg) WireReduce.Average(dtype, data.Span, Size);
+        if (rop == ReduceOp.Avg) WireReduce.Average(dtype, data.Span, Size);
     }
 
     /// <inheritdoc/>
