@@ -7,7 +7,8 @@ namespace HpcEngine.Bench;
 [MemoryDiagnoser]
 public class GemmBenchmarks
 {
-    private Tensor _a = null!, _b = null!;
+    private Tensor _a = null!,
+        _b = null!;
     private IDisposable _noGrad = null!;
 
     [Params(256, 1024, 2048)]
@@ -25,14 +26,23 @@ public class GemmBenchmarks
     public void MatMul() => _a.MatMul(_b).Dispose();
 
     [GlobalCleanup]
-    public void Cleanup() { _a.Dispose(); _b.Dispose(); _noGrad.Dispose(); }
+    public void Cleanup()
+    {
+        _a.Dispose();
+        _b.Dispose();
+        _noGrad.Dispose();
+    }
 }
 
 /// <summary>Memory-bound row kernels on a 4096×4096 float32 matrix, and a broadcast add.</summary>
 [MemoryDiagnoser]
 public class RowKernelBenchmarks
 {
-    private Tensor _x = null!, _y = null!, _w = null!, _b = null!, _row = null!;
+    private Tensor _x = null!,
+        _y = null!,
+        _w = null!,
+        _b = null!,
+        _row = null!;
     private IDisposable _noGrad = null!;
 
     [GlobalSetup]
@@ -61,7 +71,8 @@ public class RowKernelBenchmarks
     [GlobalCleanup]
     public void Cleanup()
     {
-        foreach (var t in new[] { _x, _y, _w, _b, _row }) t.Dispose();
+        foreach (var t in new[] { _x, _y, _w, _b, _row })
+            t.Dispose();
         _noGrad.Dispose();
     }
 }
@@ -70,7 +81,9 @@ public class RowKernelBenchmarks
 [MemoryDiagnoser]
 public class ConvBenchmarks
 {
-    private Tensor _x = null!, _w = null!, _bias = null!;
+    private Tensor _x = null!,
+        _w = null!,
+        _bias = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -90,5 +103,10 @@ public class ConvBenchmarks
     }
 
     [GlobalCleanup]
-    public void Cleanup() { _x.Dispose(); _w.Dispose(); _bias.Dispose(); }
+    public void Cleanup()
+    {
+        _x.Dispose();
+        _w.Dispose();
+        _bias.Dispose();
+    }
 }

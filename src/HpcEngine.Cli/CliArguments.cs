@@ -15,8 +15,10 @@ internal static class CliArguments
         for (int i = 0; i < result.Length; i++)
         {
             var a = result[i];
-            if (a == "--") break;
-            if (!a.StartsWith("--", StringComparison.Ordinal)) continue;
+            if (a == "--")
+                break;
+            if (!a.StartsWith("--", StringComparison.Ordinal))
+                continue;
             int eq = a.IndexOf('=', StringComparison.Ordinal);
             string name = eq < 0 ? a : a[..eq];
             result[i] = name.Replace('_', '-') + (eq < 0 ? "" : a[eq..]);
@@ -27,7 +29,10 @@ internal static class CliArguments
     /// <summary>One line for a parse error.</summary>
     public static string Describe(Error error, string verb, Type current, Type[] verbs)
     {
-        string help = current == typeof(NullInstance) ? "hpcengine --help lists the commands" : $"hpcengine {verb} --help lists its options";
+        string help =
+            current == typeof(NullInstance)
+                ? "hpcengine --help lists the commands"
+                : $"hpcengine {verb} --help lists its options";
         switch (error)
         {
             case UnknownOptionError u:
@@ -60,7 +65,11 @@ internal static class CliArguments
     }
 
     private static List<string> OptionNames(Type t) =>
-        t.GetProperties().Select(p => p.GetCustomAttribute<OptionAttribute>()?.LongName).Where(n => !string.IsNullOrEmpty(n)).Select(n => n!).ToList();
+        t.GetProperties()
+            .Select(p => p.GetCustomAttribute<OptionAttribute>()?.LongName)
+            .Where(n => !string.IsNullOrEmpty(n))
+            .Select(n => n!)
+            .ToList();
 
     /// <summary>The candidate within a small edit distance of <paramref name="token"/>, if any.</summary>
     private static string? Closest(string token, IEnumerable<string> candidates)
@@ -70,8 +79,10 @@ internal static class CliArguments
         foreach (var c in candidates)
         {
             int d = Distance(token, c);
-            if (c.StartsWith(token, StringComparison.Ordinal) && token.Length >= 3) d = Math.Min(d, 1);
-            if (d < bestDist) (best, bestDist) = (c, d);
+            if (c.StartsWith(token, StringComparison.Ordinal) && token.Length >= 3)
+                d = Math.Min(d, 1);
+            if (d < bestDist)
+                (best, bestDist) = (c, d);
         }
         return bestDist <= Math.Max(2, token.Length / 3) ? best : null;
     }
@@ -80,7 +91,8 @@ internal static class CliArguments
     {
         var prev = new int[b.Length + 1];
         var cur = new int[b.Length + 1];
-        for (int j = 0; j <= b.Length; j++) prev[j] = j;
+        for (int j = 0; j <= b.Length; j++)
+            prev[j] = j;
         for (int i = 1; i <= a.Length; i++)
         {
             cur[0] = i;

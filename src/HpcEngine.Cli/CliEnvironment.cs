@@ -13,7 +13,8 @@ internal static class CliEnvironment
     /// passes its <c>--straggler</c> to its runs this way.</summary>
     public static string? Straggler => Get("HPCENGINE_STRAGGLER");
 
-    /// <summary>HPCENGINE_TOKEN: the job's shared secret, handed by <c>launch</c> to the rendezvous store and workers.</summary>
+    /// <summary>HPCENGINE_TOKEN: the job's shared secret, handed by <c>launch</c> to the rendezvous store and
+    /// workers.</summary>
     public static string? Token => Get("HPCENGINE_TOKEN");
 
     /// <summary>Whether this process runs under a launcher (WORLD_SIZE set).</summary>

@@ -9,7 +9,14 @@ namespace HpcEngine.Cli;
 /// HPCENGINE_DEBUG=1.</summary>
 public static class Program
 {
-    private static readonly Type[] Verbs = [typeof(TrainOptions), typeof(PredictOptions), typeof(BenchOptions), typeof(LaunchOptions), typeof(InfoOptions)];
+    private static readonly Type[] Verbs =
+    [
+        typeof(TrainOptions),
+        typeof(PredictOptions),
+        typeof(BenchOptions),
+        typeof(LaunchOptions),
+        typeof(InfoOptions),
+    ];
 
     public static int Main(string[] args)
     {
@@ -52,7 +59,8 @@ public static class Program
                 (PredictOptions o) => PredictCommand.Run(o),
                 (BenchOptions o) => BenchCommand.Run(o),
                 (InfoOptions o) => InfoCommand.Run(o),
-                errors => ParseFailed(parsed, errors.ToList(), args));
+                errors => ParseFailed(parsed, errors.ToList(), args)
+            );
         }
         catch (Exception e) when (!CliEnvironment.Debug)
         {
@@ -60,21 +68,34 @@ public static class Program
             if (FlightRecordOf(e) is { } record)
             {
                 Console.Error.WriteLine("hpcengine: the last collectives (flight recorder):");
-                foreach (var line in record.Split('\n', StringSplitOptions.RemoveEmptyEntries).TakeLast(8)) Console.Error.WriteLine("  " + line.TrimEnd());
+                foreach (var line in record.Split('\n', StringSplitOptions.RemoveEmptyEntries).TakeLast(8))
+                    Console.Error.WriteLine("  " + line.TrimEnd());
             }
-            return e is ArgumentException or FormatException or TensorException or IOException or InvalidDataException or System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException ? 2 : 1;
+            return
+                e
+                    is ArgumentException
+                        or FormatException
+                        or TensorException
+                        or IOException
+                        or InvalidDataException
+                        or System.Text.Json.JsonException
+                        or KeyNotFoundException
+                        or InvalidOperationException
+                ? 2
+                : 1;
         }
     }
 
     private static string? FlightRecordOf(Exception e)
     {
         for (Exception? x = e; x != null; x = x.InnerException)
-            if (x is HpcEngine.Distributed.CollectiveException { FlightRecord: { Length: > 0 } r }) return r;
+            if (x is HpcEngine.Distributed.CollectiveException { FlightRecord: { Length: > 0 } r })
+                return r;
         return null;
     }
 
-    /// <summary>Help and version requests print to stdout (exit 0); anything else is one line naming the problem, with a
-    /// suggestion for a mistyped option or verb (exit 2).</summary>
+    /// <summary>Help and version requests print to stdout (exit 0); anything else is one line naming the problem, with
+    /// a suggestion for a mistyped option or verb (exit 2).</summary>
     private static int ParseFailed(ParserResult<object> parsed, List<Error> errors, string[] args)
     {
         if (errors.Any(e => e is VersionRequestedError))
@@ -84,17 +105,24 @@ public static class Program
         }
         if (errors.Any(e => e is HelpRequestedError or HelpVerbRequestedError or NoVerbSelectedError))
         {
-            var help = HelpText.AutoBuild(parsed, h =>
-            {
-                h.AdditionalNewLineAfterOption = false;
-                h.AddDashesToOption = true;
-                return h;
-            }, e => e, verbsIndex: parsed.TypeInfo.Current == typeof(NullInstance));
+            var help = HelpText.AutoBuild(
+                parsed,
+                h =>
+                {
+                    h.AdditionalNewLineAfterOption = false;
+                    h.AddDashesToOption = true;
+                    return h;
+                },
+                e => e,
+                verbsIndex: parsed.TypeInfo.Current == typeof(NullInstance)
+            );
             Console.Out.WriteLine(help);
             return errors.Any(e => e is NoVerbSelectedError) && args.Length == 0 ? 2 : 0;
         }
         string verb = args.Length > 0 ? args[0] : "";
-        Console.Error.WriteLine("hpcengine: error: " + CliArguments.Describe(errors.First(), verb, parsed.TypeInfo.Current, Verbs));
+        Console.Error.WriteLine(
+            "hpcengine: error: " + CliArguments.Describe(errors.First(), verb, parsed.TypeInfo.Current, Verbs)
+        );
         return 2;
     }
 }

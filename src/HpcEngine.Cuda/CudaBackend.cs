@@ -1,7 +1,7 @@
-using HpcEngine.Distributed;
 using System.Runtime.InteropServices;
 using HpcEngine.Backends;
 using HpcEngine.Cuda.Interop;
+using HpcEngine.Distributed;
 
 namespace HpcEngine.Cuda;
 
@@ -24,13 +24,16 @@ public static class CudaBackend
                 _context = CudaContext.Open(device);
                 DeviceBackends.Register(DeviceType.Cuda, new CudaDeviceBackend(_context));
                 var context = _context;
-                ProcessGroups.RegisterBackend("nccl", (_, tcp) => NcclProcessGroup.InitFromEnvironment(context, tcp.Timeout));
+                ProcessGroups.RegisterBackend("nccl", (_, tcp) =>
+                    NcclProcessGroup.InitFromEnvironment(context, tcp.Timeout)
+                );
             }
             return _context;
         }
     }
 
-    /// <summary>fp32 matmuls on TF32 tensor cores (about 10 bits of mantissa in the products; off by default).</summary>
+    /// <summary>fp32 matmuls on TF32 tensor cores (about 10 bits of mantissa in the products; off by
+    /// default).</summary>
     public static bool AllowTf32 { get; set; }
 }
 
@@ -51,11 +54,17 @@ internal sealed unsafe partial class CudaDeviceBackend(ICudaStream context) : IB
     private void NotWhileCapturing(string what)
     {
         if (context.Capturing)
-            throw new InvalidOperationException($"{what} during a CUDA graph capture: reading or writing device memory from the host (.Item(), ToArray(), .To(Device.Cpu), moving a CPU tensor in, a host-side check) cannot be captured; keep the inputs on the GPU in tensors allocated before the capture and copy into them before each Replay()");
+            throw new InvalidOperationException(
+                $"{what} during a CUDA graph capture: reading or writing device memory from the host (.Item(), "
+                    + $"ToArray(), .To(Device.Cpu), moving a CPU tensor in, a host-side check) cannot be captured; "
+                    + $"keep the inputs on the GPU in tensors allocated before the capture and copy into them before "
+                    + $"each Replay()"
+            );
     }
 
     /// <summary>Memory from the caching allocator, returned to it (not to the driver) on dispose.</summary>
-    private sealed class CudaMemory(Memory.CachingAllocator allocator, Memory.DeviceBlock block, long bytes) : IBackendMemory
+    private sealed class CudaMemory(Memory.CachingAllocator allocator, Memory.DeviceBlock block, long bytes)
+        : IBackendMemory
     {
         private int _freed;
         public ulong Pointer => block.Pointer;
@@ -63,11 +72,13 @@ internal sealed unsafe partial class CudaDeviceBackend(ICudaStream context) : IB
 
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref _freed, 1) == 0) allocator.Free(block);
+            if (Interlocked.Exchange(ref _freed, 1) == 0)
+                allocator.Free(block);
         }
     }
 
-    /// <summary>Shape and strides of up to 8 dims, laid out as native/kernels/elementwise.cu's struct Broadcast.</summary>
+    /// <summary>Shape and strides of up to 8 dims, laid out as native/kernels/elementwise.cu's struct
+    /// Broadcast.</summary>
     [StructLayout(LayoutKind.Sequential)]
     private struct Broadcast
     {
@@ -88,9 +99,14 @@ internal sealed unsafe partial class CudaDeviceBackend(ICudaStream context) : IB
 
     private static Broadcast Layout(string op, Tensor r, Tensor a, Tensor? b = null)
     {
-        if (r.Rank > 8) throw new ShapeMismatchException($"{op} on cuda: at most 8 dimensions (got {r.Rank})");
+        if (r.Rank > 8)
+            throw new ShapeMismatchException($"{op} on cuda: at most 8 dimensions (got {r.Rank})");
         var s = new Broadcast { Ndim = Math.Max(r.Rank, 1) };
-        if (r.Rank == 0) { s.Shape[0] = 1; return s; }
+        if (r.Rank == 0)
+        {
+            s.Shape[0] = 1;
+            return s;
+        }
         for (int d = 0; d < r.Rank; d++)
         {
             s.Shape[d] = r.Shape[d];
@@ -106,61 +122,95 @@ internal sealed unsafe partial class CudaDeviceBackend(ICudaStream context) : IB
 
     private static uint Rows(long rows) => (uint)Math.Clamp(rows, 1, 65535);
 
-    internal static ulong Ptr(Tensor t) => ((CudaMemory)BackendTensors.DeviceMemory(t)).Pointer + (ulong)((long)BackendTensors.Offset(t) * t.DType.SizeOf());
+    internal static ulong Ptr(Tensor t) =>
+        ((CudaMemory)BackendTensors.DeviceMemory(t)).Pointer
+        + (ulong)((long)BackendTensors.Offset(t) * t.DType.SizeOf());
 
     private static void Float32(string op, params Tensor[] ts)
     {
         foreach (var t in ts)
-            if (t.DType != DType.Float32) throw new DTypeMismatchException($"{op} on cuda: only float32 has kernels so far (got {t.DType.TorchName()}); convert with .To(DType.Float32)");
+            if (t.DType != DType.Float32)
+                throw new DTypeMismatchException(
+                    $"{op} on cuda: only float32 has kernels so far (got {t.DType.TorchName()}); convert with "
+                        + $".To(DType.Float32)"
+                );
     }
 
     private static DeviceMismatchException NoKernel(string what) =>
         new($"{what} has no cuda kernel yet; move the tensor with .To(Device.Cpu) for this op");
+
     public IBackendMemory Allocate(Device device, long bytes)
     {
         if (device.Index != context.DeviceIndex)
-            throw new DeviceMismatchException($"cuda:{device.Index} is not open: the CUDA backend was registered for cuda:{context.DeviceIndex}");
+            throw new DeviceMismatchException(
+                $"cuda:{device.Index} is not open: the CUDA backend was registered for cuda:{context.DeviceIndex}"
+            );
         var block = context.Memory.Allocate(Math.Max(bytes, 1), context.Stream);
         return new CudaMemory(context.Memory, block, bytes);
     }
 
     public void CopyFromHost(IBackendMemory dst, long dstOffsetBytes, ReadOnlySpan<byte> src)
     {
-        if (src.Length == 0) return;
+        if (src.Length == 0)
+            return;
         NotWhileCapturing("a host-to-device copy");
         context.CopyHostToDevice(((CudaMemory)dst).Pointer + (ulong)dstOffsetBytes, src);
     }
 
     public void CopyToHost(Span<byte> dst, IBackendMemory src, long srcOffsetBytes)
     {
-        if (dst.Length == 0) return;
+        if (dst.Length == 0)
+            return;
         NotWhileCapturing("a device-to-host copy");
         context.CopyDeviceToHost(dst, ((CudaMemory)src).Pointer + (ulong)srcOffsetBytes);
     }
 
     public void Fill(Tensor r, double value)
     {
-        if (r.NumEl == 0) return;
+        if (r.NumEl == 0)
+            return;
         if (value == 0 && r.IsContiguous)
         {
             context.Memset(Ptr(r), (long)r.NumEl * r.DType.SizeOf()); // zero bits are zero in every dtype
             return;
         }
-        if (!r.IsContiguous) throw NoKernel("a fill of a non-contiguous view");
+        if (!r.IsContiguous)
+            throw NoKernel("a fill of a non-contiguous view");
         // The value's bits in r's dtype (the CPU's conversion rules), passed by value to the kernel.
         ulong pattern = 0;
         BackendTensors.WriteScalar((byte*)&pattern, r.DType, value);
-        context.Launch(Kernel("elementwise.cu", "fill" + Bits(r)), Grid(r.NumEl), Block, 0, Ptr(r), pattern, (long)r.NumEl);
+        context.Launch(
+            Kernel("elementwise.cu", "fill" + Bits(r)),
+            Grid(r.NumEl),
+            Block,
+            0,
+            Ptr(r),
+            pattern,
+            (long)r.NumEl
+        );
     }
 
     public void Copy(Tensor src, Tensor dst)
     {
-        if (dst.NumEl == 0) return;
+        if (dst.NumEl == 0)
+            return;
         if (!dst.IsContiguous)
         {
             // Into a strided view: same dtype only (the casts write contiguous outputs).
-            if (src.DType != dst.DType) throw NoKernel($"a cast into a non-contiguous view ({src.DType.TorchName()} → {dst.DType.TorchName()})");
-            context.Launch(Kernel("elementwise.cu", "strided_copy_any" + Bits(src)), Grid(dst.NumEl), Block, 0, Ptr(src), Ptr(dst), (long)dst.NumEl, Layout("copy", dst, src, dst));
+            if (src.DType != dst.DType)
+                throw NoKernel(
+                    $"a cast into a non-contiguous view ({src.DType.TorchName()} → {dst.DType.TorchName()})"
+                );
+            context.Launch(
+                Kernel("elementwise.cu", "strided_copy_any" + Bits(src)),
+                Grid(dst.NumEl),
+                Block,
+                0,
+                Ptr(src),
+                Ptr(dst),
+                (long)dst.NumEl,
+                Layout("copy", dst, src, dst)
+            );
             return;
         }
         if (src.DType == dst.DType)
@@ -170,7 +220,16 @@ internal sealed unsafe partial class CudaDeviceBackend(ICudaStream context) : IB
                 context.CopyDeviceToDevice(Ptr(dst), Ptr(src), (long)dst.NumEl * dst.DType.SizeOf());
                 return;
             }
-            context.Launch(Kernel("elementwise.cu", "strided_copy" + Bits(src)), Grid(dst.NumEl), Block, 0, Ptr(src), Ptr(dst), (long)dst.NumEl, Layout("copy", dst, src));
+            context.Launch(
+                Kernel("elementwise.cu", "strided_copy" + Bits(src)),
+                Grid(dst.NumEl),
+                Block,
+                0,
+                Ptr(src),
+                Ptr(dst),
+                (long)dst.NumEl,
+                Layout("copy", dst, src)
+            );
             return;
         }
         // A cast: one kernel where there is one, else through float32 (exact for every value bf16, fp16, bool, uint8
@@ -190,24 +249,25 @@ internal sealed unsafe partial class CudaDeviceBackend(ICudaStream context) : IB
     }
 
     /// <summary>The cast.cu kernel converting <paramref name="from"/> to <paramref name="to"/>, or null.</summary>
-    private static string? CastKernel(DType from, DType to) => (from, to) switch
-    {
-        (DType.Float32, DType.BFloat16) => "f32_to_bf16",
-        (DType.BFloat16, DType.Float32) => "bf16_to_f32",
-        (DType.Float32, DType.Float16) => "f32_to_f16",
-        (DType.Float16, DType.Float32) => "f16_to_f32",
-        (DType.Float32, DType.Float64) => "f32_to_f64",
-        (DType.Float64, DType.Float32) => "f64_to_f32",
-        (DType.Float32, DType.Int64) => "f32_to_i64",
-        (DType.Float32, DType.Int32) => "f32_to_i32",
-        (DType.Float32, DType.Bool) => "f32_to_bool",
-        (DType.Int64, DType.Float32) => "i64_to_f32",
-        (DType.Int32, DType.Float32) => "i32_to_f32",
-        (DType.Bool or DType.UInt8, DType.Float32) => "u8_to_f32",
-        (DType.Int32, DType.Int64) => "i32_to_i64",
-        (DType.Int64, DType.Int32) => "i64_to_i32",
-        (DType.Bool or DType.UInt8, DType.Int64) => "u8_to_i64",
-        (DType.Int64, DType.Bool) => "i64_to_bool",
-        _ => null,
-    };
+    private static string? CastKernel(DType from, DType to) =>
+        (from, to) switch
+        {
+            (DType.Float32, DType.BFloat16) => "f32_to_bf16",
+            (DType.BFloat16, DType.Float32) => "bf16_to_f32",
+            (DType.Float32, DType.Float16) => "f32_to_f16",
+            (DType.Float16, DType.Float32) => "f16_to_f32",
+            (DType.Float32, DType.Float64) => "f32_to_f64",
+            (DType.Float64, DType.Float32) => "f64_to_f32",
+            (DType.Float32, DType.Int64) => "f32_to_i64",
+            (DType.Float32, DType.Int32) => "f32_to_i32",
+            (DType.Float32, DType.Bool) => "f32_to_bool",
+            (DType.Int64, DType.Float32) => "i64_to_f32",
+            (DType.Int32, DType.Float32) => "i32_to_f32",
+            (DType.Bool or DType.UInt8, DType.Float32) => "u8_to_f32",
+            (DType.Int32, DType.Int64) => "i32_to_i64",
+            (DType.Int64, DType.Int32) => "i64_to_i32",
+            (DType.Bool or DType.UInt8, DType.Int64) => "u8_to_i64",
+            (DType.Int64, DType.Bool) => "i64_to_bool",
+            _ => null,
+        };
 }

@@ -4,7 +4,8 @@ using HpcEngine.Cuda.Kernels;
 
 namespace HpcEngine.Cuda;
 
-/// <summary>A context's CUDA-graph capture: while it records, the stream's work is recorded, not run, and allocations come from the graph's pool.</summary>
+/// <summary>A context's CUDA-graph capture: while it records, the stream's work is recorded, not run, and allocations
+/// come from the graph's pool.</summary>
 public sealed unsafe partial class CudaContext
 {
     /// <summary>True between <see cref="BeginCapture"/> and <see cref="EndCapture"/>: work on the stream is recorded,
@@ -20,9 +21,13 @@ public sealed unsafe partial class CudaContext
     internal void BeginCapture(GraphCapture capture)
     {
         MakeCurrent();
-        if (Capturing) throw new InvalidOperationException("this context is already capturing a graph");
+        if (Capturing)
+            throw new InvalidOperationException("this context is already capturing a graph");
         Memory.BeginPool(capture.Pool);
-        int status = Driver.cuStreamBeginCapture(_stream, 1 /* CU_STREAM_CAPTURE_MODE_THREAD_LOCAL */);
+        int status = Driver.cuStreamBeginCapture(
+            _stream,
+            1 /* CU_STREAM_CAPTURE_MODE_THREAD_LOCAL */
+        );
         if (status != Driver.Success)
         {
             Memory.EndPool();
@@ -39,7 +44,8 @@ public sealed unsafe partial class CudaContext
         _capture = null;
         Memory.EndPool();
         int status = Driver.cuStreamEndCapture(_stream, out var graph);
-        if (status != Driver.Success && graph != IntPtr.Zero) Driver.cuGraphDestroy(graph);
+        if (status != Driver.Success && graph != IntPtr.Zero)
+            Driver.cuGraphDestroy(graph);
         Driver.Check(status);
         return graph;
     }

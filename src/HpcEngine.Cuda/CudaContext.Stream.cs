@@ -4,7 +4,8 @@ using HpcEngine.Cuda.Kernels;
 
 namespace HpcEngine.Cuda;
 
-/// <summary>The <see cref="ICudaStream"/> a context is to the device backend: copies, memsets, cuBLAS products, graph launches.</summary>
+/// <summary>The <see cref="ICudaStream"/> a context is to the device backend: copies, memsets, cuBLAS products, graph
+/// launches.</summary>
 public sealed unsafe partial class CudaContext
 {
     int ICudaStream.DeviceIndex => Device.Index;
@@ -14,14 +15,16 @@ public sealed unsafe partial class CudaContext
     void ICudaStream.CopyHostToDevice(ulong dst, ReadOnlySpan<byte> src)
     {
         MakeCurrent();
-        fixed (byte* p = src) Driver.Check(Driver.cuMemcpyHtoDAsync(dst, p, (nuint)src.Length, _stream));
+        fixed (byte* p = src)
+            Driver.Check(Driver.cuMemcpyHtoDAsync(dst, p, (nuint)src.Length, _stream));
         Synchronize(); // the host span may go away as soon as we return
     }
 
     void ICudaStream.CopyDeviceToHost(Span<byte> dst, ulong src)
     {
         MakeCurrent();
-        fixed (byte* p = dst) Driver.Check(Driver.cuMemcpyDtoHAsync(p, src, (nuint)dst.Length, _stream));
+        fixed (byte* p = dst)
+            Driver.Check(Driver.cuMemcpyDtoHAsync(p, src, (nuint)dst.Length, _stream));
         Synchronize();
     }
 
@@ -39,8 +42,21 @@ public sealed unsafe partial class CudaContext
 
     private CublasHandle Cublas => _cublas ??= new CublasHandle(this);
 
-    void ICudaStream.GemmF32(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc, bool tf32) =>
-        Cublas.GemmF32(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc, tf32);
+    void ICudaStream.GemmF32(
+        bool transA,
+        bool transB,
+        int m,
+        int n,
+        int k,
+        ulong a,
+        int lda,
+        ulong b,
+        int ldb,
+        float beta,
+        ulong c,
+        int ldc,
+        bool tf32
+    ) => Cublas.GemmF32(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc, tf32);
 
     void ICudaStream.BeginCapture(GraphCapture capture) => BeginCapture(capture);
 
@@ -71,10 +87,57 @@ public sealed unsafe partial class CudaContext
         Driver.cuGraphExecDestroy(exec);
     }
 
-    void ICudaStream.GemmStridedBatched(bool transA, bool transB, int m, int n, int k, ulong a, int lda, long strideA, ulong b, int ldb, long strideB,
-        ulong c, int ldc, long strideC, int batch, bool bf16, bool tf32) =>
-        Cublas.GemmStridedBatched(transA, transB, m, n, k, a, lda, strideA, b, ldb, strideB, c, ldc, strideC, batch, bf16, tf32);
+    void ICudaStream.GemmStridedBatched(
+        bool transA,
+        bool transB,
+        int m,
+        int n,
+        int k,
+        ulong a,
+        int lda,
+        long strideA,
+        ulong b,
+        int ldb,
+        long strideB,
+        ulong c,
+        int ldc,
+        long strideC,
+        int batch,
+        bool bf16,
+        bool tf32
+    ) =>
+        Cublas.GemmStridedBatched(
+            transA,
+            transB,
+            m,
+            n,
+            k,
+            a,
+            lda,
+            strideA,
+            b,
+            ldb,
+            strideB,
+            c,
+            ldc,
+            strideC,
+            batch,
+            bf16,
+            tf32
+        );
 
-    void ICudaStream.GemmBf16(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc) =>
-        Cublas.GemmBf16(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    void ICudaStream.GemmBf16(
+        bool transA,
+        bool transB,
+        int m,
+        int n,
+        int k,
+        ulong a,
+        int lda,
+        ulong b,
+        int ldb,
+        float beta,
+        ulong c,
+        int ldc
+    ) => Cublas.GemmBf16(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }

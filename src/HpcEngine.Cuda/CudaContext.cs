@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Runtime.InteropServices;
 using HpcEngine.Cuda.Interop;
 using HpcEngine.Cuda.Kernels;
@@ -14,7 +14,8 @@ public sealed unsafe partial class CudaContext : IDisposable, ICudaStream
     // values, which the driver calls take while this context is not disposed.
     private readonly PrimaryContextHandle _contextHandle;
     private readonly StreamHandle _streamHandle;
-    private IntPtr _context, _stream;
+    private IntPtr _context,
+        _stream;
     private readonly Dictionary<string, KernelModule> _modules = new();
     private CublasHandle? _cublas;
 
@@ -38,14 +39,22 @@ public sealed unsafe partial class CudaContext : IDisposable, ICudaStream
     public static CudaContext Open(int index = 0)
     {
         var report = CudaDevices.Probe();
-        if (!report.HasDevice) throw new CudaException($"cuda:{index} is not available: {report.Problem}");
-        if (index < 0 || index >= report.Devices.Count) throw new ArgumentOutOfRangeException(nameof(index), $"cuda:{index} does not exist: this machine has {report.Devices.Count} device(s)");
+        if (!report.HasDevice)
+            throw new CudaException($"cuda:{index} is not available: {report.Problem}");
+        if (index < 0 || index >= report.Devices.Count)
+            throw new ArgumentOutOfRangeException(
+                nameof(index),
+                $"cuda:{index} does not exist: this machine has {report.Devices.Count} device(s)"
+            );
         Driver.Check(Driver.cuDeviceGet(out int dev, index));
         var ctx = PrimaryContextHandle.Retain(dev);
         try
         {
             Driver.Check(Driver.cuCtxSetCurrent(ctx.DangerousGetHandle()));
-            var stream = StreamHandle.Create(ctx, 1 /* non-blocking */);
+            var stream = StreamHandle.Create(
+                ctx,
+                1 /* non-blocking */
+            );
             return new CudaContext(report.Devices[index], ctx, stream);
         }
         catch
@@ -80,52 +89,77 @@ public sealed unsafe partial class CudaContext : IDisposable, ICudaStream
         return new DeviceBuffer(this, p, bytes);
     }
 
-    public DeviceBuffer Upload<T>(ReadOnlySpan<T> data) where T : unmanaged
+    public DeviceBuffer Upload<T>(ReadOnlySpan<T> data)
+        where T : unmanaged
     {
         var buffer = Allocate((long)data.Length * sizeof(T));
         MakeCurrent();
-        fixed (T* p = data) Driver.Check(Driver.cuMemcpyHtoDAsync(buffer.Pointer, p, (nuint)buffer.Bytes, _stream));
+        fixed (T* p = data)
+            Driver.Check(Driver.cuMemcpyHtoDAsync(buffer.Pointer, p, (nuint)buffer.Bytes, _stream));
         Synchronize(); // the host span may go away as soon as we return
         return buffer;
     }
 
-    public T[] Download<T>(DeviceBuffer buffer, int count) where T : unmanaged
+    public T[] Download<T>(DeviceBuffer buffer, int count)
+        where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(buffer);
-        if ((long)count * sizeof(T) > buffer.Bytes) throw new ArgumentOutOfRangeException(nameof(count), $"{count} elements do not fit a {buffer.Bytes}-byte buffer");
+        if ((long)count * sizeof(T) > buffer.Bytes)
+            throw new ArgumentOutOfRangeException(
+                nameof(count),
+                $"{count} elements do not fit a {buffer.Bytes}-byte buffer"
+            );
         var result = new T[count];
         MakeCurrent();
-        fixed (T* p = result) Driver.Check(Driver.cuMemcpyDtoHAsync(p, buffer.Pointer, (nuint)((long)count * sizeof(T)), _stream));
+        fixed (T* p = result)
+            Driver.Check(Driver.cuMemcpyDtoHAsync(p, buffer.Pointer, (nuint)((long)count * sizeof(T)), _stream));
         Synchronize();
         return result;
     }
 
-    /// <summary>Copies host bytes into <paramref name="dst"/> at <paramref name="offset"/> and waits for the copy.</summary>
+    /// <summary>Copies host bytes into <paramref name="dst"/> at <paramref name="offset"/> and waits for the
+    /// copy.</summary>
     public void CopyFromHost(DeviceBuffer dst, long offset, ReadOnlySpan<byte> src)
     {
         ArgumentNullException.ThrowIfNull(dst);
-        if (offset < 0 || offset + src.Length > dst.Bytes) throw new ArgumentOutOfRangeException(nameof(offset), $"{src.Length} bytes at {offset} do not fit a {dst.Bytes}-byte buffer");
-        if (src.Length == 0) return;
+        if (offset < 0 || offset + src.Length > dst.Bytes)
+            throw new ArgumentOutOfRangeException(
+                nameof(offset),
+                $"{src.Length} bytes at {offset} do not fit a {dst.Bytes}-byte buffer"
+            );
+        if (src.Length == 0)
+            return;
         MakeCurrent();
-        fixed (byte* p = src) Driver.Check(Driver.cuMemcpyHtoDAsync(dst.Pointer + (ulong)offset, p, (nuint)src.Length, _stream));
+        fixed (byte* p = src)
+            Driver.Check(Driver.cuMemcpyHtoDAsync(dst.Pointer + (ulong)offset, p, (nuint)src.Length, _stream));
         Synchronize();
     }
 
-    /// <summary>Copies bytes of <paramref name="src"/> at <paramref name="offset"/> to the host and waits for the copy.</summary>
+    /// <summary>Copies bytes of <paramref name="src"/> at <paramref name="offset"/> to the host and waits for the
+    /// copy.</summary>
     public void CopyToHost(Span<byte> dst, DeviceBuffer src, long offset)
     {
         ArgumentNullException.ThrowIfNull(src);
-        if (offset < 0 || offset + dst.Length > src.Bytes) throw new ArgumentOutOfRangeException(nameof(offset), $"{dst.Length} bytes at {offset} are outside a {src.Bytes}-byte buffer");
-        if (dst.Length == 0) return;
+        if (offset < 0 || offset + dst.Length > src.Bytes)
+            throw new ArgumentOutOfRangeException(
+                nameof(offset),
+                $"{dst.Length} bytes at {offset} are outside a {src.Bytes}-byte buffer"
+            );
+        if (dst.Length == 0)
+            return;
         MakeCurrent();
-        fixed (byte* p = dst) Driver.Check(Driver.cuMemcpyDtoHAsync(p, src.Pointer + (ulong)offset, (nuint)dst.Length, _stream));
+        fixed (byte* p = dst)
+            Driver.Check(Driver.cuMemcpyDtoHAsync(p, src.Pointer + (ulong)offset, (nuint)dst.Length, _stream));
         Synchronize();
     }
 
     /// <summary>Waits for everything queued on the stream; an asynchronous kernel fault surfaces here.</summary>
     public void Synchronize()
     {
-        if (Capturing) throw new InvalidOperationException("synchronising the stream during a CUDA graph capture is not allowed (nothing has run yet)");
+        if (Capturing)
+            throw new InvalidOperationException(
+                "synchronising the stream during a CUDA graph capture is not allowed (nothing has run yet)"
+            );
         MakeCurrent();
         Driver.Check(Driver.cuStreamSynchronize(_stream));
     }
@@ -133,13 +167,15 @@ public sealed unsafe partial class CudaContext : IDisposable, ICudaStream
     /// <inheritdoc/>
     public void Dispose()
     {
-        if (_context == IntPtr.Zero) return;
+        if (_context == IntPtr.Zero)
+            return;
         // Cleanup calls are unchecked on purpose: a failure here cannot be acted on, and throwing from Dispose would
         // hide the error (often a kernel fault) that is unwinding the stack.
         Driver.cuCtxSetCurrent(_context);
         Driver.cuStreamSynchronize(_stream);
         _cublas?.Dispose();
-        foreach (var m in _modules.Values) m.Dispose();
+        foreach (var m in _modules.Values)
+            m.Dispose();
         _modules.Clear();
         Memory.Dispose();
         _streamHandle.Dispose();

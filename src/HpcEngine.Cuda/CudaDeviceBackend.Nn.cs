@@ -4,77 +4,207 @@ using HpcEngine.Cuda.Interop;
 
 namespace HpcEngine.Cuda;
 
-/// <summary>Convolution, pooling, embedding, gather/scatter and the optimizer steps (conv.cu, pool.cu, embedding.cu, index.cu, optim.cu).</summary>
+/// <summary>Convolution, pooling, embedding, gather/scatter and the optimizer steps (conv.cu, pool.cu, embedding.cu,
+/// index.cu, optim.cu).</summary>
 internal sealed unsafe partial class CudaDeviceBackend
 {
     /// <summary>native/kernels/index.cu's struct IndexShape.</summary>
     [StructLayout(LayoutKind.Sequential)]
     private struct IndexShape
     {
-        public int Ndim, Dim;
+        public int Ndim,
+            Dim;
         public fixed long Shape[8];
         public fixed long XStride[8];
         public fixed long IStride[8];
         public fixed long OStride[8];
     }
 
-    public void SgdStep(Tensor p, Tensor g, Tensor? buffer, Tensor lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first)
+    public void SgdStep(
+        Tensor p,
+        Tensor g,
+        Tensor? buffer,
+        Tensor lr,
+        double momentum,
+        double dampening,
+        double weightDecay,
+        bool nesterov,
+        bool first
+    )
     {
         Float32("sgd", p, g, lr);
-        if (p.NumEl == 0) return;
-        context.Launch(Kernel("optim.cu", "sgd_f32"), Grid(p.NumEl), Block, 0, Ptr(p), Ptr(g), buffer != null ? Ptr(buffer) : 0UL, (long)p.NumEl,
-            Ptr(lr), (float)momentum, (float)dampening, (float)weightDecay, nesterov ? 1 : 0, first ? 1 : 0);
+        if (p.NumEl == 0)
+            return;
+        context.Launch(
+            Kernel("optim.cu", "sgd_f32"),
+            Grid(p.NumEl),
+            Block,
+            0,
+            Ptr(p),
+            Ptr(g),
+            buffer != null ? Ptr(buffer) : 0UL,
+            (long)p.NumEl,
+            Ptr(lr),
+            (float)momentum,
+            (float)dampening,
+            (float)weightDecay,
+            nesterov ? 1 : 0,
+            first ? 1 : 0
+        );
     }
 
-    public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, Tensor step, Tensor lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled)
+    public void AdamStep(
+        Tensor p,
+        Tensor g,
+        Tensor m,
+        Tensor v,
+        Tensor step,
+        Tensor lr,
+        double beta1,
+        double beta2,
+        double eps,
+        double weightDecay,
+        bool decoupled
+    )
     {
         Float32("adam", p, g, m, v, step, lr);
-        // t += 1 and [1 − β1^t, 1 − β2^t] on the device (one thread, double precision), then the fused update reads them.
+        // t += 1 and [1 − β1^t, 1 − β2^t] on the device (one thread, double precision), then the fused update reads
+        // them.
         using var bias = BackendTensors.Empty([2], DType.Float32, p.Device);
         context.Launch(Kernel("optim.cu", "adam_advance_f32"), 1, 32, 0, Ptr(step), Ptr(bias), beta1, beta2);
-        if (p.NumEl == 0) return;
-        context.Launch(Kernel("optim.cu", "adam_f32"), Grid(p.NumEl), Block, 0, Ptr(p), Ptr(g), Ptr(m), Ptr(v), (long)p.NumEl,
-            Ptr(lr), (float)beta1, (float)beta2, (float)eps, (float)weightDecay, decoupled ? 1 : 0, Ptr(bias));
+        if (p.NumEl == 0)
+            return;
+        context.Launch(
+            Kernel("optim.cu", "adam_f32"),
+            Grid(p.NumEl),
+            Block,
+            0,
+            Ptr(p),
+            Ptr(g),
+            Ptr(m),
+            Ptr(v),
+            (long)p.NumEl,
+            Ptr(lr),
+            (float)beta1,
+            (float)beta2,
+            (float)eps,
+            (float)weightDecay,
+            decoupled ? 1 : 0,
+            Ptr(bias)
+        );
     }
 
     /// <summary>native/kernels/conv.cu's struct ConvShape.</summary>
     [StructLayout(LayoutKind.Sequential)]
     private struct ConvShape
     {
-        public int C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW;
+        public int C,
+            H,
+            W,
+            KH,
+            KW,
+            SH,
+            SW,
+            PH,
+            PW,
+            DH,
+            DW,
+            OH,
+            OW;
     }
 
     /// <summary>native/kernels/pool.cu's struct PoolShape (no dilation).</summary>
     [StructLayout(LayoutKind.Sequential)]
     private struct PoolShape
     {
-        public int Planes, H, W, KH, KW, SH, SW, PH, PW, OH, OW;
+        public int Planes,
+            H,
+            W,
+            KH,
+            KW,
+            SH,
+            SW,
+            PH,
+            PW,
+            OH,
+            OW;
     }
 
-    private static ConvShape Shape(Conv2dGeometry g) => new()
-    {
-        C = g.C, H = g.H, W = g.W, KH = g.KH, KW = g.KW, SH = g.SH, SW = g.SW, PH = g.PH, PW = g.PW, DH = g.DH, DW = g.DW, OH = g.OH, OW = g.OW,
-    };
+    private static ConvShape Shape(Conv2dGeometry g) =>
+        new()
+        {
+            C = g.C,
+            H = g.H,
+            W = g.W,
+            KH = g.KH,
+            KW = g.KW,
+            SH = g.SH,
+            SW = g.SW,
+            PH = g.PH,
+            PW = g.PW,
+            DH = g.DH,
+            DW = g.DW,
+            OH = g.OH,
+            OW = g.OW,
+        };
 
     public void Im2Col(Tensor x, int group, int cg, Conv2dGeometry geo, Tensor cols)
     {
         Float32("conv2d", x, cols);
-        if (cols.NumEl == 0) return;
-        context.Launch(Kernel("conv.cu", "im2col_batch_f32"), Grid(cols.NumEl), Block, 0, Ptr(x), Ptr(cols), Shape(geo), (long)x.Shape[0], x.Shape[1], group * cg);
+        if (cols.NumEl == 0)
+            return;
+        context.Launch(
+            Kernel("conv.cu", "im2col_batch_f32"),
+            Grid(cols.NumEl),
+            Block,
+            0,
+            Ptr(x),
+            Ptr(cols),
+            Shape(geo),
+            (long)x.Shape[0],
+            x.Shape[1],
+            group * cg
+        );
     }
 
     public void Col2Im(Tensor cols, int group, int cg, Conv2dGeometry geo, Tensor dx)
     {
         Float32("conv2d backward", cols, dx);
         long n = (long)dx.Shape[0] * cg * geo.H * geo.W;
-        if (n == 0) return;
-        context.Launch(Kernel("conv.cu", "col2im_batch_f32"), Grid(n), Block, 0, Ptr(cols), Ptr(dx), Shape(geo), (long)dx.Shape[0], dx.Shape[1], group * cg);
+        if (n == 0)
+            return;
+        context.Launch(
+            Kernel("conv.cu", "col2im_batch_f32"),
+            Grid(n),
+            Block,
+            0,
+            Ptr(cols),
+            Ptr(dx),
+            Shape(geo),
+            (long)dx.Shape[0],
+            dx.Shape[1],
+            group * cg
+        );
     }
 
     private static PoolShape Pool(int planes, Conv2dGeometry g)
     {
-        if (g.DH != 1 || g.DW != 1) throw new DeviceMismatchException("max_pool2d with dilation has no cuda kernel yet");
-        return new PoolShape { Planes = planes, H = g.H, W = g.W, KH = g.KH, KW = g.KW, SH = g.SH, SW = g.SW, PH = g.PH, PW = g.PW, OH = g.OH, OW = g.OW };
+        if (g.DH != 1 || g.DW != 1)
+            throw new DeviceMismatchException("max_pool2d with dilation has no cuda kernel yet");
+        return new PoolShape
+        {
+            Planes = planes,
+            H = g.H,
+            W = g.W,
+            KH = g.KH,
+            KW = g.KW,
+            SH = g.SH,
+            SW = g.SW,
+            PH = g.PH,
+            PW = g.PW,
+            OH = g.OH,
+            OW = g.OW,
+        };
     }
 
     public Tensor MaxPool(Tensor x, Tensor y, int planes, Conv2dGeometry geo)
@@ -83,39 +213,86 @@ internal sealed unsafe partial class CudaDeviceBackend
         var shape = Pool(planes, geo);
         var indices = BackendTensors.Empty(y.Shape, DType.Int32, y.Device); // the kernel's argmax is an int per output
         if (y.NumEl > 0)
-            context.Launch(Kernel("pool.cu", "maxpool2d_f32"), Grid(y.NumEl), Block, 0, Ptr(x), Ptr(y), Ptr(indices), shape);
+            context.Launch(
+                Kernel("pool.cu", "maxpool2d_f32"),
+                Grid(y.NumEl),
+                Block,
+                0,
+                Ptr(x),
+                Ptr(y),
+                Ptr(indices),
+                shape
+            );
         return indices;
     }
 
     public void MaxPoolBackward(Tensor gy, Tensor indices, Tensor dx, int planes, Conv2dGeometry geo)
     {
         Float32("max_pool2d backward", gy, dx);
-        if (gy.NumEl == 0) return;
-        context.Launch(Kernel("pool.cu", "maxpool2d_backward_f32"), Grid(gy.NumEl), Block, 0, Ptr(gy), Ptr(indices), Ptr(dx), Pool(planes, geo));
+        if (gy.NumEl == 0)
+            return;
+        context.Launch(
+            Kernel("pool.cu", "maxpool2d_backward_f32"),
+            Grid(gy.NumEl),
+            Block,
+            0,
+            Ptr(gy),
+            Ptr(indices),
+            Ptr(dx),
+            Pool(planes, geo)
+        );
     }
 
     public void Embedding(Tensor weight, Tensor ids, Tensor output)
     {
         Float32("embedding", weight, output);
-        int count = output.Shape[0], dim = output.Shape[1];
-        if (count == 0 || dim == 0) return;
-        context.Launch(Kernel("embedding.cu", "embedding_f32"), Rows(count), Block, 0, Ptr(weight), Ptr(ids), Ptr(output), (long)count, (long)dim, (long)weight.Shape[0]);
+        int count = output.Shape[0],
+            dim = output.Shape[1];
+        if (count == 0 || dim == 0)
+            return;
+        context.Launch(
+            Kernel("embedding.cu", "embedding_f32"),
+            Rows(count),
+            Block,
+            0,
+            Ptr(weight),
+            Ptr(ids),
+            Ptr(output),
+            (long)count,
+            (long)dim,
+            (long)weight.Shape[0]
+        );
     }
 
     public void EmbeddingBackward(Tensor dout, Tensor ids, Tensor dweight)
     {
         Float32("embedding backward", dout, dweight);
-        int count = dout.Shape[0], dim = dout.Shape[1];
-        if (count == 0 || dim == 0) return;
-        context.Launch(Kernel("embedding.cu", "embedding_backward_f32"), Rows(count), Block, 0, Ptr(dout), Ptr(ids), Ptr(dweight), (long)count, (long)dim, (long)dweight.Shape[0]);
+        int count = dout.Shape[0],
+            dim = dout.Shape[1];
+        if (count == 0 || dim == 0)
+            return;
+        context.Launch(
+            Kernel("embedding.cu", "embedding_backward_f32"),
+            Rows(count),
+            Block,
+            0,
+            Ptr(dout),
+            Ptr(ids),
+            Ptr(dweight),
+            (long)count,
+            (long)dim,
+            (long)dweight.Shape[0]
+        );
     }
 
     /// <summary>The gather/scatter layout: <paramref name="index"/>'s shape, the strided tensor's, the index's and the
     /// other operand's strides.</summary>
     private static IndexShape IndexLayout(string op, int dim, Tensor strided, Tensor index, Tensor other)
     {
-        if (index.Rank > 8) throw new ShapeMismatchException($"{op} on cuda: at most 8 dimensions (got {index.Rank})");
-        if (index.DType != DType.Int64) throw new DTypeMismatchException($"{op} on cuda: the index must be int64");
+        if (index.Rank > 8)
+            throw new ShapeMismatchException($"{op} on cuda: at most 8 dimensions (got {index.Rank})");
+        if (index.DType != DType.Int64)
+            throw new DTypeMismatchException($"{op} on cuda: the index must be int64");
         var s = new IndexShape { Ndim = Math.Max(index.Rank, 1), Dim = dim };
         s.Shape[0] = 1;
         for (int d = 0; d < index.Rank; d++)
@@ -130,47 +307,72 @@ internal sealed unsafe partial class CudaDeviceBackend
 
     public void Gather(Tensor x, int dim, Tensor index, Tensor r)
     {
-        if (x.DType.SizeOf() != 4) throw new DTypeMismatchException($"gather on cuda: 4-byte dtypes (got {x.DType.TorchName()})");
-        if (r.NumEl == 0) return;
-        context.Launch(Kernel("index.cu", "gather_32"), Grid(r.NumEl), Block, 0, Ptr(x), Ptr(index), Ptr(r), (long)r.NumEl, IndexLayout("gather", dim, x, index, r));
+        if (x.DType.SizeOf() != 4)
+            throw new DTypeMismatchException($"gather on cuda: 4-byte dtypes (got {x.DType.TorchName()})");
+        if (r.NumEl == 0)
+            return;
+        context.Launch(
+            Kernel("index.cu", "gather_32"),
+            Grid(r.NumEl),
+            Block,
+            0,
+            Ptr(x),
+            Ptr(index),
+            Ptr(r),
+            (long)r.NumEl,
+            IndexLayout("gather", dim, x, index, r)
+        );
     }
 
     public void ScatterAdd(Tensor r, int dim, Tensor index, Tensor src)
     {
         Float32("scatter_add", r, src);
-        if (index.NumEl == 0) return;
-        context.Launch(Kernel("index.cu", "scatter_add_f32"), Grid(index.NumEl), Block, 0, Ptr(r), Ptr(index), Ptr(src), (long)index.NumEl, IndexLayout("scatter_add", dim, r, index, src));
+        if (index.NumEl == 0)
+            return;
+        context.Launch(
+            Kernel("index.cu", "scatter_add_f32"),
+            Grid(index.NumEl),
+            Block,
+            0,
+            Ptr(r),
+            Ptr(index),
+            Ptr(src),
+            (long)index.NumEl,
+            IndexLayout("scatter_add", dim, r, index, src)
+        );
     }
 
     public void AvgPool(Tensor x, Tensor y, int planes, Conv2dGeometry geo, bool countIncludePad)
     {
         Float32("avg_pool2d", x, y);
-        if (y.NumEl == 0) return;
-        context.Launch(Kernel("pool.cu", "avgpool2d_f32"), Grid(y.NumEl), Block, 0, Ptr(x), Ptr(y), Pool(planes, geo), countIncludePad ? 1 : 0);
+        if (y.NumEl == 0)
+            return;
+        context.Launch(
+            Kernel("pool.cu", "avgpool2d_f32"),
+            Grid(y.NumEl),
+            Block,
+            0,
+            Ptr(x),
+            Ptr(y),
+            Pool(planes, geo),
+            countIncludePad ? 1 : 0
+        );
     }
 
     public void AvgPoolBackward(Tensor gy, Tensor dx, int planes, Conv2dGeometry geo, bool countIncludePad)
     {
         Float32("avg_pool2d backward", gy, dx);
-        if (gy.NumEl == 0) return;
-        context.Launch(Kernel("pool.cu", "avgpool2d_backward_f32"), Grid(gy.NumEl), Block, 0, Ptr(gy), Ptr(dx), Pool(planes, geo), countIncludePad ? 1 : 0);
-    }
-
-    public void EncodeMessage(MessageFormat format, Tensor v, Tensor scale, Tensor msg, ulong seed, ulong start)
-    {
-        Float32("encode", v, scale);
-        long n = v.NumEl;
-        if (format == MessageFormat.Sign)
-            context.Launch(Kernel("compress.cu", "sign_encode_f32"), Grid(Math.Max(1, (n + 7) / 8)), Block, 0, Ptr(v), Ptr(scale), Ptr(msg), n);
-        else
-            context.Launch(Kernel("compress.cu", "int8_encode_f32"), Grid(Math.Max(1, n)), Block, 0, Ptr(v), Ptr(scale), Ptr(msg), n, seed, start);
-    }
-
-    public void DecodeAddMessage(MessageFormat format, Tensor msg, Tensor sum)
-    {
-        Float32("decode", sum);
-        if (sum.NumEl == 0) return;
-        context.Launch(Kernel("compress.cu", format == MessageFormat.Sign ? "sign_decode_add_f32" : "int8_decode_add_f32"), Grid(sum.NumEl), Block, 0,
-            Ptr(msg), Ptr(sum), (long)sum.NumEl);
+        if (gy.NumEl == 0)
+            return;
+        context.Launch(
+            Kernel("pool.cu", "avgpool2d_backward_f32"),
+            Grid(gy.NumEl),
+            Block,
+            0,
+            Ptr(gy),
+            Ptr(dx),
+            Pool(planes, geo),
+            countIncludePad ? 1 : 0
+        );
     }
 }

@@ -31,7 +31,8 @@ public sealed class CudaGraph : IDisposable, HpcEngine.Backends.IDeviceGraph
     private IntPtr _exec;
     private long _replays;
 
-    private CudaGraph(ICudaStream stream, IntPtr exec, GraphCapture capture) => (_stream, _exec, _capture) = (stream, exec, capture);
+    private CudaGraph(ICudaStream stream, IntPtr exec, GraphCapture capture) =>
+        (_stream, _exec, _capture) = (stream, exec, capture);
 
     /// <summary>Blocks of device memory reserved for this graph's tensors.</summary>
     public int PoolBlocks => _capture.Pool.Blocks;
@@ -49,7 +50,8 @@ public sealed class CudaGraph : IDisposable, HpcEngine.Backends.IDeviceGraph
     {
         ArgumentNullException.ThrowIfNull(step);
         ArgumentOutOfRangeException.ThrowIfNegative(warmup);
-        for (int i = 0; i < warmup; i++) step();
+        for (int i = 0; i < warmup; i++)
+            step();
         stream.Synchronize();
         var capture = new GraphCapture(new MemoryPool());
         var pool = capture.Pool;
@@ -61,8 +63,13 @@ public sealed class CudaGraph : IDisposable, HpcEngine.Backends.IDeviceGraph
         }
         catch
         {
-            try { stream.DestroyGraph(stream.EndCapture()); }
-            catch (CudaException) { /* the capture was invalidated by the failure itself */ }
+            try
+            {
+                stream.DestroyGraph(stream.EndCapture());
+            }
+            catch (CudaException)
+            { /* the capture was invalidated by the failure itself */
+            }
             Release(stream, capture);
             throw;
         }
@@ -93,7 +100,8 @@ public sealed class CudaGraph : IDisposable, HpcEngine.Backends.IDeviceGraph
 
     private static void Release(ICudaStream stream, GraphCapture capture)
     {
-        foreach (var r in capture.Random.Values) r.Base.Dispose();
+        foreach (var r in capture.Random.Values)
+            r.Base.Dispose();
         stream.Memory.ReleasePool(capture.Pool);
     }
 
@@ -107,7 +115,8 @@ public sealed class CudaGraph : IDisposable, HpcEngine.Backends.IDeviceGraph
         _replays++;
         foreach (var (generator, r) in _capture.Random)
         {
-            if (_replays > 1) generator.Offset += r.Span;
+            if (_replays > 1)
+                generator.Offset += r.Span;
             // The capture already reserved the first replay's numbers; later ones continue from the generator.
             ulong shift = generator.Offset - r.Span - r.First;
             r.Base.Fill(shift);
@@ -115,10 +124,12 @@ public sealed class CudaGraph : IDisposable, HpcEngine.Backends.IDeviceGraph
         _stream.LaunchGraph(_exec);
     }
 
-    /// <summary>Waits for replays in flight, frees the executable and hands the pool's memory back to the cache.</summary>
+    /// <summary>Waits for replays in flight, frees the executable and hands the pool's memory back to the
+    /// cache.</summary>
     public void Dispose()
     {
-        if (_exec == IntPtr.Zero) return;
+        if (_exec == IntPtr.Zero)
+            return;
         _stream.Synchronize();
         _stream.DestroyGraphExec(_exec);
         _exec = IntPtr.Zero;

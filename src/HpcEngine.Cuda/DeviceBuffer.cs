@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Runtime.InteropServices;
 using HpcEngine.Cuda.Interop;
 using HpcEngine.Cuda.Kernels;
@@ -10,10 +10,13 @@ public sealed class DeviceBuffer : IDisposable
 {
     private readonly CudaContext _owner;
     private readonly bool _owns;
-    internal DeviceBuffer(CudaContext owner, ulong pointer, long bytes, bool owns = true) => (_owner, Pointer, Bytes, _owns) = (owner, pointer, bytes, owns);
+
+    internal DeviceBuffer(CudaContext owner, ulong pointer, long bytes, bool owns = true) =>
+        (_owner, Pointer, Bytes, _owns) = (owner, pointer, bytes, owns);
 
     /// <summary>A view of device memory someone else owns (a cuda tensor's): disposing it frees nothing.</summary>
-    internal static DeviceBuffer View(CudaContext owner, ulong pointer, long bytes) => new(owner, pointer, bytes, owns: false);
+    internal static DeviceBuffer View(CudaContext owner, ulong pointer, long bytes) =>
+        new(owner, pointer, bytes, owns: false);
 
     public ulong Pointer { get; private set; }
     public long Bytes { get; }
@@ -21,7 +24,8 @@ public sealed class DeviceBuffer : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        if (Pointer == 0) return;
+        if (Pointer == 0)
+            return;
         if (!_owns)
         {
             Pointer = 0;

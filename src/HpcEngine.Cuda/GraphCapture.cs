@@ -26,13 +26,18 @@ internal sealed class GraphCapture(MemoryPool pool)
     public Tensor OffsetFor(Generator generator, ulong start, Device device)
     {
         if (!Random.TryGetValue(generator, out var r))
-            Random[generator] = r = new RandomStream { Base = BackendTensors.Empty([], DType.Int64, device).DetachFromScope(), First = start };
+            Random[generator] = r = new RandomStream
+            {
+                Base = BackendTensors.Empty([], DType.Int64, device).DetachFromScope(),
+                First = start,
+            };
         return r.Base;
     }
 
     /// <summary>After the capture: each generator's span is what the step reserved from it.</summary>
     public void Seal()
     {
-        foreach (var (generator, r) in Random) r.Span = generator.Offset - r.First;
+        foreach (var (generator, r) in Random)
+            r.Span = generator.Offset - r.First;
     }
 }

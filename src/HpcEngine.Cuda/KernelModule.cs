@@ -12,12 +12,14 @@ public sealed class KernelModule : IDisposable
     private IntPtr _module;
     private readonly Dictionary<string, IntPtr> _functions = new(StringComparer.Ordinal);
 
-    internal KernelModule(CudaContext owner, KernelModuleHandle module) => (_owner, _handle, _module) = (owner, module, module.DangerousGetHandle());
+    internal KernelModule(CudaContext owner, KernelModuleHandle module) =>
+        (_owner, _handle, _module) = (owner, module, module.DangerousGetHandle());
 
     /// <summary>The entry point <paramref name="name"/> (an extern "C" __global__ function).</summary>
     public IntPtr Function(string name)
     {
-        if (_functions.TryGetValue(name, out var f)) return f;
+        if (_functions.TryGetValue(name, out var f))
+            return f;
         ObjectDisposedException.ThrowIf(_module == IntPtr.Zero, this);
         _owner.MakeCurrent();
         Driver.Check(Driver.cuModuleGetFunction(out f, _module, name));
@@ -27,7 +29,8 @@ public sealed class KernelModule : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        if (_module == IntPtr.Zero) return;
+        if (_module == IntPtr.Zero)
+            return;
         _module = IntPtr.Zero;
         _functions.Clear();
         _handle.Dispose();

@@ -1,6 +1,6 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
-using HpcEngine.Backends;
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Collections.Concurrent;
+using HpcEngine.Backends;
 using HpcEngine.Cuda.Interop;
 using HpcEngine.Distributed;
 using HpcEngine.Distributed.Tcp;
@@ -12,10 +12,10 @@ namespace HpcEngine.Cuda;
 /// rank): the tensor is staged into device memory, the collective runs on the context's stream, and the result comes
 /// back. A watchdog (<see cref="NcclCommunicator.Wait"/>) polls for asynchronous NCCL errors and the op's timeout;
 /// either aborts the communicator and fails the op — and every later one — with a <see cref="CollectiveException"/>
-/// naming the op, its sequence number and the rank, as the TCP backend does.
-/// <para>cuda tensors (on this group's device) go to NCCL in place, on the context's stream; CPU tensors are staged
-/// through device memory (a host-device round trip per op), so CPU-side code can run over NCCL unchanged.</para></summary>
-public sealed class NcclProcessGroup : IProcessGroup
+/// naming the op, its sequence number and the rank, as the TCP backend does. <para>cuda tensors (on this group's
+/// device) go to NCCL in place, on the context's stream; CPU tensors are staged through device memory (a host-device
+/// round trip per op), so CPU-side code can run over NCCL unchanged.</para></summary>
+public sealed partial class NcclProcessGroup : IProcessGroup
 {
     private readonly CudaContext _context;
     private readonly IStore _store;
@@ -33,8 +33,10 @@ public sealed class NcclProcessGroup : IProcessGroup
 
     /// <inheritdoc/>
     public int Rank => Communicator.Rank;
+
     /// <inheritdoc/>
     public int Size => Communicator.Size;
+
     /// <inheritdoc/>
     public string Backend => "nccl";
 
@@ -51,11 +53,19 @@ public sealed class NcclProcessGroup : IProcessGroup
 
     /// <summary>Joins the group of <paramref name="size"/> ranks: rank 0 publishes NCCL's unique id through
     /// <paramref name="store"/>. <paramref name="timeout"/> is every op's default (10 minutes, like c10d).</summary>
-    public static NcclProcessGroup Connect(CudaContext context, IStore store, int rank, int size, TimeSpan? timeout = null, string prefix = "nccl")
+    public static NcclProcessGroup Connect(
+        CudaContext context,
+        IStore store,
+        int rank,
+        int size,
+        TimeSpan? timeout = null,
+        string prefix = "nccl"
+    )
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(store);
-        if (size < 1 || rank < 0 || rank >= size) throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is not in a world of size {size}");
+        if (size < 1 || rank < 0 || rank >= size)
+            throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is not in a world of size {size}");
         var comm = NcclCommunicator.Create(context, store, rank, size, $"{prefix}/unique-id");
         return new NcclProcessGroup(context, comm, store, prefix, timeout ?? TimeSpan.FromMinutes(10));
     }
@@ -70,7 +80,12 @@ public sealed class NcclProcessGroup : IProcessGroup
     {
         ArgumentNullException.ThrowIfNull(context);
         var env = DistributedEnvironment.Resolve();
-        var store = TcpStore.Create(env.MasterAddr, env.MasterPort, isServer: env.Rank == 0, StoreSettings(TcpOptions.FromEnvironment(env.MasterAddr)));
+        var store = TcpStore.Create(
+            env.MasterAddr,
+            env.MasterPort,
+            isServer: env.Rank == 0,
+            StoreSettings(TcpOptions.FromEnvironment(env.MasterAddr))
+        );
         try
         {
             var pg = Connect(context, store, env.Rank, env.WorldSize, timeout);
@@ -89,10 +104,13 @@ public sealed class NcclProcessGroup : IProcessGroup
     {
         ArgumentNullException.ThrowIfNull(ranks);
         if (ranks.Count == 0 || ranks.Distinct().Count() != ranks.Count || ranks.Any(r => r < 0 || r >= Size))
-            throw new ArgumentException($"new_group: ranks [{string.Join(", ", ranks)}] must be distinct ranks of this group (0..{Size - 1})");
+            throw new ArgumentException(
+                $"new_group: ranks [{string.Join(", ", ranks)}] must be distinct ranks of this group (0..{Size - 1})"
+            );
         int id = Interlocked.Increment(ref _nextGroup); // every rank calls NewGroup in the same order, so ids agree
         int me = ranks.ToList().IndexOf(Rank);
-        if (me < 0) return null;
+        if (me < 0)
+            return null;
         var prefix = $"{_prefix}/group{id}";
         var comm = NcclCommunicator.Create(_context, _store, me, ranks.Count, $"{prefix}/unique-id");
         return new NcclProcessGroup(_context, comm, _store, prefix, _timeout);
@@ -100,10 +118,12 @@ public sealed class NcclProcessGroup : IProcessGroup
 
     private void Work()
     {
-        foreach (var op in _queue.GetConsumingEnumerable()) op();
+        foreach (var op in _queue.GetConsumingEnumerable())
+            op();
     }
 
-    /// <summary>Queues <paramref name="body"/> as op <paramref name="name"/>; it runs after every op issued before it.</summary>
+    /// <summary>Queues <paramref name="body"/> as op <paramref name="name"/>; it runs after every op issued before
+    /// it.</summary>
     private Work Run(string name, TimeSpan? timeout, Action<TimeSpan> body)
     {
         long seq = Interlocked.Increment(ref _seq);
@@ -113,7 +133,16 @@ public sealed class NcclProcessGroup : IProcessGroup
         {
             if (_failure is { } dead)
             {
-                done.TrySetException(new CollectiveException(name, seq, Rank, null, $"the nccl communicator was aborted earlier: {dead.Message}", dead));
+                done.TrySetException(
+                    new CollectiveException(
+                        name,
+                        seq,
+                        Rank,
+                        null,
+                        $"the nccl communicator was aborted earlier: {dead.Message}",
+                        dead
+                    )
+                );
                 return;
             }
             try
@@ -124,12 +153,19 @@ public sealed class NcclProcessGroup : IProcessGroup
             catch (Exception e)
             {
                 var ce = new CollectiveException(name, seq, Rank, null, e.Message, e);
-                if (e is CollectiveException or NcclException) _failure ??= ce; // the communicator is gone for later ops too
+                if (e is CollectiveException or NcclException)
+                    _failure ??= ce; // the communicator is gone for later ops too
                 done.TrySetException(ce);
             }
         }
-        try { _queue.Add(Execute); }
-        catch (InvalidOperationException) { throw new ObjectDisposedException(nameof(NcclProcessGroup), "the nccl process group was disposed"); }
+        try
+        {
+            _queue.Add(Execute);
+        }
+        catch (InvalidOperationException)
+        {
+            throw new ObjectDisposedException(nameof(NcclProcessGroup), "the nccl process group was disposed");
+        }
         return HpcEngine.Distributed.Work.FromTask(done.Task);
     }
 
@@ -137,44 +173,58 @@ public sealed class NcclProcessGroup : IProcessGroup
     {
         ArgumentNullException.ThrowIfNull(t, op);
         BackendTensors.ThrowIfDisposed(t);
-        if (!t.IsContiguous) throw new ArgumentException($"{op}: the tensor must be contiguous (call Contiguous() first)");
-        if (t.DType == DType.Bool) throw new NotSupportedException($"nccl does not support {op} over bool tensors");
+        if (!t.IsContiguous)
+            throw new ArgumentException($"{op}: the tensor must be contiguous (call Contiguous() first)");
+        if (t.DType == DType.Bool)
+            throw new NotSupportedException($"nccl does not support {op} over bool tensors");
         if (t.Device.Type == DeviceType.Cuda && t.Device.Index != _context.Device.Index)
-            throw new DeviceMismatchException($"{op}: the tensor is on {t.Device} but this nccl group runs on cuda:{_context.Device.Index}");
+            throw new DeviceMismatchException(
+                $"{op}: the tensor is on {t.Device} but this nccl group runs on cuda:{_context.Device.Index}"
+            );
         if (t.Device.Type is not (DeviceType.Cpu or DeviceType.Cuda))
             throw new DeviceMismatchException($"{op}: nccl takes cuda or CPU tensors, not {t.Device}");
     }
 
-    /// <summary>bf16/fp16 CPU tensors are summed in fp32 (staged wide); cuda ones are reduced by NCCL in their dtype.</summary>
-    private static bool Narrow(Tensor t) => t.Device.Type == DeviceType.Cpu && t.DType is DType.BFloat16 or DType.Float16;
+    /// <summary>bf16/fp16 CPU tensors are summed in fp32 (staged wide); cuda ones are reduced by NCCL in their
+    /// dtype.</summary>
+    private static bool Narrow(Tensor t) =>
+        t.Device.Type == DeviceType.Cpu && t.DType is DType.BFloat16 or DType.Float16;
 
-    /// <summary>NCCL averages floating types only; integers are summed and divided (truncating), as the TCP backend does.</summary>
-    private static ReduceOp NcclOp(ReduceOp op, DType dtype) => op == ReduceOp.Avg && !dtype.IsFloating() ? ReduceOp.Sum : op;
+    /// <summary>NCCL averages floating types only; integers are summed and divided (truncating), as the TCP backend
+    /// does.</summary>
+    private static ReduceOp NcclOp(ReduceOp op, DType dtype) =>
+        op == ReduceOp.Avg && !dtype.IsFloating() ? ReduceOp.Sum : op;
 
     private static void Finish(Tensor t, ReduceOp requested, ReduceOp ran, int size)
     {
         if (requested == ReduceOp.Avg && ran == ReduceOp.Sum)
-            using (var q = Ops.DivScalar(t, size)) Ops.CopyInto(t, q);
+            using (var q = Ops.DivScalar(t, size))
+                Ops.CopyInto(t, q);
     }
 
     /// <summary>The device memory of an input: a cuda tensor's own, or a staged copy of a CPU tensor's bytes.</summary>
     private DeviceBuffer Stage(Tensor t)
     {
-        if (t.Device.Type != DeviceType.Cpu) return DeviceBuffer.View(_context, CudaDeviceBackend.Ptr(t), (long)t.NumEl * t.DType.SizeOf());
+        if (t.Device.Type != DeviceType.Cpu)
+            return DeviceBuffer.View(_context, CudaDeviceBackend.Ptr(t), (long)t.NumEl * t.DType.SizeOf());
         var bytes = BackendTensors.HostBytes(t);
         var buffer = _context.Allocate(bytes.Length);
         _context.CopyFromHost(buffer, 0, bytes.Span);
         return buffer;
     }
 
-    /// <summary>The device memory an output is written to: a cuda tensor's own, or a fresh buffer for a CPU one.</summary>
+    /// <summary>The device memory an output is written to: a cuda tensor's own, or a fresh buffer for a CPU
+    /// one.</summary>
     private DeviceBuffer Output(Tensor t) =>
-        t.Device.Type != DeviceType.Cpu ? DeviceBuffer.View(_context, CudaDeviceBackend.Ptr(t), (long)t.NumEl * t.DType.SizeOf()) : _context.Allocate((long)t.NumEl * t.DType.SizeOf());
+        t.Device.Type != DeviceType.Cpu
+            ? DeviceBuffer.View(_context, CudaDeviceBackend.Ptr(t), (long)t.NumEl * t.DType.SizeOf())
+            : _context.Allocate((long)t.NumEl * t.DType.SizeOf());
 
     /// <summary>Brings a result home to a CPU tensor (a cuda tensor already holds it).</summary>
     private void Collect(DeviceBuffer from, Tensor into)
     {
-        if (into.Device.Type == DeviceType.Cpu) _context.CopyToHost(BackendTensors.HostBytes(into).Span, from, 0);
+        if (into.Device.Type == DeviceType.Cpu)
+            _context.CopyToHost(BackendTensors.HostBytes(into).Span, from, 0);
     }
 
     /// <inheritdoc/>
@@ -193,7 +243,8 @@ public sealed class NcclProcessGroup : IProcessGroup
             Communicator.Wait(limit);
             Collect(buffer, t);
             Finish(t, o.Op, op, Size);
-            if (wide != null) Ops.CopyInto(tensor, wide);
+            if (wide != null)
+                Ops.CopyInto(tensor, wide);
         });
     }
 
@@ -226,10 +277,12 @@ public sealed class NcclProcessGroup : IProcessGroup
             using var buffer = Stage(t);
             Communicator.Reduce(buffer, t.NumEl, t.DType, op, o.Root);
             Communicator.Wait(limit);
-            if (Rank != o.Root) return;
+            if (Rank != o.Root)
+                return;
             Collect(buffer, t);
             Finish(t, o.Op, op, Size);
-            if (wide != null) Ops.CopyInto(tensor, wide);
+            if (wide != null)
+                Ops.CopyInto(tensor, wide);
         });
     }
 
@@ -260,7 +313,8 @@ public sealed class NcclProcessGroup : IProcessGroup
         {
             using var wi = Narrow(input) ? BackendTensors.Cast(input, DType.Float32) : null;
             using var wo = Narrow(input) ? BackendTensors.Empty(output.Shape, DType.Float32, Device.Cpu) : null;
-            Tensor i = wi ?? input, t = wo ?? output;
+            Tensor i = wi ?? input,
+                t = wo ?? output;
             var op = NcclOp(o.Op, t.DType);
             using var send = Stage(i);
             using var recv = Output(t);
@@ -268,91 +322,17 @@ public sealed class NcclProcessGroup : IProcessGroup
             Communicator.Wait(limit);
             Collect(recv, t);
             Finish(t, o.Op, op, Size);
-            if (wo != null) Ops.CopyInto(output, wo);
+            if (wo != null)
+                Ops.CopyInto(output, wo);
         });
-    }
-
-    /// <inheritdoc/>
-    public Work AllToAll(Tensor output, Tensor input, CollectiveOptions? options = null)
-    {
-        CheckTensor("alltoall", output);
-        CheckTensor("alltoall", input);
-        CollectiveShapes.AllToAll(Size, output, input);
-        return Run("alltoall", options?.Timeout, limit =>
-        {
-            long block = (long)input.NumEl / Size * input.DType.SizeOf();
-            using var send = Stage(input);
-            using var recv = Output(output);
-            NcclCommunicator.GroupStart();
-            try
-            {
-                for (int r = 0; r < Size; r++)
-                {
-                    Communicator.Send(send, r * block, block, r);
-                    Communicator.Recv(recv, r * block, block, r);
-                }
-            }
-            finally { NcclCommunicator.GroupEnd(); }
-            Communicator.Wait(limit);
-            Collect(recv, output);
-        });
-    }
-
-    /// <inheritdoc/>
-    public Work Send(Tensor tensor, int dst, int tag = 0, CollectiveOptions? options = null)
-    {
-        CheckTensor("send", tensor);
-        CheckPeer("send", dst, tag);
-        return Run("send", options?.Timeout, limit =>
-        {
-            using var buffer = Stage(tensor);
-            Communicator.Send(buffer, 0, buffer.Bytes, dst);
-            Communicator.Wait(limit);
-        });
-    }
-
-    /// <inheritdoc/>
-    public Work Recv(Tensor tensor, int src, int tag = 0, CollectiveOptions? options = null)
-    {
-        CheckTensor("recv", tensor);
-        CheckPeer("recv", src, tag);
-        return Run("recv", options?.Timeout, limit =>
-        {
-            using var buffer = Output(tensor);
-            Communicator.Recv(buffer, 0, buffer.Bytes, src);
-            Communicator.Wait(limit);
-            Collect(buffer, tensor);
-        });
-    }
-
-    /// <inheritdoc/>
-    public Work Barrier(CollectiveOptions? options = null)
-    {
-        return Run("barrier", options?.Timeout, limit =>
-        {
-            using var one = _context.Allocate(4);
-            _context.CopyFromHost(one, 0, BitConverter.GetBytes(1));
-            Communicator.AllReduce(one, 1, DType.Int32);
-            Communicator.Wait(limit);
-        });
-    }
-
-    private void CheckRank(string op, int root)
-    {
-        if (root < 0 || root >= Size) throw new ArgumentOutOfRangeException(nameof(root), $"{op}: root {root} is not a rank of this group (0..{Size - 1})");
-    }
-
-    private void CheckPeer(string op, int peer, int tag)
-    {
-        if (peer < 0 || peer >= Size || peer == Rank) throw new ArgumentOutOfRangeException(nameof(peer), $"{op}: peer {peer} must be another rank of this group (0..{Size - 1}, not {Rank})");
-        if (tag != 0) throw new NotSupportedException($"nccl does not support tagged {op} (tag {tag}): NCCL matches sends and receives by order per peer; use tag 0, or the tcp backend for tags");
     }
 
     /// <inheritdoc/>
     public void Dispose()
     {
         _queue.CompleteAdding();
-        if (Thread.CurrentThread != _worker) _worker.Join(TimeSpan.FromSeconds(30));
+        if (Thread.CurrentThread != _worker)
+            _worker.Join(TimeSpan.FromSeconds(30));
         Communicator.Dispose();
         _queue.Dispose();
         _ownedStore?.Dispose();

@@ -16,14 +16,16 @@ public static class DataSources
     {
         if (dataDir != null)
         {
-            if (!Directory.Exists(dataDir)) throw new DirectoryNotFoundException($"--data: directory '{dataDir}' does not exist");
+            if (!Directory.Exists(dataDir))
+                throw new DirectoryNotFoundException($"--data: directory '{dataDir}' does not exist");
             var (tr, te) = FashionMnist.Load(dataDir);
             return (tr, te, $"{dataDir} (--data)");
         }
         var env = Environment.GetEnvironmentVariable(EnvironmentVariable);
         if (!string.IsNullOrEmpty(env))
         {
-            if (!Directory.Exists(env)) throw new DirectoryNotFoundException($"{EnvironmentVariable}: directory '{env}' does not exist");
+            if (!Directory.Exists(env))
+                throw new DirectoryNotFoundException($"{EnvironmentVariable}: directory '{env}' does not exist");
             var (tr, te) = FashionMnist.Load(env);
             return (tr, te, $"{env} ({EnvironmentVariable})");
         }
@@ -43,7 +45,12 @@ public static class DataSources
         return FashionMnist.Load(name =>
         {
             string res = "fashion-mnist/" + name;
-            var s = asm.GetManifestResourceStream(res) ?? throw new DataFormatException(res, IdxCheck.Missing, "embedded resource not found in HpcEngine.Datasets");
+            var s = asm.GetManifestResourceStream(res)
+                ?? throw new DataFormatException(
+                    res,
+                    IdxCheck.Missing,
+                    "embedded resource not found in HpcEngine.Datasets"
+                );
             return (s, "embedded:" + res);
         });
     }

@@ -7,8 +7,8 @@ using HpcEngine.Optim;
 
 namespace HpcEngine.Examples.Embedding;
 
-/// <summary>How another .NET tool uses the engine, with the public API only: build a model, train it on
-/// Fashion-MNIST with a hand-written loop, save the weights, load them into a fresh model and predict a batch.</summary>
+/// <summary>How another .NET tool uses the engine, with the public API only: build a model, train it on Fashion-MNIST
+/// with a hand-written loop, save the weights, load them into a fresh model and predict a batch.</summary>
 public static class FashionExample
 {
     /// <summary>Runs the example; returns the fresh model's accuracy on the first 1,000 test images.</summary>
@@ -25,8 +25,10 @@ public static class FashionExample
             var gen = new Generator(seed: 42);
             using var model = new Sequential(
                 new Flatten(),
-                new Linear(784, 128, generator: gen), new ReLU(),
-                new Linear(128, 10, generator: gen));
+                new Linear(784, 128, generator: gen),
+                new ReLU(),
+                new Linear(128, 10, generator: gen)
+            );
             using var optimizer = new Sgd(model.Parameters(), lr: 0.05, momentum: 0.9);
             var loader = new DataLoader(train, new DataLoaderOptions { BatchSize = 128, Seed = 42 });
 
@@ -56,9 +58,18 @@ public static class FashionExample
             using var fresh = new Sequential(new Flatten(), new Linear(784, 128), new ReLU(), new Linear(128, 10));
             var weights = Safetensors.Load(weightsPath);
             fresh.LoadStateDict(weights);
-            foreach (var w in weights.Values) w.Dispose();
+            foreach (var w in weights.Values)
+                w.Dispose();
             fresh.Eval();
-            var first = new DataLoader(test, new DataLoaderOptions { BatchSize = 1000, Shuffle = false, Prefetch = 0 }).Epoch(0).First();
+            var first = new DataLoader(
+                test,
+                new DataLoaderOptions
+                {
+                    BatchSize = 1000,
+                    Shuffle = false,
+                    Prefetch = 0,
+                }
+            ).Epoch(0).First();
             using (first)
             using (GradMode.NoGrad())
             using (new TensorScope())
@@ -66,7 +77,10 @@ public static class FashionExample
                 var predicted = fresh.Forward(first.Images).ArgMax(1).ToArray<long>();
                 var labels = first.Labels.ToArray<long>();
                 double accuracy = predicted.Zip(labels).Count(p => p.First == p.Second) / (double)labels.Length;
-                log.WriteLine($"first test image: predicted '{FashionMnist.ClassNames[predicted[0]]}', label '{FashionMnist.ClassNames[labels[0]]}'");
+                log.WriteLine(
+                    $"first test image: predicted '{FashionMnist.ClassNames[predicted[0]]}', label "
+                        + $"'{FashionMnist.ClassNames[labels[0]]}'"
+                );
                 log.WriteLine($"accuracy of the reloaded model on {labels.Length} test images: {accuracy:F4}");
                 return accuracy;
             }

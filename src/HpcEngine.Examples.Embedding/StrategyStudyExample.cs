@@ -17,12 +17,33 @@ public static class StrategyStudyExample
         using (train)
         using (test)
         {
-            var config = new StrategyStudyConfig(Model: "mlp", Workers: [2], Epochs: epochs, BatchSize: 128,
-                Strategies: ["sync", "localsgd:4"], Codecs: ["none", "topk:0.05"], TargetAccuracy: 0.6,
-                Bandwidth: null, Latency: null, Straggler: null, PricePerHour: 3.06, Data: dataDir, Seed: 1, EvalEvery: 20,
-                Started: DateTime.UtcNow, Cores: Environment.ProcessorCount, Os: Environment.OSVersion.ToString());
-            var runs = StrategyStudy.Run(config, outDir, new InProcessStrategyRunner(train, test, source), log.WriteLine);
-            foreach (var line in StrategyReport.Conclusions(config, runs.Where(r => r.Status != "failed").ToList())) log.WriteLine("- " + line);
+            var config = new StrategyStudyConfig(
+                Model: "mlp",
+                Workers: [2],
+                Epochs: epochs,
+                BatchSize: 128,
+                Strategies: ["sync", "localsgd:4"],
+                Codecs: ["none", "topk:0.05"],
+                TargetAccuracy: 0.6,
+                Bandwidth: null,
+                Latency: null,
+                Straggler: null,
+                PricePerHour: 3.06,
+                Data: dataDir,
+                Seed: 1,
+                EvalEvery: 20,
+                Started: DateTime.UtcNow,
+                Cores: Environment.ProcessorCount,
+                Os: Environment.OSVersion.ToString()
+            );
+            var runs = StrategyStudy.Run(
+                config,
+                outDir,
+                new InProcessStrategyRunner(train, test, source),
+                log.WriteLine
+            );
+            foreach (var line in StrategyReport.Conclusions(config, runs.Where(r => r.Status != "failed").ToList()))
+                log.WriteLine("- " + line);
             return runs;
         }
     }

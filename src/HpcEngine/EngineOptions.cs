@@ -12,7 +12,8 @@ public sealed record EngineOptions
     /// <summary>HPCENGINE_NUM_THREADS: threads for CPU kernels (null: every core).</summary>
     public int? Threads { get; init; }
 
-    /// <summary>HPCENGINE_SPIN_US: how long a CPU worker thread spins for the next parallel region before it sleeps.</summary>
+    /// <summary>HPCENGINE_SPIN_US: how long a CPU worker thread spins for the next parallel region before it
+    /// sleeps.</summary>
     public TimeSpan WorkerSpin { get; init; } = TimeSpan.FromMicroseconds(250);
 
     /// <summary>HPCENGINE_POISON_POOL=1: fill every buffer the storage pool hands out with NaN bytes (a debug aid for
@@ -25,11 +26,18 @@ public sealed record EngineOptions
     {
         getenv ??= Environment.GetEnvironmentVariable;
         var o = new EngineOptions();
-        if (int.TryParse(getenv("HPCENGINE_NUM_THREADS"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n > 0)
+        if (
+            int.TryParse(getenv("HPCENGINE_NUM_THREADS"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int n)
+            && n > 0
+        )
             o = o with { Threads = n };
-        if (long.TryParse(getenv("HPCENGINE_SPIN_US"), NumberStyles.Integer, CultureInfo.InvariantCulture, out long us) && us >= 0)
+        if (
+            long.TryParse(getenv("HPCENGINE_SPIN_US"), NumberStyles.Integer, CultureInfo.InvariantCulture, out long us)
+            && us >= 0
+        )
             o = o with { WorkerSpin = TimeSpan.FromMicroseconds(us) };
-        if (getenv("HPCENGINE_POISON_POOL") == "1") o = o with { PoisonPool = true };
+        if (getenv("HPCENGINE_POISON_POOL") == "1")
+            o = o with { PoisonPool = true };
         return o;
     }
 

@@ -22,7 +22,8 @@ internal static class TestSupport
             for (int i = 0; i < n; i++)
             {
                 lb[i] = (byte)rng.Next(10);
-                for (int p = 0; p < 784; p++) px[i * 784 + p] = (byte)(rng.Next(60) + (p / 28 / 3 == lb[i] ? 150 : 0));
+                for (int p = 0; p < 784; p++)
+                    px[i * 784 + p] = (byte)(rng.Next(60) + (p / 28 / 3 == lb[i] ? 150 : 0));
             }
             WriteGz(Path.Combine(dir, images), 0x08, [n, 28, 28], px);
             WriteGz(Path.Combine(dir, labels), 0x08, [n], lb);
@@ -42,10 +43,15 @@ internal static class TestSupport
     public sealed class CliProcess : IDisposable
     {
         public Process Process { get; }
-        private readonly System.Text.StringBuilder _out = new(), _err = new();
+        private readonly System.Text.StringBuilder _out = new(),
+            _err = new();
 
         /// <param name="wrapper">A command the CLI runs under (e.g. <c>ip netns exec NS</c>), or null.</param>
-        public CliProcess(IEnumerable<string> args, Dictionary<string, string>? env = null, IReadOnlyList<string>? wrapper = null)
+        public CliProcess(
+            IEnumerable<string> args,
+            Dictionary<string, string>? env = null,
+            IReadOnlyList<string>? wrapper = null
+        )
         {
             var psi = Psi(args, env);
             if (wrapper != null)
@@ -54,22 +60,52 @@ internal static class TestSupport
                 inner.AddRange(psi.ArgumentList);
                 psi.FileName = wrapper[0];
                 psi.ArgumentList.Clear();
-                foreach (var a in wrapper.Skip(1).Concat(inner)) psi.ArgumentList.Add(a);
+                foreach (var a in wrapper.Skip(1).Concat(inner))
+                    psi.ArgumentList.Add(a);
             }
             Process = new Process { StartInfo = psi, EnableRaisingEvents = true };
-            Process.OutputDataReceived += (_, e) => { if (e.Data != null) lock (_out) _out.AppendLine(e.Data); };
-            Process.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (_err) _err.AppendLine(e.Data); };
+            Process.OutputDataReceived += (_, e) =>
+            {
+                if (e.Data != null)
+                    lock (_out)
+                        _out.AppendLine(e.Data);
+            };
+            Process.ErrorDataReceived += (_, e) =>
+            {
+                if (e.Data != null)
+                    lock (_err)
+                        _err.AppendLine(e.Data);
+            };
             Process.Start();
             Process.BeginOutputReadLine();
             Process.BeginErrorReadLine();
         }
 
-        public string Stdout { get { lock (_out) return _out.ToString(); } }
-        public string Stderr { get { lock (_err) return _err.ToString(); } }
+        public string Stdout
+        {
+            get
+            {
+                lock (_out)
+                    return _out.ToString();
+            }
+        }
+        public string Stderr
+        {
+            get
+            {
+                lock (_err)
+                    return _err.ToString();
+            }
+        }
 
         public void Dispose()
         {
-            try { if (!Process.HasExited) Process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+            try
+            {
+                if (!Process.HasExited)
+                    Process.Kill(entireProcessTree: true);
+            }
+            catch (InvalidOperationException) { }
             Process.Dispose();
         }
     }
@@ -78,12 +114,20 @@ internal static class TestSupport
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "hpcengine.dll");
         string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
-        var psi = new ProcessStartInfo(dotnet) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo(dotnet)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
         psi.ArgumentList.Add(dll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var a in args)
+            psi.ArgumentList.Add(a);
         psi.Environment["HPCENGINE_SPIN_US"] = "0";
         psi.Environment["HPCENGINE_NUM_THREADS"] = "1";
-        if (env != null) foreach (var (k, v) in env) psi.Environment[k] = v;
+        if (env != null)
+            foreach (var (k, v) in env)
+                psi.Environment[k] = v;
         return psi;
     }
 
@@ -97,7 +141,11 @@ internal static class TestSupport
     }
 
     /// <summary>Runs `hpcengine ARGS` (the CLI built beside the tests) and returns exit code and output.</summary>
-    public static (int Exit, string Stdout, string Stderr) RunCli(IEnumerable<string> args, int timeoutSeconds = 240, Dictionary<string, string>? env = null)
+    public static (int Exit, string Stdout, string Stderr) RunCli(
+        IEnumerable<string> args,
+        int timeoutSeconds = 240,
+        Dictionary<string, string>? env = null
+    )
     {
         var psi = Psi(args, env);
         psi.Environment.Remove("HPCENGINE_NUM_THREADS"); // the CLI under test picks its own thread count

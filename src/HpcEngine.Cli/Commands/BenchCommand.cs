@@ -6,13 +6,25 @@ using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine.Cli.Commands;
 
-[Verb("bench", HelpText = "Time a workload: gemm, softmax, layernorm, add, step (one training step), collectives (under hpcengine launch), strategies (the sync/async strategy matrix), or parallel (tp/pp/dp steps).")]
+[Verb(
+    "bench",
+    HelpText = "Time a workload: gemm, softmax, layernorm, add, step (one training step), collectives (under hpcengine launch), strategies (the sync/async strategy matrix), or parallel (tp/pp/dp steps)."
+)]
 public sealed class BenchOptions
 {
-    [Value(0, MetaName = "workload", Required = true, HelpText = "gemm | softmax | layernorm | add | step | collectives | strategies | parallel | gpu")]
+    [Value(
+        0,
+        MetaName = "workload",
+        Required = true,
+        HelpText = "gemm | softmax | layernorm | add | step | collectives | strategies | parallel | gpu"
+    )]
     public string Workload { get; set; } = "";
 
-    [Option("size", Default = 1024, HelpText = "gemm: N of an NxNxN product; others: rows and columns of an NxN float32 matrix.")]
+    [Option(
+        "size",
+        Default = 1024,
+        HelpText = "gemm: N of an NxNxN product; others: rows and columns of an NxN float32 matrix."
+    )]
     public int Size { get; set; }
 
     [Option("iters", Default = 20, HelpText = "Timed iterations (after 0.5 s of warm-up).")]
@@ -30,10 +42,17 @@ public sealed class BenchOptions
     [Option("optimizer", Default = "sgd", HelpText = "step: sgd (momentum 0.9) | adam | adamw")]
     public string Optimizer { get; set; } = "sgd";
 
-    [Option("op", Default = "allreduce", HelpText = "collectives: allreduce | broadcast | reduce | allgather | reducescatter | alltoall | sendrecv")]
+    [Option(
+        "op",
+        Default = "allreduce",
+        HelpText = "collectives: allreduce | broadcast | reduce | allgather | reducescatter | alltoall | sendrecv"
+    )]
     public string Op { get; set; } = "allreduce";
 
-    [Option("transport", HelpText = "collectives: auto (shared memory inside a host, TCP between hosts) | tcp | shm; default HPCENGINE_TRANSPORT, else auto.")]
+    [Option(
+        "transport",
+        HelpText = "collectives: auto (shared memory inside a host, TCP between hosts) | tcp | shm; default HPCENGINE_TRANSPORT, else auto."
+    )]
     public string? Transport { get; set; }
 
     [Option("min-bytes", Default = 1024L, HelpText = "collectives: smallest message.")]
@@ -57,22 +76,36 @@ public sealed class BenchOptions
     [Option("workers", Default = "4", HelpText = "strategies: worker processes per run; several counts as 2,4.")]
     public string Workers { get; set; } = "4";
 
-    [Option("strategies", Default = "sync,zero1,ssp:2,ssp:inf,localsgd:8,diloco:32", HelpText = "strategies: the strategies to compare.")]
+    [Option(
+        "strategies",
+        Default = "sync,zero1,ssp:2,ssp:inf,localsgd:8,diloco:32",
+        HelpText = "strategies: the strategies to compare."
+    )]
     public string Strategies { get; set; } = "";
 
-    [Option("compress", Default = "none", HelpText = "strategies: codecs to combine with each strategy (none, fp16, topk:0.01, powersgd:2 ...).")]
+    [Option(
+        "compress",
+        Default = "none",
+        HelpText = "strategies: codecs to combine with each strategy (none, fp16, topk:0.01, powersgd:2 ...)."
+    )]
     public string Compress { get; set; } = "none";
 
     [Option("epochs", Default = 3, HelpText = "strategies: epochs per run.")]
     public int Epochs { get; set; }
 
-    [Option("data", HelpText = "strategies: Fashion-MNIST directory (else HPCENGINE_DATA, Debian's package, then the embedded subset).")]
+    [Option(
+        "data",
+        HelpText = "strategies: Fashion-MNIST directory (else HPCENGINE_DATA, Debian's package, then the embedded subset)."
+    )]
     public string? Data { get; set; }
 
     [Option("target-accuracy", Default = 0.85, HelpText = "strategies: test accuracy that defines time to target.")]
     public double TargetAccuracy { get; set; }
 
-    [Option("bandwidth", HelpText = "strategies: emulated link bandwidth, e.g. 1gbit or 100mbit (default: loopback as is).")]
+    [Option(
+        "bandwidth",
+        HelpText = "strategies: emulated link bandwidth, e.g. 1gbit or 100mbit (default: loopback as is)."
+    )]
     public string? Bandwidth { get; set; }
 
     [Option("latency", HelpText = "strategies: emulated one-way latency per message, e.g. 2ms.")]
@@ -81,10 +114,18 @@ public sealed class BenchOptions
     [Option("straggler", HelpText = "strategies: RANK:FACTOR, e.g. 1:1.5 makes rank 1 1.5x slower.")]
     public string? Straggler { get; set; }
 
-    [Option("price-per-hour", Default = 3.06, HelpText = "strategies: price of one worker machine per hour, for the cost estimate.")]
+    [Option(
+        "price-per-hour",
+        Default = 3.06,
+        HelpText = "strategies: price of one worker machine per hour, for the cost estimate."
+    )]
     public double PricePerHour { get; set; }
 
-    [Option("currency", Default = "USD", HelpText = "strategies: the currency of --price-per-hour (named beside every cost).")]
+    [Option(
+        "currency",
+        Default = "USD",
+        HelpText = "strategies: the currency of --price-per-hour (named beside every cost)."
+    )]
     public string Currency { get; set; } = "USD";
 
     [Option("eval-every", Default = 40, HelpText = "strategies: evaluate every N steps (curve resolution).")]
@@ -96,7 +137,10 @@ public sealed class BenchOptions
     [Option("mode", Default = "tp", HelpText = "parallel: tp (tensor parallel) | pp (pipeline) | dp (data parallel).")]
     public string Mode { get; set; } = "tp";
 
-    [Option("ranks", HelpText = "parallel: ranks; without a launcher the command starts itself under one with this many.")]
+    [Option(
+        "ranks",
+        HelpText = "parallel: ranks; without a launcher the command starts itself under one with this many."
+    )]
     public int? Ranks { get; set; }
 
     [Option("schedule", Default = "1f1b", HelpText = "parallel --mode pp: gpipe | 1f1b.")]
@@ -108,10 +152,17 @@ public sealed class BenchOptions
     [Option("peer", HelpText = "gpu: bench/peers/torch_gpu.py's JSON from the same machine, to print ours / theirs.")]
     public string? Peer { get; set; }
 
-    [Option("render", Default = false, HelpText = "strategies: only redraw results.csv, the plots and report.md from DIR/results.json.")]
+    [Option(
+        "render",
+        Default = false,
+        HelpText = "strategies: only redraw results.csv, the plots and report.md from DIR/results.json."
+    )]
     public bool Render { get; set; }
 
-    [Option("out", HelpText = "strategies: output directory (results.json, results.csv, plots, report.md, per-run logs and traces).")]
+    [Option(
+        "out",
+        HelpText = "strategies: output directory (results.json, results.csv, plots, report.md, per-run logs and traces)."
+    )]
     public string? Out { get; set; }
 }
 
@@ -121,15 +172,23 @@ internal static class BenchCommand
 {
     public static int Run(BenchOptions o)
     {
-        if (o.Size <= 0) throw new ArgumentException($"--size must be positive, got {o.Size}");
-        if (o.Iters <= 0) throw new ArgumentException($"--iters must be positive, got {o.Iters}");
-        if (o.Threads is { } t) KernelThreads.Count = t;
+        if (o.Size <= 0)
+            throw new ArgumentException($"--size must be positive, got {o.Size}");
+        if (o.Iters <= 0)
+            throw new ArgumentException($"--iters must be positive, got {o.Iters}");
+        if (o.Threads is { } t)
+            KernelThreads.Count = t;
         o.Model ??= o.Workload == "parallel" ? "mlp-wide" : "mlp";
-        if (o.Workload == "step") return StepBench.Run(o);
-        if (o.Workload == "collectives") return CollectivesBench.Run(o);
-        if (o.Workload == "strategies") return StrategyBench.Run(o);
-        if (o.Workload == "parallel") return ParallelBench.Run(o);
-        if (o.Workload == "gpu") return GpuBench.Run(o);
+        if (o.Workload == "step")
+            return StepBench.Run(o);
+        if (o.Workload == "collectives")
+            return CollectivesBench.Run(o);
+        if (o.Workload == "strategies")
+            return StrategyBench.Run(o);
+        if (o.Workload == "parallel")
+            return ParallelBench.Run(o);
+        if (o.Workload == "gpu")
+            return GpuBench.Run(o);
         int n = o.Size;
         using var noGrad = GradMode.NoGrad();
         var gen = new Generator(1);
@@ -143,7 +202,10 @@ internal static class BenchCommand
             "softmax" => () => F.Softmax(a, -1),
             "layernorm" => () => F.LayerNorm(a, [n], w, bias),
             "add" => () => a + b,
-            _ => throw new ArgumentException($"unknown workload '{o.Workload}': use gemm, softmax, layernorm, add, step, collectives, strategies, parallel or gpu"),
+            _ => throw new ArgumentException(
+                $"unknown workload '{o.Workload}': use gemm, softmax, layernorm, add, step, collectives, strategies, "
+                    + $"parallel or gpu"
+            ),
         };
         var times = Time(() => op().Dispose(), o.Iters);
         double ms = times[times.Length / 2];
@@ -160,7 +222,10 @@ internal static class BenchCommand
         {
             double gflops = 2.0 * n * n * n / (ms * 1e6);
             result["gflops"] = Math.Round(gflops, 2);
-            Console.WriteLine($"sgemm {n}x{n}x{n}: {ms:F3} ms (median of {o.Iters}), {gflops:F1} GFLOP/s, {KernelThreads.Count} threads");
+            Console.WriteLine(
+                $"sgemm {n}x{n}x{n}: {ms:F3} ms (median of {o.Iters}), {gflops:F1} GFLOP/s, {KernelThreads.Count} "
+                    + $"threads"
+            );
         }
         else
         {
@@ -168,17 +233,22 @@ internal static class BenchCommand
             double bytes = (o.Workload == "add" ? 3.0 : 2.0) * n * n * sizeof(float);
             double gbps = bytes / (ms * 1e6);
             result["gb_per_s"] = Math.Round(gbps, 3);
-            Console.WriteLine($"{o.Workload} {n}x{n} float32: {ms:F3} ms (median of {o.Iters}), {gbps:F2} GB/s, {KernelThreads.Count} threads");
+            Console.WriteLine(
+                $"{o.Workload} {n}x{n} float32: {ms:F3} ms (median of {o.Iters}), {gbps:F2} GB/s, "
+                    + $"{KernelThreads.Count} threads"
+            );
         }
         WriteJson(o.Json, result);
         return 0;
     }
 
-    /// <summary>Warms up for half a second, then times <paramref name="iters"/> calls; returns sorted milliseconds.</summary>
+    /// <summary>Warms up for half a second, then times <paramref name="iters"/> calls; returns sorted
+    /// milliseconds.</summary>
     internal static double[] Time(Action op, int iters)
     {
         var warm = Stopwatch.StartNew();
-        while (warm.Elapsed.TotalSeconds < 0.5) op();
+        while (warm.Elapsed.TotalSeconds < 0.5)
+            op();
         var times = new double[iters];
         for (int i = 0; i < iters; i++)
         {
@@ -192,7 +262,11 @@ internal static class BenchCommand
 
     internal static void WriteJson(string? path, object result)
     {
-        if (path != null) File.WriteAllText(path, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }));
+        if (path != null)
+            File.WriteAllText(
+                path,
+                JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true })
+            );
     }
 }
 
@@ -202,8 +276,13 @@ internal static class StepBench
 {
     public static int Run(BenchOptions o)
     {
-        if (o.BatchSize <= 0) throw new ArgumentException($"--batch-size must be positive, got {o.BatchSize}");
-        var config = HpcEngine.Training.TrainConfig.For(o.Model!) with { Optimizer = HpcEngine.Training.TrainConfig.ParseOptimizer(o.Optimizer), Lr = o.Optimizer == "sgd" ? 0.01 : 1e-3 };
+        if (o.BatchSize <= 0)
+            throw new ArgumentException($"--batch-size must be positive, got {o.BatchSize}");
+        var config = HpcEngine.Training.TrainConfig.For(o.Model!) with
+        {
+            Optimizer = HpcEngine.Training.TrainConfig.ParseOptimizer(o.Optimizer),
+            Lr = o.Optimizer == "sgd" ? 0.01 : 1e-3,
+        };
         config.Validate();
         var gen = new Generator(1);
         using var model = HpcEngine.NN.Models.Create(o.Model!, gen);
@@ -220,13 +299,24 @@ internal static class StepBench
         }
         var times = BenchCommand.Time(Step, o.Iters);
         double ms = times[times.Length / 2];
-        Console.WriteLine($"train step {o.Model} batch {o.BatchSize} {o.Optimizer}: {ms:F3} ms (median of {o.Iters}, min {times[0]:F3}), {o.BatchSize / ms * 1000:F0} samples/s, {KernelThreads.Count} threads");
-        BenchCommand.WriteJson(o.Json, new Dictionary<string, object>
-        {
-            ["model"] = o.Model!, ["batch_size"] = o.BatchSize, ["optimizer"] = o.Optimizer, ["threads"] = KernelThreads.Count,
-            ["iters"] = o.Iters, ["ms_per_step"] = Math.Round(ms, 4), ["ms_min"] = Math.Round(times[0], 4),
-            ["samples_per_s"] = Math.Round(o.BatchSize / ms * 1000, 1),
-        });
+        Console.WriteLine(
+            $"train step {o.Model} batch {o.BatchSize} {o.Optimizer}: {ms:F3} ms (median of {o.Iters}, min "
+                + $"{times[0]:F3}), {o.BatchSize / ms * 1000:F0} samples/s, {KernelThreads.Count} threads"
+        );
+        BenchCommand.WriteJson(
+            o.Json,
+            new Dictionary<string, object>
+            {
+                ["model"] = o.Model!,
+                ["batch_size"] = o.BatchSize,
+                ["optimizer"] = o.Optimizer,
+                ["threads"] = KernelThreads.Count,
+                ["iters"] = o.Iters,
+                ["ms_per_step"] = Math.Round(ms, 4),
+                ["ms_min"] = Math.Round(times[0], 4),
+                ["samples_per_s"] = Math.Round(o.BatchSize / ms * 1000, 1),
+            }
+        );
         return 0;
     }
 }

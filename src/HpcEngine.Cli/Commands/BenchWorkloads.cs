@@ -13,12 +13,56 @@ internal static class BenchWorkloads
 
     public static readonly IReadOnlyDictionary<string, string[]> Options = new Dictionary<string, string[]>
     {
-        ["gemm"] = Kernel, ["softmax"] = Kernel, ["layernorm"] = Kernel, ["add"] = Kernel,
+        ["gemm"] = Kernel,
+        ["softmax"] = Kernel,
+        ["layernorm"] = Kernel,
+        ["add"] = Kernel,
         ["step"] = ["model", "batch-size", "optimizer", "iters", "threads", "json"],
-        ["collectives"] = ["op", "transport", "min-bytes", "max-bytes", "factor", "warmup", "iters", "check", "threads", "json"],
-        ["strategies"] = ["workers", "model", "strategies", "compress", "epochs", "batch-size", "data", "target-accuracy", "bandwidth", "latency",
-            "straggler", "price-per-hour", "currency", "eval-every", "seed", "render", "out"],
-        ["parallel"] = ["mode", "ranks", "model", "batch-size", "schedule", "micro-batches", "iters", "threads", "json"],
+        ["collectives"] =
+        [
+            "op",
+            "transport",
+            "min-bytes",
+            "max-bytes",
+            "factor",
+            "warmup",
+            "iters",
+            "check",
+            "threads",
+            "json",
+        ],
+        ["strategies"] =
+        [
+            "workers",
+            "model",
+            "strategies",
+            "compress",
+            "epochs",
+            "batch-size",
+            "data",
+            "target-accuracy",
+            "bandwidth",
+            "latency",
+            "straggler",
+            "price-per-hour",
+            "currency",
+            "eval-every",
+            "seed",
+            "render",
+            "out",
+        ],
+        ["parallel"] =
+        [
+            "mode",
+            "ranks",
+            "model",
+            "batch-size",
+            "schedule",
+            "micro-batches",
+            "iters",
+            "threads",
+            "json",
+        ],
         ["gpu"] = ["peer", "iters", "json"],
     };
 
@@ -26,16 +70,22 @@ internal static class BenchWorkloads
     [
         "gemm|softmax|layernorm|add: one CPU kernel on an NxN float32 problem",
         "step: one full training step of a model",
-        "collectives: the nccl-tests sweep over the engine's backend, shared memory or TCP per link (under hpcengine launch or mpirun)",
+        "collectives: the nccl-tests sweep over the engine's backend, shared memory or TCP per link (under hpcengine "
+            + "launch or mpirun)",
         "strategies: the sync/async strategy x codec x workers matrix",
         "parallel: tensor-, pipeline- or data-parallel steps",
         "gpu: cuBLAS GEMM and the engine's kernels on cuda:0",
     ];
 
     private static IEnumerable<(OptionAttribute Option, object? Default)> AllOptions() =>
-        typeof(BenchOptions).GetProperties().Select(p => p.GetCustomAttribute<OptionAttribute>()).Where(o => o != null).Select(o => (o!, (object?)o!.Default));
+        typeof(BenchOptions)
+            .GetProperties()
+            .Select(p => p.GetCustomAttribute<OptionAttribute>())
+            .Where(o => o != null)
+            .Select(o => (o!, (object?)o!.Default));
 
-    /// <summary>The help of one workload: its options only, without the "workload:" prefixes of the shared help.</summary>
+    /// <summary>The help of one workload: its options only, without the "workload:" prefixes of the shared
+    /// help.</summary>
     public static string Help(string workload)
     {
         var sb = new StringBuilder($"hpcengine bench {workload} [options]\n\n");
@@ -43,16 +93,19 @@ internal static class BenchWorkloads
         {
             string text = opt.HelpText;
             int colon = text.IndexOf(": ", StringComparison.Ordinal);
-            if (colon > 0 && text[..colon].All(c => char.IsLower(c) || c is ' ' or '-' or ',')) text = text[(colon + 2)..];
+            if (colon > 0 && text[..colon].All(c => char.IsLower(c) || c is ' ' or '-' or ','))
+                text = text[(colon + 2)..];
             string d = def != null ? $" (default {Convert.ToString(def, CultureInfo.InvariantCulture)})" : "";
-            sb.Append(CultureInfo.InvariantCulture, $"  --{opt.LongName,-18} {text}{d}\n");
+            sb.Append(CultureInfo.InvariantCulture, $"  --{opt.LongName, -18} {text}{d}\n");
         }
         return sb.ToString();
     }
 
     /// <summary>The workloads and what each does (for `bench --help`).</summary>
     public static string Overview() =>
-        "hpcengine bench WORKLOAD [options]; hpcengine bench WORKLOAD --help lists a workload's options\n\n" + string.Join("\n", Summary.Select(s => "  " + s)) + "\n";
+        "hpcengine bench WORKLOAD [options]; hpcengine bench WORKLOAD --help lists a workload's options\n\n"
+        + string.Join("\n", Summary.Select(s => "  " + s))
+        + "\n";
 
     /// <summary>An error naming the first option in <paramref name="args"/> that <paramref name="workload"/> does not
     /// read (null when all apply). Unknown options are left to the parser (it suggests a spelling).</summary>
@@ -61,9 +114,11 @@ internal static class BenchWorkloads
         var known = AllOptions().Select(o => o.Option.LongName).ToHashSet(StringComparer.Ordinal);
         foreach (var a in args.TakeWhile(a => a != "--"))
         {
-            if (!a.StartsWith("--", StringComparison.Ordinal)) continue;
+            if (!a.StartsWith("--", StringComparison.Ordinal))
+                continue;
             string name = a[2..].Split('=')[0];
-            if (name is "help" or "version" || !known.Contains(name) || Options[workload].Contains(name)) continue;
+            if (name is "help" or "version" || !known.Contains(name) || Options[workload].Contains(name))
+                continue;
             var users = Options.Where(kv => kv.Value.Contains(name)).Select(kv => kv.Key).ToList();
             return $"--{name} does not apply to bench {workload} (it is an option of bench {string.Join(", ", users)}); bench {workload} takes {string.Join(", ", Options[workload].Select(o => "--" + o))}";
         }

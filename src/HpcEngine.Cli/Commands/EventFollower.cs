@@ -22,23 +22,32 @@ internal sealed class EventFollower : IDisposable
 
     private void Loop()
     {
-        while (!_stop.Token.WaitHandle.WaitOne(500)) Poll();
+        while (!_stop.Token.WaitHandle.WaitOne(500))
+            Poll();
     }
 
     private void Poll()
     {
         lock (_gate)
         {
-            if (!File.Exists(_path)) return;
-            using var fs = new FileStream(_path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            if (fs.Length <= _offset) return;
+            if (!File.Exists(_path))
+                return;
+            using var fs = new FileStream(
+                _path,
+                FileMode.Open,
+                FileAccess.Read,
+                FileShare.ReadWrite | FileShare.Delete
+            );
+            if (fs.Length <= _offset)
+                return;
             fs.Seek(_offset, SeekOrigin.Begin);
             using var reader = new StreamReader(fs);
             string text = _partial + reader.ReadToEnd();
             _offset = fs.Length;
             int last = text.LastIndexOf('\n');
             _partial = last < 0 ? text : text[(last + 1)..];
-            if (last < 0) return;
+            if (last < 0)
+                return;
             foreach (var line in text[..last].Split('\n', StringSplitOptions.RemoveEmptyEntries))
                 _onEvent(Training.JsonLinesObserver.Read(line));
         }
@@ -54,7 +63,8 @@ internal sealed class EventFollower : IDisposable
 
     public void Dispose()
     {
-        if (!_stop.IsCancellationRequested) Finish();
+        if (!_stop.IsCancellationRequested)
+            Finish();
         _stop.Dispose();
     }
 }

@@ -6,29 +6,39 @@ namespace HpcEngine.Cli.Commands;
 
 /// <summary><c>hpcengine bench gpu</c>: the CUDA issue's kernel workloads on cuda:0 — cuBLAS GEMM fp32 / TF32 / bf16 at
 /// 4096³ and 8192³ (TFLOP/s), and the engine's softmax, layer norm and add kernels on a 16384×4096 fp32 matrix (GB/s,
-/// bytes read + written once) — timed with CUDA events (median), and one mlp-wide Adam training step on cuda tensors. With <c>--peer FILE</c> (bench/peers/torch_gpu.py's
-/// JSON from the same call) it prints ours / theirs. Without a GPU it says why and exits 2.</summary>
+/// bytes read + written once) — timed with CUDA events (median), and one mlp-wide Adam training step on cuda tensors.
+/// With <c>--peer FILE</c> (bench/peers/torch_gpu.py's JSON from the same call) it prints ours / theirs. Without a GPU
+/// it says why and exits 2.</summary>
 internal static class GpuBench
 {
     public static int Run(BenchOptions o)
     {
         var report = CudaDevices.Probe();
-        if (!report.HasDevice) throw new InvalidOperationException($"bench gpu needs a CUDA device: {report.Problem}");
+        if (!report.HasDevice)
+            throw new InvalidOperationException($"bench gpu needs a CUDA device: {report.Problem}");
         using var cuda = CudaContext.Open(0);
         using var blas = new CublasHandle(cuda);
         var rows = new List<(string Workload, double Seconds, double Figure, string Unit)>();
         int iters = Math.Max(5, o.Iters);
         foreach (int n in new[] { 4096, 8192 })
-            foreach (var precision in new[] { GemmPrecision.Fp32, GemmPrecision.Tf32, GemmPrecision.Bf16 })
-            {
-                int inBytes = precision == GemmPrecision.Bf16 ? 2 : 4;
-                using var a = cuda.Allocate((long)n * n * inBytes);
-                using var b = cuda.Allocate((long)n * n * inBytes);
-                using var c = cuda.Allocate((long)n * n * 4);
-                double ms = cuda.TimeMilliseconds(() => blas.Gemm(a, b, c, n, n, n, precision), Math.Max(5, iters / 4));
-                rows.Add(($"gemm {precision.ToString().ToLowerInvariant()} {n}^3", ms / 1e3, 2.0 * n * n * n / (ms / 1e3) / 1e12, "TFLOP/s"));
-            }
-        const int R = 16384, C = 4096;
+        foreach (var precision in new[] { GemmPrecision.Fp32, GemmPrecision.Tf32, GemmPrecision.Bf16 })
+        {
+            int inBytes = precision == GemmPrecision.Bf16 ? 2 : 4;
+            using var a = cuda.Allocate((long)n * n * inBytes);
+            using var b = cuda.Allocate((long)n * n * inBytes);
+            using var c = cuda.Allocate((long)n * n * 4);
+            double ms = cuda.TimeMilliseconds(() => blas.Gemm(a, b, c, n, n, n, precision), Math.Max(5, iters / 4));
+            rows.Add(
+                (
+                    $"gemm {precision.ToString().ToLowerInvariant()} {n}^3",
+                    ms / 1e3,
+                    2.0 * n * n * n / (ms / 1e3) / 1e12,
+                    "TFLOP/s"
+                )
+            );
+        }
+        const int R = 16384,
+            C = 4096;
         long bytes = 4L * R * C;
         using (var softmax = cuda.LoadKernels("softmax.cu"))
         using (var layernorm = cuda.LoadKernels("layernorm.cu"))
@@ -42,14 +52,38 @@ internal static class GpuBench
         using (var rstd = cuda.Allocate(4L * R))
         {
             var f = softmax.Function("softmax_f32");
-            double ms = cuda.TimeMilliseconds(() => cuda.Launch(f, R, 256, 0, x.Pointer, y.Pointer, (long)R, (long)C), iters);
+            double ms = cuda.TimeMilliseconds(
+                () => cuda.Launch(f, R, 256, 0, x.Pointer, y.Pointer, (long)R, (long)C),
+                iters
+            );
             rows.Add(("softmax 16384x4096", ms / 1e3, 2.0 * bytes / (ms / 1e3) / 1e9, "GB/s"));
             var ln = layernorm.Function("layernorm_f32");
-            ms = cuda.TimeMilliseconds(() => cuda.Launch(ln, R, 256, 0, x.Pointer, w.Pointer, bias.Pointer, y.Pointer, mean.Pointer, rstd.Pointer, (long)R, (long)C, 1e-5f), iters);
+            ms = cuda.TimeMilliseconds(
+                () =>
+                    cuda.Launch(
+                        ln,
+                        R,
+                        256,
+                        0,
+                        x.Pointer,
+                        w.Pointer,
+                        bias.Pointer,
+                        y.Pointer,
+                        mean.Pointer,
+                        rstd.Pointer,
+                        (long)R,
+                        (long)C,
+                        1e-5f
+                    ),
+                iters
+            );
             rows.Add(("layernorm 16384x4096", ms / 1e3, 2.0 * bytes / (ms / 1e3) / 1e9, "GB/s"));
             var add = elementwise.Function("add_f32");
             uint grid = (uint)(cuda.Device.Multiprocessors * 8);
-            ms = cuda.TimeMilliseconds(() => cuda.Launch(add, grid, 256, 0, x.Pointer, y.Pointer, z.Pointer, (long)R * C), iters);
+            ms = cuda.TimeMilliseconds(
+                () => cuda.Launch(add, grid, 256, 0, x.Pointer, y.Pointer, z.Pointer, (long)R * C),
+                iters
+            );
             rows.Add(("add 16384x4096", ms / 1e3, 3.0 * bytes / (ms / 1e3) / 1e9, "GB/s"));
         }
         rows.AddRange(TrainingSteps(iters));
@@ -57,9 +91,10 @@ internal static class GpuBench
         if (o.Peer != null)
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(o.Peer));
-            peer = doc.RootElement.GetProperty("rows").EnumerateArray().ToDictionary(
-                r => r.GetProperty("workload").GetString()!,
-                r => r.GetProperty("seconds").GetDouble());
+            peer = doc
+                .RootElement.GetProperty("rows")
+                .EnumerateArray()
+                .ToDictionary(r => r.GetProperty("workload").GetString()!, r => r.GetProperty("seconds").GetDouble());
         }
         Console.WriteLine($"cuda:0 {cuda.Device.Name}, compute {cuda.Device.ComputeMajor}.{cuda.Device.ComputeMinor}");
         Console.WriteLine("| workload | ours | unit | ours s | peer s | speed vs peer |");
@@ -69,14 +104,31 @@ internal static class GpuBench
             // The graph-replayed step is compared with PyTorch's eager step (the peer has no graph row).
             string peerName = name.Replace(" (cuda graph)", "", StringComparison.Ordinal);
             double? theirs = peer != null && peer.TryGetValue(peerName, out var t) ? t : null;
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {name} | {fig:F1} | {unit} | {secs:E3} | {(theirs is double th ? th.ToString("E3", CultureInfo.InvariantCulture) : "–")} | {(theirs is double r ? $"{r / secs:F2}x" : "–")} |"));
+            Console.WriteLine(
+                string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"| {name} | {fig:F1} | {unit} | {secs:E3} | {(theirs is double th ? th.ToString("E3", CultureInfo.InvariantCulture) : "–")} | {(theirs is double r ? $"{r / secs:F2}x" : "–")} |"
+                )
+            );
         }
         if (o.Json != null)
-            File.WriteAllText(o.Json, Training.ResultJson.Serialize(new Dictionary<string, object>
-            {
-                ["device"] = cuda.Device.Name,
-                ["rows"] = rows.Select(r => new Dictionary<string, object> { ["workload"] = r.Workload, ["seconds"] = r.Seconds, ["figure"] = r.Figure, ["unit"] = r.Unit }).ToArray(),
-            }));
+            File.WriteAllText(
+                o.Json,
+                Training.ResultJson.Serialize(
+                    new Dictionary<string, object>
+                    {
+                        ["device"] = cuda.Device.Name,
+                        ["rows"] = rows.Select(r => new Dictionary<string, object>
+                            {
+                                ["workload"] = r.Workload,
+                                ["seconds"] = r.Seconds,
+                                ["figure"] = r.Figure,
+                                ["unit"] = r.Unit,
+                            })
+                            .ToArray(),
+                    }
+                )
+            );
         return 0;
     }
 
@@ -102,10 +154,12 @@ internal static class GpuBench
         }
         double Time(Action step)
         {
-            for (int i = 0; i < 5; i++) step();
+            for (int i = 0; i < 5; i++)
+                step();
             cuda.Synchronize();
             var sw = System.Diagnostics.Stopwatch.StartNew();
-            for (int i = 0; i < iters; i++) step();
+            for (int i = 0; i < iters; i++)
+                step();
             cuda.Synchronize();
             return sw.Elapsed.TotalSeconds / iters;
         }

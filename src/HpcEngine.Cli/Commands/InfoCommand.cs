@@ -7,25 +7,38 @@ using HpcEngine.Backends.Cpu;
 namespace HpcEngine.Cli.Commands;
 
 [Verb("info", HelpText = "Print the engine version, the CPU's SIMD support, threads and devices.")]
-public sealed class InfoOptions
-{
-}
+public sealed class InfoOptions { }
 
 internal static class InfoCommand
 {
     public static int Run(InfoOptions _)
     {
-        Console.WriteLine($"HpcEngine {typeof(Tensor).Assembly.GetName().Version} on .NET {Environment.Version} ({RuntimeInformation.OSDescription}, {RuntimeInformation.ProcessArchitecture})");
-        Console.WriteLine($"cpu: {Environment.ProcessorCount} logical cores; kernel threads {KernelThreads.Count} (HPCENGINE_NUM_THREADS)");
-        Console.WriteLine($"simd: AVX2 {Avx2.IsSupported}, FMA {Fma.IsSupported}, AVX-512F {Avx512F.IsSupported}, Vector512 accelerated {Vector512.IsHardwareAccelerated}");
-        Console.WriteLine($"sgemm micro-kernel: {(Fma.IsSupported && Avx.IsSupported ? "AVX2/FMA 6x16" : "portable fallback (no FMA)")}");
+        Console.WriteLine(
+            $"HpcEngine {typeof(Tensor).Assembly.GetName().Version} on .NET {Environment.Version} "
+                + $"({RuntimeInformation.OSDescription}, {RuntimeInformation.ProcessArchitecture})"
+        );
+        Console.WriteLine(
+            $"cpu: {Environment.ProcessorCount} logical cores; kernel threads {KernelThreads.Count} "
+                + $"(HPCENGINE_NUM_THREADS)"
+        );
+        Console.WriteLine(
+            $"simd: AVX2 {Avx2.IsSupported}, FMA {Fma.IsSupported}, AVX-512F {Avx512F.IsSupported}, Vector512 "
+                + $"accelerated {Vector512.IsHardwareAccelerated}"
+        );
+        Console.WriteLine(
+            $"sgemm micro-kernel: {(Fma.IsSupported && Avx.IsSupported ? "AVX2/FMA 6x16" : "portable fallback (no FMA)")}"
+        );
         Console.WriteLine("devices: cpu");
         var cuda = HpcEngine.Cuda.CudaDevices.Probe();
-        foreach (var line in cuda.ToString().Split('\n')) Console.WriteLine("cuda: " + line);
+        foreach (var line in cuda.ToString().Split('\n'))
+            Console.WriteLine("cuda: " + line);
         if (cuda.Libraries["nvrtc"] != null)
         {
             var (major, minor) = HpcEngine.Cuda.Kernels.NvrtcCompiler.Version;
-            Console.WriteLine($"cuda: NVRTC {major}.{minor} can compile the engine's {HpcEngine.Cuda.Kernels.KernelSources.Kernels.Count} kernel files");
+            Console.WriteLine(
+                $"cuda: NVRTC {major}.{minor} can compile the engine's "
+                    + $"{HpcEngine.Cuda.Kernels.KernelSources.Kernels.Count} kernel files"
+            );
         }
         return 0;
     }

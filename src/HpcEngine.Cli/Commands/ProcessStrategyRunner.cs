@@ -13,30 +13,62 @@ internal sealed class ProcessStrategyRunner : IStrategyRunner
     public StrategyRunResult Run(StrategyRunPlan plan, StrategyStudyConfig o, string dir, Action<string> progress)
     {
         string? emulation = StrategyStudy.NetworkEmulationOf(o);
-        string json = Path.Combine(dir, "result.json"), events = Path.Combine(dir, "events.jsonl");
-        var cmd = new List<string> { "hpcengine", "launch", "--nproc-per-node", (plan.Workers + StrategyStudy.DedicatedServers(plan.Strategy)).ToString(CultureInfo.InvariantCulture), "--",
-            "hpcengine", "train", "--model", o.Model, "--epochs", o.Epochs.ToString(CultureInfo.InvariantCulture),
-            "--batch-size", o.BatchSize.ToString(CultureInfo.InvariantCulture), "--strategy", plan.Strategy,
-            "--seed", o.Seed.ToString(CultureInfo.InvariantCulture), "--eval-every", o.EvalEvery.ToString(CultureInfo.InvariantCulture),
-            "--json", json, "--trace-dir", dir, "--events", events, "--allow-divergence" }; // divergence is an outcome the matrix records
-        if (plan.Codec != "none") cmd.AddRange(["--compress", plan.Codec]);
-        if (o.Data != null) cmd.AddRange(["--data", Path.GetFullPath(o.Data)]);
+        string json = Path.Combine(dir, "result.json"),
+            events = Path.Combine(dir, "events.jsonl");
+        var cmd = new List<string>
+        {
+            "hpcengine",
+            "launch",
+            "--nproc-per-node",
+            (plan.Workers + StrategyStudy.DedicatedServers(plan.Strategy)).ToString(CultureInfo.InvariantCulture),
+            "--",
+            "hpcengine",
+            "train",
+            "--model",
+            o.Model,
+            "--epochs",
+            o.Epochs.ToString(CultureInfo.InvariantCulture),
+            "--batch-size",
+            o.BatchSize.ToString(CultureInfo.InvariantCulture),
+            "--strategy",
+            plan.Strategy,
+            "--seed",
+            o.Seed.ToString(CultureInfo.InvariantCulture),
+            "--eval-every",
+            o.EvalEvery.ToString(CultureInfo.InvariantCulture),
+            "--json",
+            json,
+            "--trace-dir",
+            dir,
+            "--events",
+            events,
+            "--allow-divergence",
+        }; // divergence is an outcome the matrix records
+        if (plan.Codec != "none")
+            cmd.AddRange(["--compress", plan.Codec]);
+        if (o.Data != null)
+            cmd.AddRange(["--data", Path.GetFullPath(o.Data)]);
         var psi = LaunchCommand.StartInfo(cmd);
-        if (emulation != null) psi.Environment["HPCENGINE_NET_EMULATE"] = emulation;
-        if (o.Straggler != null) psi.Environment["HPCENGINE_STRAGGLER"] = o.Straggler;
-        else psi.Environment.Remove("HPCENGINE_STRAGGLER");
+        if (emulation != null)
+            psi.Environment["HPCENGINE_NET_EMULATE"] = emulation;
+        if (o.Straggler != null)
+            psi.Environment["HPCENGINE_STRAGGLER"] = o.Straggler;
+        else
+            psi.Environment.Remove("HPCENGINE_STRAGGLER");
         var wall = Stopwatch.StartNew();
         using var log = new StreamWriter(Path.Combine(dir, "log.txt"));
         var tail = new Queue<string>();
         var lastProgress = Stopwatch.StartNew();
         void OnLine(string? line)
         {
-            if (line == null) return;
+            if (line == null)
+                return;
             lock (log)
             {
                 log.WriteLine(line);
                 tail.Enqueue(line);
-                if (tail.Count > 8) tail.Dequeue();
+                if (tail.Count > 8)
+                    tail.Dequeue();
             }
         }
         // The run's progress comes from its event file (rank 0's JSON lines), not from its console output: every
@@ -44,7 +76,8 @@ internal sealed class ProcessStrategyRunner : IStrategyRunner
         var lines = new Training.LineObserver(progress);
         void OnEvent(object? e)
         {
-            if (e is Training.EpochEvent epoch) lines.OnEpoch(epoch);
+            if (e is Training.EpochEvent epoch)
+                lines.OnEpoch(epoch);
             else if (e is Training.ProgressEvent p && lastProgress.Elapsed.TotalSeconds >= 10)
             {
                 lastProgress.Restart();
@@ -68,9 +101,16 @@ internal sealed class ProcessStrategyRunner : IStrategyRunner
         if (traces.Length > 0)
         {
             Diagnostics.TraceRecorder.Merge(traces, Path.Combine(dir, "trace.json"));
-            foreach (var t in traces) File.Delete(t);
+            foreach (var t in traces)
+                File.Delete(t);
         }
-        return StrategyRunResult.From(plan, Training.TrainSummary.Read(json), o.TargetAccuracy, o.PricePerHour, wall.Elapsed.TotalSeconds,
-            Path.Combine("runs", plan.Id, "trace.json"));
+        return StrategyRunResult.From(
+            plan,
+            Training.TrainSummary.Read(json),
+            o.TargetAccuracy,
+            o.PricePerHour,
+            wall.Elapsed.TotalSeconds,
+            Path.Combine("runs", plan.Id, "trace.json")
+        );
     }
 }

@@ -17,25 +17,63 @@ internal static class StrategyBench
         [nameof(StrategyStudyConfig.PricePerHour)] = "--price-per-hour",
     };
 
-    private static string Flag(string property) => Flags.TryGetValue(property, out var f) ? f : "--" + property.ToLowerInvariant();
+    private static string Flag(string property) =>
+        Flags.TryGetValue(property, out var f) ? f : "--" + property.ToLowerInvariant();
 
     public static int Run(BenchOptions o)
     {
-        string outDir = o.Out ?? throw new ArgumentException($"bench strategies{(o.Render ? " --render" : "")} needs --out DIR");
-        if (o.Render) return Render(outDir);
-        var workers = List(o.Workers, "--workers").Select(w => int.TryParse(w, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n)
-            ? n : throw new ArgumentException($"--workers: '{w}' is not a worker count")).Distinct().ToArray();
-        var config = new StrategyStudyConfig(o.Model!, workers, o.Epochs, o.BatchSize, List(o.Strategies, "--strategies"), List(o.Compress, "--compress"),
-            o.TargetAccuracy, o.Bandwidth, o.Latency, o.Straggler, o.PricePerHour, o.Data, o.Seed, o.EvalEvery, DateTime.UtcNow,
-            Environment.ProcessorCount, Environment.OSVersion.ToString(), o.Currency);
-        try { StrategyStudy.Validate(config); }
-        catch (SettingsException e) { throw new ArgumentException(e.Describe(Flag), e); }
+        string outDir = o.Out
+            ?? throw new ArgumentException($"bench strategies{(o.Render ? " --render" : "")} needs --out DIR");
+        if (o.Render)
+            return Render(outDir);
+        var workers = List(o.Workers, "--workers")
+            .Select(w =>
+                int.TryParse(w, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n)
+                    ? n
+                    : throw new ArgumentException($"--workers: '{w}' is not a worker count")
+            )
+            .Distinct()
+            .ToArray();
+        var config = new StrategyStudyConfig(
+            o.Model!,
+            workers,
+            o.Epochs,
+            o.BatchSize,
+            List(o.Strategies, "--strategies"),
+            List(o.Compress, "--compress"),
+            o.TargetAccuracy,
+            o.Bandwidth,
+            o.Latency,
+            o.Straggler,
+            o.PricePerHour,
+            o.Data,
+            o.Seed,
+            o.EvalEvery,
+            DateTime.UtcNow,
+            Environment.ProcessorCount,
+            Environment.OSVersion.ToString(),
+            o.Currency
+        );
+        try
+        {
+            StrategyStudy.Validate(config);
+        }
+        catch (SettingsException e)
+        {
+            throw new ArgumentException(e.Describe(Flag), e);
+        }
         // Fail on unusable data now, not once per run of the matrix.
         var (train, test, source) = Datasets.DataSources.LoadFashionMnist(o.Data);
         train.Dispose();
         test.Dispose();
         Console.WriteLine($"bench strategies: data {source}");
-        var results = StrategyStudy.Run(config, outDir, new ProcessStrategyRunner(), Console.WriteLine, StrategyPlots.Draw);
+        var results = StrategyStudy.Run(
+            config,
+            outDir,
+            new ProcessStrategyRunner(),
+            Console.WriteLine,
+            StrategyPlots.Draw
+        );
         // A diverged run is a measured outcome, not a failure of the benchmark.
         return results.All(r => r.Status != "failed") ? 0 : 1;
     }
@@ -45,7 +83,8 @@ internal static class StrategyBench
     private static int Render(string outDir)
     {
         string path = Path.Combine(outDir, "results.json");
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path} does not exist: run the matrix first", path);
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"{path} does not exist: run the matrix first", path);
         var (config, runs, skipped) = StrategyReport.Read(path);
         StrategyReport.Write(outDir, config, runs, skipped, StrategyPlots.Draw);
         Console.WriteLine($"rendered {runs.Count} runs from {path}: {Path.Combine(outDir, "report.md")}");
@@ -55,6 +94,8 @@ internal static class StrategyBench
     private static string[] List(string value, string option)
     {
         var items = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        return items.Length > 0 ? items.Distinct().ToArray() : throw new ArgumentException($"{option} needs at least one entry");
+        return items.Length > 0
+            ? items.Distinct().ToArray()
+            : throw new ArgumentException($"{option} needs at least one entry");
     }
 }

@@ -7,13 +7,19 @@ namespace HpcEngine.Cli.Commands;
 /// final accuracy against bytes per worker-step; throughput against workers when several worker counts ran.</summary>
 internal static class StrategyPlots
 {
-    private const int Width = 1000, Height = 620;
+    private const int Width = 1000,
+        Height = 620;
 
     /// <summary>Draws what the runs allow; returns the PNG file names (relative to <paramref name="dir"/>).</summary>
-    public static IReadOnlyList<string> Draw(string dir, IReadOnlyList<StrategyRunResult> runs, StrategyStudyConfig config)
+    public static IReadOnlyList<string> Draw(
+        string dir,
+        IReadOnlyList<StrategyRunResult> runs,
+        StrategyStudyConfig config
+    )
     {
         var files = new List<string>();
-        if (runs.Count == 0) return files;
+        if (runs.Count == 0)
+            return files;
 
         var time = NewPlot();
         foreach (var r in runs.Where(r => r.Curve.Count > 0))
@@ -25,8 +31,14 @@ internal static class StrategyPlots
         target.LinePattern = LinePattern.Dashed;
         target.LegendText = $"target {config.TargetAccuracy:F2}";
         // A diverged run would squash the healthy curves into a band at the top: scale to the healthy runs.
-        var healthy = runs.Where(r => r.Status == "ok" && r.Curve.Count > 0).SelectMany(r => r.Curve.Select(p => p[1])).ToArray();
-        if (healthy.Length > 0) time.Axes.SetLimitsY(Math.Max(0, Math.Min(healthy.Min(), config.TargetAccuracy) - 0.03), Math.Min(1, healthy.Max() + 0.02));
+        var healthy = runs.Where(r => r.Status == "ok" && r.Curve.Count > 0)
+            .SelectMany(r => r.Curve.Select(p => p[1]))
+            .ToArray();
+        if (healthy.Length > 0)
+            time.Axes.SetLimitsY(
+                Math.Max(0, Math.Min(healthy.Min(), config.TargetAccuracy) - 0.03),
+                Math.Min(1, healthy.Max() + 0.02)
+            );
         time.Title($"Test accuracy against training time ({config.Model})");
         time.XLabel("training wall time (s)");
         time.YLabel("test accuracy");
@@ -36,12 +48,16 @@ internal static class StrategyPlots
         var bytes = NewPlot();
         foreach (var r in runs.Where(r => r.BytesPerWorkerPerStep > 0))
         {
-            var s = bytes.Add.Scatter(new[] { Math.Log10(r.BytesPerWorkerPerStep / 1e3) }, new[] { r.FinalTestAccuracy });
+            var s = bytes.Add.Scatter(
+                new[] { Math.Log10(r.BytesPerWorkerPerStep / 1e3) },
+                new[] { r.FinalTestAccuracy }
+            );
             s.LegendText = r.Label;
             s.MarkerSize = 12;
         }
         var finals = runs.Where(r => r.Status == "ok").Select(r => r.FinalTestAccuracy).ToArray();
-        if (finals.Length > 0) bytes.Axes.SetLimitsY(Math.Max(0, finals.Min() - 0.02), Math.Min(1, finals.Max() + 0.01));
+        if (finals.Length > 0)
+            bytes.Axes.SetLimitsY(Math.Max(0, finals.Min() - 0.02), Math.Min(1, finals.Max() + 0.01));
         bytes.Title("Final test accuracy against bytes on the wire (diverged runs off the scale)");
         bytes.XLabel("log10(KB per worker per step)");
         bytes.YLabel("final test accuracy");
@@ -54,12 +70,16 @@ internal static class StrategyPlots
             foreach (var g in runs.GroupBy(r => $"{r.Strategy} + {r.Codec}"))
             {
                 var pts = g.OrderBy(r => r.Workers).ToArray();
-                var s = scale.Add.Scatter(pts.Select(r => (double)r.Workers).ToArray(), pts.Select(r => r.SamplesPerSecond).ToArray());
+                var s = scale.Add.Scatter(
+                    pts.Select(r => (double)r.Workers).ToArray(),
+                    pts.Select(r => r.SamplesPerSecond).ToArray()
+                );
                 s.LegendText = g.Key;
             }
             // Worker counts are integers: tick exactly those.
             var ticks = new ScottPlot.TickGenerators.NumericManual();
-            foreach (int w in config.Workers.Order()) ticks.AddMajor(w, w.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            foreach (int w in config.Workers.Order())
+                ticks.AddMajor(w, w.ToString(System.Globalization.CultureInfo.InvariantCulture));
             scale.Axes.Bottom.TickGenerator = ticks;
             scale.Title("Throughput against workers");
             scale.XLabel("workers");
@@ -70,7 +90,8 @@ internal static class StrategyPlots
         return files;
     }
 
-    /// <summary>A plot with a 20-colour palette: a matrix easily has more runs than the default palette's 10 colours.</summary>
+    /// <summary>A plot with a 20-colour palette: a matrix easily has more runs than the default palette's 10
+    /// colours.</summary>
     private static Plot NewPlot()
     {
         var plot = new Plot();

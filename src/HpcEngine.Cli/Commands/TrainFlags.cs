@@ -21,11 +21,13 @@ internal static class TrainFlags
     public static string Of(string property)
     {
         ArgumentNullException.ThrowIfNull(property);
-        if (Renamed.TryGetValue(property, out var flag)) return flag;
+        if (Renamed.TryGetValue(property, out var flag))
+            return flag;
         var kebab = new StringBuilder("--");
         for (int i = 0; i < property.Length; i++)
         {
-            if (char.IsUpper(property[i]) && i > 0) kebab.Append('-');
+            if (char.IsUpper(property[i]) && i > 0)
+                kebab.Append('-');
             kebab.Append(char.ToLowerInvariant(property[i]));
         }
         return kebab.ToString();
@@ -34,8 +36,14 @@ internal static class TrainFlags
     /// <summary>Parses a flag's value; an error names the flag.</summary>
     public static T Parse<T>(string flag, string text, Func<string, T> parse)
     {
-        try { return parse(text); }
-        catch (Exception e) when (e is ArgumentException or FormatException) { throw new ArgumentException($"{flag}: {e.Message}", e); }
+        try
+        {
+            return parse(text);
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException)
+        {
+            throw new ArgumentException($"{flag}: {e.Message}", e);
+        }
     }
 
     /// <summary>An exception's text for the CLI user: settings named by flag.</summary>

@@ -1,15 +1,21 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 namespace HpcEngine.Cuda.Interop;
 
 /// <summary>A CUDA library is not installed where the resolver looked.</summary>
 public sealed class CudaLibraryNotFoundException : Exception
 {
     public CudaLibraryNotFoundException() { }
-    public CudaLibraryNotFoundException(string message) : base(message) { }
-    public CudaLibraryNotFoundException(string message, Exception inner) : base(message, inner) { }
+
+    public CudaLibraryNotFoundException(string message)
+        : base(message) { }
+
+    public CudaLibraryNotFoundException(string message, Exception inner)
+        : base(message, inner) { }
 
     public CudaLibraryNotFoundException(string library, IReadOnlyList<string> tried)
-        : base($"the CUDA library '{library}' was not found (tried {string.Join(", ", tried)}); install it or point HPCENGINE_CUDA_PATH at the directory that holds it")
+        : base(
+            $"the CUDA library '{library}' was not found (tried {string.Join(", ", tried)}); install it or point HPCENGINE_CUDA_PATH at the directory that holds it"
+        )
     {
         Library = library;
         Tried = tried;
@@ -19,12 +25,17 @@ public sealed class CudaLibraryNotFoundException : Exception
     public IReadOnlyList<string> Tried { get; } = [];
 }
 
-/// <summary>A driver-API call failed: the status code, the driver's own name and description of it, and the call.</summary>
+/// <summary>A driver-API call failed: the status code, the driver's own name and description of it, and the
+/// call.</summary>
 public sealed class CudaException : Exception
 {
     public CudaException() { }
-    public CudaException(string message) : base(message) { }
-    public CudaException(string message, Exception inner) : base(message, inner) { }
+
+    public CudaException(string message)
+        : base(message) { }
+
+    public CudaException(string message, Exception inner)
+        : base(message, inner) { }
 
     public CudaException(int code, string name, string description, string call)
         : base($"{call} failed: {name} ({code}): {description}")
@@ -41,8 +52,12 @@ public sealed class CudaException : Exception
 public sealed class NvrtcException : Exception
 {
     public NvrtcException() { }
-    public NvrtcException(string message) : base(message) { }
-    public NvrtcException(string message, Exception inner) : base(message, inner) { }
+
+    public NvrtcException(string message)
+        : base(message) { }
+
+    public NvrtcException(string message, Exception inner)
+        : base(message, inner) { }
 
     public NvrtcException(int code, string description, string call, string? log = null)
         : base($"{call} failed: {description} ({code}){(string.IsNullOrWhiteSpace(log) ? "" : ":\n" + log.Trim())}")
@@ -59,8 +74,12 @@ public sealed class NvrtcException : Exception
 public sealed class CublasException : Exception
 {
     public CublasException() { }
-    public CublasException(string message) : base(message) { }
-    public CublasException(string message, Exception inner) : base(message, inner) { }
+
+    public CublasException(string message)
+        : base(message) { }
+
+    public CublasException(string message, Exception inner)
+        : base(message, inner) { }
 
     public CublasException(int code, string description, string call)
         : base($"{call} failed: {description} ({code})")
@@ -76,8 +95,12 @@ public sealed class CublasException : Exception
 public sealed class NcclException : Exception
 {
     public NcclException() { }
-    public NcclException(string message) : base(message) { }
-    public NcclException(string message, Exception inner) : base(message, inner) { }
+
+    public NcclException(string message)
+        : base(message) { }
+
+    public NcclException(string message, Exception inner)
+        : base(message, inner) { }
 
     public NcclException(int code, string description, string call)
         : base($"{call} failed: {description} ({code})")

@@ -14,7 +14,8 @@ internal sealed class PrimaryContextHandle : SafeHandleZeroOrMinusOneIsInvalid
 {
     private int _device;
 
-    private PrimaryContextHandle() : base(ownsHandle: true) { }
+    private PrimaryContextHandle()
+        : base(ownsHandle: true) { }
 
     /// <summary>Retains device <paramref name="device"/>'s primary context (the runtime API's context too).</summary>
     public static PrimaryContextHandle Retain(int device)
@@ -34,10 +35,12 @@ internal abstract class ContextBoundHandle : SafeHandleZeroOrMinusOneIsInvalid
 {
     private PrimaryContextHandle? _context;
 
-    protected ContextBoundHandle() : base(ownsHandle: true) { }
+    protected ContextBoundHandle()
+        : base(ownsHandle: true) { }
 
     /// <summary>Takes ownership of <paramref name="value"/>, made in <paramref name="context"/> just now.</summary>
-    public static THandle Own<THandle>(PrimaryContextHandle context, IntPtr value) where THandle : ContextBoundHandle, new()
+    public static THandle Own<THandle>(PrimaryContextHandle context, IntPtr value)
+        where THandle : ContextBoundHandle, new()
     {
         var h = new THandle();
         bool added = false;
@@ -49,7 +52,8 @@ internal abstract class ContextBoundHandle : SafeHandleZeroOrMinusOneIsInvalid
 
     protected sealed override bool ReleaseHandle()
     {
-        if (_context == null) return Destroy(handle);
+        if (_context == null)
+            return Destroy(handle);
         Driver.cuCtxSetCurrent(_context.DangerousGetHandle());
         bool ok = Destroy(handle);
         _context.DangerousRelease();
@@ -111,7 +115,8 @@ internal sealed class NcclCommHandle : ContextBoundHandle
     /// the release does not destroy it again.</summary>
     public void Abort()
     {
-        if (_aborted || IsClosed) return;
+        if (_aborted || IsClosed)
+            return;
         _aborted = true;
         Nccl.ncclCommAbort(handle);
     }

@@ -35,7 +35,8 @@ public static class CudaLibraries
     /// <see cref="CudaOptions.LibraryDir"/>, HPCENGINE_CUDA_PATH), then by name.</summary>
     public static IReadOnlyList<string> Candidates(string library, string? overrideDir = null)
     {
-        if (!Names.TryGetValue(library, out var names)) throw new ArgumentException($"unknown CUDA library key '{library}'", nameof(library));
+        if (!Names.TryGetValue(library, out var names))
+            throw new ArgumentException($"unknown CUDA library key '{library}'", nameof(library));
         var dir = overrideDir ?? CudaOptions.Process.LibraryDir;
         return string.IsNullOrEmpty(dir) ? names : [.. names.Select(n => Path.Combine(dir, n)), .. names];
     }
@@ -44,7 +45,8 @@ public static class CudaLibraries
     {
         lock (Gate)
         {
-            if (Loaded.TryGetValue(library, out var known)) return known;
+            if (Loaded.TryGetValue(library, out var known))
+                return known;
             var tried = Candidates(library).ToArray();
             foreach (var candidate in tried)
                 if (NativeLibrary.TryLoad(candidate, out var handle))
@@ -56,10 +58,12 @@ public static class CudaLibraries
     /// <summary>Where a library was found, or null (see <see cref="Candidates"/> for what was tried).</summary>
     public static string? Find(string library) => Load(library).Path;
 
-    /// <summary>Throws <see cref="CudaLibraryNotFoundException"/> unless <paramref name="library"/> can be loaded.</summary>
+    /// <summary>Throws <see cref="CudaLibraryNotFoundException"/> unless <paramref name="library"/> can be
+    /// loaded.</summary>
     public static void Require(string library)
     {
         var (handle, _, tried) = Load(library);
-        if (handle == IntPtr.Zero) throw new CudaLibraryNotFoundException(library, tried);
+        if (handle == IntPtr.Zero)
+            throw new CudaLibraryNotFoundException(library, tried);
     }
 }

@@ -16,15 +16,16 @@ public static class KernelImages
         get
         {
             var dirs = new List<string>();
-            if (CudaOptions.Process.KernelDir is { } d) dirs.Add(d);
+            if (CudaOptions.Process.KernelDir is { } d)
+                dirs.Add(d);
             dirs.Add(Path.Combine(AppContext.BaseDirectory, "kernels"));
             return dirs;
         }
     }
 
-    /// <summary>The stamp of a kernel file as embedded: SHA-256 (lower-case hex) of its source followed, for each header
-    /// in ordinal order of include name, by <c>"\n//-- NAME\n"</c> and the header's text. cmake/KernelStamp.cmake
-    /// computes the same from the files on disk.</summary>
+    /// <summary>The stamp of a kernel file as embedded: SHA-256 (lower-case hex) of its source followed, for each
+    /// header in ordinal order of include name, by <c>"\n//-- NAME\n"</c> and the header's text.
+    /// cmake/KernelStamp.cmake computes the same from the files on disk.</summary>
     public static string Stamp(string file) => Stamp(KernelSources.Kernel(file), KernelSources.Headers);
 
     internal static string Stamp(string source, IReadOnlyDictionary<string, string> headers)
@@ -37,7 +38,8 @@ public static class KernelImages
 
     /// <summary>The path of an up-to-date fatbin for <paramref name="file"/>, or null (with why in
     /// <paramref name="reason"/>) when there is none and NVRTC must compile it.</summary>
-    public static string? FindFatbin(string file, out string reason) => FindFatbin(file, Stamp(file), SearchDirectories, out reason);
+    public static string? FindFatbin(string file, out string reason) =>
+        FindFatbin(file, Stamp(file), SearchDirectories, out reason);
 
     internal static string? FindFatbin(string file, string stamp, IEnumerable<string> directories, out string reason)
     {
@@ -46,7 +48,8 @@ public static class KernelImages
         foreach (var dir in directories)
         {
             string path = Path.Combine(dir, name);
-            if (!File.Exists(path)) continue;
+            if (!File.Exists(path))
+                continue;
             string stampPath = path + ".sha256";
             if (!File.Exists(stampPath))
             {

@@ -12,7 +12,11 @@ public static class KernelSources
         var files = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var name in asm.GetManifestResourceNames())
         {
-            if (!name.StartsWith("kernels/", StringComparison.Ordinal) && !name.StartsWith("include/", StringComparison.Ordinal)) continue;
+            if (
+                !name.StartsWith("kernels/", StringComparison.Ordinal)
+                && !name.StartsWith("include/", StringComparison.Ordinal)
+            )
+                continue;
             using var s = asm.GetManifestResourceStream(name)!;
             using var r = new StreamReader(s);
             files[name] = r.ReadToEnd();
@@ -22,13 +26,21 @@ public static class KernelSources
 
     /// <summary>Kernel file names ("elementwise.cu" ...).</summary>
     public static IReadOnlyList<string> Kernels =>
-        Files.Value.Keys.Where(k => k.StartsWith("kernels/", StringComparison.Ordinal)).Select(k => k["kernels/".Length..]).Order(StringComparer.Ordinal).ToArray();
+        Files
+            .Value.Keys.Where(k => k.StartsWith("kernels/", StringComparison.Ordinal))
+            .Select(k => k["kernels/".Length..])
+            .Order(StringComparer.Ordinal)
+            .ToArray();
 
     /// <summary>The source of one kernel file.</summary>
     public static string Kernel(string file) =>
-        Files.Value.TryGetValue("kernels/" + file, out var s) ? s : throw new ArgumentException($"no kernel file '{file}' (have {string.Join(", ", Kernels)})", nameof(file));
+        Files.Value.TryGetValue("kernels/" + file, out var s)
+            ? s
+            : throw new ArgumentException($"no kernel file '{file}' (have {string.Join(", ", Kernels)})", nameof(file));
 
     /// <summary>The headers kernels include, by include name ("hpc/common.cuh").</summary>
     public static IReadOnlyDictionary<string, string> Headers =>
-        Files.Value.Where(kv => kv.Key.StartsWith("include/", StringComparison.Ordinal)).ToDictionary(kv => kv.Key["include/".Length..], kv => kv.Value, StringComparer.Ordinal);
+        Files
+            .Value.Where(kv => kv.Key.StartsWith("include/", StringComparison.Ordinal))
+            .ToDictionary(kv => kv.Key["include/".Length..], kv => kv.Value, StringComparer.Ordinal);
 }

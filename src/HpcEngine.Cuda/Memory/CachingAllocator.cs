@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 namespace HpcEngine.Cuda.Memory;
 
 /// <summary>Where device memory comes from (the driver, or a fake in tests).</summary>
@@ -18,25 +18,30 @@ public interface IDeviceMemory
 /// <summary>A block handed out by the <see cref="CachingAllocator"/>.</summary>
 public sealed class DeviceBlock
 {
-    internal DeviceBlock(ulong pointer, long size, long requested, IntPtr stream) => (Pointer, Size, Requested, Stream) = (pointer, size, requested, stream);
+    internal DeviceBlock(ulong pointer, long size, long requested, IntPtr stream) =>
+        (Pointer, Size, Requested, Stream) = (pointer, size, requested, stream);
 
     public ulong Pointer { get; }
+
     /// <summary>The size class: what the device allocation holds.</summary>
     public long Size { get; }
+
     /// <summary>What the caller asked for.</summary>
     public long Requested { get; internal set; }
+
     /// <summary>The stream the block was allocated on: work on it is ordered with the block's reuse.</summary>
     public IntPtr Stream { get; }
     internal HashSet<IntPtr> UsedOn { get; } = new();
     internal bool Free { get; set; }
+
     /// <summary>The private pool the block belongs to (a CUDA graph's), or null for the shared cache.</summary>
     internal MemoryPool? Pool { get; set; }
 }
 
 /// <summary>A private set of cached blocks, as a captured CUDA graph needs: every block allocated while the pool is
 /// active (<see cref="CachingAllocator.BeginPool"/>) belongs to it, returns to it when freed, and is handed out again
-/// only to allocations made while the same pool is active — so memory a graph's kernels write on replay is never
-/// given to anything else. <see cref="CachingAllocator.ReleasePool"/> gives the blocks back to the shared cache.</summary>
+/// only to allocations made while the same pool is active — so memory a graph's kernels write on replay is never given
+/// to anything else. <see cref="CachingAllocator.ReleasePool"/> gives the blocks back to the shared cache.</summary>
 public sealed class MemoryPool
 {
     internal Dictionary<long, Stack<DeviceBlock>> Free { get; } = new();
@@ -47,7 +52,14 @@ public sealed class MemoryPool
 }
 
 /// <summary>Memory statistics of a <see cref="CachingAllocator"/>.</summary>
-public readonly record struct AllocatorStats(long AllocatedBytes, long ReservedBytes, long PeakAllocatedBytes, long DeviceAllocations, long DeviceFrees, long CacheHits);
+public readonly record struct AllocatorStats(
+    long AllocatedBytes,
+    long ReservedBytes,
+    long PeakAllocatedBytes,
+    long DeviceAllocations,
+    long DeviceFrees,
+    long CacheHits
+);
 
 /// <summary>A caching device-memory allocator in the manner of PyTorch's CUDA caching allocator, so that a steady
 /// training loop makes no cuMemAlloc/cuMemFree calls (each costs a device synchronisation and tens of microseconds):
@@ -63,56 +75,77 @@ public readonly record struct AllocatorStats(long AllocatedBytes, long ReservedB
 /// Thread-safe.</summary>
 public sealed class CachingAllocator : IDisposable
 {
-    private const long SmallLimit = 1L << 20, SmallRound = 512, LargeRound = 2L << 20;
+    private const long SmallLimit = 1L << 20,
+        SmallRound = 512,
+        LargeRound = 2L << 20;
     private readonly IDeviceMemory _device;
     private readonly Lock _lock = new();
     private readonly Dictionary<(IntPtr Stream, long Size), Stack<DeviceBlock>> _free = new();
     private readonly List<(DeviceBlock Block, List<Func<bool>> Events)> _pending = new();
     private readonly HashSet<DeviceBlock> _all = new();
     private MemoryPool? _activePool;
-    private long _allocated, _reserved, _peak, _deviceAllocs, _deviceFrees, _hits;
+    private long _allocated,
+        _reserved,
+        _peak,
+        _deviceAllocs,
+        _deviceFrees,
+        _hits;
 
-    public CachingAllocator(IDeviceMemory device) => _device = device ?? throw new ArgumentNullException(nameof(device));
+    public CachingAllocator(IDeviceMemory device) =>
+        _device = device ?? throw new ArgumentNullException(nameof(device));
 
     /// <summary>The size class of a request.</summary>
     public static long SizeClass(long bytes)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
         long b = Math.Max(bytes, 1);
-        return b < SmallLimit ? (b + SmallRound - 1) / SmallRound * SmallRound : (b + LargeRound - 1) / LargeRound * LargeRound;
+        return b < SmallLimit
+            ? (b + SmallRound - 1) / SmallRound * SmallRound
+            : (b + LargeRound - 1) / LargeRound * LargeRound;
     }
 
     public AllocatorStats Stats
     {
-        get { lock (_lock) return new AllocatorStats(_allocated, _reserved, _peak, _deviceAllocs, _deviceFrees, _hits); }
+        get
+        {
+            lock (_lock)
+                return new AllocatorStats(_allocated, _reserved, _peak, _deviceAllocs, _deviceFrees, _hits);
+        }
     }
 
     /// <summary>Routes every allocation to <paramref name="pool"/> until <see cref="EndPool"/> (one pool at a time: a
-    /// graph capture). While a pool is active nothing is returned to the device (cuMemFree would break a capture).</summary>
+    /// graph capture). While a pool is active nothing is returned to the device (cuMemFree would break a
+    /// capture).</summary>
     public void BeginPool(MemoryPool pool)
     {
         ArgumentNullException.ThrowIfNull(pool);
         lock (_lock)
         {
-            if (_activePool != null) throw new InvalidOperationException("a memory pool is already active (one graph capture at a time)");
-            if (pool.Released) throw new InvalidOperationException("the memory pool was released");
+            if (_activePool != null)
+                throw new InvalidOperationException("a memory pool is already active (one graph capture at a time)");
+            if (pool.Released)
+                throw new InvalidOperationException("the memory pool was released");
             _activePool = pool;
         }
     }
 
     public void EndPool()
     {
-        lock (_lock) _activePool = null;
+        lock (_lock)
+            _activePool = null;
     }
 
-    /// <summary>Hands the pool's cached blocks to the shared cache; its blocks still in use go there when freed.</summary>
+    /// <summary>Hands the pool's cached blocks to the shared cache; its blocks still in use go there when
+    /// freed.</summary>
     public void ReleasePool(MemoryPool pool)
     {
         ArgumentNullException.ThrowIfNull(pool);
         lock (_lock)
         {
-            if (pool.Released) return;
-            if (_activePool == pool) _activePool = null;
+            if (pool.Released)
+                return;
+            if (_activePool == pool)
+                _activePool = null;
             pool.Released = true;
             foreach (var stack in pool.Free.Values)
                 while (stack.Count > 0)
@@ -132,7 +165,8 @@ public sealed class CachingAllocator : IDisposable
         lock (_lock)
         {
             CollectCompleted();
-            if (_activePool is { } pool) return AllocateInPool(pool, bytes, size, stream);
+            if (_activePool is { } pool)
+                return AllocateInPool(pool, bytes, size, stream);
             if (_free.TryGetValue((stream, size), out var stack) && stack.Count > 0)
             {
                 var reused = stack.Pop();
@@ -144,7 +178,10 @@ public sealed class CachingAllocator : IDisposable
                 return reused;
             }
             ulong p;
-            try { p = _device.Allocate(size); }
+            try
+            {
+                p = _device.Allocate(size);
+            }
             catch (Exception e) when (e is Interop.CudaException or OutOfMemoryException)
             {
                 // Out of memory: give the cache back to the device and try once more.
@@ -193,7 +230,9 @@ public sealed class CachingAllocator : IDisposable
     public void RecordStream(DeviceBlock block, IntPtr stream)
     {
         ArgumentNullException.ThrowIfNull(block);
-        lock (_lock) if (stream != block.Stream) block.UsedOn.Add(stream);
+        lock (_lock)
+            if (stream != block.Stream)
+                block.UsedOn.Add(stream);
     }
 
     /// <summary>Returns a block to the cache (stream-ordered; see the class remarks).</summary>
@@ -202,25 +241,32 @@ public sealed class CachingAllocator : IDisposable
         ArgumentNullException.ThrowIfNull(block);
         lock (_lock)
         {
-            if (block.Free || !_all.Contains(block)) throw new InvalidOperationException($"block 0x{block.Pointer:x} is not allocated from this allocator (double free?)");
+            if (block.Free || !_all.Contains(block))
+                throw new InvalidOperationException(
+                    $"block 0x{block.Pointer:x} is not allocated from this allocator (double free?)"
+                );
             block.Free = true;
             _allocated -= block.Size;
             if (block.Pool is { Released: false } pool)
             {
                 // A graph's block: back to its pool only (replays write into it; stream order holds on one stream).
-                if (!pool.Free.TryGetValue(block.Size, out var stack)) pool.Free[block.Size] = stack = new Stack<DeviceBlock>();
+                if (!pool.Free.TryGetValue(block.Size, out var stack))
+                    pool.Free[block.Size] = stack = new Stack<DeviceBlock>();
                 stack.Push(block);
                 return;
             }
             block.Pool = null;
-            if (block.UsedOn.Count == 0) Cache(block);
-            else _pending.Add((block, block.UsedOn.Select(_device.RecordEvent).ToList()));
+            if (block.UsedOn.Count == 0)
+                Cache(block);
+            else
+                _pending.Add((block, block.UsedOn.Select(_device.RecordEvent).ToList()));
         }
     }
 
     private void Cache(DeviceBlock block)
     {
-        if (!_free.TryGetValue((block.Stream, block.Size), out var stack)) _free[(block.Stream, block.Size)] = stack = new Stack<DeviceBlock>();
+        if (!_free.TryGetValue((block.Stream, block.Size), out var stack))
+            _free[(block.Stream, block.Size)] = stack = new Stack<DeviceBlock>();
         stack.Push(block);
     }
 
@@ -254,7 +300,8 @@ public sealed class CachingAllocator : IDisposable
     {
         lock (_lock)
         {
-            if (_activePool != null) throw new InvalidOperationException("the cache cannot be emptied during a graph capture");
+            if (_activePool != null)
+                throw new InvalidOperationException("the cache cannot be emptied during a graph capture");
             CollectCompleted();
             ReleaseCached();
         }
@@ -265,7 +312,8 @@ public sealed class CachingAllocator : IDisposable
     {
         lock (_lock)
         {
-            foreach (var b in _all) _device.Free(b.Pointer);
+            foreach (var b in _all)
+                _device.Free(b.Pointer);
             _deviceFrees += _all.Count;
             _all.Clear();
             _free.Clear();

@@ -2,7 +2,8 @@ using HpcEngine.Cuda.Interop;
 
 namespace HpcEngine.Cuda.Memory;
 
-/// <summary>Device memory and events from the CUDA driver, for the <see cref="CachingAllocator"/> of a context.</summary>
+/// <summary>Device memory and events from the CUDA driver, for the <see cref="CachingAllocator"/> of a
+/// context.</summary>
 internal sealed class DriverMemory(CudaContext context) : IDeviceMemory
 {
     public ulong Allocate(long bytes)
@@ -22,14 +23,19 @@ internal sealed class DriverMemory(CudaContext context) : IDeviceMemory
     {
         context.MakeCurrent();
         // A poll that is dropped before it saw the event complete leaves the event to the handle's finalizer.
-        var evt = EventHandle.Create(context.ContextHandle, 2 /* disable timing */);
+        var evt = EventHandle.Create(
+            context.ContextHandle,
+            2 /* disable timing */
+        );
         Driver.Check(Driver.cuEventRecord(evt.DangerousGetHandle(), stream));
         bool done = false;
         return () =>
         {
-            if (done) return true;
+            if (done)
+                return true;
             int status = Driver.cuEventQuery(evt.DangerousGetHandle());
-            if (status == Driver.ErrorNotReady) return false;
+            if (status == Driver.ErrorNotReady)
+                return false;
             Driver.Check(status);
             evt.Dispose();
             return done = true;

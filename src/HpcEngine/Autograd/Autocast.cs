@@ -7,7 +7,8 @@ namespace HpcEngine.Autograd;
 /// (tensor cores); on the CPU they are rounded in place of that, so both devices compute the same products.</summary>
 public static class Autocast
 {
-    [ThreadStatic] private static bool _bf16;
+    [ThreadStatic]
+    private static bool _bf16;
 
     /// <summary>True inside an <see cref="Bf16"/> scope.</summary>
     public static bool IsBf16 => _bf16;
@@ -15,7 +16,8 @@ public static class Autocast
     /// <summary>Turns bf16 GEMM operands on until the returned handle is disposed.</summary>
     public static IDisposable Bf16() => new Restore(true);
 
-    /// <summary>Turns them off (full fp32) until the handle is disposed, e.g. for a numerically sensitive product.</summary>
+    /// <summary>Turns them off (full fp32) until the handle is disposed, e.g. for a numerically sensitive
+    /// product.</summary>
     public static IDisposable Off() => new Restore(false);
 
     private sealed class Restore : IDisposable
@@ -31,7 +33,8 @@ public static class Autocast
 
         public void Dispose()
         {
-            if (_done) return;
+            if (_done)
+                return;
             _done = true;
             _bf16 = _previous;
         }

@@ -4,7 +4,8 @@ namespace HpcEngine.Autograd;
 /// <c>using (GradMode.NoGrad()) { ... }</c>.</summary>
 public static class GradMode
 {
-    [ThreadStatic] private static bool _disabled;
+    [ThreadStatic]
+    private static bool _disabled;
 
     /// <summary>True when ops record the autograd graph (the default).</summary>
     public static bool IsEnabled => !_disabled;
@@ -28,7 +29,8 @@ public static class GradMode
 
         public void Dispose()
         {
-            if (_done) return;
+            if (_done)
+                return;
             _done = true;
             _disabled = _previousDisabled;
         }

@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 namespace HpcEngine.Autograd;
 
 /// <summary>A step of the recorded graph: given the gradient of its output, returns the gradients of its inputs.
@@ -25,7 +25,8 @@ public abstract class Node
         Next = next;
     }
 
-    /// <summary>Computes input gradients from the output gradient. Entries may be null where an input needs none.</summary>
+    /// <summary>Computes input gradients from the output gradient. Entries may be null where an input needs
+    /// none.</summary>
     internal abstract Tensor?[] Apply(Tensor gradOutput);
 
     /// <summary>Frees what the node saved for backward.</summary>
@@ -41,7 +42,8 @@ internal sealed class FunctionNode : Node
     private readonly Func<Tensor, Tensor?[]> _backward;
     private readonly SavedTensor[] _saved;
 
-    public FunctionNode(string name, Node?[] next, Func<Tensor, Tensor?[]> backward, SavedTensor[] saved) : base(name, next)
+    public FunctionNode(string name, Node?[] next, Func<Tensor, Tensor?[]> backward, SavedTensor[] saved)
+        : base(name, next)
     {
         _backward = backward;
         _saved = saved;
@@ -51,15 +53,19 @@ internal sealed class FunctionNode : Node
     {
         if (Released)
             throw new InvalidOperationException(
-                $"backward through '{Name}' a second time: its saved tensors were freed after the first backward; pass retainGraph: true to the first Backward()");
-        foreach (var s in _saved) s.CheckVersion(Name);
+                $"backward through '{Name}' a second time: its saved tensors were freed after the first backward; pass "
+                    + $"retainGraph: true to the first Backward()"
+            );
+        foreach (var s in _saved)
+            s.CheckVersion(Name);
         return _backward(gradOutput);
     }
 
     internal override void Release()
     {
         base.Release();
-        foreach (var s in _saved) s.Dispose();
+        foreach (var s in _saved)
+            s.Dispose();
     }
 }
 
@@ -69,14 +75,16 @@ internal sealed class AccumulateGrad : Node
 {
     private readonly WeakReference<Tensor> _leaf;
 
-    public AccumulateGrad(Tensor leaf) : base("accumulate_grad", [])
+    public AccumulateGrad(Tensor leaf)
+        : base("accumulate_grad", [])
     {
         _leaf = new WeakReference<Tensor>(leaf);
     }
 
     internal override Tensor?[] Apply(Tensor grad)
     {
-        if (!_leaf.TryGetTarget(out var leaf) || leaf.IsDisposed) return [];
+        if (!_leaf.TryGetTarget(out var leaf) || leaf.IsDisposed)
+            return [];
         using (GradMode.NoGrad())
         {
             if (leaf.Grad == null || leaf.Grad.IsDisposed)
@@ -123,7 +131,9 @@ internal sealed class SavedTensor : IDisposable
             throw new InvalidOperationException($"a tensor saved by '{op}' for backward was already freed");
         if (_alias.StorageVersion != _version)
             throw new InvalidOperationException(
-                $"a {_what} saved by '{op}' for backward was modified by an in-place operation (version {_version} -> {_alias.StorageVersion}); use the out-of-place op or Clone() first");
+                $"a {_what} saved by '{op}' for backward was modified by an in-place operation (version {_version} -> "
+                    + $"{_alias.StorageVersion}); use the out-of-place op or Clone() first"
+            );
     }
 
     public void Dispose() => _alias.Dispose();

@@ -10,7 +10,8 @@ public sealed partial class Tensor
     /// <summary>Computes gradients of this tensor with respect to every leaf that requires grad, summing them into
     /// each leaf's <see cref="Grad"/>. A non-scalar output needs <paramref name="gradient"/> (same shape). The graph is
     /// freed afterwards unless <paramref name="retainGraph"/>.</summary>
-    public void Backward(Tensor? gradient = null, bool retainGraph = false) => Engine.Backward(this, gradient, retainGraph);
+    public void Backward(Tensor? gradient = null, bool retainGraph = false) =>
+        Engine.Backward(this, gradient, retainGraph);
 
     /// <summary>Registers a hook called once per backward pass when this leaf's gradient is final (after it has been
     /// summed into <see cref="Grad"/>): data-parallel training launches communication from here while backward goes on.
@@ -18,15 +19,18 @@ public sealed partial class Tensor
     public IDisposable RegisterGradReadyHook(Action<Tensor> hook)
     {
         ArgumentNullException.ThrowIfNull(hook);
-        if (!IsLeaf) throw new InvalidOperationException("gradient-ready hooks are for leaf tensors (parameters)");
+        if (!IsLeaf)
+            throw new InvalidOperationException("gradient-ready hooks are for leaf tensors (parameters)");
         (_gradHooks ??= new()).Add(hook);
         return new HookHandle(this, hook);
     }
 
     internal void FireGradHooks()
     {
-        if (_gradHooks == null) return;
-        foreach (var h in _gradHooks.ToArray()) h(this);
+        if (_gradHooks == null)
+            return;
+        foreach (var h in _gradHooks.ToArray())
+            h(this);
     }
 
     private sealed class HookHandle(Tensor owner, Action<Tensor> hook) : IDisposable
@@ -73,14 +77,23 @@ internal static class Recorder
 
     public static bool Needs(ReadOnlySpan<Tensor> xs)
     {
-        if (!GradMode.IsEnabled) return false;
-        foreach (var x in xs) if (x.NeedsGrad) return true;
+        if (!GradMode.IsEnabled)
+            return false;
+        foreach (var x in xs)
+            if (x.NeedsGrad)
+                return true;
         return false;
     }
 
     /// <summary>Attaches a backward rule to <paramref name="output"/>. <paramref name="save"/> lists tensors the rule
     /// reads; the rule receives them, checked for in-place changes, in the same order.</summary>
-    public static Tensor Record(Tensor output, string op, Tensor[] inputs, Tensor[] save, Func<Tensor, Tensor[], Tensor?[]> backward)
+    public static Tensor Record(
+        Tensor output,
+        string op,
+        Tensor[] inputs,
+        Tensor[] save,
+        Func<Tensor, Tensor[], Tensor?[]> backward
+    )
     {
         var saved = save.Select(t => new SavedTensor(t)).ToArray();
         var next = inputs.Select(i => i.NeedsGrad ? i.GradEdge : null).ToArray();

@@ -8,10 +8,13 @@ namespace HpcEngine.Backends;
 /// the ordinary tensor API for all of it.</summary>
 public static unsafe class BackendTensors
 {
-    /// <summary>A new uninitialised (or <paramref name="zeroed"/>) contiguous tensor on <paramref name="device"/>.</summary>
-    public static Tensor Empty(ReadOnlySpan<int> shape, DType dtype, Device device, bool zeroed = false) => Tensor.Empty(shape, dtype, device, zeroed);
+    /// <summary>A new uninitialised (or <paramref name="zeroed"/>) contiguous tensor on <paramref
+    /// name="device"/>.</summary>
+    public static Tensor Empty(ReadOnlySpan<int> shape, DType dtype, Device device, bool zeroed = false) =>
+        Tensor.Empty(shape, dtype, device, zeroed);
 
-    /// <summary>The element offset of <paramref name="t"/>'s first element in its storage (PyTorch's storage_offset()).</summary>
+    /// <summary>The element offset of <paramref name="t"/>'s first element in its storage (PyTorch's
+    /// storage_offset()).</summary>
     public static int Offset(Tensor t)
     {
         ArgumentNullException.ThrowIfNull(t);
@@ -41,7 +44,8 @@ public static unsafe class BackendTensors
         return t.Alias();
     }
 
-    /// <summary>Throws <see cref="ObjectDisposedException"/> (naming the tensor) when <paramref name="t"/> was disposed.</summary>
+    /// <summary>Throws <see cref="ObjectDisposedException"/> (naming the tensor) when <paramref name="t"/> was
+    /// disposed.</summary>
     public static void ThrowIfDisposed(Tensor t)
     {
         ArgumentNullException.ThrowIfNull(t);
@@ -55,14 +59,16 @@ public static unsafe class BackendTensors
         return t.AsByteMemory();
     }
 
-    /// <summary><paramref name="t"/> as a contiguous tensor (itself, aliased, when it already is), no graph recorded.</summary>
+    /// <summary><paramref name="t"/> as a contiguous tensor (itself, aliased, when it already is), no graph
+    /// recorded.</summary>
     public static Tensor Contiguous(Tensor t) => Ops.ContiguousNoGrad(t);
 
     /// <summary><paramref name="t"/> converted to <paramref name="dtype"/> (a new tensor unless it already has it), no
     /// graph recorded.</summary>
     public static Tensor Cast(Tensor t, DType dtype) => Ops.ToDType(t, dtype, forceCopy: false);
 
-    /// <summary>Writes <paramref name="value"/> as one element of <paramref name="dtype"/> at <paramref name="destination"/>
-    /// (round to nearest even for the half types, as PyTorch).</summary>
-    public static void WriteScalar(byte* destination, DType dtype, double value) => CastKernels.Write(destination, dtype, 0, value);
+    /// <summary>Writes <paramref name="value"/> as one element of <paramref name="dtype"/> at <paramref
+    /// name="destination"/> (round to nearest even for the half types, as PyTorch).</summary>
+    public static void WriteScalar(byte* destination, DType dtype, double value) =>
+        CastKernels.Write(destination, dtype, 0, value);
 }

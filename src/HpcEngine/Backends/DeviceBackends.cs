@@ -23,25 +23,32 @@ public static class DeviceBackends
     public static void Register(DeviceType type, IBackend backend)
     {
         ArgumentNullException.ThrowIfNull(backend);
-        if (type == DeviceType.Cpu) throw new ArgumentException("the CPU backend is built in and cannot be replaced", nameof(type));
-        lock (Gate) Registered[type] = backend;
+        if (type == DeviceType.Cpu)
+            throw new ArgumentException("the CPU backend is built in and cannot be replaced", nameof(type));
+        lock (Gate)
+            Registered[type] = backend;
     }
 
     /// <summary>Removes the backend of <paramref name="type"/>; tensors already there fail on their next op.</summary>
     public static void Unregister(DeviceType type)
     {
-        lock (Gate) Registered.Remove(type);
+        lock (Gate)
+            Registered.Remove(type);
     }
 
     /// <summary>The backend that serves <paramref name="device"/>.</summary>
     /// <exception cref="DeviceMismatchException">No backend is registered for the device's type.</exception>
     public static IBackend For(Device device)
     {
-        if (device.Type == DeviceType.Cpu) return CpuBackend.Instance;
+        if (device.Type == DeviceType.Cpu)
+            return CpuBackend.Instance;
         lock (Gate)
-            if (Registered.TryGetValue(device.Type, out var b)) return b;
-        throw new DeviceMismatchException(device.Type == DeviceType.Cuda
-            ? $"no backend is registered for {device}: reference HpcEngine.Cuda and call CudaBackend.Register() first"
-            : $"no backend is registered for {device}: call DeviceBackends.Register(DeviceType.{device.Type}, backend) first");
+            if (Registered.TryGetValue(device.Type, out var b))
+                return b;
+        throw new DeviceMismatchException(
+            device.Type == DeviceType.Cuda
+                ? $"no backend is registered for {device}: reference HpcEngine.Cuda and call CudaBackend.Register() first"
+                : $"no backend is registered for {device}: call DeviceBackends.Register(DeviceType.{device.Type}, backend) first"
+        );
     }
 }

@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine.Backends;
@@ -60,7 +60,15 @@ public interface IBackend
     /// dlogits = (softmax − smoothed one-hot) / counted; rows whose target is ignoreIndex get 0 loss and 0 gradient.
     /// With <paramref name="counted"/> (0-dim float32, for the mean) the backend first writes max(1, rows not ignored)
     /// into it, on the device (nothing read back), and divides by it; without, by 1.</summary>
-    void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor dlogits, long ignoreIndex, double smoothing, Tensor? counted);
+    void CrossEntropy(
+        Tensor logits,
+        Tensor targets,
+        Tensor rowLoss,
+        Tensor dlogits,
+        long ignoreIndex,
+        double smoothing,
+        Tensor? counted
+    );
 
     /// <summary>True while work on this backend's stream is being recorded into a graph (not run): nothing may be
     /// read back to the host, so ops skip their host-side checks.</summary>
@@ -74,7 +82,8 @@ public interface IBackend
     /// cols [cg·KH·KW, N·OH·OW], image b in columns b·L.. (the CPU backend's layout: one GEMM per group).</summary>
     void Im2Col(Tensor x, int group, int cg, Conv2dGeometry geo, Tensor cols);
 
-    /// <summary>Folds cols back into those channels of dx [N, C, H, W] (zeroed by the caller), summing overlaps.</summary>
+    /// <summary>Folds cols back into those channels of dx [N, C, H, W] (zeroed by the caller), summing
+    /// overlaps.</summary>
     void Col2Im(Tensor cols, int group, int cg, Conv2dGeometry geo, Tensor dx);
 
     /// <summary>Max pooling of planes × [H, W] (contiguous) into y; returns the argmax indices (in a dtype of the
@@ -97,7 +106,8 @@ public interface IBackend
     /// <summary>Bool r := a op b, where a and b (one dtype) are already expanded to r's shape.</summary>
     void Compare(CompareOp op, Tensor a, Tensor b, Tensor r);
 
-    /// <summary>r := condition ? a : b, all three expanded to r's shape (condition bool, a and b of r's dtype).</summary>
+    /// <summary>r := condition ? a : b, all three expanded to r's shape (condition bool, a and b of r's
+    /// dtype).</summary>
     void Where(Tensor condition, Tensor a, Tensor b, Tensor r);
 
     /// <summary>Contiguous r (the index's shape) := x picked along <paramref name="dim"/> at int64 index (any strides;
@@ -112,18 +122,65 @@ public interface IBackend
     /// graph capture needs to replay the draw with fresh numbers.</summary>
     void Bernoulli(Tensor r, Generator generator, ulong seed, ulong start, double p, double value);
 
-    /// <summary>Layer norm of contiguous x [rows, n] over n: y, and per row mean and 1/std (w and b optional).</summary>
-    void LayerNorm(Tensor x, Tensor? weight, Tensor? bias, Tensor y, Tensor mean, Tensor rstd, int rows, int n, double eps);
+    /// <summary>Layer norm of contiguous x [rows, n] over n: y, and per row mean and 1/std (w and b
+    /// optional).</summary>
+    void LayerNorm(
+        Tensor x,
+        Tensor? weight,
+        Tensor? bias,
+        Tensor y,
+        Tensor mean,
+        Tensor rstd,
+        int rows,
+        int n,
+        double eps
+    );
 
     /// <summary>dx, and dweight/dbias when given, from the saved mean and 1/std.</summary>
-    void LayerNormBackward(Tensor x, Tensor? weight, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor? dweight, Tensor? dbias, int rows, int n);
+    void LayerNormBackward(
+        Tensor x,
+        Tensor? weight,
+        Tensor mean,
+        Tensor rstd,
+        Tensor dy,
+        Tensor dx,
+        Tensor? dweight,
+        Tensor? dbias,
+        int rows,
+        int n
+    );
 
     /// <summary>Batch norm of contiguous x viewed as [n, c, l]: with <paramref name="batchStats"/> mean and rstd :=
     /// each channel's batch mean and 1/√(biased var + eps), else they are read; y := (x − mean)·rstd·w + b.</summary>
-    void BatchNorm(Tensor x, Tensor y, int n, int c, int l, Tensor? weight, Tensor? bias, Tensor mean, Tensor rstd, bool batchStats, double eps);
+    void BatchNorm(
+        Tensor x,
+        Tensor y,
+        int n,
+        int c,
+        int l,
+        Tensor? weight,
+        Tensor? bias,
+        Tensor mean,
+        Tensor rstd,
+        bool batchStats,
+        double eps
+    );
 
     /// <summary>The batch norm backward: dx, dweight and dbias where given (see the CPU's BatchNormKernels).</summary>
-    void BatchNormBackward(Tensor x, Tensor g, Tensor? dx, Tensor? dweight, Tensor? dbias, int n, int c, int l, Tensor? weight, Tensor mean, Tensor rstd, bool batchStats);
+    void BatchNormBackward(
+        Tensor x,
+        Tensor g,
+        Tensor? dx,
+        Tensor? dweight,
+        Tensor? dbias,
+        int n,
+        int c,
+        int l,
+        Tensor? weight,
+        Tensor mean,
+        Tensor rstd,
+        bool batchStats
+    );
 
     /// <summary>Average pooling of planes × [H, W] (contiguous) into y (the CPU's divisor rules).</summary>
     void AvgPool(Tensor x, Tensor y, int planes, Conv2dGeometry geo, bool countIncludePad);
@@ -141,10 +198,31 @@ public interface IBackend
 
     /// <summary>One SGD step in place (PyTorch's order; <paramref name="buffer"/> null without momentum). The learning
     /// rate is a 0-dim float32 tensor on the device (the optimizer's), read by the kernel.</summary>
-    void SgdStep(Tensor p, Tensor g, Tensor? buffer, Tensor lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first);
+    void SgdStep(
+        Tensor p,
+        Tensor g,
+        Tensor? buffer,
+        Tensor lr,
+        double momentum,
+        double dampening,
+        double weightDecay,
+        bool nesterov,
+        bool first
+    );
 
     /// <summary>One Adam/AdamW step in place: the 0-dim float32 <paramref name="step"/> (on the device) is advanced
     /// to t and the bias corrections 1 − β^t computed there (in double, as the CPU), so nothing is read back.</summary>
-    void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, Tensor step, Tensor lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled);
+    void AdamStep(
+        Tensor p,
+        Tensor g,
+        Tensor m,
+        Tensor v,
+        Tensor step,
+        Tensor lr,
+        double beta1,
+        double beta2,
+        double eps,
+        double weightDecay,
+        bool decoupled
+    );
 }
-

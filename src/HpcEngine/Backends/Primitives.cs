@@ -7,16 +7,22 @@ public enum BinaryOp
 {
     /// <summary>x + y.</summary>
     Add,
+
     /// <summary>x − y.</summary>
     Sub,
+
     /// <summary>x · y.</summary>
     Mul,
+
     /// <summary>x / y (integers truncate).</summary>
     Div,
+
     /// <summary>The larger; NaN if either is NaN.</summary>
     Maximum,
+
     /// <summary>The smaller; NaN if either is NaN.</summary>
     Minimum,
+
     /// <summary>xʸ.</summary>
     Pow,
 }
@@ -27,36 +33,52 @@ public enum UnaryOp
 {
     /// <summary>−x.</summary>
     Neg,
+
     /// <summary>|x|.</summary>
     Abs,
+
     /// <summary>eˣ.</summary>
     Exp,
+
     /// <summary>ln x.</summary>
     Log,
+
     /// <summary>ln(1 + x).</summary>
     Log1p,
+
     /// <summary>√x.</summary>
     Sqrt,
+
     /// <summary>1/√x.</summary>
     Rsqrt,
+
     /// <summary>tanh x.</summary>
     Tanh,
+
     /// <summary>1/(1 + e⁻ˣ).</summary>
     Sigmoid,
+
     /// <summary>max(x, 0).</summary>
     Relu,
+
     /// <summary>x, or alpha · x below 0.</summary>
     LeakyRelu,
+
     /// <summary>x · Φ(x) (the exact, erf form).</summary>
     Gelu,
+
     /// <summary>GELU's tanh approximation.</summary>
     GeluTanh,
+
     /// <summary>x · sigmoid(x).</summary>
     Silu,
+
     /// <summary>x to the power alpha.</summary>
     PowScalar,
+
     /// <summary>−1, 0 or 1.</summary>
     Sign,
+
     /// <summary>1/x.</summary>
     Reciprocal,
 }
@@ -66,29 +88,50 @@ public enum CompareOp
 {
     /// <summary>x == y.</summary>
     Eq,
+
     /// <summary>x != y.</summary>
     Ne,
+
     /// <summary>x &lt; y.</summary>
     Lt,
+
     /// <summary>x ≤ y.</summary>
     Le,
+
     /// <summary>x &gt; y.</summary>
     Gt,
+
     /// <summary>x ≥ y.</summary>
     Ge,
+
     /// <summary>Both nonzero.</summary>
     And,
+
     /// <summary>Either nonzero.</summary>
     Or,
+
     /// <summary>Exactly one nonzero.</summary>
     Xor,
 }
 
 /// <summary>Geometry of a 2-D convolution or pooling window.</summary>
-public readonly record struct Conv2dGeometry(int C, int H, int W, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW)
+public readonly record struct Conv2dGeometry(
+    int C,
+    int H,
+    int W,
+    int KH,
+    int KW,
+    int SH,
+    int SW,
+    int PH,
+    int PW,
+    int DH,
+    int DW
+)
 {
     /// <summary>Output height: (H + 2·PH − DH·(KH − 1) − 1) / SH + 1.</summary>
     public int OH => (H + 2 * PH - DH * (KH - 1) - 1) / SH + 1;
+
     /// <summary>Output width: (W + 2·PW − DW·(KW − 1) − 1) / SW + 1.</summary>
     public int OW => (W + 2 * PW - DW * (KW - 1) - 1) / SW + 1;
 }
@@ -98,6 +141,7 @@ public enum MessageFormat
 {
     /// <summary>[scale float32][one sign bit per element].</summary>
     Sign,
+
     /// <summary>[scale float32][one int8 per element, stochastically rounded].</summary>
     Int8,
 }

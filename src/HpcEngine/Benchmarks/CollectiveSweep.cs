@@ -9,16 +9,22 @@ public enum CollectiveOp
 {
     /// <summary>Sum over ranks, result on every rank.</summary>
     AllReduce,
+
     /// <summary>Rank 0's tensor to every rank.</summary>
     Broadcast,
+
     /// <summary>Sum over ranks, result on rank 0.</summary>
     Reduce,
+
     /// <summary>Every rank's block, concatenated on every rank.</summary>
     AllGather,
+
     /// <summary>Sum over ranks, each rank keeping its block.</summary>
     ReduceScatter,
+
     /// <summary>Block s of rank r to rank s.</summary>
     AllToAll,
+
     /// <summary>nccl-tests' ring exchange: to the next rank, from the previous.</summary>
     SendRecv,
 }
@@ -26,27 +32,44 @@ public enum CollectiveOp
 /// <summary>What a collective sweep measures: sizes from <see cref="MinBytes"/> to <see cref="MaxBytes"/> by
 /// <see cref="Factor"/>, <see cref="Iters"/> timed operations after <see cref="Warmup"/>; with <see cref="Check"/>
 /// the result is compared against the closed form first.</summary>
-public sealed record CollectiveSweepOptions(CollectiveOp Op, long MinBytes = 1024, long MaxBytes = 64L << 20, int Factor = 2, int Warmup = 3,
-    int Iters = 20, bool Check = false)
+public sealed record CollectiveSweepOptions(
+    CollectiveOp Op,
+    long MinBytes = 1024,
+    long MaxBytes = 64L << 20,
+    int Factor = 2,
+    int Warmup = 3,
+    int Iters = 20,
+    bool Check = false
+)
 {
     /// <summary>Parses an op's name as the CLI spells it: allreduce, broadcast, reduce, allgather, reducescatter,
     /// alltoall or sendrecv.</summary>
-    public static CollectiveOp ParseOp(string text) => text switch
-    {
-        "allreduce" => CollectiveOp.AllReduce,
-        "broadcast" => CollectiveOp.Broadcast,
-        "reduce" => CollectiveOp.Reduce,
-        "allgather" => CollectiveOp.AllGather,
-        "reducescatter" => CollectiveOp.ReduceScatter,
-        "alltoall" => CollectiveOp.AllToAll,
-        "sendrecv" => CollectiveOp.SendRecv,
-        _ => throw new ArgumentException($"op must be allreduce, broadcast, reduce, allgather, reducescatter, alltoall or sendrecv, got '{text}'"),
-    };
+    public static CollectiveOp ParseOp(string text) =>
+        text switch
+        {
+            "allreduce" => CollectiveOp.AllReduce,
+            "broadcast" => CollectiveOp.Broadcast,
+            "reduce" => CollectiveOp.Reduce,
+            "allgather" => CollectiveOp.AllGather,
+            "reducescatter" => CollectiveOp.ReduceScatter,
+            "alltoall" => CollectiveOp.AllToAll,
+            "sendrecv" => CollectiveOp.SendRecv,
+            _ => throw new ArgumentException(
+                $"op must be allreduce, broadcast, reduce, allgather, reducescatter, alltoall or sendrecv, got '{text}'"
+            ),
+        };
 }
 
 /// <summary>One size of a sweep: the slowest rank's mean time per op, algbw = bytes / time, busbw = algbw × the op's
 /// factor, and the elements that differed from the closed form (0 without a check, summed over ranks).</summary>
-public sealed record CollectiveSweepPoint(long Bytes, int Count, double TimeMicroseconds, double AlgBandwidthGBps, double BusBandwidthGBps, long Wrong);
+public sealed record CollectiveSweepPoint(
+    long Bytes,
+    int Count,
+    double TimeMicroseconds,
+    double AlgBandwidthGBps,
+    double BusBandwidthGBps,
+    long Wrong
+);
 
 /// <summary>The nccl-tests sweep over any process group: every rank calls <see cref="Run"/> together. busbw's factor
 /// is nccl-tests' (allreduce 2(n−1)/n; allgather, reduce-scatter and all-to-all (n−1)/n; broadcast, reduce and
@@ -55,22 +78,31 @@ public sealed record CollectiveSweepPoint(long Bytes, int Count, double TimeMicr
 public static class CollectiveSweep
 {
     /// <summary>nccl-tests' bus-bandwidth factor of <paramref name="op"/> on <paramref name="ranks"/> ranks.</summary>
-    public static double BusFactor(CollectiveOp op, int ranks) => op switch
-    {
-        CollectiveOp.AllReduce => 2.0 * (ranks - 1) / ranks,
-        CollectiveOp.Broadcast or CollectiveOp.Reduce or CollectiveOp.SendRecv => 1,
-        _ => (double)(ranks - 1) / ranks,
-    };
+    public static double BusFactor(CollectiveOp op, int ranks) =>
+        op switch
+        {
+            CollectiveOp.AllReduce => 2.0 * (ranks - 1) / ranks,
+            CollectiveOp.Broadcast or CollectiveOp.Reduce or CollectiveOp.SendRecv => 1,
+            _ => (double)(ranks - 1) / ranks,
+        };
 
     /// <summary>Runs the sweep; every rank gets the same points (the slowest rank's time, every rank's wrong count).
     /// <paramref name="onPoint"/> hears of each size as it is measured.</summary>
-    public static IReadOnlyList<CollectiveSweepPoint> Run(IProcessGroup pg, CollectiveSweepOptions o, Action<CollectiveSweepPoint>? onPoint = null)
+    public static IReadOnlyList<CollectiveSweepPoint> Run(
+        IProcessGroup pg,
+        CollectiveSweepOptions o,
+        Action<CollectiveSweepPoint>? onPoint = null
+    )
     {
         ArgumentNullException.ThrowIfNull(pg);
         ArgumentNullException.ThrowIfNull(o);
         if (o.MinBytes <= 0 || o.MaxBytes < o.MinBytes || o.Factor < 2)
-            throw new SettingsException(nameof(o.MinBytes), "{MinBytes} must be positive, {MaxBytes} at least {MinBytes} and {Factor} at least 2");
-        if (o.Iters < 1 || o.Warmup < 0) throw new SettingsException(nameof(o.Iters), "{Iters} must be at least 1 and {Warmup} 0 or more");
+            throw new SettingsException(
+                nameof(o.MinBytes),
+                "{MinBytes} must be positive, {MaxBytes} at least {MinBytes} and {Factor} at least 2"
+            );
+        if (o.Iters < 1 || o.Warmup < 0)
+            throw new SettingsException(nameof(o.Iters), "{Iters} must be at least 1 and {Warmup} 0 or more");
         int n = pg.Size;
         bool blocks = o.Op is CollectiveOp.AllGather or CollectiveOp.ReduceScatter or CollectiveOp.AllToAll;
         double factor = BusFactor(o.Op, n);
@@ -78,25 +110,31 @@ public static class CollectiveSweep
         for (long bytes = o.MinBytes; bytes <= o.MaxBytes; bytes *= o.Factor)
         {
             int count = (int)Math.Max(1, bytes / 4);
-            if (blocks) count = Math.Max(1, count / n) * n; // divisible across ranks
+            if (blocks)
+                count = Math.Max(1, count / n) * n; // divisible across ranks
             long actual = (long)count * 4;
             long wrong = o.Check ? Check(pg, o.Op, count) : 0;
             using var x = Tensor.Zeros([count]);
-            using var part = Tensor.Zeros([o.Op is CollectiveOp.AllGather or CollectiveOp.ReduceScatter ? count / n : count]);
-            Work Op() => o.Op switch
-            {
-                CollectiveOp.AllReduce => pg.AllReduce(x),
-                CollectiveOp.Broadcast => pg.Broadcast(x),
-                CollectiveOp.Reduce => pg.Reduce(x),
-                CollectiveOp.AllGather => pg.AllGather(x, part),
-                CollectiveOp.AllToAll => pg.AllToAll(part, x),
-                CollectiveOp.SendRecv => SendRecv(pg, x, part),
-                _ => pg.ReduceScatter(part, x),
-            };
-            for (int i = 0; i < o.Warmup; i++) Op().Wait();
+            using var part = Tensor.Zeros([
+                o.Op is CollectiveOp.AllGather or CollectiveOp.ReduceScatter ? count / n : count,
+            ]);
+            Work Op() =>
+                o.Op switch
+                {
+                    CollectiveOp.AllReduce => pg.AllReduce(x),
+                    CollectiveOp.Broadcast => pg.Broadcast(x),
+                    CollectiveOp.Reduce => pg.Reduce(x),
+                    CollectiveOp.AllGather => pg.AllGather(x, part),
+                    CollectiveOp.AllToAll => pg.AllToAll(part, x),
+                    CollectiveOp.SendRecv => SendRecv(pg, x, part),
+                    _ => pg.ReduceScatter(part, x),
+                };
+            for (int i = 0; i < o.Warmup; i++)
+                Op().Wait();
             pg.Barrier().Wait();
             var sw = Stopwatch.StartNew();
-            for (int i = 0; i < o.Iters; i++) Op().Wait();
+            for (int i = 0; i < o.Iters; i++)
+                Op().Wait();
             double us = sw.Elapsed.TotalMilliseconds * 1000 / o.Iters;
             // The slowest rank's time and everyone's wrong count decide.
             using var stats = Tensor.FromArray([us, wrong]);
@@ -111,10 +149,12 @@ public static class CollectiveSweep
         return points;
     }
 
-    /// <summary>Sends <paramref name="x"/> to the next rank while receiving the previous rank's into <paramref name="into"/>.</summary>
+    /// <summary>Sends <paramref name="x"/> to the next rank while receiving the previous rank's into <paramref
+    /// name="into"/>.</summary>
     private static Work SendRecv(IProcessGroup pg, Tensor x, Tensor into)
     {
-        int n = pg.Size, r = pg.Rank;
+        int n = pg.Size,
+            r = pg.Rank;
         if (n == 1)
         {
             into.CopyFrom(x);
@@ -130,7 +170,8 @@ public static class CollectiveSweep
     /// from the closed form.</summary>
     private static long Check(IProcessGroup pg, CollectiveOp op, int count)
     {
-        int n = pg.Size, r = pg.Rank;
+        int n = pg.Size,
+            r = pg.Rank;
         float Value(int rank, int i) => (rank + 1) * (i % 7 + 1);
         long wrong = 0;
         switch (op)
@@ -140,16 +181,21 @@ public static class CollectiveSweep
                 using var x = Tensor.FromArray(Enumerable.Range(0, count).Select(i => Value(r, i)).ToArray());
                 pg.AllReduce(x).Wait();
                 var got = x.ToArray<float>();
-                for (int i = 0; i < count; i++) if (got[i] != n * (n + 1) / 2f * (i % 7 + 1)) wrong++;
+                for (int i = 0; i < count; i++)
+                    if (got[i] != n * (n + 1) / 2f * (i % 7 + 1))
+                        wrong++;
                 break;
             }
             case CollectiveOp.Reduce:
             {
                 using var x = Tensor.FromArray(Enumerable.Range(0, count).Select(i => Value(r, i)).ToArray());
                 pg.Reduce(x).Wait();
-                if (r != 0) break; // only the root's result is defined
+                if (r != 0)
+                    break; // only the root's result is defined
                 var got = x.ToArray<float>();
-                for (int i = 0; i < count; i++) if (got[i] != n * (n + 1) / 2f * (i % 7 + 1)) wrong++;
+                for (int i = 0; i < count; i++)
+                    if (got[i] != n * (n + 1) / 2f * (i % 7 + 1))
+                        wrong++;
                 break;
             }
             case CollectiveOp.AllToAll:
@@ -160,7 +206,9 @@ public static class CollectiveSweep
                 pg.AllToAll(got, x).Wait();
                 var g = got.ToArray<float>();
                 // Slice s of this rank's output is slice r of rank s's input.
-                for (int i = 0; i < count; i++) if (g[i] != Value(i / block, r * block + i % block)) wrong++;
+                for (int i = 0; i < count; i++)
+                    if (g[i] != Value(i / block, r * block + i % block))
+                        wrong++;
                 break;
             }
             case CollectiveOp.SendRecv:
@@ -169,7 +217,9 @@ public static class CollectiveSweep
                 using var got = Tensor.Zeros([count]);
                 SendRecv(pg, x, got).Wait();
                 var g = got.ToArray<float>();
-                for (int i = 0; i < count; i++) if (g[i] != Value((r + n - 1) % n, i)) wrong++;
+                for (int i = 0; i < count; i++)
+                    if (g[i] != Value((r + n - 1) % n, i))
+                        wrong++;
                 break;
             }
             case CollectiveOp.Broadcast:
@@ -177,7 +227,9 @@ public static class CollectiveSweep
                 using var x = Tensor.FromArray(Enumerable.Range(0, count).Select(i => Value(r, i)).ToArray());
                 pg.Broadcast(x).Wait();
                 var got = x.ToArray<float>();
-                for (int i = 0; i < count; i++) if (got[i] != Value(0, i)) wrong++;
+                for (int i = 0; i < count; i++)
+                    if (got[i] != Value(0, i))
+                        wrong++;
                 break;
             }
             case CollectiveOp.AllGather:
@@ -187,7 +239,9 @@ public static class CollectiveSweep
                 using var all = Tensor.Zeros([count]);
                 pg.AllGather(all, mine).Wait();
                 var got = all.ToArray<float>();
-                for (int i = 0; i < count; i++) if (got[i] != Value(i / block, i % block)) wrong++;
+                for (int i = 0; i < count; i++)
+                    if (got[i] != Value(i / block, i % block))
+                        wrong++;
                 break;
             }
             default:
@@ -197,7 +251,9 @@ public static class CollectiveSweep
                 using var part = Tensor.Zeros([block]);
                 pg.ReduceScatter(part, x).Wait();
                 var got = part.ToArray<float>();
-                for (int i = 0; i < block; i++) if (got[i] != n * (n + 1) / 2f * ((r * block + i) % 7 + 1)) wrong++;
+                for (int i = 0; i < block; i++)
+                    if (got[i] != n * (n + 1) / 2f * ((r * block + i) % 7 + 1))
+                        wrong++;
                 break;
             }
         }

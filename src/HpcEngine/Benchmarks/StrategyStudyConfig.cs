@@ -7,10 +7,27 @@ public sealed record StrategyRunPlan(string Strategy, string Codec, int Workers)
     public string Id => $"{Strategy}_{Codec}_w{Workers}".Replace(':', '-');
 }
 
-/// <summary>The settings of a strategy study (the matrix of strategy × codec × worker count that
-/// <see cref="StrategyStudy"/> runs), as results.json's "config" records them. Strategies and codecs are the texts
-/// users write (<see cref="Parallel.StrategySpec"/>, <see cref="Compression.CodecSpec"/>); <see cref="StrategyStudy.Validate"/>
-/// checks them all before the first run.</summary>
-public sealed record StrategyStudyConfig(string Model, int[] Workers, int Epochs, int BatchSize, string[] Strategies, string[] Codecs,
-    double TargetAccuracy, string? Bandwidth, string? Latency, string? Straggler, double PricePerHour, string? Data, ulong Seed, int EvalEvery,
-    DateTime Started, int Cores, string Os, string Currency = "USD");
+/// <summary>The settings of a strategy study (the matrix of strategy × codec × worker count that <see
+/// cref="StrategyStudy"/> runs), as results.json's "config" records them. Strategies and codecs are the texts users
+/// write (<see cref="Parallel.StrategySpec"/>, <see cref="Compression.CodecSpec"/>); <see
+/// cref="StrategyStudy.Validate"/> checks them all before the first run.</summary>
+public sealed record StrategyStudyConfig(
+    string Model,
+    int[] Workers,
+    int Epochs,
+    int BatchSize,
+    string[] Strategies,
+    string[] Codecs,
+    double TargetAccuracy,
+    string? Bandwidth,
+    string? Latency,
+    string? Straggler,
+    double PricePerHour,
+    string? Data,
+    ulong Seed,
+    int EvalEvery,
+    DateTime Started,
+    int Cores,
+    string Os,
+    string Currency = "USD"
+);

@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Globalization;
 
 namespace HpcEngine.Compression;
@@ -16,14 +16,17 @@ public sealed class DgcCodec : SparseCodec
 
     /// <param name="fraction">Share of each bucket sent per step.</param>
     /// <param name="momentum">The SGD momentum the codec applies (the optimizer's is then 0).</param>
-    public DgcCodec(double fraction, double momentum = 0.9) : base(fraction)
+    public DgcCodec(double fraction, double momentum = 0.9)
+        : base(fraction)
     {
-        if (momentum is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(momentum), $"dgc: momentum must be in [0, 1), got {momentum}");
+        if (momentum is < 0 or >= 1)
+            throw new ArgumentOutOfRangeException(nameof(momentum), $"dgc: momentum must be in [0, 1), got {momentum}");
         Momentum = momentum;
         _select = new TopKCodec(fraction);
     }
 
     public double Momentum { get; }
+
     /// <inheritdoc/>
     public override string Name => $"dgc:{Fraction.ToString(CultureInfo.InvariantCulture)}";
 
@@ -32,7 +35,8 @@ public sealed class DgcCodec : SparseCodec
     {
         int n = gradient.Length;
         var v = Residual(key, n);
-        if (!_velocity.TryGetValue(key, out var u) || u.Length != n) _velocity[key] = u = new float[n];
+        if (!_velocity.TryGetValue(key, out var u) || u.Length != n)
+            _velocity[key] = u = new float[n];
         float m = (float)Momentum;
         for (int i = 0; i < n; i++)
         {
@@ -58,7 +62,10 @@ public sealed class DgcCodec : SparseCodec
     public override Dictionary<string, Tensor> StateDict()
     {
         var d = base.StateDict();
-        foreach (var (k, u) in _velocity) d[$"velocity.{k.ToString(CultureInfo.InvariantCulture)}"] = Tensor.FromArray((float[])u.Clone()).DetachFromScope();
+        foreach (var (k, u) in _velocity)
+            d[$"velocity.{k.ToString(CultureInfo.InvariantCulture)}"] = Tensor
+                .FromArray((float[])u.Clone())
+                .DetachFromScope();
         return d;
     }
 
@@ -68,7 +75,11 @@ public sealed class DgcCodec : SparseCodec
     /// <inheritdoc/>
     protected override bool LoadExtraEntry(string key, Tensor value)
     {
-        if (!key.StartsWith("velocity.", StringComparison.Ordinal) || !int.TryParse(key["velocity.".Length..], CultureInfo.InvariantCulture, out int bucket)) return false;
+        if (
+            !key.StartsWith("velocity.", StringComparison.Ordinal)
+            || !int.TryParse(key["velocity.".Length..], CultureInfo.InvariantCulture, out int bucket)
+        )
+            return false;
         _velocity[bucket] = value.ToArray<float>();
         return true;
     }

@@ -37,16 +37,17 @@ public abstract class GradientCodec
     /// otherwise the caller hands it a host copy.</summary>
     public virtual bool TakesDeviceTensors => false;
 
-    /// <summary>Starts averaging <paramref name="flat"/> (float32, contiguous) across <paramref name="group"/>; when the
-    /// returned work completes, <paramref name="flat"/> holds the (decoded) average on every rank, bit-identical across
-    /// ranks. <paramref name="shapes"/> are the shapes of the tensors laid end to end in <paramref name="flat"/> (only
-    /// low-rank codecs use them); <paramref name="key"/> names the bucket whose residual is used.</summary>
+    /// <summary>Starts averaging <paramref name="flat"/> (float32, contiguous) across <paramref name="group"/>; when
+    /// the returned work completes, <paramref name="flat"/> holds the (decoded) average on every rank, bit-identical
+    /// across ranks. <paramref name="shapes"/> are the shapes of the tensors laid end to end in <paramref name="flat"/>
+    /// (only low-rank codecs use them); <paramref name="key"/> names the bucket whose residual is used.</summary>
     public abstract CodecExchange Exchange(Tensor flat, IReadOnlyList<int[]> shapes, IProcessGroup group, int key);
 
     /// <summary>The error-feedback residual of a bucket, created zeroed on first use.</summary>
     protected float[] Residual(int key, int n)
     {
-        if (!_residuals.TryGetValue(key, out var r) || r.Length != n) _residuals[key] = r = new float[n];
+        if (!_residuals.TryGetValue(key, out var r) || r.Length != n)
+            _residuals[key] = r = new float[n];
         return r;
     }
 
@@ -54,17 +55,22 @@ public abstract class GradientCodec
     /// restored from a checkpoint moves there on first use).</summary>
     protected Tensor DeviceResidual(int key, int n, Device device)
     {
-        if (_deviceResiduals.TryGetValue(key, out var t) && t.NumEl == n && t.Device == device) return t;
+        if (_deviceResiduals.TryGetValue(key, out var t) && t.NumEl == n && t.Device == device)
+            return t;
         t?.Dispose();
         if (_residuals.Remove(key, out var host) && host.Length == n)
-            using (var h = Tensor.FromArray(host)) t = Ops.MoveNoGrad(h, device).DetachFromScope();
-        else t = Tensor.Empty([n], DType.Float32, device, zeroed: true).DetachFromScope();
+            using (var h = Tensor.FromArray(host))
+                t = Ops.MoveNoGrad(h, device).DetachFromScope();
+        else
+            t = Tensor.Empty([n], DType.Float32, device, zeroed: true).DetachFromScope();
         return _deviceResiduals[key] = t;
     }
 
     /// <summary>Every residual as host values (device ones copied back).</summary>
     private IEnumerable<(int Key, float[] Values)> Residuals() =>
-        _residuals.Select(kv => (kv.Key, kv.Value)).Concat(_deviceResiduals.Select(kv => (kv.Key, kv.Value.ToArray<float>())));
+        _residuals
+            .Select(kv => (kv.Key, kv.Value))
+            .Concat(_deviceResiduals.Select(kv => (kv.Key, kv.Value.ToArray<float>())));
 
     /// <summary>L2 norm of the residual of a bucket (0 without error feedback).</summary>
     public double ResidualNorm(int key) =>
@@ -73,21 +79,30 @@ public abstract class GradientCodec
     /// <summary>L2 norm over every bucket's residual: what has been computed but not yet sent.</summary>
     public double TotalResidualNorm() => Math.Sqrt(Residuals().Sum(r => r.Values.Sum(v => (double)v * v)));
 
-    /// <summary>The codec's state as tensors ("residual.{key}", and whatever a subclass adds), for checkpoints.</summary>
+    /// <summary>The codec's state as tensors ("residual.{key}", and whatever a subclass adds), for
+    /// checkpoints.</summary>
     public virtual Dictionary<string, Tensor> StateDict() =>
-        Residuals().ToDictionary(r => $"residual.{r.Key.ToString(CultureInfo.InvariantCulture)}", r => Tensor.FromArray((float[])r.Values.Clone()).DetachFromScope());
+        Residuals()
+            .ToDictionary(
+                r => $"residual.{r.Key.ToString(CultureInfo.InvariantCulture)}",
+                r => Tensor.FromArray((float[])r.Values.Clone()).DetachFromScope()
+            );
 
     /// <summary>Restores <see cref="StateDict"/> output.</summary>
     public void LoadStateDict(IReadOnlyDictionary<string, Tensor> state)
     {
         ArgumentNullException.ThrowIfNull(state);
         _residuals.Clear();
-        foreach (var t in _deviceResiduals.Values) t.Dispose();
+        foreach (var t in _deviceResiduals.Values)
+            t.Dispose();
         _deviceResiduals.Clear();
         ClearExtraState();
         foreach (var (k, t) in state)
         {
-            if (k.StartsWith("residual.", StringComparison.Ordinal) && int.TryParse(k["residual.".Length..], CultureInfo.InvariantCulture, out int key))
+            if (
+                k.StartsWith("residual.", StringComparison.Ordinal)
+                && int.TryParse(k["residual.".Length..], CultureInfo.InvariantCulture, out int key)
+            )
                 _residuals[key] = t.ToArray<float>();
             else if (!LoadExtraEntry(k, t))
                 throw new InvalidOperationException($"codec {Name}: unexpected state entry '{k}'");
@@ -100,10 +115,10 @@ public abstract class GradientCodec
     /// <summary>Loads a subclass's state entry; false when the key is not one of its own.</summary>
     protected virtual bool LoadExtraEntry(string key, Tensor value) => false;
 
-    /// <summary>Builds a codec by name: none, fp16, bf16, topk:F (or topk:F:W with W warm-up steps), randomk:F, int8, sign, powersgd:R, dgc:F.</summary>
-    /// <param name="spec">The codec's name and parameter.</param>
-    /// <param name="seed">Seeds random-k's index draws, int8's stochastic rounding and PowerSGD's initial factors; give
-    /// every rank the same seed.</param>
+    /// <summary>Builds a codec by name: none, fp16, bf16, topk:F (or topk:F:W with W warm-up steps), randomk:F, int8,
+    /// sign, powersgd:R, dgc:F.</summary> <param name="spec">The codec's name and parameter.</param> <param
+    /// name="seed">Seeds random-k's index draws, int8's stochastic rounding and PowerSGD's initial factors; give every
+    /// rank the same seed.</param>
     public static GradientCodec Create(string spec, ulong seed = 0)
     {
         ArgumentNullException.ThrowIfNull(spec);

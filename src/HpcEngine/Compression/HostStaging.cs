@@ -15,7 +15,8 @@ public sealed class HostStaging(GradientCodec codec) : IDisposable
     {
         ArgumentNullException.ThrowIfNull(flat);
         _staged = flat.Device.Type != DeviceType.Cpu && !codec.TakesDeviceTensors;
-        if (!_staged) return flat;
+        if (!_staged)
+            return flat;
         if (_host == null || _host.NumEl != flat.NumEl)
         {
             _host?.Dispose();
@@ -29,7 +30,8 @@ public sealed class HostStaging(GradientCodec codec) : IDisposable
     public void CopyBack(Tensor flat)
     {
         ArgumentNullException.ThrowIfNull(flat);
-        if (_staged) Ops.CopyAcross(_host!, flat);
+        if (_staged)
+            Ops.CopyAcross(_host!, flat);
     }
 
     /// <inheritdoc/>

@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Distributed;
 
 namespace HpcEngine.Compression;
@@ -20,14 +20,17 @@ public abstract class MessageCodec : GradientCodec
     /// delayed: decode(encode(g)) + residual_new = g + residual_old, exactly.</summary>
     public virtual EncodedGradient Encode(ReadOnlySpan<float> gradient, int key = 0)
     {
-        if (!ErrorFeedback) return EncodeCore(gradient);
+        if (!ErrorFeedback)
+            return EncodeCore(gradient);
         var r = Residual(key, gradient.Length);
         var v = new float[gradient.Length];
-        for (int i = 0; i < v.Length; i++) v[i] = gradient[i] + r[i];
+        for (int i = 0; i < v.Length; i++)
+            v[i] = gradient[i] + r[i];
         var msg = EncodeCore(v);
         var sent = new float[v.Length];
         Decode(msg, sent);
-        for (int i = 0; i < v.Length; i++) r[i] = v[i] - sent[i];
+        for (int i = 0; i < v.Length; i++)
+            r[i] = v[i] - sent[i];
         return msg;
     }
 
@@ -43,7 +46,12 @@ public abstract class MessageCodec : GradientCodec
     /// <summary>The device halves of a dense message format: the kernels' format, the message body's size for n
     /// values (after the 4-byte scale), the scale of a device vector (0-dim), and the Philox stream of the next encode
     /// of n values (the same counters the host encode would use).</summary>
-    private protected sealed record DeviceHalves(Backends.MessageFormat Format, Func<int, int> BodyBytes, Func<Tensor, Tensor> Scale, Func<int, (ulong Seed, ulong Start)> Stream);
+    private protected sealed record DeviceHalves(
+        Backends.MessageFormat Format,
+        Func<int, int> BodyBytes,
+        Func<Tensor, Tensor> Scale,
+        Func<int, (ulong Seed, ulong Start)> Stream
+    );
 
     /// <inheritdoc/>
     public override bool TakesDeviceTensors => OnDevice != null;
@@ -54,7 +62,15 @@ public abstract class MessageCodec : GradientCodec
         ArgumentNullException.ThrowIfNull(flat);
         ArgumentNullException.ThrowIfNull(group);
         if (!flat.IsCpu)
-            return DeviceExchange(flat, group, key, OnDevice ?? throw new DeviceMismatchException($"codec {Name} compresses host memory: hand it a host copy of {flat.Device} tensors"));
+            return DeviceExchange(
+                flat,
+                group,
+                key,
+                OnDevice
+                    ?? throw new DeviceMismatchException(
+                        $"codec {Name} compresses host memory: hand it a host copy of {flat.Device} tensors"
+                    )
+            );
         // Encode now, on this thread (the residual belongs to this step), and start the allgather here: every rank
         // must issue its collectives in the same order. Only the decode runs later, as a continuation.
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -64,21 +80,24 @@ public abstract class MessageCodec : GradientCodec
         var mine = Tensor.FromBytes(message.Bytes, DType.UInt8, len).DetachFromScope();
         var all = Tensor.Zeros([group.Size * len], DType.UInt8).DetachFromScope();
         var gather = group.AllGather(all, mine);
-        var done = gather.Task.ContinueWith(t =>
-        {
-            try
+        var done = gather.Task.ContinueWith(
+            t =>
             {
-                t.GetAwaiter().GetResult();
-                long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
-                DecodeAverage(flat, all.ToBytes(), group.Size, message.Count, len);
-                CompressSeconds += System.Diagnostics.Stopwatch.GetElapsedTime(t1).TotalSeconds;
-            }
-            finally
-            {
-                mine.Dispose();
-                all.Dispose();
-            }
-        }, TaskScheduler.Default);
+                try
+                {
+                    t.GetAwaiter().GetResult();
+                    long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
+                    DecodeAverage(flat, all.ToBytes(), group.Size, message.Count, len);
+                    CompressSeconds += System.Diagnostics.Stopwatch.GetElapsedTime(t1).TotalSeconds;
+                }
+                finally
+                {
+                    mine.Dispose();
+                    all.Dispose();
+                }
+            },
+            TaskScheduler.Default
+        );
         return new CodecExchange(new Work(done), len);
     }
 
@@ -90,9 +109,11 @@ public abstract class MessageCodec : GradientCodec
         for (int r = 0; r < ranks; r++)
         {
             Decode(new EncodedGradient(bytes.AsSpan(r * len, len).ToArray(), count), part);
-            for (int i = 0; i < sum.Length; i++) sum[i] += part[i];
+            for (int i = 0; i < sum.Length; i++)
+                sum[i] += part[i];
         }
-        for (int i = 0; i < sum.Length; i++) sum[i] /= ranks;
+        for (int i = 0; i < sum.Length; i++)
+            sum[i] /= ranks;
         using var avg = Tensor.FromArray(sum);
         Ops.CopyInto(flat, avg);
     }
@@ -103,7 +124,8 @@ public abstract class MessageCodec : GradientCodec
     private CodecExchange DeviceExchange(Tensor flat, IProcessGroup group, int key, DeviceHalves halves)
     {
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-        int n = flat.NumEl, len = 4 + halves.BodyBytes(n);
+        int n = flat.NumEl,
+            len = 4 + halves.BodyBytes(n);
         var device = flat.Device;
         var backend = Backends.DeviceBackends.For(device);
         var mine = Tensor.Empty([len], DType.UInt8, device).DetachFromScope();
@@ -125,25 +147,28 @@ public abstract class MessageCodec : GradientCodec
         CompressSeconds += System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
         var all = Tensor.Empty([group.Size * len], DType.UInt8, device).DetachFromScope();
         var gather = group.AllGather(all, mine);
-        var done = gather.Task.ContinueWith(t =>
-        {
-            try
+        var done = gather.Task.ContinueWith(
+            t =>
             {
-                t.GetAwaiter().GetResult();
-                // Decode in rank order so every rank computes the same bits (as the host path).
-                using var sum = Tensor.Empty([n], DType.Float32, device, zeroed: true);
-                for (int r = 0; r < group.Size; r++)
-                    using (var message = all.Narrow(0, r * len, len))
-                        backend.DecodeAddMessage(halves.Format, message, sum);
-                using var avg = Ops.DivScalar(sum, group.Size);
-                Ops.CopyInto(flat, avg);
-            }
-            finally
-            {
-                mine.Dispose();
-                all.Dispose();
-            }
-        }, TaskScheduler.Default);
+                try
+                {
+                    t.GetAwaiter().GetResult();
+                    // Decode in rank order so every rank computes the same bits (as the host path).
+                    using var sum = Tensor.Empty([n], DType.Float32, device, zeroed: true);
+                    for (int r = 0; r < group.Size; r++)
+                        using (var message = all.Narrow(0, r * len, len))
+                            backend.DecodeAddMessage(halves.Format, message, sum);
+                    using var avg = Ops.DivScalar(sum, group.Size);
+                    Ops.CopyInto(flat, avg);
+                }
+                finally
+                {
+                    mine.Dispose();
+                    all.Dispose();
+                }
+            },
+            TaskScheduler.Default
+        );
         return new CodecExchange(new Work(done), len);
     }
 }

@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Globalization;
 using HpcEngine.Distributed;
 
@@ -34,6 +34,7 @@ public sealed class PowerSgdCodec : GradientCodec
 
     /// <inheritdoc/>
     public override string Name => $"powersgd:{Rank.ToString(CultureInfo.InvariantCulture)}";
+
     /// <inheritdoc/>
     public override bool ErrorFeedback => true;
 
@@ -50,12 +51,15 @@ public sealed class PowerSgdCodec : GradientCodec
         {
             var s = shapes[i];
             int n = 1;
-            foreach (int d in s) n *= d;
-            int rows = s.Length >= 2 ? s[0] : n, cols = s.Length >= 2 && rows > 0 ? n / rows : 1;
+            foreach (int d in s)
+                n *= d;
+            int rows = s.Length >= 2 ? s[0] : n,
+                cols = s.Length >= 2 && rows > 0 ? n / rows : 1;
             blocks[i] = new Block(at, rows, cols, s.Length >= 2 && (long)Rank * (rows + cols) < (long)rows * cols);
             at += n;
         }
-        if (at != total) throw new ArgumentException($"{Name}: the shapes cover {at} elements but the bucket has {total}");
+        if (at != total)
+            throw new ArgumentException($"{Name}: the shapes cover {at} elements but the bucket has {total}");
         return blocks;
     }
 
@@ -67,16 +71,25 @@ public sealed class PowerSgdCodec : GradientCodec
         ArgumentNullException.ThrowIfNull(group);
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         double waiting = 0;
-        int total = flat.NumEl, r = Rank;
+        int total = flat.NumEl,
+            r = Rank;
         var blocks = Layout(shapes, total);
         var m = flat.ToArray<float>();
         var e = Residual(key, total);
-        for (int i = 0; i < total; i++) m[i] += e[i];
+        for (int i = 0; i < total; i++)
+            m[i] += e[i];
 
-        int pLen = 0, qLen = 0, plain = 0;
+        int pLen = 0,
+            qLen = 0,
+            plain = 0;
         foreach (var b in blocks)
-            if (b.Compressed) { pLen += b.Rows * r; qLen += b.Cols * r; }
-            else plain += b.Rows * b.Cols;
+            if (b.Compressed)
+            {
+                pLen += b.Rows * r;
+                qLen += b.Cols * r;
+            }
+            else
+                plain += b.Rows * b.Cols;
         var q = WarmStart(key, qLen);
 
         // Round 1: P = M Q for every matrix, averaged.
@@ -84,8 +97,16 @@ public sealed class PowerSgdCodec : GradientCodec
         for (int bi = 0, po = 0, qo = 0; bi < blocks.Length; bi++)
         {
             var b = blocks[bi];
-            if (!b.Compressed) continue;
-            MatMul(m.AsSpan(b.Offset, b.Rows * b.Cols), b.Rows, b.Cols, q.AsSpan(qo, b.Cols * r), r, p.AsSpan(po, b.Rows * r));
+            if (!b.Compressed)
+                continue;
+            MatMul(
+                m.AsSpan(b.Offset, b.Rows * b.Cols),
+                b.Rows,
+                b.Cols,
+                q.AsSpan(qo, b.Cols * r),
+                r,
+                p.AsSpan(po, b.Rows * r)
+            );
             po += b.Rows * r;
             qo += b.Cols * r;
         }
@@ -103,7 +124,14 @@ public sealed class PowerSgdCodec : GradientCodec
                 continue;
             }
             Orthonormalise(p.AsSpan(po, b.Rows * r), b.Rows, r);
-            MatMulTransposed(m.AsSpan(b.Offset, b.Rows * b.Cols), b.Rows, b.Cols, p.AsSpan(po, b.Rows * r), r, second.AsSpan(qo, b.Cols * r));
+            MatMulTransposed(
+                m.AsSpan(b.Offset, b.Rows * b.Cols),
+                b.Rows,
+                b.Cols,
+                p.AsSpan(po, b.Rows * r),
+                r,
+                second.AsSpan(qo, b.Cols * r)
+            );
             po += b.Rows * r;
             qo += b.Cols * r;
         }
@@ -124,11 +152,13 @@ public sealed class PowerSgdCodec : GradientCodec
                 continue;
             }
             OuterProduct(p.AsSpan(po, b.Rows * r), q.AsSpan(qo, b.Cols * r), b.Rows, b.Cols, r, dst);
-            for (int i = 0; i < dst.Length; i++) e[b.Offset + i] = m[b.Offset + i] - dst[i];
+            for (int i = 0; i < dst.Length; i++)
+                e[b.Offset + i] = m[b.Offset + i] - dst[i];
             po += b.Rows * r;
             qo += b.Cols * r;
         }
-        using (var avg = Tensor.FromArray(output)) Ops.CopyInto(flat, avg);
+        using (var avg = Tensor.FromArray(output))
+            Ops.CopyInto(flat, avg);
         CompressSeconds += System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds - waiting;
         return new CodecExchange(Work.Done, 4L * (pLen + second.Length));
     }
@@ -137,7 +167,8 @@ public sealed class PowerSgdCodec : GradientCodec
     /// from the shared seed and the bucket key).</summary>
     private float[] WarmStart(int key, int length)
     {
-        if (_q.TryGetValue(key, out var q) && q.Length == length) return q;
+        if (_q.TryGetValue(key, out var q) && q.Length == length)
+            return q;
         q = new float[length];
         ulong stream = _seed ^ (0x9E3779B97F4A7C15UL * (ulong)(key + 1));
         for (int i = 0; i < length; i++)
@@ -153,7 +184,8 @@ public sealed class PowerSgdCodec : GradientCodec
     /// <summary>Averages <paramref name="values"/> across the group; returns the seconds it took.</summary>
     private static double AverageInPlace(float[] values, IProcessGroup group)
     {
-        if (values.Length == 0) return 0;
+        if (values.Length == 0)
+            return 0;
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         using var t = Tensor.FromArray(values);
         group.AllReduce(t, new AllReduceOptions { Op = ReduceOp.Avg }).Wait();
@@ -162,18 +194,46 @@ public sealed class PowerSgdCodec : GradientCodec
     }
 
     /// <summary>out[rows×r] = a[rows×cols] · b[cols×r] (the engine's SGEMM).</summary>
-    private static void MatMul(ReadOnlySpan<float> a, int rows, int cols, ReadOnlySpan<float> b, int r, Span<float> output) =>
-        Gemm(a, rows, cols, transposeA: false, b, cols, r, transposeB: false, output);
+    private static void MatMul(
+        ReadOnlySpan<float> a,
+        int rows,
+        int cols,
+        ReadOnlySpan<float> b,
+        int r,
+        Span<float> output
+    ) => Gemm(a, rows, cols, transposeA: false, b, cols, r, transposeB: false, output);
 
     /// <summary>out[cols×r] = aᵀ · p, for a[rows×cols] and p[rows×r].</summary>
-    private static void MatMulTransposed(ReadOnlySpan<float> a, int rows, int cols, ReadOnlySpan<float> p, int r, Span<float> output) =>
-        Gemm(a, rows, cols, transposeA: true, p, rows, r, transposeB: false, output);
+    private static void MatMulTransposed(
+        ReadOnlySpan<float> a,
+        int rows,
+        int cols,
+        ReadOnlySpan<float> p,
+        int r,
+        Span<float> output
+    ) => Gemm(a, rows, cols, transposeA: true, p, rows, r, transposeB: false, output);
 
     /// <summary>out[rows×cols] = p[rows×r] · q[cols×r]ᵀ.</summary>
-    private static void OuterProduct(ReadOnlySpan<float> p, ReadOnlySpan<float> q, int rows, int cols, int r, Span<float> output) =>
-        Gemm(p, rows, r, transposeA: false, q, cols, r, transposeB: true, output);
+    private static void OuterProduct(
+        ReadOnlySpan<float> p,
+        ReadOnlySpan<float> q,
+        int rows,
+        int cols,
+        int r,
+        Span<float> output
+    ) => Gemm(p, rows, r, transposeA: false, q, cols, r, transposeB: true, output);
 
-    private static void Gemm(ReadOnlySpan<float> a, int ar, int ac, bool transposeA, ReadOnlySpan<float> b, int br, int bc, bool transposeB, Span<float> output)
+    private static void Gemm(
+        ReadOnlySpan<float> a,
+        int ar,
+        int ac,
+        bool transposeA,
+        ReadOnlySpan<float> b,
+        int br,
+        int bc,
+        bool transposeB,
+        Span<float> output
+    )
     {
         using var noGrad = Autograd.GradMode.NoGrad();
         using var ta = Tensor.FromArray(a.ToArray(), ar, ac);
@@ -194,13 +254,17 @@ public sealed class PowerSgdCodec : GradientCodec
             for (int j = 0; j < k; j++)
             {
                 double dot = 0;
-                for (int i = 0; i < rows; i++) dot += p[i * r + k] * p[i * r + j];
-                for (int i = 0; i < rows; i++) p[i * r + k] -= (float)(dot * p[i * r + j]);
+                for (int i = 0; i < rows; i++)
+                    dot += p[i * r + k] * p[i * r + j];
+                for (int i = 0; i < rows; i++)
+                    p[i * r + k] -= (float)(dot * p[i * r + j]);
             }
             double norm = 0;
-            for (int i = 0; i < rows; i++) norm += p[i * r + k] * (double)p[i * r + k];
+            for (int i = 0; i < rows; i++)
+                norm += p[i * r + k] * (double)p[i * r + k];
             double inv = 1 / (Math.Sqrt(norm) + 1e-8);
-            for (int i = 0; i < rows; i++) p[i * r + k] = (float)(p[i * r + k] * inv);
+            for (int i = 0; i < rows; i++)
+                p[i * r + k] = (float)(p[i * r + k] * inv);
         }
     }
 
@@ -208,7 +272,8 @@ public sealed class PowerSgdCodec : GradientCodec
     public override Dictionary<string, Tensor> StateDict()
     {
         var d = base.StateDict();
-        foreach (var (k, q) in _q) d[$"q.{k.ToString(CultureInfo.InvariantCulture)}"] = Tensor.FromArray((float[])q.Clone()).DetachFromScope();
+        foreach (var (k, q) in _q)
+            d[$"q.{k.ToString(CultureInfo.InvariantCulture)}"] = Tensor.FromArray((float[])q.Clone()).DetachFromScope();
         return d;
     }
 
@@ -218,7 +283,11 @@ public sealed class PowerSgdCodec : GradientCodec
     /// <inheritdoc/>
     protected override bool LoadExtraEntry(string key, Tensor value)
     {
-        if (!key.StartsWith("q.", StringComparison.Ordinal) || !int.TryParse(key[2..], CultureInfo.InvariantCulture, out int bucket)) return false;
+        if (
+            !key.StartsWith("q.", StringComparison.Ordinal)
+            || !int.TryParse(key[2..], CultureInfo.InvariantCulture, out int bucket)
+        )
+            return false;
         _q[bucket] = value.ToArray<float>();
         return true;
     }

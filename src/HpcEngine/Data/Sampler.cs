@@ -10,12 +10,21 @@ public static class Sampler
     public static int[] Permutation(int n, bool shuffle, ulong seed, int epoch)
     {
         var p = new int[n];
-        for (int i = 0; i < n; i++) p[i] = i;
-        if (!shuffle) return p;
+        for (int i = 0; i < n; i++)
+            p[i] = i;
+        if (!shuffle)
+            return p;
         ulong baseCounter = (ulong)(uint)epoch << 32;
         for (int i = n - 1; i > 0; i--)
         {
-            var (a, b, _, _) = Philox.Block((uint)(baseCounter + (ulong)i), (uint)((baseCounter + (ulong)i) >> 32), 0x5A3D, 0, (uint)seed, (uint)(seed >> 32));
+            var (a, b, _, _) = Philox.Block(
+                (uint)(baseCounter + (ulong)i),
+                (uint)((baseCounter + (ulong)i) >> 32),
+                0x5A3D,
+                0,
+                (uint)seed,
+                (uint)(seed >> 32)
+            );
             ulong r = ((ulong)a << 32) | b;
             int j = (int)(r % (ulong)(i + 1));
             (p[i], p[j]) = (p[j], p[i]);
@@ -28,11 +37,13 @@ public static class Sampler
     {
         if (worldSize < 1 || rank < 0 || rank >= worldSize)
             throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is not in a world of size {worldSize}");
-        if (n == 0) return [];
+        if (n == 0)
+            return [];
         var perm = Permutation(n, shuffle, seed, epoch);
         int per = (n + worldSize - 1) / worldSize;
         var shard = new int[per];
-        for (int k = 0; k < per; k++) shard[k] = perm[(rank + (long)k * worldSize) % n];
+        for (int k = 0; k < per; k++)
+            shard[k] = perm[(rank + (long)k * worldSize) % n];
         return shard;
     }
 }

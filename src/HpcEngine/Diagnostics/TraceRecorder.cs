@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Diagnostics;
 using System.Text.Json;
 
@@ -9,7 +9,8 @@ namespace HpcEngine.Diagnostics;
 /// several processes on one machine line up when merged with <see cref="Merge"/>.</summary>
 public sealed class TraceRecorder
 {
-    private readonly List<(string Name, string Category, double StartUs, double DurationUs, int Thread)> _events = new();
+    private readonly List<(string Name, string Category, double StartUs, double DurationUs, int Thread)> _events =
+        new();
     private readonly double _originUs;
     private readonly long _originTicks;
 
@@ -23,14 +24,23 @@ public sealed class TraceRecorder
     public int Rank { get; }
 
     /// <summary>Spans recorded so far.</summary>
-    public int Count { get { lock (_events) return _events.Count; } }
+    public int Count
+    {
+        get
+        {
+            lock (_events)
+                return _events.Count;
+        }
+    }
 
     /// <summary>Records a span that began at Stopwatch timestamp <paramref name="startTimestamp"/>.</summary>
     public void Add(string name, string category, long startTimestamp, double seconds, int thread = 0)
     {
-        if (seconds <= 0) return;
+        if (seconds <= 0)
+            return;
         double start = _originUs + Stopwatch.GetElapsedTime(_originTicks, startTimestamp).Ticks / 10.0;
-        lock (_events) _events.Add((name, category, start, seconds * 1e6, thread));
+        lock (_events)
+            _events.Add((name, category, start, seconds * 1e6, thread));
     }
 
     /// <summary>Writes the spans as a Chrome trace JSON file.</summary>
@@ -39,13 +49,34 @@ public sealed class TraceRecorder
         ArgumentNullException.ThrowIfNull(path);
         lock (_events)
         {
-            var events = _events.Select(e => new Dictionary<string, object>
-            {
-                ["name"] = e.Name, ["cat"] = e.Category, ["ph"] = "X", ["ts"] = Math.Round(e.StartUs, 1),
-                ["dur"] = Math.Round(e.DurationUs, 1), ["pid"] = Rank, ["tid"] = e.Thread,
-            }).ToList();
-            events.Insert(0, new Dictionary<string, object> { ["name"] = "process_name", ["ph"] = "M", ["pid"] = Rank, ["args"] = new Dictionary<string, object> { ["name"] = $"rank {Rank}" } });
-            File.WriteAllText(path, JsonSerializer.Serialize(new Dictionary<string, object> { ["traceEvents"] = events, ["displayTimeUnit"] = "ms" }));
+            var events = _events
+                .Select(e => new Dictionary<string, object>
+                {
+                    ["name"] = e.Name,
+                    ["cat"] = e.Category,
+                    ["ph"] = "X",
+                    ["ts"] = Math.Round(e.StartUs, 1),
+                    ["dur"] = Math.Round(e.DurationUs, 1),
+                    ["pid"] = Rank,
+                    ["tid"] = e.Thread,
+                })
+                .ToList();
+            events.Insert(
+                0,
+                new Dictionary<string, object>
+                {
+                    ["name"] = "process_name",
+                    ["ph"] = "M",
+                    ["pid"] = Rank,
+                    ["args"] = new Dictionary<string, object> { ["name"] = $"rank {Rank}" },
+                }
+            );
+            File.WriteAllText(
+                path,
+                JsonSerializer.Serialize(
+                    new Dictionary<string, object> { ["traceEvents"] = events, ["displayTimeUnit"] = "ms" }
+                )
+            );
         }
     }
 
@@ -61,6 +92,11 @@ public sealed class TraceRecorder
                 throw new InvalidDataException($"{f} is not a Chrome trace (no traceEvents array)");
             all.AddRange(ev.EnumerateArray().Select(e => e.Clone()));
         }
-        File.WriteAllText(output, JsonSerializer.Serialize(new Dictionary<string, object> { ["traceEvents"] = all, ["displayTimeUnit"] = "ms" }));
+        File.WriteAllText(
+            output,
+            JsonSerializer.Serialize(
+                new Dictionary<string, object> { ["traceEvents"] = all, ["displayTimeUnit"] = "ms" }
+            )
+        );
     }
 }

@@ -5,12 +5,16 @@ public enum ReduceOp
 {
     /// <summary>The sum.</summary>
     Sum,
+
     /// <summary>The sum divided by the group size.</summary>
     Avg,
+
     /// <summary>The largest value.</summary>
     Max,
+
     /// <summary>The smallest value.</summary>
     Min,
+
     /// <summary>The product.</summary>
     Product,
 }
@@ -18,15 +22,22 @@ public enum ReduceOp
 /// <summary>Which allreduce algorithm runs: chosen by message size, or forced.</summary>
 public enum AllReduceAlgorithm
 {
-    /// <summary>Recursive doubling up to <see cref="Tcp.TcpOptions.SmallMessageBytes"/>, pipelined ring above.</summary>
+    /// <summary>Recursive doubling up to <see cref="Tcp.TcpOptions.SmallMessageBytes"/>, pipelined ring
+    /// above.</summary>
     Auto,
-    /// <summary>Chunked ring: reduce-scatter then allgather; bandwidth-optimal (each rank sends 2(n−1)/n of the data).</summary>
+
+    /// <summary>Chunked ring: reduce-scatter then allgather; bandwidth-optimal (each rank sends 2(n−1)/n of the
+    /// data).</summary>
     Ring,
-    /// <summary>Every rank sends its whole buffer to every other and reduces locally in rank order: one round, latency-optimal.</summary>
+
+    /// <summary>Every rank sends its whole buffer to every other and reduces locally in rank order: one round,
+    /// latency-optimal.</summary>
     Direct,
+
     /// <summary>log2(n) rounds of pairwise exchange (ranks beyond a power of two fold in first and get the result
     /// last): each rank sends log2(n) messages instead of n − 1, the fewest for a latency-bound op.</summary>
     RecursiveDoubling,
+
     /// <summary>Across hosts (NCCL's and Horovod's scheme): a reduce-scatter among the ranks of each host (shared
     /// memory), an allreduce of each 1/L share among the ranks with the same local index on the other hosts (the
     /// network, crossed once per share instead of by every step of a flat ring), then an allgather inside each host.
@@ -38,7 +49,8 @@ public enum AllReduceAlgorithm
 /// <summary>Options every collective takes.</summary>
 public record CollectiveOptions
 {
-    /// <summary>How long the op may take before it fails with a <see cref="CollectiveException"/> (null: the group's default).</summary>
+    /// <summary>How long the op may take before it fails with a <see cref="CollectiveException"/> (null: the group's
+    /// default).</summary>
     public TimeSpan? Timeout { get; init; }
 }
 
@@ -47,8 +59,10 @@ public sealed record AllReduceOptions : CollectiveOptions
 {
     /// <summary>How the ranks' values combine (default: sum).</summary>
     public ReduceOp Op { get; init; } = ReduceOp.Sum;
+
     /// <summary>The algorithm (default: chosen by message size).</summary>
     public AllReduceAlgorithm Algorithm { get; init; } = AllReduceAlgorithm.Auto;
+
     /// <summary>bf16/fp16 only. False (default): widened to fp32 for the whole reduction and rounded once at the end —
     /// exact sums, fp32 bytes on the wire. True: sent as 16-bit values, each hop adding in fp32 and rounding back
     /// (as NCCL does) — half the bytes, one rounding per hop. Compression codecs use it.</summary>
@@ -67,6 +81,7 @@ public sealed record ReduceOptions : CollectiveOptions
 {
     /// <summary>The rank that receives the result.</summary>
     public int Root { get; init; }
+
     /// <summary>How the ranks' values combine (default: sum).</summary>
     public ReduceOp Op { get; init; } = ReduceOp.Sum;
 }
@@ -84,13 +99,17 @@ public sealed class CollectiveException : Exception
 {
     /// <summary>An exception with the default message.</summary>
     public CollectiveException() { }
-    /// <summary>An exception saying <paramref name="message"/>.</summary>
-    public CollectiveException(string message) : base(message) { }
-    /// <summary>An exception saying <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
-    public CollectiveException(string message, Exception inner) : base(message, inner) { }
 
-    /// <summary>Op <paramref name="op"/> (its <paramref name="sequence"/> number in the group) failed on
-    /// <paramref name="rank"/>, with <paramref name="peer"/> when one is to blame; <paramref name="what"/> says how.</summary>
+    /// <summary>An exception saying <paramref name="message"/>.</summary>
+    public CollectiveException(string message)
+        : base(message) { }
+
+    /// <summary>An exception saying <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
+    public CollectiveException(string message, Exception inner)
+        : base(message, inner) { }
+
+    /// <summary>Op <paramref name="op"/> (its <paramref name="sequence"/> number in the group) failed on <paramref
+    /// name="rank"/>, with <paramref name="peer"/> when one is to blame; <paramref name="what"/> says how.</summary>
     public CollectiveException(string op, long sequence, int rank, int? peer, string what, Exception? inner = null)
         : base($"{op} #{sequence} on rank {rank} failed{(peer.HasValue ? $" (peer rank {peer})" : "")}: {what}", inner)
     {
@@ -102,10 +121,13 @@ public sealed class CollectiveException : Exception
 
     /// <summary>The op's name ("allreduce", "send" ...), or null for a failure outside an op.</summary>
     public string? Op { get; }
+
     /// <summary>The op's sequence number in its group (every rank numbers its ops alike).</summary>
     public long Sequence { get; }
+
     /// <summary>The rank that raised the error.</summary>
     public int Rank { get; }
+
     /// <summary>The peer that is dead, frozen or out of step, when known.</summary>
     public int? Peer { get; }
 
@@ -158,14 +180,16 @@ public sealed class Work
         try
         {
             var deadline = timeout.HasValue ? DateTime.UtcNow + timeout.Value : DateTime.MaxValue;
-            if (_progress != null && !_task.IsCompleted) _progress(deadline);
+            if (_progress != null && !_task.IsCompleted)
+                _progress(deadline);
             if (timeout.HasValue)
             {
                 var left = deadline - DateTime.UtcNow;
                 if (!_task.Wait(left > TimeSpan.Zero ? left : TimeSpan.Zero))
                     throw new TimeoutException($"the op did not complete within {timeout.Value.TotalSeconds:F1}s");
             }
-            else _task.Wait();
+            else
+                _task.Wait();
         }
         catch (AggregateException e) when (e.InnerException != null)
         {
@@ -180,8 +204,10 @@ public interface IProcessGroup : IDisposable
 {
     /// <summary>This process's rank, 0 to <see cref="Size"/> − 1.</summary>
     int Rank { get; }
+
     /// <summary>The number of ranks in the group.</summary>
     int Size { get; }
+
     /// <summary>"tcp", "nccl" ...</summary>
     string Backend { get; }
 
@@ -225,18 +251,25 @@ public interface IProcessGroup : IDisposable
 /// written outside it) so their errors read the same.</summary>
 public static class CollectiveShapes
 {
-    /// <summary>Throws <see cref="ShapeMismatchException"/> unless output holds size × input, of the same dtype.</summary>
+    /// <summary>Throws <see cref="ShapeMismatchException"/> unless output holds size × input, of the same
+    /// dtype.</summary>
     public static void AllGather(int size, Tensor output, Tensor input)
     {
         if (output.DType != input.DType || output.NumEl != input.NumEl * size)
-            throw new ShapeMismatchException($"allgather: output must hold {size} × the input ({input.NumEl} {input.DType.TorchName()} elements); got {output.NumEl} {output.DType.TorchName()}");
+            throw new ShapeMismatchException(
+                $"allgather: output must hold {size} × the input ({input.NumEl} {input.DType.TorchName()} elements); "
+                    + $"got {output.NumEl} {output.DType.TorchName()}"
+            );
     }
 
-    /// <summary>Throws <see cref="ShapeMismatchException"/> unless input holds size × output, of the same dtype.</summary>
+    /// <summary>Throws <see cref="ShapeMismatchException"/> unless input holds size × output, of the same
+    /// dtype.</summary>
     public static void ReduceScatter(int size, Tensor output, Tensor input)
     {
         if (output.DType != input.DType || input.NumEl != output.NumEl * size)
-            throw new ShapeMismatchException($"reduce_scatter: input must hold {size} × the output ({output.NumEl} elements); got {input.NumEl}");
+            throw new ShapeMismatchException(
+                $"reduce_scatter: input must hold {size} × the output ({output.NumEl} elements); got {input.NumEl}"
+            );
     }
 
     /// <summary>Throws <see cref="ShapeMismatchException"/> unless input and output have one size, a multiple of the
@@ -244,6 +277,9 @@ public static class CollectiveShapes
     public static void AllToAll(int size, Tensor output, Tensor input)
     {
         if (output.DType != input.DType || output.NumEl != input.NumEl || input.NumEl % size != 0)
-            throw new ShapeMismatchException($"alltoall: input and output must have the same size, a multiple of the group size {size} (got {input.NumEl} and {output.NumEl})");
+            throw new ShapeMismatchException(
+                $"alltoall: input and output must have the same size, a multiple of the group size {size} (got "
+                    + $"{input.NumEl} and {output.NumEl})"
+            );
     }
 }

@@ -10,17 +10,21 @@ public sealed class HostStagedProcessGroup(IProcessGroup inner) : IProcessGroup
 {
     /// <inheritdoc/>
     public int Rank => inner.Rank;
+
     /// <inheritdoc/>
     public int Size => inner.Size;
+
     /// <inheritdoc/>
     public string Backend => inner.Backend + "+host-staging";
+
     /// <inheritdoc/>
     public long BytesSent => inner.BytesSent;
 
     /// <summary>A host copy of a device tensor (contiguous), or a handle to the CPU tensor itself.</summary>
     private static Tensor Host(Tensor t, bool copyIn)
     {
-        if (t.IsCpu) return t.Alias();
+        if (t.IsCpu)
+            return t.Alias();
         var h = Tensor.Empty(t.ShapeArray, t.DType);
         if (copyIn)
         {
@@ -34,9 +38,13 @@ public sealed class HostStagedProcessGroup(IProcessGroup inner) : IProcessGroup
     /// (either may be null; the same tensor for in-place ops) and copies the output back on completion.</summary>
     private static Work Staged(Tensor? input, Tensor? output, bool outputIsInput, Func<Tensor?, Tensor?, Work> op)
     {
-        if ((input?.IsCpu ?? true) && (output?.IsCpu ?? true)) return op(input, output);
+        if ((input?.IsCpu ?? true) && (output?.IsCpu ?? true))
+            return op(input, output);
         var hIn = input != null ? Host(input, copyIn: true) : null;
-        var hOut = outputIsInput ? hIn : output != null ? Host(output, copyIn: false) : null;
+        var hOut =
+            outputIsInput ? hIn
+            : output != null ? Host(output, copyIn: false)
+            : null;
         Work work;
         try
         {
@@ -45,41 +53,63 @@ public sealed class HostStagedProcessGroup(IProcessGroup inner) : IProcessGroup
         catch
         {
             hIn?.Dispose();
-            if (!outputIsInput) hOut?.Dispose();
+            if (!outputIsInput)
+                hOut?.Dispose();
             throw;
         }
-        var done = work.Task.ContinueWith(t =>
-        {
-            try
+        var done = work.Task.ContinueWith(
+            t =>
             {
-                t.GetAwaiter().GetResult();
-                if (output != null && !output.IsCpu) Ops.CopyInto(output, hOut!);
-            }
-            finally
-            {
-                hIn?.Dispose();
-                if (!outputIsInput) hOut?.Dispose();
-            }
-        }, TaskScheduler.Default);
+                try
+                {
+                    t.GetAwaiter().GetResult();
+                    if (output != null && !output.IsCpu)
+                        Ops.CopyInto(output, hOut!);
+                }
+                finally
+                {
+                    hIn?.Dispose();
+                    if (!outputIsInput)
+                        hOut?.Dispose();
+                }
+            },
+            TaskScheduler.Default
+        );
         return new Work(done);
     }
 
     /// <inheritdoc/>
-    public Work AllReduce(Tensor tensor, AllReduceOptions? options = null) => Staged(tensor, tensor, true, (i, _) => inner.AllReduce(i!, options));
+    public Work AllReduce(Tensor tensor, AllReduceOptions? options = null) =>
+        Staged(tensor, tensor, true, (i, _) => inner.AllReduce(i!, options));
+
     /// <inheritdoc/>
-    public Work Broadcast(Tensor tensor, BroadcastOptions? options = null) => Staged(tensor, tensor, true, (i, _) => inner.Broadcast(i!, options));
+    public Work Broadcast(Tensor tensor, BroadcastOptions? options = null) =>
+        Staged(tensor, tensor, true, (i, _) => inner.Broadcast(i!, options));
+
     /// <inheritdoc/>
-    public Work Reduce(Tensor tensor, ReduceOptions? options = null) => Staged(tensor, tensor, true, (i, _) => inner.Reduce(i!, options));
+    public Work Reduce(Tensor tensor, ReduceOptions? options = null) =>
+        Staged(tensor, tensor, true, (i, _) => inner.Reduce(i!, options));
+
     /// <inheritdoc/>
-    public Work AllGather(Tensor output, Tensor input, CollectiveOptions? options = null) => Staged(input, output, false, (i, o) => inner.AllGather(o!, i!, options));
+    public Work AllGather(Tensor output, Tensor input, CollectiveOptions? options = null) =>
+        Staged(input, output, false, (i, o) => inner.AllGather(o!, i!, options));
+
     /// <inheritdoc/>
-    public Work ReduceScatter(Tensor output, Tensor input, ReduceScatterOptions? options = null) => Staged(input, output, false, (i, o) => inner.ReduceScatter(o!, i!, options));
+    public Work ReduceScatter(Tensor output, Tensor input, ReduceScatterOptions? options = null) =>
+        Staged(input, output, false, (i, o) => inner.ReduceScatter(o!, i!, options));
+
     /// <inheritdoc/>
-    public Work AllToAll(Tensor output, Tensor input, CollectiveOptions? options = null) => Staged(input, output, false, (i, o) => inner.AllToAll(o!, i!, options));
+    public Work AllToAll(Tensor output, Tensor input, CollectiveOptions? options = null) =>
+        Staged(input, output, false, (i, o) => inner.AllToAll(o!, i!, options));
+
     /// <inheritdoc/>
-    public Work Send(Tensor tensor, int dst, int tag = 0, CollectiveOptions? options = null) => Staged(tensor, null, false, (i, _) => inner.Send(i!, dst, tag, options));
+    public Work Send(Tensor tensor, int dst, int tag = 0, CollectiveOptions? options = null) =>
+        Staged(tensor, null, false, (i, _) => inner.Send(i!, dst, tag, options));
+
     /// <inheritdoc/>
-    public Work Recv(Tensor tensor, int src, int tag = 0, CollectiveOptions? options = null) => Staged(null, tensor, false, (_, o) => inner.Recv(o!, src, tag, options));
+    public Work Recv(Tensor tensor, int src, int tag = 0, CollectiveOptions? options = null) =>
+        Staged(null, tensor, false, (_, o) => inner.Recv(o!, src, tag, options));
+
     /// <inheritdoc/>
     public Work Barrier(CollectiveOptions? options = null) => inner.Barrier(options);
 

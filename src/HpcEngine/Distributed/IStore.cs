@@ -1,8 +1,8 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 namespace HpcEngine.Distributed;
 
-/// <summary>A small key-value store that ranks rendezvous through (addresses, unique ids, counters, barriers).
-/// Every call takes a timeout; a timed-out call throws <see cref="TimeoutException"/> and leaves the store usable.</summary>
+/// <summary>A small key-value store that ranks rendezvous through (addresses, unique ids, counters, barriers). Every
+/// call takes a timeout; a timed-out call throws <see cref="TimeoutException"/> and leaves the store usable.</summary>
 public interface IStore : IDisposable
 {
     void Set(string key, byte[] value, TimeSpan? timeout = null);
@@ -30,13 +30,17 @@ public sealed record StoreOptions
     public int MaxKeyBytes { get; init; } = 8 * 1024;
     public int MaxValueBytes { get; init; } = 8 * 1024 * 1024;
     public TimeSpan DefaultTimeout { get; init; } = TimeSpan.FromMinutes(5);
+
     /// <summary>Shared secret (HPCENGINE_TOKEN): clients must answer an HMAC-SHA256 challenge before any request.
     /// A client with a token refuses a server without one (it would be some other job's, or a stranger's).</summary>
     public string? Token { get; init; }
+
     /// <summary>The job this store serves (HPCENGINE_JOB_ID, <c>launch --rdzv-id</c>). A client of another job is
     /// refused at its first byte, naming both jobs, and changes nothing; null accepts any client (and a null client
     /// accepts any server).</summary>
     public string? JobId { get; init; }
-    /// <summary>Most bytes (keys and values) the server holds in all; a write past it is refused with an error.</summary>
+
+    /// <summary>Most bytes (keys and values) the server holds in all; a write past it is refused with an
+    /// error.</summary>
     public long MaxTotalBytes { get; init; } = 64L << 20;
 }

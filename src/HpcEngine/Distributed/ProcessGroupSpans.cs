@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Runtime.InteropServices;
 
 namespace HpcEngine.Distributed;
@@ -8,16 +8,23 @@ namespace HpcEngine.Distributed;
 /// with computation use the tensor overloads. Each copies the span into a pinned tensor and back.</summary>
 public static class ProcessGroupSpans
 {
-    private static DType DTypeOf<T>() where T : unmanaged =>
-        typeof(T) == typeof(float) ? DType.Float32 : typeof(T) == typeof(double) ? DType.Float64 :
-        typeof(T) == typeof(int) ? DType.Int32 : typeof(T) == typeof(long) ? DType.Int64 :
-        typeof(T) == typeof(Half) ? DType.Float16 : typeof(T) == typeof(byte) ? DType.UInt8 :
-        throw new NotSupportedException($"collectives on spans of {typeof(T).Name} are not supported: use float, double, int, long, Half or byte");
+    private static DType DTypeOf<T>()
+        where T : unmanaged =>
+        typeof(T) == typeof(float) ? DType.Float32
+        : typeof(T) == typeof(double) ? DType.Float64
+        : typeof(T) == typeof(int) ? DType.Int32
+        : typeof(T) == typeof(long) ? DType.Int64
+        : typeof(T) == typeof(Half) ? DType.Float16
+        : typeof(T) == typeof(byte) ? DType.UInt8
+        : throw new NotSupportedException(
+            $"collectives on spans of {typeof(T).Name} are not supported: use float, double, int, long, Half or byte"
+        );
 
-    private static Tensor Wrap<T>(ReadOnlySpan<T> data) where T : unmanaged =>
-        Tensor.FromBytes(MemoryMarshal.AsBytes(data), DTypeOf<T>(), data.Length);
+    private static Tensor Wrap<T>(ReadOnlySpan<T> data)
+        where T : unmanaged => Tensor.FromBytes(MemoryMarshal.AsBytes(data), DTypeOf<T>(), data.Length);
 
-    public static void AllReduce<T>(this IProcessGroup group, Span<T> data, AllReduceOptions? options = null) where T : unmanaged
+    public static void AllReduce<T>(this IProcessGroup group, Span<T> data, AllReduceOptions? options = null)
+        where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(group);
         using var t = Wrap<T>(data);
@@ -25,7 +32,8 @@ public static class ProcessGroupSpans
         t.AsReadOnlySpan<T>().CopyTo(data);
     }
 
-    public static void Broadcast<T>(this IProcessGroup group, Span<T> data, BroadcastOptions? options = null) where T : unmanaged
+    public static void Broadcast<T>(this IProcessGroup group, Span<T> data, BroadcastOptions? options = null)
+        where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(group);
         using var t = Wrap<T>(data);
@@ -34,16 +42,24 @@ public static class ProcessGroupSpans
     }
 
     /// <summary>Reduces into the root's span (other ranks' spans are left unchanged).</summary>
-    public static void Reduce<T>(this IProcessGroup group, Span<T> data, ReduceOptions? options = null) where T : unmanaged
+    public static void Reduce<T>(this IProcessGroup group, Span<T> data, ReduceOptions? options = null)
+        where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(group);
         using var t = Wrap<T>(data);
         group.Reduce(t, options).Wait();
-        if (group.Rank == (options?.Root ?? 0)) t.AsReadOnlySpan<T>().CopyTo(data);
+        if (group.Rank == (options?.Root ?? 0))
+            t.AsReadOnlySpan<T>().CopyTo(data);
     }
 
     /// <summary><paramref name="output"/> (Size × input.Length) receives every rank's input in rank order.</summary>
-    public static void AllGather<T>(this IProcessGroup group, Span<T> output, ReadOnlySpan<T> input, CollectiveOptions? options = null) where T : unmanaged
+    public static void AllGather<T>(
+        this IProcessGroup group,
+        Span<T> output,
+        ReadOnlySpan<T> input,
+        CollectiveOptions? options = null
+    )
+        where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(group);
         using var i = Wrap(input);
@@ -52,8 +68,15 @@ public static class ProcessGroupSpans
         o.AsReadOnlySpan<T>().CopyTo(output);
     }
 
-    /// <summary><paramref name="output"/> receives the reduction of every rank's block [Rank] of <paramref name="input"/>.</summary>
-    public static void ReduceScatter<T>(this IProcessGroup group, Span<T> output, ReadOnlySpan<T> input, ReduceScatterOptions? options = null) where T : unmanaged
+    /// <summary><paramref name="output"/> receives the reduction of every rank's block [Rank] of <paramref
+    /// name="input"/>.</summary>
+    public static void ReduceScatter<T>(
+        this IProcessGroup group,
+        Span<T> output,
+        ReadOnlySpan<T> input,
+        ReduceScatterOptions? options = null
+    )
+        where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(group);
         using var i = Wrap(input);
@@ -62,14 +85,16 @@ public static class ProcessGroupSpans
         o.AsReadOnlySpan<T>().CopyTo(output);
     }
 
-    public static void Send<T>(this IProcessGroup group, ReadOnlySpan<T> data, int dst, int tag = 0) where T : unmanaged
+    public static void Send<T>(this IProcessGroup group, ReadOnlySpan<T> data, int dst, int tag = 0)
+        where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(group);
         using var t = Wrap(data);
         group.Send(t, dst, tag).Wait();
     }
 
-    public static void Recv<T>(this IProcessGroup group, Span<T> data, int src, int tag = 0) where T : unmanaged
+    public static void Recv<T>(this IProcessGroup group, Span<T> data, int src, int tag = 0)
+        where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(group);
         using var t = Tensor.Zeros([data.Length], DTypeOf<T>());

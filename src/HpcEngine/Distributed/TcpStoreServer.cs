@@ -27,7 +27,10 @@ internal sealed class TcpStoreServer : IDisposable
         _options = options;
         // An address binds that address. A name binds every interface: clients connect by the name, which on their
         // hosts resolves to an address of this one — while here it may resolve to loopback (127.0.1.1 on Debian).
-        var addr = IPAddress.TryParse(host, out var ip) ? ip : host == "localhost" ? IPAddress.Loopback : IPAddress.Any;
+        var addr =
+            IPAddress.TryParse(host, out var ip) ? ip
+            : host == "localhost" ? IPAddress.Loopback
+            : IPAddress.Any;
         _listener = new TcpListener(addr, port);
         _listener.Start(512);
         Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
@@ -39,10 +42,17 @@ internal sealed class TcpStoreServer : IDisposable
         while (!_stop.IsCancellationRequested)
         {
             Socket s;
-            try { s = await _listener.AcceptSocketAsync(_stop.Token); }
-            catch (Exception) { return; }
+            try
+            {
+                s = await _listener.AcceptSocketAsync(_stop.Token);
+            }
+            catch (Exception)
+            {
+                return;
+            }
             s.NoDelay = true;
-            lock (_lock) _clients.Add(s);
+            lock (_lock)
+                _clients.Add(s);
             _ = Serve(s);
         }
     }
@@ -57,17 +67,20 @@ internal sealed class TcpStoreServer : IDisposable
         var writer = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
         try
         {
-            if (!await Handshake(reader, writer)) return;
+            if (!await Handshake(reader, writer))
+                return;
             bool joined = false;
             while (!_stop.IsCancellationRequested)
             {
                 var result = await reader.ReadAsync(_stop.Token);
                 var buffer = result.Buffer;
                 var parse = StoreRequest.TryParse(buffer, _options, out var request, out var consumed);
-                if (parse == StoreRequest.Parse.Malformed) return; // drop this connection
+                if (parse == StoreRequest.Parse.Malformed)
+                    return; // drop this connection
                 if (parse == StoreRequest.Parse.Incomplete)
                 {
-                    if (result.IsCompleted) return; // truncated: the client went away mid-request
+                    if (result.IsCompleted)
+                        return; // truncated: the client went away mid-request
                     reader.AdvanceTo(buffer.Start, buffer.End);
                     continue;
                 }
@@ -76,20 +89,39 @@ internal sealed class TcpStoreServer : IDisposable
                 // before it can read or change anything.
                 if (!joined)
                 {
-                    if (request.Cmd != StoreProtocol.CmdJoin) return;
+                    if (request.Cmd != StoreProtocol.CmdJoin)
+                        return;
                     string theirs = request.Key;
                     bool same = _options.JobId == null || theirs.Length == 0 || theirs == _options.JobId;
-                    await writer.WriteAsync(same ? [StoreProtocol.StatusOk] : Refusal($"this store serves job '{_options.JobId}' on port {Port}; the client is in job '{theirs}'. Two jobs cannot share a store port: give the second job another --master-port"), _stop.Token);
-                    if (!same) return;
+                    await writer.WriteAsync(
+                        same
+                            ? [StoreProtocol.StatusOk]
+                            : Refusal(
+                                $"this store serves job '{_options.JobId}' on port {Port}; the client is in job "
+                                    + $"'{theirs}'. Two jobs cannot share a store port: give the second job another "
+                                    + $"--master-port"
+                            ),
+                        _stop.Token
+                    );
+                    if (!same)
+                        return;
                     joined = true;
                     continue;
                 }
                 var resp = await Handle(request.Cmd, request.Key, request.Value, request.Value2, request.Timeout);
-                if (resp == null) return;
+                if (resp == null)
+                    return;
                 await writer.WriteAsync(resp, _stop.Token);
             }
         }
-        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException or EndOfStreamException)
+        catch (Exception e)
+            when (e
+                    is IOException
+                        or SocketException
+                        or OperationCanceledException
+                        or ObjectDisposedException
+                        or EndOfStreamException
+            )
         {
             // the client went away or sent garbage; only this connection ends
         }
@@ -97,7 +129,8 @@ internal sealed class TcpStoreServer : IDisposable
         {
             await reader.CompleteAsync();
             await writer.CompleteAsync();
-            lock (_lock) _clients.Remove(socket);
+            lock (_lock)
+                _clients.Remove(socket);
         }
     }
 
@@ -109,14 +142,23 @@ internal sealed class TcpStoreServer : IDisposable
             return true;
         }
         var nonce = RandomNumberGenerator.GetBytes(32);
-        await writer.WriteAsync(new byte[] { 1 }.Concat(nonce).ToArray(), _stop.Token);
+        await writer.WriteAsync(
+            new byte[] { 1 }
+                .Concat(nonce)
+                .ToArray(),
+            _stop.Token
+        );
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
         cts.CancelAfter(TimeSpan.FromSeconds(10));
         var result = await reader.ReadAtLeastAsync(32, cts.Token);
-        if (result.Buffer.Length < 32) return false;
+        if (result.Buffer.Length < 32)
+            return false;
         var answer = result.Buffer.Slice(0, 32).ToArray();
         reader.AdvanceTo(result.Buffer.GetPosition(32));
-        bool ok = CryptographicOperations.FixedTimeEquals(answer, HMACSHA256.HashData(Encoding.UTF8.GetBytes(_options.Token), nonce));
+        bool ok = CryptographicOperations.FixedTimeEquals(
+            answer,
+            HMACSHA256.HashData(Encoding.UTF8.GetBytes(_options.Token), nonce)
+        );
         await writer.WriteAsync(new byte[] { (byte)(ok ? 1 : 0) }, _stop.Token);
         return ok;
     }
@@ -128,7 +170,8 @@ internal sealed class TcpStoreServer : IDisposable
             case StoreProtocol.CmdSet:
                 lock (_lock)
                 {
-                    if (OverCap(key, val.Length) is { } refusal) return refusal;
+                    if (OverCap(key, val.Length) is { } refusal)
+                        return refusal;
                     _data[key] = val;
                     Wake(key);
                 }
@@ -138,23 +181,32 @@ internal sealed class TcpStoreServer : IDisposable
                 Task wait;
                 lock (_lock)
                 {
-                    if (_data.TryGetValue(key, out var v)) return Bytes(v);
+                    if (_data.TryGetValue(key, out var v))
+                        return Bytes(v);
                     var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                    if (!_waiters.TryGetValue(key, out var list)) _waiters[key] = list = new();
+                    if (!_waiters.TryGetValue(key, out var list))
+                        _waiters[key] = list = new();
                     list.Add(tcs);
                     wait = tcs.Task;
                 }
-                if (await Task.WhenAny(wait, Task.Delay(timeout, _stop.Token)) != wait) return [StoreProtocol.StatusTimeout];
-                lock (_lock) return _data.TryGetValue(key, out var v2) ? Bytes(v2) : [StoreProtocol.StatusTimeout];
+                if (await Task.WhenAny(wait, Task.Delay(timeout, _stop.Token)) != wait)
+                    return [StoreProtocol.StatusTimeout];
+                lock (_lock)
+                    return _data.TryGetValue(key, out var v2) ? Bytes(v2) : [StoreProtocol.StatusTimeout];
             }
             case StoreProtocol.CmdAdd:
             {
-                if (val.Length != 8) return null;
+                if (val.Length != 8)
+                    return null;
                 long now;
                 lock (_lock)
                 {
-                    if (OverCap(key, 8) is { } refusal) return refusal;
-                    long cur = _data.TryGetValue(key, out var v) && v.Length == 8 ? BinaryPrimitives.ReadInt64LittleEndian(v) : 0;
+                    if (OverCap(key, 8) is { } refusal)
+                        return refusal;
+                    long cur =
+                        _data.TryGetValue(key, out var v) && v.Length == 8
+                            ? BinaryPrimitives.ReadInt64LittleEndian(v)
+                            : 0;
                     now = cur + BinaryPrimitives.ReadInt64LittleEndian(val);
                     var nb = new byte[8];
                     BinaryPrimitives.WriteInt64LittleEndian(nb, now);
@@ -171,7 +223,8 @@ internal sealed class TcpStoreServer : IDisposable
                     bool exists = _data.TryGetValue(key, out var cur);
                     if ((!exists && val.Length == 0) || (exists && cur!.AsSpan().SequenceEqual(val)))
                     {
-                        if (OverCap(key, val2.Length) is { } refusal) return refusal;
+                        if (OverCap(key, val2.Length) is { } refusal)
+                            return refusal;
                         _data[key] = val2;
                         Wake(key);
                         return Bytes(val2);
@@ -182,7 +235,8 @@ internal sealed class TcpStoreServer : IDisposable
                 lock (_lock)
                 {
                     bool had = _data.Remove(key, out var gone);
-                    if (had) _bytesHeld -= Encoding.UTF8.GetByteCount(key) + gone!.Length;
+                    if (had)
+                        _bytesHeld -= Encoding.UTF8.GetByteCount(key) + gone!.Length;
                     return [StoreProtocol.StatusOk, (byte)(had ? 1 : 0)];
                 }
             default:
@@ -198,7 +252,10 @@ internal sealed class TcpStoreServer : IDisposable
         long now = _data.TryGetValue(key, out var old) ? keyBytes + old.Length : 0;
         long after = _bytesHeld - now + keyBytes + valueBytes;
         if (after > _options.MaxTotalBytes)
-            return Refusal($"the store holds {_bytesHeld} bytes and this write of {keyBytes + valueBytes} would pass its {_options.MaxTotalBytes}-byte cap (StoreOptions.MaxTotalBytes)");
+            return Refusal(
+                $"the store holds {_bytesHeld} bytes and this write of {keyBytes + valueBytes} would pass its "
+                    + $"{_options.MaxTotalBytes}-byte cap (StoreOptions.MaxTotalBytes)"
+            );
         _bytesHeld = after;
         return null;
     }
@@ -220,13 +277,17 @@ internal sealed class TcpStoreServer : IDisposable
 
     private void Wake(string key)
     {
-        if (_waiters.Remove(key, out var list)) foreach (var t in list) t.TrySetResult();
+        if (_waiters.Remove(key, out var list))
+            foreach (var t in list)
+                t.TrySetResult();
     }
 
     public void Dispose()
     {
         _stop.Cancel();
         _listener.Stop();
-        lock (_lock) foreach (var c in _clients) c.Dispose();
+        lock (_lock)
+            foreach (var c in _clients)
+                c.Dispose();
     }
 }

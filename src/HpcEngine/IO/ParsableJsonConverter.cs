@@ -1,19 +1,26 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace HpcEngine.IO;
 
-/// <summary>Writes a spec (<see cref="Parallel.StrategySpec"/>, <see cref="Compression.CodecSpec"/>, <see cref="Device"/>)
-/// as the text users type, and reads it back through its parser: configs and checkpoints keep the spelling people
-/// know, and a bad value fails with the parser's message.</summary>
-public sealed class ParsableJsonConverter<T> : JsonConverter<T> where T : IParsable<T>
+/// <summary>Writes a spec (<see cref="Parallel.StrategySpec"/>, <see cref="Compression.CodecSpec"/>, <see
+/// cref="Device"/>) as the text users type, and reads it back through its parser: configs and checkpoints keep the
+/// spelling people know, and a bad value fails with the parser's message.</summary>
+public sealed class ParsableJsonConverter<T> : JsonConverter<T>
+    where T : IParsable<T>
 {
     public override T Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
         var text = reader.GetString() ?? throw new JsonException($"expected a {typeof(T).Name} as text, got null");
-        try { return T.Parse(text, null); }
-        catch (Exception e) when (e is ArgumentException or FormatException) { throw new JsonException(e.Message, e); }
+        try
+        {
+            return T.Parse(text, null);
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException)
+        {
+            throw new JsonException(e.Message, e);
+        }
     }
 
     public override void Write(Utf8JsonWriter writer, T value, JsonSerializerOptions options)

@@ -7,7 +7,8 @@ namespace HpcEngine.Interop;
 /// that outnumber the cores do not starve each other.</summary>
 internal static unsafe partial class Futex
 {
-    private const int FutexWait = 0, FutexWake = 1;
+    private const int FutexWait = 0,
+        FutexWake = 1;
 
     [StructLayout(LayoutKind.Sequential)]
     private struct Timespec
@@ -19,14 +20,26 @@ internal static unsafe partial class Futex
     // syscall(2) is variadic; on x86-64 and arm64 Linux its integer arguments travel in the same registers as a
     // fixed-argument call's, so a fixed signature is safe there.
     [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
-    private static partial long Syscall(long number, int* address, int op, int value, Timespec* timeout, nint address2, int value3);
+    private static partial long Syscall(
+        long number,
+        int* address,
+        int op,
+        int value,
+        Timespec* timeout,
+        nint address2,
+        int value3
+    );
 
-    private static long SysFutex => RuntimeInformation.ProcessArchitecture switch
-    {
-        Architecture.X64 => 202,
-        Architecture.Arm64 => 98,
-        var a => throw new PlatformNotSupportedException($"the shared-memory transport knows the futex syscall of x64 and arm64 Linux, not {a}: set HPCENGINE_TRANSPORT=tcp"),
-    };
+    private static long SysFutex =>
+        RuntimeInformation.ProcessArchitecture switch
+        {
+            Architecture.X64 => 202,
+            Architecture.Arm64 => 98,
+            var a => throw new PlatformNotSupportedException(
+                $"the shared-memory transport knows the futex syscall of x64 and arm64 Linux, not {a}: set "
+                    + $"HPCENGINE_TRANSPORT=tcp"
+            ),
+        };
 
     /// <summary>Sleeps while <c>*address == expected</c>, at most <paramref name="microseconds"/>; returns early on a
     /// wake, a signal or when the word has already changed (callers re-check their condition either way).</summary>

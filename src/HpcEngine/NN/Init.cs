@@ -12,5 +12,6 @@ public static class Init
     }
 
     /// <summary>N(0, std²).</summary>
-    public static Tensor Normal(int[] shape, double std, Generator generator) => Tensor.Randn(shape, DType.Float32, generator, 0, std);
+    public static Tensor Normal(int[] shape, double std, Generator generator) =>
+        Tensor.Randn(shape, DType.Float32, generator, 0, std);
 }

@@ -5,10 +5,13 @@ public sealed class Linear : Module
 {
     /// <summary>The weight [out, in] (parameter "weight").</summary>
     public Tensor Weight { get; }
+
     /// <summary>The bias [out] (parameter "bias"), or null when built without one.</summary>
     public Tensor? Bias { get; }
+
     /// <summary>Size of each input row.</summary>
     public int InFeatures { get; }
+
     /// <summary>Size of each output row.</summary>
     public int OutFeatures { get; }
 
@@ -22,14 +25,16 @@ public sealed class Linear : Module
         InFeatures = inFeatures;
         OutFeatures = outFeatures;
         Weight = RegisterParameter("weight", Init.UniformFanIn([outFeatures, inFeatures], inFeatures, g));
-        if (bias) Bias = RegisterParameter("bias", Init.UniformFanIn([outFeatures], inFeatures, g));
+        if (bias)
+            Bias = RegisterParameter("bias", Init.UniformFanIn([outFeatures], inFeatures, g));
     }
 
     /// <inheritdoc/>
     public override Tensor Forward(Tensor input) => Ops.Linear(input, Weight, Bias);
 
     /// <inheritdoc/>
-    protected override string ExtraRepr() => $"in_features={InFeatures}, out_features={OutFeatures}, bias={Bias != null}";
+    protected override string ExtraRepr() =>
+        $"in_features={InFeatures}, out_features={OutFeatures}, bias={Bias != null}";
 }
 
 /// <summary>2-D convolution over [N, C, H, W].</summary>
@@ -37,28 +42,51 @@ public sealed class Conv2d : Module
 {
     /// <summary>The filters [out, in / groups, k, k].</summary>
     public Tensor Weight { get; }
+
     /// <summary>The bias [out], or null.</summary>
     public Tensor? Bias { get; }
-    private readonly int _stride, _padding, _dilation, _groups;
+    private readonly int _stride,
+        _padding,
+        _dilation,
+        _groups;
 
     /// <summary>A square-kernel convolution, initialised like PyTorch (U(−1/√fan_in, 1/√fan_in)); the channel counts
     /// must be divisible by <paramref name="groups"/>.</summary>
-    public Conv2d(int inChannels, int outChannels, int kernelSize, int stride = 1, int padding = 0, int dilation = 1, int groups = 1, bool bias = true, Generator? generator = null)
+    public Conv2d(
+        int inChannels,
+        int outChannels,
+        int kernelSize,
+        int stride = 1,
+        int padding = 0,
+        int dilation = 1,
+        int groups = 1,
+        bool bias = true,
+        Generator? generator = null
+    )
     {
         if (inChannels % groups != 0 || outChannels % groups != 0)
-            throw new ArgumentException($"conv2d: in ({inChannels}) and out ({outChannels}) channels must be divisible by groups ({groups})");
+            throw new ArgumentException(
+                $"conv2d: in ({inChannels}) and out ({outChannels}) channels must be divisible by groups ({groups})"
+            );
         var g = generator ?? Generator.Default;
         int fanIn = inChannels / groups * kernelSize * kernelSize;
-        Weight = RegisterParameter("weight", Init.UniformFanIn([outChannels, inChannels / groups, kernelSize, kernelSize], fanIn, g));
-        if (bias) Bias = RegisterParameter("bias", Init.UniformFanIn([outChannels], fanIn, g));
+        Weight = RegisterParameter(
+            "weight",
+            Init.UniformFanIn([outChannels, inChannels / groups, kernelSize, kernelSize], fanIn, g)
+        );
+        if (bias)
+            Bias = RegisterParameter("bias", Init.UniformFanIn([outChannels], fanIn, g));
         (_stride, _padding, _dilation, _groups) = (stride, padding, dilation, groups);
     }
 
     /// <inheritdoc/>
-    public override Tensor Forward(Tensor input) => F.Conv2d(input, Weight, Bias, _stride, _padding, _dilation, _groups);
+    public override Tensor Forward(Tensor input) =>
+        F.Conv2d(input, Weight, Bias, _stride, _padding, _dilation, _groups);
 
     /// <inheritdoc/>
-    protected override string ExtraRepr() => $"{Weight.Shape[1] * _groups}, {Weight.Shape[0]}, kernel_size={Weight.Shape[2]}, stride={_stride}, padding={_padding}";
+    protected override string ExtraRepr() =>
+        $"{Weight.Shape[1] * _groups}, {Weight.Shape[0]}, kernel_size={Weight.Shape[2]}, stride={_stride}, "
+        + $"padding={_padding}";
 }
 
 /// <summary>Batch normalisation over the channel dim of [N, C] (1d) or [N, C, H, W] (2d), with running statistics
@@ -67,21 +95,28 @@ public class BatchNorm : Module
 {
     /// <summary>The per-channel scale γ (ones at first).</summary>
     public Tensor Weight { get; }
+
     /// <summary>The per-channel shift β (zeros at first).</summary>
     public Tensor Bias { get; }
+
     /// <summary>The running mean used in eval mode (buffer "running_mean").</summary>
     public Tensor RunningMean { get; }
+
     /// <summary>The running (unbiased) variance used in eval mode (buffer "running_var").</summary>
     public Tensor RunningVar { get; }
+
     /// <summary>How many training batches updated the running statistics (buffer "num_batches_tracked").</summary>
     public Tensor NumBatchesTracked { get; }
+
     /// <summary>The running statistics' update weight: new = (1 − momentum)·old + momentum·batch.</summary>
     public double Momentum { get; }
+
     /// <summary>Added to the variance before the square root.</summary>
     public double Eps { get; }
     private readonly int _rank;
 
-    /// <summary>Batch norm over <paramref name="numFeatures"/> channels of rank-<paramref name="rank"/> input.</summary>
+    /// <summary>Batch norm over <paramref name="numFeatures"/> channels of rank-<paramref name="rank"/>
+    /// input.</summary>
     protected BatchNorm(int numFeatures, int rank, double eps, double momentum)
     {
         _rank = rank;
@@ -99,7 +134,9 @@ public class BatchNorm : Module
     {
         ArgumentNullException.ThrowIfNull(input);
         if (input.Rank != _rank && !(_rank == 2 && input.Rank == 3))
-            throw new ShapeMismatchException($"{GetType().Name}: expected a {_rank}-D input, got {Shapes.Format(input.Shape)}");
+            throw new ShapeMismatchException(
+                $"{GetType().Name}: expected a {_rank}-D input, got {Shapes.Format(input.Shape)}"
+            );
         if (Training)
             using (Autograd.GradMode.NoGrad())
             {
@@ -115,16 +152,19 @@ public class BatchNorm : Module
 }
 
 /// <summary>Batch norm over [N, C] or [N, C, L].</summary>
-public sealed class BatchNorm1d(int numFeatures, double eps = 1e-5, double momentum = 0.1) : BatchNorm(numFeatures, 2, eps, momentum);
+public sealed class BatchNorm1d(int numFeatures, double eps = 1e-5, double momentum = 0.1)
+    : BatchNorm(numFeatures, 2, eps, momentum);
 
 /// <summary>Batch norm over [N, C, H, W].</summary>
-public sealed class BatchNorm2d(int numFeatures, double eps = 1e-5, double momentum = 0.1) : BatchNorm(numFeatures, 4, eps, momentum);
+public sealed class BatchNorm2d(int numFeatures, double eps = 1e-5, double momentum = 0.1)
+    : BatchNorm(numFeatures, 4, eps, momentum);
 
 /// <summary>Layer normalisation over the trailing <c>normalizedShape</c> dims, with affine weight and bias.</summary>
 public sealed class LayerNorm : Module
 {
     /// <summary>The elementwise scale (ones at first), shaped as the normalised dims.</summary>
     public Tensor Weight { get; }
+
     /// <summary>The elementwise shift (zeros at first).</summary>
     public Tensor Bias { get; }
     private readonly int[] _shape;
@@ -140,7 +180,8 @@ public sealed class LayerNorm : Module
     }
 
     /// <summary>Normalises over the last dim, of size <paramref name="dim"/>.</summary>
-    public LayerNorm(int dim, double eps = 1e-5) : this([dim], eps) { }
+    public LayerNorm(int dim, double eps = 1e-5)
+        : this([dim], eps) { }
 
     /// <inheritdoc/>
     public override Tensor Forward(Tensor input) => F.LayerNorm(input, _shape, Weight, Bias, _eps);
@@ -192,7 +233,8 @@ public sealed class MaxPool2d(int kernelSize, int? stride = null, int padding = 
     public override Tensor Forward(Tensor input) => F.MaxPool2d(input, kernelSize, stride, padding);
 
     /// <inheritdoc/>
-    protected override string ExtraRepr() => $"kernel_size={kernelSize}, stride={stride ?? kernelSize}, padding={padding}";
+    protected override string ExtraRepr() =>
+        $"kernel_size={kernelSize}, stride={stride ?? kernelSize}, padding={padding}";
 }
 
 /// <summary>2-D average pooling.</summary>
@@ -202,7 +244,8 @@ public sealed class AvgPool2d(int kernelSize, int? stride = null, int padding = 
     public override Tensor Forward(Tensor input) => F.AvgPool2d(input, kernelSize, stride, padding);
 
     /// <inheritdoc/>
-    protected override string ExtraRepr() => $"kernel_size={kernelSize}, stride={stride ?? kernelSize}, padding={padding}";
+    protected override string ExtraRepr() =>
+        $"kernel_size={kernelSize}, stride={stride ?? kernelSize}, padding={padding}";
 }
 
 /// <summary>max(x, 0).</summary>
@@ -256,7 +299,8 @@ public sealed class Sequential : Module
     public Sequential(params Module[] layers)
     {
         ArgumentNullException.ThrowIfNull(layers);
-        foreach (var l in layers) Add(l);
+        foreach (var l in layers)
+            Add(l);
     }
 
     /// <summary>Appends a layer.</summary>
@@ -275,7 +319,8 @@ public sealed class Sequential : Module
     public override Tensor Forward(Tensor input)
     {
         var x = Ops.Identity(input);
-        foreach (var l in _layers) x = x.Replace(l.Forward(x));
+        foreach (var l in _layers)
+            x = x.Replace(l.Forward(x));
         return x;
     }
 }

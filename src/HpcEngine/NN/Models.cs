@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 namespace HpcEngine.NN;
 
 /// <summary>The models the benchmarks use, by name. Each is built deterministically from a generator.</summary>
@@ -15,27 +15,56 @@ public static class Models
         var g = generator ?? Generator.Default;
         return name switch
         {
-            "mlp" => new Sequential(new Flatten(), new Linear(784, 256, generator: g), new ReLU(), new Linear(256, 128, generator: g), new ReLU(),
-                new Linear(128, 100, generator: g), new ReLU(), new Linear(100, 10, generator: g)),
-            "mlp-wide" => new Sequential(new Flatten(), new Linear(784, 1024, generator: g), new ReLU(), new Linear(1024, 1024, generator: g), new ReLU(),
-                new Linear(1024, 10, generator: g)),
+            "mlp" => new Sequential(
+                new Flatten(),
+                new Linear(784, 256, generator: g),
+                new ReLU(),
+                new Linear(256, 128, generator: g),
+                new ReLU(),
+                new Linear(128, 100, generator: g),
+                new ReLU(),
+                new Linear(100, 10, generator: g)
+            ),
+            "mlp-wide" => new Sequential(
+                new Flatten(),
+                new Linear(784, 1024, generator: g),
+                new ReLU(),
+                new Linear(1024, 1024, generator: g),
+                new ReLU(),
+                new Linear(1024, 10, generator: g)
+            ),
             "cnn" => new Sequential(
-                new Conv2d(1, 32, 3, padding: 1, generator: g), new BatchNorm2d(32), new ReLU(), new MaxPool2d(2),
-                new Conv2d(32, 64, 3, padding: 1, generator: g), new BatchNorm2d(64), new ReLU(), new MaxPool2d(2),
-                new Flatten(), new Linear(64 * 7 * 7, 128, generator: g), new ReLU(), new Linear(128, 10, generator: g)),
+                new Conv2d(1, 32, 3, padding: 1, generator: g),
+                new BatchNorm2d(32),
+                new ReLU(),
+                new MaxPool2d(2),
+                new Conv2d(32, 64, 3, padding: 1, generator: g),
+                new BatchNorm2d(64),
+                new ReLU(),
+                new MaxPool2d(2),
+                new Flatten(),
+                new Linear(64 * 7 * 7, 128, generator: g),
+                new ReLU(),
+                new Linear(128, 10, generator: g)
+            ),
             "gpt-mini" => new GptMini(GptMiniConfig.Default, g),
-            _ => throw new ArgumentException($"unknown model '{name}': use one of {string.Join(", ", Names)}", nameof(name)),
+            _ => throw new ArgumentException(
+                $"unknown model '{name}': use one of {string.Join(", ", Names)}",
+                nameof(name)
+            ),
         };
     }
 
-    /// <summary>The input one sample of the model takes: [1, 28, 28] images for the vision models, token ids for gpt-mini.</summary>
+    /// <summary>The input one sample of the model takes: [1, 28, 28] images for the vision models, token ids for
+    /// gpt-mini.</summary>
     public static int[] SampleShape(string name) => name == "gpt-mini" ? [GptMiniConfig.Default.Context] : [1, 28, 28];
 }
 
 /// <summary>Size of a <see cref="GptMini"/>.</summary>
 public sealed record GptMiniConfig(int Vocab, int Context, int Dim, int Heads, int Layers)
 {
-    /// <summary>Byte-level vocabulary, 64 tokens of context, width 128, 4 heads, 2 blocks (~0.5 M parameters).</summary>
+    /// <summary>Byte-level vocabulary, 64 tokens of context, width 128, 4 heads, 2 blocks (~0.5 M
+    /// parameters).</summary>
     public static GptMiniConfig Default { get; } = new(256, 64, 128, 4, 2);
 }
 
@@ -46,7 +75,8 @@ public sealed record GptMiniConfig(int Vocab, int Context, int Dim, int Heads, i
 public sealed class GptMini : Module
 {
     public GptMiniConfig Config { get; }
-    private readonly Embedding _wte, _wpe;
+    private readonly Embedding _wte,
+        _wpe;
     private readonly Block[] _blocks;
     private readonly LayerNorm _lnF;
     private readonly Linear _head;
@@ -54,14 +84,16 @@ public sealed class GptMini : Module
     public GptMini(GptMiniConfig config, Generator? generator = null)
     {
         ArgumentNullException.ThrowIfNull(config);
-        if (config.Dim % config.Heads != 0) throw new ArgumentException($"gpt-mini: dim {config.Dim} must be divisible by heads {config.Heads}");
+        if (config.Dim % config.Heads != 0)
+            throw new ArgumentException($"gpt-mini: dim {config.Dim} must be divisible by heads {config.Heads}");
         var g = generator ?? Generator.Default;
         Config = config;
         _wte = RegisterModule("wte", new Embedding(config.Vocab, config.Dim, g));
         _wpe = RegisterModule("wpe", new Embedding(config.Context, config.Dim, g));
         var h = RegisterModule("h", new Sequential());
         _blocks = new Block[config.Layers];
-        for (int i = 0; i < config.Layers; i++) h.Add(_blocks[i] = new Block(config, g));
+        for (int i = 0; i < config.Layers; i++)
+            h.Add(_blocks[i] = new Block(config, g));
         _lnF = RegisterModule("ln_f", new LayerNorm(config.Dim));
         _head = RegisterModule("lm_head", new Linear(config.Dim, config.Vocab, bias: false, generator: g));
     }
@@ -72,19 +104,23 @@ public sealed class GptMini : Module
     public static Sequential CreateSequential(GptMiniConfig config, Generator? generator = null)
     {
         ArgumentNullException.ThrowIfNull(config);
-        if (config.Dim % config.Heads != 0) throw new ArgumentException($"gpt-mini: dim {config.Dim} must be divisible by heads {config.Heads}");
+        if (config.Dim % config.Heads != 0)
+            throw new ArgumentException($"gpt-mini: dim {config.Dim} must be divisible by heads {config.Heads}");
         var g = generator ?? Generator.Default;
         var seq = new Sequential(new Embeddings(config, g));
-        for (int i = 0; i < config.Layers; i++) seq.Add(new Block(config, g));
+        for (int i = 0; i < config.Layers; i++)
+            seq.Add(new Block(config, g));
         seq.Add(new LayerNorm(config.Dim));
         seq.Add(new Linear(config.Dim, config.Vocab, bias: false, generator: g));
         return seq;
     }
 
-    /// <summary>Token ids [B, T] → token + position embeddings [B, T, D] (the first layer of <see cref="CreateSequential"/>).</summary>
+    /// <summary>Token ids [B, T] → token + position embeddings [B, T, D] (the first layer of <see
+    /// cref="CreateSequential"/>).</summary>
     private sealed class Embeddings : Module
     {
-        private readonly Embedding _wte, _wpe;
+        private readonly Embedding _wte,
+            _wpe;
         private readonly int _context;
 
         public Embeddings(GptMiniConfig c, Generator g)
@@ -105,7 +141,9 @@ public sealed class GptMini : Module
     {
         ArgumentNullException.ThrowIfNull(input);
         if (input.Rank != 2 || input.Shape[1] > context)
-            throw new ShapeMismatchException($"gpt-mini: expected token ids [batch, time ≤ {context}], got {Shapes.Format(input.Shape)}");
+            throw new ShapeMismatchException(
+                $"gpt-mini: expected token ids [batch, time ≤ {context}], got {Shapes.Format(input.Shape)}"
+            );
         using var pos = Tensor.Arange(input.Shape[1]);
         using var tok = wte.Forward(input);
         using var pe = wpe.Forward(pos);
@@ -114,10 +152,19 @@ public sealed class GptMini : Module
 
     /// <summary>The whole network: embeddings, blocks, final norm, head. Shared with the tensor-parallel model, whose
     /// modules are the parallel ones.</summary>
-    internal static Tensor Decode(Tensor input, int context, Module wte, Module wpe, IEnumerable<Module> blocks, Module lnF, Module head)
+    internal static Tensor Decode(
+        Tensor input,
+        int context,
+        Module wte,
+        Module wpe,
+        IEnumerable<Module> blocks,
+        Module lnF,
+        Module head
+    )
     {
         var x = Embed(input, context, wte, wpe);
-        foreach (var b in blocks) x = x.Replace(b.Forward(x));
+        foreach (var b in blocks)
+            x = x.Replace(b.Forward(x));
         using var n = lnF.Forward(x);
         x.Dispose();
         return head.Forward(n);
@@ -136,7 +183,8 @@ public sealed class GptMini : Module
 
     private sealed class Block : Module
     {
-        private readonly LayerNorm _ln1, _ln2;
+        private readonly LayerNorm _ln1,
+            _ln2;
         private readonly Attention _attn;
         private readonly Mlp _mlp;
 
@@ -153,7 +201,8 @@ public sealed class GptMini : Module
 
     private sealed class Attention : Module
     {
-        private readonly Linear _qkv, _proj;
+        private readonly Linear _qkv,
+            _proj;
         private readonly int _heads;
 
         public Attention(GptMiniConfig c, Generator g)
@@ -171,11 +220,14 @@ public sealed class GptMini : Module
         }
     }
 
-    /// <summary>Causal self-attention over fused projections: qkv [B, T, 3·H·hd] (q | k | v) → [B, T, H·hd], each of the
-    /// H heads attending to earlier positions only. Shared with the tensor-parallel model, whose ranks hold H/n heads.</summary>
+    /// <summary>Causal self-attention over fused projections: qkv [B, T, 3·H·hd] (q | k | v) → [B, T, H·hd], each of
+    /// the H heads attending to earlier positions only. Shared with the tensor-parallel model, whose ranks hold H/n
+    /// heads.</summary>
     internal static Tensor CausalHeads(Tensor qkv, int heads, int headDim)
     {
-        int b = qkv.Shape[0], t = qkv.Shape[1], width = heads * headDim;
+        int b = qkv.Shape[0],
+            t = qkv.Shape[1],
+            width = heads * headDim;
         var parts = Ops.Split(qkv, width, 2);
         try
         {
@@ -192,13 +244,15 @@ public sealed class GptMini : Module
         }
         finally
         {
-            foreach (var p in parts) p.Dispose();
+            foreach (var p in parts)
+                p.Dispose();
         }
     }
 
     private sealed class Mlp : Module
     {
-        private readonly Linear _fc, _proj;
+        private readonly Linear _fc,
+            _proj;
 
         public Mlp(GptMiniConfig c, Generator g)
         {

@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Autograd;
 
 namespace HpcEngine.NN;
@@ -44,7 +44,8 @@ public abstract class Module : IDisposable
         return value;
     }
 
-    protected T RegisterModule<T>(string name, T module) where T : Module
+    protected T RegisterModule<T>(string name, T module)
+        where T : Module
     {
         ArgumentNullException.ThrowIfNull(module);
         CheckName(name);
@@ -56,7 +57,11 @@ public abstract class Module : IDisposable
     {
         if (string.IsNullOrEmpty(name) || name.Contains('.'))
             throw new ArgumentException($"'{name}' is not a valid member name (non-empty, no '.')", nameof(name));
-        if (_parameters.Any(p => p.Name == name) || _buffers.Any(b => b.Name == name) || _modules.Any(m => m.Name == name))
+        if (
+            _parameters.Any(p => p.Name == name)
+            || _buffers.Any(b => b.Name == name)
+            || _modules.Any(m => m.Name == name)
+        )
             throw new ArgumentException($"'{name}' is already registered on {GetType().Name}", nameof(name));
     }
 
@@ -66,9 +71,11 @@ public abstract class Module : IDisposable
     /// <summary>Every parameter with its dotted path, in PyTorch's order (own first, then children).</summary>
     public IEnumerable<(string Name, Tensor Parameter)> NamedParameters(string prefix = "")
     {
-        foreach (var (n, p) in _parameters) yield return (prefix + n, p);
+        foreach (var (n, p) in _parameters)
+            yield return (prefix + n, p);
         foreach (var (n, m) in _modules)
-            foreach (var x in m.NamedParameters(prefix + n + ".")) yield return x;
+        foreach (var x in m.NamedParameters(prefix + n + "."))
+            yield return x;
     }
 
     /// <summary>Every parameter, in <see cref="NamedParameters"/> order.</summary>
@@ -77,9 +84,11 @@ public abstract class Module : IDisposable
     /// <summary>Every buffer (running statistics ...) with its dotted path.</summary>
     public IEnumerable<(string Name, Tensor Buffer)> NamedBuffers(string prefix = "")
     {
-        foreach (var (n, b) in _buffers) yield return (prefix + n, b);
+        foreach (var (n, b) in _buffers)
+            yield return (prefix + n, b);
         foreach (var (n, m) in _modules)
-            foreach (var x in m.NamedBuffers(prefix + n + ".")) yield return x;
+        foreach (var x in m.NamedBuffers(prefix + n + "."))
+            yield return x;
     }
 
     /// <summary>Parameters and buffers by dotted name, in PyTorch's state-dict order (per module: parameters, then
@@ -87,9 +96,12 @@ public abstract class Module : IDisposable
     public IReadOnlyList<KeyValuePair<string, Tensor>> StateDict(string prefix = "")
     {
         var r = new List<KeyValuePair<string, Tensor>>();
-        foreach (var (n, p) in _parameters) r.Add(new(prefix + n, p));
-        foreach (var (n, b) in _buffers) r.Add(new(prefix + n, b));
-        foreach (var (n, m) in _modules) r.AddRange(m.StateDict(prefix + n + "."));
+        foreach (var (n, p) in _parameters)
+            r.Add(new(prefix + n, p));
+        foreach (var (n, b) in _buffers)
+            r.Add(new(prefix + n, b));
+        foreach (var (n, m) in _modules)
+            r.AddRange(m.StateDict(prefix + n + "."));
         return r;
     }
 
@@ -105,14 +117,20 @@ public abstract class Module : IDisposable
             var missing = names.Where(n => !state.ContainsKey(n)).ToArray();
             var unexpected = state.Keys.Where(n => !names.Contains(n)).ToArray();
             if (missing.Length > 0 || unexpected.Length > 0)
-                throw new KeyNotFoundException($"state dict does not match {GetType().Name}: missing [{string.Join(", ", missing)}], unexpected [{string.Join(", ", unexpected)}]");
+                throw new KeyNotFoundException(
+                    $"state dict does not match {GetType().Name}: missing [{string.Join(", ", missing)}], unexpected [{string.Join(", ", unexpected)}]"
+                );
         }
         using var noGrad = GradMode.NoGrad();
         foreach (var (name, target) in own)
         {
-            if (!state.TryGetValue(name, out var src)) continue;
+            if (!state.TryGetValue(name, out var src))
+                continue;
             if (!src.Shape.SequenceEqual(target.Shape))
-                throw new ShapeMismatchException($"state dict entry '{name}' has shape {Shapes.Format(src.Shape)} but the module expects {Shapes.Format(target.Shape)}");
+                throw new ShapeMismatchException(
+                    $"state dict entry '{name}' has shape {Shapes.Format(src.Shape)} but the module expects "
+                        + $"{Shapes.Format(target.Shape)}"
+                );
             Ops.CopyInto(target, src);
         }
     }
@@ -121,7 +139,8 @@ public abstract class Module : IDisposable
     public Module Train(bool on = true)
     {
         Training = on;
-        foreach (var (_, m) in _modules) m.Train(on);
+        foreach (var (_, m) in _modules)
+            m.Train(on);
         return this;
     }
 
@@ -131,7 +150,8 @@ public abstract class Module : IDisposable
     /// <summary>Clears every parameter's gradient.</summary>
     public void ZeroGrad()
     {
-        foreach (var p in Parameters()) p.ZeroGrad();
+        foreach (var p in Parameters())
+            p.ZeroGrad();
     }
 
     /// <summary>Number of parameter elements.</summary>
@@ -142,8 +162,10 @@ public abstract class Module : IDisposable
     /// parameters are). Gradients are dropped.</summary>
     public Module To(Device device)
     {
-        foreach (var (_, p) in NamedParameters()) p.MoveStorageTo(device);
-        foreach (var (_, b) in NamedBuffers()) b.MoveStorageTo(device);
+        foreach (var (_, p) in NamedParameters())
+            p.MoveStorageTo(device);
+        foreach (var (_, b) in NamedBuffers())
+            b.MoveStorageTo(device);
         return this;
     }
 
@@ -152,9 +174,11 @@ public abstract class Module : IDisposable
 
     private string Describe(string indent)
     {
-        if (_modules.Count == 0) return $"{GetType().Name}({ExtraRepr()})";
+        if (_modules.Count == 0)
+            return $"{GetType().Name}({ExtraRepr()})";
         var sb = new System.Text.StringBuilder($"{GetType().Name}(\n");
-        foreach (var (n, m) in _modules) sb.Append(indent).Append("  (").Append(n).Append("): ").Append(m.Describe(indent + "  ")).Append('\n');
+        foreach (var (n, m) in _modules)
+            sb.Append(indent).Append("  (").Append(n).Append("): ").Append(m.Describe(indent + "  ")).Append('\n');
         return sb.Append(indent).Append(')').ToString();
     }
 
@@ -164,11 +188,18 @@ public abstract class Module : IDisposable
     /// <summary>Disposes parameters, buffers and children.</summary>
     public void Dispose()
     {
-        if (_disposed) return;
+        if (_disposed)
+            return;
         _disposed = true;
-        foreach (var (_, p) in _parameters) { p.ZeroGrad(); p.Dispose(); }
-        foreach (var (_, b) in _buffers) b.Dispose();
-        foreach (var (_, m) in _modules) m.Dispose();
+        foreach (var (_, p) in _parameters)
+        {
+            p.ZeroGrad();
+            p.Dispose();
+        }
+        foreach (var (_, b) in _buffers)
+            b.Dispose();
+        foreach (var (_, m) in _modules)
+            m.Dispose();
         GC.SuppressFinalize(this);
     }
 }

@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Autograd;
 
 namespace HpcEngine;
@@ -7,10 +7,15 @@ namespace HpcEngine;
 public static partial class F
 {
     public static Tensor Relu(Tensor x) => Ops.Relu(x);
+
     public static Tensor Gelu(Tensor x, string approximate = "none") => Ops.Gelu(x, approximate);
+
     public static Tensor Silu(Tensor x) => Ops.Silu(x);
+
     public static Tensor Sigmoid(Tensor x) => Ops.Sigmoid(x);
+
     public static Tensor Tanh(Tensor x) => Ops.Tanh(x);
+
     public static Tensor LeakyRelu(Tensor x, double negativeSlope = 0.01) => Ops.LeakyRelu(x, negativeSlope);
 
     /// <summary>Softmax along <paramref name="dim"/>.</summary>
@@ -23,7 +28,8 @@ public static partial class F
     {
         ArgumentNullException.ThrowIfNull(x);
         string name = log ? "log_softmax" : "softmax";
-        if (!x.DType.IsFloating()) throw Ops.Unsupported(name, x.DType, "a floating dtype");
+        if (!x.DType.IsFloating())
+            throw Ops.Unsupported(name, x.DType, "a floating dtype");
         if (x.Rank == 0)
         {
             using var x1 = Ops.Reshape(x, 1);
@@ -40,19 +46,24 @@ public static partial class F
         }
         var compute = x.DType.ComputeType();
         using var xc = Ops.ToDType(x, compute, false).ContiguousOwned();
-        int n = x.Shape[^1], rows = n == 0 ? 0 : x.NumEl / n;
+        int n = x.Shape[^1],
+            rows = n == 0 ? 0 : x.NumEl / n;
         var y = Tensor.Empty(x.Shape, compute, x.Device);
         xc.Backend.Softmax(xc, y, rows, n, log);
-        if (compute != x.DType) y = y.Replace(Ops.ToDType(y, x.DType, false));
-        if (!Recorder.Needs(x)) return y;
+        if (compute != x.DType)
+            y = y.Replace(Ops.ToDType(y, x.DType, false));
+        if (!Recorder.Needs(x))
+            return y;
         return Recorder.Record(y, name, [x], [y], (g, s) =>
         {
             using var yc = Ops.ToDType(s[0], compute, false).ContiguousOwned();
             using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
             var dx = Tensor.Empty(yc.Shape, compute, yc.Device);
             yc.Backend.SoftmaxBackward(yc, gc, dx, rows, n, log);
-            if (compute == g.DType) return [dx];
-            using (dx) return [Ops.ToDType(dx, g.DType, false)];
+            if (compute == g.DType)
+                return [dx];
+            using (dx)
+                return [Ops.ToDType(dx, g.DType, false)];
         });
     }
 
@@ -61,11 +72,21 @@ public static partial class F
     public static Tensor Dropout(Tensor x, double p = 0.5, bool training = true, Generator? generator = null)
     {
         ArgumentNullException.ThrowIfNull(x);
-        if (p is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(p), $"dropout: p must be in [0, 1], got {p}");
-        if (!training || p == 0) return Ops.Identity(x);
-        if (p == 1) return Ops.MulScalar(x, 0);
+        if (p is < 0 or > 1)
+            throw new ArgumentOutOfRangeException(nameof(p), $"dropout: p must be in [0, 1], got {p}");
+        if (!training || p == 0)
+            return Ops.Identity(x);
+        if (p == 1)
+            return Ops.MulScalar(x, 0);
         // One kernel draws the scaled keep mask: keep · (1/(1−p)) rounded once, from the generator's Philox stream.
-        using var scaled = Tensor.BernoulliOn(x.ShapeArray, 1 - p, (float)(1.0 / (1 - p)), x.DType, generator, x.Device);
+        using var scaled = Tensor.BernoulliOn(
+            x.ShapeArray,
+            1 - p,
+            (float)(1.0 / (1 - p)),
+            x.DType,
+            generator,
+            x.Device
+        );
         return Ops.Mul(x, scaled);
     }
 }

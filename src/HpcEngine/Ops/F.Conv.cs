@@ -8,34 +8,94 @@ public static partial class F
     /// <summary>2-D convolution (cross-correlation, as PyTorch): input [N, C, H, W], weight [O, C/groups, KH, KW],
     /// bias [O]. Lowered per group to im2col over the whole batch + one GEMM; backward is one GEMM for the weight
     /// gradient and one plus a fold (col2im) for the input gradient.</summary>
-    public static Tensor Conv2d(Tensor input, Tensor weight, Tensor? bias = null, int stride = 1, int padding = 0, int dilation = 1, int groups = 1) =>
-        Conv2d(input, weight, bias, (stride, stride), (padding, padding), (dilation, dilation), groups);
+    public static Tensor Conv2d(
+        Tensor input,
+        Tensor weight,
+        Tensor? bias = null,
+        int stride = 1,
+        int padding = 0,
+        int dilation = 1,
+        int groups = 1
+    ) => Conv2d(input, weight, bias, (stride, stride), (padding, padding), (dilation, dilation), groups);
 
     /// <summary>2-D convolution with per-axis stride, padding and dilation.</summary>
-    public static Tensor Conv2d(Tensor input, Tensor weight, Tensor? bias, (int H, int W) stride, (int H, int W) padding, (int H, int W) dilation, int groups = 1)
+    public static Tensor Conv2d(
+        Tensor input,
+        Tensor weight,
+        Tensor? bias,
+        (int H, int W) stride,
+        (int H, int W) padding,
+        (int H, int W) dilation,
+        int groups = 1
+    )
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(weight);
         if (input.Rank != 4 || weight.Rank != 4)
-            throw ShapeMismatchException.For("conv2d", "input must be [N, C, H, W] and weight [O, C/groups, KH, KW]", input, weight);
-        if (input.DType != weight.DType) throw new DTypeMismatchException($"conv2d: input is {input.DType.TorchName()} but weight is {weight.DType.TorchName()}");
-        if (groups < 1) throw new ArgumentOutOfRangeException(nameof(groups), $"conv2d: groups must be positive, got {groups}");
+            throw ShapeMismatchException.For(
+                "conv2d",
+                "input must be [N, C, H, W] and weight [O, C/groups, KH, KW]",
+                input,
+                weight
+            );
+        if (input.DType != weight.DType)
+            throw new DTypeMismatchException(
+                $"conv2d: input is {input.DType.TorchName()} but weight is {weight.DType.TorchName()}"
+            );
+        if (groups < 1)
+            throw new ArgumentOutOfRangeException(nameof(groups), $"conv2d: groups must be positive, got {groups}");
         if (stride.H < 1 || stride.W < 1 || dilation.H < 1 || dilation.W < 1 || padding.H < 0 || padding.W < 0)
-            throw new ArgumentOutOfRangeException(nameof(stride), $"conv2d: stride and dilation must be positive and padding non-negative (stride {stride}, padding {padding}, dilation {dilation})");
-        int n = input.Shape[0], c = input.Shape[1], h = input.Shape[2], w = input.Shape[3];
-        int o = weight.Shape[0], cg = weight.Shape[1], kh = weight.Shape[2], kw = weight.Shape[3];
+            throw new ArgumentOutOfRangeException(
+                nameof(stride),
+                $"conv2d: stride and dilation must be positive and padding non-negative (stride {stride}, padding "
+                    + $"{padding}, dilation {dilation})"
+            );
+        int n = input.Shape[0],
+            c = input.Shape[1],
+            h = input.Shape[2],
+            w = input.Shape[3];
+        int o = weight.Shape[0],
+            cg = weight.Shape[1],
+            kh = weight.Shape[2],
+            kw = weight.Shape[3];
         if (c % groups != 0 || o % groups != 0 || cg != c / groups)
-            throw ShapeMismatchException.For("conv2d", $"channels must split evenly into {groups} groups: weight dim 1 must be C/groups", input, weight);
+            throw ShapeMismatchException.For(
+                "conv2d",
+                $"channels must split evenly into {groups} groups: weight dim 1 must be C/groups",
+                input,
+                weight
+            );
         if (bias != null && (bias.Rank != 1 || bias.Shape[0] != o))
             throw ShapeMismatchException.For("conv2d", $"bias must be [{o}]", weight, bias);
-        var geo = new Conv2dGeometry(cg, h, w, kh, kw, stride.H, stride.W, padding.H, padding.W, dilation.H, dilation.W);
-        int oh = geo.OH, ow = geo.OW;
+        var geo = new Conv2dGeometry(
+            cg,
+            h,
+            w,
+            kh,
+            kw,
+            stride.H,
+            stride.W,
+            padding.H,
+            padding.W,
+            dilation.H,
+            dilation.W
+        );
+        int oh = geo.OH,
+            ow = geo.OW;
         if (oh <= 0 || ow <= 0)
-            throw ShapeMismatchException.For("conv2d", $"the kernel (with dilation and padding) is larger than the input: output would be {oh}x{ow}", input, weight);
+            throw ShapeMismatchException.For(
+                "conv2d",
+                $"the kernel (with dilation and padding) is larger than the input: output would be {oh}x{ow}",
+                input,
+                weight
+            );
         var compute = input.DType.ComputeType();
         using var xc = Ops.ToDType(input, compute, false).ContiguousOwned();
         using var wc = Ops.ToDType(weight, compute, false).ContiguousOwned();
-        int og = o / groups, ck = cg * kh * kw, l = oh * ow, nl = n * l;
+        int og = o / groups,
+            ck = cg * kh * kw,
+            l = oh * ow,
+            nl = n * l;
         var device = xc.Device;
         Ops.SameDevice("conv2d", input, weight);
         // The whole batch is unfolded into one [C/g·KH·KW, N·OH·OW] matrix per group, so each group is one large
@@ -63,10 +123,14 @@ public static partial class F
             using var bc = Ops.ToDType(b4, compute, false);
             Ops.AddInto(y, bc); // broadcasts [1, O, 1, 1] over the output
         }
-        if (compute != input.DType) y = y.Replace(Ops.ToDType(y, input.DType, false));
+        if (compute != input.DType)
+            y = y.Replace(Ops.ToDType(y, input.DType, false));
         var inputs = bias != null ? new[] { input, weight, bias } : new[] { input, weight };
-        if (!Recorder.Needs(inputs)) return y;
-        bool gx = input.NeedsGrad, gw = weight.NeedsGrad, gb = bias?.NeedsGrad ?? false;
+        if (!Recorder.Needs(inputs))
+            return y;
+        bool gx = input.NeedsGrad,
+            gw = weight.NeedsGrad,
+            gb = bias?.NeedsGrad ?? false;
         return Recorder.Record(y, "conv2d", inputs, [xc, wc], (g, s) =>
         {
             using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
@@ -95,18 +159,22 @@ public static partial class F
             }
             Tensor? db = gb ? Ops.Sum(gc, [0, 2, 3]) : null;
             var r = new List<Tensor?> { dx, dw };
-            if (bias != null) r.Add(db);
+            if (bias != null)
+                r.Add(db);
             return [.. r];
         });
     }
 
     private static Tensor ReshapeOwned(Tensor t, int[] shape) => t.Replace(Ops.Reshape(t, shape));
 
-    /// <summary>Unfolds group <paramref name="gi"/> of every image into cols [C/g·KH·KW, N·L] (image b in columns b·L..).</summary>
-    private static void Im2ColBatch(Tensor x, int gi, int cg, Conv2dGeometry geo, Tensor cols) => x.Backend.Im2Col(x, gi, cg, geo, cols);
+    /// <summary>Unfolds group <paramref name="gi"/> of every image into cols [C/g·KH·KW, N·L] (image b in columns
+    /// b·L..).</summary>
+    private static void Im2ColBatch(Tensor x, int gi, int cg, Conv2dGeometry geo, Tensor cols) =>
+        x.Backend.Im2Col(x, gi, cg, geo, cols);
 
     /// <summary>Folds cols [C/g·KH·KW, N·L] back into group <paramref name="gi"/> of dx, summing overlaps.</summary>
-    private static void Col2ImBatch(Tensor cols, Tensor dx, int gi, int cg, Conv2dGeometry geo) => dx.Backend.Col2Im(cols, gi, cg, geo, dx);
+    private static void Col2ImBatch(Tensor cols, Tensor dx, int gi, int cg, Conv2dGeometry geo) =>
+        dx.Backend.Col2Im(cols, gi, cg, geo, dx);
 
     /// <summary>Embedding lookup: the ids (moved to the weight's device as int64 if they are not) are checked in range
     /// on the host first — eagerly; under graph capture nothing is read back and the kernel skips an out-of-range id
@@ -115,20 +183,26 @@ public static partial class F
     private static Tensor EmbeddingLookup(Tensor indices, Tensor weight)
     {
         if (indices.DType is not (DType.Int64 or DType.Int32))
-            throw new DTypeMismatchException($"embedding: indices must be int64 or int32, got {indices.DType.TorchName()}");
-        int vocab = weight.Shape[0], dim = weight.Shape[1];
+            throw new DTypeMismatchException(
+                $"embedding: indices must be int64 or int32, got {indices.DType.TorchName()}"
+            );
+        int vocab = weight.Shape[0],
+            dim = weight.Shape[1];
         var backend = weight.Backend;
         if (!backend.Capturing)
             foreach (long i in indices.ToArray<long>())
-                if (i < 0 || i >= vocab) throw new IndexOutOfRangeException($"embedding: index {i} is out of range for {vocab} embeddings");
+                if (i < 0 || i >= vocab)
+                    throw new IndexOutOfRangeException($"embedding: index {i} is out of range for {vocab} embeddings");
         using var flat = Ops.Reshape(indices, [-1]);
         using var flat64 = Ops.ToDType(flat, DType.Int64, false);
-        using var idsDev = flat64.Device == weight.Device ? Ops.ContiguousNoGrad(flat64) : Ops.MoveNoGrad(flat64, weight.Device);
+        using var idsDev =
+            flat64.Device == weight.Device ? Ops.ContiguousNoGrad(flat64) : Ops.MoveNoGrad(flat64, weight.Device);
         using var wc = weight.Contiguous();
         var rows = Tensor.Empty([flat.NumEl, dim], weight.DType, weight.Device);
         backend.Embedding(wc, idsDev, rows);
         var r = rows.Replace(Ops.Reshape(rows, [.. indices.ShapeArray, dim]));
-        if (!Recorder.Needs(weight)) return r;
+        if (!Recorder.Needs(weight))
+            return r;
         return Recorder.Record(r, "embedding", [weight], [idsDev], (g, s) =>
         {
             using var gc = Ops.Reshape(g, [-1, dim]).ContiguousOwned();
@@ -142,12 +216,24 @@ public static partial class F
     public static Tensor MaxPool2d(Tensor x, int kernelSize, int? stride = null, int padding = 0, int dilation = 1)
     {
         ArgumentNullException.ThrowIfNull(x);
-        var (planes, geo, compute, xc) = PoolSetup("max_pool2d", x, kernelSize, stride ?? kernelSize, padding, dilation);
+        var (planes, geo, compute, xc) = PoolSetup(
+            "max_pool2d",
+            x,
+            kernelSize,
+            stride ?? kernelSize,
+            padding,
+            dilation
+        );
         using var _ = xc;
-        if (padding * 2 > kernelSize) throw new ArgumentException($"max_pool2d: padding ({padding}) must be at most half the kernel size ({kernelSize})", nameof(padding));
+        if (padding * 2 > kernelSize)
+            throw new ArgumentException(
+                $"max_pool2d: padding ({padding}) must be at most half the kernel size ({kernelSize})",
+                nameof(padding)
+            );
         var y = Tensor.Empty([x.Shape[0], x.Shape[1], geo.OH, geo.OW], compute, x.Device);
         var indices = x.Backend.MaxPool(xc, y, planes, geo);
-        if (compute != x.DType) y = y.Replace(Ops.ToDType(y, x.DType, false));
+        if (compute != x.DType)
+            y = y.Replace(Ops.ToDType(y, x.DType, false));
         if (!Recorder.Needs(x))
         {
             indices.Dispose();
@@ -166,16 +252,28 @@ public static partial class F
     }
 
     /// <summary>2-D average pooling over [N, C, H, W]; the stride defaults to the kernel size.</summary>
-    public static Tensor AvgPool2d(Tensor x, int kernelSize, int? stride = null, int padding = 0, bool countIncludePad = true)
+    public static Tensor AvgPool2d(
+        Tensor x,
+        int kernelSize,
+        int? stride = null,
+        int padding = 0,
+        bool countIncludePad = true
+    )
     {
         ArgumentNullException.ThrowIfNull(x);
         var (planes, geo, compute, xc) = PoolSetup("avg_pool2d", x, kernelSize, stride ?? kernelSize, padding, 1);
         using var _ = xc;
-        if (padding * 2 > kernelSize) throw new ArgumentException($"avg_pool2d: padding ({padding}) must be at most half the kernel size ({kernelSize})", nameof(padding));
+        if (padding * 2 > kernelSize)
+            throw new ArgumentException(
+                $"avg_pool2d: padding ({padding}) must be at most half the kernel size ({kernelSize})",
+                nameof(padding)
+            );
         var y = Tensor.Empty([x.Shape[0], x.Shape[1], geo.OH, geo.OW], compute, x.Device);
         x.Backend.AvgPool(xc, y, planes, geo, countIncludePad);
-        if (compute != x.DType) y = y.Replace(Ops.ToDType(y, x.DType, false));
-        if (!Recorder.Needs(x)) return y;
+        if (compute != x.DType)
+            y = y.Replace(Ops.ToDType(y, x.DType, false));
+        if (!Recorder.Needs(x))
+            return y;
         var inShape = x.ShapeArray;
         return Recorder.Record(y, "avg_pool2d", [x], g =>
         {
@@ -186,42 +284,86 @@ public static partial class F
         });
     }
 
-    private static (int Planes, Conv2dGeometry Geo, DType Compute, Tensor Xc) PoolSetup(string op, Tensor x, int k, int stride, int padding, int dilation)
+    private static (int Planes, Conv2dGeometry Geo, DType Compute, Tensor Xc) PoolSetup(
+        string op,
+        Tensor x,
+        int k,
+        int stride,
+        int padding,
+        int dilation
+    )
     {
-        if (x.Rank != 4) throw new ShapeMismatchException($"{op}: input must be [N, C, H, W], got {Shapes.Format(x.Shape)}");
-        if (!x.DType.IsFloating()) throw Ops.Unsupported(op, x.DType, "a floating dtype");
+        if (x.Rank != 4)
+            throw new ShapeMismatchException($"{op}: input must be [N, C, H, W], got {Shapes.Format(x.Shape)}");
+        if (!x.DType.IsFloating())
+            throw Ops.Unsupported(op, x.DType, "a floating dtype");
         if (k < 1 || stride < 1 || dilation < 1 || padding < 0)
-            throw new ArgumentOutOfRangeException(nameof(k), $"{op}: kernel, stride and dilation must be positive and padding non-negative");
-        var geo = new Conv2dGeometry(x.Shape[1], x.Shape[2], x.Shape[3], k, k, stride, stride, padding, padding, dilation, dilation);
+            throw new ArgumentOutOfRangeException(
+                nameof(k),
+                $"{op}: kernel, stride and dilation must be positive and padding non-negative"
+            );
+        var geo = new Conv2dGeometry(
+            x.Shape[1],
+            x.Shape[2],
+            x.Shape[3],
+            k,
+            k,
+            stride,
+            stride,
+            padding,
+            padding,
+            dilation,
+            dilation
+        );
         if (geo.OH <= 0 || geo.OW <= 0)
-            throw new ShapeMismatchException($"{op}: kernel {k} is larger than the padded input {Shapes.Format(x.Shape)}");
+            throw new ShapeMismatchException(
+                $"{op}: kernel {k} is larger than the padded input {Shapes.Format(x.Shape)}"
+            );
         var compute = x.DType.ComputeType();
         return (x.Shape[0] * x.Shape[1], geo, compute, Ops.ToDType(x, compute, false).ContiguousOwned());
     }
 
-    /// <summary>Rows of <paramref name="weight"/> [V, D] picked by integer <paramref name="indices"/>: shape indices.shape + [D].</summary>
+    /// <summary>Rows of <paramref name="weight"/> [V, D] picked by integer <paramref name="indices"/>: shape
+    /// indices.shape + [D].</summary>
     public static Tensor Embedding(Tensor indices, Tensor weight)
     {
         ArgumentNullException.ThrowIfNull(indices);
         ArgumentNullException.ThrowIfNull(weight);
-        if (weight.Rank != 2) throw new ShapeMismatchException($"embedding: the weight must be [num_embeddings, dim], got {Shapes.Format(weight.Shape)}");
+        if (weight.Rank != 2)
+            throw new ShapeMismatchException(
+                $"embedding: the weight must be [num_embeddings, dim], got {Shapes.Format(weight.Shape)}"
+            );
         return EmbeddingLookup(indices, weight);
     }
 
     /// <summary>softmax(q·kᵀ/√d + mask)·v over [..., L, d] inputs; <paramref name="isCausal"/> hides future positions.
     /// <paramref name="attnMask"/> is added to the scores (bool masks: false = hidden).</summary>
-    public static Tensor ScaledDotProductAttention(Tensor q, Tensor k, Tensor v, Tensor? attnMask = null, bool isCausal = false, double? scale = null)
+    public static Tensor ScaledDotProductAttention(
+        Tensor q,
+        Tensor k,
+        Tensor v,
+        Tensor? attnMask = null,
+        bool isCausal = false,
+        double? scale = null
+    )
     {
         ArgumentNullException.ThrowIfNull(q);
         ArgumentNullException.ThrowIfNull(k);
         ArgumentNullException.ThrowIfNull(v);
         if (q.Rank < 2 || q.Shape[^1] != k.Shape[^1] || k.Shape[^2] != v.Shape[^2])
-            throw ShapeMismatchException.For("scaled_dot_product_attention", "q [..., L, E], k [..., S, E], v [..., S, Ev] are expected", q, k, v);
+            throw ShapeMismatchException.For(
+                "scaled_dot_product_attention",
+                "q [..., L, E], k [..., S, E], v [..., S, Ev] are expected",
+                q,
+                k,
+                v
+            );
         double sc = scale ?? 1.0 / Math.Sqrt(q.Shape[^1]);
         using var kt = Ops.Transpose(k, -2, -1);
         using var raw = Ops.MatMul(q, kt);
         var scores = Ops.MulScalar(raw, sc);
-        int lq = q.Shape[^2], lk = k.Shape[^2];
+        int lq = q.Shape[^2],
+            lk = k.Shape[^2];
         if (isCausal)
         {
             // Position j is hidden from query i when j > i.
@@ -240,7 +382,8 @@ public static partial class F
                 using var hidden = Ops.LogicalNot(attnMask);
                 scores = scores.Replace(Ops.MaskedFill(scores, hidden, double.NegativeInfinity));
             }
-            else scores = scores.Replace(Ops.Add(scores, attnMask));
+            else
+                scores = scores.Replace(Ops.Add(scores, attnMask));
         }
         using (scores)
         using (var attn = Softmax(scores, -1))

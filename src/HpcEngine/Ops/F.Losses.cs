@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Autograd;
 
 namespace HpcEngine;
@@ -13,19 +13,31 @@ public enum Reduction
 
 public static partial class F
 {
-    /// <summary>Cross-entropy between logits [N, C] (or [C], or [N, C, d1, ...]) and class indices [N] (or [N, d1, ...]).
-    /// Targets equal to <paramref name="ignoreIndex"/> contribute nothing and are left out of the mean. With
-    /// <paramref name="labelSmoothing"/> ε the target distribution is (1−ε)·one-hot + ε/C, as PyTorch defines it.</summary>
-    public static Tensor CrossEntropy(Tensor logits, Tensor target, int ignoreIndex = -100, double labelSmoothing = 0, Reduction reduction = Reduction.Mean)
+    /// <summary>Cross-entropy between logits [N, C] (or [C], or [N, C, d1, ...]) and class indices [N] (or [N, d1,
+    /// ...]). Targets equal to <paramref name="ignoreIndex"/> contribute nothing and are left out of the mean. With
+    /// <paramref name="labelSmoothing"/> ε the target distribution is (1−ε)·one-hot + ε/C, as PyTorch defines
+    /// it.</summary>
+    public static Tensor CrossEntropy(
+        Tensor logits,
+        Tensor target,
+        int ignoreIndex = -100,
+        double labelSmoothing = 0,
+        Reduction reduction = Reduction.Mean
+    )
     {
         ArgumentNullException.ThrowIfNull(logits);
         ArgumentNullException.ThrowIfNull(target);
         if (labelSmoothing is < 0 or > 1)
-            throw new ArgumentOutOfRangeException(nameof(labelSmoothing), $"cross_entropy: label_smoothing must be in [0, 1], got {labelSmoothing}");
-        if (logits.Rank == 2) return FusedCrossEntropy(logits, target, ignoreIndex, labelSmoothing, reduction);
+            throw new ArgumentOutOfRangeException(
+                nameof(labelSmoothing),
+                $"cross_entropy: label_smoothing must be in [0, 1], got {labelSmoothing}"
+            );
+        if (logits.Rank == 2)
+            return FusedCrossEntropy(logits, target, ignoreIndex, labelSmoothing, reduction);
         // Other ranks (a single row, or per-position classes [N, C, d1, ...]) compose log-softmax and the NLL.
         using var logp = LogSoftmax(logits, logits.Rank == 1 ? 0 : 1);
-        if (labelSmoothing == 0) return NllLoss(logp, target, ignoreIndex, reduction);
+        if (labelSmoothing == 0)
+            return NllLoss(logp, target, ignoreIndex, reduction);
         int c = logits.Rank == 1 ? logits.Shape[0] : logits.Shape[1];
         using var nll = NllLoss(logp, target, ignoreIndex, Reduction.None);
         // smooth_i = −(1/C) Σ_c logp[i, c], masked like nll.
@@ -43,7 +55,13 @@ public static partial class F
     /// the rows that count (not ignore_index) are counted on the device, so nothing is read back and the step can be
     /// captured in a graph. Eagerly the targets are also read back once to check their range; under capture an
     /// out-of-range target gives a NaN loss instead.</summary>
-    private static Tensor FusedCrossEntropy(Tensor logits, Tensor target, int ignoreIndex, double smoothing, Reduction reduction)
+    private static Tensor FusedCrossEntropy(
+        Tensor logits,
+        Tensor target,
+        int ignoreIndex,
+        double smoothing,
+        Reduction reduction
+    )
     {
         Ops.SameDevice("cross_entropy", logits, target);
         if (logits.DType is DType.BFloat16 or DType.Float16)
@@ -53,51 +71,79 @@ public static partial class F
             using var loss32 = FusedCrossEntropy(wide, target, ignoreIndex, smoothing, reduction);
             return Ops.To(loss32, logits.DType);
         }
-        int n = logits.Shape[0], c = logits.Shape[1];
+        int n = logits.Shape[0],
+            c = logits.Shape[1];
         if (target.Rank != 1 || target.Shape[0] != n)
-            throw ShapeMismatchException.For("cross_entropy", $"the target must be [N] = [{n}] class indices", logits, target);
+            throw ShapeMismatchException.For(
+                "cross_entropy",
+                $"the target must be [N] = [{n}] class indices",
+                logits,
+                target
+            );
         if (target.DType is not (DType.Int64 or DType.Int32))
-            throw new DTypeMismatchException($"cross_entropy: targets must be class indices (int64 or int32), got {target.DType.TorchName()}");
+            throw new DTypeMismatchException(
+                $"cross_entropy: targets must be class indices (int64 or int32), got {target.DType.TorchName()}"
+            );
         var backend = logits.Backend;
         if (!backend.Capturing)
             foreach (long v in target.ToArray<long>())
                 if (v != ignoreIndex && (v < 0 || v >= c))
-                    throw new IndexOutOfRangeException($"cross_entropy: target class {v} is out of range for {c} classes (valid 0..{c - 1}, or ignore_index {ignoreIndex})");
-        using var t64 = target.DType == DType.Int64 ? Ops.ContiguousNoGrad(target) : Ops.ToDType(target, DType.Int64, false);
+                    throw new IndexOutOfRangeException(
+                        $"cross_entropy: target class {v} is out of range for {c} classes (valid 0..{c - 1}, or "
+                            + $"ignore_index {ignoreIndex})"
+                    );
+        using var t64 =
+            target.DType == DType.Int64 ? Ops.ContiguousNoGrad(target) : Ops.ToDType(target, DType.Int64, false);
         using var lc = Ops.ContiguousNoGrad(logits);
         var rowLoss = Tensor.Empty([n], logits.DType, logits.Device);
         using var dlogits = Tensor.Empty([n, c], logits.DType, logits.Device);
         using var counted = reduction == Reduction.Mean ? Tensor.Empty([], logits.DType, logits.Device) : null;
         backend.CrossEntropy(lc, t64, rowLoss, dlogits, ignoreIndex, smoothing, counted);
         Tensor loss;
-        if (reduction == Reduction.None) loss = rowLoss.Alias();
+        if (reduction == Reduction.None)
+            loss = rowLoss.Alias();
         else
         {
             loss = Ops.Sum(rowLoss, [0]);
-            if (counted != null) loss = loss.Replace(Ops.Div(loss, counted));
+            if (counted != null)
+                loss = loss.Replace(Ops.Div(loss, counted));
         }
         rowLoss.Dispose();
-        if (!Recorder.Needs(logits)) return loss;
+        if (!Recorder.Needs(logits))
+            return loss;
         return Recorder.Record(loss, "cross_entropy", [logits], [dlogits], (g, s) =>
         {
-            if (reduction != Reduction.None) return [Ops.Mul(s[0], g)];
+            if (reduction != Reduction.None)
+                return [Ops.Mul(s[0], g)];
             using var g2 = Ops.Unsqueeze(g, 1);
             return [Ops.Mul(s[0], g2)];
         });
     }
 
     /// <summary>Negative log-likelihood of log-probabilities [N, C, ...] at class indices [N, ...].</summary>
-    public static Tensor NllLoss(Tensor logProbs, Tensor target, int ignoreIndex = -100, Reduction reduction = Reduction.Mean)
+    public static Tensor NllLoss(
+        Tensor logProbs,
+        Tensor target,
+        int ignoreIndex = -100,
+        Reduction reduction = Reduction.Mean
+    )
     {
         ArgumentNullException.ThrowIfNull(logProbs);
         ArgumentNullException.ThrowIfNull(target);
         if (target.DType is not (DType.Int64 or DType.Int32))
-            throw new DTypeMismatchException($"nll_loss: targets must be class indices (int64 or int32), got {target.DType.TorchName()}");
+            throw new DTypeMismatchException(
+                $"nll_loss: targets must be class indices (int64 or int32), got {target.DType.TorchName()}"
+            );
         bool unbatched = logProbs.Rank == 1;
         int classDim = unbatched ? 0 : 1;
         var expected = unbatched ? Array.Empty<int>() : logProbs.ShapeArray.Where((_, i) => i != 1).ToArray();
         if (!target.Shape.SequenceEqual(expected))
-            throw ShapeMismatchException.For("nll_loss", $"the target must have the input's shape without the class dim ({Shapes.Format(expected)})", logProbs, target);
+            throw ShapeMismatchException.For(
+                "nll_loss",
+                $"the target must have the input's shape without the class dim ({Shapes.Format(expected)})",
+                logProbs,
+                target
+            );
         int c = logProbs.Shape[classDim];
         using var valid = ValidMask(target, ignoreIndex, logProbs.DType);
         using var validBool = Ops.To(valid, DType.Bool);
@@ -107,7 +153,10 @@ public static partial class F
         using var tmax = Ops.Max(safeTarget.NumEl > 0 ? safeTarget : zero);
         using var tmin = Ops.Min(safeTarget.NumEl > 0 ? safeTarget : zero);
         if (tmax.Item() >= c || tmin.Item() < 0)
-            throw new IndexOutOfRangeException($"nll_loss: target class {(tmax.Item() >= c ? tmax.Item() : tmin.Item())} is out of range for {c} classes (valid 0..{c - 1}, or ignore_index {ignoreIndex})");
+            throw new IndexOutOfRangeException(
+                $"nll_loss: target class {(tmax.Item() >= c ? tmax.Item() : tmin.Item())} is out of range for {c} "
+                    + $"classes (valid 0..{c - 1}, or ignore_index {ignoreIndex})"
+            );
         using var idx = Ops.Unsqueeze(safeTarget, classDim);
         using var picked = Ops.Gather(logProbs, classDim, idx);
         using var picked1 = Ops.Squeeze(picked, classDim);
@@ -144,8 +193,10 @@ public static partial class F
     {
         switch (reduction)
         {
-            case Reduction.Sum: return Ops.Sum(perElement);
-            case Reduction.None: return Ops.Identity(perElement);
+            case Reduction.Sum:
+                return Ops.Sum(perElement);
+            case Reduction.None:
+                return Ops.Identity(perElement);
             default:
                 using (var total = Ops.Sum(perElement))
                 using (var count = Ops.Sum(valid))

@@ -6,22 +6,37 @@ public static partial class F
 {
     /// <summary>Layer normalisation over the trailing dims given by <paramref name="normalizedShape"/>, with optional
     /// elementwise affine weight and bias of that shape. One fused kernel forward and backward.</summary>
-    public static Tensor LayerNorm(Tensor x, int[] normalizedShape, Tensor? weight = null, Tensor? bias = null, double eps = 1e-5)
+    public static Tensor LayerNorm(
+        Tensor x,
+        int[] normalizedShape,
+        Tensor? weight = null,
+        Tensor? bias = null,
+        double eps = 1e-5
+    )
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(normalizedShape);
-        if (!x.DType.IsFloating()) throw Ops.Unsupported("layer_norm", x.DType, "a floating dtype");
+        if (!x.DType.IsFloating())
+            throw Ops.Unsupported("layer_norm", x.DType, "a floating dtype");
         int k = normalizedShape.Length;
         if (k == 0 || k > x.Rank || !x.Shape[^k..].SequenceEqual(normalizedShape))
-            throw new ShapeMismatchException($"layer_norm: normalized_shape {Shapes.Format(normalizedShape)} must equal the input's trailing dims (input shape {Shapes.Format(x.Shape)})");
+            throw new ShapeMismatchException(
+                $"layer_norm: normalized_shape {Shapes.Format(normalizedShape)} must equal the input's trailing dims "
+                    + $"(input shape {Shapes.Format(x.Shape)})"
+            );
         foreach (var p in new[] { weight, bias })
             if (p != null && !p.Shape.SequenceEqual(normalizedShape))
-                throw new ShapeMismatchException($"layer_norm: weight and bias must have shape {Shapes.Format(normalizedShape)}, got {Shapes.Format(p.Shape)}");
+                throw new ShapeMismatchException(
+                    $"layer_norm: weight and bias must have shape {Shapes.Format(normalizedShape)}, got "
+                        + $"{Shapes.Format(p.Shape)}"
+                );
         foreach (var p in new[] { weight, bias })
-            if (p != null) Ops.SameDevice("layer_norm", x, p);
+            if (p != null)
+                Ops.SameDevice("layer_norm", x, p);
         var compute = x.DType.ComputeType();
         var device = x.Device;
-        int d = Shapes.NumEl(normalizedShape), rows = d == 0 ? 0 : x.NumEl / d;
+        int d = Shapes.NumEl(normalizedShape),
+            rows = d == 0 ? 0 : x.NumEl / d;
         using var xc = Ops.ToDType(x, compute, false).ContiguousOwned();
         using var wc = weight != null ? Ops.ToDType(weight, compute, false).ContiguousOwned() : null;
         using var bc = bias != null ? Ops.ToDType(bias, compute, false).ContiguousOwned() : null;
@@ -29,7 +44,8 @@ public static partial class F
         var mean = Tensor.Empty([rows], compute, device);
         var rstd = Tensor.Empty([rows], compute, device);
         xc.Backend.LayerNorm(xc, wc, bc, y, mean, rstd, rows, d, eps);
-        if (compute != x.DType) y = y.Replace(Ops.ToDType(y, x.DType, false));
+        if (compute != x.DType)
+            y = y.Replace(Ops.ToDType(y, x.DType, false));
         var inputs = AffineInputs(x, weight, bias);
         if (!Recorder.Needs(inputs))
         {
@@ -38,8 +54,10 @@ public static partial class F
             return y;
         }
         var save = new List<Tensor> { xc, mean, rstd };
-        if (wc != null) save.Add(wc);
-        bool hasW = weight != null, hasB = bias != null;
+        if (wc != null)
+            save.Add(wc);
+        bool hasW = weight != null,
+            hasB = bias != null;
         Recorder.Record(y, "layer_norm", inputs, [.. save], (g, s) =>
         {
             using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
@@ -48,8 +66,10 @@ public static partial class F
             var db = hasB ? Tensor.Empty(normalizedShape, compute, device) : null;
             s[0].Backend.LayerNormBackward(s[0], hasW ? s[3] : null, s[1], s[2], gc, dx, dw, db, rows, d);
             var result = new List<Tensor?> { dx };
-            if (hasW) result.Add(dw);
-            if (hasB) result.Add(db);
+            if (hasW)
+                result.Add(dw);
+            if (hasB)
+                result.Add(db);
             return [.. result];
         });
         mean.Dispose();
@@ -61,22 +81,39 @@ public static partial class F
     /// batch statistics (biased variance) and, when running buffers are given, updates them in place with
     /// <paramref name="momentum"/> (unbiased variance, as PyTorch); in eval it uses the running statistics.
     /// One fused kernel forward and backward (see BatchNormKernels).</summary>
-    public static Tensor BatchNorm(Tensor x, Tensor? runningMean, Tensor? runningVar, Tensor? weight = null, Tensor? bias = null,
-        bool training = true, double momentum = 0.1, double eps = 1e-5)
+    public static Tensor BatchNorm(
+        Tensor x,
+        Tensor? runningMean,
+        Tensor? runningVar,
+        Tensor? weight = null,
+        Tensor? bias = null,
+        bool training = true,
+        double momentum = 0.1,
+        double eps = 1e-5
+    )
     {
         ArgumentNullException.ThrowIfNull(x);
-        if (x.Rank < 2) throw new ShapeMismatchException($"batch_norm: the input needs at least 2 dims [N, C, ...], got {Shapes.Format(x.Shape)}");
+        if (x.Rank < 2)
+            throw new ShapeMismatchException(
+                $"batch_norm: the input needs at least 2 dims [N, C, ...], got {Shapes.Format(x.Shape)}"
+            );
         int c = x.Shape[1];
         foreach (var p in new[] { runningMean, runningVar, weight, bias })
             if (p != null && (p.Rank != 1 || p.Shape[0] != c))
-                throw new ShapeMismatchException($"batch_norm: per-channel tensors must have shape [{c}], got {Shapes.Format(p.Shape)}");
-        int n = x.Shape[0], l = c == 0 ? 0 : x.NumEl / Math.Max(n * c, 1);
+                throw new ShapeMismatchException(
+                    $"batch_norm: per-channel tensors must have shape [{c}], got {Shapes.Format(p.Shape)}"
+                );
+        int n = x.Shape[0],
+            l = c == 0 ? 0 : x.NumEl / Math.Max(n * c, 1);
         if (training && (long)n * l <= 1)
-            throw new ShapeMismatchException($"batch_norm: training needs more than one value per channel (input shape {Shapes.Format(x.Shape)})");
+            throw new ShapeMismatchException(
+                $"batch_norm: training needs more than one value per channel (input shape {Shapes.Format(x.Shape)})"
+            );
         if (!training && (runningMean == null || runningVar == null))
             throw new ArgumentException("batch_norm: eval mode needs running_mean and running_var");
         foreach (var p in new[] { runningMean, runningVar, weight, bias })
-            if (p != null) Ops.SameDevice("batch_norm", x, p);
+            if (p != null)
+                Ops.SameDevice("batch_norm", x, p);
         var compute = x.DType.ComputeType();
         var device = x.Device;
         using var xc = Ops.ToDType(x, compute, false).ContiguousOwned();
@@ -108,7 +145,8 @@ public static partial class F
                 Lerp(runningMean, mean, momentum);
                 Lerp(runningVar, unbiased, momentum);
             }
-        if (compute != x.DType) y = y.Replace(Ops.ToDType(y, x.DType, false));
+        if (compute != x.DType)
+            y = y.Replace(Ops.ToDType(y, x.DType, false));
         var inputs = AffineInputs(x, weight, bias);
         if (!Recorder.Needs(inputs))
         {
@@ -116,10 +154,14 @@ public static partial class F
             rstd.Dispose();
             return y;
         }
-        bool gx = x.NeedsGrad, gw = weight?.NeedsGrad ?? false, gb = bias?.NeedsGrad ?? false;
+        bool gx = x.NeedsGrad,
+            gw = weight?.NeedsGrad ?? false,
+            gb = bias?.NeedsGrad ?? false;
         var save = new List<Tensor> { xc, mean, rstd };
-        if (wc != null) save.Add(wc);
-        bool hasW = weight != null, hasB = bias != null;
+        if (wc != null)
+            save.Add(wc);
+        bool hasW = weight != null,
+            hasB = bias != null;
         Recorder.Record(y, "batch_norm", inputs, [.. save], (g, s) =>
         {
             using var gcn = Ops.ToDType(g, compute, false).ContiguousOwned();
@@ -128,8 +170,10 @@ public static partial class F
             var db = gb ? Tensor.Empty([c], compute, device) : null;
             BatchNormBackwardDispatch(s[0], gcn, dx, dw, db, n, c, l, hasW ? s[3] : null, s[1], s[2], training);
             var r = new List<Tensor?> { dx };
-            if (hasW) r.Add(dw);
-            if (hasB) r.Add(db);
+            if (hasW)
+                r.Add(dw);
+            if (hasB)
+                r.Add(db);
             return [.. r];
         });
         mean.Dispose();
@@ -137,18 +181,44 @@ public static partial class F
         return y;
     }
 
-    private static void BatchNormDispatch(Tensor x, Tensor y, int n, int c, int l, Tensor? w, Tensor? b, Tensor mean, Tensor rstd, bool training, double eps) =>
-        x.Backend.BatchNorm(x, y, n, c, l, w, b, mean, rstd, training, eps);
+    private static void BatchNormDispatch(
+        Tensor x,
+        Tensor y,
+        int n,
+        int c,
+        int l,
+        Tensor? w,
+        Tensor? b,
+        Tensor mean,
+        Tensor rstd,
+        bool training,
+        double eps
+    ) => x.Backend.BatchNorm(x, y, n, c, l, w, b, mean, rstd, training, eps);
 
-    private static void BatchNormBackwardDispatch(Tensor x, Tensor g, Tensor? dx, Tensor? dw, Tensor? db, int n, int c, int l, Tensor? w, Tensor mean, Tensor rstd, bool training) =>
-        x.Backend.BatchNormBackward(x, g, dx, dw, db, n, c, l, w, mean, rstd, training);
+    private static void BatchNormBackwardDispatch(
+        Tensor x,
+        Tensor g,
+        Tensor? dx,
+        Tensor? dw,
+        Tensor? db,
+        int n,
+        int c,
+        int l,
+        Tensor? w,
+        Tensor mean,
+        Tensor rstd,
+        bool training
+    ) => x.Backend.BatchNormBackward(x, g, dx, dw, db, n, c, l, w, mean, rstd, training);
 
-    /// <summary>The inputs of a norm with optional affine parameters, in the order its backward returns gradients.</summary>
+    /// <summary>The inputs of a norm with optional affine parameters, in the order its backward returns
+    /// gradients.</summary>
     private static Tensor[] AffineInputs(Tensor x, Tensor? weight, Tensor? bias)
     {
         var inputs = new List<Tensor> { x };
-        if (weight != null) inputs.Add(weight);
-        if (bias != null) inputs.Add(bias);
+        if (weight != null)
+            inputs.Add(weight);
+        if (bias != null)
+            inputs.Add(bias);
         return [.. inputs];
     }
 

@@ -12,7 +12,9 @@ public static partial class Ops
         a.CheckAlive();
         b.CheckAlive();
         if (a.Device != b.Device)
-            throw new DeviceMismatchException($"{op}: tensors are on different devices ({a.Device} and {b.Device}); move one with .To(device)");
+            throw new DeviceMismatchException(
+                $"{op}: tensors are on different devices ({a.Device} and {b.Device}); move one with .To(device)"
+            );
     }
 
     internal static DTypeMismatchException Unsupported(string op, DType t, string accepted = "float32 or float64") =>
@@ -23,13 +25,15 @@ public static partial class Ops
     internal static Tensor ToDType(Tensor x, DType dtype, bool forceCopy)
     {
         x.CheckAlive();
-        if (x.DType == dtype) return forceCopy ? x.Clone() : x.Alias();
+        if (x.DType == dtype)
+            return forceCopy ? x.Clone() : x.Alias();
         var r = Tensor.Empty(x.Shape, dtype, x.Device);
         CopyStrided(x, r); // the backend converts while it copies
         return r;
     }
 
-    /// <summary>Converts to <paramref name="dtype"/>; differentiable between floating types. Always a new handle.</summary>
+    /// <summary>Converts to <paramref name="dtype"/>; differentiable between floating types. Always a new
+    /// handle.</summary>
     public static Tensor To(Tensor x, DType dtype)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -64,13 +68,15 @@ public static partial class Ops
         ArgumentNullException.ThrowIfNull(x);
         x.CheckAlive();
         Tensor r;
-        if (x.IsContiguous) r = x.Alias();
+        if (x.IsContiguous)
+            r = x.Alias();
         else
         {
             r = Tensor.Empty(x.Shape, x.DType, x.Device);
             CopyStrided(x, r);
         }
-        if (Recorder.Needs(x)) Recorder.Record(r, "contiguous", [x], g => [g]);
+        if (Recorder.Needs(x))
+            Recorder.Record(r, "contiguous", [x], g => [g]);
         return r;
     }
 
@@ -81,7 +87,8 @@ public static partial class Ops
         x.CheckAlive();
         var r = Tensor.Empty(x.Shape, x.DType, x.Device);
         CopyStrided(x, r);
-        if (Recorder.Needs(x)) Recorder.Record(r, "clone", [x], g => [g]);
+        if (Recorder.Needs(x))
+            Recorder.Record(r, "clone", [x], g => [g]);
         return r;
     }
 
@@ -102,9 +109,16 @@ public static partial class Ops
         SameDevice("copy_", dst, src);
         var bshape = Shapes.Broadcast("copy_", dst.Shape, src.Shape);
         if (!bshape.AsSpan().SequenceEqual(dst.Shape))
-            throw new ShapeMismatchException($"copy_: source shape {Shapes.Format(src.Shape)} does not broadcast to destination shape {Shapes.Format(dst.Shape)}");
+            throw new ShapeMismatchException(
+                $"copy_: source shape {Shapes.Format(src.Shape)} does not broadcast to destination shape "
+                    + $"{Shapes.Format(dst.Shape)}"
+            );
         using var conv = ToDType(src, dst.DType, false);
-        using var expanded = conv.View(dst.ShapeArray, Shapes.BroadcastStrides(conv.Shape, conv.Strides, dst.Shape), conv.Offset);
+        using var expanded = conv.View(
+            dst.ShapeArray,
+            Shapes.BroadcastStrides(conv.Shape, conv.Strides, dst.Shape),
+            conv.Offset
+        );
         CopyStrided(expanded, dst);
         dst.BumpVersion();
     }

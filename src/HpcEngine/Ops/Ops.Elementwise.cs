@@ -32,8 +32,10 @@ public static partial class Ops
         var device = DeviceOf(name, a, b);
         var dtype = OperandType(a, b, device);
         var compute = dtype.ComputeType();
-        if (compute is DType.Bool or DType.UInt8) compute = DType.Int32;
-        if (op == BinaryOp.Pow && !compute.IsFloating()) compute = DType.Float64;
+        if (compute is DType.Bool or DType.UInt8)
+            compute = DType.Int32;
+        if (op == BinaryOp.Pow && !compute.IsFloating())
+            compute = DType.Float64;
         var shape = Shapes.Broadcast(name, a.Shape, b.Shape);
         using var ac = OnDevice(a, device, compute);
         using var bc = OnDevice(b, device, compute);
@@ -41,8 +43,10 @@ public static partial class Ops
         using var be = Expanded(bc, shape);
         var r = Tensor.Empty(shape, compute, device);
         r.Backend.Binary(op, ae, be, r);
-        if (compute == dtype) return r;
-        using (r) return ToDType(r, dtype, false);
+        if (compute == dtype)
+            return r;
+        using (r)
+            return ToDType(r, dtype, false);
     }
 
     private static Tensor Binary(BinaryOp op, string name, Tensor a, Tensor b)
@@ -50,18 +54,24 @@ public static partial class Ops
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
         var r = BinaryNoGrad(op, name, a, b);
-        if (!Recorder.Needs(a, b)) return r;
-        int[] sa = a.ShapeArray, sb = b.ShapeArray;
-        bool ga = a.NeedsGrad, gb = b.NeedsGrad;
+        if (!Recorder.Needs(a, b))
+            return r;
+        int[] sa = a.ShapeArray,
+            sb = b.ShapeArray;
+        bool ga = a.NeedsGrad,
+            gb = b.NeedsGrad;
         switch (op)
         {
             case BinaryOp.Add:
                 return Recorder.Record(r, name, [a, b], g => [ga ? SumTo(g, sa) : null, gb ? SumTo(g, sb) : null]);
             case BinaryOp.Sub:
-                return Recorder.Record(r, name, [a, b], g => [ga ? SumTo(g, sa) : null, gb ? SumToOwned(Neg(g), sb) : null]);
+                return Recorder.Record(r, name, [a, b], g =>
+                    [ga ? SumTo(g, sa) : null, gb ? SumToOwned(Neg(g), sb) : null]
+                );
             case BinaryOp.Mul:
                 return Recorder.Record(r, name, [a, b], [a, b], (g, s) =>
-                    [ga ? SumToOwned(Mul(g, s[1]), sa) : null, gb ? SumToOwned(Mul(g, s[0]), sb) : null]);
+                    [ga ? SumToOwned(Mul(g, s[1]), sa) : null, gb ? SumToOwned(Mul(g, s[0]), sb) : null]
+                );
             case BinaryOp.Div:
                 return Recorder.Record(r, name, [a, b], [a, b], (g, s) =>
                 {
@@ -95,7 +105,8 @@ public static partial class Ops
             case BinaryOp.Pow:
                 return Recorder.Record(r, name, [a, b], [a, b, r], (g, s) =>
                 {
-                    Tensor? da = null, db = null;
+                    Tensor? da = null,
+                        db = null;
                     if (ga)
                     {
                         using var bm1 = AddScalar(s[1], -1);
@@ -119,11 +130,13 @@ public static partial class Ops
     /// <summary>Sums a broadcast gradient back to the shape of the input it came from.</summary>
     internal static Tensor SumTo(Tensor g, int[] shape)
     {
-        if (g.Shape.SequenceEqual(shape)) return g;
+        if (g.Shape.SequenceEqual(shape))
+            return g;
         int lead = g.Rank - shape.Length;
         var dims = new List<int>();
         for (int i = 0; i < g.Rank; i++)
-            if (i < lead || (shape[i - lead] == 1 && g.Shape[i] != 1)) dims.Add(i);
+            if (i < lead || (shape[i - lead] == 1 && g.Shape[i] != 1))
+                dims.Add(i);
         using var s = Sum(g, dims.ToArray(), keepDim: true);
         return Reshape(s, shape);
     }
@@ -132,7 +145,8 @@ public static partial class Ops
     internal static Tensor SumToOwned(Tensor g, int[] shape)
     {
         var r = SumTo(g, shape);
-        if (!ReferenceEquals(r, g)) g.Dispose();
+        if (!ReferenceEquals(r, g))
+            g.Dispose();
         return r;
     }
 
@@ -168,40 +182,59 @@ public static partial class Ops
 
     /// <summary>−x elementwise.</summary>
     public static Tensor Neg(Tensor x) => Unary(UnaryOp.Neg, "neg", x);
+
     /// <summary>|x| elementwise (gradient 0 at 0, as PyTorch).</summary>
     public static Tensor Abs(Tensor x) => Unary(UnaryOp.Abs, "abs", x);
+
     /// <summary>eˣ elementwise.</summary>
     public static Tensor Exp(Tensor x) => Unary(UnaryOp.Exp, "exp", x);
+
     /// <summary>Natural logarithm elementwise (NaN below 0, −∞ at 0).</summary>
     public static Tensor Log(Tensor x) => Unary(UnaryOp.Log, "log", x);
+
     /// <summary>ln(1 + x) elementwise, accurate for small x.</summary>
     public static Tensor Log1p(Tensor x) => Unary(UnaryOp.Log1p, "log1p", x);
+
     /// <summary>√x elementwise.</summary>
     public static Tensor Sqrt(Tensor x) => Unary(UnaryOp.Sqrt, "sqrt", x);
+
     /// <summary>1/√x elementwise.</summary>
     public static Tensor Rsqrt(Tensor x) => Unary(UnaryOp.Rsqrt, "rsqrt", x);
+
     /// <summary>Hyperbolic tangent elementwise.</summary>
     public static Tensor Tanh(Tensor x) => Unary(UnaryOp.Tanh, "tanh", x);
+
     /// <summary>Logistic sigmoid 1/(1 + e⁻ˣ) elementwise.</summary>
     public static Tensor Sigmoid(Tensor x) => Unary(UnaryOp.Sigmoid, "sigmoid", x);
+
     /// <summary>max(x, 0) elementwise.</summary>
     public static Tensor Relu(Tensor x) => Unary(UnaryOp.Relu, "relu", x);
+
     /// <summary>x · sigmoid(x) (swish) elementwise.</summary>
     public static Tensor Silu(Tensor x) => Unary(UnaryOp.Silu, "silu", x);
+
     /// <summary>−1, 0 or 1 by the sign of each element (gradient 0).</summary>
     public static Tensor Sign(Tensor x) => Unary(UnaryOp.Sign, "sign", x);
+
     /// <summary>1/x elementwise.</summary>
     public static Tensor Reciprocal(Tensor x) => Unary(UnaryOp.Reciprocal, "reciprocal", x);
-    /// <summary>x for x ≥ 0, else negativeSlope · x.</summary>
-    public static Tensor LeakyRelu(Tensor x, double negativeSlope = 0.01) => Unary(UnaryOp.LeakyRelu, "leaky_relu", x, negativeSlope);
 
-    /// <summary>GELU; <paramref name="approximate"/> "none" is the exact erf form, "tanh" the tanh approximation.</summary>
-    public static Tensor Gelu(Tensor x, string approximate = "none") => approximate switch
-    {
-        "none" => Unary(UnaryOp.Gelu, "gelu", x),
-        "tanh" => Unary(UnaryOp.GeluTanh, "gelu", x),
-        _ => throw new ArgumentException($"gelu: approximate must be 'none' or 'tanh', got '{approximate}'", nameof(approximate)),
-    };
+    /// <summary>x for x ≥ 0, else negativeSlope · x.</summary>
+    public static Tensor LeakyRelu(Tensor x, double negativeSlope = 0.01) =>
+        Unary(UnaryOp.LeakyRelu, "leaky_relu", x, negativeSlope);
+
+    /// <summary>GELU; <paramref name="approximate"/> "none" is the exact erf form, "tanh" the tanh
+    /// approximation.</summary>
+    public static Tensor Gelu(Tensor x, string approximate = "none") =>
+        approximate switch
+        {
+            "none" => Unary(UnaryOp.Gelu, "gelu", x),
+            "tanh" => Unary(UnaryOp.GeluTanh, "gelu", x),
+            _ => throw new ArgumentException(
+                $"gelu: approximate must be 'none' or 'tanh', got '{approximate}'",
+                nameof(approximate)
+            ),
+        };
 
     /// <summary>x raised to a constant power.</summary>
     public static Tensor Pow(Tensor x, double exponent) => Unary(UnaryOp.PowScalar, "pow", x, exponent);
@@ -210,7 +243,10 @@ public static partial class Ops
     {
         ArgumentNullException.ThrowIfNull(x);
         x.CheckAlive();
-        var dtype = x.DType.IsFloating() ? x.DType : op is UnaryOp.Neg or UnaryOp.Abs ? x.DType : DType.Float32;
+        var dtype =
+            x.DType.IsFloating() ? x.DType
+            : op is UnaryOp.Neg or UnaryOp.Abs ? x.DType
+            : DType.Float32;
         var compute = dtype.ComputeType();
         if (!compute.IsFloating())
         {
@@ -227,7 +263,8 @@ public static partial class Ops
         {
             r = r.Replace(ToDType(r, dtype, false));
         }
-        if (!Recorder.Needs(x)) return r;
+        if (!Recorder.Needs(x))
+            return r;
         return Recorder.Record(r, name, [x], [x, r], (g, s) => [UnaryBackward(op, s[0], s[1], g, alpha)]);
     }
 
@@ -239,22 +276,28 @@ public static partial class Ops
         using var gc = ToDType(g, compute, false).ContiguousOwned();
         var dx = Tensor.Empty(x.Shape, compute, x.Device);
         x.Backend.UnaryBackward(op, xc, yc, gc, dx, alpha);
-        if (compute == x.DType) return dx;
-        using (dx) return ToDType(dx, x.DType, false);
+        if (compute == x.DType)
+            return dx;
+        using (dx)
+            return ToDType(dx, x.DType, false);
     }
 
     /// <summary>Clamps into [min, max] (either bound may be omitted).</summary>
     public static Tensor Clamp(Tensor x, double? min = null, double? max = null)
     {
         ArgumentNullException.ThrowIfNull(x);
-        double lo = min ?? double.NegativeInfinity, hi = max ?? double.PositiveInfinity;
-        if (lo > hi) throw new ArgumentException($"clamp: min ({lo}) is greater than max ({hi})", nameof(min));
+        double lo = min ?? double.NegativeInfinity,
+            hi = max ?? double.PositiveInfinity;
+        if (lo > hi)
+            throw new ArgumentException($"clamp: min ({lo}) is greater than max ({hi})", nameof(min));
         var compute = x.DType.ComputeType();
         using var xc = ToDType(x, compute, false).ContiguousOwned();
         var r = Tensor.Empty(x.Shape, compute, x.Device);
         x.Backend.Clamp(xc, r, lo, hi);
-        if (compute != x.DType) r = r.Replace(ToDType(r, x.DType, false));
-        if (!Recorder.Needs(x)) return r;
+        if (compute != x.DType)
+            r = r.Replace(ToDType(r, x.DType, false));
+        if (!Recorder.Needs(x))
+            return r;
         return Recorder.Record(r, "clamp", [x], [x], (g, s) =>
         {
             using var above = GeScalar(s[0], lo);
@@ -272,14 +315,17 @@ internal static class OwnedExtensions
     /// <c>y = y.Replace(Convert(y))</c>.</summary>
     public static Tensor Replace(this Tensor old, Tensor replacement)
     {
-        if (!ReferenceEquals(old, replacement)) old.Dispose();
+        if (!ReferenceEquals(old, replacement))
+            old.Dispose();
         return replacement;
     }
 
     /// <summary>Makes <paramref name="t"/> contiguous, disposing the original handle when a copy was made.</summary>
     public static Tensor ContiguousOwned(this Tensor t)
     {
-        if (t.IsContiguous) return t;
-        using (t) return t.Contiguous();
+        if (t.IsContiguous)
+            return t;
+        using (t)
+            return t.Contiguous();
     }
 }

@@ -22,9 +22,14 @@ public static partial class Ops
         var ids = index.ToArray<long>();
         for (int i = 0; i < ids.Length; i++)
             if (ids[i] < 0 || ids[i] >= limit)
-                throw new IndexOutOfRangeException($"{op}: index {ids[i]} (element {i} of the index) is out of range for dimension {dim} of size {limit}");
-        if (index.Device == device && index.DType == DType.Int64) return index.Alias();
-        if (index.Device == device) return ToDType(index, DType.Int64, false);
+                throw new IndexOutOfRangeException(
+                    $"{op}: index {ids[i]} (element {i} of the index) is out of range for dimension {dim} of size "
+                        + $"{limit}"
+                );
+        if (index.Device == device && index.DType == DType.Int64)
+            return index.Alias();
+        if (index.Device == device)
+            return ToDType(index, DType.Int64, false);
         using var host = Tensor.FromArray(ids, index.ShapeArray);
         return MoveNoGrad(host, device);
     }
@@ -36,7 +41,10 @@ public static partial class Ops
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(index);
         int d = Shapes.NormalizeDim("index_select", dim, x.Rank);
-        if (index.Rank > 1) throw new ShapeMismatchException($"index_select: the index must be 0-D or 1-D, got shape {Shapes.Format(index.Shape)}");
+        if (index.Rank > 1)
+            throw new ShapeMismatchException(
+                $"index_select: the index must be 0-D or 1-D, got shape {Shapes.Format(index.Shape)}"
+            );
         using var idx = CheckedIndices("index_select", index, x.Device, d, x.Shape[d]);
         var shape = x.ShapeArray;
         shape[d] = idx.NumEl;
@@ -45,7 +53,8 @@ public static partial class Ops
         using var spread = idx.View(shape, strides, idx.Offset);
         var r = Tensor.Empty(shape, x.DType, x.Device);
         x.Backend.Gather(x, d, spread, r);
-        if (!Recorder.Needs(x)) return r;
+        if (!Recorder.Needs(x))
+            return r;
         var inShape = x.ShapeArray;
         return Recorder.Record(r, "index_select", [x], [spread], (g, s) =>
         {
@@ -56,7 +65,8 @@ public static partial class Ops
         });
     }
 
-    /// <summary>dst += src in place (src, of dst's dtype, broadcasts to dst's shape; any strides). Not recorded.</summary>
+    /// <summary>dst += src in place (src, of dst's dtype, broadcasts to dst's shape; any strides). Not
+    /// recorded.</summary>
     public static void AddInto(Tensor dst, Tensor src)
     {
         ArgumentNullException.ThrowIfNull(dst);
@@ -64,7 +74,8 @@ public static partial class Ops
         SameDevice("add_", dst, src);
         using var sc = ToDType(src, dst.DType, false);
         using var se = Expanded(sc, dst.ShapeArray);
-        if (dst.IsContiguous) dst.Backend.Binary(BinaryOp.Add, dst, se, dst);
+        if (dst.IsContiguous)
+            dst.Backend.Binary(BinaryOp.Add, dst, se, dst);
         else
         {
             // The primitive writes contiguous results: add into a temporary, then copy it into dst's layout.
@@ -81,14 +92,21 @@ public static partial class Ops
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(index);
         int d = Shapes.NormalizeDim("gather", dim, x.Rank);
-        if (index.Rank != x.Rank) throw ShapeMismatchException.For("gather", "index must have the same rank as the input", x, index);
+        if (index.Rank != x.Rank)
+            throw ShapeMismatchException.For("gather", "index must have the same rank as the input", x, index);
         for (int i = 0; i < x.Rank; i++)
             if (i != d && index.Shape[i] > x.Shape[i])
-                throw ShapeMismatchException.For("gather", $"index size must not exceed the input's in dimension {i}", x, index);
+                throw ShapeMismatchException.For(
+                    "gather",
+                    $"index size must not exceed the input's in dimension {i}",
+                    x,
+                    index
+                );
         using var idx = CheckedIndices("gather", index, x.Device, d, x.Shape[d]);
         var r = Tensor.Empty(index.ShapeArray, x.DType, x.Device);
         x.Backend.Gather(x, d, idx, r);
-        if (!Recorder.Needs(x)) return r;
+        if (!Recorder.Needs(x))
+            return r;
         var inShape = x.ShapeArray;
         return Recorder.Record(r, "gather", [x], [idx], (g, s) =>
         {
@@ -119,14 +137,30 @@ public static partial class Ops
         ArgumentNullException.ThrowIfNull(src);
         int d = Shapes.NormalizeDim("scatter_add", dim, x.Rank);
         if (index.Rank != x.Rank || src.Rank != x.Rank)
-            throw ShapeMismatchException.For("scatter_add", "input, index and src must have the same rank", x, index, src);
+            throw ShapeMismatchException.For(
+                "scatter_add",
+                "input, index and src must have the same rank",
+                x,
+                index,
+                src
+            );
         for (int i = 0; i < x.Rank; i++)
             if (index.Shape[i] > src.Shape[i] || (i != d && index.Shape[i] > x.Shape[i]))
-                throw ShapeMismatchException.For("scatter_add", $"index must not be larger than src (any dim) or the input (dims other than {d})", x, index, src);
+                throw ShapeMismatchException.For(
+                    "scatter_add",
+                    $"index must not be larger than src (any dim) or the input (dims other than {d})",
+                    x,
+                    index,
+                    src
+                );
         var r = ScatterAddNoGrad(x, d, index, src);
-        if (!Recorder.Needs(x, src)) return r;
-        bool gx = x.NeedsGrad, gs = src.NeedsGrad;
-        return Recorder.Record(r, "scatter_add", [x, src], [index], (g, s) => [gx ? g : null, gs ? Gather(g, d, s[0]) : null]);
+        if (!Recorder.Needs(x, src))
+            return r;
+        bool gx = x.NeedsGrad,
+            gs = src.NeedsGrad;
+        return Recorder.Record(r, "scatter_add", [x, src], [index], (g, s) =>
+            [gx ? g : null, gs ? Gather(g, d, s[0]) : null]
+        );
     }
 
     /// <summary>One-hot encoding of int indices: shape [..., numClasses], dtype int64. The indices are checked on the

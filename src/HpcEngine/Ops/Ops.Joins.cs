@@ -9,7 +9,8 @@ public static partial class Ops
     public static Tensor Cat(IReadOnlyList<Tensor> xs, int dim = 0)
     {
         ArgumentNullException.ThrowIfNull(xs);
-        if (xs.Count == 0) throw new ArgumentException("cat: no tensors given", nameof(xs));
+        if (xs.Count == 0)
+            throw new ArgumentException("cat: no tensors given", nameof(xs));
         var first = xs[0];
         int d = Shapes.NormalizeDim("cat", dim, first.Rank);
         var dtype = first.DType;
@@ -37,7 +38,8 @@ public static partial class Ops
             CopyInto(region, xs[k]);
             at += sizes[k];
         }
-        if (!Recorder.Needs([.. xs])) return r;
+        if (!Recorder.Needs([.. xs]))
+            return r;
         return Recorder.Record(r, "cat", [.. xs], g =>
         {
             var grads = new Tensor?[sizes.Length];
@@ -62,13 +64,21 @@ public static partial class Ops
     public static Tensor Stack(IReadOnlyList<Tensor> xs, int dim = 0)
     {
         ArgumentNullException.ThrowIfNull(xs);
-        if (xs.Count == 0) throw new ArgumentException("stack: no tensors given", nameof(xs));
+        if (xs.Count == 0)
+            throw new ArgumentException("stack: no tensors given", nameof(xs));
         foreach (var x in xs)
             if (!x.Shape.SequenceEqual(xs[0].Shape))
                 throw ShapeMismatchException.For("stack", "all tensors must have the same shape", [.. xs]);
         var us = xs.Select(x => Unsqueeze(x, dim < 0 ? dim + x.Rank + 1 : dim)).ToArray();
-        try { return Cat(us, dim < 0 ? dim + xs[0].Rank + 1 : dim); }
-        finally { foreach (var u in us) u.Dispose(); }
+        try
+        {
+            return Cat(us, dim < 0 ? dim + xs[0].Rank + 1 : dim);
+        }
+        finally
+        {
+            foreach (var u in us)
+                u.Dispose();
+        }
     }
 
     /// <summary>Splits into pieces of <paramref name="size"/> along dim (the last may be smaller). Views.</summary>
@@ -78,7 +88,8 @@ public static partial class Ops
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
         int d = Shapes.NormalizeDim("split", dim, x.Rank);
         var parts = new List<Tensor>();
-        for (int s = 0; s < x.Shape[d]; s += size) parts.Add(Narrow(x, d, s, Math.Min(size, x.Shape[d] - s)));
+        for (int s = 0; s < x.Shape[d]; s += size)
+            parts.Add(Narrow(x, d, s, Math.Min(size, x.Shape[d] - s)));
         return parts.ToArray();
     }
 
@@ -89,10 +100,17 @@ public static partial class Ops
         ArgumentNullException.ThrowIfNull(sizes);
         int d = Shapes.NormalizeDim("split", dim, x.Rank);
         if (sizes.Sum() != x.Shape[d])
-            throw new ShapeMismatchException($"split: sizes {Shapes.Format(sizes)} add up to {sizes.Sum()}, not to dimension {d} of size {x.Shape[d]}");
+            throw new ShapeMismatchException(
+                $"split: sizes {Shapes.Format(sizes)} add up to {sizes.Sum()}, not to dimension {d} of size "
+                    + $"{x.Shape[d]}"
+            );
         var parts = new Tensor[sizes.Length];
         int at = 0;
-        for (int i = 0; i < sizes.Length; i++) { parts[i] = Narrow(x, d, at, sizes[i]); at += sizes[i]; }
+        for (int i = 0; i < sizes.Length; i++)
+        {
+            parts[i] = Narrow(x, d, at, sizes[i]);
+            at += sizes[i];
+        }
         return parts;
     }
 

@@ -8,7 +8,8 @@ public static partial class Ops
     internal static void Gemm2D(Tensor a, Tensor b, Tensor c, bool accumulate) =>
         c.Backend.Gemm(a, b, c, accumulate, bf16Inputs: Autocast.IsBf16 && c.DType == DType.Float32);
 
-    /// <summary>A float32 copy of <paramref name="x"/> whose values are rounded to bfloat16 (nearest, ties to even).</summary>
+    /// <summary>A float32 copy of <paramref name="x"/> whose values are rounded to bfloat16 (nearest, ties to
+    /// even).</summary>
     internal static Tensor RoundToBf16(Tensor x)
     {
         using var b = ToDType(x, DType.BFloat16, false);
@@ -25,11 +26,16 @@ public static partial class Ops
         if (a.Rank == 0 || b.Rank == 0)
             throw ShapeMismatchException.For("matmul", "both operands need at least one dimension", a, b);
         if (a.DType != b.DType)
-            throw new DTypeMismatchException($"matmul: operands have different dtypes ({a.DType.TorchName()} and {b.DType.TorchName()}); convert one with To()");
-        if (!a.DType.IsFloating()) throw Unsupported("matmul", a.DType, "a floating dtype");
+            throw new DTypeMismatchException(
+                $"matmul: operands have different dtypes ({a.DType.TorchName()} and {b.DType.TorchName()}); convert "
+                    + $"one with To()"
+            );
+        if (!a.DType.IsFloating())
+            throw Unsupported("matmul", a.DType, "a floating dtype");
         if (a.Rank == 1 && b.Rank == 1)
         {
-            if (a.Shape[0] != b.Shape[0]) throw ShapeMismatchException.For("matmul", "1-D operands must have the same length", a, b);
+            if (a.Shape[0] != b.Shape[0])
+                throw ShapeMismatchException.For("matmul", "1-D operands must have the same length", a, b);
             using var a2 = Unsqueeze(a, 0);
             using var b2 = Unsqueeze(b, 1);
             using var r2 = MatMul(a2, b2);
@@ -47,9 +53,17 @@ public static partial class Ops
             using var r = MatMul(a, b2);
             return Squeeze(r, -1);
         }
-        int m = a.Shape[^2], k = a.Shape[^1], k2 = b.Shape[^2], n = b.Shape[^1];
+        int m = a.Shape[^2],
+            k = a.Shape[^1],
+            k2 = b.Shape[^2],
+            n = b.Shape[^1];
         if (k != k2)
-            throw ShapeMismatchException.For("matmul", $"the inner dimensions must agree (a's last {k} vs b's second-to-last {k2})", a, b);
+            throw ShapeMismatchException.For(
+                "matmul",
+                $"the inner dimensions must agree (a's last {k} vs b's second-to-last {k2})",
+                a,
+                b
+            );
         var batch = Shapes.Broadcast("matmul (batch dims)", a.Shape[..^2], b.Shape[..^2]);
         var compute = a.DType.ComputeType();
         using var ac = ToDType(a, compute, false);
@@ -74,13 +88,18 @@ public static partial class Ops
             using var c3 = r3.View([nb, m, n], [m * n, n, 1], r3.Offset);
             r3.Backend.GemmBatched(a3, b3, c3, Autocast.IsBf16 && r3.DType == DType.Float32);
         }
-        if (compute != a.DType) r3 = r3.Replace(ToDType(r3, a.DType, false));
-        if (!Recorder.Needs(a, b)) return r3;
-        int[] sa = a.ShapeArray, sb = b.ShapeArray;
-        bool ga = a.NeedsGrad, gb = b.NeedsGrad;
+        if (compute != a.DType)
+            r3 = r3.Replace(ToDType(r3, a.DType, false));
+        if (!Recorder.Needs(a, b))
+            return r3;
+        int[] sa = a.ShapeArray,
+            sb = b.ShapeArray;
+        bool ga = a.NeedsGrad,
+            gb = b.NeedsGrad;
         return Recorder.Record(r3, "matmul", [a, b], [a, b], (g, s) =>
         {
-            Tensor? da = null, db = null;
+            Tensor? da = null,
+                db = null;
             if (ga)
             {
                 using var bt = Transpose(s[1], -1, -2);
@@ -102,7 +121,8 @@ public static partial class Ops
     {
         int nb = Shapes.NumEl(batch);
         var dims = Enumerable.Range(0, batch.Length).Where(d => batch[d] > 1).ToArray();
-        bool uniform = dims.All(d => batchStrides[d] == 0)
+        bool uniform =
+            dims.All(d => batchStrides[d] == 0)
             || dims.Zip(dims.Skip(1)).All(p => batchStrides[p.First] == batchStrides[p.Second] * batch[p.Second]);
         if (uniform)
         {
@@ -123,13 +143,26 @@ public static partial class Ops
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(weight);
-        if (weight.Rank != 2) throw ShapeMismatchException.For("linear", "the weight must be 2-D [out_features, in_features]", x, weight);
+        if (weight.Rank != 2)
+            throw ShapeMismatchException.For("linear", "the weight must be 2-D [out_features, in_features]", x, weight);
         if (x.Rank == 0 || x.Shape[^1] != weight.Shape[1])
-            throw ShapeMismatchException.For("linear", $"the input's last dim must equal in_features ({weight.Shape[1]})", x, weight);
+            throw ShapeMismatchException.For(
+                "linear",
+                $"the input's last dim must equal in_features ({weight.Shape[1]})",
+                x,
+                weight
+            );
         if (bias != null && (bias.Rank != 1 || bias.Shape[0] != weight.Shape[0]))
-            throw ShapeMismatchException.For("linear", $"the bias must be 1-D of length out_features ({weight.Shape[0]})", weight, bias);
+            throw ShapeMismatchException.For(
+                "linear",
+                $"the bias must be 1-D of length out_features ({weight.Shape[0]})",
+                weight,
+                bias
+            );
         if (x.DType != weight.DType || (bias != null && bias.DType != weight.DType))
-            throw new DTypeMismatchException($"linear: input, weight and bias must share a dtype (got {x.DType.TorchName()}, {weight.DType.TorchName()}{(bias != null ? ", " + bias.DType.TorchName() : "")})");
+            throw new DTypeMismatchException(
+                $"linear: input, weight and bias must share a dtype (got {x.DType.TorchName()}, {weight.DType.TorchName()}{(bias != null ? ", " + bias.DType.TorchName() : "")})"
+            );
         if (x.DType.ComputeType() != x.DType)
         {
             // Reduced precision: the composite form computes in float32 and rounds back.
@@ -137,26 +170,34 @@ public static partial class Ops
             using var y0 = MatMul(x, wt);
             return bias == null ? Identity(y0) : Add(y0, bias);
         }
-        int outF = weight.Shape[0], inF = weight.Shape[1];
+        int outF = weight.Shape[0],
+            inF = weight.Shape[1];
         using var x2 = ReshapeNoGrad(x, [-1, inF]);
         int rows = x2.Shape[0];
         SameDevice("linear", x, weight);
-        if (bias != null) SameDevice("linear", x, bias);
+        if (bias != null)
+            SameDevice("linear", x, bias);
         var y = Tensor.Empty([rows, outF], x.DType, x.Device);
         using (var wT = weight.View([inF, outF], [weight.Strides[1], weight.Strides[0]], weight.Offset))
             Gemm2D(x2, wT, y, accumulate: false);
-        if (bias != null) AddInto(y, bias);
+        if (bias != null)
+            AddInto(y, bias);
         var outShape = x.ShapeArray;
         outShape[^1] = outF;
         var r = y.Replace(ReshapeNoGrad(y, outShape));
         var inputs = bias != null ? new[] { x, weight, bias } : new[] { x, weight };
-        if (!Recorder.Needs(inputs)) return r;
-        bool gx = x.NeedsGrad, gw = weight.NeedsGrad, gb = bias?.NeedsGrad ?? false;
+        if (!Recorder.Needs(inputs))
+            return r;
+        bool gx = x.NeedsGrad,
+            gw = weight.NeedsGrad,
+            gb = bias?.NeedsGrad ?? false;
         var xShape = x.ShapeArray;
         return Recorder.Record(r, "linear", inputs, [x2, weight], (g, s) =>
         {
             using var g2 = ReshapeNoGrad(g, [-1, outF]).ContiguousOwned();
-            Tensor? dx = null, dw = null, db = null;
+            Tensor? dx = null,
+                dw = null,
+                db = null;
             if (gx)
             {
                 var dx2 = Tensor.Empty([rows, inF], g.DType, g.Device);
@@ -169,7 +210,8 @@ public static partial class Ops
                 using var gT = g2.View([outF, rows], [1, outF], g2.Offset);
                 Gemm2D(gT, s[0], dw, accumulate: false);
             }
-            if (gb) db = Sum(g2, [0]);
+            if (gb)
+                db = Sum(g2, [0]);
             return bias != null ? [dx, dw, db] : [dx, dw];
         });
     }

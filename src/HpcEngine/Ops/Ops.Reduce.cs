@@ -23,9 +23,11 @@ public static partial class Ops
     /// <summary>Normalises the reduce dims (null or empty = all), sorted and unique.</summary>
     internal static int[] ReduceDims(string op, int[]? dims, int rank)
     {
-        if (dims == null || dims.Length == 0) return Enumerable.Range(0, rank).ToArray();
+        if (dims == null || dims.Length == 0)
+            return Enumerable.Range(0, rank).ToArray();
         var r = dims.Select(d => Shapes.NormalizeDim(op, d, rank)).Distinct().Order().ToArray();
-        if (r.Length != dims.Length) throw new ArgumentException($"{op}: dims {Shapes.Format(dims)} repeat a dimension", nameof(dims));
+        if (r.Length != dims.Length)
+            throw new ArgumentException($"{op}: dims {Shapes.Format(dims)} repeat a dimension", nameof(dims));
         return r;
     }
 
@@ -34,8 +36,10 @@ public static partial class Ops
         var r = new List<int>();
         for (int i = 0; i < shape.Length; i++)
         {
-            if (Array.IndexOf(dims, i) < 0) r.Add(shape[i]);
-            else if (keepDim) r.Add(1);
+            if (Array.IndexOf(dims, i) < 0)
+                r.Add(shape[i]);
+            else if (keepDim)
+                r.Add(1);
         }
         return r.ToArray();
     }
@@ -45,21 +49,34 @@ public static partial class Ops
     private static (int[] OutShape, int[] Kept, int Outer, int Inner) ReduceLayout(Tensor x, int[] dims, bool keepDim)
     {
         var kept = Enumerable.Range(0, x.Rank).Where(i => Array.IndexOf(dims, i) < 0).ToArray();
-        int outer = 1, inner = 1;
-        foreach (int k in kept) outer *= x.Shape[k];
-        foreach (int d in dims) inner *= x.Shape[d];
+        int outer = 1,
+            inner = 1;
+        foreach (int k in kept)
+            outer *= x.Shape[k];
+        foreach (int d in dims)
+            inner *= x.Shape[d];
         return (ReducedShape(x.Shape, dims, keepDim), kept, outer, inner);
     }
 
     /// <summary>Computes a reduction without recording: returns the values (and int64 indices for max/min). Sums and
     /// extremes are the backends' primitives; variance, log-sum-exp and the norms are composed from them.</summary>
-    private static (Tensor Values, Tensor? Indices) ReduceNoGrad(ReduceKind op, string name, Tensor x, int[] dims, bool keepDim, double correction = 1)
+    private static (Tensor Values, Tensor? Indices) ReduceNoGrad(
+        ReduceKind op,
+        string name,
+        Tensor x,
+        int[] dims,
+        bool keepDim,
+        double correction = 1
+    )
     {
         x.CheckAlive();
         var (_, _, _, inner) = ReduceLayout(x, dims, keepDim);
         bool extreme = op is ReduceKind.Max or ReduceKind.Min or ReduceKind.ArgMax or ReduceKind.ArgMin;
         if (extreme && inner == 0)
-            throw new ShapeMismatchException($"{name}: cannot reduce over an empty dimension (shape {Shapes.Format(x.Shape)}, dims {Shapes.Format(dims)})");
+            throw new ShapeMismatchException(
+                $"{name}: cannot reduce over an empty dimension (shape {Shapes.Format(x.Shape)}, dims "
+                    + $"{Shapes.Format(dims)})"
+            );
         if (!x.DType.IsFloating())
         {
             // Integer sums are exact in int64; everything else goes through float64 (max/min convert back).
@@ -70,7 +87,11 @@ public static partial class Ops
             }
             using var xf = ToDType(x, DType.Float64, false);
             var (v, idx) = ReduceNoGrad(op, name, xf, dims, keepDim, correction);
-            if (op is ReduceKind.Max or ReduceKind.Min) { using (v) return (ToDType(v, x.DType, false), idx); }
+            if (op is ReduceKind.Max or ReduceKind.Min)
+            {
+                using (v)
+                    return (ToDType(v, x.DType, false), idx);
+            }
             return (v, idx);
         }
         var compute = x.DType.ComputeType();
@@ -79,12 +100,14 @@ public static partial class Ops
             // 16-bit floats reduce in float32 and the values are rounded back (indices stay int64).
             using var wide = ToDType(x, compute, false);
             var (v32, i) = ReduceNoGrad(op, name, wide, dims, keepDim, correction);
-            using (v32) return (op is ReduceKind.ArgMax or ReduceKind.ArgMin ? v32.Alias() : ToDType(v32, x.DType, false), i);
+            using (v32)
+                return (op is ReduceKind.ArgMax or ReduceKind.ArgMin ? v32.Alias() : ToDType(v32, x.DType, false), i);
         }
         return op switch
         {
             ReduceKind.Sum => (SumOver(x, dims, keepDim, 1), null),
-            ReduceKind.Mean => (SumOver(x, dims, keepDim, inner == 0 ? double.NaN : 1.0 / inner), null), // the mean of nothing is NaN
+            // the mean of nothing is NaN
+            ReduceKind.Mean => (SumOver(x, dims, keepDim, inner == 0 ? double.NaN : 1.0 / inner), null),
             _ when extreme => ExtremeOver(op is ReduceKind.Max or ReduceKind.ArgMax, x, dims, keepDim),
             _ => (ComposedReduce(op, x, dims, keepDim, inner, correction), null),
         };
@@ -98,7 +121,8 @@ public static partial class Ops
         var (outShape, kept, outer, reduced) = ReduceLayout(x, dims, keepDim);
         var r = Tensor.Empty(outShape, x.DType, x.Device);
         bool leading = x.IsContiguous && dims.Length < x.Rank && dims.SequenceEqual(Enumerable.Range(0, dims.Length));
-        if (leading) x.Backend.Sum(x, 1, reduced, outer, r, scale);
+        if (leading)
+            x.Backend.Sum(x, 1, reduced, outer, r, scale);
         else
         {
             using var arranged = Arrange(x, kept, dims);
@@ -121,7 +145,14 @@ public static partial class Ops
 
     /// <summary>Variance, log-sum-exp and the norms, composed from sums, extremes and elementwise ops (so every
     /// backend has them). Not recorded: the callers record their own backward.</summary>
-    private static Tensor ComposedReduce(ReduceKind op, Tensor x, int[] dims, bool keepDim, int count, double correction)
+    private static Tensor ComposedReduce(
+        ReduceKind op,
+        Tensor x,
+        int[] dims,
+        bool keepDim,
+        int count,
+        double correction
+    )
     {
         using var noGrad = GradMode.NoGrad();
         switch (op)
@@ -139,7 +170,8 @@ public static partial class Ops
             }
             case ReduceKind.NormInf:
             {
-                if (count == 0) return Tensor.Empty(ReducedShape(x.Shape, dims, keepDim), x.DType, x.Device, zeroed: true);
+                if (count == 0)
+                    return Tensor.Empty(ReducedShape(x.Shape, dims, keepDim), x.DType, x.Device, zeroed: true);
                 using var a = Abs(x);
                 var (v, i) = ExtremeOver(true, a, dims, keepDim);
                 i?.Dispose();
@@ -155,7 +187,8 @@ public static partial class Ops
             }
             case ReduceKind.LogSumExp:
             {
-                if (count == 0) return ScalarsOn(ReducedShape(x.Shape, dims, keepDim), double.NegativeInfinity, x.DType, x.Device);
+                if (count == 0)
+                    return ScalarsOn(ReducedShape(x.Shape, dims, keepDim), double.NegativeInfinity, x.DType, x.Device);
                 // m + log Σ exp(x − m), and m itself where it is infinite (all −inf, or a +inf).
                 var (m, i) = ExtremeOver(true, x, dims, keepDim: true);
                 i?.Dispose();
@@ -170,10 +203,14 @@ public static partial class Ops
                     using var e = Exp(d);
                     using var s = Sum(e, dims, keepDim);
                     using var l = Log(s);
-                    using var shiftOut = keepDim ? shift.Alias() : ReshapeNoGrad(shift, ReducedShape(x.Shape, dims, false));
+                    using var shiftOut = keepDim
+                        ? shift.Alias()
+                        : ReshapeNoGrad(shift, ReducedShape(x.Shape, dims, false));
                     using var r = Add(l, shiftOut);
                     using var mOut = keepDim ? m.Alias() : ReshapeNoGrad(m, ReducedShape(x.Shape, dims, false));
-                    using var finiteOut = keepDim ? finite.Alias() : ReshapeNoGrad(finite, ReducedShape(x.Shape, dims, false));
+                    using var finiteOut = keepDim
+                        ? finite.Alias()
+                        : ReshapeNoGrad(finite, ReducedShape(x.Shape, dims, false));
                     return Where(finiteOut, r, mOut);
                 }
             }
@@ -200,7 +237,8 @@ public static partial class Ops
     /// <summary>Re-inserts reduced dims (size 1) so a reduced gradient broadcasts against the input.</summary>
     private static Tensor Unreduce(Tensor g, int[] inShape, int[] dims, bool keepDim)
     {
-        if (keepDim) return g.Alias();
+        if (keepDim)
+            return g.Alias();
         return ReshapeNoGrad(g, ReducedShape(inShape, dims, keepDim: true));
     }
 
@@ -210,7 +248,8 @@ public static partial class Ops
         ArgumentNullException.ThrowIfNull(x);
         var d = ReduceDims("sum", dims, x.Rank);
         var (r, _) = ReduceNoGrad(ReduceKind.Sum, "sum", x, d, keepDim);
-        if (!Recorder.Needs(x)) return r;
+        if (!Recorder.Needs(x))
+            return r;
         var shape = x.ShapeArray;
         return Recorder.Record(r, "sum", [x], g =>
         {
@@ -223,10 +262,12 @@ public static partial class Ops
     public static Tensor Mean(Tensor x, int[]? dims = null, bool keepDim = false)
     {
         ArgumentNullException.ThrowIfNull(x);
-        if (!x.DType.IsFloating()) throw Unsupported("mean", x.DType, "a floating dtype");
+        if (!x.DType.IsFloating())
+            throw Unsupported("mean", x.DType, "a floating dtype");
         var d = ReduceDims("mean", dims, x.Rank);
         var (r, _) = ReduceNoGrad(ReduceKind.Mean, "mean", x, d, keepDim);
-        if (!Recorder.Needs(x)) return r;
+        if (!Recorder.Needs(x))
+            return r;
         var shape = x.ShapeArray;
         int n = d.Aggregate(1, (acc, i) => acc * shape[i]);
         return Recorder.Record(r, "mean", [x], g =>
@@ -241,10 +282,12 @@ public static partial class Ops
     public static Tensor Var(Tensor x, int[]? dims = null, bool keepDim = false, double correction = 1)
     {
         ArgumentNullException.ThrowIfNull(x);
-        if (!x.DType.IsFloating()) throw Unsupported("var", x.DType, "a floating dtype");
+        if (!x.DType.IsFloating())
+            throw Unsupported("var", x.DType, "a floating dtype");
         var d = ReduceDims("var", dims, x.Rank);
         var (r, _) = ReduceNoGrad(ReduceKind.Var, "var", x, d, keepDim, correction);
-        if (!Recorder.Needs(x)) return r;
+        if (!Recorder.Needs(x))
+            return r;
         var shape = x.ShapeArray;
         int n = d.Aggregate(1, (acc, i) => acc * shape[i]);
         return Recorder.Record(r, "var", [x], [x], (g, s) =>
@@ -269,10 +312,12 @@ public static partial class Ops
     public static Tensor LogSumExp(Tensor x, int[] dims, bool keepDim = false)
     {
         ArgumentNullException.ThrowIfNull(x);
-        if (!x.DType.IsFloating()) throw Unsupported("logsumexp", x.DType, "a floating dtype");
+        if (!x.DType.IsFloating())
+            throw Unsupported("logsumexp", x.DType, "a floating dtype");
         var d = ReduceDims("logsumexp", dims, x.Rank);
         var (r, _) = ReduceNoGrad(ReduceKind.LogSumExp, "logsumexp", x, d, keepDim);
-        if (!Recorder.Needs(x)) return r;
+        if (!Recorder.Needs(x))
+            return r;
         var shape = x.ShapeArray;
         return Recorder.Record(r, "logsumexp", [x], [x, r], (g, s) =>
         {
@@ -288,7 +333,8 @@ public static partial class Ops
     public static Tensor Norm(Tensor x, double p = 2, int[]? dims = null, bool keepDim = false)
     {
         ArgumentNullException.ThrowIfNull(x);
-        if (!x.DType.IsFloating()) throw Unsupported("norm", x.DType, "a floating dtype");
+        if (!x.DType.IsFloating())
+            throw Unsupported("norm", x.DType, "a floating dtype");
         var op = p switch
         {
             1 => ReduceKind.Norm1,
@@ -298,7 +344,8 @@ public static partial class Ops
         };
         var d = ReduceDims("norm", dims, x.Rank);
         var (r, _) = ReduceNoGrad(op, "norm", x, d, keepDim);
-        if (!Recorder.Needs(x)) return r;
+        if (!Recorder.Needs(x))
+            return r;
         var shape = x.ShapeArray;
         return Recorder.Record(r, "norm", [x], [x, r], (g, s) =>
         {
@@ -328,73 +375,6 @@ public static partial class Ops
                     return [Mul(ws, u)];
                 }
             }
-        });
-    }
-
-    /// <summary>Maximum over one dim with the int64 index of the first maximum.</summary>
-    public static (Tensor Values, Tensor Indices) Max(Tensor x, int dim, bool keepDim = false) => MaxMin(ReduceKind.Max, "max", x, dim, keepDim);
-
-    /// <summary>Minimum over one dim with the int64 index of the first minimum.</summary>
-    public static (Tensor Values, Tensor Indices) Min(Tensor x, int dim, bool keepDim = false) => MaxMin(ReduceKind.Min, "min", x, dim, keepDim);
-
-    /// <summary>Largest element (gradient split evenly over ties, as PyTorch's amax).</summary>
-    public static Tensor Max(Tensor x) => Extreme(ReduceKind.Max, "max", x);
-
-    /// <summary>Smallest element.</summary>
-    public static Tensor Min(Tensor x) => Extreme(ReduceKind.Min, "min", x);
-
-    /// <summary>Index of the largest value along <paramref name="dim"/> (int64).</summary>
-    public static Tensor ArgMax(Tensor x, int dim, bool keepDim = false)
-    {
-        ArgumentNullException.ThrowIfNull(x);
-        var (v, i) = ReduceNoGrad(ReduceKind.ArgMax, "argmax", x, [Shapes.NormalizeDim("argmax", dim, x.Rank)], keepDim);
-        v.Dispose();
-        return i!;
-    }
-
-    /// <summary>Index of the smallest value along <paramref name="dim"/> (int64).</summary>
-    public static Tensor ArgMin(Tensor x, int dim, bool keepDim = false)
-    {
-        ArgumentNullException.ThrowIfNull(x);
-        var (v, i) = ReduceNoGrad(ReduceKind.ArgMin, "argmin", x, [Shapes.NormalizeDim("argmin", dim, x.Rank)], keepDim);
-        v.Dispose();
-        return i!;
-    }
-
-    private static (Tensor, Tensor) MaxMin(ReduceKind op, string name, Tensor x, int dim, bool keepDim)
-    {
-        ArgumentNullException.ThrowIfNull(x);
-        int d = Shapes.NormalizeDim(name, dim, x.Rank);
-        var (v, idx) = ReduceNoGrad(op, name, x, [d], keepDim);
-        if (Recorder.Needs(x))
-        {
-            var shape = x.ShapeArray;
-            Recorder.Record(v, name, [x], [idx!], (g, s) =>
-            {
-                using var gi = Unreduce(g, shape, [d], keepDim);
-                using var ii = Unreduce(s[0], shape, [d], keepDim);
-                using var z = Tensor.Empty(shape, g.DType, g.Device, zeroed: true);
-                return [ScatterAddNoGrad(z, d, ii, gi)];
-            });
-        }
-        return (v, idx!);
-    }
-
-    private static Tensor Extreme(ReduceKind op, string name, Tensor x)
-    {
-        ArgumentNullException.ThrowIfNull(x);
-        if (x.NumEl == 0) throw new ShapeMismatchException($"{name}: the tensor is empty (shape {Shapes.Format(x.Shape)}); there is no {name}imum");
-        var all = Enumerable.Range(0, x.Rank).ToArray();
-        var (v, idx) = ReduceNoGrad(op, name, x, all, false);
-        idx?.Dispose();
-        if (!Recorder.Needs(x)) return v;
-        return Recorder.Record(v, name, [x], [x, v], (g, s) =>
-        {
-            using var hit = Eq(s[0], s[1]);
-            using var m = To(hit, g.DType);
-            using var cnt = Sum(m);
-            using var w = Div(m, cnt);
-            return [Mul(w, g)];
         });
     }
 }

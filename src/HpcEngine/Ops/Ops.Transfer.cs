@@ -13,7 +13,8 @@ public static partial class Ops
     internal static unsafe Tensor MoveNoGrad(Tensor x, Device device)
     {
         x.CheckAlive();
-        if (x.Device == device) return x.Alias();
+        if (x.Device == device)
+            return x.Alias();
         if (!x.IsCpu && device.Type != DeviceType.Cpu)
         {
             using var host = MoveNoGrad(x, Device.Cpu);
@@ -24,12 +25,16 @@ public static partial class Ops
         {
             using var c = x.Contiguous();
             var r = Tensor.Empty(x.Shape, x.DType, device);
-            DeviceBackends.For(device).CopyFromHost(r.Storage.DeviceMemory, 0, new ReadOnlySpan<byte>(c.BytePtr, bytes));
+            DeviceBackends
+                .For(device)
+                .CopyFromHost(r.Storage.DeviceMemory, 0, new ReadOnlySpan<byte>(c.BytePtr, bytes));
             return r;
         }
         using var dc = ContiguousNoGrad(x);
         var h = Tensor.Empty(x.Shape, x.DType);
-        DeviceBackends.For(x.Device).CopyToHost(new Span<byte>(h.BytePtr, bytes), dc.Storage.DeviceMemory, (long)dc.Offset * x.DType.SizeOf());
+        DeviceBackends
+            .For(x.Device)
+            .CopyToHost(new Span<byte>(h.BytePtr, bytes), dc.Storage.DeviceMemory, (long)dc.Offset * x.DType.SizeOf());
         return h;
     }
 
@@ -38,7 +43,8 @@ public static partial class Ops
     {
         ArgumentNullException.ThrowIfNull(x);
         var r = MoveNoGrad(x, device);
-        if (!Recorder.Needs(x)) return r;
+        if (!Recorder.Needs(x))
+            return r;
         var from = x.Device;
         return Recorder.Record(r, "to", [x], g => [MoveNoGrad(g, from)]);
     }
@@ -56,17 +62,33 @@ public static partial class Ops
         }
         int bytes = checked(src.NumEl * src.DType.SizeOf());
         if (src.IsCpu)
-            DeviceBackends.For(dst.Device).CopyFromHost(dst.Storage.DeviceMemory, (long)dst.Offset * dst.DType.SizeOf(), new ReadOnlySpan<byte>(src.BytePtr, bytes));
+            DeviceBackends
+                .For(dst.Device)
+                .CopyFromHost(
+                    dst.Storage.DeviceMemory,
+                    (long)dst.Offset * dst.DType.SizeOf(),
+                    new ReadOnlySpan<byte>(src.BytePtr, bytes)
+                );
         else if (dst.IsCpu)
-            DeviceBackends.For(src.Device).CopyToHost(new Span<byte>(dst.BytePtr, bytes), src.Storage.DeviceMemory, (long)src.Offset * src.DType.SizeOf());
-        else throw new DeviceMismatchException($"copy between {src.Device} and {dst.Device} goes through the host: move to the CPU first");
+            DeviceBackends
+                .For(src.Device)
+                .CopyToHost(
+                    new Span<byte>(dst.BytePtr, bytes),
+                    src.Storage.DeviceMemory,
+                    (long)src.Offset * src.DType.SizeOf()
+                );
+        else
+            throw new DeviceMismatchException(
+                $"copy between {src.Device} and {dst.Device} goes through the host: move to the CPU first"
+            );
         dst.BumpVersion();
     }
 
     /// <summary>A contiguous handle (the same memory when already contiguous), not recorded.</summary>
     internal static Tensor ContiguousNoGrad(Tensor x)
     {
-        if (x.IsContiguous) return x.Alias();
+        if (x.IsContiguous)
+            return x.Alias();
         var r = Tensor.Empty(x.Shape, x.DType, x.Device);
         CopyStrided(x, r);
         return r;
@@ -76,7 +98,8 @@ public static partial class Ops
     internal static void CopyStrided(Tensor src, Tensor dst) => dst.Backend.Copy(src, dst);
 
     /// <summary>A stride-0 view of <paramref name="t"/> expanded to <paramref name="shape"/>.</summary>
-    private static Tensor Expanded(Tensor t, int[] shape) => t.View(shape, Shapes.BroadcastStrides(t.Shape, t.Strides, shape), t.Offset);
+    private static Tensor Expanded(Tensor t, int[] shape) =>
+        t.View(shape, Shapes.BroadcastStrides(t.Shape, t.Strides, shape), t.Offset);
 
     /// <summary>Where an op with these operands runs: the device of the first non-CPU one, else the CPU. A 0-dim CPU
     /// tensor next to device tensors is a scalar operand and moves there (as PyTorch allows); operands on two
@@ -87,15 +110,21 @@ public static partial class Ops
         foreach (var t in operands)
         {
             t.CheckAlive();
-            if (t.IsCpu) continue;
+            if (t.IsCpu)
+                continue;
             if (device != null && device.Value != t.Device)
-                throw new DeviceMismatchException($"{op}: tensors are on different devices ({device} and {t.Device}); move one with .To(device)");
+                throw new DeviceMismatchException(
+                    $"{op}: tensors are on different devices ({device} and {t.Device}); move one with .To(device)"
+                );
             device = t.Device;
         }
-        if (device == null) return Device.Cpu;
+        if (device == null)
+            return Device.Cpu;
         foreach (var t in operands)
             if (t.IsCpu && t.Rank != 0)
-                throw new DeviceMismatchException($"{op}: tensors are on different devices (cpu and {device}); move one with .To(device)");
+                throw new DeviceMismatchException(
+                    $"{op}: tensors are on different devices (cpu and {device}); move one with .To(device)"
+                );
         return device.Value;
     }
 
@@ -110,14 +139,17 @@ public static partial class Ops
     /// is written there by a fill, anything else converted where it is, then moved).</summary>
     private static Tensor OnDevice(Tensor t, Device device, DType dtype)
     {
-        if (t.Device == device) return ToDType(t, dtype, false);
-        if (t.IsCpu && t.Rank == 0) return ScalarOn(t.Item(), dtype, device);
+        if (t.Device == device)
+            return ToDType(t, dtype, false);
+        if (t.IsCpu && t.Rank == 0)
+            return ScalarOn(t.Item(), dtype, device);
         using var c = ToDType(t, dtype, false);
         return MoveNoGrad(c, device);
     }
 
     /// <summary>A 0-dim tensor on a device holding <paramref name="value"/>, written there by a fill kernel that takes
-    /// the value as an argument: no host-to-device copy and no synchronisation, so it can be captured in a graph.</summary>
+    /// the value as an argument: no host-to-device copy and no synchronisation, so it can be captured in a
+    /// graph.</summary>
     internal static Tensor ScalarOn(double value, DType dtype, Device device)
     {
         var d = Tensor.Empty([], dtype, device);

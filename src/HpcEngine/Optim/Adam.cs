@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Globalization;
 
 namespace HpcEngine.Optim;
@@ -7,8 +7,15 @@ namespace HpcEngine.Optim;
 /// in PyTorch's order of operations:
 /// (AdamW: p ← p·(1 − lr·wd); Adam: g ← g + wd·p); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
 /// p ← p − (lr / (1−β1^t)) · m / (√v / √(1−β2^t) + ε).</summary>
-public class Adam(IEnumerable<Tensor> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
-    double weightDecay = 0, bool decoupledWeightDecay = false) : Optimizer(parameters, lr)
+public class Adam(
+    IEnumerable<Tensor> parameters,
+    double lr = 1e-3,
+    double beta1 = 0.9,
+    double beta2 = 0.999,
+    double eps = 1e-8,
+    double weightDecay = 0,
+    bool decoupledWeightDecay = false
+) : Optimizer(parameters, lr)
 {
     public double Beta1 { get; } = beta1;
     public double Beta2 { get; } = beta2;
@@ -21,20 +28,37 @@ public class Adam(IEnumerable<Tensor> parameters, double lr = 1e-3, double beta1
         // The step count lives with the parameter and is advanced by the backend, with the bias corrections, so a
         // device step reads nothing back and can be captured in a CUDA graph.
         var step = State(index, "step", () => Tensor.Empty([], DType.Float32, parameter.Device, zeroed: true));
-        parameter.Backend.AdamStep(parameter, grad, State(index, "exp_avg"), State(index, "exp_avg_sq"), step, LrOn(parameter.Device),
-            Beta1, Beta2, Eps, WeightDecay, decoupledWeightDecay);
+        parameter.Backend.AdamStep(
+            parameter,
+            grad,
+            State(index, "exp_avg"),
+            State(index, "exp_avg_sq"),
+            step,
+            LrOn(parameter.Device),
+            Beta1,
+            Beta2,
+            Eps,
+            WeightDecay,
+            decoupledWeightDecay
+        );
     }
 
     /// <inheritdoc/>
     protected override IEnumerable<KeyValuePair<string, string>> HyperParameters() =>
-    [
-        new("beta1", Beta1.ToString("R", CultureInfo.InvariantCulture)),
-        new("beta2", Beta2.ToString("R", CultureInfo.InvariantCulture)),
-        new("eps", Eps.ToString("R", CultureInfo.InvariantCulture)),
-        new("weight_decay", WeightDecay.ToString("R", CultureInfo.InvariantCulture)),
-    ];
+        [
+            new("beta1", Beta1.ToString("R", CultureInfo.InvariantCulture)),
+            new("beta2", Beta2.ToString("R", CultureInfo.InvariantCulture)),
+            new("eps", Eps.ToString("R", CultureInfo.InvariantCulture)),
+            new("weight_decay", WeightDecay.ToString("R", CultureInfo.InvariantCulture)),
+        ];
 }
 
 /// <summary>AdamW: Adam with decoupled weight decay (default 0.01, as PyTorch).</summary>
-public sealed class AdamW(IEnumerable<Tensor> parameters, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weightDecay = 0.01)
-    : Adam(parameters, lr, beta1, beta2, eps, weightDecay, decoupledWeightDecay: true);
+public sealed class AdamW(
+    IEnumerable<Tensor> parameters,
+    double lr = 1e-3,
+    double beta1 = 0.9,
+    double beta2 = 0.999,
+    double eps = 1e-8,
+    double weightDecay = 0.01
+) : Adam(parameters, lr, beta1, beta2, eps, weightDecay, decoupledWeightDecay: true);

@@ -21,7 +21,8 @@ public static class GradClip
         double total = Math.Sqrt(sq);
         double coef = maxNorm / (total + 1e-6);
         if (coef < 1)
-            foreach (var g in grads) g.MulInPlace(coef);
+            foreach (var g in grads)
+                g.MulInPlace(coef);
         return total;
     }
 }

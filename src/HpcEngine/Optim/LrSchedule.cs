@@ -2,7 +2,8 @@ using HpcEngine.Autograd;
 
 namespace HpcEngine.Optim;
 
-/// <summary>A learning rate as a function of the step (0-based). Call <see cref="Apply"/> before each optimizer step.</summary>
+/// <summary>A learning rate as a function of the step (0-based). Call <see cref="Apply"/> before each optimizer
+/// step.</summary>
 public abstract class LrSchedule
 {
     /// <summary>The rate for <paramref name="step"/>.</summary>
@@ -25,12 +26,14 @@ public sealed class StepLr(double baseLr, long stepSize, double gamma = 0.1) : L
 
 /// <summary>Linear warm-up from 0 to the base rate over <c>warmupSteps</c>, then a cosine decay to <c>minLr</c> at
 /// <c>totalSteps</c> (constant after).</summary>
-public sealed class CosineWithWarmup(double baseLr, long totalSteps, long warmupSteps = 0, double minLr = 0) : LrSchedule
+public sealed class CosineWithWarmup(double baseLr, long totalSteps, long warmupSteps = 0, double minLr = 0)
+    : LrSchedule
 {
     /// <inheritdoc/>
     public override double At(long step)
     {
-        if (warmupSteps > 0 && step < warmupSteps) return baseLr * (step + 1) / warmupSteps;
+        if (warmupSteps > 0 && step < warmupSteps)
+            return baseLr * (step + 1) / warmupSteps;
         long span = Math.Max(totalSteps - warmupSteps, 1);
         double t = Math.Clamp((double)(step - warmupSteps) / span, 0, 1);
         return minLr + (baseLr - minLr) * 0.5 * (1 + Math.Cos(Math.PI * t));

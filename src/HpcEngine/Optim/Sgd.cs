@@ -1,11 +1,11 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Globalization;
 
 namespace HpcEngine.Optim;
 
-/// <summary>Stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay, in PyTorch's exact
-/// order of operations (so results match torch.optim.SGD to rounding):
-/// g ← g + wd·p; buf ← g (first step) or μ·buf + (1−dampening)·g; g ← g + μ·buf (Nesterov) or buf; p ← p − lr·g.</summary>
+/// <summary>Stochastic gradient descent with momentum, Nesterov momentum and L2 weight decay, in PyTorch's exact order
+/// of operations (so results match torch.optim.SGD to rounding): g ← g + wd·p; buf ← g (first step) or μ·buf +
+/// (1−dampening)·g; g ← g + μ·buf (Nesterov) or buf; p ← p − lr·g.</summary>
 public sealed class Sgd : Optimizer
 {
     public double Momentum { get; }
@@ -13,7 +13,14 @@ public sealed class Sgd : Optimizer
     public double WeightDecay { get; }
     public bool Nesterov { get; }
 
-    public Sgd(IEnumerable<Tensor> parameters, double lr, double momentum = 0, double dampening = 0, double weightDecay = 0, bool nesterov = false)
+    public Sgd(
+        IEnumerable<Tensor> parameters,
+        double lr,
+        double momentum = 0,
+        double dampening = 0,
+        double weightDecay = 0,
+        bool nesterov = false
+    )
         : base(parameters, lr)
     {
         if (nesterov && (momentum <= 0 || dampening != 0))
@@ -26,15 +33,25 @@ public sealed class Sgd : Optimizer
     {
         bool first = !HasState(index, "momentum_buffer");
         var buffer = Momentum != 0 ? State(index, "momentum_buffer") : null;
-        parameter.Backend.SgdStep(parameter, grad, buffer, LrOn(parameter.Device), Momentum, Dampening, WeightDecay, Nesterov, first);
+        parameter.Backend.SgdStep(
+            parameter,
+            grad,
+            buffer,
+            LrOn(parameter.Device),
+            Momentum,
+            Dampening,
+            WeightDecay,
+            Nesterov,
+            first
+        );
     }
 
     /// <inheritdoc/>
     protected override IEnumerable<KeyValuePair<string, string>> HyperParameters() =>
-    [
-        new("momentum", Momentum.ToString("R", CultureInfo.InvariantCulture)),
-        new("dampening", Dampening.ToString("R", CultureInfo.InvariantCulture)),
-        new("weight_decay", WeightDecay.ToString("R", CultureInfo.InvariantCulture)),
-        new("nesterov", Nesterov ? "true" : "false"),
-    ];
+        [
+            new("momentum", Momentum.ToString("R", CultureInfo.InvariantCulture)),
+            new("dampening", Dampening.ToString("R", CultureInfo.InvariantCulture)),
+            new("weight_decay", WeightDecay.ToString("R", CultureInfo.InvariantCulture)),
+            new("nesterov", Nesterov ? "true" : "false"),
+        ];
 }

@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Globalization;
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
@@ -17,35 +17,58 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
     private readonly IProcessGroup _group;
     private readonly Optimizer _inner;
     private readonly int _period;
-    private readonly double _outerLr, _outerMomentum;
+    private readonly double _outerLr,
+        _outerMomentum;
     private readonly Compression.GradientCodec? _codec;
     private Compression.HostStaging? _staging;
-    private readonly Tensor[] _params, _start, _velocity;
+    private readonly Tensor[] _params,
+        _start,
+        _velocity;
     private readonly Tensor _flat;
     private readonly int[][] _shapes;
     private long _steps;
 
     /// <inheritdoc/>
     public string Name { get; }
+
     /// <inheritdoc/>
     public Optimizer Optimizer => _inner;
+
     /// <inheritdoc/>
     public long BytesCommunicated { get; private set; }
+
     /// <inheritdoc/>
     public double CommunicationSeconds { get; private set; }
+
     /// <inheritdoc/>
     public double ResidualNorm => _codec?.TotalResidualNorm() ?? 0;
+
     /// <inheritdoc/>
     public double CompressSeconds => _codec?.CompressSeconds ?? 0;
 
-    public DiLoCoStrategy(Module model, IProcessGroup group, Optimizer inner, int period, double outerLr = 0.7, double outerMomentum = 0.9,
-        Compression.GradientCodec? codec = null, string? name = null)
+    public DiLoCoStrategy(
+        Module model,
+        IProcessGroup group,
+        Optimizer inner,
+        int period,
+        double outerLr = 0.7,
+        double outerMomentum = 0.9,
+        Compression.GradientCodec? codec = null,
+        string? name = null
+    )
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(group);
         ArgumentNullException.ThrowIfNull(inner);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(period);
-        (_group, _inner, _period, _outerLr, _outerMomentum, _codec) = (group, inner, period, outerLr, outerMomentum, codec);
+        (_group, _inner, _period, _outerLr, _outerMomentum, _codec) = (
+            group,
+            inner,
+            period,
+            outerLr,
+            outerMomentum,
+            codec
+        );
         Name = name ?? $"diloco:{period.ToString(CultureInfo.InvariantCulture)}";
         TrainingStrategies.BroadcastFromRankZero(model, group);
         _params = model.Parameters().ToArray();
@@ -53,7 +76,14 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
         _start = _params.Select(p => p.Clone().DetachFromScope()).ToArray();
         _velocity = _params.Select(p => Tensor.ZerosLike(p).DetachFromScope()).ToArray();
         // Δ is averaged where the parameters live (a device group takes device tensors; codecs get a host copy).
-        _flat = Tensor.Empty([_params.Sum(p => p.NumEl)], DType.Float32, _params.Length > 0 ? _params[0].Device : Device.Cpu, zeroed: true).DetachFromScope();
+        _flat = Tensor
+            .Empty(
+                [_params.Sum(p => p.NumEl)],
+                DType.Float32,
+                _params.Length > 0 ? _params[0].Device : Device.Cpu,
+                zeroed: true
+            )
+            .DetachFromScope();
         _shapes = _params.Select(p => p.ShapeArray).ToArray();
     }
 
@@ -71,7 +101,8 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
         StrategyState.AddCodec(t, _codec);
         // The inner optimizer's state differs per rank too (its moments come from this rank's gradients).
         var (innerTensors, innerScalars) = _inner.StateDict();
-        foreach (var (k, v) in innerTensors) t["inner." + k] = v;
+        foreach (var (k, v) in innerTensors)
+            t["inner." + k] = v;
         var scalars = innerScalars.ToDictionary(kv => "inner." + kv.Key, kv => kv.Value);
         scalars["steps"] = _steps.ToString(CultureInfo.InvariantCulture);
         return (t, scalars);
@@ -83,17 +114,24 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
         ArgumentNullException.ThrowIfNull(tensors);
         ArgumentNullException.ThrowIfNull(scalars);
         using var noGrad = GradMode.NoGrad();
-        Tensor Get(string k) => tensors.TryGetValue(k, out var v) ? v : throw new InvalidDataException($"{Name} state: '{k}' is missing");
+        Tensor Get(string k) =>
+            tensors.TryGetValue(k, out var v) ? v : throw new InvalidDataException($"{Name} state: '{k}' is missing");
         for (int i = 0; i < _params.Length; i++)
         {
             Ops.CopyInto(_params[i], Get($"param.{i}"));
             Ops.CopyInto(_start[i], Get($"start.{i}"));
             Ops.CopyInto(_velocity[i], Get($"velocity.{i}"));
         }
-        _steps = scalars.TryGetValue("steps", out var st) ? long.Parse(st, CultureInfo.InvariantCulture) : throw new InvalidDataException($"{Name} state: 'steps' is missing");
+        _steps = scalars.TryGetValue("steps", out var st)
+            ? long.Parse(st, CultureInfo.InvariantCulture)
+            : throw new InvalidDataException($"{Name} state: 'steps' is missing");
         _codec?.LoadStateDict(StrategyState.Under(tensors, "codec."));
-        _inner.LoadStateDict(StrategyState.Under(tensors, "inner."),
-            scalars.Where(kv => kv.Key.StartsWith("inner.", StringComparison.Ordinal)).ToDictionary(kv => kv.Key["inner.".Length..], kv => kv.Value));
+        _inner.LoadStateDict(
+            StrategyState.Under(tensors, "inner."),
+            scalars
+                .Where(kv => kv.Key.StartsWith("inner.", StringComparison.Ordinal))
+                .ToDictionary(kv => kv.Key["inner.".Length..], kv => kv.Value)
+        );
     }
 
     /// <inheritdoc/>
@@ -101,7 +139,8 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
     {
         _inner.Step();
         _inner.ZeroGrad();
-        if (++_steps % _period != 0) return;
+        if (++_steps % _period != 0)
+            return;
         using var noGrad = GradMode.NoGrad();
         using var scope = new TensorScope();
         // Δ = θ_start − θ_local, laid end to end and averaged over ranks.
@@ -146,7 +185,8 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
                 using var mv2 = Ops.MulScalar(_velocity[i], _outerMomentum);
                 update = Ops.Add(delta, mv2);
             }
-            else update = delta;
+            else
+                update = delta;
             using var scaled = Ops.MulScalar(update, _outerLr);
             using var next = Ops.Sub(_start[i], scaled);
             Ops.CopyInto(_start[i], next);
@@ -160,6 +200,7 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
         _inner.Dispose();
         _staging?.Dispose();
         _flat.Dispose();
-        foreach (var t in _start.Concat(_velocity)) t.Dispose();
+        foreach (var t in _start.Concat(_velocity))
+            t.Dispose();
     }
 }

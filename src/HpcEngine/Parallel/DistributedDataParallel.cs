@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
 using HpcEngine.NN;
@@ -28,6 +28,7 @@ public sealed class DistributedDataParallel : IDisposable
         public required Tensor Buffer;
         public int Ready;
         public Work? Work;
+
         /// <summary>A host copy of a device bucket, which the codecs (host code) compress and average.</summary>
         public Compression.HostStaging? Staging;
     }
@@ -52,8 +53,8 @@ public sealed class DistributedDataParallel : IDisposable
     /// <summary>The codec compressing the buckets, if any.</summary>
     public Compression.GradientCodec? Codec => _codec;
 
-    /// <summary>What happened during the last backward, in order: "grad:NAME" when a gradient became final,
-    /// "launch:K" when bucket K's allreduce started. Tests use it to check that communication overlaps backward.</summary>
+    /// <summary>What happened during the last backward, in order: "grad:NAME" when a gradient became final, "launch:K"
+    /// when bucket K's allreduce started. Tests use it to check that communication overlaps backward.</summary>
     public IReadOnlyList<string> Events => _events;
 
     /// <param name="module">The model replica on this rank.</param>
@@ -62,20 +63,31 @@ public sealed class DistributedDataParallel : IDisposable
     /// <param name="codec">Optional gradient compression: each complete bucket is averaged by the codec's exchange
     /// (message codecs allgather their messages — never summed as if dense — and every rank decodes all of them;
     /// PowerSGD runs its two allreduce rounds), with the codec's error feedback, so replicas stay identical.</param>
-    public DistributedDataParallel(Module module, IProcessGroup processGroup, long bucketBytes = 25L << 20, Compression.GradientCodec? codec = null)
+    public DistributedDataParallel(
+        Module module,
+        IProcessGroup processGroup,
+        long bucketBytes = 25L << 20,
+        Compression.GradientCodec? codec = null
+    )
     {
         _codec = codec;
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(processGroup);
-        if (bucketBytes <= 0) throw new ArgumentOutOfRangeException(nameof(bucketBytes), "bucket size must be positive");
+        if (bucketBytes <= 0)
+            throw new ArgumentOutOfRangeException(nameof(bucketBytes), "bucket size must be positive");
         Module = module;
         _pg = processGroup;
         using (GradMode.NoGrad())
         {
             // Start from rank 0's weights and statistics.
-            var works = module.StateDict().Select(kv => kv.Value).Where(t => t.DType.IsFloating())
-                .Select(t => _pg.Broadcast(t, new BroadcastOptions { Root = 0 })).ToArray();
-            foreach (var w in works) w.Wait();
+            var works = module
+                .StateDict()
+                .Select(kv => kv.Value)
+                .Where(t => t.DType.IsFloating())
+                .Select(t => _pg.Broadcast(t, new BroadcastOptions { Root = 0 }))
+                .ToArray();
+            foreach (var w in works)
+                w.Wait();
         }
         var named = module.NamedParameters().ToList();
         if (named.Any(p => p.Parameter.DType != DType.Float32))
@@ -84,17 +96,31 @@ public sealed class DistributedDataParallel : IDisposable
         // tensors (nccl). The compression codecs are host code: a device bucket is staged through a host copy for them.
         var device = named.Count > 0 ? named[0].Parameter.Device : Device.Cpu;
         if (named.Any(p => p.Parameter.Device != device))
-            throw new DeviceMismatchException("DistributedDataParallel: the parameters are on several devices; move the module with module.To(device)");
+            throw new DeviceMismatchException(
+                "DistributedDataParallel: the parameters are on several devices; move the module with module.To(device)"
+            );
         var buckets = new List<Bucket>();
         var current = new List<Tensor>();
         long size = 0;
         void Close()
         {
-            if (current.Count == 0) return;
+            if (current.Count == 0)
+                return;
             var offsets = new int[current.Count];
             int total = 0;
-            for (int i = 0; i < current.Count; i++) { offsets[i] = total; total += current[i].NumEl; }
-            buckets.Add(new Bucket { Params = [.. current], Offsets = offsets, Buffer = Tensor.Empty([total], DType.Float32, device, zeroed: true).DetachFromScope() });
+            for (int i = 0; i < current.Count; i++)
+            {
+                offsets[i] = total;
+                total += current[i].NumEl;
+            }
+            buckets.Add(
+                new Bucket
+                {
+                    Params = [.. current],
+                    Offsets = offsets,
+                    Buffer = Tensor.Empty([total], DType.Float32, device, zeroed: true).DetachFromScope(),
+                }
+            );
             current.Clear();
             size = 0;
         }
@@ -103,12 +129,14 @@ public sealed class DistributedDataParallel : IDisposable
             var p = named[i].Parameter;
             current.Add(p);
             size += (long)p.NumEl * 4;
-            if (size >= bucketBytes) Close();
+            if (size >= bucketBytes)
+                Close();
         }
         Close();
         _buckets = [.. buckets];
         var names = new Dictionary<Tensor, string>(ReferenceEqualityComparer.Instance);
-        foreach (var (n, p) in named) names[p] = n;
+        foreach (var (n, p) in named)
+            names[p] = n;
         foreach (var b in _buckets)
             for (int i = 0; i < b.Params.Length; i++)
             {
@@ -136,12 +164,15 @@ public sealed class DistributedDataParallel : IDisposable
 
     private void OnGradReady(Tensor p, string name)
     {
-        if (_noSync) return;
-        if (_buckets.All(b => b.Ready == 0 && b.Work == null)) _events.Clear();
+        if (_noSync)
+            return;
+        if (_buckets.All(b => b.Ready == 0 && b.Work == null))
+            _events.Clear();
         _events.Add("grad:" + name);
         var (b, slot) = _slot[p];
         Copy(p.Grad!, b, slot);
-        if (++b.Ready == b.Params.Length) Launch(b);
+        if (++b.Ready == b.Params.Length)
+            Launch(b);
     }
 
     private static void Copy(Tensor grad, Bucket b, int slot)
@@ -181,21 +212,25 @@ public sealed class DistributedDataParallel : IDisposable
             {
                 for (int i = 0; i < b.Params.Length; i++)
                     if (b.Params[i].Grad == null)
-                        using (var dst = b.Buffer.Narrow(0, b.Offsets[i], b.Params[i].NumEl)) dst.FillRaw0();
+                        using (var dst = b.Buffer.Narrow(0, b.Offsets[i], b.Params[i].NumEl))
+                            dst.FillRaw0();
                 Launch(b);
             }
         }
         foreach (var b in _buckets)
         {
             b.Work!.Wait();
-            if (_codec != null) b.Staging?.CopyBack(b.Buffer);
+            if (_codec != null)
+                b.Staging?.CopyBack(b.Buffer);
             for (int i = 0; i < b.Params.Length; i++)
             {
                 var p = b.Params[i];
                 using var src = b.Buffer.Narrow(0, b.Offsets[i], p.NumEl);
                 using var shaped = src.Reshape(p.ShapeArray);
-                if (p.Grad == null) p.Grad = shaped.Clone().DetachFromScope();
-                else Ops.CopyInto(p.Grad, shaped);
+                if (p.Grad == null)
+                    p.Grad = shaped.Clone().DetachFromScope();
+                else
+                    Ops.CopyInto(p.Grad, shaped);
             }
             b.Work = null;
             b.Ready = 0;
@@ -206,7 +241,8 @@ public sealed class DistributedDataParallel : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        foreach (var h in _hooks) h.Dispose();
+        foreach (var h in _hooks)
+            h.Dispose();
         foreach (var b in _buckets)
         {
             b.Buffer.Dispose();

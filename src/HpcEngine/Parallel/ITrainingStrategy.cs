@@ -57,13 +57,18 @@ public interface ITrainingStrategy : IDisposable
 /// <summary>Helpers for strategies' state dicts.</summary>
 internal static class StrategyState
 {
-    /// <summary>The entries of <paramref name="state"/> under <paramref name="prefix"/>, with the prefix removed.</summary>
+    /// <summary>The entries of <paramref name="state"/> under <paramref name="prefix"/>, with the prefix
+    /// removed.</summary>
     public static Dictionary<string, Tensor> Under(IReadOnlyDictionary<string, Tensor> state, string prefix) =>
-        state.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal)).ToDictionary(kv => kv.Key[prefix.Length..], kv => kv.Value);
+        state
+            .Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal))
+            .ToDictionary(kv => kv.Key[prefix.Length..], kv => kv.Value);
 
     public static void AddCodec(Dictionary<string, Tensor> into, Compression.GradientCodec? codec)
     {
-        if (codec == null) return;
-        foreach (var (k, v) in codec.StateDict()) into["codec." + k] = v;
+        if (codec == null)
+            return;
+        foreach (var (k, v) in codec.StateDict())
+            into["codec." + k] = v;
     }
 }

@@ -22,13 +22,20 @@ namespace HpcEngine.Parallel;
 /// apply); a co-located rank's own shard is served in process.</para></summary>
 public sealed class ParameterServerStrategy : ITrainingStrategy
 {
-    private const int TagRequest = 0x5501, TagRequestData = 0x5502, TagReply = 0x5503, TagReplyData = 0x5504;
+    private const int TagRequest = 0x5501,
+        TagRequestData = 0x5502,
+        TagReply = 0x5503,
+        TagReplyData = 0x5504;
     private const int HeaderLongs = 3; // clock (−1: done), version read, learning rate (double bits)
 
     private readonly Module _model;
     private readonly IProcessGroup _group;
     private readonly Tensor[] _params;
-    private readonly int _shardSize, _total, _shards, _dedicated, _myShard;
+    private readonly int _shardSize,
+        _total,
+        _shards,
+        _dedicated,
+        _myShard;
     private readonly ShardServer? _server;
     private readonly Optimizer? _lrHolder;
     private readonly Tensor? _lrDummy;
@@ -41,47 +48,75 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
 
     /// <summary>The bound k (null: unbounded, fully asynchronous).</summary>
     public int? Bound { get; }
+
     /// <inheritdoc/>
-    public string Name => (Bound is int k ? $"ssp:{k.ToString(CultureInfo.InvariantCulture)}" : "ssp:inf") + (_dedicated > 0 ? $":{_dedicated.ToString(CultureInfo.InvariantCulture)}" : "");
+    public string Name =>
+        (Bound is int k ? $"ssp:{k.ToString(CultureInfo.InvariantCulture)}" : "ssp:inf")
+        + (_dedicated > 0 ? $":{_dedicated.ToString(CultureInfo.InvariantCulture)}" : "");
+
     /// <summary>Ranks that train: all of them with co-located servers, the first n − S with S dedicated ones.</summary>
     public int Workers { get; }
-    /// <summary>Whether this rank trains (a dedicated server rank does not: it calls <see cref="ServeUntilDone"/>).</summary>
+
+    /// <summary>Whether this rank trains (a dedicated server rank does not: it calls <see
+    /// cref="ServeUntilDone"/>).</summary>
     public bool IsWorker => _group.Rank < Workers;
+
     /// <summary>Whether this rank serves a shard.</summary>
     public bool IsServer => _myShard >= 0;
+
     /// <summary>The optimizer of the shard this rank serves; on a pure worker, a holder of the learning rate its
     /// schedule sets, which travels with its pushes.</summary>
     public Optimizer Optimizer => _server?.Optimizer ?? _lrHolder!;
+
     /// <inheritdoc/>
     public long BytesCommunicated { get; private set; }
+
     /// <inheritdoc/>
     public double CommunicationSeconds { get; private set; }
+
     /// <summary>Seconds this worker's pulls were held back by the staleness bound (reported by the servers).</summary>
     public double WaitSeconds { get; private set; }
+
     /// <summary>Staleness of the updates this rank's server applied (zeros on a pure worker).</summary>
     public StalenessStats Staleness => _server?.Staleness ?? default;
-    /// <summary>The largest lead (pushes of the puller − pushes of the slowest worker) this rank's server allowed.</summary>
+
+    /// <summary>The largest lead (pushes of the puller − pushes of the slowest worker) this rank's server
+    /// allowed.</summary>
     public long ObservedMaxLead => _server?.MaxLead ?? 0;
+
     /// <summary>A checkpoint cannot capture pushes in flight between ranks.</summary>
     public bool CanCheckpoint => false;
 
-    /// <param name="model">This rank's replica (built on every rank, dedicated servers included).</param>
-    /// <param name="group">All ranks: workers, then dedicated servers.</param>
-    /// <param name="makeOptimizer">Builds a shard's optimizer.</param>
-    /// <param name="bound">The staleness bound k; null for none.</param>
-    /// <param name="dedicatedServers">0: every rank serves a shard while it trains; S &gt; 0: the last S ranks only serve.</param>
-    public ParameterServerStrategy(Module model, IProcessGroup group, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer, int? bound, int dedicatedServers = 0)
+    /// <param name="model">This rank's replica (built on every rank, dedicated servers included).</param> <param
+    /// name="group">All ranks: workers, then dedicated servers.</param> <param name="makeOptimizer">Builds a shard's
+    /// optimizer.</param> <param name="bound">The staleness bound k; null for none.</param> <param
+    /// name="dedicatedServers">0: every rank serves a shard while it trains; S &gt; 0: the last S ranks only
+    /// serve.</param>
+    public ParameterServerStrategy(
+        Module model,
+        IProcessGroup group,
+        Func<IEnumerable<Tensor>, Optimizer> makeOptimizer,
+        int? bound,
+        int dedicatedServers = 0
+    )
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(group);
         ArgumentNullException.ThrowIfNull(makeOptimizer);
-        if (bound < 0) throw new ArgumentOutOfRangeException(nameof(bound), "the staleness bound must be 0 or more");
+        if (bound < 0)
+            throw new ArgumentOutOfRangeException(nameof(bound), "the staleness bound must be 0 or more");
         if (dedicatedServers < 0 || dedicatedServers >= group.Size)
-            throw new ArgumentOutOfRangeException(nameof(dedicatedServers), $"dedicated servers must leave at least one of the {group.Size} ranks to train, got {dedicatedServers}");
+            throw new ArgumentOutOfRangeException(
+                nameof(dedicatedServers),
+                $"dedicated servers must leave at least one of the {group.Size} ranks to train, got {dedicatedServers}"
+            );
         (_model, _group, Bound, _dedicated) = (model, group, bound, dedicatedServers);
         Workers = group.Size - dedicatedServers;
         _shards = dedicatedServers == 0 ? group.Size : dedicatedServers;
-        _myShard = dedicatedServers == 0 ? group.Rank : group.Rank >= Workers ? group.Rank - Workers : -1;
+        _myShard =
+            dedicatedServers == 0 ? group.Rank
+            : group.Rank >= Workers ? group.Rank - Workers
+            : -1;
         TrainingStrategies.BroadcastFromRankZero(model, group);
         _params = model.Parameters().ToArray();
         _total = _params.Sum(p => p.NumEl);
@@ -99,12 +134,15 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
             _lrDummy = Tensor.Zeros([1]).DetachFromScope().RequiresGrad_();
             _lrHolder = makeOptimizer([_lrDummy]);
         }
-        _serving = !IsServer ? [] : Enumerable.Range(0, Workers).Where(w => w != group.Rank).Select(w => new Thread(() => Serve(w))
-        {
-            IsBackground = true,
-            Name = $"ps-shard{_myShard}-worker{w}",
-        }).ToArray();
-        foreach (var t in _serving) t.Start();
+        _serving = !IsServer
+            ? []
+            : Enumerable
+                .Range(0, Workers)
+                .Where(w => w != group.Rank)
+                .Select(w => new Thread(() => Serve(w)) { IsBackground = true, Name = $"ps-shard{_myShard}-worker{w}" })
+                .ToArray();
+        foreach (var t in _serving)
+            t.Start();
     }
 
     /// <summary>The rank that serves shard <paramref name="s"/>.</summary>
@@ -122,7 +160,8 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
         foreach (var p in _params)
         {
             var src = useGrads ? p.Grad : p;
-            if (src == null) Array.Clear(_flat, at, p.NumEl);
+            if (src == null)
+                Array.Clear(_flat, at, p.NumEl);
             else
             {
                 using var c = src.Contiguous();
@@ -135,8 +174,12 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
     /// <inheritdoc/>
     public void Step()
     {
-        if (_finished) throw new InvalidOperationException("the parameter server has finished: no more steps");
-        if (!IsWorker) throw new InvalidOperationException($"rank {_group.Rank} is a dedicated parameter server: it serves (ServeUntilDone), it does not train");
+        if (_finished)
+            throw new InvalidOperationException("the parameter server has finished: no more steps");
+        if (!IsWorker)
+            throw new InvalidOperationException(
+                $"rank {_group.Rank} is a dedicated parameter server: it serves (ServeUntilDone), it does not train"
+            );
         using var noGrad = GradMode.NoGrad();
         Flatten(useGrads: true);
         long clock = _clock++;
@@ -152,7 +195,8 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
         var sends = new List<(Work, Tensor)>();
         for (int s = 0; s < _shards; s++)
         {
-            if (s == _myShard) continue;
+            if (s == _myShard)
+                continue;
             var (start, len) = Shard(s);
             var header = Tensor.FromArray(new long[] { clock, _versionRead[s], lrBits }).DetachFromScope();
             var data = Tensor.FromArray(_flat.AsSpan(start, len).ToArray()).DetachFromScope();
@@ -168,7 +212,8 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
         }
         for (int s = 0; s < _shards; s++)
         {
-            if (s == _myShard) continue;
+            if (s == _myShard)
+                continue;
             var (start, len) = Shard(s);
             using var header = Tensor.Zeros([2], DType.Int64);
             using var data = Tensor.Zeros([len]);
@@ -180,7 +225,11 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
             data.AsReadOnlySpan<float>().CopyTo(_flat.AsSpan(start, len));
             BytesCommunicated += 16 + 4L * len;
         }
-        foreach (var (w, t) in sends) { w.Wait(); t.Dispose(); }
+        foreach (var (w, t) in sends)
+        {
+            w.Wait();
+            t.Dispose();
+        }
         double elapsed = sw.Elapsed.TotalSeconds;
         WaitSeconds += waited;
         CommunicationSeconds += Math.Max(0, elapsed - waited);
@@ -201,7 +250,11 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
             {
                 _group.Recv(header, w, TagRequest).Wait();
                 var h = header.ToArray<long>();
-                if (h[0] < 0) { _server!.Leave(w); return; }
+                if (h[0] < 0)
+                {
+                    _server!.Leave(w);
+                    return;
+                }
                 _group.Recv(grad, w, TagRequestData).Wait();
                 _server!.Push(w, h[0], h[1], BitConverter.Int64BitsToDouble(h[2]), grad.AsReadOnlySpan<float>());
                 double waited = _server.Pull(h[0] + 1, out long version, reply);
@@ -215,7 +268,8 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
         }
         catch (Exception e)
         {
-            lock (_serverErrors) _serverErrors.Add(e);
+            lock (_serverErrors)
+                _serverErrors.Add(e);
             _server!.Leave(w);
         }
     }
@@ -224,13 +278,17 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
     {
         lock (_serverErrors)
             if (_serverErrors.Count > 0)
-                throw new CollectiveException($"parameter server shard {_myShard} (rank {_group.Rank}) failed: {_serverErrors[0].Message}", _serverErrors[0]);
+                throw new CollectiveException(
+                    $"parameter server shard {_myShard} (rank {_group.Rank}) failed: {_serverErrors[0].Message}",
+                    _serverErrors[0]
+                );
     }
 
     /// <summary>A dedicated server's whole job: serve until every worker is done, then <see cref="Finish"/>.</summary>
     public void ServeUntilDone()
     {
-        if (IsWorker) throw new InvalidOperationException($"rank {_group.Rank} is a worker: it trains and calls Step");
+        if (IsWorker)
+            throw new InvalidOperationException($"rank {_group.Rank} is a worker: it trains and calls Step");
         Finish();
     }
 
@@ -239,11 +297,13 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
     /// calls it (it ends with a collective); <see cref="Dispose"/> calls it if not before.</summary>
     public void Finish()
     {
-        if (_finished) return;
+        if (_finished)
+            return;
         _finished = true;
         if (IsWorker)
         {
-            if (IsServer) _server!.Leave(_group.Rank);
+            if (IsServer)
+                _server!.Leave(_group.Rank);
             var sends = new List<(Work, Tensor)>();
             for (int s = 0; s < _shards; s++)
                 if (s != _myShard)
@@ -251,9 +311,14 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
                     var done = Tensor.FromArray(new long[] { -1, 0, 0 }).DetachFromScope();
                     sends.Add((_group.Send(done, Owner(s), TagRequest), done));
                 }
-            foreach (var (w, t) in sends) { w.Wait(); t.Dispose(); }
+            foreach (var (w, t) in sends)
+            {
+                w.Wait();
+                t.Dispose();
+            }
         }
-        foreach (var t in _serving) t.Join();
+        foreach (var t in _serving)
+            t.Join();
         ThrowIfServerFailed();
         // Every server now holds its final shard (pending gradients applied): gather them so every replica ends with
         // the final parameters, not the last ones it pulled. Pure workers contribute zeros.
@@ -287,7 +352,10 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
     /// <inheritdoc/>
     public void Dispose()
     {
-        try { Finish(); }
+        try
+        {
+            Finish();
+        }
         finally
         {
             _server?.Dispose();

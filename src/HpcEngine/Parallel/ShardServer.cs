@@ -4,7 +4,8 @@ using HpcEngine.Optim;
 
 namespace HpcEngine.Parallel;
 
-/// <summary>One shard of a <see cref="ParameterServerStrategy"/>: its master weights, optimizer and clocks. Every member takes its lock.</summary>
+/// <summary>One shard of a <see cref="ParameterServerStrategy"/>: its master weights, optimizer and clocks. Every
+/// member takes its lock.</summary>
 internal sealed class ShardServer : IDisposable
 {
     private readonly object _lock = new();
@@ -14,12 +15,21 @@ internal sealed class ShardServer : IDisposable
     private readonly long[] _clocks;
     private readonly bool[] _left;
     private readonly int? _bound;
-    private long _version, _stalenessSum, _stalenessMax, _updates, _maxLead;
+    private long _version,
+        _stalenessSum,
+        _stalenessMax,
+        _updates,
+        _maxLead;
     private double _pendingLr = double.NaN;
 
     public Optimizer Optimizer { get; }
 
-    public ShardServer(ReadOnlySpan<float> initial, int workers, int? bound, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer)
+    public ShardServer(
+        ReadOnlySpan<float> initial,
+        int workers,
+        int? bound,
+        Func<IEnumerable<Tensor>, Optimizer> makeOptimizer
+    )
     {
         _weights = Tensor.FromArray(initial.ToArray()).DetachFromScope().RequiresGrad_();
         _pending = new float[initial.Length];
@@ -31,10 +41,25 @@ internal sealed class ShardServer : IDisposable
 
     public StalenessStats Staleness
     {
-        get { lock (_lock) return new StalenessStats(_updates, _updates == 0 ? 0 : (double)_stalenessSum / _updates, _stalenessMax); }
+        get
+        {
+            lock (_lock)
+                return new StalenessStats(
+                    _updates,
+                    _updates == 0 ? 0 : (double)_stalenessSum / _updates,
+                    _stalenessMax
+                );
+        }
     }
 
-    public long MaxLead { get { lock (_lock) return _maxLead; } }
+    public long MaxLead
+    {
+        get
+        {
+            lock (_lock)
+                return _maxLead;
+        }
+    }
 
     /// <summary>Adds <paramref name="worker"/>'s gradient of its step <paramref name="clock"/>, computed on the shard
     /// as it was after <paramref name="versionRead"/> optimizer steps. Once as many gradients are pending as there
@@ -45,10 +70,12 @@ internal sealed class ShardServer : IDisposable
         lock (_lock)
         {
             _pendingLr = lr;
-            for (int i = 0; i < _pending.Length; i++) _pending[i] += gradient[i];
+            for (int i = 0; i < _pending.Length; i++)
+                _pending[i] += gradient[i];
             _pendingReads.Add(versionRead);
             _clocks[worker] = Math.Max(_clocks[worker], clock + 1);
-            if (_pendingReads.Count >= _clocks.Length) Apply();
+            if (_pendingReads.Count >= _clocks.Length)
+                Apply();
             Monitor.PulseAll(_lock);
         }
     }
@@ -60,7 +87,8 @@ internal sealed class ShardServer : IDisposable
         long start = Stopwatch.GetTimestamp();
         lock (_lock)
         {
-            while (_bound is int k && clock - MinClock() > k) Monitor.Wait(_lock);
+            while (_bound is int k && clock - MinClock() > k)
+                Monitor.Wait(_lock);
             _maxLead = Math.Max(_maxLead, clock - Math.Min(MinClock(), clock));
             version = _version;
             _weights.AsReadOnlySpan<float>().CopyTo(into);
@@ -72,14 +100,17 @@ internal sealed class ShardServer : IDisposable
     private long MinClock()
     {
         long min = long.MaxValue;
-        for (int w = 0; w < _clocks.Length; w++) if (!_left[w]) min = Math.Min(min, _clocks[w]);
+        for (int w = 0; w < _clocks.Length; w++)
+            if (!_left[w])
+                min = Math.Min(min, _clocks[w]);
         return min;
     }
 
     /// <summary>One optimizer step on the average of the pending gradients; records each one's staleness.</summary>
     private void Apply()
     {
-        if (_pendingReads.Count == 0) return;
+        if (_pendingReads.Count == 0)
+            return;
         foreach (long read in _pendingReads)
         {
             long s = _version - read;
@@ -90,11 +121,15 @@ internal sealed class ShardServer : IDisposable
         using (GradMode.NoGrad())
         {
             float inv = 1f / _pendingReads.Count;
-            for (int i = 0; i < _pending.Length; i++) _pending[i] *= inv;
+            for (int i = 0; i < _pending.Length; i++)
+                _pending[i] *= inv;
             using var g = Tensor.FromArray(_pending);
-            if (_weights.Grad == null) _weights.Grad = g.Clone().DetachFromScope();
-            else Ops.CopyInto(_weights.Grad, g);
-            if (double.IsFinite(_pendingLr) && _pendingLr > 0) Optimizer.Lr = _pendingLr;
+            if (_weights.Grad == null)
+                _weights.Grad = g.Clone().DetachFromScope();
+            else
+                Ops.CopyInto(_weights.Grad, g);
+            if (double.IsFinite(_pendingLr) && _pendingLr > 0)
+                Optimizer.Lr = _pendingLr;
             Optimizer.Step();
         }
         _version++;
@@ -102,13 +137,15 @@ internal sealed class ShardServer : IDisposable
         Array.Clear(_pending);
     }
 
-    /// <summary>A worker has finished; when none is left, what is still pending is applied (nothing is dropped).</summary>
+    /// <summary>A worker has finished; when none is left, what is still pending is applied (nothing is
+    /// dropped).</summary>
     public void Leave(int worker)
     {
         lock (_lock)
         {
             _left[worker] = true;
-            if (_left.All(l => l)) Apply();
+            if (_left.All(l => l))
+                Apply();
             Monitor.PulseAll(_lock);
         }
     }
@@ -116,7 +153,8 @@ internal sealed class ShardServer : IDisposable
     /// <summary>A copy of the shard.</summary>
     public float[] Snapshot()
     {
-        lock (_lock) return _weights.ToArray<float>();
+        lock (_lock)
+            return _weights.ToArray<float>();
     }
 
     public void Dispose()

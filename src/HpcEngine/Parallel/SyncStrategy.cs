@@ -8,7 +8,12 @@ namespace HpcEngine.Parallel;
 
 /// <summary>Synchronous data parallelism: DDP gradient averaging (overlapped with backward, optionally compressed),
 /// then the optimizer.</summary>
-public sealed class SyncStrategy(Module model, IProcessGroup group, Optimizer optimizer, Compression.GradientCodec? codec = null) : ITrainingStrategy
+public sealed class SyncStrategy(
+    Module model,
+    IProcessGroup group,
+    Optimizer optimizer,
+    Compression.GradientCodec? codec = null
+) : ITrainingStrategy
 {
     private readonly DistributedDataParallel _ddp = new(model, group, codec: codec);
 
@@ -17,12 +22,16 @@ public sealed class SyncStrategy(Module model, IProcessGroup group, Optimizer op
 
     /// <inheritdoc/>
     public string Name => "sync";
+
     /// <inheritdoc/>
     public long BytesCommunicated => _ddp.BytesReduced;
+
     /// <inheritdoc/>
     public double CommunicationSeconds { get; private set; }
+
     /// <inheritdoc/>
     public double ResidualNorm => _ddp.Codec?.TotalResidualNorm() ?? 0;
+
     /// <inheritdoc/>
     public double CompressSeconds => _ddp.Codec?.CompressSeconds ?? 0;
 
@@ -38,8 +47,10 @@ public sealed class SyncStrategy(Module model, IProcessGroup group, Optimizer op
     }
 
     /// <inheritdoc/>
-    public void LoadStateDict(IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string> scalars) =>
-        _ddp.Codec?.LoadStateDict(StrategyState.Under(tensors, "codec."));
+    public void LoadStateDict(
+        IReadOnlyDictionary<string, Tensor> tensors,
+        IReadOnlyDictionary<string, string> scalars
+    ) => _ddp.Codec?.LoadStateDict(StrategyState.Under(tensors, "codec."));
 
     /// <inheritdoc/>
     public void Step()

@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Globalization;
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
@@ -16,16 +16,22 @@ public sealed class Zero1Strategy : ITrainingStrategy
     private readonly Module _model;
     private readonly IProcessGroup _group;
     private readonly Tensor[] _params;
-    private readonly int _padded, _shard;
-    private readonly Tensor _flatGrad, _flatParams, _shardParam;
+    private readonly int _padded,
+        _shard;
+    private readonly Tensor _flatGrad,
+        _flatParams,
+        _shardParam;
     private readonly Optimizer _optimizer;
 
     /// <inheritdoc/>
     public string Name => "zero1";
+
     /// <inheritdoc/>
     public Optimizer Optimizer => _optimizer;
+
     /// <inheritdoc/>
     public long BytesCommunicated { get; private set; }
+
     /// <inheritdoc/>
     public double CommunicationSeconds { get; private set; }
 
@@ -56,14 +62,20 @@ public sealed class Zero1Strategy : ITrainingStrategy
         {
             using var dst = into.Narrow(0, at, p.NumEl);
             var src = useGrads ? p.Grad : p;
-            if (src != null) { using var flat = src.Reshape(-1); Ops.CopyInto(dst, flat); }
-            else dst.FillRaw0();
+            if (src != null)
+            {
+                using var flat = src.Reshape(-1);
+                Ops.CopyInto(dst, flat);
+            }
+            else
+                dst.FillRaw0();
             at += p.NumEl;
         }
     }
 
     /// <summary>This rank's shard of the optimizer state (rank 0's trainer file holds only shard 0).</summary>
-    public (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Scalars) StateDict() => _optimizer.StateDict();
+    public (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Scalars) StateDict() =>
+        _optimizer.StateDict();
 
     /// <summary>Restores this rank's shard of the optimizer state, and re-reads the shard's master weights from the
     /// model (which the checkpoint has just loaded).</summary>

@@ -5,15 +5,22 @@ namespace HpcEngine;
 /// computed independently — by a CPU thread or a CUDA thread — and both backends produce the same stream.</summary>
 public static class Philox
 {
-    private const uint M0 = 0xD2511F53, M1 = 0xCD9E8D57, W0 = 0x9E3779B9, W1 = 0xBB67AE85;
+    private const uint M0 = 0xD2511F53,
+        M1 = 0xCD9E8D57,
+        W0 = 0x9E3779B9,
+        W1 = 0xBB67AE85;
 
     /// <summary>The four 32-bit outputs for counter (c0..c3) and key (k0, k1).</summary>
     public static (uint, uint, uint, uint) Block(uint c0, uint c1, uint c2, uint c3, uint k0, uint k1)
     {
         for (int round = 0; round < 10; round++)
         {
-            ulong p0 = (ulong)M0 * c0, p1 = (ulong)M1 * c2;
-            uint hi0 = (uint)(p0 >> 32), lo0 = (uint)p0, hi1 = (uint)(p1 >> 32), lo1 = (uint)p1;
+            ulong p0 = (ulong)M0 * c0,
+                p1 = (ulong)M1 * c2;
+            uint hi0 = (uint)(p0 >> 32),
+                lo0 = (uint)p0,
+                hi1 = (uint)(p1 >> 32),
+                lo1 = (uint)p1;
             (c0, c1, c2, c3) = (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0);
             k0 += W0;
             k1 += W1;
@@ -26,7 +33,13 @@ public static class Philox
     public static uint At(ulong seed, ulong counter, int lane)
     {
         var (a, b, c, d) = Block((uint)counter, (uint)(counter >> 32), 0, 0, (uint)seed, (uint)(seed >> 32));
-        return lane switch { 0 => a, 1 => b, 2 => c, _ => d };
+        return lane switch
+        {
+            0 => a,
+            1 => b,
+            2 => c,
+            _ => d,
+        };
     }
 
     /// <summary>Maps 32 random bits to a float in [0, 1) with 24 bits of precision.</summary>

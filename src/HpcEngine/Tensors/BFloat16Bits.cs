@@ -11,7 +11,8 @@ internal static class BFloat16Bits
     public static ushort FromSingle(float value)
     {
         uint u = BitConverter.SingleToUInt32Bits(value);
-        if (float.IsNaN(value)) return (ushort)((u >> 16) | 0x40);
+        if (float.IsNaN(value))
+            return (ushort)((u >> 16) | 0x40);
         uint lsb = (u >> 16) & 1;
         u += 0x7FFFu + lsb;
         return (ushort)(u >> 16);
@@ -21,10 +22,12 @@ internal static class BFloat16Bits
     public static float ToSingle(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
 
     /// <summary><see cref="FromSingle(float)"/> over a span, with SIMD: the same bits, element for element.</summary>
-    public static void FromSingle(ReadOnlySpan<float> source, Span<ushort> destination) => SixteenBitSpans.Narrow<Format>(source, destination);
+    public static void FromSingle(ReadOnlySpan<float> source, Span<ushort> destination) =>
+        SixteenBitSpans.Narrow<Format>(source, destination);
 
     /// <summary><see cref="ToSingle(ushort)"/> over a span, with SIMD.</summary>
-    public static void ToSingle(ReadOnlySpan<ushort> source, Span<float> destination) => SixteenBitSpans.Widen<Format>(source, destination);
+    public static void ToSingle(ReadOnlySpan<ushort> source, Span<float> destination) =>
+        SixteenBitSpans.Widen<Format>(source, destination);
 
     private readonly struct Format : ISixteenBitFormat
     {
@@ -47,14 +50,18 @@ internal static class BFloat16Bits
     /// <summary>Widens 16-bit floats (bf16, or IEEE fp16 when <paramref name="bf16"/> is false) to float32.</summary>
     public static void Widen(ReadOnlySpan<ushort> source, Span<float> destination, bool bf16)
     {
-        if (bf16) ToSingle(source, destination);
-        else HalfBits.ToSingle(source, destination);
+        if (bf16)
+            ToSingle(source, destination);
+        else
+            HalfBits.ToSingle(source, destination);
     }
 
     /// <summary>Rounds float32 to 16-bit floats (nearest even), bf16 or IEEE fp16.</summary>
     public static void Narrow(ReadOnlySpan<float> source, Span<ushort> destination, bool bf16)
     {
-        if (bf16) FromSingle(source, destination);
-        else HalfBits.FromSingle(source, destination);
+        if (bf16)
+            FromSingle(source, destination);
+        else
+            HalfBits.FromSingle(source, destination);
     }
 }

@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 namespace HpcEngine;
 
 /// <summary>Kinds of device a tensor can live on.</summary>
@@ -6,6 +6,7 @@ public enum DeviceType
 {
     Cpu,
     Cuda,
+
     /// <summary>A device served by a backend the host application registers (an extension point; the engine's own
     /// tests register one backed by host memory to check the device dispatch without a GPU).</summary>
     External,
@@ -28,32 +29,57 @@ public readonly record struct Device(DeviceType Type, int Index = 0) : IParsable
     public static Device Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        if (text.Equals("cpu", StringComparison.OrdinalIgnoreCase)) return Cpu;
-        if (text.Equals("cuda", StringComparison.OrdinalIgnoreCase)) return Cuda();
-        if (text.StartsWith("cuda:", StringComparison.OrdinalIgnoreCase) &&
-            int.TryParse(text.AsSpan(5), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int i))
+        if (text.Equals("cpu", StringComparison.OrdinalIgnoreCase))
+            return Cpu;
+        if (text.Equals("cuda", StringComparison.OrdinalIgnoreCase))
+            return Cuda();
+        if (
+            text.StartsWith("cuda:", StringComparison.OrdinalIgnoreCase)
+            && int.TryParse(
+                text.AsSpan(5),
+                System.Globalization.NumberStyles.None,
+                System.Globalization.CultureInfo.InvariantCulture,
+                out int i
+            )
+        )
             return Cuda(i);
-        if (text.StartsWith("external:", StringComparison.OrdinalIgnoreCase) &&
-            int.TryParse(text.AsSpan(9), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int e))
+        if (
+            text.StartsWith("external:", StringComparison.OrdinalIgnoreCase)
+            && int.TryParse(
+                text.AsSpan(9),
+                System.Globalization.NumberStyles.None,
+                System.Globalization.CultureInfo.InvariantCulture,
+                out int e
+            )
+        )
             return External(e);
         throw new FormatException($"'{text}' is not a device: use cpu, cuda or cuda:N");
     }
 
     /// <inheritdoc/>
-    public override string ToString() => Type switch
-    {
-        DeviceType.Cpu => "cpu",
-        DeviceType.Cuda => $"cuda:{Index}",
-        _ => $"external:{Index}",
-    };
+    public override string ToString() =>
+        Type switch
+        {
+            DeviceType.Cpu => "cpu",
+            DeviceType.Cuda => $"cuda:{Index}",
+            _ => $"external:{Index}",
+        };
 
     static Device IParsable<Device>.Parse(string s, IFormatProvider? provider) => Parse(s);
 
     static bool IParsable<Device>.TryParse(string? s, IFormatProvider? provider, out Device result)
     {
         result = Cpu;
-        if (s == null) return false;
-        try { result = Parse(s); return true; }
-        catch (FormatException) { return false; }
+        if (s == null)
+            return false;
+        try
+        {
+            result = Parse(s);
+            return true;
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
     }
 }

@@ -11,10 +11,12 @@ namespace HpcEngine;
 internal static class HalfBits
 {
     /// <summary>Rounds float32 to fp16 bits, to nearest even.</summary>
-    public static void FromSingle(ReadOnlySpan<float> source, Span<ushort> destination) => SixteenBitSpans.Narrow<Format>(source, destination);
+    public static void FromSingle(ReadOnlySpan<float> source, Span<ushort> destination) =>
+        SixteenBitSpans.Narrow<Format>(source, destination);
 
     /// <summary>Widens fp16 bits to float32 (exact).</summary>
-    public static void ToSingle(ReadOnlySpan<ushort> source, Span<float> destination) => SixteenBitSpans.Widen<Format>(source, destination);
+    public static void ToSingle(ReadOnlySpan<ushort> source, Span<float> destination) =>
+        SixteenBitSpans.Widen<Format>(source, destination);
 
     private readonly struct Format : ISixteenBitFormat
     {
@@ -51,8 +53,14 @@ internal static class HalfBits
             var infNan = Vector.Equals(exp, shiftedExp);
             var zeroSub = Vector.Equals(exp, Vector<uint>.Zero);
             var magic = new Vector<uint>(113u << 23);
-            var adjusted = Vector.AsVectorUInt32(Vector.AsVectorSingle(o + new Vector<uint>(1u << 23)) - Vector.AsVectorSingle(magic));
-            o = Vector.ConditionalSelect(infNan, o + new Vector<uint>((128u - 16u) << 23), Vector.ConditionalSelect(zeroSub, adjusted, o));
+            var adjusted = Vector.AsVectorUInt32(
+                Vector.AsVectorSingle(o + new Vector<uint>(1u << 23)) - Vector.AsVectorSingle(magic)
+            );
+            o = Vector.ConditionalSelect(
+                infNan,
+                o + new Vector<uint>((128u - 16u) << 23),
+                Vector.ConditionalSelect(zeroSub, adjusted, o)
+            );
             return o | ((h & new Vector<uint>(0x8000u)) << 16);
         }
 

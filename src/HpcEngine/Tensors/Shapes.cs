@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 namespace HpcEngine;
 
 /// <summary>Shape arithmetic shared by every op: element counts, strides, broadcasting, dimension checks.</summary>
@@ -13,10 +13,13 @@ internal static class Shapes
         long n = 1;
         foreach (int d in shape)
         {
-            if (d < 0) throw new ShapeMismatchException($"shape {Format(shape)} has a negative dimension");
+            if (d < 0)
+                throw new ShapeMismatchException($"shape {Format(shape)} has a negative dimension");
             n *= d;
             if (n > int.MaxValue)
-                throw new ShapeMismatchException($"shape {Format(shape)} has more than {int.MaxValue} elements, the engine's limit per tensor");
+                throw new ShapeMismatchException(
+                    $"shape {Format(shape)} has more than {int.MaxValue} elements, the engine's limit per tensor"
+                );
         }
         return (int)n;
     }
@@ -45,7 +48,9 @@ internal static class Shapes
             int db = i < rank - b.Length ? 1 : b[i - (rank - b.Length)];
             if (da != db && da != 1 && db != 1)
                 throw new ShapeMismatchException(
-                    $"{op}: shapes {Format(a)} and {Format(b)} do not broadcast (dimension {i} from the left of the aligned shape: {da} vs {db}; each pair must be equal or one of them 1)");
+                    $"{op}: shapes {Format(a)} and {Format(b)} do not broadcast (dimension {i} from the left of the "
+                        + $"aligned shape: {da} vs {db}; each pair must be equal or one of them 1)"
+                );
             r[i] = da == 1 ? db : da;
         }
         return r;
@@ -67,7 +72,10 @@ internal static class Shapes
     {
         int r = Math.Max(rank, 1);
         if (dim < -r || dim >= r)
-            throw new ArgumentOutOfRangeException(nameof(dim), $"{op}: dim {dim} is out of range for a tensor of rank {rank} (expected [-{r}, {r - 1}])");
+            throw new ArgumentOutOfRangeException(
+                nameof(dim),
+                $"{op}: dim {dim} is out of range for a tensor of rank {rank} (expected [-{r}, {r - 1}])"
+            );
         return dim < 0 ? dim + r : dim;
     }
 

@@ -16,23 +16,33 @@ internal interface ISixteenBitFormat
 /// <summary>The one driver for every 16-bit format: SIMD over whole vectors, the element form for the rest.</summary>
 internal static class SixteenBitSpans
 {
-    public static void Narrow<TFormat>(ReadOnlySpan<float> source, Span<ushort> destination) where TFormat : ISixteenBitFormat
+    public static void Narrow<TFormat>(ReadOnlySpan<float> source, Span<ushort> destination)
+        where TFormat : ISixteenBitFormat
     {
-        if (destination.Length < source.Length) throw new ArgumentException("destination is shorter than the source", nameof(destination));
+        if (destination.Length < source.Length)
+            throw new ArgumentException("destination is shorter than the source", nameof(destination));
         var u = MemoryMarshal.Cast<float, uint>(source);
         int i = 0;
         if (Vector.IsHardwareAccelerated)
         {
             int w = Vector<uint>.Count;
             for (; i + 2 * w <= u.Length; i += 2 * w)
-                Vector.Narrow(TFormat.Narrow(new Vector<uint>(u.Slice(i, w))), TFormat.Narrow(new Vector<uint>(u.Slice(i + w, w)))).CopyTo(destination.Slice(i, 2 * w));
+                Vector
+                    .Narrow(
+                        TFormat.Narrow(new Vector<uint>(u.Slice(i, w))),
+                        TFormat.Narrow(new Vector<uint>(u.Slice(i + w, w)))
+                    )
+                    .CopyTo(destination.Slice(i, 2 * w));
         }
-        for (; i < source.Length; i++) destination[i] = TFormat.Narrow(source[i]);
+        for (; i < source.Length; i++)
+            destination[i] = TFormat.Narrow(source[i]);
     }
 
-    public static void Widen<TFormat>(ReadOnlySpan<ushort> source, Span<float> destination) where TFormat : ISixteenBitFormat
+    public static void Widen<TFormat>(ReadOnlySpan<ushort> source, Span<float> destination)
+        where TFormat : ISixteenBitFormat
     {
-        if (destination.Length < source.Length) throw new ArgumentException("destination is shorter than the source", nameof(destination));
+        if (destination.Length < source.Length)
+            throw new ArgumentException("destination is shorter than the source", nameof(destination));
         var d = MemoryMarshal.Cast<float, uint>(destination);
         int i = 0;
         if (Vector.IsHardwareAccelerated)
@@ -45,6 +55,7 @@ internal static class SixteenBitSpans
                 TFormat.Widen(hi).CopyTo(d.Slice(i + w / 2, w / 2));
             }
         }
-        for (; i < source.Length; i++) destination[i] = TFormat.Widen(source[i]);
+        for (; i < source.Length; i++)
+            destination[i] = TFormat.Widen(source[i]);
     }
 }

@@ -41,12 +41,15 @@ internal sealed unsafe class Storage
     /// backends that keep device memory in host arrays, such as the test backend.</summary>
     public static Storage Wrap(byte[] pinnedBuffer) => new(pinnedBuffer, pinnedBuffer.LongLength, pooled: false);
 
-    private Storage(byte[] buffer, long byteLength, bool pooled) : this(buffer, byteLength) => _pooled = pooled;
+    private Storage(byte[] buffer, long byteLength, bool pooled)
+        : this(buffer, byteLength) => _pooled = pooled;
 
-    /// <summary>Storage on <paramref name="device"/>: CPU memory from the pool, or memory from the device's backend.</summary>
+    /// <summary>Storage on <paramref name="device"/>: CPU memory from the pool, or memory from the device's
+    /// backend.</summary>
     public static Storage Allocate(Device device, long bytes, bool zeroed)
     {
-        if (device.Type == DeviceType.Cpu) return Allocate(bytes, zeroed);
+        if (device.Type == DeviceType.Cpu)
+            return Allocate(bytes, zeroed);
         var backend = Backends.DeviceBackends.For(device);
         var storage = new Storage(backend.Allocate(device, bytes), bytes, device);
         return storage;
@@ -54,18 +57,28 @@ internal sealed unsafe class Storage
 
     /// <summary>The device memory behind a device storage.</summary>
     public Backends.IBackendMemory DeviceMemory =>
-        _deviceMemory ?? (Device.Type == DeviceType.Cpu
-            ? throw new InvalidOperationException("internal: a CPU storage has no device memory")
-            : throw new ObjectDisposedException(nameof(Storage), "the tensor's storage was released (the tensor was disposed)"));
+        _deviceMemory
+        ?? (
+            Device.Type == DeviceType.Cpu
+                ? throw new InvalidOperationException("internal: a CPU storage has no device memory")
+                : throw new ObjectDisposedException(
+                    nameof(Storage),
+                    "the tensor's storage was released (the tensor was disposed)"
+                )
+        );
 
     private DeviceMismatchException OnDevice() =>
-        new($"the memory of a tensor on {Device} is not host memory: move the tensor with .To(Device.Cpu) before reading or " +
-            "writing it on the host (spans, pointers, the CPU's kernels)");
+        new(
+            $"the memory of a tensor on {Device} is not host memory: move the tensor with .To(Device.Cpu) before "
+                + $"reading or "
+                + "writing it on the host (spans, pointers, the CPU's kernels)"
+        );
 
     public static Storage Allocate(long bytes, bool zeroed)
     {
         var buf = StoragePool.Rent(bytes);
-        if (zeroed) Array.Clear(buf, 0, (int)bytes);
+        if (zeroed)
+            Array.Clear(buf, 0, (int)bytes);
         return new Storage(buf, bytes);
     }
 
@@ -73,8 +86,13 @@ internal sealed unsafe class Storage
     {
         get
         {
-            if (Device.Type != DeviceType.Cpu) throw OnDevice();
-            var b = _buffer ?? throw new ObjectDisposedException(nameof(Storage), "the tensor's storage was released (the tensor was disposed)");
+            if (Device.Type != DeviceType.Cpu)
+                throw OnDevice();
+            var b = _buffer
+                ?? throw new ObjectDisposedException(
+                    nameof(Storage),
+                    "the tensor's storage was released (the tensor was disposed)"
+                );
             return (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(b));
         }
     }
@@ -82,7 +100,14 @@ internal sealed unsafe class Storage
     public bool IsAlive => _buffer != null || _deviceMemory != null;
 
     /// <summary>The backing array (pinned), for APIs that take Memory&lt;byte&gt; such as sockets.</summary>
-    public byte[] Bytes => Device.Type != DeviceType.Cpu ? throw OnDevice() : _buffer ?? throw new ObjectDisposedException(nameof(Storage), "the tensor's storage was released (the tensor was disposed)");
+    public byte[] Bytes =>
+        Device.Type != DeviceType.Cpu
+            ? throw OnDevice()
+            : _buffer
+                ?? throw new ObjectDisposedException(
+                    nameof(Storage),
+                    "the tensor's storage was released (the tensor was disposed)"
+                );
 
     public int RefCount => Volatile.Read(ref _refs);
 
@@ -98,7 +123,8 @@ internal sealed unsafe class Storage
         if (r == 0)
         {
             var b = Interlocked.Exchange(ref _buffer, null);
-            if (b != null && _pooled) StoragePool.Return(b, ByteLength);
+            if (b != null && _pooled)
+                StoragePool.Return(b, ByteLength);
             Interlocked.Exchange(ref _deviceMemory, null)?.Dispose();
         }
     }
@@ -115,7 +141,8 @@ internal static class StoragePool
     private static long _cachedBytes;
     private static long _rented;
     private static long _allocated;
-    private static long _liveBytes, _peakLiveBytes;
+    private static long _liveBytes,
+        _peakLiveBytes;
 
     /// <summary>Debug aid (HPCENGINE_POISON_POOL=1): fill every rented buffer with 0xFF bytes (NaN as floats), so a
     /// kernel that reads memory it never wrote shows up as NaN instead of silently reading stale values.</summary>
@@ -130,7 +157,8 @@ internal static class StoragePool
     /// <summary>Buffers that had to be newly allocated (a cache miss) since start.</summary>
     public static long Allocated => Interlocked.Read(ref _allocated);
 
-    /// <summary>Bytes of tensor storage alive now (rented and not yet returned): the engine's live-tensor accounting.</summary>
+    /// <summary>Bytes of tensor storage alive now (rented and not yet returned): the engine's live-tensor
+    /// accounting.</summary>
     public static long LiveBytes => Interlocked.Read(ref _liveBytes);
 
     /// <summary>The most <see cref="LiveBytes"/> seen since the last <see cref="ResetPeak"/>.</summary>
@@ -143,16 +171,28 @@ internal static class StoragePool
     {
         long now = Interlocked.Add(ref _liveBytes, bytes);
         long peak;
-        while (now > (peak = Interlocked.Read(ref _peakLiveBytes)) && Interlocked.CompareExchange(ref _peakLiveBytes, now, peak) != peak) { }
+        while (
+            now > (peak = Interlocked.Read(ref _peakLiveBytes))
+            && Interlocked.CompareExchange(ref _peakLiveBytes, now, peak) != peak
+        ) { }
     }
 
     /// <summary>Bytes currently cached and free.</summary>
-    public static long CachedBytes { get { lock (Gate) return _cachedBytes; } }
+    public static long CachedBytes
+    {
+        get
+        {
+            lock (Gate)
+                return _cachedBytes;
+        }
+    }
 
     internal static byte[] Rent(long bytes)
     {
         if (bytes > Array.MaxLength)
-            throw new OutOfMemoryException($"a single CPU storage of {bytes} bytes exceeds the engine's limit of {Array.MaxLength} bytes");
+            throw new OutOfMemoryException(
+                $"a single CPU storage of {bytes} bytes exceeds the engine's limit of {Array.MaxLength} bytes"
+            );
         Interlocked.Increment(ref _rented);
         AddLive(bytes);
         lock (Gate)
@@ -161,14 +201,16 @@ internal static class StoragePool
             {
                 _cachedBytes -= bytes;
                 var reused = s.Pop();
-                if (Poison) reused.AsSpan().Fill(0xFF);
+                if (Poison)
+                    reused.AsSpan().Fill(0xFF);
                 return reused;
             }
         }
         Interlocked.Increment(ref _allocated);
         // Zero-length storages still get a real (1-byte) array so Pointer is valid.
         var fresh = GC.AllocateUninitializedArray<byte>((int)Math.Max(bytes, 1), pinned: true);
-        if (Poison) fresh.AsSpan().Fill(0xFF);
+        if (Poison)
+            fresh.AsSpan().Fill(0xFF);
         return fresh;
     }
 
@@ -177,9 +219,12 @@ internal static class StoragePool
         Interlocked.Add(ref _liveBytes, -bytes);
         lock (Gate)
         {
-            if (_cachedBytes + bytes > MaxCachedBytes) return;
-            if (!Free.TryGetValue(bytes, out var s)) Free[bytes] = s = new Stack<byte[]>();
-            if (s.Count >= MaxPerSize) return;
+            if (_cachedBytes + bytes > MaxCachedBytes)
+                return;
+            if (!Free.TryGetValue(bytes, out var s))
+                Free[bytes] = s = new Stack<byte[]>();
+            if (s.Count >= MaxPerSize)
+                return;
             s.Push(buffer);
             _cachedBytes += bytes;
         }

@@ -5,7 +5,8 @@ namespace HpcEngine;
 
 public sealed unsafe partial class Tensor
 {
-    /// <summary>A float32 tensor holding a copy of <paramref name="data"/> with the given shape (1-D when omitted).</summary>
+    /// <summary>A float32 tensor holding a copy of <paramref name="data"/> with the given shape (1-D when
+    /// omitted).</summary>
     public static Tensor FromArray(float[] data, params int[] shape) => FromSpan<float>(data, DType.Float32, shape);
 
     /// <summary>A float64 tensor holding a copy of <paramref name="data"/>.</summary>
@@ -30,18 +31,25 @@ public sealed unsafe partial class Tensor
         ArgumentNullException.ThrowIfNull(shape);
         int n = Shapes.NumEl(shape);
         if ((long)n * dtype.SizeOf() != bytes.Length)
-            throw new ShapeMismatchException($"from_bytes: {bytes.Length} bytes cannot hold shape {Shapes.Format(shape)} of {dtype.TorchName()} ({(long)n * dtype.SizeOf()} bytes needed)");
+            throw new ShapeMismatchException(
+                $"from_bytes: {bytes.Length} bytes cannot hold shape {Shapes.Format(shape)} of {dtype.TorchName()} "
+                    + $"({(long)n * dtype.SizeOf()} bytes needed)"
+            );
         var t = Empty(shape, dtype);
         bytes.CopyTo(new Span<byte>(t.BytePtr, bytes.Length));
         return t;
     }
 
-    private static Tensor FromSpan<T>(ReadOnlySpan<T> data, DType dtype, int[] shape) where T : unmanaged
+    private static Tensor FromSpan<T>(ReadOnlySpan<T> data, DType dtype, int[] shape)
+        where T : unmanaged
     {
-        if (shape == null || shape.Length == 0) shape = [data.Length];
+        if (shape == null || shape.Length == 0)
+            shape = [data.Length];
         int n = Shapes.NumEl(shape);
         if (n != data.Length)
-            throw new ShapeMismatchException($"from_array: {data.Length} elements cannot take shape {Shapes.Format(shape)} ({n} elements)");
+            throw new ShapeMismatchException(
+                $"from_array: {data.Length} elements cannot take shape {Shapes.Format(shape)} ({n} elements)"
+            );
         var t = Empty(shape, dtype);
         data.CopyTo(t.Span<T>());
         return t;
@@ -78,12 +86,15 @@ public sealed unsafe partial class Tensor
     /// <summary>Values start, start+step, ... below end (1-D).</summary>
     public static Tensor Arange(double start, double end, double step = 1, DType dtype = DType.Int64)
     {
-        if (step == 0) throw new ArgumentException("arange: step must be non-zero", nameof(step));
+        if (step == 0)
+            throw new ArgumentException("arange: step must be non-zero", nameof(step));
         long n = (long)Math.Ceiling((end - start) / step);
-        if (n < 0) n = 0;
+        if (n < 0)
+            n = 0;
         var t = Empty([checked((int)n)], dtype);
         byte* p = t.BytePtr;
-        for (long i = 0; i < n; i++) CastKernels.Write(p, dtype, i, start + i * step);
+        for (long i = 0; i < n; i++)
+            CastKernels.Write(p, dtype, i, start + i * step);
         return t;
     }
 
@@ -108,17 +119,25 @@ public sealed unsafe partial class Tensor
         int cols = m ?? n;
         var t = Zeros([n, cols], dtype);
         byte* p = t.BytePtr;
-        for (int i = 0; i < Math.Min(n, cols); i++) CastKernels.Write(p, dtype, (long)i * cols + i, 1);
+        for (int i = 0; i < Math.Min(n, cols); i++)
+            CastKernels.Write(p, dtype, (long)i * cols + i, 1);
         return t;
     }
 
     /// <summary>Uniform samples in [low, high) from <paramref name="generator"/> (the default one when null).</summary>
-    public static Tensor Rand(int[] shape, DType dtype = DType.Float32, Generator? generator = null, double low = 0, double high = 1)
+    public static Tensor Rand(
+        int[] shape,
+        DType dtype = DType.Float32,
+        Generator? generator = null,
+        double low = 0,
+        double high = 1
+    )
     {
         var g = generator ?? Generator.Default;
         var t = Empty(shape, dtype);
         int n = t.NumEl;
-        ulong seed = g.Seed, start = g.Reserve(n);
+        ulong seed = g.Seed,
+            start = g.Reserve(n);
         byte* p = t.BytePtr;
         double scale = high - low;
         CpuThreads.For(n, n * 8L, (a, b) =>
@@ -133,23 +152,40 @@ public sealed unsafe partial class Tensor
         return t;
     }
 
-    /// <summary>Standard normal samples (Box-Muller over Philox pairs) times <paramref name="std"/> plus <paramref name="mean"/>.</summary>
-    public static Tensor Randn(int[] shape, DType dtype = DType.Float32, Generator? generator = null, double mean = 0, double std = 1)
+    /// <summary>Standard normal samples (Box-Muller over Philox pairs) times <paramref name="std"/> plus <paramref
+    /// name="mean"/>.</summary>
+    public static Tensor Randn(
+        int[] shape,
+        DType dtype = DType.Float32,
+        Generator? generator = null,
+        double mean = 0,
+        double std = 1
+    )
     {
         var g = generator ?? Generator.Default;
         var t = Empty(shape, dtype);
         int n = t.NumEl;
-        ulong seed = g.Seed, start = g.Reserve(n);
+        ulong seed = g.Seed,
+            start = g.Reserve(n);
         byte* p = t.BytePtr;
         CpuThreads.For(n, n * 16L, (a, b) =>
         {
             for (int i = a; i < b; i++)
             {
                 int lane = i & 3;
-                var (x0, x1, x2, x3) = Philox.Block((uint)(start + (ulong)(i >> 2)), (uint)((start + (ulong)(i >> 2)) >> 32), 0, 0, (uint)seed, (uint)(seed >> 32));
-                uint ua = lane < 2 ? x0 : x2, ub = lane < 2 ? x1 : x3;
+                var (x0, x1, x2, x3) = Philox.Block(
+                    (uint)(start + (ulong)(i >> 2)),
+                    (uint)((start + (ulong)(i >> 2)) >> 32),
+                    0,
+                    0,
+                    (uint)seed,
+                    (uint)(seed >> 32)
+                );
+                uint ua = lane < 2 ? x0 : x2,
+                    ub = lane < 2 ? x1 : x3;
                 // u1 in (0, 1] so the log is finite.
-                double u1 = (ua + 1.0) / 4294967296.0, u2 = ub / 4294967296.0;
+                double u1 = (ua + 1.0) / 4294967296.0,
+                    u2 = ub / 4294967296.0;
                 double r = Math.Sqrt(-2.0 * Math.Log(u1));
                 double z = (lane & 1) == 0 ? r * Math.Cos(2 * Math.PI * u2) : r * Math.Sin(2 * Math.PI * u2);
                 CastKernels.Write(p, dtype, i, mean + std * z);
@@ -159,13 +195,21 @@ public sealed unsafe partial class Tensor
     }
 
     /// <summary>Uniform integers in [low, high).</summary>
-    public static Tensor Randint(long low, long high, int[] shape, DType dtype = DType.Int64, Generator? generator = null)
+    public static Tensor Randint(
+        long low,
+        long high,
+        int[] shape,
+        DType dtype = DType.Int64,
+        Generator? generator = null
+    )
     {
-        if (high <= low) throw new ArgumentException($"randint: high ({high}) must be greater than low ({low})", nameof(high));
+        if (high <= low)
+            throw new ArgumentException($"randint: high ({high}) must be greater than low ({low})", nameof(high));
         var g = generator ?? Generator.Default;
         var t = Empty(shape, dtype);
         int n = t.NumEl;
-        ulong seed = g.Seed, start = g.Reserve(n);
+        ulong seed = g.Seed,
+            start = g.Reserve(n);
         ulong range = (ulong)(high - low);
         byte* p = t.BytePtr;
         for (int i = 0; i < n; i++)
@@ -178,35 +222,56 @@ public sealed unsafe partial class Tensor
 
     /// <summary>Samples 1 with probability <paramref name="p"/> (0 otherwise); on <paramref name="device"/> when given
     /// (float32 there), with the same numbers as the CPU for the same generator state.</summary>
-    public static Tensor Bernoulli(int[] shape, double p, DType dtype = DType.Float32, Generator? generator = null, Device? device = null)
+    public static Tensor Bernoulli(
+        int[] shape,
+        double p,
+        DType dtype = DType.Float32,
+        Generator? generator = null,
+        Device? device = null
+    )
     {
-        if (p is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(p), $"bernoulli: p must be in [0, 1], got {p}");
+        if (p is < 0 or > 1)
+            throw new ArgumentOutOfRangeException(nameof(p), $"bernoulli: p must be in [0, 1], got {p}");
         return BernoulliOn(shape, p, 1, dtype, generator, device ?? Device.Cpu);
     }
 
     /// <summary>value with probability p, else 0, drawn on the device from the generator's next numbers (dropout's
-    /// scaled keep mask uses value = 1/(1−p)): element i takes Philox number i of the reserved block on every device.</summary>
-    internal static Tensor BernoulliOn(int[] shape, double p, double value, DType dtype, Generator? generator, Device device)
+    /// scaled keep mask uses value = 1/(1−p)): element i takes Philox number i of the reserved block on every
+    /// device.</summary>
+    internal static Tensor BernoulliOn(
+        int[] shape,
+        double p,
+        double value,
+        DType dtype,
+        Generator? generator,
+        Device device
+    )
     {
         var g = generator ?? Generator.Default;
         var t = Empty(shape, dtype, device);
-        ulong seed = g.Seed, start = g.Reserve(t.NumEl);
+        ulong seed = g.Seed,
+            start = g.Reserve(t.NumEl);
         t.Backend.Bernoulli(t, g, seed, start, p, value);
         return t;
     }
 
     /// <summary>Copies the elements out, in row-major order, converted to <typeparamref name="T"/>'s dtype.</summary>
-    public T[] ToArray<T>() where T : unmanaged
+    public T[] ToArray<T>()
+        where T : unmanaged
     {
         if (!IsCpu)
         {
             using var host = Ops.MoveNoGrad(this, Device.Cpu);
             return host.ToArray<T>();
         }
-        var want = typeof(T) == typeof(float) ? DType.Float32 : typeof(T) == typeof(double) ? DType.Float64 :
-            typeof(T) == typeof(int) ? DType.Int32 : typeof(T) == typeof(long) ? DType.Int64 :
-            typeof(T) == typeof(byte) ? (DType == DType.Bool ? DType.Bool : DType.UInt8) :
-            typeof(T) == typeof(Half) ? DType.Float16 : throw new NotSupportedException($"ToArray<{typeof(T).Name}> is not supported");
+        var want =
+            typeof(T) == typeof(float) ? DType.Float32
+            : typeof(T) == typeof(double) ? DType.Float64
+            : typeof(T) == typeof(int) ? DType.Int32
+            : typeof(T) == typeof(long) ? DType.Int64
+            : typeof(T) == typeof(byte) ? (DType == DType.Bool ? DType.Bool : DType.UInt8)
+            : typeof(T) == typeof(Half) ? DType.Float16
+            : throw new NotSupportedException($"ToArray<{typeof(T).Name}> is not supported");
         using var c = Ops.ToDType(this, want, forceCopy: false);
         using var cc = c.Contiguous();
         return cc.Span<T>().ToArray();
@@ -227,7 +292,10 @@ public sealed unsafe partial class Tensor
     /// <summary>The value of a one-element tensor as a double.</summary>
     public double Item()
     {
-        if (NumEl != 1) throw new ShapeMismatchException($"item: only a one-element tensor has a value; this one has shape {Shapes.Format(_shape)}");
+        if (NumEl != 1)
+            throw new ShapeMismatchException(
+                $"item: only a one-element tensor has a value; this one has shape {Shapes.Format(_shape)}"
+            );
         if (!IsCpu)
         {
             using var host = Ops.MoveNoGrad(this, Device.Cpu);
@@ -243,7 +311,8 @@ public sealed unsafe partial class Tensor
         get
         {
             ArgumentNullException.ThrowIfNull(index);
-            if (index.Length != Rank) throw new ArgumentException($"index of rank {index.Length} for a tensor of rank {Rank}", nameof(index));
+            if (index.Length != Rank)
+                throw new ArgumentException($"index of rank {index.Length} for a tensor of rank {Rank}", nameof(index));
             if (!IsCpu)
             {
                 using var host = Ops.MoveNoGrad(this, Device.Cpu);
@@ -252,7 +321,10 @@ public sealed unsafe partial class Tensor
             long off = 0;
             for (int i = 0; i < Rank; i++)
             {
-                if ((uint)index[i] >= (uint)_shape[i]) throw new IndexOutOfRangeException($"index {index[i]} out of range for dimension {i} of size {_shape[i]}");
+                if ((uint)index[i] >= (uint)_shape[i])
+                    throw new IndexOutOfRangeException(
+                        $"index {index[i]} out of range for dimension {i} of size {_shape[i]}"
+                    );
                 off += (long)index[i] * _strides[i];
             }
             return CastKernels.Read(BytePtr, DType, off);
@@ -262,15 +334,19 @@ public sealed unsafe partial class Tensor
     /// <summary>Writes <paramref name="value"/> into every element (any layout), without recording the graph.</summary>
     internal void FillRaw(double value)
     {
-        if (!IsContiguous) throw new InvalidOperationException("internal: FillRaw on a non-contiguous tensor");
+        if (!IsContiguous)
+            throw new InvalidOperationException("internal: FillRaw on a non-contiguous tensor");
         Backend.Fill(this, value);
     }
 
     /// <summary>Reinterprets contiguous memory as a span, for interop (the tensor must stay alive).</summary>
-    public ReadOnlySpan<T> AsReadOnlySpan<T>() where T : unmanaged
+    public ReadOnlySpan<T> AsReadOnlySpan<T>()
+        where T : unmanaged
     {
-        if (!IsContiguous) throw new InvalidOperationException("AsReadOnlySpan needs a contiguous tensor: call Contiguous() first");
-        if (sizeof(T) != DType.SizeOf()) throw new DTypeMismatchException($"AsReadOnlySpan<{typeof(T).Name}> on a {DType.TorchName()} tensor");
+        if (!IsContiguous)
+            throw new InvalidOperationException("AsReadOnlySpan needs a contiguous tensor: call Contiguous() first");
+        if (sizeof(T) != DType.SizeOf())
+            throw new DTypeMismatchException($"AsReadOnlySpan<{typeof(T).Name}> on a {DType.TorchName()} tensor");
         return MemoryMarshal.CreateReadOnlySpan(ref *Ptr<T>(), NumEl);
     }
 }

@@ -2,99 +2,141 @@ using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine;
 
-/// <summary>The ops as methods and operators, PyTorch-style: <c>x.MatMul(w).Add(b).Relu()</c>, <c>a * b + 1</c>.</summary>
+/// <summary>The ops as methods and operators, PyTorch-style: <c>x.MatMul(w).Add(b).Relu()</c>, <c>a * b +
+/// 1</c>.</summary>
 public sealed partial class Tensor
 {
     /// <inheritdoc cref="Ops.Add(Tensor, Tensor)"/>
     public Tensor Add(Tensor other) => Ops.Add(this, other);
+
     /// <inheritdoc cref="Ops.Sub(Tensor, Tensor)"/>
     public Tensor Sub(Tensor other) => Ops.Sub(this, other);
+
     /// <inheritdoc cref="Ops.Mul(Tensor, Tensor)"/>
     public Tensor Mul(Tensor other) => Ops.Mul(this, other);
+
     /// <inheritdoc cref="Ops.Div(Tensor, Tensor)"/>
     public Tensor Div(Tensor other) => Ops.Div(this, other);
+
     /// <inheritdoc cref="Ops.Pow(Tensor, double)"/>
     public Tensor Pow(double exponent) => Ops.Pow(this, exponent);
+
     /// <inheritdoc cref="Ops.Neg(Tensor)"/>
     public Tensor Neg() => Ops.Neg(this);
+
     /// <inheritdoc cref="Ops.Abs(Tensor)"/>
     public Tensor Abs() => Ops.Abs(this);
+
     /// <inheritdoc cref="Ops.Exp(Tensor)"/>
     public Tensor Exp() => Ops.Exp(this);
+
     /// <inheritdoc cref="Ops.Log(Tensor)"/>
     public Tensor Log() => Ops.Log(this);
+
     /// <inheritdoc cref="Ops.Log1p(Tensor)"/>
     public Tensor Log1p() => Ops.Log1p(this);
+
     /// <inheritdoc cref="Ops.Sqrt(Tensor)"/>
     public Tensor Sqrt() => Ops.Sqrt(this);
+
     /// <inheritdoc cref="Ops.Rsqrt(Tensor)"/>
     public Tensor Rsqrt() => Ops.Rsqrt(this);
+
     /// <inheritdoc cref="Ops.Tanh(Tensor)"/>
     public Tensor Tanh() => Ops.Tanh(this);
+
     /// <inheritdoc cref="Ops.Sigmoid(Tensor)"/>
     public Tensor Sigmoid() => Ops.Sigmoid(this);
+
     /// <inheritdoc cref="Ops.Relu(Tensor)"/>
     public Tensor Relu() => Ops.Relu(this);
+
     /// <inheritdoc cref="Ops.Clamp(Tensor, Nullable{double}, Nullable{double})"/>
     public Tensor Clamp(double? min = null, double? max = null) => Ops.Clamp(this, min, max);
+
     /// <inheritdoc cref="Ops.MatMul(Tensor, Tensor)"/>
     public Tensor MatMul(Tensor other) => Ops.MatMul(this, other);
 
     /// <inheritdoc cref="Ops.Sum(Tensor, int[], bool)"/>
     public Tensor Sum(int[]? dims = null, bool keepDim = false) => Ops.Sum(this, dims, keepDim);
+
     /// <inheritdoc cref="Ops.Sum"/>
     public Tensor Sum(int dim, bool keepDim = false) => Ops.Sum(this, [dim], keepDim);
+
     /// <inheritdoc cref="Ops.Mean(Tensor, int[], bool)"/>
     public Tensor Mean(int[]? dims = null, bool keepDim = false) => Ops.Mean(this, dims, keepDim);
+
     /// <inheritdoc cref="Ops.Mean"/>
     public Tensor Mean(int dim, bool keepDim = false) => Ops.Mean(this, [dim], keepDim);
+
     /// <inheritdoc cref="Ops.Var(Tensor, int[], bool, double)"/>
-    public Tensor Var(int[]? dims = null, bool keepDim = false, double correction = 1) => Ops.Var(this, dims, keepDim, correction);
+    public Tensor Var(int[]? dims = null, bool keepDim = false, double correction = 1) =>
+        Ops.Var(this, dims, keepDim, correction);
+
     /// <inheritdoc cref="Ops.Std(Tensor, int[], bool, double)"/>
-    public Tensor Std(int[]? dims = null, bool keepDim = false, double correction = 1) => Ops.Std(this, dims, keepDim, correction);
+    public Tensor Std(int[]? dims = null, bool keepDim = false, double correction = 1) =>
+        Ops.Std(this, dims, keepDim, correction);
+
     /// <inheritdoc cref="Ops.Max(Tensor)"/>
     public Tensor Max() => Ops.Max(this);
+
     /// <inheritdoc cref="Ops.Min(Tensor)"/>
     public Tensor Min() => Ops.Min(this);
+
     /// <inheritdoc cref="Ops.Max(Tensor, int, bool)"/>
     public (Tensor Values, Tensor Indices) Max(int dim, bool keepDim = false) => Ops.Max(this, dim, keepDim);
+
     /// <inheritdoc cref="Ops.Min(Tensor, int, bool)"/>
     public (Tensor Values, Tensor Indices) Min(int dim, bool keepDim = false) => Ops.Min(this, dim, keepDim);
+
     /// <inheritdoc cref="Ops.ArgMax(Tensor, int, bool)"/>
     public Tensor ArgMax(int dim, bool keepDim = false) => Ops.ArgMax(this, dim, keepDim);
+
     /// <inheritdoc cref="Ops.Norm(Tensor, double, int[], bool)"/>
     public Tensor Norm(double p = 2) => Ops.Norm(this, p);
 
     /// <inheritdoc cref="Ops.Reshape(Tensor, int[])"/>
     public Tensor Reshape(params int[] shape) => Ops.Reshape(this, shape);
+
     /// <inheritdoc cref="Ops.View(Tensor, int[])"/>
     public Tensor View(params int[] shape) => Ops.View(this, shape);
+
     /// <inheritdoc cref="Ops.Permute(Tensor, int[])"/>
     public Tensor Permute(params int[] dims) => Ops.Permute(this, dims);
+
     /// <inheritdoc cref="Ops.Transpose(Tensor, int, int)"/>
     public Tensor Transpose(int dim0, int dim1) => Ops.Transpose(this, dim0, dim1);
 
     /// <summary>The transpose of a 2-D tensor (a view).</summary>
     public Tensor T()
     {
-        if (Rank != 2) throw new ShapeMismatchException($"T(): expected a 2-D tensor, got shape {Shapes.Format(Shape)}; use Transpose(dim0, dim1)");
+        if (Rank != 2)
+            throw new ShapeMismatchException(
+                $"T(): expected a 2-D tensor, got shape {Shapes.Format(Shape)}; use Transpose(dim0, dim1)"
+            );
         return Ops.Transpose(this, 0, 1);
     }
 
     /// <inheritdoc cref="Ops.Narrow(Tensor, int, int, int)"/>
     public Tensor Narrow(int dim, int start, int length) => Ops.Narrow(this, dim, start, length);
+
     /// <inheritdoc cref="Ops.Select(Tensor, int, int)"/>
     public Tensor Select(int dim, int index) => Ops.Select(this, dim, index);
+
     /// <inheritdoc cref="Ops.Expand(Tensor, int[])"/>
     public Tensor Expand(params int[] shape) => Ops.Expand(this, shape);
+
     /// <inheritdoc cref="Ops.Squeeze(Tensor, Nullable{int})"/>
     public Tensor Squeeze(int? dim = null) => Ops.Squeeze(this, dim);
+
     /// <inheritdoc cref="Ops.Unsqueeze(Tensor, int)"/>
     public Tensor Unsqueeze(int dim) => Ops.Unsqueeze(this, dim);
+
     /// <inheritdoc cref="Ops.Flatten(Tensor, int, int)"/>
     public Tensor Flatten(int startDim = 0, int endDim = -1) => Ops.Flatten(this, startDim, endDim);
 
-    /// <summary>A contiguous tensor with these values: a new handle to the same memory when already contiguous.</summary>
+    /// <summary>A contiguous tensor with these values: a new handle to the same memory when already
+    /// contiguous.</summary>
     public Tensor Contiguous() => Ops.Contiguous(this);
 
     /// <summary>A copy with its own memory.</summary>
@@ -104,7 +146,8 @@ public sealed partial class Tensor
     public Tensor To(DType dtype) => Ops.To(this, dtype);
 
     /// <summary>Moves to a device (differentiable: gradients flow back to this tensor's device). Only the CPU is built
-    /// into the core; other devices come from a registered backend (<c>CudaBackend.Register()</c> in HpcEngine.Cuda).</summary>
+    /// into the core; other devices come from a registered backend (<c>CudaBackend.Register()</c> in
+    /// HpcEngine.Cuda).</summary>
     public Tensor To(Device device) => device == Device ? Ops.Identity(this) : Ops.ToDevice(this, device);
 
     // ---- in place (not recorded: for buffers, parameters under no-grad, and gradient accumulation) ----
@@ -113,7 +156,10 @@ public sealed partial class Tensor
     {
         CheckAlive();
         if (Autograd.GradMode.IsEnabled && (RequiresGrad || GradFn != null))
-            throw new InvalidOperationException($"{op}: an in-place change of a tensor that takes part in autograd; do it under GradMode.NoGrad() or on a detached copy");
+            throw new InvalidOperationException(
+                $"{op}: an in-place change of a tensor that takes part in autograd; do it under GradMode.NoGrad() or "
+                    + $"on a detached copy"
+            );
     }
 
     /// <summary>this += other (broadcast), in place.</summary>
@@ -174,26 +220,37 @@ public sealed partial class Tensor
 
     /// <summary>a + b (<see cref="Ops.Add"/>).</summary>
     public static Tensor operator +(Tensor a, Tensor b) => Ops.Add(a, b);
+
     /// <summary>a − b (<see cref="Ops.Sub"/>).</summary>
     public static Tensor operator -(Tensor a, Tensor b) => Ops.Sub(a, b);
+
     /// <summary>Elementwise a · b (<see cref="Ops.Mul"/>; matrix product: <see cref="MatMul"/>).</summary>
     public static Tensor operator *(Tensor a, Tensor b) => Ops.Mul(a, b);
+
     /// <summary>a / b (<see cref="Ops.Div"/>).</summary>
     public static Tensor operator /(Tensor a, Tensor b) => Ops.Div(a, b);
+
     /// <summary>−a (<see cref="Ops.Neg"/>).</summary>
     public static Tensor operator -(Tensor a) => Ops.Neg(a);
+
     /// <summary>a + s.</summary>
     public static Tensor operator +(Tensor a, double s) => Ops.AddScalar(a, s);
+
     /// <summary>s + a.</summary>
     public static Tensor operator +(double s, Tensor a) => Ops.AddScalar(a, s);
+
     /// <summary>a − s.</summary>
     public static Tensor operator -(Tensor a, double s) => Ops.AddScalar(a, -s);
+
     /// <summary>s − a.</summary>
     public static Tensor operator -(double s, Tensor a) => Ops.RSubScalar(s, a);
+
     /// <summary>a · s.</summary>
     public static Tensor operator *(Tensor a, double s) => Ops.MulScalar(a, s);
+
     /// <summary>s · a.</summary>
     public static Tensor operator *(double s, Tensor a) => Ops.MulScalar(a, s);
+
     /// <summary>a / s.</summary>
     public static Tensor operator /(Tensor a, double s) => Ops.DivScalar(a, s);
 }
@@ -203,7 +260,8 @@ internal static class TensorFormat
 {
     public static unsafe string Format(Tensor t)
     {
-        if (t.IsDisposed) return "tensor(<disposed>)";
+        if (t.IsDisposed)
+            return "tensor(<disposed>)";
         var sb = new System.Text.StringBuilder("tensor(");
         int n = Math.Min(t.NumEl, 8);
         using var flat = t.IsCpu ? Ops.ContiguousNoGrad(t) : Ops.MoveNoGrad(t, Device.Cpu);
@@ -211,14 +269,21 @@ internal static class TensorFormat
         sb.Append('[');
         for (int i = 0; i < n; i++)
         {
-            if (i > 0) sb.Append(", ");
-            sb.Append(CastKernels.Read(p, t.DType, i).ToString("G6", System.Globalization.CultureInfo.InvariantCulture));
+            if (i > 0)
+                sb.Append(", ");
+            sb.Append(
+                CastKernels.Read(p, t.DType, i).ToString("G6", System.Globalization.CultureInfo.InvariantCulture)
+            );
         }
-        if (t.NumEl > n) sb.Append(", ...");
+        if (t.NumEl > n)
+            sb.Append(", ...");
         sb.Append("], shape=").Append(Shapes.Format(t.Shape)).Append(", dtype=").Append(t.DType.TorchName());
-        if (!t.IsCpu) sb.Append(", device=").Append(t.Device);
-        if (t.GradFn != null) sb.Append(", grad_fn=").Append(t.GradFn);
-        else if (t.RequiresGrad) sb.Append(", requires_grad=True");
+        if (!t.IsCpu)
+            sb.Append(", device=").Append(t.Device);
+        if (t.GradFn != null)
+            sb.Append(", grad_fn=").Append(t.GradFn);
+        else if (t.RequiresGrad)
+            sb.Append(", requires_grad=True");
         return sb.Append(')').ToString();
     }
 }

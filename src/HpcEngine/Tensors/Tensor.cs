@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Runtime.CompilerServices;
 using HpcEngine.Autograd;
 
@@ -66,9 +66,13 @@ public sealed unsafe partial class Tensor : IDisposable
         set
         {
             if (!IsLeaf)
-                throw new InvalidOperationException("RequiresGrad can only be changed on a leaf tensor; use Detach() for a non-leaf");
+                throw new InvalidOperationException(
+                    "RequiresGrad can only be changed on a leaf tensor; use Detach() for a non-leaf"
+                );
             if (value && !DType.IsFloating())
-                throw new DTypeMismatchException($"only floating-point tensors can require gradients (this one is {DType.TorchName()})");
+                throw new DTypeMismatchException(
+                    $"only floating-point tensors can require gradients (this one is {DType.TorchName()})"
+                );
             _requiresGrad = value;
         }
     }
@@ -101,11 +105,19 @@ public sealed unsafe partial class Tensor : IDisposable
     /// <summary>A new uninitialised contiguous tensor on <paramref name="device"/>.</summary>
     internal static Tensor Empty(ReadOnlySpan<int> shape, DType dtype, Device device, bool zeroed = false)
     {
-        if (device.Type == DeviceType.Cpu) return Empty(shape, dtype, zeroed);
+        if (device.Type == DeviceType.Cpu)
+            return Empty(shape, dtype, zeroed);
         var s = shape.ToArray();
         int n = Shapes.NumEl(s);
-        var t = new Tensor(Storage.Allocate(device, (long)n * dtype.SizeOf(), zeroed), dtype, s, Shapes.ContiguousStrides(s), 0);
-        if (zeroed) Backends.DeviceBackends.For(device).Fill(t, 0);
+        var t = new Tensor(
+            Storage.Allocate(device, (long)n * dtype.SizeOf(), zeroed),
+            dtype,
+            s,
+            Shapes.ContiguousStrides(s),
+            0
+        );
+        if (zeroed)
+            Backends.DeviceBackends.For(device).Fill(t, 0);
         return t;
     }
 
@@ -125,11 +137,13 @@ public sealed unsafe partial class Tensor : IDisposable
     {
         get
         {
-            if (NumEl == 0) return true; // no element to be out of place, as in PyTorch
+            if (NumEl == 0)
+                return true; // no element to be out of place, as in PyTorch
             int expected = 1;
             for (int i = Rank - 1; i >= 0; i--)
             {
-                if (_shape[i] != 1 && _strides[i] != expected) return false;
+                if (_shape[i] != 1 && _strides[i] != expected)
+                    return false;
                 expected *= _shape[i];
             }
             return true;
@@ -137,21 +151,25 @@ public sealed unsafe partial class Tensor : IDisposable
     }
 
     /// <summary>Pointer to element [0, 0, ...].</summary>
-    internal T* Ptr<T>() where T : unmanaged => (T*)(Storage.Pointer + (long)Offset * DType.SizeOf());
+    internal T* Ptr<T>()
+        where T : unmanaged => (T*)(Storage.Pointer + (long)Offset * DType.SizeOf());
 
     internal byte* BytePtr => Storage.Pointer + (long)Offset * DType.SizeOf();
 
     /// <summary>The elements as a span; the tensor must be contiguous.</summary>
-    internal Span<T> Span<T>() where T : unmanaged
+    internal Span<T> Span<T>()
+        where T : unmanaged
     {
-        if (!IsContiguous) throw new InvalidOperationException("internal: Span() on a non-contiguous tensor");
+        if (!IsContiguous)
+            throw new InvalidOperationException("internal: Span() on a non-contiguous tensor");
         return new Span<T>(Ptr<T>(), NumEl);
     }
 
     /// <summary>The bytes of a contiguous tensor as Memory (for sockets and other async I/O).</summary>
     internal Memory<byte> AsByteMemory()
     {
-        if (!IsContiguous) throw new InvalidOperationException("internal: AsByteMemory on a non-contiguous tensor");
+        if (!IsContiguous)
+            throw new InvalidOperationException("internal: AsByteMemory on a non-contiguous tensor");
         int es = DType.SizeOf();
         return new Memory<byte>(Storage.Bytes, Offset * es, NumEl * es);
     }
@@ -164,7 +182,8 @@ public sealed unsafe partial class Tensor : IDisposable
     internal void MoveStorageTo(Device device)
     {
         CheckAlive();
-        if (Device == device) return;
+        if (Device == device)
+            return;
         using var moved = Ops.MoveNoGrad(this, device);
         var fresh = moved.Storage;
         fresh.AddRef();
@@ -200,7 +219,8 @@ public sealed unsafe partial class Tensor : IDisposable
     public void Dispose()
     {
         var s = Interlocked.Exchange(ref _storage, null);
-        if (s == null) return;
+        if (s == null)
+            return;
         s.Release();
         LiveTensors.OnDisposed();
         _scope?.Forget(this);
@@ -208,12 +228,16 @@ public sealed unsafe partial class Tensor : IDisposable
     }
 
     private ObjectDisposedException Disposed() =>
-        new(nameof(Tensor), $"this {DType.TorchName()} tensor of shape {Shapes.Format(_shape)}{(Name != null ? $" ('{Name}')" : "")} was disposed; keep it alive (MoveToOuterScope or no scope) while it is used");
+        new(
+            nameof(Tensor),
+            $"this {DType.TorchName()} tensor of shape {Shapes.Format(_shape)}{(Name != null ? $" ('{Name}')" : "")} was disposed; keep it alive (MoveToOuterScope or no scope) while it is used"
+        );
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void CheckAlive()
     {
-        if (_storage == null) throw Disposed();
+        if (_storage == null)
+            throw Disposed();
     }
 
     /// <inheritdoc/>

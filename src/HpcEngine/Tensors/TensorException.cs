@@ -5,10 +5,14 @@ public class TensorException : Exception
 {
     /// <summary>An exception with the default message.</summary>
     public TensorException() { }
+
     /// <summary>An exception saying <paramref name="message"/>.</summary>
-    public TensorException(string message) : base(message) { }
+    public TensorException(string message)
+        : base(message) { }
+
     /// <summary>An exception saying <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
-    public TensorException(string message, Exception inner) : base(message, inner) { }
+    public TensorException(string message, Exception inner)
+        : base(message, inner) { }
 }
 
 /// <summary>Shapes that break an op's rule (broadcasting, inner dimensions, rank ...). The message names the op,
@@ -17,10 +21,14 @@ public sealed class ShapeMismatchException : TensorException
 {
     /// <summary>An exception with the default message.</summary>
     public ShapeMismatchException() { }
+
     /// <summary>An exception saying <paramref name="message"/>.</summary>
-    public ShapeMismatchException(string message) : base(message) { }
+    public ShapeMismatchException(string message)
+        : base(message) { }
+
     /// <summary>An exception saying <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
-    public ShapeMismatchException(string message, Exception inner) : base(message, inner) { }
+    public ShapeMismatchException(string message, Exception inner)
+        : base(message, inner) { }
 
     internal static ShapeMismatchException For(string op, string rule, params Tensor[] tensors) =>
         new($"{op}: {rule} (got {string.Join(", ", tensors.Select(t => Shapes.Format(t.Shape)))})");
@@ -31,10 +39,14 @@ public sealed class DTypeMismatchException : TensorException
 {
     /// <summary>An exception with the default message.</summary>
     public DTypeMismatchException() { }
+
     /// <summary>An exception saying <paramref name="message"/>.</summary>
-    public DTypeMismatchException(string message) : base(message) { }
+    public DTypeMismatchException(string message)
+        : base(message) { }
+
     /// <summary>An exception saying <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
-    public DTypeMismatchException(string message, Exception inner) : base(message, inner) { }
+    public DTypeMismatchException(string message, Exception inner)
+        : base(message, inner) { }
 }
 
 /// <summary>Tensors on different devices given to one op, or an op the tensor's device cannot run.</summary>
@@ -42,8 +54,12 @@ public sealed class DeviceMismatchException : TensorException
 {
     /// <summary>An exception with the default message.</summary>
     public DeviceMismatchException() { }
+
     /// <summary>An exception saying <paramref name="message"/>.</summary>
-    public DeviceMismatchException(string message) : base(message) { }
+    public DeviceMismatchException(string message)
+        : base(message) { }
+
     /// <summary>An exception saying <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
-    public DeviceMismatchException(string message, Exception inner) : base(message, inner) { }
+    public DeviceMismatchException(string message, Exception inner)
+        : base(message, inner) { }
 }

@@ -7,7 +7,8 @@ namespace HpcEngine;
 /// Scopes are per thread and nest; this is ambient state by design, like PyTorch's no-grad mode.</summary>
 public sealed class TensorScope : IDisposable
 {
-    [ThreadStatic] private static TensorScope? _current;
+    [ThreadStatic]
+    private static TensorScope? _current;
     private readonly TensorScope? _outer;
     private readonly HashSet<Tensor> _owned = new(ReferenceEqualityComparer.Instance);
     private bool _disposed;
@@ -27,14 +28,16 @@ public sealed class TensorScope : IDisposable
 
     internal void Register(Tensor t)
     {
-        if (_disposed) return;
+        if (_disposed)
+            return;
         _owned.Add(t);
         t.SetScope(this);
     }
 
     internal void Forget(Tensor t)
     {
-        if (_owned.Remove(t)) t.SetScope(null);
+        if (_owned.Remove(t))
+            t.SetScope(null);
     }
 
     /// <summary>Keeps <paramref name="t"/> alive past this scope (hands it to the enclosing scope, if any).</summary>
@@ -49,9 +52,12 @@ public sealed class TensorScope : IDisposable
     /// <summary>Disposes every tensor still owned and restores the enclosing scope.</summary>
     public void Dispose()
     {
-        if (_disposed) return;
+        if (_disposed)
+            return;
         if (_current != this)
-            throw new InvalidOperationException("TensorScope disposed out of order: dispose inner scopes first (use `using`)");
+            throw new InvalidOperationException(
+                "TensorScope disposed out of order: dispose inner scopes first (use `using`)"
+            );
         _disposed = true;
         _current = _outer;
         foreach (var t in _owned.ToArray())

@@ -9,7 +9,15 @@ namespace HpcEngine.Training;
 /// <summary>Where a run stands: enough, with the model and optimizer state, to resume it exactly.
 /// <paramref name="Fingerprint"/>: the run's <see cref="RunFingerprint"/> as JSON (null in checkpoints written before
 /// fingerprints existed).</summary>
-public sealed record TrainingState(int Epoch, int BatchInEpoch, long Step, ulong RngSeed, ulong RngOffset, string ConfigJson, string? Fingerprint = null);
+public sealed record TrainingState(
+    int Epoch,
+    int BatchInEpoch,
+    long Step,
+    ulong RngSeed,
+    ulong RngOffset,
+    string ConfigJson,
+    string? Fingerprint = null
+);
 
 /// <summary>A checkpoint directory. Each save writes <c>model-STEP.safetensors</c> (the model's state dict under
 /// PyTorch names: loadable by PyTorch's safetensors) and <c>trainer-STEP.safetensors</c> (optimizer state tensors,
@@ -35,10 +43,19 @@ public static class Checkpoint
         Directory.CreateDirectory(dir);
         RemoveLeftovers(dir, ".model-*.tmp", ".trainer-*.tmp", PointerFile + ".*.tmp");
         string tag = state.Step.ToString("D9", CultureInfo.InvariantCulture);
-        string modelFile = $"model-{tag}.safetensors", trainerFile = $"trainer-{tag}.safetensors";
+        string modelFile = $"model-{tag}.safetensors",
+            trainerFile = $"trainer-{tag}.safetensors";
         // The input normalisation travels with the weights: whoever runs them elsewhere needs it.
-        Safetensors.Save(Path.Combine(dir, modelFile), model.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value),
-            new Dictionary<string, string> { ["format"] = "pt", [InputMeanKey] = Num(Data.FashionMnist.Mean), [InputStdKey] = Num(Data.FashionMnist.Std) });
+        Safetensors.Save(
+            Path.Combine(dir, modelFile),
+            model.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value),
+            new Dictionary<string, string>
+            {
+                ["format"] = "pt",
+                [InputMeanKey] = Num(Data.FashionMnist.Mean),
+                [InputStdKey] = Num(Data.FashionMnist.Std),
+            }
+        );
         var (tensors, scalars) = optimizer.StateDict();
         try
         {
@@ -50,18 +67,34 @@ public static class Checkpoint
             meta["rng.seed"] = state.RngSeed.ToString(CultureInfo.InvariantCulture);
             meta["rng.offset"] = state.RngOffset.ToString(CultureInfo.InvariantCulture);
             meta["config"] = state.ConfigJson;
-            if (state.Fingerprint != null) meta["fingerprint"] = state.Fingerprint;
-            Safetensors.Save(Path.Combine(dir, trainerFile), tensors.ToDictionary(kv => "optim." + kv.Key, kv => kv.Value), meta);
+            if (state.Fingerprint != null)
+                meta["fingerprint"] = state.Fingerprint;
+            Safetensors.Save(
+                Path.Combine(dir, trainerFile),
+                tensors.ToDictionary(kv => "optim." + kv.Key, kv => kv.Value),
+                meta
+            );
         }
         finally
         {
-            foreach (var t in tensors.Values) t.Dispose();
+            foreach (var t in tensors.Values)
+                t.Dispose();
         }
-        var pointer = JsonSerializer.Serialize(new Dictionary<string, object>
-        {
-            ["format"] = Format, ["step"] = state.Step, ["epoch"] = state.Epoch, ["model"] = modelFile, ["trainer"] = trainerFile,
-            ["input_normalization"] = new Dictionary<string, double> { ["mean"] = Data.FashionMnist.Mean, ["std"] = Data.FashionMnist.Std },
-        });
+        var pointer = JsonSerializer.Serialize(
+            new Dictionary<string, object>
+            {
+                ["format"] = Format,
+                ["step"] = state.Step,
+                ["epoch"] = state.Epoch,
+                ["model"] = modelFile,
+                ["trainer"] = trainerFile,
+                ["input_normalization"] = new Dictionary<string, double>
+                {
+                    ["mean"] = Data.FashionMnist.Mean,
+                    ["std"] = Data.FashionMnist.Std,
+                },
+            }
+        );
         WriteAtomically(Path.Combine(dir, PointerFile), pointer);
         Prune(dir, keep: 2);
         return Path.Combine(dir, modelFile);
@@ -69,7 +102,8 @@ public static class Checkpoint
 
     /// <summary>Metadata keys of the model file: the per-pixel mean and standard deviation the model's inputs were
     /// normalised with (x/255 − mean) / std.</summary>
-    public const string InputMeanKey = "hpcengine.input_mean", InputStdKey = "hpcengine.input_std";
+    public const string InputMeanKey = "hpcengine.input_mean",
+        InputStdKey = "hpcengine.input_std";
 
     private static string Num(double v) => v.ToString("R", CultureInfo.InvariantCulture);
 
@@ -78,7 +112,8 @@ public static class Checkpoint
     public static TrainingState? ReadState(string dir)
     {
         var (_, trainerPath) = Locate(dir);
-        if (trainerPath == null) return null;
+        if (trainerPath == null)
+            return null;
         using var tf = Safetensors.Open(trainerPath);
         return StateOf(trainerPath, tf.Metadata);
     }
@@ -90,9 +125,14 @@ public static class Checkpoint
         try
         {
             return new TrainingState(
-                int.Parse(meta["epoch"], CultureInfo.InvariantCulture), int.Parse(meta["batch_in_epoch"], CultureInfo.InvariantCulture),
-                long.Parse(meta["step"], CultureInfo.InvariantCulture), ulong.Parse(meta["rng.seed"], CultureInfo.InvariantCulture),
-                ulong.Parse(meta["rng.offset"], CultureInfo.InvariantCulture), meta["config"], meta.GetValueOrDefault("fingerprint"));
+                int.Parse(meta["epoch"], CultureInfo.InvariantCulture),
+                int.Parse(meta["batch_in_epoch"], CultureInfo.InvariantCulture),
+                long.Parse(meta["step"], CultureInfo.InvariantCulture),
+                ulong.Parse(meta["rng.seed"], CultureInfo.InvariantCulture),
+                ulong.Parse(meta["rng.offset"], CultureInfo.InvariantCulture),
+                meta["config"],
+                meta.GetValueOrDefault("fingerprint")
+            );
         }
         catch (Exception e) when (e is KeyNotFoundException or FormatException or OverflowException)
         {
@@ -107,28 +147,54 @@ public static class Checkpoint
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
         var (modelPath, trainerPath) = Locate(dir);
-        if (modelPath == null) return null;
+        if (modelPath == null)
+            return null;
         using (var f = Safetensors.Open(modelPath))
         {
             var state = f.Names.ToDictionary(n => n, n => f.Read(n).DetachFromScope(), StringComparer.Ordinal);
-            try { model.LoadStateDict(state); }
-            finally { foreach (var t in state.Values) t.Dispose(); }
+            try
+            {
+                model.LoadStateDict(state);
+            }
+            finally
+            {
+                foreach (var t in state.Values)
+                    t.Dispose();
+            }
         }
         using var tf = Safetensors.Open(trainerPath!);
         var meta = tf.Metadata;
         var st = StateOf(trainerPath!, meta);
-        var tensors = tf.Names.ToDictionary(n => n["optim.".Length..], n => tf.Read(n).DetachFromScope(), StringComparer.Ordinal);
+        var tensors = tf.Names.ToDictionary(
+            n => n["optim.".Length..],
+            n => tf.Read(n).DetachFromScope(),
+            StringComparer.Ordinal
+        );
         try
         {
-            optimizer.LoadStateDict(tensors, meta.Where(kv => kv.Key.StartsWith("optim.", StringComparison.Ordinal)).ToDictionary(kv => kv.Key["optim.".Length..], kv => kv.Value));
+            optimizer.LoadStateDict(
+                tensors,
+                meta.Where(kv => kv.Key.StartsWith("optim.", StringComparison.Ordinal))
+                    .ToDictionary(kv => kv.Key["optim.".Length..], kv => kv.Value)
+            );
         }
-        finally { foreach (var t in tensors.Values) t.Dispose(); }
+        finally
+        {
+            foreach (var t in tensors.Values)
+                t.Dispose();
+        }
         return st;
     }
 
     /// <summary>Writes one rank's own strategy state (<c>rank{R}-STEP.safetensors</c>, atomically). Every rank writes
     /// its file before rank 0 switches checkpoint.json to the step (the trainer puts a barrier between).</summary>
-    public static void SaveRankState(string dir, int rank, long step, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string> scalars)
+    public static void SaveRankState(
+        string dir,
+        int rank,
+        long step,
+        IReadOnlyDictionary<string, Tensor> tensors,
+        IReadOnlyDictionary<string, string> scalars
+    )
     {
         ArgumentNullException.ThrowIfNull(scalars);
         Directory.CreateDirectory(dir);
@@ -141,16 +207,25 @@ public static class Checkpoint
 
     /// <summary>Reads what <see cref="SaveRankState"/> wrote for <paramref name="rank"/> at the checkpoint's step; a
     /// missing file is an error saying why it may be missing.</summary>
-    public static (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Scalars) LoadRankState(string dir, int rank, long step)
+    public static (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Scalars) LoadRankState(
+        string dir,
+        int rank,
+        long step
+    )
     {
         string path = Path.Combine(dir, RankFile(rank, step));
         if (!File.Exists(path))
-            throw new InvalidDataException($"{path} is missing: this checkpoint was written by a run with fewer ranks or another strategy; resume with the same strategy, codec and number of workers");
+            throw new InvalidDataException(
+                $"{path} is missing: this checkpoint was written by a run with fewer ranks or another strategy; resume "
+                    + $"with the same strategy, codec and number of workers"
+            );
         using var f = Safetensors.Open(path);
         if (!f.Metadata.TryGetValue("rank", out var r) || r != rank.ToString(CultureInfo.InvariantCulture))
             throw new InvalidDataException($"{path}: not rank {rank}'s state");
         var tensors = f.Names.ToDictionary(n => n, n => f.Read(n).DetachFromScope(), StringComparer.Ordinal);
-        var scalars = f.Metadata.Where(kv => kv.Key.StartsWith("state.", StringComparison.Ordinal)).ToDictionary(kv => kv.Key["state.".Length..], kv => kv.Value);
+        var scalars = f
+            .Metadata.Where(kv => kv.Key.StartsWith("state.", StringComparison.Ordinal))
+            .ToDictionary(kv => kv.Key["state.".Length..], kv => kv.Value);
         return (tensors, scalars);
     }
 
@@ -162,13 +237,15 @@ public static class Checkpoint
     {
         ArgumentNullException.ThrowIfNull(dir);
         string pointer = Path.Combine(dir, PointerFile);
-        if (!File.Exists(pointer)) return (null, null);
+        if (!File.Exists(pointer))
+            return (null, null);
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(pointer));
             string m = Path.Combine(dir, InDirectory(pointer, doc.RootElement.GetProperty("model").GetString()));
             string t = Path.Combine(dir, InDirectory(pointer, doc.RootElement.GetProperty("trainer").GetString()));
-            if (!File.Exists(m) || !File.Exists(t)) throw new InvalidDataException($"{pointer} names {m} and {t}, but one of them is missing");
+            if (!File.Exists(m) || !File.Exists(t))
+                throw new InvalidDataException($"{pointer} names {m} and {t}, but one of them is missing");
             return (m, t);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
@@ -181,8 +258,16 @@ public static class Checkpoint
     /// that leads out of it (a hostile or hand-edited pointer must not make a resume read arbitrary files).</summary>
     private static string InDirectory(string pointer, string? name)
     {
-        if (string.IsNullOrEmpty(name) || name != Path.GetFileName(name) || name is "." or ".." || name.Contains('\\', StringComparison.Ordinal) || Path.IsPathRooted(name))
-            throw new InvalidDataException($"{pointer} names '{name}', which is not a file of the checkpoint directory");
+        if (
+            string.IsNullOrEmpty(name)
+            || name != Path.GetFileName(name)
+            || name is "." or ".."
+            || name.Contains('\\', StringComparison.Ordinal)
+            || Path.IsPathRooted(name)
+        )
+            throw new InvalidDataException(
+                $"{pointer} names '{name}', which is not a file of the checkpoint directory"
+            );
         return name;
     }
 
@@ -192,7 +277,12 @@ public static class Checkpoint
     private static void RemoveLeftovers(string dir, params string[] patterns)
     {
         foreach (var tmp in patterns.SelectMany(p => Directory.EnumerateFiles(dir, p)))
-            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            try
+            {
+                File.Delete(tmp);
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
     }
 
     private static void WriteAtomically(string path, string text)
@@ -210,13 +300,19 @@ public static class Checkpoint
     private static void Prune(string dir, int keep)
     {
         var (current, _) = Locate(dir);
-        var steps = Directory.GetFiles(dir, "model-*.safetensors").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
+        var steps = Directory
+            .GetFiles(dir, "model-*.safetensors")
+            .Select(Path.GetFileName)
+            .Order(StringComparer.Ordinal)
+            .ToList();
         foreach (var old in steps.Take(Math.Max(0, steps.Count - keep)))
         {
-            if (Path.Combine(dir, old!) == current) continue;
+            if (Path.Combine(dir, old!) == current)
+                continue;
             File.Delete(Path.Combine(dir, old!));
             File.Delete(Path.Combine(dir, "trainer-" + old!["model-".Length..]));
-            foreach (var rankFile in Directory.GetFiles(dir, "rank*-" + old!["model-".Length..])) File.Delete(rankFile);
+            foreach (var rankFile in Directory.GetFiles(dir, "rank*-" + old!["model-".Length..]))
+                File.Delete(rankFile);
         }
     }
 }

@@ -11,6 +11,7 @@ namespace HpcEngine.Training;
 internal sealed class CheckpointWriter(TrainingRun run, ImageDataset train)
 {
     private readonly string _configJson = JsonSerializer.Serialize(run.Config);
+
     // The fingerprint hashes the training set: computed only where checkpoints are written or read.
     private readonly Lazy<RunFingerprint> _fingerprint = new(() => RunFingerprint.Of(run.Config, run.Workers, train));
     private long _savedAt = -1;
@@ -21,27 +22,41 @@ internal sealed class CheckpointWriter(TrainingRun run, ImageDataset train)
     public string? LastPath { get; private set; }
 
     /// <summary>Whether a strategy keeps per-rank state beyond the model: all but sync without a codec.</summary>
-    public static bool HasRankState(ITrainingStrategy strategy) => strategy is not SyncStrategy sync || sync.Ddp.Codec != null;
+    public static bool HasRankState(ITrainingStrategy strategy) =>
+        strategy is not SyncStrategy sync || sync.Ddp.Codec != null;
 
-    /// <summary>Checkpoints at optimizer step <paramref name="step"/>, to continue at batch <paramref name="batch"/>
-    /// of epoch <paramref name="epoch"/> (0-based); once per step, and only when the run has a checkpoint directory.</summary>
+    /// <summary>Checkpoints at optimizer step <paramref name="step"/>, to continue at batch <paramref name="batch"/> of
+    /// epoch <paramref name="epoch"/> (0-based); once per step, and only when the run has a checkpoint
+    /// directory.</summary>
     public void Save(long step, int epoch, int batch)
     {
         var dir = run.Config.CheckpointDir;
-        if (dir == null || _savedAt == step) return;
+        if (dir == null || _savedAt == step)
+            return;
         _savedAt = step;
         if (run.Strategy is { } strategy && HasRankState(strategy))
         {
             var (tensors, scalars) = strategy.StateDict();
-            try { Checkpoint.SaveRankState(dir, run.Rank, step, tensors, scalars); }
-            finally { foreach (var t in tensors.Values) t.Dispose(); }
+            try
+            {
+                Checkpoint.SaveRankState(dir, run.Rank, step, tensors, scalars);
+            }
+            finally
+            {
+                foreach (var t in tensors.Values)
+                    t.Dispose();
+            }
             run.Group!.Barrier().Wait();
         }
         if (run.Lead)
         {
             var gen = run.Generator;
-            LastPath = Checkpoint.Save(dir, run.Model, run.Optimizer,
-                new TrainingState(epoch, batch, step, gen.Seed, gen.Offset, _configJson, Fingerprint.ToJson()));
+            LastPath = Checkpoint.Save(
+                dir,
+                run.Model,
+                run.Optimizer,
+                new TrainingState(epoch, batch, step, gen.Seed, gen.Offset, _configJson, Fingerprint.ToJson())
+            );
         }
     }
 
@@ -62,11 +77,20 @@ internal sealed class CheckpointWriter(TrainingRun run, ImageDataset train)
         if (run.Strategy is { } strategy && HasRankState(strategy))
         {
             var (tensors, scalars) = Checkpoint.LoadRankState(start.Directory!, run.Rank, saved.Step);
-            try { strategy.LoadStateDict(tensors, scalars); }
-            finally { foreach (var t in tensors.Values) t.Dispose(); }
+            try
+            {
+                strategy.LoadStateDict(tensors, scalars);
+            }
+            finally
+            {
+                foreach (var t in tensors.Values)
+                    t.Dispose();
+            }
         }
         run.Generator.ManualSeed(saved.RngSeed);
         run.Generator.Offset = saved.RngOffset;
-        run.Observers.Message($"resumed from {start.Directory} at epoch {start.Epoch + 1}, batch {start.Skip}, step {start.Step}");
+        run.Observers.Message(
+            $"resumed from {start.Directory} at epoch {start.Epoch + 1}, batch {start.Skip}, step {start.Step}"
+        );
     }
 }

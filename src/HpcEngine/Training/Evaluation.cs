@@ -15,22 +15,28 @@ internal sealed class Evaluation(TrainingRun run, ImageDataset test, Stopwatch c
 
     public List<(double WallSeconds, double Accuracy)> Curve { get; } = new();
     public double Best { get; private set; } = double.NaN;
+
     /// <summary>Seconds spent evaluating (or waiting for it) so far.</summary>
     public double Seconds { get; private set; }
+
     /// <summary>The optimizer step of the last evaluation (−1: none yet).</summary>
     public long LastStep { get; private set; } = -1;
 
     /// <summary>Whether this rank takes part in an evaluation: rank 0, and the others when they wait for it.</summary>
     public bool TakesPart => run.Lead || _barrier;
 
-    /// <summary>Evaluates at optimizer step <paramref name="step"/>; the accuracy on rank 0, NaN on the others.</summary>
+    /// <summary>Evaluates at optimizer step <paramref name="step"/>; the accuracy on rank 0, NaN on the
+    /// others.</summary>
     public double At(long step)
     {
         long start = Stopwatch.GetTimestamp();
         double acc = run.Lead ? Accuracy(run.Model, test).Accuracy : double.NaN;
-        if (_barrier) run.Group!.Barrier().Wait();
+        if (_barrier)
+            run.Group!.Barrier().Wait();
         double secs = Stopwatch.GetElapsedTime(start).TotalSeconds;
-        run.Observers.All(o => o.OnSpan(new SpanEvent(run.Lead ? "evaluate" : "wait for evaluation", "evaluate", start, secs)));
+        run.Observers.All(o =>
+            o.OnSpan(new SpanEvent(run.Lead ? "evaluate" : "wait for evaluation", "evaluate", start, secs))
+        );
         Seconds += secs;
         LastStep = step;
         if (run.Lead)
@@ -42,7 +48,8 @@ internal sealed class Evaluation(TrainingRun run, ImageDataset test, Stopwatch c
         return acc;
     }
 
-    /// <summary>Accuracy (overall and per class) of <paramref name="model"/> in eval mode; the model's mode is restored.</summary>
+    /// <summary>Accuracy (overall and per class) of <paramref name="model"/> in eval mode; the model's mode is
+    /// restored.</summary>
     public static (double Accuracy, double[] PerClass) Accuracy(Module model, ImageDataset data, int batchSize = 1000)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -51,7 +58,15 @@ internal sealed class Evaluation(TrainingRun run, ImageDataset test, Stopwatch c
         model.Eval();
         var correct = new long[data.Classes];
         var seen = new long[data.Classes];
-        var loader = new DataLoader(data, new DataLoaderOptions { BatchSize = batchSize, Shuffle = false, Prefetch = 0 });
+        var loader = new DataLoader(
+            data,
+            new DataLoaderOptions
+            {
+                BatchSize = batchSize,
+                Shuffle = false,
+                Prefetch = 0,
+            }
+        );
         var device = model.Parameters().FirstOrDefault()?.Device ?? Device.Cpu;
         using (GradMode.NoGrad())
             foreach (var batch in loader.Epoch(0))
@@ -65,11 +80,15 @@ internal sealed class Evaluation(TrainingRun run, ImageDataset test, Stopwatch c
                     for (int i = 0; i < y.Length; i++)
                     {
                         seen[y[i]]++;
-                        if (pred[i] == y[i]) correct[y[i]]++;
+                        if (pred[i] == y[i])
+                            correct[y[i]]++;
                     }
                 }
         model.Train(wasTraining);
         long total = seen.Sum();
-        return (total == 0 ? 0 : (double)correct.Sum() / total, correct.Zip(seen, (c, s) => s == 0 ? 0 : (double)c / s).ToArray());
+        return (
+            total == 0 ? 0 : (double)correct.Sum() / total,
+            correct.Zip(seen, (c, s) => s == 0 ? 0 : (double)c / s).ToArray()
+        );
     }
 }

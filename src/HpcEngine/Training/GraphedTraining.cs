@@ -9,9 +9,12 @@ namespace HpcEngine.Training;
 internal sealed class GraphedTraining(TrainingRun run) : IDisposable
 {
     private Backends.IDeviceGraph? _graph;
-    private Tensor? _images, _labels, _loss;
+    private Tensor? _images,
+        _labels,
+        _loss;
 
-    /// <summary>Trains on <paramref name="batch"/> as optimizer step <paramref name="step"/> (0-based) and returns its loss.</summary>
+    /// <summary>Trains on <paramref name="batch"/> as optimizer step <paramref name="step"/> (0-based) and returns its
+    /// loss.</summary>
     public double Step(Batch batch, long step)
     {
         var device = run.Device;
@@ -22,8 +25,11 @@ internal sealed class GraphedTraining(TrainingRun run) : IDisposable
         _labels.CopyFrom(batch.Labels);
         var opt = run.Optimizer;
         run.Schedule.Apply(opt, step); // the device learning rate, read by the replayed kernels
-        if (_graph == null) _graph = Backends.DeviceBackends.For(device).CaptureGraph(Captured, warmup: 1); // the warm-up is this batch's step
-        else _graph.Replay();
+        if (_graph == null)
+            // the warm-up is this batch's step
+            _graph = Backends.DeviceBackends.For(device).CaptureGraph(Captured, warmup: 1);
+        else
+            _graph.Replay();
         // A replay runs no host code, so the optimizer's step count is set from the trainer's (one step per batch).
         opt.SetStepCount(step + 1);
         // As after an eager step: the handles go (the graph keeps writing its own gradient memory), so an eager step on

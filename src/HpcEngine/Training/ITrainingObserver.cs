@@ -8,26 +8,43 @@ namespace HpcEngine.Training;
 public sealed record StepEvent(long Step, int Epoch, int Batch, double Loss);
 
 /// <summary>Where a run stands, every couple of seconds (rank 0).</summary>
-public sealed record ProgressEvent(int Epoch, int Epochs, int Batch, int Batches, double MeanLoss, double SamplesPerSecond,
-    double? KilobytesPerStep, double ResidualNorm, TimeSpan Eta);
+public sealed record ProgressEvent(
+    int Epoch,
+    int Epochs,
+    int Batch,
+    int Batches,
+    double MeanLoss,
+    double SamplesPerSecond,
+    double? KilobytesPerStep,
+    double ResidualNorm,
+    TimeSpan Eta
+);
 
-/// <summary>A test-set evaluation (rank 0): training wall seconds so far (evaluation left out) and the accuracy.</summary>
+/// <summary>A test-set evaluation (rank 0): training wall seconds so far (evaluation left out) and the
+/// accuracy.</summary>
 public sealed record EvaluationEvent(long Step, double WallSeconds, double Accuracy);
 
-/// <summary>An epoch's figures (rank 0), with the run's epoch count, the number of ranks and the strategy's name.</summary>
+/// <summary>An epoch's figures (rank 0), with the run's epoch count, the number of ranks and the strategy's
+/// name.</summary>
 public sealed record EpochEvent(EpochResult Result, int Epochs, int Ranks, string? Strategy);
 
-/// <summary>A micro-batch's forward and backward (every rank): when it began (a <see cref="System.Diagnostics.Stopwatch"/>
-/// timestamp) and how long it took.</summary>
+/// <summary>A micro-batch's forward and backward (every rank): when it began (a <see
+/// cref="System.Diagnostics.Stopwatch"/> timestamp) and how long it took.</summary>
 public sealed record ComputeEvent(long Step, long StartTimestamp, double Seconds);
 
 /// <summary>A strategy's step (every rank, under a strategy): when it began, how long it took, and how much of that was
 /// compression, communication and waiting on other ranks (the rest is the optimizer).</summary>
-public sealed record StrategyStepEvent(long Step, long StartTimestamp, double Seconds, double CompressSeconds, double CommunicationSeconds,
-    double WaitSeconds);
+public sealed record StrategyStepEvent(
+    long Step,
+    long StartTimestamp,
+    double Seconds,
+    double CompressSeconds,
+    double CommunicationSeconds,
+    double WaitSeconds
+);
 
-/// <summary>A timed section of the loop that is neither compute nor a strategy step (every rank): evaluation, or waiting
-/// for rank 0's evaluation.</summary>
+/// <summary>A timed section of the loop that is neither compute nor a strategy step (every rank): evaluation, or
+/// waiting for rank 0's evaluation.</summary>
 public sealed record SpanEvent(string Name, string Category, long StartTimestamp, double Seconds);
 
 /// <summary>What a training run tells whoever watches it: progress output, live metrics, a dashboard. Every method
@@ -76,11 +93,18 @@ public sealed class LineObserver(Action<string> write) : ITrainingObserver
     /// <inheritdoc/>
     public void OnProgress(ProgressEvent p)
     {
-        string comm = p.KilobytesPerStep is double kb ? $"  {kb:F1} KB/step sent{(p.ResidualNorm > 0 ? $", residual {p.ResidualNorm:G3}" : "")}" : "";
-        write($"epoch {p.Epoch}/{p.Epochs}  batch {p.Batch}/{p.Batches}  loss {p.MeanLoss:F4}  {p.SamplesPerSecond:F0} samples/s{comm}  ETA {p.Eta:hh\\:mm\\:ss}");
+        string comm = p.KilobytesPerStep is double kb
+            ? $"  {kb:F1} KB/step sent{(p.ResidualNorm > 0 ? $", residual {p.ResidualNorm:G3}" : "")}"
+            : "";
+        write(
+            $"epoch {p.Epoch}/{p.Epochs}  batch {p.Batch}/{p.Batches}  loss {p.MeanLoss:F4}  {p.SamplesPerSecond:F0} "
+                + $"samples/s{comm}  ETA {p.Eta:hh\\:mm\\:ss}"
+        );
     }
 
     /// <inheritdoc/>
     public void OnEpoch(EpochEvent e) =>
-        write($"epoch {e.Result.Epoch}/{e.Epochs}  loss {e.Result.TrainLoss:F4}  test accuracy {e.Result.TestAccuracy:F4}  {e.Result.SamplesPerSecond:F0} samples/s{(e.Ranks > 1 ? $" ({e.Ranks} ranks, {e.Strategy})" : "")}  {e.Result.Seconds:F1}s");
+        write(
+            $"epoch {e.Result.Epoch}/{e.Epochs}  loss {e.Result.TrainLoss:F4}  test accuracy {e.Result.TestAccuracy:F4}  {e.Result.SamplesPerSecond:F0} samples/s{(e.Ranks > 1 ? $" ({e.Ranks} ranks, {e.Strategy})" : "")}  {e.Result.Seconds:F1}s"
+        );
 }

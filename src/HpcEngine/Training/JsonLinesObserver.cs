@@ -8,11 +8,17 @@ namespace HpcEngine.Training;
 /// benchmark follows its runs this way). <see cref="Read"/> turns a line back into its event.</summary>
 public sealed class JsonLinesObserver(TextWriter writer, bool steps = false) : ITrainingObserver, IDisposable
 {
-    private static readonly JsonSerializerOptions Options = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+    private static readonly JsonSerializerOptions Options = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+    };
 
     private void Write(string kind, object payload)
     {
-        var line = JsonSerializer.Serialize(new Dictionary<string, object> { ["event"] = kind, ["data"] = payload }, Options);
+        var line = JsonSerializer.Serialize(
+            new Dictionary<string, object> { ["event"] = kind, ["data"] = payload },
+            Options
+        );
         lock (writer)
         {
             writer.WriteLine(line);
@@ -26,7 +32,8 @@ public sealed class JsonLinesObserver(TextWriter writer, bool steps = false) : I
     /// <inheritdoc/>
     public void OnStep(StepEvent step)
     {
-        if (steps) Write("step", step);
+        if (steps)
+            Write("step", step);
     }
 
     /// <inheritdoc/>

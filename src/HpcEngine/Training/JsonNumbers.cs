@@ -8,7 +8,8 @@ namespace HpcEngine.Training;
 internal static class JsonNumbers
 {
     /// <summary>Indented output with non-finite numbers as null.</summary>
-    public static JsonSerializerOptions Options { get; } = new() { WriteIndented = true, Converters = { new FiniteOrNullConverter() } };
+    public static JsonSerializerOptions Options { get; } =
+        new() { WriteIndented = true, Converters = { new FiniteOrNullConverter() } };
 }
 
 /// <summary>The engine's results-JSON convention for tools that write their own result objects (benchmarks, reports):
@@ -28,8 +29,10 @@ internal sealed class FiniteOrNullConverter : JsonConverter<double>
     public override void Write(Utf8JsonWriter writer, double value, JsonSerializerOptions options)
     {
         ArgumentNullException.ThrowIfNull(writer);
-        if (double.IsFinite(value)) writer.WriteNumberValue(value);
-        else writer.WriteNullValue();
+        if (double.IsFinite(value))
+            writer.WriteNumberValue(value);
+        else
+            writer.WriteNullValue();
     }
 
     public override bool HandleNull => true;

@@ -7,13 +7,15 @@ internal sealed class RunObservers(IReadOnlyList<ITrainingObserver> observers, b
     /// <summary>Tells rank 0's observers.</summary>
     public void Lead(Action<ITrainingObserver> tell)
     {
-        if (lead) All(tell);
+        if (lead)
+            All(tell);
     }
 
     /// <summary>Tells this rank's observers.</summary>
     public void All(Action<ITrainingObserver> tell)
     {
-        foreach (var o in observers) tell(o);
+        foreach (var o in observers)
+            tell(o);
     }
 
     public void Message(string message) => Lead(o => o.OnMessage(message));
@@ -25,9 +27,16 @@ internal sealed class RunObservers(IReadOnlyList<ITrainingObserver> observers, b
         Exception? failed = null;
         foreach (var o in observers)
         {
-            try { o.OnFinished(error); }
-            catch (Exception e) { failed ??= e; }
+            try
+            {
+                o.OnFinished(error);
+            }
+            catch (Exception e)
+            {
+                failed ??= e;
+            }
         }
-        if (failed != null && error == null) throw failed;
+        if (failed != null && error == null)
+            throw failed;
     }
 }

@@ -9,9 +9,14 @@ namespace HpcEngine.Training;
 public sealed class StragglerObserver(double factor, TraceObserver? trace = null) : ITrainingObserver
 {
     /// <summary>The slow-down: 1.5 takes half as long again.</summary>
-    public double Factor { get; } = factor >= 1 && double.IsFinite(factor)
-        ? factor
-        : throw new ArgumentOutOfRangeException(nameof(factor), factor, "a straggler's factor is a finite number of at least 1");
+    public double Factor { get; } =
+        factor >= 1 && double.IsFinite(factor)
+            ? factor
+            : throw new ArgumentOutOfRangeException(
+                nameof(factor),
+                factor,
+                "a straggler's factor is a finite number of at least 1"
+            );
 
     // The delay still owed: a sleep has millisecond grain, so a short step's delay is carried to the next one and the
     // total stays (factor − 1) × the total compute.
@@ -21,7 +26,8 @@ public sealed class StragglerObserver(double factor, TraceObserver? trace = null
     public void OnComputed(ComputeEvent compute)
     {
         _owedSeconds += compute.Seconds * (Factor - 1);
-        if (_owedSeconds < 0.001) return;
+        if (_owedSeconds < 0.001)
+            return;
         long start = Stopwatch.GetTimestamp();
         Thread.Sleep(TimeSpan.FromMilliseconds(Math.Floor(_owedSeconds * 1000)));
         double slept = Stopwatch.GetElapsedTime(start).TotalSeconds;
@@ -29,18 +35,31 @@ public sealed class StragglerObserver(double factor, TraceObserver? trace = null
         trace?.Add("straggler delay", "compute", start, slept);
     }
 
-    /// <summary>The slow-down factor a straggler spec ("RANK:FACTOR", e.g. "1:1.5") sets for <paramref name="rank"/>
-    /// (1 when the spec is null or empty, or for other ranks); an error when the spec is malformed or names a rank that
-    /// a world of <paramref name="worldSize"/> does not have (a straggler that would silently not be applied).</summary>
+    /// <summary>The slow-down factor a straggler spec ("RANK:FACTOR", e.g. "1:1.5") sets for <paramref name="rank"/> (1
+    /// when the spec is null or empty, or for other ranks); an error when the spec is malformed or names a rank that a
+    /// world of <paramref name="worldSize"/> does not have (a straggler that would silently not be applied).</summary>
     public static double FactorFor(int rank, int worldSize, string? spec)
     {
-        if (string.IsNullOrEmpty(spec)) return 1;
+        if (string.IsNullOrEmpty(spec))
+            return 1;
         var p = spec.Split(':');
-        if (p.Length != 2 || !int.TryParse(p[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out int r) || r < 0
-            || !double.TryParse(p[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double f) || !(f >= 1) || !double.IsFinite(f))
-            throw new TrainConfigException(nameof(TrainConfig.Straggler), $"{{Straggler}} '{spec}' must be RANK:FACTOR with FACTOR >= 1, e.g. 1:1.5");
+        if (
+            p.Length != 2
+            || !int.TryParse(p[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out int r)
+            || r < 0
+            || !double.TryParse(p[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double f)
+            || !(f >= 1)
+            || !double.IsFinite(f)
+        )
+            throw new TrainConfigException(
+                nameof(TrainConfig.Straggler),
+                $"{{Straggler}} '{spec}' must be RANK:FACTOR with FACTOR >= 1, e.g. 1:1.5"
+            );
         if (r >= worldSize)
-            throw new TrainConfigException(nameof(TrainConfig.Straggler), $"{{Straggler}} '{spec}' names rank {r}, but the job has {worldSize} rank(s) (0..{worldSize - 1})");
+            throw new TrainConfigException(
+                nameof(TrainConfig.Straggler),
+                $"{{Straggler}} '{spec}' names rank {r}, but the job has {worldSize} rank(s) (0..{worldSize - 1})"
+            );
         return r == rank ? f : 1;
     }
 }

@@ -19,7 +19,8 @@ public sealed class TraceObserver(int rank, string directory) : ITrainingObserve
         _recorder?.Add(name, category, startTimestamp, seconds);
 
     /// <inheritdoc/>
-    public void OnComputed(ComputeEvent compute) => Add("forward+backward", "compute", compute.StartTimestamp, compute.Seconds);
+    public void OnComputed(ComputeEvent compute) =>
+        Add("forward+backward", "compute", compute.StartTimestamp, compute.Seconds);
 
     /// <inheritdoc/>
     public void OnSpan(SpanEvent span) => Add(span.Name, span.Category, span.StartTimestamp, span.Seconds);
@@ -49,7 +50,8 @@ public sealed class TraceObserver(int rank, string directory) : ITrainingObserve
     /// <inheritdoc/>
     public void OnFinished(Exception? error)
     {
-        if (_recorder == null) return;
+        if (_recorder == null)
+            return;
         Directory.CreateDirectory(directory);
         _recorder.Write(Path);
         _recorder = null;

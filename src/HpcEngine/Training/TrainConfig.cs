@@ -9,11 +9,16 @@ namespace HpcEngine.Training;
 public enum OptimizerKind
 {
     /// <summary>SGD with (heavy-ball) momentum and L2 weight decay.</summary>
-    [JsonStringEnumMemberName("sgd")] Sgd,
+    [JsonStringEnumMemberName("sgd")]
+    Sgd,
+
     /// <summary>Adam with L2 weight decay.</summary>
-    [JsonStringEnumMemberName("adam")] Adam,
+    [JsonStringEnumMemberName("adam")]
+    Adam,
+
     /// <summary>Adam with decoupled weight decay (0.01 unless set).</summary>
-    [JsonStringEnumMemberName("adamw")] AdamW,
+    [JsonStringEnumMemberName("adamw")]
+    AdamW,
 }
 
 /// <summary>Mixed precision for the matrix products.</summary>
@@ -21,9 +26,13 @@ public enum OptimizerKind
 public enum MixedPrecision
 {
     /// <summary>float32 throughout.</summary>
-    [JsonStringEnumMemberName("none")] None,
-    /// <summary>bf16 operands with fp32 accumulation and fp32 master weights (<see cref="Autograd.Autocast"/>).</summary>
-    [JsonStringEnumMemberName("bf16")] Bf16,
+    [JsonStringEnumMemberName("none")]
+    None,
+
+    /// <summary>bf16 operands with fp32 accumulation and fp32 master weights (<see
+    /// cref="Autograd.Autocast"/>).</summary>
+    [JsonStringEnumMemberName("bf16")]
+    Bf16,
 }
 
 /// <summary>A training run's settings, typed: each spec is parsed where it is set (<see cref="StrategySpec.Parse"/>,
@@ -37,63 +46,94 @@ public sealed record TrainConfig
 
     /// <summary>The model: mlp, mlp-wide or cnn.</summary>
     public string Model { get; init; } = "mlp";
+
     /// <summary>Passes over the training set.</summary>
     public int Epochs { get; init; } = 15;
+
     /// <summary>Samples per step and rank.</summary>
     public int BatchSize { get; init; } = 128;
+
     /// <summary>The optimizer (with several ranks, the strategy's inner optimizer).</summary>
     public OptimizerKind Optimizer { get; init; } = OptimizerKind.Sgd;
+
     /// <summary>Peak learning rate of the cosine schedule.</summary>
     public double Lr { get; init; } = 0.05;
+
     /// <summary>SGD's momentum.</summary>
     public double Momentum { get; init; } = 0.9;
+
     /// <summary>Weight decay (L2 for SGD and Adam, decoupled for AdamW).</summary>
     public double WeightDecay { get; init; }
+
     /// <summary>The seed of initialization, shuffling, augmentation and dropout.</summary>
     public ulong Seed { get; init; }
+
     /// <summary>Linear warm-up steps before the cosine decay.</summary>
     public int WarmupSteps { get; init; }
+
     /// <summary>Clip the global gradient norm to this (0: off).</summary>
     public double ClipNorm { get; init; }
+
     /// <summary>Random crop (padding 2) and horizontal flip.</summary>
     public bool Augment { get; init; }
+
     /// <summary>Micro-batches whose gradients are summed before each optimizer step.</summary>
     public int GradAccumulation { get; init; } = 1;
+
     /// <summary>Where checkpoints are written (null: none).</summary>
     public string? CheckpointDir { get; init; }
+
     /// <summary>Continue from the checkpoint in <see cref="CheckpointDir"/> (an error when there is none).</summary>
     public bool Resume { get; init; }
+
     /// <summary>Continue from the checkpoint in <see cref="CheckpointDir"/> when there is one, else start fresh (for
     /// restart loops).</summary>
     public bool ResumeIfExists { get; init; }
-    /// <summary>Continue from the checkpoint in this directory (saving, if <see cref="CheckpointDir"/> is set, there).</summary>
+
+    /// <summary>Continue from the checkpoint in this directory (saving, if <see cref="CheckpointDir"/> is set,
+    /// there).</summary>
     public string? ResumeFrom { get; init; }
-    /// <summary>Changes of the run's fingerprint a resume accepts (<see cref="ResumeChange"/>); any other is refused.</summary>
+
+    /// <summary>Changes of the run's fingerprint a resume accepts (<see cref="ResumeChange"/>); any other is
+    /// refused.</summary>
     public IReadOnlyList<string> AllowResumeChanges { get; init; } = [];
+
     /// <summary>Also checkpoint every this many optimizer steps (0: at the end of each epoch only).</summary>
     public int SaveEverySteps { get; init; }
+
     /// <summary>Record a NaN/Inf loss and go on (benchmarks that count divergence as an outcome); by default a run
     /// stops at its first non-finite loss with a <see cref="TrainingDivergedException"/>.</summary>
     public bool AllowDivergence { get; init; }
-    /// <summary>Stop after this many optimizer steps in total (0: run all epochs); a checkpoint is written there.</summary>
+
+    /// <summary>Stop after this many optimizer steps in total (0: run all epochs); a checkpoint is written
+    /// there.</summary>
     public long MaxSteps { get; init; }
+
     /// <summary>With several ranks: sync, zero1, ssp:K[:S], localsgd:H or diloco:H.</summary>
     public StrategySpec Strategy { get; init; } = StrategySpec.Sync;
+
     /// <summary>With several ranks: a gradient codec for sync, localsgd or diloco (null: none).</summary>
     public CodecSpec? Compress { get; init; }
+
     /// <summary>Also evaluate every this many optimizer steps (0: at the end of each epoch only); the points make the
     /// accuracy-against-time curve.</summary>
     public int EvalEverySteps { get; init; }
-    /// <summary>Write each rank's Chrome trace (trace-rank{R}.json) into this directory (<see cref="TraceObserver"/>).</summary>
+
+    /// <summary>Write each rank's Chrome trace (trace-rank{R}.json) into this directory (<see
+    /// cref="TraceObserver"/>).</summary>
     public string? TraceDir { get; init; }
+
     /// <summary>Where the model trains: the CPU (default), or a device whose backend is registered; with several
     /// ranks each trains on its device (every strategy but ssp).</summary>
     public Device Device { get; init; } = Device.Cpu;
+
     /// <summary>Mixed precision of the matrix products.</summary>
     public MixedPrecision Amp { get; init; } = MixedPrecision.None;
+
     /// <summary>On a GPU, one process: capture the training step (forward, backward, optimizer) in a CUDA graph after
     /// the first batch and replay it for every full batch — one launch per step instead of one per kernel.</summary>
     public bool CudaGraph { get; init; }
+
     /// <summary>An emulated straggler, "RANK:FACTOR": that rank's compute takes FACTOR times as long
     /// (<see cref="StragglerObserver"/>; null: none). A rank the job does not have is an error.</summary>
     public string? Straggler { get; init; }
@@ -103,29 +143,53 @@ public sealed record TrainConfig
     public string CodecName => Compress?.ToString() ?? "none";
 
     /// <summary>Parses an optimizer's name: sgd, adam or adamw.</summary>
-    public static OptimizerKind ParseOptimizer(string text) => text switch
-    {
-        "sgd" => OptimizerKind.Sgd,
-        "adam" => OptimizerKind.Adam,
-        "adamw" => OptimizerKind.AdamW,
-        _ => throw new TrainConfigException(nameof(Optimizer), $"{{Optimizer}} must be sgd, adam or adamw, got '{text}'"),
-    };
+    public static OptimizerKind ParseOptimizer(string text) =>
+        text switch
+        {
+            "sgd" => OptimizerKind.Sgd,
+            "adam" => OptimizerKind.Adam,
+            "adamw" => OptimizerKind.AdamW,
+            _ => throw new TrainConfigException(
+                nameof(Optimizer),
+                $"{{Optimizer}} must be sgd, adam or adamw, got '{text}'"
+            ),
+        };
 
     /// <summary>Parses a mixed-precision mode: none or bf16.</summary>
-    public static MixedPrecision ParseAmp(string text) => text switch
-    {
-        "none" => MixedPrecision.None,
-        "bf16" => MixedPrecision.Bf16,
-        _ => throw new TrainConfigException(nameof(Amp), $"{{Amp}} must be none or bf16, got '{text}'"),
-    };
+    public static MixedPrecision ParseAmp(string text) =>
+        text switch
+        {
+            "none" => MixedPrecision.None,
+            "bf16" => MixedPrecision.Bf16,
+            _ => throw new TrainConfigException(nameof(Amp), $"{{Amp}} must be none or bf16, got '{text}'"),
+        };
 
     /// <summary>Defaults per model: mlp SGD+momentum 0.05, cosine; mlp-wide and cnn Adam 1e-3, cosine.</summary>
-    public static TrainConfig For(string model) => model switch
-    {
-        "mlp" => new TrainConfig { Model = model, Optimizer = OptimizerKind.Sgd, Lr = 0.05, Momentum = 0.9, Epochs = 15, BatchSize = 128 },
-        "mlp-wide" or "cnn" => new TrainConfig { Model = model, Optimizer = OptimizerKind.Adam, Lr = 1e-3, Epochs = 15, BatchSize = 128 },
-        _ => throw new TrainConfigException(nameof(Model), $"unknown {{Model}} '{model}' for image training: use mlp, mlp-wide or cnn"),
-    };
+    public static TrainConfig For(string model) =>
+        model switch
+        {
+            "mlp" => new TrainConfig
+            {
+                Model = model,
+                Optimizer = OptimizerKind.Sgd,
+                Lr = 0.05,
+                Momentum = 0.9,
+                Epochs = 15,
+                BatchSize = 128,
+            },
+            "mlp-wide" or "cnn" => new TrainConfig
+            {
+                Model = model,
+                Optimizer = OptimizerKind.Adam,
+                Lr = 1e-3,
+                Epochs = 15,
+                BatchSize = 128,
+            },
+            _ => throw new TrainConfigException(
+                nameof(Model),
+                $"unknown {{Model}} '{model}' for image training: use mlp, mlp-wide or cnn"
+            ),
+        };
 
     /// <summary>Checks the settings and how they combine, naming the first bad one.</summary>
     /// <exception cref="TrainConfigException">A setting is out of range or does not combine with another.</exception>
@@ -133,42 +197,103 @@ public sealed record TrainConfig
     {
         static void Require(bool ok, string property, string problem)
         {
-            if (!ok) throw new TrainConfigException(property, problem);
+            if (!ok)
+                throw new TrainConfigException(property, problem);
         }
         Require(Models.Contains(Model), nameof(Model), $"{{Model}} must be mlp, mlp-wide or cnn, got '{Model}'");
         Require(Epochs > 0, nameof(Epochs), $"{{Epochs}} must be positive, got {Epochs}");
         Require(BatchSize > 0, nameof(BatchSize), $"{{BatchSize}} must be positive, got {BatchSize}");
         Require(Lr > 0 && double.IsFinite(Lr), nameof(Lr), $"{{Lr}} must be a positive finite number, got {Lr}");
         Require(Momentum >= 0 && Momentum < 1, nameof(Momentum), $"{{Momentum}} must be in [0, 1), got {Momentum}");
-        Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), nameof(WeightDecay), $"{{WeightDecay}} must be 0 or more, got {WeightDecay}");
+        Require(
+            WeightDecay >= 0 && double.IsFinite(WeightDecay),
+            nameof(WeightDecay),
+            $"{{WeightDecay}} must be 0 or more, got {WeightDecay}"
+        );
         Require(WarmupSteps >= 0, nameof(WarmupSteps), $"{{WarmupSteps}} must be 0 or more, got {WarmupSteps}");
-        Require(ClipNorm >= 0 && double.IsFinite(ClipNorm), nameof(ClipNorm), $"{{ClipNorm}} must be 0 (off) or a positive number, got {ClipNorm}");
+        Require(
+            ClipNorm >= 0 && double.IsFinite(ClipNorm),
+            nameof(ClipNorm),
+            $"{{ClipNorm}} must be 0 (off) or a positive number, got {ClipNorm}"
+        );
         Require(MaxSteps >= 0, nameof(MaxSteps), $"{{MaxSteps}} must be 0 (no limit) or more, got {MaxSteps}");
-        Require(SaveEverySteps >= 0, nameof(SaveEverySteps), $"{{SaveEverySteps}} must be 0 (each epoch) or more, got {SaveEverySteps}");
-        Require(SaveEverySteps == 0 || CheckpointDir != null, nameof(SaveEverySteps), "{SaveEverySteps} needs {CheckpointDir}");
-        Require(!ResumeIfExists || CheckpointDir != null, nameof(ResumeIfExists), "{ResumeIfExists} needs {CheckpointDir}");
+        Require(
+            SaveEverySteps >= 0,
+            nameof(SaveEverySteps),
+            $"{{SaveEverySteps}} must be 0 (each epoch) or more, got {SaveEverySteps}"
+        );
+        Require(
+            SaveEverySteps == 0 || CheckpointDir != null,
+            nameof(SaveEverySteps),
+            "{SaveEverySteps} needs {CheckpointDir}"
+        );
+        Require(
+            !ResumeIfExists || CheckpointDir != null,
+            nameof(ResumeIfExists),
+            "{ResumeIfExists} needs {CheckpointDir}"
+        );
         Require(!Resume || CheckpointDir != null, nameof(Resume), "{Resume} needs {CheckpointDir}");
-        Require(ResumeFrom == null || !(Resume || ResumeIfExists), nameof(ResumeFrom),
-            "{ResumeFrom} names the checkpoint to continue from: it does not combine with {Resume} or {ResumeIfExists}");
+        Require(
+            ResumeFrom == null || !(Resume || ResumeIfExists),
+            nameof(ResumeFrom),
+            "{ResumeFrom} names the checkpoint to continue from: it does not combine with {Resume} or {ResumeIfExists}"
+        );
         foreach (var change in AllowResumeChanges)
-            Require(ResumeChange.All.Contains(change), nameof(AllowResumeChanges),
-                $"{{AllowResumeChanges}}: '{change}' is not a change a resume can accept (accepted: {string.Join(", ", ResumeChange.All)})");
-        Require(Enum.IsDefined(Optimizer), nameof(Optimizer), $"{{Optimizer}} must be sgd, adam or adamw, got {Optimizer}");
+            Require(
+                ResumeChange.All.Contains(change),
+                nameof(AllowResumeChanges),
+                $"{{AllowResumeChanges}}: '{change}' is not a change a resume can accept (accepted: {string.Join(", ", ResumeChange.All)})"
+            );
+        Require(
+            Enum.IsDefined(Optimizer),
+            nameof(Optimizer),
+            $"{{Optimizer}} must be sgd, adam or adamw, got {Optimizer}"
+        );
         Require(Enum.IsDefined(Amp), nameof(Amp), $"{{Amp}} must be none or bf16, got {Amp}");
-        Require(GradAccumulation >= 1, nameof(GradAccumulation), $"{{GradAccumulation}} must be at least 1, got {GradAccumulation}");
-        Require(EvalEverySteps >= 0, nameof(EvalEverySteps), $"{{EvalEverySteps}} must be 0 or more, got {EvalEverySteps}");
+        Require(
+            GradAccumulation >= 1,
+            nameof(GradAccumulation),
+            $"{{GradAccumulation}} must be at least 1, got {GradAccumulation}"
+        );
+        Require(
+            EvalEverySteps >= 0,
+            nameof(EvalEverySteps),
+            $"{{EvalEverySteps}} must be 0 or more, got {EvalEverySteps}"
+        );
         ArgumentNullException.ThrowIfNull(Strategy);
-        Require(Compress == null || Strategy.AcceptsCodec, nameof(Compress), $"{{Compress}} composes with {{Strategy}} sync, localsgd or diloco (got {Strategy})");
-        Require(CheckpointDir == null || Strategy.CanCheckpoint, nameof(CheckpointDir),
-            $"{{CheckpointDir}} is not supported with {{Strategy}} {Strategy}: a parameter server's pushes in flight between ranks cannot be captured; use sync, zero1, localsgd or diloco");
+        Require(
+            Compress == null || Strategy.AcceptsCodec,
+            nameof(Compress),
+            $"{{Compress}} composes with {{Strategy}} sync, localsgd or diloco (got {Strategy})"
+        );
+        Require(
+            CheckpointDir == null || Strategy.CanCheckpoint,
+            nameof(CheckpointDir),
+            $"{{CheckpointDir}} is not supported with {{Strategy}} {Strategy}: a parameter server's pushes in flight "
+                + $"between ranks cannot be captured; use sync, zero1, localsgd or diloco"
+        );
         Require(!CudaGraph || Device.Type != DeviceType.Cpu, nameof(CudaGraph), "{CudaGraph} needs {Device} cuda");
         // What has a device path today (docs/ARCHITECTURE.md, device backends): say so rather than fail mid-run.
-        Require(!CudaGraph || (GradAccumulation == 1 && ClipNorm == 0), nameof(CudaGraph),
-            "{CudaGraph} replays one whole step: it does not combine with {GradAccumulation} or {ClipNorm} (the norm is read on the host)");
-        Require(Device.Type == DeviceType.Cpu || Strategy.RunsOnDevices, nameof(Device),
-            $"{{Device}} {Device}: the parameter-server strategy ({{Strategy}} {Strategy}) runs on CPU parameters only; use sync, zero1, localsgd or diloco");
-        Require(Compress is not { OwnsMomentum: true } || (Optimizer == OptimizerKind.Sgd && Strategy.Kind == StrategyKind.Sync), nameof(Compress),
-            $"{{Compress}} {Compress} moves SGD's momentum into the codec (momentum correction): use {{Optimizer}} sgd and {{Strategy}} sync (got {Optimizer.ToString().ToLowerInvariant()}, {Strategy})");
-        if (Straggler != null) StragglerObserver.FactorFor(0, int.MaxValue, Straggler);
+        Require(
+            !CudaGraph || (GradAccumulation == 1 && ClipNorm == 0),
+            nameof(CudaGraph),
+            "{CudaGraph} replays one whole step: it does not combine with {GradAccumulation} or {ClipNorm} (the norm "
+                + "is read on the host)"
+        );
+        Require(
+            Device.Type == DeviceType.Cpu || Strategy.RunsOnDevices,
+            nameof(Device),
+            $"{{Device}} {Device}: the parameter-server strategy ({{Strategy}} {Strategy}) runs on CPU parameters "
+                + $"only; use sync, zero1, localsgd or diloco"
+        );
+        Require(
+            Compress is not { OwnsMomentum: true }
+                || (Optimizer == OptimizerKind.Sgd && Strategy.Kind == StrategyKind.Sync),
+            nameof(Compress),
+            $"{{Compress}} {Compress} moves SGD's momentum into the codec (momentum correction): use {{Optimizer}} sgd "
+                + $"and {{Strategy}} sync (got {Optimizer.ToString().ToLowerInvariant()}, {Strategy})"
+        );
+        if (Straggler != null)
+            StragglerObserver.FactorFor(0, int.MaxValue, Straggler);
     }
 }

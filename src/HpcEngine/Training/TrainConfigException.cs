@@ -21,7 +21,8 @@ public partial class SettingsException : ArgumentException, ISettingsError
     /// <param name="property">The setting at fault.</param>
     /// <param name="template">What is wrong, with settings written <c>{PropertyName}</c> (e.g. "{SaveEverySteps} needs
     /// {CheckpointDir}").</param>
-    public SettingsException(string property, string template) : base(Fill(template, p => p), property) => _template = template;
+    public SettingsException(string property, string template)
+        : base(Fill(template, p => p), property) => _template = template;
 
     /// <summary>The text, settings named by property (no "(Parameter …)" suffix: the text names them).</summary>
     public override string Message => Fill(_template, p => p);
@@ -29,7 +30,8 @@ public partial class SettingsException : ArgumentException, ISettingsError
     /// <inheritdoc/>
     public string Describe(Func<string, string> settingName) => Fill(_template, settingName);
 
-    /// <summary>Replaces each <c>{PropertyName}</c> in <paramref name="template"/> with <paramref name="name"/>'s.</summary>
+    /// <summary>Replaces each <c>{PropertyName}</c> in <paramref name="template"/> with <paramref
+    /// name="name"/>'s.</summary>
     internal static string Fill(string template, Func<string, string> name) =>
         Setting().Replace(template, m => name(m.Groups[1].Value));
 

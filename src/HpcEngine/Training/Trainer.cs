@@ -21,7 +21,10 @@ public static class Trainer
             OptimizerKind.Sgd => new Sgd(parameters, c.Lr, c.Momentum, weightDecay: c.WeightDecay),
             OptimizerKind.Adam => new Adam(parameters, c.Lr, weightDecay: c.WeightDecay),
             OptimizerKind.AdamW => new AdamW(parameters, c.Lr, weightDecay: c.WeightDecay == 0 ? 0.01 : c.WeightDecay),
-            _ => throw new TrainConfigException(nameof(TrainConfig.Optimizer), $"unknown {{Optimizer}} '{c.Optimizer}'"),
+            _ => throw new TrainConfigException(
+                nameof(TrainConfig.Optimizer),
+                $"unknown {{Optimizer}} '{c.Optimizer}'"
+            ),
         };
     }
 
@@ -32,8 +35,15 @@ public static class Trainer
     /// checkpoints, and only rank 0's observers hear of progress, evaluations and epochs (every rank's hear of steps).
     /// <see cref="TrainConfig.TraceDir"/> and <see cref="TrainConfig.Straggler"/> attach a <see cref="TraceObserver"/>
     /// and a <see cref="StragglerObserver"/>.</summary>
-    public static TrainResult Run(TrainConfig config, ImageDataset train, ImageDataset test, string dataSource, Action<string>? log = null,
-        IProcessGroup? group = null, IEnumerable<ITrainingObserver>? observers = null)
+    public static TrainResult Run(
+        TrainConfig config,
+        ImageDataset train,
+        ImageDataset test,
+        string dataSource,
+        Action<string>? log = null,
+        IProcessGroup? group = null,
+        IEnumerable<ITrainingObserver>? observers = null
+    )
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(train);
@@ -42,14 +52,20 @@ public static class Trainer
         int rank = group?.Rank ?? 0;
         bool lead = rank == 0;
         var watchers = new List<ITrainingObserver>();
-        if (log != null && lead) watchers.Add(new LineObserver(log));
+        if (log != null && lead)
+            watchers.Add(new LineObserver(log));
         watchers.AddRange(observers ?? []);
         var trace = config.TraceDir != null ? new TraceObserver(rank, config.TraceDir) : null;
-        if (trace != null) watchers.Add(trace);
+        if (trace != null)
+            watchers.Add(trace);
         double slow = StragglerObserver.FactorFor(rank, group?.Size ?? 1, config.Straggler);
-        if (slow > 1) watchers.Add(new StragglerObserver(slow, trace));
+        if (slow > 1)
+            watchers.Add(new StragglerObserver(slow, trace));
         if (config.CudaGraph && (group is { Size: > 1 } || slow > 1))
-            throw new TrainConfigException(nameof(TrainConfig.CudaGraph), "{CudaGraph} trains one process (no {Strategy} across ranks, no {Straggler} emulation)");
+            throw new TrainConfigException(
+                nameof(TrainConfig.CudaGraph),
+                "{CudaGraph} trains one process (no {Strategy} across ranks, no {Straggler} emulation)"
+            );
         var told = new RunObservers(watchers, lead);
         try
         {
@@ -68,13 +84,19 @@ public static class Trainer
 
     /// <summary>The slow-down factor a straggler spec ("rank:factor", e.g. "1:1.5") sets for <paramref name="rank"/>
     /// (1 when the spec is null or empty, or for other ranks).</summary>
-    public static double StragglerFactor(int rank, string? spec) => StragglerObserver.FactorFor(rank, int.MaxValue, spec);
+    public static double StragglerFactor(int rank, string? spec) =>
+        StragglerObserver.FactorFor(rank, int.MaxValue, spec);
 
     /// <summary>As <see cref="StragglerFactor(int, string?)"/>, and an error when the spec names a rank that a world of
     /// <paramref name="worldSize"/> does not have (a straggler that would silently not be applied).</summary>
-    public static double StragglerFactor(int rank, int worldSize, string? spec) => StragglerObserver.FactorFor(rank, worldSize, spec);
+    public static double StragglerFactor(int rank, int worldSize, string? spec) =>
+        StragglerObserver.FactorFor(rank, worldSize, spec);
 
-    /// <summary>Accuracy (overall and per class) of <paramref name="model"/> in eval mode; the model's mode is restored.</summary>
-    public static (double Accuracy, double[] PerClass) Evaluate(Module model, ImageDataset data, int batchSize = 1000) =>
-        Evaluation.Accuracy(model, data, batchSize);
+    /// <summary>Accuracy (overall and per class) of <paramref name="model"/> in eval mode; the model's mode is
+    /// restored.</summary>
+    public static (double Accuracy, double[] PerClass) Evaluate(
+        Module model,
+        ImageDataset data,
+        int batchSize = 1000
+    ) => Evaluation.Accuracy(model, data, batchSize);
 }

@@ -16,7 +16,9 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
     private readonly List<EpochResult> _epochs = new();
     private readonly List<double> _losses = new();
     private Evaluation _evaluation = null!;
-    private long _step, _workerSteps, _samples;
+    private long _step,
+        _workerSteps,
+        _samples;
     private double _computeSeconds;
     private bool _stopped;
 
@@ -29,7 +31,9 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
         if (run.Server is { IsWorker: false } server)
         {
             // A server rank is never rank 0: its own observers hear of it.
-            run.Observers.All(o => o.OnMessage($"rank {run.Rank}: dedicated parameter server for {server.Workers} workers"));
+            run.Observers.All(o =>
+                o.OnMessage($"rank {run.Rank}: dedicated parameter server for {server.Workers} workers")
+            );
             _stopped = true;
             server.ServeUntilDone();
         }
@@ -37,7 +41,8 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
         for (int epoch = run.Start.Epoch; epoch < _config.Epochs && !_stopped; epoch++)
         {
             var epochResult = Epoch(epoch, epoch == run.Start.Epoch ? run.Start.Skip : 0, graphed);
-            if (epochResult == null) break;
+            if (epochResult == null)
+                break;
             last = epochResult.TestAccuracy;
         }
         double trainSeconds = _clock.Elapsed.TotalSeconds - _evaluation.Seconds;
@@ -46,14 +51,35 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
         {
             // A parameter server's replicas hold what they last pulled: gather the final shards and evaluate those.
             strategy.Finish();
-            if (run.Server is { IsWorker: true } && run.Lead) last = _evaluation.At(_step);
-            metrics = RunMetrics.Gather(group, strategy, _config.CodecName, _computeSeconds, group.BytesSent - bytesAtStart, _workerSteps);
+            if (run.Server is { IsWorker: true } && run.Lead)
+                last = _evaluation.At(_step);
+            metrics = RunMetrics.Gather(
+                group,
+                strategy,
+                _config.CodecName,
+                _computeSeconds,
+                group.BytesSent - bytesAtStart,
+                _workerSteps
+            );
         }
         // A run that stopped between evaluations (MaxSteps), or resumed an already finished one, evaluates where it
         // stands (after the strategy's final exchange): the reported accuracy is always measured, never a placeholder.
-        if (_evaluation.LastStep != _step && run.Server == null && _evaluation.TakesPart) last = _evaluation.At(_step);
-        return new TrainResult(_config, dataSource, _epochs, _losses, last, _evaluation.Best, trainSeconds,
-            _samples * run.Workers / Math.Max(trainSeconds, 1e-9), _step, run.Checkpoints.LastPath, _evaluation.Curve, metrics);
+        if (_evaluation.LastStep != _step && run.Server == null && _evaluation.TakesPart)
+            last = _evaluation.At(_step);
+        return new TrainResult(
+            _config,
+            dataSource,
+            _epochs,
+            _losses,
+            last,
+            _evaluation.Best,
+            trainSeconds,
+            _samples * run.Workers / Math.Max(trainSeconds, 1e-9),
+            _step,
+            run.Checkpoints.LastPath,
+            _evaluation.Curve,
+            metrics
+        );
     }
 
     /// <summary>One epoch from batch <paramref name="skip"/>; null when the run stopped within it (MaxSteps).</summary>
@@ -61,8 +87,12 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
     {
         run.Model.Train();
         var timer = Stopwatch.StartNew();
-        double lossSum = 0, evaluationBefore = _evaluation.Seconds;
-        int lossCount = 0, micro = 0, epochSamples = 0, batches = run.Loader.BatchesPerEpoch;
+        double lossSum = 0,
+            evaluationBefore = _evaluation.Seconds;
+        int lossCount = 0,
+            micro = 0,
+            epochSamples = 0,
+            batches = run.Loader.BatchesPerEpoch;
         foreach (var batch in run.Loader.Epoch(epoch, skip))
         {
             using (batch)
@@ -72,25 +102,36 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
                 bool isGraphed = graphed != null && batch.Size == _config.BatchSize; // a short last batch runs eagerly
                 bool stepNow = isGraphed || ++micro >= _config.GradAccumulation || batch.Index == batches - 1;
                 double loss = isGraphed ? graphed!.Step(batch, _step) : ForwardBackward(batch, stepNow);
-                if (!double.IsFinite(loss) && !_config.AllowDivergence) throw new TrainingDivergedException(_step + 1, epoch + 1, batch.Index + 1, loss);
-                var computed = new ComputeEvent(_step, computeStart, Stopwatch.GetElapsedTime(computeStart).TotalSeconds);
+                if (!double.IsFinite(loss) && !_config.AllowDivergence)
+                    throw new TrainingDivergedException(_step + 1, epoch + 1, batch.Index + 1, loss);
+                var computed = new ComputeEvent(
+                    _step,
+                    computeStart,
+                    Stopwatch.GetElapsedTime(computeStart).TotalSeconds
+                );
                 run.Observers.All(o => o.OnComputed(computed));
-                _computeSeconds += Stopwatch.GetElapsedTime(computeStart).TotalSeconds; // with what observers added (a straggler)
+                // with what observers added (a straggler)
+                _computeSeconds += Stopwatch.GetElapsedTime(computeStart).TotalSeconds;
                 lossSum += loss;
                 lossCount++;
                 epochSamples += batch.Size;
-                if (!stepNow) continue;
+                if (!stepNow)
+                    continue;
                 micro = 0;
-                if (!isGraphed) OptimizerStep();
+                if (!isGraphed)
+                    OptimizerStep();
                 _step++;
                 _workerSteps++;
                 _losses.Add(loss);
                 var stepEvent = new StepEvent(_step, epoch + 1, batch.Index + 1, loss);
                 run.Observers.All(o => o.OnStep(stepEvent));
-                if (_config.EvalEverySteps > 0 && _step % _config.EvalEverySteps == 0 && _evaluation.TakesPart) _evaluation.At(_step);
-                if (_config.SaveEverySteps > 0 && _step % _config.SaveEverySteps == 0) run.Checkpoints.SaveAfter(_step, epoch, batch.Index);
+                if (_config.EvalEverySteps > 0 && _step % _config.EvalEverySteps == 0 && _evaluation.TakesPart)
+                    _evaluation.At(_step);
+                if (_config.SaveEverySteps > 0 && _step % _config.SaveEverySteps == 0)
+                    run.Checkpoints.SaveAfter(_step, epoch, batch.Index);
             }
-            if (_sinceProgress.Elapsed.TotalSeconds >= 2) Progress(epoch, batch.Index, epochSamples, timer, lossSum / lossCount);
+            if (_sinceProgress.Elapsed.TotalSeconds >= 2)
+                Progress(epoch, batch.Index, epochSamples, timer, lossSum / lossCount);
             if (_config.MaxSteps > 0 && _step >= _config.MaxSteps)
             {
                 _stopped = true;
@@ -99,10 +140,17 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
             }
         }
         _samples += epochSamples;
-        if (_stopped) return null;
+        if (_stopped)
+            return null;
         double acc = _evaluation.TakesPart ? _evaluation.At(_step) : double.NaN;
         double seconds = timer.Elapsed.TotalSeconds - (_evaluation.Seconds - evaluationBefore);
-        var result = new EpochResult(epoch + 1, lossSum / Math.Max(lossCount, 1), acc, seconds, epochSamples * run.Workers / seconds);
+        var result = new EpochResult(
+            epoch + 1,
+            lossSum / Math.Max(lossCount, 1),
+            acc,
+            seconds,
+            epochSamples * run.Workers / seconds
+        );
         _epochs.Add(result);
         run.Observers.Lead(o => o.OnEpoch(new EpochEvent(result, _config.Epochs, run.Workers, run.Strategy?.Name)));
         run.Checkpoints.Save(_step, epoch + 1, 0);
@@ -125,7 +173,8 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
                 using var scaled = Ops.MulScalar(loss, 1.0 / _config.GradAccumulation);
                 scaled.Backward();
             }
-            else loss.Backward();
+            else
+                loss.Backward();
         }
         // Read after the backward is queued: on a GPU the host does not wait between forward and backward.
         return loss.Item();
@@ -136,18 +185,27 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
         var opt = run.Optimizer;
         if (run.Strategy is not { } strategy)
         {
-            if (_config.ClipNorm > 0) GradClip.ClipGradNorm(run.Model.Parameters(), _config.ClipNorm);
+            if (_config.ClipNorm > 0)
+                GradClip.ClipGradNorm(run.Model.Parameters(), _config.ClipNorm);
             run.Schedule.Apply(opt, _step);
             opt.Step();
             opt.ZeroGrad();
             return;
         }
         run.Schedule.Apply(opt, _step);
-        double compress = strategy.CompressSeconds, comm = strategy.CommunicationSeconds, wait = strategy.WaitSeconds;
+        double compress = strategy.CompressSeconds,
+            comm = strategy.CommunicationSeconds,
+            wait = strategy.WaitSeconds;
         long start = Stopwatch.GetTimestamp();
         strategy.Step();
-        var stepEvent = new StrategyStepEvent(_step, start, Stopwatch.GetElapsedTime(start).TotalSeconds, strategy.CompressSeconds - compress,
-            strategy.CommunicationSeconds - comm, strategy.WaitSeconds - wait);
+        var stepEvent = new StrategyStepEvent(
+            _step,
+            start,
+            Stopwatch.GetElapsedTime(start).TotalSeconds,
+            strategy.CompressSeconds - compress,
+            strategy.CommunicationSeconds - comm,
+            strategy.WaitSeconds - wait
+        );
         run.Observers.All(o => o.OnStrategyStep(stepEvent));
     }
 
@@ -160,9 +218,19 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
         double rate = epochSamples / epochTimer.Elapsed.TotalSeconds;
         double remaining = (double)(_config.Epochs - epoch) * run.Loader.SamplesPerEpoch - epochSamples;
         var strategy = run.Strategy;
-        double? kb = strategy == null || _workerSteps == 0 ? null : strategy.BytesCommunicated / (double)_workerSteps / 1e3;
-        var progress = new ProgressEvent(epoch + 1, _config.Epochs, batchIndex + 1, run.Loader.BatchesPerEpoch, meanLoss, rate, kb,
-            strategy?.ResidualNorm ?? 0, TimeSpan.FromSeconds(remaining / Math.Max(rate, 1)));
+        double? kb =
+            strategy == null || _workerSteps == 0 ? null : strategy.BytesCommunicated / (double)_workerSteps / 1e3;
+        var progress = new ProgressEvent(
+            epoch + 1,
+            _config.Epochs,
+            batchIndex + 1,
+            run.Loader.BatchesPerEpoch,
+            meanLoss,
+            rate,
+            kb,
+            strategy?.ResidualNorm ?? 0,
+            TimeSpan.FromSeconds(remaining / Math.Max(rate, 1))
+        );
         run.Observers.Lead(o => o.OnProgress(progress));
     }
 }

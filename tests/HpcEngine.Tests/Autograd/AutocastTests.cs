@@ -7,7 +7,8 @@ namespace HpcEngine.Tests.Autograd;
 using Ops = HpcEngine.Ops;
 
 /// <summary>bf16 mixed precision: inside the scope, matrix products take bf16-rounded operands and accumulate in fp32;
-/// everything else, and the parameters, stay fp32; the CPU and a device compute the same; training still converges.</summary>
+/// everything else, and the parameters, stay fp32; the CPU and a device compute the same; training still
+/// converges.</summary>
 [TestFixture]
 [NonParallelizable]
 public class AutocastTests
@@ -21,14 +22,19 @@ public class AutocastTests
         using var w = Randn([9, 33], 2);
         using var fp32 = Ops.Linear(x, w);
         Tensor amp;
-        using (Autocast.Bf16()) amp = Ops.Linear(x, w);
+        using (Autocast.Bf16())
+            amp = Ops.Linear(x, w);
         using (amp)
         {
             Assert.That(amp.DType, Is.EqualTo(DType.Float32));
             using var x16 = Ops.RoundToBf16(x);
             using var w16 = Ops.RoundToBf16(w);
             using var want = Ops.Linear(x16, w16);
-            Assert.That(amp.ToArray<float>(), Is.EqualTo(want.ToArray<float>()), "the product of the rounded operands, in fp32");
+            Assert.That(
+                amp.ToArray<float>(),
+                Is.EqualTo(want.ToArray<float>()),
+                "the product of the rounded operands, in fp32"
+            );
             Assert.That(amp.ToArray<float>(), Is.Not.EqualTo(fp32.ToArray<float>()), "and not the fp32 product");
         }
         Assert.That(Autocast.IsBf16, Is.False, "the scope ends with its handle");
@@ -66,7 +72,10 @@ public class AutocastTests
             Assert.That(Grad(Device.External(0)), Is.EqualTo(Grad(Device.Cpu)).Within(1e-6));
             Assert.That(backend.Calls.ContainsKey("gemm_bf16"), Is.True, "the device was asked for bf16 operands");
         }
-        finally { DeviceBackends.Unregister(DeviceType.External); }
+        finally
+        {
+            DeviceBackends.Unregister(DeviceType.External);
+        }
     }
 
     [Test]
@@ -78,12 +87,26 @@ public class AutocastTests
         {
             var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 40, Seed = 7 };
             var fp32 = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
-            var bf16 = HpcEngine.Training.Trainer.Run(config with { Amp = HpcEngine.Training.MixedPrecision.Bf16 }, train, test, "embedded");
+            var bf16 = HpcEngine.Training.Trainer.Run(
+                config with
+                {
+                    Amp = HpcEngine.Training.MixedPrecision.Bf16,
+                },
+                train,
+                test,
+                "embedded"
+            );
             Assert.That(bf16.StepLosses[^1], Is.EqualTo(fp32.StepLosses[^1]).Within(0.05));
             Assert.That(bf16.StepLosses[^1], Is.LessThan(bf16.StepLosses[0]), "it learns");
-            Assert.That(bf16.StepLosses.Zip(fp32.StepLosses).Any(p => p.First != p.Second), Is.True, "bf16 products do change the numbers");
+            Assert.That(
+                bf16.StepLosses.Zip(fp32.StepLosses).Any(p => p.First != p.Second),
+                Is.True,
+                "bf16 products do change the numbers"
+            );
         }
         Assert.Throws<HpcEngine.Training.TrainConfigException>(() => HpcEngine.Training.TrainConfig.ParseAmp("fp8"));
-        Assert.Throws<HpcEngine.Training.TrainConfigException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { Amp = (HpcEngine.Training.MixedPrecision)7 }).Validate());
+        Assert.Throws<HpcEngine.Training.TrainConfigException>(() =>
+            (HpcEngine.Training.TrainConfig.For("mlp") with { Amp = (HpcEngine.Training.MixedPrecision)7 }).Validate()
+        );
     }
 }

@@ -76,7 +76,8 @@ public class EngineTests
     {
         using var w = Tensor.FromArray([1.0]).RequiresGrad_();
         Assert.Throws<InvalidOperationException>(() => w.AddInPlace(Tensor.FromArray([1.0])));
-        using (GradMode.NoGrad()) w.AddInPlace(Tensor.FromArray([1.0]));
+        using (GradMode.NoGrad())
+            w.AddInPlace(Tensor.FromArray([1.0]));
         Assert.That(w.Item(), Is.EqualTo(2.0));
     }
 

@@ -16,7 +16,9 @@ public class GradCheckTests
     }
 
     private static Input S(params int[] shape) => new(shape);
+
     private static Input T(params int[] shape) => new(shape, Strided: true);
+
     private static Input P(params int[] shape) => new(shape, Positive: true);
 
     private static Tensor Idx(long[] v, params int[] shape) => Tensor.FromArray(v, shape);
@@ -74,20 +76,46 @@ public class GradCheckTests
         yield return new("batch_norm", x => F.BatchNorm(x[0], null, null, x[1], x[2]), S(4, 3, 2, 2), S(3), S(3));
         yield return new("batch_norm 1d", x => F.BatchNorm(x[0], null, null, x[1], null), S(5, 3), S(3));
         yield return new("cross_entropy", x => F.CrossEntropy(x[0], Idx([1, 0, -100, 3], 4)), S(4, 5));
-        yield return new("cross_entropy smoothing", x => F.CrossEntropy(x[0], Idx([1, 0, 2, 3], 4), labelSmoothing: 0.2), S(4, 5));
+        yield return new(
+            "cross_entropy smoothing",
+            x => F.CrossEntropy(x[0], Idx([1, 0, 2, 3], 4), labelSmoothing: 0.2),
+            S(4, 5)
+        );
         yield return new("cross_entropy spatial", x => F.CrossEntropy(x[0], Idx([0, 1, 2, 1, 0, 2], 2, 3)), S(2, 3, 3));
         yield return new("nll_loss sum", x => F.NllLoss(x[0], Idx([2, 0, 1], 3), reduction: Reduction.Sum), S(3, 4));
         yield return new("mse_loss", x => F.MseLoss(x[0], x[1]), S(3, 4), S(3, 4));
-        yield return new("conv2d", x => F.Conv2d(x[0], x[1], x[2], stride: 2, padding: 1), S(2, 3, 5, 6), S(4, 3, 3, 3), S(4));
-        yield return new("conv2d groups dilation", x => F.Conv2d(x[0], x[1], null, stride: 1, padding: 2, dilation: 2, groups: 2), S(1, 4, 5, 5), S(2, 2, 3, 2));
+        yield return new(
+            "conv2d",
+            x => F.Conv2d(x[0], x[1], x[2], stride: 2, padding: 1),
+            S(2, 3, 5, 6),
+            S(4, 3, 3, 3),
+            S(4)
+        );
+        yield return new(
+            "conv2d groups dilation",
+            x => F.Conv2d(x[0], x[1], null, stride: 1, padding: 2, dilation: 2, groups: 2),
+            S(1, 4, 5, 5),
+            S(2, 2, 3, 2)
+        );
         yield return new("max_pool2d", x => F.MaxPool2d(x[0], 2), S(2, 2, 4, 5));
         yield return new("max_pool2d padded", x => F.MaxPool2d(x[0], 3, 2, 1), S(1, 2, 5, 5));
         yield return new("avg_pool2d", x => F.AvgPool2d(x[0], 3, 2, 1), S(1, 2, 6, 5));
         yield return new("embedding", x => F.Embedding(Idx([0, 2, 2, 4], 2, 2), x[0]), S(5, 3));
-        yield return new("attention causal", x => F.ScaledDotProductAttention(x[0], x[1], x[2], isCausal: true), S(2, 4, 3), S(2, 4, 3), S(2, 4, 2));
+        yield return new(
+            "attention causal",
+            x => F.ScaledDotProductAttention(x[0], x[1], x[2], isCausal: true),
+            S(2, 4, 3),
+            S(2, 4, 3),
+            S(2, 4, 2)
+        );
         yield return new("gather", x => HpcEngine.Ops.Gather(x[0], 1, Idx([0, 2, 2, 1, 0, 0], 2, 3)), S(2, 4));
         yield return new("index_select", x => HpcEngine.Ops.IndexSelect(x[0], 0, Idx([2, 0, 2], 3)), T(3, 4));
-        yield return new("scatter_add", x => HpcEngine.Ops.ScatterAdd(x[0], 1, Idx([0, 1, 0, 2, 2, 2], 2, 3), x[1]), S(2, 3), S(2, 3));
+        yield return new(
+            "scatter_add",
+            x => HpcEngine.Ops.ScatterAdd(x[0], 1, Idx([0, 1, 0, 2, 2, 2], 2, 3), x[1]),
+            S(2, 3),
+            S(2, 3)
+        );
         yield return new("cat", x => HpcEngine.Ops.Cat([x[0], x[1]], 0), S(2, 3), T(1, 3));
         yield return new("stack", x => HpcEngine.Ops.Stack([x[0], x[1]], -1), S(2, 3), S(2, 3));
         yield return new("split", x => HpcEngine.Ops.Split(x[0], [1, 3], 1)[1] * 2.0, S(2, 4));
@@ -100,8 +128,17 @@ public class GradCheckTests
         yield return new("permute", x => x[0].Permute(2, 0, 1), S(2, 3, 4));
         yield return new("transpose then reshape", x => x[0].Transpose(0, 1).Reshape(-1), S(3, 4));
         yield return new("flatten", x => x[0].Flatten(1), T(2, 3, 2));
-        yield return new("where", x => HpcEngine.Ops.Where(Tensor.FromArray([true, false, true]), x[0], x[1]), S(2, 3), S(3));
-        yield return new("masked_fill", x => HpcEngine.Ops.MaskedFill(x[0], Tensor.FromArray([false, true, false, true]), 0.5), S(3, 4));
+        yield return new(
+            "where",
+            x => HpcEngine.Ops.Where(Tensor.FromArray([true, false, true]), x[0], x[1]),
+            S(2, 3),
+            S(3)
+        );
+        yield return new(
+            "masked_fill",
+            x => HpcEngine.Ops.MaskedFill(x[0], Tensor.FromArray([false, true, false, true]), 0.5),
+            S(3, 4)
+        );
         yield return new("dropout", x => F.Dropout(x[0], 0.4, training: true, generator: new Generator(7)), S(4, 5));
         yield return new("clone contiguous", x => x[0].Contiguous().Clone(), T(3, 4));
     }
@@ -113,7 +150,11 @@ public class GradCheckTests
         var inputs = c.Inputs.Select(spec => MakeInput(spec, gen)).ToArray();
         var result = GradCheck.Check(c.Fn, inputs);
         Assert.That(result.Passed, Is.True, result.Report);
-        foreach (var x in inputs) { x.ZeroGrad(); x.Dispose(); }
+        foreach (var x in inputs)
+        {
+            x.ZeroGrad();
+            x.Dispose();
+        }
     }
 
     private static Tensor MakeInput(Input spec, Generator gen)
@@ -125,10 +166,13 @@ public class GradCheckTests
             var rev = spec.Shape.Reverse().ToArray();
             using var storage = Tensor.Randn(rev, DType.Float64, gen);
             leaf = storage.Permute(Enumerable.Range(0, rev.Length).Reverse().ToArray()).Detach();
-            if (spec.Shape.Count(d => d > 1) >= 2) Assert.That(leaf.IsContiguous, Is.False, "strided input spec must give a non-contiguous leaf");
+            if (spec.Shape.Count(d => d > 1) >= 2)
+                Assert.That(leaf.IsContiguous, Is.False, "strided input spec must give a non-contiguous leaf");
         }
-        else if (spec.Positive) leaf = Tensor.Rand(spec.Shape, DType.Float64, gen, 0.5, 1.5);
-        else leaf = Tensor.Randn(spec.Shape, DType.Float64, gen);
+        else if (spec.Positive)
+            leaf = Tensor.Rand(spec.Shape, DType.Float64, gen, 0.5, 1.5);
+        else
+            leaf = Tensor.Randn(spec.Shape, DType.Float64, gen);
         leaf.RequiresGrad = !spec.NoGrad;
         return leaf;
     }

@@ -11,7 +11,8 @@ internal sealed class CountingBackend(IBackend wrapped) : IBackend
 
     private void Count(string name)
     {
-        lock (Calls) Calls[name] = Calls.GetValueOrDefault(name) + 1;
+        lock (Calls)
+            Calls[name] = Calls.GetValueOrDefault(name) + 1;
     }
 
     public bool Capturing => wrapped.Capturing;
@@ -24,7 +25,8 @@ internal sealed class CountingBackend(IBackend wrapped) : IBackend
         wrapped.CopyFromHost(dst, dstOffsetBytes, src);
     }
 
-    public void CopyToHost(Span<byte> dst, IBackendMemory src, long srcOffsetBytes) => wrapped.CopyToHost(dst, src, srcOffsetBytes);
+    public void CopyToHost(Span<byte> dst, IBackendMemory src, long srcOffsetBytes) =>
+        wrapped.CopyToHost(dst, src, srcOffsetBytes);
 
     public void Fill(Tensor r, double value)
     {
@@ -92,7 +94,15 @@ internal sealed class CountingBackend(IBackend wrapped) : IBackend
         wrapped.SoftmaxBackward(y, g, dx, rows, n, log);
     }
 
-    public void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor dlogits, long ignoreIndex, double smoothing, Tensor? counted)
+    public void CrossEntropy(
+        Tensor logits,
+        Tensor targets,
+        Tensor rowLoss,
+        Tensor dlogits,
+        long ignoreIndex,
+        double smoothing,
+        Tensor? counted
+    )
     {
         Count("cross_entropy");
         wrapped.CrossEntropy(logits, targets, rowLoss, dlogits, ignoreIndex, smoothing, counted);
@@ -176,25 +186,71 @@ internal sealed class CountingBackend(IBackend wrapped) : IBackend
         wrapped.Bernoulli(r, generator, seed, start, p, value);
     }
 
-    public void LayerNorm(Tensor x, Tensor? weight, Tensor? bias, Tensor y, Tensor mean, Tensor rstd, int rows, int n, double eps)
+    public void LayerNorm(
+        Tensor x,
+        Tensor? weight,
+        Tensor? bias,
+        Tensor y,
+        Tensor mean,
+        Tensor rstd,
+        int rows,
+        int n,
+        double eps
+    )
     {
         Count("layer_norm");
         wrapped.LayerNorm(x, weight, bias, y, mean, rstd, rows, n, eps);
     }
 
-    public void LayerNormBackward(Tensor x, Tensor? weight, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor? dweight, Tensor? dbias, int rows, int n)
+    public void LayerNormBackward(
+        Tensor x,
+        Tensor? weight,
+        Tensor mean,
+        Tensor rstd,
+        Tensor dy,
+        Tensor dx,
+        Tensor? dweight,
+        Tensor? dbias,
+        int rows,
+        int n
+    )
     {
         Count("layer_norm_backward");
         wrapped.LayerNormBackward(x, weight, mean, rstd, dy, dx, dweight, dbias, rows, n);
     }
 
-    public void BatchNorm(Tensor x, Tensor y, int n, int c, int l, Tensor? weight, Tensor? bias, Tensor mean, Tensor rstd, bool batchStats, double eps)
+    public void BatchNorm(
+        Tensor x,
+        Tensor y,
+        int n,
+        int c,
+        int l,
+        Tensor? weight,
+        Tensor? bias,
+        Tensor mean,
+        Tensor rstd,
+        bool batchStats,
+        double eps
+    )
     {
         Count("batch_norm");
         wrapped.BatchNorm(x, y, n, c, l, weight, bias, mean, rstd, batchStats, eps);
     }
 
-    public void BatchNormBackward(Tensor x, Tensor g, Tensor? dx, Tensor? dweight, Tensor? dbias, int n, int c, int l, Tensor? weight, Tensor mean, Tensor rstd, bool batchStats)
+    public void BatchNormBackward(
+        Tensor x,
+        Tensor g,
+        Tensor? dx,
+        Tensor? dweight,
+        Tensor? dbias,
+        int n,
+        int c,
+        int l,
+        Tensor? weight,
+        Tensor mean,
+        Tensor rstd,
+        bool batchStats
+    )
     {
         Count("batch_norm_backward");
         wrapped.BatchNormBackward(x, g, dx, dweight, dbias, n, c, l, weight, mean, rstd, batchStats);
@@ -224,13 +280,35 @@ internal sealed class CountingBackend(IBackend wrapped) : IBackend
         wrapped.DecodeAddMessage(format, msg, sum);
     }
 
-    public void SgdStep(Tensor p, Tensor g, Tensor? buffer, Tensor lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first)
+    public void SgdStep(
+        Tensor p,
+        Tensor g,
+        Tensor? buffer,
+        Tensor lr,
+        double momentum,
+        double dampening,
+        double weightDecay,
+        bool nesterov,
+        bool first
+    )
     {
         Count("sgd");
         wrapped.SgdStep(p, g, buffer, lr, momentum, dampening, weightDecay, nesterov, first);
     }
 
-    public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, Tensor step, Tensor lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled)
+    public void AdamStep(
+        Tensor p,
+        Tensor g,
+        Tensor m,
+        Tensor v,
+        Tensor step,
+        Tensor lr,
+        double beta1,
+        double beta2,
+        double eps,
+        double weightDecay,
+        bool decoupled
+    )
     {
         Count("adam");
         wrapped.AdamStep(p, g, m, v, step, lr, beta1, beta2, eps, weightDecay, decoupled);

@@ -56,7 +56,16 @@ public class DeviceDispatchTests
         using var db = b.To(Dev);
         using var bt = db.Transpose(0, 1); // strided input
         using var bt2 = bt.Transpose(0, 1);
-        foreach (var (name, f) in new (string, Func<Tensor, Tensor, Tensor>)[] { ("add", Ops.Add), ("sub", Ops.Sub), ("mul", Ops.Mul), ("div", Ops.Div), ("maximum", Ops.Maximum) })
+        foreach (
+            var (name, f) in new (string, Func<Tensor, Tensor, Tensor>)[]
+            {
+                ("add", Ops.Add),
+                ("sub", Ops.Sub),
+                ("mul", Ops.Mul),
+                ("div", Ops.Div),
+                ("maximum", Ops.Maximum),
+            }
+        )
         {
             using var got = f(da, bt2);
             using var want = f(a, b);
@@ -84,17 +93,20 @@ public class DeviceDispatchTests
         using var w2 = Randn([3, 7], 7);
         using var b2 = Randn([3], 8);
         var onehot = new float[8 * 3];
-        for (int i = 0; i < 8; i++) onehot[i * 3 + i % 3] = 1;
+        for (int i = 0; i < 8; i++)
+            onehot[i * 3 + i % 3] = 1;
         using var target = Tensor.FromArray(onehot, 8, 3);
 
         float Loss(Device device, out float[][] grads)
         {
-            var ps = new[] { w1, b1, w2, b2 }.Select(p =>
-            {
-                var q = p.To(device).Detach();
-                q.RequiresGrad = true;
-                return q;
-            }).ToArray();
+            var ps = new[] { w1, b1, w2, b2 }
+                .Select(p =>
+                {
+                    var q = p.To(device).Detach();
+                    q.RequiresGrad = true;
+                    return q;
+                })
+                .ToArray();
             using var xd = x.To(device);
             using var td = target.To(device);
             using var h = Ops.Linear(xd, ps[0], ps[1]);
@@ -106,10 +118,15 @@ public class DeviceDispatchTests
             using var loss = Ops.Neg(m);
             loss.Backward();
             Assert.That(loss.Device, Is.EqualTo(device));
-            foreach (var p in ps) Assert.That(p.Grad!.Device, Is.EqualTo(device), "gradients stay where their parameter is");
+            foreach (var p in ps)
+                Assert.That(p.Grad!.Device, Is.EqualTo(device), "gradients stay where their parameter is");
             grads = ps.Select(p => p.Grad!.ToArray<float>()).ToArray();
             float l = (float)loss.Item();
-            foreach (var p in ps) { p.Grad!.Dispose(); p.Dispose(); }
+            foreach (var p in ps)
+            {
+                p.Grad!.Dispose();
+                p.Dispose();
+            }
             return l;
         }
 
@@ -117,15 +134,26 @@ public class DeviceDispatchTests
         float dev = Loss(Dev, out var gDev);
         Assert.That(dev, Is.EqualTo(cpu).Within(1e-6));
         for (int i = 0; i < gCpu.Length; i++)
-            for (int j = 0; j < gCpu[i].Length; j++)
-                Assert.That(gDev[i][j], Is.EqualTo(gCpu[i][j]).Within(1e-6), $"parameter {i} element {j}");
-        Assert.That(_backend.Calls.Keys, Is.SupersetOf(new[] { "gemm", "unary_backward", "softmax", "softmax_backward", "sum" }));
+        for (int j = 0; j < gCpu[i].Length; j++)
+            Assert.That(gDev[i][j], Is.EqualTo(gCpu[i][j]).Within(1e-6), $"parameter {i} element {j}");
+        Assert.That(
+            _backend.Calls.Keys,
+            Is.SupersetOf(new[] { "gemm", "unary_backward", "softmax", "softmax_backward", "sum" })
+        );
     }
 
     /// <summary>One training run of a model on <paramref name="device"/> (moved with Module.To): a few steps of
-    /// forward, cross-entropy over the last dim, backward and the optimizer; returns the last loss and the parameters.</summary>
-    private static (float Loss, float[][] Parameters) TrainSteps(string name, ulong seed, Device device, Func<HpcEngine.NN.Module, HpcEngine.Optim.Optimizer> optimizer,
-        Func<int, (Tensor X, Tensor Y)> batch, int steps, Action<HpcEngine.NN.Module>? after = null)
+    /// forward, cross-entropy over the last dim, backward and the optimizer; returns the last loss and the
+    /// parameters.</summary>
+    private static (float Loss, float[][] Parameters) TrainSteps(
+        string name,
+        ulong seed,
+        Device device,
+        Func<HpcEngine.NN.Module, HpcEngine.Optim.Optimizer> optimizer,
+        Func<int, (Tensor X, Tensor Y)> batch,
+        int steps,
+        Action<HpcEngine.NN.Module>? after = null
+    )
     {
         using var model = HpcEngine.NN.Models.Create(name, new Generator(seed));
         model.To(device);
@@ -149,25 +177,39 @@ public class DeviceDispatchTests
         return (loss, model.Parameters().Select(p => p.ToArray<float>()).ToArray());
     }
 
-    private static void AssertSameTraining((float Loss, float[][] Parameters) cpu, (float Loss, float[][] Parameters) dev, double lossTol, double paramTol, int stride)
+    private static void AssertSameTraining(
+        (float Loss, float[][] Parameters) cpu,
+        (float Loss, float[][] Parameters) dev,
+        double lossTol,
+        double paramTol,
+        int stride
+    )
     {
         Assert.That(dev.Loss, Is.EqualTo(cpu.Loss).Within(lossTol));
         for (int i = 0; i < cpu.Parameters.Length; i++)
-            for (int j = 0; j < cpu.Parameters[i].Length; j += stride)
-                Assert.That(dev.Parameters[i][j], Is.EqualTo(cpu.Parameters[i][j]).Within(paramTol), $"parameter {i} element {j}");
+        for (int j = 0; j < cpu.Parameters[i].Length; j += stride)
+            Assert.That(
+                dev.Parameters[i][j],
+                Is.EqualTo(cpu.Parameters[i][j]).Within(paramTol),
+                $"parameter {i} element {j}"
+            );
     }
 
     private static (Tensor, Tensor) Images(int n, ulong seed, int step) =>
-        (Randn([n, 1, 28, 28], seed + (ulong)step), Tensor.FromArray(Enumerable.Range(0, n).Select(i => (long)((i * 7 + step) % 10)).ToArray()));
+        (
+            Randn([n, 1, 28, 28], seed + (ulong)step),
+            Tensor.FromArray(Enumerable.Range(0, n).Select(i => (long)((i * 7 + step) % 10)).ToArray())
+        );
 
     [TestCase("sgd")]
     [TestCase("adam")]
     public void The_mlp_model_trains_on_the_device_to_the_cpus_parameters(string optimizer)
     {
         // Module.To moves the parameters in place; cross-entropy and the optimizer step run on the device.
-        HpcEngine.Optim.Optimizer Make(HpcEngine.NN.Module m) => optimizer == "sgd"
-            ? new HpcEngine.Optim.Sgd(m.Parameters(), lr: 0.05, momentum: 0.9, weightDecay: 1e-4)
-            : new HpcEngine.Optim.Adam(m.Parameters(), lr: 1e-3, weightDecay: 1e-4, decoupledWeightDecay: true);
+        HpcEngine.Optim.Optimizer Make(HpcEngine.NN.Module m) =>
+            optimizer == "sgd"
+                ? new HpcEngine.Optim.Sgd(m.Parameters(), lr: 0.05, momentum: 0.9, weightDecay: 1e-4)
+                : new HpcEngine.Optim.Adam(m.Parameters(), lr: 1e-3, weightDecay: 1e-4, decoupledWeightDecay: true);
         var cpu = TrainSteps("mlp", 3, Device.Cpu, Make, s => Images(16, 20, s), 3);
         var dev = TrainSteps("mlp", 3, Dev, Make, s => Images(16, 20, s), 3);
         AssertSameTraining(cpu, dev, 1e-5, 1e-5, 13);
@@ -181,15 +223,38 @@ public class DeviceDispatchTests
         using (train)
         using (test)
         {
-            var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 12, EvalEverySteps = 12, Seed = 2 };
+            var config = HpcEngine.Training.TrainConfig.For("mlp") with
+            {
+                Epochs = 1,
+                MaxSteps = 12,
+                EvalEverySteps = 12,
+                Seed = 2,
+            };
             var cpu = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
-            var dev = HpcEngine.Training.Trainer.Run(config with { Device = HpcEngine.Device.External(0) }, train, test, "embedded");
+            var dev = HpcEngine.Training.Trainer.Run(
+                config with
+                {
+                    Device = HpcEngine.Device.External(0),
+                },
+                train,
+                test,
+                "embedded"
+            );
             Assert.That(dev.StepLosses, Has.Count.EqualTo(12));
-            for (int i = 0; i < 12; i++) Assert.That(dev.StepLosses[i], Is.EqualTo(cpu.StepLosses[i]).Within(1e-4), $"step {i}");
+            for (int i = 0; i < 12; i++)
+                Assert.That(dev.StepLosses[i], Is.EqualTo(cpu.StepLosses[i]).Within(1e-4), $"step {i}");
             Assert.That(dev.Curve.Single().Accuracy, Is.EqualTo(cpu.Curve.Single().Accuracy).Within(0.002));
             Assert.That(_backend.Calls["sgd"], Is.GreaterThan(0));
         }
-        Assert.Throws<HpcEngine.Training.TrainConfigException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { Device = HpcEngine.Device.Cuda(), Strategy = HpcEngine.Parallel.StrategySpec.Parse("ssp:2") }).Validate());
+        Assert.Throws<HpcEngine.Training.TrainConfigException>(() =>
+            (
+                HpcEngine.Training.TrainConfig.For("mlp") with
+                {
+                    Device = HpcEngine.Device.Cuda(),
+                    Strategy = HpcEngine.Parallel.StrategySpec.Parse("ssp:2"),
+                }
+            ).Validate()
+        );
     }
 
     [TestCase("sgd")]
@@ -204,16 +269,44 @@ public class DeviceDispatchTests
         using (test)
         {
             int batch = train.Count / 3 + 7; // three batches per epoch, the last one short
-            var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 2, BatchSize = batch, Seed = 8, Optimizer = HpcEngine.Training.TrainConfig.ParseOptimizer(optimizer), Lr = optimizer == "sgd" ? 0.05 : 1e-3 };
+            var config = HpcEngine.Training.TrainConfig.For("mlp") with
+            {
+                Epochs = 2,
+                BatchSize = batch,
+                Seed = 8,
+                Optimizer = HpcEngine.Training.TrainConfig.ParseOptimizer(optimizer),
+                Lr = optimizer == "sgd" ? 0.05 : 1e-3,
+            };
             var cpu = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
-            var graphed = HpcEngine.Training.Trainer.Run(config with { Device = HpcEngine.Device.External(0), CudaGraph = true }, train, test, "embedded");
+            var graphed = HpcEngine.Training.Trainer.Run(
+                config with
+                {
+                    Device = HpcEngine.Device.External(0),
+                    CudaGraph = true,
+                },
+                train,
+                test,
+                "embedded"
+            );
             Assert.That(graphed.StepLosses, Has.Count.EqualTo(6));
-            for (int i = 0; i < 6; i++) Assert.That(graphed.StepLosses[i], Is.EqualTo(cpu.StepLosses[i]).Within(1e-4), $"step {i}");
+            for (int i = 0; i < 6; i++)
+                Assert.That(graphed.StepLosses[i], Is.EqualTo(cpu.StepLosses[i]).Within(1e-4), $"step {i}");
             Assert.That(_backend.Calls["capture_graph"], Is.EqualTo(1), "captured once, replayed after");
             Assert.That(graphed.FinalTestAccuracy, Is.EqualTo(cpu.FinalTestAccuracy).Within(0.002));
         }
-        Assert.Throws<HpcEngine.Training.TrainConfigException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { CudaGraph = true }).Validate());
-        Assert.Throws<HpcEngine.Training.TrainConfigException>(() => (HpcEngine.Training.TrainConfig.For("mlp") with { Device = HpcEngine.Device.Cuda(), CudaGraph = true, ClipNorm = 1 }).Validate());
+        Assert.Throws<HpcEngine.Training.TrainConfigException>(() =>
+            (HpcEngine.Training.TrainConfig.For("mlp") with { CudaGraph = true }).Validate()
+        );
+        Assert.Throws<HpcEngine.Training.TrainConfigException>(() =>
+            (
+                HpcEngine.Training.TrainConfig.For("mlp") with
+                {
+                    Device = HpcEngine.Device.Cuda(),
+                    CudaGraph = true,
+                    ClipNorm = 1,
+                }
+            ).Validate()
+        );
     }
 
     [TestCase("int8")]
@@ -233,13 +326,35 @@ public class DeviceDispatchTests
                 using var g = Randn([1001], (ulong)(40 + 10 * step + pg.Rank));
                 using var host = g.Clone();
                 using var dev = g.To(Dev);
-                onHost.Exchange(host, [[1001]], pg, key: 0).Work.Wait();
-                var exchange = onDevice.Exchange(dev, [[1001]], pg, key: 0);
+                onHost
+                    .Exchange(
+                        host,
+                        [
+                            [1001],
+                        ],
+                        pg,
+                        key: 0
+                    )
+                    .Work.Wait();
+                var exchange = onDevice.Exchange(
+                    dev,
+                    [
+                        [1001],
+                    ],
+                    pg,
+                    key: 0
+                );
                 exchange.Work.Wait();
                 Assert.That(dev.Device, Is.EqualTo(Dev));
-                Assert.That(exchange.EncodedBytes, Is.EqualTo(name == "int8" ? 4 + 1001 : 4 + 126), "the format's bytes");
-                if (name == "int8") Assert.That(dev.ToArray<float>(), Is.EqualTo(host.ToArray<float>()), $"step {step}");
-                else Assert.That(dev.ToArray<float>(), Is.EqualTo(host.ToArray<float>()).Within(1e-5), $"step {step}");
+                Assert.That(
+                    exchange.EncodedBytes,
+                    Is.EqualTo(name == "int8" ? 4 + 1001 : 4 + 126),
+                    "the format's bytes"
+                );
+                if (name == "int8")
+                    Assert.That(dev.ToArray<float>(), Is.EqualTo(host.ToArray<float>()), $"step {step}");
+                else
+                    Assert.That(dev.ToArray<float>(), Is.EqualTo(host.ToArray<float>()).Within(1e-5), $"step {step}");
                 Assert.That(onDevice.TotalResidualNorm(), Is.EqualTo(onHost.TotalResidualNorm()).Within(1e-4));
             }
             Assert.That(_backend.Calls.Keys, Does.Contain("encode_message").And.Contain("decode_message"));
@@ -263,7 +378,8 @@ public class DeviceDispatchTests
             Assert.That(Host(b), Is.EqualTo(new[] { 20f }));
             using var c = Tensor.FromArray([1f + r]).To(Dev);
             pg.Reduce(c, new HpcEngine.Distributed.ReduceOptions { Root = 0 }).Wait();
-            if (r == 0) Assert.That(Host(c), Is.EqualTo(new[] { 3f }));
+            if (r == 0)
+                Assert.That(Host(c), Is.EqualTo(new[] { 3f }));
             using var mine = Tensor.FromArray([r * 1f, r + 0.5f]).To(Dev);
             using var all = Tensor.Zeros([4]).To(Dev);
             pg.AllGather(all, mine).Wait();
@@ -278,7 +394,8 @@ public class DeviceDispatchTests
             Assert.That(Host(got), Is.EqualTo(r == 0 ? new[] { 0f, 10 } : new[] { 1f, 11 }));
             using var msg = Tensor.FromArray([42f, 43]).To(Dev);
             using var into = Tensor.Zeros([2]).To(Dev);
-            if (r == 0) pg.Send(msg, 1).Wait();
+            if (r == 0)
+                pg.Send(msg, 1).Wait();
             else
             {
                 pg.Recv(into, 0).Wait();
@@ -298,20 +415,62 @@ public class DeviceDispatchTests
             using (train)
             using (test)
             {
-                var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 8, Seed = 3, Augment = true, ClipNorm = 0.5 };
+                var config = HpcEngine.Training.TrainConfig.For("mlp") with
+                {
+                    Epochs = 1,
+                    MaxSteps = 8,
+                    Seed = 3,
+                    Augment = true,
+                    ClipNorm = 0.5,
+                };
                 var cpu = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
-                var dev = HpcEngine.Training.Trainer.Run(config with { Device = HpcEngine.Device.External(0) }, train, test, "embedded");
-                for (int i = 0; i < 8; i++) Assert.That(dev.StepLosses[i], Is.EqualTo(cpu.StepLosses[i]).Within(1e-4), $"step {i}");
+                var dev = HpcEngine.Training.Trainer.Run(
+                    config with
+                    {
+                        Device = HpcEngine.Device.External(0),
+                    },
+                    train,
+                    test,
+                    "embedded"
+                );
+                for (int i = 0; i < 8; i++)
+                    Assert.That(dev.StepLosses[i], Is.EqualTo(cpu.StepLosses[i]).Within(1e-4), $"step {i}");
                 // Stop after 4 steps with a checkpoint of the device parameters, resume to 8: the same last 4 losses.
-                HpcEngine.Training.Trainer.Run(config with { Device = HpcEngine.Device.External(0), MaxSteps = 4, CheckpointDir = dir }, train, test, "embedded");
-                var resumed = HpcEngine.Training.Trainer.Run(config with { Device = HpcEngine.Device.External(0), CheckpointDir = dir, Resume = true }, train, test, "embedded");
+                HpcEngine.Training.Trainer.Run(
+                    config with
+                    {
+                        Device = HpcEngine.Device.External(0),
+                        MaxSteps = 4,
+                        CheckpointDir = dir,
+                    },
+                    train,
+                    test,
+                    "embedded"
+                );
+                var resumed = HpcEngine.Training.Trainer.Run(
+                    config with
+                    {
+                        Device = HpcEngine.Device.External(0),
+                        CheckpointDir = dir,
+                        Resume = true,
+                    },
+                    train,
+                    test,
+                    "embedded"
+                );
                 Assert.That(resumed.StepLosses, Has.Count.EqualTo(4));
-                for (int i = 0; i < 4; i++) Assert.That(resumed.StepLosses[i], Is.EqualTo(cpu.StepLosses[4 + i]).Within(1e-4), $"resumed step {i}");
+                for (int i = 0; i < 4; i++)
+                    Assert.That(
+                        resumed.StepLosses[i],
+                        Is.EqualTo(cpu.StepLosses[4 + i]).Within(1e-4),
+                        $"resumed step {i}"
+                    );
             }
         }
         finally
         {
-            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+            if (Directory.Exists(dir))
+                Directory.Delete(dir, recursive: true);
         }
     }
 
@@ -319,22 +478,40 @@ public class DeviceDispatchTests
     public void The_cnn_model_with_conv_batch_norm_and_pooling_trains_on_the_device_to_the_cpus_parameters()
     {
         // SGD, not Adam: Adam's m/√v turns rounding-level gradient differences near zero into lr-sized steps.
-        static HpcEngine.Optim.Optimizer Sgd(HpcEngine.NN.Module m) => new HpcEngine.Optim.Sgd(m.Parameters(), lr: 0.05, momentum: 0.9);
+        static HpcEngine.Optim.Optimizer Sgd(HpcEngine.NN.Module m) =>
+            new HpcEngine.Optim.Sgd(m.Parameters(), lr: 0.05, momentum: 0.9);
         float[] RunningMean(HpcEngine.NN.Module model, Device device, List<float[]> into)
         {
-            into.Add(model.NamedBuffers().First(b => b.Name.EndsWith("running_mean", StringComparison.Ordinal)).Buffer.ToArray<float>());
+            into.Add(
+                model
+                    .NamedBuffers()
+                    .First(b => b.Name.EndsWith("running_mean", StringComparison.Ordinal))
+                    .Buffer.ToArray<float>()
+            );
             // Eval mode: batch norm from the running statistics.
             model.Eval();
             using (GradMode.NoGrad())
             {
                 using var x = Randn([2, 1, 28, 28], 40).To(device);
                 using var o = model.Call(x);
-                Assert.That(o.Device, Is.EqualTo(device), "eval forward (batch norm from running statistics) stays on the device");
+                Assert.That(
+                    o.Device,
+                    Is.EqualTo(device),
+                    "eval forward (batch norm from running statistics) stays on the device"
+                );
             }
             return into[^1];
         }
         var stats = new List<float[]>();
-        var cpu = TrainSteps("cnn", 4, Device.Cpu, Sgd, s => Images(6, 30, s), 2, m => RunningMean(m, Device.Cpu, stats));
+        var cpu = TrainSteps(
+            "cnn",
+            4,
+            Device.Cpu,
+            Sgd,
+            s => Images(6, 30, s),
+            2,
+            m => RunningMean(m, Device.Cpu, stats)
+        );
         var dev = TrainSteps("cnn", 4, Dev, Sgd, s => Images(6, 30, s), 2, m => RunningMean(m, Dev, stats));
         AssertSameTraining(cpu, dev, 1e-4, 2e-4, 7);
         Assert.That(stats[1], Is.EqualTo(stats[0]).Within(1e-5), "running statistics");
@@ -358,22 +535,42 @@ public class DeviceDispatchTests
         using (train)
         using (test)
         {
-            var config = HpcEngine.Training.TrainConfig.For("mlp") with { Epochs = 1, MaxSteps = 6, Seed = 5, Compress = codec == null ? null : HpcEngine.Compression.CodecSpec.Parse(codec), Strategy = HpcEngine.Parallel.StrategySpec.Parse(strategy) };
+            var config = HpcEngine.Training.TrainConfig.For("mlp") with
+            {
+                Epochs = 1,
+                MaxSteps = 6,
+                Seed = 5,
+                Compress = codec == null ? null : HpcEngine.Compression.CodecSpec.Parse(codec),
+                Strategy = HpcEngine.Parallel.StrategySpec.Parse(strategy),
+            };
             IReadOnlyList<double> Run(string device)
             {
                 IReadOnlyList<double>? losses = null;
                 HpcEngine.Tests.Distributed.Ranks.Run(2, pg =>
                 {
-                    var staged = new HpcEngine.Distributed.HostStagedProcessGroup(pg); // not disposed: pg belongs to Ranks.Run
-                    var r = HpcEngine.Training.Trainer.Run(config with { Device = HpcEngine.Device.Parse(device) }, train, test, "embedded", null, staged);
-                    if (pg.Rank == 0) losses = r.StepLosses;
+                    // not disposed: pg belongs to Ranks.Run
+                    var staged = new HpcEngine.Distributed.HostStagedProcessGroup(pg);
+                    var r = HpcEngine.Training.Trainer.Run(
+                        config with
+                        {
+                            Device = HpcEngine.Device.Parse(device),
+                        },
+                        train,
+                        test,
+                        "embedded",
+                        null,
+                        staged
+                    );
+                    if (pg.Rank == 0)
+                        losses = r.StepLosses;
                 });
                 return losses!;
             }
             var cpu = Run("cpu");
             var dev = Run("external:0");
             Assert.That(dev, Has.Count.EqualTo(6));
-            for (int i = 0; i < 6; i++) Assert.That(dev[i], Is.EqualTo(cpu[i]).Within(1e-4), $"step {i}");
+            for (int i = 0; i < 6; i++)
+                Assert.That(dev[i], Is.EqualTo(cpu[i]).Within(1e-4), $"step {i}");
         }
     }
 
@@ -381,7 +578,8 @@ public class DeviceDispatchTests
     public void Gpt_mini_trains_on_the_device_to_the_cpus_parameters()
     {
         // Embeddings, layer norms, causal attention (batched matmuls, the additive mask, softmax), GELU, the head.
-        static HpcEngine.Optim.Optimizer Sgd(HpcEngine.NN.Module m) => new HpcEngine.Optim.Sgd(m.Parameters(), lr: 0.1, momentum: 0.9);
+        static HpcEngine.Optim.Optimizer Sgd(HpcEngine.NN.Module m) =>
+            new HpcEngine.Optim.Sgd(m.Parameters(), lr: 0.1, momentum: 0.9);
         static (Tensor, Tensor) Tokens(int step)
         {
             var ids = Enumerable.Range(0, 2 * 12).Select(i => (long)((i * 7 + step) % 50)).ToArray();
@@ -390,7 +588,10 @@ public class DeviceDispatchTests
         var cpu = TrainSteps("gpt-mini", 6, Device.Cpu, Sgd, Tokens, 2);
         var dev = TrainSteps("gpt-mini", 6, Dev, Sgd, Tokens, 2);
         AssertSameTraining(cpu, dev, 1e-4, 1e-4, 11);
-        Assert.That(_backend.Calls.Keys, Is.SupersetOf(new[] { "embedding", "embedding_backward", "softmax_backward" }));
+        Assert.That(
+            _backend.Calls.Keys,
+            Is.SupersetOf(new[] { "embedding", "embedding_backward", "softmax_backward" })
+        );
     }
 
     [Test]
@@ -427,9 +628,15 @@ public class DeviceDispatchTests
         {
             using var model = HpcEngine.NN.Models.Create("mlp", new Generator(6));
             model.To(device);
-            using HpcEngine.Optim.Optimizer opt = optimizer == "sgd"
-                ? new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.1, momentum: 0.9)
-                : new HpcEngine.Optim.Adam(model.Parameters(), lr: 1e-3, weightDecay: 0.1, decoupledWeightDecay: true);
+            using HpcEngine.Optim.Optimizer opt =
+                optimizer == "sgd"
+                    ? new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.1, momentum: 0.9)
+                    : new HpcEngine.Optim.Adam(
+                        model.Parameters(),
+                        lr: 1e-3,
+                        weightDecay: 0.1,
+                        decoupledWeightDecay: true
+                    );
             foreach (double lr in new[] { 0.1, 0.01, 0.3, 0.0 })
             {
                 using var scope = new TensorScope();

@@ -22,17 +22,20 @@ public abstract class DeviceSelectTests
 
     /// <summary>Runs <paramref name="f"/> on CPU inputs and on device copies; asserts the result stays on the device
     /// and equals the CPU's, and (for float inputs) that the gradients of sum(result · weights) agree.</summary>
-    protected void Same(string primitive, Func<Tensor[], Tensor> f, params Tensor[] inputs) => SameWithin(Tolerance, primitive, f, inputs);
+    protected void Same(string primitive, Func<Tensor[], Tensor> f, params Tensor[] inputs) =>
+        SameWithin(Tolerance, primitive, f, inputs);
 
     /// <summary><see cref="Same"/> with a tolerance of its own (bf16 results round to 8 bits of mantissa).</summary>
     protected void SameWithin(double tolerance, string primitive, Func<Tensor[], Tensor> f, params Tensor[] inputs)
     {
         var cpu = inputs.Select(t => t.DType == DType.Float32 ? t.Detach().RequiresGrad_() : t.Alias()).ToArray();
-        var dev = inputs.Select(t =>
-        {
-            var d = t.To(Dev);
-            return t.DType == DType.Float32 ? d.RequiresGrad_() : d;
-        }).ToArray();
+        var dev = inputs
+            .Select(t =>
+            {
+                var d = t.To(Dev);
+                return t.DType == DType.Float32 ? d.RequiresGrad_() : d;
+            })
+            .ToArray();
         using var want = f(cpu);
         using var got = f(dev);
         Assert.That(got.Device, Is.EqualTo(Dev), primitive);
@@ -44,17 +47,25 @@ public abstract class DeviceSelectTests
         {
             using var w = Tensor.Rand(want.ShapeArray, DType.Float32, new Generator(99));
             using var wd = w.To(Dev);
-            using (var lc = Ops.Sum(Ops.Mul(want, w))) lc.Backward();
-            using (var ld = Ops.Sum(Ops.Mul(got, wd))) ld.Backward();
+            using (var lc = Ops.Sum(Ops.Mul(want, w)))
+                lc.Backward();
+            using (var ld = Ops.Sum(Ops.Mul(got, wd)))
+                ld.Backward();
             for (int i = 0; i < inputs.Length; i++)
             {
-                if (cpu[i].Grad == null) continue;
+                if (cpu[i].Grad == null)
+                    continue;
                 Assert.That(dev[i].Grad, Is.Not.Null, $"{primitive}: input {i} got no gradient on the device");
                 Assert.That(dev[i].Grad!.Device, Is.EqualTo(Dev));
-                Assert.That(dev[i].Grad!.ToArray<float>(), Is.EqualTo(cpu[i].Grad!.ToArray<float>()).Within(tolerance), $"{primitive}: gradient of input {i}");
+                Assert.That(
+                    dev[i].Grad!.ToArray<float>(),
+                    Is.EqualTo(cpu[i].Grad!.ToArray<float>()).Within(tolerance),
+                    $"{primitive}: gradient of input {i}"
+                );
             }
         }
-        foreach (var t in cpu.Concat(dev)) t.Dispose();
+        foreach (var t in cpu.Concat(dev))
+            t.Dispose();
     }
 
     [Test]
@@ -62,7 +73,20 @@ public abstract class DeviceSelectTests
     {
         using var a = Tensor.FromArray([1f, 2, 3, float.NaN, 5, 6], 2, 3);
         using var b = Tensor.FromArray([2f, 2, 2], 1, 3);
-        foreach (var f in new Func<Tensor, Tensor, Tensor>[] { Ops.Eq, Ops.Ne, Ops.Lt, Ops.Le, Ops.Gt, Ops.Ge, Ops.LogicalAnd, Ops.LogicalOr, Ops.LogicalXor })
+        foreach (
+            var f in new Func<Tensor, Tensor, Tensor>[]
+            {
+                Ops.Eq,
+                Ops.Ne,
+                Ops.Lt,
+                Ops.Le,
+                Ops.Gt,
+                Ops.Ge,
+                Ops.LogicalAnd,
+                Ops.LogicalOr,
+                Ops.LogicalXor,
+            }
+        )
             Same("compare", t => f(t[0], t[1]), a, b);
         Same("compare", t => Ops.GtScalar(t[0], 2.5), a);
         using var ids = Tensor.FromArray([3L, 1, 4, 1, 5]);
@@ -166,7 +190,11 @@ public abstract class DeviceSelectTests
         Same("extreme", t => Ops.Norm(t[0], double.PositiveInfinity, [0]), x);
         Same("extreme", t => Ops.LogSumExp(t[0], [2]), x);
         Same("extreme", t => Ops.LogSumExp(t[0], [0, 1], keepDim: true), x);
-        using var inf = Tensor.FromArray([float.NegativeInfinity, float.NegativeInfinity, 1, float.PositiveInfinity], 2, 2);
+        using var inf = Tensor.FromArray(
+            [float.NegativeInfinity, float.NegativeInfinity, 1, float.PositiveInfinity],
+            2,
+            2
+        );
         Same("extreme", t => Ops.LogSumExp(t[0], [1]), inf);
     }
 
@@ -194,15 +222,34 @@ public abstract class DeviceSelectTests
         using var x = Randn([3, 7], 14);
         using var ax = Ops.Abs(x);
         using var pos = Ops.AddScalar(ax, 0.1);
-        foreach (var (name, f) in new (string, Func<Tensor, Tensor>)[]
-        {
-            ("neg", Ops.Neg), ("abs", Ops.Abs), ("exp", Ops.Exp), ("tanh", Ops.Tanh), ("sigmoid", Ops.Sigmoid), ("relu", Ops.Relu),
-            ("leaky_relu", t => Ops.LeakyRelu(t, 0.1)), ("gelu", t => Ops.Gelu(t)), ("gelu_tanh", t => Ops.Gelu(t, "tanh")),
-            ("silu", Ops.Silu), ("pow3", t => Ops.Pow(t, 3)), ("sign", Ops.Sign),
-        })
+        foreach (
+            var (name, f) in new (string, Func<Tensor, Tensor>)[]
+            {
+                ("neg", Ops.Neg),
+                ("abs", Ops.Abs),
+                ("exp", Ops.Exp),
+                ("tanh", Ops.Tanh),
+                ("sigmoid", Ops.Sigmoid),
+                ("relu", Ops.Relu),
+                ("leaky_relu", t => Ops.LeakyRelu(t, 0.1)),
+                ("gelu", t => Ops.Gelu(t)),
+                ("gelu_tanh", t => Ops.Gelu(t, "tanh")),
+                ("silu", Ops.Silu),
+                ("pow3", t => Ops.Pow(t, 3)),
+                ("sign", Ops.Sign),
+            }
+        )
             Same("unary", t => f(t[0]), x);
-        foreach (var (name, f) in new (string, Func<Tensor, Tensor>)[]
-            { ("log", Ops.Log), ("log1p", Ops.Log1p), ("sqrt", Ops.Sqrt), ("rsqrt", Ops.Rsqrt), ("reciprocal", Ops.Reciprocal) })
+        foreach (
+            var (name, f) in new (string, Func<Tensor, Tensor>)[]
+            {
+                ("log", Ops.Log),
+                ("log1p", Ops.Log1p),
+                ("sqrt", Ops.Sqrt),
+                ("rsqrt", Ops.Rsqrt),
+                ("reciprocal", Ops.Reciprocal),
+            }
+        )
             Same("unary", t => f(t[0]), pos);
         Same("clamp", t => Ops.Clamp(t[0], -0.5, 0.5), x);
         Same("clamp", t => Ops.Clamp(t[0], max: 0.2), x);
@@ -237,16 +284,21 @@ public abstract class DeviceSelectTests
         using var a = Randn([2, 3, 4, 5], 19);
         using var b = Randn([2, 3, 5, 6], 20);
         using var w = Randn([5, 6], 21);
-        using var heads = Randn([2, 4, 3, 5], 22); // [B, T, H, D]: heads permuted to [B, H, T, D] do not flatten to one stride
+        // [B, T, H, D]: heads permuted to [B, H, T, D] do not flatten to one stride
+        using var heads = Randn([2, 4, 3, 5], 22);
         Same("gemm_batched", t => Ops.MatMul(t[0], t[1]), a, b);
         Same("gemm_batched", t => Ops.MatMul(t[0], t[1]), a, w);
         Same("gemm_batched", t => Ops.MatMul(t[1], Ops.Transpose(t[0], -1, -2)), w, b);
-        Same("gemm_batched", t =>
-        {
-            using var q = Ops.Permute(t[0], 0, 2, 1, 3);
-            using var kt = Ops.Transpose(q, -1, -2);
-            return Ops.MatMul(q, kt);
-        }, heads);
+        Same(
+            "gemm_batched",
+            t =>
+            {
+                using var q = Ops.Permute(t[0], 0, 2, 1, 3);
+                using var kt = Ops.Transpose(q, -1, -2);
+                return Ops.MatMul(q, kt);
+            },
+            heads
+        );
         using var one = Randn([1, 3, 4, 5], 23);
         Same("gemm_batched", t => Ops.MatMul(t[0], t[1]), one, b); // broadcast over the leading dim only
     }
@@ -264,9 +316,16 @@ public abstract class DeviceSelectTests
             using var rvCpu = Ops.AddScalar(Ops.Abs(rmCpu), 0.5);
             using var rmDev = rmCpu.To(Dev);
             using var rvDev = rvCpu.To(Dev);
-            Same("batch_norm", t => t[0].IsCpu
-                ? F.BatchNorm(t[0], rmCpu, rvCpu, t[1], t[2], training)
-                : F.BatchNorm(t[0], rmDev, rvDev, t[1], t[2], training), x, w, b);
+            Same(
+                "batch_norm",
+                t =>
+                    t[0].IsCpu
+                        ? F.BatchNorm(t[0], rmCpu, rvCpu, t[1], t[2], training)
+                        : F.BatchNorm(t[0], rmDev, rvDev, t[1], t[2], training),
+                x,
+                w,
+                b
+            );
             Assert.That(rmDev.ToArray<float>(), Is.EqualTo(rmCpu.ToArray<float>()).Within(Tolerance), "running mean");
             Assert.That(rvDev.ToArray<float>(), Is.EqualTo(rvCpu.ToArray<float>()).Within(Tolerance), "running var");
         }
@@ -280,14 +339,22 @@ public abstract class DeviceSelectTests
         using var y32 = Randn([6], 29);
         using var x = x32.To(DType.BFloat16);
         using var y = y32.To(DType.BFloat16);
-        foreach (var (primitive, f) in new (string, Func<Tensor[], Tensor>)[]
-        {
-            ("binary", t => Ops.Add(t[0], t[1])), ("binary", t => Ops.Mul(t[0], t[1])), ("binary", t => Ops.MulScalar(t[0], 3)),
-            ("unary", t => F.Gelu(t[0])), ("sum", t => Ops.Sum(t[0], [1])), ("sum", t => Ops.Mean(t[0])),
-            ("extreme", t => Ops.Max(t[0], 0).Values), ("extreme", t => Ops.ArgMax(t[0], 1)),
-            ("softmax", t => F.Softmax(t[0], 1)), ("layer_norm", t => F.LayerNorm(t[0], [6])),
-            ("gemm", t => Ops.MatMul(t[0], Ops.Transpose(t[0], 0, 1))),
-        })
+        foreach (
+            var (primitive, f) in new (string, Func<Tensor[], Tensor>)[]
+            {
+                ("binary", t => Ops.Add(t[0], t[1])),
+                ("binary", t => Ops.Mul(t[0], t[1])),
+                ("binary", t => Ops.MulScalar(t[0], 3)),
+                ("unary", t => F.Gelu(t[0])),
+                ("sum", t => Ops.Sum(t[0], [1])),
+                ("sum", t => Ops.Mean(t[0])),
+                ("extreme", t => Ops.Max(t[0], 0).Values),
+                ("extreme", t => Ops.ArgMax(t[0], 1)),
+                ("softmax", t => F.Softmax(t[0], 1)),
+                ("layer_norm", t => F.LayerNorm(t[0], [6])),
+                ("gemm", t => Ops.MatMul(t[0], Ops.Transpose(t[0], 0, 1))),
+            }
+        )
             SameWithin(0.05, primitive, f, x, y); // one bf16 step at the magnitudes here is ≤ 0.03
         using var labels = Tensor.FromArray([0L, 5, 2, 3]);
         SameWithin(0.05, "cross_entropy", t => F.CrossEntropy(t[0], t[1]), x, labels);

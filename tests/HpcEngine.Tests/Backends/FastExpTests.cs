@@ -11,9 +11,14 @@ public unsafe class FastExpTests
         // 10007 values (not a multiple of the vector width, so the scalar tail runs too) from -87 to 88.
         int n = 10007;
         var x = new float[n];
-        for (int i = 0; i < n; i++) x[i] = -87f + 175f * i / (n - 1);
+        for (int i = 0; i < n; i++)
+            x[i] = -87f + 175f * i / (n - 1);
         var y = new float[n];
-        fixed (float* px = x, py = y) FastExp.ExpShiftedSum(px, py, n, 0f);
+        fixed (
+            float* px = x,
+                py = y
+        )
+            FastExp.ExpShiftedSum(px, py, n, 0f);
         for (int i = 0; i < n; i++)
         {
             double want = Math.Exp(x[i]);
@@ -27,7 +32,11 @@ public unsafe class FastExpTests
         var x = new[] { 0f, float.NegativeInfinity, 1f, -200f, 0.5f, 2f, -1f, 3f, float.NegativeInfinity };
         var y = new float[x.Length];
         float sum;
-        fixed (float* px = x, py = y) sum = FastExp.ExpShiftedSum(px, py, x.Length, 1f);
+        fixed (
+            float* px = x,
+                py = y
+        )
+            sum = FastExp.ExpShiftedSum(px, py, x.Length, 1f);
         Assert.That(y[1], Is.Zero);
         Assert.That(y[3], Is.Zero);
         Assert.That(y[8], Is.Zero);
@@ -38,7 +47,11 @@ public unsafe class FastExpTests
     [Test]
     public void Float32_softmax_keeps_masked_positions_at_zero_and_propagates_nan()
     {
-        using var s = Tensor.FromArray([0f, float.NegativeInfinity, 1f, float.NegativeInfinity, 2f, 0f, 0f, 0f, 1f], 1, 9);
+        using var s = Tensor.FromArray(
+            [0f, float.NegativeInfinity, 1f, float.NegativeInfinity, 2f, 0f, 0f, 0f, 1f],
+            1,
+            9
+        );
         var p = F.Softmax(s, -1).ToArray<float>();
         Assert.That(p[1], Is.Zero);
         Assert.That(p[3], Is.Zero);

@@ -37,19 +37,30 @@ internal sealed unsafe class HostDeviceBackend : IBackend
 
         public void Dispose()
         {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0) Interlocked.Decrement(ref _owner._liveBlocks);
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+                Interlocked.Decrement(ref _owner._liveBlocks);
         }
     }
 
     private void Count(string name)
     {
-        lock (Calls) Calls[name] = Calls.GetValueOrDefault(name) + 1;
+        lock (Calls)
+            Calls[name] = Calls.GetValueOrDefault(name) + 1;
     }
 
-    /// <summary>A CPU view of a device tensor's bytes (same shape, strides and offset), disposed with the caller's scope.</summary>
+    /// <summary>A CPU view of a device tensor's bytes (same shape, strides and offset), disposed with the caller's
+    /// scope.</summary>
     [return: System.Diagnostics.CodeAnalysis.NotNullIfNotNull(nameof(t))]
     private static Tensor? H(Tensor? t) =>
-        t == null ? null : new(Storage.Wrap(((Block)t.Storage.DeviceMemory).Data), t.DType, t.ShapeArray, t.Strides.ToArray(), t.Offset);
+        t == null
+            ? null
+            : new(
+                Storage.Wrap(((Block)t.Storage.DeviceMemory).Data),
+                t.DType,
+                t.ShapeArray,
+                t.Strides.ToArray(),
+                t.Offset
+            );
 
     public IBackendMemory Allocate(Device device, long bytes) => new Block(this, bytes);
 
@@ -59,7 +70,8 @@ internal sealed unsafe class HostDeviceBackend : IBackend
         src.CopyTo(((Block)dst).Data.AsSpan((int)dstOffsetBytes));
     }
 
-    public void CopyToHost(Span<byte> dst, IBackendMemory src, long srcOffsetBytes) => ((Block)src).Data.AsSpan((int)srcOffsetBytes, dst.Length).CopyTo(dst);
+    public void CopyToHost(Span<byte> dst, IBackendMemory src, long srcOffsetBytes) =>
+        ((Block)src).Data.AsSpan((int)srcOffsetBytes, dst.Length).CopyTo(dst);
 
     public bool Capturing => false;
 
@@ -75,7 +87,8 @@ internal sealed unsafe class HostDeviceBackend : IBackend
     public IDeviceGraph CaptureGraph(Action step, int warmup)
     {
         Count("capture_graph");
-        for (int i = 0; i < warmup; i++) step();
+        for (int i = 0; i < warmup; i++)
+            step();
         return new RerunGraph(step);
     }
 
@@ -156,7 +169,15 @@ internal sealed unsafe class HostDeviceBackend : IBackend
         Cpu.SoftmaxBackward(H(y), H(g), H(dx), rows, n, log);
     }
 
-    public void CrossEntropy(Tensor logits, Tensor targets, Tensor rowLoss, Tensor dlogits, long ignoreIndex, double smoothing, Tensor? counted)
+    public void CrossEntropy(
+        Tensor logits,
+        Tensor targets,
+        Tensor rowLoss,
+        Tensor dlogits,
+        long ignoreIndex,
+        double smoothing,
+        Tensor? counted
+    )
     {
         Count("cross_entropy");
         using var scope = new TensorScope();
@@ -249,32 +270,91 @@ internal sealed unsafe class HostDeviceBackend : IBackend
         Cpu.Bernoulli(H(r), generator, seed, start, p, value);
     }
 
-    public void LayerNorm(Tensor x, Tensor? weight, Tensor? bias, Tensor y, Tensor mean, Tensor rstd, int rows, int n, double eps)
+    public void LayerNorm(
+        Tensor x,
+        Tensor? weight,
+        Tensor? bias,
+        Tensor y,
+        Tensor mean,
+        Tensor rstd,
+        int rows,
+        int n,
+        double eps
+    )
     {
         Count("layer_norm");
         using var scope = new TensorScope();
         Cpu.LayerNorm(H(x), H(weight), H(bias), H(y), H(mean), H(rstd), rows, n, eps);
     }
 
-    public void LayerNormBackward(Tensor x, Tensor? weight, Tensor mean, Tensor rstd, Tensor dy, Tensor dx, Tensor? dweight, Tensor? dbias, int rows, int n)
+    public void LayerNormBackward(
+        Tensor x,
+        Tensor? weight,
+        Tensor mean,
+        Tensor rstd,
+        Tensor dy,
+        Tensor dx,
+        Tensor? dweight,
+        Tensor? dbias,
+        int rows,
+        int n
+    )
     {
         Count("layer_norm_backward");
         using var scope = new TensorScope();
         Cpu.LayerNormBackward(H(x), H(weight), H(mean), H(rstd), H(dy), H(dx), H(dweight), H(dbias), rows, n);
     }
 
-    public void BatchNorm(Tensor x, Tensor y, int n, int c, int l, Tensor? weight, Tensor? bias, Tensor mean, Tensor rstd, bool batchStats, double eps)
+    public void BatchNorm(
+        Tensor x,
+        Tensor y,
+        int n,
+        int c,
+        int l,
+        Tensor? weight,
+        Tensor? bias,
+        Tensor mean,
+        Tensor rstd,
+        bool batchStats,
+        double eps
+    )
     {
         Count("batch_norm");
         using var scope = new TensorScope();
         Cpu.BatchNorm(H(x), H(y), n, c, l, H(weight), H(bias), H(mean), H(rstd), batchStats, eps);
     }
 
-    public void BatchNormBackward(Tensor x, Tensor g, Tensor? dx, Tensor? dweight, Tensor? dbias, int n, int c, int l, Tensor? weight, Tensor mean, Tensor rstd, bool batchStats)
+    public void BatchNormBackward(
+        Tensor x,
+        Tensor g,
+        Tensor? dx,
+        Tensor? dweight,
+        Tensor? dbias,
+        int n,
+        int c,
+        int l,
+        Tensor? weight,
+        Tensor mean,
+        Tensor rstd,
+        bool batchStats
+    )
     {
         Count("batch_norm_backward");
         using var scope = new TensorScope();
-        Cpu.BatchNormBackward(H(x), H(g), H(dx), H(dweight), H(dbias), n, c, l, H(weight), H(mean), H(rstd), batchStats);
+        Cpu.BatchNormBackward(
+            H(x),
+            H(g),
+            H(dx),
+            H(dweight),
+            H(dbias),
+            n,
+            c,
+            l,
+            H(weight),
+            H(mean),
+            H(rstd),
+            batchStats
+        );
     }
 
     public void AvgPool(Tensor x, Tensor y, int planes, Conv2dGeometry geo, bool countIncludePad)
@@ -305,14 +385,36 @@ internal sealed unsafe class HostDeviceBackend : IBackend
         Cpu.DecodeAddMessage(format, H(msg), H(sum));
     }
 
-    public void SgdStep(Tensor p, Tensor g, Tensor? buffer, Tensor lr, double momentum, double dampening, double weightDecay, bool nesterov, bool first)
+    public void SgdStep(
+        Tensor p,
+        Tensor g,
+        Tensor? buffer,
+        Tensor lr,
+        double momentum,
+        double dampening,
+        double weightDecay,
+        bool nesterov,
+        bool first
+    )
     {
         Count("sgd");
         using var scope = new TensorScope();
         Cpu.SgdStep(H(p), H(g), H(buffer), H(lr), momentum, dampening, weightDecay, nesterov, first);
     }
 
-    public void AdamStep(Tensor p, Tensor g, Tensor m, Tensor v, Tensor step, Tensor lr, double beta1, double beta2, double eps, double weightDecay, bool decoupled)
+    public void AdamStep(
+        Tensor p,
+        Tensor g,
+        Tensor m,
+        Tensor v,
+        Tensor step,
+        Tensor lr,
+        double beta1,
+        double beta2,
+        double eps,
+        double weightDecay,
+        bool decoupled
+    )
     {
         Count("adam");
         using var scope = new TensorScope();

@@ -18,14 +18,38 @@ public class CollectiveSweepTests
     public void A_checked_sweep_finds_no_wrong_element(CollectiveOp op)
     {
         var all = new IReadOnlyList<CollectiveSweepPoint>[3];
-        Ranks.Run(3, pg => all[pg.Rank] = CollectiveSweep.Run(pg, new CollectiveSweepOptions(op, MinBytes: 96, MaxBytes: 96 * 64, Factor: 8, Warmup: 1, Iters: 2, Check: true)));
+        Ranks.Run(3, pg =>
+            all[pg.Rank] = CollectiveSweep.Run(
+                pg,
+                new CollectiveSweepOptions(
+                    op,
+                    MinBytes: 96,
+                    MaxBytes: 96 * 64,
+                    Factor: 8,
+                    Warmup: 1,
+                    Iters: 2,
+                    Check: true
+                )
+            )
+        );
         var points = all[0];
         Assert.That(points.Select(p => p.Wrong), Is.All.EqualTo(0));
         Assert.That(points, Has.Count.EqualTo(3), "96, 768 and 6144 bytes");
-        Assert.That(points.Select(p => p.Bytes), Is.EqualTo(new long[] { 96, 768, 6144 }), "sizes divisible by 3 ranks stay as asked");
-        Assert.That(all[1].Select(p => p.TimeMicroseconds), Is.EqualTo(points.Select(p => p.TimeMicroseconds)), "every rank reports the slowest rank's time");
+        Assert.That(
+            points.Select(p => p.Bytes),
+            Is.EqualTo(new long[] { 96, 768, 6144 }),
+            "sizes divisible by 3 ranks stay as asked"
+        );
+        Assert.That(
+            all[1].Select(p => p.TimeMicroseconds),
+            Is.EqualTo(points.Select(p => p.TimeMicroseconds)),
+            "every rank reports the slowest rank's time"
+        );
         foreach (var p in points)
-            Assert.That(p.BusBandwidthGBps, Is.EqualTo(p.AlgBandwidthGBps * CollectiveSweep.BusFactor(op, 3)).Within(1e-12));
+            Assert.That(
+                p.BusBandwidthGBps,
+                Is.EqualTo(p.AlgBandwidthGBps * CollectiveSweep.BusFactor(op, 3)).Within(1e-12)
+            );
     }
 
     [Test]
@@ -36,7 +60,13 @@ public class CollectiveSweepTests
         Assert.That(CollectiveSweep.BusFactor(CollectiveOp.Broadcast, 4), Is.EqualTo(1));
         Assert.That(CollectiveSweepOptions.ParseOp("reducescatter"), Is.EqualTo(CollectiveOp.ReduceScatter));
         Assert.Throws<ArgumentException>(() => CollectiveSweepOptions.ParseOp("gossip"));
-        Ranks.Run(1, pg => Assert.Throws<HpcEngine.Training.SettingsException>(() =>
-            CollectiveSweep.Run(pg, new CollectiveSweepOptions(CollectiveOp.AllReduce, MinBytes: 1024, MaxBytes: 512))));
+        Ranks.Run(1, pg =>
+            Assert.Throws<HpcEngine.Training.SettingsException>(() =>
+                CollectiveSweep.Run(
+                    pg,
+                    new CollectiveSweepOptions(CollectiveOp.AllReduce, MinBytes: 1024, MaxBytes: 512)
+                )
+            )
+        );
     }
 }

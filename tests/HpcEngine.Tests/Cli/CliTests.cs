@@ -2,7 +2,8 @@ using System.Text.Json;
 
 namespace HpcEngine.Tests.Cli;
 
-/// <summary>The `hpcengine` command as a user meets it: bad input gives one line and a non-zero exit, no stack trace.</summary>
+/// <summary>The `hpcengine` command as a user meets it: bad input gives one line and a non-zero exit, no stack
+/// trace.</summary>
 [TestFixture]
 public class CliTests
 {
@@ -22,12 +23,18 @@ public class CliTests
         AssertOneLineError(TestSupport.RunCli(["train", "--epochs", "0"]), "--epochs");
         AssertOneLineError(TestSupport.RunCli(["bench", "gemm", "--size", "-3"]), "--size");
         AssertOneLineError(TestSupport.RunCli(["train", "--data", "/nonexistent/dir"]), "/nonexistent/dir");
-        AssertOneLineError(TestSupport.RunCli(["train", "--model", "cnn", "--compress", "dgc:0.01"]), "--optimizer sgd");
+        AssertOneLineError(
+            TestSupport.RunCli(["train", "--model", "cnn", "--compress", "dgc:0.01"]),
+            "--optimizer sgd"
+        );
         // The library names TrainConfig properties; the CLI says them as the flags the user typed.
         AssertOneLineError(TestSupport.RunCli(["train", "--save-every", "5"]), "--save-every needs --checkpoint-dir");
         AssertOneLineError(TestSupport.RunCli(["train", "--cuda-graph"]), "--cuda-graph needs --device cuda");
         AssertOneLineError(TestSupport.RunCli(["train", "--device", "tpu"]), "--device: 'tpu' is not a device");
-        AssertOneLineError(TestSupport.RunCli(["train", "--compress", "topk:2"]), "--compress: codec 'topk:2' needs a fraction");
+        AssertOneLineError(
+            TestSupport.RunCli(["train", "--compress", "topk:2"]),
+            "--compress: codec 'topk:2' needs a fraction"
+        );
     }
 
     [Test]
@@ -40,7 +47,10 @@ public class CliTests
             File.WriteAllBytes(Path.Combine(dir, "train-labels-idx1-ubyte.gz"), [0x1f, 0x8b, 1, 2, 3]);
             AssertOneLineError(TestSupport.RunCli(["train", "--data", dir]), "train-labels-idx1-ubyte.gz");
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Test]
@@ -49,25 +59,64 @@ public class CliTests
         string dir = TestSupport.TempDir("hpc-cli-");
         try
         {
-            string data = Path.Combine(dir, "data"), ckpt = Path.Combine(dir, "ckpt");
+            string data = Path.Combine(dir, "data"),
+                ckpt = Path.Combine(dir, "ckpt");
             Directory.CreateDirectory(data);
             TestSupport.WriteTinyFashionMnist(data, 600, 200);
-            var t = TestSupport.RunCli(["train", "--model", "mlp", "--epochs", "2", "--data", data, "--checkpoint-dir", ckpt, "--json", Path.Combine(dir, "t.json")]);
+            var t = TestSupport.RunCli([
+                "train",
+                "--model",
+                "mlp",
+                "--epochs",
+                "2",
+                "--data",
+                data,
+                "--checkpoint-dir",
+                ckpt,
+                "--json",
+                Path.Combine(dir, "t.json"),
+            ]);
             Assert.That(t.Exit, Is.Zero, t.Stderr);
             Assert.That(t.Stdout, Does.Contain("| epoch | train loss | test accuracy |"));
             using var tj = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "t.json")));
-            foreach (var key in new[] { "model", "epochs", "final_test_accuracy", "best_test_accuracy", "train_time_s", "samples_per_s", "data_source" })
+            foreach (
+                var key in new[]
+                {
+                    "model",
+                    "epochs",
+                    "final_test_accuracy",
+                    "best_test_accuracy",
+                    "train_time_s",
+                    "samples_per_s",
+                    "data_source",
+                }
+            )
                 Assert.That(tj.RootElement.TryGetProperty(key, out _), Is.True, key);
             double trained = tj.RootElement.GetProperty("final_test_accuracy").GetDouble();
             Assert.That(trained, Is.GreaterThan(0.5), "the synthetic classes are learnable");
 
-            var p = TestSupport.RunCli(["predict", "--checkpoint", ckpt, "--data", data, "--json", Path.Combine(dir, "p.json")]);
+            var p = TestSupport.RunCli([
+                "predict",
+                "--checkpoint",
+                ckpt,
+                "--data",
+                data,
+                "--json",
+                Path.Combine(dir, "p.json"),
+            ]);
             Assert.That(p.Exit, Is.Zero, p.Stderr);
             using var pj = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "p.json")));
-            Assert.That(pj.RootElement.GetProperty("test_accuracy").GetDouble(), Is.EqualTo(trained).Within(1e-12), "predict reproduces the final evaluation");
+            Assert.That(
+                pj.RootElement.GetProperty("test_accuracy").GetDouble(),
+                Is.EqualTo(trained).Within(1e-12),
+                "predict reproduces the final evaluation"
+            );
             Assert.That(pj.RootElement.GetProperty("per_class_accuracy").EnumerateObject().Count(), Is.EqualTo(10));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Test]
@@ -81,12 +130,26 @@ public class CliTests
             using var j = JsonDocument.Parse(File.ReadAllText(f));
             Assert.That(j.RootElement.GetProperty("size").GetInt32(), Is.EqualTo(64));
             Assert.That(j.RootElement.GetProperty("gflops").GetDouble(), Is.GreaterThan(0));
-            var s = TestSupport.RunCli(["bench", "step", "--model", "mlp", "--batch-size", "16", "--iters", "3", "--json", f]);
+            var s = TestSupport.RunCli([
+                "bench",
+                "step",
+                "--model",
+                "mlp",
+                "--batch-size",
+                "16",
+                "--iters",
+                "3",
+                "--json",
+                f,
+            ]);
             Assert.That(s.Exit, Is.Zero, s.Stderr);
             using var js = JsonDocument.Parse(File.ReadAllText(f));
             Assert.That(js.RootElement.GetProperty("ms_per_step").GetDouble(), Is.GreaterThan(0));
             Assert.That(js.RootElement.GetProperty("model").GetString(), Is.EqualTo("mlp"));
         }
-        finally { File.Delete(f); }
+        finally
+        {
+            File.Delete(f);
+        }
     }
 }

@@ -9,39 +9,95 @@ public class StrategyBenchTests
 {
     private static readonly string[] RunNumbers =
     [
-        "final_test_accuracy", "train_time_s", "samples_per_s", "bytes_per_worker_per_step", "compute_s", "communication_s",
-        "wait_s", "compress_s", "staleness_mean", "staleness_max", "residual_norm", "estimated_cost", "process_wall_s",
+        "final_test_accuracy",
+        "train_time_s",
+        "samples_per_s",
+        "bytes_per_worker_per_step",
+        "compute_s",
+        "communication_s",
+        "wait_s",
+        "compress_s",
+        "staleness_mean",
+        "staleness_max",
+        "residual_norm",
+        "estimated_cost",
+        "process_wall_s",
     ];
 
     [Test]
     public void A_small_matrix_writes_results_json_csv_plots_report_and_traces()
     {
-        string data = TestSupport.TempDir("hpc-sb-data-"), outDir = TestSupport.TempDir("hpc-sb-out-");
+        string data = TestSupport.TempDir("hpc-sb-data-"),
+            outDir = TestSupport.TempDir("hpc-sb-out-");
         try
         {
             TestSupport.WriteTinyFashionMnist(data, 512, 128);
-            var r = TestSupport.RunCli(["bench", "strategies", "--workers", "2", "--model", "mlp", "--data", data, "--epochs", "2",
-                "--batch-size", "32", "--strategies", "sync,ssp:1", "--compress", "none,topk:0.1", "--target-accuracy", "0.05",
-                "--eval-every", "4", "--latency", "1ms", "--straggler", "1:1.2", "--currency", "EUR", "--out", outDir], timeoutSeconds: 300);
+            var r = TestSupport.RunCli(
+                [
+                    "bench",
+                    "strategies",
+                    "--workers",
+                    "2",
+                    "--model",
+                    "mlp",
+                    "--data",
+                    data,
+                    "--epochs",
+                    "2",
+                    "--batch-size",
+                    "32",
+                    "--strategies",
+                    "sync,ssp:1",
+                    "--compress",
+                    "none,topk:0.1",
+                    "--target-accuracy",
+                    "0.05",
+                    "--eval-every",
+                    "4",
+                    "--latency",
+                    "1ms",
+                    "--straggler",
+                    "1:1.2",
+                    "--currency",
+                    "EUR",
+                    "--out",
+                    outDir,
+                ],
+                timeoutSeconds: 300
+            );
             Assert.That(r.Exit, Is.Zero, r.Stdout + r.Stderr);
-            Assert.That(r.Stdout, Does.Contain("[1/3").And.Contain("[3/3").And.Contain("ETA"), "progress per run and overall");
+            Assert.That(
+                r.Stdout,
+                Does.Contain("[1/3").And.Contain("[3/3").And.Contain("ETA"),
+                "progress per run and overall"
+            );
 
             using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")));
             var root = doc.RootElement;
             var config = root.GetProperty("config");
             Assert.That(config.GetProperty("model").GetString(), Is.EqualTo("mlp"));
-            Assert.That(config.GetProperty("workers").EnumerateArray().Select(w => w.GetInt32()), Is.EqualTo(new[] { 2 }));
+            Assert.That(
+                config.GetProperty("workers").EnumerateArray().Select(w => w.GetInt32()),
+                Is.EqualTo(new[] { 2 })
+            );
             Assert.That(config.GetProperty("straggler").GetString(), Is.EqualTo("1:1.2"));
             var runs = root.GetProperty("runs").EnumerateArray().ToArray();
-            Assert.That(runs.Select(x => $"{x.GetProperty("strategy").GetString()}+{x.GetProperty("codec").GetString()}"),
-                Is.EqualTo(new[] { "sync+none", "sync+topk:0.1", "ssp:1+none" }));
+            Assert.That(
+                runs.Select(x => $"{x.GetProperty("strategy").GetString()}+{x.GetProperty("codec").GetString()}"),
+                Is.EqualTo(new[] { "sync+none", "sync+topk:0.1", "ssp:1+none" })
+            );
             foreach (var run in runs)
             {
                 Assert.That(run.GetProperty("status").GetString(), Is.EqualTo("ok"));
                 Assert.That(run.GetProperty("workers").GetInt32(), Is.EqualTo(2));
-                foreach (var k in RunNumbers) Assert.That(run.GetProperty(k).ValueKind, Is.EqualTo(JsonValueKind.Number), k);
+                foreach (var k in RunNumbers)
+                    Assert.That(run.GetProperty(k).ValueKind, Is.EqualTo(JsonValueKind.Number), k);
                 var ttt = run.GetProperty("time_to_target_s");
-                Assert.That(ttt.ValueKind, Is.EqualTo(JsonValueKind.Number), "a 0.05 target is reached at the first evaluation");
+                Assert.That(
+                    ttt.ValueKind,
+                    Is.EqualTo(JsonValueKind.Number),
+                    "a 0.05 target is reached at the first evaluation"
+                );
                 var curve = run.GetProperty("curve").EnumerateArray().ToArray();
                 Assert.That(curve, Has.Length.GreaterThanOrEqualTo(2));
                 Assert.That(curve.All(p => p.GetArrayLength() == 2 && p[1].GetDouble() is >= 0 and <= 1), Is.True);
@@ -49,18 +105,35 @@ public class StrategyBenchTests
                 Assert.That(run.GetProperty("bytes_per_worker_per_step").GetDouble(), Is.GreaterThan(0));
                 string trace = Path.Combine(outDir, run.GetProperty("trace").GetString()!);
                 using var t = JsonDocument.Parse(File.ReadAllText(trace));
-                var events = t.RootElement.GetProperty("traceEvents").EnumerateArray().Where(e => e.GetProperty("ph").GetString() == "X").ToArray();
-                Assert.That(events.Select(e => e.GetProperty("pid").GetInt32()).Distinct().Order(), Is.EqualTo(new[] { 0, 1 }), "both ranks merged");
-                Assert.That(events.Select(e => e.GetProperty("cat").GetString()), Does.Contain("compute").And.Contain("communication"));
+                var events = t
+                    .RootElement.GetProperty("traceEvents")
+                    .EnumerateArray()
+                    .Where(e => e.GetProperty("ph").GetString() == "X")
+                    .ToArray();
+                Assert.That(
+                    events.Select(e => e.GetProperty("pid").GetInt32()).Distinct().Order(),
+                    Is.EqualTo(new[] { 0, 1 }),
+                    "both ranks merged"
+                );
+                Assert.That(
+                    events.Select(e => e.GetProperty("cat").GetString()),
+                    Does.Contain("compute").And.Contain("communication")
+                );
             }
             var ssp = runs[2];
-            // ssp:1 lets a worker run at most k = 1 step ahead of the slowest, and either worker may be the one ahead: a
-            // gradient lands at most k + 1 optimizer steps after the parameters it was computed from were read.
+            // ssp:1 lets a worker run at most k = 1 step ahead of the slowest, and either worker may be the one ahead:
+            // a gradient lands at most k + 1 optimizer steps after the parameters it was computed from were read.
             Assert.That(ssp.GetProperty("staleness_max").GetDouble(), Is.InRange(0, 2));
             // Top-k sends (4 + 8k)-byte messages instead of the dense gradient.
-            Assert.That(runs[1].GetProperty("bytes_per_worker_per_step").GetDouble(), Is.LessThan(runs[0].GetProperty("bytes_per_worker_per_step").GetDouble() / 2));
+            Assert.That(
+                runs[1].GetProperty("bytes_per_worker_per_step").GetDouble(),
+                Is.LessThan(runs[0].GetProperty("bytes_per_worker_per_step").GetDouble() / 2)
+            );
             var skipped = root.GetProperty("skipped").EnumerateArray().ToArray();
-            Assert.That(skipped.Select(s => s.GetProperty("strategy").GetString() + "+" + s.GetProperty("codec").GetString()), Is.EqualTo(new[] { "ssp:1+topk:0.1" }));
+            Assert.That(
+                skipped.Select(s => s.GetProperty("strategy").GetString() + "+" + s.GetProperty("codec").GetString()),
+                Is.EqualTo(new[] { "ssp:1+topk:0.1" })
+            );
 
             var csv = File.ReadAllLines(Path.Combine(outDir, "results.csv"));
             Assert.That(csv, Has.Length.EqualTo(4));
@@ -72,11 +145,23 @@ public class StrategyBenchTests
                 Assert.That(File.ReadAllText(Path.Combine(outDir, plot + ".svg")), Does.Contain("<svg"));
             }
             string report = File.ReadAllText(Path.Combine(outDir, "report.md"));
-            Assert.That(report, Does.Contain("| strategy | codec |").And.Contain("accuracy_vs_time.png").And.Contain("fastest to 0.05"));
-            Assert.That(report, Does.Contain("3.06 EUR per worker-hour").And.Contain("| cost (EUR) |"), "a cost has a currency");
+            Assert.That(
+                report,
+                Does.Contain("| strategy | codec |").And.Contain("accuracy_vs_time.png").And.Contain("fastest to 0.05")
+            );
+            Assert.That(
+                report,
+                Does.Contain("3.06 EUR per worker-hour").And.Contain("| cost (EUR) |"),
+                "a cost has a currency"
+            );
             Assert.That(config.GetProperty("currency").GetString(), Is.EqualTo("EUR"));
-            Assert.That(report, Does.Match(@"sync \+ topk:0\.1 \(2w\): [0-9.]+x fewer bytes per step .*; train time [0-9.]+ s against [0-9.]+ s \([0-9.]+x.*\), of which compressing [0-9.]+ s per worker"),
-                "a codec's time cost stands beside its byte savings");
+            Assert.That(
+                report,
+                Does.Match(
+                    @"sync \+ topk:0\.1 \(2w\): [0-9.]+x fewer bytes per step .*; train time [0-9.]+ s against [0-9.]+ s \([0-9.]+x.*\), of which compressing [0-9.]+ s per worker"
+                ),
+                "a codec's time cost stands beside its byte savings"
+            );
         }
         finally
         {
@@ -88,17 +173,19 @@ public class StrategyBenchTests
     [Test]
     public void Bad_matrix_settings_fail_before_any_run_with_one_line()
     {
-        foreach (var (args, mentions) in new (string[], string)[]
-        {
-            (["--strategies", "sync,hogwild", "--out", "x"], "hogwild"),
-            (["--compress", "zip", "--out", "x"], "zip"),
-            (["--workers", "1", "--out", "x"], "--workers"),
-            (["--bandwidth", "fast", "--out", "x"], "fast"),
-            (["--straggler", "1:0.5", "--out", "x"], "1:0.5"),
-            (["--strategies", "sync"], "--out"),
-            (["--data", "/nonexistent/fashion", "--out", "x"], "/nonexistent/fashion"),
-            (["--render", "--out", "/nonexistent/results-dir"], "results.json"),
-        })
+        foreach (
+            var (args, mentions) in new (string[], string)[]
+            {
+                (["--strategies", "sync,hogwild", "--out", "x"], "hogwild"),
+                (["--compress", "zip", "--out", "x"], "zip"),
+                (["--workers", "1", "--out", "x"], "--workers"),
+                (["--bandwidth", "fast", "--out", "x"], "fast"),
+                (["--straggler", "1:0.5", "--out", "x"], "1:0.5"),
+                (["--strategies", "sync"], "--out"),
+                (["--data", "/nonexistent/fashion", "--out", "x"], "/nonexistent/fashion"),
+                (["--render", "--out", "/nonexistent/results-dir"], "results.json"),
+            }
+        )
         {
             var r = TestSupport.RunCli(["bench", "strategies", .. args]);
             Assert.That(r.Exit, Is.EqualTo(2), string.Join(' ', args) + ": " + r.Stderr);

@@ -5,7 +5,8 @@ namespace HpcEngine.Tests.Compression;
 [TestFixture]
 public class CodecTests
 {
-    private static float[] Gradient(int n, ulong seed = 1) => Tensor.Randn([n], DType.Float32, new Generator(seed)).ToArray<float>();
+    private static float[] Gradient(int n, ulong seed = 1) =>
+        Tensor.Randn([n], DType.Float32, new Generator(seed)).ToArray<float>();
 
     private static MessageCodec Codec(string spec, ulong seed = 0) => (MessageCodec)GradientCodec.Create(spec, seed);
 
@@ -35,7 +36,8 @@ public class CodecTests
         var c = Codec(name);
         var g = Gradient(4099);
         var back = RoundTrip(c, g);
-        for (int i = 0; i < g.Length; i++) Assert.That(back[i], Is.EqualTo(g[i]).Within(rel * Math.Abs(g[i]) + 1e-7), $"{name} element {i}");
+        for (int i = 0; i < g.Length; i++)
+            Assert.That(back[i], Is.EqualTo(g[i]).Within(rel * Math.Abs(g[i]) + 1e-7), $"{name} element {i}");
         Assert.That(c.Encode(g).WireBytes, Is.EqualTo(2 * 4099));
     }
 
@@ -45,13 +47,18 @@ public class CodecTests
         var c = Codec("topk:0.01");
         var g = Gradient(1000);
         var msg = c.Encode(g);
-        Assert.That(msg.WireBytes, Is.EqualTo(4 + 8 * 10), "k = ceil(0.01 · 1000) = 10 (index, value) pairs after a count");
+        Assert.That(
+            msg.WireBytes,
+            Is.EqualTo(4 + 8 * 10),
+            "k = ceil(0.01 · 1000) = 10 (index, value) pairs after a count"
+        );
         var back = new float[g.Length];
         c.Decode(msg, back);
         var kept = Enumerable.Range(0, g.Length).Where(i => back[i] != 0).ToArray();
         var largest = Enumerable.Range(0, g.Length).OrderByDescending(i => Math.Abs(g[i])).Take(10).Order().ToArray();
         Assert.That(kept, Is.EqualTo(largest));
-        foreach (int i in kept) Assert.That(back[i], Is.EqualTo(g[i]));
+        foreach (int i in kept)
+            Assert.That(back[i], Is.EqualTo(g[i]));
     }
 
     [Test]
@@ -66,7 +73,11 @@ public class CodecTests
         {
             Assert.That(c.FractionAt(step), Is.EqualTo(share[step]).Within(1e-12), $"step {step}");
             var msg = c.Encode(g, key: 1);
-            Assert.That(msg.WireBytes, Is.EqualTo(4 + 8 * (int)Math.Ceiling(c.FractionAt(step) * 1000)), $"step {step}");
+            Assert.That(
+                msg.WireBytes,
+                Is.EqualTo(4 + 8 * (int)Math.Ceiling(c.FractionAt(step) * 1000)),
+                $"step {step}"
+            );
         }
         Assert.That(c.Encode(g, key: 2).WireBytes, Is.EqualTo(4 + 8 * 250), "every bucket warms up on its own count");
         // The step counts are state: a restored codec goes on where the saved one was.
@@ -92,10 +103,15 @@ public class CodecTests
         {
             var g = Gradient(n, (ulong)step + 10);
             var back = RoundTrip(c, g, key: 7);
-            for (int i = 0; i < n; i++) { totalIn[i] += g[i]; totalOut[i] += back[i]; }
+            for (int i = 0; i < n; i++)
+            {
+                totalIn[i] += g[i];
+                totalOut[i] += back[i];
+            }
         }
         var residual = c.StateDict()["residual.7"].ToArray<float>();
-        for (int i = 0; i < n; i++) Assert.That(totalOut[i] + residual[i], Is.EqualTo(totalIn[i]).Within(1e-4), $"element {i}");
+        for (int i = 0; i < n; i++)
+            Assert.That(totalOut[i] + residual[i], Is.EqualTo(totalIn[i]).Within(1e-4), $"element {i}");
         Assert.That(c.ResidualNorm(7), Is.GreaterThan(0));
         Assert.That(c.ResidualNorm(8), Is.Zero, "residuals are per bucket");
     }
@@ -127,11 +143,16 @@ public class CodecTests
             var back = RoundTrip(c, g);
             for (int i = 0; i < g.Length; i++)
             {
-                Assert.That(Math.Abs(back[i] - g[i]), Is.LessThanOrEqualTo(scale / 127 + 1e-6), "within one quantisation level");
+                Assert.That(
+                    Math.Abs(back[i] - g[i]),
+                    Is.LessThanOrEqualTo(scale / 127 + 1e-6),
+                    "within one quantisation level"
+                );
                 mean[i] += back[i] / trials;
             }
         }
-        for (int i = 0; i < g.Length; i++) Assert.That(mean[i], Is.EqualTo(g[i]).Within(0.25 * scale / 127), $"unbiased at {i}");
+        for (int i = 0; i < g.Length; i++)
+            Assert.That(mean[i], Is.EqualTo(g[i]).Within(0.25 * scale / 127), $"unbiased at {i}");
     }
 
     [Test]
@@ -144,7 +165,8 @@ public class CodecTests
         var back = new float[1000];
         c.Decode(msg, back);
         float scale = (float)g.Average(v => Math.Abs((double)v));
-        for (int i = 0; i < g.Length; i++) Assert.That(back[i], Is.EqualTo(g[i] >= 0 ? scale : -scale).Within(1e-6));
+        for (int i = 0; i < g.Length; i++)
+            Assert.That(back[i], Is.EqualTo(g[i] >= 0 ? scale : -scale).Within(1e-6));
     }
 
     [Test]
@@ -156,7 +178,9 @@ public class CodecTests
         b.LoadStateDict(a.StateDict());
         var g2 = Gradient(100, 2);
         Assert.That(RoundTrip(b, g2), Is.EqualTo(RoundTrip(a, g2)));
-        Assert.Throws<InvalidOperationException>(() => b.LoadStateDict(new Dictionary<string, Tensor> { ["bogus"] = Tensor.Zeros([1]) }));
+        Assert.Throws<InvalidOperationException>(() =>
+            b.LoadStateDict(new Dictionary<string, Tensor> { ["bogus"] = Tensor.Zeros([1]) })
+        );
     }
 
     [Test]

@@ -9,12 +9,15 @@ public class CachingAllocatorTests
     private sealed class FakeDevice(long capacity = long.MaxValue) : IDeviceMemory
     {
         private ulong _next = 0x1000;
-        public long Live, Allocations, Frees;
+        public long Live,
+            Allocations,
+            Frees;
         public readonly List<bool[]> Events = new();
 
         public ulong Allocate(long bytes)
         {
-            if (Live + bytes > capacity) throw new OutOfMemoryException($"fake device: {Live} + {bytes} > {capacity}");
+            if (Live + bytes > capacity)
+                throw new OutOfMemoryException($"fake device: {Live} + {bytes} > {capacity}");
             Live += bytes;
             Allocations++;
             ulong p = _next;
@@ -40,7 +43,8 @@ public class CachingAllocatorTests
         }
     }
 
-    private static readonly IntPtr StreamA = 1, StreamB = 2;
+    private static readonly IntPtr StreamA = 1,
+        StreamB = 2;
 
     [Test]
     public void A_steady_training_loop_stops_allocating_after_its_first_step()
@@ -53,8 +57,10 @@ public class CachingAllocatorTests
         {
             var blocks = pattern.Select(b => alloc.Allocate(b, StreamA)).ToList();
             // activations freed in reverse, as backward releases them
-            for (int i = blocks.Count - 1; i >= 0; i--) alloc.Free(blocks[i]);
-            if (step == 0) afterFirst = device.Allocations;
+            for (int i = blocks.Count - 1; i >= 0; i--)
+                alloc.Free(blocks[i]);
+            if (step == 0)
+                afterFirst = device.Allocations;
         }
         Assert.That(device.Allocations, Is.EqualTo(afterFirst), "no device allocation after the first step");
         Assert.That(alloc.Stats.CacheHits, Is.EqualTo(99 * pattern.Length));
@@ -105,7 +111,8 @@ public class CachingAllocatorTests
         var alloc = new CachingAllocator(device);
         var big = alloc.Allocate(4 << 20, StreamA);
         alloc.Free(big); // cached: 4 MiB reserved, 0 in use
-        var other = alloc.Allocate(5 << 20, StreamA); // a 6 MiB class beside the cached 4 MiB exceeds 6 MiB: retried after release
+        // a 6 MiB class beside the cached 4 MiB exceeds 6 MiB: retried after release
+        var other = alloc.Allocate(5 << 20, StreamA);
         Assert.That(alloc.Stats.ReservedBytes, Is.EqualTo(6 << 20));
         Assert.That(device.Frees, Is.EqualTo(1));
         Assert.Throws<InvalidOperationException>(() => alloc.Free(big), "double free");
@@ -126,10 +133,18 @@ public class CachingAllocatorTests
         var pool = new MemoryPool();
         alloc.BeginPool(pool);
         var t1 = alloc.Allocate(4096, StreamA);
-        Assert.That(t1.Pointer, Is.Not.EqualTo(shared.Pointer), "a capture does not take shared blocks (their owners may run between replays)");
+        Assert.That(
+            t1.Pointer,
+            Is.Not.EqualTo(shared.Pointer),
+            "a capture does not take shared blocks (their owners may run between replays)"
+        );
         alloc.Free(t1);
         var t2 = alloc.Allocate(4096, StreamA);
-        Assert.That(t2.Pointer, Is.EqualTo(t1.Pointer), "within the capture, a freed pool block is reused (one stream: the graph keeps the order)");
+        Assert.That(
+            t2.Pointer,
+            Is.EqualTo(t1.Pointer),
+            "within the capture, a freed pool block is reused (one stream: the graph keeps the order)"
+        );
         var output = alloc.Allocate(8192, StreamA); // e.g. the loss, kept by the caller after the capture
         alloc.Free(t2);
         Assert.Throws<InvalidOperationException>(() => alloc.BeginPool(new MemoryPool()), "one capture at a time");
@@ -152,7 +167,8 @@ public class CachingAllocatorTests
         var x = alloc.Allocate(4096, StreamA);
         Assert.That(x.Pointer, Is.EqualTo(t1.Pointer), "a released pool's blocks join the shared cache");
         Assert.Throws<InvalidOperationException>(() => alloc.BeginPool(pool));
-        foreach (var b in new[] { after, more, x }) alloc.Free(b);
+        foreach (var b in new[] { after, more, x })
+            alloc.Free(b);
         long reserved = alloc.Stats.ReservedBytes;
         alloc.EmptyCache();
         Assert.That(device.Live, Is.Zero, $"everything ({reserved} bytes) is returned once free");

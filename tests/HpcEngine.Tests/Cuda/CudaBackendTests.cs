@@ -17,7 +17,8 @@ public class CudaBackendTests
     public void Open()
     {
         var report = CudaDevices.Probe();
-        if (!report.HasDevice) Assert.Ignore($"no CUDA device: {report.Problem}");
+        if (!report.HasDevice)
+            Assert.Ignore($"no CUDA device: {report.Problem}");
         CudaBackend.Register(0);
     }
 
@@ -43,13 +44,30 @@ public class CudaBackendTests
         using var db = b.To(Gpu);
         Assert.That(da.Device, Is.EqualTo(Gpu));
         Assert.That(da.ToArray<float>(), Is.EqualTo(a.ToArray<float>()));
-        foreach (var (name, f) in new (string, Func<Tensor, Tensor, Tensor>)[] { ("add", Ops.Add), ("sub", Ops.Sub), ("mul", Ops.Mul), ("div", Ops.Div), ("maximum", Ops.Maximum) })
+        foreach (
+            var (name, f) in new (string, Func<Tensor, Tensor, Tensor>)[]
+            {
+                ("add", Ops.Add),
+                ("sub", Ops.Sub),
+                ("mul", Ops.Mul),
+                ("div", Ops.Div),
+                ("maximum", Ops.Maximum),
+            }
+        )
         {
             using var got = f(da, db);
             using var want = f(a, b);
             Close(got, want, 1e-6, name);
         }
-        foreach (var (name, f) in new (string, Func<Tensor, Tensor>)[] { ("relu", F.Relu), ("tanh", F.Tanh), ("sigmoid", F.Sigmoid), ("neg", Ops.Neg) })
+        foreach (
+            var (name, f) in new (string, Func<Tensor, Tensor>)[]
+            {
+                ("relu", F.Relu),
+                ("tanh", F.Tanh),
+                ("sigmoid", F.Sigmoid),
+                ("neg", Ops.Neg),
+            }
+        )
         {
             using var got = f(da);
             using var want = f(a);
@@ -113,12 +131,20 @@ public class CudaBackendTests
         using var w2 = Randn([10, 128], 11);
         using var b2 = Randn([10], 12);
         var onehot = new float[64 * 10];
-        for (int i = 0; i < 64; i++) onehot[i * 10 + i % 10] = 1;
+        for (int i = 0; i < 64; i++)
+            onehot[i * 10 + i % 10] = 1;
         using var target = Tensor.FromArray(onehot, 64, 10);
 
         float[][] Grads(Device device, out float loss)
         {
-            var ps = new[] { w1, b1, w2, b2 }.Select(p => { var q = p.To(device).Detach(); q.RequiresGrad = true; return q; }).ToArray();
+            var ps = new[] { w1, b1, w2, b2 }
+                .Select(p =>
+                {
+                    var q = p.To(device).Detach();
+                    q.RequiresGrad = true;
+                    return q;
+                })
+                .ToArray();
             using var xd = x.To(device);
             using var td = target.To(device);
             using var h = F.Relu(Ops.Linear(xd, ps[0], ps[1]));
@@ -127,7 +153,11 @@ public class CudaBackendTests
             l.Backward();
             loss = (float)l.Item();
             var g = ps.Select(p => p.Grad!.ToArray<float>()).ToArray();
-            foreach (var p in ps) { p.Grad!.Dispose(); p.Dispose(); }
+            foreach (var p in ps)
+            {
+                p.Grad!.Dispose();
+                p.Dispose();
+            }
             return g;
         }
 
@@ -135,8 +165,12 @@ public class CudaBackendTests
         var gpu = Grads(Gpu, out float lg);
         Assert.That(lg, Is.EqualTo(lc).Within(1e-4 * Math.Abs(lc)));
         for (int i = 0; i < cpu.Length; i++)
-            for (int j = 0; j < cpu[i].Length; j += 7)
-                Assert.That(gpu[i][j], Is.EqualTo(cpu[i][j]).Within(1e-3 * Math.Max(1, Math.Abs(cpu[i][j]))), $"parameter {i} element {j}");
+        for (int j = 0; j < cpu[i].Length; j += 7)
+            Assert.That(
+                gpu[i][j],
+                Is.EqualTo(cpu[i][j]).Within(1e-3 * Math.Max(1, Math.Abs(cpu[i][j]))),
+                $"parameter {i} element {j}"
+            );
     }
 
     [TestCase("mlp", "sgd")]
@@ -148,15 +182,18 @@ public class CudaBackendTests
         {
             using var model = HpcEngine.NN.Models.Create(name, new Generator(3));
             model.To(device);
-            HpcEngine.Optim.Optimizer opt = optimizer == "sgd"
-                ? new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.05, momentum: 0.9)
-                : new HpcEngine.Optim.Adam(model.Parameters(), lr: 1e-3);
+            HpcEngine.Optim.Optimizer opt =
+                optimizer == "sgd"
+                    ? new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.05, momentum: 0.9)
+                    : new HpcEngine.Optim.Adam(model.Parameters(), lr: 1e-3);
             lastLoss = 0;
             for (int step = 0; step < 5; step++)
             {
                 using var scope = new TensorScope();
                 using var x = Randn([64, 1, 28, 28], (ulong)(20 + step)).To(device);
-                using var y = Tensor.FromArray(Enumerable.Range(0, 64).Select(i => (long)((i * 7 + step) % 10)).ToArray()).To(device);
+                using var y = Tensor
+                    .FromArray(Enumerable.Range(0, 64).Select(i => (long)((i * 7 + step) % 10)).ToArray())
+                    .To(device);
                 opt.ZeroGrad();
                 var loss = F.CrossEntropy(model.Call(x), y);
                 loss.Backward();
@@ -169,8 +206,12 @@ public class CudaBackendTests
         var gpu = Train(Gpu, out float lg);
         Assert.That(lg, Is.EqualTo(lc).Within(1e-3 * Math.Abs(lc)));
         for (int i = 0; i < cpu.Length; i++)
-            for (int j = 0; j < cpu[i].Length; j += 13)
-                Assert.That(gpu[i][j], Is.EqualTo(cpu[i][j]).Within(1e-3 * Math.Max(1, Math.Abs(cpu[i][j]))), $"parameter {i} element {j}");
+        for (int j = 0; j < cpu[i].Length; j += 13)
+            Assert.That(
+                gpu[i][j],
+                Is.EqualTo(cpu[i][j]).Within(1e-3 * Math.Max(1, Math.Abs(cpu[i][j]))),
+                $"parameter {i} element {j}"
+            );
     }
 
     [Test]
@@ -214,7 +255,8 @@ public class CudaBackendTests
             var loss = F.CrossEntropy(model.Call(x), y);
             loss.Backward();
             opt.Step();
-            if (step == 2) after = cuda.Memory.Stats.DeviceAllocations;
+            if (step == 2)
+                after = cuda.Memory.Stats.DeviceAllocations;
         }
         cuda.Synchronize();
         Assert.That(cuda.Memory.Stats.DeviceAllocations, Is.EqualTo(after), "steps 3..100 are served from the cache");
@@ -228,9 +270,23 @@ public class CudaBackendTests
         using (train)
         using (test)
         {
-            var config = HpcEngine.Training.TrainConfig.For(model) with { Epochs = 1, MaxSteps = 30, EvalEverySteps = 30, Seed = 4 };
+            var config = HpcEngine.Training.TrainConfig.For(model) with
+            {
+                Epochs = 1,
+                MaxSteps = 30,
+                EvalEverySteps = 30,
+                Seed = 4,
+            };
             var cpu = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
-            var gpu = HpcEngine.Training.Trainer.Run(config with { Device = HpcEngine.Device.Cuda() }, train, test, "embedded");
+            var gpu = HpcEngine.Training.Trainer.Run(
+                config with
+                {
+                    Device = HpcEngine.Device.Cuda(),
+                },
+                train,
+                test,
+                "embedded"
+            );
             Assert.That(gpu.Curve.Last().Accuracy, Is.EqualTo(cpu.Curve.Last().Accuracy).Within(0.01));
             Assert.That(gpu.Curve.Last().Accuracy, Is.GreaterThan(0.3), "it learned (chance is 0.1)");
         }

@@ -19,24 +19,35 @@ public class CudaGraphTests
     public void Open()
     {
         var report = CudaDevices.Probe();
-        if (!report.HasDevice) Assert.Ignore($"no CUDA device: {report.Problem}");
+        if (!report.HasDevice)
+            Assert.Ignore($"no CUDA device: {report.Problem}");
         CudaBackend.Register(0);
     }
 
     private static (Tensor X, Tensor Y) Batch(int step) =>
-        (Tensor.Randn([64, 1, 28, 28], DType.Float32, new Generator((ulong)(40 + step))),
-         Tensor.FromArray(Enumerable.Range(0, 64).Select(i => (long)((i * 7 + step) % 10)).ToArray()));
+        (
+            Tensor.Randn([64, 1, 28, 28], DType.Float32, new Generator((ulong)(40 + step))),
+            Tensor.FromArray(Enumerable.Range(0, 64).Select(i => (long)((i * 7 + step) % 10)).ToArray())
+        );
 
-    /// <summary>One SGD step of <paramref name="name"/> on static GPU inputs, the loss copied into <paramref name="lossOut"/>.</summary>
-    private static Action Step(HpcEngine.NN.Module model, HpcEngine.Optim.Optimizer opt, Tensor x, Tensor y, Tensor lossOut) => () =>
-    {
-        using var scope = new TensorScope();
-        opt.ZeroGrad();
-        var loss = F.CrossEntropy(model.Call(x), y);
-        loss.Backward();
-        opt.Step();
-        lossOut.CopyFrom(loss);
-    };
+    /// <summary>One SGD step of <paramref name="name"/> on static GPU inputs, the loss copied into <paramref
+    /// name="lossOut"/>.</summary>
+    private static Action Step(
+        HpcEngine.NN.Module model,
+        HpcEngine.Optim.Optimizer opt,
+        Tensor x,
+        Tensor y,
+        Tensor lossOut
+    ) =>
+        () =>
+        {
+            using var scope = new TensorScope();
+            opt.ZeroGrad();
+            var loss = F.CrossEntropy(model.Call(x), y);
+            loss.Backward();
+            opt.Step();
+            lossOut.CopyFrom(loss);
+        };
 
     [TestCase("mlp", "sgd")]
     [TestCase("mlp", "adam")]
@@ -49,9 +60,10 @@ public class CudaGraphTests
             using var model = HpcEngine.NN.Models.Create(name, new Generator(3));
             model.To(Gpu);
             // Adam advances its step count and bias corrections on the device, so replays see t = 2, 3, ...
-            using HpcEngine.Optim.Optimizer opt = optimizer == "sgd"
-                ? new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.05, momentum: 0.9)
-                : new HpcEngine.Optim.Adam(model.Parameters(), lr: 1e-3);
+            using HpcEngine.Optim.Optimizer opt =
+                optimizer == "sgd"
+                    ? new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.05, momentum: 0.9)
+                    : new HpcEngine.Optim.Adam(model.Parameters(), lr: 1e-3);
             using var x = Tensor.Empty([64, 1, 28, 28], DType.Float32, Gpu);
             using var y = Tensor.Empty([64], DType.Int64, Gpu);
             using var lossOut = Tensor.Empty([], DType.Float32, Gpu);
@@ -61,10 +73,20 @@ public class CudaGraphTests
             for (int s = 0; s < steps; s++)
             {
                 var (bx, by) = Batch(s);
-                using (bx) using (by) using (var gx = bx.To(Gpu)) using (var gy = by.To(Gpu)) { x.CopyFrom(gx); y.CopyFrom(gy); }
-                if (!graph || s == 0) step(); // s = 0 is also the graph's warm-up
-                else g!.Replay();
-                if (graph && s == 0) g = CudaGraph.Capture(Cuda, step, warmup: 0);
+                using (bx)
+                using (by)
+                using (var gx = bx.To(Gpu))
+                using (var gy = by.To(Gpu))
+                {
+                    x.CopyFrom(gx);
+                    y.CopyFrom(gy);
+                }
+                if (!graph || s == 0)
+                    step(); // s = 0 is also the graph's warm-up
+                else
+                    g!.Replay();
+                if (graph && s == 0)
+                    g = CudaGraph.Capture(Cuda, step, warmup: 0);
                 losses[s] = (float)lossOut.Item();
             }
             g?.Dispose();
@@ -85,7 +107,14 @@ public class CudaGraphTests
         using (train)
         using (test)
         {
-            var config = HpcEngine.Training.TrainConfig.For(model) with { Epochs = 1, MaxSteps = 20, EvalEverySteps = 20, Seed = 9, Device = HpcEngine.Device.Cuda() };
+            var config = HpcEngine.Training.TrainConfig.For(model) with
+            {
+                Epochs = 1,
+                MaxSteps = 20,
+                EvalEverySteps = 20,
+                Seed = 9,
+                Device = HpcEngine.Device.Cuda(),
+            };
             var eager = HpcEngine.Training.Trainer.Run(config, train, test, "embedded");
             var graphed = HpcEngine.Training.Trainer.Run(config with { CudaGraph = true }, train, test, "embedded");
             Assert.That(graphed.StepLosses, Is.EqualTo(eager.StepLosses).Within(1e-4));
@@ -112,11 +141,13 @@ public class CudaGraphTests
             }
             Step();
             if (!graph)
-                for (int i = 0; i < 4; i++) Step();
+                for (int i = 0; i < 4; i++)
+                    Step();
             else
             {
                 using var g = CudaGraph.Capture(Cuda, Step, warmup: 0);
-                for (int i = 0; i < 4; i++) g.Replay();
+                for (int i = 0; i < 4; i++)
+                    g.Replay();
             }
             return w.ToArray<float>();
         }
@@ -135,10 +166,14 @@ public class CudaGraphTests
         var graph = CudaGraph.Capture(Cuda, Step(model, opt, x, y, lossOut), warmup: 2);
         Assert.That(graph.PoolBlocks, Is.GreaterThan(0));
         long before = Cuda.Memory.Stats.DeviceAllocations;
-        for (int i = 0; i < 100; i++) graph.Replay();
+        for (int i = 0; i < 100; i++)
+            graph.Replay();
         float last = (float)lossOut.Item();
         Assert.That(Cuda.Memory.Stats.DeviceAllocations, Is.EqualTo(before), "a replay allocates nothing");
-        Assert.That(float.IsFinite(last) && last < 2.4f, $"100 replayed SGD steps on one batch lower the loss (got {last})");
+        Assert.That(
+            float.IsFinite(last) && last < 2.4f,
+            $"100 replayed SGD steps on one batch lower the loss (got {last})"
+        );
         graph.Dispose();
         Assert.Throws<ObjectDisposedException>(graph.Replay);
         Assert.DoesNotThrow(graph.Dispose, "dispose is idempotent");
@@ -148,11 +183,17 @@ public class CudaGraphTests
     public void A_step_that_reads_back_to_the_host_is_refused_and_the_context_stays_usable()
     {
         using var a = Tensor.Randn([1000], DType.Float32, new Generator(6)).To(Gpu);
-        var e = Assert.Throws<InvalidOperationException>(() => CudaGraph.Capture(Cuda, () =>
-        {
-            using var s = Ops.Sum(a);
-            _ = s.Item();
-        }, warmup: 0));
+        var e = Assert.Throws<InvalidOperationException>(() =>
+            CudaGraph.Capture(
+                Cuda,
+                () =>
+                {
+                    using var s = Ops.Sum(a);
+                    _ = s.Item();
+                },
+                warmup: 0
+            )
+        );
         Assert.That(e!.Message, Does.Contain("graph capture").And.Contain("Replay"));
         Assert.That(Cuda.Capturing, Is.False);
         using var s2 = Ops.Sum(a);

@@ -15,7 +15,8 @@ public class CudaKernelParityTests
     public void Open()
     {
         var report = CudaDevices.Probe();
-        if (!report.HasDevice) Assert.Ignore($"no CUDA device: {report.Problem}");
+        if (!report.HasDevice)
+            Assert.Ignore($"no CUDA device: {report.Problem}");
         _cuda = CudaContext.Open(0);
     }
 
@@ -24,7 +25,8 @@ public class CudaKernelParityTests
 
     private static uint Grid(long n, uint block = 256) => (uint)Math.Clamp((n + block - 1) / block, 1, 4096);
 
-    private static float[] Random(int n, ulong seed) => Tensor.Randn([n], DType.Float32, new Generator(seed)).ToArray<float>();
+    private static float[] Random(int n, ulong seed) =>
+        Tensor.Randn([n], DType.Float32, new Generator(seed)).ToArray<float>();
 
     private static void AssertClose(float[] got, float[] want, double rel = 1e-5, double abs = 1e-6)
     {
@@ -48,7 +50,16 @@ public class CudaKernelParityTests
         // Offset by one float: the kernel must fall back from 16-byte vector accesses.
         foreach (int offset in new[] { 0, 1 })
         {
-            _cuda.Launch(module.Function("add_f32"), Grid(n), 256, 0, da.Pointer + (ulong)(4 * offset), db.Pointer + (ulong)(4 * offset), dout.Pointer, (long)n);
+            _cuda.Launch(
+                module.Function("add_f32"),
+                Grid(n),
+                256,
+                0,
+                da.Pointer + (ulong)(4 * offset),
+                db.Pointer + (ulong)(4 * offset),
+                dout.Pointer,
+                (long)n
+            );
             var got = _cuda.Download<float>(dout, n);
             AssertClose(got, Enumerable.Range(0, n).Select(i => a[i + offset] + b[i + offset]).ToArray(), 0, 0);
         }
@@ -64,12 +75,31 @@ public class CudaKernelParityTests
         var x = Random(rows * cols, 3);
         using var dx = _cuda.Upload<float>(x);
         using var dy = _cuda.Allocate(4L * rows * cols);
-        _cuda.Launch(module.Function("softmax_f32"), (uint)rows, 256, 0, dx.Pointer, dy.Pointer, (long)rows, (long)cols);
+        _cuda.Launch(
+            module.Function("softmax_f32"),
+            (uint)rows,
+            256,
+            0,
+            dx.Pointer,
+            dy.Pointer,
+            (long)rows,
+            (long)cols
+        );
         using var t = Tensor.FromArray(x, rows, cols);
         using var want = F.Softmax(t, -1);
         AssertClose(_cuda.Download<float>(dy, rows * cols), want.ToArray<float>());
         using var sums = _cuda.Allocate(4L * rows);
-        _cuda.Launch(reduce.Function("sum_rows_f32"), (uint)rows, 256, 0, dx.Pointer, sums.Pointer, (long)rows, (long)cols, 1.0f);
+        _cuda.Launch(
+            reduce.Function("sum_rows_f32"),
+            (uint)rows,
+            256,
+            0,
+            dx.Pointer,
+            sums.Pointer,
+            (long)rows,
+            (long)cols,
+            1.0f
+        );
         using var ws = t.Sum([1]);
         AssertClose(_cuda.Download<float>(sums, rows), ws.ToArray<float>(), 1e-4, 1e-4);
     }
@@ -77,7 +107,8 @@ public class CudaKernelParityTests
     [Test]
     public void Fused_cross_entropy_matches_the_cpu_loss_and_gradient()
     {
-        const int rows = 37, cols = 10;
+        const int rows = 37,
+            cols = 10;
         using var module = _cuda.LoadKernels("softmax.cu");
         var x = Random(rows * cols, 4);
         var targets = Enumerable.Range(0, rows).Select(i => (long)(i * 7 % cols)).ToArray();
@@ -85,7 +116,21 @@ public class CudaKernelParityTests
         using var dt = _cuda.Upload<long>(targets);
         using var loss = _cuda.Allocate(4L * rows);
         using var grad = _cuda.Allocate(4L * rows * cols);
-        _cuda.Launch(module.Function("cross_entropy_f32"), (uint)rows, 128, 0, dx.Pointer, dt.Pointer, loss.Pointer, grad.Pointer, (long)rows, (long)cols, -100L, 0.0f, (float)rows);
+        _cuda.Launch(
+            module.Function("cross_entropy_f32"),
+            (uint)rows,
+            128,
+            0,
+            dx.Pointer,
+            dt.Pointer,
+            loss.Pointer,
+            grad.Pointer,
+            (long)rows,
+            (long)cols,
+            -100L,
+            0.0f,
+            (float)rows
+        );
         using var logits = Tensor.FromArray(x, rows, cols).RequiresGrad_();
         using var labels = Tensor.FromArray(targets);
         using var l = F.CrossEntropy(logits, labels);
@@ -97,7 +142,8 @@ public class CudaKernelParityTests
     [Test]
     public void Layer_norm_forward_matches_the_cpu()
     {
-        const int rows = 5, cols = 333;
+        const int rows = 5,
+            cols = 333;
         using var module = _cuda.LoadKernels("layernorm.cu");
         var x = Random(rows * cols, 5);
         var w = Random(cols, 6);
@@ -108,7 +154,21 @@ public class CudaKernelParityTests
         using var dy = _cuda.Allocate(4L * rows * cols);
         using var mean = _cuda.Allocate(4L * rows);
         using var rstd = _cuda.Allocate(4L * rows);
-        _cuda.Launch(module.Function("layernorm_f32"), rows, 128, 0, dx.Pointer, dw.Pointer, db.Pointer, dy.Pointer, mean.Pointer, rstd.Pointer, (long)rows, (long)cols, 1e-5f);
+        _cuda.Launch(
+            module.Function("layernorm_f32"),
+            rows,
+            128,
+            0,
+            dx.Pointer,
+            dw.Pointer,
+            db.Pointer,
+            dy.Pointer,
+            mean.Pointer,
+            rstd.Pointer,
+            (long)rows,
+            (long)cols,
+            1e-5f
+        );
         using var want = F.LayerNorm(Tensor.FromArray(x, rows, cols), [cols], Tensor.FromArray(w), Tensor.FromArray(b));
         AssertClose(_cuda.Download<float>(dy, rows * cols), want.ToArray<float>(), 1e-4, 1e-5);
     }
@@ -141,12 +201,32 @@ public class CudaKernelParityTests
         var sign = ((MessageCodec)GradientCodec.Create("sign")).Encode(x);
         using var signScale = _cuda.Upload<float>([BitConverter.ToSingle(sign.Bytes, 0)]);
         using var signMsg = _cuda.Allocate(sign.Bytes.Length);
-        _cuda.Launch(compress.Function("sign_encode_f32"), Grid((n + 7) / 8), 256, 0, dx.Pointer, signScale.Pointer, signMsg.Pointer, (long)n);
+        _cuda.Launch(
+            compress.Function("sign_encode_f32"),
+            Grid((n + 7) / 8),
+            256,
+            0,
+            dx.Pointer,
+            signScale.Pointer,
+            signMsg.Pointer,
+            (long)n
+        );
         Assert.That(_cuda.Download<byte>(signMsg, sign.Bytes.Length), Is.EqualTo(sign.Bytes));
         var int8 = ((MessageCodec)GradientCodec.Create("int8", seed: 5)).Encode(x);
         using var int8Scale = _cuda.Upload<float>([x.Max(MathF.Abs)]);
         using var int8Msg = _cuda.Allocate(int8.Bytes.Length);
-        _cuda.Launch(compress.Function("int8_encode_f32"), Grid(n), 256, 0, dx.Pointer, int8Scale.Pointer, int8Msg.Pointer, (long)n, 5UL, 0UL);
+        _cuda.Launch(
+            compress.Function("int8_encode_f32"),
+            Grid(n),
+            256,
+            0,
+            dx.Pointer,
+            int8Scale.Pointer,
+            int8Msg.Pointer,
+            (long)n,
+            5UL,
+            0UL
+        );
         Assert.That(_cuda.Download<byte>(int8Msg, int8.Bytes.Length), Is.EqualTo(int8.Bytes));
     }
 
@@ -165,8 +245,24 @@ public class CudaKernelParityTests
         using var bias = _cuda.Allocate(8);
         _cuda.Launch(module.Function("adam_advance_f32"), 1, 32, 0, step.Pointer, bias.Pointer, 0.9, 0.999);
         using var lr = _cuda.Upload<float>([1e-3f]);
-        _cuda.Launch(module.Function("adam_f32"), Grid(n), 256, 0, dp.Pointer, dg.Pointer, m.Pointer, v.Pointer, (long)n,
-            lr.Pointer, 0.9f, 0.999f, 1e-8f, 0.01f, 1, bias.Pointer);
+        _cuda.Launch(
+            module.Function("adam_f32"),
+            Grid(n),
+            256,
+            0,
+            dp.Pointer,
+            dg.Pointer,
+            m.Pointer,
+            v.Pointer,
+            (long)n,
+            lr.Pointer,
+            0.9f,
+            0.999f,
+            1e-8f,
+            0.01f,
+            1,
+            bias.Pointer
+        );
         Assert.That(_cuda.Download<float>(step, 1)[0], Is.EqualTo(1f));
         Assert.That(_cuda.Download<float>(bias, 2), Is.EqualTo(new[] { (float)(1 - 0.9), (float)(1 - 0.999) }));
         using var param = Tensor.FromArray((float[])p.Clone()).RequiresGrad_();
@@ -184,8 +280,10 @@ public class CudaKernelParityTests
         for (int step = 0; step < 100; step++)
         {
             var blocks = pattern.Select(b => _cuda.Memory.Allocate(b, _cuda.Stream)).ToList();
-            foreach (var b in blocks) _cuda.Memory.Free(b);
-            if (step == 0) first = _cuda.Memory.Stats.DeviceAllocations;
+            foreach (var b in blocks)
+                _cuda.Memory.Free(b);
+            if (step == 0)
+                first = _cuda.Memory.Stats.DeviceAllocations;
         }
         Assert.That(_cuda.Memory.Stats.DeviceAllocations, Is.EqualTo(first));
         _cuda.Memory.EmptyCache();
@@ -195,8 +293,14 @@ public class CudaKernelParityTests
     [Test]
     public void Nccl_with_one_rank_runs_allreduce_and_allgather_on_device_buffers()
     {
-        if (HpcEngine.Cuda.Interop.CudaLibraries.Find("nccl") == null) Assert.Ignore("libnccl.so.2 is not installed on this host");
-        using var store = HpcEngine.Distributed.TcpStore.Create("127.0.0.1", 0, isServer: true, new HpcEngine.Distributed.StoreOptions());
+        if (HpcEngine.Cuda.Interop.CudaLibraries.Find("nccl") == null)
+            Assert.Ignore("libnccl.so.2 is not installed on this host");
+        using var store = HpcEngine.Distributed.TcpStore.Create(
+            "127.0.0.1",
+            0,
+            isServer: true,
+            new HpcEngine.Distributed.StoreOptions()
+        );
         using var comm = NcclCommunicator.Create(_cuda, store, rank: 0, size: 1);
         Assert.That(NcclCommunicator.Version, Is.GreaterThan(20000));
         var x = new float[] { 1, 2, 3, 4.5f };

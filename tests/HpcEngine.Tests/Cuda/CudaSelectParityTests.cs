@@ -25,7 +25,8 @@ public class CudaSelectParityTests : DeviceSelectTests
     public void Open()
     {
         var report = CudaDevices.Probe();
-        if (!report.HasDevice) Assert.Ignore($"no CUDA device: {report.Problem}");
+        if (!report.HasDevice)
+            Assert.Ignore($"no CUDA device: {report.Problem}");
         CudaBackend.Register(0);
         _cuda = DeviceBackends.For(Device.Cuda(0));
     }
@@ -40,6 +41,7 @@ public class CudaSelectParityTests : DeviceSelectTests
     [TearDown]
     public void Restore()
     {
-        if (_cuda != null) DeviceBackends.Register(DeviceType.Cuda, _cuda);
+        if (_cuda != null)
+            DeviceBackends.Register(DeviceType.Cuda, _cuda);
     }
 }

@@ -30,7 +30,9 @@ public class GraphCaptureRecordingTests
     {
         public required HpcEngine.NN.Module Model;
         public required HpcEngine.Optim.Optimizer Optimizer;
-        public required Tensor X, Y, Loss;
+        public required Tensor X,
+            Y,
+            Loss;
 
         public void Step()
         {
@@ -56,12 +58,14 @@ public class GraphCaptureRecordingTests
     {
         var model = HpcEngine.NN.Models.Create("mlp", new Generator(1));
         model.To(Dev);
-        HpcEngine.Optim.Optimizer opt = optimizer == "adam"
-            ? new HpcEngine.Optim.Adam(model.Parameters(), lr: 1e-3)
-            : new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.1, momentum: 0.9);
+        HpcEngine.Optim.Optimizer opt =
+            optimizer == "adam"
+                ? new HpcEngine.Optim.Adam(model.Parameters(), lr: 1e-3)
+                : new HpcEngine.Optim.Sgd(model.Parameters(), lr: 0.1, momentum: 0.9);
         return new Setup
         {
-            Model = model, Optimizer = opt,
+            Model = model,
+            Optimizer = opt,
             X = Tensor.Randn([8, 1, 28, 28], DType.Float32, new Generator(2)).To(Dev),
             Y = Tensor.FromArray(new long[8]).To(Dev),
             Loss = Tensor.Empty([], DType.Float32, Dev),
@@ -84,10 +88,15 @@ public class GraphCaptureRecordingTests
         var recorded = _stream.Graphs.Values.Single();
         Assert.That(recorded.Select(c => c.Name), Is.EqualTo(eager), "the same kernels in the same order");
         if (optimizer == "adam")
-            Assert.That(recorded.Count(c => c.Name == "adam_advance_f32"), Is.EqualTo(s.Model.Parameters().Count()), "the step count advances inside the graph");
+            Assert.That(
+                recorded.Count(c => c.Name == "adam_advance_f32"),
+                Is.EqualTo(s.Model.Parameters().Count()),
+                "the step count advances inside the graph"
+            );
         int launched = _stream.Launches.Count;
         long allocations = _stream.Memory.Stats.DeviceAllocations;
-        for (int i = 0; i < 3; i++) graph.Replay();
+        for (int i = 0; i < 3; i++)
+            graph.Replay();
         Assert.That(_stream.Replays, Is.EqualTo(3));
         Assert.That(_stream.Launches.Count - launched, Is.EqualTo(3 * recorded.Count));
         Assert.That(_stream.Memory.Stats.DeviceAllocations, Is.EqualTo(allocations), "a replay allocates nothing");
@@ -102,9 +111,19 @@ public class GraphCaptureRecordingTests
         var sgd = _stream.Graphs.Values.Single().Where(c => c.Name == "sgd_f32").ToList();
         Assert.That(sgd, Is.Not.Empty);
         var lrPointer = (ulong)sgd[0].Args[4];
-        Assert.That(sgd.Select(c => (ulong)c.Args[4]), Is.All.EqualTo(lrPointer), "one device learning rate for every parameter");
-        Assert.That(_stream.Graphs.Values.Single().Where(c => c.Name.StartsWith("fill", StringComparison.Ordinal)).Select(c => (ulong)c.Args[0]),
-            Has.None.EqualTo(lrPointer), "the graph never overwrites the rate");
+        Assert.That(
+            sgd.Select(c => (ulong)c.Args[4]),
+            Is.All.EqualTo(lrPointer),
+            "one device learning rate for every parameter"
+        );
+        Assert.That(
+            _stream
+                .Graphs.Values.Single()
+                .Where(c => c.Name.StartsWith("fill", StringComparison.Ordinal))
+                .Select(c => (ulong)c.Args[0]),
+            Has.None.EqualTo(lrPointer),
+            "the graph never overwrites the rate"
+        );
         int before = _stream.Launches.Count;
         s.Optimizer.Lr = 0.5; // a schedule's step, outside the graph
         var fill = _stream.Launches.Skip(before).Single();
@@ -134,7 +153,11 @@ public class GraphCaptureRecordingTests
         Assert.That(draws, Has.Count.EqualTo(2));
         var offsetPointer = (ulong)draws[0].Args[3];
         Assert.That((ulong)draws[1].Args[3], Is.EqualTo(offsetPointer), "one replay offset per generator");
-        Assert.That(draws.Select(d => (ulong)d.Args[4]), Is.EqualTo(new[] { atCapture, atCapture + 25 }), "the captured starts");
+        Assert.That(
+            draws.Select(d => (ulong)d.Args[4]),
+            Is.EqualTo(new[] { atCapture, atCapture + 25 }),
+            "the captured starts"
+        );
         for (int k = 1; k <= 3; k++)
         {
             int before = _stream.Launches.Count;
@@ -142,9 +165,19 @@ public class GraphCaptureRecordingTests
             var set = _stream.Launches.Skip(before).First();
             Assert.That((ulong)set.Args[0], Is.EqualTo(offsetPointer));
             // Replay k draws at the capture's start + (k − 1) spans (a zero is written by memset).
-            if (k == 1) Assert.That(set.Name, Is.EqualTo("memset"));
-            else Assert.That((set.Name, (ulong)set.Args[1]), Is.EqualTo(("fill_b64", (ulong)(k - 1) * span)), $"replay {k}");
-            Assert.That(gen.Offset, Is.EqualTo(atCapture + (ulong)k * span), "the generator advanced as by k eager steps");
+            if (k == 1)
+                Assert.That(set.Name, Is.EqualTo("memset"));
+            else
+                Assert.That(
+                    (set.Name, (ulong)set.Args[1]),
+                    Is.EqualTo(("fill_b64", (ulong)(k - 1) * span)),
+                    $"replay {k}"
+                );
+            Assert.That(
+                gen.Offset,
+                Is.EqualTo(atCapture + (ulong)k * span),
+                "the generator advanced as by k eager steps"
+            );
         }
     }
 
@@ -163,12 +196,21 @@ public class GraphCaptureRecordingTests
 
         start = _stream.Launches.Count;
         s.Step(); // eager work beside the graph
-        Assert.That(Pointers(_stream.Launches.Skip(start)).Intersect(pool), Is.Empty, "eager temporaries never land in the graph's memory");
+        Assert.That(
+            Pointers(_stream.Launches.Skip(start)).Intersect(pool),
+            Is.Empty,
+            "eager temporaries never land in the graph's memory"
+        );
 
         graph.Dispose();
         start = _stream.Launches.Count;
-        for (int i = 0; i < 2; i++) s.Step();
-        Assert.That(Pointers(_stream.Launches.Skip(start)).Intersect(pool), Is.Not.Empty, "after dispose the pool's blocks serve the cache again");
+        for (int i = 0; i < 2; i++)
+            s.Step();
+        Assert.That(
+            Pointers(_stream.Launches.Skip(start)).Intersect(pool),
+            Is.Not.Empty,
+            "after dispose the pool's blocks serve the cache again"
+        );
     }
 
     [Test]
@@ -176,11 +218,17 @@ public class GraphCaptureRecordingTests
     {
         using var s = Make("sgd");
         s.Step();
-        var e = Assert.Throws<InvalidOperationException>(() => CudaGraph.Capture(_stream, () =>
-        {
-            s.Step();
-            _ = s.Loss.Item(); // a device-to-host copy
-        }, warmup: 0));
+        var e = Assert.Throws<InvalidOperationException>(() =>
+            CudaGraph.Capture(
+                _stream,
+                () =>
+                {
+                    s.Step();
+                    _ = s.Loss.Item(); // a device-to-host copy
+                },
+                warmup: 0
+            )
+        );
         Assert.That(e!.Message, Does.Contain("graph capture").And.Contain("Replay"));
         Assert.That(_stream.Capturing, Is.False);
         Assert.That(_stream.Graphs, Is.Empty, "no graph left behind");
@@ -194,14 +242,18 @@ public class GraphCaptureRecordingTests
     public void Ops_that_would_transfer_scalars_stay_on_the_device_under_capture()
     {
         using var x = Tensor.Randn([4, 5], DType.Float32, new Generator(4)).To(Dev);
-        using var graph = CudaGraph.Capture(_stream, () =>
-        {
-            using var scope = new TensorScope();
-            var y = Ops.Clamp(Ops.AddScalar(Ops.MulScalar(x, 2), 1), -1, 1);
-            var z = Ops.Where(Ops.GtScalar(y, 0), y, Tensor.Scalar(0));
-            F.LayerNorm(F.Softmax(z, 1), [5]);
-            x.Fill(0.5);
-        }, warmup: 1);
+        using var graph = CudaGraph.Capture(
+            _stream,
+            () =>
+            {
+                using var scope = new TensorScope();
+                var y = Ops.Clamp(Ops.AddScalar(Ops.MulScalar(x, 2), 1), -1, 1);
+                var z = Ops.Where(Ops.GtScalar(y, 0), y, Tensor.Scalar(0));
+                F.LayerNorm(F.Softmax(z, 1), [5]);
+                x.Fill(0.5);
+            },
+            warmup: 1
+        );
         Assert.That(_stream.Graphs.Values.Single(), Is.Not.Empty);
     }
 }

@@ -11,21 +11,34 @@ public class KernelImageTests
     private static string RepoRoot()
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "HpcEngine.sln"))) return d.FullName;
+            if (File.Exists(Path.Combine(d.FullName, "HpcEngine.sln")))
+                return d.FullName;
         throw new InvalidOperationException("the repository root (HpcEngine.sln) is not above the test assembly");
     }
 
     [TestCaseSource(typeof(KernelSources), nameof(KernelSources.Kernels))]
     public void The_stamp_cmake_writes_is_the_engines(string file)
     {
-        string root = RepoRoot(), outFile = Path.GetTempFileName();
+        string root = RepoRoot(),
+            outFile = Path.GetTempFileName();
         try
         {
             ProcessStartInfo psi;
             try
             {
-                psi = new ProcessStartInfo("cmake", [$"-DSRC={Path.Combine(root, "native", "kernels", file)}", $"-DINCLUDE_DIR={Path.Combine(root, "native", "include")}",
-                    $"-DOUT={outFile}", "-P", Path.Combine(root, "cmake", "KernelStamp.cmake")]) { RedirectStandardError = true };
+                psi = new ProcessStartInfo(
+                    "cmake",
+                    [
+                        $"-DSRC={Path.Combine(root, "native", "kernels", file)}",
+                        $"-DINCLUDE_DIR={Path.Combine(root, "native", "include")}",
+                        $"-DOUT={outFile}",
+                        "-P",
+                        Path.Combine(root, "cmake", "KernelStamp.cmake"),
+                    ]
+                )
+                {
+                    RedirectStandardError = true,
+                };
                 using var p = Process.Start(psi)!;
                 Assert.That(p.WaitForExit(60_000), Is.True, "cmake hung");
                 Assert.That(p.ExitCode, Is.Zero, p.StandardError.ReadToEnd());
@@ -36,7 +49,10 @@ public class KernelImageTests
             }
             Assert.That(File.ReadAllText(outFile).Trim(), Is.EqualTo(KernelImages.Stamp(file)));
         }
-        finally { File.Delete(outFile); }
+        finally
+        {
+            File.Delete(outFile);
+        }
     }
 
     [Test]
@@ -61,7 +77,10 @@ public class KernelImageTests
             File.WriteAllText(fatbin + ".sha256", stamp.ToUpperInvariant() + "\n");
             Assert.That(KernelImages.FindFatbin("softmax.cu", stamp, [dir], out why), Is.EqualTo(fatbin));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Test]
@@ -70,7 +89,17 @@ public class KernelImageTests
         var headers = new Dictionary<string, string> { ["hpc/a.cuh"] = "int a;", ["hpc/b.cuh"] = "int b;" };
         string s = KernelImages.Stamp("k", headers);
         Assert.That(KernelImages.Stamp("k2", headers), Is.Not.EqualTo(s));
-        Assert.That(KernelImages.Stamp("k", new Dictionary<string, string>(headers) { ["hpc/b.cuh"] = "int c;" }), Is.Not.EqualTo(s));
-        Assert.That(KernelImages.Stamp("k", new Dictionary<string, string> { ["hpc/b.cuh"] = "int b;", ["hpc/a.cuh"] = "int a;" }), Is.EqualTo(s), "header order does not matter");
+        Assert.That(
+            KernelImages.Stamp("k", new Dictionary<string, string>(headers) { ["hpc/b.cuh"] = "int c;" }),
+            Is.Not.EqualTo(s)
+        );
+        Assert.That(
+            KernelImages.Stamp(
+                "k",
+                new Dictionary<string, string> { ["hpc/b.cuh"] = "int b;", ["hpc/a.cuh"] = "int a;" }
+            ),
+            Is.EqualTo(s),
+            "header order does not matter"
+        );
     }
 }

@@ -45,14 +45,20 @@ public partial class KernelLaunchSignatureTests
         var ptx = Encoding.UTF8.GetString(NvrtcCompiler.Compile(file, KernelSources.Kernel(file), "compute_80").Image);
         var result = new Dictionary<string, string[]>();
         foreach (Match m in Entry().Matches(ptx))
-            result[m.Groups[1].Value] = Param().Matches(m.Groups[2].Value).Select(p => p.Groups[1].Value switch
-            {
-                "f32" => "f32", "f64" => "f64",
-                "u32" or "s32" or "b32" => "32",
-                "u64" or "s64" or "b64" => "64",
-                "b8" when p.Groups[2].Success => $"b8[{p.Groups[2].Value}]",
-                var other => other,
-            }).ToArray();
+            result[m.Groups[1].Value] = Param()
+                .Matches(m.Groups[2].Value)
+                .Select(p =>
+                    p.Groups[1].Value switch
+                    {
+                        "f32" => "f32",
+                        "f64" => "f64",
+                        "u32" or "s32" or "b32" => "32",
+                        "u64" or "s64" or "b64" => "64",
+                        "b8" when p.Groups[2].Success => $"b8[{p.Groups[2].Value}]",
+                        var other => other,
+                    }
+                )
+                .ToArray();
         return result;
     }
 
@@ -66,14 +72,22 @@ public partial class KernelLaunchSignatureTests
         {
             using var m = HpcEngine.NN.Models.Create(model, gen);
             m.To(Dev);
-            HpcEngine.Optim.Optimizer opt = optimizer == "adam"
-                ? new HpcEngine.Optim.Adam(m.Parameters(), lr: 1e-3)
-                : new HpcEngine.Optim.Sgd(m.Parameters(), lr: 0.1, momentum: 0.9);
+            HpcEngine.Optim.Optimizer opt =
+                optimizer == "adam"
+                    ? new HpcEngine.Optim.Adam(m.Parameters(), lr: 1e-3)
+                    : new HpcEngine.Optim.Sgd(m.Parameters(), lr: 0.1, momentum: 0.9);
             using var scope = new TensorScope();
-            var x = model == "gpt-mini" ? On(Tensor.FromArray(new long[2 * 16], 2, 16)) : On(Tensor.Randn([4, 1, 28, 28], DType.Float32, gen));
+            var x =
+                model == "gpt-mini"
+                    ? On(Tensor.FromArray(new long[2 * 16], 2, 16))
+                    : On(Tensor.Randn([4, 1, 28, 28], DType.Float32, gen));
             var y = On(Tensor.FromArray(new long[model == "gpt-mini" ? 32 : 4]));
             var logits = m.Call(x);
-            var loss = F.CrossEntropy(logits.Rank == 3 ? Ops.Reshape(logits, [-1, logits.Shape[2]]) : logits, y, labelSmoothing: 0.1);
+            var loss = F.CrossEntropy(
+                logits.Rank == 3 ? Ops.Reshape(logits, [-1, logits.Shape[2]]) : logits,
+                y,
+                labelSmoothing: 0.1
+            );
             loss.Backward();
             opt.Step();
             opt.Dispose();
@@ -83,19 +97,51 @@ public partial class KernelLaunchSignatureTests
             var a = On(Tensor.Randn([3, 5], DType.Float32, gen));
             var b = On(Tensor.Randn([5], DType.Float32, gen));
             var pos = Ops.AddScalar(Ops.Abs(a), 1);
-            foreach (var op in new Func<Tensor, Tensor>[] { Ops.Neg, Ops.Abs, Ops.Exp, Ops.Log, Ops.Log1p, Ops.Sqrt, Ops.Rsqrt, Ops.Tanh, Ops.Sigmoid, Ops.Relu,
-                         t => Ops.LeakyRelu(t, 0.1), t => Ops.Gelu(t), t => Ops.Gelu(t, "tanh"), Ops.Silu, t => Ops.Pow(t, 3), Ops.Sign, Ops.Reciprocal,
-                         t => Ops.Clamp(t, -1, 1) })
+            foreach (
+                var op in new Func<Tensor, Tensor>[]
+                {
+                    Ops.Neg,
+                    Ops.Abs,
+                    Ops.Exp,
+                    Ops.Log,
+                    Ops.Log1p,
+                    Ops.Sqrt,
+                    Ops.Rsqrt,
+                    Ops.Tanh,
+                    Ops.Sigmoid,
+                    Ops.Relu,
+                    t => Ops.LeakyRelu(t, 0.1),
+                    t => Ops.Gelu(t),
+                    t => Ops.Gelu(t, "tanh"),
+                    Ops.Silu,
+                    t => Ops.Pow(t, 3),
+                    Ops.Sign,
+                    Ops.Reciprocal,
+                    t => Ops.Clamp(t, -1, 1),
+                }
+            )
             {
                 var p = pos.Detach().RequiresGrad_();
                 Ops.Sum(op(p)).Backward();
             }
-            foreach (var op in new Func<Tensor, Tensor, Tensor>[] { Ops.Add, Ops.Sub, Ops.Mul, Ops.Div, Ops.Maximum, Ops.Minimum, Ops.Pow })
+            foreach (
+                var op in new Func<Tensor, Tensor, Tensor>[]
+                {
+                    Ops.Add,
+                    Ops.Sub,
+                    Ops.Mul,
+                    Ops.Div,
+                    Ops.Maximum,
+                    Ops.Minimum,
+                    Ops.Pow,
+                }
+            )
             {
                 op(a, b);
                 op(pos, a);
             }
-            foreach (var op in new Func<Tensor, Tensor, Tensor>[] { Ops.Eq, Ops.Lt, Ops.LogicalAnd }) op(a, b);
+            foreach (var op in new Func<Tensor, Tensor, Tensor>[] { Ops.Eq, Ops.Lt, Ops.LogicalAnd })
+                op(a, b);
             Ops.Eq(On(Tensor.FromArray([1L, 2])), On(Tensor.FromArray([1L, 3])));
             Ops.Eq(On(Tensor.FromArray([1, 2])), On(Tensor.FromArray([1, 3])));
             var cond = Ops.Gt(a, b);
@@ -118,7 +164,8 @@ public partial class KernelLaunchSignatureTests
             foreach (var dt in new[] { DType.BFloat16, DType.Float16, DType.Int64, DType.Int32, DType.Bool })
             {
                 var c = a.To(dt);
-                if (dt != DType.Bool) c.To(DType.Float32);
+                if (dt != DType.Bool)
+                    c.To(DType.Float32);
             }
             On(Tensor.FromArray([1, 2])).To(DType.Int64).To(DType.Int32);
             cond.To(DType.Float32);
@@ -126,7 +173,8 @@ public partial class KernelLaunchSignatureTests
             Ops.Transpose(On(Tensor.FromArray(new long[6], 2, 3)), 0, 1).Contiguous();
             Ops.Transpose(On(Tensor.FromArray(new byte[6], 2, 3)), 0, 1).Contiguous();
             Ops.Transpose(On(Tensor.FromArray(new long[6], 2, 3)).To(DType.BFloat16), 0, 1).Contiguous();
-            using (HpcEngine.Autograd.Autocast.Bf16()) Ops.MatMul(a, Ops.Transpose(a, 0, 1));
+            using (HpcEngine.Autograd.Autocast.Bf16())
+                Ops.MatMul(a, Ops.Transpose(a, 0, 1));
             Ops.Narrow(On(Tensor.Zeros([4, 4])), 1, 1, 2).Fill(3);
             var codecBackend = DeviceBackends.For(Dev);
             var values = On(Tensor.Randn([37], DType.Float32, gen));
@@ -163,17 +211,29 @@ public partial class KernelLaunchSignatureTests
         foreach (var call in _stream.Launches)
         {
             var (file, name) = (call.File, call.Name);
-            if (file == "") continue; // cuBLAS and copies
-            if (!signatures.TryGetValue(file, out var sig)) signatures[file] = sig = Signatures(file);
+            if (file == "")
+                continue; // cuBLAS and copies
+            if (!signatures.TryGetValue(file, out var sig))
+                signatures[file] = sig = Signatures(file);
             Assert.That(sig, Does.ContainKey(name), $"{file} has no kernel {name}");
             var want = sig[name];
             var got = call.ArgTypes.Select(RecordingCudaStream.Kind).ToArray();
-            Assert.That(got, Is.EqualTo(want), $"{file}:{name} is launched with ({string.Join(", ", got)}) but takes ({string.Join(", ", want)})");
+            Assert.That(
+                got,
+                Is.EqualTo(want),
+                $"{file}:{name} is launched with ({string.Join(", ", got)}) but takes ({string.Join(", ", want)})"
+            );
             checkedKernels.Add($"{file}:{name}");
         }
-        TestContext.Out.WriteLine($"{checkedKernels.Count} kernels checked: {string.Join(" ", checkedKernels.Order())}");
+        TestContext.Out.WriteLine(
+            $"{checkedKernels.Count} kernels checked: {string.Join(" ", checkedKernels.Order())}"
+        );
         // Every kernel of the files the backend uses is launched by something above (none is dead or untested here).
-        var never = signatures.SelectMany(f => f.Value.Keys.Select(k => $"{f.Key}:{k}")).Where(k => !checkedKernels.Contains(k)).Order().ToList();
+        var never = signatures
+            .SelectMany(f => f.Value.Keys.Select(k => $"{f.Key}:{k}"))
+            .Where(k => !checkedKernels.Contains(k))
+            .Order()
+            .ToList();
         Assert.That(never, Is.Empty, "kernels the exercise never launches");
     }
 }

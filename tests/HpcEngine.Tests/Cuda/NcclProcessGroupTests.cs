@@ -11,7 +11,8 @@ namespace HpcEngine.Tests.Cuda;
 [Category("Cuda")]
 public class NcclProcessGroupTests
 {
-    /// <summary>The CUDA backend's own context (registered once per process), so cuda tensors and NCCL share its stream.</summary>
+    /// <summary>The CUDA backend's own context (registered once per process), so cuda tensors and NCCL share its
+    /// stream.</summary>
     private static CudaContext Ctx => CudaBackend.Register(0);
     private TcpStore _store = null!;
 
@@ -19,8 +20,10 @@ public class NcclProcessGroupTests
     public void Open()
     {
         var report = CudaDevices.Probe();
-        if (!report.HasDevice) Assert.Ignore($"no CUDA device: {report.Problem}");
-        if (CudaLibraries.Find("nccl") == null) Assert.Ignore("libnccl.so.2 is not installed on this host");
+        if (!report.HasDevice)
+            Assert.Ignore($"no CUDA device: {report.Problem}");
+        if (CudaLibraries.Find("nccl") == null)
+            Assert.Ignore("libnccl.so.2 is not installed on this host");
         _ = Ctx;
         _store = TcpStore.Create("127.0.0.1", 0, isServer: true);
     }
@@ -30,7 +33,8 @@ public class NcclProcessGroupTests
 
     private static int _prefix;
 
-    private NcclProcessGroup Group() => NcclProcessGroup.Connect(Ctx, _store, 0, 1, TimeSpan.FromSeconds(60), $"t{Interlocked.Increment(ref _prefix)}");
+    private NcclProcessGroup Group() =>
+        NcclProcessGroup.Connect(Ctx, _store, 0, 1, TimeSpan.FromSeconds(60), $"t{Interlocked.Increment(ref _prefix)}");
 
     [TestCase(DType.Float32)]
     [TestCase(DType.Float64)]

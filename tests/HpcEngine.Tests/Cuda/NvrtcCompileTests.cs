@@ -15,7 +15,9 @@ public partial class NvrtcCompileTests
     private static void RequireNvrtc()
     {
         if (CudaLibraries.Find("nvrtc") == null)
-            Assert.Ignore($"NVRTC is not installed (tried {string.Join(", ", CudaLibraries.Candidates("nvrtc"))}); .ci/run installs Debian's libnvrtc11.2");
+            Assert.Ignore(
+                $"NVRTC is not installed (tried {string.Join(", ", CudaLibraries.Candidates("nvrtc"))}); .ci/run installs Debian's libnvrtc11.2"
+            );
     }
 
     public static IEnumerable<TestCaseData> Cases() =>
@@ -43,24 +45,54 @@ public partial class NvrtcCompileTests
     public void Macro_generated_kernels_are_exported_too()
     {
         RequireNvrtc();
-        var ptx = Encoding.UTF8.GetString(NvrtcCompiler.Compile("elementwise.cu", KernelSources.Kernel("elementwise.cu"), "compute_80").Image);
-        foreach (var name in new[] { "add_f32", "mul_f32", "add_broadcast_f32", "relu_f32", "gelu_backward_f32", "sigmoid_backward_f32" })
+        var ptx = Encoding.UTF8.GetString(
+            NvrtcCompiler.Compile("elementwise.cu", KernelSources.Kernel("elementwise.cu"), "compute_80").Image
+        );
+        foreach (
+            var name in new[]
+            {
+                "add_f32",
+                "mul_f32",
+                "add_broadcast_f32",
+                "relu_f32",
+                "gelu_backward_f32",
+                "sigmoid_backward_f32",
+            }
+        )
             Assert.That(ptx, Does.Contain(".entry " + name), name);
     }
 
     [Test]
     public void Kernels_and_helpers_include_no_cuda_toolkit_header()
     {
-        foreach (var (name, text) in KernelSources.Headers.Select(kv => (kv.Key, kv.Value)).Concat(KernelSources.Kernels.Select(k => (k, KernelSources.Kernel(k)))))
-            Assert.That(Regex.IsMatch(text, @"#include\s*<(cuda|cublas|curand|cooperative_groups)"), Is.False, $"{name} includes a toolkit header");
-        Assert.That(KernelSources.Kernels, Has.Count.GreaterThanOrEqualTo(10), "the kernel files are embedded in HpcEngine.Cuda");
+        foreach (
+            var (name, text) in KernelSources
+                .Headers.Select(kv => (kv.Key, kv.Value))
+                .Concat(KernelSources.Kernels.Select(k => (k, KernelSources.Kernel(k))))
+        )
+            Assert.That(
+                Regex.IsMatch(text, @"#include\s*<(cuda|cublas|curand|cooperative_groups)"),
+                Is.False,
+                $"{name} includes a toolkit header"
+            );
+        Assert.That(
+            KernelSources.Kernels,
+            Has.Count.GreaterThanOrEqualTo(10),
+            "the kernel files are embedded in HpcEngine.Cuda"
+        );
     }
 
     [Test]
     public void A_kernel_that_does_not_compile_is_an_error_carrying_the_log()
     {
         RequireNvrtc();
-        var ex = Assert.Throws<NvrtcException>(() => NvrtcCompiler.Compile("broken.cu", "extern \"C\" __global__ void k(float* x) { x[0] = undefined_name; }", "compute_80"));
+        var ex = Assert.Throws<NvrtcException>(() =>
+            NvrtcCompiler.Compile(
+                "broken.cu",
+                "extern \"C\" __global__ void k(float* x) { x[0] = undefined_name; }",
+                "compute_80"
+            )
+        );
         Assert.That(ex!.Message, Does.Contain("broken.cu").And.Contain("undefined_name"));
         Assert.That(ex.Log, Does.Contain("undefined"));
         Assert.Throws<ArgumentException>(() => NvrtcCompiler.Compile("x.cu", "", "ampere"));
@@ -73,8 +105,11 @@ public partial class NvrtcCompileTests
         string dir = TestSupport.TempDir("hpc-kcache-");
         try
         {
-            Assert.That(HpcEngine.Cuda.CudaOptions.FromEnvironment(v => v == "HPCENGINE_KERNEL_CACHE" ? dir : null).KernelCache, Is.EqualTo(dir),
-                "HPCENGINE_KERNEL_CACHE names the cache");
+            Assert.That(
+                HpcEngine.Cuda.CudaOptions.FromEnvironment(v => v == "HPCENGINE_KERNEL_CACHE" ? dir : null).KernelCache,
+                Is.EqualTo(dir),
+                "HPCENGINE_KERNEL_CACHE names the cache"
+            );
             var first = NvrtcCompiler.CompileCached("cast.cu", "compute_80", dir);
             var files = Directory.GetFiles(dir);
             Assert.That(files, Has.Length.EqualTo(1));
@@ -96,9 +131,14 @@ public class CudaLibraryTests
     [Test]
     public void Library_names_are_tried_newest_first_and_the_override_directory_before_them()
     {
-        Assert.That(CudaLibraries.Candidates("cublas").Take(3), Is.EqualTo(new[] { "libcublas.so.13", "libcublas.so.12", "libcublas.so.11" }));
+        Assert.That(
+            CudaLibraries.Candidates("cublas").Take(3),
+            Is.EqualTo(new[] { "libcublas.so.13", "libcublas.so.12", "libcublas.so.11" })
+        );
         Assert.That(CudaLibraries.Candidates("nvrtc"), Does.Contain("libnvrtc.so.11.2"));
-        var dir = HpcEngine.Cuda.CudaOptions.FromEnvironment(v => v == "HPCENGINE_CUDA_PATH" ? "/opt/cuda-x/lib64" : null).LibraryDir;
+        var dir = HpcEngine
+            .Cuda.CudaOptions.FromEnvironment(v => v == "HPCENGINE_CUDA_PATH" ? "/opt/cuda-x/lib64" : null)
+            .LibraryDir;
         Assert.That(CudaLibraries.Candidates("cuda", dir)[0], Is.EqualTo("/opt/cuda-x/lib64/libcuda.so.1"));
         Assert.Throws<ArgumentException>(() => CudaLibraries.Candidates("cudnn"));
     }

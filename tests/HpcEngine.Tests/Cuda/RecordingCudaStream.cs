@@ -19,6 +19,7 @@ internal sealed class RecordingCudaStream : ICudaStream
     private sealed class FakeMemory : IDeviceMemory
     {
         private ulong _next = 0x10000;
+
         public ulong Allocate(long bytes)
         {
             ulong p = _next;
@@ -75,8 +76,10 @@ internal sealed class RecordingCudaStream : ICudaStream
     public void Launch(IntPtr function, uint grid, uint block, uint sharedBytes, params object[] args)
     {
         var (file, name) = _functions[(int)function - 1];
-        if (grid == 0 || block == 0 || block > 1024) throw new InvalidOperationException($"{name}: launch of {grid} blocks of {block} threads");
-        lock (Launches) Sink.Add(new Call(file, name, args));
+        if (grid == 0 || block == 0 || block > 1024)
+            throw new InvalidOperationException($"{name}: launch of {grid} blocks of {block} threads");
+        lock (Launches)
+            Sink.Add(new Call(file, name, args));
     }
 
     public void CopyHostToDevice(ulong dst, ReadOnlySpan<byte> src) => NotCapturing();
@@ -87,33 +90,81 @@ internal sealed class RecordingCudaStream : ICudaStream
         dst.Clear();
     }
 
-    public void CopyDeviceToDevice(ulong dst, ulong src, long bytes) => Sink.Add(new Call("", "memcpy", [dst, src, bytes]));
+    public void CopyDeviceToDevice(ulong dst, ulong src, long bytes) =>
+        Sink.Add(new Call("", "memcpy", [dst, src, bytes]));
 
     public void Memset(ulong dst, long bytes) => Sink.Add(new Call("", "memset", [dst, bytes]));
 
-    public void GemmF32(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc, bool tf32) =>
-        Sink.Add(new Call("", "gemm", [a, b, c]));
+    public void GemmF32(
+        bool transA,
+        bool transB,
+        int m,
+        int n,
+        int k,
+        ulong a,
+        int lda,
+        ulong b,
+        int ldb,
+        float beta,
+        ulong c,
+        int ldc,
+        bool tf32
+    ) => Sink.Add(new Call("", "gemm", [a, b, c]));
 
-    public void GemmStridedBatched(bool transA, bool transB, int m, int n, int k, ulong a, int lda, long strideA, ulong b, int ldb, long strideB,
-        ulong c, int ldc, long strideC, int batch, bool bf16, bool tf32) => Sink.Add(new Call("", "gemm", [a, b, c]));
+    public void GemmStridedBatched(
+        bool transA,
+        bool transB,
+        int m,
+        int n,
+        int k,
+        ulong a,
+        int lda,
+        long strideA,
+        ulong b,
+        int ldb,
+        long strideB,
+        ulong c,
+        int ldc,
+        long strideC,
+        int batch,
+        bool bf16,
+        bool tf32
+    ) => Sink.Add(new Call("", "gemm", [a, b, c]));
 
-    public void GemmBf16(bool transA, bool transB, int m, int n, int k, ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc) =>
-        Sink.Add(new Call("", "gemm", [a, b, c]));
+    public void GemmBf16(
+        bool transA,
+        bool transB,
+        int m,
+        int n,
+        int k,
+        ulong a,
+        int lda,
+        ulong b,
+        int ldb,
+        float beta,
+        ulong c,
+        int ldc
+    ) => Sink.Add(new Call("", "gemm", [a, b, c]));
 
     private void NotCapturing()
     {
         // What the driver does: a synchronising call during a capture fails.
-        if (Capturing) throw new InvalidOperationException("recording stream: a host transfer reached the stream during a capture");
+        if (Capturing)
+            throw new InvalidOperationException(
+                "recording stream: a host transfer reached the stream during a capture"
+            );
     }
 
     public void Synchronize()
     {
-        if (Capturing) throw new InvalidOperationException("recording stream: synchronize during a capture");
+        if (Capturing)
+            throw new InvalidOperationException("recording stream: synchronize during a capture");
     }
 
     public void BeginCapture(GraphCapture capture)
     {
-        if (Capturing) throw new InvalidOperationException("already capturing");
+        if (Capturing)
+            throw new InvalidOperationException("already capturing");
         Memory.BeginPool(capture.Pool);
         _capture = new List<Call>();
         Capture = capture;
@@ -147,9 +198,13 @@ internal sealed class RecordingCudaStream : ICudaStream
 
     public void DestroyGraphExec(IntPtr exec) => _graphs.Remove(exec);
 
-    /// <summary>The PTX parameter kind an argument of this type must meet: "f32", "f64", "32", "64", or "b8[N]".</summary>
+    /// <summary>The PTX parameter kind an argument of this type must meet: "f32", "f64", "32", "64", or
+    /// "b8[N]".</summary>
     public static string Kind(Type t) =>
-        t == typeof(float) ? "f32" : t == typeof(double) ? "f64" :
-        t == typeof(int) || t == typeof(uint) ? "32" : t == typeof(long) || t == typeof(ulong) ? "64" :
-        t.IsValueType && !t.IsPrimitive ? $"b8[{Marshal.SizeOf(t)}]" : $"unsupported {t.Name}";
+        t == typeof(float) ? "f32"
+        : t == typeof(double) ? "f64"
+        : t == typeof(int) || t == typeof(uint) ? "32"
+        : t == typeof(long) || t == typeof(ulong) ? "64"
+        : t.IsValueType && !t.IsPrimitive ? $"b8[{Marshal.SizeOf(t)}]"
+        : $"unsupported {t.Name}";
 }

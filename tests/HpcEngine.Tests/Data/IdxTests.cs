@@ -20,25 +20,44 @@ public class IdxTests
         var b = new byte[4 + 4 * dims.Length];
         b[2] = type;
         b[3] = (byte)dims.Length;
-        for (int i = 0; i < dims.Length; i++) BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(4 + 4 * i), dims[i]);
+        for (int i = 0; i < dims.Length; i++)
+            BinaryPrimitives.WriteUInt32BigEndian(b.AsSpan(4 + 4 * i), dims[i]);
         return b;
     }
 
     public static IEnumerable<TestCaseData> BadFiles()
     {
         yield return new TestCaseData(new byte[] { 0, 0 }, IdxCheck.HeaderTruncated).SetName("shorter than the magic");
-        yield return new TestCaseData(new byte[] { 1, 0, 8, 1, 0, 0, 0, 1, 7 }, IdxCheck.BadMagic).SetName("magic not 00 00");
-        yield return new TestCaseData(Header(0x07, 1).Concat(new byte[] { 1 }).ToArray(), IdxCheck.UnknownTypeCode).SetName("unknown type code");
+        yield return new TestCaseData(new byte[] { 1, 0, 8, 1, 0, 0, 0, 1, 7 }, IdxCheck.BadMagic).SetName(
+            "magic not 00 00"
+        );
+        yield return new TestCaseData(
+            Header(0x07, 1).Concat(new byte[] { 1 }).ToArray(),
+            IdxCheck.UnknownTypeCode
+        ).SetName("unknown type code");
         yield return new TestCaseData(new byte[] { 0, 0, 8, 0 }, IdxCheck.BadRank).SetName("rank zero");
         yield return new TestCaseData(new byte[] { 0, 0, 8, 9 }, IdxCheck.BadRank).SetName("rank nine");
         yield return new TestCaseData(Header(0x08, 3, 2)[..9], IdxCheck.HeaderTruncated).SetName("dims truncated");
         yield return new TestCaseData(Header(0x08, 3, 0), IdxCheck.ZeroDimension).SetName("zero dimension");
-        yield return new TestCaseData(Header(0x08, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF), IdxCheck.TooLarge).SetName("dimension product overflows");
-        yield return new TestCaseData(Header(0x0E, 100000, 100, 100), IdxCheck.TooLarge).SetName("payload over the 1 GiB limit");
-        yield return new TestCaseData(Header(0x0D, 60000, 28, 28), IdxCheck.Truncated).SetName("large claim, no payload");
-        yield return new TestCaseData(Header(0x08, 2, 3).Concat(new byte[5]).ToArray(), IdxCheck.Truncated).SetName("payload truncated");
-        yield return new TestCaseData(Header(0x08, 2, 3).Concat(new byte[7]).ToArray(), IdxCheck.TrailingData).SetName("trailing bytes");
-        yield return new TestCaseData(new byte[] { 0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7 }, IdxCheck.CorruptGzip).SetName("corrupt gzip");
+        yield return new TestCaseData(Header(0x08, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF), IdxCheck.TooLarge).SetName(
+            "dimension product overflows"
+        );
+        yield return new TestCaseData(Header(0x0E, 100000, 100, 100), IdxCheck.TooLarge).SetName(
+            "payload over the 1 GiB limit"
+        );
+        yield return new TestCaseData(Header(0x0D, 60000, 28, 28), IdxCheck.Truncated).SetName(
+            "large claim, no payload"
+        );
+        yield return new TestCaseData(Header(0x08, 2, 3).Concat(new byte[5]).ToArray(), IdxCheck.Truncated).SetName(
+            "payload truncated"
+        );
+        yield return new TestCaseData(Header(0x08, 2, 3).Concat(new byte[7]).ToArray(), IdxCheck.TrailingData).SetName(
+            "trailing bytes"
+        );
+        yield return new TestCaseData(
+            new byte[] { 0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7 },
+            IdxCheck.CorruptGzip
+        ).SetName("corrupt gzip");
     }
 
     [TestCaseSource(nameof(BadFiles))]
@@ -62,8 +81,10 @@ public class IdxTests
     public void Reads_raw_and_gzip_alike()
     {
         var payload = Enumerable.Range(0, 24).Select(i => (byte)i).ToArray();
-        string raw = Path.Combine(_dir, "a.idx"), gz = Path.Combine(_dir, "a.idx.gz");
-        using (var f = File.Create(raw)) Idx.Write(f, 0x08, [2, 3, 4], payload);
+        string raw = Path.Combine(_dir, "a.idx"),
+            gz = Path.Combine(_dir, "a.idx.gz");
+        using (var f = File.Create(raw))
+            Idx.Write(f, 0x08, [2, 3, 4], payload);
         TestSupport.WriteGz(gz, 0x08, [2, 3, 4], payload);
         foreach (var p in new[] { raw, gz })
         {
@@ -112,7 +133,8 @@ public class IdxTests
     {
         TestSupport.WriteTinyFashionMnist(_dir, 30, 10);
         var (tr, te, source) = DataSources.LoadFashionMnist(_dir);
-        tr.Dispose(); te.Dispose();
+        tr.Dispose();
+        te.Dispose();
         Assert.That(source, Does.Contain("--data"));
         Assert.Throws<DirectoryNotFoundException>(() => DataSources.LoadFashionMnist(Path.Combine(_dir, "missing")));
     }

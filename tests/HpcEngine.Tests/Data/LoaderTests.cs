@@ -11,9 +11,16 @@ public class LoaderTests
     [TestCase(5, 8)]
     public void Shards_have_equal_length_and_cover_the_epoch(int n, int world)
     {
-        var shards = Enumerable.Range(0, world).Select(r => Sampler.Shard(n, r, world, shuffle: true, seed: 3, epoch: 1)).ToArray();
+        var shards = Enumerable
+            .Range(0, world)
+            .Select(r => Sampler.Shard(n, r, world, shuffle: true, seed: 3, epoch: 1))
+            .ToArray();
         Assert.That(shards.Select(s => s.Length).Distinct().Count(), Is.EqualTo(1), "equal-length shards");
-        Assert.That(shards.SelectMany(s => s).Distinct().Order(), Is.EqualTo(Enumerable.Range(0, n)), "the union covers every sample");
+        Assert.That(
+            shards.SelectMany(s => s).Distinct().Order(),
+            Is.EqualTo(Enumerable.Range(0, n)),
+            "the union covers every sample"
+        );
         Assert.That(shards.Sum(s => s.Length) - n, Is.LessThan(world), "at most world-1 samples repeat (padding)");
         if (n % world == 0)
             Assert.That(shards.SelectMany(s => s).Count(), Is.EqualTo(n), "disjoint when the world divides the epoch");
@@ -23,7 +30,11 @@ public class LoaderTests
     public void Order_is_fixed_by_seed_and_epoch()
     {
         var first = Sampler.Permutation(50, true, 1, 0);
-        Assert.That(Sampler.Permutation(50, true, 1, 0), Is.EqualTo(first), "the same (seed, epoch) gives the same order");
+        Assert.That(
+            Sampler.Permutation(50, true, 1, 0),
+            Is.EqualTo(first),
+            "the same (seed, epoch) gives the same order"
+        );
         Assert.That(first.Order(), Is.EqualTo(Enumerable.Range(0, 50)), "a permutation");
         Assert.That(Sampler.Permutation(50, true, 1, 1), Is.Not.EqualTo(Sampler.Permutation(50, true, 1, 0)));
         Assert.That(Sampler.Permutation(50, true, 2, 0), Is.Not.EqualTo(Sampler.Permutation(50, true, 1, 0)));
@@ -33,18 +44,35 @@ public class LoaderTests
     private static ImageDataset Data(int n)
     {
         var px = new byte[n * 784];
-        for (int i = 0; i < px.Length; i++) px[i] = (byte)(i * 7 % 256);
-        return new ImageDataset(Tensor.FromBytes(px, DType.UInt8, n, 28, 28), Tensor.FromArray(Enumerable.Range(0, n).Select(i => (long)(i % 10)).ToArray()), 10);
+        for (int i = 0; i < px.Length; i++)
+            px[i] = (byte)(i * 7 % 256);
+        return new ImageDataset(
+            Tensor.FromBytes(px, DType.UInt8, n, 28, 28),
+            Tensor.FromArray(Enumerable.Range(0, n).Select(i => (long)(i % 10)).ToArray()),
+            10
+        );
     }
 
     private static List<(float[] X, long[] Y)> Collect(DataLoader l, int epoch, int skip = 0) =>
-        l.Epoch(epoch, skip).Select(b => { using (b) return (b.Images.ToArray<float>(), b.Labels.ToArray<long>()); }).ToList();
+        l.Epoch(epoch, skip)
+            .Select(b =>
+            {
+                using (b)
+                    return (b.Images.ToArray<float>(), b.Labels.ToArray<long>());
+            })
+            .ToList();
 
     [Test]
     public void Prefetching_gives_the_same_batches_and_resuming_skips_exactly()
     {
         using var ds = Data(103);
-        var o = new DataLoaderOptions { BatchSize = 16, Seed = 5, RandomCropPadding = 2, HorizontalFlip = true };
+        var o = new DataLoaderOptions
+        {
+            BatchSize = 16,
+            Seed = 5,
+            RandomCropPadding = 2,
+            HorizontalFlip = true,
+        };
         var direct = Collect(new DataLoader(ds, o with { Prefetch = 0 }), 2);
         var prefetched = Collect(new DataLoader(ds, o with { Prefetch = 3 }), 2);
         Assert.That(direct, Has.Count.EqualTo(7));
@@ -62,8 +90,22 @@ public class LoaderTests
     [Test]
     public void Normalisation_uses_mean_and_std()
     {
-        using var ds = new ImageDataset(Tensor.FromBytes(Enumerable.Repeat((byte)255, 784).ToArray(), DType.UInt8, 1, 28, 28), Tensor.FromArray([3L]), 10);
-        var b = new DataLoader(ds, new DataLoaderOptions { BatchSize = 1, Shuffle = false, Mean = 0.5, Std = 0.25, Prefetch = 0 }).Epoch(0).Single();
+        using var ds = new ImageDataset(
+            Tensor.FromBytes(Enumerable.Repeat((byte)255, 784).ToArray(), DType.UInt8, 1, 28, 28),
+            Tensor.FromArray([3L]),
+            10
+        );
+        var b = new DataLoader(
+            ds,
+            new DataLoaderOptions
+            {
+                BatchSize = 1,
+                Shuffle = false,
+                Mean = 0.5,
+                Std = 0.25,
+                Prefetch = 0,
+            }
+        ).Epoch(0).Single();
         Assert.That(b.Images.ToArray<float>(), Is.All.EqualTo(2f).Within(1e-5));
         Assert.That(b.Images.ShapeArray, Is.EqualTo(new[] { 1, 1, 28, 28 }));
     }
@@ -74,7 +116,15 @@ public class LoaderTests
         using var ds = Data(200);
         var loader = new DataLoader(ds, new DataLoaderOptions { BatchSize = 10, Prefetch = 2 });
         long before = LiveTensors.Count;
-        foreach (var b in loader.Epoch(0)) { b.Dispose(); break; }
-        Assert.That(LiveTensors.Count, Is.EqualTo(before), "batches prepared ahead are disposed when the consumer stops");
+        foreach (var b in loader.Epoch(0))
+        {
+            b.Dispose();
+            break;
+        }
+        Assert.That(
+            LiveTensors.Count,
+            Is.EqualTo(before),
+            "batches prepared ahead are disposed when the consumer stops"
+        );
     }
 }

@@ -14,8 +14,15 @@ public class JobIsolationTests
         using var server = TcpStore.Create("127.0.0.1", 0, isServer: true, new StoreOptions { JobId = "job-a" });
         int port = server.ServerPort!.Value;
         server.Set("pg/addr/0", [1]);
-        var ex = Assert.Throws<InvalidOperationException>(() => TcpStore.Create("127.0.0.1", port, false, new StoreOptions { JobId = "job-b" }));
-        Assert.That(ex!.Message, Does.Contain("job-a").And.Contain("job-b").And.Contain(port.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        var ex = Assert.Throws<InvalidOperationException>(() =>
+            TcpStore.Create("127.0.0.1", port, false, new StoreOptions { JobId = "job-b" })
+        );
+        Assert.That(
+            ex!.Message,
+            Does.Contain("job-a")
+                .And.Contain("job-b")
+                .And.Contain(port.ToString(System.Globalization.CultureInfo.InvariantCulture))
+        );
         using var same = TcpStore.Create("127.0.0.1", port, false, new StoreOptions { JobId = "job-a" });
         Assert.That(same.Get("pg/addr/0"), Is.EqualTo(new byte[] { 1 }), "the first job's state is untouched");
     }
@@ -24,7 +31,9 @@ public class JobIsolationTests
     public void A_second_store_on_a_taken_port_says_the_port_is_in_use()
     {
         using var first = TcpStore.Create("127.0.0.1", 0, isServer: true, new StoreOptions { JobId = "job-a" });
-        var ex = Assert.Throws<InvalidOperationException>(() => TcpStore.Create("127.0.0.1", first.ServerPort!.Value, isServer: true, new StoreOptions { JobId = "job-b" }));
+        var ex = Assert.Throws<InvalidOperationException>(() =>
+            TcpStore.Create("127.0.0.1", first.ServerPort!.Value, isServer: true, new StoreOptions { JobId = "job-b" })
+        );
         Assert.That(ex!.Message, Does.Contain("in use").And.Contain("--master-port"));
     }
 
@@ -32,7 +41,9 @@ public class JobIsolationTests
     public void A_rank_with_a_token_refuses_a_store_without_one()
     {
         using var open = TcpStore.Create("127.0.0.1", 0, isServer: true);
-        var ex = Assert.Throws<UnauthorizedAccessException>(() => TcpStore.Create("127.0.0.1", open.ServerPort!.Value, false, new StoreOptions { Token = "s3cret" }));
+        var ex = Assert.Throws<UnauthorizedAccessException>(() =>
+            TcpStore.Create("127.0.0.1", open.ServerPort!.Value, false, new StoreOptions { Token = "s3cret" })
+        );
         Assert.That(ex!.Message, Does.Contain("does not authenticate"));
     }
 
@@ -58,8 +69,13 @@ public class JobIsolationTests
         var warnings = new List<string>();
         var options = new TcpOptions
         {
-            ConnectTimeout = TimeSpan.FromSeconds(2), StallWarning = TimeSpan.FromMilliseconds(400),
-            Warn = w => { lock (warnings) warnings.Add(w); },
+            ConnectTimeout = TimeSpan.FromSeconds(2),
+            StallWarning = TimeSpan.FromMilliseconds(400),
+            Warn = w =>
+            {
+                lock (warnings)
+                    warnings.Add(w);
+            },
         };
         using var server = TcpStore.Create("127.0.0.1", 0, isServer: true);
         // Ranks 0 and 1 of 3 arrive; rank 2 never does.
@@ -71,7 +87,8 @@ public class JobIsolationTests
         var ex = Assert.Throws<TimeoutException>(() => TcpProcessGroup.Connect(server, 0, 3, options, "r"));
         Assert.That(ex!.Message, Does.Contain("2/3 ranks joined").And.Contain("missing: rank(s) 2"));
         Assert.That(one.Result!.Message, Does.Contain("missing: rank(s) 2"));
-        lock (warnings) Assert.That(warnings, Has.Some.Contains("rank(s) 2"), string.Join("\n", warnings));
+        lock (warnings)
+            Assert.That(warnings, Has.Some.Contains("rank(s) 2"), string.Join("\n", warnings));
     }
 
     [Test]
@@ -80,23 +97,47 @@ public class JobIsolationTests
         var warnings = new List<string>();
         var options = new TcpOptions
         {
-            Timeout = TimeSpan.FromSeconds(2), ConnectTimeout = TimeSpan.FromSeconds(20), StallWarning = TimeSpan.FromMilliseconds(300),
-            Warn = w => { lock (warnings) warnings.Add(w); },
+            Timeout = TimeSpan.FromSeconds(2),
+            ConnectTimeout = TimeSpan.FromSeconds(20),
+            StallWarning = TimeSpan.FromMilliseconds(300),
+            Warn = w =>
+            {
+                lock (warnings)
+                    warnings.Add(w);
+            },
         };
         using var release = new ManualResetEventSlim();
-        var errors = Ranks.RunExpectingFailures(2, pg =>
-        {
-            using var x = Tensor.Ones([16]);
-            if (pg.Rank == 1) { release.Wait(TimeSpan.FromSeconds(10)); return; } // rank 1 never joins the allreduce
-            try { pg.AllReduce(x).Wait(); }
-            finally { release.Set(); }
-        }, options);
+        var errors = Ranks.RunExpectingFailures(
+            2,
+            pg =>
+            {
+                using var x = Tensor.Ones([16]);
+                if (pg.Rank == 1)
+                {
+                    release.Wait(TimeSpan.FromSeconds(10));
+                    return;
+                } // rank 1 never joins the allreduce
+                try
+                {
+                    pg.AllReduce(x).Wait();
+                }
+                finally
+                {
+                    release.Set();
+                }
+            },
+            options
+        );
         Assert.That(errors[0], Is.InstanceOf<CollectiveException>());
         Assert.That(errors[0]!.Message, Does.Contain("allreduce #1").And.Contain("waiting for rank 1"));
         lock (warnings)
         {
             var stalls = warnings.Where(w => w.Contains("allreduce #1", StringComparison.Ordinal)).ToList();
-            Assert.That(stalls.Count, Is.GreaterThanOrEqualTo(2), "repeated while it waits: " + string.Join("\n", warnings));
+            Assert.That(
+                stalls.Count,
+                Is.GreaterThanOrEqualTo(2),
+                "repeated while it waits: " + string.Join("\n", warnings)
+            );
             Assert.That(stalls[0], Does.Contain("waits on rank 1").And.Contain("no progress"));
         }
     }

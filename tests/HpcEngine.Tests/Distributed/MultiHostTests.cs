@@ -15,10 +15,37 @@ public class MultiHostTests
     private static string S(int v) => v.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>Starts one launcher per host (node i on host i) running `hpcengine ARGS`.</summary>
-    private static List<TestSupport.CliProcess> LaunchOnHosts(NetworkHosts hosts, int perHost, Func<int, string[]> args, params string[] launchFlags) =>
-        Enumerable.Range(0, hosts.Count).Select(i => hosts.Start(i, [
-            "launch", "--nnodes", S(hosts.Count), "--node-rank", S(i), "--nproc-per-node", S(perHost),
-            "--master-addr", NetworkHosts.Address(0), "--master-port", S(StorePort), .. launchFlags, "--", "hpcengine", .. args(i)])).ToList();
+    private static List<TestSupport.CliProcess> LaunchOnHosts(
+        NetworkHosts hosts,
+        int perHost,
+        Func<int, string[]> args,
+        params string[] launchFlags
+    ) =>
+        Enumerable
+            .Range(0, hosts.Count)
+            .Select(i =>
+                hosts.Start(
+                    i,
+                    [
+                        "launch",
+                        "--nnodes",
+                        S(hosts.Count),
+                        "--node-rank",
+                        S(i),
+                        "--nproc-per-node",
+                        S(perHost),
+                        "--master-addr",
+                        NetworkHosts.Address(0),
+                        "--master-port",
+                        S(StorePort),
+                        .. launchFlags,
+                        "--",
+                        "hpcengine",
+                        .. args(i),
+                    ]
+                )
+            )
+            .ToList();
 
     private static void WaitAll(List<TestSupport.CliProcess> nodes, int seconds)
     {
@@ -27,13 +54,31 @@ public class MultiHostTests
         {
             var left = deadline - DateTime.UtcNow;
             if (!n.Process.WaitForExit(left > TimeSpan.Zero ? left : TimeSpan.Zero))
-                Assert.Fail($"node {i} did not finish within {seconds}s:\n{string.Join("\n---\n", nodes.Select(x => x.Stdout + x.Stderr))}");
+                Assert.Fail(
+                    $"node {i} did not finish within {seconds}s:\n{string.Join("\n---\n", nodes.Select(x => x.Stdout + x.Stderr))}"
+                );
             n.Process.WaitForExit(); // drain
         }
     }
 
     private static string[] TrainArgs(string data, string json) =>
-        ["train", "--model", "mlp", "--epochs", "1", "--batch-size", "32", "--data", data, "--json", json, "--threads", "1", "--seed", "3"];
+        [
+            "train",
+            "--model",
+            "mlp",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--data",
+            data,
+            "--json",
+            json,
+            "--threads",
+            "1",
+            "--seed",
+            "3",
+        ];
 
     [TestCase(1)]
     [TestCase(2)]
@@ -44,15 +89,24 @@ public class MultiHostTests
         try
         {
             TestSupport.WriteTinyFashionMnist(dir, 512, 128);
-            string jsonHosts = Path.Combine(dir, "hosts.json"), jsonOne = Path.Combine(dir, "one.json");
+            string jsonHosts = Path.Combine(dir, "hosts.json"),
+                jsonOne = Path.Combine(dir, "one.json");
             // A slower network changes when bytes arrive, never what the ranks compute.
-            if (perHost == 1) for (int i = 0; i < hosts.Count; i++) hosts.Shape(i, "200mbit");
-            var nodes = LaunchOnHosts(hosts, perHost, i => TrainArgs(dir, i == 0 ? jsonHosts : Path.Combine(dir, $"unused{i}.json")));
+            if (perHost == 1)
+                for (int i = 0; i < hosts.Count; i++)
+                    hosts.Shape(i, "200mbit");
+            var nodes = LaunchOnHosts(hosts, perHost, i =>
+                TrainArgs(dir, i == 0 ? jsonHosts : Path.Combine(dir, $"unused{i}.json"))
+            );
             WaitAll(nodes, 240);
-            for (int i = 0; i < nodes.Count; i++) Assert.That(nodes[i].Process.ExitCode, Is.Zero, $"node {i}: {nodes[i].Stdout}{nodes[i].Stderr}");
+            for (int i = 0; i < nodes.Count; i++)
+                Assert.That(nodes[i].Process.ExitCode, Is.Zero, $"node {i}: {nodes[i].Stdout}{nodes[i].Stderr}");
             Assert.That(nodes[0].Stdout, Does.Contain($"× {2 * perHost} ranks"));
 
-            var one = TestSupport.RunCli(["launch", "--nproc-per-node", S(2 * perHost), "--", "hpcengine", .. TrainArgs(dir, jsonOne)], timeoutSeconds: 240);
+            var one = TestSupport.RunCli(
+                ["launch", "--nproc-per-node", S(2 * perHost), "--", "hpcengine", .. TrainArgs(dir, jsonOne)],
+                timeoutSeconds: 240
+            );
             Assert.That(one.Exit, Is.Zero, one.Stdout + one.Stderr);
             using var a = JsonDocument.Parse(File.ReadAllText(jsonHosts));
             using var b = JsonDocument.Parse(File.ReadAllText(jsonOne));
@@ -60,9 +114,15 @@ public class MultiHostTests
             var lb = b.RootElement.GetProperty("step_losses").EnumerateArray().Select(x => x.GetDouble()).ToArray();
             Assert.That(la, Has.Length.EqualTo(512 / (32 * 2 * perHost)));
             Assert.That(la, Is.EqualTo(lb), "the same ranks on two hosts compute bitwise the same steps as on one");
-            Assert.That(a.RootElement.GetProperty("final_test_accuracy").GetDouble(), Is.EqualTo(b.RootElement.GetProperty("final_test_accuracy").GetDouble()));
+            Assert.That(
+                a.RootElement.GetProperty("final_test_accuracy").GetDouble(),
+                Is.EqualTo(b.RootElement.GetProperty("final_test_accuracy").GetDouble())
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Test]
@@ -76,15 +136,57 @@ public class MultiHostTests
         string json = Path.Combine(Path.GetTempPath(), $"hpc-mh-{Guid.NewGuid():N}.json");
         try
         {
-            var nodes = Enumerable.Range(0, 2).Select(i => hosts.Start(i, ["launch", "--nnodes", "2", "--node-rank", S(i), "--nproc-per-node", "1",
-                "--rdzv-endpoint", $"node0:{S(StorePort)}", "--", "hpcengine", "bench", "collectives", "--op", "allreduce",
-                "--min-bytes", "1024", "--max-bytes", "65536", "--factor", "8", "--iters", "2", "--warmup", "1", "--check", "--json", json])).ToList();
+            var nodes = Enumerable
+                .Range(0, 2)
+                .Select(i =>
+                    hosts.Start(
+                        i,
+                        [
+                            "launch",
+                            "--nnodes",
+                            "2",
+                            "--node-rank",
+                            S(i),
+                            "--nproc-per-node",
+                            "1",
+                            "--rdzv-endpoint",
+                            $"node0:{S(StorePort)}",
+                            "--",
+                            "hpcengine",
+                            "bench",
+                            "collectives",
+                            "--op",
+                            "allreduce",
+                            "--min-bytes",
+                            "1024",
+                            "--max-bytes",
+                            "65536",
+                            "--factor",
+                            "8",
+                            "--iters",
+                            "2",
+                            "--warmup",
+                            "1",
+                            "--check",
+                            "--json",
+                            json,
+                        ]
+                    )
+                )
+                .ToList();
             WaitAll(nodes, 120);
-            for (int i = 0; i < nodes.Count; i++) Assert.That(nodes[i].Process.ExitCode, Is.Zero, $"node {i}: {nodes[i].Stdout}{nodes[i].Stderr}");
+            for (int i = 0; i < nodes.Count; i++)
+                Assert.That(nodes[i].Process.ExitCode, Is.Zero, $"node {i}: {nodes[i].Stdout}{nodes[i].Stderr}");
             using var j = JsonDocument.Parse(File.ReadAllText(json));
-            Assert.That(j.RootElement.GetProperty("results").EnumerateArray().All(r => r.GetProperty("wrong").GetInt64() == 0), Is.True);
+            Assert.That(
+                j.RootElement.GetProperty("results").EnumerateArray().All(r => r.GetProperty("wrong").GetInt64() == 0),
+                Is.True
+            );
         }
-        finally { File.Delete(json); }
+        finally
+        {
+            File.Delete(json);
+        }
     }
 
     [TestCase("allreduce")]
@@ -101,23 +203,53 @@ public class MultiHostTests
         try
         {
             // 2 hosts × 2 ranks: every algorithm mixes same-host and cross-host links.
-            var nodes = LaunchOnHosts(hosts, 2, _ => ["bench", "collectives", "--op", op, "--min-bytes", "1024", "--max-bytes", "1048576",
-                "--factor", "32", "--iters", "2", "--warmup", "1", "--check", "--json", json]);
+            var nodes = LaunchOnHosts(hosts, 2, _ =>
+                [
+                    "bench",
+                    "collectives",
+                    "--op",
+                    op,
+                    "--min-bytes",
+                    "1024",
+                    "--max-bytes",
+                    "1048576",
+                    "--factor",
+                    "32",
+                    "--iters",
+                    "2",
+                    "--warmup",
+                    "1",
+                    "--check",
+                    "--json",
+                    json,
+                ]
+            );
             WaitAll(nodes, 180);
-            for (int i = 0; i < nodes.Count; i++) Assert.That(nodes[i].Process.ExitCode, Is.Zero, $"node {i}: {nodes[i].Stdout}{nodes[i].Stderr}");
+            for (int i = 0; i < nodes.Count; i++)
+                Assert.That(nodes[i].Process.ExitCode, Is.Zero, $"node {i}: {nodes[i].Stdout}{nodes[i].Stderr}");
             using var j = JsonDocument.Parse(File.ReadAllText(json));
             Assert.That(j.RootElement.GetProperty("world_size").GetInt32(), Is.EqualTo(4));
             // A mixed group: rank 0's host-mate over shared memory, the other host's ranks over TCP.
             Assert.That(j.RootElement.GetProperty("transport").GetString(), Is.EqualTo("mixed"));
-            Assert.That(j.RootElement.GetProperty("links").EnumerateArray().Select(l => l.GetString()), Is.EqualTo(new[] { "self", "shm", "tcp", "tcp" }));
+            Assert.That(
+                j.RootElement.GetProperty("links").EnumerateArray().Select(l => l.GetString()),
+                Is.EqualTo(new[] { "self", "shm", "tcp", "tcp" })
+            );
             var results = j.RootElement.GetProperty("results").EnumerateArray().ToArray();
             Assert.That(results, Has.Length.EqualTo(3));
-            foreach (var r in results) Assert.That(r.GetProperty("wrong").GetInt64(), Is.Zero, r.ToString());
+            foreach (var r in results)
+                Assert.That(r.GetProperty("wrong").GetInt64(), Is.Zero, r.ToString());
             // Above the small-message size an allreduce over 2 hosts × 2 ranks goes hierarchical by itself.
             if (op == "allreduce")
-                Assert.That(results.Select(r => r.GetProperty("algorithm").GetString()), Is.EqualTo(new[] { "rdoubling", "rdoubling", "hierarchical" }));
+                Assert.That(
+                    results.Select(r => r.GetProperty("algorithm").GetString()),
+                    Is.EqualTo(new[] { "rdoubling", "rdoubling", "hierarchical" })
+                );
         }
-        finally { File.Delete(json); }
+        finally
+        {
+            File.Delete(json);
+        }
     }
 
     [Test]
@@ -125,14 +257,45 @@ public class MultiHostTests
     {
         using var hosts = NetworkHosts.Create(2);
         var env = new Dictionary<string, string> { ["HPCENGINE_TRANSPORT"] = "shm" };
-        var nodes = Enumerable.Range(0, 2).Select(i => hosts.Start(i, [
-            "launch", "--nnodes", "2", "--node-rank", S(i), "--nproc-per-node", "1", "--master-addr", NetworkHosts.Address(0),
-            "--master-port", S(StorePort), "--", "hpcengine", "bench", "collectives", "--min-bytes", "1024", "--max-bytes", "1024"], env)).ToList();
+        var nodes = Enumerable
+            .Range(0, 2)
+            .Select(i =>
+                hosts.Start(
+                    i,
+                    [
+                        "launch",
+                        "--nnodes",
+                        "2",
+                        "--node-rank",
+                        S(i),
+                        "--nproc-per-node",
+                        "1",
+                        "--master-addr",
+                        NetworkHosts.Address(0),
+                        "--master-port",
+                        S(StorePort),
+                        "--",
+                        "hpcengine",
+                        "bench",
+                        "collectives",
+                        "--min-bytes",
+                        "1024",
+                        "--max-bytes",
+                        "1024",
+                    ],
+                    env
+                )
+            )
+            .ToList();
         WaitAll(nodes, 120);
         for (int i = 0; i < 2; i++)
         {
             Assert.That(nodes[i].Process.ExitCode, Is.Not.Zero, $"node {i}");
-            Assert.That(nodes[i].Stderr, Does.Contain("shared memory works only inside one host"), $"node {i}: {nodes[i].Stderr}");
+            Assert.That(
+                nodes[i].Stderr,
+                Does.Contain("shared memory works only inside one host"),
+                $"node {i}: {nodes[i].Stderr}"
+            );
         }
     }
 
@@ -140,12 +303,34 @@ public class MultiHostTests
     public void A_partitioned_host_fails_every_rank_within_the_timeout_naming_it()
     {
         using var hosts = NetworkHosts.Create(3);
-        var nodes = LaunchOnHosts(hosts, 1, _ => ["bench", "collectives", "--op", "allreduce", "--min-bytes", "4194304", "--max-bytes", "4194304",
-            "--iters", "100000", "--warmup", "0"], "--timeout", "4", "--grace-period", "2");
+        var nodes = LaunchOnHosts(
+            hosts,
+            1,
+            _ =>
+                [
+                    "bench",
+                    "collectives",
+                    "--op",
+                    "allreduce",
+                    "--min-bytes",
+                    "4194304",
+                    "--max-bytes",
+                    "4194304",
+                    "--iters",
+                    "100000",
+                    "--warmup",
+                    "0",
+                ],
+            "--timeout",
+            "4",
+            "--grace-period",
+            "2"
+        );
         var deadline = DateTime.UtcNow.AddSeconds(90);
         while (!nodes[0].Stdout.Contains("[0] # allreduce", StringComparison.Ordinal))
         {
-            if (DateTime.UtcNow > deadline || nodes.Any(n => n.Process.HasExited)) Assert.Fail($"the job did not start: {string.Join("\n---\n", nodes.Select(n => n.Stderr))}");
+            if (DateTime.UtcNow > deadline || nodes.Any(n => n.Process.HasExited))
+                Assert.Fail($"the job did not start: {string.Join("\n---\n", nodes.Select(n => n.Stderr))}");
             Thread.Sleep(50);
         }
         Thread.Sleep(1000);
@@ -159,6 +344,10 @@ public class MultiHostTests
             Assert.That(nodes[i].Stderr, Does.Contain("allreduce #"), $"node {i}: {nodes[i].Stderr}");
         }
         foreach (int i in new[] { 0, 1 })
-            Assert.That(nodes[i].Stderr, Does.Contain("rank 2"), $"node {i} names the unreachable rank: {nodes[i].Stderr}");
+            Assert.That(
+                nodes[i].Stderr,
+                Does.Contain("rank 2"),
+                $"node {i} names the unreachable rank: {nodes[i].Stderr}"
+            );
     }
 }

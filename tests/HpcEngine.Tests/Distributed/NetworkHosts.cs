@@ -32,10 +32,12 @@ internal sealed class NetworkHosts : IDisposable
     /// <summary>Host <paramref name="i"/>'s address.</summary>
     public static string Address(int i) => $"198.18.0.{i + 1}";
 
-    /// <summary>Makes <paramref name="count"/> hosts, or ignores the calling test with the reason they cannot be made.</summary>
+    /// <summary>Makes <paramref name="count"/> hosts, or ignores the calling test with the reason they cannot be
+    /// made.</summary>
     public static NetworkHosts Create(int count)
     {
-        if (!OperatingSystem.IsLinux()) Assert.Ignore("network namespaces need Linux");
+        if (!OperatingSystem.IsLinux())
+            Assert.Ignore("network namespaces need Linux");
         if (Environment.UserName != "root" && Environment.GetEnvironmentVariable("USER") != "root" && !IsRoot())
             Assert.Ignore("network namespaces need root (CAP_NET_ADMIN); .ci/run runs the tests as root");
         if (!File.Exists("/usr/sbin/ip") && !File.Exists("/sbin/ip") && !File.Exists("/usr/bin/ip"))
@@ -68,32 +70,51 @@ internal sealed class NetworkHosts : IDisposable
 
     private static bool IsRoot()
     {
-        try { return File.ReadAllLines("/proc/self/status").Any(l => l.StartsWith("Uid:", StringComparison.Ordinal) && l.Split('\t', StringSplitOptions.RemoveEmptyEntries)[1] == "0"); }
-        catch (IOException) { return false; }
+        try
+        {
+            return File.ReadAllLines("/proc/self/status")
+                .Any(l =>
+                    l.StartsWith("Uid:", StringComparison.Ordinal)
+                    && l.Split('\t', StringSplitOptions.RemoveEmptyEntries)[1] == "0"
+                );
+        }
+        catch (IOException)
+        {
+            return false;
+        }
     }
 
     /// <summary>Runs `ip ARGS`; a failure is an InvalidOperationException with ip's message.</summary>
     public void Ip(string args)
     {
-        var psi = new ProcessStartInfo("ip") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in args.Split(' ', StringSplitOptions.RemoveEmptyEntries)) psi.ArgumentList.Add(a);
+        var psi = new ProcessStartInfo("ip")
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in args.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         string err = p.StandardError.ReadToEnd();
         p.StandardOutput.ReadToEnd();
         p.WaitForExit();
-        if (p.ExitCode != 0) throw new InvalidOperationException($"ip {args}: {err.Trim()}");
+        if (p.ExitCode != 0)
+            throw new InvalidOperationException($"ip {args}: {err.Trim()}");
     }
 
     /// <summary>Starts `hpcengine ARGS` on host <paramref name="i"/> (killed at dispose if still running).</summary>
     public TestSupport.CliProcess Start(int i, IEnumerable<string> args, Dictionary<string, string>? env = null)
     {
         var p = new TestSupport.CliProcess(args, env, wrapper: ["ip", "netns", "exec", Namespace(i)]);
-        lock (_processes) _processes.Add(p);
+        lock (_processes)
+            _processes.Add(p);
         return p;
     }
 
     /// <summary>Gives host <paramref name="i"/> its own /etc/hosts (<c>ip netns exec</c> bind-mounts
-    /// /etc/netns/NS/hosts over /etc/hosts for the processes it starts): how a cluster's names resolve on each node.</summary>
+    /// /etc/netns/NS/hosts over /etc/hosts for the processes it starts): how a cluster's names resolve on each
+    /// node.</summary>
     public void SetHosts(int i, string content)
     {
         _createdEtcNetns |= !Directory.Exists("/etc/netns");
@@ -102,30 +123,47 @@ internal sealed class NetworkHosts : IDisposable
         File.WriteAllText(Path.Combine(dir, "hosts"), content);
     }
 
-    /// <summary>Takes host <paramref name="i"/>'s link down (or up again): a partition — no FIN, no RST, just silence.</summary>
+    /// <summary>Takes host <paramref name="i"/>'s link down (or up again): a partition — no FIN, no RST, just
+    /// silence.</summary>
     public void SetLink(int i, bool up) => Ip($"-n {Namespace(i)} link set eth0 {(up ? "up" : "down")}");
 
     /// <summary>Caps host <paramref name="i"/>'s outgoing rate with a token bucket (tc tbf).</summary>
-    public void Shape(int i, string rate) => Ip($"netns exec {Namespace(i)} tc qdisc replace dev eth0 root tbf rate {rate} burst 64kb latency 50ms");
+    public void Shape(int i, string rate) =>
+        Ip($"netns exec {Namespace(i)} tc qdisc replace dev eth0 root tbf rate {rate} burst 64kb latency 50ms");
 
     public void Dispose()
     {
-        if (_disposed) return;
+        if (_disposed)
+            return;
         _disposed = true;
-        lock (_processes) foreach (var p in _processes) p.Dispose();
+        lock (_processes)
+            foreach (var p in _processes)
+                p.Dispose();
         for (int i = 0; i < Count; i++)
         {
             TryIp($"netns del {Namespace(i)}");
-            try { if (Directory.Exists(Path.Combine("/etc/netns", Namespace(i)))) Directory.Delete(Path.Combine("/etc/netns", Namespace(i)), true); }
+            try
+            {
+                if (Directory.Exists(Path.Combine("/etc/netns", Namespace(i))))
+                    Directory.Delete(Path.Combine("/etc/netns", Namespace(i)), true);
+            }
             catch (IOException) { }
         }
         TryIp($"netns del {Hub}"); // takes the bridge and the hub ends of the veth pairs with it
-        try { if (_createdEtcNetns && !Directory.EnumerateFileSystemEntries("/etc/netns").Any()) Directory.Delete("/etc/netns"); }
+        try
+        {
+            if (_createdEtcNetns && !Directory.EnumerateFileSystemEntries("/etc/netns").Any())
+                Directory.Delete("/etc/netns");
+        }
         catch (IOException) { }
     }
 
     private void TryIp(string args)
     {
-        try { Ip(args); } catch (InvalidOperationException) { }
+        try
+        {
+            Ip(args);
+        }
+        catch (InvalidOperationException) { }
     }
 }

@@ -45,8 +45,12 @@ public class StoreTests
         var ms = new MemoryStream();
         ms.WriteByte(cmd);
         var b = new byte[8];
-        BinaryPrimitives.WriteInt32LittleEndian(b, keyLen); ms.Write(b, 0, 4); ms.Write(key);
-        BinaryPrimitives.WriteUInt32LittleEndian(b, valLen); ms.Write(b, 0, 4); ms.Write(val);
+        BinaryPrimitives.WriteInt32LittleEndian(b, keyLen);
+        ms.Write(b, 0, 4);
+        ms.Write(key);
+        BinaryPrimitives.WriteUInt32LittleEndian(b, valLen);
+        ms.Write(b, 0, 4);
+        ms.Write(val);
         return ms.ToArray();
     }
 
@@ -55,10 +59,16 @@ public class StoreTests
         yield return new TestCaseData(Request(1, 9000, [], 0, [])).SetName("key over 8 KiB");
         yield return new TestCaseData(Request(1, 1, [65], 9u << 20, [])).SetName("value over 8 MiB");
         var huge = Request(1, 1, [65], 0, []);
-        yield return new TestCaseData(huge.Take(6).Concat(new byte[] { 0xFF, 0xFF, 0xFF, 0x7F }).ToArray()).SetName("2^31 length prefix");
+        yield return new TestCaseData(huge.Take(6).Concat(new byte[] { 0xFF, 0xFF, 0xFF, 0x7F }).ToArray()).SetName(
+            "2^31 length prefix"
+        );
         yield return new TestCaseData(new byte[] { 1, 5, 0, 0, 0, 65 }).SetName("truncated frame");
-        yield return new TestCaseData(Encoding.ASCII.GetBytes("GET / HTTP/1.1\r\nHost: x\r\n\r\n")).SetName("garbage bytes");
-        yield return new TestCaseData(Request(42, 1, [65], 0, []).Concat(new byte[12]).ToArray()).SetName("unknown command");
+        yield return new TestCaseData(Encoding.ASCII.GetBytes("GET / HTTP/1.1\r\nHost: x\r\n\r\n")).SetName(
+            "garbage bytes"
+        );
+        yield return new TestCaseData(Request(42, 1, [65], 0, []).Concat(new byte[12]).ToArray()).SetName(
+            "unknown command"
+        );
     }
 
     [TestCaseSource(nameof(HostileRequests))]
@@ -78,10 +88,21 @@ public class StoreTests
             raw.Shutdown(SocketShutdown.Send); // a truncated frame ends here
             var buf = new byte[64];
             int n;
-            try { n = raw.Receive(buf); } catch (SocketException) { n = 0; }
+            try
+            {
+                n = raw.Receive(buf);
+            }
+            catch (SocketException)
+            {
+                n = 0;
+            }
             Assert.That(n, Is.Zero, "the server closes the connection without answering");
         }
-        Assert.That(GC.GetTotalAllocatedBytes(precise: true) - allocated, Is.LessThan(4 << 20), "no allocation sized by the hostile prefix");
+        Assert.That(
+            GC.GetTotalAllocatedBytes(precise: true) - allocated,
+            Is.LessThan(4 << 20),
+            "no allocation sized by the hostile prefix"
+        );
         Assert.That(good.Get("before"), Is.EqualTo(new byte[] { 1 }), "other clients are unaffected");
         good.Set("after", [2]);
         Assert.That(good.Get("after"), Is.EqualTo(new byte[] { 2 }));
@@ -101,7 +122,9 @@ public class StoreTests
         using var server = TcpStore.Create("127.0.0.1", 0, isServer: true, new StoreOptions { Token = "s3cret" });
         int port = server.ServerPort!.Value;
         Assert.Throws<UnauthorizedAccessException>(() => TcpStore.Create("127.0.0.1", port, false));
-        Assert.Throws<UnauthorizedAccessException>(() => TcpStore.Create("127.0.0.1", port, false, new StoreOptions { Token = "guess" }));
+        Assert.Throws<UnauthorizedAccessException>(() =>
+            TcpStore.Create("127.0.0.1", port, false, new StoreOptions { Token = "guess" })
+        );
         using var ok = TcpStore.Create("127.0.0.1", port, false, new StoreOptions { Token = "s3cret" });
         ok.Set("k", [1]);
         Assert.That(ok.Get("k"), Is.EqualTo(new byte[] { 1 }));
@@ -111,11 +134,15 @@ public class StoreTests
     [Test]
     public void Collectives_work_with_a_token()
     {
-        Ranks.Run(3, pg =>
-        {
-            using var x = Tensor.FromArray([1f]);
-            pg.AllReduce(x).Wait();
-            Assert.That(x.Item(), Is.EqualTo(3));
-        }, new HpcEngine.Distributed.Tcp.TcpOptions { Token = "t0ken", Timeout = TimeSpan.FromSeconds(20) });
+        Ranks.Run(
+            3,
+            pg =>
+            {
+                using var x = Tensor.FromArray([1f]);
+                pg.AllReduce(x).Wait();
+                Assert.That(x.Item(), Is.EqualTo(3));
+            },
+            new HpcEngine.Distributed.Tcp.TcpOptions { Token = "t0ken", Timeout = TimeSpan.FromSeconds(20) }
+        );
     }
 }

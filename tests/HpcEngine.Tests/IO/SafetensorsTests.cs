@@ -49,7 +49,9 @@ public class SafetensorsTests
     [Test]
     public void Reads_the_file_pytorch_wrote()
     {
-        using var f = Safetensors.Open(Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", "ops.safetensors"));
+        using var f = Safetensors.Open(
+            Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", "ops.safetensors")
+        );
         Assert.That(f.Metadata["producer"], Does.StartWith("torch"));
         using var t = f.Read("matmul_2d.in0");
         Assert.That(t.ShapeArray, Is.EqualTo(new[] { 5, 7 }));
@@ -70,7 +72,11 @@ public class SafetensorsTests
     private string Craft(byte[] header, int dataBytes, ulong? lengthOverride = null, byte[]? raw = null)
     {
         string path = Path.Combine(_dir, $"bad-{Guid.NewGuid():N}.safetensors");
-        if (raw != null) { File.WriteAllBytes(path, raw); return path; }
+        if (raw != null)
+        {
+            File.WriteAllBytes(path, raw);
+            return path;
+        }
         using var fs = File.Create(path);
         Span<byte> len = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(len, lengthOverride ?? (ulong)header.Length);
@@ -85,29 +91,119 @@ public class SafetensorsTests
     public static IEnumerable<TestCaseData> BadFiles()
     {
         const string ok = "\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}";
-        yield return new TestCaseData(null, 0, null, new byte[] { 1, 2, 3 }, SafetensorsCheck.HeaderTooSmall).SetName("header too small");
-        yield return new TestCaseData(J("{}"), 0, 100_000_001UL, null, SafetensorsCheck.HeaderTooLarge).SetName("header length over 100 MB");
-        yield return new TestCaseData(J("{}"), 0, 1UL << 63, null, SafetensorsCheck.HeaderTooLarge).SetName("2^63 header length");
-        yield return new TestCaseData(J("{" + ok + "}"), 8, 5000UL, null, SafetensorsCheck.InvalidHeaderLength).SetName("header length past end of file");
-        yield return new TestCaseData(new byte[] { (byte)'{', 0xFF, 0xFE, (byte)'}' }, 0, null, null, SafetensorsCheck.InvalidUtf8).SetName("invalid utf-8");
-        yield return new TestCaseData(J("[" + ok + "]"), 8, null, null, SafetensorsCheck.InvalidHeaderStart).SetName("header not starting with brace");
-        yield return new TestCaseData(J("{" + ok + ","), 8, null, null, SafetensorsCheck.InvalidJson).SetName("truncated json");
-        yield return new TestCaseData(J("{" + ok + "," + ok + "}"), 8, null, null, SafetensorsCheck.DuplicateKey).SetName("duplicate key");
-        yield return new TestCaseData(J("{\"x\":{\"dtype\":\"Q7\",\"shape\":[2],\"data_offsets\":[0,8]}}"), 8, null, null, SafetensorsCheck.UnknownDType).SetName("unknown dtype");
-        yield return new TestCaseData(J("{\"x\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}"), 8, null, null, SafetensorsCheck.InvalidShape).SetName("negative dim");
-        yield return new TestCaseData(J("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}}"), 8, null, null, SafetensorsCheck.InvalidEntry).SetName("offsets not a pair");
-        yield return new TestCaseData(J("{\"x\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}"), 8, null, null, SafetensorsCheck.SizeMismatch).SetName("shape and offsets disagree");
-        yield return new TestCaseData(J("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}"), 12, null, null, SafetensorsCheck.InvalidOffsets).SetName("gap before first tensor");
-        yield return new TestCaseData(J("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"y\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}"), 12, null, null, SafetensorsCheck.InvalidOffsets).SetName("overlapping tensors");
-        yield return new TestCaseData(J("{\"x\":{\"dtype\":\"F32\",\"shape\":[2147483647,2147483647,2147483647],\"data_offsets\":[0,8]}}"), 8, null, null, SafetensorsCheck.Overflow).SetName("element count overflow");
-        yield return new TestCaseData(J("{" + ok + "}"), 16, null, null, SafetensorsCheck.IncompleteBuffer).SetName("data buffer longer than tensors");
-        yield return new TestCaseData(J("{" + ok + "}"), 4, null, null, SafetensorsCheck.IncompleteBuffer).SetName("truncated data");
-        yield return new TestCaseData(J("{\"__metadata__\":{\"a\":1}," + ok + "}"), 8, null, null, SafetensorsCheck.InvalidMetadata).SetName("metadata value not a string");
-        yield return new TestCaseData(J("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}"), 8, null, null, SafetensorsCheck.InvalidOffsets).SetName("end before begin");
+        yield return new TestCaseData(null, 0, null, new byte[] { 1, 2, 3 }, SafetensorsCheck.HeaderTooSmall).SetName(
+            "header too small"
+        );
+        yield return new TestCaseData(J("{}"), 0, 100_000_001UL, null, SafetensorsCheck.HeaderTooLarge).SetName(
+            "header length over 100 MB"
+        );
+        yield return new TestCaseData(J("{}"), 0, 1UL << 63, null, SafetensorsCheck.HeaderTooLarge).SetName(
+            "2^63 header length"
+        );
+        yield return new TestCaseData(J("{" + ok + "}"), 8, 5000UL, null, SafetensorsCheck.InvalidHeaderLength).SetName(
+            "header length past end of file"
+        );
+        yield return new TestCaseData(
+            new byte[] { (byte)'{', 0xFF, 0xFE, (byte)'}' },
+            0,
+            null,
+            null,
+            SafetensorsCheck.InvalidUtf8
+        ).SetName("invalid utf-8");
+        yield return new TestCaseData(J("[" + ok + "]"), 8, null, null, SafetensorsCheck.InvalidHeaderStart).SetName(
+            "header not starting with brace"
+        );
+        yield return new TestCaseData(J("{" + ok + ","), 8, null, null, SafetensorsCheck.InvalidJson).SetName(
+            "truncated json"
+        );
+        yield return new TestCaseData(
+            J("{" + ok + "," + ok + "}"),
+            8,
+            null,
+            null,
+            SafetensorsCheck.DuplicateKey
+        ).SetName("duplicate key");
+        yield return new TestCaseData(
+            J("{\"x\":{\"dtype\":\"Q7\",\"shape\":[2],\"data_offsets\":[0,8]}}"),
+            8,
+            null,
+            null,
+            SafetensorsCheck.UnknownDType
+        ).SetName("unknown dtype");
+        yield return new TestCaseData(
+            J("{\"x\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}"),
+            8,
+            null,
+            null,
+            SafetensorsCheck.InvalidShape
+        ).SetName("negative dim");
+        yield return new TestCaseData(
+            J("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}}"),
+            8,
+            null,
+            null,
+            SafetensorsCheck.InvalidEntry
+        ).SetName("offsets not a pair");
+        yield return new TestCaseData(
+            J("{\"x\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}"),
+            8,
+            null,
+            null,
+            SafetensorsCheck.SizeMismatch
+        ).SetName("shape and offsets disagree");
+        yield return new TestCaseData(
+            J("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}"),
+            12,
+            null,
+            null,
+            SafetensorsCheck.InvalidOffsets
+        ).SetName("gap before first tensor");
+        yield return new TestCaseData(
+            J(
+                "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"y\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}"
+            ),
+            12,
+            null,
+            null,
+            SafetensorsCheck.InvalidOffsets
+        ).SetName("overlapping tensors");
+        yield return new TestCaseData(
+            J("{\"x\":{\"dtype\":\"F32\",\"shape\":[2147483647,2147483647,2147483647],\"data_offsets\":[0,8]}}"),
+            8,
+            null,
+            null,
+            SafetensorsCheck.Overflow
+        ).SetName("element count overflow");
+        yield return new TestCaseData(J("{" + ok + "}"), 16, null, null, SafetensorsCheck.IncompleteBuffer).SetName(
+            "data buffer longer than tensors"
+        );
+        yield return new TestCaseData(J("{" + ok + "}"), 4, null, null, SafetensorsCheck.IncompleteBuffer).SetName(
+            "truncated data"
+        );
+        yield return new TestCaseData(
+            J("{\"__metadata__\":{\"a\":1}," + ok + "}"),
+            8,
+            null,
+            null,
+            SafetensorsCheck.InvalidMetadata
+        ).SetName("metadata value not a string");
+        yield return new TestCaseData(
+            J("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}"),
+            8,
+            null,
+            null,
+            SafetensorsCheck.InvalidOffsets
+        ).SetName("end before begin");
     }
 
     [TestCaseSource(nameof(BadFiles))]
-    public void Bad_file_fails_the_named_check(byte[]? header, int dataBytes, ulong? lengthOverride, byte[]? raw, SafetensorsCheck check)
+    public void Bad_file_fails_the_named_check(
+        byte[]? header,
+        int dataBytes,
+        ulong? lengthOverride,
+        byte[]? raw,
+        SafetensorsCheck check
+    )
     {
         string path = Craft(header ?? [], dataBytes, lengthOverride, raw);
         var ex = Assert.Throws<SafetensorsException>(() => Safetensors.Open(path).Dispose());

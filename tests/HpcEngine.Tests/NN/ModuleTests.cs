@@ -11,16 +11,38 @@ public class ModuleTests
     public void State_dict_names_match_pytorch_for_the_benchmark_models()
     {
         using var mlp = Models.Create("mlp", new Generator(0));
-        Assert.That(mlp.StateDict().Select(kv => kv.Key), Is.EqualTo(new[]
-            { "1.weight", "1.bias", "3.weight", "3.bias", "5.weight", "5.bias", "7.weight", "7.bias" }));
+        Assert.That(
+            mlp.StateDict().Select(kv => kv.Key),
+            Is.EqualTo(new[] { "1.weight", "1.bias", "3.weight", "3.bias", "5.weight", "5.bias", "7.weight", "7.bias" })
+        );
         Assert.That(mlp.ParameterCount(), Is.EqualTo(247766), "784·256+256 + 256·128+128 + 128·100+100 + 100·10+10");
         using var cnn = Models.Create("cnn", new Generator(0));
         var names = cnn.StateDict().Select(kv => kv.Key).ToArray();
-        Assert.That(names[..7], Is.EqualTo(new[] { "0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked" }));
+        Assert.That(
+            names[..7],
+            Is.EqualTo(
+                new[]
+                {
+                    "0.weight",
+                    "0.bias",
+                    "1.weight",
+                    "1.bias",
+                    "1.running_mean",
+                    "1.running_var",
+                    "1.num_batches_tracked",
+                }
+            )
+        );
         Assert.That(names[^4..], Is.EqualTo(new[] { "9.weight", "9.bias", "11.weight", "11.bias" }));
         using var gpt = Models.Create("gpt-mini", new Generator(0));
         var g = gpt.StateDict().Select(kv => kv.Key).ToArray();
-        Assert.That(g, Does.Contain("h.0.attn.c_attn.weight").And.Contain("h.1.mlp.c_proj.bias").And.Contain("ln_f.weight").And.Contain("wpe.weight"));
+        Assert.That(
+            g,
+            Does.Contain("h.0.attn.c_attn.weight")
+                .And.Contain("h.1.mlp.c_proj.bias")
+                .And.Contain("ln_f.weight")
+                .And.Contain("wpe.weight")
+        );
     }
 
     [Test]
@@ -35,7 +57,11 @@ public class ModuleTests
         double bound = 1 / Math.Sqrt(400);
         Assert.That(w.Max(), Is.LessThanOrEqualTo(bound));
         Assert.That(w.Min(), Is.GreaterThanOrEqualTo(-bound));
-        Assert.That(Math.Sqrt(w.Average(v => v * (double)v)), Is.EqualTo(bound / Math.Sqrt(3)).Within(0.05 * bound), "uniform(-b, b) has std b/sqrt(3)");
+        Assert.That(
+            Math.Sqrt(w.Average(v => v * (double)v)),
+            Is.EqualTo(bound / Math.Sqrt(3)).Within(0.05 * bound),
+            "uniform(-b, b) has std b/sqrt(3)"
+        );
     }
 
     [Test]
@@ -45,8 +71,10 @@ public class ModuleTests
         try
         {
             using var src = Models.Create("cnn", new Generator(1));
-            using (GradMode.NoGrad()) src.Eval(); // running stats stay at their defaults; change one to see it copied
-            using (GradMode.NoGrad()) ((BatchNorm)((Sequential)src).Layers[1]).RunningMean.Fill(0.25);
+            using (GradMode.NoGrad())
+                src.Eval(); // running stats stay at their defaults; change one to see it copied
+            using (GradMode.NoGrad())
+                ((BatchNorm)((Sequential)src).Layers[1]).RunningMean.Fill(0.25);
             string path = Path.Combine(dir, "cnn.safetensors");
             Safetensors.Save(path, src.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value));
             using var dst = Models.Create("cnn", new Generator(99));
@@ -58,7 +86,10 @@ public class ModuleTests
                 Assert.That(t2.ToBytes(), Is.EqualTo(t1.ToBytes()), n1);
             }
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Test]
@@ -79,7 +110,11 @@ public class ModuleTests
     [Test]
     public void Eval_mode_switches_dropout_and_batch_norm_statistics()
     {
-        using var m = new Sequential(new Linear(4, 4, generator: new Generator(1)), new BatchNorm1d(4), new Dropout(0.5, new Generator(2)));
+        using var m = new Sequential(
+            new Linear(4, 4, generator: new Generator(1)),
+            new BatchNorm1d(4),
+            new Dropout(0.5, new Generator(2))
+        );
         using var x = Tensor.Randn([8, 4], DType.Float32, new Generator(3));
         using (GradMode.NoGrad())
         {

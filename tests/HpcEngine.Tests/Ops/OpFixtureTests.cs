@@ -9,7 +9,8 @@ public class OpFixtureTests
     private static SafetensorsFile _file = null!;
 
     [OneTimeSetUp]
-    public void Open() => _file = Safetensors.Open(Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", "ops.safetensors"));
+    public void Open() =>
+        _file = Safetensors.Open(Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", "ops.safetensors"));
 
     [OneTimeTearDown]
     public void Close() => _file.Dispose();
@@ -89,7 +90,11 @@ public class OpFixtureTests
     [Test]
     public void Every_fixture_case_has_an_engine_case()
     {
-        var inFile = _file.Names.Where(n => n.EndsWith(".out", StringComparison.Ordinal)).Select(n => n[..^4]).Order().ToArray();
+        var inFile = _file
+            .Names.Where(n => n.EndsWith(".out", StringComparison.Ordinal))
+            .Select(n => n[..^4])
+            .Order()
+            .ToArray();
         Assert.That(inFile, Is.EquivalentTo(Cases.Keys));
     }
 
@@ -101,7 +106,8 @@ public class OpFixtureTests
         for (int i = 0; _file.Contains($"{name}.in{i}"); i++)
         {
             var t = _file.Read($"{name}.in{i}");
-            if (t.DType.IsFloating()) t.RequiresGrad = true;
+            if (t.DType.IsFloating())
+                t.RequiresGrad = true;
             inputs.Add(t);
         }
         var expected = _file.Read($"{name}.out");
@@ -110,12 +116,14 @@ public class OpFixtureTests
         double tol = f32 ? 2e-5 : 1e-10;
         AssertClose(output, expected, tol, $"{name} output");
 
-        if (!_file.Contains($"{name}.w")) return;
+        if (!_file.Contains($"{name}.w"))
+            return;
         var w = _file.Read($"{name}.w");
         (output * w).Sum().Backward();
         for (int i = 0; i < inputs.Count; i++)
         {
-            if (!_file.Contains($"{name}.grad{i}")) continue;
+            if (!_file.Contains($"{name}.grad{i}"))
+                continue;
             Assert.That(inputs[i].Grad, Is.Not.Null, $"{name}: input {i} got no gradient");
             AssertClose(inputs[i].Grad!, _file.Read($"{name}.grad{i}"), f32 ? 1e-4 : 1e-9, $"{name} grad{i}");
         }
@@ -129,7 +137,11 @@ public class OpFixtureTests
         double scale = e.Length == 0 ? 1 : Math.Max(1, e.Max(Math.Abs));
         for (int i = 0; i < a.Length; i++)
         {
-            if (double.IsNaN(e[i])) { Assert.That(a[i], Is.NaN, $"{what}[{i}]"); continue; }
+            if (double.IsNaN(e[i]))
+            {
+                Assert.That(a[i], Is.NaN, $"{what}[{i}]");
+                continue;
+            }
             Assert.That(a[i], Is.EqualTo(e[i]).Within(tol * scale), $"{what}[{i}]");
         }
     }

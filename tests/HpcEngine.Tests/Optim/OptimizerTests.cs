@@ -10,7 +10,8 @@ public class OptimizerTests
     private static SafetensorsFile _f = null!;
 
     [OneTimeSetUp]
-    public void Open() => _f = Safetensors.Open(Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", "optim.safetensors"));
+    public void Open() =>
+        _f = Safetensors.Open(Path.Combine(TestContext.CurrentContext.TestDirectory, "fixtures", "optim.safetensors"));
 
     [OneTimeTearDown]
     public void Close() => _f.Dispose();
@@ -33,7 +34,9 @@ public class OptimizerTests
     {
         using var p = _f.Read($"{name}.p0").RequiresGrad_();
         using var opt = Cases[name]([p]);
-        LrSchedule? sched = name.EndsWith("_sched", StringComparison.Ordinal) ? new CosineWithWarmup(0.1, totalSteps: 5, warmupSteps: 2) : null;
+        LrSchedule? sched = name.EndsWith("_sched", StringComparison.Ordinal)
+            ? new CosineWithWarmup(0.1, totalSteps: 5, warmupSteps: 2)
+            : null;
         var lrs = sched != null ? _f.Read($"{name}.lr").ToArray<double>() : null;
         for (int k = 0; k < 5; k++)
         {
@@ -60,8 +63,10 @@ public class OptimizerTests
         using var first = Cases[name]([q]);
         for (int k = 0; k < 2; k++)
         {
-            p.Grad = _f.Read($"{name}.g{k}").DetachFromScope(); straight.Step();
-            q.Grad = _f.Read($"{name}.g{k}").DetachFromScope(); first.Step();
+            p.Grad = _f.Read($"{name}.g{k}").DetachFromScope();
+            straight.Step();
+            q.Grad = _f.Read($"{name}.g{k}").DetachFromScope();
+            first.Step();
         }
         var (tensors, scalars) = first.StateDict();
         using var second = Cases[name]([q]);
@@ -69,8 +74,10 @@ public class OptimizerTests
         Assert.That(second.Steps, Is.EqualTo(2));
         for (int k = 2; k < 5; k++)
         {
-            p.Grad = _f.Read($"{name}.g{k}").DetachFromScope(); straight.Step();
-            q.Grad = _f.Read($"{name}.g{k}").DetachFromScope(); second.Step();
+            p.Grad = _f.Read($"{name}.g{k}").DetachFromScope();
+            straight.Step();
+            q.Grad = _f.Read($"{name}.g{k}").DetachFromScope();
+            second.Step();
         }
         Assert.That(q.ToBytes(), Is.EqualTo(p.ToBytes()), "bitwise identical");
     }
@@ -98,7 +105,10 @@ public class OptimizerTests
         Assert.That(cos.At(110), Is.EqualTo(0.1).Within(1e-12));
         Assert.That(cos.At(500), Is.EqualTo(0.1).Within(1e-12));
         var step = new StepLr(0.5, stepSize: 10, gamma: 0.1);
-        Assert.That(new[] { step.At(0), step.At(9), step.At(10), step.At(25) }, Is.EqualTo(new[] { 0.5, 0.5, 0.05, 0.005 }).Within(1e-15));
+        Assert.That(
+            new[] { step.At(0), step.At(9), step.At(10), step.At(25) },
+            Is.EqualTo(new[] { 0.5, 0.5, 0.05, 0.005 }).Within(1e-15)
+        );
     }
 
     [Test]

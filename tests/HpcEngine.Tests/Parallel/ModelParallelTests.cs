@@ -25,7 +25,10 @@ public class ModelParallelTests
         using var scope = new TensorScope();
         var loss = F.CrossEntropy(model.Forward(x), y);
         loss.Backward();
-        return (loss.Item(), model.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.Grad!.ToArray<float>()));
+        return (
+            loss.Item(),
+            model.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter.Grad!.ToArray<float>())
+        );
     }
 
     private static void AssertGradsClose(Dictionary<string, float[]> got, Dictionary<string, float[]> want, string who)
@@ -44,7 +47,8 @@ public class ModelParallelTests
     public void Tensor_parallel_mlp_wide_gives_the_single_process_loss_and_gradients(int n)
     {
         var (x, y) = Batch(8, 11);
-        using (x) using (y)
+        using (x)
+        using (y)
         {
             var (wantLoss, wantGrads) = SingleProcess(x, y);
             var losses = new double[n];
@@ -56,8 +60,21 @@ public class ModelParallelTests
                 var loss = F.CrossEntropy(model.Forward(x), y);
                 loss.Backward();
                 losses[tp.Rank] = loss.Item();
-                grads[tp.Rank] = TensorParallel.FullGradients(model).ToDictionary(kv => kv.Key, kv => { using (kv.Value) return kv.Value.ToArray<float>(); });
-                Assert.That(((ColumnParallelLinear)model.Layers[1]).Weight.ShapeArray, Is.EqualTo(new[] { 1024 / n, 784 }), "each rank holds 1/n of the rows");
+                grads[tp.Rank] = TensorParallel
+                    .FullGradients(model)
+                    .ToDictionary(
+                        kv => kv.Key,
+                        kv =>
+                        {
+                            using (kv.Value)
+                                return kv.Value.ToArray<float>();
+                        }
+                    );
+                Assert.That(
+                    ((ColumnParallelLinear)model.Layers[1]).Weight.ShapeArray,
+                    Is.EqualTo(new[] { 1024 / n, 784 }),
+                    "each rank holds 1/n of the rows"
+                );
             });
             for (int r = 0; r < n; r++)
             {
@@ -77,10 +94,22 @@ public class ModelParallelTests
         {
             using var model = TensorParallel.MlpWide(tp, new Generator(1));
             TensorParallel.LoadFullStateDict(model, full);
-            back[tp.Rank] = TensorParallel.FullStateDict(model).ToDictionary(kv => kv.Key, kv => { using (kv.Value) return kv.Value.ToArray<float>(); });
-            Assert.Throws<KeyNotFoundException>(() => TensorParallel.LoadFullStateDict(model, new Dictionary<string, Tensor>()));
+            back[tp.Rank] = TensorParallel
+                .FullStateDict(model)
+                .ToDictionary(
+                    kv => kv.Key,
+                    kv =>
+                    {
+                        using (kv.Value)
+                            return kv.Value.ToArray<float>();
+                    }
+                );
+            Assert.Throws<KeyNotFoundException>(() =>
+                TensorParallel.LoadFullStateDict(model, new Dictionary<string, Tensor>())
+            );
         });
-        foreach (var (k, t) in full) Assert.That(back[1][k], Is.EqualTo(t.ToArray<float>()), k);
+        foreach (var (k, t) in full)
+            Assert.That(back[1][k], Is.EqualTo(t.ToArray<float>()), k);
     }
 
     [TestCase(2, PipelineSchedule.GPipe)]
@@ -91,7 +120,8 @@ public class ModelParallelTests
     {
         const int microBatches = 4;
         var (x, y) = Batch(8, 21);
-        using (x) using (y)
+        using (x)
+        using (y)
         {
             var (wantLoss, wantGrads) = SingleProcess(x, y);
             using var names = Models.Create("mlp-wide", new Generator(InitSeed));
@@ -113,7 +143,11 @@ public class ModelParallelTests
             for (int s = 0; s < stages; s++)
             {
                 int bound = schedule == PipelineSchedule.GPipe ? microBatches : Math.Min(stages - s, microBatches);
-                Assert.That(stats[s].MaxInFlight, Is.EqualTo(bound), $"stage {s}: micro-batches of activations alive at once");
+                Assert.That(
+                    stats[s].MaxInFlight,
+                    Is.EqualTo(bound),
+                    $"stage {s}: micro-batches of activations alive at once"
+                );
                 Assert.That(stats[s].BubbleFraction, Is.InRange(0.0, 1.0));
             }
             Assert.That(stats[0].BytesSent, Is.GreaterThan(0));
@@ -125,13 +159,17 @@ public class ModelParallelTests
     {
         Ranks.Run(2, pp =>
         {
-            Assert.Throws<ArgumentException>(() => new PipelineStage((Sequential)Models.Create("mlp-wide"), pp, [6, 0]));
+            Assert.Throws<ArgumentException>(() =>
+                new PipelineStage((Sequential)Models.Create("mlp-wide"), pp, [6, 0])
+            );
             using var stage = new PipelineStage((Sequential)Models.Create("mlp-wide"), pp, [2, 4]);
             Assert.That(stage.Module.Layers, Has.Count.EqualTo(pp.Rank == 0 ? 2 : 4));
             using var x = Tensor.Zeros([6, 1, 28, 28]);
             using var y = Tensor.Zeros([6], DType.Int64);
-            if (pp.Rank == 0) Assert.Throws<ArgumentException>(() => stage.Step(x, null, 4, PipelineSchedule.GPipe));
-            else Assert.Throws<ArgumentException>(() => stage.Step(null, y, 4, PipelineSchedule.GPipe));
+            if (pp.Rank == 0)
+                Assert.Throws<ArgumentException>(() => stage.Step(x, null, 4, PipelineSchedule.GPipe));
+            else
+                Assert.Throws<ArgumentException>(() => stage.Step(null, y, 4, PipelineSchedule.GPipe));
         });
         Assert.That(PipelineStepStats.TheoreticalBubble(4, 8), Is.EqualTo(3.0 / 11).Within(1e-12));
     }
@@ -140,27 +178,42 @@ public class ModelParallelTests
     public void Data_parallel_times_tensor_parallel_equals_single_process_on_the_global_batch()
     {
         var (x, y) = Batch(8, 31);
-        using (x) using (y)
+        using (x)
+        using (y)
         {
             var (wantLoss, wantGrads) = SingleProcess(x, y);
             var grads = new Dictionary<string, float[]>[4];
-            Ranks.Run(4, world =>
-            {
-                using var mesh = DeviceMesh.Create(world, dataParallel: 2, pipelineParallel: 1, tensorParallel: 2);
-                Assert.That(mesh.Data.Size * mesh.Tensor.Size, Is.EqualTo(4));
-                using var model = TensorParallel.MlpWide(mesh.Tensor, new Generator(InitSeed));
-                using var ddp = new DistributedDataParallel(model, mesh.Data);
-                int d = mesh.Coordinates.Data;
-                using (var scope = new TensorScope())
+            Ranks.Run(
+                4,
+                world =>
                 {
-                    using var xs = x.Narrow(0, d * 4, 4);
-                    using var ys = y.Narrow(0, d * 4, 4);
-                    F.CrossEntropy(ddp.Forward(xs), ys).Backward();
-                }
-                ddp.Synchronize();
-                grads[world.Rank] = TensorParallel.FullGradients(model).ToDictionary(kv => kv.Key, kv => { using (kv.Value) return kv.Value.ToArray<float>(); });
-            }, timeoutSeconds: 120);
-            for (int r = 0; r < 4; r++) AssertGradsClose(grads[r], wantGrads, $"dp2×tp2 rank {r}");
+                    using var mesh = DeviceMesh.Create(world, dataParallel: 2, pipelineParallel: 1, tensorParallel: 2);
+                    Assert.That(mesh.Data.Size * mesh.Tensor.Size, Is.EqualTo(4));
+                    using var model = TensorParallel.MlpWide(mesh.Tensor, new Generator(InitSeed));
+                    using var ddp = new DistributedDataParallel(model, mesh.Data);
+                    int d = mesh.Coordinates.Data;
+                    using (var scope = new TensorScope())
+                    {
+                        using var xs = x.Narrow(0, d * 4, 4);
+                        using var ys = y.Narrow(0, d * 4, 4);
+                        F.CrossEntropy(ddp.Forward(xs), ys).Backward();
+                    }
+                    ddp.Synchronize();
+                    grads[world.Rank] = TensorParallel
+                        .FullGradients(model)
+                        .ToDictionary(
+                            kv => kv.Key,
+                            kv =>
+                            {
+                                using (kv.Value)
+                                    return kv.Value.ToArray<float>();
+                            }
+                        );
+                },
+                timeoutSeconds: 120
+            );
+            for (int r = 0; r < 4; r++)
+                AssertGradsClose(grads[r], wantGrads, $"dp2×tp2 rank {r}");
         }
     }
 
@@ -189,11 +242,24 @@ public class ModelParallelTests
             using var model = new ParallelGptMini(cfg, tp, new Generator(3));
             using var scope = new TensorScope();
             var logits = model.Forward(ids);
-            Assert.That(logits.ShapeArray, Is.EqualTo(new[] { 2, 8, 32 / n }), "each rank holds its slice of the vocabulary");
+            Assert.That(
+                logits.ShapeArray,
+                Is.EqualTo(new[] { 2, 8, 32 / n }),
+                "each rank holds its slice of the vocabulary"
+            );
             var loss = VocabParallelCrossEntropy.Compute(logits.Reshape(16, 32 / n), targets, tp);
             loss.Backward();
             losses[tp.Rank] = loss.Item();
-            grads[tp.Rank] = TensorParallel.FullGradients(model).ToDictionary(kv => kv.Key, kv => { using (kv.Value) return kv.Value.ToArray<float>(); });
+            grads[tp.Rank] = TensorParallel
+                .FullGradients(model)
+                .ToDictionary(
+                    kv => kv.Key,
+                    kv =>
+                    {
+                        using (kv.Value)
+                            return kv.Value.ToArray<float>();
+                    }
+                );
         });
         for (int r = 0; r < n; r++)
         {
@@ -225,8 +291,8 @@ public class ModelParallelTests
             Assert.That(loss.Item(), Is.EqualTo(want).Within(1e-6));
             var g = shard.Grad!.ToArray<float>();
             for (int i = 0; i < 5; i++)
-                for (int j = 0; j < 4; j++)
-                    Assert.That(g[i * 4 + j], Is.EqualTo(wantGrad[i * 12 + tp.Rank * 4 + j]).Within(1e-6));
+            for (int j = 0; j < 4; j++)
+                Assert.That(g[i * 4 + j], Is.EqualTo(wantGrad[i * 12 + tp.Rank * 4 + j]).Within(1e-6));
         });
         full.Dispose();
     }
@@ -253,9 +319,9 @@ public class ModelParallelTests
         using var noGrad2 = HpcEngine.Autograd.GradMode.NoGrad();
         var full = single.Forward(ids).ToArray<float>(); // [1, 8, 32]; rank r holds vocabulary columns [16r, 16r + 16)
         for (int pos = 0; pos < 8; pos++)
-            for (int r = 0; r < 2; r++)
-                for (int j = 0; j < 16; j++)
-                    Assert.That(shardedLogits[r][pos * 16 + j], Is.EqualTo(full[pos * 32 + r * 16 + j]).Within(1e-4));
+        for (int r = 0; r < 2; r++)
+        for (int j = 0; j < 16; j++)
+            Assert.That(shardedLogits[r][pos * 16 + j], Is.EqualTo(full[pos * 32 + r * 16 + j]).Within(1e-4));
         Directory.Delete(Path.GetDirectoryName(path)!, true);
     }
 
@@ -289,7 +355,9 @@ public class ModelParallelTests
             // 6 layers: embeddings, 3 blocks, final norm, head.
             using var stage = new PipelineStage(GptMini.CreateSequential(cfg, new Generator(9)), pp);
             using var scope = new TensorScope();
-            losses[pp.Rank] = stage.Step(stage.IsFirst ? ids : null, stage.IsLast ? targets : null, 2, schedule, Loss).Loss;
+            losses[pp.Rank] = stage
+                .Step(stage.IsFirst ? ids : null, stage.IsLast ? targets : null, 2, schedule, Loss)
+                .Loss;
             grads[pp.Rank] = stage.Parameters().Select(p => p.Grad!.ToArray<float>()).ToList();
         });
         Assert.That(losses[stages - 1], Is.EqualTo(wantLoss).Within(1e-5));
@@ -306,34 +374,52 @@ public class ModelParallelTests
     public void Data_parallel_times_pipeline_parallel_equals_single_process_on_the_global_batch()
     {
         var (x, y) = Batch(8, 61);
-        using (x) using (y)
+        using (x)
+        using (y)
         {
             var (_, wantGrads) = SingleProcess(x, y);
             using var names = Models.Create("mlp-wide", new Generator(InitSeed));
             var order = names.NamedParameters().Select(p => p.Name).ToArray();
             var grads = new List<float[]>[4];
             var coords = new (int Data, int Pipeline, int Tensor)[4];
-            Ranks.Run(4, world =>
-            {
-                using var mesh = DeviceMesh.Create(world, dataParallel: 2, pipelineParallel: 2, tensorParallel: 1);
-                coords[world.Rank] = mesh.Coordinates;
-                using var stage = new PipelineStage((Sequential)Models.Create("mlp-wide", new Generator(InitSeed)), mesh.Pipeline);
-                int d = mesh.Coordinates.Data;
-                using (var scope = new TensorScope())
+            Ranks.Run(
+                4,
+                world =>
                 {
-                    using var xs = x.Narrow(0, d * 4, 4);
-                    using var ys = y.Narrow(0, d * 4, 4);
-                    stage.Step(stage.IsFirst ? xs : null, stage.IsLast ? ys : null, 2, PipelineSchedule.OneFOneB);
-                }
-                // Average each stage's gradients over its data-parallel replicas.
-                foreach (var p in stage.Parameters())
-                    mesh.Data.AllReduce(p.Grad!, new HpcEngine.Distributed.AllReduceOptions { Op = HpcEngine.Distributed.ReduceOp.Avg }).Wait();
-                grads[world.Rank] = stage.Parameters().Select(p => p.Grad!.ToArray<float>()).ToList();
-            }, timeoutSeconds: 120);
+                    using var mesh = DeviceMesh.Create(world, dataParallel: 2, pipelineParallel: 2, tensorParallel: 1);
+                    coords[world.Rank] = mesh.Coordinates;
+                    using var stage = new PipelineStage(
+                        (Sequential)Models.Create("mlp-wide", new Generator(InitSeed)),
+                        mesh.Pipeline
+                    );
+                    int d = mesh.Coordinates.Data;
+                    using (var scope = new TensorScope())
+                    {
+                        using var xs = x.Narrow(0, d * 4, 4);
+                        using var ys = y.Narrow(0, d * 4, 4);
+                        stage.Step(stage.IsFirst ? xs : null, stage.IsLast ? ys : null, 2, PipelineSchedule.OneFOneB);
+                    }
+                    // Average each stage's gradients over its data-parallel replicas.
+                    foreach (var p in stage.Parameters())
+                        mesh.Data.AllReduce(
+                                p.Grad!,
+                                new HpcEngine.Distributed.AllReduceOptions { Op = HpcEngine.Distributed.ReduceOp.Avg }
+                            )
+                            .Wait();
+                    grads[world.Rank] = stage.Parameters().Select(p => p.Grad!.ToArray<float>()).ToList();
+                },
+                timeoutSeconds: 120
+            );
             for (int d = 0; d < 2; d++)
             {
-                var stagesOfReplica = Enumerable.Range(0, 4).Where(r => coords[r].Data == d).OrderBy(r => coords[r].Pipeline);
-                var got = stagesOfReplica.SelectMany(r => grads[r]).Select((g, i) => (order[i], g)).ToDictionary(p => p.Item1, p => p.g);
+                var stagesOfReplica = Enumerable
+                    .Range(0, 4)
+                    .Where(r => coords[r].Data == d)
+                    .OrderBy(r => coords[r].Pipeline);
+                var got = stagesOfReplica
+                    .SelectMany(r => grads[r])
+                    .Select((g, i) => (order[i], g))
+                    .ToDictionary(p => p.Item1, p => p.g);
                 AssertGradsClose(got, wantGrads, $"dp2×pp2 replica {d}");
             }
         }
@@ -342,10 +428,12 @@ public class ModelParallelTests
     [Test]
     public void Pipeline_stages_made_of_tensor_parallel_layers_equal_single_process_training()
     {
-        // pp2 × tp2: stage 0 = [flatten, column-parallel 784→1024, relu], stage 1 = [row-parallel 1024→1024, relu, head].
-        // The split activation between the stages travels shard to shard (tp rank t of stage 0 to tp rank t of stage 1).
+        // pp2 × tp2: stage 0 = [flatten, column-parallel 784→1024, relu], stage 1 = [row-parallel 1024→1024, relu,
+        // head]. The split activation between the stages travels shard to shard (tp rank t of stage 0 to tp rank t of
+        // stage 1).
         var (x, y) = Batch(8, 71);
-        using (x) using (y)
+        using (x)
+        using (y)
         {
             var (wantLoss, wantGrads) = SingleProcess(x, y);
             using var names = Models.Create("mlp-wide", new Generator(InitSeed));
@@ -353,19 +441,39 @@ public class ModelParallelTests
             var full = new List<float[]>[4];
             var coords = new (int Data, int Pipeline, int Tensor)[4];
             var losses = new double[4];
-            Ranks.Run(4, world =>
-            {
-                using var mesh = DeviceMesh.Create(world, dataParallel: 1, pipelineParallel: 2, tensorParallel: 2);
-                coords[world.Rank] = mesh.Coordinates;
-                using var stage = new PipelineStage(TensorParallel.MlpWide(mesh.Tensor, new Generator(InitSeed)), mesh.Pipeline, [3, 3]);
-                using (var scope = new TensorScope())
-                    losses[world.Rank] = stage.Step(stage.IsFirst ? x : null, stage.IsLast ? y : null, 4, PipelineSchedule.OneFOneB).Loss;
-                full[world.Rank] = TensorParallel.FullGradients(stage.Module).Values.Select(t => { using (t) return t.ToArray<float>(); }).ToList();
-            }, timeoutSeconds: 120);
+            Ranks.Run(
+                4,
+                world =>
+                {
+                    using var mesh = DeviceMesh.Create(world, dataParallel: 1, pipelineParallel: 2, tensorParallel: 2);
+                    coords[world.Rank] = mesh.Coordinates;
+                    using var stage = new PipelineStage(
+                        TensorParallel.MlpWide(mesh.Tensor, new Generator(InitSeed)),
+                        mesh.Pipeline,
+                        [3, 3]
+                    );
+                    using (var scope = new TensorScope())
+                        losses[world.Rank] = stage
+                            .Step(stage.IsFirst ? x : null, stage.IsLast ? y : null, 4, PipelineSchedule.OneFOneB)
+                            .Loss;
+                    full[world.Rank] = TensorParallel
+                        .FullGradients(stage.Module)
+                        .Values.Select(t =>
+                        {
+                            using (t)
+                                return t.ToArray<float>();
+                        })
+                        .ToList();
+                },
+                timeoutSeconds: 120
+            );
             int last = Enumerable.Range(0, 4).First(r => coords[r] == (0, 1, 0));
             Assert.That(losses[last], Is.EqualTo(wantLoss).Within(1e-5));
             int first = Enumerable.Range(0, 4).First(r => coords[r] == (0, 0, 0));
-            var got = full[first].Concat(full[last]).Select((g, i) => (order[i], g)).ToDictionary(p => p.Item1, p => p.g);
+            var got = full[first]
+                .Concat(full[last])
+                .Select((g, i) => (order[i], g))
+                .ToDictionary(p => p.Item1, p => p.g);
             AssertGradsClose(got, wantGrads, "pp2×tp2");
         }
     }

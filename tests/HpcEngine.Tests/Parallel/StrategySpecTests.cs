@@ -2,7 +2,8 @@ using HpcEngine.Parallel;
 
 namespace HpcEngine.Tests.Parallel;
 
-/// <summary>The strategy grammar, parsed in one place: every form reads back as written, bad forms name the rule.</summary>
+/// <summary>The strategy grammar, parsed in one place: every form reads back as written, bad forms name the
+/// rule.</summary>
 [TestFixture]
 public class StrategySpecTests
 {
@@ -27,14 +28,20 @@ public class StrategySpecTests
     [TestCase("ssp:-1", "staleness bound")]
     [TestCase("ssp:2:0", "dedicated server count")]
     public void Bad_forms_name_the_rule(string text, string mentions) =>
-        Assert.That(Assert.Throws<ArgumentException>(() => StrategySpec.Parse(text))!.Message, Does.Contain(mentions).And.Contain(text));
+        Assert.That(
+            Assert.Throws<ArgumentException>(() => StrategySpec.Parse(text))!.Message,
+            Does.Contain(mentions).And.Contain(text)
+        );
 
     [Test]
     public void Codec_checkpoint_and_device_rules_follow_from_the_kind()
     {
         Assert.That(new[] { "sync", "localsgd:4", "diloco:4" }.All(t => StrategySpec.Parse(t).AcceptsCodec), Is.True);
         Assert.That(new[] { "zero1", "ssp:2" }.Any(t => StrategySpec.Parse(t).AcceptsCodec), Is.False);
-        Assert.That(StrategySpec.Parse("ssp:inf").CanCheckpoint || StrategySpec.Parse("ssp:inf").RunsOnDevices, Is.False);
+        Assert.That(
+            StrategySpec.Parse("ssp:inf").CanCheckpoint || StrategySpec.Parse("ssp:inf").RunsOnDevices,
+            Is.False
+        );
         Assert.That(StrategySpec.Parse("zero1").CanCheckpoint && StrategySpec.Parse("zero1").RunsOnDevices, Is.True);
     }
 }

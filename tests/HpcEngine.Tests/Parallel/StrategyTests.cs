@@ -8,7 +8,12 @@ namespace HpcEngine.Tests.Parallel;
 [TestFixture]
 public class StrategyTests
 {
-    private static Sequential Model(ulong seed) => new(new Linear(13, 9, generator: new Generator(seed)), new ReLU(), new Linear(9, 4, generator: new Generator(seed + 50)));
+    private static Sequential Model(ulong seed) =>
+        new(
+            new Linear(13, 9, generator: new Generator(seed)),
+            new ReLU(),
+            new Linear(9, 4, generator: new Generator(seed + 50))
+        );
 
     private static (Tensor X, Tensor Y) Batch(int step)
     {
@@ -24,7 +29,10 @@ public class StrategyTests
         for (int s = 0; s < steps; s++)
         {
             var (x, y) = Batch(s);
-            using (x) using (y) using (new TensorScope()) F.CrossEntropy(m.Forward(x), y).Backward();
+            using (x)
+            using (y)
+            using (new TensorScope())
+                F.CrossEntropy(m.Forward(x), y).Backward();
             opt.Step();
             opt.ZeroGrad();
         }
@@ -32,7 +40,13 @@ public class StrategyTests
     }
 
     /// <summary>Runs a strategy on n in-process ranks, each on its equal share of every global batch.</summary>
-    private static float[][][] Distributed(int n, string spec, Func<IEnumerable<Tensor>, Optimizer> make, int steps, Action<int, ITrainingStrategy, float[][]>? afterStep = null)
+    private static float[][][] Distributed(
+        int n,
+        string spec,
+        Func<IEnumerable<Tensor>, Optimizer> make,
+        int steps,
+        Action<int, ITrainingStrategy, float[][]>? afterStep = null
+    )
     {
         var result = new float[n][][];
         Ranks.Run(n, pg =>
@@ -43,8 +57,11 @@ public class StrategyTests
             for (int s = 0; s < steps; s++)
             {
                 var (x, y) = Batch(s);
-                using (x) using (y) using (new TensorScope())
-                    F.CrossEntropy(m.Forward(x.Narrow(0, pg.Rank * per, per)), y.Narrow(0, pg.Rank * per, per)).Backward();
+                using (x)
+                using (y)
+                using (new TensorScope())
+                    F.CrossEntropy(m.Forward(x.Narrow(0, pg.Rank * per, per)), y.Narrow(0, pg.Rank * per, per))
+                        .Backward();
                 strategy.Step();
                 afterStep?.Invoke(s, strategy, m.Parameters().Select(p => p.ToArray<float>()).ToArray());
             }
@@ -56,8 +73,8 @@ public class StrategyTests
     private static void AssertEqual(float[][][] got, float[][] want, double tol)
     {
         for (int r = 0; r < got.Length; r++)
-            for (int k = 0; k < want.Length; k++)
-                Assert.That(got[r][k], Is.EqualTo(want[k]).Within(tol), $"rank {r} parameter {k}");
+        for (int k = 0; k < want.Length; k++)
+            Assert.That(got[r][k], Is.EqualTo(want[k]).Within(tol), $"rank {r} parameter {k}");
     }
 
     [TestCase(2)]
@@ -96,7 +113,9 @@ public class StrategyTests
             for (int s = 0; s < 4; s++)
             {
                 var (x, y) = Batch(s);
-                using (x) using (y) using (new TensorScope())
+                using (x)
+                using (y)
+                using (new TensorScope())
                     F.CrossEntropy(m.Forward(x.Narrow(0, pg.Rank * 6, 6)), y.Narrow(0, pg.Rank * 6, 6)).Backward();
                 d.Step();
             }
@@ -111,7 +130,13 @@ public class StrategyTests
     {
         var bytes = new long[6];
         var snapshots = new float[2][][][];
-        Distributed(2, spec, ps => new AdamW(ps, 1e-2), 6, (step, strategy, _) => bytes[step] = strategy.BytesCommunicated);
+        Distributed(
+            2,
+            spec,
+            ps => new AdamW(ps, 1e-2),
+            6,
+            (step, strategy, _) => bytes[step] = strategy.BytesCommunicated
+        );
         // Per-rank parameters after every step.
         Ranks.Run(2, pg =>
         {
@@ -121,7 +146,9 @@ public class StrategyTests
             for (int step = 0; step < 6; step++)
             {
                 var (x, y) = Batch(step);
-                using (x) using (y) using (new TensorScope())
+                using (x)
+                using (y)
+                using (new TensorScope())
                     F.CrossEntropy(m.Forward(x.Narrow(0, pg.Rank * 6, 6)), y.Narrow(0, pg.Rank * 6, 6)).Backward();
                 s.Step();
                 snapshots[pg.Rank][step] = [m.Parameters().SelectMany(p => p.ToArray<float>()).ToArray()];
@@ -141,14 +168,22 @@ public class StrategyTests
         Ranks.Run(1, pg =>
         {
             using var m = Model(1);
-            Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("localsgd", m, pg, ps => new Sgd(ps, 0.1)));
-            Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("diloco:0", m, pg, ps => new Sgd(ps, 0.1)));
-            var ex = Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("ssp:soon", m, pg, ps => new Sgd(ps, 0.1)));
+            Assert.Throws<ArgumentException>(() =>
+                TrainingStrategies.Create("localsgd", m, pg, ps => new Sgd(ps, 0.1))
+            );
+            Assert.Throws<ArgumentException>(() =>
+                TrainingStrategies.Create("diloco:0", m, pg, ps => new Sgd(ps, 0.1))
+            );
+            var ex = Assert.Throws<ArgumentException>(() =>
+                TrainingStrategies.Create("ssp:soon", m, pg, ps => new Sgd(ps, 0.1))
+            );
             Assert.That(ex!.Message, Does.Contain("ssp:soon"));
             Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("ssp", m, pg, ps => new Sgd(ps, 0.1)));
             Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("ps:2", m, pg, ps => new Sgd(ps, 0.1)));
             var codec = HpcEngine.Compression.GradientCodec.Create("topk:0.1");
-            Assert.Throws<ArgumentException>(() => TrainingStrategies.Create("zero1", m, pg, ps => new Sgd(ps, 0.1), codec));
+            Assert.Throws<ArgumentException>(() =>
+                TrainingStrategies.Create("zero1", m, pg, ps => new Sgd(ps, 0.1), codec)
+            );
             using var s = TrainingStrategies.Create("diloco:4", m, pg, ps => new AdamW(ps));
             Assert.That(s.Name, Is.EqualTo("diloco:4"));
         });
@@ -164,8 +199,12 @@ public class StrategyTests
         AssertEqual(Distributed(n, "ssp:0", adam, 3), SingleProcess(adam, 3), 2e-5);
     }
 
-    /// <summary>Three workers, rank 1 a straggler (it sleeps every step): what each server allowed and applied.</summary>
-    private static (long[] MaxLead, StalenessStats[] Staleness, float[][] Final) RunWithStraggler(string spec, int steps)
+    /// <summary>Three workers, rank 1 a straggler (it sleeps every step): what each server allowed and
+    /// applied.</summary>
+    private static (long[] MaxLead, StalenessStats[] Staleness, float[][] Final) RunWithStraggler(
+        string spec,
+        int steps
+    )
     {
         var lead = new long[3];
         var stale = new StalenessStats[3];
@@ -173,13 +212,17 @@ public class StrategyTests
         Ranks.Run(3, pg =>
         {
             using var m = Model(1);
-            var s = (ParameterServerStrategy)TrainingStrategies.Create(spec, m, pg, ps => new Sgd(ps, 0.05, momentum: 0.9));
+            var s = (ParameterServerStrategy)
+                TrainingStrategies.Create(spec, m, pg, ps => new Sgd(ps, 0.05, momentum: 0.9));
             for (int step = 0; step < steps; step++)
             {
                 var (x, y) = Batch(step);
-                using (x) using (y) using (new TensorScope())
+                using (x)
+                using (y)
+                using (new TensorScope())
                     F.CrossEntropy(m.Forward(x.Narrow(0, pg.Rank * 4, 4)), y.Narrow(0, pg.Rank * 4, 4)).Backward();
-                if (pg.Rank == 1) Thread.Sleep(10);
+                if (pg.Rank == 1)
+                    Thread.Sleep(10);
                 s.Step();
             }
             s.Finish();
@@ -202,7 +245,12 @@ public class StrategyTests
             Assert.That(stale[r].Updates, Is.EqualTo(3 * 10), $"server {r} applied every pushed gradient exactly once");
             Assert.That(final[r], Is.EqualTo(final[0]), "after Finish every replica holds the final parameters");
         }
-        if (k == 0) Assert.That(stale.Max(s => s.Max), Is.Zero, "bulk-synchronous: every gradient applied to the parameters it was computed on");
+        if (k == 0)
+            Assert.That(
+                stale.Max(s => s.Max),
+                Is.Zero,
+                "bulk-synchronous: every gradient applied to the parameters it was computed on"
+            );
     }
 
     [Test]
@@ -226,11 +274,19 @@ public class StrategyTests
         Ranks.Run(2, pg =>
         {
             using var m = Model(pg.Rank == 0 ? 1UL : 5UL);
-            using var s = TrainingStrategies.Create(spec, m, pg, ps => new Sgd(ps, 0.1), HpcEngine.Compression.GradientCodec.Create("topk:0.1"));
+            using var s = TrainingStrategies.Create(
+                spec,
+                m,
+                pg,
+                ps => new Sgd(ps, 0.1),
+                HpcEngine.Compression.GradientCodec.Create("topk:0.1")
+            );
             for (int step = 0; step < 4; step++)
             {
                 var (x, y) = Batch(step);
-                using (x) using (y) using (new TensorScope())
+                using (x)
+                using (y)
+                using (new TensorScope())
                     F.CrossEntropy(m.Forward(x.Narrow(0, pg.Rank * 6, 6)), y.Narrow(0, pg.Rank * 6, 6)).Backward();
                 s.Step();
             }
@@ -238,8 +294,13 @@ public class StrategyTests
             Assert.That(s.ResidualNorm, Is.GreaterThan(0), "top-k keeps what it did not send");
             result[pg.Rank] = m.Parameters().SelectMany(p => p.ToArray<float>()).ToArray();
         });
-        int exchanges = spec == "diloco:1" ? 4 : 2, paramCount = 13 * 9 + 9 + 9 * 4 + 4;
-        Assert.That(bytes[0], Is.EqualTo(exchanges * (4 + 8 * (int)Math.Ceiling(0.1 * paramCount))), "4 + 8k bytes per exchange");
+        int exchanges = spec == "diloco:1" ? 4 : 2,
+            paramCount = 13 * 9 + 9 + 9 * 4 + 4;
+        Assert.That(
+            bytes[0],
+            Is.EqualTo(exchanges * (4 + 8 * (int)Math.Ceiling(0.1 * paramCount))),
+            "4 + 8k bytes per exchange"
+        );
         Assert.That(result[1], Is.EqualTo(result[0]));
     }
 
@@ -248,7 +309,8 @@ public class StrategyTests
     public void Ssp_with_dedicated_server_ranks_and_bound_zero_equals_synchronous_training(string spec, int ranks)
     {
         Func<IEnumerable<Tensor>, Optimizer> sgd = ps => new Sgd(ps, 0.1, momentum: 0.9);
-        int servers = int.Parse(spec.Split(':')[2], System.Globalization.CultureInfo.InvariantCulture), workers = ranks - servers;
+        int servers = int.Parse(spec.Split(':')[2], System.Globalization.CultureInfo.InvariantCulture),
+            workers = ranks - servers;
         var result = new float[ranks][][];
         var roles = new bool[ranks];
         var stale = new StalenessStats[ranks];
@@ -258,15 +320,19 @@ public class StrategyTests
             var s = (ParameterServerStrategy)TrainingStrategies.Create(spec, m, pg, sgd);
             roles[pg.Rank] = s.IsWorker;
             Assert.That(s.Workers, Is.EqualTo(workers));
-            if (!s.IsWorker) s.ServeUntilDone();
+            if (!s.IsWorker)
+                s.ServeUntilDone();
             else
             {
                 int per = 12 / workers;
                 for (int step = 0; step < 4; step++)
                 {
                     var (x, y) = Batch(step);
-                    using (x) using (y) using (new TensorScope())
-                        F.CrossEntropy(m.Forward(x.Narrow(0, pg.Rank * per, per)), y.Narrow(0, pg.Rank * per, per)).Backward();
+                    using (x)
+                    using (y)
+                    using (new TensorScope())
+                        F.CrossEntropy(m.Forward(x.Narrow(0, pg.Rank * per, per)), y.Narrow(0, pg.Rank * per, per))
+                            .Backward();
                     s.Step();
                 }
                 s.Finish();
@@ -278,6 +344,7 @@ public class StrategyTests
         Assert.That(roles.Count(r => r), Is.EqualTo(workers), "the first ranks train, the last serve");
         Assert.That(roles.Take(workers).All(r => r), Is.True);
         AssertEqual(result, SingleProcess(sgd, 4), 2e-5);
-        for (int r = workers; r < ranks; r++) Assert.That(stale[r].Updates, Is.EqualTo(workers * 4), $"server {r} applied every gradient once");
+        for (int r = workers; r < ranks; r++)
+            Assert.That(stale[r].Updates, Is.EqualTo(workers * 4), $"server {r} applied every gradient once");
     }
 }

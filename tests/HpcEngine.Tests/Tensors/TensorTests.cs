@@ -9,7 +9,10 @@ public class TensorTests
     public void Creation_functions_give_the_documented_values()
     {
         Assert.That(Tensor.Arange(5).ToArray<long>(), Is.EqualTo(new long[] { 0, 1, 2, 3, 4 }));
-        Assert.That(Tensor.Arange(1, 2, 0.25, DType.Float64).ToArray<double>(), Is.EqualTo(new[] { 1, 1.25, 1.5, 1.75 }));
+        Assert.That(
+            Tensor.Arange(1, 2, 0.25, DType.Float64).ToArray<double>(),
+            Is.EqualTo(new[] { 1, 1.25, 1.5, 1.75 })
+        );
         Assert.That(Tensor.Linspace(0, 1, 5).ToArray<float>(), Is.EqualTo(new[] { 0f, 0.25f, 0.5f, 0.75f, 1f }));
         Assert.That(Tensor.Eye(2, 3).ToArray<float>(), Is.EqualTo(new float[] { 1, 0, 0, 0, 1, 0 }));
         Assert.That(Tensor.Full([2, 2], 7, DType.Int32).ToArray<int>(), Is.All.EqualTo(7));
@@ -51,7 +54,14 @@ public class TensorTests
         var (a, b, c, d) = Philox.Block(0, 0, 0, 0, 0, 0);
         Assert.That(new[] { a, b, c, d }, Is.EqualTo(new uint[] { 0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8 }));
         // counter = key = all ones.
-        (a, b, c, d) = Philox.Block(uint.MaxValue, uint.MaxValue, uint.MaxValue, uint.MaxValue, uint.MaxValue, uint.MaxValue);
+        (a, b, c, d) = Philox.Block(
+            uint.MaxValue,
+            uint.MaxValue,
+            uint.MaxValue,
+            uint.MaxValue,
+            uint.MaxValue,
+            uint.MaxValue
+        );
         Assert.That(new[] { a, b, c, d }, Is.EqualTo(new uint[] { 0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd }));
     }
 
@@ -195,7 +205,8 @@ public class TensorTests
         using var x = Tensor.FromArray([1f, 2f, 3f, 4f, 5f, 6f], 3, 2);
         using var rm = Tensor.Zeros([2]);
         using var rv = Tensor.Ones([2]);
-        using (GradMode.NoGrad()) F.BatchNorm(x, rm, rv, training: true, momentum: 0.1).Dispose();
+        using (GradMode.NoGrad())
+            F.BatchNorm(x, rm, rv, training: true, momentum: 0.1).Dispose();
         // column means 3, 4; unbiased variances 4, 4
         Assert.That(rm.ToArray<float>(), Is.EqualTo(new[] { 0.3f, 0.4f }).Within(1e-6));
         Assert.That(rv.ToArray<float>(), Is.EqualTo(new[] { 0.9f + 0.4f, 0.9f + 0.4f }).Within(1e-6));
@@ -210,12 +221,19 @@ public class TensorTests
         {
             using var scope = new TensorScope();
             F.Relu(x.MatMul(w)).Sum().Backward();
-            using (GradMode.NoGrad()) w.AddInPlace(w.Grad!, -0.01);
+            using (GradMode.NoGrad())
+                w.AddInPlace(w.Grad!, -0.01);
             w.ZeroGrad();
         }
-        for (int i = 0; i < 3; i++) Step();
+        for (int i = 0; i < 3; i++)
+            Step();
         long allocated = StoragePool.Allocated;
-        for (int i = 0; i < 20; i++) Step();
-        Assert.That(StoragePool.Allocated - allocated, Is.LessThanOrEqualTo(2), "a steady loop must take its buffers from the pool");
+        for (int i = 0; i < 20; i++)
+            Step();
+        Assert.That(
+            StoragePool.Allocated - allocated,
+            Is.LessThanOrEqualTo(2),
+            "a steady loop must take its buffers from the pool"
+        );
     }
 }

@@ -25,14 +25,27 @@ public class TraceTests
             string merged = Path.Combine(dir, "trace.json");
             TraceRecorder.Merge([Path.Combine(dir, "trace-rank0.json"), Path.Combine(dir, "trace-rank1.json")], merged);
             using var doc = JsonDocument.Parse(File.ReadAllText(merged));
-            var spans = doc.RootElement.GetProperty("traceEvents").EnumerateArray().Where(e => e.GetProperty("ph").GetString() == "X").ToArray();
+            var spans = doc
+                .RootElement.GetProperty("traceEvents")
+                .EnumerateArray()
+                .Where(e => e.GetProperty("ph").GetString() == "X")
+                .ToArray();
             Assert.That(spans.Select(s => s.GetProperty("pid").GetInt32()), Is.EquivalentTo(new[] { 0, 1 }));
-            Assert.That(spans.All(s => Math.Abs(s.GetProperty("dur").GetDouble() - 2000) < 1), Is.True, "durations in microseconds");
+            Assert.That(
+                spans.All(s => Math.Abs(s.GetProperty("dur").GetDouble() - 2000) < 1),
+                Is.True,
+                "durations in microseconds"
+            );
 
             File.WriteAllText(Path.Combine(dir, "bad.json"), "{\"events\": []}");
-            var ex = Assert.Throws<InvalidDataException>(() => TraceRecorder.Merge([Path.Combine(dir, "bad.json")], merged));
+            var ex = Assert.Throws<InvalidDataException>(() =>
+                TraceRecorder.Merge([Path.Combine(dir, "bad.json")], merged)
+            );
             Assert.That(ex!.Message, Does.Contain("bad.json"));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 }

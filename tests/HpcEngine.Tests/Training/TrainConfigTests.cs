@@ -5,7 +5,8 @@ using HpcEngine.Training;
 
 namespace HpcEngine.Tests.Training;
 
-/// <summary>The typed training config: specs parsed once, errors that name the property, JSON in the spelling users type.</summary>
+/// <summary>The typed training config: specs parsed once, errors that name the property, JSON in the spelling users
+/// type.</summary>
 [TestFixture]
 public class TrainConfigTests
 {
@@ -55,12 +56,21 @@ public class TrainConfigTests
     [Test]
     public void Validation_errors_name_the_property_and_can_be_worded_in_a_front_ends_names()
     {
-        var e = Assert.Throws<TrainConfigException>(() => (TrainConfig.For("mlp") with { SaveEverySteps = 5 }).Validate());
+        var e = Assert.Throws<TrainConfigException>(() =>
+            (TrainConfig.For("mlp") with { SaveEverySteps = 5 }).Validate()
+        );
         Assert.That(e!.ParamName, Is.EqualTo(nameof(TrainConfig.SaveEverySteps)));
         Assert.That(e.Message, Is.EqualTo("SaveEverySteps needs CheckpointDir"));
         Assert.That(e.Describe(p => "--" + p.ToLowerInvariant()), Is.EqualTo("--saveeverysteps needs --checkpointdir"));
         var codec = Assert.Throws<TrainConfigException>(() =>
-            (TrainConfig.For("mlp") with { Compress = CodecSpec.Parse("topk:0.1"), Strategy = StrategySpec.Parse("zero1") }).Validate());
+            (
+                TrainConfig.For("mlp") with
+                {
+                    Compress = CodecSpec.Parse("topk:0.1"),
+                    Strategy = StrategySpec.Parse("zero1"),
+                }
+            ).Validate()
+        );
         Assert.That(codec!.ParamName, Is.EqualTo(nameof(TrainConfig.Compress)));
         Assert.That(codec.Message, Does.Contain("Compress composes with Strategy sync"));
         var diverged = new TrainingDivergedException(3, 1, 3, double.NaN);
@@ -73,7 +83,11 @@ public class TrainConfigTests
     {
         var config = TrainConfig.For("cnn") with
         {
-            Optimizer = OptimizerKind.AdamW, Strategy = StrategySpec.Parse("ssp:2:1"), Compress = null, Device = Device.Cuda(1), Amp = MixedPrecision.Bf16,
+            Optimizer = OptimizerKind.AdamW,
+            Strategy = StrategySpec.Parse("ssp:2:1"),
+            Compress = null,
+            Device = Device.Cuda(1),
+            Amp = MixedPrecision.Bf16,
         };
         var json = JsonSerializer.Serialize(config);
         using var doc = JsonDocument.Parse(json);
@@ -85,10 +99,14 @@ public class TrainConfigTests
         var back = JsonSerializer.Deserialize<TrainConfig>(json)!;
         Assert.That(back with { AllowResumeChanges = config.AllowResumeChanges }, Is.EqualTo(config));
         // A checkpoint's config from before the typed members (strings throughout) still reads.
-        var old = JsonSerializer.Deserialize<TrainConfig>("""{"Model":"mlp","Optimizer":"sgd","Strategy":"localsgd:4","Compress":"topk:0.01","Device":"cpu","Amp":"none"}""")!;
+        var old = JsonSerializer.Deserialize<TrainConfig>(
+            """{"Model":"mlp","Optimizer":"sgd","Strategy":"localsgd:4","Compress":"topk:0.01","Device":"cpu","Amp":"none"}"""
+        )!;
         Assert.That(old.Strategy, Is.EqualTo(new StrategySpec(StrategyKind.LocalSgd, Period: 4)));
         Assert.That(old.Compress, Is.EqualTo(new CodecSpec(CodecKind.TopK, 0.01)));
-        var bad = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<TrainConfig>("""{"Strategy":"ssp:soon"}"""));
+        var bad = Assert.Throws<JsonException>(() =>
+            JsonSerializer.Deserialize<TrainConfig>("""{"Strategy":"ssp:soon"}""")
+        );
         Assert.That(bad!.Message, Does.Contain("ssp:soon"));
     }
 }

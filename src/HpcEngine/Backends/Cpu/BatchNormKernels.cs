@@ -10,25 +10,44 @@ namespace HpcEngine.Backends.Cpu;
 ///   dw = Σ g·x̂; db = Σ g.</summary>
 internal static unsafe class BatchNormKernels
 {
-    public static void Forward<T>(T* x, T* y, int n, int c, int l, T* w, T* b, T* mean, T* rstd, bool useBatchStats, double eps)
+    public static void Forward<T>(
+        T* x,
+        T* y,
+        int n,
+        int c,
+        int l,
+        T* w,
+        T* b,
+        T* mean,
+        T* rstd,
+        bool useBatchStats,
+        double eps
+    )
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        T e = T.CreateTruncating(eps), m = T.CreateTruncating((long)n * l);
+        T e = T.CreateTruncating(eps),
+            m = T.CreateTruncating((long)n * l);
         CpuThreads.For(c, (long)n * c * l * 3, (c0, c1) =>
         {
             for (int ch = c0; ch < c1; ch++)
             {
-                T mu, rs;
+                T mu,
+                    rs;
                 if (useBatchStats)
                 {
                     T sum = T.Zero;
-                    for (int i = 0; i < n; i++) sum += TensorPrimitives.Sum(new ReadOnlySpan<T>(x + ((long)i * c + ch) * l, l));
+                    for (int i = 0; i < n; i++)
+                        sum += TensorPrimitives.Sum(new ReadOnlySpan<T>(x + ((long)i * c + ch) * l, l));
                     mu = sum / m;
                     T sq = T.Zero;
                     for (int i = 0; i < n; i++)
                     {
                         var row = new ReadOnlySpan<T>(x + ((long)i * c + ch) * l, l);
-                        foreach (var v in row) { T d = v - mu; sq += d * d; }
+                        foreach (var v in row)
+                        {
+                            T d = v - mu;
+                            sq += d * d;
+                        }
                     }
                     rs = T.One / T.Sqrt(sq / m + e);
                     mean[ch] = mu;
@@ -39,7 +58,8 @@ internal static unsafe class BatchNormKernels
                     mu = mean[ch];
                     rs = rstd[ch];
                 }
-                T scale = rs * (w != null ? w[ch] : T.One), shift = (b != null ? b[ch] : T.Zero) - mu * scale;
+                T scale = rs * (w != null ? w[ch] : T.One),
+                    shift = (b != null ? b[ch] : T.Zero) - mu * scale;
                 for (int i = 0; i < n; i++)
                 {
                     long o = ((long)i * c + ch) * l;
@@ -51,7 +71,20 @@ internal static unsafe class BatchNormKernels
         });
     }
 
-    public static void Backward<T>(T* x, T* g, T* dx, T* dw, T* db, int n, int c, int l, T* w, T* mean, T* rstd, bool batchStats)
+    public static void Backward<T>(
+        T* x,
+        T* g,
+        T* dx,
+        T* dw,
+        T* db,
+        int n,
+        int c,
+        int l,
+        T* w,
+        T* mean,
+        T* rstd,
+        bool batchStats
+    )
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         T m = T.CreateTruncating((long)n * l);
@@ -59,8 +92,10 @@ internal static unsafe class BatchNormKernels
         {
             for (int ch = c0; ch < c1; ch++)
             {
-                T mu = mean[ch], rs = rstd[ch];
-                T sumG = T.Zero, sumGX = T.Zero;
+                T mu = mean[ch],
+                    rs = rstd[ch];
+                T sumG = T.Zero,
+                    sumGX = T.Zero;
                 for (int i = 0; i < n; i++)
                 {
                     long o = ((long)i * c + ch) * l;
@@ -71,9 +106,12 @@ internal static unsafe class BatchNormKernels
                     sumGX += TensorPrimitives.Dot(gs, xs);
                 }
                 T sumGXhat = (sumGX - mu * sumG) * rs;
-                if (dw != null) dw[ch] = sumGXhat;
-                if (db != null) db[ch] = sumG;
-                if (dx == null) continue;
+                if (dw != null)
+                    dw[ch] = sumGXhat;
+                if (db != null)
+                    db[ch] = sumG;
+                if (dx == null)
+                    continue;
                 T wc = w != null ? w[ch] : T.One;
                 T k = wc * rs;
                 if (!batchStats)
@@ -87,8 +125,10 @@ internal static unsafe class BatchNormKernels
                 }
                 // dx = k·(g − mean(g) − x̂·mean(g·x̂)), x̂ = (x − μ)·rs  →  dx = k·g + a·x + c0 with
                 // a = −k·rs·mean(g·x̂), c0 = −k·mean(g) + k·rs·μ·mean(g·x̂)
-                T meanG = sumG / m, meanGX = sumGXhat / m;
-                T a = -k * rs * meanGX, c0c = -k * meanG + k * rs * mu * meanGX;
+                T meanG = sumG / m,
+                    meanGX = sumGXhat / m;
+                T a = -k * rs * meanGX,
+                    c0c = -k * meanG + k * rs * mu * meanGX;
                 for (int i = 0; i < n; i++)
                 {
                     long o = ((long)i * c + ch) * l;

@@ -11,18 +11,30 @@ internal static unsafe class BinaryDriver
         where TOp : IBinaryOperator<TIn, TOut>
     {
         var shape = dst.Shape;
-        var loop = new StridedLoop(shape, dst.Strides.ToArray(),
-            Shapes.BroadcastStrides(a.Shape, a.Strides, shape), Shapes.BroadcastStrides(b.Shape, b.Strides, shape));
-        TIn* pa = a.Ptr<TIn>(), pb = b.Ptr<TIn>();
+        var loop = new StridedLoop(
+            shape,
+            dst.Strides.ToArray(),
+            Shapes.BroadcastStrides(a.Shape, a.Strides, shape),
+            Shapes.BroadcastStrides(b.Shape, b.Strides, shape)
+        );
+        TIn* pa = a.Ptr<TIn>(),
+            pb = b.Ptr<TIn>();
         TOut* pd = dst.Ptr<TOut>();
-        int sd = loop.Stride0, sa = loop.Stride1, sb = loop.Stride2;
-        loop.Run((od, oa, ob, n) =>
-        {
-            TIn* x = pa + oa, y = pb + ob;
-            TOut* d = pd + od;
-            if (sd == 1 && TryRow<TIn, TOut, TOp>(x, sa, y, sb, new Span<TOut>(d, n))) return;
-            for (int i = 0; i < n; i++) d[(long)i * sd] = TOp.Invoke(x[(long)i * sa], y[(long)i * sb]);
-        });
+        int sd = loop.Stride0,
+            sa = loop.Stride1,
+            sb = loop.Stride2;
+        loop.Run(
+            (od, oa, ob, n) =>
+            {
+                TIn* x = pa + oa,
+                    y = pb + ob;
+                TOut* d = pd + od;
+                if (sd == 1 && TryRow<TIn, TOut, TOp>(x, sa, y, sb, new Span<TOut>(d, n)))
+                    return;
+                for (int i = 0; i < n; i++)
+                    d[(long)i * sd] = TOp.Invoke(x[(long)i * sa], y[(long)i * sb]);
+            }
+        );
     }
 
     private static bool TryRow<TIn, TOut, TOp>(TIn* x, int sa, TIn* y, int sb, Span<TOut> d)
@@ -31,9 +43,12 @@ internal static unsafe class BinaryDriver
         where TOp : IBinaryOperator<TIn, TOut>
     {
         int n = d.Length;
-        if (sa == 1 && sb == 1) return TOp.TryVectorized(new ReadOnlySpan<TIn>(x, n), new ReadOnlySpan<TIn>(y, n), d);
-        if (sa == 1 && sb == 0) return TOp.TryVectorized(new ReadOnlySpan<TIn>(x, n), *y, d);
-        if (sa == 0 && sb == 1) return TOp.TryVectorized(*x, new ReadOnlySpan<TIn>(y, n), d);
+        if (sa == 1 && sb == 1)
+            return TOp.TryVectorized(new ReadOnlySpan<TIn>(x, n), new ReadOnlySpan<TIn>(y, n), d);
+        if (sa == 1 && sb == 0)
+            return TOp.TryVectorized(new ReadOnlySpan<TIn>(x, n), *y, d);
+        if (sa == 0 && sb == 1)
+            return TOp.TryVectorized(*x, new ReadOnlySpan<TIn>(y, n), d);
         return false;
     }
 }

@@ -19,7 +19,8 @@ internal static class CpuThreads
 
     static CpuThreads()
     {
-        if (EngineOptions.Process.Threads is int n) _count = Math.Min(n, Environment.ProcessorCount);
+        if (EngineOptions.Process.Threads is int n)
+            _count = Math.Min(n, Environment.ProcessorCount);
     }
 
     /// <summary>Runs body(start, end) over [0, count) in up to <see cref="Count"/> contiguous ranges when
@@ -30,14 +31,16 @@ internal static class CpuThreads
         int threads = Math.Min(Count, count);
         if (threads <= 1 || work < MinParallelWork)
         {
-            if (count > 0) body(0, count);
+            if (count > 0)
+                body(0, count);
             return;
         }
         ForkJoinPool.Shared.Run(threads, t =>
         {
             int start = (int)((long)count * t / threads);
             int end = (int)((long)count * (t + 1) / threads);
-            if (end > start) body(start, end);
+            if (end > start)
+                body(start, end);
         });
     }
 }

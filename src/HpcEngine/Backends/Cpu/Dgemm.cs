@@ -6,20 +6,39 @@ namespace HpcEngine.Backends.Cpu;
 /// C[i, :] += A[i, k] * B[k, :] with B made row-contiguous first.</summary>
 internal static unsafe class Dgemm
 {
-    public static void Run(int m, int n, int k, double* a, int rsA, int csA, double* b, int rsB, int csB, double* c, int ldc, bool accumulate)
+    public static void Run(
+        int m,
+        int n,
+        int k,
+        double* a,
+        int rsA,
+        int csA,
+        double* b,
+        int rsB,
+        int csB,
+        double* c,
+        int ldc,
+        bool accumulate
+    )
     {
         var bc = new double[(long)k * n];
         for (int p = 0; p < k; p++)
-            for (int j = 0; j < n; j++)
-                bc[(long)p * n + j] = b[(long)p * rsB + (long)j * csB];
+        for (int j = 0; j < n; j++)
+            bc[(long)p * n + j] = b[(long)p * rsB + (long)j * csB];
         CpuThreads.For(m, 2L * m * n * k, (s, e) =>
         {
             for (int i = s; i < e; i++)
             {
                 var row = new Span<double>(c + (long)i * ldc, n);
-                if (!accumulate) row.Clear();
+                if (!accumulate)
+                    row.Clear();
                 for (int p = 0; p < k; p++)
-                    TensorPrimitives.MultiplyAdd(new ReadOnlySpan<double>(bc, p * n, n), a[(long)i * rsA + (long)p * csA], row, row);
+                    TensorPrimitives.MultiplyAdd(
+                        new ReadOnlySpan<double>(bc, p * n, n),
+                        a[(long)i * rsA + (long)p * csA],
+                        row,
+                        row
+                    );
             }
         });
     }

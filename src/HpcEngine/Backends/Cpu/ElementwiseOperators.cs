@@ -7,7 +7,9 @@ namespace HpcEngine.Backends.Cpu;
 /// <see cref="BinaryDriver"/> is specialised per operator by the JIT, so the scalar path inlines the rule instead of
 /// switching on the op for every element. The span overloads are the SIMD fast paths; an operator without one
 /// returns false and the driver runs its scalar loop.</summary>
-internal interface IBinaryOperator<TIn, TOut> where TIn : unmanaged where TOut : unmanaged
+internal interface IBinaryOperator<TIn, TOut>
+    where TIn : unmanaged
+    where TOut : unmanaged
 {
     static abstract TOut Invoke(TIn x, TIn y);
 
@@ -21,81 +23,168 @@ internal interface IBinaryOperator<TIn, TOut> where TIn : unmanaged where TOut :
 /// <summary>The arithmetic rules of <see cref="BinaryOp"/>.</summary>
 internal static class ArithmeticOperators
 {
-    public readonly struct Add<T> : IBinaryOperator<T, T> where T : unmanaged, INumber<T>
+    public readonly struct Add<T> : IBinaryOperator<T, T>
+        where T : unmanaged, INumber<T>
     {
         public static T Invoke(T x, T y) => x + y;
-        public static bool TryVectorized(ReadOnlySpan<T> x, ReadOnlySpan<T> y, Span<T> d) { TensorPrimitives.Add(x, y, d); return true; }
-        public static bool TryVectorized(ReadOnlySpan<T> x, T y, Span<T> d) { TensorPrimitives.Add(x, y, d); return true; }
-        public static bool TryVectorized(T x, ReadOnlySpan<T> y, Span<T> d) { TensorPrimitives.Add(y, x, d); return true; }
+
+        public static bool TryVectorized(ReadOnlySpan<T> x, ReadOnlySpan<T> y, Span<T> d)
+        {
+            TensorPrimitives.Add(x, y, d);
+            return true;
+        }
+
+        public static bool TryVectorized(ReadOnlySpan<T> x, T y, Span<T> d)
+        {
+            TensorPrimitives.Add(x, y, d);
+            return true;
+        }
+
+        public static bool TryVectorized(T x, ReadOnlySpan<T> y, Span<T> d)
+        {
+            TensorPrimitives.Add(y, x, d);
+            return true;
+        }
     }
 
-    public readonly struct Sub<T> : IBinaryOperator<T, T> where T : unmanaged, INumber<T>
+    public readonly struct Sub<T> : IBinaryOperator<T, T>
+        where T : unmanaged, INumber<T>
     {
         public static T Invoke(T x, T y) => x - y;
-        public static bool TryVectorized(ReadOnlySpan<T> x, ReadOnlySpan<T> y, Span<T> d) { TensorPrimitives.Subtract(x, y, d); return true; }
-        public static bool TryVectorized(ReadOnlySpan<T> x, T y, Span<T> d) { TensorPrimitives.Subtract(x, y, d); return true; }
-        public static bool TryVectorized(T x, ReadOnlySpan<T> y, Span<T> d) { TensorPrimitives.Subtract(x, y, d); return true; }
+
+        public static bool TryVectorized(ReadOnlySpan<T> x, ReadOnlySpan<T> y, Span<T> d)
+        {
+            TensorPrimitives.Subtract(x, y, d);
+            return true;
+        }
+
+        public static bool TryVectorized(ReadOnlySpan<T> x, T y, Span<T> d)
+        {
+            TensorPrimitives.Subtract(x, y, d);
+            return true;
+        }
+
+        public static bool TryVectorized(T x, ReadOnlySpan<T> y, Span<T> d)
+        {
+            TensorPrimitives.Subtract(x, y, d);
+            return true;
+        }
     }
 
-    public readonly struct Mul<T> : IBinaryOperator<T, T> where T : unmanaged, INumber<T>
+    public readonly struct Mul<T> : IBinaryOperator<T, T>
+        where T : unmanaged, INumber<T>
     {
         public static T Invoke(T x, T y) => x * y;
-        public static bool TryVectorized(ReadOnlySpan<T> x, ReadOnlySpan<T> y, Span<T> d) { TensorPrimitives.Multiply(x, y, d); return true; }
-        public static bool TryVectorized(ReadOnlySpan<T> x, T y, Span<T> d) { TensorPrimitives.Multiply(x, y, d); return true; }
-        public static bool TryVectorized(T x, ReadOnlySpan<T> y, Span<T> d) { TensorPrimitives.Multiply(y, x, d); return true; }
+
+        public static bool TryVectorized(ReadOnlySpan<T> x, ReadOnlySpan<T> y, Span<T> d)
+        {
+            TensorPrimitives.Multiply(x, y, d);
+            return true;
+        }
+
+        public static bool TryVectorized(ReadOnlySpan<T> x, T y, Span<T> d)
+        {
+            TensorPrimitives.Multiply(x, y, d);
+            return true;
+        }
+
+        public static bool TryVectorized(T x, ReadOnlySpan<T> y, Span<T> d)
+        {
+            TensorPrimitives.Multiply(y, x, d);
+            return true;
+        }
     }
 
     /// <summary>Integer division truncates (C#'s rule) and has no SIMD path; float division by a scalar multiplies
     /// by its reciprocal, as before.</summary>
-    public readonly struct Div<T> : IBinaryOperator<T, T> where T : unmanaged, INumber<T>
+    public readonly struct Div<T> : IBinaryOperator<T, T>
+        where T : unmanaged, INumber<T>
     {
         public static T Invoke(T x, T y) => x / y;
 
         public static bool TryVectorized(ReadOnlySpan<T> x, ReadOnlySpan<T> y, Span<T> d)
         {
-            if (!IsFloat<T>()) return false;
+            if (!IsFloat<T>())
+                return false;
             TensorPrimitives.Divide(x, y, d);
             return true;
         }
 
         public static bool TryVectorized(ReadOnlySpan<T> x, T y, Span<T> d)
         {
-            if (!IsFloat<T>()) return false;
+            if (!IsFloat<T>())
+                return false;
             TensorPrimitives.Multiply(x, T.One / y, d);
             return true;
         }
 
         public static bool TryVectorized(T x, ReadOnlySpan<T> y, Span<T> d)
         {
-            if (!IsFloat<T>()) return false;
+            if (!IsFloat<T>())
+                return false;
             TensorPrimitives.Divide(x, y, d);
             return true;
         }
     }
 
     /// <summary>NaN propagates (PyTorch's maximum): x + y is NaN when either is.</summary>
-    public readonly struct Maximum<T> : IBinaryOperator<T, T> where T : unmanaged, INumber<T>
+    public readonly struct Maximum<T> : IBinaryOperator<T, T>
+        where T : unmanaged, INumber<T>
     {
         public static T Invoke(T x, T y) => T.IsNaN(x) || T.IsNaN(y) ? x + y : T.Max(x, y);
-        public static bool TryVectorized(ReadOnlySpan<T> x, ReadOnlySpan<T> y, Span<T> d) { TensorPrimitives.Max(x, y, d); return true; }
-        public static bool TryVectorized(ReadOnlySpan<T> x, T y, Span<T> d) { TensorPrimitives.Max(x, y, d); return true; }
-        public static bool TryVectorized(T x, ReadOnlySpan<T> y, Span<T> d) { TensorPrimitives.Max(y, x, d); return true; }
+
+        public static bool TryVectorized(ReadOnlySpan<T> x, ReadOnlySpan<T> y, Span<T> d)
+        {
+            TensorPrimitives.Max(x, y, d);
+            return true;
+        }
+
+        public static bool TryVectorized(ReadOnlySpan<T> x, T y, Span<T> d)
+        {
+            TensorPrimitives.Max(x, y, d);
+            return true;
+        }
+
+        public static bool TryVectorized(T x, ReadOnlySpan<T> y, Span<T> d)
+        {
+            TensorPrimitives.Max(y, x, d);
+            return true;
+        }
     }
 
-    public readonly struct Minimum<T> : IBinaryOperator<T, T> where T : unmanaged, INumber<T>
+    public readonly struct Minimum<T> : IBinaryOperator<T, T>
+        where T : unmanaged, INumber<T>
     {
         public static T Invoke(T x, T y) => T.IsNaN(x) || T.IsNaN(y) ? x + y : T.Min(x, y);
-        public static bool TryVectorized(ReadOnlySpan<T> x, ReadOnlySpan<T> y, Span<T> d) { TensorPrimitives.Min(x, y, d); return true; }
-        public static bool TryVectorized(ReadOnlySpan<T> x, T y, Span<T> d) { TensorPrimitives.Min(x, y, d); return true; }
-        public static bool TryVectorized(T x, ReadOnlySpan<T> y, Span<T> d) { TensorPrimitives.Min(y, x, d); return true; }
+
+        public static bool TryVectorized(ReadOnlySpan<T> x, ReadOnlySpan<T> y, Span<T> d)
+        {
+            TensorPrimitives.Min(x, y, d);
+            return true;
+        }
+
+        public static bool TryVectorized(ReadOnlySpan<T> x, T y, Span<T> d)
+        {
+            TensorPrimitives.Min(x, y, d);
+            return true;
+        }
+
+        public static bool TryVectorized(T x, ReadOnlySpan<T> y, Span<T> d)
+        {
+            TensorPrimitives.Min(y, x, d);
+            return true;
+        }
     }
 
-    public readonly struct Pow<T> : IBinaryOperator<T, T> where T : unmanaged, INumber<T>
+    public readonly struct Pow<T> : IBinaryOperator<T, T>
+        where T : unmanaged, INumber<T>
     {
         public static T Invoke(T x, T y)
         {
-            if (typeof(T) == typeof(float)) return (T)(object)MathF.Pow((float)(object)x, (float)(object)y);
-            if (typeof(T) == typeof(double)) return (T)(object)Math.Pow((double)(object)x, (double)(object)y);
+            if (typeof(T) == typeof(float))
+                return (T)(object)MathF.Pow((float)(object)x, (float)(object)y);
+            if (typeof(T) == typeof(double))
+                return (T)(object)Math.Pow((double)(object)x, (double)(object)y);
             return T.CreateTruncating(Math.Pow(double.CreateTruncating(x), double.CreateTruncating(y)));
         }
     }
@@ -106,47 +195,56 @@ internal static class ArithmeticOperators
 /// <summary>The rules of <see cref="CompareOp"/>: a bool result stored as one byte (0 or 1).</summary>
 internal static class CompareOperators
 {
-    public readonly struct Eq<T> : IBinaryOperator<T, byte> where T : unmanaged, INumber<T>
+    public readonly struct Eq<T> : IBinaryOperator<T, byte>
+        where T : unmanaged, INumber<T>
     {
         public static byte Invoke(T x, T y) => x == y ? (byte)1 : (byte)0;
     }
 
-    public readonly struct Ne<T> : IBinaryOperator<T, byte> where T : unmanaged, INumber<T>
+    public readonly struct Ne<T> : IBinaryOperator<T, byte>
+        where T : unmanaged, INumber<T>
     {
         public static byte Invoke(T x, T y) => x != y ? (byte)1 : (byte)0;
     }
 
-    public readonly struct Lt<T> : IBinaryOperator<T, byte> where T : unmanaged, INumber<T>
+    public readonly struct Lt<T> : IBinaryOperator<T, byte>
+        where T : unmanaged, INumber<T>
     {
         public static byte Invoke(T x, T y) => x < y ? (byte)1 : (byte)0;
     }
 
-    public readonly struct Le<T> : IBinaryOperator<T, byte> where T : unmanaged, INumber<T>
+    public readonly struct Le<T> : IBinaryOperator<T, byte>
+        where T : unmanaged, INumber<T>
     {
         public static byte Invoke(T x, T y) => x <= y ? (byte)1 : (byte)0;
     }
 
-    public readonly struct Gt<T> : IBinaryOperator<T, byte> where T : unmanaged, INumber<T>
+    public readonly struct Gt<T> : IBinaryOperator<T, byte>
+        where T : unmanaged, INumber<T>
     {
         public static byte Invoke(T x, T y) => x > y ? (byte)1 : (byte)0;
     }
 
-    public readonly struct Ge<T> : IBinaryOperator<T, byte> where T : unmanaged, INumber<T>
+    public readonly struct Ge<T> : IBinaryOperator<T, byte>
+        where T : unmanaged, INumber<T>
     {
         public static byte Invoke(T x, T y) => x >= y ? (byte)1 : (byte)0;
     }
 
-    public readonly struct And<T> : IBinaryOperator<T, byte> where T : unmanaged, INumber<T>
+    public readonly struct And<T> : IBinaryOperator<T, byte>
+        where T : unmanaged, INumber<T>
     {
         public static byte Invoke(T x, T y) => x != T.Zero && y != T.Zero ? (byte)1 : (byte)0;
     }
 
-    public readonly struct Or<T> : IBinaryOperator<T, byte> where T : unmanaged, INumber<T>
+    public readonly struct Or<T> : IBinaryOperator<T, byte>
+        where T : unmanaged, INumber<T>
     {
         public static byte Invoke(T x, T y) => x != T.Zero || y != T.Zero ? (byte)1 : (byte)0;
     }
 
-    public readonly struct Xor<T> : IBinaryOperator<T, byte> where T : unmanaged, INumber<T>
+    public readonly struct Xor<T> : IBinaryOperator<T, byte>
+        where T : unmanaged, INumber<T>
     {
         public static byte Invoke(T x, T y) => (x != T.Zero) ^ (y != T.Zero) ? (byte)1 : (byte)0;
     }

@@ -11,9 +11,17 @@ namespace HpcEngine.Backends.Cpu;
 /// 0 (so a −inf mask stays a hard mask), above 88.7 saturate to +inf.</summary>
 internal static unsafe class FastExp
 {
-    private const float Log2E = 1.44269504088896341f, C1 = 0.693359375f, C2 = -2.12194440e-4f;
-    private const float P0 = 1.9875691500E-4f, P1 = 1.3981999507E-3f, P2 = 8.3334519073E-3f, P3 = 4.1665795894E-2f, P4 = 1.6666665459E-1f, P5 = 5.0000001201E-1f;
-    private const float Lo = -87.33654f, Hi = 88.72283f;
+    private const float Log2E = 1.44269504088896341f,
+        C1 = 0.693359375f,
+        C2 = -2.12194440e-4f;
+    private const float P0 = 1.9875691500E-4f,
+        P1 = 1.3981999507E-3f,
+        P2 = 8.3334519073E-3f,
+        P3 = 4.1665795894E-2f,
+        P4 = 1.6666665459E-1f,
+        P5 = 5.0000001201E-1f;
+    private const float Lo = -87.33654f,
+        Hi = 88.72283f;
 
     /// <summary>Writes exp(x[i] − shift) to y (when y is not null) and returns the sum.</summary>
     public static float ExpShiftedSum(float* x, float* y, int n, float shift)
@@ -27,7 +35,8 @@ internal static unsafe class FastExp
             for (; i <= n - 8; i += 8)
             {
                 var e = Exp(Avx.Subtract(Avx.LoadVector256(x + i), s));
-                if (y != null) Avx.Store(y + i, e);
+                if (y != null)
+                    Avx.Store(y + i, e);
                 acc = Avx.Add(acc, e);
             }
             sum = Vector256.Sum(acc);
@@ -35,7 +44,8 @@ internal static unsafe class FastExp
         for (; i < n; i++)
         {
             float e = MathF.Exp(x[i] - shift);
-            if (y != null) y[i] = e;
+            if (y != null)
+                y[i] = e;
             sum += e;
         }
         return sum;
@@ -58,7 +68,8 @@ internal static unsafe class FastExp
         p = Fma.MultiplyAdd(p, r, Vector256.Create(P5));
         p = Fma.MultiplyAdd(p, z, Avx.Add(r, Vector256.Create(1f)));
         // 2^n: n + 127 into the exponent field.
-        var pow2 = Avx2.ShiftLeftLogical(Avx2.Add(Avx.ConvertToVector256Int32(n), Vector256.Create(127)), 23).AsSingle();
+        var pow2 = Avx2.ShiftLeftLogical(Avx2.Add(Avx.ConvertToVector256Int32(n), Vector256.Create(127)), 23)
+            .AsSingle();
         var result = Avx.Multiply(p, pow2);
         return Avx.AndNot(tooSmall, result);
     }

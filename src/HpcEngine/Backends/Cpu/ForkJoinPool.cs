@@ -39,13 +39,15 @@ internal sealed class ForkJoinPool
         }
     }
 
-    /// <summary>Runs body(0) .. body(parts−1) concurrently and returns when all are done; rethrows the first error.</summary>
+    /// <summary>Runs body(0) .. body(parts−1) concurrently and returns when all are done; rethrows the first
+    /// error.</summary>
     public void Run(int parts, Action<int> body)
     {
         parts = Math.Min(parts, Width);
         if (parts <= 1 || Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
         {
-            for (int p = 0; p < parts; p++) body(p);
+            for (int p = 0; p < parts; p++)
+                body(p);
             return;
         }
         try
@@ -55,13 +57,22 @@ internal sealed class ForkJoinPool
             _error = null;
             Volatile.Write(ref _pending, parts - 1);
             Interlocked.Increment(ref _generation);
-            for (int i = 0; i < parts - 1; i++) _go[i].Set();
-            try { body(0); }
-            catch (Exception e) { Interlocked.CompareExchange(ref _error, e, null); }
+            for (int i = 0; i < parts - 1; i++)
+                _go[i].Set();
+            try
+            {
+                body(0);
+            }
+            catch (Exception e)
+            {
+                Interlocked.CompareExchange(ref _error, e, null);
+            }
             var spin = new SpinWait();
-            while (Volatile.Read(ref _pending) > 0) spin.SpinOnce(sleep1Threshold: -1);
+            while (Volatile.Read(ref _pending) > 0)
+                spin.SpinOnce(sleep1Threshold: -1);
             _body = null;
-            if (_error != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(_error).Throw();
+            if (_error != null)
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(_error).Throw();
         }
         finally
         {
@@ -90,7 +101,8 @@ internal sealed class ForkJoinPool
             seen = Volatile.Read(ref _generation);
             try
             {
-                if (index < _parts) _body!(index);
+                if (index < _parts)
+                    _body!(index);
             }
             catch (Exception e)
             {

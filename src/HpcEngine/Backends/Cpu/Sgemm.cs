@@ -19,21 +19,45 @@ namespace HpcEngine.Backends.Cpu;
 /// core, so ~190 GFLOP/s on two 3 GHz cores at peak). Packing reads A and B through arbitrary row/column strides, so
 /// transposed operands (x·Wᵀ, Aᵀ·g) need no copy. Threads pack each B panel together, then split the rows of C
 /// (each packing its own A blocks) or, when there are few rows, the panel's column slivers; nothing is packed twice.</summary>
-internal static unsafe class Sgemm
+internal static unsafe partial class Sgemm
 {
     private const long SmallGemmFlops = 400_000_000;
-    private const int MR = 6, NR = 16, KC = 256, MC = 120, NC = 4096;
+    private const int MR = 6,
+        NR = 16,
+        KC = 256,
+        MC = 120,
+        NC = 4096;
 
-    [ThreadStatic] private static float* _packA;
-    [ThreadStatic] private static float* _packB;
+    [ThreadStatic]
+    private static float* _packA;
 
-    /// <summary>C[i, j] (+)= sum_k A[i*rsA + k*csA] * B[k*rsB + j*csB]; C row-major with leading dimension ldc.</summary>
-    public static void Run(int m, int n, int k, float* a, int rsA, int csA, float* b, int rsB, int csB, float* c, int ldc, bool accumulate)
+    [ThreadStatic]
+    private static float* _packB;
+
+    /// <summary>C[i, j] (+)= sum_k A[i*rsA + k*csA] * B[k*rsB + j*csB]; C row-major with leading dimension
+    /// ldc.</summary>
+    public static void Run(
+        int m,
+        int n,
+        int k,
+        float* a,
+        int rsA,
+        int csA,
+        float* b,
+        int rsB,
+        int csB,
+        float* c,
+        int ldc,
+        bool accumulate
+    )
     {
-        if (m == 0 || n == 0) return;
+        if (m == 0 || n == 0)
+            return;
         if (k == 0)
         {
-            if (!accumulate) for (int i = 0; i < m; i++) new Span<float>(c + (long)i * ldc, n).Clear();
+            if (!accumulate)
+                for (int i = 0; i < m; i++)
+                    new Span<float>(c + (long)i * ldc, n).Clear();
             return;
         }
         if (!Fma.IsSupported || !Avx.IsSupported)
@@ -50,8 +74,10 @@ internal static unsafe class Sgemm
             int units = (n + NR - 1) / NR;
             ForkJoinPool.Shared.Run(threads, t =>
             {
-                int j0 = units * t / threads * NR, j1 = Math.Min(n, units * (t + 1) / threads * NR);
-                if (j1 > j0) Serial(m, j1 - j0, k, a, rsA, csA, b + (long)j0 * csB, rsB, csB, c + j0, ldc, accumulate);
+                int j0 = units * t / threads * NR,
+                    j1 = Math.Min(n, units * (t + 1) / threads * NR);
+                if (j1 > j0)
+                    Serial(m, j1 - j0, k, a, rsA, csA, b + (long)j0 * csB, rsB, csB, c + j0, ldc, accumulate);
             });
             return;
         }
@@ -77,21 +103,39 @@ internal static unsafe class Sgemm
                 // The B panel is packed once, cooperatively, then shared by every thread.
                 Parallel(threads, (t, parts) =>
                 {
-                    int s0 = slivers * t / parts * NR, s1 = Math.Min(nc, slivers * (t + 1) / parts * NR);
-                    if (s1 > s0) PackB(kc, s1 - s0, bPanel + (long)s0 * csB, rsB, csB, pb + (long)s0 * kc);
+                    int s0 = slivers * t / parts * NR,
+                        s1 = Math.Min(nc, slivers * (t + 1) / parts * NR);
+                    if (s1 > s0)
+                        PackB(kc, s1 - s0, bPanel + (long)s0 * csB, rsB, csB, pb + (long)s0 * kc);
                 });
                 Parallel(threads, (t, parts) =>
                 {
                     if (splitRows)
                     {
                         int units = (m + MR - 1) / MR;
-                        int r0 = units * t / parts * MR, r1 = Math.Min(m, units * (t + 1) / parts * MR);
-                        if (r1 > r0) Compute(r1 - r0, nc, 0, kc, aPanel + (long)r0 * rsA, rsA, csA, pb, cPanel + (long)r0 * ldc, ldc, first);
+                        int r0 = units * t / parts * MR,
+                            r1 = Math.Min(m, units * (t + 1) / parts * MR);
+                        if (r1 > r0)
+                            Compute(
+                                r1 - r0,
+                                nc,
+                                0,
+                                kc,
+                                aPanel + (long)r0 * rsA,
+                                rsA,
+                                csA,
+                                pb,
+                                cPanel + (long)r0 * ldc,
+                                ldc,
+                                first
+                            );
                     }
                     else
                     {
-                        int j0 = slivers * t / parts * NR, j1 = Math.Min(nc, slivers * (t + 1) / parts * NR);
-                        if (j1 > j0) Compute(m, j1 - j0, j0, kc, aPanel, rsA, csA, pb, cPanel + j0, ldc, first);
+                        int j0 = slivers * t / parts * NR,
+                            j1 = Math.Min(nc, slivers * (t + 1) / parts * NR);
+                        if (j1 > j0)
+                            Compute(m, j1 - j0, j0, kc, aPanel, rsA, csA, pb, cPanel + j0, ldc, first);
                     }
                 });
             }
@@ -99,7 +143,20 @@ internal static unsafe class Sgemm
     }
 
     /// <summary>On the calling thread alone: pack and compute panel by panel with this thread's buffers.</summary>
-    private static void Serial(int m, int n, int k, float* a, int rsA, int csA, float* b, int rsB, int csB, float* c, int ldc, bool accumulate)
+    private static void Serial(
+        int m,
+        int n,
+        int k,
+        float* a,
+        int rsA,
+        int csA,
+        float* b,
+        int rsB,
+        int csB,
+        float* c,
+        int ldc,
+        bool accumulate
+    )
     {
         float* pb = Buffer(ref _packB, KC * NC);
         for (int jc = 0; jc < n; jc += NC)
@@ -116,19 +173,34 @@ internal static unsafe class Sgemm
 
     private static void Parallel(int threads, Action<int, int> body)
     {
-        if (threads <= 1) body(0, 1);
-        else ForkJoinPool.Shared.Run(threads, t => body(t, threads));
+        if (threads <= 1)
+            body(0, 1);
+        else
+            ForkJoinPool.Shared.Run(threads, t => body(t, threads));
     }
 
     private static float* Buffer(ref float* slot, int floats)
     {
-        if (slot == null) slot = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
+        if (slot == null)
+            slot = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
         return slot;
     }
 
     /// <summary>C[0..m, 0..n) (+)= A[0..m, 0..kc) · packed B slivers starting at column <paramref name="j0"/> of the
     /// panel. A is packed here, MC rows at a time, into this thread's buffer.</summary>
-    private static void Compute(int m, int n, int j0, int kc, float* a, int rsA, int csA, float* pb, float* c, int ldc, bool first)
+    private static void Compute(
+        int m,
+        int n,
+        int j0,
+        int kc,
+        float* a,
+        int rsA,
+        int csA,
+        float* pb,
+        float* c,
+        int ldc,
+        bool first
+    )
     {
         float* pa = Buffer(ref _packA, MC * KC);
         float* tile = stackalloc float[MR * NR];
@@ -151,107 +223,14 @@ internal static unsafe class Sgemm
                         // Edge tile: compute the full padded tile into scratch, copy out the valid part.
                         Kernel(kc, pa + ir * kc, bs, tile, NR, true);
                         for (int i = 0; i < mr; i++)
-                            for (int j = 0; j < nr; j++)
-                                cij[(long)i * ldc + j] = first ? tile[i * NR + j] : cij[(long)i * ldc + j] + tile[i * NR + j];
+                        for (int j = 0; j < nr; j++)
+                            cij[(long)i * ldc + j] = first
+                                ? tile[i * NR + j]
+                                : cij[(long)i * ldc + j] + tile[i * NR + j];
                     }
                 }
             }
         }
-    }
-
-    /// <summary>Packs an mc×kc block of A into MR-row slivers: sliver s holds, for each k, MR consecutive values.
-    /// Rows past mc are zero so the kernel never branches.</summary>
-    private static void PackA(int mc, int kc, float* a, int rsA, int csA, float* dst)
-    {
-        for (int s = 0; s < mc; s += MR)
-        {
-            int rows = Math.Min(MR, mc - s);
-            float* d = dst + s * kc;
-            if (rows == MR && csA == 1)
-            {
-                float* r0 = a + (long)s * rsA, r1 = r0 + rsA, r2 = r1 + rsA, r3 = r2 + rsA, r4 = r3 + rsA, r5 = r4 + rsA;
-                for (int kk = 0; kk < kc; kk++, d += MR)
-                {
-                    d[0] = r0[kk]; d[1] = r1[kk]; d[2] = r2[kk]; d[3] = r3[kk]; d[4] = r4[kk]; d[5] = r5[kk];
-                }
-                continue;
-            }
-            if (rows == MR && rsA == 1)
-            {
-                // Column-major A (a transposed operand): the sliver's six values for each k are adjacent.
-                for (int kk = 0; kk < kc; kk++, d += MR)
-                {
-                    float* col = a + s + (long)kk * csA;
-                    d[0] = col[0]; d[1] = col[1]; d[2] = col[2]; d[3] = col[3]; d[4] = col[4]; d[5] = col[5];
-                }
-                continue;
-            }
-            for (int kk = 0; kk < kc; kk++, d += MR)
-                for (int r = 0; r < MR; r++)
-                    d[r] = r < rows ? a[(long)(s + r) * rsA + (long)kk * csA] : 0f;
-        }
-    }
-
-    /// <summary>Packs a kc×nc panel of B into NR-column slivers: sliver s holds, for each k, NR consecutive values.</summary>
-    private static void PackB(int kc, int nc, float* b, int rsB, int csB, float* dst)
-    {
-        for (int s = 0; s < nc; s += NR)
-        {
-            int cols = Math.Min(NR, nc - s);
-            float* d = dst + s * kc;
-            float* src = b + (long)s * csB;
-            if (cols == NR && csB == 1)
-            {
-                for (int kk = 0; kk < kc; kk++, d += NR)
-                {
-                    float* row = src + (long)kk * rsB;
-                    Avx.Store(d, Avx.LoadVector256(row));
-                    Avx.Store(d + 8, Avx.LoadVector256(row + 8));
-                }
-                continue;
-            }
-            if (cols == NR && rsB == 1)
-            {
-                // Column-major source (a transposed operand such as Wᵀ): each column is a contiguous run of k.
-                // Transpose 8×8 blocks in registers: 8 columns × 8 k-values in, 8 k-rows × 8 columns out.
-                int kk = 0;
-                for (; kk + 8 <= kc; kk += 8)
-                    for (int j0 = 0; j0 < NR; j0 += 8)
-                        Transpose8x8(src + (long)j0 * csB + kk, csB, d + kk * NR + j0, NR);
-                for (; kk < kc; kk++)
-                    for (int j = 0; j < NR; j++) d[kk * NR + j] = src[(long)j * csB + kk];
-                continue;
-            }
-            for (int kk = 0; kk < kc; kk++, d += NR)
-                for (int j = 0; j < NR; j++)
-                    d[j] = j < cols ? src[(long)kk * rsB + (long)j * csB] : 0f;
-        }
-    }
-
-    /// <summary>dst[r * ldd + c] = src[c * lds + r] for an 8×8 block (rows of src are the columns of dst).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8(float* src, int lds, float* dst, int ldd)
-    {
-        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + lds);
-        var r2 = Avx.LoadVector256(src + 2 * lds); var r3 = Avx.LoadVector256(src + 3 * lds);
-        var r4 = Avx.LoadVector256(src + 4 * lds); var r5 = Avx.LoadVector256(src + 5 * lds);
-        var r6 = Avx.LoadVector256(src + 6 * lds); var r7 = Avx.LoadVector256(src + 7 * lds);
-        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
-        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
-        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
-        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
-        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
-        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
-        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
-        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
-        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
-        Avx.Store(dst + ldd, Avx.Permute2x128(u1, u5, 0x20));
-        Avx.Store(dst + 2 * ldd, Avx.Permute2x128(u2, u6, 0x20));
-        Avx.Store(dst + 3 * ldd, Avx.Permute2x128(u3, u7, 0x20));
-        Avx.Store(dst + 4 * ldd, Avx.Permute2x128(u0, u4, 0x31));
-        Avx.Store(dst + 5 * ldd, Avx.Permute2x128(u1, u5, 0x31));
-        Avx.Store(dst + 6 * ldd, Avx.Permute2x128(u2, u6, 0x31));
-        Avx.Store(dst + 7 * ldd, Avx.Permute2x128(u3, u7, 0x31));
     }
 
     /// <summary>The 6×16 micro-kernel: C tile (=|+=) packed A sliver × packed B sliver over kc.</summary>
@@ -259,26 +238,46 @@ internal static unsafe class Sgemm
     private static void Kernel(int kc, float* a, float* b, float* c, int ldc, bool overwrite)
     {
         // Fetch the C tile now so its cache misses overlap the k-loop instead of stalling the store at the end.
-        Sse.Prefetch0(c); Sse.Prefetch0(c + ldc); Sse.Prefetch0(c + 2 * ldc);
-        Sse.Prefetch0(c + 3 * ldc); Sse.Prefetch0(c + 4 * ldc); Sse.Prefetch0(c + 5 * ldc);
-        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
-        Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        Sse.Prefetch0(c);
+        Sse.Prefetch0(c + ldc);
+        Sse.Prefetch0(c + 2 * ldc);
+        Sse.Prefetch0(c + 3 * ldc);
+        Sse.Prefetch0(c + 4 * ldc);
+        Sse.Prefetch0(c + 5 * ldc);
+        Vector256<float> c00 = default,
+            c01 = default,
+            c10 = default,
+            c11 = default,
+            c20 = default,
+            c21 = default;
+        Vector256<float> c30 = default,
+            c31 = default,
+            c40 = default,
+            c41 = default,
+            c50 = default,
+            c51 = default;
         for (int kk = 0; kk < kc; kk++)
         {
             var b0 = Avx.LoadAlignedVector256(b);
             var b1 = Avx.LoadAlignedVector256(b + 8);
             var a0 = Vector256.Create(a[0]);
-            c00 = Fma.MultiplyAdd(a0, b0, c00); c01 = Fma.MultiplyAdd(a0, b1, c01);
+            c00 = Fma.MultiplyAdd(a0, b0, c00);
+            c01 = Fma.MultiplyAdd(a0, b1, c01);
             var a1 = Vector256.Create(a[1]);
-            c10 = Fma.MultiplyAdd(a1, b0, c10); c11 = Fma.MultiplyAdd(a1, b1, c11);
+            c10 = Fma.MultiplyAdd(a1, b0, c10);
+            c11 = Fma.MultiplyAdd(a1, b1, c11);
             var a2 = Vector256.Create(a[2]);
-            c20 = Fma.MultiplyAdd(a2, b0, c20); c21 = Fma.MultiplyAdd(a2, b1, c21);
+            c20 = Fma.MultiplyAdd(a2, b0, c20);
+            c21 = Fma.MultiplyAdd(a2, b1, c21);
             var a3 = Vector256.Create(a[3]);
-            c30 = Fma.MultiplyAdd(a3, b0, c30); c31 = Fma.MultiplyAdd(a3, b1, c31);
+            c30 = Fma.MultiplyAdd(a3, b0, c30);
+            c31 = Fma.MultiplyAdd(a3, b1, c31);
             var a4 = Vector256.Create(a[4]);
-            c40 = Fma.MultiplyAdd(a4, b0, c40); c41 = Fma.MultiplyAdd(a4, b1, c41);
+            c40 = Fma.MultiplyAdd(a4, b0, c40);
+            c41 = Fma.MultiplyAdd(a4, b1, c41);
             var a5 = Vector256.Create(a[5]);
-            c50 = Fma.MultiplyAdd(a5, b0, c50); c51 = Fma.MultiplyAdd(a5, b1, c51);
+            c50 = Fma.MultiplyAdd(a5, b0, c50);
+            c51 = Fma.MultiplyAdd(a5, b1, c51);
             a += MR;
             b += NR;
         }
@@ -303,14 +302,28 @@ internal static unsafe class Sgemm
     }
 
     /// <summary>Reference path for CPUs without AVX2/FMA.</summary>
-    private static void Naive(int m, int n, int k, float* a, int rsA, int csA, float* b, int rsB, int csB, float* c, int ldc, bool accumulate)
+    private static void Naive(
+        int m,
+        int n,
+        int k,
+        float* a,
+        int rsA,
+        int csA,
+        float* b,
+        int rsB,
+        int csB,
+        float* c,
+        int ldc,
+        bool accumulate
+    )
     {
         for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++)
-            {
-                float acc = accumulate ? c[(long)i * ldc + j] : 0f;
-                for (int p = 0; p < k; p++) acc += a[(long)i * rsA + (long)p * csA] * b[(long)p * rsB + (long)j * csB];
-                c[(long)i * ldc + j] = acc;
-            }
+        for (int j = 0; j < n; j++)
+        {
+            float acc = accumulate ? c[(long)i * ldc + j] : 0f;
+            for (int p = 0; p < k; p++)
+                acc += a[(long)i * rsA + (long)p * csA] * b[(long)p * rsB + (long)j * csB];
+            c[(long)i * ldc + j] = acc;
+        }
     }
 }

@@ -7,11 +7,16 @@ namespace HpcEngine.Backends.Cpu;
 /// TensorPrimitives (SIMD) where it has the function; the backward fuses g * f'(x) into one pass.</summary>
 internal static unsafe class UnaryKernels
 {
-    private const double SqrtTwoOverPi = 0.7978845608028654, GeluC = 0.044715, InvSqrt2 = 0.7071067811865476, InvSqrt2Pi = 0.3989422804014327;
+    private const double SqrtTwoOverPi = 0.7978845608028654,
+        GeluC = 0.044715,
+        InvSqrt2 = 0.7071067811865476,
+        InvSqrt2Pi = 0.3989422804014327;
 
-    public static void Forward<T>(UnaryOp op, Tensor x, Tensor y, double alpha) where T : unmanaged, IFloatingPointIeee754<T>
+    public static void Forward<T>(UnaryOp op, Tensor x, Tensor y, double alpha)
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
-        T* px = x.Ptr<T>(), py = y.Ptr<T>();
+        T* px = x.Ptr<T>(),
+            py = y.Ptr<T>();
         int n = x.NumEl;
         CpuThreads.For(n, n * 4L, (s, e) =>
         {
@@ -20,41 +25,72 @@ internal static unsafe class UnaryKernels
             T a = T.CreateChecked(alpha);
             switch (op)
             {
-                case UnaryOp.Neg: TensorPrimitives.Negate(xs, ys); break;
-                case UnaryOp.Abs: TensorPrimitives.Abs(xs, ys); break;
-                case UnaryOp.Exp: TensorPrimitives.Exp(xs, ys); break;
-                case UnaryOp.Log: TensorPrimitives.Log(xs, ys); break;
-                case UnaryOp.Sqrt: TensorPrimitives.Sqrt(xs, ys); break;
-                case UnaryOp.Tanh: TensorPrimitives.Tanh(xs, ys); break;
-                case UnaryOp.Sigmoid: TensorPrimitives.Sigmoid(xs, ys); break;
-                case UnaryOp.Relu: TensorPrimitives.Max(xs, T.Zero, ys); break;
-                case UnaryOp.Reciprocal: TensorPrimitives.Reciprocal(xs, ys); break;
+                case UnaryOp.Neg:
+                    TensorPrimitives.Negate(xs, ys);
+                    break;
+                case UnaryOp.Abs:
+                    TensorPrimitives.Abs(xs, ys);
+                    break;
+                case UnaryOp.Exp:
+                    TensorPrimitives.Exp(xs, ys);
+                    break;
+                case UnaryOp.Log:
+                    TensorPrimitives.Log(xs, ys);
+                    break;
+                case UnaryOp.Sqrt:
+                    TensorPrimitives.Sqrt(xs, ys);
+                    break;
+                case UnaryOp.Tanh:
+                    TensorPrimitives.Tanh(xs, ys);
+                    break;
+                case UnaryOp.Sigmoid:
+                    TensorPrimitives.Sigmoid(xs, ys);
+                    break;
+                case UnaryOp.Relu:
+                    TensorPrimitives.Max(xs, T.Zero, ys);
+                    break;
+                case UnaryOp.Reciprocal:
+                    TensorPrimitives.Reciprocal(xs, ys);
+                    break;
                 default:
-                    for (int i = 0; i < xs.Length; i++) ys[i] = Scalar(op, xs[i], a);
+                    for (int i = 0; i < xs.Length; i++)
+                        ys[i] = Scalar(op, xs[i], a);
                     break;
             }
         });
     }
 
-    private static T Scalar<T>(UnaryOp op, T x, T alpha) where T : IFloatingPointIeee754<T> => op switch
-    {
-        UnaryOp.Log1p => T.LogP1(x),
-        UnaryOp.Rsqrt => T.One / T.Sqrt(x),
-        UnaryOp.LeakyRelu => x > T.Zero ? x : x * alpha,
-        UnaryOp.Gelu => T.CreateTruncating(0.5) * x * (T.One + T.CreateTruncating(SpecialFunctions.Erf(double.CreateTruncating(x) * InvSqrt2))),
-        UnaryOp.GeluTanh => T.CreateTruncating(0.5) * x * (T.One + T.Tanh(T.CreateTruncating(SqrtTwoOverPi) * (x + T.CreateTruncating(GeluC) * x * x * x))),
-        UnaryOp.Silu => x / (T.One + T.Exp(-x)),
-        UnaryOp.PowScalar => T.Pow(x, alpha),
-        UnaryOp.Sign => T.IsNaN(x) ? x : T.CreateTruncating(T.Sign(x)),
-        _ => throw new ArgumentOutOfRangeException(nameof(op), $"internal: no scalar form for {op}"),
-    };
+    private static T Scalar<T>(UnaryOp op, T x, T alpha)
+        where T : IFloatingPointIeee754<T> =>
+        op switch
+        {
+            UnaryOp.Log1p => T.LogP1(x),
+            UnaryOp.Rsqrt => T.One / T.Sqrt(x),
+            UnaryOp.LeakyRelu => x > T.Zero ? x : x * alpha,
+            UnaryOp.Gelu => T.CreateTruncating(0.5)
+                * x
+                * (T.One + T.CreateTruncating(SpecialFunctions.Erf(double.CreateTruncating(x) * InvSqrt2))),
+            UnaryOp.GeluTanh => T.CreateTruncating(0.5)
+                * x
+                * (T.One + T.Tanh(T.CreateTruncating(SqrtTwoOverPi) * (x + T.CreateTruncating(GeluC) * x * x * x))),
+            UnaryOp.Silu => x / (T.One + T.Exp(-x)),
+            UnaryOp.PowScalar => T.Pow(x, alpha),
+            UnaryOp.Sign => T.IsNaN(x) ? x : T.CreateTruncating(T.Sign(x)),
+            _ => throw new ArgumentOutOfRangeException(nameof(op), $"internal: no scalar form for {op}"),
+        };
 
     /// <summary>dx = g * f'(x), using the saved output y where the derivative is cheaper from it.</summary>
-    public static void Backward<T>(UnaryOp op, Tensor x, Tensor y, Tensor g, Tensor dx, double alpha) where T : unmanaged, IFloatingPointIeee754<T>
+    public static void Backward<T>(UnaryOp op, Tensor x, Tensor y, Tensor g, Tensor dx, double alpha)
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
-        T* px = x.Ptr<T>(), py = y.Ptr<T>(), pg = g.Ptr<T>(), pd = dx.Ptr<T>();
+        T* px = x.Ptr<T>(),
+            py = y.Ptr<T>(),
+            pg = g.Ptr<T>(),
+            pd = dx.Ptr<T>();
         int n = x.NumEl;
-        T a = T.CreateTruncating(alpha), half = T.CreateTruncating(0.5), two = T.CreateTruncating(2);
+        T a = T.CreateTruncating(alpha),
+            half = T.CreateTruncating(0.5),
+            two = T.CreateTruncating(2);
         CpuThreads.For(n, n * 8L, (s, e) =>
         {
             // The hot rules get their own loops (the JIT cannot hoist a per-element switch out of the loop).
@@ -64,18 +100,26 @@ internal static unsafe class UnaryKernels
                     ReluBackward(px + s, pg + s, pd + s, e - s);
                     return;
                 case UnaryOp.Tanh:
-                    for (int i = s; i < e; i++) pd[i] = pg[i] * (T.One - py[i] * py[i]);
+                    for (int i = s; i < e; i++)
+                        pd[i] = pg[i] * (T.One - py[i] * py[i]);
                     return;
                 case UnaryOp.Sigmoid:
-                    for (int i = s; i < e; i++) pd[i] = pg[i] * py[i] * (T.One - py[i]);
+                    for (int i = s; i < e; i++)
+                        pd[i] = pg[i] * py[i] * (T.One - py[i]);
                     return;
                 case UnaryOp.Exp:
-                    TensorPrimitives.Multiply(new ReadOnlySpan<T>(pg + s, e - s), new ReadOnlySpan<T>(py + s, e - s), new Span<T>(pd + s, e - s));
+                    TensorPrimitives.Multiply(
+                        new ReadOnlySpan<T>(pg + s, e - s),
+                        new ReadOnlySpan<T>(py + s, e - s),
+                        new Span<T>(pd + s, e - s)
+                    );
                     return;
             }
             for (int i = s; i < e; i++)
             {
-                T xi = px[i], yi = py[i], gi = pg[i];
+                T xi = px[i],
+                    yi = py[i],
+                    gi = pg[i];
                 pd[i] = op switch
                 {
                     UnaryOp.Neg => -gi,
@@ -102,30 +146,42 @@ internal static unsafe class UnaryKernels
     }
 
     /// <summary>d = x &gt; 0 ? g : 0, eight floats at a time (a compare mask ANDed with g).</summary>
-    private static void ReluBackward<T>(T* x, T* g, T* d, int n) where T : unmanaged, IFloatingPointIeee754<T>
+    private static void ReluBackward<T>(T* x, T* g, T* d, int n)
+        where T : unmanaged, IFloatingPointIeee754<T>
     {
         int i = 0;
         if (typeof(T) == typeof(float) && System.Runtime.Intrinsics.X86.Avx.IsSupported)
         {
-            float* xf = (float*)x, gf = (float*)g, df = (float*)d;
+            float* xf = (float*)x,
+                gf = (float*)g,
+                df = (float*)d;
             var zero = System.Runtime.Intrinsics.Vector256<float>.Zero;
             for (; i <= n - 8; i += 8)
             {
-                var mask = System.Runtime.Intrinsics.X86.Avx.CompareGreaterThan(System.Runtime.Intrinsics.X86.Avx.LoadVector256(xf + i), zero);
-                System.Runtime.Intrinsics.X86.Avx.Store(df + i, System.Runtime.Intrinsics.X86.Avx.And(mask, System.Runtime.Intrinsics.X86.Avx.LoadVector256(gf + i)));
+                var mask = System.Runtime.Intrinsics.X86.Avx.CompareGreaterThan(
+                    System.Runtime.Intrinsics.X86.Avx.LoadVector256(xf + i),
+                    zero
+                );
+                System.Runtime.Intrinsics.X86.Avx.Store(
+                    df + i,
+                    System.Runtime.Intrinsics.X86.Avx.And(mask, System.Runtime.Intrinsics.X86.Avx.LoadVector256(gf + i))
+                );
             }
         }
-        for (; i < n; i++) d[i] = x[i] > T.Zero ? g[i] : T.Zero;
+        for (; i < n; i++)
+            d[i] = x[i] > T.Zero ? g[i] : T.Zero;
     }
 
-    private static T GeluGrad<T>(T x) where T : IFloatingPointIeee754<T>
+    private static T GeluGrad<T>(T x)
+        where T : IFloatingPointIeee754<T>
     {
         double xd = double.CreateTruncating(x);
         double cdf = 0.5 * (1 + SpecialFunctions.Erf(xd * InvSqrt2));
         return T.CreateTruncating(cdf + xd * InvSqrt2Pi * Math.Exp(-0.5 * xd * xd));
     }
 
-    private static T GeluTanhGrad<T>(T x) where T : IFloatingPointIeee754<T>
+    private static T GeluTanhGrad<T>(T x)
+        where T : IFloatingPointIeee754<T>
     {
         double xd = double.CreateTruncating(x);
         double inner = SqrtTwoOverPi * (xd + GeluC * xd * xd * xd);
@@ -133,24 +189,31 @@ internal static unsafe class UnaryKernels
         return T.CreateTruncating(0.5 * (1 + t) + 0.5 * xd * (1 - t * t) * SqrtTwoOverPi * (1 + 3 * GeluC * xd * xd));
     }
 
-    private static T SiluGrad<T>(T x) where T : IFloatingPointIeee754<T>
+    private static T SiluGrad<T>(T x)
+        where T : IFloatingPointIeee754<T>
     {
         T s = T.One / (T.One + T.Exp(-x));
         return s * (T.One + x * (T.One - s));
     }
 
     /// <summary>y = min(max(x, lo), hi) over contiguous memory.</summary>
-    public static void Clamp<T>(Tensor x, Tensor y, double lo, double hi) where T : unmanaged, INumber<T>
+    public static void Clamp<T>(Tensor x, Tensor y, double lo, double hi)
+        where T : unmanaged, INumber<T>
     {
-        T* px = x.Ptr<T>(), py = y.Ptr<T>();
-        T l = T.CreateSaturating(lo), h = T.CreateSaturating(hi);
+        T* px = x.Ptr<T>(),
+            py = y.Ptr<T>();
+        T l = T.CreateSaturating(lo),
+            h = T.CreateSaturating(hi);
         int n = x.NumEl;
         CpuThreads.For(n, n, (s, e) =>
         {
             var ys = new Span<T>(py + s, e - s);
-            if (!double.IsNegativeInfinity(lo)) TensorPrimitives.Max(new ReadOnlySpan<T>(px + s, e - s), l, ys);
-            else new ReadOnlySpan<T>(px + s, e - s).CopyTo(ys);
-            if (!double.IsPositiveInfinity(hi)) TensorPrimitives.Min(ys, h, ys);
+            if (!double.IsNegativeInfinity(lo))
+                TensorPrimitives.Max(new ReadOnlySpan<T>(px + s, e - s), l, ys);
+            else
+                new ReadOnlySpan<T>(px + s, e - s).CopyTo(ys);
+            if (!double.IsPositiveInfinity(hi))
+                TensorPrimitives.Min(ys, h, ys);
         });
     }
 }

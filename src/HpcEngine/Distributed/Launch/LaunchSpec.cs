@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Net;
 using System.Net.Sockets;
 
@@ -10,29 +10,40 @@ namespace HpcEngine.Distributed.Launch;
 /// and HPCENGINE_JOB_ID, HPCENGINE_TOKEN, HPCENGINE_LOCAL_ADDR, HPCENGINE_TIMEOUT_S where set.</summary>
 public sealed record LaunchSpec
 {
-    /// <summary>The worker command: a program and its arguments ("hpcengine" is the running CLI, see <see cref="Launcher"/>).</summary>
+    /// <summary>The worker command: a program and its arguments ("hpcengine" is the running CLI, see <see
+    /// cref="Launcher"/>).</summary>
     public required IReadOnlyList<string> Command { get; init; }
     public int ProcsPerNode { get; init; } = 1;
     public int Nodes { get; init; } = 1;
     public int NodeRank { get; init; }
     public string MasterAddr { get; init; } = "127.0.0.1";
+
     /// <summary>The store port; 0 picks a free one (one node only).</summary>
     public int MasterPort { get; init; }
-    /// <summary>This node's address for the peer links (HPCENGINE_LOCAL_ADDR of the workers); null: chosen by route.</summary>
+
+    /// <summary>This node's address for the peer links (HPCENGINE_LOCAL_ADDR of the workers); null: chosen by
+    /// route.</summary>
     public string? LocalAddr { get; init; }
+
     /// <summary>The job id (torchrun's --rdzv-id). Null: a random one on one node; none with several nodes (their
     /// launchers could not agree on a random one), where the store then accepts any job's ranks.</summary>
     public string? JobId { get; init; }
+
     /// <summary>The shared secret of the store and links. Null: a random one per job on one node (authenticated by
-    /// default); with several nodes, HPCENGINE_TOKEN must be set to the same secret on every node to authenticate.</summary>
+    /// default); with several nodes, HPCENGINE_TOKEN must be set to the same secret on every node to
+    /// authenticate.</summary>
     public string? Token { get; init; }
+
     /// <summary>Restart every worker up to this many times when one fails.</summary>
     public int MaxRestarts { get; init; }
+
     /// <summary>How long workers get to finish on their own after a failure or a forwarded signal before they are
     /// sent SIGTERM, and then as long again before SIGKILL.</summary>
     public TimeSpan GracePeriod { get; init; } = TimeSpan.FromSeconds(5);
+
     /// <summary>The workers' collective timeout (HPCENGINE_TIMEOUT_S); null leaves theirs.</summary>
     public TimeSpan? Timeout { get; init; }
+
     /// <summary>Extra environment for every worker.</summary>
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
 
@@ -41,16 +52,33 @@ public sealed record LaunchSpec
     /// <summary>Checks the spec, naming the first bad field as its CLI flag.</summary>
     public void Validate()
     {
-        if (Command.Count == 0) throw new ArgumentException("launch: no program given (hpcengine launch --nproc-per-node N -- PROGRAM [ARGS...])");
-        if (ProcsPerNode < 1) throw new ArgumentException($"launch: --nproc-per-node must be at least 1, got {ProcsPerNode}");
-        if (Nodes < 1) throw new ArgumentException($"launch: --nnodes must be at least 1, got {Nodes}");
-        if (NodeRank < 0 || NodeRank >= Nodes) throw new ArgumentException($"launch: --node-rank must be in [0, {Nodes}), got {NodeRank}");
-        if (MasterPort is < 0 or > 65535) throw new ArgumentException($"launch: --master-port must be in 0..65535, got {MasterPort}");
-        if (Nodes > 1 && MasterPort == 0) throw new ArgumentException("launch: --master-port (or --rdzv-endpoint HOST:PORT) is required with several nodes: every node must name the same store port");
-        if (MaxRestarts < 0) throw new ArgumentException($"launch: --max-restarts must be 0 or more, got {MaxRestarts}");
-        if (GracePeriod < TimeSpan.Zero) throw new ArgumentException($"launch: --grace-period must be 0 or more seconds, got {GracePeriod.TotalSeconds}");
-        if (Timeout is { } t && !(t > TimeSpan.Zero)) throw new ArgumentException($"launch: --timeout must be positive seconds, got {t.TotalSeconds}");
-        if (string.IsNullOrWhiteSpace(MasterAddr)) throw new ArgumentException("launch: --master-addr is empty");
+        if (Command.Count == 0)
+            throw new ArgumentException(
+                "launch: no program given (hpcengine launch --nproc-per-node N -- PROGRAM [ARGS...])"
+            );
+        if (ProcsPerNode < 1)
+            throw new ArgumentException($"launch: --nproc-per-node must be at least 1, got {ProcsPerNode}");
+        if (Nodes < 1)
+            throw new ArgumentException($"launch: --nnodes must be at least 1, got {Nodes}");
+        if (NodeRank < 0 || NodeRank >= Nodes)
+            throw new ArgumentException($"launch: --node-rank must be in [0, {Nodes}), got {NodeRank}");
+        if (MasterPort is < 0 or > 65535)
+            throw new ArgumentException($"launch: --master-port must be in 0..65535, got {MasterPort}");
+        if (Nodes > 1 && MasterPort == 0)
+            throw new ArgumentException(
+                "launch: --master-port (or --rdzv-endpoint HOST:PORT) is required with several nodes: every node must "
+                    + "name the same store port"
+            );
+        if (MaxRestarts < 0)
+            throw new ArgumentException($"launch: --max-restarts must be 0 or more, got {MaxRestarts}");
+        if (GracePeriod < TimeSpan.Zero)
+            throw new ArgumentException(
+                $"launch: --grace-period must be 0 or more seconds, got {GracePeriod.TotalSeconds}"
+            );
+        if (Timeout is { } t && !(t > TimeSpan.Zero))
+            throw new ArgumentException($"launch: --timeout must be positive seconds, got {t.TotalSeconds}");
+        if (string.IsNullOrWhiteSpace(MasterAddr))
+            throw new ArgumentException("launch: --master-addr is empty");
     }
 
     /// <summary>A free TCP port on <paramref name="host"/> (for one-node jobs without a given port).</summary>

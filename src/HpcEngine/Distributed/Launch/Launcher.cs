@@ -27,15 +27,20 @@ public sealed class Launcher
     private const int TailLines = 40;
     private readonly LaunchSpec _spec;
     private readonly Func<IReadOnlyList<string>, ProcessStartInfo> _startInfo;
-    private readonly TextWriter _out, _err;
+    private readonly TextWriter _out,
+        _err;
     private volatile int _signal;
 
-    /// <param name="spec">What to start.</param>
-    /// <param name="startInfo">Turns the command into a start info (the CLI maps "hpcengine" to itself); default:
-    /// the command's first word is the program.</param>
-    /// <param name="stdout">Where the workers' prefixed standard output goes (default: Console.Out).</param>
-    /// <param name="stderr">Where their standard error and the launcher's own lines go (default: Console.Error).</param>
-    public Launcher(LaunchSpec spec, Func<IReadOnlyList<string>, ProcessStartInfo>? startInfo = null, TextWriter? stdout = null, TextWriter? stderr = null)
+    /// <param name="spec">What to start.</param> <param name="startInfo">Turns the command into a start info (the CLI
+    /// maps "hpcengine" to itself); default: the command's first word is the program.</param> <param
+    /// name="stdout">Where the workers' prefixed standard output goes (default: Console.Out).</param> <param
+    /// name="stderr">Where their standard error and the launcher's own lines go (default: Console.Error).</param>
+    public Launcher(
+        LaunchSpec spec,
+        Func<IReadOnlyList<string>, ProcessStartInfo>? startInfo = null,
+        TextWriter? stdout = null,
+        TextWriter? stderr = null
+    )
     {
         ArgumentNullException.ThrowIfNull(spec);
         spec.Validate();
@@ -45,21 +50,33 @@ public sealed class Launcher
         _err = stderr ?? Console.Error;
     }
 
-    /// <summary>Runs the workers to the end; returns 0, the failing worker's exit code, or 128 + a forwarded signal.</summary>
+    /// <summary>Runs the workers to the end; returns 0, the failing worker's exit code, or 128 + a forwarded
+    /// signal.</summary>
     public int Run()
     {
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal);
         string? token = _spec.Token;
-        if (token == null && _spec.Nodes == 1) token = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
-        if (token == null) Say("warning: no HPCENGINE_TOKEN: the store and links of this multi-node job are not authenticated; set the same secret on every node");
-        string? job = _spec.JobId ?? (_spec.Nodes == 1 ? "job-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(4)).ToLowerInvariant() : null);
+        if (token == null && _spec.Nodes == 1)
+            token = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
+        if (token == null)
+            Say(
+                "warning: no HPCENGINE_TOKEN: the store and links of this multi-node job are not authenticated; set "
+                    + "the same secret on every node"
+            );
+        string? job = _spec.JobId
+            ?? (
+                _spec.Nodes == 1
+                    ? "job-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(4)).ToLowerInvariant()
+                    : null
+            );
         for (int attempt = 0; ; attempt++)
         {
             int port = _spec.MasterPort != 0 ? _spec.MasterPort : LaunchSpec.FreePort(_spec.MasterAddr);
             var (code, failedRank) = RunOnce(port, token, job);
-            if (code == 0) return 0;
+            if (code == 0)
+                return 0;
             if (_signal != 0)
             {
                 Say($"interrupted by signal {_signal}; workers stopped");
@@ -67,7 +84,10 @@ public sealed class Launcher
             }
             if (attempt < _spec.MaxRestarts)
             {
-                Say($"rank {failedRank} failed with exit code {code}; restarting all workers ({attempt + 1}/{_spec.MaxRestarts})");
+                Say(
+                    $"rank {failedRank} failed with exit code {code}; restarting all workers "
+                        + $"({attempt + 1}/{_spec.MaxRestarts})"
+                );
                 continue;
             }
             Say($"rank {failedRank} failed with exit code {code}; the other workers were stopped");
@@ -78,12 +98,19 @@ public sealed class Launcher
     private void OnSignal(PosixSignalContext context)
     {
         context.Cancel = true; // the launcher stops its workers first, then exits
-        _signal = context.Signal switch { PosixSignal.SIGTERM => ProcessControl.SigTerm, PosixSignal.SIGINT => ProcessControl.SigInt, PosixSignal.SIGHUP => ProcessControl.SigHup, _ => ProcessControl.SigTerm };
+        _signal = context.Signal switch
+        {
+            PosixSignal.SIGTERM => ProcessControl.SigTerm,
+            PosixSignal.SIGINT => ProcessControl.SigInt,
+            PosixSignal.SIGHUP => ProcessControl.SigHup,
+            _ => ProcessControl.SigTerm,
+        };
     }
 
     private void Say(string line)
     {
-        lock (_err) _err.WriteLine("[launcher] " + line);
+        lock (_err)
+            _err.WriteLine("[launcher] " + line);
     }
 
     private sealed class Worker(int rank, Process process)
@@ -91,6 +118,7 @@ public sealed class Launcher
         public int Rank { get; } = rank;
         public Process Process { get; } = process;
         public Queue<string> Tail { get; } = new();
+
         /// <summary>Set when the worker's stdout and stderr reach end of stream.</summary>
         public CountdownEvent OutputClosed { get; } = new(2);
     }
@@ -125,7 +153,8 @@ public sealed class Launcher
         psi.RedirectStandardError = true;
         string Str(int v) => v.ToString(CultureInfo.InvariantCulture);
         var env = psi.Environment;
-        foreach (var (k, v) in _spec.Environment) env[k] = v;
+        foreach (var (k, v) in _spec.Environment)
+            env[k] = v;
         env["RANK"] = Str(rank);
         env["WORLD_SIZE"] = Str(_spec.WorldSize);
         env["LOCAL_RANK"] = Str(local);
@@ -134,19 +163,28 @@ public sealed class Launcher
         env["MASTER_ADDR"] = _spec.MasterAddr;
         env["MASTER_PORT"] = Str(port);
         env[ProcessControl.LauncherPidVariable] = Str(Environment.ProcessId);
-        if (token != null) env["HPCENGINE_TOKEN"] = token;
-        if (job != null) env["HPCENGINE_JOB_ID"] = job;
-        if (_spec.LocalAddr != null) env["HPCENGINE_LOCAL_ADDR"] = _spec.LocalAddr;
-        if (_spec.Timeout is { } t) env["HPCENGINE_TIMEOUT_S"] = t.TotalSeconds.ToString(CultureInfo.InvariantCulture);
-        if (!env.ContainsKey("HPCENGINE_NUM_THREADS") || env["HPCENGINE_NUM_THREADS"] == null) env["HPCENGINE_NUM_THREADS"] = Str(threads);
-        if ((!env.ContainsKey("HPCENGINE_SPIN_US") || env["HPCENGINE_SPIN_US"] == null) && _spec.ProcsPerNode > 1) env["HPCENGINE_SPIN_US"] = "0";
+        if (token != null)
+            env["HPCENGINE_TOKEN"] = token;
+        if (job != null)
+            env["HPCENGINE_JOB_ID"] = job;
+        if (_spec.LocalAddr != null)
+            env["HPCENGINE_LOCAL_ADDR"] = _spec.LocalAddr;
+        if (_spec.Timeout is { } t)
+            env["HPCENGINE_TIMEOUT_S"] = t.TotalSeconds.ToString(CultureInfo.InvariantCulture);
+        if (!env.ContainsKey("HPCENGINE_NUM_THREADS") || env["HPCENGINE_NUM_THREADS"] == null)
+            env["HPCENGINE_NUM_THREADS"] = Str(threads);
+        if ((!env.ContainsKey("HPCENGINE_SPIN_US") || env["HPCENGINE_SPIN_US"] == null) && _spec.ProcsPerNode > 1)
+            env["HPCENGINE_SPIN_US"] = "0";
         var p = new Process { StartInfo = psi, EnableRaisingEvents = true };
         var w = new Worker(rank, p);
         string prefix = $"[{rank}] ";
         p.OutputDataReceived += (_, e) =>
         {
-            if (e.Data == null) w.OutputClosed.Signal();
-            else lock (_out) _out.WriteLine(prefix + e.Data);
+            if (e.Data == null)
+                w.OutputClosed.Signal();
+            else
+                lock (_out)
+                    _out.WriteLine(prefix + e.Data);
         };
         p.ErrorDataReceived += (_, e) =>
         {
@@ -155,11 +193,13 @@ public sealed class Launcher
                 w.OutputClosed.Signal();
                 return;
             }
-            lock (_err) _err.WriteLine(prefix + e.Data);
+            lock (_err)
+                _err.WriteLine(prefix + e.Data);
             lock (w.Tail)
             {
                 w.Tail.Enqueue(e.Data);
-                if (w.Tail.Count > TailLines) w.Tail.Dequeue();
+                if (w.Tail.Count > TailLines)
+                    w.Tail.Dequeue();
             }
         };
         p.Start();
@@ -176,18 +216,26 @@ public sealed class Launcher
         {
             if (_signal != 0)
             {
-                Say($"signal {_signal}: forwarding it to the workers (grace {_spec.GracePeriod.TotalSeconds:F0}s, then SIGKILL)");
+                Say(
+                    $"signal {_signal}: forwarding it to the workers (grace {_spec.GracePeriod.TotalSeconds:F0}s, then "
+                        + $"SIGKILL)"
+                );
                 StopAll(workers, _signal);
                 return (128 + _signal, -1);
             }
             foreach (var w in running.ToArray())
             {
-                if (!w.Process.HasExited) continue;
+                if (!w.Process.HasExited)
+                    continue;
                 Drain(w);
                 running.Remove(w);
                 int code = w.Process.ExitCode;
-                if (code == 0) continue;
-                Say($"rank {w.Rank} exited with code {code}; the others get {_spec.GracePeriod.TotalSeconds:F0}s to finish before they are stopped");
+                if (code == 0)
+                    continue;
+                Say(
+                    $"rank {w.Rank} exited with code {code}; the others get {_spec.GracePeriod.TotalSeconds:F0}s to "
+                        + $"finish before they are stopped"
+                );
                 WaitForExit(running, _spec.GracePeriod);
                 StopAll(workers, ProcessControl.SigTerm);
                 Report(w, code, workers);
@@ -198,16 +246,29 @@ public sealed class Launcher
         return (0, -1);
     }
 
-    /// <summary>The failing rank's last lines (its error, the flight recorder's entries) and how every rank ended.</summary>
+    /// <summary>The failing rank's last lines (its error, the flight recorder's entries) and how every rank
+    /// ended.</summary>
     private void Report(Worker failed, int code, List<Worker> workers)
     {
         string[] tail;
-        lock (failed.Tail) tail = failed.Tail.ToArray();
+        lock (failed.Tail)
+            tail = failed.Tail.ToArray();
         var sb = new System.Text.StringBuilder();
-        sb.AppendLine($"[launcher] rank {failed.Rank} failed first (exit code {code}); its last {tail.Length} line(s) of standard error:");
-        foreach (var l in tail) sb.AppendLine($"[launcher]   | {l}");
-        sb.Append("[launcher] exit codes: ").AppendJoin(", ", workers.Select(w => $"rank {w.Rank} {(w.Process.HasExited ? w.Process.ExitCode.ToString(CultureInfo.InvariantCulture) : "running")}"));
-        lock (_err) _err.WriteLine(sb.ToString());
+        sb.AppendLine(
+            $"[launcher] rank {failed.Rank} failed first (exit code {code}); its last {tail.Length} line(s) of "
+                + $"standard error:"
+        );
+        foreach (var l in tail)
+            sb.AppendLine($"[launcher]   | {l}");
+        sb.Append("[launcher] exit codes: ")
+            .AppendJoin(
+                ", ",
+                workers.Select(w =>
+                    $"rank {w.Rank} {(w.Process.HasExited ? w.Process.ExitCode.ToString(CultureInfo.InvariantCulture) : "running")}"
+                )
+            );
+        lock (_err)
+            _err.WriteLine(sb.ToString());
     }
 
     private static void WaitForExit(List<Worker> workers, TimeSpan limit)
@@ -216,7 +277,8 @@ public sealed class Launcher
         foreach (var w in workers)
         {
             var left = deadline - DateTime.UtcNow;
-            if (left <= TimeSpan.Zero || !w.Process.WaitForExit(left)) return;
+            if (left <= TimeSpan.Zero || !w.Process.WaitForExit(left))
+                return;
             Drain(w);
         }
     }
@@ -227,21 +289,28 @@ public sealed class Launcher
     private void StopAll(List<Worker> workers, int signal)
     {
         var alive = workers.Where(w => !HasExited(w)).ToList();
-        if (alive.Count == 0) return;
+        if (alive.Count == 0)
+            return;
         var descendants = alive.SelectMany(w => ProcessTree.Descendants(w.Process.Id)).ToList();
         if (signal != 0)
         {
-            foreach (var w in alive) ProcessControl.Signal(w.Process.Id, signal);
+            foreach (var w in alive)
+                ProcessControl.Signal(w.Process.Id, signal);
             WaitForExit(alive, _spec.GracePeriod);
         }
         foreach (var w in alive.Where(w => !HasExited(w)))
         {
             Say($"rank {w.Rank} (pid {w.Process.Id}) still running: SIGKILL");
-            try { w.Process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+            try
+            {
+                w.Process.Kill(entireProcessTree: true);
+            }
+            catch (InvalidOperationException) { }
         }
         ProcessTree.KillSurvivors(descendants);
         foreach (var w in alive)
-            if (w.Process.WaitForExit(5000)) Drain(w);
+            if (w.Process.WaitForExit(5000))
+                Drain(w);
     }
 
     /// <summary>Waits (boundedly) for an exited worker's output to end, so its last lines — its error among them —
@@ -250,8 +319,14 @@ public sealed class Launcher
 
     private static bool HasExited(Worker w)
     {
-        try { return w.Process.HasExited; }
-        catch (InvalidOperationException) { return true; }
+        try
+        {
+            return w.Process.HasExited;
+        }
+        catch (InvalidOperationException)
+        {
+            return true;
+        }
     }
 
     /// <summary>The command as is; programs other than the engine's own run under <c>setpriv --pdeathsig KILL</c>
@@ -273,7 +348,8 @@ public sealed class Launcher
             psi.FileName = command[0];
             first = 1;
         }
-        foreach (var a in command.Skip(first)) psi.ArgumentList.Add(a);
+        foreach (var a in command.Skip(first))
+            psi.ArgumentList.Add(a);
         return psi;
     }
 

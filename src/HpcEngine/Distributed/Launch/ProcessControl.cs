@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Interop;
 
 namespace HpcEngine.Distributed.Launch;
@@ -7,13 +7,17 @@ namespace HpcEngine.Distributed.Launch;
 /// and tying a worker's life to its launcher.</summary>
 public static class ProcessControl
 {
-    public const int SigHup = 1, SigInt = 2, SigKill = 9, SigTerm = 15;
+    public const int SigHup = 1,
+        SigInt = 2,
+        SigKill = 9,
+        SigTerm = 15;
 
     /// <summary>The variable the launcher sets to its pid, so an hpcengine worker can tie its life to it.</summary>
     public const string LauncherPidVariable = "HPCENGINE_LAUNCHER_PID";
 
     /// <summary>Sends <paramref name="signal"/> to <paramref name="pid"/>; false when the process is gone.</summary>
-    public static bool Signal(int pid, int signal) => OperatingSystem.IsLinux() || OperatingSystem.IsMacOS() ? Posix.Kill(pid, signal) == 0 : false;
+    public static bool Signal(int pid, int signal) =>
+        OperatingSystem.IsLinux() || OperatingSystem.IsMacOS() ? Posix.Kill(pid, signal) == 0 : false;
 
     /// <summary>In a worker the launcher started (<see cref="LauncherPidVariable"/> set): asks the kernel to SIGKILL
     /// this process when the launcher dies (PR_SET_PDEATHSIG), so even a SIGKILLed launcher leaves no orphan behind,
@@ -22,7 +26,8 @@ public static class ProcessControl
     public static void DieWithLauncher(Func<string, string?>? getenv = null)
     {
         getenv ??= DistributedEnvironment.ProcessVariable;
-        if (!OperatingSystem.IsLinux() || !int.TryParse(getenv(LauncherPidVariable), out int launcher)) return;
+        if (!OperatingSystem.IsLinux() || !int.TryParse(getenv(LauncherPidVariable), out int launcher))
+            return;
         Posix.Prctl(Posix.PrSetPdeathsig, SigKill, 0, 0, 0);
         if (Posix.GetParentPid() != launcher)
         {

@@ -16,16 +16,34 @@ internal static class HostIdentity
     {
         string boot = TryRead("/proc/sys/kernel/random/boot_id") ?? "no-boot-id";
         string net;
-        try { net = new FileInfo("/proc/self/ns/net").LinkTarget ?? "net:?"; }
-        catch (IOException) { net = "net:?"; }
-        catch (UnauthorizedAccessException) { net = "net:?"; }
+        try
+        {
+            net = new FileInfo("/proc/self/ns/net").LinkTarget ?? "net:?";
+        }
+        catch (IOException)
+        {
+            net = "net:?";
+        }
+        catch (UnauthorizedAccessException)
+        {
+            net = "net:?";
+        }
         return $"{Environment.MachineName}/{boot}/{net}";
     }
 
     private static string? TryRead(string path)
     {
-        try { return File.ReadAllText(path).Trim(); }
-        catch (IOException) { return null; }
-        catch (UnauthorizedAccessException) { return null; }
+        try
+        {
+            return File.ReadAllText(path).Trim();
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return null;
+        }
     }
 }

@@ -4,26 +4,28 @@ using HpcEngine.Distributed.Tcp;
 
 namespace HpcEngine.Distributed.Shm;
 
-/// <summary>A link stream between two ranks of one host: one <see cref="ShmRing"/> each way in a
-/// <see cref="ShmSegment"/>. A waiting side polls, yielding its core between polls, for <see cref="TcpOptions.ShmSpin"/>,
-/// then sleeps on a futex in slices.
-/// <para>Liveness: the TCP socket the pair met on stays open and silent; a peer that dies has its socket closed by the
-/// kernel, which a sleeping side sees at its next slice (at most <see cref="LivenessSlice"/>) and reads as the end of
-/// the stream — the same "rank p closed the connection" the TCP transport reports. A frozen peer (SIGSTOP) stops its
-/// heartbeats, which arrive over the ring like any frame, so the link's silence detection covers it unchanged. A
-/// writer blocked on a full ring for the send timeout fails like a TCP send timeout.</para></summary>
+/// <summary>A link stream between two ranks of one host: one <see cref="ShmRing"/> each way in a <see
+/// cref="ShmSegment"/>. A waiting side polls, yielding its core between polls, for <see cref="TcpOptions.ShmSpin"/>,
+/// then sleeps on a futex in slices. <para>Liveness: the TCP socket the pair met on stays open and silent; a peer that
+/// dies has its socket closed by the kernel, which a sleeping side sees at its next slice (at most <see
+/// cref="LivenessSlice"/>) and reads as the end of the stream — the same "rank p closed the connection" the TCP
+/// transport reports. A frozen peer (SIGSTOP) stops its heartbeats, which arrive over the ring like any frame, so the
+/// link's silence detection covers it unchanged. A writer blocked on a full ring for the send timeout fails like a TCP
+/// send timeout.</para></summary>
 internal sealed class ShmLinkStream : ILinkStream
 {
     /// <summary>How long a sleeper sleeps before it checks the peer's liveness and its own shutdown again.</summary>
     private static readonly TimeSpan LivenessSlice = TimeSpan.FromMilliseconds(20);
 
     private readonly ShmSegment _segment;
-    private readonly ShmRing _in, _out;
+    private readonly ShmRing _in,
+        _out;
     private readonly Socket _liveness;
     private readonly int _peer;
     private readonly long _spinTicks;
     private readonly TimeSpan _sendTimeout;
-    private readonly Func<bool> _readable, _writable;
+    private readonly Func<bool> _readable,
+        _writable;
     private volatile bool _shutdown;
     private volatile bool _peerGone;
     private long _lastLivenessCheck;
@@ -34,7 +36,14 @@ internal sealed class ShmLinkStream : ILinkStream
     /// <param name="peer">the peer's rank (for messages)</param>
     /// <param name="spin">how long a waiting side polls before it sleeps</param>
     /// <param name="sendTimeout">how long a write may wait on a full ring before the peer counts as stuck</param>
-    public ShmLinkStream(ShmSegment segment, bool creator, Socket liveness, int peer, TimeSpan spin, TimeSpan sendTimeout)
+    public ShmLinkStream(
+        ShmSegment segment,
+        bool creator,
+        Socket liveness,
+        int peer,
+        TimeSpan spin,
+        TimeSpan sendTimeout
+    )
     {
         _segment = segment;
         _out = creator ? segment.CreatorToOpener : segment.OpenerToCreator;
@@ -56,23 +65,29 @@ internal sealed class ShmLinkStream : ILinkStream
         _segment.Enter();
         try
         {
-            if (_in.Available > 0 || Ended) return true;
-            if (microseconds == 0) return false;
+            if (_in.Available > 0 || Ended)
+                return true;
+            if (microseconds == 0)
+                return false;
             long start = Stopwatch.GetTimestamp();
             long limit = microseconds < 0 ? long.MaxValue : start + microseconds * Stopwatch.Frequency / 1_000_000;
             while (true)
             {
                 long now = Stopwatch.GetTimestamp();
-                if (now - start < _spinTicks) Thread.Yield(); // a co-located rank that is runnable gets the core
+                if (now - start < _spinTicks)
+                    Thread.Yield(); // a co-located rank that is runnable gets the core
                 else
                 {
-                    if (now >= limit) return false;
+                    if (now >= limit)
+                        return false;
                     long sleepUs = (long)LivenessSlice.TotalMicroseconds;
-                    if (microseconds > 0) sleepUs = Math.Min(sleepUs, (long)Stopwatch.GetElapsedTime(now, limit).TotalMicroseconds + 1);
+                    if (microseconds > 0)
+                        sleepUs = Math.Min(sleepUs, (long)Stopwatch.GetElapsedTime(now, limit).TotalMicroseconds + 1);
                     _in.Sleep(reader: true, _readable, sleepUs);
                     CheckPeer();
                 }
-                if (_in.Available > 0 || Ended) return true;
+                if (_in.Available > 0 || Ended)
+                    return true;
             }
         }
         finally
@@ -83,15 +98,18 @@ internal sealed class ShmLinkStream : ILinkStream
 
     public int Receive(Span<byte> destination)
     {
-        if (destination.IsEmpty) return 0;
+        if (destination.IsEmpty)
+            return 0;
         while (true)
         {
             _segment.Enter();
             try
             {
                 int n = _in.TryRead(destination);
-                if (n > 0) return n;
-                if (Ended) return 0; // the bytes written before the end have been read
+                if (n > 0)
+                    return n;
+                if (Ended)
+                    return 0; // the bytes written before the end have been read
             }
             finally
             {
@@ -109,8 +127,10 @@ internal sealed class ShmLinkStream : ILinkStream
             long waitingSince = 0;
             while (!data.IsEmpty)
             {
-                if (_shutdown) throw new IOException("the link was closed");
-                if (_out.ConsumerClosed || _peerGone) throw new IOException($"rank {_peer} closed the connection");
+                if (_shutdown)
+                    throw new IOException("the link was closed");
+                if (_out.ConsumerClosed || _peerGone)
+                    throw new IOException($"rank {_peer} closed the connection");
                 int n = _out.TryWrite(data);
                 if (n > 0)
                 {
@@ -120,10 +140,18 @@ internal sealed class ShmLinkStream : ILinkStream
                 }
                 // The ring is full: the peer is behind. Spin for the budget, then sleep in slices.
                 long now = Stopwatch.GetTimestamp();
-                if (waitingSince == 0) waitingSince = now;
-                if (now - waitingSince < _spinTicks) { Thread.Yield(); continue; }
+                if (waitingSince == 0)
+                    waitingSince = now;
+                if (now - waitingSince < _spinTicks)
+                {
+                    Thread.Yield();
+                    continue;
+                }
                 if (Stopwatch.GetElapsedTime(waitingSince) > _sendTimeout)
-                    throw new IOException($"rank {_peer} has read nothing from its shared-memory ring for {_sendTimeout.TotalSeconds:F0}s (frozen or stuck)");
+                    throw new IOException(
+                        $"rank {_peer} has read nothing from its shared-memory ring for "
+                            + $"{_sendTimeout.TotalSeconds:F0}s (frozen or stuck)"
+                    );
                 _out.Sleep(reader: false, _writable, (long)LivenessSlice.TotalMicroseconds);
                 CheckPeer();
             }
@@ -136,7 +164,8 @@ internal sealed class ShmLinkStream : ILinkStream
 
     public bool TrySendNow(ReadOnlySpan<byte> header, ReadOnlySpan<byte> payload)
     {
-        if (_shutdown || _peerGone) return false; // the blocking path reports why
+        if (_shutdown || _peerGone)
+            return false; // the blocking path reports why
         _segment.Enter();
         try
         {
@@ -150,19 +179,22 @@ internal sealed class ShmLinkStream : ILinkStream
 
     public void Send(List<ArraySegment<byte>> segments)
     {
-        foreach (var s in segments) Send(s.AsSpan());
+        foreach (var s in segments)
+            Send(s.AsSpan());
     }
 
-    /// <summary>Whether the peer's process still holds its end of the pair's socket (at most once per slice: a poll is a
-    /// system call). Readable means EOF or a reset: nothing is ever sent on it after the upgrade.</summary>
+    /// <summary>Whether the peer's process still holds its end of the pair's socket (at most once per slice: a poll is
+    /// a system call). Readable means EOF or a reset: nothing is ever sent on it after the upgrade.</summary>
     private void CheckPeer()
     {
         long now = Stopwatch.GetTimestamp();
-        if (_peerGone || Stopwatch.GetElapsedTime(Volatile.Read(ref _lastLivenessCheck), now) < LivenessSlice) return;
+        if (_peerGone || Stopwatch.GetElapsedTime(Volatile.Read(ref _lastLivenessCheck), now) < LivenessSlice)
+            return;
         Volatile.Write(ref _lastLivenessCheck, now);
         try
         {
-            if (_liveness.Poll(0, SelectMode.SelectRead)) _peerGone = true;
+            if (_liveness.Poll(0, SelectMode.SelectRead))
+                _peerGone = true;
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
@@ -172,7 +204,8 @@ internal sealed class ShmLinkStream : ILinkStream
 
     public void Shutdown()
     {
-        if (_shutdown) return;
+        if (_shutdown)
+            return;
         _shutdown = true;
         try
         {

@@ -9,22 +9,30 @@ namespace HpcEngine.Distributed.Shm;
 internal sealed unsafe class ShmRing
 {
     // The control block: every field the producer writes on other cache lines than the consumer's (no false sharing).
-    private const int HeadOffset = 0, DataSeqOffset = 8, ProducerClosedOffset = 12;
-    private const int TailOffset = 128, SpaceSeqOffset = 136, ConsumerClosedOffset = 140;
-    private const int ReadersWaitingOffset = 256, WritersWaitingOffset = 384;
+    private const int HeadOffset = 0,
+        DataSeqOffset = 8,
+        ProducerClosedOffset = 12;
+    private const int TailOffset = 128,
+        SpaceSeqOffset = 136,
+        ConsumerClosedOffset = 140;
+    private const int ReadersWaitingOffset = 256,
+        WritersWaitingOffset = 384;
+
     /// <summary>Bytes of one ring's control block.</summary>
     public const int ControlBytes = 512;
 
     private readonly byte* _control;
     private readonly byte* _data;
-    private readonly long _capacity, _mask;
+    private readonly long _capacity,
+        _mask;
 
     /// <param name="control">its control block (<see cref="ControlBytes"/>, zeroed at creation)</param>
     /// <param name="data">its data area</param>
     /// <param name="capacity">bytes of the data area, a power of two</param>
     public ShmRing(byte* control, byte* data, long capacity)
     {
-        if (capacity <= 0 || (capacity & (capacity - 1)) != 0) throw new ArgumentOutOfRangeException(nameof(capacity), $"ring capacity {capacity} is not a power of two");
+        if (capacity <= 0 || (capacity & (capacity - 1)) != 0)
+            throw new ArgumentOutOfRangeException(nameof(capacity), $"ring capacity {capacity} is not a power of two");
         _control = control;
         _data = data;
         _capacity = capacity;
@@ -33,8 +41,10 @@ internal sealed unsafe class ShmRing
 
     private ref long Head => ref *(long*)(_control + HeadOffset);
     private ref long Tail => ref *(long*)(_control + TailOffset);
+
     /// <summary>The futex word readers sleep on; the producer bumps it when it wakes them.</summary>
     public int* DataSeq => (int*)(_control + DataSeqOffset);
+
     /// <summary>The futex word writers sleep on; the consumer bumps it when it wakes them.</summary>
     public int* SpaceSeq => (int*)(_control + SpaceSeqOffset);
     private ref int ReadersWaiting => ref *(int*)(_control + ReadersWaitingOffset);
@@ -57,20 +67,22 @@ internal sealed unsafe class ShmRing
         long head = Head; // only this side writes it
         long free = _capacity - (head - Volatile.Read(ref Tail));
         int n = (int)Math.Min(free, data.Length);
-        if (n == 0) return 0;
+        if (n == 0)
+            return 0;
         Copy(head, data[..n]);
         Volatile.Write(ref Head, head + n);
         WakeIfWaiting(ref ReadersWaiting, DataSeq);
         return n;
     }
 
-    /// <summary>Producer: copies <paramref name="first"/> and <paramref name="second"/> and publishes them together when
-    /// both fit now; false (nothing written) otherwise.</summary>
+    /// <summary>Producer: copies <paramref name="first"/> and <paramref name="second"/> and publishes them together
+    /// when both fit now; false (nothing written) otherwise.</summary>
     public bool TryWriteAll(ReadOnlySpan<byte> first, ReadOnlySpan<byte> second)
     {
         long head = Head;
         long total = (long)first.Length + second.Length;
-        if (_capacity - (head - Volatile.Read(ref Tail)) < total) return false;
+        if (_capacity - (head - Volatile.Read(ref Tail)) < total)
+            return false;
         Copy(head, first);
         Copy(head + first.Length, second);
         Volatile.Write(ref Head, head + total);
@@ -83,20 +95,24 @@ internal sealed unsafe class ShmRing
         long at = position & _mask;
         int first = (int)Math.Min(data.Length, _capacity - at);
         data[..first].CopyTo(new Span<byte>(_data + at, first));
-        if (data.Length > first) data[first..].CopyTo(new Span<byte>(_data, data.Length - first));
+        if (data.Length > first)
+            data[first..].CopyTo(new Span<byte>(_data, data.Length - first));
     }
 
-    /// <summary>Consumer: copies up to <paramref name="destination"/>'s length; returns the count (0 when empty).</summary>
+    /// <summary>Consumer: copies up to <paramref name="destination"/>'s length; returns the count (0 when
+    /// empty).</summary>
     public int TryRead(Span<byte> destination)
     {
         long tail = Tail; // only this side writes it
         long avail = Volatile.Read(ref Head) - tail;
         int n = (int)Math.Min(avail, destination.Length);
-        if (n == 0) return 0;
+        if (n == 0)
+            return 0;
         long at = tail & _mask;
         int first = (int)Math.Min(n, _capacity - at);
         new ReadOnlySpan<byte>(_data + at, first).CopyTo(destination);
-        if (n > first) new ReadOnlySpan<byte>(_data, n - first).CopyTo(destination[first..]);
+        if (n > first)
+            new ReadOnlySpan<byte>(_data, n - first).CopyTo(destination[first..]);
         Volatile.Write(ref Tail, tail + n);
         WakeIfWaiting(ref WritersWaiting, SpaceSeq);
         return n;
@@ -105,13 +121,15 @@ internal sealed unsafe class ShmRing
     private static void WakeIfWaiting(ref int waiting, int* seq)
     {
         Interlocked.MemoryBarrier(); // our counter's store before the waiter count's load (Dekker)
-        if (Volatile.Read(ref waiting) == 0) return;
+        if (Volatile.Read(ref waiting) == 0)
+            return;
         Interlocked.Increment(ref *seq);
         Interop.Futex.WakeAll(seq);
     }
 
-    /// <summary>Sleeps (at most <paramref name="microseconds"/>) until <paramref name="ready"/> may hold: registers as a
-    /// reader (<paramref name="reader"/>) or writer waiting, re-checks, then waits on the matching futex word.</summary>
+    /// <summary>Sleeps (at most <paramref name="microseconds"/>) until <paramref name="ready"/> may hold: registers as
+    /// a reader (<paramref name="reader"/>) or writer waiting, re-checks, then waits on the matching futex
+    /// word.</summary>
     public void Sleep(bool reader, Func<bool> ready, long microseconds)
     {
         ref int waiting = ref reader ? ref ReadersWaiting : ref WritersWaiting;
@@ -120,7 +138,8 @@ internal sealed unsafe class ShmRing
         Interlocked.Increment(ref waiting); // a full fence: our registration before the re-check below
         try
         {
-            if (!ready()) Interop.Futex.Wait(seq, seen, microseconds);
+            if (!ready())
+                Interop.Futex.Wait(seq, seen, microseconds);
         }
         finally
         {

@@ -27,6 +27,7 @@ internal sealed unsafe class ShmSegment : IDisposable
     /// <summary>The file's name in /dev/shm (what the creator sends its peer).</summary>
     public string Name { get; }
     public long RingBytes { get; }
+
     /// <summary>The creator's ring to the opener, and back.</summary>
     public ShmRing CreatorToOpener { get; }
     public ShmRing OpenerToCreator { get; }
@@ -41,12 +42,17 @@ internal sealed unsafe class ShmSegment : IDisposable
         _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
         _base = p + _view.PointerOffset;
         CreatorToOpener = new ShmRing(_base + ControlOffset, _base + HeaderBytes, ringBytes);
-        OpenerToCreator = new ShmRing(_base + ControlOffset + ShmRing.ControlBytes, _base + HeaderBytes + ringBytes, ringBytes);
+        OpenerToCreator = new ShmRing(
+            _base + ControlOffset + ShmRing.ControlBytes,
+            _base + HeaderBytes + ringBytes,
+            ringBytes
+        );
     }
 
     private static string PathOf(string name) => Path.Combine(Directory, name);
 
-    /// <summary>Creates (owner-only permissions), sizes (preallocated) and maps a new segment with two rings of <paramref name="ringBytes"/>.</summary>
+    /// <summary>Creates (owner-only permissions), sizes (preallocated) and maps a new segment with two rings of
+    /// <paramref name="ringBytes"/>.</summary>
     public static ShmSegment Create(long ringBytes)
     {
         string name = $"{Prefix}{Environment.ProcessId}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}";
@@ -54,8 +60,14 @@ internal sealed unsafe class ShmSegment : IDisposable
         string path = PathOf(name);
         try
         {
-            var create = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.ReadWrite, PreallocationSize = total };
-            if (!OperatingSystem.IsWindows()) create.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            var create = new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew,
+                Access = FileAccess.ReadWrite,
+                PreallocationSize = total,
+            };
+            if (!OperatingSystem.IsWindows())
+                create.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
             using (var fs = new FileStream(path, create))
             {
                 fs.SetLength(total);
@@ -66,7 +78,11 @@ internal sealed unsafe class ShmSegment : IDisposable
                 BinaryPrimitives.WriteInt64LittleEndian(header.AsSpan(16), ringBytes);
                 fs.Write(header);
             }
-            return new ShmSegment(name, MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, total, MemoryMappedFileAccess.ReadWrite), ringBytes);
+            return new ShmSegment(
+                name,
+                MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, total, MemoryMappedFileAccess.ReadWrite),
+                ringBytes
+            );
         }
         catch
         {
@@ -83,20 +99,39 @@ internal sealed unsafe class ShmSegment : IDisposable
             throw new InvalidDataException($"'{name}' is not a shared-memory segment name of this engine");
         string path = PathOf(name);
         var info = new FileInfo(path);
-        if (!info.Exists) throw new FileNotFoundException($"shared-memory segment {path} does not exist here: the peer's /dev/shm is another one (a container or mount namespace of its own)", path);
+        if (!info.Exists)
+            throw new FileNotFoundException(
+                $"shared-memory segment {path} does not exist here: the peer's /dev/shm is another one (a container or "
+                    + $"mount namespace of its own)",
+                path
+            );
         var header = new byte[24];
-        using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read)) fs.ReadExactly(header);
+        using (var fs = new FileStream(path, FileMode.Open, FileAccess.Read))
+            fs.ReadExactly(header);
         long ringBytes = BinaryPrimitives.ReadInt64LittleEndian(header.AsSpan(16));
-        if (BinaryPrimitives.ReadUInt64LittleEndian(header) != Magic || BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(8)) != Version
-            || ringBytes <= 0 || info.Length != HeaderBytes + 2 * ringBytes)
-            throw new InvalidDataException($"{path} is not a version-{Version} HpcEngine link segment ({info.Length} bytes)");
-        return new ShmSegment(name, MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, info.Length, MemoryMappedFileAccess.ReadWrite), ringBytes);
+        if (
+            BinaryPrimitives.ReadUInt64LittleEndian(header) != Magic
+            || BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(8)) != Version
+            || ringBytes <= 0
+            || info.Length != HeaderBytes + 2 * ringBytes
+        )
+            throw new InvalidDataException(
+                $"{path} is not a version-{Version} HpcEngine link segment ({info.Length} bytes)"
+            );
+        return new ShmSegment(
+            name,
+            MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, info.Length, MemoryMappedFileAccess.ReadWrite),
+            ringBytes
+        );
     }
 
     /// <summary>Removes the file (the mappings stay valid); no error when it is already gone.</summary>
     public static void Unlink(string name)
     {
-        try { File.Delete(PathOf(name)); }
+        try
+        {
+            File.Delete(PathOf(name));
+        }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
     }
@@ -113,7 +148,8 @@ internal sealed unsafe class ShmSegment : IDisposable
 
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _file.Dispose();

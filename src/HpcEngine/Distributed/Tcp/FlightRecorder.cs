@@ -19,8 +19,15 @@ internal sealed class FlightRecorder(int capacity = 256)
 
     public Entry Start(string op, long seq, long bytes)
     {
-        var e = new Entry { Op = op, Sequence = seq, Bytes = bytes, Start = DateTime.UtcNow };
-        lock (_lock) _ring[_count++ % _ring.Length] = e;
+        var e = new Entry
+        {
+            Op = op,
+            Sequence = seq,
+            Bytes = bytes,
+            Start = DateTime.UtcNow,
+        };
+        lock (_lock)
+            _ring[_count++ % _ring.Length] = e;
         return e;
     }
 
@@ -34,7 +41,9 @@ internal sealed class FlightRecorder(int capacity = 256)
     {
         lock (_lock)
         {
-            var sb = new System.Text.StringBuilder("flight recorder (oldest first): seq op bytes start duration state\n");
+            var sb = new System.Text.StringBuilder(
+                "flight recorder (oldest first): seq op bytes start duration state\n"
+            );
             long first = Math.Max(0, _count - _ring.Length);
             for (long i = first; i < _count; i++)
             {

@@ -5,7 +5,8 @@ namespace HpcEngine.Distributed.Tcp;
 internal sealed class FrameReader(ILinkStream socket, int stageBytes, int directBytes)
 {
     private readonly byte[] _stage = new byte[stageBytes];
-    private int _pos, _end;
+    private int _pos,
+        _end;
 
     /// <summary>Bytes already taken from the socket and not yet consumed.</summary>
     public bool HasBuffered => _end > _pos;
@@ -28,14 +29,16 @@ internal sealed class FrameReader(ILinkStream socket, int stageBytes, int direct
             if (dst.Length - got >= directBytes)
             {
                 int r = socket.Receive(dst[got..]);
-                if (r == 0) return false;
+                if (r == 0)
+                    return false;
                 got += r;
             }
             else
             {
                 _pos = _end = 0;
                 int r = socket.Receive(_stage);
-                if (r == 0) return false;
+                if (r == 0)
+                    return false;
                 _end = r;
             }
         }

@@ -33,7 +33,8 @@ internal interface ILinkStream : IDisposable
     void Shutdown();
 }
 
-/// <summary>A TCP socket as a link stream (Nagle off; a write that cannot proceed for the send timeout fails).</summary>
+/// <summary>A TCP socket as a link stream (Nagle off; a write that cannot proceed for the send timeout
+/// fails).</summary>
 internal sealed class SocketLinkStream : ILinkStream
 {
     private readonly Socket _socket;
@@ -57,21 +58,28 @@ internal sealed class SocketLinkStream : ILinkStream
     public void Send(ReadOnlySpan<byte> data)
     {
         int sent = 0;
-        while (sent < data.Length) sent += _socket.Send(data[sent..]);
+        while (sent < data.Length)
+            sent += _socket.Send(data[sent..]);
     }
 
-    /// <summary>One gathered write; loops over partial sends (a blocking sendmsg may return early on a signal).</summary>
+    /// <summary>One gathered write; loops over partial sends (a blocking sendmsg may return early on a
+    /// signal).</summary>
     public void Send(List<ArraySegment<byte>> segments)
     {
         long total = 0;
-        foreach (var s in segments) total += s.Count;
+        foreach (var s in segments)
+            total += s.Count;
         long sent = _socket.Send(segments);
         while (sent < total)
         {
             // Drop what went out and send the rest.
             long skip = sent;
             int i = 0;
-            while (skip >= segments[i].Count) { skip -= segments[i].Count; i++; }
+            while (skip >= segments[i].Count)
+            {
+                skip -= segments[i].Count;
+                i++;
+            }
             segments.RemoveRange(0, i);
             segments[0] = segments[0].Slice((int)skip);
             total -= sent;
@@ -83,7 +91,12 @@ internal sealed class SocketLinkStream : ILinkStream
 
     public void Shutdown()
     {
-        try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (SocketException) { }
+        catch (ObjectDisposedException) { }
     }
 
     public void Dispose() => _socket.Dispose();

@@ -27,18 +27,23 @@ internal sealed class Incoming : IDisposable
     /// <summary>True when the payload is already in the posted destination (nothing to copy).</summary>
     public bool InPlace => _buffer == null;
 
-    public ReadOnlySpan<byte> Span => _buffer is { } b ? b.AsSpan(0, Length) : throw new InvalidOperationException("internal: the payload went straight to its destination");
+    public ReadOnlySpan<byte> Span =>
+        _buffer is { } b
+            ? b.AsSpan(0, Length)
+            : throw new InvalidOperationException("internal: the payload went straight to its destination");
 
     public int Length { get; }
 
     /// <summary>Puts the payload at <paramref name="destination"/> unless it is already there.</summary>
     public void CopyTo(Span<byte> destination)
     {
-        if (!InPlace) Span.CopyTo(destination);
+        if (!InPlace)
+            Span.CopyTo(destination);
     }
 
     public void Dispose()
     {
-        if (_buffer != null && Interlocked.Exchange(ref _returned, 1) == 0) ArrayPool<byte>.Shared.Return(_buffer);
+        if (_buffer != null && Interlocked.Exchange(ref _returned, 1) == 0)
+            ArrayPool<byte>.Shared.Return(_buffer);
     }
 }

@@ -6,8 +6,8 @@ using System.Runtime.InteropServices;
 
 namespace HpcEngine.Distributed.Tcp;
 
-/// <summary>A frame waiting to be written: <see cref="Done"/> (null for frames sent by the caller itself) completes once
-/// the payload is on the socket, so its owner may reuse the memory.</summary>
+/// <summary>A frame waiting to be written: <see cref="Done"/> (null for frames sent by the caller itself) completes
+/// once the payload is on the socket, so its owner may reuse the memory.</summary>
 internal readonly record struct OutFrame(long Tag, uint Seq, ReadOnlyMemory<byte> Payload, TaskCompletionSource? Done);
 
 /// <summary>The send side of a <see cref="LinkSocket"/>: a frame written by the sending thread when the socket is idle,
@@ -20,7 +20,8 @@ internal sealed partial class LinkSocket
     {
         lock (_gate)
         {
-            if (_stopped || _writing || _queue.Count > 0) return false;
+            if (_stopped || _writing || _queue.Count > 0)
+                return false;
             _writing = true;
             return true;
         }
@@ -38,7 +39,8 @@ internal sealed partial class LinkSocket
         WriteHeader(header, tag, seq, payload.Length);
         lock (_gate)
         {
-            if (_stopped || _writing || _queue.Count > 0 || !_stream.TrySendNow(header, payload)) return false;
+            if (_stopped || _writing || _queue.Count > 0 || !_stream.TrySendNow(header, payload))
+                return false;
         }
         Interlocked.Add(ref _bytesSent, HeaderBytes + payload.Length);
         Volatile.Write(ref _lastSent, Stopwatch.GetTimestamp());
@@ -69,7 +71,8 @@ internal sealed partial class LinkSocket
             lock (_gate)
             {
                 _writing = false;
-                if (_queue.Count > 0) Monitor.PulseAll(_gate);
+                if (_queue.Count > 0)
+                    Monitor.PulseAll(_gate);
             }
         }
     }
@@ -85,7 +88,8 @@ internal sealed partial class LinkSocket
                 return;
             }
             _queue.Enqueue(frame);
-            if (!_writing) Monitor.PulseAll(_gate);
+            if (!_writing)
+                Monitor.PulseAll(_gate);
         }
     }
 
@@ -109,29 +113,38 @@ internal sealed partial class LinkSocket
             {
                 lock (_gate)
                 {
-                    while (!_stopped && (_queue.Count == 0 || _writing)) Monitor.Wait(_gate);
-                    if (_stopped) break;
+                    while (!_stopped && (_queue.Count == 0 || _writing))
+                        Monitor.Wait(_gate);
+                    if (_stopped)
+                        break;
                     _writing = true;
-                    while (_queue.Count > 0 && batch.Count < MaxBatch) batch.Add(_queue.Dequeue());
+                    while (_queue.Count > 0 && batch.Count < MaxBatch)
+                        batch.Add(_queue.Dequeue());
                 }
-                long bytes = 0, heartbeats = 0;
+                long bytes = 0,
+                    heartbeats = 0;
                 for (int i = 0; i < batch.Count; i++)
                 {
                     var f = batch[i];
                     var h = new ArraySegment<byte>(headers, i * HeaderBytes, HeaderBytes);
                     WriteHeader(h, f.Tag, f.Seq, f.Payload.Length);
                     segments.Add(h);
-                    if (f.Payload.Length > 0) segments.Add(AsSegment(f.Payload));
+                    if (f.Payload.Length > 0)
+                        segments.Add(AsSegment(f.Payload));
                     bytes += HeaderBytes + f.Payload.Length;
-                    if (f.Tag == HeartbeatTag) heartbeats += HeaderBytes;
+                    if (f.Tag == HeartbeatTag)
+                        heartbeats += HeaderBytes;
                 }
                 var pause = _link.Throttle(bytes);
-                if (pause > TimeSpan.Zero) Thread.Sleep(pause);
+                if (pause > TimeSpan.Zero)
+                    Thread.Sleep(pause);
                 _stream.Send(segments);
                 Interlocked.Add(ref _bytesSent, bytes - heartbeats);
                 Volatile.Write(ref _lastSent, Stopwatch.GetTimestamp());
-                lock (_gate) _writing = false;
-                foreach (var f in batch) f.Done?.TrySetResult();
+                lock (_gate)
+                    _writing = false;
+                foreach (var f in batch)
+                    f.Done?.TrySetResult();
                 batch.Clear();
                 segments.Clear();
             }
@@ -142,11 +155,13 @@ internal sealed partial class LinkSocket
         }
         // Whatever was not written fails now, or its sender would wait for its op's timeout.
         var failed = _link.Failed();
-        foreach (var f in batch) f.Done?.TrySetException(failed);
+        foreach (var f in batch)
+            f.Done?.TrySetException(failed);
         lock (_gate)
         {
             _stopped = true;
-            while (_queue.TryDequeue(out var f)) f.Done?.TrySetException(failed);
+            while (_queue.TryDequeue(out var f))
+                f.Done?.TrySetException(failed);
         }
     }
 

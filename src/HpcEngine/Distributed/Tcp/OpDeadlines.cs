@@ -24,7 +24,8 @@ internal sealed class OpDeadlines(TimeSpan stallWarning, Action<string> warn) : 
         public long NextWarning = start;
     }
 
-    public OpDeadlines() : this(TimeSpan.FromSeconds(30), _ => { }) { }
+    public OpDeadlines()
+        : this(TimeSpan.FromSeconds(30), _ => { }) { }
 
     /// <summary>Cancels <paramref name="cts"/> once <paramref name="limit"/> has passed, unless it is released first;
     /// <paramref name="describe"/> names the op and what it waits on for the stall warnings.</summary>
@@ -32,14 +33,19 @@ internal sealed class OpDeadlines(TimeSpan stallWarning, Action<string> warn) : 
     {
         _timer ??= new Timer(_ => Check(), null, Timeout.Infinite, Timeout.Infinite);
         long now = Stopwatch.GetTimestamp();
-        long deadline = limit >= TimeSpan.FromDays(1) ? long.MaxValue : now + (long)(limit.TotalSeconds * Stopwatch.Frequency);
+        long deadline =
+            limit >= TimeSpan.FromDays(1) ? long.MaxValue : now + (long)(limit.TotalSeconds * Stopwatch.Frequency);
         _running[cts] = new Tracked(now, deadline, describe) { NextWarning = now + _warnTicks };
-        if (Interlocked.Exchange(ref _armed, 1) == 0) Arm(Tick);
+        if (Interlocked.Exchange(ref _armed, 1) == 0)
+            Arm(Tick);
     }
 
     private void Arm(TimeSpan period)
     {
-        try { _timer!.Change(period, period); }
+        try
+        {
+            _timer!.Change(period, period);
+        }
         catch (ObjectDisposedException) { } // the mesh is closing
     }
 
@@ -52,14 +58,20 @@ internal sealed class OpDeadlines(TimeSpan stallWarning, Action<string> warn) : 
         {
             if (now >= op.Deadline && _running.TryRemove(cts, out _))
             {
-                try { cts.Cancel(); }
+                try
+                {
+                    cts.Cancel();
+                }
                 catch (ObjectDisposedException) { } // the op ended at the same moment
             }
             else if (op.Describe != null && now >= op.NextWarning)
             {
                 op.NextWarning = now + _warnTicks;
                 double waited = (now - op.Start) / (double)Stopwatch.Frequency;
-                string left = op.Deadline == long.MaxValue ? "no timeout" : $"times out in {(op.Deadline - now) / (double)Stopwatch.Frequency:F0}s";
+                string left =
+                    op.Deadline == long.MaxValue
+                        ? "no timeout"
+                        : $"times out in {(op.Deadline - now) / (double)Stopwatch.Frequency:F0}s";
                 warn($"{op.Describe()} has made no progress for {waited:F0}s ({left})");
             }
         }
@@ -67,7 +79,8 @@ internal sealed class OpDeadlines(TimeSpan stallWarning, Action<string> warn) : 
         if (_running.IsEmpty && Interlocked.Exchange(ref _armed, 0) == 1)
         {
             Arm(Timeout.InfiniteTimeSpan);
-            if (!_running.IsEmpty && Interlocked.Exchange(ref _armed, 1) == 0) Arm(Tick);
+            if (!_running.IsEmpty && Interlocked.Exchange(ref _armed, 1) == 0)
+                Arm(Tick);
         }
     }
 

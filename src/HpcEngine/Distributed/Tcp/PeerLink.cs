@@ -30,11 +30,14 @@ internal sealed class PeerLink : IAsyncDisposable
     private Exception? _failure;
     private volatile bool _closing;
 
-    /// <summary>Messages of one tag that arrived before anyone asked, and the receives waiting for the next ones.</summary>
+    /// <summary>Messages of one tag that arrived before anyone asked, and the receives waiting for the next
+    /// ones.</summary>
     private sealed class TagInbox
     {
         public readonly Queue<Incoming> Ready = new();
-        /// <summary>Receives waiting, in order, each with the destination its payload may be read into (or empty).</summary>
+
+        /// <summary>Receives waiting, in order, each with the destination its payload may be read into (or
+        /// empty).</summary>
         public readonly Queue<(TaskCompletionSource<Incoming> Waiter, Memory<byte> Into)> Waiters = new();
     }
 
@@ -43,15 +46,28 @@ internal sealed class PeerLink : IAsyncDisposable
     /// <summary>"tcp" or "shm" (a same-host peer over shared memory).</summary>
     public string Transport { get; }
 
-    public PeerLink(int peer, IReadOnlyList<ILinkStream> streams, TcpOptions options, Action<PeerLink, Exception> onFailure)
+    public PeerLink(
+        int peer,
+        IReadOnlyList<ILinkStream> streams,
+        TcpOptions options,
+        Action<PeerLink, Exception> onFailure
+    )
     {
         Peer = peer;
         _emu = options.Emulation;
         _onFailure = onFailure;
         Transport = streams[0].Transport;
         _sockets = new LinkSocket[streams.Count];
-        for (int i = 0; i < streams.Count; i++) _sockets[i] = new LinkSocket(this, i, streams[i], options.MaxFrameBytes, Transport == "shm" ? options.ShmSpin : options.WaiterSpin);
-        foreach (var s in _sockets) s.Start();
+        for (int i = 0; i < streams.Count; i++)
+            _sockets[i] = new LinkSocket(
+                this,
+                i,
+                streams[i],
+                options.MaxFrameBytes,
+                Transport == "shm" ? options.ShmSpin : options.WaiterSpin
+            );
+        foreach (var s in _sockets)
+            s.Start();
     }
 
     public Exception? Failure => Volatile.Read(ref _failure);
@@ -69,7 +85,8 @@ internal sealed class PeerLink : IAsyncDisposable
     /// empty frame, only on an idle link).</summary>
     public void Heartbeat(TimeSpan idle)
     {
-        if (Failure != null || _closing || Stopwatch.GetElapsedTime(_sockets.Max(s => s.LastSent)) < idle) return;
+        if (Failure != null || _closing || Stopwatch.GetElapsedTime(_sockets.Max(s => s.LastSent)) < idle)
+            return;
         _sockets[0].Enqueue(new OutFrame(LinkSocket.HeartbeatTag, 0, ReadOnlyMemory<byte>.Empty, null));
     }
 
@@ -87,7 +104,8 @@ internal sealed class PeerLink : IAsyncDisposable
             seq = _nextSendSeq++;
             socket = _sockets[seq % (uint)_sockets.Length];
             // Shared memory: written right here whenever the ring has room, from any thread (it never blocks).
-            if (socket.WritesWithoutBlocking && _emu == null && socket.TryWriteNow(tag, seq, payload.Span)) return Task.CompletedTask;
+            if (socket.WritesWithoutBlocking && _emu == null && socket.TryWriteNow(tag, seq, payload.Span))
+                return Task.CompletedTask;
             if (!direct || !socket.TryClaim())
             {
                 direct = false;
@@ -103,18 +121,20 @@ internal sealed class PeerLink : IAsyncDisposable
         return ct.CanBeCanceled ? done!.Task.WaitAsync(ct) : done!.Task;
     }
 
-    /// <summary>The next frame of <paramref name="tag"/> from this peer. With <paramref name="into"/>, a frame of exactly
-    /// that length that has not arrived yet is read straight into it (the result is then <see cref="Incoming.InPlace"/>):
-    /// one copy fewer. Receives may be posted ahead; they match frames in order.</summary>
+    /// <summary>The next frame of <paramref name="tag"/> from this peer. With <paramref name="into"/>, a frame of
+    /// exactly that length that has not arrived yet is read straight into it (the result is then <see
+    /// cref="Incoming.InPlace"/>): one copy fewer. Receives may be posted ahead; they match frames in order.</summary>
     public Task<Incoming> ReceiveAsync(long tag, CancellationToken ct, Memory<byte> into = default)
     {
         TaskCompletionSource<Incoming> waiter;
         lock (_recvGate)
         {
             // Frames that arrived before the link went down stay readable; only a wait for more fails.
-            if (_inbox.TryGetValue(tag, out var box) && box.Ready.TryDequeue(out var ready)) return Task.FromResult(ready);
+            if (_inbox.TryGetValue(tag, out var box) && box.Ready.TryDequeue(out var ready))
+                return Task.FromResult(ready);
             ThrowIfFailed();
-            if (box == null) _inbox[tag] = box = new TagInbox();
+            if (box == null)
+                _inbox[tag] = box = new TagInbox();
             // No RunContinuationsAsynchronously: the reader thread that delivers the frame runs the op's next step
             // itself, which saves a thread-pool hop per message.
             waiter = new TaskCompletionSource<Incoming>();
@@ -126,15 +146,27 @@ internal sealed class PeerLink : IAsyncDisposable
     private static async Task<Incoming> WithCancellation(TaskCompletionSource<Incoming> waiter, CancellationToken ct)
     {
         // The cancellation completes the waiter from the thread pool, never inline on the timer's thread.
-        using (ct.UnsafeRegister(static (s, token) => ThreadPool.UnsafeQueueUserWorkItem(w => w.TrySetCanceled(token), (TaskCompletionSource<Incoming>)s!, false), waiter))
+        using (
+            ct.UnsafeRegister(
+                static (s, token) =>
+                    ThreadPool.UnsafeQueueUserWorkItem(
+                        w => w.TrySetCanceled(token),
+                        (TaskCompletionSource<Incoming>)s!,
+                        false
+                    ),
+                waiter
+            )
+        )
             return await waiter.Task.ConfigureAwait(false);
     }
 
     /// <summary>Lets the calling thread read and deliver frames itself while <paramref name="keepWaiting"/> holds (see
-    /// <see cref="LinkSocket.Help"/>); with several sockets the reader threads do it (frames may come on any).</summary>
+    /// <see cref="LinkSocket.Help"/>); with several sockets the reader threads do it (frames may come on
+    /// any).</summary>
     public void Help(Func<bool> keepWaiting, DateTime deadline)
     {
-        if (_sockets.Length == 1 && Failure == null) _sockets[0].Help(keepWaiting, deadline);
+        if (_sockets.Length == 1 && Failure == null)
+            _sockets[0].Help(keepWaiting, deadline);
     }
 
     /// <summary>Forgets a finished op's inbox.</summary>
@@ -142,14 +174,17 @@ internal sealed class PeerLink : IAsyncDisposable
     {
         TagInbox? box;
         lock (_recvGate)
-            if (!_inbox.Remove(tag, out box)) return;
-        while (box.Ready.TryDequeue(out var m)) m.Dispose();
+            if (!_inbox.Remove(tag, out box))
+                return;
+        while (box.Ready.TryDequeue(out var m))
+            m.Dispose();
     }
 
     /// <summary>Called by a socket's reader with each frame, in that socket's order; delivers in link order.</summary>
     internal void OnFrame(uint seq, long tag, Incoming m)
     {
-        if (_emu is { Latency.Ticks: > 0 }) Thread.Sleep(_emu.Latency);
+        if (_emu is { Latency.Ticks: > 0 })
+            Thread.Sleep(_emu.Latency);
         List<(TaskCompletionSource<Incoming> Waiter, Incoming Msg)>? handoffs = null;
         lock (_recvGate)
         {
@@ -166,17 +201,21 @@ internal sealed class PeerLink : IAsyncDisposable
                 _nextRecvSeq++;
             }
         }
-        if (handoffs == null) return;
+        if (handoffs == null)
+            return;
         foreach (var (w, msg) in handoffs)
-            if (!w.TrySetResult(msg)) msg.Dispose(); // its op timed out meanwhile (and is taking the group down)
+            if (!w.TrySetResult(msg))
+                msg.Dispose(); // its op timed out meanwhile (and is taking the group down)
     }
 
     private void DeliverLocked(long tag, Incoming m, ref List<(TaskCompletionSource<Incoming>, Incoming)>? handoffs)
     {
-        if (!_inbox.TryGetValue(tag, out var box)) _inbox[tag] = box = new TagInbox();
+        if (!_inbox.TryGetValue(tag, out var box))
+            _inbox[tag] = box = new TagInbox();
         while (box.Waiters.TryDequeue(out var w))
         {
-            if (w.Waiter.Task.IsCompleted) continue; // cancelled
+            if (w.Waiter.Task.IsCompleted)
+                continue; // cancelled
             (handoffs ??= []).Add((w.Waiter, m));
             return;
         }
@@ -186,15 +225,24 @@ internal sealed class PeerLink : IAsyncDisposable
     /// <summary>Called by a reader with a frame's header: when the frame is the next in link order and the first
     /// receive waiting for its tag posted a destination of its length, takes that receive (the reader then reads the
     /// payload straight into <paramref name="into"/> and calls <see cref="OnFramePlaced"/>).</summary>
-    internal bool TryTakeDestination(uint seq, long tag, int length, out TaskCompletionSource<Incoming>? waiter, out Memory<byte> into)
+    internal bool TryTakeDestination(
+        uint seq,
+        long tag,
+        int length,
+        out TaskCompletionSource<Incoming>? waiter,
+        out Memory<byte> into
+    )
     {
         waiter = null;
         into = default;
         lock (_recvGate)
         {
-            if (seq != _nextRecvSeq || !_inbox.TryGetValue(tag, out var box) || box.Ready.Count > 0) return false;
-            while (box.Waiters.TryPeek(out var w) && w.Waiter.Task.IsCompleted) box.Waiters.Dequeue(); // cancelled
-            if (!box.Waiters.TryPeek(out var head) || head.Into.Length != length || length == 0) return false;
+            if (seq != _nextRecvSeq || !_inbox.TryGetValue(tag, out var box) || box.Ready.Count > 0)
+                return false;
+            while (box.Waiters.TryPeek(out var w) && w.Waiter.Task.IsCompleted)
+                box.Waiters.Dequeue(); // cancelled
+            if (!box.Waiters.TryPeek(out var head) || head.Into.Length != length || length == 0)
+                return false;
             box.Waiters.Dequeue();
             (waiter, into) = head;
             return true;
@@ -216,14 +264,17 @@ internal sealed class PeerLink : IAsyncDisposable
             }
         }
         foreach (var (w, msg) in handoffs!)
-            if (!w.TrySetResult(msg)) msg.Dispose();
+            if (!w.TrySetResult(msg))
+                msg.Dispose();
     }
 
-    /// <summary>How long the writer must wait before sending <paramref name="bytes"/> at the emulated rate: a batch leaves
-    /// when its own transmission would have finished on a link of that bandwidth (after the frames before it).</summary>
+    /// <summary>How long the writer must wait before sending <paramref name="bytes"/> at the emulated rate: a batch
+    /// leaves when its own transmission would have finished on a link of that bandwidth (after the frames before
+    /// it).</summary>
     internal TimeSpan Throttle(long bytes)
     {
-        if (_emu == null || double.IsPositiveInfinity(_emu.BytesPerSecond)) return TimeSpan.Zero;
+        if (_emu == null || double.IsPositiveInfinity(_emu.BytesPerSecond))
+            return TimeSpan.Zero;
         lock (_throttleGate)
         {
             long now = Stopwatch.GetTimestamp();
@@ -235,17 +286,20 @@ internal sealed class PeerLink : IAsyncDisposable
 
     private void ThrowIfFailed()
     {
-        if (Volatile.Read(ref _failure) != null) throw Failed();
+        if (Volatile.Read(ref _failure) != null)
+            throw Failed();
     }
 
-    internal IOException Failed() => new($"the link to rank {Peer} is down: {_failure?.Message ?? "it was closed"}", _failure);
+    internal IOException Failed() =>
+        new($"the link to rank {Peer} is down: {_failure?.Message ?? "it was closed"}", _failure);
 
     /// <summary>A socket's reader or writer stopped with <paramref name="e"/>.</summary>
     internal void OnSocketFailed(Exception e)
     {
         // A peer that leaves says goodbye on every socket; frames still on the way on the others must be delivered
         // before the link counts as closed.
-        if (e is PeerLeftException && Interlocked.Increment(ref _socketsLeft) < _sockets.Length) return;
+        if (e is PeerLeftException && Interlocked.Increment(ref _socketsLeft) < _sockets.Length)
+            return;
         Fail(e);
     }
 
@@ -256,16 +310,21 @@ internal sealed class PeerLink : IAsyncDisposable
         List<TaskCompletionSource<Incoming>> waiters = [];
         lock (_recvGate)
         {
-            if (_failure != null) return;
+            if (_failure != null)
+                return;
             _failure = e;
             foreach (var box in _inbox.Values)
-                while (box.Waiters.TryDequeue(out var w)) waiters.Add(w.Waiter);
+                while (box.Waiters.TryDequeue(out var w))
+                    waiters.Add(w.Waiter);
         }
-        foreach (var s in _sockets) s.Shutdown();
+        foreach (var s in _sockets)
+            s.Shutdown();
         var failed = Failed();
-        foreach (var w in waiters) ThreadPool.UnsafeQueueUserWorkItem(x => x.TrySetException(failed), w, false);
+        foreach (var w in waiters)
+            ThreadPool.UnsafeQueueUserWorkItem(x => x.TrySetException(failed), w, false);
         // A peer that left cleanly fails only what still waits on it; anything else takes the group down.
-        if (e is not PeerLeftException && !_closing) _onFailure(this, e);
+        if (e is not PeerLeftException && !_closing)
+            _onFailure(this, e);
     }
 
     /// <summary>Says goodbye on every socket (so the peer does not take our EOF for a crash), then closes.</summary>
@@ -281,7 +340,10 @@ internal sealed class PeerLink : IAsyncDisposable
                 s.Enqueue(new OutFrame(LinkSocket.GoodbyeTag, 0, ReadOnlyMemory<byte>.Empty, done));
                 byes.Add(done.Task);
             }
-            try { await Task.WhenAll(byes).WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false); }
+            try
+            {
+                await Task.WhenAll(byes).WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+            }
             catch (Exception e) when (e is IOException or TimeoutException)
             {
                 // the peer is already gone; nothing to say goodbye to
@@ -297,7 +359,9 @@ internal sealed class PeerLink : IAsyncDisposable
         if (Failure == null && !_closing)
         {
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            var why = System.Text.Encoding.UTF8.GetBytes(reason.Message.Length > 2000 ? reason.Message[..2000] : reason.Message);
+            var why = System.Text.Encoding.UTF8.GetBytes(
+                reason.Message.Length > 2000 ? reason.Message[..2000] : reason.Message
+            );
             _sockets[0].Enqueue(new OutFrame(LinkSocket.AbortTag, 0, why, done));
             // Best effort: whether it goes out or not, the abort goes on.
             Task.WhenAny(done.Task, Task.Delay(300)).Wait();
@@ -309,6 +373,11 @@ internal sealed class PeerLink : IAsyncDisposable
     {
         _closing = true;
         Abort(new IOException("the process group was closed"));
-        await Task.Run(() => { foreach (var s in _sockets) s.Close(TimeSpan.FromSeconds(2)); }).ConfigureAwait(false);
+        await Task.Run(() =>
+            {
+                foreach (var s in _sockets)
+                    s.Close(TimeSpan.FromSeconds(2));
+            })
+            .ConfigureAwait(false);
     }
 }

@@ -42,13 +42,15 @@ internal sealed class TcpMesh : IDisposable
         _hosts = [options.HostIdentity];
     }
 
-    public PeerLink Link(int peer) => _links[peer] ?? throw new InvalidOperationException($"internal: no link to rank {peer}");
+    public PeerLink Link(int peer) =>
+        _links[peer] ?? throw new InvalidOperationException($"internal: no link to rank {peer}");
 
     public int NextGroupId() => Interlocked.Increment(ref _nextGroupId);
 
     public long BytesSent => _links.Sum(l => l?.BytesSent ?? 0);
 
-    /// <summary>"shm" or "tcp": how the link to <paramref name="peer"/> carries its bytes (null for this rank itself).</summary>
+    /// <summary>"shm" or "tcp": how the link to <paramref name="peer"/> carries its bytes (null for this rank
+    /// itself).</summary>
     public string? TransportTo(int peer) => _links[peer]?.Transport;
 
     /// <summary>The host identity rank <paramref name="rank"/> published (<see cref="Shm.HostIdentity"/>): the job's
@@ -60,8 +62,11 @@ internal sealed class TcpMesh : IDisposable
     public static TcpMesh Connect(IStore store, int rank, int size, TcpOptions options, string prefix)
     {
         var mesh = new TcpMesh(rank, size, options);
-        if (size == 1) return mesh;
-        var addr = IPAddress.TryParse(options.Host, out var ip) ? ip : Dns.GetHostAddresses(options.Host).First(a => a.AddressFamily == AddressFamily.InterNetwork);
+        if (size == 1)
+            return mesh;
+        var addr = IPAddress.TryParse(options.Host, out var ip)
+            ? ip
+            : Dns.GetHostAddresses(options.Host).First(a => a.AddressFamily == AddressFamily.InterNetwork);
         var listener = new TcpListener(addr, 0);
         listener.Start(size);
         var deadline = DateTime.UtcNow + options.ConnectTimeout;
@@ -81,11 +86,20 @@ internal sealed class TcpMesh : IDisposable
                 for (int i = 0; i < k; i++)
                 {
                     var s = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-                    try { s.Connect(parts[0], int.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture)); }
+                    try
+                    {
+                        s.Connect(parts[0], int.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture));
+                    }
                     catch (SocketException e)
                     {
                         s.Dispose();
-                        throw new IOException($"rendezvous: rank {peer} advertised {parts[0]}:{parts[1]} but this rank (on {options.Host}) cannot connect to it ({e.SocketErrorCode}): set HPCENGINE_LOCAL_ADDR (launch --local-addr) on that node to an address the others reach", e);
+                        throw new IOException(
+                            $"rendezvous: rank {peer} advertised {parts[0]}:{parts[1]} but this rank (on "
+                                + $"{options.Host}) cannot connect to it ({e.SocketErrorCode}): set "
+                                + $"HPCENGINE_LOCAL_ADDR (launch --local-addr) on that node to an address the others "
+                                + $"reach",
+                            e
+                        );
                     }
                     SendHello(s, rank, size, i, k, options.Token);
                     sockets[peer][i] = s;
@@ -101,16 +115,26 @@ internal sealed class TcpMesh : IDisposable
                 var slice = Min(Remaining(deadline), options.StallWarning);
                 if (!acceptTask.Wait(slice))
                 {
-                    if (DateTime.UtcNow >= deadline) throw Rendezvous(store, prefix, size, options.ConnectTimeout);
-                    var missing = Enumerable.Range(rank + 1, size - rank - 1).Where(p => sockets[p] == null || sockets[p].Any(x => x == null)).ToList();
-                    options.Warn($"rank {rank}: rendezvous waiting for rank(s) {Ranks(missing)} to connect ({(deadline - DateTime.UtcNow).TotalSeconds:F0}s left)");
+                    if (DateTime.UtcNow >= deadline)
+                        throw Rendezvous(store, prefix, size, options.ConnectTimeout);
+                    var missing = Enumerable
+                        .Range(rank + 1, size - rank - 1)
+                        .Where(p => sockets[p] == null || sockets[p].Any(x => x == null))
+                        .ToList();
+                    options.Warn(
+                        $"rank {rank}: rendezvous waiting for rank(s) {Ranks(missing)} to connect "
+                            + $"({(deadline - DateTime.UtcNow).TotalSeconds:F0}s left)"
+                    );
                     continue;
                 }
                 var s = acceptTask.Result;
                 acceptTask = null;
                 s.NoDelay = true;
                 (int peer, int index) hello;
-                try { hello = ReadHello(s, size, k, options.Token); }
+                try
+                {
+                    hello = ReadHello(s, size, k, options.Token);
+                }
                 catch
                 {
                     s.Dispose();
@@ -129,9 +153,19 @@ internal sealed class TcpMesh : IDisposable
             mesh._hosts = peers.Select(p => p.Host).ToArray();
             var streams = Shm.ShmUpgrade.Negotiate(rank, size, sockets, peers, options, deadline);
             for (int p = 0; p < size; p++)
-                if (streams[p] is { } s) mesh._links[p] = new PeerLink(p, s, options, mesh.OnLinkFailed);
+                if (streams[p] is { } s)
+                    mesh._links[p] = new PeerLink(p, s, options, mesh.OnLinkFailed);
             var beat = options.HeartbeatInterval;
-            mesh._heartbeat = new Timer(_ => { foreach (var l in mesh._links) l?.Heartbeat(beat); }, null, beat, beat);
+            mesh._heartbeat = new Timer(
+                _ =>
+                {
+                    foreach (var l in mesh._links)
+                        l?.Heartbeat(beat);
+                },
+                null,
+                beat,
+                beat
+            );
             return mesh;
         }
         catch
@@ -147,15 +181,29 @@ internal sealed class TcpMesh : IDisposable
 
     /// <summary>Rank <paramref name="peer"/>'s advertised address, waiting for it in slices and saying which ranks
     /// have not joined the store yet after each.</summary>
-    private static byte[] WaitForAddress(IStore store, string prefix, int peer, int size, DateTime deadline, TcpOptions options)
+    private static byte[] WaitForAddress(
+        IStore store,
+        string prefix,
+        int peer,
+        int size,
+        DateTime deadline,
+        TcpOptions options
+    )
     {
         while (true)
         {
-            try { return store.Get($"{prefix}/addr/{peer}", Min(Remaining(deadline), options.StallWarning)); }
+            try
+            {
+                return store.Get($"{prefix}/addr/{peer}", Min(Remaining(deadline), options.StallWarning));
+            }
             catch (TimeoutException)
             {
-                if (DateTime.UtcNow >= deadline) throw Rendezvous(store, prefix, size, options.ConnectTimeout);
-                options.Warn($"rendezvous waiting for rank(s) {Ranks(Missing(store, prefix, size))} to join ({(deadline - DateTime.UtcNow).TotalSeconds:F0}s left)");
+                if (DateTime.UtcNow >= deadline)
+                    throw Rendezvous(store, prefix, size, options.ConnectTimeout);
+                options.Warn(
+                    $"rendezvous waiting for rank(s) {Ranks(Missing(store, prefix, size))} to join "
+                        + $"({(deadline - DateTime.UtcNow).TotalSeconds:F0}s left)"
+                );
             }
         }
     }
@@ -166,13 +214,22 @@ internal sealed class TcpMesh : IDisposable
         var missing = new List<int>();
         for (int r = 0; r < size && r < 64; r++)
         {
-            try { store.Get($"{prefix}/addr/{r}", TimeSpan.FromMilliseconds(1)); }
-            catch (TimeoutException) { missing.Add(r); }
+            try
+            {
+                store.Get($"{prefix}/addr/{r}", TimeSpan.FromMilliseconds(1));
+            }
+            catch (TimeoutException)
+            {
+                missing.Add(r);
+            }
         }
         return missing;
     }
 
-    private static string Ranks(List<int> ranks) => ranks.Count == 0 ? "?" : string.Join(", ", ranks.Take(16)) + (ranks.Count > 16 ? $" and {ranks.Count - 16} more" : "");
+    private static string Ranks(List<int> ranks) =>
+        ranks.Count == 0
+            ? "?"
+            : string.Join(", ", ranks.Take(16)) + (ranks.Count > 16 ? $" and {ranks.Count - 16} more" : "");
 
     private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
 
@@ -191,8 +248,13 @@ internal sealed class TcpMesh : IDisposable
             joined = store.Add($"{prefix}/joined", 0, TimeSpan.FromSeconds(5));
             missing = $"; missing: rank(s) {Ranks(Missing(store, prefix, size))}";
         }
-        catch (Exception) { (joined, missing) = (-1, ""); }
-        return new TimeoutException($"rendezvous timed out after {t.TotalSeconds:F0}s: {(joined >= 0 ? joined.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?")}/{size} ranks joined{missing}");
+        catch (Exception)
+        {
+            (joined, missing) = (-1, "");
+        }
+        return new TimeoutException(
+            $"rendezvous timed out after {t.TotalSeconds:F0}s: {(joined >= 0 ? joined.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?")}/{size} ranks joined{missing}"
+        );
     }
 
     private static void SendHello(Socket s, int rank, int size, int index, int socketsPerLink, string? token)
@@ -204,7 +266,8 @@ internal sealed class TcpMesh : IDisposable
         BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(12), index);
         BinaryPrimitives.WriteInt32LittleEndian(hello.AsSpan(16), socketsPerLink);
         s.Send(hello);
-        if (token == null) return;
+        if (token == null)
+            return;
         var nonce = new byte[32];
         ReceiveExactly(s, nonce);
         s.Send(HMACSHA256.HashData(Encoding.UTF8.GetBytes(token), nonce.Concat(hello).ToArray()));
@@ -215,21 +278,35 @@ internal sealed class TcpMesh : IDisposable
     {
         s.ReceiveTimeout = 10_000;
         var hello = new byte[20];
-        if (!ReceiveExactly(s, hello) || BinaryPrimitives.ReadUInt32LittleEndian(hello) != HelloMagic || BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(8)) != size)
+        if (
+            !ReceiveExactly(s, hello)
+            || BinaryPrimitives.ReadUInt32LittleEndian(hello) != HelloMagic
+            || BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(8)) != size
+        )
             return (-1, 0);
         if (token != null)
         {
             var nonce = RandomNumberGenerator.GetBytes(32);
             s.Send(nonce);
             var answer = new byte[32];
-            if (!ReceiveExactly(s, answer) || !CryptographicOperations.FixedTimeEquals(answer, HMACSHA256.HashData(Encoding.UTF8.GetBytes(token), nonce.Concat(hello).ToArray())))
+            if (
+                !ReceiveExactly(s, answer)
+                || !CryptographicOperations.FixedTimeEquals(
+                    answer,
+                    HMACSHA256.HashData(Encoding.UTF8.GetBytes(token), nonce.Concat(hello).ToArray())
+                )
+            )
                 return (-1, 0);
         }
         s.ReceiveTimeout = 0;
-        int rank = BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(4)), index = BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(12));
+        int rank = BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(4)),
+            index = BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(12));
         int theirs = BinaryPrimitives.ReadInt32LittleEndian(hello.AsSpan(16));
         if (theirs != socketsPerLink)
-            throw new InvalidOperationException($"rank {rank} connects with {theirs} socket(s) per link but this rank uses {socketsPerLink}: set HPCENGINE_SOCKETS_PER_LINK (TcpOptions.SocketsPerLink) the same on every rank");
+            throw new InvalidOperationException(
+                $"rank {rank} connects with {theirs} socket(s) per link but this rank uses {socketsPerLink}: set "
+                    + $"HPCENGINE_SOCKETS_PER_LINK (TcpOptions.SocketsPerLink) the same on every rank"
+            );
         return index < 0 || index >= socketsPerLink ? (-1, 0) : (rank, index);
     }
 
@@ -241,7 +318,8 @@ internal sealed class TcpMesh : IDisposable
             while (got < buf.Length)
             {
                 int n = s.Receive(buf, got, buf.Length - got, SocketFlags.None);
-                if (n == 0) return false;
+                if (n == 0)
+                    return false;
                 got += n;
             }
             return true;
@@ -252,14 +330,20 @@ internal sealed class TcpMesh : IDisposable
         }
     }
 
-    /// <summary>The peers not heard from (no data, no heartbeat) for three heartbeat intervals, as "; no word from
-    /// rank 2 for 4.1s, ..." for error messages; empty when every peer speaks. Links that have already failed count
-    /// too: a send to a partitioned peer times out at about the moment the op does, and the silence is still the news.</summary>
+    /// <summary>The peers not heard from (no data, no heartbeat) for three heartbeat intervals, as "; no word from rank
+    /// 2 for 4.1s, ..." for error messages; empty when every peer speaks. Links that have already failed count too: a
+    /// send to a partitioned peer times out at about the moment the op does, and the silence is still the
+    /// news.</summary>
     public string Silence()
     {
         var limit = 3 * Options.HeartbeatInterval;
-        var silent = _links.Where(l => l != null && l.SinceHeard > limit).Select(l => $"rank {l!.Peer} for {l.SinceHeard.TotalSeconds:F1}s").ToList();
-        return silent.Count == 0 ? "" : $"; no word (not even a heartbeat) from {string.Join(", ", silent)}: unreachable (a network partition) or frozen";
+        var silent = _links
+            .Where(l => l != null && l.SinceHeard > limit)
+            .Select(l => $"rank {l!.Peer} for {l.SinceHeard.TotalSeconds:F1}s")
+            .ToList();
+        return silent.Count == 0
+            ? ""
+            : $"; no word (not even a heartbeat) from {string.Join(", ", silent)}: unreachable (a network partition) or frozen";
     }
 
     private void OnLinkFailed(PeerLink link, Exception e)
@@ -271,9 +355,11 @@ internal sealed class TcpMesh : IDisposable
     /// <summary>Fails every link (closing the sockets, so peers notice at once).</summary>
     public void Abort(Exception reason)
     {
-        if (Interlocked.CompareExchange(ref _failure, reason, null) != null) return;
+        if (Interlocked.CompareExchange(ref _failure, reason, null) != null)
+            return;
         _heartbeat?.Dispose();
-        foreach (var l in _links) l?.Abort(reason);
+        foreach (var l in _links)
+            l?.Abort(reason);
         Failed?.Invoke(reason);
     }
 
@@ -281,11 +367,19 @@ internal sealed class TcpMesh : IDisposable
     /// that has failed does not say goodbye: its peers must see an abort, not a clean exit.</summary>
     public void Dispose()
     {
-        if (Failure is { } failed) Abort(failed);
+        if (Failure is { } failed)
+            Abort(failed);
         _heartbeat?.Dispose();
-        var closing = _links.Where(l => l != null).Select(l => Failure != null ? l!.DisposeAsync().AsTask() : l!.CloseGracefullyAsync()).ToArray();
+        var closing = _links
+            .Where(l => l != null)
+            .Select(l => Failure != null ? l!.DisposeAsync().AsTask() : l!.CloseGracefullyAsync())
+            .ToArray();
         Task.WaitAll(closing, TimeSpan.FromSeconds(5));
         Deadlines.Dispose();
-        Interlocked.CompareExchange(ref _failure, new ObjectDisposedException("process group", "the process group was disposed"), null);
+        Interlocked.CompareExchange(
+            ref _failure,
+            new ObjectDisposedException("process group", "the process group was disposed"),
+            null
+        );
     }
 }

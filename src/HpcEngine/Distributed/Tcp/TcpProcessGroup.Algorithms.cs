@@ -6,10 +6,12 @@ public sealed partial class TcpProcessGroup
 {
     private int Mod(int x) => ((x % Size) + Size) % Size;
 
-    /// <summary>[start, length) in bytes of segment i when <paramref name="count"/> elements split into Size parts.</summary>
+    /// <summary>[start, length) in bytes of segment i when <paramref name="count"/> elements split into Size
+    /// parts.</summary>
     private (int Start, int Length) Segment(int count, int elemSize, int i)
     {
-        int baseLen = count / Size, extra = count % Size;
+        int baseLen = count / Size,
+            extra = count % Size;
         int start = i * baseLen + Math.Min(i, extra);
         int len = baseLen + (i < extra ? 1 : 0);
         return (start * elemSize, len * elemSize);
@@ -19,8 +21,10 @@ public sealed partial class TcpProcessGroup
     private IEnumerable<(int Start, int Length)> Chunks(int start, int length, int elemSize)
     {
         int chunk = Math.Max(elemSize, _mesh.Options.ChunkBytes / elemSize * elemSize);
-        if (length == 0) yield return (start, 0);
-        for (int o = 0; o < length; o += chunk) yield return (start + o, Math.Min(chunk, length - o));
+        if (length == 0)
+            yield return (start, 0);
+        for (int o = 0; o < length; o += chunk)
+            yield return (start + o, Math.Min(chunk, length - o));
     }
 
     /// <summary>The op's next frame from <paramref name="from"/>; with <paramref name="into"/> it may be read straight
@@ -39,7 +43,12 @@ public sealed partial class TcpProcessGroup
     /// <summary>Posts receives for every chunk in <paramref name="ranges"/> from <paramref name="from"/> at once, each
     /// into its place in <paramref name="data"/>, so chunks that arrive while earlier ones are processed are read
     /// straight into place.</summary>
-    private List<Task<Incoming>> PostReceives(Op op, int from, Memory<byte> data, IEnumerable<(int Start, int Length)> ranges)
+    private List<Task<Incoming>> PostReceives(
+        Op op,
+        int from,
+        Memory<byte> data,
+        IEnumerable<(int Start, int Length)> ranges
+    )
     {
         var link = Link(from);
         return ranges.Select(r => link.ReceiveAsync(op.Tag, op.Token, data.Slice(r.Start, r.Length))).ToList();
@@ -59,111 +68,24 @@ public sealed partial class TcpProcessGroup
     /// <summary>Throws when a peer's chunk has the wrong size (the caller disposes the message).</summary>
     private void CheckLength(Op op, Incoming m, int expected, int from, string op2)
     {
-        if (m.Length == expected) return;
-        throw new CollectiveException(op2, op.Tag & 0xFF_FFFF_FFFF, _mesh.Rank, _members[from],
-            $"rank {_members[from]} sent a {m.Length}-byte chunk where {expected} bytes were expected: the ranks disagree on the tensor size (run with HPCENGINE_DISTRIBUTED_DEBUG=1 to compare ops)");
-    }
-
-    /// <summary>Ring allreduce as one pipeline of 2(n−1) steps. Reduce-scatter: at step t a rank receives segment
-    /// (rank−t−1) from the left, adds it into its own copy and forwards it to the right, so after n−1 steps it holds
-    /// the full sum of segment (rank+1). Allgather: the finished segments travel on around the ring, overwriting.
-    /// Each segment moves in chunks, and a chunk is forwarded as soon as it is reduced, so sending, receiving and
-    /// reducing overlap. Every segment is summed in the same order on its way round, so all ranks end bitwise equal.</summary>
-    private async Task RingAllReduce(Op op, Memory<byte> data, DType dtype, ReduceOp rop)
-    {
-        int n = Size, es = dtype.SizeOf(), count = data.Length / es;
-        // The last reduced segment goes straight on: it is the allgather's first step.
-        var sends = await ReduceAround(op, data, dtype, rop, "allreduce", forwardLast: true).ConfigureAwait(false);
-        // The allgather overwrites segments sent during the reduce-scatter: those sends must be out first. Then every
-        // chunk still to come is posted at once, so it lands straight in place.
-        await Task.WhenAll(sends).ConfigureAwait(false);
-        sends.Clear();
-        var gather = Enumerable.Range(0, n - 1).SelectMany(t =>
-        {
-            var (ss, sl) = Segment(count, es, Mod(Rank - t));
-            return Chunks(ss, sl, es).Select(c => (Step: t, c.Start, c.Length));
-        }).ToList();
-        await PassAround(op, data, gather, sends, "allreduce").ConfigureAwait(false);
-    }
-
-    /// <summary>The reduce-scatter half of the rings: at step t a rank receives segment (rank−t−1) from the left, adds
-    /// it into its own copy and forwards it to the right, so after n−1 steps it holds the full reduction of segment
-    /// (rank+1). That last segment is forwarded too only when <paramref name="forwardLast"/>. Returns the sends in
-    /// flight.</summary>
-    private async Task<List<Task>> ReduceAround(Op op, Memory<byte> data, DType dtype, ReduceOp rop, string name, bool forwardLast)
-    {
-        int n = Size, es = dtype.SizeOf(), count = data.Length / es;
-        int left = Mod(Rank - 1), right = Mod(Rank + 1);
-        var sends = new List<Task>();
-        var (s0, l0) = Segment(count, es, Rank);
-        foreach (var (cs, cl) in Chunks(s0, l0, es)) sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
-        for (int t = 0; t < n - 1; t++)
-        {
-            var (ss, sl) = Segment(count, es, Mod(Rank - t - 1));
-            foreach (var (cs, cl) in Chunks(ss, sl, es))
-            {
-                using (var m = await Receive(op, left).ConfigureAwait(false))
-                {
-                    CheckLength(op, m, cl, left, name);
-                    WireReduce.Apply(rop, dtype, data.Span.Slice(cs, cl), m.Span);
-                }
-                if (forwardLast || t < n - 2) sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
-            }
-        }
-        return sends;
-    }
-
-    /// <summary>The allgather pattern of the rings: every chunk of <paramref name="gather"/> (in arrival order) comes
-    /// from the left straight into place and, unless it has made its last step, goes on to the right.</summary>
-    private async Task PassAround(Op op, Memory<byte> data, List<(int Step, int Start, int Length)> gather, List<Task> sends, string name)
-    {
-        int left = Mod(Rank - 1), right = Mod(Rank + 1);
-        var posted = PostReceives(op, left, data, gather.Select(g => (g.Start, g.Length)));
-        for (int i = 0; i < gather.Count; i++)
-        {
-            var (step, cs, cl) = gather[i];
-            using (var m = await Await(op, left, posted[i]).ConfigureAwait(false))
-            {
-                CheckLength(op, m, cl, left, name);
-                m.CopyTo(data.Span.Slice(cs, cl));
-            }
-            if (step < Size - 2) sends.Add(Link(right).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
-        }
-        await Task.WhenAll(sends).ConfigureAwait(false);
-    }
-
-    /// <summary>Reduce for large messages: the reduce-scatter half of the ring allreduce (after n−1 steps this rank holds
-    /// the full reduction of segment rank+1), then each rank sends that segment to the root, which writes it in place.</summary>
-    private async Task RingReduce(Op op, Memory<byte> data, DType dtype, ReduceOp rop, int root)
-    {
-        int n = Size, es = dtype.SizeOf(), count = data.Length / es;
-        var sends = await ReduceAround(op, data, dtype, rop, "reduce", forwardLast: false).ConfigureAwait(false);
-        await Task.WhenAll(sends).ConfigureAwait(false);
-        if (Rank != root)
-        {
-            var (fs, fl) = Segment(count, es, Mod(Rank + 1));
-            foreach (var (cs, cl) in Chunks(fs, fl, es)) await Link(root).SendAsync(op.Tag, data.Slice(cs, cl), op.Token).ConfigureAwait(false);
+        if (m.Length == expected)
             return;
-        }
-        // The root consumed every ring message from its left neighbour above, so what arrives now (FIFO per link and
-        // tag) is the gathered segments.
-        for (int r = 0; r < n; r++)
-        {
-            if (r == root) continue;
-            var (fs, fl) = Segment(count, es, Mod(r + 1));
-            foreach (var (cs, cl) in Chunks(fs, fl, es))
-            {
-                using var m = await Receive(op, r, data.Slice(cs, cl)).ConfigureAwait(false);
-                CheckLength(op, m, cl, r, "reduce");
-                m.CopyTo(data.Span.Slice(cs, cl));
-            }
-        }
+        throw new CollectiveException(
+            op2,
+            op.Tag & 0xFF_FFFF_FFFF,
+            _mesh.Rank,
+            _members[from],
+            $"rank {_members[from]} sent a {m.Length}-byte chunk where {expected} bytes were expected: the ranks "
+                + $"disagree on the tensor size (run with HPCENGINE_DISTRIBUTED_DEBUG=1 to compare ops)"
+        );
     }
 
-    /// <summary>Reduce for small messages: every rank sends its buffer to the root, which folds all n in rank order.</summary>
+    /// <summary>Reduce for small messages: every rank sends its buffer to the root, which folds all n in rank
+    /// order.</summary>
     private async Task DirectReduce(Op op, Memory<byte> data, DType dtype, ReduceOp rop, int root)
     {
-        int n = Size, len = data.Length;
+        int n = Size,
+            len = data.Length;
         if (Rank != root)
         {
             await Link(root).SendAsync(op.Tag, data, op.Token).ConfigureAwait(false);
@@ -174,7 +96,8 @@ public sealed partial class TcpProcessGroup
         {
             for (int r = 0; r < n; r++)
             {
-                if (r == root) continue;
+                if (r == root)
+                    continue;
                 parts[r] = await Receive(op, r).ConfigureAwait(false);
                 CheckLength(op, parts[r]!, len, r, "reduce");
             }
@@ -182,7 +105,8 @@ public sealed partial class TcpProcessGroup
         }
         finally
         {
-            foreach (var p in parts) p?.Dispose();
+            foreach (var p in parts)
+                p?.Dispose();
         }
     }
 
@@ -195,25 +119,33 @@ public sealed partial class TcpProcessGroup
         {
             var a = acc.AsSpan(0, data.Length);
             (self == 0 ? data : parts[0]!.Span).CopyTo(a);
-            for (int r = 1; r < parts.Length; r++) WireReduce.Apply(rop, dtype, a, r == self ? data : parts[r]!.Span);
+            for (int r = 1; r < parts.Length; r++)
+                WireReduce.Apply(rop, dtype, a, r == self ? data : parts[r]!.Span);
             a.CopyTo(data);
         }
-        finally { ArrayPool<byte>.Shared.Return(acc); }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(acc);
+        }
     }
 
     /// <summary>Latency-optimal allreduce for small messages: one round in which every rank sends its buffer to every
     /// other; each rank then folds all n buffers in rank order (so every rank computes the same bits).</summary>
     private async Task DirectAllReduce(Op op, Memory<byte> data, DType dtype, ReduceOp rop)
     {
-        int n = Size, len = data.Length;
+        int n = Size,
+            len = data.Length;
         var sends = new List<Task>(n);
-        for (int r = 0; r < n; r++) if (r != Rank) sends.Add(Link(r).SendAsync(op.Tag, data, op.Token));
+        for (int r = 0; r < n; r++)
+            if (r != Rank)
+                sends.Add(Link(r).SendAsync(op.Tag, data, op.Token));
         var parts = new Incoming?[n];
         try
         {
             for (int r = 0; r < n; r++)
             {
-                if (r == Rank) continue;
+                if (r == Rank)
+                    continue;
                 parts[r] = await Receive(op, r).ConfigureAwait(false);
                 CheckLength(op, parts[r]!, len, r, "allreduce");
             }
@@ -222,7 +154,8 @@ public sealed partial class TcpProcessGroup
         }
         finally
         {
-            foreach (var p in parts) p?.Dispose();
+            foreach (var p in parts)
+                p?.Dispose();
         }
     }
 
@@ -233,13 +166,17 @@ public sealed partial class TcpProcessGroup
     /// (addition commutes) and all ranks end bitwise equal.</summary>
     private async Task RecursiveDoublingAllReduce(Op op, Memory<byte> data, DType dtype, ReduceOp rop)
     {
-        int n = Size, p = 1;
-        while (p * 2 <= n) p *= 2;
-        int rem = n - p, len = data.Length;
+        int n = Size,
+            p = 1;
+        while (p * 2 <= n)
+            p *= 2;
+        int rem = n - p,
+            len = data.Length;
         bool folded = Rank < 2 * rem && Rank % 2 == 0; // hands its data over, gets the result at the end
         if (Rank < 2 * rem)
         {
-            if (folded) await Link(Rank + 1).SendAsync(op.Tag, data, op.Token).ConfigureAwait(false);
+            if (folded)
+                await Link(Rank + 1).SendAsync(op.Tag, data, op.Token).ConfigureAwait(false);
             else
             {
                 using var m = await Receive(op, Rank - 1).ConfigureAwait(false);
@@ -252,7 +189,8 @@ public sealed partial class TcpProcessGroup
             int vr = Rank < 2 * rem ? Rank / 2 : Rank - rem;
             for (int mask = 1; mask < p; mask <<= 1)
             {
-                int pv = vr ^ mask, peer = pv < rem ? 2 * pv + 1 : pv + rem;
+                int pv = vr ^ mask,
+                    peer = pv < rem ? 2 * pv + 1 : pv + rem;
                 var send = Link(peer).SendAsync(op.Tag, data, op.Token);
                 using var m = await Receive(op, peer).ConfigureAwait(false);
                 await send.ConfigureAwait(false); // data is sent before it is overwritten
@@ -262,7 +200,8 @@ public sealed partial class TcpProcessGroup
         }
         if (Rank < 2 * rem)
         {
-            if (!folded) await Link(Rank - 1).SendAsync(op.Tag, data, op.Token).ConfigureAwait(false);
+            if (!folded)
+                await Link(Rank - 1).SendAsync(op.Tag, data, op.Token).ConfigureAwait(false);
             else
             {
                 using var m = await Receive(op, Rank + 1, data).ConfigureAwait(false);
@@ -277,7 +216,8 @@ public sealed partial class TcpProcessGroup
     private async Task ChainBroadcast(Op op, Memory<byte> data, int root)
     {
         int pos = Mod(Rank - root);
-        int prev = Mod(Rank - 1), next = Mod(Rank + 1);
+        int prev = Mod(Rank - 1),
+            next = Mod(Rank + 1);
         bool last = pos == Size - 1;
         var sends = new List<Task>();
         var chunks = Chunks(0, data.Length, 1).ToList();
@@ -291,22 +231,29 @@ public sealed partial class TcpProcessGroup
                 CheckLength(op, m, cl, prev, "broadcast");
                 m.CopyTo(data.Span.Slice(cs, cl));
             }
-            if (!last) sends.Add(Link(next).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
+            if (!last)
+                sends.Add(Link(next).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
         }
         await Task.WhenAll(sends).ConfigureAwait(false);
     }
 
-    /// <summary>Ring allgather: own block into place, then n−1 steps passing blocks to the right, chunk by chunk.</summary>
+    /// <summary>Ring allgather: own block into place, then n−1 steps passing blocks to the right, chunk by
+    /// chunk.</summary>
     private async Task RingAllGather(Op op, Memory<byte> output, Memory<byte> input)
     {
-        int n = Size, block = input.Length;
+        int n = Size,
+            block = input.Length;
         input.Span.CopyTo(output.Span.Slice(Rank * block, block));
-        if (n == 1) return;
+        if (n == 1)
+            return;
         int right = Mod(Rank + 1);
         var sends = new List<Task>();
-        foreach (var (cs, cl) in Chunks(Rank * block, block, 1)) sends.Add(Link(right).SendAsync(op.Tag, output.Slice(cs, cl), op.Token));
-        var gather = Enumerable.Range(0, n - 1)
-            .SelectMany(t => Chunks(Mod(Rank - t - 1) * block, block, 1).Select(c => (Step: t, c.Start, c.Length))).ToList();
+        foreach (var (cs, cl) in Chunks(Rank * block, block, 1))
+            sends.Add(Link(right).SendAsync(op.Tag, output.Slice(cs, cl), op.Token));
+        var gather = Enumerable
+            .Range(0, n - 1)
+            .SelectMany(t => Chunks(Mod(Rank - t - 1) * block, block, 1).Select(c => (Step: t, c.Start, c.Length)))
+            .ToList();
         await PassAround(op, output, gather, sends, "allgather").ConfigureAwait(false);
     }
 
@@ -314,11 +261,14 @@ public sealed partial class TcpProcessGroup
     /// block (rank−t−2); after n−1 steps this rank's block (rank) holds the full reduction.</summary>
     private async Task RingReduceScatter(Op op, Memory<byte> output, Memory<byte> input, DType dtype, ReduceOp rop)
     {
-        int n = Size, block = output.Length, es = dtype.SizeOf();
+        int n = Size,
+            block = output.Length,
+            es = dtype.SizeOf();
         if (n == 1)
         {
             input.Span.CopyTo(output.Span);
-            if (rop == ReduceOp.Avg) WireReduce.Average(dtype, output.Span, n);
+            if (rop == ReduceOp.Avg)
+                WireReduce.Average(dtype, output.Span, n);
             return;
         }
         var work = ArrayPool<byte>.Shared.Rent(input.Length);
@@ -326,9 +276,11 @@ public sealed partial class TcpProcessGroup
         {
             var w = work.AsMemory(0, input.Length);
             input.Span.CopyTo(w.Span);
-            int left = Mod(Rank - 1), right = Mod(Rank + 1);
+            int left = Mod(Rank - 1),
+                right = Mod(Rank + 1);
             var sends = new List<Task>();
-            foreach (var (cs, cl) in Chunks(Mod(Rank - 1) * block, block, es)) sends.Add(Link(right).SendAsync(op.Tag, w.Slice(cs, cl), op.Token));
+            foreach (var (cs, cl) in Chunks(Mod(Rank - 1) * block, block, es))
+                sends.Add(Link(right).SendAsync(op.Tag, w.Slice(cs, cl), op.Token));
             for (int t = 0; t < n - 1; t++)
             {
                 int seg = Mod(Rank - t - 2);
@@ -339,26 +291,35 @@ public sealed partial class TcpProcessGroup
                         CheckLength(op, m, cl, left, "reduce_scatter");
                         WireReduce.Apply(rop, dtype, w.Span.Slice(cs, cl), m.Span);
                     }
-                    if (t < n - 2) sends.Add(Link(right).SendAsync(op.Tag, w.Slice(cs, cl), op.Token));
+                    if (t < n - 2)
+                        sends.Add(Link(right).SendAsync(op.Tag, w.Slice(cs, cl), op.Token));
                 }
             }
             await Task.WhenAll(sends).ConfigureAwait(false);
             w.Span.Slice(Rank * block, block).CopyTo(output.Span);
-            if (rop == ReduceOp.Avg) WireReduce.Average(dtype, output.Span, n);
+            if (rop == ReduceOp.Avg)
+                WireReduce.Average(dtype, output.Span, n);
         }
-        finally { ArrayPool<byte>.Shared.Return(work); }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(work);
+        }
     }
 
     /// <summary>All-to-all: block j goes straight to rank j; blocks arrive into place by sender.</summary>
     private async Task DirectAllToAll(Op op, Memory<byte> output, Memory<byte> input)
     {
-        int n = Size, block = input.Length / n;
+        int n = Size,
+            block = input.Length / n;
         input.Span.Slice(Rank * block, block).CopyTo(output.Span.Slice(Rank * block, block));
         var sends = new List<Task>();
-        for (int r = 0; r < n; r++) if (r != Rank) sends.Add(Link(r).SendAsync(op.Tag, input.Slice(r * block, block), op.Token));
+        for (int r = 0; r < n; r++)
+            if (r != Rank)
+                sends.Add(Link(r).SendAsync(op.Tag, input.Slice(r * block, block), op.Token));
         for (int r = 0; r < n; r++)
         {
-            if (r == Rank) continue;
+            if (r == Rank)
+                continue;
             using var m = await Receive(op, r, output.Slice(r * block, block)).ConfigureAwait(false);
             CheckLength(op, m, block, r, "alltoall");
             m.CopyTo(output.Span.Slice(r * block, block));

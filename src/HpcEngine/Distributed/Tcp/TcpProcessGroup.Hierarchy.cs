@@ -5,7 +5,8 @@ namespace HpcEngine.Distributed.Tcp;
 /// this crosses it once per host with 1/L of the bytes per rank, and leaves the rest to shared memory.</summary>
 public sealed partial class TcpProcessGroup
 {
-    /// <summary>This rank's two sub-groups: its host's ranks, and the ranks with its local index on every host.</summary>
+    /// <summary>This rank's two sub-groups: its host's ranks, and the ranks with its local index on every
+    /// host.</summary>
     private sealed record Hierarchy(TcpProcessGroup Local, TcpProcessGroup Cross);
 
     private readonly Lock _hierarchyLock = new();
@@ -21,12 +22,20 @@ public sealed partial class TcpProcessGroup
         {
             if (_hosts == null && _notHierarchical == null)
             {
-                var byHost = Enumerable.Range(0, Size).GroupBy(r => _mesh.HostOf(_members[r])).Select(g => g.ToArray()).ToArray();
+                var byHost = Enumerable
+                    .Range(0, Size)
+                    .GroupBy(r => _mesh.HostOf(_members[r]))
+                    .Select(g => g.ToArray())
+                    .ToArray();
                 if (byHost.Length < 2 || byHost[0].Length < 2)
-                    _notHierarchical = $"the group has {byHost.Length} host(s) of {byHost[0].Length} rank(s): nothing to gain over a flat algorithm";
+                    _notHierarchical =
+                        $"the group has {byHost.Length} host(s) of {byHost[0].Length} rank(s): nothing to gain over a "
+                        + $"flat algorithm";
                 else if (byHost.Any(g => g.Length != byHost[0].Length))
-                    _notHierarchical = $"the hosts hold different numbers of ranks ({string.Join(", ", byHost.Select(g => g.Length))}): hierarchical allreduce needs the same count on every host";
-                else _hosts = byHost;
+                    _notHierarchical =
+                        $"the hosts hold different numbers of ranks ({string.Join(", ", byHost.Select(g => g.Length))}): hierarchical allreduce needs the same count on every host";
+                else
+                    _hosts = byHost;
             }
             why = _notHierarchical;
             return _hosts;
@@ -40,12 +49,17 @@ public sealed partial class TcpProcessGroup
     {
         lock (_hierarchyLock)
         {
-            if (_hierarchy != null) return _hierarchy;
-            var byHost = _hosts ?? throw new InvalidOperationException("internal: sub-groups of a group that is not hierarchical");
+            if (_hierarchy != null)
+                return _hierarchy;
+            var byHost = _hosts
+                ?? throw new InvalidOperationException("internal: sub-groups of a group that is not hierarchical");
             // Ids are drawn by every rank for every group, member or not, so that they agree.
-            TcpProcessGroup? local = null, cross = null;
-            foreach (var g in byHost) local = (TcpProcessGroup?)NewGroup(g) ?? local;
-            for (int i = 0; i < byHost[0].Length; i++) cross = (TcpProcessGroup?)NewGroup(byHost.Select(g => g[i]).ToArray()) ?? cross;
+            TcpProcessGroup? local = null,
+                cross = null;
+            foreach (var g in byHost)
+                local = (TcpProcessGroup?)NewGroup(g) ?? local;
+            for (int i = 0; i < byHost[0].Length; i++)
+                cross = (TcpProcessGroup?)NewGroup(byHost.Select(g => g[i]).ToArray()) ?? cross;
             return _hierarchy = new Hierarchy(local!, cross!);
         }
     }
@@ -59,34 +73,49 @@ public sealed partial class TcpProcessGroup
         var h = SubGroups();
         var sum = rop == ReduceOp.Avg ? ReduceOp.Sum : rop; // the caller divides once, by the whole group's size
         var local = h.Local;
-        int es = dtype.SizeOf(), count = data.Length / es;
+        int es = dtype.SizeOf(),
+            count = data.Length / es;
         var (shareStart, shareLength) = local.Segment(count, es, local.Mod(local.Rank + 1));
         // The sub-ops take the default timeout: the outer op's own deadline aborts the mesh, and with it them, sooner.
-        await local.Run("allreduce/host reduce-scatter", data.Length, null, async o =>
-        {
-            var sends = await local.ReduceAround(o, data, dtype, sum, "allreduce", forwardLast: false).ConfigureAwait(false);
-            await Task.WhenAll(sends).ConfigureAwait(false);
-        }).Task.ConfigureAwait(false);
+        await local
+            .Run("allreduce/host reduce-scatter", data.Length, null, async o =>
+            {
+                var sends = await local
+                    .ReduceAround(o, data, dtype, sum, "allreduce", forwardLast: false)
+                    .ConfigureAwait(false);
+                await Task.WhenAll(sends).ConfigureAwait(false);
+            })
+            .Task.ConfigureAwait(false);
         var share = data.Slice(shareStart, shareLength);
         var across = h.Cross.Algorithm(AllReduceAlgorithm.Auto, shareLength);
-        await h.Cross.Run("allreduce/across hosts", shareLength, null,
-            o => h.Cross.AllReduceBytes(o, share, dtype, sum, across)).Task.ConfigureAwait(false);
-        await local.Run("allreduce/host allgather", data.Length, null, o => local.AllGatherShares(o, data, dtype)).Task.ConfigureAwait(false);
+        await h
+            .Cross.Run("allreduce/across hosts", shareLength, null, o =>
+                h.Cross.AllReduceBytes(o, share, dtype, sum, across)
+            )
+            .Task.ConfigureAwait(false);
+        await local
+            .Run("allreduce/host allgather", data.Length, null, o => local.AllGatherShares(o, data, dtype))
+            .Task.ConfigureAwait(false);
     }
 
     /// <summary>The allgather half of the ring allreduce on its own: this rank holds segment rank+1 and sends it on;
     /// every other segment arrives from the left straight into place.</summary>
     private async Task AllGatherShares(Op op, Memory<byte> data, DType dtype)
     {
-        int es = dtype.SizeOf(), count = data.Length / es;
+        int es = dtype.SizeOf(),
+            count = data.Length / es;
         var sends = new List<Task>();
         var (s0, l0) = Segment(count, es, Mod(Rank + 1));
-        foreach (var (cs, cl) in Chunks(s0, l0, es)) sends.Add(Link(Mod(Rank + 1)).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
-        var gather = Enumerable.Range(0, Size - 1).SelectMany(t =>
-        {
-            var (ss, sl) = Segment(count, es, Mod(Rank - t));
-            return Chunks(ss, sl, es).Select(c => (Step: t, c.Start, c.Length));
-        }).ToList();
+        foreach (var (cs, cl) in Chunks(s0, l0, es))
+            sends.Add(Link(Mod(Rank + 1)).SendAsync(op.Tag, data.Slice(cs, cl), op.Token));
+        var gather = Enumerable
+            .Range(0, Size - 1)
+            .SelectMany(t =>
+            {
+                var (ss, sl) = Segment(count, es, Mod(Rank - t));
+                return Chunks(ss, sl, es).Select(c => (Step: t, c.Start, c.Length));
+            })
+            .ToList();
         await PassAround(op, data, gather, sends, "allreduce").ConfigureAwait(false);
     }
 }

@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Buffers;
 using System.Buffers.Binary;
 
@@ -20,8 +20,10 @@ public sealed partial class TcpProcessGroup : IProcessGroup
 
     /// <inheritdoc/>
     public int Rank { get; }
+
     /// <inheritdoc/>
     public int Size => _members.Length;
+
     /// <inheritdoc/>
     public string Backend => "tcp";
     public TcpOptions Options => _mesh.Options;
@@ -29,7 +31,8 @@ public sealed partial class TcpProcessGroup : IProcessGroup
     /// <summary>Bytes this process has put on the wire (all links, frames included).</summary>
     public long BytesSent => _mesh.BytesSent;
 
-    /// <summary>Bytes this process has sent to group rank <paramref name="rank"/> (frames included; 0 for itself).</summary>
+    /// <summary>Bytes this process has sent to group rank <paramref name="rank"/> (frames included; 0 for
+    /// itself).</summary>
     public long BytesSentTo(int rank) => rank == Rank ? 0 : Link(rank).BytesSent;
 
     /// <summary>How this rank's link to group rank <paramref name="rank"/> carries its bytes: "shm" (a peer on this
@@ -52,11 +55,19 @@ public sealed partial class TcpProcessGroup : IProcessGroup
     /// <summary>Every peer of this group is on this host, over shared memory.</summary>
     private readonly bool _sharedMemoryOnly;
 
-    /// <summary>Joins the group of <paramref name="size"/> ranks that rendezvous through <paramref name="store"/>.</summary>
-    public static TcpProcessGroup Connect(IStore store, int rank, int size, TcpOptions? options = null, string prefix = "pg")
+    /// <summary>Joins the group of <paramref name="size"/> ranks that rendezvous through <paramref
+    /// name="store"/>.</summary>
+    public static TcpProcessGroup Connect(
+        IStore store,
+        int rank,
+        int size,
+        TcpOptions? options = null,
+        string prefix = "pg"
+    )
     {
         ArgumentNullException.ThrowIfNull(store);
-        if (size < 1 || rank < 0 || rank >= size) throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is not in a world of size {size}");
+        if (size < 1 || rank < 0 || rank >= size)
+            throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is not in a world of size {size}");
         var mesh = TcpMesh.Connect(store, rank, size, options ?? new TcpOptions(), prefix);
         return new TcpProcessGroup(mesh, true, Enumerable.Range(0, size).ToArray(), 0);
     }
@@ -66,7 +77,9 @@ public sealed partial class TcpProcessGroup : IProcessGroup
     {
         ArgumentNullException.ThrowIfNull(ranks);
         if (ranks.Count == 0 || ranks.Distinct().Count() != ranks.Count || ranks.Any(r => r < 0 || r >= Size))
-            throw new ArgumentException($"new_group: ranks [{string.Join(", ", ranks)}] must be distinct ranks of this group (0..{Size - 1})");
+            throw new ArgumentException(
+                $"new_group: ranks [{string.Join(", ", ranks)}] must be distinct ranks of this group (0..{Size - 1})"
+            );
         long id = _mesh.NextGroupId(); // every rank calls NewGroup in the same order, so ids agree
         var global = ranks.Select(r => _members[r]).ToArray();
         return Array.IndexOf(global, _mesh.Rank) < 0 ? null : new TcpProcessGroup(_mesh, false, global, id);
@@ -74,19 +87,31 @@ public sealed partial class TcpProcessGroup : IProcessGroup
 
     private PeerLink Link(int groupRank) => _mesh.Link(_members[groupRank]);
 
-    /// <summary>State of one running op: its tag, cancellation, and the peer it waits on (for error messages).</summary>
+    /// <summary>State of one running op: its tag, cancellation, and the peer it waits on (for error
+    /// messages).</summary>
     private sealed class Op(long tag, CancellationToken ct)
     {
         public long Tag { get; } = tag;
         public CancellationToken Token { get; } = ct;
         public int? WaitingOn;
-        /// <summary>The link this op waits to receive from, if any: a thread in Work.Wait may read it on the op's behalf.</summary>
+
+        /// <summary>The link this op waits to receive from, if any: a thread in Work.Wait may read it on the op's
+        /// behalf.</summary>
         public volatile PeerLink? WaitingLink;
     }
 
-    /// <summary>Runs <paramref name="body"/> as collective <paramref name="name"/>: sequence number, timeout, desync check,
-    /// flight recorder, and the conversion of any failure into a CollectiveException that also aborts the group.</summary>
-    private Work Run(string name, long bytes, TimeSpan? timeout, Func<Op, Task> body, string? signature = null, bool p2p = false, long p2pTag = 0)
+    /// <summary>Runs <paramref name="body"/> as collective <paramref name="name"/>: sequence number, timeout, desync
+    /// check, flight recorder, and the conversion of any failure into a CollectiveException that also aborts the
+    /// group.</summary>
+    private Work Run(
+        string name,
+        long bytes,
+        TimeSpan? timeout,
+        Func<Op, Task> body,
+        string? signature = null,
+        bool p2p = false,
+        long p2pTag = 0
+    )
     {
         long seq = p2p ? 0 : Interlocked.Increment(ref _seq);
         long tag = p2p ? (1L << 62) | (_groupId << 40) | p2pTag : (_groupId << 40) | (seq & 0xFF_FFFF_FFFF);
@@ -102,36 +127,53 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         var work = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var cts = new CancellationTokenSource();
         var op = new Op(tag, cts.Token);
-        _mesh.Deadlines.Track(cts, limit, () => $"rank {_mesh.Rank}: {name} #{seq}" + (op.WaitingOn is { } w ? $" waits on rank {w}" : "") + _mesh.Silence());
+        _mesh.Deadlines.Track(cts, limit, () =>
+            $"rank {_mesh.Rank}: {name} #{seq}" + (op.WaitingOn is { } w ? $" waits on rank {w}" : "") + _mesh.Silence()
+        );
         // The body starts on the caller's thread (no thread-pool hop before the first send): small ops are
         // latency-bound, and every hop costs tens of microseconds on a busy machine.
-        _ = ((Func<Task>)(async () =>
-        {
-            try
-            {
-                if (_mesh.Options.CheckDesync && signature != null && Size > 1) await CheckDesync(op, name, seq, signature).ConfigureAwait(false);
-                await body(op).ConfigureAwait(false);
-                FlightRecorder.End(entry, "completed");
-                work.TrySetResult();
-            }
-            catch (Exception e)
-            {
-                FlightRecorder.End(entry, e is OperationCanceledException ? "timed out" : "failed");
-                var ce = e is CollectiveException c ? c : e is OperationCanceledException
-                    ? Wrap(name, seq, op.WaitingOn, new TimeoutException($"timed out after {limit.TotalSeconds:F1}s{(op.WaitingOn.HasValue ? $" waiting for rank {op.WaitingOn}" : "")}{_mesh.Silence()}"))
-                    : Wrap(name, seq, op.WaitingOn ?? PeerOf(e), e);
-                _mesh.Abort(ce);
-                work.TrySetException(ce);
-            }
-            finally
-            {
-                _mesh.Deadlines.Release(cts);
-                cts.Dispose();
-                if (!p2p && Size > 1)
-                    for (int r = 0; r < Size; r++)
-                        if (r != Rank) Link(r).Release(tag);
-            }
-        }))();
+        _ = (
+            (Func<Task>)(
+                async () =>
+                {
+                    try
+                    {
+                        if (_mesh.Options.CheckDesync && signature != null && Size > 1)
+                            await CheckDesync(op, name, seq, signature).ConfigureAwait(false);
+                        await body(op).ConfigureAwait(false);
+                        FlightRecorder.End(entry, "completed");
+                        work.TrySetResult();
+                    }
+                    catch (Exception e)
+                    {
+                        FlightRecorder.End(entry, e is OperationCanceledException ? "timed out" : "failed");
+                        var ce =
+                            e is CollectiveException c ? c
+                            : e is OperationCanceledException
+                                ? Wrap(
+                                    name,
+                                    seq,
+                                    op.WaitingOn,
+                                    new TimeoutException(
+                                        $"timed out after {limit.TotalSeconds:F1}s{(op.WaitingOn.HasValue ? $" waiting for rank {op.WaitingOn}" : "")}{_mesh.Silence()}"
+                                    )
+                                )
+                            : Wrap(name, seq, op.WaitingOn ?? PeerOf(e), e);
+                        _mesh.Abort(ce);
+                        work.TrySetException(ce);
+                    }
+                    finally
+                    {
+                        _mesh.Deadlines.Release(cts);
+                        cts.Dispose();
+                        if (!p2p && Size > 1)
+                            for (int r = 0; r < Size; r++)
+                                if (r != Rank)
+                                    Link(r).Release(tag);
+                    }
+                }
+            )
+        )();
         // Latency-bound ops let their waiter read for them; large ones leave it to the link threads, which overlap
         // receiving, reducing and sending over TCP. Over shared memory a read is a memory copy, not a wait on the
         // kernel, and the waiter reading for itself saves two thread hand-overs per op at every size (measured on 2
@@ -148,39 +190,57 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         while (!task.IsCompleted && DateTime.UtcNow < deadline)
         {
             var link = op.WaitingLink;
-            if (link == null) return false; // waiting on a send: nothing to read for it
+            if (link == null)
+                return false; // waiting on a send: nothing to read for it
             link.Help(() => !task.IsCompleted && op.WaitingLink == link, deadline);
-            if (!task.IsCompleted && op.WaitingLink == link) return false; // the reader thread had the role
+            if (!task.IsCompleted && op.WaitingLink == link)
+                return false; // the reader thread had the role
         }
         return task.IsCompleted;
     }
 
-    private static int? PeerOf(Exception e) => e switch
-    {
-        IOException io when io.Message.StartsWith("the link to rank ", StringComparison.Ordinal) =>
-            int.TryParse(io.Message["the link to rank ".Length..].Split(' ')[0], out int p) ? p : null,
-        _ => null,
-    };
+    private static int? PeerOf(Exception e) =>
+        e switch
+        {
+            IOException io when io.Message.StartsWith("the link to rank ", StringComparison.Ordinal) => int.TryParse(
+                io.Message["the link to rank ".Length..].Split(' ')[0],
+                out int p
+            )
+                ? p
+                : null,
+            _ => null,
+        };
 
     /// <summary>A CollectiveException for this rank; <paramref name="peer"/> is a global rank.</summary>
     private CollectiveException Wrap(string op, long seq, int? peer, Exception e) =>
         new(op, seq, _mesh.Rank, peer, e.Message, e) { FlightRecord = _flight.ToString() };
 
-    /// <summary>Opt-in: every rank sends its (op, dtype, count, sequence) to every other; any difference names both sides.</summary>
+    /// <summary>Opt-in: every rank sends its (op, dtype, count, sequence) to every other; any difference names both
+    /// sides.</summary>
     private async Task CheckDesync(Op op, string name, long seq, string signature)
     {
         var mine = System.Text.Encoding.UTF8.GetBytes($"{name} #{seq} {signature}");
         long tag = op.Tag | (1L << 61);
         var sends = new List<Task>();
-        for (int r = 0; r < Size; r++) if (r != Rank) sends.Add(Link(r).SendAsync(tag, mine, op.Token));
+        for (int r = 0; r < Size; r++)
+            if (r != Rank)
+                sends.Add(Link(r).SendAsync(tag, mine, op.Token));
         for (int r = 0; r < Size; r++)
         {
-            if (r == Rank) continue;
+            if (r == Rank)
+                continue;
             op.WaitingOn = _members[r];
             using var m = await Link(r).ReceiveAsync(tag, op.Token).ConfigureAwait(false);
             var theirs = System.Text.Encoding.UTF8.GetString(m.Span);
             if (!m.Span.SequenceEqual(mine))
-                throw new CollectiveException(name, seq, _mesh.Rank, _members[r], $"desync: this rank runs '{System.Text.Encoding.UTF8.GetString(mine)}' but rank {_members[r]} runs '{theirs}'");
+                throw new CollectiveException(
+                    name,
+                    seq,
+                    _mesh.Rank,
+                    _members[r],
+                    $"desync: this rank runs '{System.Text.Encoding.UTF8.GetString(mine)}' but rank {_members[r]} runs "
+                        + $"'{theirs}'"
+                );
             Link(r).Release(tag);
         }
         await Task.WhenAll(sends).ConfigureAwait(false);
@@ -190,192 +250,32 @@ public sealed partial class TcpProcessGroup : IProcessGroup
     {
         ArgumentNullException.ThrowIfNull(t, op);
         t.CheckAlive();
-        if (!t.IsContiguous) throw new ArgumentException($"{op}: the tensor must be contiguous (call Contiguous() first)");
-        if (t.Device != Device.Cpu) throw new DeviceMismatchException($"{op}: the tcp backend takes CPU tensors; use the nccl backend for {t.Device}");
+        if (!t.IsContiguous)
+            throw new ArgumentException($"{op}: the tensor must be contiguous (call Contiguous() first)");
+        if (t.Device != Device.Cpu)
+            throw new DeviceMismatchException(
+                $"{op}: the tcp backend takes CPU tensors; use the nccl backend for {t.Device}"
+            );
     }
 
     private static bool Reduced(DType t) => t is DType.BFloat16 or DType.Float16;
 
-    // ---- the API ----
-
-    /// <inheritdoc/>
-    public Work AllReduce(Tensor tensor, AllReduceOptions? options = null)
-    {
-        CheckTensor("allreduce", tensor);
-        var o = options ?? new AllReduceOptions();
-        if (tensor.DType == DType.Bool) throw new NotSupportedException("tcp does not support allreduce over bool tensors");
-        long bytes = (long)tensor.NumEl * tensor.DType.SizeOf();
-        bool widen = Reduced(tensor.DType) && !o.NarrowWire;
-        // Chosen here, on the caller's thread, in call order: a first hierarchical op creates sub-groups, and every
-        // rank must create them at the same point of its op sequence.
-        var algorithm = Algorithm(o.Algorithm, widen ? 2 * bytes : bytes);
-        if (algorithm == AllReduceAlgorithm.Hierarchical) SubGroups();
-        return Run("allreduce", bytes, o.Timeout, async op =>
-        {
-            if (widen)
-            {
-                // bf16/fp16: accumulate in fp32 end to end, round once at the end.
-                using var wide = Ops.ToDType(tensor, DType.Float32, false);
-                await AllReduceBytes(op, wide.AsByteMemory(), DType.Float32, o.Op, algorithm).ConfigureAwait(false);
-                Ops.CopyInto(tensor, wide);
-            }
-            else await AllReduceBytes(op, tensor.AsByteMemory(), tensor.DType, o.Op, algorithm).ConfigureAwait(false);
-        }, $"{tensor.DType.TorchName()} x{tensor.NumEl} {o.Op}");
-    }
-
-    /// <summary>The algorithm an allreduce of <paramref name="bytes"/> (as reduced: fp32 for widened 16-bit data) runs.</summary>
-    private AllReduceAlgorithm Algorithm(AllReduceAlgorithm asked, long bytes)
-    {
-        if (asked == AllReduceAlgorithm.Hierarchical && Size > 1 && HostGroups(out string? why) == null)
-            throw new ArgumentException($"allreduce: AllReduceAlgorithm.Hierarchical was asked for, but {why}");
-        if (asked != AllReduceAlgorithm.Auto) return asked;
-        if (bytes <= _mesh.Options.SmallMessageBytes) return AllReduceAlgorithm.RecursiveDoubling;
-        return Size > 1 && _mesh.Options.Hierarchical && HostGroups(out _) != null ? AllReduceAlgorithm.Hierarchical : AllReduceAlgorithm.Ring;
-    }
-
-    /// <summary>The algorithm <see cref="AllReduce"/> picks for <paramref name="bytes"/> with
-    /// <see cref="AllReduceAlgorithm.Auto"/> (what `bench collectives` reports per size).</summary>
-    public AllReduceAlgorithm ChosenAlgorithm(long bytes) => Size > 1 ? Algorithm(AllReduceAlgorithm.Auto, bytes) : AllReduceAlgorithm.Auto;
-
-    private async Task AllReduceBytes(Op op, Memory<byte> data, DType dtype, ReduceOp rop, AllReduceAlgorithm algorithm)
-    {
-        if (Size > 1)
-        {
-            await (algorithm switch
-            {
-                AllReduceAlgorithm.Direct => DirectAllReduce(op, data, dtype, rop),
-                AllReduceAlgorithm.RecursiveDoubling => RecursiveDoublingAllReduce(op, data, dtype, rop),
-                AllReduceAlgorithm.Hierarchical => HierarchicalAllReduce(op, data, dtype, rop),
-                _ => RingAllReduce(op, data, dtype, rop),
-            }).ConfigureAwait(false);
-        }
-        if (rop == ReduceOp.Avg) WireReduce.Average(dtype, data.Span, Size);
-    }
-
-    /// <inheritdoc/>
-    public Work Broadcast(Tensor tensor, BroadcastOptions? options = null)
-    {
-        CheckTensor("broadcast", tensor);
-        var o = options ?? new BroadcastOptions();
-        CheckRoot("broadcast", o.Root);
-        return Run("broadcast", (long)tensor.NumEl * tensor.DType.SizeOf(), o.Timeout,
-            op => Size > 1 ? ChainBroadcast(op, tensor.AsByteMemory(), o.Root) : Task.CompletedTask, $"{tensor.DType.TorchName()} x{tensor.NumEl} root {o.Root}");
-    }
-
-    /// <summary>Reduce to the root: a ring reduce-scatter, then every rank sends its reduced segment to the root (large
-    /// messages), or every rank sends its buffer to the root, which folds them in rank order (small ones). Non-root
-    /// ranks send about half of what an allreduce would; their tensors are left holding partial sums.</summary>
-    public Work Reduce(Tensor tensor, ReduceOptions? options = null)
-    {
-        CheckTensor("reduce", tensor);
-        var o = options ?? new ReduceOptions();
-        CheckRoot("reduce", o.Root);
-        if (tensor.DType == DType.Bool) throw new NotSupportedException("tcp does not support reduce over bool tensors");
-        return Run("reduce", (long)tensor.NumEl * tensor.DType.SizeOf(), o.Timeout, async op =>
-        {
-            if (Reduced(tensor.DType))
-            {
-                using var wide = Ops.ToDType(tensor, DType.Float32, false);
-                await ReduceBytes(op, wide.AsByteMemory(), DType.Float32, o).ConfigureAwait(false);
-                if (Rank == o.Root) Ops.CopyInto(tensor, wide);
-            }
-            else await ReduceBytes(op, tensor.AsByteMemory(), tensor.DType, o).ConfigureAwait(false);
-        }, $"{tensor.DType.TorchName()} x{tensor.NumEl} {o.Op} root {o.Root}");
-    }
-
-    private async Task ReduceBytes(Op op, Memory<byte> data, DType dtype, ReduceOptions o)
-    {
-        if (Size > 1)
-        {
-            if (data.Length <= _mesh.Options.SmallMessageBytes) await DirectReduce(op, data, dtype, o.Op, o.Root).ConfigureAwait(false);
-            else await RingReduce(op, data, dtype, o.Op, o.Root).ConfigureAwait(false);
-        }
-        if (o.Op == ReduceOp.Avg && Rank == o.Root) WireReduce.Average(dtype, data.Span, Size);
-    }
-
-    /// <inheritdoc/>
-    public Work AllGather(Tensor output, Tensor input, CollectiveOptions? options = null)
-    {
-        CheckTensor("allgather", output);
-        CheckTensor("allgather", input);
-        CollectiveShapes.AllGather(Size, output, input);
-        return Run("allgather", (long)output.NumEl * output.DType.SizeOf(), options?.Timeout,
-            op => RingAllGather(op, output.AsByteMemory(), input.AsByteMemory()), $"{input.DType.TorchName()} x{input.NumEl}");
-    }
-
-    /// <inheritdoc/>
-    public Work ReduceScatter(Tensor output, Tensor input, ReduceScatterOptions? options = null)
-    {
-        CheckTensor("reduce_scatter", output);
-        CheckTensor("reduce_scatter", input);
-        var o = options ?? new ReduceScatterOptions();
-        CollectiveShapes.ReduceScatter(Size, output, input);
-        return Run("reduce_scatter", (long)input.NumEl * input.DType.SizeOf(), o.Timeout, async op =>
-        {
-            if (Reduced(input.DType))
-            {
-                using var wi = Ops.ToDType(input, DType.Float32, false);
-                using var wo = Tensor.Empty(output.Shape, DType.Float32);
-                await RingReduceScatter(op, wo.AsByteMemory(), wi.AsByteMemory(), DType.Float32, o.Op).ConfigureAwait(false);
-                Ops.CopyInto(output, wo);
-            }
-            else await RingReduceScatter(op, output.AsByteMemory(), input.AsByteMemory(), input.DType, o.Op).ConfigureAwait(false);
-        }, $"{input.DType.TorchName()} x{input.NumEl} {o.Op}");
-    }
-
-    /// <inheritdoc/>
-    public Work AllToAll(Tensor output, Tensor input, CollectiveOptions? options = null)
-    {
-        CheckTensor("alltoall", output);
-        CheckTensor("alltoall", input);
-        CollectiveShapes.AllToAll(Size, output, input);
-        return Run("alltoall", (long)input.NumEl * input.DType.SizeOf(), options?.Timeout,
-            op => DirectAllToAll(op, output.AsByteMemory(), input.AsByteMemory()), $"{input.DType.TorchName()} x{input.NumEl}");
-    }
-
-    /// <inheritdoc/>
-    public Work Send(Tensor tensor, int dst, int tag = 0, CollectiveOptions? options = null)
-    {
-        CheckTensor("send", tensor);
-        CheckPeer("send", dst);
-        return Run("send", (long)tensor.NumEl * tensor.DType.SizeOf(), options?.Timeout, async op =>
-        {
-            op.WaitingOn = _members[dst];
-            await Link(dst).SendAsync(op.Tag, tensor.AsByteMemory(), op.Token).ConfigureAwait(false);
-        }, p2p: true, p2pTag: ((long)(uint)Rank << 20) ^ (uint)tag);
-    }
-
-    /// <inheritdoc/>
-    public Work Recv(Tensor tensor, int src, int tag = 0, CollectiveOptions? options = null)
-    {
-        CheckTensor("recv", tensor);
-        CheckPeer("recv", src);
-        return Run("recv", (long)tensor.NumEl * tensor.DType.SizeOf(), options?.Timeout, async op =>
-        {
-            var dst = tensor.AsByteMemory();
-            using var m = await Receive(op, src, dst).ConfigureAwait(false);
-            if (m.Length != dst.Length)
-                throw new CollectiveException("recv", 0, _mesh.Rank, _members[src], $"rank {_members[src]} sent {m.Length} bytes for a {dst.Length}-byte tensor (tag {tag})");
-            m.CopyTo(dst.Span);
-        }, p2p: true, p2pTag: ((long)(uint)src << 20) ^ (uint)tag);
-    }
-
-    /// <inheritdoc/>
-    public Work Barrier(CollectiveOptions? options = null)
-    {
-        var one = Tensor.Ones([1], DType.Int32).DetachFromScope();
-        var w = AllReduce(one, new AllReduceOptions { Timeout = options?.Timeout, Algorithm = AllReduceAlgorithm.RecursiveDoubling });
-        return new Work(w.Task.ContinueWith(t => { one.Dispose(); t.GetAwaiter().GetResult(); }, TaskScheduler.Default));
-    }
-
     private void CheckRoot(string op, int root)
     {
-        if (root < 0 || root >= Size) throw new ArgumentOutOfRangeException(nameof(root), $"{op}: root {root} is not a rank of this group (0..{Size - 1})");
+        if (root < 0 || root >= Size)
+            throw new ArgumentOutOfRangeException(
+                nameof(root),
+                $"{op}: root {root} is not a rank of this group (0..{Size - 1})"
+            );
     }
 
     private void CheckPeer(string op, int peer)
     {
-        if (peer < 0 || peer >= Size || peer == Rank) throw new ArgumentOutOfRangeException(nameof(peer), $"{op}: peer {peer} must be another rank of this group (0..{Size - 1}, not {Rank})");
+        if (peer < 0 || peer >= Size || peer == Rank)
+            throw new ArgumentOutOfRangeException(
+                nameof(peer),
+                $"{op}: peer {peer} must be another rank of this group (0..{Size - 1}, not {Rank})"
+            );
     }
 
     /// <summary>Test hook: drop every socket without a goodbye, as a killed process would.</summary>
@@ -391,7 +291,8 @@ public sealed partial class TcpProcessGroup : IProcessGroup
     /// <inheritdoc/>
     public void Dispose()
     {
-        if (_ownsMesh) _mesh.Dispose();
+        if (_ownsMesh)
+            _mesh.Dispose();
         _ownedStore?.Dispose();
     }
 }

@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Distributed;
 
 namespace HpcEngine.Parallel.ModelParallel;
@@ -26,29 +26,53 @@ public sealed class DeviceMesh : IDisposable
     /// <summary>The ranks sharing this rank's layers' shards.</summary>
     public IProcessGroup Tensor { get; }
 
-    private DeviceMesh(int dp, int pp, int tp, (int, int, int) coordinates, IProcessGroup data, IProcessGroup pipeline, IProcessGroup tensor) =>
-        (DataParallel, PipelineParallel, TensorParallel, Coordinates, Data, Pipeline, Tensor) = (dp, pp, tp, coordinates, data, pipeline, tensor);
+    private DeviceMesh(
+        int dp,
+        int pp,
+        int tp,
+        (int, int, int) coordinates,
+        IProcessGroup data,
+        IProcessGroup pipeline,
+        IProcessGroup tensor
+    ) =>
+        (DataParallel, PipelineParallel, TensorParallel, Coordinates, Data, Pipeline, Tensor) = (
+            dp,
+            pp,
+            tp,
+            coordinates,
+            data,
+            pipeline,
+            tensor
+        );
 
-    /// <summary>Builds the mesh. Every rank of <paramref name="world"/> must call it (sub-group creation is collective).</summary>
+    /// <summary>Builds the mesh. Every rank of <paramref name="world"/> must call it (sub-group creation is
+    /// collective).</summary>
     public static DeviceMesh Create(IProcessGroup world, int dataParallel, int pipelineParallel, int tensorParallel)
     {
         ArgumentNullException.ThrowIfNull(world);
-        int dp = dataParallel, pp = pipelineParallel, tp = tensorParallel;
+        int dp = dataParallel,
+            pp = pipelineParallel,
+            tp = tensorParallel;
         if (dp < 1 || pp < 1 || tp < 1 || dp * pp * tp != world.Size)
             throw new ArgumentException($"mesh: dp {dp} × pp {pp} × tp {tp} must equal the world size {world.Size}");
         int Rank(int d, int p, int t) => (d * pp + p) * tp + t;
-        int me = world.Rank, myT = me % tp, myP = me / tp % pp, myD = me / (tp * pp);
-        IProcessGroup? data = null, pipeline = null, tensor = null;
+        int me = world.Rank,
+            myT = me % tp,
+            myP = me / tp % pp,
+            myD = me / (tp * pp);
+        IProcessGroup? data = null,
+            pipeline = null,
+            tensor = null;
         // Every rank creates every group in the same order; it keeps the ones it belongs to.
         for (int p = 0; p < pp; p++)
-            for (int t = 0; t < tp; t++)
-                data = world.NewGroup(Enumerable.Range(0, dp).Select(d => Rank(d, p, t)).ToArray()) ?? data;
+        for (int t = 0; t < tp; t++)
+            data = world.NewGroup(Enumerable.Range(0, dp).Select(d => Rank(d, p, t)).ToArray()) ?? data;
         for (int d = 0; d < dp; d++)
-            for (int t = 0; t < tp; t++)
-                pipeline = world.NewGroup(Enumerable.Range(0, pp).Select(p => Rank(d, p, t)).ToArray()) ?? pipeline;
+        for (int t = 0; t < tp; t++)
+            pipeline = world.NewGroup(Enumerable.Range(0, pp).Select(p => Rank(d, p, t)).ToArray()) ?? pipeline;
         for (int d = 0; d < dp; d++)
-            for (int p = 0; p < pp; p++)
-                tensor = world.NewGroup(Enumerable.Range(0, tp).Select(t => Rank(d, p, t)).ToArray()) ?? tensor;
+        for (int p = 0; p < pp; p++)
+            tensor = world.NewGroup(Enumerable.Range(0, tp).Select(t => Rank(d, p, t)).ToArray()) ?? tensor;
         return new DeviceMesh(dp, pp, tp, (myD, myP, myT), data!, pipeline!, tensor!);
     }
 

@@ -1,13 +1,13 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
 using HpcEngine.NN;
 
 namespace HpcEngine.Parallel.ModelParallel;
 
-/// <summary>The fused q/k/v projection of attention, split by heads: rank r holds the rows of heads
-/// [r·H/n, (r+1)·H/n) in each of the q, k and v blocks of the full [3D, D] weight (a plain row split would hand one rank
-/// all of q). The input is replicated (Copy); the output [.., 3D/n] is this rank's q | k | v.</summary>
+/// <summary>The fused q/k/v projection of attention, split by heads: rank r holds the rows of heads [r·H/n, (r+1)·H/n)
+/// in each of the q, k and v blocks of the full [3D, D] weight (a plain row split would hand one rank all of q). The
+/// input is replicated (Copy); the output [.., 3D/n] is this rank's q | k | v.</summary>
 public sealed class QkvParallelLinear : Module, ITensorParallelModule
 {
     private readonly IProcessGroup _group;
@@ -19,7 +19,8 @@ public sealed class QkvParallelLinear : Module, ITensorParallelModule
     public QkvParallelLinear(int dim, IProcessGroup group, Generator? generator = null)
     {
         ArgumentNullException.ThrowIfNull(group);
-        if (dim % group.Size != 0) throw new ArgumentException($"qkv-parallel linear: width {dim} does not split over {group.Size} ranks");
+        if (dim % group.Size != 0)
+            throw new ArgumentException($"qkv-parallel linear: width {dim} does not split over {group.Size} ranks");
         (_group, _dim) = (group, dim);
         using var full = new Linear(dim, 3 * dim, generator: generator);
         Weight = RegisterParameter("weight", Shard("weight", full.Weight));
@@ -40,8 +41,15 @@ public sealed class QkvParallelLinear : Module, ITensorParallelModule
         using var noGrad = GradMode.NoGrad();
         int per = _dim / _group.Size;
         var parts = Enumerable.Range(0, 3).Select(j => full.Narrow(0, j * _dim + _group.Rank * per, per)).ToArray();
-        try { return Ops.Cat(parts, 0).DetachFromScope(); }
-        finally { foreach (var p in parts) p.Dispose(); }
+        try
+        {
+            return Ops.Cat(parts, 0).DetachFromScope();
+        }
+        finally
+        {
+            foreach (var p in parts)
+                p.Dispose();
+        }
     }
 
     /// <inheritdoc/>
@@ -49,7 +57,8 @@ public sealed class QkvParallelLinear : Module, ITensorParallelModule
     {
         ArgumentNullException.ThrowIfNull(shard);
         using var noGrad = GradMode.NoGrad();
-        int n = _group.Size, per = _dim / n;
+        int n = _group.Size,
+            per = _dim / n;
         using var c = shard.Contiguous();
         using var all = Tensor.Zeros([n, .. shard.ShapeArray]);
         _group.AllGather(all, c).Wait();
@@ -58,15 +67,19 @@ public sealed class QkvParallelLinear : Module, ITensorParallelModule
         try
         {
             for (int j = 0; j < 3; j++)
-                for (int r = 0; r < n; r++)
-                {
-                    using var rank = all.Narrow(0, r, 1);
-                    using var squeezed = rank.Reshape(shard.ShapeArray);
-                    pieces.Add(squeezed.Narrow(0, j * per, per));
-                }
+            for (int r = 0; r < n; r++)
+            {
+                using var rank = all.Narrow(0, r, 1);
+                using var squeezed = rank.Reshape(shard.ShapeArray);
+                pieces.Add(squeezed.Narrow(0, j * per, per));
+            }
             return Ops.Cat(pieces, 0).DetachFromScope();
         }
-        finally { foreach (var p in pieces) p.Dispose(); }
+        finally
+        {
+            foreach (var p in pieces)
+                p.Dispose();
+        }
     }
 }
 
@@ -89,24 +102,33 @@ public sealed class ParallelGptMini : Module
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(group);
-        if (config.Heads % group.Size != 0) throw new ArgumentException($"tensor-parallel gpt-mini: {config.Heads} heads do not split over {group.Size} ranks");
+        if (config.Heads % group.Size != 0)
+            throw new ArgumentException(
+                $"tensor-parallel gpt-mini: {config.Heads} heads do not split over {group.Size} ranks"
+            );
         var g = generator ?? Generator.Default;
         _config = config;
         _wte = RegisterModule("wte", new VocabParallelEmbedding(config.Vocab, config.Dim, group, g));
         _wpe = RegisterModule("wpe", new Embedding(config.Context, config.Dim, g));
         var h = RegisterModule("h", new Sequential());
         _blocks = new Block[config.Layers];
-        for (int i = 0; i < config.Layers; i++) h.Add(_blocks[i] = new Block(config, group, g));
+        for (int i = 0; i < config.Layers; i++)
+            h.Add(_blocks[i] = new Block(config, group, g));
         _lnF = RegisterModule("ln_f", new LayerNorm(config.Dim));
-        _head = RegisterModule("lm_head", new ColumnParallelLinear(config.Dim, config.Vocab, group, bias: false, generator: g));
+        _head = RegisterModule(
+            "lm_head",
+            new ColumnParallelLinear(config.Dim, config.Vocab, group, bias: false, generator: g)
+        );
     }
 
     /// <summary>Token ids [B, T] → this rank's logits [B, T, V/n].</summary>
-    public override Tensor Forward(Tensor input) => GptMini.Decode(input, _config.Context, _wte, _wpe, _blocks, _lnF, _head);
+    public override Tensor Forward(Tensor input) =>
+        GptMini.Decode(input, _config.Context, _wte, _wpe, _blocks, _lnF, _head);
 
     private sealed class Block : Module
     {
-        private readonly LayerNorm _ln1, _ln2;
+        private readonly LayerNorm _ln1,
+            _ln2;
         private readonly Attention _attn;
         private readonly Mlp _mlp;
 
@@ -125,7 +147,8 @@ public sealed class ParallelGptMini : Module
     {
         private readonly QkvParallelLinear _qkv;
         private readonly RowParallelLinear _proj;
-        private readonly int _localHeads, _headDim;
+        private readonly int _localHeads,
+            _headDim;
 
         public Attention(GptMiniConfig c, IProcessGroup group, Generator g)
         {

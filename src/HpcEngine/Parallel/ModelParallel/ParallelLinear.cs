@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Distributed;
 using HpcEngine.NN;
 
@@ -28,16 +28,34 @@ public sealed class ColumnParallelLinear : Module, ITensorParallelModule
     public int OutFeatures { get; }
     public int OutPerRank { get; }
 
-    /// <summary>Initialises the full layer exactly as <see cref="Linear"/> would (from <paramref name="generator"/>) and
-    /// keeps this rank's rows, so a sharded model starts equal to the single-process one with the same generator.</summary>
-    public ColumnParallelLinear(int inFeatures, int outFeatures, IProcessGroup group, bool bias = true, bool gatherOutput = false, Generator? generator = null)
+    /// <summary>Initialises the full layer exactly as <see cref="Linear"/> would (from <paramref name="generator"/>)
+    /// and keeps this rank's rows, so a sharded model starts equal to the single-process one with the same
+    /// generator.</summary>
+    public ColumnParallelLinear(
+        int inFeatures,
+        int outFeatures,
+        IProcessGroup group,
+        bool bias = true,
+        bool gatherOutput = false,
+        Generator? generator = null
+    )
     {
         ArgumentNullException.ThrowIfNull(group);
-        if (outFeatures % group.Size != 0) throw new ArgumentException($"column-parallel linear: {outFeatures} output features do not split over {group.Size} ranks");
-        (_group, _gather, InFeatures, OutFeatures, OutPerRank) = (group, gatherOutput, inFeatures, outFeatures, outFeatures / group.Size);
+        if (outFeatures % group.Size != 0)
+            throw new ArgumentException(
+                $"column-parallel linear: {outFeatures} output features do not split over {group.Size} ranks"
+            );
+        (_group, _gather, InFeatures, OutFeatures, OutPerRank) = (
+            group,
+            gatherOutput,
+            inFeatures,
+            outFeatures,
+            outFeatures / group.Size
+        );
         using var full = new Linear(inFeatures, outFeatures, bias, generator);
         Weight = RegisterParameter("weight", Shard("weight", full.Weight));
-        if (bias) Bias = RegisterParameter("bias", Shard("bias", full.Bias!));
+        if (bias)
+            Bias = RegisterParameter("bias", Shard("bias", full.Bias!));
     }
 
     /// <inheritdoc/>
@@ -45,8 +63,10 @@ public sealed class ColumnParallelLinear : Module, ITensorParallelModule
     {
         using var x = TensorParallelRegion.Copy(input, _group);
         var y = Ops.Linear(x, Weight, Bias);
-        if (!_gather) return y;
-        using (y) return TensorParallelRegion.Gather(y, _group);
+        if (!_gather)
+            return y;
+        using (y)
+            return TensorParallelRegion.Gather(y, _group);
     }
 
     /// <inheritdoc/>
@@ -54,7 +74,8 @@ public sealed class ColumnParallelLinear : Module, ITensorParallelModule
     {
         ArgumentNullException.ThrowIfNull(full);
         using var rows = full.Narrow(0, _group.Rank * OutPerRank, OutPerRank);
-        using (Autograd.GradMode.NoGrad()) return rows.Clone().DetachFromScope();
+        using (Autograd.GradMode.NoGrad())
+            return rows.Clone().DetachFromScope();
     }
 
     /// <inheritdoc/>
@@ -65,15 +86,17 @@ public sealed class ColumnParallelLinear : Module, ITensorParallelModule
         using var c = shard.Contiguous();
         var all = Tensor.Zeros([_group.Size, .. shard.ShapeArray]);
         _group.AllGather(all, c).Wait();
-        using (all) return all.Reshape([_group.Size * shard.ShapeArray[0], .. shard.ShapeArray[1..]]).Clone().DetachFromScope();
+        using (all)
+            return all.Reshape([_group.Size * shard.ShapeArray[0], .. shard.ShapeArray[1..]]).Clone().DetachFromScope();
     }
 
     /// <inheritdoc/>
-    protected override string ExtraRepr() => $"in_features={InFeatures}, out_features={OutFeatures}/{_group.Size}, gather={_gather}";
+    protected override string ExtraRepr() =>
+        $"in_features={InFeatures}, out_features={OutFeatures}/{_group.Size}, gather={_gather}";
 }
 
-/// <summary>Y = X Aᵀ + b with A split by columns (input features): rank r holds columns [r·i/n, (r+1)·i/n) and takes the
-/// matching slice of the input (a column-parallel layer's split output). Partial products are summed over the group
+/// <summary>Y = X Aᵀ + b with A split by columns (input features): rank r holds columns [r·i/n, (r+1)·i/n) and takes
+/// the matching slice of the input (a column-parallel layer's split output). Partial products are summed over the group
 /// (Reduce); the bias is replicated and added once, after the sum.</summary>
 public sealed class RowParallelLinear : Module, ITensorParallelModule
 {
@@ -85,14 +108,24 @@ public sealed class RowParallelLinear : Module, ITensorParallelModule
     public int OutFeatures { get; }
     public int InPerRank { get; }
 
-    public RowParallelLinear(int inFeatures, int outFeatures, IProcessGroup group, bool bias = true, Generator? generator = null)
+    public RowParallelLinear(
+        int inFeatures,
+        int outFeatures,
+        IProcessGroup group,
+        bool bias = true,
+        Generator? generator = null
+    )
     {
         ArgumentNullException.ThrowIfNull(group);
-        if (inFeatures % group.Size != 0) throw new ArgumentException($"row-parallel linear: {inFeatures} input features do not split over {group.Size} ranks");
+        if (inFeatures % group.Size != 0)
+            throw new ArgumentException(
+                $"row-parallel linear: {inFeatures} input features do not split over {group.Size} ranks"
+            );
         (_group, InFeatures, OutFeatures, InPerRank) = (group, inFeatures, outFeatures, inFeatures / group.Size);
         using var full = new Linear(inFeatures, outFeatures, bias, generator);
         Weight = RegisterParameter("weight", Shard("weight", full.Weight));
-        if (bias) Bias = RegisterParameter("bias", Shard("bias", full.Bias!));
+        if (bias)
+            Bias = RegisterParameter("bias", Shard("bias", full.Bias!));
     }
 
     /// <inheritdoc/>
@@ -100,8 +133,10 @@ public sealed class RowParallelLinear : Module, ITensorParallelModule
     {
         using var partial = Ops.Linear(input, Weight, null);
         var y = TensorParallelRegion.Reduce(partial, _group);
-        if (Bias == null) return y;
-        using (y) return Ops.Add(y, Bias);
+        if (Bias == null)
+            return y;
+        using (y)
+            return Ops.Add(y, Bias);
     }
 
     /// <inheritdoc/>
@@ -109,7 +144,8 @@ public sealed class RowParallelLinear : Module, ITensorParallelModule
     {
         ArgumentNullException.ThrowIfNull(full);
         using var noGrad = Autograd.GradMode.NoGrad();
-        if (name == "bias") return full.Clone().DetachFromScope();
+        if (name == "bias")
+            return full.Clone().DetachFromScope();
         using var cols = full.Narrow(1, _group.Rank * InPerRank, InPerRank);
         return cols.Clone().DetachFromScope();
     }
@@ -119,7 +155,8 @@ public sealed class RowParallelLinear : Module, ITensorParallelModule
     {
         ArgumentNullException.ThrowIfNull(shard);
         using var noGrad = Autograd.GradMode.NoGrad();
-        if (name == "bias") return shard.Clone().DetachFromScope();
+        if (name == "bias")
+            return shard.Clone().DetachFromScope();
         using var c = shard.Contiguous();
         using var all = Tensor.Zeros([_group.Size, .. shard.ShapeArray]);
         _group.AllGather(all, c).Wait();

@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
 
@@ -21,8 +21,10 @@ public static class TensorParallelRegion
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(group);
         Tensor y;
-        using (GradMode.NoGrad()) y = x.Clone();
-        if (!Recorder.Needs(x)) return y;
+        using (GradMode.NoGrad())
+            y = x.Clone();
+        if (!Recorder.Needs(x))
+            return y;
         return Recorder.Record(y, "tp_copy", [x], g =>
         {
             var sum = g.Clone();
@@ -36,9 +38,11 @@ public static class TensorParallelRegion
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(group);
         Tensor y;
-        using (GradMode.NoGrad()) y = x.Clone();
+        using (GradMode.NoGrad())
+            y = x.Clone();
         group.AllReduce(y).Wait();
-        if (!Recorder.Needs(x)) return y;
+        if (!Recorder.Needs(x))
+            return y;
         return Recorder.Record(y, "tp_reduce", [x], g => [g.Clone()]);
     }
 
@@ -46,7 +50,9 @@ public static class TensorParallelRegion
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(group);
-        int n = group.Size, last = x.Rank - 1, width = x.ShapeArray[last];
+        int n = group.Size,
+            last = x.Rank - 1,
+            width = x.ShapeArray[last];
         Tensor y;
         using (GradMode.NoGrad())
         {
@@ -60,7 +66,8 @@ public static class TensorParallelRegion
             using var contiguous = moved.Contiguous();
             y = contiguous.Reshape([.. x.ShapeArray[..last], n * width]).Clone();
         }
-        if (!Recorder.Needs(x)) return y;
+        if (!Recorder.Needs(x))
+            return y;
         int rank = group.Rank;
         return Recorder.Record(y, "tp_gather", [x], g =>
         {

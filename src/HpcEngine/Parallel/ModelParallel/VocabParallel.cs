@@ -1,4 +1,4 @@
-#pragma warning disable CS1591 // XML docs owed on some public members of this file (#17: document them, then drop this line)
+#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
 using HpcEngine.NN;
@@ -16,11 +16,15 @@ public sealed class VocabParallelEmbedding : Module, ITensorParallelModule
     public int Vocab { get; }
     public int PerRank { get; }
 
-    /// <summary>Initialised as the full <see cref="Embedding"/> would be from <paramref name="generator"/>, then sharded.</summary>
+    /// <summary>Initialised as the full <see cref="Embedding"/> would be from <paramref name="generator"/>, then
+    /// sharded.</summary>
     public VocabParallelEmbedding(int vocab, int dim, IProcessGroup group, Generator? generator = null)
     {
         ArgumentNullException.ThrowIfNull(group);
-        if (vocab % group.Size != 0) throw new ArgumentException($"vocab-parallel embedding: {vocab} tokens do not split over {group.Size} ranks");
+        if (vocab % group.Size != 0)
+            throw new ArgumentException(
+                $"vocab-parallel embedding: {vocab} tokens do not split over {group.Size} ranks"
+            );
         (_group, Vocab, PerRank) = (group, vocab, vocab / group.Size);
         using var full = new Embedding(vocab, dim, generator);
         Weight = RegisterParameter("weight", Shard("weight", full.Weight));
@@ -36,7 +40,11 @@ public sealed class VocabParallelEmbedding : Module, ITensorParallelModule
         var mask = new float[ids.Length];
         for (int i = 0; i < ids.Length; i++)
         {
-            if (ids[i] < 0 || ids[i] >= Vocab) throw new ArgumentOutOfRangeException(nameof(input), $"token id {ids[i]} outside the vocabulary of {Vocab}");
+            if (ids[i] < 0 || ids[i] >= Vocab)
+                throw new ArgumentOutOfRangeException(
+                    nameof(input),
+                    $"token id {ids[i]} outside the vocabulary of {Vocab}"
+                );
             bool mine = ids[i] >= start && ids[i] < start + PerRank;
             local[i] = mine ? ids[i] - start : 0;
             mask[i] = mine ? 1 : 0;
@@ -83,8 +91,12 @@ public static class VocabParallelCrossEntropy
         ArgumentNullException.ThrowIfNull(targets);
         ArgumentNullException.ThrowIfNull(group);
         if (logits.Rank != 2 || targets.Rank != 1 || targets.ShapeArray[0] != logits.ShapeArray[0])
-            throw new ShapeMismatchException($"vocab-parallel cross-entropy: logits {Shapes.Format(logits.ShapeArray)} and targets {Shapes.Format(targets.ShapeArray)} must be [N, V/n] and [N]");
-        int n = logits.ShapeArray[0], v = logits.ShapeArray[1];
+            throw new ShapeMismatchException(
+                $"vocab-parallel cross-entropy: logits {Shapes.Format(logits.ShapeArray)} and targets "
+                    + $"{Shapes.Format(targets.ShapeArray)} must be [N, V/n] and [N]"
+            );
+        int n = logits.ShapeArray[0],
+            v = logits.ShapeArray[1];
         long start = (long)group.Rank * v;
         var l = logits.ToArray<float>();
         var t = targets.ToArray<long>();
@@ -92,7 +104,8 @@ public static class VocabParallelCrossEntropy
         for (int i = 0; i < n; i++)
         {
             double m = double.NegativeInfinity;
-            for (int j = 0; j < v; j++) m = Math.Max(m, l[i * v + j]);
+            for (int j = 0; j < v; j++)
+                m = Math.Max(m, l[i * v + j]);
             stats[i] = m;
         }
         using (var max = Tensor.FromArray(stats))
@@ -104,10 +117,12 @@ public static class VocabParallelCrossEntropy
         for (int i = 0; i < n; i++)
         {
             double s = 0;
-            for (int j = 0; j < v; j++) s += Math.Exp(l[i * v + j] - stats[i]);
+            for (int j = 0; j < v; j++)
+                s += Math.Exp(l[i * v + j] - stats[i]);
             sums[i] = s;
             long local = t[i] - start;
-            if (local >= 0 && local < v) sums[n + i] = l[i * v + local];
+            if (local >= 0 && local < v)
+                sums[n + i] = l[i * v + local];
         }
         using (var both = Tensor.FromArray(sums))
         {
@@ -115,9 +130,11 @@ public static class VocabParallelCrossEntropy
             sums = both.ToArray<double>();
         }
         double loss = 0;
-        for (int i = 0; i < n; i++) loss += Math.Log(sums[i]) + stats[i] - sums[n + i];
+        for (int i = 0; i < n; i++)
+            loss += Math.Log(sums[i]) + stats[i] - sums[n + i];
         var output = Tensor.Scalar(loss / n);
-        if (!Recorder.Needs(logits)) return output;
+        if (!Recorder.Needs(logits))
+            return output;
         return Recorder.Record(output, "vocab_parallel_cross_entropy", [logits], g =>
         {
             double scale = g.Item() / n;
@@ -126,7 +143,9 @@ public static class VocabParallelCrossEntropy
             {
                 long local = t[i] - start;
                 for (int j = 0; j < v; j++)
-                    grad[i * v + j] = (float)((Math.Exp(l[i * v + j] - stats[i]) / sums[i] - (j == local ? 1 : 0)) * scale);
+                    grad[i * v + j] = (float)(
+                        (Math.Exp(l[i * v + j] - stats[i]) / sums[i] - (j == local ? 1 : 0)) * scale
+                    );
             }
             return [Tensor.FromArray(grad, n, v)];
         });
