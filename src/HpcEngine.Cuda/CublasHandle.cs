@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Cuda.Interop;
 
 namespace HpcEngine.Cuda;
@@ -7,8 +6,13 @@ namespace HpcEngine.Cuda;
 /// accumulation.</summary>
 public enum GemmPrecision
 {
+    /// <summary>Full float32 multiply-adds.</summary>
     Fp32,
+
+    /// <summary>TF32 tensor-core multiplies (10-bit mantissa inputs) with float32 accumulation.</summary>
     Tf32,
+
+    /// <summary>bfloat16 inputs with float32 accumulation.</summary>
     Bf16,
 }
 
@@ -19,6 +23,7 @@ public sealed unsafe class CublasHandle : IDisposable
     private readonly CublasLibraryHandle _owned;
     private IntPtr _handle;
 
+    /// <summary>A cuBLAS handle on <paramref name="context"/>'s device, bound to its stream.</summary>
     public CublasHandle(CudaContext context)
     {
         ArgumentNullException.ThrowIfNull(context);

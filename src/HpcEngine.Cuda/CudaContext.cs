@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Runtime.InteropServices;
 using HpcEngine.Cuda.Interop;
 using HpcEngine.Cuda.Kernels;
@@ -19,6 +18,7 @@ public sealed unsafe partial class CudaContext : IDisposable, ICudaStream
     private readonly Dictionary<string, KernelModule> _modules = new();
     private CublasHandle? _cublas;
 
+    /// <summary>The device this context runs on.</summary>
     public CudaDeviceInfo Device { get; }
 
     /// <summary>The context's caching allocator (what device tensors allocate from).</summary>
@@ -81,6 +81,8 @@ public sealed unsafe partial class CudaContext : IDisposable, ICudaStream
         Driver.Check(Driver.cuCtxSetCurrent(_context));
     }
 
+    /// <summary><paramref name="bytes"/> bytes of device memory from the context's caching allocator, contents
+    /// undefined.</summary>
     public DeviceBuffer Allocate(long bytes)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
@@ -89,6 +91,7 @@ public sealed unsafe partial class CudaContext : IDisposable, ICudaStream
         return new DeviceBuffer(this, p, bytes);
     }
 
+    /// <summary>A device buffer holding a copy of <paramref name="data"/>.</summary>
     public DeviceBuffer Upload<T>(ReadOnlySpan<T> data)
         where T : unmanaged
     {
@@ -100,6 +103,8 @@ public sealed unsafe partial class CudaContext : IDisposable, ICudaStream
         return buffer;
     }
 
+    /// <summary>The first <paramref name="count"/> elements of <paramref name="buffer"/>, copied to the host
+    /// (synchronous).</summary>
     public T[] Download<T>(DeviceBuffer buffer, int count)
         where T : unmanaged
     {

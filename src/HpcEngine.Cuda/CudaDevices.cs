@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Text;
 using HpcEngine.Cuda.Interop;
 
@@ -27,6 +26,7 @@ public sealed record CudaReport(
     string? Problem
 )
 {
+    /// <summary>Whether at least one device was found.</summary>
     public bool HasDevice => Devices.Count > 0;
 
     /// <inheritdoc/>
@@ -54,6 +54,8 @@ public sealed record CudaReport(
 /// why (no driver library, a driver without a device, a failing cuInit).</summary>
 public static class CudaDevices
 {
+    /// <summary>What the driver reports: the devices with their properties, or why there are none. Never
+    /// throws.</summary>
     public static unsafe CudaReport Probe()
     {
         var libs = new[] { "cuda", "nvrtc", "cublas", "nccl" }.ToDictionary(l => l, CudaLibraries.Find);

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Runtime.InteropServices;
 using HpcEngine.Cuda.Interop;
 using HpcEngine.Cuda.Kernels;
@@ -18,7 +17,10 @@ public sealed class DeviceBuffer : IDisposable
     internal static DeviceBuffer View(CudaContext owner, ulong pointer, long bytes) =>
         new(owner, pointer, bytes, owns: false);
 
+    /// <summary>The device address of the buffer's first byte.</summary>
     public ulong Pointer { get; private set; }
+
+    /// <summary>The buffer's size in bytes.</summary>
     public long Bytes { get; }
 
     /// <inheritdoc/>

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Runtime.InteropServices;
 using HpcEngine.Cuda.Interop;
 using HpcEngine.Distributed;
@@ -16,7 +15,10 @@ public sealed unsafe class NcclCommunicator : IDisposable
     private IntPtr _comm;
     private readonly CudaContext _context;
 
+    /// <summary>This rank in the communicator.</summary>
     public int Rank { get; }
+
+    /// <summary>Ranks in the communicator.</summary>
     public int Size { get; }
 
     private NcclCommunicator(CudaContext context, NcclCommHandle comm, int rank, int size) =>
@@ -115,6 +117,8 @@ public sealed unsafe class NcclCommunicator : IDisposable
         );
     }
 
+    /// <summary>Broadcasts <paramref name="count"/> elements of <paramref name="buffer"/> from rank <paramref
+    /// name="root"/>, in place, on the communicator's stream.</summary>
     public void Broadcast(DeviceBuffer buffer, long count, DType dtype, int root)
     {
         ArgumentNullException.ThrowIfNull(buffer);
@@ -201,6 +205,8 @@ public sealed unsafe class NcclCommunicator : IDisposable
         );
     }
 
+    /// <summary>Receives <paramref name="bytes"/> bytes from rank <paramref name="peer"/> into <paramref
+    /// name="buffer"/> at <paramref name="offset"/>.</summary>
     public void Recv(DeviceBuffer buffer, long offset, long bytes, int peer)
     {
         ArgumentNullException.ThrowIfNull(buffer);
@@ -215,6 +221,7 @@ public sealed unsafe class NcclCommunicator : IDisposable
     /// and receive at once without deadlock, as all-to-all needs).</summary>
     public static void GroupStart() => Nccl.Check(Nccl.ncclGroupStart());
 
+    /// <summary>Launches the sends and receives issued since <see cref="GroupStart"/>.</summary>
     public static void GroupEnd() => Nccl.Check(Nccl.ncclGroupEnd());
 
     private static void CheckRange(DeviceBuffer b, long offset, long bytes)

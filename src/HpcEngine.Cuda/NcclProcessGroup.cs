@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Collections.Concurrent;
 using HpcEngine.Backends;
 using HpcEngine.Cuda.Interop;
@@ -76,6 +75,8 @@ public sealed partial class NcclProcessGroup : IProcessGroup
     /// <summary>The store settings (job token and id) of the transport's environment options.</summary>
     private static StoreOptions StoreSettings(TcpOptions tcp) => new() { Token = tcp.Token, JobId = tcp.JobId };
 
+    /// <summary>The NCCL group of the job a launcher started (torchrun variables, mpirun, srun or PMI), on <paramref
+    /// name="context"/>'s device; the unique id travels through the job's TCP store.</summary>
     public static NcclProcessGroup InitFromEnvironment(CudaContext context, TimeSpan? timeout = null)
     {
         ArgumentNullException.ThrowIfNull(context);

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 namespace HpcEngine.Cuda.Memory;
 
 /// <summary>Where device memory comes from (the driver, or a fake in tests).</summary>
@@ -21,6 +20,7 @@ public sealed class DeviceBlock
     internal DeviceBlock(ulong pointer, long size, long requested, IntPtr stream) =>
         (Pointer, Size, Requested, Stream) = (pointer, size, requested, stream);
 
+    /// <summary>The device address of the block.</summary>
     public ulong Pointer { get; }
 
     /// <summary>The size class: what the device allocation holds.</summary>
@@ -91,6 +91,7 @@ public sealed class CachingAllocator : IDisposable
         _deviceFrees,
         _hits;
 
+    /// <summary>A caching allocator over <paramref name="device"/>'s raw allocations.</summary>
     public CachingAllocator(IDeviceMemory device) =>
         _device = device ?? throw new ArgumentNullException(nameof(device));
 
@@ -104,6 +105,7 @@ public sealed class CachingAllocator : IDisposable
             : (b + LargeRound - 1) / LargeRound * LargeRound;
     }
 
+    /// <summary>Bytes and blocks allocated, cached and in use, and how often the cache was hit.</summary>
     public AllocatorStats Stats
     {
         get
@@ -129,6 +131,7 @@ public sealed class CachingAllocator : IDisposable
         }
     }
 
+    /// <summary>Ends the memory pool begun last: allocations go back to the shared cache.</summary>
     public void EndPool()
     {
         lock (_lock)

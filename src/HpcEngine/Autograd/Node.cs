@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 namespace HpcEngine.Autograd;
 
 /// <summary>A step of the recorded graph: given the gradient of its output, returns the gradients of its inputs.
@@ -19,6 +18,8 @@ public abstract class Node
 
     internal bool Released { get; private set; }
 
+    /// <summary>A node named <paramref name="name"/> (what error messages and graph dumps show) whose inputs' gradient
+    /// nodes are <paramref name="next"/> (null for an input that needs no gradient).</summary>
     protected Node(string name, Node?[] next)
     {
         Name = name;

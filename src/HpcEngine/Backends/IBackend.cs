@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Backends.Cpu;
 
 namespace HpcEngine.Backends;
@@ -16,10 +15,16 @@ namespace HpcEngine.Backends;
 /// here and implement it in each backend.</para></summary>
 public interface IBackend
 {
+    /// <summary>Device memory of <paramref name="bytes"/> bytes on <paramref name="device"/>, contents
+    /// undefined.</summary>
     IBackendMemory Allocate(Device device, long bytes);
 
+    /// <summary>Copies host bytes <paramref name="src"/> into <paramref name="dst"/> at byte offset <paramref
+    /// name="dstOffsetBytes"/>.</summary>
     void CopyFromHost(IBackendMemory dst, long dstOffsetBytes, ReadOnlySpan<byte> src);
 
+    /// <summary>Copies <c>dst.Length</c> bytes of <paramref name="src"/> from byte offset <paramref
+    /// name="srcOffsetBytes"/> to the host.</summary>
     void CopyToHost(Span<byte> dst, IBackendMemory src, long srcOffsetBytes);
 
     /// <summary>Every element of contiguous <paramref name="r"/> := value.</summary>
@@ -54,6 +59,9 @@ public interface IBackend
     /// <summary>(log-)softmax over the last dim of contiguous x viewed as [rows, n].</summary>
     void Softmax(Tensor x, Tensor y, int rows, int n, bool log);
 
+    /// <summary>The gradient of (log-)softmax over the last dimension of <paramref name="rows"/> × <paramref name="n"/>
+    /// values: from the forward output <paramref name="y"/> and the output gradient <paramref name="g"/> into <paramref
+    /// name="dx"/>; <paramref name="log"/> for log-softmax.</summary>
     void SoftmaxBackward(Tensor y, Tensor g, Tensor dx, int rows, int n, bool log);
 
     /// <summary>Fused cross-entropy of logits [rows, cols] (contiguous) at int64 targets [rows]: rowLoss[r] and

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Globalization;
 
 namespace HpcEngine.Compression;
@@ -25,6 +24,8 @@ public sealed class DgcCodec : SparseCodec
         _select = new TopKCodec(fraction);
     }
 
+    /// <summary>The momentum factor whose correction accumulates the velocity before top-k selection (Lin et al.
+    /// 2018).</summary>
     public double Momentum { get; }
 
     /// <inheritdoc/>

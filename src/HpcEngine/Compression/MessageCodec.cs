@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Distributed;
 
 namespace HpcEngine.Compression;
@@ -37,6 +36,8 @@ public abstract class MessageCodec : GradientCodec
     /// <summary>Writes the dense values a message stands for into <paramref name="output"/> (overwriting it).</summary>
     public abstract void Decode(EncodedGradient message, Span<float> output);
 
+    /// <summary>Encodes <paramref name="values"/> (the gradient with error feedback already added) into this codec's
+    /// message; the base class keeps the residual.</summary>
     protected abstract EncodedGradient EncodeCore(ReadOnlySpan<float> values);
 
     /// <summary>How this format encodes and decodes on a device (its kernels, the scale, the random stream), or null:

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Runtime.InteropServices;

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Globalization;
 using HpcEngine.Distributed;
 
@@ -22,6 +21,8 @@ public sealed class PowerSgdCodec : GradientCodec
     private readonly ulong _seed;
     private readonly Dictionary<int, float[]> _q = new();
 
+    /// <summary>PowerSGD of rank <paramref name="rank"/>; <paramref name="seed"/> draws the initial Q, identically on
+    /// every rank.</summary>
     public PowerSgdCodec(int rank, ulong seed = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(rank);

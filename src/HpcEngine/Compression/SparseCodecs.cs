@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -9,6 +8,7 @@ namespace HpcEngine.Compression;
 /// <summary>Sparse message: k (int32 index, float32 value) pairs after a 4-byte count — 4 + 8k bytes.</summary>
 public abstract class SparseCodec(double fraction) : MessageCodec
 {
+    /// <summary>The share of elements sent per step once any warm-up is over (0 &lt; fraction ≤ 1).</summary>
     public double Fraction { get; } = fraction;
 
     /// <inheritdoc/>
@@ -18,8 +18,12 @@ public abstract class SparseCodec(double fraction) : MessageCodec
     /// cref="Fraction"/>).</summary>
     protected virtual double CurrentFraction => Fraction;
 
+    /// <summary>How many of <paramref name="n"/> elements a message carries now: ⌈fraction·n⌉, at least one of a
+    /// non-empty bucket.</summary>
     protected int K(int n) => n == 0 ? 0 : Math.Max(1, (int)Math.Ceiling(CurrentFraction * n));
 
+    /// <summary>The sparse message of <paramref name="values"/> at <paramref name="indices"/>: a count, then (index,
+    /// value) pairs.</summary>
     protected static EncodedGradient Pack(ReadOnlySpan<float> values, int[] indices)
     {
         var b = new byte[4 + 8 * indices.Length];
@@ -58,6 +62,8 @@ public sealed class TopKCodec : SparseCodec
     private readonly Dictionary<int, int> _steps = new();
     private double _current;
 
+    /// <summary>Top-k keeping <paramref name="fraction"/> of the elements; the first <paramref name="warmupSteps"/>
+    /// steps ramp the fraction down from dense (DGC's warm-up).</summary>
     public TopKCodec(double fraction, int warmupSteps = 0)
         : base(fraction)
     {

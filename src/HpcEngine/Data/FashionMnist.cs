@@ -1,14 +1,22 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 namespace HpcEngine.Data;
 
 /// <summary>An image-classification dataset held in memory: uint8 images [N, H, W], int64 labels [N].</summary>
 public sealed class ImageDataset : IDisposable
 {
+    /// <summary>The images, [N, 1, 28, 28] float32 in [0, 1] (or normalised, as the loader made them).</summary>
     public Tensor Images { get; }
+
+    /// <summary>The class of each image, [N] int64.</summary>
     public Tensor Labels { get; }
+
+    /// <summary>The number of samples.</summary>
     public int Count => Labels.NumEl;
+
+    /// <summary>The number of classes.</summary>
     public int Classes { get; }
 
+    /// <summary>A dataset of <paramref name="images"/> with their <paramref name="labels"/> out of <paramref
+    /// name="classes"/> classes; it owns both tensors.</summary>
     public ImageDataset(Tensor images, Tensor labels, int classes)
     {
         ArgumentNullException.ThrowIfNull(images);

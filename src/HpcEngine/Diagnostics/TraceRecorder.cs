@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Diagnostics;
 using System.Text.Json;
 
@@ -14,6 +13,7 @@ public sealed class TraceRecorder
     private readonly double _originUs;
     private readonly long _originTicks;
 
+    /// <summary>A recorder for the events of rank <paramref name="rank"/> (the trace's process id).</summary>
     public TraceRecorder(int rank)
     {
         Rank = rank;
@@ -21,6 +21,7 @@ public sealed class TraceRecorder
         _originTicks = Stopwatch.GetTimestamp();
     }
 
+    /// <summary>The rank whose events this records.</summary>
     public int Rank { get; }
 
     /// <summary>Spans recorded so far.</summary>

@@ -1,10 +1,11 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 namespace HpcEngine.Distributed;
 
 /// <summary>A small key-value store that ranks rendezvous through (addresses, unique ids, counters, barriers). Every
 /// call takes a timeout; a timed-out call throws <see cref="TimeoutException"/> and leaves the store usable.</summary>
 public interface IStore : IDisposable
 {
+    /// <summary>Sets <paramref name="key"/> to <paramref name="value"/> (overwriting), waking every waiter on
+    /// it.</summary>
     void Set(string key, byte[] value, TimeSpan? timeout = null);
 
     /// <summary>The value, waiting until some rank sets the key.</summary>
@@ -27,8 +28,13 @@ public interface IStore : IDisposable
 /// <summary>Limits and authentication of a <see cref="TcpStore"/>.</summary>
 public sealed record StoreOptions
 {
+    /// <summary>The longest key the server accepts (8 KiB): a longer one closes the request's connection.</summary>
     public int MaxKeyBytes { get; init; } = 8 * 1024;
+
+    /// <summary>The largest value the server accepts (8 MiB).</summary>
     public int MaxValueBytes { get; init; } = 8 * 1024 * 1024;
+
+    /// <summary>How long a Get or Wait waits for its key when the call gives no timeout (5 minutes).</summary>
     public TimeSpan DefaultTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
     /// <summary>Shared secret (HPCENGINE_TOKEN): clients must answer an HMAC-SHA256 challenge before any request.

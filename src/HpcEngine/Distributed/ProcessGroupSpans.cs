@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Runtime.InteropServices;
 
 namespace HpcEngine.Distributed;
@@ -23,6 +22,7 @@ public static class ProcessGroupSpans
     private static Tensor Wrap<T>(ReadOnlySpan<T> data)
         where T : unmanaged => Tensor.FromBytes(MemoryMarshal.AsBytes(data), DTypeOf<T>(), data.Length);
 
+    /// <summary>Allreduces <paramref name="data"/> in place over <paramref name="group"/> and waits for it.</summary>
     public static void AllReduce<T>(this IProcessGroup group, Span<T> data, AllReduceOptions? options = null)
         where T : unmanaged
     {
@@ -32,6 +32,8 @@ public static class ProcessGroupSpans
         t.AsReadOnlySpan<T>().CopyTo(data);
     }
 
+    /// <summary>Broadcasts <paramref name="data"/> from the options' root into every rank's span and waits for
+    /// it.</summary>
     public static void Broadcast<T>(this IProcessGroup group, Span<T> data, BroadcastOptions? options = null)
         where T : unmanaged
     {
@@ -85,6 +87,8 @@ public static class ProcessGroupSpans
         o.AsReadOnlySpan<T>().CopyTo(output);
     }
 
+    /// <summary>Sends <paramref name="data"/> to rank <paramref name="dst"/> under <paramref name="tag"/> and waits
+    /// until it is out.</summary>
     public static void Send<T>(this IProcessGroup group, ReadOnlySpan<T> data, int dst, int tag = 0)
         where T : unmanaged
     {
@@ -93,6 +97,8 @@ public static class ProcessGroupSpans
         group.Send(t, dst, tag).Wait();
     }
 
+    /// <summary>Receives exactly <c>data.Length</c> elements from rank <paramref name="src"/> under <paramref
+    /// name="tag"/> into <paramref name="data"/>.</summary>
     public static void Recv<T>(this IProcessGroup group, Span<T> data, int src, int tag = 0)
         where T : unmanaged
     {

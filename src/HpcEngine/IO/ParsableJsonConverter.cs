@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -10,6 +9,8 @@ namespace HpcEngine.IO;
 public sealed class ParsableJsonConverter<T> : JsonConverter<T>
     where T : IParsable<T>
 {
+    /// <summary>Parses the JSON string with <c>T.Parse</c>; a value it refuses is a <see cref="JsonException"/> naming
+    /// it.</summary>
     public override T Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
         var text = reader.GetString() ?? throw new JsonException($"expected a {typeof(T).Name} as text, got null");
@@ -23,6 +24,7 @@ public sealed class ParsableJsonConverter<T> : JsonConverter<T>
         }
     }
 
+    /// <summary>Writes the value's <c>ToString()</c>, the form <c>T.Parse</c> reads back.</summary>
     public override void Write(Utf8JsonWriter writer, T value, JsonSerializerOptions options)
     {
         ArgumentNullException.ThrowIfNull(writer);

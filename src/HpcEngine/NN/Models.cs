@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 namespace HpcEngine.NN;
 
 /// <summary>The models the benchmarks use, by name. Each is built deterministically from a generator.</summary>
@@ -74,6 +73,7 @@ public sealed record GptMiniConfig(int Vocab, int Context, int Dim, int Heads, i
 /// (wte, wpe, h.0.attn.c_attn ...).</summary>
 public sealed class GptMini : Module
 {
+    /// <summary>The sizes this model was built with.</summary>
     public GptMiniConfig Config { get; }
     private readonly Embedding _wte,
         _wpe;
@@ -81,6 +81,8 @@ public sealed class GptMini : Module
     private readonly LayerNorm _lnF;
     private readonly Linear _head;
 
+    /// <summary>A model of <paramref name="config"/>'s sizes, initialised from <paramref name="generator"/> (default:
+    /// the process's default generator).</summary>
     public GptMini(GptMiniConfig config, Generator? generator = null)
     {
         ArgumentNullException.ThrowIfNull(config);

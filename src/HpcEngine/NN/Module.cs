@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Autograd;
 
 namespace HpcEngine.NN;
@@ -23,6 +22,8 @@ public abstract class Module : IDisposable
     /// <summary>Shorthand for <see cref="Forward"/>.</summary>
     public Tensor Call(Tensor input) => Forward(input);
 
+    /// <summary>Registers <paramref name="value"/> as trainable parameter <paramref name="name"/> (it gets
+    /// requires-grad) and returns it.</summary>
     protected Tensor RegisterParameter(string name, Tensor value)
     {
         ArgumentNullException.ThrowIfNull(value);
@@ -34,6 +35,8 @@ public abstract class Module : IDisposable
         return value;
     }
 
+    /// <summary>Registers <paramref name="value"/> as buffer <paramref name="name"/>: state that is saved and loaded
+    /// but not trained (batch norm's running statistics).</summary>
     protected Tensor RegisterBuffer(string name, Tensor value)
     {
         ArgumentNullException.ThrowIfNull(value);
@@ -44,6 +47,8 @@ public abstract class Module : IDisposable
         return value;
     }
 
+    /// <summary>Registers <paramref name="module"/> as child <paramref name="name"/> (its state-dict keys get the
+    /// prefix <c>name.</c>) and returns it.</summary>
     protected T RegisterModule<T>(string name, T module)
         where T : Module
     {

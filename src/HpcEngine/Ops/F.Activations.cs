@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Autograd;
 
 namespace HpcEngine;
@@ -6,16 +5,23 @@ namespace HpcEngine;
 /// <summary>Neural-network functions, shaped like <c>torch.nn.functional</c>.</summary>
 public static partial class F
 {
+    /// <summary>max(x, 0).</summary>
     public static Tensor Relu(Tensor x) => Ops.Relu(x);
 
+    /// <summary>GELU: x·Φ(x), or its tanh approximation with <paramref name="approximate"/> = "tanh" (PyTorch's
+    /// argument).</summary>
     public static Tensor Gelu(Tensor x, string approximate = "none") => Ops.Gelu(x, approximate);
 
+    /// <summary>SiLU (swish): x·σ(x).</summary>
     public static Tensor Silu(Tensor x) => Ops.Silu(x);
 
+    /// <summary>The logistic function 1 / (1 + e⁻ˣ).</summary>
     public static Tensor Sigmoid(Tensor x) => Ops.Sigmoid(x);
 
+    /// <summary>The hyperbolic tangent.</summary>
     public static Tensor Tanh(Tensor x) => Ops.Tanh(x);
 
+    /// <summary>x for x ≥ 0, <paramref name="negativeSlope"/>·x below.</summary>
     public static Tensor LeakyRelu(Tensor x, double negativeSlope = 0.01) => Ops.LeakyRelu(x, negativeSlope);
 
     /// <summary>Softmax along <paramref name="dim"/>.</summary>

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Autograd;
 
 namespace HpcEngine;
@@ -6,8 +5,13 @@ namespace HpcEngine;
 /// <summary>How a loss over many elements is reduced.</summary>
 public enum Reduction
 {
+    /// <summary>The mean over the elements (or over the non-ignored targets).</summary>
     Mean,
+
+    /// <summary>The sum over the elements.</summary>
     Sum,
+
+    /// <summary>No reduction: one loss per element.</summary>
     None,
 }
 

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Globalization;
 
 namespace HpcEngine.Optim;
@@ -17,9 +16,16 @@ public class Adam(
     bool decoupledWeightDecay = false
 ) : Optimizer(parameters, lr)
 {
+    /// <summary>Decay rate of the first-moment (mean) estimate.</summary>
     public double Beta1 { get; } = beta1;
+
+    /// <summary>Decay rate of the second-moment (uncentred variance) estimate.</summary>
     public double Beta2 { get; } = beta2;
+
+    /// <summary>Added to the denominator's square root for numerical stability.</summary>
     public double Eps { get; } = eps;
+
+    /// <summary>L2 penalty (Adam: added to the gradient; AdamW: decoupled, applied to the weights).</summary>
     public double WeightDecay { get; } = weightDecay;
 
     /// <inheritdoc/>

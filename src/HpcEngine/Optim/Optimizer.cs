@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Globalization;
 using HpcEngine.Autograd;
 
@@ -34,6 +33,8 @@ public abstract class Optimizer : IDisposable
     /// <summary>Number of Step() calls made.</summary>
     public long Steps { get; private set; }
 
+    /// <summary>An optimizer of <paramref name="parameters"/> (those that require gradients) with learning rate
+    /// <paramref name="lr"/>.</summary>
     protected Optimizer(IEnumerable<Tensor> parameters, double lr)
     {
         ArgumentNullException.ThrowIfNull(parameters);
@@ -112,6 +113,8 @@ public abstract class Optimizer : IDisposable
         return t;
     }
 
+    /// <summary>Whether parameter <paramref name="index"/> already has state <paramref name="name"/> (created lazily on
+    /// its first step).</summary>
     protected bool HasState(int index, string name) => _state.ContainsKey((index, name));
 
     /// <summary>Hyper-parameters as strings, saved next to the state tensors.</summary>

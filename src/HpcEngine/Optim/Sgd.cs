@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Globalization;
 
 namespace HpcEngine.Optim;
@@ -8,11 +7,19 @@ namespace HpcEngine.Optim;
 /// (1−dampening)·g; g ← g + μ·buf (Nesterov) or buf; p ← p − lr·g.</summary>
 public sealed class Sgd : Optimizer
 {
+    /// <summary>Momentum factor (0: plain SGD).</summary>
     public double Momentum { get; }
+
+    /// <summary>Dampening of the momentum's gradient term.</summary>
     public double Dampening { get; }
+
+    /// <summary>L2 penalty added to the gradient.</summary>
     public double WeightDecay { get; }
+
+    /// <summary>Nesterov momentum (needs momentum &gt; 0 and no dampening).</summary>
     public bool Nesterov { get; }
 
+    /// <summary>SGD as PyTorch's torch.optim.SGD, with the same argument checks and update rule.</summary>
     public Sgd(
         IEnumerable<Tensor> parameters,
         double lr,

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Globalization;
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
@@ -46,6 +45,9 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
     /// <inheritdoc/>
     public double CompressSeconds => _codec?.CompressSeconds ?? 0;
 
+    /// <summary>DiLoCo over <paramref name="group"/>: <paramref name="period"/> steps of the <paramref name="inner"/>
+    /// optimizer per rank, then the averaged pseudo-gradient (optionally through <paramref name="codec"/>) is applied
+    /// by Nesterov SGD with <paramref name="outerLr"/> and <paramref name="outerMomentum"/>.</summary>
     public DiLoCoStrategy(
         Module model,
         IProcessGroup group,

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
 using HpcEngine.NN;
@@ -41,6 +40,7 @@ public sealed class DistributedDataParallel : IDisposable
     private readonly List<string> _events = new();
     private bool _noSync;
 
+    /// <summary>The wrapped model (every rank holds a full replica).</summary>
     public Module Module { get; }
 
     /// <summary>Bucket sizes in bytes, in launch order.</summary>

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Globalization;
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
@@ -35,6 +34,9 @@ public sealed class Zero1Strategy : ITrainingStrategy
     /// <inheritdoc/>
     public double CommunicationSeconds { get; private set; }
 
+    /// <summary>ZeRO-1 over <paramref name="group"/>: gradients are reduce-scattered, each rank steps the optimizer
+    /// <paramref name="makeOptimizer"/> builds over its shard of the flattened parameters, and the updated shards are
+    /// allgathered.</summary>
     public Zero1Strategy(Module model, IProcessGroup group, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer)
     {
         ArgumentNullException.ThrowIfNull(model);

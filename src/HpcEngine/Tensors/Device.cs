@@ -1,10 +1,12 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 namespace HpcEngine;
 
 /// <summary>Kinds of device a tensor can live on.</summary>
 public enum DeviceType
 {
+    /// <summary>Host memory, the engine's own kernels.</summary>
     Cpu,
+
+    /// <summary>An NVIDIA GPU (HpcEngine.Cuda registers its backend).</summary>
     Cuda,
 
     /// <summary>A device served by a backend the host application registers (an extension point; the engine's own

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 namespace HpcEngine;
 
 /// <summary>Shape arithmetic shared by every op: element counts, strides, broadcasting, dimension checks.</summary>

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Runtime.CompilerServices;
 using HpcEngine.Autograd;
 
@@ -80,6 +79,7 @@ public sealed unsafe partial class Tensor : IDisposable
     /// <summary>An optional name, shown in errors and by modules.</summary>
     public string? Name { get; set; }
 
+    /// <summary>Whether this tensor's storage has been released (using it then throws).</summary>
     public bool IsDisposed => _storage == null;
 
     internal Tensor(Storage storage, DType dtype, int[] shape, int[] strides, int offset)

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Net;
 using System.Net.Sockets;
 
@@ -13,9 +12,17 @@ public sealed record LaunchSpec
     /// <summary>The worker command: a program and its arguments ("hpcengine" is the running CLI, see <see
     /// cref="Launcher"/>).</summary>
     public required IReadOnlyList<string> Command { get; init; }
+
+    /// <summary>Worker processes on this node (<c>--nproc-per-node</c>).</summary>
     public int ProcsPerNode { get; init; } = 1;
+
+    /// <summary>Nodes in the job (<c>--nnodes</c>).</summary>
     public int Nodes { get; init; } = 1;
+
+    /// <summary>This node's index, 0 for the node that serves the store (<c>--node-rank</c>).</summary>
     public int NodeRank { get; init; }
+
+    /// <summary>Where the store is served: node 0's address or name (<c>--master-addr</c>).</summary>
     public string MasterAddr { get; init; } = "127.0.0.1";
 
     /// <summary>The store port; 0 picks a free one (one node only).</summary>
@@ -47,6 +54,7 @@ public sealed record LaunchSpec
     /// <summary>Extra environment for every worker.</summary>
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>Ranks in the whole job: workers per node × nodes.</summary>
     public int WorldSize => ProcsPerNode * Nodes;
 
     /// <summary>Checks the spec, naming the first bad field as its CLI flag.</summary>

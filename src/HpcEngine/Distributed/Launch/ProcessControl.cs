@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Interop;
 
 namespace HpcEngine.Distributed.Launch;
@@ -7,6 +6,7 @@ namespace HpcEngine.Distributed.Launch;
 /// and tying a worker's life to its launcher.</summary>
 public static class ProcessControl
 {
+    /// <summary>POSIX signal numbers (Linux): hang-up, interrupt, kill and terminate.</summary>
     public const int SigHup = 1,
         SigInt = 2,
         SigKill = 9,

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 namespace HpcEngine.Distributed.Tcp;
 
 /// <summary>The collectives of <see cref="IProcessGroup"/>: argument checks, the choice of algorithm, and the widening

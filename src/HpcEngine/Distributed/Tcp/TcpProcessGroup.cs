@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Buffers;
 using System.Buffers.Binary;
 
@@ -26,6 +25,8 @@ public sealed partial class TcpProcessGroup : IProcessGroup
 
     /// <inheritdoc/>
     public string Backend => "tcp";
+
+    /// <summary>The settings this group's links were built with.</summary>
     public TcpOptions Options => _mesh.Options;
 
     /// <summary>Bytes this process has put on the wire (all links, frames included).</summary>

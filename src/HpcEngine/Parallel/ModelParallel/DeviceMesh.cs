@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Distributed;
 
 namespace HpcEngine.Parallel.ModelParallel;
@@ -10,8 +9,13 @@ namespace HpcEngine.Parallel.ModelParallel;
 /// over the data-parallel replicas only.</summary>
 public sealed class DeviceMesh : IDisposable
 {
+    /// <summary>Data-parallel degree: replicas of the whole pipeline.</summary>
     public int DataParallel { get; }
+
+    /// <summary>Pipeline-parallel degree: stages per replica.</summary>
     public int PipelineParallel { get; }
+
+    /// <summary>Tensor-parallel degree: ranks that split each stage's layers.</summary>
     public int TensorParallel { get; }
 
     /// <summary>This rank's coordinates.</summary>

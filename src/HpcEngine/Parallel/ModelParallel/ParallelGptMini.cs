@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
 using HpcEngine.NN;
@@ -13,9 +12,15 @@ public sealed class QkvParallelLinear : Module, ITensorParallelModule
     private readonly IProcessGroup _group;
     private readonly int _dim;
 
+    /// <summary>This rank's rows of the q, k and v blocks, [3D/n, D].</summary>
     public Tensor Weight { get; }
+
+    /// <summary>This rank's entries of the q, k and v biases, [3D/n].</summary>
     public Tensor Bias { get; }
 
+    /// <summary>The shard of a <paramref name="dim"/> → 3·dim projection for this rank of <paramref name="group"/>, cut
+    /// from a full layer initialised from <paramref name="generator"/> (so any rank count starts from the same
+    /// weights).</summary>
     public QkvParallelLinear(int dim, IProcessGroup group, Generator? generator = null)
     {
         ArgumentNullException.ThrowIfNull(group);
@@ -98,6 +103,8 @@ public sealed class ParallelGptMini : Module
     private readonly LayerNorm _lnF;
     private readonly ColumnParallelLinear _head;
 
+    /// <summary>gpt-mini of <paramref name="config"/>'s sizes split over <paramref name="group"/>, initialised as the
+    /// one-rank model from the same <paramref name="generator"/> would be.</summary>
     public ParallelGptMini(GptMiniConfig config, IProcessGroup group, Generator? generator = null)
     {
         ArgumentNullException.ThrowIfNull(config);

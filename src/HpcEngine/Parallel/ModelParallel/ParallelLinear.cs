@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Distributed;
 using HpcEngine.NN;
 
@@ -22,10 +21,19 @@ public sealed class ColumnParallelLinear : Module, ITensorParallelModule
     private readonly IProcessGroup _group;
     private readonly bool _gather;
 
+    /// <summary>This rank's rows of A, [o/n, i].</summary>
     public Tensor Weight { get; }
+
+    /// <summary>This rank's entries of b, [o/n], or null without a bias.</summary>
     public Tensor? Bias { get; }
+
+    /// <summary>Input features i (every rank sees all of them).</summary>
     public int InFeatures { get; }
+
+    /// <summary>Output features o of the whole layer.</summary>
     public int OutFeatures { get; }
+
+    /// <summary>Output features this rank computes, o/n.</summary>
     public int OutPerRank { get; }
 
     /// <summary>Initialises the full layer exactly as <see cref="Linear"/> would (from <paramref name="generator"/>)
@@ -102,12 +110,24 @@ public sealed class RowParallelLinear : Module, ITensorParallelModule
 {
     private readonly IProcessGroup _group;
 
+    /// <summary>This rank's columns of A, [o, i/n].</summary>
     public Tensor Weight { get; }
+
+    /// <summary>The bias b, [o], replicated on every rank, or null.</summary>
     public Tensor? Bias { get; }
+
+    /// <summary>Input features i of the whole layer.</summary>
     public int InFeatures { get; }
+
+    /// <summary>Output features o.</summary>
     public int OutFeatures { get; }
+
+    /// <summary>Input features this rank takes, i/n.</summary>
     public int InPerRank { get; }
 
+    /// <summary>The row-parallel shard of an <paramref name="inFeatures"/> → <paramref name="outFeatures"/> linear for
+    /// this rank of <paramref name="group"/>, cut from a full layer initialised from <paramref
+    /// name="generator"/>.</summary>
     public RowParallelLinear(
         int inFeatures,
         int outFeatures,

@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using System.Diagnostics;
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
@@ -51,10 +50,19 @@ public sealed class PipelineStage : IDisposable
         TagGradient = 0x7A03;
     private readonly IProcessGroup _group;
 
+    /// <summary>The layers of this stage.</summary>
     public Sequential Module { get; }
+
+    /// <summary>This stage's index in the pipeline.</summary>
     public int Stage => _group.Rank;
+
+    /// <summary>Stages in the pipeline.</summary>
     public int Stages => _group.Size;
+
+    /// <summary>Whether this stage takes the model's input.</summary>
     public bool IsFirst => Stage == 0;
+
+    /// <summary>Whether this stage computes the loss.</summary>
     public bool IsLast => Stage == Stages - 1;
 
     /// <summary>Takes ownership of the layers of <paramref name="layers"/> (the whole model, built identically on every
@@ -84,6 +92,7 @@ public sealed class PipelineStage : IDisposable
         }
     }
 
+    /// <summary>This stage's parameters (what its optimizer steps).</summary>
     public IEnumerable<Tensor> Parameters() => Module.Parameters();
 
     /// <summary>Runs forward and backward of one batch split into <paramref name="microBatches"/> equal micro-batches

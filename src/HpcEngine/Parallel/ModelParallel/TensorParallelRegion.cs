@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
 
@@ -16,6 +15,7 @@ namespace HpcEngine.Parallel.ModelParallel;
 /// Every rank of the group must call them in the same order (they are collectives).</summary>
 public static class TensorParallelRegion
 {
+    /// <summary>"f": identity forward, gradient allreduced backward.</summary>
     public static Tensor Copy(Tensor x, IProcessGroup group)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -33,6 +33,7 @@ public static class TensorParallelRegion
         });
     }
 
+    /// <summary>"g": allreduce forward, identity backward.</summary>
     public static Tensor Reduce(Tensor x, IProcessGroup group)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -46,6 +47,7 @@ public static class TensorParallelRegion
         return Recorder.Record(y, "tp_reduce", [x], g => [g.Clone()]);
     }
 
+    /// <summary>Allgather along the last dimension forward; this rank's slice of the gradient backward.</summary>
     public static Tensor Gather(Tensor x, IProcessGroup group)
     {
         ArgumentNullException.ThrowIfNull(x);

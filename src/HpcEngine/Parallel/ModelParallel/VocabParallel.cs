@@ -1,4 +1,3 @@
-#pragma warning disable CS1591 // XML docs still owed on some public members here (#17)
 using HpcEngine.Autograd;
 using HpcEngine.Distributed;
 using HpcEngine.NN;
@@ -12,8 +11,13 @@ public sealed class VocabParallelEmbedding : Module, ITensorParallelModule
 {
     private readonly IProcessGroup _group;
 
+    /// <summary>This rank's rows of the table, [V/n, D].</summary>
     public Tensor Weight { get; }
+
+    /// <summary>The whole vocabulary size V.</summary>
     public int Vocab { get; }
+
+    /// <summary>Vocabulary rows per rank, V/n.</summary>
     public int PerRank { get; }
 
     /// <summary>Initialised as the full <see cref="Embedding"/> would be from <paramref name="generator"/>, then
