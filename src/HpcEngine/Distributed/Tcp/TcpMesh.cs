@@ -161,6 +161,7 @@ internal sealed class TcpMesh : IDisposable
                 {
                     foreach (var l in mesh._links)
                         l?.Heartbeat(beat);
+                    mesh.FailSilentPeers();
                 },
                 null,
                 beat,
@@ -349,7 +350,37 @@ internal sealed class TcpMesh : IDisposable
     private void OnLinkFailed(PeerLink link, Exception e)
     {
         var reason = new IOException($"link to rank {link.Peer} failed: {e.Message}", e);
+        Interlocked.CompareExchange(ref _failedPeer, link.Peer, -1);
         Abort(reason);
+    }
+
+    private int _failedPeer = -1;
+
+    /// <summary>Test hook (<see cref="TcpProcessGroup.SimulateFreeze"/>): no more heartbeats or silence checks.</summary>
+    public void Freeze() => _heartbeat?.Dispose();
+
+    /// <summary>The peer whose link failed first (the root cause of this mesh's abort), or null: what an elastic
+    /// group reports as lost.</summary>
+    public int? FailedPeer => Volatile.Read(ref _failedPeer) is >= 0 and var p ? p : null;
+
+    /// <summary>With <see cref="TcpOptions.PeerTimeout"/>: fails the link of a peer silent for longer (a frozen or
+    /// partitioned process keeps its sockets open, so only silence shows it).</summary>
+    private void FailSilentPeers()
+    {
+        if (Options.PeerTimeout is not { } limit || Failure != null)
+            return;
+        foreach (var l in _links)
+            if (l != null && l.SinceHeard > limit)
+            {
+                OnLinkFailed(
+                    l,
+                    new IOException(
+                        $"the link to rank {l.Peer} heard nothing, not even a heartbeat, for {l.SinceHeard.TotalSeconds:F1}s "
+                            + $"(peer timeout {limit.TotalSeconds:F1}s): it is frozen or cut off"
+                    )
+                );
+                return;
+            }
     }
 
     /// <summary>Fails every link (closing the sockets, so peers notice at once).</summary>

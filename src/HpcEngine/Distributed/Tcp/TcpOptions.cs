@@ -140,6 +140,11 @@ public sealed record TcpOptions
     /// intervals is named as unreachable or frozen in stall warnings and timeout errors.</summary>
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>A peer silent (not even a heartbeat) for this long counts as lost: its link fails and the mesh aborts,
+    /// as when it dies (HPCENGINE_PEER_TIMEOUT_S). Null (the default) leaves silence to the op timeouts; elastic
+    /// training sets 2 s, so a frozen or partitioned rank is dropped within it.</summary>
+    public TimeSpan? PeerTimeout { get; init; }
+
     /// <summary>Where those warnings go (default: standard error, prefixed "[hpcengine] ").</summary>
     public Action<string> Warn { get; init; } = DefaultWarn;
 
@@ -205,6 +210,16 @@ public sealed record TcpOptions
             && beat > 0
         )
             o = o with { HeartbeatInterval = TimeSpan.FromSeconds(beat) };
+        if (
+            double.TryParse(
+                Environment.GetEnvironmentVariable("HPCENGINE_PEER_TIMEOUT_S"),
+                NumberStyles.Float,
+                CultureInfo.InvariantCulture,
+                out double peerTimeout
+            )
+            && peerTimeout > 0
+        )
+            o = o with { PeerTimeout = TimeSpan.FromSeconds(peerTimeout) };
         var hier = Environment.GetEnvironmentVariable("HPCENGINE_HIERARCHICAL");
         if (!string.IsNullOrEmpty(hier))
             o = o with

@@ -40,6 +40,10 @@ public sealed partial class TcpProcessGroup : IProcessGroup
     /// host, over shared memory), "tcp", or "self".</summary>
     public string TransportTo(int rank) => rank == Rank ? "self" : _mesh.TransportTo(_members[rank]) ?? "tcp";
 
+    /// <summary>The group rank whose link failed first and aborted this group (a dead, frozen or cut-off peer), or
+    /// null while the group is healthy or when it failed for another reason.</summary>
+    public int? FailedPeer => _mesh.FailedPeer is { } g && Array.IndexOf(_members, g) is >= 0 and var r ? r : null;
+
     /// <summary>The flight recorder's report of the last collectives.</summary>
     public string FlightRecord => _flight.ToString();
 
@@ -281,6 +285,9 @@ public sealed partial class TcpProcessGroup : IProcessGroup
 
     /// <summary>Test hook: drop every socket without a goodbye, as a killed process would.</summary>
     internal void SimulateCrash() => _mesh.Abort(new IOException("simulated crash"));
+
+    /// <summary>Test hook: stop sending heartbeats, as a frozen (SIGSTOPped) process would; its sockets stay open.</summary>
+    internal void SimulateFreeze() => _mesh.Freeze();
 
     /// <summary>Makes the group dispose the store it rendezvoused through (rank 0's store serves the others).</summary>
     internal TcpProcessGroup OwnStore(IStore store)
