@@ -84,15 +84,18 @@ public sealed class DataLoader(ImageDataset dataset, DataLoaderOptions options)
     public int SamplesPerEpoch => _o.WorldSize == 1 ? _data.Count : (_data.Count + _o.WorldSize - 1) / _o.WorldSize;
 
     /// <summary>Batches per epoch.</summary>
-    public int BatchesPerEpoch =>
-        _o.DropLast ? SamplesPerEpoch / _o.BatchSize : (SamplesPerEpoch + _o.BatchSize - 1) / _o.BatchSize;
+    public int BatchesPerEpoch => Batches(SamplesPerEpoch);
+
+    private int Batches(int samples) =>
+        _o.DropLast ? samples / _o.BatchSize : (samples + _o.BatchSize - 1) / _o.BatchSize;
 
     /// <summary>The batches of <paramref name="epoch"/>, starting at batch <paramref name="skipBatches"/> (to
-    /// resume).</summary>
-    public IEnumerable<Batch> Epoch(int epoch, int skipBatches = 0)
+    /// resume); with <paramref name="startSample"/>, the epoch's rest after that many samples were consumed by all
+    /// ranks together (after a change of world size: see <see cref="Sampler.Shard"/>).</summary>
+    public IEnumerable<Batch> Epoch(int epoch, int skipBatches = 0, int startSample = 0)
     {
-        var order = Sampler.Shard(_data.Count, _o.Rank, _o.WorldSize, _o.Shuffle, _o.Seed, epoch);
-        int batches = BatchesPerEpoch;
+        var order = Sampler.Shard(_data.Count, _o.Rank, _o.WorldSize, _o.Shuffle, _o.Seed, epoch, startSample);
+        int batches = startSample == 0 ? BatchesPerEpoch : Batches(order.Length);
         if (_o.Prefetch <= 0)
         {
             for (int b = skipBatches; b < batches; b++)

@@ -32,18 +32,25 @@ public static class Sampler
         return p;
     }
 
-    /// <summary>The samples of <paramref name="rank"/> out of <paramref name="worldSize"/> for an epoch.</summary>
-    public static int[] Shard(int n, int rank, int worldSize, bool shuffle, ulong seed, int epoch)
+    /// <summary>The samples of <paramref name="rank"/> out of <paramref name="worldSize"/> for an epoch, from global
+    /// position <paramref name="start"/> on: the permutation's samples [start, n) dealt round-robin, rank r taking
+    /// perm[start + r + k·W]. With start 0 that is the whole epoch; a run whose world size changes mid-epoch calls it
+    /// again with the samples already consumed (k steps of b per rank at W ranks consume exactly perm[0, k·b·W)), so
+    /// every sample of the epoch is still seen once. The shards are padded, by wrapping round to the permutation's
+    /// head, to equal length (fewer than W extra samples), as DistributedSampler pads.</summary>
+    public static int[] Shard(int n, int rank, int worldSize, bool shuffle, ulong seed, int epoch, int start = 0)
     {
         if (worldSize < 1 || rank < 0 || rank >= worldSize)
             throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is not in a world of size {worldSize}");
-        if (n == 0)
+        if (start < 0 || (start > n && n > 0))
+            throw new ArgumentOutOfRangeException(nameof(start), $"start {start} is outside the epoch's {n} samples");
+        if (n == 0 || start == n)
             return [];
         var perm = Permutation(n, shuffle, seed, epoch);
-        int per = (n + worldSize - 1) / worldSize;
+        int per = (n - start + worldSize - 1) / worldSize;
         var shard = new int[per];
         for (int k = 0; k < per; k++)
-            shard[k] = perm[(rank + (long)k * worldSize) % n];
+            shard[k] = perm[(start + rank + (long)k * worldSize) % n];
         return shard;
     }
 }

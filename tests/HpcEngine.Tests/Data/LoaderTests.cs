@@ -26,6 +26,47 @@ public class LoaderTests
             Assert.That(shards.SelectMany(s => s).Count(), Is.EqualTo(n), "disjoint when the world divides the epoch");
     }
 
+    [TestCase(1000, 4, 3, 8, 5)] // 4 workers for 5 steps of 8, then 3
+    [TestCase(1000, 3, 4, 10, 7)] // a worker joins
+    [TestCase(999, 4, 2, 16, 11)]
+    public void A_change_of_world_size_mid_epoch_sees_every_sample_exactly_once(
+        int n,
+        int before,
+        int after,
+        int batch,
+        int steps
+    )
+    {
+        // The first `steps` steps at `before` ranks, then the epoch's rest at `after` ranks from the global position.
+        var seen = new List<int>();
+        for (int r = 0; r < before; r++)
+            seen.AddRange(Sampler.Shard(n, r, before, true, 5, 2).Take(steps * batch));
+        int position = steps * batch * before;
+        Assert.That(
+            seen.Order(),
+            Is.EqualTo(Sampler.Permutation(n, true, 5, 2)[..position].Order()),
+            "a prefix of the epoch"
+        );
+        var rest = Enumerable
+            .Range(0, after)
+            .Select(r => Sampler.Shard(n, r, after, true, 5, 2, start: position))
+            .ToArray();
+        Assert.That(rest.Select(s => s.Length).Distinct().Count(), Is.EqualTo(1), "equal shards after the change");
+        var all = seen.Concat(rest.SelectMany(s => s)).ToList();
+        int padding = all.Count - n;
+        Assert.That(padding, Is.InRange(0, after - 1), "only the end-of-epoch padding repeats");
+        Assert.That(all.Distinct().Order(), Is.EqualTo(Enumerable.Range(0, n)), "none lost");
+        Assert.That(all.Count - all.Distinct().Count(), Is.EqualTo(padding), "none twice, padding aside");
+    }
+
+    [Test]
+    public void A_start_outside_the_epoch_is_refused()
+    {
+        Assert.That(Sampler.Shard(10, 0, 2, true, 1, 0, start: 10), Is.Empty);
+        Assert.Throws<ArgumentOutOfRangeException>(() => Sampler.Shard(10, 0, 2, true, 1, 0, start: 11));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Sampler.Shard(10, 0, 2, true, 1, 0, start: -1));
+    }
+
     [Test]
     public void Order_is_fixed_by_seed_and_epoch()
     {
