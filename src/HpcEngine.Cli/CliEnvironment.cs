@@ -13,6 +13,12 @@ internal static class CliEnvironment
     /// passes its <c>--straggler</c> to its runs this way.</summary>
     public static string? Straggler => Get("HPCENGINE_STRAGGLER");
 
+    /// <summary>HPCENGINE_ELASTIC=1 (set by <c>launch --elastic</c>): <c>train</c> runs elastic.</summary>
+    public static bool Elastic => Get("HPCENGINE_ELASTIC") == "1";
+
+    /// <summary>HPCENGINE_FAULT_PLAN: the fault plan <c>train --fault-plan</c> would take (for launched workers).</summary>
+    public static string? FaultPlan => Get("HPCENGINE_FAULT_PLAN");
+
     /// <summary>HPCENGINE_TOKEN: the job's shared secret, handed by <c>launch</c> to the rendezvous store and
     /// workers.</summary>
     public static string? Token => Get("HPCENGINE_TOKEN");

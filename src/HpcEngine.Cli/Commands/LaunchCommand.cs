@@ -54,6 +54,12 @@ public sealed class LaunchOptions
     public int MaxRestarts { get; set; }
 
     [Option(
+        "elastic",
+        HelpText = "Elastic job: this launcher (node 0's) hosts the store, a failing worker does not stop the others, and hpcengine train workers re-form without it (HPCENGINE_ELASTIC=1)."
+    )]
+    public bool Elastic { get; set; }
+
+    [Option(
         "grace-period",
         Default = 5.0,
         HelpText = "Seconds workers get to finish after a failure or a forwarded signal before SIGTERM, and again before SIGKILL."
@@ -124,6 +130,7 @@ internal static class LaunchCommand
             JobId = o.RdzvId,
             Token = CliEnvironment.Token,
             MaxRestarts = o.MaxRestarts,
+            Elastic = o.Elastic,
             GracePeriod = TimeSpan.FromSeconds(o.GracePeriod),
             Timeout = o.Timeout is { } s ? TimeSpan.FromSeconds(s) : null,
         };

@@ -174,6 +174,18 @@ public sealed class TrainOptions
 
     [Option("no-distributed", HelpText = "One process, even where a launcher's environment is set.")]
     public bool NoDistributed { get; set; }
+
+    [Option(
+        "elastic",
+        HelpText = "Keep training when a rank is lost: the survivors re-form and go on from rank 0's state (sync strategy, no codec; set by launch --elastic through HPCENGINE_ELASTIC)."
+    )]
+    public bool Elastic { get; set; }
+
+    [Option(
+        "fault-plan",
+        HelpText = "Injected faults, ';'-separated: kill:rank=R,step=S (SIGKILL after step S) or stop:rank=R,step=S,seconds=T (frozen for T s). Also HPCENGINE_FAULT_PLAN."
+    )]
+    public string? FaultPlan { get; set; }
 }
 
 /// <summary>Output locations checked before a run starts: a typo in --json must not cost the run.</summary>
@@ -262,6 +274,7 @@ internal static class TrainCommand
             Amp = TrainConfig.ParseAmp(o.Amp),
             CudaGraph = o.CudaGraph,
             Straggler = CliEnvironment.Straggler,
+            Elastic = o.Elastic || CliEnvironment.Elastic,
         };
         config.Validate();
         if (o.Threads is { } th && th < 1)
@@ -299,13 +312,33 @@ internal static class TrainCommand
             tcp = tcp with { Timeout = TimeSpan.FromSeconds(seconds) };
         // GPU tensors over TCP are staged through host memory; NCCL (registered with the CUDA backend) reduces them in
         // place.
-        using HpcEngine.Distributed.IProcessGroup? group = distributed
-            ? HpcEngine.Distributed.ProcessGroups.Create(o.Backend, device, tcp)
+        if (config.Elastic && (!distributed || o.Backend != "tcp" || device.Type != DeviceType.Cpu))
+            throw new ArgumentException(
+                "--elastic needs a launcher (hpcengine launch --elastic), --backend tcp and the CPU"
+            );
+        var faults = (o.FaultPlan ?? CliEnvironment.FaultPlan) is { } plan
+            ? TrainFlags.Parse("--fault-plan", plan, Training.FaultPlan.Parse)
             : null;
+        // An elastic job detects a frozen or cut-off rank by its silence: a heartbeat every 0.5 s, lost after 2 s.
+        using var elastic = config.Elastic
+            ? HpcEngine.Distributed.Elastic.ElasticGroup.InitFromEnvironment(
+                new HpcEngine.Distributed.Elastic.ElasticOptions
+                {
+                    Tcp = tcp with
+                    {
+                        HeartbeatInterval = TimeSpan.FromMilliseconds(500),
+                        PeerTimeout = tcp.PeerTimeout ?? TimeSpan.FromSeconds(2),
+                    },
+                }
+            )
+            : null;
+        using HpcEngine.Distributed.IProcessGroup? owned =
+            distributed && elastic == null ? HpcEngine.Distributed.ProcessGroups.Create(o.Backend, device, tcp) : null;
+        var group = elastic?.Group ?? owned;
         bool lead = group == null || group.Rank == 0;
         void Say(string line)
         {
-            if (lead)
+            if (elastic != null ? elastic.Group.Rank == 0 : lead)
                 Console.WriteLine(line);
         }
         var (train, test, source) = DataSources.LoadFashionMnist(o.Data);
@@ -319,17 +352,17 @@ internal static class TrainCommand
             TrainResult r;
             using var events =
                 o.Events != null && lead ? new JsonLinesObserver(new StreamWriter(o.Events), steps: true) : null;
+            var watchers = new List<ITrainingObserver>();
+            if (events != null)
+                watchers.Add(events);
+            if (faults != null)
+                watchers.Add(new FaultPlanObserver(faults, elastic?.MemberId ?? group?.Rank ?? 0));
             try
             {
-                r = Trainer.Run(
-                    config,
-                    train,
-                    test,
-                    source,
-                    Console.WriteLine,
-                    group,
-                    events != null ? [events] : null
-                );
+                r =
+                    elastic != null
+                        ? Trainer.RunElastic(config, train, test, source, elastic, Console.WriteLine, watchers)
+                        : Trainer.Run(config, train, test, source, Console.WriteLine, group, watchers);
             }
             catch (Exception e) when (o.Json != null && lead)
             {
@@ -350,6 +383,11 @@ internal static class TrainCommand
             Say(
                 $"final test accuracy {r.FinalTestAccuracy:F4}, best {r.BestTestAccuracy:F4}, {r.Steps} steps in {r.TrainSeconds:F1}s ({r.SamplesPerSecond:F0} samples/s){(r.CheckpointPath != null ? $"; checkpoint {r.CheckpointPath}" : "")}"
             );
+            if (r.Elastic is { } er)
+                Say(
+                    $"elastic: {er.Membership.Count} membership change(s), {er.SamplesSeen} samples committed of "
+                        + $"{er.SamplesExpected} (sampler padding included), replicas agree: {er.ReplicaHashAgree}"
+                );
             if (group != null)
             {
                 var m = r.Metrics;
@@ -360,7 +398,8 @@ internal static class TrainCommand
                         + $"{m.StalenessMean:F2}, max {m.StalenessMax}"
                 );
             }
-            if (o.Json != null && lead)
+            // In an elastic run whoever is rank 0 at the end writes the results.
+            if (o.Json != null && (elastic != null ? elastic.Group.Rank == 0 : lead))
                 File.WriteAllText(o.Json, r.ToJson());
         }
         return 0;

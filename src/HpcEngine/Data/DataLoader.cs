@@ -80,6 +80,9 @@ public sealed class DataLoader(ImageDataset dataset, DataLoaderOptions options)
         return o;
     }
 
+    /// <summary>Samples in the dataset (every rank's shards together, padding aside).</summary>
+    public int DatasetSize => _data.Count;
+
     /// <summary>Samples this rank sees per epoch.</summary>
     public int SamplesPerEpoch => _o.WorldSize == 1 ? _data.Count : (_data.Count + _o.WorldSize - 1) / _o.WorldSize;
 

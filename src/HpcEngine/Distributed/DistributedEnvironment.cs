@@ -26,6 +26,11 @@ public sealed record DistributedEnvironment(
     /// by the launcher's process control) and nowhere else.</summary>
     internal static string? ProcessVariable(string name) => Environment.GetEnvironmentVariable(name);
 
+    /// <summary>Whether the launcher serves the job's store itself (HPCENGINE_STORE_HOSTED=1, set by
+    /// <c>hpcengine launch --elastic</c>), so rank 0 connects to it as every other rank does.</summary>
+    public static bool StoreHostedByLauncher(Func<string, string?>? getenv = null) =>
+        (getenv ?? ProcessVariable)("HPCENGINE_STORE_HOSTED") == "1";
+
     /// <summary>Whether this process is one rank of a job of several, as launched by hpcengine launch / torchrun
     /// (WORLD_SIZE), mpirun (OMPI_COMM_WORLD_SIZE), srun with more than one task (inside a job step: an sbatch script
     /// itself carries SLURM_NTASKS and SLURM_PROCID too, but is one process), or a PMI launcher (PMI_SIZE &gt;

@@ -2,12 +2,12 @@ namespace HpcEngine.Training;
 
 /// <summary>A run's observers, with the rule of who hears what: rank 0's hear of messages, progress, evaluations and
 /// epochs; every rank's hear of steps, compute, strategy steps, spans and the end.</summary>
-internal sealed class RunObservers(IReadOnlyList<ITrainingObserver> observers, bool lead)
+internal sealed class RunObservers(IReadOnlyList<ITrainingObserver> observers, Func<bool> lead)
 {
-    /// <summary>Tells rank 0's observers.</summary>
+    /// <summary>Tells rank 0's observers (in an elastic run, whichever member is rank 0 now).</summary>
     public void Lead(Action<ITrainingObserver> tell)
     {
-        if (lead)
+        if (lead())
             All(tell);
     }
 

@@ -138,6 +138,13 @@ public sealed record TrainConfig
     /// (<see cref="StragglerObserver"/>; null: none). A rank the job does not have is an error.</summary>
     public string? Straggler { get; init; }
 
+    /// <summary>Keep training when a rank is lost (<see cref="Trainer.RunElastic"/>): the survivors re-form and go on
+    /// from the new rank 0's state. Supported for the sync strategy without a codec, one step per batch and
+    /// checkpoints at epoch ends only (each a <c>TrainConfigException</c> otherwise). Not part of the run's
+    /// fingerprint: a resume may turn it on or off.</summary>
+    [JsonIgnore]
+    public bool Elastic { get; init; }
+
     /// <summary>The codec's name as results report it ("none" without one).</summary>
     [JsonIgnore]
     public string CodecName => Compress?.ToString() ?? "none";
@@ -215,6 +222,16 @@ public sealed record TrainConfig
             ClipNorm >= 0 && double.IsFinite(ClipNorm),
             nameof(ClipNorm),
             $"{{ClipNorm}} must be 0 (off) or a positive number, got {ClipNorm}"
+        );
+        Require(
+            !Elastic || (Strategy == StrategySpec.Sync && Compress == null),
+            nameof(Elastic),
+            "{Elastic} recovers the sync strategy without a codec only (per-rank state of the others is not carried over yet)"
+        );
+        Require(
+            !Elastic || (GradAccumulation == 1 && SaveEverySteps == 0 && MaxSteps == 0 && !CudaGraph),
+            nameof(Elastic),
+            "{Elastic} needs one step per batch ({GradAccumulation} 1), checkpoints at epoch ends ({SaveEverySteps} 0), no {MaxSteps} and no {CudaGraph}"
         );
         Require(MaxSteps >= 0, nameof(MaxSteps), $"{{MaxSteps}} must be 0 (no limit) or more, got {MaxSteps}");
         Require(

@@ -27,6 +27,9 @@ public sealed record TrainResult(
     RunMetrics Metrics
 )
 {
+    /// <summary>An elastic run's membership record (null when the run was not elastic).</summary>
+    public ElasticReport? Elastic { get; init; }
+
     /// <summary>The results in the one results schema (<see cref="TrainSummary"/>).</summary>
     public TrainSummary ToSummary() =>
         new()
@@ -59,6 +62,10 @@ public sealed record TrainResult(
             ResidualNorm = Metrics.ResidualNorm,
             Curve = Curve.Select(c => new[] { c.WallSeconds, c.Accuracy }).ToArray(),
             StepLosses = StepLosses,
+            Membership = Elastic?.Membership,
+            ReplicaHashAgree = Elastic?.ReplicaHashAgree,
+            SamplesSeen = Elastic?.SamplesSeen,
+            SamplesExpected = Elastic?.SamplesExpected,
             Diverged = Diverged,
             PerEpoch = Epochs
                 .Select(e => new EpochSummary(e.Epoch, e.TrainLoss, e.TestAccuracy, e.Seconds, e.SamplesPerSecond))

@@ -148,6 +148,26 @@ public sealed record TrainSummary
     [JsonPropertyName("per_epoch")]
     public IReadOnlyList<EpochSummary> PerEpoch { get; init; } = [];
 
+    /// <summary>Elastic runs: every change of membership (null otherwise).</summary>
+    [JsonPropertyName("membership")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<MembershipSummary>? Membership { get; init; }
+
+    /// <summary>Elastic runs: whether every replica ended with the same parameters (a hash compared over the group).</summary>
+    [JsonPropertyName("replica_hash_agree")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? ReplicaHashAgree { get; init; }
+
+    /// <summary>Elastic runs: samples of committed steps over all ranks (the sampler's end-of-epoch padding included).</summary>
+    [JsonPropertyName("samples_seen")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? SamplesSeen { get; init; }
+
+    /// <summary>Elastic runs: the epochs' samples (epochs × dataset size).</summary>
+    [JsonPropertyName("samples_expected")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? SamplesExpected { get; init; }
+
     /// <summary>The summary of a run that ended with <paramref name="error"/> before it had results.</summary>
     public static TrainSummary Failed(
         TrainConfig config,

@@ -43,6 +43,17 @@ public static class Trainer
         Action<string>? log = null,
         IProcessGroup? group = null,
         IEnumerable<ITrainingObserver>? observers = null
+    ) => RunWith(config, train, test, dataSource, log, group, observers, null);
+
+    private static TrainResult RunWith(
+        TrainConfig config,
+        ImageDataset train,
+        ImageDataset test,
+        string dataSource,
+        Action<string>? log,
+        IProcessGroup? group,
+        IEnumerable<ITrainingObserver>? observers,
+        Distributed.Elastic.ElasticGroup? elastic
     )
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -52,7 +63,8 @@ public static class Trainer
         int rank = group?.Rank ?? 0;
         bool lead = rank == 0;
         var watchers = new List<ITrainingObserver>();
-        if (log != null && lead)
+        // An elastic run's rank 0 can change: every member gets the line observer, and only the current rank 0 is told.
+        if (log != null && (lead || elastic != null))
             watchers.Add(new LineObserver(log));
         watchers.AddRange(observers ?? []);
         var trace = config.TraceDir != null ? new TraceObserver(rank, config.TraceDir) : null;
@@ -66,11 +78,16 @@ public static class Trainer
                 nameof(TrainConfig.CudaGraph),
                 "{CudaGraph} trains one process (no {Strategy} across ranks, no {Straggler} emulation)"
             );
-        var told = new RunObservers(watchers, lead);
+        var told = new RunObservers(watchers, () => elastic != null ? elastic.Group.Rank == 0 : lead);
         try
         {
             TrainResult result;
-            using (var run = new TrainingRun(config, train, group, told))
+            if (config.Elastic && elastic == null)
+                throw new TrainConfigException(
+                    nameof(TrainConfig.Elastic),
+                    "{Elastic} runs through Trainer.RunElastic with an ElasticGroup (hpcengine train --elastic under a launcher)"
+                );
+            using (var run = new TrainingRun(config, train, group, told, elastic))
                 result = new TrainingLoop(run, test).Run(dataSource);
             told.Finished(null);
             return result;
@@ -80,6 +97,27 @@ public static class Trainer
             told.Finished(e);
             throw;
         }
+    }
+
+    /// <summary>As <see cref="Run"/>, data-parallel over an elastic group that survives lost members: the config
+    /// must have <see cref="TrainConfig.Elastic"/> (see there for what it supports); the result carries the membership
+    /// record (<see cref="TrainResult.Elastic"/>). A rank that the others went on without throws
+    /// <see cref="Distributed.Elastic.RemovedFromJobException"/>.</summary>
+    public static TrainResult RunElastic(
+        TrainConfig config,
+        ImageDataset train,
+        ImageDataset test,
+        string dataSource,
+        Distributed.Elastic.ElasticGroup elastic,
+        Action<string>? log = null,
+        IEnumerable<ITrainingObserver>? observers = null
+    )
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(elastic);
+        if (!config.Elastic)
+            throw new TrainConfigException(nameof(TrainConfig.Elastic), "RunElastic needs a config with {Elastic} set");
+        return RunWith(config, train, test, dataSource, log, elastic.Group, observers, elastic);
     }
 
     /// <summary>The slow-down factor a straggler spec ("rank:factor", e.g. "1:1.5") sets for <paramref name="rank"/>

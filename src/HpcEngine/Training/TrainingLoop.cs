@@ -21,6 +21,7 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
         _samples;
     private double _computeSeconds;
     private bool _stopped;
+    private readonly ElasticTraining? _elastic = run.Elastic != null ? new ElasticTraining(run) : null;
 
     public TrainResult Run(string dataSource)
     {
@@ -66,6 +67,7 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
         // stands (after the strategy's final exchange): the reported accuracy is always measured, never a placeholder.
         if (_evaluation.LastStep != _step && run.Server == null && _evaluation.TakesPart)
             last = _evaluation.At(_step);
+        var elasticReport = _elastic?.Report(_config.Epochs - run.Start.Epoch);
         return new TrainResult(
             _config,
             dataSource,
@@ -79,7 +81,10 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
             run.Checkpoints.LastPath,
             _evaluation.Curve,
             metrics
-        );
+        )
+        {
+            Elastic = elasticReport,
+        };
     }
 
     /// <summary>One epoch from batch <paramref name="skip"/>; null when the run stopped within it (MaxSteps).</summary>
@@ -93,52 +98,74 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
             micro = 0,
             epochSamples = 0,
             batches = run.Loader.BatchesPerEpoch;
-        foreach (var batch in run.Loader.Epoch(epoch, skip))
+        // Elastic runs follow the epoch by global position (samples all ranks consumed), which survives a change of
+        // world size; the others by batch index.
+        int position = skip * _config.BatchSize * run.Workers;
+        Exception? lost = null;
+        do
         {
-            using (batch)
-            using (var scope = new TensorScope())
+            if (lost != null)
             {
-                long computeStart = Stopwatch.GetTimestamp();
-                bool isGraphed = graphed != null && batch.Size == _config.BatchSize; // a short last batch runs eagerly
-                bool stepNow = isGraphed || ++micro >= _config.GradAccumulation || batch.Index == batches - 1;
-                double loss = isGraphed ? graphed!.Step(batch, _step) : ForwardBackward(batch, stepNow);
-                if (!double.IsFinite(loss) && !_config.AllowDivergence)
-                    throw new TrainingDivergedException(_step + 1, epoch + 1, batch.Index + 1, loss);
-                var computed = new ComputeEvent(
-                    _step,
-                    computeStart,
-                    Stopwatch.GetElapsedTime(computeStart).TotalSeconds
-                );
-                run.Observers.All(o => o.OnComputed(computed));
-                // with what observers added (a straggler)
-                _computeSeconds += Stopwatch.GetElapsedTime(computeStart).TotalSeconds;
-                lossSum += loss;
-                lossCount++;
-                epochSamples += batch.Size;
-                if (!stepNow)
-                    continue;
-                micro = 0;
-                if (!isGraphed)
-                    OptimizerStep();
-                _step++;
-                _workerSteps++;
-                _losses.Add(loss);
-                var stepEvent = new StepEvent(_step, epoch + 1, batch.Index + 1, loss);
-                run.Observers.All(o => o.OnStep(stepEvent));
-                if (_config.EvalEverySteps > 0 && _step % _config.EvalEverySteps == 0 && _evaluation.TakesPart)
-                    _evaluation.At(_step);
-                if (_config.SaveEverySteps > 0 && _step % _config.SaveEverySteps == 0)
+                position = _elastic!.Recover(epoch, position, _step, out _step);
+                lost = null;
+            }
+            var pass = run.Elastic == null ? run.Loader.Epoch(epoch, skip) : run.Loader.Epoch(epoch, 0, position);
+            foreach (var batch in pass)
+            {
+                using (batch)
+                using (var scope = new TensorScope())
+                    try
+                    {
+                        long computeStart = Stopwatch.GetTimestamp();
+                        bool isGraphed = graphed != null && batch.Size == _config.BatchSize; // a short last batch runs eagerly
+                        bool stepNow = isGraphed || ++micro >= _config.GradAccumulation || batch.Index == batches - 1;
+                        double loss = isGraphed ? graphed!.Step(batch, _step) : ForwardBackward(batch, stepNow);
+                        if (!double.IsFinite(loss) && !_config.AllowDivergence)
+                            throw new TrainingDivergedException(_step + 1, epoch + 1, batch.Index + 1, loss);
+                        var computed = new ComputeEvent(
+                            _step,
+                            computeStart,
+                            Stopwatch.GetElapsedTime(computeStart).TotalSeconds
+                        );
+                        run.Observers.All(o => o.OnComputed(computed));
+                        // with what observers added (a straggler)
+                        _computeSeconds += Stopwatch.GetElapsedTime(computeStart).TotalSeconds;
+                        lossSum += loss;
+                        lossCount++;
+                        epochSamples += batch.Size;
+                        if (!stepNow)
+                            continue;
+                        micro = 0;
+                        if (!isGraphed)
+                            OptimizerStep();
+                        _step++;
+                        _workerSteps++;
+                        _losses.Add(loss);
+                        var stepEvent = new StepEvent(_step, epoch + 1, batch.Index + 1, loss);
+                        run.Observers.All(o => o.OnStep(stepEvent));
+                        if (_config.EvalEverySteps > 0 && _step % _config.EvalEverySteps == 0 && _evaluation.TakesPart)
+                            _evaluation.At(_step);
+                        if (_config.SaveEverySteps > 0 && _step % _config.SaveEverySteps == 0)
+                            run.Checkpoints.SaveAfter(_step, epoch, batch.Index);
+                        position += batch.Size * run.Workers;
+                        _elastic?.Committed(batch.Size * run.Workers);
+                    }
+                    catch (Exception e) when (_elastic != null && ElasticTraining.IsLostMember(e))
+                    {
+                        lost = e; // the step is not committed: the next generation redoes it from the new rank 0's state
+                    }
+                if (lost != null)
+                    break;
+                if (_sinceProgress.Elapsed.TotalSeconds >= 2)
+                    Progress(epoch, batch.Index, epochSamples, timer, lossSum / lossCount);
+                if (_config.MaxSteps > 0 && _step >= _config.MaxSteps)
+                {
+                    _stopped = true;
                     run.Checkpoints.SaveAfter(_step, epoch, batch.Index);
+                    break;
+                }
             }
-            if (_sinceProgress.Elapsed.TotalSeconds >= 2)
-                Progress(epoch, batch.Index, epochSamples, timer, lossSum / lossCount);
-            if (_config.MaxSteps > 0 && _step >= _config.MaxSteps)
-            {
-                _stopped = true;
-                run.Checkpoints.SaveAfter(_step, epoch, batch.Index);
-                break;
-            }
-        }
+        } while (lost != null);
         _samples += epochSamples;
         if (_stopped)
             return null;

@@ -1,5 +1,6 @@
 using HpcEngine.Data;
 using HpcEngine.Distributed;
+using HpcEngine.Distributed.Elastic;
 using HpcEngine.NN;
 using HpcEngine.Optim;
 using HpcEngine.Parallel;
@@ -14,33 +15,47 @@ internal sealed class TrainingRun : IDisposable
     private readonly Optimizer? _ownOptimizer;
 
     public TrainConfig Config { get; }
-    public IProcessGroup? Group { get; }
+    public IProcessGroup? Group { get; private set; }
     public RunObservers Observers { get; }
     public Generator Generator { get; }
     public Module Model { get; }
     public Device Device { get; }
 
     /// <summary>With several ranks: what is communicated after each backward; null in one process.</summary>
-    public ITrainingStrategy? Strategy { get; }
-    public Optimizer Optimizer { get; }
-    public DataLoader Loader { get; }
+    public ITrainingStrategy? Strategy { get; private set; }
+    public Optimizer Optimizer { get; private set; }
+    public DataLoader Loader { get; private set; }
     public CosineWithWarmup Schedule { get; }
 
     /// <summary>Ranks that train (a parameter server's dedicated server ranks do not).</summary>
-    public int Workers { get; }
+    public int Workers { get; private set; }
     public long StepsPerEpoch { get; }
     public ResumePoint Start { get; }
     public CheckpointWriter Checkpoints { get; }
+
+    /// <summary>The elastic membership this run follows (null: a lost rank ends the run).</summary>
+    public ElasticGroup? Elastic { get; }
+
+    private readonly ImageDataset _train;
 
     public int Rank => Group?.Rank ?? 0;
     public bool Lead => Group == null || Group.Rank == 0;
     public ParameterServerStrategy? Server => Strategy as ParameterServerStrategy;
     public DistributedDataParallel? Ddp => (Strategy as SyncStrategy)?.Ddp;
 
-    public TrainingRun(TrainConfig config, ImageDataset train, IProcessGroup? group, RunObservers observers)
+    public TrainingRun(
+        TrainConfig config,
+        ImageDataset train,
+        IProcessGroup? group,
+        RunObservers observers,
+        ElasticGroup? elastic = null
+    )
     {
         Config = config;
-        Group = group;
+        Elastic = elastic;
+        Group = elastic?.Group ?? group;
+        group = Group;
+        _train = train;
         Observers = observers;
         Generator = new Generator(config.Seed);
         Model = Models.Create(config.Model, Generator);
@@ -59,18 +74,7 @@ internal sealed class TrainingRun : IDisposable
             Workers = Server?.Workers ?? group?.Size ?? 1;
             _ownOptimizer = Strategy == null ? Trainer.MakeOptimizer(config, Model.Parameters()) : null;
             Optimizer = Strategy?.Optimizer ?? _ownOptimizer!;
-            Loader = new DataLoader(
-                train,
-                new DataLoaderOptions
-                {
-                    BatchSize = config.BatchSize,
-                    Seed = config.Seed,
-                    RandomCropPadding = config.Augment ? 2 : 0,
-                    HorizontalFlip = config.Augment,
-                    Rank = Rank < Workers ? Rank : 0,
-                    WorldSize = Workers,
-                }
-            );
+            Loader = MakeLoader();
             StepsPerEpoch = (Loader.BatchesPerEpoch + config.GradAccumulation - 1) / config.GradAccumulation;
             Schedule = new CosineWithWarmup(config.Lr, StepsPerEpoch * config.Epochs, config.WarmupSteps);
             Checkpoints = new CheckpointWriter(this, train);
@@ -89,6 +93,46 @@ internal sealed class TrainingRun : IDisposable
         {
             Dispose();
             throw;
+        }
+    }
+
+    private DataLoader MakeLoader() =>
+        new(
+            _train,
+            new DataLoaderOptions
+            {
+                BatchSize = Config.BatchSize,
+                Seed = Config.Seed,
+                RandomCropPadding = Config.Augment ? 2 : 0,
+                HorizontalFlip = Config.Augment,
+                Rank = Rank < Workers ? Rank : 0,
+                WorldSize = Workers,
+            }
+        );
+
+    /// <summary>After <see cref="Elastic"/> formed a new generation: the strategy over the new group (its optimizer
+    /// keeps this rank's state; the caller then makes every rank's state the new rank 0's) and this rank's shard of
+    /// the data at the new world size.</summary>
+    public void Regroup()
+    {
+        var elastic = Elastic ?? throw new InvalidOperationException("internal: regroup without an elastic group");
+        var (tensors, scalars) = Optimizer.StateDict();
+        try
+        {
+            Strategy?.Dispose(); // its pending exchanges belong to the failed generation
+            Group = elastic.Group;
+            Strategy = CreateStrategy(Config, Model, Group);
+            Workers = Group.Size;
+            Optimizer = Strategy?.Optimizer ?? Trainer.MakeOptimizer(Config, Model.Parameters());
+            Optimizer.LoadStateDict(tensors, scalars);
+            foreach (var p in Model.Parameters())
+                p.Grad = null;
+            Loader = MakeLoader();
+        }
+        finally
+        {
+            foreach (var t in tensors.Values)
+                t.Dispose();
         }
     }
 

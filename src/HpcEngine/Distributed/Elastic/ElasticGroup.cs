@@ -22,6 +22,7 @@ public sealed class ElasticGroup : IDisposable
     private readonly ElasticOptions _options;
     private readonly List<MembershipEvent> _events = [];
     private TcpProcessGroup? _group;
+    private IStore? _ownedStore;
 
     /// <summary>The generation (0 for the group as started).</summary>
     public int Generation { get; private set; }
@@ -51,6 +52,37 @@ public sealed class ElasticGroup : IDisposable
         options ??= new ElasticOptions();
         var group = TcpProcessGroup.Connect(store, memberId, size, options.Tcp, prefix: $"{options.Prefix}/g0");
         return new ElasticGroup(store, memberId, options, group, Enumerable.Range(0, size).ToArray());
+    }
+
+    /// <summary>Generation 0 of the job a launcher started (the torchrun variables, as <see cref="ProcessGroups"/>
+    /// reads them): each rank's member id is its RANK. The store is rank 0's unless the launcher hosts it
+    /// (<c>hpcengine launch --elastic</c>: then the job survives rank 0 too). The group owns the store
+    /// connection.</summary>
+    public static ElasticGroup InitFromEnvironment(ElasticOptions? options = null)
+    {
+        var env = DistributedEnvironment.Resolve();
+        options ??= new ElasticOptions();
+        var tcp = options.Tcp;
+        if (tcp.JobId == null && env.JobId != null)
+            options = options with { Tcp = tcp with { JobId = env.JobId } };
+        var store = TcpStore.Create(
+            env.MasterAddr,
+            env.MasterPort,
+            isServer: env.Rank == 0 && !DistributedEnvironment.StoreHostedByLauncher(),
+            new StoreOptions { Token = options.Tcp.Token, JobId = options.Tcp.JobId },
+            options.Tcp.ConnectTimeout
+        );
+        try
+        {
+            var g = Start(store, env.Rank, env.WorldSize, options);
+            g._ownedStore = store;
+            return g;
+        }
+        catch
+        {
+            store.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Forms the next generation with the survivors, after this generation's group failed. Blocks until the
@@ -109,11 +141,13 @@ public sealed class ElasticGroup : IDisposable
         _group = null;
     }
 
-    /// <summary>Closes this generation's group.</summary>
+    /// <summary>Closes this generation's group (and the store connection it opened itself).</summary>
     public void Dispose()
     {
         _group?.Dispose();
         _group = null;
+        _ownedStore?.Dispose();
+        _ownedStore = null;
     }
 
     private string Key(int generation) => $"{_options.Prefix}/g{generation.ToString(CultureInfo.InvariantCulture)}";

@@ -44,6 +44,11 @@ public sealed record LaunchSpec
     /// <summary>Restart every worker up to this many times when one fails.</summary>
     public int MaxRestarts { get; init; }
 
+    /// <summary>An elastic job (<c>launch --elastic</c>): node 0's launcher hosts the store (so it outlives any worker),
+    /// workers run with HPCENGINE_ELASTIC=1 and HPCENGINE_STORE_HOSTED=1, and a worker that fails does not stop the
+    /// others — they re-form without it. The launcher exits 0 when some worker completed.</summary>
+    public bool Elastic { get; init; }
+
     /// <summary>How long workers get to finish on their own after a failure or a forwarded signal before they are
     /// sent SIGTERM, and then as long again before SIGKILL.</summary>
     public TimeSpan GracePeriod { get; init; } = TimeSpan.FromSeconds(5);

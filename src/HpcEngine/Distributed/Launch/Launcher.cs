@@ -128,6 +128,16 @@ public sealed class Launcher
         int n = _spec.ProcsPerNode;
         var workers = new List<Worker>();
         int threads = Math.Max(1, Environment.ProcessorCount / n);
+        // An elastic job's store lives here, not in rank 0's process: the job must outlive any worker.
+        using var store =
+            _spec.Elastic && _spec.NodeRank == 0
+                ? TcpStore.Create(
+                    _spec.MasterAddr,
+                    port,
+                    isServer: true,
+                    new StoreOptions { Token = token, JobId = job }
+                )
+                : null;
         try
         {
             for (int local = 0; local < n; local++)
@@ -171,6 +181,11 @@ public sealed class Launcher
             env["HPCENGINE_LOCAL_ADDR"] = _spec.LocalAddr;
         if (_spec.Timeout is { } t)
             env["HPCENGINE_TIMEOUT_S"] = t.TotalSeconds.ToString(CultureInfo.InvariantCulture);
+        if (_spec.Elastic)
+        {
+            env["HPCENGINE_ELASTIC"] = "1";
+            env["HPCENGINE_STORE_HOSTED"] = "1";
+        }
         if (!env.ContainsKey("HPCENGINE_NUM_THREADS") || env["HPCENGINE_NUM_THREADS"] == null)
             env["HPCENGINE_NUM_THREADS"] = Str(threads);
         if ((!env.ContainsKey("HPCENGINE_SPIN_US") || env["HPCENGINE_SPIN_US"] == null) && _spec.ProcsPerNode > 1)
@@ -212,6 +227,8 @@ public sealed class Launcher
     private (int Code, int Rank) Supervise(List<Worker> workers)
     {
         var running = new List<Worker>(workers);
+        (int Code, int Rank)? firstLoss = null;
+        bool someCompleted = false;
         while (running.Count > 0)
         {
             if (_signal != 0)
@@ -230,8 +247,16 @@ public sealed class Launcher
                 Drain(w);
                 running.Remove(w);
                 int code = w.Process.ExitCode;
+                someCompleted |= code == 0;
                 if (code == 0)
                     continue;
+                if (_spec.Elastic)
+                {
+                    // The others re-form without it (their own errors say so); the job goes on.
+                    Say($"rank {w.Rank} exited with code {code}; elastic job: the others go on without it");
+                    firstLoss ??= (code, w.Rank);
+                    continue;
+                }
                 Say(
                     $"rank {w.Rank} exited with code {code}; the others get {_spec.GracePeriod.TotalSeconds:F0}s to "
                         + $"finish before they are stopped"
@@ -243,7 +268,7 @@ public sealed class Launcher
             }
             Thread.Sleep(20);
         }
-        return (0, -1);
+        return someCompleted || firstLoss == null ? (0, -1) : firstLoss.Value;
     }
 
     /// <summary>The failing rank's last lines (its error, the flight recorder's entries) and how every rank

@@ -6,11 +6,13 @@ namespace HpcEngine.Distributed.Launch;
 /// and tying a worker's life to its launcher.</summary>
 public static class ProcessControl
 {
-    /// <summary>POSIX signal numbers (Linux): hang-up, interrupt, kill and terminate.</summary>
+    /// <summary>POSIX signal numbers (Linux): hang-up, interrupt, kill, terminate, continue and stop.</summary>
     public const int SigHup = 1,
         SigInt = 2,
         SigKill = 9,
-        SigTerm = 15;
+        SigTerm = 15,
+        SigCont = 18,
+        SigStop = 19;
 
     /// <summary>The variable the launcher sets to its pid, so an hpcengine worker can tie its life to it.</summary>
     public const string LauncherPidVariable = "HPCENGINE_LAUNCHER_PID";

@@ -1,0 +1,112 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using HpcEngine.Distributed;
+using HpcEngine.Parallel;
+
+namespace HpcEngine.Training;
+
+/// <summary>What an elastic run does when a member is lost (<see cref="TrainConfig.Elastic"/>): the survivors form
+/// the next generation (<see cref="Distributed.Elastic.ElasticGroup.Recover"/>), rebuild the strategy over it, take the
+/// new rank 0's model, optimizer state, step and data position (live recovery: over the group, no disk), and go on
+/// from there with the epoch's remaining samples dealt over the new world size. The step that failed is not committed
+/// anywhere it was not finished everywhere: a rank that applied it and one that did not both end with rank 0's state.
+/// Records the events, the samples committed and, at the end, whether every replica holds the same parameters.</summary>
+internal sealed class ElasticTraining(TrainingRun run)
+{
+    private readonly List<MembershipSummary> _events = [];
+    private long _samplesSeen;
+
+    /// <summary>A step's samples, over all ranks, once the step is committed.</summary>
+    public void Committed(int globalSamples) => _samplesSeen += globalSamples;
+
+    /// <summary>Whether <paramref name="e"/> is a collective failing because a member was lost.</summary>
+    public static bool IsLostMember(Exception e) =>
+        e switch
+        {
+            CollectiveException => true,
+            AggregateException a => a.InnerExceptions.Any(IsLostMember),
+            _ => e.InnerException != null && IsLostMember(e.InnerException),
+        };
+
+    /// <summary>Re-forms the group and the run over it; returns the epoch position to go on from and sets the step
+    /// (both the new rank 0's).</summary>
+    public int Recover(int epoch, int position, long step, out long newStep)
+    {
+        var clock = Stopwatch.StartNew();
+        var elastic = run.Elastic!;
+        var change = elastic.Recover();
+        run.Regroup();
+        var root = StateBroadcast.Run(
+            run.Group!,
+            0,
+            run.Model,
+            run.Optimizer,
+            new Dictionary<string, string>
+            {
+                ["step"] = step.ToString(CultureInfo.InvariantCulture),
+                ["epoch"] = epoch.ToString(CultureInfo.InvariantCulture),
+                ["position"] = position.ToString(CultureInfo.InvariantCulture),
+                ["samples_seen"] = _samplesSeen.ToString(CultureInfo.InvariantCulture),
+            }
+        );
+        if (int.Parse(root["epoch"], CultureInfo.InvariantCulture) != epoch)
+            throw new InvalidOperationException(
+                $"elastic: after the loss the new rank 0 is in epoch {root["epoch"]} and this rank in {epoch}: a loss at an "
+                    + "epoch boundary (during evaluation) is not recovered yet; resume from the last checkpoint"
+            );
+        long resumed = long.Parse(root["step"], CultureInfo.InvariantCulture);
+        newStep = resumed;
+        _samplesSeen = long.Parse(root["samples_seen"], CultureInfo.InvariantCulture);
+        double ms = clock.Elapsed.TotalMilliseconds;
+        foreach (var id in change.Lost)
+            _events.Add(new MembershipSummary(resumed, "lost", id, change.WorldSizeAfter, ms));
+        foreach (var id in change.Left)
+            _events.Add(new MembershipSummary(resumed, "left", id, change.WorldSizeAfter, ms));
+        string who = string.Join(
+            ", ",
+            change.Lost.Select(i => $"member {i} lost").Concat(change.Left.Select(i => $"member {i} left"))
+        );
+        run.Observers.Lead(o =>
+            o.OnMessage(
+                $"elastic: {who}; generation {change.Generation} has {change.WorldSizeAfter} rank(s); recovered in {ms:F0} ms, "
+                    + $"going on from step {resumed}"
+            )
+        );
+        return int.Parse(root["position"], CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>The run's membership record; compares every replica's parameter hash over the group.</summary>
+    public ElasticReport Report(int epochs)
+    {
+        var group = run.Group!;
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var p in run.Model.Parameters())
+            sha.AppendData(p.AsByteMemory().Span);
+        long hash = BitConverter.ToInt64(sha.GetHashAndReset(), 0);
+        var max = new[] { hash };
+        var min = new[] { hash };
+        group.AllReduce<long>(max, new AllReduceOptions { Op = ReduceOp.Max });
+        group.AllReduce<long>(min, new AllReduceOptions { Op = ReduceOp.Min });
+        return new ElasticReport(_events, max[0] == min[0], _samplesSeen, (long)epochs * run.Loader.DatasetSize);
+    }
+}
+
+/// <summary>One change of membership in an elastic run's results.</summary>
+public sealed record MembershipSummary(
+    [property: System.Text.Json.Serialization.JsonPropertyName("step")] long Step,
+    [property: System.Text.Json.Serialization.JsonPropertyName("kind")] string Kind,
+    [property: System.Text.Json.Serialization.JsonPropertyName("rank")] int Rank,
+    [property: System.Text.Json.Serialization.JsonPropertyName("world_size_after")] int WorldSizeAfter,
+    [property: System.Text.Json.Serialization.JsonPropertyName("recovery_ms")] double RecoveryMilliseconds
+);
+
+/// <summary>An elastic run's membership record: the events, the samples committed over all ranks (the
+/// DistributedSampler's end-of-epoch padding included) against the epochs' samples, and whether every replica ended
+/// with the same parameters.</summary>
+public sealed record ElasticReport(
+    IReadOnlyList<MembershipSummary> Membership,
+    bool ReplicaHashAgree,
+    long SamplesSeen,
+    long SamplesExpected
+);
