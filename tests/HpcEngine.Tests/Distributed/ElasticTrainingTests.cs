@@ -1,0 +1,131 @@
+using System.Text.Json;
+
+namespace HpcEngine.Tests.Distributed;
+
+/// <summary>Elastic training as users run it: <c>hpcengine launch --elastic</c> with worker processes, a fault
+/// injected for real (SIGKILL, SIGSTOP), the survivors going on; the results say what happened.</summary>
+[TestFixture, Category("MultiProcess"), NonParallelizable]
+public class ElasticTrainingTests
+{
+    private string _dir = "";
+
+    [OneTimeSetUp]
+    public void Data()
+    {
+        _dir = TestSupport.TempDir("hpc-elastic-");
+        TestSupport.WriteTinyFashionMnist(_dir, 512, 128);
+    }
+
+    [OneTimeTearDown]
+    public void Clean() => Directory.Delete(_dir, true);
+
+    private (int Exit, string Out, JsonElement? Json) Train(bool elastic, string? faults, int ranks = 3)
+    {
+        string json = Path.Combine(_dir, $"r-{Guid.NewGuid():N}.json");
+        var args = new List<string>
+        {
+            "launch",
+            "--nproc-per-node",
+            ranks.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        if (elastic)
+            args.Add("--elastic");
+        args.AddRange(["--", "hpcengine", "train", "--model", "mlp", "--epochs", "2", "--batch-size", "32"]);
+        args.AddRange(["--data", _dir, "--threads", "1", "--seed", "4", "--json", json]);
+        if (faults != null)
+            args.AddRange(["--fault-plan", faults]);
+        var r = TestSupport.RunCli(args, timeoutSeconds: 180);
+        JsonElement? j = File.Exists(json) ? JsonDocument.Parse(File.ReadAllText(json)).RootElement.Clone() : null;
+        return (r.Exit, r.Stdout + r.Stderr, j);
+    }
+
+    private static void AssertRecovered(JsonElement j, int lostMember, int atStep)
+    {
+        Assert.That(j.GetProperty("status").GetString(), Is.EqualTo("completed"));
+        var events = j.GetProperty("membership").EnumerateArray().ToArray();
+        Assert.That(events, Has.Length.EqualTo(1));
+        Assert.That(events[0].GetProperty("kind").GetString(), Is.EqualTo("lost"));
+        Assert.That(events[0].GetProperty("rank").GetInt32(), Is.EqualTo(lostMember));
+        Assert.That(
+            events[0].GetProperty("step").GetInt64(),
+            Is.EqualTo(atStep),
+            "the step the loss interrupted is redone"
+        );
+        Assert.That(events[0].GetProperty("world_size_after").GetInt32(), Is.EqualTo(2));
+        Assert.That(j.GetProperty("workers").GetInt32(), Is.EqualTo(2));
+        Assert.That(j.GetProperty("replica_hash_agree").GetBoolean(), Is.True);
+        // 512 samples per epoch: 3 steps of 3 × 32, then the rest (224) over 2 ranks, then a whole epoch at 2 ranks.
+        Assert.That(j.GetProperty("samples_seen").GetInt64(), Is.EqualTo(j.GetProperty("samples_expected").GetInt64()));
+        Assert.That(j.GetProperty("samples_expected").GetInt64(), Is.EqualTo(1024));
+        Assert.That(j.GetProperty("steps").GetInt64(), Is.EqualTo(3 + 4 + 8));
+    }
+
+    [Test]
+    public void A_killed_worker_is_dropped_and_the_others_finish_with_every_sample_seen()
+    {
+        var (exit, output, json) = Train(true, "kill:rank=2,step=3");
+        Assert.That(exit, Is.Zero, output);
+        Assert.That(output, Does.Contain("rank 2 exited with code 137; elastic job: the others go on without it"));
+        Assert.That(output, Does.Contain("elastic: member 2 lost; generation 1 has 2 rank(s)"));
+        AssertRecovered(json!.Value, 2, 3);
+    }
+
+    [Test]
+    public void Losing_rank_0_loses_neither_the_store_nor_the_results()
+    {
+        // The launcher hosts the store; member 1 becomes rank 0, evaluates and writes the results.
+        var (exit, output, json) = Train(true, "kill:rank=0,step=3");
+        Assert.That(exit, Is.Zero, output);
+        Assert.That(json, Is.Not.Null, "the new rank 0 wrote the results: " + output);
+        AssertRecovered(json!.Value, 0, 3);
+        Assert.That(json.Value.GetProperty("final_test_accuracy").GetDouble(), Is.GreaterThan(0.1));
+    }
+
+    [Test]
+    public void A_frozen_worker_is_dropped_after_2_seconds_of_silence_and_fenced_when_it_wakes()
+    {
+        var (exit, output, json) = Train(true, "stop:rank=1,step=3,seconds=5");
+        Assert.That(exit, Is.Zero, output);
+        AssertRecovered(json!.Value, 1, 3);
+        Assert.That(
+            output,
+            Does.Contain("generation 1 was formed without member 1"),
+            "the woken worker is told and exits"
+        );
+        Assert.That(output, Does.Contain("rank 1 exited with code 1"));
+    }
+
+    [Test]
+    public void Without_faults_an_elastic_run_trains_exactly_as_a_plain_one()
+    {
+        var plain = Train(false, null);
+        var elastic = Train(true, null);
+        Assert.That(plain.Exit, Is.Zero, plain.Out);
+        Assert.That(elastic.Exit, Is.Zero, elastic.Out);
+        double[] Losses(JsonElement j) =>
+            j.GetProperty("step_losses").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+        Assert.That(Losses(elastic.Json!.Value), Is.EqualTo(Losses(plain.Json!.Value)));
+        Assert.That(elastic.Json.Value.GetProperty("membership").GetArrayLength(), Is.Zero);
+        Assert.That(
+            plain.Json.Value.TryGetProperty("membership", out _),
+            Is.False,
+            "only elastic runs report membership"
+        );
+    }
+
+    [Test]
+    public void Elastic_with_a_strategy_it_cannot_recover_is_refused_naming_the_setting()
+    {
+        var r = TestSupport.RunCli(["train", "--elastic", "--strategy", "zero1", "--epochs", "1", "--data", _dir]);
+        Assert.That(r.Exit, Is.Not.Zero);
+        Assert.That(r.Stderr, Does.Contain("--elastic recovers the sync strategy without a codec only"));
+    }
+
+    [Test]
+    public void A_bad_fault_plan_is_refused_with_the_grammar()
+    {
+        var r = TestSupport.RunCli(["train", "--fault-plan", "explode:rank=1", "--epochs", "1", "--data", _dir]);
+        Assert.That(r.Exit, Is.Not.Zero);
+        Assert.That(r.Stderr, Does.Contain("kill:rank=R,step=S"));
+    }
+}
