@@ -29,10 +29,13 @@ internal sealed class ElasticTraining(TrainingRun run)
             _ => e.InnerException != null && IsLostMember(e.InnerException),
         };
 
-    /// <summary>Re-forms the group and the run over it; returns the epoch position to go on from and sets the step
-    /// (both the new rank 0's).</summary>
+    /// <summary>Re-forms the group and the run over it; returns the position in <paramref name="epoch"/> to go on
+    /// from and sets the step (both the new rank 0's). Positions compare as samples since the run's start, so a rank
+    /// at the end of epoch e (in its evaluation) and one at the start of e+1 agree.</summary>
     public int Recover(int epoch, int position, long step, out long newStep)
     {
+        long n = run.Loader.DatasetSize;
+        long global = epoch * n + Math.Min(position, n);
         var clock = Stopwatch.StartNew();
         var elastic = run.Elastic!;
         var change = elastic.Recover();
@@ -45,15 +48,15 @@ internal sealed class ElasticTraining(TrainingRun run)
             new Dictionary<string, string>
             {
                 ["step"] = step.ToString(CultureInfo.InvariantCulture),
-                ["epoch"] = epoch.ToString(CultureInfo.InvariantCulture),
-                ["position"] = position.ToString(CultureInfo.InvariantCulture),
+                ["global"] = global.ToString(CultureInfo.InvariantCulture),
                 ["samples_seen"] = _samplesSeen.ToString(CultureInfo.InvariantCulture),
             }
         );
-        if (int.Parse(root["epoch"], CultureInfo.InvariantCulture) != epoch)
+        long rootGlobal = long.Parse(root["global"], CultureInfo.InvariantCulture);
+        if (rootGlobal < epoch * n || rootGlobal > (epoch + 1) * n)
             throw new InvalidOperationException(
-                $"elastic: after the loss the new rank 0 is in epoch {root["epoch"]} and this rank in {epoch}: a loss at an "
-                    + "epoch boundary (during evaluation) is not recovered yet; resume from the last checkpoint"
+                $"elastic: after the loss the new rank 0 stands at sample {rootGlobal} of the run and this rank at "
+                    + $"{global}, more than an epoch boundary apart; resume from the last checkpoint"
             );
         long resumed = long.Parse(root["step"], CultureInfo.InvariantCulture);
         newStep = resumed;
@@ -73,7 +76,7 @@ internal sealed class ElasticTraining(TrainingRun run)
                     + $"going on from step {resumed}"
             )
         );
-        return int.Parse(root["position"], CultureInfo.InvariantCulture);
+        return (int)(rootGlobal - epoch * n);
     }
 
     /// <summary>The run's membership record; compares every replica's parameter hash over the group.</summary>

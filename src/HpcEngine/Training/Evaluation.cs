@@ -27,11 +27,11 @@ internal sealed class Evaluation(TrainingRun run, ImageDataset test, Stopwatch c
 
     /// <summary>Evaluates at optimizer step <paramref name="step"/>; the accuracy on rank 0, NaN on the
     /// others.</summary>
-    public double At(long step)
+    public double At(long step, bool barrier = true)
     {
         long start = Stopwatch.GetTimestamp();
         double acc = run.Lead ? Accuracy(run.Model, test).Accuracy : double.NaN;
-        if (_barrier)
+        if (_barrier && barrier)
             run.Group!.Barrier().Wait();
         double secs = Stopwatch.GetElapsedTime(start).TotalSeconds;
         run.Observers.All(o =>

@@ -102,12 +102,17 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
         // world size; the others by batch index.
         int position = skip * _config.BatchSize * run.Workers;
         Exception? lost = null;
+        double acc = double.NaN;
+        bool recovered = false;
         do
         {
             if (lost != null)
             {
                 position = _elastic!.Recover(epoch, position, _step, out _step);
                 lost = null;
+                recovered = true;
+                if (position >= run.Loader.DatasetSize)
+                    break; // the epoch was complete on the new rank 0: only its evaluation is left
             }
             var pass = run.Elastic == null ? run.Loader.Epoch(epoch, skip) : run.Loader.Epoch(epoch, 0, position);
             foreach (var batch in pass)
@@ -165,11 +170,25 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
                     break;
                 }
             }
+            if (lost != null || _stopped)
+                continue;
+            try
+            {
+                acc = _evaluation.TakesPart ? _evaluation.At(_step) : double.NaN;
+            }
+            catch (Exception e) when (_elastic != null && ElasticTraining.IsLostMember(e))
+            {
+                lost = e; // lost during rank 0's evaluation: re-form; the new rank 0 says where the epoch stands
+                position = run.Loader.DatasetSize;
+            }
         } while (lost != null);
         _samples += epochSamples;
         if (_stopped)
             return null;
-        double acc = _evaluation.TakesPart ? _evaluation.At(_step) : double.NaN;
+        // After a recovery at the epoch's end the evaluation runs without its barrier: a survivor that was already past
+        // it is in the next epoch's first step, and a barrier here would pair with that step's exchange.
+        if (recovered && double.IsNaN(acc) && run.Lead)
+            acc = _evaluation.At(_step, barrier: false);
         double seconds = timer.Elapsed.TotalSeconds - (_evaluation.Seconds - evaluationBefore);
         var result = new EpochResult(
             epoch + 1,

@@ -96,6 +96,28 @@ public class ElasticTrainingTests
     }
 
     [Test]
+    public void A_worker_lost_at_the_end_of_an_epoch_is_recovered_in_the_evaluation()
+    {
+        // 512 samples over 3 ranks of 32: 6 steps an epoch; killed after step 6, rank 2's loss surfaces in the
+        // barrier of rank 0's evaluation, not in a step.
+        var (exit, output, json) = Train(true, "kill:rank=2,step=6");
+        Assert.That(exit, Is.Zero, output);
+        var j = json!.Value;
+        Assert.That(j.GetProperty("status").GetString(), Is.EqualTo("completed"));
+        var e = j.GetProperty("membership").EnumerateArray().Single();
+        Assert.That((e.GetProperty("rank").GetInt32(), e.GetProperty("step").GetInt64()), Is.EqualTo((2, 6L)));
+        Assert.That(j.GetProperty("steps").GetInt64(), Is.EqualTo(6 + 8), "epoch 2 whole, at 2 ranks");
+        Assert.That(j.GetProperty("replica_hash_agree").GetBoolean(), Is.True);
+        long padding = j.GetProperty("samples_seen").GetInt64() - j.GetProperty("samples_expected").GetInt64();
+        Assert.That(
+            padding,
+            Is.EqualTo(1),
+            "epoch 1's 512 samples over 3 ranks pad one sample, as DistributedSampler does"
+        );
+        Assert.That(j.GetProperty("per_epoch").GetArrayLength(), Is.EqualTo(2));
+    }
+
+    [Test]
     public void Without_faults_an_elastic_run_trains_exactly_as_a_plain_one()
     {
         var plain = Train(false, null);
