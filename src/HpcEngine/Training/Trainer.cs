@@ -85,7 +85,7 @@ public static class Trainer
             if (config.Elastic && elastic == null)
                 throw new TrainConfigException(
                     nameof(TrainConfig.Elastic),
-                    "{Elastic} runs through Trainer.RunElastic with an ElasticGroup (hpcengine train --elastic under a launcher)"
+                    "{Elastic} runs through Trainer.RunElastic, with the ElasticGroup it recovers through"
                 );
             using (var run = new TrainingRun(config, train, group, told, elastic))
                 result = new TrainingLoop(run, test).Run(dataSource);

@@ -13,7 +13,7 @@ namespace HpcEngine.Distributed.Tcp;
 /// the acceptor's nonce; a wrong hello or answer drops that socket before it carries any data. Any link failure
 /// aborts the whole mesh, so a rank that dies or fails takes its peers' pending ops down at once instead of leaving
 /// them to wait out their timeouts.</summary>
-internal sealed class TcpMesh : IDisposable
+internal sealed partial class TcpMesh : IDisposable
 {
     private const uint HelloMagic = 0x48504348; // "HPCH"
     private readonly PeerLink?[] _links;
@@ -329,58 +329,6 @@ internal sealed class TcpMesh : IDisposable
         {
             return false;
         }
-    }
-
-    /// <summary>The peers not heard from (no data, no heartbeat) for three heartbeat intervals, as "; no word from rank
-    /// 2 for 4.1s, ..." for error messages; empty when every peer speaks. Links that have already failed count too: a
-    /// send to a partitioned peer times out at about the moment the op does, and the silence is still the
-    /// news.</summary>
-    public string Silence()
-    {
-        var limit = 3 * Options.HeartbeatInterval;
-        var silent = _links
-            .Where(l => l != null && l.SinceHeard > limit)
-            .Select(l => $"rank {l!.Peer} for {l.SinceHeard.TotalSeconds:F1}s")
-            .ToList();
-        return silent.Count == 0
-            ? ""
-            : $"; no word (not even a heartbeat) from {string.Join(", ", silent)}: unreachable (a network partition) or frozen";
-    }
-
-    private void OnLinkFailed(PeerLink link, Exception e)
-    {
-        var reason = new IOException($"link to rank {link.Peer} failed: {e.Message}", e);
-        Interlocked.CompareExchange(ref _failedPeer, link.Peer, -1);
-        Abort(reason);
-    }
-
-    private int _failedPeer = -1;
-
-    /// <summary>Test hook (<see cref="TcpProcessGroup.SimulateFreeze"/>): no more heartbeats or silence checks.</summary>
-    public void Freeze() => _heartbeat?.Dispose();
-
-    /// <summary>The peer whose link failed first (the root cause of this mesh's abort), or null: what an elastic
-    /// group reports as lost.</summary>
-    public int? FailedPeer => Volatile.Read(ref _failedPeer) is >= 0 and var p ? p : null;
-
-    /// <summary>With <see cref="TcpOptions.PeerTimeout"/>: fails the link of a peer silent for longer (a frozen or
-    /// partitioned process keeps its sockets open, so only silence shows it).</summary>
-    private void FailSilentPeers()
-    {
-        if (Options.PeerTimeout is not { } limit || Failure != null)
-            return;
-        foreach (var l in _links)
-            if (l != null && l.SinceHeard > limit)
-            {
-                OnLinkFailed(
-                    l,
-                    new IOException(
-                        $"the link to rank {l.Peer} heard nothing, not even a heartbeat, for {l.SinceHeard.TotalSeconds:F1}s "
-                            + $"(peer timeout {limit.TotalSeconds:F1}s): it is frozen or cut off"
-                    )
-                );
-                return;
-            }
     }
 
     /// <summary>Fails every link (closing the sockets, so peers notice at once).</summary>
