@@ -6,7 +6,6 @@ using HpcEngine.Training;
 
 namespace HpcEngine.Cli.Commands;
 
-[Verb("train", HelpText = "Train mlp, mlp-wide or cnn on Fashion-MNIST; evaluates every epoch, checkpoints, resumes.")]
 /// <summary>Output locations checked before a run starts: a typo in --json must not cost the run.</summary>
 internal static class OutputPaths
 {

@@ -2,6 +2,8 @@ using CommandLine;
 
 namespace HpcEngine.Cli.Commands;
 
+/// <summary>The flags of <c>hpcengine train</c>.</summary>
+[Verb("train", HelpText = "Train mlp, mlp-wide or cnn on Fashion-MNIST; evaluates every epoch, checkpoints, resumes.")]
 public sealed class TrainOptions
 {
     [Option("model", Default = "mlp", HelpText = "mlp | mlp-wide | cnn")]
