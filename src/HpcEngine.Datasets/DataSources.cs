@@ -11,6 +11,16 @@ public static class DataSources
     /// <summary>The environment variable naming a Fashion-MNIST directory.</summary>
     public const string EnvironmentVariable = "HPCENGINE_DATA";
 
+    /// <summary>Loads Fashion-MNIST from the first source found, checks it, and lets it go; returns the source's name.
+    /// For tools that start many runs: unusable data fails once, up front.</summary>
+    public static string Check(string? dataDir = null)
+    {
+        var (train, test, source) = LoadFashionMnist(dataDir);
+        train.Dispose();
+        test.Dispose();
+        return source;
+    }
+
     /// <summary>Loads Fashion-MNIST from the first source found.</summary>
     public static (ImageDataset Train, ImageDataset Test, string Source) LoadFashionMnist(string? dataDir = null)
     {

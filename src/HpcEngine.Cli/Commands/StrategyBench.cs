@@ -8,30 +8,22 @@ namespace HpcEngine.Cli.Commands;
 /// (<see cref="ProcessStrategyRunner"/>) and the CLI's plots (<see cref="StrategyPlots"/>).</summary>
 internal static class StrategyBench
 {
-    // The study's settings as this verb's flags, for its errors.
-    private static readonly Dictionary<string, string> Flags = new(StringComparer.Ordinal)
-    {
-        [nameof(StrategyStudyConfig.Codecs)] = "--compress",
-        [nameof(StrategyStudyConfig.BatchSize)] = "--batch-size",
-        [nameof(StrategyStudyConfig.TargetAccuracy)] = "--target-accuracy",
-        [nameof(StrategyStudyConfig.PricePerHour)] = "--price-per-hour",
-    };
-
+    // The study's settings as this verb's flags, for its errors: BatchSize is --batch-size, Codecs --compress.
     private static string Flag(string property) =>
-        Flags.TryGetValue(property, out var f) ? f : "--" + property.ToLowerInvariant();
+        property == nameof(StrategyStudyConfig.Codecs) ? "--compress" : TrainFlags.Kebab(property);
 
     public static int Run(BenchOptions o)
     {
         string outDir = o.Out
             ?? throw new ArgumentException($"bench strategies{(o.Render ? " --render" : "")} needs --out DIR");
         if (o.Render)
-            return Render(outDir);
+        {
+            int n = StrategyStudy.Render(outDir, StrategyPlots.Draw);
+            Console.WriteLine($"rendered {n} runs from {outDir}/results.json: {Path.Combine(outDir, "report.md")}");
+            return 0;
+        }
         var workers = List(o.Workers, "--workers")
-            .Select(w =>
-                int.TryParse(w, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n)
-                    ? n
-                    : throw new ArgumentException($"--workers: '{w}' is not a worker count")
-            )
+            .Select(w => TrainFlags.Parse("--workers", w, s => int.Parse(s, CultureInfo.InvariantCulture)))
             .Distinct()
             .ToArray();
         var config = new StrategyStudyConfig(
@@ -63,32 +55,15 @@ internal static class StrategyBench
             throw new ArgumentException(e.Describe(Flag), e);
         }
         // Fail on unusable data now, not once per run of the matrix.
-        var (train, test, source) = Datasets.DataSources.LoadFashionMnist(o.Data);
-        train.Dispose();
-        test.Dispose();
-        Console.WriteLine($"bench strategies: data {source}");
-        var results = StrategyStudy.Run(
+        Console.WriteLine($"bench strategies: data {Datasets.DataSources.Check(o.Data)}");
+        var runs = StrategyStudy.Run(
             config,
             outDir,
             new ProcessStrategyRunner(),
             Console.WriteLine,
             StrategyPlots.Draw
         );
-        // A diverged run is a measured outcome, not a failure of the benchmark.
-        return results.All(r => r.Status != "failed") ? 0 : 1;
-    }
-
-    /// <summary>Redraws everything but the runs from DIR/results.json (after changing how plots or the report look, or
-    /// after editing the file by hand).</summary>
-    private static int Render(string outDir)
-    {
-        string path = Path.Combine(outDir, "results.json");
-        if (!File.Exists(path))
-            throw new FileNotFoundException($"{path} does not exist: run the matrix first", path);
-        var (config, runs, skipped) = StrategyReport.Read(path);
-        StrategyReport.Write(outDir, config, runs, skipped, StrategyPlots.Draw);
-        Console.WriteLine($"rendered {runs.Count} runs from {path}: {Path.Combine(outDir, "report.md")}");
-        return 0;
+        return runs.All(r => r.Status != "failed") ? 0 : 1; // a diverged run is a measured outcome, not a failure
     }
 
     private static string[] List(string value, string option)

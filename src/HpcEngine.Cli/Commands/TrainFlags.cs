@@ -21,8 +21,13 @@ internal static class TrainFlags
     public static string Of(string property)
     {
         ArgumentNullException.ThrowIfNull(property);
-        if (Renamed.TryGetValue(property, out var flag))
-            return flag;
+        return Renamed.TryGetValue(property, out var flag) ? flag : Kebab(property);
+    }
+
+    /// <summary><paramref name="property"/> as a flag in kebab case: <c>BatchSize</c> → <c>--batch-size</c>.</summary>
+    public static string Kebab(string property)
+    {
+        ArgumentNullException.ThrowIfNull(property);
         var kebab = new StringBuilder("--");
         for (int i = 0; i < property.Length; i++)
         {

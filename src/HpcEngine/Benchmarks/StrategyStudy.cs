@@ -144,6 +144,21 @@ public static class StrategyStudy
         );
     }
 
+    /// <summary>Redraws everything but the runs from <paramref name="dir"/>/results.json (after changing how plots or
+    /// the report look, or after editing the file by hand); returns how many runs it rendered.</summary>
+    public static int Render(
+        string dir,
+        Func<string, IReadOnlyList<StrategyRunResult>, StrategyStudyConfig, IReadOnlyList<string>>? plots = null
+    )
+    {
+        string path = Path.Combine(dir, "results.json");
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"{path} does not exist: run the matrix first", path);
+        var (config, runs, skipped) = StrategyReport.Read(path);
+        StrategyReport.Write(dir, config, runs, skipped, plots);
+        return runs.Count;
+    }
+
     /// <summary>Runs every planned combination with <paramref name="runner"/>, saying progress (run i of n, % done,
     /// ETA) to <paramref name="log"/>, and rewrites the results after every run — an interrupted study keeps what it
     /// measured. A diverged run is a measured outcome; a failed one is recorded with its error.</summary>
