@@ -150,13 +150,26 @@ internal static class TrainCommand
                 }
             )
             : null;
+        // Preemption: SIGTERM (a reclaim notice, or the launcher forwarding one) makes an elastic member finish its step,
+        // leave the group so the others go on at once, and exit 0.
+        using var onTerm =
+            elastic == null
+                ? null
+                : System.Runtime.InteropServices.PosixSignalRegistration.Create(
+                    System.Runtime.InteropServices.PosixSignal.SIGTERM,
+                    c =>
+                    {
+                        c.Cancel = true;
+                        elastic.RequestLeave();
+                    }
+                );
         using HpcEngine.Distributed.IProcessGroup? owned =
             distributed && elastic == null ? HpcEngine.Distributed.ProcessGroups.Create(o.Backend, device, tcp) : null;
         var group = elastic?.Group ?? owned;
         bool lead = group == null || group.Rank == 0;
         void Say(string line)
         {
-            if (elastic != null ? elastic.Group.Rank == 0 : lead)
+            if (elastic != null ? elastic.Rank == 0 : lead)
                 Console.WriteLine(line);
         }
         var (train, test, source) = DataSources.LoadFashionMnist(o.Data);
@@ -217,7 +230,7 @@ internal static class TrainCommand
                 );
             }
             // In an elastic run whoever is rank 0 at the end writes the results.
-            if (o.Json != null && (elastic != null ? elastic.Group.Rank == 0 : lead))
+            if (o.Json != null && (elastic != null ? elastic.Rank == 0 : lead))
                 File.WriteAllText(o.Json, r.ToJson());
         }
         return 0;

@@ -6,19 +6,21 @@ namespace HpcEngine.Training;
 
 /// <summary>One injected fault: what happens to member <paramref name="Rank"/> right after it commits step
 /// <paramref name="Step"/>.</summary>
-/// <param name="Kind">kill (SIGKILL: a machine that is gone) or stop (SIGSTOP for <paramref name="Seconds"/>, then
-/// SIGCONT: a frozen process that wakes up).</param>
+/// <param name="Kind">kill (SIGKILL: a machine that is gone), stop (SIGSTOP for <paramref name="Seconds"/>, then
+/// SIGCONT: a frozen process that wakes up) or term (SIGTERM: a spot machine's reclaim notice).</param>
 /// <param name="Rank">The member id (the rank the launcher gave it).</param>
 /// <param name="Step">The step after which the fault happens.</param>
 /// <param name="Seconds">How long a stop lasts.</param>
 public sealed record Fault(string Kind, int Rank, long Step, double Seconds);
 
 /// <summary>Deterministic fault injection for tests and benchmarks (<c>train --fault-plan</c>): faults separated by
-/// ';', each <c>KIND:key=value,...</c> — <c>kill:rank=2,step=120</c>, <c>stop:rank=1,step=200,seconds=5</c>. A bad
+/// ';', each <c>KIND:key=value,...</c> — <c>kill:rank=2,step=120</c>, <c>stop:rank=1,step=200,seconds=5</c>,
+/// <c>term:rank=3,step=50</c>. A bad
 /// spec is a <see cref="FormatException"/> naming the part and the grammar.</summary>
 public sealed record FaultPlan(IReadOnlyList<Fault> Faults)
 {
-    private const string Grammar = "faults separated by ';', each kill:rank=R,step=S or stop:rank=R,step=S,seconds=T";
+    private const string Grammar =
+        "faults separated by ';', each kill:rank=R,step=S, term:rank=R,step=S or stop:rank=R,step=S,seconds=T";
 
     /// <summary>Parses a plan (see the type's summary).</summary>
     public static FaultPlan Parse(string spec)
@@ -29,7 +31,7 @@ public sealed record FaultPlan(IReadOnlyList<Fault> Faults)
         {
             var kindAndArgs = part.Split(':', 2);
             string kind = kindAndArgs[0];
-            if (kind is not ("kill" or "stop") || kindAndArgs.Length < 2)
+            if (kind is not ("kill" or "stop" or "term") || kindAndArgs.Length < 2)
                 throw new FormatException($"fault plan: '{part}' is not a fault ({Grammar})");
             var args = kindAndArgs[1]
                 .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -80,7 +82,7 @@ public sealed class FaultPlanObserver(FaultPlan plan, int memberId) : ITrainingO
                 ProcessControl.Signal(pid, ProcessControl.SigStop);
             }
             else
-                ProcessControl.Signal(pid, ProcessControl.SigKill);
+                ProcessControl.Signal(pid, f.Kind == "term" ? ProcessControl.SigTerm : ProcessControl.SigKill);
         }
     }
 }

@@ -27,6 +27,9 @@ public sealed record TrainResult(
     RunMetrics Metrics
 )
 {
+    /// <summary>An elastic run's member that left the job on request (preempted: SIGTERM) before the end.</summary>
+    public bool Left { get; init; }
+
     /// <summary>An elastic run's membership record (null when the run was not elastic).</summary>
     public ElasticReport? Elastic { get; init; }
 
@@ -34,7 +37,10 @@ public sealed record TrainResult(
     public TrainSummary ToSummary() =>
         new()
         {
-            Status = Diverged ? "diverged" : "completed",
+            Status =
+                Diverged ? "diverged"
+                : Left ? "left"
+                : "completed",
             Model = Config.Model,
             Epochs = Config.Epochs,
             BatchSize = Config.BatchSize,

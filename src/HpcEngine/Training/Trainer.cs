@@ -78,7 +78,7 @@ public static class Trainer
                 nameof(TrainConfig.CudaGraph),
                 "{CudaGraph} trains one process (no {Strategy} across ranks, no {Straggler} emulation)"
             );
-        var told = new RunObservers(watchers, () => elastic != null ? elastic.Group.Rank == 0 : lead);
+        var told = new RunObservers(watchers, () => elastic != null ? elastic.Rank == 0 : lead);
         try
         {
             TrainResult result;

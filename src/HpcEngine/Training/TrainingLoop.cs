@@ -22,6 +22,32 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
     private double _computeSeconds;
     private bool _stopped;
     private readonly ElasticTraining? _elastic = run.Elastic != null ? new ElasticTraining(run) : null;
+    private bool _left;
+
+    /// <summary>This member leaves the job: the others re-form without waiting for it. Its result is what it trained
+    /// up to here; it takes part in no further collective (no final evaluation, no metrics gathering).</summary>
+    private TrainResult Left(string dataSource, double trainSeconds)
+    {
+        run.Elastic!.Leave();
+        run.Observers.All(o => o.OnMessage($"elastic: member {run.Elastic.MemberId} left the job after step {_step}"));
+        return new TrainResult(
+            _config,
+            dataSource,
+            _epochs,
+            _losses,
+            double.NaN,
+            _evaluation.Best,
+            trainSeconds,
+            _samples / Math.Max(trainSeconds, 1e-9),
+            _step,
+            run.Checkpoints.LastPath,
+            _evaluation.Curve,
+            RunMetrics.Single(_computeSeconds)
+        )
+        {
+            Left = true,
+        };
+    }
 
     public TrainResult Run(string dataSource)
     {
@@ -47,6 +73,8 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
             last = epochResult.TestAccuracy;
         }
         double trainSeconds = _clock.Elapsed.TotalSeconds - _evaluation.Seconds;
+        if (_left)
+            return Left(dataSource, trainSeconds);
         var metrics = RunMetrics.Single(_computeSeconds);
         if (run.Strategy is { } strategy && run.Group is { } group)
         {
@@ -154,6 +182,12 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
                             run.Checkpoints.SaveAfter(_step, epoch, batch.Index);
                         position += batch.Size * run.Workers;
                         _elastic?.Committed(batch.Size * run.Workers);
+                        if (run.Elastic is { LeaveRequested: true })
+                        {
+                            // Preempted (SIGTERM): the step is committed everywhere; leave before the next one.
+                            _left = _stopped = true;
+                            break;
+                        }
                     }
                     catch (Exception e) when (_elastic != null && ElasticTraining.IsLostMember(e))
                     {

@@ -118,6 +118,23 @@ public class ElasticTrainingTests
     }
 
     [Test]
+    public void A_preempted_worker_finishes_its_step_leaves_and_exits_0()
+    {
+        // SIGTERM (a spot reclaim notice) at step 3: the worker leaves at a step boundary (the signal is handled
+        // asynchronously, so step 3 or 4); the others go on without waiting for a timeout.
+        var (exit, output, json) = Train(true, "term:rank=1,step=3");
+        Assert.That(exit, Is.Zero, output);
+        Assert.That(output, Does.Match("member 1 left the job after step [34]"));
+        Assert.That(output, Does.Not.Contain("rank 1 exited with code"), "it exits 0");
+        var j = json!.Value;
+        var e = j.GetProperty("membership").EnumerateArray().Single();
+        Assert.That(e.GetProperty("kind").GetString(), Is.EqualTo("left"));
+        Assert.That(e.GetProperty("rank").GetInt32(), Is.EqualTo(1));
+        Assert.That(j.GetProperty("replica_hash_agree").GetBoolean(), Is.True);
+        Assert.That(j.GetProperty("samples_seen").GetInt64(), Is.EqualTo(j.GetProperty("samples_expected").GetInt64()));
+    }
+
+    [Test]
     public void Without_faults_an_elastic_run_trains_exactly_as_a_plain_one()
     {
         var plain = Train(false, null);

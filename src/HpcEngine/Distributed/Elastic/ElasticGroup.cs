@@ -36,6 +36,9 @@ public sealed class ElasticGroup : IDisposable
     /// <summary>The collectives of this generation. Replaced by <see cref="Recover"/>: do not keep it across one.</summary>
     public TcpProcessGroup Group => _group ?? throw new ObjectDisposedException(nameof(ElasticGroup));
 
+    /// <summary>This member's rank in the current generation; null once it left (or the group is closed).</summary>
+    public int? Rank => _group?.Rank;
+
     /// <summary>Every change of membership this process went through, oldest first.</summary>
     public IReadOnlyList<MembershipEvent> Events => _events;
 
@@ -128,6 +131,15 @@ public sealed class ElasticGroup : IDisposable
         _events.Add(e);
         return e;
     }
+
+    private volatile bool _leaveRequested;
+
+    /// <summary>Whether <see cref="RequestLeave"/> was called: the training loop leaves at its next step boundary.</summary>
+    public bool LeaveRequested => _leaveRequested;
+
+    /// <summary>Asks this member to leave at the next step boundary (safe from a signal handler: it only sets a
+    /// flag). A spot machine's reclaim notice (SIGTERM) does this.</summary>
+    public void RequestLeave() => _leaveRequested = true;
 
     /// <summary>Leaves the job on purpose (a spot machine's reclaim warning): tells the next generation not to wait
     /// for this member, then closes the links cleanly. The others' next op fails at once and they re-form without
