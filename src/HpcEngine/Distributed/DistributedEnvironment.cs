@@ -26,6 +26,11 @@ public sealed record DistributedEnvironment(
     /// by the launcher's process control) and nowhere else.</summary>
     internal static string? ProcessVariable(string name) => Environment.GetEnvironmentVariable(name);
 
+    /// <summary>Whether this process joins a running elastic job (HPCENGINE_ELASTIC_JOIN=1, set by
+    /// <c>hpcengine launch --elastic</c> on a worker it restarts) instead of starting one.</summary>
+    public static bool JoinsElasticJob(Func<string, string?>? getenv = null) =>
+        (getenv ?? ProcessVariable)("HPCENGINE_ELASTIC_JOIN") == "1";
+
     /// <summary>Whether the launcher serves the job's store itself (HPCENGINE_STORE_HOSTED=1, set by
     /// <c>hpcengine launch --elastic</c>), so rank 0 connects to it as every other rank does.</summary>
     public static bool StoreHostedByLauncher(Func<string, string?>? getenv = null) =>

@@ -40,18 +40,8 @@ internal sealed class ElasticTraining(TrainingRun run)
         var elastic = run.Elastic!;
         var change = elastic.Recover();
         run.Regroup();
-        var root = StateBroadcast.Run(
-            run.Group!,
-            0,
-            run.Model,
-            run.Optimizer,
-            new Dictionary<string, string>
-            {
-                ["step"] = step.ToString(CultureInfo.InvariantCulture),
-                ["global"] = global.ToString(CultureInfo.InvariantCulture),
-                ["samples_seen"] = _samplesSeen.ToString(CultureInfo.InvariantCulture),
-            }
-        );
+        var root = StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(epoch, position, step));
+        elastic.Admitted = Math.Max(elastic.Admitted, long.Parse(root["admitted"], CultureInfo.InvariantCulture));
         long rootGlobal = long.Parse(root["global"], CultureInfo.InvariantCulture);
         if (rootGlobal < epoch * n || rootGlobal > (epoch + 1) * n)
             throw new InvalidOperationException(
@@ -79,10 +69,74 @@ internal sealed class ElasticTraining(TrainingRun run)
         return (int)(rootGlobal - epoch * n);
     }
 
+    /// <summary>At a step boundary (every <see cref="Distributed.Elastic.ElasticOptions.JoinCheckSteps"/>): rank 0
+    /// reads how many processes wait to join and tells the others; if any, all admit them, rebuild the run over the
+    /// new generation and hand the joiners rank 0's state. Returns whether the world changed.</summary>
+    public bool AdmitJoiners(int epoch, int position, long step)
+    {
+        var elastic = run.Elastic!;
+        var registered = new[] { run.Lead ? elastic.PendingJoiners() : 0 };
+        run.Group!.Broadcast<long>(registered, new BroadcastOptions { Root = 0 });
+        if (registered[0] <= elastic.Admitted)
+            return false;
+        var clock = Stopwatch.StartNew();
+        var change = elastic.Admit(registered[0]);
+        run.Regroup();
+        StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(epoch, position, step));
+        double ms = clock.Elapsed.TotalMilliseconds;
+        foreach (var id in change.Joined)
+            _events.Add(new MembershipSummary(step, "joined", id, change.WorldSizeAfter, ms));
+        run.Observers.Lead(o =>
+            o.OnMessage(
+                $"elastic: member(s) {string.Join(", ", change.Joined)} joined; generation {change.Generation} has "
+                    + $"{change.WorldSizeAfter} rank(s); admitted in {ms:F0} ms at step {step}"
+            )
+        );
+        return true;
+    }
+
+    /// <summary>For a process that joined a running job: receives rank 0's state and where the run stands (the epoch,
+    /// the position in it, the step).</summary>
+    public (int Epoch, int Position, long Step) ReceiveState()
+    {
+        var elastic = run.Elastic!;
+        var clock = Stopwatch.StartNew();
+        var root = StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(0, 0, 0));
+        elastic.AwaitsState = false;
+        elastic.Admitted = long.Parse(root["admitted"], CultureInfo.InvariantCulture);
+        _samplesSeen = long.Parse(root["samples_seen"], CultureInfo.InvariantCulture);
+        long n = run.Loader.DatasetSize,
+            global = long.Parse(root["global"], CultureInfo.InvariantCulture);
+        long step = long.Parse(root["step"], CultureInfo.InvariantCulture);
+        _events.Add(
+            new MembershipSummary(step, "joined", elastic.MemberId, run.Group!.Size, clock.Elapsed.TotalMilliseconds)
+        );
+        run.Observers.All(o =>
+            o.OnMessage(
+                $"elastic: member {elastic.MemberId} joined as rank {run.Group.Rank} of {run.Group.Size} at step {step}"
+            )
+        );
+        return ((int)(global / n), (int)(global % n), step);
+    }
+
+    private Dictionary<string, string> Scalars(int epoch, int position, long step)
+    {
+        long n = run.Loader.DatasetSize;
+        return new Dictionary<string, string>
+        {
+            ["step"] = step.ToString(CultureInfo.InvariantCulture),
+            ["global"] = (epoch * n + Math.Min(position, n)).ToString(CultureInfo.InvariantCulture),
+            ["samples_seen"] = _samplesSeen.ToString(CultureInfo.InvariantCulture),
+            ["admitted"] = run.Elastic!.Admitted.ToString(CultureInfo.InvariantCulture),
+        };
+    }
+
     /// <summary>The run's membership record; compares every replica's parameter hash over the group.</summary>
     public ElasticReport Report(int epochs)
     {
         var group = run.Group!;
+        if (run.Lead)
+            run.Elastic!.MarkFinished();
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         foreach (var p in run.Model.Parameters())
             sha.AppendData(p.AsByteMemory().Span);

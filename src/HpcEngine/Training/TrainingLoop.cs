@@ -65,9 +65,22 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
             server.ServeUntilDone();
         }
         using var graphed = _config.CudaGraph ? new GraphedTraining(run) : null;
-        for (int epoch = run.Start.Epoch; epoch < _config.Epochs && !_stopped; epoch++)
+        int firstEpoch = run.Start.Epoch;
+        int? joinedAt = null;
+        if (run.Elastic is { AwaitsState: true })
         {
-            var epochResult = Epoch(epoch, epoch == run.Start.Epoch ? run.Start.Skip : 0, graphed);
+            // A joiner: the job's state and position come from rank 0.
+            (firstEpoch, int position, _step) = _elastic!.ReceiveState();
+            joinedAt = position;
+        }
+        for (int epoch = firstEpoch; epoch < _config.Epochs && !_stopped; epoch++)
+        {
+            var epochResult = Epoch(
+                epoch,
+                epoch == run.Start.Epoch ? run.Start.Skip : 0,
+                graphed,
+                epoch == firstEpoch ? joinedAt : null
+            );
             if (epochResult == null)
                 break;
             last = epochResult.TestAccuracy;
@@ -116,7 +129,7 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
     }
 
     /// <summary>One epoch from batch <paramref name="skip"/>; null when the run stopped within it (MaxSteps).</summary>
-    private EpochResult? Epoch(int epoch, int skip, GraphedTraining? graphed)
+    private EpochResult? Epoch(int epoch, int skip, GraphedTraining? graphed, int? startPosition = null)
     {
         run.Model.Train();
         var timer = Stopwatch.StartNew();
@@ -128,11 +141,12 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
             batches = run.Loader.BatchesPerEpoch;
         // Elastic runs follow the epoch by global position (samples all ranks consumed), which survives a change of
         // world size; the others by batch index.
-        int position = skip * _config.BatchSize * run.Workers;
+        int position = startPosition ?? skip * _config.BatchSize * run.Workers;
         Exception? lost = null;
         double acc = double.NaN;
-        bool recovered = false;
-        do
+        bool recovered = false,
+            rejoin = false;
+        while (true)
         {
             if (lost != null)
             {
@@ -182,6 +196,18 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
                             run.Checkpoints.SaveAfter(_step, epoch, batch.Index);
                         position += batch.Size * run.Workers;
                         _elastic?.Committed(batch.Size * run.Workers);
+                        // Joiners enter at a step boundary inside an epoch (never at its end, where rank 0 evaluates).
+                        if (
+                            _elastic != null
+                            && _step % run.Elastic!.Options.JoinCheckSteps == 0
+                            && position < run.Loader.DatasetSize
+                            && _elastic.AdmitJoiners(epoch, position, _step)
+                        )
+                        {
+                            lost = null;
+                            rejoin = true;
+                            break;
+                        }
                         if (run.Elastic is { LeaveRequested: true })
                         {
                             // Preempted (SIGTERM): the step is committed everywhere; leave before the next one.
@@ -204,8 +230,15 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
                     break;
                 }
             }
-            if (lost != null || _stopped)
-                continue;
+            if (rejoin)
+            {
+                rejoin = false;
+                continue; // the same epoch from the same position, dealt over the new world size
+            }
+            if (lost != null)
+                continue; // re-form at the top, then go on from the new rank 0's position
+            if (_stopped)
+                break;
             try
             {
                 acc = _evaluation.TakesPart ? _evaluation.At(_step) : double.NaN;
@@ -214,8 +247,10 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
             {
                 lost = e; // lost during rank 0's evaluation: re-form; the new rank 0 says where the epoch stands
                 position = run.Loader.DatasetSize;
+                continue;
             }
-        } while (lost != null);
+            break;
+        }
         _samples += epochSamples;
         if (_stopped)
             return null;

@@ -211,6 +211,68 @@ public class ElasticGroupTests
     }
 
     [Test]
+    public void A_joiner_is_admitted_at_a_step_boundary_into_a_new_generation()
+    {
+        using var server = TcpStore.Create("127.0.0.1", 0, isServer: true);
+        var sums = new ConcurrentDictionary<int, (float Sum, int Rank, int Size)>();
+        var errors = new ConcurrentBag<Exception>();
+        using var started = new ManualResetEventSlim();
+        void Guard(Action a)
+        {
+            try
+            {
+                a();
+            }
+            catch (Exception e)
+            {
+                errors.Add(e);
+            }
+        }
+        var members = Enumerable
+            .Range(0, 2)
+            .Select(id => new Thread(() =>
+                Guard(() =>
+                {
+                    using var store = TcpStore.Create("127.0.0.1", server.ServerPort!.Value, isServer: false);
+                    using var g = ElasticGroup.Start(store, id, 2, Opts);
+                    SumOfIds(g);
+                    started.Set();
+                    // Step boundaries: rank 0 reads the count, every member learns it, all admit together.
+                    long registered = 0;
+                    while (registered == 0)
+                    {
+                        var n = new[] { g.Group.Rank == 0 ? g.PendingJoiners() : 0 };
+                        g.Group.Broadcast<long>(n, new BroadcastOptions());
+                        registered = n[0];
+                        Thread.Sleep(10);
+                    }
+                    var e = g.Admit(registered);
+                    Assert.That(e.Joined, Is.EqualTo(new[] { 2 }));
+                    sums[g.MemberId] = (SumOfIds(g), g.Group.Rank, g.Group.Size);
+                })
+            ))
+            .ToList();
+        var joiner = new Thread(() =>
+            Guard(() =>
+            {
+                started.Wait(TimeSpan.FromSeconds(20));
+                using var store = TcpStore.Create("127.0.0.1", server.ServerPort!.Value, isServer: false);
+                using var g = ElasticGroup.Join(store, Opts, TimeSpan.FromSeconds(20));
+                Assert.That((g.MemberId, g.Generation, g.AwaitsState), Is.EqualTo((2, 1, true)));
+                sums[g.MemberId] = (SumOfIds(g), g.Group.Rank, g.Group.Size);
+            })
+        );
+        foreach (var t in members.Append(joiner))
+            t.Start();
+        foreach (var t in members.Append(joiner))
+            Assert.That(t.Join(TimeSpan.FromSeconds(40)), Is.True);
+        Assert.That(errors, Is.Empty);
+        Assert.That(sums[0], Is.EqualTo((6f, 0, 3)));
+        Assert.That(sums[1], Is.EqualTo((6f, 1, 3)));
+        Assert.That(sums[2], Is.EqualTo((6f, 2, 3)), "the joiner is rank 2 of generation 1");
+    }
+
+    [Test]
     public void Fewer_survivors_than_the_minimum_is_an_error_that_says_to_resume_from_a_checkpoint()
     {
         var opts = Opts with { MinSize = 3 };

@@ -135,6 +135,57 @@ public class ElasticTrainingTests
     }
 
     [Test]
+    public void A_killed_worker_is_replaced_by_the_launcher_and_the_replacement_joins_the_running_job()
+    {
+        // The embedded 10,000 images, 8 epochs: long enough (seconds) for the replacement process to start, register and
+        // be admitted at a join check (every 5 steps), which then receives rank 0's state over the group.
+        string json = Path.Combine(_dir, $"j-{Guid.NewGuid():N}.json");
+        var r = TestSupport.RunCli(
+            [
+                "launch",
+                "--elastic",
+                "--max-restarts",
+                "1",
+                "--nproc-per-node",
+                "3",
+                "--",
+                "hpcengine",
+                "train",
+                "--model",
+                "mlp",
+                "--epochs",
+                "8",
+                "--threads",
+                "1",
+                "--fault-plan",
+                "kill:rank=2,step=4",
+                "--json",
+                json,
+            ],
+            timeoutSeconds: 240
+        );
+        Assert.That(r.Exit, Is.Zero, r.Stdout + r.Stderr);
+        Assert.That(r.Stderr, Does.Contain("started a replacement for rank 2"));
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        var j = doc.RootElement;
+        var events = j.GetProperty("membership")
+            .EnumerateArray()
+            .Select(e =>
+                (
+                    Kind: e.GetProperty("kind").GetString(),
+                    Rank: e.GetProperty("rank").GetInt32(),
+                    World: e.GetProperty("world_size_after").GetInt32()
+                )
+            )
+            .ToArray();
+        Assert.That(events, Is.EqualTo(new[] { ("lost", 2, 2), ("joined", 3, 3) }), r.Stdout);
+        Assert.That(j.GetProperty("workers").GetInt32(), Is.EqualTo(3));
+        Assert.That(j.GetProperty("replica_hash_agree").GetBoolean(), Is.True, "the joiner holds the same parameters");
+        long extra = j.GetProperty("samples_seen").GetInt64() - j.GetProperty("samples_expected").GetInt64();
+        Assert.That(extra, Is.InRange(0, 2 * 8), "only DistributedSampler padding (at most 2 per epoch at 3 ranks)");
+    }
+
+    [Test]
     public void Without_faults_an_elastic_run_trains_exactly_as_a_plain_one()
     {
         var plain = Train(false, null);

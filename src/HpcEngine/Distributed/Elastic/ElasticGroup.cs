@@ -16,7 +16,7 @@ namespace HpcEngine.Distributed.Elastic;
 /// arrived, left (<see cref="Leave"/>) or been reported lost by a survivor's failed link (then
 /// <see cref="ElasticOptions.SuspectGrace"/> more), or <see cref="ElasticOptions.QuorumTimeout"/> passes; it then
 /// writes the member list once (compare-and-set), and every survivor reads the same list.</para></summary>
-public sealed class ElasticGroup : IDisposable
+public sealed partial class ElasticGroup : IDisposable
 {
     private readonly IStore _store;
     private readonly ElasticOptions _options;
@@ -39,6 +39,9 @@ public sealed class ElasticGroup : IDisposable
     /// <summary>This member's rank in the current generation; null once it left (or the group is closed).</summary>
     public int? Rank => _group?.Rank;
 
+    /// <summary>The settings this group was made with.</summary>
+    public ElasticOptions Options => _options;
+
     /// <summary>Every change of membership this process went through, oldest first.</summary>
     public IReadOnlyList<MembershipEvent> Events => _events;
 
@@ -53,6 +56,8 @@ public sealed class ElasticGroup : IDisposable
     {
         ArgumentNullException.ThrowIfNull(store);
         options ??= new ElasticOptions();
+        // Joiners number themselves from here on (ids size, size+1, ...).
+        store.Set($"{options.Prefix}/size", Encoding.UTF8.GetBytes(size.ToString(CultureInfo.InvariantCulture)));
         var group = TcpProcessGroup.Connect(store, memberId, size, options.Tcp, prefix: $"{options.Prefix}/g0");
         return new ElasticGroup(store, memberId, options, group, Enumerable.Range(0, size).ToArray());
     }
@@ -77,7 +82,9 @@ public sealed class ElasticGroup : IDisposable
         );
         try
         {
-            var g = Start(store, env.Rank, env.WorldSize, options);
+            var g = DistributedEnvironment.JoinsElasticJob()
+                ? Join(store, options)
+                : Start(store, env.Rank, env.WorldSize, options);
             g._ownedStore = store;
             return g;
         }

@@ -22,6 +22,10 @@ public sealed record ElasticOptions
     /// <summary>The smallest group worth continuing with; a quorum below it is an error for every survivor.</summary>
     public int MinSize { get; init; } = 1;
 
+    /// <summary>Training checks for processes waiting to join every this many steps (rank 0 reads the store and
+    /// broadcasts the count: one small collective per check).</summary>
+    public int JoinCheckSteps { get; init; } = 5;
+
     /// <summary>The store's key prefix of the job's generations (several elastic jobs can share one store).</summary>
     public string Prefix { get; init; } = "elastic";
 }

@@ -13,4 +13,8 @@ public sealed record MembershipEvent(
     IReadOnlyList<int> Left,
     int WorldSizeAfter,
     double RecoveryMilliseconds
-);
+)
+{
+    /// <summary>Member ids that joined in this generation.</summary>
+    public IReadOnlyList<int> Joined { get; init; } = [];
+}

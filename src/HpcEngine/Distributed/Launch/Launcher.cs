@@ -142,7 +142,19 @@ public sealed class Launcher
         {
             for (int local = 0; local < n; local++)
                 workers.Add(Start(_spec.NodeRank * n + local, local, port, token, job, threads));
-            return Supervise(workers);
+            // An elastic job replaces a failed worker, up to --max-restarts times, with one that joins the running job.
+            int restarts = 0;
+            Worker? Replace(Worker failed)
+            {
+                if (!_spec.Elastic || restarts >= _spec.MaxRestarts || _signal != 0)
+                    return null;
+                restarts++;
+                int local = failed.Rank - _spec.NodeRank * n;
+                var w = Start(failed.Rank, local, port, token, job, threads, joining: true);
+                workers.Add(w);
+                return w;
+            }
+            return Supervise(workers, Replace);
         }
         finally
         {
@@ -155,7 +167,7 @@ public sealed class Launcher
         }
     }
 
-    private Worker Start(int rank, int local, int port, string? token, string? job, int threads)
+    private Worker Start(int rank, int local, int port, string? token, string? job, int threads, bool joining = false)
     {
         var psi = _startInfo(_spec.Command);
         psi.UseShellExecute = false;
@@ -185,6 +197,8 @@ public sealed class Launcher
         {
             env["HPCENGINE_ELASTIC"] = "1";
             env["HPCENGINE_STORE_HOSTED"] = "1";
+            if (joining)
+                env["HPCENGINE_ELASTIC_JOIN"] = "1";
         }
         if (!env.ContainsKey("HPCENGINE_NUM_THREADS") || env["HPCENGINE_NUM_THREADS"] == null)
             env["HPCENGINE_NUM_THREADS"] = Str(threads);
@@ -224,7 +238,7 @@ public sealed class Launcher
         return w;
     }
 
-    private (int Code, int Rank) Supervise(List<Worker> workers)
+    private (int Code, int Rank) Supervise(List<Worker> workers, Func<Worker, Worker?> replace)
     {
         var running = new List<Worker>(workers);
         (int Code, int Rank)? firstLoss = null;
@@ -255,6 +269,13 @@ public sealed class Launcher
                     // The others re-form without it (their own errors say so); the job goes on.
                     Say($"rank {w.Rank} exited with code {code}; elastic job: the others go on without it");
                     firstLoss ??= (code, w.Rank);
+                    if (replace(w) is { } joiner)
+                    {
+                        Say(
+                            $"started a replacement for rank {w.Rank} (pid {joiner.Process.Id}): it joins the running job"
+                        );
+                        running.Add(joiner);
+                    }
                     continue;
                 }
                 Say(
