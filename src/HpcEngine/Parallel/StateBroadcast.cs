@@ -6,28 +6,29 @@ using HpcEngine.Optim;
 
 namespace HpcEngine.Parallel;
 
-/// <summary>Live recovery's state transfer: makes every rank's model (parameters and buffers), optimizer state and a
-/// few named scalars equal to the root's, over the group, with no disk round trip. The optimizer's state may differ in
-/// shape between ranks (one rank stepped, another not yet): the root sends a manifest first, so the others rebuild
+/// <summary>Live recovery's state transfer: makes every rank's model (parameters and buffers), optimizer state, the
+/// strategy's own state (DiLoCo's outer velocity and start point, for instance) and a few named scalars equal to the
+/// root's, over the group, with no disk round trip. Optimizer and strategy state may differ in shape between ranks
+/// (one rank stepped, another not yet; a joiner has none): the root sends a manifest first, so the others rebuild
 /// theirs from it.</summary>
 public static class StateBroadcast
 {
-    private sealed record Manifest(
-        Dictionary<string, string> Scalars,
-        Dictionary<string, string> OptimizerScalars,
-        List<Entry> OptimizerTensors
-    );
+    private sealed record Part(Dictionary<string, string> Scalars, List<Entry> Tensors);
+
+    private sealed record Manifest(Dictionary<string, string> Scalars, Part Optimizer, Part? Strategy);
 
     private sealed record Entry(string Name, string DType, int[] Shape);
 
-    /// <summary>Every rank calls it with its own model and optimizer; returns the root's <paramref name="scalars"/>.
-    /// Models must have the same structure (the same state-dict names and shapes); CPU tensors.</summary>
+    /// <summary>Every rank calls it with its own model, optimizer and (optionally) strategy; returns the root's
+    /// <paramref name="scalars"/>. Models must have the same structure (the same state-dict names and shapes); CPU
+    /// tensors.</summary>
     public static Dictionary<string, string> Run(
         IProcessGroup group,
         int root,
         Module model,
         Optimizer optimizer,
-        IReadOnlyDictionary<string, string> scalars
+        IReadOnlyDictionary<string, string> scalars,
+        ITrainingStrategy? strategy = null
     )
     {
         ArgumentNullException.ThrowIfNull(group);
@@ -37,55 +38,82 @@ public static class StateBroadcast
         using (GradMode.NoGrad())
             foreach (var (_, t) in model.StateDict())
                 group.Broadcast(t, new BroadcastOptions { Root = root }).Wait();
-        var (mine, optScalars) = optimizer.StateDict();
+        var (optTensors, optScalars) = optimizer.StateDict();
+        var (stratTensors, stratScalars) = strategy?.StateDict() ?? (new(), new());
         try
         {
-            var manifest = ExchangeManifest(group, root, scalars, mine, optScalars);
-            var tensors =
-                group.Rank == root
-                    ? mine
-                    : manifest.OptimizerTensors.ToDictionary(
-                        e => e.Name,
-                        e => Tensor.Zeros(e.Shape, Enum.Parse<DType>(e.DType)).DetachFromScope()
-                    );
-            foreach (var e in manifest.OptimizerTensors)
-                group.Broadcast(tensors[e.Name], new BroadcastOptions { Root = root }).Wait();
-            if (group.Rank != root)
+            bool isRoot = group.Rank == root;
+            var manifest = ExchangeManifest(
+                group,
+                root,
+                isRoot
+                    ? new Manifest(
+                        new Dictionary<string, string>(scalars),
+                        Describe(optTensors, optScalars),
+                        strategy != null ? Describe(stratTensors, stratScalars) : null
+                    )
+                    : null
+            );
+            var opt = Receive(group, root, manifest.Optimizer, isRoot ? optTensors : null);
+            if (!isRoot)
+                optimizer.LoadStateDict(opt, manifest.Optimizer.Scalars);
+            if (manifest.Strategy != null)
             {
-                optimizer.LoadStateDict(tensors, manifest.OptimizerScalars);
-                foreach (var t in tensors.Values)
-                    t.Dispose();
+                var strat = Receive(group, root, manifest.Strategy, isRoot ? stratTensors : null);
+                if (!isRoot)
+                {
+                    strategy?.LoadStateDict(strat, manifest.Strategy.Scalars);
+                    Dispose(strat);
+                }
             }
+            if (!isRoot)
+                Dispose(opt);
             return manifest.Scalars;
         }
         finally
         {
-            foreach (var t in mine.Values)
-                t.Dispose();
+            Dispose(optTensors);
+            Dispose(stratTensors);
         }
     }
 
-    private static Manifest ExchangeManifest(
+    private static Part Describe(Dictionary<string, Tensor> tensors, Dictionary<string, string> scalars) =>
+        new(
+            scalars,
+            tensors
+                .OrderBy(kv => kv.Key, StringComparer.Ordinal)
+                .Select(kv => new Entry(kv.Key, kv.Value.DType.ToString(), kv.Value.Shape.ToArray()))
+                .ToList()
+        );
+
+    /// <summary>The root's tensors of <paramref name="part"/>, broadcast into <paramref name="own"/> (the root) or into
+    /// tensors made from the manifest (the others).</summary>
+    private static Dictionary<string, Tensor> Receive(
         IProcessGroup group,
         int root,
-        IReadOnlyDictionary<string, string> scalars,
-        Dictionary<string, Tensor> tensors,
-        Dictionary<string, string> optScalars
+        Part part,
+        Dictionary<string, Tensor>? own
     )
     {
-        byte[] bytes =
-            group.Rank == root
-                ? JsonSerializer.SerializeToUtf8Bytes(
-                    new Manifest(
-                        new Dictionary<string, string>(scalars),
-                        optScalars,
-                        tensors
-                            .OrderBy(kv => kv.Key, StringComparer.Ordinal)
-                            .Select(kv => new Entry(kv.Key, kv.Value.DType.ToString(), kv.Value.Shape.ToArray()))
-                            .ToList()
-                    )
-                )
-                : [];
+        var tensors = own
+            ?? part.Tensors.ToDictionary(
+                e => e.Name,
+                e => Tensor.Zeros(e.Shape, Enum.Parse<DType>(e.DType)).DetachFromScope()
+            );
+        foreach (var e in part.Tensors)
+            group.Broadcast(tensors[e.Name], new BroadcastOptions { Root = root }).Wait();
+        return tensors;
+    }
+
+    private static void Dispose(Dictionary<string, Tensor> tensors)
+    {
+        foreach (var t in tensors.Values)
+            t.Dispose();
+    }
+
+    private static Manifest ExchangeManifest(IProcessGroup group, int root, Manifest? mine)
+    {
+        byte[] bytes = mine != null ? JsonSerializer.SerializeToUtf8Bytes(mine) : [];
         var length = new long[] { bytes.Length };
         group.Broadcast<long>(length, new BroadcastOptions { Root = root });
         if (group.Rank != root)

@@ -40,7 +40,14 @@ internal sealed class ElasticTraining(TrainingRun run)
         var elastic = run.Elastic!;
         var change = elastic.Recover();
         run.Regroup();
-        var root = StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(epoch, position, step));
+        var root = StateBroadcast.Run(
+            run.Group!,
+            0,
+            run.Model,
+            run.Optimizer,
+            Scalars(epoch, position, step),
+            run.Strategy
+        );
         elastic.Admitted = Math.Max(elastic.Admitted, long.Parse(root["admitted"], CultureInfo.InvariantCulture));
         long rootGlobal = long.Parse(root["global"], CultureInfo.InvariantCulture);
         if (rootGlobal < epoch * n || rootGlobal > (epoch + 1) * n)
@@ -82,7 +89,7 @@ internal sealed class ElasticTraining(TrainingRun run)
         var clock = Stopwatch.StartNew();
         var change = elastic.Admit(registered[0]);
         run.Regroup();
-        StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(epoch, position, step));
+        StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(epoch, position, step), run.Strategy);
         double ms = clock.Elapsed.TotalMilliseconds;
         foreach (var id in change.Joined)
             _events.Add(new MembershipSummary(step, "joined", id, change.WorldSizeAfter, ms));
@@ -101,7 +108,7 @@ internal sealed class ElasticTraining(TrainingRun run)
     {
         var elastic = run.Elastic!;
         var clock = Stopwatch.StartNew();
-        var root = StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(0, 0, 0));
+        var root = StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(0, 0, 0), run.Strategy);
         elastic.AwaitsState = false;
         elastic.Admitted = long.Parse(root["admitted"], CultureInfo.InvariantCulture);
         _samplesSeen = long.Parse(root["samples_seen"], CultureInfo.InvariantCulture);

@@ -226,7 +226,8 @@ public sealed record TrainConfig
         Require(
             !Elastic || (Strategy == StrategySpec.Sync && Compress == null),
             nameof(Elastic),
-            "{Elastic} recovers the sync strategy without a codec only (per-rank state of the others is not carried over yet)"
+            "{Elastic} recovers the sync strategy without a codec only (localsgd and diloco apply a step's local part before "
+                + "its exchange, so a step redone after a loss would apply it twice; zero1, ssp and codecs keep per-rank state)"
         );
         Require(
             !Elastic || (GradAccumulation == 1 && SaveEverySteps == 0 && MaxSteps == 0 && !CudaGraph),

@@ -100,7 +100,7 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
                 strategy,
                 _config.CodecName,
                 _computeSeconds,
-                group.BytesSent - bytesAtStart,
+                group.BytesSent + run.BytesOfPastGenerations - bytesAtStart,
                 _workerSteps
             );
         }

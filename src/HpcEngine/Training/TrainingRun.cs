@@ -110,6 +110,10 @@ internal sealed class TrainingRun : IDisposable
             }
         );
 
+    /// <summary>Bytes the groups of an elastic run's earlier generations put on the wire (each generation's group
+    /// counts from zero).</summary>
+    public long BytesOfPastGenerations { get; private set; }
+
     /// <summary>After <see cref="Elastic"/> formed a new generation: the strategy over the new group (its optimizer
     /// keeps this rank's state; the caller then makes every rank's state the new rank 0's) and this rank's shard of
     /// the data at the new world size.</summary>
@@ -117,21 +121,25 @@ internal sealed class TrainingRun : IDisposable
     {
         var elastic = Elastic ?? throw new InvalidOperationException("internal: regroup without an elastic group");
         var (tensors, scalars) = Optimizer.StateDict();
+        var (strategyTensors, strategyScalars) = Strategy?.StateDict() ?? (new(), new());
         try
         {
             Strategy?.Dispose(); // its pending exchanges belong to the failed generation
+            BytesOfPastGenerations += Group?.BytesSent ?? 0;
             Group = elastic.Group;
             Strategy = CreateStrategy(Config, Model, Group);
             Workers = Group.Size;
             Optimizer = Strategy?.Optimizer ?? Trainer.MakeOptimizer(Config, Model.Parameters());
             Optimizer.LoadStateDict(tensors, scalars);
+            if (strategyTensors.Count > 0 || strategyScalars.Count > 0)
+                Strategy?.LoadStateDict(strategyTensors, strategyScalars); // DiLoCo's outer state, this rank's view
             foreach (var p in Model.Parameters())
                 p.Grad = null;
             Loader = MakeLoader();
         }
         finally
         {
-            foreach (var t in tensors.Values)
+            foreach (var t in tensors.Values.Concat(strategyTensors.Values))
                 t.Dispose();
         }
     }
