@@ -17,8 +17,12 @@ public sealed class LaunchOptions
     )]
     public string? NprocPerNode { get; set; }
 
-    [Option("nnodes", Default = 1, HelpText = "Nodes in the job.")]
-    public int Nnodes { get; set; }
+    [Option(
+        "nnodes",
+        Default = "1",
+        HelpText = "Nodes in the job, or MIN:MAX for an elastic job (with --elastic): nodes 0..MIN-1 start it, a node with --node-rank MIN or more joins it while it runs."
+    )]
+    public string Nnodes { get; set; } = "1";
 
     [Option("node-rank", Default = 0, HelpText = "This node's index (node 0 hosts the store).")]
     public int NodeRank { get; set; }
@@ -79,6 +83,22 @@ internal static class LaunchCommand
 {
     public static int Run(LaunchOptions o) => new Launcher(Spec(o), StartInfo).Run();
 
+    /// <summary>"N" or torchrun's "MIN:MAX".</summary>
+    private static (int Min, int Max) NodeRange(string text)
+    {
+        var parts = text.Split(':');
+        int Parse(string p) =>
+            int.TryParse(p, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v)
+                ? v
+                : throw new ArgumentException($"launch: --nnodes must be N or MIN:MAX, got '{text}'");
+        return parts.Length switch
+        {
+            1 => (Parse(parts[0]), Parse(parts[0])),
+            2 => (Parse(parts[0]), Parse(parts[1])),
+            _ => throw new ArgumentException($"launch: --nnodes must be N or MIN:MAX, got '{text}'"),
+        };
+    }
+
     internal static LaunchSpec Spec(LaunchOptions o)
     {
         var cmd = o.Command.ToList();
@@ -86,6 +106,7 @@ internal static class LaunchCommand
             throw new ArgumentException(
                 "launch: no program given (hpcengine launch --nproc-per-node N -- PROGRAM [ARGS...])"
             );
+        var nodes = NodeRange(o.Nnodes);
         string addr = o.MasterAddr ?? "127.0.0.1";
         int port = o.MasterPort ?? 0;
         if (o.RdzvEndpoint != null)
@@ -107,7 +128,7 @@ internal static class LaunchCommand
         }
         if (o.Standalone)
         {
-            if (o.Nnodes != 1 || o.NodeRank != 0 || o.RdzvEndpoint != null || o.MasterAddr != null)
+            if (o.Nnodes != "1" || o.NodeRank != 0 || o.RdzvEndpoint != null || o.MasterAddr != null)
                 throw new ArgumentException(
                     "launch: --standalone is one node with its own store: it does not combine with --nnodes, "
                         + "--node-rank, --rdzv-endpoint or --master-addr"
@@ -122,7 +143,8 @@ internal static class LaunchCommand
         {
             Command = cmd,
             ProcsPerNode = ProcsPerNode(o.NprocPerNode, cmd),
-            Nodes = o.Nnodes,
+            Nodes = nodes.Min,
+            MaxNodes = nodes.Max,
             NodeRank = o.NodeRank,
             MasterAddr = addr,
             MasterPort = port,

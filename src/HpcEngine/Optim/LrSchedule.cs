@@ -29,6 +29,9 @@ public sealed class StepLr(double baseLr, long stepSize, double gamma = 0.1) : L
 public sealed class CosineWithWarmup(double baseLr, long totalSteps, long warmupSteps = 0, double minLr = 0)
     : LrSchedule
 {
+    /// <summary>The step at which the rate reaches <c>minLr</c>.</summary>
+    public long TotalSteps => totalSteps;
+
     /// <inheritdoc/>
     public override double At(long step)
     {

@@ -111,6 +111,7 @@ internal sealed class ElasticTraining(TrainingRun run)
         var root = StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(0, 0, 0), run.Strategy);
         elastic.AwaitsState = false;
         elastic.Admitted = long.Parse(root["admitted"], CultureInfo.InvariantCulture);
+        run.AdoptSchedule(long.Parse(root["schedule_steps"], CultureInfo.InvariantCulture));
         _samplesSeen = long.Parse(root["samples_seen"], CultureInfo.InvariantCulture);
         long n = run.Loader.DatasetSize,
             global = long.Parse(root["global"], CultureInfo.InvariantCulture);
@@ -135,6 +136,7 @@ internal sealed class ElasticTraining(TrainingRun run)
             ["global"] = (epoch * n + Math.Min(position, n)).ToString(CultureInfo.InvariantCulture),
             ["samples_seen"] = _samplesSeen.ToString(CultureInfo.InvariantCulture),
             ["admitted"] = run.Elastic!.Admitted.ToString(CultureInfo.InvariantCulture),
+            ["schedule_steps"] = run.Schedule.TotalSteps.ToString(CultureInfo.InvariantCulture),
         };
     }
 

@@ -25,7 +25,12 @@ internal sealed class TrainingRun : IDisposable
     public ITrainingStrategy? Strategy { get; private set; }
     public Optimizer Optimizer { get; private set; }
     public DataLoader Loader { get; private set; }
-    public CosineWithWarmup Schedule { get; }
+    public CosineWithWarmup Schedule { get; private set; }
+
+    /// <summary>A joiner takes the running job's schedule (its length was planned at the job's first world size, and
+    /// every replica must step with the same rate).</summary>
+    public void AdoptSchedule(long totalSteps) =>
+        Schedule = new CosineWithWarmup(Config.Lr, totalSteps, Config.WarmupSteps);
 
     /// <summary>Ranks that train (a parameter server's dedicated server ranks do not).</summary>
     public int Workers { get; private set; }

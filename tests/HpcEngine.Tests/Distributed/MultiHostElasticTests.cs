@@ -22,42 +22,52 @@ public class MultiHostElasticTests
     ) =>
         Enumerable
             .Range(0, hosts.Count)
-            .Select(i =>
-                hosts.Start(
-                    i,
-                    [
-                        "launch",
-                        "--elastic",
-                        "--nnodes",
-                        S(hosts.Count),
-                        "--node-rank",
-                        S(i),
-                        "--nproc-per-node",
-                        "2",
-                        "--master-addr",
-                        NetworkHosts.Address(0),
-                        "--master-port",
-                        S(StorePort),
-                        "--",
-                        "hpcengine",
-                        "train",
-                        "--model",
-                        "mlp",
-                        "--epochs",
-                        S(epochs),
-                        "--batch-size",
-                        "32",
-                        "--data",
-                        dir,
-                        "--threads",
-                        "1",
-                        "--json",
-                        i == 0 ? json : Path.Combine(dir, $"unused{i}.json"),
-                        .. (faults != null ? new[] { "--fault-plan", faults } : []),
-                    ]
-                )
-            )
+            .Select(i => Node(hosts, i, dir, json, epochs, faults, S(hosts.Count)))
             .ToList();
+
+    /// <summary>Starts node <paramref name="i"/>'s elastic launcher of a job of <paramref name="nnodes"/> nodes.</summary>
+    private static TestSupport.CliProcess Node(
+        NetworkHosts hosts,
+        int i,
+        string dir,
+        string json,
+        int epochs,
+        string? faults,
+        string nnodes
+    ) =>
+        hosts.Start(
+            i,
+            [
+                "launch",
+                "--elastic",
+                "--nnodes",
+                nnodes,
+                "--node-rank",
+                S(i),
+                "--nproc-per-node",
+                "2",
+                "--master-addr",
+                NetworkHosts.Address(0),
+                "--master-port",
+                S(StorePort),
+                "--",
+                "hpcengine",
+                "train",
+                "--model",
+                "mlp",
+                "--epochs",
+                S(epochs),
+                "--batch-size",
+                "32",
+                "--data",
+                dir,
+                "--threads",
+                "1",
+                "--json",
+                i == 0 ? json : Path.Combine(dir, $"unused{i}.json"),
+                .. (faults != null ? new[] { "--fault-plan", faults } : []),
+            ]
+        );
 
     private static void AssertHostLost(JsonElement j, int expectedSamples)
     {
@@ -90,6 +100,47 @@ public class MultiHostElasticTests
             Assert.That(nodes[1].Process.ExitCode, Is.EqualTo(137), "host 1's launcher: none of its workers completed");
             using var j = JsonDocument.Parse(File.ReadAllText(json));
             AssertHostLost(j.RootElement, 3 * 512);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Test]
+    public void A_host_that_comes_later_joins_a_running_job_with_nnodes_min_max()
+    {
+        // --nnodes 1:2: host 0 starts the job alone (2 workers); host 1, started once training is under way, joins it.
+        using var hosts = NetworkHosts.Create(2);
+        string dir = TestSupport.TempDir("hpc-mhe-");
+        try
+        {
+            TestSupport.WriteTinyFashionMnist(dir, 512, 128);
+            string json = Path.Combine(dir, "r.json");
+            var first = Node(hosts, 0, dir, json, 40, null, "1:2");
+            var deadline = DateTime.UtcNow.AddSeconds(90);
+            while (!first.Stdout.Contains("epoch 1/", StringComparison.Ordinal) && DateTime.UtcNow < deadline)
+                Thread.Sleep(20);
+            Assert.That(first.Stdout, Does.Contain("epoch 1/"), first.Stdout + first.Stderr);
+            var later = Node(hosts, 1, dir, json, 40, null, "1:2");
+            Assert.That(first.Process.WaitForExit(TimeSpan.FromSeconds(150)), Is.True, first.Stdout + first.Stderr);
+            Assert.That(later.Process.WaitForExit(TimeSpan.FromSeconds(30)), Is.True, later.Stdout + later.Stderr);
+            Assert.That(first.Process.ExitCode, Is.Zero, first.Stdout + first.Stderr);
+            Assert.That(later.Process.ExitCode, Is.Zero, later.Stdout + later.Stderr);
+            using var j = JsonDocument.Parse(File.ReadAllText(json));
+            var joined = j
+                .RootElement.GetProperty("membership")
+                .EnumerateArray()
+                .Where(e => e.GetProperty("kind").GetString() == "joined")
+                .Select(e => e.GetProperty("rank").GetInt32())
+                .Order();
+            Assert.That(joined, Is.EqualTo(new[] { 2, 3 }), first.Stdout);
+            Assert.That(j.RootElement.GetProperty("workers").GetInt32(), Is.EqualTo(4));
+            Assert.That(j.RootElement.GetProperty("replica_hash_agree").GetBoolean(), Is.True);
+            long padding =
+                j.RootElement.GetProperty("samples_seen").GetInt64()
+                - j.RootElement.GetProperty("samples_expected").GetInt64();
+            Assert.That(padding, Is.InRange(0, 3), "the epoch's rest dealt over 4 ranks pads at most 3 samples");
         }
         finally
         {

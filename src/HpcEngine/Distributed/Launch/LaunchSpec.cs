@@ -16,8 +16,23 @@ public sealed record LaunchSpec
     /// <summary>Worker processes on this node (<c>--nproc-per-node</c>).</summary>
     public int ProcsPerNode { get; init; } = 1;
 
-    /// <summary>Nodes in the job (<c>--nnodes</c>).</summary>
+    /// <summary>Nodes in the job (<c>--nnodes</c>); in an elastic job (<c>--nnodes MIN:MAX</c>), the MIN nodes that
+    /// start it.</summary>
     public int Nodes { get; init; } = 1;
+
+    /// <summary>The most nodes an elastic job may grow to (<c>--nnodes MIN:MAX</c>); equal to <see cref="Nodes"/>
+    /// otherwise (0 reads as <see cref="Nodes"/>). A node with <see cref="NodeRank"/> ≥ <see cref="Nodes"/> starts
+    /// its workers as joiners of the running job.</summary>
+    public int MaxNodes
+    {
+        get => _maxNodes == 0 ? Nodes : _maxNodes;
+        init => _maxNodes = value;
+    }
+
+    private readonly int _maxNodes;
+
+    /// <summary>Whether this node's workers join a running job instead of starting it.</summary>
+    public bool JoinsRunningJob => Elastic && NodeRank >= Nodes;
 
     /// <summary>This node's index, 0 for the node that serves the store (<c>--node-rank</c>).</summary>
     public int NodeRank { get; init; }
@@ -73,11 +88,15 @@ public sealed record LaunchSpec
             throw new ArgumentException($"launch: --nproc-per-node must be at least 1, got {ProcsPerNode}");
         if (Nodes < 1)
             throw new ArgumentException($"launch: --nnodes must be at least 1, got {Nodes}");
-        if (NodeRank < 0 || NodeRank >= Nodes)
-            throw new ArgumentException($"launch: --node-rank must be in [0, {Nodes}), got {NodeRank}");
+        if (MaxNodes < Nodes)
+            throw new ArgumentException($"launch: --nnodes MIN:MAX needs MIN ≤ MAX, got {Nodes}:{MaxNodes}");
+        if (MaxNodes > Nodes && !Elastic)
+            throw new ArgumentException("launch: --nnodes MIN:MAX is an elastic job: add --elastic");
+        if (NodeRank < 0 || NodeRank >= MaxNodes)
+            throw new ArgumentException($"launch: --node-rank must be in [0, {MaxNodes}), got {NodeRank}");
         if (MasterPort is < 0 or > 65535)
             throw new ArgumentException($"launch: --master-port must be in 0..65535, got {MasterPort}");
-        if (Nodes > 1 && MasterPort == 0)
+        if (MaxNodes > 1 && MasterPort == 0)
             throw new ArgumentException(
                 "launch: --master-port (or --rdzv-endpoint HOST:PORT) is required with several nodes: every node must "
                     + "name the same store port"

@@ -58,7 +58,7 @@ public sealed partial class Launcher
         using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, OnSignal);
         string? token = _spec.Token;
-        if (token == null && _spec.Nodes == 1)
+        if (token == null && _spec.MaxNodes == 1)
             token = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
         if (token == null)
             Say(
@@ -67,7 +67,7 @@ public sealed partial class Launcher
             );
         string? job = _spec.JobId
             ?? (
-                _spec.Nodes == 1
+                _spec.MaxNodes == 1
                     ? "job-" + Convert.ToHexString(RandomNumberGenerator.GetBytes(4)).ToLowerInvariant()
                     : null
             );
@@ -178,7 +178,10 @@ public sealed partial class Launcher
         foreach (var (k, v) in _spec.Environment)
             env[k] = v;
         env["RANK"] = Str(rank);
-        env["WORLD_SIZE"] = Str(_spec.WorldSize);
+        // A joiner's rank is only a name (its member id comes from the store): keep it inside the world it names.
+        env["WORLD_SIZE"] = Str(
+            joining || _spec.JoinsRunningJob ? _spec.ProcsPerNode * _spec.MaxNodes : _spec.WorldSize
+        );
         env["LOCAL_RANK"] = Str(local);
         env["LOCAL_WORLD_SIZE"] = Str(_spec.ProcsPerNode);
         env["GROUP_RANK"] = Str(_spec.NodeRank);
@@ -197,7 +200,7 @@ public sealed partial class Launcher
         {
             env["HPCENGINE_ELASTIC"] = "1";
             env["HPCENGINE_STORE_HOSTED"] = "1";
-            if (joining)
+            if (joining || _spec.JoinsRunningJob)
                 env["HPCENGINE_ELASTIC_JOIN"] = "1";
         }
         if (!env.ContainsKey("HPCENGINE_NUM_THREADS") || env["HPCENGINE_NUM_THREADS"] == null)
