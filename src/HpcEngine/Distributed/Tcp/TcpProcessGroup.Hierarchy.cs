@@ -66,36 +66,65 @@ public sealed partial class TcpProcessGroup
 
     /// <summary>(1) A ring reduce-scatter inside the host leaves local rank i holding its host's sum of share i+1;
     /// (2) the ranks holding that share on every host allreduce it across the network; (3) a ring allgather inside the
-    /// host spreads the shares. Each phase is an op of its sub-group (its own sequence, timeout and flight-recorder
-    /// entry). Every share is reduced in one order, so all ranks end bitwise equal.</summary>
+    /// host spreads the shares. The message goes through in pieces (about 4 ring chunks per local rank each), so the
+    /// phases overlap: piece p+1 is reduced in shared memory while piece p crosses the network. Each phase of each
+    /// piece is an op of its sub-group (its own sequence, timeout and flight-recorder entry), issued in piece order on
+    /// every rank, so sequence numbers agree. Every share is reduced in one order: all ranks end bitwise equal.</summary>
     private async Task HierarchicalAllReduce(Op op, Memory<byte> data, DType dtype, ReduceOp rop)
     {
         var h = SubGroups();
         var sum = rop == ReduceOp.Avg ? ReduceOp.Sum : rop; // the caller divides once, by the whole group's size
         var local = h.Local;
-        int es = dtype.SizeOf(),
-            count = data.Length / es;
-        var (shareStart, shareLength) = local.Segment(count, es, local.Mod(local.Rank + 1));
+        int es = dtype.SizeOf();
+        int pieceBytes = Math.Max(
+            es,
+            (int)Math.Min(int.MaxValue / 2, 4L * _mesh.Options.ChunkBytes * local.Size) / es * es
+        );
+        var pieces = new List<Memory<byte>>();
+        for (int at = 0; at < data.Length || at == 0; at += pieceBytes)
+        {
+            pieces.Add(data.Slice(at, Math.Min(pieceBytes, data.Length - at)));
+            if (data.Length == 0)
+                break;
+        }
         // The sub-ops take the default timeout: the outer op's own deadline aborts the mesh, and with it them, sooner.
-        await local
-            .Run("allreduce/host reduce-scatter", data.Length, null, async o =>
-            {
-                var sends = await local
-                    .ReduceAround(o, data, dtype, sum, "allreduce", forwardLast: false)
-                    .ConfigureAwait(false);
-                await Task.WhenAll(sends).ConfigureAwait(false);
-            })
-            .Task.ConfigureAwait(false);
-        var share = data.Slice(shareStart, shareLength);
-        var across = h.Cross.Algorithm(AllReduceAlgorithm.Auto, shareLength);
-        await h
-            .Cross.Run("allreduce/across hosts", shareLength, null, o =>
-                h.Cross.AllReduceBytes(o, share, dtype, sum, across)
+        var reduced = pieces
+            .Select(piece =>
+                local
+                    .Run("allreduce/host reduce-scatter", piece.Length, null, async o =>
+                    {
+                        var sends = await local
+                            .ReduceAround(o, piece, dtype, sum, "allreduce", forwardLast: false)
+                            .ConfigureAwait(false);
+                        await Task.WhenAll(sends).ConfigureAwait(false);
+                    })
+                    .Task
             )
-            .Task.ConfigureAwait(false);
-        await local
-            .Run("allreduce/host allgather", data.Length, null, o => local.AllGatherShares(o, data, dtype))
-            .Task.ConfigureAwait(false);
+            .ToList();
+        var crossed = new List<Task>();
+        foreach (var (piece, k) in pieces.Select((piece, k) => (piece, k)))
+        {
+            await reduced[k].ConfigureAwait(false);
+            var (start, length) = local.Segment(piece.Length / es, es, local.Mod(local.Rank + 1));
+            var share = piece.Slice(start, length);
+            var across = h.Cross.Algorithm(AllReduceAlgorithm.Auto, length);
+            crossed.Add(
+                h.Cross.Run("allreduce/across hosts", length, null, o =>
+                    h.Cross.AllReduceBytes(o, share, dtype, sum, across)
+                ).Task
+            );
+        }
+        var gathered = new List<Task>();
+        foreach (var (piece, k) in pieces.Select((piece, k) => (piece, k)))
+        {
+            await crossed[k].ConfigureAwait(false);
+            gathered.Add(
+                local
+                    .Run("allreduce/host allgather", piece.Length, null, o => local.AllGatherShares(o, piece, dtype))
+                    .Task
+            );
+        }
+        await Task.WhenAll(gathered).ConfigureAwait(false);
     }
 
     /// <summary>The allgather half of the ring allreduce on its own: this rank holds segment rank+1 and sends it on;
