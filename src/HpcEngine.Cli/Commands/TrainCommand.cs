@@ -93,6 +93,7 @@ internal static class TrainCommand
             CudaGraph = o.CudaGraph,
             Straggler = CliEnvironment.Straggler,
             Elastic = o.Elastic || CliEnvironment.Elastic,
+            ElasticBatch = TrainConfig.ParseElasticBatch(o.ElasticBatch),
         };
         config.Validate();
         if (o.Threads is { } th && th < 1)

@@ -179,6 +179,13 @@ public sealed class TrainOptions
     public bool Elastic { get; set; }
 
     [Option(
+        "elastic-batch",
+        Default = "keep-local",
+        HelpText = "What an elastic run keeps when workers come and go: keep-local (the per-worker batch; lr scaled by W/W0) or keep-global (the global batch; per-worker batch BatchSize*W0/W)."
+    )]
+    public string ElasticBatch { get; set; } = "keep-local";
+
+    [Option(
         "fault-plan",
         HelpText = "Injected faults, ';'-separated: kill:rank=R,step=S (SIGKILL after step S) or stop:rank=R,step=S,seconds=T (frozen for T s). Also HPCENGINE_FAULT_PLAN."
     )]

@@ -70,7 +70,7 @@ internal sealed class ElasticTraining(TrainingRun run)
         run.Observers.Lead(o =>
             o.OnMessage(
                 $"elastic: {who}; generation {change.Generation} has {change.WorldSizeAfter} rank(s); recovered in {ms:F0} ms, "
-                    + $"going on from step {resumed}"
+                    + $"going on from step {resumed} ({Policy()})"
             )
         );
         return (int)(rootGlobal - epoch * n);
@@ -111,7 +111,10 @@ internal sealed class ElasticTraining(TrainingRun run)
         var root = StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(0, 0, 0), run.Strategy);
         elastic.AwaitsState = false;
         elastic.Admitted = long.Parse(root["admitted"], CultureInfo.InvariantCulture);
-        run.AdoptSchedule(long.Parse(root["schedule_steps"], CultureInfo.InvariantCulture));
+        run.AdoptJob(
+            int.Parse(root["initial_workers"], CultureInfo.InvariantCulture),
+            long.Parse(root["schedule_steps"], CultureInfo.InvariantCulture)
+        );
         _samplesSeen = long.Parse(root["samples_seen"], CultureInfo.InvariantCulture);
         long n = run.Loader.DatasetSize,
             global = long.Parse(root["global"], CultureInfo.InvariantCulture);
@@ -137,8 +140,15 @@ internal sealed class ElasticTraining(TrainingRun run)
             ["samples_seen"] = _samplesSeen.ToString(CultureInfo.InvariantCulture),
             ["admitted"] = run.Elastic!.Admitted.ToString(CultureInfo.InvariantCulture),
             ["schedule_steps"] = run.Schedule.TotalSteps.ToString(CultureInfo.InvariantCulture),
+            ["initial_workers"] = run.InitialWorkers.ToString(CultureInfo.InvariantCulture),
         };
     }
+
+    /// <summary>What the batch policy did: "batch 48 per worker, keep-global" or "lr × 0.67, keep-local".</summary>
+    private string Policy() =>
+        run.Config.ElasticBatch == ElasticBatch.KeepGlobal
+            ? $"batch {run.LocalBatch} per worker, keep-global"
+            : $"lr × {run.LrScale.ToString("0.###", CultureInfo.InvariantCulture)}, keep-local";
 
     /// <summary>The run's membership record; compares every replica's parameter hash over the group.</summary>
     public ElasticReport Report(int epochs)

@@ -21,6 +21,16 @@ public enum OptimizerKind
     AdamW,
 }
 
+/// <summary>What an elastic run keeps when its world size changes.</summary>
+public enum ElasticBatch
+{
+    /// <summary>The per-worker batch; the learning rate is scaled with the world size (linear scaling: W / W₀).</summary>
+    KeepLocal,
+
+    /// <summary>The global batch: the per-worker batch becomes BatchSize · W₀ / W (rounded); the rate is kept.</summary>
+    KeepGlobal,
+}
+
 /// <summary>Mixed precision for the matrix products.</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<MixedPrecision>))]
 public enum MixedPrecision
@@ -145,6 +155,11 @@ public sealed record TrainConfig
     [JsonIgnore]
     public bool Elastic { get; init; }
 
+    /// <summary>What an elastic run keeps when its world size changes (default: the per-worker batch, with the
+    /// learning rate scaled linearly). Not part of the fingerprint.</summary>
+    [JsonIgnore]
+    public ElasticBatch ElasticBatch { get; init; } = ElasticBatch.KeepLocal;
+
     /// <summary>The codec's name as results report it ("none" without one).</summary>
     [JsonIgnore]
     public string CodecName => Compress?.ToString() ?? "none";
@@ -159,6 +174,18 @@ public sealed record TrainConfig
             _ => throw new TrainConfigException(
                 nameof(Optimizer),
                 $"{{Optimizer}} must be sgd, adam or adamw, got '{text}'"
+            ),
+        };
+
+    /// <summary>Parses an elastic batch policy: keep-local or keep-global.</summary>
+    public static ElasticBatch ParseElasticBatch(string text) =>
+        text switch
+        {
+            "keep-local" => ElasticBatch.KeepLocal,
+            "keep-global" => ElasticBatch.KeepGlobal,
+            _ => throw new TrainConfigException(
+                nameof(ElasticBatch),
+                $"{{ElasticBatch}} must be keep-local or keep-global, got '{text}'"
             ),
         };
 

@@ -303,11 +303,15 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
             if (_config.ClipNorm > 0)
                 GradClip.ClipGradNorm(run.Model.Parameters(), _config.ClipNorm);
             run.Schedule.Apply(opt, _step);
+            if (run.Elastic != null)
+                opt.Lr *= run.LrScale; // an elastic run down to its last member
             opt.Step();
             opt.ZeroGrad();
             return;
         }
         run.Schedule.Apply(opt, _step);
+        if (run.Elastic != null)
+            opt.Lr *= run.LrScale; // the batch policy's rate (1 until the world size changes)
         double compress = strategy.CompressSeconds,
             comm = strategy.CommunicationSeconds,
             wait = strategy.WaitSeconds;

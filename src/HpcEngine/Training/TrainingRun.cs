@@ -79,6 +79,7 @@ internal sealed class TrainingRun : IDisposable
             Workers = Server?.Workers ?? group?.Size ?? 1;
             _ownOptimizer = Strategy == null ? Trainer.MakeOptimizer(config, Model.Parameters()) : null;
             Optimizer = Strategy?.Optimizer ?? _ownOptimizer!;
+            InitialWorkers = Workers;
             Loader = MakeLoader();
             StepsPerEpoch = (Loader.BatchesPerEpoch + config.GradAccumulation - 1) / config.GradAccumulation;
             Schedule = new CosineWithWarmup(config.Lr, StepsPerEpoch * config.Epochs, config.WarmupSteps);
@@ -101,12 +102,41 @@ internal sealed class TrainingRun : IDisposable
         }
     }
 
+    /// <summary>The world size the run started with (an elastic joiner learns it from rank 0).</summary>
+    public int InitialWorkers { get; private set; }
+
+    /// <summary>The learning-rate factor of an elastic run that keeps the per-worker batch: W / W₀ (1 otherwise).</summary>
+    public double LrScale { get; private set; } = 1;
+
+    /// <summary>This rank's batch: the config's, or under <see cref="ElasticBatch.KeepGlobal"/> its share of the first
+    /// world's global batch.</summary>
+    public int LocalBatch =>
+        Config.ElasticBatch == ElasticBatch.KeepGlobal && InitialWorkers > 0
+            ? Math.Max(1, (int)Math.Round(Config.BatchSize * (double)InitialWorkers / Workers))
+            : Config.BatchSize;
+
+    /// <summary>After a change of world size: the batch policy's learning-rate factor and a loader at this rank's
+    /// batch and shard.</summary>
+    private void Rescale()
+    {
+        LrScale = Config.ElasticBatch == ElasticBatch.KeepLocal ? Workers / (double)InitialWorkers : 1;
+        Loader = MakeLoader();
+    }
+
+    /// <summary>A joiner takes the running job's first world size and learning-rate schedule.</summary>
+    public void AdoptJob(int initialWorkers, long scheduleSteps)
+    {
+        InitialWorkers = initialWorkers;
+        AdoptSchedule(scheduleSteps);
+        Rescale();
+    }
+
     private DataLoader MakeLoader() =>
         new(
             _train,
             new DataLoaderOptions
             {
-                BatchSize = Config.BatchSize,
+                BatchSize = LocalBatch,
                 Seed = Config.Seed,
                 RandomCropPadding = Config.Augment ? 2 : 0,
                 HorizontalFlip = Config.Augment,
@@ -140,7 +170,7 @@ internal sealed class TrainingRun : IDisposable
                 Strategy?.LoadStateDict(strategyTensors, strategyScalars); // DiLoCo's outer state, this rank's view
             foreach (var p in Model.Parameters())
                 p.Grad = null;
-            Loader = MakeLoader();
+            Rescale();
         }
         finally
         {

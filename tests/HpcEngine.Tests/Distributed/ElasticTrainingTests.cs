@@ -19,7 +19,12 @@ public class ElasticTrainingTests
     [OneTimeTearDown]
     public void Clean() => Directory.Delete(_dir, true);
 
-    private (int Exit, string Out, JsonElement? Json) Train(bool elastic, string? faults, int ranks = 3)
+    private (int Exit, string Out, JsonElement? Json) Train(
+        bool elastic,
+        string? faults,
+        int ranks = 3,
+        params string[] extra
+    )
     {
         string json = Path.Combine(_dir, $"r-{Guid.NewGuid():N}.json");
         var args = new List<string>
@@ -34,6 +39,7 @@ public class ElasticTrainingTests
         args.AddRange(["--data", _dir, "--threads", "1", "--seed", "4", "--json", json]);
         if (faults != null)
             args.AddRange(["--fault-plan", faults]);
+        args.AddRange(extra);
         var r = TestSupport.RunCli(args, timeoutSeconds: 180);
         JsonElement? j = File.Exists(json) ? JsonDocument.Parse(File.ReadAllText(json)).RootElement.Clone() : null;
         return (r.Exit, r.Stdout + r.Stderr, j);
@@ -183,6 +189,24 @@ public class ElasticTrainingTests
         Assert.That(j.GetProperty("replica_hash_agree").GetBoolean(), Is.True, "the joiner holds the same parameters");
         long extra = j.GetProperty("samples_seen").GetInt64() - j.GetProperty("samples_expected").GetInt64();
         Assert.That(extra, Is.InRange(0, 2 * 8), "only DistributedSampler padding (at most 2 per epoch at 3 ranks)");
+    }
+
+    [Test]
+    public void Keep_global_keeps_the_global_batch_and_keep_local_scales_the_learning_rate()
+    {
+        // 3 ranks of 32, one lost after step 3: keep-global trains on at 2 × 48 (the epoch's rest, 224 samples, is 3
+        // steps; epoch 2, 256 per rank, is 6); keep-local at 2 × 32 with the rate × 2/3 (4 steps, then 8).
+        var global = Train(true, "kill:rank=2,step=3", 3, "--elastic-batch", "keep-global");
+        Assert.That(global.Exit, Is.Zero, global.Out);
+        Assert.That(global.Out, Does.Contain("(batch 48 per worker, keep-global)"));
+        Assert.That(global.Json!.Value.GetProperty("steps").GetInt64(), Is.EqualTo(3 + 3 + 6));
+        Assert.That(
+            global.Json.Value.GetProperty("samples_seen").GetInt64(),
+            Is.EqualTo(global.Json.Value.GetProperty("samples_expected").GetInt64())
+        );
+        var local = Train(true, "kill:rank=2,step=3");
+        Assert.That(local.Out, Does.Contain("(lr × 0.667, keep-local)"));
+        Assert.That(local.Json!.Value.GetProperty("steps").GetInt64(), Is.EqualTo(3 + 4 + 8));
     }
 
     [Test]
