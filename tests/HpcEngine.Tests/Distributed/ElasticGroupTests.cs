@@ -24,7 +24,12 @@ public class ElasticGroupTests
     };
 
     /// <summary>Runs members 0..n−1 on threads; each gets its own store client and its started group.</summary>
-    private static Exception?[] RunMembers(int n, Action<ElasticGroup> body, int timeoutSeconds = 40)
+    private static Exception?[] RunMembers(
+        int n,
+        Action<ElasticGroup> body,
+        int timeoutSeconds = 40,
+        ElasticOptions? options = null
+    )
     {
         using var server = TcpStore.Create("127.0.0.1", 0, isServer: true);
         var errors = new Exception?[n];
@@ -35,7 +40,7 @@ public class ElasticGroupTests
                 try
                 {
                     using var store = TcpStore.Create("127.0.0.1", server.ServerPort!.Value, isServer: false);
-                    using var g = ElasticGroup.Start(store, id, n, Opts);
+                    using var g = ElasticGroup.Start(store, id, n, options ?? Opts);
                     body(g);
                 }
                 catch (Exception e)
@@ -275,45 +280,30 @@ public class ElasticGroupTests
     [Test]
     public void Fewer_survivors_than_the_minimum_is_an_error_that_says_to_resume_from_a_checkpoint()
     {
-        var opts = Opts with { MinSize = 3 };
-        using var server = TcpStore.Create("127.0.0.1", 0, isServer: true);
-        var errors = new Exception?[3];
-        var threads = Enumerable
-            .Range(0, 3)
-            .Select(id => new Thread(() =>
+        var errors = RunMembers(
+            3,
+            g =>
             {
+                SumOfIds(g);
+                if (g.MemberId == 1)
+                {
+                    g.Group.SimulateCrash();
+                    return;
+                }
                 try
                 {
-                    using var store = TcpStore.Create("127.0.0.1", server.ServerPort!.Value, isServer: false);
-                    using var g = ElasticGroup.Start(store, id, 3, opts);
                     SumOfIds(g);
-                    if (id == 1)
-                    {
-                        g.Group.SimulateCrash();
-                        return;
-                    }
-                    try
-                    {
-                        SumOfIds(g);
-                    }
-                    catch (CollectiveException)
-                    {
-                        g.Recover();
-                    }
                 }
-                catch (Exception e)
+                catch (CollectiveException)
                 {
-                    errors[id] = e;
+                    g.Recover();
                 }
-            })
+            },
+            options: Opts with
             {
-                IsBackground = true,
-            })
-            .ToArray();
-        foreach (var t in threads)
-            t.Start();
-        foreach (var t in threads)
-            Assert.That(t.Join(TimeSpan.FromSeconds(40)), Is.True);
+                MinSize = 3,
+            }
+        );
         Assert.That(errors[0], Is.InstanceOf<CollectiveException>());
         Assert.That(errors[0]!.Message, Does.Contain("fewer than the minimum of 3").And.Contain("checkpoint"));
     }
