@@ -16,6 +16,7 @@ public static class Program
         typeof(BenchOptions),
         typeof(LaunchOptions),
         typeof(InfoOptions),
+        typeof(DataOptions),
     ];
 
     public static int Main(string[] args)
@@ -59,6 +60,7 @@ public static class Program
                 (PredictOptions o) => PredictCommand.Run(o),
                 (BenchOptions o) => BenchCommand.Run(o),
                 (InfoOptions o) => InfoCommand.Run(o),
+                (DataOptions o) => DataCommand.Run(o),
                 errors => ParseFailed(parsed, errors.ToList(), args)
             );
         }

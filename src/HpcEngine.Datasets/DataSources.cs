@@ -21,6 +21,29 @@ public static class DataSources
         return source;
     }
 
+    /// <summary>The training and test data of a run: the prepared dataset in <paramref name="datasetDir"/> (its
+    /// shards memory-mapped and verified) when given, else Fashion-MNIST from the first source found.</summary>
+    public static (Dataset Train, Dataset Test, string Source) LoadTraining(string? dataDir, string? datasetDir)
+    {
+        if (datasetDir == null)
+            return LoadFashionMnist(dataDir);
+        if (dataDir != null)
+            throw new ArgumentException(
+                "--data (Fashion-MNIST IDX files) and --dataset (a prepared dataset) name two sources: give one"
+            );
+        var train = HpcEngine.Data.Sharded.ShardedDataset.Open(datasetDir, "train");
+        try
+        {
+            var test = HpcEngine.Data.Sharded.ShardedDataset.Open(datasetDir, "test");
+            return (train, test, $"{datasetDir} (prepared {train.Manifest.Source.Kind} dataset)");
+        }
+        catch
+        {
+            train.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Loads Fashion-MNIST from the first source found.</summary>
     public static (ImageDataset Train, ImageDataset Test, string Source) LoadFashionMnist(string? dataDir = null)
     {

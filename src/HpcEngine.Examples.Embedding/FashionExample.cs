@@ -41,7 +41,7 @@ public static class FashionExample
                     using (batch)
                     using (new TensorScope())
                     {
-                        var loss = F.CrossEntropy(model.Forward(batch.Images), batch.Labels);
+                        var loss = F.CrossEntropy(model.Forward(batch.Inputs), batch.Labels);
                         loss.Backward();
                         optimizer.Step();
                         optimizer.ZeroGrad();
@@ -74,7 +74,7 @@ public static class FashionExample
             using (GradMode.NoGrad())
             using (new TensorScope())
             {
-                var predicted = fresh.Forward(first.Images).ArgMax(1).ToArray<long>();
+                var predicted = fresh.Forward(first.Inputs).ArgMax(1).ToArray<long>();
                 var labels = first.Labels.ToArray<long>();
                 double accuracy = predicted.Zip(labels).Count(p => p.First == p.Second) / (double)labels.Length;
                 log.WriteLine(

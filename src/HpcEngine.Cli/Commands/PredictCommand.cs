@@ -2,13 +2,18 @@ using System.Text.Json;
 using CommandLine;
 using HpcEngine.Data;
 using HpcEngine.Datasets;
+using HpcEngine.Datasets.Prepare;
 using HpcEngine.IO;
 using HpcEngine.NN;
 using HpcEngine.Training;
 
 namespace HpcEngine.Cli.Commands;
 
-[Verb("predict", HelpText = "Evaluate a saved model on the Fashion-MNIST test set: accuracy overall and per class.")]
+[Verb(
+    "predict",
+    HelpText = "Evaluate a saved model on a test set (Fashion-MNIST, or --dataset DIR), or score raw inputs (--input: "
+        + "image files or a CSV file) with the model's training-time preprocessing."
+)]
 public sealed class PredictOptions
 {
     [Option(
@@ -30,6 +35,17 @@ public sealed class PredictOptions
     )]
     public string? Data { get; set; }
 
+    [Option("dataset", HelpText = "Evaluate on the test split of this prepared dataset.")]
+    public string? Dataset { get; set; }
+
+    [Option(
+        "input",
+        Separator = ',',
+        HelpText = "Raw inputs to score: image files (PNG/JPEG), or one CSV file with a header; preprocessed as at "
+            + "training (the checkpoint carries the preprocessing)."
+    )]
+    public IEnumerable<string> Input { get; set; } = [];
+
     [Option("json", HelpText = "Write the result as JSON to this file.")]
     public string? Json { get; set; }
 }
@@ -38,31 +54,10 @@ internal static class PredictCommand
 {
     public static int Run(PredictOptions o)
     {
-        string weights;
-        string? model = o.Model;
-        if (Directory.Exists(o.Checkpoint))
-        {
-            var (m, t) = HpcEngine.Training.Checkpoint.Locate(o.Checkpoint);
-            if (m == null)
-                throw new FileNotFoundException(
-                    $"--checkpoint: '{o.Checkpoint}' holds no checkpoint ({HpcEngine.Training.Checkpoint.PointerFile} "
-                        + $"is missing)"
-                );
-            weights = m;
-            if (model == null)
-            {
-                using var tf = Safetensors.Open(t!);
-                model = JsonSerializer.Deserialize<TrainConfig>(tf.Metadata["config"])!.Model;
-            }
-        }
-        else if (File.Exists(o.Checkpoint))
-            weights = o.Checkpoint;
-        else
-            throw new FileNotFoundException($"--checkpoint: '{o.Checkpoint}' is neither a directory nor a file");
-        if (model == null)
-            throw new ArgumentException("--model is needed to load a bare .safetensors file");
-
-        using var net = Models.Create(model);
+        var (weights, model) = Locate(o);
+        using var tf = Safetensors.Open(weights);
+        var input = ModelInput.Read(tf.Metadata);
+        using var net = Models.Create(model, null, input.SampleShape, input.Classes);
         var state = Safetensors.Load(weights);
         try
         {
@@ -73,15 +68,52 @@ internal static class PredictCommand
             foreach (var t in state.Values)
                 t.Dispose();
         }
-        var (train, test, source) = DataSources.LoadFashionMnist(o.Data);
+        var inputs = o.Input.ToList();
+        return inputs.Count > 0 ? Score(o, net, model, weights, input, inputs) : Evaluate(o, net, model, weights, input);
+    }
+
+    private static (string Weights, string Model) Locate(PredictOptions o)
+    {
+        string? model = o.Model;
+        if (Directory.Exists(o.Checkpoint))
+        {
+            var (m, t) = HpcEngine.Training.Checkpoint.Locate(o.Checkpoint);
+            if (m == null)
+                throw new FileNotFoundException(
+                    $"--checkpoint: '{o.Checkpoint}' holds no checkpoint ({HpcEngine.Training.Checkpoint.PointerFile} "
+                        + "is missing)"
+                );
+            if (model == null)
+            {
+                using var tf = Safetensors.Open(t!);
+                model = JsonSerializer.Deserialize<TrainConfig>(tf.Metadata["config"])!.Model;
+            }
+            return (m, model);
+        }
+        if (!File.Exists(o.Checkpoint))
+            throw new FileNotFoundException($"--checkpoint: '{o.Checkpoint}' is neither a directory nor a file");
+        return (o.Checkpoint, model ?? throw new ArgumentException("--model is needed to load a bare .safetensors file"));
+    }
+
+    private static int Evaluate(PredictOptions o, Module net, string model, string weights, ModelInput input)
+    {
+        var (train, test, source) = DataSources.LoadTraining(o.Data, o.Dataset);
         train.Dispose();
         using (test)
         {
+            if (!test.SampleShape.SequenceEqual(input.SampleShape) || test.Classes != input.Classes)
+                throw new Data.Sharded.DatasetException(
+                    source,
+                    Data.Sharded.DatasetProblem.ShapeMismatch,
+                    $"samples [{string.Join(", ", test.SampleShape)}] in {test.Classes} classes; the model takes "
+                        + $"[{string.Join(", ", input.SampleShape)}] in {input.Classes}"
+                );
+            var names = test.ClassNames ?? input.ClassNames ?? Enumerable.Range(0, test.Classes).Select(c => c.ToString()).ToList();
             var (acc, perClass) = Trainer.Evaluate(net, test);
-            Console.WriteLine($"model {model} from {weights}; data {source}; {test.Count} test images");
+            Console.WriteLine($"model {model} from {weights}; data {source}; {test.Count} test samples");
             Console.WriteLine($"test accuracy {acc:F4}");
             for (int c = 0; c < perClass.Length; c++)
-                Console.WriteLine($"  {FashionMnist.ClassNames[c], -12} {perClass[c]:F4}");
+                Console.WriteLine($"  {names[c], -12} {perClass[c]:F4}");
             if (o.Json != null)
                 File.WriteAllText(
                     o.Json,
@@ -92,10 +124,60 @@ internal static class PredictCommand
                             ["weights"] = weights,
                             ["data_source"] = source,
                             ["test_accuracy"] = acc,
-                            ["per_class_accuracy"] = FashionMnist
-                                .ClassNames.Zip(perClass)
-                                .ToDictionary(p => p.First, p => p.Second),
+                            ["per_class_accuracy"] = names.Zip(perClass).ToDictionary(p => p.First, p => p.Second),
                         },
+                        new JsonSerializerOptions { WriteIndented = true }
+                    )
+                );
+        }
+        return 0;
+    }
+
+    private static int Score(PredictOptions o, Module net, string model, string weights, ModelInput input, List<string> files)
+    {
+        var raw = RawInputs.FromJson(input.Preprocessing);
+        bool csv = raw.Kind == "tabular";
+        if (csv && files.Count != 1)
+            throw new ArgumentException("--input: a tabular model scores one CSV file (its rows)");
+        Dataset data;
+        string[] names;
+        bool labelled = false;
+        if (csv)
+        {
+            var (rows, where, hasLabels) = raw.Rows(files[0]);
+            (data, names, labelled) = (rows, where, hasLabels);
+        }
+        else
+            (data, names) = (raw.Images(files, input.Classes), files.ToArray());
+        using (data)
+        {
+            var predictions = Predictions.Of(net, data);
+            var classNames = input.ClassNames ?? Enumerable.Range(0, input.Classes).Select(c => c.ToString()).ToList();
+            int correct = 0;
+            var results = new List<Dictionary<string, object>>();
+            for (int i = 0; i < data.Count; i++)
+            {
+                var (label, p) = predictions[i];
+                Console.WriteLine($"{names[i]}: {classNames[label]} (p = {p[label]:F4})");
+                if (labelled && label == data.Label(i))
+                    correct++;
+                results.Add(
+                    new Dictionary<string, object>
+                    {
+                        ["input"] = names[i],
+                        ["class"] = classNames[label],
+                        ["label"] = label,
+                        ["probabilities"] = p,
+                    }
+                );
+            }
+            if (labelled)
+                Console.WriteLine($"accuracy on the labelled rows {(double)correct / Math.Max(1, data.Count):F4} ({data.Count} rows)");
+            if (o.Json != null)
+                File.WriteAllText(
+                    o.Json,
+                    JsonSerializer.Serialize(
+                        new Dictionary<string, object> { ["model"] = model, ["weights"] = weights, ["predictions"] = results },
                         new JsonSerializerOptions { WriteIndented = true }
                     )
                 );

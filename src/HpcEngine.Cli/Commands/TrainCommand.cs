@@ -173,11 +173,11 @@ internal static class TrainCommand
             if (elastic != null ? elastic.Rank == 0 : lead)
                 Console.WriteLine(line);
         }
-        var (train, test, source) = DataSources.LoadFashionMnist(o.Data);
+        var (train, test, source) = DataSources.LoadTraining(o.Data, o.Dataset);
         using (train)
         using (test)
         {
-            Say($"data: {source}: {train.Count} training, {test.Count} test images");
+            Say($"data: {source}: {train.Count} training, {test.Count} test samples");
             Say(
                 $"model {config.Model}, optimizer {config.Optimizer} lr {config.Lr.ToString(CultureInfo.InvariantCulture)} (cosine), batch {config.BatchSize}{(group != null ? $" per rank × {group.Size} ranks (data parallel over {group.Backend}, strategy {config.Strategy}{(config.Compress != null ? ", compression " + config.Compress : "")})" : "")}, {config.Epochs} epochs, seed {config.Seed}, {(device.Type == DeviceType.Cpu ? $"{KernelThreads.Count} threads" : $"on {device}")}"
             );

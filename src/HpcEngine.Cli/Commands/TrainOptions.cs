@@ -48,6 +48,13 @@ public sealed class TrainOptions
     )]
     public string? Data { get; set; }
 
+    [Option(
+        "dataset",
+        HelpText = "A prepared dataset directory (hpcengine data prepare): its train and test splits; the model's input "
+            + "and output sizes come from its manifest."
+    )]
+    public string? Dataset { get; set; }
+
     [Option("checkpoint-dir", HelpText = "Write a checkpoint here after every epoch.")]
     public string? CheckpointDir { get; set; }
 

@@ -11,7 +11,7 @@ namespace HpcEngine.Benchmarks;
 /// the study's network emulation), <see cref="Trainer.Run"/> on every rank. For embedding tools and quick looks; the
 /// ranks share this process's kernel threads (<see cref="Backends.Cpu.CpuThreads"/>), so throughput is not what
 /// separate machines give — measure with <c>hpcengine bench strategies</c>, whose ranks are processes.</summary>
-public sealed class InProcessStrategyRunner(ImageDataset train, ImageDataset test, string dataSource) : IStrategyRunner
+public sealed class InProcessStrategyRunner(Dataset train, Dataset test, string dataSource) : IStrategyRunner
 {
     /// <summary>How long a run may take before it is recorded as failed.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromHours(1);

@@ -17,7 +17,8 @@ public sealed record DataLoaderOptions
     /// <summary>Drop the last batch when it is smaller than <see cref="BatchSize"/>.</summary>
     public bool DropLast { get; init; }
 
-    /// <summary>Scale x/255 then (x − mean) / std.</summary>
+    /// <summary>Pixels are scaled x/255 then (x − mean) / std, unless the dataset has its own
+    /// <see cref="Dataset.Normalization"/>.</summary>
     public double Mean { get; init; } = FashionMnist.Mean;
 
     /// <summary>See <see cref="Mean"/>.</summary>
@@ -39,11 +40,12 @@ public sealed record DataLoaderOptions
     public int WorldSize { get; init; } = 1;
 }
 
-/// <summary>One batch: float32 images [B, 1, H, W] and int64 labels [B]. The consumer disposes it.</summary>
-public sealed class Batch(Tensor images, Tensor labels, int index) : IDisposable
+/// <summary>One batch: float32 inputs [B, C, H, W] (images) or [B, F] (features) and int64 labels [B]. The consumer
+/// disposes it.</summary>
+public sealed class Batch(Tensor inputs, Tensor labels, int index) : IDisposable
 {
-    /// <summary>The images, normalised, [B, 1, H, W].</summary>
-    public Tensor Images { get; } = images;
+    /// <summary>The inputs: images normalised, [B, C, H, W], or feature vectors [B, F].</summary>
+    public Tensor Inputs { get; } = inputs;
 
     /// <summary>The class labels [B].</summary>
     public Tensor Labels { get; } = labels;
@@ -57,22 +59,26 @@ public sealed class Batch(Tensor images, Tensor labels, int index) : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        Images.Dispose();
+        Inputs.Dispose();
         Labels.Dispose();
     }
 }
 
-/// <summary>Batches an <see cref="ImageDataset"/>: deterministic order from (seed, epoch), this rank's shard,
-/// normalisation, optional augmentation (random crop with padding, horizontal flip; random draws keyed by (seed, epoch,
+/// <summary>Batches a <see cref="Dataset"/>: deterministic order from (seed, epoch) (<see cref="Dataset.Order"/>), this
+/// rank's shard, normalisation of pixels, optional augmentation of images (random crop with padding, horizontal flip; random draws keyed by (seed, epoch,
 /// position), so a resumed epoch sees the same images), and background prefetch through a bounded queue.</summary>
-public sealed class DataLoader(ImageDataset dataset, DataLoaderOptions options)
+public sealed class DataLoader(Dataset dataset, DataLoaderOptions options)
 {
-    private readonly ImageDataset _data = dataset ?? throw new ArgumentNullException(nameof(dataset));
-    private readonly DataLoaderOptions _o = Validate(options);
+    private readonly Dataset _data = dataset ?? throw new ArgumentNullException(nameof(dataset));
+    private readonly DataLoaderOptions _o = Validate(dataset, options);
 
-    private static DataLoaderOptions Validate(DataLoaderOptions o)
+    private static DataLoaderOptions Validate(Dataset dataset, DataLoaderOptions o)
     {
         ArgumentNullException.ThrowIfNull(o);
+        if ((o.RandomCropPadding > 0 || o.HorizontalFlip) && !dataset.IsPixels)
+            throw new ArgumentException(
+                "augmentation (random crop, horizontal flip) applies to images; this dataset holds feature vectors"
+            );
         if (o.BatchSize <= 0)
             throw new ArgumentOutOfRangeException(nameof(o), $"batch size must be positive, got {o.BatchSize}");
         if (o.Std <= 0)
@@ -97,7 +103,7 @@ public sealed class DataLoader(ImageDataset dataset, DataLoaderOptions options)
     /// ranks together (after a change of world size: see <see cref="Sampler.Shard"/>).</summary>
     public IEnumerable<Batch> Epoch(int epoch, int skipBatches = 0, int startSample = 0)
     {
-        var order = Sampler.Shard(_data.Count, _o.Rank, _o.WorldSize, _o.Shuffle, _o.Seed, epoch, startSample);
+        var order = Sampler.Deal(_data.Order(_o.Shuffle, _o.Seed, epoch), _o.Rank, _o.WorldSize, startSample);
         int batches = startSample == 0 ? BatchesPerEpoch : Batches(order.Length);
         if (_o.Prefetch <= 0)
         {
@@ -151,28 +157,57 @@ public sealed class DataLoader(ImageDataset dataset, DataLoaderOptions options)
         }
     }
 
-    private unsafe Batch Make(int[] order, int b, int epoch)
+    private Batch Make(int[] order, int b, int epoch)
     {
         int start = b * _o.BatchSize,
             count = Math.Min(_o.BatchSize, order.Length - start);
-        int h = _data.Images.Shape[1],
-            w = _data.Images.Shape[2],
-            plane = h * w;
-        var x = Tensor.Zeros([count, 1, h, w]).DetachFromScope();
+        int[] shape = [count, .. _data.SampleShape];
+        var x = Tensor.Empty(shape, DType.Float32).DetachFromScope();
         var y = Tensor.Empty([count], DType.Int64).DetachFromScope();
-        byte* src = _data.Images.Ptr<byte>();
-        long* labels = _data.Labels.Ptr<long>();
+        try
+        {
+            if (_data.IsPixels)
+                FillPixels(x, y, order, start, count, epoch);
+            else
+                FillFeatures(x, y, order, start, count);
+        }
+        catch
+        {
+            x.Dispose();
+            y.Dispose();
+            throw;
+        }
+        return new Batch(x, y, b);
+    }
+
+    private unsafe void FillFeatures(Tensor x, Tensor y, int[] order, int start, int count)
+    {
+        int bytes = _data.SampleBytes;
+        byte* dst = (byte*)x.Ptr<float>();
+        long* ly = y.Ptr<long>();
+        for (int i = 0; i < count; i++)
+        {
+            int s = order[start + i];
+            ly[i] = _data.Label(s);
+            _data.Sample(s).CopyTo(new Span<byte>(dst + (long)i * bytes, bytes));
+        }
+    }
+
+    private unsafe void FillPixels(Tensor x, Tensor y, int[] order, int start, int count, int epoch)
+    {
+        var shape = _data.SampleShape;
+        int channels = shape[0],
+            h = shape[1],
+            w = shape[2],
+            plane = h * w;
+        var (scale, shift) = Affine(channels);
         float* dst = x.Ptr<float>();
         long* ly = y.Ptr<long>();
-        float scale = (float)(1.0 / (255 * _o.Std)),
-            shift = (float)(-_o.Mean / _o.Std);
         int pad = _o.RandomCropPadding;
         for (int i = 0; i < count; i++)
         {
             int s = order[start + i];
-            ly[i] = labels[s];
-            byte* img = src + (long)s * plane;
-            float* o = dst + (long)i * plane;
+            ly[i] = _data.Label(s);
             int dy = 0,
                 dx = 0;
             bool flip = false;
@@ -195,17 +230,45 @@ public sealed class DataLoader(ImageDataset dataset, DataLoaderOptions options)
                 }
                 flip = _o.HorizontalFlip && (r2 & 1) != 0;
             }
-            for (int r = 0; r < h; r++)
-            for (int c = 0; c < w; c++)
-            {
-                int sr = r + dy,
-                    sc0 = c + dx;
-                int sc = flip ? w - 1 - sc0 : sc0;
-                // Outside the source (the zero padding) normalises like a black pixel.
-                float v = (uint)sr < (uint)h && (uint)sc0 < (uint)w ? img[sr * w + sc] : 0;
-                o[r * w + c] = v * scale + shift;
-            }
+            fixed (byte* sample = _data.Sample(s))
+                for (int c = 0; c < channels; c++)
+                {
+                    byte* img = sample + (long)c * plane;
+                    float* o = dst + ((long)i * channels + c) * plane;
+                    float sc = scale[c],
+                        sh = shift[c];
+                    if (dy == 0 && dx == 0 && !flip)
+                    {
+                        for (int p = 0; p < plane; p++)
+                            o[p] = img[p] * sc + sh;
+                        continue;
+                    }
+                    for (int r = 0; r < h; r++)
+                    for (int col = 0; col < w; col++)
+                    {
+                        int sr = r + dy,
+                            sc0 = col + dx;
+                        int scol = flip ? w - 1 - sc0 : sc0;
+                        // Outside the source (the zero padding) normalises like a black pixel.
+                        float v = (uint)sr < (uint)h && (uint)sc0 < (uint)w ? img[sr * w + scol] : 0;
+                        o[r * w + col] = v * sc + sh;
+                    }
+                }
         }
-        return new Batch(x, y, b);
+    }
+
+    /// <summary>Per channel, the factor and offset that take a byte to its normalised value.</summary>
+    private (float[] Scale, float[] Shift) Affine(int channels)
+    {
+        var scale = new float[channels];
+        var shift = new float[channels];
+        for (int c = 0; c < channels; c++)
+        {
+            double mean = _data.Normalization?.Mean[c] ?? _o.Mean,
+                std = _data.Normalization?.Std[c] ?? _o.Std;
+            scale[c] = (float)(1.0 / (255 * std));
+            shift[c] = (float)(-mean / std);
+        }
+        return (scale, shift);
     }
 }

@@ -1,44 +1,5 @@
 namespace HpcEngine.Data;
 
-/// <summary>An image-classification dataset held in memory: uint8 images [N, H, W], int64 labels [N].</summary>
-public sealed class ImageDataset : IDisposable
-{
-    /// <summary>The images, [N, 1, 28, 28] float32 in [0, 1] (or normalised, as the loader made them).</summary>
-    public Tensor Images { get; }
-
-    /// <summary>The class of each image, [N] int64.</summary>
-    public Tensor Labels { get; }
-
-    /// <summary>The number of samples.</summary>
-    public int Count => Labels.NumEl;
-
-    /// <summary>The number of classes.</summary>
-    public int Classes { get; }
-
-    /// <summary>A dataset of <paramref name="images"/> with their <paramref name="labels"/> out of <paramref
-    /// name="classes"/> classes; it owns both tensors.</summary>
-    public ImageDataset(Tensor images, Tensor labels, int classes)
-    {
-        ArgumentNullException.ThrowIfNull(images);
-        ArgumentNullException.ThrowIfNull(labels);
-        if (images.Rank != 3 || labels.Rank != 1 || images.Shape[0] != labels.Shape[0])
-            throw new ShapeMismatchException(
-                $"dataset: images must be [N, H, W] and labels [N] with the same N (got {Shapes.Format(images.Shape)} "
-                    + $"and {Shapes.Format(labels.Shape)})"
-            );
-        Images = images.DetachFromScope();
-        Labels = labels.DetachFromScope();
-        Classes = classes;
-    }
-
-    /// <inheritdoc/>
-    public void Dispose()
-    {
-        Images.Dispose();
-        Labels.Dispose();
-    }
-}
-
 /// <summary>Fashion-MNIST (Xiao, Rasul, Vollgraf 2017): 28×28 grey images of 10 clothing classes, in IDX
 /// files.</summary>
 public static class FashionMnist

@@ -46,7 +46,21 @@ public static class Sampler
             throw new ArgumentOutOfRangeException(nameof(start), $"start {start} is outside the epoch's {n} samples");
         if (n == 0 || start == n)
             return [];
-        var perm = Permutation(n, shuffle, seed, epoch);
+        return Deal(Permutation(n, shuffle, seed, epoch), rank, worldSize, start);
+    }
+
+    /// <summary>As <see cref="Shard"/>, over a given epoch order (a permutation of 0..n−1, the same on every
+    /// rank).</summary>
+    public static int[] Deal(int[] perm, int rank, int worldSize, int start = 0)
+    {
+        ArgumentNullException.ThrowIfNull(perm);
+        int n = perm.Length;
+        if (worldSize < 1 || rank < 0 || rank >= worldSize)
+            throw new ArgumentOutOfRangeException(nameof(rank), $"rank {rank} is not in a world of size {worldSize}");
+        if (start < 0 || (start > n && n > 0))
+            throw new ArgumentOutOfRangeException(nameof(start), $"start {start} is outside the epoch's {n} samples");
+        if (n == 0 || start == n)
+            return [];
         int per = (n - start + worldSize - 1) / worldSize;
         var shard = new int[per];
         for (int k = 0; k < per; k++)

@@ -3,55 +3,79 @@ namespace HpcEngine.NN;
 /// <summary>The models the benchmarks use, by name. Each is built deterministically from a generator.</summary>
 public static class Models
 {
-    /// <summary>The names <see cref="Create"/> accepts.</summary>
+    /// <summary>The names <see cref="Create(string, Generator?)"/> accepts.</summary>
     public static IReadOnlyList<string> Names { get; } = ["mlp", "mlp-wide", "cnn", "gpt-mini"];
 
-    /// <summary>Builds a model: <c>mlp</c> (784-256-128-100-10, the MLP row of Fashion-MNIST's benchmark table),
-    /// <c>mlp-wide</c> (784-1024-1024-10), <c>cnn</c> (2 × conv-bn-relu-pool, then 2 linear), <c>gpt-mini</c>
-    /// (see <see cref="GptMini"/>).</summary>
-    public static Module Create(string name, Generator? generator = null)
+    /// <summary>Builds a model for Fashion-MNIST: <c>mlp</c> (784-256-128-100-10, the MLP row of Fashion-MNIST's
+    /// benchmark table), <c>mlp-wide</c> (784-1024-1024-10), <c>cnn</c> (2 × conv-bn-relu-pool, then 2 linear),
+    /// <c>gpt-mini</c> (see <see cref="GptMini"/>).</summary>
+    public static Module Create(string name, Generator? generator = null) =>
+        name == "gpt-mini" ? new GptMini(GptMiniConfig.Default, generator ?? Generator.Default)
+        : Names.Contains(name) ? Create(name, generator, [1, 28, 28], 10)
+        : throw new ArgumentException($"unknown model '{name}': use one of {string.Join(", ", Names)}", nameof(name));
+
+    /// <summary>Builds a classifier of samples shaped <paramref name="sampleShape"/> into <paramref name="classes"/>
+    /// classes: <c>mlp</c> and <c>mlp-wide</c> take any shape (flattened: F-256-128-100-K, F-1024-1024-K), <c>cnn</c>
+    /// images [C, H, W] of at least 4 × 4 (two 2 × 2 poolings, then 64 · ⌊H/4⌋ · ⌊W/4⌋ features into the first
+    /// linear). For [1, 28, 28] and 10 classes these are the Fashion-MNIST models.</summary>
+    public static Module Create(string name, Generator? generator, IReadOnlyList<int> sampleShape, int classes)
     {
+        ArgumentNullException.ThrowIfNull(sampleShape);
         var g = generator ?? Generator.Default;
+        if (classes < 2)
+            throw new ArgumentOutOfRangeException(nameof(classes), $"a classifier needs at least 2 classes, got {classes}");
+        int features = sampleShape.Aggregate(1, (a, b) => a * b);
+        if (sampleShape.Count == 0 || features <= 0)
+            throw new ArgumentException($"model {name}: sample shape [{string.Join(", ", sampleShape)}] is empty");
         return name switch
         {
             "mlp" => new Sequential(
                 new Flatten(),
-                new Linear(784, 256, generator: g),
+                new Linear(features, 256, generator: g),
                 new ReLU(),
                 new Linear(256, 128, generator: g),
                 new ReLU(),
                 new Linear(128, 100, generator: g),
                 new ReLU(),
-                new Linear(100, 10, generator: g)
+                new Linear(100, classes, generator: g)
             ),
             "mlp-wide" => new Sequential(
                 new Flatten(),
-                new Linear(784, 1024, generator: g),
+                new Linear(features, 1024, generator: g),
                 new ReLU(),
                 new Linear(1024, 1024, generator: g),
                 new ReLU(),
-                new Linear(1024, 10, generator: g)
+                new Linear(1024, classes, generator: g)
             ),
-            "cnn" => new Sequential(
-                new Conv2d(1, 32, 3, padding: 1, generator: g),
-                new BatchNorm2d(32),
-                new ReLU(),
-                new MaxPool2d(2),
-                new Conv2d(32, 64, 3, padding: 1, generator: g),
-                new BatchNorm2d(64),
-                new ReLU(),
-                new MaxPool2d(2),
-                new Flatten(),
-                new Linear(64 * 7 * 7, 128, generator: g),
-                new ReLU(),
-                new Linear(128, 10, generator: g)
-            ),
-            "gpt-mini" => new GptMini(GptMiniConfig.Default, g),
+            "cnn" => Cnn(g, sampleShape, classes),
             _ => throw new ArgumentException(
-                $"unknown model '{name}': use one of {string.Join(", ", Names)}",
+                $"unknown model '{name}' for a [{string.Join(", ", sampleShape)}] input: use mlp, mlp-wide or cnn",
                 nameof(name)
             ),
         };
+    }
+
+    private static Sequential Cnn(Generator g, IReadOnlyList<int> shape, int classes)
+    {
+        if (shape.Count != 3 || shape[1] < 4 || shape[2] < 4)
+            throw new ArgumentException(
+                $"model cnn takes images [C, H, W] of at least 4 × 4; these samples are [{string.Join(", ", shape)}] "
+                    + "(use mlp or mlp-wide for feature vectors)"
+            );
+        return new Sequential(
+            new Conv2d(shape[0], 32, 3, padding: 1, generator: g),
+            new BatchNorm2d(32),
+            new ReLU(),
+            new MaxPool2d(2),
+            new Conv2d(32, 64, 3, padding: 1, generator: g),
+            new BatchNorm2d(64),
+            new ReLU(),
+            new MaxPool2d(2),
+            new Flatten(),
+            new Linear(64 * (shape[1] / 4) * (shape[2] / 4), 128, generator: g),
+            new ReLU(),
+            new Linear(128, classes, generator: g)
+        );
     }
 
     /// <summary>The input one sample of the model takes: [1, 28, 28] images for the vision models, token ids for

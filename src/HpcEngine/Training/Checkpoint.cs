@@ -33,8 +33,15 @@ public static class Checkpoint
     /// <summary>True when <paramref name="dir"/> holds a checkpoint.</summary>
     public static bool Exists(string dir) => File.Exists(Path.Combine(dir, PointerFile));
 
-    /// <summary>Saves model, optimizer and state; returns the path of the model file.</summary>
-    public static string Save(string dir, Module model, Optimizer optimizer, TrainingState state)
+    /// <summary>Saves model, optimizer and state; returns the path of the model file. The model file's metadata records
+    /// <paramref name="input"/> (default: Fashion-MNIST's [1, 28, 28] pixels, 10 classes).</summary>
+    public static string Save(
+        string dir,
+        Module model,
+        Optimizer optimizer,
+        TrainingState state,
+        ModelInput? input = null
+    )
     {
         ArgumentNullException.ThrowIfNull(dir);
         ArgumentNullException.ThrowIfNull(model);
@@ -45,16 +52,15 @@ public static class Checkpoint
         string tag = state.Step.ToString("D9", CultureInfo.InvariantCulture);
         string modelFile = $"model-{tag}.safetensors",
             trainerFile = $"trainer-{tag}.safetensors";
-        // The input normalisation travels with the weights: whoever runs them elsewhere needs it.
+        // What the inputs are (shape, classes, normalisation, preprocessing) travels with the weights: whoever runs
+        // them elsewhere needs it.
+        input ??= new ModelInput { ClassNames = Data.FashionMnist.ClassNames };
+        var modelMeta = new Dictionary<string, string> { ["format"] = "pt" };
+        input.WriteTo(modelMeta);
         Safetensors.Save(
             Path.Combine(dir, modelFile),
             model.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value),
-            new Dictionary<string, string>
-            {
-                ["format"] = "pt",
-                [InputMeanKey] = Num(Data.FashionMnist.Mean),
-                [InputStdKey] = Num(Data.FashionMnist.Std),
-            }
+            modelMeta
         );
         var (tensors, scalars) = optimizer.StateDict();
         try
@@ -88,11 +94,11 @@ public static class Checkpoint
                 ["epoch"] = state.Epoch,
                 ["model"] = modelFile,
                 ["trainer"] = trainerFile,
-                ["input_normalization"] = new Dictionary<string, double>
-                {
-                    ["mean"] = Data.FashionMnist.Mean,
-                    ["std"] = Data.FashionMnist.Std,
-                },
+                ["input_shape"] = input.SampleShape,
+                ["classes"] = input.Classes,
+                ["input_normalization"] = input.Normalization is { } norm
+                    ? new Dictionary<string, object> { ["mean"] = norm.Mean, ["std"] = norm.Std }
+                    : "none (features are stored preprocessed)",
             }
         );
         WriteAtomically(Path.Combine(dir, PointerFile), pointer);
@@ -104,8 +110,6 @@ public static class Checkpoint
     /// normalised with (x/255 − mean) / std.</summary>
     public const string InputMeanKey = "hpcengine.input_mean",
         InputStdKey = "hpcengine.input_std";
-
-    private static string Num(double v) => v.ToString("R", CultureInfo.InvariantCulture);
 
     /// <summary>Where the checkpoint in <paramref name="dir"/> stands, read from its metadata alone (nothing is loaded
     /// into a model): what a resume checks before it touches the model. Null when there is no checkpoint.</summary>

@@ -8,12 +8,13 @@ namespace HpcEngine.Training;
 /// strategy state (codec residuals, outer optimizer, shard optimizer), then rank 0 writes the model and its optimizer
 /// and switches checkpoint.json — after a barrier, so the pointer never names a step whose per-rank files are not all
 /// on disk.</summary>
-internal sealed class CheckpointWriter(TrainingRun run, ImageDataset train)
+internal sealed class CheckpointWriter(TrainingRun run, Dataset train)
 {
     private readonly string _configJson = JsonSerializer.Serialize(run.Config);
 
     // The fingerprint hashes the training set: computed only where checkpoints are written or read.
     private readonly Lazy<RunFingerprint> _fingerprint = new(() => RunFingerprint.Of(run.Config, run.Workers, train));
+    private readonly ModelInput _input = ModelInput.Of(train);
     private long _savedAt = -1;
 
     public RunFingerprint Fingerprint => _fingerprint.Value;
@@ -55,7 +56,8 @@ internal sealed class CheckpointWriter(TrainingRun run, ImageDataset train)
                 dir,
                 run.Model,
                 run.Optimizer,
-                new TrainingState(epoch, batch, step, gen.Seed, gen.Offset, _configJson, Fingerprint.ToJson())
+                new TrainingState(epoch, batch, step, gen.Seed, gen.Offset, _configJson, Fingerprint.ToJson()),
+                _input
             );
         }
     }

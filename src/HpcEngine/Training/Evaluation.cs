@@ -9,7 +9,7 @@ namespace HpcEngine.Training;
 /// time out. Under strategies that keep the ranks in step, the others wait for it at a barrier whose time is left out
 /// of their clocks too (otherwise it would show up as their communication time); parameter-server workers do not
 /// wait: they run on while rank 0 evaluates.</summary>
-internal sealed class Evaluation(TrainingRun run, ImageDataset test, Stopwatch clock)
+internal sealed class Evaluation(TrainingRun run, Dataset test, Stopwatch clock)
 {
     private readonly bool _barrier = run.Group is { Size: > 1 } && run.Server == null;
 
@@ -50,7 +50,7 @@ internal sealed class Evaluation(TrainingRun run, ImageDataset test, Stopwatch c
 
     /// <summary>Accuracy (overall and per class) of <paramref name="model"/> in eval mode; the model's mode is
     /// restored.</summary>
-    public static (double Accuracy, double[] PerClass) Accuracy(Module model, ImageDataset data, int batchSize = 1000)
+    public static (double Accuracy, double[] PerClass) Accuracy(Module model, Dataset data, int batchSize = 1000)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(data);
@@ -73,7 +73,7 @@ internal sealed class Evaluation(TrainingRun run, ImageDataset test, Stopwatch c
                 using (batch)
                 using (var scope = new TensorScope())
                 {
-                    using var images = batch.Images.To(device);
+                    using var images = batch.Inputs.To(device);
                     using var logits = model.Forward(images).To(Device.Cpu); // argmax on the host: a small copy
                     var pred = logits.ArgMax(1).ToArray<long>();
                     var y = batch.Labels.ToArray<long>();

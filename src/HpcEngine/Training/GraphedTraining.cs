@@ -18,10 +18,10 @@ internal sealed class GraphedTraining(TrainingRun run) : IDisposable
     public double Step(Batch batch, long step)
     {
         var device = run.Device;
-        _images ??= Tensor.Empty(batch.Images.ShapeArray, batch.Images.DType, device).DetachFromScope();
+        _images ??= Tensor.Empty(batch.Inputs.ShapeArray, batch.Inputs.DType, device).DetachFromScope();
         _labels ??= Tensor.Empty(batch.Labels.ShapeArray, batch.Labels.DType, device).DetachFromScope();
         _loss ??= Tensor.Empty([], DType.Float32, device).DetachFromScope();
-        _images.CopyFrom(batch.Images);
+        _images.CopyFrom(batch.Inputs);
         _labels.CopyFrom(batch.Labels);
         var opt = run.Optimizer;
         run.Schedule.Apply(opt, step); // the device learning rate, read by the replayed kernels

@@ -67,7 +67,7 @@ public sealed record RunFingerprint
 
     /// <summary>The fingerprint of a run of <paramref name="config"/> over <paramref name="workers"/> ranks on
     /// <paramref name="train"/>.</summary>
-    public static RunFingerprint Of(TrainConfig config, int workers, ImageDataset train)
+    public static RunFingerprint Of(TrainConfig config, int workers, Dataset train)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(train);
@@ -93,17 +93,11 @@ public sealed record RunFingerprint
         };
     }
 
-    /// <summary>"N samples, sha256 " and the first 16 hex digits of the SHA-256 over the images' and labels'
-    /// bytes.</summary>
-    public static string DataIdentity(ImageDataset data)
+    /// <summary>The dataset's <see cref="Dataset.Identity"/>: "N samples, sha256 " and 16 hex digits.</summary>
+    public static string DataIdentity(Dataset data)
     {
         ArgumentNullException.ThrowIfNull(data);
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        using (var images = data.Images.Contiguous())
-            sha.AppendData(images.AsByteMemory().Span);
-        using (var labels = data.Labels.Contiguous())
-            sha.AppendData(labels.AsByteMemory().Span);
-        return $"{data.Count.ToString(CultureInfo.InvariantCulture)} samples, sha256 {Convert.ToHexString(sha.GetHashAndReset())[..16].ToLowerInvariant()}";
+        return data.Identity();
     }
 
     /// <summary>The fingerprint as the trainer file's metadata stores it.</summary>

@@ -37,8 +37,8 @@ public static class Trainer
     /// and a <see cref="StragglerObserver"/>.</summary>
     public static TrainResult Run(
         TrainConfig config,
-        ImageDataset train,
-        ImageDataset test,
+        Dataset train,
+        Dataset test,
         string dataSource,
         Action<string>? log = null,
         IProcessGroup? group = null,
@@ -47,8 +47,8 @@ public static class Trainer
 
     private static TrainResult RunWith(
         TrainConfig config,
-        ImageDataset train,
-        ImageDataset test,
+        Dataset train,
+        Dataset test,
         string dataSource,
         Action<string>? log,
         IProcessGroup? group,
@@ -105,8 +105,8 @@ public static class Trainer
     /// <see cref="Distributed.Elastic.RemovedFromJobException"/>.</summary>
     public static TrainResult RunElastic(
         TrainConfig config,
-        ImageDataset train,
-        ImageDataset test,
+        Dataset train,
+        Dataset test,
         string dataSource,
         Distributed.Elastic.ElasticGroup elastic,
         Action<string>? log = null,
@@ -134,7 +134,7 @@ public static class Trainer
     /// restored.</summary>
     public static (double Accuracy, double[] PerClass) Evaluate(
         Module model,
-        ImageDataset data,
+        Dataset data,
         int batchSize = 1000
     ) => Evaluation.Accuracy(model, data, batchSize);
 }

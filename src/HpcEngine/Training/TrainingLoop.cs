@@ -8,7 +8,7 @@ namespace HpcEngine.Training;
 /// <summary>The training loop: epochs of batches, each a forward and backward, then (every
 /// <see cref="TrainConfig.GradAccumulation"/> batches) an optimizer or strategy step; evaluation and checkpoints at
 /// the points the config names; the run's events to its observers.</summary>
-internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
+internal sealed class TrainingLoop(TrainingRun run, Dataset test)
 {
     private readonly TrainConfig _config = run.Config;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
@@ -276,7 +276,7 @@ internal sealed class TrainingLoop(TrainingRun run, ImageDataset test)
     /// stepping one averages the total.</summary>
     private double ForwardBackward(Batch batch, bool stepNow)
     {
-        using var images = batch.Images.To(run.Device);
+        using var images = batch.Inputs.To(run.Device);
         using var labels = batch.Labels.To(run.Device);
         using var amp = _config.Amp == MixedPrecision.Bf16 ? Autograd.Autocast.Bf16() : null; // forward and backward
         using var logits = run.Model.Forward(images);

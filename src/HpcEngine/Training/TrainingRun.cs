@@ -41,7 +41,7 @@ internal sealed class TrainingRun : IDisposable
     /// <summary>The elastic membership this run follows (null: a lost rank ends the run).</summary>
     public ElasticGroup? Elastic { get; }
 
-    private readonly ImageDataset _train;
+    private readonly Dataset _train;
 
     public int Rank => Group?.Rank ?? 0;
     public bool Lead => Group == null || Group.Rank == 0;
@@ -50,7 +50,7 @@ internal sealed class TrainingRun : IDisposable
 
     public TrainingRun(
         TrainConfig config,
-        ImageDataset train,
+        Dataset train,
         IProcessGroup? group,
         RunObservers observers,
         ElasticGroup? elastic = null
@@ -63,7 +63,7 @@ internal sealed class TrainingRun : IDisposable
         _train = train;
         Observers = observers;
         Generator = new Generator(config.Seed);
-        Model = Models.Create(config.Model, Generator);
+        Model = Models.Create(config.Model, Generator, train.SampleShape, train.Classes);
         try
         {
             Device = config.Device;

@@ -283,7 +283,7 @@ public class RunLifecycleTests
         Assert.That(f.Metadata["hpcengine.input_std"], Is.EqualTo("0.353"));
         Assert.That(
             File.ReadAllText(Path.Combine(Ckpt, "checkpoint.json")),
-            Does.Contain("\"input_normalization\":{\"mean\":0.286,\"std\":0.353}")
+            Does.Contain("\"input_normalization\":{\"mean\":[0.286],\"std\":[0.353]}")
         );
     }
 

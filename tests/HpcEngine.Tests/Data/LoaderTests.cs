@@ -99,7 +99,7 @@ public class LoaderTests
             .Select(b =>
             {
                 using (b)
-                    return (b.Images.ToArray<float>(), b.Labels.ToArray<long>());
+                    return (b.Inputs.ToArray<float>(), b.Labels.ToArray<long>());
             })
             .ToList();
 
@@ -147,8 +147,8 @@ public class LoaderTests
                 Prefetch = 0,
             }
         ).Epoch(0).Single();
-        Assert.That(b.Images.ToArray<float>(), Is.All.EqualTo(2f).Within(1e-5));
-        Assert.That(b.Images.ShapeArray, Is.EqualTo(new[] { 1, 1, 28, 28 }));
+        Assert.That(b.Inputs.ToArray<float>(), Is.All.EqualTo(2f).Within(1e-5));
+        Assert.That(b.Inputs.ShapeArray, Is.EqualTo(new[] { 1, 1, 28, 28 }));
     }
 
     [Test]
