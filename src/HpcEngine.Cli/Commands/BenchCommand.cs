@@ -8,7 +8,7 @@ namespace HpcEngine.Cli.Commands;
 
 [Verb(
     "bench",
-    HelpText = "Time a workload: gemm, softmax, layernorm, add, step (one training step), collectives (under hpcengine launch), strategies (the sync/async strategy matrix), or parallel (tp/pp/dp steps)."
+    HelpText = "Time a workload: gemm, softmax, layernorm, add, step (one training step), collectives (under hpcengine launch), strategies (the sync/async strategy matrix), parallel (tp/pp/dp steps), gpu, or loader (batches per second from memory and from shards)."
 )]
 public sealed class BenchOptions
 {
@@ -16,7 +16,7 @@ public sealed class BenchOptions
         0,
         MetaName = "workload",
         Required = true,
-        HelpText = "gemm | softmax | layernorm | add | step | collectives | strategies | parallel | gpu"
+        HelpText = "gemm | softmax | layernorm | add | step | collectives | strategies | parallel | gpu | loader"
     )]
     public string Workload { get; set; } = "";
 
@@ -98,6 +98,9 @@ public sealed class BenchOptions
         HelpText = "strategies: Fashion-MNIST directory (else HPCENGINE_DATA, Debian's package, then the embedded subset)."
     )]
     public string? Data { get; set; }
+
+    [Option("dataset", HelpText = "loader: a prepared dataset (hpcengine data prepare) to stream from its shards.")]
+    public string? Dataset { get; set; }
 
     [Option("target-accuracy", Default = 0.85, HelpText = "strategies: test accuracy that defines time to target.")]
     public double TargetAccuracy { get; set; }
@@ -189,6 +192,8 @@ internal static class BenchCommand
             return ParallelBench.Run(o);
         if (o.Workload == "gpu")
             return GpuBench.Run(o);
+        if (o.Workload == "loader")
+            return LoaderBench.Run(o);
         int n = o.Size;
         using var noGrad = GradMode.NoGrad();
         var gen = new Generator(1);

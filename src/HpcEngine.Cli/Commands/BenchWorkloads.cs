@@ -64,6 +64,7 @@ internal static class BenchWorkloads
             "json",
         ],
         ["gpu"] = ["peer", "iters", "json"],
+        ["loader"] = ["data", "dataset", "batch-size", "iters", "json"],
     };
 
     private static readonly string[] Summary =
@@ -75,6 +76,7 @@ internal static class BenchWorkloads
         "strategies: the sync/async strategy x codec x workers matrix",
         "parallel: tensor-, pipeline- or data-parallel steps",
         "gpu: cuBLAS GEMM and the engine's kernels on cuda:0",
+        "loader: training batches per second, Fashion-MNIST in memory against a prepared dataset's shards",
     ];
 
     private static IEnumerable<(OptionAttribute Option, object? Default)> AllOptions() =>

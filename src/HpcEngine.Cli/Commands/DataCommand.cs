@@ -36,7 +36,10 @@ public sealed class DataOptions
     [Option("workers", HelpText = "prepare: threads (default: the cores; the output is the same for any).")]
     public int? Workers { get; set; }
 
-    [Option("on-error", HelpText = "prepare: fail (default) or skip an unreadable image or row, counted in the manifest.")]
+    [Option(
+        "on-error",
+        HelpText = "prepare: fail (default) or skip an unreadable image or row, counted in the manifest."
+    )]
     public string? OnError { get; set; }
 
     [Option("verify", HelpText = "inspect: re-hash every shard against the manifest.")]
@@ -105,7 +108,8 @@ internal static class DataCommand
     internal static long ParseSize(string text)
     {
         string t = text.Trim().ToUpperInvariant();
-        long unit = t.EndsWith("GB", StringComparison.Ordinal) ? 1L << 30
+        long unit =
+            t.EndsWith("GB", StringComparison.Ordinal) ? 1L << 30
             : t.EndsWith("MB", StringComparison.Ordinal) ? 1L << 20
             : t.EndsWith("KB", StringComparison.Ordinal) ? 1L << 10
             : 1;

@@ -69,7 +69,9 @@ internal static class PredictCommand
                 t.Dispose();
         }
         var inputs = o.Input.ToList();
-        return inputs.Count > 0 ? Score(o, net, model, weights, input, inputs) : Evaluate(o, net, model, weights, input);
+        return inputs.Count > 0
+            ? Score(o, net, model, weights, input, inputs)
+            : Evaluate(o, net, model, weights, input);
     }
 
     private static (string Weights, string Model) Locate(PredictOptions o)
@@ -92,7 +94,10 @@ internal static class PredictCommand
         }
         if (!File.Exists(o.Checkpoint))
             throw new FileNotFoundException($"--checkpoint: '{o.Checkpoint}' is neither a directory nor a file");
-        return (o.Checkpoint, model ?? throw new ArgumentException("--model is needed to load a bare .safetensors file"));
+        return (
+            o.Checkpoint,
+            model ?? throw new ArgumentException("--model is needed to load a bare .safetensors file")
+        );
     }
 
     private static int Evaluate(PredictOptions o, Module net, string model, string weights, ModelInput input)
@@ -108,7 +113,9 @@ internal static class PredictCommand
                     $"samples [{string.Join(", ", test.SampleShape)}] in {test.Classes} classes; the model takes "
                         + $"[{string.Join(", ", input.SampleShape)}] in {input.Classes}"
                 );
-            var names = test.ClassNames ?? input.ClassNames ?? Enumerable.Range(0, test.Classes).Select(c => c.ToString()).ToList();
+            var names = test.ClassNames
+                ?? input.ClassNames
+                ?? Enumerable.Range(0, test.Classes).Select(c => c.ToString()).ToList();
             var (acc, perClass) = Trainer.Evaluate(net, test);
             Console.WriteLine($"model {model} from {weights}; data {source}; {test.Count} test samples");
             Console.WriteLine($"test accuracy {acc:F4}");
@@ -133,7 +140,14 @@ internal static class PredictCommand
         return 0;
     }
 
-    private static int Score(PredictOptions o, Module net, string model, string weights, ModelInput input, List<string> files)
+    private static int Score(
+        PredictOptions o,
+        Module net,
+        string model,
+        string weights,
+        ModelInput input,
+        List<string> files
+    )
     {
         var raw = RawInputs.FromJson(input.Preprocessing);
         bool csv = raw.Kind == "tabular";
@@ -172,12 +186,19 @@ internal static class PredictCommand
                 );
             }
             if (labelled)
-                Console.WriteLine($"accuracy on the labelled rows {(double)correct / Math.Max(1, data.Count):F4} ({data.Count} rows)");
+                Console.WriteLine(
+                    $"accuracy on the labelled rows {(double)correct / Math.Max(1, data.Count):F4} ({data.Count} rows)"
+                );
             if (o.Json != null)
                 File.WriteAllText(
                     o.Json,
                     JsonSerializer.Serialize(
-                        new Dictionary<string, object> { ["model"] = model, ["weights"] = weights, ["predictions"] = results },
+                        new Dictionary<string, object>
+                        {
+                            ["model"] = model,
+                            ["weights"] = weights,
+                            ["predictions"] = results,
+                        },
                         new JsonSerializerOptions { WriteIndented = true }
                     )
                 );

@@ -11,7 +11,9 @@ internal static class CsvSource
     {
         var skipped = new List<SkippedEntry>();
         bool skip = spec.OnError == "skip";
-        var table = CsvTable.Read(source.Path, skip, (item, why) => skipped.Add(new SkippedEntry { Item = item, Reason = why }));
+        var table = CsvTable.Read(source.Path, skip, (item, why) =>
+            skipped.Add(new SkippedEntry { Item = item, Reason = why })
+        );
         if (spec.Label is { } label && !table.Header.Contains(label))
             throw new DatasetException(
                 source.Path,
@@ -27,14 +29,22 @@ internal static class CsvSource
             {
                 string where = $"{table.Name}:{table.Lines[r]}";
                 if (!skip)
-                    throw new DatasetException(where, DatasetProblem.BadRow, $"the label '{spec.Label}' is missing (set on_error to skip to leave such rows out)");
+                    throw new DatasetException(
+                        where,
+                        DatasetProblem.BadRow,
+                        $"the label '{spec.Label}' is missing (set on_error to skip to leave such rows out)"
+                    );
                 skipped.Add(new SkippedEntry { Item = where, Reason = "label missing" });
                 continue;
             }
             usable.Add(r);
         }
         if (usable.Count < 2)
-            throw new DatasetException(source.Path, DatasetProblem.NoSamples, $"{usable.Count} usable row(s): nothing to train on");
+            throw new DatasetException(
+                source.Path,
+                DatasetProblem.NoSamples,
+                $"{usable.Count} usable row(s): nothing to train on"
+            );
         var (trainAt, testAt) = Splitting.Fraction(usable.Count, spec.Split!);
         int[] train = trainAt.Select(i => usable[i]).ToArray(),
             test = testAt.Select(i => usable[i]).ToArray();
@@ -72,22 +82,20 @@ internal static class CsvSource
         var features = new float[rows.Length * (long)width];
         var labels = new int[rows.Length];
         var errors = new DatasetException?[rows.Length];
-        Workers.For(rows.Length, workers,
-            i =>
+        Workers.For(rows.Length, workers, i =>
+        {
+            string where = $"{table.Name}:{table.Lines[rows[i]]}";
+            try
             {
-                string where = $"{table.Name}:{table.Lines[rows[i]]}";
-                try
-                {
-                    encoder.Encode(table.Rows[rows[i]], columns, features.AsSpan(i * width, width), where);
-                    labels[i] = encoder.LabelOf(table.Rows[rows[i]][labelColumn], where);
-                }
-                catch (DatasetException e)
-                {
-                    errors[i] = e;
-                }
-                progress.Add(1);
+                encoder.Encode(table.Rows[rows[i]], columns, features.AsSpan(i * width, width), where);
+                labels[i] = encoder.LabelOf(table.Rows[rows[i]][labelColumn], where);
             }
-        );
+            catch (DatasetException e)
+            {
+                errors[i] = e;
+            }
+            progress.Add(1);
+        });
         var kept = new List<int>();
         for (int i = 0; i < rows.Length; i++)
         {
@@ -102,7 +110,8 @@ internal static class CsvSource
         }
         var bytes = new byte[kept.Count * (long)width * 4];
         for (int k = 0; k < kept.Count; k++)
-            System.Runtime.InteropServices.MemoryMarshal.AsBytes(features.AsSpan(kept[k] * width, width))
+            System
+                .Runtime.InteropServices.MemoryMarshal.AsBytes(features.AsSpan(kept[k] * width, width))
                 .CopyTo(bytes.AsSpan(k * width * 4));
         return new SplitSamples(bytes, kept.Select(i => labels[i]).ToArray());
     }

@@ -37,7 +37,12 @@ public sealed class CsvTable
     }
 
     /// <summary>Parses CSV text.</summary>
-    public static CsvTable Parse(string text, string name, bool skipBadRows = false, Action<string, string>? skipped = null)
+    public static CsvTable Parse(
+        string text,
+        string name,
+        bool skipBadRows = false,
+        Action<string, string>? skipped = null
+    )
     {
         ArgumentNullException.ThrowIfNull(text);
         var records = Records(text, name).ToList();
@@ -46,7 +51,11 @@ public sealed class CsvTable
         var header = records[0].Fields.Select(h => h.Trim()).ToArray();
         var dup = header.GroupBy(h => h).FirstOrDefault(g => g.Count() > 1);
         if (dup != null)
-            throw new DatasetException($"{name}:1", DatasetProblem.BadRow, $"the header names column '{dup.Key}' twice");
+            throw new DatasetException(
+                $"{name}:1",
+                DatasetProblem.BadRow,
+                $"the header names column '{dup.Key}' twice"
+            );
         var rows = new List<string[]>();
         var lines = new List<int>();
         foreach (var (line, fields) in records.Skip(1))

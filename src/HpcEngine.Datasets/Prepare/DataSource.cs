@@ -60,12 +60,14 @@ public sealed record DataSource(SourceKind Kind, string Path)
             return [(System.IO.Path.GetFileName(Path), Path)];
         var files = Directory.EnumerateFiles(Path, "*", SearchOption.AllDirectories);
         if (Kind == SourceKind.Idx)
-            files = files.Where(f => Data.FashionMnist.Files.Any(n => f.EndsWith(n, StringComparison.Ordinal)
-                || f.EndsWith(n[..^3], StringComparison.Ordinal)) && System.IO.Path.GetDirectoryName(f) == Path);
-        else
             files = files.Where(f =>
-                ImageExtensions.Contains(System.IO.Path.GetExtension(f).ToLowerInvariant())
+                Data.FashionMnist.Files.Any(n =>
+                    f.EndsWith(n, StringComparison.Ordinal) || f.EndsWith(n[..^3], StringComparison.Ordinal)
+                )
+                && System.IO.Path.GetDirectoryName(f) == Path
             );
+        else
+            files = files.Where(f => ImageExtensions.Contains(System.IO.Path.GetExtension(f).ToLowerInvariant()));
         return files
             .Select(f => (System.IO.Path.GetRelativePath(Path, f).Replace('\\', '/'), f))
             .OrderBy(f => f.Item1, StringComparer.Ordinal)

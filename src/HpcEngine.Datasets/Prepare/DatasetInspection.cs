@@ -63,13 +63,25 @@ public sealed record DatasetInspection(
         var m = Manifest;
         var s = new StringBuilder();
         string Inv(FormattableString f) => f.ToString(CultureInfo.InvariantCulture);
-        s.AppendLine(Inv($"dataset format {m.FormatVersion}, source {m.Source.Kind}:{m.Source.Path} ({m.Source.Files} files, sha256 {m.Source.ContentSha256[..16]})"));
-        s.AppendLine(Inv($"sample: {m.Feature.Kind} [{string.Join(", ", m.Feature.Shape)}] {m.Feature.DType}; {m.Classes.Count} classes"));
+        s.AppendLine(
+            Inv(
+                $"dataset format {m.FormatVersion}, source {m.Source.Kind}:{m.Source.Path} ({m.Source.Files} files, sha256 {m.Source.ContentSha256[..16]})"
+            )
+        );
+        s.AppendLine(
+            Inv(
+                $"sample: {m.Feature.Kind} [{string.Join(", ", m.Feature.Shape)}] {m.Feature.DType}; {m.Classes.Count} classes"
+            )
+        );
         foreach (var (name, split) in m.Splits)
         {
             s.AppendLine(Inv($"{name}: {split.Samples} samples in {split.Shards.Count} shard(s)"));
             for (int c = 0; c < m.Classes.Count; c++)
-                s.AppendLine(Inv($"  {m.Classes[c], -16} {split.ClassCounts[c], 8} ({100.0 * split.ClassCounts[c] / Math.Max(1, split.Samples):F1} %)"));
+                s.AppendLine(
+                    Inv(
+                        $"  {m.Classes[c], -16} {split.ClassCounts[c], 8} ({100.0 * split.ClassCounts[c] / Math.Max(1, split.Samples):F1} %)"
+                    )
+                );
         }
         s.AppendLine("feature statistics (training split):");
         foreach (var (name, mean, std) in FeatureStatistics.Take(40))
@@ -78,7 +90,9 @@ public sealed record DatasetInspection(
             s.AppendLine(Inv($"  ... {FeatureStatistics.Count - 40} more"));
         s.AppendLine("shards:");
         foreach (var shard in m.Splits.Values.SelectMany(x => x.Shards))
-            s.AppendLine(Inv($"  {shard.File}  {shard.Samples, 8} samples  {shard.Bytes, 12} bytes  sha256 {shard.Sha256[..16]}"));
+            s.AppendLine(
+                Inv($"  {shard.File}  {shard.Samples, 8} samples  {shard.Bytes, 12} bytes  sha256 {shard.Sha256[..16]}")
+            );
         if (m.Skipped.Count > 0)
         {
             s.AppendLine(Inv($"skipped at preparation: {m.Skipped.Count}"));
@@ -86,7 +100,11 @@ public sealed record DatasetInspection(
                 s.AppendLine($"  {k.Item}: {k.Reason}");
         }
         int total = m.Splits.Values.Sum(x => x.Shards.Count);
-        s.AppendLine(Verified ? Inv($"verified: all {total} shards match their SHA-256") : "not verified (add --verify to re-hash every shard)");
+        s.AppendLine(
+            Verified
+                ? Inv($"verified: all {total} shards match their SHA-256")
+                : "not verified (add --verify to re-hash every shard)"
+        );
         return s.ToString();
     }
 
@@ -96,7 +114,14 @@ public sealed record DatasetInspection(
             new Dictionary<string, object>
             {
                 ["manifest"] = Manifest,
-                ["feature_statistics"] = FeatureStatistics.Select(x => new Dictionary<string, object> { ["name"] = x.Name, ["mean"] = x.Mean, ["std"] = x.Std }).ToList(),
+                ["feature_statistics"] = FeatureStatistics
+                    .Select(x => new Dictionary<string, object>
+                    {
+                        ["name"] = x.Name,
+                        ["mean"] = x.Mean,
+                        ["std"] = x.Std,
+                    })
+                    .ToList(),
                 ["verified"] = Verified,
             },
             new JsonSerializerOptions { WriteIndented = true }

@@ -91,7 +91,8 @@ public static class DatasetPreparer
         try
         {
             var m = DatasetManifest.Read(dir);
-            bool intact = m.Splits.Values.SelectMany(s => s.Shards)
+            bool intact = m
+                .Splits.Values.SelectMany(s => s.Shards)
                 .All(s => new FileInfo(Path.Combine(dir, s.File)) is { Exists: true } f && f.Length == s.Bytes);
             return m.CacheKey == key && intact ? m : null;
         }
@@ -106,10 +107,17 @@ public static class DatasetPreparer
     {
         if (!Directory.Exists(dir))
             return;
-        var foreign = Directory.EnumerateFileSystemEntries(dir)
+        var foreign = Directory
+            .EnumerateFileSystemEntries(dir)
             .Select(Path.GetFileName)
-            .FirstOrDefault(n => !(n == DatasetManifest.FileName || n!.EndsWith(".shard", StringComparison.Ordinal)
-                || n.EndsWith(".partial", StringComparison.Ordinal) || n.StartsWith(DatasetManifest.FileName, StringComparison.Ordinal)));
+            .FirstOrDefault(n =>
+                !(
+                    n == DatasetManifest.FileName
+                    || n!.EndsWith(".shard", StringComparison.Ordinal)
+                    || n.EndsWith(".partial", StringComparison.Ordinal)
+                    || n.StartsWith(DatasetManifest.FileName, StringComparison.Ordinal)
+                )
+            );
         if (foreign != null)
             throw new DatasetException(
                 dir,
@@ -132,7 +140,13 @@ public static class DatasetPreparer
         Directory.CreateDirectory(dir);
         // The old manifest goes first: from here until the new one lands, the directory is not a dataset.
         File.Delete(Path.Combine(dir, DatasetManifest.FileName));
-        foreach (var old in Directory.EnumerateFiles(dir).Where(f => f.EndsWith(".shard", StringComparison.Ordinal) || f.EndsWith(".partial", StringComparison.Ordinal)))
+        foreach (
+            var old in Directory
+                .EnumerateFiles(dir)
+                .Where(f =>
+                    f.EndsWith(".shard", StringComparison.Ordinal) || f.EndsWith(".partial", StringComparison.Ordinal)
+                )
+        )
             File.Delete(old);
         try
         {
@@ -145,26 +159,29 @@ public static class DatasetPreparer
                 int shards = (split.Count + perShard - 1) / perShard;
                 var entries = new ShardEntry[shards];
                 var progress = new Progress($"write {name}", split.Count, options.Log);
-                Workers.For(shards, options.Workers,
-                    k =>
-                    {
-                        int first = k * perShard,
-                            n = Math.Min(perShard, split.Count - first);
-                        entries[k] = ShardFile.Write(
-                            Path.Combine(dir, $"{name}-{k:D5}.shard"),
-                            type,
-                            sampleBytes,
-                            split.Samples.AsSpan(first * sampleBytes, n * sampleBytes),
-                            split.Labels.AsSpan(first, n),
-                            first
-                        );
-                        progress.Add(n);
-                    }
-                );
+                Workers.For(shards, options.Workers, k =>
+                {
+                    int first = k * perShard,
+                        n = Math.Min(perShard, split.Count - first);
+                    entries[k] = ShardFile.Write(
+                        Path.Combine(dir, $"{name}-{k:D5}.shard"),
+                        type,
+                        sampleBytes,
+                        split.Samples.AsSpan(first * sampleBytes, n * sampleBytes),
+                        split.Labels.AsSpan(first, n),
+                        first
+                    );
+                    progress.Add(n);
+                });
                 var counts = new int[samples.Classes.Count];
                 foreach (int l in split.Labels)
                     counts[l]++;
-                splits[name] = new SplitEntry { Samples = split.Count, ClassCounts = counts, Shards = entries };
+                splits[name] = new SplitEntry
+                {
+                    Samples = split.Count,
+                    ClassCounts = counts,
+                    Shards = entries,
+                };
             }
             var manifest = new DatasetManifest
             {
@@ -191,7 +208,14 @@ public static class DatasetPreparer
         catch
         {
             // Nothing half-written survives a failure.
-            foreach (var f in Directory.EnumerateFiles(dir).Where(f => f.EndsWith(".shard", StringComparison.Ordinal) || f.EndsWith(".partial", StringComparison.Ordinal)))
+            foreach (
+                var f in Directory
+                    .EnumerateFiles(dir)
+                    .Where(f =>
+                        f.EndsWith(".shard", StringComparison.Ordinal)
+                        || f.EndsWith(".partial", StringComparison.Ordinal)
+                    )
+            )
                 File.Delete(f);
             throw;
         }

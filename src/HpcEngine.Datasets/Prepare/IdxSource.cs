@@ -56,12 +56,22 @@ internal static class IdxSource
     private static string[] ClassNames(PipelineSpec spec, string where)
     {
         if (spec.ClassNames is not { } names)
-            return Enumerable.Range(0, 10).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            return Enumerable
+                .Range(0, 10)
+                .Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                .ToArray();
         if (names.ValueKind == JsonValueKind.String && names.GetString() == "fashion-mnist")
             return FashionMnist.ClassNames;
-        if (names.ValueKind == JsonValueKind.Array && names.GetArrayLength() == 10
-            && names.EnumerateArray().All(n => n.ValueKind == JsonValueKind.String))
+        if (
+            names.ValueKind == JsonValueKind.Array
+            && names.GetArrayLength() == 10
+            && names.EnumerateArray().All(n => n.ValueKind == JsonValueKind.String)
+        )
             return names.EnumerateArray().Select(n => n.GetString()!).ToArray();
-        throw new DatasetException(where, DatasetProblem.BadSpec, "class_names: \"fashion-mnist\" or an array of 10 names");
+        throw new DatasetException(
+            where,
+            DatasetProblem.BadSpec,
+            "class_names: \"fashion-mnist\" or an array of 10 names"
+        );
     }
 }

@@ -19,7 +19,8 @@ internal static class ImageTreeSource
                 DatasetProblem.BadSource,
                 "the given split needs train/ and test/ folders, each with a folder per class"
             );
-        var classes = Directory.GetDirectories(trainRoot)
+        var classes = Directory
+            .GetDirectories(trainRoot)
             .Select(d => Path.GetFileName(d))
             .Order(StringComparer.Ordinal)
             .ToList();
@@ -38,8 +39,13 @@ internal static class ImageTreeSource
                 string name = Path.GetFileName(dir);
                 int label = classes.IndexOf(name!);
                 if (label < 0)
-                    throw new DatasetException(dir, DatasetProblem.BadSource, $"class '{name}' is not among the training classes");
-                var files = Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories)
+                    throw new DatasetException(
+                        dir,
+                        DatasetProblem.BadSource,
+                        $"class '{name}' is not among the training classes"
+                    );
+                var files = Directory
+                    .EnumerateFiles(dir, "*", SearchOption.AllDirectories)
                     .Where(f => DataSource.ImageExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
                     .Order(StringComparer.Ordinal)
                     .ToList();
@@ -53,7 +59,8 @@ internal static class ImageTreeSource
             }
             return [.. items];
         }
-        (string File, int Label)[] trainItems, testItems;
+        (string File, int Label)[] trainItems,
+            testItems;
         if (given)
         {
             trainItems = List(trainRoot);
@@ -104,20 +111,18 @@ internal static class ImageTreeSource
     {
         var samples = new byte[items.Length][];
         var errors = new DatasetException?[items.Length];
-        Workers.For(items.Length, workers,
-            i =>
+        Workers.For(items.Length, workers, i =>
+        {
+            try
             {
-                try
-                {
-                    samples[i] = pre.Process(File.ReadAllBytes(items[i].File), items[i].File);
-                }
-                catch (DatasetException e)
-                {
-                    errors[i] = e;
-                }
-                progress.Add(1);
+                samples[i] = pre.Process(File.ReadAllBytes(items[i].File), items[i].File);
             }
-        );
+            catch (DatasetException e)
+            {
+                errors[i] = e;
+            }
+            progress.Add(1);
+        });
         // In input order, so the first error reported and the skip list do not depend on the threads.
         int bytes = pre.SampleBytes;
         var kept = new List<int>();

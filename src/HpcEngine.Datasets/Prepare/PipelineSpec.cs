@@ -122,7 +122,10 @@ public sealed record PipelineSpec
             Transforms = transforms,
             OnError = onError,
             ShardBytes = ShardBytes ?? 64L << 20,
-            Channels = kind == SourceKind.Images ? Channels ?? 3 : kind == SourceKind.Idx ? 1 : null,
+            Channels =
+                kind == SourceKind.Images ? Channels ?? 3
+                : kind == SourceKind.Idx ? 1
+                : null,
         };
         resolved.Check(kind, where);
         return resolved;
@@ -133,7 +136,12 @@ public sealed record PipelineSpec
         {
             SourceKind.Images =>
             [
-                new() { Op = "resize", Size = [32, 32], KeepAspect = true },
+                new()
+                {
+                    Op = "resize",
+                    Size = [32, 32],
+                    KeepAspect = true,
+                },
                 new() { Op = "center-crop", Size = [32, 32] },
                 new() { Op = "to-float" },
                 new() { Op = "normalize" },
@@ -165,7 +173,10 @@ public sealed record PipelineSpec
             Fail($"channels {Channels}: use 1 (grey) or 3 (RGB)");
         if (kind != SourceKind.Csv && (Label != null || Columns != null))
             Fail("label and columns apply to CSV sources");
-        var allowed = kind == SourceKind.Csv ? TableOps : kind == SourceKind.Idx ? ["to-float", "normalize"] : ImageOps;
+        var allowed =
+            kind == SourceKind.Csv ? TableOps
+            : kind == SourceKind.Idx ? ["to-float", "normalize"]
+            : ImageOps;
         bool sized = kind != SourceKind.Images;
         bool pendingCrop = false;
         foreach (var t in Transforms!)

@@ -50,7 +50,11 @@ public sealed class RawInputs
                 null
             ),
             "tabular" => new RawInputs(kind, null, null, root.GetProperty("tabular").Deserialize<TabularEncoder>()),
-            _ => throw new DatasetException("checkpoint", DatasetProblem.BadManifest, $"unknown preprocessing kind '{kind}'"),
+            _ => throw new DatasetException(
+                "checkpoint",
+                DatasetProblem.BadManifest,
+                $"unknown preprocessing kind '{kind}'"
+            ),
         };
     }
 
@@ -60,7 +64,11 @@ public sealed class RawInputs
     {
         ArgumentNullException.ThrowIfNull(files);
         if (_image == null)
-            throw new DatasetException(files.FirstOrDefault() ?? "", DatasetProblem.ShapeMismatch, "this model takes CSV rows, not images");
+            throw new DatasetException(
+                files.FirstOrDefault() ?? "",
+                DatasetProblem.ShapeMismatch,
+                "this model takes CSV rows, not images"
+            );
         int bytes = _image.SampleBytes;
         var all = new byte[files.Count * (long)bytes];
         for (int i = 0; i < files.Count; i++)

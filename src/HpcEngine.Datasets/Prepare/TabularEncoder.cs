@@ -85,8 +85,11 @@ public sealed record TabularEncoder
     public IReadOnlyList<string> FeatureNames() =>
         Columns
             .SelectMany(c =>
-                (c.Type == "numeric" ? [c.Name] : c.Vocabulary!.Select(v => $"{c.Name}={v}").Append($"{c.Name}=<other>"))
-                    .Concat(c.Indicator ? [$"{c.Name}:missing"] : [])
+                (
+                    c.Type == "numeric"
+                        ? [c.Name]
+                        : c.Vocabulary!.Select(v => $"{c.Name}={v}").Append($"{c.Name}=<other>")
+                ).Concat(c.Indicator ? [$"{c.Name}:missing"] : [])
             )
             .ToArray();
 
@@ -111,12 +114,13 @@ public sealed record TabularEncoder
         ArgumentNullException.ThrowIfNull(table);
         ArgumentNullException.ThrowIfNull(train);
         ArgumentNullException.ThrowIfNull(spec);
-        string label = spec.Label ?? throw new DatasetException(
-            table.Name,
-            DatasetProblem.NoSuchColumn,
-            "no label column named: give --label COLUMN (or \"label\" in the spec); the header has "
-                + string.Join(", ", table.Header)
-        );
+        string label = spec.Label
+            ?? throw new DatasetException(
+                table.Name,
+                DatasetProblem.NoSuchColumn,
+                "no label column named: give --label COLUMN (or \"label\" in the spec); the header has "
+                    + string.Join(", ", table.Header)
+            );
         int labelAt = Index(table, label, "label column");
         foreach (var name in (spec.Columns ?? new Dictionary<string, string>()).Keys)
             Index(table, name, "column in the spec's columns");
@@ -150,10 +154,18 @@ public sealed record TabularEncoder
                     DatasetProblem.NoSamples,
                     $"column '{name}' has no value in the training split: type it ignore in the spec's columns"
                 );
-            columns.Add(type == "numeric" ? Numeric(table, c, train, present, anyMissing) : Categorical(name, present, anyMissing, oneHot, table.Name));
+            columns.Add(
+                type == "numeric"
+                    ? Numeric(table, c, train, present, anyMissing)
+                    : Categorical(name, present, anyMissing, oneHot, table.Name)
+            );
         }
         if (columns.Count == 0)
-            throw new DatasetException(table.Name, DatasetProblem.NoSamples, "no feature column is left besides the label");
+            throw new DatasetException(
+                table.Name,
+                DatasetProblem.NoSamples,
+                "no feature column is left besides the label"
+            );
         var classes = table.Rows.Select(r => r[labelAt].Trim()).Where(v => !IsMissing(v)).Distinct().ToList();
         classes = classes.All(v => TryNumber(v, out _))
             ? classes.OrderBy(v => double.Parse(v, CultureInfo.InvariantCulture)).ToList()
@@ -190,7 +202,13 @@ public sealed record TabularEncoder
     private static string Infer(CsvTable table, int c) =>
         table.Rows.All(r => IsMissing(r[c]) || TryNumber(r[c], out _)) ? "numeric" : "categorical";
 
-    private static ColumnEncoding Numeric(CsvTable table, int c, IReadOnlyList<int> train, List<string> present, bool anyMissing)
+    private static ColumnEncoding Numeric(
+        CsvTable table,
+        int c,
+        IReadOnlyList<int> train,
+        List<string> present,
+        bool anyMissing
+    )
     {
         var values = new double[present.Count];
         for (int i = 0; i < present.Count; i++)
@@ -206,9 +224,10 @@ public sealed record TabularEncoder
         double mean = values.Sum() / values.Length;
         double var = values.Sum(v => (v - mean) * (v - mean)) / values.Length;
         var sorted = values.Order().ToArray();
-        double median = sorted.Length % 2 == 1
-            ? sorted[sorted.Length / 2]
-            : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+        double median =
+            sorted.Length % 2 == 1
+                ? sorted[sorted.Length / 2]
+                : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
         return new ColumnEncoding
         {
             Name = table.Header[c],
@@ -220,7 +239,13 @@ public sealed record TabularEncoder
         };
     }
 
-    private static ColumnEncoding Categorical(string name, List<string> present, bool anyMissing, bool oneHot, string file)
+    private static ColumnEncoding Categorical(
+        string name,
+        List<string> present,
+        bool anyMissing,
+        bool oneHot,
+        string file
+    )
     {
         if (!oneHot)
             throw new DatasetException(
@@ -255,7 +280,11 @@ public sealed record TabularEncoder
             );
         int label = list.IndexOf(Label);
         if (label < 0 && labelRequired)
-            throw new DatasetException(file, DatasetProblem.NoSuchColumn, $"label column '{Label}' is not in the header");
+            throw new DatasetException(
+                file,
+                DatasetProblem.NoSuchColumn,
+                $"label column '{Label}' is not in the header"
+            );
         return (at, label);
     }
 
@@ -303,7 +332,9 @@ public sealed record TabularEncoder
     private Dictionary<string, int> Slots(int column)
     {
         _slots ??= Columns
-            .Select(c => (c.Vocabulary ?? []).Select((v, i) => (v, i)).ToDictionary(p => p.v, p => p.i, StringComparer.Ordinal))
+            .Select(c =>
+                (c.Vocabulary ?? []).Select((v, i) => (v, i)).ToDictionary(p => p.v, p => p.i, StringComparer.Ordinal)
+            )
             .ToArray();
         return _slots[column];
     }

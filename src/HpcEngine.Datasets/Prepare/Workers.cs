@@ -10,7 +10,12 @@ internal static class Workers
     {
         try
         {
-            System.Threading.Tasks.Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = workers }, body);
+            System.Threading.Tasks.Parallel.For(
+                0,
+                count,
+                new ParallelOptions { MaxDegreeOfParallelism = workers },
+                body
+            );
         }
         catch (AggregateException e) when (e.InnerExceptions.Count > 0)
         {

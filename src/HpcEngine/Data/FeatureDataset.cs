@@ -50,7 +50,10 @@ public sealed class FeatureDataset : Dataset
             );
         int bad = Array.FindIndex(labels, l => l < 0 || l >= classes);
         if (bad >= 0)
-            throw new ArgumentOutOfRangeException(nameof(labels), $"label {labels[bad]} of row {bad} is not a class 0..{classes - 1}");
+            throw new ArgumentOutOfRangeException(
+                nameof(labels),
+                $"label {labels[bad]} of row {bad} is not a class 0..{classes - 1}"
+            );
         _features = features;
         _labels = labels;
         _shape = [width];
@@ -68,7 +71,11 @@ public sealed class FeatureDataset : Dataset
 
     /// <inheritdoc/>
     public override string Identity() =>
-        ImageDataset.Identity(Count, MemoryMarshal.AsBytes(_features.AsSpan()), MemoryMarshal.AsBytes(_labels.AsSpan()));
+        ImageDataset.Identity(
+            Count,
+            MemoryMarshal.AsBytes(_features.AsSpan()),
+            MemoryMarshal.AsBytes(_labels.AsSpan())
+        );
 
     /// <inheritdoc/>
     protected override void Dispose(bool disposing) { }

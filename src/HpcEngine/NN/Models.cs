@@ -23,7 +23,10 @@ public static class Models
         ArgumentNullException.ThrowIfNull(sampleShape);
         var g = generator ?? Generator.Default;
         if (classes < 2)
-            throw new ArgumentOutOfRangeException(nameof(classes), $"a classifier needs at least 2 classes, got {classes}");
+            throw new ArgumentOutOfRangeException(
+                nameof(classes),
+                $"a classifier needs at least 2 classes, got {classes}"
+            );
         int features = sampleShape.Aggregate(1, (a, b) => a * b);
         if (sampleShape.Count == 0 || features <= 0)
             throw new ArgumentException($"model {name}: sample shape [{string.Join(", ", sampleShape)}] is empty");

@@ -29,8 +29,7 @@ public sealed record ModelInput
     public string? Preprocessing { get; init; }
 
     /// <summary>Fashion-MNIST's: one channel, <see cref="FashionMnist.Mean"/> and <see cref="FashionMnist.Std"/>.</summary>
-    public static PixelNormalization FashionMnistNormalization { get; } =
-        new([FashionMnist.Mean], [FashionMnist.Std]);
+    public static PixelNormalization FashionMnistNormalization { get; } = new([FashionMnist.Mean], [FashionMnist.Std]);
 
     /// <summary>The inputs of a model trained on <paramref name="data"/>; a dataset without its own normalisation is
     /// normalised as the loader's defaults do (Fashion-MNIST's).</summary>
@@ -73,7 +72,11 @@ public sealed record ModelInput
         if (Normalization != null)
         {
             meta[NormalizationKey] = JsonSerializer.Serialize(
-                new Dictionary<string, IReadOnlyList<double>> { ["mean"] = Normalization.Mean, ["std"] = Normalization.Std }
+                new Dictionary<string, IReadOnlyList<double>>
+                {
+                    ["mean"] = Normalization.Mean,
+                    ["std"] = Normalization.Std,
+                }
             );
             // The single-channel keys of earlier checkpoints, kept for readers of those.
             meta[Checkpoint.InputMeanKey] = Normalization.Mean[0].ToString("R", CultureInfo.InvariantCulture);

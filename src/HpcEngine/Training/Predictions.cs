@@ -17,7 +17,15 @@ public static class Predictions
         bool wasTraining = model.Training;
         model.Eval();
         var device = model.Parameters().FirstOrDefault()?.Device ?? Device.Cpu;
-        var loader = new DataLoader(data, new DataLoaderOptions { BatchSize = batchSize, Shuffle = false, Prefetch = 0 });
+        var loader = new DataLoader(
+            data,
+            new DataLoaderOptions
+            {
+                BatchSize = batchSize,
+                Shuffle = false,
+                Prefetch = 0,
+            }
+        );
         var result = new List<(int, float[])>(data.Count);
         try
         {

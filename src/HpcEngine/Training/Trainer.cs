@@ -132,9 +132,6 @@ public static class Trainer
 
     /// <summary>Accuracy (overall and per class) of <paramref name="model"/> in eval mode; the model's mode is
     /// restored.</summary>
-    public static (double Accuracy, double[] PerClass) Evaluate(
-        Module model,
-        Dataset data,
-        int batchSize = 1000
-    ) => Evaluation.Accuracy(model, data, batchSize);
+    public static (double Accuracy, double[] PerClass) Evaluate(Module model, Dataset data, int batchSize = 1000) =>
+        Evaluation.Accuracy(model, data, batchSize);
 }

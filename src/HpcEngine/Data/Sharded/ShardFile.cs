@@ -94,7 +94,11 @@ public static class ShardFile
             throw new DatasetException(path, DatasetProblem.CorruptShard, Bad("not a shard (bad magic)"));
         uint version = BinaryPrimitives.ReadUInt32LittleEndian(file[8..]);
         if (version != Version)
-            throw new DatasetException(path, DatasetProblem.FutureVersion, $"shard format version {version} is not {Version}");
+            throw new DatasetException(
+                path,
+                DatasetProblem.FutureVersion,
+                $"shard format version {version} is not {Version}"
+            );
         uint t = BinaryPrimitives.ReadUInt32LittleEndian(file[12..]);
         uint n = BinaryPrimitives.ReadUInt32LittleEndian(file[16..]);
         uint s = BinaryPrimitives.ReadUInt32LittleEndian(file[20..]);

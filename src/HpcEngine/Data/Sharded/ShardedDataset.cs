@@ -71,9 +71,10 @@ public sealed unsafe class ShardedDataset : Dataset
         if (manifest.Feature is { Mean: { } mean, Std: { } std })
             _normalization = new PixelNormalization(mean, std);
         _sampleBytes = SampleBytes;
-        _preprocessing = manifest.Preprocessing.ValueKind == System.Text.Json.JsonValueKind.Undefined
-            ? "{}"
-            : manifest.Preprocessing.GetRawText();
+        _preprocessing =
+            manifest.Preprocessing.ValueKind == System.Text.Json.JsonValueKind.Undefined
+                ? "{}"
+                : manifest.Preprocessing.GetRawText();
         _starts = new long[entry.Shards.Count + 1];
         try
         {
@@ -99,7 +100,12 @@ public sealed unsafe class ShardedDataset : Dataset
 
     /// <summary>Opens the <paramref name="split"/> of the dataset in <paramref name="dir"/>; with
     /// <paramref name="verify"/>, every shard is re-hashed (in parallel) and a changed one is named.</summary>
-    public static ShardedDataset Open(string dir, string split = "train", bool verify = true, int shuffleWindow = 1 << 16)
+    public static ShardedDataset Open(
+        string dir,
+        string split = "train",
+        bool verify = true,
+        int shuffleWindow = 1 << 16
+    )
     {
         ArgumentNullException.ThrowIfNull(dir);
         ArgumentOutOfRangeException.ThrowIfLessThan(shuffleWindow, 1);
@@ -125,23 +131,25 @@ public sealed unsafe class ShardedDataset : Dataset
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
             _maps.Add((file, view, (nint)(p + view.PointerOffset)));
             long length = new FileInfo(path).Length;
-            ShardFile.CheckHeader(path, new ReadOnlySpan<byte>((byte*)_maps[^1].Base, (int)Math.Min(length, int.MaxValue)), shard, type, _sampleBytes);
+            ShardFile.CheckHeader(
+                path,
+                new ReadOnlySpan<byte>((byte*)_maps[^1].Base, (int)Math.Min(length, int.MaxValue)),
+                shard,
+                type,
+                _sampleBytes
+            );
             _starts[k + 1] = _starts[k] + shard.Samples;
         }
         if (!verify)
             return;
         var bad = new string?[entry.Shards.Count];
-        System.Threading.Tasks.Parallel.For(
-            0,
-            entry.Shards.Count,
-            k =>
-            {
-                var span = new ReadOnlySpan<byte>((byte*)_maps[k].Base, (int)entry.Shards[k].Bytes);
-                string hash = Convert.ToHexString(SHA256.HashData(span)).ToLowerInvariant();
-                if (hash != entry.Shards[k].Sha256)
-                    bad[k] = Path.Combine(dir, entry.Shards[k].File);
-            }
-        );
+        System.Threading.Tasks.Parallel.For(0, entry.Shards.Count, k =>
+        {
+            var span = new ReadOnlySpan<byte>((byte*)_maps[k].Base, (int)entry.Shards[k].Bytes);
+            string hash = Convert.ToHexString(SHA256.HashData(span)).ToLowerInvariant();
+            if (hash != entry.Shards[k].Sha256)
+                bad[k] = Path.Combine(dir, entry.Shards[k].File);
+        });
         if (bad.FirstOrDefault(b => b != null) is { } changed)
             throw new DatasetException(
                 changed,
@@ -205,7 +213,8 @@ public sealed unsafe class ShardedDataset : Dataset
         return order;
     }
 
-    private static ulong Mix(ulong seed, ulong stream) => (seed ^ (stream * 0x9E3779B97F4A7C15UL)) + 0xD1B54A32D192ED03UL;
+    private static ulong Mix(ulong seed, ulong stream) =>
+        (seed ^ (stream * 0x9E3779B97F4A7C15UL)) + 0xD1B54A32D192ED03UL;
 
     /// <inheritdoc/>
     public override string Identity() => _identity;

@@ -25,11 +25,21 @@ public class CsvPrepareTests
     [TearDown]
     public void TearDown() => Directory.Delete(_dir, true);
 
-    private static PipelineSpec Spec => new() { Label = "label", Columns = new Dictionary<string, string> { ["id"] = "ignore" } };
+    private static PipelineSpec Spec =>
+        new()
+        {
+            Label = "label",
+            Columns = new Dictionary<string, string> { ["id"] = "ignore" },
+        };
 
     private PrepareResult Prepare(PipelineSpec? spec = null, string name = "ds") =>
         DatasetPreparer.Prepare(
-            new PrepareOptions { Source = DataSource.Parse("csv:" + _csv), OutDir = Path.Combine(_dir, name), Spec = spec ?? Spec }
+            new PrepareOptions
+            {
+                Source = DataSource.Parse("csv:" + _csv),
+                OutDir = Path.Combine(_dir, name),
+                Spec = spec ?? Spec,
+            }
         );
 
     [Test]
@@ -39,7 +49,12 @@ public class CsvPrepareTests
             _csv,
             "id,age,city,label\n1,20,paris,a\n2,,rome,b\n3,40,paris,a\n4,30,NA,b\n5,50,oslo,a\n6,60,rome,b\n7,70,paris,a\n8,80,rome,b\n9,90,lima,a\n10,100,paris,b\n"
         );
-        var m = Prepare(Spec with { Split = new SplitSpec { TestFraction = 0.2, Seed = 1 } }).Manifest;
+        var m = Prepare(
+            Spec with
+            {
+                Split = new SplitSpec { TestFraction = 0.2, Seed = 1 },
+            }
+        ).Manifest;
         Assert.That(m.Classes, Is.EqualTo(new[] { "a", "b" }));
         var enc = RawInputs.FromJson(m.Preprocessing.GetRawText());
         var tabular = m.Preprocessing.GetProperty("tabular").Deserialize<TabularEncoder>()!;
@@ -55,7 +70,10 @@ public class CsvPrepareTests
         Assert.That(m.Feature.Names, Does.Contain("age").And.Contain("city=<other>"));
         // Standardised over train: the encoded age column has mean 0 over the present training values.
         int ageAt = m.Feature.Names!.ToList().IndexOf("age");
-        var ages = Enumerable.Range(0, train.Count).Select(i => MemoryMarshal.Cast<byte, float>(train.Sample(i))[ageAt]).ToList();
+        var ages = Enumerable
+            .Range(0, train.Count)
+            .Select(i => MemoryMarshal.Cast<byte, float>(train.Sample(i))[ageAt])
+            .ToList();
         Assert.That(Math.Abs(ages.Average()), Is.LessThan(0.3)); // imputed medians pull it a little off 0
         // An unseen category goes to "other"; a missing value is imputed and flagged.
         var f = new float[tabular.Width];
@@ -77,7 +95,13 @@ public class CsvPrepareTests
         string ds = Path.Combine(_dir, "ds");
         using var train = ShardedDataset.Open(ds);
         using var test = ShardedDataset.Open(ds, "test");
-        var config = TrainConfig.For("mlp") with { Epochs = 8, BatchSize = 32, Lr = 0.05, CheckpointDir = Path.Combine(_dir, "ck") };
+        var config = TrainConfig.For("mlp") with
+        {
+            Epochs = 8,
+            BatchSize = 32,
+            Lr = 0.05,
+            CheckpointDir = Path.Combine(_dir, "ck"),
+        };
         var r = Trainer.Run(config, train, test, "table");
         Assert.That(r.FinalTestAccuracy, Is.GreaterThan(majority + 0.2), $"majority baseline {majority:F3}");
         // The test rows, raw from the CSV, through the checkpoint's preprocessing.

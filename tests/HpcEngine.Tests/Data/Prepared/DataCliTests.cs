@@ -44,7 +44,21 @@ public class DataCliTests
         using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "inspect.json"))))
             Assert.That(doc.RootElement.GetProperty("verified").GetBoolean(), Is.True);
 
-        var t = Cli("train", "--model", "cnn", "--epochs", "3", "--batch-size", "16", "--dataset", ds, "--checkpoint-dir", ck, "--json", Path.Combine(_dir, "r.json"));
+        var t = Cli(
+            "train",
+            "--model",
+            "cnn",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "16",
+            "--dataset",
+            ds,
+            "--checkpoint-dir",
+            ck,
+            "--json",
+            Path.Combine(_dir, "r.json")
+        );
         Assert.That(t.Exit, Is.EqualTo(0), t.Stderr);
         Assert.That(t.Stdout, Does.Contain("90 training, 30 test samples"));
         using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "r.json"))))
@@ -54,7 +68,15 @@ public class DataCliTests
         Assert.That(e.Exit, Is.EqualTo(0), e.Stderr);
         Assert.That(e.Stdout, Does.Contain("30 test samples").And.Contain("green"));
         string[] raw = [Path.Combine(tree, "red", "img-001.png"), Path.Combine(tree, "blue", "img-002.png")];
-        var s = Cli("predict", "--checkpoint", ck, "--input", string.Join(",", raw), "--json", Path.Combine(_dir, "p.json"));
+        var s = Cli(
+            "predict",
+            "--checkpoint",
+            ck,
+            "--input",
+            string.Join(",", raw),
+            "--json",
+            Path.Combine(_dir, "p.json")
+        );
         Assert.That(s.Exit, Is.EqualTo(0), s.Stderr);
         Assert.That(s.Stdout, Does.Contain("img-001.png: red").And.Contain("img-002.png: blue"));
         using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "p.json"))))
@@ -71,12 +93,31 @@ public class DataCliTests
         var p = Cli("data", "prepare", "--source", "csv:" + csv, "--out", ds, "--label", "label");
         Assert.That(p.Exit, Is.EqualTo(0), p.Stderr);
         var t = Cli(
-            "launch", "--nproc-per-node", "2", "--", "hpcengine", "train", "--model", "mlp", "--epochs", "6", "--batch-size", "16",
-            "--dataset", ds, "--checkpoint-dir", ck, "--json", Path.Combine(_dir, "r.json")
+            "launch",
+            "--nproc-per-node",
+            "2",
+            "--",
+            "hpcengine",
+            "train",
+            "--model",
+            "mlp",
+            "--epochs",
+            "6",
+            "--batch-size",
+            "16",
+            "--dataset",
+            ds,
+            "--checkpoint-dir",
+            ck,
+            "--json",
+            Path.Combine(_dir, "r.json")
         );
         Assert.That(t.Exit, Is.EqualTo(0), t.Stdout + t.Stderr);
         using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "r.json"))))
-            Assert.That(doc.RootElement.GetProperty("final_test_accuracy").GetDouble(), Is.GreaterThan(majority + 0.15));
+            Assert.That(
+                doc.RootElement.GetProperty("final_test_accuracy").GetDouble(),
+                Is.GreaterThan(majority + 0.15)
+            );
         var s = Cli("predict", "--checkpoint", ck, "--input", csv);
         Assert.That(s.Exit, Is.EqualTo(0), s.Stderr);
         Assert.That(s.Stdout, Does.Contain($"{csv}:2: ").And.Contain("accuracy on the labelled rows"));
@@ -95,11 +136,23 @@ public class DataCliTests
             Assert.That(r.Stderr, Does.Contain(expected), string.Join(' ', args));
         }
         Fails(["data", "prepare", "--source", "parquet:" + csv, "--out", ds], "a source is idx:DIR");
-        Fails(["data", "prepare", "--source", "csv:" + csv, "--out", ds, "--label", "price"], "label column 'price' does not exist");
-        Fails(["data", "prepare", "--source", "csv:" + csv, "--out", ds, "--label", "label", "--shard-size", "big"], "--shard-size 'big'");
+        Fails(
+            ["data", "prepare", "--source", "csv:" + csv, "--out", ds, "--label", "price"],
+            "label column 'price' does not exist"
+        );
+        Fails(
+            ["data", "prepare", "--source", "csv:" + csv, "--out", ds, "--label", "label", "--shard-size", "big"],
+            "--shard-size 'big'"
+        );
         Fails(["data", "inspect", Path.Combine(_dir, "nothing")], "no such dataset directory");
-        Fails(["train", "--model", "cnn", "--epochs", "1", "--dataset", Path.Combine(_dir, "nothing")], "no such dataset directory");
-        Assert.That(Cli("data", "prepare", "--source", "csv:" + csv, "--out", ds, "--label", "label").Exit, Is.EqualTo(0));
+        Fails(
+            ["train", "--model", "cnn", "--epochs", "1", "--dataset", Path.Combine(_dir, "nothing")],
+            "no such dataset directory"
+        );
+        Assert.That(
+            Cli("data", "prepare", "--source", "csv:" + csv, "--out", ds, "--label", "label").Exit,
+            Is.EqualTo(0)
+        );
         Fails(["train", "--model", "cnn", "--epochs", "1", "--dataset", ds], "model cnn takes images [C, H, W]");
         Fails(["train", "--model", "mlp", "--epochs", "1", "--dataset", ds, "--augment"], "augmentation");
         Fails(["train", "--model", "mlp", "--epochs", "1", "--dataset", ds, "--data", _dir], "give one");

@@ -31,7 +31,12 @@ public class ImageTreePrepareTests
             Split = new SplitSpec { TestFraction = 0.2, Seed = 5 },
             Transforms =
             [
-                new TransformStep { Op = "resize", Size = [20, 20], KeepAspect = true },
+                new TransformStep
+                {
+                    Op = "resize",
+                    Size = [20, 20],
+                    KeepAspect = true,
+                },
                 new TransformStep { Op = "center-crop", Size = [16, 16] },
                 new TransformStep { Op = "to-float" },
                 new TransformStep { Op = "normalize" },
@@ -67,7 +72,18 @@ public class ImageTreePrepareTests
             var means = Enumerable.Range(0, 3).Select(c => s.Skip(c * 256).Take(256).Average(b => b)).ToArray();
             int dominant = Array.IndexOf(means, means.Max()); // R, G, B
             string cls = m.Classes[(int)data.Label(i)];
-            Assert.That(dominant, Is.EqualTo(cls switch { "red" => 0, "green" => 1, _ => 2 }), $"sample {i} ({cls})");
+            Assert.That(
+                dominant,
+                Is.EqualTo(
+                    cls switch
+                    {
+                        "red" => 0,
+                        "green" => 1,
+                        _ => 2,
+                    }
+                ),
+                $"sample {i} ({cls})"
+            );
         }
         // Normalisation statistics from the training split, per channel.
         Assert.That(m.Feature.Mean, Has.Count.EqualTo(3));
@@ -108,10 +124,16 @@ public class ImageTreePrepareTests
         Assert.That(Path.GetFileName(e.Where), Is.AnyOf("notes.png", "img-007.png"));
         Assert.That(e.Message, Does.Contain("on_error"));
         string outDir = Path.Combine(_dir, "ds");
-        Assert.That(!Directory.Exists(outDir) || !Directory.EnumerateFileSystemEntries(outDir).Any(), "nothing written");
+        Assert.That(
+            !Directory.Exists(outDir) || !Directory.EnumerateFileSystemEntries(outDir).Any(),
+            "nothing written"
+        );
 
         var r = Prepare("ds", spec: Spec("skip"));
-        Assert.That(r.Manifest.Skipped.Select(s => Path.GetFileName(s.Item)), Is.EquivalentTo(new[] { "notes.png", "img-007.png" }));
+        Assert.That(
+            r.Manifest.Skipped.Select(s => Path.GetFileName(s.Item)),
+            Is.EquivalentTo(new[] { "notes.png", "img-007.png" })
+        );
         Assert.That(r.Manifest.Skipped.First(s => s.Item.EndsWith("img-007.png")).Reason, Does.Contain("truncated"));
         Assert.That(r.Manifest.Splits.Values.Sum(s => s.Samples), Is.EqualTo(89));
     }
@@ -164,12 +186,19 @@ public class ImageTreePrepareTests
         foreach (var split in new[] { "train", "test" })
             PreparedTestData.WriteImageTree(Path.Combine(_dir, "given", split), perClass: 4, seed: split.Length);
         var r = DatasetPreparer.Prepare(
-            new PrepareOptions { Source = DataSource.Parse("images:" + Path.Combine(_dir, "given")), OutDir = Path.Combine(_dir, "g"), Spec = spec }
+            new PrepareOptions
+            {
+                Source = DataSource.Parse("images:" + Path.Combine(_dir, "given")),
+                OutDir = Path.Combine(_dir, "g"),
+                Spec = spec,
+            }
         );
         Assert.That(r.Manifest.Splits["test"].Samples, Is.EqualTo(12));
         using var test = ShardedDataset.Open(Path.Combine(_dir, "g"), "test");
-        var files = PreparedTestData.ImageClasses
-            .SelectMany(c => Directory.GetFiles(Path.Combine(_dir, "given", "test", c)).Order(StringComparer.Ordinal))
+        var files = PreparedTestData
+            .ImageClasses.SelectMany(c =>
+                Directory.GetFiles(Path.Combine(_dir, "given", "test", c)).Order(StringComparer.Ordinal)
+            )
             .ToList();
         using var raw = RawInputs.FromJson(test.Preprocessing).Images(files, 3);
         for (int i = 0; i < files.Count; i++)
@@ -181,10 +210,26 @@ public class ImageTreePrepareTests
     public void Spec_mistakes_are_named()
     {
         var e = Assert.Throws<DatasetException>(() =>
-            Prepare("ds", spec: Spec() with { Transforms = [new TransformStep { Op = "resize", Size = [8, 8], KeepAspect = true }] })
+            Prepare(
+                "ds",
+                spec: Spec() with
+                {
+                    Transforms =
+                    [
+                        new TransformStep
+                        {
+                            Op = "resize",
+                            Size = [8, 8],
+                            KeepAspect = true,
+                        },
+                    ],
+                }
+            )
         )!;
         Assert.That(e.Message, Does.Contain("center-crop"));
-        e = Assert.Throws<DatasetException>(() => Prepare("ds", spec: Spec() with { Transforms = [new TransformStep { Op = "one-hot" }] }))!;
+        e = Assert.Throws<DatasetException>(() =>
+            Prepare("ds", spec: Spec() with { Transforms = [new TransformStep { Op = "one-hot" }] })
+        )!;
         Assert.That(e.Message, Does.Contain("'one-hot' does not apply to a images source"));
         string file = Path.Combine(_dir, "spec.json");
         File.WriteAllText(file, "{\"channels\": 3, \"tranforms\": []}");

@@ -31,7 +31,14 @@ internal static class PreparedTestData
                     for (int ch = 0; ch < 3; ch++)
                         v[ch] = (byte)rng.Next(90);
                     // blue → B, green → G, red → R
-                    v[name switch { "red" => 0, "green" => 1, _ => 2 }] = (byte)(150 + rng.Next(100));
+                    v[
+                        name switch
+                        {
+                            "red" => 0,
+                            "green" => 1,
+                            _ => 2,
+                        }
+                    ] = (byte)(150 + rng.Next(100));
                     bitmap.SetPixel(x, y, new SKColor(v[0], v[1], v[2]));
                 }
                 WritePng(bitmap, Path.Combine(dir, name, $"img-{k:D3}.png"));

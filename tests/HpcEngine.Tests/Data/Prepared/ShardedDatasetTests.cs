@@ -139,10 +139,24 @@ public class ShardedDatasetTests
         using (train)
         using (test)
         {
-            var o = new DataLoaderOptions { BatchSize = 64, Shuffle = true, Seed = 3 };
+            var o = new DataLoaderOptions
+            {
+                BatchSize = 64,
+                Shuffle = true,
+                Seed = 3,
+            };
             using var memory = new ImageDataset(train.Images.Clone(), train.Labels.Clone(), 10, sharded.Normalization);
             static List<float[]> All(DataLoader l) =>
-                l.Epoch(1).Select(b => { using (b) return b.Inputs.ToArray<float>().Concat(b.Labels.ToArray<long>().Select(x => (float)x)).ToArray(); }).ToList();
+                l.Epoch(1)
+                    .Select(b =>
+                    {
+                        using (b)
+                            return b
+                                .Inputs.ToArray<float>()
+                                .Concat(b.Labels.ToArray<long>().Select(x => (float)x))
+                                .ToArray();
+                    })
+                    .ToList();
             var inMemory = All(new DataLoader(memory, o));
             var streamed = All(new DataLoader(sharded, o));
             Assert.That(streamed, Has.Count.EqualTo(8));
