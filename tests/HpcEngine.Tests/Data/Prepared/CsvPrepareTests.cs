@@ -154,6 +154,32 @@ public class CsvPrepareTests
     }
 
     [Test]
+    public void A_bad_number_in_a_numeric_column_is_named_at_preparation_and_zero_samples_left_is_refused()
+    {
+        File.WriteAllText(_csv, "id,x,label\n1,2.5,a\n2,3.5,b\n3,4.x5,a\n4,1.5,b\n5,2.0,a\n");
+        var spec = Spec with
+        {
+            Columns = new Dictionary<string, string> { ["id"] = "ignore", ["x"] = "numeric" },
+        };
+        var e = Assert.Throws<DatasetException>(() =>
+            Prepare(
+                spec with
+                {
+                    Split = new SplitSpec { TestFraction = 0.2, Seed = 9 },
+                }
+            )
+        )!;
+        Assert.That(e.Where, Is.EqualTo($"{_csv}:4"));
+        Assert.That(e.Message, Does.Contain("column 'x': '4.x5' is not a number"));
+        // Every row's label missing: all skipped, nothing to train on.
+        File.WriteAllText(_csv, "id,x,label\n1,2.5,\n2,3.5,NA\n3,4.5,?\n");
+        e = Assert.Throws<DatasetException>(() => Prepare(Spec with { OnError = "skip" }))!;
+        Assert.That(e.Problem, Is.EqualTo(DatasetProblem.NoSamples));
+        Assert.That(e.Message, Does.Contain("0 usable row(s)"));
+        Assert.That(Directory.Exists(Path.Combine(_dir, "ds")), Is.False);
+    }
+
+    [Test]
     public void A_missing_label_column_and_a_table_with_one_class_are_refused()
     {
         File.WriteAllText(_csv, "id,x,y\n1,2,a\n2,3,b\n3,4,a\n");
