@@ -17,6 +17,7 @@ public static class Program
         typeof(LaunchOptions),
         typeof(InfoOptions),
         typeof(DataOptions),
+        typeof(ServeOptionsVerb),
     ];
 
     public static int Main(string[] args)
@@ -61,6 +62,7 @@ public static class Program
                 (BenchOptions o) => BenchCommand.Run(o),
                 (InfoOptions o) => InfoCommand.Run(o),
                 (DataOptions o) => DataCommand.Run(o),
+                (ServeOptionsVerb o) => ServeCommand.Run(o),
                 errors => ParseFailed(parsed, errors.ToList(), args)
             );
         }

@@ -47,7 +47,11 @@ public sealed record ImagePreprocessor
             throw new DatasetException(name, DatasetProblem.CorruptImage, "not a decodable image (PNG or JPEG)");
         var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Premul);
         if (info.Width < 1 || info.Height < 1 || (long)info.Width * info.Height > 1L << 28)
-            throw new DatasetException(name, DatasetProblem.CorruptImage, $"image size {info.Width} × {info.Height}");
+            throw new DatasetException(
+                name,
+                DatasetProblem.CorruptImage,
+                $"image size {info.Width} × {info.Height} is empty or beyond the 2^28-pixel limit"
+            );
         var bitmap = new SKBitmap(info);
         try
         {

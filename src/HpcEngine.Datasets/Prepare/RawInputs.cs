@@ -58,6 +58,37 @@ public sealed class RawInputs
         };
     }
 
+    /// <summary>The raw-input path of a model: its recorded preprocessing, or — for a pixel model trained on data that
+    /// came prepared (the IDX files) — decoding to its channels, a resize to its [H, W] and its normalisation.</summary>
+    public static RawInputs For(HpcEngine.Training.ModelInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (input.Preprocessing is { } p && p != "{}")
+            return FromJson(p);
+        if (!input.IsPixels || input.SampleShape.Count != 3 || input.Normalization == null)
+            return FromJson(null);
+        var shape = input.SampleShape;
+        var image = new ImagePreprocessor
+        {
+            Channels = shape[0],
+            Steps = [new TransformStep { Op = "resize", Size = [shape[1], shape[2]] }],
+        };
+        return new RawInputs("image", image, input.Normalization, null);
+    }
+
+    /// <summary>One encoded image (PNG, JPEG) as a sample's bytes [C, H, W].</summary>
+    public byte[] Image(ReadOnlySpan<byte> encoded, string name) =>
+        (
+            _image
+            ?? throw new DatasetException(name, DatasetProblem.ShapeMismatch, "this model takes CSV rows, not images")
+        ).Process(encoded, name);
+
+    /// <summary>The pixels' normalisation (image models).</summary>
+    public PixelNormalization? Normalization => _normalization;
+
+    /// <summary>The table encoder (tabular models).</summary>
+    public TabularEncoder? Table => _table;
+
     /// <summary>Image files as a dataset of <paramref name="classes"/> classes (labels 0), each decoded and transformed
     /// as at preparation.</summary>
     public ImageDataset Images(IReadOnlyList<string> files, int classes)
