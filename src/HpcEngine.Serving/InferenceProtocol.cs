@@ -174,27 +174,42 @@ public static class InferenceProtocol
         return names;
     }
 
-    /// <summary>The response body: the outputs asked for, [B, classes] FP32 each.</summary>
-    public static Dictionary<string, object?> Response(ServedModel model, Parsed request, float[] logits)
+    /// <summary>Writes the response body — the outputs asked for, [B, classes] FP32 each — straight to
+    /// <paramref name="body"/> (a writer, not a serialised object graph: it is most of a small request's cost).</summary>
+    public static async Task WriteResponseAsync(Stream body, ServedModel model, Parsed request, float[] logits)
     {
+        ArgumentNullException.ThrowIfNull(body);
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(logits);
         int k = model.Input.Classes;
-        var outputs = request.Outputs.Select(name => new Dictionary<string, object>
+        await using var w = new Utf8JsonWriter(body);
+        w.WriteStartObject();
+        w.WriteString("model_name", model.Name);
+        w.WriteString("model_version", model.Version);
+        if (request.Id != null)
+            w.WriteString("id", request.Id);
+        else
+            w.WriteNull("id");
+        w.WriteStartArray("outputs");
+        foreach (var name in request.Outputs)
         {
-            ["name"] = name,
-            ["datatype"] = "FP32",
-            ["shape"] = new[] { request.Count, k },
-            ["data"] = name == "logits" ? logits : Softmax(logits, k),
-        });
-        return new Dictionary<string, object?>
-        {
-            ["model_name"] = model.Name,
-            ["model_version"] = model.Version,
-            ["id"] = request.Id,
-            ["outputs"] = outputs.ToList(),
-        };
+            w.WriteStartObject();
+            w.WriteString("name", name);
+            w.WriteString("datatype", "FP32");
+            w.WriteStartArray("shape");
+            w.WriteNumberValue(request.Count);
+            w.WriteNumberValue(k);
+            w.WriteEndArray();
+            w.WriteStartArray("data");
+            foreach (float v in name == "logits" ? logits : Softmax(logits, k))
+                w.WriteNumberValue(v);
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
+        await w.FlushAsync().ConfigureAwait(false);
     }
 
     /// <summary>Row-wise softmax of [n, k] logits (max-subtracted, in double).</summary>

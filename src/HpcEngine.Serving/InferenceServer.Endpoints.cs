@@ -24,7 +24,7 @@ public sealed partial class InferenceServer
         app.MapGet("/v2/models/{name}/ready", (string name) =>
             Results.Json(new { name = Model(name).Name, ready = true })
         );
-        app.MapPost("/v2/models/{name}/infer", (Delegate)Infer);
+        app.MapPost("/v2/models/{name}/infer", (Func<string, HttpContext, Task>)Infer);
         app.MapPost("/v1/predict", (Delegate)Predict);
         app.MapGet("/metrics", async (HttpContext context) =>
         {
@@ -57,12 +57,15 @@ public sealed partial class InferenceServer
         return buffer.ToArray();
     }
 
-    private async Task<IResult> Infer(string name, HttpContext context)
+    private async Task Infer(string name, HttpContext context)
     {
         var model = Model(name);
         var request = InferenceProtocol.Parse(await Body(context).ConfigureAwait(false), model);
         var (ran, logits) = await _batcher.InferAsync(request.Inputs, request.Count).ConfigureAwait(false);
-        return Results.Json(InferenceProtocol.Response(ran, request, logits));
+        context.Response.ContentType = "application/json";
+        await InferenceProtocol
+            .WriteResponseAsync(context.Response.BodyWriter.AsStream(), ran, request, logits)
+            .ConfigureAwait(false);
     }
 
     /// <summary>A raw image (PNG/JPEG body) or CSV text (a header and rows) through the model's training-time

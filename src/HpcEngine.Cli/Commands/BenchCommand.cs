@@ -8,7 +8,7 @@ namespace HpcEngine.Cli.Commands;
 
 [Verb(
     "bench",
-    HelpText = "Time a workload: gemm, softmax, layernorm, add, step (one training step), collectives (under hpcengine launch), strategies (the sync/async strategy matrix), parallel (tp/pp/dp steps), gpu, or loader (batches per second from memory and from shards)."
+    HelpText = "Time a workload: gemm, softmax, layernorm, add, step (one training step), collectives (under hpcengine launch), strategies (the sync/async strategy matrix), parallel (tp/pp/dp steps), gpu, loader (batches per second from memory and from shards), or serve (load on an inference server)."
 )]
 public sealed class BenchOptions
 {
@@ -16,7 +16,7 @@ public sealed class BenchOptions
         0,
         MetaName = "workload",
         Required = true,
-        HelpText = "gemm | softmax | layernorm | add | step | collectives | strategies | parallel | gpu | loader"
+        HelpText = "gemm | softmax | layernorm | add | step | collectives | strategies | parallel | gpu | loader | serve"
     )]
     public string Workload { get; set; } = "";
 
@@ -98,6 +98,18 @@ public sealed class BenchOptions
         HelpText = "strategies: Fashion-MNIST directory (else HPCENGINE_DATA, Debian's package, then the embedded subset)."
     )]
     public string? Data { get; set; }
+
+    [Option("url", HelpText = "serve: the inference server, e.g. http://127.0.0.1:8000.")]
+    public string? Url { get; set; }
+
+    [Option("concurrency", Default = 32, HelpText = "serve: concurrent clients.")]
+    public int Concurrency { get; set; }
+
+    [Option("requests", Default = 10000, HelpText = "serve: requests in total.")]
+    public int Requests { get; set; }
+
+    [Option("token", HelpText = "serve: the server's bearer token.")]
+    public string? Token { get; set; }
 
     [Option("dataset", HelpText = "loader: a prepared dataset (hpcengine data prepare) to stream from its shards.")]
     public string? Dataset { get; set; }
@@ -194,6 +206,8 @@ internal static class BenchCommand
             return GpuBench.Run(o);
         if (o.Workload == "loader")
             return LoaderBench.Run(o);
+        if (o.Workload == "serve")
+            return ServeBench.Run(o);
         int n = o.Size;
         using var noGrad = GradMode.NoGrad();
         var gen = new Generator(1);

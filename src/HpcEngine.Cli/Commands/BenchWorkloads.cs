@@ -65,6 +65,7 @@ internal static class BenchWorkloads
         ],
         ["gpu"] = ["peer", "iters", "json"],
         ["loader"] = ["data", "dataset", "batch-size", "iters", "json"],
+        ["serve"] = ["url", "model", "concurrency", "requests", "token", "json"],
     };
 
     private static readonly string[] Summary =
@@ -77,6 +78,7 @@ internal static class BenchWorkloads
         "parallel: tensor-, pipeline- or data-parallel steps",
         "gpu: cuBLAS GEMM and the engine's kernels on cuda:0",
         "loader: training batches per second, Fashion-MNIST in memory against a prepared dataset's shards",
+        "serve: closed-loop load on an inference server (hpcengine serve): throughput, latency percentiles, errors",
     ];
 
     private static IEnumerable<(OptionAttribute Option, object? Default)> AllOptions() =>
