@@ -105,6 +105,9 @@ internal static class TrainCommand
         // Found out now, not after an hour of training.
         OutputPaths.CheckFile("--json", o.Json);
         OutputPaths.CheckFile("--events", o.Events);
+        OutputPaths.CheckFile("--metrics-log", o.MetricsLog);
+        if (o.MetricsPort is < 0 or > 65535)
+            throw new ArgumentException($"--metrics-port {o.MetricsPort}: use 0..65535");
         OutputPaths.CheckDirectory("--trace-dir", o.TraceDir);
         OutputPaths.CheckDirectory("--checkpoint-dir", o.CheckpointDir);
         var device = config.Device;
@@ -189,6 +192,13 @@ internal static class TrainCommand
                 watchers.Add(events);
             if (faults != null)
                 watchers.Add(new FaultPlanObserver(faults, elastic?.MemberId ?? group?.Rank ?? 0));
+            using var monitor = Monitoring.Start(o, distributed);
+            if (monitor != null)
+                watchers.Add(monitor.Metrics);
+            using var metricsLog =
+                o.MetricsLog != null && lead ? new MetricsLogObserver(new StreamWriter(o.MetricsLog)) : null;
+            if (metricsLog != null)
+                watchers.Add(metricsLog);
             try
             {
                 r =

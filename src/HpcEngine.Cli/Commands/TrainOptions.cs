@@ -55,6 +55,28 @@ public sealed class TrainOptions
     )]
     public string? Dataset { get; set; }
 
+    [Option(
+        "metrics-port",
+        HelpText = "Serve Prometheus /metrics (and /dashboard) while training, rank r on PORT + its local rank."
+    )]
+    public int? MetricsPort { get; set; }
+
+    [Option("metrics-host", Default = "127.0.0.1", HelpText = "The address the metrics endpoint binds.")]
+    public string MetricsHost { get; set; } = "127.0.0.1";
+
+    [Option(
+        "dashboard",
+        HelpText = "Serve the live dashboard (loss, accuracy, throughput, step timeline) at /dashboard; port 8265 "
+            + "unless --metrics-port gives one."
+    )]
+    public bool Dashboard { get; set; }
+
+    [Option(
+        "metrics-log",
+        HelpText = "Write a CSV row per step (loss, times, accuracy) to this file, flushed each step."
+    )]
+    public string? MetricsLog { get; set; }
+
     [Option("checkpoint-dir", HelpText = "Write a checkpoint here after every epoch.")]
     public string? CheckpointDir { get; set; }
 
