@@ -18,6 +18,7 @@ public static class Program
         typeof(InfoOptions),
         typeof(DataOptions),
         typeof(ServeOptionsVerb),
+        typeof(ExportOptions),
     ];
 
     public static int Main(string[] args)
@@ -63,6 +64,7 @@ public static class Program
                 (InfoOptions o) => InfoCommand.Run(o),
                 (DataOptions o) => DataCommand.Run(o),
                 (ServeOptionsVerb o) => ServeCommand.Run(o),
+                (ExportOptions o) => ExportCommand.Run(o),
                 errors => ParseFailed(parsed, errors.ToList(), args)
             );
         }

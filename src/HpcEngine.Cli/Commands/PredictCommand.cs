@@ -3,7 +3,6 @@ using CommandLine;
 using HpcEngine.Data;
 using HpcEngine.Datasets;
 using HpcEngine.Datasets.Prepare;
-using HpcEngine.IO;
 using HpcEngine.NN;
 using HpcEngine.Training;
 
@@ -54,50 +53,12 @@ internal static class PredictCommand
 {
     public static int Run(PredictOptions o)
     {
-        var (weights, model) = Locate(o);
-        using var tf = Safetensors.Open(weights);
-        var input = ModelInput.Read(tf.Metadata);
-        using var net = Models.Create(model, null, input.SampleShape, input.Classes);
-        var state = Safetensors.Load(weights);
-        try
-        {
-            net.LoadStateDict(state);
-        }
-        finally
-        {
-            foreach (var t in state.Values)
-                t.Dispose();
-        }
+        var loaded = CheckpointModel.Load(o.Checkpoint, o.Model);
+        using var net = loaded.Module;
         var inputs = o.Input.ToList();
         return inputs.Count > 0
-            ? Score(o, net, model, weights, input, inputs)
-            : Evaluate(o, net, model, weights, input);
-    }
-
-    private static (string Weights, string Model) Locate(PredictOptions o)
-    {
-        string? model = o.Model;
-        if (Directory.Exists(o.Checkpoint))
-        {
-            var (m, t) = HpcEngine.Training.Checkpoint.Locate(o.Checkpoint);
-            if (m == null)
-                throw new FileNotFoundException(
-                    $"--checkpoint: '{o.Checkpoint}' holds no checkpoint ({HpcEngine.Training.Checkpoint.PointerFile} "
-                        + "is missing)"
-                );
-            if (model == null)
-            {
-                using var tf = Safetensors.Open(t!);
-                model = JsonSerializer.Deserialize<TrainConfig>(tf.Metadata["config"])!.Model;
-            }
-            return (m, model);
-        }
-        if (!File.Exists(o.Checkpoint))
-            throw new FileNotFoundException($"--checkpoint: '{o.Checkpoint}' is neither a directory nor a file");
-        return (
-            o.Checkpoint,
-            model ?? throw new ArgumentException("--model is needed to load a bare .safetensors file")
-        );
+            ? Score(o, net, loaded.Architecture, loaded.Weights, loaded.Input, inputs)
+            : Evaluate(o, net, loaded.Architecture, loaded.Weights, loaded.Input);
     }
 
     private static int Evaluate(PredictOptions o, Module net, string model, string weights, ModelInput input)

@@ -79,6 +79,18 @@ public sealed class Conv2d : Module
         (_stride, _padding, _dilation, _groups) = (stride, padding, dilation, groups);
     }
 
+    /// <summary>The stride (both dims).</summary>
+    public int Stride => _stride;
+
+    /// <summary>The zero padding on each side (both dims).</summary>
+    public int Padding => _padding;
+
+    /// <summary>The dilation (both dims).</summary>
+    public int Dilation => _dilation;
+
+    /// <summary>The channel groups.</summary>
+    public int Groups => _groups;
+
     /// <inheritdoc/>
     public override Tensor Forward(Tensor input) =>
         F.Conv2d(input, Weight, Bias, _stride, _padding, _dilation, _groups);
@@ -222,6 +234,12 @@ public sealed class Embedding : Module
 /// <summary>Flattens dims startDim..endDim (default: all but the batch dim).</summary>
 public sealed class Flatten(int startDim = 1, int endDim = -1) : Module
 {
+    /// <summary>The first dim flattened.</summary>
+    public int StartDim => startDim;
+
+    /// <summary>The last dim flattened (−1: the last).</summary>
+    public int EndDim => endDim;
+
     /// <inheritdoc/>
     public override Tensor Forward(Tensor input) => Ops.Flatten(input, startDim, endDim);
 }
@@ -229,6 +247,15 @@ public sealed class Flatten(int startDim = 1, int endDim = -1) : Module
 /// <summary>2-D max pooling.</summary>
 public sealed class MaxPool2d(int kernelSize, int? stride = null, int padding = 0) : Module
 {
+    /// <summary>The window (both dims).</summary>
+    public int KernelSize => kernelSize;
+
+    /// <summary>The stride (both dims; the window by default).</summary>
+    public int Stride => stride ?? kernelSize;
+
+    /// <summary>The padding on each side.</summary>
+    public int Padding => padding;
+
     /// <inheritdoc/>
     public override Tensor Forward(Tensor input) => F.MaxPool2d(input, kernelSize, stride, padding);
 
