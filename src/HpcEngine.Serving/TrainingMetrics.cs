@@ -26,6 +26,7 @@ public sealed class TrainingMetrics : ITrainingObserver
         _wait,
         _compress;
     private double _stepCompute;
+    private readonly string _rank;
 
     /// <summary>The recent history the dashboard draws.</summary>
     public TrainingHistory History { get; } = new();
@@ -53,6 +54,14 @@ public sealed class TrainingMetrics : ITrainingObserver
         _lastStep = G("hpcengine_train_last_step_seconds", "Compute plus exchange of the last step.");
         _finished = G("hpcengine_train_finished", "1 once the run has ended (2 if it failed).");
         _steps = C("hpcengine_train_steps_total", "Optimizer steps taken.");
+        _generation = G("hpcengine_train_membership_generation", "The elastic membership generation (0 until a change).");
+        _worldSize = G("hpcengine_train_world_size", "Ranks in the current generation (elastic runs; 0 until a change).");
+        _membershipChanges = f.CreateCounter(
+            "hpcengine_train_membership_changes_total",
+            "Members lost, left or joined, by kind.",
+            ["rank", "kind"]
+        );
+        _rank = r;
         _compute = C("hpcengine_train_compute_seconds_total", "Forward and backward seconds.");
         _communication = C("hpcengine_train_communication_seconds_total", "Seconds in collectives.");
         _wait = C("hpcengine_train_wait_seconds_total", "Seconds waiting for peers.");
@@ -107,6 +116,16 @@ public sealed class TrainingMetrics : ITrainingObserver
         ArgumentNullException.ThrowIfNull(evaluation);
         _accuracy.Set(evaluation.Accuracy);
         History.Evaluation(evaluation);
+    }
+
+    /// <inheritdoc/>
+    public void OnGeneration(GenerationEvent generation)
+    {
+        ArgumentNullException.ThrowIfNull(generation);
+        _generation.Set(generation.Generation);
+        _worldSize.Set(generation.WorldSize);
+        foreach (var c in generation.Changes)
+            _membershipChanges.WithLabels(_rank, c.Kind).Inc();
     }
 
     /// <inheritdoc/>

@@ -63,6 +63,7 @@ internal sealed class ElasticTraining(TrainingRun run)
             _events.Add(new MembershipSummary(resumed, "lost", id, change.WorldSizeAfter, ms));
         foreach (var id in change.Left)
             _events.Add(new MembershipSummary(resumed, "left", id, change.WorldSizeAfter, ms));
+        Tell(resumed, change.Generation, change.WorldSizeAfter, change.Lost.Count + change.Left.Count);
         string who = string.Join(
             ", ",
             change.Lost.Select(i => $"member {i} lost").Concat(change.Left.Select(i => $"member {i} left"))
@@ -74,6 +75,14 @@ internal sealed class ElasticTraining(TrainingRun run)
             )
         );
         return (int)(rootGlobal - epoch * n);
+    }
+
+    /// <summary>Every member's observers hear of the generation just formed (its last <paramref name="changes"/>
+    /// events).</summary>
+    private void Tell(long step, int generation, int worldSize, int changes)
+    {
+        var e = new GenerationEvent(step, generation, worldSize, _events.TakeLast(changes).ToArray());
+        run.Observers.All(o => o.OnGeneration(e));
     }
 
     /// <summary>At a step boundary (every <see cref="Distributed.Elastic.ElasticOptions.JoinCheckSteps"/>): rank 0
@@ -93,6 +102,7 @@ internal sealed class ElasticTraining(TrainingRun run)
         double ms = clock.Elapsed.TotalMilliseconds;
         foreach (var id in change.Joined)
             _events.Add(new MembershipSummary(step, "joined", id, change.WorldSizeAfter, ms));
+        Tell(step, change.Generation, change.WorldSizeAfter, change.Joined.Count);
         run.Observers.Lead(o =>
             o.OnMessage(
                 $"elastic: member(s) {string.Join(", ", change.Joined)} joined; generation {change.Generation} has "
@@ -122,6 +132,7 @@ internal sealed class ElasticTraining(TrainingRun run)
         _events.Add(
             new MembershipSummary(step, "joined", elastic.MemberId, run.Group!.Size, clock.Elapsed.TotalMilliseconds)
         );
+        Tell(step, elastic.Generation, run.Group.Size, 1);
         run.Observers.All(o =>
             o.OnMessage(
                 $"elastic: member {elastic.MemberId} joined as rank {run.Group.Rank} of {run.Group.Size} at step {step}"

@@ -50,6 +50,10 @@ public sealed record SpanEvent(string Name, string Category, long StartTimestamp
 /// <summary>What a training run tells whoever watches it: progress output, live metrics, a dashboard. Every method
 /// has an empty default, so an observer implements what it needs. Observers run on the training thread: keep them
 /// cheap (queue the work elsewhere for anything slow).</summary>
+/// <summary>An elastic run's membership changed: the generation it formed, its world size, and what changed (lost,
+/// left or joined members, with the recovery time). Every member hears it.</summary>
+public sealed record GenerationEvent(long Step, int Generation, int WorldSize, IReadOnlyList<MembershipSummary> Changes);
+
 public interface ITrainingObserver
 {
     /// <summary>A line for people (resume decisions, the dedicated-server notice, ...).</summary>
@@ -81,6 +85,9 @@ public interface ITrainingObserver
     /// <summary>When the run ends, on every rank: <paramref name="error"/> is null when it completed, else what ended
     /// it (observers that write files — <see cref="TraceObserver"/> — write them either way).</summary>
     void OnFinished(Exception? error) { }
+
+    /// <summary>An elastic run formed a new generation (every member).</summary>
+    void OnGeneration(GenerationEvent generation) { }
 }
 
 /// <summary>The console lines `hpcengine train` prints (and the strategy benchmark reads): progress with rate and

@@ -5,13 +5,13 @@ namespace HpcEngine.Training;
 
 /// <summary>Writes one CSV row per optimizer step — step, epoch, batch, loss, wall seconds since the start, and the
 /// step's compute, communication, wait and compression seconds — flushed at every row, so the file can be plotted (or
-/// tailed) while the run goes. Test accuracy rows carry the evaluation (<c>test_accuracy</c> column, other steps
-/// empty).</summary>
+/// tailed) while the run goes. Evaluation rows carry the test accuracy, and an elastic run's changes of membership a
+/// row with the new <c>world_size</c> (other columns empty).</summary>
 public sealed class MetricsLogObserver : ITrainingObserver, IDisposable
 {
     /// <summary>The header row.</summary>
     public const string Header =
-        "step,epoch,batch,loss,wall_seconds,compute_seconds,communication_seconds,wait_seconds,compress_seconds,test_accuracy";
+        "step,epoch,batch,loss,wall_seconds,compute_seconds,communication_seconds,wait_seconds,compress_seconds,test_accuracy,world_size";
 
     private readonly TextWriter _out;
     private readonly Stopwatch _clock = Stopwatch.StartNew();
@@ -57,8 +57,18 @@ public sealed class MetricsLogObserver : ITrainingObserver, IDisposable
         _out.WriteLine(
             string.Create(
                 CultureInfo.InvariantCulture,
-                $"{evaluation.Step},,,,{_clock.Elapsed.TotalSeconds:F3},,,,,{evaluation.Accuracy:R}"
+                $"{evaluation.Step},,,,{_clock.Elapsed.TotalSeconds:F3},,,,,{evaluation.Accuracy:R},"
             )
+        );
+        _out.Flush();
+    }
+
+    /// <inheritdoc/>
+    public void OnGeneration(GenerationEvent generation)
+    {
+        ArgumentNullException.ThrowIfNull(generation);
+        _out.WriteLine(
+            string.Create(CultureInfo.InvariantCulture, $"{generation.Step},,,,{_clock.Elapsed.TotalSeconds:F3},,,,,,{generation.WorldSize}")
         );
         _out.Flush();
     }
@@ -68,7 +78,7 @@ public sealed class MetricsLogObserver : ITrainingObserver, IDisposable
         _out.WriteLine(
             string.Create(
                 CultureInfo.InvariantCulture,
-                $"{step},{epoch},{batch},{loss:R},{_clock.Elapsed.TotalSeconds:F3},{_compute:R},{_communication:R},{_wait:R},{_compress:R},{accuracy}"
+                $"{step},{epoch},{batch},{loss:R},{_clock.Elapsed.TotalSeconds:F3},{_compute:R},{_communication:R},{_wait:R},{_compress:R},{accuracy},"
             )
         );
         _out.Flush();

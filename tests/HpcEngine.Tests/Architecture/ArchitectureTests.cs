@@ -38,7 +38,13 @@ public class ArchitectureTests
             refs,
             Has.None.StartsWith("HpcEngine.Cuda")
                 .And.None.EqualTo("hpcengine")
-                .And.None.StartsWith("HpcEngine.Datasets"),
+                .And.None.StartsWith("HpcEngine.Datasets")
+                .And.None.StartsWith("HpcEngine.Serving")
+                .And.None.StartsWith("HpcEngine.Onnx")
+                .And.None.StartsWith("Microsoft.AspNetCore")
+                .And.None.StartsWith("Google.Protobuf")
+                .And.None.StartsWith("Prometheus")
+                .And.None.StartsWith("SkiaSharp"),
             string.Join(", ", refs)
         );
     }

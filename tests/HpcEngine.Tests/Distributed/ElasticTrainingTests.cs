@@ -69,9 +69,12 @@ public class ElasticTrainingTests
     [Test]
     public void A_killed_worker_is_dropped_and_the_others_finish_with_every_sample_seen()
     {
-        var (exit, output, json) = Train(true, "kill:rank=2,step=3");
+        string log = Path.Combine(_dir, "metrics.csv");
+        var (exit, output, json) = Train(true, "kill:rank=2,step=3", 3, "--metrics-log", log);
         Assert.That(exit, Is.Zero, output);
         Assert.That(output, Does.Contain("rank 2 exited with code 137; elastic job: the others go on without it"));
+        // The new generation reaches the observers: the metrics log has its row, world size 2, at the redone step.
+        Assert.That(File.ReadAllLines(log).Where(l => l.EndsWith(",2", StringComparison.Ordinal)).Select(l => l.Split(',')[0]), Is.EqualTo(new[] { "3" }));
         Assert.That(output, Does.Contain("elastic: member 2 lost; generation 1 has 2 rank(s)"));
         AssertRecovered(json!.Value, 2, 3);
     }

@@ -136,6 +136,33 @@ public class OnnxExportTests
     }
 
     [Test]
+    public void The_export_command_writes_a_file_the_runtime_loads_with_the_models_metadata()
+    {
+        string ck = Path.Combine(_dir, "cli-ck"),
+            file = Path.Combine(_dir, "cli.onnx");
+        Trainer.Run(
+            TrainConfig.For("mlp") with
+            {
+                Epochs = 1,
+                BatchSize = 32,
+                CheckpointDir = ck,
+            },
+            _train,
+            _test,
+            "tiny"
+        );
+        var r = TestSupport.RunCli(["export", "--checkpoint", ck, "--onnx", file]);
+        Assert.That(r.Exit, Is.EqualTo(0), r.Stderr);
+        Assert.That(r.Stdout, Does.Contain("opset 17").And.Contain("(pixels 0..255)"));
+        using var session = new InferenceSession(file);
+        Assert.That(session.ModelMetadata.CustomMetadataMap["hpcengine.classes"], Does.Contain("Ankle boot"));
+        Assert.That(session.ModelMetadata.CustomMetadataMap["hpcengine.input_kind"], Is.EqualTo("pixels 0..255"));
+        var missing = TestSupport.RunCli(["export", "--checkpoint", _dir, "--onnx", file]);
+        Assert.That(missing.Exit, Is.EqualTo(2));
+        Assert.That(missing.Stderr, Does.Contain("holds no checkpoint"));
+    }
+
+    [Test]
     public void An_unsupported_layer_is_named()
     {
         using var model = new Sequential(new Flatten(), new Linear(784, 16), new LayerNorm(16), new Linear(16, 10));

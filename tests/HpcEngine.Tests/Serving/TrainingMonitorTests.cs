@@ -63,7 +63,20 @@ public partial class TrainingMonitorTests
         var rows = File.ReadAllLines(csv);
         Assert.That(rows[0], Is.EqualTo(MetricsLogObserver.Header));
         Assert.That(rows.Count(l => !l.Contains(",,,,")), Is.EqualTo(r.Steps + 1));
+        Assert.That(rows.Count(l => l.Contains(",,,,")), Is.EqualTo(2), "one row per evaluation");
         Assert.That(rows[1], Does.StartWith("1,1,1,"));
+    }
+
+    [Test]
+    public async Task A_new_generation_sets_the_membership_series()
+    {
+        await using var monitor = await TrainingMonitor.StartAsync(1, "127.0.0.1", 0);
+        monitor.Metrics.OnGeneration(new GenerationEvent(40, 2, 3, [new MembershipSummary(40, "lost", 3, 3, 850)]));
+        using var http = new HttpClient { BaseAddress = monitor.Address };
+        string metrics = await http.GetStringAsync("/metrics");
+        Assert.That(metrics, Does.Contain("hpcengine_train_membership_generation{rank=\"1\"} 2"));
+        Assert.That(metrics, Does.Contain("hpcengine_train_world_size{rank=\"1\"} 3"));
+        Assert.That(metrics, Does.Contain("hpcengine_train_membership_changes_total{rank=\"1\",kind=\"lost\"} 1"));
     }
 
     [GeneratedRegex(@"metrics at (http://127\.0\.0\.1:\d+)/metrics")]
