@@ -25,6 +25,9 @@ public sealed class TrainingMetrics : ITrainingObserver
         _communication,
         _wait,
         _compress;
+    private readonly Gauge.Child _generation,
+        _worldSize;
+    private readonly Counter _membershipChanges;
     private double _stepCompute;
     private readonly string _rank;
 
@@ -54,8 +57,14 @@ public sealed class TrainingMetrics : ITrainingObserver
         _lastStep = G("hpcengine_train_last_step_seconds", "Compute plus exchange of the last step.");
         _finished = G("hpcengine_train_finished", "1 once the run has ended (2 if it failed).");
         _steps = C("hpcengine_train_steps_total", "Optimizer steps taken.");
-        _generation = G("hpcengine_train_membership_generation", "The elastic membership generation (0 until a change).");
-        _worldSize = G("hpcengine_train_world_size", "Ranks in the current generation (elastic runs; 0 until a change).");
+        _generation = G(
+            "hpcengine_train_membership_generation",
+            "The elastic membership generation (0 until a change)."
+        );
+        _worldSize = G(
+            "hpcengine_train_world_size",
+            "Ranks in the current generation (elastic runs; 0 until a change)."
+        );
         _membershipChanges = f.CreateCounter(
             "hpcengine_train_membership_changes_total",
             "Members lost, left or joined, by kind.",

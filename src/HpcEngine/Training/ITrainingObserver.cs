@@ -47,13 +47,18 @@ public sealed record StrategyStepEvent(
 /// waiting for rank 0's evaluation.</summary>
 public sealed record SpanEvent(string Name, string Category, long StartTimestamp, double Seconds);
 
+/// <summary>An elastic run's membership changed: the generation it formed, its world size, and what changed (lost,
+/// left or joined members, with the recovery time). Every member hears it.</summary>
+public sealed record GenerationEvent(
+    long Step,
+    int Generation,
+    int WorldSize,
+    IReadOnlyList<MembershipSummary> Changes
+);
+
 /// <summary>What a training run tells whoever watches it: progress output, live metrics, a dashboard. Every method
 /// has an empty default, so an observer implements what it needs. Observers run on the training thread: keep them
 /// cheap (queue the work elsewhere for anything slow).</summary>
-/// <summary>An elastic run's membership changed: the generation it formed, its world size, and what changed (lost,
-/// left or joined members, with the recovery time). Every member hears it.</summary>
-public sealed record GenerationEvent(long Step, int Generation, int WorldSize, IReadOnlyList<MembershipSummary> Changes);
-
 public interface ITrainingObserver
 {
     /// <summary>A line for people (resume decisions, the dedicated-server notice, ...).</summary>

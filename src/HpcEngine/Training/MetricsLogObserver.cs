@@ -68,7 +68,10 @@ public sealed class MetricsLogObserver : ITrainingObserver, IDisposable
     {
         ArgumentNullException.ThrowIfNull(generation);
         _out.WriteLine(
-            string.Create(CultureInfo.InvariantCulture, $"{generation.Step},,,,{_clock.Elapsed.TotalSeconds:F3},,,,,,{generation.WorldSize}")
+            string.Create(
+                CultureInfo.InvariantCulture,
+                $"{generation.Step},,,,{_clock.Elapsed.TotalSeconds:F3},,,,,,{generation.WorldSize}"
+            )
         );
         _out.Flush();
     }

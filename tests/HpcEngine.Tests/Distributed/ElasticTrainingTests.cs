@@ -74,7 +74,10 @@ public class ElasticTrainingTests
         Assert.That(exit, Is.Zero, output);
         Assert.That(output, Does.Contain("rank 2 exited with code 137; elastic job: the others go on without it"));
         // The new generation reaches the observers: the metrics log has its row, world size 2, at the redone step.
-        Assert.That(File.ReadAllLines(log).Where(l => l.EndsWith(",2", StringComparison.Ordinal)).Select(l => l.Split(',')[0]), Is.EqualTo(new[] { "3" }));
+        Assert.That(
+            File.ReadAllLines(log).Where(l => l.EndsWith(",2", StringComparison.Ordinal)).Select(l => l.Split(',')[0]),
+            Is.EqualTo(new[] { "3" })
+        );
         Assert.That(output, Does.Contain("elastic: member 2 lost; generation 1 has 2 rank(s)"));
         AssertRecovered(json!.Value, 2, 3);
     }
