@@ -113,8 +113,14 @@ internal sealed class SlurmCluster : IDisposable
     /// <summary>The environment that points Slurm's clients (srun, sinfo) at this cluster.</summary>
     public Dictionary<string, string> Environment => new() { ["SLURM_CONF"] = Config };
 
-    /// <summary>Runs a Slurm client command against this cluster; returns its standard output.</summary>
-    public string Run(string program, params string[] args)
+    /// <summary>Runs a Slurm client command against this cluster; returns its standard output (and its standard error
+    /// when it fails).</summary>
+    public string Run(string program, params string[] args) => Execute(program, args, alwaysErrors: false);
+
+    /// <summary>As <see cref="Run"/>, with standard error always appended (sbatch --test-only answers there).</summary>
+    public string RunWithErrors(string program, params string[] args) => Execute(program, args, alwaysErrors: true);
+
+    private string Execute(string program, string[] args, bool alwaysErrors)
     {
         var psi = new ProcessStartInfo(Which(program) ?? program)
         {
@@ -129,7 +135,7 @@ internal sealed class SlurmCluster : IDisposable
         var err = p.StandardError.ReadToEndAsync();
         string outp = p.StandardOutput.ReadToEnd();
         p.WaitForExit();
-        return outp + (p.ExitCode != 0 ? err.Result : "");
+        return outp + (p.ExitCode != 0 || alwaysErrors ? err.Result : "");
     }
 
     private void Daemon(string program, params string[] args)
