@@ -11,6 +11,9 @@ namespace HpcEngine.Tests.Distributed;
 [NonParallelizable]
 public partial class DeployRecipeTests
 {
+    /// <summary>The repository root (where HpcEngine.sln is).</summary>
+    internal static string RepositoryRoot() => Root();
+
     private static string Root()
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)

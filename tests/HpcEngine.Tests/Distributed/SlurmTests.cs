@@ -109,4 +109,83 @@ public class SlurmTests
             Directory.Delete(dir, true);
         }
     }
+
+    [Test]
+    public void A_requeued_sbatch_job_resumes_from_its_checkpoint()
+    {
+        using var slurm = SlurmCluster.Start();
+        string dir = TestSupport.TempDir("hpc-requeue-");
+        try
+        {
+            string data = Path.Combine(dir, "data"),
+                bin = Path.Combine(dir, "bin"),
+                ck = Path.Combine(dir, "ck");
+            Directory.CreateDirectory(data);
+            Directory.CreateDirectory(bin);
+            TestSupport.WriteTinyFashionMnist(data, 256, 64);
+            // The recipe calls `hpcengine`: here, the CLI built beside the tests.
+            string wrapper = Path.Combine(bin, "hpcengine");
+            File.WriteAllText(
+                wrapper,
+                $"#!/bin/sh\nexec \"{System.Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet"}\" \"{Path.Combine(AppContext.BaseDirectory, "hpcengine.dll")}\" \"$@\"\n"
+            );
+            if (!OperatingSystem.IsWindows())
+                File.SetUnixFileMode(
+                    wrapper,
+                    UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
+                );
+            string recipe = Path.Combine(DeployRecipeTests.RepositoryRoot(), "docs", "deploy", "slurm", "train.sbatch");
+            string path = $"{bin}:{System.Environment.GetEnvironmentVariable("PATH")}";
+            string id = slurm
+                .Run(
+                    "sbatch",
+                    "--parsable",
+                    "--nodes=1",
+                    $"--chdir={dir}",
+                    $"--export=ALL,PATH={path},HPCENGINE_DATA={data},MODEL=mlp,EPOCHS=150,CKPT={ck},HPCENGINE_NUM_THREADS=1,HPCENGINE_SPIN_US=0",
+                    recipe
+                )
+                .Trim();
+            Assert.That(id, Does.Match(@"^\d+$"), "sbatch: " + id);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (!File.Exists(Path.Combine(ck, "checkpoint.json")))
+            {
+                Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(90)), "no checkpoint: " + Log(dir, id));
+                Thread.Sleep(100);
+            }
+            slurm.Run("scontrol", "requeue", id); // as a preemption does
+            clock.Restart();
+            while (true)
+            {
+                string state = slurm.Run("squeue", "-h", "-j", id, "-o", "%T").Trim();
+                if (state.Length == 0 || state.Contains("Invalid job id", StringComparison.Ordinal))
+                    break; // done and gone
+                if (state == "PENDING")
+                    slurm.Run("scontrol", "update", $"JobId={id}", "StartTime=now"); // requeued jobs wait otherwise
+                Assert.That(
+                    clock.Elapsed,
+                    Is.LessThan(TimeSpan.FromSeconds(180)),
+                    $"job still {state}: " + Log(dir, id)
+                );
+                Thread.Sleep(500);
+            }
+            string log = Log(dir, id);
+            Assert.That(log, Does.Contain("resumed from " + ck), log);
+            using var j = JsonDocument.Parse(File.ReadAllText(Path.Combine(ck, $"result-{id}.json")));
+            var r = j.RootElement;
+            Assert.That(r.GetProperty("status").GetString(), Is.EqualTo("completed"), log);
+            // 256 samples, batch 128: 2 steps an epoch; the requeued run went on from the checkpoint's step, not from 0.
+            Assert.That(r.GetProperty("steps").GetInt64(), Is.EqualTo(150 * 2));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    private static string Log(string dir, string id)
+    {
+        string f = Path.Combine(dir, $"hpcengine-{id}.out");
+        return File.Exists(f) ? File.ReadAllText(f) : "(no job output yet)";
+    }
 }
