@@ -1,7 +1,5 @@
-using System.Text.Json;
 using HpcEngine.Autograd;
 using HpcEngine.Datasets.Prepare;
-using HpcEngine.IO;
 using HpcEngine.NN;
 using HpcEngine.Training;
 
@@ -74,43 +72,18 @@ public sealed class ServedModel : IDisposable
     public static ServedModel Load(string checkpointDir, string? name = null)
     {
         ArgumentNullException.ThrowIfNull(checkpointDir);
-        var (model, trainer) = Checkpoint.Locate(checkpointDir);
-        if (model == null || trainer == null)
-            throw new FileNotFoundException(
-                $"'{checkpointDir}' holds no checkpoint ({Checkpoint.PointerFile} is missing): train with a checkpoint "
-                    + "directory first"
-            );
-        string architecture,
-            version;
-        using (var tf = Safetensors.Open(trainer))
-        {
-            architecture = JsonSerializer.Deserialize<TrainConfig>(tf.Metadata["config"])!.Model;
-            version = tf.Metadata["step"];
-        }
-        ModelInput input;
-        using (var mf = Safetensors.Open(model))
-            input = ModelInput.Read(mf.Metadata);
-        var module = Models.Create(architecture, null, input.SampleShape, input.Classes);
-        try
-        {
-            var state = Safetensors.Load(model);
-            try
-            {
-                module.LoadStateDict(state);
-            }
-            finally
-            {
-                foreach (var t in state.Values)
-                    t.Dispose();
-            }
-            module.Eval();
-            return new ServedModel(name ?? architecture, version, architecture, input, model, module);
-        }
-        catch
-        {
-            module.Dispose();
-            throw;
-        }
+        if (!Directory.Exists(checkpointDir))
+            throw new DirectoryNotFoundException($"checkpoint directory '{checkpointDir}' does not exist");
+        var saved = SavedModel.Load(checkpointDir);
+        saved.Module.Eval();
+        return new ServedModel(
+            name ?? saved.Architecture,
+            saved.Step ?? "0",
+            saved.Architecture,
+            saved.Input,
+            saved.WeightsPath,
+            saved.Module
+        );
     }
 
     /// <summary>Logits [count, classes] (row-major) of <paramref name="count"/> samples laid out row-major in

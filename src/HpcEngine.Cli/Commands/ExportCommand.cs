@@ -1,5 +1,6 @@
 using CommandLine;
 using HpcEngine.Onnx;
+using HpcEngine.Training;
 
 namespace HpcEngine.Cli.Commands;
 
@@ -34,7 +35,7 @@ internal static class ExportCommand
     public static int Run(ExportOptions o)
     {
         OutputPaths.CheckFile("--onnx", o.Onnx);
-        var loaded = CheckpointModel.Load(o.Checkpoint, o.Model);
+        var loaded = SavedModel.Load(o.Checkpoint, o.Model);
         using (loaded.Module)
             OnnxExport.Save(
                 loaded.Module,
@@ -43,7 +44,7 @@ internal static class ExportCommand
                 new OnnxExportOptions { IncludeNormalization = !o.NoNormalization }
             );
         Console.WriteLine(
-            $"{o.Onnx}: {loaded.Architecture} from {loaded.Weights}, opset {OnnxExport.Opset}, input 'input' "
+            $"{o.Onnx}: {loaded.Architecture} from {loaded.WeightsPath}, opset {OnnxExport.Opset}, input 'input' "
                 + $"[batch, {string.Join(", ", loaded.Input.SampleShape)}]"
                 + (loaded.Input.IsPixels && !o.NoNormalization ? " (pixels 0..255)" : "")
                 + $", output 'logits' [batch, {loaded.Input.Classes}]"

@@ -53,12 +53,12 @@ internal static class PredictCommand
 {
     public static int Run(PredictOptions o)
     {
-        var loaded = CheckpointModel.Load(o.Checkpoint, o.Model);
+        var loaded = SavedModel.Load(o.Checkpoint, o.Model);
         using var net = loaded.Module;
         var inputs = o.Input.ToList();
         return inputs.Count > 0
-            ? Score(o, net, loaded.Architecture, loaded.Weights, loaded.Input, inputs)
-            : Evaluate(o, net, loaded.Architecture, loaded.Weights, loaded.Input);
+            ? Score(o, net, loaded.Architecture, loaded.WeightsPath, loaded.Input, inputs)
+            : Evaluate(o, net, loaded.Architecture, loaded.WeightsPath, loaded.Input);
     }
 
     private static int Evaluate(PredictOptions o, Module net, string model, string weights, ModelInput input)
