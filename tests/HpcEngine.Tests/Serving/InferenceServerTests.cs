@@ -342,6 +342,25 @@ public class InferenceServerTests
         );
 
     [Test]
+    public async Task Stopping_lets_in_flight_requests_finish()
+    {
+        // A long batching delay keeps the requests in flight while the server is told to stop.
+        var server = await Start(maxBatch: 64, delayMs: 400);
+        using var http = new HttpClient { BaseAddress = server.Address };
+        var inFlight = Enumerable
+            .Range(0, 4)
+            .Select(_ => Post(http, "/v2/models/mlp/infer", Json(InferBody(new float[192], [1, 192]))))
+            .ToList();
+        await Task.Delay(100);
+        var stopping = server.StopAsync();
+        var answers = await Task.WhenAll(inFlight);
+        await stopping;
+        Assert.That(answers.Select(a => a.Item1), Is.All.EqualTo(HttpStatusCode.OK), "drained, not dropped");
+        Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync("/v2/health/live"), "no longer accepting");
+        await server.DisposeAsync();
+    }
+
+    [Test]
     public async Task A_newer_checkpoint_is_swapped_in_and_named_in_metadata()
     {
         string ck = Path.Combine(_dir, "ck-reload");
