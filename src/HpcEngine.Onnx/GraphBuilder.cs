@@ -77,15 +77,8 @@ internal sealed class GraphBuilder(string name)
     /// <summary>x · 1/(255 σ_c) + (−μ_c/σ_c) per channel, in float as the training loader computes it.</summary>
     public string Normalization(string x, ModelInput input)
     {
-        var norm = input.Normalization ?? ModelInput.FashionMnistNormalization;
-        int c = input.SampleShape[0];
-        var scale = new float[c];
-        var shift = new float[c];
-        for (int i = 0; i < c; i++)
-        {
-            scale[i] = (float)(1.0 / (255 * norm.Std[i]));
-            shift[i] = (float)(-norm.Mean[i] / norm.Std[i]);
-        }
+        var (scale, shift) = (input.Normalization ?? ModelInput.FashionMnistNormalization).Affine();
+        int c = scale.Length;
         var scaled = Node("Mul", [x, Constant("normalize.scale", scale, [c, 1, 1])], "normalize.mul");
         return Node("Add", [scaled, Constant("normalize.shift", shift, [c, 1, 1])], "normalize.add");
     }

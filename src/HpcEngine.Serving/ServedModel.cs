@@ -103,16 +103,11 @@ public sealed class ServedModel : IDisposable
     /// μ/σ per channel), so served and trained inputs agree bit for bit.</summary>
     public void Normalise(ReadOnlySpan<byte> pixels, Span<float> into)
     {
-        var norm = Input.Normalization ?? ModelInput.FashionMnistNormalization;
-        int channels = Input.SampleShape[0],
-            plane = pixels.Length / channels;
-        for (int c = 0; c < channels; c++)
-        {
-            float scale = (float)(1.0 / (255 * norm.Std[c])),
-                shift = (float)(-norm.Mean[c] / norm.Std[c]);
-            for (int i = c * plane; i < (c + 1) * plane; i++)
-                into[i] = pixels[i] * scale + shift;
-        }
+        var (scale, shift) = (Input.Normalization ?? ModelInput.FashionMnistNormalization).Affine();
+        int plane = pixels.Length / scale.Length;
+        for (int c = 0; c < scale.Length; c++)
+        for (int i = c * plane; i < (c + 1) * plane; i++)
+            into[i] = pixels[i] * scale[c] + shift[c];
     }
 
     /// <inheritdoc/>

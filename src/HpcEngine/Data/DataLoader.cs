@@ -257,18 +257,14 @@ public sealed class DataLoader(Dataset dataset, DataLoaderOptions options)
         }
     }
 
-    /// <summary>Per channel, the factor and offset that take a byte to its normalised value.</summary>
-    private (float[] Scale, float[] Shift) Affine(int channels)
-    {
-        var scale = new float[channels];
-        var shift = new float[channels];
-        for (int c = 0; c < channels; c++)
-        {
-            double mean = _data.Normalization?.Mean[c] ?? _o.Mean,
-                std = _data.Normalization?.Std[c] ?? _o.Std;
-            scale[c] = (float)(1.0 / (255 * std));
-            shift[c] = (float)(-mean / std);
-        }
-        return (scale, shift);
-    }
+    /// <summary>Per channel, the factor and offset that take a byte to its normalised value: the dataset's own
+    /// normalisation, else the options' single mean and std for every channel.</summary>
+    private (float[] Scale, float[] Shift) Affine(int channels) =>
+        (
+            _data.Normalization
+            ?? new PixelNormalization(
+                Enumerable.Repeat(_o.Mean, channels).ToArray(),
+                Enumerable.Repeat(_o.Std, channels).ToArray()
+            )
+        ).Affine();
 }

@@ -21,6 +21,21 @@ public sealed record PixelNormalization
         Mean = mean.ToArray();
         Std = std.ToArray();
     }
+
+    /// <summary>Per channel, the float factor and offset that take a byte to its normalised value, x · 1/(255 σ) −
+    /// μ/σ: the one arithmetic the loader, the inference server and the ONNX export share, so their inputs agree bit
+    /// for bit.</summary>
+    public (float[] Scale, float[] Shift) Affine()
+    {
+        var scale = new float[Mean.Count];
+        var shift = new float[Mean.Count];
+        for (int c = 0; c < Mean.Count; c++)
+        {
+            scale[c] = (float)(1.0 / (255 * Std[c]));
+            shift[c] = (float)(-Mean[c] / Std[c]);
+        }
+        return (scale, shift);
+    }
 }
 
 /// <summary>A classification dataset: <see cref="Count"/> samples of one shape, each with a label in
