@@ -26,6 +26,7 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
     private readonly Tensor _flat;
     private readonly int[][] _shapes;
     private long _steps;
+    private int _sinceOuter; // inner steps since the last outer step
 
     /// <inheritdoc/>
     public string Name { get; }
@@ -107,6 +108,7 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
             t["inner." + k] = v;
         var scalars = innerScalars.ToDictionary(kv => "inner." + kv.Key, kv => kv.Value);
         scalars["steps"] = _steps.ToString(CultureInfo.InvariantCulture);
+        scalars["since_outer"] = _sinceOuter.ToString(CultureInfo.InvariantCulture);
         return (t, scalars);
     }
 
@@ -127,6 +129,10 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
         _steps = scalars.TryGetValue("steps", out var st)
             ? long.Parse(st, CultureInfo.InvariantCulture)
             : throw new InvalidDataException($"{Name} state: 'steps' is missing");
+        // Checkpoints from before forced commits existed hold no "since_outer": windows were then whole periods.
+        _sinceOuter = scalars.TryGetValue("since_outer", out var so)
+            ? int.Parse(so, CultureInfo.InvariantCulture)
+            : (int)(_steps % _period);
         _codec?.LoadStateDict(StrategyState.Under(tensors, "codec."));
         _inner.LoadStateDict(
             StrategyState.Under(tensors, "inner."),
@@ -137,12 +143,34 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
     }
 
     /// <inheritdoc/>
+    public bool StepCommitted => _sinceOuter == 0;
+
+    /// <inheritdoc/>
+    public bool CommitsEveryStep => _period == 1;
+
+    /// <inheritdoc/>
+    public bool IsPerRankState(string key) => StrategyState.IsCodecPerRank(key);
+
+    /// <inheritdoc/>
     public void Step()
     {
         _inner.Step();
         _inner.ZeroGrad();
-        if (++_steps % _period != 0)
-            return;
+        _steps++;
+        if (++_sinceOuter == _period)
+            OuterStep();
+    }
+
+    /// <summary>An outer step now when inner steps are pending: the window ends early (an elastic run at the end of
+    /// each epoch, so that no window spans an epoch boundary and a rollback stays inside the epoch).</summary>
+    public void Commit()
+    {
+        if (_sinceOuter > 0)
+            OuterStep();
+    }
+
+    private void OuterStep()
+    {
         using var noGrad = GradMode.NoGrad();
         using var scope = new TensorScope();
         // Δ = θ_start − θ_local, laid end to end and averaged over ranks.
@@ -194,6 +222,7 @@ public sealed class DiLoCoStrategy : ITrainingStrategy
             Ops.CopyInto(_start[i], next);
             Ops.CopyInto(_params[i], next);
         }
+        _sinceOuter = 0; // only once the exchange finished here: a failed one leaves the window open
     }
 
     /// <inheritdoc/>

@@ -52,6 +52,23 @@ public interface ITrainingStrategy : IDisposable
 
     /// <summary>False where a checkpoint cannot capture the state (a parameter server's in-flight clocks).</summary>
     bool CanCheckpoint => true;
+
+    /// <summary>Whether the last <see cref="Step"/> ended where every rank that finished it holds the same replica (a
+    /// synchronous step's exchange; an outer step of local SGD or DiLoCo). Elastic recovery goes back to the last such
+    /// point: what a rank did after it (local steps) is redone.</summary>
+    bool StepCommitted => true;
+
+    /// <summary>Whether every step is such a point (false for local SGD and DiLoCo with a period above 1).</summary>
+    bool CommitsEveryStep => true;
+
+    /// <summary>Ends a window of local steps early with an exchange (every rank calls it at the same point); nothing
+    /// for strategies that commit every step.</summary>
+    void Commit() { }
+
+    /// <summary>Whether the <see cref="StateDict"/> entry <paramref name="key"/> belongs to this rank alone (an
+    /// error-feedback residual, DGC's local momentum): elastic recovery keeps each survivor's own and gives a joiner
+    /// none, where every other entry comes from one root.</summary>
+    bool IsPerRankState(string key) => false;
 }
 
 /// <summary>Helpers for strategies' state dicts.</summary>
@@ -63,6 +80,12 @@ internal static class StrategyState
         state
             .Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal))
             .ToDictionary(kv => kv.Key[prefix.Length..], kv => kv.Value);
+
+    /// <summary>A codec entry only this rank holds: residuals (error feedback) and DGC's momentum accumulation. PowerSGD's
+    /// Q and a warm-up's step count are the same on every rank.</summary>
+    public static bool IsCodecPerRank(string key) =>
+        key.StartsWith("codec.residual.", StringComparison.Ordinal)
+        || key.StartsWith("codec.velocity.", StringComparison.Ordinal);
 
     public static void AddCodec(Dictionary<string, Tensor> into, Compression.GradientCodec? codec)
     {

@@ -10,7 +10,8 @@ namespace HpcEngine.Parallel;
 /// strategy's own state (DiLoCo's outer velocity and start point, for instance) and a few named scalars equal to the
 /// root's, over the group, with no disk round trip. Optimizer and strategy state may differ in shape between ranks
 /// (one rank stepped, another not yet; a joiner has none): the root sends a manifest first, so the others rebuild
-/// theirs from it.</summary>
+/// theirs from it. Entries the strategy calls per-rank (<see cref="ITrainingStrategy.IsPerRankState"/>) stay where they
+/// are.</summary>
 public static class StateBroadcast
 {
     private sealed record Part(Dictionary<string, string> Scalars, List<Entry> Tensors);
@@ -40,6 +41,9 @@ public static class StateBroadcast
                 group.Broadcast(t, new BroadcastOptions { Root = root }).Wait();
         var (optTensors, optScalars) = optimizer.StateDict();
         var (stratTensors, stratScalars) = strategy?.StateDict() ?? (new(), new());
+        // Per-rank entries (error-feedback residuals) never travel: each rank keeps its own, a joiner starts without.
+        var perRank = stratTensors.Where(kv => strategy!.IsPerRankState(kv.Key)).ToDictionary();
+        var shared = stratTensors.Where(kv => !perRank.ContainsKey(kv.Key)).ToDictionary();
         try
         {
             bool isRoot = group.Rank == root;
@@ -50,7 +54,12 @@ public static class StateBroadcast
                     ? new Manifest(
                         new Dictionary<string, string>(scalars),
                         Describe(optTensors, optScalars),
-                        strategy != null ? Describe(stratTensors, stratScalars) : null
+                        strategy != null
+                            ? Describe(
+                                shared,
+                                stratScalars.Where(kv => !strategy.IsPerRankState(kv.Key)).ToDictionary()
+                            )
+                            : null
                     )
                     : null
             );
@@ -59,10 +68,13 @@ public static class StateBroadcast
                 optimizer.LoadStateDict(opt, manifest.Optimizer.Scalars);
             if (manifest.Strategy != null)
             {
-                var strat = Receive(group, root, manifest.Strategy, isRoot ? stratTensors : null);
+                var strat = Receive(group, root, manifest.Strategy, isRoot ? shared : null);
                 if (!isRoot)
                 {
-                    strategy?.LoadStateDict(strat, manifest.Strategy.Scalars);
+                    var scalarsToLoad = new Dictionary<string, string>(manifest.Strategy.Scalars);
+                    foreach (var (k, v) in stratScalars.Where(kv => strategy!.IsPerRankState(kv.Key)))
+                        scalarsToLoad[k] = v;
+                    strategy?.LoadStateDict(strat.Concat(perRank).ToDictionary(), scalarsToLoad);
                     Dispose(strat);
                 }
             }

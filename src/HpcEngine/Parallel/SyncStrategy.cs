@@ -53,6 +53,9 @@ public sealed class SyncStrategy(
     ) => _ddp.Codec?.LoadStateDict(StrategyState.Under(tensors, "codec."));
 
     /// <inheritdoc/>
+    public bool IsPerRankState(string key) => StrategyState.IsCodecPerRank(key);
+
+    /// <inheritdoc/>
     public void Step()
     {
         CommunicationSeconds += _ddp.Synchronize();

@@ -7,18 +7,100 @@ using HpcEngine.Parallel;
 namespace HpcEngine.Training;
 
 /// <summary>What an elastic run does when a member is lost (<see cref="TrainConfig.Elastic"/>): the survivors form
-/// the next generation (<see cref="Distributed.Elastic.ElasticGroup.Recover"/>), rebuild the strategy over it, take the
-/// new rank 0's model, optimizer state, step and data position (live recovery: over the group, no disk), and go on
-/// from there with the epoch's remaining samples dealt over the new world size. The step that failed is not committed
-/// anywhere it was not finished everywhere: a rank that applied it and one that did not both end with rank 0's state.
-/// Records the events, the samples committed and, at the end, whether every replica holds the same parameters.</summary>
+/// the next generation (<see cref="Distributed.Elastic.ElasticGroup.Recover"/>), go back to their last commit point
+/// (the last step whose exchange they finished; under local SGD / DiLoCo the last outer step, so the window's local
+/// steps are redone), rebuild the strategy over the new group, take the model, optimizer and strategy state, step and
+/// data position of the member whose commit point is furthest on (live recovery: over the group, no disk), and go on
+/// from there with the epoch's remaining samples dealt over the new world size. A rank that finished the failed
+/// exchange and one that did not both end with that member's state; per-rank codec state (residuals) stays with each
+/// survivor and is lost with the lost one, which the events record. Records the events, the samples committed and,
+/// at the end, whether every replica holds the same parameters.</summary>
 internal sealed class ElasticTraining(TrainingRun run)
 {
     private readonly List<MembershipSummary> _events = [];
-    private long _samplesSeen;
+    private long _samplesSeen,
+        _pendingSamples;
 
-    /// <summary>A step's samples, over all ranks, once the step is committed.</summary>
-    public void Committed(int globalSamples) => _samplesSeen += globalSamples;
+    // The last commit point (a step every member finished, or an outer step of local SGD / DiLoCo): samples since the
+    // run's start, the step, and the strategy's state then (what a rollback restores).
+    private long _commitGlobal,
+        _commitStep;
+    private (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Scalars)? _committedState;
+
+    /// <summary>Where the run starts (or a joiner enters): the first commit point.</summary>
+    public void Begin(int epoch, int position, long step) => MarkCommit(Global(epoch, position), step);
+
+    /// <summary>After each step: its samples over all ranks; when the strategy says the step ended at a commit point,
+    /// the samples since the last one count as seen and the point is recorded.</summary>
+    public void Stepped(int epoch, int position, long step, int globalSamples)
+    {
+        _pendingSamples += globalSamples;
+        if (run.Strategy is { StepCommitted: false })
+            return;
+        _samplesSeen += _pendingSamples;
+        _pendingSamples = 0;
+        MarkCommit(Global(epoch, position), step);
+    }
+
+    /// <summary>At the end of an epoch's steps: a strategy with windows of local steps exchanges now (so that a window
+    /// never spans an epoch and a rollback stays inside it).</summary>
+    public void EndOfEpoch(int epoch, int position, long step)
+    {
+        if (run.Strategy is not { CommitsEveryStep: false } strategy)
+            return;
+        strategy.Commit();
+        Stepped(epoch, position, step, 0);
+    }
+
+    /// <summary>Whether joiners are looked for after this step: at commit points only (every member's replica equal),
+    /// every <see cref="Distributed.Elastic.ElasticOptions.JoinCheckSteps"/> steps for strategies that commit each
+    /// step.</summary>
+    public bool JoinCheckDue(long step) =>
+        run.Strategy switch
+        {
+            { StepCommitted: false } => false,
+            { CommitsEveryStep: false } => true,
+            _ => step % run.Elastic!.Options.JoinCheckSteps == 0,
+        };
+
+    private long Global(int epoch, int position) =>
+        epoch * run.Loader.DatasetSize + Math.Min(position, run.Loader.DatasetSize);
+
+    private void MarkCommit(long global, long step)
+    {
+        (_commitGlobal, _commitStep) = (global, step);
+        if (run.Strategy is not { } strategy)
+            return;
+        DisposeCommitted();
+        _committedState = strategy.StateDict(); // empty for sync without a codec
+    }
+
+    private void DisposeCommitted()
+    {
+        if (_committedState is { } old)
+            foreach (var t in old.Tensors.Values)
+                t.Dispose();
+        _committedState = null;
+    }
+
+    /// <summary>This rank's strategy back at the last commit point (its local steps since undone, a codec's residuals as
+    /// they were before the failed exchange).</summary>
+    private void RollBack()
+    {
+        if (_committedState is { } state && run.Strategy is { } strategy)
+            strategy.LoadStateDict(state.Tensors, state.Scalars);
+    }
+
+    /// <summary>The member whose last commit point is furthest on (the lowest rank among equals): the others take its
+    /// state. A rank that finished the failed exchange holds a later point than one that did not; both are
+    /// consistent.</summary>
+    private int MostAdvanced()
+    {
+        var group = run.Group!;
+        var key = new[] { _commitGlobal * group.Size + (group.Size - 1 - group.Rank) };
+        group.AllReduce<long>(key, new AllReduceOptions { Op = ReduceOp.Max });
+        return group.Size - 1 - (int)(key[0] % group.Size);
+    }
 
     /// <summary>Whether <paramref name="e"/> is a collective failing because a member was lost.</summary>
     public static bool IsLostMember(Exception e) =>
@@ -29,25 +111,21 @@ internal sealed class ElasticTraining(TrainingRun run)
             _ => e.InnerException != null && IsLostMember(e.InnerException),
         };
 
-    /// <summary>Re-forms the group and the run over it; returns the position in <paramref name="epoch"/> to go on
-    /// from and sets the step (both the new rank 0's). Positions compare as samples since the run's start, so a rank
-    /// at the end of epoch e (in its evaluation) and one at the start of e+1 agree.</summary>
-    public int Recover(int epoch, int position, long step, out long newStep)
+    /// <summary>Re-forms the group and the run over it: every rank rolls back to its last commit point, and all take
+    /// the state of the member whose point is furthest on. Returns the position in <paramref name="epoch"/> to go on
+    /// from and sets the step (both that member's). Positions compare as samples since the run's start, so a rank at
+    /// the end of epoch e (in its evaluation) and one at the start of e+1 agree.</summary>
+    public int Recover(int epoch, out long newStep)
     {
         long n = run.Loader.DatasetSize;
-        long global = epoch * n + Math.Min(position, n);
+        long global = _commitGlobal;
         var clock = Stopwatch.StartNew();
         var elastic = run.Elastic!;
         var change = elastic.Recover();
+        bool hadPerRankState = _committedState?.Tensors.Keys.Any(run.Strategy!.IsPerRankState) ?? false;
+        RollBack();
         run.Regroup();
-        var root = StateBroadcast.Run(
-            run.Group!,
-            0,
-            run.Model,
-            run.Optimizer,
-            Scalars(epoch, position, step),
-            run.Strategy
-        );
+        var root = StateBroadcast.Run(run.Group!, MostAdvanced(), run.Model, run.Optimizer, Scalars(), run.Strategy);
         elastic.Admitted = Math.Max(elastic.Admitted, long.Parse(root["admitted"], CultureInfo.InvariantCulture));
         long rootGlobal = long.Parse(root["global"], CultureInfo.InvariantCulture);
         if (rootGlobal < epoch * n || rootGlobal > (epoch + 1) * n)
@@ -58,9 +136,12 @@ internal sealed class ElasticTraining(TrainingRun run)
         long resumed = long.Parse(root["step"], CultureInfo.InvariantCulture);
         newStep = resumed;
         _samplesSeen = long.Parse(root["samples_seen"], CultureInfo.InvariantCulture);
+        _pendingSamples = 0;
+        MarkCommit(rootGlobal, resumed);
         double ms = clock.Elapsed.TotalMilliseconds;
+        var dropped = Dropped(hadPerRankState);
         foreach (var id in change.Lost)
-            _events.Add(new MembershipSummary(resumed, "lost", id, change.WorldSizeAfter, ms));
+            _events.Add(new MembershipSummary(resumed, "lost", id, change.WorldSizeAfter, ms) { Dropped = dropped });
         foreach (var id in change.Left)
             _events.Add(new MembershipSummary(resumed, "left", id, change.WorldSizeAfter, ms));
         Tell(resumed, change.Generation, change.WorldSizeAfter, change.Lost.Count + change.Left.Count);
@@ -72,9 +153,22 @@ internal sealed class ElasticTraining(TrainingRun run)
             o.OnMessage(
                 $"elastic: {who}; generation {change.Generation} has {change.WorldSizeAfter} rank(s); recovered in {ms:F0} ms, "
                     + $"going on from step {resumed} ({Policy()})"
+                    + (dropped != null ? $"; dropped with the lost: {string.Join(", ", dropped)}" : "")
             )
         );
         return (int)(rootGlobal - epoch * n);
+    }
+
+    /// <summary>What a lost member takes with it beyond its replica: its codec's error-feedback state, and under local
+    /// SGD / DiLoCo its local steps since the last outer step (the survivors redo theirs from that point).</summary>
+    private string[]? Dropped(bool perRankState)
+    {
+        var what = new List<string>();
+        if (perRankState)
+            what.Add($"its {run.Config.CodecName} error-feedback state");
+        if (run.Strategy is { CommitsEveryStep: false })
+            what.Add("its local steps since the last outer step");
+        return what.Count > 0 ? what.ToArray() : null;
     }
 
     /// <summary>Every member's observers hear of the generation just formed (its last <paramref name="changes"/>
@@ -98,7 +192,8 @@ internal sealed class ElasticTraining(TrainingRun run)
         var clock = Stopwatch.StartNew();
         var change = elastic.Admit(registered[0]);
         run.Regroup();
-        StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(epoch, position, step), run.Strategy);
+        StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(), run.Strategy);
+        MarkCommit(Global(epoch, position), step);
         double ms = clock.Elapsed.TotalMilliseconds;
         foreach (var id in change.Joined)
             _events.Add(new MembershipSummary(step, "joined", id, change.WorldSizeAfter, ms));
@@ -118,7 +213,7 @@ internal sealed class ElasticTraining(TrainingRun run)
     {
         var elastic = run.Elastic!;
         var clock = Stopwatch.StartNew();
-        var root = StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(0, 0, 0), run.Strategy);
+        var root = StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(), run.Strategy);
         elastic.AwaitsState = false;
         elastic.Admitted = long.Parse(root["admitted"], CultureInfo.InvariantCulture);
         run.AdoptJob(
@@ -129,6 +224,7 @@ internal sealed class ElasticTraining(TrainingRun run)
         long n = run.Loader.DatasetSize,
             global = long.Parse(root["global"], CultureInfo.InvariantCulture);
         long step = long.Parse(root["step"], CultureInfo.InvariantCulture);
+        MarkCommit(global, step);
         _events.Add(
             new MembershipSummary(step, "joined", elastic.MemberId, run.Group!.Size, clock.Elapsed.TotalMilliseconds)
         );
@@ -141,19 +237,17 @@ internal sealed class ElasticTraining(TrainingRun run)
         return ((int)(global / n), (int)(global % n), step);
     }
 
-    private Dictionary<string, string> Scalars(int epoch, int position, long step)
-    {
-        long n = run.Loader.DatasetSize;
-        return new Dictionary<string, string>
+    /// <summary>Where this rank's last commit point stands, for the others to take.</summary>
+    private Dictionary<string, string> Scalars() =>
+        new()
         {
-            ["step"] = step.ToString(CultureInfo.InvariantCulture),
-            ["global"] = (epoch * n + Math.Min(position, n)).ToString(CultureInfo.InvariantCulture),
+            ["step"] = _commitStep.ToString(CultureInfo.InvariantCulture),
+            ["global"] = _commitGlobal.ToString(CultureInfo.InvariantCulture),
             ["samples_seen"] = _samplesSeen.ToString(CultureInfo.InvariantCulture),
             ["admitted"] = run.Elastic!.Admitted.ToString(CultureInfo.InvariantCulture),
             ["schedule_steps"] = run.Schedule.TotalSteps.ToString(CultureInfo.InvariantCulture),
             ["initial_workers"] = run.InitialWorkers.ToString(CultureInfo.InvariantCulture),
         };
-    }
 
     /// <summary>What the batch policy did: "batch 48 per worker, keep-global" or "lr × 0.67, keep-local".</summary>
     private string Policy() =>
@@ -165,6 +259,7 @@ internal sealed class ElasticTraining(TrainingRun run)
     public ElasticReport Report(int epochs)
     {
         var group = run.Group!;
+        DisposeCommitted();
         if (run.Lead)
             run.Elastic!.MarkFinished();
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -186,7 +281,16 @@ public sealed record MembershipSummary(
     [property: System.Text.Json.Serialization.JsonPropertyName("rank")] int Rank,
     [property: System.Text.Json.Serialization.JsonPropertyName("world_size_after")] int WorldSizeAfter,
     [property: System.Text.Json.Serialization.JsonPropertyName("recovery_ms")] double RecoveryMilliseconds
-);
+)
+{
+    /// <summary>For a lost member: what was lost with it beyond its replica (its codec's error-feedback state, its
+    /// local steps since the last outer step); null when nothing was.</summary>
+    [System.Text.Json.Serialization.JsonPropertyName("dropped")]
+    [System.Text.Json.Serialization.JsonIgnore(
+        Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull
+    )]
+    public IReadOnlyList<string>? Dropped { get; init; }
+}
 
 /// <summary>An elastic run's membership record: the events, the samples committed over all ranks (the
 /// DistributedSampler's end-of-epoch padding included) against the epochs' samples, and whether every replica ended

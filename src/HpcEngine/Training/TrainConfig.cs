@@ -251,10 +251,12 @@ public sealed record TrainConfig
             $"{{ClipNorm}} must be 0 (off) or a positive number, got {ClipNorm}"
         );
         Require(
-            !Elastic || (Strategy == StrategySpec.Sync && Compress == null),
+            !Elastic || Strategy.Kind is StrategyKind.Sync or StrategyKind.LocalSgd or StrategyKind.DiLoCo,
             nameof(Elastic),
-            "{Elastic} recovers the sync strategy without a codec only (localsgd and diloco apply a step's local part before "
-                + "its exchange, so a step redone after a loss would apply it twice; zero1, ssp and codecs keep per-rank state)"
+            "{Elastic} recovers sync, localsgd and diloco (with or without a codec), not "
+                + Strategy
+                + ": zero1's optimizer shards and ssp's server shards live on one rank each, with no copy elsewhere yet, "
+                + "so a loss would take them with it; use sync, or resume zero1 from a checkpoint"
         );
         Require(
             !Elastic || (GradAccumulation == 1 && SaveEverySteps == 0 && MaxSteps == 0 && !CudaGraph),

@@ -73,6 +73,8 @@ internal sealed class TrainingLoop(TrainingRun run, Dataset test)
             (firstEpoch, int position, _step) = _elastic!.ReceiveState();
             joinedAt = position;
         }
+        else
+            _elastic?.Begin(firstEpoch, run.Start.Skip * _config.BatchSize * run.Workers, _step);
         for (int epoch = firstEpoch; epoch < _config.Epochs && !_stopped; epoch++)
         {
             var epochResult = Epoch(
@@ -150,7 +152,7 @@ internal sealed class TrainingLoop(TrainingRun run, Dataset test)
         {
             if (lost != null)
             {
-                position = _elastic!.Recover(epoch, position, _step, out _step);
+                position = _elastic!.Recover(epoch, out _step);
                 lost = null;
                 recovered = true;
                 if (position >= run.Loader.DatasetSize)
@@ -195,11 +197,11 @@ internal sealed class TrainingLoop(TrainingRun run, Dataset test)
                         if (_config.SaveEverySteps > 0 && _step % _config.SaveEverySteps == 0)
                             run.Checkpoints.SaveAfter(_step, epoch, batch.Index);
                         position += batch.Size * run.Workers;
-                        _elastic?.Committed(batch.Size * run.Workers);
+                        _elastic?.Stepped(epoch, position, _step, batch.Size * run.Workers);
                         // Joiners enter at a step boundary inside an epoch (never at its end, where rank 0 evaluates).
                         if (
                             _elastic != null
-                            && _step % run.Elastic!.Options.JoinCheckSteps == 0
+                            && _elastic.JoinCheckDue(_step)
                             && position < run.Loader.DatasetSize
                             && _elastic.AdmitJoiners(epoch, position, _step)
                         )
@@ -217,7 +219,7 @@ internal sealed class TrainingLoop(TrainingRun run, Dataset test)
                     }
                     catch (Exception e) when (_elastic != null && ElasticTraining.IsLostMember(e))
                     {
-                        lost = e; // the step is not committed: the next generation redoes it from the new rank 0's state
+                        lost = e; // not committed: the next generation redoes it from the most advanced member's last commit
                     }
                 if (lost != null)
                     break;
@@ -241,12 +243,12 @@ internal sealed class TrainingLoop(TrainingRun run, Dataset test)
                 break;
             try
             {
+                _elastic?.EndOfEpoch(epoch, position, _step);
                 acc = _evaluation.TakesPart ? _evaluation.At(_step) : double.NaN;
             }
             catch (Exception e) when (_elastic != null && ElasticTraining.IsLostMember(e))
             {
-                lost = e; // lost during rank 0's evaluation: re-form; the new rank 0 says where the epoch stands
-                position = run.Loader.DatasetSize;
+                lost = e; // lost in the epoch's last exchange or rank 0's evaluation: the recovery says where it stands
                 continue;
             }
             break;

@@ -238,7 +238,55 @@ public class ElasticTrainingTests
     {
         var r = TestSupport.RunCli(["train", "--elastic", "--strategy", "zero1", "--epochs", "1", "--data", _dir]);
         Assert.That(r.Exit, Is.Not.Zero);
-        Assert.That(r.Stderr, Does.Contain("--elastic recovers the sync strategy without a codec only"));
+        Assert.That(
+            r.Stderr,
+            Does.Contain("--elastic recovers sync, localsgd and diloco (with or without a codec), not zero1")
+        );
+    }
+
+    [TestCase("localsgd:4")]
+    [TestCase("diloco:4")]
+    public void Under_local_sgd_the_survivors_redo_the_window_from_the_last_outer_step(string strategy)
+    {
+        // 3 ranks × 32: rank 2 dies after step 3; the survivors meet it missing at the outer step of step 4, go back to
+        // the last outer step (the start: step 0) and redo the epoch at 2 ranks (8 steps), then epoch 2 (8).
+        var (exit, output, json) = Train(true, "kill:rank=2,step=3", 3, "--strategy", strategy);
+        Assert.That(exit, Is.Zero, output);
+        var j = json!.Value;
+        Assert.That(j.GetProperty("status").GetString(), Is.EqualTo("completed"));
+        var e = j.GetProperty("membership").EnumerateArray().Single();
+        Assert.That((e.GetProperty("kind").GetString(), e.GetProperty("rank").GetInt32()), Is.EqualTo(("lost", 2)));
+        Assert.That(e.GetProperty("step").GetInt64(), Is.Zero, "rolled back to the last outer step");
+        Assert.That(
+            e.GetProperty("dropped").EnumerateArray().Select(d => d.GetString()),
+            Is.EqualTo(new[] { "its local steps since the last outer step" })
+        );
+        Assert.That(j.GetProperty("steps").GetInt64(), Is.EqualTo(8 + 8));
+        Assert.That(j.GetProperty("replica_hash_agree").GetBoolean(), Is.True, "every epoch ends with an outer step");
+        Assert.That(j.GetProperty("samples_seen").GetInt64(), Is.EqualTo(1024), "none lost, none twice");
+        Assert.That(j.GetProperty("samples_expected").GetInt64(), Is.EqualTo(1024));
+    }
+
+    [TestCase("sync", "powersgd:2")]
+    [TestCase("sync", "topk:0.1")]
+    [TestCase("diloco:2", "sign")]
+    public void With_a_codec_the_lost_members_error_feedback_state_is_dropped_and_recorded(
+        string strategy,
+        string codec
+    )
+    {
+        var (exit, output, json) = Train(true, "kill:rank=1,step=3", 3, "--strategy", strategy, "--compress", codec);
+        Assert.That(exit, Is.Zero, output);
+        var j = json!.Value;
+        var e = j.GetProperty("membership").EnumerateArray().Single();
+        Assert.That(e.GetProperty("rank").GetInt32(), Is.EqualTo(1));
+        Assert.That(
+            e.GetProperty("dropped").EnumerateArray().Select(d => d.GetString()),
+            Has.Some.EqualTo($"its {codec} error-feedback state")
+        );
+        Assert.That(output, Does.Contain("dropped with the lost: its " + codec));
+        Assert.That(j.GetProperty("replica_hash_agree").GetBoolean(), Is.True);
+        Assert.That(j.GetProperty("samples_seen").GetInt64(), Is.EqualTo(j.GetProperty("samples_expected").GetInt64()));
     }
 
     [Test]

@@ -124,6 +124,59 @@ public class StrategyTests
         AssertEqual(result, SingleProcess(sgd, 4), 2e-5);
     }
 
+    [TestCase("localsgd:4")]
+    [TestCase("diloco:4")]
+    public void Commit_ends_a_window_early_and_the_next_window_starts_from_there(string spec)
+    {
+        // What an elastic run does at each epoch's end: 2 local steps, a forced exchange, then whole windows again.
+        var log = new List<(long Bytes, bool Committed, float[] Params)>[2];
+        Ranks.Run(2, pg =>
+        {
+            using var m = Model(pg.Rank == 0 ? 1UL : 5UL);
+            using var s = TrainingStrategies.Create(spec, m, pg, ps => new AdamW(ps, 1e-2));
+            log[pg.Rank] = [];
+            void Record() =>
+                log[pg.Rank]
+                    .Add(
+                        (
+                            s.BytesCommunicated,
+                            s.StepCommitted,
+                            m.Parameters().SelectMany(p => p.ToArray<float>()).ToArray()
+                        )
+                    );
+            for (int step = 0; step < 6; step++)
+            {
+                var (x, y) = Batch(step);
+                using (x)
+                using (y)
+                using (new TensorScope())
+                    F.CrossEntropy(m.Forward(x.Narrow(0, pg.Rank * 6, 6)), y.Narrow(0, pg.Rank * 6, 6)).Backward();
+                s.Step();
+                Record();
+                if (step == 1)
+                {
+                    s.Commit();
+                    Record();
+                    s.Commit(); // nothing pending: no exchange
+                    Record();
+                }
+            }
+            Assert.That(s.CommitsEveryStep, Is.False);
+        });
+        var r0 = log[0];
+        Assert.That(
+            r0.Select(e => e.Committed),
+            Is.EqualTo(new[] { false, false, true, true, false, false, false, true })
+        );
+        Assert.That(r0[1].Bytes, Is.Zero);
+        Assert.That(r0[2].Bytes, Is.GreaterThan(0), "the forced exchange");
+        Assert.That(r0[3].Bytes, Is.EqualTo(r0[2].Bytes), "a second Commit with nothing pending sends nothing");
+        Assert.That(r0[7].Bytes, Is.EqualTo(2 * r0[2].Bytes), "the next exchange is 4 steps after the forced one");
+        Assert.That(r0[2].Params, Is.EqualTo(log[1][2].Params), "replicas agree after the forced exchange");
+        Assert.That(r0[7].Params, Is.EqualTo(log[1][7].Params));
+        Assert.That(r0[5].Params, Is.Not.EqualTo(log[1][5].Params));
+    }
+
     [TestCase("localsgd:3")]
     [TestCase("diloco:3")]
     public void Periodic_strategies_communicate_every_h_steps_and_agree_right_after(string spec)
