@@ -69,6 +69,21 @@ public interface ITrainingStrategy : IDisposable
     /// error-feedback residual, DGC's local momentum): elastic recovery keeps each survivor's own and gives a joiner
     /// none, where every other entry comes from one root.</summary>
     bool IsPerRankState(string key) => false;
+
+    /// <summary>Whether the optimizer's state is partitioned over the ranks (zero1): a change of membership then
+    /// re-partitions it (<see cref="ExportShards"/>, <see cref="ImportShards"/>) instead of copying one rank's.</summary>
+    bool PartitionsOptimizer => false;
+
+    /// <summary>Before the strategy is rebuilt for a new group: this rank's part of the partitioned state and the
+    /// copy it keeps of its neighbour's, at its last commit point, or one step further when
+    /// <paramref name="advance"/> (the member furthest on finished the step this rank failed in). Null where nothing
+    /// is partitioned.</summary>
+    ShardedState? ExportShards(bool advance) => null;
+
+    /// <summary>Over the new group (every member calls it; a joiner with null): assembles the whole partitioned state
+    /// from the members' exports — a lost member's part from its neighbour's copy — and takes this rank's part of
+    /// it.</summary>
+    void ImportShards(IProcessGroup group, int root, ShardedState? mine) { }
 }
 
 /// <summary>Helpers for strategies' state dicts.</summary>

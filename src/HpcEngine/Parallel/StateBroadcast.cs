@@ -63,8 +63,10 @@ public static class StateBroadcast
                     )
                     : null
             );
-            var opt = Receive(group, root, manifest.Optimizer, isRoot ? optTensors : null);
-            if (!isRoot)
+            // A partitioned optimizer (zero1's shard) was re-partitioned before: each rank's is its own.
+            bool partitioned = strategy?.PartitionsOptimizer == true;
+            var opt = partitioned ? [] : Receive(group, root, manifest.Optimizer, isRoot ? optTensors : null);
+            if (!isRoot && !partitioned)
                 optimizer.LoadStateDict(opt, manifest.Optimizer.Scalars);
             if (manifest.Strategy != null)
             {
@@ -123,7 +125,13 @@ public static class StateBroadcast
             t.Dispose();
     }
 
-    private static Manifest ExchangeManifest(IProcessGroup group, int root, Manifest? mine)
+    private static Manifest ExchangeManifest(IProcessGroup group, int root, Manifest? mine) =>
+        BroadcastJson(group, root, mine)
+        ?? throw new InvalidDataException("state broadcast: an empty manifest from the root");
+
+    /// <summary>The root's <paramref name="mine"/> on every rank, as JSON over the group (the others pass null).</summary>
+    internal static T? BroadcastJson<T>(IProcessGroup group, int root, T? mine)
+        where T : class
     {
         byte[] bytes = mine != null ? JsonSerializer.SerializeToUtf8Bytes(mine) : [];
         var length = new long[] { bytes.Length };
@@ -131,7 +139,6 @@ public static class StateBroadcast
         if (group.Rank != root)
             bytes = new byte[length[0]];
         group.Broadcast<byte>(bytes, new BroadcastOptions { Root = root });
-        return JsonSerializer.Deserialize<Manifest>(bytes)
-            ?? throw new InvalidDataException("state broadcast: an empty manifest from the root");
+        return JsonSerializer.Deserialize<T>(bytes);
     }
 }

@@ -16,14 +16,16 @@ public static class TrainingStrategies
     /// diloco:H.</param> <param name="model">This rank's replica.</param> <param name="group">The ranks that train
     /// together.</param> <param name="makeOptimizer">Builds the optimizer over the parameters it is given (zero1 and
     /// ssp pass a shard).</param> <param name="codec">Gradient compression: sync compresses the gradient buckets,
-    /// localsgd and diloco the pseudo-gradients they average; zero1 and ssp reject one.</param>
+    /// localsgd and diloco the pseudo-gradients they average; zero1 and ssp reject one.</param> <param
+    /// name="elastic">Keep what elastic recovery needs: zero1 copies each shard's state to the next rank.</param>
     public static ITrainingStrategy Create(
         string spec,
         Module model,
         IProcessGroup group,
         Func<IEnumerable<Tensor>, Optimizer> makeOptimizer,
-        Compression.GradientCodec? codec = null
-    ) => Create(StrategySpec.Parse(spec), model, group, makeOptimizer, codec);
+        Compression.GradientCodec? codec = null,
+        bool elastic = false
+    ) => Create(StrategySpec.Parse(spec), model, group, makeOptimizer, codec, elastic);
 
     /// <summary>Builds the strategy <paramref name="spec"/> describes (see the string overload).</summary>
     public static ITrainingStrategy Create(
@@ -31,7 +33,8 @@ public static class TrainingStrategies
         Module model,
         IProcessGroup group,
         Func<IEnumerable<Tensor>, Optimizer> makeOptimizer,
-        Compression.GradientCodec? codec = null
+        Compression.GradientCodec? codec = null,
+        bool elastic = false
     )
     {
         ArgumentNullException.ThrowIfNull(spec);
@@ -49,7 +52,7 @@ public static class TrainingStrategies
         return spec.Kind switch
         {
             StrategyKind.Sync => new SyncStrategy(model, group, makeOptimizer(model.Parameters()), codec),
-            StrategyKind.Zero1 => new Zero1Strategy(model, group, makeOptimizer),
+            StrategyKind.Zero1 => new Zero1Strategy(model, group, makeOptimizer, buddyCopies: elastic),
             StrategyKind.ParameterServer => new ParameterServerStrategy(
                 model,
                 group,

@@ -9,8 +9,10 @@ namespace HpcEngine.Parallel;
 /// <summary>ZeRO stage 1 (Rajbhandari et al. 2020): gradients are reduce-scattered so each rank holds the average
 /// gradient of its 1/n shard of the (flattened) parameters; each rank updates only its shard with an optimizer whose
 /// state covers only that shard (optimizer memory / n); the updated shards are allgathered back into every replica.
-/// With an elementwise optimizer (SGD, Adam) the result equals synchronous training.</summary>
-public sealed class Zero1Strategy : ITrainingStrategy
+/// With an elementwise optimizer (SGD, Adam) the result equals synchronous training. With buddy copies (elastic runs)
+/// each rank also sends its updated shard state to the next rank every step, so that a lost rank's shard survives on
+/// its neighbour and the state can be re-partitioned over the survivors (<see cref="ShardRepartition"/>).</summary>
+public sealed partial class Zero1Strategy : ITrainingStrategy
 {
     private readonly Module _model;
     private readonly IProcessGroup _group;
@@ -21,6 +23,7 @@ public sealed class Zero1Strategy : ITrainingStrategy
         _flatParams,
         _shardParam;
     private readonly Optimizer _optimizer;
+    private readonly bool _buddyCopies;
 
     /// <inheritdoc/>
     public string Name => "zero1";
@@ -36,14 +39,21 @@ public sealed class Zero1Strategy : ITrainingStrategy
 
     /// <summary>ZeRO-1 over <paramref name="group"/>: gradients are reduce-scattered, each rank steps the optimizer
     /// <paramref name="makeOptimizer"/> builds over its shard of the flattened parameters, and the updated shards are
-    /// allgathered.</summary>
-    public Zero1Strategy(Module model, IProcessGroup group, Func<IEnumerable<Tensor>, Optimizer> makeOptimizer)
+    /// allgathered; with <paramref name="buddyCopies"/>, each rank's shard state is also copied to the next rank every
+    /// step (elastic recovery).</summary>
+    public Zero1Strategy(
+        Module model,
+        IProcessGroup group,
+        Func<IEnumerable<Tensor>, Optimizer> makeOptimizer,
+        bool buddyCopies = false
+    )
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(group);
         ArgumentNullException.ThrowIfNull(makeOptimizer);
         _model = model;
         _group = group;
+        _buddyCopies = buddyCopies;
         TrainingStrategies.BroadcastFromRankZero(model, group);
         _params = model.Parameters().ToArray();
         long total = _params.Sum(p => (long)p.NumEl);
@@ -99,11 +109,17 @@ public sealed class Zero1Strategy : ITrainingStrategy
         _shardParam.Grad ??= Tensor.Zeros([_shard]).DetachFromScope();
         _group.ReduceScatter(_shardParam.Grad, _flatGrad, new ReduceScatterOptions { Op = ReduceOp.Avg }).Wait();
         CommunicationSeconds += sw.Elapsed.TotalSeconds;
+        if (_buddyCopies)
+            SnapshotBeforeStep();
         _optimizer.Step();
+        _applied = true;
         sw.Restart();
+        if (_buddyCopies)
+            ExchangeWithNeighbours(); // before the allgather: a rank that finishes the allgather knows every copy was made
         _group.AllGather(_flatParams, _shardParam).Wait();
         CommunicationSeconds += sw.Elapsed.TotalSeconds;
         BytesCommunicated += 2L * _padded * 4;
+        Committed();
         int at = 0;
         foreach (var p in _params)
         {
@@ -118,6 +134,7 @@ public sealed class Zero1Strategy : ITrainingStrategy
     /// <inheritdoc/>
     public void Dispose()
     {
+        DisposeCopies();
         _optimizer.Dispose();
         _flatGrad.Dispose();
         _flatParams.Dispose();

@@ -69,8 +69,8 @@ internal sealed class ElasticTraining(TrainingRun run)
     private void MarkCommit(long global, long step)
     {
         (_commitGlobal, _commitStep) = (global, step);
-        if (run.Strategy is not { } strategy)
-            return;
+        if (run.Strategy is not { PartitionsOptimizer: false } strategy)
+            return; // zero1 keeps its own versions of its shard (and its neighbour's)
         DisposeCommitted();
         _committedState = strategy.StateDict(); // empty for sync without a codec
     }
@@ -94,12 +94,21 @@ internal sealed class ElasticTraining(TrainingRun run)
     /// <summary>The member whose last commit point is furthest on (the lowest rank among equals): the others take its
     /// state. A rank that finished the failed exchange holds a later point than one that did not; both are
     /// consistent.</summary>
-    private int MostAdvanced()
+    private (int Root, long Global) MostAdvanced(IProcessGroup group)
     {
-        var group = run.Group!;
         var key = new[] { _commitGlobal * group.Size + (group.Size - 1 - group.Rank) };
         group.AllReduce<long>(key, new AllReduceOptions { Op = ReduceOp.Max });
-        return group.Size - 1 - (int)(key[0] % group.Size);
+        return (group.Size - 1 - (int)(key[0] % group.Size), key[0] / group.Size);
+    }
+
+    /// <summary>After <see cref="TrainingRun.Regroup"/>: a partitioned optimizer state (zero1's) re-partitioned over
+    /// the new group from every member's export (<paramref name="mine"/>; a joiner has none).</summary>
+    private void Repartition(int root, ShardedState? mine)
+    {
+        if (run.Strategy is { PartitionsOptimizer: true } strategy)
+            strategy.ImportShards(run.Group!, root, mine);
+        else if (mine != null) // down to one rank: a plain optimizer over every parameter
+            Zero1Strategy.ImportWhole(run.Group!, root, mine, run.Optimizer, run.Model.Parameters().ToArray());
     }
 
     /// <summary>Whether <paramref name="e"/> is a collective failing because a member was lost.</summary>
@@ -123,9 +132,15 @@ internal sealed class ElasticTraining(TrainingRun run)
         var elastic = run.Elastic!;
         var change = elastic.Recover();
         bool hadPerRankState = _committedState?.Tensors.Keys.Any(run.Strategy!.IsPerRankState) ?? false;
+        var (rootRank, furthest) = MostAdvanced(elastic.Group);
+        using var shards =
+            run.Strategy?.PartitionsOptimizer == true
+                ? run.Strategy.ExportShards(advance: furthest > _commitGlobal)
+                : null;
         RollBack();
         run.Regroup();
-        var root = StateBroadcast.Run(run.Group!, MostAdvanced(), run.Model, run.Optimizer, Scalars(), run.Strategy);
+        Repartition(rootRank, shards);
+        var root = StateBroadcast.Run(run.Group!, rootRank, run.Model, run.Optimizer, Scalars(), run.Strategy);
         elastic.Admitted = Math.Max(elastic.Admitted, long.Parse(root["admitted"], CultureInfo.InvariantCulture));
         long rootGlobal = long.Parse(root["global"], CultureInfo.InvariantCulture);
         if (rootGlobal < epoch * n || rootGlobal > (epoch + 1) * n)
@@ -191,7 +206,9 @@ internal sealed class ElasticTraining(TrainingRun run)
             return false;
         var clock = Stopwatch.StartNew();
         var change = elastic.Admit(registered[0]);
+        using var shards = run.Strategy?.PartitionsOptimizer == true ? run.Strategy.ExportShards(advance: false) : null;
         run.Regroup();
+        Repartition(0, shards);
         StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(), run.Strategy);
         MarkCommit(Global(epoch, position), step);
         double ms = clock.Elapsed.TotalMilliseconds;
@@ -213,6 +230,7 @@ internal sealed class ElasticTraining(TrainingRun run)
     {
         var elastic = run.Elastic!;
         var clock = Stopwatch.StartNew();
+        Repartition(0, null);
         var root = StateBroadcast.Run(run.Group!, 0, run.Model, run.Optimizer, Scalars(), run.Strategy);
         elastic.AwaitsState = false;
         elastic.Admitted = long.Parse(root["admitted"], CultureInfo.InvariantCulture);

@@ -251,12 +251,12 @@ public sealed record TrainConfig
             $"{{ClipNorm}} must be 0 (off) or a positive number, got {ClipNorm}"
         );
         Require(
-            !Elastic || Strategy.Kind is StrategyKind.Sync or StrategyKind.LocalSgd or StrategyKind.DiLoCo,
+            !Elastic || Strategy.Kind != StrategyKind.ParameterServer,
             nameof(Elastic),
-            "{Elastic} recovers sync, localsgd and diloco (with or without a codec), not "
+            "{Elastic} recovers sync, zero1, localsgd and diloco (with or without a codec), not "
                 + Strategy
-                + ": zero1's optimizer shards and ssp's server shards live on one rank each, with no copy elsewhere yet, "
-                + "so a loss would take them with it; use sync, or resume zero1 from a checkpoint"
+                + ": a parameter server's shards live on one rank each, with no copy elsewhere yet, so a loss would take "
+                + "them with it"
         );
         Require(
             !Elastic || (GradAccumulation == 1 && SaveEverySteps == 0 && MaxSteps == 0 && !CudaGraph),

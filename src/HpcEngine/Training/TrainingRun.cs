@@ -162,7 +162,16 @@ internal sealed class TrainingRun : IDisposable
             Strategy?.Dispose(); // its pending exchanges belong to the failed generation
             BytesOfPastGenerations += Group?.BytesSent ?? 0;
             Group = elastic.Group;
+            // A new strategy starts by broadcasting rank 0's replica; this rank's own (its commit point) is put back, as
+            // the state that every rank takes next may be another member's.
+            var replica = Model.StateDict().ToDictionary(kv => kv.Key, kv => kv.Value.Clone().DetachFromScope());
             Strategy = CreateStrategy(Config, Model, Group);
+            using (Autograd.GradMode.NoGrad())
+                foreach (var (name, t) in Model.StateDict())
+                {
+                    Ops.CopyInto(t, replica[name]);
+                    replica[name].Dispose();
+                }
             Workers = Group.Size;
             Optimizer = Strategy?.Optimizer ?? Trainer.MakeOptimizer(Config, Model.Parameters());
             Optimizer.LoadStateDict(tensors, scalars);
@@ -192,7 +201,8 @@ internal sealed class TrainingRun : IDisposable
             model,
             group,
             ps => Trainer.MakeOptimizer(optimizerConfig, ps),
-            codec
+            codec,
+            config.Elastic
         );
     }
 

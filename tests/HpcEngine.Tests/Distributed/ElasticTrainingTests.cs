@@ -236,12 +236,31 @@ public class ElasticTrainingTests
     [Test]
     public void Elastic_with_a_strategy_it_cannot_recover_is_refused_naming_the_setting()
     {
-        var r = TestSupport.RunCli(["train", "--elastic", "--strategy", "zero1", "--epochs", "1", "--data", _dir]);
+        var r = TestSupport.RunCli(["train", "--elastic", "--strategy", "ssp:2", "--epochs", "1", "--data", _dir]);
         Assert.That(r.Exit, Is.Not.Zero);
         Assert.That(
             r.Stderr,
-            Does.Contain("--elastic recovers sync, localsgd and diloco (with or without a codec), not zero1")
+            Does.Contain("--elastic recovers sync, zero1, localsgd and diloco (with or without a codec), not ssp:2")
         );
+    }
+
+    [TestCase(0)]
+    [TestCase(2)]
+    public void Under_zero1_a_lost_ranks_optimizer_shard_is_recovered_from_its_neighbours_copy(int lost)
+    {
+        // Adam is elementwise, so zero1 trains as sync does, step for step, through the loss and the re-partition of
+        // the shards over 2 ranks: a shard whose moments were lost would move its third of the parameters differently
+        // at once. Rank 2's copy is on rank 0 (the ring wraps).
+        string plan = $"kill:rank={lost},step=3";
+        var sync = Train(true, plan, 3, "--strategy", "sync", "--optimizer", "adam");
+        var zero1 = Train(true, plan, 3, "--strategy", "zero1", "--optimizer", "adam");
+        Assert.That(sync.Exit, Is.Zero, sync.Out);
+        Assert.That(zero1.Exit, Is.Zero, zero1.Out);
+        AssertRecovered(zero1.Json!.Value, lost, 3);
+        double[] Losses(JsonElement j) =>
+            j.GetProperty("step_losses").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+        Assert.That(Losses(zero1.Json.Value), Is.EqualTo(Losses(sync.Json!.Value)).Within(1e-5));
+        Assert.That(zero1.Json.Value.GetProperty("membership")[0].TryGetProperty("dropped", out _), Is.False);
     }
 
     [TestCase("localsgd:4")]
