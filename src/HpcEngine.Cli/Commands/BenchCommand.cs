@@ -130,6 +130,20 @@ public sealed class BenchOptions
     public string? Straggler { get; set; }
 
     [Option(
+        "fault-plan",
+        HelpText = "strategies: run every combination elastic, without and with these faults (train's --fault-plan "
+            + "grammar), and report goodput, recovery per event, samples lost and accuracy against the fault-free twin."
+    )]
+    public string? FaultPlan { get; set; }
+
+    [Option(
+        "max-restarts",
+        Default = 0,
+        HelpText = "strategies: with --fault-plan, replacements the launcher starts for failed workers (they join live)."
+    )]
+    public int MaxRestarts { get; set; }
+
+    [Option(
         "price-per-hour",
         Default = 3.06,
         HelpText = "strategies: price of one worker machine per hour, for the cost estimate."

@@ -44,6 +44,8 @@ internal static class BenchWorkloads
             "bandwidth",
             "latency",
             "straggler",
+            "fault-plan",
+            "max-restarts",
             "price-per-hour",
             "currency",
             "eval-every",

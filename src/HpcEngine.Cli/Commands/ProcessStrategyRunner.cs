@@ -21,6 +21,13 @@ internal sealed class ProcessStrategyRunner : IStrategyRunner
             "launch",
             "--nproc-per-node",
             (plan.Workers + StrategyStudy.DedicatedServers(plan.Strategy)).ToString(CultureInfo.InvariantCulture),
+        };
+        // A study under faults runs every combination elastic, its fault-free twin too (the same overheads).
+        if (o.FaultPlan != null)
+            cmd.Add("--elastic");
+        if (plan.Faults != null && o.MaxRestarts > 0)
+            cmd.AddRange(["--max-restarts", o.MaxRestarts.ToString(CultureInfo.InvariantCulture)]);
+        cmd.AddRange([
             "--",
             "hpcengine",
             "train",
@@ -42,8 +49,10 @@ internal sealed class ProcessStrategyRunner : IStrategyRunner
             dir,
             "--events",
             events,
-            "--allow-divergence",
-        }; // divergence is an outcome the matrix records
+            "--allow-divergence", // divergence is an outcome the matrix records
+        ]);
+        if (plan.Faults != null)
+            cmd.AddRange(["--fault-plan", plan.Faults]);
         if (plan.Codec != "none")
             cmd.AddRange(["--compress", plan.Codec]);
         if (o.Data != null)

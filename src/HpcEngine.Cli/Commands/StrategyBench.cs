@@ -44,7 +44,9 @@ internal static class StrategyBench
             DateTime.UtcNow,
             Environment.ProcessorCount,
             Environment.OSVersion.ToString(),
-            o.Currency
+            o.Currency,
+            o.FaultPlan,
+            o.MaxRestarts
         );
         try
         {

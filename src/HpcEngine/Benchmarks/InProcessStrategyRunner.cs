@@ -26,6 +26,11 @@ public sealed class InProcessStrategyRunner(Dataset train, Dataset test, string 
     {
         ArgumentNullException.ThrowIfNull(plan);
         ArgumentNullException.ThrowIfNull(config);
+        if (config.FaultPlan != null)
+            return StrategyRunResult.Failed(
+                plan,
+                "fault plans kill and stop processes: run them with worker processes (hpcengine bench strategies)"
+            );
         var trainConfig = TrainConfig.For(config.Model) with
         {
             Epochs = config.Epochs,

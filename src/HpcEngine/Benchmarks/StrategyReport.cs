@@ -29,6 +29,9 @@ public static class StrategyReport
         "residual_norm",
         "estimated_cost",
         "cost_to_target",
+        "faults",
+        "goodput_samples_per_s",
+        "samples_lost",
     ];
 
     /// <summary>Reads a results.json back (the inverse of <see cref="Write"/>'s JSON); a file that does not follow the
@@ -68,7 +71,9 @@ public static class StrategyReport
                 DateTime.Parse(Str(c, "started_utc")!, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind),
                 c.GetProperty("cores").GetInt32(),
                 Str(c, "os") ?? "",
-                Str(c, "currency") ?? "USD"
+                Str(c, "currency") ?? "USD",
+                Str(c, "fault_plan"),
+                c.TryGetProperty("max_restarts", out var mr) ? mr.GetInt32() : 0
             );
             var runs = root.GetProperty("runs")
                 .EnumerateArray()
@@ -104,6 +109,18 @@ public static class StrategyReport
                         )
                         .Where(p => p.All(double.IsFinite))
                         .ToArray(),
+                    Faults = Str(r, "faults"),
+                    Goodput = Num(r, "goodput_samples_per_s"),
+                    SamplesLost = NumOrNull(r, "samples_lost") is double lost ? (long)lost : null,
+                    ReplicasAgree =
+                        r.TryGetProperty("replicas_agree", out var ra)
+                        && ra.ValueKind is JsonValueKind.True or JsonValueKind.False
+                            ? ra.GetBoolean()
+                            : null,
+                    Membership =
+                        r.TryGetProperty("membership", out var m) && m.ValueKind == JsonValueKind.Array
+                            ? m.Deserialize<Training.MembershipSummary[]>() ?? []
+                            : [],
                 })
                 .ToList();
             var skipped = root.TryGetProperty("skipped", out var sk)
@@ -163,6 +180,8 @@ public static class StrategyReport
                 ["started_utc"] = config.Started.ToString("o", CultureInfo.InvariantCulture),
                 ["cores"] = config.Cores,
                 ["os"] = config.Os,
+                ["fault_plan"] = config.FaultPlan,
+                ["max_restarts"] = config.MaxRestarts,
             },
             ["runs"] = runs.Select(r => r.ToJson()).ToArray(),
             ["skipped"] = skipped
@@ -228,13 +247,13 @@ public static class StrategyReport
             {
                 md.Append(
                     CultureInfo.InvariantCulture,
-                    $"| {r.Strategy} | {r.Codec} | {r.Workers} | failed: {r.Error?.Replace("|", "/", StringComparison.Ordinal)} |||||||||||\n"
+                    $"| {r.Strategy}{(r.Faults != null ? " (faults)" : "")} | {r.Codec} | {r.Workers} | failed: {r.Error?.Replace("|", "/", StringComparison.Ordinal)} |||||||||||\n"
                 );
                 continue;
             }
             md.Append(
                 CultureInfo.InvariantCulture,
-                $"| {r.Strategy} | {r.Codec} | {r.Workers} | {r.FinalTestAccuracy:F4}{(r.Status == "diverged" ? " (diverged)" : "")} | {(r.TimeToTargetSeconds is double t ? t.ToString("F1", CultureInfo.InvariantCulture) : "not reached")} | {r.TrainSeconds:F1} | {r.SamplesPerSecond:F0} | {r.BytesPerWorkerPerStep / 1e3:F1} | {r.ComputeSeconds:F1} | {r.CommunicationSeconds:F1} | {r.WaitSeconds:F1} | {r.StalenessMean:F2} / {r.StalenessMax:F0} | {r.EstimatedCost:F4} | {(r.CostToTarget is double ct ? ct.ToString("F4", CultureInfo.InvariantCulture) : "–")} |\n"
+                $"| {r.Strategy}{(r.Faults != null ? " (faults)" : "")} | {r.Codec} | {r.Workers} | {r.FinalTestAccuracy:F4}{(r.Status == "diverged" ? " (diverged)" : "")} | {(r.TimeToTargetSeconds is double t ? t.ToString("F1", CultureInfo.InvariantCulture) : "not reached")} | {r.TrainSeconds:F1} | {r.SamplesPerSecond:F0} | {r.BytesPerWorkerPerStep / 1e3:F1} | {r.ComputeSeconds:F1} | {r.CommunicationSeconds:F1} | {r.WaitSeconds:F1} | {r.StalenessMean:F2} / {r.StalenessMax:F0} | {r.EstimatedCost:F4} | {(r.CostToTarget is double ct ? ct.ToString("F4", CultureInfo.InvariantCulture) : "–")} |\n"
             );
         }
         if (skipped.Count > 0)
@@ -253,6 +272,7 @@ public static class StrategyReport
             md.Append('\n');
         }
         md.Append('\n');
+        StrategyFaultReport.Append(md, runs);
         foreach (var p in plots)
             md.Append(CultureInfo.InvariantCulture, $"![{Path.GetFileNameWithoutExtension(p)}]({p})\n\n");
         md.Append("## Conclusions (computed from the table)\n\n");
@@ -291,7 +311,7 @@ public static class StrategyReport
             yield return $"fastest to {c.TargetAccuracy:F2}: **{fastest.Label}** in {fastest.TimeToTargetSeconds:F1} s ({reached.Count} of {ok.Count} runs reached it).";
             yield return $"cheapest to {c.TargetAccuracy:F2}: **{cheapest.Label}** at {cheapest.CostToTarget:F4} {c.Currency} ({c.PricePerHour:F2} {c.Currency} per worker-hour).";
             var sync = reached.FirstOrDefault(r =>
-                r.Strategy == "sync" && r.Codec == "none" && r.Workers == fastest.Workers
+                r.Strategy == "sync" && r.Codec == "none" && r.Workers == fastest.Workers && r.Faults == fastest.Faults
             );
             if (sync != null && sync != fastest)
                 yield return $"against sync + none ({sync.TimeToTargetSeconds:F1} s), {fastest.Label} is {sync.TimeToTargetSeconds / fastest.TimeToTargetSeconds:F2}x faster to the target.";
@@ -301,7 +321,7 @@ public static class StrategyReport
         foreach (var r in ok.Where(r => r.Codec != "none"))
         {
             var baseRun = ok.FirstOrDefault(b =>
-                b.Strategy == r.Strategy && b.Workers == r.Workers && b.Codec == "none"
+                b.Strategy == r.Strategy && b.Workers == r.Workers && b.Codec == "none" && b.Faults == r.Faults
             );
             if (baseRun == null || r.BytesPerWorkerPerStep <= 0)
                 continue;

@@ -66,11 +66,29 @@ public sealed record StrategyRunResult
     /// <summary>The run's merged Chrome trace, relative to the study's directory.</summary>
     public string? Trace { get; init; }
 
+    /// <summary>The fault plan the run was under (null: fault-free).</summary>
+    public string? Faults { get; init; }
+
+    /// <summary>Committed samples per second over all workers (what the run kept of its work: samples of steps every
+    /// member finished, over the training time); the plain throughput for runs that are not elastic.</summary>
+    public double Goodput { get; init; } = double.NaN;
+
+    /// <summary>Elastic runs: samples of the epochs never committed (0 when every sample was seen); null
+    /// otherwise.</summary>
+    public long? SamplesLost { get; init; }
+
+    /// <summary>Elastic runs: whether every replica ended with the same parameters; null otherwise.</summary>
+    public bool? ReplicasAgree { get; init; }
+
+    /// <summary>Elastic runs: each change of membership (lost, joined, left) with its recovery time.</summary>
+    public IReadOnlyList<Training.MembershipSummary> Membership { get; init; } = [];
+
     /// <summary>(training seconds, test accuracy) at every evaluation.</summary>
     public IReadOnlyList<double[]> Curve { get; init; } = [];
 
     /// <summary>"strategy + codec (Ww)", for tables and plots.</summary>
-    public string Label => $"{Strategy} + {Codec}" + (Workers > 0 ? $" ({Workers}w)" : "");
+    public string Label =>
+        $"{Strategy} + {Codec}" + (Workers > 0 ? $" ({Workers}w)" : "") + (Faults != null ? " under faults" : "");
 
     /// <summary>A run that failed with <paramref name="error"/>: no figures.</summary>
     public static StrategyRunResult Failed(StrategyRunPlan p, string error) =>
@@ -81,6 +99,7 @@ public sealed record StrategyRunResult
             Workers = p.Workers,
             Status = "failed",
             Error = error,
+            Faults = p.Faults,
         };
 
     /// <summary>A run's figures from rank 0's summary (<see cref="Training.TrainSummary"/>: what <c>train --json</c>
@@ -127,6 +146,12 @@ public sealed record StrategyRunResult
             ProcessWallSeconds = processWall,
             Trace = trace,
             Curve = curve,
+            Faults = p.Faults,
+            Goodput = s.SamplesSeen is long seen ? seen / s.TrainSeconds : s.SamplesPerSecond,
+            SamplesLost =
+                s.SamplesSeen is long n && s.SamplesExpected is long expected ? Math.Max(0, expected - n) : null,
+            ReplicasAgree = s.ReplicaHashAgree,
+            Membership = s.Membership ?? [],
         };
     }
 
@@ -156,5 +181,10 @@ public sealed record StrategyRunResult
             ["process_wall_s"] = ProcessWallSeconds,
             ["trace"] = Trace,
             ["curve"] = Curve,
+            ["faults"] = Faults,
+            ["goodput_samples_per_s"] = Goodput,
+            ["samples_lost"] = SamplesLost,
+            ["replicas_agree"] = ReplicasAgree,
+            ["membership"] = Membership,
         };
 }

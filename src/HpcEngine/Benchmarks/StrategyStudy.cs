@@ -88,7 +88,17 @@ public static class StrategyStudy
         // applied).
         if (config.Straggler != null)
             StragglerObserver.FactorFor(0, config.Workers.Min(), config.Straggler);
+        if (config.FaultPlan != null)
+            Named(nameof(config.FaultPlan), config.FaultPlan, FaultPlan.Parse);
+        if (config.MaxRestarts < 0)
+            throw new SettingsException(
+                nameof(config.MaxRestarts),
+                $"{{MaxRestarts}} must be 0 or more, got {config.MaxRestarts}"
+            );
     }
+
+    /// <summary>Why a strategy is left out of a study under faults.</summary>
+    public const string NotElastic = "a parameter server (ssp) is not recovered by elastic training";
 
     private static void Named<T>(string property, string text, Func<string, T> parse)
     {
@@ -96,7 +106,7 @@ public static class StrategyStudy
         {
             parse(text);
         }
-        catch (ArgumentException e)
+        catch (Exception e) when (e is ArgumentException or FormatException)
         {
             throw new SettingsException(property, $"{{{property}}}: {e.Message}");
         }
@@ -118,8 +128,15 @@ public static class StrategyStudy
             var plan = new StrategyRunPlan(s, c, w);
             if (c != "none" && !StrategySpec.Parse(s).AcceptsCodec)
                 skipped.Add((plan, ShardsTakeNoCodec));
+            else if (config.FaultPlan != null && StrategySpec.Parse(s).Kind == StrategyKind.ParameterServer)
+                skipped.Add((plan, NotElastic));
             else
+            {
                 plans.Add(plan);
+                // The same run under the faults, right after its fault-free twin (both elastic): goodput compares them.
+                if (config.FaultPlan != null)
+                    plans.Add(plan with { Faults = config.FaultPlan });
+            }
         }
         return (plans, skipped);
     }
@@ -195,7 +212,7 @@ public static class StrategyStudy
                         .ToString(@"hh\:mm\:ss", CultureInfo.InvariantCulture);
             log(
                 $"[{i + 1}/{plans.Count}, {100.0 * i / plans.Count:F0}% done, ETA {eta}] {plan.Strategy} + "
-                    + $"{plan.Codec}, {plan.Workers} workers"
+                    + $"{plan.Codec}, {plan.Workers} workers{(plan.Faults != null ? $", faults {plan.Faults}" : "")}"
             );
             string dir = Path.Combine(outDir, "runs", plan.Id);
             if (Directory.Exists(dir))
@@ -206,6 +223,11 @@ public static class StrategyStudy
             log(
                 r.Status != "failed"
                     ? $"    -> {(r.Status == "diverged" ? "DIVERGED, " : "")}accuracy {r.FinalTestAccuracy:F4}, time to {config.TargetAccuracy:F2}: {(r.TimeToTargetSeconds is double t ? $"{t:F1}s" : "not reached")}, {r.SamplesPerSecond:F0} samples/s, {r.BytesPerWorkerPerStep / 1e3:F1} KB/worker/step"
+                        + (
+                            r.Faults != null
+                                ? $", goodput {r.Goodput:F0} samples/s, {r.Membership.Count} membership change(s), samples lost {r.SamplesLost}"
+                                : ""
+                        )
                     : $"    -> FAILED: {r.Error}"
             );
             StrategyReport.Write(outDir, config, results, skipped, plots);

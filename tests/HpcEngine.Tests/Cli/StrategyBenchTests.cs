@@ -171,6 +171,86 @@ public class StrategyBenchTests
     }
 
     [Test]
+    public void Under_a_fault_plan_each_run_has_a_fault_free_twin_and_reports_goodput_and_recovery()
+    {
+        string data = TestSupport.TempDir("hpc-sbf-data-"),
+            outDir = TestSupport.TempDir("hpc-sbf-out-");
+        try
+        {
+            TestSupport.WriteTinyFashionMnist(data, 512, 128);
+            var r = TestSupport.RunCli(
+                [
+                    "bench",
+                    "strategies",
+                    "--workers",
+                    "3",
+                    "--model",
+                    "mlp",
+                    "--data",
+                    data,
+                    "--epochs",
+                    "2",
+                    "--batch-size",
+                    "32",
+                    "--strategies",
+                    "zero1,ssp:1",
+                    "--compress",
+                    "none",
+                    "--fault-plan",
+                    "kill:rank=2,step=3",
+                    "--out",
+                    outDir,
+                ],
+                timeoutSeconds: 300
+            );
+            Assert.That(r.Exit, Is.Zero, r.Stdout + r.Stderr);
+            using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")));
+            var root = doc.RootElement;
+            Assert.That(
+                root.GetProperty("config").GetProperty("fault_plan").GetString(),
+                Is.EqualTo("kill:rank=2,step=3")
+            );
+            var runs = root.GetProperty("runs").EnumerateArray().ToArray();
+            Assert.That(
+                runs.Select(x => x.GetProperty("faults").GetString()),
+                Is.EqualTo(new[] { null, "kill:rank=2,step=3" }),
+                "the fault-free twin first, then the same run under faults"
+            );
+            Assert.That(
+                root.GetProperty("skipped")[0].GetProperty("reason").GetString(),
+                Does.Contain("not recovered by elastic training")
+            );
+            var faulty = runs[1];
+            Assert.That(faulty.GetProperty("status").GetString(), Is.EqualTo("ok"));
+            Assert.That(faulty.GetProperty("samples_lost").GetInt64(), Is.Zero);
+            Assert.That(faulty.GetProperty("replicas_agree").GetBoolean(), Is.True);
+            var e = faulty.GetProperty("membership").EnumerateArray().Single();
+            Assert.That((e.GetProperty("kind").GetString(), e.GetProperty("rank").GetInt32()), Is.EqualTo(("lost", 2)));
+            Assert.That(e.GetProperty("recovery_ms").GetDouble(), Is.GreaterThan(0));
+            Assert.That(runs[0].GetProperty("membership").GetArrayLength(), Is.Zero);
+            foreach (var run in runs)
+                Assert.That(run.GetProperty("goodput_samples_per_s").GetDouble(), Is.GreaterThan(0));
+            string report = File.ReadAllText(Path.Combine(outDir, "report.md"));
+            Assert.That(report, Does.Contain("## Under faults: `kill:rank=2,step=3`"));
+            Assert.That(
+                report,
+                Does.Match(
+                    @"\| zero1 \| none \| 3 \| [0-9]+ \| [0-9]+ \| [0-9.]+ % \| lost 2 @3: [0-9]+ \| 0 \| yes \|"
+                )
+            );
+            Assert.That(
+                File.ReadAllLines(Path.Combine(outDir, "results.csv"))[0],
+                Does.EndWith("faults,goodput_samples_per_s,samples_lost")
+            );
+        }
+        finally
+        {
+            Directory.Delete(data, true);
+            Directory.Delete(outDir, true);
+        }
+    }
+
+    [Test]
     public void Bad_matrix_settings_fail_before_any_run_with_one_line()
     {
         foreach (
@@ -184,6 +264,8 @@ public class StrategyBenchTests
                 (["--strategies", "sync"], "--out"),
                 (["--data", "/nonexistent/fashion", "--out", "x"], "/nonexistent/fashion"),
                 (["--render", "--out", "/nonexistent/results-dir"], "results.json"),
+                (["--fault-plan", "explode:rank=1", "--out", "x"], "--fault-plan"),
+                (["--fault-plan", "kill:rank=1,step=3", "--max-restarts", "-1", "--out", "x"], "--max-restarts"),
             }
         )
         {
