@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Allreduce across two network hosts of two ranks each, flat ring against hierarchical (issue #13), on one machine:
+# A collective across two network hosts of two ranks each, flat against hierarchical (issue #13), on one machine:
 # each host is a network namespace, joined to the other through a bridge, its outgoing link capped with tc tbf.
 #
-#   sudo bash bench/multihost_allreduce.sh [RATE=1gbit] [BYTES=67108864] [ITERS=5]
+#   sudo [OP=allreduce|allgather|reducescatter|broadcast] bash bench/multihost_allreduce.sh [RATE=1gbit] [BYTES=67108864] [ITERS=5]
 #
 # Needs root and iproute2; build first (dotnet build -c Release src/HpcEngine.Cli). Prints both tables and a ratio.
 set -euo pipefail
 RATE=${1:-1gbit}
 BYTES=${2:-67108864}
 ITERS=${3:-5}
+OP=${OP:-allreduce}
+# Broadcast, allgather and reduce-scatter go hierarchical only with HPCENGINE_HIERARCHICAL=all.
+HIER=$([ "$OP" = allreduce ] && echo 1 || echo all)
 HPC=${HPC:-"dotnet $(pwd)/src/HpcEngine.Cli/bin/Release/net10.0/hpcengine.dll"}
 P=hpcb$$
 OUT=$(mktemp -d)
@@ -37,17 +40,17 @@ done
 run() { # $1: HPCENGINE_HIERARCHICAL value, $2: json file
   for i in 0 1; do
     ip netns exec ${P}h$i env HPCENGINE_HIERARCHICAL=$1 $HPC launch --nnodes 2 --node-rank $i --nproc-per-node 2 \
-      --master-addr 198.18.0.1 --master-port 29400 -- hpcengine bench collectives --op allreduce \
+      --master-addr 198.18.0.1 --master-port 29400 -- hpcengine bench collectives --op "$OP" \
       --min-bytes "$BYTES" --max-bytes "$BYTES" --warmup 2 --iters "$ITERS" --check --json "$2" > "$OUT/node$i.log" 2>&1 &
   done
   wait
   cat "$OUT/node0.log" | grep -v '^\[launch\]' || true
 }
 
-echo "== flat ring (HPCENGINE_HIERARCHICAL=0), 2 hosts x 2 ranks, $RATE per host"
+echo "== $OP flat (HPCENGINE_HIERARCHICAL=0), 2 hosts x 2 ranks, $RATE per host"
 run 0 "$OUT/flat.json"
-echo "== hierarchical (auto), 2 hosts x 2 ranks, $RATE per host"
-run 1 "$OUT/hier.json"
+echo "== $OP hierarchical (auto), 2 hosts x 2 ranks, $RATE per host"
+run "$HIER" "$OUT/hier.json"
 python3 - "$OUT/flat.json" "$OUT/hier.json" <<'EOF'
 import json, sys
 f, h = (json.load(open(p))["results"][0] for p in sys.argv[1:3])

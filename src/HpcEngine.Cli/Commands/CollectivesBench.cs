@@ -76,8 +76,8 @@ internal static class CollectivesBench
 
     /// <summary>The algorithm the backend picks for <paramref name="op"/> at this size (docs/ARCHITECTURE.md,
     /// collective layer): the allreduce's own choice (recursive doubling for small messages, the pipelined ring above,
-    /// hierarchical across hosts); a one-round send to the root for small reduces; chain broadcast; ring allgather and
-    /// reduce-scatter; direct all-to-all and send/recv.</summary>
+    /// hierarchical across hosts); a one-round send to the root for small reduces; chain broadcast, ring allgather and
+    /// reduce-scatter (hierarchical across hosts above the small-message size); direct all-to-all and send/recv.</summary>
     private static string Algorithm(TcpProcessGroup pg, CollectiveOp op, long bytes) =>
         op switch
         {
@@ -89,8 +89,8 @@ internal static class CollectivesBench
                 _ => "ring",
             },
             CollectiveOp.Reduce => bytes <= pg.Options.SmallMessageBytes ? "direct" : "ring+gather",
-            CollectiveOp.Broadcast => "chain",
-            CollectiveOp.AllGather or CollectiveOp.ReduceScatter => "ring",
+            CollectiveOp.Broadcast => pg.IsHierarchical(bytes) ? "hierarchical" : "chain",
+            CollectiveOp.AllGather or CollectiveOp.ReduceScatter => pg.IsHierarchical(bytes) ? "hierarchical" : "ring",
             _ => "direct",
         };
 }

@@ -20,6 +20,14 @@ public class MultiHostTests
         int perHost,
         Func<int, string[]> args,
         params string[] launchFlags
+    ) => LaunchOnHosts(hosts, perHost, args, null, launchFlags);
+
+    private static List<TestSupport.CliProcess> LaunchOnHosts(
+        NetworkHosts hosts,
+        int perHost,
+        Func<int, string[]> args,
+        Dictionary<string, string>? env,
+        params string[] launchFlags
     ) =>
         Enumerable
             .Range(0, hosts.Count)
@@ -42,7 +50,8 @@ public class MultiHostTests
                         "--",
                         "hpcengine",
                         .. args(i),
-                    ]
+                    ],
+                    env
                 )
             )
             .ToList();
@@ -203,26 +212,32 @@ public class MultiHostTests
         try
         {
             // 2 hosts × 2 ranks: every algorithm mixes same-host and cross-host links.
-            var nodes = LaunchOnHosts(hosts, 2, _ =>
-                [
-                    "bench",
-                    "collectives",
-                    "--op",
-                    op,
-                    "--min-bytes",
-                    "1024",
-                    "--max-bytes",
-                    "1048576",
-                    "--factor",
-                    "32",
-                    "--iters",
-                    "2",
-                    "--warmup",
-                    "1",
-                    "--check",
-                    "--json",
-                    json,
-                ]
+            // HPCENGINE_HIERARCHICAL=all: broadcast, allgather and reduce-scatter go hierarchical above 64 KB too.
+            var all = new Dictionary<string, string> { ["HPCENGINE_HIERARCHICAL"] = "all" };
+            var nodes = LaunchOnHosts(
+                hosts,
+                2,
+                _ =>
+                    [
+                        "bench",
+                        "collectives",
+                        "--op",
+                        op,
+                        "--min-bytes",
+                        "1024",
+                        "--max-bytes",
+                        "1048576",
+                        "--factor",
+                        "32",
+                        "--iters",
+                        "2",
+                        "--warmup",
+                        "1",
+                        "--check",
+                        "--json",
+                        json,
+                    ],
+                all
             );
             WaitAll(nodes, 180);
             for (int i = 0; i < nodes.Count; i++)
@@ -239,11 +254,18 @@ public class MultiHostTests
             Assert.That(results, Has.Length.EqualTo(3));
             foreach (var r in results)
                 Assert.That(r.GetProperty("wrong").GetInt64(), Is.Zero, r.ToString());
-            // Above the small-message size an allreduce over 2 hosts × 2 ranks goes hierarchical by itself.
-            if (op == "allreduce")
+            // Above the small-message size, over 2 hosts × 2 ranks, these go hierarchical.
+            string? flat = op switch
+            {
+                "allreduce" => "rdoubling",
+                "allgather" or "reducescatter" => "ring",
+                "broadcast" => "chain",
+                _ => null,
+            };
+            if (flat != null)
                 Assert.That(
                     results.Select(r => r.GetProperty("algorithm").GetString()),
-                    Is.EqualTo(new[] { "rdoubling", "rdoubling", "hierarchical" })
+                    Is.EqualTo(new[] { flat, flat, "hierarchical" })
                 );
         }
         finally

@@ -62,8 +62,13 @@ public sealed record TcpOptions
 
     /// <summary>Whether <see cref="AllReduceAlgorithm.Auto"/> may pick <see cref="AllReduceAlgorithm.Hierarchical"/>
     /// above <see cref="SmallMessageBytes"/> when the group spans several hosts with the same number of ranks on each
-    /// (HPCENGINE_HIERARCHICAL=1|0, default 1). An op that names the algorithm gets it either way.</summary>
+    /// (HPCENGINE_HIERARCHICAL=1|all|0, default 1). An allreduce that names the algorithm gets it either way.</summary>
     public bool Hierarchical { get; init; } = true;
+
+    /// <summary>Broadcast, allgather and reduce-scatter go hierarchical too, on the same condition
+    /// (HPCENGINE_HIERARCHICAL=all). Off by default: measured on 2 namespace hosts × 2 ranks at 1 Gbit/s they move a
+    /// third fewer bytes between hosts than the flat rings but did not finish sooner (bench/RESULTS.md, #13).</summary>
+    public bool HierarchicalAll { get; init; }
 
     /// <summary>Ring chunk: the unit that pipelines send, receive and reduce.</summary>
     public int ChunkBytes { get; init; } = 1 << 20;
@@ -226,13 +231,14 @@ public sealed record TcpOptions
             {
                 Hierarchical = hier.Trim() switch
                 {
-                    "1" or "on" or "true" => true,
+                    "1" or "on" or "true" or "all" => true,
                     "0" or "off" or "false" => false,
                     _ => throw new FormatException(
-                        $"HPCENGINE_HIERARCHICAL='{hier}' is not 1 (hierarchical allreduce across hosts when it fits) "
-                            + $"or 0 (flat algorithms only)"
+                        $"HPCENGINE_HIERARCHICAL='{hier}' is not 1 (hierarchical allreduce across hosts when it fits), "
+                            + $"all (broadcast, allgather and reduce-scatter too) or 0 (flat algorithms only)"
                     ),
                 },
+                HierarchicalAll = hier.Trim() == "all",
             };
         var transport = Environment.GetEnvironmentVariable("HPCENGINE_TRANSPORT");
         if (!string.IsNullOrEmpty(transport))

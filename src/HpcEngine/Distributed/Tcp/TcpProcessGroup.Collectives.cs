@@ -83,11 +83,16 @@ public sealed partial class TcpProcessGroup
         CheckTensor("broadcast", tensor);
         var o = options ?? new BroadcastOptions();
         CheckRoot("broadcast", o.Root);
+        long bytes = (long)tensor.NumEl * tensor.DType.SizeOf();
+        bool hierarchical = GoesHierarchical(bytes);
         return Run(
             "broadcast",
-            (long)tensor.NumEl * tensor.DType.SizeOf(),
+            bytes,
             o.Timeout,
-            op => Size > 1 ? ChainBroadcast(op, tensor.AsByteMemory(), o.Root) : Task.CompletedTask,
+            op =>
+                Size <= 1 ? Task.CompletedTask
+                : hierarchical ? HierarchicalBroadcast(tensor.AsByteMemory(), o.Root)
+                : ChainBroadcast(op, tensor.AsByteMemory(), o.Root),
             $"{tensor.DType.TorchName()} x{tensor.NumEl} root {o.Root}"
         );
     }
@@ -141,11 +146,16 @@ public sealed partial class TcpProcessGroup
         CheckTensor("allgather", output);
         CheckTensor("allgather", input);
         CollectiveShapes.AllGather(Size, output, input);
+        long bytes = (long)output.NumEl * output.DType.SizeOf();
+        bool hierarchical = GoesHierarchical(bytes);
         return Run(
             "allgather",
-            (long)output.NumEl * output.DType.SizeOf(),
+            bytes,
             options?.Timeout,
-            op => RingAllGather(op, output.AsByteMemory(), input.AsByteMemory()),
+            op =>
+                hierarchical
+                    ? HierarchicalAllGather(output.AsByteMemory(), input.AsByteMemory())
+                    : RingAllGather(op, output.AsByteMemory(), input.AsByteMemory()),
             $"{input.DType.TorchName()} x{input.NumEl}"
         );
     }
@@ -157,9 +167,15 @@ public sealed partial class TcpProcessGroup
         CheckTensor("reduce_scatter", input);
         var o = options ?? new ReduceScatterOptions();
         CollectiveShapes.ReduceScatter(Size, output, input);
+        long bytes = (long)input.NumEl * input.DType.SizeOf();
+        bool hierarchical = GoesHierarchical(bytes);
+        Task Scatter(Op op, Memory<byte> to, Memory<byte> from, DType dtype) =>
+            hierarchical
+                ? HierarchicalReduceScatter(to, from, dtype, o.Op)
+                : RingReduceScatter(op, to, from, dtype, o.Op);
         return Run(
             "reduce_scatter",
-            (long)input.NumEl * input.DType.SizeOf(),
+            bytes,
             o.Timeout,
             async op =>
             {
@@ -167,13 +183,11 @@ public sealed partial class TcpProcessGroup
                 {
                     using var wi = Ops.ToDType(input, DType.Float32, false);
                     using var wo = Tensor.Empty(output.Shape, DType.Float32);
-                    await RingReduceScatter(op, wo.AsByteMemory(), wi.AsByteMemory(), DType.Float32, o.Op)
-                        .ConfigureAwait(false);
+                    await Scatter(op, wo.AsByteMemory(), wi.AsByteMemory(), DType.Float32).ConfigureAwait(false);
                     Ops.CopyInto(output, wo);
                 }
                 else
-                    await RingReduceScatter(op, output.AsByteMemory(), input.AsByteMemory(), input.DType, o.Op)
-                        .ConfigureAwait(false);
+                    await Scatter(op, output.AsByteMemory(), input.AsByteMemory(), input.DType).ConfigureAwait(false);
             },
             $"{input.DType.TorchName()} x{input.NumEl} {o.Op}"
         );
