@@ -25,9 +25,7 @@ internal static class InfoCommand
             $"simd: AVX2 {Avx2.IsSupported}, FMA {Fma.IsSupported}, AVX-512F {Avx512F.IsSupported}, Vector512 "
                 + $"accelerated {Vector512.IsHardwareAccelerated}"
         );
-        Console.WriteLine(
-            $"sgemm micro-kernel: {(Fma.IsSupported && Avx.IsSupported ? "AVX2/FMA 6x16" : "portable fallback (no FMA)")}"
-        );
+        Console.WriteLine($"sgemm micro-kernel: {CpuKernels.Gemm}");
         Console.WriteLine("devices: cpu");
         var cuda = HpcEngine.Cuda.CudaDevices.Probe();
         foreach (var line in cuda.ToString().Split('\n'))

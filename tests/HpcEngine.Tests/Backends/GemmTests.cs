@@ -14,6 +14,9 @@ public class GemmTests
             [5, 7, 3],
             [6, 16, 256],
             [7, 17, 257],
+            [6, 32, 256],
+            [7, 33, 257],
+            [12, 63, 9],
             [13, 31, 29],
             [61, 97, 253],
             [121, 50, 300],
@@ -49,6 +52,43 @@ public class GemmTests
                     Is.EqualTo(want[i]).Within(tol + 1e-5 * Math.Abs(want[i])),
                     $"({m},{n},{k}) transA={ta} transB={tb} element {i}"
                 );
+        }
+    }
+
+    [TestCase(1, true)]
+    [TestCase(37, true)]
+    [TestCase(256, false)]
+    public unsafe void The_avx512_micro_kernel_matches_the_reference_on_any_machine(int kc, bool overwrite)
+    {
+        // Called directly, so an AVX2-only machine checks it too (Vector512 runs in software there). Packed layouts:
+        // A holds 6 values per k, B 32 values per k; C is a 6×32 tile in rows 40 floats apart.
+        var rng = new Random(kc);
+        float[] a = Enumerable.Range(0, 6 * kc).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+        float[] b = Enumerable.Range(0, 32 * kc).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+        float[] c = Enumerable.Range(0, 6 * 40).Select(i => (float)i).ToArray();
+        var before = (float[])c.Clone();
+        fixed (
+            float* pa = a,
+                pb = b,
+                pc = c
+        )
+            global::HpcEngine.Backends.Cpu.Sgemm.Kernel512(kc, pa, pb, pc, 40, overwrite);
+        for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 40; j++)
+        {
+            if (j >= 32)
+            {
+                Assert.That(c[i * 40 + j], Is.EqualTo(before[i * 40 + j]), "outside the tile untouched");
+                continue;
+            }
+            double want = overwrite ? 0 : before[i * 40 + j];
+            for (int p = 0; p < kc; p++)
+                want += (double)a[p * 6 + i] * b[p * 32 + j];
+            Assert.That(
+                c[i * 40 + j],
+                Is.EqualTo(want).Within(1e-4 * Math.Sqrt(kc) + 1e-5 * Math.Abs(want)),
+                $"({i},{j})"
+            );
         }
     }
 

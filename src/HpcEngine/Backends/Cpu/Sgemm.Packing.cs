@@ -69,8 +69,8 @@ internal static unsafe partial class Sgemm
                 for (int kk = 0; kk < kc; kk++, d += NR)
                 {
                     float* row = src + (long)kk * rsB;
-                    Avx.Store(d, Avx.LoadVector256(row));
-                    Avx.Store(d + 8, Avx.LoadVector256(row + 8));
+                    for (int j = 0; j < NR; j += 8)
+                        Avx.Store(d + j, Avx.LoadVector256(row + j));
                 }
                 continue;
             }

@@ -23,10 +23,19 @@ internal static unsafe partial class Sgemm
 {
     private const long SmallGemmFlops = 400_000_000;
     private const int MR = 6,
-        NR = 16,
         KC = 256,
         MC = 120,
         NC = 4096;
+
+    // The micro-kernel's width: 32 columns (two 512-bit registers per row) where AVX-512 runs natively, 16 (two AVX
+    // registers) otherwise. Static readonly: the JIT folds it into a constant, so the loops are as if it were one.
+    private static readonly int NR = Avx512F.IsSupported ? 32 : 16;
+
+    /// <summary>The micro-kernel this machine runs (what `hpcengine info` names).</summary>
+    public static string KernelName =>
+        !Fma.IsSupported || !Avx.IsSupported ? "portable fallback (no FMA)"
+        : NR == 32 ? "AVX-512 6x32"
+        : "AVX2/FMA 6x16";
 
     [ThreadStatic]
     private static float* _packA;
@@ -217,11 +226,11 @@ internal static unsafe partial class Sgemm
                     int mr = Math.Min(MR, mc - ir);
                     float* cij = c + (long)(ic + ir) * ldc + jr;
                     if (mr == MR && nr == NR)
-                        Kernel(kc, pa + ir * kc, bs, cij, ldc, first);
+                        Tile(kc, pa + ir * kc, bs, cij, ldc, first);
                     else
                     {
                         // Edge tile: compute the full padded tile into scratch, copy out the valid part.
-                        Kernel(kc, pa + ir * kc, bs, tile, NR, true);
+                        Tile(kc, pa + ir * kc, bs, tile, NR, true);
                         for (int i = 0; i < mr; i++)
                         for (int j = 0; j < nr; j++)
                             cij[(long)i * ldc + j] = first
@@ -231,6 +240,15 @@ internal static unsafe partial class Sgemm
                 }
             }
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Tile(int kc, float* a, float* b, float* c, int ldc, bool overwrite)
+    {
+        if (NR == 32)
+            Kernel512(kc, a, b, c, ldc, overwrite);
+        else
+            Kernel(kc, a, b, c, ldc, overwrite);
     }
 
     /// <summary>The 6×16 micro-kernel: C tile (=|+=) packed A sliver × packed B sliver over kc.</summary>
