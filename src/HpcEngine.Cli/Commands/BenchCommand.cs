@@ -210,6 +210,8 @@ internal static class BenchCommand
         o.Model ??= o.Workload == "parallel" ? "mlp-wide" : "mlp";
         if (o.Workload == "step")
             return StepBench.Run(o);
+        if (o.Workload == "conv")
+            return ConvBench.Run(o);
         if (o.Workload == "collectives")
             return CollectivesBench.Run(o);
         if (o.Workload == "strategies")
@@ -236,7 +238,7 @@ internal static class BenchCommand
             "layernorm" => () => F.LayerNorm(a, [n], w, bias),
             "add" => () => a + b,
             _ => throw new ArgumentException(
-                $"unknown workload '{o.Workload}': use gemm, softmax, layernorm, add, step, collectives, strategies, "
+                $"unknown workload '{o.Workload}': use gemm, softmax, layernorm, add, step, conv, collectives, strategies, "
                     + $"parallel or gpu"
             ),
         };

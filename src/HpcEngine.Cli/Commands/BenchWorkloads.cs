@@ -18,6 +18,7 @@ internal static class BenchWorkloads
         ["layernorm"] = Kernel,
         ["add"] = Kernel,
         ["step"] = ["model", "batch-size", "optimizer", "iters", "threads", "json"],
+        ["conv"] = ["batch-size", "iters", "threads", "json"],
         ["collectives"] =
         [
             "op",
@@ -74,6 +75,7 @@ internal static class BenchWorkloads
     [
         "gemm|softmax|layernorm|add: one CPU kernel on an NxN float32 problem",
         "step: one full training step of a model",
+        "conv: the cnn's convolution layers, forward, backward-data and backward-weight apart (GFLOP/s)",
         "collectives: the nccl-tests sweep over the engine's backend, shared memory or TCP per link (under hpcengine "
             + "launch or mpirun)",
         "strategies: the sync/async strategy x codec x workers matrix",

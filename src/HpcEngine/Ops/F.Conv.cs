@@ -98,17 +98,26 @@ public static partial class F
             nl = n * l;
         var device = xc.Device;
         Ops.SameDevice("conv2d", input, weight);
-        // The whole batch is unfolded into one [C/g·KH·KW, N·OH·OW] matrix per group, so each group is one large
-        // GEMM (per-image GEMMs were small and slow: conv1 of the Fashion-MNIST cnn has K = 9).
+        // Images are unfolded a chunk at a time into one [C/g·KH·KW, chunk·OH·OW] matrix per group, each chunk one
+        // GEMM: large enough to be one efficient GEMM (per-image GEMMs were small and slow: conv1 of the Fashion-MNIST
+        // cnn has K = 9), small enough that the unfolded matrix is still in cache when the GEMM packs it (the whole
+        // batch's went to memory and back: most of conv2's time).
+        int chunk = ImagesPerChunk(n, ck, l, compute, device);
         var yg = Tensor.Empty([groups, og, nl], compute, device);
-        using (var cols = Tensor.Empty([ck, nl], compute, device))
+        using (var cols = Tensor.Empty([ck, chunk * l], compute, device))
         {
             for (int gi = 0; gi < groups; gi++)
             {
-                Im2ColBatch(xc, gi, cg, geo, cols);
                 using var wg = wc.View([og, ck], [ck, 1], gi * og * ck);
-                using var yv = yg.View([og, nl], [nl, 1], gi * og * nl);
-                Ops.Gemm2D(wg, cols, yv, accumulate: false);
+                for (int n0 = 0; n0 < n; n0 += chunk)
+                {
+                    int bc = Math.Min(chunk, n - n0);
+                    using var xs = xc.Narrow(0, n0, bc);
+                    using var cv = cols.View([ck, bc * l], [bc * l, 1], 0);
+                    Im2ColBatch(xs, gi, cg, geo, cv);
+                    using var yv = yg.View([og, bc * l], [nl, 1], gi * og * nl + n0 * l);
+                    Ops.Gemm2D(wg, cv, yv, accumulate: false);
+                }
             }
         }
         // [G, O/G, N, L] -> [N, G, O/G, L] = [N, O, OH, OW]
@@ -139,22 +148,28 @@ public static partial class F
             using var gt = gPerm.Clone();
             var dx = gx ? Tensor.Empty([n, c, h, w], compute, device, zeroed: true) : null;
             var dw = gw ? Tensor.Empty([o, cg, kh, kw], compute, device) : null;
-            using var cols = Tensor.Empty([ck, nl], compute, device);
+            using var cols = Tensor.Empty([ck, chunk * l], compute, device);
             for (int gi = 0; gi < groups; gi++)
+            for (int n0 = 0; n0 < n; n0 += chunk)
             {
-                using var gy = gt.View([og, nl], [nl, 1], gi * og * nl);
+                // The same chunks as the forward: dw sums over them, dx is folded back a chunk at a time.
+                int bc = Math.Min(chunk, n - n0);
+                using var gy = gt.View([og, bc * l], [nl, 1], gt.Offset + gi * og * nl + n0 * l);
+                using var cv = cols.View([ck, bc * l], [bc * l, 1], 0);
                 if (dw != null)
                 {
-                    Im2ColBatch(s[0], gi, cg, geo, cols);
+                    using var xs = s[0].Narrow(0, n0, bc);
+                    Im2ColBatch(xs, gi, cg, geo, cv);
                     using var dwg = dw.View([og, ck], [ck, 1], gi * og * ck);
-                    using var colsT = cols.View([nl, ck], [1, nl], 0);
-                    Ops.Gemm2D(gy, colsT, dwg, accumulate: false);
+                    using var colsT = cols.View([bc * l, ck], [1, bc * l], 0);
+                    Ops.Gemm2D(gy, colsT, dwg, accumulate: n0 > 0);
                 }
                 if (dx != null)
                 {
                     using var wgT = s[1].View([ck, og], [1, ck], s[1].Offset + gi * og * ck);
-                    Ops.Gemm2D(wgT, gy, cols, accumulate: false);
-                    Col2ImBatch(cols, dx, gi, cg, geo);
+                    Ops.Gemm2D(wgT, gy, cv, accumulate: false);
+                    using var dxs = dx.Narrow(0, n0, bc);
+                    Col2ImBatch(cv, dxs, gi, cg, geo);
                 }
             }
             Tensor? db = gb ? Ops.Sum(gc, [0, 2, 3]) : null;
@@ -166,6 +181,20 @@ public static partial class F
     }
 
     private static Tensor ReshapeOwned(Tensor t, int[] shape) => t.Replace(Ops.Reshape(t, shape));
+
+    /// <summary>Bytes of unfolded input per chunk on the CPU: about what a core's L2 holds beside the GEMM's packed
+    /// panels.</summary>
+    private const long ColsChunkBytes = 2 << 20;
+
+    /// <summary>Images per unfolded chunk: the CPU takes as many as fit <see cref="ColsChunkBytes"/> (at least one); a
+    /// device, whose GEMMs want to be large and whose memory is fast, the whole batch.</summary>
+    private static int ImagesPerChunk(int n, int ck, int l, DType dtype, Device device)
+    {
+        if (device.Type != DeviceType.Cpu || n == 0)
+            return Math.Max(n, 1);
+        long perImage = (long)ck * l * dtype.SizeOf();
+        return (int)Math.Clamp(ColsChunkBytes / Math.Max(perImage, 1), 1, n);
+    }
 
     /// <summary>Unfolds group <paramref name="gi"/> of every image into cols [C/g·KH·KW, N·L] (image b in columns
     /// b·L..).</summary>
