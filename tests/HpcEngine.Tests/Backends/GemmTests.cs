@@ -23,6 +23,8 @@ public class GemmTests
             [128, 3, 700],
             [2, 1000, 5],
             [97, 3100, 7],
+            [32, 9, 20000],
+            [3, 5, 4099],
         ];
 
     [TestCaseSource(nameof(Shapes))]

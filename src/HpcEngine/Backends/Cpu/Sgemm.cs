@@ -76,6 +76,11 @@ internal static unsafe partial class Sgemm
         }
         long flops = 2L * m * n * k;
         int threads = flops < 1_000_000 ? 1 : CpuThreads.Count;
+        if (threads > 1 && (long)m * n <= SplitKMaxOutput && k >= threads * 4 * KC)
+        {
+            SplitK(threads, m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, accumulate);
+            return;
+        }
         if (threads > 1 && flops < SmallGemmFlops && n >= threads * NR)
         {
             // Small product: one fork-join region; each thread takes a range of column slivers and packs its own
