@@ -6,8 +6,8 @@ namespace HpcEngine;
 public static partial class F
 {
     /// <summary>2-D convolution (cross-correlation, as PyTorch): input [N, C, H, W], weight [O, C/groups, KH, KW],
-    /// bias [O]. Lowered per group to im2col over the whole batch + one GEMM; backward is one GEMM for the weight
-    /// gradient and one plus a fold (col2im) for the input gradient.</summary>
+    /// bias [O]. Lowered per group to im2col a chunk of images at a time + one GEMM per chunk; backward is a GEMM per
+    /// chunk for the weight gradient and one plus a fold (col2im) per chunk for the input gradient.</summary>
     public static Tensor Conv2d(
         Tensor input,
         Tensor weight,
@@ -239,117 +239,6 @@ public static partial class F
             backend.EmbeddingBackward(gc, s[0], dw);
             return [dw];
         });
-    }
-
-    /// <summary>2-D max pooling over [N, C, H, W]; the stride defaults to the kernel size.</summary>
-    public static Tensor MaxPool2d(Tensor x, int kernelSize, int? stride = null, int padding = 0, int dilation = 1)
-    {
-        ArgumentNullException.ThrowIfNull(x);
-        var (planes, geo, compute, xc) = PoolSetup(
-            "max_pool2d",
-            x,
-            kernelSize,
-            stride ?? kernelSize,
-            padding,
-            dilation
-        );
-        using var _ = xc;
-        if (padding * 2 > kernelSize)
-            throw new ArgumentException(
-                $"max_pool2d: padding ({padding}) must be at most half the kernel size ({kernelSize})",
-                nameof(padding)
-            );
-        var y = Tensor.Empty([x.Shape[0], x.Shape[1], geo.OH, geo.OW], compute, x.Device);
-        var indices = x.Backend.MaxPool(xc, y, planes, geo);
-        if (compute != x.DType)
-            y = y.Replace(Ops.ToDType(y, x.DType, false));
-        if (!Recorder.Needs(x))
-        {
-            indices.Dispose();
-            return y;
-        }
-        var inShape = x.ShapeArray;
-        Recorder.Record(y, "max_pool2d", [x], [indices], (g, s) =>
-        {
-            using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
-            var dx = Tensor.Empty(inShape, compute, gc.Device, zeroed: true);
-            gc.Backend.MaxPoolBackward(gc, s[0], dx, planes, geo);
-            return [dx];
-        });
-        indices.Dispose();
-        return y;
-    }
-
-    /// <summary>2-D average pooling over [N, C, H, W]; the stride defaults to the kernel size.</summary>
-    public static Tensor AvgPool2d(
-        Tensor x,
-        int kernelSize,
-        int? stride = null,
-        int padding = 0,
-        bool countIncludePad = true
-    )
-    {
-        ArgumentNullException.ThrowIfNull(x);
-        var (planes, geo, compute, xc) = PoolSetup("avg_pool2d", x, kernelSize, stride ?? kernelSize, padding, 1);
-        using var _ = xc;
-        if (padding * 2 > kernelSize)
-            throw new ArgumentException(
-                $"avg_pool2d: padding ({padding}) must be at most half the kernel size ({kernelSize})",
-                nameof(padding)
-            );
-        var y = Tensor.Empty([x.Shape[0], x.Shape[1], geo.OH, geo.OW], compute, x.Device);
-        x.Backend.AvgPool(xc, y, planes, geo, countIncludePad);
-        if (compute != x.DType)
-            y = y.Replace(Ops.ToDType(y, x.DType, false));
-        if (!Recorder.Needs(x))
-            return y;
-        var inShape = x.ShapeArray;
-        return Recorder.Record(y, "avg_pool2d", [x], g =>
-        {
-            using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
-            var dx = Tensor.Empty(inShape, compute, gc.Device, zeroed: true);
-            gc.Backend.AvgPoolBackward(gc, dx, planes, geo, countIncludePad);
-            return [dx];
-        });
-    }
-
-    private static (int Planes, Conv2dGeometry Geo, DType Compute, Tensor Xc) PoolSetup(
-        string op,
-        Tensor x,
-        int k,
-        int stride,
-        int padding,
-        int dilation
-    )
-    {
-        if (x.Rank != 4)
-            throw new ShapeMismatchException($"{op}: input must be [N, C, H, W], got {Shapes.Format(x.Shape)}");
-        if (!x.DType.IsFloating())
-            throw Ops.Unsupported(op, x.DType, "a floating dtype");
-        if (k < 1 || stride < 1 || dilation < 1 || padding < 0)
-            throw new ArgumentOutOfRangeException(
-                nameof(k),
-                $"{op}: kernel, stride and dilation must be positive and padding non-negative"
-            );
-        var geo = new Conv2dGeometry(
-            x.Shape[1],
-            x.Shape[2],
-            x.Shape[3],
-            k,
-            k,
-            stride,
-            stride,
-            padding,
-            padding,
-            dilation,
-            dilation
-        );
-        if (geo.OH <= 0 || geo.OW <= 0)
-            throw new ShapeMismatchException(
-                $"{op}: kernel {k} is larger than the padded input {Shapes.Format(x.Shape)}"
-            );
-        var compute = x.DType.ComputeType();
-        return (x.Shape[0] * x.Shape[1], geo, compute, Ops.ToDType(x, compute, false).ContiguousOwned());
     }
 
     /// <summary>Rows of <paramref name="weight"/> [V, D] picked by integer <paramref name="indices"/>: shape
