@@ -89,10 +89,14 @@ public class MultiHostTests
             "3",
         ];
 
-    [TestCase(1)]
-    [TestCase(2)]
-    public void Two_hosts_train_to_the_result_of_one_host_with_as_many_workers(int perHost)
+    [TestCase(1, "1")]
+    [TestCase(2, "1")]
+    [TestCase(2, "all")]
+    public void Two_hosts_train_to_the_result_of_one_host_with_as_many_workers(int perHost, string hierarchical)
     {
+        // With HPCENGINE_HIERARCHICAL=all, DDP's first broadcasts (all in flight at once) go hierarchical: their
+        // sub-ops must be numbered alike on every rank however their phases finish.
+        var env = new Dictionary<string, string> { ["HPCENGINE_HIERARCHICAL"] = hierarchical };
         using var hosts = NetworkHosts.Create(2);
         string dir = TestSupport.TempDir("hpc-mh-");
         try
@@ -104,8 +108,11 @@ public class MultiHostTests
             if (perHost == 1)
                 for (int i = 0; i < hosts.Count; i++)
                     hosts.Shape(i, "200mbit");
-            var nodes = LaunchOnHosts(hosts, perHost, i =>
-                TrainArgs(dir, i == 0 ? jsonHosts : Path.Combine(dir, $"unused{i}.json"))
+            var nodes = LaunchOnHosts(
+                hosts,
+                perHost,
+                i => TrainArgs(dir, i == 0 ? jsonHosts : Path.Combine(dir, $"unused{i}.json")),
+                env
             );
             WaitAll(nodes, 240);
             for (int i = 0; i < nodes.Count; i++)

@@ -16,27 +16,26 @@ public sealed partial class TcpProcessGroup
         // Chosen here, on the caller's thread, in call order: a first hierarchical op creates sub-groups, and every
         // rank must create them at the same point of its op sequence.
         var algorithm = Algorithm(o.Algorithm, widen ? 2 * bytes : bytes);
+        LaneTicket? lane = null;
         if (algorithm == AllReduceAlgorithm.Hierarchical)
+        {
             SubGroups();
-        return Run(
-            "allreduce",
-            bytes,
-            o.Timeout,
-            async op =>
-            {
-                if (widen)
+            lane = EnterLane();
+        }
+        return Run("allreduce", bytes, o.Timeout, op => InLane(lane, async () =>
                 {
-                    // bf16/fp16: accumulate in fp32 end to end, round once at the end.
-                    using var wide = Ops.ToDType(tensor, DType.Float32, false);
-                    await AllReduceBytes(op, wide.AsByteMemory(), DType.Float32, o.Op, algorithm).ConfigureAwait(false);
-                    Ops.CopyInto(tensor, wide);
-                }
-                else
-                    await AllReduceBytes(op, tensor.AsByteMemory(), tensor.DType, o.Op, algorithm)
-                        .ConfigureAwait(false);
-            },
-            $"{tensor.DType.TorchName()} x{tensor.NumEl} {o.Op}"
-        );
+                    if (widen)
+                    {
+                        // bf16/fp16: accumulate in fp32 end to end, round once at the end.
+                        using var wide = Ops.ToDType(tensor, DType.Float32, false);
+                        await AllReduceBytes(op, wide.AsByteMemory(), DType.Float32, o.Op, algorithm)
+                            .ConfigureAwait(false);
+                        Ops.CopyInto(tensor, wide);
+                    }
+                    else
+                        await AllReduceBytes(op, tensor.AsByteMemory(), tensor.DType, o.Op, algorithm)
+                            .ConfigureAwait(false);
+                }), $"{tensor.DType.TorchName()} x{tensor.NumEl} {o.Op}");
     }
 
     /// <summary>The algorithm an allreduce of <paramref name="bytes"/> (as reduced: fp32 for widened 16-bit data)
@@ -84,14 +83,14 @@ public sealed partial class TcpProcessGroup
         var o = options ?? new BroadcastOptions();
         CheckRoot("broadcast", o.Root);
         long bytes = (long)tensor.NumEl * tensor.DType.SizeOf();
-        bool hierarchical = GoesHierarchical(bytes);
+        var lane = GoesHierarchical(bytes) ? EnterLane() : null;
         return Run(
             "broadcast",
             bytes,
             o.Timeout,
             op =>
                 Size <= 1 ? Task.CompletedTask
-                : hierarchical ? HierarchicalBroadcast(tensor.AsByteMemory(), o.Root)
+                : lane != null ? InLane(lane, () => HierarchicalBroadcast(tensor.AsByteMemory(), o.Root))
                 : ChainBroadcast(op, tensor.AsByteMemory(), o.Root),
             $"{tensor.DType.TorchName()} x{tensor.NumEl} root {o.Root}"
         );
@@ -147,14 +146,14 @@ public sealed partial class TcpProcessGroup
         CheckTensor("allgather", input);
         CollectiveShapes.AllGather(Size, output, input);
         long bytes = (long)output.NumEl * output.DType.SizeOf();
-        bool hierarchical = GoesHierarchical(bytes);
+        var lane = GoesHierarchical(bytes) ? EnterLane() : null;
         return Run(
             "allgather",
             bytes,
             options?.Timeout,
             op =>
-                hierarchical
-                    ? HierarchicalAllGather(output.AsByteMemory(), input.AsByteMemory())
+                lane != null
+                    ? InLane(lane, () => HierarchicalAllGather(output.AsByteMemory(), input.AsByteMemory()))
                     : RingAllGather(op, output.AsByteMemory(), input.AsByteMemory()),
             $"{input.DType.TorchName()} x{input.NumEl}"
         );
@@ -168,10 +167,10 @@ public sealed partial class TcpProcessGroup
         var o = options ?? new ReduceScatterOptions();
         CollectiveShapes.ReduceScatter(Size, output, input);
         long bytes = (long)input.NumEl * input.DType.SizeOf();
-        bool hierarchical = GoesHierarchical(bytes);
+        var lane = GoesHierarchical(bytes) ? EnterLane() : null;
         Task Scatter(Op op, Memory<byte> to, Memory<byte> from, DType dtype) =>
-            hierarchical
-                ? HierarchicalReduceScatter(to, from, dtype, o.Op)
+            lane != null
+                ? InLane(lane, () => HierarchicalReduceScatter(to, from, dtype, o.Op))
                 : RingReduceScatter(op, to, from, dtype, o.Op);
         return Run(
             "reduce_scatter",

@@ -19,11 +19,59 @@ public sealed partial class TcpProcessGroup
         return true;
     }
 
+    /// <summary>A hierarchical op's place in line: the op before it, and the signal it gives when it is done.</summary>
+    private sealed class LaneTicket(Task previous)
+    {
+        public Task Previous { get; } = previous;
+
+        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    private Task _laneTail = Task.CompletedTask;
+
+    /// <summary>Takes the next place in line for a hierarchical op (on the caller's thread, in op order). Hierarchical
+    /// ops run one after another: each issues its sub-group ops from continuations (after a phase of an earlier piece
+    /// finished), and two in flight at once would number their sub-ops in whatever order their phases finished — which
+    /// differs between ranks, so the sub-groups' sequence numbers would disagree (one rank's piece of tensor 1 meeting
+    /// another's piece of tensor 3). In line, every rank issues every sub-op in the same order.</summary>
+    private LaneTicket EnterLane()
+    {
+        lock (_hierarchyLock)
+        {
+            var ticket = new LaneTicket(_laneTail);
+            _laneTail = ticket.Done.Task;
+            return ticket;
+        }
+    }
+
+    /// <summary>Runs <paramref name="body"/> once the ops before it in line are done (at once without a
+    /// ticket).</summary>
+    private static async Task InLane(LaneTicket? lane, Func<Task> body)
+    {
+        if (lane == null)
+        {
+            await body().ConfigureAwait(false);
+            return;
+        }
+        try
+        {
+            await lane.Previous.ConfigureAwait(false); // never faults: a failed op signals done as well
+            await body().ConfigureAwait(false);
+        }
+        finally
+        {
+            lane.Done.TrySetResult();
+        }
+    }
+
     /// <summary>Whether a broadcast, allgather (of <paramref name="bytes"/> gathered) or reduce-scatter (of
     /// <paramref name="bytes"/> scattered) goes hierarchical: the group spans hosts of equal rank counts, the size is
     /// above <see cref="TcpOptions.SmallMessageBytes"/> and <see cref="TcpOptions.Hierarchical"/> is on.</summary>
     public bool IsHierarchical(long bytes) =>
-        Size > 1 && _mesh.Options.Hierarchical && bytes > _mesh.Options.SmallMessageBytes && HostGroups(out _) != null;
+        Size > 1
+        && _mesh.Options is { Hierarchical: true, HierarchicalAll: true }
+        && bytes > _mesh.Options.SmallMessageBytes
+        && HostGroups(out _) != null;
 
     /// <summary>(offset, length) pieces of a block of <paramref name="length"/> bytes, about 4 ring chunks per local
     /// rank each (as the hierarchical allreduce's), whole elements of <paramref name="es"/> bytes: piece p+1 crosses
