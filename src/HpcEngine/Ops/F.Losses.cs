@@ -178,12 +178,7 @@ public static partial class F
             throw ShapeMismatchException.For("mse_loss", "input and target must have the same shape", input, target);
         using var d = Ops.Sub(input, target);
         using var sq = Ops.Mul(d, d);
-        return reduction switch
-        {
-            Reduction.Mean => Ops.Mean(sq),
-            Reduction.Sum => Ops.Sum(sq),
-            _ => Ops.Identity(sq),
-        };
+        return Reduced(sq, reduction);
     }
 
     private static Tensor ValidMask(Tensor target, int ignoreIndex, DType dtype)
