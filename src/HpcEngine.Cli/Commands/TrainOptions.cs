@@ -203,7 +203,7 @@ public sealed class TrainOptions
 
     [Option(
         "elastic",
-        HelpText = "Keep training when a rank is lost: the survivors re-form and go on from rank 0's state (sync strategy, no codec; set by launch --elastic through HPCENGINE_ELASTIC)."
+        HelpText = "Keep training when a rank is lost: the survivors re-form and go on from their last commit point (sync, zero1, localsgd, diloco, any codec; not ssp; set by launch --elastic through HPCENGINE_ELASTIC)."
     )]
     public bool Elastic { get; set; }
 

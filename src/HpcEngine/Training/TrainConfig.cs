@@ -149,8 +149,9 @@ public sealed record TrainConfig
     public string? Straggler { get; init; }
 
     /// <summary>Keep training when a rank is lost (<see cref="Trainer.RunElastic"/>): the survivors re-form and go on
-    /// from the new rank 0's state. Supported for the sync strategy without a codec, one step per batch and
-    /// checkpoints at epoch ends only (each a <c>TrainConfigException</c> otherwise). Not part of the run's
+    /// from their last commit point with the most advanced member's state. Supported for sync, zero1, localsgd and
+    /// diloco (with or without a codec; not ssp), one step per batch and checkpoints at epoch ends only (each a
+    /// <c>TrainConfigException</c> otherwise). Not part of the run's
     /// fingerprint: a resume may turn it on or off.</summary>
     [JsonIgnore]
     public bool Elastic { get; init; }

@@ -22,7 +22,7 @@ public sealed partial class TcpProcessGroup
             SubGroups();
             lane = EnterLane();
         }
-        return Run("allreduce", bytes, o.Timeout, op => InLane(lane, async () =>
+        return Run("allreduce", bytes, o.Timeout, op => InLane(lane, op.Token, async () =>
                 {
                     if (widen)
                     {
@@ -90,7 +90,7 @@ public sealed partial class TcpProcessGroup
             o.Timeout,
             op =>
                 Size <= 1 ? Task.CompletedTask
-                : lane != null ? InLane(lane, () => HierarchicalBroadcast(tensor.AsByteMemory(), o.Root))
+                : lane != null ? InLane(lane, op.Token, () => HierarchicalBroadcast(tensor.AsByteMemory(), o.Root))
                 : ChainBroadcast(op, tensor.AsByteMemory(), o.Root),
             $"{tensor.DType.TorchName()} x{tensor.NumEl} root {o.Root}"
         );
@@ -153,7 +153,7 @@ public sealed partial class TcpProcessGroup
             options?.Timeout,
             op =>
                 lane != null
-                    ? InLane(lane, () => HierarchicalAllGather(output.AsByteMemory(), input.AsByteMemory()))
+                    ? InLane(lane, op.Token, () => HierarchicalAllGather(output.AsByteMemory(), input.AsByteMemory()))
                     : RingAllGather(op, output.AsByteMemory(), input.AsByteMemory()),
             $"{input.DType.TorchName()} x{input.NumEl}"
         );
@@ -170,7 +170,7 @@ public sealed partial class TcpProcessGroup
         var lane = GoesHierarchical(bytes) ? EnterLane() : null;
         Task Scatter(Op op, Memory<byte> to, Memory<byte> from, DType dtype) =>
             lane != null
-                ? InLane(lane, () => HierarchicalReduceScatter(to, from, dtype, o.Op))
+                ? InLane(lane, op.Token, () => HierarchicalReduceScatter(to, from, dtype, o.Op))
                 : RingReduceScatter(op, to, from, dtype, o.Op);
         return Run(
             "reduce_scatter",

@@ -46,7 +46,7 @@ public sealed partial class TcpProcessGroup
 
     /// <summary>Runs <paramref name="body"/> once the ops before it in line are done (at once without a
     /// ticket).</summary>
-    private static async Task InLane(LaneTicket? lane, Func<Task> body)
+    private static async Task InLane(LaneTicket? lane, CancellationToken token, Func<Task> body)
     {
         if (lane == null)
         {
@@ -55,7 +55,9 @@ public sealed partial class TcpProcessGroup
         }
         try
         {
-            await lane.Previous.ConfigureAwait(false); // never faults: a failed op signals done as well
+            // Never faults (a failed op signals done as well); the op's own deadline bounds the wait, in case an
+            // earlier op never started its body (a desync check that failed first).
+            await lane.Previous.WaitAsync(token).ConfigureAwait(false);
             await body().ConfigureAwait(false);
         }
         finally
