@@ -98,6 +98,22 @@ internal static class TestSupport
             }
         }
 
+        /// <summary>
+        /// Waits for the process to exit and then for its redirected output to be read to the end:
+        /// <see cref="Process.WaitForExit(int)"/> alone returns before the asynchronous readers have
+        /// delivered the last lines, so a test that reads <see cref="Stdout"/> right after it can miss them.
+        /// </summary>
+        public bool WaitForExit(TimeSpan timeout)
+        {
+            if (!Process.WaitForExit(timeout))
+                return false;
+            Process.WaitForExit();
+            return true;
+        }
+
+        /// <inheritdoc cref="WaitForExit(TimeSpan)"/>
+        public bool WaitForExit(int milliseconds) => WaitForExit(TimeSpan.FromMilliseconds(milliseconds));
+
         public void Dispose()
         {
             try

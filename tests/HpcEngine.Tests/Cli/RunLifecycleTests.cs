@@ -458,7 +458,7 @@ public class RunLifecycleTests
                     Thread.Sleep(50);
                 }
                 Process.Start("kill", $"-9 {ranks[1].Process.Id}")!.WaitForExit();
-                Assert.That(ranks[0].Process.WaitForExit(30_000), Is.True, "rank 0 did not fail");
+                Assert.That(ranks[0].WaitForExit(30_000), Is.True, "rank 0 did not fail");
                 Assert.That(ranks[0].Process.ExitCode, Is.Not.Zero);
                 var j = Json(json);
                 Assert.That(j.GetProperty("status").GetString(), Is.EqualTo("failed"));

@@ -95,7 +95,7 @@ public class LauncherLifecycleTests
         string dispositions = SignalDispositions(launcher.Process.Id);
         Process.Start("kill", $"-{signal} {launcher.Process.Id}")!.WaitForExit();
         // A bound on a hang, not a timing: 5 s grace plus draining, with room for a loaded 2-core CI machine.
-        bool exited = launcher.Process.WaitForExit(45_000);
+        bool exited = launcher.WaitForExit(45_000);
         try
         {
             Assert.That(
@@ -139,7 +139,7 @@ public class LauncherLifecycleTests
         var pids = WorkerPids(launcher, 1);
         WaitForLines(launcher, "[0] trap set");
         Process.Start("kill", $"-TERM {launcher.Process.Id}")!.WaitForExit();
-        Assert.That(launcher.Process.WaitForExit(20_000), Is.True);
+        Assert.That(launcher.WaitForExit(20_000), Is.True);
         try
         {
             Assert.That(launcher.Stderr, Does.Contain("still running: SIGKILL"));

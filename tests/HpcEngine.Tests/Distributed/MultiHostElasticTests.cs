@@ -90,12 +90,8 @@ public class MultiHostElasticTests
             TestSupport.WriteTinyFashionMnist(dir, 512, 128);
             string json = Path.Combine(dir, "r.json");
             var nodes = Launch(hosts, dir, json, 3, "kill:rank=2,step=2;kill:rank=3,step=2");
-            Assert.That(
-                nodes[0].Process.WaitForExit(TimeSpan.FromSeconds(120)),
-                Is.True,
-                nodes[0].Stdout + nodes[0].Stderr
-            );
-            Assert.That(nodes[1].Process.WaitForExit(TimeSpan.FromSeconds(30)), Is.True);
+            Assert.That(nodes[0].WaitForExit(TimeSpan.FromSeconds(120)), Is.True, nodes[0].Stdout + nodes[0].Stderr);
+            Assert.That(nodes[1].WaitForExit(TimeSpan.FromSeconds(30)), Is.True);
             Assert.That(nodes[0].Process.ExitCode, Is.Zero, nodes[0].Stdout + nodes[0].Stderr);
             Assert.That(nodes[1].Process.ExitCode, Is.EqualTo(137), "host 1's launcher: none of its workers completed");
             using var j = JsonDocument.Parse(File.ReadAllText(json));
@@ -123,8 +119,8 @@ public class MultiHostElasticTests
                 Thread.Sleep(20);
             Assert.That(first.Stdout, Does.Contain("epoch 1/"), first.Stdout + first.Stderr);
             var later = Node(hosts, 1, dir, json, 40, null, "1:2");
-            Assert.That(first.Process.WaitForExit(TimeSpan.FromSeconds(150)), Is.True, first.Stdout + first.Stderr);
-            Assert.That(later.Process.WaitForExit(TimeSpan.FromSeconds(30)), Is.True, later.Stdout + later.Stderr);
+            Assert.That(first.WaitForExit(TimeSpan.FromSeconds(150)), Is.True, first.Stdout + first.Stderr);
+            Assert.That(later.WaitForExit(TimeSpan.FromSeconds(30)), Is.True, later.Stdout + later.Stderr);
             Assert.That(first.Process.ExitCode, Is.Zero, first.Stdout + first.Stderr);
             Assert.That(later.Process.ExitCode, Is.Zero, later.Stdout + later.Stderr);
             using var j = JsonDocument.Parse(File.ReadAllText(json));
@@ -164,11 +160,7 @@ public class MultiHostElasticTests
                 Thread.Sleep(20);
             Assert.That(nodes[0].Stdout, Does.Contain("epoch 2/"), nodes[0].Stdout + nodes[0].Stderr);
             hosts.SetLink(1, up: false);
-            Assert.That(
-                nodes[0].Process.WaitForExit(TimeSpan.FromSeconds(120)),
-                Is.True,
-                nodes[0].Stdout + nodes[0].Stderr
-            );
+            Assert.That(nodes[0].WaitForExit(TimeSpan.FromSeconds(120)), Is.True, nodes[0].Stdout + nodes[0].Stderr);
             Assert.That(nodes[0].Process.ExitCode, Is.Zero, nodes[0].Stdout + nodes[0].Stderr);
             Assert.That(nodes[0].Stdout, Does.Contain("generation 1 has 2 rank(s)"));
             using var j = JsonDocument.Parse(File.ReadAllText(json));

@@ -62,11 +62,10 @@ public class MultiHostTests
         foreach (var (n, i) in nodes.Select((n, i) => (n, i)))
         {
             var left = deadline - DateTime.UtcNow;
-            if (!n.Process.WaitForExit(left > TimeSpan.Zero ? left : TimeSpan.Zero))
+            if (!n.WaitForExit(left > TimeSpan.Zero ? left : TimeSpan.Zero))
                 Assert.Fail(
                     $"node {i} did not finish within {seconds}s:\n{string.Join("\n---\n", nodes.Select(x => x.Stdout + x.Stderr))}"
                 );
-            n.Process.WaitForExit(); // drain
         }
     }
 

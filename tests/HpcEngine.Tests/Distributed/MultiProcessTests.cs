@@ -184,11 +184,7 @@ public class MultiProcessTests
             Process.Start("kill", $"-9 {ranks[1].Process.Id}")!.WaitForExit();
             foreach (int r in new[] { 0, 2 })
             {
-                Assert.That(
-                    ranks[r].Process.WaitForExit(10_000),
-                    Is.True,
-                    $"rank {r} still running 10 s after the kill"
-                );
+                Assert.That(ranks[r].WaitForExit(10_000), Is.True, $"rank {r} still running 10 s after the kill");
                 Assert.That(
                     killed.Elapsed.TotalSeconds,
                     Is.LessThan(5),
@@ -226,7 +222,7 @@ public class MultiProcessTests
             .Value;
         Assert.That(pid, Is.Not.Empty, launcher.Stderr);
         Process.Start("kill", $"-9 {pid}")!.WaitForExit();
-        Assert.That(launcher.Process.WaitForExit(15_000), Is.True, "the launcher did not exit");
+        Assert.That(launcher.WaitForExit(15_000), Is.True, "the launcher did not exit");
         Assert.That(launcher.Process.ExitCode, Is.Not.Zero);
         Assert.That(launcher.Stderr, Does.Contain("failed with exit code"));
     }
@@ -253,7 +249,7 @@ public class MultiProcessTests
             Process.Start("kill", $"-STOP {ranks[2].Process.Id}")!.WaitForExit();
             foreach (int r in new[] { 0, 1 })
             {
-                Assert.That(ranks[r].Process.WaitForExit(20_000), Is.True, $"rank {r} did not fail");
+                Assert.That(ranks[r].WaitForExit(20_000), Is.True, $"rank {r} did not fail");
                 Assert.That(ranks[r].Process.ExitCode, Is.Not.Zero);
                 Assert.That(ranks[r].Stderr, Does.Contain("allreduce #"), ranks[r].Stderr);
                 // Warned while waiting, and the frozen peer is named by its silence (its kernel still ACKs: TCP sees

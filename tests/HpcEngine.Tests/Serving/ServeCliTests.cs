@@ -90,7 +90,7 @@ public partial class ServeCliTests
         Assert.That((await http.GetAsync("/v2/health/ready")).StatusCode, Is.EqualTo(HttpStatusCode.OK));
 
         Assert.That(HpcEngine.Distributed.Launch.ProcessControl.Signal(server.Process.Id, 15), Is.True);
-        Assert.That(server.Process.WaitForExit(30_000), Is.True, "serve did not stop on SIGTERM");
+        Assert.That(server.WaitForExit(30_000), Is.True, "serve did not stop on SIGTERM");
         Assert.That(server.Process.ExitCode, Is.EqualTo(0), server.Stderr);
         Assert.That(server.Stdout, Does.Contain("stopped (in-flight requests drained)"));
     }
