@@ -4,8 +4,11 @@ using System.Threading.Channels;
 namespace HpcEngine.Serving;
 
 /// <summary>Coalesces concurrent inference requests into batches, as Triton's dynamic batcher does: the first request
-/// opens a batch, which closes when it holds <see cref="MaxBatch"/> samples or <see cref="MaxDelay"/> has passed; the
-/// batch runs as one forward pass on one thread and each request gets its own rows back. A request larger than the
+/// opens a batch, which closes when it holds <see cref="MaxBatch"/> samples, when <see cref="MaxDelay"/> has passed,
+/// or as soon as the queue is empty and no request is on its way in (see <see cref="Arrive"/>) — waiting then would
+/// only add latency, and under a closed loop of C clients it would stall every batch for the whole delay, since the
+/// clients all wait on the batch. The batch runs as one forward pass on one thread and each request gets its own rows
+/// back. A request larger than the
 /// batch runs alone. The model is read from <see cref="ModelStore"/> at the start of each batch, so a hot reload
 /// takes effect between batches and a batch never mixes models.</summary>
 public sealed class DynamicBatcher : IAsyncDisposable
@@ -22,6 +25,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
     private readonly ModelStore _models;
     private readonly ServeMetrics _metrics;
     private readonly Task _loop;
+    private int _arriving;
 
     /// <summary>The most samples one forward pass takes.</summary>
     public int MaxBatch { get; }
@@ -42,6 +46,22 @@ public sealed class DynamicBatcher : IAsyncDisposable
         _loop = Task
             .Factory.StartNew(Loop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)
             .Unwrap();
+    }
+
+    /// <summary>Marks a request on its way in (its body being read and parsed) until the returned scope is disposed:
+    /// an open batch waits for it (up to the delay) rather than closing. Queue the request with
+    /// <see cref="InferAsync"/> before disposing the scope, so the batch never sees neither.</summary>
+    public ArrivalScope Arrive()
+    {
+        Interlocked.Increment(ref _arriving);
+        return new ArrivalScope(this);
+    }
+
+    /// <summary>A request on its way in; disposing it ends the arrival.</summary>
+    public readonly struct ArrivalScope(DynamicBatcher batcher) : IDisposable
+    {
+        /// <inheritdoc/>
+        public void Dispose() => Interlocked.Decrement(ref batcher._arriving);
     }
 
     /// <summary>Queues <paramref name="count"/> samples (row-major, as the model takes them) and returns the model that
@@ -89,7 +109,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
                     continue;
                 }
                 var left = MaxDelay - deadline.Elapsed;
-                if (left <= TimeSpan.Zero)
+                if (left <= TimeSpan.Zero || Volatile.Read(ref _arriving) == 0)
                     break;
                 using var wait = new CancellationTokenSource(left);
                 try

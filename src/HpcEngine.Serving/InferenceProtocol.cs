@@ -15,7 +15,7 @@ public sealed class RequestException(int status, string message) : Exception(mes
 /// named <see cref="InputName"/> — FP32 as the model takes it (normalised pixels, encoded features), or UINT8 pixels
 /// for image models (normalised by the server as in training) — with shape [B, ...sample] or [B, F] and its data flat
 /// or nested in row-major order; outputs <c>logits</c> and <c>probabilities</c> [B, classes] FP32.</summary>
-public static class InferenceProtocol
+public static partial class InferenceProtocol
 {
     /// <summary>The input tensor's name.</summary>
     public const string InputName = "input";
@@ -26,18 +26,26 @@ public static class InferenceProtocol
     /// <summary>The most samples one request may carry.</summary>
     public const int MaxSamplesPerRequest = 4096;
 
-    /// <summary>A parsed request: its id, the model inputs (row-major floats) and the outputs asked for.</summary>
-    public sealed record Parsed(string? Id, float[] Inputs, int Count, IReadOnlyList<string> Outputs);
+    /// <summary>An output the request asks for, and whether it comes back as binary tensor data.</summary>
+    public sealed record RequestedOutput(string Name, bool Binary);
 
-    /// <summary>Parses and checks an infer request for <paramref name="model"/>; every problem is a 400 naming
-    /// it.</summary>
-    public static Parsed Parse(ReadOnlySpan<byte> body, ServedModel model)
+    /// <summary>A parsed request: its id, the model inputs (row-major floats) and the outputs asked for.</summary>
+    public sealed record Parsed(string? Id, float[] Inputs, int Count, IReadOnlyList<RequestedOutput> Outputs);
+
+    /// <summary>Parses and checks an all-JSON infer request for <paramref name="model"/>; every problem is a 400
+    /// naming it.</summary>
+    public static Parsed Parse(ReadOnlyMemory<byte> body, ServedModel model) => Parse(body, default, model);
+
+    /// <summary>Parses and checks an infer request whose JSON header is <paramref name="json"/> and whose binary
+    /// tensor data (the extension's tail of the body; empty for an all-JSON request) is <paramref name="binary"/>;
+    /// every problem is a 400 naming it.</summary>
+    public static Parsed Parse(ReadOnlyMemory<byte> json, ReadOnlySpan<byte> binary, ServedModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(body.ToArray(), new JsonDocumentOptions { MaxDepth = 16 });
+            doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 16 });
         }
         catch (JsonException e)
         {
@@ -69,36 +77,55 @@ public static class InferenceProtocol
                 throw Bad("UINT8 input is for image models; this model takes FP32 features");
             var shape = Shape(input, model);
             int count = shape[0];
-            var values = Flatten(input.TryGetProperty("data", out var data) ? data : default, count * model.SampleSize);
-            var floats = new float[values.Length];
-            if (datatype == "FP32")
-                for (int i = 0; i < values.Length; i++)
-                {
-                    float f = (float)values[i];
-                    if (!float.IsFinite(f))
-                        throw Bad(
-                            $"data[{i}] is {values[i].ToString(CultureInfo.InvariantCulture)}: not a finite FP32 value"
-                        );
-                    floats[i] = f;
-                }
-            else
-            {
-                var pixels = new byte[values.Length];
-                for (int i = 0; i < values.Length; i++)
-                {
-                    double v = values[i];
-                    if (v < 0 || v > 255 || v != Math.Floor(v))
-                        throw Bad($"data[{i}] is {v.ToString(CultureInfo.InvariantCulture)}: not a UINT8 value");
-                    pixels[i] = (byte)v;
-                }
-                for (int s = 0; s < count; s++)
-                    model.Normalise(
-                        pixels.AsSpan(s * model.SampleSize, model.SampleSize),
-                        floats.AsSpan(s * model.SampleSize, model.SampleSize)
-                    );
-            }
+            var floats = BinaryDataSize(input) is { } size
+                ? FromBinary(binary, size, datatype, count, model, json.Length)
+                : FromJson(input, binary.Length, datatype, count, model);
             return new Parsed(id, floats, count, Outputs(root));
         }
+    }
+
+    /// <summary>The values of the input's "data" (flat or nested) as the model's floats.</summary>
+    private static float[] FromJson(JsonElement input, int binaryBytes, string datatype, int count, ServedModel model)
+    {
+        if (binaryBytes > 0)
+            throw Bad(
+                $"the body holds {binaryBytes} bytes after the JSON header, but the input declares no "
+                    + "\"binary_data_size\" parameter"
+            );
+        var values = Flatten(input.TryGetProperty("data", out var data) ? data : default, count * model.SampleSize);
+        if (datatype == "UINT8")
+        {
+            var pixels = new byte[values.Length];
+            for (int i = 0; i < values.Length; i++)
+            {
+                double v = values[i];
+                if (v < 0 || v > 255 || v != Math.Floor(v))
+                    throw Bad($"data[{i}] is {v.ToString(CultureInfo.InvariantCulture)}: not a UINT8 value");
+                pixels[i] = (byte)v;
+            }
+            return Normalised(pixels, count, model);
+        }
+        var floats = new float[values.Length];
+        for (int i = 0; i < values.Length; i++)
+        {
+            float f = (float)values[i];
+            if (!float.IsFinite(f))
+                throw Bad($"data[{i}] is {values[i].ToString(CultureInfo.InvariantCulture)}: not a finite FP32 value");
+            floats[i] = f;
+        }
+        return floats;
+    }
+
+    /// <summary>UINT8 pixels of <paramref name="count"/> samples through the training-time normalisation.</summary>
+    private static float[] Normalised(ReadOnlySpan<byte> pixels, int count, ServedModel model)
+    {
+        var floats = new float[pixels.Length];
+        for (int s = 0; s < count; s++)
+            model.Normalise(
+                pixels.Slice(s * model.SampleSize, model.SampleSize),
+                floats.AsSpan(s * model.SampleSize, model.SampleSize)
+            );
+        return floats;
     }
 
     private static RequestException Bad(string message) => new(400, message);
@@ -155,61 +182,6 @@ public static class InferenceProtocol
         if (values.Count != expected)
             throw Bad($"data holds {values.Count} values; the shape gives {expected}");
         return [.. values];
-    }
-
-    private static IReadOnlyList<string> Outputs(JsonElement root)
-    {
-        if (!root.TryGetProperty("outputs", out var outs))
-            return OutputNames;
-        if (outs.ValueKind != JsonValueKind.Array)
-            throw Bad("\"outputs\" must be an array of {\"name\": ...}");
-        var names = new List<string>();
-        foreach (var o in outs.EnumerateArray())
-        {
-            string n = Text(o, "name");
-            if (!OutputNames.Contains(n))
-                throw Bad($"unknown output '{n}': use {string.Join(" or ", OutputNames)}");
-            names.Add(n);
-        }
-        return names;
-    }
-
-    /// <summary>Writes the response body — the outputs asked for, [B, classes] FP32 each — straight to
-    /// <paramref name="body"/> (a writer, not a serialised object graph: it is most of a small request's cost).</summary>
-    public static async Task WriteResponseAsync(Stream body, ServedModel model, Parsed request, float[] logits)
-    {
-        ArgumentNullException.ThrowIfNull(body);
-        ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(request);
-        ArgumentNullException.ThrowIfNull(logits);
-        int k = model.Input.Classes;
-        await using var w = new Utf8JsonWriter(body);
-        w.WriteStartObject();
-        w.WriteString("model_name", model.Name);
-        w.WriteString("model_version", model.Version);
-        if (request.Id != null)
-            w.WriteString("id", request.Id);
-        else
-            w.WriteNull("id");
-        w.WriteStartArray("outputs");
-        foreach (var name in request.Outputs)
-        {
-            w.WriteStartObject();
-            w.WriteString("name", name);
-            w.WriteString("datatype", "FP32");
-            w.WriteStartArray("shape");
-            w.WriteNumberValue(request.Count);
-            w.WriteNumberValue(k);
-            w.WriteEndArray();
-            w.WriteStartArray("data");
-            foreach (float v in name == "logits" ? logits : Softmax(logits, k))
-                w.WriteNumberValue(v);
-            w.WriteEndArray();
-            w.WriteEndObject();
-        }
-        w.WriteEndArray();
-        w.WriteEndObject();
-        await w.FlushAsync().ConfigureAwait(false);
     }
 
     /// <summary>Row-wise softmax of [n, k] logits (max-subtracted, in double).</summary>

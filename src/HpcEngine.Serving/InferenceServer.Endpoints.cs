@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.InteropServices;
 using HpcEngine.Datasets.Prepare;
 using Microsoft.AspNetCore.Builder;
@@ -17,7 +18,7 @@ public sealed partial class InferenceServer
                 {
                     name = "hpcengine",
                     version = typeof(Tensor).Assembly.GetName().Version?.ToString(),
-                    extensions = Array.Empty<string>(),
+                    extensions = new[] { InferenceProtocol.BinaryExtension },
                 }
             ));
         app.MapGet("/v2/models/{name}", (string name) => Results.Json(InferenceProtocol.Metadata(Model(name))));
@@ -52,6 +53,13 @@ public sealed partial class InferenceServer
 
     private static async Task<byte[]> Body(HttpContext context)
     {
+        // Kestrel has already refused a declared length over the limit (413), and ends a shorter body with an error.
+        if (context.Request.ContentLength is long declared and <= int.MaxValue)
+        {
+            var exact = new byte[declared];
+            await context.Request.Body.ReadExactlyAsync(exact, context.RequestAborted).ConfigureAwait(false);
+            return exact;
+        }
         using var buffer = new MemoryStream();
         await context.Request.Body.CopyToAsync(buffer, context.RequestAborted).ConfigureAwait(false);
         return buffer.ToArray();
@@ -60,12 +68,32 @@ public sealed partial class InferenceServer
     private async Task Infer(string name, HttpContext context)
     {
         var model = Model(name);
-        var request = InferenceProtocol.Parse(await Body(context).ConfigureAwait(false), model);
-        var (ran, logits) = await _batcher.InferAsync(request.Inputs, request.Count).ConfigureAwait(false);
-        context.Response.ContentType = "application/json";
-        await InferenceProtocol
-            .WriteResponseAsync(context.Response.BodyWriter.AsStream(), ran, request, logits)
-            .ConfigureAwait(false);
+        InferenceProtocol.Parsed request;
+        Task<(ServedModel, float[])> inference;
+        using (_batcher.Arrive())
+        {
+            var headers = context.Request.Headers;
+            var (json, binary) = InferenceProtocol.Split(
+                await Body(context).ConfigureAwait(false),
+                headers.TryGetValue(InferenceProtocol.HeaderLengthHeader, out var length) ? length.ToString() : null
+            );
+            request = InferenceProtocol.Parse(json, binary.Span, model);
+            inference = _batcher.InferAsync(request.Inputs, request.Count);
+        }
+        var (ran, logits) = await inference.ConfigureAwait(false);
+        var response = new ArrayBufferWriter<byte>(1024);
+        int? header = InferenceProtocol.WriteResponse(response, ran, request, logits);
+        if (header is int n)
+        {
+            context.Response.Headers[InferenceProtocol.HeaderLengthHeader] = n.ToString(
+                System.Globalization.CultureInfo.InvariantCulture
+            );
+            context.Response.ContentType = "application/octet-stream";
+        }
+        else
+            context.Response.ContentType = "application/json";
+        context.Response.ContentLength = response.WrittenCount;
+        await context.Response.Body.WriteAsync(response.WrittenMemory, context.RequestAborted).ConfigureAwait(false);
     }
 
     /// <summary>A raw image (PNG/JPEG body) or CSV text (a header and rows) through the model's training-time
@@ -78,6 +106,48 @@ public sealed partial class InferenceServer
                 400,
                 $"model {model.Name} records no preprocessing for raw inputs: use /v2/models/{model.Name}/infer"
             );
+        Task<(ServedModel, float[])> inference;
+        int count;
+        string[] names;
+        using (_batcher.Arrive())
+        {
+            (var inputs, count, names) = await RawSamples(context, model, raw).ConfigureAwait(false);
+            inference = _batcher.InferAsync(inputs, count);
+        }
+        var (ran, logits) = await inference.ConfigureAwait(false);
+        int k = ran.Input.Classes;
+        var p = InferenceProtocol.Softmax(logits, k);
+        var predictions = Enumerable
+            .Range(0, count)
+            .Select(i =>
+            {
+                var row = p.AsSpan(i * k, k).ToArray();
+                int best = Array.IndexOf(row, row.Max());
+                return new Dictionary<string, object>
+                {
+                    ["input"] = names[i],
+                    ["class"] = ran.ClassNames[best],
+                    ["label"] = best,
+                    ["probabilities"] = row,
+                };
+            });
+        return Results.Json(
+            new Dictionary<string, object>
+            {
+                ["model_name"] = ran.Name,
+                ["model_version"] = ran.Version,
+                ["predictions"] = predictions.ToList(),
+            }
+        );
+    }
+
+    /// <summary>The samples of a raw request: one image, or the CSV rows encoded, with a name for each.</summary>
+    private static async Task<(float[] Inputs, int Count, string[] Names)> RawSamples(
+        HttpContext context,
+        ServedModel model,
+        RawInputs raw
+    )
+    {
         var body = await Body(context).ConfigureAwait(false);
         if (body.Length == 0)
             throw new RequestException(400, "empty body: send a PNG or JPEG image, or CSV text with a header row");
@@ -118,30 +188,6 @@ public sealed partial class InferenceServer
                 encoder.Encode(table.Rows[r], columns, inputs.AsSpan(r * encoder.Width, encoder.Width), names[r]);
             }
         }
-        var (ran, logits) = await _batcher.InferAsync(inputs, count).ConfigureAwait(false);
-        int k = ran.Input.Classes;
-        var p = InferenceProtocol.Softmax(logits, k);
-        var predictions = Enumerable
-            .Range(0, count)
-            .Select(i =>
-            {
-                var row = p.AsSpan(i * k, k).ToArray();
-                int best = Array.IndexOf(row, row.Max());
-                return new Dictionary<string, object>
-                {
-                    ["input"] = names[i],
-                    ["class"] = ran.ClassNames[best],
-                    ["label"] = best,
-                    ["probabilities"] = row,
-                };
-            });
-        return Results.Json(
-            new Dictionary<string, object>
-            {
-                ["model_name"] = ran.Name,
-                ["model_version"] = ran.Version,
-                ["predictions"] = predictions.ToList(),
-            }
-        );
+        return (inputs, count, names);
     }
 }

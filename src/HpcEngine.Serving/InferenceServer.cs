@@ -35,6 +35,9 @@ public sealed partial class InferenceServer : IAsyncDisposable
     /// <summary>The model being served.</summary>
     public ModelStore Models => _models;
 
+    /// <summary>The batcher (tests hold an arrival open on it to keep a batch waiting).</summary>
+    internal DynamicBatcher Batcher => _batcher;
+
     private InferenceServer(ServeOptions options)
     {
         _options = options;

@@ -105,8 +105,22 @@ public sealed class BenchOptions
     [Option("concurrency", Default = 32, HelpText = "serve: concurrent clients.")]
     public int Concurrency { get; set; }
 
-    [Option("requests", Default = 10000, HelpText = "serve: requests in total.")]
+    [Option("requests", Default = 10000, HelpText = "serve: timed requests in total.")]
     public int Requests { get; set; }
+
+    [Option(
+        "warmup-seconds",
+        Default = 5.0,
+        HelpText = "serve: untimed load first, until the server is in its steady state (its JIT's second tier, connections)."
+    )]
+    public double WarmupSeconds { get; set; }
+
+    [Option(
+        "tensor-format",
+        Default = "binary",
+        HelpText = "serve: binary (the binary tensor data extension, as Triton's perf_analyzer sends by default) or json."
+    )]
+    public string TensorFormat { get; set; } = "binary";
 
     [Option("token", HelpText = "serve: the server's bearer token.")]
     public string? Token { get; set; }

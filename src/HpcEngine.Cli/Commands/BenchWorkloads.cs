@@ -68,7 +68,7 @@ internal static class BenchWorkloads
         ],
         ["gpu"] = ["peer", "iters", "json"],
         ["loader"] = ["data", "dataset", "batch-size", "iters", "json"],
-        ["serve"] = ["url", "model", "concurrency", "requests", "token", "json"],
+        ["serve"] = ["url", "model", "concurrency", "requests", "warmup-seconds", "tensor-format", "token", "json"],
     };
 
     private static readonly string[] Summary =

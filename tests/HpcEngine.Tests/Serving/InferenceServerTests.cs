@@ -16,7 +16,7 @@ namespace HpcEngine.Tests.Serving;
 /// requests get a 4xx naming the problem and the server keeps serving, the token and body limits hold, concurrent
 /// requests are batched, and a newer checkpoint is swapped in.</summary>
 [NonParallelizable]
-public class InferenceServerTests
+public partial class InferenceServerTests
 {
     private string _dir = "";
     private string _ck = "";
@@ -344,15 +344,22 @@ public class InferenceServerTests
     [Test]
     public async Task Stopping_lets_in_flight_requests_finish()
     {
-        // A long batching delay keeps the requests in flight while the server is told to stop.
+        // A long batching delay, and an arrival held open (as if a fifth request were still being read), keep the
+        // requests in flight while the server is told to stop.
         var server = await Start(maxBatch: 64, delayMs: 400);
         using var http = new HttpClient { BaseAddress = server.Address };
-        var inFlight = Enumerable
-            .Range(0, 4)
-            .Select(_ => Post(http, "/v2/models/mlp/infer", Json(InferBody(new float[192], [1, 192]))))
-            .ToList();
-        await Task.Delay(100);
-        var stopping = server.StopAsync();
+        Task stopping;
+        List<Task<(HttpStatusCode, JsonElement)>> inFlight;
+        using (server.Batcher.Arrive())
+        {
+            inFlight = Enumerable
+                .Range(0, 4)
+                .Select(_ => Post(http, "/v2/models/mlp/infer", Json(InferBody(new float[192], [1, 192]))))
+                .ToList();
+            await Task.Delay(100);
+            Assert.That(inFlight.Any(t => t.IsCompleted), Is.False, "the batch is still waiting");
+            stopping = server.StopAsync();
+        }
         var answers = await Task.WhenAll(inFlight);
         await stopping;
         Assert.That(answers.Select(a => a.Item1), Is.All.EqualTo(HttpStatusCode.OK), "drained, not dropped");

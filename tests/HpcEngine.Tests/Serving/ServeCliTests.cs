@@ -72,15 +72,19 @@ public partial class ServeCliTests
             "8",
             "--requests",
             "300",
+            "--warmup-seconds",
+            "0.5",
             "--json",
             json,
         ]);
         Assert.That(load.Exit, Is.EqualTo(0), load.Stdout + load.Stderr);
-        Assert.That(load.Stdout, Does.Contain("300 requests, concurrency 8").And.Contain("0 errors"));
+        Assert.That(load.Stdout, Does.Contain("300 requests, concurrency 8 (binary tensors").And.Contain("0 errors"));
         using (var doc = JsonDocument.Parse(File.ReadAllText(json)))
         {
             var r = doc.RootElement;
             Assert.That(r.GetProperty("errors").GetInt32(), Is.EqualTo(0));
+            Assert.That(r.GetProperty("tensor_format").GetString(), Is.EqualTo("binary"));
+            Assert.That(r.GetProperty("warmup_requests").GetInt32(), Is.GreaterThan(0), "the warm-up ran");
             Assert.That(
                 r.GetProperty("latency_ms_p50").GetDouble(),
                 Is.LessThanOrEqualTo(r.GetProperty("latency_ms_p99").GetDouble())
