@@ -62,6 +62,23 @@ public sealed class TrainingHistory
             _state = error == null ? "finished" : $"failed: {error.Message}";
     }
 
+    /// <summary>This rank's place and step timeline as JSON, what another rank's dashboard draws of it:
+    /// <c>{rank, step, epoch, state, timeline: [[step, compute, communication, wait]]}</c>.</summary>
+    public string TimelineJson(int rank)
+    {
+        lock (_gate)
+            return JsonSerializer.Serialize(
+                new Dictionary<string, object>
+                {
+                    ["rank"] = rank,
+                    ["step"] = _step,
+                    ["epoch"] = _epoch,
+                    ["state"] = _state,
+                    ["timeline"] = _timeline.ToArray(),
+                }
+            );
+    }
+
     /// <summary>The history as JSON: <c>{step, epoch, state, seconds, loss: [[step, loss]], accuracy: [[step, acc]],
     /// throughput: [[seconds, samples/s]], timeline: [[step, compute, communication, wait]]}</c>.</summary>
     public string ToJson()

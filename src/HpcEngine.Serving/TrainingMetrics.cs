@@ -31,12 +31,16 @@ public sealed class TrainingMetrics : ITrainingObserver
     private double _stepCompute;
     private readonly string _rank;
 
+    /// <summary>The rank these figures are of.</summary>
+    public int Rank { get; }
+
     /// <summary>The recent history the dashboard draws.</summary>
     public TrainingHistory History { get; } = new();
 
     /// <summary>Metrics of rank <paramref name="rank"/>.</summary>
     public TrainingMetrics(int rank)
     {
+        Rank = rank;
         var f = Metrics.WithCustomRegistry(Registry);
         string r = rank.ToString(System.Globalization.CultureInfo.InvariantCulture);
         Gauge.Child G(string name, string help) => f.CreateGauge(name, help, ["rank"]).WithLabels(r);

@@ -14,8 +14,9 @@ namespace HpcEngine.Serving;
 /// live dashboard at <c>/dashboard</c> (one HTML page with its own canvas charts, shipped in this assembly: no CDN)
 /// and the history it polls at <c>/api/history</c>. Each rank serves its own on port + rank: no figures cross the
 /// training group (a collective for monitoring would tie the monitor's health to the job's, and a lost rank 0 would
-/// blind it), and Prometheus is made to scrape many targets.</summary>
-public sealed class TrainingMonitor : IAsyncDisposable, IDisposable
+/// blind it), and Prometheus is made to scrape many targets. With a <see cref="Directory"/>, <c>/api/ranks</c> gathers
+/// every rank's timeline from the ranks themselves, so one page shows them all.</summary>
+public sealed partial class TrainingMonitor : IAsyncDisposable, IDisposable
 {
     private readonly WebApplication _app;
 
@@ -43,6 +44,15 @@ public sealed class TrainingMonitor : IAsyncDisposable, IDisposable
             await Metrics.Registry.CollectAndExportAsTextAsync(c.Response.Body, c.RequestAborted).ConfigureAwait(false);
         });
         _app.MapGet("/api/history", () => Results.Text(Metrics.History.ToJson(), "application/json"));
+        _app.MapGet("/api/timeline", () =>
+            Results.Text(Metrics.History.TimelineJson(Metrics.Rank), "application/json")
+        );
+        _app.MapGet("/api/ranks", async (HttpContext c) =>
+        {
+            string json = await RanksJson(c.RequestAborted).ConfigureAwait(false);
+            c.Response.ContentType = "application/json";
+            await c.Response.WriteAsync(json, c.RequestAborted).ConfigureAwait(false);
+        });
         _app.MapGet("/dashboard", () => Results.Text(Page.Value, "text/html; charset=utf-8"));
         _app.MapGet("/", () => Results.Redirect("/dashboard"));
     }
@@ -91,5 +101,7 @@ public sealed class TrainingMonitor : IAsyncDisposable, IDisposable
     {
         await _app.StopAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
+        _peers.Dispose();
+        Directory?.Dispose();
     }
 }

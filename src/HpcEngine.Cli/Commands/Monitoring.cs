@@ -9,7 +9,7 @@ internal static class Monitoring
     /// <summary>The dashboard's port when only --dashboard is given (Ray's dashboard port).</summary>
     public const int DefaultDashboardPort = 8265;
 
-    public static TrainingMonitor? Start(TrainOptions o, bool distributed)
+    public static TrainingMonitor? Start(TrainOptions o, bool distributed, HpcEngine.Distributed.Tcp.TcpOptions tcp)
     {
         if (o.MetricsPort == null && !o.Dashboard)
             return null;
@@ -20,10 +20,46 @@ internal static class Monitoring
             .StartAsync(rank, o.MetricsHost, basePort == 0 ? 0 : basePort + local)
             .GetAwaiter()
             .GetResult();
+        if (distributed)
+            Publish(monitor, rank, tcp);
         // Every rank says where its own endpoint is (the line observer only speaks for rank 0).
         Console.WriteLine(
             $"rank {rank}: metrics at {monitor.Address}metrics{(o.Dashboard ? $", dashboard at {monitor.Address}dashboard" : "")}"
         );
         return monitor;
+    }
+
+    /// <summary>Puts this rank's monitor address in the job's store, over a connection of its own, so every rank's
+    /// dashboard can draw all ranks. Monitoring never stops a run: a store that cannot be reached leaves this
+    /// dashboard showing its own rank, and says so.</summary>
+    private static void Publish(TrainingMonitor monitor, int rank, HpcEngine.Distributed.Tcp.TcpOptions tcp)
+    {
+        var env = HpcEngine.Distributed.DistributedEnvironment.Resolve();
+        try
+        {
+            var store = HpcEngine.Distributed.TcpStore.Create(
+                env.MasterAddr,
+                env.MasterPort,
+                isServer: false,
+                new HpcEngine.Distributed.StoreOptions { Token = tcp.Token, JobId = tcp.JobId ?? env.JobId },
+                tcp.ConnectTimeout
+            );
+            monitor.Directory = new MonitorDirectory(store, env.WorldSize);
+            var address = monitor.Address;
+            // A wildcard bind is reachable by this host's name, not by 0.0.0.0.
+            if (address.Host is "0.0.0.0" or "[::]")
+                address = new UriBuilder(address) { Host = System.Net.Dns.GetHostName() }.Uri;
+            monitor.Directory.Publish(rank, address);
+        }
+        catch (Exception e)
+            when (e
+                    is IOException
+                        or TimeoutException
+                        or InvalidOperationException
+                        or System.Net.Sockets.SocketException
+            )
+        {
+            Console.Error.WriteLine($"rank {rank}: the dashboard shows this rank only (the job's store: {e.Message})");
+        }
     }
 }

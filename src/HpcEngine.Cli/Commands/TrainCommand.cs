@@ -192,7 +192,7 @@ internal static class TrainCommand
                 watchers.Add(events);
             if (faults != null)
                 watchers.Add(new FaultPlanObserver(faults, elastic?.MemberId ?? group?.Rank ?? 0));
-            using var monitor = Monitoring.Start(o, distributed);
+            using var monitor = Monitoring.Start(o, distributed, tcp);
             if (monitor != null)
                 watchers.Add(monitor.Metrics);
             using var metricsLog =

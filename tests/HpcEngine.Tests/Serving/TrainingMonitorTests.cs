@@ -246,6 +246,11 @@ public partial class TrainingMonitorTests
         var m = Regex.Match(dom, @"id=""status"">step (\d+), epoch (\d+), running");
         Assert.That(m.Success, Is.True, "the page does not show the run's step: " + dom[..Math.Min(dom.Length, 400)]);
         Assert.That(long.Parse(m.Groups[1].Value), Is.GreaterThan(0));
+        Assert.That(
+            dom,
+            Does.Match(@"class=""rank"">rank 0: step \d+, running"),
+            "the ranks card lists the run's rank"
+        );
     }
 
     private static string Run(string exe, string[] args)
