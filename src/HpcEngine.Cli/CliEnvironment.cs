@@ -19,6 +19,10 @@ internal static class CliEnvironment
     /// <summary>HPCENGINE_FAULT_PLAN: the fault plan <c>train --fault-plan</c> would take (for launched workers).</summary>
     public static string? FaultPlan => Get("HPCENGINE_FAULT_PLAN");
 
+    /// <summary>HPCENGINE_RESTART_COUNT (set by <c>launch</c>): how many times the whole job was restarted before this
+    /// start (0: the first start).</summary>
+    public static int RestartCount => int.TryParse(Get("HPCENGINE_RESTART_COUNT"), out int n) && n > 0 ? n : 0;
+
     /// <summary>HPCENGINE_TOKEN: the job's shared secret, handed by <c>launch</c> to the rendezvous store and
     /// workers.</summary>
     public static string? Token => Get("HPCENGINE_TOKEN");

@@ -77,6 +77,14 @@ public static class Program
                 foreach (var line in record.Split('\n', StringSplitOptions.RemoveEmptyEntries).TakeLast(8))
                     Console.Error.WriteLine("  " + line.TrimEnd());
             }
+            if (StateLost(e))
+            {
+                Console.Error.WriteLine(
+                    "hpcengine: the job's state is lost: under `hpcengine launch --elastic --max-restarts K` every "
+                        + "worker restarts from the last checkpoint (give train --checkpoint-dir and --resume-if-exists)"
+                );
+                return HpcEngine.Distributed.Elastic.ElasticStateLostException.ExitCode;
+            }
             return
                 e
                     is ArgumentException
@@ -90,6 +98,14 @@ public static class Program
                 ? 2
                 : 1;
         }
+    }
+
+    private static bool StateLost(Exception e)
+    {
+        for (Exception? x = e; x != null; x = x.InnerException)
+            if (x is HpcEngine.Distributed.Elastic.ElasticStateLostException)
+                return true;
+        return e is AggregateException a && a.InnerExceptions.Any(StateLost);
     }
 
     private static string? FlightRecordOf(Exception e)

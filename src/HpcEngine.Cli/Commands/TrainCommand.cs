@@ -141,6 +141,15 @@ internal static class TrainCommand
         var faults = (o.FaultPlan ?? CliEnvironment.FaultPlan) is { } plan
             ? TrainFlags.Parse("--fault-plan", plan, Training.FaultPlan.Parse)
             : null;
+        if (faults != null && CliEnvironment.RestartCount > 0)
+        {
+            // The plan describes the job's first start: replayed after a restart from a checkpoint, its faults would
+            // strike again at the same steps, and the job would never get past them.
+            Console.Error.WriteLine(
+                $"fault plan: not applied on restart {CliEnvironment.RestartCount} of the job (it describes the first start)"
+            );
+            faults = null;
+        }
         // An elastic job detects a frozen or cut-off rank by its silence: a heartbeat every 0.5 s, lost after 2 s.
         using var elastic = config.Elastic
             ? HpcEngine.Distributed.Elastic.ElasticGroup.InitFromEnvironment(

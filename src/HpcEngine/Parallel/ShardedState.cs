@@ -99,7 +99,7 @@ internal static class ShardRepartition
             {
                 int holder = (shard + 1) % w;
                 if (marks[shard] == 0 && (marks[holder] == 0 || marks[w + holder] == 0))
-                    throw new CollectiveException(
+                    throw new Distributed.Elastic.ElasticStateLostException(
                         $"elastic: the optimizer shard of rank {shard} of {w} is lost with it, and its copy with rank "
                             + $"{holder} (lost too, or holding no copy yet); resume from the last checkpoint"
                     );

@@ -144,7 +144,7 @@ internal sealed class ElasticTraining(TrainingRun run)
         elastic.Admitted = Math.Max(elastic.Admitted, long.Parse(root["admitted"], CultureInfo.InvariantCulture));
         long rootGlobal = long.Parse(root["global"], CultureInfo.InvariantCulture);
         if (rootGlobal < epoch * n || rootGlobal > (epoch + 1) * n)
-            throw new InvalidOperationException(
+            throw new Distributed.Elastic.ElasticStateLostException(
                 $"elastic: after the loss the new rank 0 stands at sample {rootGlobal} of the run and this rank at "
                     + $"{global}, more than an epoch boundary apart; resume from the last checkpoint"
             );

@@ -308,6 +308,80 @@ public class ElasticTrainingTests
         Assert.That(j.GetProperty("samples_seen").GetInt64(), Is.EqualTo(j.GetProperty("samples_expected").GetInt64()));
     }
 
+    /// <summary>zero1 over 4 ranks, 3 epochs of 4 steps, a checkpoint each epoch; ranks 1 and 2 killed after step 6
+    /// (epoch 2): rank 1's optimizer shard is gone with it and its copy with rank 2.</summary>
+    private (int Exit, string Stdout, string Stderr) LoseABuddyPair(int maxRestarts, string json) =>
+        TestSupport.RunCli(
+            [
+                "launch",
+                "--elastic",
+                "--max-restarts",
+                maxRestarts.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "--nproc-per-node",
+                "4",
+                "--",
+                "hpcengine",
+                "train",
+                "--model",
+                "mlp",
+                "--epochs",
+                "3",
+                "--batch-size",
+                "32",
+                "--strategy",
+                "zero1",
+                "--data",
+                _dir,
+                "--threads",
+                "1",
+                "--checkpoint-dir",
+                Path.Combine(_dir, $"ck-{Guid.NewGuid():N}"),
+                "--resume-if-exists",
+                "--fault-plan",
+                "kill:rank=1,step=6;kill:rank=2,step=6",
+                "--json",
+                json,
+            ],
+            timeoutSeconds: 240
+        );
+
+    [Test]
+    public void Losing_a_shard_and_its_copy_falls_back_to_the_last_checkpoint_with_every_worker_restarted()
+    {
+        string json = Path.Combine(_dir, $"f-{Guid.NewGuid():N}.json");
+        var r = LoseABuddyPair(1, json);
+        Assert.That(r.Exit, Is.Zero, r.Stdout + r.Stderr);
+        Assert.That(
+            r.Stderr,
+            Does.Contain("the optimizer shard of rank 1 of 4 is lost with it, and its copy with rank 2")
+        );
+        Assert.That(r.Stderr, Does.Contain("falling back to the last checkpoint, restarting every worker (1/1)"));
+        Assert.That(
+            r.Stderr,
+            Does.Contain("fault plan: not applied on restart 1"),
+            "the restarted job meets no faults"
+        );
+        Assert.That(
+            r.Stdout + r.Stderr,
+            Does.Contain("at epoch 2, batch 0, step 4"),
+            "resumed from epoch 1's checkpoint"
+        );
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        var j = doc.RootElement;
+        Assert.That(j.GetProperty("status").GetString(), Is.EqualTo("completed"));
+        Assert.That(j.GetProperty("workers").GetInt32(), Is.EqualTo(4), "the whole job restarted at full size");
+        Assert.That(j.GetProperty("steps").GetInt64(), Is.EqualTo(12));
+        Assert.That(j.GetProperty("replica_hash_agree").GetBoolean(), Is.True);
+    }
+
+    [Test]
+    public void Without_a_restart_left_a_lost_state_ends_the_job_with_its_own_exit_code()
+    {
+        var r = LoseABuddyPair(0, Path.Combine(_dir, $"g-{Guid.NewGuid():N}.json"));
+        Assert.That(r.Exit, Is.EqualTo(HpcEngine.Distributed.Elastic.ElasticStateLostException.ExitCode), r.Stderr);
+        Assert.That(r.Stderr, Does.Contain("the job's state is lost"));
+    }
+
     [Test]
     public void A_bad_fault_plan_is_refused_with_the_grammar()
     {

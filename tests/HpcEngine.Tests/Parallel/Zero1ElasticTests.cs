@@ -118,7 +118,7 @@ public class Zero1ElasticTests
         );
         foreach (var e in errors)
         {
-            Assert.That(e, Is.TypeOf<CollectiveException>());
+            Assert.That(e, Is.TypeOf<HpcEngine.Distributed.Elastic.ElasticStateLostException>());
             Assert.That(
                 e!.Message,
                 Does.Contain("the optimizer shard of rank 1 of 3 is lost with it, and its copy with rank 2")

@@ -30,6 +30,7 @@ public sealed partial class Launcher
     private readonly TextWriter _out,
         _err;
     private volatile int _signal;
+    private int _attempt; // which start of the whole job this is (0: the first; each fallback or restart adds 1)
 
     /// <param name="spec">What to start.</param> <param name="startInfo">Turns the command into a start info (the CLI
     /// maps "hpcengine" to itself); default: the command's first word is the program.</param> <param
@@ -74,6 +75,7 @@ public sealed partial class Launcher
         for (int attempt = 0; ; attempt++)
         {
             int port = _spec.MasterPort != 0 ? _spec.MasterPort : LaunchSpec.FreePort(_spec.MasterAddr);
+            _attempt = attempt;
             var (code, failedRank) = RunOnce(port, token, job);
             if (code == 0)
                 return 0;
@@ -85,8 +87,11 @@ public sealed partial class Launcher
             if (attempt < _spec.MaxRestarts)
             {
                 Say(
-                    $"rank {failedRank} failed with exit code {code}; restarting all workers "
-                        + $"({attempt + 1}/{_spec.MaxRestarts})"
+                    code == Elastic.ElasticStateLostException.ExitCode
+                        ? $"the job's state is lost (rank {failedRank}): falling back to the last checkpoint, "
+                            + $"restarting every worker ({attempt + 1}/{_spec.MaxRestarts})"
+                        : $"rank {failedRank} failed with exit code {code}; restarting all workers "
+                            + $"({attempt + 1}/{_spec.MaxRestarts})"
                 );
                 continue;
             }
@@ -188,6 +193,7 @@ public sealed partial class Launcher
         env["MASTER_ADDR"] = _spec.MasterAddr;
         env["MASTER_PORT"] = Str(port);
         env[ProcessControl.LauncherPidVariable] = Str(Environment.ProcessId);
+        env["HPCENGINE_RESTART_COUNT"] = Str(_attempt); // torchrun's TORCHELASTIC_RESTART_COUNT
         if (token != null)
             env["HPCENGINE_TOKEN"] = token;
         if (job != null)
@@ -267,6 +273,13 @@ public sealed partial class Launcher
                 someCompleted |= code == 0;
                 if (code == 0)
                     continue;
+                if (_spec.Elastic && code == Elastic.ElasticStateLostException.ExitCode)
+                {
+                    // No survivor holds the lost state: the job can only go on from its checkpoint, all of it anew.
+                    Say($"rank {w.Rank}: the job's state is lost with the ranks it lost; stopping every worker");
+                    StopAll(workers, ProcessControl.SigTerm);
+                    return (code, w.Rank);
+                }
                 if (_spec.Elastic)
                 {
                     // The others re-form without it (their own errors say so); the job goes on.
