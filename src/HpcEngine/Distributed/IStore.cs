@@ -8,6 +8,11 @@ public interface IStore : IDisposable
     /// it.</summary>
     void Set(string key, byte[] value, TimeSpan? timeout = null);
 
+    /// <summary>Sets <paramref name="key"/> for as long as this client's connection lives: the server deletes it when
+    /// the connection closes — at once when the process dies, since the kernel closes its sockets (ZooKeeper's
+    /// ephemeral nodes, an etcd lease). A process that is alive but frozen keeps it.</summary>
+    void SetEphemeral(string key, byte[] value, TimeSpan? timeout = null);
+
     /// <summary>The value, waiting until some rank sets the key.</summary>
     byte[] Get(string key, TimeSpan? timeout = null);
 

@@ -12,7 +12,8 @@ internal static class StoreProtocol
         CmdAdd = 3,
         CmdCas = 4,
         CmdDelete = 5,
-        CmdJoin = 6;
+        CmdJoin = 6,
+        CmdSetEphemeral = 7;
     public const byte StatusOk = 0,
         StatusTimeout = 1,
         StatusRefused = 2;

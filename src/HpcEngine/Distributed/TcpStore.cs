@@ -149,6 +149,10 @@ public sealed class TcpStore : IStore
         Call(StoreProtocol.CmdSet, key, value, [], timeout, _ => 0);
 
     /// <inheritdoc/>
+    public void SetEphemeral(string key, byte[] value, TimeSpan? timeout = null) =>
+        Call(StoreProtocol.CmdSetEphemeral, key, value, [], timeout, _ => 0);
+
+    /// <inheritdoc/>
     public byte[] Get(string key, TimeSpan? timeout = null) =>
         Call(StoreProtocol.CmdGet, key, [], [], timeout, ReadBytes);
 
@@ -258,6 +262,7 @@ public sealed class TcpStore : IStore
         c switch
         {
             StoreProtocol.CmdSet => "set",
+            StoreProtocol.CmdSetEphemeral => "set_ephemeral",
             StoreProtocol.CmdGet => "get",
             StoreProtocol.CmdAdd => "add",
             StoreProtocol.CmdCas => "compare_set",

@@ -65,6 +65,7 @@ internal sealed class TcpStoreServer : IDisposable
         using var stream = new NetworkStream(socket, ownsSocket: true);
         var reader = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
         var writer = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
+        var ephemeral = new HashSet<string>(); // this connection's ephemeral keys: gone with it
         try
         {
             if (!await Handshake(reader, writer))
@@ -108,6 +109,8 @@ internal sealed class TcpStoreServer : IDisposable
                     joined = true;
                     continue;
                 }
+                if (request.Cmd == StoreProtocol.CmdSetEphemeral)
+                    ephemeral.Add(request.Key);
                 var resp = await Handle(request.Cmd, request.Key, request.Value, request.Value2, request.Timeout);
                 if (resp == null)
                     return;
@@ -130,7 +133,12 @@ internal sealed class TcpStoreServer : IDisposable
             await reader.CompleteAsync();
             await writer.CompleteAsync();
             lock (_lock)
+            {
                 _clients.Remove(socket);
+                foreach (var key in ephemeral)
+                    if (_data.Remove(key, out var gone))
+                        _bytesHeld -= Encoding.UTF8.GetByteCount(key) + gone.Length;
+            }
         }
     }
 
@@ -168,6 +176,7 @@ internal sealed class TcpStoreServer : IDisposable
         switch (cmd)
         {
             case StoreProtocol.CmdSet:
+            case StoreProtocol.CmdSetEphemeral:
                 lock (_lock)
                 {
                     if (OverCap(key, val.Length) is { } refusal)

@@ -113,6 +113,31 @@ public class ElasticGroupTests
     }
 
     [Test]
+    public void Two_members_lost_at_once_are_both_dropped_without_waiting_out_the_quorum()
+    {
+        // Each survivor reports only the first link that failed; the other dead member is known by its ephemeral key
+        // leaving the store. Without that, the quorum would wait its 60 s and the members miss the 40 s deadline.
+        var events = new ConcurrentBag<MembershipEvent>();
+        var after = new ConcurrentDictionary<int, (float Sum, int Size)>();
+        var errors = RunMembers(4, g =>
+        {
+            Assert.That(SumOfIds(g), Is.EqualTo(10f));
+            if (g.MemberId is 1 or 2)
+            {
+                g.Group.SimulateCrash(); // and this "process" is gone, its store connection with it
+                return;
+            }
+            float sum = StepWithRecovery(g, events);
+            after[g.MemberId] = (sum, g.Group.Size);
+        });
+        Assert.That(errors, Is.All.Null);
+        Assert.That(after[0], Is.EqualTo((5f, 2)));
+        Assert.That(after[3], Is.EqualTo((5f, 2)));
+        foreach (var e in events)
+            Assert.That(e.Lost, Is.EquivalentTo(new[] { 1, 2 }));
+    }
+
+    [Test]
     public void A_frozen_member_is_dropped_after_the_peer_timeout_and_fenced_when_it_wakes()
     {
         var events = new ConcurrentBag<MembershipEvent>();

@@ -30,6 +30,33 @@ public class StoreTests
     }
 
     [Test]
+    public void An_ephemeral_key_lives_as_long_as_the_connection_that_set_it()
+    {
+        using var server = TcpStore.Create("127.0.0.1", 0, isServer: true);
+        var member = TcpStore.Create("127.0.0.1", server.ServerPort!.Value, false);
+        member.SetEphemeral("alive/3", [1]);
+        member.Set("kept", [2]);
+        Assert.That(server.Get("alive/3", TimeSpan.Zero), Is.EqualTo(new byte[] { 1 }), "there while it is connected");
+        member.Dispose(); // a process that dies: the kernel closes its connection
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        bool gone = false;
+        while (!gone && DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                server.Get("alive/3", TimeSpan.Zero);
+                Thread.Sleep(20);
+            }
+            catch (TimeoutException)
+            {
+                gone = true;
+            }
+        }
+        Assert.That(gone, Is.True, "the ephemeral key left with its connection");
+        Assert.That(server.Get("kept", TimeSpan.Zero), Is.EqualTo(new byte[] { 2 }), "a plain key stays");
+    }
+
+    [Test]
     public void A_timed_out_get_leaves_the_client_usable()
     {
         using var server = TcpStore.Create("127.0.0.1", 0, isServer: true);

@@ -15,7 +15,9 @@ namespace HpcEngine.Distributed.Elastic;
 /// <para>The quorum: the first survivor to arrive for generation g+1 keeps it open until every member of g has
 /// arrived, left (<see cref="Leave"/>) or been reported lost by a survivor's failed link (then
 /// <see cref="ElasticOptions.SuspectGrace"/> more), or <see cref="ElasticOptions.QuorumTimeout"/> passes; it then
-/// writes the member list once (compare-and-set), and every survivor reads the same list.</para></summary>
+/// writes the member list once (compare-and-set), and every survivor reads the same list. A member whose process is
+/// gone counts as reported lost even when no survivor's link blamed it: its ephemeral <c>alive</c> key left the store
+/// with its connection.</para></summary>
 public sealed partial class ElasticGroup : IDisposable
 {
     private readonly IStore _store;
@@ -48,6 +50,25 @@ public sealed partial class ElasticGroup : IDisposable
     private ElasticGroup(IStore store, int memberId, ElasticOptions options, TcpProcessGroup group, int[] members)
     {
         (_store, MemberId, _options, _group, Members) = (store, memberId, options, group, members);
+        // Gone from the store the moment this process dies (the kernel closes its store connection): the quorum
+        // then waits for it no longer than for a member a survivor reported lost.
+        store.SetEphemeral(AliveKey(memberId), [1]);
+    }
+
+    private string AliveKey(int member) => $"{_options.Prefix}/alive/{member.ToString(CultureInfo.InvariantCulture)}";
+
+    /// <summary>Whether member <paramref name="member"/>'s process is gone: its ephemeral key has left the store.</summary>
+    private bool Dead(int member)
+    {
+        try
+        {
+            _store.Get(AliveKey(member), TimeSpan.Zero);
+            return false;
+        }
+        catch (TimeoutException)
+        {
+            return true;
+        }
     }
 
     /// <summary>Generation 0: <paramref name="size"/> members with ids 0..size−1, this one <paramref name="memberId"/>,
@@ -179,6 +200,7 @@ public sealed partial class ElasticGroup : IDisposable
         var suspects = new HashSet<int>();
         long seen = 0;
         DateTime? accountedSince = null;
+        var nextDeadCheck = DateTime.UtcNow;
         while (true)
         {
             long count = _store.Add($"{p}/arrivals", 0);
@@ -191,6 +213,15 @@ public sealed partial class ElasticGroup : IDisposable
             }
             seen = count;
             var left = Leavers(p);
+            // Members no survivor reported, whose process is gone (two lost at once: each survivor reports only the
+            // first failed link), count as reported. Checked every 50 ms, not every pass.
+            if (DateTime.UtcNow >= nextDeadCheck)
+            {
+                foreach (var id in old)
+                    if (!arrived.Contains(id) && !left.Contains(id) && !suspects.Contains(id) && Dead(id))
+                        suspects.Add(id);
+                nextDeadCheck = DateTime.UtcNow + TimeSpan.FromMilliseconds(50);
+            }
             if (old.All(id => arrived.Contains(id) || left.Contains(id)))
                 break;
             var now = DateTime.UtcNow;
