@@ -138,6 +138,22 @@ internal sealed unsafe partial class CudaDeviceBackend
             UnaryOp.Rsqrt => "rsqrt",
             UnaryOp.Sign => "sign",
             UnaryOp.Reciprocal => "reciprocal",
+            UnaryOp.Sin
+            or UnaryOp.Cos
+            or UnaryOp.Tan
+            or UnaryOp.Asin
+            or UnaryOp.Acos
+            or UnaryOp.Atan
+            or UnaryOp.Sinh
+            or UnaryOp.Cosh
+            or UnaryOp.Erf
+            or UnaryOp.Expm1
+            or UnaryOp.Log2
+            or UnaryOp.Log10
+            or UnaryOp.Floor
+            or UnaryOp.Ceil
+            or UnaryOp.Round
+            or UnaryOp.Trunc => op.ToString().ToLowerInvariant(),
             _ => throw NoKernel(op.ToString().ToLowerInvariant()),
         };
         context.Launch(Kernel("elementwise.cu", name + "_f32"), Grid(n), Block, 0, Ptr(x), Ptr(r), n);
@@ -234,7 +250,7 @@ internal sealed unsafe partial class CudaDeviceBackend
                     (float)alpha
                 );
                 return;
-            case UnaryOp.Sign: // zero almost everywhere
+            case UnaryOp.Sign or UnaryOp.Floor or UnaryOp.Ceil or UnaryOp.Round or UnaryOp.Trunc: // zero almost everywhere
                 Fill(dx, 0);
                 return;
         }
@@ -251,6 +267,18 @@ internal sealed unsafe partial class CudaDeviceBackend
             UnaryOp.Sigmoid => ("sigmoid_backward_f32", y),
             UnaryOp.Tanh => ("tanh_backward_f32", y),
             UnaryOp.Neg => ("affine_f32", g),
+            UnaryOp.Sin
+            or UnaryOp.Cos
+            or UnaryOp.Tan
+            or UnaryOp.Asin
+            or UnaryOp.Acos
+            or UnaryOp.Atan
+            or UnaryOp.Sinh
+            or UnaryOp.Cosh
+            or UnaryOp.Erf
+            or UnaryOp.Expm1
+            or UnaryOp.Log2
+            or UnaryOp.Log10 => (op.ToString().ToLowerInvariant() + "_backward_f32", x),
             _ => throw NoKernel(op.ToString().ToLowerInvariant() + " backward"),
         };
         if (op == UnaryOp.Neg)

@@ -81,6 +81,54 @@ public enum UnaryOp
 
     /// <summary>1/x.</summary>
     Reciprocal,
+
+    /// <summary>sin x.</summary>
+    Sin,
+
+    /// <summary>cos x.</summary>
+    Cos,
+
+    /// <summary>tan x.</summary>
+    Tan,
+
+    /// <summary>arcsin x (NaN outside [−1, 1]).</summary>
+    Asin,
+
+    /// <summary>arccos x (NaN outside [−1, 1]).</summary>
+    Acos,
+
+    /// <summary>arctan x.</summary>
+    Atan,
+
+    /// <summary>sinh x.</summary>
+    Sinh,
+
+    /// <summary>cosh x.</summary>
+    Cosh,
+
+    /// <summary>The error function.</summary>
+    Erf,
+
+    /// <summary>eˣ − 1, accurate for small x.</summary>
+    Expm1,
+
+    /// <summary>log₂ x.</summary>
+    Log2,
+
+    /// <summary>log₁₀ x.</summary>
+    Log10,
+
+    /// <summary>The largest integer ≤ x.</summary>
+    Floor,
+
+    /// <summary>The smallest integer ≥ x.</summary>
+    Ceil,
+
+    /// <summary>The nearest integer, halves to even (PyTorch's and IEEE's rounding).</summary>
+    Round,
+
+    /// <summary>x without its fraction (towards 0).</summary>
+    Trunc,
 }
 
 /// <summary>Comparisons and logical ops; their results are bool.</summary>

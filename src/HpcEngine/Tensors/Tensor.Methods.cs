@@ -36,6 +36,57 @@ public sealed partial class Tensor
     /// <inheritdoc cref="Ops.Log1p(Tensor)"/>
     public Tensor Log1p() => Ops.Log1p(this);
 
+    /// <inheritdoc cref="Ops.Sin(Tensor)"/>
+    public Tensor Sin() => Ops.Sin(this);
+
+    /// <inheritdoc cref="Ops.Cos(Tensor)"/>
+    public Tensor Cos() => Ops.Cos(this);
+
+    /// <inheritdoc cref="Ops.Tan(Tensor)"/>
+    public Tensor Tan() => Ops.Tan(this);
+
+    /// <inheritdoc cref="Ops.Asin(Tensor)"/>
+    public Tensor Asin() => Ops.Asin(this);
+
+    /// <inheritdoc cref="Ops.Acos(Tensor)"/>
+    public Tensor Acos() => Ops.Acos(this);
+
+    /// <inheritdoc cref="Ops.Atan(Tensor)"/>
+    public Tensor Atan() => Ops.Atan(this);
+
+    /// <inheritdoc cref="Ops.Sinh(Tensor)"/>
+    public Tensor Sinh() => Ops.Sinh(this);
+
+    /// <inheritdoc cref="Ops.Cosh(Tensor)"/>
+    public Tensor Cosh() => Ops.Cosh(this);
+
+    /// <inheritdoc cref="Ops.Erf(Tensor)"/>
+    public Tensor Erf() => Ops.Erf(this);
+
+    /// <inheritdoc cref="Ops.Expm1(Tensor)"/>
+    public Tensor Expm1() => Ops.Expm1(this);
+
+    /// <inheritdoc cref="Ops.Log2(Tensor)"/>
+    public Tensor Log2() => Ops.Log2(this);
+
+    /// <inheritdoc cref="Ops.Log10(Tensor)"/>
+    public Tensor Log10() => Ops.Log10(this);
+
+    /// <inheritdoc cref="Ops.Floor(Tensor)"/>
+    public Tensor Floor() => Ops.Floor(this);
+
+    /// <inheritdoc cref="Ops.Ceil(Tensor)"/>
+    public Tensor Ceil() => Ops.Ceil(this);
+
+    /// <inheritdoc cref="Ops.Round(Tensor)"/>
+    public Tensor Round() => Ops.Round(this);
+
+    /// <inheritdoc cref="Ops.Trunc(Tensor)"/>
+    public Tensor Trunc() => Ops.Trunc(this);
+
+    /// <inheritdoc cref="Ops.Frac(Tensor)"/>
+    public Tensor Frac() => Ops.Frac(this);
+
     /// <inheritdoc cref="Ops.Sqrt(Tensor)"/>
     public Tensor Sqrt() => Ops.Sqrt(this);
 

@@ -237,6 +237,18 @@ public abstract class DeviceSelectTests
                 ("silu", Ops.Silu),
                 ("pow3", t => Ops.Pow(t, 3)),
                 ("sign", Ops.Sign),
+                ("sin", Ops.Sin),
+                ("cos", Ops.Cos),
+                ("atan", Ops.Atan),
+                ("sinh", Ops.Sinh),
+                ("cosh", Ops.Cosh),
+                ("erf", Ops.Erf),
+                ("expm1", Ops.Expm1),
+                ("floor", Ops.Floor),
+                ("ceil", Ops.Ceil),
+                ("round", Ops.Round),
+                ("trunc", Ops.Trunc),
+                ("frac", Ops.Frac),
             }
         )
             Same("unary", t => f(t[0]), x);
@@ -248,6 +260,11 @@ public abstract class DeviceSelectTests
                 ("sqrt", Ops.Sqrt),
                 ("rsqrt", Ops.Rsqrt),
                 ("reciprocal", Ops.Reciprocal),
+                ("log2", Ops.Log2),
+                ("log10", Ops.Log10),
+                ("tan", t => Ops.Tan(Ops.MulScalar(t, 0.3))),
+                ("asin", t => Ops.Asin(Ops.MulScalar(t, 0.2))),
+                ("acos", t => Ops.Acos(Ops.MulScalar(t, 0.2))),
             }
         )
             Same("unary", t => f(t[0]), pos);

@@ -118,6 +118,22 @@ public partial class KernelLaunchSignatureTests
                     Ops.Sign,
                     Ops.Reciprocal,
                     t => Ops.Clamp(t, -1, 1),
+                    Ops.Sin,
+                    Ops.Cos,
+                    Ops.Tan,
+                    Ops.Asin,
+                    Ops.Acos,
+                    Ops.Atan,
+                    Ops.Sinh,
+                    Ops.Cosh,
+                    Ops.Erf,
+                    Ops.Expm1,
+                    Ops.Log2,
+                    Ops.Log10,
+                    Ops.Floor,
+                    Ops.Ceil,
+                    Ops.Round,
+                    Ops.Trunc,
                 }
             )
             {

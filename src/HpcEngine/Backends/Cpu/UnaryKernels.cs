@@ -10,7 +10,10 @@ internal static unsafe class UnaryKernels
     private const double SqrtTwoOverPi = 0.7978845608028654,
         GeluC = 0.044715,
         InvSqrt2 = 0.7071067811865476,
-        InvSqrt2Pi = 0.3989422804014327;
+        InvSqrt2Pi = 0.3989422804014327,
+        TwoOverSqrtPi = 1.1283791670955126,
+        Ln2 = 0.6931471805599453,
+        Ln10 = 2.302585092994046;
 
     public static void Forward<T>(UnaryOp op, Tensor x, Tensor y, double alpha)
         where T : unmanaged, IFloatingPointIeee754<T>
@@ -52,6 +55,51 @@ internal static unsafe class UnaryKernels
                 case UnaryOp.Reciprocal:
                     TensorPrimitives.Reciprocal(xs, ys);
                     break;
+                case UnaryOp.Sin:
+                    TensorPrimitives.Sin(xs, ys);
+                    break;
+                case UnaryOp.Cos:
+                    TensorPrimitives.Cos(xs, ys);
+                    break;
+                case UnaryOp.Tan:
+                    TensorPrimitives.Tan(xs, ys);
+                    break;
+                case UnaryOp.Asin:
+                    TensorPrimitives.Asin(xs, ys);
+                    break;
+                case UnaryOp.Acos:
+                    TensorPrimitives.Acos(xs, ys);
+                    break;
+                case UnaryOp.Atan:
+                    TensorPrimitives.Atan(xs, ys);
+                    break;
+                case UnaryOp.Sinh:
+                    TensorPrimitives.Sinh(xs, ys);
+                    break;
+                case UnaryOp.Cosh:
+                    TensorPrimitives.Cosh(xs, ys);
+                    break;
+                case UnaryOp.Expm1:
+                    TensorPrimitives.ExpM1(xs, ys);
+                    break;
+                case UnaryOp.Log2:
+                    TensorPrimitives.Log2(xs, ys);
+                    break;
+                case UnaryOp.Log10:
+                    TensorPrimitives.Log10(xs, ys);
+                    break;
+                case UnaryOp.Floor:
+                    TensorPrimitives.Floor(xs, ys);
+                    break;
+                case UnaryOp.Ceil:
+                    TensorPrimitives.Ceiling(xs, ys);
+                    break;
+                case UnaryOp.Round:
+                    TensorPrimitives.Round(xs, MidpointRounding.ToEven, ys);
+                    break;
+                case UnaryOp.Trunc:
+                    TensorPrimitives.Truncate(xs, ys);
+                    break;
                 default:
                     for (int i = 0; i < xs.Length; i++)
                         ys[i] = Scalar(op, xs[i], a);
@@ -76,6 +124,7 @@ internal static unsafe class UnaryKernels
             UnaryOp.Silu => x / (T.One + T.Exp(-x)),
             UnaryOp.PowScalar => T.Pow(x, alpha),
             UnaryOp.Sign => T.IsNaN(x) ? x : T.CreateTruncating(T.Sign(x)),
+            UnaryOp.Erf => T.CreateTruncating(SpecialFunctions.Erf(double.CreateTruncating(x))),
             _ => throw new ArgumentOutOfRangeException(nameof(op), $"internal: no scalar form for {op}"),
         };
 
@@ -139,6 +188,19 @@ internal static unsafe class UnaryKernels
                     UnaryOp.PowScalar => gi * a * T.Pow(xi, a - T.One),
                     UnaryOp.Sign => T.Zero,
                     UnaryOp.Reciprocal => -gi * yi * yi,
+                    UnaryOp.Sin => gi * T.Cos(xi),
+                    UnaryOp.Cos => -gi * T.Sin(xi),
+                    UnaryOp.Tan => gi * (T.One + yi * yi),
+                    UnaryOp.Asin => gi / T.Sqrt(T.One - xi * xi),
+                    UnaryOp.Acos => -gi / T.Sqrt(T.One - xi * xi),
+                    UnaryOp.Atan => gi / (T.One + xi * xi),
+                    UnaryOp.Sinh => gi * T.Cosh(xi),
+                    UnaryOp.Cosh => gi * T.Sinh(xi),
+                    UnaryOp.Erf => gi * T.CreateTruncating(TwoOverSqrtPi) * T.Exp(-xi * xi),
+                    UnaryOp.Expm1 => gi * (yi + T.One),
+                    UnaryOp.Log2 => gi / (xi * T.CreateTruncating(Ln2)),
+                    UnaryOp.Log10 => gi / (xi * T.CreateTruncating(Ln10)),
+                    UnaryOp.Floor or UnaryOp.Ceil or UnaryOp.Round or UnaryOp.Trunc => T.Zero, // as PyTorch
                     _ => throw new ArgumentOutOfRangeException(nameof(op)),
                 };
             }
