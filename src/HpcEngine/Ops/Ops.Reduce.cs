@@ -360,7 +360,10 @@ public static partial class Ops
                 }
                 case ReduceKind.Norm2:
                 {
-                    using var q = Div(s[0], nr);
+                    // x / ‖x‖, and 0 at a zero vector (PyTorch's subgradient), never 0 / 0.
+                    using var zero = EqScalar(nr, 0);
+                    using var safe = MaskedFill(nr, zero, 1);
+                    using var q = Div(s[0], safe);
                     return [Mul(q, u)];
                 }
                 default:

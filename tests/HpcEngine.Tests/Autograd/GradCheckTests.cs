@@ -53,6 +53,12 @@ public class GradCheckTests
         yield return new("log2", x => x[0].Log2(), P(6));
         yield return new("log10", x => x[0].Log10(), P(6));
         yield return new("frac", x => x[0].Frac(), S(7));
+        yield return new("amax dims", x => HpcEngine.Ops.Amax(x[0], [0, 2]), S(3, 4, 2));
+        yield return new("vector norm 3", x => HpcEngine.Ops.VectorNorm(x[0], 3, [1]), S(3, 4));
+        yield return new("vector norm 0.5", x => HpcEngine.Ops.VectorNorm(x[0], 0.5), P(5));
+        yield return new("hypot", x => HpcEngine.Ops.Hypot(x[0], x[1]), S(2, 3), S(3));
+        yield return new("lerp tensor", x => HpcEngine.Ops.Lerp(x[0], x[1], x[2]), S(2, 3), S(3), P(2, 1));
+        yield return new("nan_to_num", x => HpcEngine.Ops.NanToNum(x[0]), S(6));
         yield return new("sqrt", x => x[0].Sqrt(), P(6));
         yield return new("rsqrt", x => x[0].Rsqrt(), P(6));
         yield return new("tanh", x => x[0].Tanh(), S(9));

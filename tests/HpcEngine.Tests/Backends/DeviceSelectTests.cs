@@ -378,6 +378,22 @@ public abstract class DeviceSelectTests
     }
 
     [Test]
+    public void The_composite_reductions_and_elementwise_ops_stay_on_the_device()
+    {
+        using var x = Randn([3, 4, 5], 21);
+        using var y = Randn([5], 22);
+        using var w = Tensor.Rand([3, 1, 1], DType.Float32, new Generator(23));
+        Same("extreme", t => Ops.Amax(t[0], [0, 2]), x);
+        Same("extreme", t => Ops.Amin(t[0], [1], keepDim: true), x);
+        Same("sum", t => Ops.VectorNorm(t[0], 3, [2]), x);
+        Same("sum", t => Ops.NanMean(t[0], [0]), x);
+        Same("binary", t => Ops.Hypot(t[0], t[1]), x, y);
+        Same("binary", t => Ops.Lerp(t[0], t[1], t[2]), x, y, w);
+        Same("where", t => Ops.NanToNum(t[0]), x);
+        Same("sum", t => Ops.CountNonzero(t[0], [1]), x);
+    }
+
+    [Test]
     public void Integer_and_bool_casts_stay_on_the_device()
     {
         using var x = Tensor.FromArray([-2.7f, 0, 0.5f, 3.9f]);

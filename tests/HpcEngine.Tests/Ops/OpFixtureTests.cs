@@ -122,6 +122,19 @@ public class OpFixtureTests
         ["frac"] = x => x[0].Frac(),
         ["f32_sin"] = x => x[0].Sin(),
         ["f32_erf"] = x => x[0].Erf(),
+        ["amax_dims"] = x => HpcEngine.Ops.Amax(x[0], [0, 2]),
+        ["amax_ties"] = x => HpcEngine.Ops.Amax(x[0], [1], keepDim: true),
+        ["amin_all_ties"] = x => HpcEngine.Ops.Amin(x[0]),
+        ["vector_norm_3"] = x => HpcEngine.Ops.VectorNorm(x[0], 3, [1]),
+        ["vector_norm_half"] = x => HpcEngine.Ops.VectorNorm(x[0], 0.5),
+        ["vector_norm_neg_inf"] = x => HpcEngine.Ops.VectorNorm(x[0], double.NegativeInfinity, [0], keepDim: true),
+        ["nansum"] = x => HpcEngine.Ops.NanSum(x[0], [1]),
+        ["nanmean"] = x => HpcEngine.Ops.NanMean(x[0], [0]),
+        ["lerp_low"] = x => HpcEngine.Ops.Lerp(x[0], x[1], 0.3),
+        ["lerp_high"] = x => HpcEngine.Ops.Lerp(x[0], x[1], 0.8),
+        ["lerp_tensor"] = x => HpcEngine.Ops.Lerp(x[0], x[1], x[2]),
+        ["hypot"] = x => HpcEngine.Ops.Hypot(x[0], x[1]),
+        ["nan_to_num"] = x => HpcEngine.Ops.NanToNum(x[0], nan: 0.5, posInf: 9.0),
     };
 
     public static IEnumerable<string> CaseNames => Cases.Keys;
