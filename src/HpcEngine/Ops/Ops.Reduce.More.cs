@@ -113,9 +113,9 @@ public static partial class Ops
         // Zeros are kept out of |x|^ord's derivative (infinite for ord < 1) and of the root's at a zero sum; for a
         // negative order a zero element makes the sum infinite and the norm 0, as in PyTorch.
         using var zero = EqScalar(a, 0);
-        using var safe = ord > 0 ? MaskedFill(a, zero, 1) : a.Alias();
+        using var safe = ord > 0 ? MaskedFill(a, zero, 1) : Identity(a);
         using var powered = Pow(safe, ord);
-        using var terms = ord > 0 ? MaskedFill(powered, zero, 0) : powered.Alias();
+        using var terms = ord > 0 ? MaskedFill(powered, zero, 0) : Identity(powered);
         using var sum = Sum(terms, dims, keepDim);
         using var empty = EqScalar(sum, 0);
         using var safeSum = MaskedFill(sum, empty, 1);

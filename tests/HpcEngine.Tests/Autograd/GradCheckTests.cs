@@ -59,6 +59,15 @@ public class GradCheckTests
         yield return new("hypot", x => HpcEngine.Ops.Hypot(x[0], x[1]), S(2, 3), S(3));
         yield return new("lerp tensor", x => HpcEngine.Ops.Lerp(x[0], x[1], x[2]), S(2, 3), S(3), P(2, 1));
         yield return new("nan_to_num", x => HpcEngine.Ops.NanToNum(x[0]), S(6));
+        yield return new("flip", x => HpcEngine.Ops.Flip(x[0], 1), T(3, 4));
+        yield return new("roll", x => HpcEngine.Ops.Roll(x[0], [1, -2], [0, 1]), S(3, 4));
+        yield return new("repeat", x => HpcEngine.Ops.Repeat(x[0], 2, 3), T(2, 3));
+        yield return new("tril", x => HpcEngine.Ops.Tril(x[0]), S(3, 3));
+        yield return new("addmm", x => HpcEngine.Ops.Addmm(x[0], x[1], x[2]), S(3), S(2, 4), S(4, 3));
+        yield return new("normalize", x => F.Normalize(x[0]), S(2, 5));
+        yield return new("cosine similarity", x => F.CosineSimilarity(x[0], x[1]), S(3, 4), S(3, 4));
+        yield return new("rms norm", x => F.RmsNorm(x[0], [4], x[1]), S(3, 4), S(4));
+        yield return new("group norm", x => F.GroupNorm(x[0], 2, x[1], x[2]), S(2, 4, 3), S(4), S(4));
         yield return new("sqrt", x => x[0].Sqrt(), P(6));
         yield return new("rsqrt", x => x[0].Rsqrt(), P(6));
         yield return new("tanh", x => x[0].Tanh(), S(9));

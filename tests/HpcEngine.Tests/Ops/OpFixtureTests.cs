@@ -135,6 +135,20 @@ public class OpFixtureTests
         ["lerp_tensor"] = x => HpcEngine.Ops.Lerp(x[0], x[1], x[2]),
         ["hypot"] = x => HpcEngine.Ops.Hypot(x[0], x[1]),
         ["nan_to_num"] = x => HpcEngine.Ops.NanToNum(x[0], nan: 0.5, posInf: 9.0),
+        ["flip"] = x => HpcEngine.Ops.Flip(x[0], 0, 2),
+        ["roll"] = x => HpcEngine.Ops.Roll(x[0], [2, -1], [1, 0]),
+        ["roll_flat"] = x => HpcEngine.Ops.Roll(x[0], 4),
+        ["repeat"] = x => HpcEngine.Ops.Repeat(x[0], 2, 1, 3),
+        ["tril"] = x => HpcEngine.Ops.Tril(x[0], -1),
+        ["triu"] = x => HpcEngine.Ops.Triu(x[0], 1),
+        ["outer"] = x => HpcEngine.Ops.Outer(x[0], x[1]),
+        ["addmm"] = x => HpcEngine.Ops.Addmm(x[0], x[1], x[2], beta: 0.5, alpha: 2.0),
+        ["normalize"] = x => F.Normalize(x[0], 2, 1),
+        ["normalize_p3"] = x => F.Normalize(x[0], 3, -1),
+        ["cosine_similarity"] = x => F.CosineSimilarity(x[0], x[1], 1),
+        ["rms_norm"] = x => F.RmsNorm(x[0], [7], x[1], 1e-6),
+        ["group_norm"] = x => F.GroupNorm(x[0], 2, x[1], x[2]),
+        ["instance_norm"] = x => F.InstanceNorm(x[0], x[1], x[2]),
     };
 
     public static IEnumerable<string> CaseNames => Cases.Keys;
