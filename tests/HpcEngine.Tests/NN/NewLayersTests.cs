@@ -1,0 +1,104 @@
+using HpcEngine.NN;
+using HpcEngine.Optim;
+
+namespace HpcEngine.Tests.NN;
+
+/// <summary>The modules of issue #16's ops: PyTorch's state-dict names, the same results as the functional forms, and a
+/// worked example — a small classifier built from RMSNorm, GroupNorm, Mish, Hardswish and GLU on features made with
+/// sin, cos and F.normalize — that learns its task.</summary>
+public class NewLayersTests
+{
+    [Test]
+    public void State_dicts_use_pytorchs_names()
+    {
+        Assert.That(new GroupNorm(2, 6).StateDict().Select(kv => kv.Key), Is.EquivalentTo(new[] { "weight", "bias" }));
+        Assert.That(new GroupNorm(2, 6, affine: false).StateDict().Select(kv => kv.Key), Is.Empty);
+        Assert.That(new RMSNorm(5).StateDict().Select(kv => kv.Key), Is.EquivalentTo(new[] { "weight" }));
+        Assert.That(
+            new InstanceNorm(3).StateDict().Select(kv => kv.Key),
+            Is.Empty,
+            "affine off by default, as in PyTorch"
+        );
+        Assert.That(
+            new InstanceNorm(3, affine: true).StateDict().Select(kv => kv.Key),
+            Is.EquivalentTo(new[] { "weight", "bias" })
+        );
+        Assert.Throws<ArgumentException>(() => new GroupNorm(4, 6));
+    }
+
+    [Test]
+    public void Modules_compute_what_their_functions_compute()
+    {
+        using var x = Tensor.Randn([2, 6, 5], DType.Float32, new Generator(3));
+        using (var a = new GroupNorm(3, 6).Forward(x))
+        using (var b = F.GroupNorm(x, 3))
+            Assert.That(a.ToArray<float>(), Is.EqualTo(b.ToArray<float>()));
+        using (var a = new RMSNorm(5).Forward(x))
+        using (var b = F.RmsNorm(x, [5]))
+            Assert.That(a.ToArray<float>(), Is.EqualTo(b.ToArray<float>()));
+        using (var a = new InstanceNorm(6).Forward(x))
+        using (var b = F.InstanceNorm(x))
+            Assert.That(a.ToArray<float>(), Is.EqualTo(b.ToArray<float>()));
+        using (var a = new Mish().Forward(x))
+        using (var b = F.Mish(x))
+            Assert.That(a.ToArray<float>(), Is.EqualTo(b.ToArray<float>()));
+        Assert.Throws<ShapeMismatchException>(() => new InstanceNorm(4).Forward(x));
+    }
+
+    [Test]
+    public void A_model_of_the_new_layers_learns_a_nonlinear_task()
+    {
+        // Two classes of points in the plane: inside or outside a wavy boundary. Features: the point normalised, and
+        // sin / cos of the angle-like coordinates.
+        const int n = 512;
+        var rng = new Random(1);
+        var xy = new float[n * 2];
+        var labels = new long[n];
+        for (int i = 0; i < n; i++)
+        {
+            float x = (float)(rng.NextDouble() * 4 - 2),
+                y = (float)(rng.NextDouble() * 4 - 2);
+            xy[2 * i] = x;
+            xy[2 * i + 1] = y;
+            labels[i] = y > Math.Sin(2 * x) ? 1 : 0;
+        }
+        using var points = Tensor.FromArray(xy, n, 2);
+        using var s = points.Sin();
+        using var c = points.Cos();
+        using var unit = F.Normalize(points);
+        using var features = HpcEngine.Ops.Cat([points, s, c, unit], 1); // [n, 8]
+        using var target = Tensor.FromArray(labels, n);
+        var g = new Generator(7);
+        var model = new Sequential(
+            new Linear(8, 32, generator: g),
+            new RMSNorm(32),
+            new Mish(),
+            new Linear(32, 64, generator: g),
+            new GLU(), // 64 → 32
+            new GroupNorm(4, 32),
+            new Hardswish(),
+            new Linear(32, 2, generator: g)
+        );
+        var opt = new Adam(model.Parameters(), 1e-2);
+        double first = double.NaN,
+            last = double.NaN;
+        for (int step = 0; step < 300; step++)
+        {
+            using var scope = new TensorScope();
+            opt.ZeroGrad();
+            using var logits = model.Forward(features);
+            using var loss = F.CrossEntropy(logits, target);
+            loss.Backward();
+            opt.Step();
+            last = loss.ToArray<float>()[0];
+            if (step == 0)
+                first = last;
+        }
+        using var final = model.Forward(features);
+        using var predicted = HpcEngine.Ops.ArgMax(final, 1);
+        var p = predicted.ToArray<long>();
+        double accuracy = p.Zip(labels).Count(t => t.First == t.Second) / (double)n;
+        Assert.That(last, Is.LessThan(first / 4), $"loss {first:F3} → {last:F3}");
+        Assert.That(accuracy, Is.GreaterThan(0.93), "the boundary is learnt");
+    }
+}
