@@ -83,3 +83,15 @@ public sealed class GLU(int dim = -1) : Module
     /// <inheritdoc/>
     public override Tensor Forward(Tensor input) => F.Glu(input, dim);
 }
+
+/// <summary>Upsampling (torch.nn.Upsample): <see cref="F.Interpolate"/> by a size or a scale factor.</summary>
+public sealed class Upsample(
+    int[]? size = null,
+    double[]? scaleFactor = null,
+    string mode = "nearest",
+    bool? alignCorners = null
+) : Module
+{
+    /// <inheritdoc/>
+    public override Tensor Forward(Tensor input) => F.Interpolate(input, size, scaleFactor, mode, alignCorners);
+}

@@ -68,6 +68,9 @@ public class GradCheckTests
         yield return new("cosine similarity", x => F.CosineSimilarity(x[0], x[1]), S(3, 4), S(3, 4));
         yield return new("rms norm", x => F.RmsNorm(x[0], [4], x[1]), S(3, 4), S(4));
         yield return new("group norm", x => F.GroupNorm(x[0], 2, x[1], x[2]), S(2, 4, 3), S(4), S(4));
+        yield return new("pad reflect", x => F.Pad(x[0], [2, 1], "reflect"), S(2, 4));
+        yield return new("pad constant crop", x => F.Pad(x[0], [-1, 2], "constant", 3), T(2, 4));
+        yield return new("bilinear", x => F.Interpolate(x[0], size: [5, 3], mode: "bilinear"), S(1, 2, 3, 4));
         yield return new("sqrt", x => x[0].Sqrt(), P(6));
         yield return new("rsqrt", x => x[0].Rsqrt(), P(6));
         yield return new("tanh", x => x[0].Tanh(), S(9));

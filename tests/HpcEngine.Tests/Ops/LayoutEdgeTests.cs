@@ -33,6 +33,44 @@ public class LayoutEdgeTests
     }
 
     [Test]
+    public void Padding_and_resampling_refuse_what_pytorch_refuses()
+    {
+        using var x = Tensor.Zeros([1, 2, 3, 4]);
+        Assert.That(
+            Assert.Throws<ArgumentException>(() => F.Pad(x, [4, 0], "reflect"))!.Message,
+            Does.Contain("must be below dim 3's size 4")
+        );
+        Assert.That(
+            Assert.Throws<ArgumentException>(() => F.Pad(x, [1, 2, 3], "constant"))!.Message,
+            Does.Contain("(before, after) pairs")
+        );
+        Assert.That(
+            Assert.Throws<ArgumentException>(() => F.Pad(x, [1, 1], "wrap"))!.Message,
+            Does.Contain("not one of constant, reflect, replicate, circular")
+        );
+        Assert.That(
+            Assert.Throws<ArgumentException>(() => F.Interpolate(x, size: [2, 2], scaleFactor: [2, 2]))!.Message,
+            Does.Contain("either size or scale_factor")
+        );
+        Assert.That(
+            Assert.Throws<ShapeMismatchException>(() => F.Interpolate(x, size: [5], mode: "linear"))!.Message,
+            Does.Contain("linear needs 1 spatial dim(s)")
+        );
+        Assert.That(
+            Assert.Throws<ArgumentException>(() => F.Interpolate(x, size: [5, 5], alignCorners: true))!.Message,
+            Does.Contain("align_corners applies to the linear modes only")
+        );
+    }
+
+    [Test]
+    public void Bilinear_upsampling_with_aligned_corners_keeps_the_corners_and_the_mean_of_a_ramp()
+    {
+        using var ramp = Tensor.FromArray(new[] { 0.0, 1, 2, 3 }, [1, 1, 2, 2]);
+        using var up = F.Interpolate(ramp, size: [3, 3], mode: "bilinear", alignCorners: true);
+        Assert.That(up.ToArray<double>(), Is.EqualTo(new[] { 0.0, 0.5, 1, 1, 1.5, 2, 2, 2.5, 3 }));
+    }
+
+    [Test]
     public void Addmm_with_beta_zero_does_not_read_its_input()
     {
         using var input = Tensor.FromArray(new[] { double.NaN, double.NaN }, [2]);

@@ -149,6 +149,17 @@ public class OpFixtureTests
         ["rms_norm"] = x => F.RmsNorm(x[0], [7], x[1], 1e-6),
         ["group_norm"] = x => F.GroupNorm(x[0], 2, x[1], x[2]),
         ["instance_norm"] = x => F.InstanceNorm(x[0], x[1], x[2]),
+        ["pad_constant"] = x => F.Pad(x[0], [2, -1, 1, 3], "constant", 0.5),
+        ["pad_reflect"] = x => F.Pad(x[0], [3, 1, 2, 2], "reflect"),
+        ["pad_replicate"] = x => F.Pad(x[0], [2, 4], "replicate"),
+        ["pad_circular"] = x => F.Pad(x[0], [1, 2, 3, 0], "circular"),
+        ["interp_nearest"] = x => F.Interpolate(x[0], size: [7, 3]),
+        ["interp_nearest_scale"] = x => F.Interpolate(x[0], scaleFactor: [2.5, 2.5]),
+        ["interp_bilinear"] = x => F.Interpolate(x[0], size: [7, 9], mode: "bilinear", alignCorners: false),
+        ["interp_bilinear_ac"] = x => F.Interpolate(x[0], size: [3, 8], mode: "bilinear", alignCorners: true),
+        ["interp_bilinear_down"] = x =>
+            F.Interpolate(x[0], scaleFactor: [0.5, 0.5], mode: "bilinear", alignCorners: false),
+        ["interp_linear"] = x => F.Interpolate(x[0], scaleFactor: [1.5], mode: "linear", alignCorners: false),
     };
 
     public static IEnumerable<string> CaseNames => Cases.Keys;
