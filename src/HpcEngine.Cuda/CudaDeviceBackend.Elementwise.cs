@@ -138,22 +138,7 @@ internal sealed unsafe partial class CudaDeviceBackend
             UnaryOp.Rsqrt => "rsqrt",
             UnaryOp.Sign => "sign",
             UnaryOp.Reciprocal => "reciprocal",
-            UnaryOp.Sin
-            or UnaryOp.Cos
-            or UnaryOp.Tan
-            or UnaryOp.Asin
-            or UnaryOp.Acos
-            or UnaryOp.Atan
-            or UnaryOp.Sinh
-            or UnaryOp.Cosh
-            or UnaryOp.Erf
-            or UnaryOp.Expm1
-            or UnaryOp.Log2
-            or UnaryOp.Log10
-            or UnaryOp.Floor
-            or UnaryOp.Ceil
-            or UnaryOp.Round
-            or UnaryOp.Trunc => op.ToString().ToLowerInvariant(),
+            _ when IsMathFunction(op) || IsRounding(op) => op.ToString().ToLowerInvariant(),
             _ => throw NoKernel(op.ToString().ToLowerInvariant()),
         };
         context.Launch(Kernel("elementwise.cu", name + "_f32"), Grid(n), Block, 0, Ptr(x), Ptr(r), n);
@@ -250,7 +235,7 @@ internal sealed unsafe partial class CudaDeviceBackend
                     (float)alpha
                 );
                 return;
-            case UnaryOp.Sign or UnaryOp.Floor or UnaryOp.Ceil or UnaryOp.Round or UnaryOp.Trunc: // zero almost everywhere
+            case UnaryOp.Sign or UnaryOp.Floor or UnaryOp.Ceil or UnaryOp.Round or UnaryOp.Trunc: // gradient 0 almost everywhere
                 Fill(dx, 0);
                 return;
         }
@@ -267,18 +252,7 @@ internal sealed unsafe partial class CudaDeviceBackend
             UnaryOp.Sigmoid => ("sigmoid_backward_f32", y),
             UnaryOp.Tanh => ("tanh_backward_f32", y),
             UnaryOp.Neg => ("affine_f32", g),
-            UnaryOp.Sin
-            or UnaryOp.Cos
-            or UnaryOp.Tan
-            or UnaryOp.Asin
-            or UnaryOp.Acos
-            or UnaryOp.Atan
-            or UnaryOp.Sinh
-            or UnaryOp.Cosh
-            or UnaryOp.Erf
-            or UnaryOp.Expm1
-            or UnaryOp.Log2
-            or UnaryOp.Log10 => (op.ToString().ToLowerInvariant() + "_backward_f32", x),
+            _ when IsMathFunction(op) => (op.ToString().ToLowerInvariant() + "_backward_f32", x),
             _ => throw NoKernel(op.ToString().ToLowerInvariant() + " backward"),
         };
         if (op == UnaryOp.Neg)
@@ -385,4 +359,24 @@ internal sealed unsafe partial class CudaDeviceBackend
             (float)value
         );
     }
+
+    /// <summary>The math functions whose kernels are named after the op: forward "name_f32", backward
+    /// "name_backward_f32" (from the input).</summary>
+    private static bool IsMathFunction(UnaryOp op) =>
+        op
+            is UnaryOp.Sin
+                or UnaryOp.Cos
+                or UnaryOp.Tan
+                or UnaryOp.Asin
+                or UnaryOp.Acos
+                or UnaryOp.Atan
+                or UnaryOp.Sinh
+                or UnaryOp.Cosh
+                or UnaryOp.Erf
+                or UnaryOp.Expm1
+                or UnaryOp.Log2
+                or UnaryOp.Log10;
+
+    /// <summary>The rounding functions: a forward kernel each, gradient 0.</summary>
+    private static bool IsRounding(UnaryOp op) => op is UnaryOp.Floor or UnaryOp.Ceil or UnaryOp.Round or UnaryOp.Trunc;
 }
