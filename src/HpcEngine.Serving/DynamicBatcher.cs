@@ -50,7 +50,8 @@ public sealed class DynamicBatcher : IAsyncDisposable
 
     /// <summary>Marks a request on its way in (its body being read and parsed) until the returned scope is disposed:
     /// an open batch waits for it (up to the delay) rather than closing. Queue the request with
-    /// <see cref="InferAsync"/> before disposing the scope, so the batch never sees neither.</summary>
+    /// <see cref="InferAsync"/> before disposing the scope, so the batch never sees neither. An arrival that ends
+    /// without a request (a refused body) leaves an open batch waiting out the rest of its delay, no longer.</summary>
     public ArrivalScope Arrive()
     {
         Interlocked.Increment(ref _arriving);

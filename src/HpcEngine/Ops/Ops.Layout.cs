@@ -9,14 +9,15 @@ public static partial class Ops
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(dims);
-        var y = Clone(x);
-        foreach (int dim in ReduceDims("flip", dims, x.Rank).Where(_ => dims.Length > 0))
+        var reversed = dims.Length == 0 ? [] : ReduceDims("flip", dims, x.Rank).Where(d => x.Shape[d] > 1).ToArray();
+        if (reversed.Length == 0)
+            return Clone(x);
+        var y = Identity(x);
+        foreach (int dim in reversed)
         {
             int n = x.Shape[dim];
-            if (n <= 1)
-                continue;
-            using var reversed = Tensor.FromArray(Enumerable.Range(0, n).Select(i => (long)(n - 1 - i)).ToArray(), n);
-            using var index = reversed.To(x.Device);
+            using var host = Tensor.FromArray(Enumerable.Range(0, n).Select(i => (long)(n - 1 - i)).ToArray(), n);
+            using var index = host.To(x.Device);
             using var before = y;
             y = IndexSelect(before, dim, index);
         }
