@@ -4,22 +4,10 @@ using HpcEngine.Cuda.Interop;
 
 namespace HpcEngine.Cuda;
 
-/// <summary>Convolution, pooling, embedding, gather/scatter and the optimizer steps (conv.cu, pool.cu, embedding.cu,
-/// index.cu, optim.cu).</summary>
+/// <summary>Convolution, pooling, embedding and the optimizer steps (conv.cu, pool.cu, embedding.cu,
+/// optim.cu).</summary>
 internal sealed unsafe partial class CudaDeviceBackend
 {
-    /// <summary>native/kernels/index.cu's struct IndexShape.</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    private struct IndexShape
-    {
-        public int Ndim,
-            Dim;
-        public fixed long Shape[8];
-        public fixed long XStride[8];
-        public fixed long IStride[8];
-        public fixed long OStride[8];
-    }
-
     public void SgdStep(
         Tensor p,
         Tensor g,
@@ -282,63 +270,6 @@ internal sealed unsafe partial class CudaDeviceBackend
             (long)count,
             (long)dim,
             (long)dweight.Shape[0]
-        );
-    }
-
-    /// <summary>The gather/scatter layout: <paramref name="index"/>'s shape, the strided tensor's, the index's and the
-    /// other operand's strides.</summary>
-    private static IndexShape IndexLayout(string op, int dim, Tensor strided, Tensor index, Tensor other)
-    {
-        if (index.Rank > 8)
-            throw new ShapeMismatchException($"{op} on cuda: at most 8 dimensions (got {index.Rank})");
-        if (index.DType != DType.Int64)
-            throw new DTypeMismatchException($"{op} on cuda: the index must be int64");
-        var s = new IndexShape { Ndim = Math.Max(index.Rank, 1), Dim = dim };
-        s.Shape[0] = 1;
-        for (int d = 0; d < index.Rank; d++)
-        {
-            s.Shape[d] = index.Shape[d];
-            s.XStride[d] = strided.Strides[d];
-            s.IStride[d] = index.Strides[d];
-            s.OStride[d] = other.Strides[d];
-        }
-        return s;
-    }
-
-    public void Gather(Tensor x, int dim, Tensor index, Tensor r)
-    {
-        if (x.DType.SizeOf() != 4)
-            throw new DTypeMismatchException($"gather on cuda: 4-byte dtypes (got {x.DType.TorchName()})");
-        if (r.NumEl == 0)
-            return;
-        context.Launch(
-            Kernel("index.cu", "gather_32"),
-            Grid(r.NumEl),
-            Block,
-            0,
-            Ptr(x),
-            Ptr(index),
-            Ptr(r),
-            (long)r.NumEl,
-            IndexLayout("gather", dim, x, index, r)
-        );
-    }
-
-    public void ScatterAdd(Tensor r, int dim, Tensor index, Tensor src)
-    {
-        Float32("scatter_add", r, src);
-        if (index.NumEl == 0)
-            return;
-        context.Launch(
-            Kernel("index.cu", "scatter_add_f32"),
-            Grid(index.NumEl),
-            Block,
-            0,
-            Ptr(r),
-            Ptr(index),
-            Ptr(src),
-            (long)index.NumEl,
-            IndexLayout("scatter_add", dim, r, index, src)
         );
     }
 

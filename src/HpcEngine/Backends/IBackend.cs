@@ -125,6 +125,18 @@ public interface IBackend
     /// <summary>Contiguous r along <paramref name="dim"/> at int64 index += src (duplicates accumulate).</summary>
     void ScatterAdd(Tensor r, int dim, Tensor index, Tensor src);
 
+    /// <summary>Contiguous r along <paramref name="dim"/> at int64 index := src (a later duplicate overwrites on the
+    /// CPU; which duplicate wins is unspecified elsewhere, as in PyTorch).</summary>
+    void Scatter(Tensor r, int dim, Tensor index, Tensor src);
+
+    /// <summary>values (and int64 indices for max/min) := the inclusive scan of contiguous x viewed as [outer, n,
+    /// inner] along n; values and indices contiguous of x's shape.</summary>
+    void Scan(ScanOp op, Tensor x, int outer, int n, int inner, Tensor values, Tensor? indices);
+
+    /// <summary>Sorts every row of contiguous x [rows, n] into values and int64 indices: stable (equal keys keep
+    /// their order), NaN above every number (last ascending, first descending), as PyTorch.</summary>
+    void Sort(Tensor x, int rows, int n, Tensor values, Tensor indices, bool descending);
+
     /// <summary>Contiguous r := value where the Philox draw (seed, start) is below p, else 0: the CPU's Bernoulli
     /// numbers element for element. <paramref name="start"/> was reserved from <paramref name="generator"/>, which a
     /// graph capture needs to replay the draw with fresh numbers.</summary>

@@ -131,6 +131,25 @@ public enum UnaryOp
     Trunc,
 }
 
+/// <summary>Inclusive scans along one dim (cumsum and its kin).</summary>
+public enum ScanOp
+{
+    /// <summary>Running sum.</summary>
+    Sum,
+
+    /// <summary>Running product.</summary>
+    Prod,
+
+    /// <summary>Running maximum with the index of the last maximum so far (a NaN sticks, the last NaN's index).</summary>
+    Max,
+
+    /// <summary>Running minimum, ties and NaN as <see cref="Max"/>.</summary>
+    Min,
+
+    /// <summary>Running log Σ exp, computed stably (all −∞ gives −∞).</summary>
+    LogSumExp,
+}
+
 /// <summary>Comparisons and logical ops; their results are bool.</summary>
 public enum CompareOp
 {

@@ -180,6 +180,24 @@ internal sealed class CountingBackend(IBackend wrapped) : IBackend
         wrapped.ScatterAdd(r, dim, index, src);
     }
 
+    public void Scatter(Tensor r, int dim, Tensor index, Tensor src)
+    {
+        Count("scatter");
+        wrapped.Scatter(r, dim, index, src);
+    }
+
+    public void Scan(ScanOp op, Tensor x, int outer, int n, int inner, Tensor values, Tensor? indices)
+    {
+        Count("scan");
+        wrapped.Scan(op, x, outer, n, inner, values, indices);
+    }
+
+    public void Sort(Tensor x, int rows, int n, Tensor values, Tensor indices, bool descending)
+    {
+        Count("sort");
+        wrapped.Sort(x, rows, n, values, indices, descending);
+    }
+
     public void Bernoulli(Tensor r, Generator generator, ulong seed, ulong start, double p, double value)
     {
         Count("bernoulli");

@@ -263,6 +263,27 @@ internal sealed unsafe class HostDeviceBackend : IBackend
         Cpu.ScatterAdd(H(r), dim, H(index), H(src));
     }
 
+    public void Scatter(Tensor r, int dim, Tensor index, Tensor src)
+    {
+        Count("scatter");
+        using var scope = new TensorScope();
+        Cpu.Scatter(H(r), dim, H(index), H(src));
+    }
+
+    public void Scan(ScanOp op, Tensor x, int outer, int n, int inner, Tensor values, Tensor? indices)
+    {
+        Count("scan");
+        using var scope = new TensorScope();
+        Cpu.Scan(op, H(x), outer, n, inner, H(values), H(indices));
+    }
+
+    public void Sort(Tensor x, int rows, int n, Tensor values, Tensor indices, bool descending)
+    {
+        Count("sort");
+        using var scope = new TensorScope();
+        Cpu.Sort(H(x), rows, n, H(values), H(indices), descending);
+    }
+
     public void Bernoulli(Tensor r, Generator generator, ulong seed, ulong start, double p, double value)
     {
         Count("bernoulli");

@@ -133,6 +133,56 @@ internal sealed unsafe partial class CpuBackend
             throw NoKernel(max ? "max" : "min", x.DType);
     }
 
+    public void Scan(ScanOp op, Tensor x, int outer, int n, int inner, Tensor values, Tensor? indices)
+    {
+        long* pi = indices != null ? indices.Ptr<long>() : null;
+        switch (x.DType, op)
+        {
+            case (DType.Float32, ScanOp.LogSumExp):
+                ScanKernels.LogSumExp(x.Ptr<float>(), values.Ptr<float>(), outer, n, inner);
+                break;
+            case (DType.Float64, ScanOp.LogSumExp):
+                ScanKernels.LogSumExp(x.Ptr<double>(), values.Ptr<double>(), outer, n, inner);
+                break;
+            case (DType.Float32, ScanOp.Sum or ScanOp.Prod):
+                ScanKernels.AccumulateWide(x.Ptr<float>(), values.Ptr<float>(), outer, n, inner, op == ScanOp.Prod);
+                break;
+            case (DType.Float32, _):
+                Scan(op, x.Ptr<float>(), values.Ptr<float>(), pi, outer, n, inner);
+                break;
+            case (DType.Float64, _):
+                Scan(op, x.Ptr<double>(), values.Ptr<double>(), pi, outer, n, inner);
+                break;
+            case (DType.Int64, not ScanOp.LogSumExp):
+                Scan(op, x.Ptr<long>(), values.Ptr<long>(), pi, outer, n, inner);
+                break;
+            default:
+                throw NoKernel($"cum{op.ToString().ToLowerInvariant()}", x.DType);
+        }
+    }
+
+    private static void Scan<T>(ScanOp op, T* x, T* y, long* indices, int outer, int n, int inner)
+        where T : unmanaged, System.Numerics.INumber<T>
+    {
+        if (op is ScanOp.Sum or ScanOp.Prod)
+            ScanKernels.Accumulate(x, y, outer, n, inner, op == ScanOp.Prod);
+        else
+            ScanKernels.Extreme(x, y, indices, outer, n, inner, op == ScanOp.Max);
+    }
+
+    public void Sort(Tensor x, int rows, int n, Tensor values, Tensor indices, bool descending)
+    {
+        long* pi = indices.Ptr<long>();
+        if (x.DType == DType.Float32)
+            SortKernels.SortRows(x.Ptr<float>(), values.Ptr<float>(), pi, rows, n, descending);
+        else if (x.DType == DType.Float64)
+            SortKernels.SortRows(x.Ptr<double>(), values.Ptr<double>(), pi, rows, n, descending);
+        else if (x.DType == DType.Int64)
+            SortKernels.SortRows(x.Ptr<long>(), values.Ptr<long>(), pi, rows, n, descending);
+        else
+            throw NoKernel("sort", x.DType);
+    }
+
     public void Softmax(Tensor x, Tensor y, int rows, int n, bool log)
     {
         if (y.DType == DType.Float32)

@@ -199,6 +199,8 @@ internal sealed unsafe partial class CpuBackend : IBackend
         }
     }
 
+    public void Scatter(Tensor r, int dim, Tensor index, Tensor src) => IndexKernels.Scatter(r, dim, index, src);
+
     public void Bernoulli(Tensor r, Generator generator, ulong seed, ulong start, double p, double value)
     {
         int n = r.NumEl;

@@ -2,7 +2,7 @@ using System.Numerics;
 
 namespace HpcEngine.Backends.Cpu;
 
-/// <summary>Gather and scatter-add along one dim. Index tensors are int64 (int32 accepted) and every index is
+/// <summary>Gather, scatter and scatter-add along one dim. Index tensors are int64 (int32 accepted) and every index is
 /// bounds-checked: a bad index is an error naming the op, the position and the valid range, never a wild
 /// read.</summary>
 internal static unsafe class IndexKernels
@@ -76,6 +76,43 @@ internal static unsafe class IndexKernels
                         + $"size {limit}"
                 );
             pd[od + k * dstr[dim]] += ps[os];
+        });
+    }
+
+    /// <summary>dst[..., index[..., j, ...], ...] := src[..., j, ...] over every position of index, in order (a
+    /// later duplicate overwrites an earlier one).</summary>
+    public static void Scatter(Tensor dst, int dim, Tensor index, Tensor src)
+    {
+        int es = dst.DType.SizeOf(),
+            rank = index.Rank;
+        var ishape = index.ShapeArray;
+        var istr = index.Strides.ToArray();
+        var sstr = src.Strides.ToArray();
+        var dstr = dst.Strides.ToArray();
+        int limit = dst.Shape[dim];
+        byte* ps = src.BytePtr,
+            pd = dst.BytePtr;
+        long* pi = index.Ptr<long>();
+        ForEachIndex(ishape, (idx) =>
+        {
+            long oi = 0,
+                os = 0,
+                od = 0;
+            for (int d = 0; d < rank; d++)
+            {
+                oi += (long)idx[d] * istr[d];
+                os += (long)idx[d] * sstr[d];
+                if (d != dim)
+                    od += (long)idx[d] * dstr[d];
+            }
+            long k = pi[oi];
+            if (k < 0 || k >= limit)
+                throw new IndexOutOfRangeException(
+                    $"scatter: index {k} at position {Shapes.Format(idx)} is out of range for dimension {dim} of size "
+                        + $"{limit}"
+                );
+            od += k * dstr[dim];
+            Buffer.MemoryCopy(ps + os * es, pd + od * es, es, es);
         });
     }
 
