@@ -60,6 +60,8 @@ public class GradCheckTests
         yield return new("lerp tensor", x => HpcEngine.Ops.Lerp(x[0], x[1], x[2]), S(2, 3), S(3), P(2, 1));
         yield return new("nan_to_num", x => HpcEngine.Ops.NanToNum(x[0]), S(6));
         yield return new("flip", x => HpcEngine.Ops.Flip(x[0], 1), T(3, 4));
+        foreach (var c in ScanAndSortCases())
+            yield return c;
         yield return new("roll", x => HpcEngine.Ops.Roll(x[0], [1, -2], [0, 1]), S(3, 4));
         yield return new("repeat", x => HpcEngine.Ops.Repeat(x[0], 2, 3), T(2, 3));
         yield return new("tril", x => HpcEngine.Ops.Tril(x[0]), S(3, 3));
@@ -172,6 +174,50 @@ public class GradCheckTests
         );
         yield return new("dropout", x => F.Dropout(x[0], 0.4, training: true, generator: new Generator(7)), S(4, 5));
         yield return new("clone contiguous", x => x[0].Contiguous().Clone(), T(3, 4));
+    }
+
+    /// <summary>Scans, sorts and the selections and indexing built on them (random inputs: no ties).</summary>
+    private static IEnumerable<Case> ScanAndSortCases()
+    {
+        var E = HpcEngine.Ops.Exp; // keeps the products away from 0 and their sign fixed
+        yield return new("cumsum strided", x => HpcEngine.Ops.CumSum(x[0], 0), T(3, 4));
+        yield return new("cumprod", x => HpcEngine.Ops.CumProd(x[0], 1), S(2, 5));
+        yield return new("cummax", x => HpcEngine.Ops.CumMax(x[0], 1).Values, S(3, 6));
+        yield return new("cummin strided", x => HpcEngine.Ops.CumMin(x[0], 0).Values, T(4, 3));
+        yield return new("logcumsumexp", x => HpcEngine.Ops.LogCumSumExp(x[0], 0), T(4, 3));
+        yield return new("prod dim", x => HpcEngine.Ops.Prod(x[0], 1), S(3, 4));
+        yield return new("prod all", x => HpcEngine.Ops.Prod(E(x[0])), S(5));
+        yield return new("sort", x => HpcEngine.Ops.Sort(x[0], 1).Values, S(3, 5));
+        yield return new("sort descending strided", x => HpcEngine.Ops.Sort(x[0], 0, true).Values, T(4, 3));
+        yield return new("topk", x => HpcEngine.Ops.TopK(x[0], 3).Values, S(2, 7));
+        yield return new("kthvalue", x => HpcEngine.Ops.KthValue(x[0], 2, 1, keepDim: true).Values, S(4, 5));
+        yield return new("median dim", x => HpcEngine.Ops.Median(x[0], 0).Values, S(5, 3));
+        yield return new("median all", x => HpcEngine.Ops.Median(x[0]), S(7));
+        yield return new("nanmedian", x => HpcEngine.Ops.NanMedian(x[0], 1).Values, S(3, 4));
+        yield return new("diagonal", x => HpcEngine.Ops.Diagonal(x[0], 1, 0, 2), T(3, 4, 5));
+        yield return new("diag vector", x => HpcEngine.Ops.Diag(x[0], -1), S(4));
+        yield return new("diag matrix", x => HpcEngine.Ops.Diag(x[0], 1), S(4, 5));
+        yield return new("take_along_dim", x => HpcEngine.Ops.TakeAlongDim(x[0], Idx([2, 0, 1, 1], 1, 4), 0), S(3, 4));
+        yield return new(
+            "scatter",
+            x => HpcEngine.Ops.Scatter(x[0], 1, Idx([4, 1, 0, 3], 2, 2), x[1]),
+            S(2, 5),
+            S(2, 2)
+        );
+        yield return new("scatter value", x => HpcEngine.Ops.Scatter(x[0], 0, Idx([1, 0], 1, 2), 2.0), S(3, 2));
+        yield return new(
+            "index_add",
+            x => HpcEngine.Ops.IndexAdd(x[0], 1, Idx([2, 0, 2], 3), x[1], alpha: -0.5),
+            S(2, 4),
+            S(2, 3)
+        );
+        yield return new("index_copy", x => HpcEngine.Ops.IndexCopy(x[0], 0, Idx([2, 0], 2), x[1]), S(3, 2), T(2, 2));
+        yield return new("repeat_interleave", x => HpcEngine.Ops.RepeatInterleave(x[0], [2, 0, 1], 1), S(2, 3));
+        yield return new(
+            "masked_select",
+            x => HpcEngine.Ops.MaskedSelect(x[0], Tensor.FromArray([true, false, true])),
+            T(4, 3)
+        );
     }
 
     [TestCaseSource(nameof(Cases))]

@@ -8,7 +8,7 @@ using Ops = HpcEngine.Ops;
 /// layer norm and average pooling, and integer casts: each runs on the device, keeps its result there, and gives the
 /// CPU's values and gradients. Run on the test backend here (which also says the op reached it) and on cuda:0 by
 /// <see cref="HpcEngine.Tests.Cuda.CudaSelectParityTests"/> where a GPU is found.</summary>
-public abstract class DeviceSelectTests
+public abstract partial class DeviceSelectTests
 {
     protected abstract Device Dev { get; }
 

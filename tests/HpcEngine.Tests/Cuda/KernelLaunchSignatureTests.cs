@@ -170,6 +170,7 @@ public partial class KernelLaunchSignatureTests
             var g = a.Detach().RequiresGrad_();
             Ops.Sum(Ops.Gather(g, 1, On(Tensor.FromArray(new long[6], 3, 2)))).Backward();
             Ops.Sum(Ops.IndexSelect(g, 0, On(Tensor.FromArray(new long[2])))).Backward();
+            ExerciseScansAndSorts(a, gen);
             Tensor.Bernoulli([10], 0.5, DType.Float32, gen, Dev);
             F.Dropout(a, 0.3, generator: gen);
             var img = On(Tensor.Randn([2, 3, 6, 6], DType.Float32, gen)).RequiresGrad_();
@@ -212,6 +213,22 @@ public partial class KernelLaunchSignatureTests
                 Ops.Narrow(whole, 1, 1, 2).CopyFrom(On(Tensor.Ones([4, 2], dt))); // a strided destination
             }
         }
+    }
+
+    /// <summary>Scans (row and strided-line kernels), the bitonic sort, and gather / scatter of 8-byte
+    /// elements.</summary>
+    private static void ExerciseScansAndSorts(Tensor a, Generator gen)
+    {
+        var s = a.Detach().RequiresGrad_();
+        Ops.Sum(Ops.CumSum(s, 1)).Backward();
+        Ops.CumMax(a, 1);
+        Ops.LogCumSumExp(On(Tensor.Randn([40, 3], DType.Float32, gen)), 0);
+        var t = a.Detach().RequiresGrad_();
+        Ops.Sum(Ops.Sort(t, 1, descending: true).Values).Backward();
+        using var longs = On(Tensor.FromArray(new long[6], 2, 3));
+        Ops.Gather(longs, 1, On(Tensor.FromArray(new long[2], 2, 1)));
+        Ops.Scatter(a, 1, On(Tensor.FromArray(new long[3], 3, 1)), 2.0);
+        Ops.Scatter(longs, 1, On(Tensor.FromArray(new long[2], 2, 1)), 7.0);
     }
 
     [Test]
