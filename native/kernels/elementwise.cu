@@ -15,6 +15,16 @@ struct Div { __device__ static float f(float a, float b) { return a / b; } };
 struct Max { __device__ static float f(float a, float b) { return (a > b || a != a) ? a : b; } };
 struct Min { __device__ static float f(float a, float b) { return (a < b || a != a) ? a : b; } };
 struct Pow { __device__ static float f(float a, float b) { return powf(a, b); } };
+struct Atan2 { __device__ static float f(float a, float b) { return atan2f(a, b); } };
+struct Fmod { __device__ static float f(float a, float b) { return fmodf(a, b); } };
+// PyTorch's remainder: fmod moved by one divisor when its sign differs from the divisor's (Python's %).
+struct Remainder {
+  __device__ static float f(float a, float b) {
+    float m = fmodf(a, b);
+    return (m != 0.0f && ((m < 0.0f) != (b < 0.0f))) ? m + b : m;
+  }
+};
+struct CopySign { __device__ static float f(float a, float b) { return copysignf(a, b); } };
 
 template <typename Op>
 __device__ void binary_contiguous(const float* a, const float* b, float* out, i64 n) {
@@ -43,6 +53,10 @@ HPC_BINARY(div, Div)
 HPC_BINARY(maximum, Max)
 HPC_BINARY(minimum, Min)
 HPC_BINARY(pow, Pow)
+HPC_BINARY(atan2, Atan2)
+HPC_BINARY(fmod, Fmod)
+HPC_BINARY(remainder, Remainder)
+HPC_BINARY(copysign, CopySign)
 
 template <typename Op>
 __device__ void binary_broadcast(const float* a, const float* b, float* out, i64 n, Broadcast s) {
@@ -64,6 +78,10 @@ HPC_BROADCAST(maximum, Max)
 HPC_BROADCAST(minimum, Min)
 HPC_BROADCAST(pow, Pow)
 HPC_BROADCAST(div, Div)
+HPC_BROADCAST(atan2, Atan2)
+HPC_BROADCAST(fmod, Fmod)
+HPC_BROADCAST(remainder, Remainder)
+HPC_BROADCAST(copysign, CopySign)
 
 // out = alpha * x + beta (covers add-scalar, mul-scalar, neg, affine rescaling).
 extern "C" __global__ void affine_f32(const float* x, float* out, float alpha, float beta, i64 n) {
@@ -125,6 +143,7 @@ HPC_UNARY(atan, atanf(v))
 HPC_UNARY(sinh, sinhf(v))
 HPC_UNARY(cosh, coshf(v))
 HPC_UNARY(erf, erff(v))
+HPC_UNARY(erfinv, erfinvf(v))
 HPC_UNARY(expm1, expm1f(v))
 HPC_UNARY(log2, log2f(v))
 HPC_UNARY(log10, log10f(v))
@@ -166,6 +185,7 @@ HPC_UNARY_BACKWARD(atan, 1.0f / (1.0f + v * v))
 HPC_UNARY_BACKWARD(sinh, coshf(v))
 HPC_UNARY_BACKWARD(cosh, sinhf(v))
 HPC_UNARY_BACKWARD(erf, 1.1283791670955126f * expf(-v * v))
+HPC_UNARY_BACKWARD(erfinv, 0.8862269254527580f * expf(erfinvf(v) * erfinvf(v)))
 HPC_UNARY_BACKWARD(expm1, expf(v))
 HPC_UNARY_BACKWARD(log2, 1.0f / (v * 0.6931471805599453f))
 HPC_UNARY_BACKWARD(log10, 1.0f / (v * 2.302585092994046f))

@@ -22,6 +22,10 @@ internal sealed unsafe partial class CudaDeviceBackend
             BinaryOp.Maximum => "maximum",
             BinaryOp.Minimum => "minimum",
             BinaryOp.Pow => "pow",
+            BinaryOp.Atan2 => "atan2",
+            BinaryOp.Fmod => "fmod",
+            BinaryOp.Remainder => "remainder",
+            BinaryOp.CopySign => "copysign",
             _ => throw NoKernel(op.ToString().ToLowerInvariant()),
         };
         bool dense =
@@ -373,6 +377,7 @@ internal sealed unsafe partial class CudaDeviceBackend
                 or UnaryOp.Sinh
                 or UnaryOp.Cosh
                 or UnaryOp.Erf
+                or UnaryOp.Erfinv
                 or UnaryOp.Expm1
                 or UnaryOp.Log2
                 or UnaryOp.Log10;

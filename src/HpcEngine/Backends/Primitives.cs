@@ -25,6 +25,18 @@ public enum BinaryOp
 
     /// <summary>xʸ.</summary>
     Pow,
+
+    /// <summary>The angle of the point (y = x, x = y) in (−π, π]: atan2(x, y).</summary>
+    Atan2,
+
+    /// <summary>x − trunc(x / y) · y: C's fmod, the sign of the dividend (integers: truncated %).</summary>
+    Fmod,
+
+    /// <summary>x − floor(x / y) · y: Python's %, the sign of the divisor.</summary>
+    Remainder,
+
+    /// <summary>|x| with the sign bit of y.</summary>
+    CopySign,
 }
 
 /// <summary>Unary floating-point kinds. Alpha carries the parameter of the parameterised ones (the leaky slope, the
@@ -129,6 +141,9 @@ public enum UnaryOp
 
     /// <summary>x without its fraction (towards 0).</summary>
     Trunc,
+
+    /// <summary>The inverse error function on [−1, 1] (±∞ at ±1, NaN outside).</summary>
+    Erfinv,
 }
 
 /// <summary>Inclusive scans along one dim (cumsum and its kin).</summary>

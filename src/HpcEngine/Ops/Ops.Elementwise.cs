@@ -123,7 +123,7 @@ public static partial class Ops
                     return [da, db];
                 });
             default:
-                throw new ArgumentOutOfRangeException(nameof(op));
+                return RecordMathBinary(op, name, r, a, b);
         }
     }
 

@@ -34,6 +34,9 @@ public static partial class Ops
     /// <summary>The error function elementwise.</summary>
     public static Tensor Erf(Tensor x) => Unary(UnaryOp.Erf, "erf", x);
 
+    /// <summary>The inverse error function elementwise: erfinv(erf(x)) = x; ±∞ at ±1, NaN outside [−1, 1].</summary>
+    public static Tensor Erfinv(Tensor x) => Unary(UnaryOp.Erfinv, "erfinv", x);
+
     /// <summary>eˣ − 1 elementwise, accurate for small x.</summary>
     public static Tensor Expm1(Tensor x) => Unary(UnaryOp.Expm1, "expm1", x);
 

@@ -180,6 +180,11 @@ public class GradCheckTests
     private static IEnumerable<Case> ScanAndSortCases()
     {
         var E = HpcEngine.Ops.Exp; // keeps the products away from 0 and their sign fixed
+        yield return new("atan2 broadcast", x => HpcEngine.Ops.Atan2(x[0], x[1]), S(3, 4), T(4));
+        yield return new("fmod", x => HpcEngine.Ops.Fmod(x[0], x[1]), S(2, 5), P(5));
+        yield return new("remainder", x => HpcEngine.Ops.Remainder(x[0], x[1]), T(3, 2), P(2));
+        yield return new("copysign", x => HpcEngine.Ops.CopySign(x[0], x[1]), S(2, 3), S(3));
+        yield return new("erfinv", x => HpcEngine.Ops.Erfinv(HpcEngine.Ops.Tanh(x[0])), S(7));
         yield return new("cumsum strided", x => HpcEngine.Ops.CumSum(x[0], 0), T(3, 4));
         yield return new("cumprod", x => HpcEngine.Ops.CumProd(x[0], 1), S(2, 5));
         yield return new("cummax", x => HpcEngine.Ops.CumMax(x[0], 1).Values, S(3, 6));

@@ -59,4 +59,17 @@ public abstract partial class DeviceSelectTests
         Same("gather", t => Ops.TakeAlongDim(t[0], t[1], 1), x, index);
         Same("gather", t => Ops.RepeatInterleave(t[0], 2, dim: 0), x);
     }
+
+    [Test]
+    public void Binary_math_functions_and_erfinv_with_broadcast_and_gradients()
+    {
+        using var a = Randn([3, 4], 36);
+        using var b = Randn([4], 37);
+        Same("binary", t => Ops.Atan2(t[0], t[1]), a, b);
+        Same("binary", t => Ops.Fmod(t[0], t[1]), a, b);
+        Same("binary", t => Ops.Remainder(t[0], t[1]), a, b);
+        Same("binary", t => Ops.CopySign(t[0], t[1]), a, b);
+        using var inside = Tensor.FromArray([-0.99f, -0.5f, 0, 0.3f, 0.9f]);
+        Same("unary", t => Ops.Erfinv(t[0]), inside);
+    }
 }

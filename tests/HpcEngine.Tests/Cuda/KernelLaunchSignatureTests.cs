@@ -134,6 +134,7 @@ public partial class KernelLaunchSignatureTests
                     Ops.Ceil,
                     Ops.Round,
                     Ops.Trunc,
+                    Ops.Erfinv,
                 }
             )
             {
@@ -150,6 +151,10 @@ public partial class KernelLaunchSignatureTests
                     Ops.Maximum,
                     Ops.Minimum,
                     Ops.Pow,
+                    Ops.Atan2,
+                    Ops.Fmod,
+                    Ops.Remainder,
+                    Ops.CopySign,
                 }
             )
             {

@@ -100,4 +100,46 @@ public class MathEdgeTests
         using var a = outside.Asin();
         Assert.That(double.IsNaN(a.ToArray<double>()[0]), Is.True);
     }
+
+    [Test]
+    public void Atan2_reads_signed_zeros_and_remainder_takes_the_divisors_sign()
+    {
+        using var y = Tensor.FromArray(new[] { 0.0, -0.0, 1, -1 }, [4]);
+        using var x = Tensor.FromArray(new[] { -0.0, -0.0, 0, -1 }, [4]);
+        using var angle = HpcEngine.Ops.Atan2(y, x);
+        Assert.That(
+            angle.ToArray<double>(),
+            Is.EqualTo(new[] { Math.PI, -Math.PI, Math.PI / 2, -3 * Math.PI / 4 }).Within(1e-15)
+        );
+        using var a = Tensor.FromArray(new[] { -7.5, 7.5 }, [2]);
+        using var rem = HpcEngine.Ops.Remainder(a, 2);
+        Assert.That(rem.ToArray<double>(), Is.EqualTo(new[] { 0.5, 1.5 }));
+        using var mod = HpcEngine.Ops.Fmod(a, 2);
+        Assert.That(mod.ToArray<double>(), Is.EqualTo(new[] { -1.5, 1.5 }));
+        using var ints = Tensor.FromArray(new long[] { -7, 7 }, [2]);
+        using var irem = HpcEngine.Ops.Remainder(ints, -3);
+        Assert.That(irem.DType, Is.EqualTo(DType.Int64));
+        Assert.That(irem.ToArray<long>(), Is.EqualTo(new long[] { -1, -2 }));
+        using var zero = Tensor.FromArray(new long[] { 0, 1 }, [2]);
+        Assert.That(
+            Assert.Throws<DivideByZeroException>(() => HpcEngine.Ops.Fmod(ints, zero))!.Message,
+            Does.Contain("integer division by zero")
+        );
+    }
+
+    [Test]
+    public void Erfinv_inverts_erf_and_is_infinite_at_the_ends()
+    {
+        using var x = Tensor.FromArray(new[] { -1.0, 1, 1.5, 0 }, [4]);
+        using var r = HpcEngine.Ops.Erfinv(x);
+        var v = r.ToArray<double>();
+        Assert.That(v[0], Is.EqualTo(double.NegativeInfinity));
+        Assert.That(v[1], Is.EqualTo(double.PositiveInfinity));
+        Assert.That(v[2], Is.NaN);
+        Assert.That(v[3], Is.EqualTo(0.0));
+        using var p = Tensor.FromArray(new[] { -2.5, -0.3, 0.01, 1.2, 3.0 }, [5]);
+        using var e = p.Erf();
+        using var back = HpcEngine.Ops.Erfinv(e);
+        Assert.That(back.ToArray<double>(), Is.EqualTo(p.ToArray<double>()).Within(1e-9));
+    }
 }

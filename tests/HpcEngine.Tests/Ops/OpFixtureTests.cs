@@ -200,6 +200,14 @@ public class OpFixtureTests
         ["unique_counts"] = x => HpcEngine.Ops.Unique(x[0], returnCounts: true).Counts!,
         ["f32_cumsum_large"] = x => HpcEngine.Ops.CumSum(x[0], 0),
         ["f32_sort_large"] = x => HpcEngine.Ops.Sort(x[0], 0).Values,
+        ["atan2"] = x => HpcEngine.Ops.Atan2(x[0], x[1]),
+        ["fmod"] = x => HpcEngine.Ops.Fmod(x[0], x[1]),
+        ["remainder"] = x => HpcEngine.Ops.Remainder(x[0], x[1]),
+        ["fmod_int"] = x => HpcEngine.Ops.Fmod(x[0], x[1]),
+        ["remainder_int"] = x => HpcEngine.Ops.Remainder(x[0], x[1]),
+        ["copysign"] = x => HpcEngine.Ops.CopySign(x[0], x[1]),
+        ["erfinv"] = x => HpcEngine.Ops.Erfinv(x[0]),
+        ["f32_erfinv"] = x => HpcEngine.Ops.Erfinv(x[0]),
     };
 
     public static IEnumerable<string> CaseNames => Cases.Keys;

@@ -33,6 +33,18 @@ internal static class BinaryKernels
             case BinaryOp.Pow:
                 BinaryDriver.Run<T, T, Pow<T>>(a, b, dst);
                 break;
+            case BinaryOp.Atan2:
+                BinaryDriver.Run<T, T, Atan2<T>>(a, b, dst);
+                break;
+            case BinaryOp.Fmod:
+                BinaryDriver.Run<T, T, Fmod<T>>(a, b, dst);
+                break;
+            case BinaryOp.Remainder:
+                BinaryDriver.Run<T, T, Remainder<T>>(a, b, dst);
+                break;
+            case BinaryOp.CopySign:
+                BinaryDriver.Run<T, T, CopySign<T>>(a, b, dst);
+                break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(op), op, "not a binary arithmetic op");
         }

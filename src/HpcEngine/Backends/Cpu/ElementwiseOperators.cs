@@ -189,6 +189,47 @@ internal static class ArithmeticOperators
         }
     }
 
+    public readonly struct Atan2<T> : IBinaryOperator<T, T>
+        where T : unmanaged, INumber<T>
+    {
+        public static T Invoke(T y, T x) =>
+            typeof(T) == typeof(float)
+                ? (T)(object)MathF.Atan2((float)(object)y, (float)(object)x)
+                : T.CreateTruncating(Math.Atan2(double.CreateTruncating(y), double.CreateTruncating(x)));
+    }
+
+    /// <summary>C#'s % is C's fmod for floats and truncated division's remainder for integers: the dividend's sign.
+    /// An integer divisor of 0 is refused (PyTorch raises too) rather than faulting.</summary>
+    public readonly struct Fmod<T> : IBinaryOperator<T, T>
+        where T : unmanaged, INumber<T>
+    {
+        public static T Invoke(T x, T y)
+        {
+            if (!IsFloat<T>() && T.IsZero(y))
+                throw new DivideByZeroException("fmod: integer division by zero");
+            return x % y;
+        }
+    }
+
+    /// <summary>PyTorch's rule: fmod, then moved by one divisor when its sign differs from the divisor's.</summary>
+    public readonly struct Remainder<T> : IBinaryOperator<T, T>
+        where T : unmanaged, INumber<T>
+    {
+        public static T Invoke(T x, T y)
+        {
+            if (!IsFloat<T>() && T.IsZero(y))
+                throw new DivideByZeroException("remainder: integer division by zero");
+            T m = x % y;
+            return !T.IsZero(m) && (T.IsNegative(m) != T.IsNegative(y)) ? m + y : m;
+        }
+    }
+
+    public readonly struct CopySign<T> : IBinaryOperator<T, T>
+        where T : unmanaged, INumber<T>
+    {
+        public static T Invoke(T x, T y) => T.CopySign(x, y);
+    }
+
     private static bool IsFloat<T>() => typeof(T) == typeof(float) || typeof(T) == typeof(double);
 }
 

@@ -125,6 +125,7 @@ internal static unsafe class UnaryKernels
             UnaryOp.PowScalar => T.Pow(x, alpha),
             UnaryOp.Sign => T.IsNaN(x) ? x : T.CreateTruncating(T.Sign(x)),
             UnaryOp.Erf => T.CreateTruncating(SpecialFunctions.Erf(double.CreateTruncating(x))),
+            UnaryOp.Erfinv => T.CreateTruncating(SpecialFunctions.Erfinv(double.CreateTruncating(x))),
             _ => throw new ArgumentOutOfRangeException(nameof(op), $"internal: no scalar form for {op}"),
         };
 
@@ -197,6 +198,7 @@ internal static unsafe class UnaryKernels
                     UnaryOp.Sinh => gi * T.Cosh(xi),
                     UnaryOp.Cosh => gi * T.Sinh(xi),
                     UnaryOp.Erf => gi * T.CreateTruncating(TwoOverSqrtPi) * T.Exp(-xi * xi),
+                    UnaryOp.Erfinv => gi / T.CreateTruncating(TwoOverSqrtPi) * T.Exp(yi * yi),
                     UnaryOp.Expm1 => gi * (yi + T.One),
                     UnaryOp.Log2 => gi / (xi * T.CreateTruncating(Ln2)),
                     UnaryOp.Log10 => gi / (xi * T.CreateTruncating(Ln10)),
