@@ -20,7 +20,7 @@ public static partial class F
     /// <summary>Cross-entropy between logits [N, C] (or [C], or [N, C, d1, ...]) and class indices [N] (or [N, d1,
     /// ...]). Targets equal to <paramref name="ignoreIndex"/> contribute nothing and are left out of the mean. With
     /// <paramref name="labelSmoothing"/> ε the target distribution is (1−ε)·one-hot + ε/C, as PyTorch defines
-    /// it.</summary>
+    /// it. A floating target of the logits' shape holds class probabilities (see <see cref="SoftCrossEntropy"/>).</summary>
     public static Tensor CrossEntropy(
         Tensor logits,
         Tensor target,
@@ -36,6 +36,8 @@ public static partial class F
                 nameof(labelSmoothing),
                 $"cross_entropy: label_smoothing must be in [0, 1], got {labelSmoothing}"
             );
+        if (target.DType.IsFloating())
+            return SoftCrossEntropy(logits, target, null, labelSmoothing, reduction);
         if (logits.Rank == 2)
             return FusedCrossEntropy(logits, target, ignoreIndex, labelSmoothing, reduction);
         // Other ranks (a single row, or per-position classes [N, C, d1, ...]) compose log-softmax and the NLL.

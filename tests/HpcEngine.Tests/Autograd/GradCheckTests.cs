@@ -185,6 +185,18 @@ public class GradCheckTests
         yield return new("remainder", x => HpcEngine.Ops.Remainder(x[0], x[1]), T(3, 2), P(2));
         yield return new("copysign", x => HpcEngine.Ops.CopySign(x[0], x[1]), S(2, 3), S(3));
         yield return new("erfinv", x => HpcEngine.Ops.Erfinv(HpcEngine.Ops.Tanh(x[0])), S(7));
+        yield return new(
+            "cross_entropy class weights",
+            x => F.CrossEntropy(x[0], Idx([2, 0, -100, 1], 4), Tensor.FromArray([0.5, 2.0, 1.5]), labelSmoothing: 0.1),
+            S(4, 3)
+        );
+        yield return new("cross_entropy soft targets", x => F.CrossEntropy(x[0], F.Softmax(x[1], 1)), T(3, 4), S(3, 4));
+        yield return new(
+            "cosine_embedding",
+            x => F.CosineEmbeddingLoss(x[0], x[1], Tensor.FromArray([1.0, -1, -1]), margin: -0.5),
+            S(3, 4),
+            S(3, 4)
+        );
         yield return new("cumsum strided", x => HpcEngine.Ops.CumSum(x[0], 0), T(3, 4));
         yield return new("cumprod", x => HpcEngine.Ops.CumProd(x[0], 1), S(2, 5));
         yield return new("cummax", x => HpcEngine.Ops.CumMax(x[0], 1).Values, S(3, 6));

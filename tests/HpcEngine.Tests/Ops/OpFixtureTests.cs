@@ -208,7 +208,17 @@ public class OpFixtureTests
         ["copysign"] = x => HpcEngine.Ops.CopySign(x[0], x[1]),
         ["erfinv"] = x => HpcEngine.Ops.Erfinv(x[0]),
         ["f32_erfinv"] = x => HpcEngine.Ops.Erfinv(x[0]),
+        ["ce_weight"] = x => F.CrossEntropy(x[0], CeTargets, x[1]),
+        ["ce_weight_smooth"] = x => F.CrossEntropy(x[0], CeTargets, x[1], labelSmoothing: 0.2),
+        ["ce_weight_sum"] = x => F.CrossEntropy(x[0], CeTargets, x[1], reduction: Reduction.Sum),
+        ["ce_weight_spatial"] = x => F.CrossEntropy(x[0], Tensor.FromArray([0L, 2, 1, 1, 1, 0], 2, 3), x[1]),
+        ["ce_soft"] = x => F.CrossEntropy(x[0], x[1]),
+        ["ce_soft_smooth"] = x => F.CrossEntropy(x[0], x[1], labelSmoothing: 0.1),
+        ["margin_ranking"] = x => F.MarginRankingLoss(x[0], x[1], x[2], margin: 0.3),
+        ["cosine_embedding"] = x => F.CosineEmbeddingLoss(x[0], x[1], x[2], margin: 0.2),
     };
+
+    private static Tensor CeTargets => Tensor.FromArray([0L, 3, -100, 4, 3, 1]);
 
     public static IEnumerable<string> CaseNames => Cases.Keys;
 

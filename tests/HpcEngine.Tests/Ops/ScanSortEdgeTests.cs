@@ -171,4 +171,21 @@ public class ScanSortEdgeTests
             Does.Contain("one slice per index")
         );
     }
+
+    [Test]
+    public void Weighted_and_soft_cross_entropy_refuse_mismatched_shapes()
+    {
+        using var logits = Tensor.Zeros([2, 3]);
+        using var target = Tensor.FromArray([0L, 2]);
+        using var weight = Tensor.Ones([4]);
+        Assert.That(
+            Assert.Throws<ShapeMismatchException>(() => F.CrossEntropy(logits, target, weight))!.Message,
+            Does.Contain("one entry per class ([3])")
+        );
+        using var probs = Tensor.Ones([2, 4]);
+        Assert.That(
+            Assert.Throws<ShapeMismatchException>(() => F.SoftCrossEntropy(logits, probs))!.Message,
+            Does.Contain("of the logits' shape [2, 3]")
+        );
+    }
 }

@@ -99,7 +99,7 @@ public sealed class PipelineStage : IDisposable
     /// (along the first dimension of input and labels). The first stage needs <paramref name="input"/>, the last
     /// <paramref name="labels"/>; others pass null. Every stage calls it with the same micro-batch count and schedule.
     /// Returns the loss (last stage; NaN elsewhere) and timings.</summary> <remarks>The last stage's <paramref
-    /// name="loss"/> of one micro-batch from (output, labels) defaults to <see cref="F.CrossEntropy"/>; it must be a
+    /// name="loss"/> of one micro-batch from (output, labels) defaults to <see cref="F.CrossEntropy(Tensor, Tensor, int, double, Reduction)"/>; it must be a
     /// mean over the micro-batch, so that the mean over equal micro-batches is the batch mean.</remarks>
     public PipelineStepStats Step(
         Tensor? input,
