@@ -197,6 +197,17 @@ public class GradCheckTests
             S(3, 4),
             S(3, 4)
         );
+        yield return new(
+            "conv1d",
+            x => F.Conv1d(x[0], x[1], x[2], stride: 2, padding: 1, groups: 2),
+            S(2, 4, 7),
+            S(4, 2, 3),
+            S(4)
+        );
+        yield return new("max_pool1d", x => F.MaxPool1d(x[0], 3, stride: 2, padding: 1), S(2, 2, 8));
+        yield return new("avg_pool1d exclude pad", x => F.AvgPool1d(x[0], 3, 2, 1, countIncludePad: false), T(3, 8));
+        yield return new("adaptive_avg_pool2d", x => F.AdaptiveAvgPool2d(x[0], (2, 3)), S(1, 2, 5, 7));
+        yield return new("adaptive_max_pool2d", x => F.AdaptiveMaxPool2d(x[0], (3, 2)), S(1, 2, 5, 4));
         yield return new("cumsum strided", x => HpcEngine.Ops.CumSum(x[0], 0), T(3, 4));
         yield return new("cumprod", x => HpcEngine.Ops.CumProd(x[0], 1), S(2, 5));
         yield return new("cummax", x => HpcEngine.Ops.CumMax(x[0], 1).Values, S(3, 6));

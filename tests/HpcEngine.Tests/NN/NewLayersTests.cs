@@ -27,6 +27,29 @@ public class NewLayersTests
     }
 
     [Test]
+    public void Conv1d_and_the_pooling_modules_match_their_functions_and_pytorchs_names()
+    {
+        var conv = new Conv1d(4, 6, 3, padding: 1, groups: 2, generator: new Generator(5));
+        Assert.That(conv.StateDict().Select(kv => kv.Key), Is.EquivalentTo(new[] { "weight", "bias" }));
+        Assert.That(conv.Weight.ShapeArray, Is.EqualTo(new[] { 6, 2, 3 }));
+        using var x = Tensor.Randn([2, 4, 9], DType.Float32, new Generator(6));
+        using (var a = conv.Forward(x))
+        using (var b = F.Conv1d(x, conv.Weight, conv.Bias, padding: 1, groups: 2))
+            Assert.That(a.ToArray<float>(), Is.EqualTo(b.ToArray<float>()));
+        using var img = Tensor.Randn([2, 3, 5, 7], DType.Float32, new Generator(7));
+        using (var pooled = new AdaptiveAvgPool2d((1, 1)).Forward(img))
+        using (var mean = HpcEngine.Ops.Mean(img, [2, 3], keepDim: true))
+            Assert.That(pooled.ToArray<float>(), Is.EqualTo(mean.ToArray<float>()).Within(1e-6), "global average pool");
+        using (var pooled = new AdaptiveMaxPool2d((1, 1)).Forward(img))
+        using (var max = HpcEngine.Ops.Amax(img, [2, 3], keepDim: true))
+            Assert.That(pooled.ToArray<float>(), Is.EqualTo(max.ToArray<float>()));
+        using (var a = new MaxPool1d(2).Forward(x))
+            Assert.That(a.ShapeArray, Is.EqualTo(new[] { 2, 4, 4 }));
+        using (var a = new AvgPool1d(3, stride: 1, padding: 1).Forward(x))
+            Assert.That(a.ShapeArray, Is.EqualTo(new[] { 2, 4, 9 }));
+    }
+
+    [Test]
     public void Modules_compute_what_their_functions_compute()
     {
         using var x = Tensor.Randn([2, 6, 5], DType.Float32, new Generator(3));

@@ -216,6 +216,15 @@ public class OpFixtureTests
         ["ce_soft_smooth"] = x => F.CrossEntropy(x[0], x[1], labelSmoothing: 0.1),
         ["margin_ranking"] = x => F.MarginRankingLoss(x[0], x[1], x[2], margin: 0.3),
         ["cosine_embedding"] = x => F.CosineEmbeddingLoss(x[0], x[1], x[2], margin: 0.2),
+        ["conv1d"] = x => F.Conv1d(x[0], x[1], x[2], stride: 2, padding: 1, dilation: 2, groups: 2),
+        ["max_pool1d"] = x => F.MaxPool1d(x[0], 3, stride: 2, padding: 1),
+        ["max_pool1d_dilated"] = x => F.MaxPool1d(x[0], 2, stride: 1, dilation: 3),
+        ["avg_pool1d"] = x => F.AvgPool1d(x[0], 3, stride: 2, padding: 1),
+        ["avg_pool1d_exclude_pad"] = x => F.AvgPool1d(x[0], 4, stride: 3, padding: 2, countIncludePad: false),
+        ["adaptive_avg_pool1d"] = x => F.AdaptiveAvgPool1d(x[0], 4),
+        ["adaptive_avg_pool2d"] = x => F.AdaptiveAvgPool2d(x[0], (3, 4)),
+        ["adaptive_max_pool1d"] = x => F.AdaptiveMaxPool1d(x[0], 3),
+        ["adaptive_max_pool2d"] = x => F.AdaptiveMaxPool2d(x[0], (4, 3)),
     };
 
     private static Tensor CeTargets => Tensor.FromArray([0L, 3, -100, 4, 3, 1]);
