@@ -35,6 +35,20 @@ public sealed class Mish : Module
     public override Tensor Forward(Tensor input) => F.Mish(input);
 }
 
+/// <summary>torch.nn.PReLU: a learned negative slope, one or one per channel; state dict "weight".</summary>
+public sealed class PReLU : Module
+{
+    /// <summary>The slopes [numParameters].</summary>
+    public Tensor Weight { get; }
+
+    /// <summary>A PReLU with PyTorch's defaults (one slope, 0.25).</summary>
+    public PReLU(int numParameters = 1, double init = 0.25) =>
+        Weight = RegisterParameter("weight", Tensor.Full([numParameters], init));
+
+    /// <inheritdoc/>
+    public override Tensor Forward(Tensor input) => F.Prelu(input, Weight);
+}
+
 /// <summary>Log-sigmoid (torch.nn.LogSigmoid).</summary>
 public sealed class LogSigmoid : Module
 {

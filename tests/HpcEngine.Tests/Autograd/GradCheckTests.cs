@@ -208,6 +208,17 @@ public class GradCheckTests
         yield return new("avg_pool1d exclude pad", x => F.AvgPool1d(x[0], 3, 2, 1, countIncludePad: false), T(3, 8));
         yield return new("adaptive_avg_pool2d", x => F.AdaptiveAvgPool2d(x[0], (2, 3)), S(1, 2, 5, 7));
         yield return new("adaptive_max_pool2d", x => F.AdaptiveMaxPool2d(x[0], (3, 2)), S(1, 2, 5, 4));
+        yield return new("prelu per channel", x => F.Prelu(x[0], x[1]), T(2, 3, 4), P(3));
+        yield return new(
+            "baddbmm",
+            x => HpcEngine.Ops.Baddbmm(x[0], x[1], x[2], 0.5, 2),
+            S(1, 3),
+            S(2, 2, 4),
+            T(2, 4, 3)
+        );
+        yield return new("kron", x => HpcEngine.Ops.Kron(x[0], x[1]), S(2, 3), T(2, 2));
+        yield return new("cdist", x => HpcEngine.Ops.Cdist(x[0], x[1]), S(3, 4), S(2, 4));
+        yield return new("matrix_norm inf", x => HpcEngine.Ops.MatrixNorm(x[0], "inf"), S(2, 3, 4));
         yield return new("cumsum strided", x => HpcEngine.Ops.CumSum(x[0], 0), T(3, 4));
         yield return new("cumprod", x => HpcEngine.Ops.CumProd(x[0], 1), S(2, 5));
         yield return new("cummax", x => HpcEngine.Ops.CumMax(x[0], 1).Values, S(3, 6));

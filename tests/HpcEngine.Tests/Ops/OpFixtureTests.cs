@@ -225,6 +225,16 @@ public class OpFixtureTests
         ["adaptive_avg_pool2d"] = x => F.AdaptiveAvgPool2d(x[0], (3, 4)),
         ["adaptive_max_pool1d"] = x => F.AdaptiveMaxPool1d(x[0], 3),
         ["adaptive_max_pool2d"] = x => F.AdaptiveMaxPool2d(x[0], (4, 3)),
+        ["prelu"] = x => F.Prelu(x[0], x[1]),
+        ["prelu_single"] = x => F.Prelu(x[0], x[1]),
+        ["baddbmm"] = x => HpcEngine.Ops.Baddbmm(x[0], x[1], x[2], beta: 0.5, alpha: 1.5),
+        ["kron"] = x => HpcEngine.Ops.Kron(x[0], x[1]),
+        ["kron_ranks"] = x => HpcEngine.Ops.Kron(x[0], x[1]),
+        ["cdist"] = x => HpcEngine.Ops.Cdist(x[0], x[1]),
+        ["cdist_p1"] = x => HpcEngine.Ops.Cdist(x[0], x[1], 1),
+        ["matrix_norm_fro"] = x => HpcEngine.Ops.MatrixNorm(x[0]),
+        ["matrix_norm_1"] = x => HpcEngine.Ops.MatrixNorm(x[0], "1"),
+        ["matrix_norm_neg_inf"] = x => HpcEngine.Ops.MatrixNorm(x[0], "-inf", keepDim: true),
     };
 
     private static Tensor CeTargets => Tensor.FromArray([0L, 3, -100, 4, 3, 1]);

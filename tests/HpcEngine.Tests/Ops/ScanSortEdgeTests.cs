@@ -188,4 +188,35 @@ public class ScanSortEdgeTests
             Does.Contain("of the logits' shape [2, 3]")
         );
     }
+
+    [Test]
+    public void Matrix_norms_needing_singular_values_and_bad_prelu_weights_are_refused()
+    {
+        using var m = Tensor.Zeros([3, 3]);
+        Assert.That(
+            Assert.Throws<ArgumentException>(() => Ops.MatrixNorm(m, "nuc"))!.Message,
+            Does.Contain("needs singular values")
+        );
+        Assert.That(
+            Assert.Throws<ArgumentException>(() => Ops.MatrixNorm(m, "7"))!.Message,
+            Does.Contain("is not one of fro")
+        );
+        using var x = Tensor.Zeros([2, 4, 5]);
+        using var w = Tensor.Ones([3]);
+        Assert.That(
+            Assert.Throws<ShapeMismatchException>(() => F.Prelu(x, w))!.Message,
+            Does.Contain("one per channel ([4])")
+        );
+        var prelu = new HpcEngine.NN.PReLU(4);
+        Assert.That(prelu.StateDict().Select(kv => kv.Key), Is.EquivalentTo(new[] { "weight" }));
+        Assert.That(prelu.Weight.ToArray<float>(), Is.EqualTo(new[] { 0.25f, 0.25f, 0.25f, 0.25f }));
+        using var zeroDist = Tensor.FromArray(new[] { 1.0, 2 }, 1, 2).RequiresGrad_();
+        using var same = Tensor.FromArray(new[] { 1.0, 2 }, 1, 2);
+        Ops.Sum(Ops.Cdist(zeroDist, same)).Backward();
+        Assert.That(
+            zeroDist.Grad!.ToArray<double>(),
+            Is.EqualTo(new[] { 0.0, 0 }),
+            "zero distance: gradient 0, not NaN"
+        );
+    }
 }
