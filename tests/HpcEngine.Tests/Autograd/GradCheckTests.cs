@@ -219,6 +219,8 @@ public class GradCheckTests
         yield return new("kron", x => HpcEngine.Ops.Kron(x[0], x[1]), S(2, 3), T(2, 2));
         yield return new("cdist", x => HpcEngine.Ops.Cdist(x[0], x[1]), S(3, 4), S(2, 4));
         yield return new("matrix_norm inf", x => HpcEngine.Ops.MatrixNorm(x[0], "inf"), S(2, 3, 4));
+        yield return new("einsum contraction", x => HpcEngine.Ops.Einsum("bij,jk->bki", x), T(2, 3, 4), S(4, 2));
+        yield return new("einsum trace", x => HpcEngine.Ops.Einsum("ii->", x), S(3, 3));
         yield return new("cumsum strided", x => HpcEngine.Ops.CumSum(x[0], 0), T(3, 4));
         yield return new("cumprod", x => HpcEngine.Ops.CumProd(x[0], 1), S(2, 5));
         yield return new("cummax", x => HpcEngine.Ops.CumMax(x[0], 1).Values, S(3, 6));

@@ -235,6 +235,14 @@ public class OpFixtureTests
         ["matrix_norm_fro"] = x => HpcEngine.Ops.MatrixNorm(x[0]),
         ["matrix_norm_1"] = x => HpcEngine.Ops.MatrixNorm(x[0], "1"),
         ["matrix_norm_neg_inf"] = x => HpcEngine.Ops.MatrixNorm(x[0], "-inf", keepDim: true),
+        ["einsum_matmul"] = x => HpcEngine.Ops.Einsum("ij,jk->ik", x),
+        ["einsum_batched"] = x => HpcEngine.Ops.Einsum("bij,bkj->bik", x),
+        ["einsum_trace"] = x => HpcEngine.Ops.Einsum("ii", x),
+        ["einsum_diag"] = x => HpcEngine.Ops.Einsum("ii->i", x),
+        ["einsum_outer_implicit"] = x => HpcEngine.Ops.Einsum("i,j", x),
+        ["einsum_three"] = x => HpcEngine.Ops.Einsum("ij,jk,kl->il", x),
+        ["einsum_sum_transpose"] = x => HpcEngine.Ops.Einsum("ijk->kj", x),
+        ["einsum_bilinear"] = x => HpcEngine.Ops.Einsum("bi,oij,bj->bo", x),
     };
 
     private static Tensor CeTargets => Tensor.FromArray([0L, 3, -100, 4, 3, 1]);

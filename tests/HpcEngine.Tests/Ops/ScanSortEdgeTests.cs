@@ -219,4 +219,31 @@ public class ScanSortEdgeTests
             "zero distance: gradient 0, not NaN"
         );
     }
+
+    [Test]
+    public void Einsum_refuses_equations_that_do_not_fit_their_operands()
+    {
+        using var a = Tensor.Zeros([2, 3]);
+        using var b = Tensor.Zeros([4, 5]);
+        Assert.That(
+            Assert.Throws<ShapeMismatchException>(() => Ops.Einsum("ij,jk->ik", a, b))!.Message,
+            Does.Contain("letter 'j' is 3 in one place and 4 in operand 1")
+        );
+        Assert.That(
+            Assert.Throws<ArgumentException>(() => Ops.Einsum("ij->ik", a))!.Message,
+            Does.Contain("output letter 'k' is in no operand")
+        );
+        Assert.That(
+            Assert.Throws<ArgumentException>(() => Ops.Einsum("ij,jk->ik", a))!.Message,
+            Does.Contain("2 operand spec(s) for 1 tensor(s)")
+        );
+        Assert.That(
+            Assert.Throws<ShapeMismatchException>(() => Ops.Einsum("ijk->i", a))!.Message,
+            Does.Contain("names 3 dims but its shape is [2, 3]")
+        );
+        Assert.That(
+            Assert.Throws<ArgumentException>(() => Ops.Einsum("...j->j", a))!.Message,
+            Does.Contain("ellipsis")
+        );
+    }
 }
