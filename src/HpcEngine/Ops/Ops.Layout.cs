@@ -134,7 +134,13 @@ public static partial class Ops
         ArgumentNullException.ThrowIfNull(input);
         if (m1?.Rank != 2 || m2?.Rank != 2)
             throw new ShapeMismatchException("addmm: m1 and m2 must be matrices");
-        var product = MatMul(m1, m2);
+        return ScaledSum(input, MatMul(m1, m2), beta, alpha);
+    }
+
+    /// <summary>β · input + α · product (taking the product); with β = 0 the input is not read (its NaNs do not
+    /// propagate, as in PyTorch's addmm and baddbmm).</summary>
+    private static Tensor ScaledSum(Tensor input, Tensor product, double beta, double alpha)
+    {
         if (alpha != 1)
         {
             using var unscaled = product;

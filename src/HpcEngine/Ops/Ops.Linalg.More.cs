@@ -18,19 +18,7 @@ public static partial class Ops
                 batch1,
                 batch2
             );
-        var product = MatMul(batch1, batch2);
-        if (alpha != 1)
-        {
-            using var unscaled = product;
-            product = MulScalar(unscaled, alpha);
-        }
-        if (beta == 0)
-            return product;
-        using (product)
-        {
-            using var bias = beta == 1 ? Identity(input) : MulScalar(input, beta);
-            return Add(bias, product);
-        }
+        return ScaledSum(input, MatMul(batch1, batch2), beta, alpha);
     }
 
     /// <summary>torch.kron: the Kronecker product; the lower-rank operand gains leading size-1 dims.</summary>

@@ -11,108 +11,68 @@ internal static unsafe class IndexKernels
     /// shape).</summary>
     public static void Gather(Tensor x, int dim, Tensor index, Tensor dst)
     {
-        int es = x.DType.SizeOf(),
-            rank = index.Rank;
-        var ishape = index.ShapeArray;
-        var istr = index.Strides.ToArray();
-        var xstr = x.Strides.ToArray();
-        var dstr = dst.Strides.ToArray();
-        int limit = x.Shape[dim];
+        int es = x.DType.SizeOf();
         byte* px = x.BytePtr,
             pd = dst.BytePtr;
-        long* pi = index.Ptr<long>();
-        ForEachIndex(ishape, (idx) =>
-        {
-            long oi = 0,
-                ox = 0,
-                od = 0;
-            for (int d = 0; d < rank; d++)
-            {
-                oi += (long)idx[d] * istr[d];
-                od += (long)idx[d] * dstr[d];
-                if (d != dim)
-                    ox += (long)idx[d] * xstr[d];
-            }
-            long k = pi[oi];
-            if (k < 0 || k >= limit)
-                throw new IndexOutOfRangeException(
-                    $"gather: index {k} at position {Shapes.Format(idx)} is out of range for dimension {dim} of size "
-                        + $"{limit}"
-                );
-            ox += k * xstr[dim];
-            Buffer.MemoryCopy(px + ox * es, pd + od * es, es, es);
-        });
+        ForEachPick("gather", x, dim, index, dst, (ox, od) => Buffer.MemoryCopy(px + ox * es, pd + od * es, es, es));
     }
 
     /// <summary>dst[..., index[..., j, ...], ...] += src[..., j, ...] over every position of index.</summary>
     public static void ScatterAdd<T>(Tensor dst, int dim, Tensor index, Tensor src)
         where T : unmanaged, INumber<T>
     {
-        int rank = index.Rank;
-        var ishape = index.ShapeArray;
-        var istr = index.Strides.ToArray();
-        var sstr = src.Strides.ToArray();
-        var dstr = dst.Strides.ToArray();
-        int limit = dst.Shape[dim];
         T* ps = src.Ptr<T>(),
             pd = dst.Ptr<T>();
-        long* pi = index.Ptr<long>();
-        ForEachIndex(ishape, (idx) =>
-        {
-            long oi = 0,
-                os = 0,
-                od = 0;
-            for (int d = 0; d < rank; d++)
-            {
-                oi += (long)idx[d] * istr[d];
-                os += (long)idx[d] * sstr[d];
-                if (d != dim)
-                    od += (long)idx[d] * dstr[d];
-            }
-            long k = pi[oi];
-            if (k < 0 || k >= limit)
-                throw new IndexOutOfRangeException(
-                    $"scatter_add: index {k} at position {Shapes.Format(idx)} is out of range for dimension {dim} of "
-                        + $"size {limit}"
-                );
-            pd[od + k * dstr[dim]] += ps[os];
-        });
+        ForEachPick("scatter_add", dst, dim, index, src, (od, os) => pd[od] += ps[os]);
     }
 
     /// <summary>dst[..., index[..., j, ...], ...] := src[..., j, ...] over every position of index, in order (a
     /// later duplicate overwrites an earlier one).</summary>
     public static void Scatter(Tensor dst, int dim, Tensor index, Tensor src)
     {
-        int es = dst.DType.SizeOf(),
-            rank = index.Rank;
-        var ishape = index.ShapeArray;
-        var istr = index.Strides.ToArray();
-        var sstr = src.Strides.ToArray();
-        var dstr = dst.Strides.ToArray();
-        int limit = dst.Shape[dim];
+        int es = dst.DType.SizeOf();
         byte* ps = src.BytePtr,
             pd = dst.BytePtr;
+        ForEachPick("scatter", dst, dim, index, src, (od, os) => Buffer.MemoryCopy(ps + os * es, pd + od * es, es, es));
+    }
+
+    /// <summary>Walks every position of index in order, giving the element offset it picks in
+    /// <paramref name="strided"/> (along dim at the index's value, checked in range) and its offset in
+    /// <paramref name="other"/> (read through index's shape).</summary>
+    private static void ForEachPick(
+        string op,
+        Tensor strided,
+        int dim,
+        Tensor index,
+        Tensor other,
+        Action<long, long> body
+    )
+    {
+        int rank = index.Rank;
+        var istr = index.Strides.ToArray();
+        var xstr = strided.Strides.ToArray();
+        var ostr = other.Strides.ToArray();
+        int limit = strided.Shape[dim];
         long* pi = index.Ptr<long>();
-        ForEachIndex(ishape, (idx) =>
+        ForEachIndex(index.ShapeArray, (idx) =>
         {
             long oi = 0,
-                os = 0,
-                od = 0;
+                ox = 0,
+                oo = 0;
             for (int d = 0; d < rank; d++)
             {
                 oi += (long)idx[d] * istr[d];
-                os += (long)idx[d] * sstr[d];
+                oo += (long)idx[d] * ostr[d];
                 if (d != dim)
-                    od += (long)idx[d] * dstr[d];
+                    ox += (long)idx[d] * xstr[d];
             }
             long k = pi[oi];
             if (k < 0 || k >= limit)
                 throw new IndexOutOfRangeException(
-                    $"scatter: index {k} at position {Shapes.Format(idx)} is out of range for dimension {dim} of size "
+                    $"{op}: index {k} at position {Shapes.Format(idx)} is out of range for dimension {dim} of size "
                         + $"{limit}"
                 );
-            od += k * dstr[dim];
-            Buffer.MemoryCopy(ps + os * es, pd + od * es, es, es);
+            body(ox + k * xstr[dim], oo);
         });
     }
 
