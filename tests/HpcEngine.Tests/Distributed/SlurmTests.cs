@@ -155,11 +155,15 @@ public class SlurmTests
             }
             slurm.Run("scontrol", "requeue", id); // as a preemption does
             clock.Restart();
+            string result = Path.Combine(ck, $"result-{id}.json");
             while (true)
             {
                 string state = slurm.Run("squeue", "-h", "-j", id, "-o", "%T").Trim();
-                if (state.Length == 0 || state.Contains("Invalid job id", StringComparison.Ordinal))
-                    break; // done and gone
+                // Done and gone — but only once the requeued run wrote its result: between the cancel and the requeue
+                // squeue can briefly show nothing.
+                bool gone = state.Length == 0 || state.Contains("Invalid job id", StringComparison.Ordinal);
+                if (gone && File.Exists(result))
+                    break;
                 if (state == "PENDING")
                     slurm.Run("scontrol", "update", $"JobId={id}", "StartTime=now"); // requeued jobs wait otherwise
                 Assert.That(
@@ -171,7 +175,7 @@ public class SlurmTests
             }
             string log = Log(dir, id);
             Assert.That(log, Does.Contain("resumed from " + ck), log);
-            using var j = JsonDocument.Parse(File.ReadAllText(Path.Combine(ck, $"result-{id}.json")));
+            using var j = JsonDocument.Parse(File.ReadAllText(result));
             var r = j.RootElement;
             Assert.That(r.GetProperty("status").GetString(), Is.EqualTo("completed"), log);
             // 256 samples, batch 128: 2 steps an epoch; the requeued run went on from the checkpoint's step, not from 0.
