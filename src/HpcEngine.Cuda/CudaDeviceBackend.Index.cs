@@ -49,57 +49,34 @@ internal sealed unsafe partial class CudaDeviceBackend
             ),
         };
 
-    public void Gather(Tensor x, int dim, Tensor index, Tensor r)
-    {
-        string bits = CopyBits("gather", x.DType);
-        if (r.NumEl == 0)
-            return;
-        context.Launch(
-            Kernel("index.cu", "gather_" + bits),
-            Grid(r.NumEl),
-            Block,
-            0,
-            Ptr(x),
-            Ptr(index),
-            Ptr(r),
-            (long)r.NumEl,
-            IndexLayout("gather", dim, x, index, r)
-        );
-    }
+    public void Gather(Tensor x, int dim, Tensor index, Tensor r) =>
+        LaunchIndexed("gather_" + CopyBits("gather", x.DType), "gather", dim, x, index, r);
 
-    public void Scatter(Tensor r, int dim, Tensor index, Tensor src)
-    {
-        string bits = CopyBits("scatter", r.DType);
-        if (index.NumEl == 0)
-            return;
-        context.Launch(
-            Kernel("index.cu", "scatter_" + bits),
-            Grid(index.NumEl),
-            Block,
-            0,
-            Ptr(r),
-            Ptr(index),
-            Ptr(src),
-            (long)index.NumEl,
-            IndexLayout("scatter", dim, r, index, src)
-        );
-    }
+    public void Scatter(Tensor r, int dim, Tensor index, Tensor src) =>
+        LaunchIndexed("scatter_" + CopyBits("scatter", r.DType), "scatter", dim, r, index, src);
 
     public void ScatterAdd(Tensor r, int dim, Tensor index, Tensor src)
     {
         Float32("scatter_add", r, src);
+        LaunchIndexed("scatter_add_f32", "scatter_add", dim, r, index, src);
+    }
+
+    /// <summary>One index.cu kernel over every position of the index: (strided, index, other, n, layout), the
+    /// parameter order all of them share.</summary>
+    private void LaunchIndexed(string kernel, string op, int dim, Tensor strided, Tensor index, Tensor other)
+    {
         if (index.NumEl == 0)
             return;
         context.Launch(
-            Kernel("index.cu", "scatter_add_f32"),
+            Kernel("index.cu", kernel),
             Grid(index.NumEl),
             Block,
             0,
-            Ptr(r),
+            Ptr(strided),
             Ptr(index),
-            Ptr(src),
+            Ptr(other),
             (long)index.NumEl,
-            IndexLayout("scatter_add", dim, r, index, src)
+            IndexLayout(op, dim, strided, index, other)
         );
     }
 

@@ -50,11 +50,11 @@ public static partial class Ops
         using (v)
         using (i)
         {
-            using var vk = x.Rank == 0 ? v.Alias() : v.View(Narrowed(v, d, k), v.Strides.ToArray(), v.Offset);
-            var ik = x.Rank == 0 ? i.Alias() : i.View(Narrowed(i, d, k), i.Strides.ToArray(), i.Offset);
+            // The first k along d of the (unrecorded) sort.
+            using var vk = x.Rank == 0 ? v.Alias() : Narrow(v, d, 0, k);
+            using var ik = x.Rank == 0 ? i.Alias() : Narrow(i, d, 0, k);
             var values = ContiguousNoGrad(vk);
-            using var ic = ik;
-            var indices = ContiguousNoGrad(ic);
+            var indices = ContiguousNoGrad(ik);
             return (RecordPick("topk", x, values, indices, d, keepDim: true), indices);
         }
     }
