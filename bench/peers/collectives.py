@@ -53,7 +53,7 @@ def ours(cmd, n, sizes, transport):
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         for b in sizes:
             subprocess.run(cmd.split() + ["launch", "--nproc-per-node", str(n), "--", "hpcengine", "bench", "collectives", "--op", "allreduce",
-                                          "--min-bytes", str(b), "--max-bytes", str(b), "--iters", "5" if b >= 16 << 20 else "2000", "--warmup", "2" if b >= 16 << 20 else "2000", "--json", f.name],
+                                          "--min-bytes", str(b), "--max-bytes", str(b), "--iters", "5" if b >= 16 << 20 else "2000", "--warmup", "2" if b >= 16 << 20 else "2000", "--warmup-seconds", "1", "--json", f.name],
                            check=True, capture_output=True, text=True, timeout=600, env=env)
             r = json.load(open(f.name))["results"][0]
             res[b] = r["time_us"]

@@ -1,7 +1,8 @@
 /* OpenMPI peer for `hpcengine bench collectives`: MPI_Allreduce (float sum) over the given byte sizes.
  * Build: mpicc -O2 -o /tmp/mpi_allreduce bench/peers/mpi_allreduce.c
  * Run:   mpirun --allow-run-as-root --oversubscribe -np 4 --mca btl self,tcp /tmp/mpi_allreduce 4096 16777216 ...
- * Prints "bytes time_us" per size (mean of the iterations, slowest rank) on rank 0. */
+ * Prints "bytes time_us" per size (mean of the iterations, slowest rank) on rank 0. Iterations as ours in
+ * bench/peers/collectives.py: 2000 warm-up and 2000 timed below 16 MB, 2 and 5 from there. */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,8 +16,8 @@ int main(int argc, char **argv) {
     long bytes = atol(argv[a]);
     long count = bytes / 4 > 0 ? bytes / 4 : 1;
     float *buf = calloc(count, sizeof(float));
-    int iters = bytes >= (16L << 20) ? 5 : 20;
-    for (int i = 0; i < 2; i++) MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    int iters = bytes >= (16L << 20) ? 5 : 2000, warmup = bytes >= (16L << 20) ? 2 : 2000;
+    for (int i = 0; i < warmup; i++) MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
     MPI_Barrier(MPI_COMM_WORLD);
     double t = MPI_Wtime();
     for (int i = 0; i < iters; i++) MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);

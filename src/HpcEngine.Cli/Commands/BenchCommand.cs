@@ -110,10 +110,9 @@ public sealed class BenchOptions
 
     [Option(
         "warmup-seconds",
-        Default = 5.0,
-        HelpText = "serve: untimed load first, until the server is in its steady state (its JIT's second tier, connections)."
+        HelpText = "serve: untimed load first, until the server is in its steady state (its JIT's second tier, connections); default 5. collectives: the first size's op runs this long untimed first (its JIT's second tier); default 0."
     )]
-    public double WarmupSeconds { get; set; }
+    public double? WarmupSeconds { get; set; }
 
     [Option(
         "tensor-format",

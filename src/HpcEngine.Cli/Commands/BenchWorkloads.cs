@@ -27,6 +27,7 @@ internal static class BenchWorkloads
             "max-bytes",
             "factor",
             "warmup",
+            "warmup-seconds",
             "iters",
             "check",
             "threads",

@@ -12,7 +12,16 @@ internal static class CollectivesBench
     public static int Run(BenchOptions o)
     {
         var op = TrainFlags.Parse("--op", o.Op, CollectiveSweepOptions.ParseOp);
-        var options = new CollectiveSweepOptions(op, o.MinBytes, o.MaxBytes, o.Factor, o.Warmup, o.Iters, o.Check);
+        var options = new CollectiveSweepOptions(
+            op,
+            o.MinBytes,
+            o.MaxBytes,
+            o.Factor,
+            o.Warmup,
+            o.Iters,
+            o.Check,
+            o.WarmupSeconds ?? 0
+        );
         if (o.MinBytes <= 0 || o.MaxBytes < o.MinBytes || o.Factor < 2)
             throw new ArgumentException(
                 "--min-bytes must be positive, --max-bytes at least --min-bytes and --factor at least 2"
@@ -75,12 +84,13 @@ internal static class CollectivesBench
     }
 
     /// <summary>The algorithm the backend picks for <paramref name="op"/> at this size (docs/ARCHITECTURE.md,
-    /// collective layer): the allreduce's own choice (recursive doubling for small messages, the pipelined ring above,
-    /// hierarchical across hosts); a one-round send to the root for small reduces; chain broadcast, ring allgather and
+    /// collective layer): the allreduce's own choice (recursive doubling for small messages — "rd-shm" when it runs
+    /// over the shared-memory exchange rings —, the pipelined ring above, hierarchical across hosts); a one-round send to the root for small reduces; chain broadcast, ring allgather and
     /// reduce-scatter (hierarchical across hosts above the small-message size); direct all-to-all and send/recv.</summary>
     private static string Algorithm(TcpProcessGroup pg, CollectiveOp op, long bytes) =>
         op switch
         {
+            CollectiveOp.AllReduce when pg.RunsOnExchange(bytes) => "rd-shm",
             CollectiveOp.AllReduce => pg.ChosenAlgorithm(bytes) switch
             {
                 AllReduceAlgorithm.RecursiveDoubling => "rdoubling",

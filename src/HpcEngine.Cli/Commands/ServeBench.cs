@@ -17,7 +17,8 @@ internal static class ServeBench
     {
         if (o.Url == null)
             throw new ArgumentException("bench serve needs --url (the server, e.g. http://127.0.0.1:8000)");
-        if (o.Concurrency < 1 || o.Requests < 1 || !(o.WarmupSeconds >= 0))
+        double warmupSeconds = o.WarmupSeconds ?? 5.0;
+        if (o.Concurrency < 1 || o.Requests < 1 || !(warmupSeconds >= 0))
             throw new ArgumentException("--concurrency and --requests must be at least 1, --warmup-seconds at least 0");
         if (o.TensorFormat is not ("binary" or "json"))
             throw new ArgumentException($"--tensor-format must be binary or json, got '{o.TensorFormat}'");
@@ -26,6 +27,7 @@ internal static class ServeBench
 
     private static async Task<int> Load(BenchOptions o)
     {
+        double warmupSeconds = o.WarmupSeconds ?? 5.0;
         using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = o.Concurrency })
         {
             BaseAddress = new Uri(o.Url!),
@@ -79,7 +81,7 @@ internal static class ServeBench
             async Task Client()
             {
                 if (!timed)
-                    while (warmup.Elapsed.TotalSeconds < o.WarmupSeconds)
+                    while (warmup.Elapsed.TotalSeconds < warmupSeconds)
                     {
                         await Send(-1).ConfigureAwait(false);
                         Interlocked.Increment(ref warmed);
@@ -93,9 +95,9 @@ internal static class ServeBench
             }
             await Task.WhenAll(Enumerable.Range(0, o.Concurrency).Select(_ => Task.Run(Client))).ConfigureAwait(false);
         }
-        if (o.WarmupSeconds > 0)
+        if (warmupSeconds > 0)
             Console.Error.WriteLine(
-                string.Create(CultureInfo.InvariantCulture, $"bench serve: warming up for {o.WarmupSeconds:F0} s")
+                string.Create(CultureInfo.InvariantCulture, $"bench serve: warming up for {warmupSeconds:F0} s")
             );
         await Phase(timed: false).ConfigureAwait(false);
         clock.Start();
@@ -126,7 +128,7 @@ internal static class ServeBench
             ["model"] = model,
             ["concurrency"] = o.Concurrency,
             ["requests"] = o.Requests,
-            ["warmup_seconds"] = o.WarmupSeconds,
+            ["warmup_seconds"] = warmupSeconds,
             ["warmup_requests"] = warmed,
             ["tensor_format"] = o.TensorFormat,
             ["errors"] = errors,

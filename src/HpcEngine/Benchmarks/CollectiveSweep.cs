@@ -31,7 +31,10 @@ public enum CollectiveOp
 
 /// <summary>What a collective sweep measures: sizes from <see cref="MinBytes"/> to <see cref="MaxBytes"/> by
 /// <see cref="Factor"/>, <see cref="Iters"/> timed operations after <see cref="Warmup"/>; with <see cref="Check"/>
-/// the result is compared against the closed form first.</summary>
+/// the result is compared against the closed form first. <see cref="WarmupSeconds"/> runs the first size's op for
+/// at least that long before anything is timed: .NET compiles hot methods a second time, optimised, some 100 ms
+/// after they first ran, so a sweep of short ops timed from a cold start measures the first tier's code (a 4 KB
+/// allreduce over shared memory: 3-8 µs cold against under 2 µs warm, on the 2-core VM).</summary>
 public sealed record CollectiveSweepOptions(
     CollectiveOp Op,
     long MinBytes = 1024,
@@ -39,7 +42,8 @@ public sealed record CollectiveSweepOptions(
     int Factor = 2,
     int Warmup = 3,
     int Iters = 20,
-    bool Check = false
+    bool Check = false,
+    double WarmupSeconds = 0
 )
 {
     /// <summary>Parses an op's name as the CLI spells it: allreduce, broadcast, reduce, allgather, reducescatter,
@@ -86,6 +90,22 @@ public static class CollectiveSweep
             _ => (double)(ranks - 1) / ranks,
         };
 
+    /// <summary>Runs <paramref name="op"/> in rounds until rank 0 has spent <paramref name="seconds"/> on them; rank 0's
+    /// verdict after each round is broadcast, so every rank runs the same number of ops.</summary>
+    private static void WarmUpFor(IProcessGroup pg, Func<Work> op, double seconds)
+    {
+        var clock = Stopwatch.StartNew();
+        bool again;
+        do
+        {
+            for (int i = 0; i < 64; i++)
+                op().Wait();
+            using var more = Tensor.FromArray([clock.Elapsed.TotalSeconds < seconds ? 1f : 0f]);
+            pg.Broadcast(more).Wait();
+            again = more.ToArray<float>()[0] != 0;
+        } while (again);
+    }
+
     /// <summary>Runs the sweep; every rank gets the same points (the slowest rank's time, every rank's wrong count).
     /// <paramref name="onPoint"/> hears of each size as it is measured.</summary>
     public static IReadOnlyList<CollectiveSweepPoint> Run(
@@ -101,8 +121,11 @@ public static class CollectiveSweep
                 nameof(o.MinBytes),
                 "{MinBytes} must be positive, {MaxBytes} at least {MinBytes} and {Factor} at least 2"
             );
-        if (o.Iters < 1 || o.Warmup < 0)
-            throw new SettingsException(nameof(o.Iters), "{Iters} must be at least 1 and {Warmup} 0 or more");
+        if (o.Iters < 1 || o.Warmup < 0 || !(o.WarmupSeconds >= 0))
+            throw new SettingsException(
+                nameof(o.Iters),
+                "{Iters} must be at least 1, {Warmup} and {WarmupSeconds} 0 or more"
+            );
         int n = pg.Size;
         bool blocks = o.Op is CollectiveOp.AllGather or CollectiveOp.ReduceScatter or CollectiveOp.AllToAll;
         double factor = BusFactor(o.Op, n);
@@ -129,6 +152,8 @@ public static class CollectiveSweep
                     CollectiveOp.SendRecv => SendRecv(pg, x, part),
                     _ => pg.ReduceScatter(part, x),
                 };
+            if (bytes == o.MinBytes && o.WarmupSeconds > 0)
+                WarmUpFor(pg, Op, o.WarmupSeconds);
             for (int i = 0; i < o.Warmup; i++)
                 Op().Wait();
             pg.Barrier().Wait();

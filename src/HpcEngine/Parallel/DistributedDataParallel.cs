@@ -182,7 +182,25 @@ public sealed class DistributedDataParallel : IDisposable
         Ops.CopyInto(dst, src);
     }
 
+    /// <summary>Seconds the hooks spent inside the group's calls since the last <see cref="Synchronize"/>: a group may
+    /// finish a small op before its call returns (the TCP backend does over shared memory), and that time is
+    /// communication too, not the backward pass's.</summary>
+    private double _launchSeconds;
+
     private void Launch(Bucket b)
+    {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            Issue(b);
+        }
+        finally
+        {
+            _launchSeconds += System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
+    }
+
+    private void Issue(Bucket b)
     {
         int index = Array.IndexOf(_buckets, b);
         _events.Add("launch:" + index);
@@ -202,9 +220,11 @@ public sealed class DistributedDataParallel : IDisposable
 
     /// <summary>Waits for the outstanding allreduces and writes the averaged gradients into every parameter's
     /// <c>.Grad</c>. Buckets whose parameters got no gradient this step (unused parameters) are completed with zeros
-    /// and reduced now, so every rank runs the same collectives. Returns the seconds spent waiting.</summary>
+    /// and reduced now, so every rank runs the same collectives. Returns the seconds spent communicating: waiting here,
+    /// plus the time the hooks spent inside the group's calls since the last synchronisation.</summary>
     public double Synchronize()
     {
+        double inHooks = _launchSeconds; // launches below are inside this call's own time
         var sw = System.Diagnostics.Stopwatch.StartNew();
         foreach (var b in _buckets)
         {
@@ -235,7 +255,8 @@ public sealed class DistributedDataParallel : IDisposable
             b.Work = null;
             b.Ready = 0;
         }
-        return sw.Elapsed.TotalSeconds;
+        _launchSeconds = 0;
+        return sw.Elapsed.TotalSeconds + inHooks;
     }
 
     /// <inheritdoc/>

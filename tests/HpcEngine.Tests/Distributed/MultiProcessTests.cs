@@ -143,21 +143,24 @@ public class MultiProcessTests
             .ToList();
     }
 
-    private static readonly string[] LongAllReduce =
-    [
-        "bench",
-        "collectives",
-        "--op",
-        "allreduce",
-        "--min-bytes",
-        "33554432",
-        "--max-bytes",
-        "33554432",
-        "--iters",
-        "100000",
-        "--warmup",
-        "0",
-    ];
+    private static readonly string[] LongAllReduce32M = LongAllReduce(33554432);
+
+    /// <summary>An allreduce of <paramref name="bytes"/> repeated for far longer than any test waits.</summary>
+    private static string[] LongAllReduce(long bytes) =>
+        [
+            "bench",
+            "collectives",
+            "--op",
+            "allreduce",
+            "--min-bytes",
+            $"{bytes}",
+            "--max-bytes",
+            $"{bytes}",
+            "--iters",
+            bytes < 1 << 20 ? "1000000000" : "100000",
+            "--warmup",
+            "0",
+        ];
 
     private static void WaitUntilRunning(List<TestSupport.CliProcess> ranks)
     {
@@ -171,11 +174,12 @@ public class MultiProcessTests
         Thread.Sleep(1500); // inside the timed allreduce loop
     }
 
-    [TestCase("tcp")]
-    [TestCase("shm")]
-    public void Sigkill_of_a_rank_fails_the_survivors_within_seconds_naming_it(string transport)
+    [TestCase("tcp", 33554432)]
+    [TestCase("shm", 33554432)]
+    [TestCase("shm", 4096)] // the small-op exchange rings, not the link's frames
+    public void Sigkill_of_a_rank_fails_the_survivors_within_seconds_naming_it(string transport, long bytes)
     {
-        var ranks = StartRanks(3, LongAllReduce, new() { ["HPCENGINE_TRANSPORT"] = transport });
+        var ranks = StartRanks(3, LongAllReduce(bytes), new() { ["HPCENGINE_TRANSPORT"] = transport });
         try
         {
             WaitUntilRunning(ranks);
@@ -210,7 +214,7 @@ public class MultiProcessTests
             "2",
             "--",
             "hpcengine",
-            .. LongAllReduce,
+            .. LongAllReduce32M,
         ]);
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (!launcher.Stdout.Contains("[0] # allreduce", StringComparison.Ordinal) && DateTime.UtcNow < deadline)
@@ -227,13 +231,14 @@ public class MultiProcessTests
         Assert.That(launcher.Stderr, Does.Contain("failed with exit code"));
     }
 
-    [TestCase("tcp")]
-    [TestCase("shm")]
-    public void Sigstop_of_a_rank_fails_the_others_at_their_timeout(string transport)
+    [TestCase("tcp", 33554432)]
+    [TestCase("shm", 33554432)]
+    [TestCase("shm", 4096)]
+    public void Sigstop_of_a_rank_fails_the_others_at_their_timeout(string transport, long bytes)
     {
         var ranks = StartRanks(
             3,
-            LongAllReduce,
+            LongAllReduce(bytes),
             new()
             {
                 ["HPCENGINE_TIMEOUT_S"] = "5",

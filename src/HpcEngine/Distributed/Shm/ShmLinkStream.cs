@@ -52,11 +52,15 @@ internal sealed class ShmLinkStream : ILinkStream
         _peer = peer;
         _spinTicks = (long)(spin.TotalSeconds * Stopwatch.Frequency);
         _sendTimeout = sendTimeout;
+        Exchange = new ShmExchange(segment, creator);
         _readable = () => _in.Available > 0 || _in.ProducerClosed || _shutdown;
         _writable = () => _out.Available < _segment.RingBytes || _out.ConsumerClosed || _shutdown;
     }
 
     public string Transport => "shm";
+
+    /// <summary>The link's small-op path (the segment's exchange rings).</summary>
+    public ShmExchange Exchange { get; }
 
     private bool Ended => _shutdown || _in.ProducerClosed || _peerGone;
 
@@ -221,6 +225,7 @@ internal sealed class ShmLinkStream : ILinkStream
             _in.CloseConsumer();
             _in.WakeEveryone();
             _out.WakeEveryone();
+            Exchange.Shutdown();
         }
         finally
         {

@@ -76,11 +76,12 @@ internal sealed unsafe class ShmRing
     }
 
     /// <summary>Producer: copies <paramref name="first"/> and <paramref name="second"/> and publishes them together
-    /// when both fit now; false (nothing written) otherwise.</summary>
-    public bool TryWriteAll(ReadOnlySpan<byte> first, ReadOnlySpan<byte> second)
+    /// when both fit now; false (nothing written) otherwise. With <paramref name="align"/> (a power of two) the head
+    /// moves on to the next multiple of it, so every message starts aligned (the gap is left unwritten).</summary>
+    public bool TryWriteAll(ReadOnlySpan<byte> first, ReadOnlySpan<byte> second, int align = 1)
     {
         long head = Head;
-        long total = (long)first.Length + second.Length;
+        long total = ((long)first.Length + second.Length + align - 1) & ~(long)(align - 1);
         if (_capacity - (head - Volatile.Read(ref Tail)) < total)
             return false;
         Copy(head, first);
@@ -117,6 +118,34 @@ internal sealed unsafe class ShmRing
         WakeIfWaiting(ref WritersWaiting, SpaceSeq);
         return n;
     }
+
+    /// <summary>Consumer: the next <paramref name="count"/> bytes, left in the ring, as one piece or two (when they
+    /// wrap at its end); false while fewer have arrived. <see cref="Skip"/> then frees them.</summary>
+    public bool TryPeek(int count, out ReadOnlySpan<byte> first, out ReadOnlySpan<byte> second)
+    {
+        long tail = Tail;
+        if (Volatile.Read(ref Head) - tail < count)
+        {
+            first = second = default;
+            return false;
+        }
+        long at = tail & _mask;
+        int n = (int)Math.Min(count, _capacity - at);
+        first = new ReadOnlySpan<byte>(_data + at, n);
+        second = new ReadOnlySpan<byte>(_data, count - n);
+        return true;
+    }
+
+    /// <summary>Consumer: frees <paramref name="count"/> bytes (after <see cref="TryPeek"/>) and wakes a writer
+    /// waiting for room.</summary>
+    public void Skip(long count)
+    {
+        Volatile.Write(ref Tail, Tail + count);
+        WakeIfWaiting(ref WritersWaiting, SpaceSeq);
+    }
+
+    /// <summary>Bytes the producer may still write now.</summary>
+    public long Free => _capacity - (Volatile.Read(ref Head) - Volatile.Read(ref Tail));
 
     private static void WakeIfWaiting(ref int waiting, int* seq)
     {

@@ -8,14 +8,16 @@ namespace HpcEngine.Distributed.Shm;
 /// rings (one per direction). The creating rank unlinks the file as soon as its peer says it has mapped it, so a
 /// crash leaves nothing behind in /dev/shm; the memory lives until both mappings are gone. The file is preallocated,
 /// so a full /dev/shm is an error at creation instead of a SIGBUS at the first write.
-/// <para>Layout: [header 4 KiB: magic, version, ring bytes, creator pid | control of ring 0 | control of ring 1]
-/// [ring 0 data][ring 1 data]; ring 0 carries creator → opener.</para></summary>
+/// <para>Layout: [header 4 KiB: magic, version, ring bytes, creator pid | control of rings 0-3]
+/// [ring 0 data][ring 1 data][ring 2 data][ring 3 data]. Rings 0 and 1 carry the link's frames (creator → opener and
+/// back); rings 2 and 3, of <see cref="ExchangeRingBytes"/>, carry the small ops that skip the framing (see <see
+/// cref="ShmExchange"/>), so a small op never queues behind a large one's frames.</para></summary>
 internal sealed unsafe class ShmSegment : IDisposable
 {
     public const string Directory = "/dev/shm";
     private const string Prefix = "hpcengine-";
     private const ulong Magic = 0x4D48534345435048; // "HPCESHM"
-    private const int Version = 1;
+    private const int Version = 2;
     private const int HeaderBytes = 4096;
     private const int ControlOffset = 64;
 
@@ -28,6 +30,15 @@ internal sealed unsafe class ShmSegment : IDisposable
     public string Name { get; }
     public long RingBytes { get; }
 
+    /// <summary>Bytes of each exchange ring: room for two of the largest small-op messages.</summary>
+    public const long ExchangeRingBytes = 256 * 1024;
+
+    /// <summary>The exchange rings, creator → opener and back.</summary>
+    public ShmRing ExchangeCreatorToOpener { get; }
+    public ShmRing ExchangeOpenerToCreator { get; }
+
+    private static long TotalBytes(long ringBytes) => HeaderBytes + 2 * ringBytes + 2 * ExchangeRingBytes;
+
     /// <summary>The creator's ring to the opener, and back.</summary>
     public ShmRing CreatorToOpener { get; }
     public ShmRing OpenerToCreator { get; }
@@ -37,7 +48,7 @@ internal sealed unsafe class ShmSegment : IDisposable
         Name = name;
         RingBytes = ringBytes;
         _file = file;
-        _view = file.CreateViewAccessor(0, HeaderBytes + 2 * ringBytes, MemoryMappedFileAccess.ReadWrite);
+        _view = file.CreateViewAccessor(0, TotalBytes(ringBytes), MemoryMappedFileAccess.ReadWrite);
         byte* p = null;
         _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
         _base = p + _view.PointerOffset;
@@ -46,6 +57,17 @@ internal sealed unsafe class ShmSegment : IDisposable
             _base + ControlOffset + ShmRing.ControlBytes,
             _base + HeaderBytes + ringBytes,
             ringBytes
+        );
+        byte* exchange = _base + HeaderBytes + 2 * ringBytes;
+        ExchangeCreatorToOpener = new ShmRing(
+            _base + ControlOffset + 2 * ShmRing.ControlBytes,
+            exchange,
+            ExchangeRingBytes
+        );
+        ExchangeOpenerToCreator = new ShmRing(
+            _base + ControlOffset + 3 * ShmRing.ControlBytes,
+            exchange + ExchangeRingBytes,
+            ExchangeRingBytes
         );
     }
 
@@ -56,7 +78,7 @@ internal sealed unsafe class ShmSegment : IDisposable
     public static ShmSegment Create(long ringBytes)
     {
         string name = $"{Prefix}{Environment.ProcessId}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8))}";
-        long total = HeaderBytes + 2 * ringBytes;
+        long total = TotalBytes(ringBytes);
         string path = PathOf(name);
         try
         {
@@ -113,7 +135,7 @@ internal sealed unsafe class ShmSegment : IDisposable
             BinaryPrimitives.ReadUInt64LittleEndian(header) != Magic
             || BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(8)) != Version
             || ringBytes <= 0
-            || info.Length != HeaderBytes + 2 * ringBytes
+            || info.Length != TotalBytes(ringBytes)
         )
             throw new InvalidDataException(
                 $"{path} is not a version-{Version} HpcEngine link segment ({info.Length} bytes)"

@@ -14,7 +14,12 @@ internal sealed class OpDeadlines(TimeSpan stallWarning, Action<string> warn) : 
     private readonly ConcurrentDictionary<CancellationTokenSource, Tracked> _running = new();
     private readonly long _warnTicks = (long)(stallWarning.TotalSeconds * Stopwatch.Frequency);
     private Timer? _timer;
-    private int _armed;
+
+    /// <summary>Whether the timer ticks; changed only under <see cref="_armGate"/>, together with the check for
+    /// running ops, so a Track racing the last tick's "nothing runs, stop" can never leave an op without ticks
+    /// (an op that never times out and never warns).</summary>
+    private bool _armed;
+    private readonly Lock _armGate = new();
 
     private sealed class Tracked(long start, long deadline, Func<string>? describe)
     {
@@ -31,13 +36,19 @@ internal sealed class OpDeadlines(TimeSpan stallWarning, Action<string> warn) : 
     /// <paramref name="describe"/> names the op and what it waits on for the stall warnings.</summary>
     public void Track(CancellationTokenSource cts, TimeSpan limit, Func<string>? describe = null)
     {
-        _timer ??= new Timer(_ => Check(), null, Timeout.Infinite, Timeout.Infinite);
         long now = Stopwatch.GetTimestamp();
         long deadline =
             limit >= TimeSpan.FromDays(1) ? long.MaxValue : now + (long)(limit.TotalSeconds * Stopwatch.Frequency);
         _running[cts] = new Tracked(now, deadline, describe) { NextWarning = now + _warnTicks };
-        if (Interlocked.Exchange(ref _armed, 1) == 0)
-            Arm(Tick);
+        lock (_armGate)
+        {
+            _timer ??= new Timer(_ => Check(), null, Timeout.Infinite, Timeout.Infinite);
+            if (!_armed)
+            {
+                _armed = true;
+                Arm(Tick);
+            }
+        }
     }
 
     private void Arm(TimeSpan period)
@@ -76,12 +87,13 @@ internal sealed class OpDeadlines(TimeSpan stallWarning, Action<string> warn) : 
             }
         }
         // Idle: stop ticking (the next op re-arms).
-        if (_running.IsEmpty && Interlocked.Exchange(ref _armed, 0) == 1)
-        {
-            Arm(Timeout.InfiniteTimeSpan);
-            if (!_running.IsEmpty && Interlocked.Exchange(ref _armed, 1) == 0)
-                Arm(Tick);
-        }
+        if (_running.IsEmpty)
+            lock (_armGate)
+                if (_running.IsEmpty && _armed)
+                {
+                    _armed = false;
+                    Arm(Timeout.InfiniteTimeSpan);
+                }
     }
 
     public void Dispose() => _timer?.Dispose();

@@ -57,6 +57,7 @@ internal sealed class PeerLink : IAsyncDisposable
         _emu = options.Emulation;
         _onFailure = onFailure;
         Transport = streams[0].Transport;
+        Exchange = streams.Count == 1 ? (streams[0] as Shm.ShmLinkStream)?.Exchange : null;
         _sockets = new LinkSocket[streams.Count];
         for (int i = 0; i < streams.Count; i++)
             _sockets[i] = new LinkSocket(
@@ -74,9 +75,12 @@ internal sealed class PeerLink : IAsyncDisposable
 
     public bool Closing => _closing;
 
-    public long BytesSent => _sockets.Sum(s => s.BytesSent);
+    public long BytesSent => _sockets.Sum(s => s.BytesSent) + (Exchange?.BytesSent ?? 0);
 
-    public long BytesReceived => _sockets.Sum(s => s.BytesReceived);
+    public long BytesReceived => _sockets.Sum(s => s.BytesReceived) + (Exchange?.BytesReceived ?? 0);
+
+    /// <summary>The small-op path of a same-host link over shared memory (one stream), else null.</summary>
+    public Shm.ShmExchange? Exchange { get; }
 
     /// <summary>How long since anything (data or a heartbeat) arrived from the peer.</summary>
     public TimeSpan SinceHeard => Stopwatch.GetElapsedTime(_sockets.Max(s => s.LastReceived));

@@ -117,6 +117,17 @@ public sealed record TcpOptions
             ? TimeSpan.FromMicroseconds(shmUs)
             : TimeSpan.FromMicroseconds(200);
 
+    /// <summary>Whether small allreduces of a group whose peers all share this host skip the link framing and run on
+    /// the calling thread over the links' exchange rings (default true; false only to measure the difference).</summary>
+    public bool ShmExchange { get; init; } = true;
+
+    /// <summary>Largest allreduce that goes over the exchange rings, in 128 KiB pieces beyond one message
+    /// (HPCENGINE_SHM_EXCHANGE_BYTES; 0 turns the path off). Such an op completes on the calling thread, so it does not
+    /// overlap the caller's own work; above this size ops run asynchronously on the link threads. Default 64 MiB:
+    /// measured on the 2-core VM with 2 ranks the exchange was 2.2-2.8x faster than the framed ring at 1, 16 and
+    /// 64 MB (bench/RESULTS.md, #13), more than the overlap could win back there.</summary>
+    public long ShmExchangeMaxBytes { get; init; } = 64L << 20;
+
     /// <summary>Largest frame accepted from a peer (a bigger length prefix closes the link).</summary>
     public long MaxFrameBytes { get; init; } = 256L << 20;
 
@@ -159,7 +170,7 @@ public sealed record TcpOptions
     /// <paramref name="masterAddr"/>), HPCENGINE_TOKEN, HPCENGINE_JOB_ID, HPCENGINE_STALL_WARN_S,
     /// HPCENGINE_DISTRIBUTED_DEBUG, HPCENGINE_NET_EMULATE, HPCENGINE_TIMEOUT_S, HPCENGINE_ALLREDUCE_SMALL_BYTES,
     /// HPCENGINE_CHUNK_BYTES, HPCENGINE_SOCKETS_PER_LINK, HPCENGINE_TRANSPORT, HPCENGINE_SHM_RING_BYTES,
-    /// HPCENGINE_HIERARCHICAL (and HPCENGINE_LINK_SPIN_US and HPCENGINE_SHM_SPIN_US, read by <see cref="WaiterSpin"/>'s
+    /// HPCENGINE_SHM_EXCHANGE_BYTES, HPCENGINE_HIERARCHICAL (and HPCENGINE_LINK_SPIN_US and HPCENGINE_SHM_SPIN_US, read by <see cref="WaiterSpin"/>'s
     /// and <see cref="ShmSpin"/>'s defaults).</summary>
     public static TcpOptions FromEnvironment(string masterAddr)
     {
@@ -252,6 +263,18 @@ public sealed record TcpOptions
                     : throw new FormatException(
                         $"HPCENGINE_SHM_RING_BYTES='{ring}' is not a number (a power of two, 65536..1073741824)"
                     ),
+            };
+        var exchange = Environment.GetEnvironmentVariable("HPCENGINE_SHM_EXCHANGE_BYTES");
+        if (!string.IsNullOrEmpty(exchange))
+            o = o with
+            {
+                ShmExchangeMaxBytes =
+                    long.TryParse(exchange, out long xb) && xb >= 0
+                        ? xb
+                        : throw new FormatException(
+                            $"HPCENGINE_SHM_EXCHANGE_BYTES='{exchange}' is not a byte count (0 or more; 0 turns the "
+                                + "shared-memory exchange off)"
+                        ),
             };
         var spl = Environment.GetEnvironmentVariable("HPCENGINE_SOCKETS_PER_LINK");
         if (!string.IsNullOrEmpty(spl))

@@ -15,6 +15,8 @@ public sealed partial class TcpProcessGroup
         bool widen = Reduced(tensor.DType) && !o.NarrowWire;
         // Chosen here, on the caller's thread, in call order: a first hierarchical op creates sub-groups, and every
         // rank must create them at the same point of its op sequence.
+        if (!widen && GoesByExchange(o.Algorithm, bytes))
+            return ExchangeAllReduce(tensor, o.Op, o.Timeout);
         var algorithm = Algorithm(o.Algorithm, widen ? 2 * bytes : bytes);
         LaneTicket? lane = null;
         if (algorithm == AllReduceAlgorithm.Hierarchical)
@@ -56,7 +58,14 @@ public sealed partial class TcpProcessGroup
     /// <summary>The algorithm <see cref="AllReduce"/> picks for <paramref name="bytes"/> with
     /// <see cref="AllReduceAlgorithm.Auto"/> (what `bench collectives` reports per size).</summary>
     public AllReduceAlgorithm ChosenAlgorithm(long bytes) =>
-        Size > 1 ? Algorithm(AllReduceAlgorithm.Auto, bytes) : AllReduceAlgorithm.Auto;
+        Size <= 1 ? AllReduceAlgorithm.Auto
+        : GoesByExchange(AllReduceAlgorithm.Auto, bytes) ? AllReduceAlgorithm.RecursiveDoubling
+        : Algorithm(AllReduceAlgorithm.Auto, bytes);
+
+    /// <summary>Whether an allreduce of <paramref name="bytes"/> with <see cref="AllReduceAlgorithm.Auto"/> runs
+    /// recursive doubling over the shared-memory exchange rings (docs/ARCHITECTURE.md, small ops over shared
+    /// memory).</summary>
+    public bool RunsOnExchange(long bytes) => GoesByExchange(AllReduceAlgorithm.Auto, bytes);
 
     private async Task AllReduceBytes(Op op, Memory<byte> data, DType dtype, ReduceOp rop, AllReduceAlgorithm algorithm)
     {
@@ -262,6 +271,11 @@ public sealed partial class TcpProcessGroup
             one,
             new AllReduceOptions { Timeout = options?.Timeout, Algorithm = AllReduceAlgorithm.RecursiveDoubling }
         );
+        if (w.IsCompleted)
+        {
+            one.Dispose(); // finished on this thread (a small op over shared memory): no continuation to schedule
+            return w;
+        }
         return new Work(
             w.Task.ContinueWith(
                 t =>

@@ -55,6 +55,7 @@ public sealed partial class TcpProcessGroup : IProcessGroup
         _groupId = groupId;
         Rank = Array.IndexOf(members, mesh.Rank);
         _sharedMemoryOnly = members.All(m => m == mesh.Rank || mesh.TransportTo(m) == "shm");
+        _exchanges = ExchangesOf(mesh, groupId);
     }
 
     /// <summary>Every peer of this group is on this host, over shared memory.</summary>
