@@ -68,5 +68,37 @@ public class CollectiveSweepTests
                 )
             )
         );
+        Ranks.Run(1, pg =>
+            Assert.Throws<HpcEngine.Training.SettingsException>(() =>
+                CollectiveSweep.Run(pg, new CollectiveSweepOptions(CollectiveOp.AllReduce, WarmupSeconds: -1))
+            )
+        );
+    }
+
+    [Test]
+    public void A_timed_warm_up_keeps_every_rank_in_step_and_still_checks()
+    {
+        // Rank 0 alone decides when the warm-up ends; were the others to count their own ops, the ranks would leave
+        // it at different op counts and the checked allreduce after it would mismatch or hang.
+        var all = new IReadOnlyList<CollectiveSweepPoint>[3];
+        Ranks.Run(3, pg =>
+        {
+            if (pg.Rank == 0)
+                Thread.Sleep(50); // rank 0 starts late: a count-based decision elsewhere would differ
+            all[pg.Rank] = CollectiveSweep.Run(
+                pg,
+                new CollectiveSweepOptions(
+                    CollectiveOp.AllReduce,
+                    MinBytes: 4096,
+                    MaxBytes: 8192,
+                    Warmup: 1,
+                    Iters: 3,
+                    Check: true,
+                    WarmupSeconds: 0.2
+                )
+            );
+        });
+        Assert.That(all.Select(p => p.Count), Is.All.EqualTo(2));
+        Assert.That(all[0].Select(p => p.Wrong), Is.All.EqualTo(0));
     }
 }
