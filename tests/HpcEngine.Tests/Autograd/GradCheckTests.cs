@@ -204,6 +204,19 @@ public class GradCheckTests
             S(4, 2, 3),
             S(4)
         );
+        yield return new(
+            "conv_transpose2d",
+            x => F.ConvTranspose2d(x[0], x[1], x[2], stride: 2, padding: 1, outputPadding: 1, groups: 2),
+            S(2, 4, 3, 3),
+            S(4, 2, 3, 2),
+            S(4)
+        );
+        yield return new(
+            "conv_transpose2d dilated, output padding past the stride",
+            x => F.ConvTranspose2d(x[0], x[1], null, stride: 1, padding: 1, outputPadding: 1, dilation: 2),
+            S(1, 2, 4, 3),
+            S(2, 3, 2, 2)
+        );
         yield return new("max_pool1d", x => F.MaxPool1d(x[0], 3, stride: 2, padding: 1), S(2, 2, 8));
         yield return new("avg_pool1d exclude pad", x => F.AvgPool1d(x[0], 3, 2, 1, countIncludePad: false), T(3, 8));
         yield return new("adaptive_avg_pool2d", x => F.AdaptiveAvgPool2d(x[0], (2, 3)), S(1, 2, 5, 7));

@@ -47,6 +47,27 @@ public abstract partial class DeviceSelectTests
     }
 
     [Test]
+    public void Transposed_convolution_with_groups_and_output_padding_and_its_gradients()
+    {
+        using var x = Randn([2, 4, 5, 4], 41);
+        using var w = Randn([4, 3, 3, 3], 42);
+        using var b = Randn([6], 43);
+        Same(
+            "col2im",
+            t => F.ConvTranspose2d(t[0], t[1], t[2], stride: 2, padding: 1, outputPadding: 1, groups: 2),
+            x,
+            w,
+            b
+        );
+        Same(
+            "col2im",
+            t => F.ConvTranspose2d(t[0], t[1], null, stride: 1, padding: 1, outputPadding: 1, dilation: 2),
+            x,
+            w
+        );
+    }
+
+    [Test]
     public void Scatter_index_copy_and_take_along_dim_with_gradients()
     {
         using var x = Randn([3, 5], 34);

@@ -50,6 +50,41 @@ public class NewLayersTests
     }
 
     [Test]
+    public void ConvTranspose2d_is_the_adjoint_of_conv2d_and_upsamples_like_pytorchs()
+    {
+        var up = new ConvTranspose2d(6, 4, 4, stride: 2, padding: 1, groups: 2, generator: new Generator(8));
+        Assert.That(up.StateDict().Select(kv => kv.Key), Is.EquivalentTo(new[] { "weight", "bias" }));
+        Assert.That(up.Weight.ShapeArray, Is.EqualTo(new[] { 6, 2, 4, 4 }), "[in, out / groups, k, k]");
+        using var x = Tensor.Randn([2, 6, 5, 5], DType.Float64, new Generator(9));
+        using var w = Tensor.Randn([6, 2, 4, 4], DType.Float64, new Generator(10));
+        using var y = F.ConvTranspose2d(x, w, stride: 2, padding: 1, groups: 2);
+        Assert.That(y.ShapeArray, Is.EqualTo(new[] { 2, 4, 10, 10 }), "k 4, stride 2, padding 1 doubles the size");
+        // <conv2d(u, w), x> = <u, conv_transpose2d(x, w)> for every u: the one is the other's adjoint.
+        using var u = Tensor.Randn([2, 4, 10, 10], DType.Float64, new Generator(11));
+        using var cu = F.Conv2d(u, w, null, stride: 2, padding: 1, groups: 2);
+        using var lhs = (cu * x).Sum();
+        using var rhs = (u * y).Sum();
+        Assert.That(lhs.Item(), Is.EqualTo(rhs.Item()).Within(1e-9 * Math.Abs(rhs.Item())));
+        using var xf = Tensor.Randn([1, 6, 3, 3], DType.Float32, new Generator(12));
+        using (var a = up.Forward(xf))
+        using (var b = F.ConvTranspose2d(xf, up.Weight, up.Bias, stride: 2, padding: 1, groups: 2))
+            Assert.That(a.ToArray<float>(), Is.EqualTo(b.ToArray<float>()));
+    }
+
+    [Test]
+    public void ConvTranspose2d_refuses_what_pytorch_refuses_naming_it()
+    {
+        using var x = Tensor.Randn([1, 2, 3, 3], DType.Float32, new Generator(1));
+        using var w = Tensor.Randn([2, 1, 3, 3], DType.Float32, new Generator(2));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => F.ConvTranspose2d(x, w, stride: 2, outputPadding: 2));
+        Assert.That(e!.Message, Does.Contain("smaller than either the stride"));
+        using var wrong = Tensor.Randn([3, 1, 3, 3], DType.Float32, new Generator(3));
+        Assert.Throws<ShapeMismatchException>(() => F.ConvTranspose2d(x, wrong));
+        Assert.Throws<ShapeMismatchException>(() => F.ConvTranspose2d(x, w, padding: 3), "the padding eats the output");
+        Assert.Throws<ArgumentException>(() => new ConvTranspose2d(3, 4, 3, groups: 2));
+    }
+
+    [Test]
     public void Modules_compute_what_their_functions_compute()
     {
         using var x = Tensor.Randn([2, 6, 5], DType.Float32, new Generator(3));

@@ -243,6 +243,13 @@ public class OpFixtureTests
         ["einsum_three"] = x => HpcEngine.Ops.Einsum("ij,jk,kl->il", x),
         ["einsum_sum_transpose"] = x => HpcEngine.Ops.Einsum("ijk->kj", x),
         ["einsum_bilinear"] = x => HpcEngine.Ops.Einsum("bi,oij,bj->bo", x),
+        ["conv_transpose2d"] = x =>
+            F.ConvTranspose2d(x[0], x[1], x[2], stride: 2, padding: 1, outputPadding: 1, groups: 2),
+        ["conv_transpose2d_plain"] = x => F.ConvTranspose2d(x[0], x[1]),
+        ["conv_transpose2d_dilated"] = x =>
+            F.ConvTranspose2d(x[0], x[1], null, stride: 1, padding: 2, outputPadding: 1, dilation: 2),
+        ["conv_transpose2d_rect"] = x => F.ConvTranspose2d(x[0], x[1], x[2], (3, 2), (0, 1), (2, 1), 1, (1, 2)),
+        ["f32_conv_transpose2d"] = x => F.ConvTranspose2d(x[0], x[1], x[2], stride: 2, padding: 1, outputPadding: 1),
     };
 
     private static Tensor CeTargets => Tensor.FromArray([0L, 3, -100, 4, 3, 1]);
