@@ -68,6 +68,15 @@ public abstract partial class DeviceSelectTests
     }
 
     [Test]
+    public void Unfold_and_fold_with_gradients()
+    {
+        using var x = Randn([2, 3, 5, 6], 44);
+        using var cols = Randn([2, 18, 12], 45);
+        Same("im2col", t => F.Unfold(t[0], (2, 3), (1, 2), (1, 1), (2, 1)), x);
+        Same("col2im", t => F.Fold(t[0], (5, 6), (2, 3), (1, 2), (1, 1), (2, 1)), cols);
+    }
+
+    [Test]
     public void Scatter_index_copy_and_take_along_dim_with_gradients()
     {
         using var x = Randn([3, 5], 34);

@@ -72,6 +72,24 @@ public class NewLayersTests
     }
 
     [Test]
+    public void Fold_undoes_unfold_where_blocks_do_not_overlap_and_both_refuse_bad_shapes()
+    {
+        using var x = Tensor.Randn([2, 3, 6, 4], DType.Float32, new Generator(4));
+        using var cols = new Unfold(2, stride: 2).Forward(x);
+        Assert.That(cols.ShapeArray, Is.EqualTo(new[] { 2, 12, 6 }), "[N, C·k·k, L]");
+        using (var back = new Fold((6, 4), 2, stride: 2).Forward(cols))
+            Assert.That(back.ToArray<float>(), Is.EqualTo(x.ToArray<float>()));
+        // Overlapping blocks add up: folding the unfolded ones counts how many blocks cover each pixel.
+        using var ones = Tensor.Ones([1, 1, 3, 3]);
+        using var covered = F.Fold(F.Unfold(ones, 2), (3, 3), 2);
+        Assert.That(covered.ToArray<float>(), Is.EqualTo(new float[] { 1, 2, 1, 2, 4, 2, 1, 2, 1 }));
+        var e = Assert.Throws<ShapeMismatchException>(() => F.Fold(cols, (5, 4), 2, stride: 2));
+        Assert.That(e!.Message, Does.Contain("6 blocks given"));
+        Assert.Throws<ShapeMismatchException>(() => F.Unfold(x, 7));
+        Assert.Throws<ArgumentOutOfRangeException>(() => F.Unfold(x, 2, stride: 0));
+    }
+
+    [Test]
     public void ConvTranspose2d_refuses_what_pytorch_refuses_naming_it()
     {
         using var x = Tensor.Randn([1, 2, 3, 3], DType.Float32, new Generator(1));

@@ -249,6 +249,10 @@ public class OpFixtureTests
         ["conv_transpose2d_dilated"] = x =>
             F.ConvTranspose2d(x[0], x[1], null, stride: 1, padding: 2, outputPadding: 1, dilation: 2),
         ["conv_transpose2d_rect"] = x => F.ConvTranspose2d(x[0], x[1], x[2], (3, 2), (0, 1), (2, 1), 1, (1, 2)),
+        ["unfold"] = x => F.Unfold(x[0], (2, 3), (1, 2), (1, 1), (2, 1)),
+        ["unfold_plain"] = x => F.Unfold(x[0], 3),
+        ["fold"] = x => F.Fold(x[0], (5, 6), (2, 3), (1, 2), (1, 1), (2, 1)),
+        ["f32_fold"] = x => F.Fold(x[0], (4, 4), 2),
         ["f32_conv_transpose2d"] = x => F.ConvTranspose2d(x[0], x[1], x[2], stride: 2, padding: 1, outputPadding: 1),
     };
 
