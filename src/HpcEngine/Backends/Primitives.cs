@@ -196,7 +196,9 @@ public enum CompareOp
     Xor,
 }
 
-/// <summary>Geometry of a 2-D convolution or pooling window.</summary>
+/// <summary>Geometry of a 2-D convolution or pooling window. With <see cref="Ceil"/> (pooling's ceil_mode) the output
+/// sizes round up, so the last window may hang off the padded input's end; every kernel clips windows to the input
+/// (and average pooling's divisor to the padded input), so they need nothing else.</summary>
 public readonly record struct Conv2dGeometry(
     int C,
     int H,
@@ -208,14 +210,32 @@ public readonly record struct Conv2dGeometry(
     int PH,
     int PW,
     int DH,
-    int DW
+    int DW,
+    bool Ceil = false
 )
 {
-    /// <summary>Output height: (H + 2·PH − DH·(KH − 1) − 1) / SH + 1.</summary>
-    public int OH => (H + 2 * PH - DH * (KH - 1) - 1) / SH + 1;
+    /// <summary>Output height: (H + 2·PH − DH·(KH − 1) − 1) / SH + 1, rounded down, or up with <see
+    /// cref="Ceil"/>.</summary>
+    public int OH => Out(H, KH, SH, PH, DH, Ceil);
 
-    /// <summary>Output width: (W + 2·PW − DW·(KW − 1) − 1) / SW + 1.</summary>
-    public int OW => (W + 2 * PW - DW * (KW - 1) - 1) / SW + 1;
+    /// <summary>Output width: (W + 2·PW − DW·(KW − 1) − 1) / SW + 1, rounded down, or up with <see
+    /// cref="Ceil"/>.</summary>
+    public int OW => Out(W, KW, SW, PW, DW, Ceil);
+
+    /// <summary>PyTorch's pooling_output_shape: rounding up never starts a window past the input and its left
+    /// padding.</summary>
+    private static int Out(int size, int k, int stride, int pad, int dilation, bool ceil)
+    {
+        int span = size + 2 * pad - dilation * (k - 1) - 1;
+        if (span < 0)
+            return 0; // the window does not fit the padded input: no output (callers refuse it)
+        if (!ceil)
+            return span / stride + 1;
+        int o = (span + stride - 1) / stride + 1;
+        if ((o - 1) * stride >= size + pad)
+            o--;
+        return o;
+    }
 }
 
 /// <summary>The dense message formats whose encode and decode run on a device (native/kernels/compress.cu).</summary>

@@ -244,8 +244,15 @@ public sealed class Flatten(int startDim = 1, int endDim = -1) : Module
     public override Tensor Forward(Tensor input) => Ops.Flatten(input, startDim, endDim);
 }
 
-/// <summary>2-D max pooling.</summary>
-public sealed class MaxPool2d(int kernelSize, int? stride = null, int padding = 0) : Module
+/// <summary>2-D max pooling (for return_indices call <see cref="F.MaxPool2dWithIndices"/>: a module's forward
+/// returns one tensor).</summary>
+public sealed class MaxPool2d(
+    int kernelSize,
+    int? stride = null,
+    int padding = 0,
+    int dilation = 1,
+    bool ceilMode = false
+) : Module
 {
     /// <summary>The window (both dims).</summary>
     public int KernelSize => kernelSize;
@@ -257,22 +264,30 @@ public sealed class MaxPool2d(int kernelSize, int? stride = null, int padding = 
     public int Padding => padding;
 
     /// <inheritdoc/>
-    public override Tensor Forward(Tensor input) => F.MaxPool2d(input, kernelSize, stride, padding);
+    public override Tensor Forward(Tensor input) => F.MaxPool2d(input, kernelSize, stride, padding, dilation, ceilMode);
 
     /// <inheritdoc/>
     protected override string ExtraRepr() =>
-        $"kernel_size={kernelSize}, stride={stride ?? kernelSize}, padding={padding}";
+        $"kernel_size={kernelSize}, stride={stride ?? kernelSize}, padding={padding}, dilation={dilation}, "
+        + $"ceil_mode={ceilMode}";
 }
 
 /// <summary>2-D average pooling.</summary>
-public sealed class AvgPool2d(int kernelSize, int? stride = null, int padding = 0) : Module
+public sealed class AvgPool2d(
+    int kernelSize,
+    int? stride = null,
+    int padding = 0,
+    bool ceilMode = false,
+    bool countIncludePad = true
+) : Module
 {
     /// <inheritdoc/>
-    public override Tensor Forward(Tensor input) => F.AvgPool2d(input, kernelSize, stride, padding);
+    public override Tensor Forward(Tensor input) =>
+        F.AvgPool2d(input, kernelSize, stride, padding, countIncludePad, ceilMode);
 
     /// <inheritdoc/>
     protected override string ExtraRepr() =>
-        $"kernel_size={kernelSize}, stride={stride ?? kernelSize}, padding={padding}";
+        $"kernel_size={kernelSize}, stride={stride ?? kernelSize}, padding={padding}, ceil_mode={ceilMode}";
 }
 
 /// <summary>max(x, 0).</summary>

@@ -5,8 +5,47 @@ namespace HpcEngine;
 
 public static partial class F
 {
-    /// <summary>2-D max pooling over [N, C, H, W]; the stride defaults to the kernel size.</summary>
-    public static Tensor MaxPool2d(Tensor x, int kernelSize, int? stride = null, int padding = 0, int dilation = 1)
+    /// <summary>2-D max pooling over [N, C, H, W]; the stride defaults to the kernel size. With <paramref
+    /// name="ceilMode"/> the output size rounds up (PyTorch's rule: no window starts past the input and its left
+    /// padding).</summary>
+    public static Tensor MaxPool2d(
+        Tensor x,
+        int kernelSize,
+        int? stride = null,
+        int padding = 0,
+        int dilation = 1,
+        bool ceilMode = false
+    )
+    {
+        var (values, indices) = MaxPool2dCore(x, kernelSize, stride, padding, dilation, ceilMode, wantIndices: false);
+        indices?.Dispose();
+        return values;
+    }
+
+    /// <summary><see cref="MaxPool2d"/> with return_indices: the values and, for each, the int64 position of its
+    /// maximum in its input plane (flattened H·W, PyTorch's convention; a NaN wins its window).</summary>
+    public static (Tensor Values, Tensor Indices) MaxPool2dWithIndices(
+        Tensor x,
+        int kernelSize,
+        int? stride = null,
+        int padding = 0,
+        int dilation = 1,
+        bool ceilMode = false
+    )
+    {
+        var (values, indices) = MaxPool2dCore(x, kernelSize, stride, padding, dilation, ceilMode, wantIndices: true);
+        return (values, indices!);
+    }
+
+    private static (Tensor Values, Tensor? Indices) MaxPool2dCore(
+        Tensor x,
+        int kernelSize,
+        int? stride,
+        int padding,
+        int dilation,
+        bool ceilMode,
+        bool wantIndices
+    )
     {
         ArgumentNullException.ThrowIfNull(x);
         var (planes, geo, compute, xc) = PoolSetup(
@@ -15,7 +54,8 @@ public static partial class F
             kernelSize,
             stride ?? kernelSize,
             padding,
-            dilation
+            dilation,
+            ceilMode
         );
         using var _ = xc;
         if (padding * 2 > kernelSize)
@@ -27,10 +67,12 @@ public static partial class F
         var indices = x.Backend.MaxPool(xc, y, planes, geo);
         if (compute != x.DType)
             y = y.Replace(Ops.ToDType(y, x.DType, false));
+        // The backend's own argmax (int32 on CUDA) stays for the backward; the caller gets int64, as PyTorch.
+        Tensor? returned = wantIndices ? Ops.ToDType(indices, DType.Int64, false).ContiguousOwned() : null;
         if (!Recorder.Needs(x))
         {
             indices.Dispose();
-            return y;
+            return (y, returned);
         }
         var inShape = x.ShapeArray;
         Recorder.Record(y, "max_pool2d", [x], [indices], (g, s) =>
@@ -41,20 +83,31 @@ public static partial class F
             return [dx];
         });
         indices.Dispose();
-        return y;
+        return (y, returned);
     }
 
-    /// <summary>2-D average pooling over [N, C, H, W]; the stride defaults to the kernel size.</summary>
+    /// <summary>2-D average pooling over [N, C, H, W]; the stride defaults to the kernel size. The divisor is the
+    /// window clipped to the padded input (<paramref name="countIncludePad"/>) or to the input; with <paramref
+    /// name="ceilMode"/> the output size rounds up as in <see cref="MaxPool2d"/>.</summary>
     public static Tensor AvgPool2d(
         Tensor x,
         int kernelSize,
         int? stride = null,
         int padding = 0,
-        bool countIncludePad = true
+        bool countIncludePad = true,
+        bool ceilMode = false
     )
     {
         ArgumentNullException.ThrowIfNull(x);
-        var (planes, geo, compute, xc) = PoolSetup("avg_pool2d", x, kernelSize, stride ?? kernelSize, padding, 1);
+        var (planes, geo, compute, xc) = PoolSetup(
+            "avg_pool2d",
+            x,
+            kernelSize,
+            stride ?? kernelSize,
+            padding,
+            1,
+            ceilMode
+        );
         using var _ = xc;
         if (padding * 2 > kernelSize)
             throw new ArgumentException(
@@ -83,7 +136,8 @@ public static partial class F
         int k,
         int stride,
         int padding,
-        int dilation
+        int dilation,
+        bool ceil = false
     )
     {
         if (x.Rank != 4)
@@ -106,7 +160,8 @@ public static partial class F
             padding,
             padding,
             dilation,
-            dilation
+            dilation,
+            ceil
         );
         if (geo.OH <= 0 || geo.OW <= 0)
             throw new ShapeMismatchException(

@@ -219,6 +219,16 @@ public class GradCheckTests
         );
         yield return new("unfold", x => F.Unfold(x[0], (2, 3), (2, 1), (1, 0), (1, 2)), S(2, 2, 5, 6));
         yield return new("fold", x => F.Fold(x[0], (4, 5), (2, 2), (1, 1), (1, 0), (2, 1)), S(1, 8, 12));
+        yield return new(
+            "max_pool2d ceil_mode",
+            x => F.MaxPool2d(x[0], 3, 2, padding: 1, ceilMode: true),
+            S(1, 2, 6, 5)
+        );
+        yield return new(
+            "avg_pool2d ceil_mode exclude pad",
+            x => F.AvgPool2d(x[0], 3, 2, padding: 1, countIncludePad: false, ceilMode: true),
+            S(1, 2, 6, 5)
+        );
         yield return new("max_pool1d", x => F.MaxPool1d(x[0], 3, stride: 2, padding: 1), S(2, 2, 8));
         yield return new("avg_pool1d exclude pad", x => F.AvgPool1d(x[0], 3, 2, 1, countIncludePad: false), T(3, 8));
         yield return new("adaptive_avg_pool2d", x => F.AdaptiveAvgPool2d(x[0], (2, 3)), S(1, 2, 5, 7));

@@ -68,6 +68,15 @@ public abstract partial class DeviceSelectTests
     }
 
     [Test]
+    public void Ceil_mode_pools_and_returned_indices()
+    {
+        using var x = Randn([2, 3, 7, 6], 46);
+        Same("maxpool", t => F.MaxPool2d(t[0], 3, 2, padding: 1, ceilMode: true), x);
+        Same("maxpool", t => F.MaxPool2dWithIndices(t[0], 2, ceilMode: true).Indices, x);
+        Same("avgpool", t => F.AvgPool2d(t[0], 3, 2, padding: 1, countIncludePad: false, ceilMode: true), x);
+    }
+
+    [Test]
     public void Unfold_and_fold_with_gradients()
     {
         using var x = Randn([2, 3, 5, 6], 44);

@@ -100,6 +100,11 @@ public class NewLayersTests
         Assert.Throws<ShapeMismatchException>(() => F.ConvTranspose2d(x, wrong));
         Assert.Throws<ShapeMismatchException>(() => F.ConvTranspose2d(x, w, padding: 3), "the padding eats the output");
         Assert.Throws<ArgumentException>(() => new ConvTranspose2d(3, 4, 3, groups: 2));
+        // A window larger than the padded input has no output even where a truncating division says 1 (stride 2).
+        using var small = Tensor.Randn([1, 1, 2, 2], DType.Float32, new Generator(4));
+        using var k3 = Tensor.Randn([1, 1, 3, 3], DType.Float32, new Generator(5));
+        Assert.Throws<ShapeMismatchException>(() => F.Conv2d(small, k3, stride: 2));
+        Assert.Throws<ShapeMismatchException>(() => F.MaxPool2d(small, 3, 2));
     }
 
     [Test]

@@ -253,6 +253,13 @@ public class OpFixtureTests
         ["unfold_plain"] = x => F.Unfold(x[0], 3),
         ["fold"] = x => F.Fold(x[0], (5, 6), (2, 3), (1, 2), (1, 1), (2, 1)),
         ["f32_fold"] = x => F.Fold(x[0], (4, 4), 2),
+        ["max_pool2d_ceil"] = x => F.MaxPool2d(x[0], 3, 2, padding: 1, ceilMode: true),
+        ["max_pool2d_ceil_dilated"] = x => F.MaxPool2d(x[0], 2, 2, padding: 0, dilation: 2, ceilMode: true),
+        ["max_pool2d_indices"] = x => F.MaxPool2dWithIndices(x[0], 3, 2, padding: 1, ceilMode: true).Indices,
+        ["avg_pool2d_ceil"] = x => F.AvgPool2d(x[0], 3, 2, padding: 1, ceilMode: true),
+        ["avg_pool2d_ceil_exclude"] = x => F.AvgPool2d(x[0], 3, 2, padding: 1, countIncludePad: false, ceilMode: true),
+        ["avg_pool2d_ceil_nopad"] = x => F.AvgPool2d(x[0], 2, 2, ceilMode: true),
+        ["f32_max_pool2d_ceil"] = x => F.MaxPool2d(x[0], 2, ceilMode: true),
         ["f32_conv_transpose2d"] = x => F.ConvTranspose2d(x[0], x[1], x[2], stride: 2, padding: 1, outputPadding: 1),
     };
 

@@ -87,7 +87,7 @@ internal static unsafe class PoolKernels
     {
         int oh = g.OH,
             ow = g.OW;
-        if (g is { KH: 2, KW: 2, SH: 2, SW: 2, PH: 0, PW: 0, DH: 1, DW: 1 })
+        if (g is { KH: 2, KW: 2, SH: 2, SW: 2, PH: 0, PW: 0, DH: 1, DW: 1 } && 2 * oh <= g.H && 2 * ow <= g.W)
         {
             // The common 2×2/2 window: four loads per output, no bounds checks (the window never leaves the image).
             CpuThreads.For(planes, (long)planes * oh * ow * 4, (s, e) =>
