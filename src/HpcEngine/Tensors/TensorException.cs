@@ -63,3 +63,20 @@ public sealed class DeviceMismatchException : TensorException
     public DeviceMismatchException(string message, Exception inner)
         : base(message, inner) { }
 }
+
+/// <summary>A matrix an op must factor that cannot be: singular where an inverse or solve needs it invertible, or not
+/// positive definite for a Cholesky factorisation (PyTorch's torch.linalg.LinAlgError). The message names the op,
+/// the matrix of the batch and the order at which the factorisation stopped.</summary>
+public sealed class LinAlgException : TensorException
+{
+    /// <summary>An exception with the default message.</summary>
+    public LinAlgException() { }
+
+    /// <summary>An exception saying <paramref name="message"/>.</summary>
+    public LinAlgException(string message)
+        : base(message) { }
+
+    /// <summary>An exception saying <paramref name="message"/>, caused by <paramref name="inner"/>.</summary>
+    public LinAlgException(string message, Exception inner)
+        : base(message, inner) { }
+}

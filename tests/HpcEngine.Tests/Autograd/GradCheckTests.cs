@@ -23,6 +23,14 @@ public class GradCheckTests
 
     private static Tensor Idx(long[] v, params int[] shape) => Tensor.FromArray(v, shape);
 
+    /// <summary>x + n·I: far from singular, so finite differences of a solve or inverse stay accurate.</summary>
+    private static Tensor WellConditioned(Tensor x) => x + Tensor.Eye(x.Shape[^1], dtype: DType.Float64) * x.Shape[^1];
+
+    /// <summary>x·xᵀ + n·I: symmetric positive definite whatever x is (a path cholesky's gradient goes through whole,
+    /// as its formula assumes a symmetric perturbation).</summary>
+    private static Tensor PositiveDefinite(Tensor x) =>
+        x.MatMul(HpcEngine.Ops.Transpose(x, -2, -1)) + Tensor.Eye(x.Shape[^1], dtype: DType.Float64) * x.Shape[^1];
+
     public static IEnumerable<Case> Cases()
     {
         yield return new("add broadcast", x => x[0] + x[1], S(3, 1, 4), S(5, 1));
@@ -229,6 +237,13 @@ public class GradCheckTests
             x => F.AvgPool2d(x[0], 3, 2, padding: 1, countIncludePad: false, ceilMode: true),
             S(1, 2, 6, 5)
         );
+        yield return new("solve", x => HpcEngine.Ops.Solve(WellConditioned(x[0]), x[1]), S(2, 3, 3), S(2, 3, 2));
+        yield return new("solve vector", x => HpcEngine.Ops.Solve(WellConditioned(x[0]), x[1]), S(4, 4), S(4));
+        yield return new("inverse", x => HpcEngine.Ops.Inverse(WellConditioned(x[0])), T(4, 4));
+        yield return new("det", x => HpcEngine.Ops.Det(x[0]), S(2, 3, 3));
+        yield return new("det 10x10 (through the inverse)", x => HpcEngine.Ops.Det(WellConditioned(x[0])), S(10, 10));
+        yield return new("cholesky", x => HpcEngine.Ops.Cholesky(PositiveDefinite(x[0])), S(2, 4, 4));
+        yield return new("cholesky upper", x => HpcEngine.Ops.Cholesky(PositiveDefinite(x[0]), upper: true), S(3, 3));
         yield return new("max_pool1d", x => F.MaxPool1d(x[0], 3, stride: 2, padding: 1), S(2, 2, 8));
         yield return new("avg_pool1d exclude pad", x => F.AvgPool1d(x[0], 3, 2, 1, countIncludePad: false), T(3, 8));
         yield return new("adaptive_avg_pool2d", x => F.AdaptiveAvgPool2d(x[0], (2, 3)), S(1, 2, 5, 7));

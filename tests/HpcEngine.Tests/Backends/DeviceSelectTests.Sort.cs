@@ -77,6 +77,21 @@ public abstract partial class DeviceSelectTests
     }
 
     [Test]
+    public void Solve_inverse_det_and_cholesky_round_trip_through_the_host_with_gradients()
+    {
+        using var m = Randn([2, 3, 3], 47);
+        using var eye = Tensor.Eye(3) * 3f;
+        using var a = m + eye;
+        using var b = Randn([2, 3, 2], 48);
+        Same("host_to_device", t => Ops.Solve(t[0], t[1]), a, b);
+        Same("host_to_device", t => Ops.Inverse(t[0]), a);
+        Same("host_to_device", t => Ops.Det(t[0]), a);
+        using var mt = Ops.Transpose(m, -2, -1);
+        using var spd = Ops.MatMul(m, mt) + eye;
+        Same("host_to_device", t => Ops.Cholesky(t[0]), spd);
+    }
+
+    [Test]
     public void Unfold_and_fold_with_gradients()
     {
         using var x = Randn([2, 3, 5, 6], 44);

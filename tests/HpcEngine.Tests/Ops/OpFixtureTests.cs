@@ -260,6 +260,14 @@ public class OpFixtureTests
         ["avg_pool2d_ceil_exclude"] = x => F.AvgPool2d(x[0], 3, 2, padding: 1, countIncludePad: false, ceilMode: true),
         ["avg_pool2d_ceil_nopad"] = x => F.AvgPool2d(x[0], 2, 2, ceilMode: true),
         ["f32_max_pool2d_ceil"] = x => F.MaxPool2d(x[0], 2, ceilMode: true),
+        ["linalg_solve"] = x => HpcEngine.Ops.Solve(x[0], x[1]),
+        ["linalg_solve_vector"] = x => HpcEngine.Ops.Solve(x[0], x[1]),
+        ["linalg_inv"] = x => HpcEngine.Ops.Inverse(x[0]),
+        ["linalg_det"] = x => HpcEngine.Ops.Det(x[0]),
+        ["linalg_cholesky"] = x => HpcEngine.Ops.Cholesky(x[0]),
+        ["linalg_cholesky_upper"] = x => HpcEngine.Ops.Cholesky(x[0], upper: true),
+        ["f32_linalg_solve"] = x => HpcEngine.Ops.Solve(x[0], x[1]),
+        ["f32_linalg_inv"] = x => HpcEngine.Ops.Inverse(x[0]),
         ["f32_conv_transpose2d"] = x => F.ConvTranspose2d(x[0], x[1], x[2], stride: 2, padding: 1, outputPadding: 1),
     };
 
