@@ -15,10 +15,18 @@ public class OpFixtureTests
     [OneTimeTearDown]
     public void Close() => _file.Dispose();
 
-    private static Tensor Aux(string name) => _file.Read(name);
+    /// <summary>Where <see cref="Aux"/> reads and puts the cases' extra tensors (targets, indices): this fixture's
+    /// file on the CPU, or — for the coverage table, which runs the cases on a device — a file and device of its
+    /// own.</summary>
+    internal static (SafetensorsFile File, Device Device)? AuxOverride { get; set; }
+
+    private static Tensor Aux(string name) => AuxOverride is { } o ? o.File.Read(name).To(o.Device) : _file.Read(name);
+
+    private static Tensor OnAuxDevice(Tensor t) =>
+        AuxOverride is { } o && o.Device != t.Device ? t.Replace(t.To(o.Device)) : t;
 
     /// <summary>The engine's side of each fixture case: same op, same arguments as the Python script.</summary>
-    private static readonly Dictionary<string, Func<Tensor[], Tensor>> Cases = new()
+    internal static readonly Dictionary<string, Func<Tensor[], Tensor>> Cases = new()
     {
         ["add"] = x => x[0] + x[1],
         ["sub"] = x => x[0] - x[1],
@@ -211,7 +219,8 @@ public class OpFixtureTests
         ["ce_weight"] = x => F.CrossEntropy(x[0], CeTargets, x[1]),
         ["ce_weight_smooth"] = x => F.CrossEntropy(x[0], CeTargets, x[1], labelSmoothing: 0.2),
         ["ce_weight_sum"] = x => F.CrossEntropy(x[0], CeTargets, x[1], reduction: Reduction.Sum),
-        ["ce_weight_spatial"] = x => F.CrossEntropy(x[0], Tensor.FromArray([0L, 2, 1, 1, 1, 0], 2, 3), x[1]),
+        ["ce_weight_spatial"] = x =>
+            F.CrossEntropy(x[0], OnAuxDevice(Tensor.FromArray([0L, 2, 1, 1, 1, 0], 2, 3)), x[1]),
         ["ce_soft"] = x => F.CrossEntropy(x[0], x[1]),
         ["ce_soft_smooth"] = x => F.CrossEntropy(x[0], x[1], labelSmoothing: 0.1),
         ["margin_ranking"] = x => F.MarginRankingLoss(x[0], x[1], x[2], margin: 0.3),
@@ -271,7 +280,7 @@ public class OpFixtureTests
         ["f32_conv_transpose2d"] = x => F.ConvTranspose2d(x[0], x[1], x[2], stride: 2, padding: 1, outputPadding: 1),
     };
 
-    private static Tensor CeTargets => Tensor.FromArray([0L, 3, -100, 4, 3, 1]);
+    private static Tensor CeTargets => OnAuxDevice(Tensor.FromArray([0L, 3, -100, 4, 3, 1]));
 
     public static IEnumerable<string> CaseNames => Cases.Keys;
 
