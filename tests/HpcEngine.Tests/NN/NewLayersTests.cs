@@ -182,4 +182,82 @@ public class NewLayersTests
         Assert.That(last, Is.LessThan(first / 4), $"loss {first:F3} → {last:F3}");
         Assert.That(accuracy, Is.GreaterThan(0.93), "the boundary is learnt");
     }
+
+    /// <summary>A U-Net in miniature: encoder conv, a ceil-mode max pool (7x7 images: the last window hangs off), a
+    /// transposed convolution back up, the skip joined with cat, cropped to the input with narrow, and a 1x1 head —
+    /// segmenting a bright square from noise.</summary>
+    private sealed class TinyUNet : Module
+    {
+        private readonly Conv2d _enc,
+            _mid,
+            _head;
+        private readonly ConvTranspose2d _up;
+        private readonly MaxPool2d _pool = new(2, ceilMode: true);
+
+        public TinyUNet(Generator g)
+        {
+            _enc = RegisterModule("enc", new Conv2d(1, 6, 3, padding: 1, generator: g));
+            _mid = RegisterModule("mid", new Conv2d(6, 8, 3, padding: 1, generator: g));
+            _up = RegisterModule("up", new ConvTranspose2d(8, 6, 2, stride: 2, generator: g));
+            _head = RegisterModule("head", new Conv2d(12, 1, 1, generator: g));
+        }
+
+        public override Tensor Forward(Tensor x)
+        {
+            using var e = F.Relu(_enc.Forward(x)); // [N, 6, 7, 7]
+            using var down = _pool.Forward(e); // [N, 6, 4, 4] (ceil mode)
+            using var m = F.Relu(_mid.Forward(down));
+            using var up = _up.Forward(m); // [N, 6, 8, 8]
+            using var crop = up.Narrow(2, 0, 7).Narrow(3, 0, 7);
+            using var joined = HpcEngine.Ops.Cat([e, crop], 1);
+            return _head.Forward(joined);
+        }
+    }
+
+    [Test]
+    public void A_unet_of_the_new_layers_learns_to_segment()
+    {
+        const int n = 64,
+            size = 7;
+        var rng = new Random(3);
+        var images = new float[n * size * size];
+        var masks = new float[n * size * size];
+        for (int i = 0; i < n; i++)
+        {
+            int r0 = rng.Next(0, size - 2),
+                c0 = rng.Next(0, size - 2);
+            for (int r = 0; r < size; r++)
+            for (int c = 0; c < size; c++)
+            {
+                bool inside = r >= r0 && r < r0 + 3 && c >= c0 && c < c0 + 3;
+                int at = (i * size + r) * size + c;
+                masks[at] = inside ? 1 : 0;
+                images[at] = (inside ? 1f : 0f) + (float)(rng.NextDouble() - 0.5) * 0.6f;
+            }
+        }
+        using var x = Tensor.FromArray(images, n, 1, size, size);
+        using var target = Tensor.FromArray(masks, n, 1, size, size);
+        var model = new TinyUNet(new Generator(11));
+        Assert.That(model.StateDict().Select(kv => kv.Key), Does.Contain("up.weight").And.Contain("head.bias"));
+        var opt = new Adam(model.Parameters(), 2e-2);
+        double first = double.NaN,
+            last = double.NaN;
+        for (int step = 0; step < 150; step++)
+        {
+            using var scope = new TensorScope();
+            opt.ZeroGrad();
+            using var logits = model.Forward(x);
+            using var loss = F.BinaryCrossEntropyWithLogits(logits, target);
+            loss.Backward();
+            opt.Step();
+            last = loss.ToArray<float>()[0];
+            if (step == 0)
+                first = last;
+        }
+        using var final = model.Forward(x);
+        var predicted = final.ToArray<float>();
+        double accuracy = predicted.Zip(masks).Count(t => (t.First > 0) == (t.Second > 0.5)) / (double)masks.Length;
+        Assert.That(last, Is.LessThan(first / 5), $"loss {first:F3} → {last:F3}");
+        Assert.That(accuracy, Is.GreaterThan(0.97), "pixels of the square found");
+    }
 }
