@@ -1,18 +1,106 @@
 namespace HpcEngine;
 
-/// <summary>torch.einsum over letters a–z / A–Z (no ellipsis yet): planned as permutes, reshapes and batched matmuls,
+/// <summary>torch.einsum over letters a–z / A–Z and the ellipsis: planned as permutes, reshapes and batched matmuls,
 /// so autograd differentiates it through those. Each operand first takes the diagonal of any letter it repeats and
 /// sums the letters nobody else needs; operands are then contracted left to right, each pair as one batched matmul
 /// [batch, m, k] @ [batch, k, n]; the result is permuted to the output's order.</summary>
 public static partial class Ops
 {
     /// <summary>torch.einsum: e.g. "ij,jk->ik" (matmul), "bij,bjk->bik", "ii->i" (diagonal), "ij->" (sum), "i,j->ij"
-    /// (outer). Without "->" the output is the letters that occur once, in alphabetical order.</summary>
+    /// (outer), "...ij,...jk->...ik" (the ellipsis: the dims no letter names, right-aligned and broadcast across the
+    /// operands as PyTorch does). Without "->" the output is the ellipsis' dims, then the letters that occur once, in
+    /// alphabetical order.</summary>
     public static Tensor Einsum(string equation, params Tensor[] operands)
     {
         ArgumentNullException.ThrowIfNull(equation);
         ArgumentNullException.ThrowIfNull(operands);
-        var (inputs, output) = ParseEinsum(equation, operands);
+        if (!equation.Contains("...", StringComparison.Ordinal))
+            return EinsumNamed(equation, equation, operands);
+        var (named, expanded) = NameEllipsis(equation, operands);
+        try
+        {
+            return EinsumNamed(equation, named, expanded);
+        }
+        finally
+        {
+            foreach (var t in expanded)
+                t.Dispose();
+        }
+    }
+
+    /// <summary>The equation with each "..." replaced by fresh letters for the dims it stands for (right-aligned:
+    /// an operand with fewer such dims takes the last ones), and the operands expanded where a dim of size 1 meets a
+    /// larger one (broadcast; autograd sums the gradient back).</summary>
+    private static (string Equation, Tensor[] Operands) NameEllipsis(string equation, Tensor[] operands)
+    {
+        var eq = equation.Replace(" ", "");
+        var parts = eq.Split("->");
+        var inputs = parts[0].Split(',');
+        if (inputs.Length != operands.Length)
+            throw new ArgumentException(
+                $"einsum '{equation}': {inputs.Length} operand spec(s) for {operands.Length} tensor(s)"
+            );
+        var spare = new Queue<char>("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".Where(c => !eq.Contains(c)));
+        var dims = new int[operands.Length];
+        for (int i = 0; i < inputs.Length; i++)
+        {
+            int count = inputs[i].Split("...").Length - 1;
+            if (count > 1)
+                throw new ArgumentException($"einsum '{equation}': operand {i} has more than one ellipsis");
+            int named = inputs[i].Replace("...", "").Length;
+            dims[i] = count == 1 ? operands[i].Rank - named : 0;
+            if (dims[i] < 0 || (count == 0 && named != operands[i].Rank))
+                throw new ShapeMismatchException(
+                    $"einsum '{equation}': operand {i} spec '{inputs[i]}' does not fit its shape "
+                        + Shapes.Format(operands[i].Shape)
+                );
+        }
+        int rank = dims.Max();
+        if (rank > spare.Count)
+            throw new ArgumentException($"einsum '{equation}': the ellipsis needs more letters than are free");
+        string letters = string.Concat(Enumerable.Range(0, rank).Select(_ => spare.Dequeue()));
+        // The broadcast size of each ellipsis dim, and each operand expanded to it.
+        var sizes = new int[rank];
+        Array.Fill(sizes, 1);
+        for (int i = 0; i < operands.Length; i++)
+        {
+            int start = inputs[i].IndexOf("...", StringComparison.Ordinal);
+            for (int d = 0; d < dims[i]; d++)
+            {
+                int size = operands[i].Shape[start + d],
+                    at = rank - dims[i] + d;
+                if (size != 1 && sizes[at] != 1 && sizes[at] != size)
+                    throw new ShapeMismatchException(
+                        $"einsum '{equation}': the ellipsis dims do not broadcast (operand {i} has {size} where "
+                            + $"another has {sizes[at]})"
+                    );
+                if (size != 1)
+                    sizes[at] = size;
+            }
+        }
+        var expanded = new Tensor[operands.Length];
+        for (int i = 0; i < operands.Length; i++)
+        {
+            int start = inputs[i].IndexOf("...", StringComparison.Ordinal);
+            var shape = operands[i].ShapeArray;
+            for (int d = 0; d < dims[i]; d++)
+                shape[start + d] = sizes[rank - dims[i] + d];
+            expanded[i] = shape.SequenceEqual(operands[i].ShapeArray)
+                ? Identity(operands[i])
+                : Expand(operands[i], shape);
+            inputs[i] = inputs[i].Replace("...", letters[(rank - dims[i])..]);
+        }
+        string all = parts[0].Replace("...", "").Replace(",", "");
+        string output =
+            parts.Length == 2
+                ? parts[1].Replace("...", letters)
+                : letters + string.Concat(all.Distinct().Where(c => all.Count(x => x == c) == 1).Order());
+        return (string.Join(",", inputs) + "->" + output, expanded);
+    }
+
+    private static Tensor EinsumNamed(string equation, string named, Tensor[] operands)
+    {
+        var (inputs, output) = ParseEinsum(equation, named, operands);
         var sizes = new Dictionary<char, int>();
         for (int i = 0; i < operands.Length; i++)
         for (int k = 0; k < inputs[i].Length; k++)
@@ -55,13 +143,14 @@ public static partial class Ops
         }
     }
 
-    private static (string[] Inputs, string Output) ParseEinsum(string equation, Tensor[] operands)
+    /// <param name="equation">the caller's equation (for messages)</param>
+    /// <param name="named">it with every dim named (any ellipsis replaced)</param>
+    /// <param name="operands">the operands</param>
+    private static (string[] Inputs, string Output) ParseEinsum(string equation, string named, Tensor[] operands)
     {
-        var eq = equation.Replace(" ", "");
+        var eq = named.Replace(" ", "");
         if (eq.Contains("..."))
-            throw new ArgumentException(
-                $"einsum '{equation}': the ellipsis (...) is not supported yet; name every dim"
-            );
+            throw new ArgumentException($"einsum '{equation}': '...' in the output only, or more than one per operand");
         var parts = eq.Split("->");
         if (parts.Length > 2)
             throw new ArgumentException($"einsum '{equation}': more than one '->'");

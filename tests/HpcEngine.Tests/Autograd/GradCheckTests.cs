@@ -244,6 +244,12 @@ public class GradCheckTests
         yield return new("det 10x10 (through the inverse)", x => HpcEngine.Ops.Det(WellConditioned(x[0])), S(10, 10));
         yield return new("cholesky", x => HpcEngine.Ops.Cholesky(PositiveDefinite(x[0])), S(2, 4, 4));
         yield return new("cholesky upper", x => HpcEngine.Ops.Cholesky(PositiveDefinite(x[0]), upper: true), S(3, 3));
+        yield return new(
+            "einsum ellipsis broadcast",
+            x => HpcEngine.Ops.Einsum("...ij,...jk", x),
+            S(2, 1, 3, 2),
+            T(4, 2)
+        );
         yield return new("max_pool1d", x => F.MaxPool1d(x[0], 3, stride: 2, padding: 1), S(2, 2, 8));
         yield return new("avg_pool1d exclude pad", x => F.AvgPool1d(x[0], 3, 2, 1, countIncludePad: false), T(3, 8));
         yield return new("adaptive_avg_pool2d", x => F.AdaptiveAvgPool2d(x[0], (2, 3)), S(1, 2, 5, 7));

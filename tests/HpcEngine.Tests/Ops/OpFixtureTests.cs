@@ -277,6 +277,10 @@ public class OpFixtureTests
         ["linalg_cholesky_upper"] = x => HpcEngine.Ops.Cholesky(x[0], upper: true),
         ["f32_linalg_solve"] = x => HpcEngine.Ops.Solve(x[0], x[1]),
         ["f32_linalg_inv"] = x => HpcEngine.Ops.Inverse(x[0]),
+        ["einsum_ellipsis_matmul"] = x => HpcEngine.Ops.Einsum("...ij,...jk->...ik", x),
+        ["einsum_ellipsis_broadcast"] = x => HpcEngine.Ops.Einsum("...ij,...jk", x),
+        ["einsum_ellipsis_trace"] = x => HpcEngine.Ops.Einsum("...ii->...", x),
+        ["einsum_ellipsis_middle"] = x => HpcEngine.Ops.Einsum("i...j->j...i", x),
         ["f32_conv_transpose2d"] = x => F.ConvTranspose2d(x[0], x[1], x[2], stride: 2, padding: 1, outputPadding: 1),
     };
 

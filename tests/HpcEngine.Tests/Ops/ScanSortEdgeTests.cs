@@ -242,8 +242,16 @@ public class ScanSortEdgeTests
             Does.Contain("names 3 dims but its shape is [2, 3]")
         );
         Assert.That(
-            Assert.Throws<ArgumentException>(() => Ops.Einsum("...j->j", a))!.Message,
-            Does.Contain("ellipsis")
+            Assert.Throws<ArgumentException>(() => Ops.Einsum("...i...->i", a))!.Message,
+            Does.Contain("more than one ellipsis")
         );
+        using var c = Tensor.Zeros([3, 2, 3]);
+        Assert.That(
+            Assert.Throws<ShapeMismatchException>(() => Ops.Einsum("...j,...j->...", c, b))!.Message,
+            Does.Contain("do not broadcast")
+        );
+        using var x = Tensor.FromArray([1f, 2, 3, 4, 5, 6], 2, 3);
+        using var summed = Ops.Einsum("...j->j", x);
+        Assert.That(summed.ToArray<float>(), Is.EqualTo(new[] { 5f, 7, 9 }), "the ellipsis' dims are summed away");
     }
 }
