@@ -10,6 +10,17 @@ internal static class TestSupport
 {
     public static string TempDir(string prefix) => Directory.CreateTempSubdirectory(prefix).FullName;
 
+    /// <summary>The repository root (where HpcEngine.sln is), for tests that read the sources or the docs; the test is
+    /// ignored, with the reason, where the binaries were copied away from them.</summary>
+    public static string RepositoryRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "HpcEngine.sln")))
+                return d.FullName;
+        Assert.Ignore("the sources are not beside the test binaries (HpcEngine.sln not found above them)");
+        return "";
+    }
+
     /// <summary>Writes the four Fashion-MNIST files (gzip IDX) with random 28×28 images whose class is learnable:
     /// class k brightens row band k.</summary>
     public static void WriteTinyFashionMnist(string dir, int train, int test, int seed = 0)

@@ -29,27 +29,7 @@ public static partial class F
         int groups = 1
     )
     {
-        ArgumentNullException.ThrowIfNull(input);
-        ArgumentNullException.ThrowIfNull(weight);
-        if (input.Rank != 4 || weight.Rank != 4)
-            throw ShapeMismatchException.For(
-                "conv2d",
-                "input must be [N, C, H, W] and weight [O, C/groups, KH, KW]",
-                input,
-                weight
-            );
-        if (input.DType != weight.DType)
-            throw new DTypeMismatchException(
-                $"conv2d: input is {input.DType.TorchName()} but weight is {weight.DType.TorchName()}"
-            );
-        if (groups < 1)
-            throw new ArgumentOutOfRangeException(nameof(groups), $"conv2d: groups must be positive, got {groups}");
-        if (stride.H < 1 || stride.W < 1 || dilation.H < 1 || dilation.W < 1 || padding.H < 0 || padding.W < 0)
-            throw new ArgumentOutOfRangeException(
-                nameof(stride),
-                $"conv2d: stride and dilation must be positive and padding non-negative (stride {stride}, padding "
-                    + $"{padding}, dilation {dilation})"
-            );
+        CheckConvArgs("conv2d", "[O, C/groups, KH, KW]", input, weight, groups, stride, padding, dilation);
         int n = input.Shape[0],
             c = input.Shape[1],
             h = input.Shape[2],
@@ -67,19 +47,7 @@ public static partial class F
             );
         if (bias != null && (bias.Rank != 1 || bias.Shape[0] != o))
             throw ShapeMismatchException.For("conv2d", $"bias must be [{o}]", weight, bias);
-        var geo = new Conv2dGeometry(
-            cg,
-            h,
-            w,
-            kh,
-            kw,
-            stride.H,
-            stride.W,
-            padding.H,
-            padding.W,
-            dilation.H,
-            dilation.W
-        );
+        var geo = Geometry(cg, h, w, (kh, kw), stride, padding, dilation);
         int oh = geo.OH,
             ow = geo.OW;
         if (oh <= 0 || ow <= 0)
@@ -181,6 +149,49 @@ public static partial class F
     }
 
     private static Tensor ReshapeOwned(Tensor t, int[] shape) => t.Replace(Ops.Reshape(t, shape));
+
+    /// <summary>The checks conv2d and conv_transpose2d share: 4-d operands of one dtype, positive groups, stride and
+    /// dilation, non-negative padding.</summary>
+    private static void CheckConvArgs(
+        string op,
+        string weightShape,
+        Tensor input,
+        Tensor weight,
+        int groups,
+        (int H, int W) stride,
+        (int H, int W) padding,
+        (int H, int W) dilation
+    )
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(weight);
+        if (input.Rank != 4 || weight.Rank != 4)
+            throw ShapeMismatchException.For(op, $"input must be [N, C, H, W] and weight {weightShape}", input, weight);
+        if (input.DType != weight.DType)
+            throw new DTypeMismatchException(
+                $"{op}: input is {input.DType.TorchName()} but weight is {weight.DType.TorchName()}"
+            );
+        if (groups < 1)
+            throw new ArgumentOutOfRangeException(nameof(groups), $"{op}: groups must be positive, got {groups}");
+        if (stride.H < 1 || stride.W < 1 || dilation.H < 1 || dilation.W < 1 || padding.H < 0 || padding.W < 0)
+            throw new ArgumentOutOfRangeException(
+                nameof(stride),
+                $"{op}: stride and dilation must be positive and padding non-negative (stride {stride}, padding "
+                    + $"{padding}, dilation {dilation})"
+            );
+    }
+
+    /// <summary>The window geometry of channels-per-group <paramref name="c"/> over an <paramref name="h"/> ×
+    /// <paramref name="w"/> image.</summary>
+    private static Conv2dGeometry Geometry(
+        int c,
+        int h,
+        int w,
+        (int H, int W) kernel,
+        (int H, int W) stride,
+        (int H, int W) padding,
+        (int H, int W) dilation
+    ) => new(c, h, w, kernel.H, kernel.W, stride.H, stride.W, padding.H, padding.W, dilation.H, dilation.W);
 
     /// <summary>Bytes of unfolded input per chunk on the CPU: about what a core's L2 holds beside the GEMM's packed
     /// panels.</summary>

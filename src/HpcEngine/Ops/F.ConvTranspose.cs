@@ -44,30 +44,7 @@ public static partial class F
         (int H, int W) dilation
     )
     {
-        ArgumentNullException.ThrowIfNull(input);
-        ArgumentNullException.ThrowIfNull(weight);
-        if (input.Rank != 4 || weight.Rank != 4)
-            throw ShapeMismatchException.For(
-                "conv_transpose2d",
-                "input must be [N, Cin, H, W] and weight [Cin, Cout/groups, KH, KW]",
-                input,
-                weight
-            );
-        if (input.DType != weight.DType)
-            throw new DTypeMismatchException(
-                $"conv_transpose2d: input is {input.DType.TorchName()} but weight is {weight.DType.TorchName()}"
-            );
-        if (groups < 1)
-            throw new ArgumentOutOfRangeException(
-                nameof(groups),
-                $"conv_transpose2d: groups must be positive, got {groups}"
-            );
-        if (stride.H < 1 || stride.W < 1 || dilation.H < 1 || dilation.W < 1 || padding.H < 0 || padding.W < 0)
-            throw new ArgumentOutOfRangeException(
-                nameof(stride),
-                $"conv_transpose2d: stride and dilation must be positive and padding non-negative (stride {stride}, "
-                    + $"padding {padding}, dilation {dilation})"
-            );
+        CheckConvArgs("conv_transpose2d", "[C, Cout/groups, KH, KW]", input, weight, groups, stride, padding, dilation);
         // PyTorch's rule: the extra rows and columns must not reach a whole stride (or dilation) further.
         if (
             outputPadding.H < 0
@@ -106,19 +83,7 @@ public static partial class F
             );
         Ops.SameDevice("conv_transpose2d", input, weight);
         // The convolution whose input gradient this is: an image of [Cout, HO, WO] seen through the same window.
-        var geo = new Conv2dGeometry(
-            coutG,
-            ho,
-            wo,
-            kh,
-            kw,
-            stride.H,
-            stride.W,
-            padding.H,
-            padding.W,
-            dilation.H,
-            dilation.W
-        );
+        var geo = Geometry(coutG, ho, wo, (kh, kw), stride, padding, dilation);
         // Output padding of a stride or more (allowed when below the dilation) gives that convolution more
         // positions than the input has: those see zeros.
         if (geo.OH == h && geo.OW == w)

@@ -154,18 +154,6 @@ public static partial class F
             );
         if (padding.H < 0 || padding.W < 0)
             throw new ArgumentOutOfRangeException(nameof(padding), $"{op}: padding {padding} must be non-negative");
-        return new Conv2dGeometry(
-            channels,
-            h,
-            w,
-            kernel.H,
-            kernel.W,
-            stride.H,
-            stride.W,
-            padding.H,
-            padding.W,
-            dilation.H,
-            dilation.W
-        );
+        return Geometry(channels, h, w, kernel, stride, padding, dilation);
     }
 }

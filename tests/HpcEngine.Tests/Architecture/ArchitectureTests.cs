@@ -8,14 +8,7 @@ namespace HpcEngine.Tests.Architecture;
 [TestFixture]
 public class ArchitectureTests
 {
-    private static string Root()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "HpcEngine.sln")))
-                return d.FullName;
-        Assert.Ignore("the sources are not beside the test binaries (HpcEngine.sln not found above them)");
-        return "";
-    }
+    private static string Root() => TestSupport.RepositoryRoot();
 
     private static IEnumerable<string> Sources(string under) =>
         Directory

@@ -11,17 +11,7 @@ namespace HpcEngine.Tests.Distributed;
 [NonParallelizable]
 public partial class DeployRecipeTests
 {
-    /// <summary>The repository root (where HpcEngine.sln is).</summary>
-    internal static string RepositoryRoot() => Root();
-
-    private static string Root()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "HpcEngine.sln")))
-                return d.FullName;
-        Assert.Ignore("the sources are not beside the test binaries (HpcEngine.sln not found above them)");
-        return "";
-    }
+    private static string Root() => TestSupport.RepositoryRoot();
 
     private static string Recipe(string relative) => Path.Combine(Root(), "docs", "deploy", relative);
 

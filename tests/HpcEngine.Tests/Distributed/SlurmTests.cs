@@ -134,7 +134,7 @@ public class SlurmTests
                     wrapper,
                     UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
                 );
-            string recipe = Path.Combine(DeployRecipeTests.RepositoryRoot(), "docs", "deploy", "slurm", "train.sbatch");
+            string recipe = Path.Combine(TestSupport.RepositoryRoot(), "docs", "deploy", "slurm", "train.sbatch");
             string path = $"{bin}:{System.Environment.GetEnvironmentVariable("PATH")}";
             string id = slurm
                 .Run(

@@ -220,12 +220,5 @@ public partial class OpCoverageTests
     [GeneratedRegex(@"(?ms)^        \[""([a-z0-9_]+)""\] = x =>\s*(.*?)(?=^        \[""|\z)")]
     private static partial Regex EngineEntry();
 
-    private static string Root()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "HpcEngine.sln")))
-                return d.FullName;
-        Assert.Ignore("the sources are not beside the test binaries (HpcEngine.sln not found above them)");
-        return "";
-    }
+    private static string Root() => TestSupport.RepositoryRoot();
 }
