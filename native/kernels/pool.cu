@@ -4,7 +4,7 @@
 using namespace hpc;
 
 struct PoolShape {
-  int planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow;
+  int planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, dh, dw;  // dh, dw: max pooling's dilation (average: 1)
 };
 
 extern "C" __global__ void maxpool2d_f32(const float* x, float* y, int* argmax, PoolShape s) {
@@ -16,7 +16,7 @@ extern "C" __global__ void maxpool2d_f32(const float* x, float* y, int* argmax, 
     int at = -1;
     for (int ky = 0; ky < s.kh; ky++)
       for (int kx = 0; kx < s.kw; kx++) {
-        int iy = oy * s.sh - s.ph + ky, ix = ox * s.sw - s.pw + kx;
+        int iy = oy * s.sh - s.ph + ky * s.dh, ix = ox * s.sw - s.pw + kx * s.dw;
         if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;
         float v = x[(plane * s.h + iy) * s.w + ix];
         if (v > best || at < 0) { best = v; at = iy * s.w + ix; }

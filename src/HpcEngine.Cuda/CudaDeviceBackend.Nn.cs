@@ -101,7 +101,8 @@ internal sealed unsafe partial class CudaDeviceBackend
             OW;
     }
 
-    /// <summary>native/kernels/pool.cu's struct PoolShape (no dilation).</summary>
+    /// <summary>native/kernels/pool.cu's struct PoolShape (dilation last: max pooling's; average pooling has
+    /// none).</summary>
     [StructLayout(LayoutKind.Sequential)]
     private struct PoolShape
     {
@@ -115,7 +116,9 @@ internal sealed unsafe partial class CudaDeviceBackend
             PH,
             PW,
             OH,
-            OW;
+            OW,
+            DH,
+            DW;
     }
 
     private static ConvShape Shape(Conv2dGeometry g) =>
@@ -177,8 +180,6 @@ internal sealed unsafe partial class CudaDeviceBackend
 
     private static PoolShape Pool(int planes, Conv2dGeometry g)
     {
-        if (g.DH != 1 || g.DW != 1)
-            throw new DeviceMismatchException("max_pool2d with dilation has no cuda kernel yet");
         return new PoolShape
         {
             Planes = planes,
@@ -192,6 +193,8 @@ internal sealed unsafe partial class CudaDeviceBackend
             PW = g.PW,
             OH = g.OH,
             OW = g.OW,
+            DH = g.DH,
+            DW = g.DW,
         };
     }
 

@@ -180,6 +180,10 @@ public partial class KernelLaunchSignatureTests
             F.Dropout(a, 0.3, generator: gen);
             var img = On(Tensor.Randn([2, 3, 6, 6], DType.Float32, gen)).RequiresGrad_();
             Ops.Sum(F.AvgPool2d(img, 2)).Backward();
+            Ops.Sum(F.MaxPool2d(img, 2, 2, dilation: 2, ceilMode: true)).Backward(); // #16: dilation, ceil mode
+            var up = On(Tensor.Randn([3, 2, 3, 3], DType.Float32, gen)).RequiresGrad_();
+            Ops.Sum(F.ConvTranspose2d(img, up, stride: 2, padding: 1, outputPadding: 1)).Backward();
+            Ops.Sum(F.Fold(F.Unfold(img, 2, stride: 2), (6, 6), 2, stride: 2)).Backward();
             var ln = a.Detach().RequiresGrad_();
             var w = b.Detach().RequiresGrad_();
             Ops.Sum(F.LayerNorm(ln, [5], w, w)).Backward();
