@@ -10,40 +10,50 @@ namespace HpcEngine;
 /// definite, for cholesky) is a <see cref="LinAlgException"/> naming the batch entry.</summary>
 public static partial class Ops
 {
-    /// <summary>X with A·X = B: <paramref name="a"/> [..., n, n], <paramref name="b"/> [..., n, k] with the same
-    /// batch dims, or [..., n] (a vector per matrix). Backward: gB = A⁻ᵀ·G, gA = −gB·Xᵀ.</summary>
+    /// <summary>X with A·X = B: <paramref name="a"/> [..., n, n], <paramref name="b"/> [..., n, k], or a vector per
+    /// matrix ([n], or [..., n] with A's batch dims), batch dims broadcast as PyTorch's linalg.solve. Backward:
+    /// gB = A⁻ᵀ·G, gA = −gB·Xᵀ (summed back over broadcast dims by autograd).</summary>
     public static Tensor Solve(Tensor a, Tensor b)
     {
-        var (ad, batch, n) = SquareStack("solve", a);
+        ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
-        bool vector = b.Rank == a.Rank - 1 && b.ShapeArray.SequenceEqual(a.ShapeArray[..^1]);
-        if (!vector && (b.Rank != a.Rank || !b.ShapeArray[..^1].SequenceEqual(a.ShapeArray[..^1])))
-            throw ShapeMismatchException.For(
-                "solve",
-                "B must be [..., n, k] with A's batch dims and n rows, or [..., n] (no broadcasting)",
-                a,
-                b
-            );
+        if (a.Rank < 2)
+            throw new ShapeMismatchException($"solve: A must be [..., n, n], got {Shapes.Format(a.Shape)}");
+        bool vector = b.Rank == 1 || (b.Rank == a.Rank - 1 && b.ShapeArray.SequenceEqual(a.ShapeArray[..^1]));
+        using var bm = vector ? Unsqueeze(b, -1) : Identity(b);
+        if (bm.Rank < 2 || bm.Shape[^2] != a.Shape[^1])
+            throw ShapeMismatchException.For("solve", "B must be [..., n, k] or [..., n] with A's n", a, b);
+        var batch = Shapes.Broadcast("solve", a.Shape[..^2], bm.Shape[..^2]);
+        using var ae = Expand(a, [.. batch, a.Shape[^2], a.Shape[^1]]);
+        using var be = Expand(bm, [.. batch, bm.Shape[^2], bm.Shape[^1]]);
+        var x = SolveSameBatch(ae, be);
+        return vector ? x.Replace(Squeeze(x, -1)) : x;
+    }
+
+    /// <summary>Solve with A [..., n, n] and B [..., n, k] of the same batch dims.</summary>
+    private static Tensor SolveSameBatch(Tensor a, Tensor b)
+    {
+        var (ad, batch, n) = SquareStack("solve", a);
         if (b.DType != a.DType)
             throw new DTypeMismatchException($"solve: A is {a.DType.TorchName()} but B is {b.DType.TorchName()}");
         SameDevice("solve", a, b);
-        int m = vector ? 1 : b.Shape[^1];
+        int m = b.Shape[^1];
         var x = SolveStack("solve", ad, b.ToArray<double>(), batch, n, m, transpose: false);
         var y = FromHost(x, b.ShapeArray, a);
         if (!Recorder.Needs(a, b))
             return y;
+        // Captured as values: the caller's broadcast views of A and B are gone by the time backward runs.
         bool needA = a.NeedsGrad;
+        var (dtype, device, bShape) = (a.DType, a.Device, b.ShapeArray);
         return Recorder.Record(y, "solve", [a, b], [a, y], (g, s) =>
         {
             var gb = SolveStack("solve backward", s[0].ToArray<double>(), g.ToArray<double>(), batch, n, m, true);
-            var gB = FromHost(gb, b.ShapeArray, a);
+            var gB = FromHost(gb, bShape, dtype, device);
             Tensor? gA = null;
             if (needA)
             {
-                using var gb2 = vector ? Unsqueeze(gB, -1) : gB.Alias();
-                using var x2 = vector ? Unsqueeze(s[1], -1) : s[1].Alias();
-                using var xt = Transpose(x2, -2, -1);
-                using var outer = MatMul(gb2, xt);
+                using var xt = Transpose(s[1], -2, -1);
+                using var outer = MatMul(gB, xt);
                 gA = MulScalar(outer, -1);
             }
             return [gA, gB];
@@ -87,6 +97,7 @@ public static partial class Ops
         var y = FromHost(det, a.ShapeArray[..^2], a);
         if (!Recorder.Needs(a))
             return y;
+        var (dtype, device, shape) = (a.DType, a.Device, a.ShapeArray); // values: the caller may drop a first
         return Recorder.Record(y, "det", [a], [a], (g, s) =>
         {
             var gv = g.ToArray<double>();
@@ -94,7 +105,7 @@ public static partial class Ops
             var ga = new double[av.Length];
             for (int k = 0; k < batch; k++)
                 Cofactors(av.AsSpan(k * n * n, n * n), n, det[k], ga.AsSpan(k * n * n, n * n), gv[k]);
-            return [FromHost(ga, a.ShapeArray, a)];
+            return [FromHost(ga, shape, dtype, device)];
         });
     }
 
@@ -218,15 +229,19 @@ public static partial class Ops
     private const int CofactorOrder = 8;
 
     /// <summary>A float64 host result as a tensor of <paramref name="like"/>'s dtype on its device.</summary>
-    private static Tensor FromHost(double[] data, int[] shape, Tensor like)
+    private static Tensor FromHost(double[] data, int[] shape, Tensor like) =>
+        FromHost(data, shape, like.DType, like.Device);
+
+    /// <summary>A float64 host result as a <paramref name="dtype"/> tensor on <paramref name="device"/>.</summary>
+    private static Tensor FromHost(double[] data, int[] shape, DType dtype, Device device)
     {
         var t = Tensor.FromArray(data, data.Length);
         if (shape.Length != 1)
             t = t.Replace(Reshape(t, shape)); // a 0-d result (det of one matrix) too
-        if (like.DType != DType.Float64)
-            t = t.Replace(ToDType(t, like.DType, false));
-        if (like.Device != Device.Cpu)
-            t = t.Replace(MoveNoGrad(t, like.Device));
+        if (dtype != DType.Float64)
+            t = t.Replace(ToDType(t, dtype, false));
+        if (device != Device.Cpu)
+            t = t.Replace(MoveNoGrad(t, device));
         return t;
     }
 }

@@ -281,6 +281,8 @@ public class OpFixtureTests
         ["einsum_ellipsis_broadcast"] = x => HpcEngine.Ops.Einsum("...ij,...jk", x),
         ["einsum_ellipsis_trace"] = x => HpcEngine.Ops.Einsum("...ii->...", x),
         ["einsum_ellipsis_middle"] = x => HpcEngine.Ops.Einsum("i...j->j...i", x),
+        ["linalg_solve_broadcast"] = x => HpcEngine.Ops.Solve(x[0], x[1]),
+        ["linalg_solve_shared_vector"] = x => HpcEngine.Ops.Solve(x[0], x[1]),
         ["f32_conv_transpose2d"] = x => F.ConvTranspose2d(x[0], x[1], x[2], stride: 2, padding: 1, outputPadding: 1),
     };
 
