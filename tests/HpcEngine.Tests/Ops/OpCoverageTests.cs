@@ -84,7 +84,9 @@ public partial class OpCoverageTests
             "stays there and matches the CPU's, and the backend primitives it reached are listed (the CUDA backend "
         );
         sb.Append(
-            "implements each, float32 for most: docs/ARCHITECTURE.md) — and whether its gradient runs there too. "
+            "implements each, float32 for most: docs/ARCHITECTURE.md; `host_to_device` is an upload the op made itself: "
+                + "a constant built on the host, or — solve, inverse, det, cholesky — a result computed there) — and "
+                + "whether its gradient runs there too. "
         );
         sb.Append("Float32 cases are prefixed `f32_`; the others are float64 or integer.\n\n");
         sb.Append($"{rows.Count} cases; {onDevice} run on the device path, {withGrad} with gradients there.\n\n");
