@@ -185,6 +185,11 @@ public class ShmExchangeTests
         {
             Assert.That(e, Is.InstanceOf<CollectiveException>());
             Assert.That(e!.Message, Does.Contain("desync").And.Contain("x1000").And.Contain("x1001"), e.Message);
+            Assert.That(
+                ((CollectiveException)e).FlightRecord,
+                Does.Contain("allreduce"),
+                "the flight record comes along"
+            );
         }
     }
 

@@ -124,8 +124,8 @@ public sealed record TcpOptions
     /// <summary>Largest allreduce that goes over the exchange rings, in 128 KiB pieces beyond one message
     /// (HPCENGINE_SHM_EXCHANGE_BYTES; 0 turns the path off). Such an op completes on the calling thread, so it does not
     /// overlap the caller's own work; above this size ops run asynchronously on the link threads. Default 64 MiB:
-    /// measured on the 2-core VM with 2 ranks the exchange was 2.2-2.8x faster than the framed ring at 1, 16 and
-    /// 64 MB (bench/RESULTS.md, #13), more than the overlap could win back there.</summary>
+    /// measured on the 2-core VM with 2 ranks the exchange was 1.7x / 1.5x / 1.9x faster than the framed ring at 1,
+    /// 16 and 64 MB (bench/RESULTS.md, #13), more than the overlap could win back there.</summary>
     public long ShmExchangeMaxBytes { get; init; } = 64L << 20;
 
     /// <summary>Largest frame accepted from a peer (a bigger length prefix closes the link).</summary>

@@ -206,7 +206,10 @@ public sealed partial class TcpProcessGroup
                     _mesh.Rank,
                     _members[peer],
                     $"desync: this rank runs '{Describe(call.Mine)}' but rank {_members[peer]} runs '{Describe(theirs)}'"
-                );
+                )
+                {
+                    FlightRecord = _flight.ToString(),
+                };
             var head = data[..first.Length];
             var tail = data[first.Length..];
             if (rop is { } r)
