@@ -43,6 +43,13 @@ public sealed class BenchOptions
     public string Optimizer { get; set; } = "sgd";
 
     [Option(
+        "profile",
+        Default = false,
+        HelpText = "step: per-op time of the step, forward and backward apart (a table, and in --json)."
+    )]
+    public bool Profile { get; set; }
+
+    [Option(
         "op",
         Default = "allreduce",
         HelpText = "collectives: allreduce | broadcast | reduce | allgather | reducescatter | alltoall | sendrecv"
@@ -345,6 +352,8 @@ internal static class StepBench
             opt.Step();
             opt.ZeroGrad();
         }
+        if (o.Profile)
+            return StepProfile.Run(o, model, opt, x, y);
         var times = BenchCommand.Time(Step, o.Iters);
         double ms = times[times.Length / 2];
         Console.WriteLine(

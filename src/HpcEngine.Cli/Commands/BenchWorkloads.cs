@@ -17,7 +17,7 @@ internal static class BenchWorkloads
         ["softmax"] = Kernel,
         ["layernorm"] = Kernel,
         ["add"] = Kernel,
-        ["step"] = ["model", "batch-size", "optimizer", "iters", "threads", "json"],
+        ["step"] = ["model", "batch-size", "optimizer", "profile", "iters", "threads", "json"],
         ["conv"] = ["batch-size", "iters", "threads", "json"],
         ["collectives"] =
         [

@@ -46,7 +46,10 @@ internal static class Engine
                 var grad = pending[node];
                 pending.Remove(node);
                 visited.Add(node);
+                var profile = OpProfile.Current;
+                long started = profile != null ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
                 var inputGrads = node.Apply(grad);
+                profile?.Backward(node.Name, started);
                 for (int i = 0; i < node.Next.Length; i++)
                 {
                     var next = node.Next[i];

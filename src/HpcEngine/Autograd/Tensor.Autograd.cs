@@ -99,6 +99,7 @@ internal static class Recorder
         var next = inputs.Select(i => i.NeedsGrad ? i.GradEdge : null).ToArray();
         var values = saved.Select(s => s.Value).ToArray();
         output.GradFn = new FunctionNode(op, next, g => backward(g, values), saved);
+        OpProfile.Current?.Forward(op);
         return output;
     }
 

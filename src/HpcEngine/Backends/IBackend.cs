@@ -94,6 +94,17 @@ public interface IBackend
     /// overlaps.</summary>
     void Col2Im(Tensor cols, int group, int cg, Conv2dGeometry geo, Tensor dx);
 
+    /// <summary>A whole batch's convolution in one call, where the backend has a kernel for it: y [N, O, OH, OW] :=
+    /// conv(x [N, C, H, W], w [O, C/groups, KH, KW]) + bias [O] (optional), all contiguous in the compute dtype;
+    /// <paramref name="geo"/> is per group. Returns false, having done nothing, where the backend has none (or not
+    /// for this shape): the op then lowers to <see cref="Im2Col"/> and <see cref="Gemm"/>.</summary>
+    bool TryConv2d(Tensor x, Tensor w, Tensor? bias, Tensor y, int groups, Conv2dGeometry geo) => false;
+
+    /// <summary>The backward of <see cref="TryConv2d"/> from the output gradient gy: dx (zeroed by the caller)
+    /// and/or dw, either may be null; false, having done nothing, where the backend has no such kernel.</summary>
+    bool TryConv2dBackward(Tensor x, Tensor w, Tensor gy, Tensor? dx, Tensor? dw, int groups, Conv2dGeometry geo) =>
+        false;
+
     /// <summary>Max pooling of planes × [H, W] (contiguous) into y; returns the argmax indices (in a dtype of the
     /// backend's choosing, read back only by <see cref="MaxPoolBackward"/>).</summary>
     Tensor MaxPool(Tensor x, Tensor y, int planes, Conv2dGeometry geo);

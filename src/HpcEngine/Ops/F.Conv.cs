@@ -6,8 +6,9 @@ namespace HpcEngine;
 public static partial class F
 {
     /// <summary>2-D convolution (cross-correlation, as PyTorch): input [N, C, H, W], weight [O, C/groups, KH, KW],
-    /// bias [O]. Lowered per group to im2col a chunk of images at a time + one GEMM per chunk; backward is a GEMM per
-    /// chunk for the weight gradient and one plus a fold (col2im) per chunk for the input gradient.</summary>
+    /// bias [O]. The backend's whole-batch kernel where it has one (the CPU's splits the batch over threads, see
+    /// ImageConv); otherwise lowered per group to im2col a chunk of images at a time + one GEMM per chunk, and
+    /// backward to a GEMM per chunk for the weight gradient and one plus a fold (col2im) for the input gradient.</summary>
     public static Tensor Conv2d(
         Tensor input,
         Tensor weight,
@@ -60,45 +61,16 @@ public static partial class F
         var compute = input.DType.ComputeType();
         using var xc = Ops.ToDType(input, compute, false).ContiguousOwned();
         using var wc = Ops.ToDType(weight, compute, false).ContiguousOwned();
-        int og = o / groups,
-            ck = cg * kh * kw,
-            l = oh * ow,
-            nl = n * l;
         var device = xc.Device;
         Ops.SameDevice("conv2d", input, weight);
-        // Images are unfolded a chunk at a time into one [C/g·KH·KW, chunk·OH·OW] matrix per group, each chunk one
-        // GEMM: large enough to be one efficient GEMM (per-image GEMMs were small and slow: conv1 of the Fashion-MNIST
-        // cnn has K = 9), small enough that the unfolded matrix is still in cache when the GEMM packs it (the whole
-        // batch's went to memory and back: most of conv2's time).
-        int chunk = ImagesPerChunk(n, ck, l, compute, device);
-        var yg = Tensor.Empty([groups, og, nl], compute, device);
-        using (var cols = Tensor.Empty([ck, chunk * l], compute, device))
+        Tensor y = Tensor.Empty([n, o, oh, ow], compute, device);
+        bool fused;
+        using (var biasC = bias != null ? Ops.ToDType(bias, compute, false).ContiguousOwned() : null)
+            fused = xc.Backend.TryConv2d(xc, wc, biasC, y, groups, geo);
+        if (!fused)
         {
-            for (int gi = 0; gi < groups; gi++)
-            {
-                using var wg = wc.View([og, ck], [ck, 1], gi * og * ck);
-                for (int n0 = 0; n0 < n; n0 += chunk)
-                {
-                    int bc = Math.Min(chunk, n - n0);
-                    using var xs = xc.Narrow(0, n0, bc);
-                    using var cv = cols.View([ck, bc * l], [bc * l, 1], 0);
-                    Im2ColBatch(xs, gi, cg, geo, cv);
-                    using var yv = yg.View([og, bc * l], [nl, 1], gi * og * nl + n0 * l);
-                    Ops.Gemm2D(wg, cv, yv, accumulate: false);
-                }
-            }
-        }
-        // [G, O/G, N, L] -> [N, G, O/G, L] = [N, O, OH, OW]
-        Tensor y;
-        using (yg)
-        using (var perm = yg.View([n, groups, og, l], [l, og * nl, nl, 1], 0))
-            y = perm.Clone();
-        y = ReshapeOwned(y, [n, o, oh, ow]);
-        if (bias != null)
-        {
-            using var b4 = Ops.Reshape(bias, 1, o, 1, 1);
-            using var bc = Ops.ToDType(b4, compute, false);
-            Ops.AddInto(y, bc); // broadcasts [1, O, 1, 1] over the output
+            y.Dispose();
+            y = LoweredConv2d(xc, wc, bias, groups, geo);
         }
         if (compute != input.DType)
             y = y.Replace(Ops.ToDType(y, input.DType, false));
@@ -111,41 +83,113 @@ public static partial class F
         return Recorder.Record(y, "conv2d", inputs, [xc, wc], (g, s) =>
         {
             using var gc = Ops.ToDType(g, compute, false).ContiguousOwned();
-            // g [N, O, L] -> [G, O/G, N·L] so each group's output gradient is one matrix.
-            using var gPerm = gc.View([groups, og, n, l], [og * l, l, o * l, 1], gc.Offset);
-            using var gt = gPerm.Clone();
             var dx = gx ? Tensor.Empty([n, c, h, w], compute, device, zeroed: true) : null;
             var dw = gw ? Tensor.Empty([o, cg, kh, kw], compute, device) : null;
-            using var cols = Tensor.Empty([ck, chunk * l], compute, device);
-            for (int gi = 0; gi < groups; gi++)
-            for (int n0 = 0; n0 < n; n0 += chunk)
-            {
-                // The same chunks as the forward: dw sums over them, dx is folded back a chunk at a time.
-                int bc = Math.Min(chunk, n - n0);
-                using var gy = gt.View([og, bc * l], [nl, 1], gt.Offset + gi * og * nl + n0 * l);
-                using var cv = cols.View([ck, bc * l], [bc * l, 1], 0);
-                if (dw != null)
-                {
-                    using var xs = s[0].Narrow(0, n0, bc);
-                    Im2ColBatch(xs, gi, cg, geo, cv);
-                    using var dwg = dw.View([og, ck], [ck, 1], gi * og * ck);
-                    using var colsT = cols.View([bc * l, ck], [1, bc * l], 0);
-                    Ops.Gemm2D(gy, colsT, dwg, accumulate: n0 > 0);
-                }
-                if (dx != null)
-                {
-                    using var wgT = s[1].View([ck, og], [1, ck], s[1].Offset + gi * og * ck);
-                    Ops.Gemm2D(wgT, gy, cv, accumulate: false);
-                    using var dxs = dx.Narrow(0, n0, bc);
-                    Col2ImBatch(cv, dxs, gi, cg, geo);
-                }
-            }
+            if (!s[0].Backend.TryConv2dBackward(s[0], s[1], gc, dx, dw, groups, geo))
+                LoweredConv2dBackward(s[0], s[1], gc, dx, dw, groups, geo);
             Tensor? db = gb ? Ops.Sum(gc, [0, 2, 3]) : null;
             var r = new List<Tensor?> { dx, dw };
             if (bias != null)
                 r.Add(db);
             return [.. r];
         });
+    }
+
+    /// <summary>Convolution above the primitives, for backends without a whole-batch kernel: images are unfolded a
+    /// chunk at a time into one [C/g·KH·KW, chunk·OH·OW] matrix per group, each chunk one GEMM — large enough to be
+    /// one efficient GEMM (per-image GEMMs were small and slow: conv1 of the Fashion-MNIST cnn has K = 9), small
+    /// enough that the unfolded matrix is still in cache when the GEMM packs it.</summary>
+    private static Tensor LoweredConv2d(Tensor xc, Tensor wc, Tensor? bias, int groups, Conv2dGeometry geo)
+    {
+        int n = xc.Shape[0],
+            o = wc.Shape[0],
+            og = o / groups,
+            ck = geo.C * geo.KH * geo.KW,
+            l = geo.OH * geo.OW,
+            nl = n * l;
+        var compute = xc.DType;
+        var device = xc.Device;
+        int chunk = ImagesPerChunk(n, ck, l, compute, device);
+        var yg = Tensor.Empty([groups, og, nl], compute, device);
+        using (var cols = Tensor.Empty([ck, chunk * l], compute, device))
+        {
+            for (int gi = 0; gi < groups; gi++)
+            {
+                using var wg = wc.View([og, ck], [ck, 1], gi * og * ck);
+                for (int n0 = 0; n0 < n; n0 += chunk)
+                {
+                    int bc = Math.Min(chunk, n - n0);
+                    using var xs = xc.Narrow(0, n0, bc);
+                    using var cv = cols.View([ck, bc * l], [bc * l, 1], 0);
+                    Im2ColBatch(xs, gi, geo.C, geo, cv);
+                    using var yv = yg.View([og, bc * l], [nl, 1], gi * og * nl + n0 * l);
+                    Ops.Gemm2D(wg, cv, yv, accumulate: false);
+                }
+            }
+        }
+        // [G, O/G, N, L] -> [N, G, O/G, L] = [N, O, OH, OW]
+        Tensor y;
+        using (yg)
+        using (var perm = yg.View([n, groups, og, l], [l, og * nl, nl, 1], 0))
+            y = perm.Clone();
+        y = ReshapeOwned(y, [n, o, geo.OH, geo.OW]);
+        if (bias != null)
+        {
+            using var b4 = Ops.Reshape(bias, 1, o, 1, 1);
+            using var bc = Ops.ToDType(b4, compute, false);
+            Ops.AddInto(y, bc); // broadcasts [1, O, 1, 1] over the output
+        }
+        return y;
+    }
+
+    /// <summary>The backward of <see cref="LoweredConv2d"/>: per group and chunk a GEMM for the weight gradient and
+    /// one plus a fold (col2im) for the input gradient (dx zeroed by the caller).</summary>
+    private static void LoweredConv2dBackward(
+        Tensor xc,
+        Tensor wc,
+        Tensor gc,
+        Tensor? dx,
+        Tensor? dw,
+        int groups,
+        Conv2dGeometry geo
+    )
+    {
+        int n = xc.Shape[0],
+            o = wc.Shape[0],
+            og = o / groups,
+            ck = geo.C * geo.KH * geo.KW,
+            l = geo.OH * geo.OW,
+            nl = n * l;
+        var compute = xc.DType;
+        var device = xc.Device;
+        int chunk = ImagesPerChunk(n, ck, l, compute, device);
+        // g [N, O, L] -> [G, O/G, N·L] so each group's output gradient is one matrix.
+        using var gPerm = gc.View([groups, og, n, l], [og * l, l, o * l, 1], gc.Offset);
+        using var gt = gPerm.Clone();
+        using var cols = Tensor.Empty([ck, chunk * l], compute, device);
+        for (int gi = 0; gi < groups; gi++)
+        for (int n0 = 0; n0 < n; n0 += chunk)
+        {
+            // The same chunks as the forward: dw sums over them, dx is folded back a chunk at a time.
+            int bc = Math.Min(chunk, n - n0);
+            using var gy = gt.View([og, bc * l], [nl, 1], gt.Offset + gi * og * nl + n0 * l);
+            using var cv = cols.View([ck, bc * l], [bc * l, 1], 0);
+            if (dw != null)
+            {
+                using var xs = xc.Narrow(0, n0, bc);
+                Im2ColBatch(xs, gi, geo.C, geo, cv);
+                using var dwg = dw.View([og, ck], [ck, 1], gi * og * ck);
+                using var colsT = cols.View([bc * l, ck], [1, bc * l], 0);
+                Ops.Gemm2D(gy, colsT, dwg, accumulate: n0 > 0);
+            }
+            if (dx != null)
+            {
+                using var wgT = wc.View([ck, og], [1, ck], wc.Offset + gi * og * ck);
+                Ops.Gemm2D(wgT, gy, cv, accumulate: false);
+                using var dxs = dx.Narrow(0, n0, bc);
+                Col2ImBatch(cv, dxs, gi, geo.C, geo);
+            }
+        }
     }
 
     private static Tensor ReshapeOwned(Tensor t, int[] shape) => t.Replace(Ops.Reshape(t, shape));

@@ -146,6 +146,29 @@ public class CliTests
             using var js = JsonDocument.Parse(File.ReadAllText(f));
             Assert.That(js.RootElement.GetProperty("ms_per_step").GetDouble(), Is.GreaterThan(0));
             Assert.That(js.RootElement.GetProperty("model").GetString(), Is.EqualTo("mlp"));
+            var p = TestSupport.RunCli([
+                "bench",
+                "step",
+                "--model",
+                "cnn",
+                "--batch-size",
+                "4",
+                "--iters",
+                "2",
+                "--profile",
+                "--json",
+                f,
+            ]);
+            Assert.That(p.Exit, Is.Zero, p.Stderr);
+            Assert.That(p.Stdout, Does.Contain("conv2d").And.Contain("backward"));
+            using var jp = JsonDocument.Parse(File.ReadAllText(f));
+            var ops = jp.RootElement.GetProperty("profile").EnumerateArray().ToList();
+            var conv = ops.Single(o =>
+                o.GetProperty("op").GetString() == "conv2d" && o.GetProperty("phase").GetString() == "forward"
+            );
+            Assert.That(conv.GetProperty("calls_per_step").GetDouble(), Is.EqualTo(2), "the cnn has two convolutions");
+            double shares = ops.Sum(o => o.GetProperty("share").GetDouble());
+            Assert.That(shares, Is.EqualTo(1).Within(0.02), "the rows, unattributed included, add up to the step");
         }
         finally
         {

@@ -4,13 +4,18 @@ namespace HpcEngine.Backends.Cpu;
 
 /// <summary>im2col / col2im: unfold a [C, H, W] image into a [C·KH·KW, OH·OW] matrix so convolution is one GEMM
 /// (W[O, C·KH·KW] · cols), and fold the gradient of that matrix back (summing overlapping windows).</summary>
-internal static unsafe class ConvKernels
+internal static unsafe partial class ConvKernels
 {
     /// <summary>Writes image <paramref name="img"/>'s unfolded windows into cols, whose rows are <paramref name="ld"/>
     /// apart.</summary>
     public static void Im2Col<T>(T* img, Conv2dGeometry g, T* cols, int ld)
         where T : unmanaged, INumber<T>
     {
+        if (IsShift(g))
+        {
+            Im2ColShifted(img, g, cols, ld);
+            return;
+        }
         int oh = g.OH,
             ow = g.OW,
             l = ld;
@@ -53,6 +58,11 @@ internal static unsafe class ConvKernels
     public static void Col2Im<T>(T* cols, Conv2dGeometry g, T* img, int ld)
         where T : unmanaged, INumber<T>
     {
+        if (IsShift(g))
+        {
+            Col2ImShifted(cols, g, img, ld);
+            return;
+        }
         int oh = g.OH,
             ow = g.OW,
             l = ld;
@@ -80,7 +90,7 @@ internal static unsafe class ConvKernels
 }
 
 /// <summary>2-D max and average pooling over [N·C] planes (planes split across threads).</summary>
-internal static unsafe class PoolKernels
+internal static unsafe partial class PoolKernels
 {
     public static void MaxForward<T>(T* x, T* y, long* argmax, int planes, Conv2dGeometry g)
         where T : unmanaged, IFloatingPointIeee754<T>
@@ -100,7 +110,11 @@ internal static unsafe class PoolKernels
                         long o = ((long)p * oh + oy) * ow;
                         int r0 = 2 * oy * g.W,
                             r1 = r0 + g.W;
-                        for (int ox = 0; ox < ow; ox++)
+                        int ox =
+                            typeof(T) == typeof(float)
+                                ? MaxRow2x2((float*)xp, r0, g.W, (float*)y + o, argmax + o, ow)
+                                : 0;
+                        for (; ox < ow; ox++)
                         {
                             int i0 = r0 + 2 * ox,
                                 i1 = i0 + 1,

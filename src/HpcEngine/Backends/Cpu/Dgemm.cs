@@ -25,21 +25,60 @@ internal static unsafe class Dgemm
         for (int p = 0; p < k; p++)
         for (int j = 0; j < n; j++)
             bc[(long)p * n + j] = b[(long)p * rsB + (long)j * csB];
-        CpuThreads.For(m, 2L * m * n * k, (s, e) =>
+        CpuThreads.For(m, 2L * m * n * k, (s, e) => Rows(s, e, n, k, a, rsA, csA, bc, c, ldc, accumulate));
+    }
+
+    /// <summary><see cref="Run"/> on the calling thread only, for callers that split work over threads
+    /// themselves.</summary>
+    public static void RunSerial(
+        int m,
+        int n,
+        int k,
+        double* a,
+        int rsA,
+        int csA,
+        double* b,
+        int rsB,
+        int csB,
+        double* c,
+        int ldc,
+        bool accumulate
+    )
+    {
+        var bc = new double[(long)k * n];
+        for (int p = 0; p < k; p++)
+        for (int j = 0; j < n; j++)
+            bc[(long)p * n + j] = b[(long)p * rsB + (long)j * csB];
+        Rows(0, m, n, k, a, rsA, csA, bc, c, ldc, accumulate);
+    }
+
+    /// <summary>Rows [s, e) of C (+)= A · B, B already row-contiguous.</summary>
+    private static void Rows(
+        int s,
+        int e,
+        int n,
+        int k,
+        double* a,
+        int rsA,
+        int csA,
+        double[] bc,
+        double* c,
+        int ldc,
+        bool accumulate
+    )
+    {
+        for (int i = s; i < e; i++)
         {
-            for (int i = s; i < e; i++)
-            {
-                var row = new Span<double>(c + (long)i * ldc, n);
-                if (!accumulate)
-                    row.Clear();
-                for (int p = 0; p < k; p++)
-                    TensorPrimitives.MultiplyAdd(
-                        new ReadOnlySpan<double>(bc, p * n, n),
-                        a[(long)i * rsA + (long)p * csA],
-                        row,
-                        row
-                    );
-            }
-        });
+            var row = new Span<double>(c + (long)i * ldc, n);
+            if (!accumulate)
+                row.Clear();
+            for (int p = 0; p < k; p++)
+                TensorPrimitives.MultiplyAdd(
+                    new ReadOnlySpan<double>(bc, p * n, n),
+                    a[(long)i * rsA + (long)p * csA],
+                    row,
+                    row
+                );
+        }
     }
 }

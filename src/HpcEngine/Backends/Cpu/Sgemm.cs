@@ -156,6 +156,31 @@ internal static unsafe partial class Sgemm
         }
     }
 
+    /// <summary><see cref="Run"/> on the calling thread only (no fork-join): for callers that split work over threads
+    /// themselves.</summary>
+    public static void RunSerial(
+        int m,
+        int n,
+        int k,
+        float* a,
+        int rsA,
+        int csA,
+        float* b,
+        int rsB,
+        int csB,
+        float* c,
+        int ldc,
+        bool accumulate
+    )
+    {
+        if (m == 0 || n == 0)
+            return;
+        if (k == 0 || !Fma.IsSupported || !Avx.IsSupported)
+            Naive(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, accumulate);
+        else
+            Serial(m, n, k, a, rsA, csA, b, rsB, csB, c, ldc, accumulate);
+    }
+
     /// <summary>On the calling thread alone: pack and compute panel by panel with this thread's buffers.</summary>
     private static void Serial(
         int m,

@@ -1,0 +1,229 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
+
+namespace HpcEngine.Backends.Cpu;
+
+/// <summary>Convolution split by images: each thread takes a contiguous range of the batch and, a few images at a
+/// time, unfolds them into its own column buffer (in cache), multiplies on its own core and writes straight into the
+/// output — one fork-join per pass, no batch-sized column matrix, no permuted copy of the output or of its gradient
+/// (the lowering above the primitives needs both). The weight gradient is summed per thread and then over threads in
+/// thread order, so the result does not depend on timing. This is the partition that scales with cores: a thread's
+/// work is whole images, not slivers of one GEMM.</summary>
+internal static unsafe class ImageConv
+{
+    /// <summary>Bytes of unfolded columns per chunk: with the GEMM's packed copy of them, about what a core's L2
+    /// holds.</summary>
+    private const long ChunkBytes = 512 << 10;
+
+    /// <summary>True when every thread gets enough images for the split to beat sharing each GEMM (small batches,
+    /// inference at batch 1, keep the lowering whose GEMMs split over threads).</summary>
+    public static bool Applies(int n) => CpuThreads.Count == 1 ? n >= 1 : n >= 4 * CpuThreads.Count;
+
+    /// <summary>y [N, O, OH, OW] := conv(x [N, C, H, W], w [O, C/g, KH, KW]) + bias, all contiguous.</summary>
+    public static void Forward<T>(T* x, T* w, T* bias, T* y, int n, int c, int o, int groups, Conv2dGeometry g)
+        where T : unmanaged, INumber<T>
+    {
+        var s = new Sizes(c, o, groups, g);
+        int chunk = s.ImagesPerChunk<T>();
+        EachThread(n, (b0, b1) =>
+        {
+            T* cols = Alloc<T>((long)s.Ck * chunk * s.L);
+            T* acc = Alloc<T>((long)s.Og * chunk * s.L);
+            try
+            {
+                for (int n0 = b0; n0 < b1; n0 += chunk)
+                {
+                    int bc = Math.Min(chunk, b1 - n0),
+                        cols_n = bc * s.L;
+                    for (int gi = 0; gi < groups; gi++)
+                    {
+                        for (int j = 0; j < bc; j++)
+                            ConvKernels.Im2Col(s.Image(x, n0 + j, gi), g, cols + (long)j * s.L, cols_n);
+                        SerialGemm.Run(
+                            s.Og,
+                            cols_n,
+                            s.Ck,
+                            w + (long)gi * s.Og * s.Ck,
+                            s.Ck,
+                            1,
+                            cols,
+                            cols_n,
+                            1,
+                            acc,
+                            cols_n,
+                            false
+                        );
+                        for (int j = 0; j < bc; j++)
+                        for (int r = 0; r < s.Og; r++)
+                        {
+                            int oc = gi * s.Og + r;
+                            var src = new ReadOnlySpan<T>(acc + (long)r * cols_n + (long)j * s.L, s.L);
+                            var dst = new Span<T>(y + ((long)(n0 + j) * o + oc) * s.L, s.L);
+                            if (bias == null)
+                                src.CopyTo(dst);
+                            else
+                                AddScalar(src, bias[oc], dst);
+                        }
+                    }
+                }
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(cols);
+                NativeMemory.AlignedFree(acc);
+            }
+        });
+    }
+
+    /// <summary>dx (zeroed by the caller) and/or dw of a convolution from its output gradient gy [N, O, OH, OW]; x,
+    /// w, gy contiguous.</summary>
+    public static void Backward<T>(T* x, T* w, T* gy, T* dx, T* dw, int n, int c, int o, int groups, Conv2dGeometry g)
+        where T : unmanaged, INumber<T>
+    {
+        var s = new Sizes(c, o, groups, g);
+        int chunk = s.ImagesPerChunk<T>();
+        int threads = Math.Min(CpuThreads.Count, n);
+        long wSize = (long)o * s.Ck;
+        // Per thread, per group: dwᵀ [Ck, Og] — the orientation whose GEMM wastes least when Ck is small (conv1: 9
+        // columns would fill 9 of the micro-kernel's 32).
+        T* partial = dw != null ? Alloc<T>(threads * wSize) : null;
+        if (partial != null)
+            new Span<T>(partial, checked((int)(threads * wSize))).Clear();
+        try
+        {
+            EachThread(n, (b0, b1, t) =>
+            {
+                T* cols = Alloc<T>((long)s.Ck * chunk * s.L);
+                T* grad = Alloc<T>((long)s.Og * chunk * s.L);
+                try
+                {
+                    for (int n0 = b0; n0 < b1; n0 += chunk)
+                    {
+                        int bc = Math.Min(chunk, b1 - n0),
+                            cols_n = bc * s.L;
+                        for (int gi = 0; gi < groups; gi++)
+                        {
+                            // This chunk's output gradient for the group as one [Og, bc·L] matrix.
+                            for (int j = 0; j < bc; j++)
+                            for (int r = 0; r < s.Og; r++)
+                                new ReadOnlySpan<T>(gy + ((long)(n0 + j) * o + gi * s.Og + r) * s.L, s.L).CopyTo(
+                                    new Span<T>(grad + (long)r * cols_n + (long)j * s.L, s.L)
+                                );
+                            if (dw != null)
+                            {
+                                for (int j = 0; j < bc; j++)
+                                    ConvKernels.Im2Col(s.Image(x, n0 + j, gi), g, cols + (long)j * s.L, cols_n);
+                                T* dwt = partial + t * wSize + (long)gi * s.Og * s.Ck;
+                                SerialGemm.Run(
+                                    s.Ck,
+                                    s.Og,
+                                    cols_n,
+                                    cols,
+                                    cols_n,
+                                    1,
+                                    grad,
+                                    1,
+                                    cols_n,
+                                    dwt,
+                                    s.Og,
+                                    n0 > b0
+                                );
+                            }
+                            if (dx != null)
+                            {
+                                T* wg = w + (long)gi * s.Og * s.Ck;
+                                SerialGemm.Run(s.Ck, cols_n, s.Og, wg, 1, s.Ck, grad, cols_n, 1, cols, cols_n, false);
+                                for (int j = 0; j < bc; j++)
+                                    ConvKernels.Col2Im(cols + (long)j * s.L, g, s.Image(dx, n0 + j, gi), cols_n);
+                            }
+                        }
+                    }
+                }
+                finally
+                {
+                    NativeMemory.AlignedFree(cols);
+                    NativeMemory.AlignedFree(grad);
+                }
+            });
+            if (dw != null)
+                SumTransposed(partial, threads, groups, s.Og, s.Ck, dw);
+        }
+        finally
+        {
+            if (partial != null)
+                NativeMemory.AlignedFree(partial);
+        }
+    }
+
+    /// <summary>dw[gi·Og + r, k] := Σ_t partial[t][gi][k, r], threads in order.</summary>
+    private static void SumTransposed<T>(T* partial, int threads, int groups, int og, int ck, T* dw)
+        where T : unmanaged, INumber<T>
+    {
+        long wSize = (long)groups * og * ck;
+        for (int gi = 0; gi < groups; gi++)
+        for (int r = 0; r < og; r++)
+        for (int k = 0; k < ck; k++)
+        {
+            long at = (long)gi * og * ck + (long)k * og + r;
+            T sum = partial[at];
+            for (int t = 1; t < threads; t++)
+                sum += partial[t * wSize + at];
+            dw[((long)gi * og + r) * ck + k] = sum;
+        }
+    }
+
+    private static void AddScalar<T>(ReadOnlySpan<T> src, T value, Span<T> dst)
+        where T : unmanaged, INumber<T>
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated && src.Length >= Vector<T>.Count)
+        {
+            var v = new Vector<T>(value);
+            for (; i + Vector<T>.Count <= src.Length; i += Vector<T>.Count)
+                (new Vector<T>(src[i..]) + v).CopyTo(dst[i..]);
+        }
+        for (; i < src.Length; i++)
+            dst[i] = src[i] + value;
+    }
+
+    /// <summary>Runs body(first, end) over contiguous image ranges, one per thread.</summary>
+    private static void EachThread(int n, Action<int, int> body) => EachThread(n, (b0, b1, _) => body(b0, b1));
+
+    private static void EachThread(int n, Action<int, int, int> body)
+    {
+        int threads = Math.Min(CpuThreads.Count, n);
+        if (threads <= 1)
+        {
+            body(0, n, 0);
+            return;
+        }
+        ForkJoinPool.Shared.Run(threads, t =>
+        {
+            int b0 = (int)((long)n * t / threads),
+                b1 = (int)((long)n * (t + 1) / threads);
+            if (b1 > b0)
+                body(b0, b1, t);
+        });
+    }
+
+    private static T* Alloc<T>(long count)
+        where T : unmanaged => (T*)NativeMemory.AlignedAlloc((nuint)(Math.Max(count, 1) * sizeof(T)), 64);
+
+    /// <summary>The per-group sizes every pass uses.</summary>
+    private readonly struct Sizes(int c, int o, int groups, Conv2dGeometry g)
+    {
+        public readonly int Cg = c / groups;
+        public readonly int Og = o / groups;
+        public readonly int Ck = c / groups * g.KH * g.KW;
+        public readonly int L = g.OH * g.OW;
+        private readonly int _c = c;
+        private readonly long _plane = (long)g.H * g.W;
+
+        /// <summary>Channel block of group <paramref name="gi"/> of image <paramref name="b"/>.</summary>
+        public T* Image<T>(T* img, int b, int gi)
+            where T : unmanaged => img + ((long)b * _c + (long)gi * Cg) * _plane;
+
+        public int ImagesPerChunk<T>()
+            where T : unmanaged => (int)Math.Clamp(ChunkBytes / Math.Max((long)Ck * L * sizeof(T), 1), 1, 64);
+    }
+}

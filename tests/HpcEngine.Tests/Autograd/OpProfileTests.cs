@@ -1,0 +1,58 @@
+using HpcEngine.Autograd;
+
+namespace HpcEngine.Tests.Autograd;
+
+/// <summary>The per-op profile: every recorded op of a step appears once per call in forward and its rule in
+/// backward, sections are charged what they ran, nothing is measured outside a profile, and a finished profile stops
+/// measuring.</summary>
+public class OpProfileTests
+{
+    [Test]
+    public void A_step_is_charged_op_by_op_forward_and_backward()
+    {
+        using var scope = new TensorScope();
+        var x = Tensor.Randn([4, 2, 6, 6], DType.Float32, new Generator(1));
+        var w = Tensor.Randn([3, 2, 3, 3], DType.Float32, new Generator(2)).RequiresGrad_();
+        using var profile = OpProfile.Start();
+        for (int i = 0; i < 2; i++)
+        {
+            profile.Mark();
+            var y = HpcEngine.Ops.Sum(HpcEngine.Ops.Relu(F.Conv2d(x, w, padding: 1)));
+            y.Backward();
+            profile.Time("sleep", "update", () => Thread.Sleep(30));
+        }
+        var e = profile.Entries.ToDictionary(r => (r.Op, r.Phase));
+        foreach (var op in new[] { "conv2d", "relu", "sum" })
+        {
+            Assert.That(e[(op, "forward")].Calls, Is.EqualTo(2), op);
+            Assert.That(e[(op, "backward")].Calls, Is.EqualTo(2), op);
+        }
+        Assert.That(e[("sleep", "update")].Seconds, Is.GreaterThanOrEqualTo(0.055), "both sections, 30 ms each");
+        Assert.That(
+            e[("conv2d", "forward")].Seconds,
+            Is.LessThan(0.055),
+            "the forward clock is marked after a section: the first op is not charged the sleep"
+        );
+        Assert.That(profile.Entries[0].Op, Is.EqualTo("sleep"), "longest first");
+    }
+
+    [Test]
+    public void Nothing_is_measured_outside_a_profile_or_after_it_ends()
+    {
+        using var scope = new TensorScope();
+        var a = Tensor.Randn([3], DType.Float32, new Generator(1)).RequiresGrad_();
+        var outer = OpProfile.Start();
+        HpcEngine.Ops.Sum(a).Backward();
+        var inner = OpProfile.Start();
+        HpcEngine.Ops.Exp(a);
+        inner.Dispose();
+        HpcEngine.Ops.Sum(a).Backward();
+        outer.Dispose();
+        HpcEngine.Ops.Sum(a).Backward();
+        var counts = outer.Entries.ToDictionary(r => (r.Op, r.Phase), r => r.Calls);
+        Assert.That(counts[("sum", "forward")], Is.EqualTo(2), "before and after the inner profile, not after its end");
+        Assert.That(counts.ContainsKey(("exp", "forward")), Is.False, "the inner profile took the exp");
+        Assert.That(inner.Entries.Select(r => r.Op), Is.EqualTo(new[] { "exp" }));
+        Assert.That(OpProfile.Current, Is.Null);
+    }
+}
