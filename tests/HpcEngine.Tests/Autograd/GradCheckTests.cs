@@ -116,6 +116,14 @@ public class GradCheckTests
         yield return new("layer_norm 2d shape", x => F.LayerNorm(x[0], [2, 3]), T(4, 2, 3));
         yield return new("batch_norm", x => F.BatchNorm(x[0], null, null, x[1], x[2]), S(4, 3, 2, 2), S(3), S(3));
         yield return new("batch_norm 1d", x => F.BatchNorm(x[0], null, null, x[1], null), S(5, 3), S(3));
+        // Planes of 35 values: the vectorised statistics and gradient loops and their scalar tails.
+        yield return new(
+            "batch_norm wide planes",
+            x => F.BatchNorm(x[0], null, null, x[1], x[2]),
+            S(3, 2, 5, 7),
+            S(2),
+            S(2)
+        );
         yield return new("cross_entropy", x => F.CrossEntropy(x[0], Idx([1, 0, -100, 3], 4)), S(4, 5));
         yield return new(
             "cross_entropy smoothing",

@@ -25,6 +25,8 @@ internal static unsafe class ImageConv
     {
         var s = new Sizes(c, o, groups, g);
         int chunk = s.ImagesPerChunk<T>();
+        // Each group's weights packed once, shared read-only by every thread.
+        using var weights = new WeightsOfGroups<T>(groups, gi => new(s.Og, s.Ck, w + (long)gi * s.Og * s.Ck, s.Ck, 1));
         EachThread(n, (b0, b1) =>
         {
             T* cols = Alloc<T>((long)s.Ck * chunk * s.L);
@@ -39,20 +41,7 @@ internal static unsafe class ImageConv
                     {
                         for (int j = 0; j < bc; j++)
                             ConvKernels.Im2Col(s.Image(x, n0 + j, gi), g, cols + (long)j * s.L, cols_n);
-                        SerialGemm.Run(
-                            s.Og,
-                            cols_n,
-                            s.Ck,
-                            w + (long)gi * s.Og * s.Ck,
-                            s.Ck,
-                            1,
-                            cols,
-                            cols_n,
-                            1,
-                            acc,
-                            cols_n,
-                            false
-                        );
+                        weights[gi].Multiply(cols_n, cols, cols_n, 1, acc, cols_n, false);
                         for (int j = 0; j < bc; j++)
                         for (int r = 0; r < s.Og; r++)
                         {
@@ -86,6 +75,10 @@ internal static unsafe class ImageConv
         long wSize = (long)o * s.Ck;
         // Per thread, per group: dwᵀ [Ck, Og] — the orientation whose GEMM wastes least when Ck is small (conv1: 9
         // columns would fill 9 of the micro-kernel's 32).
+        // Wᵀ of each group for the input gradient, packed once.
+        using var weightsT = new WeightsOfGroups<T>(dx != null ? groups : 0, gi =>
+            new(s.Ck, s.Og, w + (long)gi * s.Og * s.Ck, 1, s.Ck)
+        );
         T* partial = dw != null ? Alloc<T>(threads * wSize) : null;
         if (partial != null)
             new Span<T>(partial, checked((int)(threads * wSize))).Clear();
@@ -131,8 +124,7 @@ internal static unsafe class ImageConv
                             }
                             if (dx != null)
                             {
-                                T* wg = w + (long)gi * s.Og * s.Ck;
-                                SerialGemm.Run(s.Ck, cols_n, s.Og, wg, 1, s.Ck, grad, cols_n, 1, cols, cols_n, false);
+                                weightsT[gi].Multiply(cols_n, grad, cols_n, 1, cols, cols_n, false);
                                 for (int j = 0; j < bc; j++)
                                     ConvKernels.Col2Im(cols + (long)j * s.L, g, s.Image(dx, n0 + j, gi), cols_n);
                             }
@@ -204,6 +196,21 @@ internal static unsafe class ImageConv
             if (b1 > b0)
                 body(b0, b1, t);
         });
+    }
+
+    /// <summary>One <see cref="GemmWeights{T}"/> per group, disposed together.</summary>
+    private sealed class WeightsOfGroups<T>(int groups, Func<int, GemmWeights<T>> make) : IDisposable
+        where T : unmanaged
+    {
+        private readonly GemmWeights<T>[] _groups = [.. Enumerable.Range(0, groups).Select(make)];
+
+        public GemmWeights<T> this[int gi] => _groups[gi];
+
+        public void Dispose()
+        {
+            foreach (var g in _groups)
+                g.Dispose();
+        }
     }
 
     private static T* Alloc<T>(long count)

@@ -156,6 +156,9 @@ internal static unsafe partial class Sgemm
         }
     }
 
+    /// <summary>True when products run on the micro-kernel (AVX2/FMA or AVX-512); false on the portable fallback.</summary>
+    public static bool UsesMicroKernel => Fma.IsSupported && Avx.IsSupported;
+
     /// <summary><see cref="Run"/> on the calling thread only (no fork-join): for callers that split work over threads
     /// themselves.</summary>
     public static void RunSerial(
@@ -242,31 +245,46 @@ internal static unsafe partial class Sgemm
     )
     {
         float* pa = Buffer(ref _packA, MC * KC);
-        float* tile = stackalloc float[MR * NR];
         for (int ic = 0; ic < m; ic += MC)
         {
             int mc = Math.Min(MC, m - ic);
             PackA(mc, kc, a + (long)ic * rsA, rsA, csA, pa);
-            for (int jr = 0; jr < n; jr += NR)
+            MultiplyPacked(mc, n, j0, kc, pa, pb, c + (long)ic * ldc, ldc, first);
+        }
+    }
+
+    /// <summary>C[0..m, 0..n) (+)= packed A (m rows in MR slivers over kc) · packed B slivers from column
+    /// <paramref name="j0"/> of the panel.</summary>
+    private static void MultiplyPacked(
+        int m,
+        int n,
+        int j0,
+        int kc,
+        float* pa,
+        float* pb,
+        float* c,
+        int ldc,
+        bool first
+    )
+    {
+        float* tile = stackalloc float[MR * NR];
+        for (int jr = 0; jr < n; jr += NR)
+        {
+            int nr = Math.Min(NR, n - jr);
+            float* bs = pb + (long)(j0 + jr) * kc;
+            for (int ir = 0; ir < m; ir += MR)
             {
-                int nr = Math.Min(NR, n - jr);
-                float* bs = pb + (long)(j0 + jr) * kc;
-                for (int ir = 0; ir < mc; ir += MR)
+                int mr = Math.Min(MR, m - ir);
+                float* cij = c + (long)ir * ldc + jr;
+                if (mr == MR && nr == NR)
+                    Tile(kc, pa + ir * kc, bs, cij, ldc, first);
+                else
                 {
-                    int mr = Math.Min(MR, mc - ir);
-                    float* cij = c + (long)(ic + ir) * ldc + jr;
-                    if (mr == MR && nr == NR)
-                        Tile(kc, pa + ir * kc, bs, cij, ldc, first);
-                    else
-                    {
-                        // Edge tile: compute the full padded tile into scratch, copy out the valid part.
-                        Tile(kc, pa + ir * kc, bs, tile, NR, true);
-                        for (int i = 0; i < mr; i++)
-                        for (int j = 0; j < nr; j++)
-                            cij[(long)i * ldc + j] = first
-                                ? tile[i * NR + j]
-                                : cij[(long)i * ldc + j] + tile[i * NR + j];
-                    }
+                    // Edge tile: compute the full padded tile into scratch, copy out the valid part.
+                    Tile(kc, pa + ir * kc, bs, tile, NR, true);
+                    for (int i = 0; i < mr; i++)
+                    for (int j = 0; j < nr; j++)
+                        cij[(long)i * ldc + j] = first ? tile[i * NR + j] : cij[(long)i * ldc + j] + tile[i * NR + j];
                 }
             }
         }
