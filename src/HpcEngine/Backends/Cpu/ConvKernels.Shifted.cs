@@ -12,7 +12,7 @@ namespace HpcEngine.Backends.Cpu;
 internal static unsafe partial class ConvKernels
 {
     /// <summary>True when every unfolded row is a shifted copy of the input plane.</summary>
-    private static bool IsShift(Conv2dGeometry g) => g.SH == 1 && g.SW == 1 && g.OW == g.W && g.OH > 0;
+    private static bool IsShift(Conv2dGeometry g, int oh, int ow) => g.SH == 1 && g.SW == 1 && ow == g.W && oh > 0;
 
     /// <summary>One unfolded row's place in the plane: output pixel p reads plane element p + Shift, for the output
     /// rows [Oy0, Oy1) whose input row exists; columns wrap where ox + Dx leaves [0, W).</summary>
@@ -25,18 +25,18 @@ internal static unsafe partial class ConvKernels
             First,
             End;
 
-        public ShiftedRow(Conv2dGeometry g, int ki, int kj)
+        public ShiftedRow(Conv2dGeometry g, int oh, int ow, int ki, int kj)
         {
             int dy = ki * g.DH - g.PH;
             Dx = kj * g.DW - g.PW;
-            Oy0 = Math.Clamp(-dy, 0, g.OH);
-            Oy1 = Math.Clamp(g.H - dy, Oy0, g.OH);
+            Oy0 = Math.Clamp(-dy, 0, oh);
+            Oy1 = Math.Clamp(g.H - dy, Oy0, oh);
             Shift = (long)dy * g.W + Dx;
             // The output range [Oy0·OW, Oy1·OW) clipped so that p + Shift stays inside the plane (the clipped ends
             // are wrapped columns, zero anyway).
             long plane = (long)g.H * g.W,
-                lo = (long)Oy0 * g.OW,
-                hi = (long)Oy1 * g.OW;
+                lo = (long)Oy0 * ow,
+                hi = (long)Oy1 * ow;
             First = Math.Clamp(-Shift, lo, hi);
             End = Math.Clamp(plane - Shift, First, hi);
         }
@@ -45,43 +45,36 @@ internal static unsafe partial class ConvKernels
         public bool Wraps(int ox, int w) => (uint)(ox + Dx) >= (uint)w;
     }
 
-    private static void Im2ColShifted<T>(T* img, Conv2dGeometry g, T* cols, int ld)
+    /// <summary>One unfolded row of a "same" convolution: the plane shifted, wrapped columns zeroed.</summary>
+    private static void ShiftedRowCopy<T>(T* plane, Conv2dGeometry g, int oh, int ow, int ki, int kj, T* row)
         where T : unmanaged, INumber<T>
     {
-        int ow = g.OW,
-            l = g.OH * ow;
-        long plane = (long)g.H * g.W;
-        for (int c = 0; c < g.C; c++)
-        for (int ki = 0; ki < g.KH; ki++)
-        for (int kj = 0; kj < g.KW; kj++)
-        {
-            T* row = cols + (long)((c * g.KH + ki) * g.KW + kj) * ld;
-            T* src = img + c * plane;
-            var r = new ShiftedRow(g, ki, kj);
-            new Span<T>(row, (int)r.First).Clear();
-            new ReadOnlySpan<T>(src + r.First + r.Shift, (int)(r.End - r.First)).CopyTo(
-                new Span<T>(row + r.First, (int)(r.End - r.First))
-            );
-            new Span<T>(row + r.End, (int)(l - r.End)).Clear();
-            if (r.Dx == 0)
-                continue;
-            // Columns that wrapped into the neighbouring input row read padding: zero them.
-            int x0 = r.Dx < 0 ? 0 : Math.Max(ow - r.Dx, 0),
-                x1 = r.Dx < 0 ? Math.Min(-r.Dx, ow) : ow;
-            for (int oy = r.Oy0; oy < r.Oy1; oy++)
-            for (int x = x0; x < x1; x++)
-                row[oy * ow + x] = T.Zero;
-        }
+        int l = oh * ow;
+        var r = new ShiftedRow(g, oh, ow, ki, kj);
+        new Span<T>(row, (int)r.First).Clear();
+        new ReadOnlySpan<T>(plane + r.First + r.Shift, (int)(r.End - r.First)).CopyTo(
+            new Span<T>(row + r.First, (int)(r.End - r.First))
+        );
+        new Span<T>(row + r.End, (int)(l - r.End)).Clear();
+        if (r.Dx == 0)
+            return;
+        // Columns that wrapped into the neighbouring input row read padding: zero them.
+        int x0 = r.Dx < 0 ? 0 : Math.Max(ow - r.Dx, 0),
+            x1 = r.Dx < 0 ? Math.Min(-r.Dx, ow) : ow;
+        for (int oy = r.Oy0; oy < r.Oy1; oy++)
+        for (int x = x0; x < x1; x++)
+            row[oy * ow + x] = T.Zero;
     }
 
     private static void Col2ImShifted<T>(T* cols, Conv2dGeometry g, T* img, int ld)
         where T : unmanaged, INumber<T>
     {
-        int ow = g.OW;
+        int ow = g.OW,
+            oh = g.OH;
         long plane = (long)g.H * g.W;
         // The wrapped columns' targets are saved before the long add and put back after it: each target receives
         // exactly one value of the row, so restoring it undoes that value exactly.
-        int wrapped = Math.Min(Math.Max(g.PW, (g.KW - 1) * g.DW - g.PW), ow) * g.OH;
+        int wrapped = Math.Min(Math.Max(g.PW, (g.KW - 1) * g.DW - g.PW), ow) * oh;
         Span<T> saved = wrapped <= 256 ? stackalloc T[wrapped] : new T[wrapped];
         for (int c = 0; c < g.C; c++)
         for (int ki = 0; ki < g.KH; ki++)
@@ -89,7 +82,7 @@ internal static unsafe partial class ConvKernels
         {
             T* row = cols + (long)((c * g.KH + ki) * g.KW + kj) * ld;
             T* dst = img + c * plane;
-            var r = new ShiftedRow(g, ki, kj);
+            var r = new ShiftedRow(g, oh, ow, ki, kj);
             int x0 = r.Dx < 0 ? 0 : Math.Max(ow - r.Dx, 0),
                 x1 = r.Dx < 0 ? Math.Min(-r.Dx, ow) : ow;
             int kept = 0;

@@ -11,45 +11,51 @@ internal static unsafe partial class ConvKernels
     public static void Im2Col<T>(T* img, Conv2dGeometry g, T* cols, int ld)
         where T : unmanaged, INumber<T>
     {
-        if (IsShift(g))
+        int rows = g.C * g.KH * g.KW;
+        for (int k = 0; k < rows; k++)
+            Im2ColRow(img, g, k, cols + (long)k * ld);
+    }
+
+    /// <summary>Writes row <paramref name="k"/> (channel, ki, kj) of image <paramref name="img"/>'s unfolded windows —
+    /// OH·OW values — into <paramref name="dst"/>.</summary>
+    public static void Im2ColRow<T>(T* img, Conv2dGeometry g, int k, T* dst)
+        where T : unmanaged, INumber<T>
+    {
+        int c = k / (g.KH * g.KW),
+            ki = k / g.KW % g.KH,
+            kj = k % g.KW;
+        T* plane = img + (long)c * g.H * g.W;
+        int oh = g.OH,
+            ow = g.OW;
+        if (IsShift(g, oh, ow))
         {
-            Im2ColShifted(img, g, cols, ld);
+            ShiftedRowCopy(plane, g, oh, ow, ki, kj, dst);
             return;
         }
-        int oh = g.OH,
-            ow = g.OW,
-            l = ld;
-        for (int c = 0; c < g.C; c++)
-        for (int ki = 0; ki < g.KH; ki++)
-        for (int kj = 0; kj < g.KW; kj++)
+        for (int y = 0; y < oh; y++, dst += ow)
         {
-            T* row = cols + (long)((c * g.KH + ki) * g.KW + kj) * l;
-            for (int y = 0; y < oh; y++)
+            int iy = y * g.SH - g.PH + ki * g.DH;
+            if ((uint)iy >= (uint)g.H)
             {
-                int iy = y * g.SH - g.PH + ki * g.DH;
-                T* dst = row + y * ow;
-                if ((uint)iy >= (uint)g.H)
-                {
-                    new Span<T>(dst, ow).Clear();
-                    continue;
-                }
-                T* src = img + ((long)c * g.H + iy) * g.W;
-                int ix0 = -g.PW + kj * g.DW;
-                if (g.SW == 1)
-                {
-                    // Unit stride: zeros where the window hangs over the padding, one copy for the rest.
-                    int x0 = Math.Clamp(-ix0, 0, ow),
-                        x1 = Math.Clamp(g.W - ix0, x0, ow);
-                    new Span<T>(dst, x0).Clear();
-                    new ReadOnlySpan<T>(src + ix0 + x0, x1 - x0).CopyTo(new Span<T>(dst + x0, x1 - x0));
-                    new Span<T>(dst + x1, ow - x1).Clear();
-                    continue;
-                }
-                for (int x = 0; x < ow; x++)
-                {
-                    int ix = x * g.SW + ix0;
-                    dst[x] = (uint)ix < (uint)g.W ? src[ix] : T.Zero;
-                }
+                new Span<T>(dst, ow).Clear();
+                continue;
+            }
+            T* src = plane + (long)iy * g.W;
+            int ix0 = -g.PW + kj * g.DW;
+            if (g.SW == 1)
+            {
+                // Unit stride: zeros where the window hangs over the padding, one copy for the rest.
+                int x0 = Math.Clamp(-ix0, 0, ow),
+                    x1 = Math.Clamp(g.W - ix0, x0, ow);
+                new Span<T>(dst, x0).Clear();
+                new ReadOnlySpan<T>(src + ix0 + x0, x1 - x0).CopyTo(new Span<T>(dst + x0, x1 - x0));
+                new Span<T>(dst + x1, ow - x1).Clear();
+                continue;
+            }
+            for (int x = 0; x < ow; x++)
+            {
+                int ix = x * g.SW + ix0;
+                dst[x] = (uint)ix < (uint)g.W ? src[ix] : T.Zero;
             }
         }
     }
@@ -58,7 +64,7 @@ internal static unsafe partial class ConvKernels
     public static void Col2Im<T>(T* cols, Conv2dGeometry g, T* img, int ld)
         where T : unmanaged, INumber<T>
     {
-        if (IsShift(g))
+        if (IsShift(g, g.OH, g.OW))
         {
             Col2ImShifted(cols, g, img, ld);
             return;

@@ -24,12 +24,15 @@ internal static unsafe class ImageConv
         where T : unmanaged, INumber<T>
     {
         var s = new Sizes(c, o, groups, g);
-        int chunk = s.ImagesPerChunk<T>();
         // Each group's weights packed once, shared read-only by every thread.
         using var weights = new WeightsOfGroups<T>(groups, gi => new(s.Og, s.Ck, w + (long)gi * s.Og * s.Ck, s.Ck, 1));
+        // float32 on the micro-kernel unfolds each row of the windows straight into the GEMM's packed panel
+        // (IRowSource); otherwise the chunk is unfolded into a column matrix first.
+        bool byRows = typeof(T) == typeof(float) && weights[0].TakesRows && s.L <= Sgemm.MaxRowsWidth;
+        int chunk = byRows ? s.ImagesPerPanel() : s.ImagesPerChunk<T>();
         EachThread(n, (b0, b1) =>
         {
-            T* cols = Alloc<T>((long)s.Ck * chunk * s.L);
+            T* cols = byRows ? null : Alloc<T>((long)s.Ck * chunk * s.L);
             T* acc = Alloc<T>((long)s.Og * chunk * s.L);
             try
             {
@@ -39,9 +42,21 @@ internal static unsafe class ImageConv
                         cols_n = bc * s.L;
                     for (int gi = 0; gi < groups; gi++)
                     {
-                        for (int j = 0; j < bc; j++)
-                            ConvKernels.Im2Col(s.Image(x, n0 + j, gi), g, cols + (long)j * s.L, cols_n);
-                        weights[gi].Multiply(cols_n, cols, cols_n, 1, acc, cols_n, false);
+                        if (byRows)
+                            weights[gi]
+                                .MultiplyRows(
+                                    cols_n,
+                                    new ChunkRows((float*)x, s, g, n0, bc, gi),
+                                    (float*)acc,
+                                    cols_n,
+                                    false
+                                );
+                        else
+                        {
+                            for (int j = 0; j < bc; j++)
+                                ConvKernels.Im2Col(s.Image(x, n0 + j, gi), g, cols + (long)j * s.L, cols_n);
+                            weights[gi].Multiply(cols_n, cols, cols_n, 1, acc, cols_n, false);
+                        }
                         for (int j = 0; j < bc; j++)
                         for (int r = 0; r < s.Og; r++)
                         {
@@ -58,10 +73,21 @@ internal static unsafe class ImageConv
             }
             finally
             {
-                NativeMemory.AlignedFree(cols);
+                if (cols != null)
+                    NativeMemory.AlignedFree(cols);
                 NativeMemory.AlignedFree(acc);
             }
         });
+    }
+
+    /// <summary>Rows of a chunk's unfolded windows, image after image, for the row-sourced GEMM.</summary>
+    private readonly struct ChunkRows(float* x, Sizes s, Conv2dGeometry g, int n0, int bc, int gi) : IRowSource
+    {
+        public void Row(int k, float* dst)
+        {
+            for (int j = 0; j < bc; j++)
+                ConvKernels.Im2ColRow(s.Image(x, n0 + j, gi), g, k, dst + (long)j * s.L);
+        }
     }
 
     /// <summary>dx (zeroed by the caller) and/or dw of a convolution from its output gradient gy [N, O, OH, OW]; x,
@@ -73,12 +99,12 @@ internal static unsafe class ImageConv
         int chunk = s.ImagesPerChunk<T>();
         int threads = Math.Min(CpuThreads.Count, n);
         long wSize = (long)o * s.Ck;
-        // Per thread, per group: dwᵀ [Ck, Og] — the orientation whose GEMM wastes least when Ck is small (conv1: 9
-        // columns would fill 9 of the micro-kernel's 32).
         // Wᵀ of each group for the input gradient, packed once.
         using var weightsT = new WeightsOfGroups<T>(dx != null ? groups : 0, gi =>
             new(s.Ck, s.Og, w + (long)gi * s.Og * s.Ck, 1, s.Ck)
         );
+        // Per thread, per group: dwᵀ [Ck, Og] — the orientation whose GEMM wastes least when Ck is small (conv1: 9
+        // columns would fill 9 of the micro-kernel's 32).
         T* partial = dw != null ? Alloc<T>(threads * wSize) : null;
         if (partial != null)
             new Span<T>(partial, checked((int)(threads * wSize))).Clear();
@@ -229,6 +255,14 @@ internal static unsafe class ImageConv
         /// <summary>Channel block of group <paramref name="gi"/> of image <paramref name="b"/>.</summary>
         public T* Image<T>(T* img, int b, int gi)
             where T : unmanaged => img + ((long)b * _c + (long)gi * Cg) * _plane;
+
+        /// <summary>Images per row-sourced product: as many as keep its packed panel (up to one k-block of rows)
+        /// within <see cref="ChunkBytes"/>, and its width within the row buffer.</summary>
+        public int ImagesPerPanel()
+        {
+            long columns = Math.Min(Sgemm.MaxRowsWidth, ChunkBytes / sizeof(float) / Math.Min(Ck, Sgemm.DepthBlock));
+            return (int)Math.Clamp(columns / Math.Max(L, 1), 1, 64);
+        }
 
         public int ImagesPerChunk<T>()
             where T : unmanaged => (int)Math.Clamp(ChunkBytes / Math.Max((long)Ck * L * sizeof(T), 1), 1, 64);
