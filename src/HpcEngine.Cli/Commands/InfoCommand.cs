@@ -26,6 +26,8 @@ internal static class InfoCommand
                 + $"accelerated {Vector512.IsHardwareAccelerated}"
         );
         Console.WriteLine($"sgemm micro-kernel: {CpuKernels.Gemm}");
+        Console.WriteLine($"conv2d: {CpuKernels.Conv2d}");
+        Console.WriteLine($"max pool 2x2: {CpuKernels.MaxPool2x2}");
         Console.WriteLine("devices: cpu");
         var cuda = HpcEngine.Cuda.CudaDevices.Probe();
         foreach (var line in cuda.ToString().Split('\n'))
