@@ -18,6 +18,17 @@ internal static unsafe partial class Sgemm
             PackA(m, Math.Min(KC, k - pc), a + (long)pc * csA, rsA, csA, dst + (long)PackedRows(m) * pc);
     }
 
+    /// <summary>True (with C cleared where an empty sum overwrites it) when the product has nothing to multiply.</summary>
+    private static bool IsEmpty(int m, int n, int k, float* c, int ldc, bool accumulate)
+    {
+        if (m != 0 && n != 0 && k != 0)
+            return false;
+        if (k == 0 && !accumulate)
+            for (int i = 0; i < m; i++)
+                new Span<float>(c + (long)i * ldc, n).Clear();
+        return true;
+    }
+
     /// <summary>C (+)= A · B on the calling thread, A packed by <see cref="PackAll"/>.</summary>
     public static void RunSerialPacked(
         int m,
@@ -32,13 +43,8 @@ internal static unsafe partial class Sgemm
         bool accumulate
     )
     {
-        if (m == 0 || n == 0 || k == 0)
-        {
-            if (k == 0 && !accumulate)
-                for (int i = 0; i < m; i++)
-                    new Span<float>(c + (long)i * ldc, n).Clear();
+        if (IsEmpty(m, n, k, c, ldc, accumulate))
             return;
-        }
         float* pb = Buffer(ref _packB, KC * NC);
         for (int jc = 0; jc < n; jc += NC)
         {
@@ -79,13 +85,8 @@ internal static unsafe partial class Sgemm
         where TRows : IRowSource
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThan(n, MaxRowsWidth);
-        if (m == 0 || n == 0 || k == 0)
-        {
-            if (k == 0 && !accumulate)
-                for (int i = 0; i < m; i++)
-                    new Span<float>(c + (long)i * ldc, n).Clear();
+        if (IsEmpty(m, n, k, c, ldc, accumulate))
             return;
-        }
         float* pb = Buffer(ref _packB, KC * NC);
         float* row = Buffer(ref _rowB, NC + NR);
         int slivers = (n + NR - 1) / NR;
