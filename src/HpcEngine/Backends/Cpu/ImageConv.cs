@@ -4,8 +4,8 @@ using System.Runtime.InteropServices;
 namespace HpcEngine.Backends.Cpu;
 
 /// <summary>Convolution split by images: each thread takes a contiguous range of the batch and, a few images at a
-/// time, unfolds them into its own column buffer (in cache), multiplies on its own core and writes straight into the
-/// output — one fork-join per pass, no batch-sized column matrix, no permuted copy of the output or of its gradient
+/// time, unfolds them (into the GEMM's packed panel, or into its own column buffer, in cache), multiplies on its own
+/// core and writes straight into the output — one fork-join per pass, no batch-sized column matrix, no permuted copy of the output or of its gradient
 /// (the lowering above the primitives needs both). The weight gradient is summed per thread and then over threads in
 /// thread order, so the result does not depend on timing. This is the partition that scales with cores: a thread's
 /// work is whole images, not slivers of one GEMM.</summary>
