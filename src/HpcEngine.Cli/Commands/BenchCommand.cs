@@ -362,18 +362,34 @@ internal static class StepBench
         );
         BenchCommand.WriteJson(
             o.Json,
-            new Dictionary<string, object>
-            {
-                ["model"] = o.Model!,
-                ["batch_size"] = o.BatchSize,
-                ["optimizer"] = o.Optimizer,
-                ["threads"] = KernelThreads.Count,
-                ["iters"] = o.Iters,
-                ["ms_per_step"] = Math.Round(ms, 4),
-                ["ms_min"] = Math.Round(times[0], 4),
-                ["samples_per_s"] = Math.Round(o.BatchSize / ms * 1000, 1),
-            }
+            Described(
+                o,
+                ms,
+                new()
+                {
+                    ["ms_min"] = Math.Round(times[0], 4),
+                    ["samples_per_s"] = Math.Round(o.BatchSize / ms * 1000, 1),
+                }
+            )
         );
         return 0;
     }
+
+    /// <summary>A step result as JSON fields: what was measured, its time per step, then <paramref name="more"/>.</summary>
+    internal static Dictionary<string, object> Described(
+        BenchOptions o,
+        double msPerStep,
+        Dictionary<string, object> more
+    ) =>
+        new Dictionary<string, object>
+        {
+            ["model"] = o.Model!,
+            ["batch_size"] = o.BatchSize,
+            ["optimizer"] = o.Optimizer,
+            ["threads"] = KernelThreads.Count,
+            ["iters"] = o.Iters,
+            ["ms_per_step"] = Math.Round(msPerStep, 4),
+        }
+            .Concat(more)
+            .ToDictionary();
 }

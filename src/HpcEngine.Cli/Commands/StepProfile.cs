@@ -47,24 +47,22 @@ internal static class StepProfile
             Console.WriteLine($"{phase, -9} total {rows.Where(r => r.Phase == phase).Sum(r => r.Ms), 9:F3} ms");
         BenchCommand.WriteJson(
             o.Json,
-            new Dictionary<string, object>
-            {
-                ["model"] = o.Model!,
-                ["batch_size"] = o.BatchSize,
-                ["optimizer"] = o.Optimizer,
-                ["threads"] = KernelThreads.Count,
-                ["iters"] = o.Iters,
-                ["ms_per_step"] = Math.Round(stepMs, 4),
-                ["profile"] = rows.Select(r => new Dictionary<string, object>
-                    {
-                        ["op"] = r.Op,
-                        ["phase"] = r.Phase,
-                        ["calls_per_step"] = r.Calls,
-                        ["ms_per_step"] = Math.Round(r.Ms, 4),
-                        ["share"] = Math.Round(r.Ms / stepMs, 4),
-                    })
-                    .ToList(),
-            }
+            StepBench.Described(
+                o,
+                stepMs,
+                new()
+                {
+                    ["profile"] = rows.Select(r => new Dictionary<string, object>
+                        {
+                            ["op"] = r.Op,
+                            ["phase"] = r.Phase,
+                            ["calls_per_step"] = r.Calls,
+                            ["ms_per_step"] = Math.Round(r.Ms, 4),
+                            ["share"] = Math.Round(r.Ms / stepMs, 4),
+                        })
+                        .ToList(),
+                }
+            )
         );
         return 0;
     }

@@ -1,41 +1,20 @@
+using System.Numerics;
+
 namespace HpcEngine.Backends.Cpu;
 
 internal sealed unsafe partial class CpuBackend
 {
     public bool TryConv2d(Tensor x, Tensor w, Tensor? bias, Tensor y, int groups, Conv2dGeometry geo)
     {
-        int n = x.Shape[0];
-        if (!ImageConv.Applies(n))
+        if (!ImageConv.Applies(x.Shape[0]))
             return false;
-        int c = x.Shape[1],
-            o = w.Shape[0];
         switch (x.DType)
         {
             case DType.Float32:
-                ImageConv.Forward(
-                    x.Ptr<float>(),
-                    w.Ptr<float>(),
-                    bias != null ? bias.Ptr<float>() : null,
-                    y.Ptr<float>(),
-                    n,
-                    c,
-                    o,
-                    groups,
-                    geo
-                );
+                ConvForward<float>(x, w, bias, y, groups, geo);
                 return true;
             case DType.Float64:
-                ImageConv.Forward(
-                    x.Ptr<double>(),
-                    w.Ptr<double>(),
-                    bias != null ? bias.Ptr<double>() : null,
-                    y.Ptr<double>(),
-                    n,
-                    c,
-                    o,
-                    groups,
-                    geo
-                );
+                ConvForward<double>(x, w, bias, y, groups, geo);
                 return true;
             default:
                 return false;
@@ -44,43 +23,58 @@ internal sealed unsafe partial class CpuBackend
 
     public bool TryConv2dBackward(Tensor x, Tensor w, Tensor gy, Tensor? dx, Tensor? dw, int groups, Conv2dGeometry geo)
     {
-        int n = x.Shape[0];
-        if (!ImageConv.Applies(n))
+        if (!ImageConv.Applies(x.Shape[0]))
             return false;
-        int c = x.Shape[1],
-            o = w.Shape[0];
         switch (x.DType)
         {
             case DType.Float32:
-                ImageConv.Backward(
-                    x.Ptr<float>(),
-                    w.Ptr<float>(),
-                    gy.Ptr<float>(),
-                    dx != null ? dx.Ptr<float>() : null,
-                    dw != null ? dw.Ptr<float>() : null,
-                    n,
-                    c,
-                    o,
-                    groups,
-                    geo
-                );
+                ConvBackward<float>(x, w, gy, dx, dw, groups, geo);
                 return true;
             case DType.Float64:
-                ImageConv.Backward(
-                    x.Ptr<double>(),
-                    w.Ptr<double>(),
-                    gy.Ptr<double>(),
-                    dx != null ? dx.Ptr<double>() : null,
-                    dw != null ? dw.Ptr<double>() : null,
-                    n,
-                    c,
-                    o,
-                    groups,
-                    geo
-                );
+                ConvBackward<double>(x, w, gy, dx, dw, groups, geo);
                 return true;
             default:
                 return false;
         }
     }
+
+    private static void ConvForward<T>(Tensor x, Tensor w, Tensor? bias, Tensor y, int groups, Conv2dGeometry geo)
+        where T : unmanaged, INumber<T> =>
+        ImageConv.Forward(
+            x.Ptr<T>(),
+            w.Ptr<T>(),
+            OrNull<T>(bias),
+            y.Ptr<T>(),
+            x.Shape[0],
+            x.Shape[1],
+            w.Shape[0],
+            groups,
+            geo
+        );
+
+    private static void ConvBackward<T>(
+        Tensor x,
+        Tensor w,
+        Tensor gy,
+        Tensor? dx,
+        Tensor? dw,
+        int groups,
+        Conv2dGeometry geo
+    )
+        where T : unmanaged, INumber<T> =>
+        ImageConv.Backward(
+            x.Ptr<T>(),
+            w.Ptr<T>(),
+            gy.Ptr<T>(),
+            OrNull<T>(dx),
+            OrNull<T>(dw),
+            x.Shape[0],
+            x.Shape[1],
+            w.Shape[0],
+            groups,
+            geo
+        );
+
+    private static T* OrNull<T>(Tensor? t)
+        where T : unmanaged => t != null ? t.Ptr<T>() : null;
 }

@@ -21,10 +21,7 @@ internal static unsafe class Dgemm
         bool accumulate
     )
     {
-        var bc = new double[(long)k * n];
-        for (int p = 0; p < k; p++)
-        for (int j = 0; j < n; j++)
-            bc[(long)p * n + j] = b[(long)p * rsB + (long)j * csB];
+        var bc = RowContiguous(n, k, b, rsB, csB);
         CpuThreads.For(m, 2L * m * n * k, (s, e) => Rows(s, e, n, k, a, rsA, csA, bc, c, ldc, accumulate));
     }
 
@@ -45,11 +42,18 @@ internal static unsafe class Dgemm
         bool accumulate
     )
     {
+        var bc = RowContiguous(n, k, b, rsB, csB);
+        Rows(0, m, n, k, a, rsA, csA, bc, c, ldc, accumulate);
+    }
+
+    /// <summary>B [k, n] (any strides) copied row-major.</summary>
+    private static double[] RowContiguous(int n, int k, double* b, int rsB, int csB)
+    {
         var bc = new double[(long)k * n];
         for (int p = 0; p < k; p++)
         for (int j = 0; j < n; j++)
             bc[(long)p * n + j] = b[(long)p * rsB + (long)j * csB];
-        Rows(0, m, n, k, a, rsA, csA, bc, c, ldc, accumulate);
+        return bc;
     }
 
     /// <summary>Rows [s, e) of C (+)= A · B, B already row-contiguous.</summary>
