@@ -94,6 +94,7 @@ internal static class TrainCommand
             Straggler = CliEnvironment.Straggler,
             Elastic = o.Elastic || CliEnvironment.Elastic,
             ElasticBatch = TrainConfig.ParseElasticBatch(o.ElasticBatch),
+            ElasticCommitSteps = o.ElasticCommitSteps,
         };
         config.Validate();
         if (o.Threads is { } th && th < 1)

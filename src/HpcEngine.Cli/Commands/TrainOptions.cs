@@ -203,7 +203,7 @@ public sealed class TrainOptions
 
     [Option(
         "elastic",
-        HelpText = "Keep training when a rank is lost: the survivors re-form and go on from their last commit point (sync, zero1, localsgd, diloco, any codec; not ssp; set by launch --elastic through HPCENGINE_ELASTIC)."
+        HelpText = "Keep training when a rank is lost: the survivors re-form and go on from their last commit point (sync, zero1, localsgd, diloco, any codec, ssp with servers on the workers; set by launch --elastic through HPCENGINE_ELASTIC)."
     )]
     public bool Elastic { get; set; }
 
@@ -213,6 +213,13 @@ public sealed class TrainOptions
         HelpText = "What an elastic run keeps when workers come and go: keep-local (the per-worker batch; lr scaled by W/W0) or keep-global (the global batch; per-worker batch BatchSize*W0/W)."
     )]
     public string ElasticBatch { get; set; } = "keep-local";
+
+    [Option(
+        "elastic-commit-steps",
+        Default = 20,
+        HelpText = "ssp under --elastic: steps between commit points (and one at each epoch's end), where the workers meet and each shard's state is copied to the next rank; a loss redoes the steps since the last one."
+    )]
+    public int ElasticCommitSteps { get; set; } = 20;
 
     [Option(
         "fault-plan",

@@ -20,13 +20,13 @@ namespace HpcEngine.Parallel;
 /// result equals synchronous data parallelism); <c>ssp:inf</c> never waits.</para>
 /// <para>Messages are point-to-point sends over the process group's links (so network emulation and byte counters
 /// apply); a co-located rank's own shard is served in process.</para></summary>
-public sealed class ParameterServerStrategy : ITrainingStrategy
+public sealed partial class ParameterServerStrategy : ITrainingStrategy
 {
     private const int TagRequest = 0x5501,
         TagRequestData = 0x5502,
         TagReply = 0x5503,
         TagReplyData = 0x5504;
-    private const int HeaderLongs = 3; // clock (−1: done), version read, learning rate (double bits)
+    private const int HeaderLongs = 3; // clock (−1: done; −2, −3: a commit's rendezvous), version read, learning rate (double bits)
 
     private readonly Module _model;
     private readonly IProcessGroup _group;
@@ -39,7 +39,7 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
     private readonly ShardServer? _server;
     private readonly Optimizer? _lrHolder;
     private readonly Tensor? _lrDummy;
-    private readonly Thread[] _serving;
+    private Thread[] _serving = [];
     private readonly long[] _versionRead;
     private readonly float[] _flat;
     private readonly List<Exception> _serverErrors = new();
@@ -91,13 +91,16 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
     /// name="group">All ranks: workers, then dedicated servers.</param> <param name="makeOptimizer">Builds a shard's
     /// optimizer.</param> <param name="bound">The staleness bound k; null for none.</param> <param
     /// name="dedicatedServers">0: every rank serves a shard while it trains; S &gt; 0: the last S ranks only
-    /// serve.</param>
+    /// serve.</param> <param name="commitSteps">0: not elastic. N &gt; 0 (elastic recovery; co-located servers
+    /// only): a commit point every N steps and at each <see cref="Commit"/>, where every shard's state is copied to
+    /// the next rank.</param>
     public ParameterServerStrategy(
         Module model,
         IProcessGroup group,
         Func<IEnumerable<Tensor>, Optimizer> makeOptimizer,
         int? bound,
-        int dedicatedServers = 0
+        int dedicatedServers = 0,
+        int commitSteps = 0
     )
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -110,7 +113,12 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
                 nameof(dedicatedServers),
                 $"dedicated servers must leave at least one of the {group.Size} ranks to train, got {dedicatedServers}"
             );
-        (_model, _group, Bound, _dedicated) = (model, group, bound, dedicatedServers);
+        if (commitSteps < 0 || (commitSteps > 0 && dedicatedServers > 0))
+            throw new ArgumentOutOfRangeException(
+                nameof(commitSteps),
+                "commit points (elastic recovery) need a positive period and servers co-located with the workers"
+            );
+        (_model, _group, Bound, _dedicated, _commitEvery) = (model, group, bound, dedicatedServers, commitSteps);
         Workers = group.Size - dedicatedServers;
         _shards = dedicatedServers == 0 ? group.Size : dedicatedServers;
         _myShard =
@@ -134,13 +142,21 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
             _lrDummy = Tensor.Zeros([1]).DetachFromScope().RequiresGrad_();
             _lrHolder = makeOptimizer([_lrDummy]);
         }
-        _serving = !IsServer
-            ? []
-            : Enumerable
-                .Range(0, Workers)
-                .Where(w => w != group.Rank)
-                .Select(w => new Thread(() => Serve(w)) { IsBackground = true, Name = $"ps-shard{_myShard}-worker{w}" })
-                .ToArray();
+        if (_commitEvery > 0)
+            BeginCommits();
+    }
+
+    /// <summary>Starts serving the other workers, at the first step (or the finish): after a change of membership
+    /// the shard's state is re-partitioned first, and a push that arrives earlier waits in the link.</summary>
+    private void EnsureServing()
+    {
+        if (!IsServer || _serving.Length > 0)
+            return;
+        _serving = Enumerable
+            .Range(0, Workers)
+            .Where(w => w != _group.Rank)
+            .Select(w => new Thread(() => Serve(w)) { IsBackground = true, Name = $"ps-shard{_myShard}-worker{w}" })
+            .ToArray();
         foreach (var t in _serving)
             t.Start();
     }
@@ -180,6 +196,7 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
             throw new InvalidOperationException(
                 $"rank {_group.Rank} is a dedicated parameter server: it serves (ServeUntilDone), it does not train"
             );
+        EnsureServing();
         using var noGrad = GradMode.NoGrad();
         Flatten(useGrads: true);
         long clock = _clock++;
@@ -235,6 +252,8 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
         CommunicationSeconds += Math.Max(0, elapsed - waited);
         ThrowIfServerFailed();
         CopyIntoModel();
+        if (_commitEvery > 0)
+            AfterElasticStep();
     }
 
     /// <summary>Serves worker <paramref name="w"/>'s requests for this rank's shard until it says it is done.</summary>
@@ -250,6 +269,11 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
             {
                 _group.Recv(header, w, TagRequest).Wait();
                 var h = header.ToArray<long>();
+                if (h[0] is CommitRequest or CommitAck)
+                {
+                    ServeRendezvous(w, h[0] == CommitRequest, h[1], reply);
+                    continue;
+                }
                 if (h[0] < 0)
                 {
                     _server!.Leave(w);
@@ -270,7 +294,7 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
         {
             lock (_serverErrors)
                 _serverErrors.Add(e);
-            _server!.Leave(w);
+            _server!.Leave(w, failed: true);
         }
     }
 
@@ -300,6 +324,7 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
         if (_finished)
             return;
         _finished = true;
+        EnsureServing();
         if (IsWorker)
         {
             if (IsServer)
@@ -352,12 +377,18 @@ public sealed class ParameterServerStrategy : ITrainingStrategy
     /// <inheritdoc/>
     public void Dispose()
     {
+        if (_commitEvery > 0 && !_finished)
+        {
+            Abandon(); // elastic: this generation's group is gone (a change of membership), so there is no finish
+            return;
+        }
         try
         {
             Finish();
         }
         finally
         {
+            DisposeCommits();
             _server?.Dispose();
             _lrHolder?.Dispose();
             _lrDummy?.Dispose();

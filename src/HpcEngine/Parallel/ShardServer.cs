@@ -6,7 +6,7 @@ namespace HpcEngine.Parallel;
 
 /// <summary>One shard of a <see cref="ParameterServerStrategy"/>: its master weights, optimizer and clocks. Every
 /// member takes its lock.</summary>
-internal sealed class ShardServer : IDisposable
+internal sealed partial class ShardServer : IDisposable
 {
     private readonly object _lock = new();
     private readonly Tensor _weights;
@@ -35,6 +35,8 @@ internal sealed class ShardServer : IDisposable
         _pending = new float[initial.Length];
         _clocks = new long[workers];
         _left = new bool[workers];
+        _arrived = new long[workers];
+        Array.Fill(_arrived, -1);
         _bound = bound;
         Optimizer = makeOptimizer([_weights]);
     }
@@ -138,12 +140,13 @@ internal sealed class ShardServer : IDisposable
     }
 
     /// <summary>A worker has finished; when none is left, what is still pending is applied (nothing is
-    /// dropped).</summary>
-    public void Leave(int worker)
+    /// dropped). <paramref name="failed"/>: its link failed, so a commit in progress cannot complete.</summary>
+    public void Leave(int worker, bool failed = false)
     {
         lock (_lock)
         {
             _left[worker] = true;
+            _failedWorker = failed ? worker : _failedWorker;
             if (_left.All(l => l))
                 Apply();
             Monitor.PulseAll(_lock);
@@ -159,6 +162,7 @@ internal sealed class ShardServer : IDisposable
 
     public void Dispose()
     {
+        DisposeSnapshots();
         Optimizer.Dispose();
         _weights.ZeroGrad();
         _weights.Dispose();

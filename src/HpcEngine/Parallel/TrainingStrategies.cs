@@ -17,15 +17,21 @@ public static class TrainingStrategies
     /// together.</param> <param name="makeOptimizer">Builds the optimizer over the parameters it is given (zero1 and
     /// ssp pass a shard).</param> <param name="codec">Gradient compression: sync compresses the gradient buckets,
     /// localsgd and diloco the pseudo-gradients they average; zero1 and ssp reject one.</param> <param
-    /// name="elastic">Keep what elastic recovery needs: zero1 copies each shard's state to the next rank.</param>
+    /// name="elastic">Keep what elastic recovery needs: zero1 copies each shard's state to the next rank, and so does
+    /// ssp at its commit points.</param> <param name="commitSteps">ssp under <paramref name="elastic"/>: steps between
+    /// commit points.</param>
     public static ITrainingStrategy Create(
         string spec,
         Module model,
         IProcessGroup group,
         Func<IEnumerable<Tensor>, Optimizer> makeOptimizer,
         Compression.GradientCodec? codec = null,
-        bool elastic = false
-    ) => Create(StrategySpec.Parse(spec), model, group, makeOptimizer, codec, elastic);
+        bool elastic = false,
+        int commitSteps = DefaultCommitSteps
+    ) => Create(StrategySpec.Parse(spec), model, group, makeOptimizer, codec, elastic, commitSteps);
+
+    /// <summary>Steps between an elastic parameter server's commit points unless the caller says.</summary>
+    public const int DefaultCommitSteps = 20;
 
     /// <summary>Builds the strategy <paramref name="spec"/> describes (see the string overload).</summary>
     public static ITrainingStrategy Create(
@@ -34,7 +40,8 @@ public static class TrainingStrategies
         IProcessGroup group,
         Func<IEnumerable<Tensor>, Optimizer> makeOptimizer,
         Compression.GradientCodec? codec = null,
-        bool elastic = false
+        bool elastic = false,
+        int commitSteps = DefaultCommitSteps
     )
     {
         ArgumentNullException.ThrowIfNull(spec);
@@ -58,7 +65,8 @@ public static class TrainingStrategies
                 group,
                 makeOptimizer,
                 spec.StalenessBound,
-                spec.DedicatedServers
+                spec.DedicatedServers,
+                elastic ? commitSteps : 0
             ),
             // Local SGD is the outer step of DiLoCo with learning rate 1 and no momentum: θ ← θ_start − avg(θ_start −
             // θ_local) = avg(θ_local); going through the pseudo-gradient lets a codec compress what is averaged.

@@ -150,7 +150,8 @@ public sealed partial class Zero1Strategy
     }
 
     /// <summary>For a group that fell to one rank (no strategy, a plain optimizer over every parameter): the whole
-    /// state re-assembled from the exports and laid out per parameter.</summary>
+    /// state re-assembled from the exports and laid out per parameter (a parameter server's weights into the
+    /// parameters themselves).</summary>
     public static void ImportWhole(
         IProcessGroup group,
         int root,
@@ -171,6 +172,12 @@ public sealed partial class Zero1Strategy
                     state[$"state.{i}.{name.Split('.', 3)[2]}"] = value.Clone().DetachFromScope();
             foreach (var (name, whole) in full)
             {
+                if (name == ShardServer.WeightsEntry)
+                {
+                    // A parameter server's shards hold the weights too: they become the replica.
+                    CopyIntoParameters(whole, parameters);
+                    continue;
+                }
                 string entry = name.Split('.', 3)[2]; // "state.0.exp_avg" → "exp_avg"
                 int at = 0;
                 for (int i = 0; i < parameters.Count; i++)
@@ -192,6 +199,18 @@ public sealed partial class Zero1Strategy
             Dispose(full);
             Dispose(replicated);
             Dispose(state);
+        }
+    }
+
+    private static void CopyIntoParameters(Tensor flat, IReadOnlyList<Tensor> parameters)
+    {
+        int at = 0;
+        foreach (var p in parameters)
+        {
+            using var part = flat.Narrow(0, at, p.NumEl);
+            using var shaped = part.Reshape(p.ShapeArray);
+            Ops.CopyInto(p, shaped);
+            at += p.NumEl;
         }
     }
 

@@ -181,7 +181,9 @@ internal sealed class ElasticTraining(TrainingRun run)
         var what = new List<string>();
         if (perRankState)
             what.Add($"its {run.Config.CodecName} error-feedback state");
-        if (run.Strategy is { CommitsEveryStep: false })
+        if (run.Strategy is ParameterServerStrategy { CommitsEveryStep: false })
+            what.Add("the steps since the last commit point (every survivor redoes its own)");
+        else if (run.Strategy is { CommitsEveryStep: false })
             what.Add("its local steps since the last outer step");
         return what.Count > 0 ? what.ToArray() : null;
     }

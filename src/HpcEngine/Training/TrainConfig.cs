@@ -149,9 +149,9 @@ public sealed record TrainConfig
     public string? Straggler { get; init; }
 
     /// <summary>Keep training when a rank is lost (<see cref="Trainer.RunElastic"/>): the survivors re-form and go on
-    /// from their last commit point with the most advanced member's state. Supported for sync, zero1, localsgd and
-    /// diloco (with or without a codec; not ssp), one step per batch and checkpoints at epoch ends only (each a
-    /// <c>TrainConfigException</c> otherwise). Not part of the run's
+    /// from their last commit point with the most advanced member's state. Supported for sync, zero1, localsgd,
+    /// diloco (with or without a codec) and ssp with co-located servers, one step per batch and checkpoints at epoch
+    /// ends only (each a <c>TrainConfigException</c> otherwise). Not part of the run's
     /// fingerprint: a resume may turn it on or off.</summary>
     [JsonIgnore]
     public bool Elastic { get; init; }
@@ -160,6 +160,12 @@ public sealed record TrainConfig
     /// learning rate scaled linearly). Not part of the fingerprint.</summary>
     [JsonIgnore]
     public ElasticBatch ElasticBatch { get; init; } = ElasticBatch.KeepLocal;
+
+    /// <summary>ssp under <see cref="Elastic"/>: steps between commit points (and one at each epoch's end), where the
+    /// workers meet and every shard's state is copied to the next rank. A loss redoes the steps since the last one.
+    /// Not part of the fingerprint.</summary>
+    [JsonIgnore]
+    public int ElasticCommitSteps { get; init; } = Parallel.TrainingStrategies.DefaultCommitSteps;
 
     /// <summary>The codec's name as results report it ("none" without one).</summary>
     [JsonIgnore]
@@ -252,12 +258,17 @@ public sealed record TrainConfig
             $"{{ClipNorm}} must be 0 (off) or a positive number, got {ClipNorm}"
         );
         Require(
-            !Elastic || Strategy.Kind != StrategyKind.ParameterServer,
+            !Elastic || Strategy.Kind != StrategyKind.ParameterServer || Strategy.DedicatedServers == 0,
             nameof(Elastic),
-            "{Elastic} recovers sync, zero1, localsgd and diloco (with or without a codec), not "
+            "{Elastic} recovers sync, zero1, localsgd, diloco and ssp with servers on the workers, not "
                 + Strategy
-                + ": a parameter server's shards live on one rank each, with no copy elsewhere yet, so a loss would take "
-                + "them with it"
+                + ": dedicated server ranks would have to be replaced by training ranks; use ssp:K (every rank serves "
+                + "a shard)"
+        );
+        Require(
+            ElasticCommitSteps > 0,
+            nameof(ElasticCommitSteps),
+            $"{{ElasticCommitSteps}} must be 1 or more, got {ElasticCommitSteps}"
         );
         Require(
             !Elastic || (GradAccumulation == 1 && SaveEverySteps == 0 && MaxSteps == 0 && !CudaGraph),

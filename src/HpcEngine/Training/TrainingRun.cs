@@ -155,7 +155,10 @@ internal sealed class TrainingRun : IDisposable
     public void Regroup()
     {
         var elastic = Elastic ?? throw new InvalidOperationException("internal: regroup without an elastic group");
-        var (tensors, scalars) = Optimizer.StateDict();
+        // A partitioned state (zero1's, a parameter server's shards) is re-partitioned after this, from every member's
+        // export: this rank's shard of the old partition does not fit the new one.
+        bool partitioned = Strategy?.PartitionsOptimizer == true;
+        var (tensors, scalars) = partitioned ? (new(), new()) : Optimizer.StateDict();
         var (strategyTensors, strategyScalars) = Strategy?.StateDict() ?? (new(), new());
         try
         {
@@ -174,7 +177,8 @@ internal sealed class TrainingRun : IDisposable
                 }
             Workers = Group.Size;
             Optimizer = Strategy?.Optimizer ?? Trainer.MakeOptimizer(Config, Model.Parameters());
-            Optimizer.LoadStateDict(tensors, scalars);
+            if (!partitioned)
+                Optimizer.LoadStateDict(tensors, scalars);
             if (strategyTensors.Count > 0 || strategyScalars.Count > 0)
                 Strategy?.LoadStateDict(strategyTensors, strategyScalars); // DiLoCo's outer state, this rank's view
             foreach (var p in Model.Parameters())
@@ -202,7 +206,8 @@ internal sealed class TrainingRun : IDisposable
             group,
             ps => Trainer.MakeOptimizer(optimizerConfig, ps),
             codec,
-            config.Elastic
+            config.Elastic,
+            config.ElasticCommitSteps
         );
     }
 

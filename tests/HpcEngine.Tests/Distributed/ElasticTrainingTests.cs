@@ -239,12 +239,98 @@ public class ElasticTrainingTests
     [Test]
     public void Elastic_with_a_strategy_it_cannot_recover_is_refused_naming_the_setting()
     {
-        var r = TestSupport.RunCli(["train", "--elastic", "--strategy", "ssp:2", "--epochs", "1", "--data", _dir]);
+        var r = TestSupport.RunCli(["train", "--elastic", "--strategy", "ssp:2:1", "--epochs", "1", "--data", _dir]);
         Assert.That(r.Exit, Is.Not.Zero);
         Assert.That(
             r.Stderr,
-            Does.Contain("--elastic recovers sync, zero1, localsgd and diloco (with or without a codec), not ssp:2")
+            Does.Contain(
+                "--elastic recovers sync, zero1, localsgd, diloco and ssp with servers on the workers, not ssp:2:1"
+            )
         );
+        var steps = TestSupport.RunCli([
+            "train",
+            "--elastic",
+            "--strategy",
+            "ssp:2",
+            "--elastic-commit-steps",
+            "0",
+            "--data",
+            _dir,
+        ]);
+        Assert.That(steps.Stderr, Does.Contain("--elastic-commit-steps must be 1 or more, got 0"));
+    }
+
+    private static double[] Losses(JsonElement j) =>
+        j.GetProperty("step_losses").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+
+    [Test]
+    public void Under_ssp_0_committing_every_step_a_lost_shard_is_recovered_from_its_copy_as_sync_recovers()
+    {
+        // ssp:0 is bulk-synchronous (it trains as sync does); with a commit point after every step, a loss goes back
+        // to the last step exactly as sync's does. Rank 1's shard (its third of the weights and of Adam's moments) is
+        // rebuilt from rank 2's copy: had it been lost, that third would move differently at once.
+        string plan = "kill:rank=1,step=3";
+        var sync = Train(true, plan, 3, "--strategy", "sync", "--optimizer", "adam");
+        var ssp = Train(true, plan, 3, "--strategy", "ssp:0", "--elastic-commit-steps", "1", "--optimizer", "adam");
+        Assert.That(sync.Exit, Is.Zero, sync.Out);
+        Assert.That(ssp.Exit, Is.Zero, ssp.Out);
+        AssertRecovered(ssp.Json!.Value, 1, 3);
+        Assert.That(Losses(ssp.Json.Value), Is.EqualTo(Losses(sync.Json!.Value)).Within(1e-5));
+    }
+
+    [Test]
+    public void Under_ssp_the_survivors_redo_the_steps_since_the_last_commit_point()
+    {
+        // 3 ranks × 32, commit points every 4 steps: rank 2 dies after step 3, so the commit point of step 4 never
+        // completes; the survivors go back to the start (step 0) and train the epoch at 2 ranks (8 steps), then epoch 2.
+        var (exit, output, json) = Train(
+            true,
+            "kill:rank=2,step=3",
+            3,
+            "--strategy",
+            "ssp:2",
+            "--elastic-commit-steps",
+            "4"
+        );
+        Assert.That(exit, Is.Zero, output);
+        var j = json!.Value;
+        Assert.That(j.GetProperty("status").GetString(), Is.EqualTo("completed"));
+        var e = j.GetProperty("membership").EnumerateArray().Single();
+        Assert.That((e.GetProperty("kind").GetString(), e.GetProperty("rank").GetInt32()), Is.EqualTo(("lost", 2)));
+        Assert.That(e.GetProperty("step").GetInt64(), Is.Zero, "rolled back to the last commit point");
+        Assert.That(
+            e.GetProperty("dropped").EnumerateArray().Select(d => d.GetString()),
+            Is.EqualTo(new[] { "the steps since the last commit point (every survivor redoes its own)" })
+        );
+        Assert.That(j.GetProperty("steps").GetInt64(), Is.EqualTo(8 + 8));
+        Assert.That(j.GetProperty("replica_hash_agree").GetBoolean(), Is.True, "every epoch ends at a commit point");
+        Assert.That(j.GetProperty("samples_seen").GetInt64(), Is.EqualTo(1024), "none lost, none twice");
+        Assert.That(j.GetProperty("samples_expected").GetInt64(), Is.EqualTo(1024));
+    }
+
+    [Test]
+    public void Under_ssp_the_last_survivor_takes_every_shard_and_trains_alone_as_sync_would()
+    {
+        // 2 ranks: rank 1 dies after step 3; rank 0 takes rank 1's shard (weights and Adam's moments) from its copy into
+        // a plain optimizer over the whole model and trains the rest alone (10 steps), then epoch 2 (16): step for step
+        // what sync does through the same loss.
+        string plan = "kill:rank=1,step=3";
+        var sync = Train(true, plan, 2, "--strategy", "sync", "--optimizer", "adam");
+        var ssp = Train(true, plan, 2, "--strategy", "ssp:0", "--elastic-commit-steps", "1", "--optimizer", "adam");
+        Assert.That(sync.Exit, Is.Zero, sync.Out);
+        Assert.That(ssp.Exit, Is.Zero, ssp.Out);
+        var e = ssp.Json!.Value.GetProperty("membership").EnumerateArray().Single();
+        Assert.That(
+            (
+                e.GetProperty("rank").GetInt32(),
+                e.GetProperty("step").GetInt64(),
+                e.GetProperty("world_size_after").GetInt32()
+            ),
+            Is.EqualTo((1, 3L, 1))
+        );
+        Assert.That(ssp.Json.Value.GetProperty("steps").GetInt64(), Is.EqualTo(3 + 10 + 16));
+        Assert.That(ssp.Json.Value.GetProperty("samples_seen").GetInt64(), Is.EqualTo(1024));
+        Assert.That(Losses(ssp.Json.Value), Is.EqualTo(Losses(sync.Json!.Value)).Within(1e-5));
     }
 
     [TestCase(0)]
@@ -260,8 +346,6 @@ public class ElasticTrainingTests
         Assert.That(sync.Exit, Is.Zero, sync.Out);
         Assert.That(zero1.Exit, Is.Zero, zero1.Out);
         AssertRecovered(zero1.Json!.Value, lost, 3);
-        double[] Losses(JsonElement j) =>
-            j.GetProperty("step_losses").EnumerateArray().Select(x => x.GetDouble()).ToArray();
         Assert.That(Losses(zero1.Json.Value), Is.EqualTo(Losses(sync.Json!.Value)).Within(1e-5));
         Assert.That(zero1.Json.Value.GetProperty("membership")[0].TryGetProperty("dropped", out _), Is.False);
     }
