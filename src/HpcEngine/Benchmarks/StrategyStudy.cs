@@ -98,7 +98,8 @@ public static class StrategyStudy
     }
 
     /// <summary>Why a strategy is left out of a study under faults.</summary>
-    public const string NotElastic = "a parameter server (ssp) is not recovered by elastic training";
+    public const string NotElastic =
+        "a parameter server with dedicated server ranks (ssp:K:S) is not recovered by elastic training";
 
     private static void Named<T>(string property, string text, Func<string, T> parse)
     {
@@ -128,7 +129,7 @@ public static class StrategyStudy
             var plan = new StrategyRunPlan(s, c, w);
             if (c != "none" && !StrategySpec.Parse(s).AcceptsCodec)
                 skipped.Add((plan, ShardsTakeNoCodec));
-            else if (config.FaultPlan != null && StrategySpec.Parse(s).Kind == StrategyKind.ParameterServer)
+            else if (config.FaultPlan != null && StrategySpec.Parse(s).DedicatedServers > 0)
                 skipped.Add((plan, NotElastic));
             else
             {

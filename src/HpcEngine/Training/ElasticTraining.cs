@@ -9,7 +9,7 @@ namespace HpcEngine.Training;
 /// <summary>What an elastic run does when a member is lost (<see cref="TrainConfig.Elastic"/>): the survivors form
 /// the next generation (<see cref="Distributed.Elastic.ElasticGroup.Recover"/>), go back to their last commit point
 /// (the last step whose exchange they finished; under local SGD / DiLoCo the last outer step, so the window's local
-/// steps are redone), rebuild the strategy over the new group, take the model, optimizer and strategy state, step and
+/// steps are redone; under ssp the last commit point), rebuild the strategy over the new group, take the model, optimizer and strategy state, step and
 /// data position of the member whose commit point is furthest on (live recovery: over the group, no disk), and go on
 /// from there with the epoch's remaining samples dealt over the new world size. A rank that finished the failed
 /// exchange and one that did not both end with that member's state; per-rank codec state (residuals) stays with each

@@ -32,16 +32,17 @@ public sealed record RunMetrics(
         string codec,
         double computeSeconds,
         long bytesSent,
-        long steps
+        long steps,
+        StrategySeconds past = default
     )
     {
         var st = strategy.Staleness;
         double[] mine =
         [
             computeSeconds,
-            strategy.CommunicationSeconds,
-            strategy.WaitSeconds,
-            strategy.CompressSeconds,
+            past.Communication + strategy.CommunicationSeconds,
+            past.Wait + strategy.WaitSeconds,
+            past.Compress + strategy.CompressSeconds,
             bytesSent,
             steps,
             st.Updates,
@@ -78,4 +79,12 @@ public sealed record RunMetrics(
             Mean(9)
         );
     }
+}
+
+/// <summary>Seconds an elastic run's strategies of earlier generations spent communicating, waiting and compressing
+/// (each generation's strategy counts from zero).</summary>
+internal readonly record struct StrategySeconds(double Communication, double Wait, double Compress)
+{
+    public StrategySeconds Plus(ITrainingStrategy s) =>
+        new(Communication + s.CommunicationSeconds, Wait + s.WaitSeconds, Compress + s.CompressSeconds);
 }

@@ -103,7 +103,8 @@ internal sealed class TrainingLoop(TrainingRun run, Dataset test)
                 _config.CodecName,
                 _computeSeconds,
                 group.BytesSent + run.BytesOfPastGenerations - bytesAtStart,
-                _workerSteps
+                _workerSteps,
+                run.SecondsOfPastGenerations
             );
         }
         // A run that stopped between evaluations (MaxSteps), or resumed an already finished one, evaluates where it
@@ -210,9 +211,10 @@ internal sealed class TrainingLoop(TrainingRun run, Dataset test)
                             rejoin = true;
                             break;
                         }
-                        if (run.Elastic is { LeaveRequested: true })
+                        if (run.Elastic is { LeaveRequested: true } && run.Strategy is not { StepCommitted: false })
                         {
-                            // Preempted (SIGTERM): the step is committed everywhere; leave before the next one.
+                            // Preempted (SIGTERM): the step is committed everywhere (under local SGD, DiLoCo and ssp
+                            // the next commit point is awaited); leave before the next one.
                             _left = _stopped = true;
                             break;
                         }

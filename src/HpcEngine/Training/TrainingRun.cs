@@ -149,6 +149,9 @@ internal sealed class TrainingRun : IDisposable
     /// counts from zero).</summary>
     public long BytesOfPastGenerations { get; private set; }
 
+    /// <summary>Communication, wait and compression seconds of an elastic run's earlier generations' strategies.</summary>
+    public StrategySeconds SecondsOfPastGenerations { get; private set; }
+
     /// <summary>After <see cref="Elastic"/> formed a new generation: the strategy over the new group (its optimizer
     /// keeps this rank's state; the caller then makes every rank's state the new rank 0's) and this rank's shard of
     /// the data at the new world size.</summary>
@@ -164,6 +167,8 @@ internal sealed class TrainingRun : IDisposable
         {
             Strategy?.Dispose(); // its pending exchanges belong to the failed generation
             BytesOfPastGenerations += Group?.BytesSent ?? 0;
+            if (Strategy != null)
+                SecondsOfPastGenerations = SecondsOfPastGenerations.Plus(Strategy);
             Group = elastic.Group;
             // A new strategy starts by broadcasting rank 0's replica; this rank's own (its commit point) is put back, as
             // the state that every rank takes next may be another member's.

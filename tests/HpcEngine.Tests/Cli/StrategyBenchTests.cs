@@ -193,7 +193,7 @@ public class StrategyBenchTests
                     "--batch-size",
                     "32",
                     "--strategies",
-                    "zero1,ssp:1",
+                    "zero1,ssp:1:1",
                     "--compress",
                     "none",
                     "--fault-plan",

@@ -150,7 +150,40 @@ public class ElasticTrainingTests
     }
 
     [Test]
-    public void A_killed_worker_is_replaced_by_the_launcher_and_the_replacement_joins_the_running_job()
+    public void Under_ssp_a_preempted_worker_leaves_at_the_next_commit_point_and_nothing_is_redone()
+    {
+        // SIGTERM at step 3, commit points every 4 steps: the worker leaves at a commit point (step 4, or later on a
+        // loaded machine), where its shard's copy is on the next rank; the others take it from there and go on from
+        // that very step.
+        var (exit, output, json) = Train(
+            true,
+            "term:rank=1,step=3",
+            3,
+            "--strategy",
+            "ssp:1",
+            "--elastic-commit-steps",
+            "4"
+        );
+        Assert.That(exit, Is.Zero, output);
+        var left = System.Text.RegularExpressions.Regex.Match(output, @"member 1 left the job after step (\d+)");
+        Assert.That(left.Success, Is.True, output);
+        int at = int.Parse(left.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.That(
+            at % 4 == 0 || at == 6,
+            Is.True,
+            $"left after step {at}: a commit point (4, 8, or epoch 1's end, 6)"
+        );
+        var j = json!.Value;
+        var e = j.GetProperty("membership").EnumerateArray().Single();
+        Assert.That((e.GetProperty("kind").GetString(), e.GetProperty("rank").GetInt32()), Is.EqualTo(("left", 1)));
+        Assert.That(e.GetProperty("step").GetInt64(), Is.EqualTo(at), "the survivors go on from where it left");
+        Assert.That(j.GetProperty("replica_hash_agree").GetBoolean(), Is.True);
+        Assert.That(j.GetProperty("samples_seen").GetInt64(), Is.EqualTo(j.GetProperty("samples_expected").GetInt64()));
+    }
+
+    [TestCase("sync")]
+    [TestCase("ssp:2")]
+    public void A_killed_worker_is_replaced_by_the_launcher_and_the_replacement_joins_the_running_job(string strategy)
     {
         // The embedded 10,000 images, 8 epochs: long enough (seconds) for the replacement process to start, register and
         // be admitted at a join check (every 5 steps), which then receives rank 0's state over the group.
@@ -176,6 +209,10 @@ public class ElasticTrainingTests
                 "kill:rank=2,step=4",
                 "--json",
                 json,
+                "--strategy",
+                strategy,
+                "--elastic-commit-steps",
+                "5", // ssp admits joiners at its commit points
             ],
             timeoutSeconds: 240
         );
